@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* One logger for the programs: one line per event, logfmt (key=value). The
+ * scheduling engine never logs; the programs that call it do. */
+#ifndef FLEXPU_LOG_H
+#define FLEXPU_LOG_H
+
+#include "flexpu/error.h"
+
+enum flexpu_log_level {
+    FLEXPU_LOG_DEBUG = 0,
+    FLEXPU_LOG_INFO = 1,
+    FLEXPU_LOG_WARN = 2,
+    FLEXPU_LOG_ERROR = 3,
+    FLEXPU_LOG_OFF = 4,
+};
+
+/* Receives each finished line (without the newline). The default writes it
+ * to stderr. */
+typedef void (*flexpu_log_sink)(const char *line, void *ctx);
+
+void flexpu_log_set_level(enum flexpu_log_level level);
+enum flexpu_log_level flexpu_log_get_level(void);
+/* sink NULL restores stderr. */
+void flexpu_log_set_sink(flexpu_log_sink sink, void *ctx);
+/* When off (the default for tests), lines carry no time= field. */
+void flexpu_log_set_timestamps(int on);
+
+/* "debug", "info", "warn"/"warning", "error", "off" (any case). */
+int flexpu_log_level_parse(const char *s, enum flexpu_log_level *out, struct flexpu_error *err);
+const char *flexpu_log_level_name(enum flexpu_log_level level);
+
+/* Logs `time=... level=L comp=COMP msg="MSG" KV` where KV is a printf-format
+ * of further key=value pairs (may be NULL). Quotes and control bytes in msg
+ * are escaped and newlines anywhere are replaced, so one event is one line. */
+void flexpu_log(enum flexpu_log_level level, const char *comp, const char *msg, const char *kvfmt,
+                ...) __attribute__((format(printf, 4, 5)));
+
+#define FX_DEBUG(comp, msg, ...) flexpu_log(FLEXPU_LOG_DEBUG, comp, msg, __VA_ARGS__)
+#define FX_INFO(comp, msg, ...)  flexpu_log(FLEXPU_LOG_INFO, comp, msg, __VA_ARGS__)
+#define FX_WARN(comp, msg, ...)  flexpu_log(FLEXPU_LOG_WARN, comp, msg, __VA_ARGS__)
+#define FX_ERROR(comp, msg, ...) flexpu_log(FLEXPU_LOG_ERROR, comp, msg, __VA_ARGS__)
+
+#endif

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Installs the Debian packages the build and the tests need, if any is
+# missing. As root it runs apt-get; otherwise it prints the exact command and
+# fails, so nothing is ever assumed to be on the machine.
+set -euo pipefail
+
+# One list: what the build, the unit tests, the sanitizer build and the
+# fuzzers need.
+PACKAGES=(
+  gcc make cmake ninja-build pkg-config
+  libcmocka-dev
+  clang libclang-rt-14-dev
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+cmd="apt-get install -y --no-install-recommends ${missing[*]}"
+if [ "$(id -u)" -ne 0 ]; then
+  echo "flexpu: missing packages: ${missing[*]}" >&2
+  echo "flexpu: run as root:  apt-get update && $cmd" >&2
+  exit 1
+fi
+echo "flexpu: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+$cmd >/dev/null

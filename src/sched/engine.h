@@ -1,0 +1,152 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Internal state of the placement engine, shared by the files of src/sched/.
+ *
+ * Nodes live in a dense array indexed by id. Nodes whose state is identical
+ * (same static spec and same usage) belong to one class; the decision loop
+ * visits classes, not nodes, so a 10,000-node cluster with 9,000 empty
+ * nodes costs one evaluation for all empty nodes of a kind. */
+#ifndef FX_SCHED_ENGINE_H
+#define FX_SCHED_ENGINE_H
+
+#include <stdint.h>
+
+#include "flexpu/sched.h"
+
+/* The part of a node that decides class membership. Zero-filled before use
+ * so padding never differs. */
+struct fx_key {
+    int32_t type;
+    int32_t ngpu;
+    int64_t cpu_used;
+    int64_t mem_used;
+    int32_t gused[FLEXPU_MAX_GPUS];
+    int64_t gmem_used[FLEXPU_MAX_GPUS];
+};
+
+struct fx_class {
+    struct fx_key key;
+    uint64_t hash;
+    struct fx_class *chain; /* next in hash bucket */
+    int head;               /* first member node id */
+    int count;              /* members */
+    int live_idx;           /* index in engine->live */
+    double frag;            /* FGD fragmentation of one member */
+    uint64_t frag_epoch;    /* workload epoch frag was computed for */
+};
+
+struct fx_node {
+    char name[FLEXPU_NAME_MAX];
+    char *labels;
+    int alive;
+    int type; /* static-spec id; nodes with equal specs share it */
+    int symmetric; /* all GPUs interchangeable: class key may sort GPUs */
+    int64_t cpu_cap, mem_cap, cpu_used, mem_used;
+    int ngpu;
+    uint8_t model[FLEXPU_MAX_GPUS];
+    int8_t numa[FLEXPU_MAX_GPUS];
+    int16_t topo[FLEXPU_MAX_GPUS];
+    int64_t gmem_cap[FLEXPU_MAX_GPUS];
+    int32_t gused[FLEXPU_MAX_GPUS];
+    int64_t gmem_used[FLEXPU_MAX_GPUS];
+    uint64_t model_mask;
+    struct fx_class *cls;
+    int next, prev; /* class member list */
+    int nallocs;
+};
+
+struct fx_alloc {
+    int64_t id; /* 0: free slot */
+    struct flexpu_pod_req req;
+    struct flexpu_placement p;
+};
+
+/* A typical request shape of the workload, with its popularity. */
+struct fx_shape {
+    struct flexpu_pod_req req;
+    double weight;        /* popularity, by count; sums to 1 */
+    double demand_weight; /* popularity by GPU demand; sums to 1 */
+};
+
+/* Shapes grouped by their GPU part, so one pass over the GPUs serves every
+ * shape of the group (shapes differ mostly in CPU). */
+struct fx_shape_group {
+    int num_gpu, gpu_milli;
+    int64_t gpu_mem_mib;
+    uint64_t model_mask;
+    int first, n; /* range in workload.shapes (sorted by group) */
+    double weight;
+};
+
+struct fx_workload {
+    struct fx_shape *shapes;
+    int nshapes;
+    struct fx_shape_group *groups;
+    int ngroups;
+};
+
+struct fx_policy;
+
+struct flexpu_engine {
+    const struct fx_policy *policy;
+    char models[FLEXPU_MAX_MODELS][FLEXPU_NAME_MAX];
+    int nmodels;
+
+    struct fx_node *nodes;
+    int nnodes, cap_nodes;
+    int ntypes, cap_types;
+    int *type_rep; /* a node of each type */
+
+    struct fx_class **buckets;
+    int nbuckets;
+    struct fx_class **live;
+    int nlive, cap_live;
+
+    struct fx_alloc *allocs; /* open-addressed by id */
+    int64_t cap_allocs, nallocs;
+    int64_t next_alloc_id;
+
+    struct fx_workload wl;
+    uint64_t wl_epoch;
+
+    int64_t max_node_cpu; /* normalisers of the bestfit/dotprod scores */
+    int max_node_gpus;
+
+    /* Partly used GPUs by free share (index: free milli, 1..999): the
+     * cluster-wide gap profile the flexpu policy keeps balanced. */
+    int64_t gaps[FLEXPU_GPU_MILLI + 1];
+
+    struct flexpu_stats stats; /* frag_milli/classes derived on read */
+    double frag_total;
+};
+
+/* A node's free resources, the input of every scoring function. Scoring a
+ * hypothetical placement means scoring a modified copy. */
+struct fx_view {
+    int64_t cpu_free, mem_free;
+    int ngpu;
+    int32_t free[FLEXPU_MAX_GPUS];
+    int64_t gmem_free[FLEXPU_MAX_GPUS]; /* INT64_MAX when unknown */
+    uint8_t model[FLEXPU_MAX_GPUS];
+    int16_t topo[FLEXPU_MAX_GPUS];
+};
+
+/* cluster.c */
+void fx_view_of(const struct fx_node *n, struct fx_view *v);
+int fx_gpu_fits(const struct fx_view *v, int g, const struct flexpu_pod_req *r);
+void fx_view_apply(struct fx_view *v, const struct flexpu_pod_req *r,
+                   const struct flexpu_placement *p);
+void fx_refrag(struct flexpu_engine *e);
+const char *fx_model_name(const struct flexpu_engine *e, int id);
+
+/* frag.c: FGD fragmentation (GPU milli) of a node view for the workload,
+ * with shapes weighted by count (the paper) or by GPU demand. */
+double fx_frag(const struct fx_workload *w, const struct fx_view *v);
+double fx_frag_weighted(const struct fx_workload *w, const struct fx_view *v, int demand_weighted);
+/* The idle GPU milli that FGD's published simulator also books as fragment
+ * for every CPU-only shape that fits (its "XL" category). */
+double fx_frag_cpu_idle(const struct fx_workload *w, const struct fx_view *v);
+
+/* workload.c */
+void fx_workload_clear(struct fx_workload *w);
+
+#endif

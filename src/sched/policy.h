@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Placement policies. Each one scores placing a request on one node (given
+ * as a view of its free resources) and picks the GPUs there; place.c keeps
+ * the lowest cost over all nodes and breaks ties at random. */
+#ifndef FX_SCHED_POLICY_H
+#define FX_SCHED_POLICY_H
+
+#include "sched/engine.h"
+
+struct fx_choice {
+    struct flexpu_placement p; /* node is filled in by the caller */
+    double cost;               /* lower is better */
+};
+
+struct fx_eval_ctx {
+    const struct flexpu_engine *e;
+    const struct fx_class *cls; /* the node's class: cached fragmentation */
+    struct flexpu_rng *rng;     /* may be NULL: deterministic choices */
+};
+
+struct fx_policy {
+    const char *name;
+    const char *help;
+    int round_whole; /* shares are rounded up to whole GPUs */
+    /* Fills out for req on the node seen as v, which already passed the
+     * feasibility checks (enough GPUs fit). Returns 0 if the policy finds
+     * no GPU choice, 1 otherwise. */
+    int (*eval)(const struct fx_eval_ctx *ctx, const struct fx_view *v,
+                const struct flexpu_pod_req *r, struct fx_choice *out);
+};
+
+const struct fx_policy *fx_policy_find(const char *name);
+
+#endif

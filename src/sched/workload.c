@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The workload that the fragmentation-aware policies defend: typical request
+ * shapes with normalised popularity, grouped by their GPU part. */
+#include "sched/engine.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/alloc.h"
+
+void fx_workload_clear(struct fx_workload *w)
+{
+    fx_free(w->shapes);
+    fx_free(w->groups);
+    memset(w, 0, sizeof(*w));
+}
+
+static int same_group(const struct flexpu_pod_req *a, const struct flexpu_pod_req *b)
+{
+    return a->num_gpu == b->num_gpu && a->gpu_milli == b->gpu_milli &&
+           a->gpu_mem_mib == b->gpu_mem_mib && a->model_mask == b->model_mask;
+}
+
+static int cmp_i64(int64_t a, int64_t b)
+{
+    return a < b ? -1 : a > b;
+}
+
+static int cmp_shape(const void *pa, const void *pb)
+{
+    const struct flexpu_pod_req *a = &((const struct fx_shape *)pa)->req;
+    const struct flexpu_pod_req *b = &((const struct fx_shape *)pb)->req;
+    int c;
+    if ((c = cmp_i64(a->num_gpu, b->num_gpu)) || (c = cmp_i64(a->gpu_milli, b->gpu_milli)) ||
+        (c = cmp_i64(a->gpu_mem_mib, b->gpu_mem_mib)) ||
+        (c = cmp_i64((int64_t)(a->model_mask >> 1), (int64_t)(b->model_mask >> 1))) ||
+        (c = cmp_i64((int64_t)(a->model_mask & 1), (int64_t)(b->model_mask & 1))) ||
+        (c = cmp_i64(a->cpu_milli, b->cpu_milli)))
+        return c;
+    return cmp_i64(a->mem_mib, b->mem_mib);
+}
+
+/* What a shape weighs when popularity is counted in GPU demand rather than in
+ * pods. A CPU-only shape still strands GPUs when it cannot find CPU, so it
+ * counts as a small GPU demand rather than none. */
+static double shape_demand(const struct flexpu_pod_req *r)
+{
+    double b = getenv("FXB") ? atof(getenv("FXB")) : 0.5;
+    double a = getenv("FXA") ? atof(getenv("FXA")) : 1.0;
+    return a * (double)r->num_gpu * r->gpu_milli / FLEXPU_GPU_MILLI + b;
+}
+
+int flexpu_engine_set_workload(struct flexpu_engine *e, const struct flexpu_pod_req *shapes,
+                               const double *weights, int n, struct flexpu_error *err)
+{
+    if (n < 0 || (n > 0 && (!shapes || !weights)))
+        return flexpu_error_set(err, FLEXPU_EINVAL, "workload: %d shapes without data", n);
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        int rc = flexpu_req_validate(&shapes[i], err);
+        if (rc) {
+            flexpu_error_prefix(err, "workload shape %d", i);
+            return rc;
+        }
+        if (!(weights[i] > 0) || !isfinite(weights[i])) {
+            char buf[32];
+            snprintf(buf, sizeof(buf), "%g", weights[i]);
+            return flexpu_error_field(err, FLEXPU_EINVAL, "workload.weight", buf, strlen(buf),
+                                      "must be a positive finite number");
+        }
+        sum += weights[i];
+    }
+    struct fx_workload w = {0};
+    if (n > 0) {
+        w.shapes = fx_calloc((size_t)n, sizeof(*w.shapes));
+        w.groups = fx_calloc((size_t)n, sizeof(*w.groups));
+        if (!w.shapes || !w.groups) {
+            fx_workload_clear(&w);
+            return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory for %d shapes", n);
+        }
+    }
+    double dsum = 0;
+    for (int i = 0; i < n; i++) {
+        w.shapes[i].req = shapes[i];
+        w.shapes[i].weight = weights[i] / sum;
+        w.shapes[i].demand_weight = weights[i] * shape_demand(&shapes[i]);
+        dsum += w.shapes[i].demand_weight;
+    }
+    for (int i = 0; i < n; i++)
+        w.shapes[i].demand_weight /= dsum;
+    w.nshapes = n;
+    qsort(w.shapes, (size_t)n, sizeof(*w.shapes), cmp_shape);
+    for (int i = 0; i < n; i++) {
+        struct fx_shape_group *g = w.ngroups ? &w.groups[w.ngroups - 1] : NULL;
+        if (!g || !same_group(&w.shapes[g->first].req, &w.shapes[i].req)) {
+            g = &w.groups[w.ngroups++];
+            g->num_gpu = w.shapes[i].req.num_gpu;
+            g->gpu_milli = w.shapes[i].req.gpu_milli;
+            g->gpu_mem_mib = w.shapes[i].req.gpu_mem_mib;
+            g->model_mask = w.shapes[i].req.model_mask;
+            g->first = i;
+        }
+        g->n++;
+        g->weight += w.shapes[i].weight;
+    }
+    fx_workload_clear(&e->wl);
+    e->wl = w;
+    fx_refrag(e);
+    return 0;
+}

@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Trace replays.
+ *
+ * Arrival replay (the FGD paper's method): the trace's pods, shuffled with a
+ * seed, followed by pods drawn from the trace with replacement, arrive one at
+ * a time until their GPU request would pass `scale` times the cluster's GPU
+ * capacity; nothing departs; a pod that fits nowhere stays unscheduled.
+ *
+ * Timed replay: pods arrive at their creation time and leave after the time
+ * they ran in the trace; a pod that does not fit waits in a FIFO queue that
+ * is retried whenever capacity frees. */
+#ifndef FX_SIM_REPLAY_H
+#define FX_SIM_REPLAY_H
+
+#include <stdint.h>
+
+#include "sim/trace.h"
+
+#define FX_CURVE_POINTS 131 /* arrived demand 0..130 % */
+#define FX_TIME_POINTS  200
+
+struct fx_replay_opts {
+    double scale;    /* arrived GPU demand to stop at, 1.3 */
+    double coverage; /* typical-pod popularity coverage, 0.95 */
+    uint64_t seed;
+    int max_pods;    /* stop after this many arrivals; 0: no limit */
+};
+
+struct fx_replay_result {
+    const char *policy;
+    uint64_t seed;
+    int pods_arrived, pods_placed;
+    int64_t total_milli;
+    int64_t demand_arrived_milli; /* requested GPU milli of arrived pods */
+    int64_t demand_placed_milli;  /* requested GPU milli of placed pods */
+    int64_t alloc_milli;          /* GPU milli held at the end ("whole" holds whole GPUs) */
+    double alloc[FX_CURVE_POINTS]; /* allocated / capacity at arrived demand x % */
+    double frag[FX_CURVE_POINTS];  /* fragmentation / capacity at x % */
+    int failed[FLEXPU_REJECT_COUNT_]; /* failed pods by the most common node reason */
+    int failed_multi_gpu;
+    double seconds;
+    int classes_max;
+};
+
+int fx_replay_arrivals(const struct fx_trace *t, const char *policy,
+                       const struct fx_replay_opts *o, struct fx_replay_result *out,
+                       struct flexpu_error *err);
+
+struct fx_timed_result {
+    const char *policy;
+    int pods, placed_on_arrival, placed_later, never_placed;
+    double pending_mean, pending_p50, pending_p99, pending_max; /* seconds, of placed pods */
+    double alloc_mean;                  /* time-weighted allocation ratio */
+    double t[FX_TIME_POINTS], alloc[FX_TIME_POINTS];
+    int npoints;
+    double seconds;
+};
+
+int fx_replay_timed(const struct fx_trace *t, const char *policy, double coverage,
+                    struct fx_timed_result *out, struct flexpu_error *err);
+
+#endif

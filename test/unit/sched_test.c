@@ -1,0 +1,585 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The placement engine: invariants, exact release, multi-GPU and topology,
+ * each policy on small clusters with a known best answer, and reasons. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include "flexpu/sched.h"
+#include "util/alloc.h"
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static int add_node(struct flexpu_engine *e, const char *name, int64_t cpu, int64_t mem, int ngpu,
+                    const char *model, int64_t gmem, const int *topo)
+{
+    struct flexpu_node_info n;
+    memset(&n, 0, sizeof(n));
+    n.name = name;
+    n.cpu_milli = cpu;
+    n.mem_mib = mem;
+    n.ngpu = ngpu;
+    for (int g = 0; g < ngpu; g++) {
+        n.gpus[g].model = model;
+        n.gpus[g].mem_mib = gmem;
+        n.gpus[g].numa = 0;
+        n.gpus[g].topo_group = topo ? topo[g] : 0;
+    }
+    int id = -1;
+    struct flexpu_error err;
+    assert_int_equal(flexpu_engine_add_node(e, &n, &id, &err), 0);
+    return id;
+}
+
+static struct flexpu_pod_req req(int64_t cpu, int ngpu, int milli)
+{
+    struct flexpu_pod_req r;
+    memset(&r, 0, sizeof(r));
+    r.cpu_milli = cpu;
+    r.mem_mib = 1024;
+    r.num_gpu = ngpu;
+    r.gpu_milli = ngpu ? milli : 0;
+    return r;
+}
+
+static void check(const struct flexpu_engine *e)
+{
+    struct flexpu_error err = {0};
+    int rc = flexpu_engine_check(e, &err);
+    if (rc)
+        fail_msg("invariant broken: %s", err.msg);
+}
+
+static struct flexpu_engine *engine(const char *policy)
+{
+    struct flexpu_engine *e = flexpu_engine_new();
+    assert_non_null(e);
+    struct flexpu_error err;
+    assert_int_equal(flexpu_engine_set_policy(e, policy, &err), 0);
+    return e;
+}
+
+/* Places r and returns the placement (fails the test if it does not fit). */
+static struct flexpu_placement place_ok(struct flexpu_engine *e, struct flexpu_pod_req r,
+                                        struct flexpu_rng *rng, int64_t *id)
+{
+    struct flexpu_placement p;
+    struct flexpu_noplace why;
+    int rc = flexpu_engine_place(e, &r, rng, &p, id, &why);
+    if (rc)
+        fail_msg("place failed: %s", why.text);
+    check(e);
+    return p;
+}
+
+/* ---- invariants ------------------------------------------------------- */
+
+static void test_release_restores_exactly(void **state)
+{
+    (void)state;
+    struct flexpu_engine *e = engine("flexpu");
+    add_node(e, "a", 32000, 65536, 4, "T4", 16384, NULL);
+    add_node(e, "b", 64000, 131072, 8, "A100", 81920, NULL);
+    struct flexpu_stats before, after;
+    flexpu_engine_stats(e, &before);
+    struct flexpu_rng rng;
+    flexpu_rng_seed(&rng, 1);
+    int64_t ids[64];
+    int n = 0;
+    static const int shares[] = {250, 500, 1000, 810, 470};
+    for (int i = 0; i < 40; i++) {
+        struct flexpu_pod_req r = req(1000, (i % 7 == 0) ? 2 : 1, shares[i % 5]);
+        if (i % 7 == 0)
+            r.gpu_milli = 1000;
+        struct flexpu_placement p;
+        if (flexpu_engine_place(e, &r, &rng, &p, &ids[n], NULL) == 0)
+            n++;
+        check(e);
+    }
+    assert_true(n > 10);
+    for (int i = n - 1; i >= 0; i -= 2) /* release in a scrambled order */
+        assert_int_equal(flexpu_engine_release(e, ids[i], NULL), 0);
+    for (int i = n - 2; i >= 0; i -= 2)
+        assert_int_equal(flexpu_engine_release(e, ids[i], NULL), 0);
+    check(e);
+    flexpu_engine_stats(e, &after);
+    assert_int_equal(after.gpu_milli_used, 0);
+    assert_int_equal(after.cpu_milli_used, 0);
+    assert_int_equal(after.mem_mib_used, 0);
+    assert_int_equal(after.gpus_idle, before.gpus_idle);
+    assert_int_equal(after.gpus_shared, 0);
+    assert_int_equal(after.allocations, 0);
+    assert_int_equal(after.classes, before.classes);
+    for (int g = 0; g < 8; g++)
+        assert_int_equal(flexpu_engine_gpu_free_milli(e, 1, g), 1000);
+    assert_int_equal(flexpu_engine_release(e, ids[0], NULL), FLEXPU_ENOENT);
+    flexpu_engine_free(e);
+}
+
+/* Random place/release churn never over-commits anything. */
+static void test_churn_never_overcommits(void **state)
+{
+    (void)state;
+    struct flexpu_engine *e = engine("flexpu");
+    for (int i = 0; i < 12; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "n%d", i);
+        add_node(e, name, 16000 + 8000 * (i % 3), 65536, 1 + i % 8, i % 2 ? "T4" : "V100", 16384,
+                 NULL);
+    }
+    struct flexpu_rng rng;
+    flexpu_rng_seed(&rng, 99);
+    int64_t live[512];
+    int nlive = 0;
+    for (int step = 0; step < 3000; step++) {
+        if (nlive > 0 && (flexpu_rng_below(&rng, 3) == 0 || nlive == 512)) {
+            int k = (int)flexpu_rng_below(&rng, (uint64_t)nlive);
+            assert_int_equal(flexpu_engine_release(e, live[k], NULL), 0);
+            live[k] = live[--nlive];
+        } else {
+            int ngpu = (int)flexpu_rng_below(&rng, 4);
+            struct flexpu_pod_req r = req(500 * (int64_t)flexpu_rng_below(&rng, 8), ngpu,
+                                          ngpu == 1 ? 50 + 50 * (int)flexpu_rng_below(&rng, 20)
+                                                    : 1000);
+            r.gpu_mem_mib = ngpu ? 1024 * (int64_t)flexpu_rng_below(&rng, 8) : 0;
+            struct flexpu_placement p;
+            if (flexpu_engine_place(e, &r, &rng, &p, &live[nlive], NULL) == 0)
+                nlive++;
+        }
+        if (step % 50 == 0)
+            check(e);
+    }
+    check(e);
+    flexpu_engine_free(e);
+}
+
+static void test_assign_rejects_overcommit(void **state)
+{
+    (void)state;
+    struct flexpu_engine *e = engine("bestfit");
+    int a = add_node(e, "a", 8000, 16384, 2, "T4", 16000, NULL);
+    struct flexpu_pod_req r = req(1000, 1, 600);
+    struct flexpu_placement p = {.node = a, .ngpu = 1, .gpu = {0}, .milli = {600}};
+    struct flexpu_error err;
+    assert_int_equal(flexpu_engine_assign(e, &r, &p, NULL, &err), 0);
+    struct flexpu_stats s1, s2;
+    flexpu_engine_stats(e, &s1);
+    /* 600 + 600 > 1000 on GPU 0 */
+    assert_int_equal(flexpu_engine_assign(e, &r, &p, NULL, &err), FLEXPU_ENOFIT);
+    assert_non_null(strstr(err.msg, "GPU 0"));
+    /* CPU beyond the node */
+    struct flexpu_pod_req big = req(8000, 1, 100);
+    p.gpu[0] = 1;
+    p.milli[0] = 100;
+    assert_int_equal(flexpu_engine_assign(e, &big, &p, NULL, &err), FLEXPU_ENOFIT);
+    assert_non_null(strstr(err.msg, "insufficient cpu"));
+    /* GPU memory beyond the GPU */
+    struct flexpu_pod_req gm = req(100, 1, 100);
+    gm.gpu_mem_mib = 17000;
+    p.gpu_mem_mib[0] = 17000;
+    assert_int_equal(flexpu_engine_assign(e, &gm, &p, NULL, &err), FLEXPU_ENOFIT);
+    /* the same GPU twice, a GPU that does not exist, a share below the ask */
+    struct flexpu_pod_req two = req(100, 2, 100);
+    struct flexpu_placement dup = {.node = a, .ngpu = 2, .gpu = {1, 1}, .milli = {100, 100}};
+    assert_int_equal(flexpu_engine_assign(e, &two, &dup, NULL, &err), FLEXPU_EINVAL);
+    struct flexpu_placement out = {.node = a, .ngpu = 1, .gpu = {5}, .milli = {100}};
+    assert_int_equal(flexpu_engine_assign(e, &gm, &out, NULL, &err), FLEXPU_EINVAL);
+    struct flexpu_placement less = {.node = a, .ngpu = 1, .gpu = {1}, .milli = {50}};
+    assert_int_equal(flexpu_engine_assign(e, &r, &less, NULL, &err), FLEXPU_EINVAL);
+    struct flexpu_placement nonode = {.node = 7, .ngpu = 1, .gpu = {0}, .milli = {100}};
+    assert_int_equal(flexpu_engine_assign(e, &gm, &nonode, NULL, &err), FLEXPU_ENOENT);
+    flexpu_engine_stats(e, &s2);
+    assert_int_equal(s1.gpu_milli_used, s2.gpu_milli_used);
+    assert_int_equal(s1.cpu_milli_used, s2.cpu_milli_used);
+    assert_int_equal(s1.allocations, s2.allocations);
+    check(e);
+    flexpu_engine_free(e);
+}
+
+static void test_gpu_memory_limits_sharing(void **state)
+{
+    (void)state;
+    struct flexpu_engine *e = engine("bestfit");
+    add_node(e, "a", 64000, 65536, 1, "T4", 16000, NULL);
+    struct flexpu_pod_req r = req(100, 1, 200);
+    r.gpu_mem_mib = 10000;
+    int64_t id;
+    place_ok(e, r, NULL, &id);
+    struct flexpu_placement p;
+    struct flexpu_noplace why;
+    assert_int_equal(flexpu_engine_place(e, &r, NULL, &p, NULL, &why), FLEXPU_ENOFIT);
+    assert_int_equal(why.rejected[FLEXPU_REJECT_GPU_MEMORY], 1);
+    assert_non_null(strstr(why.text, "insufficient GPU memory"));
+    assert_int_equal(flexpu_engine_gpu_free_mem(e, 0, 0), 6000);
+    flexpu_engine_free(e);
+}
+
+/* ---- multi-GPU and topology ------------------------------------------ */
+
+static void test_multi_gpu_one_node_and_island(void **state)
+{
+    (void)state;
+    struct flexpu_engine *e = engine("bestfit");
+    static const int topo[8] = {0, 0, 0, 0, 1, 1, 1, 1};
+    int a = add_node(e, "a", 96000, 393216, 8, "A100", 81920, topo);
+    add_node(e, "b", 96000, 393216, 2, "A100", 81920, NULL);
+    /* Take GPU 0 so island 0 has 3 free, island 1 has 4. */
+    struct flexpu_pod_req one = req(1000, 1, 1000);
+    struct flexpu_placement p0 = {.node = a, .ngpu = 1, .gpu = {0}, .milli = {1000}};
+    assert_int_equal(flexpu_engine_assign(e, &one, &p0, NULL, NULL), 0);
+    /* A 2-GPU pod takes the smaller island that holds it (island 0). */
+    struct flexpu_placement p = place_ok(e, req(1000, 2, 1000), NULL, NULL);
+    if (p.node == a) {
+        assert_int_equal(topo[p.gpu[0]], topo[p.gpu[1]]);
+    }
+    /* A 4-GPU pod fits only node a, and only on island 1 whole. */
+    p = place_ok(e, req(1000, 4, 1000), NULL, NULL);
+    assert_int_equal(p.node, a);
+    assert_int_equal(p.ngpu, 4);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(topo[p.gpu[i]], 1);
+    /* Five GPUs exist on no single node any more. */
+    struct flexpu_noplace why;
+    struct flexpu_pod_req five = req(1000, 5, 1000);
+    assert_int_equal(flexpu_engine_place(e, &five, NULL, &p, NULL, &why), FLEXPU_ENOFIT);
+    assert_non_null(strstr(why.text, "0/2 nodes available"));
+    check(e);
+    flexpu_engine_free(e);
+}
+
+static void test_multi_gpu_spans_islands_when_needed(void **state)
+{
+    (void)state;
+    struct flexpu_engine *e = engine("flexpu");
+    static const int topo[4] = {0, 0, 1, 1};
+    add_node(e, "a", 96000, 393216, 4, "A100", 0, topo);
+    struct flexpu_placement p = place_ok(e, req(1000, 3, 1000), NULL, NULL);
+    assert_int_equal(p.ngpu, 3);
+    int seen[4] = {0};
+    for (int i = 0; i < 3; i++)
+        seen[p.gpu[i]]++;
+    for (int g = 0; g < 4; g++)
+        assert_true(seen[g] <= 1);
+    flexpu_engine_free(e);
+}
+
+/* ---- policies with known answers -------------------------------------- */
+
+static void test_bestfit_prefers_fuller_node(void **state)
+{
+    (void)state;
+    struct flexpu_engine *e = engine("bestfit");
+    int a = add_node(e, "a", 64000, 262144, 8, "G2", 0, NULL);
+    int b = add_node(e, "b", 64000, 262144, 8, "G2", 0, NULL);
+    struct flexpu_placement p = {.node = b, .ngpu = 4, .gpu = {0, 1, 2, 3},
+                                 .milli = {1000, 1000, 1000, 1000}};
+    struct flexpu_pod_req four = req(4000, 4, 1000);
+    assert_int_equal(flexpu_engine_assign(e, &four, &p, NULL, NULL), 0);
+    struct flexpu_placement q = place_ok(e, req(1000, 1, 1000), NULL, NULL);
+    assert_int_equal(q.node, b);
+    (void)a;
+    /* A share goes on the GPU with the least room that fits. */
+    struct flexpu_pod_req half = req(100, 1, 500);
+    q = place_ok(e, half, NULL, NULL);
+    int gpu_half = q.gpu[0];
+    q = place_ok(e, req(100, 1, 400), NULL, NULL);
+    assert_int_equal(q.gpu[0], gpu_half);
+    assert_int_equal(flexpu_engine_gpu_free_milli(e, q.node, gpu_half), 100);
+    flexpu_engine_free(e);
+}
+
+static void test_packing_prefers_shared_gpu(void **state)
+{
+    (void)state;
+    struct flexpu_engine *e = engine("packing");
+    add_node(e, "empty", 64000, 262144, 2, "T4", 0, NULL);
+    int used = add_node(e, "used", 64000, 262144, 4, "T4", 0, NULL);
+    struct flexpu_placement p = {.node = used, .ngpu = 1, .gpu = {2}, .milli = {300}};
+    struct flexpu_pod_req r = req(100, 1, 300);
+    assert_int_equal(flexpu_engine_assign(e, &r, &p, NULL, NULL), 0);
+    struct flexpu_placement q = place_ok(e, req(100, 1, 300), NULL, NULL);
+    assert_int_equal(q.node, used);
+    assert_int_equal(q.gpu[0], 2);
+    /* A whole GPU goes to the used node before the empty one. */
+    q = place_ok(e, req(100, 1, 1000), NULL, NULL);
+    assert_int_equal(q.node, used);
+    flexpu_engine_free(e);
+}
+
+static void test_whole_rounds_up(void **state)
+{
+    (void)state;
+    struct flexpu_engine *e = engine("whole");
+    add_node(e, "a", 64000, 262144, 2, "T4", 0, NULL);
+    place_ok(e, req(100, 1, 300), NULL, NULL);
+    place_ok(e, req(100, 1, 300), NULL, NULL);
+    struct flexpu_stats s;
+    flexpu_engine_stats(e, &s);
+    assert_int_equal(s.gpu_milli_used, 2000);
+    assert_int_equal(s.gpus_shared, 0);
+    struct flexpu_placement p;
+    struct flexpu_pod_req third = req(100, 1, 300);
+    assert_int_equal(flexpu_engine_place(e, &third, NULL, &p, NULL, NULL), FLEXPU_ENOFIT);
+    flexpu_engine_free(e);
+    /* The same three shares fit on one GPU... with slicing. */
+    e = engine("flexpu");
+    add_node(e, "a", 64000, 262144, 2, "T4", 0, NULL);
+    for (int i = 0; i < 3; i++)
+        place_ok(e, req(100, 1, 300), NULL, NULL);
+    flexpu_engine_stats(e, &s);
+    assert_int_equal(s.gpu_milli_used, 900);
+    flexpu_engine_free(e);
+}
+
+/* The FGD example: with a workload of 500 shares and whole GPUs, a 500
+ * share should fill the half-used GPU of node a rather than open a fresh
+ * GPU, which would strand 500 milli that a whole-GPU pod cannot use. */
+static void test_fgd_and_flexpu_fill_the_fragment(void **state)
+{
+    (void)state;
+    static const char *const pols[] = {"fgd", "flexpu"};
+    for (int k = 0; k < 2; k++) {
+        struct flexpu_engine *e = engine(pols[k]);
+        int a = add_node(e, "a", 64000, 262144, 2, "T4", 0, NULL);
+        add_node(e, "b", 64000, 262144, 2, "T4", 0, NULL);
+        struct flexpu_pod_req shapes[2] = {req(100, 1, 500), req(100, 1, 1000)};
+        double w[2] = {1, 1};
+        assert_int_equal(flexpu_engine_set_workload(e, shapes, w, 2, NULL), 0);
+        struct flexpu_stats s;
+        flexpu_engine_stats(e, &s);
+        assert_true(s.frag_milli == 0.0);
+        struct flexpu_placement p = {.node = a, .ngpu = 1, .gpu = {1}, .milli = {500}};
+        assert_int_equal(flexpu_engine_assign(e, &shapes[0], &p, NULL, NULL), 0);
+        /* 500 free on GPU 1 is a fragment for the whole-GPU shape only. */
+        flexpu_engine_stats(e, &s);
+        if (s.frag_milli < 249.999 || s.frag_milli > 250.001)
+            fail_msg("%s: frag %g, want 250", pols[k], s.frag_milli);
+        struct flexpu_rng rng;
+        flexpu_rng_seed(&rng, 5);
+        struct flexpu_placement q = place_ok(e, shapes[0], &rng, NULL);
+        assert_int_equal(q.node, a);
+        assert_int_equal(q.gpu[0], 1);
+        flexpu_engine_stats(e, &s);
+        assert_true(s.frag_milli < 1e-9);
+        flexpu_engine_free(e);
+    }
+}
+
+static void test_dotprod_and_random_stay_feasible(void **state)
+{
+    (void)state;
+    static const char *const pols[] = {"dotprod", "random"};
+    for (int k = 0; k < 2; k++) {
+        struct flexpu_engine *e = engine(pols[k]);
+        add_node(e, "small", 4000, 8192, 1, "T4", 0, NULL);
+        int big = add_node(e, "big", 64000, 262144, 4, "T4", 0, NULL);
+        struct flexpu_rng rng;
+        flexpu_rng_seed(&rng, 11);
+        for (int i = 0; i < 10; i++) {
+            /* 6 cores only fit the big node */
+            struct flexpu_placement p = place_ok(e, req(6000, 1, 100), &rng, NULL);
+            assert_int_equal(p.node, big);
+        }
+        flexpu_engine_free(e);
+    }
+}
+
+static void test_random_spreads_over_identical_nodes(void **state)
+{
+    (void)state;
+    struct flexpu_engine *e = engine("random");
+    for (int i = 0; i < 4; i++) {
+        char name[8];
+        snprintf(name, sizeof(name), "n%d", i);
+        add_node(e, name, 64000, 262144, 8, "T4", 0, NULL);
+    }
+    struct flexpu_rng rng;
+    flexpu_rng_seed(&rng, 3);
+    int hits[4] = {0};
+    for (int i = 0; i < 24; i++)
+        hits[place_ok(e, req(100, 1, 100), &rng, NULL).node]++;
+    for (int i = 0; i < 4; i++)
+        assert_true(hits[i] > 0);
+    flexpu_engine_free(e);
+}
+
+/* ---- reasons and bad input -------------------------------------------- */
+
+static void test_reasons_name_the_constraint(void **state)
+{
+    (void)state;
+    struct flexpu_engine *e = engine("flexpu");
+    add_node(e, "a", 8000, 16384, 2, "A100", 0, NULL);
+    add_node(e, "b", 2000, 16384, 4, "T4", 0, NULL);
+    struct flexpu_pod_req r = req(4000, 2, 1000);
+    assert_int_equal(flexpu_engine_models(e, "T4", &r.model_mask, NULL), 0);
+    struct flexpu_placement p;
+    struct flexpu_noplace why;
+    assert_int_equal(flexpu_engine_decide(e, &r, NULL, &p, &why), FLEXPU_ENOFIT);
+    assert_int_equal(why.rejected[FLEXPU_REJECT_MODEL], 1);
+    assert_int_equal(why.rejected[FLEXPU_REJECT_CPU], 1);
+    assert_non_null(strstr(why.text, "2 T4 GPU(s)"));
+    assert_non_null(strstr(why.text, "1 gpu model constraint"));
+    assert_non_null(strstr(why.text, "1 insufficient cpu"));
+    /* A model no node has. */
+    assert_int_equal(flexpu_engine_models(e, "H100|B200", &r.model_mask, NULL), 0);
+    r.cpu_milli = 100;
+    assert_int_equal(flexpu_engine_decide(e, &r, NULL, &p, &why), FLEXPU_ENOFIT);
+    assert_int_equal(why.rejected[FLEXPU_REJECT_MODEL], 2);
+    assert_non_null(strstr(why.text, "H100|B200"));
+    /* The allowed model fits. */
+    assert_int_equal(flexpu_engine_models(e, "A100, T4", &r.model_mask, NULL), 0);
+    assert_int_equal(flexpu_engine_decide(e, &r, NULL, &p, &why), 0);
+    flexpu_engine_free(e);
+}
+
+static void test_bad_requests_and_nodes(void **state)
+{
+    (void)state;
+    struct flexpu_engine *e = engine("flexpu");
+    add_node(e, "a", 8000, 16384, 2, "A100", 0, NULL);
+    struct flexpu_error err;
+    struct flexpu_pod_req r = req(100, 1, 1200);
+    assert_int_equal(flexpu_req_validate(&r, &err), FLEXPU_EINVAL);
+    assert_non_null(strstr(err.msg, "gpu_milli"));
+    assert_non_null(strstr(err.msg, "1200"));
+    struct flexpu_placement p;
+    struct flexpu_noplace why;
+    assert_int_equal(flexpu_engine_decide(e, &r, NULL, &p, &why), FLEXPU_EINVAL);
+    assert_non_null(strstr(why.text, "1200"));
+    r = req(-5, 0, 0);
+    assert_int_equal(flexpu_req_validate(&r, &err), FLEXPU_EINVAL);
+    assert_non_null(strstr(err.msg, "cpu_milli"));
+    r = req(1, 17, 1000);
+    assert_int_equal(flexpu_req_validate(&r, &err), FLEXPU_EINVAL);
+    r = req(1, 0, 0);
+    r.gpu_milli = 10;
+    assert_int_equal(flexpu_req_validate(&r, &err), FLEXPU_EINVAL);
+    /* nodes */
+    struct flexpu_node_info n;
+    memset(&n, 0, sizeof(n));
+    n.name = "a";
+    assert_int_equal(flexpu_engine_add_node(e, &n, NULL, &err), FLEXPU_EEXIST);
+    n.name = "c";
+    n.ngpu = 17;
+    assert_int_equal(flexpu_engine_add_node(e, &n, NULL, &err), FLEXPU_EINVAL);
+    assert_non_null(strstr(err.msg, "17"));
+    n.ngpu = 1;
+    n.gpus[0].model = "";
+    assert_int_equal(flexpu_engine_add_node(e, &n, NULL, &err), FLEXPU_EINVAL);
+    assert_non_null(strstr(err.msg, "model"));
+    n.ngpu = 0;
+    n.cpu_milli = -1;
+    assert_int_equal(flexpu_engine_add_node(e, &n, NULL, &err), FLEXPU_EINVAL);
+    assert_non_null(strstr(err.msg, "cpu_milli"));
+    assert_int_equal(flexpu_engine_set_policy(e, "magic", &err), FLEXPU_EINVAL);
+    assert_non_null(strstr(err.msg, "magic"));
+    assert_non_null(strstr(err.msg, "fgd"));
+    assert_string_equal(flexpu_engine_policy(e), "flexpu");
+    double w = -1;
+    struct flexpu_pod_req shape = req(1, 1, 100);
+    assert_int_equal(flexpu_engine_set_workload(e, &shape, &w, 1, &err), FLEXPU_EINVAL);
+    assert_int_equal(flexpu_engine_node_count(e), 1);
+    check(e);
+    flexpu_engine_free(e);
+}
+
+static void test_remove_node_releases(void **state)
+{
+    (void)state;
+    struct flexpu_engine *e = engine("bestfit");
+    int a = add_node(e, "a", 64000, 262144, 4, "T4", 0, NULL);
+    add_node(e, "b", 64000, 262144, 4, "T4", 0, NULL);
+    int on_a = 0;
+    int64_t ids[8];
+    for (int i = 0; i < 8; i++)
+        on_a += place_ok(e, req(1000, 1, 300), NULL, &ids[i]).node == a;
+    int released = -1;
+    assert_int_equal(flexpu_engine_remove_node(e, a, &released, NULL), 0);
+    assert_int_equal(released, on_a);
+    check(e);
+    struct flexpu_stats s;
+    flexpu_engine_stats(e, &s);
+    assert_int_equal(s.nodes, 1);
+    assert_int_equal(s.gpus, 4);
+    assert_int_equal(s.allocations, 8 - on_a);
+    assert_int_equal(flexpu_engine_node_find(e, "a"), -1);
+    assert_int_equal(flexpu_engine_remove_node(e, a, NULL, NULL), FLEXPU_ENOENT);
+    /* New placements avoid the removed node. */
+    struct flexpu_placement p = place_ok(e, req(1000, 1, 300), NULL, NULL);
+    assert_int_not_equal(p.node, a);
+    flexpu_engine_free(e);
+}
+
+/* Every allocation failing in turn leaves a consistent engine and no leak
+ * (AddressSanitizer checks the leak part). */
+static void test_out_of_memory_is_clean(void **state)
+{
+    (void)state;
+    for (long n = 0; n < 200; n++) {
+        struct flexpu_engine *e = flexpu_engine_new();
+        fx_alloc_fail_after(n);
+        if (!e) {
+            fx_alloc_fail_after(-1);
+            continue;
+        }
+        int ok = 1;
+        for (int i = 0; i < 6 && ok; i++) {
+            char name[8];
+            snprintf(name, sizeof(name), "n%d", i);
+            struct flexpu_node_info info;
+            memset(&info, 0, sizeof(info));
+            info.name = name;
+            info.cpu_milli = 64000;
+            info.mem_mib = 65536;
+            info.labels = "zone=a";
+            info.ngpu = 2 + i % 3;
+            for (int g = 0; g < info.ngpu; g++)
+                info.gpus[g].model = "T4";
+            int rc = flexpu_engine_add_node(e, &info, NULL, NULL);
+            ok = rc == 0;
+            if (!ok)
+                assert_int_equal(rc, FLEXPU_ENOMEM);
+        }
+        for (int i = 0; i < 30 && ok; i++) {
+            struct flexpu_pod_req r = req(100, 1, 100 + 30 * i);
+            struct flexpu_placement p;
+            int rc = flexpu_engine_place(e, &r, NULL, &p, NULL, NULL);
+            if (rc == FLEXPU_ENOMEM)
+                ok = 0;
+            else
+                assert_true(rc == 0 || rc == FLEXPU_ENOFIT);
+        }
+        fx_alloc_fail_after(-1);
+        check(e);
+        flexpu_engine_free(e);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_release_restores_exactly),
+        cmocka_unit_test(test_churn_never_overcommits),
+        cmocka_unit_test(test_assign_rejects_overcommit),
+        cmocka_unit_test(test_gpu_memory_limits_sharing),
+        cmocka_unit_test(test_multi_gpu_one_node_and_island),
+        cmocka_unit_test(test_multi_gpu_spans_islands_when_needed),
+        cmocka_unit_test(test_bestfit_prefers_fuller_node),
+        cmocka_unit_test(test_packing_prefers_shared_gpu),
+        cmocka_unit_test(test_whole_rounds_up),
+        cmocka_unit_test(test_fgd_and_flexpu_fill_the_fragment),
+        cmocka_unit_test(test_dotprod_and_random_stay_feasible),
+        cmocka_unit_test(test_random_spreads_over_identical_nodes),
+        cmocka_unit_test(test_reasons_name_the_constraint),
+        cmocka_unit_test(test_bad_requests_and_nodes),
+        cmocka_unit_test(test_remove_node_releases),
+        cmocka_unit_test(test_out_of_memory_is_clean),
+    };
+    return cmocka_run_group_tests_name("sched", tests, NULL, NULL);
+}
