@@ -8,7 +8,7 @@ set -euo pipefail
 # One list: what the build, the unit tests, the sanitizer build and the
 # fuzzers need.
 PACKAGES=(
-  gcc make cmake ninja-build pkg-config
+  gcc make cmake ninja-build pkg-config time
   libcmocka-dev
   clang libclang-rt-14-dev
 )

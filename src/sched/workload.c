@@ -43,13 +43,12 @@ static int cmp_shape(const void *pa, const void *pb)
 }
 
 /* What a shape weighs when popularity is counted in GPU demand rather than in
- * pods. A CPU-only shape still strands GPUs when it cannot find CPU, so it
- * counts as a small GPU demand rather than none. */
+ * pods: its GPUs plus half a GPU. The half keeps CPU-only shapes in play (a
+ * node whose CPU is gone strands its idle GPUs) and was the best of 0.25,
+ * 0.5 and 1 on the default and gpushare40 traces (docs/SCHEDULING.md). */
 static double shape_demand(const struct flexpu_pod_req *r)
 {
-    double b = getenv("FXB") ? atof(getenv("FXB")) : 0.5;
-    double a = getenv("FXA") ? atof(getenv("FXA")) : 1.0;
-    return a * (double)r->num_gpu * r->gpu_milli / FLEXPU_GPU_MILLI + b;
+    return (double)r->num_gpu * r->gpu_milli / FLEXPU_GPU_MILLI + 0.5;
 }
 
 int flexpu_engine_set_workload(struct flexpu_engine *e, const struct flexpu_pod_req *shapes,

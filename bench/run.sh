@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Regenerates every number of docs/RESULTS.md into bench/results/:
+#   default.txt        all policies on the default trace, seeds 42-51
+#   gpushareN.txt      fgd / flexpu / bestfit on each gpushare variant
+#   timed.txt          the replay with the trace's real arrivals and departures
+#   speed.txt          one fgd replay, and a synthetic 10,000-node / 100,000-pod run
+# plus the CSV files and the SVG plot of each run under bench/results/<name>/.
+# Bounded: about 10 minutes on 2 cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SIM=${SIM:-./build/flexpu-sim}
+TRACE=${TRACE:-../shared/data/alibaba-gpu-v2023}
+OUT=bench/results
+mkdir -p "$OUT"
+[ -x "$SIM" ] || { echo "build first: make build" >&2; exit 1; }
+
+echo "== default trace, all policies, seeds 42-51"
+"$SIM" --quiet --pods "$TRACE/openb_pod_list_default.csv" --out "$OUT/default" | tee "$OUT/default.txt"
+
+for n in 20 40 60 80 100; do
+  echo "== gpushare$n"
+  "$SIM" --quiet --policy fgd,flexpu,bestfit --pods "$TRACE/openb_pod_list_gpushare$n.csv" \
+    --out "$OUT/gpushare$n" | tee "$OUT/gpushare$n.txt"
+done
+
+echo "== timed replay (real creation and deletion times)"
+"$SIM" --quiet --mode timed --policy whole,bestfit,fgd,flexpu --out "$OUT/timed" | tee "$OUT/timed.txt"
+
+echo "== speed"
+{
+  for p in fgd flexpu; do
+    /usr/bin/env time -f "$p one replay (seed 42): %e s wall, %M KiB peak RSS" \
+      "$SIM" --quiet --policy $p --seeds 42 --out "" >/dev/null
+  done
+  "$SIM" --quiet --policy fgd,flexpu --seeds 42 --synthetic 10000,100000 --out ""
+} 2>&1 | tee "$OUT/speed.txt"
