@@ -39,7 +39,7 @@ asan: deps
 fuzz: deps
 	@CC=clang cmake -S . -B $(BUILD_FUZZ) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DFLEXPU_TESTS=OFF -DFLEXPU_FUZZ=ON \
-	  -DCMAKE_C_FLAGS="-fsanitize=fuzzer-no-link,address,undefined" >/dev/null
+	  -DCMAKE_C_FLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all" >/dev/null
 	@ninja -C $(BUILD_FUZZ) -j $(JOBS)
 	@for f in quantity csv; do \
 	  mkdir -p $(BUILD_FUZZ)/corpus-$$f && \
