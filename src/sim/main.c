@@ -22,7 +22,7 @@
 
 struct config {
     const char *nodes, *pods, *policies, *seeds, *mode, *out;
-    double scale, coverage;
+    double scale, coverage, rate;
     int synth_nodes, synth_pods;
     int quiet;
 };
@@ -39,6 +39,7 @@ static const struct option_doc {
     {"seeds", "A-B|A,B", "seeds of the arrival replay (default: 42-51)"},
     {"mode", "MODE", "'arrivals' (FGD method, default) or 'timed' (real times)"},
     {"scale", "X", "arrived GPU demand to stop at, times capacity (default: 1.3)"},
+    {"rate", "X", "timed mode: arrivals X times faster than in the trace (default: 1)"},
     {"coverage", "X", "typical-pod popularity coverage for fgd/flexpu (default: 1.0)"},
     {"out", "DIR", "write summary.csv, curves.csv and alloc.svg there (default: out/sim)"},
     {"synthetic", "N,M", "scale test: N nodes and M pods drawn from the trace"},
@@ -262,10 +263,10 @@ static int run_timed(const struct config *c, const struct fx_trace *t, const cha
     if (!r)
         return die("out of memory");
     for (int p = 0; p < npol && rc == 0; p++)
-        if (fx_replay_timed(t, pol[p], c->coverage, &r[p], &err))
+        if (fx_replay_timed(t, pol[p], c->coverage, c->rate, &r[p], &err))
             rc = die(err.msg);
     if (rc == 0) {
-        fx_report_timed(stdout, r, npol, c->pods);
+        fx_report_timed(stdout, r, npol, c->pods, c->rate);
         if (c->out && *c->out && ensure_dir(c->out) == 0) {
             char path[600];
             snprintf(path, sizeof(path), "%s/timed.csv", c->out);
@@ -287,7 +288,7 @@ int main(int argc, char **argv)
     snprintf(default_pods, sizeof(default_pods), "%s/openb_pod_list_default.csv",
              FLEXPU_TRACE_DIR);
     struct config c = {default_nodes, default_pods, "all", "42-51", "arrivals", "out/sim",
-                       1.3, 1.0, 0, 0, 0};
+                       1.3, 1.0, 1.0, 0, 0, 0};
     struct option longopts[NOPTS + 1];
     for (int i = 0; i < NOPTS; i++)
         longopts[i] = (struct option){docs[i].name, docs[i].arg ? required_argument : no_argument,
@@ -319,6 +320,9 @@ int main(int argc, char **argv)
             return 0;
         } else if (!strcmp(name, "scale")) {
             if (parse_double(optarg, name, 0.01, 100, &c.scale))
+                return 2;
+        } else if (!strcmp(name, "rate")) {
+            if (parse_double(optarg, name, 1, 1e6, &c.rate))
                 return 2;
         } else if (!strcmp(name, "coverage")) {
             if (parse_double(optarg, name, 0.01, 1, &c.coverage))

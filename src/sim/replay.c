@@ -226,6 +226,7 @@ static struct running heap_pop(struct heap *h)
 
 struct timed {
     const struct fx_trace *t;
+    double rate; /* arrivals sped up by this factor; run times unchanged */
     struct flexpu_engine *e;
     struct flexpu_rng rng;
     struct heap running;
@@ -236,6 +237,11 @@ struct timed {
     int64_t cap_milli;
     double area, last_t;
 };
+
+static int64_t arrival(const struct timed *s, const struct fx_trace_pod *p)
+{
+    return (int64_t)((double)p->creation / s->rate);
+}
 
 static int64_t run_time(const struct fx_trace_pod *p)
 {
@@ -259,8 +265,8 @@ static int try_start(struct timed *s, int i, int64_t now, struct flexpu_error *e
         return 0;
     if (rc)
         return flexpu_error_set(err, rc, "pod %s: %s", p->name, why.text);
-    s->waits[s->out->placed_on_arrival + s->out->placed_later] = (double)(now - p->creation);
-    if (now == p->creation)
+    s->waits[s->out->placed_on_arrival + s->out->placed_later] = (double)(now - arrival(s, p));
+    if (now == arrival(s, p))
         s->out->placed_on_arrival++;
     else
         s->out->placed_later++;
@@ -308,6 +314,8 @@ static void advance(struct timed *s, double t, double step, int *next_point)
         s->out->t[*next_point] = *next_point * step;
         s->out->alloc[*next_point] = a;
     }
+    if (a > s->out->alloc_peak)
+        s->out->alloc_peak = a;
     if (t > s->last_t)
         s->area += a * (t - s->last_t);
     s->last_t = t;
@@ -334,12 +342,12 @@ static int timed_run(struct timed *s, const int *order, int n, struct flexpu_err
     const struct fx_trace *t = s->t;
     int64_t horizon = 0;
     for (int i = 0; i < n; i++)
-        if (t->pods[order[i]].deletion > horizon)
-            horizon = t->pods[order[i]].deletion;
+        if (arrival(s, &t->pods[order[i]]) + run_time(&t->pods[order[i]]) > horizon)
+            horizon = arrival(s, &t->pods[order[i]]) + run_time(&t->pods[order[i]]);
     double step = horizon > 0 ? (double)horizon / (FX_TIME_POINTS - 1) : 1.0;
     int next_point = 0, rc = 0;
     for (int k = 0; k <= n && rc >= 0; k++) {
-        int64_t now = k < n ? t->pods[order[k]].creation : INT64_MAX;
+        int64_t now = k < n ? arrival(s, &t->pods[order[k]]) : INT64_MAX;
         /* Departures up to this arrival, each followed by a retry. */
         while (s->running.n > 0 && s->running.a[0].end <= now && rc >= 0) {
             int64_t when = s->running.a[0].end;
@@ -361,7 +369,7 @@ static int timed_run(struct timed *s, const int *order, int n, struct flexpu_err
     return rc < 0 ? rc : 0;
 }
 
-int fx_replay_timed(const struct fx_trace *t, const char *policy, double coverage,
+int fx_replay_timed(const struct fx_trace *t, const char *policy, double coverage, double rate,
                     struct fx_timed_result *out, struct flexpu_error *err)
 {
     memset(out, 0, sizeof(*out));
@@ -372,7 +380,9 @@ int fx_replay_timed(const struct fx_trace *t, const char *policy, double coverag
                                     "pod %s (line %d): the timed replay needs creation_time and "
                                     "deletion_time",
                                     t->pods[i].name, i + 2);
-    struct timed s = {.t = t, .out = out, .cap_milli = t->gpus * FLEXPU_GPU_MILLI};
+    if (!(rate >= 1.0))
+        return flexpu_error_set(err, FLEXPU_EINVAL, "timed replay: rate %g below 1", rate);
+    struct timed s = {.t = t, .rate = rate, .out = out, .cap_milli = t->gpus * FLEXPU_GPU_MILLI};
     if (s.cap_milli == 0)
         return flexpu_error_set(err, FLEXPU_EINVAL, "the node list has no GPUs");
     int rc = setup(t, policy, coverage, &s.e, err);

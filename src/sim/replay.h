@@ -6,8 +6,10 @@
  * a time until their GPU request would pass `scale` times the cluster's GPU
  * capacity; nothing departs; a pod that fits nowhere stays unscheduled.
  *
- * Timed replay: pods arrive at their creation time and leave after the time
- * they ran in the trace; a pod that does not fit waits in a FIFO queue that
+ * Timed replay: pods arrive at their creation time divided by `rate` (1: real
+ * time; the trace averages 14 busy GPUs over its 149 days, so a useful load
+ * needs a rate of a few hundred) and leave after the time they ran in the
+ * trace; a pod that does not fit waits in a FIFO queue that
  * is retried whenever capacity frees. */
 #ifndef FX_SIM_REPLAY_H
 #define FX_SIM_REPLAY_H
@@ -51,12 +53,13 @@ struct fx_timed_result {
     int pods, placed_on_arrival, placed_later, never_placed;
     double pending_mean, pending_p50, pending_p99, pending_max; /* seconds, of placed pods */
     double alloc_mean;                  /* time-weighted allocation ratio */
+    double alloc_peak;                  /* highest allocation ratio reached */
     double t[FX_TIME_POINTS], alloc[FX_TIME_POINTS];
     int npoints;
     double seconds;
 };
 
-int fx_replay_timed(const struct fx_trace *t, const char *policy, double coverage,
+int fx_replay_timed(const struct fx_trace *t, const char *policy, double coverage, double rate,
                     struct fx_timed_result *out, struct flexpu_error *err);
 
 #endif

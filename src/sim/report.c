@@ -151,16 +151,19 @@ int fx_report_plot(const char *path, const struct fx_summary *s, int n, const ch
                        series, n, err);
 }
 
-void fx_report_timed(FILE *f, const struct fx_timed_result *r, int n, const char *trace)
+void fx_report_timed(FILE *f, const struct fx_timed_result *r, int n, const char *trace,
+                     double rate)
 {
-    fprintf(f, "trace: %s (timed replay: real arrivals and departures)\n", trace);
-    fprintf(f, "%-8s %8s %10s %8s %7s %12s %12s %12s %9s %8s\n", "policy", "pods", "on-arrival",
-            "later", "never", "wait mean s", "wait p99 s", "wait max s", "alloc avg", "s/run");
+    fprintf(f, "trace: %s (timed replay: arrivals at %gx the trace's rate, real run times)\n",
+            trace, rate);
+    fprintf(f, "%-8s %8s %10s %8s %7s %12s %12s %12s %9s %9s %8s\n", "policy", "pods",
+            "on-arrival", "later", "never", "wait mean s", "wait p99 s", "wait max s", "alloc avg",
+            "alloc max", "s/run");
     for (int i = 0; i < n; i++)
-        fprintf(f, "%-8s %8d %10d %8d %7d %12.0f %12.0f %12.0f %8.2f%% %8.3f\n", r[i].policy,
-                r[i].pods, r[i].placed_on_arrival, r[i].placed_later, r[i].never_placed,
-                r[i].pending_mean, r[i].pending_p99, r[i].pending_max, 100 * r[i].alloc_mean,
-                r[i].seconds);
+        fprintf(f, "%-8s %8d %10d %8d %7d %12.0f %12.0f %12.0f %8.2f%% %8.2f%% %8.3f\n",
+                r[i].policy, r[i].pods, r[i].placed_on_arrival, r[i].placed_later,
+                r[i].never_placed, r[i].pending_mean, r[i].pending_p99, r[i].pending_max,
+                100 * r[i].alloc_mean, 100 * r[i].alloc_peak, r[i].seconds);
 }
 
 int fx_report_timed_csv(const char *path, const struct fx_timed_result *r, int n,

@@ -33,7 +33,8 @@ int fx_report_summary_csv(const char *path, const struct fx_summary *s, int n,
 int fx_report_plot(const char *path, const struct fx_summary *s, int n, const char *trace,
                    struct flexpu_error *err);
 
-void fx_report_timed(FILE *f, const struct fx_timed_result *r, int n, const char *trace);
+void fx_report_timed(FILE *f, const struct fx_timed_result *r, int n, const char *trace,
+                     double rate);
 int fx_report_timed_csv(const char *path, const struct fx_timed_result *r, int n,
                         struct flexpu_error *err);
 

@@ -87,7 +87,7 @@ static void test_timed_known_answer(void **state)
          "e,1000,1024,2,1000,,LS,Running,7,9,7\n");
     struct fx_timed_result r;
     struct flexpu_error err;
-    assert_int_equal(fx_replay_timed(&t, "flexpu", 1.0, &r, &err), 0);
+    assert_int_equal(fx_replay_timed(&t, "flexpu", 1.0, 1.0, &r, &err), 0);
     assert_int_equal(r.pods, 5);
     assert_int_equal(r.placed_on_arrival, 3);
     assert_int_equal(r.placed_later, 1);  /* c, at t=10 */
@@ -103,7 +103,7 @@ static void test_timed_needs_times(void **state)
     load(&t, small_nodes, small_pods);
     struct fx_timed_result r;
     struct flexpu_error err;
-    assert_int_equal(fx_replay_timed(&t, "fgd", 1.0, &r, &err), FLEXPU_EINVAL);
+    assert_int_equal(fx_replay_timed(&t, "fgd", 1.0, 1.0, &r, &err), FLEXPU_EINVAL);
     assert_non_null(strstr(err.msg, "creation_time"));
     struct fx_replay_opts o = {1.3, 1.0, 1, 0};
     struct fx_replay_result a;
