@@ -612,10 +612,6 @@ static void apply_usage(struct flexpu_engine *e, const struct flexpu_pod_req *r,
         n->gmem_used[g] += sign * p->gpu_mem_mib[i];
         s->gpu_milli_used += sign * p->milli[i];
         int after = n->gused[g];
-        if (before > 0 && before < FLEXPU_GPU_MILLI)
-            e->gaps[FLEXPU_GPU_MILLI - before]--;
-        if (after > 0 && after < FLEXPU_GPU_MILLI)
-            e->gaps[FLEXPU_GPU_MILLI - after]++;
         s->gpus_idle += (after == 0) - (before == 0);
         s->gpus_shared += (after > 0 && after < FLEXPU_GPU_MILLI) -
                           (before > 0 && before < FLEXPU_GPU_MILLI);

@@ -111,10 +111,6 @@ struct flexpu_engine {
     int64_t max_node_cpu; /* normalisers of the bestfit/dotprod scores */
     int max_node_gpus;
 
-    /* Partly used GPUs by free share (index: free milli, 1..999): the
-     * cluster-wide gap profile the flexpu policy keeps balanced. */
-    int64_t gaps[FLEXPU_GPU_MILLI + 1];
-
     struct flexpu_stats stats; /* frag_milli/classes derived on read */
     double frag_total;
 };

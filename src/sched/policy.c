@@ -139,6 +139,18 @@ static double fgd_frag(const struct flexpu_engine *e, const struct fx_view *v)
     return fx_frag(&e->wl, v) + fx_frag_cpu_idle(&e->wl, v);
 }
 
+typedef double (*frag_fn)(const struct flexpu_engine *e, const struct fx_view *v);
+
+/* Fragmentation, as frag measures it, once p is applied to a copy of v. */
+static double frag_after(const struct flexpu_engine *e, const struct fx_view *v,
+                         const struct flexpu_pod_req *r, const struct flexpu_placement *p,
+                         frag_fn frag)
+{
+    struct fx_view after = *v;
+    fx_view_apply(&after, r, p);
+    return frag(e, &after);
+}
+
 static double fgd_score(double before, double after)
 {
     return (double)(int64_t)(100.0 / (1.0 + exp((after - before) / 1000.0)));
@@ -155,9 +167,7 @@ static int eval_fgd(const struct fx_eval_ctx *ctx, const struct fx_view *v,
                 continue;
             struct flexpu_placement p;
             fx_pick_fill(r, &g, 1, &p);
-            struct fx_view after = *v;
-            fx_view_apply(&after, r, &p);
-            double score = fgd_score(before, fgd_frag(ctx->e, &after));
+            double score = fgd_score(before, frag_after(ctx->e, v, r, &p, fgd_frag));
             if (score > best) {
                 best = score;
                 out->p = p;
@@ -168,9 +178,7 @@ static int eval_fgd(const struct fx_eval_ctx *ctx, const struct fx_view *v,
     } else {
         if (!pick_default(v, r, &out->p))
             return 0;
-        struct fx_view after = *v;
-        fx_view_apply(&after, r, &out->p);
-        best = fgd_score(before, fgd_frag(ctx->e, &after));
+        best = fgd_score(before, frag_after(ctx->e, v, r, &out->p, fgd_frag));
     }
     out->cost = -best;
     return 1;
@@ -205,11 +213,9 @@ static int eval_flexpu(const struct fx_eval_ctx *ctx, const struct fx_view *v,
                 continue;
             struct flexpu_placement p;
             fx_pick_fill(r, &g, 1, &p);
-            struct fx_view a = *v;
-            fx_view_apply(&a, r, &p);
-            double f = flexpu_frag(ctx->e, &a);
+            double f = frag_after(ctx->e, v, r, &p, flexpu_frag);
             /* The fullest GPU wins among equals: a millionth per milli. */
-            double key = f + 1e-6 * a.free[g];
+            double key = f + 1e-6 * (v->free[g] - r->gpu_milli);
             if (!found || key < best) {
                 best = key;
                 after = f;
@@ -222,9 +228,7 @@ static int eval_flexpu(const struct fx_eval_ctx *ctx, const struct fx_view *v,
     } else {
         if (!pick_default(v, r, &out->p))
             return 0;
-        struct fx_view a = *v;
-        fx_view_apply(&a, r, &out->p);
-        after = flexpu_frag(ctx->e, &a);
+        after = frag_after(ctx->e, v, r, &out->p, flexpu_frag);
     }
     out->cost = -fgd_score(before, after);
     return 1;

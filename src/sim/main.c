@@ -237,16 +237,19 @@ static int run_arrivals(const struct config *c, const struct fx_trace *t, const 
             goto out;
         }
         snprintf(path, sizeof(path), "%s/summary.csv", c->out);
-        if (fx_report_summary_csv(path, sum, npol, &err) == 0) {
+        int wrc = fx_report_summary_csv(path, sum, npol, &err);
+        if (wrc == 0) {
             snprintf(path, sizeof(path), "%s/curves.csv", c->out);
-            if (fx_report_curves_csv(path, runs, npol * nseeds, &err) == 0) {
-                snprintf(path, sizeof(path), "%s/alloc.svg", c->out);
-                if (fx_report_plot(path, sum, npol, c->pods, &err) == 0)
-                    printf("wrote %s/summary.csv, %s/curves.csv and the plot %s\n", c->out,
-                           c->out, path);
-            }
+            wrc = fx_report_curves_csv(path, runs, npol * nseeds, &err);
         }
-        if (err.code && err.msg[0] && strstr(err.msg, "cannot"))
+        if (wrc == 0) {
+            snprintf(path, sizeof(path), "%s/alloc.svg", c->out);
+            wrc = fx_report_plot(path, sum, npol, c->pods, &err);
+        }
+        if (wrc == 0)
+            printf("wrote %s/summary.csv, %s/curves.csv and the plot %s\n", c->out, c->out,
+                   path);
+        else
             rc = die(err.msg);
     }
 out:
