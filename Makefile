@@ -35,13 +35,14 @@ asan: deps
 	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --test-dir $(BUILD_ASAN) --output-on-failure -j $(JOBS)
 
-# libFuzzer on the trace and quantity parsers, a short bounded run each.
+# libFuzzer on the trace, quantity and slice configuration parsers, a short
+# bounded run each.
 fuzz: deps
 	@CC=clang cmake -S . -B $(BUILD_FUZZ) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DFLEXPU_TESTS=OFF -DFLEXPU_FUZZ=ON \
 	  -DCMAKE_C_FLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all" >/dev/null
 	@ninja -C $(BUILD_FUZZ) -j $(JOBS)
-	@for f in quantity csv; do \
+	@for f in quantity csv slice_conf; do \
 	  mkdir -p $(BUILD_FUZZ)/corpus-$$f && \
 	  ./$(BUILD_FUZZ)/test/fuzz/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 \
 	    $(BUILD_FUZZ)/corpus-$$f test/fuzz/corpus/$$f 2>&1 | tail -n 2 || exit 1; \

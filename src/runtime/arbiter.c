@@ -1,0 +1,333 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "runtime/arbiter.h"
+
+#include <limits.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "flexpu/log.h"
+
+#define COMP "flexpu-cuda"
+#define POLL_NS (200 * 1000ull) /* a waiter re-checks at least this often */
+
+uint64_t fx_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+#define LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+
+/* The futex is in a MAP_SHARED file mapping, so it must not be a private
+ * futex: waiters are in other processes. */
+static void futex_wait(uint32_t *addr, uint32_t seen, uint64_t timeout_ns)
+{
+    struct timespec ts = {(time_t)(timeout_ns / 1000000000ull), (long)(timeout_ns % 1000000000ull)};
+    syscall(SYS_futex, addr, FUTEX_WAIT, seen, &ts, NULL, 0);
+}
+
+static void futex_wake_all(uint32_t *addr)
+{
+    syscall(SYS_futex, addr, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+int fx_arb_fast_path(struct fx_gpu *g, int capped, uint64_t now)
+{
+    struct fx_arbiter *a = &g->st->arb;
+    uint32_t me = 1u << g->tenant;
+    uint32_t d = LOAD(&a->demand);
+    if (!(d & me))
+        __atomic_fetch_or(&a->demand, me, __ATOMIC_ACQ_REL);
+    STORE(&g->st->procs[g->slot].last_launch_ns, now);
+    if (capped || (d & ~me))
+        return 0;
+    uint32_t h = LOAD(&a->holder);
+    return h == 0;
+}
+
+void fx_arb_launched(struct fx_gpu *g, uint64_t now)
+{
+    STORE(&g->st->procs[g->slot].last_launch_ns, now);
+}
+
+void fx_arb_launch_done(struct fx_gpu *g)
+{
+    __atomic_fetch_sub(&g->st->procs[g->slot].launching, 1, __ATOMIC_ACQ_REL);
+}
+
+/* A tenant has work when one of its live processes waits for the GPU, has
+ * work in flight, or launched within the idle threshold. */
+static int tenant_busy(struct fx_gpu *g, int t, uint64_t now, uint32_t *inflight)
+{
+    struct fx_gpu_state *st = g->st;
+    int busy = 0;
+    uint32_t in = 0;
+    for (int i = 0; i < FX_MAX_PROCS; i++) {
+        struct fx_proc_rec *p = &st->procs[i];
+        if (!p->in_use || p->tenant != t || !fx_gpu_slot_alive(g, i))
+            continue;
+        /* A launch that passed the arbiter but is not marked yet is in
+         * flight too: otherwise the slice could pass on under it. */
+        uint32_t n = LOAD(&p->inflight) + LOAD(&p->launching);
+        uint64_t last = LOAD(&p->last_launch_ns);
+        in += n;
+        if (LOAD(&p->waiting) || n || (now >= last && now - last < FX_ARB_IDLE_NS))
+            busy = 1;
+    }
+    if (inflight)
+        *inflight = in;
+    return busy;
+}
+
+/* Until when the holder used the GPU: now while it has work, else when its
+ * last process went quiet. Time a holder sat idle is not charged. */
+static uint64_t busy_until(struct fx_gpu *g, int t, uint64_t now)
+{
+    uint64_t end = 0;
+    for (int i = 0; i < FX_MAX_PROCS; i++) {
+        struct fx_proc_rec *p = &g->st->procs[i];
+        if (!p->in_use || p->tenant != t || !fx_gpu_slot_alive(g, i))
+            continue;
+        if (LOAD(&p->inflight) || LOAD(&p->waiting) || LOAD(&p->launching))
+            return now;
+        uint64_t last = LOAD(&p->last_launch_ns), drained = LOAD(&p->drained_ns);
+        uint64_t e = last > drained ? last : drained;
+        if (e > end)
+            end = e;
+    }
+    return end < now ? end : now;
+}
+
+static int capped(const struct fx_tenant_rec *tr)
+{
+    return tr->compute_cap < 100;
+}
+
+static void refill(struct fx_tenant_rec *tr, uint64_t now)
+{
+    if (!capped(tr))
+        return;
+    if (tr->budget_ts == 0 || now < tr->budget_ts) {
+        tr->budget_ts = now;
+        tr->budget_ns = (int64_t)FX_ARB_CAP_QUANTUM_NS;
+        return;
+    }
+    int64_t add = (int64_t)((now - tr->budget_ts) * tr->compute_cap / 100);
+    tr->budget_ns = tr->budget_ns + add > (int64_t)FX_ARB_BURST_NS ? (int64_t)FX_ARB_BURST_NS
+                                                                   : tr->budget_ns + add;
+    tr->budget_ts = now;
+}
+
+static uint64_t weight(const struct fx_tenant_rec *tr)
+{
+    return tr->compute_share ? tr->compute_share : 1; /* share 0: best effort, 1% weight */
+}
+
+static void charge(struct fx_tenant_rec *tr, uint64_t ns)
+{
+    tr->gpu_time_ns += ns;
+    tr->vtime += ns * 100 / weight(tr);
+    if (capped(tr))
+        tr->budget_ns -= (int64_t)ns;
+}
+
+/* The next holder: among tenants with work and budget, the highest
+ * priority, then the least GPU time per unit of share. -1: nobody. */
+static int pick(struct fx_gpu_state *st, uint32_t demand)
+{
+    int best = -1;
+    for (int t = 0; t < FX_MAX_TENANTS; t++) {
+        struct fx_tenant_rec *tr = &st->tenants[t];
+        if (!(demand & (1u << t)) || !tr->in_use ||
+            (capped(tr) && tr->budget_ns < (int64_t)FX_ARB_CAP_QUANTUM_NS))
+            continue;
+        if (best < 0 || tr->priority > st->tenants[best].priority ||
+            (tr->priority == st->tenants[best].priority && tr->vtime < st->tenants[best].vtime))
+            best = t;
+    }
+    return best;
+}
+
+void fx_arb_step_locked(struct fx_gpu *g, uint64_t now)
+{
+    struct fx_gpu_state *st = g->st;
+    struct fx_arbiter *a = &st->arb;
+
+    /* Who has work now; a tenant that went idle gives up its claim. */
+    uint32_t demand = LOAD(&a->demand), inflight_of_holder = 0;
+    uint32_t infl[FX_MAX_TENANTS] = {0};
+    int h = (int)LOAD(&a->holder) - 1;
+    for (int t = 0; t < FX_MAX_TENANTS; t++) {
+        uint32_t bit = 1u << t;
+        uint32_t in = 0;
+        int busy = st->tenants[t].in_use && tenant_busy(g, t, now, &in);
+        infl[t] = in;
+        if (t == h)
+            inflight_of_holder = in;
+        if (!busy && (demand & bit)) {
+            __atomic_fetch_and(&a->demand, ~bit, __ATOMIC_ACQ_REL);
+            demand &= ~bit;
+        }
+        refill(&st->tenants[t], now);
+    }
+    /* A tenant that comes back from idle starts level with the others, so
+     * time it did not use is not saved up against them. */
+    uint32_t fresh = demand & ~a->seen_demand;
+    if (fresh) {
+        uint64_t minv = UINT64_MAX;
+        for (int t = 0; t < FX_MAX_TENANTS; t++)
+            if ((demand & ~fresh & (1u << t)) && st->tenants[t].vtime < minv)
+                minv = st->tenants[t].vtime;
+        for (int t = 0; t < FX_MAX_TENANTS && minv != UINT64_MAX; t++)
+            if ((fresh & (1u << t)) && st->tenants[t].vtime < minv)
+                st->tenants[t].vtime = minv;
+    }
+    a->seen_demand = demand;
+
+    /* Contention begins while a tenant that was alone still has work queued
+     * from its fast path: that work runs first, so the tenant holds the GPU
+     * (charged) until it drains, and only then are slices handed out. */
+    if (h < 0 && (demand & (demand - 1))) {
+        for (int t = 0; t < FX_MAX_TENANTS; t++) {
+            if ((demand >> t) & 1 && infl[t]) {
+                h = t;
+                inflight_of_holder = infl[t];
+                a->slice_start_ns = now;
+                a->slice_end_ns = now;
+                a->slice_started = 1;
+                STORE(&a->holder, (uint32_t)t + 1);
+                break;
+            }
+        }
+    }
+
+    if (h >= 0) {
+        struct fx_tenant_rec *ht = &st->tenants[h];
+        int holder_busy = (demand >> h) & 1;
+        /* A tenant of higher priority with work cuts the slice short. */
+        for (int t = 0; t < FX_MAX_TENANTS && holder_busy; t++)
+            if (t != h && ((demand >> t) & 1) && st->tenants[t].priority > ht->priority &&
+                a->slice_end_ns > now)
+                a->slice_end_ns = now;
+        if (holder_busy && now < a->slice_end_ns)
+            return; /* its slice runs */
+        if (holder_busy && inflight_of_holder && now - a->slice_end_ns < FX_ARB_DRAIN_MAX_NS)
+            return; /* its work drains: the GPU is still its */
+        uint64_t end = busy_until(g, h, now);
+        if (a->slice_started && end > a->slice_start_ns)
+            charge(ht, end - a->slice_start_ns);
+    }
+
+    int n = pick(st, demand);
+    int alone = n >= 0 && demand == (1u << n) && !capped(&st->tenants[n]);
+    if (n < 0 || alone) {
+        /* Nobody, or one uncapped tenant alone: no slices; it launches on
+         * the fast path until someone else shows up. */
+        STORE(&a->holder, 0u);
+    } else {
+        uint64_t len = FX_ARB_SLICE_NS;
+        struct fx_tenant_rec *nt = &st->tenants[n];
+        if (capped(nt) && (uint64_t)nt->budget_ns < len)
+            len = (uint64_t)nt->budget_ns;
+        /* The slice's clock starts when the holder first launches: the time
+         * its threads take to wake up is not the holder's GPU time. */
+        a->slice_len_ns = len;
+        a->slice_started = 0;
+        a->slice_start_ns = now;
+        a->slice_end_ns = now + len + FX_ARB_SLICE_NS;
+        STORE(&a->holder, (uint32_t)n + 1);
+    }
+    if ((int)LOAD(&a->holder) - 1 != h || n >= 0) {
+        __atomic_fetch_add(&a->seq, 1, __ATOMIC_ACQ_REL);
+        futex_wake_all(&a->seq);
+    }
+}
+
+/* How long a waiter of tenant t may sleep before something could change
+ * for it: a capped tenant out of budget waits for the refill. */
+static uint64_t wait_for(const struct fx_gpu_state *st, int t, uint64_t now)
+{
+    const struct fx_tenant_rec *tr = &st->tenants[t];
+    uint64_t w = POLL_NS;
+    if (LOAD(&st->arb.holder) == (uint32_t)t + 1 && st->arb.slice_end_ns > now)
+        return 0;
+    if (capped(tr) && tr->budget_ns < (int64_t)FX_ARB_CAP_QUANTUM_NS) {
+        uint64_t refill_ns =
+            (uint64_t)((int64_t)FX_ARB_CAP_QUANTUM_NS - tr->budget_ns) * 100 / tr->compute_cap + 1000;
+        if (refill_ns > w)
+            w = refill_ns < 10 * FX_ARB_SLICE_NS ? refill_ns : 10 * FX_ARB_SLICE_NS;
+    }
+    return w;
+}
+
+uint64_t fx_arb_acquire(struct fx_gpu *g)
+{
+    struct fx_gpu_state *st = g->st;
+    struct fx_arbiter *a = &st->arb;
+    uint32_t mine = (uint32_t)g->tenant + 1;
+    struct fx_proc_rec *p = &st->procs[g->slot];
+    /* Counted as launching before the check, so a hand-over decided between
+     * the check and the launch waits for this launch. */
+    __atomic_fetch_add(&p->launching, 1, __ATOMIC_ACQ_REL);
+    uint64_t t0 = fx_mono_ns();
+    if (LOAD(&a->holder) == mine && LOAD(&a->slice_started) && t0 < LOAD(&a->slice_end_ns))
+        return 0;
+    __atomic_fetch_sub(&p->launching, 1, __ATOMIC_ACQ_REL);
+    __atomic_fetch_add(&p->waiting, 1, __ATOMIC_ACQ_REL);
+    __atomic_fetch_or(&a->demand, 1u << g->tenant, __ATOMIC_ACQ_REL);
+    uint64_t now = t0;
+    for (;;) {
+        fx_gpu_lock(g);
+        fx_arb_step_locked(g, now);
+        uint32_t holder = LOAD(&a->holder);
+        uint32_t seen = LOAD(&a->seq);
+        uint64_t sleep_ns = wait_for(st, g->tenant, now);
+        /* Granted: this tenant holds a running slice, or nobody holds the
+         * GPU and this tenant is alone and uncapped (the fast path). */
+        if (holder == mine && !a->slice_started) {
+            a->slice_started = 1;
+            a->slice_start_ns = now;
+            a->slice_end_ns = now + a->slice_len_ns;
+        }
+        int granted = (holder == mine && now < a->slice_end_ns) ||
+                      (holder == 0 && fx_arb_fast_path(g, st->tenants[g->tenant].compute_cap < 100,
+                                                       now));
+        if (granted) {
+            __atomic_fetch_add(&p->launching, 1, __ATOMIC_ACQ_REL);
+            __atomic_fetch_sub(&p->waiting, 1, __ATOMIC_ACQ_REL);
+            uint64_t waited = now - t0;
+            st->tenants[g->tenant].throttled_ns += waited;
+            fx_gpu_unlock(g);
+            return waited;
+        }
+        fx_gpu_unlock(g);
+        futex_wait(&a->seq, seen, sleep_ns ? sleep_ns : POLL_NS);
+        now = fx_mono_ns();
+    }
+}
+
+void fx_arb_set_inflight(struct fx_gpu *g, uint32_t inflight)
+{
+    struct fx_gpu_state *st = g->st;
+    struct fx_proc_rec *p = &st->procs[g->slot];
+    uint32_t before = LOAD(&p->inflight);
+    if (inflight == before)
+        return;
+    uint64_t now = fx_mono_ns();
+    if (inflight == 0)
+        STORE(&p->drained_ns, now);
+    STORE(&p->inflight, inflight);
+    if (inflight)
+        return;
+    /* This process drained: if its tenant's slice is over, the hand-over
+     * may be due now rather than at the next waiter's poll. */
+    if (LOAD(&st->arb.holder) == (uint32_t)g->tenant + 1 && now >= LOAD(&st->arb.slice_end_ns)) {
+        fx_gpu_lock(g);
+        fx_arb_step_locked(g, now);
+        fx_gpu_unlock(g);
+    }
+}

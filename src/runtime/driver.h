@@ -1,0 +1,180 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The real driver and NVML entry points, and the table that ties each hooked
+ * export to the real function it stands in for.
+ *
+ * Why a table of real pointers: libcudart reaches the driver through
+ * cuGetProcAddress, which picks the ABI variant (_v2, _v3, _ptsz...) for the
+ * caller's CUDA version and flags. The library lets the driver make that
+ * choice and then swaps the returned pointer for the hook of exactly that
+ * export, found by address. A pointer that is not one of the hooked exports
+ * is returned untouched, so versions the library does not know are never
+ * given a hook with the wrong signature. */
+#ifndef FX_RUNTIME_DRIVER_H
+#define FX_RUNTIME_DRIVER_H
+
+#include "runtime/cuda_abi.h"
+#include "runtime/nvml_abi.h"
+
+typedef int CUstreamCaptureMode;
+#define FX_CAPTURE_MODE_RELAXED 2
+
+#define FX_LAUNCH_PARAMS                                                                           \
+    (CUfunction f, unsigned int gridDimX, unsigned int gridDimY, unsigned int gridDimZ,            \
+     unsigned int blockDimX, unsigned int blockDimY, unsigned int blockDimZ,                       \
+     unsigned int sharedMemBytes, CUstream hStream, void **kernelParams, void **extra)
+#define FX_LAUNCH_ARGS                                                                             \
+    (f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, sharedMemBytes, hStream,    \
+     kernelParams, extra)
+#define FX_COOP_PARAMS                                                                             \
+    (CUfunction f, unsigned int gridDimX, unsigned int gridDimY, unsigned int gridDimZ,            \
+     unsigned int blockDimX, unsigned int blockDimY, unsigned int blockDimZ,                       \
+     unsigned int sharedMemBytes, CUstream hStream, void **kernelParams)
+#define FX_COOP_ARGS                                                                               \
+    (f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, sharedMemBytes, hStream,    \
+     kernelParams)
+
+/* Driver exports this library replaces: X(name, parameters, arguments). */
+#define FX_CUDA_HOOKS(X)                                                                           \
+    X(cuInit, (unsigned int flags), (flags))                                                       \
+    X(cuGetProcAddress, (const char *symbol, void **pfn, int cudaVersion, cuuint64_t flags),       \
+      (symbol, pfn, cudaVersion, flags))                                                           \
+    X(cuGetProcAddress_v2,                                                                         \
+      (const char *symbol, void **pfn, int cudaVersion, cuuint64_t flags,                          \
+       CUdriverProcAddressQueryResult *symbolStatus),                                              \
+      (symbol, pfn, cudaVersion, flags, symbolStatus))                                             \
+    X(cuCtxCreate_v2, (CUcontext * pctx, unsigned int flags, CUdevice dev), (pctx, flags, dev))    \
+    X(cuCtxCreate_v3,                                                                              \
+      (CUcontext * pctx, void *paramsArray, int numParams, unsigned int flags, CUdevice dev),      \
+      (pctx, paramsArray, numParams, flags, dev))                                                  \
+    X(cuCtxCreate_v4, (CUcontext * pctx, void *ctxCreateParams, unsigned int flags, CUdevice dev), \
+      (pctx, ctxCreateParams, flags, dev))                                                         \
+    X(cuDevicePrimaryCtxRetain, (CUcontext * pctx, CUdevice dev), (pctx, dev))                     \
+    X(cuMemAlloc_v2, (CUdeviceptr * dptr, size_t bytesize), (dptr, bytesize))                      \
+    X(cuMemAllocPitch_v2,                                                                          \
+      (CUdeviceptr * dptr, size_t *pPitch, size_t WidthInBytes, size_t Height,                     \
+       unsigned int ElementSizeBytes),                                                             \
+      (dptr, pPitch, WidthInBytes, Height, ElementSizeBytes))                                      \
+    X(cuMemAllocManaged, (CUdeviceptr * dptr, size_t bytesize, unsigned int flags),                \
+      (dptr, bytesize, flags))                                                                     \
+    X(cuMemFree_v2, (CUdeviceptr dptr), (dptr))                                                    \
+    X(cuArrayCreate_v2, (CUarray * pHandle, const CUDA_ARRAY_DESCRIPTOR *pAllocateArray),          \
+      (pHandle, pAllocateArray))                                                                   \
+    X(cuArray3DCreate_v2, (CUarray * pHandle, const CUDA_ARRAY3D_DESCRIPTOR *pAllocateArray),      \
+      (pHandle, pAllocateArray))                                                                   \
+    X(cuArrayDestroy, (CUarray hArray), (hArray))                                                  \
+    X(cuMipmappedArrayCreate,                                                                      \
+      (CUmipmappedArray * pHandle, const CUDA_ARRAY3D_DESCRIPTOR *pMipmappedArrayDesc,             \
+       unsigned int numMipmapLevels),                                                              \
+      (pHandle, pMipmappedArrayDesc, numMipmapLevels))                                             \
+    X(cuMipmappedArrayDestroy, (CUmipmappedArray hMipmappedArray), (hMipmappedArray))              \
+    X(cuMemCreate,                                                                                 \
+      (CUmemGenericAllocationHandle * handle, size_t size, const CUmemAllocationProp *prop,        \
+       unsigned long long flags),                                                                  \
+      (handle, size, prop, flags))                                                                 \
+    X(cuMemRelease, (CUmemGenericAllocationHandle handle), (handle))                               \
+    X(cuMemAllocAsync, (CUdeviceptr * dptr, size_t bytesize, CUstream hStream),                    \
+      (dptr, bytesize, hStream))                                                                   \
+    X(cuMemAllocAsync_ptsz, (CUdeviceptr * dptr, size_t bytesize, CUstream hStream),               \
+      (dptr, bytesize, hStream))                                                                   \
+    X(cuMemAllocFromPoolAsync,                                                                     \
+      (CUdeviceptr * dptr, size_t bytesize, CUmemoryPool pool, CUstream hStream),                  \
+      (dptr, bytesize, pool, hStream))                                                             \
+    X(cuMemAllocFromPoolAsync_ptsz,                                                                \
+      (CUdeviceptr * dptr, size_t bytesize, CUmemoryPool pool, CUstream hStream),                  \
+      (dptr, bytesize, pool, hStream))                                                             \
+    X(cuMemPoolTrimTo, (CUmemoryPool pool, size_t minBytesToKeep), (pool, minBytesToKeep))         \
+    X(cuMemPoolDestroy, (CUmemoryPool pool), (pool))                                               \
+    X(cuMemGetInfo_v2, (size_t *free, size_t *total), (free, total))                               \
+    X(cuDeviceTotalMem_v2, (size_t *bytes, CUdevice dev), (bytes, dev))                            \
+    X(cuGraphLaunch, (CUgraphExec hGraphExec, CUstream hStream), (hGraphExec, hStream))            \
+    X(cuGraphLaunch_ptsz, (CUgraphExec hGraphExec, CUstream hStream), (hGraphExec, hStream))       \
+    X(cuDeviceGraphMemTrim, (CUdevice device), (device))                                           \
+    X(cuLaunchKernel, FX_LAUNCH_PARAMS, FX_LAUNCH_ARGS)                                            \
+    X(cuLaunchKernel_ptsz, FX_LAUNCH_PARAMS, FX_LAUNCH_ARGS)                                       \
+    X(cuLaunchKernelEx,                                                                            \
+      (const CUlaunchConfig *config, CUfunction f, void **kernelParams, void **extra),             \
+      (config, f, kernelParams, extra))                                                            \
+    X(cuLaunchKernelEx_ptsz,                                                                       \
+      (const CUlaunchConfig *config, CUfunction f, void **kernelParams, void **extra),             \
+      (config, f, kernelParams, extra))                                                            \
+    X(cuLaunchCooperativeKernel, FX_COOP_PARAMS, FX_COOP_ARGS)                                     \
+    X(cuLaunchCooperativeKernel_ptsz, FX_COOP_PARAMS, FX_COOP_ARGS)
+
+/* Driver functions the library calls but does not replace. */
+#define FX_CUDA_USED(X)                                                                            \
+    X(cuDeviceGetCount, (int *count), (count))                                                     \
+    X(cuDeviceGet, (CUdevice * device, int ordinal), (device, ordinal))                            \
+    X(cuDeviceGetUuid, (CUuuid * uuid, CUdevice dev), (uuid, dev))                                 \
+    X(cuDeviceGetUuid_v2, (CUuuid * uuid, CUdevice dev), (uuid, dev))                              \
+    X(cuCtxGetDevice, (CUdevice * device), (device))                                               \
+    X(cuCtxDestroy_v2, (CUcontext ctx), (ctx))                                                     \
+    X(cuDevicePrimaryCtxRelease_v2, (CUdevice dev), (dev))                                         \
+    X(cuStreamIsCapturing, (CUstream hStream, CUstreamCaptureStatus * captureStatus),              \
+      (hStream, captureStatus))                                                                    \
+    X(cuStreamIsCapturing_ptsz, (CUstream hStream, CUstreamCaptureStatus * captureStatus),         \
+      (hStream, captureStatus))                                                                    \
+    X(cuThreadExchangeStreamCaptureMode, (CUstreamCaptureMode * mode), (mode))                     \
+    X(cuMemPoolGetAttribute, (CUmemoryPool pool, CUmemPool_attribute attr, void *value),           \
+      (pool, attr, value))                                                                         \
+    X(cuDeviceGetMemPool, (CUmemoryPool * pool, CUdevice dev), (pool, dev))                        \
+    X(cuMemGetAllocationGranularity,                                                               \
+      (size_t *granularity, const CUmemAllocationProp *prop,                                       \
+       CUmemAllocationGranularity_flags option),                                                   \
+      (granularity, prop, option))                                                                 \
+    X(cuDeviceGetGraphMemAttribute, (CUdevice device, CUgraphMem_attribute attr, void *value),     \
+      (device, attr, value))                                                                       \
+    X(cuEventCreate, (CUevent * phEvent, unsigned int Flags), (phEvent, Flags))                    \
+    X(cuEventRecord, (CUevent hEvent, CUstream hStream), (hEvent, hStream))                        \
+    X(cuEventRecord_ptsz, (CUevent hEvent, CUstream hStream), (hEvent, hStream))                   \
+    X(cuEventQuery, (CUevent hEvent), (hEvent))                                                    \
+    X(cuEventDestroy_v2, (CUevent hEvent), (hEvent))
+
+#define FX_NVML_HOOKS(X)                                                                           \
+    X(nvmlDeviceGetMemoryInfo, (nvmlDevice_t device, nvmlMemory_t *memory), (device, memory))      \
+    X(nvmlDeviceGetMemoryInfo_v2, (nvmlDevice_t device, nvmlMemory_v2_t *memory),                  \
+      (device, memory))
+
+#define FX_NVML_USED(X)                                                                            \
+    X(nvmlDeviceGetUUID, (nvmlDevice_t device, char *uuid, unsigned int length),                   \
+      (device, uuid, length))
+
+#define FX_DECLARE_PTR(name, params, args) CUresult (*name) params;
+#define FX_DECLARE_NVML_PTR(name, params, args) nvmlReturn_t (*name) params;
+struct fx_real {
+    FX_CUDA_HOOKS(FX_DECLARE_PTR)
+    FX_CUDA_USED(FX_DECLARE_PTR)
+    FX_NVML_HOOKS(FX_DECLARE_NVML_PTR)
+    FX_NVML_USED(FX_DECLARE_NVML_PTR)
+};
+#undef FX_DECLARE_PTR
+#undef FX_DECLARE_NVML_PTR
+
+/* The real functions; a NULL member is one the installed driver lacks. */
+extern struct fx_real fx_real;
+
+/* The exports, declared from the same lists so a hook with the wrong
+ * signature does not compile. */
+#define FX_EXPORT __attribute__((visibility("default")))
+#define FX_DECLARE_HOOK(name, params, args) FX_EXPORT CUresult name params;
+#define FX_DECLARE_NVML_HOOK(name, params, args) FX_EXPORT nvmlReturn_t name params;
+FX_CUDA_HOOKS(FX_DECLARE_HOOK)
+FX_NVML_HOOKS(FX_DECLARE_NVML_HOOK)
+#undef FX_DECLARE_HOOK
+#undef FX_DECLARE_NVML_HOOK
+
+/* dlsym from libc, found with dlvsym so this library's own dlsym is skipped. */
+void *fx_real_dlsym(void *handle, const char *name);
+
+/* Loads libcuda.so.1 and fills the driver members of fx_real (once).
+ * Returns 0, or -1 when there is no driver. */
+int fx_driver_load(void);
+/* Loads libnvidia-ml.so.1 and fills the NVML members (once). */
+int fx_nvml_load(void);
+
+/* Given a real entry point, the hook that replaces it, or NULL. */
+void *fx_hook_for_real(const void *real);
+/* Given an export name and the address the real lookup gave for it, the
+ * hook to return instead, or NULL. */
+void *fx_hook_for_name(const char *name, const void *real);
+
+#endif

@@ -1,0 +1,183 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Initialisation, contexts, entry-point lookup and what the process is told
+ * about memory. */
+#include <string.h>
+
+#include "flexpu/log.h"
+#include "runtime/rt.h"
+
+/* The driver refuses every call until cuInit succeeds, so failing here is
+ * what makes a broken configuration fail closed. Every GPU joins its shared
+ * state now, so a state directory that cannot be used is reported at start,
+ * not at the first allocation. */
+CUresult cuInit(unsigned int flags)
+{
+    CUresult rc = fx_rt_ready();
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    CUresult r = fx_real.cuInit(flags);
+    if (r != CUDA_SUCCESS)
+        return r;
+    int n = 0;
+    if (!fx_real.cuDeviceGetCount || !fx_real.cuDeviceGet ||
+        fx_real.cuDeviceGetCount(&n) != CUDA_SUCCESS)
+        return r;
+    for (int i = 0; i < n && i < FX_MAX_DEVICES; i++) {
+        CUdevice d;
+        if (fx_real.cuDeviceGet(&d, i) != CUDA_SUCCESS)
+            continue;
+        if (!fx_rt_gpu(d, &rc))
+            return rc;
+    }
+    return CUDA_SUCCESS;
+}
+
+/* A context costs device memory before any allocation; it is charged once
+ * per process and GPU. If the quota has no room for it the context is
+ * undone and the caller gets CUDA_ERROR_OUT_OF_MEMORY. */
+static CUresult context_made(CUdevice dev, CUcontext ctx, int primary)
+{
+    CUresult rc;
+    struct fx_gpu *g = fx_rt_gpu(dev, &rc);
+    if (g && fx_gpu_charge_context(g, (uint64_t)fx_rt_config()->context_overhead) == 0)
+        return CUDA_SUCCESS;
+    if (primary && fx_real.cuDevicePrimaryCtxRelease_v2)
+        fx_real.cuDevicePrimaryCtxRelease_v2(dev);
+    else if (!primary && fx_real.cuCtxDestroy_v2)
+        fx_real.cuCtxDestroy_v2(ctx);
+    if (!g)
+        return rc;
+    FX_WARN(COMP, "no room in the memory quota for a context", "device=%d overhead=%lld",
+            (int)dev, (long long)fx_rt_config()->context_overhead);
+    return CUDA_ERROR_OUT_OF_MEMORY;
+}
+
+#define CONTEXT_HOOK(call, ctxp, dev, primary)                                                     \
+    do {                                                                                           \
+        CUresult rc_ = fx_rt_ready();                                                              \
+        if (rc_ != CUDA_SUCCESS)                                                                   \
+            return rc_;                                                                            \
+        CUresult r_ = call;                                                                        \
+        if (r_ != CUDA_SUCCESS || !(ctxp))                                                         \
+            return r_;                                                                             \
+        return context_made(dev, *(ctxp), primary);                                                \
+    } while (0)
+
+CUresult cuCtxCreate_v2(CUcontext *pctx, unsigned int flags, CUdevice dev)
+{
+    CONTEXT_HOOK(fx_real.cuCtxCreate_v2(pctx, flags, dev), pctx, dev, 0);
+}
+
+CUresult cuCtxCreate_v3(CUcontext *pctx, void *paramsArray, int numParams, unsigned int flags,
+                        CUdevice dev)
+{
+    CONTEXT_HOOK(fx_real.cuCtxCreate_v3(pctx, paramsArray, numParams, flags, dev), pctx, dev, 0);
+}
+
+CUresult cuCtxCreate_v4(CUcontext *pctx, void *ctxCreateParams, unsigned int flags, CUdevice dev)
+{
+    CONTEXT_HOOK(fx_real.cuCtxCreate_v4(pctx, ctxCreateParams, flags, dev), pctx, dev, 0);
+}
+
+CUresult cuDevicePrimaryCtxRetain(CUcontext *pctx, CUdevice dev)
+{
+    CONTEXT_HOOK(fx_real.cuDevicePrimaryCtxRetain(pctx, dev), pctx, dev, 1);
+}
+
+/* total = the quota (never above the GPU: cuDNN breaks on more), used = the
+ * tenant's usage, free = what the quota leaves, never more than the GPU has. */
+CUresult cuMemGetInfo_v2(size_t *free, size_t *total)
+{
+    CUresult rc;
+    CUdevice dev;
+    struct fx_gpu *g = fx_rt_current_gpu(&dev, &rc);
+    if (!g || !free || !total)
+        return rc != CUDA_SUCCESS ? rc : fx_real.cuMemGetInfo_v2(free, total);
+    size_t phys_free = 0, phys_total = 0;
+    CUresult r = fx_real.cuMemGetInfo_v2(&phys_free, &phys_total);
+    if (r != CUDA_SUCCESS)
+        return r;
+    fx_pools_reconcile_device(dev);
+    uint64_t quota = fx_gpu_quota(g);
+    uint64_t cap = quota < phys_total ? quota : phys_total;
+    uint64_t used = fx_gpu_tenant_used(g);
+    uint64_t left = used < cap ? cap - used : 0;
+    *total = cap;
+    *free = left < phys_free ? left : phys_free;
+    return CUDA_SUCCESS;
+}
+
+CUresult cuDeviceTotalMem_v2(size_t *bytes, CUdevice dev)
+{
+    CUresult rc = fx_rt_ready();
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    CUresult r = fx_real.cuDeviceTotalMem_v2(bytes, dev);
+    if (r != CUDA_SUCCESS || !bytes)
+        return r;
+    struct fx_gpu *g = fx_rt_gpu(dev, &rc);
+    if (!g)
+        return rc;
+    uint64_t quota = fx_gpu_quota(g);
+    if (quota < *bytes)
+        *bytes = quota;
+    return CUDA_SUCCESS;
+}
+
+/* Base names of entry points that take device memory or GPU time: a variant
+ * of one of them that the library has no hook for (an ABI it does not know)
+ * is not handed out, so no path escapes the quota or the arbiter. */
+static const char *const must_hook[] = {
+    "cuMemAlloc",       "cuMemAllocPitch",        "cuMemAllocManaged",      "cuArrayCreate",
+    "cuArray3DCreate",  "cuMipmappedArrayCreate", "cuMemCreate",            "cuMemAllocAsync",
+    "cuMemAllocFromPoolAsync", "cuCtxCreate",     "cuDevicePrimaryCtxRetain", "cuGetProcAddress",
+    "cuInit",           "cuLaunchKernel",         "cuLaunchKernelEx",       "cuLaunchCooperativeKernel",
+    "cuGraphLaunch",
+};
+
+static int must_be_hooked(const char *symbol)
+{
+    for (size_t i = 0; i < sizeof(must_hook) / sizeof(must_hook[0]); i++)
+        if (strcmp(symbol, must_hook[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* Lets the driver choose the variant, then swaps in the hook of exactly
+ * that export. */
+static CUresult swap(const char *symbol, void **pfn, int cudaVersion, cuuint64_t flags,
+                     CUdriverProcAddressQueryResult *status, CUresult r)
+{
+    if (r != CUDA_SUCCESS || !pfn || !*pfn || !symbol)
+        return r;
+    void *h = fx_hook_for_real(*pfn);
+    if (h) {
+        *pfn = h;
+    } else if (must_be_hooked(symbol)) {
+        FX_ERROR(COMP, "refused an entry-point variant that would escape the quota",
+                 "symbol=%s version=%d flags=%llu", symbol, cudaVersion,
+                 (unsigned long long)flags);
+        *pfn = NULL;
+        if (status)
+            *status = CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND;
+        return CUDA_ERROR_NOT_FOUND;
+    }
+    return r;
+}
+
+CUresult cuGetProcAddress_v2(const char *symbol, void **pfn, int cudaVersion, cuuint64_t flags,
+                             CUdriverProcAddressQueryResult *symbolStatus)
+{
+    if (fx_driver_load() != 0 || !fx_real.cuGetProcAddress_v2)
+        return CUDA_ERROR_NOT_INITIALIZED;
+    CUresult r = fx_real.cuGetProcAddress_v2(symbol, pfn, cudaVersion, flags, symbolStatus);
+    return swap(symbol, pfn, cudaVersion, flags, symbolStatus, r);
+}
+
+CUresult cuGetProcAddress(const char *symbol, void **pfn, int cudaVersion, cuuint64_t flags)
+{
+    if (fx_driver_load() != 0 || !fx_real.cuGetProcAddress)
+        return CUDA_ERROR_NOT_INITIALIZED;
+    CUresult r = fx_real.cuGetProcAddress(symbol, pfn, cudaVersion, flags);
+    return swap(symbol, pfn, cudaVersion, flags, NULL, r);
+}

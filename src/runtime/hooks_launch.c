@@ -1,0 +1,267 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Compute sharing at the launch entry points. Before a kernel or graph is
+ * launched, the tenant must hold the GPU's slice (arbiter.c); after it, an
+ * event marks the end of the work, so the process always knows how much it
+ * has in flight. In-flight work is bounded, which bounds how long a slice's
+ * hand-over waits for the previous holder to drain.
+ *
+ * A tenant alone on the GPU and not capped takes the fast path: no wait, no
+ * event, one atomic load and a clock read per launch. */
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "flexpu/log.h"
+#include "runtime/arbiter.h"
+#include "runtime/rt.h"
+
+/* Markers in flight per process and GPU. Under arbitration every launch is
+ * marked and at most ARB_INFLIGHT are in flight: draining takes a few
+ * kernels. On the fast path a marker every FAST_EVERY launches (or
+ * FAST_EVERY_NS) keeps the backlog known and bounded at little cost, so
+ * when contention begins the arbiter knows what must drain first. */
+#define MAX_INFLIGHT 4
+#define ARB_INFLIGHT 4
+#define FAST_INFLIGHT 2
+#define FAST_EVERY 32
+#define FAST_EVERY_NS (200 * 1000ull)
+#define MONITOR_POLL_NS (100 * 1000L)
+
+struct tracker {
+    struct fx_gpu *g;
+    CUevent ev[MAX_INFLIGHT];
+    unsigned char busy[MAX_INFLIGHT];
+    int count;
+    uint32_t since_marker;    /* fast-path launches since the last marker */
+    uint64_t last_marker_ns;
+};
+
+static pthread_mutex_t trk_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t trk_cond = PTHREAD_COND_INITIALIZER;
+static struct tracker trackers[FX_MAX_DEVICES];
+static pthread_t monitor;
+static int monitor_state; /* 0 none, 1 running, 2 stopping */
+
+/* Caller holds trk_lock. Retires completed markers; returns how many are
+ * still in flight. */
+static int poll_tracker(struct tracker *t)
+{
+    for (int i = 0; i < MAX_INFLIGHT; i++) {
+        if (t->busy[i] && fx_real.cuEventQuery(t->ev[i]) != CUDA_ERROR_NOT_READY) {
+            t->busy[i] = 0;
+            t->count--;
+        }
+    }
+    if (t->g)
+        fx_arb_set_inflight(t->g, (uint32_t)t->count);
+    return t->count;
+}
+
+/* Keeps the published in-flight counts true while the application is busy
+ * elsewhere (or blocked in a synchronize), so a drained holder hands over
+ * at once. */
+static void *monitor_main(void *arg)
+{
+    (void)arg;
+    /* Its queries must never invalidate a capture of the application's. */
+    CUstreamCaptureMode mode = FX_CAPTURE_MODE_RELAXED;
+    if (fx_real.cuThreadExchangeStreamCaptureMode)
+        fx_real.cuThreadExchangeStreamCaptureMode(&mode);
+    pthread_mutex_lock(&trk_lock);
+    while (monitor_state == 1) {
+        int inflight = 0;
+        for (int d = 0; d < FX_MAX_DEVICES; d++)
+            if (trackers[d].count)
+                inflight += poll_tracker(&trackers[d]);
+        if (inflight) {
+            pthread_mutex_unlock(&trk_lock);
+            struct timespec ts = {0, MONITOR_POLL_NS};
+            nanosleep(&ts, NULL);
+            pthread_mutex_lock(&trk_lock);
+        } else {
+            pthread_cond_wait(&trk_cond, &trk_lock);
+        }
+    }
+    pthread_mutex_unlock(&trk_lock);
+    return NULL;
+}
+
+/* Stops the monitor before the driver is torn down at exit (handlers run in
+ * reverse order, and this one is registered after the driver's). */
+static void stop_monitor(void)
+{
+    pthread_mutex_lock(&trk_lock);
+    if (monitor_state != 1) {
+        pthread_mutex_unlock(&trk_lock);
+        return;
+    }
+    monitor_state = 2;
+    pthread_cond_broadcast(&trk_cond);
+    pthread_mutex_unlock(&trk_lock);
+    pthread_join(monitor, NULL);
+}
+
+static void start_monitor_locked(void)
+{
+    if (monitor_state != 0)
+        return;
+    if (pthread_create(&monitor, NULL, monitor_main, NULL) == 0) {
+        monitor_state = 1;
+        atexit(stop_monitor);
+    } else {
+        FX_WARN(COMP, "cannot start the in-flight monitor; hand-overs wait for polls", NULL);
+        monitor_state = 3;
+    }
+}
+
+void fx_launch_forget_all(void)
+{
+    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t fresh_cond = PTHREAD_COND_INITIALIZER;
+    trk_lock = fresh;
+    trk_cond = fresh_cond;
+    memset(trackers, 0, sizeof(trackers));
+    monitor_state = 0;
+}
+
+/* Records a marker after a launch; waits first if the bound is reached. */
+static void track(CUdevice dev, struct fx_gpu *g, CUstream stream, int per_thread, int bound)
+{
+    if (dev < 0 || dev >= FX_MAX_DEVICES || !fx_real.cuEventRecord || !fx_real.cuEventQuery)
+        return;
+    pthread_mutex_lock(&trk_lock);
+    struct tracker *t = &trackers[dev];
+    t->g = g;
+    t->since_marker = 0;
+    t->last_marker_ns = fx_mono_ns();
+    while (poll_tracker(t) >= bound) {
+        pthread_mutex_unlock(&trk_lock);
+        sched_yield();
+        pthread_mutex_lock(&trk_lock);
+    }
+    int i = 0;
+    while (t->busy[i])
+        i++;
+    if (!t->ev[i] &&
+        (!fx_real.cuEventCreate || fx_real.cuEventCreate(&t->ev[i], CU_EVENT_DISABLE_TIMING))) {
+        t->ev[i] = NULL;
+        pthread_mutex_unlock(&trk_lock);
+        return;
+    }
+    CUresult r = per_thread && fx_real.cuEventRecord_ptsz ? fx_real.cuEventRecord_ptsz(t->ev[i], stream)
+                                                          : fx_real.cuEventRecord(t->ev[i], stream);
+    if (r == CUDA_SUCCESS) {
+        t->busy[i] = 1;
+        t->count++;
+        fx_arb_set_inflight(g, (uint32_t)t->count);
+        start_monitor_locked();
+        pthread_cond_signal(&trk_cond);
+    } else {
+        /* Another context's stream: the event cannot mark it. The launch
+         * still went through arbitration; only its drain goes unseen. */
+        fx_real.cuEventDestroy_v2(t->ev[i]);
+        t->ev[i] = NULL;
+    }
+    pthread_mutex_unlock(&trk_lock);
+}
+
+int fx_launch_begin(struct fx_launch *l, CUstream stream, int per_thread)
+{
+    memset(l, 0, sizeof(*l));
+    CUresult rc = fx_rt_ready();
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    CUdevice dev;
+    if (!fx_real.cuCtxGetDevice || fx_real.cuCtxGetDevice(&dev) != CUDA_SUCCESS)
+        return CUDA_SUCCESS; /* no context: the launch reports it */
+    struct fx_gpu *g = fx_rt_gpu(dev, &rc);
+    if (!g)
+        return rc;
+    uint64_t now = fx_mono_ns();
+    int capped = fx_rt_config()->compute_cap < 100;
+    l->dev = dev;
+    l->stream = stream;
+    l->per_thread = per_thread;
+    if (fx_arb_fast_path(g, capped, now)) {
+        l->g = g;
+        l->fast = 1;
+        return CUDA_SUCCESS;
+    }
+    /* Captured work does not run now: it is arbitrated when the graph is
+     * launched. */
+    if (fx_rt_capturing(stream, per_thread))
+        return CUDA_SUCCESS;
+    fx_arb_acquire(g);
+    l->g = g;
+    return CUDA_SUCCESS;
+}
+
+void fx_launch_end(struct fx_launch *l, CUresult r)
+{
+    if (!l->g)
+        return;
+    if (r != CUDA_SUCCESS) {
+        if (!l->fast)
+            fx_arb_launch_done(l->g);
+        return;
+    }
+    if (l->fast) {
+        struct tracker *t = &trackers[l->dev];
+        uint32_t n = __atomic_add_fetch(&t->since_marker, 1, __ATOMIC_RELAXED);
+        if (n < FAST_EVERY &&
+            fx_mono_ns() - __atomic_load_n(&t->last_marker_ns, __ATOMIC_RELAXED) < FAST_EVERY_NS)
+            return;
+        track(l->dev, l->g, l->stream, l->per_thread, FAST_INFLIGHT);
+        return;
+    }
+    fx_arb_launched(l->g, fx_mono_ns());
+    track(l->dev, l->g, l->stream, l->per_thread, ARB_INFLIGHT);
+    fx_arb_launch_done(l->g);
+}
+
+#define LAUNCH(real_call, stream, per_thread)                                                      \
+    do {                                                                                           \
+        struct fx_launch l_;                                                                       \
+        CUresult rc_ = fx_launch_begin(&l_, (stream), (per_thread));                               \
+        if (rc_ != CUDA_SUCCESS)                                                                   \
+            return rc_;                                                                            \
+        CUresult r_ = real_call;                                                                   \
+        fx_launch_end(&l_, r_);                                                                    \
+        return r_;                                                                                 \
+    } while (0)
+
+CUresult cuLaunchKernel FX_LAUNCH_PARAMS
+{
+    LAUNCH(fx_real.cuLaunchKernel FX_LAUNCH_ARGS, hStream, 0);
+}
+
+CUresult cuLaunchKernel_ptsz FX_LAUNCH_PARAMS
+{
+    LAUNCH(fx_real.cuLaunchKernel_ptsz FX_LAUNCH_ARGS, hStream, 1);
+}
+
+CUresult cuLaunchKernelEx(const CUlaunchConfig *config, CUfunction f, void **kernelParams,
+                          void **extra)
+{
+    LAUNCH(fx_real.cuLaunchKernelEx(config, f, kernelParams, extra), config ? config->hStream : NULL,
+           0);
+}
+
+CUresult cuLaunchKernelEx_ptsz(const CUlaunchConfig *config, CUfunction f, void **kernelParams,
+                               void **extra)
+{
+    LAUNCH(fx_real.cuLaunchKernelEx_ptsz(config, f, kernelParams, extra),
+           config ? config->hStream : NULL, 1);
+}
+
+CUresult cuLaunchCooperativeKernel FX_COOP_PARAMS
+{
+    LAUNCH(fx_real.cuLaunchCooperativeKernel FX_COOP_ARGS, hStream, 0);
+}
+
+CUresult cuLaunchCooperativeKernel_ptsz FX_COOP_PARAMS
+{
+    LAUNCH(fx_real.cuLaunchCooperativeKernel_ptsz FX_COOP_ARGS, hStream, 1);
+}

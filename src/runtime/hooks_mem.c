@@ -1,0 +1,566 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The memory quota: every driver path that takes device memory charges the
+ * tenant before the driver is asked (so two processes cannot both pass the
+ * check), and the matching free credits exactly what was charged. */
+#include <pthread.h>
+#include <string.h>
+
+#include "flexpu/log.h"
+#include "runtime/ptrmap.h"
+#include "runtime/rt.h"
+
+#define POOL_GRANULE (2ull << 20) /* what a pool grows by, at least */
+#define ARRAY_ALIGN 512ull
+
+/* Charges, and when over quota gives memory that pools have given back to
+ * the driver a chance to be credited first. */
+static int charge(struct fx_gpu *g, CUdevice dev, uint64_t bytes)
+{
+    if (fx_gpu_charge(g, bytes, 0) == 0)
+        return 0;
+    fx_pools_reconcile_device(dev);
+    fx_graphmem_reconcile(dev);
+    return fx_gpu_charge(g, bytes, 0);
+}
+
+static void credit(int dev, uint64_t bytes)
+{
+    CUresult rc;
+    struct fx_gpu *g = fx_rt_gpu(dev, &rc);
+    if (g)
+        fx_gpu_uncharge(g, bytes);
+}
+
+/* Records a charged allocation; if the host has no memory for the record,
+ * the allocation is undone rather than left uncreditable. */
+static CUresult remember(enum fx_alloc_kind kind, uint64_t key, uint64_t bytes, CUdevice dev,
+                         struct fx_gpu *g, CUresult (*undo)(uint64_t))
+{
+    struct fx_alloc a = {bytes, dev};
+    if (fx_ptrmap_put(kind, key, a) == 0)
+        return CUDA_SUCCESS;
+    undo(key);
+    fx_gpu_uncharge(g, bytes);
+    return CUDA_ERROR_OUT_OF_MEMORY;
+}
+
+static CUresult undo_mem(uint64_t key)
+{
+    return fx_real.cuMemFree_v2((CUdeviceptr)key);
+}
+static CUresult undo_array(uint64_t key)
+{
+    return fx_real.cuArrayDestroy((CUarray)(uintptr_t)key);
+}
+static CUresult undo_mipmap(uint64_t key)
+{
+    return fx_real.cuMipmappedArrayDestroy((CUmipmappedArray)(uintptr_t)key);
+}
+static CUresult undo_vmm(uint64_t key)
+{
+    return fx_real.cuMemRelease((CUmemGenericAllocationHandle)key);
+}
+
+/* Frees credit only when the driver accepted the free, and only what this
+ * library charged (IPC and imported memory was never charged). */
+static void forget(enum fx_alloc_kind kind, uint64_t key)
+{
+    struct fx_alloc a;
+    if (fx_ptrmap_take(kind, key, &a) == 0)
+        credit(a.dev, a.size);
+}
+
+/* ---- classic allocations ---------------------------------------------- */
+
+CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytesize)
+{
+    CUresult rc;
+    CUdevice dev;
+    struct fx_gpu *g = fx_rt_current_gpu(&dev, &rc);
+    if (!g || !dptr || bytesize == 0)
+        return rc != CUDA_SUCCESS ? rc : fx_real.cuMemAlloc_v2(dptr, bytesize);
+    if (charge(g, dev, bytesize) != 0)
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    CUresult r = fx_real.cuMemAlloc_v2(dptr, bytesize);
+    if (r != CUDA_SUCCESS) {
+        fx_gpu_uncharge(g, bytesize);
+        return r;
+    }
+    return remember(FX_KIND_MEM, *dptr, bytesize, dev, g, undo_mem);
+}
+
+CUresult cuMemAllocManaged(CUdeviceptr *dptr, size_t bytesize, unsigned int flags)
+{
+    /* Managed memory may live on the GPU at any time: charged in full to the
+     * device of the current context, which is where it is first touched. */
+    CUresult rc;
+    CUdevice dev;
+    struct fx_gpu *g = fx_rt_current_gpu(&dev, &rc);
+    if (!g || !dptr || bytesize == 0)
+        return rc != CUDA_SUCCESS ? rc : fx_real.cuMemAllocManaged(dptr, bytesize, flags);
+    if (charge(g, dev, bytesize) != 0)
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    CUresult r = fx_real.cuMemAllocManaged(dptr, bytesize, flags);
+    if (r != CUDA_SUCCESS) {
+        fx_gpu_uncharge(g, bytesize);
+        return r;
+    }
+    return remember(FX_KIND_MEM, *dptr, bytesize, dev, g, undo_mem);
+}
+
+CUresult cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pPitch, size_t WidthInBytes, size_t Height,
+                            unsigned int ElementSizeBytes)
+{
+    CUresult rc;
+    CUdevice dev;
+    struct fx_gpu *g = fx_rt_current_gpu(&dev, &rc);
+    uint64_t estimate;
+    if (!g || !dptr || !pPitch ||
+        __builtin_mul_overflow(fx_round_up(WidthInBytes, ARRAY_ALIGN), (uint64_t)Height, &estimate) ||
+        estimate == 0)
+        return rc != CUDA_SUCCESS ? rc
+                                  : fx_real.cuMemAllocPitch_v2(dptr, pPitch, WidthInBytes, Height,
+                                                               ElementSizeBytes);
+    /* The pitch is the driver's choice: reserve an estimate, then settle on
+     * pitch x height as returned. */
+    if (charge(g, dev, estimate) != 0)
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    CUresult r = fx_real.cuMemAllocPitch_v2(dptr, pPitch, WidthInBytes, Height, ElementSizeBytes);
+    if (r != CUDA_SUCCESS) {
+        fx_gpu_uncharge(g, estimate);
+        return r;
+    }
+    uint64_t actual = (uint64_t)*pPitch * Height;
+    if (actual > estimate)
+        fx_gpu_charge(g, actual - estimate, 1);
+    else if (actual < estimate)
+        fx_gpu_uncharge(g, estimate - actual);
+    return remember(FX_KIND_MEM, *dptr, actual, dev, g, undo_mem);
+}
+
+CUresult cuMemFree_v2(CUdeviceptr dptr)
+{
+    CUresult r = fx_real.cuMemFree_v2(dptr);
+    if (r == CUDA_SUCCESS && dptr)
+        forget(FX_KIND_MEM, dptr);
+    return r;
+}
+
+/* ---- arrays ------------------------------------------------------------- */
+
+static uint64_t element_bytes(CUarray_format f)
+{
+    switch (f) {
+    case CU_AD_FORMAT_UNSIGNED_INT8:
+    case CU_AD_FORMAT_SIGNED_INT8:
+        return 1;
+    case CU_AD_FORMAT_UNSIGNED_INT16:
+    case CU_AD_FORMAT_SIGNED_INT16:
+    case CU_AD_FORMAT_HALF:
+        return 2;
+    default:
+        /* 32-bit formats; newer packed and compressed formats are at most
+         * this per channel. */
+        return 4;
+    }
+}
+
+/* Bytes of one level, rounded to the driver's row alignment; UINT64_MAX on
+ * overflow (then refused as over any quota). */
+static uint64_t level_bytes(uint64_t w, uint64_t h, uint64_t d, CUarray_format f,
+                            unsigned channels)
+{
+    uint64_t b = element_bytes(f) * (channels ? channels : 1);
+    if (__builtin_mul_overflow(b, w ? w : 1, &b) || __builtin_mul_overflow(b, h ? h : 1, &b) ||
+        __builtin_mul_overflow(b, d ? d : 1, &b) || b > UINT64_MAX - ARRAY_ALIGN)
+        return UINT64_MAX;
+    return fx_round_up(b, ARRAY_ALIGN);
+}
+
+static CUresult array_create(CUarray *pHandle, uint64_t bytes, const void *desc, int is3d)
+{
+    CUresult rc;
+    CUdevice dev;
+    struct fx_gpu *g = fx_rt_current_gpu(&dev, &rc);
+    CUresult (*create2)(CUarray *, const CUDA_ARRAY_DESCRIPTOR *) = fx_real.cuArrayCreate_v2;
+    CUresult (*create3)(CUarray *, const CUDA_ARRAY3D_DESCRIPTOR *) = fx_real.cuArray3DCreate_v2;
+#define CREATE() (is3d ? create3(pHandle, desc) : create2(pHandle, desc))
+    if (!g || !pHandle || !desc)
+        return rc != CUDA_SUCCESS ? rc : CREATE();
+    if (charge(g, dev, bytes) != 0)
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    CUresult r = CREATE();
+#undef CREATE
+    if (r != CUDA_SUCCESS) {
+        fx_gpu_uncharge(g, bytes);
+        return r;
+    }
+    return remember(FX_KIND_ARRAY, (uint64_t)(uintptr_t)*pHandle, bytes, dev, g, undo_array);
+}
+
+CUresult cuArrayCreate_v2(CUarray *pHandle, const CUDA_ARRAY_DESCRIPTOR *pAllocateArray)
+{
+    const CUDA_ARRAY_DESCRIPTOR *d = pAllocateArray;
+    uint64_t bytes = d ? level_bytes(d->Width, d->Height, 1, d->Format, d->NumChannels) : 0;
+    return array_create(pHandle, bytes, pAllocateArray, 0);
+}
+
+CUresult cuArray3DCreate_v2(CUarray *pHandle, const CUDA_ARRAY3D_DESCRIPTOR *pAllocateArray)
+{
+    const CUDA_ARRAY3D_DESCRIPTOR *d = pAllocateArray;
+    uint64_t bytes = d ? level_bytes(d->Width, d->Height, d->Depth, d->Format, d->NumChannels) : 0;
+    return array_create(pHandle, bytes, pAllocateArray, 1);
+}
+
+CUresult cuArrayDestroy(CUarray hArray)
+{
+    CUresult r = fx_real.cuArrayDestroy(hArray);
+    if (r == CUDA_SUCCESS)
+        forget(FX_KIND_ARRAY, (uint64_t)(uintptr_t)hArray);
+    return r;
+}
+
+CUresult cuMipmappedArrayCreate(CUmipmappedArray *pHandle, const CUDA_ARRAY3D_DESCRIPTOR *desc,
+                                unsigned int numMipmapLevels)
+{
+    CUresult rc;
+    CUdevice dev;
+    struct fx_gpu *g = fx_rt_current_gpu(&dev, &rc);
+    if (!g || !pHandle || !desc || numMipmapLevels == 0)
+        return rc != CUDA_SUCCESS ? rc : fx_real.cuMipmappedArrayCreate(pHandle, desc,
+                                                                           numMipmapLevels);
+    uint64_t bytes = 0, w = desc->Width, h = desc->Height, d = desc->Depth;
+    for (unsigned l = 0; l < numMipmapLevels && bytes != UINT64_MAX; l++) {
+        uint64_t lb = level_bytes(w, h, d, desc->Format, desc->NumChannels);
+        bytes = (lb == UINT64_MAX || bytes > UINT64_MAX - lb) ? UINT64_MAX : bytes + lb;
+        w = w > 1 ? w / 2 : w;
+        h = h > 1 ? h / 2 : h;
+        d = d > 1 ? d / 2 : d;
+    }
+    if (charge(g, dev, bytes) != 0)
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    CUresult r = fx_real.cuMipmappedArrayCreate(pHandle, desc, numMipmapLevels);
+    if (r != CUDA_SUCCESS) {
+        fx_gpu_uncharge(g, bytes);
+        return r;
+    }
+    return remember(FX_KIND_MIPMAP, (uint64_t)(uintptr_t)*pHandle, bytes, dev, g, undo_mipmap);
+}
+
+CUresult cuMipmappedArrayDestroy(CUmipmappedArray hMipmappedArray)
+{
+    CUresult r = fx_real.cuMipmappedArrayDestroy(hMipmappedArray);
+    if (r == CUDA_SUCCESS)
+        forget(FX_KIND_MIPMAP, (uint64_t)(uintptr_t)hMipmappedArray);
+    return r;
+}
+
+/* ---- virtual memory management ------------------------------------------ */
+
+CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size,
+                     const CUmemAllocationProp *prop, unsigned long long flags)
+{
+    CUresult rc = fx_rt_ready();
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    /* Only a device location holds GPU memory; NCCL also creates host ones. */
+    if (!handle || !prop || prop->location.type != CU_MEM_LOCATION_TYPE_DEVICE || size == 0)
+        return fx_real.cuMemCreate(handle, size, prop, flags);
+    CUdevice dev = prop->location.id;
+    struct fx_gpu *g = fx_rt_gpu(dev, &rc);
+    if (!g)
+        return rc == CUDA_ERROR_INVALID_DEVICE ? fx_real.cuMemCreate(handle, size, prop, flags)
+                                               : rc;
+    size_t gran = 0;
+    if (fx_real.cuMemGetAllocationGranularity)
+        fx_real.cuMemGetAllocationGranularity(&gran, prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM);
+    uint64_t bytes = fx_round_up(size, gran);
+    if (charge(g, dev, bytes) != 0)
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    CUresult r = fx_real.cuMemCreate(handle, size, prop, flags);
+    if (r != CUDA_SUCCESS) {
+        fx_gpu_uncharge(g, bytes);
+        return r;
+    }
+    return remember(FX_KIND_VMM, *handle, bytes, dev, g, undo_vmm);
+}
+
+CUresult cuMemRelease(CUmemGenericAllocationHandle handle)
+{
+    CUresult r = fx_real.cuMemRelease(handle);
+    if (r == CUDA_SUCCESS)
+        forget(FX_KIND_VMM, handle);
+    return r;
+}
+
+/* ---- stream-ordered pools --------------------------------------------- */
+
+#define MAX_POOLS 256
+static pthread_mutex_t pools_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct pool_charge {
+    CUmemoryPool pool;
+    CUdevice dev;
+    uint64_t charged; /* what this process has booked for the pool */
+} pools[MAX_POOLS];
+
+static struct pool_charge *pool_entry(CUmemoryPool pool, CUdevice dev)
+{
+    struct pool_charge *free_e = NULL;
+    for (int i = 0; i < MAX_POOLS; i++) {
+        if (pools[i].pool == pool)
+            return &pools[i];
+        if (!pools[i].pool && !free_e)
+            free_e = &pools[i];
+    }
+    if (free_e) {
+        free_e->pool = pool;
+        free_e->dev = dev;
+        free_e->charged = 0;
+    }
+    return free_e;
+}
+
+/* Books the pool's reservation as the driver reports it. */
+static void pool_settle(struct pool_charge *e, struct fx_gpu *g)
+{
+    cuuint64_t reserved = 0;
+    CUstreamCaptureMode saved;
+    fx_rt_relaxed_begin(&saved);
+    CUresult r = fx_real.cuMemPoolGetAttribute
+                     ? fx_real.cuMemPoolGetAttribute(e->pool, CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT,
+                                                     &reserved)
+                     : CUDA_ERROR_NOT_SUPPORTED;
+    fx_rt_relaxed_end(&saved);
+    if (r != CUDA_SUCCESS)
+        return;
+    if (reserved > e->charged)
+        fx_gpu_charge(g, reserved - e->charged, 1);
+    else if (reserved < e->charged)
+        fx_gpu_uncharge(g, e->charged - reserved);
+    e->charged = reserved;
+}
+
+void fx_pool_reconcile(CUmemoryPool pool, CUdevice dev)
+{
+    CUresult rc;
+    struct fx_gpu *g = fx_rt_gpu(dev, &rc);
+    if (!g || !pool)
+        return;
+    pthread_mutex_lock(&pools_lock);
+    struct pool_charge *e = pool_entry(pool, dev);
+    if (e)
+        pool_settle(e, g);
+    pthread_mutex_unlock(&pools_lock);
+}
+
+void fx_pools_reconcile_device(CUdevice dev)
+{
+    CUresult rc;
+    struct fx_gpu *g = fx_rt_gpu(dev, &rc);
+    if (!g)
+        return;
+    pthread_mutex_lock(&pools_lock);
+    for (int i = 0; i < MAX_POOLS; i++)
+        if (pools[i].pool && pools[i].dev == dev)
+            pool_settle(&pools[i], g);
+    pthread_mutex_unlock(&pools_lock);
+}
+
+void fx_pool_forget(CUmemoryPool pool)
+{
+    pthread_mutex_lock(&pools_lock);
+    for (int i = 0; i < MAX_POOLS; i++) {
+        if (pools[i].pool != pool)
+            continue;
+        if (pools[i].charged)
+            credit(pools[i].dev, pools[i].charged);
+        memset(&pools[i], 0, sizeof(pools[i]));
+    }
+    pthread_mutex_unlock(&pools_lock);
+}
+
+typedef CUresult (*alloc_async_fn)(CUdeviceptr *, size_t, CUmemoryPool, CUstream);
+
+static CUresult via_default_pool(CUdeviceptr *d, size_t n, CUmemoryPool p, CUstream s)
+{
+    (void)p;
+    return fx_real.cuMemAllocAsync(d, n, s);
+}
+static CUresult via_default_pool_ptsz(CUdeviceptr *d, size_t n, CUmemoryPool p, CUstream s)
+{
+    (void)p;
+    return fx_real.cuMemAllocAsync_ptsz(d, n, s);
+}
+
+/* A pool keeps freed memory until trimmed, so what counts is what the pool
+ * reserves: an allocation is admitted against its size rounded up to the
+ * pool's growth step, then the pool's reservation is booked. */
+static CUresult alloc_async(CUdeviceptr *dptr, size_t bytesize, CUmemoryPool pool,
+                            CUstream stream, int per_thread, alloc_async_fn real)
+{
+    CUresult rc;
+    CUdevice dev;
+    struct fx_gpu *g = fx_rt_current_gpu(&dev, &rc);
+    if (!g || !dptr || bytesize == 0)
+        return rc != CUDA_SUCCESS ? rc : real(dptr, bytesize, pool, stream);
+    /* Captured, it becomes a graph memory node, backed at launch from the
+     * graph pool and booked then; querying anything now would break the
+     * capture. */
+    if (fx_rt_capturing(stream, per_thread))
+        return real(dptr, bytesize, pool, stream);
+    CUmemoryPool target = pool;
+    if (!target && fx_real.cuDeviceGetMemPool)
+        fx_real.cuDeviceGetMemPool(&target, dev);
+    uint64_t admit = fx_round_up(bytesize, POOL_GRANULE);
+    if (charge(g, dev, admit) != 0)
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    CUresult r = real(dptr, bytesize, pool, stream);
+    pthread_mutex_lock(&pools_lock);
+    struct pool_charge *e = target ? pool_entry(target, dev) : NULL;
+    if (e) {
+        e->charged += admit; /* the admission becomes part of the booking... */
+        pool_settle(e, g);   /* ...which is then set to what the pool holds */
+    } else {
+        /* Table full: the pool's reservation cannot be followed, so the
+         * admission stays booked (an over-count, never an escape). */
+        if (r != CUDA_SUCCESS)
+            fx_gpu_uncharge(g, admit);
+        else
+            FX_WARN(COMP, "too many memory pools to track; charge kept", "bytes=%llu",
+                    (unsigned long long)admit);
+    }
+    pthread_mutex_unlock(&pools_lock);
+    return r;
+}
+
+CUresult cuMemAllocAsync(CUdeviceptr *dptr, size_t bytesize, CUstream hStream)
+{
+    return alloc_async(dptr, bytesize, NULL, hStream, 0, via_default_pool);
+}
+
+CUresult cuMemAllocAsync_ptsz(CUdeviceptr *dptr, size_t bytesize, CUstream hStream)
+{
+    return alloc_async(dptr, bytesize, NULL, hStream, 1, via_default_pool_ptsz);
+}
+
+CUresult cuMemAllocFromPoolAsync(CUdeviceptr *dptr, size_t bytesize, CUmemoryPool pool,
+                                 CUstream hStream)
+{
+    return alloc_async(dptr, bytesize, pool, hStream, 0, fx_real.cuMemAllocFromPoolAsync);
+}
+
+CUresult cuMemAllocFromPoolAsync_ptsz(CUdeviceptr *dptr, size_t bytesize, CUmemoryPool pool,
+                                      CUstream hStream)
+{
+    return alloc_async(dptr, bytesize, pool, hStream, 1, fx_real.cuMemAllocFromPoolAsync_ptsz);
+}
+
+CUresult cuMemPoolTrimTo(CUmemoryPool pool, size_t minBytesToKeep)
+{
+    CUresult r = fx_real.cuMemPoolTrimTo(pool, minBytesToKeep);
+    if (r == CUDA_SUCCESS) {
+        pthread_mutex_lock(&pools_lock);
+        int known = 0;
+        CUdevice dev = 0;
+        for (int i = 0; i < MAX_POOLS && !known; i++)
+            if (pools[i].pool == pool) {
+                known = 1;
+                dev = pools[i].dev;
+            }
+        pthread_mutex_unlock(&pools_lock);
+        if (known)
+            fx_pool_reconcile(pool, dev);
+    }
+    return r;
+}
+
+CUresult cuMemPoolDestroy(CUmemoryPool pool)
+{
+    CUresult r = fx_real.cuMemPoolDestroy(pool);
+    if (r == CUDA_SUCCESS)
+        fx_pool_forget(pool);
+    return r;
+}
+
+/* ---- graph memory --------------------------------------------------------- */
+
+static pthread_mutex_t graph_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t graph_charged[FX_MAX_DEVICES];
+
+void fx_mem_forget_all(void)
+{
+    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+    pools_lock = fresh;
+    graph_lock = fresh;
+    memset(pools, 0, sizeof(pools));
+    memset(graph_charged, 0, sizeof(graph_charged));
+}
+
+void fx_graphmem_reconcile(CUdevice dev)
+{
+    CUresult rc;
+    struct fx_gpu *g = fx_rt_gpu(dev, &rc);
+    if (!g || !fx_real.cuDeviceGetGraphMemAttribute)
+        return;
+    cuuint64_t reserved = 0;
+    CUstreamCaptureMode saved;
+    fx_rt_relaxed_begin(&saved);
+    CUresult r =
+        fx_real.cuDeviceGetGraphMemAttribute(dev, CU_GRAPH_MEM_ATTR_RESERVED_MEM_CURRENT, &reserved);
+    fx_rt_relaxed_end(&saved);
+    if (r != CUDA_SUCCESS)
+        return;
+    pthread_mutex_lock(&graph_lock);
+    if (reserved > graph_charged[dev]) {
+        fx_gpu_charge(g, reserved - graph_charged[dev], 1);
+        if (fx_gpu_tenant_used(g) > fx_gpu_quota(g))
+            FX_WARN(COMP, "graph memory took the tenant over its quota", "device=%d bytes=%llu",
+                    (int)dev, (unsigned long long)reserved);
+    } else if (reserved < graph_charged[dev]) {
+        fx_gpu_uncharge(g, graph_charged[dev] - reserved);
+    }
+    graph_charged[dev] = reserved;
+    pthread_mutex_unlock(&graph_lock);
+}
+
+/* The graph pool is backed when a graph with memory nodes is launched, so
+ * its reservation is booked after launch (it cannot be refused in advance:
+ * the launch has no size). */
+static CUresult graph_launch(CUgraphExec exec, CUstream stream, int per_thread)
+{
+    /* A graph is GPU time like a kernel: arbitrated the same way. */
+    struct fx_launch l;
+    CUresult rc0 = fx_launch_begin(&l, stream, per_thread);
+    if (rc0 != CUDA_SUCCESS)
+        return rc0;
+    CUresult r = per_thread ? fx_real.cuGraphLaunch_ptsz(exec, stream)
+                            : fx_real.cuGraphLaunch(exec, stream);
+    fx_launch_end(&l, r);
+    if (r != CUDA_SUCCESS || fx_rt_capturing(stream, per_thread))
+        return r;
+    CUresult rc;
+    CUdevice dev;
+    if (fx_rt_current_gpu(&dev, &rc))
+        fx_graphmem_reconcile(dev);
+    return r;
+}
+
+CUresult cuGraphLaunch(CUgraphExec hGraphExec, CUstream hStream)
+{
+    CUresult rc = fx_rt_ready();
+    return rc != CUDA_SUCCESS ? rc : graph_launch(hGraphExec, hStream, 0);
+}
+
+CUresult cuGraphLaunch_ptsz(CUgraphExec hGraphExec, CUstream hStream)
+{
+    CUresult rc = fx_rt_ready();
+    return rc != CUDA_SUCCESS ? rc : graph_launch(hGraphExec, hStream, 1);
+}
+
+CUresult cuDeviceGraphMemTrim(CUdevice device)
+{
+    CUresult r = fx_real.cuDeviceGraphMemTrim(device);
+    if (r == CUDA_SUCCESS)
+        fx_graphmem_reconcile(device);
+    return r;
+}

@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The library's process-wide state: its configuration, whether it may run,
+ * and this process's attachment to each GPU it uses. Shared by the hooks. */
+#ifndef FX_RUNTIME_RT_H
+#define FX_RUNTIME_RT_H
+
+#include "runtime/config.h"
+#include "runtime/driver.h"
+#include "runtime/state.h"
+
+#define FX_MAX_DEVICES 64
+#define COMP "flexpu-cuda"
+
+/* Loads the configuration and the driver (once). Returns CUDA_SUCCESS, or
+ * the error every CUDA entry point then returns: the library fails closed
+ * when its configuration exists but cannot be honoured. */
+CUresult fx_rt_ready(void);
+const struct fx_slice_config *fx_rt_config(void);
+
+/* This process's state of GPU `dev` (a device ordinal of this process),
+ * attaching on first use. NULL with *rc set when it cannot be attached. */
+struct fx_gpu *fx_rt_gpu(CUdevice dev, CUresult *rc);
+/* The GPU of the calling thread's current context. NULL when there is none
+ * (*rc = CUDA_SUCCESS: let the driver report it) or on failure. */
+struct fx_gpu *fx_rt_current_gpu(CUdevice *dev, CUresult *rc);
+
+/* This process's attached GPU with that NVML-style UUID, or NULL. */
+struct fx_gpu *fx_rt_gpu_by_uuid(const char *uuid);
+
+/* 1 when `s` is being captured into a graph: the library must then neither
+ * charge nor query anything that capture forbids. */
+int fx_rt_capturing(CUstream s, int per_thread);
+
+/* Brackets a query that global-mode capture on another thread would forbid
+ * (pool and graph memory attributes): this thread switches to relaxed mode. */
+void fx_rt_relaxed_begin(CUstreamCaptureMode *saved);
+void fx_rt_relaxed_end(CUstreamCaptureMode *saved);
+
+/* Pool and graph memory: charged as what the driver reserves, reconciled
+ * at the points listed in docs/RUNTIME.md. */
+void fx_pool_reconcile(CUmemoryPool pool, CUdevice dev);
+void fx_pools_reconcile_device(CUdevice dev);
+void fx_pool_forget(CUmemoryPool pool);
+void fx_graphmem_reconcile(CUdevice dev);
+
+/* One launch under arbitration (hooks_launch.c): begin waits for the GPU
+ * slice when the tenant is not alone, end marks the work in flight. */
+struct fx_launch {
+    struct fx_gpu *g; /* NULL: not arbitrated (capture, no context) */
+    CUdevice dev;
+    CUstream stream;
+    int per_thread;
+    int fast; /* alone and uncapped: only the occasional marker */
+};
+CUresult fx_launch_begin(struct fx_launch *l, CUstream stream, int per_thread);
+void fx_launch_end(struct fx_launch *l, CUresult r);
+void fx_launch_forget_all(void);
+
+/* After fork: the child books nothing of its parent's pools and graphs. */
+void fx_mem_forget_all(void);
+
+uint64_t fx_round_up(uint64_t x, uint64_t to);
+
+#endif

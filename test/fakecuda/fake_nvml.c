@@ -1,0 +1,198 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The fake libnvidia-ml.so.1: the devices the fake libcuda.so.1 has (same
+ * FAKECUDA_DEVICES, FAKECUDA_TOTAL_MEM and UUIDs), with no memory used. */
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "runtime/nvml_abi.h"
+#include "fake_common.h"
+
+#define NVML_API __attribute__((visibility("default")))
+
+/* "GPU-" + 36 characters of UUID + NUL. */
+#define UUID_STRING_LEN 41
+
+struct nvml_device {
+    unsigned int index;
+};
+
+static pthread_mutex_t nvml_lock = PTHREAD_MUTEX_INITIALIZER;
+static int init_count; /* nvmlInit calls not yet matched by nvmlShutdown */
+static unsigned int device_count;
+static unsigned long long total_mem;
+static struct nvml_device devices[FAKE_MAX_DEVICES];
+
+NVML_API nvmlReturn_t nvmlInit_v2(void);
+NVML_API nvmlReturn_t nvmlInit(void);
+NVML_API nvmlReturn_t nvmlShutdown(void);
+NVML_API nvmlReturn_t nvmlDeviceGetCount_v2(unsigned int *deviceCount);
+NVML_API nvmlReturn_t nvmlDeviceGetCount(unsigned int *deviceCount);
+NVML_API nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int index, nvmlDevice_t *device);
+NVML_API nvmlReturn_t nvmlDeviceGetHandleByIndex(unsigned int index, nvmlDevice_t *device);
+NVML_API nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t device, char *uuid, unsigned int length);
+NVML_API nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t *memory);
+NVML_API nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMemory_v2_t *memory);
+NVML_API const char *nvmlErrorString(nvmlReturn_t result);
+
+/* Reads the environment at the first nvmlInit; later ones only count. */
+NVML_API nvmlReturn_t nvmlInit_v2(void)
+{
+    nvmlReturn_t r = NVML_SUCCESS;
+    pthread_mutex_lock(&nvml_lock);
+    if (init_count == 0) {
+        unsigned long long n, total;
+        if (fake_env_u64("FAKECUDA_DEVICES", FAKE_DEFAULT_DEVICES, &n) != 0 ||
+            n > FAKE_MAX_DEVICES ||
+            fake_env_u64("FAKECUDA_TOTAL_MEM", FAKE_DEFAULT_TOTAL_MEM, &total) != 0 || total == 0) {
+            fprintf(stderr, "fakenvml: bad FAKECUDA_DEVICES or FAKECUDA_TOTAL_MEM\n");
+            r = NVML_ERROR_UNKNOWN;
+        } else {
+            device_count = (unsigned int)n;
+            total_mem = total;
+            for (unsigned int i = 0; i < device_count; i++)
+                devices[i].index = i;
+        }
+    }
+    if (r == NVML_SUCCESS)
+        init_count++;
+    pthread_mutex_unlock(&nvml_lock);
+    return r;
+}
+
+NVML_API nvmlReturn_t nvmlInit(void)
+{
+    return nvmlInit_v2();
+}
+
+NVML_API nvmlReturn_t nvmlShutdown(void)
+{
+    pthread_mutex_lock(&nvml_lock);
+    nvmlReturn_t r = init_count > 0 ? NVML_SUCCESS : NVML_ERROR_UNINITIALIZED;
+    if (init_count > 0)
+        init_count--;
+    pthread_mutex_unlock(&nvml_lock);
+    return r;
+}
+
+/* The device behind a handle, or NULL; sets *r to the error to return. */
+static const struct nvml_device *device_get(nvmlDevice_t handle, nvmlReturn_t *r)
+{
+    uintptr_t offset = (uintptr_t)handle - (uintptr_t)devices;
+    pthread_mutex_lock(&nvml_lock);
+    *r = NVML_SUCCESS;
+    if (init_count == 0)
+        *r = NVML_ERROR_UNINITIALIZED;
+    else if (offset % sizeof devices[0] != 0 || offset / sizeof devices[0] >= device_count)
+        *r = NVML_ERROR_INVALID_ARGUMENT;
+    pthread_mutex_unlock(&nvml_lock);
+    return *r == NVML_SUCCESS ? &devices[offset / sizeof devices[0]] : NULL;
+}
+
+NVML_API nvmlReturn_t nvmlDeviceGetCount_v2(unsigned int *deviceCount)
+{
+    pthread_mutex_lock(&nvml_lock);
+    nvmlReturn_t r = init_count == 0 ? NVML_ERROR_UNINITIALIZED
+                     : !deviceCount  ? NVML_ERROR_INVALID_ARGUMENT
+                                     : NVML_SUCCESS;
+    if (r == NVML_SUCCESS)
+        *deviceCount = device_count;
+    pthread_mutex_unlock(&nvml_lock);
+    return r;
+}
+
+NVML_API nvmlReturn_t nvmlDeviceGetCount(unsigned int *deviceCount)
+{
+    return nvmlDeviceGetCount_v2(deviceCount);
+}
+
+NVML_API nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int index, nvmlDevice_t *device)
+{
+    pthread_mutex_lock(&nvml_lock);
+    nvmlReturn_t r = init_count == 0                    ? NVML_ERROR_UNINITIALIZED
+                     : !device || index >= device_count ? NVML_ERROR_INVALID_ARGUMENT
+                                                        : NVML_SUCCESS;
+    if (r == NVML_SUCCESS)
+        *device = (nvmlDevice_t)&devices[index];
+    pthread_mutex_unlock(&nvml_lock);
+    return r;
+}
+
+NVML_API nvmlReturn_t nvmlDeviceGetHandleByIndex(unsigned int index, nvmlDevice_t *device)
+{
+    return nvmlDeviceGetHandleByIndex_v2(index, device);
+}
+
+NVML_API nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t device, char *uuid, unsigned int length)
+{
+    nvmlReturn_t r;
+    const struct nvml_device *d = device_get(device, &r);
+    if (!d)
+        return r;
+    if (!uuid)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    if (length < UUID_STRING_LEN)
+        return NVML_ERROR_INSUFFICIENT_SIZE;
+    unsigned char b[16];
+    fake_uuid((int)d->index, b);
+    snprintf(uuid, length,
+             "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+             b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+             b[15]);
+    return NVML_SUCCESS;
+}
+
+NVML_API nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t *memory)
+{
+    nvmlReturn_t r;
+    if (!device_get(device, &r))
+        return r;
+    if (!memory)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    memory->total = total_mem;
+    memory->free = total_mem;
+    memory->used = 0;
+    return NVML_SUCCESS;
+}
+
+NVML_API nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMemory_v2_t *memory)
+{
+    nvmlReturn_t r;
+    if (!device_get(device, &r))
+        return r;
+    if (!memory)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    if (memory->version != FX_NVML_MEMORY_V2)
+        return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+    memory->total = total_mem;
+    memory->reserved = 0;
+    memory->free = total_mem;
+    memory->used = 0;
+    return NVML_SUCCESS;
+}
+
+NVML_API const char *nvmlErrorString(nvmlReturn_t result)
+{
+    switch (result) {
+    case NVML_SUCCESS:
+        return "Success";
+    case NVML_ERROR_UNINITIALIZED:
+        return "Uninitialized";
+    case NVML_ERROR_INVALID_ARGUMENT:
+        return "Invalid Argument";
+    case NVML_ERROR_NOT_SUPPORTED:
+        return "Not Supported";
+    case NVML_ERROR_NO_PERMISSION:
+        return "Insufficient Permissions";
+    case NVML_ERROR_NOT_FOUND:
+        return "Not Found";
+    case NVML_ERROR_INSUFFICIENT_SIZE:
+        return "Insufficient Size";
+    case NVML_ERROR_ARGUMENT_VERSION_MISMATCH:
+        return "Argument version mismatch";
+    case NVML_ERROR_UNKNOWN:
+        return "Unknown Error";
+    default:
+        return "Unknown Error";
+    }
+}

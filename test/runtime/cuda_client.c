@@ -1,0 +1,366 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* A CUDA program for the runtime tests, driven line by line on stdin so a
+ * test can interleave several processes and kill one at any point. It
+ * reaches the driver the way libcudart does: dlopen libcuda.so.1, dlsym
+ * cuGetProcAddress_v2, and every other entry point through it. Each command
+ * prints one line: "ok ..." or "err CODE". */
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "runtime/cuda_abi.h"
+#include "runtime/nvml_abi.h"
+
+#define CUDA_VERSION_USED 13000
+
+typedef CUresult (*getproc_fn)(const char *, void **, int, cuuint64_t,
+                               CUdriverProcAddressQueryResult *);
+static getproc_fn getproc;
+static void *libcuda;
+
+static void *entry(const char *name, cuuint64_t flags)
+{
+    void *p = NULL;
+    CUdriverProcAddressQueryResult st = 0;
+    if (getproc(name, &p, CUDA_VERSION_USED, flags, &st) != CUDA_SUCCESS)
+        return NULL;
+    return p;
+}
+
+#define CALL(type, name, flags, ...)                                                               \
+    ({                                                                                             \
+        type fn_ = (type)entry(name, flags);                                                       \
+        fn_ ? fn_(__VA_ARGS__) : CUDA_ERROR_NOT_FOUND;                                             \
+    })
+
+typedef CUresult (*f_u)(unsigned);
+typedef CUresult (*f_ctxretain)(CUcontext *, CUdevice);
+typedef CUresult (*f_ctxset)(CUcontext);
+typedef CUresult (*f_ctxcreate4)(CUcontext *, void *, unsigned, CUdevice);
+typedef CUresult (*f_alloc)(CUdeviceptr *, size_t);
+typedef CUresult (*f_free)(CUdeviceptr);
+typedef CUresult (*f_pitch)(CUdeviceptr *, size_t *, size_t, size_t, unsigned);
+typedef CUresult (*f_managed)(CUdeviceptr *, size_t, unsigned);
+typedef CUresult (*f_arr)(CUarray *, const CUDA_ARRAY_DESCRIPTOR *);
+typedef CUresult (*f_arr3)(CUarray *, const CUDA_ARRAY3D_DESCRIPTOR *);
+typedef CUresult (*f_arrfree)(CUarray);
+typedef CUresult (*f_mip)(CUmipmappedArray *, const CUDA_ARRAY3D_DESCRIPTOR *, unsigned);
+typedef CUresult (*f_mipfree)(CUmipmappedArray);
+typedef CUresult (*f_memcreate)(CUmemGenericAllocationHandle *, size_t, const CUmemAllocationProp *,
+                                unsigned long long);
+typedef CUresult (*f_memrelease)(CUmemGenericAllocationHandle);
+typedef CUresult (*f_async)(CUdeviceptr *, size_t, CUstream);
+typedef CUresult (*f_freeasync)(CUdeviceptr, CUstream);
+typedef CUresult (*f_void)(void);
+typedef CUresult (*f_getpool)(CUmemoryPool *, CUdevice);
+typedef CUresult (*f_trim)(CUmemoryPool, size_t);
+typedef CUresult (*f_meminfo)(size_t *, size_t *);
+typedef CUresult (*f_totalmem)(size_t *, CUdevice);
+typedef CUresult (*f_streamcreate)(CUstream *, unsigned);
+typedef CUresult (*f_begincap)(CUstream, int);
+typedef CUresult (*f_endcap)(CUstream, CUgraph *);
+typedef CUresult (*f_inst)(CUgraphExec *, CUgraph, unsigned long long);
+typedef CUresult (*f_glaunch)(CUgraphExec, CUstream);
+typedef CUresult (*f_streamsync)(CUstream);
+typedef CUresult (*f_ipcget)(CUipcMemHandle *, CUdeviceptr);
+typedef CUresult (*f_ipcopen)(CUdeviceptr *, CUipcMemHandle, unsigned);
+typedef CUresult (*f_ipcclose)(CUdeviceptr);
+
+/* Handles by number, so the test names what it frees. */
+#define MAX_IDS 4096
+static uint64_t ids[MAX_IDS];
+static int n_ids;
+
+static void ok_id(uint64_t v)
+{
+    if (n_ids == MAX_IDS) {
+        printf("err table-full\n");
+        return;
+    }
+    ids[n_ids] = v;
+    printf("ok %d\n", n_ids++);
+}
+
+static uint64_t id_of(const char *s)
+{
+    int i = atoi(s);
+    return (i >= 0 && i < n_ids) ? ids[i] : 0;
+}
+
+static void reply(CUresult r)
+{
+    if (r == CUDA_SUCCESS)
+        printf("ok\n");
+    else
+        printf("err %d\n", r);
+}
+
+static void where(void *p)
+{
+    Dl_info info;
+    if (!p) {
+        printf("ok null\n");
+        return;
+    }
+    if (!dladdr(p, &info) || !info.dli_fname) {
+        printf("ok unknown\n");
+        return;
+    }
+    const char *base = strrchr(info.dli_fname, '/');
+    printf("ok %s %s\n", base ? base + 1 : info.dli_fname, info.dli_sname ? info.dli_sname : "?");
+}
+
+struct sampler {
+    unsigned long long (*busy)(int);
+    int done;
+    unsigned long long busy_in_window;
+    uint64_t ms;
+    uint64_t warmup_ms;
+};
+
+static void *sample_window(void *arg)
+{
+    struct sampler *s = arg;
+    struct timespec w = {(time_t)(s->warmup_ms / 1000), (long)(s->warmup_ms % 1000) * 1000000L};
+    nanosleep(&w, NULL);
+    unsigned long long b0 = s->busy(0);
+    struct timespec ts = {(time_t)(s->ms / 1000), (long)(s->ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+    s->busy_in_window = s->busy(0) - b0;
+    __atomic_store_n(&s->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static void run(char *cmd, char *a, char *b, char *c, char *e4)
+{
+    uint64_t x = a ? strtoull(a, NULL, 0) : 0;
+    uint64_t y = b ? strtoull(b, NULL, 0) : 0;
+    uint64_t z = c ? strtoull(c, NULL, 0) : 0;
+    CUresult r;
+    if (!strcmp(cmd, "init")) {
+        reply(CALL(f_u, "cuInit", 0, 0));
+    } else if (!strcmp(cmd, "ctx")) {
+        CUcontext ctx;
+        r = CALL(f_ctxretain, "cuDevicePrimaryCtxRetain", 0, &ctx, (CUdevice)x);
+        if (r == CUDA_SUCCESS)
+            r = CALL(f_ctxset, "cuCtxSetCurrent", 0, ctx);
+        reply(r);
+    } else if (!strcmp(cmd, "ctxcreate")) {
+        CUcontext ctx;
+        reply(CALL(f_ctxcreate4, "cuCtxCreate", 0, &ctx, NULL, 0, (CUdevice)x));
+    } else if (!strcmp(cmd, "alloc")) {
+        CUdeviceptr p;
+        r = CALL(f_alloc, "cuMemAlloc", 0, &p, x);
+        r ? reply(r) : ok_id(p);
+    } else if (!strcmp(cmd, "free")) {
+        reply(CALL(f_free, "cuMemFree", 0, id_of(a)));
+    } else if (!strcmp(cmd, "pitch")) {
+        CUdeviceptr p;
+        size_t pitch;
+        r = CALL(f_pitch, "cuMemAllocPitch", 0, &p, &pitch, x, y, 4);
+        r ? reply(r) : ok_id(p);
+    } else if (!strcmp(cmd, "managed")) {
+        CUdeviceptr p;
+        r = CALL(f_managed, "cuMemAllocManaged", 0, &p, x, 1);
+        r ? reply(r) : ok_id(p);
+    } else if (!strcmp(cmd, "array")) {
+        CUDA_ARRAY_DESCRIPTOR d = {x, y, CU_AD_FORMAT_FLOAT, 1};
+        CUarray h;
+        r = CALL(f_arr, "cuArrayCreate", 0, &h, &d);
+        r ? reply(r) : ok_id((uint64_t)(uintptr_t)h);
+    } else if (!strcmp(cmd, "array3d")) {
+        CUDA_ARRAY3D_DESCRIPTOR d = {x, y, z, CU_AD_FORMAT_FLOAT, 1, 0};
+        CUarray h;
+        r = CALL(f_arr3, "cuArray3DCreate", 0, &h, &d);
+        r ? reply(r) : ok_id((uint64_t)(uintptr_t)h);
+    } else if (!strcmp(cmd, "arrfree")) {
+        reply(CALL(f_arrfree, "cuArrayDestroy", 0, (CUarray)(uintptr_t)id_of(a)));
+    } else if (!strcmp(cmd, "mipmap")) {
+        CUDA_ARRAY3D_DESCRIPTOR d = {x, y, 0, CU_AD_FORMAT_FLOAT, 1, 0};
+        CUmipmappedArray h;
+        r = CALL(f_mip, "cuMipmappedArrayCreate", 0, &h, &d, (unsigned)z);
+        r ? reply(r) : ok_id((uint64_t)(uintptr_t)h);
+    } else if (!strcmp(cmd, "mipfree")) {
+        reply(CALL(f_mipfree, "cuMipmappedArrayDestroy", 0, (CUmipmappedArray)(uintptr_t)id_of(a)));
+    } else if (!strcmp(cmd, "vmm") || !strcmp(cmd, "vmmhost")) {
+        CUmemAllocationProp prop;
+        memset(&prop, 0, sizeof(prop));
+        prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+        prop.location.type = !strcmp(cmd, "vmm") ? CU_MEM_LOCATION_TYPE_DEVICE
+                                                 : CU_MEM_LOCATION_TYPE_HOST;
+        prop.location.id = 0;
+        CUmemGenericAllocationHandle h;
+        r = CALL(f_memcreate, "cuMemCreate", 0, &h, x, &prop, 0);
+        r ? reply(r) : ok_id(h);
+    } else if (!strcmp(cmd, "vmmrel")) {
+        reply(CALL(f_memrelease, "cuMemRelease", 0, id_of(a)));
+    } else if (!strcmp(cmd, "async") || !strcmp(cmd, "asyncpt")) {
+        CUdeviceptr p;
+        cuuint64_t fl = !strcmp(cmd, "asyncpt") ? CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM : 0;
+        r = CALL(f_async, "cuMemAllocAsync", fl, &p, x, NULL);
+        r ? reply(r) : ok_id(p);
+    } else if (!strcmp(cmd, "asyncfree")) {
+        reply(CALL(f_freeasync, "cuMemFreeAsync", 0, id_of(a), NULL));
+    } else if (!strcmp(cmd, "sync")) {
+        reply(CALL(f_void, "cuCtxSynchronize", 0));
+    } else if (!strcmp(cmd, "trim")) {
+        CUmemoryPool pool;
+        r = CALL(f_getpool, "cuDeviceGetMemPool", 0, &pool, 0);
+        if (r == CUDA_SUCCESS)
+            r = CALL(f_trim, "cuMemPoolTrimTo", 0, pool, x);
+        reply(r);
+    } else if (!strcmp(cmd, "meminfo")) {
+        size_t f = 0, t = 0;
+        r = CALL(f_meminfo, "cuMemGetInfo", 0, &f, &t);
+        r ? reply(r) : (void)printf("ok %zu %zu\n", f, t);
+    } else if (!strcmp(cmd, "meminfo_null")) {
+        size_t t = 0;
+        reply(CALL(f_meminfo, "cuMemGetInfo", 0, NULL, &t));
+    } else if (!strcmp(cmd, "totalmem")) {
+        size_t t = 0;
+        r = CALL(f_totalmem, "cuDeviceTotalMem", 0, &t, 0);
+        r ? reply(r) : (void)printf("ok %zu\n", t);
+    } else if (!strcmp(cmd, "capture_alloc")) {
+        /* A stream-ordered allocation captured in global mode: the capture
+         * must survive the hook, and the graph memory is booked at launch. */
+        CUstream s;
+        CUgraph graph;
+        CUgraphExec exec;
+        CUdeviceptr p;
+        r = CALL(f_streamcreate, "cuStreamCreate", 0, &s, 1);
+        if (r == CUDA_SUCCESS)
+            r = CALL(f_begincap, "cuStreamBeginCapture", 0, s, 0);
+        if (r == CUDA_SUCCESS)
+            r = CALL(f_async, "cuMemAllocAsync", 0, &p, x, s);
+        if (r == CUDA_SUCCESS)
+            r = CALL(f_endcap, "cuStreamEndCapture", 0, s, &graph);
+        if (r == CUDA_SUCCESS)
+            r = CALL(f_inst, "cuGraphInstantiateWithFlags", 0, &exec, graph, 0);
+        if (r == CUDA_SUCCESS)
+            r = CALL(f_glaunch, "cuGraphLaunch", 0, exec, s);
+        if (r == CUDA_SUCCESS)
+            r = CALL(f_streamsync, "cuStreamSynchronize", 0, s);
+        reply(r);
+    } else if (!strcmp(cmd, "ipc")) {
+        /* Export an allocation and open it again: an import is no new
+         * memory. (The fake driver allows opening in the same process.) */
+        CUipcMemHandle h;
+        CUdeviceptr p;
+        r = CALL(f_ipcget, "cuIpcGetMemHandle", 0, &h, id_of(a));
+        if (r == CUDA_SUCCESS)
+            r = CALL(f_ipcopen, "cuIpcOpenMemHandle", 0, &p, h, 1);
+        if (r == CUDA_SUCCESS)
+            r = CALL(f_ipcclose, "cuIpcCloseMemHandle", 0, p);
+        reply(r);
+    } else if (!strcmp(cmd, "lookup")) {
+        /* lookup NAME VERSION FLAGS: where the pointer handed out lives. */
+        void *p = NULL;
+        CUdriverProcAddressQueryResult st = 0;
+        r = getproc(a ? a : "", &p, (int)y, z, &st);
+        if (r != CUDA_SUCCESS)
+            printf("err %d status=%d\n", r, st);
+        else
+            where(p);
+    } else if (!strcmp(cmd, "dlsym")) {
+        where(dlsym(libcuda, a ? a : ""));
+    } else if (!strcmp(cmd, "nvml")) {
+        void *nv = dlopen("libnvidia-ml.so.1", RTLD_NOW);
+        nvmlReturn_t (*init)(void) = nv ? (nvmlReturn_t(*)(void))dlsym(nv, "nvmlInit_v2") : NULL;
+        nvmlReturn_t (*get)(unsigned, nvmlDevice_t *) =
+            nv ? (nvmlReturn_t(*)(unsigned, nvmlDevice_t *))dlsym(nv, "nvmlDeviceGetHandleByIndex_v2")
+               : NULL;
+        nvmlReturn_t (*info)(nvmlDevice_t, nvmlMemory_v2_t *) =
+            nv ? (nvmlReturn_t(*)(nvmlDevice_t, nvmlMemory_v2_t *))dlsym(nv, "nvmlDeviceGetMemoryInfo_v2")
+               : NULL;
+        nvmlDevice_t d;
+        nvmlMemory_v2_t m = {.version = FX_NVML_MEMORY_V2};
+        nvmlReturn_t nr = !init ? 999 : init();
+        if (nr == 0)
+            nr = get(0, &d);
+        if (nr == 0)
+            nr = info(d, &m);
+        if (nr)
+            printf("err %d\n", nr);
+        else
+            printf("ok %llu %llu %llu\n", m.total, m.used, m.free);
+    } else if (!strcmp(cmd, "burn") || !strcmp(cmd, "bursts")) {
+        /* burn US MS [WARMUP]: keep the GPU fed with US-microsecond kernels
+         * and measure MS milliseconds after WARMUP ms. bursts US MS K GAP: K kernels, wait for them, idle
+         * GAP ms, again. Prints the simulated kernel time completed within
+         * the window (µs) and the launches made. */
+        unsigned dur = (unsigned)x, k = (unsigned)z, gap = e4 ? (unsigned)strtoul(e4, NULL, 0) : 0;
+        void *params[] = {&dur};
+        unsigned long long (*busy)(int) =
+            (unsigned long long (*)(int))dlsym(libcuda, "fakecuda_busy_us");
+        typedef CUresult (*f_launch)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned,
+                                     unsigned, unsigned, CUstream, void **, void **);
+        f_launch launch = (f_launch)entry("cuLaunchKernel", 0);
+        f_void sync = (f_void)entry("cuCtxSynchronize", 0);
+        if (!busy || !launch || !sync) {
+            printf("err missing\n");
+            return;
+        }
+        int bursts = !strcmp(cmd, "bursts");
+        /* The window is measured by a sampler thread, so a launch that
+         * waits for the GPU past the end does not stretch it. */
+        struct sampler sm = {busy, 0, 0, y, bursts ? 0 : z};
+        pthread_t th;
+        pthread_create(&th, NULL, sample_window, &sm);
+        unsigned long long n = 0;
+        r = CUDA_SUCCESS;
+        while (!__atomic_load_n(&sm.done, __ATOMIC_ACQUIRE) && r == CUDA_SUCCESS) {
+            unsigned batch = bursts ? k : 1;
+            for (unsigned i = 0; i < batch && r == CUDA_SUCCESS; i++, n++)
+                r = launch((CUfunction)(uintptr_t)1, 1, 1, 1, 1, 1, 1, 0, NULL, params, NULL);
+            if (bursts) {
+                sync();
+                struct timespec g = {gap / 1000, (long)(gap % 1000) * 1000000L};
+                nanosleep(&g, NULL);
+            }
+        }
+        pthread_join(th, NULL);
+        sync();
+        if (r != CUDA_SUCCESS)
+            printf("err %d\n", r);
+        else
+            printf("ok %llu %llu\n", sm.busy_in_window, n);
+    } else if (!strcmp(cmd, "exit")) {
+        fflush(stdout);
+        exit(0);
+    } else {
+        printf("err unknown-command\n");
+    }
+}
+
+int main(void)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    libcuda = dlopen("libcuda.so.1", RTLD_NOW);
+    if (!libcuda) {
+        printf("err dlopen %s\n", dlerror());
+        return 1;
+    }
+    getproc = (getproc_fn)dlsym(libcuda, "cuGetProcAddress_v2");
+    if (!getproc) {
+        printf("err no cuGetProcAddress_v2\n");
+        return 1;
+    }
+    char line[512];
+    while (fgets(line, sizeof(line), stdin)) {
+        char *save = NULL;
+        char *cmd = strtok_r(line, " \t\r\n", &save);
+        if (!cmd)
+            continue;
+        char *a = strtok_r(NULL, " \t\r\n", &save);
+        char *b = strtok_r(NULL, " \t\r\n", &save);
+        char *c = strtok_r(NULL, " \t\r\n", &save);
+        char *d = strtok_r(NULL, " \t\r\n", &save);
+        run(cmd, a, b, c, d);
+    }
+    return 0;
+}

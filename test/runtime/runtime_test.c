@@ -1,0 +1,705 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* libflexpu-cuda.so against the fake driver, as a container would run it:
+ * preloaded into CUDA client processes that the tests drive command by
+ * command. What is asserted is read back from the processes (what CUDA
+ * tells them) and from the shared state (what the node sees). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <math.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "runtime/state.h"
+
+#define MiB (1ull << 20)
+#define GiB (1ull << 30)
+
+static char state_dir[256];
+static char fake_dir[256];
+
+struct client {
+    pid_t pid;
+    FILE *to, *from;
+    char line[512];
+};
+
+/* Starts a client with a clean environment: the library preloaded, the fake
+ * driver on the library path, and `extra` NAME=VALUE pairs (NULL-ended). */
+static void client_start_lib(struct client *c, const char *lib, const char *const *extra)
+{
+    int in[2], out[2];
+    assert_int_equal(pipe(in), 0);
+    assert_int_equal(pipe(out), 0);
+    char *env[32];
+    int n = 0;
+    char buf[8][300];
+    snprintf(buf[0], sizeof(buf[0]), "LD_PRELOAD=%s", lib);
+    snprintf(buf[1], sizeof(buf[1]), "LD_LIBRARY_PATH=%s", FX_TEST_FAKE_DIR);
+    snprintf(buf[2], sizeof(buf[2]), "FLEXPU_STATE_DIR=%s", state_dir);
+    snprintf(buf[3], sizeof(buf[3]), "FAKECUDA_DIR=%s", fake_dir);
+    /* The test's own pairs first: getenv takes the first of duplicates. */
+    for (int i = 0; extra && extra[i] && n < 20; i++)
+        env[n++] = (char *)extra[i];
+    for (int i = 0; i < 4; i++)
+        env[n++] = buf[i];
+    env[n++] = "FAKECUDA_TOTAL_MEM=17179869184";
+    env[n++] = "FAKECUDA_CTX_OVERHEAD=314572800";
+    env[n++] = "FLEXPU_CONTEXT_OVERHEAD=0";
+    env[n++] = "FLEXPU_LOG_LEVEL=error";
+    /* Sanitizer builds: the preloaded library's instrumentation needs the
+     * runtime the client carries; leaks of the killed children are noise. */
+    env[n++] = "ASAN_OPTIONS=detect_leaks=0";
+    env[n] = NULL;
+    c->pid = fork();
+    assert_true(c->pid >= 0);
+    if (c->pid == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        close(in[1]);
+        close(out[0]);
+        char *argv[] = {(char *)FX_TEST_CLIENT, NULL};
+        execve(FX_TEST_CLIENT, argv, env);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    c->to = fdopen(in[1], "w");
+    c->from = fdopen(out[0], "r");
+    setvbuf(c->to, NULL, _IOLBF, 0);
+}
+
+static void client_start(struct client *c, const char *const *extra)
+{
+    client_start_lib(c, FX_TEST_LIB, extra);
+}
+
+/* Sends one command; returns its reply line (without the newline). */
+static const char *cmd(struct client *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(c->to, fmt, ap);
+    va_end(ap);
+    fputc('\n', c->to);
+    fflush(c->to);
+    if (!fgets(c->line, sizeof(c->line), c->from))
+        snprintf(c->line, sizeof(c->line), "eof");
+    c->line[strcspn(c->line, "\n")] = '\0';
+    return c->line;
+}
+
+static void client_stop(struct client *c)
+{
+    fprintf(c->to, "exit\n");
+    fclose(c->to);
+    fclose(c->from);
+    int st;
+    waitpid(c->pid, &st, 0);
+}
+
+static void client_kill(struct client *c)
+{
+    kill(c->pid, SIGKILL);
+    fclose(c->to);
+    fclose(c->from);
+    int st;
+    waitpid(c->pid, &st, 0);
+}
+
+/* A client with a context on device 0. */
+static void client_ready(struct client *c, const char *const *extra)
+{
+    client_start(c, extra);
+    assert_string_equal(cmd(c, "init"), "ok");
+    assert_string_equal(cmd(c, "ctx 0"), "ok");
+}
+
+/* What the node sees: the bytes held by the live processes of `tenant`. */
+static uint64_t node_usage(const char *tenant)
+{
+    char dir_path[300];
+    snprintf(dir_path, sizeof(dir_path), "%s", state_dir);
+    char path[512];
+    /* The fake's device 0 UUID is whatever it reports; find the one file. */
+    FILE *ls = NULL;
+    char cmdline[600];
+    snprintf(cmdline, sizeof(cmdline), "ls %s/*.state 2>/dev/null | head -n 1", dir_path);
+    ls = popen(cmdline, "r");
+    assert_non_null(ls);
+    if (!fgets(path, sizeof(path), ls)) {
+        pclose(ls);
+        return 0;
+    }
+    pclose(ls);
+    path[strcspn(path, "\n")] = '\0';
+    struct fx_gpu g;
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_gpu_open_readonly(&g, path, &err), 0);
+    uint64_t u = fx_gpu_usage_of(&g, tenant, NULL);
+    fx_gpu_detach(&g);
+    return u;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(state_dir, sizeof(state_dir), "/tmp/fxrt-state-XXXXXX");
+    assert_non_null(mkdtemp(state_dir));
+    snprintf(fake_dir, sizeof(fake_dir), "/tmp/fxrt-fake-XXXXXX");
+    assert_non_null(mkdtemp(fake_dir));
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char c[600];
+    snprintf(c, sizeof(c), "rm -rf %s %s", state_dir, fake_dir);
+    return system(c) == 0 ? 0 : -1;
+}
+
+/* ---- entry points ---------------------------------------------------------- */
+
+static void test_lookup_returns_hooks_of_the_right_variant(void **state)
+{
+    (void)state;
+    struct client c;
+    client_start(&c, NULL);
+    assert_string_equal(cmd(&c, "lookup cuMemAlloc 13000 0"), "ok libflexpu-cuda.so cuMemAlloc_v2");
+    assert_string_equal(cmd(&c, "lookup cuMemAllocAsync 13000 2"),
+                        "ok libflexpu-cuda.so cuMemAllocAsync_ptsz");
+    assert_string_equal(cmd(&c, "lookup cuMemAllocAsync 13000 0"),
+                        "ok libflexpu-cuda.so cuMemAllocAsync");
+    assert_string_equal(cmd(&c, "lookup cuCtxCreate 13000 0"),
+                        "ok libflexpu-cuda.so cuCtxCreate_v4");
+    assert_string_equal(cmd(&c, "lookup cuCtxCreate 12040 0"),
+                        "ok libflexpu-cuda.so cuCtxCreate_v3");
+    assert_string_equal(cmd(&c, "lookup cuGetProcAddress 13000 0"),
+                        "ok libflexpu-cuda.so cuGetProcAddress_v2");
+    assert_string_equal(cmd(&c, "lookup cuGraphLaunch 13000 2"),
+                        "ok libflexpu-cuda.so cuGraphLaunch_ptsz");
+    /* Not hooked: the driver's own function, untouched. */
+    assert_string_equal(cmd(&c, "lookup cuStreamSynchronize 13000 0"),
+                        "ok libcuda.so.1 cuStreamSynchronize");
+    /* The driver's status passes through. */
+    assert_string_equal(cmd(&c, "lookup cuNoSuchFunction 13000 0"), "err 500 status=1");
+    /* dlsym on the driver's handle. */
+    assert_string_equal(cmd(&c, "dlsym cuMemAlloc_v2"), "ok libflexpu-cuda.so cuMemAlloc_v2");
+    assert_string_equal(cmd(&c, "dlsym cuMemFreeAsync"), "ok libcuda.so.1 cuMemFreeAsync");
+    client_stop(&c);
+}
+
+static void test_unknown_allocation_variant_is_refused(void **state)
+{
+    (void)state;
+    struct client c;
+    client_start(&c, NULL);
+    /* CUDA 3.0 asks for the 32-bit cuMemAlloc, which has no hook: handing
+     * it out would let allocations escape the quota. */
+    const char *r = cmd(&c, "lookup cuMemAlloc 3000 0");
+    assert_string_equal(r, "err 500 status=1");
+    client_stop(&c);
+}
+
+/* ---- memory quota ---------------------------------------------------------- */
+
+static const char *const quota_1g[] = {"FLEXPU_TENANT=a", "FLEXPU_MEMORY_LIMIT=1Gi", NULL};
+
+static void test_meminfo_reports_the_quota(void **state)
+{
+    (void)state;
+    struct client c;
+    client_ready(&c, quota_1g);
+    char expect[64];
+    snprintf(expect, sizeof(expect), "ok %llu %llu", GiB, GiB);
+    assert_string_equal(cmd(&c, "meminfo"), expect);
+    snprintf(expect, sizeof(expect), "ok %llu", GiB);
+    assert_string_equal(cmd(&c, "totalmem"), expect);
+    assert_string_equal(cmd(&c, "alloc %llu", 256 * MiB), "ok 0");
+    snprintf(expect, sizeof(expect), "ok %llu %llu", GiB - 256 * MiB, GiB);
+    assert_string_equal(cmd(&c, "meminfo"), expect);
+    /* NULL pointers: the driver's answer, not a crash. */
+    assert_string_equal(cmd(&c, "meminfo_null"), "err 1");
+    /* NVML (nvidia-smi) agrees. */
+    snprintf(expect, sizeof(expect), "ok %llu %llu %llu", GiB, 256 * MiB, GiB - 256 * MiB);
+    assert_string_equal(cmd(&c, "nvml"), expect);
+    client_stop(&c);
+}
+
+static void test_classic_alloc_over_quota_is_refused_and_free_credits(void **state)
+{
+    (void)state;
+    struct client c;
+    client_ready(&c, quota_1g);
+    assert_string_equal(cmd(&c, "alloc %llu", 768 * MiB), "ok 0");
+    assert_string_equal(cmd(&c, "alloc %llu", 512 * MiB), "err 2");
+    assert_int_equal(node_usage("a"), 768 * MiB);
+    assert_string_equal(cmd(&c, "free 0"), "ok");
+    assert_int_equal(node_usage("a"), 0);
+    assert_string_equal(cmd(&c, "alloc %llu", 1 * GiB), "ok 1");
+    assert_string_equal(cmd(&c, "alloc 1"), "err 2");
+    assert_string_equal(cmd(&c, "free 1"), "ok");
+    /* A second free of the same pointer is the driver's error, and credits
+     * nothing twice. */
+    assert_string_equal(cmd(&c, "free 1"), "err 1");
+    assert_int_equal(node_usage("a"), 0);
+    client_stop(&c);
+}
+
+static void test_every_allocation_path_is_charged(void **state)
+{
+    (void)state;
+    struct client c;
+    client_ready(&c, quota_1g);
+    /* pitch: the fake pads rows to 512 bytes: 1000 -> 1024 x 1000 rows. */
+    assert_string_equal(cmd(&c, "pitch 1000 1000"), "ok 0");
+    assert_int_equal(node_usage("a"), 1024 * 1000);
+    assert_string_equal(cmd(&c, "free 0"), "ok");
+    assert_string_equal(cmd(&c, "managed %llu", 64 * MiB), "ok 1");
+    assert_int_equal(node_usage("a"), 64 * MiB);
+    assert_string_equal(cmd(&c, "free 1"), "ok");
+    /* 2D and 3D float arrays: 4 bytes per element. */
+    assert_string_equal(cmd(&c, "array 1024 1024"), "ok 2");
+    assert_int_equal(node_usage("a"), 4 * MiB);
+    assert_string_equal(cmd(&c, "array3d 256 256 16"), "ok 3");
+    assert_int_equal(node_usage("a"), 8 * MiB);
+    assert_string_equal(cmd(&c, "array 65536 65536"), "err 2"); /* 16 GiB */
+    assert_string_equal(cmd(&c, "arrfree 2"), "ok");
+    assert_string_equal(cmd(&c, "arrfree 3"), "ok");
+    assert_int_equal(node_usage("a"), 0);
+    /* Mipmapped: 1024^2 + 512^2 + 256^2 floats. */
+    assert_string_equal(cmd(&c, "mipmap 1024 1024 3"), "ok 4");
+    assert_int_equal(node_usage("a"), 4ull * (1024 * 1024 + 512 * 512 + 256 * 256));
+    assert_string_equal(cmd(&c, "mipfree 4"), "ok");
+    assert_int_equal(node_usage("a"), 0);
+    /* Virtual memory: device locations count, host ones do not. */
+    assert_string_equal(cmd(&c, "vmm %llu", 512 * MiB), "ok 5");
+    assert_int_equal(node_usage("a"), 512 * MiB);
+    assert_string_equal(cmd(&c, "vmm %llu", 600 * MiB), "err 2");
+    assert_string_equal(cmd(&c, "vmmhost %llu", 600 * MiB), "ok 6");
+    assert_int_equal(node_usage("a"), 512 * MiB);
+    assert_string_equal(cmd(&c, "vmmrel 5"), "ok");
+    assert_string_equal(cmd(&c, "vmmrel 6"), "ok");
+    assert_int_equal(node_usage("a"), 0);
+    client_stop(&c);
+}
+
+static void test_pool_reservation_is_what_counts(void **state)
+{
+    (void)state;
+    struct client c;
+    client_ready(&c, quota_1g);
+    /* 3 MiB from the default pool reserves 4 MiB (2 MiB steps). */
+    assert_string_equal(cmd(&c, "async %llu", 3 * MiB), "ok 0");
+    assert_int_equal(node_usage("a"), 4 * MiB);
+    assert_string_equal(cmd(&c, "asyncpt %llu", 600 * MiB), "ok 1");
+    assert_int_equal(node_usage("a"), 604 * MiB);
+    assert_string_equal(cmd(&c, "async %llu", 600 * MiB), "err 2");
+    /* Freed into the pool, the memory is still reserved... */
+    assert_string_equal(cmd(&c, "asyncfree 1"), "ok");
+    assert_int_equal(node_usage("a"), 604 * MiB);
+    /* ...until the pool gives it back. */
+    assert_string_equal(cmd(&c, "trim 0"), "ok");
+    assert_int_equal(node_usage("a"), 4 * MiB);
+    assert_string_equal(cmd(&c, "asyncfree 0"), "ok");
+    assert_string_equal(cmd(&c, "sync"), "ok");
+    /* A pool that shrank at a sync point is credited when memory is next
+     * asked for: here the quota check itself settles it. */
+    assert_string_equal(cmd(&c, "alloc %llu", 1 * GiB), "ok 2");
+    client_stop(&c);
+}
+
+static void test_capture_survives_and_graph_memory_is_charged(void **state)
+{
+    (void)state;
+    struct client c;
+    client_ready(&c, quota_1g);
+    /* The hook must not query the pool (or anything capture forbids) while
+     * the stream is captured in global mode. */
+    assert_string_equal(cmd(&c, "capture_alloc %llu", 64 * MiB), "ok");
+    assert_true(node_usage("a") >= 64 * MiB);
+    client_stop(&c);
+}
+
+static void test_ipc_import_is_not_charged_twice(void **state)
+{
+    (void)state;
+    struct client c;
+    client_ready(&c, quota_1g);
+    assert_string_equal(cmd(&c, "alloc %llu", 100 * MiB), "ok 0");
+    assert_string_equal(cmd(&c, "ipc 0"), "ok");
+    assert_int_equal(node_usage("a"), 100 * MiB);
+    client_stop(&c);
+}
+
+static void test_context_overhead_is_charged_once(void **state)
+{
+    (void)state;
+    struct client c;
+    const char *const env[] = {"FLEXPU_TENANT=a", "FLEXPU_MEMORY_LIMIT=1Gi",
+                               "FLEXPU_CONTEXT_OVERHEAD=300Mi", NULL};
+    client_ready(&c, env);
+    assert_int_equal(node_usage("a"), 300 * MiB);
+    assert_string_equal(cmd(&c, "ctxcreate 0"), "ok");
+    assert_int_equal(node_usage("a"), 300 * MiB);
+    assert_string_equal(cmd(&c, "alloc %llu", 800 * MiB), "err 2");
+    assert_string_equal(cmd(&c, "alloc %llu", 700 * MiB), "ok 0");
+    client_stop(&c);
+    /* A quota smaller than a context: the context itself is refused. */
+    const char *const tiny[] = {"FLEXPU_TENANT=t", "FLEXPU_MEMORY_LIMIT=100Mi",
+                                "FLEXPU_CONTEXT_OVERHEAD=300Mi", NULL};
+    client_start(&c, tiny);
+    assert_string_equal(cmd(&c, "init"), "ok");
+    assert_string_equal(cmd(&c, "ctx 0"), "err 2");
+    client_stop(&c);
+}
+
+/* ---- several processes ----------------------------------------------------- */
+
+static void test_processes_of_a_tenant_share_one_quota(void **state)
+{
+    (void)state;
+    struct client a1, a2, b;
+    client_ready(&a1, quota_1g);
+    client_ready(&a2, quota_1g);
+    const char *const quota_b[] = {"FLEXPU_TENANT=b", "FLEXPU_MEMORY_LIMIT=1Gi", NULL};
+    client_ready(&b, quota_b);
+    assert_string_equal(cmd(&a1, "alloc %llu", 600 * MiB), "ok 0");
+    assert_string_equal(cmd(&a2, "alloc %llu", 600 * MiB), "err 2");
+    assert_string_equal(cmd(&a2, "alloc %llu", 400 * MiB), "ok 0");
+    /* Another tenant on the same GPU has its own quota. */
+    assert_string_equal(cmd(&b, "alloc %llu", 1000 * MiB), "ok 0");
+    char expect[64];
+    snprintf(expect, sizeof(expect), "ok %llu %llu", GiB - 1000 * MiB, GiB);
+    assert_string_equal(cmd(&a2, "meminfo"), expect);
+    /* A process that exits gives its memory back without freeing it. */
+    client_stop(&a1);
+    assert_string_equal(cmd(&a2, "alloc %llu", 600 * MiB), "ok 1");
+    client_stop(&a2);
+    client_stop(&b);
+    assert_int_equal(node_usage("a"), 0);
+}
+
+static void test_sigkill_at_random_points_releases_everything(void **state)
+{
+    (void)state;
+    unsigned seed = 12345;
+    struct client survivor;
+    client_ready(&survivor, quota_1g);
+    for (int round = 0; round < 25; round++) {
+        struct client victim;
+        client_ready(&victim, quota_1g);
+        /* Queue a burst of allocations and frees without waiting, then kill
+         * the process somewhere inside it: inside the library, inside the
+         * shared-state lock, or between. */
+        for (int i = 0; i < 40; i++)
+            fprintf(victim.to, "alloc %llu\nfree %d\nvmm %llu\nvmmrel %d\nalloc %llu\n",
+                    8 * MiB, 3 * i, 2 * MiB, 3 * i + 1, 4 * MiB);
+        fflush(victim.to);
+        struct timespec ts = {0, (long)(rand_r(&seed) % 3000) * 1000};
+        nanosleep(&ts, NULL);
+        client_kill(&victim);
+        /* No lock is left held and nothing stays booked: the survivor can
+         * take the whole quota (the kill is reclaimed when it asks). */
+        const char *r = cmd(&survivor, "alloc %llu", 1 * GiB);
+        assert_int_equal(strncmp(r, "ok ", 3), 0);
+        assert_string_equal(cmd(&survivor, "free %d", atoi(r + 3)), "ok");
+    }
+    client_stop(&survivor);
+    assert_int_equal(node_usage("a"), 0);
+}
+
+/* ---- compute sharing ------------------------------------------------------------ */
+
+/* Starts `burn US MS` on every client at once and collects the kernel time
+ * each completed within its window. */
+static void burn_all(struct client *c, int n, unsigned us, unsigned ms, double *busy_frac)
+{
+    for (int i = 0; i < n; i++) {
+        /* Steady state: measured after the tenants have all started. */
+        fprintf(c[i].to, "burn %u %u 300\n", us, ms);
+        fflush(c[i].to);
+    }
+    for (int i = 0; i < n; i++) {
+        assert_non_null(fgets(c[i].line, sizeof(c[i].line), c[i].from));
+        unsigned long long busy = 0, launches = 0;
+        assert_int_equal(sscanf(c[i].line, "ok %llu %llu", &busy, &launches), 2);
+        busy_frac[i] = (double)busy / (ms * 1000.0);
+    }
+}
+
+static void start_tenant(struct client *c, const char *name, int share, int cap, const char *prio)
+{
+    static char env[4][5][64];
+    static int k;
+    char(*e)[64] = env[k++ % 4];
+    snprintf(e[0], 64, "FLEXPU_TENANT=%s", name);
+    snprintf(e[1], 64, "FLEXPU_COMPUTE_SHARE=%d", share);
+    snprintf(e[2], 64, "FLEXPU_COMPUTE_CAP=%d", cap);
+    snprintf(e[3], 64, "FLEXPU_PRIORITY=%s", prio);
+    const char *const list[] = {e[0], e[1], e[2], e[3], NULL};
+    client_ready(c, list);
+}
+
+/* Two tenants competing split GPU time by their shares, and the GPU stays
+ * busy (the pair gets what the bare GPU gives). */
+static void test_pair_splits_by_share(void **state)
+{
+    (void)state;
+    struct client c[2];
+    start_tenant(&c[0], "a", 30, 100, "normal");
+    start_tenant(&c[1], "b", 70, 100, "normal");
+    double f[2];
+    burn_all(c, 2, 1000, 1500, f);
+    double total = f[0] + f[1];
+    print_message("pair 30/70: a=%.3f b=%.3f total=%.3f\n", f[0], f[1], total);
+    assert_true(total > 0.90);
+    assert_true(f[0] / total > 0.27 && f[0] / total < 0.33);
+    client_stop(&c[0]);
+    client_stop(&c[1]);
+}
+
+static void test_three_tenants_split_by_share(void **state)
+{
+    (void)state;
+    struct client c[3];
+    start_tenant(&c[0], "a", 20, 100, "normal");
+    start_tenant(&c[1], "b", 30, 100, "normal");
+    start_tenant(&c[2], "c", 50, 100, "normal");
+    double f[3];
+    burn_all(c, 3, 1000, 1500, f);
+    double total = f[0] + f[1] + f[2];
+    print_message("three 20/30/50: %.3f %.3f %.3f total=%.3f\n", f[0], f[1], f[2], total);
+    assert_true(total > 0.90);
+    assert_true(fabs(f[0] / total - 0.20) < 0.03);
+    assert_true(fabs(f[1] / total - 0.30) < 0.03);
+    assert_true(fabs(f[2] / total - 0.50) < 0.03);
+    for (int i = 0; i < 3; i++)
+        client_stop(&c[i]);
+}
+
+/* A cap holds even when the GPU is otherwise idle; without a cap, a share
+ * is a floor, not a ceiling. */
+static void test_cap_alone_and_burst_alone(void **state)
+{
+    (void)state;
+    struct client c;
+    double f;
+    start_tenant(&c, "capped", 30, 30, "normal");
+    burn_all(&c, 1, 1000, 1500, &f);
+    print_message("capped 30 alone: %.3f\n", f);
+    assert_true(f > 0.27 && f < 0.33);
+    client_stop(&c);
+    start_tenant(&c, "capped50", 50, 50, "normal");
+    burn_all(&c, 1, 1000, 1500, &f);
+    print_message("capped 50 alone: %.3f\n", f);
+    assert_true(f > 0.47 && f < 0.53);
+    client_stop(&c);
+    start_tenant(&c, "burst", 30, 100, "normal");
+    burn_all(&c, 1, 1000, 1000, &f);
+    print_message("share 30 uncapped alone: %.3f\n", f);
+    assert_true(f > 0.95);
+    client_stop(&c);
+}
+
+/* An idle tenant's time flows to the one that has work. */
+static void test_idle_tenant_time_flows_to_others(void **state)
+{
+    (void)state;
+    struct client c[2];
+    start_tenant(&c[0], "busy", 30, 100, "normal");
+    start_tenant(&c[1], "idle", 70, 100, "normal");
+    double f;
+    burn_all(&c[0], 1, 1000, 1000, &f);
+    print_message("share 30 beside an idle 70: %.3f\n", f);
+    assert_true(f > 0.93);
+    client_stop(&c[0]);
+    client_stop(&c[1]);
+}
+
+/* A tenant killed while it holds the GPU does not keep it. */
+static void test_killed_holder_releases_the_gpu(void **state)
+{
+    (void)state;
+    struct client c[2];
+    start_tenant(&c[0], "victim", 50, 100, "normal");
+    start_tenant(&c[1], "other", 50, 100, "normal");
+    fprintf(c[0].to, "burn 1000 5000\n");
+    fflush(c[0].to);
+    struct timespec ts = {0, 200 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    /* Contention starts, then the victim dies in the middle of it. */
+    fprintf(c[1].to, "burn 1000 1000 300\n");
+    fflush(c[1].to);
+    nanosleep(&ts, NULL);
+    client_kill(&c[0]);
+    assert_non_null(fgets(c[1].line, sizeof(c[1].line), c[1].from));
+    unsigned long long busy = 0, n = 0;
+    assert_int_equal(sscanf(c[1].line, "ok %llu %llu", &busy, &n), 2);
+    print_message("after the holder was killed: %.3f\n", busy / 1e6);
+    assert_true(busy / 1e6 > 0.8);
+    client_stop(&c[1]);
+}
+
+/* high takes the GPU from normal when it has work; low gets only what is
+ * left idle. */
+static void test_priorities(void **state)
+{
+    (void)state;
+    struct client c[2];
+    start_tenant(&c[0], "svc", 10, 100, "high");
+    start_tenant(&c[1], "batch", 90, 100, "low");
+    double f[2];
+    burn_all(c, 2, 1000, 1000, f);
+    print_message("high vs low, both saturating: high=%.3f low=%.3f\n", f[0], f[1]);
+    assert_true(f[0] > 0.90);
+    /* The service with gaps: the batch job fills them. */
+    fprintf(c[0].to, "bursts 1000 1000 3 10\n");
+    fprintf(c[1].to, "burn 1000 1000\n");
+    fflush(c[0].to);
+    fflush(c[1].to);
+    unsigned long long busy[2], n[2];
+    for (int i = 0; i < 2; i++) {
+        assert_non_null(fgets(c[i].line, sizeof(c[i].line), c[i].from));
+        assert_int_equal(sscanf(c[i].line, "ok %llu %llu", &busy[i], &n[i]), 2);
+    }
+    print_message("bursty high=%.3f low=%.3f\n", busy[0] / 1e6, busy[1] / 1e6);
+    assert_true(busy[1] / 1e6 > 0.5);
+    assert_true((busy[0] + busy[1]) / 1e6 > 0.85);
+    client_stop(&c[0]);
+    client_stop(&c[1]);
+}
+
+/* ---- configuration ----------------------------------------------------------- */
+
+static void test_bad_configuration_fails_closed(void **state)
+{
+    (void)state;
+    struct client c;
+    const char *const bad_limit[] = {"FLEXPU_MEMORY_LIMIT=lots", NULL};
+    client_start(&c, bad_limit);
+    assert_string_equal(cmd(&c, "init"), "err 3");
+    assert_string_equal(cmd(&c, "alloc 1"), "err 3");
+    client_stop(&c);
+    const char *const cap_below[] = {"FLEXPU_COMPUTE_SHARE=30", "FLEXPU_COMPUTE_CAP=20", NULL};
+    client_start(&c, cap_below);
+    assert_string_equal(cmd(&c, "init"), "err 3");
+    client_stop(&c);
+    /* A state directory that cannot be used: the GPU is refused at init. */
+    const char *const bad_dir[] = {"FLEXPU_STATE_DIR=/proc/flexpu-cannot-exist", NULL};
+    client_start(&c, bad_dir);
+    assert_string_equal(cmd(&c, "init"), "err 304");
+    client_stop(&c);
+}
+
+static void write_conf(const char *text)
+{
+    FILE *f = fopen(FX_TEST_CONF_PATH, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void test_config_file_wins_over_environment(void **state)
+{
+    (void)state;
+    char text[512];
+    snprintf(text, sizeof(text),
+             "# mounted by the node agent\ntenant = pod-1\nmemory_limit = 256Mi\n"
+             "compute_share = 30\nstate_dir = %s\ncontext_overhead = 0\n",
+             state_dir);
+    write_conf(text);
+    struct client c;
+    const char *const env[] = {"FLEXPU_MEMORY_LIMIT=8Gi", "FLEXPU_TENANT=escape", NULL};
+    client_start_lib(&c, FX_TEST_LIB_CONF, env);
+    assert_string_equal(cmd(&c, "init"), "ok");
+    assert_string_equal(cmd(&c, "ctx 0"), "ok");
+    char expect[64];
+    snprintf(expect, sizeof(expect), "ok %llu %llu", 256 * MiB, 256 * MiB);
+    assert_string_equal(cmd(&c, "meminfo"), expect);
+    assert_string_equal(cmd(&c, "alloc %llu", 100 * MiB), "ok 0");
+    assert_int_equal(node_usage("pod-1"), 100 * MiB);
+    assert_int_equal(node_usage("escape"), 0);
+    client_stop(&c);
+
+    /* A file that exists but cannot be honoured: CUDA does not start. */
+    write_conf("tenant = pod-1\nmemory_limt = 1Gi\n");
+    client_start_lib(&c, FX_TEST_LIB_CONF, env);
+    assert_string_equal(cmd(&c, "init"), "err 3");
+    client_stop(&c);
+    unlink(FX_TEST_CONF_PATH);
+}
+
+/* ---- observability ------------------------------------------------------------ */
+
+static void test_smi_lists_tenants_and_processes(void **state)
+{
+    (void)state;
+    struct client c;
+    const char *const env[] = {"FLEXPU_TENANT=team-x", "FLEXPU_MEMORY_LIMIT=2Gi",
+                               "FLEXPU_COMPUTE_SHARE=40", "FLEXPU_PRIORITY=high", NULL};
+    client_ready(&c, env);
+    assert_string_equal(cmd(&c, "alloc %llu", 512 * MiB), "ok 0");
+    char run[600];
+    snprintf(run, sizeof(run), "%s --state-dir %s", FX_TEST_SMI, state_dir);
+    FILE *p = popen(run, "r");
+    assert_non_null(p);
+    char out[8192] = "";
+    size_t n = fread(out, 1, sizeof(out) - 1, p);
+    out[n] = '\0';
+    assert_int_equal(pclose(p), 0);
+    assert_non_null(strstr(out, "team-x"));
+    assert_non_null(strstr(out, "2.0 GiB"));
+    assert_non_null(strstr(out, "512.0 MiB"));
+    assert_non_null(strstr(out, "40%"));
+    assert_non_null(strstr(out, "high"));
+    char pid[32];
+    snprintf(pid, sizeof(pid), "pid %d", (int)c.pid);
+    assert_non_null(strstr(out, pid));
+    client_stop(&c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_lookup_returns_hooks_of_the_right_variant, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_allocation_variant_is_refused, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_meminfo_reports_the_quota, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_classic_alloc_over_quota_is_refused_and_free_credits,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_every_allocation_path_is_charged, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pool_reservation_is_what_counts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_capture_survives_and_graph_memory_is_charged, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_ipc_import_is_not_charged_twice, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_context_overhead_is_charged_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_processes_of_a_tenant_share_one_quota, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_sigkill_at_random_points_releases_everything, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_pair_splits_by_share, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_three_tenants_split_by_share, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cap_alone_and_burst_alone, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idle_tenant_time_flows_to_others, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_priorities, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_killed_holder_releases_the_gpu, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_configuration_fails_closed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_config_file_wins_over_environment, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_smi_lists_tenants_and_processes, setup, teardown),
+    };
+    signal(SIGPIPE, SIG_IGN);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,209 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The slice configuration: environment and file, good and bad input. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "runtime/config.h"
+#include "runtime/ptrmap.h"
+
+struct env {
+    const char *const *pairs; /* name, value, name, value, ..., NULL */
+};
+
+static const char *lookup(const char *name, void *ctx)
+{
+    const struct env *e = ctx;
+    for (int i = 0; e->pairs[i]; i += 2)
+        if (strcmp(e->pairs[i], name) == 0)
+            return e->pairs[i + 1];
+    return NULL;
+}
+
+static int from_env(struct fx_slice_config *c, const char *const *pairs, struct flexpu_error *err)
+{
+    struct env e = {pairs};
+    fx_config_defaults(c);
+    return fx_config_from_env(c, lookup, &e, err);
+}
+
+static void test_defaults(void **state)
+{
+    (void)state;
+    struct fx_slice_config c;
+    const char *const none[] = {NULL};
+    assert_int_equal(from_env(&c, none, NULL), 0);
+    assert_string_equal(c.tenant, "default");
+    assert_int_equal(c.memory_limit, 0);
+    assert_int_equal(c.compute_share, 0);
+    assert_int_equal(c.compute_cap, 100);
+    assert_int_equal(c.priority, FX_PRIO_NORMAL);
+    assert_string_equal(c.state_dir, "/tmp/flexpu");
+    assert_int_equal(c.from_file, 0);
+}
+
+static void test_env_values(void **state)
+{
+    (void)state;
+    struct fx_slice_config c;
+    const char *const env[] = {"FLEXPU_MEMORY_LIMIT", "4g", "FLEXPU_COMPUTE_SHARE", "30",
+                               "FLEXPU_COMPUTE_CAP", "50", "FLEXPU_PRIORITY", "high",
+                               "FLEXPU_TENANT", "team-a_1.x", "FLEXPU_STATE_DIR", "/run/fx",
+                               "FLEXPU_LOG_LEVEL", "debug", "FLEXPU_CONTEXT_OVERHEAD", "500Mi",
+                               NULL};
+    assert_int_equal(from_env(&c, env, NULL), 0);
+    assert_int_equal(c.memory_limit, 4ll << 30);
+    assert_int_equal(c.compute_share, 30);
+    assert_int_equal(c.compute_cap, 50);
+    assert_int_equal(c.priority, FX_PRIO_HIGH);
+    assert_string_equal(c.tenant, "team-a_1.x");
+    assert_string_equal(c.state_dir, "/run/fx");
+    assert_int_equal(c.log_level, FLEXPU_LOG_DEBUG);
+    assert_int_equal(c.context_overhead, 500ll << 20);
+    const char *const mi[] = {"FLEXPU_MEMORY_LIMIT", "512m", NULL};
+    assert_int_equal(from_env(&c, mi, NULL), 0);
+    assert_int_equal(c.memory_limit, 512ll << 20);
+}
+
+/* Each bad value is refused with the variable and the value named. */
+static void test_env_errors_name_field_and_value(void **state)
+{
+    (void)state;
+    static const char *const cases[][3] = {
+        {"FLEXPU_MEMORY_LIMIT", "lots", "lots"},
+        {"FLEXPU_MEMORY_LIMIT", "-1g", "-1g"},
+        {"FLEXPU_MEMORY_LIMIT", "0", "0"},
+        {"FLEXPU_COMPUTE_SHARE", "101", "101"},
+        {"FLEXPU_COMPUTE_SHARE", "30.5", "30.5"},
+        {"FLEXPU_COMPUTE_CAP", "0", "0"},
+        {"FLEXPU_PRIORITY", "urgent", "urgent"},
+        {"FLEXPU_TENANT", "a/b", "a/b"},
+        {"FLEXPU_TENANT", "", ""},
+        {"FLEXPU_STATE_DIR", "relative/dir", "relative/dir"},
+        {"FLEXPU_LOG_LEVEL", "loud", "loud"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct fx_slice_config c;
+        struct flexpu_error err = {0};
+        const char *const env[] = {cases[i][0], cases[i][1], NULL};
+        assert_int_not_equal(from_env(&c, env, &err), 0);
+        assert_non_null(strstr(err.msg, cases[i][0]));
+        char quoted[64];
+        snprintf(quoted, sizeof(quoted), "'%s'", cases[i][2]);
+        assert_non_null(strstr(err.msg, quoted));
+    }
+    struct fx_slice_config c;
+    struct flexpu_error err = {0};
+    const char *const env[] = {"FLEXPU_COMPUTE_SHARE", "60", "FLEXPU_COMPUTE_CAP", "40", NULL};
+    assert_int_not_equal(from_env(&c, env, &err), 0);
+    assert_non_null(strstr(err.msg, "FLEXPU_COMPUTE_CAP"));
+}
+
+static void test_file_format(void **state)
+{
+    (void)state;
+    struct fx_slice_config c;
+    fx_config_defaults(&c);
+    const char *text = "# slice of pod x\n\n tenant = pod-x  \nmemory_limit=8Gi # eight\r\n"
+                       "compute_share = 25\ncompute_cap = 60\npriority = low\n";
+    assert_int_equal(fx_config_parse(&c, text, "slice.conf", NULL), 0);
+    assert_string_equal(c.tenant, "pod-x");
+    assert_int_equal(c.memory_limit, 8ll << 30);
+    assert_int_equal(c.compute_share, 25);
+    assert_int_equal(c.compute_cap, 60);
+    assert_int_equal(c.priority, FX_PRIO_LOW);
+    assert_int_equal(c.from_file, 1);
+}
+
+static void test_file_errors_name_line_key_value(void **state)
+{
+    (void)state;
+    static const char *const cases[][2] = {
+        {"tenant = a\nmemory_limt = 1g\n", "slice.conf:2"},
+        {"tenant = a\ntenant = b\n", "appears twice"},
+        {"just words\n", "slice.conf:1"},
+        {"compute_share = 200\n", "'200'"},
+        {"compute_share = 50\ncompute_cap = 10\n", "compute_cap"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct fx_slice_config c;
+        struct flexpu_error err = {0};
+        fx_config_defaults(&c);
+        assert_int_not_equal(fx_config_parse(&c, cases[i][0], "slice.conf", &err), 0);
+        assert_non_null(strstr(err.msg, cases[i][1]));
+    }
+}
+
+static void test_load_file(void **state)
+{
+    (void)state;
+    struct fx_slice_config c;
+    struct flexpu_error err = {0};
+    fx_config_defaults(&c);
+    assert_int_equal(fx_config_load_file(&c, "/nonexistent/slice.conf", &err), 0);
+    char path[] = "/tmp/fxconf-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "memory_limit = 2g\n", 18), 18);
+    close(fd);
+    assert_int_equal(fx_config_load_file(&c, path, &err), 1);
+    assert_int_equal(c.memory_limit, 2ll << 30);
+    /* A NUL byte is not text. */
+    fd = open(path, O_WRONLY | O_TRUNC);
+    assert_int_equal(write(fd, "tenant = a\0b\n", 13), 13);
+    close(fd);
+    assert_true(fx_config_load_file(&c, path, &err) < 0);
+    assert_non_null(strstr(err.msg, "NUL"));
+    unlink(path);
+}
+
+/* The allocation registry under churn: put, take, and keys of different
+ * kinds kept apart. */
+static void test_ptrmap(void **state)
+{
+    (void)state;
+    fx_ptrmap_reset();
+    for (uint64_t i = 1; i <= 5000; i++) {
+        struct fx_alloc a = {i * 10, (int)(i % 3)};
+        assert_int_equal(fx_ptrmap_put(FX_KIND_MEM, i * 4096, a), 0);
+        assert_int_equal(fx_ptrmap_put(FX_KIND_VMM, i * 4096, (struct fx_alloc){i, 0}), 0);
+    }
+    assert_int_equal(fx_ptrmap_count(), 10000);
+    for (uint64_t i = 1; i <= 5000; i += 2) {
+        struct fx_alloc a;
+        assert_int_equal(fx_ptrmap_take(FX_KIND_MEM, i * 4096, &a), 0);
+        assert_int_equal(a.size, i * 10);
+        assert_int_equal(fx_ptrmap_take(FX_KIND_MEM, i * 4096, &a), -1);
+    }
+    for (uint64_t i = 1; i <= 5000; i++) {
+        struct fx_alloc a;
+        assert_int_equal(fx_ptrmap_take(FX_KIND_MEM, i * 4096, &a), i % 2 ? -1 : 0);
+        if (i % 2 == 0)
+            assert_int_equal(a.dev, (int)(i % 3));
+        assert_int_equal(fx_ptrmap_take(FX_KIND_VMM, i * 4096, &a), 0);
+        assert_int_equal(a.size, i);
+    }
+    assert_int_equal(fx_ptrmap_count(), 0);
+    fx_ptrmap_reset();
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_env_values),
+        cmocka_unit_test(test_env_errors_name_field_and_value),
+        cmocka_unit_test(test_file_format),
+        cmocka_unit_test(test_file_errors_name_line_key_value),
+        cmocka_unit_test(test_load_file),
+        cmocka_unit_test(test_ptrmap),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
