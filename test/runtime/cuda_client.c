@@ -70,6 +70,9 @@ typedef CUresult (*f_streamsync)(CUstream);
 typedef CUresult (*f_ipcget)(CUipcMemHandle *, CUdeviceptr);
 typedef CUresult (*f_ipcopen)(CUdeviceptr *, CUipcMemHandle, unsigned);
 typedef CUresult (*f_ipcclose)(CUdeviceptr);
+typedef CUresult (*f_poolcreate)(CUmemoryPool *, const CUmemPoolProps *);
+typedef CUresult (*f_palloc)(CUdeviceptr *, size_t, CUmemoryPool, CUstream);
+typedef CUresult (*f_pdestroy)(CUmemoryPool);
 
 /* Handles by number, so the test names what it frees. */
 #define MAX_IDS 4096
@@ -113,6 +116,68 @@ static void where(void *p)
     }
     const char *base = strrchr(info.dli_fname, '/');
     printf("ok %s %s\n", base ? base + 1 : info.dli_fname, info.dli_sname ? info.dli_sname : "?");
+}
+
+/* The launch entry points a burn can use: every one the library arbitrates. */
+typedef CUresult (*f_kernel)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
+                             unsigned, CUstream, void **, void **);
+typedef CUresult (*f_kernel_ex)(const CUlaunchConfig *, CUfunction, void **, void **);
+typedef CUresult (*f_coop)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
+                           unsigned, CUstream, void **);
+typedef CUresult (*f_graph_launch)(CUgraphExec, CUstream);
+static struct {
+    int kind; /* 0 kernel, 1 ex, 2 coop, 3 graph */
+    f_kernel kernel;
+    f_kernel_ex ex;
+    f_coop coop;
+    f_graph_launch graph;
+    CUgraphExec exec;
+} L;
+
+static CUresult launcher_setup(const char *kind, unsigned dur)
+{
+    memset(&L, 0, sizeof(L));
+    cuuint64_t pt = strstr(kind, "_ptsz") ? CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM : 0;
+    if (!strncmp(kind, "kernel", 6)) {
+        L.kernel = (f_kernel)entry("cuLaunchKernel", pt);
+        return L.kernel ? CUDA_SUCCESS : CUDA_ERROR_NOT_FOUND;
+    }
+    if (!strncmp(kind, "ex", 2)) {
+        L.kind = 1;
+        L.ex = (f_kernel_ex)entry("cuLaunchKernelEx", pt);
+        return L.ex ? CUDA_SUCCESS : CUDA_ERROR_NOT_FOUND;
+    }
+    if (!strncmp(kind, "coop", 4)) {
+        L.kind = 2;
+        L.coop = (f_coop)entry("cuLaunchCooperativeKernel", pt);
+        return L.coop ? CUDA_SUCCESS : CUDA_ERROR_NOT_FOUND;
+    }
+    if (!strncmp(kind, "graph", 5)) {
+        L.kind = 3;
+        L.graph = (f_graph_launch)entry("cuGraphLaunch", pt);
+        CUresult (*mk)(CUgraphExec *, unsigned, size_t) =
+            (CUresult(*)(CUgraphExec *, unsigned, size_t))dlsym(libcuda, "fakecuda_graph_exec_create");
+        if (!L.graph || !mk)
+            return CUDA_ERROR_NOT_FOUND;
+        return mk(&L.exec, dur, 0);
+    }
+    return CUDA_ERROR_INVALID_VALUE;
+}
+
+static CUresult launch_one(void **params)
+{
+    CUfunction f = (CUfunction)(uintptr_t)1;
+    CUlaunchConfig cfg = {1, 1, 1, 1, 1, 1, 0, NULL, NULL, 0};
+    switch (L.kind) {
+    case 1:
+        return L.ex(&cfg, f, params, NULL);
+    case 2:
+        return L.coop(f, 1, 1, 1, 1, 1, 1, 0, NULL, params);
+    case 3:
+        return L.graph(L.exec, NULL);
+    default:
+        return L.kernel(f, 1, 1, 1, 1, 1, 1, 0, NULL, params, NULL);
+    }
 }
 
 struct sampler {
@@ -206,6 +271,24 @@ static void run(char *cmd, char *a, char *b, char *c, char *e4)
         r ? reply(r) : ok_id(p);
     } else if (!strcmp(cmd, "asyncfree")) {
         reply(CALL(f_freeasync, "cuMemFreeAsync", 0, id_of(a), NULL));
+    } else if (!strcmp(cmd, "pool")) {
+        CUmemPoolProps props;
+        memset(&props, 0, sizeof(props));
+        props.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
+        props.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+        props.location.id = 0;
+        CUmemoryPool pool;
+        r = CALL(f_poolcreate, "cuMemPoolCreate", 0, &pool,
+                 &props);
+        r ? reply(r) : ok_id((uint64_t)(uintptr_t)pool);
+    } else if (!strcmp(cmd, "palloc")) {
+        /* palloc POOL SIZE */
+        CUdeviceptr p;
+        r = CALL(f_palloc, "cuMemAllocFromPoolAsync", 0, &p, y, (CUmemoryPool)(uintptr_t)id_of(a), NULL);
+        r ? reply(r) : ok_id(p);
+    } else if (!strcmp(cmd, "pdestroy")) {
+        reply(CALL(f_pdestroy, "cuMemPoolDestroy", 0,
+                   (CUmemoryPool)(uintptr_t)id_of(a)));
     } else if (!strcmp(cmd, "sync")) {
         reply(CALL(f_void, "cuCtxSynchronize", 0));
     } else if (!strcmp(cmd, "trim")) {
@@ -293,16 +376,16 @@ static void run(char *cmd, char *a, char *b, char *c, char *e4)
          * and measure MS milliseconds after WARMUP ms. bursts US MS K GAP: K kernels, wait for them, idle
          * GAP ms, again. Prints the simulated kernel time completed within
          * the window (µs) and the launches made. */
-        unsigned dur = (unsigned)x, k = (unsigned)z, gap = e4 ? (unsigned)strtoul(e4, NULL, 0) : 0;
+        unsigned dur = (unsigned)x, k = (unsigned)z;
+        unsigned gap = (!strcmp(cmd, "bursts") && e4) ? (unsigned)strtoul(e4, NULL, 0) : 0;
         void *params[] = {&dur};
         unsigned long long (*busy)(int) =
             (unsigned long long (*)(int))dlsym(libcuda, "fakecuda_busy_us");
-        typedef CUresult (*f_launch)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned,
-                                     unsigned, unsigned, CUstream, void **, void **);
-        f_launch launch = (f_launch)entry("cuLaunchKernel", 0);
         f_void sync = (f_void)entry("cuCtxSynchronize", 0);
-        if (!busy || !launch || !sync) {
-            printf("err missing\n");
+        /* burn's fourth argument: which launch entry point to use. */
+        const char *kind = (!strcmp(cmd, "burn") && e4) ? e4 : "kernel";
+        if (!busy || !sync || launcher_setup(kind, dur) != CUDA_SUCCESS) {
+            printf("err launcher %s\n", kind);
             return;
         }
         int bursts = !strcmp(cmd, "bursts");
@@ -316,7 +399,7 @@ static void run(char *cmd, char *a, char *b, char *c, char *e4)
         while (!__atomic_load_n(&sm.done, __ATOMIC_ACQUIRE) && r == CUDA_SUCCESS) {
             unsigned batch = bursts ? k : 1;
             for (unsigned i = 0; i < batch && r == CUDA_SUCCESS; i++, n++)
-                r = launch((CUfunction)(uintptr_t)1, 1, 1, 1, 1, 1, 1, 0, NULL, params, NULL);
+                r = launch_one(params);
             if (bursts) {
                 sync();
                 struct timespec g = {gap / 1000, (long)(gap % 1000) * 1000000L};

@@ -317,6 +317,15 @@ static void test_pool_reservation_is_what_counts(void **state)
     /* A pool that shrank at a sync point is credited when memory is next
      * asked for: here the quota check itself settles it. */
     assert_string_equal(cmd(&c, "alloc %llu", 1 * GiB), "ok 2");
+    assert_string_equal(cmd(&c, "free 2"), "ok");
+    /* A pool of the application's own: what it reserves is booked, and
+     * destroying it gives everything back. */
+    assert_string_equal(cmd(&c, "pool"), "ok 3");
+    assert_string_equal(cmd(&c, "palloc 3 %llu", 300 * MiB), "ok 4");
+    assert_int_equal(node_usage("a"), 300 * MiB);
+    assert_string_equal(cmd(&c, "palloc 3 %llu", 800 * MiB), "err 2");
+    assert_string_equal(cmd(&c, "pdestroy 3"), "ok");
+    assert_int_equal(node_usage("a"), 0);
     client_stop(&c);
 }
 
@@ -528,6 +537,36 @@ static void test_idle_tenant_time_flows_to_others(void **state)
     client_stop(&c[1]);
 }
 
+/* Every launch entry point waits for the slice: a 30% tenant launching
+ * through each of them beside a 70% one using cuLaunchKernel. */
+static void test_every_launch_path_is_arbitrated(void **state)
+{
+    (void)state;
+    static const char *const kinds[] = {"kernel_ptsz", "ex", "ex_ptsz", "coop", "graph"};
+    for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+        struct client c[2];
+        char name[32];
+        snprintf(name, sizeof(name), "via-%s", kinds[k]);
+        start_tenant(&c[0], name, 30, 100, "normal");
+        start_tenant(&c[1], "plain", 70, 100, "normal");
+        fprintf(c[0].to, "burn 1000 1000 300 %s\n", kinds[k]);
+        fprintf(c[1].to, "burn 1000 1000 300\n");
+        fflush(c[0].to);
+        fflush(c[1].to);
+        double f[2];
+        for (int i = 0; i < 2; i++) {
+            unsigned long long busy = 0, n = 0;
+            assert_non_null(fgets(c[i].line, sizeof(c[i].line), c[i].from));
+            assert_int_equal(sscanf(c[i].line, "ok %llu %llu", &busy, &n), 2);
+            f[i] = busy / 1e6;
+        }
+        print_message("%s 30 vs kernel 70: %.3f / %.3f\n", kinds[k], f[0], f[1]);
+        assert_true(fabs(f[0] / (f[0] + f[1]) - 0.30) < 0.03);
+        client_stop(&c[0]);
+        client_stop(&c[1]);
+    }
+}
+
 /* A tenant killed while it holds the GPU does not keep it. */
 static void test_killed_holder_releases_the_gpu(void **state)
 {
@@ -696,6 +735,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_idle_tenant_time_flows_to_others, setup, teardown),
         cmocka_unit_test_setup_teardown(test_priorities, setup, teardown),
         cmocka_unit_test_setup_teardown(test_killed_holder_releases_the_gpu, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_every_launch_path_is_arbitrated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_configuration_fails_closed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_file_wins_over_environment, setup, teardown),
         cmocka_unit_test_setup_teardown(test_smi_lists_tenants_and_processes, setup, teardown),
