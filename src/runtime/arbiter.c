@@ -11,6 +11,10 @@
 
 #define COMP "flexpu-cuda"
 #define POLL_NS (200 * 1000ull) /* a waiter re-checks at least this often */
+/* A waiting thread that has not checked in for this long belongs to a
+ * stopped process (SIGSTOP, a debugger, a frozen container): its wait does
+ * not count as work. */
+#define STALE_NS (50 * 1000 * 1000ull)
 
 uint64_t fx_mono_ns(void)
 {
@@ -19,8 +23,14 @@ uint64_t fx_mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-#define LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
-#define STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+/* Everything the launchers read without the lock is sequentially
+ * consistent: a launcher announces itself (launching++) and then reads the
+ * holder and the slice end; the arbiter closes the slice and then reads the
+ * announcements. One of the two always sees the other. */
+#define LOAD(p) __atomic_load_n((p), __ATOMIC_SEQ_CST)
+#define STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
+#define ADD(p, v) __atomic_fetch_add((p), (v), __ATOMIC_SEQ_CST)
+#define SUB(p, v) __atomic_fetch_sub((p), (v), __ATOMIC_SEQ_CST)
 
 /* The futex is in a MAP_SHARED file mapping, so it must not be a private
  * futex: waiters are in other processes. */
@@ -38,15 +48,18 @@ static void futex_wake_all(uint32_t *addr)
 int fx_arb_fast_path(struct fx_gpu *g, int capped, uint64_t now)
 {
     struct fx_arbiter *a = &g->st->arb;
+    struct fx_proc_rec *p = &g->st->procs[g->slot];
     uint32_t me = 1u << g->tenant;
-    uint32_t d = LOAD(&a->demand);
-    if (!(d & me))
-        __atomic_fetch_or(&a->demand, me, __ATOMIC_ACQ_REL);
-    STORE(&g->st->procs[g->slot].last_launch_ns, now);
-    if (capped || (d & ~me))
+    if (!(LOAD(&a->demand) & me))
+        __atomic_fetch_or(&a->demand, me, __ATOMIC_SEQ_CST);
+    STORE(&p->last_launch_ns, now);
+    if (capped)
         return 0;
-    uint32_t h = LOAD(&a->holder);
-    return h == 0;
+    ADD(&p->launching, 1);
+    if ((LOAD(&a->demand) & ~me) == 0 && LOAD(&a->holder) == 0)
+        return 1; /* fx_arb_launch_done ends it */
+    SUB(&p->launching, 1);
+    return 0;
 }
 
 void fx_arb_launched(struct fx_gpu *g, uint64_t now)
@@ -56,11 +69,17 @@ void fx_arb_launched(struct fx_gpu *g, uint64_t now)
 
 void fx_arb_launch_done(struct fx_gpu *g)
 {
-    __atomic_fetch_sub(&g->st->procs[g->slot].launching, 1, __ATOMIC_ACQ_REL);
+    SUB(&g->st->procs[g->slot].launching, 1);
+}
+
+static int waiting_now(struct fx_proc_rec *p, uint64_t now)
+{
+    uint64_t polled = LOAD(&p->poll_ns);
+    return LOAD(&p->waiting) && (now < polled || now - polled < STALE_NS);
 }
 
 /* A tenant has work when one of its live processes waits for the GPU, has
- * work in flight, or launched within the idle threshold. */
+ * work in flight or being launched, or launched within the idle threshold. */
 static int tenant_busy(struct fx_gpu *g, int t, uint64_t now, uint32_t *inflight)
 {
     struct fx_gpu_state *st = g->st;
@@ -70,17 +89,26 @@ static int tenant_busy(struct fx_gpu *g, int t, uint64_t now, uint32_t *inflight
         struct fx_proc_rec *p = &st->procs[i];
         if (!p->in_use || p->tenant != t || !fx_gpu_slot_alive(g, i))
             continue;
-        /* A launch that passed the arbiter but is not marked yet is in
-         * flight too: otherwise the slice could pass on under it. */
         uint32_t n = LOAD(&p->inflight) + LOAD(&p->launching);
         uint64_t last = LOAD(&p->last_launch_ns);
         in += n;
-        if (LOAD(&p->waiting) || n || (now >= last && now - last < FX_ARB_IDLE_NS))
+        if (waiting_now(p, now) || n || (now >= last && now - last < FX_ARB_IDLE_NS))
             busy = 1;
     }
     if (inflight)
         *inflight = in;
     return busy;
+}
+
+static uint32_t launching_of(struct fx_gpu *g, int t)
+{
+    uint32_t n = 0;
+    for (int i = 0; i < FX_MAX_PROCS; i++) {
+        struct fx_proc_rec *p = &g->st->procs[i];
+        if (p->in_use && p->tenant == t && fx_gpu_slot_alive(g, i))
+            n += LOAD(&p->launching);
+    }
+    return n;
 }
 
 /* Until when the holder used the GPU: now while it has work, else when its
@@ -92,7 +120,7 @@ static uint64_t busy_until(struct fx_gpu *g, int t, uint64_t now)
         struct fx_proc_rec *p = &g->st->procs[i];
         if (!p->in_use || p->tenant != t || !fx_gpu_slot_alive(g, i))
             continue;
-        if (LOAD(&p->inflight) || LOAD(&p->waiting) || LOAD(&p->launching))
+        if (LOAD(&p->inflight) || LOAD(&p->launching) || waiting_now(p, now))
             return now;
         uint64_t last = LOAD(&p->last_launch_ns), drained = LOAD(&p->drained_ns);
         uint64_t e = last > drained ? last : drained;
@@ -111,11 +139,14 @@ static void refill(struct fx_tenant_rec *tr, uint64_t now)
 {
     if (!capped(tr))
         return;
-    if (tr->budget_ts == 0 || now < tr->budget_ts) {
+    if (tr->budget_ts == 0) {
         tr->budget_ts = now;
         tr->budget_ns = (int64_t)FX_ARB_CAP_QUANTUM_NS;
         return;
     }
+    /* Processes read the clock at different moments: never go back. */
+    if (now <= tr->budget_ts)
+        return;
     int64_t add = (int64_t)((now - tr->budget_ts) * tr->compute_cap / 100);
     tr->budget_ns = tr->budget_ns + add > (int64_t)FX_ARB_BURST_NS ? (int64_t)FX_ARB_BURST_NS
                                                                    : tr->budget_ns + add;
@@ -152,6 +183,25 @@ static int pick(struct fx_gpu_state *st, uint32_t demand)
     return best;
 }
 
+/* Tenants that come back from idle (or are new) start at the virtual clock,
+ * so time they did not use is not saved up against the others; the clock
+ * follows the least-served tenant that has work. */
+static void level(struct fx_gpu_state *st, uint32_t demand)
+{
+    struct fx_arbiter *a = &st->arb;
+    uint32_t fresh = demand & ~a->seen_demand;
+    uint64_t minv = UINT64_MAX;
+    for (int t = 0; t < FX_MAX_TENANTS; t++)
+        if ((demand & ~fresh & (1u << t)) && st->tenants[t].vtime < minv)
+            minv = st->tenants[t].vtime;
+    if (minv != UINT64_MAX && minv > a->vclock)
+        a->vclock = minv;
+    for (int t = 0; t < FX_MAX_TENANTS; t++)
+        if ((fresh & (1u << t)) && st->tenants[t].vtime < a->vclock)
+            st->tenants[t].vtime = a->vclock;
+    a->seen_demand = demand;
+}
+
 void fx_arb_step_locked(struct fx_gpu *g, uint64_t now)
 {
     struct fx_gpu_state *st = g->st;
@@ -169,24 +219,12 @@ void fx_arb_step_locked(struct fx_gpu *g, uint64_t now)
         if (t == h)
             inflight_of_holder = in;
         if (!busy && (demand & bit)) {
-            __atomic_fetch_and(&a->demand, ~bit, __ATOMIC_ACQ_REL);
+            __atomic_fetch_and(&a->demand, ~bit, __ATOMIC_SEQ_CST);
             demand &= ~bit;
         }
         refill(&st->tenants[t], now);
     }
-    /* A tenant that comes back from idle starts level with the others, so
-     * time it did not use is not saved up against them. */
-    uint32_t fresh = demand & ~a->seen_demand;
-    if (fresh) {
-        uint64_t minv = UINT64_MAX;
-        for (int t = 0; t < FX_MAX_TENANTS; t++)
-            if ((demand & ~fresh & (1u << t)) && st->tenants[t].vtime < minv)
-                minv = st->tenants[t].vtime;
-        for (int t = 0; t < FX_MAX_TENANTS && minv != UINT64_MAX; t++)
-            if ((fresh & (1u << t)) && st->tenants[t].vtime < minv)
-                st->tenants[t].vtime = minv;
-    }
-    a->seen_demand = demand;
+    level(st, demand);
 
     /* Contention begins while a tenant that was alone still has work queued
      * from its fast path: that work runs first, so the tenant holds the GPU
@@ -196,9 +234,9 @@ void fx_arb_step_locked(struct fx_gpu *g, uint64_t now)
             if ((demand >> t) & 1 && infl[t]) {
                 h = t;
                 inflight_of_holder = infl[t];
-                a->slice_start_ns = now;
-                a->slice_end_ns = now;
-                a->slice_started = 1;
+                STORE(&a->slice_start_ns, now);
+                STORE(&a->slice_end_ns, now);
+                STORE(&a->slice_started, 1u);
                 STORE(&a->holder, (uint32_t)t + 1);
                 break;
             }
@@ -208,18 +246,34 @@ void fx_arb_step_locked(struct fx_gpu *g, uint64_t now)
     if (h >= 0) {
         struct fx_tenant_rec *ht = &st->tenants[h];
         int holder_busy = (demand >> h) & 1;
+        uint64_t end_ns = LOAD(&a->slice_end_ns);
         /* A tenant of higher priority with work cuts the slice short. */
         for (int t = 0; t < FX_MAX_TENANTS && holder_busy; t++)
             if (t != h && ((demand >> t) & 1) && st->tenants[t].priority > ht->priority &&
-                a->slice_end_ns > now)
-                a->slice_end_ns = now;
-        if (holder_busy && now < a->slice_end_ns)
+                end_ns > now)
+                end_ns = now;
+        if (holder_busy && now < end_ns)
             return; /* its slice runs */
-        if (holder_busy && inflight_of_holder && now - a->slice_end_ns < FX_ARB_DRAIN_MAX_NS)
+        /* Close the slice before looking at who is still launching, so a
+         * launcher that has not seen the close is seen here. */
+        STORE(&a->slice_end_ns, end_ns < now ? end_ns : now);
+        if (LOAD(&a->slice_started) && now - LOAD(&a->slice_end_ns) < FX_ARB_DRAIN_MAX_NS &&
+            (inflight_of_holder || launching_of(g, h)))
             return; /* its work drains: the GPU is still its */
-        uint64_t end = busy_until(g, h, now);
-        if (a->slice_started && end > a->slice_start_ns)
-            charge(ht, end - a->slice_start_ns);
+        if (LOAD(&a->slice_started)) {
+            uint64_t used_until = busy_until(g, h, now);
+            uint64_t start = LOAD(&a->slice_start_ns);
+            /* No slice lasts longer than its length and a full drain; more
+             * would be a stale record, not GPU time. */
+            uint64_t most = LOAD(&a->slice_len_ns) + FX_ARB_SLICE_NS + FX_ARB_DRAIN_MAX_NS;
+            if (used_until > start)
+                charge(ht, used_until - start < most ? used_until - start : most);
+        } else if (holder_busy) {
+            /* Granted and never used while it still claimed work (a stopped
+             * process): the slice was its, and is charged, so it cannot be
+             * picked again and again. */
+            charge(ht, LOAD(&a->slice_len_ns));
+        }
     }
 
     int n = pick(st, demand);
@@ -234,32 +288,33 @@ void fx_arb_step_locked(struct fx_gpu *g, uint64_t now)
         if (capped(nt) && (uint64_t)nt->budget_ns < len)
             len = (uint64_t)nt->budget_ns;
         /* The slice's clock starts when the holder first launches: the time
-         * its threads take to wake up is not the holder's GPU time. */
-        a->slice_len_ns = len;
-        a->slice_started = 0;
-        a->slice_start_ns = now;
-        a->slice_end_ns = now + len + FX_ARB_SLICE_NS;
+         * its threads take to wake up is not the holder's GPU time. They
+         * get one slice of grace to do so. */
+        STORE(&a->slice_len_ns, len);
+        STORE(&a->slice_started, 0u);
+        STORE(&a->slice_start_ns, now);
+        STORE(&a->slice_end_ns, now + len + FX_ARB_SLICE_NS);
         STORE(&a->holder, (uint32_t)n + 1);
     }
     if ((int)LOAD(&a->holder) - 1 != h || n >= 0) {
-        __atomic_fetch_add(&a->seq, 1, __ATOMIC_ACQ_REL);
+        ADD(&a->seq, 1);
         futex_wake_all(&a->seq);
     }
 }
 
 /* How long a waiter of tenant t may sleep before something could change
  * for it: a capped tenant out of budget waits for the refill. */
-static uint64_t wait_for(const struct fx_gpu_state *st, int t, uint64_t now)
+static uint64_t wait_for(const struct fx_gpu_state *st, int t)
 {
     const struct fx_tenant_rec *tr = &st->tenants[t];
     uint64_t w = POLL_NS;
-    if (LOAD(&st->arb.holder) == (uint32_t)t + 1 && st->arb.slice_end_ns > now)
-        return 0;
     if (capped(tr) && tr->budget_ns < (int64_t)FX_ARB_CAP_QUANTUM_NS) {
         uint64_t refill_ns =
             (uint64_t)((int64_t)FX_ARB_CAP_QUANTUM_NS - tr->budget_ns) * 100 / tr->compute_cap + 1000;
+        /* Stay below the staleness limit: a waiter that sleeps longer
+         * would look like a stopped process. */
         if (refill_ns > w)
-            w = refill_ns < 10 * FX_ARB_SLICE_NS ? refill_ns : 10 * FX_ARB_SLICE_NS;
+            w = refill_ns < STALE_NS / 2 ? refill_ns : STALE_NS / 2;
     }
     return w;
 }
@@ -268,45 +323,49 @@ uint64_t fx_arb_acquire(struct fx_gpu *g)
 {
     struct fx_gpu_state *st = g->st;
     struct fx_arbiter *a = &st->arb;
-    uint32_t mine = (uint32_t)g->tenant + 1;
     struct fx_proc_rec *p = &st->procs[g->slot];
-    /* Counted as launching before the check, so a hand-over decided between
-     * the check and the launch waits for this launch. */
-    __atomic_fetch_add(&p->launching, 1, __ATOMIC_ACQ_REL);
+    uint32_t mine = (uint32_t)g->tenant + 1;
+    /* Announced as launching before the check: a hand-over decided between
+     * the check and the launch then waits for this launch. */
+    ADD(&p->launching, 1);
     uint64_t t0 = fx_mono_ns();
     if (LOAD(&a->holder) == mine && LOAD(&a->slice_started) && t0 < LOAD(&a->slice_end_ns))
         return 0;
-    __atomic_fetch_sub(&p->launching, 1, __ATOMIC_ACQ_REL);
-    __atomic_fetch_add(&p->waiting, 1, __ATOMIC_ACQ_REL);
-    __atomic_fetch_or(&a->demand, 1u << g->tenant, __ATOMIC_ACQ_REL);
-    uint64_t now = t0;
+    SUB(&p->launching, 1);
+    STORE(&p->poll_ns, t0);
+    ADD(&p->waiting, 1);
+    __atomic_fetch_or(&a->demand, 1u << g->tenant, __ATOMIC_SEQ_CST);
     for (;;) {
         fx_gpu_lock(g);
+        /* The clock is read under the lock, so decisions never go back in
+         * time against one another. */
+        uint64_t now = fx_mono_ns();
+        STORE(&p->poll_ns, now);
         fx_arb_step_locked(g, now);
+        if (LOAD(&a->holder) == mine && !LOAD(&a->slice_started)) {
+            STORE(&a->slice_start_ns, now);
+            STORE(&a->slice_end_ns, now + LOAD(&a->slice_len_ns));
+            STORE(&a->slice_started, 1u);
+        }
         uint32_t holder = LOAD(&a->holder);
         uint32_t seen = LOAD(&a->seq);
-        uint64_t sleep_ns = wait_for(st, g->tenant, now);
         /* Granted: this tenant holds a running slice, or nobody holds the
          * GPU and this tenant is alone and uncapped (the fast path). */
-        if (holder == mine && !a->slice_started) {
-            a->slice_started = 1;
-            a->slice_start_ns = now;
-            a->slice_end_ns = now + a->slice_len_ns;
-        }
-        int granted = (holder == mine && now < a->slice_end_ns) ||
-                      (holder == 0 && fx_arb_fast_path(g, st->tenants[g->tenant].compute_cap < 100,
-                                                       now));
+        ADD(&p->launching, 1);
+        int granted = (holder == mine && now < LOAD(&a->slice_end_ns)) ||
+                      (holder == 0 && (LOAD(&a->demand) & ~(1u << g->tenant)) == 0 &&
+                       st->tenants[g->tenant].compute_cap >= 100);
         if (granted) {
-            __atomic_fetch_add(&p->launching, 1, __ATOMIC_ACQ_REL);
-            __atomic_fetch_sub(&p->waiting, 1, __ATOMIC_ACQ_REL);
+            SUB(&p->waiting, 1);
             uint64_t waited = now - t0;
             st->tenants[g->tenant].throttled_ns += waited;
             fx_gpu_unlock(g);
             return waited;
         }
+        SUB(&p->launching, 1);
+        uint64_t sleep_ns = wait_for(st, g->tenant);
         fx_gpu_unlock(g);
-        futex_wait(&a->seq, seen, sleep_ns ? sleep_ns : POLL_NS);
-        now = fx_mono_ns();
+        futex_wait(&a->seq, seen, sleep_ns);
     }
 }
 
@@ -317,17 +376,17 @@ void fx_arb_set_inflight(struct fx_gpu *g, uint32_t inflight)
     uint32_t before = LOAD(&p->inflight);
     if (inflight == before)
         return;
-    uint64_t now = fx_mono_ns();
     if (inflight == 0)
-        STORE(&p->drained_ns, now);
+        STORE(&p->drained_ns, fx_mono_ns());
     STORE(&p->inflight, inflight);
     if (inflight)
         return;
     /* This process drained: if its tenant's slice is over, the hand-over
      * may be due now rather than at the next waiter's poll. */
-    if (LOAD(&st->arb.holder) == (uint32_t)g->tenant + 1 && now >= LOAD(&st->arb.slice_end_ns)) {
+    if (LOAD(&st->arb.holder) == (uint32_t)g->tenant + 1 &&
+        fx_mono_ns() >= LOAD(&st->arb.slice_end_ns)) {
         fx_gpu_lock(g);
-        fx_arb_step_locked(g, now);
+        fx_arb_step_locked(g, fx_mono_ns());
         fx_gpu_unlock(g);
     }
 }

@@ -127,7 +127,9 @@ typedef int CUstreamCaptureMode;
     X(cuEventRecord, (CUevent hEvent, CUstream hStream), (hEvent, hStream))                        \
     X(cuEventRecord_ptsz, (CUevent hEvent, CUstream hStream), (hEvent, hStream))                   \
     X(cuEventQuery, (CUevent hEvent), (hEvent))                                                    \
-    X(cuEventDestroy_v2, (CUevent hEvent), (hEvent))
+    X(cuEventDestroy_v2, (CUevent hEvent), (hEvent))                                               \
+    X(cuCtxGetCurrent, (CUcontext * pctx), (pctx))                                                 \
+    X(cuCtxSetCurrent, (CUcontext ctx), (ctx))
 
 #define FX_NVML_HOOKS(X)                                                                           \
     X(nvmlDeviceGetMemoryInfo, (nvmlDevice_t device, nvmlMemory_t *memory), (device, memory))      \

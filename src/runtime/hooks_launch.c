@@ -8,7 +8,6 @@
  * A tenant alone on the GPU and not capped takes the fast path: no wait, no
  * event, one atomic load and a clock read per launch. */
 #include <pthread.h>
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -31,6 +30,7 @@
 
 struct tracker {
     struct fx_gpu *g;
+    CUcontext ctx;            /* of the markers: made current by the monitor */
     CUevent ev[MAX_INFLIGHT];
     unsigned char busy[MAX_INFLIGHT];
     int count;
@@ -45,15 +45,19 @@ static pthread_t monitor;
 static int monitor_state; /* 0 none, 1 running, 2 stopping */
 
 /* Caller holds trk_lock. Retires completed markers; returns how many are
- * still in flight. */
+ * still in flight. The queries run in relaxed capture mode: another thread
+ * of the application may be capturing in global mode. */
 static int poll_tracker(struct tracker *t)
 {
+    CUstreamCaptureMode saved;
+    fx_rt_relaxed_begin(&saved);
     for (int i = 0; i < MAX_INFLIGHT; i++) {
         if (t->busy[i] && fx_real.cuEventQuery(t->ev[i]) != CUDA_ERROR_NOT_READY) {
             t->busy[i] = 0;
             t->count--;
         }
     }
+    fx_rt_relaxed_end(&saved);
     if (t->g)
         fx_arb_set_inflight(t->g, (uint32_t)t->count);
     return t->count;
@@ -72,9 +76,15 @@ static void *monitor_main(void *arg)
     pthread_mutex_lock(&trk_lock);
     while (monitor_state == 1) {
         int inflight = 0;
-        for (int d = 0; d < FX_MAX_DEVICES; d++)
-            if (trackers[d].count)
-                inflight += poll_tracker(&trackers[d]);
+        for (int d = 0; d < FX_MAX_DEVICES; d++) {
+            if (!trackers[d].count)
+                continue;
+            /* Event queries need no current context on the drivers seen,
+             * but the markers' own context costs nothing to be sure. */
+            if (trackers[d].ctx && fx_real.cuCtxSetCurrent)
+                fx_real.cuCtxSetCurrent(trackers[d].ctx);
+            inflight += poll_tracker(&trackers[d]);
+        }
         if (inflight) {
             pthread_mutex_unlock(&trk_lock);
             struct timespec ts = {0, MONITOR_POLL_NS};
@@ -126,7 +136,13 @@ void fx_launch_forget_all(void)
     monitor_state = 0;
 }
 
-/* Records a marker after a launch; waits first if the bound is reached. */
+/* Records a marker after a launch, first waiting for the process's marked
+ * work in flight to fall below `bound`: that bound is what keeps a slice's
+ * drain short, and a lone tenant's backlog known. The wait is bounded: a
+ * hook must not block the application indefinitely (a stream may be waiting
+ * for something only the host will do); past the bound the launch simply
+ * goes unmarked. */
+#define TRACK_WAIT_MAX_NS FX_ARB_DRAIN_MAX_NS
 static void track(CUdevice dev, struct fx_gpu *g, CUstream stream, int per_thread, int bound)
 {
     if (dev < 0 || dev >= FX_MAX_DEVICES || !fx_real.cuEventRecord || !fx_real.cuEventQuery)
@@ -134,11 +150,26 @@ static void track(CUdevice dev, struct fx_gpu *g, CUstream stream, int per_threa
     pthread_mutex_lock(&trk_lock);
     struct tracker *t = &trackers[dev];
     t->g = g;
+    if (fx_real.cuCtxGetCurrent)
+        fx_real.cuCtxGetCurrent(&t->ctx);
     t->since_marker = 0;
     t->last_marker_ns = fx_mono_ns();
+    uint64_t deadline = 0;
     while (poll_tracker(t) >= bound) {
+        uint64_t now = fx_mono_ns();
+        if (!deadline)
+            deadline = now + TRACK_WAIT_MAX_NS;
+        if (now >= deadline) {
+            static int warned;
+            if (!__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
+                FX_WARN(COMP, "work in flight does not complete; launching unmarked", "device=%d",
+                        (int)dev);
+            pthread_mutex_unlock(&trk_lock);
+            return;
+        }
         pthread_mutex_unlock(&trk_lock);
-        sched_yield();
+        struct timespec ts = {0, 20 * 1000};
+        nanosleep(&ts, NULL);
         pthread_mutex_lock(&trk_lock);
     }
     int i = 0;
@@ -203,17 +234,19 @@ void fx_launch_end(struct fx_launch *l, CUresult r)
     if (!l->g)
         return;
     if (r != CUDA_SUCCESS) {
-        if (!l->fast)
-            fx_arb_launch_done(l->g);
+        fx_arb_launch_done(l->g);
         return;
     }
     if (l->fast) {
         struct tracker *t = &trackers[l->dev];
         uint32_t n = __atomic_add_fetch(&t->since_marker, 1, __ATOMIC_RELAXED);
-        if (n < FAST_EVERY &&
-            fx_mono_ns() - __atomic_load_n(&t->last_marker_ns, __ATOMIC_RELAXED) < FAST_EVERY_NS)
-            return;
-        track(l->dev, l->g, l->stream, l->per_thread, FAST_INFLIGHT);
+        /* A marker in a stream being captured would be captured too, and
+         * querying it would break the capture. */
+        if ((n >= FAST_EVERY ||
+             fx_mono_ns() - __atomic_load_n(&t->last_marker_ns, __ATOMIC_RELAXED) >= FAST_EVERY_NS) &&
+            !fx_rt_capturing(l->stream, l->per_thread))
+            track(l->dev, l->g, l->stream, l->per_thread, FAST_INFLIGHT);
+        fx_arb_launch_done(l->g);
         return;
     }
     fx_arb_launched(l->g, fx_mono_ns());

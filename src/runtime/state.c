@@ -82,6 +82,22 @@ uint64_t fx_gpu_usage_of(const struct fx_gpu *g, const char *tenant, int *index)
     return sum;
 }
 
+/* A tenant record is freed or reused: whatever the arbiter remembers of
+ * that index (holding the GPU, a stale slice, a claim) belonged to the
+ * previous tenant and must not be inherited. Caller holds the lock. */
+static void forget_tenant(struct fx_gpu_state *st, int t)
+{
+    struct fx_arbiter *a = &st->arb;
+    uint32_t bit = 1u << t;
+    __atomic_fetch_and(&a->demand, ~bit, __ATOMIC_SEQ_CST);
+    a->seen_demand &= ~bit;
+    if (__atomic_load_n(&a->holder, __ATOMIC_SEQ_CST) == (uint32_t)t + 1) {
+        __atomic_store_n(&a->holder, 0u, __ATOMIC_SEQ_CST);
+        __atomic_fetch_add(&a->seq, 1, __ATOMIC_SEQ_CST);
+    }
+    memset(&st->tenants[t], 0, sizeof(st->tenants[t]));
+}
+
 /* Caller holds the writers' lock. */
 static int reap_locked(struct fx_gpu *g)
 {
@@ -105,7 +121,7 @@ static int reap_locked(struct fx_gpu *g)
     }
     for (int t = 0; t < FX_MAX_TENANTS; t++) {
         if (st->tenants[t].in_use && live[t] == 0 && t != g->tenant)
-            memset(&st->tenants[t], 0, sizeof(st->tenants[t]));
+            forget_tenant(st, t);
     }
     return reclaimed;
 }
@@ -298,7 +314,7 @@ static int find_or_add_tenant(struct fx_gpu_state *st, const struct fx_slice_con
             free_rec = t;
     }
     if (free_rec >= 0) {
-        memset(&st->tenants[free_rec], 0, sizeof(st->tenants[free_rec]));
+        forget_tenant(st, free_rec);
         snprintf(st->tenants[free_rec].name, sizeof(st->tenants[free_rec].name), "%s",
                  cfg->tenant);
         st->tenants[free_rec].in_use = 1;

@@ -63,6 +63,7 @@ struct fx_proc_rec {
     uint32_t waiting;            /* threads waiting for the GPU */
     uint32_t launching;          /* threads past the arbiter, not yet marked */
     uint32_t reserved1;
+    uint64_t poll_ns;            /* last time a waiting thread checked in */
     uint64_t last_launch_ns;     /* CLOCK_MONOTONIC of its last launch */
     uint64_t drained_ns;         /* when its in-flight work last reached zero */
 };
@@ -78,6 +79,7 @@ struct fx_arbiter {
     uint64_t slice_len_ns;       /* granted length; its clock starts at first use */
     uint32_t slice_started;      /* the holder has launched in this slice */
     uint32_t reserved1;
+    uint64_t vclock;             /* virtual time of the tenants with work */
 };
 
 struct fx_gpu_state {
