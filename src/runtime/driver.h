@@ -72,6 +72,13 @@ typedef int CUstreamCaptureMode;
        unsigned long long flags),                                                                  \
       (handle, size, prop, flags))                                                                 \
     X(cuMemRelease, (CUmemGenericAllocationHandle handle), (handle))                               \
+    X(cuMemMap,                                                                                    \
+      (CUdeviceptr ptr, size_t size, size_t offset, CUmemGenericAllocationHandle handle,           \
+       unsigned long long flags),                                                                  \
+      (ptr, size, offset, handle, flags))                                                          \
+    X(cuMemUnmap, (CUdeviceptr ptr, size_t size), (ptr, size))                                     \
+    X(cuMemRetainAllocationHandle, (CUmemGenericAllocationHandle * handle, void *addr),            \
+      (handle, addr))                                                                              \
     X(cuMemAllocAsync, (CUdeviceptr * dptr, size_t bytesize, CUstream hStream),                    \
       (dptr, bytesize, hStream))                                                                   \
     X(cuMemAllocAsync_ptsz, (CUdeviceptr * dptr, size_t bytesize, CUstream hStream),               \
@@ -176,7 +183,13 @@ int fx_nvml_load(void);
 /* Given a real entry point, the hook that replaces it, or NULL. */
 void *fx_hook_for_real(const void *real);
 /* Given an export name and the address the real lookup gave for it, the
- * hook to return instead, or NULL. */
+ * hook to return instead, NULL to keep the real one, or FX_REFUSED for a
+ * variant of a must-hook function that has no hook. */
+#define FX_REFUSED ((void *)1)
 void *fx_hook_for_name(const char *name, const void *real);
+
+/* 1 when `symbol` (any variant) takes device memory or GPU time, so a
+ * variant without a hook must not be handed out. */
+int fx_must_hook(const char *symbol);
 
 #endif

@@ -124,25 +124,6 @@ CUresult cuDeviceTotalMem_v2(size_t *bytes, CUdevice dev)
     return CUDA_SUCCESS;
 }
 
-/* Base names of entry points that take device memory or GPU time: a variant
- * of one of them that the library has no hook for (an ABI it does not know)
- * is not handed out, so no path escapes the quota or the arbiter. */
-static const char *const must_hook[] = {
-    "cuMemAlloc",       "cuMemAllocPitch",        "cuMemAllocManaged",      "cuArrayCreate",
-    "cuArray3DCreate",  "cuMipmappedArrayCreate", "cuMemCreate",            "cuMemAllocAsync",
-    "cuMemAllocFromPoolAsync", "cuCtxCreate",     "cuDevicePrimaryCtxRetain", "cuGetProcAddress",
-    "cuInit",           "cuLaunchKernel",         "cuLaunchKernelEx",       "cuLaunchCooperativeKernel",
-    "cuGraphLaunch",
-};
-
-static int must_be_hooked(const char *symbol)
-{
-    for (size_t i = 0; i < sizeof(must_hook) / sizeof(must_hook[0]); i++)
-        if (strcmp(symbol, must_hook[i]) == 0)
-            return 1;
-    return 0;
-}
-
 /* Lets the driver choose the variant, then swaps in the hook of exactly
  * that export. */
 static CUresult swap(const char *symbol, void **pfn, int cudaVersion, cuuint64_t flags,
@@ -153,7 +134,7 @@ static CUresult swap(const char *symbol, void **pfn, int cudaVersion, cuuint64_t
     void *h = fx_hook_for_real(*pfn);
     if (h) {
         *pfn = h;
-    } else if (must_be_hooked(symbol)) {
+    } else if (fx_must_hook(symbol)) {
         FX_ERROR(COMP, "refused an entry-point variant that would escape the quota",
                  "symbol=%s version=%d flags=%llu", symbol, cudaVersion,
                  (unsigned long long)flags);

@@ -14,7 +14,7 @@
 
 /* Charges, and when over quota gives memory that pools have given back to
  * the driver a chance to be credited first. */
-static int charge(struct fx_gpu *g, CUdevice dev, uint64_t bytes)
+int fx_charge(struct fx_gpu *g, CUdevice dev, uint64_t bytes)
 {
     if (fx_gpu_charge(g, bytes, 0) == 0)
         return 0;
@@ -56,18 +56,26 @@ static CUresult undo_mipmap(uint64_t key)
 {
     return fx_real.cuMipmappedArrayDestroy((CUmipmappedArray)(uintptr_t)key);
 }
-static CUresult undo_vmm(uint64_t key)
-{
-    return fx_real.cuMemRelease((CUmemGenericAllocationHandle)key);
-}
 
-/* Frees credit only when the driver accepted the free, and only what this
- * library charged (IPC and imported memory was never charged). */
-static void forget(enum fx_alloc_kind kind, uint64_t key)
+/* A free credits only what this library charged (IPC and imported memory
+ * was never charged), and only once the driver accepted the free. The
+ * record is taken out *before* the driver frees: once freed, the address can
+ * be handed to another thread's allocation at once, whose record must not
+ * be confused with this one. If the driver refuses, the record goes back. */
+typedef CUresult (*free_fn)(uint64_t key);
+
+static CUresult release(enum fx_alloc_kind kind, uint64_t key, free_fn real_free)
 {
+    if (fx_driver_load() != 0)
+        return CUDA_ERROR_NOT_INITIALIZED;
     struct fx_alloc a;
-    if (fx_ptrmap_take(kind, key, &a) == 0)
+    int known = fx_ptrmap_take(kind, key, &a) == 0;
+    CUresult r = real_free(key);
+    if (known && r == CUDA_SUCCESS)
         credit(a.dev, a.size);
+    else if (known && fx_ptrmap_put(kind, key, a) != 0)
+        credit(a.dev, a.size); /* no room to keep it: never leave it booked */
+    return r;
 }
 
 /* ---- classic allocations ---------------------------------------------- */
@@ -79,7 +87,7 @@ CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytesize)
     struct fx_gpu *g = fx_rt_current_gpu(&dev, &rc);
     if (!g || !dptr || bytesize == 0)
         return rc != CUDA_SUCCESS ? rc : fx_real.cuMemAlloc_v2(dptr, bytesize);
-    if (charge(g, dev, bytesize) != 0)
+    if (fx_charge(g, dev, bytesize) != 0)
         return CUDA_ERROR_OUT_OF_MEMORY;
     CUresult r = fx_real.cuMemAlloc_v2(dptr, bytesize);
     if (r != CUDA_SUCCESS) {
@@ -98,7 +106,7 @@ CUresult cuMemAllocManaged(CUdeviceptr *dptr, size_t bytesize, unsigned int flag
     struct fx_gpu *g = fx_rt_current_gpu(&dev, &rc);
     if (!g || !dptr || bytesize == 0)
         return rc != CUDA_SUCCESS ? rc : fx_real.cuMemAllocManaged(dptr, bytesize, flags);
-    if (charge(g, dev, bytesize) != 0)
+    if (fx_charge(g, dev, bytesize) != 0)
         return CUDA_ERROR_OUT_OF_MEMORY;
     CUresult r = fx_real.cuMemAllocManaged(dptr, bytesize, flags);
     if (r != CUDA_SUCCESS) {
@@ -123,7 +131,7 @@ CUresult cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pPitch, size_t WidthInByt
                                                                ElementSizeBytes);
     /* The pitch is the driver's choice: reserve an estimate, then settle on
      * pitch x height as returned. */
-    if (charge(g, dev, estimate) != 0)
+    if (fx_charge(g, dev, estimate) != 0)
         return CUDA_ERROR_OUT_OF_MEMORY;
     CUresult r = fx_real.cuMemAllocPitch_v2(dptr, pPitch, WidthInBytes, Height, ElementSizeBytes);
     if (r != CUDA_SUCCESS) {
@@ -140,10 +148,7 @@ CUresult cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pPitch, size_t WidthInByt
 
 CUresult cuMemFree_v2(CUdeviceptr dptr)
 {
-    CUresult r = fx_real.cuMemFree_v2(dptr);
-    if (r == CUDA_SUCCESS && dptr)
-        forget(FX_KIND_MEM, dptr);
-    return r;
+    return release(FX_KIND_MEM, dptr, undo_mem);
 }
 
 /* ---- arrays ------------------------------------------------------------- */
@@ -187,7 +192,7 @@ static CUresult array_create(CUarray *pHandle, uint64_t bytes, const void *desc,
 #define CREATE() (is3d ? create3(pHandle, desc) : create2(pHandle, desc))
     if (!g || !pHandle || !desc)
         return rc != CUDA_SUCCESS ? rc : CREATE();
-    if (charge(g, dev, bytes) != 0)
+    if (fx_charge(g, dev, bytes) != 0)
         return CUDA_ERROR_OUT_OF_MEMORY;
     CUresult r = CREATE();
 #undef CREATE
@@ -214,10 +219,7 @@ CUresult cuArray3DCreate_v2(CUarray *pHandle, const CUDA_ARRAY3D_DESCRIPTOR *pAl
 
 CUresult cuArrayDestroy(CUarray hArray)
 {
-    CUresult r = fx_real.cuArrayDestroy(hArray);
-    if (r == CUDA_SUCCESS)
-        forget(FX_KIND_ARRAY, (uint64_t)(uintptr_t)hArray);
-    return r;
+    return release(FX_KIND_ARRAY, (uint64_t)(uintptr_t)hArray, undo_array);
 }
 
 CUresult cuMipmappedArrayCreate(CUmipmappedArray *pHandle, const CUDA_ARRAY3D_DESCRIPTOR *desc,
@@ -230,14 +232,17 @@ CUresult cuMipmappedArrayCreate(CUmipmappedArray *pHandle, const CUDA_ARRAY3D_DE
         return rc != CUDA_SUCCESS ? rc : fx_real.cuMipmappedArrayCreate(pHandle, desc,
                                                                            numMipmapLevels);
     uint64_t bytes = 0, w = desc->Width, h = desc->Height, d = desc->Depth;
+    /* Layered and cubemap arrays: Depth counts layers (or faces), which do
+     * not shrink with the level. */
+    int depth_is_layers = (desc->Flags & (CUDA_ARRAY3D_LAYERED | CUDA_ARRAY3D_CUBEMAP)) != 0;
     for (unsigned l = 0; l < numMipmapLevels && bytes != UINT64_MAX; l++) {
         uint64_t lb = level_bytes(w, h, d, desc->Format, desc->NumChannels);
         bytes = (lb == UINT64_MAX || bytes > UINT64_MAX - lb) ? UINT64_MAX : bytes + lb;
         w = w > 1 ? w / 2 : w;
         h = h > 1 ? h / 2 : h;
-        d = d > 1 ? d / 2 : d;
+        d = (d > 1 && !depth_is_layers) ? d / 2 : d;
     }
-    if (charge(g, dev, bytes) != 0)
+    if (fx_charge(g, dev, bytes) != 0)
         return CUDA_ERROR_OUT_OF_MEMORY;
     CUresult r = fx_real.cuMipmappedArrayCreate(pHandle, desc, numMipmapLevels);
     if (r != CUDA_SUCCESS) {
@@ -249,48 +254,7 @@ CUresult cuMipmappedArrayCreate(CUmipmappedArray *pHandle, const CUDA_ARRAY3D_DE
 
 CUresult cuMipmappedArrayDestroy(CUmipmappedArray hMipmappedArray)
 {
-    CUresult r = fx_real.cuMipmappedArrayDestroy(hMipmappedArray);
-    if (r == CUDA_SUCCESS)
-        forget(FX_KIND_MIPMAP, (uint64_t)(uintptr_t)hMipmappedArray);
-    return r;
-}
-
-/* ---- virtual memory management ------------------------------------------ */
-
-CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size,
-                     const CUmemAllocationProp *prop, unsigned long long flags)
-{
-    CUresult rc = fx_rt_ready();
-    if (rc != CUDA_SUCCESS)
-        return rc;
-    /* Only a device location holds GPU memory; NCCL also creates host ones. */
-    if (!handle || !prop || prop->location.type != CU_MEM_LOCATION_TYPE_DEVICE || size == 0)
-        return fx_real.cuMemCreate(handle, size, prop, flags);
-    CUdevice dev = prop->location.id;
-    struct fx_gpu *g = fx_rt_gpu(dev, &rc);
-    if (!g)
-        return rc == CUDA_ERROR_INVALID_DEVICE ? fx_real.cuMemCreate(handle, size, prop, flags)
-                                               : rc;
-    size_t gran = 0;
-    if (fx_real.cuMemGetAllocationGranularity)
-        fx_real.cuMemGetAllocationGranularity(&gran, prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM);
-    uint64_t bytes = fx_round_up(size, gran);
-    if (charge(g, dev, bytes) != 0)
-        return CUDA_ERROR_OUT_OF_MEMORY;
-    CUresult r = fx_real.cuMemCreate(handle, size, prop, flags);
-    if (r != CUDA_SUCCESS) {
-        fx_gpu_uncharge(g, bytes);
-        return r;
-    }
-    return remember(FX_KIND_VMM, *handle, bytes, dev, g, undo_vmm);
-}
-
-CUresult cuMemRelease(CUmemGenericAllocationHandle handle)
-{
-    CUresult r = fx_real.cuMemRelease(handle);
-    if (r == CUDA_SUCCESS)
-        forget(FX_KIND_VMM, handle);
-    return r;
+    return release(FX_KIND_MIPMAP, (uint64_t)(uintptr_t)hMipmappedArray, undo_mipmap);
 }
 
 /* ---- stream-ordered pools --------------------------------------------- */
@@ -411,8 +375,21 @@ static CUresult alloc_async(CUdeviceptr *dptr, size_t bytesize, CUmemoryPool poo
     CUmemoryPool target = pool;
     if (!target && fx_real.cuDeviceGetMemPool)
         fx_real.cuDeviceGetMemPool(&target, dev);
+    /* What the pool must grow by: nothing when memory it already holds (and
+     * that is already booked) can serve the request. */
     uint64_t admit = fx_round_up(bytesize, POOL_GRANULE);
-    if (charge(g, dev, admit) != 0)
+    cuuint64_t used = 0, reserved = 0;
+    if (target && fx_real.cuMemPoolGetAttribute) {
+        CUstreamCaptureMode saved;
+        fx_rt_relaxed_begin(&saved);
+        if (fx_real.cuMemPoolGetAttribute(target, CU_MEMPOOL_ATTR_USED_MEM_CURRENT, &used) ==
+                CUDA_SUCCESS &&
+            fx_real.cuMemPoolGetAttribute(target, CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT,
+                                          &reserved) == CUDA_SUCCESS)
+            admit = used + admit > reserved ? used + admit - reserved : 0;
+        fx_rt_relaxed_end(&saved);
+    }
+    if (fx_charge(g, dev, admit) != 0)
         return CUDA_ERROR_OUT_OF_MEMORY;
     CUresult r = real(dptr, bytesize, pool, stream);
     pthread_mutex_lock(&pools_lock);
@@ -457,6 +434,8 @@ CUresult cuMemAllocFromPoolAsync_ptsz(CUdeviceptr *dptr, size_t bytesize, CUmemo
 
 CUresult cuMemPoolTrimTo(CUmemoryPool pool, size_t minBytesToKeep)
 {
+    if (fx_driver_load() != 0)
+        return CUDA_ERROR_NOT_INITIALIZED;
     CUresult r = fx_real.cuMemPoolTrimTo(pool, minBytesToKeep);
     if (r == CUDA_SUCCESS) {
         pthread_mutex_lock(&pools_lock);
@@ -476,6 +455,8 @@ CUresult cuMemPoolTrimTo(CUmemoryPool pool, size_t minBytesToKeep)
 
 CUresult cuMemPoolDestroy(CUmemoryPool pool)
 {
+    if (fx_driver_load() != 0)
+        return CUDA_ERROR_NOT_INITIALIZED;
     CUresult r = fx_real.cuMemPoolDestroy(pool);
     if (r == CUDA_SUCCESS)
         fx_pool_forget(pool);
@@ -559,6 +540,8 @@ CUresult cuGraphLaunch_ptsz(CUgraphExec hGraphExec, CUstream hStream)
 
 CUresult cuDeviceGraphMemTrim(CUdevice device)
 {
+    if (fx_driver_load() != 0)
+        return CUDA_ERROR_NOT_INITIALIZED;
     CUresult r = fx_real.cuDeviceGraphMemTrim(device);
     if (r == CUDA_SUCCESS)
         fx_graphmem_reconcile(device);

@@ -56,9 +56,10 @@ nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t *memory)
     uint64_t total, used;
     if (r != NVML_SUCCESS || !memory || tenant_view(device, memory->total, &total, &used) != 0)
         return r;
+    uint64_t left = used < total ? total - used : 0;
+    memory->free = left < memory->free ? left : memory->free; /* never more than the GPU has */
     memory->total = total;
     memory->used = used;
-    memory->free = used < total ? total - used : 0;
     return r;
 }
 
@@ -71,9 +72,10 @@ nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMemory_v2_t *me
     uint64_t total, used;
     if (r != NVML_SUCCESS || !memory || tenant_view(device, memory->total, &total, &used) != 0)
         return r;
+    uint64_t left = used < total ? total - used : 0;
+    memory->free = left < memory->free ? left : memory->free;
     memory->total = total;
     memory->reserved = 0;
     memory->used = used;
-    memory->free = used < total ? total - used : 0;
     return r;
 }

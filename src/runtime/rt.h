@@ -56,8 +56,13 @@ CUresult fx_launch_begin(struct fx_launch *l, CUstream stream, int per_thread);
 void fx_launch_end(struct fx_launch *l, CUresult r);
 void fx_launch_forget_all(void);
 
+/* Charges `bytes` to this process on `g` within the quota, first settling
+ * pools and graph memory that may have shrunk; 0 or FLEXPU_ENOFIT. */
+int fx_charge(struct fx_gpu *g, CUdevice dev, uint64_t bytes);
+
 /* After fork: the child books nothing of its parent's pools and graphs. */
 void fx_mem_forget_all(void);
+void fx_vmm_forget_all(void);
 
 uint64_t fx_round_up(uint64_t x, uint64_t to);
 

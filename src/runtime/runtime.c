@@ -40,9 +40,11 @@ static void after_fork_child(void)
             fx_gpu_detach(&rt.gpus[i]);
         rt.attached[i] = 0;
     }
+    fx_state_after_fork();
     fx_ptrmap_reset();
     fx_mem_forget_all();
     fx_launch_forget_all();
+    fx_vmm_forget_all();
 }
 
 static void init_once(void)

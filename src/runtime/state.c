@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -30,11 +31,26 @@ static int ofd_lock(int fd, off_t at, int type, int wait)
     return rc;
 }
 
-static void writers_lock(struct fx_gpu *g)
+/* Returns 0, or -1 when the cross-process lock cannot be taken (then the
+ * in-process one is held all the same, and must be released by the caller
+ * through writers_unlock). A process only ever writes its own slot, so
+ * crediting is safe without it; admitting is not, and then fails closed. */
+static int writers_lock(struct fx_gpu *g)
 {
     pthread_mutex_lock(&local_lock);
-    if (ofd_lock(g->fd, FX_LOCK_WRITERS, F_WRLCK, 1) != 0)
+    if (ofd_lock(g->fd, FX_LOCK_WRITERS, F_WRLCK, 1) != 0) {
         FX_ERROR(COMP, "cannot lock the GPU state", "uuid=%s errno=%d", g->st->uuid, errno);
+        return -1;
+    }
+    return 0;
+}
+
+void fx_state_after_fork(void)
+{
+    /* Only the forking thread exists in the child; the lock may have been
+     * held by another. */
+    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+    local_lock = fresh;
 }
 
 static void writers_unlock(struct fx_gpu *g)
@@ -154,6 +170,8 @@ uint64_t fx_gpu_quota(const struct fx_gpu *g)
 uint64_t fx_gpu_tenant_used(struct fx_gpu *g)
 {
     writers_lock(g);
+    /* What a process is told counts live processes only. */
+    reap_locked(g);
     uint64_t u = used_locked(g, g->tenant);
     writers_unlock(g);
     return u;
@@ -161,7 +179,10 @@ uint64_t fx_gpu_tenant_used(struct fx_gpu *g)
 
 int fx_gpu_charge(struct fx_gpu *g, uint64_t bytes, int force)
 {
-    writers_lock(g);
+    if (writers_lock(g) != 0 && !force) {
+        writers_unlock(g);
+        return FLEXPU_ENOFIT;
+    }
     uint64_t quota = fx_gpu_quota(g);
     uint64_t used = used_locked(g, g->tenant);
     if (!force && (bytes > quota || used > quota - bytes)) {
@@ -203,7 +224,10 @@ int fx_gpu_charge_context(struct fx_gpu *g, uint64_t bytes)
 {
     /* One lock for check and charge: two threads making contexts at once
      * must not both charge. */
-    writers_lock(g);
+    if (writers_lock(g) != 0) {
+        writers_unlock(g);
+        return FLEXPU_ENOFIT;
+    }
     struct fx_proc_rec *p = &g->st->procs[g->slot];
     if (p->context_bytes || bytes == 0) {
         writers_unlock(g);
@@ -230,9 +254,11 @@ int fx_gpu_charge_context(struct fx_gpu *g, uint64_t bytes)
 static int create_state_file(const char *path, const char *uuid, uint64_t total,
                              struct flexpu_error *err)
 {
+    /* A unique name: PIDs of different containers collide (often 1), and a
+     * creator killed half-way leaves its file behind. */
     char tmp[FX_STATE_DIR_MAX + FX_UUID_MAX + 48];
-    snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
-    int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path);
+    int fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0)
         return flexpu_error_set(err, FLEXPU_EIO, "%s: cannot create: %s", tmp, strerror(errno));
     /* Tenants of one GPU are different containers, often different users. */

@@ -143,6 +143,9 @@ int fx_gpu_reap(struct fx_gpu *g);
  * of the tenant named `tenant`, and its record index (-1 when absent). */
 uint64_t fx_gpu_usage_of(const struct fx_gpu *g, const char *tenant, int *index);
 
+/* In a forked child, before anything else. */
+void fx_state_after_fork(void);
+
 /* The writers' lock, for the arbiter's decisions. */
 void fx_gpu_lock(struct fx_gpu *g);
 void fx_gpu_unlock(struct fx_gpu *g);

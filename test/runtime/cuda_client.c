@@ -70,6 +70,12 @@ typedef CUresult (*f_streamsync)(CUstream);
 typedef CUresult (*f_ipcget)(CUipcMemHandle *, CUdeviceptr);
 typedef CUresult (*f_ipcopen)(CUdeviceptr *, CUipcMemHandle, unsigned);
 typedef CUresult (*f_ipcclose)(CUdeviceptr);
+typedef CUresult (*f_launchk)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned,
+                              unsigned, unsigned, CUstream, void **, void **);
+typedef CUresult (*f_reserve)(CUdeviceptr *, size_t, size_t, CUdeviceptr, unsigned long long);
+typedef CUresult (*f_map)(CUdeviceptr, size_t, size_t, CUmemGenericAllocationHandle,
+                          unsigned long long);
+typedef CUresult (*f_unmap)(CUdeviceptr, size_t);
 typedef CUresult (*f_poolcreate)(CUmemoryPool *, const CUmemPoolProps *);
 typedef CUresult (*f_palloc)(CUdeviceptr *, size_t, CUmemoryPool, CUstream);
 typedef CUresult (*f_pdestroy)(CUmemoryPool);
@@ -262,6 +268,16 @@ static void run(char *cmd, char *a, char *b, char *c, char *e4)
         CUmemGenericAllocationHandle h;
         r = CALL(f_memcreate, "cuMemCreate", 0, &h, x, &prop, 0);
         r ? reply(r) : ok_id(h);
+    } else if (!strcmp(cmd, "vmmmap")) {
+        /* vmmmap ID SIZE: reserve an address range and map the handle. */
+        CUdeviceptr va;
+        r = CALL(f_reserve, "cuMemAddressReserve", 0, &va, y, 0, 0, 0);
+        if (r == CUDA_SUCCESS)
+            r = CALL(f_map, "cuMemMap", 0, va, y, 0, id_of(a), 0);
+        r ? reply(r) : ok_id(va);
+    } else if (!strcmp(cmd, "vmmunmap")) {
+        /* vmmunmap VA_ID SIZE */
+        reply(CALL(f_unmap, "cuMemUnmap", 0, id_of(a), y));
     } else if (!strcmp(cmd, "vmmrel")) {
         reply(CALL(f_memrelease, "cuMemRelease", 0, id_of(a)));
     } else if (!strcmp(cmd, "async") || !strcmp(cmd, "asyncpt")) {
@@ -329,6 +345,21 @@ static void run(char *cmd, char *a, char *b, char *c, char *e4)
         if (r == CUDA_SUCCESS)
             r = CALL(f_streamsync, "cuStreamSynchronize", 0, s);
         reply(r);
+    } else if (!strcmp(cmd, "capture_launch")) {
+        /* capture_launch N: N kernel launches captured in global mode. The
+         * library's bookkeeping (markers, queries) must not break it. */
+        CUstream s;
+        CUgraph graph;
+        unsigned dur = 1;
+        void *params[] = {&dur};
+        r = CALL(f_streamcreate, "cuStreamCreate", 0, &s, 1);
+        if (r == CUDA_SUCCESS)
+            r = CALL(f_begincap, "cuStreamBeginCapture", 0, s, 0);
+        for (uint64_t i = 0; i < x && r == CUDA_SUCCESS; i++)
+            r = CALL(f_launchk, "cuLaunchKernel", 0, (CUfunction)(uintptr_t)1, 1, 1, 1, 1, 1, 1, 0,
+                     s, params, NULL);
+        CUresult e = CALL(f_endcap, "cuStreamEndCapture", 0, s, &graph);
+        reply(r != CUDA_SUCCESS ? r : e);
     } else if (!strcmp(cmd, "ipc")) {
         /* Export an allocation and open it again: an import is no new
          * memory. (The fake driver allows opening in the same process.) */

@@ -197,6 +197,8 @@ static void test_lookup_returns_hooks_of_the_right_variant(void **state)
     /* dlsym on the driver's handle. */
     assert_string_equal(cmd(&c, "dlsym cuMemAlloc_v2"), "ok libflexpu-cuda.so cuMemAlloc_v2");
     assert_string_equal(cmd(&c, "dlsym cuMemFreeAsync"), "ok libcuda.so.1 cuMemFreeAsync");
+    /* The 32-bit cuMemAlloc by name: no hook, so not handed out. */
+    assert_string_equal(cmd(&c, "dlsym cuMemAlloc"), "ok null");
     client_stop(&c);
 }
 
@@ -292,6 +294,15 @@ static void test_every_allocation_path_is_charged(void **state)
     assert_string_equal(cmd(&c, "vmmrel 5"), "ok");
     assert_string_equal(cmd(&c, "vmmrel 6"), "ok");
     assert_int_equal(node_usage("a"), 0);
+    /* Released while still mapped, physical memory stays taken until the
+     * last mapping goes (create, map, release is the documented pattern). */
+    assert_string_equal(cmd(&c, "vmm %llu", 512 * MiB), "ok 7");
+    assert_string_equal(cmd(&c, "vmmmap 7 %llu", 512 * MiB), "ok 8");
+    assert_string_equal(cmd(&c, "vmmrel 7"), "ok");
+    assert_int_equal(node_usage("a"), 512 * MiB);
+    assert_string_equal(cmd(&c, "vmm %llu", 600 * MiB), "err 2");
+    assert_string_equal(cmd(&c, "vmmunmap 8 %llu", 512 * MiB), "ok");
+    assert_int_equal(node_usage("a"), 0);
     client_stop(&c);
 }
 
@@ -318,13 +329,22 @@ static void test_pool_reservation_is_what_counts(void **state)
      * asked for: here the quota check itself settles it. */
     assert_string_equal(cmd(&c, "alloc %llu", 1 * GiB), "ok 2");
     assert_string_equal(cmd(&c, "free 2"), "ok");
+    /* Memory a pool keeps after a free serves the next request without
+     * being charged twice (PyTorch's cudaMallocAsync keeps everything). */
+    assert_string_equal(cmd(&c, "async %llu", 900 * MiB), "ok 3");
+    assert_string_equal(cmd(&c, "asyncfree 3"), "ok");
+    assert_int_equal(node_usage("a"), 900 * MiB);
+    assert_string_equal(cmd(&c, "async %llu", 900 * MiB), "ok 4");
+    assert_string_equal(cmd(&c, "asyncfree 4"), "ok");
+    assert_string_equal(cmd(&c, "trim 0"), "ok");
+    assert_int_equal(node_usage("a"), 0);
     /* A pool of the application's own: what it reserves is booked, and
      * destroying it gives everything back. */
-    assert_string_equal(cmd(&c, "pool"), "ok 3");
-    assert_string_equal(cmd(&c, "palloc 3 %llu", 300 * MiB), "ok 4");
+    assert_string_equal(cmd(&c, "pool"), "ok 5");
+    assert_string_equal(cmd(&c, "palloc 5 %llu", 300 * MiB), "ok 6");
     assert_int_equal(node_usage("a"), 300 * MiB);
-    assert_string_equal(cmd(&c, "palloc 3 %llu", 800 * MiB), "err 2");
-    assert_string_equal(cmd(&c, "pdestroy 3"), "ok");
+    assert_string_equal(cmd(&c, "palloc 5 %llu", 800 * MiB), "err 2");
+    assert_string_equal(cmd(&c, "pdestroy 5"), "ok");
     assert_int_equal(node_usage("a"), 0);
     client_stop(&c);
 }
@@ -567,6 +587,40 @@ static void test_every_launch_path_is_arbitrated(void **state)
     }
 }
 
+/* Launch bookkeeping never breaks a capture, alone (fast path, where the
+ * library marks every few launches) or under contention. */
+static void test_launches_keep_captures_valid(void **state)
+{
+    (void)state;
+    struct client c[2];
+    start_tenant(&c[0], "alone", 50, 100, "normal");
+    assert_string_equal(cmd(&c[0], "capture_launch 100"), "ok");
+    start_tenant(&c[1], "other", 50, 100, "normal");
+    fprintf(c[1].to, "burn 1000 500\n");
+    fflush(c[1].to);
+    struct timespec ts = {0, 50 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    assert_string_equal(cmd(&c[0], "capture_launch 100"), "ok");
+    assert_non_null(fgets(c[1].line, sizeof(c[1].line), c[1].from));
+    client_stop(&c[0]);
+    client_stop(&c[1]);
+}
+
+/* A cap holds for the tenant, whatever number of processes it runs. */
+static void test_cap_holds_across_processes(void **state)
+{
+    (void)state;
+    struct client c[3];
+    for (int i = 0; i < 3; i++)
+        start_tenant(&c[i], "capped", 30, 30, "normal");
+    double f[3];
+    burn_all(c, 3, 1000, 1500, f);
+    print_message("capped 30 with 3 processes: %.3f\n", f[0] + f[1] + f[2]);
+    assert_true(fabs(f[0] + f[1] + f[2] - 0.30) < 0.03);
+    for (int i = 0; i < 3; i++)
+        client_stop(&c[i]);
+}
+
 /* A tenant killed while it holds the GPU does not keep it. */
 static void test_killed_holder_releases_the_gpu(void **state)
 {
@@ -736,6 +790,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_priorities, setup, teardown),
         cmocka_unit_test_setup_teardown(test_killed_holder_releases_the_gpu, setup, teardown),
         cmocka_unit_test_setup_teardown(test_every_launch_path_is_arbitrated, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_launches_keep_captures_valid, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cap_holds_across_processes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_configuration_fails_closed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_file_wins_over_environment, setup, teardown),
         cmocka_unit_test_setup_teardown(test_smi_lists_tenants_and_processes, setup, teardown),

@@ -1,0 +1,260 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The arbiter's decisions on hand-made states: two or three tenants joined to
+ * one GPU state file from this process (each join is its own open file, so
+ * each slot is live), with their published counters set by the test and the
+ * clock given explicitly. Cases a real-time test cannot stage reliably:
+ * stopped processes, unused slices, reused tenant records, clocks read out
+ * of order. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/arbiter.h"
+
+#define MS (1000 * 1000ull)
+
+static char dir[64];
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(dir, sizeof(dir), "/tmp/fxarb-XXXXXX");
+    return mkdtemp(dir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char c[128];
+    snprintf(c, sizeof(c), "rm -rf %s", dir);
+    return system(c) == 0 ? 0 : -1;
+}
+
+static void join(struct fx_gpu *g, const char *tenant, int share, int cap)
+{
+    struct fx_slice_config c;
+    fx_config_defaults(&c);
+    snprintf(c.tenant, sizeof(c.tenant), "%s", tenant);
+    c.compute_share = share;
+    c.compute_cap = cap;
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_gpu_attach(g, dir, "GPU-test", 16ull << 30, &c, &err), 0);
+}
+
+static struct fx_proc_rec *proc(struct fx_gpu *g)
+{
+    return &g->st->procs[g->slot];
+}
+
+/* A process that waits and checks in, as fx_arb_acquire does. */
+static void waits(struct fx_gpu *g, uint64_t now)
+{
+    proc(g)->waiting = 1;
+    proc(g)->poll_ns = now;
+    g->st->arb.demand |= 1u << g->tenant;
+}
+
+static void step(struct fx_gpu *g, uint64_t now)
+{
+    fx_gpu_lock(g);
+    fx_arb_step_locked(g, now);
+    fx_gpu_unlock(g);
+}
+
+static int holder(const struct fx_gpu *g)
+{
+    return (int)g->st->arb.holder - 1;
+}
+
+static void test_stopped_waiter_is_not_work(void **state)
+{
+    (void)state;
+    struct fx_gpu a, b;
+    join(&a, "a", 50, 100);
+    join(&b, "b", 50, 100);
+    uint64_t now = fx_mono_ns() + 1000 * MS;
+    waits(&a, now - 100 * MS); /* stopped: has not checked in for 100 ms */
+    waits(&b, now);
+    step(&b, now);
+    assert_int_equal(a.st->arb.demand & (1u << a.tenant), 0);
+    /* b alone and uncapped: nobody holds the GPU, b takes the fast path. */
+    assert_int_equal(holder(&b), -1);
+    fx_gpu_detach(&a);
+    fx_gpu_detach(&b);
+}
+
+static void test_unused_slice_is_charged_and_passes_on(void **state)
+{
+    (void)state;
+    struct fx_gpu a, b;
+    join(&a, "a", 50, 100);
+    join(&b, "b", 50, 100);
+    uint64_t now = fx_mono_ns() + 1000 * MS;
+    waits(&a, now);
+    waits(&b, now);
+    step(&a, now);
+    int first = holder(&a);
+    assert_true(first == a.tenant || first == b.tenant);
+    assert_int_equal(a.st->arb.slice_started, 0);
+    /* The holder's process never launches (it is frozen but keeps checking
+     * in); once the grace and the slice are over, the slice is charged to
+     * it and the other tenant gets the GPU. */
+    uint64_t later = now + FX_ARB_SLICE_NS * 2 + MS;
+    waits(&a, later);
+    waits(&b, later);
+    step(&a, later);
+    assert_int_equal(a.st->tenants[first].gpu_time_ns, FX_ARB_SLICE_NS);
+    assert_int_equal(holder(&a), first == a.tenant ? b.tenant : a.tenant);
+    fx_gpu_detach(&a);
+    fx_gpu_detach(&b);
+}
+
+static void test_launch_in_progress_delays_hand_over(void **state)
+{
+    (void)state;
+    struct fx_gpu a, b;
+    join(&a, "a", 50, 100);
+    join(&b, "b", 50, 100);
+    uint64_t now = fx_mono_ns() + 1000 * MS;
+    waits(&a, now);
+    waits(&b, now);
+    step(&a, now);
+    struct fx_gpu *h = holder(&a) == a.tenant ? &a : &b;
+    struct fx_gpu *o = h == &a ? &b : &a;
+    /* The holder starts its slice and has a launch past the arbiter. */
+    h->st->arb.slice_started = 1;
+    h->st->arb.slice_start_ns = now;
+    h->st->arb.slice_end_ns = now + FX_ARB_SLICE_NS;
+    proc(h)->waiting = 0;
+    proc(h)->launching = 1;
+    proc(h)->last_launch_ns = now;
+    uint64_t t = now + FX_ARB_SLICE_NS + MS; /* expired */
+    waits(o, t);
+    step(o, t);
+    assert_int_equal(holder(o), h->tenant); /* still draining */
+    /* The launch is marked and done; the holder's next launch waits. */
+    proc(h)->launching = 0;
+    proc(h)->drained_ns = t;
+    waits(h, t + 1000);
+    step(o, t + 1000);
+    assert_int_equal(holder(o), o->tenant);
+    fx_gpu_detach(&a);
+    fx_gpu_detach(&b);
+}
+
+static void test_reused_tenant_record_inherits_nothing(void **state)
+{
+    (void)state;
+    struct fx_gpu a, b, c;
+    join(&a, "a", 50, 100);
+    join(&b, "b", 50, 100);
+    int ta = a.tenant;
+    /* a holds the GPU with a slice that started long ago, then exits. */
+    a.st->arb.holder = (uint32_t)ta + 1;
+    a.st->arb.slice_started = 1;
+    a.st->arb.slice_start_ns = fx_mono_ns() - 5000 * MS;
+    a.st->arb.demand |= 1u << ta;
+    fx_gpu_detach(&a);
+    /* A new tenant joins, takes a's freed record, and must not be taken for
+     * the holder of that old slice. */
+    join(&c, "c", 50, 100);
+    assert_int_equal(c.tenant, ta);
+    assert_int_equal(holder(&c), -1);
+    assert_int_equal(c.st->arb.demand & (1u << ta), 0);
+    assert_int_equal(c.st->tenants[ta].gpu_time_ns, 0);
+    fx_gpu_detach(&b);
+    fx_gpu_detach(&c);
+}
+
+static void test_cap_budget_never_goes_back(void **state)
+{
+    (void)state;
+    struct fx_gpu a, b;
+    join(&a, "a", 30, 30);
+    join(&b, "b", 30, 30);
+    uint64_t now = fx_mono_ns() + 1000 * MS;
+    waits(&a, now);
+    step(&a, now);
+    struct fx_tenant_rec *tr = &a.st->tenants[a.tenant];
+    tr->budget_ns = -5 * (int64_t)MS;
+    tr->budget_ts = now;
+    /* Another process read the clock a moment earlier: no refill, and no
+     * reset of the bucket either. */
+    step(&b, now - MS);
+    assert_int_equal(tr->budget_ns, -5 * (int64_t)MS);
+    step(&b, now + 10 * MS); /* 10 ms at 30% refills 3 ms */
+    assert_int_equal(tr->budget_ns, -2 * (int64_t)MS);
+    fx_gpu_detach(&a);
+    fx_gpu_detach(&b);
+}
+
+static void test_returning_tenants_start_at_the_virtual_clock(void **state)
+{
+    (void)state;
+    struct fx_gpu a, b;
+    join(&a, "a", 50, 100);
+    join(&b, "b", 50, 100);
+    uint64_t now = fx_mono_ns() + 1000 * MS;
+    /* The GPU has served a lot; a comes back with an old, low virtual time
+     * and b is new. Neither may claim the past. */
+    a.st->arb.vclock = 1000000 * MS;
+    a.st->tenants[a.tenant].vtime = 10 * MS;
+    waits(&a, now);
+    waits(&b, now);
+    step(&a, now);
+    assert_true(a.st->tenants[a.tenant].vtime >= 1000000 * MS);
+    assert_true(a.st->tenants[b.tenant].vtime >= 1000000 * MS);
+    fx_gpu_detach(&a);
+    fx_gpu_detach(&b);
+}
+
+static void test_priorities_and_shares(void **state)
+{
+    (void)state;
+    struct fx_gpu lo, hi, n1;
+    join(&lo, "low", 90, 100);
+    join(&hi, "high", 10, 100);
+    join(&n1, "normal", 50, 100);
+    lo.st->tenants[lo.tenant].priority = FX_PRIO_LOW;
+    hi.st->tenants[hi.tenant].priority = FX_PRIO_HIGH;
+    uint64_t now = fx_mono_ns() + 1000 * MS;
+    waits(&lo, now);
+    waits(&n1, now);
+    step(&lo, now);
+    assert_int_equal(holder(&lo), n1.tenant); /* normal before low */
+    /* high arrives: the normal holder's slice is cut at once. */
+    lo.st->arb.slice_started = 1;
+    lo.st->arb.slice_start_ns = now;
+    lo.st->arb.slice_end_ns = now + FX_ARB_SLICE_NS;
+    proc(&n1)->waiting = 0;
+    proc(&n1)->last_launch_ns = now;
+    proc(&n1)->drained_ns = now + MS;
+    waits(&hi, now + MS);
+    waits(&lo, now + MS);
+    step(&hi, now + MS);
+    assert_int_equal(holder(&hi), hi.tenant);
+    assert_int_equal(hi.st->tenants[n1.tenant].gpu_time_ns, MS);
+    fx_gpu_detach(&lo);
+    fx_gpu_detach(&hi);
+    fx_gpu_detach(&n1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_stopped_waiter_is_not_work, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unused_slice_is_charged_and_passes_on, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_launch_in_progress_delays_hand_over, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reused_tenant_record_inherits_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cap_budget_never_goes_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_returning_tenants_start_at_the_virtual_clock, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_priorities_and_shares, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
