@@ -52,7 +52,7 @@ int fx_arb_fast_path(struct fx_gpu *g, int capped, uint64_t now)
     uint32_t me = 1u << g->tenant;
     if (!(LOAD(&a->demand) & me))
         __atomic_fetch_or(&a->demand, me, __ATOMIC_SEQ_CST);
-    STORE(&p->last_launch_ns, now);
+    __atomic_store_n(&p->last_launch_ns, now, __ATOMIC_RELAXED); /* advisory: idleness */
     if (capped)
         return 0;
     ADD(&p->launching, 1);
@@ -226,21 +226,23 @@ void fx_arb_step_locked(struct fx_gpu *g, uint64_t now)
     }
     level(st, demand);
 
-    /* Contention begins while a tenant that was alone still has work queued
-     * from its fast path: that work runs first, so the tenant holds the GPU
-     * (charged) until it drains, and only then are slices handed out. */
+    /* Contention begins while work launched on the fast path (by a tenant
+     * that was alone, or by several that started at once) is still queued:
+     * that work runs first, and nobody gets a slice until it has drained,
+     * so no tenant's slice is charged for another's backlog. Fast-path work
+     * is not charged, here as before. Bounded like any drain. */
     if (h < 0 && (demand & (demand - 1))) {
-        for (int t = 0; t < FX_MAX_TENANTS; t++) {
-            if ((demand >> t) & 1 && infl[t]) {
-                h = t;
-                inflight_of_holder = infl[t];
-                STORE(&a->slice_start_ns, now);
-                STORE(&a->slice_end_ns, now);
-                STORE(&a->slice_started, 1u);
-                STORE(&a->holder, (uint32_t)t + 1);
-                break;
-            }
+        int queued = 0;
+        for (int t = 0; t < FX_MAX_TENANTS; t++)
+            if ((demand >> t) & 1 && infl[t])
+                queued = 1;
+        if (queued) {
+            if (!a->settle_since_ns)
+                a->settle_since_ns = now;
+            if (now - a->settle_since_ns < FX_ARB_DRAIN_MAX_NS)
+                return;
         }
+        a->settle_since_ns = 0;
     }
 
     if (h >= 0) {

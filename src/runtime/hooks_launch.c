@@ -5,8 +5,9 @@
  * has in flight. In-flight work is bounded, which bounds how long a slice's
  * hand-over waits for the previous holder to drain.
  *
- * A tenant alone on the GPU and not capped takes the fast path: no wait, no
- * event, one atomic load and a clock read per launch. */
+ * A tenant alone on the GPU and not capped takes the fast path: no wait for
+ * the GPU, a few atomics and a clock read per launch, and a marker only every
+ * so many launches (see `every`). */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,14 +19,19 @@
 
 /* Markers in flight per process and GPU. Under arbitration every launch is
  * marked and at most ARB_INFLIGHT are in flight: draining takes a few
- * kernels. On the fast path a marker every FAST_EVERY launches (or
- * FAST_EVERY_NS) keeps the backlog known and bounded at little cost, so
- * when contention begins the arbiter knows what must drain first. */
+ * kernels. On the fast path one marker covers `every` launches, adapted so
+ * that a marker covers roughly EVERY_LO..EVERY_HI of GPU time: tiny kernels
+ * are marked rarely (cheap), long ones often (a bounded backlog, in GPU
+ * time, so that when contention begins the incumbent's queue drains in a
+ * few milliseconds). */
 #define MAX_INFLIGHT 4
 #define ARB_INFLIGHT 4
 #define FAST_INFLIGHT 2
-#define FAST_EVERY 32
-#define FAST_EVERY_NS (200 * 1000ull)
+#define EVERY_MIN 1
+#define EVERY_MAX 1024
+#define EVERY_START 32
+#define EVERY_LO_NS (250 * 1000ull)
+#define EVERY_HI_NS (1000 * 1000ull)
 #define MONITOR_POLL_NS (100 * 1000L)
 
 struct tracker {
@@ -35,7 +41,8 @@ struct tracker {
     unsigned char busy[MAX_INFLIGHT];
     int count;
     uint32_t since_marker;    /* fast-path launches since the last marker */
-    uint64_t last_marker_ns;
+    uint32_t every;           /* fast-path launches per marker */
+    uint64_t last_done_ns;    /* when a marker was last seen complete */
 };
 
 static pthread_mutex_t trk_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -53,6 +60,17 @@ static int poll_tracker(struct tracker *t)
     fx_rt_relaxed_begin(&saved);
     for (int i = 0; i < MAX_INFLIGHT; i++) {
         if (t->busy[i] && fx_real.cuEventQuery(t->ev[i]) != CUDA_ERROR_NOT_READY) {
+            /* With work queued behind it, the time since the previous
+             * completion is the GPU time this marker covered. */
+            uint64_t now = fx_mono_ns();
+            if (t->count > 1 && t->last_done_ns) {
+                uint64_t span = now - t->last_done_ns;
+                if (span > EVERY_HI_NS && t->every > EVERY_MIN)
+                    t->every /= 2;
+                else if (span < EVERY_LO_NS && t->every < EVERY_MAX)
+                    t->every *= 2;
+            }
+            t->last_done_ns = now;
             t->busy[i] = 0;
             t->count--;
         }
@@ -150,10 +168,11 @@ static void track(CUdevice dev, struct fx_gpu *g, CUstream stream, int per_threa
     pthread_mutex_lock(&trk_lock);
     struct tracker *t = &trackers[dev];
     t->g = g;
+    if (!t->every)
+        t->every = EVERY_START;
     if (fx_real.cuCtxGetCurrent)
         fx_real.cuCtxGetCurrent(&t->ctx);
-    t->since_marker = 0;
-    t->last_marker_ns = fx_mono_ns();
+    __atomic_store_n(&t->since_marker, 0, __ATOMIC_RELAXED);
     uint64_t deadline = 0;
     while (poll_tracker(t) >= bound) {
         uint64_t now = fx_mono_ns();
@@ -168,6 +187,8 @@ static void track(CUdevice dev, struct fx_gpu *g, CUstream stream, int per_threa
             return;
         }
         pthread_mutex_unlock(&trk_lock);
+        /* Sleep, not spin: the cores are the application's (and, on a
+         * crowded node, other tenants' processes that must hand over). */
         struct timespec ts = {0, 20 * 1000};
         nanosleep(&ts, NULL);
         pthread_mutex_lock(&trk_lock);
@@ -190,9 +211,10 @@ static void track(CUdevice dev, struct fx_gpu *g, CUstream stream, int per_threa
         start_monitor_locked();
         pthread_cond_signal(&trk_cond);
     } else {
-        /* Another context's stream: the event cannot mark it. The launch
-         * still went through arbitration; only its drain goes unseen. */
-        fx_real.cuEventDestroy_v2(t->ev[i]);
+        /* Another context's stream, or the event's context is gone: the
+         * event cannot mark it. The launch still went through arbitration;
+         * only its drain goes unseen. The handle is dropped, not destroyed:
+         * it may belong to a destroyed context. */
         t->ev[i] = NULL;
     }
     pthread_mutex_unlock(&trk_lock);
@@ -240,11 +262,10 @@ void fx_launch_end(struct fx_launch *l, CUresult r)
     if (l->fast) {
         struct tracker *t = &trackers[l->dev];
         uint32_t n = __atomic_add_fetch(&t->since_marker, 1, __ATOMIC_RELAXED);
+        uint32_t every = __atomic_load_n(&t->every, __ATOMIC_RELAXED);
         /* A marker in a stream being captured would be captured too, and
          * querying it would break the capture. */
-        if ((n >= FAST_EVERY ||
-             fx_mono_ns() - __atomic_load_n(&t->last_marker_ns, __ATOMIC_RELAXED) >= FAST_EVERY_NS) &&
-            !fx_rt_capturing(l->stream, l->per_thread))
+        if (n >= (every ? every : EVERY_START) && !fx_rt_capturing(l->stream, l->per_thread))
             track(l->dev, l->g, l->stream, l->per_thread, FAST_INFLIGHT);
         fx_arb_launch_done(l->g);
         return;

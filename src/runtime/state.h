@@ -80,6 +80,7 @@ struct fx_arbiter {
     uint32_t slice_started;      /* the holder has launched in this slice */
     uint32_t reserved1;
     uint64_t vclock;             /* virtual time of the tenants with work */
+    uint64_t settle_since_ns;    /* contention began with fast-path work queued */
 };
 
 struct fx_gpu_state {
