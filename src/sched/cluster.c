@@ -28,6 +28,7 @@ struct flexpu_engine *flexpu_engine_new(void)
     }
     e->next_alloc_id = 1;
     e->wl_epoch = 1;
+    e->memo_epoch = 1;
     return e;
 }
 
@@ -254,6 +255,7 @@ static struct fx_class *class_of_state(struct flexpu_engine *e, const struct fx_
 void fx_refrag(struct flexpu_engine *e)
 {
     e->wl_epoch++;
+    e->memo_epoch++;
     e->frag_total = 0;
     for (int i = 0; i < e->nlive; i++) {
         struct fx_class *c = e->live[i];

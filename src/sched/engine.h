@@ -23,6 +23,20 @@ struct fx_key {
     int64_t gmem_used[FLEXPU_MAX_GPUS];
 };
 
+/* A decision cached on a class: the cost of placing one request shape on a
+ * member. A class's state never changes while it exists (a node that
+ * changes moves to another class), so the cost stays true until the
+ * workload or the policy changes (memo_epoch). */
+#define FX_MEMO_SLOTS 32
+struct fx_memo {
+    int64_t cpu_milli, mem_mib, gpu_mem_mib;
+    uint64_t model_mask;
+    int num_gpu, gpu_milli;
+    uint64_t epoch; /* 0: empty */
+    double cost;
+    int ok;
+};
+
 struct fx_class {
     struct fx_key key;
     uint64_t hash;
@@ -32,6 +46,8 @@ struct fx_class {
     int live_idx;           /* index in engine->live */
     double frag;            /* FGD fragmentation of one member */
     uint64_t frag_epoch;    /* workload epoch frag was computed for */
+    struct fx_memo memo[FX_MEMO_SLOTS];
+    int memo_next;          /* round-robin replacement */
 };
 
 struct fx_node {
@@ -107,6 +123,7 @@ struct flexpu_engine {
 
     struct fx_workload wl;
     uint64_t wl_epoch;
+    uint64_t memo_epoch; /* bumped when the workload or the policy changes */
 
     int64_t max_node_cpu; /* normalisers of the bestfit/dotprod scores */
     int max_node_gpus;

@@ -24,6 +24,7 @@ int flexpu_engine_set_policy(struct flexpu_engine *e, const char *name, struct f
                                   name ? strlen(name) : 0, why);
     }
     e->policy = p;
+    e->memo_epoch++;
     return 0;
 }
 
@@ -136,6 +137,28 @@ static void explain(const struct flexpu_engine *e, const struct flexpu_pod_req *
                             why->rejected[i], names[i]);
 }
 
+static struct fx_memo *memo_find(struct fx_class *c, const struct flexpu_pod_req *r,
+                                 uint64_t epoch)
+{
+    for (int i = 0; i < FX_MEMO_SLOTS; i++) {
+        struct fx_memo *m = &c->memo[i];
+        if (m->epoch == epoch && m->num_gpu == r->num_gpu && m->gpu_milli == r->gpu_milli &&
+            m->cpu_milli == r->cpu_milli && m->mem_mib == r->mem_mib &&
+            m->gpu_mem_mib == r->gpu_mem_mib && m->model_mask == r->model_mask)
+            return m;
+    }
+    return NULL;
+}
+
+static void memo_put(struct fx_class *c, const struct flexpu_pod_req *r, uint64_t epoch, int ok,
+                     double cost)
+{
+    struct fx_memo *m = &c->memo[c->memo_next];
+    c->memo_next = (c->memo_next + 1) % FX_MEMO_SLOTS;
+    *m = (struct fx_memo){r->cpu_milli, r->mem_mib, r->gpu_mem_mib, r->model_mask,
+                          r->num_gpu,   r->gpu_milli, epoch,     cost, ok};
+}
+
 int flexpu_engine_decide(struct flexpu_engine *e, const struct flexpu_pod_req *req,
                          struct flexpu_rng *rng, struct flexpu_placement *out,
                          struct flexpu_noplace *why)
@@ -153,6 +176,7 @@ int flexpu_engine_decide(struct flexpu_engine *e, const struct flexpu_pod_req *r
     struct flexpu_pod_req r;
     flexpu_engine_effective_req(e, req, &r);
     struct fx_choice best = {0};
+    struct fx_class *best_cls = NULL; /* set when best's GPUs are still to be chosen */
     int64_t tied = 0; /* nodes sharing the best cost so far */
     for (int i = 0; i < e->nlive; i++) {
         struct fx_class *c = e->live[i];
@@ -166,7 +190,17 @@ int flexpu_engine_decide(struct flexpu_engine *e, const struct flexpu_pod_req *r
         }
         struct fx_eval_ctx ctx = {e, c, rng};
         struct fx_choice ch;
-        if (!e->policy->eval(&ctx, &v, &r, &ch)) {
+        struct fx_memo *m = e->policy->memo ? memo_find(c, &r, e->memo_epoch) : NULL;
+        int ok;
+        if (m) {
+            ok = m->ok;
+            ch.cost = m->cost;
+        } else {
+            ok = e->policy->eval(&ctx, &v, &r, &ch);
+            if (e->policy->memo)
+                memo_put(c, &r, e->memo_epoch, ok, ch.cost);
+        }
+        if (!ok) {
             why->rejected[FLEXPU_REJECT_GPU_FREE] += c->count;
             continue;
         }
@@ -176,16 +210,28 @@ int flexpu_engine_decide(struct flexpu_engine *e, const struct flexpu_pod_req *r
         double tol = 1e-9 * (fabs(ch.cost) + fabs(best.cost) + 1.0);
         if (tied == 0 || ch.cost < best.cost - tol) {
             best = ch;
+            best_cls = m ? c : NULL;
             tied = c->count;
         } else if (ch.cost <= best.cost + tol) {
             tied += c->count;
-            if (rng && flexpu_rng_below(rng, (uint64_t)tied) < (uint64_t)c->count)
+            if (rng && flexpu_rng_below(rng, (uint64_t)tied) < (uint64_t)c->count) {
                 best = ch;
+                best_cls = m ? c : NULL;
+            }
         }
     }
     if (tied == 0) {
         explain(e, &r, why);
         return FLEXPU_ENOFIT;
+    }
+    if (best_cls) {
+        /* The winner's cost came from the cache: choose its GPUs now (the
+         * same deterministic evaluation that produced the cost). */
+        struct fx_view v;
+        fx_view_of(&e->nodes[best_cls->head], &v);
+        struct fx_eval_ctx ctx = {e, best_cls, rng};
+        e->policy->eval(&ctx, &v, &r, &best);
+        best.p.node = best_cls->head;
     }
     *out = best.p;
     return 0;

@@ -237,15 +237,16 @@ static int eval_flexpu(const struct fx_eval_ctx *ctx, const struct fx_view *v,
 /* ---- table ------------------------------------------------------------ */
 
 static const struct fx_policy policies[] = {
-    {"whole", "every GPU request rounded up to whole GPUs (no slicing), placed best-fit", 1,
+    {"whole", "every GPU request rounded up to whole GPUs (no slicing), placed best-fit", 1, 0,
      eval_bestfit},
-    {"random", "a feasible node and GPUs drawn uniformly at random", 0, eval_random},
-    {"bestfit", "least CPU and GPU left over on the node", 0, eval_bestfit},
-    {"dotprod", "smallest dot product of request and free resources (Tetris)", 0, eval_dotprod},
-    {"packing", "already-shared GPUs first, then used nodes, then empty nodes", 0, eval_packing},
-    {"fgd", "Fragmentation Gradient Descent (USENIX ATC'23): least fragmentation increase", 0,
+    {"random", "a feasible node and GPUs drawn uniformly at random", 0, 0, eval_random},
+    {"bestfit", "least CPU and GPU left over on the node", 0, 0, eval_bestfit},
+    {"dotprod", "smallest dot product of request and free resources (Tetris)", 0, 0, eval_dotprod},
+    {"packing", "already-shared GPUs first, then used nodes, then empty nodes", 0, 0,
+     eval_packing},
+    {"fgd", "Fragmentation Gradient Descent (USENIX ATC'23): least fragmentation increase", 0, 1,
      eval_fgd},
-    {"flexpu", "flexpu's policy (see docs/SCHEDULING.md)", 0, eval_flexpu},
+    {"flexpu", "flexpu's policy (see docs/SCHEDULING.md)", 0, 1, eval_flexpu},
 };
 
 #define NPOLICIES ((int)(sizeof(policies) / sizeof(policies[0])))

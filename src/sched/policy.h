@@ -22,6 +22,9 @@ struct fx_policy {
     const char *name;
     const char *help;
     int round_whole; /* shares are rounded up to whole GPUs */
+    /* eval is costly and depends only on the node's state and the request
+     * (no random draw): its cost may be cached per class. */
+    int memo;
     /* Fills out for req on the node seen as v, which already passed the
      * feasibility checks (enough GPUs fit). Returns 0 if the policy finds
      * no GPU choice, 1 otherwise. */
