@@ -336,6 +336,69 @@ static void test_whole_rounds_up(void **state)
     flexpu_engine_free(e);
 }
 
+/* The per-class cache of costs changes nothing: under churn, every decision
+ * made with the cache equals the one made right after the cache was
+ * invalidated (setting the policy again does that), same random draws. */
+static void test_cost_cache_changes_no_decision(void **state)
+{
+    (void)state;
+    static const char *const pols[] = {"fgd", "flexpu"};
+    for (int k = 0; k < 2; k++) {
+        struct flexpu_engine *e = engine(pols[k]);
+        for (int i = 0; i < 16; i++) {
+            char name[16];
+            snprintf(name, sizeof(name), "n%d", i);
+            add_node(e, name, 32000, 131072, 1 + i % 8, i % 3 ? "T4" : "V100", 0, NULL);
+        }
+        struct flexpu_pod_req shapes[3] = {req(1000, 1, 500), req(2000, 1, 1000),
+                                           req(500, 2, 1000)};
+        double w[3] = {3, 2, 1};
+        assert_int_equal(flexpu_engine_set_workload(e, shapes, w, 3, NULL), 0);
+        struct flexpu_rng rng;
+        flexpu_rng_seed(&rng, 7);
+        int64_t live[256];
+        int nlive = 0, compared = 0;
+        for (int step = 0; step < 1500; step++) {
+            if (nlive > 0 && (flexpu_rng_below(&rng, 3) == 0 || nlive == 256)) {
+                int j = (int)flexpu_rng_below(&rng, (uint64_t)nlive);
+                assert_int_equal(flexpu_engine_release(e, live[j], NULL), 0);
+                live[j] = live[--nlive];
+                continue;
+            }
+            int ngpu = (int)flexpu_rng_below(&rng, 3);
+            struct flexpu_pod_req r =
+                req(500 * (int64_t)flexpu_rng_below(&rng, 4), ngpu,
+                    ngpu == 1 ? 250 * (1 + (int)flexpu_rng_below(&rng, 4)) : 1000);
+            struct flexpu_rng r1 = rng, r2 = rng;
+            struct flexpu_placement cached, fresh;
+            int rc1 = flexpu_engine_decide(e, &r, &r1, &cached, NULL);
+            assert_int_equal(flexpu_engine_set_policy(e, pols[k], NULL), 0);
+            int rc2 = flexpu_engine_decide(e, &r, &r2, &fresh, NULL);
+            assert_int_equal(rc1, rc2);
+            if (rc1 == 0) {
+                assert_int_equal(cached.node, fresh.node);
+                assert_int_equal(cached.ngpu, fresh.ngpu);
+                for (int g = 0; g < cached.ngpu; g++) {
+                    assert_int_equal(cached.gpu[g], fresh.gpu[g]);
+                    assert_int_equal(cached.milli[g], fresh.milli[g]);
+                }
+                assert_int_equal(flexpu_engine_assign(e, &r, &cached, &live[nlive], NULL), 0);
+                nlive++;
+                compared++;
+            }
+            /* Decide once more without invalidating, so the next round
+             * meets a warm cache. */
+            struct flexpu_rng r3 = r2;
+            struct flexpu_placement again;
+            flexpu_engine_decide(e, &r, &r3, &again, NULL);
+            rng = r2;
+        }
+        assert_true(compared > 100);
+        check(e);
+        flexpu_engine_free(e);
+    }
+}
+
 /* The FGD example: with a workload of 500 shares and whole GPUs, a 500
  * share should fill the half-used GPU of node a rather than open a fresh
  * GPU, which would strand 500 milli that a whole-GPU pod cannot use. */
@@ -566,6 +629,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_release_restores_exactly),
         cmocka_unit_test(test_churn_never_overcommits),
+        cmocka_unit_test(test_cost_cache_changes_no_decision),
         cmocka_unit_test(test_assign_rejects_overcommit),
         cmocka_unit_test(test_gpu_memory_limits_sharing),
         cmocka_unit_test(test_multi_gpu_one_node_and_island),
