@@ -78,6 +78,25 @@ static int waiting_now(struct fx_proc_rec *p, uint64_t now)
     return LOAD(&p->waiting) && (now < polled || now - polled < STALE_NS);
 }
 
+/* Work in flight or being launched, as the process last published it; a
+ * process that has published nothing for STALE_NS is stopped (its monitor
+ * thread too), and its counts are not believed: a stopped process must not
+ * hold the GPU through a count it cannot lower. */
+static uint32_t inflight_now(struct fx_proc_rec *p, uint64_t now)
+{
+    uint64_t beat = LOAD(&p->beat_ns), last = LOAD(&p->last_launch_ns);
+    if (last > beat)
+        beat = last;
+    if (now >= beat && now - beat >= STALE_NS)
+        return 0;
+    return LOAD(&p->inflight) + LOAD(&p->launching);
+}
+
+void fx_arb_heartbeat(struct fx_gpu *g, uint64_t now)
+{
+    __atomic_store_n(&g->st->procs[g->slot].beat_ns, now, __ATOMIC_RELAXED);
+}
+
 /* A tenant has work when one of its live processes waits for the GPU, has
  * work in flight or being launched, or launched within the idle threshold. */
 static int tenant_busy(struct fx_gpu *g, int t, uint64_t now, uint32_t *inflight)
@@ -89,7 +108,7 @@ static int tenant_busy(struct fx_gpu *g, int t, uint64_t now, uint32_t *inflight
         struct fx_proc_rec *p = &st->procs[i];
         if (!p->in_use || p->tenant != t || !fx_gpu_slot_alive(g, i))
             continue;
-        uint32_t n = LOAD(&p->inflight) + LOAD(&p->launching);
+        uint32_t n = inflight_now(p, now);
         uint64_t last = LOAD(&p->last_launch_ns);
         in += n;
         if (waiting_now(p, now) || n || (now >= last && now - last < FX_ARB_IDLE_NS))
@@ -100,12 +119,12 @@ static int tenant_busy(struct fx_gpu *g, int t, uint64_t now, uint32_t *inflight
     return busy;
 }
 
-static uint32_t launching_of(struct fx_gpu *g, int t)
+static uint32_t launching_of(struct fx_gpu *g, int t, uint64_t now)
 {
     uint32_t n = 0;
     for (int i = 0; i < FX_MAX_PROCS; i++) {
         struct fx_proc_rec *p = &g->st->procs[i];
-        if (p->in_use && p->tenant == t && fx_gpu_slot_alive(g, i))
+        if (p->in_use && p->tenant == t && fx_gpu_slot_alive(g, i) && inflight_now(p, now))
             n += LOAD(&p->launching);
     }
     return n;
@@ -120,7 +139,7 @@ static uint64_t busy_until(struct fx_gpu *g, int t, uint64_t now)
         struct fx_proc_rec *p = &g->st->procs[i];
         if (!p->in_use || p->tenant != t || !fx_gpu_slot_alive(g, i))
             continue;
-        if (LOAD(&p->inflight) || LOAD(&p->launching) || waiting_now(p, now))
+        if (inflight_now(p, now) || waiting_now(p, now))
             return now;
         uint64_t last = LOAD(&p->last_launch_ns), drained = LOAD(&p->drained_ns);
         uint64_t e = last > drained ? last : drained;
@@ -243,6 +262,8 @@ void fx_arb_step_locked(struct fx_gpu *g, uint64_t now)
                 return;
         }
         a->settle_since_ns = 0;
+    } else {
+        a->settle_since_ns = 0; /* a settle cut short must not age the next */
     }
 
     if (h >= 0) {
@@ -260,7 +281,7 @@ void fx_arb_step_locked(struct fx_gpu *g, uint64_t now)
          * launcher that has not seen the close is seen here. */
         STORE(&a->slice_end_ns, end_ns < now ? end_ns : now);
         if (LOAD(&a->slice_started) && now - LOAD(&a->slice_end_ns) < FX_ARB_DRAIN_MAX_NS &&
-            (inflight_of_holder || launching_of(g, h)))
+            (inflight_of_holder || launching_of(g, h, now)))
             return; /* its work drains: the GPU is still its */
         if (LOAD(&a->slice_started)) {
             uint64_t used_until = busy_until(g, h, now);

@@ -44,6 +44,11 @@ void fx_arb_launch_done(struct fx_gpu *g);
  * zero and the tenant's slice is over, passes the slice on. */
 void fx_arb_set_inflight(struct fx_gpu *g, uint32_t inflight);
 
+/* The process's in-flight count is being looked after (the monitor calls
+ * it on every poll): without it, counts older than the staleness limit are
+ * taken for a stopped process's and ignored. */
+void fx_arb_heartbeat(struct fx_gpu *g, uint64_t now);
+
 /* Under the GPU lock: decides whether the slice should pass on now, and to
  * whom; does it. Exposed for tests and for the waiting loops. */
 void fx_arb_step_locked(struct fx_gpu *g, uint64_t now);

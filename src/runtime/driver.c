@@ -29,23 +29,30 @@ static const struct entry entries[] = {
         FX_NVML_USED(FX_NVML_USED_ENTRY)};
 #define N_ENTRIES (sizeof(entries) / sizeof(entries[0]))
 
+/* The sanitizer runtime of a sanitized program calls dlsym(RTLD_NEXT) while
+ * it initialises, before its shadow memory exists: what that path runs must
+ * carry no instrumentation (it only matters in the sanitizer build). */
+#define FX_UNINSTRUMENTED __attribute__((no_sanitize("address", "undefined")))
+
 typedef void *(*dlsym_fn)(void *, const char *);
 static dlsym_fn libc_dlsym;
-static pthread_once_t dlsym_once = PTHREAD_ONCE_INIT;
 
-static void find_libc_dlsym(void)
+/* libc's dlsym, found with dlvsym. No once-lock: a thread waiting on one
+ * while another holds the loader's lock (inside dlopen, in a constructor
+ * that calls dlsym) would deadlock. The lookup is idempotent, so racing
+ * threads may both do it. */
+FX_UNINSTRUMENTED void *fx_real_dlsym(void *handle, const char *name)
 {
-    /* glibc 2.34 moved dlsym into libc under a new version; older ones have
-     * only the first. */
-    libc_dlsym = (dlsym_fn)dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.34");
-    if (!libc_dlsym)
-        libc_dlsym = (dlsym_fn)dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.2.5");
-}
-
-void *fx_real_dlsym(void *handle, const char *name)
-{
-    pthread_once(&dlsym_once, find_libc_dlsym);
-    return libc_dlsym ? libc_dlsym(handle, name) : NULL;
+    dlsym_fn f = __atomic_load_n(&libc_dlsym, __ATOMIC_ACQUIRE);
+    if (!f) {
+        /* glibc 2.34 moved dlsym into libc under a new version; older ones
+         * have only the first. */
+        f = (dlsym_fn)dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.34");
+        if (!f)
+            f = (dlsym_fn)dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.2.5");
+        __atomic_store_n(&libc_dlsym, f, __ATOMIC_RELEASE);
+    }
+    return f ? f(handle, name) : NULL;
 }
 
 /* Stand-ins for hooked exports the installed driver lacks (an older driver
@@ -146,6 +153,8 @@ static const char *const must_hook[] = {
     "cuInit",        "cuLaunchKernel",         "cuLaunchKernelEx",
     "cuLaunchCooperativeKernel", "cuGraphLaunch", "cuMemMap",
     "cuMemUnmap",    "cuMemRelease",           "cuMemFree",
+    "cuMemRetainAllocationHandle", "cuCtxDestroy", "cuDevicePrimaryCtxRelease",
+    "cuDevicePrimaryCtxReset",
 };
 
 int fx_must_hook(const char *symbol)
@@ -206,11 +215,6 @@ void *fx_hook_for_name(const char *name, const void *real)
  * turn through a handle of its own (each object's search takes its own
  * dependencies after it, which is where RTLD_NEXT would look too, give or
  * take the order among later objects). */
-/* The sanitizer runtime of a sanitized program calls dlsym(RTLD_NEXT) while
- * it initialises, before its shadow memory exists: these two functions must
- * carry no instrumentation (it only matters in the sanitizer build). */
-#define FX_UNINSTRUMENTED __attribute__((no_sanitize("address", "undefined")))
-
 FX_UNINSTRUMENTED static void *next_after(const void *caller, const char *name)
 {
     Dl_info info;
@@ -223,6 +227,19 @@ FX_UNINSTRUMENTED static void *next_after(const void *caller, const char *name)
      * initialises, when dlopen is not yet usable). */
     if (!dladdr1(caller, &info, (void **)&lm, RTLD_DL_LINKMAP) || !lm || !lm->l_prev)
         return fx_real_dlsym(RTLD_NEXT, name);
+    /* A caller loaded before this library (a sanitizer runtime preloaded
+     * first, as it must be): "next" is this library and what follows, the
+     * same search as from here but for this library's own exports, which
+     * are hooked below. No dlopen then: such callers may run before the
+     * program is set up (libasan looks its functions up while it
+     * initialises, when its dlopen interceptor cannot work yet). */
+    struct link_map *self = NULL;
+    Dl_info self_info;
+    if (!dladdr1((void *)next_after, &self_info, (void **)&self, RTLD_DL_LINKMAP) || !self)
+        return fx_real_dlsym(RTLD_NEXT, name);
+    for (struct link_map *l = lm->l_next; l; l = l->l_next)
+        if (l == self)
+            return fx_real_dlsym(RTLD_NEXT, name);
     for (struct link_map *l = lm->l_next; l; l = l->l_next) {
         if (!l->l_name || !l->l_name[0])
             continue;

@@ -49,6 +49,9 @@ typedef int CUstreamCaptureMode;
     X(cuCtxCreate_v4, (CUcontext * pctx, void *ctxCreateParams, unsigned int flags, CUdevice dev), \
       (pctx, ctxCreateParams, flags, dev))                                                         \
     X(cuDevicePrimaryCtxRetain, (CUcontext * pctx, CUdevice dev), (pctx, dev))                     \
+    X(cuDevicePrimaryCtxRelease_v2, (CUdevice dev), (dev))                                         \
+    X(cuDevicePrimaryCtxReset_v2, (CUdevice dev), (dev))                                           \
+    X(cuCtxDestroy_v2, (CUcontext ctx), (ctx))                                                     \
     X(cuMemAlloc_v2, (CUdeviceptr * dptr, size_t bytesize), (dptr, bytesize))                      \
     X(cuMemAllocPitch_v2,                                                                          \
       (CUdeviceptr * dptr, size_t *pPitch, size_t WidthInBytes, size_t Height,                     \
@@ -114,8 +117,6 @@ typedef int CUstreamCaptureMode;
     X(cuDeviceGetUuid, (CUuuid * uuid, CUdevice dev), (uuid, dev))                                 \
     X(cuDeviceGetUuid_v2, (CUuuid * uuid, CUdevice dev), (uuid, dev))                              \
     X(cuCtxGetDevice, (CUdevice * device), (device))                                               \
-    X(cuCtxDestroy_v2, (CUcontext ctx), (ctx))                                                     \
-    X(cuDevicePrimaryCtxRelease_v2, (CUdevice dev), (dev))                                         \
     X(cuStreamIsCapturing, (CUstream hStream, CUstreamCaptureStatus * captureStatus),              \
       (hStream, captureStatus))                                                                    \
     X(cuStreamIsCapturing_ptsz, (CUstream hStream, CUstreamCaptureStatus * captureStatus),         \
@@ -124,6 +125,8 @@ typedef int CUstreamCaptureMode;
     X(cuMemPoolGetAttribute, (CUmemoryPool pool, CUmemPool_attribute attr, void *value),           \
       (pool, attr, value))                                                                         \
     X(cuDeviceGetMemPool, (CUmemoryPool * pool, CUdevice dev), (pool, dev))                        \
+    X(cuMemFreeAsync, (CUdeviceptr dptr, CUstream hStream), (dptr, hStream))                       \
+    X(cuMemFreeAsync_ptsz, (CUdeviceptr dptr, CUstream hStream), (dptr, hStream))                  \
     X(cuMemGetAllocationGranularity,                                                               \
       (size_t *granularity, const CUmemAllocationProp *prop,                                       \
        CUmemAllocationGranularity_flags option),                                                   \

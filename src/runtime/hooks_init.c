@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Initialisation, contexts, entry-point lookup and what the process is told
  * about memory. */
+#include <pthread.h>
 #include <string.h>
 
 #include "flexpu/log.h"
+#include "runtime/ptrmap.h"
 #include "runtime/rt.h"
 
 /* The driver refuses every call until cuInit succeeds, so failing here is
@@ -32,6 +34,49 @@ CUresult cuInit(unsigned int flags)
     return CUDA_SUCCESS;
 }
 
+/* This process's contexts, per device: the driver frees what was allocated
+ * in a context when it is destroyed (cuCtxDestroy, the last release of the
+ * primary context, cuDevicePrimaryCtxReset / cudaDeviceReset), so those
+ * allocations are credited then; with the last context on a GPU the
+ * context overhead is credited too. */
+#define MAX_CREATED 256
+static pthread_mutex_t ctx_lock = PTHREAD_MUTEX_INITIALIZER;
+static int ctx_count[FX_MAX_DEVICES];
+static int primary_refs[FX_MAX_DEVICES];
+static CUcontext primary_ctx[FX_MAX_DEVICES];
+static struct {
+    CUcontext ctx;
+    CUdevice dev;
+} created[MAX_CREATED];
+
+static void context_gone(CUdevice dev, CUcontext ctx)
+{
+    uint64_t bytes[FX_MAX_DEVICES] = {0};
+    fx_ptrmap_take_ctx((uint64_t)(uintptr_t)ctx, bytes, FX_MAX_DEVICES);
+    fx_launch_forget_ctx(ctx);
+    CUresult rc;
+    for (int d = 0; d < FX_MAX_DEVICES; d++) {
+        struct fx_gpu *gd = bytes[d] ? fx_rt_gpu(d, &rc) : NULL;
+        if (gd)
+            fx_gpu_uncharge(gd, bytes[d]);
+    }
+    struct fx_gpu *g = fx_rt_gpu(dev, &rc);
+    if (g && dev >= 0 && dev < FX_MAX_DEVICES && --ctx_count[dev] <= 0) {
+        ctx_count[dev] = 0;
+        fx_gpu_uncharge_context(g);
+    }
+}
+
+void fx_contexts_forget_all(void)
+{
+    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+    ctx_lock = fresh;
+    memset(ctx_count, 0, sizeof(ctx_count));
+    memset(primary_refs, 0, sizeof(primary_refs));
+    memset(primary_ctx, 0, sizeof(primary_ctx));
+    memset(created, 0, sizeof(created));
+}
+
 /* A context costs device memory before any allocation; it is charged once
  * per process and GPU. If the quota has no room for it the context is
  * undone and the caller gets CUDA_ERROR_OUT_OF_MEMORY. */
@@ -39,8 +84,28 @@ static CUresult context_made(CUdevice dev, CUcontext ctx, int primary)
 {
     CUresult rc;
     struct fx_gpu *g = fx_rt_gpu(dev, &rc);
-    if (g && fx_gpu_charge_context(g, (uint64_t)fx_rt_config()->context_overhead) == 0)
+    if (g && fx_gpu_charge_context(g, (uint64_t)fx_rt_config()->context_overhead) == 0) {
+        if (dev < 0 || dev >= FX_MAX_DEVICES)
+            return CUDA_SUCCESS;
+        pthread_mutex_lock(&ctx_lock);
+        if (primary) {
+            if (primary_refs[dev]++ == 0) {
+                primary_ctx[dev] = ctx;
+                ctx_count[dev]++;
+            }
+        } else {
+            for (int i = 0; i < MAX_CREATED; i++) {
+                if (!created[i].ctx) {
+                    created[i].ctx = ctx;
+                    created[i].dev = dev;
+                    break;
+                }
+            }
+            ctx_count[dev]++;
+        }
+        pthread_mutex_unlock(&ctx_lock);
         return CUDA_SUCCESS;
+    }
     if (primary && fx_real.cuDevicePrimaryCtxRelease_v2)
         fx_real.cuDevicePrimaryCtxRelease_v2(dev);
     else if (!primary && fx_real.cuCtxDestroy_v2)
@@ -82,6 +147,51 @@ CUresult cuCtxCreate_v4(CUcontext *pctx, void *ctxCreateParams, unsigned int fla
 CUresult cuDevicePrimaryCtxRetain(CUcontext *pctx, CUdevice dev)
 {
     CONTEXT_HOOK(fx_real.cuDevicePrimaryCtxRetain(pctx, dev), pctx, dev, 1);
+}
+
+CUresult cuCtxDestroy_v2(CUcontext ctx)
+{
+    if (fx_driver_load() != 0)
+        return CUDA_ERROR_NOT_INITIALIZED;
+    pthread_mutex_lock(&ctx_lock);
+    CUresult r = fx_real.cuCtxDestroy_v2(ctx);
+    for (int i = 0; r == CUDA_SUCCESS && ctx && i < MAX_CREATED; i++) {
+        if (created[i].ctx == ctx) {
+            created[i].ctx = NULL;
+            context_gone(created[i].dev, ctx);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&ctx_lock);
+    return r;
+}
+
+CUresult cuDevicePrimaryCtxRelease_v2(CUdevice dev)
+{
+    if (fx_driver_load() != 0)
+        return CUDA_ERROR_NOT_INITIALIZED;
+    pthread_mutex_lock(&ctx_lock);
+    CUresult r = fx_real.cuDevicePrimaryCtxRelease_v2(dev);
+    /* The last release destroys the primary context. */
+    if (r == CUDA_SUCCESS && dev >= 0 && dev < FX_MAX_DEVICES && primary_refs[dev] > 0 &&
+        --primary_refs[dev] == 0)
+        context_gone(dev, primary_ctx[dev]);
+    pthread_mutex_unlock(&ctx_lock);
+    return r;
+}
+
+CUresult cuDevicePrimaryCtxReset_v2(CUdevice dev)
+{
+    if (fx_driver_load() != 0)
+        return CUDA_ERROR_NOT_INITIALIZED;
+    pthread_mutex_lock(&ctx_lock);
+    CUresult r = fx_real.cuDevicePrimaryCtxReset_v2(dev);
+    if (r == CUDA_SUCCESS && dev >= 0 && dev < FX_MAX_DEVICES && primary_refs[dev] > 0) {
+        primary_refs[dev] = 0;
+        context_gone(dev, primary_ctx[dev]);
+    }
+    pthread_mutex_unlock(&ctx_lock);
+    return r;
 }
 
 /* total = the quota (never above the GPU: cuDNN breaks on more), used = the

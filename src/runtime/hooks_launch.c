@@ -42,6 +42,7 @@ struct tracker {
     int count;
     uint32_t since_marker;    /* fast-path launches since the last marker */
     uint32_t every;           /* fast-path launches per marker */
+    uint64_t last_marker_ns;  /* when the last marker was recorded */
     uint64_t last_done_ns;    /* when a marker was last seen complete */
 };
 
@@ -63,21 +64,26 @@ static int poll_tracker(struct tracker *t)
             /* With work queued behind it, the time since the previous
              * completion is the GPU time this marker covered. */
             uint64_t now = fx_mono_ns();
+            uint32_t every = __atomic_load_n(&t->every, __ATOMIC_RELAXED);
             if (t->count > 1 && t->last_done_ns) {
                 uint64_t span = now - t->last_done_ns;
-                if (span > EVERY_HI_NS && t->every > EVERY_MIN)
-                    t->every /= 2;
-                else if (span < EVERY_LO_NS && t->every < EVERY_MAX)
-                    t->every *= 2;
+                if (span > EVERY_HI_NS && every > EVERY_MIN)
+                    __atomic_store_n(&t->every, every / 2, __ATOMIC_RELAXED);
+                else if (span < EVERY_LO_NS && every < EVERY_MAX)
+                    __atomic_store_n(&t->every, every * 2, __ATOMIC_RELAXED);
             }
-            t->last_done_ns = now;
             t->busy[i] = 0;
             t->count--;
+            /* Drained: the next span starts from the next marker, not from
+             * before an idle gap. */
+            t->last_done_ns = t->count ? now : 0;
         }
     }
     fx_rt_relaxed_end(&saved);
-    if (t->g)
+    if (t->g) {
+        fx_arb_heartbeat(t->g, fx_mono_ns());
         fx_arb_set_inflight(t->g, (uint32_t)t->count);
+    }
     return t->count;
 }
 
@@ -144,6 +150,23 @@ static void start_monitor_locked(void)
     }
 }
 
+void fx_launch_forget_ctx(CUcontext ctx)
+{
+    pthread_mutex_lock(&trk_lock);
+    for (int d = 0; d < FX_MAX_DEVICES; d++) {
+        struct tracker *t = &trackers[d];
+        if (t->ctx != ctx)
+            continue;
+        memset(t->ev, 0, sizeof(t->ev));
+        memset(t->busy, 0, sizeof(t->busy));
+        t->count = 0;
+        t->ctx = NULL;
+        if (t->g)
+            fx_arb_set_inflight(t->g, 0);
+    }
+    pthread_mutex_unlock(&trk_lock);
+}
+
 void fx_launch_forget_all(void)
 {
     pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
@@ -169,7 +192,8 @@ static void track(CUdevice dev, struct fx_gpu *g, CUstream stream, int per_threa
     struct tracker *t = &trackers[dev];
     t->g = g;
     if (!t->every)
-        t->every = EVERY_START;
+        __atomic_store_n(&t->every, EVERY_START, __ATOMIC_RELAXED);
+    __atomic_store_n(&t->last_marker_ns, fx_mono_ns(), __ATOMIC_RELAXED);
     if (fx_real.cuCtxGetCurrent)
         fx_real.cuCtxGetCurrent(&t->ctx);
     __atomic_store_n(&t->since_marker, 0, __ATOMIC_RELAXED);
@@ -237,6 +261,7 @@ int fx_launch_begin(struct fx_launch *l, CUstream stream, int per_thread)
     l->dev = dev;
     l->stream = stream;
     l->per_thread = per_thread;
+    l->now = now;
     if (fx_arb_fast_path(g, capped, now)) {
         l->g = g;
         l->fast = 1;
@@ -263,9 +288,13 @@ void fx_launch_end(struct fx_launch *l, CUresult r)
         struct tracker *t = &trackers[l->dev];
         uint32_t n = __atomic_add_fetch(&t->since_marker, 1, __ATOMIC_RELAXED);
         uint32_t every = __atomic_load_n(&t->every, __ATOMIC_RELAXED);
-        /* A marker in a stream being captured would be captured too, and
-         * querying it would break the capture. */
-        if (n >= (every ? every : EVERY_START) && !fx_rt_capturing(l->stream, l->per_thread))
+        /* Also a marker after EVERY_HI_NS whatever the count: kernels may
+         * turn long after `every` grew on short ones. A marker in a stream
+         * being captured would be captured too, and querying it would break
+         * the capture. */
+        if ((n >= (every ? every : EVERY_START) ||
+             l->now - __atomic_load_n(&t->last_marker_ns, __ATOMIC_RELAXED) >= EVERY_HI_NS) &&
+            !fx_rt_capturing(l->stream, l->per_thread))
             track(l->dev, l->g, l->stream, l->per_thread, FAST_INFLIGHT);
         fx_arb_launch_done(l->g);
         return;

@@ -36,7 +36,10 @@ static void credit(int dev, uint64_t bytes)
 static CUresult remember(enum fx_alloc_kind kind, uint64_t key, uint64_t bytes, CUdevice dev,
                          struct fx_gpu *g, CUresult (*undo)(uint64_t))
 {
-    struct fx_alloc a = {bytes, dev};
+    struct fx_alloc a = {bytes, dev, 0};
+    CUcontext ctx = NULL;
+    if (fx_real.cuCtxGetCurrent && fx_real.cuCtxGetCurrent(&ctx) == CUDA_SUCCESS)
+        a.ctx = (uint64_t)(uintptr_t)ctx;
     if (fx_ptrmap_put(kind, key, a) == 0)
         return CUDA_SUCCESS;
     undo(key);
@@ -261,6 +264,7 @@ CUresult cuMipmappedArrayDestroy(CUmipmappedArray hMipmappedArray)
 
 #define MAX_POOLS 256
 static pthread_mutex_t pools_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t pool_alloc_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct pool_charge {
     CUmemoryPool pool;
     CUdevice dev;
@@ -375,6 +379,9 @@ static CUresult alloc_async(CUdeviceptr *dptr, size_t bytesize, CUmemoryPool poo
     CUmemoryPool target = pool;
     if (!target && fx_real.cuDeviceGetMemPool)
         fx_real.cuDeviceGetMemPool(&target, dev);
+    /* One pool allocation at a time in this process: the estimate below
+     * must not be made by two threads on the same free memory. */
+    pthread_mutex_lock(&pool_alloc_lock);
     /* What the pool must grow by: nothing when memory it already holds (and
      * that is already booked) can serve the request. */
     uint64_t admit = fx_round_up(bytesize, POOL_GRANULE);
@@ -389,8 +396,10 @@ static CUresult alloc_async(CUdeviceptr *dptr, size_t bytesize, CUmemoryPool poo
             admit = used + admit > reserved ? used + admit - reserved : 0;
         fx_rt_relaxed_end(&saved);
     }
-    if (fx_charge(g, dev, admit) != 0)
+    if (fx_charge(g, dev, admit) != 0) {
+        pthread_mutex_unlock(&pool_alloc_lock);
         return CUDA_ERROR_OUT_OF_MEMORY;
+    }
     CUresult r = real(dptr, bytesize, pool, stream);
     pthread_mutex_lock(&pools_lock);
     struct pool_charge *e = target ? pool_entry(target, dev) : NULL;
@@ -407,6 +416,22 @@ static CUresult alloc_async(CUdeviceptr *dptr, size_t bytesize, CUmemoryPool poo
                     (unsigned long long)admit);
     }
     pthread_mutex_unlock(&pools_lock);
+    /* The free memory the estimate counted on may not have served (it can
+     * be fragmented, or not yet reusable in stream order), and the pool
+     * grew past the quota instead: undo the allocation, give the unused
+     * memory back, and refuse. */
+    if (r == CUDA_SUCCESS && e && fx_gpu_tenant_used(g) > fx_gpu_quota(g)) {
+        CUresult (*free_async)(CUdeviceptr, CUstream) =
+            per_thread ? fx_real.cuMemFreeAsync_ptsz : fx_real.cuMemFreeAsync;
+        if (free_async && free_async(*dptr, stream) == CUDA_SUCCESS) {
+            fx_real.cuMemPoolTrimTo(target, 0);
+            pthread_mutex_lock(&pools_lock);
+            pool_settle(e, g);
+            pthread_mutex_unlock(&pools_lock);
+            r = CUDA_ERROR_OUT_OF_MEMORY;
+        }
+    }
+    pthread_mutex_unlock(&pool_alloc_lock);
     return r;
 }
 
@@ -472,6 +497,7 @@ void fx_mem_forget_all(void)
 {
     pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
     pools_lock = fresh;
+    pool_alloc_lock = fresh;
     graph_lock = fresh;
     memset(pools, 0, sizeof(pools));
     memset(graph_charged, 0, sizeof(graph_charged));

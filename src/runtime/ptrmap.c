@@ -106,6 +106,28 @@ int fx_ptrmap_take(enum fx_alloc_kind kind, uint64_t key, struct fx_alloc *out)
     return 0;
 }
 
+int fx_ptrmap_take_ctx(uint64_t ctx, uint64_t *bytes_by_dev, int ndev)
+{
+    int n = 0;
+    for (;;) {
+        /* Find one, then take it by key: removal reorders the table. */
+        uint64_t key = 0;
+        pthread_mutex_lock(&lock);
+        for (uint64_t i = 0; i < cap && !key; i++)
+            if (slots[i].key && slots[i].a.ctx == ctx)
+                key = slots[i].key;
+        pthread_mutex_unlock(&lock);
+        if (!key)
+            return n;
+        struct fx_alloc a;
+        if (fx_ptrmap_take((enum fx_alloc_kind)(key >> 56), key & 0x00ffffffffffffffull, &a) == 0) {
+            if (a.dev >= 0 && a.dev < ndev)
+                bytes_by_dev[a.dev] += a.size;
+            n++;
+        }
+    }
+}
+
 void fx_ptrmap_reset(void)
 {
     /* After fork only this thread exists, so the lock may be held by a

@@ -18,6 +18,7 @@ enum fx_alloc_kind {
 struct fx_alloc {
     uint64_t size;
     int dev;
+    uint64_t ctx; /* the context it was made in (freed with it); 0 unknown */
 };
 
 /* Records an allocation; returns 0, or -1 when out of host memory. */
@@ -25,6 +26,9 @@ int fx_ptrmap_put(enum fx_alloc_kind kind, uint64_t key, struct fx_alloc a);
 /* Removes and returns the record; 0 when found, -1 when unknown (memory the
  * library did not charge, such as an IPC import). */
 int fx_ptrmap_take(enum fx_alloc_kind kind, uint64_t key, struct fx_alloc *out);
+/* Removes every record made in context `ctx` and adds their bytes per
+ * device into bytes_by_dev[ndev]. Returns how many were removed. */
+int fx_ptrmap_take_ctx(uint64_t ctx, uint64_t *bytes_by_dev, int ndev);
 /* Forgets everything (after fork: the child holds none of it). */
 void fx_ptrmap_reset(void);
 /* How many records there are (tests). */

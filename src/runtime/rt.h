@@ -51,10 +51,14 @@ struct fx_launch {
     CUstream stream;
     int per_thread;
     int fast; /* alone and uncapped: only the occasional marker */
+    uint64_t now; /* when the launch began */
 };
 CUresult fx_launch_begin(struct fx_launch *l, CUstream stream, int per_thread);
 void fx_launch_end(struct fx_launch *l, CUresult r);
 void fx_launch_forget_all(void);
+/* A context is gone: its markers went with it (dropped, not destroyed). */
+void fx_launch_forget_ctx(CUcontext ctx);
+void fx_contexts_forget_all(void);
 
 /* Charges `bytes` to this process on `g` within the quota, first settling
  * pools and graph memory that may have shrunk; 0 or FLEXPU_ENOFIT. */

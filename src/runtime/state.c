@@ -248,6 +248,16 @@ int fx_gpu_charge_context(struct fx_gpu *g, uint64_t bytes)
     return 0;
 }
 
+void fx_gpu_uncharge_context(struct fx_gpu *g)
+{
+    writers_lock(g);
+    struct fx_proc_rec *p = &g->st->procs[g->slot];
+    uint64_t b = p->context_bytes;
+    p->used_bytes = p->used_bytes >= b ? p->used_bytes - b : 0;
+    p->context_bytes = 0;
+    writers_unlock(g);
+}
+
 /* Creates the file fully initialised under a temporary name and links it in
  * place, so no process ever maps a half-written header. Losing the race to
  * another creator is fine. */

@@ -24,7 +24,7 @@
 #include "runtime/config.h"
 
 #define FX_STATE_MAGIC 0x31535846u /* "FXS1" little-endian */
-#define FX_STATE_VERSION 2u
+#define FX_STATE_VERSION 3u
 #define FX_MAX_TENANTS 32
 #define FX_MAX_PROCS 256
 #define FX_UUID_MAX 96
@@ -64,6 +64,7 @@ struct fx_proc_rec {
     uint32_t launching;          /* threads past the arbiter, not yet marked */
     uint32_t reserved1;
     uint64_t poll_ns;            /* last time a waiting thread checked in */
+    uint64_t beat_ns;            /* last time its in-flight count was checked */
     uint64_t last_launch_ns;     /* CLOCK_MONOTONIC of its last launch */
     uint64_t drained_ns;         /* when its in-flight work last reached zero */
 };
@@ -132,6 +133,10 @@ int fx_gpu_charge(struct fx_gpu *g, uint64_t bytes, int force);
 void fx_gpu_uncharge(struct fx_gpu *g, uint64_t bytes);
 /* Charges the context overhead once (marks context_bytes). */
 int fx_gpu_charge_context(struct fx_gpu *g, uint64_t bytes);
+
+/* Credits the context overhead back (the process has no context left on
+ * the GPU); the next context charges it again. */
+void fx_gpu_uncharge_context(struct fx_gpu *g);
 
 /* The tenant's usage: the sum over its live slots. */
 uint64_t fx_gpu_tenant_used(struct fx_gpu *g);

@@ -119,6 +119,8 @@ static void ctx_destroy(struct fake_ctx *c)
     fake_lock();
 
     fake_streams_free(c);
+    /* Destroying a context frees the memory allocated in it. */
+    fake_registry_destroy_owned(c);
     struct fake_device *d = &fake.dev[c->dev];
     if (--d->contexts == 0)
         fake_uncharge(c->dev, fake.ctx_overhead);
@@ -319,6 +321,21 @@ FAKE_API CUresult cuDevicePrimaryCtxRelease_v2(CUdevice dev)
 FAKE_API CUresult cuDevicePrimaryCtxRelease(CUdevice dev)
 {
     return cuDevicePrimaryCtxRelease_v2(dev);
+}
+
+/* cudaDeviceReset: the primary context and everything allocated in it go;
+ * the next retain makes a fresh one. */
+FAKE_API CUresult cuDevicePrimaryCtxReset_v2(CUdevice dev)
+{
+    FAKE_REQUIRE_INIT();
+    if (!fake_valid_dev(dev))
+        return CUDA_ERROR_INVALID_DEVICE;
+    fake_lock();
+    struct fake_ctx *c = fake.dev[dev].primary;
+    if (c)
+        ctx_destroy(c);
+    fake_unlock();
+    return CUDA_SUCCESS;
 }
 
 FAKE_API CUresult cuDevicePrimaryCtxGetState(CUdevice dev, unsigned int *flags, int *active)

@@ -55,6 +55,7 @@ FAKE_API CUresult cuCtxSynchronize(void);
 FAKE_API CUresult cuDevicePrimaryCtxRetain(CUcontext *pctx, CUdevice dev);
 FAKE_API CUresult cuDevicePrimaryCtxRelease(CUdevice dev);
 FAKE_API CUresult cuDevicePrimaryCtxRelease_v2(CUdevice dev);
+FAKE_API CUresult cuDevicePrimaryCtxReset_v2(CUdevice dev);
 FAKE_API CUresult cuDevicePrimaryCtxGetState(CUdevice dev, unsigned int *flags, int *active);
 
 /* Classic, host, array and IPC memory. */

@@ -124,7 +124,8 @@ struct fake_alloc {
     unsigned long long charged; /* bytes charged to fake.dev[dev].used */
     void *map;                  /* host mapping backing it, or NULL */
     size_t map_len;
-    void *owner;                  /* POOL_BLOCK: its pool; GRAPH_VA: its graph */
+    void *owner;                  /* POOL_BLOCK: its pool; GRAPH_VA: its graph;
+                                   * device memory and arrays: their context */
     struct fake_alloc *pool_next; /* POOL_BLOCK: next block of the same pool */
     size_t req;                   /* POOL_BLOCK: bytes requested while in use */
     int in_use;                   /* POOL_BLOCK */

@@ -39,6 +39,7 @@
     X(cuDevicePrimaryCtxRetain, cuDevicePrimaryCtxRetain, 7000, 0)                                 \
     X(cuDevicePrimaryCtxRelease, cuDevicePrimaryCtxRelease, 7000, 0)                               \
     X(cuDevicePrimaryCtxRelease, cuDevicePrimaryCtxRelease_v2, 11000, 0)                           \
+    X(cuDevicePrimaryCtxReset, cuDevicePrimaryCtxReset_v2, 11000, 0)                               \
     X(cuDevicePrimaryCtxGetState, cuDevicePrimaryCtxGetState, 7000, 0)                             \
     X(cuMemAlloc, cuMemAlloc, 2000, 0)                                                             \
     X(cuMemAlloc, cuMemAlloc_v2, 3020, 0)                                                          \

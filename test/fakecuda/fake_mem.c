@@ -173,6 +173,8 @@ static CUresult device_alloc(enum fake_alloc_kind kind, size_t len, CUdeviceptr 
     if (r == CUDA_SUCCESS)
         r = fake_map_and_register(kind, c->dev, len, len, &a);
     if (r == CUDA_SUCCESS)
+        a->owner = c; /* freed with its context, as by the real driver */
+    if (r == CUDA_SUCCESS)
         *dptr = a->key;
     fake_unlock();
     return r;
@@ -373,6 +375,7 @@ static CUresult array_register(enum fake_alloc_kind kind, unsigned long long byt
         a->key = (unsigned long long)(uintptr_t)a;
         a->size = (size_t)bytes;
         a->charged = bytes;
+        a->owner = c; /* freed with its context */
         fake_registry_add(a);
         *handle = a->key;
     }

@@ -76,6 +76,7 @@ typedef CUresult (*f_reserve)(CUdeviceptr *, size_t, size_t, CUdeviceptr, unsign
 typedef CUresult (*f_map)(CUdeviceptr, size_t, size_t, CUmemGenericAllocationHandle,
                           unsigned long long);
 typedef CUresult (*f_unmap)(CUdeviceptr, size_t);
+typedef CUresult (*f_devreset)(CUdevice);
 typedef CUresult (*f_poolcreate)(CUmemoryPool *, const CUmemPoolProps *);
 typedef CUresult (*f_palloc)(CUdeviceptr *, size_t, CUmemoryPool, CUstream);
 typedef CUresult (*f_pdestroy)(CUmemoryPool);
@@ -224,6 +225,17 @@ static void run(char *cmd, char *a, char *b, char *c, char *e4)
     } else if (!strcmp(cmd, "ctxcreate")) {
         CUcontext ctx;
         reply(CALL(f_ctxcreate4, "cuCtxCreate", 0, &ctx, NULL, 0, (CUdevice)x));
+    } else if (!strcmp(cmd, "ctxnew")) {
+        /* A context of its own (made current), by id. */
+        CUcontext ctx;
+        r = CALL(f_ctxcreate4, "cuCtxCreate", 0, &ctx, NULL, 0, (CUdevice)x);
+        r ? reply(r) : ok_id((uint64_t)(uintptr_t)ctx);
+    } else if (!strcmp(cmd, "ctxdestroy")) {
+        reply(CALL(f_ctxset, "cuCtxDestroy", 0, (CUcontext)(uintptr_t)id_of(a)));
+    } else if (!strcmp(cmd, "ctxset")) {
+        reply(CALL(f_ctxset, "cuCtxSetCurrent", 0, (CUcontext)(uintptr_t)id_of(a)));
+    } else if (!strcmp(cmd, "reset")) {
+        reply(CALL(f_devreset, "cuDevicePrimaryCtxReset", 0, (CUdevice)x));
     } else if (!strcmp(cmd, "alloc")) {
         CUdeviceptr p;
         r = CALL(f_alloc, "cuMemAlloc", 0, &p, x);

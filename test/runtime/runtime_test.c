@@ -394,6 +394,31 @@ static void test_context_overhead_is_charged_once(void **state)
     client_stop(&c);
 }
 
+/* The driver frees what was allocated in a context when the context goes:
+ * destroyed, or the primary one reset (cudaDeviceReset). So is the
+ * quota, and the context overhead with the last context. */
+static void test_context_destruction_credits_its_memory(void **state)
+{
+    (void)state;
+    struct client c;
+    const char *const env[] = {"FLEXPU_TENANT=a", "FLEXPU_MEMORY_LIMIT=1Gi",
+                               "FLEXPU_CONTEXT_OVERHEAD=100Mi", NULL};
+    client_ready(&c, env);
+    assert_string_equal(cmd(&c, "alloc %llu", 300 * MiB), "ok 0");
+    assert_int_equal(node_usage("a"), 400 * MiB);
+    assert_string_equal(cmd(&c, "reset 0"), "ok");
+    assert_int_equal(node_usage("a"), 0);
+    assert_string_equal(cmd(&c, "ctx 0"), "ok");
+    assert_int_equal(node_usage("a"), 100 * MiB);
+    /* A context of its own, with an allocation, then destroyed. */
+    assert_string_equal(cmd(&c, "ctxnew 0"), "ok 1");
+    assert_string_equal(cmd(&c, "alloc %llu", 200 * MiB), "ok 2");
+    assert_int_equal(node_usage("a"), 300 * MiB);
+    assert_string_equal(cmd(&c, "ctxdestroy 1"), "ok");
+    assert_int_equal(node_usage("a"), 100 * MiB);
+    client_stop(&c);
+}
+
 /* ---- several processes ----------------------------------------------------- */
 
 static void test_processes_of_a_tenant_share_one_quota(void **state)
@@ -779,6 +804,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_ipc_import_is_not_charged_twice, setup, teardown),
         cmocka_unit_test_setup_teardown(test_context_overhead_is_charged_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_context_destruction_credits_its_memory, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_processes_of_a_tenant_share_one_quota, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_sigkill_at_random_points_releases_everything, setup,

@@ -88,6 +88,37 @@ static void test_stopped_waiter_is_not_work(void **state)
     fx_gpu_detach(&b);
 }
 
+/* Stopped with work in flight (its monitor stopped too): the count it
+ * cannot lower is not believed once stale, even for a high tenant. */
+static void test_stopped_process_with_work_in_flight_is_not_work(void **state)
+{
+    (void)state;
+    struct fx_gpu hi, n;
+    join(&hi, "hi", 50, 100);
+    join(&n, "n", 50, 100);
+    hi.st->tenants[hi.tenant].priority = FX_PRIO_HIGH;
+    uint64_t now = fx_mono_ns() + 1000 * MS;
+    proc(&hi)->inflight = 2;
+    proc(&hi)->launching = 1;
+    proc(&hi)->beat_ns = now - 100 * MS;
+    proc(&hi)->last_launch_ns = now - 100 * MS;
+    hi.st->arb.demand |= 1u << hi.tenant;
+    waits(&n, now);
+    waits(&n, now);
+    step(&n, now);
+    assert_int_equal(n.st->arb.demand & (1u << hi.tenant), 0);
+    assert_true(holder(&n) == -1 || holder(&n) == n.tenant);
+    /* The same counts, published recently, are work: high goes first. */
+    proc(&hi)->beat_ns = now;
+    hi.st->arb.demand |= 1u << hi.tenant;
+    proc(&hi)->waiting = 1;
+    proc(&hi)->poll_ns = now;
+    step(&n, now + MS);
+    assert_true(n.st->arb.demand & (1u << hi.tenant));
+    fx_gpu_detach(&hi);
+    fx_gpu_detach(&n);
+}
+
 static void test_unused_slice_is_charged_and_passes_on(void **state)
 {
     (void)state;
@@ -249,6 +280,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_stopped_waiter_is_not_work, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unused_slice_is_charged_and_passes_on, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stopped_process_with_work_in_flight_is_not_work, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_launch_in_progress_delays_hand_over, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reused_tenant_record_inherits_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cap_budget_never_goes_back, setup, teardown),

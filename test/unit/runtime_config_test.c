@@ -171,9 +171,9 @@ static void test_ptrmap(void **state)
     (void)state;
     fx_ptrmap_reset();
     for (uint64_t i = 1; i <= 5000; i++) {
-        struct fx_alloc a = {i * 10, (int)(i % 3)};
+        struct fx_alloc a = {i * 10, (int)(i % 3), 0};
         assert_int_equal(fx_ptrmap_put(FX_KIND_MEM, i * 4096, a), 0);
-        assert_int_equal(fx_ptrmap_put(FX_KIND_VMM, i * 4096, (struct fx_alloc){i, 0}), 0);
+        assert_int_equal(fx_ptrmap_put(FX_KIND_VMM, i * 4096, (struct fx_alloc){i, 0, 0}), 0);
     }
     assert_int_equal(fx_ptrmap_count(), 10000);
     for (uint64_t i = 1; i <= 5000; i += 2) {
@@ -194,6 +194,32 @@ static void test_ptrmap(void **state)
     fx_ptrmap_reset();
 }
 
+/* A destroyed context takes its allocations with it: all records of that
+ * context, and only those, come out with their bytes per device. */
+static void test_ptrmap_take_ctx(void **state)
+{
+    (void)state;
+    fx_ptrmap_reset();
+    uint64_t want[3] = {0};
+    for (uint64_t i = 1; i <= 3000; i++) {
+        uint64_t ctx = i % 2 ? 0x1111 : 0x2222;
+        struct fx_alloc a = {i, (int)(i % 3), ctx};
+        assert_int_equal(fx_ptrmap_put(FX_KIND_MEM, i * 512, a), 0);
+        if (ctx == 0x1111)
+            want[i % 3] += i;
+    }
+    uint64_t got[3] = {0};
+    assert_int_equal(fx_ptrmap_take_ctx(0x1111, got, 3), 1500);
+    for (int d = 0; d < 3; d++)
+        assert_int_equal(got[d], want[d]);
+    assert_int_equal(fx_ptrmap_count(), 1500);
+    assert_int_equal(fx_ptrmap_take_ctx(0x1111, got, 3), 0);
+    struct fx_alloc a;
+    assert_int_equal(fx_ptrmap_take(FX_KIND_MEM, 2 * 512, &a), 0);
+    assert_int_equal(a.ctx, 0x2222);
+    fx_ptrmap_reset();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -204,6 +230,7 @@ int main(void)
         cmocka_unit_test(test_file_errors_name_line_key_value),
         cmocka_unit_test(test_load_file),
         cmocka_unit_test(test_ptrmap),
+        cmocka_unit_test(test_ptrmap_take_ctx),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
