@@ -53,13 +53,11 @@ int fx_arb_fast_path(struct fx_gpu *g, int capped, uint64_t now)
     if (!(LOAD(&a->demand) & me))
         __atomic_fetch_or(&a->demand, me, __ATOMIC_SEQ_CST);
     __atomic_store_n(&p->last_launch_ns, now, __ATOMIC_RELAXED); /* advisory: idleness */
-    if (capped)
-        return 0;
-    ADD(&p->launching, 1);
-    if ((LOAD(&a->demand) & ~me) == 0 && LOAD(&a->holder) == 0)
-        return 1; /* fx_arb_launch_done ends it */
-    SUB(&p->launching, 1);
-    return 0;
+    /* No announcement here (two locked instructions per launch would be a
+     * measurable share of a launch): a fast-path launch racing with the
+     * start of contention is at most one launch per thread, and the settle
+     * phase waits for the marked fast-path work anyway. */
+    return !capped && (LOAD(&a->demand) & ~me) == 0 && LOAD(&a->holder) == 0;
 }
 
 void fx_arb_launched(struct fx_gpu *g, uint64_t now)
@@ -90,6 +88,12 @@ static uint32_t inflight_now(struct fx_proc_rec *p, uint64_t now)
     if (now >= beat && now - beat >= STALE_NS)
         return 0;
     return LOAD(&p->inflight) + LOAD(&p->launching);
+}
+
+int fx_arb_contended(struct fx_gpu *g)
+{
+    struct fx_arbiter *a = &g->st->arb;
+    return LOAD(&a->holder) != 0 || (LOAD(&a->demand) & ~(1u << g->tenant)) != 0;
 }
 
 void fx_arb_heartbeat(struct fx_gpu *g, uint64_t now)

@@ -49,6 +49,9 @@ void fx_arb_set_inflight(struct fx_gpu *g, uint32_t inflight);
  * taken for a stopped process's and ignored. */
 void fx_arb_heartbeat(struct fx_gpu *g, uint64_t now);
 
+/* 1 when another tenant has claimed the GPU or somebody holds it. */
+int fx_arb_contended(struct fx_gpu *g);
+
 /* Under the GPU lock: decides whether the slice should pass on now, and to
  * whom; does it. Exposed for tests and for the waiting loops. */
 void fx_arb_step_locked(struct fx_gpu *g, uint64_t now);

@@ -33,6 +33,7 @@
 #define EVERY_LO_NS (250 * 1000ull)
 #define EVERY_HI_NS (1000 * 1000ull)
 #define MONITOR_POLL_NS (100 * 1000L)
+#define MONITOR_IDLE_POLL_NS (2 * 1000 * 1000L)
 
 struct tracker {
     struct fx_gpu *g;
@@ -99,7 +100,7 @@ static void *monitor_main(void *arg)
         fx_real.cuThreadExchangeStreamCaptureMode(&mode);
     pthread_mutex_lock(&trk_lock);
     while (monitor_state == 1) {
-        int inflight = 0;
+        int inflight = 0, contended = 0;
         for (int d = 0; d < FX_MAX_DEVICES; d++) {
             if (!trackers[d].count)
                 continue;
@@ -108,10 +109,15 @@ static void *monitor_main(void *arg)
             if (trackers[d].ctx && fx_real.cuCtxSetCurrent)
                 fx_real.cuCtxSetCurrent(trackers[d].ctx);
             inflight += poll_tracker(&trackers[d]);
+            if (trackers[d].g && fx_arb_contended(trackers[d].g))
+                contended = 1;
         }
         if (inflight) {
             pthread_mutex_unlock(&trk_lock);
-            struct timespec ts = {0, MONITOR_POLL_NS};
+            /* Alone on the GPU nothing waits on these counts but the
+             * beginning of contention (a settle, bounded anyway): poll
+             * rarely, and leave the cores to the application. */
+            struct timespec ts = {0, contended ? MONITOR_POLL_NS : MONITOR_IDLE_POLL_NS};
             nanosleep(&ts, NULL);
             pthread_mutex_lock(&trk_lock);
         } else {
@@ -281,12 +287,15 @@ void fx_launch_end(struct fx_launch *l, CUresult r)
     if (!l->g)
         return;
     if (r != CUDA_SUCCESS) {
-        fx_arb_launch_done(l->g);
+        if (!l->fast)
+            fx_arb_launch_done(l->g);
         return;
     }
     if (l->fast) {
         struct tracker *t = &trackers[l->dev];
-        uint32_t n = __atomic_add_fetch(&t->since_marker, 1, __ATOMIC_RELAXED);
+        /* A plain increment: threads racing on it only shift a marker. */
+        uint32_t n = __atomic_load_n(&t->since_marker, __ATOMIC_RELAXED) + 1;
+        __atomic_store_n(&t->since_marker, n, __ATOMIC_RELAXED);
         uint32_t every = __atomic_load_n(&t->every, __ATOMIC_RELAXED);
         /* Also a marker after EVERY_HI_NS whatever the count: kernels may
          * turn long after `every` grew on short ones. A marker in a stream
@@ -296,7 +305,6 @@ void fx_launch_end(struct fx_launch *l, CUresult r)
              l->now - __atomic_load_n(&t->last_marker_ns, __ATOMIC_RELAXED) >= EVERY_HI_NS) &&
             !fx_rt_capturing(l->stream, l->per_thread))
             track(l->dev, l->g, l->stream, l->per_thread, FAST_INFLIGHT);
-        fx_arb_launch_done(l->g);
         return;
     }
     fx_arb_launched(l->g, fx_mono_ns());

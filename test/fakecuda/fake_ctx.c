@@ -13,6 +13,29 @@
 static _Thread_local struct fake_ctx *ctx_stack[FAKE_CTX_STACK_MAX];
 static _Thread_local int ctx_depth;
 
+/* The real driver answers cuCtxGetDevice from thread-local state, without a
+ * process-wide lock; so does the fake, from a per-thread cache that any
+ * change of contexts (here: a bump of the generation, or this thread's own
+ * push/pop/set clearing it) makes it look up again under the lock. Without
+ * this the fake would charge an interposer that asks per launch with lock
+ * contention the real driver does not have. */
+static unsigned ctx_generation = 1;
+static _Thread_local unsigned tl_generation;
+static _Thread_local int tl_dev;
+
+/* This thread's current context changed. */
+static void ctx_changed(void)
+{
+    tl_generation = 0;
+}
+
+/* A context is gone: every thread's cache may name it. */
+static void ctx_gone(void)
+{
+    __atomic_add_fetch(&ctx_generation, 1, __ATOMIC_RELEASE);
+    tl_generation = 0;
+}
+
 /* Lock held. A handle is valid only while its context is in fake.contexts. */
 struct fake_ctx *fake_ctx_find(CUcontext h)
 {
@@ -111,6 +134,7 @@ static void ctx_destroy(struct fake_ctx *c)
         if (ctx_stack[i] != c)
             ctx_stack[kept++] = ctx_stack[i];
     ctx_depth = kept;
+    ctx_gone();
 
     c->stopping = 1;
     pthread_cond_signal(&c->work_cv);
@@ -132,6 +156,7 @@ static CUresult ctx_push(struct fake_ctx *c)
     if (ctx_depth == FAKE_CTX_STACK_MAX)
         return CUDA_ERROR_INVALID_VALUE;
     ctx_stack[ctx_depth++] = c;
+    ctx_changed();
     return CUDA_SUCCESS;
 }
 
@@ -213,6 +238,7 @@ FAKE_API CUresult cuCtxPopCurrent_v2(CUcontext *pctx)
     if (ctx_depth == 0)
         return CUDA_ERROR_INVALID_CONTEXT;
     struct fake_ctx *c = ctx_stack[--ctx_depth];
+    ctx_changed();
     if (pctx)
         *pctx = (CUcontext)c;
     return CUDA_SUCCESS;
@@ -225,6 +251,7 @@ FAKE_API CUresult cuCtxSetCurrent(CUcontext ctx)
     if (!ctx) {
         if (ctx_depth > 0)
             ctx_depth--;
+        ctx_changed();
         return CUDA_SUCCESS;
     }
     fake_lock();
@@ -234,6 +261,7 @@ FAKE_API CUresult cuCtxSetCurrent(CUcontext ctx)
         if (ctx_depth == 0)
             ctx_depth = 1;
         ctx_stack[ctx_depth - 1] = c;
+        ctx_changed();
         r = CUDA_SUCCESS;
     }
     fake_unlock();
@@ -256,10 +284,18 @@ FAKE_API CUresult cuCtxGetDevice(CUdevice *device)
     FAKE_REQUIRE_INIT();
     if (!device)
         return CUDA_ERROR_INVALID_VALUE;
+    unsigned gen = __atomic_load_n(&ctx_generation, __ATOMIC_ACQUIRE);
+    if (tl_generation == gen) {
+        *device = tl_dev;
+        return CUDA_SUCCESS;
+    }
     fake_lock();
     struct fake_ctx *c = fake_current_ctx();
-    if (c)
+    if (c) {
         *device = c->dev;
+        tl_dev = c->dev;
+        tl_generation = gen;
+    }
     fake_unlock();
     return c ? CUDA_SUCCESS : CUDA_ERROR_INVALID_CONTEXT;
 }

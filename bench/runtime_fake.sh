@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# The runtime library's figures against the fake driver (docs/RUNTIME.md):
+# the share / cap / priority measurements printed by the runtime tests, and
+# the launch rate with and without the library (zero-length kernels, one
+# second per run, bare and library runs alternated, 7 each, medians). The
+# launch rate of the fake is a ping-pong between two threads and swings
+# by 2x from run to run on 2 cores: it shows gross regressions, not the
+# per-launch cost on a GPU. Writes bench/results/runtime-fake.txt. These
+# are the fake GPU's figures: bench/vgpu.sh is for a real one.
+# Bounded: about 1 minute.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+B=${BUILD:-build}
+[ -x "$B/test/runtime/runtime_test" ] || { echo "build first: make build" >&2; exit 1; }
+OUT=bench/results/runtime-fake.txt
+mkdir -p bench/results
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+one_run() { # LD_PRELOAD value (empty: bare) -> launches in one second
+  rm -rf "$tmp/state" "$tmp/fake" && mkdir -p "$tmp/fake"
+  printf 'init\nctx 0\nburn 0 1000\nexit\n' |
+    env LD_PRELOAD="$1" LD_LIBRARY_PATH="$B/test/fakecuda" FLEXPU_STATE_DIR="$tmp/state" \
+      FAKECUDA_DIR="$tmp/fake" FLEXPU_CONTEXT_OVERHEAD=0 "$B/test/runtime/cuda_client" |
+    tail -n 1 | awk '{print $3}'
+}
+
+{
+  echo "# runtime library on the fake driver ($(date -u +%F), $(nproc) cores)"
+  echo "## shares, caps, priorities (ctest -R runtime_test -V)"
+  "$B/test/runtime/runtime_test" 2>&1 |
+    grep -E '^(pair|three|capped|share|high|bursty|after|kernel_ptsz|ex|ex_ptsz|coop|graph) ' || true
+  echo "## launch rate, zero-length kernels, alternated runs (launches/s)"
+  : > "$tmp/bare"
+  : > "$tmp/lib"
+  for i in 1 2 3 4 5 6 7; do
+    one_run "" >> "$tmp/bare"
+    one_run "$PWD/$B/libflexpu-cuda.so" >> "$tmp/lib"
+  done
+  echo "bare runs       $(sort -n "$tmp/bare" | tr '\n' ' ')"
+  echo "library runs    $(sort -n "$tmp/lib" | tr '\n' ' ')"
+  bare=$(sort -n "$tmp/bare" | sed -n 4p)
+  lib=$(sort -n "$tmp/lib" | sed -n 4p)
+  awk -v a="$bare" -v b="$lib" 'BEGIN { printf "median ratio    %.3f\n", b / a }'
+} | tee "$OUT"
