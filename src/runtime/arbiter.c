@@ -45,14 +45,18 @@ static void futex_wake_all(uint32_t *addr)
     syscall(SYS_futex, addr, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 
-int fx_arb_fast_path(struct fx_gpu *g, int capped, uint64_t now)
+int fx_arb_fast_path(struct fx_gpu *g, int capped)
 {
     struct fx_arbiter *a = &g->st->arb;
     struct fx_proc_rec *p = &g->st->procs[g->slot];
     uint32_t me = 1u << g->tenant;
     if (!(LOAD(&a->demand) & me))
         __atomic_fetch_or(&a->demand, me, __ATOMIC_SEQ_CST);
-    __atomic_store_n(&p->last_launch_ns, now, __ATOMIC_RELAXED); /* advisory: idleness */
+    /* Activity is a counter the arbiter samples, not a clock read per
+     * launch (a clock read is a noticeable share of a launch). Threads
+     * racing on it may lose a count; only its moving matters. */
+    __atomic_store_n(&p->launches, __atomic_load_n(&p->launches, __ATOMIC_RELAXED) + 1,
+                     __ATOMIC_RELAXED);
     /* No announcement here (two locked instructions per launch would be a
      * measurable share of a launch): a fast-path launch racing with the
      * start of contention is at most one launch per thread, and the settle
@@ -76,13 +80,28 @@ static int waiting_now(struct fx_proc_rec *p, uint64_t now)
     return LOAD(&p->waiting) && (now < polled || now - polled < STALE_NS);
 }
 
+/* When the process last launched, as far as the arbiter can tell: its
+ * arbitrated launches stamp the time; fast-path launches only move a
+ * counter, and the time the arbiter sees it move stands for them. Caller
+ * holds the lock (it updates the arbiter's view). */
+static uint64_t last_launch(struct fx_proc_rec *p, uint64_t now)
+{
+    uint64_t n = __atomic_load_n(&p->launches, __ATOMIC_RELAXED);
+    if (n != p->seen_launches) {
+        p->seen_launches = n;
+        p->seen_ns = now;
+    }
+    uint64_t last = LOAD(&p->last_launch_ns);
+    return last > p->seen_ns ? last : p->seen_ns;
+}
+
 /* Work in flight or being launched, as the process last published it; a
  * process that has published nothing for STALE_NS is stopped (its monitor
  * thread too), and its counts are not believed: a stopped process must not
  * hold the GPU through a count it cannot lower. */
 static uint32_t inflight_now(struct fx_proc_rec *p, uint64_t now)
 {
-    uint64_t beat = LOAD(&p->beat_ns), last = LOAD(&p->last_launch_ns);
+    uint64_t beat = LOAD(&p->beat_ns), last = last_launch(p, now);
     if (last > beat)
         beat = last;
     if (now >= beat && now - beat >= STALE_NS)
@@ -113,7 +132,7 @@ static int tenant_busy(struct fx_gpu *g, int t, uint64_t now, uint32_t *inflight
         if (!p->in_use || p->tenant != t || !fx_gpu_slot_alive(g, i))
             continue;
         uint32_t n = inflight_now(p, now);
-        uint64_t last = LOAD(&p->last_launch_ns);
+        uint64_t last = last_launch(p, now);
         in += n;
         if (waiting_now(p, now) || n || (now >= last && now - last < FX_ARB_IDLE_NS))
             busy = 1;

@@ -28,7 +28,7 @@ uint64_t fx_mono_ns(void);
 
 /* 1 when this tenant may launch without arbitration: it is not capped and
  * no other tenant has launched recently. Lock-free; called per launch. */
-int fx_arb_fast_path(struct fx_gpu *g, int capped, uint64_t now);
+int fx_arb_fast_path(struct fx_gpu *g, int capped);
 
 /* Blocks until this process's tenant holds the GPU (or `now` shows its
  * slice is still running). Returns the nanoseconds it waited. The launch

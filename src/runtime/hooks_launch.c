@@ -262,13 +262,11 @@ int fx_launch_begin(struct fx_launch *l, CUstream stream, int per_thread)
     struct fx_gpu *g = fx_rt_gpu(dev, &rc);
     if (!g)
         return rc;
-    uint64_t now = fx_mono_ns();
     int capped = fx_rt_config()->compute_cap < 100;
     l->dev = dev;
     l->stream = stream;
     l->per_thread = per_thread;
-    l->now = now;
-    if (fx_arb_fast_path(g, capped, now)) {
+    if (fx_arb_fast_path(g, capped)) {
         l->g = g;
         l->fast = 1;
         return CUDA_SUCCESS;
@@ -297,12 +295,13 @@ void fx_launch_end(struct fx_launch *l, CUresult r)
         uint32_t n = __atomic_load_n(&t->since_marker, __ATOMIC_RELAXED) + 1;
         __atomic_store_n(&t->since_marker, n, __ATOMIC_RELAXED);
         uint32_t every = __atomic_load_n(&t->every, __ATOMIC_RELAXED);
-        /* Also a marker after EVERY_HI_NS whatever the count: kernels may
-         * turn long after `every` grew on short ones. A marker in a stream
-         * being captured would be captured too, and querying it would break
-         * the capture. */
+        /* Also a marker after EVERY_HI_NS whatever the count (the clock is
+         * read every 16th launch): kernels may turn long after `every` grew
+         * on short ones. A marker in a stream being captured would be
+         * captured too, and querying it would break the capture. */
         if ((n >= (every ? every : EVERY_START) ||
-             l->now - __atomic_load_n(&t->last_marker_ns, __ATOMIC_RELAXED) >= EVERY_HI_NS) &&
+             ((n & 15) == 0 &&
+              fx_mono_ns() - __atomic_load_n(&t->last_marker_ns, __ATOMIC_RELAXED) >= EVERY_HI_NS)) &&
             !fx_rt_capturing(l->stream, l->per_thread))
             track(l->dev, l->g, l->stream, l->per_thread, FAST_INFLIGHT);
         return;

@@ -51,7 +51,6 @@ struct fx_launch {
     CUstream stream;
     int per_thread;
     int fast; /* alone and uncapped: only the occasional marker */
-    uint64_t now; /* when the launch began */
 };
 CUresult fx_launch_begin(struct fx_launch *l, CUstream stream, int per_thread);
 void fx_launch_end(struct fx_launch *l, CUresult r);

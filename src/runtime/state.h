@@ -24,7 +24,7 @@
 #include "runtime/config.h"
 
 #define FX_STATE_MAGIC 0x31535846u /* "FXS1" little-endian */
-#define FX_STATE_VERSION 3u
+#define FX_STATE_VERSION 4u
 #define FX_MAX_TENANTS 32
 #define FX_MAX_PROCS 256
 #define FX_UUID_MAX 96
@@ -65,6 +65,9 @@ struct fx_proc_rec {
     uint32_t reserved1;
     uint64_t poll_ns;            /* last time a waiting thread checked in */
     uint64_t beat_ns;            /* last time its in-flight count was checked */
+    uint64_t launches;           /* fast-path launches (a plain counter) */
+    uint64_t seen_launches;      /* the arbiter's last look at it... */
+    uint64_t seen_ns;            /* ...and when it last saw it move */
     uint64_t last_launch_ns;     /* CLOCK_MONOTONIC of its last launch */
     uint64_t drained_ns;         /* when its in-flight work last reached zero */
 };
