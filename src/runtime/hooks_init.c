@@ -166,36 +166,36 @@ CUresult cuCtxDestroy_v2(CUcontext ctx)
     return r;
 }
 
+/* Release (all = 0: the last release destroys the primary context) or
+ * reset (all = 1: it goes at once) of the primary context of `dev`. The
+ * driver is loaded (the caller read `real` from it). */
+static CUresult primary_drop(CUdevice dev, int all, CUresult (*real)(CUdevice))
+{
+    pthread_mutex_lock(&ctx_lock);
+    CUresult r = real(dev);
+    if (r == CUDA_SUCCESS && dev >= 0 && dev < FX_MAX_DEVICES && primary_refs[dev] > 0) {
+        primary_refs[dev] = all ? 0 : primary_refs[dev] - 1;
+        if (primary_refs[dev] == 0)
+            context_gone(dev, primary_ctx[dev]);
+    }
+    pthread_mutex_unlock(&ctx_lock);
+    return r;
+}
+
 CUresult cuDevicePrimaryCtxRelease_v2(CUdevice dev)
 {
     if (fx_driver_load() != 0)
         return CUDA_ERROR_NOT_INITIALIZED;
-    pthread_mutex_lock(&ctx_lock);
-    CUresult r = fx_real.cuDevicePrimaryCtxRelease_v2(dev);
-    /* The last release destroys the primary context. */
-    if (r == CUDA_SUCCESS && dev >= 0 && dev < FX_MAX_DEVICES && primary_refs[dev] > 0 &&
-        --primary_refs[dev] == 0)
-        context_gone(dev, primary_ctx[dev]);
-    pthread_mutex_unlock(&ctx_lock);
-    return r;
+    return primary_drop(dev, 0, fx_real.cuDevicePrimaryCtxRelease_v2);
 }
 
 CUresult cuDevicePrimaryCtxReset_v2(CUdevice dev)
 {
     if (fx_driver_load() != 0)
         return CUDA_ERROR_NOT_INITIALIZED;
-    pthread_mutex_lock(&ctx_lock);
-    CUresult r = fx_real.cuDevicePrimaryCtxReset_v2(dev);
-    if (r == CUDA_SUCCESS && dev >= 0 && dev < FX_MAX_DEVICES && primary_refs[dev] > 0) {
-        primary_refs[dev] = 0;
-        context_gone(dev, primary_ctx[dev]);
-    }
-    pthread_mutex_unlock(&ctx_lock);
-    return r;
+    return primary_drop(dev, 1, fx_real.cuDevicePrimaryCtxReset_v2);
 }
 
-/* total = the quota (never above the GPU: cuDNN breaks on more), used = the
- * tenant's usage, free = what the quota leaves, never more than the GPU has. */
 CUresult cuMemGetInfo_v2(size_t *free, size_t *total)
 {
     CUresult rc;
@@ -208,12 +208,10 @@ CUresult cuMemGetInfo_v2(size_t *free, size_t *total)
     if (r != CUDA_SUCCESS)
         return r;
     fx_pools_reconcile_device(dev);
-    uint64_t quota = fx_gpu_quota(g);
-    uint64_t cap = quota < phys_total ? quota : phys_total;
-    uint64_t used = fx_gpu_tenant_used(g);
-    uint64_t left = used < cap ? cap - used : 0;
-    *total = cap;
-    *free = left < phys_free ? left : phys_free;
+    uint64_t t, f;
+    fx_memory_view(fx_gpu_quota(g), fx_gpu_tenant_used(g), phys_total, phys_free, &t, &f);
+    *total = t;
+    *free = f;
     return CUDA_SUCCESS;
 }
 

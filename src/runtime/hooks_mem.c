@@ -288,8 +288,23 @@ static struct pool_charge *pool_entry(CUmemoryPool pool, CUdevice dev)
     return free_e;
 }
 
-/* Books the pool's reservation as the driver reports it. */
-static void pool_settle(struct pool_charge *e, struct fx_gpu *g)
+/* Sets a booking (*booked) to what the driver reports `held`, charging the
+ * growth (already taken: forced) or crediting the shrink. Returns the
+ * growth, 0 when it did not grow. */
+static uint64_t book(struct fx_gpu *g, uint64_t *booked, uint64_t held)
+{
+    uint64_t grew = held > *booked ? held - *booked : 0;
+    if (grew)
+        fx_gpu_charge(g, grew, 1);
+    else if (held < *booked)
+        fx_gpu_uncharge(g, *booked - held);
+    *booked = held;
+    return grew;
+}
+
+/* Books the pool's reservation as the driver reports it; returns how much
+ * the reservation had grown beyond the booking (0 when the query fails). */
+static uint64_t pool_settle(struct pool_charge *e, struct fx_gpu *g)
 {
     cuuint64_t reserved = 0;
     CUstreamCaptureMode saved;
@@ -299,13 +314,7 @@ static void pool_settle(struct pool_charge *e, struct fx_gpu *g)
                                                      &reserved)
                      : CUDA_ERROR_NOT_SUPPORTED;
     fx_rt_relaxed_end(&saved);
-    if (r != CUDA_SUCCESS)
-        return;
-    if (reserved > e->charged)
-        fx_gpu_charge(g, reserved - e->charged, 1);
-    else if (reserved < e->charged)
-        fx_gpu_uncharge(g, e->charged - reserved);
-    e->charged = reserved;
+    return r == CUDA_SUCCESS ? book(g, &e->charged, reserved) : 0;
 }
 
 void fx_pool_reconcile(CUmemoryPool pool, CUdevice dev)
@@ -403,9 +412,10 @@ static CUresult alloc_async(CUdeviceptr *dptr, size_t bytesize, CUmemoryPool poo
     CUresult r = real(dptr, bytesize, pool, stream);
     pthread_mutex_lock(&pools_lock);
     struct pool_charge *e = target ? pool_entry(target, dev) : NULL;
+    uint64_t beyond = 0; /* what the pool grew by beyond the admission */
     if (e) {
-        e->charged += admit; /* the admission becomes part of the booking... */
-        pool_settle(e, g);   /* ...which is then set to what the pool holds */
+        e->charged += admit;          /* the admission becomes part of the booking... */
+        beyond = pool_settle(e, g);   /* ...which is then set to what the pool holds */
     } else {
         /* Table full: the pool's reservation cannot be followed, so the
          * admission stays booked (an over-count, never an escape). */
@@ -418,9 +428,10 @@ static CUresult alloc_async(CUdeviceptr *dptr, size_t bytesize, CUmemoryPool poo
     pthread_mutex_unlock(&pools_lock);
     /* The free memory the estimate counted on may not have served (it can
      * be fragmented, or not yet reusable in stream order), and the pool
-     * grew past the quota instead: undo the allocation, give the unused
-     * memory back, and refuse. */
-    if (r == CUDA_SUCCESS && e && fx_gpu_tenant_used(g) > fx_gpu_quota(g)) {
+     * grew past the admission; if that took the tenant past the quota, undo
+     * the allocation, give the unused memory back, and refuse. (Only then is
+     * the tenant's usage summed: this is every pool allocation's path.) */
+    if (r == CUDA_SUCCESS && beyond && fx_gpu_tenant_used(g) > fx_gpu_quota(g)) {
         CUresult (*free_async)(CUdeviceptr, CUstream) =
             per_thread ? fx_real.cuMemFreeAsync_ptsz : fx_real.cuMemFreeAsync;
         if (free_async && free_async(*dptr, stream) == CUDA_SUCCESS) {
@@ -518,15 +529,9 @@ void fx_graphmem_reconcile(CUdevice dev)
     if (r != CUDA_SUCCESS)
         return;
     pthread_mutex_lock(&graph_lock);
-    if (reserved > graph_charged[dev]) {
-        fx_gpu_charge(g, reserved - graph_charged[dev], 1);
-        if (fx_gpu_tenant_used(g) > fx_gpu_quota(g))
-            FX_WARN(COMP, "graph memory took the tenant over its quota", "device=%d bytes=%llu",
-                    (int)dev, (unsigned long long)reserved);
-    } else if (reserved < graph_charged[dev]) {
-        fx_gpu_uncharge(g, graph_charged[dev] - reserved);
-    }
-    graph_charged[dev] = reserved;
+    if (book(g, &graph_charged[dev], reserved) && fx_gpu_tenant_used(g) > fx_gpu_quota(g))
+        FX_WARN(COMP, "graph memory took the tenant over its quota", "device=%d bytes=%llu",
+                (int)dev, (unsigned long long)reserved);
     pthread_mutex_unlock(&graph_lock);
 }
 

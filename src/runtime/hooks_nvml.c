@@ -9,7 +9,7 @@
 
 /* The quota and the tenant's usage on the GPU behind `device`; -1 when the
  * GPU is unknown to flexpu (then the real figures stand). */
-static int tenant_view(nvmlDevice_t device, uint64_t phys_total, uint64_t *total, uint64_t *used)
+static int tenant_view(nvmlDevice_t device, uint64_t phys_total, uint64_t *quota, uint64_t *used)
 {
     if (!fx_real.nvmlDeviceGetUUID)
         return -1;
@@ -17,8 +17,7 @@ static int tenant_view(nvmlDevice_t device, uint64_t phys_total, uint64_t *total
     if (fx_real.nvmlDeviceGetUUID(device, uuid, sizeof(uuid)) != NVML_SUCCESS)
         return -1;
     const struct fx_slice_config *cfg = fx_rt_config();
-    uint64_t quota = cfg->memory_limit > 0 ? (uint64_t)cfg->memory_limit : phys_total;
-    *total = quota < phys_total ? quota : phys_total;
+    *quota = cfg->memory_limit > 0 ? (uint64_t)cfg->memory_limit : phys_total;
     struct fx_gpu *g = fx_rt_gpu_by_uuid(uuid);
     if (g) {
         *used = fx_gpu_tenant_used(g);
@@ -47,19 +46,29 @@ static nvmlReturn_t ready(void)
     return fx_nvml_load() == 0 ? NVML_SUCCESS : NVML_ERROR_UNINITIALIZED;
 }
 
+/* Replaces the figures NVML gave with the tenant's view, as cuMemGetInfo
+ * gives it. Returns 0 when it did. */
+static int tell(nvmlDevice_t device, unsigned long long *total, unsigned long long *free,
+                unsigned long long *used)
+{
+    uint64_t quota, u, t, f;
+    if (tenant_view(device, *total, &quota, &u) != 0)
+        return -1;
+    fx_memory_view(quota, u, *total, *free, &t, &f);
+    *total = t;
+    *free = f;
+    *used = u;
+    return 0;
+}
+
 nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t *memory)
 {
     nvmlReturn_t rc = ready();
     if (rc != NVML_SUCCESS)
         return rc;
     nvmlReturn_t r = fx_real.nvmlDeviceGetMemoryInfo(device, memory);
-    uint64_t total, used;
-    if (r != NVML_SUCCESS || !memory || tenant_view(device, memory->total, &total, &used) != 0)
-        return r;
-    uint64_t left = used < total ? total - used : 0;
-    memory->free = left < memory->free ? left : memory->free; /* never more than the GPU has */
-    memory->total = total;
-    memory->used = used;
+    if (r == NVML_SUCCESS && memory)
+        tell(device, &memory->total, &memory->free, &memory->used);
     return r;
 }
 
@@ -69,13 +78,7 @@ nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMemory_v2_t *me
     if (rc != NVML_SUCCESS)
         return rc;
     nvmlReturn_t r = fx_real.nvmlDeviceGetMemoryInfo_v2(device, memory);
-    uint64_t total, used;
-    if (r != NVML_SUCCESS || !memory || tenant_view(device, memory->total, &total, &used) != 0)
-        return r;
-    uint64_t left = used < total ? total - used : 0;
-    memory->free = left < memory->free ? left : memory->free;
-    memory->total = total;
-    memory->reserved = 0;
-    memory->used = used;
+    if (r == NVML_SUCCESS && memory && tell(device, &memory->total, &memory->free, &memory->used) == 0)
+        memory->reserved = 0;
     return r;
 }

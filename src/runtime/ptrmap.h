@@ -12,7 +12,6 @@ enum fx_alloc_kind {
     FX_KIND_MEM = 1,  /* cuMemAlloc, pitch, managed, async from a pool */
     FX_KIND_ARRAY,    /* cuArrayCreate, cuArray3DCreate */
     FX_KIND_MIPMAP,   /* cuMipmappedArrayCreate */
-    FX_KIND_VMM,      /* cuMemCreate physical handles */
 };
 
 struct fx_alloc {

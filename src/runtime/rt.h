@@ -69,4 +69,10 @@ void fx_vmm_forget_all(void);
 
 uint64_t fx_round_up(uint64_t x, uint64_t to);
 
+/* What a process is told about a GPU's memory (cuMemGetInfo, NVML):
+ * total = the quota, never above the GPU (cuDNN breaks on more); free =
+ * what the quota leaves, never above what the GPU has free. */
+void fx_memory_view(uint64_t quota, uint64_t used, uint64_t phys_total, uint64_t phys_free,
+                    uint64_t *total, uint64_t *free);
+
 #endif

@@ -23,6 +23,15 @@ uint64_t fx_round_up(uint64_t x, uint64_t to)
     return to ? (x + to - 1) / to * to : x;
 }
 
+void fx_memory_view(uint64_t quota, uint64_t used, uint64_t phys_total, uint64_t phys_free,
+                    uint64_t *total, uint64_t *free)
+{
+    uint64_t cap = quota < phys_total ? quota : phys_total;
+    uint64_t left = used < cap ? cap - used : 0;
+    *total = cap;
+    *free = left < phys_free ? left : phys_free;
+}
+
 static const char *env_get(const char *name, void *ctx)
 {
     (void)ctx;

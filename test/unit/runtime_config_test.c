@@ -173,7 +173,7 @@ static void test_ptrmap(void **state)
     for (uint64_t i = 1; i <= 5000; i++) {
         struct fx_alloc a = {i * 10, (int)(i % 3), 0};
         assert_int_equal(fx_ptrmap_put(FX_KIND_MEM, i * 4096, a), 0);
-        assert_int_equal(fx_ptrmap_put(FX_KIND_VMM, i * 4096, (struct fx_alloc){i, 0, 0}), 0);
+        assert_int_equal(fx_ptrmap_put(FX_KIND_ARRAY, i * 4096, (struct fx_alloc){i, 0, 0}), 0);
     }
     assert_int_equal(fx_ptrmap_count(), 10000);
     for (uint64_t i = 1; i <= 5000; i += 2) {
@@ -187,7 +187,7 @@ static void test_ptrmap(void **state)
         assert_int_equal(fx_ptrmap_take(FX_KIND_MEM, i * 4096, &a), i % 2 ? -1 : 0);
         if (i % 2 == 0)
             assert_int_equal(a.dev, (int)(i % 3));
-        assert_int_equal(fx_ptrmap_take(FX_KIND_VMM, i * 4096, &a), 0);
+        assert_int_equal(fx_ptrmap_take(FX_KIND_ARRAY, i * 4096, &a), 0);
         assert_int_equal(a.size, i);
     }
     assert_int_equal(fx_ptrmap_count(), 0);
