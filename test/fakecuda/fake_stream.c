@@ -197,6 +197,20 @@ FAKE_API CUresult cuStreamGetCtx_ptsz(CUstream hStream, CUcontext *pctx)
     return stream_get_ctx(hStream, pctx);
 }
 
+/* Lock held. The stream and the event of a wait or a record, and whether the
+ * stream's capture (if any) still stands. */
+static CUresult stream_and_event(CUstream hStream, CUevent hEvent, struct fake_stream **s,
+                                 struct fake_event **ev)
+{
+    *ev = event_find(hEvent);
+    CUresult r = fake_stream_resolve(hStream, s);
+    if (r == CUDA_SUCCESS && !*ev)
+        r = CUDA_ERROR_INVALID_HANDLE;
+    if (r == CUDA_SUCCESS)
+        r = fake_capture_status(*s);
+    return r;
+}
+
 /* A stream that waits on an event recorded in a capture joins that capture
  * (how multi-stream capture forks). Otherwise the wait is queued when the
  * event's last record has not completed yet. */
@@ -207,12 +221,8 @@ static CUresult stream_wait_event(CUstream hStream, CUevent hEvent, unsigned int
         return CUDA_ERROR_INVALID_VALUE;
     fake_lock();
     struct fake_stream *s;
-    struct fake_event *ev = event_find(hEvent);
-    CUresult r = fake_stream_resolve(hStream, &s);
-    if (r == CUDA_SUCCESS && !ev)
-        r = CUDA_ERROR_INVALID_HANDLE;
-    if (r == CUDA_SUCCESS)
-        r = fake_capture_status(s);
+    struct fake_event *ev;
+    CUresult r = stream_and_event(hStream, hEvent, &s, &ev);
     if (r == CUDA_SUCCESS) {
         struct fake_capture *cap = fake_capture_find(ev->capture_id);
         if (cap && !s->capture) {
@@ -267,12 +277,8 @@ static CUresult event_record(CUevent hEvent, CUstream hStream, unsigned int flag
         return CUDA_ERROR_INVALID_VALUE;
     fake_lock();
     struct fake_stream *s;
-    struct fake_event *ev = event_find(hEvent);
-    CUresult r = fake_stream_resolve(hStream, &s);
-    if (r == CUDA_SUCCESS && !ev)
-        r = CUDA_ERROR_INVALID_HANDLE;
-    if (r == CUDA_SUCCESS)
-        r = fake_capture_status(s);
+    struct fake_event *ev;
+    CUresult r = stream_and_event(hStream, hEvent, &s, &ev);
     if (r == CUDA_SUCCESS && s->capture) {
         ev->capture_id = s->capture->id; /* an event node, not executed */
     } else if (r == CUDA_SUCCESS) {
