@@ -8,7 +8,7 @@ BUILD_FUZZ ?= build-fuzz
 FUZZ_SECONDS ?= 15
 JOBS       ?= $(shell nproc)
 
-.PHONY: all deps build demo test unit asan fuzz bench clean
+.PHONY: all deps build demo test unit asan fuzz e2e bench clean
 
 all: build
 
@@ -35,20 +35,26 @@ asan: deps
 	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --test-dir $(BUILD_ASAN) --output-on-failure -j $(JOBS)
 
-# libFuzzer on the trace, quantity and slice configuration parsers, a short
+# libFuzzer on the trace, quantity, slice configuration and Kubernetes parsers, a short
 # bounded run each.
 fuzz: deps
 	@CC=clang cmake -S . -B $(BUILD_FUZZ) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DFLEXPU_TESTS=OFF -DFLEXPU_FUZZ=ON \
 	  -DCMAKE_C_FLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all" >/dev/null
 	@ninja -C $(BUILD_FUZZ) -j $(JOBS)
-	@for f in quantity csv slice_conf; do \
+	@for f in quantity csv slice_conf kube; do \
 	  mkdir -p $(BUILD_FUZZ)/corpus-$$f && \
 	  ./$(BUILD_FUZZ)/test/fuzz/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 \
 	    $(BUILD_FUZZ)/corpus-$$f test/fuzz/corpus/$$f 2>&1 | tail -n 2 || exit 1; \
 	done
 
 test: unit asan fuzz
+
+# End-to-end tests of the scheduler on a real control plane (etcd,
+# kube-apiserver, kwok) built once from upstream Go modules into
+# ~/.cache/flexpu (test/cluster/build-binaries.sh; minutes the first time).
+e2e: build
+	@test/e2e/scheduler_e2e.sh $(BUILD)
 
 bench: build
 	@bench/run.sh

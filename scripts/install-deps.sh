@@ -10,6 +10,8 @@ set -euo pipefail
 PACKAGES=(
   gcc make cmake ninja-build pkg-config time
   libcmocka-dev
+  libcurl4-openssl-dev libjansson-dev libyaml-dev libssl-dev
+  openssl curl unzip ca-certificates
   clang libclang-rt-14-dev
 )
 

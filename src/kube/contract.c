@@ -1,0 +1,425 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "kube/contract.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "flexpu/quantity.h"
+#include "kube/kube.h"
+
+#define MIB (1024 * 1024)
+
+static int bad(struct flexpu_error *err, const char *field, const char *value, const char *why)
+{
+    return flexpu_error_field(err, FLEXPU_EINVAL, field, value ? value : "",
+                              value ? strlen(value) : 0, why);
+}
+
+/* resources.limits[name], else resources.requests[name] (the API server
+ * copies limits into requests for extended resources, but not always for
+ * CPU and memory). Returns the string or NULL; *field names where it was. */
+static const char *resource(json_t *ctr, const char *name, bool prefer_requests, char *field,
+                            size_t flen, const char *prefix)
+{
+    const char *order[2] = {"limits", "requests"};
+    if (prefer_requests) {
+        order[0] = "requests";
+        order[1] = "limits";
+    }
+    for (int i = 0; i < 2; i++) {
+        json_t *v = json_object_get(kube_get(ctr, "resources"), order[i]);
+        v = json_object_get(v, name);
+        if (v) {
+            snprintf(field, flen, "%s.resources.%s[%s]", prefix, order[i], name);
+            return json_is_string(v) ? json_string_value(v) : "";
+        }
+    }
+    return NULL;
+}
+
+/* An integer resource quantity within [lo, hi]. */
+static int int_resource(json_t *ctr, const char *name, const char *prefix, int64_t lo, int64_t hi,
+                        int64_t *out, bool *present, struct flexpu_error *err)
+{
+    char field[256];
+    const char *s = resource(ctr, name, false, field, sizeof(field), prefix);
+    *present = s != NULL;
+    if (!s)
+        return 0;
+    int64_t milli;
+    if (flexpu_quantity_parse_milli(s, field, &milli, err))
+        return FLEXPU_EINVAL;
+    if (milli % 1000)
+        return bad(err, field, s, "must be a whole number");
+    if (milli / 1000 < lo || milli / 1000 > hi) {
+        char why[96];
+        snprintf(why, sizeof(why), "must be between %lld and %lld", (long long)lo, (long long)hi);
+        return bad(err, field, s, why);
+    }
+    *out = milli / 1000;
+    return 0;
+}
+
+/* CPU (milli) and memory (bytes) a container requests. */
+static int ctr_cpu_mem(json_t *ctr, const char *prefix, int64_t *cpu, int64_t *mem,
+                       struct flexpu_error *err)
+{
+    char field[256];
+    *cpu = *mem = 0;
+    const char *s = resource(ctr, "cpu", true, field, sizeof(field), prefix);
+    if (s && flexpu_quantity_parse_milli(s, field, cpu, err))
+        return FLEXPU_EINVAL;
+    s = resource(ctr, "memory", true, field, sizeof(field), prefix);
+    if (s && flexpu_quantity_parse(s, field, mem, err))
+        return FLEXPU_EINVAL;
+    if (*cpu < 0 || *mem < 0)
+        return bad(err, field, s, "must not be negative");
+    return 0;
+}
+
+static int gpu_resources(json_t *ctr, const char *prefix, struct fx_pod_spec *o, bool *has,
+                         struct flexpu_error *err)
+{
+    int64_t n = 0, cores = 0, mem = 0;
+    bool pn, pc, pm;
+    char field[256];
+    int rc;
+    if ((rc = int_resource(ctr, FX_RES_GPU, prefix, 1, FLEXPU_MAX_GPUS, &n, &pn, err)) ||
+        (rc = int_resource(ctr, FX_RES_GPU_CORES, prefix, 1, 100, &cores, &pc, err)))
+        return rc;
+    const char *ms = resource(ctr, FX_RES_GPU_MEMORY, false, field, sizeof(field), prefix);
+    pm = ms != NULL;
+    if (ms) {
+        if (flexpu_quantity_parse(ms, field, &mem, err))
+            return FLEXPU_EINVAL;
+        if (mem < MIB)
+            return bad(err, field, ms,
+                       "is in bytes and must be at least 1Mi (write 4Gi, or 4096Mi)");
+    }
+    *has = pn || pc || pm;
+    if (!*has)
+        return 0;
+    if (!pn) {
+        snprintf(field, sizeof(field), "%s.resources.limits[%s]", prefix, FX_RES_GPU);
+        return bad(err, field, "",
+                   "must be set (1 for a slice) when gpu-cores or gpu-memory is requested");
+    }
+    o->num_gpu = (int)n;
+    o->cores = pc ? (int)cores : (pm ? 0 : 100);
+    o->gpu_mem = mem;
+    return 0;
+}
+
+static int containers(json_t *list, const char *kind, struct fx_pod_spec *o, int64_t *cpu,
+                      int64_t *mem, bool sum, bool gpu_allowed, int *gpu_ctrs,
+                      struct flexpu_error *err)
+{
+    size_t i;
+    json_t *ctr;
+    json_array_foreach(list, i, ctr)
+    {
+        char prefix[96];
+        snprintf(prefix, sizeof(prefix), "%s[%zu]", kind, i);
+        int64_t c, m;
+        if (ctr_cpu_mem(ctr, prefix, &c, &m, err))
+            return FLEXPU_EINVAL;
+        if (sum) {
+            *cpu += c;
+            *mem += m;
+        } else {
+            *cpu = c > *cpu ? c : *cpu;
+            *mem = m > *mem ? m : *mem;
+        }
+        bool has = false;
+        int rc = gpu_resources(ctr, prefix, o, &has, err);
+        if (rc)
+            return rc;
+        if (has && (!gpu_allowed || ++*gpu_ctrs > 1)) {
+            char field[128];
+            snprintf(field, sizeof(field), "%s.resources.limits[%s]", prefix, FX_RES_GPU);
+            return bad(err, field, "",
+                       gpu_allowed ? "only one container of a pod may request flexpu.io GPUs"
+                                   : "init containers may not request flexpu.io GPUs");
+        }
+    }
+    return 0;
+}
+
+int fx_pod_spec_parse(json_t *pod, struct fx_pod_spec *o, struct flexpu_error *err)
+{
+    memset(o, 0, sizeof(*o));
+    o->cores_limit = 100;
+    o->priority = FX_PRIO_NORMAL;
+    json_t *spec = json_object_get(pod, "spec");
+    int64_t cpu = 0, mem = 0, icpu = 0, imem = 0;
+    int gpu_ctrs = 0;
+    int rc = containers(json_object_get(spec, "containers"), "containers", o, &cpu, &mem, true,
+                        true, &gpu_ctrs, err);
+    if (!rc)
+        rc = containers(json_object_get(spec, "initContainers"), "initContainers", o, &icpu,
+                        &imem, false, false, &gpu_ctrs, err);
+    if (rc)
+        return rc;
+    o->cpu_milli = cpu > icpu ? cpu : icpu;
+    o->mem_bytes = mem > imem ? mem : imem;
+    json_t *overhead = json_object_get(spec, "overhead");
+    if (overhead) {
+        int64_t c = 0, m = 0;
+        const char *s = json_string_value(json_object_get(overhead, "cpu"));
+        if (s && flexpu_quantity_parse_milli(s, "spec.overhead[cpu]", &c, err))
+            return FLEXPU_EINVAL;
+        s = json_string_value(json_object_get(overhead, "memory"));
+        if (s && flexpu_quantity_parse(s, "spec.overhead[memory]", &m, err))
+            return FLEXPU_EINVAL;
+        o->cpu_milli += c;
+        o->mem_bytes += m;
+    }
+    o->wants_gpu = gpu_ctrs > 0;
+    /* The engine has no per-pod node filter yet: refusing is honest, placing
+     * as if the constraint were absent would not be. */
+    json_t *sel = json_object_get(spec, "nodeSelector");
+    if (json_object_size(sel) > 0)
+        return bad(err, "spec.nodeSelector", json_object_iter_key(json_object_iter(sel)),
+                   "node selectors are not supported by flexpu-scheduler yet");
+    if (kube_get(spec, "affinity.nodeAffinity") || kube_get(spec, "affinity.podAffinity") ||
+        kube_get(spec, "affinity.podAntiAffinity"))
+        return bad(err, "spec.affinity", "", "affinity is not supported by flexpu-scheduler yet");
+
+    json_t *ann = kube_get(pod, "metadata.annotations");
+    const char *s = json_string_value(json_object_get(ann, FX_ANN_CORES_LIMIT));
+    if (s) {
+        int64_t v;
+        if (flexpu_quantity_parse_milli(s, "metadata.annotations[" FX_ANN_CORES_LIMIT "]", &v,
+                                        err))
+            return FLEXPU_EINVAL;
+        if (v % 1000 || v < 1000 || v > 100000)
+            return bad(err, "metadata.annotations[" FX_ANN_CORES_LIMIT "]", s,
+                       "must be a whole percent between 1 and 100");
+        if (o->wants_gpu && v / 1000 < o->cores)
+            return bad(err, "metadata.annotations[" FX_ANN_CORES_LIMIT "]", s,
+                       "must not be below the pod's flexpu.io/gpu-cores");
+        o->cores_limit = (int)(v / 1000);
+    }
+    s = json_string_value(json_object_get(ann, FX_ANN_PRIORITY));
+    if (s) {
+        if (strcmp(s, "high") == 0)
+            o->priority = FX_PRIO_HIGH;
+        else if (strcmp(s, "normal") == 0)
+            o->priority = FX_PRIO_NORMAL;
+        else if (strcmp(s, "low") == 0)
+            o->priority = FX_PRIO_LOW;
+        else
+            return bad(err, "metadata.annotations[" FX_ANN_PRIORITY "]", s,
+                       "must be high, normal or low");
+    }
+    s = json_string_value(json_object_get(ann, FX_ANN_GPU_MODEL));
+    if (s) {
+        size_t n = strlen(s);
+        if (n == 0 || n >= sizeof(o->model) || strspn(s,
+                                                      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopq"
+                                                      "rstuvwxyz0123456789-_.| ,") != n)
+            return bad(err, "metadata.annotations[" FX_ANN_GPU_MODEL "]", s,
+                       "must list GPU models separated by | (letters, digits, - _ .)");
+        memcpy(o->model, s, n + 1);
+    }
+    return 0;
+}
+
+void fx_pod_spec_req(const struct fx_pod_spec *s, struct flexpu_pod_req *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->cpu_milli = s->cpu_milli;
+    r->mem_mib = (s->mem_bytes + MIB - 1) / MIB;
+    if (s->wants_gpu) {
+        r->num_gpu = s->num_gpu;
+        /* A memory-only slice guarantees no compute: it is accounted at the
+         * smallest share and lives on what others leave idle. */
+        r->gpu_milli = s->cores > 0 ? s->cores * 10 : 1;
+        r->gpu_mem_mib = (s->gpu_mem + MIB - 1) / MIB;
+    }
+    r->priority = (int)s->priority;
+}
+
+/* ---- node inventory ---- */
+
+static int copy_str(char *dst, size_t len, const char *s, const char *field,
+                    struct flexpu_error *err)
+{
+    if (!s || !*s || strlen(s) >= len)
+        return bad(err, field, s, "must be a non-empty string of reasonable length");
+    memcpy(dst, s, strlen(s) + 1);
+    return 0;
+}
+
+int fx_node_inv_parse(const char *text, struct fx_node_inv *out, struct flexpu_error *err)
+{
+    memset(out, 0, sizeof(*out));
+    if (!text)
+        return 0;
+    json_error_t je;
+    json_t *a = json_loads(text, 0, &je);
+    if (!json_is_array(a)) {
+        json_decref(a);
+        return bad(err, "metadata.annotations[" FX_ANN_NODE_GPUS "]", text,
+                   "must be a JSON array of GPUs");
+    }
+    if (json_array_size(a) > FLEXPU_MAX_GPUS) {
+        json_decref(a);
+        return bad(err, "metadata.annotations[" FX_ANN_NODE_GPUS "]", text,
+                   "lists more than 16 GPUs");
+    }
+    size_t i;
+    json_t *g;
+    int rc = 0;
+    json_array_foreach(a, i, g)
+    {
+        struct fx_gpu_inv *v = &out->gpus[i];
+        char field[96];
+        snprintf(field, sizeof(field), FX_ANN_NODE_GPUS "[%zu].uuid", i);
+        if ((rc = copy_str(v->uuid, sizeof(v->uuid), json_string_value(json_object_get(g, "uuid")),
+                           field, err)))
+            break;
+        snprintf(field, sizeof(field), FX_ANN_NODE_GPUS "[%zu].model", i);
+        if ((rc = copy_str(v->model, sizeof(v->model),
+                           json_string_value(json_object_get(g, "model")), field, err)))
+            break;
+        json_t *m = json_object_get(g, "memory");
+        if (m && (!json_is_integer(m) || json_integer_value(m) < 0)) {
+            snprintf(field, sizeof(field), FX_ANN_NODE_GPUS "[%zu].memory", i);
+            rc = bad(err, field, "", "must be a non-negative integer (bytes)");
+            break;
+        }
+        v->mem_bytes = json_integer_value(m);
+        json_t *numa = json_object_get(g, "numa");
+        v->numa = json_is_integer(numa) ? (int)json_integer_value(numa) : -1;
+        json_t *grp = json_object_get(g, "group");
+        v->group = json_is_integer(grp) ? (int)json_integer_value(grp) : 0;
+        const char *h = json_string_value(json_object_get(g, "health"));
+        v->healthy = !h || strcmp(h, "Healthy") == 0;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(out->gpus[j].uuid, v->uuid) == 0) {
+                snprintf(field, sizeof(field), FX_ANN_NODE_GPUS "[%zu].uuid", i);
+                rc = bad(err, field, v->uuid, "appears twice");
+                break;
+            }
+        if (rc)
+            break;
+        out->ngpu = (int)i + 1;
+    }
+    json_decref(a);
+    if (rc)
+        memset(out, 0, sizeof(*out));
+    return rc;
+}
+
+char *fx_node_inv_format(const struct fx_node_inv *inv)
+{
+    json_t *a = json_array();
+    for (int i = 0; i < inv->ngpu; i++) {
+        const struct fx_gpu_inv *g = &inv->gpus[i];
+        json_array_append_new(a, json_pack("{s:s, s:s, s:I, s:i, s:i, s:s}", "uuid", g->uuid,
+                                           "model", g->model, "memory", (json_int_t)g->mem_bytes,
+                                           "numa", g->numa, "group", g->group, "health",
+                                           g->healthy ? "Healthy" : "Unhealthy"));
+    }
+    char *s = json_dumps(a, JSON_COMPACT);
+    json_decref(a);
+    return s;
+}
+
+/* ---- allocation ---- */
+
+int fx_allocation_parse(const char *text, struct fx_allocation *out, struct flexpu_error *err)
+{
+    memset(out, 0, sizeof(*out));
+    const char *field = "metadata.annotations[" FX_ANN_ALLOCATION "]";
+    json_error_t je;
+    json_t *j = text ? json_loads(text, 0, &je) : NULL;
+    json_t *gpus = json_object_get(j, "gpus");
+    if (!json_is_array(gpus) || json_array_size(gpus) == 0 ||
+        json_array_size(gpus) > FLEXPU_MAX_GPUS) {
+        json_decref(j);
+        return bad(err, field, text, "must be {\"gpus\":[{uuid,index,cores,memory}...]}");
+    }
+    size_t i;
+    json_t *g;
+    int rc = 0;
+    json_array_foreach(gpus, i, g)
+    {
+        struct fx_alloc_gpu *a = &out->gpus[i];
+        json_t *idx = json_object_get(g, "index"), *cores = json_object_get(g, "cores"),
+               *mem = json_object_get(g, "memory");
+        const char *uuid = json_string_value(json_object_get(g, "uuid"));
+        if (!uuid || !*uuid || strlen(uuid) >= sizeof(a->uuid) || !json_is_integer(idx) ||
+            json_integer_value(idx) < 0 || json_integer_value(idx) >= FLEXPU_MAX_GPUS ||
+            !json_is_integer(cores) || json_integer_value(cores) < 0 ||
+            json_integer_value(cores) > 100 || (mem && !json_is_integer(mem)) ||
+            json_integer_value(mem) < 0) {
+            rc = bad(err, field, text, "a GPU entry needs uuid, index 0-15, cores 0-100, memory");
+            break;
+        }
+        memcpy(a->uuid, uuid, strlen(uuid) + 1);
+        a->index = (int)json_integer_value(idx);
+        a->cores = (int)json_integer_value(cores);
+        a->mem = json_integer_value(mem);
+        out->ngpu = (int)i + 1;
+    }
+    json_decref(j);
+    if (rc)
+        memset(out, 0, sizeof(*out));
+    return rc;
+}
+
+char *fx_allocation_format(const struct fx_allocation *al)
+{
+    json_t *a = json_array();
+    for (int i = 0; i < al->ngpu; i++)
+        json_array_append_new(a, json_pack("{s:s, s:i, s:i, s:I}", "uuid", al->gpus[i].uuid,
+                                           "index", al->gpus[i].index, "cores", al->gpus[i].cores,
+                                           "memory", (json_int_t)al->gpus[i].mem));
+    json_t *o = json_pack("{s:o}", "gpus", a);
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return s;
+}
+
+/* ---- nodes ---- */
+
+int fx_node_allocatable(json_t *node, int64_t *cpu_milli, int64_t *mem_bytes,
+                        struct flexpu_error *err)
+{
+    json_t *alloc = kube_get(node, "status.allocatable");
+    if (!alloc)
+        alloc = kube_get(node, "status.capacity");
+    const char *cpu = json_string_value(json_object_get(alloc, "cpu"));
+    const char *mem = json_string_value(json_object_get(alloc, "memory"));
+    *cpu_milli = *mem_bytes = 0;
+    if (cpu && flexpu_quantity_parse_milli(cpu, "status.allocatable[cpu]", cpu_milli, err))
+        return FLEXPU_EINVAL;
+    if (mem && flexpu_quantity_parse(mem, "status.allocatable[memory]", mem_bytes, err))
+        return FLEXPU_EINVAL;
+    return 0;
+}
+
+bool fx_node_cordoned(json_t *node)
+{
+    if (json_is_true(kube_get(node, "spec.unschedulable")))
+        return true;
+    size_t i;
+    json_t *t;
+    json_array_foreach(kube_get(node, "spec.taints"), i, t)
+    {
+        const char *eff = json_string_value(json_object_get(t, "effect"));
+        if (eff && (strcmp(eff, "NoSchedule") == 0 || strcmp(eff, "NoExecute") == 0))
+            return true;
+    }
+    json_array_foreach(kube_get(node, "status.conditions"), i, t)
+    {
+        const char *type = json_string_value(json_object_get(t, "type"));
+        if (type && strcmp(type, "Ready") == 0) {
+            const char *st = json_string_value(json_object_get(t, "status"));
+            return !st || strcmp(st, "True") != 0;
+        }
+    }
+    return false;
+}

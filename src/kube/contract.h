@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* What flexpu reads from and writes to Kubernetes objects: resource and
+ * annotation names, a pod's GPU request, the allocation annotation the
+ * scheduler records at binding, and the GPU inventory the node agent
+ * publishes on its Node. One place, used by the scheduler, the node agent
+ * and the tests (docs/KUBERNETES.md explains each name and unit). */
+#ifndef FX_KUBE_CONTRACT_H
+#define FX_KUBE_CONTRACT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "flexpu/error.h"
+#include "flexpu/sched.h"
+
+#define FX_RES_GPU        "flexpu.io/gpu"        /* number of GPUs (device plugin) */
+#define FX_RES_GPU_CORES  "flexpu.io/gpu-cores"  /* percent of each GPU (node extended resource) */
+#define FX_RES_GPU_MEMORY "flexpu.io/gpu-memory" /* bytes of each GPU (node extended resource) */
+#define FX_ANN_CORES_LIMIT "flexpu.io/gpu-cores-limit"
+#define FX_ANN_PRIORITY    "flexpu.io/priority"
+#define FX_ANN_GPU_MODEL   "flexpu.io/gpu-model"
+#define FX_ANN_ALLOCATION  "flexpu.io/allocation" /* written by the scheduler at binding */
+#define FX_ANN_NODE_GPUS   "flexpu.io/gpus"       /* written by the node agent on its Node */
+
+#define FX_UUID_MAX 96
+
+enum fx_priority { FX_PRIO_LOW = 0, FX_PRIO_NORMAL = 1, FX_PRIO_HIGH = 2 };
+
+/* A pod as flexpu sees it. */
+struct fx_pod_spec {
+    bool wants_gpu;      /* asks for any flexpu.io resource */
+    int64_t cpu_milli;   /* effective request (containers, init containers, overhead) */
+    int64_t mem_bytes;
+    int num_gpu;
+    int cores;           /* percent of each GPU, 1..100 (100: whole GPUs) */
+    int64_t gpu_mem;     /* bytes per GPU; 0: not asked */
+    int cores_limit;     /* cap in percent; 100: none */
+    enum fx_priority priority;
+    char model[256];     /* allowed models "T4|A100"; empty: any */
+};
+
+/* Reads a pod (JSON as the API server serves it). Bad values give
+ * FLEXPU_EINVAL with a message naming the field and the value, such as
+ * "field 'containers[0].resources.limits[flexpu.io/gpu-cores]': invalid value
+ * '130': must be between 1 and 100". */
+int fx_pod_spec_parse(json_t *pod, struct fx_pod_spec *out, struct flexpu_error *err);
+
+/* The engine request for a pod: CPU milli, memory MiB (rounded up), GPU
+ * share in milli. model_mask is left 0 (the caller resolves model names). */
+void fx_pod_spec_req(const struct fx_pod_spec *s, struct flexpu_pod_req *out);
+
+/* One GPU of a node's inventory. */
+struct fx_gpu_inv {
+    char uuid[FX_UUID_MAX];
+    char model[FLEXPU_NAME_MAX];
+    int64_t mem_bytes;
+    int numa;
+    int group;
+    bool healthy;
+};
+
+struct fx_node_inv {
+    int ngpu;
+    struct fx_gpu_inv gpus[FLEXPU_MAX_GPUS];
+};
+
+/* Parses the inventory annotation (a JSON array of {uuid, model, memory,
+ * numa, group, health}). An absent annotation is an empty inventory. */
+int fx_node_inv_parse(const char *text, struct fx_node_inv *out, struct flexpu_error *err);
+/* Serialises an inventory (the node agent's side); the caller frees with free(). */
+char *fx_node_inv_format(const struct fx_node_inv *inv);
+
+/* The allocation annotation: the GPUs (by UUID and index on the node) and
+ * the share of each. */
+struct fx_alloc_gpu {
+    char uuid[FX_UUID_MAX];
+    int index;
+    int cores;       /* percent */
+    int64_t mem;     /* bytes; 0: no memory quota asked */
+};
+struct fx_allocation {
+    int ngpu;
+    struct fx_alloc_gpu gpus[FLEXPU_MAX_GPUS];
+};
+int fx_allocation_parse(const char *text, struct fx_allocation *out, struct flexpu_error *err);
+char *fx_allocation_format(const struct fx_allocation *a);
+
+/* Node CPU (milli) and memory (bytes) from status.allocatable. */
+int fx_node_allocatable(json_t *node, int64_t *cpu_milli, int64_t *mem_bytes,
+                        struct flexpu_error *err);
+
+/* True when the node takes no new pods: spec.unschedulable, a NoSchedule or
+ * NoExecute taint, or a Ready condition that is not True. */
+bool fx_node_cordoned(json_t *node);
+
+#endif

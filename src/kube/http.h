@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* What the watch loop needs from the HTTP layer, beside kube_request. */
+#ifndef FX_KUBE_HTTP_H
+#define FX_KUBE_HTTP_H
+
+#include "kube/kube.h"
+
+/* Receives body bytes as they arrive; a non-zero return aborts the transfer. */
+typedef int (*kube_sink)(const char *buf, size_t len, void *ctx);
+
+/* A GET whose body streams to `sink` (a watch). Aborts within about a second
+ * of *stop becoming non-zero. *status gets the HTTP status (0: none). A
+ * non-2xx body is collected instead and returned in the error message. */
+int kube_stream_get(struct kube_client *c, const char *path, kube_sink sink, void *ctx,
+                    volatile int *stop, long *status, struct flexpu_error *err);
+
+/* Builds the error of a failed call from the status and the body (a
+ * Kubernetes Status object when the server sent one). */
+int kube_status_error(long status, const char *method, const char *path, const char *body,
+                      size_t len, struct flexpu_error *err);
+
+#endif

@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* A small Kubernetes API client: configuration (kubeconfig or in-cluster),
+ * JSON requests, list + watch with resourceVersion, bookmarks and relist on
+ * 410, and leader election on coordination.k8s.io Leases.
+ *
+ * Built on libcurl (HTTP/1.1 and HTTP/2, TLS with client certificates held in
+ * memory) and jansson. A kube_client owns one connection and is used by one
+ * thread at a time; a program makes one per thread (the watches each hold a
+ * connection open). */
+#ifndef FX_KUBE_H
+#define FX_KUBE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "flexpu/error.h"
+
+/* Where the API server is and how to authenticate. Blobs are PEM. */
+struct kube_config {
+    char *server;      /* https://host:port, no trailing slash */
+    char *token;       /* bearer token, or NULL */
+    char *token_file;  /* re-read on every connection (service-account tokens rotate) */
+    unsigned char *ca; /* NULL: system trust store */
+    size_t ca_len;
+    unsigned char *cert, *key; /* client certificate and key, or NULL */
+    size_t cert_len, key_len;
+    bool insecure;   /* insecure-skip-tls-verify */
+    char *namespace; /* the context's namespace, or the pod's in-cluster; "default" */
+};
+
+/* Loads a configuration: `path` if given, else $KUBECONFIG (first entry),
+ * else in-cluster (KUBERNETES_SERVICE_HOST and the mounted service-account),
+ * else ~/.kube/config. `context` NULL means current-context. Errors name the
+ * file and the field. */
+int kube_config_load(const char *path, const char *context, struct kube_config *out,
+                     struct flexpu_error *err);
+
+/* Parses kubeconfig YAML text; relative file paths resolve against `dir`. */
+int kube_config_parse(const char *text, size_t len, const char *dir, const char *context,
+                      struct kube_config *out, struct flexpu_error *err);
+
+/* The in-cluster configuration from `root` (normally
+ * /var/run/secrets/kubernetes.io/serviceaccount) and the environment. */
+int kube_config_in_cluster(const char *root, struct kube_config *out, struct flexpu_error *err);
+
+void kube_config_free(struct kube_config *c);
+
+struct kube_client;
+
+/* A client for one thread. The configuration is copied. */
+struct kube_client *kube_client_new(const struct kube_config *cfg, const char *user_agent,
+                                    struct flexpu_error *err);
+void kube_client_free(struct kube_client *c);
+
+/* Sends METHOD to PATH (which starts with /api or /apis, with its query)
+ * with an optional JSON body (borrowed) of content type `ctype` (NULL:
+ * application/json). *status receives the HTTP status (0 when no response
+ * came). When the response is JSON and `out` is not NULL, *out receives it
+ * (the caller decrefs). Returns 0 on a 2xx status; otherwise an error whose
+ * message holds the status and the server's Status message:
+ * FLEXPU_ENOENT (404), FLEXPU_EEXIST (409), FLEXPU_EIO (transport, 5xx...),
+ * FLEXPU_EINVAL (other 4xx). */
+int kube_request(struct kube_client *c, const char *method, const char *path, json_t *body,
+                 const char *ctype, long *status, json_t **out, struct flexpu_error *err);
+
+/* Percent-encodes s for a URL query value into buf; returns buf. */
+char *kube_escape(const char *s, char *buf, size_t len);
+
+/* ---- list + watch ---- */
+
+enum kube_event {
+    KUBE_SYNC_BEGIN, /* a full list starts: objects not seen again before END are gone */
+    KUBE_ADDED,
+    KUBE_MODIFIED,
+    KUBE_DELETED,
+    KUBE_SYNC_END,
+};
+const char *kube_event_name(enum kube_event ev);
+
+/* Receives each event; obj is borrowed (NULL for SYNC_*). A non-zero return
+ * stops the loop and is returned by kube_list_watch. */
+typedef int (*kube_watch_cb)(enum kube_event ev, json_t *obj, void *ctx);
+
+struct kube_watch_opts {
+    const char *path;           /* collection, e.g. /api/v1/pods */
+    const char *field_selector; /* may be NULL */
+    const char *label_selector; /* may be NULL */
+    int page_size;              /* list page (limit); 0: 500 */
+    int timeout_s;              /* server-side watch timeout; 0: 300 */
+    volatile int *stop;         /* polled; the loop returns 0 when it becomes non-zero */
+};
+
+/* Lists (page by page, so memory stays bounded by one page) and then watches
+ * from the list's resourceVersion, with bookmarks; reconnects from the last
+ * resourceVersion when a watch ends, and relists (SYNC_BEGIN..SYNC_END) on
+ * 410 Gone or a broken stream it cannot resume. Transport errors back off
+ * (0.2 s doubling to 5 s) and retry. Returns when *stop is set or the
+ * callback returns non-zero. */
+int kube_list_watch(struct kube_client *c, const struct kube_watch_opts *o, kube_watch_cb cb,
+                    void *ctx, struct flexpu_error *err);
+
+/* Splits a watch stream into lines and parses each event; exposed for tests.
+ * Feed bytes with kube_stream_feed; each complete line calls back with the
+ * parsed type and object. A malformed line or one over the limit is an error
+ * naming what was wrong. */
+struct kube_stream;
+typedef int (*kube_stream_cb)(const char *type, json_t *obj, void *ctx);
+struct kube_stream *kube_stream_new(size_t max_line, kube_stream_cb cb, void *ctx);
+int kube_stream_feed(struct kube_stream *s, const char *buf, size_t len, struct flexpu_error *err);
+void kube_stream_free(struct kube_stream *s);
+
+/* ---- leader election (coordination.k8s.io/v1 Lease) ---- */
+
+struct kube_lease {
+    const char *namespace, *name, *identity;
+    int duration_s; /* leaseDurationSeconds; 0: 15 */
+    /* Observed state: another holder's lease counts as expired only after it
+     * has stayed unchanged for duration_s on our own monotonic clock, so the
+     * holders' clocks never need to agree. */
+    char observed[256];
+    int64_t observed_at_ns;
+    int64_t renewed_at_ns; /* our last successful write */
+    bool leader;
+};
+
+/* One election round: acquires or renews the lease (optimistic concurrency
+ * on resourceVersion), sets l->leader. now_ns is a monotonic time. */
+int kube_lease_step(struct kube_client *c, struct kube_lease *l, int64_t now_ns,
+                    struct flexpu_error *err);
+
+/* Gives the lease up (holder cleared) if we hold it, so a successor need not
+ * wait for it to expire. */
+int kube_lease_release(struct kube_client *c, struct kube_lease *l, struct flexpu_error *err);
+
+/* ---- small JSON helpers for Kubernetes objects ---- */
+
+/* obj.a.b.c as a string (NULL when absent or not a string). */
+const char *kube_str(json_t *obj, const char *dotted);
+json_t *kube_get(json_t *obj, const char *dotted);
+/* metadata.annotations[key] (keys hold dots, so not a dotted path). */
+const char *kube_annotation(json_t *obj, const char *key);
+/* RFC 3339 time in UTC, seconds or micro-seconds precision. */
+void kube_time_now(char *buf, size_t len, bool micro);
+
+#endif

@@ -1,0 +1,383 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* flexpu-scheduler: schedules the pods whose spec.schedulerName is ours.
+ *
+ * Threads: one watch each for nodes and pods (each with its own connection)
+ * push events into a queue; the main thread owns the model, applies the
+ * events, and, while it leads, decides and binds. The decision travels in
+ * the Binding's annotations, which the API server copies onto the pod in the
+ * same write that sets spec.nodeName: a pod is never bound without its
+ * allocation recorded, nor recorded without being bound. */
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "flexpu/log.h"
+#include "kube/contract.h"
+#include "kube/kube.h"
+#include "scheduler/model.h"
+#include "util/alloc.h"
+
+#define COMP "scheduler"
+
+static volatile int stop_flag;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_flag = 1;
+}
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* ---- the event queue between watch threads and the main loop ---- */
+
+struct qev {
+    int is_pod;
+    enum kube_event ev;
+    json_t *obj;
+    struct qev *next;
+};
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct qev *head, *tail;
+    int synced[2]; /* nodes, pods: first full list delivered */
+} q = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, NULL, {0, 0}};
+
+static int push(int is_pod, enum kube_event ev, json_t *obj)
+{
+    struct qev *e = fx_malloc(sizeof(*e));
+    if (!e)
+        return 0; /* dropped: the next relist heals it; logged by the caller's counters */
+    e->is_pod = is_pod;
+    e->ev = ev;
+    e->obj = obj ? json_incref(obj) : NULL;
+    e->next = NULL;
+    pthread_mutex_lock(&q.mu);
+    if (q.tail)
+        q.tail->next = e;
+    else
+        q.head = e;
+    q.tail = e;
+    pthread_cond_signal(&q.cv);
+    pthread_mutex_unlock(&q.mu);
+    return 0;
+}
+
+static int node_cb(enum kube_event ev, json_t *obj, void *ctx)
+{
+    (void)ctx;
+    return push(0, ev, obj);
+}
+
+static int pod_cb(enum kube_event ev, json_t *obj, void *ctx)
+{
+    (void)ctx;
+    return push(1, ev, obj);
+}
+
+struct watcher {
+    struct kube_config *cfg;
+    const char *path, *fields;
+    kube_watch_cb cb;
+    pthread_t tid;
+};
+
+static void *watch_main(void *arg)
+{
+    struct watcher *w = arg;
+    struct flexpu_error err = {0};
+    struct kube_client *c = kube_client_new(w->cfg, "flexpu-scheduler", &err);
+    if (!c) {
+        FX_ERROR(COMP, "cannot create a client", "error=\"%s\"", err.msg);
+        stop_flag = 1;
+        return NULL;
+    }
+    struct kube_watch_opts o = {.path = w->path, .field_selector = w->fields, .stop = &stop_flag};
+    int rc = kube_list_watch(c, &o, w->cb, NULL, &err);
+    if (rc && !stop_flag)
+        FX_ERROR(COMP, "watch ended", "path=%s error=\"%s\"", w->path, err.msg);
+    kube_client_free(c);
+    return NULL;
+}
+
+/* ---- actions ---- */
+
+static int bind_pod(struct kube_client *c, const struct fx_attempt *a, struct flexpu_error *err)
+{
+    char path[800];
+    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s/binding", a->ns, a->name);
+    json_t *meta = json_pack("{s:s, s:s, s:s}", "name", a->name, "namespace", a->ns, "uid",
+                             a->uid);
+    if (a->allocation[0])
+        json_object_set_new(meta, "annotations",
+                            json_pack("{s:s}", FX_ANN_ALLOCATION, a->allocation));
+    json_t *b = json_pack("{s:s, s:s, s:o, s:{s:s, s:s, s:s}}", "apiVersion", "v1", "kind",
+                          "Binding", "metadata", meta, "target", "apiVersion", "v1", "kind",
+                          "Node", "name", a->node);
+    long status;
+    int rc = kube_request(c, "POST", path, b, NULL, &status, NULL, err);
+    json_decref(b);
+    /* A Binding whose uid precondition fails, or for a pod already bound,
+     * answers 409; a deleted pod 404. */
+    return rc;
+}
+
+static void emit_event(struct kube_client *c, const struct fx_attempt *a, const char *type,
+                       const char *reason, const char *instance)
+{
+    char path[512], now[40];
+    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/events", a->ns);
+    kube_time_now(now, sizeof(now), false);
+    json_t *ev = json_pack(
+        "{s:s, s:s, s:{s:s, s:s}, s:{s:s, s:s, s:s, s:s, s:s}, s:s, s:s, s:s, s:{s:s}, s:s, "
+        "s:s, s:i, s:s, s:s}",
+        "apiVersion", "v1", "kind", "Event", "metadata", "generateName", a->name, "namespace",
+        a->ns, "involvedObject", "apiVersion", "v1", "kind", "Pod", "namespace", a->ns, "name",
+        a->name, "uid", a->uid, "type", type, "reason", reason, "message", a->message, "source",
+        "component", "flexpu-scheduler", "firstTimestamp", now, "lastTimestamp", now, "count", 1,
+        "reportingComponent", "flexpu-scheduler", "reportingInstance", instance);
+    /* generateName needs the trailing dot convention to read well. */
+    char gen[300];
+    snprintf(gen, sizeof(gen), "%.250s.", a->name);
+    json_object_set_new(json_object_get(ev, "metadata"), "generateName", json_string(gen));
+    long status;
+    struct flexpu_error err;
+    if (kube_request(c, "POST", path, ev, NULL, &status, NULL, &err))
+        FX_WARN(COMP, "cannot record an event", "pod=%s/%s error=\"%s\"", a->ns, a->name,
+                err.msg);
+    json_decref(ev);
+}
+
+/* ---- main ---- */
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: flexpu-scheduler [options]\n"
+            "  --kubeconfig PATH      kubeconfig (default: $KUBECONFIG, in-cluster, ~/.kube/config)\n"
+            "  --scheduler-name NAME  pods' spec.schedulerName to serve (flexpu-scheduler)\n"
+            "  --policy NAME          placement policy (flexpu); whole, bestfit, fgd, ...\n"
+            "  --leader-elect BOOL    elect a leader on a Lease (true)\n"
+            "  --lease-namespace NS   namespace of the Lease (the configuration's namespace)\n"
+            "  --lease-name NAME      name of the Lease (flexpu-scheduler)\n"
+            "  --identity ID          this instance's name (hostname_pid)\n"
+            "  --seed N               tie-breaking seed (42)\n"
+            "  --log-level LEVEL      debug, info, warn, error (info)\n");
+}
+
+int main(int argc, char **argv)
+{
+    const char *kubeconfig = NULL, *sched_name = "flexpu-scheduler", *policy = "flexpu";
+    const char *lease_ns = NULL, *lease_name = "flexpu-scheduler", *identity = NULL;
+    int leader_elect = 1;
+    unsigned long long seed = 42;
+    static const struct option opts[] = {
+        {"kubeconfig", required_argument, 0, 'k'},  {"scheduler-name", required_argument, 0, 'n'},
+        {"policy", required_argument, 0, 'p'},      {"leader-elect", required_argument, 0, 'l'},
+        {"lease-namespace", required_argument, 0, 'N'}, {"lease-name", required_argument, 0, 'L'},
+        {"identity", required_argument, 0, 'i'},    {"seed", required_argument, 0, 's'},
+        {"log-level", required_argument, 0, 'v'},   {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    struct flexpu_error err = {0};
+    int ch;
+    flexpu_log_set_timestamps(1);
+    flexpu_log_set_level(FLEXPU_LOG_INFO);
+    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'k': kubeconfig = optarg; break;
+        case 'n': sched_name = optarg; break;
+        case 'p': policy = optarg; break;
+        case 'l':
+            if (strcmp(optarg, "true") && strcmp(optarg, "false")) {
+                fprintf(stderr, "flexpu-scheduler: --leader-elect: invalid value '%s': "
+                                "must be true or false\n", optarg);
+                return 2;
+            }
+            leader_elect = strcmp(optarg, "true") == 0;
+            break;
+        case 'N': lease_ns = optarg; break;
+        case 'L': lease_name = optarg; break;
+        case 'i': identity = optarg; break;
+        case 's': {
+            char *end;
+            errno = 0;
+            seed = strtoull(optarg, &end, 10);
+            if (errno || *end || !*optarg) {
+                fprintf(stderr, "flexpu-scheduler: --seed: invalid value '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        }
+        case 'v': {
+            enum flexpu_log_level lvl;
+            if (flexpu_log_level_parse(optarg, &lvl, &err)) {
+                fprintf(stderr, "flexpu-scheduler: --log-level: %s\n", err.msg);
+                return 2;
+            }
+            flexpu_log_set_level(lvl);
+            break;
+        }
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "flexpu-scheduler: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+
+    struct kube_config cfg;
+    if (kube_config_load(kubeconfig, NULL, &cfg, &err)) {
+        fprintf(stderr, "flexpu-scheduler: %s\n", err.msg);
+        return 1;
+    }
+    struct fx_model *m = fx_model_new(sched_name, policy, seed, &err);
+    if (!m) {
+        fprintf(stderr, "flexpu-scheduler: --policy: %s\n", err.msg);
+        kube_config_free(&cfg);
+        return 2;
+    }
+    char ident[256];
+    if (!identity) {
+        char host[200] = "unknown";
+        gethostname(host, sizeof(host) - 1);
+        snprintf(ident, sizeof(ident), "%s_%d", host, (int)getpid());
+        identity = ident;
+    }
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct kube_client *c = kube_client_new(&cfg, "flexpu-scheduler", &err);
+    if (!c) {
+        fprintf(stderr, "flexpu-scheduler: %s\n", err.msg);
+        return 1;
+    }
+    /* Pods that finished hold nothing: the API server filters them out, and
+     * a pod that finishes leaves the watch as DELETED. */
+    struct watcher wn = {&cfg, "/api/v1/nodes", NULL, node_cb, 0};
+    struct watcher wp = {&cfg, "/api/v1/pods", "status.phase!=Succeeded,status.phase!=Failed",
+                         pod_cb, 0};
+    pthread_create(&wn.tid, NULL, watch_main, &wn);
+    pthread_create(&wp.tid, NULL, watch_main, &wp);
+
+    struct kube_lease lease = {.namespace = lease_ns ? lease_ns : cfg.namespace,
+                               .name = lease_name,
+                               .identity = identity,
+                               .duration_s = 15};
+    int64_t next_lease = 0, next_report = 0;
+    bool was_leader = false;
+    FX_INFO(COMP, "starting", "scheduler_name=%s policy=%s identity=%s leader_elect=%s",
+            sched_name, policy, identity, leader_elect ? "true" : "false");
+    long binds = 0, bind_errors = 0;
+    while (!stop_flag) {
+        int64_t now = mono_ns();
+        bool leader = true;
+        if (leader_elect) {
+            if (now >= next_lease) {
+                if (kube_lease_step(c, &lease, now, &err))
+                    FX_WARN(COMP, "leader election step failed", "error=\"%s\"", err.msg);
+                next_lease = now + 2000000000LL;
+            }
+            leader = lease.leader;
+        }
+        if (leader != was_leader) {
+            FX_INFO(COMP, leader ? "leading" : "following", "identity=%s", identity);
+            was_leader = leader;
+        }
+        /* Take the events that arrived; wait a little when there are none. */
+        pthread_mutex_lock(&q.mu);
+        if (!q.head) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 100 * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&q.cv, &q.mu, &ts);
+        }
+        struct qev *list = q.head;
+        q.head = q.tail = NULL;
+        pthread_mutex_unlock(&q.mu);
+        while (list) {
+            struct qev *e = list;
+            list = e->next;
+            if (e->ev == KUBE_SYNC_END)
+                q.synced[e->is_pod] = 1;
+            if (e->is_pod)
+                fx_model_pod_event(m, e->ev, e->obj);
+            else
+                fx_model_node_event(m, e->ev, e->obj);
+            json_decref(e->obj);
+            fx_free(e);
+        }
+        if (!q.synced[0] || !q.synced[1] || !leader)
+            continue;
+        /* Decide and bind until nothing is waiting or new events arrived:
+         * events go first so the next decision sees them. */
+        struct fx_attempt a;
+        for (int n = 0; n < 256 && !stop_flag && fx_model_next(m, &a); n++) {
+            if (a.outcome == FX_BIND) {
+                int rc = bind_pod(c, &a, &err);
+                fx_model_bind_done(m, a.uid, rc);
+                if (rc) {
+                    bind_errors++;
+                    FX_WARN(COMP, "bind failed", "pod=%s/%s node=%s error=\"%s\"", a.ns, a.name,
+                            a.node, err.msg);
+                } else {
+                    binds++;
+                    FX_DEBUG(COMP, "bound", "pod=%s/%s node=%s allocation=%s", a.ns, a.name,
+                             a.node, a.allocation);
+                }
+            } else {
+                const char *reason = a.outcome == FX_WAIT ? "FailedScheduling" : "InvalidRequest";
+                FX_INFO(COMP, a.outcome == FX_WAIT ? "cannot place yet" : "invalid request",
+                        "pod=%s/%s reason=\"%s\"", a.ns, a.name, a.message);
+                emit_event(c, &a, "Warning", reason, identity);
+            }
+        }
+        if (now >= next_report) {
+            struct fx_model_stats st;
+            fx_model_stats(m, &st);
+            FX_INFO(COMP, "state",
+                    "nodes=%d gpus=%d bound=%d queued=%d waiting=%d invalid=%d gpu_alloc=%.4f "
+                    "binds=%ld bind_errors=%ld conflicts=%lld",
+                    st.nodes, st.gpus, st.pods_bound, st.pods_queued, st.pods_waiting,
+                    st.pods_invalid,
+                    st.gpu_milli_total ? (double)st.gpu_milli_used / (double)st.gpu_milli_total
+                                       : 0.0,
+                    binds, bind_errors, (long long)st.conflicts);
+            next_report = now + 10000000000LL;
+        }
+    }
+    FX_INFO(COMP, "stopping", "identity=%s", identity);
+    if (leader_elect && kube_lease_release(c, &lease, &err))
+        FX_WARN(COMP, "cannot release the lease", "error=\"%s\"", err.msg);
+    pthread_join(wn.tid, NULL);
+    pthread_join(wp.tid, NULL);
+    kube_client_free(c);
+    fx_model_free(m);
+    kube_config_free(&cfg);
+    while (q.head) {
+        struct qev *e = q.head;
+        q.head = e->next;
+        json_decref(e->obj);
+        fx_free(e);
+    }
+    return 0;
+}

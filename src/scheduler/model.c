@@ -1,0 +1,761 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "scheduler/model.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "flexpu/log.h"
+#include "flexpu/rng.h"
+#include "flexpu/sched.h"
+#include "kube/contract.h"
+#include "util/alloc.h"
+#include "util/strmap.h"
+
+#define MIB         (1024 * 1024)
+#define SHAPES_MAX  128
+#define COMP        "model"
+
+enum pod_state {
+    POD_QUEUED,  /* ours, waiting in the heap */
+    POD_WAITING, /* ours, fits nowhere now; back to the heap when capacity frees */
+    POD_INVALID, /* ours, malformed; back when the pod changes */
+    POD_ASSUMED, /* ours, decided and being bound */
+    POD_BOUND,   /* on a node (anyone's) */
+};
+
+struct node;
+
+struct pod {
+    char uid[64], ns[256], name[256], node[256];
+    enum pod_state state;
+    bool ours;
+    int64_t alloc;      /* engine allocation, 0 when not accounted */
+    struct node *on;    /* the node record it is listed on */
+    struct pod *prev, *next;
+    struct fx_pod_spec spec;
+    struct flexpu_pod_req req;
+    char allocation[2048]; /* the recorded annotation ("" when none) */
+    char created[40];
+    uint64_t seq;
+    int heap;           /* index in the queue heap, -1 when not queued */
+    char told[400];     /* the last message reported for it */
+    char problem[400];  /* why the pod is invalid */
+    bool counted;       /* its shape is in the workload */
+    uint64_t gen;       /* the list generation it was last seen in */
+};
+
+struct node {
+    char name[256];
+    int id;             /* engine id, -1 when not in the engine (cordoned, no GPUs yet...) */
+    struct fx_node_inv inv;
+    int64_t cpu_milli, mem_bytes;
+    bool cordoned;
+    struct pod *pods;   /* pods bound here */
+    int64_t holds[FLEXPU_MAX_GPUS]; /* allocations that fence unhealthy GPUs */
+};
+
+struct shape {
+    struct flexpu_pod_req req;
+    double count;
+};
+
+struct fx_model {
+    struct flexpu_engine *e;
+    struct flexpu_rng rng;
+    char sched_name[256];
+    struct fx_strmap pods, nodes;
+    struct pod **heap;
+    size_t nheap, capheap;
+    uint64_t seq;
+    uint64_t capacity_epoch; /* bumped when capacity frees; wakes waiting pods */
+    uint64_t woken_epoch;
+    int64_t conflicts;
+    struct shape shapes[SHAPES_MAX];
+    int nshapes;
+    bool shapes_dirty;
+    uint64_t shapes_total, shapes_refreshed;
+    uint64_t pod_gen;  /* bumped at each full pod list */
+};
+
+/* ---- the queue: a binary heap on (priority desc, created asc, seq asc) ---- */
+
+static bool before(const struct pod *a, const struct pod *b)
+{
+    if (a->spec.priority != b->spec.priority)
+        return a->spec.priority > b->spec.priority;
+    int c = strcmp(a->created, b->created); /* RFC 3339 UTC sorts as text */
+    if (c)
+        return c < 0;
+    return a->seq < b->seq;
+}
+
+static void heap_set(struct fx_model *m, size_t i, struct pod *p)
+{
+    m->heap[i] = p;
+    p->heap = (int)i;
+}
+
+static void sift_up(struct fx_model *m, size_t i)
+{
+    struct pod *p = m->heap[i];
+    while (i > 0 && before(p, m->heap[(i - 1) / 2])) {
+        heap_set(m, i, m->heap[(i - 1) / 2]);
+        i = (i - 1) / 2;
+    }
+    heap_set(m, i, p);
+}
+
+static void sift_down(struct fx_model *m, size_t i)
+{
+    struct pod *p = m->heap[i];
+    for (;;) {
+        size_t l = 2 * i + 1, best = i;
+        struct pod *bp = p;
+        if (l < m->nheap && before(m->heap[l], bp))
+            best = l, bp = m->heap[l];
+        if (l + 1 < m->nheap && before(m->heap[l + 1], bp))
+            best = l + 1, bp = m->heap[l + 1];
+        if (best == i)
+            break;
+        heap_set(m, i, bp);
+        i = best;
+    }
+    heap_set(m, i, p);
+}
+
+static void enqueue_as(struct fx_model *m, struct pod *p, enum pod_state st)
+{
+    p->state = st;
+    if (p->heap >= 0)
+        return;
+    if (m->nheap == m->capheap) {
+        size_t cap = m->capheap ? m->capheap * 2 : 256;
+        struct pod **h = fx_realloc(m->heap, cap * sizeof(*h));
+        if (!h) {
+            FX_ERROR(COMP, "out of memory queueing a pod", "pod=%s/%s", p->ns, p->name);
+            p->state = POD_WAITING; /* retried at the next capacity change */
+            return;
+        }
+        m->heap = h;
+        m->capheap = cap;
+    }
+    heap_set(m, m->nheap++, p);
+    sift_up(m, m->nheap - 1);
+}
+
+static void enqueue(struct fx_model *m, struct pod *p)
+{
+    enqueue_as(m, p, POD_QUEUED);
+}
+
+static void dequeue(struct fx_model *m, struct pod *p)
+{
+    if (p->heap < 0)
+        return;
+    size_t i = (size_t)p->heap;
+    p->heap = -1;
+    if (--m->nheap == i)
+        return;
+    heap_set(m, i, m->heap[m->nheap]);
+    sift_up(m, i);
+    sift_down(m, (size_t)m->heap[i]->heap);
+}
+
+/* ---- lifecycle ---- */
+
+struct fx_model *fx_model_new(const char *scheduler_name, const char *policy, uint64_t seed,
+                              struct flexpu_error *err)
+{
+    struct fx_model *m = fx_calloc(1, sizeof(*m));
+    if (!m || !(m->e = flexpu_engine_new())) {
+        fx_free(m);
+        flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory creating the model");
+        return NULL;
+    }
+    if (flexpu_engine_set_policy(m->e, policy, err)) {
+        fx_model_free(m);
+        return NULL;
+    }
+    snprintf(m->sched_name, sizeof(m->sched_name), "%s", scheduler_name);
+    flexpu_rng_seed(&m->rng, seed);
+    fx_strmap_init(&m->pods);
+    fx_strmap_init(&m->nodes);
+    return m;
+}
+
+void fx_model_free(struct fx_model *m)
+{
+    if (!m)
+        return;
+    const char *k;
+    void *v;
+    for (size_t i = 0; fx_strmap_next(&m->pods, &i, &k, &v);)
+        fx_free(v);
+    for (size_t i = 0; fx_strmap_next(&m->nodes, &i, &k, &v);)
+        fx_free(v);
+    fx_strmap_free(&m->pods);
+    fx_strmap_free(&m->nodes);
+    fx_free(m->heap);
+    flexpu_engine_free(m->e);
+    fx_free(m);
+}
+
+static void link_pod(struct node *n, struct pod *p)
+{
+    p->on = n;
+    p->prev = NULL;
+    p->next = n->pods;
+    if (n->pods)
+        n->pods->prev = p;
+    n->pods = p;
+}
+
+static void unlink_pod(struct pod *p)
+{
+    if (!p->on)
+        return;
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        p->on->pods = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    p->on = NULL;
+    p->prev = p->next = NULL;
+}
+
+static void release(struct fx_model *m, struct pod *p)
+{
+    if (p->alloc) {
+        struct flexpu_error err;
+        if (flexpu_engine_release(m->e, p->alloc, &err))
+            FX_ERROR(COMP, "releasing an allocation failed", "pod=%s/%s error=\"%s\"", p->ns,
+                     p->name, err.msg);
+        p->alloc = 0;
+        m->capacity_epoch++;
+    }
+}
+
+/* ---- accounting a bound pod ---- */
+
+static int gpu_index(const struct node *n, const char *uuid)
+{
+    for (int i = 0; i < n->inv.ngpu; i++)
+        if (strcmp(n->inv.gpus[i].uuid, uuid) == 0)
+            return i;
+    return -1;
+}
+
+/* Accounts a pod bound to node n. Pods of other schedulers count their CPU
+ * and memory (clamped to what is free: the model must never refuse a pod
+ * that is already running); flexpu pods count exactly what their
+ * allocation annotation records. */
+static void account(struct fx_model *m, struct pod *p, struct node *n)
+{
+    if (p->alloc || n->id < 0)
+        return;
+    struct flexpu_pod_req r = p->req;
+    struct flexpu_placement pl = {.node = n->id};
+    struct flexpu_error err = {0};
+    struct fx_allocation al;
+    if (p->spec.wants_gpu && p->allocation[0]) {
+        if (fx_allocation_parse(p->allocation, &al, &err)) {
+            FX_ERROR(COMP, "a bound pod has a malformed allocation", "pod=%s/%s error=\"%s\"",
+                     p->ns, p->name, err.msg);
+            m->conflicts++;
+            r.num_gpu = r.gpu_milli = 0;
+            r.gpu_mem_mib = 0;
+        } else {
+            pl.ngpu = al.ngpu;
+            r.num_gpu = al.ngpu;
+            for (int i = 0; i < al.ngpu; i++) {
+                int g = gpu_index(n, al.gpus[i].uuid);
+                if (g < 0) {
+                    FX_ERROR(COMP, "a bound pod names a GPU its node does not have",
+                             "pod=%s/%s node=%s gpu=%s", p->ns, p->name, n->name,
+                             al.gpus[i].uuid);
+                    m->conflicts++;
+                    r.num_gpu = pl.ngpu = 0;
+                    break;
+                }
+                pl.gpu[i] = g;
+                pl.milli[i] = al.gpus[i].cores > 0 ? al.gpus[i].cores * 10 : 1;
+                pl.gpu_mem_mib[i] = (al.gpus[i].mem + MIB - 1) / MIB;
+            }
+            if (r.num_gpu) {
+                r.gpu_milli = pl.milli[0];
+                r.gpu_mem_mib = pl.gpu_mem_mib[0];
+            } else {
+                r.gpu_milli = 0;
+                r.gpu_mem_mib = 0;
+            }
+        }
+    } else {
+        /* Not ours, or bound without a recorded allocation: no GPU of ours. */
+        r.num_gpu = r.gpu_milli = 0;
+        r.gpu_mem_mib = 0;
+    }
+    r.model_mask = 0;
+    int rc = flexpu_engine_assign(m->e, &r, &pl, &p->alloc, &err);
+    if (rc == FLEXPU_ENOFIT && r.num_gpu == 0) {
+        int64_t fc = flexpu_engine_node_free_cpu(m->e, n->id);
+        int64_t fm = flexpu_engine_node_free_mem(m->e, n->id);
+        r.cpu_milli = r.cpu_milli < fc ? r.cpu_milli : (fc > 0 ? fc : 0);
+        r.mem_mib = r.mem_mib < fm ? r.mem_mib : (fm > 0 ? fm : 0);
+        rc = flexpu_engine_assign(m->e, &r, &pl, &p->alloc, &err);
+    }
+    if (rc) {
+        /* Two pods recorded on the same share: never created by this
+         * scheduler, but reported loudly if found. */
+        FX_ERROR(COMP, "a bound pod cannot be accounted", "pod=%s/%s node=%s error=\"%s\"", p->ns,
+                 p->name, n->name, err.msg);
+        m->conflicts++;
+        p->alloc = 0;
+    }
+}
+
+/* ---- nodes ---- */
+
+static void node_out(struct fx_model *m, struct node *n)
+{
+    if (n->id < 0)
+        return;
+    for (struct pod *p = n->pods; p; p = p->next)
+        p->alloc = 0; /* remove_node releases them all */
+    struct flexpu_error err;
+    int released = 0;
+    if (flexpu_engine_remove_node(m->e, n->id, &released, &err))
+        FX_ERROR(COMP, "removing a node failed", "node=%s error=\"%s\"", n->name, err.msg);
+    memset(n->holds, 0, sizeof(n->holds));
+    n->id = -1;
+}
+
+static void node_in(struct fx_model *m, struct node *n)
+{
+    if (n->cordoned)
+        return;
+    struct flexpu_node_info info = {.name = n->name,
+                                    .cpu_milli = n->cpu_milli,
+                                    .mem_mib = n->mem_bytes / MIB,
+                                    .ngpu = n->inv.ngpu};
+    for (int i = 0; i < n->inv.ngpu; i++) {
+        info.gpus[i].model = n->inv.gpus[i].model;
+        info.gpus[i].mem_mib = n->inv.gpus[i].mem_bytes / MIB;
+        info.gpus[i].numa = n->inv.gpus[i].numa;
+        info.gpus[i].topo_group = n->inv.gpus[i].group;
+    }
+    struct flexpu_error err;
+    if (flexpu_engine_add_node(m->e, &info, &n->id, &err)) {
+        FX_ERROR(COMP, "a node cannot be modelled", "node=%s error=\"%s\"", n->name, err.msg);
+        n->id = -1;
+        return;
+    }
+    for (struct pod *p = n->pods; p; p = p->next)
+        account(m, p, n);
+    /* An unhealthy GPU takes no new work: a hold takes what is left of it. */
+    for (int g = 0; g < n->inv.ngpu; g++) {
+        if (n->inv.gpus[g].healthy)
+            continue;
+        int free = flexpu_engine_gpu_free_milli(m->e, n->id, g);
+        if (free <= 0)
+            continue;
+        struct flexpu_pod_req r = {.num_gpu = 1, .gpu_milli = free};
+        struct flexpu_placement pl = {.node = n->id, .ngpu = 1, .gpu = {g}, .milli = {free}};
+        if (flexpu_engine_assign(m->e, &r, &pl, &n->holds[g], &err))
+            FX_WARN(COMP, "cannot fence an unhealthy GPU", "node=%s gpu=%s error=\"%s\"", n->name,
+                    n->inv.gpus[g].uuid, err.msg);
+    }
+    m->capacity_epoch++;
+}
+
+void fx_model_node_event(struct fx_model *m, enum kube_event ev, json_t *obj)
+{
+    if (ev == KUBE_SYNC_BEGIN || ev == KUBE_SYNC_END)
+        return; /* nodes are never pruned on relist: DELETED events are reliable enough
+                   and a missing node's pods keep their accounting until it returns */
+    const char *name = kube_str(obj, "metadata.name");
+    if (!name || strlen(name) >= sizeof(((struct node *)0)->name))
+        return;
+    struct node *n = fx_strmap_get(&m->nodes, name);
+    if (ev == KUBE_DELETED) {
+        if (!n)
+            return;
+        node_out(m, n);
+        /* Its pods stay recorded (they may be deleted later); they no longer
+         * hold anything. */
+        while (n->pods)
+            unlink_pod(n->pods);
+        fx_strmap_del(&m->nodes, name);
+        fx_free(n);
+        m->capacity_epoch++;
+        return;
+    }
+    struct fx_node_inv inv;
+    struct flexpu_error err;
+    const char *inv_text = kube_annotation(obj, FX_ANN_NODE_GPUS);
+    if (fx_node_inv_parse(inv_text, &inv, &err)) {
+        FX_WARN(COMP, "node GPU inventory ignored", "node=%s error=\"%s\"", name, err.msg);
+        memset(&inv, 0, sizeof(inv));
+    }
+    int64_t cpu, mem;
+    if (fx_node_allocatable(obj, &cpu, &mem, &err)) {
+        FX_WARN(COMP, "node allocatable ignored", "node=%s error=\"%s\"", name, err.msg);
+        cpu = mem = 0;
+    }
+    bool cordoned = fx_node_cordoned(obj);
+    if (!n) {
+        n = fx_calloc(1, sizeof(*n));
+        if (!n || fx_strmap_put(&m->nodes, name, n)) {
+            fx_free(n);
+            FX_ERROR(COMP, "out of memory adding a node", "node=%s", name);
+            return;
+        }
+        snprintf(n->name, sizeof(n->name), "%s", name);
+        n->id = -1;
+    } else if (n->id >= 0 && !cordoned && n->cpu_milli == cpu && n->mem_bytes == mem &&
+               memcmp(&n->inv, &inv, sizeof(inv)) == 0) {
+        return; /* a status heartbeat: nothing we model changed */
+    }
+    node_out(m, n);
+    n->inv = inv;
+    n->cpu_milli = cpu;
+    n->mem_bytes = mem;
+    n->cordoned = cordoned;
+    node_in(m, n);
+}
+
+/* ---- pods ---- */
+
+static void shape_seen(struct fx_model *m, const struct flexpu_pod_req *r)
+{
+    if (!r->num_gpu)
+        return;
+    for (int i = 0; i < m->nshapes; i++) {
+        struct flexpu_pod_req *s = &m->shapes[i].req;
+        if (s->num_gpu == r->num_gpu && s->gpu_milli == r->gpu_milli &&
+            s->model_mask == r->model_mask) {
+            m->shapes[i].count++;
+            m->shapes_total++;
+            /* Popularity moves slowly: refresh when the count grew by a
+             * quarter (each refresh resets the engine's cost cache). */
+            if (m->shapes_total >= m->shapes_refreshed * 5 / 4)
+                m->shapes_dirty = true;
+            return;
+        }
+    }
+    if (m->nshapes < SHAPES_MAX) {
+        m->shapes[m->nshapes].req = *r;
+        m->shapes[m->nshapes++].count = 1;
+        m->shapes_total++;
+        m->shapes_dirty = true; /* a new shape: at once */
+    }
+}
+
+void fx_model_refresh_workload(struct fx_model *m)
+{
+    if (!m->shapes_dirty || m->nshapes == 0)
+        return;
+    struct flexpu_pod_req reqs[SHAPES_MAX];
+    double w[SHAPES_MAX];
+    for (int i = 0; i < m->nshapes; i++) {
+        reqs[i] = m->shapes[i].req;
+        w[i] = m->shapes[i].count;
+    }
+    struct flexpu_error err;
+    if (flexpu_engine_set_workload(m->e, reqs, w, m->nshapes, &err))
+        FX_WARN(COMP, "workload not updated", "error=\"%s\"", err.msg);
+    m->shapes_dirty = false;
+    m->shapes_refreshed = m->shapes_total;
+}
+
+static void forget(struct fx_model *m, struct pod *p)
+{
+    dequeue(m, p);
+    release(m, p);
+    unlink_pod(p);
+    fx_strmap_del(&m->pods, p->uid);
+    fx_free(p);
+}
+
+/* Reads what the model needs from a pod object into p; returns the parse
+ * error (the pod is then invalid when ours). */
+static int read_pod(struct fx_model *m, struct pod *p, json_t *obj, struct flexpu_error *err)
+{
+    const char *ns = kube_str(obj, "metadata.namespace");
+    const char *name = kube_str(obj, "metadata.name");
+    const char *created = kube_str(obj, "metadata.creationTimestamp");
+    const char *node = kube_str(obj, "spec.nodeName");
+    const char *sched = kube_str(obj, "spec.schedulerName");
+    const char *alloc = kube_annotation(obj, FX_ANN_ALLOCATION);
+    snprintf(p->ns, sizeof(p->ns), "%s", ns ? ns : "");
+    snprintf(p->name, sizeof(p->name), "%s", name ? name : "");
+    snprintf(p->created, sizeof(p->created), "%s", created ? created : "");
+    snprintf(p->node, sizeof(p->node), "%s", node ? node : "");
+    snprintf(p->allocation, sizeof(p->allocation), "%s", alloc && strlen(alloc) < 2048 ? alloc : "");
+    p->ours = sched && strcmp(sched, m->sched_name) == 0;
+    int rc = fx_pod_spec_parse(obj, &p->spec, err);
+    if (rc) {
+        memset(&p->req, 0, sizeof(p->req));
+        /* What the pod asks for in CPU and memory still counts once bound. */
+        p->req.cpu_milli = p->spec.cpu_milli;
+        p->req.mem_mib = (p->spec.mem_bytes + MIB - 1) / MIB;
+        return rc;
+    }
+    fx_pod_spec_req(&p->spec, &p->req);
+    if (p->spec.wants_gpu && p->spec.model[0]) {
+        rc = flexpu_engine_models(m->e, p->spec.model, &p->req.model_mask, err);
+        if (rc)
+            flexpu_error_prefix(err, "metadata.annotations[" FX_ANN_GPU_MODEL "]");
+    }
+    return rc;
+}
+
+static bool terminal(json_t *obj)
+{
+    const char *phase = kube_str(obj, "status.phase");
+    return phase && (strcmp(phase, "Succeeded") == 0 || strcmp(phase, "Failed") == 0);
+}
+
+/* After a relist, pods not seen in it were deleted while no watch was
+ * open; our own binds in flight stay (their result decides). */
+static void prune(struct fx_model *m)
+{
+    const char *k;
+    void *v;
+    for (size_t i = 0; fx_strmap_next(&m->pods, &i, &k, &v);) {
+        struct pod *p = v;
+        if (p->gen != m->pod_gen && p->state != POD_ASSUMED) {
+            forget(m, p);
+            i = 0; /* deletion shifts entries: restart (rare, after a relist) */
+        }
+    }
+}
+
+void fx_model_pod_event(struct fx_model *m, enum kube_event ev, json_t *obj)
+{
+    if (ev == KUBE_SYNC_BEGIN) {
+        m->pod_gen++;
+        return;
+    }
+    if (ev == KUBE_SYNC_END) {
+        prune(m);
+        return;
+    }
+    const char *uid = kube_str(obj, "metadata.uid");
+    if (!uid || strlen(uid) >= sizeof(((struct pod *)0)->uid))
+        return;
+    struct pod *p = fx_strmap_get(&m->pods, uid);
+    if (ev == KUBE_DELETED || terminal(obj)) {
+        if (p)
+            forget(m, p);
+        return;
+    }
+    if (p)
+        p->gen = m->pod_gen;
+    const char *node = kube_str(obj, "spec.nodeName");
+    bool bound = node && *node;
+    if (p && p->state == POD_BOUND)
+        return; /* a bound pod's node and allocation never change */
+    if (p && p->state == POD_ASSUMED && !bound)
+        return; /* our bind is in flight; its result decides */
+    if (!p) {
+        if (!bound) {
+            const char *sched = kube_str(obj, "spec.schedulerName");
+            if (!sched || strcmp(sched, m->sched_name) != 0)
+                return; /* another scheduler's pending pod: not ours to track */
+        }
+        p = fx_calloc(1, sizeof(*p));
+        if (!p || fx_strmap_put(&m->pods, uid, p)) {
+            fx_free(p);
+            FX_ERROR(COMP, "out of memory tracking a pod", "uid=%s", uid);
+            return;
+        }
+        snprintf(p->uid, sizeof(p->uid), "%s", uid);
+        p->heap = -1;
+        p->seq = ++m->seq;
+        p->state = POD_QUEUED;
+    }
+    p->gen = m->pod_gen;
+    struct flexpu_error err = {0};
+    char assumed_node[256];
+    snprintf(assumed_node, sizeof(assumed_node), "%s", p->state == POD_ASSUMED ? p->node : "");
+    int bad = read_pod(m, p, obj, &err);
+    if (bound) {
+        dequeue(m, p);
+        if (p->state == POD_ASSUMED && strcmp(assumed_node, p->node) == 0 && p->alloc) {
+            p->state = POD_BOUND; /* our own bind, confirmed */
+            return;
+        }
+        release(m, p); /* assumed elsewhere, or never accounted */
+        unlink_pod(p);
+        p->state = POD_BOUND;
+        struct node *n = fx_strmap_get(&m->nodes, p->node);
+        if (!n) {
+            /* Pods can arrive before their node: a placeholder record
+             * collects them until the node itself is seen. */
+            n = fx_calloc(1, sizeof(*n));
+            if (!n || fx_strmap_put(&m->nodes, p->node, n)) {
+                fx_free(n);
+                FX_ERROR(COMP, "out of memory recording a node", "node=%s", p->node);
+                return;
+            }
+            snprintf(n->name, sizeof(n->name), "%s", p->node);
+            n->id = -1;
+            n->cordoned = true; /* not schedulable until the Node object is seen */
+        }
+        link_pod(n, p);
+        account(m, p, n);
+        return;
+    }
+    /* Ours and pending. */
+    if (bad) {
+        dequeue(m, p);
+        snprintf(p->problem, sizeof(p->problem), "%s", err.msg);
+        p->state = POD_INVALID;
+        if (strcmp(p->told, p->problem) != 0)
+            enqueue_as(m, p, POD_INVALID); /* fx_model_next reports it once */
+        return;
+    }
+    p->problem[0] = 0;
+    if (!p->counted) {
+        shape_seen(m, &p->req);
+        p->counted = true;
+    }
+    if (p->state != POD_WAITING)
+        enqueue(m, p); /* waiting pods stay parked until capacity frees */
+}
+
+/* ---- deciding ---- */
+
+static void wake_waiting(struct fx_model *m)
+{
+    if (m->woken_epoch == m->capacity_epoch)
+        return;
+    m->woken_epoch = m->capacity_epoch;
+    const char *k;
+    void *v;
+    for (size_t i = 0; fx_strmap_next(&m->pods, &i, &k, &v);) {
+        struct pod *p = v;
+        if (p->state == POD_WAITING)
+            enqueue(m, p);
+    }
+}
+
+static void fill(struct fx_attempt *a, const struct pod *p, enum fx_outcome o)
+{
+    memset(a, 0, sizeof(*a));
+    a->outcome = o;
+    snprintf(a->ns, sizeof(a->ns), "%s", p->ns);
+    snprintf(a->name, sizeof(a->name), "%s", p->name);
+    snprintf(a->uid, sizeof(a->uid), "%s", p->uid);
+}
+
+bool fx_model_next(struct fx_model *m, struct fx_attempt *a)
+{
+    wake_waiting(m);
+    fx_model_refresh_workload(m);
+    while (m->nheap > 0) {
+        struct pod *p = m->heap[0];
+        dequeue(m, p);
+        if (p->state == POD_INVALID) {
+            fill(a, p, FX_INVALID);
+            snprintf(a->message, sizeof(a->message), "%s", p->problem);
+            snprintf(p->told, sizeof(p->told), "%s", p->problem);
+            return true;
+        }
+        struct flexpu_placement pl;
+        struct flexpu_noplace why;
+        int64_t id;
+        int rc = flexpu_engine_place(m->e, &p->req, &m->rng, &pl, &id, &why);
+        if (rc) {
+            p->state = POD_WAITING;
+            char msg[400];
+            snprintf(msg, sizeof(msg), "%s", why.text);
+            if (strcmp(msg, p->told) == 0)
+                continue; /* said already */
+            snprintf(p->told, sizeof(p->told), "%s", msg);
+            fill(a, p, rc == FLEXPU_EINVAL ? FX_INVALID : FX_WAIT);
+            snprintf(a->message, sizeof(a->message), "%s", msg);
+            if (rc == FLEXPU_EINVAL)
+                p->state = POD_INVALID;
+            return true;
+        }
+        const char *node = flexpu_engine_node_name(m->e, pl.node);
+        struct node *n = node ? fx_strmap_get(&m->nodes, node) : NULL;
+        if (!n) { /* cannot happen: every engine node has a record */
+            struct flexpu_error err;
+            flexpu_engine_release(m->e, id, &err);
+            p->state = POD_WAITING;
+            continue;
+        }
+        fill(a, p, FX_BIND);
+        snprintf(a->node, sizeof(a->node), "%s", n->name);
+        if (p->spec.wants_gpu) {
+            struct fx_allocation al = {.ngpu = pl.ngpu};
+            for (int i = 0; i < pl.ngpu; i++) {
+                snprintf(al.gpus[i].uuid, sizeof(al.gpus[i].uuid), "%s",
+                         n->inv.gpus[pl.gpu[i]].uuid);
+                al.gpus[i].index = pl.gpu[i];
+                al.gpus[i].cores = pl.milli[i] >= 10 ? pl.milli[i] / 10 : 0;
+                al.gpus[i].mem = p->spec.gpu_mem;
+            }
+            char *s = fx_allocation_format(&al);
+            snprintf(a->allocation, sizeof(a->allocation), "%s", s ? s : "");
+            snprintf(p->allocation, sizeof(p->allocation), "%s", s ? s : "");
+            free(s);
+        }
+        p->alloc = id;
+        p->state = POD_ASSUMED;
+        snprintf(p->node, sizeof(p->node), "%s", n->name);
+        p->told[0] = 0;
+        link_pod(n, p);
+        return true;
+    }
+    return false;
+}
+
+void fx_model_bind_done(struct fx_model *m, const char *uid, int rc)
+{
+    struct pod *p = fx_strmap_get(&m->pods, uid);
+    if (!p || p->state != POD_ASSUMED)
+        return;
+    if (rc == 0)
+        return; /* the watch confirms it */
+    release(m, p);
+    unlink_pod(p);
+    p->node[0] = 0;
+    p->allocation[0] = 0;
+    if (rc == FLEXPU_ENOENT) {
+        forget(m, p);
+        return;
+    }
+    /* EEXIST: bound meanwhile (the watch brings where); otherwise retry. */
+    enqueue(m, p);
+}
+
+void fx_model_stats(const struct fx_model *m, struct fx_model_stats *o)
+{
+    memset(o, 0, sizeof(*o));
+    struct flexpu_stats s;
+    flexpu_engine_stats(m->e, &s);
+    o->nodes = s.nodes;
+    o->gpus = s.gpus;
+    o->gpu_milli_total = s.gpu_milli_total;
+    o->gpu_milli_used = s.gpu_milli_used;
+    o->conflicts = m->conflicts;
+    const char *k;
+    void *v;
+    for (size_t i = 0; fx_strmap_next(&m->pods, &i, &k, &v);) {
+        const struct pod *p = v;
+        o->pods_bound += p->state == POD_BOUND || p->state == POD_ASSUMED;
+        o->pods_queued += p->state == POD_QUEUED;
+        o->pods_waiting += p->state == POD_WAITING;
+        o->pods_invalid += p->state == POD_INVALID;
+    }
+}
+
+int fx_model_check(const struct fx_model *m, struct flexpu_error *err)
+{
+    return flexpu_engine_check(m->e, err);
+}

@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The scheduler's picture of the cluster, built from watch events: every
+ * node with its GPU inventory, every pod bound anywhere (for CPU and memory,
+ * whoever scheduled it), and the queue of pods waiting for this scheduler.
+ * No I/O: the daemon feeds events in and carries decisions out, and the
+ * tests drive it the same way.
+ *
+ * A decision is "assumed" at once (accounted in the engine) so the next
+ * decision sees it; the bind result confirms it or gives it back. After a
+ * restart, pods carrying the allocation annotation are accounted exactly as
+ * recorded, so nothing is ever allocated twice. */
+#ifndef FX_SCHED_MODEL_H
+#define FX_SCHED_MODEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "flexpu/error.h"
+#include "kube/kube.h"
+
+struct fx_model;
+
+struct fx_model *fx_model_new(const char *scheduler_name, const char *policy, uint64_t seed,
+                              struct flexpu_error *err);
+void fx_model_free(struct fx_model *m);
+
+void fx_model_node_event(struct fx_model *m, enum kube_event ev, json_t *node);
+void fx_model_pod_event(struct fx_model *m, enum kube_event ev, json_t *pod);
+
+enum fx_outcome {
+    FX_BIND,    /* bind the pod to `node` with `allocation` (already assumed) */
+    FX_WAIT,    /* fits nowhere now: tell the user `message`; retried when capacity frees */
+    FX_INVALID, /* the pod asks for something malformed: tell the user `message` */
+};
+
+struct fx_attempt {
+    enum fx_outcome outcome;
+    char ns[256], name[256], uid[64];
+    char node[256];
+    char allocation[2048]; /* the annotation value, empty for CPU-only pods */
+    char message[400];
+};
+
+/* The next pod to act on, in order: priority, then creation time. Returns
+ * false when nothing is waiting. An FX_WAIT/FX_INVALID pod is reported once
+ * per change of its message; it comes back when the cluster frees capacity
+ * or the pod changes. */
+bool fx_model_next(struct fx_model *m, struct fx_attempt *a);
+
+/* The bind of an FX_BIND attempt finished: rc 0 keeps the allocation (the
+ * watch will confirm it); FLEXPU_ENOENT (pod gone) or FLEXPU_EEXIST (already
+ * bound elsewhere: the watch tells where) forgets it; anything else gives
+ * the allocation back and queues the pod again. */
+void fx_model_bind_done(struct fx_model *m, const char *uid, int rc);
+
+/* The workload the fragmentation-aware policies defend, taken from the pods
+ * seen so far: refreshed by fx_model_next when a new request shape appears
+ * or the counts grew by a quarter. */
+void fx_model_refresh_workload(struct fx_model *m);
+
+struct fx_model_stats {
+    int nodes, gpus, pods_bound, pods_queued, pods_waiting, pods_invalid;
+    int64_t gpu_milli_total, gpu_milli_used;
+    int64_t conflicts; /* recorded allocations that could not be accounted */
+};
+void fx_model_stats(const struct fx_model *m, struct fx_model_stats *out);
+
+/* Engine invariants (tests). */
+int fx_model_check(const struct fx_model *m, struct flexpu_error *err);
+
+#endif

@@ -1,0 +1,265 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# End-to-end tests of flexpu-scheduler on a real API server (test/cluster):
+# kwok nodes with GPU inventories, pods asking for slices and whole GPUs.
+#
+#   scheduler_e2e.sh BUILD_DIR
+#
+# Each case starts from an empty namespace set; a failed assertion prints
+# what was expected and what the cluster holds, and the script exits 1.
+set -euo pipefail
+build="$(cd "${1:?usage: $0 BUILD_DIR}" && pwd)"
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+work="$(mktemp -d /tmp/flexpu-e2e.XXXXXX)"
+sched_pid=""
+
+cleanup() {
+  [ -n "$sched_pid" ] && kill "$sched_pid" 2>/dev/null || true
+  "$root/test/cluster/cluster.sh" down "$work/cluster" || true
+  if [ "${KEEP:-0}" = 1 ]; then echo "e2e: kept $work" >&2; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+
+"$root/test/cluster/cluster.sh" up "$work/cluster" >/dev/null
+# shellcheck disable=SC1091
+. "$work/cluster/env"
+
+fail() {
+  echo "e2e: FAIL: $*" >&2
+  echo "--- pods:" >&2
+  kubectl get pods -A -o wide >&2 || true
+  echo "--- scheduler log (tail):" >&2
+  tail -n 20 "$work/scheduler.log" >&2 || true
+  exit 1
+}
+
+start_scheduler() {
+  "$build/flexpu-scheduler" --kubeconfig "$KUBECONFIG" --lease-namespace kube-system \
+    --log-level debug "$@" >>"$work/scheduler.log" 2>&1 &
+  sched_pid=$!
+}
+
+stop_scheduler() { # signal
+  [ -n "$sched_pid" ] || return 0
+  kill "-${1:-TERM}" "$sched_pid" 2>/dev/null || true
+  wait "$sched_pid" 2>/dev/null || true
+  sched_pid=""
+}
+
+# node NAME MODEL NGPU [MEM_GIB] [CPU] [GROUPS]: a kwok node with a GPU inventory.
+node() {
+  local name="$1" model="$2" n="$3" mem="${4:-80}" cpu="${5:-64}"
+  local inv="" i
+  for i in $(seq 0 $((n - 1))); do
+    [ -n "$inv" ] && inv="$inv,"
+    inv="$inv{\\\"uuid\\\":\\\"GPU-$name-$i\\\",\\\"model\\\":\\\"$model\\\",\\\"memory\\\":$((mem * 1073741824)),\\\"numa\\\":$((i / 4)),\\\"group\\\":$((i / 4))}"
+  done
+  kubectl create -f - >/dev/null <<EOF
+{"apiVersion":"v1","kind":"Node","metadata":{"name":"$name","labels":{"type":"kwok"},
+ "annotations":{"kwok.x-k8s.io/node":"fake","flexpu.io/gpus":"[$inv]"}},
+ "status":{"allocatable":{"cpu":"$cpu","memory":"512Gi","pods":"110","flexpu.io/gpu":"$((n * 16))",
+   "flexpu.io/gpu-cores":"$((n * 100))","flexpu.io/gpu-memory":"$((n * mem))Gi"},
+  "capacity":{"cpu":"$cpu","memory":"512Gi","pods":"110","flexpu.io/gpu":"$((n * 16))",
+   "flexpu.io/gpu-cores":"$((n * 100))","flexpu.io/gpu-memory":"$((n * mem))Gi"}}}
+EOF
+}
+
+# pod NAME GPUS [CORES] [MEMORY] [ANNOTATIONS-JSON]
+pod() {
+  local name="$1" gpus="$2" cores="${3:-}" mem="${4:-}" ann="${5:-{\}}"
+  local lim="\"cpu\":\"1\",\"memory\":\"1Gi\",\"flexpu.io/gpu\":\"$gpus\""
+  [ -n "$cores" ] && lim="$lim,\"flexpu.io/gpu-cores\":\"$cores\""
+  [ -n "$mem" ] && lim="$lim,\"flexpu.io/gpu-memory\":\"$mem\""
+  kubectl create -f - >/dev/null <<EOF
+{"apiVersion":"v1","kind":"Pod","metadata":{"name":"$name","namespace":"default","annotations":$ann},
+ "spec":{"schedulerName":"flexpu-scheduler","containers":[{"name":"c","image":"x",
+   "resources":{"limits":{$lim}}}]}}
+EOF
+}
+
+node_of() { kubectl get pod "$1" -o jsonpath='{.spec.nodeName}'; }
+alloc_of() { kubectl get pod "$1" -o jsonpath='{.metadata.annotations.flexpu\.io/allocation}'; }
+
+wait_bound() { # pod [seconds]
+  for _ in $(seq 1 $((${2:-20} * 5))); do
+    [ -n "$(node_of "$1")" ] && return 0
+    sleep 0.2
+  done
+  fail "pod $1 was not bound"
+}
+
+wait_event() { # pod substring
+  for _ in $(seq 1 100); do
+    if kubectl get events --field-selector "involvedObject.name=$1" \
+      -o jsonpath='{range .items[*]}{.message}{"\n"}{end}' | grep -qF -- "$2"; then
+      return 0
+    fi
+    sleep 0.2
+  done
+  fail "pod $1 has no event containing '$2'"
+}
+
+# No GPU holds more than 100% cores or its memory, summing every bound pod's
+# allocation annotation: the double-allocation check.
+check_no_overcommit() {
+  kubectl get pods -A -o jsonpath='{range .items[*]}{.metadata.annotations.flexpu\.io/allocation}{"\n"}{end}' |
+    grep -o '"uuid":"[^"]*","index":[0-9]*,"cores":[0-9]*,"memory":[0-9]*' |
+    sed 's/"uuid":"\([^"]*\)","index":[0-9]*,"cores":\([0-9]*\),"memory":\([0-9]*\)/\1 \2 \3/' |
+    awk '{c[$1]+=$2; m[$1]+=$3} END {for (g in c) if (c[g] > 100 || m[g] > 80*1073741824) {print g, c[g], m[g]; bad=1} exit bad}' ||
+    fail "a GPU is over-committed (uuid, cores, memory above)"
+}
+
+reset() {
+  stop_scheduler
+  kubectl delete pods --all --grace-period=0 --force --wait=true >/dev/null 2>&1 || true
+  kubectl delete nodes --all --wait=true >/dev/null 2>&1 || true
+  kubectl delete events --all >/dev/null 2>&1 || true
+}
+
+pass() { echo "e2e: ok   $1"; }
+
+# ---- cases ----
+
+case_fractional_packing() {
+  reset
+  node n1 A100 4
+  start_scheduler
+  for i in 1 2 3 4 5; do pod "s$i" 1 20 8Gi; done
+  for i in 1 2 3 4 5; do wait_bound "s$i"; done
+  # 5 x 20% fit on one GPU: inside a node the policy takes the fullest GPU
+  # that fragments least, so they share one.
+  local gpus
+  gpus=$(for i in 1 2 3 4 5; do alloc_of "s$i" | grep -o '"uuid":"[^"]*"'; done | sort -u | wc -l)
+  [ "$gpus" -eq 1 ] || fail "5 slices of 20% used $gpus GPUs, expected 1"
+  alloc_of s1 | grep -q '"cores":20,"memory":8589934592' || fail "s1 allocation: $(alloc_of s1)"
+  check_no_overcommit
+  pass "fractional pods packed onto one shared GPU with their allocation annotations"
+}
+
+case_multi_gpu_one_node() {
+  reset
+  node m1 H100 8
+  node m2 H100 4
+  start_scheduler
+  pod big 6
+  wait_bound big
+  [ "$(node_of big)" = m1 ] || fail "6-GPU pod on $(node_of big), expected m1"
+  local n
+  n=$(alloc_of big | grep -o '"uuid":"GPU-m1-[0-9]*","index":[0-9]*,"cores":100' | wc -l)
+  [ "$n" -eq 6 ] || fail "6-GPU pod got $n whole GPUs of m1: $(alloc_of big)"
+  pod four 4
+  wait_bound four
+  [ "$(node_of four)" = m2 ] || fail "4-GPU pod on $(node_of four), expected m2"
+  pass "multi-GPU pods take whole GPUs of one node"
+}
+
+case_unschedulable_then_freed() {
+  reset
+  node u1 T4 1 16
+  start_scheduler
+  pod first 1 70
+  wait_bound first
+  pod second 1 50
+  wait_event second "no node fits"
+  [ -z "$(node_of second)" ] || fail "second bound although the GPU was full"
+  pod wrongmodel 1 10 "" '{"flexpu.io/gpu-model":"A100"}'
+  wait_event wrongmodel "gpu model"
+  kubectl delete pod first --grace-period=0 --force >/dev/null 2>&1
+  wait_bound second
+  [ -z "$(node_of wrongmodel)" ] || fail "a pod asking for A100 landed on a T4 node"
+  pass "unschedulable pods get precise events and are placed when capacity frees"
+}
+
+case_bad_requests() {
+  reset
+  node b1 A100 1
+  start_scheduler
+  pod badcores 1 130
+  wait_event badcores "flexpu.io/gpu-cores"
+  wait_event badcores "130"
+  pod badprio 1 10 "" '{"flexpu.io/priority":"urgent"}'
+  wait_event badprio "flexpu.io/priority"
+  pod badmem 1 10 4096
+  wait_event badmem "at least 1Mi"
+  pod good 1 10
+  wait_bound good
+  for p in badcores badprio badmem; do
+    [ -z "$(node_of $p)" ] || fail "invalid pod $p was bound"
+  done
+  pass "bad requests and annotations get events naming the field and value; pods stay Pending"
+}
+
+case_restart_no_double_allocation() {
+  reset
+  for i in 1 2 3 4; do node "r$i" A100 4; done
+  start_scheduler
+  # 64 slices of 25% fill the 16 GPUs exactly; the scheduler is killed with
+  # SIGKILL while they arrive and started again.
+  for i in $(seq 1 32); do pod "q$i" 1 25; done
+  sleep 0.5
+  stop_scheduler KILL
+  for i in $(seq 33 64); do pod "q$i" 1 25; done
+  start_scheduler
+  for i in $(seq 1 64); do wait_bound "q$i" 30; done
+  check_no_overcommit
+  stop_scheduler KILL
+  pod extra 1 25
+  start_scheduler
+  wait_event extra "no node fits"
+  check_no_overcommit
+  pass "scheduler killed and restarted mid-stream: every GPU exactly full, no double allocation"
+}
+
+case_node_removal() {
+  reset
+  node d1 A100 1
+  node d2 A100 1
+  start_scheduler
+  pod a 1 60
+  pod b 1 60
+  wait_bound a
+  wait_bound b
+  pod c 1 60
+  wait_event c "no node fits"
+  local gone
+  gone=$(node_of a)
+  kubectl delete node "$gone" >/dev/null
+  # The pods on the removed node hold nothing now; a new node brings room.
+  node d3 A100 1
+  wait_bound c
+  [ "$(node_of c)" = d3 ] || fail "c on $(node_of c), expected d3"
+  if grep -q "cannot be accounted" "$work/scheduler.log"; then
+    fail "the scheduler found a pod it could not account"
+  fi
+  pass "node removal releases its pods' allocations"
+}
+
+case_leader_election() {
+  reset
+  node l1 A100 2
+  start_scheduler --identity one
+  local first=$sched_pid
+  "$build/flexpu-scheduler" --kubeconfig "$KUBECONFIG" --lease-namespace kube-system \
+    --identity two >>"$work/scheduler2.log" 2>&1 &
+  local second=$!
+  sleep 3
+  for i in 1 2 3 4; do pod "e$i" 1 50; done
+  for i in 1 2 3 4; do wait_bound "e$i"; done
+  check_no_overcommit
+  kill "$first"; wait "$first" 2>/dev/null || true
+  sched_pid=$second
+  pod e5 1 50
+  wait_event e5 "no node fits"
+  grep -q 'msg="leading"' "$work/scheduler2.log" || fail "the second instance never led"
+  pass "two instances: one leads, the other takes over on release"
+}
+
+case_fractional_packing
+case_multi_gpu_one_node
+case_unschedulable_then_freed
+case_bad_requests
+case_restart_no_double_allocation
+case_node_removal
+case_leader_election
+echo "e2e: all passed"

@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Everything flexpu reads from Kubernetes that a user or another program
+ * wrote: kubeconfig YAML, pod specs and annotations, node inventories,
+ * allocation annotations and watch streams. The first byte picks the parser;
+ * none may crash, leak or read out of bounds, whatever the input. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kube/contract.h"
+#include "kube/kube.h"
+
+static int on_line(const char *type, json_t *obj, void *ctx)
+{
+    (void)ctx;
+    struct fx_pod_spec s;
+    struct flexpu_error err;
+    if (strcmp(type, "ADDED") == 0)
+        fx_pod_spec_parse(obj, &s, &err);
+    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1)
+        return 0;
+    uint8_t which = data[0] % 5;
+    data++;
+    size--;
+    char *text = malloc(size + 1);
+    if (!text)
+        return 0;
+    memcpy(text, data, size);
+    text[size] = 0;
+    struct flexpu_error err;
+    switch (which) {
+    case 0: {
+        struct kube_config c;
+        if (kube_config_parse(text, size, "/nonexistent", NULL, &c, &err) == 0)
+            kube_config_free(&c);
+        break;
+    }
+    case 1: {
+        json_error_t je;
+        json_t *j = json_loads(text, 0, &je);
+        struct fx_pod_spec s;
+        if (j)
+            fx_pod_spec_parse(j, &s, &err);
+        json_decref(j);
+        break;
+    }
+    case 2: {
+        struct fx_node_inv inv;
+        if (fx_node_inv_parse(text, &inv, &err) == 0)
+            free(fx_node_inv_format(&inv));
+        break;
+    }
+    case 3: {
+        struct fx_allocation a;
+        if (fx_allocation_parse(text, &a, &err) == 0)
+            free(fx_allocation_format(&a));
+        break;
+    }
+    case 4: {
+        struct kube_stream *s = kube_stream_new(4096, on_line, NULL);
+        if (s) {
+            /* Two feeds cut at an input-chosen point. */
+            size_t cut = size ? (unsigned char)text[0] % (size + 1) : 0;
+            if (kube_stream_feed(s, text, cut, &err) == 0)
+                kube_stream_feed(s, text + cut, size - cut, &err);
+            kube_stream_free(s);
+        }
+        break;
+    }
+    }
+    free(text);
+    return 0;
+}
