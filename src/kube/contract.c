@@ -7,8 +7,6 @@
 #include "flexpu/quantity.h"
 #include "kube/kube.h"
 
-#define MIB (1024 * 1024)
-
 static int bad(struct flexpu_error *err, const char *field, const char *value, const char *why)
 {
     return flexpu_error_field(err, FLEXPU_EINVAL, field, value ? value : "",
@@ -92,7 +90,7 @@ static int gpu_resources(json_t *ctr, const char *prefix, struct fx_pod_spec *o,
     if (ms) {
         if (flexpu_quantity_parse(ms, field, &mem, err))
             return FLEXPU_EINVAL;
-        if (mem < MIB)
+        if (mem < FX_MIB)
             return bad(err, field, ms,
                        "is in bytes and must be at least 1Mi (write 4Gi, or 4096Mi)");
     }
@@ -201,17 +199,8 @@ int fx_pod_spec_parse(json_t *pod, struct fx_pod_spec *o, struct flexpu_error *e
         o->cores_limit = (int)(v / 1000);
     }
     s = json_string_value(json_object_get(ann, FX_ANN_PRIORITY));
-    if (s) {
-        if (strcmp(s, "high") == 0)
-            o->priority = FX_PRIO_HIGH;
-        else if (strcmp(s, "normal") == 0)
-            o->priority = FX_PRIO_NORMAL;
-        else if (strcmp(s, "low") == 0)
-            o->priority = FX_PRIO_LOW;
-        else
-            return bad(err, "metadata.annotations[" FX_ANN_PRIORITY "]", s,
-                       "must be high, normal or low");
-    }
+    if (s && fx_priority_parse(s, "metadata.annotations[" FX_ANN_PRIORITY "]", &o->priority, err))
+        return FLEXPU_EINVAL;
     s = json_string_value(json_object_get(ann, FX_ANN_GPU_MODEL));
     if (s) {
         size_t n = strlen(s);
@@ -229,13 +218,13 @@ void fx_pod_spec_req(const struct fx_pod_spec *s, struct flexpu_pod_req *r)
 {
     memset(r, 0, sizeof(*r));
     r->cpu_milli = s->cpu_milli;
-    r->mem_mib = (s->mem_bytes + MIB - 1) / MIB;
+    r->mem_mib = (s->mem_bytes + FX_MIB - 1) / FX_MIB;
     if (s->wants_gpu) {
         r->num_gpu = s->num_gpu;
         /* A memory-only slice guarantees no compute: it is accounted at the
          * smallest share and lives on what others leave idle. */
         r->gpu_milli = s->cores > 0 ? s->cores * 10 : 1;
-        r->gpu_mem_mib = (s->gpu_mem + MIB - 1) / MIB;
+        r->gpu_mem_mib = (s->gpu_mem + FX_MIB - 1) / FX_MIB;
     }
     r->priority = (int)s->priority;
 }

@@ -14,6 +14,7 @@
 
 #include "flexpu/error.h"
 #include "flexpu/sched.h"
+#include "util/priority.h"
 
 #define FX_RES_GPU        "flexpu.io/gpu"        /* number of GPUs (device plugin) */
 #define FX_RES_GPU_CORES  "flexpu.io/gpu-cores"  /* percent of each GPU (node extended resource) */
@@ -25,8 +26,7 @@
 #define FX_ANN_NODE_GPUS   "flexpu.io/gpus"       /* written by the node agent on its Node */
 
 #define FX_UUID_MAX 96
-
-enum fx_priority { FX_PRIO_LOW = 0, FX_PRIO_NORMAL = 1, FX_PRIO_HIGH = 2 };
+#define FX_MIB      (1024 * 1024)
 
 /* A pod as flexpu sees it. */
 struct fx_pod_spec {

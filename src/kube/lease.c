@@ -14,6 +14,13 @@ static int duration(const struct kube_lease *l)
     return l->duration_s > 0 ? l->duration_s : 15;
 }
 
+/* The Lease's URL, or its collection's (to create it). */
+static void lease_path(char *buf, size_t len, const struct kube_lease *l, bool collection)
+{
+    snprintf(buf, len, "/apis/coordination.k8s.io/v1/namespaces/%s/leases%s%s", l->namespace,
+             collection ? "" : "/", collection ? "" : l->name);
+}
+
 static json_t *lease_body(const struct kube_lease *l, const char *holder, const char *acquire,
                           const char *renew, json_int_t transitions, const char *rv)
 {
@@ -30,12 +37,7 @@ static int write_lease(struct kube_client *c, struct kube_lease *l, const char *
                        json_t *body, int64_t now_ns, struct flexpu_error *err)
 {
     char path[512];
-    if (strcmp(method, "POST") == 0)
-        snprintf(path, sizeof(path), "/apis/coordination.k8s.io/v1/namespaces/%s/leases",
-                 l->namespace);
-    else
-        snprintf(path, sizeof(path), "/apis/coordination.k8s.io/v1/namespaces/%s/leases/%s",
-                 l->namespace, l->name);
+    lease_path(path, sizeof(path), l, strcmp(method, "POST") == 0);
     long status;
     int rc = kube_request(c, method, path, body, NULL, &status, NULL, err);
     json_decref(body);
@@ -56,8 +58,7 @@ int kube_lease_step(struct kube_client *c, struct kube_lease *l, int64_t now_ns,
 {
     char path[512], now[40];
     int64_t dur_ns = (int64_t)duration(l) * 1000000000LL;
-    snprintf(path, sizeof(path), "/apis/coordination.k8s.io/v1/namespaces/%s/leases/%s",
-             l->namespace, l->name);
+    lease_path(path, sizeof(path), l, false);
     kube_time_now(now, sizeof(now), true);
     long status;
     json_t *cur = NULL;
@@ -108,8 +109,7 @@ int kube_lease_release(struct kube_client *c, struct kube_lease *l, struct flexp
     if (!l->leader)
         return 0;
     char path[512], now[40];
-    snprintf(path, sizeof(path), "/apis/coordination.k8s.io/v1/namespaces/%s/leases/%s",
-             l->namespace, l->name);
+    lease_path(path, sizeof(path), l, false);
     long status;
     json_t *cur = NULL;
     int rc = kube_request(c, "GET", path, NULL, NULL, &status, &cur, err);

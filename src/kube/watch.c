@@ -218,9 +218,6 @@ int kube_list_watch(struct kube_client *c, const struct kube_watch_opts *o, kube
                     void *ctx, struct flexpu_error *err)
 {
     struct lw w = {.cb = cb, .ctx = ctx, .err = err};
-    w.stream = kube_stream_new(64u << 20, on_event, &w);
-    if (!w.stream)
-        return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory starting a watch");
     int need_list = 1, backoff = 200, rc = 0;
     while (!(o->stop && *o->stop)) {
         if (need_list) {
@@ -241,6 +238,7 @@ int kube_list_watch(struct kube_client *c, const struct kube_watch_opts *o, kube
         append_selectors(path, sizeof(path), o);
         long status;
         w.gone = 0;
+        /* A fresh splitter per connection: no partial line carries over. */
         kube_stream_free(w.stream);
         w.stream = kube_stream_new(64u << 20, on_event, &w);
         if (!w.stream) {

@@ -27,18 +27,6 @@ void fx_config_defaults(struct fx_slice_config *c)
     c->context_overhead = (int64_t)512 << 20;
 }
 
-const char *fx_priority_name(enum fx_priority p)
-{
-    switch (p) {
-    case FX_PRIO_LOW:
-        return "low";
-    case FX_PRIO_HIGH:
-        return "high";
-    default:
-        return "normal";
-    }
-}
-
 /* Each setter validates one value; `field` is the name the user wrote (an
  * environment variable or a file key) so the error names it. */
 typedef int (*setter_fn)(struct fx_slice_config *c, const char *field, const char *v,
@@ -104,16 +92,7 @@ static int set_cap(struct fx_slice_config *c, const char *field, const char *v,
 static int set_priority(struct fx_slice_config *c, const char *field, const char *v,
                         struct flexpu_error *err)
 {
-    if (strcmp(v, "high") == 0)
-        c->priority = FX_PRIO_HIGH;
-    else if (strcmp(v, "normal") == 0)
-        c->priority = FX_PRIO_NORMAL;
-    else if (strcmp(v, "low") == 0)
-        c->priority = FX_PRIO_LOW;
-    else
-        return flexpu_error_field(err, FLEXPU_EINVAL, field, v, strlen(v),
-                                  "must be high, normal or low");
-    return 0;
+    return fx_priority_parse(v, field, &c->priority, err);
 }
 
 static int set_state_dir(struct fx_slice_config *c, const char *field, const char *v,

@@ -11,6 +11,7 @@
 
 #include "flexpu/error.h"
 #include "flexpu/log.h"
+#include "util/priority.h"
 
 #define FX_TENANT_NAME_MAX 64
 #define FX_STATE_DIR_MAX 200
@@ -21,8 +22,6 @@
 #ifndef FLEXPU_SLICE_CONF
 #define FLEXPU_SLICE_CONF "/etc/flexpu/slice.conf"
 #endif
-
-enum fx_priority { FX_PRIO_LOW = 0, FX_PRIO_NORMAL = 1, FX_PRIO_HIGH = 2 };
 
 struct fx_slice_config {
     char tenant[FX_TENANT_NAME_MAX];
@@ -58,7 +57,5 @@ int fx_config_parse(struct fx_slice_config *c, const char *text, const char *ori
  * exists but cannot be read or parsed: the caller fails closed); returns 0
  * when there is no such file. */
 int fx_config_load_file(struct fx_slice_config *c, const char *path, struct flexpu_error *err);
-
-const char *fx_priority_name(enum fx_priority p);
 
 #endif

@@ -138,21 +138,18 @@ static int bind_pod(struct kube_client *c, const struct fx_attempt *a, struct fl
 static void emit_event(struct kube_client *c, const struct fx_attempt *a, const char *type,
                        const char *reason, const char *instance)
 {
-    char path[512], now[40];
+    char path[512], now[40], gen[300];
     snprintf(path, sizeof(path), "/api/v1/namespaces/%s/events", a->ns);
+    snprintf(gen, sizeof(gen), "%.250s.", a->name); /* the server appends a suffix */
     kube_time_now(now, sizeof(now), false);
     json_t *ev = json_pack(
         "{s:s, s:s, s:{s:s, s:s}, s:{s:s, s:s, s:s, s:s, s:s}, s:s, s:s, s:s, s:{s:s}, s:s, "
         "s:s, s:i, s:s, s:s}",
-        "apiVersion", "v1", "kind", "Event", "metadata", "generateName", a->name, "namespace",
+        "apiVersion", "v1", "kind", "Event", "metadata", "generateName", gen, "namespace",
         a->ns, "involvedObject", "apiVersion", "v1", "kind", "Pod", "namespace", a->ns, "name",
         a->name, "uid", a->uid, "type", type, "reason", reason, "message", a->message, "source",
         "component", "flexpu-scheduler", "firstTimestamp", now, "lastTimestamp", now, "count", 1,
         "reportingComponent", "flexpu-scheduler", "reportingInstance", instance);
-    /* generateName needs the trailing dot convention to read well. */
-    char gen[300];
-    snprintf(gen, sizeof(gen), "%.250s.", a->name);
-    json_object_set_new(json_object_get(ev, "metadata"), "generateName", json_string(gen));
     long status;
     struct flexpu_error err;
     if (kube_request(c, "POST", path, ev, NULL, &status, NULL, &err))

@@ -12,7 +12,6 @@
 #include "util/alloc.h"
 #include "util/strmap.h"
 
-#define MIB         (1024 * 1024)
 #define SHAPES_MAX  128
 #define COMP        "model"
 
@@ -281,7 +280,7 @@ static void account(struct fx_model *m, struct pod *p, struct node *n)
                 }
                 pl.gpu[i] = g;
                 pl.milli[i] = al.gpus[i].cores > 0 ? al.gpus[i].cores * 10 : 1;
-                pl.gpu_mem_mib[i] = (al.gpus[i].mem + MIB - 1) / MIB;
+                pl.gpu_mem_mib[i] = (al.gpus[i].mem + FX_MIB - 1) / FX_MIB;
             }
             if (r.num_gpu) {
                 r.gpu_milli = pl.milli[0];
@@ -317,6 +316,23 @@ static void account(struct fx_model *m, struct pod *p, struct node *n)
 
 /* ---- nodes ---- */
 
+/* The record for a node name, created (outside the engine) when absent. */
+static struct node *node_record(struct fx_model *m, const char *name)
+{
+    struct node *n = fx_strmap_get(&m->nodes, name);
+    if (n)
+        return n;
+    n = fx_calloc(1, sizeof(*n));
+    if (!n || fx_strmap_put(&m->nodes, name, n)) {
+        fx_free(n);
+        FX_ERROR(COMP, "out of memory recording a node", "node=%s", name);
+        return NULL;
+    }
+    snprintf(n->name, sizeof(n->name), "%s", name);
+    n->id = -1;
+    return n;
+}
+
 static void node_out(struct fx_model *m, struct node *n)
 {
     if (n->id < 0)
@@ -337,11 +353,11 @@ static void node_in(struct fx_model *m, struct node *n)
         return;
     struct flexpu_node_info info = {.name = n->name,
                                     .cpu_milli = n->cpu_milli,
-                                    .mem_mib = n->mem_bytes / MIB,
+                                    .mem_mib = n->mem_bytes / FX_MIB,
                                     .ngpu = n->inv.ngpu};
     for (int i = 0; i < n->inv.ngpu; i++) {
         info.gpus[i].model = n->inv.gpus[i].model;
-        info.gpus[i].mem_mib = n->inv.gpus[i].mem_bytes / MIB;
+        info.gpus[i].mem_mib = n->inv.gpus[i].mem_bytes / FX_MIB;
         info.gpus[i].numa = n->inv.gpus[i].numa;
         info.gpus[i].topo_group = n->inv.gpus[i].group;
     }
@@ -404,19 +420,11 @@ void fx_model_node_event(struct fx_model *m, enum kube_event ev, json_t *obj)
         cpu = mem = 0;
     }
     bool cordoned = fx_node_cordoned(obj);
-    if (!n) {
-        n = fx_calloc(1, sizeof(*n));
-        if (!n || fx_strmap_put(&m->nodes, name, n)) {
-            fx_free(n);
-            FX_ERROR(COMP, "out of memory adding a node", "node=%s", name);
-            return;
-        }
-        snprintf(n->name, sizeof(n->name), "%s", name);
-        n->id = -1;
-    } else if (n->id >= 0 && !cordoned && n->cpu_milli == cpu && n->mem_bytes == mem &&
-               memcmp(&n->inv, &inv, sizeof(inv)) == 0) {
+    if (n && n->id >= 0 && !cordoned && n->cpu_milli == cpu && n->mem_bytes == mem &&
+        memcmp(&n->inv, &inv, sizeof(inv)) == 0)
         return; /* a status heartbeat: nothing we model changed */
-    }
+    if (!n && !(n = node_record(m, name)))
+        return;
     node_out(m, n);
     n->inv = inv;
     n->cpu_milli = cpu;
@@ -499,7 +507,7 @@ static int read_pod(struct fx_model *m, struct pod *p, json_t *obj, struct flexp
         memset(&p->req, 0, sizeof(p->req));
         /* What the pod asks for in CPU and memory still counts once bound. */
         p->req.cpu_milli = p->spec.cpu_milli;
-        p->req.mem_mib = (p->spec.mem_bytes + MIB - 1) / MIB;
+        p->req.mem_mib = (p->spec.mem_bytes + FX_MIB - 1) / FX_MIB;
         return rc;
     }
     fx_pod_spec_req(&p->spec, &p->req);
@@ -575,8 +583,8 @@ void fx_model_pod_event(struct fx_model *m, enum kube_event ev, json_t *obj)
         p->heap = -1;
         p->seq = ++m->seq;
         p->state = POD_QUEUED;
+        p->gen = m->pod_gen;
     }
-    p->gen = m->pod_gen;
     struct flexpu_error err = {0};
     char assumed_node[256];
     snprintf(assumed_node, sizeof(assumed_node), "%s", p->state == POD_ASSUMED ? p->node : "");
@@ -590,18 +598,12 @@ void fx_model_pod_event(struct fx_model *m, enum kube_event ev, json_t *obj)
         release(m, p); /* assumed elsewhere, or never accounted */
         unlink_pod(p);
         p->state = POD_BOUND;
+        /* Pods can arrive before their node: a placeholder record
+         * collects them until the node itself is seen. */
         struct node *n = fx_strmap_get(&m->nodes, p->node);
         if (!n) {
-            /* Pods can arrive before their node: a placeholder record
-             * collects them until the node itself is seen. */
-            n = fx_calloc(1, sizeof(*n));
-            if (!n || fx_strmap_put(&m->nodes, p->node, n)) {
-                fx_free(n);
-                FX_ERROR(COMP, "out of memory recording a node", "node=%s", p->node);
+            if (!(n = node_record(m, p->node)))
                 return;
-            }
-            snprintf(n->name, sizeof(n->name), "%s", p->node);
-            n->id = -1;
             n->cordoned = true; /* not schedulable until the Node object is seen */
         }
         link_pod(n, p);
