@@ -59,8 +59,14 @@ static struct {
 static int push(int is_pod, enum kube_event ev, json_t *obj)
 {
     struct qev *e = fx_malloc(sizeof(*e));
-    if (!e)
-        return 0; /* dropped: the next relist heals it; logged by the caller's counters */
+    if (!e) {
+        /* A lost event would leave the model wrong with nothing to heal it:
+         * stop, and let the Deployment start a fresh instance that relists. */
+        FX_ERROR(COMP, "out of memory queueing a watch event; stopping", "event=%s",
+                 kube_event_name(ev));
+        stop_flag = 1;
+        return 1;
+    }
     e->is_pod = is_pod;
     e->ev = ev;
     e->obj = obj ? json_incref(obj) : NULL;

@@ -50,6 +50,7 @@ struct node {
     struct fx_node_inv inv;
     int64_t cpu_milli, mem_bytes;
     bool cordoned;
+    bool seen;          /* the Node object exists (else a record holding its pods) */
     struct pod *pods;   /* pods bound here */
     int64_t holds[FLEXPU_MAX_GPUS]; /* allocations that fence unhealthy GPUs */
 };
@@ -316,6 +317,12 @@ static void account(struct fx_model *m, struct pod *p, struct node *n)
 
 /* ---- nodes ---- */
 
+static void drop_node(struct fx_model *m, struct node *n)
+{
+    fx_strmap_del(&m->nodes, n->name);
+    fx_free(n);
+}
+
 /* The record for a node name, created (outside the engine) when absent. */
 static struct node *node_record(struct fx_model *m, const char *name)
 {
@@ -349,7 +356,7 @@ static void node_out(struct fx_model *m, struct node *n)
 
 static void node_in(struct fx_model *m, struct node *n)
 {
-    if (n->cordoned)
+    if (n->cordoned || !n->seen)
         return;
     struct flexpu_node_info info = {.name = n->name,
                                     .cpu_milli = n->cpu_milli,
@@ -398,12 +405,12 @@ void fx_model_node_event(struct fx_model *m, enum kube_event ev, json_t *obj)
         if (!n)
             return;
         node_out(m, n);
-        /* Its pods stay recorded (they may be deleted later); they no longer
-         * hold anything. */
-        while (n->pods)
-            unlink_pod(n->pods);
-        fx_strmap_del(&m->nodes, name);
-        fx_free(n);
+        n->seen = false;
+        /* Its pods hold nothing while the node is gone, but stay listed on
+         * the record: a kubelet that registers its Node again brings them
+         * back, and they are accounted again before anything new lands. */
+        if (!n->pods)
+            drop_node(m, n);
         m->capacity_epoch++;
         return;
     }
@@ -430,6 +437,7 @@ void fx_model_node_event(struct fx_model *m, enum kube_event ev, json_t *obj)
     n->cpu_milli = cpu;
     n->mem_bytes = mem;
     n->cordoned = cordoned;
+    n->seen = true;
     node_in(m, n);
 }
 
@@ -479,9 +487,12 @@ void fx_model_refresh_workload(struct fx_model *m)
 
 static void forget(struct fx_model *m, struct pod *p)
 {
+    struct node *on = p->on;
     dequeue(m, p);
     release(m, p);
     unlink_pod(p);
+    if (on && !on->seen && !on->pods)
+        drop_node(m, on); /* the last pod of a node that is gone */
     fx_strmap_del(&m->pods, p->uid);
     fx_free(p);
 }
@@ -601,11 +612,8 @@ void fx_model_pod_event(struct fx_model *m, enum kube_event ev, json_t *obj)
         /* Pods can arrive before their node: a placeholder record
          * collects them until the node itself is seen. */
         struct node *n = fx_strmap_get(&m->nodes, p->node);
-        if (!n) {
-            if (!(n = node_record(m, p->node)))
-                return;
-            n->cordoned = true; /* not schedulable until the Node object is seen */
-        }
+        if (!n && !(n = node_record(m, p->node)))
+            return; /* not schedulable until the Node object is seen */
         link_pod(n, p);
         account(m, p, n);
         return;

@@ -225,6 +225,14 @@ case_node_removal() {
   local gone
   gone=$(node_of a)
   kubectl delete node "$gone" >/dev/null
+  # The node registers again (a kubelet does after its Node was deleted):
+  # pod a still runs there, so its share must be accounted again and c
+  # must keep waiting.
+  sleep 1
+  node "$gone" A100 1
+  sleep 2
+  [ -z "$(node_of c)" ] || fail "c was bound to $(node_of c) on top of a's share"
+  kubectl delete node "$gone" >/dev/null
   # The pods on the removed node hold nothing now; a new node brings room.
   node d3 A100 1
   wait_bound c
