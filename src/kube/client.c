@@ -169,6 +169,25 @@ struct buf {
     int over;
 };
 
+int kube_buf_append(char **p, size_t *plen, size_t *cap, size_t first, const char *data,
+                    size_t len)
+{
+    if (*plen + len + 1 > *cap) {
+        size_t c = *cap ? *cap : first;
+        while (c < *plen + len + 1)
+            c *= 2;
+        char *np = fx_realloc(*p, c);
+        if (!np)
+            return -1;
+        *p = np;
+        *cap = c;
+    }
+    memcpy(*p + *plen, data, len);
+    *plen += len;
+    (*p)[*plen] = 0;
+    return 0;
+}
+
 static size_t buf_write(char *data, size_t size, size_t n, void *ctx)
 {
     struct buf *b = ctx;
@@ -177,20 +196,7 @@ static size_t buf_write(char *data, size_t size, size_t n, void *ctx)
         b->over = 1;
         return 0;
     }
-    if (b->len + len + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 16384;
-        while (cap < b->len + len + 1)
-            cap *= 2;
-        char *p = fx_realloc(b->p, cap);
-        if (!p)
-            return 0;
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, data, len);
-    b->len += len;
-    b->p[b->len] = 0;
-    return len;
+    return kube_buf_append(&b->p, &b->len, &b->cap, 16384, data, len) ? 0 : len;
 }
 
 int kube_status_error(long status, const char *method, const char *path, const char *body,

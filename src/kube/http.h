@@ -19,4 +19,9 @@ int kube_stream_get(struct kube_client *c, const char *path, kube_sink sink, voi
 int kube_status_error(long status, const char *method, const char *path, const char *body,
                       size_t len, struct flexpu_error *err);
 
+/* Appends len bytes to a growing buffer (*p, *plen, *cap), keeping a NUL
+ * after them; capacity starts at `first` and doubles. -1 when out of memory. */
+int kube_buf_append(char **p, size_t *plen, size_t *cap, size_t first, const char *data,
+                    size_t len);
+
 #endif

@@ -75,20 +75,9 @@ int kube_stream_feed(struct kube_stream *s, const char *data, size_t len, struct
         if (s->len + take > s->max_line)
             return flexpu_error_set(err, FLEXPU_ERANGE, "watch event longer than %zu bytes",
                                     s->max_line);
-        if (!nl || s->len) { /* keep the partial line */
-            if (s->len + take + 1 > s->cap) {
-                size_t cap = s->cap ? s->cap : 65536;
-                while (cap < s->len + take + 1)
-                    cap *= 2;
-                char *p = fx_realloc(s->buf, cap);
-                if (!p)
-                    return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory in a watch");
-                s->buf = p;
-                s->cap = cap;
-            }
-            memcpy(s->buf + s->len, data, take);
-            s->len += take;
-        }
+        /* keep the partial line */
+        if ((!nl || s->len) && kube_buf_append(&s->buf, &s->len, &s->cap, 65536, data, take))
+            return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory in a watch");
         if (!nl)
             return 0;
         int rc = s->len ? stream_line(s, s->buf, s->len, err) : stream_line(s, data, take, err);
