@@ -55,6 +55,7 @@ test: unit asan fuzz
 # ~/.cache/flexpu (test/cluster/build-binaries.sh; minutes the first time).
 e2e: build
 	@test/e2e/scheduler_e2e.sh $(BUILD)
+	@test/e2e/node_e2e.sh $(BUILD)
 
 bench: build
 	@bench/run.sh

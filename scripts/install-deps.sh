@@ -11,7 +11,8 @@ PACKAGES=(
   gcc make cmake ninja-build pkg-config time
   libcmocka-dev
   libcurl4-openssl-dev libjansson-dev libyaml-dev libssl-dev
-  openssl curl unzip ca-certificates
+  libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler libmicrohttpd-dev
+  openssl curl unzip ca-certificates jq
   clang libclang-rt-14-dev
 )
 

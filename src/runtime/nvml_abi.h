@@ -13,6 +13,7 @@ enum {
     NVML_ERROR_NO_PERMISSION = 4,
     NVML_ERROR_NOT_FOUND = 6,
     NVML_ERROR_INSUFFICIENT_SIZE = 7,
+    NVML_ERROR_GPU_IS_LOST = 15,
     NVML_ERROR_ARGUMENT_VERSION_MISMATCH = 25,
     NVML_ERROR_UNKNOWN = 999,
 };
@@ -37,5 +38,19 @@ typedef struct nvmlMemory_v2_st {
 #define FX_NVML_MEMORY_V2 ((unsigned int)(sizeof(nvmlMemory_v2_t) | (2u << 24)))
 
 #define FX_NVML_UUID_LEN 96
+#define FX_NVML_NAME_LEN 96
+#define FX_NVML_NVLINK_MAX_LINKS 18
+
+typedef struct nvmlPciInfo_st {
+    char busIdLegacy[16];
+    unsigned int domain;
+    unsigned int bus;
+    unsigned int device;
+    unsigned int pciDeviceId;
+    unsigned int pciSubSystemId;
+    char busId[32];
+} nvmlPciInfo_t;
+
+typedef int nvmlEnableState_t; /* 0 disabled, 1 enabled */
 
 #endif

@@ -1,6 +1,16 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The fake libnvidia-ml.so.1: the devices the fake libcuda.so.1 has (same
- * FAKECUDA_DEVICES, FAKECUDA_TOTAL_MEM and UUIDs), with no memory used. */
+ * FAKECUDA_DEVICES, FAKECUDA_TOTAL_MEM and UUIDs), with no memory used.
+ * For the node agent's discovery, optional variables describe the machine:
+ *   FAKENVML_NAME        the product name (default "NVIDIA Fake GPU")
+ *   FAKENVML_NUMA        NUMA node of each GPU, comma-separated ("0,0,1,1")
+ *   FAKENVML_NVLINK      NVLink groups, "0-3,4-7": each GPU is linked to
+ *                        every other GPU of its range
+ *   FAKENVML_LOST_FILE   a file listing lost GPU indices, one per line, read
+ *                        at every memory query (so tests flip health live)
+ * The minor number of a GPU is its index; its PCI bus is 0x10 + index. */
+#include <stdlib.h>
+#include <string.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -34,6 +44,14 @@ NVML_API nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t device, char *uuid, unsigne
 NVML_API nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t *memory);
 NVML_API nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMemory_v2_t *memory);
 NVML_API const char *nvmlErrorString(nvmlReturn_t result);
+NVML_API nvmlReturn_t nvmlDeviceGetName(nvmlDevice_t device, char *name, unsigned int length);
+NVML_API nvmlReturn_t nvmlDeviceGetMinorNumber(nvmlDevice_t device, unsigned int *minor);
+NVML_API nvmlReturn_t nvmlDeviceGetPciInfo_v3(nvmlDevice_t device, nvmlPciInfo_t *pci);
+NVML_API nvmlReturn_t nvmlDeviceGetNumaNodeId(nvmlDevice_t device, unsigned int *node);
+NVML_API nvmlReturn_t nvmlDeviceGetNvLinkState(nvmlDevice_t device, unsigned int link,
+                                               nvmlEnableState_t *isActive);
+NVML_API nvmlReturn_t nvmlDeviceGetNvLinkRemotePciInfo_v2(nvmlDevice_t device, unsigned int link,
+                                                          nvmlPciInfo_t *pci);
 
 /* Reads the environment at the first nvmlInit; later ones only count. */
 NVML_API nvmlReturn_t nvmlInit_v2(void)
@@ -142,11 +160,29 @@ NVML_API nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t device, char *uuid, unsigne
     return NVML_SUCCESS;
 }
 
+/* True when FAKENVML_LOST_FILE lists the GPU. */
+static int lost(unsigned int index)
+{
+    const char *path = getenv("FAKENVML_LOST_FILE");
+    FILE *f = path && *path ? fopen(path, "r") : NULL;
+    if (!f)
+        return 0;
+    unsigned int i;
+    int found = 0;
+    while (!found && fscanf(f, "%u", &i) == 1)
+        found = i == index;
+    fclose(f);
+    return found;
+}
+
 NVML_API nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t *memory)
 {
     nvmlReturn_t r;
-    if (!device_get(device, &r))
+    const struct nvml_device *d = device_get(device, &r);
+    if (!d)
         return r;
+    if (lost(d->index))
+        return NVML_ERROR_GPU_IS_LOST;
     if (!memory)
         return NVML_ERROR_INVALID_ARGUMENT;
     memory->total = total_mem;
@@ -158,8 +194,11 @@ NVML_API nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t 
 NVML_API nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMemory_v2_t *memory)
 {
     nvmlReturn_t r;
-    if (!device_get(device, &r))
+    const struct nvml_device *d = device_get(device, &r);
+    if (!d)
         return r;
+    if (lost(d->index))
+        return NVML_ERROR_GPU_IS_LOST;
     if (!memory)
         return NVML_ERROR_INVALID_ARGUMENT;
     if (memory->version != FX_NVML_MEMORY_V2)
@@ -188,6 +227,8 @@ NVML_API const char *nvmlErrorString(nvmlReturn_t result)
         return "Not Found";
     case NVML_ERROR_INSUFFICIENT_SIZE:
         return "Insufficient Size";
+    case NVML_ERROR_GPU_IS_LOST:
+        return "GPU is lost";
     case NVML_ERROR_ARGUMENT_VERSION_MISMATCH:
         return "Argument version mismatch";
     case NVML_ERROR_UNKNOWN:
@@ -195,4 +236,132 @@ NVML_API const char *nvmlErrorString(nvmlReturn_t result)
     default:
         return "Unknown Error";
     }
+}
+
+NVML_API nvmlReturn_t nvmlDeviceGetName(nvmlDevice_t device, char *name, unsigned int length)
+{
+    nvmlReturn_t r;
+    if (!device_get(device, &r))
+        return r;
+    const char *n = getenv("FAKENVML_NAME");
+    if (!n || !*n)
+        n = "NVIDIA Fake GPU";
+    if (!name || length == 0)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    if (strlen(n) >= length)
+        return NVML_ERROR_INSUFFICIENT_SIZE;
+    snprintf(name, length, "%s", n);
+    return NVML_SUCCESS;
+}
+
+NVML_API nvmlReturn_t nvmlDeviceGetMinorNumber(nvmlDevice_t device, unsigned int *minor)
+{
+    nvmlReturn_t r;
+    const struct nvml_device *d = device_get(device, &r);
+    if (!d)
+        return r;
+    if (!minor)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    *minor = d->index;
+    return NVML_SUCCESS;
+}
+
+static void fill_pci(unsigned int index, nvmlPciInfo_t *pci)
+{
+    memset(pci, 0, sizeof(*pci));
+    pci->bus = 0x10 + index;
+    snprintf(pci->busId, sizeof(pci->busId), "00000000:%02X:00.0", pci->bus);
+    snprintf(pci->busIdLegacy, sizeof(pci->busIdLegacy), "0000:%02X:00.0", pci->bus);
+}
+
+NVML_API nvmlReturn_t nvmlDeviceGetPciInfo_v3(nvmlDevice_t device, nvmlPciInfo_t *pci)
+{
+    nvmlReturn_t r;
+    const struct nvml_device *d = device_get(device, &r);
+    if (!d)
+        return r;
+    if (!pci)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    fill_pci(d->index, pci);
+    return NVML_SUCCESS;
+}
+
+/* The index-th comma-separated number of variable `name`, or -1. */
+static long env_list_at(const char *name, unsigned int index)
+{
+    const char *s = getenv(name);
+    for (unsigned int i = 0; s && *s; i++) {
+        char *end;
+        long v = strtol(s, &end, 10);
+        if (end == s)
+            return -1;
+        if (i == index)
+            return v;
+        s = *end == ',' ? end + 1 : NULL;
+    }
+    return -1;
+}
+
+NVML_API nvmlReturn_t nvmlDeviceGetNumaNodeId(nvmlDevice_t device, unsigned int *node)
+{
+    nvmlReturn_t r;
+    const struct nvml_device *d = device_get(device, &r);
+    if (!d)
+        return r;
+    if (!node)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    long v = env_list_at("FAKENVML_NUMA", d->index);
+    *node = v < 0 ? 0 : (unsigned int)v;
+    return NVML_SUCCESS;
+}
+
+/* The GPUs linked to `index` (its FAKENVML_NVLINK range, itself excluded),
+ * in order; returns how many. */
+static int nvlink_peers(unsigned int index, unsigned int *peers)
+{
+    const char *s = getenv("FAKENVML_NVLINK");
+    while (s && *s) {
+        unsigned int lo, hi;
+        int used;
+        if (sscanf(s, "%u-%u%n", &lo, &hi, &used) != 2)
+            return 0;
+        if (index >= lo && index <= hi) {
+            int n = 0;
+            for (unsigned int g = lo; g <= hi && g < device_count; g++)
+                if (g != index)
+                    peers[n++] = g;
+            return n;
+        }
+        s += used;
+        s = *s == ',' ? s + 1 : NULL;
+    }
+    return 0;
+}
+
+NVML_API nvmlReturn_t nvmlDeviceGetNvLinkState(nvmlDevice_t device, unsigned int link,
+                                               nvmlEnableState_t *isActive)
+{
+    nvmlReturn_t r;
+    const struct nvml_device *d = device_get(device, &r);
+    if (!d)
+        return r;
+    if (!isActive || link >= FX_NVML_NVLINK_MAX_LINKS)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    unsigned int peers[FAKE_MAX_DEVICES];
+    *isActive = (int)link < nvlink_peers(d->index, peers);
+    return NVML_SUCCESS;
+}
+
+NVML_API nvmlReturn_t nvmlDeviceGetNvLinkRemotePciInfo_v2(nvmlDevice_t device, unsigned int link,
+                                                          nvmlPciInfo_t *pci)
+{
+    nvmlReturn_t r;
+    const struct nvml_device *d = device_get(device, &r);
+    if (!d)
+        return r;
+    unsigned int peers[FAKE_MAX_DEVICES];
+    if (!pci || (int)link >= nvlink_peers(d->index, peers))
+        return NVML_ERROR_INVALID_ARGUMENT;
+    fill_pci(peers[link], pci);
+    return NVML_SUCCESS;
 }

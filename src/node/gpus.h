@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The node's GPUs as NVML describes them. NVML is loaded at run time
+ * (dlopen), so one flexpu-node image runs on nodes with any driver version,
+ * and the tests use a fake library with the same ABI. */
+#ifndef FX_NODE_GPUS_H
+#define FX_NODE_GPUS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "flexpu/error.h"
+#include "flexpu/sched.h"
+#include "kube/contract.h"
+
+struct fx_node_gpu {
+    char uuid[FX_UUID_MAX];
+    char model[FLEXPU_NAME_MAX]; /* the product name, "NVIDIA " dropped, spaces as '-' */
+    int64_t mem_bytes;
+    int index;                   /* NVML index */
+    int minor;                   /* /dev/nvidia<minor> */
+    int numa;                    /* -1: unknown */
+    int group;                   /* NVLink group: GPUs linked directly or through a switch */
+    bool healthy;
+    char health_reason[96];      /* why not healthy */
+};
+
+struct fx_nvml;
+
+/* Loads NVML from `path` (NULL: "libnvidia-ml.so.1") and initialises it.
+ * Errors name the library and NVML's message. */
+struct fx_nvml *fx_nvml_open(const char *path, struct flexpu_error *err);
+void fx_nvml_close(struct fx_nvml *n);
+
+/* Fills gpus[0..*count) (at most max). */
+int fx_nvml_discover(struct fx_nvml *n, struct fx_node_gpu *gpus, int max, int *count,
+                     struct flexpu_error *err);
+
+/* Probes each GPU again; a GPU NVML reports lost (or that fails its memory
+ * query) becomes unhealthy, and healthy again when the query works. Returns
+ * how many changed. */
+int fx_nvml_check_health(struct fx_nvml *n, struct fx_node_gpu *gpus, int count);
+
+/* "NVIDIA A100-SXM4-80GB" -> "A100-SXM4-80GB"; exposed for tests. */
+void fx_gpu_model_name(const char *product, char *out, size_t len);
+
+#endif

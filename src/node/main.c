@@ -1,0 +1,481 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* flexpu-node: the node agent (a DaemonSet).
+ *
+ *  - Discovers the GPUs through NVML and publishes them on its Node: the
+ *    inventory annotation flexpu.io/gpus (read by flexpu-scheduler) and the
+ *    node-level extended resources flexpu.io/gpu-cores and
+ *    flexpu.io/gpu-memory in the Node's status (counted by kubelet
+ *    admission).
+ *  - Serves the kubelet device plugin for flexpu.io/gpu (plugin.c), and
+ *    registers again whenever the kubelet restarts.
+ *  - Installs the runtime library, /etc/ld.so.preload's content and the
+ *    shared state directory on the host, which Allocate mounts into the
+ *    containers.
+ *  - Serves Prometheus metrics from the runtime's shared state (metrics.c).
+ *
+ * Threads: the pod watch (pods bound to this node) feeds the plugin; the
+ * gRPC server has its own; the main thread checks health and the kubelet
+ * once a second. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "flexpu/log.h"
+#include "kube/contract.h"
+#include "kube/kube.h"
+#include "node/gpus.h"
+#include "node/grpc.h"
+#include "node/metrics.h"
+#include "node/plugin.h"
+
+#define COMP "node"
+#define ENDPOINT "flexpu-gpu.sock"
+
+static volatile int stop_flag;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_flag = 1;
+}
+
+struct agent {
+    const char *node, *root, *dp_dir, *runtime_lib;
+    struct kube_config cfg;
+    struct kube_client *client;
+    struct fx_nvml *nvml;
+    pthread_mutex_t gpu_mu; /* gpus[] for the metrics thread */
+    struct fx_node_gpu gpus[FLEXPU_MAX_GPUS];
+    int ngpu;
+    struct fx_plugin *plugin;
+    struct fx_grpc_server *grpc;
+    char sock[512], kubelet_sock[512];
+    ino_t kubelet_ino;
+    bool registered;
+    unsigned register_failures;
+};
+
+/* ---- host files the containers mount ---- */
+
+static int copy_file(const char *from, const char *to, struct flexpu_error *err)
+{
+    char tmp[700];
+    snprintf(tmp, sizeof(tmp), "%.600s.tmp", to);
+    int in = open(from, O_RDONLY | O_CLOEXEC);
+    if (in < 0)
+        return flexpu_error_set(err, FLEXPU_EIO, "--runtime-library '%s': %s", from,
+                                strerror(errno));
+    int out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+    if (out < 0) {
+        close(in);
+        return flexpu_error_set(err, FLEXPU_EIO, "cannot create '%s': %s", tmp, strerror(errno));
+    }
+    char buf[65536];
+    ssize_t n;
+    int rc = 0;
+    while ((n = read(in, buf, sizeof(buf))) > 0)
+        if (write(out, buf, (size_t)n) != n) {
+            rc = -1;
+            break;
+        }
+    if (n < 0)
+        rc = -1;
+    close(in);
+    if (close(out) != 0)
+        rc = -1;
+    /* rename: a container starting now maps either the old or the new file,
+     * never a half-written one. */
+    if (rc != 0 || rename(tmp, to) != 0) {
+        unlink(tmp);
+        return flexpu_error_set(err, FLEXPU_EIO, "cannot install '%s': %s", to, strerror(errno));
+    }
+    return 0;
+}
+
+static int install_host_files(struct agent *a, struct flexpu_error *err)
+{
+    char path[600];
+    const char *dirs[] = {"", "/lib", "/slices", "/state"};
+    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+        snprintf(path, sizeof(path), "%s%s", a->root, dirs[i]);
+        if (mkdir(path, 0755) != 0 && errno != EEXIST)
+            return flexpu_error_set(err, FLEXPU_EIO, "cannot create '%s': %s", path,
+                                    strerror(errno));
+    }
+    /* Containers of any user share the per-GPU state files (docs/RUNTIME.md):
+     * world-writable and sticky, like /tmp. */
+    snprintf(path, sizeof(path), "%s/state", a->root);
+    chmod(path, 01777);
+    if (a->runtime_lib[0]) {
+        snprintf(path, sizeof(path), "%s/lib/libflexpu-cuda.so", a->root);
+        if (copy_file(a->runtime_lib, path, err) != 0)
+            return -1;
+    }
+    snprintf(path, sizeof(path), "%s/ld.so.preload", a->root);
+    FILE *f = fopen(path, "w");
+    if (!f || fprintf(f, "%s\n", FX_CTR_LIB) < 0 || fclose(f) != 0)
+        return flexpu_error_set(err, FLEXPU_EIO, "cannot write '%s'", path);
+    return 0;
+}
+
+/* ---- the Node object ---- */
+
+static int publish_node(struct agent *a, struct flexpu_error *err)
+{
+    struct fx_node_inv inv = {.ngpu = a->ngpu};
+    long long mem = 0;
+    for (int i = 0; i < a->ngpu; i++) {
+        struct fx_gpu_inv *g = &inv.gpus[i];
+        snprintf(g->uuid, sizeof(g->uuid), "%s", a->gpus[i].uuid);
+        snprintf(g->model, sizeof(g->model), "%s", a->gpus[i].model);
+        g->mem_bytes = a->gpus[i].mem_bytes;
+        g->numa = a->gpus[i].numa;
+        g->group = a->gpus[i].group;
+        g->healthy = a->gpus[i].healthy;
+        mem += a->gpus[i].mem_bytes;
+    }
+    char *text = fx_node_inv_format(&inv);
+    if (!text)
+        return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory");
+    char path[400], esc[300];
+    kube_escape(a->node, esc, sizeof(esc));
+    snprintf(path, sizeof(path), "/api/v1/nodes/%s", esc);
+    json_t *patch = json_pack("{s:{s:{s:s}}}", "metadata", "annotations", FX_ANN_NODE_GPUS, text);
+    free(text);
+    long status;
+    int rc = kube_request(a->client, "PATCH", path, patch, "application/merge-patch+json", &status,
+                          NULL, err);
+    json_decref(patch);
+    if (rc)
+        return rc;
+    /* Capacity counts every GPU, healthy or not: the kubelet must keep
+     * admitting the pods already placed; the scheduler fences lost GPUs
+     * through the inventory. */
+    char cores[32], bytes[32];
+    snprintf(cores, sizeof(cores), "%d", 100 * a->ngpu);
+    snprintf(bytes, sizeof(bytes), "%lld", mem);
+    json_t *res = json_pack("{s:s, s:s}", FX_RES_GPU_CORES, cores, FX_RES_GPU_MEMORY, bytes);
+    json_t *st = json_pack("{s:{s:O, s:O}}", "status", "capacity", res, "allocatable", res);
+    json_decref(res);
+    strncat(path, "/status", sizeof(path) - strlen(path) - 1);
+    rc = kube_request(a->client, "PATCH", path, st, "application/merge-patch+json", &status, NULL,
+                      err);
+    json_decref(st);
+    return rc;
+}
+
+/* ---- pods bound to this node ---- */
+
+static int pod_cb(enum kube_event ev, json_t *obj, void *ctx)
+{
+    fx_plugin_pod_event(ctx, ev, obj);
+    return 0;
+}
+
+struct watch_arg {
+    struct agent *a;
+    pthread_t tid;
+};
+
+static void *watch_main(void *p)
+{
+    struct agent *a = ((struct watch_arg *)p)->a;
+    struct flexpu_error err = {0};
+    struct kube_client *c = kube_client_new(&a->cfg, "flexpu-node", &err);
+    if (!c) {
+        FX_ERROR(COMP, "cannot create a client", "error=\"%s\"", err.msg);
+        stop_flag = 1;
+        return NULL;
+    }
+    char fields[400];
+    snprintf(fields, sizeof(fields), "spec.nodeName=%s", a->node);
+    struct kube_watch_opts o = {.path = "/api/v1/pods", .field_selector = fields,
+                                .stop = &stop_flag};
+    if (kube_list_watch(c, &o, pod_cb, a->plugin, &err) && !stop_flag) {
+        FX_ERROR(COMP, "pod watch ended", "error=\"%s\"", err.msg);
+        stop_flag = 1;
+    }
+    kube_client_free(c);
+    return NULL;
+}
+
+/* ---- the kubelet ---- */
+
+static int serve_and_register(struct agent *a)
+{
+    struct flexpu_error err = {0};
+    if (!a->grpc) {
+        a->grpc = fx_grpc_server_start(a->sock, fx_plugin_methods, a->plugin, &err);
+        if (!a->grpc) {
+            FX_ERROR(COMP, "cannot serve the device plugin", "error=\"%s\"", err.msg);
+            return -1;
+        }
+    }
+    uint8_t *msg;
+    size_t len;
+    if (fx_plugin_register_request(ENDPOINT, &msg, &len) != 0)
+        return -1;
+    struct fx_grpc_reply r;
+    int rc = fx_grpc_call(a->kubelet_sock, "/v1beta1.Registration/Register", msg, len, 5000, &r,
+                          &err);
+    free(msg);
+    if (rc) {
+        /* Every second while the kubelet is away: say so now and then. */
+        if (a->register_failures++ % 30 == 0)
+            FX_WARN(COMP, "kubelet not reachable; will retry", "error=\"%s\"", err.msg);
+        return -1;
+    }
+    a->register_failures = 0;
+    free(r.data);
+    if (r.status != FX_GRPC_OK) {
+        FX_ERROR(COMP, "the kubelet refused the registration", "status=%d message=\"%s\"",
+                 r.status, r.message);
+        return -1;
+    }
+    struct stat st;
+    a->kubelet_ino = stat(a->kubelet_sock, &st) == 0 ? st.st_ino : 0;
+    a->registered = true;
+    FX_INFO(COMP, "registered with the kubelet", "resource=%s endpoint=%s gpus=%d",
+            FX_DP_RESOURCE, ENDPOINT, a->ngpu);
+    return 0;
+}
+
+/* The kubelet, when it restarts, removes the plugins' sockets and makes a
+ * new kubelet.sock: either sign means "register again". */
+static bool kubelet_restarted(struct agent *a)
+{
+    struct stat st;
+    if (stat(a->sock, &st) != 0)
+        return true;
+    if (stat(a->kubelet_sock, &st) != 0 || st.st_ino != a->kubelet_ino)
+        return true;
+    return false;
+}
+
+static void metrics_lock(void *ctx, int on)
+{
+    struct agent *a = ctx;
+    if (on)
+        pthread_mutex_lock(&a->gpu_mu);
+    else
+        pthread_mutex_unlock(&a->gpu_mu);
+}
+
+static int metrics_pod(void *ctx, const char *uid, char *ns, size_t ns_len, char *name,
+                       size_t name_len)
+{
+    struct agent *a = ctx;
+    return fx_plugin_pod_name(a->plugin, uid, ns, ns_len, name, name_len);
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: flexpu-node [options]\n"
+            "  --node-name NAME          this node (default: $NODE_NAME)\n"
+            "  --kubeconfig PATH         kubeconfig (default: $KUBECONFIG, in-cluster, ~/.kube/config)\n"
+            "  --nvml-library PATH       NVML to load (libnvidia-ml.so.1)\n"
+            "  --device-plugin-dir DIR   the kubelet's device plugin directory\n"
+            "                            (/var/lib/kubelet/device-plugins)\n"
+            "  --pod-resources-socket P  the kubelet's PodResources socket\n"
+            "                            (/var/lib/kubelet/pod-resources/kubelet.sock)\n"
+            "  --root DIR                host directory for the runtime library, slices and\n"
+            "                            shared state (/var/lib/flexpu)\n"
+            "  --runtime-library PATH    libflexpu-cuda.so to install there\n"
+            "                            (/usr/lib/flexpu/libflexpu-cuda.so; \"\" to skip)\n"
+            "  --metrics-address ADDR    IPv4 address for metrics (0.0.0.0)\n"
+            "  --metrics-port PORT       port for /metrics and /healthz (9400; 0: off)\n"
+            "  --log-level LEVEL         debug, info, warn, error (info)\n");
+}
+
+static int parse_port(const char *s, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || !*s || v < 0 || v > 65535)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct agent a = {.root = "/var/lib/flexpu",
+                      .dp_dir = "/var/lib/kubelet/device-plugins",
+                      .runtime_lib = "/usr/lib/flexpu/libflexpu-cuda.so"};
+    const char *kubeconfig = NULL, *nvml_path = NULL, *metrics_addr = "0.0.0.0";
+    const char *podres = "/var/lib/kubelet/pod-resources/kubelet.sock";
+    int metrics_port = 9400;
+    a.node = getenv("NODE_NAME");
+    static const struct option opts[] = {
+        {"node-name", required_argument, 0, 'n'},
+        {"kubeconfig", required_argument, 0, 'k'},
+        {"nvml-library", required_argument, 0, 'N'},
+        {"device-plugin-dir", required_argument, 0, 'd'},
+        {"pod-resources-socket", required_argument, 0, 'P'},
+        {"root", required_argument, 0, 'r'},
+        {"runtime-library", required_argument, 0, 'R'},
+        {"metrics-address", required_argument, 0, 'a'},
+        {"metrics-port", required_argument, 0, 'p'},
+        {"log-level", required_argument, 0, 'v'},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    struct flexpu_error err = {0};
+    flexpu_log_set_timestamps(1);
+    flexpu_log_set_level(FLEXPU_LOG_INFO);
+    int ch;
+    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'n': a.node = optarg; break;
+        case 'k': kubeconfig = optarg; break;
+        case 'N': nvml_path = optarg; break;
+        case 'd': a.dp_dir = optarg; break;
+        case 'P': podres = optarg; break;
+        case 'r': a.root = optarg; break;
+        case 'R': a.runtime_lib = optarg; break;
+        case 'a': metrics_addr = optarg; break;
+        case 'p':
+            if (parse_port(optarg, &metrics_port)) {
+                fprintf(stderr, "flexpu-node: --metrics-port: invalid value '%s': want 0-65535\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        case 'v': {
+            enum flexpu_log_level lvl;
+            if (flexpu_log_level_parse(optarg, &lvl, &err)) {
+                fprintf(stderr, "flexpu-node: --log-level: %s\n", err.msg);
+                return 2;
+            }
+            flexpu_log_set_level(lvl);
+            break;
+        }
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "flexpu-node: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    if (!a.node || !*a.node) {
+        fprintf(stderr, "flexpu-node: no node name: pass --node-name or set NODE_NAME "
+                        "(the DaemonSet sets it from spec.nodeName)\n");
+        return 2;
+    }
+    snprintf(a.sock, sizeof(a.sock), "%s/%s", a.dp_dir, ENDPOINT);
+    snprintf(a.kubelet_sock, sizeof(a.kubelet_sock), "%s/kubelet.sock", a.dp_dir);
+    pthread_mutex_init(&a.gpu_mu, NULL);
+
+    if (kube_config_load(kubeconfig, NULL, &a.cfg, &err)) {
+        fprintf(stderr, "flexpu-node: %s\n", err.msg);
+        return 1;
+    }
+    a.nvml = fx_nvml_open(nvml_path, &err);
+    if (!a.nvml || fx_nvml_discover(a.nvml, a.gpus, FLEXPU_MAX_GPUS, &a.ngpu, &err)) {
+        fprintf(stderr, "flexpu-node: %s\n", err.msg);
+        return 1;
+    }
+    for (int i = 0; i < a.ngpu; i++)
+        FX_INFO(COMP, "gpu", "index=%d uuid=%s model=%s memory=%lld minor=%d numa=%d group=%d "
+                "healthy=%d", a.gpus[i].index, a.gpus[i].uuid, a.gpus[i].model,
+                (long long)a.gpus[i].mem_bytes, a.gpus[i].minor, a.gpus[i].numa,
+                a.gpus[i].group, a.gpus[i].healthy);
+    if (install_host_files(&a, &err)) {
+        fprintf(stderr, "flexpu-node: %s\n", err.msg);
+        return 1;
+    }
+    struct fx_plugin_config pc = {.node_name = a.node, .root = a.root, .podresources = podres};
+    a.plugin = fx_plugin_new(&pc, a.gpus, a.ngpu, &err);
+    if (!a.plugin) {
+        fprintf(stderr, "flexpu-node: %s\n", err.msg);
+        return 1;
+    }
+    a.client = kube_client_new(&a.cfg, "flexpu-node", &err);
+    if (!a.client) {
+        fprintf(stderr, "flexpu-node: %s\n", err.msg);
+        return 1;
+    }
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct fx_metrics_server *ms = NULL;
+    struct fx_metrics_source msrc = {.gpus = a.gpus, .ngpu = &a.ngpu, .lock = metrics_lock,
+                                     .pod = metrics_pod, .ctx = &a};
+    char state_dir[600];
+    snprintf(state_dir, sizeof(state_dir), "%s/state", a.root);
+    msrc.state_dir = state_dir;
+    if (metrics_port > 0 && !(ms = fx_metrics_start(metrics_addr, metrics_port, &msrc, &err))) {
+        fprintf(stderr, "flexpu-node: %s\n", err.msg);
+        return 1;
+    }
+    struct watch_arg wa = {.a = &a};
+    pthread_create(&wa.tid, NULL, watch_main, &wa);
+    FX_INFO(COMP, "starting", "node=%s gpus=%d root=%s device_plugin_dir=%s metrics_port=%d",
+            a.node, a.ngpu, a.root, a.dp_dir, metrics_port);
+
+    bool published = false;
+    int64_t tick = 0;
+    while (!stop_flag) {
+        if (a.registered && kubelet_restarted(&a)) {
+            FX_INFO(COMP, "the kubelet restarted; registering again", "socket=%s", a.sock);
+            fx_grpc_server_stop(a.grpc);
+            a.grpc = NULL;
+            a.registered = false;
+        }
+        if (!a.registered)
+            serve_and_register(&a);
+        bool before[FLEXPU_MAX_GPUS];
+        for (int i = 0; i < a.ngpu; i++)
+            before[i] = a.gpus[i].healthy;
+        pthread_mutex_lock(&a.gpu_mu);
+        int changed = fx_nvml_check_health(a.nvml, a.gpus, a.ngpu);
+        pthread_mutex_unlock(&a.gpu_mu);
+        if (changed) {
+            for (int i = 0; i < a.ngpu; i++)
+                if (before[i] != a.gpus[i].healthy)
+                    FX_INFO(COMP, "gpu health changed", "uuid=%s healthy=%d reason=\"%s\"",
+                            a.gpus[i].uuid, a.gpus[i].healthy, a.gpus[i].health_reason);
+            if (fx_plugin_set_health(a.plugin, a.gpus, a.ngpu) && a.grpc) {
+                uint8_t *msg;
+                size_t len;
+                if (fx_plugin_device_list(a.plugin, &msg, &len) == 0) {
+                    fx_grpc_server_publish(a.grpc, FX_DP_LIST_AND_WATCH, msg, len);
+                    free(msg);
+                }
+            }
+            published = false; /* the scheduler fences lost GPUs by the annotation */
+        }
+        if (!published) {
+            if (publish_node(&a, &err) == 0) {
+                published = true;
+                FX_INFO(COMP, "inventory published", "node=%s gpus=%d", a.node, a.ngpu);
+            } else if (tick % 10 == 0) {
+                FX_WARN(COMP, "cannot publish the inventory; will retry", "error=\"%s\"",
+                        err.msg);
+            }
+        }
+        tick++;
+        sleep(1);
+    }
+    FX_INFO(COMP, "stopping", "node=%s", a.node);
+    fx_grpc_server_stop(a.grpc);
+    pthread_join(wa.tid, NULL);
+    fx_metrics_stop(ms);
+    fx_plugin_free(a.plugin);
+    kube_client_free(a.client);
+    fx_nvml_close(a.nvml);
+    kube_config_free(&a.cfg);
+    return 0;
+}

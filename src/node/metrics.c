@@ -1,0 +1,298 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Prometheus metrics from the runtime's shared state (see metrics.h). */
+#include "node/metrics.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <microhttpd.h>
+
+#include "runtime/state.h"
+
+/* Writes s as a label value: backslash, quote and newline escaped. */
+static void label(FILE *f, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '\\' || *s == '"')
+            fputc('\\', f), fputc(*s, f);
+        else if (*s == '\n')
+            fputs("\\n", f);
+        else
+            fputc(*s, f);
+    }
+}
+
+static void help(FILE *f, const char *name, const char *type, const char *text)
+{
+    fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, text, name, type);
+}
+
+struct slice_row {
+    char uuid[FX_UUID_MAX];
+    char tenant[FX_TENANT_NAME_MAX];
+    char ns[64], pod[256];
+    uint64_t used, quota, gpu_time_ns, throttled_ns, oom;
+    unsigned share, cap;
+    int procs;
+};
+
+/* Reads one GPU's state: its used memory and its slices (appended). */
+static uint64_t read_gpu(const struct fx_metrics_source *src, const char *uuid,
+                         struct slice_row **rows, size_t *nrows, size_t *cap)
+{
+    char path[512];
+    if (snprintf(path, sizeof(path), "%.300s/%.96s.state", src->state_dir, uuid) >= (int)sizeof(path))
+        return 0;
+    struct fx_gpu g;
+    struct flexpu_error err = {0};
+    if (fx_gpu_open_readonly(&g, path, &err) != 0)
+        return 0; /* no process has used this GPU through flexpu yet */
+    const struct fx_gpu_state *st = g.st;
+    uint64_t total_used = 0;
+    for (int t = 0; t < FX_MAX_TENANTS; t++) {
+        const struct fx_tenant_rec *tr = &st->tenants[t];
+        if (!tr->in_use)
+            continue;
+        if (*nrows == *cap) {
+            size_t nc = *cap ? 2 * *cap : 16;
+            struct slice_row *grown = realloc(*rows, nc * sizeof(*grown));
+            if (!grown)
+                break;
+            *rows = grown;
+            *cap = nc;
+        }
+        struct slice_row *r = &(*rows)[(*nrows)++];
+        memset(r, 0, sizeof(*r));
+        snprintf(r->uuid, sizeof(r->uuid), "%.*s", (int)sizeof(r->uuid) - 1, uuid);
+        memcpy(r->tenant, tr->name, sizeof(r->tenant) - 1); /* NUL-filled by memset */
+        r->quota = tr->quota_bytes ? tr->quota_bytes : st->total_bytes;
+        r->share = tr->compute_share;
+        r->cap = tr->compute_cap;
+        r->gpu_time_ns = tr->gpu_time_ns;
+        r->throttled_ns = tr->throttled_ns;
+        r->oom = tr->oom_refusals;
+        for (int i = 0; i < FX_MAX_PROCS; i++) {
+            const struct fx_proc_rec *p = &st->procs[i];
+            if (p->in_use && p->tenant == t && fx_gpu_slot_alive(&g, i)) {
+                r->used += p->used_bytes;
+                r->procs++;
+            }
+        }
+        total_used += r->used;
+        if (!src->pod || src->pod(src->ctx, r->tenant, r->ns, sizeof(r->ns), r->pod,
+                                  sizeof(r->pod)) != 0)
+            r->ns[0] = r->pod[0] = '\0';
+    }
+    fx_gpu_detach(&g);
+    return total_used;
+}
+
+static void slice_labels(FILE *f, const struct slice_row *r)
+{
+    fputs("{uuid=\"", f);
+    label(f, r->uuid);
+    fputs("\",tenant=\"", f);
+    label(f, r->tenant);
+    fputs("\",namespace=\"", f);
+    label(f, r->ns);
+    fputs("\",pod=\"", f);
+    label(f, r->pod);
+    fputs("\"}", f);
+}
+
+char *fx_metrics_render(const struct fx_metrics_source *src)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        return NULL;
+    if (src->lock)
+        src->lock(src->ctx, 1);
+    int n = *src->ngpu;
+    struct fx_node_gpu gpus[FLEXPU_MAX_GPUS];
+    memcpy(gpus, src->gpus, (size_t)n * sizeof(gpus[0]));
+    if (src->lock)
+        src->lock(src->ctx, 0);
+
+    struct slice_row *rows = NULL;
+    size_t nrows = 0, cap = 0;
+    uint64_t used[FLEXPU_MAX_GPUS];
+    for (int i = 0; i < n; i++)
+        used[i] = read_gpu(src, gpus[i].uuid, &rows, &nrows, &cap);
+
+    help(f, "flexpu_gpu_info", "gauge", "A GPU of this node (always 1), with its description.");
+    for (int i = 0; i < n; i++) {
+        fputs("flexpu_gpu_info{uuid=\"", f);
+        label(f, gpus[i].uuid);
+        fputs("\",model=\"", f);
+        label(f, gpus[i].model);
+        fprintf(f, "\",index=\"%d\",minor=\"%d\",numa=\"%d\",nvlink_group=\"%d\"} 1\n",
+                gpus[i].index, gpus[i].minor, gpus[i].numa, gpus[i].group);
+    }
+    struct {
+        const char *name, *text;
+    } const per_gpu[] = {
+        {"flexpu_gpu_healthy", "1 when NVML answers for the GPU, 0 when it is lost."},
+        {"flexpu_gpu_memory_total_bytes", "Physical memory of the GPU."},
+        {"flexpu_gpu_memory_used_bytes",
+         "Memory held on the GPU by the live processes of all slices."},
+    };
+    for (size_t m = 0; m < sizeof(per_gpu) / sizeof(per_gpu[0]); m++) {
+        help(f, per_gpu[m].name, "gauge", per_gpu[m].text);
+        for (int i = 0; i < n; i++) {
+            fprintf(f, "%s{uuid=\"", per_gpu[m].name);
+            label(f, gpus[i].uuid);
+            unsigned long long v = m == 0   ? (unsigned long long)gpus[i].healthy
+                                   : m == 1 ? (unsigned long long)gpus[i].mem_bytes
+                                            : (unsigned long long)used[i];
+            fprintf(f, "\"} %llu\n", v);
+        }
+    }
+    help(f, "flexpu_slice_memory_used_bytes", "gauge",
+         "Memory held by the live processes of a slice on a GPU.");
+    for (size_t i = 0; i < nrows; i++) {
+        fputs("flexpu_slice_memory_used_bytes", f);
+        slice_labels(f, &rows[i]);
+        fprintf(f, " %llu\n", (unsigned long long)rows[i].used);
+    }
+    help(f, "flexpu_slice_memory_quota_bytes", "gauge",
+         "Memory quota of a slice on a GPU (the whole GPU when it has none).");
+    for (size_t i = 0; i < nrows; i++) {
+        fputs("flexpu_slice_memory_quota_bytes", f);
+        slice_labels(f, &rows[i]);
+        fprintf(f, " %llu\n", (unsigned long long)rows[i].quota);
+    }
+    help(f, "flexpu_slice_compute_share_ratio", "gauge",
+         "Guaranteed compute share of a slice (0-1 of the GPU).");
+    for (size_t i = 0; i < nrows; i++) {
+        fputs("flexpu_slice_compute_share_ratio", f);
+        slice_labels(f, &rows[i]);
+        fprintf(f, " %.2f\n", rows[i].share / 100.0);
+    }
+    help(f, "flexpu_slice_compute_cap_ratio", "gauge",
+         "Most compute a slice may take even when the GPU is idle (0-1).");
+    for (size_t i = 0; i < nrows; i++) {
+        fputs("flexpu_slice_compute_cap_ratio", f);
+        slice_labels(f, &rows[i]);
+        fprintf(f, " %.2f\n", rows[i].cap / 100.0);
+    }
+    help(f, "flexpu_slice_gpu_time_seconds_total", "counter",
+         "GPU time a slice has held under arbitration.");
+    for (size_t i = 0; i < nrows; i++) {
+        fputs("flexpu_slice_gpu_time_seconds_total", f);
+        slice_labels(f, &rows[i]);
+        fprintf(f, " %.6f\n", (double)rows[i].gpu_time_ns / 1e9);
+    }
+    help(f, "flexpu_slice_throttled_seconds_total", "counter",
+         "Time the launches of a slice waited for its turn.");
+    for (size_t i = 0; i < nrows; i++) {
+        fputs("flexpu_slice_throttled_seconds_total", f);
+        slice_labels(f, &rows[i]);
+        fprintf(f, " %.6f\n", (double)rows[i].throttled_ns / 1e9);
+    }
+    help(f, "flexpu_slice_oom_refusals_total", "counter",
+         "Allocations refused because the slice's memory quota was reached.");
+    for (size_t i = 0; i < nrows; i++) {
+        fputs("flexpu_slice_oom_refusals_total", f);
+        slice_labels(f, &rows[i]);
+        fprintf(f, " %llu\n", (unsigned long long)rows[i].oom);
+    }
+    help(f, "flexpu_slice_processes", "gauge", "Live processes of a slice on a GPU.");
+    for (size_t i = 0; i < nrows; i++) {
+        fputs("flexpu_slice_processes", f);
+        slice_labels(f, &rows[i]);
+        fprintf(f, " %d\n", rows[i].procs);
+    }
+    free(rows);
+    if (fclose(f) != 0) {
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
+struct fx_metrics_server {
+    struct MHD_Daemon *d;
+    struct fx_metrics_source src;
+};
+
+static enum MHD_Result serve(void *cls, struct MHD_Connection *c, const char *url,
+                             const char *method, const char *version, const char *upload,
+                             size_t *upload_len, void **con_cls)
+{
+    (void)version;
+    (void)upload;
+    (void)upload_len;
+    (void)con_cls;
+    struct fx_metrics_server *s = cls;
+    const char *ctype = "text/plain; version=0.0.4; charset=utf-8";
+    unsigned code = MHD_HTTP_OK;
+    char *body;
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+        code = MHD_HTTP_METHOD_NOT_ALLOWED;
+        body = strdup("only GET\n");
+    } else if (strcmp(url, "/metrics") == 0) {
+        body = fx_metrics_render(&s->src);
+        if (!body) {
+            code = MHD_HTTP_INTERNAL_SERVER_ERROR;
+            body = strdup("out of memory\n");
+        }
+    } else if (strcmp(url, "/healthz") == 0) {
+        body = strdup("ok\n");
+    } else {
+        code = MHD_HTTP_NOT_FOUND;
+        body = strdup("not found: try /metrics\n");
+    }
+    if (!body)
+        return MHD_NO;
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, "Content-Type", ctype);
+    enum MHD_Result ret = MHD_queue_response(c, code, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+struct fx_metrics_server *fx_metrics_start(const char *addr, int port,
+                                           const struct fx_metrics_source *src,
+                                           struct flexpu_error *err)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    if (port <= 0 || port > 65535 || inet_pton(AF_INET, addr, &sa.sin_addr) != 1) {
+        flexpu_error_set(err, FLEXPU_EINVAL, "metrics address '%s:%d' is not an IPv4 address and port",
+                         addr, port);
+        return NULL;
+    }
+    struct fx_metrics_server *s = calloc(1, sizeof(*s));
+    if (!s) {
+        flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory");
+        return NULL;
+    }
+    s->src = *src;
+    s->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port,
+                            NULL, NULL, serve, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+                            MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_CONNECTION_TIMEOUT, 10u,
+                            MHD_OPTION_END);
+    if (!s->d) {
+        flexpu_error_set(err, FLEXPU_EIO, "cannot serve metrics on %s:%d (port in use?)", addr,
+                         port);
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void fx_metrics_stop(struct fx_metrics_server *s)
+{
+    if (!s)
+        return;
+    MHD_stop_daemon(s->d);
+    free(s);
+}

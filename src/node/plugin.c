@@ -1,0 +1,965 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The device plugin's tables and calls (see plugin.h for the design). */
+#include "node/plugin.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "deviceplugin/v1beta1/api.pb-c.h"
+#include "flexpu/log.h"
+#include "kube/contract.h"
+#include "node/slices.h"
+#include "podresources/v1/api.pb-c.h"
+
+#define COMP "plugin"
+/* An offer from GetPreferredAllocation stands this long for its pod. */
+#define OFFER_MS 30000
+/* An allocation no pod claims (PreStartContainer never came) is forgotten
+ * after this long. */
+#define UNCLAIMED_MS (3600 * 1000)
+
+struct npod {
+    char uid[64], ns[64], name[256];
+    uint64_t seq;           /* order in which it was seen bound here */
+    bool bound;             /* has a valid allocation for GPUs of this node */
+    bool terminal;
+    bool seen;              /* in the current relist */
+    uint32_t gpuset;        /* bit i: GPU i of this node */
+    struct fx_allocation alloc;
+    int cores_limit;
+    enum fx_priority priority;
+    char key[FX_SLICE_KEY_LEN + 1]; /* its allocation, once PreStartContainer named it */
+    int64_t offered_ms;     /* GetPreferredAllocation offered its GPUs at */
+    bool consumed;          /* scratch for matching */
+};
+
+struct arec {
+    char key[FX_SLICE_KEY_LEN + 1];
+    uint32_t gpuset;        /* 0: unknown (found on disk after a restart) */
+    char uid[64];           /* the pod, once named */
+    int64_t created_ms;
+    struct arec *next;
+};
+
+struct fx_plugin {
+    struct fx_plugin_config cfg;
+    char root[256], podresources[256], node[256];
+    pthread_mutex_t mu;
+    pthread_cond_t changed; /* pods changed */
+    int ngpu;
+    struct fx_node_gpu gpus[FLEXPU_MAX_GPUS];
+    struct npod *pods;
+    size_t npods, cap;
+    uint64_t seq;
+    bool synced;            /* the first list is complete */
+    struct arec *recs;
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void deadline_ts(struct timespec *ts, int ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (long)(ms % 1000) * 1000000;
+    if (ts->tv_nsec >= 1000000000) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000;
+    }
+}
+
+static void slice_seen(const char *key, const char *tenant, void *ctx)
+{
+    struct fx_plugin *p = ctx;
+    struct arec *r = calloc(1, sizeof(*r));
+    if (!r)
+        return;
+    snprintf(r->key, sizeof(r->key), "%s", key);
+    snprintf(r->uid, sizeof(r->uid), "%s", tenant);
+    r->created_ms = now_ms();
+    r->next = p->recs;
+    p->recs = r;
+}
+
+struct fx_plugin *fx_plugin_new(const struct fx_plugin_config *cfg, const struct fx_node_gpu *gpus,
+                                int ngpu, struct flexpu_error *err)
+{
+    if (ngpu > FLEXPU_MAX_GPUS || ngpu > 32) {
+        flexpu_error_set(err, FLEXPU_ERANGE, "%d GPUs: at most %d per node", ngpu,
+                         FLEXPU_MAX_GPUS);
+        return NULL;
+    }
+    struct fx_plugin *p = calloc(1, sizeof(*p));
+    if (!p) {
+        flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory");
+        return NULL;
+    }
+    p->cfg = *cfg;
+    snprintf(p->root, sizeof(p->root), "%s", cfg->root);
+    snprintf(p->podresources, sizeof(p->podresources), "%s", cfg->podresources);
+    snprintf(p->node, sizeof(p->node), "%s", cfg->node_name);
+    if (p->cfg.slots <= 0)
+        p->cfg.slots = FX_DP_SLOTS;
+    if (p->cfg.wait_ms <= 0)
+        p->cfg.wait_ms = 10000;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->changed, &ca);
+    pthread_condattr_destroy(&ca);
+    p->ngpu = ngpu;
+    memcpy(p->gpus, gpus, (size_t)ngpu * sizeof(*gpus));
+    /* Allocations made before a restart: their pods are matched again by
+     * UID, and the ones whose pod is gone are removed after the first list. */
+    fx_slice_scan(p->root, slice_seen, p);
+    return p;
+}
+
+void fx_plugin_free(struct fx_plugin *p)
+{
+    if (!p)
+        return;
+    for (struct arec *r = p->recs, *n; r; r = n) {
+        n = r->next;
+        free(r);
+    }
+    free(p->pods);
+    pthread_cond_destroy(&p->changed);
+    pthread_mutex_destroy(&p->mu);
+    free(p);
+}
+
+/* ---- tables ---- */
+
+static int gpu_of_uuid(struct fx_plugin *p, const char *uuid)
+{
+    for (int i = 0; i < p->ngpu; i++)
+        if (strcmp(p->gpus[i].uuid, uuid) == 0)
+            return i;
+    return -1;
+}
+
+/* "<uuid>::<k>" -> GPU index, or -1. */
+static int gpu_of_id(struct fx_plugin *p, const char *id)
+{
+    const char *sep = strstr(id, "::");
+    if (!sep || sep == id || (size_t)(sep - id) >= FX_UUID_MAX)
+        return -1;
+    char uuid[FX_UUID_MAX];
+    memcpy(uuid, id, (size_t)(sep - id));
+    uuid[sep - id] = '\0';
+    char *end;
+    errno = 0;
+    long k = strtol(sep + 2, &end, 10);
+    if (*end || end == sep + 2 || errno || k < 0 || k >= p->cfg.slots)
+        return -1;
+    return gpu_of_uuid(p, uuid);
+}
+
+static struct npod *pod_by_uid(struct fx_plugin *p, const char *uid)
+{
+    for (size_t i = 0; i < p->npods; i++)
+        if (strcmp(p->pods[i].uid, uid) == 0)
+            return &p->pods[i];
+    return NULL;
+}
+
+static struct npod *pod_by_name(struct fx_plugin *p, const char *ns, const char *name)
+{
+    for (size_t i = 0; i < p->npods; i++)
+        if (strcmp(p->pods[i].ns, ns) == 0 && strcmp(p->pods[i].name, name) == 0)
+            return &p->pods[i];
+    return NULL;
+}
+
+static struct arec *rec_by_key(struct fx_plugin *p, const char *key)
+{
+    for (struct arec *r = p->recs; r; r = r->next)
+        if (strcmp(r->key, key) == 0)
+            return r;
+    return NULL;
+}
+
+static void rec_drop(struct fx_plugin *p, struct arec *victim)
+{
+    for (struct arec **pp = &p->recs; *pp; pp = &(*pp)->next)
+        if (*pp == victim) {
+            *pp = victim->next;
+            fx_slice_remove(p->root, victim->key);
+            FX_INFO(COMP, "slice removed", "key=%s pod_uid=%s", victim->key,
+                    victim->uid[0] ? victim->uid : "-");
+            free(victim);
+            return;
+        }
+}
+
+static void pod_gone(struct fx_plugin *p, size_t i)
+{
+    struct npod *np = &p->pods[i];
+    for (struct arec *r = p->recs, *n; r; r = n) {
+        n = r->next;
+        if (r->uid[0] && strcmp(r->uid, np->uid) == 0)
+            rec_drop(p, r);
+    }
+    p->pods[i] = p->pods[--p->npods];
+}
+
+/* Reads what the plugin needs of a pod; false when it is none of ours. */
+static bool pod_read(struct fx_plugin *p, json_t *obj, struct npod *out)
+{
+    const char *uid = kube_str(obj, "metadata.uid"), *ns = kube_str(obj, "metadata.namespace"),
+               *name = kube_str(obj, "metadata.name");
+    if (!uid || !ns || !name)
+        return false;
+    memset(out, 0, sizeof(*out));
+    snprintf(out->uid, sizeof(out->uid), "%s", uid);
+    snprintf(out->ns, sizeof(out->ns), "%s", ns);
+    snprintf(out->name, sizeof(out->name), "%s", name);
+    const char *phase = kube_str(obj, "status.phase");
+    out->terminal = phase && (strcmp(phase, "Succeeded") == 0 || strcmp(phase, "Failed") == 0);
+    const char *text = kube_annotation(obj, FX_ANN_ALLOCATION);
+    if (!text)
+        return true;
+    struct flexpu_error err = {0};
+    if (fx_allocation_parse(text, &out->alloc, &err) != 0) {
+        FX_WARN(COMP, "pod allocation unreadable", "pod=%s/%s error=\"%s\"", ns, name, err.msg);
+        return true;
+    }
+    for (int g = 0; g < out->alloc.ngpu; g++) {
+        int i = gpu_of_uuid(p, out->alloc.gpus[g].uuid);
+        if (i < 0) {
+            FX_WARN(COMP, "pod allocated a GPU this node does not have", "pod=%s/%s gpu=%s", ns,
+                    name, out->alloc.gpus[g].uuid);
+            return true;
+        }
+        out->gpuset |= 1u << i;
+    }
+    struct fx_pod_spec spec;
+    if (fx_pod_spec_parse(obj, &spec, &err) == 0) {
+        out->cores_limit = spec.cores_limit;
+        out->priority = spec.priority;
+    } else {
+        /* The scheduler placed it, so this is unexpected; run it unlimited
+         * by the cap rather than refuse a bound pod. */
+        FX_WARN(COMP, "pod request unreadable", "pod=%s/%s error=\"%s\"", ns, name, err.msg);
+        out->cores_limit = 100;
+        out->priority = FX_PRIO_NORMAL;
+    }
+    out->bound = out->gpuset != 0;
+    return true;
+}
+
+void fx_plugin_pod_event(struct fx_plugin *p, enum kube_event ev, json_t *obj)
+{
+    pthread_mutex_lock(&p->mu);
+    if (ev == KUBE_SYNC_BEGIN) {
+        for (size_t i = 0; i < p->npods; i++)
+            p->pods[i].seen = false;
+    } else if (ev == KUBE_SYNC_END) {
+        for (size_t i = p->npods; i-- > 0;)
+            if (!p->pods[i].seen)
+                pod_gone(p, i);
+        if (!p->synced) {
+            /* Slices of pods that ended while the agent was away. */
+            for (struct arec *r = p->recs, *n; r; r = n) {
+                n = r->next;
+                if (r->uid[0] && !pod_by_uid(p, r->uid))
+                    rec_drop(p, r);
+            }
+            p->synced = true;
+        }
+    } else {
+        struct npod np;
+        if (pod_read(p, obj, &np)) {
+            struct npod *old = pod_by_uid(p, np.uid);
+            if (ev == KUBE_DELETED) {
+                if (old)
+                    pod_gone(p, (size_t)(old - p->pods));
+            } else if (old) {
+                /* An allocation annotation never changes once bound; keep
+                 * what the plugin learned (order, key, offer). */
+                old->terminal = np.terminal;
+                old->seen = true;
+                if (!old->bound && np.bound) {
+                    np.seq = ++p->seq;
+                    np.seen = true;
+                    *old = np;
+                }
+                if (old->terminal)
+                    for (struct arec *r = p->recs, *n; r; r = n) {
+                        n = r->next;
+                        if (r->uid[0] && strcmp(r->uid, old->uid) == 0)
+                            rec_drop(p, r);
+                    }
+            } else {
+                if (p->npods == p->cap) {
+                    size_t nc = p->cap ? 2 * p->cap : 64;
+                    struct npod *grown = realloc(p->pods, nc * sizeof(*grown));
+                    if (!grown) {
+                        FX_ERROR(COMP, "out of memory for the pod table", "pod=%s/%s", np.ns,
+                                 np.name);
+                        pthread_mutex_unlock(&p->mu);
+                        return;
+                    }
+                    p->pods = grown;
+                    p->cap = nc;
+                }
+                np.seq = ++p->seq;
+                np.seen = true;
+                /* A restart: the pod's slice, if any, is known by its UID. */
+                for (struct arec *r = p->recs; r; r = r->next)
+                    if (r->uid[0] && strcmp(r->uid, np.uid) == 0) {
+                        snprintf(np.key, sizeof(np.key), "%s", r->key);
+                        r->gpuset = np.gpuset;
+                    }
+                p->pods[p->npods++] = np;
+            }
+        }
+    }
+    pthread_cond_broadcast(&p->changed);
+    pthread_mutex_unlock(&p->mu);
+}
+
+int fx_plugin_pod_name(struct fx_plugin *p, const char *uid, char *ns, size_t ns_len, char *name,
+                       size_t name_len)
+{
+    pthread_mutex_lock(&p->mu);
+    struct npod *np = pod_by_uid(p, uid);
+    if (np) {
+        snprintf(ns, ns_len, "%s", np->ns);
+        snprintf(name, name_len, "%s", np->name);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return np ? 0 : -1;
+}
+
+/* Pods bound here that wait for devices, oldest binding first, less those
+ * already served by an allocation no PreStartContainer has named yet
+ * (each such allocation stands for one waiting pod with its GPUs). */
+static size_t waiting_pods(struct fx_plugin *p, struct npod **out, size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < p->npods; i++) {
+        struct npod *np = &p->pods[i];
+        np->consumed = false;
+        if (np->bound && !np->terminal && !np->key[0] && n < max)
+            out[n++] = np;
+    }
+    for (size_t a = 1; a < n; a++) /* insertion sort by seq: n is small */
+        for (size_t b = a; b > 0 && out[b - 1]->seq > out[b]->seq; b--) {
+            struct npod *t = out[b];
+            out[b] = out[b - 1];
+            out[b - 1] = t;
+        }
+    int64_t now = now_ms();
+    for (struct arec *r = p->recs, *next; r; r = next) {
+        next = r->next;
+        if (r->uid[0] || !r->gpuset)
+            continue;
+        if (now - r->created_ms > UNCLAIMED_MS) {
+            rec_drop(p, r);
+            continue;
+        }
+        for (size_t i = 0; i < n; i++)
+            if (!out[i]->consumed && out[i]->gpuset == r->gpuset) {
+                out[i]->consumed = true;
+                break;
+            }
+    }
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!out[i]->consumed)
+            out[m++] = out[i];
+    return m;
+}
+
+/* ---- gRPC helpers ---- */
+
+static void fail(struct fx_grpc_reply *r, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void fail(struct fx_grpc_reply *r, int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->message, sizeof(r->message), fmt, ap);
+    va_end(ap);
+    r->status = status;
+    FX_WARN(COMP, "call refused", "status=%d message=\"%s\"", status, r->message);
+}
+
+static void packed(struct fx_grpc_reply *r, const ProtobufCMessage *m)
+{
+    size_t n = protobuf_c_message_get_packed_size(m);
+    r->data = malloc(n ? n : 1);
+    if (!r->data) {
+        fail(r, FX_GRPC_INTERNAL, "out of memory");
+        return;
+    }
+    r->len = protobuf_c_message_pack(m, r->data);
+    r->status = FX_GRPC_OK;
+}
+
+static int popcount(uint32_t x)
+{
+    return __builtin_popcount(x);
+}
+
+/* The GPUs behind a list of IDs; -1 with the reply set on a bad list. */
+static int gpuset_of(struct fx_plugin *p, char **ids, size_t n, uint32_t *set,
+                     struct fx_grpc_reply *r)
+{
+    *set = 0;
+    if (n == 0) {
+        fail(r, FX_GRPC_INVALID_ARGUMENT, "no device IDs in the request");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int g = gpu_of_id(p, ids[i]);
+        if (g < 0) {
+            fail(r, FX_GRPC_INVALID_ARGUMENT, "unknown device '%s' (node %s advertises %s)",
+                 ids[i], p->node, "\"<GPU UUID>::<slot>\"");
+            return -1;
+        }
+        if (*set & (1u << g)) {
+            fail(r, FX_GRPC_FAILED_PRECONDITION,
+                 "devices %s and another of the same GPU in one request: each device of "
+                 "flexpu.io/gpu must be a different GPU",
+                 ids[i]);
+            return -1;
+        }
+        *set |= 1u << g;
+    }
+    return 0;
+}
+
+static void describe_set(struct fx_plugin *p, uint32_t set, char *buf, size_t len)
+{
+    size_t o = 0;
+    buf[0] = '\0';
+    for (int g = 0; g < p->ngpu && o + 1 < len; g++)
+        if (set & (1u << g))
+            o += (size_t)snprintf(buf + o, len - o, "%s%s", o ? "," : "", p->gpus[g].uuid);
+}
+
+/* ---- the calls ---- */
+
+static void get_options(void *ctx, const uint8_t *req, size_t len, struct fx_grpc_reply *r)
+{
+    (void)ctx;
+    (void)req;
+    (void)len;
+    V1beta1__DevicePluginOptions o = V1BETA1__DEVICE_PLUGIN_OPTIONS__INIT;
+    o.pre_start_required = 1;
+    o.get_preferred_allocation_available = 1;
+    packed(r, &o.base);
+}
+
+int fx_plugin_device_list(struct fx_plugin *p, uint8_t **msg, size_t *len)
+{
+    pthread_mutex_lock(&p->mu);
+    size_t n = (size_t)p->ngpu * (size_t)p->cfg.slots;
+    V1beta1__Device *devs = calloc(n ? n : 1, sizeof(*devs));
+    V1beta1__Device **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
+    char *ids = calloc(n ? n : 1, FX_UUID_MAX + 16);
+    V1beta1__TopologyInfo topo[FLEXPU_MAX_GPUS];
+    V1beta1__NUMANode numa[FLEXPU_MAX_GPUS], *numap[FLEXPU_MAX_GPUS];
+    int rc = -1;
+    if (devs && ptrs && ids) {
+        for (int g = 0; g < p->ngpu; g++) {
+            v1beta1__topology_info__init(&topo[g]);
+            v1beta1__numanode__init(&numa[g]);
+            numa[g].id = p->gpus[g].numa;
+            numap[g] = &numa[g];
+            topo[g].n_nodes = 1;
+            topo[g].nodes = &numap[g];
+            for (int k = 0; k < p->cfg.slots; k++) {
+                size_t i = (size_t)g * (size_t)p->cfg.slots + (size_t)k;
+                char *id = ids + i * (FX_UUID_MAX + 16);
+                snprintf(id, FX_UUID_MAX + 16, "%s::%d", p->gpus[g].uuid, k);
+                v1beta1__device__init(&devs[i]);
+                devs[i].id = id;
+                devs[i].health = p->gpus[g].healthy ? "Healthy" : "Unhealthy";
+                devs[i].topology = p->gpus[g].numa >= 0 ? &topo[g] : NULL;
+                ptrs[i] = &devs[i];
+            }
+        }
+        V1beta1__ListAndWatchResponse m = V1BETA1__LIST_AND_WATCH_RESPONSE__INIT;
+        m.n_devices = n;
+        m.devices = ptrs;
+        *len = v1beta1__list_and_watch_response__get_packed_size(&m);
+        *msg = malloc(*len ? *len : 1);
+        if (*msg) {
+            v1beta1__list_and_watch_response__pack(&m, *msg);
+            rc = 0;
+        }
+    }
+    pthread_mutex_unlock(&p->mu);
+    free(devs);
+    free(ptrs);
+    free(ids);
+    return rc;
+}
+
+static void list_and_watch(void *ctx, struct fx_grpc_reply *r)
+{
+    if (fx_plugin_device_list(ctx, &r->data, &r->len) != 0)
+        fail(r, FX_GRPC_INTERNAL, "out of memory");
+}
+
+bool fx_plugin_set_health(struct fx_plugin *p, const struct fx_node_gpu *gpus, int ngpu)
+{
+    bool changed = false;
+    pthread_mutex_lock(&p->mu);
+    for (int g = 0; g < ngpu && g < p->ngpu; g++)
+        if (p->gpus[g].healthy != gpus[g].healthy) {
+            p->gpus[g].healthy = gpus[g].healthy;
+            changed = true;
+        }
+    pthread_mutex_unlock(&p->mu);
+    return changed;
+}
+
+static void preferred(void *ctx, const uint8_t *req, size_t len, struct fx_grpc_reply *r)
+{
+    struct fx_plugin *p = ctx;
+    V1beta1__PreferredAllocationRequest *in =
+        v1beta1__preferred_allocation_request__unpack(NULL, len, req);
+    if (!in) {
+        fail(r, FX_GRPC_INVALID_ARGUMENT, "malformed PreferredAllocationRequest");
+        return;
+    }
+    size_t nc = in->n_container_requests;
+    V1beta1__ContainerPreferredAllocationResponse *cr = calloc(nc ? nc : 1, sizeof(*cr));
+    V1beta1__ContainerPreferredAllocationResponse **crp = calloc(nc ? nc : 1, sizeof(*crp));
+    char ***chosen = calloc(nc ? nc : 1, sizeof(*chosen));
+    if (!cr || !crp || !chosen) {
+        fail(r, FX_GRPC_INTERNAL, "out of memory");
+        goto out;
+    }
+    pthread_mutex_lock(&p->mu);
+    for (size_t c = 0; c < nc; c++) {
+        V1beta1__ContainerPreferredAllocationRequest *q = in->container_requests[c];
+        v1beta1__container_preferred_allocation_response__init(&cr[c]);
+        crp[c] = &cr[c];
+        int size = q->allocation_size;
+        if (size <= 0 || size > p->ngpu)
+            continue; /* no preference: the kubelet picks */
+        /* first free ID of each GPU, and the GPUs that must be included */
+        const char *first[32] = {0};
+        uint32_t must = 0;
+        for (size_t i = 0; i < q->n_available_deviceids; i++) {
+            int g = gpu_of_id(p, q->available_deviceids[i]);
+            if (g >= 0 && !first[g])
+                first[g] = q->available_deviceids[i];
+        }
+        for (size_t i = 0; i < q->n_must_include_deviceids; i++) {
+            int g = gpu_of_id(p, q->must_include_deviceids[i]);
+            if (g >= 0) {
+                must |= 1u << g;
+                first[g] = q->must_include_deviceids[i];
+            }
+        }
+        struct npod *w[512];
+        size_t nw = waiting_pods(p, w, 512);
+        int64_t now = now_ms();
+        struct npod *pick = NULL;
+        /* Pods offered less than OFFER_MS ago are someone else's answer:
+         * skip them first, take them if nothing else fits. */
+        for (int pass = 0; pass < 2 && !pick; pass++)
+            for (size_t i = 0; i < nw && !pick; i++) {
+                struct npod *np = w[i];
+                if (pass == 0 && np->offered_ms && now - np->offered_ms < OFFER_MS)
+                    continue;
+                if (popcount(np->gpuset) != size || (must & ~np->gpuset))
+                    continue;
+                bool ok = true;
+                for (int g = 0; g < p->ngpu; g++)
+                    if ((np->gpuset & (1u << g)) && !first[g])
+                        ok = false;
+                if (ok)
+                    pick = np;
+            }
+        uint32_t set = 0;
+        if (pick) {
+            pick->offered_ms = now;
+            set = pick->gpuset;
+            FX_DEBUG(COMP, "preferred allocation", "pod=%s/%s size=%d", pick->ns, pick->name,
+                     size);
+        } else {
+            /* No pod waits for these: spread over distinct GPUs. */
+            set = must;
+            for (int g = 0; g < p->ngpu && popcount(set) < size; g++)
+                if (first[g])
+                    set |= 1u << g;
+            FX_WARN(COMP, "no pod bound here waits for devices of this size", "size=%d", size);
+            if (popcount(set) < size)
+                continue;
+        }
+        chosen[c] = calloc((size_t)size, sizeof(char *));
+        if (!chosen[c])
+            continue;
+        size_t k = 0;
+        for (int g = 0; g < p->ngpu; g++)
+            if (set & (1u << g))
+                chosen[c][k++] = (char *)first[g];
+        cr[c].n_deviceids = k;
+        cr[c].deviceids = chosen[c];
+    }
+    pthread_mutex_unlock(&p->mu);
+    V1beta1__PreferredAllocationResponse out = V1BETA1__PREFERRED_ALLOCATION_RESPONSE__INIT;
+    out.n_container_responses = nc;
+    out.container_responses = crp;
+    packed(r, &out.base);
+out:
+    for (size_t c = 0; chosen && c < nc; c++)
+        free(chosen[c]);
+    free(chosen);
+    free(cr);
+    free(crp);
+    v1beta1__preferred_allocation_request__free_unpacked(in, NULL);
+}
+
+/* One container's answer. Strings live in `buf` (one per container). */
+struct ctr_answer {
+    V1beta1__ContainerAllocateResponse resp;
+    V1beta1__ContainerAllocateResponse__EnvsEntry env[2], *envp[2];
+    V1beta1__Mount mount[4], *mountp[4];
+    V1beta1__DeviceSpec dev[3 + FLEXPU_MAX_GPUS], *devp[3 + FLEXPU_MAX_GPUS];
+    char paths[3 + FLEXPU_MAX_GPUS][32];
+    char lib[320], preload[320], conf[400], state[320];
+    char key[FX_SLICE_KEY_LEN + 1];
+    char visible[FLEXPU_MAX_GPUS * (FX_UUID_MAX + 1)];
+};
+
+static void answer_fill(struct fx_plugin *p, struct ctr_answer *a, uint32_t set)
+{
+    v1beta1__container_allocate_response__init(&a->resp);
+    static const char *const ctl[] = {"/dev/nvidiactl", "/dev/nvidia-uvm",
+                                      "/dev/nvidia-uvm-tools"};
+    size_t nd = 0;
+    for (size_t i = 0; i < 3; i++)
+        snprintf(a->paths[nd++], sizeof(a->paths[0]), "%s", ctl[i]);
+    size_t o = 0;
+    a->visible[0] = '\0';
+    for (int g = 0; g < p->ngpu; g++)
+        if (set & (1u << g)) {
+            snprintf(a->paths[nd++], sizeof(a->paths[0]), "/dev/nvidia%d", p->gpus[g].minor);
+            o += (size_t)snprintf(a->visible + o, sizeof(a->visible) - o, "%s%s", o ? "," : "",
+                                  p->gpus[g].uuid);
+        }
+    for (size_t i = 0; i < nd; i++) {
+        v1beta1__device_spec__init(&a->dev[i]);
+        a->dev[i].container_path = a->paths[i];
+        a->dev[i].host_path = a->paths[i];
+        a->dev[i].permissions = "rw";
+        a->devp[i] = &a->dev[i];
+    }
+    a->resp.n_devices = nd;
+    a->resp.devices = a->devp;
+
+    snprintf(a->lib, sizeof(a->lib), "%s/lib/libflexpu-cuda.so", p->root);
+    snprintf(a->preload, sizeof(a->preload), "%s/ld.so.preload", p->root);
+    snprintf(a->conf, sizeof(a->conf), "%s/slices/%s", p->root, a->key);
+    snprintf(a->state, sizeof(a->state), "%s/state", p->root);
+    struct {
+        const char *ctr, *host;
+        bool ro;
+    } m[4] = {{FX_CTR_LIB, a->lib, true},
+              {FX_CTR_PRELOAD, a->preload, true},
+              {FX_CTR_CONF_DIR, a->conf, true},
+              {FX_CTR_STATE, a->state, false}};
+    for (int i = 0; i < 4; i++) {
+        v1beta1__mount__init(&a->mount[i]);
+        a->mount[i].container_path = (char *)m[i].ctr;
+        a->mount[i].host_path = (char *)m[i].host;
+        a->mount[i].read_only = m[i].ro;
+        a->mountp[i] = &a->mount[i];
+    }
+    a->resp.n_mounts = 4;
+    a->resp.mounts = a->mountp;
+
+    const char *ek[2] = {"FLEXPU_ALLOCATION", "NVIDIA_VISIBLE_DEVICES"};
+    const char *ev[2] = {a->key, a->visible};
+    for (int i = 0; i < 2; i++) {
+        v1beta1__container_allocate_response__envs_entry__init(&a->env[i]);
+        a->env[i].key = (char *)ek[i];
+        a->env[i].value = (char *)ev[i];
+        a->envp[i] = &a->env[i];
+    }
+    a->resp.n_envs = 2;
+    a->resp.envs = a->envp;
+}
+
+/* Waits (mutex held) until a pod bound here waits for exactly `set`.
+ * Returns it, or NULL after the configured wait. */
+static struct npod *wait_waiting(struct fx_plugin *p, uint32_t set)
+{
+    struct timespec dl;
+    deadline_ts(&dl, p->cfg.wait_ms);
+    for (;;) {
+        struct npod *w[512];
+        size_t nw = waiting_pods(p, w, 512);
+        for (size_t i = 0; i < nw; i++)
+            if (w[i]->gpuset == set)
+                return w[i];
+        /* The kubelet may have seen the binding before our watch did. */
+        if (pthread_cond_timedwait(&p->changed, &p->mu, &dl) == ETIMEDOUT)
+            return NULL;
+    }
+}
+
+static void allocate(void *ctx, const uint8_t *req, size_t len, struct fx_grpc_reply *r)
+{
+    struct fx_plugin *p = ctx;
+    V1beta1__AllocateRequest *in = v1beta1__allocate_request__unpack(NULL, len, req);
+    if (!in) {
+        fail(r, FX_GRPC_INVALID_ARGUMENT, "malformed AllocateRequest");
+        return;
+    }
+    size_t nc = in->n_container_requests;
+    struct ctr_answer *a = calloc(nc ? nc : 1, sizeof(*a));
+    V1beta1__ContainerAllocateResponse **ap = calloc(nc ? nc : 1, sizeof(*ap));
+    if (!a || !ap) {
+        fail(r, FX_GRPC_INTERNAL, "out of memory");
+        goto out;
+    }
+    for (size_t c = 0; c < nc; c++) {
+        V1beta1__ContainerAllocateRequest *q = in->container_requests[c];
+        uint32_t set;
+        if (gpuset_of(p, q->devices_ids, q->n_devices_ids, &set, r) != 0)
+            goto out;
+        if (fx_slice_key(q->devices_ids, q->n_devices_ids, a[c].key) != 0) {
+            fail(r, FX_GRPC_INTERNAL, "out of memory");
+            goto out;
+        }
+        pthread_mutex_lock(&p->mu);
+        struct arec *rec = rec_by_key(p, a[c].key);
+        struct npod *np = rec ? NULL : wait_waiting(p, set);
+        if (!rec && !np) {
+            pthread_mutex_unlock(&p->mu);
+            char gpus[FLEXPU_MAX_GPUS * (FX_UUID_MAX + 1)];
+            describe_set(p, set, gpus, sizeof(gpus));
+            fail(r, FX_GRPC_FAILED_PRECONDITION,
+                 "no pod bound to node %s waits for GPU(s) %s: flexpu-scheduler assigned "
+                 "other GPUs to the pods here (a pod asking for flexpu.io/gpu must be "
+                 "scheduled by flexpu-scheduler)",
+                 p->node, gpus);
+            goto out;
+        }
+        if (!rec) {
+            rec = calloc(1, sizeof(*rec));
+            if (!rec) {
+                pthread_mutex_unlock(&p->mu);
+                fail(r, FX_GRPC_INTERNAL, "out of memory");
+                goto out;
+            }
+            snprintf(rec->key, sizeof(rec->key), "%s", a[c].key);
+            rec->gpuset = set;
+            rec->created_ms = now_ms();
+            rec->next = p->recs;
+            p->recs = rec;
+            np->offered_ms = 0;
+        }
+        pthread_mutex_unlock(&p->mu);
+        struct flexpu_error err = {0};
+        if (fx_slice_prepare(p->root, a[c].key, q->devices_ids, q->n_devices_ids, &err) != 0) {
+            fail(r, FX_GRPC_INTERNAL, "%s", err.msg);
+            goto out;
+        }
+        answer_fill(p, &a[c], set);
+        ap[c] = &a[c].resp;
+        FX_INFO(COMP, "allocated", "key=%s devices=%zu", a[c].key, q->n_devices_ids);
+    }
+    V1beta1__AllocateResponse resp = V1BETA1__ALLOCATE_RESPONSE__INIT;
+    resp.n_container_responses = nc;
+    resp.container_responses = ap;
+    packed(r, &resp.base);
+out:
+    free(a);
+    free(ap);
+    v1beta1__allocate_request__free_unpacked(in, NULL);
+}
+
+/* Which pod holds exactly these IDs of flexpu.io/gpu, by the kubelet's
+ * PodResources API. 0 and ns/name set when found. */
+static int pod_holding(struct fx_plugin *p, char **ids, size_t n, char *ns, size_t ns_len,
+                       char *name, size_t name_len, char *why, size_t why_len)
+{
+    V1__ListPodResourcesRequest q = V1__LIST_POD_RESOURCES_REQUEST__INIT;
+    uint8_t buf[8];
+    size_t qlen = v1__list_pod_resources_request__pack(&q, buf);
+    struct fx_grpc_reply rep;
+    struct flexpu_error err = {0};
+    if (fx_grpc_call(p->podresources, "/v1.PodResourcesLister/List", buf, qlen, 5000, &rep,
+                     &err) != 0) {
+        snprintf(why, why_len, "PodResources: %s", err.msg);
+        return -1;
+    }
+    if (rep.status != FX_GRPC_OK) {
+        snprintf(why, why_len, "PodResources List: status %d: %s", rep.status, rep.message);
+        free(rep.data);
+        return -1;
+    }
+    V1__ListPodResourcesResponse *res = v1__list_pod_resources_response__unpack(NULL, rep.len,
+                                                                               rep.data);
+    free(rep.data);
+    if (!res) {
+        snprintf(why, why_len, "PodResources List: malformed answer");
+        return -1;
+    }
+    int found = -1;
+    for (size_t i = 0; found && i < res->n_pod_resources; i++) {
+        V1__PodResources *pr = res->pod_resources[i];
+        for (size_t c = 0; found && c < pr->n_containers; c++)
+            for (size_t d = 0; found && d < pr->containers[c]->n_devices; d++) {
+                V1__ContainerDevices *cd = pr->containers[c]->devices[d];
+                if (strcmp(cd->resource_name, FX_DP_RESOURCE) != 0 || cd->n_device_ids != n)
+                    continue;
+                size_t same = 0;
+                for (size_t a = 0; a < n; a++)
+                    for (size_t b = 0; b < n; b++)
+                        same += strcmp(ids[a], cd->device_ids[b]) == 0;
+                if (same == n) {
+                    snprintf(ns, ns_len, "%s", pr->namespace_);
+                    snprintf(name, name_len, "%s", pr->name);
+                    found = 0;
+                }
+            }
+    }
+    v1__list_pod_resources_response__free_unpacked(res, NULL);
+    if (found)
+        snprintf(why, why_len, "the kubelet's PodResources lists no container with these devices");
+    return found;
+}
+
+static void prestart(void *ctx, const uint8_t *req, size_t len, struct fx_grpc_reply *r)
+{
+    struct fx_plugin *p = ctx;
+    V1beta1__PreStartContainerRequest *in =
+        v1beta1__pre_start_container_request__unpack(NULL, len, req);
+    if (!in) {
+        fail(r, FX_GRPC_INVALID_ARGUMENT, "malformed PreStartContainerRequest");
+        return;
+    }
+    uint32_t set;
+    char key[FX_SLICE_KEY_LEN + 1], ns[64] = "", name[256] = "", why[600] = "";
+    if (gpuset_of(p, in->devices_ids, in->n_devices_ids, &set, r) != 0)
+        goto out;
+    if (fx_slice_key(in->devices_ids, in->n_devices_ids, key) != 0) {
+        fail(r, FX_GRPC_INTERNAL, "out of memory");
+        goto out;
+    }
+    /* The kubelet records the devices right after Allocate; ask again for a
+     * short while in case this call raced it. */
+    int64_t until = now_ms() + p->cfg.wait_ms;
+    while (pod_holding(p, in->devices_ids, in->n_devices_ids, ns, sizeof(ns), name, sizeof(name),
+                       why, sizeof(why)) != 0) {
+        if (now_ms() >= until) {
+            fail(r, FX_GRPC_FAILED_PRECONDITION, "slice %s: %s", key, why);
+            goto out;
+        }
+        struct timespec ts = {0, 200 * 1000000};
+        nanosleep(&ts, NULL);
+    }
+    pthread_mutex_lock(&p->mu);
+    struct timespec dl;
+    deadline_ts(&dl, p->cfg.wait_ms);
+    struct npod *np;
+    while (!(np = pod_by_name(p, ns, name)) || !np->bound)
+        if (pthread_cond_timedwait(&p->changed, &p->mu, &dl) == ETIMEDOUT)
+            break;
+    if (!np || !np->bound) {
+        pthread_mutex_unlock(&p->mu);
+        fail(r, FX_GRPC_FAILED_PRECONDITION,
+             "pod %s/%s holds devices of flexpu.io/gpu but carries no allocation of "
+             "flexpu-scheduler for node %s (annotation %s)",
+             ns, name, p->node, FX_ANN_ALLOCATION);
+        goto out;
+    }
+    if (np->gpuset != set) {
+        char got[FLEXPU_MAX_GPUS * (FX_UUID_MAX + 1)], want[sizeof(got)];
+        describe_set(p, set, got, sizeof(got));
+        describe_set(p, np->gpuset, want, sizeof(want));
+        pthread_mutex_unlock(&p->mu);
+        fail(r, FX_GRPC_FAILED_PRECONDITION,
+             "pod %s/%s was given devices of GPU(s) %s but flexpu-scheduler assigned %s", ns,
+             name, got, want);
+        goto out;
+    }
+    struct fx_slice_file f = {.compute_share = 100, .state_dir = FX_CTR_STATE};
+    snprintf(f.tenant, sizeof(f.tenant), "%s", np->uid);
+    for (int g = 0; g < np->alloc.ngpu; g++) {
+        /* One slice per pod: the same share on each of its GPUs. */
+        if (np->alloc.gpus[g].cores < f.compute_share)
+            f.compute_share = np->alloc.gpus[g].cores;
+        if (np->alloc.gpus[g].mem > f.memory)
+            f.memory = np->alloc.gpus[g].mem;
+    }
+    f.compute_cap = np->cores_limit > f.compute_share ? np->cores_limit : f.compute_share;
+    if (f.compute_cap <= 0 || f.compute_cap > 100)
+        f.compute_cap = 100;
+    f.priority = np->priority;
+    snprintf(np->key, sizeof(np->key), "%s", key);
+    np->offered_ms = 0;
+    struct arec *rec = rec_by_key(p, key);
+    if (!rec && (rec = calloc(1, sizeof(*rec)))) {
+        snprintf(rec->key, sizeof(rec->key), "%s", key);
+        rec->created_ms = now_ms();
+        rec->next = p->recs;
+        p->recs = rec;
+    }
+    if (rec) {
+        rec->gpuset = set;
+        snprintf(rec->uid, sizeof(rec->uid), "%s", np->uid);
+    }
+    pthread_mutex_unlock(&p->mu);
+    struct flexpu_error err = {0};
+    if (fx_slice_prepare(p->root, key, in->devices_ids, in->n_devices_ids, &err) != 0 ||
+        fx_slice_write(p->root, key, &f, &err) != 0) {
+        fail(r, FX_GRPC_INTERNAL, "%s", err.msg);
+        goto out;
+    }
+    FX_INFO(COMP, "slice written", "pod=%s/%s key=%s share=%d cap=%d memory=%lld", ns, name, key,
+            f.compute_share, f.compute_cap, (long long)f.memory);
+    V1beta1__PreStartContainerResponse resp = V1BETA1__PRE_START_CONTAINER_RESPONSE__INIT;
+    packed(r, &resp.base);
+out:
+    v1beta1__pre_start_container_request__free_unpacked(in, NULL);
+}
+
+const struct fx_grpc_method fx_plugin_methods[] = {
+    {"/v1beta1.DevicePlugin/GetDevicePluginOptions", get_options, NULL},
+    {FX_DP_LIST_AND_WATCH, NULL, list_and_watch},
+    {"/v1beta1.DevicePlugin/GetPreferredAllocation", preferred, NULL},
+    {"/v1beta1.DevicePlugin/Allocate", allocate, NULL},
+    {"/v1beta1.DevicePlugin/PreStartContainer", prestart, NULL},
+    {NULL, NULL, NULL},
+};
+
+int fx_plugin_register_request(const char *endpoint, uint8_t **msg, size_t *len)
+{
+    V1beta1__DevicePluginOptions o = V1BETA1__DEVICE_PLUGIN_OPTIONS__INIT;
+    o.pre_start_required = 1;
+    o.get_preferred_allocation_available = 1;
+    V1beta1__RegisterRequest q = V1BETA1__REGISTER_REQUEST__INIT;
+    q.version = FX_DP_VERSION;
+    q.endpoint = (char *)endpoint;
+    q.resource_name = FX_DP_RESOURCE;
+    q.options = &o;
+    *len = v1beta1__register_request__get_packed_size(&q);
+    *msg = malloc(*len ? *len : 1);
+    if (!*msg)
+        return -1;
+    v1beta1__register_request__pack(&q, *msg);
+    return 0;
+}

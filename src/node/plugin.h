@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The kubelet device plugin for flexpu.io/gpu, and how it finds the pod an
+ * allocation is for (docs/KUBERNETES.md, "Which pod is the kubelet
+ * allocating for?").
+ *
+ * Each GPU is advertised as `slots` device IDs "<uuid>::<k>". The kubelet's
+ * calls carry device IDs but no pod, so:
+ *  - GetPreferredAllocation steers the kubelet to the GPUs flexpu-scheduler
+ *    gave to a pod bound here that has no devices yet (oldest binding first,
+ *    as the kubelet admits pods in that order);
+ *  - Allocate hands out the device nodes of the GPUs behind the IDs (any pod
+ *    waiting for exactly those GPUs is served by the same answer) and a
+ *    per-allocation directory whose slice.conf fails closed for now;
+ *  - PreStartContainer, which the kubelet calls before the container starts
+ *    and after it has recorded the IDs, asks the kubelet's PodResources API
+ *    which pod holds the IDs and writes that pod's slice.conf.
+ * No step takes a node-wide lock across calls, so pods on one node start in
+ * parallel; the only mutex guards the in-memory tables for microseconds. */
+#ifndef FX_NODE_PLUGIN_H
+#define FX_NODE_PLUGIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "flexpu/error.h"
+#include "kube/kube.h"
+#include "node/gpus.h"
+#include "node/grpc.h"
+
+#define FX_DP_RESOURCE "flexpu.io/gpu"
+#define FX_DP_VERSION "v1beta1"
+#define FX_DP_SLOTS 16
+
+/* Paths inside the container. */
+#define FX_CTR_LIB      "/usr/lib/flexpu/libflexpu-cuda.so"
+#define FX_CTR_PRELOAD  "/etc/ld.so.preload"
+#define FX_CTR_CONF_DIR "/etc/flexpu"
+#define FX_CTR_STATE    "/run/flexpu/state"
+
+struct fx_plugin_config {
+    const char *node_name;
+    const char *root;         /* host directory with lib/, ld.so.preload, slices/, state/ */
+    const char *podresources; /* the kubelet's PodResources socket */
+    int slots;                /* device IDs per GPU; 0: FX_DP_SLOTS */
+    int wait_ms;              /* how long a call waits for the pod to show up; 0: 10000 */
+};
+
+struct fx_plugin;
+
+struct fx_plugin *fx_plugin_new(const struct fx_plugin_config *cfg, const struct fx_node_gpu *gpus,
+                                int ngpu, struct flexpu_error *err);
+void fx_plugin_free(struct fx_plugin *p);
+
+/* Feeds the watch of the pods bound to this node. */
+void fx_plugin_pod_event(struct fx_plugin *p, enum kube_event ev, json_t *pod);
+
+/* New health of the GPUs (same order as at creation); true when the device
+ * list changed. */
+bool fx_plugin_set_health(struct fx_plugin *p, const struct fx_node_gpu *gpus, int ngpu);
+
+/* The ListAndWatch message for the current devices (malloc'd). */
+int fx_plugin_device_list(struct fx_plugin *p, uint8_t **msg, size_t *len);
+
+/* The plugin's gRPC methods (ctx: the plugin). */
+extern const struct fx_grpc_method fx_plugin_methods[];
+#define FX_DP_LIST_AND_WATCH "/v1beta1.DevicePlugin/ListAndWatch"
+
+/* The namespace/name of the pod with UID uid (for metrics); 0 when known. */
+int fx_plugin_pod_name(struct fx_plugin *p, const char *uid, char *ns, size_t ns_len, char *name,
+                       size_t name_len);
+
+/* The Register request for endpoint `endpoint` (a file name in the
+ * device-plugin directory), packed (malloc'd). */
+int fx_plugin_register_request(const char *endpoint, uint8_t **msg, size_t *len);
+
+#endif

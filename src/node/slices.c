@@ -1,0 +1,182 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Per-container slice directories on the host (see slices.h). */
+#include "node/slices.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/sha.h>
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int fx_slice_key(char *const *ids, size_t n, char out[FX_SLICE_KEY_LEN + 1])
+{
+    /* SHA-256 of the sorted IDs, one per line. */
+    char **sorted = malloc((n ? n : 1) * sizeof(*sorted));
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++)
+        len += strlen(ids[i]) + 1;
+    char *text = malloc(len + 1);
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    int rc = sorted && text ? 0 : -1;
+    if (rc == 0) {
+        memcpy(sorted, ids, n * sizeof(*sorted));
+        qsort(sorted, n, sizeof(*sorted), cmp_str);
+        size_t o = 0;
+        for (size_t i = 0; i < n; i++) {
+            size_t l = strlen(sorted[i]);
+            memcpy(text + o, sorted[i], l);
+            text[o + l] = '\n';
+            o += l + 1;
+        }
+        SHA256((const unsigned char *)text, o, md);
+    }
+    free(sorted);
+    free(text);
+    for (int i = 0; rc == 0 && i < FX_SLICE_KEY_LEN / 2; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    return rc;
+}
+
+static int dir_of(const char *root, const char *key, char *buf, size_t len)
+{
+    return snprintf(buf, len, "%s/slices/%s", root, key) >= (int)len ? -1 : 0;
+}
+
+static int write_file(const char *dir, const char *name, const char *text,
+                      struct flexpu_error *err)
+{
+    char tmp[512], path[512];
+    if (snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, name) >= (int)sizeof(tmp) ||
+        snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
+        return flexpu_error_set(err, FLEXPU_EINVAL, "path under '%s' is too long", dir);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return flexpu_error_set(err, FLEXPU_EIO, "cannot create '%s': %s", tmp, strerror(errno));
+    size_t len = strlen(text);
+    ssize_t w = write(fd, text, len);
+    int bad = w != (ssize_t)len || fsync(fd) != 0;
+    close(fd);
+    if (bad || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return flexpu_error_set(err, FLEXPU_EIO, "cannot write '%s': %s", path, strerror(errno));
+    }
+    return 0;
+}
+
+int fx_slice_prepare(const char *root, const char *key, char *const *ids, size_t n,
+                     struct flexpu_error *err)
+{
+    char dir[400], slices[400];
+    snprintf(slices, sizeof(slices), "%s/slices", root);
+    if (dir_of(root, key, dir, sizeof(dir)) != 0)
+        return flexpu_error_set(err, FLEXPU_EINVAL, "root '%s' is too long", root);
+    if ((mkdir(root, 0755) != 0 && errno != EEXIST) ||
+        (mkdir(slices, 0755) != 0 && errno != EEXIST) || (mkdir(dir, 0755) != 0 && errno != EEXIST))
+        return flexpu_error_set(err, FLEXPU_EIO, "cannot create '%s': %s", dir, strerror(errno));
+    size_t cap = 64;
+    for (size_t i = 0; i < n; i++)
+        cap += strlen(ids[i]) + 1;
+    char *text = malloc(cap);
+    if (!text)
+        return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory");
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++)
+        o += (size_t)snprintf(text + o, cap - o, "%s\n", ids[i]);
+    int rc = write_file(dir, "devices", text, err);
+    free(text);
+    if (rc != 0)
+        return rc;
+    /* An unknown key: the runtime refuses to start CUDA rather than run the
+     * container without its limits (docs/RUNTIME.md, fail closed). */
+    char pending[256];
+    snprintf(pending, sizeof(pending),
+             "# flexpu-node: allocation %s waits for PreStartContainer to name its pod;\n"
+             "# until then this file is invalid on purpose, so the runtime fails closed.\n"
+             "pending = %s\n",
+             key, key);
+    char path[512];
+    snprintf(path, sizeof(path), "%s/slice.conf", dir);
+    if (access(path, F_OK) == 0)
+        return 0; /* already named (the kubelet allocated the same IDs again) */
+    return write_file(dir, "slice.conf", pending, err);
+}
+
+int fx_slice_format(const struct fx_slice_file *f, char *buf, size_t len)
+{
+    int n = snprintf(buf, len,
+                     "# Written by flexpu-node for pod %s; read-only in the container.\n"
+                     "tenant = %s\n"
+                     "compute_share = %d\n"
+                     "compute_cap = %d\n"
+                     "priority = %s\n"
+                     "state_dir = %s\n",
+                     f->tenant, f->tenant, f->compute_share, f->compute_cap,
+                     fx_priority_name(f->priority), f->state_dir);
+    if (n < 0 || (size_t)n >= len)
+        return -1;
+    if (f->memory > 0) {
+        int m = snprintf(buf + n, len - (size_t)n, "memory_limit = %lld\n",
+                         (long long)f->memory);
+        if (m < 0 || (size_t)(n + m) >= len)
+            return -1;
+    }
+    return 0;
+}
+
+int fx_slice_write(const char *root, const char *key, const struct fx_slice_file *f,
+                   struct flexpu_error *err)
+{
+    char dir[400], text[1024];
+    if (dir_of(root, key, dir, sizeof(dir)) != 0 || fx_slice_format(f, text, sizeof(text)) != 0)
+        return flexpu_error_set(err, FLEXPU_EINVAL, "slice %s: path or values too long", key);
+    return write_file(dir, "slice.conf", text, err);
+}
+
+void fx_slice_remove(const char *root, const char *key)
+{
+    char dir[400], path[512];
+    if (dir_of(root, key, dir, sizeof(dir)) != 0)
+        return;
+    static const char *const names[] = {"slice.conf", "devices", ".slice.conf.tmp",
+                                        ".devices.tmp"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
+void fx_slice_scan(const char *root, void (*fn)(const char *key, const char *tenant, void *ctx),
+                   void *ctx)
+{
+    char slices[400];
+    snprintf(slices, sizeof(slices), "%s/slices", root);
+    DIR *d = opendir(slices);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.' || strlen(e->d_name) != FX_SLICE_KEY_LEN)
+            continue;
+        char path[700], line[256], tenant[64] = "";
+        snprintf(path, sizeof(path), "%s/%s/slice.conf", slices, e->d_name);
+        FILE *f = fopen(path, "r");
+        while (f && fgets(line, sizeof(line), f))
+            if (sscanf(line, "tenant = %63s", tenant) == 1)
+                break;
+        if (f)
+            fclose(f);
+        fn(e->d_name, tenant, ctx);
+    }
+    closedir(d);
+}

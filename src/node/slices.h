@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The per-container files flexpu-node keeps on the host, under
+ * <root>/slices/<key>/: `slice.conf` (mounted read-only at /etc/flexpu in
+ * the container, read by the runtime library) and `devices` (the kubelet
+ * device IDs of the allocation, so a restarted agent knows them again).
+ *
+ * The key is derived from the device IDs alone: the kubelet never gives the
+ * same ID to two live containers, so the key names one allocation, and
+ * Allocate and PreStartContainer, which carry only the IDs, find the same
+ * directory. */
+#ifndef FX_NODE_SLICES_H
+#define FX_NODE_SLICES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "flexpu/error.h"
+#include "util/priority.h"
+
+#define FX_SLICE_KEY_LEN 24 /* hex characters */
+
+/* What a container's slice.conf says. */
+struct fx_slice_file {
+    char tenant[64];     /* the pod UID */
+    int compute_share;   /* percent */
+    int compute_cap;     /* percent */
+    int64_t memory;      /* bytes per GPU; 0: no quota */
+    enum fx_priority priority;
+    const char *state_dir; /* as the container sees it */
+};
+
+/* Key of a set of device IDs (order does not matter); -1 when out of memory. */
+int fx_slice_key(char *const *ids, size_t n, char out[FX_SLICE_KEY_LEN + 1]);
+
+/* Creates <root>/slices/<key>/ with `devices` and a slice.conf that makes
+ * the runtime fail closed until fx_slice_write names the pod. */
+int fx_slice_prepare(const char *root, const char *key, char *const *ids, size_t n,
+                     struct flexpu_error *err);
+
+/* Writes slice.conf atomically (temporary file + rename). */
+int fx_slice_write(const char *root, const char *key, const struct fx_slice_file *f,
+                   struct flexpu_error *err);
+
+/* The text of a slice.conf (for tests and fx_slice_write). */
+int fx_slice_format(const struct fx_slice_file *f, char *buf, size_t len);
+
+/* Removes <root>/slices/<key>/. */
+void fx_slice_remove(const char *root, const char *key);
+
+/* Calls fn for every slice directory: its key and the tenant its slice.conf
+ * names ("" when still pending). */
+void fx_slice_scan(const char *root, void (*fn)(const char *key, const char *tenant, void *ctx),
+                   void *ctx);
+
+#endif

@@ -1,0 +1,634 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The node agent's parts: the gRPC layer (client and server over a Unix
+ * socket), NVML discovery against the fake NVML, the slice files (read back
+ * by the runtime's own parser), the device plugin's calls with a fake
+ * PodResources server, and the metrics from a real shared-state file. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "deviceplugin/v1beta1/api.pb-c.h"
+#include "kube/contract.h"
+#include "node/gpus.h"
+#include "node/grpc.h"
+#include "node/metrics.h"
+#include "node/plugin.h"
+#include "node/slices.h"
+#include "podresources/v1/api.pb-c.h"
+#include "runtime/config.h"
+#include "runtime/state.h"
+
+static char tmpdir[256];
+
+static int setup_dir(void **state)
+{
+    (void)state;
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/flexpu-node-test-XXXXXX");
+    assert_non_null(mkdtemp(tmpdir));
+    return 0;
+}
+
+static int teardown_dir(void **state)
+{
+    (void)state;
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* ---- gRPC ---- */
+
+static void echo(void *ctx, const uint8_t *req, size_t len, struct fx_grpc_reply *r)
+{
+    (void)ctx;
+    if (len == 4 && memcmp(req, "fail", 4) == 0) {
+        r->status = FX_GRPC_FAILED_PRECONDITION;
+        snprintf(r->message, sizeof(r->message), "100%% refused: naïve\nline");
+        return;
+    }
+    r->data = malloc(len + 1);
+    if (len)
+        memcpy(r->data, req, len);
+    r->len = len;
+}
+
+static void stream_first(void *ctx, struct fx_grpc_reply *r)
+{
+    (void)ctx;
+    r->data = (uint8_t *)strdup("first");
+    r->len = 5;
+}
+
+static const struct fx_grpc_method echo_methods[] = {
+    {"/t.S/Echo", echo, NULL},
+    {"/t.S/Stream", NULL, stream_first},
+    {NULL, NULL, NULL},
+};
+
+static void test_grpc_roundtrip(void **state)
+{
+    (void)state;
+    char sock[300];
+    snprintf(sock, sizeof(sock), "%s/echo.sock", tmpdir);
+    struct flexpu_error err = {0};
+    struct fx_grpc_server *s = fx_grpc_server_start(sock, echo_methods, NULL, &err);
+    assert_non_null(s);
+
+    struct fx_grpc_reply r;
+    assert_int_equal(fx_grpc_call(sock, "/t.S/Echo", (const uint8_t *)"hello", 5, 2000, &r, &err), 0);
+    assert_int_equal(r.status, FX_GRPC_OK);
+    assert_int_equal(r.len, 5);
+    assert_memory_equal(r.data, "hello", 5);
+    free(r.data);
+
+    /* an empty message is a valid message */
+    assert_int_equal(fx_grpc_call(sock, "/t.S/Echo", NULL, 0, 2000, &r, &err), 0);
+    assert_int_equal(r.status, FX_GRPC_OK);
+    assert_int_equal(r.len, 0);
+    free(r.data);
+
+    /* a large message crosses several DATA frames and flow-control windows */
+    size_t big = 200000;
+    uint8_t *blob = malloc(big);
+    for (size_t i = 0; i < big; i++)
+        blob[i] = (uint8_t)(i * 7);
+    assert_int_equal(fx_grpc_call(sock, "/t.S/Echo", blob, big, 5000, &r, &err), 0);
+    assert_int_equal(r.len, big);
+    assert_memory_equal(r.data, blob, big);
+    free(r.data);
+    free(blob);
+
+    /* status and a message that needs percent-encoding */
+    assert_int_equal(fx_grpc_call(sock, "/t.S/Echo", (const uint8_t *)"fail", 4, 2000, &r, &err), 0);
+    assert_int_equal(r.status, FX_GRPC_FAILED_PRECONDITION);
+    assert_string_equal(r.message, "100% refused: naïve\nline");
+    assert_null(r.data);
+
+    assert_int_equal(fx_grpc_call(sock, "/t.S/Nope", NULL, 0, 2000, &r, &err), 0);
+    assert_int_equal(r.status, FX_GRPC_UNIMPLEMENTED);
+    assert_non_null(strstr(r.message, "/t.S/Nope"));
+
+    fx_grpc_server_stop(s);
+    assert_int_not_equal(access(sock, F_OK), 0);
+    /* no server: a transport error naming the socket */
+    assert_int_not_equal(fx_grpc_call(sock, "/t.S/Echo", NULL, 0, 500, &r, &err), 0);
+    assert_non_null(strstr(err.msg, sock));
+}
+
+static void test_grpc_msg_encoding(void **state)
+{
+    (void)state;
+    char enc[64], dec[64];
+    fx_grpc_msg_encode("a%b\n", enc);
+    assert_string_equal(enc, "a%25b%0A");
+    fx_grpc_msg_decode(enc, strlen(enc), dec, sizeof(dec));
+    assert_string_equal(dec, "a%b\n");
+    /* a truncated escape is kept as text, not read past the end */
+    fx_grpc_msg_decode("ab%4", 4, dec, sizeof(dec));
+    assert_string_equal(dec, "ab%4");
+}
+
+/* ---- NVML discovery ---- */
+
+static void test_nvml_discovery(void **state)
+{
+    (void)state;
+    char lost[300];
+    snprintf(lost, sizeof(lost), "%s/lost", tmpdir);
+    setenv("FAKECUDA_DEVICES", "8", 1);
+    setenv("FAKECUDA_TOTAL_MEM", "85899345920", 1);
+    setenv("FAKENVML_NAME", "NVIDIA H100 80GB HBM3", 1);
+    setenv("FAKENVML_NUMA", "0,0,0,0,1,1,1,1", 1);
+    setenv("FAKENVML_NVLINK", "0-3,4-7", 1);
+    setenv("FAKENVML_LOST_FILE", lost, 1);
+    struct flexpu_error err = {0};
+    struct fx_nvml *n = fx_nvml_open(FAKENVML_PATH, &err);
+    assert_non_null(n);
+    struct fx_node_gpu g[FLEXPU_MAX_GPUS];
+    int count = 0;
+    assert_int_equal(fx_nvml_discover(n, g, FLEXPU_MAX_GPUS, &count, &err), 0);
+    assert_int_equal(count, 8);
+    for (int i = 0; i < 8; i++) {
+        assert_string_equal(g[i].model, "H100-80GB-HBM3");
+        assert_int_equal(g[i].mem_bytes, 85899345920LL);
+        assert_int_equal(g[i].minor, i);
+        assert_int_equal(g[i].numa, i < 4 ? 0 : 1);
+        assert_int_equal(g[i].group, i < 4 ? 0 : 1);
+        assert_true(g[i].healthy);
+        assert_int_equal(strncmp(g[i].uuid, "GPU-", 4), 0);
+    }
+    assert_string_not_equal(g[0].uuid, g[1].uuid);
+    /* GPU 5 is lost, then comes back */
+    FILE *f = fopen(lost, "w");
+    fputs("5\n", f);
+    fclose(f);
+    assert_int_equal(fx_nvml_check_health(n, g, count), 1);
+    assert_false(g[5].healthy);
+    assert_string_equal(g[5].health_reason, "GPU is lost");
+    assert_int_equal(fx_nvml_check_health(n, g, count), 0);
+    unlink(lost);
+    assert_int_equal(fx_nvml_check_health(n, g, count), 1);
+    assert_true(g[5].healthy);
+    fx_nvml_close(n);
+    unsetenv("FAKENVML_LOST_FILE");
+
+    /* no such library: the error names it */
+    assert_null(fx_nvml_open("/nonexistent/libnvidia-ml.so.1", &err));
+    assert_non_null(strstr(err.msg, "/nonexistent/libnvidia-ml.so.1"));
+
+    char name[64];
+    fx_gpu_model_name("Tesla T4", name, sizeof(name));
+    assert_string_equal(name, "T4");
+    fx_gpu_model_name("NVIDIA A100-SXM4-80GB", name, sizeof(name));
+    assert_string_equal(name, "A100-SXM4-80GB");
+}
+
+/* ---- slice files ---- */
+
+static void test_slice_files(void **state)
+{
+    (void)state;
+    char *a[] = {"GPU-1::3", "GPU-2::0"}, *b[] = {"GPU-2::0", "GPU-1::3"}, *c[] = {"GPU-1::4"};
+    char ka[FX_SLICE_KEY_LEN + 1], kb[FX_SLICE_KEY_LEN + 1], kc[FX_SLICE_KEY_LEN + 1];
+    assert_int_equal(fx_slice_key(a, 2, ka), 0);
+    fx_slice_key(b, 2, kb);
+    fx_slice_key(c, 1, kc);
+    assert_string_equal(ka, kb);
+    assert_string_not_equal(ka, kc);
+    assert_int_equal(strlen(ka), FX_SLICE_KEY_LEN);
+
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_slice_prepare(tmpdir, ka, a, 2, &err), 0);
+    char path[400];
+    snprintf(path, sizeof(path), "%s/slices/%s/slice.conf", tmpdir, ka);
+    /* pending: the runtime must refuse it (fail closed) */
+    struct fx_slice_config cfg;
+    fx_config_defaults(&cfg);
+    assert_int_not_equal(fx_config_load_file(&cfg, path, &err), 0);
+    assert_non_null(strstr(err.msg, "pending"));
+
+    struct fx_slice_file sf = {.tenant = "0b9f6c1e-uid", .compute_share = 30, .compute_cap = 50,
+                               .memory = 8LL << 30, .priority = FX_PRIO_HIGH,
+                               .state_dir = FX_CTR_STATE};
+    assert_int_equal(fx_slice_write(tmpdir, ka, &sf, &err), 0);
+    fx_config_defaults(&cfg);
+    assert_int_equal(fx_config_load_file(&cfg, path, &err), 1);
+    assert_string_equal(cfg.tenant, "0b9f6c1e-uid");
+    assert_int_equal(cfg.compute_share, 30);
+    assert_int_equal(cfg.compute_cap, 50);
+    assert_int_equal(cfg.memory_limit, 8LL << 30);
+    assert_int_equal(cfg.priority, FX_PRIO_HIGH);
+    assert_string_equal(cfg.state_dir, FX_CTR_STATE);
+    fx_slice_remove(tmpdir, ka);
+    snprintf(path, sizeof(path), "%s/slices/%s", tmpdir, ka);
+    assert_int_not_equal(access(path, F_OK), 0);
+}
+
+/* ---- the device plugin with a fake PodResources ---- */
+
+#define NGPU 4
+static struct fx_node_gpu fake_gpus[NGPU];
+
+/* The pods the fake kubelet has given devices to. */
+static struct {
+    const char *ns, *name;
+    char *ids[4];
+    size_t n;
+} held[8];
+static int nheld;
+
+static void podres_list(void *ctx, const uint8_t *req, size_t len, struct fx_grpc_reply *r)
+{
+    (void)ctx;
+    (void)req;
+    (void)len;
+    V1__PodResources pr[8], *prp[8];
+    V1__ContainerResources cr[8], *crp[8];
+    V1__ContainerDevices cd[8], *cdp[8];
+    for (int i = 0; i < nheld; i++) {
+        v1__pod_resources__init(&pr[i]);
+        v1__container_resources__init(&cr[i]);
+        v1__container_devices__init(&cd[i]);
+        cd[i].resource_name = FX_DP_RESOURCE;
+        cd[i].n_device_ids = held[i].n;
+        cd[i].device_ids = held[i].ids;
+        cdp[i] = &cd[i];
+        cr[i].name = "main";
+        cr[i].n_devices = 1;
+        cr[i].devices = &cdp[i];
+        crp[i] = &cr[i];
+        pr[i].name = (char *)held[i].name;
+        pr[i].namespace_ = (char *)held[i].ns;
+        pr[i].n_containers = 1;
+        pr[i].containers = &crp[i];
+        prp[i] = &pr[i];
+    }
+    V1__ListPodResourcesResponse resp = V1__LIST_POD_RESOURCES_RESPONSE__INIT;
+    resp.n_pod_resources = (size_t)nheld;
+    resp.pod_resources = prp;
+    r->len = v1__list_pod_resources_response__get_packed_size(&resp);
+    r->data = malloc(r->len + 1);
+    v1__list_pod_resources_response__pack(&resp, r->data);
+}
+
+static const struct fx_grpc_method podres_methods[] = {
+    {"/v1.PodResourcesLister/List", podres_list, NULL},
+    {NULL, NULL, NULL},
+};
+
+/* A pod bound to node n1 with an allocation on the given GPUs. */
+static json_t *pod(const char *name, const char *uid, const int *gpus, int n, int cores,
+                   long long mem)
+{
+    struct fx_allocation a = {.ngpu = n};
+    for (int i = 0; i < n; i++) {
+        snprintf(a.gpus[i].uuid, sizeof(a.gpus[i].uuid), "%s", fake_gpus[gpus[i]].uuid);
+        a.gpus[i].index = gpus[i];
+        a.gpus[i].cores = cores;
+        a.gpus[i].mem = mem;
+    }
+    char *text = fx_allocation_format(&a);
+    char gpu[8], pct[8];
+    snprintf(gpu, sizeof(gpu), "%d", n);
+    snprintf(pct, sizeof(pct), "%d", cores);
+    json_t *p = json_pack("{s:{s:s, s:s, s:s, s:{s:s}}, s:{s:s, s:[{s:s, s:{s:{s:s}}}]}, s:{s:s}}",
+                          "metadata", "name", name, "namespace", "default", "uid", uid,
+                          "annotations", FX_ANN_ALLOCATION, text, "spec", "nodeName", "n1",
+                          "containers", "name", "main", "resources", "limits", FX_RES_GPU, gpu,
+                          "status", "phase", "Pending");
+    if (cores < 100) { /* a slice, capped at 60% */
+        json_object_set_new(json_object_get(json_object_get(json_array_get(json_object_get(
+                                json_object_get(p, "spec"), "containers"), 0), "resources"),
+                                "limits"),
+                            FX_RES_GPU_CORES, json_string(pct));
+        json_object_set_new(json_object_get(json_object_get(p, "metadata"), "annotations"),
+                            FX_ANN_CORES_LIMIT, json_string("60"));
+    }
+    free(text);
+    return p;
+}
+
+static struct fx_grpc_reply call(const char *sock, const char *method, const ProtobufCMessage *m)
+{
+    uint8_t buf[4096];
+    size_t len = protobuf_c_message_pack(m, buf);
+    struct fx_grpc_reply r;
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_grpc_call(sock, method, buf, len, 5000, &r, &err), 0);
+    return r;
+}
+
+static void test_plugin_calls(void **state)
+{
+    (void)state;
+    for (int i = 0; i < NGPU; i++) {
+        memset(&fake_gpus[i], 0, sizeof(fake_gpus[i]));
+        snprintf(fake_gpus[i].uuid, sizeof(fake_gpus[i].uuid), "GPU-test-%d", i);
+        snprintf(fake_gpus[i].model, sizeof(fake_gpus[i].model), "A100");
+        fake_gpus[i].index = fake_gpus[i].minor = i;
+        fake_gpus[i].numa = i / 2;
+        fake_gpus[i].healthy = true;
+        fake_gpus[i].mem_bytes = 80LL << 30;
+    }
+    char podres[300], dp[300];
+    snprintf(podres, sizeof(podres), "%s/podres.sock", tmpdir);
+    snprintf(dp, sizeof(dp), "%s/dp.sock", tmpdir);
+    struct flexpu_error err = {0};
+    struct fx_grpc_server *prs = fx_grpc_server_start(podres, podres_methods, NULL, &err);
+    assert_non_null(prs);
+    struct fx_plugin_config pc = {.node_name = "n1", .root = tmpdir, .podresources = podres,
+                                  .wait_ms = 1500};
+    struct fx_plugin *p = fx_plugin_new(&pc, fake_gpus, NGPU, &err);
+    assert_non_null(p);
+    struct fx_grpc_server *dps = fx_grpc_server_start(dp, fx_plugin_methods, p, &err);
+    assert_non_null(dps);
+
+    /* device list: 16 slots per GPU, health and NUMA */
+    uint8_t *msg;
+    size_t len;
+    assert_int_equal(fx_plugin_device_list(p, &msg, &len), 0);
+    V1beta1__ListAndWatchResponse *lw = v1beta1__list_and_watch_response__unpack(NULL, len, msg);
+    assert_non_null(lw);
+    assert_int_equal(lw->n_devices, NGPU * FX_DP_SLOTS);
+    assert_string_equal(lw->devices[17]->id, "GPU-test-1::1");
+    assert_string_equal(lw->devices[17]->health, "Healthy");
+    assert_int_equal(lw->devices[17]->topology->nodes[0]->id, 0);
+    assert_int_equal(lw->devices[63]->topology->nodes[0]->id, 1);
+    v1beta1__list_and_watch_response__free_unpacked(lw, NULL);
+    free(msg);
+
+    /* pods: a (GPU 2, 30%), b (GPU 2, 50%), c (GPUs 0+1, whole) */
+    fx_plugin_pod_event(p, KUBE_SYNC_BEGIN, NULL);
+    json_t *pa = pod("a", "uid-a", (int[]){2}, 1, 30, 8LL << 30);
+    json_t *pb = pod("b", "uid-b", (int[]){2}, 1, 50, 0);
+    json_t *pcw = pod("c", "uid-c", (int[]){0, 1}, 2, 100, 0);
+    fx_plugin_pod_event(p, KUBE_ADDED, pa);
+    fx_plugin_pod_event(p, KUBE_ADDED, pb);
+    fx_plugin_pod_event(p, KUBE_ADDED, pcw);
+    fx_plugin_pod_event(p, KUBE_SYNC_END, NULL);
+
+    /* preferred allocation for size 2: the GPUs of pod c */
+    char *avail[NGPU * 2];
+    char idbuf[NGPU * 2][40];
+    for (int i = 0; i < NGPU * 2; i++) {
+        snprintf(idbuf[i], sizeof(idbuf[i]), "GPU-test-%d::%d", i % NGPU, i / NGPU);
+        avail[i] = idbuf[i];
+    }
+    V1beta1__ContainerPreferredAllocationRequest cq =
+        V1BETA1__CONTAINER_PREFERRED_ALLOCATION_REQUEST__INIT;
+    cq.n_available_deviceids = NGPU * 2;
+    cq.available_deviceids = avail;
+    cq.allocation_size = 2;
+    V1beta1__ContainerPreferredAllocationRequest *cqp = &cq;
+    V1beta1__PreferredAllocationRequest pq = V1BETA1__PREFERRED_ALLOCATION_REQUEST__INIT;
+    pq.n_container_requests = 1;
+    pq.container_requests = &cqp;
+    struct fx_grpc_reply r = call(dp, "/v1beta1.DevicePlugin/GetPreferredAllocation", &pq.base);
+    assert_int_equal(r.status, FX_GRPC_OK);
+    V1beta1__PreferredAllocationResponse *pr =
+        v1beta1__preferred_allocation_response__unpack(NULL, r.len, r.data);
+    assert_int_equal(pr->container_responses[0]->n_deviceids, 2);
+    assert_string_equal(pr->container_responses[0]->deviceids[0], "GPU-test-0::0");
+    assert_string_equal(pr->container_responses[0]->deviceids[1], "GPU-test-1::0");
+    v1beta1__preferred_allocation_response__free_unpacked(pr, NULL);
+    free(r.data);
+    /* size 1: GPU 2 (pod a, the oldest waiting for one GPU) */
+    cq.allocation_size = 1;
+    r = call(dp, "/v1beta1.DevicePlugin/GetPreferredAllocation", &pq.base);
+    pr = v1beta1__preferred_allocation_response__unpack(NULL, r.len, r.data);
+    assert_string_equal(pr->container_responses[0]->deviceids[0], "GPU-test-2::0");
+    v1beta1__preferred_allocation_response__free_unpacked(pr, NULL);
+    free(r.data);
+
+    /* Allocate for a and b (both GPU 2), on different slots */
+    char *ids_a[] = {"GPU-test-2::0"}, *ids_b[] = {"GPU-test-2::5"};
+    char *ids_c[] = {"GPU-test-0::0", "GPU-test-1::0"};
+    char **sets[3] = {ids_a, ids_b, ids_c};
+    size_t nsets[3] = {1, 1, 2};
+    char conf_dir[3][400];
+    for (int k = 0; k < 3; k++) {
+        V1beta1__ContainerAllocateRequest car = V1BETA1__CONTAINER_ALLOCATE_REQUEST__INIT;
+        car.n_devices_ids = nsets[k];
+        car.devices_ids = sets[k];
+        V1beta1__ContainerAllocateRequest *carp = &car;
+        V1beta1__AllocateRequest aq = V1BETA1__ALLOCATE_REQUEST__INIT;
+        aq.n_container_requests = 1;
+        aq.container_requests = &carp;
+        r = call(dp, "/v1beta1.DevicePlugin/Allocate", &aq.base);
+        assert_int_equal(r.status, FX_GRPC_OK);
+        V1beta1__AllocateResponse *ar = v1beta1__allocate_response__unpack(NULL, r.len, r.data);
+        V1beta1__ContainerAllocateResponse *c0 = ar->container_responses[0];
+        int nvidia_n = 0;
+        for (size_t d = 0; d < c0->n_devices; d++)
+            if (strncmp(c0->devices[d]->host_path, "/dev/nvidia", 11) == 0 &&
+                c0->devices[d]->host_path[11] >= '0' && c0->devices[d]->host_path[11] <= '9')
+                nvidia_n++;
+        assert_int_equal(nvidia_n, (int)nsets[k]);
+        assert_string_equal(c0->devices[3]->host_path, k < 2 ? "/dev/nvidia2" : "/dev/nvidia0");
+        conf_dir[k][0] = '\0';
+        for (size_t m = 0; m < c0->n_mounts; m++)
+            if (strcmp(c0->mounts[m]->container_path, FX_CTR_CONF_DIR) == 0) {
+                assert_true(c0->mounts[m]->read_only);
+                snprintf(conf_dir[k], sizeof(conf_dir[k]), "%s", c0->mounts[m]->host_path);
+            }
+        assert_true(conf_dir[k][0]);
+        v1beta1__allocate_response__free_unpacked(ar, NULL);
+        free(r.data);
+    }
+    /* a third single-GPU allocation on GPU 2: nobody else waits for it */
+    char *ids_x[] = {"GPU-test-2::9"};
+    V1beta1__ContainerAllocateRequest car = V1BETA1__CONTAINER_ALLOCATE_REQUEST__INIT;
+    car.n_devices_ids = 1;
+    car.devices_ids = ids_x;
+    V1beta1__ContainerAllocateRequest *carp = &car;
+    V1beta1__AllocateRequest aq = V1BETA1__ALLOCATE_REQUEST__INIT;
+    aq.n_container_requests = 1;
+    aq.container_requests = &carp;
+    r = call(dp, "/v1beta1.DevicePlugin/Allocate", &aq.base);
+    assert_int_equal(r.status, FX_GRPC_FAILED_PRECONDITION);
+    assert_non_null(strstr(r.message, "GPU-test-2"));
+    /* an unknown device */
+    char *ids_bad[] = {"GPU-not-a-device::0"};
+    car.devices_ids = ids_bad;
+    r = call(dp, "/v1beta1.DevicePlugin/Allocate", &aq.base);
+    assert_int_equal(r.status, FX_GRPC_INVALID_ARGUMENT);
+    assert_non_null(strstr(r.message, "GPU-not-a-device::0"));
+
+    /* The kubelet gave a's slot to b and b's to a (both on GPU 2): PodResources
+     * says so, and each slice names the right pod. */
+    held[0].ns = "default", held[0].name = "b", held[0].ids[0] = ids_a[0], held[0].n = 1;
+    held[1].ns = "default", held[1].name = "a", held[1].ids[0] = ids_b[0], held[1].n = 1;
+    held[2].ns = "default", held[2].name = "c", held[2].ids[0] = ids_c[1];
+    held[2].ids[1] = ids_c[0], held[2].n = 2;
+    nheld = 3;
+    const char *expect_tenant[3] = {"uid-b", "uid-a", "uid-c"};
+    int expect_share[3] = {50, 30, 100};
+    long long expect_mem[3] = {0, 8LL << 30, 0};
+    for (int k = 0; k < 3; k++) {
+        V1beta1__PreStartContainerRequest ps = V1BETA1__PRE_START_CONTAINER_REQUEST__INIT;
+        ps.n_devices_ids = nsets[k];
+        ps.devices_ids = sets[k];
+        r = call(dp, "/v1beta1.DevicePlugin/PreStartContainer", &ps.base);
+        assert_int_equal(r.status, FX_GRPC_OK);
+        free(r.data);
+        char path[500];
+        snprintf(path, sizeof(path), "%.400s/slice.conf", conf_dir[k]);
+        struct fx_slice_config cfg;
+        fx_config_defaults(&cfg);
+        assert_int_equal(fx_config_load_file(&cfg, path, &err), 1);
+        assert_string_equal(cfg.tenant, expect_tenant[k]);
+        assert_int_equal(cfg.compute_share, expect_share[k]);
+        assert_int_equal(cfg.compute_cap, expect_share[k] > 60 ? expect_share[k] : 60);
+        assert_int_equal(cfg.memory_limit, expect_mem[k]);
+    }
+    char ns[64], name[64];
+    assert_int_equal(fx_plugin_pod_name(p, "uid-c", ns, sizeof(ns), name, sizeof(name)), 0);
+    assert_string_equal(name, "c");
+
+    /* a PreStart for devices the kubelet never recorded: a clear refusal */
+    V1beta1__PreStartContainerRequest ps = V1BETA1__PRE_START_CONTAINER_REQUEST__INIT;
+    ps.n_devices_ids = 1;
+    ps.devices_ids = ids_x;
+    r = call(dp, "/v1beta1.DevicePlugin/PreStartContainer", &ps.base);
+    assert_int_equal(r.status, FX_GRPC_FAILED_PRECONDITION);
+    assert_non_null(strstr(r.message, "PodResources"));
+
+    /* pod b ends: its slice directory goes */
+    fx_plugin_pod_event(p, KUBE_DELETED, pb);
+    assert_int_not_equal(access(conf_dir[0], F_OK), 0);
+    assert_int_equal(access(conf_dir[1], F_OK), 0);
+
+    /* health: GPU 3 lost */
+    fake_gpus[3].healthy = false;
+    assert_true(fx_plugin_set_health(p, fake_gpus, NGPU));
+    assert_false(fx_plugin_set_health(p, fake_gpus, NGPU));
+    assert_int_equal(fx_plugin_device_list(p, &msg, &len), 0);
+    lw = v1beta1__list_and_watch_response__unpack(NULL, len, msg);
+    assert_string_equal(lw->devices[3 * FX_DP_SLOTS]->health, "Unhealthy");
+    assert_string_equal(lw->devices[2 * FX_DP_SLOTS]->health, "Healthy");
+    v1beta1__list_and_watch_response__free_unpacked(lw, NULL);
+    free(msg);
+
+    fx_grpc_server_stop(dps);
+    fx_plugin_free(p);
+
+    /* a restarted plugin keeps the live slices and drops those whose pod is
+     * gone after its first full list */
+    p = fx_plugin_new(&pc, fake_gpus, NGPU, &err);
+    fx_plugin_pod_event(p, KUBE_SYNC_BEGIN, NULL);
+    fx_plugin_pod_event(p, KUBE_ADDED, pa);
+    fx_plugin_pod_event(p, KUBE_SYNC_END, NULL);
+    assert_int_equal(access(conf_dir[1], F_OK), 0); /* a's */
+    assert_int_not_equal(access(conf_dir[2], F_OK), 0); /* c's */
+    fx_plugin_free(p);
+    fx_grpc_server_stop(prs);
+    json_decref(pa);
+    json_decref(pb);
+    json_decref(pcw);
+}
+
+/* ---- metrics ---- */
+
+static int name_of(void *ctx, const char *uid, char *ns, size_t ns_len, char *name,
+                   size_t name_len)
+{
+    (void)ctx;
+    if (strcmp(uid, "uid-m") != 0)
+        return -1;
+    snprintf(ns, ns_len, "team-a");
+    snprintf(name, name_len, "train-0");
+    return 0;
+}
+
+static void test_metrics(void **state)
+{
+    (void)state;
+    char dir[300];
+    snprintf(dir, sizeof(dir), "%s/state", tmpdir);
+    struct fx_slice_config cfg;
+    fx_config_defaults(&cfg);
+    snprintf(cfg.tenant, sizeof(cfg.tenant), "uid-m");
+    cfg.memory_limit = 4LL << 30;
+    cfg.compute_share = 25;
+    cfg.compute_cap = 40;
+    struct fx_gpu g;
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_gpu_attach(&g, dir, "GPU-m-0", 80ULL << 30, &cfg, &err), 0);
+    assert_int_equal(fx_gpu_charge(&g, 1ULL << 30, 0), 0);
+
+    struct fx_node_gpu gpus[2] = {0};
+    snprintf(gpus[0].uuid, sizeof(gpus[0].uuid), "GPU-m-0");
+    snprintf(gpus[1].uuid, sizeof(gpus[1].uuid), "GPU-m-1");
+    snprintf(gpus[0].model, sizeof(gpus[0].model), "H100");
+    gpus[0].healthy = true;
+    gpus[0].mem_bytes = gpus[1].mem_bytes = 80LL << 30;
+    int n = 2;
+    struct fx_metrics_source src = {.state_dir = dir, .gpus = gpus, .ngpu = &n, .pod = name_of};
+    char *text = fx_metrics_render(&src);
+    assert_non_null(text);
+    const char *want[] = {
+        "flexpu_gpu_healthy{uuid=\"GPU-m-0\"} 1\n",
+        "flexpu_gpu_healthy{uuid=\"GPU-m-1\"} 0\n",
+        "flexpu_gpu_memory_used_bytes{uuid=\"GPU-m-0\"} 1073741824\n",
+        "flexpu_gpu_memory_used_bytes{uuid=\"GPU-m-1\"} 0\n",
+        "flexpu_slice_memory_used_bytes{uuid=\"GPU-m-0\",tenant=\"uid-m\",namespace=\"team-a\","
+        "pod=\"train-0\"} 1073741824\n",
+        "flexpu_slice_memory_quota_bytes{uuid=\"GPU-m-0\",tenant=\"uid-m\",namespace=\"team-a\","
+        "pod=\"train-0\"} 4294967296\n",
+        "flexpu_slice_compute_share_ratio{uuid=\"GPU-m-0\",tenant=\"uid-m\",namespace=\"team-a\","
+        "pod=\"train-0\"} 0.25\n",
+        "flexpu_slice_compute_cap_ratio{uuid=\"GPU-m-0\",tenant=\"uid-m\",namespace=\"team-a\","
+        "pod=\"train-0\"} 0.40\n",
+        "flexpu_slice_processes{uuid=\"GPU-m-0\",tenant=\"uid-m\",namespace=\"team-a\","
+        "pod=\"train-0\"} 1\n",
+        "# TYPE flexpu_slice_gpu_time_seconds_total counter\n",
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        if (!strstr(text, want[i]))
+            fail_msg("metrics lack '%s' in:\n%s", want[i], text);
+    free(text);
+    fx_gpu_detach(&g);
+    /* the process's slot is dead now: used memory drops to zero */
+    text = fx_metrics_render(&src);
+    assert_non_null(strstr(text, "flexpu_gpu_memory_used_bytes{uuid=\"GPU-m-0\"} 0\n"));
+    free(text);
+
+    /* served over HTTP on loopback */
+    struct fx_metrics_server *s = NULL;
+    int port = 0;
+    for (int p = 19400; p < 19500 && !s; p++)
+        if ((s = fx_metrics_start("127.0.0.1", p, &src, &err)))
+            port = p;
+    assert_non_null(s);
+    char cmd[200];
+    snprintf(cmd, sizeof(cmd), "curl -sf http://127.0.0.1:%d/metrics | grep -q '^flexpu_gpu_info'",
+             port);
+    assert_int_equal(system(cmd), 0);
+    snprintf(cmd, sizeof(cmd), "curl -s -o /dev/null -w '%%{http_code}' "
+                               "http://127.0.0.1:%d/nope | grep -q 404", port);
+    assert_int_equal(system(cmd), 0);
+    fx_metrics_stop(s);
+    assert_null(fx_metrics_start("not-an-address", 9400, &src, &err));
+    assert_non_null(strstr(err.msg, "not-an-address"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_grpc_roundtrip, setup_dir, teardown_dir),
+        cmocka_unit_test(test_grpc_msg_encoding),
+        cmocka_unit_test_setup_teardown(test_nvml_discovery, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_slice_files, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_plugin_calls, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_metrics, setup_dir, teardown_dir),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
