@@ -42,7 +42,7 @@ fuzz: deps
 	  -DFLEXPU_TESTS=OFF -DFLEXPU_FUZZ=ON \
 	  -DCMAKE_C_FLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all" >/dev/null
 	@ninja -C $(BUILD_FUZZ) -j $(JOBS)
-	@for f in quantity csv slice_conf kube; do \
+	@for f in quantity csv slice_conf kube node; do \
 	  mkdir -p $(BUILD_FUZZ)/corpus-$$f && \
 	  ./$(BUILD_FUZZ)/test/fuzz/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 \
 	    $(BUILD_FUZZ)/corpus-$$f test/fuzz/corpus/$$f 2>&1 | tail -n 2 || exit 1; \

@@ -864,11 +864,12 @@ static void prestart(void *ctx, const uint8_t *req, size_t len, struct fx_grpc_r
     int64_t until = now_ms() + p->cfg.wait_ms;
     while (pod_holding(p, in->devices_ids, in->n_devices_ids, ns, sizeof(ns), name, sizeof(name),
                        why, sizeof(why)) != 0) {
-        if (now_ms() >= until) {
+        int64_t left = until - now_ms();
+        if (left <= 0) {
             fail(r, FX_GRPC_FAILED_PRECONDITION, "slice %s: %s", key, why);
             goto out;
         }
-        struct timespec ts = {0, 200 * 1000000};
+        struct timespec ts = {0, (left < 200 ? left : 200) * 1000000L};
         nanosleep(&ts, NULL);
     }
     pthread_mutex_lock(&p->mu);
