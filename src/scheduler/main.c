@@ -9,6 +9,7 @@
  * allocation recorded, nor recorded without being bound. */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -49,12 +50,19 @@ struct qev {
     struct qev *next;
 };
 
+/* Events waiting for the main thread. Beyond this many a watch thread waits
+ * (the API server's stream waits with it), so a list of 100,000 pending pods
+ * never sits in memory as JSON at once. */
+#define QUEUE_MAX 256
+
 static struct {
     pthread_mutex_t mu;
-    pthread_cond_t cv;
+    pthread_cond_t cv, room;
+    size_t len;
     struct qev *head, *tail;
     int synced[2]; /* nodes, pods: first full list delivered */
-} q = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, NULL, {0, 0}};
+} q = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER, 0,
+       NULL, NULL, {0, 0}};
 
 static int push(int is_pod, enum kube_event ev, json_t *obj)
 {
@@ -69,9 +77,23 @@ static int push(int is_pod, enum kube_event ev, json_t *obj)
     }
     e->is_pod = is_pod;
     e->ev = ev;
+    /* managedFields are most of an object's size and nothing here reads
+     * them. */
+    json_object_del(json_object_get(obj, "metadata"), "managedFields");
     e->obj = obj ? json_incref(obj) : NULL;
     e->next = NULL;
     pthread_mutex_lock(&q.mu);
+    while (q.len >= QUEUE_MAX && !stop_flag) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&q.room, &q.mu, &ts);
+    }
+    q.len++;
     if (q.tail)
         q.tail->next = e;
     else
@@ -111,7 +133,10 @@ static void *watch_main(void *arg)
         stop_flag = 1;
         return NULL;
     }
-    struct kube_watch_opts o = {.path = w->path, .field_selector = w->fields, .stop = &stop_flag};
+    /* Pages of 100: a page is parsed whole, and its objects live until the
+     * main thread has applied them. */
+    struct kube_watch_opts o = {.path = w->path, .field_selector = w->fields, .page_size = 100,
+                                .stop = &stop_flag};
     int rc = kube_list_watch(c, &o, w->cb, NULL, &err);
     if (rc && !stop_flag)
         FX_ERROR(COMP, "watch ended", "path=%s error=\"%s\"", w->path, err.msg);
@@ -198,6 +223,9 @@ int main(int argc, char **argv)
     int ch;
     flexpu_log_set_timestamps(1);
     flexpu_log_set_level(FLEXPU_LOG_INFO);
+    /* Objects are parsed on the watch threads and freed on the main thread;
+     * one arena per thread would keep each thread's peak apart. */
+    mallopt(M_ARENA_MAX, 1);
     while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (ch) {
         case 'k': kubeconfig = optarg; break;
@@ -316,6 +344,8 @@ int main(int argc, char **argv)
         }
         struct qev *list = q.head;
         q.head = q.tail = NULL;
+        q.len = 0;
+        pthread_cond_broadcast(&q.room);
         pthread_mutex_unlock(&q.mu);
         while (list) {
             struct qev *e = list;

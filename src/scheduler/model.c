@@ -25,8 +25,12 @@ enum pod_state {
 
 struct node;
 
+/* Strings a pod may or may not have are allocated at their length (NULL:
+ * empty): a cluster holds tens of thousands of pods, and fixed buffers sized
+ * for the longest names cost the daemon most of its memory. */
 struct pod {
-    char uid[64], ns[256], name[256], node[256];
+    char uid[64];
+    char *ns, *name, *node;
     enum pod_state state;
     bool ours;
     int64_t alloc;      /* engine allocation, 0 when not accounted */
@@ -34,15 +38,48 @@ struct pod {
     struct pod *prev, *next;
     struct fx_pod_spec spec;
     struct flexpu_pod_req req;
-    char allocation[2048]; /* the recorded annotation ("" when none) */
+    char *allocation;   /* the recorded annotation (NULL when none) */
     char created[40];
     uint64_t seq;
     int heap;           /* index in the queue heap, -1 when not queued */
-    char told[400];     /* the last message reported for it */
-    char problem[400];  /* why the pod is invalid */
+    char *told;         /* the last message reported for it */
+    char *problem;      /* why the pod is invalid */
     bool counted;       /* its shape is in the workload */
     uint64_t gen;       /* the list generation it was last seen in */
 };
+
+#define STR(s) ((s) ? (s) : "")
+
+/* Sets a pod string; NULL or "" frees it. On allocation failure the old
+ * value stays and the failure is logged (a name, never an accounting). */
+static void str_set(char **dst, const char *src)
+{
+    if (!src || !*src) {
+        fx_free(*dst);
+        *dst = NULL;
+        return;
+    }
+    if (*dst && strcmp(*dst, src) == 0)
+        return;
+    char *copy = fx_strdup(src);
+    if (!copy) {
+        FX_ERROR(COMP, "out of memory for a pod's string", "value=%.40s", src);
+        return;
+    }
+    fx_free(*dst);
+    *dst = copy;
+}
+
+static void pod_free(struct pod *p)
+{
+    fx_free(p->ns);
+    fx_free(p->name);
+    fx_free(p->node);
+    fx_free(p->allocation);
+    fx_free(p->told);
+    fx_free(p->problem);
+    fx_free(p);
+}
 
 struct node {
     char name[256];
@@ -133,7 +170,7 @@ static void enqueue_as(struct fx_model *m, struct pod *p, enum pod_state st)
         size_t cap = m->capheap ? m->capheap * 2 : 256;
         struct pod **h = fx_realloc(m->heap, cap * sizeof(*h));
         if (!h) {
-            FX_ERROR(COMP, "out of memory queueing a pod", "pod=%s/%s", p->ns, p->name);
+            FX_ERROR(COMP, "out of memory queueing a pod", "pod=%s/%s", STR(p->ns), STR(p->name));
             p->state = POD_WAITING; /* retried at the next capacity change */
             return;
         }
@@ -191,7 +228,7 @@ void fx_model_free(struct fx_model *m)
     const char *k;
     void *v;
     for (size_t i = 0; fx_strmap_next(&m->pods, &i, &k, &v);)
-        fx_free(v);
+        pod_free(v);
     for (size_t i = 0; fx_strmap_next(&m->nodes, &i, &k, &v);)
         fx_free(v);
     fx_strmap_free(&m->pods);
@@ -230,8 +267,8 @@ static void release(struct fx_model *m, struct pod *p)
     if (p->alloc) {
         struct flexpu_error err;
         if (flexpu_engine_release(m->e, p->alloc, &err))
-            FX_ERROR(COMP, "releasing an allocation failed", "pod=%s/%s error=\"%s\"", p->ns,
-                     p->name, err.msg);
+            FX_ERROR(COMP, "releasing an allocation failed", "pod=%s/%s error=\"%s\"",
+                     STR(p->ns), STR(p->name), err.msg);
         p->alloc = 0;
         m->capacity_epoch++;
     }
@@ -259,10 +296,10 @@ static void account(struct fx_model *m, struct pod *p, struct node *n)
     struct flexpu_placement pl = {.node = n->id};
     struct flexpu_error err = {0};
     struct fx_allocation al;
-    if (p->spec.wants_gpu && p->allocation[0]) {
+    if (p->spec.wants_gpu && p->allocation) {
         if (fx_allocation_parse(p->allocation, &al, &err)) {
             FX_ERROR(COMP, "a bound pod has a malformed allocation", "pod=%s/%s error=\"%s\"",
-                     p->ns, p->name, err.msg);
+                     STR(p->ns), STR(p->name), err.msg);
             m->conflicts++;
             r.num_gpu = r.gpu_milli = 0;
             r.gpu_mem_mib = 0;
@@ -273,7 +310,7 @@ static void account(struct fx_model *m, struct pod *p, struct node *n)
                 int g = gpu_index(n, al.gpus[i].uuid);
                 if (g < 0) {
                     FX_ERROR(COMP, "a bound pod names a GPU its node does not have",
-                             "pod=%s/%s node=%s gpu=%s", p->ns, p->name, n->name,
+                             "pod=%s/%s node=%s gpu=%s", STR(p->ns), STR(p->name), n->name,
                              al.gpus[i].uuid);
                     m->conflicts++;
                     r.num_gpu = pl.ngpu = 0;
@@ -308,8 +345,8 @@ static void account(struct fx_model *m, struct pod *p, struct node *n)
     if (rc) {
         /* Two pods recorded on the same share: never created by this
          * scheduler, but reported loudly if found. */
-        FX_ERROR(COMP, "a bound pod cannot be accounted", "pod=%s/%s node=%s error=\"%s\"", p->ns,
-                 p->name, n->name, err.msg);
+        FX_ERROR(COMP, "a bound pod cannot be accounted", "pod=%s/%s node=%s error=\"%s\"",
+                 STR(p->ns), STR(p->name), n->name, err.msg);
         m->conflicts++;
         p->alloc = 0;
     }
@@ -494,7 +531,7 @@ static void forget(struct fx_model *m, struct pod *p)
     if (on && !on->seen && !on->pods)
         drop_node(m, on); /* the last pod of a node that is gone */
     fx_strmap_del(&m->pods, p->uid);
-    fx_free(p);
+    pod_free(p);
 }
 
 /* Reads what the model needs from a pod object into p; returns the parse
@@ -507,11 +544,11 @@ static int read_pod(struct fx_model *m, struct pod *p, json_t *obj, struct flexp
     const char *node = kube_str(obj, "spec.nodeName");
     const char *sched = kube_str(obj, "spec.schedulerName");
     const char *alloc = kube_annotation(obj, FX_ANN_ALLOCATION);
-    snprintf(p->ns, sizeof(p->ns), "%s", ns ? ns : "");
-    snprintf(p->name, sizeof(p->name), "%s", name ? name : "");
+    str_set(&p->ns, ns);
+    str_set(&p->name, name);
     snprintf(p->created, sizeof(p->created), "%s", created ? created : "");
-    snprintf(p->node, sizeof(p->node), "%s", node ? node : "");
-    snprintf(p->allocation, sizeof(p->allocation), "%s", alloc && strlen(alloc) < 2048 ? alloc : "");
+    str_set(&p->node, node);
+    str_set(&p->allocation, alloc);
     p->ours = sched && strcmp(sched, m->sched_name) == 0;
     int rc = fx_pod_spec_parse(obj, &p->spec, err);
     if (rc) {
@@ -586,7 +623,7 @@ void fx_model_pod_event(struct fx_model *m, enum kube_event ev, json_t *obj)
         }
         p = fx_calloc(1, sizeof(*p));
         if (!p || fx_strmap_put(&m->pods, uid, p)) {
-            fx_free(p);
+            pod_free(p);
             FX_ERROR(COMP, "out of memory tracking a pod", "uid=%s", uid);
             return;
         }
@@ -598,11 +635,11 @@ void fx_model_pod_event(struct fx_model *m, enum kube_event ev, json_t *obj)
     }
     struct flexpu_error err = {0};
     char assumed_node[256];
-    snprintf(assumed_node, sizeof(assumed_node), "%s", p->state == POD_ASSUMED ? p->node : "");
+    snprintf(assumed_node, sizeof(assumed_node), "%s", p->state == POD_ASSUMED ? STR(p->node) : "");
     int bad = read_pod(m, p, obj, &err);
     if (bound) {
         dequeue(m, p);
-        if (p->state == POD_ASSUMED && strcmp(assumed_node, p->node) == 0 && p->alloc) {
+        if (p->state == POD_ASSUMED && strcmp(assumed_node, STR(p->node)) == 0 && p->alloc) {
             p->state = POD_BOUND; /* our own bind, confirmed */
             return;
         }
@@ -611,8 +648,8 @@ void fx_model_pod_event(struct fx_model *m, enum kube_event ev, json_t *obj)
         p->state = POD_BOUND;
         /* Pods can arrive before their node: a placeholder record
          * collects them until the node itself is seen. */
-        struct node *n = fx_strmap_get(&m->nodes, p->node);
-        if (!n && !(n = node_record(m, p->node)))
+        struct node *n = fx_strmap_get(&m->nodes, STR(p->node));
+        if (!n && !(n = node_record(m, STR(p->node))))
             return; /* not schedulable until the Node object is seen */
         link_pod(n, p);
         account(m, p, n);
@@ -621,13 +658,13 @@ void fx_model_pod_event(struct fx_model *m, enum kube_event ev, json_t *obj)
     /* Ours and pending. */
     if (bad) {
         dequeue(m, p);
-        snprintf(p->problem, sizeof(p->problem), "%s", err.msg);
+        str_set(&p->problem, err.msg);
         p->state = POD_INVALID;
-        if (strcmp(p->told, p->problem) != 0)
+        if (strcmp(STR(p->told), STR(p->problem)) != 0)
             enqueue_as(m, p, POD_INVALID); /* fx_model_next reports it once */
         return;
     }
-    p->problem[0] = 0;
+    str_set(&p->problem, NULL);
     if (!p->counted) {
         shape_seen(m, &p->req);
         p->counted = true;
@@ -656,8 +693,8 @@ static void fill(struct fx_attempt *a, const struct pod *p, enum fx_outcome o)
 {
     memset(a, 0, sizeof(*a));
     a->outcome = o;
-    snprintf(a->ns, sizeof(a->ns), "%s", p->ns);
-    snprintf(a->name, sizeof(a->name), "%s", p->name);
+    snprintf(a->ns, sizeof(a->ns), "%s", STR(p->ns));
+    snprintf(a->name, sizeof(a->name), "%s", STR(p->name));
     snprintf(a->uid, sizeof(a->uid), "%s", p->uid);
 }
 
@@ -670,8 +707,8 @@ bool fx_model_next(struct fx_model *m, struct fx_attempt *a)
         dequeue(m, p);
         if (p->state == POD_INVALID) {
             fill(a, p, FX_INVALID);
-            snprintf(a->message, sizeof(a->message), "%s", p->problem);
-            snprintf(p->told, sizeof(p->told), "%s", p->problem);
+            snprintf(a->message, sizeof(a->message), "%s", STR(p->problem));
+            str_set(&p->told, p->problem);
             return true;
         }
         struct flexpu_placement pl;
@@ -682,9 +719,9 @@ bool fx_model_next(struct fx_model *m, struct fx_attempt *a)
             p->state = POD_WAITING;
             char msg[400];
             snprintf(msg, sizeof(msg), "%s", why.text);
-            if (strcmp(msg, p->told) == 0)
+            if (strcmp(msg, STR(p->told)) == 0)
                 continue; /* said already */
-            snprintf(p->told, sizeof(p->told), "%s", msg);
+            str_set(&p->told, msg);
             fill(a, p, rc == FLEXPU_EINVAL ? FX_INVALID : FX_WAIT);
             snprintf(a->message, sizeof(a->message), "%s", msg);
             if (rc == FLEXPU_EINVAL)
@@ -712,13 +749,13 @@ bool fx_model_next(struct fx_model *m, struct fx_attempt *a)
             }
             char *s = fx_allocation_format(&al);
             snprintf(a->allocation, sizeof(a->allocation), "%s", s ? s : "");
-            snprintf(p->allocation, sizeof(p->allocation), "%s", s ? s : "");
+            str_set(&p->allocation, s);
             free(s);
         }
         p->alloc = id;
         p->state = POD_ASSUMED;
-        snprintf(p->node, sizeof(p->node), "%s", n->name);
-        p->told[0] = 0;
+        str_set(&p->node, n->name);
+        str_set(&p->told, NULL);
         link_pod(n, p);
         return true;
     }
@@ -734,8 +771,8 @@ void fx_model_bind_done(struct fx_model *m, const char *uid, int rc)
         return; /* the watch confirms it */
     release(m, p);
     unlink_pod(p);
-    p->node[0] = 0;
-    p->allocation[0] = 0;
+    str_set(&p->node, NULL);
+    str_set(&p->allocation, NULL);
     if (rc == FLEXPU_ENOENT) {
         forget(m, p);
         return;
