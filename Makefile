@@ -8,7 +8,7 @@ BUILD_FUZZ ?= build-fuzz
 FUZZ_SECONDS ?= 15
 JOBS       ?= $(shell nproc)
 
-.PHONY: all deps build demo test unit asan fuzz e2e bench clean
+.PHONY: all deps build demo test unit asan fuzz e2e bench bench-kube clean
 
 all: build
 
@@ -20,9 +20,16 @@ build: deps
 	@ninja -C $(BUILD) -j $(JOBS)
 
 # The main job on the embedded default: the Alibaba 2023 trace replayed under
-# every policy, seeds 42-51.
+# every policy, seeds 42-51; then flexpu on Kubernetes: a real API server
+# with 200 kwok nodes of 8 GPUs (the control plane is built from upstream
+# the first time, about 8 minutes), 2,000 trace pods placed by
+# flexpu-scheduler and, asking whole GPUs, by the default kube-scheduler.
 demo: build
 	@./$(BUILD)/flexpu-sim --quiet --out out/sim
+	@echo
+	@echo "flexpu on Kubernetes (bench/kube/run.sh): 200 nodes x 8 GPUs, 2,000 pods from the trace"
+	@BUILD=$(BUILD) bench/kube/run.sh --nodes 200 --pods 2000 --stream-pods 0 --no-tuned \
+	  --out out/demo-kubernetes.md
 
 unit: build
 	@ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
@@ -59,6 +66,12 @@ e2e: build
 
 bench: build
 	@bench/run.sh
+
+# flexpu-scheduler against the default kube-scheduler on 1,000 kwok nodes of
+# 8 GPUs and 10,000 trace pods (bench/kube/run.sh; about 12 minutes on 2
+# cores). Smaller: make bench-kube KBENCH_ARGS="--nodes 50 --pods 500"
+bench-kube: build
+	@BUILD=$(BUILD) bench/kube/run.sh $(KBENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ) out

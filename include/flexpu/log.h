@@ -27,6 +27,10 @@ void flexpu_log_set_timestamps(int on);
 
 /* "debug", "info", "warn"/"warning", "error", "off" (any case). */
 int flexpu_log_level_parse(const char *s, enum flexpu_log_level *out, struct flexpu_error *err);
+
+/* A daemon's --log-level option: sets the level, or prints
+ * "PROG: --log-level: <why>" on stderr and returns -1. */
+int flexpu_log_level_option(const char *prog, const char *value);
 const char *flexpu_log_level_name(enum flexpu_log_level level);
 
 /* Logs `time=... level=L comp=COMP msg="MSG" KV` where KV is a printf-format

@@ -350,15 +350,10 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
-        case 'v': {
-            enum flexpu_log_level lvl;
-            if (flexpu_log_level_parse(optarg, &lvl, &err)) {
-                fprintf(stderr, "flexpu-node: --log-level: %s\n", err.msg);
+        case 'v':
+            if (flexpu_log_level_option("flexpu-node", optarg))
                 return 2;
-            }
-            flexpu_log_set_level(lvl);
             break;
-        }
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }

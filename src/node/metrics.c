@@ -102,6 +102,41 @@ static void slice_labels(FILE *f, const struct slice_row *r)
     fputs("\"}", f);
 }
 
+static const struct {
+    const char *name, *type, *text;
+} slice_metrics[] = {
+    {"flexpu_slice_memory_used_bytes", "gauge",
+     "Memory held by the live processes of a slice on a GPU."},
+    {"flexpu_slice_memory_quota_bytes", "gauge",
+     "Memory quota of a slice on a GPU (the whole GPU when it has none)."},
+    {"flexpu_slice_compute_share_ratio", "gauge",
+     "Guaranteed compute share of a slice (0-1 of the GPU)."},
+    {"flexpu_slice_compute_cap_ratio", "gauge",
+     "Most compute a slice may take even when the GPU is idle (0-1)."},
+    {"flexpu_slice_gpu_time_seconds_total", "counter",
+     "GPU time a slice has held under arbitration."},
+    {"flexpu_slice_throttled_seconds_total", "counter",
+     "Time the launches of a slice waited for its turn."},
+    {"flexpu_slice_oom_refusals_total", "counter",
+     "Allocations refused because the slice's memory quota was reached."},
+    {"flexpu_slice_processes", "gauge", "Live processes of a slice on a GPU."},
+};
+
+/* Value of slice_metrics[m] for a slice. */
+static double slice_value(const struct slice_row *r, size_t m)
+{
+    switch (m) {
+    case 0: return (double)r->used;
+    case 1: return (double)r->quota;
+    case 2: return r->share / 100.0;
+    case 3: return r->cap / 100.0;
+    case 4: return (double)r->gpu_time_ns / 1e9;
+    case 5: return (double)r->throttled_ns / 1e9;
+    case 6: return (double)r->oom;
+    default: return r->procs;
+    }
+}
+
 char *fx_metrics_render(const struct fx_metrics_source *src)
 {
     char *text = NULL;
@@ -151,60 +186,14 @@ char *fx_metrics_render(const struct fx_metrics_source *src)
             fprintf(f, "\"} %llu\n", v);
         }
     }
-    help(f, "flexpu_slice_memory_used_bytes", "gauge",
-         "Memory held by the live processes of a slice on a GPU.");
-    for (size_t i = 0; i < nrows; i++) {
-        fputs("flexpu_slice_memory_used_bytes", f);
-        slice_labels(f, &rows[i]);
-        fprintf(f, " %llu\n", (unsigned long long)rows[i].used);
-    }
-    help(f, "flexpu_slice_memory_quota_bytes", "gauge",
-         "Memory quota of a slice on a GPU (the whole GPU when it has none).");
-    for (size_t i = 0; i < nrows; i++) {
-        fputs("flexpu_slice_memory_quota_bytes", f);
-        slice_labels(f, &rows[i]);
-        fprintf(f, " %llu\n", (unsigned long long)rows[i].quota);
-    }
-    help(f, "flexpu_slice_compute_share_ratio", "gauge",
-         "Guaranteed compute share of a slice (0-1 of the GPU).");
-    for (size_t i = 0; i < nrows; i++) {
-        fputs("flexpu_slice_compute_share_ratio", f);
-        slice_labels(f, &rows[i]);
-        fprintf(f, " %.2f\n", rows[i].share / 100.0);
-    }
-    help(f, "flexpu_slice_compute_cap_ratio", "gauge",
-         "Most compute a slice may take even when the GPU is idle (0-1).");
-    for (size_t i = 0; i < nrows; i++) {
-        fputs("flexpu_slice_compute_cap_ratio", f);
-        slice_labels(f, &rows[i]);
-        fprintf(f, " %.2f\n", rows[i].cap / 100.0);
-    }
-    help(f, "flexpu_slice_gpu_time_seconds_total", "counter",
-         "GPU time a slice has held under arbitration.");
-    for (size_t i = 0; i < nrows; i++) {
-        fputs("flexpu_slice_gpu_time_seconds_total", f);
-        slice_labels(f, &rows[i]);
-        fprintf(f, " %.6f\n", (double)rows[i].gpu_time_ns / 1e9);
-    }
-    help(f, "flexpu_slice_throttled_seconds_total", "counter",
-         "Time the launches of a slice waited for its turn.");
-    for (size_t i = 0; i < nrows; i++) {
-        fputs("flexpu_slice_throttled_seconds_total", f);
-        slice_labels(f, &rows[i]);
-        fprintf(f, " %.6f\n", (double)rows[i].throttled_ns / 1e9);
-    }
-    help(f, "flexpu_slice_oom_refusals_total", "counter",
-         "Allocations refused because the slice's memory quota was reached.");
-    for (size_t i = 0; i < nrows; i++) {
-        fputs("flexpu_slice_oom_refusals_total", f);
-        slice_labels(f, &rows[i]);
-        fprintf(f, " %llu\n", (unsigned long long)rows[i].oom);
-    }
-    help(f, "flexpu_slice_processes", "gauge", "Live processes of a slice on a GPU.");
-    for (size_t i = 0; i < nrows; i++) {
-        fputs("flexpu_slice_processes", f);
-        slice_labels(f, &rows[i]);
-        fprintf(f, " %d\n", rows[i].procs);
+    for (size_t m = 0; m < sizeof(slice_metrics) / sizeof(slice_metrics[0]); m++) {
+        help(f, slice_metrics[m].name, slice_metrics[m].type, slice_metrics[m].text);
+        for (size_t i = 0; i < nrows; i++) {
+            fputs(slice_metrics[m].name, f);
+            slice_labels(f, &rows[i]);
+            /* %.15g: integers below 2^53 exactly, ratios without noise */
+            fprintf(f, " %.15g\n", slice_value(&rows[i], m));
+        }
     }
     free(rows);
     if (fclose(f) != 0) {

@@ -43,6 +43,17 @@ static int64_t mono_ns(void)
 
 /* ---- the event queue between watch threads and the main loop ---- */
 
+/* A condition-variable deadline 100 ms from now (their default clock). */
+static void in_100ms(struct timespec *ts)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_nsec += 100 * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
 struct qev {
     int is_pod;
     enum kube_event ev;
@@ -85,12 +96,7 @@ static int push(int is_pod, enum kube_event ev, json_t *obj)
     pthread_mutex_lock(&q.mu);
     while (q.len >= QUEUE_MAX && !stop_flag) {
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 100 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        in_100ms(&ts);
         pthread_cond_timedwait(&q.room, &q.mu, &ts);
     }
     q.len++;
@@ -252,15 +258,10 @@ int main(int argc, char **argv)
             }
             break;
         }
-        case 'v': {
-            enum flexpu_log_level lvl;
-            if (flexpu_log_level_parse(optarg, &lvl, &err)) {
-                fprintf(stderr, "flexpu-scheduler: --log-level: %s\n", err.msg);
+        case 'v':
+            if (flexpu_log_level_option("flexpu-scheduler", optarg))
                 return 2;
-            }
-            flexpu_log_set_level(lvl);
             break;
-        }
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -334,12 +335,7 @@ int main(int argc, char **argv)
         pthread_mutex_lock(&q.mu);
         if (!q.head) {
             struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += 100 * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
+            in_100ms(&ts);
             pthread_cond_timedwait(&q.cv, &q.mu, &ts);
         }
         struct qev *list = q.head;

@@ -117,3 +117,15 @@ void flexpu_log(enum flexpu_log_level level, const char *comp, const char *msg, 
     else
         fprintf(stderr, "%s\n", line);
 }
+
+int flexpu_log_level_option(const char *prog, const char *value)
+{
+    struct flexpu_error err = {0};
+    enum flexpu_log_level lvl;
+    if (flexpu_log_level_parse(value, &lvl, &err)) {
+        fprintf(stderr, "%s: --log-level: %s\n", prog, err.msg);
+        return -1;
+    }
+    flexpu_log_set_level(lvl);
+    return 0;
+}

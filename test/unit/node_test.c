@@ -586,7 +586,7 @@ static void test_metrics(void **state)
         "flexpu_slice_compute_share_ratio{uuid=\"GPU-m-0\",tenant=\"uid-m\",namespace=\"team-a\","
         "pod=\"train-0\"} 0.25\n",
         "flexpu_slice_compute_cap_ratio{uuid=\"GPU-m-0\",tenant=\"uid-m\",namespace=\"team-a\","
-        "pod=\"train-0\"} 0.40\n",
+        "pod=\"train-0\"} 0.4\n",
         "flexpu_slice_processes{uuid=\"GPU-m-0\",tenant=\"uid-m\",namespace=\"team-a\","
         "pod=\"train-0\"} 1\n",
         "# TYPE flexpu_slice_gpu_time_seconds_total counter\n",
