@@ -225,7 +225,6 @@ struct fx_grpc_server {
     struct gconn *conns;
     struct pubslot pubs[MAX_PUBLISHED];
     volatile int stopping;
-    int streaming; /* open server streams (atomic) */
 };
 
 static void wake(struct gconn *c)
@@ -409,7 +408,6 @@ static void dispatch(struct gconn *c, struct gstream *st)
             return;
         }
         st->streaming = true;
-        __atomic_add_fetch(&s->streaming, 1, __ATOMIC_RELEASE);
         reply_begin(c, st);
         stream_push(c, st, r.data, r.len);
         free(r.data);
@@ -565,8 +563,6 @@ static int on_close(nghttp2_session *h2, int32_t id, uint32_t code, void *user)
             struct gstream *st = *pp;
             *pp = st->next;
             nghttp2_session_set_stream_user_data(c->h2, id, NULL);
-            if (st->streaming)
-                __atomic_sub_fetch(&c->srv->streaming, 1, __ATOMIC_RELEASE);
             free(st->req);
             free(st->out);
             free(st);
@@ -629,8 +625,6 @@ static void *conn_main(void *p)
         while (c->streams) {
             struct gstream *st = c->streams;
             c->streams = st->next;
-            if (st->streaming)
-                __atomic_sub_fetch(&s->streaming, 1, __ATOMIC_RELEASE);
             free(st->req);
             free(st->out);
             free(st);
@@ -767,12 +761,6 @@ void fx_grpc_server_publish(struct fx_grpc_server *s, const char *path, const ui
         wake(c);
     pthread_mutex_unlock(&s->mu);
     free(copy);
-}
-
-int fx_grpc_server_streams(struct fx_grpc_server *s, const char *path)
-{
-    (void)path; /* one streaming method is all the device plugin has */
-    return __atomic_load_n(&s->streaming, __ATOMIC_ACQUIRE);
 }
 
 void fx_grpc_server_stop(struct fx_grpc_server *s)

@@ -68,9 +68,6 @@ struct fx_grpc_server *fx_grpc_server_start(const char *path, const struct fx_gr
 void fx_grpc_server_publish(struct fx_grpc_server *s, const char *path, const uint8_t *msg,
                             size_t len);
 
-/* Number of open streams (for tests and logs: is the kubelet watching?). */
-int fx_grpc_server_streams(struct fx_grpc_server *s, const char *path);
-
 /* Stops accepting, closes every connection (open streams end with status
  * UNAVAILABLE), waits for the threads and removes the socket file. */
 void fx_grpc_server_stop(struct fx_grpc_server *s);
