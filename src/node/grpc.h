@@ -68,8 +68,9 @@ struct fx_grpc_server *fx_grpc_server_start(const char *path, const struct fx_gr
 void fx_grpc_server_publish(struct fx_grpc_server *s, const char *path, const uint8_t *msg,
                             size_t len);
 
-/* Stops accepting, closes every connection (open streams end with status
- * UNAVAILABLE), waits for the threads and removes the socket file. */
+/* Stops accepting, closes every connection with GOAWAY (open streams end;
+ * the kubelet dials again after it re-registers), waits for the threads and
+ * removes the socket file. */
 void fx_grpc_server_stop(struct fx_grpc_server *s);
 
 /* One unary call to the server at Unix socket `sock`. On return 0 the reply
