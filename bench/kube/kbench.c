@@ -750,7 +750,14 @@ static int run_sched(int si, struct result *r)
     r->created = opt.pods - r->create_errors;
     say("%s: created %d pods in %.1f s (%.0f/s)", s->name, r->created, r->create_s,
         r->created / r->create_s);
-    wait_seen(&ph, r->created);
+    /* A failing API server must not turn into a result. */
+    if (r->create_errors > opt.pods / 100 || wait_seen(&ph, r->created)) {
+        say("%s: %d pod creations failed or the watch fell behind; stopping", s->name,
+            r->create_errors);
+        watch_stop(&w);
+        phase_free(&ph);
+        return -1;
+    }
     double t0 = now_ms();
     pid_t pid = spawn(s);
     if (pid < 0) {
@@ -780,12 +787,16 @@ static int run_sched(int si, struct result *r)
     say("%s: %d of %d bound; last binding %.1f s after start: %.1f pods/s", s->name, r->bound,
         r->created, r->last_s, r->thr);
     say("%s: deleting the pods", s->name);
-    delete_all(opt.pods, &r->delete_s);
+    int del_rc = delete_all(opt.pods, &r->delete_s);
     say("%s: deleted in %.1f s", s->name, r->delete_s);
     r->died = r->died || !alive(pid);
     r->hwm_delete_kib = r->died ? -1 : vm_kib(pid, "VmHWM");
     watch_stop(&w);
     phase_free(&ph);
+    if (del_rc) {
+        stop_child(pid);
+        return -1; /* the next phase would start on a cluster still holding these pods */
+    }
 
     /* stream */
     bool streamed = false;
@@ -830,6 +841,13 @@ static int run_sched(int si, struct result *r)
         int errs = parallel_for(opt.stream_pods, create_pod, &ph);
         double span = (now_ms() - ph.t0) / 1e3;
         r->s_created = opt.stream_pods - errs;
+        if (errs > opt.stream_pods / 100) {
+            say("%s: %d pod creations failed; stopping", s->name, errs);
+            stop_child(pid);
+            watch_stop(&w);
+            phase_free(&ph);
+            return -1;
+        }
         r->s_rate = r->s_created / span;
         wait_bindings(&ph, r->s_created, now_ms(), pid);
         pthread_mutex_lock(&ph.mu);
@@ -856,12 +874,13 @@ static int run_sched(int si, struct result *r)
     r->hwm_kib = r->died ? -1 : vm_kib(pid, "VmHWM");
     r->cpu_s = r->died ? NAN : cpu_s(pid);
     stop_child(pid);
+    int rc = 0;
     if (streamed) {
-        delete_all(opt.stream_pods, NULL);
+        rc = delete_all(opt.stream_pods, NULL);
         watch_stop(&w);
         phase_free(&ph);
     }
-    return 0;
+    return rc;
 }
 
 /* ---- report ---- */
