@@ -326,6 +326,19 @@ static struct fx_grpc_reply call(const char *sock, const char *method, const Pro
     return r;
 }
 
+/* One Allocate call for one container with these device IDs. */
+static struct fx_grpc_reply allocate(const char *sock, char **ids, size_t n)
+{
+    V1beta1__ContainerAllocateRequest car = V1BETA1__CONTAINER_ALLOCATE_REQUEST__INIT;
+    car.n_devices_ids = n;
+    car.devices_ids = ids;
+    V1beta1__ContainerAllocateRequest *carp = &car;
+    V1beta1__AllocateRequest aq = V1BETA1__ALLOCATE_REQUEST__INIT;
+    aq.n_container_requests = 1;
+    aq.container_requests = &carp;
+    return call(sock, "/v1beta1.DevicePlugin/Allocate", &aq.base);
+}
+
 static void test_plugin_calls(void **state)
 {
     (void)state;
@@ -415,14 +428,7 @@ static void test_plugin_calls(void **state)
     size_t nsets[3] = {1, 1, 2};
     char conf_dir[3][400];
     for (int k = 0; k < 3; k++) {
-        V1beta1__ContainerAllocateRequest car = V1BETA1__CONTAINER_ALLOCATE_REQUEST__INIT;
-        car.n_devices_ids = nsets[k];
-        car.devices_ids = sets[k];
-        V1beta1__ContainerAllocateRequest *carp = &car;
-        V1beta1__AllocateRequest aq = V1BETA1__ALLOCATE_REQUEST__INIT;
-        aq.n_container_requests = 1;
-        aq.container_requests = &carp;
-        r = call(dp, "/v1beta1.DevicePlugin/Allocate", &aq.base);
+        r = allocate(dp, sets[k], nsets[k]);
         assert_int_equal(r.status, FX_GRPC_OK);
         V1beta1__AllocateResponse *ar = v1beta1__allocate_response__unpack(NULL, r.len, r.data);
         V1beta1__ContainerAllocateResponse *c0 = ar->container_responses[0];
@@ -445,20 +451,12 @@ static void test_plugin_calls(void **state)
     }
     /* a third single-GPU allocation on GPU 2: nobody else waits for it */
     char *ids_x[] = {"GPU-test-2::9"};
-    V1beta1__ContainerAllocateRequest car = V1BETA1__CONTAINER_ALLOCATE_REQUEST__INIT;
-    car.n_devices_ids = 1;
-    car.devices_ids = ids_x;
-    V1beta1__ContainerAllocateRequest *carp = &car;
-    V1beta1__AllocateRequest aq = V1BETA1__ALLOCATE_REQUEST__INIT;
-    aq.n_container_requests = 1;
-    aq.container_requests = &carp;
-    r = call(dp, "/v1beta1.DevicePlugin/Allocate", &aq.base);
+    r = allocate(dp, ids_x, 1);
     assert_int_equal(r.status, FX_GRPC_FAILED_PRECONDITION);
     assert_non_null(strstr(r.message, "GPU-test-2"));
     /* an unknown device */
     char *ids_bad[] = {"GPU-not-a-device::0"};
-    car.devices_ids = ids_bad;
-    r = call(dp, "/v1beta1.DevicePlugin/Allocate", &aq.base);
+    r = allocate(dp, ids_bad, 1);
     assert_int_equal(r.status, FX_GRPC_INVALID_ARGUMENT);
     assert_non_null(strstr(r.message, "GPU-not-a-device::0"));
 
