@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # Regenerates every number of docs/RESULTS.md into bench/results/:
-#   default.txt        all policies on the default trace, seeds 42-51
-#   gpushareN.txt      fgd / flexpu / bestfit on each gpushare variant
+#   default.txt        all policies on the default trace, seeds 42-51, and the
+#                      packing LP's bound on what any placement could reach
+#   gpushareN.txt      fgd / flexpu / bestfit and the bound on each gpushare variant
 #   timed.txt          the timed replay: real run times, arrivals at 1x and 10,000x
 #   speed.txt          one fgd replay, and a synthetic 10,000-node / 100,000-pod run
 # plus the CSV files and the SVG plot of each run under bench/results/<name>/.
@@ -16,11 +17,12 @@ mkdir -p "$OUT"
 [ -x "$SIM" ] || { echo "build first: make build" >&2; exit 1; }
 
 echo "== default trace, all policies, seeds 42-51"
-"$SIM" --quiet --pods "$TRACE/openb_pod_list_default.csv" --out "$OUT/default" | tee "$OUT/default.txt"
+"$SIM" --quiet --policy whole,random,bestfit,dotprod,packing,fgd,flexpu,bound \
+  --pods "$TRACE/openb_pod_list_default.csv" --out "$OUT/default" | tee "$OUT/default.txt"
 
 for n in 20 40 60 80 100; do
   echo "== gpushare$n"
-  "$SIM" --quiet --policy fgd,flexpu,bestfit --pods "$TRACE/openb_pod_list_gpushare$n.csv" \
+  "$SIM" --quiet --policy fgd,flexpu,bestfit,bound --pods "$TRACE/openb_pod_list_gpushare$n.csv" \
     --out "$OUT/gpushare$n" | tee "$OUT/gpushare$n.txt"
 done
 

@@ -12,6 +12,7 @@ PACKAGES=(
   libcmocka-dev
   libcurl4-openssl-dev libjansson-dev libyaml-dev libssl-dev
   libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler libmicrohttpd-dev
+  liblpsolve55-dev
   openssl curl unzip ca-certificates jq
   clang libclang-rt-14-dev
 )

@@ -96,6 +96,7 @@ struct fx_shape_group {
 struct fx_workload {
     struct fx_shape *shapes;
     int nshapes;
+    double cpu_per_gpu_milli; /* CPU the GPU shapes bring per GPU milli (popularity-weighted) */
     struct fx_shape_group *groups;
     int ngroups;
 };

@@ -186,18 +186,32 @@ static int eval_fgd(const struct fx_eval_ctx *ctx, const struct fx_view *v,
 
 /* ---- flexpu ----------------------------------------------------------- */
 
-/* flexpu's policy (docs/SCHEDULING.md). Three changes to FGD, each measured
+/* flexpu's policy (docs/SCHEDULING.md). Four changes to FGD, each measured
  * on the Alibaba traces:
  *  - shapes weigh by the GPU demand they bring, not by pod count, so a rare
  *    8-GPU shape that would strand 8 GPUs is defended in proportion;
  *  - a CPU-only shape counts as fragment only where it cannot get its CPU
  *    (the paper's definition), so CPU-only pods go where they strand no GPU;
+ *  - idle GPU compute that the node's free CPU cannot feed counts as
+ *    fragment too: a node whose CPU runs out before its GPUs strands them
+ *    for every shape, long before FGD notices (FGD only sees a shape that
+ *    already lacks CPU). The workload's CPU per GPU milli says how much
+ *    compute the free CPU can still serve;
  *  - inside a node, the exact least-fragmenting GPU is taken (the fullest
  *    such GPU on ties), while nodes are compared on FGD's 0..100 score so
  *    that near-equal nodes tie and are drawn at random rather than herded. */
+static double cpu_stranded(const struct fx_workload *w, const struct fx_view *v)
+{
+    if (w->cpu_per_gpu_milli <= 0)
+        return 0;
+    double idle = (double)gpu_free_total(v);
+    double servable = (double)v->cpu_free / w->cpu_per_gpu_milli;
+    return idle > servable ? idle - servable : 0;
+}
+
 static double flexpu_frag(const struct flexpu_engine *e, const struct fx_view *v)
 {
-    return fx_frag_weighted(&e->wl, v, 1);
+    return fx_frag_weighted(&e->wl, v, 1) + cpu_stranded(&e->wl, v);
 }
 
 static int eval_flexpu(const struct fx_eval_ctx *ctx, const struct fx_view *v,

@@ -89,6 +89,13 @@ int flexpu_engine_set_workload(struct flexpu_engine *e, const struct flexpu_pod_
     }
     for (int i = 0; i < n; i++)
         w.shapes[i].demand_weight /= dsum;
+    double cpu = 0, gpu = 0;
+    for (int i = 0; i < n; i++)
+        if (shapes[i].num_gpu > 0) {
+            cpu += weights[i] * (double)shapes[i].cpu_milli;
+            gpu += weights[i] * (double)shapes[i].num_gpu * shapes[i].gpu_milli;
+        }
+    w.cpu_per_gpu_milli = gpu > 0 ? cpu / gpu : 0;
     w.nshapes = n;
     qsort(w.shapes, (size_t)n, sizeof(*w.shapes), cmp_shape);
     for (int i = 0; i < n; i++) {

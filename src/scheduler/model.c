@@ -95,6 +95,7 @@ struct node {
 struct shape {
     struct flexpu_pod_req req;
     double count;
+    double cpu_sum; /* the shape's CPU is the mean of its pods' (flexpu weighs CPU per GPU) */
 };
 
 struct fx_model {
@@ -489,6 +490,7 @@ static void shape_seen(struct fx_model *m, const struct flexpu_pod_req *r)
         if (s->num_gpu == r->num_gpu && s->gpu_milli == r->gpu_milli &&
             s->model_mask == r->model_mask) {
             m->shapes[i].count++;
+            m->shapes[i].cpu_sum += (double)r->cpu_milli;
             m->shapes_total++;
             /* Popularity moves slowly: refresh when the count grew by a
              * quarter (each refresh resets the engine's cost cache). */
@@ -499,6 +501,7 @@ static void shape_seen(struct fx_model *m, const struct flexpu_pod_req *r)
     }
     if (m->nshapes < SHAPES_MAX) {
         m->shapes[m->nshapes].req = *r;
+        m->shapes[m->nshapes].cpu_sum = (double)r->cpu_milli;
         m->shapes[m->nshapes++].count = 1;
         m->shapes_total++;
         m->shapes_dirty = true; /* a new shape: at once */
@@ -513,6 +516,7 @@ void fx_model_refresh_workload(struct fx_model *m)
     double w[SHAPES_MAX];
     for (int i = 0; i < m->nshapes; i++) {
         reqs[i] = m->shapes[i].req;
+        reqs[i].cpu_milli = (int64_t)(m->shapes[i].cpu_sum / m->shapes[i].count);
         w[i] = m->shapes[i].count;
     }
     struct flexpu_error err;

@@ -61,6 +61,9 @@ static void usage(FILE *f)
     fprintf(f, "\npolicies:\n");
     for (int i = 0; i < flexpu_policy_count(); i++)
         fprintf(f, "  %-8s %s\n", flexpu_policy_name(i), flexpu_policy_help(i));
+    fprintf(f, "  %-8s %s\n", FX_BOUND_POLICY,
+            "not a policy: the packing LP's upper bound on what any placement could allocate "
+            "(arrivals mode; not in 'all')");
 }
 
 static int die(const char *what)
@@ -130,13 +133,14 @@ static int parse_policies(const char *s, const char **out, int max)
         for (int i = 0; i < flexpu_policy_count(); i++)
             if (strlen(flexpu_policy_name(i)) == len && strncmp(p, flexpu_policy_name(i), len) == 0)
                 found = i;
-        if (found < 0 || n == max) {
+        int bound = strlen(FX_BOUND_POLICY) == len && strncmp(p, FX_BOUND_POLICY, len) == 0;
+        if ((found < 0 && !bound) || n == max) {
             fprintf(stderr, "flexpu-sim: field '--policy': invalid value '%.*s': unknown policy "
                             "(see --help)\n",
                     (int)len, p);
             return -1;
         }
-        out[n++] = flexpu_policy_name(found);
+        out[n++] = bound ? FX_BOUND_POLICY : flexpu_policy_name(found);
         p += len;
         if (*p)
             p++;

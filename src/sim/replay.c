@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "sim/bound.h"
 #include "util/alloc.h"
 
 static double now_seconds(void)
@@ -93,6 +94,80 @@ static int main_reason(const struct flexpu_noplace *why)
     return best;
 }
 
+/* The packing LP (sim/bound.h) of the pods that arrived by each percent:
+ * the most any policy could have allocated at that point of this replay. */
+static int bound_of_prefix(const int64_t *per_milli, int64_t gpus, double *milli,
+                           struct flexpu_error *err)
+{
+    struct fx_bound_item items[FLEXPU_GPU_MILLI];
+    int n = 0;
+    for (int m = 1; m <= FLEXPU_GPU_MILLI; m++)
+        if (per_milli[m])
+            items[n++] = (struct fx_bound_item){m, per_milli[m]};
+    return fx_bound_packable(items, n, gpus, 0, milli, NULL, err);
+}
+
+static int replay_bound(const struct fx_trace *t, const struct fx_replay_opts *o,
+                        struct fx_replay_result *out, struct flexpu_error *err)
+{
+    struct flexpu_rng rng;
+    flexpu_rng_seed(&rng, o->seed);
+    int *order = NULL, n = 0;
+    int rc = arrival_order(t, o, &rng, &order, &n, err);
+    if (rc)
+        return rc;
+    double start = now_seconds();
+    int64_t cap = t->gpus * FLEXPU_GPU_MILLI;
+    out->total_milli = cap;
+    /* ends[x]: pods arrived when demand last stood at or below x %. */
+    int ends[FX_CURVE_POINTS];
+    int64_t arrived[FX_CURVE_POINTS];
+    int64_t sum = 0;
+    int point = 0;
+    for (int i = 0; i < n; i++) {
+        int64_t next = sum + pod_gpu_milli(&t->pods[order[i]]);
+        int pct = (int)(next * 100 / cap);
+        for (; point < pct && point < FX_CURVE_POINTS; point++) {
+            ends[point] = i;
+            arrived[point] = sum;
+        }
+        sum = next;
+    }
+    for (; point < FX_CURVE_POINTS; point++) {
+        ends[point] = n;
+        arrived[point] = sum;
+    }
+    out->pods_arrived = n;
+    out->demand_arrived_milli = sum;
+    out->pods_placed = -1; /* the bound packs fractions of pods: no count */
+    /* From the end down; once everything that arrived fits, every earlier
+     * point fits too (a sub-multiset of a packing is a packing). */
+    int64_t per_milli[FLEXPU_GPU_MILLI + 1];
+    int all_fit = 0;
+    for (int x = FX_CURVE_POINTS - 1; x >= 0 && rc == 0; x--) {
+        double best = (double)arrived[x];
+        if (!all_fit) {
+            memset(per_milli, 0, sizeof(per_milli));
+            for (int i = 0; i < ends[x]; i++) {
+                const struct fx_trace_pod *p = &t->pods[order[i]];
+                if (p->num_gpu > 0 && p->gpu_milli > 0)
+                    per_milli[p->gpu_milli] += p->num_gpu; /* each GPU holds one share */
+            }
+            if ((rc = bound_of_prefix(per_milli, t->gpus, &best, err)))
+                break;
+            all_fit = best >= (double)arrived[x] - 0.5;
+        }
+        out->alloc[x] = best / (double)cap;
+        if (x == FX_CURVE_POINTS - 1) {
+            out->alloc_milli = (int64_t)best;
+            out->demand_placed_milli = (int64_t)best;
+        }
+    }
+    out->seconds = now_seconds() - start;
+    fx_free(order);
+    return rc;
+}
+
 int fx_replay_arrivals(const struct fx_trace *t, const char *policy,
                        const struct fx_replay_opts *o, struct fx_replay_result *out,
                        struct flexpu_error *err)
@@ -102,6 +177,8 @@ int fx_replay_arrivals(const struct fx_trace *t, const char *policy,
     out->seed = o->seed;
     if (t->gpus == 0)
         return flexpu_error_set(err, FLEXPU_EINVAL, "the node list has no GPUs");
+    if (strcmp(policy, FX_BOUND_POLICY) == 0)
+        return replay_bound(t, o, out, err);
     struct flexpu_engine *e;
     int rc = setup(t, policy, o->coverage, &e, err);
     if (rc)

@@ -44,6 +44,11 @@ struct fx_replay_result {
     int classes_max;
 };
 
+/* The pseudo-policy whose "allocation" is the packing LP's bound
+ * (sim/bound.h) on the pods arrived so far: what no policy can beat. Its
+ * result has pods_placed -1 and no fragmentation. */
+#define FX_BOUND_POLICY "bound"
+
 int fx_replay_arrivals(const struct fx_trace *t, const char *policy,
                        const struct fx_replay_opts *o, struct fx_replay_result *out,
                        struct flexpu_error *err);

@@ -65,13 +65,17 @@ void fx_report_table(FILE *f, const struct fx_summary *s, int n, const char *tra
     fprintf(f, "trace: %s (%d seeds)\n", trace, n ? s[0].runs : 0);
     fprintf(f, "%-8s %14s %14s %18s %12s %16s %14s %8s\n", "policy", "alloc@100%", "alloc@130%",
             "unalloc GPUs@130%", "frag@130%", "pods placed", "GPUs demanded*", "s/run");
-    for (int i = 0; i < n; i++)
-        fprintf(f, "%-8s %7.2f ± %4.2f %7.2f ± %4.2f %10.1f ± %5.1f %6.2f ± %3.1f %9.0f/%-6.0f "
-                   "%14.1f %8.3f\n",
-                s[i].policy, s[i].alloc100.mean, s[i].alloc100.sd, s[i].alloc130.mean,
-                s[i].alloc130.sd, s[i].unalloc130.mean, s[i].unalloc130.sd, s[i].frag130.mean,
-                s[i].frag130.sd, s[i].pods_placed.mean, s[i].pods_arrived.mean,
-                s[i].demand_placed_gpus.mean, s[i].seconds.mean);
+    for (int i = 0; i < n; i++) {
+        fprintf(f, "%-8s %7.2f ± %4.2f %7.2f ± %4.2f %10.1f ± %5.1f ", s[i].policy,
+                s[i].alloc100.mean, s[i].alloc100.sd, s[i].alloc130.mean, s[i].alloc130.sd,
+                s[i].unalloc130.mean, s[i].unalloc130.sd);
+        if (s[i].pods_placed.mean < 0) /* the bound: no pods, no fragmentation */
+            fprintf(f, "%12s %9s/%-6.0f ", "-", "-", s[i].pods_arrived.mean);
+        else
+            fprintf(f, "%6.2f ± %3.1f %9.0f/%-6.0f ", s[i].frag130.mean, s[i].frag130.sd,
+                    s[i].pods_placed.mean, s[i].pods_arrived.mean);
+        fprintf(f, "%14.1f %8.3f\n", s[i].demand_placed_gpus.mean, s[i].seconds.mean);
+    }
     fprintf(f, "alloc: allocated GPU share of capacity (%%) when arrived demand reaches 100%% "
                "and 130%%; frag: FGD fragmentation (%% of capacity);\n* GPUs demanded: the "
                "requested GPU total of the pods placed (a share counts as its fraction).\n");

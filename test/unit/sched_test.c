@@ -433,6 +433,32 @@ static void test_fgd_and_flexpu_fill_the_fragment(void **state)
     }
 }
 
+/* A CPU-only pod that leaves every shape its CPU still strands GPUs when
+ * the node's CPU can no longer feed all of its idle GPUs: FGD sees no
+ * difference between the nodes, flexpu keeps the CPU where the GPUs are. */
+static void test_flexpu_keeps_cpu_for_idle_gpus(void **state)
+{
+    (void)state;
+    struct flexpu_engine *e = engine("flexpu");
+    add_node(e, "tight", 16000, 262144, 4, "T4", 0, NULL); /* 4 cores per GPU */
+    int roomy = add_node(e, "roomy", 64000, 262144, 4, "T4", 0, NULL);
+    struct flexpu_pod_req shapes[1] = {req(4000, 1, 1000)};
+    double w[1] = {1};
+    assert_int_equal(flexpu_engine_set_workload(e, shapes, w, 1, NULL), 0);
+    for (uint64_t seed = 1; seed <= 20; seed++) {
+        struct flexpu_rng rng;
+        flexpu_rng_seed(&rng, seed);
+        struct flexpu_placement p;
+        struct flexpu_noplace why;
+        assert_int_equal(flexpu_engine_decide(e, &(struct flexpu_pod_req){.cpu_milli = 4000,
+                                                                           .mem_mib = 1024},
+                                              &rng, &p, &why),
+                         0);
+        assert_int_equal(p.node, roomy);
+    }
+    flexpu_engine_free(e);
+}
+
 static void test_dotprod_and_random_stay_feasible(void **state)
 {
     (void)state;
@@ -638,6 +664,7 @@ int main(void)
         cmocka_unit_test(test_packing_prefers_shared_gpu),
         cmocka_unit_test(test_whole_rounds_up),
         cmocka_unit_test(test_fgd_and_flexpu_fill_the_fragment),
+        cmocka_unit_test(test_flexpu_keeps_cpu_for_idle_gpus),
         cmocka_unit_test(test_dotprod_and_random_stay_feasible),
         cmocka_unit_test(test_random_spreads_over_identical_nodes),
         cmocka_unit_test(test_reasons_name_the_constraint),
