@@ -13,6 +13,7 @@
 
 #include "sim/bound.h"
 #include "sim/replay.h"
+#include "small_trace.h"
 
 static double packable(const struct fx_bound_item *items, int n, int64_t gpus, int max_configs,
                        int *grid)
@@ -102,36 +103,13 @@ static void test_bad_input(void **state)
     assert_non_null(strstr(err.msg, "gpus"));
 }
 
-static void load(struct fx_trace *t, const char *nodes, const char *pods)
-{
-    struct flexpu_error err;
-    FILE *f = fmemopen((void *)nodes, strlen(nodes), "r");
-    assert_int_equal(fx_trace_read_nodes(t, "nodes.csv", f, &err), 0);
-    f = fmemopen((void *)pods, strlen(pods), "r");
-    if (fx_trace_read_pods(t, "pods.csv", f, &err))
-        fail_msg("%s", err.msg);
-}
-
 /* On the same arrivals, no policy ever allocates more than the bound, at
  * any point of the curve. */
 static void test_bound_row_dominates_policies(void **state)
 {
     (void)state;
-    static const char *const nodes = "sn,cpu_milli,memory_mib,gpu,model\n"
-                                     "n0,32000,65536,4,T4\n"
-                                     "n1,32000,65536,2,T4\n"
-                                     "n2,64000,131072,8,V100\n";
-    static const char *const pods = "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos\n"
-                                    "p0,4000,8192,1,1000,,LS\n"
-                                    "p1,2000,4096,1,500,,BE\n"
-                                    "p2,1000,2048,1,250,,BE\n"
-                                    "p3,8000,16384,2,1000,,LS\n"
-                                    "p4,1000,1024,0,0,,BE\n"
-                                    "p5,2000,4096,1,810,,LS\n"
-                                    "p6,16000,32768,8,1000,,LS\n"
-                                    "p7,2000,4096,1,470,,BE\n";
     struct fx_trace t = {0};
-    load(&t, nodes, pods);
+    load_trace(&t, small_nodes, small_pods);
     static const char *const pols[] = {"random", "bestfit", "fgd", "flexpu"};
     for (uint64_t seed = 1; seed <= 5; seed++) {
         struct fx_replay_opts o = {1.3, 1.0, seed, 0};

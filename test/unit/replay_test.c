@@ -12,38 +12,13 @@
 #include <unistd.h>
 
 #include "sim/replay.h"
-
-static void load(struct fx_trace *t, const char *nodes, const char *pods)
-{
-    struct flexpu_error err;
-    FILE *f = fmemopen((void *)nodes, strlen(nodes), "r");
-    assert_int_equal(fx_trace_read_nodes(t, "nodes.csv", f, &err), 0);
-    f = fmemopen((void *)pods, strlen(pods), "r");
-    if (fx_trace_read_pods(t, "pods.csv", f, &err))
-        fail_msg("%s", err.msg);
-}
-
-static const char *const small_nodes = "sn,cpu_milli,memory_mib,gpu,model\n"
-                                       "n0,32000,65536,4,T4\n"
-                                       "n1,32000,65536,2,T4\n"
-                                       "n2,64000,131072,8,V100\n";
-
-static const char *const small_pods =
-    "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos\n"
-    "p0,4000,8192,1,1000,,LS\n"
-    "p1,2000,4096,1,500,,BE\n"
-    "p2,1000,2048,1,250,,BE\n"
-    "p3,8000,16384,2,1000,,LS\n"
-    "p4,1000,1024,0,0,,BE\n"
-    "p5,2000,4096,1,810,,LS\n"
-    "p6,16000,32768,8,1000,,LS\n"
-    "p7,2000,4096,1,470,,BE\n";
+#include "small_trace.h"
 
 static void test_arrivals_invariants_and_determinism(void **state)
 {
     (void)state;
     struct fx_trace t = {0};
-    load(&t, small_nodes, small_pods);
+    load_trace(&t, small_nodes, small_pods);
     assert_int_equal(t.gpus, 14);
     static const char *const pols[] = {"whole", "random", "bestfit", "dotprod",
                                        "packing", "fgd", "flexpu"};
@@ -74,7 +49,7 @@ static void test_timed_known_answer(void **state)
 {
     (void)state;
     struct fx_trace t = {0};
-    load(&t,
+    load_trace(&t,
          "sn,cpu_milli,memory_mib,gpu,model\n"
          "n0,8000,16384,1,T4\n"
          "n1,8000,16384,1,T4\n",
@@ -100,7 +75,7 @@ static void test_timed_needs_times(void **state)
 {
     (void)state;
     struct fx_trace t = {0};
-    load(&t, small_nodes, small_pods);
+    load_trace(&t, small_nodes, small_pods);
     struct fx_timed_result r;
     struct flexpu_error err;
     assert_int_equal(fx_replay_timed(&t, "fgd", 1.0, 1.0, &r, &err), FLEXPU_EINVAL);
