@@ -12,6 +12,7 @@
 #include <curl/curl.h>
 
 #include "util/alloc.h"
+#include "util/clock.h"
 
 #define BODY_MAX     ((size_t)256 << 20) /* one list page or object; far above any real one */
 #define TOKEN_TTL_NS (60LL * 1000000000LL)
@@ -30,13 +31,6 @@ static void curl_init_once(void)
     curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 static unsigned char *dup_blob(const unsigned char *p, size_t n)
 {
     if (!p)
@@ -53,7 +47,7 @@ static unsigned char *dup_blob(const unsigned char *p, size_t n)
  * minute. A read failure keeps the last token. */
 static void refresh_token(struct kube_client *c)
 {
-    int64_t now = mono_ns();
+    int64_t now = (int64_t)fx_mono_ns();
     if (c->cfg.token) {
         if (!c->auth[0])
             snprintf(c->auth, sizeof(c->auth), "Authorization: Bearer %s", c->cfg.token);

@@ -18,6 +18,7 @@
 #include <nghttp2/nghttp2.h>
 
 #include "flexpu/log.h"
+#include "util/clock.h"
 
 /* Bigger requests are refused: the kubelet's largest is a preferred-allocation
  * request listing every device, a few hundred IDs. */
@@ -121,13 +122,6 @@ static int frame_parse(const uint8_t *body, size_t len, const uint8_t **msg, siz
     *msg = body + 5;
     *n = m;
     return 0;
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static int append_bytes(uint8_t **buf, size_t *len, size_t *cap, const uint8_t *p, size_t n)
@@ -921,7 +915,7 @@ int fx_grpc_call(const char *sock, const char *path, const uint8_t *req, size_t 
         flexpu_error_set(err, FLEXPU_EIO, "nghttp2: %s", nghttp2_strerror(g.id));
         goto out;
     }
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = fx_mono_ms() + timeout_ms;
     uint8_t buf[16384];
     while (!g.closed) {
         if (nghttp2_session_send(h2) != 0) {
@@ -929,7 +923,7 @@ int fx_grpc_call(const char *sock, const char *path, const uint8_t *req, size_t 
                              path);
             goto out;
         }
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - fx_mono_ms();
         if (left <= 0) {
             flexpu_error_set(err, FLEXPU_EIO, "'%s': %s: no answer in %d ms", sock, path,
                              timeout_ms);

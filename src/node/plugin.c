@@ -14,6 +14,7 @@
 #include "kube/contract.h"
 #include "node/slices.h"
 #include "podresources/v1/api.pb-c.h"
+#include "util/clock.h"
 
 #define COMP "plugin"
 /* An offer from GetPreferredAllocation stands this long for its pod. */
@@ -59,13 +60,6 @@ struct fx_plugin {
     struct arec *recs;
 };
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void deadline_ts(struct timespec *ts, int ms)
 {
     clock_gettime(CLOCK_MONOTONIC, ts);
@@ -85,7 +79,7 @@ static void slice_seen(const char *key, const char *tenant, void *ctx)
         return;
     snprintf(r->key, sizeof(r->key), "%s", key);
     snprintf(r->uid, sizeof(r->uid), "%s", tenant);
-    r->created_ms = now_ms();
+    r->created_ms = fx_mono_ms();
     r->next = p->recs;
     p->recs = r;
 }
@@ -361,7 +355,7 @@ static size_t waiting_pods(struct fx_plugin *p, struct npod **out, size_t max)
             out[b] = out[b - 1];
             out[b - 1] = t;
         }
-    int64_t now = now_ms();
+    int64_t now = fx_mono_ms();
     for (struct arec *r = p->recs, *next; r; r = next) {
         next = r->next;
         if (r->uid[0] || !r->gpuset)
@@ -571,7 +565,7 @@ static void preferred(void *ctx, const uint8_t *req, size_t len, struct fx_grpc_
         }
         struct npod *w[512];
         size_t nw = waiting_pods(p, w, 512);
-        int64_t now = now_ms();
+        int64_t now = fx_mono_ms();
         struct npod *pick = NULL;
         /* Pods offered less than OFFER_MS ago are someone else's answer:
          * skip them first, take them if nothing else fits. */
@@ -765,7 +759,7 @@ static void allocate(void *ctx, const uint8_t *req, size_t len, struct fx_grpc_r
             }
             snprintf(rec->key, sizeof(rec->key), "%s", a[c].key);
             rec->gpuset = set;
-            rec->created_ms = now_ms();
+            rec->created_ms = fx_mono_ms();
             rec->next = p->recs;
             p->recs = rec;
             np->offered_ms = 0;
@@ -861,10 +855,10 @@ static void prestart(void *ctx, const uint8_t *req, size_t len, struct fx_grpc_r
     }
     /* The kubelet records the devices right after Allocate; ask again for a
      * short while in case this call raced it. */
-    int64_t until = now_ms() + p->cfg.wait_ms;
+    int64_t until = fx_mono_ms() + p->cfg.wait_ms;
     while (pod_holding(p, in->devices_ids, in->n_devices_ids, ns, sizeof(ns), name, sizeof(name),
                        why, sizeof(why)) != 0) {
-        int64_t left = until - now_ms();
+        int64_t left = until - fx_mono_ms();
         if (left <= 0) {
             fail(r, FX_GRPC_FAILED_PRECONDITION, "slice %s: %s", key, why);
             goto out;
@@ -915,7 +909,7 @@ static void prestart(void *ctx, const uint8_t *req, size_t len, struct fx_grpc_r
     struct arec *rec = rec_by_key(p, key);
     if (!rec && (rec = calloc(1, sizeof(*rec)))) {
         snprintf(rec->key, sizeof(rec->key), "%s", key);
-        rec->created_ms = now_ms();
+        rec->created_ms = fx_mono_ms();
         rec->next = p->recs;
         p->recs = rec;
     }

@@ -16,13 +16,6 @@
  * not count as work. */
 #define STALE_NS (50 * 1000 * 1000ull)
 
-uint64_t fx_mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* Everything the launchers read without the lock is sequentially
  * consistent: a launcher announces itself (launching++) and then reads the
  * holder and the slice end; the arbiter closes the slice and then reads the

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "runtime/state.h"
+#include "util/clock.h"
 
 /* Tunables, in nanoseconds. */
 #define FX_ARB_SLICE_NS (10 * 1000 * 1000ull)   /* one slice */
@@ -23,8 +24,6 @@
  * would each pay the hand-over's fixed cost, which the cap would then
  * count as GPU time. */
 #define FX_ARB_CAP_QUANTUM_NS FX_ARB_SLICE_NS
-
-uint64_t fx_mono_ns(void);
 
 /* 1 when this tenant may launch without arbitration: it is not capped and
  * no other tenant has launched recently. Lock-free; called per launch. */

@@ -23,6 +23,7 @@
 #include "kube/kube.h"
 #include "scheduler/model.h"
 #include "util/alloc.h"
+#include "util/clock.h"
 
 #define COMP "scheduler"
 
@@ -32,13 +33,6 @@ static void on_signal(int sig)
 {
     (void)sig;
     stop_flag = 1;
-}
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
 /* ---- the event queue between watch threads and the main loop ---- */
@@ -317,7 +311,7 @@ int main(int argc, char **argv)
             sched_name, policy, identity, leader_elect ? "true" : "false");
     long binds = 0, bind_errors = 0;
     while (!stop_flag) {
-        int64_t now = mono_ns();
+        int64_t now = (int64_t)fx_mono_ns();
         bool leader = true;
         if (leader_elect) {
             if (now >= next_lease) {

@@ -7,13 +7,7 @@
 
 #include "sim/bound.h"
 #include "util/alloc.h"
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
+#include "util/clock.h"
 
 static int64_t pod_gpu_milli(const struct fx_trace_pod *p)
 {
@@ -116,7 +110,7 @@ static int replay_bound(const struct fx_trace *t, const struct fx_replay_opts *o
     int rc = arrival_order(t, o, &rng, &order, &n, err);
     if (rc)
         return rc;
-    double start = now_seconds();
+    double start = fx_mono_seconds();
     int64_t cap = t->gpus * FLEXPU_GPU_MILLI;
     out->total_milli = cap;
     /* ends[x]: pods arrived when demand last stood at or below x %. */
@@ -163,7 +157,7 @@ static int replay_bound(const struct fx_trace *t, const struct fx_replay_opts *o
             out->demand_placed_milli = (int64_t)best;
         }
     }
-    out->seconds = now_seconds() - start;
+    out->seconds = fx_mono_seconds() - start;
     fx_free(order);
     return rc;
 }
@@ -190,7 +184,7 @@ int fx_replay_arrivals(const struct fx_trace *t, const char *policy,
         flexpu_engine_free(e);
         return rc;
     }
-    double start = now_seconds();
+    double start = fx_mono_seconds();
     int64_t cap = t->gpus * FLEXPU_GPU_MILLI;
     out->total_milli = cap;
     int point = 0;
@@ -243,7 +237,7 @@ int fx_replay_arrivals(const struct fx_trace *t, const char *policy,
         out->alloc[point] = (double)s.gpu_milli_used / (double)cap;
         out->frag[point] = s.frag_milli / (double)cap;
     }
-    out->seconds = now_seconds() - start;
+    out->seconds = fx_mono_seconds() - start;
     fx_free(order);
     flexpu_engine_free(e);
     return rc;
@@ -476,7 +470,7 @@ int fx_replay_timed(const struct fx_trace *t, const char *policy, double coverag
     for (int i = 0; i < t->npods; i++)
         order[i] = i;
     qsort_r(order, (size_t)t->npods, sizeof(int), cmp_creation, (void *)t);
-    double start = now_seconds();
+    double start = fx_mono_seconds();
     out->pods = t->npods;
     rc = timed_run(&s, order, t->npods, err);
     out->never_placed = s.npending;
@@ -491,7 +485,7 @@ int fx_replay_timed(const struct fx_trace *t, const char *policy, double coverag
         out->pending_p99 = s.waits[(int)((placed - 1) * 0.99)];
         out->pending_max = s.waits[placed - 1];
     }
-    out->seconds = now_seconds() - start;
+    out->seconds = fx_mono_seconds() - start;
 out:
     fx_free(order);
     fx_free(s.pending);
