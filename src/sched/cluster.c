@@ -487,6 +487,14 @@ int fx_gpu_fits(const struct fx_view *v, int g, const struct flexpu_pod_req *r)
     return v->free[g] >= r->gpu_milli && v->gmem_free[g] >= r->gpu_mem_mib;
 }
 
+int64_t fx_view_idle(const struct fx_view *v)
+{
+    int64_t total = 0;
+    for (int g = 0; g < v->ngpu; g++)
+        total += v->free[g];
+    return total;
+}
+
 void fx_view_apply(struct fx_view *v, const struct flexpu_pod_req *r,
                    const struct flexpu_placement *p)
 {

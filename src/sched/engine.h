@@ -147,6 +147,8 @@ struct fx_view {
 /* cluster.c */
 void fx_view_of(const struct fx_node *n, struct fx_view *v);
 int fx_gpu_fits(const struct fx_view *v, int g, const struct flexpu_pod_req *r);
+/* Free GPU compute of the node, in milli, over all its GPUs. */
+int64_t fx_view_idle(const struct fx_view *v);
 void fx_view_apply(struct fx_view *v, const struct flexpu_pod_req *r,
                    const struct flexpu_placement *p);
 void fx_refrag(struct flexpu_engine *e);

@@ -9,17 +9,9 @@
  * the fragments weighted by each shape's popularity. */
 #include "sched/engine.h"
 
-static int64_t idle_milli(const struct fx_view *v)
-{
-    int64_t total = 0;
-    for (int g = 0; g < v->ngpu; g++)
-        total += v->free[g];
-    return total;
-}
-
 double fx_frag_weighted(const struct fx_workload *w, const struct fx_view *v, int demand_weighted)
 {
-    int64_t total = idle_milli(v);
+    int64_t total = fx_view_idle(v);
     if (total == 0 || w->nshapes == 0)
         return 0.0;
     double f = 0.0;
@@ -55,7 +47,7 @@ double fx_frag(const struct fx_workload *w, const struct fx_view *v)
 
 double fx_frag_cpu_idle(const struct fx_workload *w, const struct fx_view *v)
 {
-    int64_t total = idle_milli(v);
+    int64_t total = fx_view_idle(v);
     double f = 0.0;
     for (int gi = 0; gi < w->ngroups && w->groups[gi].num_gpu == 0; gi++) {
         const struct fx_shape_group *grp = &w->groups[gi];

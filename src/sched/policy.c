@@ -11,14 +11,6 @@
 
 /* ---- helpers ---------------------------------------------------------- */
 
-static int64_t gpu_free_total(const struct fx_view *v)
-{
-    int64_t t = 0;
-    for (int g = 0; g < v->ngpu; g++)
-        t += v->free[g];
-    return t;
-}
-
 static double norm_cpu(const struct flexpu_engine *e)
 {
     return e->max_node_cpu > 0 ? (double)e->max_node_cpu : 1.0;
@@ -66,7 +58,7 @@ static int eval_bestfit(const struct fx_eval_ctx *ctx, const struct fx_view *v,
     if (!pick_default(v, r, &out->p))
         return 0;
     double cpu_left = (double)(v->cpu_free - r->cpu_milli) / norm_cpu(ctx->e);
-    double gpu_left = (double)(gpu_free_total(v) - req_gpu_total(r)) / norm_gpu(ctx->e);
+    double gpu_left = (double)(fx_view_idle(v) - req_gpu_total(r)) / norm_gpu(ctx->e);
     out->cost = 0.5 * cpu_left + 0.5 * gpu_left;
     return 1;
 }
@@ -82,7 +74,7 @@ static int eval_dotprod(const struct fx_eval_ctx *ctx, const struct fx_view *v,
         return 0;
     double nc = norm_cpu(ctx->e), ng = norm_gpu(ctx->e);
     out->cost = ((double)r->cpu_milli / nc) * ((double)v->cpu_free / nc) +
-                ((double)req_gpu_total(r) / ng) * ((double)gpu_free_total(v) / ng);
+                ((double)req_gpu_total(r) / ng) * ((double)fx_view_idle(v) / ng);
     return 1;
 }
 
@@ -204,7 +196,7 @@ static double cpu_stranded(const struct fx_workload *w, const struct fx_view *v)
 {
     if (w->cpu_per_gpu_milli <= 0)
         return 0;
-    double idle = (double)gpu_free_total(v);
+    double idle = (double)fx_view_idle(v);
     double servable = (double)v->cpu_free / w->cpu_per_gpu_milli;
     return idle > servable ? idle - servable : 0;
 }

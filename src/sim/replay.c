@@ -134,19 +134,18 @@ static int replay_bound(const struct fx_trace *t, const struct fx_replay_opts *o
     out->pods_arrived = n;
     out->demand_arrived_milli = sum;
     out->pods_placed = -1; /* the bound packs fractions of pods: no count */
-    /* From the end down; once everything that arrived fits, every earlier
-     * point fits too (a sub-multiset of a packing is a packing). */
-    int64_t per_milli[FLEXPU_GPU_MILLI + 1];
-    int all_fit = 0;
+    /* From the end down, taking the pods of each percent back out; once
+     * everything that arrived fits, every earlier point fits too (a
+     * sub-multiset of a packing is a packing). */
+    int64_t per_milli[FLEXPU_GPU_MILLI + 1] = {0}; /* GPUs asked per share size, each GPU one share */
+    for (int i = 0; i < n; i++)
+        per_milli[t->pods[order[i]].gpu_milli] += t->pods[order[i]].num_gpu;
+    int upto = n, all_fit = 0;
     for (int x = FX_CURVE_POINTS - 1; x >= 0 && rc == 0; x--) {
         double best = (double)arrived[x];
         if (!all_fit) {
-            memset(per_milli, 0, sizeof(per_milli));
-            for (int i = 0; i < ends[x]; i++) {
-                const struct fx_trace_pod *p = &t->pods[order[i]];
-                if (p->num_gpu > 0 && p->gpu_milli > 0)
-                    per_milli[p->gpu_milli] += p->num_gpu; /* each GPU holds one share */
-            }
+            for (; upto > ends[x]; upto--)
+                per_milli[t->pods[order[upto - 1]].gpu_milli] -= t->pods[order[upto - 1]].num_gpu;
             if ((rc = bound_of_prefix(per_milli, t->gpus, &best, err)))
                 break;
             all_fit = best >= (double)arrived[x] - 0.5;
