@@ -6,7 +6,7 @@
 set -euo pipefail
 
 # One list: what the build, the unit tests, the sanitizer build and the
-# fuzzers need.
+# fuzzers need (pip fetches NVIDIA's libraries for the conformance test).
 PACKAGES=(
   gcc make cmake ninja-build pkg-config time
   libcmocka-dev
@@ -14,6 +14,7 @@ PACKAGES=(
   libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler libmicrohttpd-dev
   liblpsolve55-dev
   openssl curl unzip ca-certificates jq
+  python3 python3-pip
   clang libclang-rt-14-dev
 )
 

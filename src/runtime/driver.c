@@ -154,7 +154,8 @@ static const char *const must_hook[] = {
     "cuLaunchCooperativeKernel", "cuGraphLaunch", "cuMemMap",
     "cuMemUnmap",    "cuMemRelease",           "cuMemFree",
     "cuMemRetainAllocationHandle", "cuCtxDestroy", "cuDevicePrimaryCtxRelease",
-    "cuDevicePrimaryCtxReset",
+    "cuDevicePrimaryCtxReset", "cuLaunch", "cuLaunchGrid", "cuLaunchGridAsync",
+    "cuLaunchCooperativeKernelMultiDevice",
 };
 
 int fx_must_hook(const char *symbol)

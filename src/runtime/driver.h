@@ -108,7 +108,39 @@ typedef int CUstreamCaptureMode;
       (const CUlaunchConfig *config, CUfunction f, void **kernelParams, void **extra),             \
       (config, f, kernelParams, extra))                                                            \
     X(cuLaunchCooperativeKernel, FX_COOP_PARAMS, FX_COOP_ARGS)                                     \
-    X(cuLaunchCooperativeKernel_ptsz, FX_COOP_PARAMS, FX_COOP_ARGS)
+    X(cuLaunchCooperativeKernel_ptsz, FX_COOP_PARAMS, FX_COOP_ARGS)                                \
+    FX_CUDA_LEGACY_HOOKS(X)
+
+/* The older ABI variants of the same functions, still exported and still
+ * returned by cuGetProcAddress for the version that introduced them (real
+ * cudart 12 and 13 ask for cuDevicePrimaryCtxRelease and _Reset at 7000,
+ * NCCL for cuCtxCreate at 3020 and cuCtxDestroy at 4000). Each has a hook
+ * with its own signature and semantics; test/conformance records what real
+ * libraries ask for. */
+#define FX_CUDA_LEGACY_HOOKS(X)                                                                    \
+    X(cuCtxCreate, (CUcontext * pctx, unsigned int flags, CUdevice dev), (pctx, flags, dev))       \
+    X(cuCtxDestroy, (CUcontext ctx), (ctx))                                                        \
+    X(cuDevicePrimaryCtxRelease, (CUdevice dev), (dev))                                            \
+    X(cuDevicePrimaryCtxReset, (CUdevice dev), (dev))                                              \
+    X(cuMemAlloc, (CUdeviceptr_v1 * dptr, unsigned int bytesize), (dptr, bytesize))                \
+    X(cuMemAllocPitch,                                                                             \
+      (CUdeviceptr_v1 * dptr, unsigned int *pPitch, unsigned int WidthInBytes,                     \
+       unsigned int Height, unsigned int ElementSizeBytes),                                        \
+      (dptr, pPitch, WidthInBytes, Height, ElementSizeBytes))                                      \
+    X(cuMemFree, (CUdeviceptr_v1 dptr), (dptr))                                                    \
+    X(cuArrayCreate, (CUarray * pHandle, const CUDA_ARRAY_DESCRIPTOR_v1 *pAllocateArray),          \
+      (pHandle, pAllocateArray))                                                                   \
+    X(cuArray3DCreate, (CUarray * pHandle, const CUDA_ARRAY3D_DESCRIPTOR_v1 *pAllocateArray),      \
+      (pHandle, pAllocateArray))                                                                   \
+    X(cuMemGetInfo, (unsigned int *free, unsigned int *total), (free, total))                      \
+    X(cuDeviceTotalMem, (unsigned int *bytes, CUdevice dev), (bytes, dev))                         \
+    X(cuLaunch, (CUfunction f), (f))                                                               \
+    X(cuLaunchGrid, (CUfunction f, int grid_width, int grid_height), (f, grid_width, grid_height)) \
+    X(cuLaunchGridAsync, (CUfunction f, int grid_width, int grid_height, CUstream hStream),        \
+      (f, grid_width, grid_height, hStream))                                                       \
+    X(cuLaunchCooperativeKernelMultiDevice,                                                        \
+      (CUDA_LAUNCH_PARAMS * launchParamsList, unsigned int numDevices, unsigned int flags),        \
+      (launchParamsList, numDevices, flags))
 
 /* Driver functions the library calls but does not replace. */
 #define FX_CUDA_USED(X)                                                                            \

@@ -144,17 +144,24 @@ CUresult cuCtxCreate_v4(CUcontext *pctx, void *ctxCreateParams, unsigned int fla
     CONTEXT_HOOK(fx_real.cuCtxCreate_v4(pctx, ctxCreateParams, flags, dev), pctx, dev, 0);
 }
 
+/* The pre-3.2 variant: the same arguments as _v2. */
+CUresult cuCtxCreate(CUcontext *pctx, unsigned int flags, CUdevice dev)
+{
+    CONTEXT_HOOK(fx_real.cuCtxCreate(pctx, flags, dev), pctx, dev, 0);
+}
+
 CUresult cuDevicePrimaryCtxRetain(CUcontext *pctx, CUdevice dev)
 {
     CONTEXT_HOOK(fx_real.cuDevicePrimaryCtxRetain(pctx, dev), pctx, dev, 1);
 }
 
-CUresult cuCtxDestroy_v2(CUcontext ctx)
+/* Destroys a context made with cuCtxCreate through `real` (the v1 or _v2
+ * export, whichever the caller was given); what was allocated in it is
+ * credited. */
+static CUresult ctx_destroy(CUcontext ctx, CUresult (*real)(CUcontext))
 {
-    if (fx_driver_load() != 0)
-        return CUDA_ERROR_NOT_INITIALIZED;
     pthread_mutex_lock(&ctx_lock);
-    CUresult r = fx_real.cuCtxDestroy_v2(ctx);
+    CUresult r = real(ctx);
     for (int i = 0; r == CUDA_SUCCESS && ctx && i < MAX_CREATED; i++) {
         if (created[i].ctx == ctx) {
             created[i].ctx = NULL;
@@ -164,6 +171,20 @@ CUresult cuCtxDestroy_v2(CUcontext ctx)
     }
     pthread_mutex_unlock(&ctx_lock);
     return r;
+}
+
+CUresult cuCtxDestroy_v2(CUcontext ctx)
+{
+    if (fx_driver_load() != 0)
+        return CUDA_ERROR_NOT_INITIALIZED;
+    return ctx_destroy(ctx, fx_real.cuCtxDestroy_v2);
+}
+
+CUresult cuCtxDestroy(CUcontext ctx)
+{
+    if (fx_driver_load() != 0)
+        return CUDA_ERROR_NOT_INITIALIZED;
+    return ctx_destroy(ctx, fx_real.cuCtxDestroy);
 }
 
 /* Release (all = 0: the last release destroys the primary context) or
@@ -196,22 +217,88 @@ CUresult cuDevicePrimaryCtxReset_v2(CUdevice dev)
     return primary_drop(dev, 1, fx_real.cuDevicePrimaryCtxReset_v2);
 }
 
-CUresult cuMemGetInfo_v2(size_t *free, size_t *total)
+/* The CUDA 7.0 variants, which libcudart 12 and 13 and cuBLAS ask for: the
+ * same bookkeeping, the driver's own v1 call. */
+CUresult cuDevicePrimaryCtxRelease(CUdevice dev)
+{
+    if (fx_driver_load() != 0)
+        return CUDA_ERROR_NOT_INITIALIZED;
+    return primary_drop(dev, 0, fx_real.cuDevicePrimaryCtxRelease);
+}
+
+CUresult cuDevicePrimaryCtxReset(CUdevice dev)
+{
+    if (fx_driver_load() != 0)
+        return CUDA_ERROR_NOT_INITIALIZED;
+    return primary_drop(dev, 1, fx_real.cuDevicePrimaryCtxReset);
+}
+
+/* The slice's view of the current GPU's memory (*g NULL: no current
+ * context, or the library cannot attach; *rc says which). */
+static CUresult meminfo_view(struct fx_gpu **g, uint64_t *free, uint64_t *total)
 {
     CUresult rc;
     CUdevice dev;
-    struct fx_gpu *g = fx_rt_current_gpu(&dev, &rc);
-    if (!g || !free || !total)
-        return rc != CUDA_SUCCESS ? rc : fx_real.cuMemGetInfo_v2(free, total);
+    *g = fx_rt_current_gpu(&dev, &rc);
+    if (!*g)
+        return rc;
     size_t phys_free = 0, phys_total = 0;
     CUresult r = fx_real.cuMemGetInfo_v2(&phys_free, &phys_total);
     if (r != CUDA_SUCCESS)
         return r;
     fx_pools_reconcile_device(dev);
-    uint64_t t, f;
-    fx_memory_view(fx_gpu_quota(g), fx_gpu_tenant_used(g), phys_total, phys_free, &t, &f);
+    fx_memory_view(fx_gpu_quota(*g), fx_gpu_tenant_used(*g), phys_total, phys_free, total, free);
+    return CUDA_SUCCESS;
+}
+
+CUresult cuMemGetInfo_v2(size_t *free, size_t *total)
+{
+    struct fx_gpu *g = NULL;
+    uint64_t f, t;
+    CUresult r = free && total ? meminfo_view(&g, &f, &t) : fx_rt_ready();
+    if (r != CUDA_SUCCESS || !g)
+        return r != CUDA_SUCCESS ? r : fx_real.cuMemGetInfo_v2(free, total);
     *total = t;
     *free = f;
+    return CUDA_SUCCESS;
+}
+
+static unsigned int clamp32(uint64_t v)
+{
+    return v > UINT32_MAX ? UINT32_MAX : (unsigned int)v;
+}
+
+/* The 32-bit variant: the driver's own answer decides success (its errors,
+ * its arguments checks), the slice's view replaces the figures, clamped to
+ * what 32 bits hold. */
+CUresult cuMemGetInfo(unsigned int *free, unsigned int *total)
+{
+    CUresult rc = fx_rt_ready();
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    CUresult r = fx_real.cuMemGetInfo(free, total);
+    if (r != CUDA_SUCCESS || !free || !total)
+        return r;
+    struct fx_gpu *g = NULL;
+    uint64_t f, t;
+    r = meminfo_view(&g, &f, &t);
+    if (r != CUDA_SUCCESS || !g)
+        return r;
+    *free = clamp32(f);
+    *total = clamp32(t);
+    return CUDA_SUCCESS;
+}
+
+/* min(quota, what the driver said) into *bytes; the driver was asked. */
+static CUresult total_mem_view(CUdevice dev, uint64_t *bytes)
+{
+    CUresult rc;
+    struct fx_gpu *g = fx_rt_gpu(dev, &rc);
+    if (!g)
+        return rc;
+    uint64_t quota = fx_gpu_quota(g);
+    if (quota < *bytes)
+        *bytes = quota;
     return CUDA_SUCCESS;
 }
 
@@ -223,13 +310,24 @@ CUresult cuDeviceTotalMem_v2(size_t *bytes, CUdevice dev)
     CUresult r = fx_real.cuDeviceTotalMem_v2(bytes, dev);
     if (r != CUDA_SUCCESS || !bytes)
         return r;
-    struct fx_gpu *g = fx_rt_gpu(dev, &rc);
-    if (!g)
+    uint64_t b = *bytes;
+    r = total_mem_view(dev, &b);
+    *bytes = (size_t)b;
+    return r;
+}
+
+CUresult cuDeviceTotalMem(unsigned int *bytes, CUdevice dev)
+{
+    CUresult rc = fx_rt_ready();
+    if (rc != CUDA_SUCCESS)
         return rc;
-    uint64_t quota = fx_gpu_quota(g);
-    if (quota < *bytes)
-        *bytes = quota;
-    return CUDA_SUCCESS;
+    CUresult r = fx_real.cuDeviceTotalMem(bytes, dev);
+    if (r != CUDA_SUCCESS || !bytes)
+        return r;
+    uint64_t b = *bytes;
+    r = total_mem_view(dev, &b);
+    *bytes = clamp32(b);
+    return r;
 }
 
 /* Lets the driver choose the variant, then swaps in the hook of exactly
@@ -237,20 +335,34 @@ CUresult cuDeviceTotalMem_v2(size_t *bytes, CUdevice dev)
 static CUresult swap(const char *symbol, void **pfn, int cudaVersion, cuuint64_t flags,
                      CUdriverProcAddressQueryResult *status, CUresult r)
 {
-    if (r != CUDA_SUCCESS || !pfn || !*pfn || !symbol)
-        return r;
-    void *h = fx_hook_for_real(*pfn);
-    if (h) {
+    /* Every answer is logged at debug level: the conformance test
+     * (test/conformance) reads them to check what real libraries get. The
+     * configuration (and so the log level) is read now: libcudart looks
+     * entry points up before cuInit. A configuration that cannot be
+     * honoured still fails cuInit; lookups answer regardless. */
+    (void)fx_rt_ready();
+    const char *answer = "driver";
+    void *h = NULL;
+    if (r != CUDA_SUCCESS || !pfn || !*pfn || !symbol) {
+        answer = "none";
+    } else if ((h = fx_hook_for_real(*pfn)) != NULL) {
         *pfn = h;
+        answer = "hook";
     } else if (fx_must_hook(symbol)) {
-        FX_ERROR(COMP, "refused an entry-point variant that would escape the quota",
+        /* A variant newer than this library (every known one has a hook):
+         * the driver's answer for an unknown symbol, so the caller takes
+         * its own not-found path rather than an escape from the quota. */
+        FX_ERROR(COMP, "refused an entry-point variant that has no hook (newer than the library)",
                  "symbol=%s version=%d flags=%llu", symbol, cudaVersion,
                  (unsigned long long)flags);
         *pfn = NULL;
         if (status)
             *status = CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND;
-        return CUDA_ERROR_NOT_FOUND;
+        r = CUDA_ERROR_NOT_FOUND;
+        answer = "refused";
     }
+    FX_DEBUG(COMP, "entry point", "symbol=%s version=%d flags=%llu answer=%s",
+             symbol ? symbol : "(null)", cudaVersion, (unsigned long long)flags, answer);
     return r;
 }
 

@@ -31,10 +31,12 @@ static void credit(int dev, uint64_t bytes)
         fx_gpu_uncharge(g, bytes);
 }
 
+typedef CUresult (*free_fn)(uint64_t key);
+
 /* Records a charged allocation; if the host has no memory for the record,
  * the allocation is undone rather than left uncreditable. */
 static CUresult remember(enum fx_alloc_kind kind, uint64_t key, uint64_t bytes, CUdevice dev,
-                         struct fx_gpu *g, CUresult (*undo)(uint64_t))
+                         struct fx_gpu *g, free_fn undo)
 {
     struct fx_alloc a = {bytes, dev, 0};
     CUcontext ctx = NULL;
@@ -65,8 +67,6 @@ static CUresult undo_mipmap(uint64_t key)
  * record is taken out *before* the driver frees: once freed, the address can
  * be handed to another thread's allocation at once, whose record must not
  * be confused with this one. If the driver refuses, the record goes back. */
-typedef CUresult (*free_fn)(uint64_t key);
-
 static CUresult release(enum fx_alloc_kind kind, uint64_t key, free_fn real_free)
 {
     if (fx_driver_load() != 0)
@@ -81,77 +81,170 @@ static CUresult release(enum fx_alloc_kind kind, uint64_t key, free_fn real_free
     return r;
 }
 
+/* One allocation charged before the driver is asked: `estimate` is
+ * admitted, `make` asks the driver and reports the record's key and what it
+ * really took (pitch allocations learn it only then), and the booking is
+ * settled on that. Over quota the driver is never asked. */
+struct made {
+    uint64_t key;
+    uint64_t bytes; /* preset to the estimate */
+};
+typedef CUresult (*make_fn)(const void *args, struct made *out);
+
+static CUresult charged(struct fx_gpu *g, CUdevice dev, uint64_t estimate, enum fx_alloc_kind kind,
+                        make_fn make, const void *args, free_fn undo)
+{
+    if (fx_charge(g, dev, estimate) != 0)
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    struct made m = {0, estimate};
+    CUresult r = make(args, &m);
+    if (r != CUDA_SUCCESS) {
+        fx_gpu_uncharge(g, estimate);
+        return r;
+    }
+    if (m.bytes > estimate)
+        fx_gpu_charge(g, m.bytes - estimate, 1);
+    else if (m.bytes < estimate)
+        fx_gpu_uncharge(g, estimate - m.bytes);
+    return remember(kind, m.key, m.bytes, dev, g, undo);
+}
+
 /* ---- classic allocations ---------------------------------------------- */
+
+/* The arguments of every classic allocation, in both ABIs (v1: 32-bit
+ * pointers and sizes). */
+struct classic {
+    CUdeviceptr *dptr;
+    CUdeviceptr_v1 *dptr32;
+    size_t bytes, width, height;
+    unsigned int elem, flags;
+    size_t *pitch;
+    unsigned int *pitch32;
+};
+
+static CUresult make_alloc(const void *args, struct made *m)
+{
+    const struct classic *c = args;
+    CUresult r = fx_real.cuMemAlloc_v2(c->dptr, c->bytes);
+    m->key = r == CUDA_SUCCESS ? *c->dptr : 0;
+    return r;
+}
+
+static CUresult make_alloc32(const void *args, struct made *m)
+{
+    const struct classic *c = args;
+    CUresult r = fx_real.cuMemAlloc(c->dptr32, (unsigned int)c->bytes);
+    m->key = r == CUDA_SUCCESS ? *c->dptr32 : 0;
+    return r;
+}
+
+static CUresult make_managed(const void *args, struct made *m)
+{
+    const struct classic *c = args;
+    CUresult r = fx_real.cuMemAllocManaged(c->dptr, c->bytes, c->flags);
+    m->key = r == CUDA_SUCCESS ? *c->dptr : 0;
+    return r;
+}
+
+/* Pitched: the pitch is the driver's choice, so the booking is settled on
+ * pitch x height as returned. */
+static CUresult make_pitch(const void *args, struct made *m)
+{
+    const struct classic *c = args;
+    CUresult r = fx_real.cuMemAllocPitch_v2(c->dptr, c->pitch, c->width, c->height, c->elem);
+    if (r == CUDA_SUCCESS) {
+        m->key = *c->dptr;
+        m->bytes = (uint64_t)*c->pitch * c->height;
+    }
+    return r;
+}
+
+static CUresult make_pitch32(const void *args, struct made *m)
+{
+    const struct classic *c = args;
+    CUresult r = fx_real.cuMemAllocPitch(c->dptr32, c->pitch32, (unsigned int)c->width,
+                                         (unsigned int)c->height, c->elem);
+    if (r == CUDA_SUCCESS) {
+        m->key = *c->dptr32;
+        m->bytes = (uint64_t)*c->pitch32 * c->height;
+    }
+    return r;
+}
+
+static CUresult undo_mem32(uint64_t key)
+{
+    return fx_real.cuMemFree((CUdeviceptr_v1)key);
+}
+
+/* Each classic hook: without a GPU of the library's (no context) or with
+ * arguments the driver must judge, the real call answers as it would. */
+#define CLASSIC(real_call, out_ptr, estimate, make, undo)                                          \
+    do {                                                                                           \
+        CUresult rc_;                                                                              \
+        CUdevice dev_;                                                                             \
+        struct fx_gpu *g_ = fx_rt_current_gpu(&dev_, &rc_);                                        \
+        uint64_t est_ = (estimate);                                                                \
+        if (!g_ || !(out_ptr) || est_ == 0)                                                        \
+            return rc_ != CUDA_SUCCESS ? rc_ : real_call;                                          \
+        return charged(g_, dev_, est_, FX_KIND_MEM, make, &c_, undo);                              \
+    } while (0)
 
 CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytesize)
 {
-    CUresult rc;
-    CUdevice dev;
-    struct fx_gpu *g = fx_rt_current_gpu(&dev, &rc);
-    if (!g || !dptr || bytesize == 0)
-        return rc != CUDA_SUCCESS ? rc : fx_real.cuMemAlloc_v2(dptr, bytesize);
-    if (fx_charge(g, dev, bytesize) != 0)
-        return CUDA_ERROR_OUT_OF_MEMORY;
-    CUresult r = fx_real.cuMemAlloc_v2(dptr, bytesize);
-    if (r != CUDA_SUCCESS) {
-        fx_gpu_uncharge(g, bytesize);
-        return r;
-    }
-    return remember(FX_KIND_MEM, *dptr, bytesize, dev, g, undo_mem);
+    struct classic c_ = {.dptr = dptr, .bytes = bytesize};
+    CLASSIC(fx_real.cuMemAlloc_v2(dptr, bytesize), dptr, bytesize, make_alloc, undo_mem);
 }
 
+CUresult cuMemAlloc(CUdeviceptr_v1 *dptr, unsigned int bytesize)
+{
+    struct classic c_ = {.dptr32 = dptr, .bytes = bytesize};
+    CLASSIC(fx_real.cuMemAlloc(dptr, bytesize), dptr, bytesize, make_alloc32, undo_mem32);
+}
+
+/* Managed memory may live on the GPU at any time: charged in full to the
+ * device of the current context, which is where it is first touched. */
 CUresult cuMemAllocManaged(CUdeviceptr *dptr, size_t bytesize, unsigned int flags)
 {
-    /* Managed memory may live on the GPU at any time: charged in full to the
-     * device of the current context, which is where it is first touched. */
-    CUresult rc;
-    CUdevice dev;
-    struct fx_gpu *g = fx_rt_current_gpu(&dev, &rc);
-    if (!g || !dptr || bytesize == 0)
-        return rc != CUDA_SUCCESS ? rc : fx_real.cuMemAllocManaged(dptr, bytesize, flags);
-    if (fx_charge(g, dev, bytesize) != 0)
-        return CUDA_ERROR_OUT_OF_MEMORY;
-    CUresult r = fx_real.cuMemAllocManaged(dptr, bytesize, flags);
-    if (r != CUDA_SUCCESS) {
-        fx_gpu_uncharge(g, bytesize);
-        return r;
-    }
-    return remember(FX_KIND_MEM, *dptr, bytesize, dev, g, undo_mem);
+    struct classic c_ = {.dptr = dptr, .bytes = bytesize, .flags = flags};
+    CLASSIC(fx_real.cuMemAllocManaged(dptr, bytesize, flags), dptr, bytesize, make_managed,
+            undo_mem);
+}
+
+/* What a pitched allocation is admitted at: each row rounded to the
+ * driver's alignment; 0 (the driver judges) on overflow or no size. */
+static uint64_t pitch_estimate(uint64_t width, uint64_t height)
+{
+    uint64_t e;
+    return __builtin_mul_overflow(fx_round_up(width, ARRAY_ALIGN), height, &e) ? 0 : e;
 }
 
 CUresult cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pPitch, size_t WidthInBytes, size_t Height,
                             unsigned int ElementSizeBytes)
 {
-    CUresult rc;
-    CUdevice dev;
-    struct fx_gpu *g = fx_rt_current_gpu(&dev, &rc);
-    uint64_t estimate;
-    if (!g || !dptr || !pPitch ||
-        __builtin_mul_overflow(fx_round_up(WidthInBytes, ARRAY_ALIGN), (uint64_t)Height, &estimate) ||
-        estimate == 0)
-        return rc != CUDA_SUCCESS ? rc
-                                  : fx_real.cuMemAllocPitch_v2(dptr, pPitch, WidthInBytes, Height,
-                                                               ElementSizeBytes);
-    /* The pitch is the driver's choice: reserve an estimate, then settle on
-     * pitch x height as returned. */
-    if (fx_charge(g, dev, estimate) != 0)
-        return CUDA_ERROR_OUT_OF_MEMORY;
-    CUresult r = fx_real.cuMemAllocPitch_v2(dptr, pPitch, WidthInBytes, Height, ElementSizeBytes);
-    if (r != CUDA_SUCCESS) {
-        fx_gpu_uncharge(g, estimate);
-        return r;
-    }
-    uint64_t actual = (uint64_t)*pPitch * Height;
-    if (actual > estimate)
-        fx_gpu_charge(g, actual - estimate, 1);
-    else if (actual < estimate)
-        fx_gpu_uncharge(g, estimate - actual);
-    return remember(FX_KIND_MEM, *dptr, actual, dev, g, undo_mem);
+    struct classic c_ = {.dptr = dptr, .pitch = pPitch, .width = WidthInBytes, .height = Height,
+                         .elem = ElementSizeBytes};
+    CLASSIC(fx_real.cuMemAllocPitch_v2(dptr, pPitch, WidthInBytes, Height, ElementSizeBytes),
+            pPitch ? dptr : NULL, pitch_estimate(WidthInBytes, Height), make_pitch, undo_mem);
+}
+
+CUresult cuMemAllocPitch(CUdeviceptr_v1 *dptr, unsigned int *pPitch, unsigned int WidthInBytes,
+                         unsigned int Height, unsigned int ElementSizeBytes)
+{
+    struct classic c_ = {.dptr32 = dptr, .pitch32 = pPitch, .width = WidthInBytes,
+                         .height = Height, .elem = ElementSizeBytes};
+    CLASSIC(fx_real.cuMemAllocPitch(dptr, pPitch, WidthInBytes, Height, ElementSizeBytes),
+            pPitch ? dptr : NULL, pitch_estimate(WidthInBytes, Height), make_pitch32, undo_mem32);
 }
 
 CUresult cuMemFree_v2(CUdeviceptr dptr)
 {
     return release(FX_KIND_MEM, dptr, undo_mem);
+}
+
+/* A 32-bit address is the same address: one record whichever ABI frees it. */
+CUresult cuMemFree(CUdeviceptr_v1 dptr)
+{
+    return release(FX_KIND_MEM, dptr, undo_mem32);
 }
 
 /* ---- arrays ------------------------------------------------------------- */
@@ -185,44 +278,95 @@ static uint64_t level_bytes(uint64_t w, uint64_t h, uint64_t d, CUarray_format f
     return fx_round_up(b, ARRAY_ALIGN);
 }
 
-static CUresult array_create(CUarray *pHandle, uint64_t bytes, const void *desc, int is3d)
+/* One array creation in any of its four ABIs: `create` is the real call. */
+struct array_args {
+    CUarray *handle;
+    CUresult (*create)(const struct array_args *a);
+    const void *desc;
+};
+
+static CUresult make_array(const void *args, struct made *m)
 {
+    const struct array_args *a = args;
+    CUresult r = a->create(a);
+    m->key = r == CUDA_SUCCESS ? (uint64_t)(uintptr_t)*a->handle : 0;
+    return r;
+}
+
+static CUresult create_2d(const struct array_args *a)
+{
+    return fx_real.cuArrayCreate_v2(a->handle, a->desc);
+}
+static CUresult create_3d(const struct array_args *a)
+{
+    return fx_real.cuArray3DCreate_v2(a->handle, a->desc);
+}
+static CUresult create_2d_v1(const struct array_args *a)
+{
+    return fx_real.cuArrayCreate(a->handle, a->desc);
+}
+static CUresult create_3d_v1(const struct array_args *a)
+{
+    return fx_real.cuArray3DCreate(a->handle, a->desc);
+}
+
+static CUresult array_create(CUarray *pHandle, const void *desc, uint64_t bytes,
+                             CUresult (*create)(const struct array_args *))
+{
+    struct array_args a = {pHandle, create, desc};
     CUresult rc;
     CUdevice dev;
     struct fx_gpu *g = fx_rt_current_gpu(&dev, &rc);
-    CUresult (*create2)(CUarray *, const CUDA_ARRAY_DESCRIPTOR *) = fx_real.cuArrayCreate_v2;
-    CUresult (*create3)(CUarray *, const CUDA_ARRAY3D_DESCRIPTOR *) = fx_real.cuArray3DCreate_v2;
-#define CREATE() (is3d ? create3(pHandle, desc) : create2(pHandle, desc))
     if (!g || !pHandle || !desc)
-        return rc != CUDA_SUCCESS ? rc : CREATE();
-    if (fx_charge(g, dev, bytes) != 0)
-        return CUDA_ERROR_OUT_OF_MEMORY;
-    CUresult r = CREATE();
-#undef CREATE
-    if (r != CUDA_SUCCESS) {
-        fx_gpu_uncharge(g, bytes);
-        return r;
-    }
-    return remember(FX_KIND_ARRAY, (uint64_t)(uintptr_t)*pHandle, bytes, dev, g, undo_array);
+        return rc != CUDA_SUCCESS ? rc : create(&a);
+    return charged(g, dev, bytes, FX_KIND_ARRAY, make_array, &a, undo_array);
 }
 
 CUresult cuArrayCreate_v2(CUarray *pHandle, const CUDA_ARRAY_DESCRIPTOR *pAllocateArray)
 {
     const CUDA_ARRAY_DESCRIPTOR *d = pAllocateArray;
     uint64_t bytes = d ? level_bytes(d->Width, d->Height, 1, d->Format, d->NumChannels) : 0;
-    return array_create(pHandle, bytes, pAllocateArray, 0);
+    return array_create(pHandle, d, bytes, create_2d);
 }
 
 CUresult cuArray3DCreate_v2(CUarray *pHandle, const CUDA_ARRAY3D_DESCRIPTOR *pAllocateArray)
 {
     const CUDA_ARRAY3D_DESCRIPTOR *d = pAllocateArray;
     uint64_t bytes = d ? level_bytes(d->Width, d->Height, d->Depth, d->Format, d->NumChannels) : 0;
-    return array_create(pHandle, bytes, pAllocateArray, 1);
+    return array_create(pHandle, d, bytes, create_3d);
+}
+
+CUresult cuArrayCreate(CUarray *pHandle, const CUDA_ARRAY_DESCRIPTOR_v1 *pAllocateArray)
+{
+    const CUDA_ARRAY_DESCRIPTOR_v1 *d = pAllocateArray;
+    uint64_t bytes = d ? level_bytes(d->Width, d->Height, 1, d->Format, d->NumChannels) : 0;
+    return array_create(pHandle, d, bytes, create_2d_v1);
+}
+
+CUresult cuArray3DCreate(CUarray *pHandle, const CUDA_ARRAY3D_DESCRIPTOR_v1 *pAllocateArray)
+{
+    const CUDA_ARRAY3D_DESCRIPTOR_v1 *d = pAllocateArray;
+    uint64_t bytes = d ? level_bytes(d->Width, d->Height, d->Depth, d->Format, d->NumChannels) : 0;
+    return array_create(pHandle, d, bytes, create_3d_v1);
 }
 
 CUresult cuArrayDestroy(CUarray hArray)
 {
     return release(FX_KIND_ARRAY, (uint64_t)(uintptr_t)hArray, undo_array);
+}
+
+struct mipmap_args {
+    CUmipmappedArray *handle;
+    const CUDA_ARRAY3D_DESCRIPTOR *desc;
+    unsigned int levels;
+};
+
+static CUresult make_mipmap(const void *args, struct made *m)
+{
+    const struct mipmap_args *a = args;
+    CUresult r = fx_real.cuMipmappedArrayCreate(a->handle, a->desc, a->levels);
+    m->key = r == CUDA_SUCCESS ? (uint64_t)(uintptr_t)*a->handle : 0;
+    return r;
 }
 
 CUresult cuMipmappedArrayCreate(CUmipmappedArray *pHandle, const CUDA_ARRAY3D_DESCRIPTOR *desc,
@@ -245,14 +389,8 @@ CUresult cuMipmappedArrayCreate(CUmipmappedArray *pHandle, const CUDA_ARRAY3D_DE
         h = h > 1 ? h / 2 : h;
         d = (d > 1 && !depth_is_layers) ? d / 2 : d;
     }
-    if (fx_charge(g, dev, bytes) != 0)
-        return CUDA_ERROR_OUT_OF_MEMORY;
-    CUresult r = fx_real.cuMipmappedArrayCreate(pHandle, desc, numMipmapLevels);
-    if (r != CUDA_SUCCESS) {
-        fx_gpu_uncharge(g, bytes);
-        return r;
-    }
-    return remember(FX_KIND_MIPMAP, (uint64_t)(uintptr_t)*pHandle, bytes, dev, g, undo_mipmap);
+    struct mipmap_args a = {pHandle, desc, numMipmapLevels};
+    return charged(g, dev, bytes, FX_KIND_MIPMAP, make_mipmap, &a, undo_mipmap);
 }
 
 CUresult cuMipmappedArrayDestroy(CUmipmappedArray hMipmappedArray)

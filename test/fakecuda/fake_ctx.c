@@ -359,6 +359,16 @@ FAKE_API CUresult cuDevicePrimaryCtxRelease(CUdevice dev)
     return cuDevicePrimaryCtxRelease_v2(dev);
 }
 
+FAKE_API CUresult cuDevicePrimaryCtxReset(CUdevice dev)
+{
+    return cuDevicePrimaryCtxReset_v2(dev);
+}
+
+FAKE_API CUresult cuCtxDestroy(CUcontext ctx)
+{
+    return cuCtxDestroy_v2(ctx);
+}
+
 /* cudaDeviceReset: the primary context and everything allocated in it go;
  * the next retain makes a fresh one. */
 FAKE_API CUresult cuDevicePrimaryCtxReset_v2(CUdevice dev)

@@ -4,10 +4,12 @@
  * definition that drifts from its declaration does not compile; fake_lookup.c
  * lists the same functions with the CUDA version each variant appeared in.
  *
- * Legacy variants: the pre-3.2 32-bit cuMemAlloc, cuMemFree, cuMemGetInfo and
- * cuDeviceTotalMem are exported so cuGetProcAddress can return them for old
- * versions, and answer CUDA_ERROR_NOT_SUPPORTED. Other older variants with
- * the current signature (cuCtxCreate, cuDeviceGetUuid, ...) behave like the
+ * Legacy variants: the pre-3.2 32-bit cuMemAlloc, cuMemAllocPitch and
+ * cuMemFree answer CUDA_ERROR_NOT_SUPPORTED (the fake's addresses do not fit
+ * 32 bits); cuMemGetInfo and cuDeviceTotalMem answer, clamped to 32 bits;
+ * cuArrayCreate and cuArray3DCreate take 32-bit descriptors and work. Other
+ * older variants with the current signature (cuCtxCreate, cuCtxDestroy,
+ * cuDevicePrimaryCtxRelease/Reset, cuDeviceGetUuid, ...) behave like the
  * newest one. Pointer parameters whose struct the ABI header does not declare
  * (CUexecAffinityParam *, CUctxCreateParams *) are void *. */
 #ifndef FAKE_EXPORTS_H
@@ -57,9 +59,16 @@ FAKE_API CUresult cuDevicePrimaryCtxRelease(CUdevice dev);
 FAKE_API CUresult cuDevicePrimaryCtxRelease_v2(CUdevice dev);
 FAKE_API CUresult cuDevicePrimaryCtxReset_v2(CUdevice dev);
 FAKE_API CUresult cuDevicePrimaryCtxGetState(CUdevice dev, unsigned int *flags, int *active);
+FAKE_API CUresult cuCtxDestroy(CUcontext ctx);
+FAKE_API CUresult cuDevicePrimaryCtxReset(CUdevice dev);
 
 /* Classic, host, array and IPC memory. */
 FAKE_API CUresult cuMemAlloc(unsigned int *dptr, unsigned int bytesize);
+FAKE_API CUresult cuMemAllocPitch(unsigned int *dptr, unsigned int *pPitch, unsigned int WidthInBytes,
+                                  unsigned int Height, unsigned int ElementSizeBytes);
+/* A stand-in for a variant that a driver newer than the library may add:
+ * the library has no hook for it and must refuse it. */
+FAKE_API CUresult cuMemAlloc_v9(CUdeviceptr *dptr, size_t bytesize);
 FAKE_API CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytesize);
 FAKE_API CUresult cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pPitch, size_t WidthInBytes,
                                      size_t Height, unsigned int ElementSizeBytes);
@@ -72,6 +81,9 @@ FAKE_API CUresult cuMemAllocHost_v2(void **pp, size_t bytesize);
 FAKE_API CUresult cuMemHostAlloc(void **pp, size_t bytesize, unsigned int Flags);
 FAKE_API CUresult cuMemFreeHost(void *p);
 FAKE_API CUresult cuArrayCreate_v2(CUarray *pHandle, const CUDA_ARRAY_DESCRIPTOR *pAllocateArray);
+FAKE_API CUresult cuArrayCreate(CUarray *pHandle, const CUDA_ARRAY_DESCRIPTOR_v1 *pAllocateArray);
+FAKE_API CUresult cuArray3DCreate(CUarray *pHandle,
+                                  const CUDA_ARRAY3D_DESCRIPTOR_v1 *pAllocateArray);
 FAKE_API CUresult cuArray3DCreate_v2(CUarray *pHandle,
                                      const CUDA_ARRAY3D_DESCRIPTOR *pAllocateArray);
 FAKE_API CUresult cuArrayDestroy(CUarray hArray);
@@ -175,6 +187,16 @@ FAKE_API CUresult cuLaunchCooperativeKernel_ptsz(CUfunction f, unsigned int grid
                                                  unsigned int blockDimZ,
                                                  unsigned int sharedMemBytes, CUstream hStream,
                                                  void **kernelParams);
+/* The pre-4.0 launch API: parameters set on the function beforehand
+ * (cuParamSeti at offset 0 sets a fake kernel's duration in microseconds,
+ * as kernelParams[0] does for cuLaunchKernel). */
+FAKE_API CUresult cuParamSeti(CUfunction hfunc, int offset, unsigned int value);
+FAKE_API CUresult cuLaunch(CUfunction f);
+FAKE_API CUresult cuLaunchGrid(CUfunction f, int grid_width, int grid_height);
+FAKE_API CUresult cuLaunchGridAsync(CUfunction f, int grid_width, int grid_height, CUstream hStream);
+FAKE_API CUresult cuLaunchCooperativeKernelMultiDevice(CUDA_LAUNCH_PARAMS *launchParamsList,
+                                                       unsigned int numDevices,
+                                                       unsigned int flags);
 
 /* Stream capture and graphs. */
 FAKE_API CUresult cuStreamBeginCapture(CUstream hStream);

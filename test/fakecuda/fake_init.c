@@ -201,13 +201,16 @@ FAKE_API CUresult cuDeviceGetName(char *name, int len, CUdevice dev)
     return CUDA_SUCCESS;
 }
 
-/* The 32-bit pre-3.2 variant, exported only so lookups of old versions find it. */
+/* The 32-bit pre-3.2 variant: clamped to what 32 bits hold. */
 FAKE_API CUresult cuDeviceTotalMem(unsigned int *bytes, CUdevice dev)
 {
-    FAKE_REQUIRE_INIT();
-    (void)bytes;
-    (void)dev;
-    return CUDA_ERROR_NOT_SUPPORTED;
+    size_t b;
+    if (!bytes)
+        return CUDA_ERROR_INVALID_VALUE;
+    CUresult r = cuDeviceTotalMem_v2(&b, dev);
+    if (r == CUDA_SUCCESS)
+        *bytes = b > UINT32_MAX ? UINT32_MAX : (unsigned int)b;
+    return r;
 }
 
 FAKE_API CUresult cuDeviceTotalMem_v2(size_t *bytes, CUdevice dev)

@@ -4,6 +4,10 @@
  * return. The table is the one list of what the fake exports: every row
  * names an exported function, and the self-test checks that every exported
  * cu* function is reachable through some row. */
+#include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
+
 #include "fake_exports.h"
 
 /* X(base name, exported variant, first CUDA version it is returned for,
@@ -29,6 +33,7 @@
     X(cuCtxCreate, cuCtxCreate_v2, 3020, 0)                                                        \
     X(cuCtxCreate, cuCtxCreate_v3, 11040, 0)                                                       \
     X(cuCtxCreate, cuCtxCreate_v4, 12050, 0)                                                       \
+    X(cuCtxDestroy, cuCtxDestroy, 2000, 0)                                                         \
     X(cuCtxDestroy, cuCtxDestroy_v2, 4000, 0)                                                      \
     X(cuCtxPushCurrent, cuCtxPushCurrent_v2, 4000, 0)                                              \
     X(cuCtxPopCurrent, cuCtxPopCurrent_v2, 4000, 0)                                                \
@@ -39,10 +44,13 @@
     X(cuDevicePrimaryCtxRetain, cuDevicePrimaryCtxRetain, 7000, 0)                                 \
     X(cuDevicePrimaryCtxRelease, cuDevicePrimaryCtxRelease, 7000, 0)                               \
     X(cuDevicePrimaryCtxRelease, cuDevicePrimaryCtxRelease_v2, 11000, 0)                           \
+    X(cuDevicePrimaryCtxReset, cuDevicePrimaryCtxReset, 7000, 0)                                   \
     X(cuDevicePrimaryCtxReset, cuDevicePrimaryCtxReset_v2, 11000, 0)                               \
     X(cuDevicePrimaryCtxGetState, cuDevicePrimaryCtxGetState, 7000, 0)                             \
     X(cuMemAlloc, cuMemAlloc, 2000, 0)                                                             \
     X(cuMemAlloc, cuMemAlloc_v2, 3020, 0)                                                          \
+    X(cuMemAlloc, cuMemAlloc_v9, 99000, 0)                                                         \
+    X(cuMemAllocPitch, cuMemAllocPitch, 2000, 0)                                                   \
     X(cuMemAllocPitch, cuMemAllocPitch_v2, 3020, 0)                                                \
     X(cuMemAllocManaged, cuMemAllocManaged, 6000, 0)                                               \
     X(cuMemFree, cuMemFree, 2000, 0)                                                               \
@@ -52,7 +60,9 @@
     X(cuMemAllocHost, cuMemAllocHost_v2, 3020, 0)                                                  \
     X(cuMemHostAlloc, cuMemHostAlloc, 2020, 0)                                                     \
     X(cuMemFreeHost, cuMemFreeHost, 2000, 0)                                                       \
+    X(cuArrayCreate, cuArrayCreate, 2000, 0)                                                       \
     X(cuArrayCreate, cuArrayCreate_v2, 3020, 0)                                                    \
+    X(cuArray3DCreate, cuArray3DCreate, 2000, 0)                                                   \
     X(cuArray3DCreate, cuArray3DCreate_v2, 3020, 0)                                                \
     X(cuArrayDestroy, cuArrayDestroy, 2000, 0)                                                     \
     X(cuMipmappedArrayCreate, cuMipmappedArrayCreate, 5000, 0)                                     \
@@ -112,6 +122,11 @@
     X(cuLaunchKernelEx, cuLaunchKernelEx_ptsz, 11060, 1)                                           \
     X(cuLaunchCooperativeKernel, cuLaunchCooperativeKernel, 9000, 0)                               \
     X(cuLaunchCooperativeKernel, cuLaunchCooperativeKernel_ptsz, 9000, 1)                          \
+    X(cuLaunchCooperativeKernelMultiDevice, cuLaunchCooperativeKernelMultiDevice, 9000, 0)         \
+    X(cuParamSeti, cuParamSeti, 2000, 0)                                                           \
+    X(cuLaunch, cuLaunch, 2000, 0)                                                                 \
+    X(cuLaunchGrid, cuLaunchGrid, 2000, 0)                                                         \
+    X(cuLaunchGridAsync, cuLaunchGridAsync, 2000, 0)                                               \
     X(cuStreamBeginCapture, cuStreamBeginCapture, 10000, 0)                                        \
     X(cuStreamBeginCapture, cuStreamBeginCapture_ptsz, 10000, 1)                                   \
     X(cuStreamBeginCapture, cuStreamBeginCapture_v2, 10010, 0)                                     \
@@ -141,6 +156,7 @@
 
 struct symbol_row {
     const char *base;
+    const char *name;
     void *fn;
     int version;
     int ptsz;
@@ -149,10 +165,31 @@ struct symbol_row {
 /* A function's address as a data pointer: what dlsym and cuGetProcAddress
  * return (defined on POSIX systems, which is all the fake builds for). */
 static const struct symbol_row symbol_table[] = {
-#define FAKE_SYMBOL_ROW(base, name, version, ptsz) {#base, (void *)name, version, ptsz},
+#define FAKE_SYMBOL_ROW(base, name, version, ptsz) {#base, #name, (void *)name, version, ptsz},
     FAKE_SYMBOLS(FAKE_SYMBOL_ROW)
 #undef FAKE_SYMBOL_ROW
 };
+
+/* With FAKECUDA_LOOKUP_LOG set, every request is appended to that file as
+ * "symbol version flags answer" (answer: the variant returned, or "-"), so
+ * a test can see what real libraries (libcudart, cuBLAS) ask the driver
+ * for. One write per line, O_APPEND: lines of concurrent threads and
+ * processes do not mix. */
+static void record(const char *symbol, int version, cuuint64_t flags, const char *answer)
+{
+    const char *path = getenv("FAKECUDA_LOOKUP_LOG");
+    if (!path || !*path || !symbol)
+        return;
+    char line[256];
+    int n = snprintf(line, sizeof line, "%s %d %llu %s\n", symbol, version,
+                     (unsigned long long)flags, answer);
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return;
+    if (n > 0 && (size_t)n < sizeof line && write(fd, line, (size_t)n) != n)
+        n = -1; /* a short record is the test's to notice */
+    close(fd);
+}
 
 /* The variant for `symbol` at `version`: among the rows of that base name
  * (only its _ptsz rows when per-thread semantics are asked for and it has
@@ -179,6 +216,7 @@ static CUresult lookup(const char *symbol, void **pfn, int version, cuuint64_t f
             (!best || row->version > best->version))
             best = row;
     }
+    record(symbol, version, flags, best ? best->name : "-");
     *pfn = best ? best->fn : NULL;
     if (status)
         *status = best    ? CU_GET_PROC_ADDRESS_SUCCESS

@@ -261,6 +261,18 @@ FAKE_API CUresult cuMemAlloc(unsigned int *dptr, unsigned int bytesize)
     return CUDA_ERROR_NOT_SUPPORTED;
 }
 
+FAKE_API CUresult cuMemAllocPitch(unsigned int *dptr, unsigned int *pPitch, unsigned int WidthInBytes,
+                                  unsigned int Height, unsigned int ElementSizeBytes)
+{
+    FAKE_REQUIRE_INIT();
+    (void)dptr;
+    (void)pPitch;
+    (void)WidthInBytes;
+    (void)Height;
+    (void)ElementSizeBytes;
+    return CUDA_ERROR_NOT_SUPPORTED;
+}
+
 FAKE_API CUresult cuMemFree(unsigned int dptr)
 {
     FAKE_REQUIRE_INIT();
@@ -270,10 +282,20 @@ FAKE_API CUresult cuMemFree(unsigned int dptr)
 
 FAKE_API CUresult cuMemGetInfo(unsigned int *free_bytes, unsigned int *total_bytes)
 {
-    FAKE_REQUIRE_INIT();
-    (void)free_bytes;
-    (void)total_bytes;
-    return CUDA_ERROR_NOT_SUPPORTED;
+    size_t f, t;
+    if (!free_bytes || !total_bytes)
+        return CUDA_ERROR_INVALID_VALUE;
+    CUresult r = cuMemGetInfo_v2(&f, &t);
+    if (r == CUDA_SUCCESS) {
+        *free_bytes = f > UINT32_MAX ? UINT32_MAX : (unsigned int)f;
+        *total_bytes = t > UINT32_MAX ? UINT32_MAX : (unsigned int)t;
+    }
+    return r;
+}
+
+FAKE_API CUresult cuMemAlloc_v9(CUdeviceptr *dptr, size_t bytesize)
+{
+    return cuMemAlloc_v2(dptr, bytesize);
 }
 
 /* --- Host memory: pinned host memory is not device memory ------------------- */
@@ -404,6 +426,36 @@ FAKE_API CUresult cuArrayCreate_v2(CUarray *pHandle, const CUDA_ARRAY_DESCRIPTOR
         .Height = pAllocateArray->Height,
         .Format = pAllocateArray->Format,
         .NumChannels = pAllocateArray->NumChannels,
+    };
+    return array_create(pHandle, &d);
+}
+
+FAKE_API CUresult cuArrayCreate(CUarray *pHandle, const CUDA_ARRAY_DESCRIPTOR_v1 *pAllocateArray)
+{
+    FAKE_REQUIRE_INIT();
+    if (!pHandle || !pAllocateArray)
+        return CUDA_ERROR_INVALID_VALUE;
+    CUDA_ARRAY3D_DESCRIPTOR d = {
+        .Width = pAllocateArray->Width,
+        .Height = pAllocateArray->Height,
+        .Format = pAllocateArray->Format,
+        .NumChannels = pAllocateArray->NumChannels,
+    };
+    return array_create(pHandle, &d);
+}
+
+FAKE_API CUresult cuArray3DCreate(CUarray *pHandle, const CUDA_ARRAY3D_DESCRIPTOR_v1 *pAllocateArray)
+{
+    FAKE_REQUIRE_INIT();
+    if (!pHandle || !pAllocateArray)
+        return CUDA_ERROR_INVALID_VALUE;
+    CUDA_ARRAY3D_DESCRIPTOR d = {
+        .Width = pAllocateArray->Width,
+        .Height = pAllocateArray->Height,
+        .Depth = pAllocateArray->Depth,
+        .Format = pAllocateArray->Format,
+        .NumChannels = pAllocateArray->NumChannels,
+        .Flags = pAllocateArray->Flags,
     };
     return array_create(pHandle, &d);
 }

@@ -490,3 +490,72 @@ FAKE_API CUresult cuLaunchCooperativeKernel_ptsz(CUfunction f, unsigned int grid
     return launch(f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, hStream,
                   kernelParams);
 }
+
+/* --- The pre-4.0 launch API ----------------------------------------------------- */
+
+/* What cuParamSeti(f, 0, us) set: the duration of f's next legacy launches. */
+#define LEGACY_FUNCS 16
+static struct {
+    CUfunction f;
+    unsigned int us;
+} legacy_params[LEGACY_FUNCS];
+
+FAKE_API CUresult cuParamSeti(CUfunction hfunc, int offset, unsigned int value)
+{
+    FAKE_REQUIRE_INIT();
+    if (!hfunc || offset != 0)
+        return CUDA_ERROR_INVALID_VALUE;
+    fake_lock();
+    int i = 0;
+    while (i < LEGACY_FUNCS - 1 && legacy_params[i].f && legacy_params[i].f != hfunc)
+        i++;
+    legacy_params[i].f = hfunc;
+    legacy_params[i].us = value;
+    fake_unlock();
+    return CUDA_SUCCESS;
+}
+
+static CUresult legacy_launch(CUfunction f, int w, int h, CUstream s)
+{
+    if (w <= 0 || h <= 0)
+        return CUDA_ERROR_INVALID_VALUE;
+    unsigned int us = 0;
+    fake_lock();
+    for (int i = 0; i < LEGACY_FUNCS; i++)
+        if (legacy_params[i].f == f)
+            us = legacy_params[i].us;
+    fake_unlock();
+    void *params[] = {&us};
+    return launch(f, (unsigned)w, (unsigned)h, 1, 1, 1, 1, s, params);
+}
+
+FAKE_API CUresult cuLaunch(CUfunction f)
+{
+    return legacy_launch(f, 1, 1, NULL);
+}
+
+FAKE_API CUresult cuLaunchGrid(CUfunction f, int grid_width, int grid_height)
+{
+    return legacy_launch(f, grid_width, grid_height, NULL);
+}
+
+FAKE_API CUresult cuLaunchGridAsync(CUfunction f, int grid_width, int grid_height, CUstream hStream)
+{
+    return legacy_launch(f, grid_width, grid_height, hStream);
+}
+
+FAKE_API CUresult cuLaunchCooperativeKernelMultiDevice(CUDA_LAUNCH_PARAMS *launchParamsList,
+                                                       unsigned int numDevices, unsigned int flags)
+{
+    (void)flags;
+    if (!launchParamsList || numDevices == 0)
+        return CUDA_ERROR_INVALID_VALUE;
+    for (unsigned int i = 0; i < numDevices; i++) {
+        const CUDA_LAUNCH_PARAMS *p = &launchParamsList[i];
+        CUresult r = launch(p->function, p->gridDimX, p->gridDimY, p->gridDimZ, p->blockDimX,
+                            p->blockDimY, p->blockDimZ, p->hStream, p->kernelParams);
+        if (r != CUDA_SUCCESS)
+            return r;
+    }
+    return CUDA_SUCCESS;
+}

@@ -426,7 +426,7 @@ static void test_lookup_covers_every_export(void **state)
             base_name(name, base, sizeof base, &ptsz);
             void *addr = dlsym(cuda_lib, name), *fn = NULL;
             int found = 0;
-            for (int v = 1000; v <= 13100 && !found; v += 10)
+            for (int v = 1000; v <= 100000 && !found; v += 10)
                 found = p_cuGetProcAddress_v2(
                             base, &fn, v, ptsz ? CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM : 0,
                             NULL) == CUDA_SUCCESS &&

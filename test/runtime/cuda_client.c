@@ -5,6 +5,7 @@
  * cuGetProcAddress_v2, and every other entry point through it. Each command
  * prints one line: "ok ..." or "err CODE". */
 #include <dlfcn.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -23,13 +24,18 @@ typedef CUresult (*getproc_fn)(const char *, void **, int, cuuint64_t,
 static getproc_fn getproc;
 static void *libcuda;
 
-static void *entry(const char *name, cuuint64_t flags)
+static void *entry_at(const char *name, int version, cuuint64_t flags)
 {
     void *p = NULL;
     CUdriverProcAddressQueryResult st = 0;
-    if (getproc(name, &p, CUDA_VERSION_USED, flags, &st) != CUDA_SUCCESS)
+    if (getproc(name, &p, version, flags, &st) != CUDA_SUCCESS)
         return NULL;
     return p;
+}
+
+static void *entry(const char *name, cuuint64_t flags)
+{
+    return entry_at(name, CUDA_VERSION_USED, flags);
 }
 
 #define CALL(type, name, flags, ...)                                                               \
@@ -37,6 +43,20 @@ static void *entry(const char *name, cuuint64_t flags)
         type fn_ = (type)entry(name, flags);                                                       \
         fn_ ? fn_(__VA_ARGS__) : CUDA_ERROR_NOT_FOUND;                                             \
     })
+/* The variant an older program gets: the entry point at CUDA `version`. */
+#define CALL_AT(type, name, version, ...)                                                          \
+    ({                                                                                             \
+        type fn_ = (type)entry_at(name, version, 0);                                               \
+        fn_ ? fn_(__VA_ARGS__) : CUDA_ERROR_NOT_FOUND;                                             \
+    })
+typedef CUresult (*f_alloc32)(CUdeviceptr_v1 *, unsigned);
+typedef CUresult (*f_pitch32)(CUdeviceptr_v1 *, unsigned *, unsigned, unsigned, unsigned);
+typedef CUresult (*f_meminfo32)(unsigned *, unsigned *);
+typedef CUresult (*f_totalmem32)(unsigned *, CUdevice);
+typedef CUresult (*f_arr32)(CUarray *, const CUDA_ARRAY_DESCRIPTOR_v1 *);
+typedef CUresult (*f_arr3_32)(CUarray *, const CUDA_ARRAY3D_DESCRIPTOR_v1 *);
+typedef CUresult (*f_dev)(CUdevice);
+typedef CUresult (*f_ctxcreate2)(CUcontext *, unsigned, CUdevice);
 
 typedef CUresult (*f_u)(unsigned);
 typedef CUresult (*f_ctxretain)(CUcontext *, CUdevice);
@@ -96,10 +116,15 @@ static void ok_id(uint64_t v)
     printf("ok %d\n", n_ids++);
 }
 
+static uint64_t id_of_num(uint64_t i)
+{
+    return i < (uint64_t)n_ids ? ids[i] : 0;
+}
+
 static uint64_t id_of(const char *s)
 {
     int i = atoi(s);
-    return (i >= 0 && i < n_ids) ? ids[i] : 0;
+    return i >= 0 ? id_of_num((uint64_t)i) : 0;
 }
 
 static void reply(CUresult r)
@@ -125,6 +150,54 @@ static void where(void *p)
     printf("ok %s %s\n", base ? base + 1 : info.dli_fname, info.dli_sname ? info.dli_sname : "?");
 }
 
+/* The 32-bit and other pre-current variants, asked for at the version that
+ * returns them: "legacy NAME ARGS". */
+static void legacy(const char *name, uint64_t x, uint64_t y, uint64_t z)
+{
+    CUresult r;
+    if (!strcmp(name, "alloc")) {
+        CUdeviceptr_v1 p;
+        r = CALL_AT(f_alloc32, "cuMemAlloc", 3000, &p, (unsigned)x);
+        r ? reply(r) : ok_id(p);
+    } else if (!strcmp(name, "pitch")) {
+        CUdeviceptr_v1 p;
+        unsigned pitch;
+        r = CALL_AT(f_pitch32, "cuMemAllocPitch", 3000, &p, &pitch, (unsigned)x, (unsigned)y, 4);
+        r ? reply(r) : ok_id(p);
+    } else if (!strcmp(name, "meminfo")) {
+        unsigned f = 0, t = 0;
+        r = CALL_AT(f_meminfo32, "cuMemGetInfo", 3000, &f, &t);
+        r ? reply(r) : (void)printf("ok %u %u\n", f, t);
+    } else if (!strcmp(name, "totalmem")) {
+        unsigned t = 0;
+        r = CALL_AT(f_totalmem32, "cuDeviceTotalMem", 3000, &t, 0);
+        r ? reply(r) : (void)printf("ok %u\n", t);
+    } else if (!strcmp(name, "array")) {
+        CUDA_ARRAY_DESCRIPTOR_v1 d = {(unsigned)x, (unsigned)y, CU_AD_FORMAT_FLOAT, 1};
+        CUarray h;
+        r = CALL_AT(f_arr32, "cuArrayCreate", 3000, &h, &d);
+        r ? reply(r) : ok_id((uint64_t)(uintptr_t)h);
+    } else if (!strcmp(name, "array3d")) {
+        CUDA_ARRAY3D_DESCRIPTOR_v1 d = {(unsigned)x, (unsigned)y, (unsigned)z, CU_AD_FORMAT_FLOAT,
+                                        1, 0};
+        CUarray h;
+        r = CALL_AT(f_arr3_32, "cuArray3DCreate", 3000, &h, &d);
+        r ? reply(r) : ok_id((uint64_t)(uintptr_t)h);
+    } else if (!strcmp(name, "release")) {
+        reply(CALL_AT(f_dev, "cuDevicePrimaryCtxRelease", 7000, (CUdevice)x));
+    } else if (!strcmp(name, "reset")) {
+        reply(CALL_AT(f_dev, "cuDevicePrimaryCtxReset", 7000, (CUdevice)x));
+    } else if (!strcmp(name, "ctxnew")) {
+        CUcontext ctx;
+        r = CALL_AT(f_ctxcreate2, "cuCtxCreate", 3010, &ctx, 0, (CUdevice)x);
+        r ? reply(r) : ok_id((uint64_t)(uintptr_t)ctx);
+    } else if (!strcmp(name, "ctxdestroy")) {
+        reply(CALL_AT(f_ctxset, "cuCtxDestroy", 3010, (CUcontext)(uintptr_t)id_of_num(x)));
+    } else {
+        printf("err unknown-legacy\n");
+    }
+}
+
 /* The launch entry points a burn can use: every one the library arbitrates. */
 typedef CUresult (*f_kernel)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
                              unsigned, CUstream, void **, void **);
@@ -132,12 +205,19 @@ typedef CUresult (*f_kernel_ex)(const CUlaunchConfig *, CUfunction, void **, voi
 typedef CUresult (*f_coop)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
                            unsigned, CUstream, void **);
 typedef CUresult (*f_graph_launch)(CUgraphExec, CUstream);
+typedef CUresult (*f_paramseti)(CUfunction, int, unsigned);
+typedef CUresult (*f_grid)(CUfunction, int, int);
+typedef CUresult (*f_grid_async)(CUfunction, int, int, CUstream);
+typedef CUresult (*f_multi)(CUDA_LAUNCH_PARAMS *, unsigned, unsigned);
 static struct {
-    int kind; /* 0 kernel, 1 ex, 2 coop, 3 graph */
+    int kind; /* 0 kernel, 1 ex, 2 coop, 3 graph, 4 grid, 5 grid async, 6 multi-device */
     f_kernel kernel;
     f_kernel_ex ex;
     f_coop coop;
     f_graph_launch graph;
+    f_grid grid;
+    f_grid_async grid_async;
+    f_multi multi;
     CUgraphExec exec;
 } L;
 
@@ -158,6 +238,21 @@ static CUresult launcher_setup(const char *kind, unsigned dur)
         L.kind = 2;
         L.coop = (f_coop)entry("cuLaunchCooperativeKernel", pt);
         return L.coop ? CUDA_SUCCESS : CUDA_ERROR_NOT_FOUND;
+    }
+    if (!strcmp(kind, "grid") || !strcmp(kind, "gridasync")) {
+        /* The pre-4.0 API: the duration is set on the function first. */
+        f_paramseti set = (f_paramseti)entry("cuParamSeti", 0);
+        L.kind = kind[4] ? 5 : 4;
+        L.grid = (f_grid)entry("cuLaunchGrid", 0);
+        L.grid_async = (f_grid_async)entry("cuLaunchGridAsync", 0);
+        if (!set || !L.grid || !L.grid_async)
+            return CUDA_ERROR_NOT_FOUND;
+        return set((CUfunction)(uintptr_t)1, 0, dur);
+    }
+    if (!strcmp(kind, "multi")) {
+        L.kind = 6;
+        L.multi = (f_multi)entry("cuLaunchCooperativeKernelMultiDevice", 0);
+        return L.multi ? CUDA_SUCCESS : CUDA_ERROR_NOT_FOUND;
     }
     if (!strncmp(kind, "graph", 5)) {
         L.kind = 3;
@@ -182,9 +277,30 @@ static CUresult launch_one(void **params)
         return L.coop(f, 1, 1, 1, 1, 1, 1, 0, NULL, params);
     case 3:
         return L.graph(L.exec, NULL);
+    case 4:
+        return L.grid(f, 1, 1);
+    case 5:
+        return L.grid_async(f, 1, 1, NULL);
+    case 6: {
+        CUDA_LAUNCH_PARAMS p = {f, 1, 1, 1, 1, 1, 1, 0, NULL, params};
+        return L.multi(&p, 1, 0);
+    }
     default:
         return L.kernel(f, 1, 1, 1, 1, 1, 1, 0, NULL, params, NULL);
     }
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
 }
 
 struct sampler {
@@ -392,6 +508,8 @@ static void run(char *cmd, char *a, char *b, char *c, char *e4)
             printf("err %d status=%d\n", r, st);
         else
             where(p);
+    } else if (!strcmp(cmd, "legacy")) {
+        legacy(a ? a : "", y, z, e4 ? strtoull(e4, NULL, 0) : 0);
     } else if (!strcmp(cmd, "dlsym")) {
         where(dlsym(libcuda, a ? a : ""));
     } else if (!strcmp(cmd, "nvml")) {
@@ -455,6 +573,43 @@ static void run(char *cmd, char *a, char *b, char *c, char *e4)
             printf("err %d\n", r);
         else
             printf("ok %llu %llu\n", sm.busy_in_window, n);
+    } else if (!strcmp(cmd, "service")) {
+        /* service US K GAP MS: a latency-sensitive service. Each request is
+         * K kernels of US microseconds and a synchronize; requests come
+         * with exponential gaps of mean GAP ms, for MS ms. Prints the p50
+         * and p99 request latency and the number of requests (µs). */
+        unsigned dur = (unsigned)x, k = (unsigned)y, gap_ms = (unsigned)z;
+        uint64_t ms = e4 ? strtoull(e4, NULL, 0) : 1000;
+        void *params[] = {&dur};
+        f_void sync = (f_void)entry("cuCtxSynchronize", 0);
+        if (!sync || launcher_setup("kernel", dur) != CUDA_SUCCESS) {
+            printf("err launcher\n");
+            return;
+        }
+        static uint64_t lat[100000];
+        size_t n = 0;
+        unsigned seed = 7;
+        uint64_t end = now_ns() + ms * 1000000ull;
+        r = CUDA_SUCCESS;
+        while (now_ns() < end && n < sizeof lat / sizeof lat[0] && r == CUDA_SUCCESS) {
+            uint64_t t0 = now_ns();
+            for (unsigned i = 0; i < k && r == CUDA_SUCCESS; i++)
+                r = launch_one(params);
+            if (r == CUDA_SUCCESS)
+                r = sync();
+            lat[n++] = (now_ns() - t0) / 1000;
+            double u = (rand_r(&seed) + 1.0) / ((double)RAND_MAX + 2.0);
+            uint64_t g = (uint64_t)(-log(u) * gap_ms * 1e6);
+            struct timespec ts = {(time_t)(g / 1000000000ull), (long)(g % 1000000000ull)};
+            nanosleep(&ts, NULL);
+        }
+        if (r != CUDA_SUCCESS || !n) {
+            printf("err %d\n", r);
+            return;
+        }
+        qsort(lat, n, sizeof lat[0], cmp_u64);
+        printf("ok %llu %llu %zu\n", (unsigned long long)lat[n / 2],
+               (unsigned long long)lat[n * 99 / 100], n);
     } else if (!strcmp(cmd, "exit")) {
         fflush(stdout);
         exit(0);

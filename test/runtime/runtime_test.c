@@ -197,8 +197,32 @@ static void test_lookup_returns_hooks_of_the_right_variant(void **state)
     /* dlsym on the driver's handle. */
     assert_string_equal(cmd(&c, "dlsym cuMemAlloc_v2"), "ok libflexpu-cuda.so cuMemAlloc_v2");
     assert_string_equal(cmd(&c, "dlsym cuMemFreeAsync"), "ok libcuda.so.1 cuMemFreeAsync");
-    /* The 32-bit cuMemAlloc by name: no hook, so not handed out. */
-    assert_string_equal(cmd(&c, "dlsym cuMemAlloc"), "ok null");
+    /* Older variants, which real libraries still ask for (libcudart 12 and
+     * 13 ask for cuDevicePrimaryCtxRelease at 7000), each get their own
+     * hook, by lookup and by name. */
+    static const char *const legacy[][2] = {
+        {"cuDevicePrimaryCtxRelease 7000 0", "cuDevicePrimaryCtxRelease"},
+        {"cuDevicePrimaryCtxReset 7000 0", "cuDevicePrimaryCtxReset"},
+        {"cuCtxCreate 3010 0", "cuCtxCreate"},
+        {"cuCtxDestroy 3010 0", "cuCtxDestroy"},
+        {"cuMemAlloc 3000 0", "cuMemAlloc"},
+        {"cuMemAllocPitch 3000 0", "cuMemAllocPitch"},
+        {"cuMemFree 3000 0", "cuMemFree"},
+        {"cuArrayCreate 3000 0", "cuArrayCreate"},
+        {"cuArray3DCreate 3000 0", "cuArray3DCreate"},
+        {"cuMemGetInfo 3000 0", "cuMemGetInfo"},
+        {"cuDeviceTotalMem 3000 0", "cuDeviceTotalMem"},
+        {"cuLaunch 13000 0", "cuLaunch"},
+        {"cuLaunchGrid 13000 0", "cuLaunchGrid"},
+        {"cuLaunchGridAsync 13000 0", "cuLaunchGridAsync"},
+        {"cuLaunchCooperativeKernelMultiDevice 13000 0", "cuLaunchCooperativeKernelMultiDevice"},
+    };
+    for (size_t i = 0; i < sizeof(legacy) / sizeof(legacy[0]); i++) {
+        char expect[160];
+        snprintf(expect, sizeof(expect), "ok libflexpu-cuda.so %s", legacy[i][1]);
+        assert_string_equal(cmd(&c, "lookup %s", legacy[i][0]), expect);
+        assert_string_equal(cmd(&c, "dlsym %s", legacy[i][1]), expect);
+    }
     client_stop(&c);
 }
 
@@ -207,10 +231,61 @@ static void test_unknown_allocation_variant_is_refused(void **state)
     (void)state;
     struct client c;
     client_start(&c, NULL);
-    /* CUDA 3.0 asks for the 32-bit cuMemAlloc, which has no hook: handing
-     * it out would let allocations escape the quota. */
-    const char *r = cmd(&c, "lookup cuMemAlloc 3000 0");
-    assert_string_equal(r, "err 500 status=1");
+    /* A variant newer than the library (the fake's cuMemAlloc_v9 stands for
+     * one) has no hook: handing it out would let allocations escape the
+     * quota, so the caller gets the driver's answer for an unknown symbol,
+     * by lookup and by name. */
+    assert_string_equal(cmd(&c, "lookup cuMemAlloc 99000 0"), "err 500 status=1");
+    assert_string_equal(cmd(&c, "dlsym cuMemAlloc_v9"), "ok null");
+    client_stop(&c);
+}
+
+/* The older ABIs keep the quota and the slice's view: 32-bit reports,
+ * 32-bit descriptors, and context calls that free what the context held. */
+static void test_legacy_variants_keep_the_quota(void **state)
+{
+    (void)state;
+    struct client c;
+    const char *const env[] = {"FLEXPU_TENANT=a", "FLEXPU_MEMORY_LIMIT=1Gi",
+                               "FLEXPU_CONTEXT_OVERHEAD=100Mi", NULL};
+    client_ready(&c, env);
+    char expect[64];
+    snprintf(expect, sizeof(expect), "ok %llu %llu", GiB - 100 * MiB, GiB);
+    assert_string_equal(cmd(&c, "legacy meminfo"), expect);
+    snprintf(expect, sizeof(expect), "ok %llu", GiB);
+    assert_string_equal(cmd(&c, "legacy totalmem"), expect);
+    /* Over the quota: refused before the driver is asked; within it, the
+     * driver's own answer (the fake has no 32-bit addresses), nothing kept. */
+    assert_string_equal(cmd(&c, "legacy alloc %llu", 2 * GiB), "err 2");
+    assert_string_equal(cmd(&c, "legacy alloc %llu", 64 * MiB), "err 801");
+    assert_string_equal(cmd(&c, "legacy pitch 1048576 2048"), "err 2");
+    assert_string_equal(cmd(&c, "legacy pitch 1024 16"), "err 801");
+    assert_int_equal(node_usage("a"), 100 * MiB);
+    /* 32-bit array descriptors: charged like the current ones, credited by
+     * the current destroy. */
+    assert_string_equal(cmd(&c, "legacy array 8192 8192"), "ok 0");
+    assert_int_equal(node_usage("a"), 100 * MiB + 256 * MiB);
+    assert_string_equal(cmd(&c, "legacy array3d 1024 1024 128"), "ok 1");
+    assert_int_equal(node_usage("a"), 100 * MiB + 256 * MiB + 512 * MiB);
+    assert_string_equal(cmd(&c, "legacy array3d 1024 1024 128"), "err 2");
+    assert_string_equal(cmd(&c, "arrfree 1"), "ok");
+    assert_string_equal(cmd(&c, "arrfree 0"), "ok");
+    assert_int_equal(node_usage("a"), 100 * MiB);
+    /* The CUDA 7.0 release and reset (libcudart's) credit the primary
+     * context's memory; the 2.0 create and destroy credit their own. */
+    assert_string_equal(cmd(&c, "alloc %llu", 300 * MiB), "ok 2");
+    assert_string_equal(cmd(&c, "legacy release 0"), "ok");
+    assert_int_equal(node_usage("a"), 0);
+    assert_string_equal(cmd(&c, "ctx 0"), "ok");
+    assert_string_equal(cmd(&c, "alloc %llu", 300 * MiB), "ok 3");
+    assert_string_equal(cmd(&c, "legacy reset 0"), "ok");
+    assert_int_equal(node_usage("a"), 0);
+    assert_string_equal(cmd(&c, "ctx 0"), "ok");
+    assert_string_equal(cmd(&c, "legacy ctxnew 0"), "ok 4");
+    assert_string_equal(cmd(&c, "alloc %llu", 200 * MiB), "ok 5");
+    assert_int_equal(node_usage("a"), 300 * MiB);
+    assert_string_equal(cmd(&c, "legacy ctxdestroy 4"), "ok");
+    assert_int_equal(node_usage("a"), 100 * MiB);
     client_stop(&c);
 }
 
@@ -587,7 +662,8 @@ static void test_idle_tenant_time_flows_to_others(void **state)
 static void test_every_launch_path_is_arbitrated(void **state)
 {
     (void)state;
-    static const char *const kinds[] = {"kernel_ptsz", "ex", "ex_ptsz", "coop", "graph"};
+    static const char *const kinds[] = {"kernel_ptsz", "ex",   "ex_ptsz",   "coop",
+                                        "graph",       "grid", "gridasync", "multi"};
     for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
         struct client c[2];
         char name[32];
@@ -793,6 +869,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_lookup_returns_hooks_of_the_right_variant, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_legacy_variants_keep_the_quota, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_allocation_variant_is_refused, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_meminfo_reports_the_quota, setup, teardown),
