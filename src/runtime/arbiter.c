@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "runtime/arbiter.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
@@ -26,11 +27,12 @@
 #define SUB(p, v) __atomic_fetch_sub((p), (v), __ATOMIC_SEQ_CST)
 
 /* The futex is in a MAP_SHARED file mapping, so it must not be a private
- * futex: waiters are in other processes. */
-static void futex_wait(uint32_t *addr, uint32_t seen, uint64_t timeout_ns)
+ * futex: waiters are in other processes. Returns 1 when the wait was cut
+ * short by a signal handler running on this thread. */
+static int futex_wait(uint32_t *addr, uint32_t seen, uint64_t timeout_ns)
 {
     struct timespec ts = {(time_t)(timeout_ns / 1000000000ull), (long)(timeout_ns % 1000000000ull)};
-    syscall(SYS_futex, addr, FUTEX_WAIT, seen, &ts, NULL, 0);
+    return syscall(SYS_futex, addr, FUTEX_WAIT, seen, &ts, NULL, 0) != 0 && errno == EINTR;
 }
 
 static void futex_wake_all(uint32_t *addr)
@@ -358,6 +360,33 @@ static uint64_t wait_for(const struct fx_gpu_state *st, int t)
     return w;
 }
 
+/* When a wait for the GPU begun at t0 ends, granted or not: on the main
+ * thread FX_ARB_MAIN_WAIT_MAX_NS later, elsewhere never. */
+static uint64_t wait_deadline(uint64_t t0)
+{
+    return syscall(SYS_gettid) == getpid() ? t0 + FX_ARB_MAIN_WAIT_MAX_NS : UINT64_MAX;
+}
+
+/* Whether a wait for the GPU should end without it: the process is
+ * exiting, the wait reached its deadline, or a signal interrupted it
+ * (`signalled`, 0 if none did) long enough ago. */
+static int stop_waiting(uint64_t deadline, uint64_t signalled)
+{
+    if (fx_process_exiting())
+        return 1;
+    uint64_t now = fx_mono_ns();
+    return now >= deadline || (signalled && now - signalled >= FX_ARB_SIGNAL_GRACE_NS);
+}
+
+/* Ends a wait without the GPU: the launch goes ahead outside any slice,
+ * announced like a granted one (fx_arb_launch_done ends it). */
+static uint64_t give_up(struct fx_proc_rec *p, uint64_t t0)
+{
+    ADD(&p->launching, 1);
+    SUB(&p->waiting, 1);
+    return fx_mono_ns() - t0;
+}
+
 uint64_t fx_arb_acquire(struct fx_gpu *g)
 {
     struct fx_gpu_state *st = g->st;
@@ -374,8 +403,10 @@ uint64_t fx_arb_acquire(struct fx_gpu *g)
     STORE(&p->poll_ns, t0);
     ADD(&p->waiting, 1);
     __atomic_fetch_or(&a->demand, 1u << g->tenant, __ATOMIC_SEQ_CST);
+    uint64_t deadline = wait_deadline(t0), signalled = 0;
     for (;;) {
-        fx_gpu_lock(g);
+        if (stop_waiting(deadline, signalled) || fx_gpu_lock(g) != 0)
+            return give_up(p, t0);
         /* The clock is read under the lock, so decisions never go back in
          * time against one another. */
         uint64_t now = fx_mono_ns();
@@ -404,28 +435,31 @@ uint64_t fx_arb_acquire(struct fx_gpu *g)
         SUB(&p->launching, 1);
         uint64_t sleep_ns = wait_for(st, g->tenant);
         fx_gpu_unlock(g);
-        futex_wait(&a->seq, seen, sleep_ns);
+        if (futex_wait(&a->seq, seen, sleep_ns) && !signalled)
+            signalled = fx_mono_ns();
     }
 }
 
-void fx_arb_set_inflight(struct fx_gpu *g, uint32_t inflight)
+int fx_arb_set_inflight(struct fx_gpu *g, uint32_t inflight)
 {
     struct fx_gpu_state *st = g->st;
     struct fx_proc_rec *p = &st->procs[g->slot];
     uint32_t before = LOAD(&p->inflight);
     if (inflight == before)
-        return;
+        return 0;
     if (inflight == 0)
         STORE(&p->drained_ns, fx_mono_ns());
     STORE(&p->inflight, inflight);
-    if (inflight)
-        return;
     /* This process drained: if its tenant's slice is over, the hand-over
      * may be due now rather than at the next waiter's poll. */
-    if (LOAD(&st->arb.holder) == (uint32_t)g->tenant + 1 &&
-        fx_mono_ns() >= LOAD(&st->arb.slice_end_ns)) {
-        fx_gpu_lock(g);
-        fx_arb_step_locked(g, fx_mono_ns());
-        fx_gpu_unlock(g);
-    }
+    return inflight == 0 && LOAD(&st->arb.holder) == (uint32_t)g->tenant + 1 &&
+           fx_mono_ns() >= LOAD(&st->arb.slice_end_ns);
+}
+
+void fx_arb_hand_over(struct fx_gpu *g)
+{
+    if (fx_gpu_lock(g) != 0)
+        return;
+    fx_arb_step_locked(g, fx_mono_ns());
+    fx_gpu_unlock(g);
 }

@@ -20,6 +20,21 @@
 #define FX_ARB_IDLE_NS (2 * 1000 * 1000ull)     /* no launch for this long = idle */
 #define FX_ARB_DRAIN_MAX_NS (200 * 1000 * 1000ull) /* a holder that cannot drain */
 #define FX_ARB_BURST_NS (20 * 1000 * 1000ull)   /* most a capped tenant can save up */
+/* A wait for the GPU during which a signal handler ran on the waiting thread
+ * lasts at most this much longer: the application may need that thread back
+ * to act on the signal (Python runs its signal handlers on the main thread,
+ * between two calls). Longer than a slice, so that the timer signals of
+ * profilers barely change who gets the GPU. */
+#define FX_ARB_SIGNAL_GRACE_NS (50 * 1000 * 1000ull)
+/* The most the main thread waits for the GPU per launch. A handler that only
+ * sets a flag for the main thread to act on (Python's, for SIGINT and any
+ * handler set from Python) may run while that thread is between two waits,
+ * and then no wait is interrupted: this bound is what guarantees that the
+ * main thread gets back to the flag. It only matters to a tenant starved
+ * for longer: a lower priority beside one that keeps the GPU busy (a 1% cap
+ * waits at most one second for its next slice), which then runs one launch
+ * every 2 s outside its slice. */
+#define FX_ARB_MAIN_WAIT_MAX_NS (2000 * 1000 * 1000ull)
 /* A capped tenant waits until it has saved a whole slice: short slices
  * would each pay the hand-over's fixed cost, which the cap would then
  * count as GPU time. */
@@ -31,7 +46,11 @@ int fx_arb_fast_path(struct fx_gpu *g, int capped);
 
 /* Blocks until this process's tenant holds the GPU (or `now` shows its
  * slice is still running). Returns the nanoseconds it waited. The launch
- * counts as in flight until fx_arb_launch_done. */
+ * counts as in flight until fx_arb_launch_done. The wait ends without the
+ * GPU once the process is exiting (fx_process_exiting), within
+ * FX_ARB_SIGNAL_GRACE_NS of a signal handled on the waiting thread, and
+ * after FX_ARB_MAIN_WAIT_MAX_NS on the main thread: the launch then goes
+ * ahead outside any slice. */
 uint64_t fx_arb_acquire(struct fx_gpu *g);
 
 /* Records a launch (for idleness). */
@@ -39,9 +58,13 @@ void fx_arb_launched(struct fx_gpu *g, uint64_t now);
 /* Ends what fx_arb_acquire began: the launch is marked (or failed). */
 void fx_arb_launch_done(struct fx_gpu *g);
 
-/* Publishes how much of this process's work is in flight; when it reaches
- * zero and the tenant's slice is over, passes the slice on. */
-void fx_arb_set_inflight(struct fx_gpu *g, uint32_t inflight);
+/* Publishes how much of this process's work is in flight. Returns 1 when
+ * it reached zero and the tenant's slice is over: the hand-over is due now
+ * rather than at the next waiter's poll, and the caller makes it with
+ * fx_arb_hand_over once it holds no lock of its own (the hand-over takes the
+ * GPU state's lock, which a peer may hold). */
+int fx_arb_set_inflight(struct fx_gpu *g, uint32_t inflight);
+void fx_arb_hand_over(struct fx_gpu *g);
 
 /* The process's in-flight count is being looked after (the monitor calls
  * it on every poll): without it, counts older than the staleness limit are

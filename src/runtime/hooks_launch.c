@@ -47,20 +47,50 @@ struct tracker {
     uint64_t last_done_ns;    /* when a marker was last seen complete */
 };
 
+/* trk_lock is held across driver calls (queries, records): at exit it is
+ * only ever waited for within a bound, in case a thread that exit() left
+ * running is stuck in one of them. */
 static pthread_mutex_t trk_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t trk_cond = PTHREAD_COND_INITIALIZER;
 static struct tracker trackers[FX_MAX_DEVICES];
 static pthread_t monitor;
-static int monitor_state; /* 0 none, 1 running, 2 stopping */
+/* 0 none, 1 running, 2 stopping, 3 could not start. Atomic: the exit
+ * handler reads it without trk_lock. */
+static int monitor_state;
+static int monitor_done; /* the monitor has left its loop: a join is immediate */
+/* How long exit waits for trk_lock and for the monitor to stop: both take
+ * microseconds unless a thread is stuck in the driver, which exit must not
+ * wait for. */
+#define EXIT_WAIT_NS (200 * 1000 * 1000ull)
+
+/* Takes `m` within `ns`; 0 if it stayed taken. */
+static int lock_within(pthread_mutex_t *m, uint64_t ns)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t end = (uint64_t)ts.tv_nsec + ns;
+    ts.tv_sec += (time_t)(end / 1000000000ull);
+    ts.tv_nsec = (long)(end % 1000000000ull);
+    return pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &ts) == 0;
+}
+
+static void sleep_ns(long ns)
+{
+    struct timespec ts = {0, ns};
+    nanosleep(&ts, NULL);
+}
 
 /* Caller holds trk_lock. Retires completed markers; returns how many are
- * still in flight. The queries run in relaxed capture mode: another thread
- * of the application may be capturing in global mode. */
-static int poll_tracker(struct tracker *t)
+ * still in flight. When this process drained with its tenant's slice over,
+ * *due is set: the caller hands the slice over once it has let go of
+ * trk_lock. The queries run in relaxed capture mode: another thread of the
+ * application may be capturing in global mode. None runs once the process
+ * is exiting (the driver may be going away under them). */
+static int poll_tracker(struct tracker *t, struct fx_gpu **due)
 {
     CUstreamCaptureMode saved;
     fx_rt_relaxed_begin(&saved);
-    for (int i = 0; i < MAX_INFLIGHT; i++) {
+    for (int i = 0; i < MAX_INFLIGHT && !fx_process_exiting(); i++) {
         if (t->busy[i] && fx_real.cuEventQuery(t->ev[i]) != CUDA_ERROR_NOT_READY) {
             /* With work queued behind it, the time since the previous
              * completion is the GPU time this marker covered. */
@@ -83,9 +113,15 @@ static int poll_tracker(struct tracker *t)
     fx_rt_relaxed_end(&saved);
     if (t->g) {
         fx_arb_heartbeat(t->g, fx_mono_ns());
-        fx_arb_set_inflight(t->g, (uint32_t)t->count);
+        if (fx_arb_set_inflight(t->g, (uint32_t)t->count))
+            *due = t->g;
     }
     return t->count;
+}
+
+static int monitoring(void)
+{
+    return __atomic_load_n(&monitor_state, __ATOMIC_RELAXED) == 1 && !fx_process_exiting();
 }
 
 /* Keeps the published in-flight counts true while the application is busy
@@ -99,66 +135,90 @@ static void *monitor_main(void *arg)
     if (fx_real.cuThreadExchangeStreamCaptureMode)
         fx_real.cuThreadExchangeStreamCaptureMode(&mode);
     pthread_mutex_lock(&trk_lock);
-    while (monitor_state == 1) {
-        int inflight = 0, contended = 0;
-        for (int d = 0; d < FX_MAX_DEVICES; d++) {
+    while (monitoring()) {
+        int inflight = 0, contended = 0, n_due = 0;
+        struct fx_gpu *due[FX_MAX_DEVICES];
+        for (int d = 0; d < FX_MAX_DEVICES && monitoring(); d++) {
             if (!trackers[d].count)
                 continue;
             /* Event queries need no current context on the drivers seen,
              * but the markers' own context costs nothing to be sure. */
             if (trackers[d].ctx && fx_real.cuCtxSetCurrent)
                 fx_real.cuCtxSetCurrent(trackers[d].ctx);
-            inflight += poll_tracker(&trackers[d]);
+            struct fx_gpu *g = NULL;
+            inflight += poll_tracker(&trackers[d], &g);
+            if (g)
+                due[n_due++] = g;
             if (trackers[d].g && fx_arb_contended(trackers[d].g))
                 contended = 1;
         }
-        if (inflight) {
+        if (inflight || n_due) {
             pthread_mutex_unlock(&trk_lock);
+            for (int i = 0; i < n_due; i++)
+                fx_arb_hand_over(due[i]);
             /* Alone on the GPU nothing waits on these counts but the
              * beginning of contention (a settle, bounded anyway): poll
              * rarely, and leave the cores to the application. */
-            struct timespec ts = {0, contended ? MONITOR_POLL_NS : MONITOR_IDLE_POLL_NS};
-            nanosleep(&ts, NULL);
+            if (inflight)
+                sleep_ns(contended ? MONITOR_POLL_NS : MONITOR_IDLE_POLL_NS);
             pthread_mutex_lock(&trk_lock);
         } else {
             pthread_cond_wait(&trk_cond, &trk_lock);
         }
     }
     pthread_mutex_unlock(&trk_lock);
+    __atomic_store_n(&monitor_done, 1, __ATOMIC_RELEASE);
     return NULL;
 }
 
 /* Stops the monitor before the driver is torn down at exit (handlers run in
- * reverse order, and this one is registered after the driver's). */
+ * reverse order, and this one is registered after the driver's). Exit never
+ * waits for it long: a monitor stuck in a driver call, or behind a thread
+ * that is (holding trk_lock), is left to end with the process. */
 static void stop_monitor(void)
 {
-    pthread_mutex_lock(&trk_lock);
-    if (monitor_state != 1) {
-        pthread_mutex_unlock(&trk_lock);
+    fx_process_set_exiting();
+    if (__atomic_load_n(&monitor_state, __ATOMIC_RELAXED) != 1)
         return;
+    __atomic_store_n(&monitor_state, 2, __ATOMIC_RELAXED);
+    /* Woken under its lock, so the wake-up cannot fall between its check
+     * and its wait. */
+    if (lock_within(&trk_lock, EXIT_WAIT_NS)) {
+        pthread_cond_broadcast(&trk_cond);
+        pthread_mutex_unlock(&trk_lock);
     }
-    monitor_state = 2;
-    pthread_cond_broadcast(&trk_cond);
-    pthread_mutex_unlock(&trk_lock);
-    pthread_join(monitor, NULL);
+    uint64_t deadline = fx_mono_ns() + EXIT_WAIT_NS;
+    while (!__atomic_load_n(&monitor_done, __ATOMIC_ACQUIRE) && fx_mono_ns() < deadline)
+        sleep_ns(1000 * 1000);
+    if (__atomic_load_n(&monitor_done, __ATOMIC_ACQUIRE))
+        pthread_join(monitor, NULL);
 }
 
+/* Not once exit has begun: its exit handler could no longer be counted on
+ * to run before the driver's teardown. */
 static void start_monitor_locked(void)
 {
-    if (monitor_state != 0)
+    if (__atomic_load_n(&monitor_state, __ATOMIC_RELAXED) != 0 || fx_process_exiting())
         return;
     if (pthread_create(&monitor, NULL, monitor_main, NULL) == 0) {
-        monitor_state = 1;
+        __atomic_store_n(&monitor_state, 1, __ATOMIC_RELAXED);
         atexit(stop_monitor);
     } else {
         FX_WARN(COMP, "cannot start the in-flight monitor; hand-overs wait for polls", NULL);
-        monitor_state = 3;
+        __atomic_store_n(&monitor_state, 3, __ATOMIC_RELAXED);
     }
 }
 
+/* At exit the markers are looked at no more, so a lock that stays taken is
+ * not waited for: the context's teardown goes on without forgetting them. */
 void fx_launch_forget_ctx(CUcontext ctx)
 {
-    pthread_mutex_lock(&trk_lock);
+    int locked = fx_process_exiting() ? lock_within(&trk_lock, EXIT_WAIT_NS)
+                                      : pthread_mutex_lock(&trk_lock) == 0;
+    if (!locked)
+        return;
+    struct fx_gpu *due[FX_MAX_DEVICES];
+    int n_due = 0;
     for (int d = 0; d < FX_MAX_DEVICES; d++) {
         struct tracker *t = &trackers[d];
         if (t->ctx != ctx)
@@ -167,10 +227,12 @@ void fx_launch_forget_ctx(CUcontext ctx)
         memset(t->busy, 0, sizeof(t->busy));
         t->count = 0;
         t->ctx = NULL;
-        if (t->g)
-            fx_arb_set_inflight(t->g, 0);
+        if (t->g && fx_arb_set_inflight(t->g, 0))
+            due[n_due++] = t->g;
     }
     pthread_mutex_unlock(&trk_lock);
+    for (int i = 0; i < n_due; i++)
+        fx_arb_hand_over(due[i]);
 }
 
 void fx_launch_forget_all(void)
@@ -181,6 +243,7 @@ void fx_launch_forget_all(void)
     trk_cond = fresh_cond;
     memset(trackers, 0, sizeof(trackers));
     monitor_state = 0;
+    monitor_done = 0;
 }
 
 /* Records a marker after a launch, first waiting for the process's marked
@@ -190,46 +253,47 @@ void fx_launch_forget_all(void)
  * for something only the host will do); past the bound the launch simply
  * goes unmarked. */
 #define TRACK_WAIT_MAX_NS FX_ARB_DRAIN_MAX_NS
-static void track(CUdevice dev, struct fx_gpu *g, CUstream stream, int per_thread, int bound)
+enum { BELOW, INTERRUPTED, TIMED_OUT };
+
+/* Caller holds trk_lock, which is let go while sleeping. Waits for the
+ * marked work in flight to fall below `bound`; a hand-over found due on the
+ * way is made, or left in *due. Also stops waiting when a signal handler
+ * ran on this thread (the application may need it back to act on the
+ * signal) or the process began to exit. */
+static int wait_below(struct tracker *t, int bound, struct fx_gpu **due)
 {
-    if (dev < 0 || dev >= FX_MAX_DEVICES || !fx_real.cuEventRecord || !fx_real.cuEventQuery)
-        return;
-    pthread_mutex_lock(&trk_lock);
-    struct tracker *t = &trackers[dev];
-    t->g = g;
-    if (!t->every)
-        __atomic_store_n(&t->every, EVERY_START, __ATOMIC_RELAXED);
-    __atomic_store_n(&t->last_marker_ns, fx_mono_ns(), __ATOMIC_RELAXED);
-    if (fx_real.cuCtxGetCurrent)
-        fx_real.cuCtxGetCurrent(&t->ctx);
-    __atomic_store_n(&t->since_marker, 0, __ATOMIC_RELAXED);
     uint64_t deadline = 0;
-    while (poll_tracker(t) >= bound) {
+    while (poll_tracker(t, due) >= bound) {
         uint64_t now = fx_mono_ns();
         if (!deadline)
             deadline = now + TRACK_WAIT_MAX_NS;
-        if (now >= deadline) {
-            static int warned;
-            if (!__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
-                FX_WARN(COMP, "work in flight does not complete; launching unmarked", "device=%d",
-                        (int)dev);
-            pthread_mutex_unlock(&trk_lock);
-            return;
-        }
+        if (now >= deadline)
+            return TIMED_OUT;
         pthread_mutex_unlock(&trk_lock);
+        if (*due) {
+            fx_arb_hand_over(*due);
+            *due = NULL;
+        }
         /* Sleep, not spin: the cores are the application's (and, on a
          * crowded node, other tenants' processes that must hand over). */
         struct timespec ts = {0, 20 * 1000};
-        nanosleep(&ts, NULL);
+        int interrupted = nanosleep(&ts, NULL) != 0;
         pthread_mutex_lock(&trk_lock);
+        if (interrupted || fx_process_exiting())
+            return INTERRUPTED;
     }
+    return BELOW;
+}
+
+/* Caller holds trk_lock; the work in flight is below the bound. */
+static void record_marker(struct tracker *t, struct fx_gpu *g, CUstream stream, int per_thread)
+{
     int i = 0;
     while (t->busy[i])
         i++;
     if (!t->ev[i] &&
         (!fx_real.cuEventCreate || fx_real.cuEventCreate(&t->ev[i], CU_EVENT_DISABLE_TIMING))) {
         t->ev[i] = NULL;
-        pthread_mutex_unlock(&trk_lock);
         return;
     }
     CUresult r = per_thread && fx_real.cuEventRecord_ptsz ? fx_real.cuEventRecord_ptsz(t->ev[i], stream)
@@ -237,7 +301,7 @@ static void track(CUdevice dev, struct fx_gpu *g, CUstream stream, int per_threa
     if (r == CUDA_SUCCESS) {
         t->busy[i] = 1;
         t->count++;
-        fx_arb_set_inflight(g, (uint32_t)t->count);
+        (void)fx_arb_set_inflight(g, (uint32_t)t->count); /* more in flight: no hand-over */
         start_monitor_locked();
         pthread_cond_signal(&trk_cond);
     } else {
@@ -247,7 +311,37 @@ static void track(CUdevice dev, struct fx_gpu *g, CUstream stream, int per_threa
          * it may belong to a destroyed context. */
         t->ev[i] = NULL;
     }
+}
+
+/* Once the process is exiting nothing is arbitrated any more, so there is
+ * nothing to mark (and markers would only be waited for). */
+static void track(CUdevice dev, struct fx_gpu *g, CUstream stream, int per_thread, int bound)
+{
+    if (fx_process_exiting() || dev < 0 || dev >= FX_MAX_DEVICES || !fx_real.cuEventRecord ||
+        !fx_real.cuEventQuery)
+        return;
+    struct fx_gpu *due = NULL;
+    pthread_mutex_lock(&trk_lock);
+    struct tracker *t = &trackers[dev];
+    t->g = g;
+    if (!t->every)
+        __atomic_store_n(&t->every, EVERY_START, __ATOMIC_RELAXED);
+    __atomic_store_n(&t->last_marker_ns, fx_mono_ns(), __ATOMIC_RELAXED);
+    if (fx_real.cuCtxGetCurrent)
+        fx_real.cuCtxGetCurrent(&t->ctx);
+    __atomic_store_n(&t->since_marker, 0, __ATOMIC_RELAXED);
+    int waited = wait_below(t, bound, &due);
+    if (waited == BELOW)
+        record_marker(t, g, stream, per_thread);
     pthread_mutex_unlock(&trk_lock);
+    /* Neither the hand-over (another process's lock) nor the warning (a
+     * write that can block) is made under trk_lock. */
+    if (due)
+        fx_arb_hand_over(due);
+    static int warned;
+    if (waited == TIMED_OUT && !__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
+        FX_WARN(COMP, "work in flight does not complete; launching unmarked", "device=%d",
+                (int)dev);
 }
 
 int fx_launch_begin(struct fx_launch *l, CUstream stream, int per_thread)
@@ -272,8 +366,9 @@ int fx_launch_begin(struct fx_launch *l, CUstream stream, int per_thread)
         return CUDA_SUCCESS;
     }
     /* Captured work does not run now: it is arbitrated when the graph is
-     * launched. */
-    if (fx_rt_capturing(stream, per_thread))
+     * launched. Once the process is exiting nothing waits for the GPU: the
+     * launches of its teardown go ahead unarbitrated. */
+    if (fx_rt_capturing(stream, per_thread) || fx_process_exiting())
         return CUDA_SUCCESS;
     fx_arb_acquire(g);
     l->g = g;

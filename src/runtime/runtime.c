@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "flexpu/log.h"
 #include "runtime/ptrmap.h"
@@ -30,6 +32,37 @@ void fx_memory_view(uint64_t quota, uint64_t used, uint64_t phys_total, uint64_t
     uint64_t left = used < cap ? cap - used : 0;
     *total = cap;
     *free = left < phys_free ? left : phys_free;
+}
+
+/* Knowing that the process is exiting (fx_process_exiting) is what lets the
+ * library's waits stop at exit, so it is learnt as early as possible. exit()
+ * on the main thread, a return from main included, first runs that thread's
+ * thread_local destructors (C++ has them run before any static object's),
+ * before any atexit handler or static destructor of the application: one
+ * registered here on the main thread is the earliest point there is. Not run
+ * when the main thread only ends (pthread_exit) while others go on. exit()
+ * from another thread is learnt from an atexit handler (process_exiting),
+ * registered once the driver is initialised, so that it runs before the
+ * driver's own teardown and the destructors of the libraries. */
+extern int __cxa_thread_atexit_impl(void (*fn)(void *), void *arg, void *dso)
+    __attribute__((weak));
+extern void *__dso_handle;
+
+static void main_thread_exiting(void *unused)
+{
+    (void)unused;
+    fx_process_set_exiting();
+}
+
+static void process_exiting(void)
+{
+    fx_process_set_exiting();
+}
+
+__attribute__((constructor)) static void watch_for_exit(void)
+{
+    if (__cxa_thread_atexit_impl && syscall(SYS_gettid) == getpid())
+        __cxa_thread_atexit_impl(main_thread_exiting, NULL, &__dso_handle);
 }
 
 static const char *env_get(const char *name, void *ctx)
@@ -149,6 +182,9 @@ struct fx_gpu *fx_rt_gpu(CUdevice dev, CUresult *rc)
         return NULL;
     }
     __atomic_store_n(&rt.attached[dev], 1, __ATOMIC_RELEASE);
+    static int exit_watched;
+    if (!exit_watched++)
+        atexit(process_exiting);
     pthread_mutex_unlock(&rt.dev_lock);
     FX_DEBUG(COMP, "joined GPU", "device=%d uuid=%s tenant=%s", (int)dev, name, rt.cfg.tenant);
     return &rt.gpus[dev];

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "flexpu/log.h"
+#include "util/clock.h"
 
 #define COMP "flexpu-cuda"
 
@@ -31,12 +32,56 @@ static int ofd_lock(int fd, off_t at, int type, int wait)
     return rc;
 }
 
+static int exiting;
+
+void fx_process_set_exiting(void)
+{
+    __atomic_store_n(&exiting, 1, __ATOMIC_RELAXED);
+}
+
+int fx_process_exiting(void)
+{
+    return __atomic_load_n(&exiting, __ATOMIC_RELAXED);
+}
+
+/* At exit the lock is held for microseconds by live peers; what stays taken
+ * longer belongs to a frozen one (docker pause, SIGSTOP inside it), and an
+ * exiting process does not wait for that. */
+#define EXIT_LOCK_WAIT_NS (100 * 1000 * 1000ull)
+#define EXIT_LOCK_POLL_NS (1000 * 1000L)
+#define LOCK_NONE (-2)
+
+/* Both locks within the bound, or neither (LOCK_NONE). After one timeout
+ * the process does not wait again: its teardown may credit many times. */
+static int writers_lock_at_exit(struct fx_gpu *g)
+{
+    static int timed_out;
+    uint64_t deadline =
+        fx_mono_ns() + (__atomic_load_n(&timed_out, __ATOMIC_RELAXED) ? 0 : EXIT_LOCK_WAIT_NS);
+    for (;;) {
+        if (pthread_mutex_trylock(&local_lock) == 0) {
+            if (ofd_lock(g->fd, FX_LOCK_WRITERS, F_WRLCK, 0) == 0)
+                return 0;
+            pthread_mutex_unlock(&local_lock);
+        }
+        if (fx_mono_ns() >= deadline) {
+            __atomic_store_n(&timed_out, 1, __ATOMIC_RELAXED);
+            return LOCK_NONE;
+        }
+        struct timespec ts = {0, EXIT_LOCK_POLL_NS};
+        nanosleep(&ts, NULL);
+    }
+}
+
 /* Returns 0, or -1 when the cross-process lock cannot be taken (then the
  * in-process one is held all the same, and must be released by the caller
  * through writers_unlock). A process only ever writes its own slot, so
- * crediting is safe without it; admitting is not, and then fails closed. */
+ * crediting is safe without it; admitting is not, and then fails closed.
+ * LOCK_NONE only at exit: nothing is held, nothing may be written. */
 static int writers_lock(struct fx_gpu *g)
 {
+    if (fx_process_exiting())
+        return writers_lock_at_exit(g);
     pthread_mutex_lock(&local_lock);
     if (ofd_lock(g->fd, FX_LOCK_WRITERS, F_WRLCK, 1) != 0) {
         FX_ERROR(COMP, "cannot lock the GPU state", "uuid=%s errno=%d", g->st->uuid, errno);
@@ -60,9 +105,9 @@ static void writers_unlock(struct fx_gpu *g)
     pthread_mutex_unlock(&local_lock);
 }
 
-void fx_gpu_lock(struct fx_gpu *g)
+int fx_gpu_lock(struct fx_gpu *g)
 {
-    writers_lock(g);
+    return writers_lock(g) == LOCK_NONE ? -1 : 0;
 }
 
 void fx_gpu_unlock(struct fx_gpu *g)
@@ -144,7 +189,8 @@ static int reap_locked(struct fx_gpu *g)
 
 int fx_gpu_reap(struct fx_gpu *g)
 {
-    writers_lock(g);
+    if (writers_lock(g) == LOCK_NONE)
+        return 0;
     int n = reap_locked(g);
     writers_unlock(g);
     return n;
@@ -169,7 +215,8 @@ uint64_t fx_gpu_quota(const struct fx_gpu *g)
 
 uint64_t fx_gpu_tenant_used(struct fx_gpu *g)
 {
-    writers_lock(g);
+    if (writers_lock(g) == LOCK_NONE)
+        return used_locked(g, g->tenant); /* at exit: a snapshot will do */
     /* What a process is told counts live processes only. */
     reap_locked(g);
     uint64_t u = used_locked(g, g->tenant);
@@ -179,7 +226,12 @@ uint64_t fx_gpu_tenant_used(struct fx_gpu *g)
 
 int fx_gpu_charge(struct fx_gpu *g, uint64_t bytes, int force)
 {
-    if (writers_lock(g) != 0 && !force) {
+    int locked = writers_lock(g);
+    /* At exit, memory the driver already handed out goes unbooked rather
+     * than wait: the slot goes with the process. */
+    if (locked == LOCK_NONE)
+        return force ? 0 : FLEXPU_ENOFIT;
+    if (locked != 0 && !force) {
         writers_unlock(g);
         return FLEXPU_ENOFIT;
     }
@@ -207,7 +259,8 @@ int fx_gpu_charge(struct fx_gpu *g, uint64_t bytes, int force)
 
 void fx_gpu_uncharge(struct fx_gpu *g, uint64_t bytes)
 {
-    writers_lock(g);
+    if (writers_lock(g) == LOCK_NONE)
+        return;
     struct fx_proc_rec *p = &g->st->procs[g->slot];
     if (p->used_bytes < bytes) {
         FX_WARN(COMP, "credit larger than the charge; clamped at zero",
@@ -224,8 +277,10 @@ int fx_gpu_charge_context(struct fx_gpu *g, uint64_t bytes)
 {
     /* One lock for check and charge: two threads making contexts at once
      * must not both charge. */
-    if (writers_lock(g) != 0) {
-        writers_unlock(g);
+    int locked = writers_lock(g);
+    if (locked != 0) {
+        if (locked != LOCK_NONE)
+            writers_unlock(g);
         return FLEXPU_ENOFIT;
     }
     struct fx_proc_rec *p = &g->st->procs[g->slot];
@@ -250,7 +305,8 @@ int fx_gpu_charge_context(struct fx_gpu *g, uint64_t bytes)
 
 void fx_gpu_uncharge_context(struct fx_gpu *g)
 {
-    writers_lock(g);
+    if (writers_lock(g) == LOCK_NONE)
+        return;
     struct fx_proc_rec *p = &g->st->procs[g->slot];
     uint64_t b = p->context_bytes;
     p->used_bytes = p->used_bytes >= b ? p->used_bytes - b : 0;
@@ -433,8 +489,10 @@ int fx_gpu_attach(struct fx_gpu *g, const char *dir, const char *uuid, uint64_t 
     if (rc == 0 && strcmp(g->st->uuid, uuid) != 0)
         rc = flexpu_error_set(err, FLEXPU_EPARSE, "%s: holds GPU %s, not %s", path, g->st->uuid,
                               uuid);
-    if (rc == 0) {
-        writers_lock(g);
+    if (rc == 0 && writers_lock(g) == LOCK_NONE) {
+        rc = flexpu_error_set(err, FLEXPU_EIO, "%s: the process is exiting and the state is "
+                              "locked", path);
+    } else if (rc == 0) {
         g->st->total_bytes = total_bytes;
         rc = register_locked(g, cfg, err);
         writers_unlock(g);

@@ -155,9 +155,20 @@ uint64_t fx_gpu_usage_of(const struct fx_gpu *g, const char *tenant, int *index)
 /* In a forked child, before anything else. */
 void fx_state_after_fork(void);
 
-/* The writers' lock, for the arbiter's decisions. */
-void fx_gpu_lock(struct fx_gpu *g);
+/* The writers' lock, for the arbiter's decisions. Returns 0 when held
+ * (then fx_gpu_unlock), -1 when not: only once the process is exiting, when
+ * the lock stayed taken past a short bound (a peer frozen inside it must not
+ * keep this process from ending). */
+int fx_gpu_lock(struct fx_gpu *g);
 void fx_gpu_unlock(struct fx_gpu *g);
+
+/* The process is exiting (exit() has begun): from then on the library's
+ * waits stop waiting. Nothing waits for the GPU or for another process any
+ * more, the shared state's lock is waited for only briefly, and a credit it
+ * cannot get in time is dropped (the kernel releases the slot with the
+ * process, and the next writer reclaims it). Set once, never cleared. */
+void fx_process_set_exiting(void);
+int fx_process_exiting(void);
 
 /* For readers: 1 when the slot's process is alive (holds its lock). */
 int fx_gpu_slot_alive(const struct fx_gpu *g, int slot);
