@@ -8,7 +8,7 @@
 # by 2x from run to run on 2 cores: it shows gross regressions, not the
 # per-launch cost on a GPU. Writes bench/results/runtime-fake.txt. These
 # are the fake GPU's figures: bench/vgpu.sh is for a real one.
-# Bounded: about 1 minute.
+# Bounded: about 1.5 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${BUILD:-build}
@@ -31,6 +31,32 @@ one_run() { # LD_PRELOAD value (empty: bare) -> launches in one second
   echo "## shares, caps, priorities (ctest -R runtime_test -V)"
   "$B/test/runtime/runtime_test" 2>&1 |
     grep -E '^(pair|three|capped|share|high|bursty|after|kernel_ptsz|ex|ex_ptsz|coop|graph) ' || true
+  echo "## a high service beside a low batch (service: 8 kernels of 30 us and a"
+  echo "## synchronize per request, exponential gaps of 4 ms; batch: 200 us kernels)"
+  service() { # extra env for the service...
+    rm -rf "$tmp/state" "$tmp/fake" && mkdir -p "$tmp/fake"
+    if [ "$1" = beside ]; then
+      printf 'init\nctx 0\nburn 200 4500 0\nexit\n' |
+        env LD_PRELOAD="$PWD/$B/libflexpu-cuda.so" LD_LIBRARY_PATH="$B/test/fakecuda" \
+          FLEXPU_STATE_DIR="$tmp/state" FAKECUDA_DIR="$tmp/fake" FLEXPU_CONTEXT_OVERHEAD=0 \
+          FLEXPU_TENANT=batch FLEXPU_PRIORITY=low FLEXPU_COMPUTE_SHARE=50 \
+          "$B/test/runtime/cuda_client" | sed -n 3p > "$tmp/batch" &
+      sleep 0.5
+    fi
+    printf 'init\nctx 0\nservice 30 8 4 3000\nexit\n' |
+      env LD_PRELOAD="$PWD/$B/libflexpu-cuda.so" LD_LIBRARY_PATH="$B/test/fakecuda" \
+        FLEXPU_STATE_DIR="$tmp/state" FAKECUDA_DIR="$tmp/fake" FLEXPU_CONTEXT_OVERHEAD=0 \
+        FLEXPU_TENANT=svc FLEXPU_PRIORITY=high FLEXPU_COMPUTE_SHARE=50 \
+        "$B/test/runtime/cuda_client" | sed -n 3p
+    wait
+  }
+  alone=$(service alone)
+  beside=$(service beside)
+  echo "service alone        p50 $(echo "$alone" | awk '{print $2}') us, p99 $(echo "$alone" | awk '{print $3}') us"
+  echo "service beside batch p50 $(echo "$beside" | awk '{print $2}') us, p99 $(echo "$beside" | awk '{print $3}') us"
+  awk -v a="$(echo "$alone" | awk '{print $3}')" -v b="$(echo "$beside" | awk '{print $3}')" \
+    -v w="$(awk '{print $2}' "$tmp/batch")" \
+    'BEGIN { printf "p99 beside / alone %.2f; batch GPU time %.2f of its 4.5 s\n", b / a, w / 4.5e6 }'
   echo "## launch rate, zero-length kernels, alternated runs (launches/s)"
   : > "$tmp/bare"
   : > "$tmp/lib"

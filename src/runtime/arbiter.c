@@ -40,6 +40,13 @@ static void futex_wake_all(uint32_t *addr)
     syscall(SYS_futex, addr, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 
+/* A tenant's priority as an index of prio_seen_ns (a record is never trusted
+ * to hold a valid one). */
+static int prio_of(const struct fx_tenant_rec *tr)
+{
+    return tr->priority > 2 ? 2 : (int)tr->priority;
+}
+
 int fx_arb_fast_path(struct fx_gpu *g, int capped)
 {
     struct fx_arbiter *a = &g->st->arb;
@@ -56,8 +63,29 @@ int fx_arb_fast_path(struct fx_gpu *g, int capped)
      * measurable share of a launch): a fast-path launch racing with the
      * start of contention is at most one launch per thread, and the settle
      * phase waits for the marked fast-path work anyway. */
-    return !capped && (LOAD(&a->demand) & ~me) == 0 && LOAD(&a->holder) == 0;
+    if (capped || (LOAD(&a->demand) & ~me) != 0 || LOAD(&a->holder) != 0)
+        return 0;
+    /* Without priorities above this tenant's ever seen on the GPU, no clock
+     * read is needed to know it is not leashed. */
+    int prio = prio_of(&g->st->tenants[g->tenant]);
+    for (int q = prio + 1; q < 3; q++)
+        if (__atomic_load_n(&a->prio_seen_ns[q], __ATOMIC_RELAXED))
+            return !fx_arb_leashed(g, fx_mono_ns());
+    return 1;
 }
+
+int fx_arb_leashed(struct fx_gpu *g, uint64_t now)
+{
+    struct fx_arbiter *a = &g->st->arb;
+    int prio = prio_of(&g->st->tenants[g->tenant]);
+    for (int q = prio + 1; q < 3; q++) {
+        uint64_t seen = __atomic_load_n(&a->prio_seen_ns[q], __ATOMIC_RELAXED);
+        if (seen && (now < seen || now - seen < FX_ARB_LEASH_RECENT_NS))
+            return 1;
+    }
+    return 0;
+}
+
 
 void fx_arb_launched(struct fx_gpu *g, uint64_t now)
 {
@@ -116,8 +144,8 @@ void fx_arb_heartbeat(struct fx_gpu *g, uint64_t now)
 }
 
 /* A tenant has work when one of its live processes waits for the GPU, has
- * work in flight or being launched, or launched within the idle threshold. */
-static int tenant_busy(struct fx_gpu *g, int t, uint64_t now, uint32_t *inflight)
+ * work in flight or being launched, or launched within `idle_ns`. */
+static int tenant_busy(struct fx_gpu *g, int t, uint64_t now, uint64_t idle_ns, uint32_t *inflight)
 {
     struct fx_gpu_state *st = g->st;
     int busy = 0;
@@ -129,7 +157,7 @@ static int tenant_busy(struct fx_gpu *g, int t, uint64_t now, uint32_t *inflight
         uint32_t n = inflight_now(p, now);
         uint64_t last = last_launch(p, now);
         in += n;
-        if (waiting_now(p, now) || n || (now >= last && now - last < FX_ARB_IDLE_NS))
+        if (waiting_now(p, now) || n || (now >= last && now - last < idle_ns))
             busy = 1;
     }
     if (inflight)
@@ -244,14 +272,24 @@ void fx_arb_step_locked(struct fx_gpu *g, uint64_t now)
     struct fx_gpu_state *st = g->st;
     struct fx_arbiter *a = &st->arb;
 
-    /* Who has work now; a tenant that went idle gives up its claim. */
+    /* Who has work now; a tenant that went idle gives up its claim. One of
+     * higher priority than another that claims the GPU gives it up sooner:
+     * it gets the GPU back at once when its work returns. */
     uint32_t demand = LOAD(&a->demand), inflight_of_holder = 0;
     uint32_t infl[FX_MAX_TENANTS] = {0};
     int h = (int)LOAD(&a->holder) - 1;
+    int lowest = 3;
+    for (int t = 0; t < FX_MAX_TENANTS; t++)
+        if (((demand >> t) & 1) && st->tenants[t].in_use && prio_of(&st->tenants[t]) < lowest)
+            lowest = prio_of(&st->tenants[t]);
     for (int t = 0; t < FX_MAX_TENANTS; t++) {
         uint32_t bit = 1u << t;
         uint32_t in = 0;
-        int busy = st->tenants[t].in_use && tenant_busy(g, t, now, &in);
+        uint64_t idle_ns =
+            prio_of(&st->tenants[t]) > lowest ? FX_ARB_PREEMPT_IDLE_NS : FX_ARB_IDLE_NS;
+        int busy = st->tenants[t].in_use && tenant_busy(g, t, now, idle_ns, &in);
+        if (busy)
+            STORE(&a->prio_seen_ns[prio_of(&st->tenants[t])], now);
         infl[t] = in;
         if (t == h)
             inflight_of_holder = in;
@@ -268,10 +306,15 @@ void fx_arb_step_locked(struct fx_gpu *g, uint64_t now)
      * that work runs first, and nobody gets a slice until it has drained,
      * so no tenant's slice is charged for another's backlog. Fast-path work
      * is not charged, here as before. Bounded like any drain. */
+    /* The highest priority with work: it waits for no lower one's work. */
+    int top = -1;
+    for (int t = 0; t < FX_MAX_TENANTS; t++)
+        if (((demand >> t) & 1) && prio_of(&st->tenants[t]) > top)
+            top = prio_of(&st->tenants[t]);
     if (h < 0 && (demand & (demand - 1))) {
         int queued = 0;
         for (int t = 0; t < FX_MAX_TENANTS; t++)
-            if ((demand >> t) & 1 && infl[t])
+            if ((demand >> t) & 1 && infl[t] && prio_of(&st->tenants[t]) >= top)
                 queued = 1;
         if (queued) {
             if (!a->settle_since_ns)
@@ -298,9 +341,12 @@ void fx_arb_step_locked(struct fx_gpu *g, uint64_t now)
         /* Close the slice before looking at who is still launching, so a
          * launcher that has not seen the close is seen here. */
         STORE(&a->slice_end_ns, end_ns < now ? end_ns : now);
+        /* Its work drains first (the GPU is still its), unless a tenant of
+         * higher priority takes over: that one does not wait for it, and
+         * what is left of it (leashed short) is not charged. */
         if (LOAD(&a->slice_started) && now - LOAD(&a->slice_end_ns) < FX_ARB_DRAIN_MAX_NS &&
-            (inflight_of_holder || launching_of(g, h, now)))
-            return; /* its work drains: the GPU is still its */
+            top <= prio_of(ht) && (inflight_of_holder || launching_of(g, h, now)))
+            return;
         if (LOAD(&a->slice_started)) {
             uint64_t used_until = busy_until(g, h, now);
             uint64_t start = LOAD(&a->slice_start_ns);

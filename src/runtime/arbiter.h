@@ -35,14 +35,30 @@
  * waits at most one second for its next slice), which then runs one launch
  * every 2 s outside its slice. */
 #define FX_ARB_MAIN_WAIT_MAX_NS (2000 * 1000 * 1000ull)
+/* Priorities preempt. A tenant of higher priority than the holder gets the
+ * GPU as soon as it has work, without waiting for the holder's queued work
+ * to drain; so that what it finds queued is short, a tenant with a higher
+ * priority active within FX_ARB_LEASH_RECENT_NS is leashed: its queued GPU
+ * work is kept to about FX_ARB_LEASH_NS (hooks_launch.c; at least one
+ * kernel). A holder of higher priority than a tenant that waits gives the
+ * GPU back after FX_ARB_PREEMPT_IDLE_NS without work instead of
+ * FX_ARB_IDLE_NS. docs/RUNTIME.md has the trade-off, measured. */
+#define FX_ARB_LEASH_RECENT_NS (2000 * 1000 * 1000ull)
+#define FX_ARB_LEASH_NS (250 * 1000ull)
+#define FX_ARB_PREEMPT_IDLE_NS (200 * 1000ull)
 /* A capped tenant waits until it has saved a whole slice: short slices
  * would each pay the hand-over's fixed cost, which the cap would then
  * count as GPU time. */
 #define FX_ARB_CAP_QUANTUM_NS FX_ARB_SLICE_NS
 
-/* 1 when this tenant may launch without arbitration: it is not capped and
- * no other tenant has launched recently. Lock-free; called per launch. */
+/* 1 when this tenant may launch without arbitration: it is not capped, no
+ * other tenant has launched recently, and it is not leashed. Lock-free;
+ * called per launch. */
 int fx_arb_fast_path(struct fx_gpu *g, int capped);
+
+/* 1 when a tenant of higher priority than this one had work within
+ * FX_ARB_LEASH_RECENT_NS of `now`. Lock-free. */
+int fx_arb_leashed(struct fx_gpu *g, uint64_t now);
 
 /* Blocks until this process's tenant holds the GPU (or `now` shows its
  * slice is still running). Returns the nanoseconds it waited. The launch

@@ -45,6 +45,12 @@ struct tracker {
     uint32_t every;           /* fast-path launches per marker */
     uint64_t last_marker_ns;  /* when the last marker was recorded */
     uint64_t last_done_ns;    /* when a marker was last seen complete */
+    /* A marker recorded with nothing else in flight times one launch from
+     * its record to its completion: an upper bound of a kernel's GPU time,
+     * which sizes a leashed tenant's queue (leash_bound). */
+    uint64_t recorded_ns[MAX_INFLIGHT];
+    unsigned char alone[MAX_INFLIGHT];
+    uint64_t kernel_ns;       /* moving average of those; 0 unknown */
 };
 
 /* trk_lock is held across driver calls (queries, records): at exit it is
@@ -102,6 +108,10 @@ static int poll_tracker(struct tracker *t, struct fx_gpu **due)
                     __atomic_store_n(&t->every, every / 2, __ATOMIC_RELAXED);
                 else if (span < EVERY_LO_NS && every < EVERY_MAX)
                     __atomic_store_n(&t->every, every * 2, __ATOMIC_RELAXED);
+            }
+            if (t->alone[i]) {
+                uint64_t k = now - t->recorded_ns[i];
+                t->kernel_ns = t->kernel_ns ? (3 * t->kernel_ns + k) / 4 : k;
             }
             t->busy[i] = 0;
             t->count--;
@@ -300,6 +310,8 @@ static void record_marker(struct tracker *t, struct fx_gpu *g, CUstream stream, 
                                                           : fx_real.cuEventRecord(t->ev[i], stream);
     if (r == CUDA_SUCCESS) {
         t->busy[i] = 1;
+        t->alone[i] = t->count == 0 && !__atomic_load_n(&t->since_marker, __ATOMIC_RELAXED);
+        t->recorded_ns[i] = fx_mono_ns();
         t->count++;
         (void)fx_arb_set_inflight(g, (uint32_t)t->count); /* more in flight: no hand-over */
         start_monitor_locked();
@@ -344,6 +356,34 @@ static void track(CUdevice dev, struct fx_gpu *g, CUstream stream, int per_threa
                 (int)dev);
 }
 
+/* How many of a leashed tenant's launches may be queued on the GPU: what
+ * fits in FX_ARB_LEASH_NS of its kernels' time, at least one, at most the
+ * arbitrated bound. */
+static int leash_bound(const struct tracker *t)
+{
+    if (!t->kernel_ns)
+        return 1;
+    uint64_t n = FX_ARB_LEASH_NS / t->kernel_ns;
+    return n < 1 ? 1 : n > ARB_INFLIGHT ? ARB_INFLIGHT : (int)n;
+}
+
+/* A leashed launch first waits for the tenant's queued work to fall below
+ * its leash, so a tenant of higher priority that takes the GPU finds at
+ * most that much of it ahead of its own work (the GPU runs it first). */
+static void leash_wait(CUdevice dev, struct fx_gpu *g)
+{
+    if (dev < 0 || dev >= FX_MAX_DEVICES || !fx_real.cuEventQuery)
+        return;
+    struct fx_gpu *due = NULL;
+    pthread_mutex_lock(&trk_lock);
+    struct tracker *t = &trackers[dev];
+    t->g = g;
+    (void)wait_below(t, leash_bound(t), &due);
+    pthread_mutex_unlock(&trk_lock);
+    if (due)
+        fx_arb_hand_over(due);
+}
+
 int fx_launch_begin(struct fx_launch *l, CUstream stream, int per_thread)
 {
     memset(l, 0, sizeof(*l));
@@ -372,6 +412,8 @@ int fx_launch_begin(struct fx_launch *l, CUstream stream, int per_thread)
         return CUDA_SUCCESS;
     fx_arb_acquire(g);
     l->g = g;
+    if (fx_arb_leashed(g, fx_mono_ns()))
+        leash_wait(dev, g);
     return CUDA_SUCCESS;
 }
 

@@ -24,7 +24,7 @@
 #include "runtime/config.h"
 
 #define FX_STATE_MAGIC 0x31535846u /* "FXS1" little-endian */
-#define FX_STATE_VERSION 4u
+#define FX_STATE_VERSION 5u
 #define FX_MAX_TENANTS 32
 #define FX_MAX_PROCS 256
 #define FX_UUID_MAX 96
@@ -85,6 +85,7 @@ struct fx_arbiter {
     uint32_t reserved1;
     uint64_t vclock;             /* virtual time of the tenants with work */
     uint64_t settle_since_ns;    /* contention began with fast-path work queued */
+    uint64_t prio_seen_ns[3];    /* by priority: when a tenant of it last had work */
 };
 
 struct fx_gpu_state {

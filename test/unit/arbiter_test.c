@@ -275,6 +275,68 @@ static void test_priorities_and_shares(void **state)
     fx_gpu_detach(&n1);
 }
 
+/* A high tenant takes the GPU from a low holder at once, without waiting
+ * for the low one's queued work; afterwards the low one is leashed, and the
+ * high one, idle beside a low one that waits, gives the GPU back after
+ * FX_ARB_PREEMPT_IDLE_NS rather than FX_ARB_IDLE_NS. */
+static void test_high_preempts_without_waiting_for_low_work(void **state)
+{
+    (void)state;
+    struct fx_gpu lo, hi, n1;
+    join(&lo, "low", 50, 100);
+    join(&hi, "high", 50, 100);
+    join(&n1, "normal", 50, 100);
+    lo.st->tenants[lo.tenant].priority = FX_PRIO_LOW;
+    hi.st->tenants[hi.tenant].priority = FX_PRIO_HIGH;
+    uint64_t now = fx_mono_ns() + 1000 * MS;
+    /* Before any high tenant had work, nobody is leashed. */
+    assert_false(fx_arb_leashed(&lo, now));
+    /* low holds a running slice with work in flight. */
+    waits(&lo, now);
+    waits(&n1, now);
+    step(&lo, now);
+    proc(&n1)->waiting = 0;
+    n1.st->arb.demand &= ~(1u << n1.tenant);
+    n1.st->arb.holder = (uint32_t)lo.tenant + 1;
+    lo.st->arb.slice_started = 1;
+    lo.st->arb.slice_start_ns = now;
+    lo.st->arb.slice_end_ns = now + FX_ARB_SLICE_NS;
+    proc(&lo)->waiting = 0;
+    proc(&lo)->inflight = 3;
+    proc(&lo)->beat_ns = now + MS;
+    proc(&lo)->last_launch_ns = now + MS;
+    /* high arrives 1 ms in: the GPU is its at once, low's queue or not. */
+    waits(&hi, now + MS);
+    step(&hi, now + MS);
+    assert_int_equal(holder(&hi), hi.tenant);
+    assert_int_equal(hi.st->tenants[lo.tenant].gpu_time_ns, MS);
+    /* low is now leashed, normal too (high is above both); high is not. */
+    assert_true(fx_arb_leashed(&lo, now + MS));
+    assert_true(fx_arb_leashed(&n1, now + MS));
+    assert_false(fx_arb_leashed(&hi, now + MS));
+    assert_false(fx_arb_leashed(&lo, now + MS + FX_ARB_LEASH_RECENT_NS + 1));
+    /* high's slice starts, its work ends; low waits for the GPU. */
+    hi.st->arb.slice_started = 1;
+    hi.st->arb.slice_start_ns = now + MS;
+    hi.st->arb.slice_end_ns = now + MS + FX_ARB_SLICE_NS;
+    proc(&hi)->waiting = 0;
+    proc(&hi)->last_launch_ns = now + 2 * MS;
+    proc(&hi)->drained_ns = now + 2 * MS;
+    proc(&lo)->inflight = 0;
+    uint64_t t = now + 2 * MS + FX_ARB_PREEMPT_IDLE_NS / 2;
+    waits(&lo, t);
+    step(&lo, t);
+    assert_int_equal(holder(&lo), hi.tenant); /* not idle long enough yet */
+    t = now + 2 * MS + FX_ARB_PREEMPT_IDLE_NS + 1000;
+    proc(&lo)->poll_ns = t;
+    step(&lo, t);
+    assert_true(holder(&lo) != hi.tenant); /* well before FX_ARB_IDLE_NS */
+    assert_true(FX_ARB_PREEMPT_IDLE_NS < FX_ARB_IDLE_NS);
+    fx_gpu_detach(&lo);
+    fx_gpu_detach(&hi);
+    fx_gpu_detach(&n1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -288,6 +350,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_returning_tenants_start_at_the_virtual_clock, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_priorities_and_shares, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_high_preempts_without_waiting_for_low_work, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
