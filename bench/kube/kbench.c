@@ -250,7 +250,7 @@ static int list_each(struct kube_client *c, const char *path, const char *labels
         long st;
         json_t *page;
         struct flexpu_error err;
-        if (kube_request(c, "GET", url, NULL, NULL, &st, &page, &err)) {
+        if (kube_request_list(c, url, &st, &page, &err)) {
             say("listing %s: %s", path, err.msg);
             return -1;
         }
@@ -1201,11 +1201,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "flexpu-kbench: %s\n", err.msg);
         return 1;
     }
-    for (int i = 0; i < opt.clients; i++)
+    for (int i = 0; i < opt.clients; i++) {
         if (!(clients[i] = kube_client_new(&cfg, "flexpu-kbench", &err))) {
             fprintf(stderr, "flexpu-kbench: %s\n", err.msg);
             return 1;
         }
+        /* Deleting a chunk of pods by label is one request that takes long on
+         * a loaded server; the benchmark leads nothing, so it may wait. */
+        kube_client_set_timeouts(clients[i], KUBE_TIMEOUT_LIST_MS, 0);
+    }
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);

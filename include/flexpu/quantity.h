@@ -30,4 +30,10 @@ int flexpu_quantity_parse(const char *s, const char *field, int64_t *out,
 int flexpu_size_parse(const char *s, const char *field, int64_t *out_bytes,
                       struct flexpu_error *err);
 
+/* The same, but a size that is not a whole number of bytes ("0.5",
+ * "1.0000001Ki", "1e-7") is an error (FLEXPU_EPARSE) instead of being
+ * rounded up: for quotas, where such a value is a mistake, not a request. */
+int flexpu_size_parse_whole(const char *s, const char *field, int64_t *out_bytes,
+                            struct flexpu_error *err);
+
 #endif

@@ -23,6 +23,7 @@ struct kube_client {
     char *user_agent;
     char auth[8192]; /* "Authorization: Bearer ..." or empty */
     int64_t token_read_ns;
+    int object_ms, list_ms; /* request bounds (kube.h) */
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -92,6 +93,8 @@ struct kube_client *kube_client_new(const struct kube_config *cfg, const char *u
     c->cfg.key_len = cfg->key_len;
     c->cfg.insecure = cfg->insecure;
     c->user_agent = fx_strdup(user_agent ? user_agent : "flexpu");
+    c->object_ms = KUBE_TIMEOUT_OBJECT_MS;
+    c->list_ms = KUBE_TIMEOUT_LIST_MS;
     if (!c->curl || !c->cfg.server || !c->cfg.namespace || !c->user_agent ||
         (cfg->token && !c->cfg.token) || (cfg->token_file && !c->cfg.token_file) ||
         (cfg->ca && !c->cfg.ca) || (cfg->cert && !c->cfg.cert) || (cfg->key && !c->cfg.key)) {
@@ -113,6 +116,19 @@ void kube_client_free(struct kube_client *c)
     fx_free(c);
 }
 
+void kube_client_set_timeouts(struct kube_client *c, int object_ms, int list_ms)
+{
+    if (object_ms > 0)
+        c->object_ms = object_ms;
+    if (list_ms > 0)
+        c->list_ms = list_ms;
+}
+
+int kube_client_object_timeout_ms(const struct kube_client *c)
+{
+    return c->object_ms;
+}
+
 /* Options every request shares: TLS material, identity, timeouts. */
 static struct curl_slist *prepare(struct kube_client *c, const char *method, const char *path,
                                   const char *ctype, char *url, size_t urllen)
@@ -123,6 +139,8 @@ static struct curl_slist *prepare(struct kube_client *c, const char *method, con
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_USERAGENT, c->user_agent);
+    /* Connecting is part of each request's bound; this only caps it for a
+     * watch, which has none. */
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
     curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
@@ -215,8 +233,25 @@ int kube_status_error(long status, const char *method, const char *path, const c
     return code;
 }
 
+static int request(struct kube_client *c, const char *method, const char *path, json_t *body,
+                   const char *ctype, int timeout_ms, long *status, json_t **out,
+                   struct flexpu_error *err);
+
 int kube_request(struct kube_client *c, const char *method, const char *path, json_t *body,
                  const char *ctype, long *status, json_t **out, struct flexpu_error *err)
+{
+    return request(c, method, path, body, ctype, c->object_ms, status, out, err);
+}
+
+int kube_request_list(struct kube_client *c, const char *path, long *status, json_t **out,
+                      struct flexpu_error *err)
+{
+    return request(c, "GET", path, NULL, NULL, c->list_ms, status, out, err);
+}
+
+static int request(struct kube_client *c, const char *method, const char *path, json_t *body,
+                   const char *ctype, int timeout_ms, long *status, json_t **out,
+                   struct flexpu_error *err)
 {
     char url[4096];
     char *text = NULL;
@@ -232,7 +267,7 @@ int kube_request(struct kube_client *c, const char *method, const char *path, js
         prepare(c, method, path, body ? (ctype ? ctype : "application/json") : NULL, url,
                 sizeof(url));
     struct buf b = {0};
-    curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, 60000L);
+    curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
     curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, buf_write);
     curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &b);
     if (text) {
@@ -243,6 +278,11 @@ int kube_request(struct kube_client *c, const char *method, const char *path, js
     curl_slist_free_all(hdr);
     free(text); /* jansson allocated it */
     int rc = 0;
+    if (cc == CURLE_OPERATION_TIMEDOUT) {
+        rc = flexpu_error_set(err, FLEXPU_EIO, "%s %s: no answer within %d ms", method, path,
+                              timeout_ms);
+        goto out;
+    }
     if (cc != CURLE_OK) {
         rc = flexpu_error_set(err, b.over ? FLEXPU_ERANGE : FLEXPU_EIO, "%s %s: %s", method, path,
                               b.over ? "response larger than 256 MiB" : curl_easy_strerror(cc));

@@ -55,6 +55,21 @@ struct kube_client *kube_client_new(const struct kube_config *cfg, const char *u
                                     struct flexpu_error *err);
 void kube_client_free(struct kube_client *c);
 
+/* How long a whole request (connecting included) may take, by kind:
+ *  - one object (a GET of it, POST, PUT, PATCH, DELETE, a Binding, the
+ *    Lease): a few seconds. A leader binds only while its lease stays valid
+ *    for this long, and a write that runs out has an unknown outcome, which
+ *    its caller must treat as such;
+ *  - one page of a list: hundreds of objects from a server under load;
+ *  - a watch is open for minutes by design: the server's timeoutSeconds
+ *    ends it, and a stream silent for 10 minutes is taken as dead. */
+#define KUBE_TIMEOUT_OBJECT_MS 5000
+#define KUBE_TIMEOUT_LIST_MS   60000
+
+/* Changes this client's bounds (milliseconds; 0 keeps the current one). */
+void kube_client_set_timeouts(struct kube_client *c, int object_ms, int list_ms);
+int kube_client_object_timeout_ms(const struct kube_client *c);
+
 /* Sends METHOD to PATH (which starts with /api or /apis, with its query)
  * with an optional JSON body (borrowed) of content type `ctype` (NULL:
  * application/json). *status receives the HTTP status (0 when no response
@@ -62,9 +77,15 @@ void kube_client_free(struct kube_client *c);
  * (the caller decrefs). Returns 0 on a 2xx status; otherwise an error whose
  * message holds the status and the server's Status message:
  * FLEXPU_ENOENT (404), FLEXPU_EEXIST (409), FLEXPU_EIO (transport, 5xx...),
- * FLEXPU_EINVAL (other 4xx). */
+ * FLEXPU_EINVAL (other 4xx). Bounded by the object timeout: past it the
+ * error is FLEXPU_EIO, and a write may or may not have happened. */
 int kube_request(struct kube_client *c, const char *method, const char *path, json_t *body,
                  const char *ctype, long *status, json_t **out, struct flexpu_error *err);
+
+/* A GET of one page of a list (PATH with its limit/continue query), bounded
+ * by the list timeout; otherwise as kube_request. */
+int kube_request_list(struct kube_client *c, const char *path, long *status, json_t **out,
+                      struct flexpu_error *err);
 
 /* Percent-encodes s for a URL query value into buf; returns buf. */
 char *kube_escape(const char *s, char *buf, size_t len);
@@ -130,6 +151,15 @@ struct kube_lease {
  * on resourceVersion), sets l->leader. now_ns is a monotonic time. */
 int kube_lease_step(struct kube_client *c, struct kube_lease *l, int64_t now_ns,
                     struct flexpu_error *err);
+
+/* Whether we lead and the lease stays ours, by our own monotonic clock,
+ * until now_ns + for_ns: the last renewal (timed from before its request
+ * was sent) is younger than the renew deadline, two thirds of the
+ * duration, by that margin. The last third is the slack for clocks running
+ * at different rates and the server applying a request late; a candidate
+ * takes over only after a whole duration without renewal. Checked before
+ * each write only a leader may make (a bind), with for_ns its timeout. */
+bool kube_lease_valid_for(const struct kube_lease *l, int64_t now_ns, int64_t for_ns);
 
 /* Gives the lease up (holder cleared) if we hold it, so a successor need not
  * wait for it to expire. */

@@ -11,6 +11,7 @@
 #include <openssl/evp.h>
 #include <yaml.h>
 
+#include "flexpu/log.h"
 #include "util/alloc.h"
 
 #define FILE_MAX (4 << 20) /* a kubeconfig, a certificate or a token is far smaller */
@@ -149,6 +150,36 @@ static int pem(yaml_document_t *d, yaml_node_t *m, const char *data_key, const c
     return read_file(path, out, len, file_key, err);
 }
 
+/* Whether a URL's host is this machine (127.0.0.0/8, ::1, localhost). */
+static bool loopback_url(const char *url)
+{
+    const char *host = strstr(url, "://");
+    host = host ? host + 3 : url;
+    if (strncmp(host, "[::1]", 5) == 0)
+        return true;
+    size_t n = strcspn(host, ":/");
+    return (n == 9 && strncmp(host, "localhost", 9) == 0) || strncmp(host, "127.", 4) == 0;
+}
+
+/* Settings that send the token or client key where anyone on the path can
+ * read or impersonate the server: allowed (test clusters use them) but never
+ * silently. Loopback http is the test control plane's case; it is still
+ * said, once per configuration loaded. */
+static void warn_insecure(const struct kube_config *c)
+{
+    if (strncmp(c->server, "http://", 7) == 0)
+        FX_WARN("kube",
+                loopback_url(c->server)
+                    ? "API server over plain http on loopback: not encrypted, for tests only"
+                    : "API server over plain http: requests and credentials travel unencrypted",
+                "server=%s setting=clusters[].cluster.server", c->server);
+    if (c->insecure)
+        FX_WARN("kube",
+                "insecure-skip-tls-verify is set: the API server's certificate is not checked, "
+                "so anyone in the path can pose as it",
+                "server=%s setting=clusters[].cluster.insecure-skip-tls-verify", c->server);
+}
+
 int kube_config_parse(const char *text, size_t len, const char *dir, const char *context,
                       struct kube_config *out, struct flexpu_error *err)
 {
@@ -255,6 +286,8 @@ int kube_config_parse(const char *text, size_t len, const char *dir, const char 
         }
     }
     out->namespace = strdup_or(ns && *ns ? ns : "default", err, &rc);
+    if (rc == 0)
+        warn_insecure(out);
 out:
     yaml_document_delete(&doc);
     if (rc)

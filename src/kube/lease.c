@@ -14,6 +14,18 @@ static int duration(const struct kube_lease *l)
     return l->duration_s > 0 ? l->duration_s : 15;
 }
 
+/* A leader stops acting this long after its last renewal. */
+static int64_t renew_deadline_ns(const struct kube_lease *l)
+{
+    return (int64_t)duration(l) * 1000000000LL * 2 / 3;
+}
+
+bool kube_lease_valid_for(const struct kube_lease *l, int64_t now_ns, int64_t for_ns)
+{
+    return l->leader && now_ns >= l->renewed_at_ns &&
+           now_ns + for_ns - l->renewed_at_ns < renew_deadline_ns(l);
+}
+
 /* The Lease's URL, or its collection's (to create it). */
 static void lease_path(char *buf, size_t len, const struct kube_lease *l, bool collection)
 {
@@ -70,7 +82,7 @@ int kube_lease_step(struct kube_client *c, struct kube_lease *l, int64_t now_ns,
         /* Cannot reach the server: a leader keeps leading only while its last
          * renewal is younger than two thirds of the lease, so it steps down
          * before anyone else can take over. */
-        if (l->leader && now_ns - l->renewed_at_ns > dur_ns * 2 / 3)
+        if (l->leader && now_ns - l->renewed_at_ns > renew_deadline_ns(l))
             l->leader = false;
         return rc;
     }
@@ -90,7 +102,7 @@ int kube_lease_step(struct kube_client *c, struct kube_lease *l, int64_t now_ns,
         json_t *b = lease_body(l, l->identity, acquire ? acquire : now, now, transitions, rv);
         json_decref(cur);
         rc = write_lease(c, l, "PUT", b, now_ns, err);
-        if (rc && l->leader && now_ns - l->renewed_at_ns > dur_ns * 2 / 3)
+        if (rc && l->leader && now_ns - l->renewed_at_ns > renew_deadline_ns(l))
             l->leader = false;
         return rc;
     }

@@ -170,7 +170,7 @@ static int list_all(struct kube_client *c, const struct kube_watch_opts *o, stru
         append_selectors(path, sizeof(path), o);
         long status;
         json_t *page;
-        rc = kube_request(c, "GET", path, NULL, NULL, &status, &page, err);
+        rc = kube_request_list(c, path, &status, &page, err);
         if (rc)
             return rc;
         json_t *items = json_object_get(page, "items");

@@ -35,6 +35,7 @@
 #include "node/grpc.h"
 #include "node/metrics.h"
 #include "node/plugin.h"
+#include "node/slices.h"
 
 #define COMP "node"
 #define ENDPOINT "flexpu-gpu.sock"
@@ -89,6 +90,10 @@ static int copy_file(const char *from, const char *to, struct flexpu_error *err)
     if (n < 0)
         rc = -1;
     close(in);
+    /* Flushed before the rename, so a crash never leaves the new name on an
+     * empty file. */
+    if (rc == 0 && fsync(out) != 0)
+        rc = -1;
     if (close(out) != 0)
         rc = -1;
     /* rename: a container starting now maps either the old or the new file,
@@ -119,11 +124,7 @@ static int install_host_files(struct agent *a, struct flexpu_error *err)
         if (copy_file(a->runtime_lib, path, err) != 0)
             return -1;
     }
-    snprintf(path, sizeof(path), "%s/ld.so.preload", a->root);
-    FILE *f = fopen(path, "w");
-    if (!f || fprintf(f, "%s\n", FX_CTR_LIB) < 0 || fclose(f) != 0)
-        return flexpu_error_set(err, FLEXPU_EIO, "cannot write '%s'", path);
-    return 0;
+    return fx_preload_install(a->root, err);
 }
 
 /* ---- the Node object ---- */

@@ -523,6 +523,121 @@ bool fx_plugin_set_health(struct fx_plugin *p, const struct fx_node_gpu *gpus, i
     return changed;
 }
 
+/* The GPUs behind a container's must-include IDs, each one's ID put in
+ * first[]. The kubelet lists only devices it already gave this container, so
+ * at most allocation_size distinct IDs of this node, each of another GPU;
+ * anything else is refused (the answer must never hold more IDs than asked
+ * for, nor drop one that must be in it). The same ID twice is one device.
+ * -1 with the reply set. */
+static int must_include(struct fx_plugin *p, const V1beta1__ContainerPreferredAllocationRequest *q,
+                        size_t c, const char *first[32], uint32_t *must, struct fx_grpc_reply *r)
+{
+    *must = 0;
+    for (size_t i = 0; i < q->n_must_include_deviceids; i++) {
+        const char *id = q->must_include_deviceids[i];
+        int g = gpu_of_id(p, id);
+        if (g < 0) {
+            fail(r, FX_GRPC_INVALID_ARGUMENT,
+                 "container_requests[%zu].must_include_deviceids: unknown device '%.80s' "
+                 "(node %s advertises \"<GPU UUID>::<slot>\")",
+                 c, id, p->node);
+            return -1;
+        }
+        if (*must & (1u << g)) {
+            if (strcmp(first[g], id) == 0)
+                continue;
+            fail(r, FX_GRPC_INVALID_ARGUMENT,
+                 "container_requests[%zu].must_include_deviceids: devices '%.80s' and '%.80s' "
+                 "are slots of the same GPU: each device of flexpu.io/gpu must be a different "
+                 "GPU",
+                 c, first[g], id);
+            return -1;
+        }
+        *must |= 1u << g;
+        first[g] = id;
+    }
+    if (popcount(*must) > q->allocation_size) {
+        fail(r, FX_GRPC_INVALID_ARGUMENT,
+             "container_requests[%zu].must_include_deviceids: %d devices, more than "
+             "allocation_size %d",
+             c, popcount(*must), q->allocation_size);
+        return -1;
+    }
+    return 0;
+}
+
+/* The GPUs to offer one container: those of the oldest pod bound here that
+ * waits for exactly `size` GPUs all available (and holding the must-include
+ * ones); else must-include plus any available, spread over distinct GPUs.
+ * 0 when no answer of `size` GPUs exists. */
+static uint32_t prefer_gpus(struct fx_plugin *p, int size, uint32_t must, const char *first[32])
+{
+    struct npod *w[512];
+    size_t nw = waiting_pods(p, w, 512);
+    int64_t now = fx_mono_ms();
+    struct npod *pick = NULL;
+    /* Pods offered less than OFFER_MS ago are someone else's answer:
+     * skip them first, take them if nothing else fits. */
+    for (int pass = 0; pass < 2 && !pick; pass++)
+        for (size_t i = 0; i < nw && !pick; i++) {
+            struct npod *np = w[i];
+            if (pass == 0 && np->offered_ms && now - np->offered_ms < OFFER_MS)
+                continue;
+            if (popcount(np->gpuset) != size || (must & ~np->gpuset))
+                continue;
+            bool ok = true;
+            for (int g = 0; g < p->ngpu; g++)
+                if ((np->gpuset & (1u << g)) && !first[g])
+                    ok = false;
+            if (ok)
+                pick = np;
+        }
+    if (pick) {
+        pick->offered_ms = now;
+        FX_DEBUG(COMP, "preferred allocation", "pod=%s/%s size=%d", pick->ns, pick->name, size);
+        return pick->gpuset;
+    }
+    /* No pod waits for these: spread over distinct GPUs. */
+    uint32_t set = must;
+    for (int g = 0; g < p->ngpu && popcount(set) < size; g++)
+        if (first[g])
+            set |= 1u << g;
+    FX_WARN(COMP, "no pod bound here waits for devices of this size", "size=%d", size);
+    return popcount(set) == size ? set : 0;
+}
+
+/* One container's answer into *cr (IDs in a malloc'd *chosen); -1 with the
+ * reply set when the request is refused. */
+static int prefer_one(struct fx_plugin *p, const V1beta1__ContainerPreferredAllocationRequest *q,
+                      size_t c, V1beta1__ContainerPreferredAllocationResponse *cr, char ***chosen,
+                      struct fx_grpc_reply *r)
+{
+    int size = q->allocation_size;
+    if (size <= 0 || size > p->ngpu)
+        return 0; /* no preference: the kubelet picks */
+    /* first free ID of each GPU, and the GPUs that must be included */
+    const char *first[32] = {0};
+    uint32_t must;
+    if (must_include(p, q, c, first, &must, r) != 0)
+        return -1;
+    for (size_t i = 0; i < q->n_available_deviceids; i++) {
+        int g = gpu_of_id(p, q->available_deviceids[i]);
+        if (g >= 0 && !first[g])
+            first[g] = q->available_deviceids[i];
+    }
+    uint32_t set = prefer_gpus(p, size, must, first);
+    if (!set || !(*chosen = calloc((size_t)size, sizeof(char *))))
+        return 0;
+    size_t k = 0;
+    /* k < size holds by construction; checked anyway, as it bounds the array. */
+    for (int g = 0; g < p->ngpu && k < (size_t)size; g++)
+        if (set & (1u << g))
+            (*chosen)[k++] = (char *)first[g];
+    cr->n_deviceids = k;
+    cr->deviceids = *chosen;
+    return 0;
+}
+
 static void preferred(void *ctx, const uint8_t *req, size_t len, struct fx_grpc_reply *r)
 {
     struct fx_plugin *p = ctx;
@@ -540,80 +655,20 @@ static void preferred(void *ctx, const uint8_t *req, size_t len, struct fx_grpc_
         fail(r, FX_GRPC_INTERNAL, "out of memory");
         goto out;
     }
+    int refused = 0;
     pthread_mutex_lock(&p->mu);
-    for (size_t c = 0; c < nc; c++) {
-        V1beta1__ContainerPreferredAllocationRequest *q = in->container_requests[c];
+    for (size_t c = 0; c < nc && !refused; c++) {
         v1beta1__container_preferred_allocation_response__init(&cr[c]);
         crp[c] = &cr[c];
-        int size = q->allocation_size;
-        if (size <= 0 || size > p->ngpu)
-            continue; /* no preference: the kubelet picks */
-        /* first free ID of each GPU, and the GPUs that must be included */
-        const char *first[32] = {0};
-        uint32_t must = 0;
-        for (size_t i = 0; i < q->n_available_deviceids; i++) {
-            int g = gpu_of_id(p, q->available_deviceids[i]);
-            if (g >= 0 && !first[g])
-                first[g] = q->available_deviceids[i];
-        }
-        for (size_t i = 0; i < q->n_must_include_deviceids; i++) {
-            int g = gpu_of_id(p, q->must_include_deviceids[i]);
-            if (g >= 0) {
-                must |= 1u << g;
-                first[g] = q->must_include_deviceids[i];
-            }
-        }
-        struct npod *w[512];
-        size_t nw = waiting_pods(p, w, 512);
-        int64_t now = fx_mono_ms();
-        struct npod *pick = NULL;
-        /* Pods offered less than OFFER_MS ago are someone else's answer:
-         * skip them first, take them if nothing else fits. */
-        for (int pass = 0; pass < 2 && !pick; pass++)
-            for (size_t i = 0; i < nw && !pick; i++) {
-                struct npod *np = w[i];
-                if (pass == 0 && np->offered_ms && now - np->offered_ms < OFFER_MS)
-                    continue;
-                if (popcount(np->gpuset) != size || (must & ~np->gpuset))
-                    continue;
-                bool ok = true;
-                for (int g = 0; g < p->ngpu; g++)
-                    if ((np->gpuset & (1u << g)) && !first[g])
-                        ok = false;
-                if (ok)
-                    pick = np;
-            }
-        uint32_t set = 0;
-        if (pick) {
-            pick->offered_ms = now;
-            set = pick->gpuset;
-            FX_DEBUG(COMP, "preferred allocation", "pod=%s/%s size=%d", pick->ns, pick->name,
-                     size);
-        } else {
-            /* No pod waits for these: spread over distinct GPUs. */
-            set = must;
-            for (int g = 0; g < p->ngpu && popcount(set) < size; g++)
-                if (first[g])
-                    set |= 1u << g;
-            FX_WARN(COMP, "no pod bound here waits for devices of this size", "size=%d", size);
-            if (popcount(set) < size)
-                continue;
-        }
-        chosen[c] = calloc((size_t)size, sizeof(char *));
-        if (!chosen[c])
-            continue;
-        size_t k = 0;
-        for (int g = 0; g < p->ngpu; g++)
-            if (set & (1u << g))
-                chosen[c][k++] = (char *)first[g];
-        cr[c].n_deviceids = k;
-        cr[c].deviceids = chosen[c];
+        refused = prefer_one(p, in->container_requests[c], c, &cr[c], &chosen[c], r);
     }
     pthread_mutex_unlock(&p->mu);
-    V1beta1__PreferredAllocationResponse out = V1BETA1__PREFERRED_ALLOCATION_RESPONSE__INIT;
-    out.n_container_responses = nc;
-    out.container_responses = crp;
-    packed(r, &out.base);
+    if (!refused) {
+        V1beta1__PreferredAllocationResponse out = V1BETA1__PREFERRED_ALLOCATION_RESPONSE__INIT;
+        out.n_container_responses = nc;
+        out.container_responses = crp;
+        packed(r, &out.base);
+    }
 out:
     for (size_t c = 0; chosen && c < nc; c++)
         free(chosen[c]);

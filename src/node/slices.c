@@ -13,6 +13,8 @@
 
 #include <openssl/sha.h>
 
+#include "node/plugin.h"
+
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -179,4 +181,74 @@ void fx_slice_scan(const char *root, void (*fn)(const char *key, const char *ten
         fn(e->d_name, tenant, ctx);
     }
     closedir(d);
+}
+
+/* Writes all of text to fd; -1 on error. */
+static int write_all(int fd, const char *text, size_t len)
+{
+    while (len > 0) {
+        ssize_t w = write(fd, text, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        text += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+int fx_file_replace(const char *path, const char *text, mode_t mode, struct flexpu_error *err)
+{
+    /* The temporary file must be in the same directory: rename() is atomic
+     * only within one file system. A unique name, so a second agent (a
+     * DaemonSet rolling update) or a leftover never collides. */
+    const char *slash = strrchr(path, '/');
+    int dirlen = slash ? (int)(slash - path) : 0;
+    const char *base = slash ? slash + 1 : path;
+    char tmp[700], dir[700];
+    if (!slash)
+        snprintf(dir, sizeof(dir), ".");
+    else if (dirlen == 0)
+        snprintf(dir, sizeof(dir), "/");
+    else if (snprintf(dir, sizeof(dir), "%.*s", dirlen, path) >= (int)sizeof(dir))
+        return flexpu_error_set(err, FLEXPU_EINVAL, "path '%.200s' is too long", path);
+    if (snprintf(tmp, sizeof(tmp), "%s/.%s.XXXXXX", dir, base) >= (int)sizeof(tmp))
+        return flexpu_error_set(err, FLEXPU_EINVAL, "path '%.200s' is too long", path);
+    int fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0)
+        return flexpu_error_set(err, FLEXPU_EIO, "cannot create '%s': %s", tmp, strerror(errno));
+    /* mkostemp makes the file 0600; readers in containers run as any user. */
+    int bad = write_all(fd, text, strlen(text)) != 0 || fchmod(fd, mode) != 0 || fsync(fd) != 0;
+    int e = errno;
+    if (close(fd) != 0 && !bad) {
+        bad = 1;
+        e = errno;
+    }
+    if (bad || rename(tmp, path) != 0) {
+        if (!bad)
+            e = errno;
+        unlink(tmp);
+        return flexpu_error_set(err, FLEXPU_EIO, "cannot write '%s': %s", path, strerror(e));
+    }
+    /* The rename itself reaches the disk with the directory: without this a
+     * crash could bring back the old file (or none) after the agent went
+     * on. The file is in place either way, so a failure here is not one. */
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        (void)fsync(dfd);
+        close(dfd);
+    }
+    return 0;
+}
+
+int fx_preload_install(const char *root, struct flexpu_error *err)
+{
+    char path[600];
+    if (snprintf(path, sizeof(path), "%s/ld.so.preload", root) >= (int)sizeof(path))
+        return flexpu_error_set(err, FLEXPU_EINVAL, "--root '%.200s' is too long", root);
+    /* Never truncated in place: a process started in that window would run
+     * without the library, unlimited (and containers bind-mount this very
+     * file, so they would see it emptied too). */
+    return fx_file_replace(path, FX_CTR_LIB "\n", 0644, err);
 }

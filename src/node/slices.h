@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "flexpu/error.h"
 #include "util/priority.h"
@@ -51,5 +52,17 @@ void fx_slice_remove(const char *root, const char *key);
  * names ("" when still pending). */
 void fx_slice_scan(const char *root, void (*fn)(const char *key, const char *tenant, void *ctx),
                    void *ctx);
+
+/* Replaces `path` with `text` atomically: written to a new file in the same
+ * directory, flushed, given `mode`, and renamed over the old one, then the
+ * directory is flushed. A reader (a container starting, ld.so) sees the old
+ * content or the new, never an empty or partial file; a container that has
+ * the old file bind-mounted keeps it intact. */
+int fx_file_replace(const char *path, const char *text, mode_t mode, struct flexpu_error *err);
+
+/* Writes <root>/ld.so.preload (one line: the runtime library's path in the
+ * container), replacing any previous one atomically; Allocate mounts it at
+ * /etc/ld.so.preload. */
+int fx_preload_install(const char *root, struct flexpu_error *err);
 
 #endif

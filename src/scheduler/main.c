@@ -21,6 +21,7 @@
 #include "flexpu/log.h"
 #include "kube/contract.h"
 #include "kube/kube.h"
+#include "scheduler/bind.h"
 #include "scheduler/model.h"
 #include "util/alloc.h"
 #include "util/clock.h"
@@ -144,51 +145,6 @@ static void *watch_main(void *arg)
     return NULL;
 }
 
-/* ---- actions ---- */
-
-static int bind_pod(struct kube_client *c, const struct fx_attempt *a, struct flexpu_error *err)
-{
-    char path[800];
-    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s/binding", a->ns, a->name);
-    json_t *meta = json_pack("{s:s, s:s, s:s}", "name", a->name, "namespace", a->ns, "uid",
-                             a->uid);
-    if (a->allocation[0])
-        json_object_set_new(meta, "annotations",
-                            json_pack("{s:s}", FX_ANN_ALLOCATION, a->allocation));
-    json_t *b = json_pack("{s:s, s:s, s:o, s:{s:s, s:s, s:s}}", "apiVersion", "v1", "kind",
-                          "Binding", "metadata", meta, "target", "apiVersion", "v1", "kind",
-                          "Node", "name", a->node);
-    long status;
-    int rc = kube_request(c, "POST", path, b, NULL, &status, NULL, err);
-    json_decref(b);
-    /* A Binding whose uid precondition fails, or for a pod already bound,
-     * answers 409; a deleted pod 404. */
-    return rc;
-}
-
-static void emit_event(struct kube_client *c, const struct fx_attempt *a, const char *type,
-                       const char *reason, const char *instance)
-{
-    char path[512], now[40], gen[300];
-    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/events", a->ns);
-    snprintf(gen, sizeof(gen), "%.250s.", a->name); /* the server appends a suffix */
-    kube_time_now(now, sizeof(now), false);
-    json_t *ev = json_pack(
-        "{s:s, s:s, s:{s:s, s:s}, s:{s:s, s:s, s:s, s:s, s:s}, s:s, s:s, s:s, s:{s:s}, s:s, "
-        "s:s, s:i, s:s, s:s}",
-        "apiVersion", "v1", "kind", "Event", "metadata", "generateName", gen, "namespace",
-        a->ns, "involvedObject", "apiVersion", "v1", "kind", "Pod", "namespace", a->ns, "name",
-        a->name, "uid", a->uid, "type", type, "reason", reason, "message", a->message, "source",
-        "component", "flexpu-scheduler", "firstTimestamp", now, "lastTimestamp", now, "count", 1,
-        "reportingComponent", "flexpu-scheduler", "reportingInstance", instance);
-    long status;
-    struct flexpu_error err;
-    if (kube_request(c, "POST", path, ev, NULL, &status, NULL, &err))
-        FX_WARN(COMP, "cannot record an event", "pod=%s/%s error=\"%s\"", a->ns, a->name,
-                err.msg);
-    json_decref(ev);
-}
-
 /* ---- main ---- */
 
 static void usage(FILE *f)
@@ -309,7 +265,8 @@ int main(int argc, char **argv)
     bool was_leader = false;
     FX_INFO(COMP, "starting", "scheduler_name=%s policy=%s identity=%s leader_elect=%s",
             sched_name, policy, identity, leader_elect ? "true" : "false");
-    long binds = 0, bind_errors = 0;
+    struct fx_binder binder = {.c = c, .lease = leader_elect ? &lease : NULL,
+                               .identity = identity};
     while (!stop_flag) {
         int64_t now = (int64_t)fx_mono_ns();
         bool leader = true;
@@ -349,42 +306,26 @@ int main(int argc, char **argv)
             json_decref(e->obj);
             fx_free(e);
         }
-        if (!q.synced[0] || !q.synced[1] || !leader)
+        if (!q.synced[0] || !q.synced[1])
+            continue;
+        fx_settle_round(m, &binder, fx_mono_ms());
+        if (!leader)
             continue;
         /* Decide and bind until nothing is waiting or new events arrived:
-         * events go first so the next decision sees them. */
-        struct fx_attempt a;
-        for (int n = 0; n < 256 && !stop_flag && fx_model_next(m, &a); n++) {
-            if (a.outcome == FX_BIND) {
-                int rc = bind_pod(c, &a, &err);
-                fx_model_bind_done(m, a.uid, rc);
-                if (rc) {
-                    bind_errors++;
-                    FX_WARN(COMP, "bind failed", "pod=%s/%s node=%s error=\"%s\"", a.ns, a.name,
-                            a.node, err.msg);
-                } else {
-                    binds++;
-                    FX_DEBUG(COMP, "bound", "pod=%s/%s node=%s allocation=%s", a.ns, a.name,
-                             a.node, a.allocation);
-                }
-            } else {
-                const char *reason = a.outcome == FX_WAIT ? "FailedScheduling" : "InvalidRequest";
-                FX_INFO(COMP, a.outcome == FX_WAIT ? "cannot place yet" : "invalid request",
-                        "pod=%s/%s reason=\"%s\"", a.ns, a.name, a.message);
-                emit_event(c, &a, "Warning", reason, identity);
-            }
-        }
+         * events go first so the next decision sees them. The lease is
+         * checked again before each bind (fx_bind_round). */
+        fx_bind_round(m, &binder, 256, &stop_flag);
         if (now >= next_report) {
             struct fx_model_stats st;
             fx_model_stats(m, &st);
             FX_INFO(COMP, "state",
-                    "nodes=%d gpus=%d bound=%d queued=%d waiting=%d invalid=%d gpu_alloc=%.4f "
-                    "binds=%ld bind_errors=%ld conflicts=%lld",
+                    "nodes=%d gpus=%d bound=%d queued=%d waiting=%d invalid=%d unsure=%d "
+                    "gpu_alloc=%.4f binds=%ld bind_errors=%ld conflicts=%lld",
                     st.nodes, st.gpus, st.pods_bound, st.pods_queued, st.pods_waiting,
-                    st.pods_invalid,
+                    st.pods_invalid, st.pods_unsure,
                     st.gpu_milli_total ? (double)st.gpu_milli_used / (double)st.gpu_milli_total
                                        : 0.0,
-                    binds, bind_errors, (long long)st.conflicts);
+                    binder.binds, binder.bind_errors, (long long)st.conflicts);
             next_report = now + 10000000000LL;
         }
     }

@@ -19,7 +19,7 @@ enum pod_state {
     POD_QUEUED,  /* ours, waiting in the heap */
     POD_WAITING, /* ours, fits nowhere now; back to the heap when capacity frees */
     POD_INVALID, /* ours, malformed; back when the pod changes */
-    POD_ASSUMED, /* ours, decided and being bound */
+    POD_ASSUMED, /* ours, decided and being bound, or its bind's outcome unknown */
     POD_BOUND,   /* on a node (anyone's) */
 };
 
@@ -46,6 +46,11 @@ struct pod {
     char *problem;      /* why the pod is invalid */
     bool counted;       /* its shape is in the workload */
     uint64_t gen;       /* the list generation it was last seen in */
+    /* An assumed pod whose bind may or may not have been applied (timeout,
+     * 5xx, 409): it keeps its allocation until the watch shows it bound or
+     * deleted, or a read-back at settle_ms finds it still unbound. */
+    bool unsure;
+    int64_t settle_ms;
 };
 
 #define STR(s) ((s) ? (s) : "")
@@ -114,6 +119,7 @@ struct fx_model {
     bool shapes_dirty;
     uint64_t shapes_total, shapes_refreshed;
     uint64_t pod_gen;  /* bumped at each full pod list */
+    int nunsure;       /* pods with unsure set */
 };
 
 /* ---- the queue: a binary heap on (priority desc, created asc, seq asc) ---- */
@@ -526,9 +532,18 @@ void fx_model_refresh_workload(struct fx_model *m)
     m->shapes_refreshed = m->shapes_total;
 }
 
+static void clear_unsure(struct fx_model *m, struct pod *p)
+{
+    if (p->unsure) {
+        p->unsure = false;
+        m->nunsure--;
+    }
+}
+
 static void forget(struct fx_model *m, struct pod *p)
 {
     struct node *on = p->on;
+    clear_unsure(m, p);
     dequeue(m, p);
     release(m, p);
     unlink_pod(p);
@@ -639,15 +654,24 @@ void fx_model_pod_event(struct fx_model *m, enum kube_event ev, json_t *obj)
     }
     struct flexpu_error err = {0};
     char assumed_node[256];
-    snprintf(assumed_node, sizeof(assumed_node), "%s", p->state == POD_ASSUMED ? STR(p->node) : "");
+    bool assumed = p->state == POD_ASSUMED;
+    snprintf(assumed_node, sizeof(assumed_node), "%s", assumed ? STR(p->node) : "");
+    /* What we assumed, to compare with what the server recorded. */
+    char *assumed_alloc = assumed && p->allocation ? fx_strdup(p->allocation) : NULL;
+    bool alloc_lost = assumed && p->allocation && !assumed_alloc;
     int bad = read_pod(m, p, obj, &err);
+    bool same_alloc = !alloc_lost && strcmp(STR(assumed_alloc), STR(p->allocation)) == 0;
+    fx_free(assumed_alloc);
     if (bound) {
         dequeue(m, p);
-        if (p->state == POD_ASSUMED && strcmp(assumed_node, STR(p->node)) == 0 && p->alloc) {
+        clear_unsure(m, p);
+        if (assumed && strcmp(assumed_node, STR(p->node)) == 0 && same_alloc && p->alloc) {
             p->state = POD_BOUND; /* our own bind, confirmed */
             return;
         }
-        release(m, p); /* assumed elsewhere, or never accounted */
+        /* Assumed elsewhere or with other GPUs (another instance bound it),
+         * or never accounted: what the server recorded is what counts. */
+        release(m, p);
         unlink_pod(p);
         p->state = POD_BOUND;
         /* Pods can arrive before their node: a placeholder record
@@ -766,23 +790,81 @@ bool fx_model_next(struct fx_model *m, struct fx_attempt *a)
     return false;
 }
 
-void fx_model_bind_done(struct fx_model *m, const char *uid, int rc)
+/* An assumed pod's bind did not happen: its allocation back, and the pod
+ * queued again. */
+static void give_back(struct fx_model *m, struct pod *p)
 {
-    struct pod *p = fx_strmap_get(&m->pods, uid);
-    if (!p || p->state != POD_ASSUMED)
-        return;
-    if (rc == 0)
-        return; /* the watch confirms it */
+    clear_unsure(m, p);
     release(m, p);
     unlink_pod(p);
     str_set(&p->node, NULL);
     str_set(&p->allocation, NULL);
+    enqueue(m, p);
+}
+
+void fx_model_bind_done(struct fx_model *m, const char *uid, int rc, int64_t now_ms)
+{
+    struct pod *p = fx_strmap_get(&m->pods, uid);
+    if (!p || p->state != POD_ASSUMED)
+        return;
+    if (rc == 0) {
+        clear_unsure(m, p);
+        return; /* the watch confirms it */
+    }
     if (rc == FLEXPU_ENOENT) {
-        forget(m, p);
+        forget(m, p); /* the pod is gone */
         return;
     }
-    /* EEXIST: bound meanwhile (the watch brings where); otherwise retry. */
-    enqueue(m, p);
+    if (rc == FLEXPU_EINVAL) {
+        give_back(m, p); /* refused as such (4xx): nothing was written */
+        return;
+    }
+    /* A timeout, a 5xx or a 409: the server may have bound it (a request
+     * that ran out may still be applied), or someone else did. Giving the
+     * allocation back now would let the next pod take the same share. */
+    if (!p->unsure) {
+        p->unsure = true;
+        m->nunsure++;
+    }
+    p->settle_ms = now_ms + FX_BIND_SETTLE_MS;
+}
+
+bool fx_model_next_unsure(struct fx_model *m, int64_t now_ms, struct fx_attempt *a)
+{
+    if (m->nunsure == 0)
+        return false;
+    const char *k;
+    void *v;
+    for (size_t i = 0; fx_strmap_next(&m->pods, &i, &k, &v);) {
+        struct pod *p = v;
+        if (!p->unsure || p->settle_ms > now_ms)
+            continue;
+        /* Offered again later if the read-back fails or never comes. */
+        p->settle_ms = now_ms + FX_BIND_RETRY_MS;
+        fill(a, p, FX_BIND);
+        snprintf(a->node, sizeof(a->node), "%s", STR(p->node));
+        snprintf(a->allocation, sizeof(a->allocation), "%s", STR(p->allocation));
+        return true;
+    }
+    return false;
+}
+
+void fx_model_bind_settle(struct fx_model *m, const char *uid, json_t *obj)
+{
+    struct pod *p = fx_strmap_get(&m->pods, uid);
+    if (!p || p->state != POD_ASSUMED || !p->unsure)
+        return;
+    const char *got = obj ? kube_str(obj, "metadata.uid") : NULL;
+    if (!got || strcmp(got, uid) != 0) {
+        forget(m, p); /* deleted (a pod of the same name is another pod) */
+        return;
+    }
+    const char *node = kube_str(obj, "spec.nodeName");
+    if ((node && *node) || terminal(obj)) {
+        fx_model_pod_event(m, KUBE_MODIFIED, obj); /* as the watch will tell it */
+        return;
+    }
+    give_back(m, p); /* still unbound well after the bind: it never happened */
 }
 
 void fx_model_stats(const struct fx_model *m, struct fx_model_stats *o)
@@ -803,6 +885,7 @@ void fx_model_stats(const struct fx_model *m, struct fx_model_stats *o)
         o->pods_queued += p->state == POD_QUEUED;
         o->pods_waiting += p->state == POD_WAITING;
         o->pods_invalid += p->state == POD_INVALID;
+        o->pods_unsure += p->unsure;
     }
 }
 

@@ -6,7 +6,10 @@
  * tests drive it the same way.
  *
  * A decision is "assumed" at once (accounted in the engine) so the next
- * decision sees it; the bind result confirms it or gives it back. After a
+ * decision sees it; the bind result confirms it or gives it back, and a bind
+ * whose outcome is unknown (a timeout, a 5xx) keeps it until the server
+ * says what happened: giving it back then would let two pods take one GPU
+ * share when the server had applied the bind after all. After a
  * restart, pods carrying the allocation annotation are accounted exactly as
  * recorded, so nothing is ever allocated twice. */
 #ifndef FX_SCHED_MODEL_H
@@ -49,11 +52,37 @@ struct fx_attempt {
  * or the pod changes. */
 bool fx_model_next(struct fx_model *m, struct fx_attempt *a);
 
-/* The bind of an FX_BIND attempt finished: rc 0 keeps the allocation (the
- * watch will confirm it); FLEXPU_ENOENT (pod gone) or FLEXPU_EEXIST (already
- * bound elsewhere: the watch tells where) forgets it; anything else gives
- * the allocation back and queues the pod again. */
-void fx_model_bind_done(struct fx_model *m, const char *uid, int rc);
+/* How long a pod whose bind's outcome is unknown keeps its allocation
+ * before the server is asked (fx_model_next_unsure): the API server's
+ * default request timeout (kube-apiserver --request-timeout, 1m), after
+ * which it no longer works on the request, so an unbound pod then stays
+ * unbound. The watch usually settles it long before. */
+#define FX_BIND_SETTLE_MS 60000
+/* And how soon it is offered again when the read-back failed. */
+#define FX_BIND_RETRY_MS 5000
+
+/* The bind of an FX_BIND attempt finished at now_ms (monotonic):
+ *  - 0 keeps the allocation (the watch confirms it);
+ *  - FLEXPU_ENOENT (the pod is gone) forgets the pod;
+ *  - FLEXPU_EINVAL (refused: a 4xx other than 404/409) gives the
+ *    allocation back and queues the pod again;
+ *  - anything else (timeout, 5xx, 409) may have been applied, or the pod was
+ *    bound by someone else: the pod stays assumed with its allocation until
+ *    the watch shows it bound (confirmed, or accounted as recorded) or
+ *    deleted, or a read-back after FX_BIND_SETTLE_MS finds it unbound. */
+void fx_model_bind_done(struct fx_model *m, const char *uid, int rc, int64_t now_ms);
+
+/* A pod whose bind's outcome has been unknown for FX_BIND_SETTLE_MS (ns,
+ * name, uid, node and allocation filled): the daemon reads it back and
+ * passes the answer to fx_model_bind_settle. Each such pod is offered again
+ * FX_BIND_RETRY_MS later while unsettled. */
+bool fx_model_next_unsure(struct fx_model *m, int64_t now_ms, struct fx_attempt *a);
+
+/* The pod `uid` as the API server has it now (NULL: not found): bound or
+ * ended, it is taken as the watch would; gone or re-created (another UID),
+ * forgotten; still unbound, the bind never happened: the allocation is given
+ * back and the pod queued again. */
+void fx_model_bind_settle(struct fx_model *m, const char *uid, json_t *pod);
 
 /* The workload the fragmentation-aware policies defend, taken from the pods
  * seen so far: refreshed by fx_model_next when a new request shape appears
@@ -62,6 +91,7 @@ void fx_model_refresh_workload(struct fx_model *m);
 
 struct fx_model_stats {
     int nodes, gpus, pods_bound, pods_queued, pods_waiting, pods_invalid;
+    int pods_unsure; /* assumed, their bind's outcome unknown (within pods_bound) */
     int64_t gpu_milli_total, gpu_milli_used;
     int64_t conflicts; /* recorded allocations that could not be accounted */
 };

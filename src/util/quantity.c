@@ -108,9 +108,10 @@ static bool match_exponent(const char *p, struct number *num)
 
 /* value * 10^scale10, exactly, or FLEXPU_ERANGE. An inexact result is rounded
  * away from zero (1.5 -> 2, -1.5 -> -2) as resource.Quantity's Value() and
- * MilliValue() round. */
-static int scale(const struct number *n, int scale10, int64_t *out)
+ * MilliValue() round, and *rounded says so. */
+static int scale(const struct number *n, int scale10, int64_t *out, bool *rounded)
 {
+    *rounded = false;
     if (n->digits == 0) {
         *out = 0;
         return 0;
@@ -140,6 +141,7 @@ static int scale(const struct number *n, int scale10, int64_t *out)
     }
     if (inexact)
         v += 1;
+    *rounded = inexact;
     if (v > limit)
         return FLEXPU_ERANGE;
     *out = n->sign * (int64_t)v;
@@ -147,7 +149,7 @@ static int scale(const struct number *n, int scale10, int64_t *out)
 }
 
 static int parse_generic(const char *s, const char *field, int scale10, bool sizes, int64_t *out,
-                         struct flexpu_error *err)
+                         bool *rounded, struct flexpu_error *err)
 {
     if (!s || !*s)
         return bad(err, field, s ? s : "", "empty quantity");
@@ -164,7 +166,7 @@ static int parse_generic(const char *s, const char *field, int scale10, bool siz
     if (sizes && n.sign < 0 && n.digits)
         return bad(err, field, s, "a size cannot be negative");
     int64_t v;
-    if (scale(&n, scale10, &v) != 0)
+    if (scale(&n, scale10, &v, rounded) != 0)
         return flexpu_error_field(err, FLEXPU_ERANGE, field, s, strlen(s),
                                   "does not fit in 64 bits");
     *out = v;
@@ -174,16 +176,20 @@ static int parse_generic(const char *s, const char *field, int scale10, bool siz
 int flexpu_quantity_parse_milli(const char *s, const char *field, int64_t *out_milli,
                                 struct flexpu_error *err)
 {
-    return parse_generic(s, field, 3, false, out_milli, err);
+    bool rounded;
+    return parse_generic(s, field, 3, false, out_milli, &rounded, err);
 }
 
 int flexpu_quantity_parse(const char *s, const char *field, int64_t *out,
                           struct flexpu_error *err)
 {
-    return parse_generic(s, field, 0, false, out, err);
+    bool rounded;
+    return parse_generic(s, field, 0, false, out, &rounded, err);
 }
 
-int flexpu_size_parse(const char *s, const char *field, int64_t *out_bytes,
+/* A size in bytes, rounded up; *rounded when the text held a fraction of a
+ * byte. */
+static int size_parse(const char *s, const char *field, int64_t *out_bytes, bool *rounded,
                       struct flexpu_error *err)
 {
     /* A lone lower-case "m" means MiB here, so try the size units first. */
@@ -195,12 +201,33 @@ int flexpu_size_parse(const char *s, const char *field, int64_t *out_bytes,
             if (n.sign < 0 && n.digits)
                 return bad(err, field, s, "a size cannot be negative");
             int64_t v;
-            if (scale(&n, 0, &v) != 0)
+            if (scale(&n, 0, &v, rounded) != 0)
                 return flexpu_error_field(err, FLEXPU_ERANGE, field, s, strlen(s),
                                           "does not fit in 64 bits");
             *out_bytes = v;
             return 0;
         }
     }
-    return parse_generic(s, field, 0, true, out_bytes, err);
+    return parse_generic(s, field, 0, true, out_bytes, rounded, err);
+}
+
+int flexpu_size_parse(const char *s, const char *field, int64_t *out_bytes,
+                      struct flexpu_error *err)
+{
+    bool rounded;
+    return size_parse(s, field, out_bytes, &rounded, err);
+}
+
+int flexpu_size_parse_whole(const char *s, const char *field, int64_t *out_bytes,
+                            struct flexpu_error *err)
+{
+    bool rounded;
+    int64_t v;
+    int rc = size_parse(s, field, &v, &rounded, err);
+    if (rc)
+        return rc;
+    if (rounded)
+        return bad(err, field, s, "not a whole number of bytes");
+    *out_bytes = v;
+    return 0;
 }

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The Kubernetes side without a server: the pod/node/allocation contract,
- * kubeconfig parsing, the watch stream splitter, the string map, and the
- * scheduler model driven by hand-made objects. */
+ * kubeconfig parsing, the watch stream splitter, the string map, the
+ * scheduler model driven by hand-made objects, and the client and binder
+ * against a small HTTP server on loopback. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -12,9 +13,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "flexpu/log.h"
 #include "kube/contract.h"
 #include "kube/kube.h"
+#include "scheduler/bind.h"
 #include "scheduler/model.h"
+#include "util/clock.h"
 #include "util/strmap.h"
 
 static json_t *pod_json(const char *limits, const char *annotations)
@@ -372,7 +383,7 @@ static void test_model_places_and_restores(void **state)
             assert_string_equal(at.uid, "b");
             assert_string_equal(at.node, "n1");
             assert_non_null(strstr(at.allocation, "\"cores\":40"));
-            fx_model_bind_done(m, at.uid, 0);
+            fx_model_bind_done(m, at.uid, 0, 0);
         } else {
             waits++;
             assert_int_equal(at.outcome, FX_WAIT);
@@ -393,8 +404,9 @@ static void test_model_places_and_restores(void **state)
     assert_true(fx_model_next(m, &at));
     assert_int_equal(at.outcome, FX_BIND);
     assert_string_equal(at.uid, "a");
-    /* A failed bind gives the share back and queues the pod again. */
-    fx_model_bind_done(m, at.uid, FLEXPU_EIO);
+    /* A bind the server refused gives the share back and queues the pod
+     * again. */
+    fx_model_bind_done(m, at.uid, FLEXPU_EINVAL, 0);
     fx_model_stats(m, &st);
     assert_int_equal(st.gpu_milli_used, 400);
     assert_true(fx_model_next(m, &at));
@@ -411,6 +423,513 @@ static void test_model_places_and_restores(void **state)
     fx_model_free(m);
 }
 
+/* ---- binds whose outcome is unknown ---- */
+
+/* A pending 1-GPU slice pod created at `created`. */
+static json_t *pending_pod(const char *uid, int cores, const char *created)
+{
+    json_t *p = slice_pod(uid, cores, NULL, NULL);
+    json_object_set_new(json_object_get(p, "metadata"), "creationTimestamp",
+                        json_string(created));
+    json_object_del(json_object_get(p, "spec"), "nodeName");
+    return p;
+}
+
+/* The pod as the server has it once bound to `node` with `allocation`. */
+static json_t *bound_pod(json_t *pending, const char *node, const char *allocation)
+{
+    json_t *p = json_deep_copy(pending);
+    json_object_set_new(json_object_get(p, "spec"), "nodeName", json_string(node));
+    json_object_set_new(json_object_get(json_object_get(p, "metadata"), "annotations"),
+                        FX_ANN_ALLOCATION, json_string(allocation));
+    return p;
+}
+
+static json_t *allocation_on(const char *uuid, int index, int cores)
+{
+    (void)index;
+    return json_pack("{s:[{s:s, s:i, s:i, s:i}]}", "gpus", "uuid", uuid, "index", index, "cores",
+                     cores, "memory", 0);
+}
+
+/* A bind that times out (or gets a 5xx) may have been applied by the
+ * server. If the scheduler gave the share back, the next pod took it and two
+ * 60% pods ran on one GPU. The share stays held until the watch says. */
+static void test_model_bind_timeout_never_shares_gpu(void **state)
+{
+    (void)state;
+    struct flexpu_error err = {0};
+    struct fx_model *m = fx_model_new("flexpu-scheduler", "flexpu", 1, &err);
+    assert_non_null(m);
+    json_t *n = node_obj("n1", 1, NULL);
+    fx_model_node_event(m, KUBE_ADDED, n);
+    json_decref(n);
+    json_t *a = pending_pod("a", 60, "2026-01-01T00:00:10Z");
+    fx_model_pod_event(m, KUBE_ADDED, a);
+    struct fx_attempt at;
+    assert_true(fx_model_next(m, &at));
+    assert_int_equal(at.outcome, FX_BIND);
+    assert_string_equal(at.uid, "a");
+    char alloc_a[sizeof(at.allocation)];
+    snprintf(alloc_a, sizeof(alloc_a), "%s", at.allocation);
+    /* b arrives while a's bind is in flight; older, so it goes first. */
+    json_t *b = pending_pod("b", 60, "2026-01-01T00:00:00Z");
+    fx_model_pod_event(m, KUBE_ADDED, b);
+    /* a's bind times out, but the server applied it. */
+    int bound_cores = 60; /* on the server: a on n1's GPU */
+    bool a_bound = true;
+    fx_model_bind_done(m, "a", FLEXPU_EIO, 1000);
+
+    /* The scheduler goes on, the server answering as it would. */
+    for (int i = 0; i < 10 && fx_model_next(m, &at); i++) {
+        if (at.outcome != FX_BIND)
+            continue;
+        if (strcmp(at.uid, "a") == 0 && a_bound) {
+            fx_model_bind_done(m, "a", FLEXPU_EEXIST, 1000); /* already bound */
+            continue;
+        }
+        bound_cores += 60;
+        fx_model_bind_done(m, at.uid, 0, 1000);
+    }
+    if (bound_cores > 100)
+        fail_msg("two 60%% pods bound to one GPU (%d%%) after a bind timeout", bound_cores);
+    struct fx_model_stats st;
+    fx_model_stats(m, &st);
+    assert_int_equal(st.gpu_milli_used, 600);
+    assert_int_equal(st.pods_unsure, 1);
+
+    /* The watch shows a bound as assumed: confirmed, and b still waits. */
+    json_t *ab = bound_pod(a, "n1", alloc_a);
+    fx_model_pod_event(m, KUBE_MODIFIED, ab);
+    json_decref(ab);
+    fx_model_stats(m, &st);
+    assert_int_equal(st.gpu_milli_used, 600);
+    assert_int_equal(st.pods_unsure, 0);
+    assert_false(fx_model_next_unsure(m, 1000 + FX_BIND_SETTLE_MS, &at));
+    while (fx_model_next(m, &at))
+        assert_int_not_equal(at.outcome, FX_BIND);
+    assert_int_equal(fx_model_check(m, &err), 0);
+    json_decref(a);
+    json_decref(b);
+    fx_model_free(m);
+}
+
+/* How an unknown outcome is settled: a read-back that finds the pod
+ * unbound (only after FX_BIND_SETTLE_MS), deleted, or bound elsewhere by
+ * someone else; a refused bind gives the share back at once. */
+static void test_model_bind_unsure_settles(void **state)
+{
+    (void)state;
+    struct flexpu_error err = {0};
+    struct fx_model *m = fx_model_new("flexpu-scheduler", "flexpu", 1, &err);
+    json_t *n = node_obj("n1", 2, NULL);
+    fx_model_node_event(m, KUBE_ADDED, n);
+    json_decref(n);
+    json_t *a = pending_pod("a", 60, "2026-01-01T00:00:00Z");
+    fx_model_pod_event(m, KUBE_ADDED, a);
+    struct fx_attempt at;
+    struct fx_model_stats st;
+
+    /* 1. unbound: not asked about before the settle time, then queued again */
+    assert_true(fx_model_next(m, &at));
+    fx_model_bind_done(m, "a", FLEXPU_EIO, 5000);
+    assert_false(fx_model_next(m, &at)); /* not placed twice */
+    assert_false(fx_model_next_unsure(m, 5000 + FX_BIND_SETTLE_MS - 1, &at));
+    assert_true(fx_model_next_unsure(m, 5000 + FX_BIND_SETTLE_MS, &at));
+    assert_string_equal(at.uid, "a");
+    assert_string_equal(at.ns, "d");
+    assert_string_equal(at.node, "n1");
+    /* offered again later while unsettled, not at once */
+    assert_false(fx_model_next_unsure(m, 5000 + FX_BIND_SETTLE_MS, &at));
+    assert_true(fx_model_next_unsure(m, 5000 + FX_BIND_SETTLE_MS + FX_BIND_RETRY_MS, &at));
+    fx_model_bind_settle(m, "a", a); /* the GET: still no nodeName */
+    fx_model_stats(m, &st);
+    assert_int_equal(st.gpu_milli_used, 0);
+    assert_int_equal(st.pods_unsure, 0);
+    assert_int_equal(st.pods_queued, 1);
+
+    /* 2. deleted while unsure: forgotten, its share free */
+    assert_true(fx_model_next(m, &at));
+    fx_model_bind_done(m, "a", FLEXPU_EIO, 0);
+    fx_model_pod_event(m, KUBE_DELETED, a);
+    fx_model_stats(m, &st);
+    assert_int_equal(st.gpu_milli_used, 0);
+    assert_int_equal(st.pods_unsure, 0);
+    assert_int_equal(st.pods_bound + st.pods_queued, 0);
+
+    /* 3. another instance bound it to the other GPU: that is what counts */
+    fx_model_pod_event(m, KUBE_ADDED, a);
+    assert_true(fx_model_next(m, &at));
+    assert_non_null(strstr(at.allocation, "GPU-n1-0"));
+    fx_model_bind_done(m, "a", FLEXPU_EEXIST, 0);
+    json_t *other = allocation_on("GPU-n1-1", 1, 60);
+    char *text = json_dumps(other, JSON_COMPACT);
+    json_t *ab = bound_pod(a, "n1", text);
+    fx_model_bind_settle(m, "a", ab);
+    fx_model_stats(m, &st);
+    assert_int_equal(st.gpu_milli_used, 600);
+    assert_int_equal(st.pods_unsure, 0);
+    /* GPU 0 is free again: a 60% pod fits beside it, not on GPU 1 */
+    json_t *c = pending_pod("c", 60, "2026-01-01T00:00:05Z");
+    fx_model_pod_event(m, KUBE_ADDED, c);
+    assert_true(fx_model_next(m, &at));
+    assert_int_equal(at.outcome, FX_BIND);
+    assert_non_null(strstr(at.allocation, "GPU-n1-0"));
+    assert_int_equal(fx_model_check(m, &err), 0);
+
+    /* 4. a refused bind (4xx): given back at once; 404: forgotten */
+    fx_model_bind_done(m, "c", FLEXPU_EINVAL, 0);
+    fx_model_stats(m, &st);
+    assert_int_equal(st.gpu_milli_used, 600);
+    assert_true(fx_model_next(m, &at));
+    fx_model_bind_done(m, "c", FLEXPU_EIO, 0);
+    fx_model_bind_settle(m, "c", NULL); /* the GET answered 404 */
+    fx_model_stats(m, &st);
+    assert_int_equal(st.gpu_milli_used, 600);
+    assert_int_equal(st.pods_unsure, 0);
+    free(text);
+    json_decref(other);
+    json_decref(ab);
+    json_decref(a);
+    json_decref(c);
+    fx_model_free(m);
+}
+
+/* ---- a small HTTP server on loopback ---- */
+
+struct http_srv {
+    int fd, port;
+    pthread_t tid;
+    volatile int stop;
+    bool silent;            /* read each request, never answer */
+    int status;             /* the answer's status */
+    const char *body;       /* and body (JSON) */
+    int nreq;
+    char method[16], path[512], req_body[4096]; /* the last request */
+};
+
+/* Reads one request (headers, then Content-Length bytes of body). */
+static int read_request(struct http_srv *s, int c)
+{
+    char buf[16384];
+    size_t len = 0;
+    char *end = NULL;
+    while (!(end = strstr(buf, "\r\n\r\n"))) {
+        if (len + 1 >= sizeof(buf))
+            return -1;
+        ssize_t r = read(c, buf + len, sizeof(buf) - 1 - len);
+        if (r <= 0)
+            return -1;
+        len += (size_t)r;
+        buf[len] = 0;
+    }
+    sscanf(buf, "%15s %511s", s->method, s->path);
+    const char *cl = strcasestr(buf, "content-length:");
+    size_t want = cl ? strtoul(cl + 15, NULL, 10) : 0;
+    size_t have = len - (size_t)(end + 4 - buf);
+    if (strcasestr(buf, "expect: 100-continue") && have < want)
+        (void)!write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    memmove(buf, end + 4, have);
+    while (have < want && have + 1 < sizeof(buf)) {
+        ssize_t r = read(c, buf + have, sizeof(buf) - 1 - have);
+        if (r <= 0)
+            return -1;
+        have += (size_t)r;
+    }
+    buf[have] = 0;
+    size_t keep = have < sizeof(s->req_body) - 1 ? have : sizeof(s->req_body) - 1;
+    memcpy(s->req_body, buf, keep);
+    s->req_body[keep] = 0;
+    return 0;
+}
+
+static void *http_main(void *arg)
+{
+    struct http_srv *s = arg;
+    while (!s->stop) {
+        struct pollfd pfd = {.fd = s->fd, .events = POLLIN};
+        if (poll(&pfd, 1, 50) <= 0)
+            continue;
+        int c = accept(s->fd, NULL, NULL);
+        if (c < 0)
+            continue;
+        if (read_request(s, c) == 0) {
+            s->nreq++;
+            if (s->silent) {
+                while (!s->stop) /* the connection stays open, unanswered */
+                    usleep(20000);
+            } else {
+                char head[256];
+                size_t bl = strlen(s->body ? s->body : "");
+                int hl = snprintf(head, sizeof(head),
+                                  "HTTP/1.1 %d X\r\nContent-Type: application/json\r\n"
+                                  "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                                  s->status, bl);
+                (void)!write(c, head, (size_t)hl);
+                (void)!write(c, s->body ? s->body : "", bl);
+            }
+        }
+        close(c);
+    }
+    return NULL;
+}
+
+static void http_start(struct http_srv *s)
+{
+    s->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(s->fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof(sa);
+    assert_int_equal(bind(s->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(s->fd, 8), 0);
+    assert_int_equal(getsockname(s->fd, (struct sockaddr *)&sa, &sl), 0);
+    s->port = ntohs(sa.sin_port);
+    s->stop = 0;
+    assert_int_equal(pthread_create(&s->tid, NULL, http_main, s), 0);
+}
+
+static void http_stop(struct http_srv *s)
+{
+    s->stop = 1;
+    pthread_join(s->tid, NULL);
+    close(s->fd);
+}
+
+/* A client of the server on loopback, through a kubeconfig like a user's. */
+static struct kube_client *loopback_client(int port)
+{
+    char yaml[512];
+    snprintf(yaml, sizeof(yaml),
+             "clusters:\n- name: c\n  cluster: {server: 'http://127.0.0.1:%d'}\n"
+             "contexts:\n- name: x\n  context: {cluster: c}\ncurrent-context: x\n",
+             port);
+    struct kube_config cfg;
+    struct flexpu_error err = {0};
+    assert_int_equal(kube_config_parse(yaml, strlen(yaml), ".", NULL, &cfg, &err), 0);
+    struct kube_client *c = kube_client_new(&cfg, "kube-test", &err);
+    kube_config_free(&cfg);
+    assert_non_null(c);
+    return c;
+}
+
+/* A server that never answers: each kind of request ends at its own bound,
+ * not at a fixed minute (a 60 s bind against a 15 s lease). */
+static void test_request_timeouts(void **state)
+{
+    (void)state;
+    struct http_srv srv = {.silent = true};
+    http_start(&srv);
+    struct kube_client *c = loopback_client(srv.port);
+    /* the defaults: a few seconds for one object, longer for a list page */
+    assert_true(kube_client_object_timeout_ms(c) <= 10000);
+    kube_client_set_timeouts(c, 1000, 1500);
+    assert_int_equal(kube_client_object_timeout_ms(c), 1000);
+    long status;
+    struct flexpu_error err = {0};
+    json_t *body = json_object();
+    int64_t t0 = fx_mono_ms();
+    assert_int_equal(kube_request(c, "POST", "/api/v1/namespaces/d/pods/a/binding", body, NULL,
+                                  &status, NULL, &err),
+                     FLEXPU_EIO);
+    int64_t took = fx_mono_ms() - t0;
+    json_decref(body);
+    if (took < 900 || took > 2500)
+        fail_msg("a request bounded to 1000 ms took %lld ms", (long long)took);
+    assert_non_null(strstr(err.msg, "no answer within 1000 ms"));
+    assert_int_equal(status, 0);
+    kube_client_free(c);
+    http_stop(&srv);
+
+    srv = (struct http_srv){.silent = true};
+    http_start(&srv);
+    c = loopback_client(srv.port);
+    kube_client_set_timeouts(c, 1000, 1500);
+    t0 = fx_mono_ms();
+    json_t *page = NULL;
+    assert_int_equal(kube_request_list(c, "/api/v1/pods?limit=500", &status, &page, &err),
+                     FLEXPU_EIO);
+    took = fx_mono_ms() - t0;
+    if (took < 1400 || took > 3000)
+        fail_msg("a list page bounded to 1500 ms took %lld ms", (long long)took);
+    assert_null(page);
+    kube_client_free(c);
+    http_stop(&srv);
+}
+
+/* kube_lease_valid_for: leading, and renewed recently enough that the
+ * lease outlives the request about to be sent. */
+static void test_lease_validity(void **state)
+{
+    (void)state;
+    const int64_t s = 1000000000LL;
+    struct kube_lease l = {.duration_s = 15, .leader = true, .renewed_at_ns = 100 * s};
+    assert_true(kube_lease_valid_for(&l, 100 * s, 5 * s));
+    assert_true(kube_lease_valid_for(&l, 104 * s, 5 * s));
+    /* renew deadline: two thirds of 15 s after the renewal */
+    assert_false(kube_lease_valid_for(&l, 106 * s, 5 * s));
+    assert_true(kube_lease_valid_for(&l, 106 * s, 0));
+    assert_false(kube_lease_valid_for(&l, 110 * s, 0));
+    assert_false(kube_lease_valid_for(&l, 200 * s, 0)); /* long expired */
+    l.leader = false;
+    assert_false(kube_lease_valid_for(&l, 100 * s, 0));
+}
+
+/* A leader whose lease has expired binds nothing: another replica may hold
+ * it by now. With the lease renewed, the same round binds. */
+static void test_bind_round_checks_lease(void **state)
+{
+    (void)state;
+    struct http_srv srv = {.status = 201, .body = "{\"kind\":\"Binding\"}"};
+    http_start(&srv);
+    struct kube_client *c = loopback_client(srv.port);
+    kube_client_set_timeouts(c, 2000, 0);
+    struct flexpu_error err = {0};
+    struct fx_model *m = fx_model_new("flexpu-scheduler", "flexpu", 1, &err);
+    json_t *n = node_obj("n1", 1, NULL);
+    fx_model_node_event(m, KUBE_ADDED, n);
+    json_decref(n);
+    json_t *a = pending_pod("a", 60, "2026-01-01T00:00:00Z");
+    fx_model_pod_event(m, KUBE_ADDED, a);
+
+    int64_t now = (int64_t)fx_mono_ns();
+    struct kube_lease lease = {.namespace = "d", .name = "l", .identity = "me", .duration_s = 15,
+                               .leader = true, .renewed_at_ns = now - 20 * 1000000000LL};
+    struct fx_binder b = {.c = c, .lease = &lease, .identity = "me"};
+    assert_false(fx_binder_leading(&b));
+    assert_int_equal(fx_bind_round(m, &b, 256, NULL), 0);
+    assert_int_equal(srv.nreq, 0);
+    struct fx_model_stats st;
+    fx_model_stats(m, &st);
+    assert_int_equal(st.pods_queued, 1); /* nothing assumed */
+    assert_int_equal(st.gpu_milli_used, 0);
+
+    /* renewed 9 s ago: 1 s left before the renew deadline, less than a bind */
+    lease.renewed_at_ns = (int64_t)fx_mono_ns() - 9 * 1000000000LL;
+    assert_false(fx_binder_leading(&b));
+    assert_int_equal(fx_bind_round(m, &b, 256, NULL), 0);
+    assert_int_equal(srv.nreq, 0);
+
+    lease.renewed_at_ns = (int64_t)fx_mono_ns();
+    assert_true(fx_binder_leading(&b));
+    assert_int_equal(fx_bind_round(m, &b, 256, NULL), 1);
+    assert_int_equal(srv.nreq, 1);
+    assert_string_equal(srv.method, "POST");
+    assert_string_equal(srv.path, "/api/v1/namespaces/d/pods/a/binding");
+    assert_non_null(strstr(srv.req_body, "\"uid\":\"a\""));
+    assert_non_null(strstr(srv.req_body, FX_ANN_ALLOCATION));
+    assert_int_equal(b.binds, 1);
+    fx_model_stats(m, &st);
+    assert_int_equal(st.gpu_milli_used, 600);
+
+    /* no election: always leading */
+    struct fx_binder free_b = {.c = c, .identity = "me"};
+    assert_true(fx_binder_leading(&free_b));
+    fx_model_free(m);
+    json_decref(a);
+    kube_client_free(c);
+    http_stop(&srv);
+}
+
+/* A bind answered 504 stays held; once due, the pod is read back with a
+ * GET, and found unbound it is queued again. */
+static void test_settle_round_reads_back(void **state)
+{
+    (void)state;
+    struct http_srv srv = {.status = 504, .body = "{\"kind\":\"Status\",\"message\":\"timeout\"}"};
+    http_start(&srv);
+    struct kube_client *c = loopback_client(srv.port);
+    kube_client_set_timeouts(c, 2000, 0);
+    struct flexpu_error err = {0};
+    struct fx_model *m = fx_model_new("flexpu-scheduler", "flexpu", 1, &err);
+    json_t *n = node_obj("n1", 1, NULL);
+    fx_model_node_event(m, KUBE_ADDED, n);
+    json_decref(n);
+    json_t *a = pending_pod("a", 60, "2026-01-01T00:00:00Z");
+    fx_model_pod_event(m, KUBE_ADDED, a);
+    struct fx_binder b = {.c = c, .identity = "me"};
+    assert_int_equal(fx_bind_round(m, &b, 256, NULL), 1);
+    assert_int_equal(b.bind_errors, 1);
+    struct fx_model_stats st;
+    fx_model_stats(m, &st);
+    assert_int_equal(st.pods_unsure, 1);
+    assert_int_equal(st.gpu_milli_used, 600);
+
+    fx_settle_round(m, &b, fx_mono_ms()); /* not due yet: no request */
+    assert_int_equal(srv.nreq, 1);
+    char *text = json_dumps(a, JSON_COMPACT);
+    srv.status = 200;
+    srv.body = text;
+    fx_settle_round(m, &b, fx_mono_ms() + FX_BIND_SETTLE_MS);
+    assert_int_equal(srv.nreq, 2);
+    assert_string_equal(srv.method, "GET");
+    assert_string_equal(srv.path, "/api/v1/namespaces/d/pods/a");
+    fx_model_stats(m, &st);
+    assert_int_equal(st.pods_unsure, 0);
+    assert_int_equal(st.pods_queued, 1);
+    assert_int_equal(st.gpu_milli_used, 0);
+    free(text);
+    fx_model_free(m);
+    json_decref(a);
+    kube_client_free(c);
+    http_stop(&srv);
+}
+
+/* ---- settings that expose credentials are said ---- */
+
+static char logged[4096];
+
+static void keep_line(const char *line, void *ctx)
+{
+    (void)ctx;
+    size_t n = strlen(logged);
+    snprintf(logged + n, sizeof(logged) - n, "%s\n", line);
+}
+
+static void parse_logged(const char *server, const char *extra)
+{
+    char yaml[512];
+    snprintf(yaml, sizeof(yaml),
+             "clusters:\n- name: c\n  cluster: {server: '%s'%s}\n"
+             "contexts:\n- name: x\n  context: {cluster: c}\ncurrent-context: x\n",
+             server, extra);
+    struct kube_config cfg;
+    struct flexpu_error err = {0};
+    logged[0] = 0;
+    assert_int_equal(kube_config_parse(yaml, strlen(yaml), ".", NULL, &cfg, &err), 0);
+    kube_config_free(&cfg);
+}
+
+static void test_insecure_settings_warned(void **state)
+{
+    (void)state;
+    enum flexpu_log_level was = flexpu_log_get_level();
+    flexpu_log_set_level(FLEXPU_LOG_WARN);
+    flexpu_log_set_sink(keep_line, NULL);
+
+    parse_logged("http://10.0.0.7:8080", "");
+    assert_non_null(strstr(logged, "level=warn"));
+    assert_non_null(strstr(logged, "plain http"));
+    assert_non_null(strstr(logged, "server=http://10.0.0.7:8080"));
+    assert_null(strstr(logged, "loopback"));
+
+    /* loopback (the test control plane): allowed, still said */
+    parse_logged("http://127.0.0.1:8080", "");
+    assert_non_null(strstr(logged, "plain http on loopback"));
+    assert_non_null(strstr(logged, "server=http://127.0.0.1:8080"));
+
+    parse_logged("https://api.example:6443", ", insecure-skip-tls-verify: true");
+    assert_non_null(strstr(logged, "level=warn"));
+    assert_non_null(strstr(logged, "insecure-skip-tls-verify"));
+    assert_non_null(strstr(logged, "server=https://api.example:6443"));
+
+    /* verified https: nothing to say */
+    parse_logged("https://api.example:6443", "");
+    assert_string_equal(logged, "");
+
+    flexpu_log_set_sink(NULL, NULL);
+    flexpu_log_set_level(was);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -422,6 +941,13 @@ int main(void)
         cmocka_unit_test(test_stream_splitter),
         cmocka_unit_test(test_strmap),
         cmocka_unit_test(test_model_places_and_restores),
+        cmocka_unit_test(test_model_bind_timeout_never_shares_gpu),
+        cmocka_unit_test(test_model_bind_unsure_settles),
+        cmocka_unit_test(test_request_timeouts),
+        cmocka_unit_test(test_lease_validity),
+        cmocka_unit_test(test_bind_round_checks_lease),
+        cmocka_unit_test(test_settle_round_reads_back),
+        cmocka_unit_test(test_insecure_settings_warned),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -232,6 +232,48 @@ static void test_slice_files(void **state)
     assert_int_not_equal(access(path, F_OK), 0);
 }
 
+/* ld.so.preload is replaced, never truncated in place: a process starting
+ * while the agent restarts must find the library's line, and a container
+ * that bind-mounted the old file keeps it whole. */
+static void test_preload_replaced_atomically(void **state)
+{
+    (void)state;
+    struct flexpu_error err = {0};
+    char path[400], text[256];
+    snprintf(path, sizeof(path), "%s/ld.so.preload", tmpdir);
+    assert_int_equal(fx_preload_install(tmpdir, &err), 0);
+    struct stat before, after;
+    assert_int_equal(stat(path, &before), 0);
+    assert_int_equal(before.st_mode & 0777, 0644); /* read by containers of any user */
+    FILE *old = fopen(path, "r"); /* what a running container has mounted */
+    assert_non_null(old);
+
+    assert_int_equal(fx_preload_install(tmpdir, &err), 0); /* the agent restarts */
+    assert_int_equal(stat(path, &after), 0);
+    if (after.st_ino == before.st_ino)
+        fail_msg("'%s' was rewritten in place (inode %lu kept)", path,
+                 (unsigned long)after.st_ino);
+    assert_non_null(fgets(text, sizeof(text), old));
+    assert_string_equal(text, FX_CTR_LIB "\n");
+    fclose(old);
+    FILE *cur = fopen(path, "r");
+    assert_non_null(cur);
+    assert_non_null(fgets(text, sizeof(text), cur));
+    assert_string_equal(text, FX_CTR_LIB "\n");
+    fclose(cur);
+    assert_int_equal(after.st_mode & 0777, 0644);
+
+    /* nothing left beside it: no temporary file */
+    char cmd[400];
+    snprintf(cmd, sizeof(cmd), "test \"$(ls -A '%s')\" = ld.so.preload", tmpdir);
+    assert_int_equal(system(cmd), 0);
+
+    /* a directory that does not exist: the error names the path */
+    snprintf(path, sizeof(path), "%s/missing/ld.so.preload", tmpdir);
+    assert_int_equal(fx_file_replace(path, "x\n", 0644, &err), FLEXPU_EIO);
+    assert_non_null(strstr(err.msg, "/missing/"));
+}
+
 /* ---- the device plugin with a fake PodResources ---- */
 
 #define NGPU 4
@@ -533,6 +575,121 @@ static void test_plugin_calls(void **state)
     json_decref(pcw);
 }
 
+/* GetPreferredAllocation called directly (no socket), as the kubelet would,
+ * with `n` must-include IDs: the reply, its status and message set. */
+static struct fx_grpc_reply preferred_call(struct fx_plugin *p, int size, char **must, size_t n)
+{
+    char *avail[] = {"G0::0", "G1::0", "G2::0", "G3::0", "G0::1", "G1::1"};
+    V1beta1__ContainerPreferredAllocationRequest cq =
+        V1BETA1__CONTAINER_PREFERRED_ALLOCATION_REQUEST__INIT;
+    cq.n_available_deviceids = sizeof(avail) / sizeof(avail[0]);
+    cq.available_deviceids = avail;
+    cq.n_must_include_deviceids = n;
+    cq.must_include_deviceids = must;
+    cq.allocation_size = size;
+    V1beta1__ContainerPreferredAllocationRequest *cqp = &cq;
+    V1beta1__PreferredAllocationRequest pq = V1BETA1__PREFERRED_ALLOCATION_REQUEST__INIT;
+    pq.n_container_requests = 1;
+    pq.container_requests = &cqp;
+    uint8_t buf[1024];
+    size_t len = protobuf_c_message_pack(&pq.base, buf);
+    const struct fx_grpc_method *m = fx_plugin_methods;
+    while (m->path && strcmp(m->path, "/v1beta1.DevicePlugin/GetPreferredAllocation") != 0)
+        m++;
+    assert_non_null(m->unary);
+    struct fx_grpc_reply r;
+    memset(&r, 0, sizeof(r));
+    m->unary(p, buf, len, &r);
+    return r;
+}
+
+/* The IDs of a successful single-container answer, checked to hold every
+ * must-include ID, no more than `size` IDs and no GPU twice. */
+static size_t preferred_ok(const struct fx_grpc_reply *r, int size, char **must, size_t n)
+{
+    assert_int_equal(r->status, FX_GRPC_OK);
+    V1beta1__PreferredAllocationResponse *pr =
+        v1beta1__preferred_allocation_response__unpack(NULL, r->len, r->data);
+    assert_non_null(pr);
+    assert_int_equal(pr->n_container_responses, 1);
+    V1beta1__ContainerPreferredAllocationResponse *c = pr->container_responses[0];
+    size_t k = c->n_deviceids;
+    if (k > (size_t)size)
+        fail_msg("%zu IDs answered for allocation_size %d", k, size);
+    for (size_t i = 0; i < n; i++) {
+        bool found = false;
+        for (size_t j = 0; j < k; j++)
+            found = found || strcmp(c->deviceids[j], must[i]) == 0;
+        if (!found)
+            fail_msg("must-include ID '%s' missing from the answer", must[i]);
+    }
+    for (size_t i = 0; i < k; i++)
+        for (size_t j = i + 1; j < k; j++)
+            assert_false(strncmp(c->deviceids[i], c->deviceids[j], 2) == 0); /* "G<n>" */
+    v1beta1__preferred_allocation_response__free_unpacked(pr, NULL);
+    return k;
+}
+
+/* must_include larger than the request overflowed the answer's array (found
+ * by fuzz_node: test/fuzz/corpus/node/preferred-must-include-over-size). A
+ * request the kubelet cannot mean is refused naming the field and the value;
+ * the others get a valid answer. */
+static void test_preferred_must_include(void **state)
+{
+    (void)state;
+    struct fx_node_gpu gpus[4];
+    memset(gpus, 0, sizeof(gpus));
+    for (int i = 0; i < 4; i++) {
+        snprintf(gpus[i].uuid, sizeof(gpus[i].uuid), "G%d", i);
+        gpus[i].index = gpus[i].minor = i;
+        gpus[i].healthy = true;
+    }
+    struct fx_plugin_config pc = {.node_name = "n1", .root = tmpdir,
+                                  .podresources = "/nonexistent.sock", .wait_ms = 1};
+    struct flexpu_error err = {0};
+    struct fx_plugin *p = fx_plugin_new(&pc, gpus, 4, &err);
+    assert_non_null(p);
+
+    /* the fuzzer's input: two must-include GPUs for a request of one */
+    char *over[] = {"G0::2", "G1::4"};
+    struct fx_grpc_reply r = preferred_call(p, 1, over, 2);
+    if (r.status == FX_GRPC_OK)
+        preferred_ok(&r, 1, over, 2); /* fails: two IDs answered for one */
+    assert_int_equal(r.status, FX_GRPC_INVALID_ARGUMENT);
+    assert_non_null(strstr(r.message, "must_include_deviceids"));
+    assert_non_null(strstr(r.message, "allocation_size 1"));
+    free(r.data);
+
+    /* two slots of one GPU: flexpu gives a pod each GPU once */
+    char *same_gpu[] = {"G0::2", "G0::3"};
+    r = preferred_call(p, 2, same_gpu, 2);
+    if (r.status == FX_GRPC_OK)
+        preferred_ok(&r, 2, same_gpu, 2);
+    assert_int_equal(r.status, FX_GRPC_INVALID_ARGUMENT);
+    assert_non_null(strstr(r.message, "G0::3"));
+    free(r.data);
+
+    /* an ID this node never advertised */
+    char *unknown[] = {"GPU-elsewhere::1"};
+    r = preferred_call(p, 1, unknown, 1);
+    assert_int_equal(r.status, FX_GRPC_INVALID_ARGUMENT);
+    assert_non_null(strstr(r.message, "'GPU-elsewhere::1'"));
+    free(r.data);
+
+    /* the same ID twice is one device: a valid answer of one ID */
+    char *dup[] = {"G2::5", "G2::5"};
+    r = preferred_call(p, 1, dup, 2);
+    assert_int_equal(preferred_ok(&r, 1, dup, 2), 1);
+    free(r.data);
+
+    /* one must-include ID in a request of three: it plus two other GPUs */
+    char *one[] = {"G3::7"};
+    r = preferred_call(p, 3, one, 1);
+    assert_int_equal(preferred_ok(&r, 3, one, 1), 3);
+    free(r.data);
+    fx_plugin_free(p);
+}
+
 /* ---- metrics ---- */
 
 static int name_of(void *ctx, const char *uid, char *ns, size_t ns_len, char *name,
@@ -625,7 +782,10 @@ int main(void)
         cmocka_unit_test(test_grpc_msg_encoding),
         cmocka_unit_test_setup_teardown(test_nvml_discovery, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_slice_files, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_preload_replaced_atomically, setup_dir,
+                                        teardown_dir),
         cmocka_unit_test_setup_teardown(test_plugin_calls, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_preferred_must_include, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_metrics, setup_dir, teardown_dir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -336,6 +336,39 @@ static void test_long_mantissa(void **state)
     }
 }
 
+/* Sizes that must be whole bytes: what rounds up is refused, naming the
+ * field and value; what is exact passes, in every notation. */
+static void test_size_whole(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        int64_t bytes;
+    } whole[] = {
+        {"1048576", 1048576}, {"1.5Mi", 1572864}, {"0.5k", 512},
+        {"1e6", 1000000},     {"4g", 4294967296}, {"2.5e3", 2500},
+    };
+    for (size_t i = 0; i < sizeof(whole) / sizeof(whole[0]); i++) {
+        int64_t v = SENTINEL;
+        assert_int_equal(flexpu_size_parse_whole(whole[i].text, "f", &v, NULL), 0);
+        assert_int_equal(v, whole[i].bytes);
+    }
+    static const char *const frac[] = {"0.0000001", "0.5", "1048576.5", "1.0000001Ki",
+                                       "1e-7",      "0.001k"};
+    for (size_t i = 0; i < sizeof(frac) / sizeof(frac[0]); i++) {
+        struct flexpu_error err = {0};
+        int64_t v = SENTINEL;
+        assert_int_equal(flexpu_size_parse_whole(frac[i], "FLEXPU_MEMORY_LIMIT", &v, &err),
+                         FLEXPU_EPARSE);
+        assert_int_equal(v, SENTINEL);
+        assert_non_null(strstr(err.msg, "FLEXPU_MEMORY_LIMIT"));
+        assert_non_null(strstr(err.msg, frac[i]));
+        assert_non_null(strstr(err.msg, "whole number of bytes"));
+        /* the rounding parser still rounds them up */
+        assert_int_equal(flexpu_size_parse(frac[i], "f", &v, NULL), 0);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -350,6 +383,7 @@ int main(void)
         cmocka_unit_test(test_messages),
         cmocka_unit_test(test_null_args),
         cmocka_unit_test(test_long_mantissa),
+        cmocka_unit_test(test_size_whole),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
