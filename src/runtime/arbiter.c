@@ -74,6 +74,17 @@ int fx_arb_fast_path(struct fx_gpu *g, int capped)
     return 1;
 }
 
+int fx_arb_outranks_others(struct fx_gpu *g)
+{
+    struct fx_gpu_state *st = g->st;
+    uint32_t others = LOAD(&st->arb.demand) & ~(1u << g->tenant);
+    int mine = prio_of(&st->tenants[g->tenant]);
+    for (int t = 0; t < FX_MAX_TENANTS && others; t++)
+        if (((others >> t) & 1) && prio_of(&st->tenants[t]) >= mine)
+            return 0;
+    return others != 0;
+}
+
 int fx_arb_leashed(struct fx_gpu *g, uint64_t now)
 {
     struct fx_arbiter *a = &g->st->arb;
@@ -223,12 +234,33 @@ static uint64_t weight(const struct fx_tenant_rec *tr)
     return tr->compute_share ? tr->compute_share : 1; /* share 0: best effort, 1% weight */
 }
 
+/* A slice's GPU time in the terms of a cap that refers to a clock
+ * (cap_clock_mhz, the clock of the fully loaded GPU): a capped tenant alone
+ * is duty-cycled, not power-capped, and runs at a higher clock, doing more
+ * work per ms than the cap's percent means (an H200: 1980 against 1599 MHz).
+ * Its time is scaled by the SM clock during the slice (the mean of the
+ * samples its processes took, else the last one seen) over the reference.
+ * Never below the time itself: a slower clock must not buy more than the
+ * cap in time. Takes the slice's samples. */
+static uint64_t cap_cost(struct fx_tenant_rec *tr, uint64_t ns)
+{
+    uint64_t samples = __atomic_exchange_n(&tr->slice_clock, 0, __ATOMIC_SEQ_CST);
+    uint64_t ref = LOAD(&tr->cap_clock_mhz);
+    if (!ref)
+        return ns;
+    uint64_t n = samples >> 32;
+    uint64_t mhz = n ? (samples & 0xffffffffu) / n : LOAD(&tr->clock_mhz);
+    return mhz > ref ? ns * mhz / ref : ns;
+}
+
 static void charge(struct fx_tenant_rec *tr, uint64_t ns)
 {
     tr->gpu_time_ns += ns;
     tr->vtime += ns * 100 / weight(tr);
+    /* Only the cap's bucket pays for the clock: GPU time and shares stay
+     * in time. */
     if (capped(tr))
-        tr->budget_ns -= (int64_t)ns;
+        tr->budget_ns -= (int64_t)cap_cost(tr, ns);
 }
 
 /* The next holder: among tenants with work and budget, the highest

@@ -56,6 +56,10 @@
  * called per launch. */
 int fx_arb_fast_path(struct fx_gpu *g, int capped);
 
+/* 1 when another tenant has work and every one that has is of lower
+ * priority than this one. Lock-free. */
+int fx_arb_outranks_others(struct fx_gpu *g);
+
 /* 1 when a tenant of higher priority than this one had work within
  * FX_ARB_LEASH_RECENT_NS of `now`. Lock-free. */
 int fx_arb_leashed(struct fx_gpu *g, uint64_t now);

@@ -48,16 +48,25 @@ static int set_tenant(struct fx_slice_config *c, const char *field, const char *
     return 0;
 }
 
+/* The smallest quota accepted: the scheduler refuses flexpu.io/gpu-memory
+ * below 1Mi too, and a quota of a few bytes (FLEXPU_MEMORY_LIMIT=0.0000001
+ * rounded up to 1 byte) is a mistake that would fail every allocation. */
+#define MEMORY_LIMIT_MIN ((int64_t)1 << 20)
+
 static int set_memory(struct fx_slice_config *c, const char *field, const char *v,
                       struct flexpu_error *err)
 {
     int64_t b;
-    int rc = flexpu_size_parse(v, field, &b, err);
+    int rc = flexpu_size_parse_whole(v, field, &b, err);
     if (rc)
         return rc;
     if (b <= 0)
         return flexpu_error_field(err, FLEXPU_EINVAL, field, v, strlen(v),
                                   "must be a positive size such as 4g or 512Mi");
+    if (b < MEMORY_LIMIT_MIN)
+        return flexpu_error_field(err, FLEXPU_EINVAL, field, v, strlen(v),
+                                  "must be at least 1Mi (1048576 bytes); the unit is bytes "
+                                  "unless given, as in 4g or 512Mi");
     c->memory_limit = b;
     return 0;
 }
@@ -87,6 +96,28 @@ static int set_cap(struct fx_slice_config *c, const char *field, const char *v,
                    struct flexpu_error *err)
 {
     return parse_percent(field, v, 1, &c->compute_cap, err);
+}
+
+/* 100-10000 MHz takes in every GPU clock; a value outside is a typo (a
+ * GHz figure, a stray digit). */
+#define CAP_CLOCK_MIN_MHZ 100
+#define CAP_CLOCK_MAX_MHZ 10000
+
+static int set_cap_clock(struct fx_slice_config *c, const char *field, const char *v,
+                         struct flexpu_error *err)
+{
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (end == v || *end != '\0' || errno ||
+        (x != 0 && (x < CAP_CLOCK_MIN_MHZ || x > CAP_CLOCK_MAX_MHZ))) {
+        char why[96];
+        snprintf(why, sizeof(why), "must be a whole number of MHz from %d to %d, or 0 for none",
+                 CAP_CLOCK_MIN_MHZ, CAP_CLOCK_MAX_MHZ);
+        return flexpu_error_field(err, FLEXPU_EINVAL, field, v, strlen(v), why);
+    }
+    c->cap_clock_mhz = (int)x;
+    return 0;
 }
 
 static int set_priority(struct fx_slice_config *c, const char *field, const char *v,
@@ -131,6 +162,7 @@ static const struct option {
     {"memory_limit", "FLEXPU_MEMORY_LIMIT", set_memory},
     {"compute_share", "FLEXPU_COMPUTE_SHARE", set_share},
     {"compute_cap", "FLEXPU_COMPUTE_CAP", set_cap},
+    {"cap_clock_mhz", "FLEXPU_CAP_CLOCK_MHZ", set_cap_clock},
     {"priority", "FLEXPU_PRIORITY", set_priority},
     {"state_dir", "FLEXPU_STATE_DIR", set_state_dir},
     {"log_level", "FLEXPU_LOG_LEVEL", set_log_level},

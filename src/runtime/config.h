@@ -28,6 +28,11 @@ struct fx_slice_config {
     int64_t memory_limit;     /* bytes per GPU; 0 = the whole GPU */
     int compute_share;        /* guaranteed percent, 0-100 */
     int compute_cap;          /* most percent even when idle, 1-100 */
+    /* The SM clock (MHz) a cap's percent refers to: the clock the GPU holds
+     * when fully loaded. A capped tenant runs faster than that (it is not
+     * power-capped), so its GPU time is charged at clock / cap_clock_mhz
+     * when the clock is above it. 0 = off (GPU time only); else 100-10000. */
+    int cap_clock_mhz;
     enum fx_priority priority;
     char state_dir[FX_STATE_DIR_MAX];
     enum flexpu_log_level log_level;

@@ -180,7 +180,11 @@ typedef int CUstreamCaptureMode;
 
 #define FX_NVML_USED(X)                                                                            \
     X(nvmlDeviceGetUUID, (nvmlDevice_t device, char *uuid, unsigned int length),                   \
-      (device, uuid, length))
+      (device, uuid, length))                                                                      \
+    X(nvmlInit_v2, (void), ())                                                                     \
+    X(nvmlDeviceGetHandleByUUID, (const char *uuid, nvmlDevice_t *device), (uuid, device))         \
+    X(nvmlDeviceGetClockInfo, (nvmlDevice_t device, nvmlClockType_t type, unsigned int *clock),    \
+      (device, type, clock))
 
 #define FX_DECLARE_PTR(name, params, args) CUresult (*name) params;
 #define FX_DECLARE_NVML_PTR(name, params, args) nvmlReturn_t (*name) params;

@@ -24,8 +24,9 @@
  * are marked rarely (cheap), long ones often (a bounded backlog, in GPU
  * time, so that when contention begins the incumbent's queue drains in a
  * few milliseconds). */
-#define MAX_INFLIGHT 4
+#define MAX_INFLIGHT 16
 #define ARB_INFLIGHT 4
+#define OUTRANK_INFLIGHT MAX_INFLIGHT
 #define FAST_INFLIGHT 2
 #define EVERY_MIN 1
 #define EVERY_MAX 1024
@@ -411,8 +412,10 @@ int fx_launch_begin(struct fx_launch *l, CUstream stream, int per_thread)
     if (fx_rt_capturing(stream, per_thread) || fx_process_exiting())
         return CUDA_SUCCESS;
     fx_arb_acquire(g);
+    fx_nvml_sample_clock(g);
     l->g = g;
-    if (fx_arb_leashed(g, fx_mono_ns()))
+    l->outranks = fx_arb_outranks_others(g);
+    if (!l->outranks && fx_arb_leashed(g, fx_mono_ns()))
         leash_wait(dev, g);
     return CUDA_SUCCESS;
 }
@@ -444,7 +447,13 @@ void fx_launch_end(struct fx_launch *l, CUresult r)
         return;
     }
     fx_arb_launched(l->g, fx_mono_ns());
-    track(l->dev, l->g, l->stream, l->per_thread, ARB_INFLIGHT);
+    /* A tenant that outranks every other one with work is never made to
+     * hand over by them (it gives the GPU back when it goes idle): its
+     * queue needs no short bound, so its launches do not wait on their own
+     * completions (a request of a few kernels and a synchronize). Every
+     * launch is still marked: its work in flight is what tells the arbiter
+     * it is not idle yet. */
+    track(l->dev, l->g, l->stream, l->per_thread, l->outranks ? OUTRANK_INFLIGHT : ARB_INFLIGHT);
     fx_arb_launch_done(l->g);
 }
 

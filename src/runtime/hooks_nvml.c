@@ -1,11 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* What NVML (nvidia-smi, pynvml, DCGM in the container) says about memory:
  * the same view as cuMemGetInfo, found through the GPU's UUID because NVML
- * numbers devices its own way. */
+ * numbers devices its own way. And the SM clock, which the library reads
+ * itself for caps that refer to a clock (fx_nvml_sample_clock). */
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "flexpu/log.h"
 #include "runtime/rt.h"
+#include "util/clock.h"
 
 /* The quota and the tenant's usage on the GPU behind `device`; -1 when the
  * GPU is unknown to flexpu (then the real figures stand). */
@@ -81,4 +85,90 @@ nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMemory_v2_t *me
     if (r == NVML_SUCCESS && memory && tell(device, &memory->total, &memory->free, &memory->used) == 0)
         memory->reserved = 0;
     return r;
+}
+
+/* The SM clock, for a capped tenant whose cap refers to a clock
+ * (cap_clock_mhz): the arbiter charges its slices at that clock's pace.
+ * NVML is asked at most every CLOCK_SAMPLE_NS per process and GPU, from
+ * launches that already wait for the GPU (a capped tenant's), never from the
+ * fast path. */
+#define CLOCK_SAMPLE_NS (2 * 1000 * 1000ull)
+/* Above any GPU's clock; keeps a slice's sum of samples (state.h) within
+ * 32 bits: a slice lasts at most ~220 ms, so it gets at most ~110 samples
+ * per process, 28,000 from FX_MAX_PROCS processes, and 65535 x 28,000 fits. */
+#define CLOCK_MAX_MHZ 65535u
+
+static struct clock_probe {
+    struct fx_gpu *g;
+    nvmlDevice_t dev;
+    uint64_t next_ns; /* no sample before then */
+    int state;        /* 0 not looked up yet, 1 ready, -1 no clock to read */
+} probes[FX_MAX_DEVICES];
+static pthread_mutex_t probe_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* The NVML device of `g`, found by UUID. NVML is initialised for the
+ * library's own use (nvmlInit counts its callers; an application's
+ * nvmlShutdown does not end it). Returns 0 or -1. */
+static int clock_device(struct fx_gpu *g, nvmlDevice_t *dev)
+{
+    if (fx_nvml_load() != 0 || !fx_real.nvmlInit_v2 || !fx_real.nvmlDeviceGetHandleByUUID ||
+        !fx_real.nvmlDeviceGetClockInfo)
+        return -1;
+    nvmlReturn_t r = fx_real.nvmlInit_v2();
+    if (r == NVML_SUCCESS)
+        r = fx_real.nvmlDeviceGetHandleByUUID(g->st->uuid, dev);
+    return r == NVML_SUCCESS ? 0 : -1;
+}
+
+void fx_nvml_forget_all(void)
+{
+    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+    probe_lock = fresh;
+    memset(probes, 0, sizeof(probes));
+}
+
+void fx_nvml_sample_clock(struct fx_gpu *g)
+{
+    if (!g || g->tenant < 0)
+        return;
+    struct fx_gpu_state *st = g->st;
+    struct fx_tenant_rec *tr = &st->tenants[g->tenant];
+    if (!__atomic_load_n(&tr->cap_clock_mhz, __ATOMIC_RELAXED) || tr->compute_cap >= 100)
+        return;
+    /* One thread samples; the others launch on without waiting for it. */
+    if (pthread_mutex_trylock(&probe_lock) != 0)
+        return;
+    uint64_t now = fx_mono_ns();
+    struct clock_probe *p = NULL;
+    for (int i = 0; i < FX_MAX_DEVICES && !p; i++)
+        if (probes[i].g == g || !probes[i].g)
+            p = &probes[i];
+    if (!p || p->state < 0 || now < p->next_ns) {
+        pthread_mutex_unlock(&probe_lock);
+        return;
+    }
+    p->g = g;
+    p->next_ns = now + CLOCK_SAMPLE_NS;
+    if (p->state == 0) {
+        p->state = clock_device(g, &p->dev) == 0 ? 1 : -1;
+        if (p->state < 0)
+            FX_WARN(COMP, "cannot read the GPU's SM clock from NVML; the cap is charged in GPU "
+                    "time only, as without cap_clock_mhz", "uuid=%s cap_clock_mhz=%u", st->uuid,
+                    (unsigned)tr->cap_clock_mhz);
+    }
+    unsigned int mhz = 0;
+    if (p->state > 0 &&
+        fx_real.nvmlDeviceGetClockInfo(p->dev, NVML_CLOCK_SM, &mhz) == NVML_SUCCESS && mhz) {
+        if (mhz > CLOCK_MAX_MHZ)
+            mhz = CLOCK_MAX_MHZ;
+        __atomic_store_n(&st->sm_clock_mhz, mhz, __ATOMIC_RELAXED);
+        __atomic_store_n(&st->sm_clock_ns, now, __ATOMIC_RELAXED);
+        /* Only while its tenant holds the GPU is the clock that of its
+         * work: the samples of its slice, for charge() in arbiter.c. */
+        if (__atomic_load_n(&st->arb.holder, __ATOMIC_SEQ_CST) == (uint32_t)g->tenant + 1) {
+            __atomic_fetch_add(&tr->slice_clock, (1ull << 32) | mhz, __ATOMIC_SEQ_CST);
+            __atomic_store_n(&tr->clock_mhz, mhz, __ATOMIC_RELAXED);
+        }
+    }
+    pthread_mutex_unlock(&probe_lock);
 }

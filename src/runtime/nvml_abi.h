@@ -53,4 +53,12 @@ typedef struct nvmlPciInfo_st {
 
 typedef int nvmlEnableState_t; /* 0 disabled, 1 enabled */
 
+typedef int nvmlClockType_t;
+enum {
+    NVML_CLOCK_GRAPHICS = 0,
+    NVML_CLOCK_SM = 1,
+    NVML_CLOCK_MEM = 2,
+    NVML_CLOCK_VIDEO = 3,
+};
+
 #endif

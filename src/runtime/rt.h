@@ -51,6 +51,7 @@ struct fx_launch {
     CUstream stream;
     int per_thread;
     int fast; /* alone and uncapped: only the occasional marker */
+    int outranks; /* of higher priority than every other tenant with work */
 };
 CUresult fx_launch_begin(struct fx_launch *l, CUstream stream, int per_thread);
 void fx_launch_end(struct fx_launch *l, CUresult r);
@@ -58,6 +59,17 @@ void fx_launch_forget_all(void);
 /* A context is gone: its markers went with it (dropped, not destroyed). */
 void fx_launch_forget_ctx(CUcontext ctx);
 void fx_contexts_forget_all(void);
+
+/* For a capped tenant whose cap refers to a clock (cap_clock_mhz): reads
+ * the GPU's SM clock from NVML, at most every few ms per process and GPU,
+ * and publishes it in the GPU's shared state and, while the tenant holds
+ * the GPU, among its slice's samples, which the arbiter charges by. For any
+ * other tenant it returns at once. Called from launches that wait for the
+ * GPU, after the wait. */
+void fx_nvml_sample_clock(struct fx_gpu *g);
+/* After fork: the child looks its NVML devices up again (the lock may have
+ * been held by a thread that is not in the child). */
+void fx_nvml_forget_all(void);
 
 /* Charges `bytes` to this process on `g` within the quota, first settling
  * pools and graph memory that may have shrunk; 0 or FLEXPU_ENOFIT. */

@@ -88,6 +88,7 @@ static void after_fork_child(void)
     fx_launch_forget_all();
     fx_vmm_forget_all();
     fx_contexts_forget_all();
+    fx_nvml_forget_all();
 }
 
 static void init_once(void)

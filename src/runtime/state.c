@@ -368,13 +368,14 @@ static int map_state(struct fx_gpu *g, const char *path, int writable, struct fl
     struct fx_gpu_state *st = m;
     if (st->magic != FX_STATE_MAGIC || st->version != FX_STATE_VERSION ||
         st->size != sizeof(*st)) {
+        /* Read for the message before the mapping goes. */
+        uint32_t magic = st->magic, version = st->version, size = st->size;
         munmap(m, sizeof(*st));
         return flexpu_error_set(err, FLEXPU_EPARSE,
                                 "%s: state file of another flexpu version (magic %#x version %u "
                                 "size %u; expected version %u size %zu); remove it once no "
                                 "process uses the GPU",
-                                path, st->magic, st->version, st->size, FX_STATE_VERSION,
-                                sizeof(*st));
+                                path, magic, version, size, FX_STATE_VERSION, sizeof(*st));
     }
     g->st = st;
     return 0;
@@ -427,13 +428,16 @@ static int register_locked(struct fx_gpu *g, const struct fx_slice_config *cfg,
     struct fx_tenant_rec *tr = &st->tenants[t];
     uint64_t quota = (uint64_t)cfg->memory_limit;
     if (tr->quota_bytes != quota || tr->compute_share != (uint32_t)cfg->compute_share ||
-        tr->compute_cap != (uint32_t)cfg->compute_cap || tr->priority != (uint32_t)cfg->priority)
-        FX_DEBUG(COMP, "tenant configuration set", "tenant=%s uuid=%s quota=%llu share=%d cap=%d",
-                 cfg->tenant, st->uuid, (unsigned long long)quota, cfg->compute_share,
-                 cfg->compute_cap);
+        tr->compute_cap != (uint32_t)cfg->compute_cap || tr->priority != (uint32_t)cfg->priority ||
+        tr->cap_clock_mhz != (uint32_t)cfg->cap_clock_mhz)
+        FX_DEBUG(COMP, "tenant configuration set",
+                 "tenant=%s uuid=%s quota=%llu share=%d cap=%d cap_clock_mhz=%d", cfg->tenant,
+                 st->uuid, (unsigned long long)quota, cfg->compute_share, cfg->compute_cap,
+                 cfg->cap_clock_mhz);
     tr->quota_bytes = quota;
     tr->compute_share = (uint32_t)cfg->compute_share;
     tr->compute_cap = (uint32_t)cfg->compute_cap;
+    __atomic_store_n(&tr->cap_clock_mhz, (uint32_t)cfg->cap_clock_mhz, __ATOMIC_RELAXED);
     tr->priority = (uint32_t)cfg->priority;
 
     for (int i = 0; i < FX_MAX_PROCS; i++) {

@@ -48,6 +48,13 @@ struct fx_tenant_rec {
     uint64_t vtime;
     int64_t budget_ns;
     uint64_t budget_ts;
+    /* A cap's reference clock (cap_clock_mhz, 0: none), and the SM clock
+     * its processes sampled while it held the GPU (fx_nvml_sample_clock):
+     * the last sample, and this slice's samples as count << 32 | sum of
+     * MHz, which charge() takes and clears. */
+    uint32_t cap_clock_mhz;
+    uint32_t clock_mhz;
+    uint64_t slice_clock;
 };
 
 struct fx_proc_rec {
@@ -99,6 +106,11 @@ struct fx_gpu_state {
     struct fx_arbiter arb;
     struct fx_tenant_rec tenants[FX_MAX_TENANTS];
     struct fx_proc_rec procs[FX_MAX_PROCS];
+    /* The GPU's SM clock, as a capped tenant's process last sampled it
+     * (fx_nvml_sample_clock), and when (CLOCK_MONOTONIC); 0: never. */
+    uint32_t sm_clock_mhz;
+    uint32_t reserved2;
+    uint64_t sm_clock_ns;
 };
 
 /* A process's handle on one GPU's state. */

@@ -7,8 +7,10 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define FAKE_MAX_DEVICES       8
 #define FAKE_DEFAULT_DEVICES   1ull
@@ -45,6 +47,16 @@ static inline int fake_env_u64(const char *name, unsigned long long def, unsigne
         return -1;
     *out = v;
     return 0;
+}
+
+/* The directory of the device lock and clock files: FAKECUDA_DIR, or a
+ * per-user default. Returns what snprintf returns. */
+static inline int fake_dir_path(char *out, size_t len)
+{
+    const char *dir = getenv("FAKECUDA_DIR");
+    if (dir && *dir)
+        return snprintf(out, len, "%s", dir);
+    return snprintf(out, len, "/tmp/fakecuda-%u", (unsigned)getuid());
 }
 
 #endif

@@ -102,7 +102,10 @@ static CUresult ctx_create(CUdevice dev, struct fake_ctx **out)
     c->turn_fd = open_lock_file(dev, "turn");
     pthread_cond_init(&c->work_cv, NULL);
     r = CUDA_ERROR_OPERATING_SYSTEM;
-    if (c->busy_fd < 0 || c->turn_fd < 0 || start_worker(c) != 0) {
+    if (fake.clock_loaded_mhz && !d->clock)
+        d->clock = fake_clock_map(fake.dir, dev);
+    if (c->busy_fd < 0 || c->turn_fd < 0 || (fake.clock_loaded_mhz && !d->clock) ||
+        start_worker(c) != 0) {
         ctx_free(c);
         goto fail;
     }

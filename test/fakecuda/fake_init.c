@@ -53,13 +53,10 @@ static CUresult read_environment(void)
         return env_error("FAKECUDA_TOTAL_MEM", "a positive number of bytes");
     if (fake_env_u64("FAKECUDA_CTX_OVERHEAD", FAKE_DEFAULT_CTX_OVERHEAD, &overhead) != 0)
         return env_error("FAKECUDA_CTX_OVERHEAD", "a number of bytes");
+    if (fake_clock_settings("fakecuda", &fake.clock_max_mhz, &fake.clock_loaded_mhz) != 0)
+        return CUDA_ERROR_INVALID_VALUE;
 
-    const char *dir = getenv("FAKECUDA_DIR");
-    int n;
-    if (dir && *dir)
-        n = snprintf(fake.dir, sizeof fake.dir, "%s", dir);
-    else
-        n = snprintf(fake.dir, sizeof fake.dir, "/tmp/fakecuda-%u", (unsigned)getuid());
+    int n = fake_dir_path(fake.dir, sizeof fake.dir);
     if (n < 0 || (size_t)n >= sizeof fake.dir)
         return env_error("FAKECUDA_DIR", "a shorter path");
     /* Per-user default directory; a directory named by the test may exist. */

@@ -22,6 +22,7 @@
 #include <stddef.h>
 
 #include "runtime/cuda_abi.h"
+#include "fake_clock.h"
 #include "fake_common.h"
 
 /* Every cu* export; the other files are built with -fvisibility=hidden. */
@@ -173,7 +174,8 @@ struct fake_capture {
 
 struct fake_device {
     unsigned long long used;    /* everything fakecuda_used_bytes reports */
-    unsigned long long busy_ns; /* completed kernel time */
+    unsigned long long busy_ns; /* completed kernel work: time at the loaded clock */
+    struct fake_clock_page *clock; /* mapped at its first context when clocks are modelled */
     int contexts;               /* live contexts; the overhead is charged while > 0 */
     struct fake_ctx *primary;
     struct fake_pool default_pool;
@@ -188,6 +190,7 @@ struct fake_state {
     int ndevices;
     unsigned long long total_mem;
     unsigned long long ctx_overhead;
+    unsigned clock_max_mhz, clock_loaded_mhz; /* fake_clock.h; loaded 0: not modelled */
     char dir[PATH_MAX - 32]; /* room left for "/gpu<N>.busy" */
     struct fake_device dev[FAKE_MAX_DEVICES];
     struct fake_ctx *contexts;

@@ -8,14 +8,20 @@
  *                        every other GPU of its range
  *   FAKENVML_LOST_FILE   a file listing lost GPU indices, one per line, read
  *                        at every memory query (so tests flip health live)
+ * The SM clock (nvmlDeviceGetClockInfo) follows the fake driver's clock
+ * model (fake_clock.h, FAKECUDA_CLOCK_*): the clock the device runs at now,
+ * whichever process keeps it busy.
  * The minor number of a GPU is its index; its PCI bus is 0x10 + index. */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "runtime/nvml_abi.h"
+#include "fake_clock.h"
 #include "fake_common.h"
 
 #define NVML_API __attribute__((visibility("default")))
@@ -32,6 +38,9 @@ static int init_count; /* nvmlInit calls not yet matched by nvmlShutdown */
 static unsigned int device_count;
 static unsigned long long total_mem;
 static struct nvml_device devices[FAKE_MAX_DEVICES];
+static unsigned clock_max, clock_loaded; /* fake_clock.h */
+static char fake_dir[PATH_MAX - 32];
+static struct fake_clock_page *clocks[FAKE_MAX_DEVICES]; /* mapped at the first query */
 
 NVML_API nvmlReturn_t nvmlInit_v2(void);
 NVML_API nvmlReturn_t nvmlInit(void);
@@ -41,6 +50,9 @@ NVML_API nvmlReturn_t nvmlDeviceGetCount(unsigned int *deviceCount);
 NVML_API nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int index, nvmlDevice_t *device);
 NVML_API nvmlReturn_t nvmlDeviceGetHandleByIndex(unsigned int index, nvmlDevice_t *device);
 NVML_API nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t device, char *uuid, unsigned int length);
+NVML_API nvmlReturn_t nvmlDeviceGetHandleByUUID(const char *uuid, nvmlDevice_t *device);
+NVML_API nvmlReturn_t nvmlDeviceGetClockInfo(nvmlDevice_t device, nvmlClockType_t type,
+                                             unsigned int *clock);
 NVML_API nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t *memory);
 NVML_API nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMemory_v2_t *memory);
 NVML_API const char *nvmlErrorString(nvmlReturn_t result);
@@ -64,6 +76,11 @@ NVML_API nvmlReturn_t nvmlInit_v2(void)
             n > FAKE_MAX_DEVICES ||
             fake_env_u64("FAKECUDA_TOTAL_MEM", FAKE_DEFAULT_TOTAL_MEM, &total) != 0 || total == 0) {
             fprintf(stderr, "fakenvml: bad FAKECUDA_DEVICES or FAKECUDA_TOTAL_MEM\n");
+            r = NVML_ERROR_UNKNOWN;
+        } else if (fake_clock_settings("fakenvml", &clock_max, &clock_loaded) != 0) {
+            r = NVML_ERROR_UNKNOWN;
+        } else if (fake_dir_path(fake_dir, sizeof fake_dir) >= (int)sizeof fake_dir) {
+            fprintf(stderr, "fakenvml: FAKECUDA_DIR is too long\n");
             r = NVML_ERROR_UNKNOWN;
         } else {
             device_count = (unsigned int)n;
@@ -157,6 +174,54 @@ NVML_API nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t device, char *uuid, unsigne
              "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
              b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
              b[15]);
+    return NVML_SUCCESS;
+}
+
+NVML_API nvmlReturn_t nvmlDeviceGetHandleByUUID(const char *uuid, nvmlDevice_t *device)
+{
+    if (!uuid || !device)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    unsigned int n;
+    nvmlReturn_t r = nvmlDeviceGetCount_v2(&n);
+    for (unsigned int i = 0; r == NVML_SUCCESS && i < n; i++) {
+        char text[UUID_STRING_LEN];
+        nvmlDevice_t d = (nvmlDevice_t)&devices[i];
+        if (nvmlDeviceGetUUID(d, text, sizeof text) == NVML_SUCCESS && !strcmp(text, uuid)) {
+            *device = d;
+            return NVML_SUCCESS;
+        }
+    }
+    return r == NVML_SUCCESS ? NVML_ERROR_NOT_FOUND : r;
+}
+
+/* The SM (and graphics) clock: the fake driver's model when it models
+ * clocks, else the fixed max clock. Memory and video clocks are not
+ * simulated. */
+NVML_API nvmlReturn_t nvmlDeviceGetClockInfo(nvmlDevice_t device, nvmlClockType_t type,
+                                             unsigned int *clock)
+{
+    nvmlReturn_t r;
+    const struct nvml_device *d = device_get(device, &r);
+    if (!d)
+        return r;
+    if (!clock || type < NVML_CLOCK_GRAPHICS || type > NVML_CLOCK_VIDEO)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    if (type != NVML_CLOCK_SM && type != NVML_CLOCK_GRAPHICS)
+        return NVML_ERROR_NOT_SUPPORTED;
+    const struct fake_clock_page *page = NULL;
+    if (clock_loaded) {
+        pthread_mutex_lock(&nvml_lock);
+        if (!clocks[d->index])
+            clocks[d->index] = fake_clock_map(fake_dir, (int)d->index);
+        page = clocks[d->index];
+        pthread_mutex_unlock(&nvml_lock);
+        if (!page)
+            return NVML_ERROR_UNKNOWN;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    *clock = fake_clock_now(page, clock_max, clock_loaded,
+                            (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec);
     return NVML_SUCCESS;
 }
 

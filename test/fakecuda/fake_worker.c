@@ -6,7 +6,9 @@
  * while holding an exclusive flock() on FAKECUDA_DIR/gpu<N>.busy, so kernels
  * of different processes (and of different contexts) on one device never
  * overlap. The time actually spent holding the device is what
- * fakecuda_busy_us reports.
+ * fakecuda_busy_us reports, scaled to the loaded clock when clocks are
+ * modelled (fake_clock.h): the work done, which is what a throughput
+ * measurement sees.
  *
  * flock() alone is not fair: a process that releases the device and asks for
  * it again at once usually wins against a waiter that still has to be woken,
@@ -27,8 +29,11 @@ static void lock_file(int fd, int op)
         ;
 }
 
-/* Runs one kernel of `us` microseconds; returns the nanoseconds it held the
- * device. Called without the state lock. */
+/* Runs one kernel of `us` microseconds at the loaded clock; returns the work
+ * it did: the nanoseconds it held the device, scaled to the loaded clock
+ * (with clocks not modelled, just the nanoseconds it held the device).
+ * Called without the state lock; fake.dev[].clock and the clock settings
+ * were set before this worker started. */
 static unsigned long long run_kernel(const struct fake_ctx *c, unsigned int us)
 {
     if (us == 0)
@@ -38,17 +43,27 @@ static unsigned long long run_kernel(const struct fake_ctx *c, unsigned int us)
     lock_file(c->busy_fd, LOCK_EX);
     lock_file(c->turn_fd, LOCK_UN);
 
-    struct timespec start, deadline, end;
-    clock_gettime(CLOCK_MONOTONIC, &start);
-    long long nsec = start.tv_nsec + (long long)(us % 1000000u) * 1000;
-    deadline.tv_sec = start.tv_sec + (time_t)(us / 1000000u) + (time_t)(nsec / 1000000000);
-    deadline.tv_nsec = (long)(nsec % 1000000000);
+    struct fake_clock_page *clock = fake.dev[c->dev].clock;
+    unsigned loaded = fake.clock_loaded_mhz;
+    unsigned long long start_ns = fake_now_ns();
+    unsigned mhz = loaded ? fake_clock_now(clock, fake.clock_max_mhz, loaded, start_ns) : 0;
+    unsigned long long wall_ns = (unsigned long long)us * 1000;
+    if (loaded) {
+        /* Faster than loaded: the same work in less time. */
+        wall_ns = wall_ns * loaded / mhz;
+        fake_clock_kernel_begin(clock, start_ns, mhz);
+    }
+    unsigned long long deadline_ns = start_ns + wall_ns;
+    struct timespec deadline = {(time_t)(deadline_ns / 1000000000ull),
+                                (long)(deadline_ns % 1000000000ull)};
     while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &deadline, NULL) == EINTR)
         ;
-    clock_gettime(CLOCK_MONOTONIC, &end);
+    unsigned long long end_ns = fake_now_ns();
+    if (loaded)
+        fake_clock_kernel_end(clock, start_ns, end_ns);
     lock_file(c->busy_fd, LOCK_UN);
-    return (unsigned long long)(end.tv_sec - start.tv_sec) * 1000000000ull +
-           (unsigned long long)end.tv_nsec - (unsigned long long)start.tv_nsec;
+    unsigned long long held = end_ns - start_ns;
+    return loaded ? held * mhz / loaded : held;
 }
 
 /* Lock held. Drops a reference to an event; frees it after the last. */

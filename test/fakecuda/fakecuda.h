@@ -10,7 +10,10 @@
 
 /* Simulated kernel time, in microseconds, that this process has completed on
  * `device` (measured with CLOCK_MONOTONIC while the kernel held the device).
- * Work still queued or running is not counted. 0 for an unknown device. */
+ * With clocks modelled (fake_clock.h) it is the work done: that time scaled
+ * to the loaded clock, so a kernel run faster at the max clock counts its
+ * full duration. Work still queued or running is not counted. 0 for an
+ * unknown device. */
 unsigned long long fakecuda_busy_us(int device);
 
 /* Creates a graph exec, as if instantiated from a captured graph, whose launch

@@ -3,11 +3,12 @@
  * dlopen() by absolute path, as the library under test finds the driver, and
  * checks the behaviour other tests rely on: entry-point lookup, memory
  * accounting of every allocation path, pools, stream capture and its
- * invalidation, simulated kernel time, graphs, IPC, and that kernels of two
- * processes never overlap on one device.
+ * invalidation, simulated kernel time, graphs, IPC, that kernels of two
+ * processes never overlap on one device, and the clock model.
  *
  * The binary doubles as the child process of the cross-process tests: with
- * --kernels or --ipc-open as first argument it runs that part and exits. */
+ * --kernels, --ipc-open or --clock as first argument it runs that part and
+ * exits. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1375,6 +1376,97 @@ static void test_nvml(void **state)
     assert_int_equal(shutdown(), NVML_ERROR_UNINITIALIZED);
 }
 
+typedef nvmlReturn_t (*nvml_by_uuid_fn)(const char *, nvmlDevice_t *);
+typedef nvmlReturn_t (*nvml_clock_fn)(nvmlDevice_t, nvmlClockType_t, unsigned int *);
+
+/* Clocks not modelled: NVML reports the fixed max clock (its default here)
+ * and finds devices by UUID. */
+static void test_nvml_clock_and_uuid(void **state)
+{
+    (void)state;
+    void *lib = dlopen(FAKENVML_PATH, RTLD_NOW | RTLD_LOCAL);
+    assert_non_null(lib);
+    nvml_void_fn init = (nvml_void_fn)dlsym(lib, "nvmlInit_v2");
+    nvml_void_fn shutdown = (nvml_void_fn)dlsym(lib, "nvmlShutdown");
+    nvml_handle_fn handle = (nvml_handle_fn)dlsym(lib, "nvmlDeviceGetHandleByIndex_v2");
+    nvml_uuid_fn uuid = (nvml_uuid_fn)dlsym(lib, "nvmlDeviceGetUUID");
+    nvml_by_uuid_fn by_uuid = (nvml_by_uuid_fn)dlsym(lib, "nvmlDeviceGetHandleByUUID");
+    nvml_clock_fn clock = (nvml_clock_fn)dlsym(lib, "nvmlDeviceGetClockInfo");
+    assert_true(init && shutdown && handle && uuid && by_uuid && clock);
+    assert_int_equal(init(), NVML_SUCCESS);
+    nvmlDevice_t d, found;
+    char text[FX_NVML_UUID_LEN];
+    assert_int_equal(handle(1, &d), NVML_SUCCESS);
+    assert_int_equal(uuid(d, text, sizeof text), NVML_SUCCESS);
+    assert_int_equal(by_uuid(text, &found), NVML_SUCCESS);
+    assert_ptr_equal(found, d);
+    assert_int_equal(by_uuid("GPU-nope", &found), NVML_ERROR_NOT_FOUND);
+    unsigned int mhz = 0;
+    assert_int_equal(clock(d, NVML_CLOCK_SM, &mhz), NVML_SUCCESS);
+    assert_int_equal(mhz, 1980);
+    assert_int_equal(clock(d, NVML_CLOCK_MEM, &mhz), NVML_ERROR_NOT_SUPPORTED);
+    assert_int_equal(clock(d, NVML_CLOCK_SM, NULL), NVML_ERROR_INVALID_ARGUMENT);
+    assert_int_equal(shutdown(), NVML_SUCCESS);
+}
+
+/* Clocks modelled (in a child: the settings are read at cuInit): an idle
+ * device is at the max clock, and kernels run faster there; a device kept
+ * busy drops to the loaded clock within the window; fakecuda_busy_us counts
+ * the work, the duration at the loaded clock, either way. */
+static void test_clock_model(void **state)
+{
+    (void)state;
+    char *args[] = {"--clock", NULL};
+    assert_int_equal(wait_exit_code(spawn_self(args, NULL, 0)), 0);
+}
+
+#define CLOCK_KERNELS 200
+static int child_clock(void)
+{
+    setenv("FAKECUDA_CLOCK_MAX_MHZ", "2000", 1);
+    setenv("FAKECUDA_CLOCK_LOADED_MHZ", "1000", 1);
+    void *lib = dlopen(FAKENVML_PATH, RTLD_NOW | RTLD_LOCAL);
+    nvml_void_fn init = lib ? (nvml_void_fn)dlsym(lib, "nvmlInit_v2") : NULL;
+    nvml_handle_fn handle = lib ? (nvml_handle_fn)dlsym(lib, "nvmlDeviceGetHandleByIndex_v2") : NULL;
+    nvml_clock_fn clock = lib ? (nvml_clock_fn)dlsym(lib, "nvmlDeviceGetClockInfo") : NULL;
+    nvmlDevice_t d;
+    CUcontext c;
+    CUstream s;
+    if (!init || !handle || !clock || init() || handle(0, &d))
+        return 2;
+    if (p_cuInit(0) || p_cuCtxCreate_v2(&c, 0, 0) || p_cuStreamCreate(&s, 0))
+        return 3;
+    unsigned int idle = 0, loaded = 0, after = 0;
+    if (clock(d, NVML_CLOCK_SM, &idle) || idle != 2000)
+        return 4;
+    /* 200 ms of work: the first ~50 ms at 2000 MHz do twice the work per
+     * ms, then the device is loaded. */
+    unsigned long long busy0 = p_fakecuda_busy_us(0), t0 = now_ns();
+    for (int i = 0; i < CLOCK_KERNELS; i++)
+        if (launch(s, 1000) != CUDA_SUCCESS)
+            return 5;
+    struct timespec ts = {0, 120 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    if (clock(d, NVML_CLOCK_SM, &loaded) || loaded != 1000)
+        return 6;
+    if (p_cuStreamSynchronize(s) != CUDA_SUCCESS)
+        return 7;
+    unsigned long long wall = now_ns() - t0, work = p_fakecuda_busy_us(0) - busy0;
+    /* At most twice the wall time: at 2000 MHz a busy µs does 2 µs of work. */
+    if (work < CLOCK_KERNELS * 990ull || work > wall / 500)
+        return 8;
+    /* Not faster at first: all of it at the loaded clock would take as long
+     * as the work (about 45 ms less, here). */
+    if (wall / 1000 + 20000 > work)
+        return 9;
+    ts.tv_nsec = 60 * 1000 * 1000;
+    nanosleep(&ts, NULL);
+    if (clock(d, NVML_CLOCK_SM, &after) || after != 2000)
+        return 10;
+    p_cuStreamDestroy_v2(s);
+    return p_cuCtxDestroy_v2(c) == CUDA_SUCCESS ? 0 : 11;
+}
+
 /* --- Setup --------------------------------------------------------------------------- */
 
 static int group_setup(void **state)
@@ -1393,6 +1485,8 @@ static int group_teardown(void **state)
         unlink(path);
         snprintf(path, sizeof path, "%s/gpu%d.turn", state_dir, dev);
         unlink(path);
+        snprintf(path, sizeof path, "%s/gpu%d.clock", state_dir, dev);
+        unlink(path);
     }
     rmdir(state_dir);
     return 0;
@@ -1402,6 +1496,8 @@ int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--ipc-open") == 0)
         return load_cuda() ? 1 : child_ipc_open(argv[2]);
+    if (argc == 2 && strcmp(argv[1], "--clock") == 0)
+        return load_cuda() ? 1 : child_clock();
     if (argc == 5 && strcmp(argv[1], "--kernels") == 0)
         return load_cuda() ? 1 : child_kernels(atoi(argv[2]), atoi(argv[3]), argv[4]);
 
@@ -1433,6 +1529,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_ipc_in_other_process),
         cmocka_unit_test(test_processes_never_overlap),
         cmocka_unit_test(test_nvml),
+        cmocka_unit_test(test_nvml_clock_and_uuid),
+        cmocka_unit_test(test_clock_model),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -642,6 +642,65 @@ static void test_cap_alone_and_burst_alone(void **state)
     client_stop(&c);
 }
 
+/* A tenant alone, capped at `cap` percent, on a fake GPU that models
+ * power-limited clocks (`clocks`: FAKECUDA_CLOCK_* pairs, NULL-ended) and
+ * with `cap_clock` MHz as its cap's reference clock (0: not set). Returns
+ * the work it did per second. */
+static double clocked_burn(const char *name, int cap, const char *const *clocks, int cap_clock)
+{
+    char e[4][64];
+    snprintf(e[0], 64, "FLEXPU_TENANT=%s", name);
+    snprintf(e[1], 64, "FLEXPU_COMPUTE_SHARE=%d", cap < 100 ? cap : 30);
+    snprintf(e[2], 64, "FLEXPU_COMPUTE_CAP=%d", cap);
+    snprintf(e[3], 64, "FLEXPU_CAP_CLOCK_MHZ=%d", cap_clock);
+    const char *list[8] = {e[0], e[1], e[2], e[3]};
+    for (int i = 0; clocks && clocks[i] && i < 3; i++)
+        list[4 + i] = clocks[i];
+    struct client c;
+    client_ready(&c, list);
+    double f;
+    burn_all(&c, 1, 1000, cap < 100 ? 1500 : 1000, &f);
+    client_stop(&c);
+    return f;
+}
+
+/* A cap is a share of the GPU's throughput. Measured on an H200, a capped
+ * tenant alone is duty-cycled and never power-capped, so it runs at the max
+ * clock (1980 MHz) while the loaded bare GPU runs at 1599: a 30% cap did
+ * 0.345 of the bare GPU's work with exactly 30% of its busy time. The fake
+ * models such clocks; cap_clock_mhz (the clock the GPU holds fully loaded)
+ * charges the cap for the faster clock, and the cap holds in work. */
+static void test_cap_holds_in_work_at_a_boosted_clock(void **state)
+{
+    (void)state;
+    static const char *const clocks[] = {"FAKECUDA_CLOCK_MAX_MHZ=1980",
+                                         "FAKECUDA_CLOCK_LOADED_MHZ=1600", NULL};
+    double bare = clocked_burn("bare", 100, clocks, 0);
+    print_message("clocks 1980/1600: uncapped alone (bare) %.3f\n", bare);
+    assert_true(bare > 0.95);
+    static const int caps[] = {30, 50};
+    for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "cap%d", caps[i]);
+        double plain = clocked_burn(name, caps[i], clocks, 0) / bare;
+        snprintf(name, sizeof(name), "cap%d-clock", caps[i]);
+        double fixed = clocked_burn(name, caps[i], clocks, 1600) / bare;
+        print_message("clocks 1980/1600: capped %d alone: %.3f of bare's work, "
+                      "%.3f with cap_clock_mhz=1600\n",
+                      caps[i], plain, fixed);
+        /* Without the reference clock the cap overshoots in work (the
+         * fake's boost is 1980/1600 = 1.24, the H200's measured 1.13). */
+        assert_true(plain > caps[i] / 100.0 + 0.03);
+        assert_true(fabs(fixed - caps[i] / 100.0) < 0.03);
+    }
+    /* Clocks not modelled: NVML reports a fixed 1400 MHz, below the
+     * reference; the cap is not loosened (the factor is never below 1). */
+    static const char *const fixed_clock[] = {"FAKECUDA_CLOCK_MAX_MHZ=1400", NULL};
+    double f = clocked_burn("cap30-slow", 30, fixed_clock, 1600);
+    print_message("fixed 1400 MHz, cap_clock_mhz=1600: capped 30 alone: %.3f\n", f);
+    assert_true(f > 0.27 && f < 0.33);
+}
+
 /* An idle tenant's time flows to the one that has work. */
 static void test_idle_tenant_time_flows_to_others(void **state)
 {
@@ -890,6 +949,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pair_splits_by_share, setup, teardown),
         cmocka_unit_test_setup_teardown(test_three_tenants_split_by_share, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cap_alone_and_burst_alone, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cap_holds_in_work_at_a_boosted_clock, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_idle_tenant_time_flows_to_others, setup, teardown),
         cmocka_unit_test_setup_teardown(test_priorities, setup, teardown),
         cmocka_unit_test_setup_teardown(test_killed_holder_releases_the_gpu, setup, teardown),

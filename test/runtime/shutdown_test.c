@@ -162,7 +162,8 @@ static int freeze_state_lock(void)
     assert_true(fd >= 0);
     struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = FX_LOCK_WRITERS,
                        .l_len = 1};
-    assert_int_equal(fcntl(fd, F_OFD_SETLK, &fl), 0);
+    /* Waiting: the lock's live users take it for microseconds at a time. */
+    assert_int_equal(fcntl(fd, F_OFD_SETLKW, &fl), 0);
     return fd;
 }
 

@@ -337,6 +337,62 @@ static void test_high_preempts_without_waiting_for_low_work(void **state)
     fx_gpu_detach(&n1);
 }
 
+/* A cap that refers to a clock (cap_clock_mhz) charges its bucket at the
+ * pace of the clock its slice ran at (the mean of the slice's samples, else
+ * the last seen), never below the GPU time. The slices here are granted and
+ * never started, so each is charged its full 10 ms. */
+static void test_cap_charged_at_its_clock(void **state)
+{
+    (void)state;
+    struct fx_gpu a;
+    join(&a, "a", 30, 30);
+    struct fx_tenant_rec *tr = &a.st->tenants[a.tenant];
+    tr->cap_clock_mhz = 1600;
+    uint64_t now = fx_mono_ns() + 1000 * MS;
+    waits(&a, now);
+    step(&a, now);
+    assert_int_equal(holder(&a), a.tenant);
+    assert_int_equal(tr->budget_ns, 10 * (int64_t)MS);
+    /* Two samples at 1980 MHz during the slice: 10 ms cost 12.375 ms, after
+     * a refill of 21 ms at 30%. */
+    tr->slice_clock = (2ull << 32) | (1980 + 1980);
+    uint64_t t = now + 2 * FX_ARB_SLICE_NS + MS;
+    waits(&a, t);
+    step(&a, t);
+    assert_int_equal(tr->gpu_time_ns, FX_ARB_SLICE_NS);
+    assert_int_equal(tr->budget_ns, 10 * (int64_t)MS + 6300000 - 12375000);
+    assert_int_equal(tr->slice_clock, 0);
+    /* Refilled past a slice (30 ms more), a slice with no sample: the last
+     * clock seen, below the reference, costs the time itself, not less. */
+    tr->clock_mhz = 1400;
+    t += 30 * MS;
+    waits(&a, t);
+    step(&a, t);
+    assert_int_equal(holder(&a), a.tenant);
+    int64_t before = tr->budget_ns;
+    t += 2 * FX_ARB_SLICE_NS + MS;
+    waits(&a, t);
+    step(&a, t);
+    assert_int_equal(tr->budget_ns, before + 6300000 - 10 * (int64_t)MS);
+    /* Without a reference clock, the same samples change nothing. */
+    tr->cap_clock_mhz = 0;
+    tr->clock_mhz = 1980;
+    t += 40 * MS;
+    waits(&a, t);
+    step(&a, t);
+    assert_int_equal(holder(&a), a.tenant);
+    before = tr->budget_ns;
+    tr->slice_clock = (1ull << 32) | 1980;
+    t += 2 * FX_ARB_SLICE_NS + MS;
+    waits(&a, t);
+    step(&a, t);
+    /* (refilled up to the 20 ms a bucket holds) */
+    int64_t full = before + 6300000 < (int64_t)FX_ARB_BURST_NS ? before + 6300000
+                                                                : (int64_t)FX_ARB_BURST_NS;
+    assert_int_equal(tr->budget_ns, full - 10 * (int64_t)MS);
+    fx_gpu_detach(&a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -352,6 +408,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_priorities_and_shares, setup, teardown),
         cmocka_unit_test_setup_teardown(test_high_preempts_without_waiting_for_low_work, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_cap_charged_at_its_clock, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -44,6 +44,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.memory_limit, 0);
     assert_int_equal(c.compute_share, 0);
     assert_int_equal(c.compute_cap, 100);
+    assert_int_equal(c.cap_clock_mhz, 0);
     assert_int_equal(c.priority, FX_PRIO_NORMAL);
     assert_string_equal(c.state_dir, "/tmp/flexpu");
     assert_int_equal(c.from_file, 0);
@@ -70,6 +71,25 @@ static void test_env_values(void **state)
     const char *const mi[] = {"FLEXPU_MEMORY_LIMIT", "512m", NULL};
     assert_int_equal(from_env(&c, mi, NULL), 0);
     assert_int_equal(c.memory_limit, 512ll << 20);
+    const char *const least[] = {"FLEXPU_MEMORY_LIMIT", "1Mi", NULL};
+    assert_int_equal(from_env(&c, least, NULL), 0);
+    assert_int_equal(c.memory_limit, 1ll << 20);
+    const char *const half[] = {"FLEXPU_MEMORY_LIMIT", "1.5Mi", NULL};
+    assert_int_equal(from_env(&c, half, NULL), 0);
+    assert_int_equal(c.memory_limit, 3ll << 19);
+    /* A cap's reference clock: the bounds, and 0 for none. */
+    const char *const clock[] = {"FLEXPU_CAP_CLOCK_MHZ", "1600", NULL};
+    assert_int_equal(from_env(&c, clock, NULL), 0);
+    assert_int_equal(c.cap_clock_mhz, 1600);
+    const char *const clock_lo[] = {"FLEXPU_CAP_CLOCK_MHZ", "100", NULL};
+    assert_int_equal(from_env(&c, clock_lo, NULL), 0);
+    assert_int_equal(c.cap_clock_mhz, 100);
+    const char *const clock_hi[] = {"FLEXPU_CAP_CLOCK_MHZ", "10000", NULL};
+    assert_int_equal(from_env(&c, clock_hi, NULL), 0);
+    assert_int_equal(c.cap_clock_mhz, 10000);
+    const char *const clock_off[] = {"FLEXPU_CAP_CLOCK_MHZ", "0", NULL};
+    assert_int_equal(from_env(&c, clock_off, NULL), 0);
+    assert_int_equal(c.cap_clock_mhz, 0);
 }
 
 /* Each bad value is refused with the variable and the value named. */
@@ -80,9 +100,23 @@ static void test_env_errors_name_field_and_value(void **state)
         {"FLEXPU_MEMORY_LIMIT", "lots", "lots"},
         {"FLEXPU_MEMORY_LIMIT", "-1g", "-1g"},
         {"FLEXPU_MEMORY_LIMIT", "0", "0"},
+        /* quotas no one means: a fraction of a byte, a few bytes, a fraction
+         * of a byte above the minimum */
+        {"FLEXPU_MEMORY_LIMIT", "0.0000001", "0.0000001"},
+        {"FLEXPU_MEMORY_LIMIT", "1", "1"},
+        {"FLEXPU_MEMORY_LIMIT", "1048575", "1048575"},
+        {"FLEXPU_MEMORY_LIMIT", "1048576.5", "1048576.5"},
+        {"FLEXPU_MEMORY_LIMIT", "1e-7", "1e-7"},
         {"FLEXPU_COMPUTE_SHARE", "101", "101"},
         {"FLEXPU_COMPUTE_SHARE", "30.5", "30.5"},
         {"FLEXPU_COMPUTE_CAP", "0", "0"},
+        /* a GHz figure, out of range, not a whole number, not a number */
+        {"FLEXPU_CAP_CLOCK_MHZ", "1.98", "1.98"},
+        {"FLEXPU_CAP_CLOCK_MHZ", "99", "99"},
+        {"FLEXPU_CAP_CLOCK_MHZ", "10001", "10001"},
+        {"FLEXPU_CAP_CLOCK_MHZ", "-1600", "-1600"},
+        {"FLEXPU_CAP_CLOCK_MHZ", "1600MHz", "1600MHz"},
+        {"FLEXPU_CAP_CLOCK_MHZ", "", ""},
         {"FLEXPU_PRIORITY", "urgent", "urgent"},
         {"FLEXPU_TENANT", "a/b", "a/b"},
         {"FLEXPU_TENANT", "", ""},
@@ -112,13 +146,15 @@ static void test_file_format(void **state)
     struct fx_slice_config c;
     fx_config_defaults(&c);
     const char *text = "# slice of pod x\n\n tenant = pod-x  \nmemory_limit=8Gi # eight\r\n"
-                       "compute_share = 25\ncompute_cap = 60\npriority = low\n";
+                       "compute_share = 25\ncompute_cap = 60\npriority = low\n"
+                       "cap_clock_mhz = 1600\n";
     assert_int_equal(fx_config_parse(&c, text, "slice.conf", NULL), 0);
     assert_string_equal(c.tenant, "pod-x");
     assert_int_equal(c.memory_limit, 8ll << 30);
     assert_int_equal(c.compute_share, 25);
     assert_int_equal(c.compute_cap, 60);
     assert_int_equal(c.priority, FX_PRIO_LOW);
+    assert_int_equal(c.cap_clock_mhz, 1600);
     assert_int_equal(c.from_file, 1);
 }
 
@@ -131,6 +167,13 @@ static void test_file_errors_name_line_key_value(void **state)
         {"just words\n", "slice.conf:1"},
         {"compute_share = 200\n", "'200'"},
         {"compute_share = 50\ncompute_cap = 10\n", "compute_cap"},
+        {"memory_limit = 0.0000001\n", "memory_limit"},
+        {"memory_limit = 0.0000001\n", "'0.0000001'"},
+        {"memory_limit = 512k\n", "'512k'"},
+        {"memory_limit = 1.0000001Mi\n", "'1.0000001Mi'"},
+        {"cap_clock_mhz = 20000\n", "cap_clock_mhz"},
+        {"cap_clock_mhz = 20000\n", "'20000'"},
+        {"cap_clock_mhz = 1600\ncap_clock_mhz = 1700\n", "appears twice"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct fx_slice_config c;
