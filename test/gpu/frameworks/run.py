@@ -35,6 +35,9 @@ JAX = {"JAX_PLATFORMS": "cuda"}
 CASES = [
     ("torch_eager", "torch_eager", {}, None, 90),
     ("torch_compile", "torch_compile", {}, None, 150),
+    # The same without the library: its exit time is the reference for the one above
+    # (inductor's compile workers take seconds to shut down).
+    ("torch_compile_bare", "torch_compile", {"LD_PRELOAD": "", "FX_CASE_BARE": "1"}, None, 150),
     ("torch_cuda_graph", "torch_graph", {}, None, 90),
     ("torch_expandable_segments", "torch_eager",
      {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}, None, 90),
