@@ -203,35 +203,20 @@ static CUresult primary_drop(CUdevice dev, int all, CUresult (*real)(CUdevice))
     return r;
 }
 
-CUresult cuDevicePrimaryCtxRelease_v2(CUdevice dev)
-{
-    if (fx_driver_load() != 0)
-        return CUDA_ERROR_NOT_INITIALIZED;
-    return primary_drop(dev, 0, fx_real.cuDevicePrimaryCtxRelease_v2);
-}
-
-CUresult cuDevicePrimaryCtxReset_v2(CUdevice dev)
-{
-    if (fx_driver_load() != 0)
-        return CUDA_ERROR_NOT_INITIALIZED;
-    return primary_drop(dev, 1, fx_real.cuDevicePrimaryCtxReset_v2);
-}
-
-/* The CUDA 7.0 variants, which libcudart 12 and 13 and cuBLAS ask for: the
- * same bookkeeping, the driver's own v1 call. */
-CUresult cuDevicePrimaryCtxRelease(CUdevice dev)
-{
-    if (fx_driver_load() != 0)
-        return CUDA_ERROR_NOT_INITIALIZED;
-    return primary_drop(dev, 0, fx_real.cuDevicePrimaryCtxRelease);
-}
-
-CUresult cuDevicePrimaryCtxReset(CUdevice dev)
-{
-    if (fx_driver_load() != 0)
-        return CUDA_ERROR_NOT_INITIALIZED;
-    return primary_drop(dev, 1, fx_real.cuDevicePrimaryCtxReset);
-}
+/* Every variant of the release (all = 0) and the reset (all = 1): the same
+ * bookkeeping around the driver's own call of that variant (libcudart 12
+ * and 13 and cuBLAS ask for the CUDA 7.0 ones). */
+#define PRIMARY_DROP_HOOK(name, all)                                                               \
+    CUresult name(CUdevice dev)                                                                    \
+    {                                                                                              \
+        if (fx_driver_load() != 0)                                                                 \
+            return CUDA_ERROR_NOT_INITIALIZED;                                                     \
+        return primary_drop(dev, all, fx_real.name);                                               \
+    }
+PRIMARY_DROP_HOOK(cuDevicePrimaryCtxRelease_v2, 0)
+PRIMARY_DROP_HOOK(cuDevicePrimaryCtxRelease, 0)
+PRIMARY_DROP_HOOK(cuDevicePrimaryCtxReset_v2, 1)
+PRIMARY_DROP_HOOK(cuDevicePrimaryCtxReset, 1)
 
 /* The slice's view of the current GPU's memory (*g NULL: no current
  * context, or the library cannot attach; *rc says which). */

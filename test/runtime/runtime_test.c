@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "runtime/state.h"
+#include "spawn.h"
 
 #define MiB (1ull << 20)
 #define GiB (1ull << 30)
@@ -34,49 +35,19 @@ struct client {
     char line[512];
 };
 
-/* Starts a client with a clean environment: the library preloaded, the fake
- * driver on the library path, and `extra` NAME=VALUE pairs (NULL-ended). */
+/* Starts a client as a container would run it (spawn.h), with `extra`
+ * NAME=VALUE pairs (NULL-ended). */
 static void client_start_lib(struct client *c, const char *lib, const char *const *extra)
 {
-    int in[2], out[2];
-    assert_int_equal(pipe(in), 0);
-    assert_int_equal(pipe(out), 0);
-    char *env[32];
-    int n = 0;
-    char buf[8][300];
-    snprintf(buf[0], sizeof(buf[0]), "LD_PRELOAD=%s", lib);
-    snprintf(buf[1], sizeof(buf[1]), "LD_LIBRARY_PATH=%s", FX_TEST_FAKE_DIR);
-    snprintf(buf[2], sizeof(buf[2]), "FLEXPU_STATE_DIR=%s", state_dir);
-    snprintf(buf[3], sizeof(buf[3]), "FAKECUDA_DIR=%s", fake_dir);
-    /* The test's own pairs first: getenv takes the first of duplicates. */
-    for (int i = 0; extra && extra[i] && n < 20; i++)
-        env[n++] = (char *)extra[i];
-    for (int i = 0; i < 4; i++)
-        env[n++] = buf[i];
-    env[n++] = "FAKECUDA_TOTAL_MEM=17179869184";
-    env[n++] = "FAKECUDA_CTX_OVERHEAD=314572800";
-    env[n++] = "FLEXPU_CONTEXT_OVERHEAD=0";
-    env[n++] = "FLEXPU_LOG_LEVEL=error";
-    /* Sanitizer builds: the preloaded library's instrumentation needs the
-     * runtime the client carries; leaks of the killed children are noise. */
-    env[n++] = "ASAN_OPTIONS=detect_leaks=0";
-    env[n] = NULL;
-    c->pid = fork();
-    assert_true(c->pid >= 0);
-    if (c->pid == 0) {
-        dup2(in[0], 0);
-        dup2(out[1], 1);
-        close(in[1]);
-        close(out[0]);
-        char *argv[] = {(char *)FX_TEST_CLIENT, NULL};
-        execve(FX_TEST_CLIENT, argv, env);
-        _exit(127);
-    }
-    close(in[0]);
-    close(out[1]);
-    c->to = fdopen(in[1], "w");
-    c->from = fdopen(out[0], "r");
-    setvbuf(c->to, NULL, _IOLBF, 0);
+    static const char *const defaults[] = {
+        "FAKECUDA_TOTAL_MEM=17179869184", "FAKECUDA_CTX_OVERHEAD=314572800",
+        "FLEXPU_CONTEXT_OVERHEAD=0", "FLEXPU_LOG_LEVEL=error", NULL};
+    char *argv[] = {(char *)FX_TEST_CLIENT, NULL};
+    struct fx_spawned p;
+    fx_spawn(&p, lib, argv, state_dir, fake_dir, extra, defaults);
+    c->pid = p.pid;
+    c->to = p.to;
+    c->from = p.from;
 }
 
 static void client_start(struct client *c, const char *const *extra)

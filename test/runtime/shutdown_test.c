@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "runtime/state.h"
+#include "spawn.h"
 
 #define GONE_WITHIN_MS 5000
 #define READY_WITHIN_MS 20000
@@ -28,10 +29,7 @@
 static char state_dir[256];
 static char fake_dir[256];
 
-struct proc {
-    pid_t pid;
-    FILE *to, *from;
-};
+
 
 static uint64_t now_ms(void)
 {
@@ -40,48 +38,18 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* Starts `argv` with the library preloaded, the fake driver on the library
- * path and `extra` NAME=VALUE pairs (NULL-ended), stdin and stdout piped. */
-static void spawn(struct proc *p, char *const argv[], const char *const *extra)
+/* Starts `argv` as a container would run it (spawn.h), with `extra`
+ * NAME=VALUE pairs (NULL-ended). */
+static void spawn(struct fx_spawned *p, char *const argv[], const char *const *extra)
 {
-    int in[2], out[2];
-    assert_int_equal(pipe(in), 0);
-    assert_int_equal(pipe(out), 0);
-    static char buf[4][300];
-    snprintf(buf[0], sizeof(buf[0]), "LD_PRELOAD=%s", FX_TEST_LIB);
-    snprintf(buf[1], sizeof(buf[1]), "LD_LIBRARY_PATH=%s", FX_TEST_FAKE_DIR);
-    snprintf(buf[2], sizeof(buf[2]), "FLEXPU_STATE_DIR=%s", state_dir);
-    snprintf(buf[3], sizeof(buf[3]), "FAKECUDA_DIR=%s", fake_dir);
-    char *env[32];
-    int n = 0;
-    for (int i = 0; extra && extra[i] && n < 20; i++)
-        env[n++] = (char *)extra[i];
-    for (int i = 0; i < 4; i++)
-        env[n++] = buf[i];
-    env[n++] = "FAKECUDA_TOTAL_MEM=17179869184";
-    env[n++] = "FLEXPU_CONTEXT_OVERHEAD=0";
-    env[n++] = "FLEXPU_LOG_LEVEL=error";
-    env[n++] = "ASAN_OPTIONS=detect_leaks=0";
-    env[n] = NULL;
-    p->pid = fork();
-    assert_true(p->pid >= 0);
-    if (p->pid == 0) {
-        dup2(in[0], 0);
-        dup2(out[1], 1);
-        close(in[1]);
-        close(out[0]);
-        execve(argv[0], argv, env);
-        _exit(127);
-    }
-    close(in[0]);
-    close(out[1]);
-    p->to = fdopen(in[1], "w");
-    p->from = fdopen(out[0], "r");
-    setvbuf(p->to, NULL, _IOLBF, 0);
+    static const char *const defaults[] = {"FAKECUDA_TOTAL_MEM=17179869184",
+                                           "FLEXPU_CONTEXT_OVERHEAD=0", "FLEXPU_LOG_LEVEL=error",
+                                           NULL};
+    fx_spawn(p, FX_TEST_LIB, argv, state_dir, fake_dir, extra, defaults);
 }
 
 /* The next line of output, waiting at most `ms`; NULL on timeout or EOF. */
-static const char *line_within(struct proc *p, int ms, char *buf, size_t len)
+static const char *line_within(struct fx_spawned *p, int ms, char *buf, size_t len)
 {
     struct pollfd pfd = {fileno(p->from), POLLIN, 0};
     if (poll(&pfd, 1, ms) != 1 || !fgets(buf, (int)len, p->from))
@@ -109,7 +77,7 @@ static int gone_within(pid_t pid, int ms, int *status, uint64_t *took_ms)
     return 0;
 }
 
-static void proc_close(struct proc *p)
+static void proc_close(struct fx_spawned *p)
 {
     if (p->to)
         fclose(p->to);
@@ -120,7 +88,7 @@ static void proc_close(struct proc *p)
 
 /* Another tenant keeping the GPU busy with 1 ms kernels for a minute: at
  * high priority it holds the GPU whenever it has work. */
-static void competitor_start(struct proc *c, const char *priority)
+static void competitor_start(struct fx_spawned *c, const char *priority)
 {
     static char prio[64];
     snprintf(prio, sizeof(prio), "FLEXPU_PRIORITY=%s", priority);
@@ -137,7 +105,7 @@ static void competitor_start(struct proc *c, const char *priority)
     nanosleep(&ts, NULL);
 }
 
-static void competitor_stop(struct proc *c)
+static void competitor_stop(struct fx_spawned *c)
 {
     kill(c->pid, SIGKILL);
     waitpid(c->pid, NULL, 0);
@@ -180,7 +148,7 @@ struct scenario {
 
 static void run(const struct scenario *s)
 {
-    struct proc other = {0}, c = {0};
+    struct fx_spawned other = {0}, c = {0};
     if (s->competitor)
         competitor_start(&other, s->competitor);
     static const char *const ends[] = {"exit", "return", "wait", "flag"};
