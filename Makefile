@@ -101,6 +101,7 @@ test: unit asan fuzz conformance
 e2e: build
 	@test/e2e/scheduler_e2e.sh $(BUILD)
 	@test/e2e/node_e2e.sh $(BUILD)
+	@test/e2e/admission_e2e.sh $(BUILD)
 
 bench: build
 	@bench/run.sh

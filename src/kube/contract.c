@@ -198,9 +198,18 @@ int fx_pod_spec_parse(json_t *pod, struct fx_pod_spec *o, struct flexpu_error *e
                        "must not be below the pod's flexpu.io/gpu-cores");
         o->cores_limit = (int)(v / 1000);
     }
+    /* spec.priority, not the annotation, decides how high a pod may go:
+     * the annotation is the user's, the class is the admin's. */
+    json_t *cp = json_object_get(spec, "priority");
+    o->class_priority = json_is_integer(cp) ? json_integer_value(cp) : 0;
+    enum fx_priority allowed = fx_priority_allowed(o->class_priority);
+    o->priority_asked = allowed;
     s = json_string_value(json_object_get(ann, FX_ANN_PRIORITY));
-    if (s && fx_priority_parse(s, "metadata.annotations[" FX_ANN_PRIORITY "]", &o->priority, err))
+    if (s && fx_priority_parse(s, "metadata.annotations[" FX_ANN_PRIORITY "]",
+                               &o->priority_asked, err))
         return FLEXPU_EINVAL;
+    o->priority_capped = o->priority_asked > allowed;
+    o->priority = o->priority_capped ? allowed : o->priority_asked;
     s = json_string_value(json_object_get(ann, FX_ANN_GPU_MODEL));
     if (s) {
         size_t n = strlen(s);
@@ -212,6 +221,22 @@ int fx_pod_spec_parse(json_t *pod, struct fx_pod_spec *o, struct flexpu_error *e
         memcpy(o->model, s, n + 1);
     }
     return 0;
+}
+
+enum fx_priority fx_priority_allowed(int64_t class_priority)
+{
+    if (class_priority >= FX_PRIO_CLASS_HIGH)
+        return FX_PRIO_HIGH;
+    return class_priority < 0 ? FX_PRIO_LOW : FX_PRIO_NORMAL;
+}
+
+int64_t fx_default_slice_mem(int num_gpu, int cores, int64_t gpu_mem, int64_t gpu_mem_bytes)
+{
+    if (num_gpu != 1 || cores >= 100 || gpu_mem > 0 || gpu_mem_bytes <= 0)
+        return 0;
+    /* A memory-only slice always names its memory, so cores is 1..99 here. */
+    int64_t mib = gpu_mem_bytes / FX_MIB;
+    return mib * cores / 100 * FX_MIB;
 }
 
 void fx_pod_spec_req(const struct fx_pod_spec *s, struct flexpu_pod_req *r)
@@ -357,6 +382,43 @@ int fx_allocation_parse(const char *text, struct fx_allocation *out, struct flex
     if (rc)
         memset(out, 0, sizeof(*out));
     return rc;
+}
+
+int fx_allocation_check(const struct fx_pod_spec *s, const struct fx_allocation *a,
+                        const int64_t *gpu_mem_bytes, struct flexpu_error *err)
+{
+    char field[128], val[48], why[200];
+    if (!s->wants_gpu)
+        return bad(err, "metadata.annotations[" FX_ANN_ALLOCATION "]", "",
+                   "the pod requests no flexpu.io resources");
+    if (a->ngpu != s->num_gpu) {
+        snprintf(val, sizeof(val), "%d GPU(s)", a->ngpu);
+        snprintf(why, sizeof(why), "the pod requests %s: %d", FX_RES_GPU, s->num_gpu);
+        return bad(err, "metadata.annotations[" FX_ANN_ALLOCATION "].gpus", val, why);
+    }
+    for (int i = 0; i < a->ngpu; i++) {
+        const struct fx_alloc_gpu *g = &a->gpus[i];
+        snprintf(field, sizeof(field), "metadata.annotations[" FX_ANN_ALLOCATION "].gpus[%d].cores",
+                 i);
+        snprintf(val, sizeof(val), "%d", g->cores);
+        if (g->cores != s->cores && g->cores != 100) {
+            snprintf(why, sizeof(why), "the pod requests %s: %d", FX_RES_GPU_CORES, s->cores);
+            return bad(err, field, val, why);
+        }
+        int64_t want = s->gpu_mem;
+        if (!want && g->cores < 100)
+            want = fx_default_slice_mem(s->num_gpu, s->cores, 0, gpu_mem_bytes[i]);
+        if (g->mem != want) {
+            snprintf(field, sizeof(field),
+                     "metadata.annotations[" FX_ANN_ALLOCATION "].gpus[%d].memory", i);
+            snprintf(val, sizeof(val), "%lld", (long long)g->mem);
+            snprintf(why, sizeof(why), "the pod's request implies %lld bytes (%s %s)",
+                     (long long)want, FX_RES_GPU_MEMORY,
+                     s->gpu_mem ? "as asked" : "defaulted to its share of the GPU");
+            return bad(err, field, val, why);
+        }
+    }
+    return 0;
 }
 
 char *fx_allocation_format(const struct fx_allocation *al)

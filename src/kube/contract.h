@@ -25,6 +25,24 @@
 #define FX_ANN_ALLOCATION  "flexpu.io/allocation" /* written by the scheduler at binding */
 #define FX_ANN_NODE_GPUS   "flexpu.io/gpus"       /* written by the node agent on its Node */
 
+/* flexpu.io/priority is bounded by the pod's spec.priority, which the API
+ * server's Priority admission sets from the PriorityClass (users cannot
+ * choose the number, and only cluster admins create PriorityClasses):
+ * at least FX_PRIO_CLASS_HIGH allows high, below 0 forces low, anything
+ * else (no class: 0) allows normal. Without the annotation a pod gets its
+ * class's level; the annotation may only lower it. */
+#define FX_PRIO_CLASS_HIGH 1000
+
+/* The highest flexpu priority a pod's spec.priority allows. */
+enum fx_priority fx_priority_allowed(int64_t class_priority);
+
+/* The default memory quota of a slice (gpu: 1 with gpu-cores below 100 and
+ * no gpu-memory) on a GPU of gpu_mem_bytes: its share of the GPU's memory
+ * in proportion to its cores, rounded down to whole MiB. The scheduler
+ * accounts it and records it in the allocation; the node agent checks it.
+ * 0 for whole GPUs and for requests that name their memory. */
+int64_t fx_default_slice_mem(int num_gpu, int cores, int64_t gpu_mem, int64_t gpu_mem_bytes);
+
 #define FX_UUID_MAX 96
 #define FX_MIB      (1024 * 1024)
 
@@ -37,7 +55,10 @@ struct fx_pod_spec {
     int cores;           /* percent of each GPU, 1..100 (100: whole GPUs) */
     int64_t gpu_mem;     /* bytes per GPU; 0: not asked */
     int cores_limit;     /* cap in percent; 100: none */
-    enum fx_priority priority;
+    enum fx_priority priority;  /* what the pod gets: its annotation, capped by its class */
+    enum fx_priority priority_asked; /* the annotation (or the class's level without one) */
+    bool priority_capped;       /* the annotation asked above what spec.priority allows */
+    int64_t class_priority;     /* spec.priority (0 when absent) */
     char model[256];     /* allowed models "T4|A100"; empty: any */
 };
 
@@ -85,6 +106,16 @@ struct fx_allocation {
     struct fx_alloc_gpu gpus[FLEXPU_MAX_GPUS];
 };
 int fx_allocation_parse(const char *text, struct fx_allocation *out, struct flexpu_error *err);
+/* Whether an allocation is what flexpu-scheduler gives the pod `s`: as many
+ * GPUs as it asks, on each its gpu-cores (or 100: a policy that rounds
+ * slices up to whole GPUs), never 0 cores when it asks cores, and its
+ * gpu-memory (or, for a slice that names none, fx_default_slice_mem of that
+ * GPU, whose memory in bytes is gpu_mem_bytes[i] for entry i). The node
+ * agent checks this before it writes a slice: the annotation alone is not
+ * trusted. FLEXPU_EINVAL with a message naming the field, the value and
+ * what the request implies. */
+int fx_allocation_check(const struct fx_pod_spec *s, const struct fx_allocation *a,
+                        const int64_t *gpu_mem_bytes, struct flexpu_error *err);
 char *fx_allocation_format(const struct fx_allocation *a);
 
 /* Node CPU (milli) and memory (bytes) from status.allocatable. */

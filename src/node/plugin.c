@@ -33,6 +33,7 @@ struct npod {
     struct fx_allocation alloc;
     int cores_limit;
     enum fx_priority priority;
+    char refused[400];      /* why its allocation is not honoured (no slice is written) */
     char key[FX_SLICE_KEY_LEN + 1]; /* its allocation, once PreStartContainer named it */
     int64_t offered_ms;     /* GetPreferredAllocation offered its GPUs at */
     bool consumed;          /* scratch for matching */
@@ -238,16 +239,29 @@ static bool pod_read(struct fx_plugin *p, json_t *obj, struct npod *out)
         }
         out->gpuset |= 1u << i;
     }
+    /* The annotation is checked against the pod's own request: whoever
+     * could write it (deploy/ admits only flexpu-scheduler) must not get
+     * more than the pod asks for. A pod that fails keeps its GPUs here (the
+     * kubelet may already hold them) but PreStartContainer writes no slice
+     * for it, so its slice.conf stays invalid and the runtime fails closed. */
     struct fx_pod_spec spec;
-    if (fx_pod_spec_parse(obj, &spec, &err) == 0) {
+    int64_t gmem[FLEXPU_MAX_GPUS];
+    for (int g = 0; g < out->alloc.ngpu; g++)
+        gmem[g] = p->gpus[gpu_of_uuid(p, out->alloc.gpus[g].uuid)].mem_bytes;
+    if (fx_pod_spec_parse(obj, &spec, &err) != 0 ||
+        fx_allocation_check(&spec, &out->alloc, gmem, &err) != 0) {
+        snprintf(out->refused, sizeof(out->refused), "%s", err.msg);
+        FX_WARN(COMP, "pod allocation refused: it does not match the pod's request",
+                "pod=%s/%s error=\"%s\"", ns, name, err.msg);
+        out->cores_limit = 100;
+        out->priority = FX_PRIO_LOW;
+    } else {
         out->cores_limit = spec.cores_limit;
         out->priority = spec.priority;
-    } else {
-        /* The scheduler placed it, so this is unexpected; run it unlimited
-         * by the cap rather than refuse a bound pod. */
-        FX_WARN(COMP, "pod request unreadable", "pod=%s/%s error=\"%s\"", ns, name, err.msg);
-        out->cores_limit = 100;
-        out->priority = FX_PRIO_NORMAL;
+        if (spec.priority_capped)
+            FX_WARN(COMP, "priority annotation ignored", "pod=%s/%s asked=%s allowed=%s "
+                    "spec_priority=%lld", ns, name, fx_priority_name(spec.priority_asked),
+                    fx_priority_name(spec.priority), (long long)spec.class_priority);
     }
     out->bound = out->gpuset != 0;
     return true;
@@ -934,6 +948,16 @@ static void prestart(void *ctx, const uint8_t *req, size_t len, struct fx_grpc_r
              "pod %s/%s holds devices of flexpu.io/gpu but carries no allocation of "
              "flexpu-scheduler for node %s (annotation %s)",
              ns, name, p->node, FX_ANN_ALLOCATION);
+        goto out;
+    }
+    if (np->refused[0]) {
+        char why2[sizeof(np->refused)];
+        snprintf(why2, sizeof(why2), "%s", np->refused);
+        pthread_mutex_unlock(&p->mu);
+        fail(r, FX_GRPC_FAILED_PRECONDITION,
+             "pod %s/%s: its flexpu.io/allocation does not match its request, no slice is "
+             "written: %s",
+             ns, name, why2);
         goto out;
     }
     if (np->gpuset != set) {

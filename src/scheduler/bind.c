@@ -86,6 +86,11 @@ int fx_bind_round(struct fx_model *m, struct fx_binder *b, int max, volatile int
             b->binds++;
             FX_DEBUG(COMP, "bound", "pod=%s/%s node=%s allocation=%s", a.ns, a.name, a.node,
                      a.allocation);
+            if (a.message[0]) { /* a bound pod's message: its priority annotation was capped */
+                FX_WARN(COMP, "priority annotation ignored", "pod=%s/%s reason=\"%s\"", a.ns,
+                        a.name, a.message);
+                emit_event(b->c, &a, "Warning", "PriorityCapped", b->identity);
+            }
         }
     }
     return n;

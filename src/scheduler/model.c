@@ -717,6 +717,41 @@ static void wake_waiting(struct fx_model *m)
     }
 }
 
+/* Places a pod. A slice without flexpu.io/gpu-memory gets a memory quota
+ * of its share of the chosen GPU's memory (fx_default_slice_mem), which is
+ * only known once the GPU is: decide first, then account that memory, so no
+ * other pod is promised it. *slice_mem: that quota in bytes, else 0. */
+static int place_pod(struct fx_model *m, struct pod *p, struct flexpu_placement *pl, int64_t *id,
+                     int64_t *slice_mem, struct flexpu_noplace *why)
+{
+    *slice_mem = 0;
+    struct flexpu_pod_req r;
+    flexpu_engine_effective_req(m->e, &p->req, &r);
+    if (!p->spec.wants_gpu || p->spec.gpu_mem > 0 || r.num_gpu != 1 || r.gpu_milli >= 1000)
+        return flexpu_engine_place(m->e, &p->req, &m->rng, pl, id, why);
+    int rc = flexpu_engine_decide(m->e, &p->req, &m->rng, pl, why);
+    if (rc)
+        return rc;
+    const char *node = flexpu_engine_node_name(m->e, pl->node);
+    struct node *n = node ? fx_strmap_get(&m->nodes, node) : NULL;
+    if (n && pl->gpu[0] < n->inv.ngpu)
+        *slice_mem = fx_default_slice_mem(p->spec.num_gpu, p->spec.cores, p->spec.gpu_mem,
+                                          n->inv.gpus[pl->gpu[0]].mem_bytes);
+    pl->gpu_mem_mib[0] = *slice_mem / FX_MIB;
+    struct flexpu_error err = {0};
+    rc = flexpu_engine_assign(m->e, &r, pl, id, &err);
+    if (rc) {
+        *slice_mem = 0;
+        memset(why, 0, sizeof(*why));
+        snprintf(why->text, sizeof(why->text),
+                 "no room for the default memory quota of a slice (its share of the GPU's "
+                 "memory; set %s to ask less): %.180s",
+                 FX_RES_GPU_MEMORY, err.msg);
+        return FLEXPU_ENOFIT;
+    }
+    return 0;
+}
+
 static void fill(struct fx_attempt *a, const struct pod *p, enum fx_outcome o)
 {
     memset(a, 0, sizeof(*a));
@@ -742,7 +777,8 @@ bool fx_model_next(struct fx_model *m, struct fx_attempt *a)
         struct flexpu_placement pl;
         struct flexpu_noplace why;
         int64_t id;
-        int rc = flexpu_engine_place(m->e, &p->req, &m->rng, &pl, &id, &why);
+        int64_t slice_mem = 0;
+        int rc = place_pod(m, p, &pl, &id, &slice_mem, &why);
         if (rc) {
             p->state = POD_WAITING;
             char msg[400];
@@ -773,7 +809,17 @@ bool fx_model_next(struct fx_model *m, struct fx_attempt *a)
                          n->inv.gpus[pl.gpu[i]].uuid);
                 al.gpus[i].index = pl.gpu[i];
                 al.gpus[i].cores = pl.milli[i] >= 10 ? pl.milli[i] / 10 : 0;
-                al.gpus[i].mem = p->spec.gpu_mem;
+                al.gpus[i].mem = p->spec.gpu_mem ? p->spec.gpu_mem : slice_mem;
+            }
+            if (p->spec.priority_capped) {
+                /* Bound all the same, at the level its class allows; the
+                 * event tells the user why the annotation did not count. */
+                snprintf(a->message, sizeof(a->message),
+                         "%s: %s ignored: spec.priority %lld allows at most %s "
+                         "(a PriorityClass of value %d or more allows high)",
+                         FX_ANN_PRIORITY, fx_priority_name(p->spec.priority_asked),
+                         (long long)p->spec.class_priority, fx_priority_name(p->spec.priority),
+                         FX_PRIO_CLASS_HIGH);
             }
             char *s = fx_allocation_format(&al);
             snprintf(a->allocation, sizeof(a->allocation), "%s", s ? s : "");

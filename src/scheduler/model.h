@@ -43,7 +43,7 @@ struct fx_attempt {
     char ns[256], name[256], uid[64];
     char node[256];
     char allocation[2048]; /* the annotation value, empty for CPU-only pods */
-    char message[400];
+    char message[400];     /* FX_BIND: a warning for the user (a capped priority), or empty */
 };
 
 /* The next pod to act on, in order: priority, then creation time. Returns

@@ -54,6 +54,115 @@ static void expect_bad(const char *limits, const char *ann, const char *field, c
     json_decref(p);
 }
 
+/* flexpu.io/priority is capped by spec.priority (set by the API server from
+ * the admin's PriorityClass): a user's "high" without such a class is
+ * normal, a negative class forces low, and the annotation may lower. */
+static void test_priority_from_class(void **state)
+{
+    (void)state;
+    struct {
+        const char *ann;     /* flexpu.io/priority, NULL: none */
+        json_int_t cls;      /* spec.priority, -999999: absent */
+        enum fx_priority want;
+        bool capped;
+    } cases[] = {
+        {"high", -999999, FX_PRIO_NORMAL, true},
+        {"high", 0, FX_PRIO_NORMAL, true},
+        {"high", FX_PRIO_CLASS_HIGH - 1, FX_PRIO_NORMAL, true},
+        {"high", FX_PRIO_CLASS_HIGH, FX_PRIO_HIGH, false},
+        {NULL, FX_PRIO_CLASS_HIGH, FX_PRIO_HIGH, false},
+        {"low", FX_PRIO_CLASS_HIGH, FX_PRIO_LOW, false},
+        {NULL, -999999, FX_PRIO_NORMAL, false},
+        {NULL, -1, FX_PRIO_LOW, false},
+        {"normal", -1, FX_PRIO_LOW, true},
+        {"low", -5, FX_PRIO_LOW, false},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char ann[96];
+        snprintf(ann, sizeof(ann), cases[i].ann ? "{\"flexpu.io/priority\":\"%s\"}" : "{}",
+                 cases[i].ann);
+        json_t *p = pod_json("\"flexpu.io/gpu\":\"1\"", ann);
+        if (cases[i].cls != -999999)
+            json_object_set_new(json_object_get(p, "spec"), "priority",
+                                json_integer(cases[i].cls));
+        struct fx_pod_spec s;
+        struct flexpu_error err = {0};
+        assert_int_equal(fx_pod_spec_parse(p, &s, &err), 0);
+        if (s.priority != cases[i].want || s.priority_capped != cases[i].capped)
+            fail_msg("case %zu (%s, class %lld): priority %d capped %d, want %d %d", i,
+                     cases[i].ann ? cases[i].ann : "none", (long long)cases[i].cls, s.priority,
+                     s.priority_capped, cases[i].want, cases[i].capped);
+        json_decref(p);
+    }
+}
+
+/* A slice without gpu-memory gets its share of the GPU's memory; whole GPUs
+ * and slices that name their memory get no default. */
+static void test_default_slice_mem(void **state)
+{
+    (void)state;
+    assert_int_equal(fx_default_slice_mem(1, 30, 0, 80LL << 30), 24LL << 30);
+    assert_int_equal(fx_default_slice_mem(1, 50, 0, 80LL << 30), 40LL << 30);
+    /* whole MiB, rounded down: 1% of 1001 MiB is 10 MiB */
+    assert_int_equal(fx_default_slice_mem(1, 1, 0, 1001LL * FX_MIB + 5), 10LL * FX_MIB);
+    assert_int_equal(fx_default_slice_mem(1, 100, 0, 80LL << 30), 0);
+    assert_int_equal(fx_default_slice_mem(2, 100, 0, 80LL << 30), 0);
+    assert_int_equal(fx_default_slice_mem(1, 30, 4LL << 30, 80LL << 30), 0);
+}
+
+/* The node agent's check of an allocation against its pod's request. */
+static void test_allocation_check(void **state)
+{
+    (void)state;
+    struct {
+        const char *limits;
+        int ngpu, cores;
+        long long mem;
+        const char *bad_field; /* NULL: accepted */
+    } cases[] = {
+        {"\"flexpu.io/gpu\":\"1\",\"flexpu.io/gpu-cores\":\"30\"", 1, 30, 24LL << 30, NULL},
+        {"\"flexpu.io/gpu\":\"1\",\"flexpu.io/gpu-cores\":\"30\"", 1, 0, 0, ".cores"},
+        {"\"flexpu.io/gpu\":\"1\",\"flexpu.io/gpu-cores\":\"30\"", 1, 50, 24LL << 30, ".cores"},
+        {"\"flexpu.io/gpu\":\"1\",\"flexpu.io/gpu-cores\":\"30\"", 1, 30, 0, ".memory"},
+        {"\"flexpu.io/gpu\":\"1\",\"flexpu.io/gpu-cores\":\"30\"", 2, 30, 24LL << 30, ".gpus"},
+        /* a whole-GPU policy rounds a slice up: the whole GPU, no quota */
+        {"\"flexpu.io/gpu\":\"1\",\"flexpu.io/gpu-cores\":\"30\"", 1, 100, 0, NULL},
+        {"\"flexpu.io/gpu\":\"1\",\"flexpu.io/gpu-cores\":\"30\","
+         "\"flexpu.io/gpu-memory\":\"4Gi\"", 1, 30, 4LL << 30, NULL},
+        {"\"flexpu.io/gpu\":\"1\",\"flexpu.io/gpu-cores\":\"30\","
+         "\"flexpu.io/gpu-memory\":\"4Gi\"", 1, 30, 8LL << 30, ".memory"},
+        {"\"flexpu.io/gpu\":\"1\",\"flexpu.io/gpu-memory\":\"4Gi\"", 1, 0, 4LL << 30, NULL},
+        {"\"flexpu.io/gpu\":\"2\"", 2, 100, 0, NULL},
+        {"\"flexpu.io/gpu\":\"2\"", 2, 0, 0, ".cores"},
+        {"\"cpu\":\"1\"", 1, 100, 0, "allocation"},
+    };
+    int64_t gmem[FLEXPU_MAX_GPUS];
+    for (int g = 0; g < FLEXPU_MAX_GPUS; g++)
+        gmem[g] = 80LL << 30;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_t *p = pod_json(cases[i].limits, NULL);
+        struct fx_pod_spec s;
+        struct flexpu_error err = {0};
+        assert_int_equal(fx_pod_spec_parse(p, &s, &err), 0);
+        struct fx_allocation a = {.ngpu = cases[i].ngpu};
+        for (int g = 0; g < a.ngpu; g++) {
+            snprintf(a.gpus[g].uuid, sizeof(a.gpus[g].uuid), "GPU-%d", g);
+            a.gpus[g].index = g;
+            a.gpus[g].cores = cases[i].cores;
+            a.gpus[g].mem = cases[i].mem;
+        }
+        int rc = fx_allocation_check(&s, &a, gmem, &err);
+        if (!cases[i].bad_field) {
+            if (rc)
+                fail_msg("case %zu refused: %s", i, err.msg);
+        } else if (rc != FLEXPU_EINVAL || !strstr(err.msg, cases[i].bad_field)) {
+            fail_msg("case %zu: rc %d message '%s', want a refusal naming '%s'", i, rc, err.msg,
+                     cases[i].bad_field);
+        }
+        json_decref(p);
+    }
+}
+
 static void test_pod_spec(void **state)
 {
     (void)state;
@@ -61,6 +170,8 @@ static void test_pod_spec(void **state)
                          "\"flexpu.io/gpu-cores\":\"30\",\"flexpu.io/gpu-memory\":\"4Gi\"",
                          "{\"flexpu.io/priority\":\"high\",\"flexpu.io/gpu-cores-limit\":\"50\","
                          "\"flexpu.io/gpu-model\":\"A100|H100\"}");
+    /* high needs a PriorityClass of value FX_PRIO_CLASS_HIGH or more */
+    json_object_set_new(json_object_get(p, "spec"), "priority", json_integer(FX_PRIO_CLASS_HIGH));
     struct fx_pod_spec s;
     struct flexpu_error err = {0};
     assert_int_equal(fx_pod_spec_parse(p, &s, &err), 0);
@@ -420,6 +531,57 @@ static void test_model_places_and_restores(void **state)
     assert_int_equal(st.nodes, 0);
     json_decref(a);
     json_decref(b);
+    fx_model_free(m);
+}
+
+/* A slice without gpu-memory is given, and accounted, its share of the
+ * GPU's memory: the rest is all another pod can be promised. A priority
+ * annotation above the pod's class binds with a warning. */
+static void test_model_default_slice_memory(void **state)
+{
+    (void)state;
+    struct flexpu_error err = {0};
+    struct fx_model *m = fx_model_new("flexpu-scheduler", "flexpu", 1, &err);
+    assert_non_null(m);
+    json_t *n = node_obj("n1", 1, NULL); /* one GPU of 80 GiB */
+    fx_model_node_event(m, KUBE_ADDED, n);
+    json_decref(n);
+    json_t *a = slice_pod("a", 30, NULL, NULL);
+    json_object_set_new(json_object_get(json_object_get(a, "metadata"), "annotations"),
+                        FX_ANN_PRIORITY, json_string("high"));
+    fx_model_pod_event(m, KUBE_ADDED, a);
+    struct fx_attempt at;
+    assert_true(fx_model_next(m, &at));
+    assert_int_equal(at.outcome, FX_BIND);
+    if (!strstr(at.allocation, "\"cores\":30,\"memory\":25769803776"))
+        fail_msg("allocation %s: want 30%% and 24 GiB", at.allocation);
+    if (!strstr(at.message, FX_ANN_PRIORITY) || !strstr(at.message, "high"))
+        fail_msg("bind message '%s' does not say the priority was capped", at.message);
+    fx_model_bind_done(m, at.uid, 0, 0);
+    /* 57 GiB of memory (no cores) does not fit beside a's 24 GiB; 56 does. */
+    json_t *big = slice_pod("big", 1, NULL, NULL), *fit = slice_pod("fit", 1, NULL, NULL);
+    json_t *lim[2] = {kube_get(json_array_get(kube_get(big, "spec.containers"), 0),
+                               "resources.limits"),
+                      kube_get(json_array_get(kube_get(fit, "spec.containers"), 0),
+                               "resources.limits")};
+    for (int i = 0; i < 2; i++)
+        json_object_del(lim[i], FX_RES_GPU_CORES);
+    json_object_set_new(lim[0], FX_RES_GPU_MEMORY, json_string("57Gi"));
+    json_object_set_new(lim[1], FX_RES_GPU_MEMORY, json_string("56Gi"));
+    fx_model_pod_event(m, KUBE_ADDED, big);
+    assert_true(fx_model_next(m, &at));
+    assert_int_equal(at.outcome, FX_WAIT);
+    assert_string_equal(at.uid, "big");
+    fx_model_pod_event(m, KUBE_ADDED, fit);
+    assert_true(fx_model_next(m, &at));
+    assert_int_equal(at.outcome, FX_BIND);
+    assert_string_equal(at.uid, "fit");
+    assert_string_equal(at.message, "");
+    fx_model_bind_done(m, at.uid, 0, 0);
+    assert_int_equal(fx_model_check(m, &err), 0);
+    json_decref(a);
+    json_decref(big);
+    json_decref(fit);
     fx_model_free(m);
 }
 
@@ -934,6 +1096,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pod_spec),
+        cmocka_unit_test(test_priority_from_class),
+        cmocka_unit_test(test_default_slice_mem),
+        cmocka_unit_test(test_allocation_check),
         cmocka_unit_test(test_two_gpu_containers_rejected),
         cmocka_unit_test(test_unsupported_constraints_refused),
         cmocka_unit_test(test_allocation_and_inventory),
@@ -941,6 +1106,7 @@ int main(void)
         cmocka_unit_test(test_stream_splitter),
         cmocka_unit_test(test_strmap),
         cmocka_unit_test(test_model_places_and_restores),
+        cmocka_unit_test(test_model_default_slice_memory),
         cmocka_unit_test(test_model_bind_timeout_never_shares_gpu),
         cmocka_unit_test(test_model_bind_unsure_settles),
         cmocka_unit_test(test_request_timeouts),

@@ -327,8 +327,10 @@ static const struct fx_grpc_method podres_methods[] = {
 };
 
 /* A pod bound to node n1 with an allocation on the given GPUs. */
-static json_t *pod(const char *name, const char *uid, const int *gpus, int n, int cores,
-                   long long mem)
+/* A pod bound to n1 with an allocation of `cores` and `mem` bytes on each of
+ * its GPUs; it asks flexpu.io/gpu-memory: req_mem when req_mem > 0. */
+static json_t *pod_req(const char *name, const char *uid, const int *gpus, int n, int cores,
+                       long long mem, long long req_mem)
 {
     struct fx_allocation a = {.ngpu = n};
     for (int i = 0; i < n; i++) {
@@ -354,8 +356,23 @@ static json_t *pod(const char *name, const char *uid, const int *gpus, int n, in
         json_object_set_new(json_object_get(json_object_get(p, "metadata"), "annotations"),
                             FX_ANN_CORES_LIMIT, json_string("60"));
     }
+    if (req_mem > 0) {
+        char m[32];
+        snprintf(m, sizeof(m), "%lld", req_mem);
+        json_object_set_new(json_object_get(json_object_get(json_array_get(json_object_get(
+                                json_object_get(p, "spec"), "containers"), 0), "resources"),
+                                "limits"),
+                            FX_RES_GPU_MEMORY, json_string(m));
+    }
     free(text);
     return p;
+}
+
+/* A pod whose allocation is what it asks for. */
+static json_t *pod(const char *name, const char *uid, const int *gpus, int n, int cores,
+                   long long mem)
+{
+    return pod_req(name, uid, gpus, n, cores, mem, mem);
 }
 
 static struct fx_grpc_reply call(const char *sock, const char *method, const ProtobufCMessage *m)
@@ -423,7 +440,8 @@ static void test_plugin_calls(void **state)
     /* pods: a (GPU 2, 30%), b (GPU 2, 50%), c (GPUs 0+1, whole) */
     fx_plugin_pod_event(p, KUBE_SYNC_BEGIN, NULL);
     json_t *pa = pod("a", "uid-a", (int[]){2}, 1, 30, 8LL << 30);
-    json_t *pb = pod("b", "uid-b", (int[]){2}, 1, 50, 0);
+    /* b names no gpu-memory: its quota is half the GPU's 80 GiB */
+    json_t *pb = pod_req("b", "uid-b", (int[]){2}, 1, 50, 40LL << 30, 0);
     json_t *pcw = pod("c", "uid-c", (int[]){0, 1}, 2, 100, 0);
     fx_plugin_pod_event(p, KUBE_ADDED, pa);
     fx_plugin_pod_event(p, KUBE_ADDED, pb);
@@ -511,7 +529,7 @@ static void test_plugin_calls(void **state)
     nheld = 3;
     const char *expect_tenant[3] = {"uid-b", "uid-a", "uid-c"};
     int expect_share[3] = {50, 30, 100};
-    long long expect_mem[3] = {0, 8LL << 30, 0};
+    long long expect_mem[3] = {40LL << 30, 8LL << 30, 0};
     for (int k = 0; k < 3; k++) {
         V1beta1__PreStartContainerRequest ps = V1BETA1__PRE_START_CONTAINER_REQUEST__INIT;
         ps.n_devices_ids = nsets[k];
@@ -540,6 +558,58 @@ static void test_plugin_calls(void **state)
     r = call(dp, "/v1beta1.DevicePlugin/PreStartContainer", &ps.base);
     assert_int_equal(r.status, FX_GRPC_FAILED_PRECONDITION);
     assert_non_null(strstr(r.message, "PodResources"));
+
+    /* Allocations that do not match their pod's request get no slice: d asks
+     * 30% of GPU 3 but its annotation says {"cores":0,"memory":0} (what a
+     * user who binds a pod himself would write); e asks 40% of it and no memory
+     * but its annotation gives it no memory quota. Allocate still answers
+     * (the kubelet holds the devices), PreStartContainer refuses naming the
+     * pod and the field, and slice.conf stays the invalid placeholder. */
+    json_t *pd = pod_req("d", "uid-d", (int[]){3}, 1, 0, 0, 0);
+    json_object_set_new(json_object_get(json_object_get(json_array_get(json_object_get(
+                            json_object_get(pd, "spec"), "containers"), 0), "resources"),
+                            "limits"),
+                        FX_RES_GPU_CORES, json_string("30"));
+    json_t *pe = pod_req("e", "uid-e", (int[]){3}, 1, 40, 0, 0);
+    fx_plugin_pod_event(p, KUBE_ADDED, pd);
+    fx_plugin_pod_event(p, KUBE_ADDED, pe);
+    char *ids_d[] = {"GPU-test-3::0"}, *ids_e[] = {"GPU-test-3::1"};
+    char **bad_sets[2] = {ids_d, ids_e};
+    const char *bad_names[2] = {"d", "e"}, *bad_field[2] = {"cores", "memory"};
+    for (int k = 0; k < 2; k++) {
+        r = allocate(dp, bad_sets[k], 1);
+        assert_int_equal(r.status, FX_GRPC_OK);
+        V1beta1__AllocateResponse *ar = v1beta1__allocate_response__unpack(NULL, r.len, r.data);
+        char bad_dir[400] = "";
+        V1beta1__ContainerAllocateResponse *c0 = ar->container_responses[0];
+        for (size_t m = 0; m < c0->n_mounts; m++)
+            if (strcmp(c0->mounts[m]->container_path, FX_CTR_CONF_DIR) == 0)
+                snprintf(bad_dir, sizeof(bad_dir), "%s", c0->mounts[m]->host_path);
+        v1beta1__allocate_response__free_unpacked(ar, NULL);
+        free(r.data);
+        held[nheld].ns = "default", held[nheld].name = bad_names[k];
+        held[nheld].ids[0] = bad_sets[k][0], held[nheld].n = 1;
+        nheld++;
+        V1beta1__PreStartContainerRequest bps = V1BETA1__PRE_START_CONTAINER_REQUEST__INIT;
+        bps.n_devices_ids = 1;
+        bps.devices_ids = bad_sets[k];
+        r = call(dp, "/v1beta1.DevicePlugin/PreStartContainer", &bps.base);
+        assert_int_equal(r.status, FX_GRPC_FAILED_PRECONDITION);
+        char who[32];
+        snprintf(who, sizeof(who), "pod default/%s", bad_names[k]);
+        if (!strstr(r.message, who) || !strstr(r.message, bad_field[k]))
+            fail_msg("refusal '%s' does not name %s and %s", r.message, who, bad_field[k]);
+        char path[500];
+        snprintf(path, sizeof(path), "%.400s/slice.conf", bad_dir);
+        struct fx_slice_config cfg;
+        fx_config_defaults(&cfg);
+        struct flexpu_error lerr = {0};
+        assert_int_not_equal(fx_config_load_file(&cfg, path, &lerr), 1);
+    }
+    fx_plugin_pod_event(p, KUBE_DELETED, pd);
+    fx_plugin_pod_event(p, KUBE_DELETED, pe);
+    json_decref(pd);
+    json_decref(pe);
 
     /* pod b ends: its slice directory goes */
     fx_plugin_pod_event(p, KUBE_DELETED, pb);

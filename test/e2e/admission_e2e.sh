@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# End-to-end test of deploy/admission.yaml on a real API server
+# (test/cluster): the ValidatingAdmissionPolicy that keeps tenants from
+# writing their own GPU quota.
+#  - a tenant (service account default:tenant, impersonated, with RBAC to
+#    create, patch and bind pods so that only the policy can refuse) may not
+#    create a pod carrying flexpu.io/allocation, set it on a bound pod, bind
+#    a pod with it, or create a pod that asks flexpu.io resources with
+#    spec.nodeName set; the cluster admin may not either;
+#  - a CPU pod with spec.nodeName and a plain flexpu pod are still admitted;
+#  - flexpu-scheduler, with its own service account's token, binds with the
+#    annotation (a slice without gpu-memory gets its share of the GPU's
+#    memory) and warns when flexpu.io/priority asks above the pod's class.
+#
+#   admission_e2e.sh BUILD_DIR
+set -euo pipefail
+build="$(cd "${1:?usage: $0 BUILD_DIR}" && pwd)"
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+work="$(mktemp -d /tmp/flexpu-adm-e2e.XXXXXX)"
+pids=()
+
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  "$root/test/cluster/cluster.sh" down "$work/cluster" || true
+  if [ "${KEEP:-0}" = 1 ]; then echo "admission-e2e: kept $work" >&2; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+
+"$root/test/cluster/build-binaries.sh" >/dev/null
+"$root/test/cluster/cluster.sh" up "$work/cluster" >/dev/null
+# shellcheck disable=SC1091
+. "$work/cluster/env"
+
+fail() {
+  echo "admission-e2e: FAIL: $*" >&2
+  kubectl get pods -A -o wide >&2 || true
+  echo "--- scheduler log (tail):" >&2
+  tail -n 25 "$work/scheduler.log" >&2 || true
+  exit 1
+}
+pass() { echo "admission-e2e: ok   $1"; }
+
+wait_for() { # seconds description command...
+  local secs="$1" what="$2"
+  shift 2
+  for _ in $(seq 1 $((secs * 5))); do
+    "$@" >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  fail "$what"
+}
+
+kubectl apply -k "$root/deploy" >"$work/apply.log" 2>&1 || { cat "$work/apply.log" >&2; fail "kubectl apply -k deploy"; }
+kubectl get validatingadmissionpolicy flexpu-pods >/dev/null || fail "deploy/ did not create the policy"
+kubectl get validatingadmissionpolicybinding flexpu-pods >/dev/null || fail "deploy/ did not create its binding"
+
+# The tenant may create, patch and bind pods: whatever is refused below is
+# refused by the policy, not by RBAC.
+tenant=system:serviceaccount:default:tenant
+kubectl create serviceaccount tenant -n default >/dev/null
+kubectl create role tenant -n default --verb=create,get,list,patch,update \
+  --resource=pods,pods/binding >/dev/null
+kubectl create rolebinding tenant -n default --role=tenant --serviceaccount=default:tenant >/dev/null
+
+kubectl create -f - >/dev/null <<EOF
+{"apiVersion":"v1","kind":"Node","metadata":{"name":"gpu-1","labels":{"type":"kwok"},
+ "annotations":{"kwok.x-k8s.io/node":"fake",
+  "flexpu.io/gpus":"[{\"uuid\":\"GPU-a\",\"model\":\"A100\",\"memory\":85899345920,\"numa\":0,\"group\":0}]"}},
+ "status":{"allocatable":{"cpu":"64","memory":"512Gi","pods":"110","flexpu.io/gpu":"16",
+   "flexpu.io/gpu-cores":"100","flexpu.io/gpu-memory":"80Gi"},
+  "capacity":{"cpu":"64","memory":"512Gi","pods":"110","flexpu.io/gpu":"16",
+   "flexpu.io/gpu-cores":"100","flexpu.io/gpu-memory":"80Gi"}}}
+EOF
+
+# podjson NAME [NODE] [ANNOTATIONS-JSON] [LIMITS] [SCHEDULER]
+podjson() {
+  local node="" lim="${4:-\"flexpu.io/gpu\":\"1\",\"flexpu.io/gpu-cores\":\"30\"}"
+  [ -n "${2:-}" ] && node="\"nodeName\":\"$2\","
+  cat <<EOF
+{"apiVersion":"v1","kind":"Pod","metadata":{"name":"$1","namespace":"default","annotations":${3:-{\}}},
+ "spec":{$node"schedulerName":"${5:-flexpu-scheduler}","containers":[{"name":"c","image":"x",
+   "resources":{"limits":{"cpu":"1","memory":"1Gi",$lim}}}]}}
+EOF
+}
+unlimited='{"flexpu.io/allocation":"{\"gpus\":[{\"uuid\":\"GPU-a\",\"index\":0,\"cores\":0,\"memory\":0}]}"}'
+
+# refused WHAT SUBSTRING command...: the command fails and says SUBSTRING.
+refused() {
+  local what="$1" want="$2"
+  shift 2
+  if "$@" >"$work/out" 2>&1; then fail "$what was admitted"; fi
+  grep -qF -- "$want" "$work/out" || fail "$what: refused without naming '$want': $(cat "$work/out")"
+}
+
+# The policy takes effect shortly after it is created: wait for a refusal.
+probe() {
+  if podjson probe "" "$unlimited" | kubectl --as="$tenant" create -f - >"$work/probe" 2>&1; then
+    kubectl delete pod probe --grace-period=0 --force --wait=true >/dev/null 2>&1
+    return 1
+  fi
+  grep -qF "flexpu.io/allocation" "$work/probe"
+}
+wait_for 30 "the admission policy never took effect" probe
+
+refused "a tenant's pod with flexpu.io/allocation" "flexpu.io/allocation" \
+  kubectl --as="$tenant" create -f - <<<"$(podjson t-ann "" "$unlimited")"
+refused "a tenant's pod with spec.nodeName and flexpu.io/gpu" "spec.nodeName" \
+  kubectl --as="$tenant" create -f - <<<"$(podjson t-node gpu-1)"
+refused "a tenant's pod with spec.nodeName, flexpu.io/gpu and an allocation" "flexpu.io" \
+  kubectl --as="$tenant" create -f - <<<"$(podjson t-both gpu-1 "$unlimited")"
+refused "a tenant's pod with spec.nodeName and flexpu.io/gpu-memory only" "spec.nodeName" \
+  kubectl --as="$tenant" create -f - <<<"$(podjson t-mem gpu-1 '{}' '"flexpu.io/gpu":"1","flexpu.io/gpu-memory":"1Gi"')"
+refused "the cluster admin's pod with flexpu.io/allocation" "flexpu.io/allocation" \
+  kubectl create -f - <<<"$(podjson a-ann "" "$unlimited")"
+pass "pods carrying flexpu.io/allocation, or asking flexpu.io resources with spec.nodeName, are refused"
+
+kubectl --as="$tenant" create -f - >/dev/null <<<"$(podjson cpu-on-node gpu-1 '{}' '"ephemeral-storage":"1Gi"')" ||
+  fail "a CPU pod with spec.nodeName was refused"
+kubectl --as="$tenant" create -f - >/dev/null <<<"$(podjson other "" '{}' '"flexpu.io/gpu":"1"' other-scheduler)" ||
+  fail "a plain flexpu pod was refused"
+binding() { # pod annotations-json
+  printf '{"apiVersion":"v1","kind":"Binding","metadata":{"name":"%s","annotations":%s},"target":{"apiVersion":"v1","kind":"Node","name":"gpu-1"}}' "$1" "$2"
+}
+refused "a tenant's Binding with flexpu.io/allocation" "flexpu.io/allocation" \
+  kubectl --as="$tenant" create --raw /api/v1/namespaces/default/pods/other/binding -f - <<<"$(binding other "$unlimited")"
+[ -z "$(kubectl get pod other -o jsonpath='{.spec.nodeName}')" ] || fail "the refused Binding bound the pod"
+pass "a tenant's Binding with flexpu.io/allocation is refused; plain pods are admitted"
+
+# --- flexpu-scheduler, with its own token, binds with the annotation ---
+token="$(kubectl create token flexpu-scheduler -n flexpu-system --duration=1h)"
+kubectl config view --raw --minify -o json | jq --arg t "$token" '.users[0].user = {token: $t}' \
+  >"$work/scheduler.kubeconfig"
+"$build/flexpu-scheduler" --kubeconfig "$work/scheduler.kubeconfig" --leader-elect=false \
+  --log-level debug >"$work/scheduler.log" 2>&1 &
+pids+=($!)
+kubectl --as="$tenant" create -f - >/dev/null <<<"$(podjson slice "" '{"flexpu.io/priority":"high"}')" ||
+  fail "the tenant's slice pod was refused"
+bound() { [ -n "$(kubectl get pod slice -o jsonpath='{.spec.nodeName}')" ]; }
+wait_for 30 "flexpu-scheduler did not bind the slice pod" bound
+alloc="$(kubectl get pod slice -o jsonpath='{.metadata.annotations.flexpu\.io/allocation}')"
+[ "$(jq -c '.gpus[0] | [.cores, .memory]' <<<"$alloc")" = "[30,$((24 * 1073741824))]" ] ||
+  fail "slice allocation is $alloc, want 30 cores and 24Gi (30% of 80Gi)"
+pass "flexpu-scheduler's own Binding carries the allocation (30% and a default 24Gi of memory)"
+
+capped() {
+  kubectl get events --field-selector involvedObject.name=slice \
+    -o jsonpath='{range .items[*]}{.reason}{" "}{.message}{"\n"}{end}' | grep -q '^PriorityCapped .*high'
+}
+wait_for 20 "no PriorityCapped event for a high annotation without a PriorityClass" capped
+pass "flexpu.io/priority: high without a PriorityClass is ignored with a warning event"
+
+refused "a tenant changing flexpu.io/allocation on a bound pod" "flexpu.io/allocation" \
+  kubectl --as="$tenant" annotate pod slice --overwrite \
+  'flexpu.io/allocation={"gpus":[{"uuid":"GPU-a","index":0,"cores":100,"memory":0}]}'
+refused "a tenant removing flexpu.io/allocation" "flexpu.io/allocation" \
+  kubectl --as="$tenant" annotate pod slice 'flexpu.io/allocation-'
+kubectl --as="$tenant" annotate pod slice note=fine >/dev/null || fail "a tenant's other annotation was refused"
+[ "$(kubectl get pod slice -o jsonpath='{.metadata.annotations.flexpu\.io/allocation}')" = "$alloc" ] ||
+  fail "the allocation changed"
+pass "a tenant may not change or remove the allocation of a bound pod (other annotations still may)"
