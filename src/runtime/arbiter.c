@@ -206,9 +206,18 @@ static uint64_t busy_until(struct fx_gpu *g, int t, uint64_t now)
     return end < now ? end : now;
 }
 
+/* A tenant's cap and share as the arbiter uses them. Tenant records live in
+ * a file tenants can write (docs/SECURITY.md), so no value read from one is
+ * trusted: a cap of 0 would divide by zero, above 100 is no cap. */
+static uint32_t cap_of(const struct fx_tenant_rec *tr)
+{
+    uint32_t c = __atomic_load_n(&tr->compute_cap, __ATOMIC_RELAXED);
+    return c < 1 ? 1 : c > 100 ? 100 : c;
+}
+
 static int capped(const struct fx_tenant_rec *tr)
 {
-    return tr->compute_cap < 100;
+    return cap_of(tr) < 100;
 }
 
 static void refill(struct fx_tenant_rec *tr, uint64_t now)
@@ -223,7 +232,7 @@ static void refill(struct fx_tenant_rec *tr, uint64_t now)
     /* Processes read the clock at different moments: never go back. */
     if (now <= tr->budget_ts)
         return;
-    int64_t add = (int64_t)((now - tr->budget_ts) * tr->compute_cap / 100);
+    int64_t add = (int64_t)((now - tr->budget_ts) * cap_of(tr) / 100);
     tr->budget_ns = tr->budget_ns + add > (int64_t)FX_ARB_BURST_NS ? (int64_t)FX_ARB_BURST_NS
                                                                    : tr->budget_ns + add;
     tr->budget_ts = now;
@@ -231,7 +240,8 @@ static void refill(struct fx_tenant_rec *tr, uint64_t now)
 
 static uint64_t weight(const struct fx_tenant_rec *tr)
 {
-    return tr->compute_share ? tr->compute_share : 1; /* share 0: best effort, 1% weight */
+    uint32_t s = __atomic_load_n(&tr->compute_share, __ATOMIC_RELAXED);
+    return s < 1 ? 1 : s > 100 ? 100 : s; /* share 0: best effort, 1% weight */
 }
 
 /* A slice's GPU time in the terms of a cap that refers to a clock
@@ -429,7 +439,7 @@ static uint64_t wait_for(const struct fx_gpu_state *st, int t)
     uint64_t w = POLL_NS;
     if (capped(tr) && tr->budget_ns < (int64_t)FX_ARB_CAP_QUANTUM_NS) {
         uint64_t refill_ns =
-            (uint64_t)((int64_t)FX_ARB_CAP_QUANTUM_NS - tr->budget_ns) * 100 / tr->compute_cap + 1000;
+            (uint64_t)((int64_t)FX_ARB_CAP_QUANTUM_NS - tr->budget_ns) * 100 / cap_of(tr) + 1000;
         /* Stay below the staleness limit: a waiter that sleeps longer
          * would look like a stopped process. */
         if (refill_ns > w)
@@ -502,7 +512,7 @@ uint64_t fx_arb_acquire(struct fx_gpu *g)
         ADD(&p->launching, 1);
         int granted = (holder == mine && now < LOAD(&a->slice_end_ns)) ||
                       (holder == 0 && (LOAD(&a->demand) & ~(1u << g->tenant)) == 0 &&
-                       st->tenants[g->tenant].compute_cap >= 100);
+                       !capped(&st->tenants[g->tenant]));
         if (granted) {
             SUB(&p->waiting, 1);
             uint64_t waited = now - t0;

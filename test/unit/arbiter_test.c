@@ -393,6 +393,25 @@ static void test_cap_charged_at_its_clock(void **state)
     fx_gpu_detach(&a);
 }
 
+/* Tenant records are in a file tenants can write: a record with a cap of 0
+ * (which divided by zero in the wait for budget, SIGFPE) or a share beyond
+ * 100 is taken as the nearest valid value, and the GPU still passes on. */
+static void test_tenant_written_values_are_bounded(void **state)
+{
+    (void)state;
+    struct fx_gpu a;
+    join(&a, "a", 30, 30);
+    struct fx_tenant_rec *tr = &a.st->tenants[a.tenant];
+    tr->compute_cap = 0;
+    tr->compute_share = 4000000000u;
+    tr->budget_ts = fx_mono_ns();
+    tr->budget_ns = (int64_t)FX_ARB_CAP_QUANTUM_NS - 1000; /* just short of a slice */
+    fx_arb_acquire(&a); /* waits the ~100 us a 1% cap takes to save 1 us */
+    assert_int_equal(holder(&a), a.tenant);
+    fx_arb_launch_done(&a);
+    fx_gpu_detach(&a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -408,6 +427,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_priorities_and_shares, setup, teardown),
         cmocka_unit_test_setup_teardown(test_high_preempts_without_waiting_for_low_work, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_tenant_written_values_are_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cap_charged_at_its_clock, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
