@@ -9,7 +9,10 @@
 
 #include <microhttpd.h>
 
+#include "flexpu/log.h"
 #include "runtime/state.h"
+
+#define COMP "metrics"
 
 /* Writes s as a label value: backslash, quote and newline escaped. */
 static void label(FILE *f, const char *s)
@@ -47,8 +50,15 @@ static uint64_t read_gpu(const struct fx_metrics_source *src, const char *uuid,
         return 0;
     struct fx_gpu g;
     struct flexpu_error err = {0};
-    if (fx_gpu_open_readonly(&g, path, &err) != 0)
+    int orc = fx_gpu_open_readonly(&g, path, &err);
+    if (orc == FLEXPU_ENOENT)
         return 0; /* no process has used this GPU through flexpu yet */
+    if (orc != 0) {
+        /* Tenants can write the directory: whatever they put there must not
+         * stop the GPU's other figures from being served. */
+        FX_WARN(COMP, "state file skipped", "uuid=%s error=\"%s\"", uuid, err.msg);
+        return 0;
+    }
     const struct fx_gpu_state *st = g.st;
     uint64_t total_used = 0;
     for (int t = 0; t < FX_MAX_TENANTS; t++) {
@@ -265,7 +275,13 @@ struct fx_metrics_server *fx_metrics_start(const char *addr, int port,
         return NULL;
     }
     s->src = *src;
-    s->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port,
+    /* A thread per connection: a slow scrape (many GPUs, a pod lookup
+     * waiting on the agent's lock) must not hold up /healthz, or the
+     * liveness probe restarts a working agent. The connection limit bounds
+     * the threads; the timeout drops idle or stalled clients. */
+    s->d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                                MHD_USE_ERROR_LOG,
+                            (uint16_t)port,
                             NULL, NULL, serve, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
                             MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_CONNECTION_TIMEOUT, 10u,
                             MHD_OPTION_END);

@@ -351,11 +351,31 @@ static int create_state_file(const char *path, const char *uuid, uint64_t total,
     return rc;
 }
 
+/* The directory is writable by every tenant: what sits under a state file's
+ * name may be a FIFO (whose blocking open never returns), a device, or a
+ * symlink to any file the opener may read. The caller opened with O_NONBLOCK
+ * and O_NOFOLLOW; only a regular file of a state file's size is used. */
+#define STATE_FILE_MAX_BYTES (64u << 20)
+
+static const char *file_kind(mode_t m)
+{
+    return S_ISFIFO(m) ? "a FIFO" : S_ISDIR(m) ? "a directory" : S_ISSOCK(m) ? "a socket"
+         : S_ISCHR(m) || S_ISBLK(m) ? "a device" : "not a plain file";
+}
+
 static int map_state(struct fx_gpu *g, const char *path, int writable, struct flexpu_error *err)
 {
     struct stat sb;
     if (fstat(g->fd, &sb) != 0)
         return flexpu_error_set(err, FLEXPU_EIO, "%s: cannot stat: %s", path, strerror(errno));
+    if (!S_ISREG(sb.st_mode))
+        return flexpu_error_set(err, FLEXPU_EPARSE,
+                                "%s: not a regular file (%s); refusing it as a state file",
+                                path, file_kind(sb.st_mode));
+    if (sb.st_size > (off_t)STATE_FILE_MAX_BYTES)
+        return flexpu_error_set(err, FLEXPU_EPARSE,
+                                "%s: %lld bytes, too large for a flexpu state file; refusing it",
+                                path, (long long)sb.st_size);
     if ((size_t)sb.st_size < sizeof(struct fx_gpu_state))
         return flexpu_error_set(err, FLEXPU_EPARSE,
                                 "%s: %lld bytes, not a flexpu %u state file (%zu bytes)", path,
@@ -381,14 +401,32 @@ static int map_state(struct fx_gpu *g, const char *path, int writable, struct fl
     return 0;
 }
 
+/* O_NONBLOCK: open() of a FIFO returns at once (map_state then refuses
+ * it) instead of waiting for a writer that never comes. O_NOFOLLOW: a
+ * symlink planted under the name fails with ELOOP. */
+static int open_state(const char *path, int mode)
+{
+    return open(path, mode | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+}
+
+static int open_error(const char *path, struct flexpu_error *err)
+{
+    int e = errno;
+    if (e == ELOOP)
+        return flexpu_error_set(err, FLEXPU_EPARSE,
+                                "%s: a symbolic link, not a state file; refusing it", path);
+    return flexpu_error_set(err, e == ENOENT ? FLEXPU_ENOENT : FLEXPU_EIO, "%s: cannot open: %s",
+                            path, strerror(e));
+}
+
 int fx_gpu_open_readonly(struct fx_gpu *g, const char *path, struct flexpu_error *err)
 {
     memset(g, 0, sizeof(*g));
     g->slot = -1;
     g->tenant = -1;
-    g->fd = open(path, O_RDONLY | O_CLOEXEC);
+    g->fd = open_state(path, O_RDONLY);
     if (g->fd < 0)
-        return flexpu_error_set(err, FLEXPU_EIO, "%s: cannot open: %s", path, strerror(errno));
+        return open_error(path, err);
     int rc = map_state(g, path, 0, err);
     if (rc) {
         close(g->fd);
@@ -479,14 +517,13 @@ int fx_gpu_attach(struct fx_gpu *g, const char *dir, const char *uuid, uint64_t 
     char path[FX_STATE_DIR_MAX + FX_UUID_MAX + 16];
     snprintf(path, sizeof(path), "%s/%s.state", dir, uuid);
     for (int attempt = 0; attempt < 2 && g->fd < 0; attempt++) {
-        g->fd = open(path, O_RDWR | O_CLOEXEC);
+        g->fd = open_state(path, O_RDWR);
         if (g->fd < 0 && errno == ENOENT && attempt == 0) {
             int rc = create_state_file(path, uuid, total_bytes, err);
             if (rc)
                 return rc;
         } else if (g->fd < 0) {
-            return flexpu_error_set(err, FLEXPU_EIO, "%s: cannot open: %s", path,
-                                    strerror(errno));
+            return open_error(path, err);
         }
     }
     int rc = map_state(g, path, 1, err);

@@ -130,7 +130,10 @@ int fx_gpu_attach(struct fx_gpu *g, const char *dir, const char *uuid, uint64_t 
                   const struct fx_slice_config *cfg, struct flexpu_error *err);
 
 /* Opens an existing state file read-only without registering (for
- * flexpu-smi). slot is -1. */
+ * flexpu-smi, the node agent's metrics). slot is -1. Never blocks: a FIFO,
+ * device, symlink or a file of no state file's size under the name is
+ * refused with an error naming the path (FLEXPU_ENOENT when nothing is
+ * there). fx_gpu_attach refuses the same. */
 int fx_gpu_open_readonly(struct fx_gpu *g, const char *path, struct flexpu_error *err);
 
 /* Unmaps and closes; the slot is released by the kernel dropping the lock and

@@ -891,6 +891,22 @@ static void test_smi_lists_tenants_and_processes(void **state)
     char pid[32];
     snprintf(pid, sizeof(pid), "pid %d", (int)c.pid);
     assert_non_null(strstr(out, pid));
+
+    /* A tenant's FIFO under a state file's name is reported, not waited on
+     * (timeout turns a hang into status 124). */
+    char fifo[400];
+    snprintf(fifo, sizeof(fifo), "%s/GPU-fifo.state", state_dir);
+    assert_int_equal(mkfifo(fifo, 0666), 0);
+    snprintf(run, sizeof(run), "timeout 5 %s --state-dir %s 2>&1", FX_TEST_SMI, state_dir);
+    p = popen(run, "r");
+    assert_non_null(p);
+    n = fread(out, 1, sizeof(out) - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 1);
+    assert_non_null(strstr(out, "team-x"));
+    assert_non_null(strstr(out, "GPU-fifo.state: not a regular file"));
     client_stop(&c);
 }
 

@@ -11,11 +11,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "deviceplugin/v1beta1/api.pb-c.h"
+#include "flexpu/log.h"
 #include "kube/contract.h"
 #include "node/gpus.h"
 #include "node/grpc.h"
@@ -845,6 +847,193 @@ static void test_metrics(void **state)
     assert_non_null(strstr(err.msg, "not-an-address"));
 }
 
+/* ---- what tenants can put in the state directory ---- */
+
+/* Runs fn(arg) in a child that SIGALRM ends after `seconds`: a call that
+ * blocks forever (open() of a FIFO) fails the test instead of hanging it. */
+static void run_bounded(int (*fn)(void *), void *arg, unsigned seconds)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        alarm(seconds);
+        _exit(fn(arg));
+    }
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    if (WIFSIGNALED(st))
+        fail_msg("blocked: killed by signal %d after at most %u s", WTERMSIG(st), seconds);
+    if (WEXITSTATUS(st) != 0)
+        fail_msg("check %d failed (see stderr)", WEXITSTATUS(st));
+}
+
+/* A state directory holding one real state file (GPU-m-0, 1 GiB used), a
+ * FIFO and a symlink under state file names (GPU-f-0, GPU-l-0). */
+static void bad_state_dir(char *dir, size_t len, struct fx_gpu *g)
+{
+    snprintf(dir, len, "%s/state", tmpdir);
+    struct fx_slice_config cfg;
+    fx_config_defaults(&cfg);
+    snprintf(cfg.tenant, sizeof(cfg.tenant), "uid-m");
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_gpu_attach(g, dir, "GPU-m-0", 80ULL << 30, &cfg, &err), 0);
+    assert_int_equal(fx_gpu_charge(g, 1ULL << 30, 0), 0);
+    char path[400], target[400];
+    snprintf(path, sizeof(path), "%s/GPU-f-0.state", dir);
+    assert_int_equal(mkfifo(path, 0666), 0);
+    snprintf(path, sizeof(path), "%s/GPU-l-0.state", dir);
+    snprintf(target, sizeof(target), "%s/GPU-m-0.state", dir);
+    assert_int_equal(symlink(target, path), 0);
+}
+
+/* Exits with the number of the first failed check. */
+static int check_open_refused(void *arg)
+{
+    const char *dir = arg;
+    struct { const char *name, *why; } cases[] = {
+        {"GPU-f-0.state", "not a regular file"},
+        {"GPU-l-0.state", "symbolic link"},
+        {"GPU-big.state", "too large"},
+    };
+    for (int i = 0; i < 3; i++) {
+        char path[400];
+        snprintf(path, sizeof(path), "%s/%s", dir, cases[i].name);
+        struct fx_gpu g;
+        struct flexpu_error err = {0};
+        if (fx_gpu_open_readonly(&g, path, &err) == 0 || !strstr(err.msg, path) ||
+            !strstr(err.msg, cases[i].why)) {
+            fprintf(stderr, "readonly %s: '%s'\n", path, err.msg);
+            return 1 + i;
+        }
+    }
+    /* a tenant's own library refuses them too, and says where */
+    struct fx_slice_config cfg;
+    fx_config_defaults(&cfg);
+    snprintf(cfg.tenant, sizeof(cfg.tenant), "uid-x");
+    const char *uuids[] = {"GPU-f-0", "GPU-l-0"};
+    for (int i = 0; i < 2; i++) {
+        struct fx_gpu g;
+        struct flexpu_error err = {0};
+        if (fx_gpu_attach(&g, dir, uuids[i], 80ULL << 30, &cfg, &err) == 0 ||
+            !strstr(err.msg, uuids[i])) {
+            fprintf(stderr, "attach %s: '%s'\n", uuids[i], err.msg);
+            return 10 + i;
+        }
+    }
+    char path[400];
+    snprintf(path, sizeof(path), "%s/GPU-m-0.state", dir);
+    struct fx_gpu g;
+    if (fx_gpu_open_readonly(&g, path, NULL) != 0)
+        return 20;
+    fx_gpu_detach(&g);
+    return 0;
+}
+
+static void test_state_open_refuses_non_files(void **state)
+{
+    (void)state;
+    char dir[300];
+    struct fx_gpu g;
+    bad_state_dir(dir, sizeof(dir), &g);
+    char path[400];
+    snprintf(path, sizeof(path), "%s/GPU-big.state", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fclose(f);
+    assert_int_equal(truncate(path, 128LL << 20), 0); /* sparse */
+    run_bounded(check_open_refused, dir, 3);
+    fx_gpu_detach(&g);
+}
+
+static void collect_log(const char *line, void *ctx)
+{
+    char *buf = ctx;
+    size_t n = strlen(buf);
+    snprintf(buf + n, 4096 - n, "%s\n", line);
+}
+
+/* A scrape that waits (as on the agent's lock) for the pod of a slice. */
+static int slow_name_of(void *ctx, const char *uid, char *ns, size_t ns_len, char *name,
+                        size_t name_len)
+{
+    (void)ctx;
+    (void)uid;
+    sleep(3);
+    snprintf(ns, ns_len, "team-a");
+    snprintf(name, name_len, "slow");
+    return 0;
+}
+
+static int check_metrics_served(void *arg)
+{
+    const char *dir = arg;
+    struct fx_node_gpu gpus[3] = {0};
+    const char *uuids[] = {"GPU-m-0", "GPU-f-0", "GPU-l-0"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(gpus[i].uuid, sizeof(gpus[i].uuid), "%s", uuids[i]);
+        gpus[i].healthy = true;
+        gpus[i].mem_bytes = 80LL << 30;
+    }
+    int n = 3;
+    static char logbuf[4096];
+    flexpu_log_set_sink(collect_log, logbuf);
+    struct fx_metrics_source src = {.state_dir = dir, .gpus = gpus, .ngpu = &n, .pod = name_of};
+    char *text = fx_metrics_render(&src);
+    flexpu_log_set_sink(NULL, NULL);
+    if (!text)
+        return 1;
+    const char *want[] = {
+        "flexpu_gpu_memory_used_bytes{uuid=\"GPU-m-0\"} 1073741824\n",
+        "flexpu_gpu_memory_used_bytes{uuid=\"GPU-f-0\"} 0\n",
+        "flexpu_gpu_memory_used_bytes{uuid=\"GPU-l-0\"} 0\n",
+    };
+    for (int i = 0; i < 3; i++)
+        if (!strstr(text, want[i])) {
+            fprintf(stderr, "metrics lack '%s' in:\n%s", want[i], text);
+            return 2 + i;
+        }
+    /* the symlink's target is read under its own name only */
+    if (strstr(text, "uuid=\"GPU-l-0\",tenant"))
+        return 5;
+    free(text);
+    if (!strstr(logbuf, "GPU-f-0.state: not a regular file") ||
+        !strstr(logbuf, "GPU-l-0.state: a symbolic link")) {
+        fprintf(stderr, "log lacks the skipped files:\n%s", logbuf);
+        return 6;
+    }
+
+    /* /healthz answers while a scrape is slow */
+    src.pod = slow_name_of;
+    struct flexpu_error err = {0};
+    struct fx_metrics_server *s = NULL;
+    int port = 0;
+    for (int p = 19500; p < 19600 && !s; p++)
+        if ((s = fx_metrics_start("127.0.0.1", p, &src, &err)))
+            port = p;
+    if (!s)
+        return 7;
+    char cmd[400];
+    snprintf(cmd, sizeof(cmd),
+             "curl -s --max-time 8 http://127.0.0.1:%d/metrics >/dev/null & sleep 0.5; "
+             "curl -sf --max-time 1 http://127.0.0.1:%d/healthz | grep -q ok; rc=$?; wait; "
+             "exit $rc",
+             port, port);
+    int rc = system(cmd);
+    fx_metrics_stop(s);
+    return rc == 0 ? 0 : 8;
+}
+
+static void test_metrics_skip_non_files(void **state)
+{
+    (void)state;
+    char dir[300];
+    struct fx_gpu g;
+    bad_state_dir(dir, sizeof(dir), &g);
+    run_bounded(check_metrics_served, dir, 10);
+    fx_gpu_detach(&g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -857,6 +1046,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_plugin_calls, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_preferred_must_include, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_metrics, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_state_open_refuses_non_files, setup_dir,
+                                        teardown_dir),
+        cmocka_unit_test_setup_teardown(test_metrics_skip_non_files, setup_dir, teardown_dir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
