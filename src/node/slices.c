@@ -54,25 +54,15 @@ static int dir_of(const char *root, const char *key, char *buf, size_t len)
     return snprintf(buf, len, "%s/slices/%s", root, key) >= (int)len ? -1 : 0;
 }
 
+/* dir/name replaced whole (fx_file_replace): the runtime never reads a half
+ * written slice file. */
 static int write_file(const char *dir, const char *name, const char *text,
                       struct flexpu_error *err)
 {
-    char tmp[512], path[512];
-    if (snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, name) >= (int)sizeof(tmp) ||
-        snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
+    char path[512];
+    if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
         return flexpu_error_set(err, FLEXPU_EINVAL, "path under '%s' is too long", dir);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return flexpu_error_set(err, FLEXPU_EIO, "cannot create '%s': %s", tmp, strerror(errno));
-    size_t len = strlen(text);
-    ssize_t w = write(fd, text, len);
-    int bad = w != (ssize_t)len || fsync(fd) != 0;
-    close(fd);
-    if (bad || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return flexpu_error_set(err, FLEXPU_EIO, "cannot write '%s': %s", path, strerror(errno));
-    }
-    return 0;
+    return fx_file_replace(path, text, 0644, err);
 }
 
 int fx_slice_prepare(const char *root, const char *key, char *const *ids, size_t n,
@@ -144,17 +134,23 @@ int fx_slice_write(const char *root, const char *key, const struct fx_slice_file
     return write_file(dir, "slice.conf", text, err);
 }
 
+/* Everything in the slice's directory is the agent's: its two files and
+ * any temporary file a crash left between create and rename. */
 void fx_slice_remove(const char *root, const char *key)
 {
-    char dir[400], path[512];
+    char dir[400], path[700];
     if (dir_of(root, key, dir, sizeof(dir)) != 0)
         return;
-    static const char *const names[] = {"slice.conf", "devices", ".slice.conf.tmp",
-                                        ".devices.tmp"};
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
         unlink(path);
     }
+    if (d)
+        closedir(d);
     rmdir(dir);
 }
 
