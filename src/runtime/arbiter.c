@@ -97,7 +97,6 @@ int fx_arb_leashed(struct fx_gpu *g, uint64_t now)
     return 0;
 }
 
-
 void fx_arb_launched(struct fx_gpu *g, uint64_t now)
 {
     STORE(&g->st->procs[g->slot].last_launch_ns, now);

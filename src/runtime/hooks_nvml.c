@@ -161,8 +161,6 @@ void fx_nvml_sample_clock(struct fx_gpu *g)
         fx_real.nvmlDeviceGetClockInfo(p->dev, NVML_CLOCK_SM, &mhz) == NVML_SUCCESS && mhz) {
         if (mhz > CLOCK_MAX_MHZ)
             mhz = CLOCK_MAX_MHZ;
-        __atomic_store_n(&st->sm_clock_mhz, mhz, __ATOMIC_RELAXED);
-        __atomic_store_n(&st->sm_clock_ns, now, __ATOMIC_RELAXED);
         /* Only while its tenant holds the GPU is the clock that of its
          * work: the samples of its slice, for charge() in arbiter.c. */
         if (__atomic_load_n(&st->arb.holder, __ATOMIC_SEQ_CST) == (uint32_t)g->tenant + 1) {

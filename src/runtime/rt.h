@@ -62,8 +62,8 @@ void fx_contexts_forget_all(void);
 
 /* For a capped tenant whose cap refers to a clock (cap_clock_mhz): reads
  * the GPU's SM clock from NVML, at most every few ms per process and GPU,
- * and publishes it in the GPU's shared state and, while the tenant holds
- * the GPU, among its slice's samples, which the arbiter charges by. For any
+ * and, while the tenant holds the GPU, adds it to its slice's samples in
+ * its tenant record, which the arbiter charges by. For any
  * other tenant it returns at once. Called from launches that wait for the
  * GPU, after the wait. */
 void fx_nvml_sample_clock(struct fx_gpu *g);

@@ -106,11 +106,6 @@ struct fx_gpu_state {
     struct fx_arbiter arb;
     struct fx_tenant_rec tenants[FX_MAX_TENANTS];
     struct fx_proc_rec procs[FX_MAX_PROCS];
-    /* The GPU's SM clock, as a capped tenant's process last sampled it
-     * (fx_nvml_sample_clock), and when (CLOCK_MONOTONIC); 0: never. */
-    uint32_t sm_clock_mhz;
-    uint32_t reserved2;
-    uint64_t sm_clock_ns;
 };
 
 /* A process's handle on one GPU's state. */
