@@ -230,6 +230,7 @@ static bool pod_read(struct fx_plugin *p, json_t *obj, struct npod *out)
         FX_WARN(COMP, "pod allocation unreadable", "pod=%s/%s error=\"%s\"", ns, name, err.msg);
         return true;
     }
+    int64_t gmem[FLEXPU_MAX_GPUS]; /* memory of each allocated GPU, for the check below */
     for (int g = 0; g < out->alloc.ngpu; g++) {
         int i = gpu_of_uuid(p, out->alloc.gpus[g].uuid);
         if (i < 0) {
@@ -238,6 +239,7 @@ static bool pod_read(struct fx_plugin *p, json_t *obj, struct npod *out)
             return true;
         }
         out->gpuset |= 1u << i;
+        gmem[g] = p->gpus[i].mem_bytes;
     }
     /* The annotation is checked against the pod's own request: whoever
      * could write it (deploy/ admits only flexpu-scheduler) must not get
@@ -245,9 +247,6 @@ static bool pod_read(struct fx_plugin *p, json_t *obj, struct npod *out)
      * kubelet may already hold them) but PreStartContainer writes no slice
      * for it, so its slice.conf stays invalid and the runtime fails closed. */
     struct fx_pod_spec spec;
-    int64_t gmem[FLEXPU_MAX_GPUS];
-    for (int g = 0; g < out->alloc.ngpu; g++)
-        gmem[g] = p->gpus[gpu_of_uuid(p, out->alloc.gpus[g].uuid)].mem_bytes;
     if (fx_pod_spec_parse(obj, &spec, &err) != 0 ||
         fx_allocation_check(&spec, &out->alloc, gmem, &err) != 0) {
         snprintf(out->refused, sizeof(out->refused), "%s", err.msg);
