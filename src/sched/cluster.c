@@ -4,6 +4,7 @@
  * lives here; deciding (place.c) only reads it. */
 #include "sched/engine.h"
 #include "sched/policy.h"
+#include "sched/ties.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -214,6 +215,23 @@ static void class_set_frag(struct flexpu_engine *e, struct fx_class *c, const st
     c->frag_epoch = e->wl_epoch;
 }
 
+/* A node's priority: splitmix64's finaliser over (seed, id), so that every
+ * seed gives an unrelated random order of the nodes and a node added later
+ * gets its place without renumbering the others. */
+static uint64_t node_prio(uint64_t seed, int id)
+{
+    uint64_t z = seed * 0x9e3779b97f4a7c15ULL + (uint64_t)id + 0x632be59bd9b4e019ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static int prio_less(const struct flexpu_engine *e, int a, int b)
+{
+    uint64_t pa = e->nodes[a].prio, pb = e->nodes[b].prio;
+    return pa < pb || (pa == pb && a < b);
+}
+
 static void node_unlink(struct flexpu_engine *e, struct fx_node *n)
 {
     struct fx_class *c = n->cls;
@@ -225,6 +243,8 @@ static void node_unlink(struct flexpu_engine *e, struct fx_node *n)
     if (n->next >= 0)
         e->nodes[n->next].prev = n->prev;
     n->cls = NULL;
+    if (c->prio_min == (int)(n - e->nodes))
+        c->prio_min = -1; /* found again by a scan when next asked */
     if (--c->count == 0)
         class_drop(e, c);
 }
@@ -232,8 +252,12 @@ static void node_unlink(struct flexpu_engine *e, struct fx_node *n)
 static void node_join(struct flexpu_engine *e, int id, struct fx_class *c)
 {
     struct fx_node *n = &e->nodes[id];
-    if (c->count == 0)
+    if (c->count == 0) {
         class_set_frag(e, c, n);
+        c->prio_min = id;
+    } else if (c->prio_min >= 0 && prio_less(e, id, c->prio_min)) {
+        c->prio_min = id;
+    }
     n->cls = c;
     n->prev = -1;
     n->next = c->head;
@@ -249,6 +273,63 @@ static struct fx_class *class_of_state(struct flexpu_engine *e, const struct fx_
     struct fx_key k;
     make_key(n, &k);
     return class_get(e, &k);
+}
+
+/* ---- tie priorities --------------------------------------------------- */
+
+int fx_class_prio_node(struct flexpu_engine *e, struct fx_class *c)
+{
+    if (c->prio_min < 0) {
+        int best = c->head;
+        for (int id = e->nodes[best].next; id >= 0; id = e->nodes[id].next)
+            if (prio_less(e, id, best))
+                best = id;
+        c->prio_min = best;
+    }
+    return c->prio_min;
+}
+
+void fx_engine_set_ties(struct flexpu_engine *e, enum fx_ties ties, uint64_t seed)
+{
+    e->ties = (int)ties;
+    e->tie_seed = seed;
+    for (int i = 0; i < e->nnodes; i++)
+        e->nodes[i].prio = node_prio(seed, i);
+    for (int i = 0; i < e->nlive; i++)
+        e->live[i]->prio_min = -1;
+}
+
+enum fx_ties fx_engine_ties(const struct flexpu_engine *e)
+{
+    return e->ties != FX_TIES_POLICY ? (enum fx_ties)e->ties : (enum fx_ties)e->policy->ties;
+}
+
+uint64_t fx_engine_node_priority(const struct flexpu_engine *e, int id)
+{
+    return id >= 0 && id < e->nnodes ? e->nodes[id].prio : UINT64_MAX;
+}
+
+const char *fx_ties_name(enum fx_ties t)
+{
+    switch (t) {
+    case FX_TIES_RANDOM:
+        return "random";
+    case FX_TIES_NODE_PRIORITY:
+        return "priority";
+    default:
+        return "policy";
+    }
+}
+
+int fx_ties_parse(const char *s, enum fx_ties *out)
+{
+    static const enum fx_ties all[] = {FX_TIES_POLICY, FX_TIES_RANDOM, FX_TIES_NODE_PRIORITY};
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        if (s && strcmp(s, fx_ties_name(all[i])) == 0) {
+            *out = all[i];
+            return 0;
+        }
+    return -1;
 }
 
 /* Re-derives every class's fragmentation after the workload changed. */
@@ -392,6 +473,7 @@ int flexpu_engine_add_node(struct flexpu_engine *e, const struct flexpu_node_inf
         return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory adding node %s", in->name);
     }
     int nid = e->nnodes;
+    n.prio = node_prio(e->tie_seed, nid);
     e->nodes[nid] = n;
     struct fx_class *c = class_of_state(e, &e->nodes[nid]);
     if (!c) {
@@ -755,11 +837,20 @@ int flexpu_engine_check(const struct flexpu_engine *e, struct flexpu_error *err)
             return flexpu_error_set(err, FLEXPU_EINVAL, "node %s in the wrong class", n->name);
     }
     for (int i = 0; i < e->nlive; i++) {
-        int c = 0;
-        for (int id = e->live[i]->head; id >= 0; id = e->nodes[id].next)
+        int c = 0, pm = e->live[i]->prio_min, pm_member = 0;
+        for (int id = e->live[i]->head; id >= 0; id = e->nodes[id].next) {
             c++;
+            pm_member |= id == pm;
+            if (pm >= 0 && prio_less(e, id, pm))
+                return flexpu_error_set(err, FLEXPU_EINVAL,
+                                        "class %d: node %d wins ties over its cached winner", i,
+                                        id);
+        }
         if (c != e->live[i]->count || c == 0)
             return flexpu_error_set(err, FLEXPU_EINVAL, "class %d member count wrong", i);
+        if (pm >= 0 && !pm_member)
+            return flexpu_error_set(err, FLEXPU_EINVAL, "class %d: tie winner %d not a member",
+                                    i, pm);
         members += c;
     }
     if (members != e->stats.nodes)

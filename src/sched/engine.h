@@ -44,6 +44,7 @@ struct fx_class {
     int head;               /* first member node id */
     int count;              /* members */
     int live_idx;           /* index in engine->live */
+    int prio_min;           /* member with the smallest node priority; -1: rescan */
     double frag;            /* FGD fragmentation of one member */
     uint64_t frag_epoch;    /* workload epoch frag was computed for */
     struct fx_memo memo[FX_MEMO_SLOTS];
@@ -65,6 +66,7 @@ struct fx_node {
     int32_t gused[FLEXPU_MAX_GPUS];
     int64_t gmem_used[FLEXPU_MAX_GPUS];
     uint64_t model_mask;
+    uint64_t prio; /* tie priority (smaller wins), from the engine's tie seed and the id */
     struct fx_class *cls;
     int next, prev; /* class member list */
     int nallocs;
@@ -126,6 +128,9 @@ struct flexpu_engine {
     uint64_t wl_epoch;
     uint64_t memo_epoch; /* bumped when the workload or the policy changes */
 
+    int ties;          /* enum fx_ties (sched/ties.h): FX_TIES_POLICY follows the policy */
+    uint64_t tie_seed; /* node priorities derive from it */
+
     int64_t max_node_cpu; /* normalisers of the bestfit/dotprod scores */
     int max_node_gpus;
 
@@ -153,6 +158,9 @@ void fx_view_apply(struct fx_view *v, const struct flexpu_pod_req *r,
                    const struct flexpu_placement *p);
 void fx_refrag(struct flexpu_engine *e);
 const char *fx_model_name(const struct flexpu_engine *e, int id);
+
+/* The node of class c that wins a tie under the node-priority rule. */
+int fx_class_prio_node(struct flexpu_engine *e, struct fx_class *c);
 
 /* frag.c: FGD fragmentation (GPU milli) of a node view for the workload,
  * with shapes weighted by count (the paper) or by GPU demand. */

@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Deciding: visit every class of identical nodes once, reject those that
  * cannot hold the request (counting why), let the policy score the rest,
- * and keep the cheapest, breaking ties uniformly over nodes. */
+ * and keep the cheapest, breaking ties by the tie rule in force: uniformly
+ * over nodes, or by a fixed node priority (sched/ties.h). */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "sched/engine.h"
 #include "sched/policy.h"
+#include "sched/ties.h"
 
 int flexpu_engine_set_policy(struct flexpu_engine *e, const char *name, struct flexpu_error *err)
 {
@@ -177,7 +179,9 @@ int flexpu_engine_decide(struct flexpu_engine *e, const struct flexpu_pod_req *r
     flexpu_engine_effective_req(e, req, &r);
     struct fx_choice best = {0};
     struct fx_class *best_cls = NULL; /* set when best's GPUs are still to be chosen */
+    int best_node = -1;               /* node priority rule: the winning node */
     int64_t tied = 0; /* nodes sharing the best cost so far */
+    int by_priority = fx_engine_ties(e) == FX_TIES_NODE_PRIORITY;
     for (int i = 0; i < e->nlive; i++) {
         struct fx_class *c = e->live[i];
         const struct fx_node *n = &e->nodes[c->head];
@@ -208,11 +212,26 @@ int flexpu_engine_decide(struct flexpu_engine *e, const struct flexpu_pod_req *r
         /* Costs are sums of the same terms in different orders: compare with
          * a tolerance so equal placements tie. */
         double tol = 1e-9 * (fabs(ch.cost) + fabs(best.cost) + 1.0);
-        if (tied == 0 || ch.cost < best.cost - tol) {
+        int better = tied == 0 || ch.cost < best.cost - tol;
+        int tie = !better && ch.cost <= best.cost + tol;
+        if (by_priority) {
+            /* The class's member of smallest priority stands for it; among
+             * tied classes the smallest such member wins. */
+            if (better || tie) {
+                int cand = fx_class_prio_node(e, c);
+                if (better || e->nodes[cand].prio < e->nodes[best_node].prio ||
+                    (e->nodes[cand].prio == e->nodes[best_node].prio && cand < best_node)) {
+                    best = ch;
+                    best_cls = c;
+                    best_node = cand;
+                }
+                tied += c->count;
+            }
+        } else if (better) {
             best = ch;
             best_cls = m ? c : NULL;
             tied = c->count;
-        } else if (ch.cost <= best.cost + tol) {
+        } else if (tie) {
             tied += c->count;
             if (rng && flexpu_rng_below(rng, (uint64_t)tied) < (uint64_t)c->count) {
                 best = ch;
@@ -224,7 +243,17 @@ int flexpu_engine_decide(struct flexpu_engine *e, const struct flexpu_pod_req *r
         explain(e, &r, why);
         return FLEXPU_ENOFIT;
     }
-    if (best_cls) {
+    if (by_priority && (best_node != best_cls->head || e->policy->memo)) {
+        /* The winner is not the member evaluated (a member whose GPUs may
+         * be numbered differently), or its cost came from the cache:
+         * choose its GPUs on its own state, with the deterministic
+         * evaluation that produced the cost. */
+        struct fx_view v;
+        fx_view_of(&e->nodes[best_node], &v);
+        struct fx_eval_ctx ctx = {e, best_cls, rng};
+        e->policy->eval(&ctx, &v, &r, &best);
+        best.p.node = best_node;
+    } else if (!by_priority && best_cls) {
         /* The winner's cost came from the cache: choose its GPUs now (the
          * same deterministic evaluation that produced the cost). */
         struct fx_view v;

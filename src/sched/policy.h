@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Placement policies. Each one scores placing a request on one node (given
  * as a view of its free resources) and picks the GPUs there; place.c keeps
- * the lowest cost over all nodes and breaks ties at random. */
+ * the lowest cost over all nodes and breaks ties by the policy's tie rule. */
 #ifndef FX_SCHED_POLICY_H
 #define FX_SCHED_POLICY_H
 
@@ -25,6 +25,12 @@ struct fx_policy {
     /* eval is costly and depends only on the node's state and the request
      * (no random draw): its cost may be cached per class. */
     int memo;
+    /* Rules beyond the cost (sched/ties.h): how ties between nodes are
+     * broken (enum fx_ties, never FX_TIES_POLICY), and the typical pods'
+     * coverage and order among shapes of equal count. */
+    int ties;
+    double coverage;
+    int typical;
     /* Fills out for req on the node seen as v, which already passed the
      * feasibility checks (enough GPUs fit). Returns 0 if the policy finds
      * no GPU choice, 1 otherwise. */

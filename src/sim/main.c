@@ -12,6 +12,7 @@
 
 #include "flexpu/log.h"
 #include "flexpu/sched.h"
+#include "sched/ties.h"
 #include "sim/replay.h"
 #include "sim/report.h"
 #include "util/alloc.h"
@@ -25,6 +26,7 @@ struct config {
     double scale, coverage, rate;
     int synth_nodes, synth_pods;
     int quiet;
+    int ties; /* enum fx_ties */
 };
 
 /* The options, one table: getopt's list and --help both come from it. */
@@ -40,7 +42,12 @@ static const struct option_doc {
     {"mode", "MODE", "'arrivals' (FGD method, default) or 'timed' (real times)"},
     {"scale", "X", "arrived GPU demand to stop at, times capacity (default: 1.3)"},
     {"rate", "X", "timed mode: arrivals X times faster than in the trace (default: 1)"},
-    {"coverage", "X", "typical-pod popularity coverage for fgd/flexpu (default: 1.0)"},
+    {"coverage", "X",
+     "typical-pod popularity coverage for fgd/flexpu (default: the policy's own, fgd 0.95, "
+     "flexpu 1.0)"},
+    {"ties", "RULE",
+     "ties between nodes: 'random' (per decision), 'priority' (a fixed random node priority "
+     "per run) or 'policy' (default: fgd priority, the others random)"},
     {"out", "DIR", "write summary.csv, curves.csv and alloc.svg there (default: out/sim)"},
     {"synthetic", "N,M", "scale test: N nodes and M pods drawn from the trace"},
     {"quiet", NULL, "print only the table"},
@@ -205,7 +212,7 @@ static int run_arrivals(const struct config *c, const struct fx_trace *t, const 
     }
     for (int p = 0; p < npol; p++) {
         for (int s = 0; s < nseeds; s++) {
-            struct fx_replay_opts o = {c->scale, c->coverage, seeds[s], 0};
+            struct fx_replay_opts o = {c->scale, c->coverage, seeds[s], 0, c->ties};
             if (c->synth_pods > 0) {
                 o.max_pods = c->synth_pods;
                 o.scale = 1e9;
@@ -295,7 +302,7 @@ int main(int argc, char **argv)
     snprintf(default_pods, sizeof(default_pods), "%s/openb_pod_list_default.csv",
              FLEXPU_TRACE_DIR);
     struct config c = {default_nodes, default_pods, "all", "42-51", "arrivals", "out/sim",
-                       1.3, 1.0, 1.0, 0, 0, 0};
+                       1.3, 0, 1.0, 0, 0, 0, FX_TIES_POLICY};
     struct option longopts[NOPTS + 1];
     for (int i = 0; i < NOPTS; i++)
         longopts[i] = (struct option){docs[i].name, docs[i].arg ? required_argument : no_argument,
@@ -320,7 +327,16 @@ int main(int argc, char **argv)
             c.mode = optarg;
         else if (!strcmp(name, "out"))
             c.out = optarg;
-        else if (!strcmp(name, "quiet"))
+        else if (!strcmp(name, "ties")) {
+            enum fx_ties t;
+            if (fx_ties_parse(optarg, &t)) {
+                fprintf(stderr, "flexpu-sim: field '--ties': invalid value '%s': expected "
+                                "random, priority or policy\n",
+                        optarg);
+                return 2;
+            }
+            c.ties = (int)t;
+        } else if (!strcmp(name, "quiet"))
             c.quiet = 1;
         else if (!strcmp(name, "help")) {
             usage(stdout);

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "sched/ties.h"
 #include "sim/bound.h"
 #include "util/alloc.h"
 #include "util/clock.h"
@@ -176,6 +177,7 @@ int fx_replay_arrivals(const struct fx_trace *t, const char *policy,
     int rc = setup(t, policy, o->coverage, &e, err);
     if (rc)
         return rc;
+    fx_engine_set_ties(e, (enum fx_ties)o->ties, o->seed);
     struct flexpu_rng rng;
     flexpu_rng_seed(&rng, o->seed);
     int *order = NULL, n = 0;
@@ -458,6 +460,7 @@ int fx_replay_timed(const struct fx_trace *t, const char *policy, double coverag
     int rc = setup(t, policy, coverage, &s.e, err);
     if (rc)
         return rc;
+    fx_engine_set_ties(s.e, FX_TIES_POLICY, 42);
     flexpu_rng_seed(&s.rng, 42);
     int *order = fx_malloc(((size_t)t->npods + 1) * sizeof(int));
     s.pending = fx_malloc(((size_t)t->npods + 1) * sizeof(int));

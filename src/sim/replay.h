@@ -4,7 +4,8 @@
  * Arrival replay (the FGD paper's method): the trace's pods, shuffled with a
  * seed, followed by pods drawn from the trace with replacement, arrive one at
  * a time until their GPU request would pass `scale` times the cluster's GPU
- * capacity; nothing departs; a pod that fits nowhere stays unscheduled.
+ * capacity; nothing departs; a pod that fits nowhere stays unscheduled. The
+ * seed also seeds the node priorities of the tie rule that uses them.
  *
  * Timed replay: pods arrive at their creation time divided by `rate` (1: real
  * time; the trace averages 14 busy GPUs over its 149 days, so a useful load
@@ -23,9 +24,10 @@
 
 struct fx_replay_opts {
     double scale;    /* arrived GPU demand to stop at, 1.3 */
-    double coverage; /* typical-pod popularity coverage, 0.95 */
+    double coverage; /* typical-pod popularity coverage; 0: the policy's own */
     uint64_t seed;
     int max_pods;    /* stop after this many arrivals; 0: no limit */
+    int ties;        /* enum fx_ties (sched/ties.h); 0: the policy's own rule */
 };
 
 struct fx_replay_result {
@@ -64,6 +66,8 @@ struct fx_timed_result {
     double seconds;
 };
 
+/* The timed replay's node priorities (when its tie rule uses them) come
+ * from seed 42, like its random draws. */
 int fx_replay_timed(const struct fx_trace *t, const char *policy, double coverage, double rate,
                     struct fx_timed_result *out, struct flexpu_error *err);
 

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sched/ties.h"
 #include "sim/csv.h"
 #include "util/alloc.h"
 
@@ -256,27 +257,49 @@ int fx_trace_req(struct flexpu_engine *e, const struct fx_trace_pod *p,
 
 struct shape_count {
     struct flexpu_pod_req req;
+    const char *spec; /* the gpu_spec text of its first pod */
     long count;
 };
 
+static int cmp_i64(int64_t a, int64_t b)
+{
+    return a < b ? -1 : a > b;
+}
+
+/* Most popular first; among equal counts smaller shapes first (CPU, share,
+ * GPUs, model mask). */
 static int cmp_count(const void *a, const void *b)
 {
     const struct shape_count *x = a, *y = b;
-    if (x->count != y->count)
-        return x->count > y->count ? -1 : 1;
-    /* Fixed order among equals so the workload never depends on qsort. */
-    if (x->req.cpu_milli != y->req.cpu_milli)
-        return x->req.cpu_milli < y->req.cpu_milli ? -1 : 1;
-    if (x->req.gpu_milli != y->req.gpu_milli)
-        return x->req.gpu_milli < y->req.gpu_milli ? -1 : 1;
-    if (x->req.num_gpu != y->req.num_gpu)
-        return x->req.num_gpu < y->req.num_gpu ? -1 : 1;
+    int c;
+    if ((c = cmp_i64(y->count, x->count)) || (c = cmp_i64(x->req.cpu_milli, y->req.cpu_milli)) ||
+        (c = cmp_i64(x->req.gpu_milli, y->req.gpu_milli)) ||
+        (c = cmp_i64(x->req.num_gpu, y->req.num_gpu)))
+        return c;
     return x->req.model_mask < y->req.model_mask ? -1 : x->req.model_mask > y->req.model_mask;
+}
+
+/* Most popular first; among equal counts larger shapes first (CPU, share,
+ * GPUs, then the gpu_spec text in descending byte order), the order of the
+ * reference simulator's typical pods. */
+static int cmp_count_larger(const void *a, const void *b)
+{
+    const struct shape_count *x = a, *y = b;
+    int c;
+    if ((c = cmp_i64(y->count, x->count)) || (c = cmp_i64(y->req.cpu_milli, x->req.cpu_milli)) ||
+        (c = cmp_i64(y->req.gpu_milli, x->req.gpu_milli)) ||
+        (c = cmp_i64(y->req.num_gpu, x->req.num_gpu)))
+        return c;
+    return strcmp(y->spec, x->spec);
 }
 
 int fx_trace_set_workload(struct flexpu_engine *e, const struct fx_trace *t, double coverage,
                           struct flexpu_error *err)
 {
+    struct fx_policy_rules rules = {FX_TIES_RANDOM, 1.0, FX_TYPICAL_SMALLER_FIRST};
+    fx_policy_rules(flexpu_engine_policy(e), &rules);
+    if (!(coverage > 0))
+        coverage = rules.coverage;
     struct shape_count *sc = fx_calloc((size_t)t->npods + 1, sizeof(*sc));
     struct flexpu_pod_req *reqs = fx_calloc((size_t)t->npods + 1, sizeof(*reqs));
     double *w = fx_calloc((size_t)t->npods + 1, sizeof(*w));
@@ -296,11 +319,14 @@ int fx_trace_set_workload(struct flexpu_engine *e, const struct fx_trace *t, dou
         int j = 0;
         while (j < n && memcmp(&sc[j].req, &r, sizeof(r)) != 0)
             j++;
-        if (j == n)
+        if (j == n) {
+            sc[n].spec = t->pods[i].gpu_spec;
             sc[n++].req = r;
+        }
         sc[j].count++;
     }
-    qsort(sc, (size_t)n, sizeof(*sc), cmp_count);
+    qsort(sc, (size_t)n, sizeof(*sc),
+          rules.typical == FX_TYPICAL_LARGER_FIRST ? cmp_count_larger : cmp_count);
     long kept = 0;
     int k = 0;
     while (k < n && (double)kept < coverage * t->npods) {

@@ -48,8 +48,11 @@ int fx_trace_req(struct flexpu_engine *e, const struct fx_trace_pod *p,
                  struct flexpu_pod_req *r, struct flexpu_error *err);
 
 /* The FGD paper's typical pods: shapes keyed by (cpu, num_gpu, gpu_milli,
- * gpu_spec), most popular first until `coverage` (0.95) of pods, with
- * popularity by pod count. Installs them as e's workload. */
+ * gpu_spec), most popular first until `coverage` of pods (the shape that
+ * crosses it is kept), with popularity by pod count. Shapes of equal count
+ * are ordered by the rule of e's policy (sched/ties.h: fgd larger first,
+ * others smaller first); coverage <= 0 takes the policy's own (fgd 0.95,
+ * others 1.0). Installs them as e's workload. */
 int fx_trace_set_workload(struct flexpu_engine *e, const struct fx_trace *t, double coverage,
                           struct flexpu_error *err);
 

@@ -112,7 +112,7 @@ static void test_bound_row_dominates_policies(void **state)
     load_trace(&t, small_nodes, small_pods);
     static const char *const pols[] = {"random", "bestfit", "fgd", "flexpu"};
     for (uint64_t seed = 1; seed <= 5; seed++) {
-        struct fx_replay_opts o = {1.3, 1.0, seed, 0};
+        struct fx_replay_opts o = {.scale = 1.3, .coverage = 1.0, .seed = seed};
         struct fx_replay_result b;
         struct flexpu_error err;
         assert_int_equal(fx_replay_arrivals(&t, FX_BOUND_POLICY, &o, &b, &err), 0);

@@ -23,7 +23,7 @@ static void test_arrivals_invariants_and_determinism(void **state)
     static const char *const pols[] = {"whole", "random", "bestfit", "dotprod",
                                        "packing", "fgd", "flexpu"};
     for (size_t k = 0; k < sizeof(pols) / sizeof(pols[0]); k++) {
-        struct fx_replay_opts o = {1.3, 1.0, 42, 0};
+        struct fx_replay_opts o = {.scale = 1.3, .coverage = 1.0, .seed = 42};
         struct fx_replay_result a, b;
         struct flexpu_error err;
         assert_int_equal(fx_replay_arrivals(&t, pols[k], &o, &a, &err), 0);
@@ -80,7 +80,7 @@ static void test_timed_needs_times(void **state)
     struct flexpu_error err;
     assert_int_equal(fx_replay_timed(&t, "fgd", 1.0, 1.0, &r, &err), FLEXPU_EINVAL);
     assert_non_null(strstr(err.msg, "creation_time"));
-    struct fx_replay_opts o = {1.3, 1.0, 1, 0};
+    struct fx_replay_opts o = {.scale = 1.3, .coverage = 1.0, .seed = 1};
     struct fx_replay_result a;
     assert_int_equal(fx_replay_arrivals(&t, "nope", &o, &a, &err), FLEXPU_EINVAL);
     assert_non_null(strstr(err.msg, "nope"));
@@ -100,7 +100,7 @@ static void test_fidelity_on_real_trace(void **state)
     struct flexpu_error err;
     assert_int_equal(fx_trace_read_nodes(&t, nodes, NULL, &err), 0);
     assert_int_equal(fx_trace_read_pods(&t, pods, NULL, &err), 0);
-    struct fx_replay_opts o = {1.3, 1.0, 42, 0};
+    struct fx_replay_opts o = {.scale = 1.3, .coverage = 1.0, .seed = 42};
     struct fx_replay_result bf, fgd, fx;
     assert_int_equal(fx_replay_arrivals(&t, "bestfit", &o, &bf, &err), 0);
     assert_int_equal(fx_replay_arrivals(&t, "fgd", &o, &fgd, &err), 0);
