@@ -100,13 +100,17 @@ static void test_fidelity_on_real_trace(void **state)
     struct flexpu_error err;
     assert_int_equal(fx_trace_read_nodes(&t, nodes, NULL, &err), 0);
     assert_int_equal(fx_trace_read_pods(&t, pods, NULL, &err), 0);
-    struct fx_replay_opts o = {.scale = 1.3, .coverage = 1.0, .seed = 42};
+    /* coverage 0: each policy's own typical pods (fgd: the reference's). */
+    struct fx_replay_opts o = {.scale = 1.3, .coverage = 0, .seed = 42};
     struct fx_replay_result bf, fgd, fx;
     assert_int_equal(fx_replay_arrivals(&t, "bestfit", &o, &bf, &err), 0);
     assert_int_equal(fx_replay_arrivals(&t, "fgd", &o, &fgd, &err), 0);
     assert_int_equal(fx_replay_arrivals(&t, "flexpu", &o, &fx, &err), 0);
     assert_true(bf.alloc[100] > 0.919 && bf.alloc[100] < 0.939);
-    assert_true(fgd.alloc[100] > 0.942 && fgd.alloc[100] < 0.962);
+    /* Published FGD, mean of seeds 42-51: 95.23%; the reference simulator
+     * gives 95.14% on seed 42 alone. The fgd of before issue 13 (random
+     * ties, every shape) gave 94.76% here. */
+    assert_true(fgd.alloc[100] > 0.9473 && fgd.alloc[100] < 0.9573);
     assert_true(fx.alloc[100] > 0.942);
     fx_trace_free(&t);
 }
