@@ -225,7 +225,7 @@ int flexpu_engine_decide(struct flexpu_engine *e, const struct flexpu_pod_req *r
                     best_cls = c;
                     best_node = cand;
                 }
-                tied += c->count;
+                tied = better ? c->count : tied + c->count;
             }
         } else if (better) {
             best = ch;
