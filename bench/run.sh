@@ -4,6 +4,10 @@
 #   default.txt        all policies on the default trace, seeds 42-51, and the
 #                      packing LP's bound on what any placement could reach
 #   gpushareN.txt      fgd / flexpu / bestfit and the bound on each gpushare variant
+#   variants.txt       flexpu / fgd / bestfit on trace variants generated from the
+#                      default trace by flexpu-variants (bench/variants.c), each
+#                      marked "tune" or "held-out" (docs/SCHEDULING.md), and a
+#                      summary of every trace, public and generated
 #   timed.txt          the timed replay: real run times, arrivals at 1x and 10,000x
 #   speed.txt          one fgd replay, and a synthetic 10,000-node / 100,000-pod run
 # plus the CSV files and the SVG plot of each run under bench/results/<name>/.
@@ -14,7 +18,9 @@ SIM=${SIM:-./build/flexpu-sim}
 TRACE=${TRACE:-../shared/data/alibaba-gpu-v2023}
 OUT=bench/results
 mkdir -p "$OUT"
+GEN=${GEN:-./build/flexpu-variants}
 [ -x "$SIM" ] || { echo "build first: make build" >&2; exit 1; }
+[ -x "$GEN" ] || { echo "build first: make build" >&2; exit 1; }
 
 echo "== default trace, all policies, seeds 42-51"
 "$SIM" --quiet --policy whole,random,bestfit,dotprod,packing,fgd,flexpu,bound \
@@ -25,6 +31,54 @@ for n in 20 40 60 80 100; do
   "$SIM" --quiet --policy fgd,flexpu,bestfit,bound --pods "$TRACE/openb_pod_list_gpushare$n.csv" \
     --out "$OUT/gpushare$n" | tee "$OUT/gpushare$n.txt"
 done
+
+# Trace variants: name, set, flexpu-variants options. "tune" variants may
+# be looked at while changing a policy; "held-out" ones only to report.
+VARIANTS=(
+  "gpuspec15  tune      --gpuspec 0.15 --seed 101"
+  "cpu150     tune      --cpu 1.5 --seed 102"
+  "multigpu05 tune      --multigpu 0.05 --seed 103"
+  "share70    tune      --share 0.7 --seed 104"
+  "gpuspec35  held-out  --gpuspec 0.35 --seed 201"
+  "cpu200     held-out  --cpu 2.0 --seed 202"
+  "multigpu10 held-out  --multigpu 0.10 --seed 203"
+  "share90    held-out  --share 0.9 --seed 204"
+  "mixed      held-out  --share 0.6 --multigpu 0.05 --cpu 1.5 --gpuspec 0.25 --seed 205"
+)
+VDIR=out/variants
+mkdir -p "$VDIR"
+{
+  for v in "${VARIANTS[@]}"; do
+    read -r name set opts <<<"$v"
+    # shellcheck disable=SC2086
+    "$GEN" --pods "$TRACE/openb_pod_list_default.csv" --nodes "$TRACE/openb_node_list_gpu_node.csv" \
+      $opts --out "$VDIR/$name.csv"
+    echo "== variant $name ($set): flexpu-variants $opts"
+    "$SIM" --quiet --policy flexpu,fgd,bestfit --pods "$VDIR/$name.csv" --out ""
+  done
+} | tee "$OUT/variants.txt"
+
+# One line per trace: allocation at 100% and GPUs unallocated at 130% for
+# flexpu, fgd and bestfit, and flexpu's margin over fgd.
+summary() {
+  awk -v name="$1" -v set="$2" '
+    $1 == "flexpu" || $1 == "fgd" || $1 == "bestfit" { a[$1] = $2; u[$1] = $8 }
+    END { printf "%-12s %-9s %7.2f %7.2f %7.2f %+7.2f %7.1f %7.1f %7.1f\n", name, set,
+          a["flexpu"], a["fgd"], a["bestfit"], a["flexpu"] - a["fgd"],
+          u["flexpu"], u["fgd"], u["bestfit"] }'
+}
+{
+  echo "== every trace: alloc @100% (flexpu, fgd, bestfit, flexpu - fgd), unallocated GPUs @130%"
+  printf "%-12s %-9s %7s %7s %7s %7s %7s %7s %7s\n" trace set flexpu fgd bestfit margin \
+    flexpu fgd bestfit
+  for n in default gpushare20 gpushare40 gpushare60 gpushare80 gpushare100; do
+    summary "$n" public <"$OUT/$n.txt"
+  done
+  for v in "${VARIANTS[@]}"; do
+    read -r name set _ <<<"$v"
+    awk -v n="$name" '/^== variant/ { on = ($3 == n) } on' "$OUT/variants.txt" | summary "$name" "$set"
+  done
+} | tee -a "$OUT/variants.txt"
 
 echo "== timed replay (real run times; arrivals at the trace's rate, then 10,000x faster)"
 {
