@@ -22,55 +22,122 @@ static void human(uint64_t b, char *out, size_t len)
     snprintf(out, len, u ? "%.1f %s" : "%.0f %s", v, units[u]);
 }
 
-static void show_gpu(const struct fx_gpu *g, const char *path)
+/* The tenants' ledgers of one GPU, read before printing. */
+struct mem_row {
+    char tenant[FX_TENANT_NAME_MAX];
+    uint64_t quota, used, oom;
+    int procs, shown;
+    struct {
+        int pid;
+        char comm[17];
+        uint64_t used, context;
+    } p[8];
+    int np;
+};
+
+struct mem_rows {
+    struct mem_row v[FX_MAX_TENANTS * 2];
+    int n;
+};
+
+static void take_ledger(const struct fx_ledger_handle *l, void *ctx)
+{
+    struct mem_rows *m = ctx;
+    if (m->n == (int)(sizeof(m->v) / sizeof(m->v[0])))
+        return;
+    struct mem_row *r = &m->v[m->n++];
+    memset(r, 0, sizeof(*r));
+    memcpy(r->tenant, l->led->tenant, sizeof(r->tenant) - 1);
+    r->quota = l->led->quota_bytes;
+    r->oom = l->led->oom_refusals;
+    r->used = fx_ledger_used(l, &r->procs);
+    for (int i = 0; i < FX_LEDGER_PROCS && r->np < 8; i++) {
+        const struct fx_ledger_proc *p = &l->led->procs[i];
+        if (!p->in_use || !fx_ledger_slot_alive(l, i))
+            continue;
+        r->p[r->np].pid = p->pid;
+        memcpy(r->p[r->np].comm, p->comm, 16);
+        r->p[r->np].used = p->used_bytes;
+        r->p[r->np].context = p->context_bytes;
+        r->np++;
+    }
+}
+
+static void bad_ledger(const char *msg, void *ctx)
+{
+    (void)ctx;
+    fprintf(stderr, "flexpu-smi: %s\n", msg);
+}
+
+static void print_row(const char *tenant, const struct mem_row *m,
+                      const struct fx_tenant_rec *tr)
+{
+    char quota[32], usedh[32];
+    if (m && m->quota)
+        human(m->quota, quota, sizeof(quota));
+    else
+        snprintf(quota, sizeof(quota), m ? "whole" : "-");
+    human(m ? m->used : 0, usedh, sizeof(usedh));
+    if (tr)
+        printf("  %-24s %10s %10s %5u%% %4u%% %-7s %9.1fs %9.1fs %6llu %6d\n", tenant, quota,
+               usedh, tr->compute_share, tr->compute_cap,
+               fx_priority_name((enum fx_priority)(tr->priority > 2 ? 1 : tr->priority)),
+               (double)tr->gpu_time_ns / 1e9, (double)tr->throttled_ns / 1e9,
+               m ? (unsigned long long)m->oom : 0ull, m ? m->procs : 0);
+    else
+        printf("  %-24s %10s %10s %6s %5s %-7s %10s %10s %6llu %6d\n", tenant, quota, usedh,
+               "-", "-", "-", "-", "-", (unsigned long long)m->oom, m->procs);
+    for (int i = 0; m && i < m->np; i++) {
+        char pu[32], pc[32];
+        human(m->p[i].used, pu, sizeof(pu));
+        human(m->p[i].context, pc, sizeof(pc));
+        printf("    pid %-8d %-16.16s %10s (context %s)\n", m->p[i].pid, m->p[i].comm, pu, pc);
+    }
+}
+
+static void show_gpu(const struct fx_gpu *g, const char *path, const char *ledger_root)
 {
     const struct fx_gpu_state *st = g->st;
-    char total[32];
+    char total[32], uuid[FX_UUID_MAX];
+    memcpy(uuid, st->uuid, sizeof(uuid) - 1);
+    uuid[sizeof(uuid) - 1] = '\0';
     human(st->total_bytes, total, sizeof(total));
-    printf("GPU %s  memory %s  state %s\n", st->uuid, total, path);
+    printf("GPU %s  memory %s  state %s\n", uuid, total, path);
     printf("  %-24s %10s %10s %6s %5s %-7s %10s %10s %6s %6s\n", "TENANT", "QUOTA", "USED", "SHARE",
            "CAP", "PRIO", "GPU-TIME", "THROTTLED", "OOM", "PROCS");
+    static struct mem_rows mem;
+    mem.n = 0;
+    fx_ledger_scan(ledger_root, uuid, take_ledger, bad_ledger, &mem);
     for (int t = 0; t < FX_MAX_TENANTS; t++) {
         const struct fx_tenant_rec *tr = &st->tenants[t];
         if (!tr->in_use)
             continue;
-        uint64_t used = 0;
-        int procs = 0;
-        for (int i = 0; i < FX_MAX_PROCS; i++) {
-            const struct fx_proc_rec *p = &st->procs[i];
-            if (p->in_use && p->tenant == t && fx_gpu_slot_alive(g, i)) {
-                used += p->used_bytes;
-                procs++;
-            }
-        }
-        char quota[32], usedh[32];
-        if (tr->quota_bytes)
-            human(tr->quota_bytes, quota, sizeof(quota));
-        else
-            snprintf(quota, sizeof(quota), "whole");
-        human(used, usedh, sizeof(usedh));
-        printf("  %-24s %10s %10s %5u%% %4u%% %-7s %9.1fs %9.1fs %6llu %6d\n", tr->name, quota,
-               usedh, tr->compute_share, tr->compute_cap,
-               fx_priority_name((enum fx_priority)tr->priority), (double)tr->gpu_time_ns / 1e9,
-               (double)tr->throttled_ns / 1e9, (unsigned long long)tr->oom_refusals, procs);
-        for (int i = 0; i < FX_MAX_PROCS; i++) {
-            const struct fx_proc_rec *p = &st->procs[i];
-            if (!p->in_use || p->tenant != t || !fx_gpu_slot_alive(g, i))
-                continue;
-            char pu[32], pc[32];
-            human(p->used_bytes, pu, sizeof(pu));
-            human(p->context_bytes, pc, sizeof(pc));
-            printf("    pid %-8d %-16.16s %10s (context %s)\n", (int)p->pid, p->comm, pu, pc);
-        }
+        char name[FX_TENANT_NAME_MAX];
+        memcpy(name, tr->name, sizeof(name) - 1);
+        name[sizeof(name) - 1] = '\0';
+        struct mem_row *m = NULL;
+        for (int i = 0; i < mem.n && !m; i++)
+            if (!mem.v[i].shown && strcmp(mem.v[i].tenant, name) == 0)
+                m = &mem.v[i];
+        if (m)
+            m->shown = 1;
+        print_row(name, m, tr);
     }
+    /* Processes that run on a private state (state.h) have a ledger only. */
+    for (int i = 0; i < mem.n; i++)
+        if (!mem.v[i].shown && mem.v[i].procs)
+            print_row(mem.v[i].tenant, &mem.v[i], NULL);
 }
 
 static int usage(FILE *f, int rc)
 {
-    fprintf(f, "usage: flexpu-smi [--state-dir DIR]\n"
+    fprintf(f, "usage: flexpu-smi [--state-dir DIR] [--ledger-root DIR]\n"
                "Prints, per GPU and tenant: memory quota and use, compute share, cap and\n"
                "priority, GPU time used and throttled, refused allocations, processes.\n"
-               "DIR defaults to $FLEXPU_STATE_DIR, then /tmp/flexpu.\n");
+               "--state-dir defaults to $FLEXPU_STATE_DIR, then /tmp/flexpu; --ledger-root,\n"
+               "where each tenant's memory ledgers are, to <state-dir>/ledger (on a\n"
+               "Kubernetes node: --state-dir /var/lib/flexpu/state --ledger-root\n"
+               "/var/lib/flexpu/ledger).\n");
     return rc;
 }
 
@@ -79,15 +146,23 @@ int main(int argc, char **argv)
     const char *dir = getenv("FLEXPU_STATE_DIR");
     if (!dir || !*dir)
         dir = "/tmp/flexpu";
+    const char *ledger_root = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--state-dir") == 0 && i + 1 < argc)
             dir = argv[++i];
+        else if (strcmp(argv[i], "--ledger-root") == 0 && i + 1 < argc)
+            ledger_root = argv[++i];
         else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
             return usage(stdout, 0);
         else {
             fprintf(stderr, "flexpu-smi: unknown argument '%s'\n", argv[i]);
             return usage(stderr, 2);
         }
+    }
+    char default_root[4096];
+    if (!ledger_root) {
+        snprintf(default_root, sizeof(default_root), "%s/ledger", dir);
+        ledger_root = default_root;
     }
     DIR *d = opendir(dir);
     if (!d) {
@@ -113,7 +188,7 @@ int main(int argc, char **argv)
             failed = 1;
             continue;
         }
-        show_gpu(&g, path);
+        show_gpu(&g, path, ledger_root);
         fx_gpu_detach(&g);
         shown++;
     }

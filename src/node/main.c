@@ -108,7 +108,7 @@ static int copy_file(const char *from, const char *to, struct flexpu_error *err)
 static int install_host_files(struct agent *a, struct flexpu_error *err)
 {
     char path[600];
-    const char *dirs[] = {"", "/lib", "/slices", "/state"};
+    const char *dirs[] = {"", "/lib", "/slices", "/state", "/ledger"};
     for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
         snprintf(path, sizeof(path), "%s%s", a->root, dirs[i]);
         if (mkdir(path, 0755) != 0 && errno != EEXIST)
@@ -412,6 +412,9 @@ int main(int argc, char **argv)
     char state_dir[600];
     snprintf(state_dir, sizeof(state_dir), "%s/state", a.root);
     msrc.state_dir = state_dir;
+    char ledger_root[600];
+    snprintf(ledger_root, sizeof(ledger_root), "%s/ledger", a.root);
+    msrc.ledger_root = ledger_root;
     if (metrics_port > 0 && !(ms = fx_metrics_start(metrics_addr, metrics_port, &msrc, &err))) {
         fprintf(stderr, "flexpu-node: %s\n", err.msg);
         return 1;

@@ -41,61 +41,107 @@ struct slice_row {
     int procs;
 };
 
+struct rows {
+    struct slice_row *v;
+    size_t n, cap;
+    const char *uuid;
+    uint64_t total_bytes;
+};
+
+static struct slice_row *row_of(struct rows *rs, const char *tenant)
+{
+    for (size_t i = 0; i < rs->n; i++)
+        if (strcmp(rs->v[i].tenant, tenant) == 0)
+            return &rs->v[i];
+    if (rs->n == rs->cap) {
+        size_t nc = rs->cap ? 2 * rs->cap : 16;
+        struct slice_row *grown = realloc(rs->v, nc * sizeof(*grown));
+        if (!grown)
+            return NULL;
+        rs->v = grown;
+        rs->cap = nc;
+    }
+    struct slice_row *r = &rs->v[rs->n++];
+    memset(r, 0, sizeof(*r));
+    snprintf(r->uuid, sizeof(r->uuid), "%.*s", (int)sizeof(r->uuid) - 1, rs->uuid);
+    snprintf(r->tenant, sizeof(r->tenant), "%s", tenant);
+    return r;
+}
+
+/* A slice's memory, from its ledger. Its fields are the tenant's own
+ * figures (only its containers write the file): they describe that slice
+ * and nothing else. */
+static void ledger_row(const struct fx_ledger_handle *l, void *ctx)
+{
+    struct rows *rs = ctx;
+    char tenant[FX_TENANT_NAME_MAX];
+    memcpy(tenant, l->led->tenant, sizeof(tenant) - 1); /* may lack its NUL */
+    tenant[sizeof(tenant) - 1] = '\0';
+    struct slice_row *r = row_of(rs, tenant);
+    if (!r)
+        return;
+    int procs = 0;
+    r->used = fx_ledger_used(l, &procs);
+    r->procs = procs;
+    uint64_t q = __atomic_load_n(&l->led->quota_bytes, __ATOMIC_RELAXED);
+    r->quota = q && q < rs->total_bytes ? q : rs->total_bytes;
+    r->oom = __atomic_load_n(&l->led->oom_refusals, __ATOMIC_RELAXED);
+}
+
+static void ledger_bad(const char *msg, void *ctx)
+{
+    (void)ctx;
+    FX_WARN(COMP, "ledger skipped", "error=\"%s\"", msg);
+}
+
 /* Reads one GPU's state: its used memory and its slices (appended). */
-static uint64_t read_gpu(const struct fx_metrics_source *src, const char *uuid,
+static uint64_t read_gpu(const struct fx_metrics_source *src, const struct fx_node_gpu *gpu,
                          struct slice_row **rows, size_t *nrows, size_t *cap)
 {
+    struct rows rs = {*rows, *nrows, *cap, gpu->uuid, gpu->mem_bytes};
+    size_t first = rs.n;
     char path[512];
-    if (snprintf(path, sizeof(path), "%.300s/%.96s.state", src->state_dir, uuid) >= (int)sizeof(path))
-        return 0;
     struct fx_gpu g;
     struct flexpu_error err = {0};
-    int orc = fx_gpu_open_readonly(&g, path, &err);
-    if (orc == FLEXPU_ENOENT)
-        return 0; /* no process has used this GPU through flexpu yet */
-    if (orc != 0) {
+    int orc = -1;
+    if (snprintf(path, sizeof(path), "%.300s/%.96s.state", src->state_dir, gpu->uuid) <
+        (int)sizeof(path))
+        orc = fx_gpu_open_readonly(&g, path, &err);
+    if (orc != 0 && orc != FLEXPU_ENOENT && orc != -1)
         /* Tenants can write the directory: whatever they put there must not
          * stop the GPU's other figures from being served. */
-        FX_WARN(COMP, "state file skipped", "uuid=%s error=\"%s\"", uuid, err.msg);
-        return 0;
-    }
-    const struct fx_gpu_state *st = g.st;
-    uint64_t total_used = 0;
-    for (int t = 0; t < FX_MAX_TENANTS; t++) {
-        const struct fx_tenant_rec *tr = &st->tenants[t];
+        FX_WARN(COMP, "state file skipped", "uuid=%s error=\"%s\"", gpu->uuid, err.msg);
+    for (int t = 0; orc == 0 && t < FX_MAX_TENANTS; t++) {
+        const struct fx_tenant_rec *tr = &g.st->tenants[t];
         if (!tr->in_use)
             continue;
-        if (*nrows == *cap) {
-            size_t nc = *cap ? 2 * *cap : 16;
-            struct slice_row *grown = realloc(*rows, nc * sizeof(*grown));
-            if (!grown)
-                break;
-            *rows = grown;
-            *cap = nc;
-        }
-        struct slice_row *r = &(*rows)[(*nrows)++];
-        memset(r, 0, sizeof(*r));
-        snprintf(r->uuid, sizeof(r->uuid), "%.*s", (int)sizeof(r->uuid) - 1, uuid);
-        memcpy(r->tenant, tr->name, sizeof(r->tenant) - 1); /* NUL-filled by memset */
-        r->quota = tr->quota_bytes ? tr->quota_bytes : st->total_bytes;
+        char tenant[FX_TENANT_NAME_MAX];
+        memcpy(tenant, tr->name, sizeof(tenant) - 1);
+        tenant[sizeof(tenant) - 1] = '\0';
+        struct slice_row *r = row_of(&rs, tenant);
+        if (!r)
+            break;
+        r->quota = rs.total_bytes;
         r->share = tr->compute_share;
         r->cap = tr->compute_cap;
         r->gpu_time_ns = tr->gpu_time_ns;
         r->throttled_ns = tr->throttled_ns;
-        r->oom = tr->oom_refusals;
-        for (int i = 0; i < FX_MAX_PROCS; i++) {
-            const struct fx_proc_rec *p = &st->procs[i];
-            if (p->in_use && p->tenant == t && fx_gpu_slot_alive(&g, i)) {
-                r->used += p->used_bytes;
-                r->procs++;
-            }
-        }
+    }
+    if (orc == 0)
+        fx_gpu_detach(&g);
+    if (src->ledger_root)
+        fx_ledger_scan(src->ledger_root, gpu->uuid, ledger_row, ledger_bad, &rs);
+    uint64_t total_used = 0;
+    for (size_t i = first; i < rs.n; i++) {
+        struct slice_row *r = &rs.v[i];
         total_used += r->used;
         if (!src->pod || src->pod(src->ctx, r->tenant, r->ns, sizeof(r->ns), r->pod,
                                   sizeof(r->pod)) != 0)
             r->ns[0] = r->pod[0] = '\0';
     }
-    fx_gpu_detach(&g);
+    *rows = rs.v;
+    *nrows = rs.n;
+    *cap = rs.cap;
     return total_used;
 }
 
@@ -166,7 +212,7 @@ char *fx_metrics_render(const struct fx_metrics_source *src)
     size_t nrows = 0, cap = 0;
     uint64_t used[FLEXPU_MAX_GPUS];
     for (int i = 0; i < n; i++)
-        used[i] = read_gpu(src, gpus[i].uuid, &rows, &nrows, &cap);
+        used[i] = read_gpu(src, &gpus[i], &rows, &nrows, &cap);
 
     help(f, "flexpu_gpu_info", "gauge", "A GPU of this node (always 1), with its description.");
     for (int i = 0; i < n; i++) {

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Prometheus metrics of the node agent: per GPU and per slice, read from the
- * runtime library's shared state files (runtime/state.h) at each scrape, so
+ * runtime library's shared state files (runtime/state.h) and the tenants'
+ * memory ledgers (runtime/ledger.h) at each scrape, so
  * they are what the slices hold right now; served in the text exposition
  * format by libmicrohttpd. */
 #ifndef FX_NODE_METRICS_H
@@ -16,6 +17,9 @@ typedef int (*fx_metrics_pod_fn)(void *ctx, const char *uid, char *ns, size_t ns
 
 struct fx_metrics_source {
     const char *state_dir;
+    /* Where the tenants' memory ledgers are (runtime/ledger.h): one
+     * directory per slice. */
+    const char *ledger_root;
     const struct fx_node_gpu *gpus; /* read under `lock` if set */
     const int *ngpu;
     void (*lock)(void *ctx, int on);

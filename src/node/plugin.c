@@ -695,10 +695,10 @@ out:
 struct ctr_answer {
     V1beta1__ContainerAllocateResponse resp;
     V1beta1__ContainerAllocateResponse__EnvsEntry env[2], *envp[2];
-    V1beta1__Mount mount[4], *mountp[4];
+    V1beta1__Mount mount[5], *mountp[5];
     V1beta1__DeviceSpec dev[3 + FLEXPU_MAX_GPUS], *devp[3 + FLEXPU_MAX_GPUS];
     char paths[3 + FLEXPU_MAX_GPUS][32];
-    char lib[320], preload[320], conf[400], state[320];
+    char lib[320], preload[320], conf[400], state[320], ledger[400];
     char key[FX_SLICE_KEY_LEN + 1];
     char visible[FLEXPU_MAX_GPUS * (FX_UUID_MAX + 1)];
 };
@@ -733,21 +733,25 @@ static void answer_fill(struct fx_plugin *p, struct ctr_answer *a, uint32_t set)
     snprintf(a->preload, sizeof(a->preload), "%s/ld.so.preload", p->root);
     snprintf(a->conf, sizeof(a->conf), "%s/slices/%s", p->root, a->key);
     snprintf(a->state, sizeof(a->state), "%s/state", p->root);
+    snprintf(a->ledger, sizeof(a->ledger), "%s/ledger/%s", p->root, a->key);
+    /* The ledger directory is this slice's alone: the one mount a tenant
+     * can write that no other tenant has (runtime/ledger.h). */
     struct {
         const char *ctr, *host;
         bool ro;
-    } m[4] = {{FX_CTR_LIB, a->lib, true},
+    } m[5] = {{FX_CTR_LIB, a->lib, true},
               {FX_CTR_PRELOAD, a->preload, true},
               {FX_CTR_CONF_DIR, a->conf, true},
-              {FX_CTR_STATE, a->state, false}};
-    for (int i = 0; i < 4; i++) {
+              {FX_CTR_STATE, a->state, false},
+              {FX_CTR_LEDGER, a->ledger, false}};
+    for (int i = 0; i < 5; i++) {
         v1beta1__mount__init(&a->mount[i]);
         a->mount[i].container_path = (char *)m[i].ctr;
         a->mount[i].host_path = (char *)m[i].host;
         a->mount[i].read_only = m[i].ro;
         a->mountp[i] = &a->mount[i];
     }
-    a->resp.n_mounts = 4;
+    a->resp.n_mounts = 5;
     a->resp.mounts = a->mountp;
 
     const char *ek[2] = {"FLEXPU_ALLOCATION", "NVIDIA_VISIBLE_DEVICES"};

@@ -39,6 +39,7 @@
 #define FX_CTR_PRELOAD  "/etc/ld.so.preload"
 #define FX_CTR_CONF_DIR "/etc/flexpu"
 #define FX_CTR_STATE    "/run/flexpu/state"
+#define FX_CTR_LEDGER   "/run/flexpu/ledger"
 
 struct fx_plugin_config {
     const char *node_name;

@@ -54,6 +54,11 @@ static int dir_of(const char *root, const char *key, char *buf, size_t len)
     return snprintf(buf, len, "%s/slices/%s", root, key) >= (int)len ? -1 : 0;
 }
 
+static int ledger_dir_of(const char *root, const char *key, char *buf, size_t len)
+{
+    return snprintf(buf, len, "%s/ledger/%s", root, key) >= (int)len ? -1 : 0;
+}
+
 /* dir/name replaced whole (fx_file_replace): the runtime never reads a half
  * written slice file. */
 static int write_file(const char *dir, const char *name, const char *text,
@@ -68,13 +73,21 @@ static int write_file(const char *dir, const char *name, const char *text,
 int fx_slice_prepare(const char *root, const char *key, char *const *ids, size_t n,
                      struct flexpu_error *err)
 {
-    char dir[400], slices[400];
+    char dir[400], slices[400], ledgers[400], ledger[400];
     snprintf(slices, sizeof(slices), "%s/slices", root);
-    if (dir_of(root, key, dir, sizeof(dir)) != 0)
+    snprintf(ledgers, sizeof(ledgers), "%s/ledger", root);
+    if (dir_of(root, key, dir, sizeof(dir)) != 0 ||
+        ledger_dir_of(root, key, ledger, sizeof(ledger)) != 0)
         return flexpu_error_set(err, FLEXPU_EINVAL, "root '%s' is too long", root);
     if ((mkdir(root, 0755) != 0 && errno != EEXIST) ||
         (mkdir(slices, 0755) != 0 && errno != EEXIST) || (mkdir(dir, 0755) != 0 && errno != EEXIST))
         return flexpu_error_set(err, FLEXPU_EIO, "cannot create '%s': %s", dir, strerror(errno));
+    /* The slice's processes run as any user: its own ledger directory is
+     * theirs to write (and no other slice's container has it mounted). */
+    if ((mkdir(ledgers, 0755) != 0 && errno != EEXIST) ||
+        (mkdir(ledger, 0777) != 0 && errno != EEXIST) || chmod(ledger, 0777) != 0)
+        return flexpu_error_set(err, FLEXPU_EIO, "cannot create '%s': %s", ledger,
+                                strerror(errno));
     size_t cap = 64;
     for (size_t i = 0; i < n; i++)
         cap += strlen(ids[i]) + 1;
@@ -111,9 +124,10 @@ int fx_slice_format(const struct fx_slice_file *f, char *buf, size_t len)
                      "compute_share = %d\n"
                      "compute_cap = %d\n"
                      "priority = %s\n"
-                     "state_dir = %s\n",
+                     "state_dir = %s\n"
+                     "ledger_dir = %s\n",
                      f->tenant, f->tenant, f->compute_share, f->compute_cap,
-                     fx_priority_name(f->priority), f->state_dir);
+                     fx_priority_name(f->priority), f->state_dir, FX_CTR_LEDGER);
     if (n < 0 || (size_t)n >= len)
         return -1;
     if (f->memory > 0) {
@@ -134,24 +148,50 @@ int fx_slice_write(const char *root, const char *key, const struct fx_slice_file
     return write_file(dir, "slice.conf", text, err);
 }
 
-/* Everything in the slice's directory is the agent's: its two files and
- * any temporary file a crash left between create and rename. */
-void fx_slice_remove(const char *root, const char *key)
+/* Empties the directory open at `fd` without following symbolic links, to
+ * `depth` levels (the ledger directory is the tenant's to write: it may hold
+ * anything). */
+static void clear_dir(int fd, int depth)
 {
-    char dir[400], path[700];
-    if (dir_of(root, key, dir, sizeof(dir)) != 0)
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        close(fd);
         return;
-    DIR *d = opendir(dir);
+    }
     struct dirent *e;
-    while (d && (e = readdir(d))) {
+    while ((e = readdir(d))) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
             continue;
-        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        unlink(path);
+        if (unlinkat(dirfd(d), e->d_name, 0) == 0 || errno != EISDIR)
+            continue;
+        int sub = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (sub >= 0 && depth > 0)
+            clear_dir(sub, depth - 1);
+        else if (sub >= 0)
+            close(sub);
+        unlinkat(dirfd(d), e->d_name, AT_REMOVEDIR);
     }
-    if (d)
-        closedir(d);
+    closedir(d);
+}
+
+static void remove_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0)
+        clear_dir(fd, 16);
     rmdir(dir);
+}
+
+/* Everything in the slice's directory is the agent's: its two files and
+ * any temporary file a crash left between create and rename. The ledger
+ * directory goes with it, whatever its tenant left there. */
+void fx_slice_remove(const char *root, const char *key)
+{
+    char dir[400];
+    if (dir_of(root, key, dir, sizeof(dir)) == 0)
+        remove_dir(dir);
+    if (ledger_dir_of(root, key, dir, sizeof(dir)) == 0)
+        remove_dir(dir);
 }
 
 void fx_slice_scan(const char *root, void (*fn)(const char *key, const char *tenant, void *ctx),

@@ -34,7 +34,9 @@ struct fx_slice_file {
 int fx_slice_key(char *const *ids, size_t n, char out[FX_SLICE_KEY_LEN + 1]);
 
 /* Creates <root>/slices/<key>/ with `devices` and a slice.conf that makes
- * the runtime fail closed until fx_slice_write names the pod. */
+ * the runtime fail closed until fx_slice_write names the pod, and the
+ * slice's ledger directory <root>/ledger/<key>/ (runtime/ledger.h), which
+ * only the slice's containers are given, read-write. */
 int fx_slice_prepare(const char *root, const char *key, char *const *ids, size_t n,
                      struct flexpu_error *err);
 
@@ -45,7 +47,7 @@ int fx_slice_write(const char *root, const char *key, const struct fx_slice_file
 /* The text of a slice.conf (for tests and fx_slice_write). */
 int fx_slice_format(const struct fx_slice_file *f, char *buf, size_t len);
 
-/* Removes <root>/slices/<key>/. */
+/* Removes <root>/slices/<key>/ and <root>/ledger/<key>/. */
 void fx_slice_remove(const char *root, const char *key);
 
 /* Calls fn for every slice directory: its key and the tenant its slice.conf

@@ -219,10 +219,16 @@ static int capped(const struct fx_tenant_rec *tr)
     return cap_of(tr) < 100;
 }
 
+/* A bucket below this is not one the arbiter left (a tenant overdraws by
+ * one slice and a drain at most): it was written by someone else. */
+#define BUDGET_FLOOR_NS (-(int64_t)(2000 * 1000 * 1000ll))
+
 static void refill(struct fx_tenant_rec *tr, uint64_t now)
 {
     if (!capped(tr))
         return;
+    if (tr->budget_ns < BUDGET_FLOOR_NS || tr->budget_ns > (int64_t)FX_ARB_BURST_NS)
+        tr->budget_ns = tr->budget_ns < 0 ? BUDGET_FLOOR_NS : (int64_t)FX_ARB_BURST_NS;
     if (tr->budget_ts == 0) {
         tr->budget_ts = now;
         tr->budget_ns = (int64_t)FX_ARB_CAP_QUANTUM_NS;
@@ -255,15 +261,20 @@ static uint64_t cap_cost(struct fx_tenant_rec *tr, uint64_t ns)
 {
     uint64_t samples = __atomic_exchange_n(&tr->slice_clock, 0, __ATOMIC_SEQ_CST);
     uint64_t ref = LOAD(&tr->cap_clock_mhz);
-    if (!ref)
-        return ns;
+    if (ref < 100 || ref > 10000 || ns > FX_ARB_DRAIN_MAX_NS * 10)
+        return ns; /* off, or not a value the library wrote */
     uint64_t n = samples >> 32;
     uint64_t mhz = n ? (samples & 0xffffffffu) / n : LOAD(&tr->clock_mhz);
+    if (mhz > 10000)
+        mhz = 10000;
     return mhz > ref ? ns * mhz / ref : ns;
 }
 
 static void charge(struct fx_tenant_rec *tr, uint64_t ns)
 {
+    /* A slice's length is read from the shared file: bound it. */
+    if (ns > FX_ARB_DRAIN_MAX_NS * 10)
+        ns = FX_ARB_DRAIN_MAX_NS * 10;
     tr->gpu_time_ns += ns;
     tr->vtime += ns * 100 / weight(tr);
     /* Only the cap's bucket pays for the clock: GPU time and shares stay
@@ -318,7 +329,12 @@ void fx_arb_step_locked(struct fx_gpu *g, uint64_t now)
      * it gets the GPU back at once when its work returns. */
     uint32_t demand = LOAD(&a->demand), inflight_of_holder = 0;
     uint32_t infl[FX_MAX_TENANTS] = {0};
-    int h = (int)LOAD(&a->holder) - 1;
+    uint32_t hv = LOAD(&a->holder);
+    if (hv > FX_MAX_TENANTS) {
+        STORE(&a->holder, 0u); /* not a tenant: written by someone else */
+        hv = 0;
+    }
+    int h = (int)hv - 1;
     int lowest = 3;
     for (int t = 0; t < FX_MAX_TENANTS; t++)
         if (((demand >> t) & 1) && st->tenants[t].in_use && prio_of(&st->tenants[t]) < lowest)

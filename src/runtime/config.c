@@ -137,6 +137,17 @@ static int set_state_dir(struct fx_slice_config *c, const char *field, const cha
     return 0;
 }
 
+static int set_ledger_dir(struct fx_slice_config *c, const char *field, const char *v,
+                          struct flexpu_error *err)
+{
+    size_t n = strlen(v);
+    if (n == 0 || v[0] != '/' || n >= sizeof(c->ledger_dir))
+        return flexpu_error_field(err, FLEXPU_EINVAL, field, v, n,
+                                  "must be an absolute path shorter than 200 bytes");
+    memcpy(c->ledger_dir, v, n + 1);
+    return 0;
+}
+
 static int set_log_level(struct fx_slice_config *c, const char *field, const char *v,
                          struct flexpu_error *err)
 {
@@ -165,6 +176,7 @@ static const struct option {
     {"cap_clock_mhz", "FLEXPU_CAP_CLOCK_MHZ", set_cap_clock},
     {"priority", "FLEXPU_PRIORITY", set_priority},
     {"state_dir", "FLEXPU_STATE_DIR", set_state_dir},
+    {"ledger_dir", "FLEXPU_LEDGER_DIR", set_ledger_dir},
     {"log_level", "FLEXPU_LOG_LEVEL", set_log_level},
     {"context_overhead", "FLEXPU_CONTEXT_OVERHEAD", set_overhead},
 };

@@ -35,6 +35,9 @@ struct fx_slice_config {
     int cap_clock_mhz;
     enum fx_priority priority;
     char state_dir[FX_STATE_DIR_MAX];
+    /* The directory of this tenant's memory ledgers (ledger.h), which only
+     * its own containers may write; "" = <state_dir>/ledger/<tenant>. */
+    char ledger_dir[FX_STATE_DIR_MAX];
     enum flexpu_log_level log_level;
     /* What a context costs on the device before the first allocation; charged
      * once per process and GPU (docs/RUNTIME.md explains why a constant). */

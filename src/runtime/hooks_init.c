@@ -58,12 +58,12 @@ static void context_gone(CUdevice dev, CUcontext ctx)
     for (int d = 0; d < FX_MAX_DEVICES; d++) {
         struct fx_gpu *gd = bytes[d] ? fx_rt_gpu(d, &rc) : NULL;
         if (gd)
-            fx_gpu_uncharge(gd, bytes[d]);
+            fx_ledger_uncharge(&gd->mem, bytes[d]);
     }
     struct fx_gpu *g = fx_rt_gpu(dev, &rc);
     if (g && dev >= 0 && dev < FX_MAX_DEVICES && --ctx_count[dev] <= 0) {
         ctx_count[dev] = 0;
-        fx_gpu_uncharge_context(g);
+        fx_ledger_uncharge_context(&g->mem);
     }
 }
 
@@ -84,7 +84,7 @@ static CUresult context_made(CUdevice dev, CUcontext ctx, int primary)
 {
     CUresult rc;
     struct fx_gpu *g = fx_rt_gpu(dev, &rc);
-    if (g && fx_gpu_charge_context(g, (uint64_t)fx_rt_config()->context_overhead) == 0) {
+    if (g && fx_ledger_charge_context(&g->mem, (uint64_t)fx_rt_config()->context_overhead) == 0) {
         if (dev < 0 || dev >= FX_MAX_DEVICES)
             return CUDA_SUCCESS;
         pthread_mutex_lock(&ctx_lock);
@@ -232,7 +232,8 @@ static CUresult meminfo_view(struct fx_gpu **g, uint64_t *free, uint64_t *total)
     if (r != CUDA_SUCCESS)
         return r;
     fx_pools_reconcile_device(dev);
-    fx_memory_view(fx_gpu_quota(*g), fx_gpu_tenant_used(*g), phys_total, phys_free, total, free);
+    fx_memory_view((*g)->mem.quota, fx_ledger_used(&(*g)->mem, NULL), phys_total, phys_free,
+                   total, free);
     return CUDA_SUCCESS;
 }
 
@@ -281,7 +282,7 @@ static CUresult total_mem_view(CUdevice dev, uint64_t *bytes)
     struct fx_gpu *g = fx_rt_gpu(dev, &rc);
     if (!g)
         return rc;
-    uint64_t quota = fx_gpu_quota(g);
+    uint64_t quota = g->mem.quota;
     if (quota < *bytes)
         *bytes = quota;
     return CUDA_SUCCESS;

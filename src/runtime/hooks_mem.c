@@ -16,11 +16,11 @@
  * the driver a chance to be credited first. */
 int fx_charge(struct fx_gpu *g, CUdevice dev, uint64_t bytes)
 {
-    if (fx_gpu_charge(g, bytes, 0) == 0)
+    if (fx_ledger_charge(&g->mem, bytes, 0) == 0)
         return 0;
     fx_pools_reconcile_device(dev);
     fx_graphmem_reconcile(dev);
-    return fx_gpu_charge(g, bytes, 0);
+    return fx_ledger_charge(&g->mem, bytes, 0);
 }
 
 static void credit(int dev, uint64_t bytes)
@@ -28,7 +28,7 @@ static void credit(int dev, uint64_t bytes)
     CUresult rc;
     struct fx_gpu *g = fx_rt_gpu(dev, &rc);
     if (g)
-        fx_gpu_uncharge(g, bytes);
+        fx_ledger_uncharge(&g->mem, bytes);
 }
 
 typedef CUresult (*free_fn)(uint64_t key);
@@ -45,7 +45,7 @@ static CUresult remember(enum fx_alloc_kind kind, uint64_t key, uint64_t bytes, 
     if (fx_ptrmap_put(kind, key, a) == 0)
         return CUDA_SUCCESS;
     undo(key);
-    fx_gpu_uncharge(g, bytes);
+    fx_ledger_uncharge(&g->mem, bytes);
     return CUDA_ERROR_OUT_OF_MEMORY;
 }
 
@@ -99,13 +99,13 @@ static CUresult charged(struct fx_gpu *g, CUdevice dev, uint64_t estimate, enum 
     struct made m = {0, estimate};
     CUresult r = make(args, &m);
     if (r != CUDA_SUCCESS) {
-        fx_gpu_uncharge(g, estimate);
+        fx_ledger_uncharge(&g->mem, estimate);
         return r;
     }
     if (m.bytes > estimate)
-        fx_gpu_charge(g, m.bytes - estimate, 1);
+        fx_ledger_charge(&g->mem, m.bytes - estimate, 1);
     else if (m.bytes < estimate)
-        fx_gpu_uncharge(g, estimate - m.bytes);
+        fx_ledger_uncharge(&g->mem, estimate - m.bytes);
     return remember(kind, m.key, m.bytes, dev, g, undo);
 }
 
@@ -433,9 +433,9 @@ static uint64_t book(struct fx_gpu *g, uint64_t *booked, uint64_t held)
 {
     uint64_t grew = held > *booked ? held - *booked : 0;
     if (grew)
-        fx_gpu_charge(g, grew, 1);
+        fx_ledger_charge(&g->mem, grew, 1);
     else if (held < *booked)
-        fx_gpu_uncharge(g, *booked - held);
+        fx_ledger_uncharge(&g->mem, *booked - held);
     *booked = held;
     return grew;
 }
@@ -558,7 +558,7 @@ static CUresult alloc_async(CUdeviceptr *dptr, size_t bytesize, CUmemoryPool poo
         /* Table full: the pool's reservation cannot be followed, so the
          * admission stays booked (an over-count, never an escape). */
         if (r != CUDA_SUCCESS)
-            fx_gpu_uncharge(g, admit);
+            fx_ledger_uncharge(&g->mem, admit);
         else
             FX_WARN(COMP, "too many memory pools to track; charge kept", "bytes=%llu",
                     (unsigned long long)admit);
@@ -569,7 +569,7 @@ static CUresult alloc_async(CUdeviceptr *dptr, size_t bytesize, CUmemoryPool poo
      * grew past the admission; if that took the tenant past the quota, undo
      * the allocation, give the unused memory back, and refuse. (Only then is
      * the tenant's usage summed: this is every pool allocation's path.) */
-    if (r == CUDA_SUCCESS && beyond && fx_gpu_tenant_used(g) > fx_gpu_quota(g)) {
+    if (r == CUDA_SUCCESS && beyond && fx_ledger_used(&g->mem, NULL) > g->mem.quota) {
         CUresult (*free_async)(CUdeviceptr, CUstream) =
             per_thread ? fx_real.cuMemFreeAsync_ptsz : fx_real.cuMemFreeAsync;
         if (free_async && free_async(*dptr, stream) == CUDA_SUCCESS) {
@@ -667,7 +667,7 @@ void fx_graphmem_reconcile(CUdevice dev)
     if (r != CUDA_SUCCESS)
         return;
     pthread_mutex_lock(&graph_lock);
-    if (book(g, &graph_charged[dev], reserved) && fx_gpu_tenant_used(g) > fx_gpu_quota(g))
+    if (book(g, &graph_charged[dev], reserved) && fx_ledger_used(&g->mem, NULL) > g->mem.quota)
         FX_WARN(COMP, "graph memory took the tenant over its quota", "device=%d bytes=%llu",
                 (int)dev, (unsigned long long)reserved);
     pthread_mutex_unlock(&graph_lock);

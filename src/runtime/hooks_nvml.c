@@ -24,18 +24,20 @@ static int tenant_view(nvmlDevice_t device, uint64_t phys_total, uint64_t *quota
     *quota = cfg->memory_limit > 0 ? (uint64_t)cfg->memory_limit : phys_total;
     struct fx_gpu *g = fx_rt_gpu_by_uuid(uuid);
     if (g) {
-        *used = fx_gpu_tenant_used(g);
+        *used = fx_ledger_used(&g->mem, NULL);
         return 0;
     }
-    /* This process does not use the GPU (nvidia-smi): read the shared state
-     * without joining it. */
-    char path[FX_STATE_DIR_MAX + FX_UUID_MAX + 16];
-    snprintf(path, sizeof(path), "%s/%s.state", cfg->state_dir, uuid);
-    struct fx_gpu ro;
+    /* This process does not use the GPU (nvidia-smi): read the tenant's
+     * ledger without joining it. */
+    char dir[FX_STATE_DIR_MAX + FX_TENANT_NAME_MAX + 16];
+    char path[sizeof(dir) + FX_UUID_MAX + 16];
+    struct fx_ledger_handle ro;
     *used = 0;
-    if (fx_gpu_open_readonly(&ro, path, NULL) == 0) {
-        *used = fx_gpu_usage_of(&ro, cfg->tenant, NULL);
-        fx_gpu_detach(&ro);
+    if (fx_ledger_dir(cfg, dir, sizeof(dir)) == 0 &&
+        snprintf(path, sizeof(path), "%s/%s.ledger", dir, uuid) < (int)sizeof(path) &&
+        fx_ledger_open_readonly(&ro, path, NULL) == 0) {
+        *used = fx_ledger_used(&ro, NULL);
+        fx_ledger_detach(&ro);
     }
     return 0;
 }

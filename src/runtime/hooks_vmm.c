@@ -61,7 +61,7 @@ static void settle(struct vmm_handle *e)
     CUresult rc;
     struct fx_gpu *g = fx_rt_gpu(e->dev, &rc);
     if (g)
-        fx_gpu_uncharge(g, e->bytes);
+        fx_ledger_uncharge(&g->mem, e->bytes);
     *e = handles[--nhandles];
 }
 
@@ -98,14 +98,14 @@ CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size,
         return CUDA_ERROR_OUT_OF_MEMORY;
     CUresult r = fx_real.cuMemCreate(handle, size, prop, flags);
     if (r != CUDA_SUCCESS) {
-        fx_gpu_uncharge(g, bytes);
+        fx_ledger_uncharge(&g->mem, bytes);
         return r;
     }
     pthread_mutex_lock(&vmm_lock);
     if (grow((void **)&handles, &caphandles, nhandles, sizeof(*handles)) != 0) {
         pthread_mutex_unlock(&vmm_lock);
         fx_real.cuMemRelease(*handle);
-        fx_gpu_uncharge(g, bytes);
+        fx_ledger_uncharge(&g->mem, bytes);
         return CUDA_ERROR_OUT_OF_MEMORY;
     }
     handles[nhandles++] = (struct vmm_handle){*handle, bytes, dev, 1, 0};

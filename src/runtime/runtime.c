@@ -175,7 +175,7 @@ struct fx_gpu *fx_rt_gpu(CUdevice dev, CUresult *rc)
     char name[FX_UUID_MAX];
     format_uuid(&uuid, name, sizeof(name));
     struct flexpu_error err = {0};
-    if (fx_gpu_attach(&rt.gpus[dev], rt.cfg.state_dir, name, total, &rt.cfg, &err) != 0) {
+    if (fx_gpu_attach(&rt.gpus[dev], &rt.cfg, name, total, &err) != 0) {
         pthread_mutex_unlock(&rt.dev_lock);
         FX_ERROR(COMP, "cannot join the GPU's shared state; the GPU is refused", "device=%d "
                  "reason=\"%s\"", (int)dev, err.msg);

@@ -1,12 +1,22 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The node-wide shared state of one physical GPU: one file per GPU, named by
- * its UUID (so containers that number their devices differently agree), in
- * the state directory, mapped by every process that uses the GPU and read by
- * flexpu-smi and the node agent.
+/* The node-wide shared arbitration state of one physical GPU: one file per
+ * GPU, named by its UUID (so containers that number their devices
+ * differently agree), in the state directory, mapped by every process that
+ * uses the GPU and read by flexpu-smi and the node agent. It holds what
+ * compute sharing needs (arbiter.h) and nothing of memory: each tenant's
+ * memory is kept in its own ledger (ledger.h), which other tenants cannot
+ * reach.
+ *
+ * Every tenant writes this file, so nothing read from it is trusted: indices
+ * and figures are bounded where they are read (arbiter.c), no wait for its
+ * lock is unbounded, and a process that cannot join it (a file that is not a
+ * state file, of another version, kept locked, or full) runs on a private
+ * copy instead: its compute is then not arbitrated against the others', and
+ * its memory quota and its own cap still hold. docs/SECURITY.md has the
+ * threat model.
  *
  * Crash safety comes from the layout, not from recovery code:
- *  - Usage is kept per process slot, never as a running per-tenant sum; a
- *    tenant's usage is the sum of its live slots. A process killed at any
+ *  - Per-process figures are kept per process slot. A process killed at any
  *    instant leaves only its own slot behind, whole.
  *  - Each process holds an OFD lock on one byte reserved for its slot. The
  *    kernel drops it when the process dies, whatever the PID namespace, so
@@ -22,9 +32,11 @@
 
 #include "flexpu/error.h"
 #include "runtime/config.h"
+#include "runtime/ledger.h"
+#include "runtime/shmfile.h"
 
 #define FX_STATE_MAGIC 0x31535846u /* "FXS1" little-endian */
-#define FX_STATE_VERSION 5u
+#define FX_STATE_VERSION 6u
 #define FX_MAX_TENANTS 32
 #define FX_MAX_PROCS 256
 #define FX_UUID_MAX 96
@@ -37,12 +49,10 @@ struct fx_tenant_rec {
     uint32_t in_use;
     uint32_t priority;           /* enum fx_priority */
     char name[FX_TENANT_NAME_MAX];
-    uint64_t quota_bytes;        /* as configured: 0 = whole GPU */
     uint32_t compute_share;      /* percent */
     uint32_t compute_cap;        /* percent */
     uint64_t gpu_time_ns;        /* GPU time held under arbitration */
     uint64_t throttled_ns;       /* time its launches waited */
-    uint64_t oom_refusals;       /* allocations refused for the quota */
     /* Arbiter (arbiter.c): virtual time = GPU time / share, for picking the
      * most underserved tenant; a token bucket for the cap. */
     uint64_t vtime;
@@ -62,8 +72,6 @@ struct fx_proc_rec {
     int32_t tenant;              /* index into tenants[] */
     int32_t pid;                 /* in the process's own PID namespace */
     char comm[16];
-    uint64_t used_bytes;         /* everything this process holds on the GPU */
-    uint64_t context_bytes;      /* the part of used_bytes charged for its context */
     uint64_t attach_ns;          /* CLOCK_REALTIME at registration */
     /* Published by the process for the arbiter (atomics, no lock): */
     uint32_t inflight;           /* launches not known complete */
@@ -96,10 +104,7 @@ struct fx_arbiter {
 };
 
 struct fx_gpu_state {
-    uint32_t magic;
-    uint32_t version;
-    uint32_t size;               /* sizeof(struct fx_gpu_state) of the writer */
-    uint32_t reserved0;
+    struct fx_shm_header h;
     char uuid[FX_UUID_MAX];
     uint64_t total_bytes;        /* physical memory of the GPU */
     uint64_t generation;         /* bumped by every write, for readers */
@@ -108,76 +113,59 @@ struct fx_gpu_state {
     struct fx_proc_rec procs[FX_MAX_PROCS];
 };
 
-/* A process's handle on one GPU's state. */
+/* A process's handle on one GPU: the shared arbitration state and its
+ * tenant's memory ledger. */
 struct fx_gpu {
     int fd;
     struct fx_gpu_state *st;
     int slot;                    /* this process's slot, -1 when read-only */
     int tenant;
+    int private_state;           /* 1: st is this process's own copy */
+    struct fx_ledger_handle mem;
 };
 
-/* Opens (creating if needed) the state of GPU `uuid` under `dir` and
- * registers this process as a member of the configured tenant: the tenant
- * record takes this process's configuration (the latest registration wins,
- * so a changed limit applies without deleting files). Dead slots are
- * reclaimed first. Errors name the path and the reason. */
-int fx_gpu_attach(struct fx_gpu *g, const char *dir, const char *uuid, uint64_t total_bytes,
-                  const struct fx_slice_config *cfg, struct flexpu_error *err);
+/* Joins GPU `uuid`: takes a slot in the tenant's memory ledger (ledger.h;
+ * an error there refuses the GPU) and registers this process as a member of
+ * the configured tenant in the shared state under `cfg->state_dir`: the
+ * tenant record takes this process's configuration (the latest registration
+ * wins, so a changed limit applies without deleting files). When the shared
+ * state cannot be joined for a reason other processes can cause, the process
+ * runs on a private copy (logged at error level). Errors name the path and
+ * the reason. */
+int fx_gpu_attach(struct fx_gpu *g, const struct fx_slice_config *cfg, const char *uuid,
+                  uint64_t total_bytes, struct flexpu_error *err);
 
 /* Opens an existing state file read-only without registering (for
- * flexpu-smi, the node agent's metrics). slot is -1. Never blocks: a FIFO,
- * device, symlink or a file of no state file's size under the name is
- * refused with an error naming the path (FLEXPU_ENOENT when nothing is
- * there). fx_gpu_attach refuses the same. */
+ * flexpu-smi, the node agent's metrics). slot is -1, no ledger. Never
+ * blocks: a FIFO, device, symlink or a file of no state file's size under
+ * the name is refused with an error naming the path (FLEXPU_ENOENT when
+ * nothing is there). fx_gpu_attach refuses the same. */
 int fx_gpu_open_readonly(struct fx_gpu *g, const char *path, struct flexpu_error *err);
 
-/* Unmaps and closes; the slot is released by the kernel dropping the lock and
- * reclaimed by the next writer, exactly as if the process had died. */
+/* Unmaps and closes; the slots are released by the kernel dropping their
+ * locks and reclaimed by the next writer, exactly as if the process had
+ * died. */
 void fx_gpu_detach(struct fx_gpu *g);
-
-/* The tenant's quota in bytes (the configured one, or the whole GPU). */
-uint64_t fx_gpu_quota(const struct fx_gpu *g);
-
-/* Charges `bytes` to this process if the tenant stays within its quota
- * (force: charge anyway, for memory the driver has already handed out).
- * Returns 0, or FLEXPU_ENOFIT when over quota (dead slots are reclaimed
- * before refusing). */
-int fx_gpu_charge(struct fx_gpu *g, uint64_t bytes, int force);
-/* Credits `bytes` back; never below zero (an attempt is logged). */
-void fx_gpu_uncharge(struct fx_gpu *g, uint64_t bytes);
-/* Charges the context overhead once (marks context_bytes). */
-int fx_gpu_charge_context(struct fx_gpu *g, uint64_t bytes);
-
-/* Credits the context overhead back (the process has no context left on
- * the GPU); the next context charges it again. */
-void fx_gpu_uncharge_context(struct fx_gpu *g);
-
-/* The tenant's usage: the sum over its live slots. */
-uint64_t fx_gpu_tenant_used(struct fx_gpu *g);
-
-/* Reclaims the slots of dead processes and tenants with no process left.
- * Returns how many slots were reclaimed. Needs a writable handle. */
-int fx_gpu_reap(struct fx_gpu *g);
-
-/* For readers (no lock: a snapshot): the bytes held by the live processes
- * of the tenant named `tenant`, and its record index (-1 when absent). */
-uint64_t fx_gpu_usage_of(const struct fx_gpu *g, const char *tenant, int *index);
 
 /* In a forked child, before anything else. */
 void fx_state_after_fork(void);
 
 /* The writers' lock, for the arbiter's decisions. Returns 0 when held
- * (then fx_gpu_unlock), -1 when not: only once the process is exiting, when
- * the lock stayed taken past a short bound (a peer frozen inside it must not
- * keep this process from ending). */
+ * (then fx_gpu_unlock), -1 when not: the lock stayed taken past
+ * FX_STATE_LOCK_WAIT_NS (a peer frozen or hostile inside it must not stall
+ * this process; the caller goes ahead without deciding), or, once the
+ * process is exiting, past a shorter bound. After one such timeout the next
+ * FX_STATE_WEDGED_NS only try the lock without waiting. */
+#define FX_STATE_LOCK_WAIT_NS (50 * 1000 * 1000ull)
+#define FX_STATE_WEDGED_NS (1000 * 1000 * 1000ull)
 int fx_gpu_lock(struct fx_gpu *g);
 void fx_gpu_unlock(struct fx_gpu *g);
 
 /* The process is exiting (exit() has begun): from then on the library's
  * waits stop waiting. Nothing waits for the GPU or for another process any
- * more, the shared state's lock is waited for only briefly, and a credit it
- * cannot get in time is dropped (the kernel releases the slot with the
- * process, and the next writer reclaims it). Set once, never cleared. */
+ * more, locks are waited for only briefly, and a credit that cannot get its
+ * lock in time is dropped (the kernel releases the slot with the process,
+ * and the next writer reclaims it). Set once, never cleared. */
 void fx_process_set_exiting(void);
 int fx_process_exiting(void);
 

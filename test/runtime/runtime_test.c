@@ -105,7 +105,8 @@ static uint64_t node_usage(const char *tenant)
     /* The fake's device 0 UUID is whatever it reports; find the one file. */
     FILE *ls = NULL;
     char cmdline[600];
-    snprintf(cmdline, sizeof(cmdline), "ls %s/*.state 2>/dev/null | head -n 1", dir_path);
+    snprintf(cmdline, sizeof(cmdline), "ls %s/ledger/%s/*.ledger 2>/dev/null | head -n 1",
+             dir_path, tenant);
     ls = popen(cmdline, "r");
     assert_non_null(ls);
     if (!fgets(path, sizeof(path), ls)) {
@@ -114,11 +115,11 @@ static uint64_t node_usage(const char *tenant)
     }
     pclose(ls);
     path[strcspn(path, "\n")] = '\0';
-    struct fx_gpu g;
+    struct fx_ledger_handle l;
     struct flexpu_error err = {0};
-    assert_int_equal(fx_gpu_open_readonly(&g, path, &err), 0);
-    uint64_t u = fx_gpu_usage_of(&g, tenant, NULL);
-    fx_gpu_detach(&g);
+    assert_int_equal(fx_ledger_open_readonly(&l, path, &err), 0);
+    uint64_t u = fx_ledger_used(&l, NULL);
+    fx_ledger_detach(&l);
     return u;
 }
 

@@ -42,8 +42,10 @@ static void join(struct fx_gpu *g, const char *tenant, int share, int cap)
     snprintf(c.tenant, sizeof(c.tenant), "%s", tenant);
     c.compute_share = share;
     c.compute_cap = cap;
+    snprintf(c.state_dir, sizeof(c.state_dir), "%s", dir);
     struct flexpu_error err = {0};
-    assert_int_equal(fx_gpu_attach(g, dir, "GPU-test", 16ull << 30, &c, &err), 0);
+    assert_int_equal(fx_gpu_attach(g, &c, "GPU-test", 16ull << 30, &err), 0);
+    assert_int_equal(g->private_state, 0);
 }
 
 static struct fx_proc_rec *proc(struct fx_gpu *g)

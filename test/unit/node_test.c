@@ -229,15 +229,30 @@ static void test_slice_files(void **state)
     assert_int_equal(cfg.memory_limit, 8LL << 30);
     assert_int_equal(cfg.priority, FX_PRIO_HIGH);
     assert_string_equal(cfg.state_dir, FX_CTR_STATE);
+    assert_string_equal(cfg.ledger_dir, FX_CTR_LEDGER);
     /* A temporary file a crash left between create and rename goes too. */
     char left[700];
     snprintf(left, sizeof(left), "%s/slices/%s/.slice.conf.Ab12Cd", tmpdir, ka);
     FILE *lf = fopen(left, "w");
     assert_non_null(lf);
     fclose(lf);
+    /* The ledger directory goes with whatever its tenant left there: a
+     * nested directory, and a symlink to a file that must survive. */
+    char nested[700], link[700], outside[700];
+    snprintf(nested, sizeof(nested), "%s/ledger/%s/a/b", tmpdir, ka);
+    assert_int_equal(system(strcat(strcpy(left, "mkdir -p "), nested)), 0);
+    snprintf(outside, sizeof(outside), "%s/keep-me", tmpdir);
+    lf = fopen(outside, "w");
+    assert_non_null(lf);
+    fclose(lf);
+    snprintf(link, sizeof(link), "%s/ledger/%s/a/link", tmpdir, ka);
+    assert_int_equal(symlink(outside, link), 0);
     fx_slice_remove(tmpdir, ka);
     snprintf(path, sizeof(path), "%s/slices/%s", tmpdir, ka);
     assert_int_not_equal(access(path, F_OK), 0);
+    snprintf(path, sizeof(path), "%s/ledger/%s", tmpdir, ka);
+    assert_int_not_equal(access(path, F_OK), 0);
+    assert_int_equal(access(outside, F_OK), 0);
 }
 
 /* ld.so.preload is replaced, never truncated in place: a process starting
@@ -508,12 +523,28 @@ static void test_plugin_calls(void **state)
         assert_int_equal(nvidia_n, (int)nsets[k]);
         assert_string_equal(c0->devices[3]->host_path, k < 2 ? "/dev/nvidia2" : "/dev/nvidia0");
         conf_dir[k][0] = '\0';
-        for (size_t m = 0; m < c0->n_mounts; m++)
+        char ledger_dir[400] = "";
+        for (size_t m = 0; m < c0->n_mounts; m++) {
             if (strcmp(c0->mounts[m]->container_path, FX_CTR_CONF_DIR) == 0) {
                 assert_true(c0->mounts[m]->read_only);
                 snprintf(conf_dir[k], sizeof(conf_dir[k]), "%s", c0->mounts[m]->host_path);
             }
+            /* the slice's own ledger directory, the one writable mount that
+             * is the slice's alone, and it exists */
+            if (strcmp(c0->mounts[m]->container_path, FX_CTR_LEDGER) == 0) {
+                assert_false(c0->mounts[m]->read_only);
+                snprintf(ledger_dir, sizeof(ledger_dir), "%s", c0->mounts[m]->host_path);
+            }
+        }
         assert_true(conf_dir[k][0]);
+        const char *key = strrchr(conf_dir[k], '/');
+        assert_non_null(key);
+        char want_ledger[400];
+        snprintf(want_ledger, sizeof(want_ledger), "%s/ledger%s", tmpdir, key);
+        assert_string_equal(ledger_dir, want_ledger);
+        struct stat lsb;
+        assert_int_equal(stat(ledger_dir, &lsb), 0);
+        assert_int_equal(lsb.st_mode & 0777, 0777);
         v1beta1__allocate_response__free_unpacked(ar, NULL);
         free(r.data);
     }
@@ -792,10 +823,16 @@ static void test_metrics(void **state)
     cfg.memory_limit = 4LL << 30;
     cfg.compute_share = 25;
     cfg.compute_cap = 40;
+    /* as the node agent lays it out: the slice's ledger in its own
+     * directory under <root>/ledger */
+    char ledgers[300];
+    snprintf(ledgers, sizeof(ledgers), "%s/ledger", tmpdir);
+    snprintf(cfg.state_dir, sizeof(cfg.state_dir), "%.190s", dir);
+    snprintf(cfg.ledger_dir, sizeof(cfg.ledger_dir), "%.180s/0123abcd", ledgers);
     struct fx_gpu g;
     struct flexpu_error err = {0};
-    assert_int_equal(fx_gpu_attach(&g, dir, "GPU-m-0", 80ULL << 30, &cfg, &err), 0);
-    assert_int_equal(fx_gpu_charge(&g, 1ULL << 30, 0), 0);
+    assert_int_equal(fx_gpu_attach(&g, &cfg, "GPU-m-0", 80ULL << 30, &err), 0);
+    assert_int_equal(fx_ledger_charge(&g.mem, 1ULL << 30, 0), 0);
 
     struct fx_node_gpu gpus[2] = {0};
     snprintf(gpus[0].uuid, sizeof(gpus[0].uuid), "GPU-m-0");
@@ -804,7 +841,8 @@ static void test_metrics(void **state)
     gpus[0].healthy = true;
     gpus[0].mem_bytes = gpus[1].mem_bytes = 80LL << 30;
     int n = 2;
-    struct fx_metrics_source src = {.state_dir = dir, .gpus = gpus, .ngpu = &n, .pod = name_of};
+    struct fx_metrics_source src = {.state_dir = dir, .ledger_root = ledgers, .gpus = gpus,
+                                    .ngpu = &n, .pod = name_of};
     char *text = fx_metrics_render(&src);
     assert_non_null(text);
     const char *want[] = {
@@ -882,9 +920,10 @@ static void bad_state_dir(char *dir, size_t len, struct fx_gpu *g)
     struct fx_slice_config cfg;
     fx_config_defaults(&cfg);
     snprintf(cfg.tenant, sizeof(cfg.tenant), "uid-m");
+    snprintf(cfg.state_dir, sizeof(cfg.state_dir), "%.190s", dir);
     struct flexpu_error err = {0};
-    assert_int_equal(fx_gpu_attach(g, dir, "GPU-m-0", 80ULL << 30, &cfg, &err), 0);
-    assert_int_equal(fx_gpu_charge(g, 1ULL << 30, 0), 0);
+    assert_int_equal(fx_gpu_attach(g, &cfg, "GPU-m-0", 80ULL << 30, &err), 0);
+    assert_int_equal(fx_ledger_charge(&g->mem, 1ULL << 30, 0), 0);
     char path[400], target[400];
     snprintf(path, sizeof(path), "%s/GPU-f-0.state", dir);
     assert_int_equal(mkfifo(path, 0666), 0);
@@ -913,19 +952,22 @@ static int check_open_refused(void *arg)
             return 1 + i;
         }
     }
-    /* a tenant's own library refuses them too, and says where */
+    /* a tenant's own library refuses them too: the process runs on a
+     * private state rather than lose the GPU to whoever planted them */
     struct fx_slice_config cfg;
     fx_config_defaults(&cfg);
     snprintf(cfg.tenant, sizeof(cfg.tenant), "uid-x");
+    snprintf(cfg.state_dir, sizeof(cfg.state_dir), "%.190s", dir);
     const char *uuids[] = {"GPU-f-0", "GPU-l-0"};
     for (int i = 0; i < 2; i++) {
         struct fx_gpu g;
         struct flexpu_error err = {0};
-        if (fx_gpu_attach(&g, dir, uuids[i], 80ULL << 30, &cfg, &err) == 0 ||
-            !strstr(err.msg, uuids[i])) {
-            fprintf(stderr, "attach %s: '%s'\n", uuids[i], err.msg);
+        if (fx_gpu_attach(&g, &cfg, uuids[i], 80ULL << 30, &err) != 0 || !g.private_state) {
+            fprintf(stderr, "attach %s: private=%d '%s'\n", uuids[i], g.private_state,
+                    err.msg);
             return 10 + i;
         }
+        fx_gpu_detach(&g);
     }
     char path[400];
     snprintf(path, sizeof(path), "%s/GPU-m-0.state", dir);
@@ -984,7 +1026,10 @@ static int check_metrics_served(void *arg)
     int n = 3;
     static char logbuf[4096];
     flexpu_log_set_sink(collect_log, logbuf);
-    struct fx_metrics_source src = {.state_dir = dir, .gpus = gpus, .ngpu = &n, .pod = name_of};
+    char ledgers[400];
+    snprintf(ledgers, sizeof(ledgers), "%s/ledger", dir);
+    struct fx_metrics_source src = {.state_dir = dir, .ledger_root = ledgers, .gpus = gpus,
+                                    .ngpu = &n, .pod = name_of};
     char *text = fx_metrics_render(&src);
     flexpu_log_set_sink(NULL, NULL);
     if (!text)

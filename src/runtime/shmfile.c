@@ -1,0 +1,183 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "runtime/shmfile.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util/clock.h"
+
+/* Far larger than any layout: a bigger file is not one of ours. */
+#define SHM_FILE_MAX_BYTES (64u << 20)
+
+int fx_shm_lock_byte(int fd, long long at, int type, int wait)
+{
+    struct flock fl = {.l_type = (short)type, .l_whence = SEEK_SET, .l_start = (off_t)at,
+                       .l_len = 1};
+    int rc;
+    do
+        rc = fcntl(fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &fl);
+    while (rc < 0 && errno == EINTR);
+    return rc;
+}
+
+int fx_shm_byte_locked(int fd, long long at)
+{
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = (off_t)at, .l_len = 1};
+    if (fcntl(fd, F_OFD_GETLK, &fl) != 0)
+        return 1; /* cannot tell: never take a slot on doubt */
+    return fl.l_type != F_UNLCK;
+}
+
+/* Polls rather than blocks (F_OFD_SETLKW cannot time out): sleeps grow from
+ * 2 µs to 1 ms, so a lock that is released within microseconds, as it is
+ * between well-behaved processes, is still taken within microseconds. */
+int fx_shm_writers_lock(pthread_mutex_t *local, int fd, uint64_t max_wait_ns)
+{
+    uint64_t start = 0;
+    long sleep_ns = 2000;
+    for (;;) {
+        if (pthread_mutex_trylock(local) == 0) {
+            if (fx_shm_lock_byte(fd, 0, F_WRLCK, 0) == 0)
+                return 0;
+            int e = errno;
+            pthread_mutex_unlock(local);
+            if (e != EAGAIN && e != EACCES)
+                return -1;
+        }
+        uint64_t now = fx_mono_ns();
+        if (!start)
+            start = now;
+        if (now - start >= max_wait_ns)
+            return -1;
+        struct timespec ts = {0, sleep_ns};
+        nanosleep(&ts, NULL);
+        if (sleep_ns < 1000 * 1000L)
+            sleep_ns *= 2;
+    }
+}
+
+void fx_shm_writers_unlock(pthread_mutex_t *local, int fd)
+{
+    fx_shm_lock_byte(fd, 0, F_UNLCK, 0);
+    pthread_mutex_unlock(local);
+}
+
+static int create_file(const char *path, size_t size, void (*init)(void *, const void *),
+                       const void *arg, unsigned mode, struct flexpu_error *err)
+{
+    /* A unique name: PIDs of different containers collide (often 1), and a
+     * creator killed half-way leaves its file behind. */
+    char tmp[4200];
+    if (snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path) >= (int)sizeof(tmp))
+        return flexpu_error_set(err, FLEXPU_EINVAL, "%s: path too long", path);
+    int fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0)
+        return flexpu_error_set(err, FLEXPU_EIO, "%s: cannot create: %s", tmp, strerror(errno));
+    (void)fchmod(fd, mode);
+    void *buf = calloc(1, size);
+    int rc = 0;
+    if (!buf) {
+        rc = flexpu_error_set(err, FLEXPU_ENOMEM, "%s: out of memory", path);
+    } else {
+        init(buf, arg);
+        ssize_t w = pwrite(fd, buf, size, 0);
+        if (w != (ssize_t)size)
+            rc = flexpu_error_set(err, FLEXPU_EIO, "%s: cannot write: %s", tmp,
+                                  w < 0 ? strerror(errno) : "short write");
+        else if (link(tmp, path) != 0 && errno != EEXIST)
+            rc = flexpu_error_set(err, FLEXPU_EIO, "%s: cannot link: %s", path,
+                                  strerror(errno));
+    }
+    free(buf);
+    close(fd);
+    unlink(tmp);
+    return rc;
+}
+
+static const char *file_kind(mode_t m)
+{
+    return S_ISFIFO(m) ? "a FIFO" : S_ISDIR(m) ? "a directory" : S_ISSOCK(m) ? "a socket"
+         : S_ISCHR(m) || S_ISBLK(m) ? "a device" : "not a plain file";
+}
+
+static int check_and_map(int fd, const char *path, const char *what, size_t size,
+                         uint32_t magic, uint32_t version, int writable, void **map_out,
+                         struct flexpu_error *err)
+{
+    struct stat sb;
+    if (fstat(fd, &sb) != 0)
+        return flexpu_error_set(err, FLEXPU_EIO, "%s: cannot stat: %s", path, strerror(errno));
+    if (!S_ISREG(sb.st_mode))
+        return flexpu_error_set(err, FLEXPU_EPARSE, "%s: not a regular file (%s); refusing it "
+                                "as a %s", path, file_kind(sb.st_mode), what);
+    if (sb.st_size > (off_t)SHM_FILE_MAX_BYTES)
+        return flexpu_error_set(err, FLEXPU_EPARSE, "%s: %lld bytes, too large for a flexpu %s; "
+                                "refusing it", path, (long long)sb.st_size, what);
+    if ((size_t)sb.st_size < size)
+        return flexpu_error_set(err, FLEXPU_EPARSE, "%s: %lld bytes, not a flexpu %u %s (%zu "
+                                "bytes)", path, (long long)sb.st_size, version, what, size);
+    void *m = mmap(NULL, size, PROT_READ | (writable ? PROT_WRITE : 0), MAP_SHARED, fd, 0);
+    if (m == MAP_FAILED)
+        return flexpu_error_set(err, FLEXPU_EIO, "%s: cannot map: %s", path, strerror(errno));
+    const struct fx_shm_header *h = m;
+    if (h->magic != magic || h->version != version || h->size != size) {
+        /* Read for the message before the mapping goes. */
+        uint32_t hm = h->magic, hv = h->version, hs = h->size;
+        munmap(m, size);
+        return flexpu_error_set(err, FLEXPU_EPARSE, "%s: %s of another flexpu version (magic "
+                                "%#x version %u size %u; expected version %u size %zu)", path,
+                                what, hm, hv, hs, version, size);
+    }
+    *map_out = m;
+    return 0;
+}
+
+/* O_NONBLOCK: open() of a FIFO returns at once (then refused) instead of
+ * waiting for a writer that never comes. O_NOFOLLOW: a symlink planted under
+ * the name fails with ELOOP. */
+static int open_file(const char *path, int writable)
+{
+    return open(path, (writable ? O_RDWR : O_RDONLY) | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+}
+
+static int open_error(const char *path, const char *what, struct flexpu_error *err)
+{
+    int e = errno;
+    if (e == ELOOP)
+        return flexpu_error_set(err, FLEXPU_EPARSE, "%s: a symbolic link, not a %s; refusing it",
+                                path, what);
+    return flexpu_error_set(err, e == ENOENT ? FLEXPU_ENOENT : FLEXPU_EIO,
+                            "%s: cannot open: %s", path, strerror(e));
+}
+
+int fx_shm_map(const char *path, const char *what, size_t size, uint32_t magic,
+               uint32_t version, int writable, void (*init)(void *buf, const void *arg),
+               const void *arg, unsigned mode, int *fd_out, void **map_out,
+               struct flexpu_error *err)
+{
+    int fd = -1;
+    for (int attempt = 0; attempt < 2 && fd < 0; attempt++) {
+        fd = open_file(path, writable);
+        if (fd < 0 && errno == ENOENT && init && attempt == 0) {
+            int rc = create_file(path, size, init, arg, mode, err);
+            if (rc)
+                return rc;
+        } else if (fd < 0) {
+            return open_error(path, what, err);
+        }
+    }
+    int rc = check_and_map(fd, path, what, size, magic, version, writable, map_out, err);
+    if (rc) {
+        close(fd);
+        return rc;
+    }
+    *fd_out = fd;
+    return 0;
+}
