@@ -42,7 +42,7 @@ static int lock(struct fx_ledger_handle *l)
     uint64_t bound = LEDGER_LOCK_WAIT_NS;
     if (fx_process_exiting())
         bound = LOAD(&exit_timed_out) ? 0 : LEDGER_EXIT_WAIT_NS;
-    if (fx_shm_writers_lock(&local_lock, l->fd, bound) == 0)
+    if (fx_shm_writers_lock(&local_lock, l->fd, bound, !fx_process_exiting()) == 0)
         return 0;
     if (fx_process_exiting())
         __atomic_store_n(&exit_timed_out, 1, __ATOMIC_SEQ_CST);

@@ -77,12 +77,12 @@ static void after_fork_child(void)
 {
     pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
     rt.dev_lock = fresh;
+    fx_state_after_fork(); /* first: detaching takes the state's own locks */
     for (int i = 0; i < FX_MAX_DEVICES; i++) {
         if (rt.attached[i])
             fx_gpu_detach(&rt.gpus[i]);
         rt.attached[i] = 0;
     }
-    fx_state_after_fork();
     fx_ptrmap_reset();
     fx_mem_forget_all();
     fx_launch_forget_all();

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,27 +36,42 @@ int fx_shm_byte_locked(int fd, long long at)
     return fl.l_type != F_UNLCK;
 }
 
-/* Polls rather than blocks (F_OFD_SETLKW cannot time out): sleeps grow from
- * 2 µs to 1 ms, so a lock that is released within microseconds, as it is
- * between well-behaved processes, is still taken within microseconds. */
-int fx_shm_writers_lock(pthread_mutex_t *local, int fd, uint64_t max_wait_ns)
+/* The OFD lock is polled, not waited for (F_OFD_SETLKW cannot time out):
+ * first a few tries that only yield the CPU, since the lock is held for
+ * microseconds between well-behaved processes, then sleeps growing from
+ * 10 µs to 1 ms. The in-process mutex is waited for when `block_local`
+ * (this process's own threads hold it for microseconds, or for at most one
+ * such bounded wait), and polled like the file's lock otherwise (at exit). */
+int fx_shm_writers_lock(pthread_mutex_t *local, int fd, uint64_t max_wait_ns, int block_local)
 {
     uint64_t start = 0;
-    long sleep_ns = 2000;
+    long sleep_ns = 10 * 1000L;
+    int tries = 0;
+    int have_local = 0;
     for (;;) {
-        if (pthread_mutex_trylock(local) == 0) {
+        if (!have_local)
+            have_local = block_local ? pthread_mutex_lock(local) == 0
+                                     : pthread_mutex_trylock(local) == 0;
+        if (have_local) {
             if (fx_shm_lock_byte(fd, 0, F_WRLCK, 0) == 0)
                 return 0;
-            int e = errno;
-            pthread_mutex_unlock(local);
-            if (e != EAGAIN && e != EACCES)
+            if (errno != EAGAIN && errno != EACCES) {
+                pthread_mutex_unlock(local);
                 return -1;
+            }
         }
         uint64_t now = fx_mono_ns();
         if (!start)
             start = now;
-        if (now - start >= max_wait_ns)
+        if (now - start >= max_wait_ns) {
+            if (have_local)
+                pthread_mutex_unlock(local);
             return -1;
+        }
+        if (tries++ < 64) {
+            sched_yield();
+            continue;
+        }
         struct timespec ts = {0, sleep_ns};
         nanosleep(&ts, NULL);
         if (sleep_ns < 1000 * 1000L)

@@ -49,8 +49,9 @@ int fx_shm_byte_locked(int fd, long long at);
  * then an OFD lock on byte 0. It is held for microseconds by the processes
  * that share the file; what holds it longer is a process that is frozen or
  * hostile, and no wait for it is unbounded: a wait gives up after
- * `max_wait_ns` (0: do not wait at all) and returns -1 with nothing held. */
-int fx_shm_writers_lock(pthread_mutex_t *local, int fd, uint64_t max_wait_ns);
+ * `max_wait_ns` (0: do not wait at all) and returns -1 with nothing held.
+ * block_local: wait for `local` without a bound (not at exit). */
+int fx_shm_writers_lock(pthread_mutex_t *local, int fd, uint64_t max_wait_ns, int block_local);
 void fx_shm_writers_unlock(pthread_mutex_t *local, int fd);
 
 #endif

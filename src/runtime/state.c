@@ -54,14 +54,14 @@ int fx_gpu_lock(struct fx_gpu *g)
         bound = LOAD(&exit_timed_out) ? 0 : EXIT_LOCK_WAIT_NS;
     else if (fx_mono_ns() < LOAD(&wedged_until))
         bound = 0;
-    if (fx_shm_writers_lock(&local_lock, g->fd, bound) == 0)
+    if (fx_shm_writers_lock(&local_lock, g->fd, bound, !fx_process_exiting()) == 0)
         return 0;
     if (fx_process_exiting()) {
         STORE(&exit_timed_out, 1);
     } else if (bound) {
         STORE(&wedged_until, fx_mono_ns() + FX_STATE_WEDGED_NS);
         FX_WARN(COMP, "the GPU's shared state stayed locked (a process of another tenant holds "
-                "it); going ahead without arbitration for up to a second",
+                "it); going ahead without arbitration while it stays locked",
                 "uuid=%.96s waited_ms=%llu", g->st->uuid, (unsigned long long)(bound / 1000000));
     }
     return -1;
@@ -73,12 +73,15 @@ void fx_gpu_unlock(struct fx_gpu *g)
     fx_shm_writers_unlock(&local_lock, g->fd);
 }
 
+static void guard_after_fork(void);
+
 void fx_state_after_fork(void)
 {
-    /* Only the forking thread exists in the child; the lock may have been
+    /* Only the forking thread exists in the child; the locks may have been
      * held by another. */
     pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
     local_lock = fresh;
+    guard_after_fork();
     fx_ledger_after_fork();
 }
 
@@ -271,6 +274,12 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
         struct sigaction dfl = {.sa_handler = SIG_DFL};
         sigaction(SIGBUS, &dfl, NULL);
     }
+}
+
+static void guard_after_fork(void)
+{
+    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+    guard_lock = fresh;
 }
 
 static void guard_mapping(void *addr, size_t len, int on)

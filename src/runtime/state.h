@@ -155,9 +155,11 @@ void fx_state_after_fork(void);
  * FX_STATE_LOCK_WAIT_NS (a peer frozen or hostile inside it must not stall
  * this process; the caller goes ahead without deciding), or, once the
  * process is exiting, past a shorter bound. After one such timeout the next
- * FX_STATE_WEDGED_NS only try the lock without waiting. */
-#define FX_STATE_LOCK_WAIT_NS (50 * 1000 * 1000ull)
-#define FX_STATE_WEDGED_NS (1000 * 1000 * 1000ull)
+ * FX_STATE_WEDGED_NS only try the lock without waiting (a free lock is
+ * still taken: a timeout that was only a peer descheduled under load costs
+ * nothing more). */
+#define FX_STATE_LOCK_WAIT_NS (100 * 1000 * 1000ull)
+#define FX_STATE_WEDGED_NS (5000 * 1000 * 1000ull)
 int fx_gpu_lock(struct fx_gpu *g);
 void fx_gpu_unlock(struct fx_gpu *g);
 

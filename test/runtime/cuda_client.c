@@ -358,6 +358,23 @@ static void run(char *cmd, char *a, char *b, char *c, char *e4)
         r ? reply(r) : ok_id(p);
     } else if (!strcmp(cmd, "free")) {
         reply(CALL(f_free, "cuMemFree", 0, id_of(a)));
+    } else if (!strcmp(cmd, "allocrate")) {
+        /* allocrate N BYTES: N allocate-and-free pairs; prints the mean ns
+         * of one pair (the cost of the quota's bookkeeping, bench/). */
+        f_alloc al = (f_alloc)entry("cuMemAlloc", 0);
+        f_free fr = (f_free)entry("cuMemFree", 0);
+        uint64_t t0 = now_ns();
+        r = al && fr ? CUDA_SUCCESS : CUDA_ERROR_NOT_FOUND;
+        for (uint64_t i = 0; i < x && r == CUDA_SUCCESS; i++) {
+            CUdeviceptr p;
+            r = al(&p, y);
+            if (r == CUDA_SUCCESS)
+                r = fr(p);
+        }
+        if (r)
+            reply(r);
+        else
+            printf("ok %llu\n", (unsigned long long)((now_ns() - t0) / (x ? x : 1)));
     } else if (!strcmp(cmd, "pitch")) {
         CUdeviceptr p;
         size_t pitch;
