@@ -29,15 +29,10 @@
 static char state_dir[256];
 static char fake_dir[256];
 
-struct client {
-    pid_t pid;
-    FILE *to, *from;
-    char line[512];
-};
 
 /* Starts a client as a container would run it (spawn.h), with `extra`
  * NAME=VALUE pairs (NULL-ended). */
-static void client_start_lib(struct client *c, const char *lib, const char *const *extra)
+static void client_start_lib(struct fx_client *c, const char *lib, const char *const *extra)
 {
     static const char *const defaults[] = {
         "FAKECUDA_TOTAL_MEM=17179869184", "FAKECUDA_CTX_OVERHEAD=314572800",
@@ -50,27 +45,12 @@ static void client_start_lib(struct client *c, const char *lib, const char *cons
     c->from = p.from;
 }
 
-static void client_start(struct client *c, const char *const *extra)
+static void client_start(struct fx_client *c, const char *const *extra)
 {
     client_start_lib(c, FX_TEST_LIB, extra);
 }
 
-/* Sends one command; returns its reply line (without the newline). */
-static const char *cmd(struct client *c, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vfprintf(c->to, fmt, ap);
-    va_end(ap);
-    fputc('\n', c->to);
-    fflush(c->to);
-    if (!fgets(c->line, sizeof(c->line), c->from))
-        snprintf(c->line, sizeof(c->line), "eof");
-    c->line[strcspn(c->line, "\n")] = '\0';
-    return c->line;
-}
-
-static void client_stop(struct client *c)
+static void client_stop(struct fx_client *c)
 {
     fprintf(c->to, "exit\n");
     fclose(c->to);
@@ -79,7 +59,7 @@ static void client_stop(struct client *c)
     waitpid(c->pid, &st, 0);
 }
 
-static void client_kill(struct client *c)
+static void client_kill(struct fx_client *c)
 {
     kill(c->pid, SIGKILL);
     fclose(c->to);
@@ -89,11 +69,11 @@ static void client_kill(struct client *c)
 }
 
 /* A client with a context on device 0. */
-static void client_ready(struct client *c, const char *const *extra)
+static void client_ready(struct fx_client *c, const char *const *extra)
 {
     client_start(c, extra);
-    assert_string_equal(cmd(c, "init"), "ok");
-    assert_string_equal(cmd(c, "ctx 0"), "ok");
+    assert_string_equal(fx_cmd(c, "init"), "ok");
+    assert_string_equal(fx_cmd(c, "ctx 0"), "ok");
 }
 
 /* What the node sees: the bytes held by the live processes of `tenant`. */
@@ -146,29 +126,29 @@ static int teardown(void **state)
 static void test_lookup_returns_hooks_of_the_right_variant(void **state)
 {
     (void)state;
-    struct client c;
+    struct fx_client c;
     client_start(&c, NULL);
-    assert_string_equal(cmd(&c, "lookup cuMemAlloc 13000 0"), "ok libflexpu-cuda.so cuMemAlloc_v2");
-    assert_string_equal(cmd(&c, "lookup cuMemAllocAsync 13000 2"),
+    assert_string_equal(fx_cmd(&c, "lookup cuMemAlloc 13000 0"), "ok libflexpu-cuda.so cuMemAlloc_v2");
+    assert_string_equal(fx_cmd(&c, "lookup cuMemAllocAsync 13000 2"),
                         "ok libflexpu-cuda.so cuMemAllocAsync_ptsz");
-    assert_string_equal(cmd(&c, "lookup cuMemAllocAsync 13000 0"),
+    assert_string_equal(fx_cmd(&c, "lookup cuMemAllocAsync 13000 0"),
                         "ok libflexpu-cuda.so cuMemAllocAsync");
-    assert_string_equal(cmd(&c, "lookup cuCtxCreate 13000 0"),
+    assert_string_equal(fx_cmd(&c, "lookup cuCtxCreate 13000 0"),
                         "ok libflexpu-cuda.so cuCtxCreate_v4");
-    assert_string_equal(cmd(&c, "lookup cuCtxCreate 12040 0"),
+    assert_string_equal(fx_cmd(&c, "lookup cuCtxCreate 12040 0"),
                         "ok libflexpu-cuda.so cuCtxCreate_v3");
-    assert_string_equal(cmd(&c, "lookup cuGetProcAddress 13000 0"),
+    assert_string_equal(fx_cmd(&c, "lookup cuGetProcAddress 13000 0"),
                         "ok libflexpu-cuda.so cuGetProcAddress_v2");
-    assert_string_equal(cmd(&c, "lookup cuGraphLaunch 13000 2"),
+    assert_string_equal(fx_cmd(&c, "lookup cuGraphLaunch 13000 2"),
                         "ok libflexpu-cuda.so cuGraphLaunch_ptsz");
     /* Not hooked: the driver's own function, untouched. */
-    assert_string_equal(cmd(&c, "lookup cuStreamSynchronize 13000 0"),
+    assert_string_equal(fx_cmd(&c, "lookup cuStreamSynchronize 13000 0"),
                         "ok libcuda.so.1 cuStreamSynchronize");
     /* The driver's status passes through. */
-    assert_string_equal(cmd(&c, "lookup cuNoSuchFunction 13000 0"), "err 500 status=1");
+    assert_string_equal(fx_cmd(&c, "lookup cuNoSuchFunction 13000 0"), "err 500 status=1");
     /* dlsym on the driver's handle. */
-    assert_string_equal(cmd(&c, "dlsym cuMemAlloc_v2"), "ok libflexpu-cuda.so cuMemAlloc_v2");
-    assert_string_equal(cmd(&c, "dlsym cuMemFreeAsync"), "ok libcuda.so.1 cuMemFreeAsync");
+    assert_string_equal(fx_cmd(&c, "dlsym cuMemAlloc_v2"), "ok libflexpu-cuda.so cuMemAlloc_v2");
+    assert_string_equal(fx_cmd(&c, "dlsym cuMemFreeAsync"), "ok libcuda.so.1 cuMemFreeAsync");
     /* Older variants, which real libraries still ask for (libcudart 12 and
      * 13 ask for cuDevicePrimaryCtxRelease at 7000), each get their own
      * hook, by lookup and by name. */
@@ -192,8 +172,8 @@ static void test_lookup_returns_hooks_of_the_right_variant(void **state)
     for (size_t i = 0; i < sizeof(legacy) / sizeof(legacy[0]); i++) {
         char expect[160];
         snprintf(expect, sizeof(expect), "ok libflexpu-cuda.so %s", legacy[i][1]);
-        assert_string_equal(cmd(&c, "lookup %s", legacy[i][0]), expect);
-        assert_string_equal(cmd(&c, "dlsym %s", legacy[i][1]), expect);
+        assert_string_equal(fx_cmd(&c, "lookup %s", legacy[i][0]), expect);
+        assert_string_equal(fx_cmd(&c, "dlsym %s", legacy[i][1]), expect);
     }
     client_stop(&c);
 }
@@ -201,14 +181,14 @@ static void test_lookup_returns_hooks_of_the_right_variant(void **state)
 static void test_unknown_allocation_variant_is_refused(void **state)
 {
     (void)state;
-    struct client c;
+    struct fx_client c;
     client_start(&c, NULL);
     /* A variant newer than the library (the fake's cuMemAlloc_v9 stands for
      * one) has no hook: handing it out would let allocations escape the
      * quota, so the caller gets the driver's answer for an unknown symbol,
      * by lookup and by name. */
-    assert_string_equal(cmd(&c, "lookup cuMemAlloc 99000 0"), "err 500 status=1");
-    assert_string_equal(cmd(&c, "dlsym cuMemAlloc_v9"), "ok null");
+    assert_string_equal(fx_cmd(&c, "lookup cuMemAlloc 99000 0"), "err 500 status=1");
+    assert_string_equal(fx_cmd(&c, "dlsym cuMemAlloc_v9"), "ok null");
     client_stop(&c);
 }
 
@@ -217,46 +197,46 @@ static void test_unknown_allocation_variant_is_refused(void **state)
 static void test_legacy_variants_keep_the_quota(void **state)
 {
     (void)state;
-    struct client c;
+    struct fx_client c;
     const char *const env[] = {"FLEXPU_TENANT=a", "FLEXPU_MEMORY_LIMIT=1Gi",
                                "FLEXPU_CONTEXT_OVERHEAD=100Mi", NULL};
     client_ready(&c, env);
     char expect[64];
     snprintf(expect, sizeof(expect), "ok %llu %llu", GiB - 100 * MiB, GiB);
-    assert_string_equal(cmd(&c, "legacy meminfo"), expect);
+    assert_string_equal(fx_cmd(&c, "legacy meminfo"), expect);
     snprintf(expect, sizeof(expect), "ok %llu", GiB);
-    assert_string_equal(cmd(&c, "legacy totalmem"), expect);
+    assert_string_equal(fx_cmd(&c, "legacy totalmem"), expect);
     /* Over the quota: refused before the driver is asked; within it, the
      * driver's own answer (the fake has no 32-bit addresses), nothing kept. */
-    assert_string_equal(cmd(&c, "legacy alloc %llu", 2 * GiB), "err 2");
-    assert_string_equal(cmd(&c, "legacy alloc %llu", 64 * MiB), "err 801");
-    assert_string_equal(cmd(&c, "legacy pitch 1048576 2048"), "err 2");
-    assert_string_equal(cmd(&c, "legacy pitch 1024 16"), "err 801");
+    assert_string_equal(fx_cmd(&c, "legacy alloc %llu", 2 * GiB), "err 2");
+    assert_string_equal(fx_cmd(&c, "legacy alloc %llu", 64 * MiB), "err 801");
+    assert_string_equal(fx_cmd(&c, "legacy pitch 1048576 2048"), "err 2");
+    assert_string_equal(fx_cmd(&c, "legacy pitch 1024 16"), "err 801");
     assert_int_equal(node_usage("a"), 100 * MiB);
     /* 32-bit array descriptors: charged like the current ones, credited by
      * the current destroy. */
-    assert_string_equal(cmd(&c, "legacy array 8192 8192"), "ok 0");
+    assert_string_equal(fx_cmd(&c, "legacy array 8192 8192"), "ok 0");
     assert_int_equal(node_usage("a"), 100 * MiB + 256 * MiB);
-    assert_string_equal(cmd(&c, "legacy array3d 1024 1024 128"), "ok 1");
+    assert_string_equal(fx_cmd(&c, "legacy array3d 1024 1024 128"), "ok 1");
     assert_int_equal(node_usage("a"), 100 * MiB + 256 * MiB + 512 * MiB);
-    assert_string_equal(cmd(&c, "legacy array3d 1024 1024 128"), "err 2");
-    assert_string_equal(cmd(&c, "arrfree 1"), "ok");
-    assert_string_equal(cmd(&c, "arrfree 0"), "ok");
+    assert_string_equal(fx_cmd(&c, "legacy array3d 1024 1024 128"), "err 2");
+    assert_string_equal(fx_cmd(&c, "arrfree 1"), "ok");
+    assert_string_equal(fx_cmd(&c, "arrfree 0"), "ok");
     assert_int_equal(node_usage("a"), 100 * MiB);
     /* The CUDA 7.0 release and reset (libcudart's) credit the primary
      * context's memory; the 2.0 create and destroy credit their own. */
-    assert_string_equal(cmd(&c, "alloc %llu", 300 * MiB), "ok 2");
-    assert_string_equal(cmd(&c, "legacy release 0"), "ok");
+    assert_string_equal(fx_cmd(&c, "alloc %llu", 300 * MiB), "ok 2");
+    assert_string_equal(fx_cmd(&c, "legacy release 0"), "ok");
     assert_int_equal(node_usage("a"), 0);
-    assert_string_equal(cmd(&c, "ctx 0"), "ok");
-    assert_string_equal(cmd(&c, "alloc %llu", 300 * MiB), "ok 3");
-    assert_string_equal(cmd(&c, "legacy reset 0"), "ok");
+    assert_string_equal(fx_cmd(&c, "ctx 0"), "ok");
+    assert_string_equal(fx_cmd(&c, "alloc %llu", 300 * MiB), "ok 3");
+    assert_string_equal(fx_cmd(&c, "legacy reset 0"), "ok");
     assert_int_equal(node_usage("a"), 0);
-    assert_string_equal(cmd(&c, "ctx 0"), "ok");
-    assert_string_equal(cmd(&c, "legacy ctxnew 0"), "ok 4");
-    assert_string_equal(cmd(&c, "alloc %llu", 200 * MiB), "ok 5");
+    assert_string_equal(fx_cmd(&c, "ctx 0"), "ok");
+    assert_string_equal(fx_cmd(&c, "legacy ctxnew 0"), "ok 4");
+    assert_string_equal(fx_cmd(&c, "alloc %llu", 200 * MiB), "ok 5");
     assert_int_equal(node_usage("a"), 300 * MiB);
-    assert_string_equal(cmd(&c, "legacy ctxdestroy 4"), "ok");
+    assert_string_equal(fx_cmd(&c, "legacy ctxdestroy 4"), "ok");
     assert_int_equal(node_usage("a"), 100 * MiB);
     client_stop(&c);
 }
@@ -268,40 +248,40 @@ static const char *const quota_1g[] = {"FLEXPU_TENANT=a", "FLEXPU_MEMORY_LIMIT=1
 static void test_meminfo_reports_the_quota(void **state)
 {
     (void)state;
-    struct client c;
+    struct fx_client c;
     client_ready(&c, quota_1g);
     char expect[64];
     snprintf(expect, sizeof(expect), "ok %llu %llu", GiB, GiB);
-    assert_string_equal(cmd(&c, "meminfo"), expect);
+    assert_string_equal(fx_cmd(&c, "meminfo"), expect);
     snprintf(expect, sizeof(expect), "ok %llu", GiB);
-    assert_string_equal(cmd(&c, "totalmem"), expect);
-    assert_string_equal(cmd(&c, "alloc %llu", 256 * MiB), "ok 0");
+    assert_string_equal(fx_cmd(&c, "totalmem"), expect);
+    assert_string_equal(fx_cmd(&c, "alloc %llu", 256 * MiB), "ok 0");
     snprintf(expect, sizeof(expect), "ok %llu %llu", GiB - 256 * MiB, GiB);
-    assert_string_equal(cmd(&c, "meminfo"), expect);
+    assert_string_equal(fx_cmd(&c, "meminfo"), expect);
     /* NULL pointers: the driver's answer, not a crash. */
-    assert_string_equal(cmd(&c, "meminfo_null"), "err 1");
+    assert_string_equal(fx_cmd(&c, "meminfo_null"), "err 1");
     /* NVML (nvidia-smi) agrees. */
     snprintf(expect, sizeof(expect), "ok %llu %llu %llu", GiB, 256 * MiB, GiB - 256 * MiB);
-    assert_string_equal(cmd(&c, "nvml"), expect);
+    assert_string_equal(fx_cmd(&c, "nvml"), expect);
     client_stop(&c);
 }
 
 static void test_classic_alloc_over_quota_is_refused_and_free_credits(void **state)
 {
     (void)state;
-    struct client c;
+    struct fx_client c;
     client_ready(&c, quota_1g);
-    assert_string_equal(cmd(&c, "alloc %llu", 768 * MiB), "ok 0");
-    assert_string_equal(cmd(&c, "alloc %llu", 512 * MiB), "err 2");
+    assert_string_equal(fx_cmd(&c, "alloc %llu", 768 * MiB), "ok 0");
+    assert_string_equal(fx_cmd(&c, "alloc %llu", 512 * MiB), "err 2");
     assert_int_equal(node_usage("a"), 768 * MiB);
-    assert_string_equal(cmd(&c, "free 0"), "ok");
+    assert_string_equal(fx_cmd(&c, "free 0"), "ok");
     assert_int_equal(node_usage("a"), 0);
-    assert_string_equal(cmd(&c, "alloc %llu", 1 * GiB), "ok 1");
-    assert_string_equal(cmd(&c, "alloc 1"), "err 2");
-    assert_string_equal(cmd(&c, "free 1"), "ok");
+    assert_string_equal(fx_cmd(&c, "alloc %llu", 1 * GiB), "ok 1");
+    assert_string_equal(fx_cmd(&c, "alloc 1"), "err 2");
+    assert_string_equal(fx_cmd(&c, "free 1"), "ok");
     /* A second free of the same pointer is the driver's error, and credits
      * nothing twice. */
-    assert_string_equal(cmd(&c, "free 1"), "err 1");
+    assert_string_equal(fx_cmd(&c, "free 1"), "err 1");
     assert_int_equal(node_usage("a"), 0);
     client_stop(&c);
 }
@@ -309,46 +289,46 @@ static void test_classic_alloc_over_quota_is_refused_and_free_credits(void **sta
 static void test_every_allocation_path_is_charged(void **state)
 {
     (void)state;
-    struct client c;
+    struct fx_client c;
     client_ready(&c, quota_1g);
     /* pitch: the fake pads rows to 512 bytes: 1000 -> 1024 x 1000 rows. */
-    assert_string_equal(cmd(&c, "pitch 1000 1000"), "ok 0");
+    assert_string_equal(fx_cmd(&c, "pitch 1000 1000"), "ok 0");
     assert_int_equal(node_usage("a"), 1024 * 1000);
-    assert_string_equal(cmd(&c, "free 0"), "ok");
-    assert_string_equal(cmd(&c, "managed %llu", 64 * MiB), "ok 1");
+    assert_string_equal(fx_cmd(&c, "free 0"), "ok");
+    assert_string_equal(fx_cmd(&c, "managed %llu", 64 * MiB), "ok 1");
     assert_int_equal(node_usage("a"), 64 * MiB);
-    assert_string_equal(cmd(&c, "free 1"), "ok");
+    assert_string_equal(fx_cmd(&c, "free 1"), "ok");
     /* 2D and 3D float arrays: 4 bytes per element. */
-    assert_string_equal(cmd(&c, "array 1024 1024"), "ok 2");
+    assert_string_equal(fx_cmd(&c, "array 1024 1024"), "ok 2");
     assert_int_equal(node_usage("a"), 4 * MiB);
-    assert_string_equal(cmd(&c, "array3d 256 256 16"), "ok 3");
+    assert_string_equal(fx_cmd(&c, "array3d 256 256 16"), "ok 3");
     assert_int_equal(node_usage("a"), 8 * MiB);
-    assert_string_equal(cmd(&c, "array 65536 65536"), "err 2"); /* 16 GiB */
-    assert_string_equal(cmd(&c, "arrfree 2"), "ok");
-    assert_string_equal(cmd(&c, "arrfree 3"), "ok");
+    assert_string_equal(fx_cmd(&c, "array 65536 65536"), "err 2"); /* 16 GiB */
+    assert_string_equal(fx_cmd(&c, "arrfree 2"), "ok");
+    assert_string_equal(fx_cmd(&c, "arrfree 3"), "ok");
     assert_int_equal(node_usage("a"), 0);
     /* Mipmapped: 1024^2 + 512^2 + 256^2 floats. */
-    assert_string_equal(cmd(&c, "mipmap 1024 1024 3"), "ok 4");
+    assert_string_equal(fx_cmd(&c, "mipmap 1024 1024 3"), "ok 4");
     assert_int_equal(node_usage("a"), 4ull * (1024 * 1024 + 512 * 512 + 256 * 256));
-    assert_string_equal(cmd(&c, "mipfree 4"), "ok");
+    assert_string_equal(fx_cmd(&c, "mipfree 4"), "ok");
     assert_int_equal(node_usage("a"), 0);
     /* Virtual memory: device locations count, host ones do not. */
-    assert_string_equal(cmd(&c, "vmm %llu", 512 * MiB), "ok 5");
+    assert_string_equal(fx_cmd(&c, "vmm %llu", 512 * MiB), "ok 5");
     assert_int_equal(node_usage("a"), 512 * MiB);
-    assert_string_equal(cmd(&c, "vmm %llu", 600 * MiB), "err 2");
-    assert_string_equal(cmd(&c, "vmmhost %llu", 600 * MiB), "ok 6");
+    assert_string_equal(fx_cmd(&c, "vmm %llu", 600 * MiB), "err 2");
+    assert_string_equal(fx_cmd(&c, "vmmhost %llu", 600 * MiB), "ok 6");
     assert_int_equal(node_usage("a"), 512 * MiB);
-    assert_string_equal(cmd(&c, "vmmrel 5"), "ok");
-    assert_string_equal(cmd(&c, "vmmrel 6"), "ok");
+    assert_string_equal(fx_cmd(&c, "vmmrel 5"), "ok");
+    assert_string_equal(fx_cmd(&c, "vmmrel 6"), "ok");
     assert_int_equal(node_usage("a"), 0);
     /* Released while still mapped, physical memory stays taken until the
      * last mapping goes (create, map, release is the documented pattern). */
-    assert_string_equal(cmd(&c, "vmm %llu", 512 * MiB), "ok 7");
-    assert_string_equal(cmd(&c, "vmmmap 7 %llu", 512 * MiB), "ok 8");
-    assert_string_equal(cmd(&c, "vmmrel 7"), "ok");
+    assert_string_equal(fx_cmd(&c, "vmm %llu", 512 * MiB), "ok 7");
+    assert_string_equal(fx_cmd(&c, "vmmmap 7 %llu", 512 * MiB), "ok 8");
+    assert_string_equal(fx_cmd(&c, "vmmrel 7"), "ok");
     assert_int_equal(node_usage("a"), 512 * MiB);
-    assert_string_equal(cmd(&c, "vmm %llu", 600 * MiB), "err 2");
-    assert_string_equal(cmd(&c, "vmmunmap 8 %llu", 512 * MiB), "ok");
+    assert_string_equal(fx_cmd(&c, "vmm %llu", 600 * MiB), "err 2");
+    assert_string_equal(fx_cmd(&c, "vmmunmap 8 %llu", 512 * MiB), "ok");
     assert_int_equal(node_usage("a"), 0);
     client_stop(&c);
 }
@@ -356,42 +336,42 @@ static void test_every_allocation_path_is_charged(void **state)
 static void test_pool_reservation_is_what_counts(void **state)
 {
     (void)state;
-    struct client c;
+    struct fx_client c;
     client_ready(&c, quota_1g);
     /* 3 MiB from the default pool reserves 4 MiB (2 MiB steps). */
-    assert_string_equal(cmd(&c, "async %llu", 3 * MiB), "ok 0");
+    assert_string_equal(fx_cmd(&c, "async %llu", 3 * MiB), "ok 0");
     assert_int_equal(node_usage("a"), 4 * MiB);
-    assert_string_equal(cmd(&c, "asyncpt %llu", 600 * MiB), "ok 1");
+    assert_string_equal(fx_cmd(&c, "asyncpt %llu", 600 * MiB), "ok 1");
     assert_int_equal(node_usage("a"), 604 * MiB);
-    assert_string_equal(cmd(&c, "async %llu", 600 * MiB), "err 2");
+    assert_string_equal(fx_cmd(&c, "async %llu", 600 * MiB), "err 2");
     /* Freed into the pool, the memory is still reserved... */
-    assert_string_equal(cmd(&c, "asyncfree 1"), "ok");
+    assert_string_equal(fx_cmd(&c, "asyncfree 1"), "ok");
     assert_int_equal(node_usage("a"), 604 * MiB);
     /* ...until the pool gives it back. */
-    assert_string_equal(cmd(&c, "trim 0"), "ok");
+    assert_string_equal(fx_cmd(&c, "trim 0"), "ok");
     assert_int_equal(node_usage("a"), 4 * MiB);
-    assert_string_equal(cmd(&c, "asyncfree 0"), "ok");
-    assert_string_equal(cmd(&c, "sync"), "ok");
+    assert_string_equal(fx_cmd(&c, "asyncfree 0"), "ok");
+    assert_string_equal(fx_cmd(&c, "sync"), "ok");
     /* A pool that shrank at a sync point is credited when memory is next
      * asked for: here the quota check itself settles it. */
-    assert_string_equal(cmd(&c, "alloc %llu", 1 * GiB), "ok 2");
-    assert_string_equal(cmd(&c, "free 2"), "ok");
+    assert_string_equal(fx_cmd(&c, "alloc %llu", 1 * GiB), "ok 2");
+    assert_string_equal(fx_cmd(&c, "free 2"), "ok");
     /* Memory a pool keeps after a free serves the next request without
      * being charged twice (PyTorch's cudaMallocAsync keeps everything). */
-    assert_string_equal(cmd(&c, "async %llu", 900 * MiB), "ok 3");
-    assert_string_equal(cmd(&c, "asyncfree 3"), "ok");
+    assert_string_equal(fx_cmd(&c, "async %llu", 900 * MiB), "ok 3");
+    assert_string_equal(fx_cmd(&c, "asyncfree 3"), "ok");
     assert_int_equal(node_usage("a"), 900 * MiB);
-    assert_string_equal(cmd(&c, "async %llu", 900 * MiB), "ok 4");
-    assert_string_equal(cmd(&c, "asyncfree 4"), "ok");
-    assert_string_equal(cmd(&c, "trim 0"), "ok");
+    assert_string_equal(fx_cmd(&c, "async %llu", 900 * MiB), "ok 4");
+    assert_string_equal(fx_cmd(&c, "asyncfree 4"), "ok");
+    assert_string_equal(fx_cmd(&c, "trim 0"), "ok");
     assert_int_equal(node_usage("a"), 0);
     /* A pool of the application's own: what it reserves is booked, and
      * destroying it gives everything back. */
-    assert_string_equal(cmd(&c, "pool"), "ok 5");
-    assert_string_equal(cmd(&c, "palloc 5 %llu", 300 * MiB), "ok 6");
+    assert_string_equal(fx_cmd(&c, "pool"), "ok 5");
+    assert_string_equal(fx_cmd(&c, "palloc 5 %llu", 300 * MiB), "ok 6");
     assert_int_equal(node_usage("a"), 300 * MiB);
-    assert_string_equal(cmd(&c, "palloc 5 %llu", 800 * MiB), "err 2");
-    assert_string_equal(cmd(&c, "pdestroy 5"), "ok");
+    assert_string_equal(fx_cmd(&c, "palloc 5 %llu", 800 * MiB), "err 2");
+    assert_string_equal(fx_cmd(&c, "pdestroy 5"), "ok");
     assert_int_equal(node_usage("a"), 0);
     client_stop(&c);
 }
@@ -399,11 +379,11 @@ static void test_pool_reservation_is_what_counts(void **state)
 static void test_capture_survives_and_graph_memory_is_charged(void **state)
 {
     (void)state;
-    struct client c;
+    struct fx_client c;
     client_ready(&c, quota_1g);
     /* The hook must not query the pool (or anything capture forbids) while
      * the stream is captured in global mode. */
-    assert_string_equal(cmd(&c, "capture_alloc %llu", 64 * MiB), "ok");
+    assert_string_equal(fx_cmd(&c, "capture_alloc %llu", 64 * MiB), "ok");
     assert_true(node_usage("a") >= 64 * MiB);
     client_stop(&c);
 }
@@ -411,10 +391,10 @@ static void test_capture_survives_and_graph_memory_is_charged(void **state)
 static void test_ipc_import_is_not_charged_twice(void **state)
 {
     (void)state;
-    struct client c;
+    struct fx_client c;
     client_ready(&c, quota_1g);
-    assert_string_equal(cmd(&c, "alloc %llu", 100 * MiB), "ok 0");
-    assert_string_equal(cmd(&c, "ipc 0"), "ok");
+    assert_string_equal(fx_cmd(&c, "alloc %llu", 100 * MiB), "ok 0");
+    assert_string_equal(fx_cmd(&c, "ipc 0"), "ok");
     assert_int_equal(node_usage("a"), 100 * MiB);
     client_stop(&c);
 }
@@ -422,22 +402,22 @@ static void test_ipc_import_is_not_charged_twice(void **state)
 static void test_context_overhead_is_charged_once(void **state)
 {
     (void)state;
-    struct client c;
+    struct fx_client c;
     const char *const env[] = {"FLEXPU_TENANT=a", "FLEXPU_MEMORY_LIMIT=1Gi",
                                "FLEXPU_CONTEXT_OVERHEAD=300Mi", NULL};
     client_ready(&c, env);
     assert_int_equal(node_usage("a"), 300 * MiB);
-    assert_string_equal(cmd(&c, "ctxcreate 0"), "ok");
+    assert_string_equal(fx_cmd(&c, "ctxcreate 0"), "ok");
     assert_int_equal(node_usage("a"), 300 * MiB);
-    assert_string_equal(cmd(&c, "alloc %llu", 800 * MiB), "err 2");
-    assert_string_equal(cmd(&c, "alloc %llu", 700 * MiB), "ok 0");
+    assert_string_equal(fx_cmd(&c, "alloc %llu", 800 * MiB), "err 2");
+    assert_string_equal(fx_cmd(&c, "alloc %llu", 700 * MiB), "ok 0");
     client_stop(&c);
     /* A quota smaller than a context: the context itself is refused. */
     const char *const tiny[] = {"FLEXPU_TENANT=t", "FLEXPU_MEMORY_LIMIT=100Mi",
                                 "FLEXPU_CONTEXT_OVERHEAD=300Mi", NULL};
     client_start(&c, tiny);
-    assert_string_equal(cmd(&c, "init"), "ok");
-    assert_string_equal(cmd(&c, "ctx 0"), "err 2");
+    assert_string_equal(fx_cmd(&c, "init"), "ok");
+    assert_string_equal(fx_cmd(&c, "ctx 0"), "err 2");
     client_stop(&c);
 }
 
@@ -447,21 +427,21 @@ static void test_context_overhead_is_charged_once(void **state)
 static void test_context_destruction_credits_its_memory(void **state)
 {
     (void)state;
-    struct client c;
+    struct fx_client c;
     const char *const env[] = {"FLEXPU_TENANT=a", "FLEXPU_MEMORY_LIMIT=1Gi",
                                "FLEXPU_CONTEXT_OVERHEAD=100Mi", NULL};
     client_ready(&c, env);
-    assert_string_equal(cmd(&c, "alloc %llu", 300 * MiB), "ok 0");
+    assert_string_equal(fx_cmd(&c, "alloc %llu", 300 * MiB), "ok 0");
     assert_int_equal(node_usage("a"), 400 * MiB);
-    assert_string_equal(cmd(&c, "reset 0"), "ok");
+    assert_string_equal(fx_cmd(&c, "reset 0"), "ok");
     assert_int_equal(node_usage("a"), 0);
-    assert_string_equal(cmd(&c, "ctx 0"), "ok");
+    assert_string_equal(fx_cmd(&c, "ctx 0"), "ok");
     assert_int_equal(node_usage("a"), 100 * MiB);
     /* A context of its own, with an allocation, then destroyed. */
-    assert_string_equal(cmd(&c, "ctxnew 0"), "ok 1");
-    assert_string_equal(cmd(&c, "alloc %llu", 200 * MiB), "ok 2");
+    assert_string_equal(fx_cmd(&c, "ctxnew 0"), "ok 1");
+    assert_string_equal(fx_cmd(&c, "alloc %llu", 200 * MiB), "ok 2");
     assert_int_equal(node_usage("a"), 300 * MiB);
-    assert_string_equal(cmd(&c, "ctxdestroy 1"), "ok");
+    assert_string_equal(fx_cmd(&c, "ctxdestroy 1"), "ok");
     assert_int_equal(node_usage("a"), 100 * MiB);
     client_stop(&c);
 }
@@ -471,22 +451,22 @@ static void test_context_destruction_credits_its_memory(void **state)
 static void test_processes_of_a_tenant_share_one_quota(void **state)
 {
     (void)state;
-    struct client a1, a2, b;
+    struct fx_client a1, a2, b;
     client_ready(&a1, quota_1g);
     client_ready(&a2, quota_1g);
     const char *const quota_b[] = {"FLEXPU_TENANT=b", "FLEXPU_MEMORY_LIMIT=1Gi", NULL};
     client_ready(&b, quota_b);
-    assert_string_equal(cmd(&a1, "alloc %llu", 600 * MiB), "ok 0");
-    assert_string_equal(cmd(&a2, "alloc %llu", 600 * MiB), "err 2");
-    assert_string_equal(cmd(&a2, "alloc %llu", 400 * MiB), "ok 0");
+    assert_string_equal(fx_cmd(&a1, "alloc %llu", 600 * MiB), "ok 0");
+    assert_string_equal(fx_cmd(&a2, "alloc %llu", 600 * MiB), "err 2");
+    assert_string_equal(fx_cmd(&a2, "alloc %llu", 400 * MiB), "ok 0");
     /* Another tenant on the same GPU has its own quota. */
-    assert_string_equal(cmd(&b, "alloc %llu", 1000 * MiB), "ok 0");
+    assert_string_equal(fx_cmd(&b, "alloc %llu", 1000 * MiB), "ok 0");
     char expect[64];
     snprintf(expect, sizeof(expect), "ok %llu %llu", GiB - 1000 * MiB, GiB);
-    assert_string_equal(cmd(&a2, "meminfo"), expect);
+    assert_string_equal(fx_cmd(&a2, "meminfo"), expect);
     /* A process that exits gives its memory back without freeing it. */
     client_stop(&a1);
-    assert_string_equal(cmd(&a2, "alloc %llu", 600 * MiB), "ok 1");
+    assert_string_equal(fx_cmd(&a2, "alloc %llu", 600 * MiB), "ok 1");
     client_stop(&a2);
     client_stop(&b);
     assert_int_equal(node_usage("a"), 0);
@@ -496,10 +476,10 @@ static void test_sigkill_at_random_points_releases_everything(void **state)
 {
     (void)state;
     unsigned seed = 12345;
-    struct client survivor;
+    struct fx_client survivor;
     client_ready(&survivor, quota_1g);
     for (int round = 0; round < 25; round++) {
-        struct client victim;
+        struct fx_client victim;
         client_ready(&victim, quota_1g);
         /* Queue a burst of allocations and frees without waiting, then kill
          * the process somewhere inside it: inside the library, inside the
@@ -513,9 +493,9 @@ static void test_sigkill_at_random_points_releases_everything(void **state)
         client_kill(&victim);
         /* No lock is left held and nothing stays booked: the survivor can
          * take the whole quota (the kill is reclaimed when it asks). */
-        const char *r = cmd(&survivor, "alloc %llu", 1 * GiB);
+        const char *r = fx_cmd(&survivor, "alloc %llu", 1 * GiB);
         assert_int_equal(strncmp(r, "ok ", 3), 0);
-        assert_string_equal(cmd(&survivor, "free %d", atoi(r + 3)), "ok");
+        assert_string_equal(fx_cmd(&survivor, "free %d", atoi(r + 3)), "ok");
     }
     client_stop(&survivor);
     assert_int_equal(node_usage("a"), 0);
@@ -525,7 +505,7 @@ static void test_sigkill_at_random_points_releases_everything(void **state)
 
 /* Starts `burn US MS` on every client at once and collects the kernel time
  * each completed within its window. */
-static void burn_all(struct client *c, int n, unsigned us, unsigned ms, double *busy_frac)
+static void burn_all(struct fx_client *c, int n, unsigned us, unsigned ms, double *busy_frac)
 {
     for (int i = 0; i < n; i++) {
         /* Steady state: measured after the tenants have all started. */
@@ -540,7 +520,7 @@ static void burn_all(struct client *c, int n, unsigned us, unsigned ms, double *
     }
 }
 
-static void start_tenant(struct client *c, const char *name, int share, int cap, const char *prio)
+static void start_tenant(struct fx_client *c, const char *name, int share, int cap, const char *prio)
 {
     static char env[4][5][64];
     static int k;
@@ -558,7 +538,7 @@ static void start_tenant(struct client *c, const char *name, int share, int cap,
 static void test_pair_splits_by_share(void **state)
 {
     (void)state;
-    struct client c[2];
+    struct fx_client c[2];
     start_tenant(&c[0], "a", 30, 100, "normal");
     start_tenant(&c[1], "b", 70, 100, "normal");
     double f[2];
@@ -574,7 +554,7 @@ static void test_pair_splits_by_share(void **state)
 static void test_three_tenants_split_by_share(void **state)
 {
     (void)state;
-    struct client c[3];
+    struct fx_client c[3];
     start_tenant(&c[0], "a", 20, 100, "normal");
     start_tenant(&c[1], "b", 30, 100, "normal");
     start_tenant(&c[2], "c", 50, 100, "normal");
@@ -604,7 +584,7 @@ static int cap_held(double f, double cap)
 static void test_cap_alone_and_burst_alone(void **state)
 {
     (void)state;
-    struct client c;
+    struct fx_client c;
     double f;
     start_tenant(&c, "capped", 30, 30, "normal");
     burn_all(&c, 1, 1000, 1500, &f);
@@ -637,7 +617,7 @@ static double clocked_burn(const char *name, int cap, const char *const *clocks,
     const char *list[8] = {e[0], e[1], e[2], e[3]};
     for (int i = 0; clocks && clocks[i] && i < 3; i++)
         list[4 + i] = clocks[i];
-    struct client c;
+    struct fx_client c;
     client_ready(&c, list);
     double f;
     burn_all(&c, 1, 1000, cap < 100 ? 1500 : 1000, &f);
@@ -686,7 +666,7 @@ static void test_cap_holds_in_work_at_a_boosted_clock(void **state)
 static void test_idle_tenant_time_flows_to_others(void **state)
 {
     (void)state;
-    struct client c[2];
+    struct fx_client c[2];
     start_tenant(&c[0], "busy", 30, 100, "normal");
     start_tenant(&c[1], "idle", 70, 100, "normal");
     double f;
@@ -705,7 +685,7 @@ static void test_every_launch_path_is_arbitrated(void **state)
     static const char *const kinds[] = {"kernel_ptsz", "ex",   "ex_ptsz",   "coop",
                                         "graph",       "grid", "gridasync", "multi"};
     for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
-        struct client c[2];
+        struct fx_client c[2];
         char name[32];
         snprintf(name, sizeof(name), "via-%s", kinds[k]);
         start_tenant(&c[0], name, 30, 100, "normal");
@@ -733,15 +713,15 @@ static void test_every_launch_path_is_arbitrated(void **state)
 static void test_launches_keep_captures_valid(void **state)
 {
     (void)state;
-    struct client c[2];
+    struct fx_client c[2];
     start_tenant(&c[0], "alone", 50, 100, "normal");
-    assert_string_equal(cmd(&c[0], "capture_launch 100"), "ok");
+    assert_string_equal(fx_cmd(&c[0], "capture_launch 100"), "ok");
     start_tenant(&c[1], "other", 50, 100, "normal");
     fprintf(c[1].to, "burn 1000 500\n");
     fflush(c[1].to);
     struct timespec ts = {0, 50 * 1000 * 1000};
     nanosleep(&ts, NULL);
-    assert_string_equal(cmd(&c[0], "capture_launch 100"), "ok");
+    assert_string_equal(fx_cmd(&c[0], "capture_launch 100"), "ok");
     assert_non_null(fgets(c[1].line, sizeof(c[1].line), c[1].from));
     client_stop(&c[0]);
     client_stop(&c[1]);
@@ -751,7 +731,7 @@ static void test_launches_keep_captures_valid(void **state)
 static void test_cap_holds_across_processes(void **state)
 {
     (void)state;
-    struct client c[3];
+    struct fx_client c[3];
     for (int i = 0; i < 3; i++)
         start_tenant(&c[i], "capped", 30, 30, "normal");
     double f[3];
@@ -766,7 +746,7 @@ static void test_cap_holds_across_processes(void **state)
 static void test_killed_holder_releases_the_gpu(void **state)
 {
     (void)state;
-    struct client c[2];
+    struct fx_client c[2];
     start_tenant(&c[0], "victim", 50, 100, "normal");
     start_tenant(&c[1], "other", 50, 100, "normal");
     fprintf(c[0].to, "burn 1000 5000\n");
@@ -791,7 +771,7 @@ static void test_killed_holder_releases_the_gpu(void **state)
 static void test_priorities(void **state)
 {
     (void)state;
-    struct client c[2];
+    struct fx_client c[2];
     start_tenant(&c[0], "svc", 10, 100, "high");
     start_tenant(&c[1], "batch", 90, 100, "low");
     double f[2];
@@ -820,20 +800,20 @@ static void test_priorities(void **state)
 static void test_bad_configuration_fails_closed(void **state)
 {
     (void)state;
-    struct client c;
+    struct fx_client c;
     const char *const bad_limit[] = {"FLEXPU_MEMORY_LIMIT=lots", NULL};
     client_start(&c, bad_limit);
-    assert_string_equal(cmd(&c, "init"), "err 3");
-    assert_string_equal(cmd(&c, "alloc 1"), "err 3");
+    assert_string_equal(fx_cmd(&c, "init"), "err 3");
+    assert_string_equal(fx_cmd(&c, "alloc 1"), "err 3");
     client_stop(&c);
     const char *const cap_below[] = {"FLEXPU_COMPUTE_SHARE=30", "FLEXPU_COMPUTE_CAP=20", NULL};
     client_start(&c, cap_below);
-    assert_string_equal(cmd(&c, "init"), "err 3");
+    assert_string_equal(fx_cmd(&c, "init"), "err 3");
     client_stop(&c);
     /* A state directory that cannot be used: the GPU is refused at init. */
     const char *const bad_dir[] = {"FLEXPU_STATE_DIR=/proc/flexpu-cannot-exist", NULL};
     client_start(&c, bad_dir);
-    assert_string_equal(cmd(&c, "init"), "err 304");
+    assert_string_equal(fx_cmd(&c, "init"), "err 304");
     client_stop(&c);
 }
 
@@ -854,15 +834,15 @@ static void test_config_file_wins_over_environment(void **state)
              "compute_share = 30\nstate_dir = %s\ncontext_overhead = 0\n",
              state_dir);
     write_conf(text);
-    struct client c;
+    struct fx_client c;
     const char *const env[] = {"FLEXPU_MEMORY_LIMIT=8Gi", "FLEXPU_TENANT=escape", NULL};
     client_start_lib(&c, FX_TEST_LIB_CONF, env);
-    assert_string_equal(cmd(&c, "init"), "ok");
-    assert_string_equal(cmd(&c, "ctx 0"), "ok");
+    assert_string_equal(fx_cmd(&c, "init"), "ok");
+    assert_string_equal(fx_cmd(&c, "ctx 0"), "ok");
     char expect[64];
     snprintf(expect, sizeof(expect), "ok %llu %llu", 256 * MiB, 256 * MiB);
-    assert_string_equal(cmd(&c, "meminfo"), expect);
-    assert_string_equal(cmd(&c, "alloc %llu", 100 * MiB), "ok 0");
+    assert_string_equal(fx_cmd(&c, "meminfo"), expect);
+    assert_string_equal(fx_cmd(&c, "alloc %llu", 100 * MiB), "ok 0");
     assert_int_equal(node_usage("pod-1"), 100 * MiB);
     assert_int_equal(node_usage("escape"), 0);
     client_stop(&c);
@@ -870,7 +850,7 @@ static void test_config_file_wins_over_environment(void **state)
     /* A file that exists but cannot be honoured: CUDA does not start. */
     write_conf("tenant = pod-1\nmemory_limt = 1Gi\n");
     client_start_lib(&c, FX_TEST_LIB_CONF, env);
-    assert_string_equal(cmd(&c, "init"), "err 3");
+    assert_string_equal(fx_cmd(&c, "init"), "err 3");
     client_stop(&c);
     unlink(FX_TEST_CONF_PATH);
 }
@@ -880,11 +860,11 @@ static void test_config_file_wins_over_environment(void **state)
 static void test_smi_lists_tenants_and_processes(void **state)
 {
     (void)state;
-    struct client c;
+    struct fx_client c;
     const char *const env[] = {"FLEXPU_TENANT=team-x", "FLEXPU_MEMORY_LIMIT=2Gi",
                                "FLEXPU_COMPUTE_SHARE=40", "FLEXPU_PRIORITY=high", NULL};
     client_ready(&c, env);
-    assert_string_equal(cmd(&c, "alloc %llu", 512 * MiB), "ok 0");
+    assert_string_equal(fx_cmd(&c, "alloc %llu", 512 * MiB), "ok 0");
     char run[600];
     snprintf(run, sizeof(run), "%s --state-dir %s", FX_TEST_SMI, state_dir);
     FILE *p = popen(run, "r");

@@ -7,7 +7,9 @@
 #ifndef FX_TEST_SPAWN_H
 #define FX_TEST_SPAWN_H
 
+#include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -55,6 +57,29 @@ static inline void fx_spawn(struct fx_spawned *p, const char *lib, char *const a
     p->to = fdopen(in[1], "w");
     p->from = fdopen(out[0], "r");
     setvbuf(p->to, NULL, _IOLBF, 0);
+}
+
+/* A client driven command by command (cuda_client's protocol). */
+struct fx_client {
+    pid_t pid;
+    FILE *to, *from;
+    char line[512];
+};
+
+/* Sends one command; returns its reply line without the newline ("eof"
+ * when the client is gone). */
+static inline const char *fx_cmd(struct fx_client *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(c->to, fmt, ap);
+    va_end(ap);
+    fputc('\n', c->to);
+    fflush(c->to);
+    if (!fgets(c->line, sizeof(c->line), c->from))
+        snprintf(c->line, sizeof(c->line), "eof");
+    c->line[strcspn(c->line, "\n")] = '\0';
+    return c->line;
 }
 
 #endif

@@ -32,28 +32,10 @@
 
 static char state_dir[256], fake_dir[256], ledger_root[256];
 
-struct client {
-    pid_t pid;
-    FILE *to, *from;
-    char line[512];
-};
 
-static const char *cmd(struct client *c, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vfprintf(c->to, fmt, ap);
-    va_end(ap);
-    fputc('\n', c->to);
-    fflush(c->to);
-    if (!fgets(c->line, sizeof(c->line), c->from))
-        snprintf(c->line, sizeof(c->line), "eof");
-    c->line[strcspn(c->line, "\n")] = '\0';
-    return c->line;
-}
 
 /* A victim: tenant `name`, 1 GiB quota, its ledger in its own directory. */
-static void victim_start(struct client *c, const char *name)
+static void victim_start(struct fx_client *c, const char *name)
 {
     static char env[4][3][300];
     static int k;
@@ -71,12 +53,12 @@ static void victim_start(struct client *c, const char *name)
     c->pid = p.pid;
     c->to = p.to;
     c->from = p.from;
-    assert_string_equal(cmd(c, "init"), "ok");
-    assert_string_equal(cmd(c, "ctx 0"), "ok");
+    assert_string_equal(fx_cmd(c, "init"), "ok");
+    assert_string_equal(fx_cmd(c, "ctx 0"), "ok");
 }
 
 /* Stops a victim; fails if it died (a signal) instead of exiting. */
-static void victim_stop(struct client *c)
+static void victim_stop(struct fx_client *c)
 {
     fprintf(c->to, "exit\n");
     fclose(c->to);
@@ -89,12 +71,12 @@ static void victim_stop(struct client *c)
 
 /* The victim's memory quota holds: it holds 768 MiB, 512 more are refused,
  * 256 more are granted (then given back), and it still runs kernels. */
-static void victim_intact(struct client *c)
+static void victim_intact(struct fx_client *c)
 {
-    assert_string_equal(cmd(c, "alloc %llu", 512 * MiB), "err 2");
-    const char *r = cmd(c, "alloc %llu", 256 * MiB);
+    assert_string_equal(fx_cmd(c, "alloc %llu", 512 * MiB), "err 2");
+    const char *r = fx_cmd(c, "alloc %llu", 256 * MiB);
     assert_true(strncmp(r, "ok ", 3) == 0);
-    assert_string_equal(cmd(c, "free %s", r + 3), "ok");
+    assert_string_equal(fx_cmd(c, "free %s", r + 3), "ok");
     fprintf(c->to, "burn 200 100\n");
     fflush(c->to);
     assert_non_null(fgets(c->line, sizeof(c->line), c->from));
@@ -162,17 +144,17 @@ static int teardown(void **state)
 static void test_rewritten_state_leaves_quota_intact(void **state)
 {
     (void)state;
-    struct client v;
+    struct fx_client v;
     victim_start(&v, "victim");
-    assert_string_equal(cmd(&v, "alloc %llu", 768 * MiB), "ok 0");
+    assert_string_equal(fx_cmd(&v, "alloc %llu", 768 * MiB), "ok 0");
     fill_state(0);
     victim_intact(&v);
     fill_state(0xff);
     victim_intact(&v);
     /* a newcomer of the same tenant still sees the usage */
-    struct client w;
+    struct fx_client w;
     victim_start(&w, "victim");
-    assert_string_equal(cmd(&w, "alloc %llu", 512 * MiB), "err 2");
+    assert_string_equal(fx_cmd(&w, "alloc %llu", 512 * MiB), "err 2");
     victim_stop(&w);
     victim_stop(&v);
 }
@@ -182,16 +164,16 @@ static void test_rewritten_state_leaves_quota_intact(void **state)
 static void test_truncated_state_kills_nobody(void **state)
 {
     (void)state;
-    struct client v;
+    struct fx_client v;
     victim_start(&v, "victim");
-    assert_string_equal(cmd(&v, "alloc %llu", 768 * MiB), "ok 0");
+    assert_string_equal(fx_cmd(&v, "alloc %llu", 768 * MiB), "ok 0");
     char path[600];
     assert_true(state_file(path, sizeof(path)));
     assert_int_equal(truncate(path, 0), 0);
     victim_intact(&v);
-    struct client w;
+    struct fx_client w;
     victim_start(&w, "other");
-    assert_string_equal(cmd(&w, "alloc %llu", 768 * MiB), "ok 0");
+    assert_string_equal(fx_cmd(&w, "alloc %llu", 768 * MiB), "ok 0");
     victim_intact(&w);
     victim_stop(&w);
     victim_stop(&v);
@@ -202,7 +184,7 @@ static void test_truncated_state_kills_nobody(void **state)
 static void test_held_locks_stall_nobody(void **state)
 {
     (void)state;
-    struct client v;
+    struct fx_client v;
     victim_start(&v, "victim"); /* creates the state file */
     char path[600];
     assert_true(state_file(path, sizeof(path)));
@@ -219,11 +201,11 @@ static void test_held_locks_stall_nobody(void **state)
         slots += fcntl(fd, F_OFD_SETLK, &sl) == 0;
     }
     assert_int_equal(slots, FX_MAX_PROCS - 1);
-    assert_string_equal(cmd(&v, "alloc %llu", 768 * MiB), "ok 0");
+    assert_string_equal(fx_cmd(&v, "alloc %llu", 768 * MiB), "ok 0");
     victim_intact(&v);
-    struct client w;
+    struct fx_client w;
     victim_start(&w, "newcomer");
-    assert_string_equal(cmd(&w, "alloc %llu", 768 * MiB), "ok 0");
+    assert_string_equal(fx_cmd(&w, "alloc %llu", 768 * MiB), "ok 0");
     victim_intact(&w);
     victim_stop(&w);
     victim_stop(&v);
@@ -236,7 +218,7 @@ static void test_planted_fifo_blocks_nobody(void **state)
 {
     (void)state;
     /* The fake's GPU name: learn it from a first process, then plant. */
-    struct client v;
+    struct fx_client v;
     victim_start(&v, "victim");
     victim_stop(&v);
     char path[600];
@@ -244,7 +226,7 @@ static void test_planted_fifo_blocks_nobody(void **state)
     assert_int_equal(unlink(path), 0);
     assert_int_equal(mkfifo(path, 0666), 0);
     victim_start(&v, "victim");
-    assert_string_equal(cmd(&v, "alloc %llu", 768 * MiB), "ok 0");
+    assert_string_equal(fx_cmd(&v, "alloc %llu", 768 * MiB), "ok 0");
     victim_intact(&v);
     victim_stop(&v);
 }
