@@ -282,13 +282,31 @@ int fx_ledger_attach(struct fx_ledger_handle *l, const char *dir, const char *uu
     if (rc)
         return rc;
     l->led = m;
-    if (strncmp(l->led->uuid, uuid, sizeof(l->led->uuid)) != 0 ||
-        strncmp(l->led->tenant, cfg->tenant, sizeof(l->led->tenant)) != 0)
-        rc = flexpu_error_set(err, FLEXPU_EPARSE, "%s: the ledger of tenant '%.64s' on GPU "
-                              "%.96s, not of '%s' on %s", path, l->led->tenant, l->led->uuid,
-                              cfg->tenant, uuid);
+    if (strncmp(l->led->uuid, uuid, sizeof(l->led->uuid)) != 0)
+        rc = flexpu_error_set(err, FLEXPU_EPARSE, "%s: the ledger of GPU %.96s, not of %s", path,
+                              l->led->uuid, uuid);
     else if (lock(l) != 0)
         rc = flexpu_error_set(err, FLEXPU_EBUSY, "%s: stayed locked", path);
+    if (rc == 0 && strncmp(l->led->tenant, cfg->tenant, sizeof(l->led->tenant)) != 0) {
+        /* The directory of an allocation whose pod has ended may be reused
+         * before the node agent removed it (the same devices, the same key):
+         * a ledger with no live process is taken over. */
+        reap(l);
+        int live = 0;
+        (void)fx_ledger_used(l, &live);
+        if (live)
+            rc = flexpu_error_set(err, FLEXPU_EBUSY, "%s: the ledger of tenant '%.63s', which "
+                                  "still has %d live process(es), not of '%s'", path,
+                                  l->led->tenant, live, cfg->tenant);
+        else {
+            FX_INFO(COMP, "ledger taken over from a tenant with no process left",
+                    "path=%s from=%.63s to=%s", path, l->led->tenant, cfg->tenant);
+            snprintf(l->led->tenant, sizeof(l->led->tenant), "%s", cfg->tenant);
+            l->led->oom_refusals = 0;
+        }
+        if (rc)
+            unlock(l);
+    }
     if (rc == 0) {
         reap(l);
         l->led->total_bytes = total_bytes;

@@ -414,10 +414,44 @@ static void test_tenant_written_values_are_bounded(void **state)
     fx_gpu_detach(&a);
 }
 
+/* An allocation directory reused by a new pod before the node agent removed
+ * it: its ledger is taken over once no process of the old tenant is left,
+ * and refused while one is. */
+static void test_ledger_of_an_ended_tenant_is_taken_over(void **state)
+{
+    (void)state;
+    struct fx_slice_config c;
+    fx_config_defaults(&c);
+    snprintf(c.state_dir, sizeof(c.state_dir), "%s", dir);
+    snprintf(c.ledger_dir, sizeof(c.ledger_dir), "%s/slice-key", dir);
+    c.memory_limit = 1ll << 30;
+    struct fx_gpu old, fresh, third;
+    struct flexpu_error err = {0};
+    snprintf(c.tenant, sizeof(c.tenant), "pod-old");
+    assert_int_equal(fx_gpu_attach(&old, &c, "GPU-test", 16ull << 30, &err), 0);
+    assert_int_equal(fx_ledger_charge(&old.mem, 512ull << 20, 0), 0);
+    snprintf(c.tenant, sizeof(c.tenant), "pod-new");
+    assert_int_not_equal(fx_gpu_attach(&fresh, &c, "GPU-test", 16ull << 30, &err), 0);
+    assert_non_null(strstr(err.msg, "pod-old"));
+    fx_gpu_detach(&old);
+    assert_int_equal(fx_gpu_attach(&fresh, &c, "GPU-test", 16ull << 30, &err), 0);
+    assert_string_equal(fresh.mem.led->tenant, "pod-new");
+    /* the old pod's memory went with its process */
+    assert_int_equal(fx_ledger_used(&fresh.mem, NULL), 0);
+    assert_int_equal(fx_ledger_charge(&fresh.mem, 1ull << 30, 0), 0);
+    /* a second process of the new tenant shares its usage */
+    assert_int_equal(fx_gpu_attach(&third, &c, "GPU-test", 16ull << 30, &err), 0);
+    assert_int_equal(fx_ledger_charge(&third.mem, 1, 0), FLEXPU_ENOFIT);
+    fx_gpu_detach(&third);
+    fx_gpu_detach(&fresh);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_stopped_waiter_is_not_work, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ledger_of_an_ended_tenant_is_taken_over, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_unused_slice_is_charged_and_passes_on, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stopped_process_with_work_in_flight_is_not_work, setup,
                                         teardown),
