@@ -21,7 +21,7 @@ build: deps
 # The main job on the embedded default: the Alibaba 2023 trace replayed under
 # every policy, seeds 42-51; then flexpu on Kubernetes: a real API server
 # with 200 kwok nodes of 8 GPUs (the control plane is built from upstream
-# the first time, about 8 minutes), 2,000 trace pods placed by
+# the first time, about 10 minutes on 2 cores), 2,000 trace pods placed by
 # flexpu-scheduler and, asking whole GPUs, by the default kube-scheduler.
 demo: build
 	@./$(BUILD)/flexpu-sim --quiet --out out/sim

@@ -102,3 +102,5 @@ mkdir -p "$(dirname "$out")"
   cat "$work/result.md"
 } >"$out"
 cat "$out"
+echo
+echo "run.sh: this table is saved in $out"

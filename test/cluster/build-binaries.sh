@@ -14,8 +14,34 @@ cache="${FLEXPU_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/flexpu}"
 bin="$cache/cluster/bin"
 mkdir -p "$bin"
 
+# One build at a time: two `make` runs (demo and e2e, say) share the cache,
+# and the second waits for the first instead of racing it for the same
+# files; it then finds everything built.
+exec 9>"$bin/.lock"
+if ! flock -n 9; then
+  echo "build-binaries: another build of the control plane is running; waiting for it" >&2
+  flock 9
+fi
+
 GO="$("$here/go-toolchain.sh" "$cache")"
 export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=local
+first_build=1
+start=$SECONDS
+
+# Prints how long the current binary has been building, every 30 s, so a
+# first build (many minutes, mostly silent compilation) visibly progresses.
+progress() { # binary
+  local t0=$SECONDS s
+  exec >&2
+  # Stopped with TERM: the sleep goes too, so no orphan keeps a caller's
+  # pipe open.
+  trap 'kill "$s" 2>/dev/null; exit 0' TERM
+  while :; do
+    sleep "${FLEXPU_PROGRESS_SECONDS:-30}" & s=$!
+    wait "$s"
+    echo "build-binaries: still building $1 ($((SECONDS - t0)) s for it, $((SECONDS - start)) s in all)"
+  done
+}
 
 build() { # module-dir binary package (an upstream path, or ./dir inside module-dir)
   local key src=()
@@ -25,10 +51,25 @@ build() { # module-dir binary package (an upstream path, or ./dir inside module-
   if [ -x "$bin/$2" ] && [ "$(cat "$bin/.$2.key" 2>/dev/null)" = "$key" ]; then
     return
   fi
-  echo "build-binaries: building $2 (a few minutes, once)" >&2
-  # -trimpath and no debug info: smaller binaries, faster links.
-  (cd "$tools/$1" && "$GO" build -trimpath -ldflags='-s -w' -o "$bin/$2.tmp" "$3") >&2
-  mv "$bin/$2.tmp" "$bin/$2"
+  if [ -n "$first_build" ]; then
+    first_build=
+    echo "build-binaries: building the control plane from upstream Go modules into $bin, once" \
+         "(about 10 minutes and 5 GB of Go caches in $("$GO" env GOMODCACHE) and" \
+         "$("$GO" env GOCACHE) on 2 cores; later runs reuse it)" >&2
+  fi
+  echo "build-binaries: building $2 ($((SECONDS - start)) s so far)" >&2
+  progress "$2" &
+  local ticker=$! tmp="$bin/.$2.tmp.$$" rc=0
+  # -trimpath and no debug info: smaller binaries, faster links. The
+  # temporary name is this run's own, so nothing else can move it away.
+  (cd "$tools/$1" && "$GO" build -trimpath -ldflags='-s -w' -o "$tmp" "$3") >&2 || rc=$?
+  kill "$ticker" 2>/dev/null; wait "$ticker" 2>/dev/null || true
+  if [ "$rc" -ne 0 ]; then
+    rm -f "$tmp"
+    echo "build-binaries: building $2 failed (go build exit status $rc)" >&2
+    exit "$rc"
+  fi
+  mv "$tmp" "$bin/$2"
   echo "$key" > "$bin/.$2.key"
 }
 build etcd etcd go.etcd.io/etcd/server/v3
@@ -48,4 +89,5 @@ if [ ! -f "$bin/kwok-stages/.done" ]; then
   chmod u+w "$bin/kwok-stages/"*
   touch "$bin/kwok-stages/.done"
 fi
+[ -n "$first_build" ] || echo "build-binaries: done in $((SECONDS - start)) s" >&2
 echo "$bin"

@@ -107,7 +107,10 @@ FAKENVML_NUMA=0,0,0,0,1,1,1,1 FAKENVML_NVLINK=0-3,4-7 FAKENVML_LOST_FILE="$lost"
 pids+=($!)
 
 inventory() { kubectl get node gpu-1 -o jsonpath='{.metadata.annotations.flexpu\.io/gpus}'; }
-wait_for 20 "flexpu-node published no inventory" test -n "$(inventory)"
+# A function, so that each try reads the node again (an argument
+# "$(inventory)" would be expanded once, before the first try).
+has_inventory() { test -n "$(inventory)"; }
+wait_for 20 "flexpu-node published no inventory" has_inventory
 inv="$(inventory)"
 [ "$(jq length <<<"$inv")" = 8 ] || fail "inventory has $(jq length <<<"$inv") GPUs, want 8: $inv"
 [ "$(jq -r '[.[].group] | unique | length' <<<"$inv")" = 2 ] || fail "want 2 NVLink groups: $inv"
