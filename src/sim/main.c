@@ -35,8 +35,8 @@ static const struct option_doc {
     const char *arg;
     const char *help;
 } docs[] = {
-    {"nodes", "FILE", "node list CSV (default: the embedded Alibaba 2023 node list)"},
-    {"pods", "FILE", "pod list CSV (default: openb_pod_list_default.csv)"},
+    {"nodes", "FILE", "node list CSV (default: openb_node_list_gpu_node.csv in the trace directory)"},
+    {"pods", "FILE", "pod list CSV (default: openb_pod_list_default.csv in the trace directory)"},
     {"policy", "LIST", "comma-separated policies or 'all' (default: all)"},
     {"seeds", "A-B|A,B", "seeds of the arrival replay (default: 42-51)"},
     {"mode", "MODE", "'arrivals' (FGD method, default) or 'timed' (real times)"},
@@ -55,6 +55,14 @@ static const struct option_doc {
 };
 #define NOPTS ((int)(sizeof(docs) / sizeof(docs[0])))
 
+/* Where the default trace is: $FLEXPU_TRACE_DIR, else the directory set
+ * when flexpu was configured. */
+static const char *trace_dir(void)
+{
+    const char *d = getenv("FLEXPU_TRACE_DIR");
+    return d && *d ? d : FLEXPU_TRACE_DIR;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f, "usage: flexpu-sim [options]\n\nReplays a GPU cluster trace under each placement "
@@ -65,6 +73,9 @@ static void usage(FILE *f)
                  docs[i].arg ? docs[i].arg : "");
         fprintf(f, "  %-22s %s\n", left, docs[i].help);
     }
+    fprintf(f, "\ntrace directory: %s\n  (the Alibaba GPU trace v2023: $FLEXPU_TRACE_DIR, else the "
+               "directory set when flexpu was configured, cmake -DFLEXPU_TRACE_DIR=DIR)\n",
+            trace_dir());
     fprintf(f, "\npolicies:\n");
     for (int i = 0; i < flexpu_policy_count(); i++)
         fprintf(f, "  %-8s %s\n", flexpu_policy_name(i), flexpu_policy_help(i));
@@ -296,11 +307,9 @@ static int run_timed(const struct config *c, const struct fx_trace *t, const cha
 
 int main(int argc, char **argv)
 {
-    static char default_nodes[512], default_pods[512];
-    snprintf(default_nodes, sizeof(default_nodes), "%s/openb_node_list_gpu_node.csv",
-             FLEXPU_TRACE_DIR);
-    snprintf(default_pods, sizeof(default_pods), "%s/openb_pod_list_default.csv",
-             FLEXPU_TRACE_DIR);
+    static char default_nodes[4096], default_pods[4096];
+    snprintf(default_nodes, sizeof(default_nodes), "%s/openb_node_list_gpu_node.csv", trace_dir());
+    snprintf(default_pods, sizeof(default_pods), "%s/openb_pod_list_default.csv", trace_dir());
     struct config c = {default_nodes, default_pods, "all", "42-51", "arrivals", "out/sim",
                        1.3, 0, 1.0, 0, 0, 0, FX_TIES_POLICY};
     struct option longopts[NOPTS + 1];
@@ -381,9 +390,22 @@ int main(int argc, char **argv)
         return 2;
     struct fx_trace t = {0};
     struct flexpu_error err;
-    if (fx_trace_read_nodes(&t, c.nodes, NULL, &err) || fx_trace_read_pods(&t, c.pods, NULL, &err)) {
+    const char *failed = NULL;
+    if (fx_trace_read_nodes(&t, c.nodes, NULL, &err))
+        failed = c.nodes;
+    else if (fx_trace_read_pods(&t, c.pods, NULL, &err))
+        failed = c.pods;
+    if (failed) {
         fx_trace_free(&t);
-        return die(err.msg);
+        int rc = die(err.msg);
+        if (err.code == FLEXPU_EIO && (failed == default_nodes || failed == default_pods))
+            fprintf(stderr,
+                    "flexpu-sim: the default trace is the public Alibaba GPU trace v2023 "
+                    "(openb_node_list_gpu_node.csv and openb_pod_list_*.csv), published at "
+                    "https://github.com/alibaba/clusterdata/tree/master/cluster-trace-gpu-v2023; "
+                    "put it in %s, set FLEXPU_TRACE_DIR=DIR, or pass --nodes and --pods\n",
+                    trace_dir());
+        return rc;
     }
     if (c.synth_nodes > 0 && synthesize(&t, c.synth_nodes, &err)) {
         fx_trace_free(&t);

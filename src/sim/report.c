@@ -64,7 +64,7 @@ void fx_report_table(FILE *f, const struct fx_summary *s, int n, const char *tra
 {
     fprintf(f, "trace: %s (%d seeds)\n", trace, n ? s[0].runs : 0);
     fprintf(f, "%-8s %14s %14s %18s %12s %16s %14s %8s\n", "policy", "alloc@100%", "alloc@130%",
-            "unalloc GPUs@130%", "frag@130%", "pods placed", "GPUs demanded*", "s/run");
+            "unalloc GPUs@130%", "frag@130%", "pods placed/arr.", "GPUs demanded*", "s/run");
     for (int i = 0; i < n; i++) {
         fprintf(f, "%-8s %7.2f ± %4.2f %7.2f ± %4.2f %10.1f ± %5.1f ", s[i].policy,
                 s[i].alloc100.mean, s[i].alloc100.sd, s[i].alloc130.mean, s[i].alloc130.sd,
@@ -79,6 +79,16 @@ void fx_report_table(FILE *f, const struct fx_summary *s, int n, const char *tra
     fprintf(f, "alloc: allocated GPU share of capacity (%%) when arrived demand reaches 100%% "
                "and 130%%; frag: FGD fragmentation (%% of capacity);\n* GPUs demanded: the "
                "requested GPU total of the pods placed (a share counts as its fraction).\n");
+    fprintf(f, "Each figure is the mean (± standard deviation) over the seeds; pods placed/arr.: "
+               "pods placed of pods arrived at 130%%.\n");
+    for (int i = 0; i < n; i++)
+        if (!strcmp(s[i].policy, "whole")) {
+            fprintf(f, "whole: every share rounded up to a whole GPU (no slicing); its alloc and "
+                       "frag count the rounded-up GPUs it hands out, not the demand it serves "
+                       "(compare GPUs demanded), so its low fragmentation is not a better "
+                       "packing.\n");
+            break;
+        }
 }
 
 static FILE *open_out(const char *path, struct flexpu_error *err)
