@@ -43,6 +43,24 @@ struct flexpu_gpu_info {
     int topo_group;     /* NVLink/PCIe-switch island; GPUs with equal values are close */
 };
 
+/* Node labels and taints, as Kubernetes has them. A toleration's effect
+ * may be FLEXPU_TAINT_ANY (every effect); a taint's may not. */
+enum flexpu_taint_effect {
+    FLEXPU_TAINT_ANY = 0,
+    FLEXPU_TAINT_NO_SCHEDULE,
+    FLEXPU_TAINT_PREFER_NO_SCHEDULE,
+    FLEXPU_TAINT_NO_EXECUTE,
+};
+
+struct flexpu_label {
+    const char *key, *value;
+};
+
+struct flexpu_taint {
+    const char *key, *value; /* value may be NULL (empty) */
+    enum flexpu_taint_effect effect;
+};
+
 struct flexpu_node_info {
     const char *name;
     int64_t cpu_milli;
@@ -50,6 +68,12 @@ struct flexpu_node_info {
     const char *labels; /* "k=v,k=v" (copied), may be NULL */
     int ngpu;
     struct flexpu_gpu_info gpus[FLEXPU_MAX_GPUS];
+    /* More labels as pairs, and the node's taints (both copied; nodes with
+     * equal sets share one copy). See "Node filters" below. */
+    const struct flexpu_label *label_list;
+    int nlabel_list;
+    const struct flexpu_taint *taints;
+    int ntaints;
 };
 
 /* A request. Callers fill it in; model_mask comes from flexpu_engine_models(). */
@@ -84,6 +108,8 @@ enum flexpu_reject {
     FLEXPU_REJECT_MEMORY,
     FLEXPU_REJECT_GPU_FREE,  /* not enough GPUs with the share free */
     FLEXPU_REJECT_GPU_MEMORY,
+    FLEXPU_REJECT_TAINT,     /* a NoSchedule/NoExecute taint the pod does not tolerate */
+    FLEXPU_REJECT_AFFINITY,  /* the pod's node selector or required node affinity */
     FLEXPU_REJECT_COUNT_
 };
 
@@ -179,6 +205,84 @@ int flexpu_engine_release(struct flexpu_engine *e, int64_t alloc_id, struct flex
 int flexpu_engine_place(struct flexpu_engine *e, const struct flexpu_pod_req *req,
                         struct flexpu_rng *rng, struct flexpu_placement *out, int64_t *alloc_id,
                         struct flexpu_noplace *why);
+
+/* ---- Node filters: kube-scheduler's TaintToleration and NodeAffinity ----
+ *
+ * A pod's constraints on nodes, evaluated like kube-scheduler's plugins of
+ * those names (docs/SCHEDULING.md, "Node filters"):
+ *  - a node with a NoSchedule or NoExecute taint that no toleration of the
+ *    pod tolerates is not feasible; PreferNoSchedule taints it does not
+ *    tolerate lower the node's preference;
+ *  - every nodeSelector pair must be a label of the node;
+ *  - of the required affinity terms at least one must match (a term matches
+ *    when all its requirements do; a term without any matches nothing);
+ *  - the preferred terms a node matches add their weights (1-100) to its
+ *    preference.
+ * Among feasible nodes the most preferred win (kube-scheduler's scores of
+ * the two plugins, normalised over the feasible nodes and weighed 2 and 3 as
+ * in its default configuration); the policy's cost decides among nodes of
+ * equal preference, and the tie rule among nodes of equal cost. */
+enum flexpu_toleration_op {
+    FLEXPU_TOL_EQUAL = 0,  /* key and value equal ("" operator is Equal) */
+    FLEXPU_TOL_EXISTS,     /* any value; with an empty key, every taint */
+    FLEXPU_TOL_LT,         /* the taint's value, an integer, below the toleration's */
+    FLEXPU_TOL_GT,         /* ... above it */
+};
+
+enum flexpu_match_op {
+    FLEXPU_MATCH_IN = 0,
+    FLEXPU_MATCH_NOT_IN,   /* also true when the label is absent */
+    FLEXPU_MATCH_EXISTS,
+    FLEXPU_MATCH_DOES_NOT_EXIST,
+    FLEXPU_MATCH_GT,       /* the label's value, an integer, above the one value */
+    FLEXPU_MATCH_LT,
+};
+
+struct flexpu_filter;
+
+/* A new empty filter (every node passes, taints still count). NULL when
+ * out of memory. Filters copy every string they are given. */
+struct flexpu_filter *flexpu_filter_new(void);
+void flexpu_filter_free(struct flexpu_filter *f);
+
+/* Each adder returns 0, FLEXPU_EINVAL naming the value and the rule it
+ * breaks (an empty key with Equal, a value with Exists, a non-integer for
+ * Lt/Gt, a weight outside 1-100...), or FLEXPU_ENOMEM; the filter is then
+ * as it was. */
+int flexpu_filter_add_toleration(struct flexpu_filter *f, const char *key,
+                                 enum flexpu_toleration_op op, const char *value,
+                                 enum flexpu_taint_effect effect, struct flexpu_error *err);
+/* A nodeSelector pair: the node must have label key = value. */
+int flexpu_filter_add_selector(struct flexpu_filter *f, const char *key, const char *value,
+                               struct flexpu_error *err);
+/* Starts an affinity term: weight 0 for a required term, 1-100 for a
+ * preferred one. Requirements added next belong to it. */
+int flexpu_filter_add_term(struct flexpu_filter *f, int weight, struct flexpu_error *err);
+/* A requirement of the last term, on a label (field false) or on a node
+ * field (field true: only "metadata.name", with In or NotIn and one value).
+ * In/NotIn take one or more values, Exists/DoesNotExist none, Gt/Lt one
+ * integer. */
+int flexpu_filter_add_match(struct flexpu_filter *f, bool field, const char *key,
+                            enum flexpu_match_op op, const char *const *values, int nvalues,
+                            struct flexpu_error *err);
+
+/* decide/place for a pod with node constraints; f NULL is no constraint
+ * (flexpu_engine_decide and _place are these with NULL). Untolerated taints
+ * apply to every pod. */
+int flexpu_engine_decide_filtered(struct flexpu_engine *e, const struct flexpu_pod_req *req,
+                                  const struct flexpu_filter *f, struct flexpu_rng *rng,
+                                  struct flexpu_placement *out, struct flexpu_noplace *why);
+int flexpu_engine_place_filtered(struct flexpu_engine *e, const struct flexpu_pod_req *req,
+                                 const struct flexpu_filter *f, struct flexpu_rng *rng,
+                                 struct flexpu_placement *out, int64_t *alloc_id,
+                                 struct flexpu_noplace *why);
+
+/* Whether node `id` passes f (-1) or the first filter it fails
+ * (FLEXPU_REJECT_TAINT or FLEXPU_REJECT_AFFINITY), and its preference
+ * inputs: the weights of the preferred terms it matches and its
+ * PreferNoSchedule taints f does not tolerate. For tests and tools. */
+int flexpu_engine_node_filter(const struct flexpu_engine *e, int id, const struct flexpu_filter *f,
+                              int *affinity, int *intolerable);
 
 void flexpu_engine_stats(const struct flexpu_engine *e, struct flexpu_stats *out);
 

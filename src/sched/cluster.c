@@ -39,8 +39,7 @@ void flexpu_engine_free(struct flexpu_engine *e)
         return;
     for (int i = 0; i < e->nlive; i++)
         fx_free(e->live[i]);
-    for (int i = 0; i < e->nnodes; i++)
-        fx_free(e->nodes[i].labels);
+    fx_attrs_free_all(e);
     fx_free(e->live);
     fx_free(e->type_rep);
     fx_free(e->buckets);
@@ -349,7 +348,8 @@ void fx_refrag(struct flexpu_engine *e)
 
 static int same_spec(const struct fx_node *a, const struct fx_node *b)
 {
-    if (a->cpu_cap != b->cpu_cap || a->mem_cap != b->mem_cap || a->ngpu != b->ngpu)
+    if (a->cpu_cap != b->cpu_cap || a->mem_cap != b->mem_cap || a->ngpu != b->ngpu ||
+        a->attrs != b->attrs)
         return 0;
     for (int g = 0; g < a->ngpu; g++)
         if (a->model[g] != b->model[g] || a->gmem_cap[g] != b->gmem_cap[g] ||
@@ -378,6 +378,9 @@ static int assign_type(struct flexpu_engine *e, struct fx_node *n)
     }
     e->type_rep[e->ntypes] = e->nnodes; /* the node about to be added */
     n->type = e->ntypes++;
+    /* The type keeps its label set: its representative may be removed, and
+     * the set's id must not go to another set while the type can match. */
+    fx_attrs_ref(e, n->attrs);
     return 0;
 }
 
@@ -449,8 +452,9 @@ int flexpu_engine_add_node(struct flexpu_engine *e, const struct flexpu_node_inf
     struct fx_node n;
     memset(&n, 0, sizeof(n));
     memcpy(n.name, in->name, strlen(in->name) + 1);
-    if (in->labels && !(n.labels = fx_strdup(in->labels)))
-        return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory adding node %s", in->name);
+    rc = fx_attrs_intern(e, in, &n.attrs, err);
+    if (rc)
+        return rc;
     n.alive = 1;
     n.type = -1;
     n.cpu_cap = in->cpu_milli;
@@ -469,7 +473,7 @@ int flexpu_engine_add_node(struct flexpu_engine *e, const struct flexpu_node_inf
             n.symmetric = 0;
     }
     if (assign_type(e, &n)) {
-        fx_free(n.labels);
+        fx_attrs_unref(e, n.attrs);
         return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory adding node %s", in->name);
     }
     int nid = e->nnodes;
@@ -477,13 +481,17 @@ int flexpu_engine_add_node(struct flexpu_engine *e, const struct flexpu_node_inf
     e->nodes[nid] = n;
     struct fx_class *c = class_of_state(e, &e->nodes[nid]);
     if (!c) {
-        fx_free(e->nodes[nid].labels);
-        if (n.type == e->ntypes - 1 && e->type_rep[n.type] == nid)
+        if (n.type == e->ntypes - 1 && e->type_rep[n.type] == nid) {
             e->ntypes--; /* the type was made for this node */
+            fx_attrs_unref(e, n.attrs);
+        }
+        fx_attrs_unref(e, n.attrs);
         return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory adding node %s", in->name);
     }
     e->nnodes++;
     node_join(e, nid, c);
+    if (n.attrs >= 0 && e->attrs[n.attrs]->prefer_taints)
+        e->prefer_nodes++;
     struct flexpu_stats *s = &e->stats;
     s->nodes++;
     s->gpus += n.ngpu;
@@ -790,6 +798,9 @@ int flexpu_engine_remove_node(struct flexpu_engine *e, int id, int *released,
     }
     node_unlink(e, n);
     n->alive = 0;
+    if (n->attrs >= 0 && e->attrs[n->attrs]->prefer_taints)
+        e->prefer_nodes--;
+    fx_attrs_unref(e, n->attrs); /* the node's; its type may keep the set */
     struct flexpu_stats *s = &e->stats;
     s->nodes--;
     s->gpus -= n->ngpu;

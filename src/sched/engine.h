@@ -51,9 +51,42 @@ struct fx_class {
     int memo_next;          /* round-robin replacement */
 };
 
+/* An interned set of labels and taints (filter.c). Nodes with equal sets
+ * share one: the daemon's 1,000s of nodes are a few pools. A node's
+ * kubernetes.io/hostname label equal to its own name (every kubelet sets
+ * one) is kept out of the set, as a flag, so that it does not make every
+ * node's set (and class) its own. One allocation holds the set, its arrays
+ * and its strings. */
+#define FX_LABEL_HOSTNAME "kubernetes.io/hostname"
+struct fx_kv {
+    const char *key, *value;
+};
+struct fx_ntaint {
+    const char *key, *value;
+    int effect; /* enum flexpu_taint_effect, never ANY */
+};
+struct fx_attrs {
+    uint64_t hash;
+    int refs;            /* live nodes with it, plus one per type it defines */
+    int hostname;        /* kubernetes.io/hostname = the node's name */
+    int nlabels, ntaints;
+    int hard_taints;     /* NoSchedule and NoExecute */
+    int prefer_taints;   /* PreferNoSchedule */
+    struct fx_kv *labels;     /* sorted by key */
+    struct fx_ntaint *taints; /* sorted by key, effect, value */
+};
+
+/* One decision's verdict on an attribute set (filter.c). */
+struct fx_attr_eval {
+    int reason;     /* -1 passes, else FLEXPU_REJECT_TAINT / _AFFINITY */
+    int affinity;   /* weights of the preferred terms matched */
+    int intolerable; /* PreferNoSchedule taints not tolerated */
+    int bad_taint;  /* index of the first untolerated hard taint, -1 */
+};
+
 struct fx_node {
     char name[FLEXPU_NAME_MAX];
-    char *labels;
+    int attrs; /* index in engine->attrs, -1: no labels or taints */
     int alive;
     int type; /* static-spec id; nodes with equal specs share it */
     int symmetric; /* all GPUs interchangeable: class key may sort GPUs */
@@ -136,6 +169,11 @@ struct flexpu_engine {
 
     struct flexpu_stats stats; /* frag_milli/classes derived on read */
     double frag_total;
+
+    struct fx_attrs **attrs;        /* interned label/taint sets; NULL: a free slot */
+    struct fx_attr_eval *attr_eval; /* per set, filled by each decision (no allocation there) */
+    int nattrs, cap_attrs;
+    int prefer_nodes; /* live nodes with a PreferNoSchedule taint */
 };
 
 /* A node's free resources, the input of every scoring function. Scoring a
@@ -172,5 +210,23 @@ double fx_frag_cpu_idle(const struct fx_workload *w, const struct fx_view *v);
 
 /* workload.c */
 void fx_workload_clear(struct fx_workload *w);
+
+/* filter.c: label and taint sets, and evaluating a pod's filter on them. */
+/* Interns the labels and taints of in; *id receives the set (-1 when the
+ * node has none) with a reference taken. Errors name the field. */
+int fx_attrs_intern(struct flexpu_engine *e, const struct flexpu_node_info *in, int *id,
+                    struct flexpu_error *err);
+void fx_attrs_ref(struct flexpu_engine *e, int id);
+void fx_attrs_unref(struct flexpu_engine *e, int id);
+void fx_attrs_free_all(struct flexpu_engine *e);
+/* Whether f's verdict depends on the node's name (metadata.name, or the
+ * kubernetes.io/hostname label), so that it is evaluated node by node. */
+int fx_filter_name_dep(const struct flexpu_filter *f);
+int fx_filter_has_preferred(const struct flexpu_filter *f);
+/* f (NULL: none) on a set (NULL: none) of the node `name`. */
+void fx_filter_eval(const struct flexpu_filter *f, const struct fx_attrs *a, const char *name,
+                    struct fx_attr_eval *out);
+/* Describes a hard taint for a message: "{key=value:NoSchedule}". */
+void fx_taint_describe(const struct fx_ntaint *t, char *buf, size_t len);
 
 #endif

@@ -117,7 +117,7 @@ static void describe_models(const struct flexpu_engine *e, uint64_t mask, char *
 }
 
 static void explain(const struct flexpu_engine *e, const struct flexpu_pod_req *r,
-                    struct flexpu_noplace *why)
+                    const char *taint, struct flexpu_noplace *why)
 {
     char models[96] = "", what[128];
     describe_models(e, r->model_mask, models, sizeof(models));
@@ -129,14 +129,16 @@ static void explain(const struct flexpu_engine *e, const struct flexpu_pod_req *
                  r->gpu_mem_mib ? " and the memory" : "");
     static const char *const names[FLEXPU_REJECT_COUNT_] = {
         "gpu model constraint", "too few GPUs", "insufficient cpu", "insufficient memory",
-        "no room on enough GPUs", "insufficient GPU memory"};
+        "no room on enough GPUs", "insufficient GPU memory", "untolerated taint",
+        "node affinity/selector mismatch"};
     int off = snprintf(why->text, sizeof(why->text), "no node fits %s (cpu %lldm, memory %lldMi): "
                        "0/%d nodes available",
                        what, (long long)r->cpu_milli, (long long)r->mem_mib, why->nodes);
     for (int i = 0; i < FLEXPU_REJECT_COUNT_ && off < (int)sizeof(why->text); i++)
         if (why->rejected[i])
-            off += snprintf(why->text + off, sizeof(why->text) - (size_t)off, ", %d %s",
-                            why->rejected[i], names[i]);
+            off += snprintf(why->text + off, sizeof(why->text) - (size_t)off, ", %d %s%s%s",
+                            why->rejected[i], names[i], i == FLEXPU_REJECT_TAINT ? " " : "",
+                            i == FLEXPU_REJECT_TAINT ? taint : "");
 }
 
 static struct fx_memo *memo_find(struct fx_class *c, const struct flexpu_pod_req *r,
@@ -161,9 +163,103 @@ static void memo_put(struct fx_class *c, const struct flexpu_pod_req *r, uint64_
                           r->num_gpu,   r->gpu_milli, epoch,     cost, ok};
 }
 
-int flexpu_engine_decide(struct flexpu_engine *e, const struct flexpu_pod_req *req,
-                         struct flexpu_rng *rng, struct flexpu_placement *out,
-                         struct flexpu_noplace *why)
+/* A decision in progress: the best candidate so far. A candidate is a
+ * class (every member alike) or, for filters that depend on the node's
+ * name, one member of a class. */
+struct pick {
+    struct flexpu_engine *e;
+    struct flexpu_rng *rng;
+    int by_priority;
+    struct fx_choice best;
+    struct fx_class *best_cls;
+    int best_node;
+    int best_memo; /* best's cost came from the cache: its GPUs are still to be chosen */
+    int best_pref;
+    int64_t tied; /* nodes sharing the best preference and cost so far */
+};
+
+/* Offers candidate `node` (a member of c standing for `count` nodes) of
+ * preference pref and choice ch. Preference first, then cost, then the
+ * tie rule. */
+static void offer(struct pick *k, struct fx_class *c, int node, int64_t count, int pref,
+                  const struct fx_choice *ch, int memo)
+{
+    struct flexpu_engine *e = k->e;
+    /* Costs are sums of the same terms in different orders: compare with
+     * a tolerance so equal placements tie. */
+    double tol = 1e-9 * (fabs(ch->cost) + fabs(k->best.cost) + 1.0);
+    int same_pref = k->tied > 0 && pref == k->best_pref;
+    int better = k->tied == 0 || pref > k->best_pref ||
+                 (same_pref && ch->cost < k->best.cost - tol);
+    int tie = !better && same_pref && ch->cost <= k->best.cost + tol;
+    int take = better;
+    if (k->by_priority) {
+        /* The class's member of smallest priority stands for it; among
+         * tied classes the smallest such member wins. */
+        if (!better && !tie)
+            return;
+        int cand = node >= 0 ? node : fx_class_prio_node(e, c);
+        take = better || e->nodes[cand].prio < e->nodes[k->best_node].prio ||
+               (e->nodes[cand].prio == e->nodes[k->best_node].prio && cand < k->best_node);
+        node = cand;
+        k->tied = better ? count : k->tied + count;
+    } else if (better) {
+        k->tied = count;
+    } else if (tie) {
+        k->tied += count;
+        take = k->rng && flexpu_rng_below(k->rng, (uint64_t)k->tied) < (uint64_t)count;
+    }
+    if (!take)
+        return;
+    k->best = *ch;
+    k->best_cls = c;
+    k->best_node = node >= 0 ? node : c->head;
+    k->best_memo = memo;
+    k->best_pref = pref;
+}
+
+/* kube-scheduler's scores for the two plugins, normalised over the
+ * feasible nodes as it does (DefaultNormalizeScore, integer division) and
+ * weighed as in its default configuration: NodeAffinity 2, TaintToleration
+ * 3 (reversed: fewer untolerated PreferNoSchedule taints score higher). */
+static int preference(const struct fx_attr_eval *v, int max_aff, int max_intol)
+{
+    int aff = max_aff > 0 ? 100 * v->affinity / max_aff : 0;
+    int taint = max_intol > 0 ? 100 - 100 * v->intolerable / max_intol : 100;
+    return 2 * aff + 3 * taint;
+}
+
+static const struct fx_attrs *node_attrs(const struct flexpu_engine *e, const struct fx_node *n)
+{
+    return n->attrs >= 0 ? e->attrs[n->attrs] : NULL;
+}
+
+/* The filter's verdict on node n: per set (computed once per decision) or,
+ * when it depends on the name, on the node itself into *tmp. */
+static const struct fx_attr_eval *verdict(const struct flexpu_engine *e,
+                                          const struct flexpu_filter *f, int name_dep,
+                                          const struct fx_attr_eval *plain,
+                                          const struct fx_node *n, struct fx_attr_eval *tmp)
+{
+    if (name_dep) {
+        fx_filter_eval(f, node_attrs(e, n), n->name, tmp);
+        return tmp;
+    }
+    return n->attrs >= 0 ? &e->attr_eval[n->attrs] : plain;
+}
+
+/* Notes the first untolerated taint seen, for the message. */
+static void note_taint(const struct flexpu_engine *e, const struct fx_node *n,
+                       const struct fx_attr_eval *v, char *buf, size_t len)
+{
+    if (buf[0] || v->reason != FLEXPU_REJECT_TAINT || v->bad_taint < 0)
+        return;
+    fx_taint_describe(&node_attrs(e, n)->taints[v->bad_taint], buf, len);
+}
+
+int flexpu_engine_decide_filtered(struct flexpu_engine *e, const struct flexpu_pod_req *req,
+                                  const struct flexpu_filter *f, struct flexpu_rng *rng,
+                                  struct flexpu_placement *out, struct flexpu_noplace *why)
 {
     struct flexpu_noplace local;
     if (!why)
@@ -177,100 +273,133 @@ int flexpu_engine_decide(struct flexpu_engine *e, const struct flexpu_pod_req *r
     }
     struct flexpu_pod_req r;
     flexpu_engine_effective_req(e, req, &r);
-    struct fx_choice best = {0};
-    struct fx_class *best_cls = NULL; /* set when best's GPUs are still to be chosen */
-    int best_node = -1;               /* node priority rule: the winning node */
-    int64_t tied = 0; /* nodes sharing the best cost so far */
-    int by_priority = fx_engine_ties(e) == FX_TIES_NODE_PRIORITY;
+    /* The filter on each label set once (sets are few: a cluster's pools),
+     * unless it reads the node's name. */
+    int name_dep = fx_filter_name_dep(f);
+    struct fx_attr_eval plain, tmp;
+    fx_filter_eval(f, NULL, NULL, &plain);
+    for (int i = 0; i < e->nattrs && !name_dep; i++)
+        if (e->attrs[i])
+            fx_filter_eval(f, e->attrs[i], NULL, &e->attr_eval[i]);
+    /* Preferences need the feasible nodes' maxima first (kube-scheduler
+     * normalises over them): a pass without the policy. */
+    int max_aff = 0, max_intol = 0;
+    if (fx_filter_has_preferred(f) || e->prefer_nodes > 0) {
+        for (int i = 0; i < e->nlive; i++) {
+            struct fx_class *c = e->live[i];
+            struct fx_view v;
+            fx_view_of(&e->nodes[c->head], &v);
+            if (reject_reason(&e->nodes[c->head], &v, &r) >= 0)
+                continue;
+            for (int id = c->head; id >= 0; id = name_dep ? e->nodes[id].next : -1) {
+                const struct fx_attr_eval *ve = verdict(e, f, name_dep, &plain, &e->nodes[id],
+                                                        &tmp);
+                if (ve->reason >= 0)
+                    continue;
+                max_aff = ve->affinity > max_aff ? ve->affinity : max_aff;
+                max_intol = ve->intolerable > max_intol ? ve->intolerable : max_intol;
+            }
+        }
+    }
+    char taint[128] = "";
+    struct pick k = {.e = e, .rng = rng, .best_node = -1,
+                     .by_priority = fx_engine_ties(e) == FX_TIES_NODE_PRIORITY};
     for (int i = 0; i < e->nlive; i++) {
         struct fx_class *c = e->live[i];
         const struct fx_node *n = &e->nodes[c->head];
+        const struct fx_attr_eval *ve = NULL;
+        if (!name_dep) {
+            ve = verdict(e, f, 0, &plain, n, &tmp);
+            if (ve->reason >= 0) {
+                why->rejected[ve->reason] += c->count;
+                note_taint(e, n, ve, taint, sizeof(taint));
+                continue;
+            }
+        }
         struct fx_view v;
         fx_view_of(n, &v);
         int reason = reject_reason(n, &v, &r);
-        if (reason >= 0) {
+        if (reason >= 0 && !name_dep) {
             why->rejected[reason] += c->count;
             continue;
         }
         struct fx_eval_ctx ctx = {e, c, rng};
         struct fx_choice ch;
-        struct fx_memo *m = e->policy->memo ? memo_find(c, &r, e->memo_epoch) : NULL;
-        int ok;
-        if (m) {
-            ok = m->ok;
-            ch.cost = m->cost;
-        } else {
-            ok = e->policy->eval(&ctx, &v, &r, &ch);
-            if (e->policy->memo)
-                memo_put(c, &r, e->memo_epoch, ok, ch.cost);
-        }
-        if (!ok) {
-            why->rejected[FLEXPU_REJECT_GPU_FREE] += c->count;
-            continue;
-        }
-        ch.p.node = c->head;
-        /* Costs are sums of the same terms in different orders: compare with
-         * a tolerance so equal placements tie. */
-        double tol = 1e-9 * (fabs(ch.cost) + fabs(best.cost) + 1.0);
-        int better = tied == 0 || ch.cost < best.cost - tol;
-        int tie = !better && ch.cost <= best.cost + tol;
-        if (by_priority) {
-            /* The class's member of smallest priority stands for it; among
-             * tied classes the smallest such member wins. */
-            if (better || tie) {
-                int cand = fx_class_prio_node(e, c);
-                if (better || e->nodes[cand].prio < e->nodes[best_node].prio ||
-                    (e->nodes[cand].prio == e->nodes[best_node].prio && cand < best_node)) {
-                    best = ch;
-                    best_cls = c;
-                    best_node = cand;
+        int ok = -1, memo = 0; /* -1: not evaluated yet */
+        for (int id = c->head; id >= 0; id = name_dep ? e->nodes[id].next : -1) {
+            if (name_dep) {
+                ve = verdict(e, f, 1, &plain, &e->nodes[id], &tmp);
+                if (ve->reason >= 0) {
+                    why->rejected[ve->reason]++;
+                    note_taint(e, &e->nodes[id], ve, taint, sizeof(taint));
+                    continue;
                 }
-                tied = better ? c->count : tied + c->count;
+                if (reason >= 0) {
+                    why->rejected[reason]++;
+                    continue;
+                }
             }
-        } else if (better) {
-            best = ch;
-            best_cls = m ? c : NULL;
-            tied = c->count;
-        } else if (tie) {
-            tied += c->count;
-            if (rng && flexpu_rng_below(rng, (uint64_t)tied) < (uint64_t)c->count) {
-                best = ch;
-                best_cls = m ? c : NULL;
+            if (ok < 0) {
+                struct fx_memo *m = e->policy->memo ? memo_find(c, &r, e->memo_epoch) : NULL;
+                if (m) {
+                    ok = m->ok;
+                    ch.cost = m->cost;
+                    memo = 1;
+                } else {
+                    ok = e->policy->eval(&ctx, &v, &r, &ch);
+                    if (e->policy->memo)
+                        memo_put(c, &r, e->memo_epoch, ok, ch.cost);
+                }
+                ch.p.node = c->head;
             }
+            if (!ok) {
+                why->rejected[FLEXPU_REJECT_GPU_FREE] += name_dep ? 1 : c->count;
+                continue;
+            }
+            offer(&k, c, name_dep ? id : -1, name_dep ? 1 : c->count,
+                  preference(ve, max_aff, max_intol), &ch, memo);
         }
     }
-    if (tied == 0) {
-        explain(e, &r, why);
+    if (k.tied == 0) {
+        explain(e, &r, taint, why);
         return FLEXPU_ENOFIT;
     }
-    if (by_priority && (best_node != best_cls->head || e->policy->memo)) {
-        /* The winner is not the member evaluated (a member whose GPUs may
-         * be numbered differently), or its cost came from the cache:
-         * choose its GPUs on its own state, with the deterministic
-         * evaluation that produced the cost. */
+    /* Choose the winner's GPUs on its own state when the winner is not the
+     * member evaluated (a member whose GPUs may be numbered differently) or
+     * its cost came from the cache, with the deterministic evaluation that
+     * produced the cost. (Under the node-priority rule a cacheable policy
+     * always evaluates again.) */
+    if (k.best_node != k.best_cls->head || k.best_memo || (k.by_priority && e->policy->memo)) {
         struct fx_view v;
-        fx_view_of(&e->nodes[best_node], &v);
-        struct fx_eval_ctx ctx = {e, best_cls, rng};
-        e->policy->eval(&ctx, &v, &r, &best);
-        best.p.node = best_node;
-    } else if (!by_priority && best_cls) {
-        /* The winner's cost came from the cache: choose its GPUs now (the
-         * same deterministic evaluation that produced the cost). */
-        struct fx_view v;
-        fx_view_of(&e->nodes[best_cls->head], &v);
-        struct fx_eval_ctx ctx = {e, best_cls, rng};
-        e->policy->eval(&ctx, &v, &r, &best);
-        best.p.node = best_cls->head;
+        fx_view_of(&e->nodes[k.best_node], &v);
+        struct fx_eval_ctx ctx = {e, k.best_cls, rng};
+        e->policy->eval(&ctx, &v, &r, &k.best);
     }
-    *out = best.p;
+    k.best.p.node = k.best_node;
+    *out = k.best.p;
     return 0;
+}
+
+int flexpu_engine_decide(struct flexpu_engine *e, const struct flexpu_pod_req *req,
+                         struct flexpu_rng *rng, struct flexpu_placement *out,
+                         struct flexpu_noplace *why)
+{
+    return flexpu_engine_decide_filtered(e, req, NULL, rng, out, why);
 }
 
 int flexpu_engine_place(struct flexpu_engine *e, const struct flexpu_pod_req *req,
                         struct flexpu_rng *rng, struct flexpu_placement *out, int64_t *alloc_id,
                         struct flexpu_noplace *why)
 {
-    int rc = flexpu_engine_decide(e, req, rng, out, why);
+    return flexpu_engine_place_filtered(e, req, NULL, rng, out, alloc_id, why);
+}
+
+int flexpu_engine_place_filtered(struct flexpu_engine *e, const struct flexpu_pod_req *req,
+                                 const struct flexpu_filter *f, struct flexpu_rng *rng,
+                                 struct flexpu_placement *out, int64_t *alloc_id,
+                                 struct flexpu_noplace *why)
+{
+    int rc = flexpu_engine_decide_filtered(e, req, f, rng, out, why);
     if (rc)
         return rc;
     struct flexpu_pod_req r;
