@@ -2,6 +2,7 @@
 #include "kube/contract.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "flexpu/quantity.h"
@@ -173,15 +174,8 @@ int fx_pod_spec_parse(json_t *pod, struct fx_pod_spec *o, struct flexpu_error *e
         o->mem_bytes += m;
     }
     o->wants_gpu = gpu_ctrs > 0;
-    /* The engine has no per-pod node filter yet: refusing is honest, placing
-     * as if the constraint were absent would not be. */
-    json_t *sel = json_object_get(spec, "nodeSelector");
-    if (json_object_size(sel) > 0)
-        return bad(err, "spec.nodeSelector", json_object_iter_key(json_object_iter(sel)),
-                   "node selectors are not supported by flexpu-scheduler yet");
-    if (kube_get(spec, "affinity.nodeAffinity") || kube_get(spec, "affinity.podAffinity") ||
-        kube_get(spec, "affinity.podAntiAffinity"))
-        return bad(err, "spec.affinity", "", "affinity is not supported by flexpu-scheduler yet");
+    /* Node constraints are read by fx_pod_filter_parse (the scheduler's
+     * business; the node agent reads this function too). */
 
     json_t *ann = kube_get(pod, "metadata.annotations");
     const char *s = json_string_value(json_object_get(ann, FX_ANN_CORES_LIMIT));
@@ -454,16 +448,8 @@ int fx_node_allocatable(json_t *node, int64_t *cpu_milli, int64_t *mem_bytes,
 
 bool fx_node_cordoned(json_t *node)
 {
-    if (json_is_true(kube_get(node, "spec.unschedulable")))
-        return true;
     size_t i;
     json_t *t;
-    json_array_foreach(kube_get(node, "spec.taints"), i, t)
-    {
-        const char *eff = json_string_value(json_object_get(t, "effect"));
-        if (eff && (strcmp(eff, "NoSchedule") == 0 || strcmp(eff, "NoExecute") == 0))
-            return true;
-    }
     json_array_foreach(kube_get(node, "status.conditions"), i, t)
     {
         const char *type = json_string_value(json_object_get(t, "type"));
@@ -473,4 +459,380 @@ bool fx_node_cordoned(json_t *node)
         }
     }
     return false;
+}
+
+/* ---- node filters: labels, taints, tolerations, affinity ---- */
+
+#define FNV_OFFSET 0xcbf29ce484222325ULL
+#define FNV_PRIME  0x100000001b3ULL
+
+static uint64_t hash_str(uint64_t h, const char *s)
+{
+    for (; s && *s; s++)
+        h = (h ^ (unsigned char)*s) * FNV_PRIME;
+    return (h ^ 0xff) * FNV_PRIME;
+}
+
+static const char *const effect_names[] = {"", "NoSchedule", "PreferNoSchedule", "NoExecute"};
+
+/* An effect name, "" allowed only for tolerations; -1 when unknown. */
+static int effect_parse(const char *s, bool empty_ok)
+{
+    if (!s || !*s)
+        return empty_ok ? FLEXPU_TAINT_ANY : -1;
+    for (int i = 1; i < 4; i++)
+        if (strcmp(s, effect_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+/* A string member of obj (absent: NULL; present but not a string: error). */
+static int opt_str(json_t *obj, const char *name, const char *field, const char **out,
+                   struct flexpu_error *err)
+{
+    json_t *v = json_object_get(obj, name);
+    *out = NULL;
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_string(v))
+        return bad(err, field, "", "must be a string");
+    *out = json_string_value(v);
+    return 0;
+}
+
+void fx_node_attrs_free(struct fx_node_attrs *a)
+{
+    free(a->labels);
+    free(a->taints);
+    memset(a, 0, sizeof(*a));
+}
+
+int fx_node_attrs_parse(json_t *node, struct fx_node_attrs *out, struct flexpu_error *err)
+{
+    memset(out, 0, sizeof(*out));
+    json_t *labels = kube_get(node, "metadata.labels");
+    json_t *taints = kube_get(node, "spec.taints");
+    bool unsched = json_is_true(kube_get(node, "spec.unschedulable"));
+    if (labels && !json_is_object(labels) && !json_is_null(labels))
+        return bad(err, "metadata.labels", "", "must be an object of strings");
+    if (taints && !json_is_array(taints) && !json_is_null(taints))
+        return bad(err, "spec.taints", "", "must be an array of taints");
+    size_t nl = json_object_size(labels), nt = json_array_size(taints) + (unsched ? 1 : 0);
+    out->labels = nl ? calloc(nl, sizeof(*out->labels)) : NULL;
+    out->taints = nt ? calloc(nt, sizeof(*out->taints)) : NULL;
+    if ((nl && !out->labels) || (nt && !out->taints)) {
+        fx_node_attrs_free(out);
+        return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory reading a node's labels");
+    }
+    uint64_t h = FNV_OFFSET;
+    char field[128];
+    const char *key;
+    json_t *v;
+    json_object_foreach(labels, key, v)
+    {
+        if (!json_is_string(v)) {
+            snprintf(field, sizeof(field), "metadata.labels[%.80s]", key);
+            fx_node_attrs_free(out);
+            return bad(err, field, "", "must be a string");
+        }
+        out->labels[out->nlabels].key = key;
+        out->labels[out->nlabels++].value = json_string_value(v);
+        h = hash_str(hash_str(h, key), json_string_value(v));
+    }
+    h = (h ^ 0xfe) * FNV_PRIME;
+    size_t i;
+    json_t *t;
+    bool have_unsched = false;
+    json_array_foreach(taints, i, t)
+    {
+        const char *k, *val, *eff;
+        snprintf(field, sizeof(field), "spec.taints[%zu].key", i);
+        int rc = opt_str(t, "key", field, &k, err);
+        if (!rc && (!k || !*k))
+            rc = bad(err, field, k, "a taint needs a key");
+        if (!rc) {
+            snprintf(field, sizeof(field), "spec.taints[%zu].value", i);
+            rc = opt_str(t, "value", field, &val, err);
+        }
+        if (!rc) {
+            snprintf(field, sizeof(field), "spec.taints[%zu].effect", i);
+            rc = opt_str(t, "effect", field, &eff, err);
+        }
+        int e = rc ? -1 : effect_parse(eff, false);
+        if (!rc && e < 0)
+            rc = bad(err, field, eff, "must be NoSchedule, PreferNoSchedule or NoExecute");
+        if (rc) {
+            fx_node_attrs_free(out);
+            return rc;
+        }
+        struct flexpu_taint *x = &out->taints[out->ntaints++];
+        x->key = k;
+        x->value = val ? val : "";
+        x->effect = (enum flexpu_taint_effect)e;
+        have_unsched |= strcmp(k, FX_TAINT_UNSCHEDULABLE) == 0 && e == FLEXPU_TAINT_NO_SCHEDULE;
+        h = hash_str(hash_str(h, k), x->value) * (uint64_t)(3 + e);
+    }
+    if (unsched && !have_unsched) {
+        struct flexpu_taint *x = &out->taints[out->ntaints++];
+        x->key = FX_TAINT_UNSCHEDULABLE;
+        x->value = "";
+        x->effect = FLEXPU_TAINT_NO_SCHEDULE;
+    }
+    out->hash = (h ^ (uint64_t)unsched) * FNV_PRIME;
+    return 0;
+}
+
+static int tolerations(json_t *list, struct flexpu_filter **f, struct flexpu_error *err)
+{
+    static const char *const ops[] = {"Equal", "Exists", "Lt", "Gt"};
+    size_t i;
+    json_t *t;
+    json_array_foreach(list, i, t)
+    {
+        char field[96];
+        const char *key, *op, *value, *eff;
+        snprintf(field, sizeof(field), "spec.tolerations[%zu]", i);
+        if (!json_is_object(t))
+            return bad(err, field, "", "must be an object");
+        int rc;
+        snprintf(field, sizeof(field), "spec.tolerations[%zu].key", i);
+        if ((rc = opt_str(t, "key", field, &key, err)))
+            return rc;
+        snprintf(field, sizeof(field), "spec.tolerations[%zu].value", i);
+        if ((rc = opt_str(t, "value", field, &value, err)))
+            return rc;
+        snprintf(field, sizeof(field), "spec.tolerations[%zu].operator", i);
+        if ((rc = opt_str(t, "operator", field, &op, err)))
+            return rc;
+        int o = op && *op ? -1 : FLEXPU_TOL_EQUAL;
+        for (int k = 0; k < 4 && o < 0; k++)
+            if (strcmp(op, ops[k]) == 0)
+                o = k;
+        if (o < 0)
+            return bad(err, field, op, "must be Equal, Exists, Lt or Gt");
+        snprintf(field, sizeof(field), "spec.tolerations[%zu].effect", i);
+        if ((rc = opt_str(t, "effect", field, &eff, err)))
+            return rc;
+        int e = effect_parse(eff, true);
+        if (e < 0)
+            return bad(err, field, eff, "must be empty, NoSchedule, PreferNoSchedule or NoExecute");
+        if (!*f && !(*f = flexpu_filter_new()))
+            return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory reading tolerations");
+        rc = flexpu_filter_add_toleration(*f, key, (enum flexpu_toleration_op)o, value,
+                                          (enum flexpu_taint_effect)e, err);
+        if (rc) {
+            flexpu_error_prefix(err, "spec.tolerations[%zu]", i);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static int selector(json_t *sel, struct flexpu_filter **f, struct flexpu_error *err)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(sel, key, v)
+    {
+        char field[128];
+        snprintf(field, sizeof(field), "spec.nodeSelector[%.80s]", key);
+        if (!json_is_string(v))
+            return bad(err, field, "", "must be a string");
+        if (!*f && !(*f = flexpu_filter_new()))
+            return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory reading nodeSelector");
+        int rc = flexpu_filter_add_selector(*f, key, json_string_value(v), err);
+        if (rc) {
+            flexpu_error_prefix(err, "%s", field);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* The requirements of one term (matchExpressions or matchFields). */
+static int requirements(json_t *list, bool fields, const char *path, struct flexpu_filter *f,
+                        struct flexpu_error *err)
+{
+    static const char *const ops[] = {"In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"};
+    const char *kind = fields ? "matchFields" : "matchExpressions";
+    if (list && !json_is_array(list) && !json_is_null(list))
+        return bad(err, path, kind, "must be an array of requirements");
+    size_t i;
+    json_t *r;
+    json_array_foreach(list, i, r)
+    {
+        char field[300];
+        const char *key, *op;
+        snprintf(field, sizeof(field), "%s.%s[%zu].key", path, kind, i);
+        int rc = opt_str(r, "key", field, &key, err);
+        if (rc)
+            return rc;
+        snprintf(field, sizeof(field), "%s.%s[%zu].operator", path, kind, i);
+        if ((rc = opt_str(r, "operator", field, &op, err)))
+            return rc;
+        int o = -1;
+        for (int k = 0; k < 6 && op && o < 0; k++)
+            if (strcmp(op, ops[k]) == 0)
+                o = k;
+        if (o < 0)
+            return bad(err, field, op, "must be In, NotIn, Exists, DoesNotExist, Gt or Lt");
+        json_t *vals = json_object_get(r, "values");
+        snprintf(field, sizeof(field), "%s.%s[%zu].values", path, kind, i);
+        if (vals && !json_is_array(vals) && !json_is_null(vals))
+            return bad(err, field, "", "must be an array of strings");
+        size_t nv = json_array_size(vals);
+        if (nv > 1024)
+            return bad(err, field, "", "more than 1024 values");
+        const char **v = nv ? calloc(nv, sizeof(*v)) : NULL;
+        if (nv && !v)
+            return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory reading node affinity");
+        for (size_t k = 0; k < nv; k++) {
+            v[k] = json_string_value(json_array_get(vals, k));
+            if (!v[k]) {
+                free(v);
+                return bad(err, field, "", "must be an array of strings");
+            }
+        }
+        rc = flexpu_filter_add_match(f, fields, key, (enum flexpu_match_op)o, v, (int)nv, err);
+        free(v);
+        if (rc) {
+            snprintf(field, sizeof(field), "%s.%s[%zu]", path, kind, i);
+            flexpu_error_prefix(err, "%s", field);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* One node selector term (required, weight 0; or a preference). */
+static int term(json_t *t, int weight, const char *path, struct flexpu_filter *f,
+                struct flexpu_error *err)
+{
+    if (t && !json_is_object(t) && !json_is_null(t))
+        return bad(err, path, "", "must be a node selector term");
+    int rc = flexpu_filter_add_term(f, weight, err);
+    if (rc) {
+        flexpu_error_prefix(err, "%s", path);
+        return rc;
+    }
+    if ((rc = requirements(json_object_get(t, "matchExpressions"), false, path, f, err)))
+        return rc;
+    return requirements(json_object_get(t, "matchFields"), true, path, f, err);
+}
+
+static int node_affinity(json_t *na, struct flexpu_filter **f, struct flexpu_error *err)
+{
+    static const char *const req_path =
+        "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution";
+    static const char *const pref_path =
+        "spec.affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution";
+    json_t *req = json_object_get(na, "requiredDuringSchedulingIgnoredDuringExecution");
+    json_t *pref = json_object_get(na, "preferredDuringSchedulingIgnoredDuringExecution");
+    if (json_is_null(req))
+        req = NULL;
+    if (json_is_null(pref))
+        pref = NULL;
+    if (!req && !pref)
+        return 0;
+    if (!*f && !(*f = flexpu_filter_new()))
+        return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory reading node affinity");
+    char path[300];
+    if (req) {
+        json_t *terms = json_object_get(req, "nodeSelectorTerms");
+        if (!json_is_array(terms) || json_array_size(terms) == 0) {
+            snprintf(path, sizeof(path), "%s.nodeSelectorTerms", req_path);
+            return bad(err, path, "", "must list at least one node selector term");
+        }
+        size_t i;
+        json_t *t;
+        json_array_foreach(terms, i, t)
+        {
+            snprintf(path, sizeof(path), "%s.nodeSelectorTerms[%zu]", req_path, i);
+            int rc = term(t, 0, path, *f, err);
+            if (rc)
+                return rc;
+        }
+    }
+    if (pref && !json_is_array(pref))
+        return bad(err, pref_path, "", "must be an array of weighted terms");
+    size_t i;
+    json_t *p;
+    json_array_foreach(pref, i, p)
+    {
+        json_t *w = json_object_get(p, "weight");
+        json_t *t = json_object_get(p, "preference");
+        snprintf(path, sizeof(path), "%s[%zu].weight", pref_path, i);
+        if (!json_is_integer(w) || json_integer_value(w) < 1 || json_integer_value(w) > 100) {
+            char val[32] = "";
+            if (json_is_integer(w))
+                snprintf(val, sizeof(val), "%lld", (long long)json_integer_value(w));
+            return bad(err, path, val, "must be an integer between 1 and 100");
+        }
+        /* An empty preference matches every node with no weight: a no-op,
+         * as kube-scheduler takes it. */
+        if (json_array_size(json_object_get(t, "matchExpressions")) == 0 &&
+            json_array_size(json_object_get(t, "matchFields")) == 0)
+            continue;
+        snprintf(path, sizeof(path), "%s[%zu].preference", pref_path, i);
+        int rc = term(t, (int)json_integer_value(w), path, *f, err);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* Constraints flexpu-scheduler does not evaluate: refused, never ignored. */
+static int unsupported(json_t *spec, struct flexpu_error *err)
+{
+    static const struct {
+        const char *path, *why;
+    } list[] = {
+        {"affinity.podAffinity",
+         "inter-pod affinity is not supported by flexpu-scheduler (node affinity is)"},
+        {"affinity.podAntiAffinity",
+         "inter-pod anti-affinity is not supported by flexpu-scheduler (node affinity is)"},
+        {"topologySpreadConstraints",
+         "topology spread constraints are not supported by flexpu-scheduler"},
+    };
+    for (size_t i = 0; i < sizeof(list) / sizeof(list[0]); i++) {
+        json_t *v = kube_get(spec, list[i].path);
+        if (!v || json_is_null(v) || (json_is_object(v) && json_object_size(v) == 0) ||
+            (json_is_array(v) && json_array_size(v) == 0))
+            continue;
+        char field[64];
+        snprintf(field, sizeof(field), "spec.%s", list[i].path);
+        return bad(err, field, "", list[i].why);
+    }
+    return 0;
+}
+
+int fx_pod_filter_parse(json_t *pod, struct flexpu_filter **out, struct flexpu_error *err)
+{
+    *out = NULL;
+    json_t *spec = json_object_get(pod, "spec");
+    int rc = unsupported(spec, err);
+    if (rc)
+        return rc;
+    json_t *tol = json_object_get(spec, "tolerations");
+    json_t *sel = json_object_get(spec, "nodeSelector");
+    json_t *na = kube_get(spec, "affinity.nodeAffinity");
+    struct flexpu_filter *f = NULL;
+    if (tol && !json_is_array(tol) && !json_is_null(tol))
+        rc = bad(err, "spec.tolerations", "", "must be an array of tolerations");
+    else if (sel && !json_is_object(sel) && !json_is_null(sel))
+        rc = bad(err, "spec.nodeSelector", "", "must be an object of strings");
+    else if (na && !json_is_object(na) && !json_is_null(na))
+        rc = bad(err, "spec.affinity.nodeAffinity", "", "must be an object");
+    if (!rc)
+        rc = tolerations(tol, &f, err);
+    if (!rc)
+        rc = selector(sel, &f, err);
+    if (!rc)
+        rc = node_affinity(na, &f, err);
+    if (rc) {
+        flexpu_filter_free(f);
+        return rc;
+    }
+    *out = f;
+    return 0;
 }

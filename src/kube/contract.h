@@ -122,8 +122,37 @@ char *fx_allocation_format(const struct fx_allocation *a);
 int fx_node_allocatable(json_t *node, int64_t *cpu_milli, int64_t *mem_bytes,
                         struct flexpu_error *err);
 
-/* True when the node takes no new pods: spec.unschedulable, a NoSchedule or
- * NoExecute taint, or a Ready condition that is not True. */
+/* True when the node's Ready condition is there and not True: it takes no
+ * pods at all (kube-scheduler relies on the not-ready taint the node
+ * controller adds; flexpu reads the condition itself, so a cluster without
+ * that controller is safe too). Taints and spec.unschedulable are node
+ * filters (fx_node_attrs_parse), not this. */
 bool fx_node_cordoned(json_t *node);
+
+/* A node's labels and taints as the engine's node filters take them.
+ * spec.unschedulable is the taint node.kubernetes.io/unschedulable:NoSchedule
+ * (as kube-scheduler's NodeUnschedulable plugin treats it), so a cordoned
+ * node takes only pods that tolerate that. Strings point into the JSON
+ * (valid while it lives); `hash` changes when any of them does. A malformed
+ * label or taint gives FLEXPU_EINVAL naming the field and the value. */
+struct fx_node_attrs {
+    struct flexpu_label *labels;
+    int nlabels;
+    struct flexpu_taint *taints;
+    int ntaints;
+    uint64_t hash;
+};
+#define FX_TAINT_UNSCHEDULABLE "node.kubernetes.io/unschedulable"
+int fx_node_attrs_parse(json_t *node, struct fx_node_attrs *out, struct flexpu_error *err);
+void fx_node_attrs_free(struct fx_node_attrs *a);
+
+/* A pod's node constraints as an engine filter: spec.tolerations,
+ * spec.nodeSelector and spec.affinity.nodeAffinity (required and preferred
+ * terms). *out is NULL when the pod has none. Malformed input gives
+ * FLEXPU_EINVAL naming the field and the value. Inter-pod affinity and
+ * anti-affinity and spec.topologySpreadConstraints are refused the same
+ * way: flexpu-scheduler does not evaluate them, and placing the pod as if
+ * they were absent would break what the user asked. */
+int fx_pod_filter_parse(json_t *pod, struct flexpu_filter **out, struct flexpu_error *err);
 
 #endif

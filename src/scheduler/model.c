@@ -38,6 +38,7 @@ struct pod {
     struct pod *prev, *next;
     struct fx_pod_spec spec;
     struct flexpu_pod_req req;
+    struct flexpu_filter *filter; /* node constraints of a pending pod of ours; NULL: none */
     char *allocation;   /* the recorded annotation (NULL when none) */
     char created[40];
     uint64_t seq;
@@ -83,6 +84,7 @@ static void pod_free(struct pod *p)
     fx_free(p->allocation);
     fx_free(p->told);
     fx_free(p->problem);
+    flexpu_filter_free(p->filter);
     fx_free(p);
 }
 
@@ -91,7 +93,8 @@ struct node {
     int id;             /* engine id, -1 when not in the engine (cordoned, no GPUs yet...) */
     struct fx_node_inv inv;
     int64_t cpu_milli, mem_bytes;
-    bool cordoned;
+    bool cordoned;      /* not Ready, or its labels or taints unreadable: out of the engine */
+    uint64_t attrs_hash; /* its labels and taints (fx_node_attrs_parse) */
     bool seen;          /* the Node object exists (else a record holding its pods) */
     struct pod *pods;   /* pods bound here */
     int64_t holds[FLEXPU_MAX_GPUS]; /* allocations that fence unhealthy GPUs */
@@ -398,14 +401,18 @@ static void node_out(struct fx_model *m, struct node *n)
     n->id = -1;
 }
 
-static void node_in(struct fx_model *m, struct node *n)
+static void node_in(struct fx_model *m, struct node *n, const struct fx_node_attrs *attrs)
 {
     if (n->cordoned || !n->seen)
         return;
     struct flexpu_node_info info = {.name = n->name,
                                     .cpu_milli = n->cpu_milli,
                                     .mem_mib = n->mem_bytes / FX_MIB,
-                                    .ngpu = n->inv.ngpu};
+                                    .ngpu = n->inv.ngpu,
+                                    .label_list = attrs->labels,
+                                    .nlabel_list = attrs->nlabels,
+                                    .taints = attrs->taints,
+                                    .ntaints = attrs->ntaints};
     for (int i = 0; i < n->inv.ngpu; i++) {
         info.gpus[i].model = n->inv.gpus[i].model;
         info.gpus[i].mem_mib = n->inv.gpus[i].mem_bytes / FX_MIB;
@@ -471,18 +478,31 @@ void fx_model_node_event(struct fx_model *m, enum kube_event ev, json_t *obj)
         cpu = mem = 0;
     }
     bool cordoned = fx_node_cordoned(obj);
+    struct fx_node_attrs attrs;
+    if (fx_node_attrs_parse(obj, &attrs, &err)) {
+        /* Which pods may go there is unknown: none, until it reads well. */
+        FX_WARN(COMP, "node labels or taints unreadable: it takes no pods", "node=%s error=\"%s\"",
+                name, err.msg);
+        cordoned = true;
+    }
     if (n && n->id >= 0 && !cordoned && n->cpu_milli == cpu && n->mem_bytes == mem &&
-        memcmp(&n->inv, &inv, sizeof(inv)) == 0)
+        n->attrs_hash == attrs.hash && memcmp(&n->inv, &inv, sizeof(inv)) == 0) {
+        fx_node_attrs_free(&attrs);
         return; /* a status heartbeat: nothing we model changed */
-    if (!n && !(n = node_record(m, name)))
+    }
+    if (!n && !(n = node_record(m, name))) {
+        fx_node_attrs_free(&attrs);
         return;
+    }
     node_out(m, n);
     n->inv = inv;
     n->cpu_milli = cpu;
     n->mem_bytes = mem;
     n->cordoned = cordoned;
+    n->attrs_hash = attrs.hash;
     n->seen = true;
-    node_in(m, n);
+    node_in(m, n, &attrs);
+    fx_node_attrs_free(&attrs);
 }
 
 /* ---- pods ---- */
@@ -569,7 +589,12 @@ static int read_pod(struct fx_model *m, struct pod *p, json_t *obj, struct flexp
     str_set(&p->node, node);
     str_set(&p->allocation, alloc);
     p->ours = sched && strcmp(sched, m->sched_name) == 0;
+    /* Node constraints matter only while the pod waits for us to place it. */
+    flexpu_filter_free(p->filter);
+    p->filter = NULL;
     int rc = fx_pod_spec_parse(obj, &p->spec, err);
+    if (!rc && p->ours && !(node && *node))
+        rc = fx_pod_filter_parse(obj, &p->filter, err);
     if (rc) {
         memset(&p->req, 0, sizeof(p->req));
         /* What the pod asks for in CPU and memory still counts once bound. */
@@ -728,8 +753,8 @@ static int place_pod(struct fx_model *m, struct pod *p, struct flexpu_placement 
     struct flexpu_pod_req r;
     flexpu_engine_effective_req(m->e, &p->req, &r);
     if (!p->spec.wants_gpu || p->spec.gpu_mem > 0 || r.num_gpu != 1 || r.gpu_milli >= 1000)
-        return flexpu_engine_place(m->e, &p->req, &m->rng, pl, id, why);
-    int rc = flexpu_engine_decide(m->e, &p->req, &m->rng, pl, why);
+        return flexpu_engine_place_filtered(m->e, &p->req, p->filter, &m->rng, pl, id, why);
+    int rc = flexpu_engine_decide_filtered(m->e, &p->req, p->filter, &m->rng, pl, why);
     if (rc)
         return rc;
     const char *node = flexpu_engine_node_name(m->e, pl->node);

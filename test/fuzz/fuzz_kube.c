@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Everything flexpu reads from Kubernetes that a user or another program
- * wrote: kubeconfig YAML, pod specs and annotations, node inventories,
+ * wrote: kubeconfig YAML, pod specs and annotations (node constraints
+ * too, evaluated on the same object read as a node), node inventories,
  * allocation annotations and watch streams. The first byte picks the parser;
  * none may crash, leak or read out of bounds, whatever the input. */
 #include <stdint.h>
@@ -28,6 +29,43 @@ static void drop_line(const char *line, void *ctx)
 {
     (void)line;
     (void)ctx;
+}
+
+/* The object as a pod's node constraints and as a node's labels and
+ * taints at once: the filter is evaluated on that node, and decided on. */
+static void filters(json_t *j)
+{
+    struct flexpu_error err;
+    struct flexpu_filter *f = NULL;
+    struct fx_node_attrs a;
+    if (fx_pod_filter_parse(j, &f, &err) || fx_node_attrs_parse(j, &a, &err)) {
+        flexpu_filter_free(f);
+        return;
+    }
+    struct flexpu_engine *e = flexpu_engine_new();
+    const char *name = json_string_value(json_object_get(json_object_get(j, "metadata"), "name"));
+    struct flexpu_node_info info = {.name = name && *name && strlen(name) < 64 ? name : "n",
+                                    .cpu_milli = 1000,
+                                    .mem_mib = 1024,
+                                    .ngpu = 1,
+                                    .label_list = a.labels,
+                                    .nlabel_list = a.nlabels,
+                                    .taints = a.taints,
+                                    .ntaints = a.ntaints};
+    info.gpus[0].model = "T4";
+    int id;
+    if (e && flexpu_engine_add_node(e, &info, &id, &err) == 0) {
+        int aff, intol;
+        flexpu_engine_node_filter(e, id, f, &aff, &intol);
+        struct flexpu_pod_req r = {.cpu_milli = 100, .mem_mib = 1, .num_gpu = 1,
+                                   .gpu_milli = 100};
+        struct flexpu_placement p;
+        struct flexpu_noplace why;
+        flexpu_engine_decide_filtered(e, &r, f, NULL, &p, &why);
+    }
+    flexpu_engine_free(e);
+    fx_node_attrs_free(&a);
+    flexpu_filter_free(f);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -60,8 +98,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         json_error_t je;
         json_t *j = json_loads(text, 0, &je);
         struct fx_pod_spec s;
-        if (j)
+        if (j) {
             fx_pod_spec_parse(j, &s, &err);
+            filters(j);
+        }
         json_decref(j);
         break;
     }

@@ -241,13 +241,22 @@ static void test_unsupported_constraints_refused(void **state)
 {
     (void)state;
     json_error_t je;
+    /* Node constraints are the scheduler's (fx_pod_filter_parse), not the
+     * request's: the node agent reads such pods like any other. */
     json_t *p = json_loads("{\"spec\":{\"nodeSelector\":{\"zone\":\"a\"},\"containers\":[]}}", 0,
                            &je);
     struct fx_pod_spec s;
     struct flexpu_error err = {0};
-    assert_int_equal(fx_pod_spec_parse(p, &s, &err), FLEXPU_EINVAL);
-    assert_non_null(strstr(err.msg, "spec.nodeSelector"));
-    assert_non_null(strstr(err.msg, "zone"));
+    assert_int_equal(fx_pod_spec_parse(p, &s, &err), 0);
+    json_decref(p);
+    /* What flexpu-scheduler does not evaluate is refused, naming it. */
+    p = json_loads("{\"spec\":{\"affinity\":{\"podAntiAffinity\":{\"requiredDuringScheduling"
+                   "IgnoredDuringExecution\":[{\"topologyKey\":\"zone\"}]}},\"containers\":[]}}",
+                   0, &je);
+    struct flexpu_filter *f = NULL;
+    assert_int_equal(fx_pod_filter_parse(p, &f, &err), FLEXPU_EINVAL);
+    assert_null(f);
+    assert_non_null(strstr(err.msg, "spec.affinity.podAntiAffinity"));
     json_decref(p);
 }
 
@@ -523,12 +532,21 @@ static void test_model_places_and_restores(void **state)
     assert_true(fx_model_next(m, &at));
     assert_string_equal(at.uid, "a");
     assert_int_equal(fx_model_check(m, &err), 0);
-    /* Cordoning removes the node from placement; its pods stay recorded. */
+    /* Cordoning keeps the node and its pods accounted, but it takes no new
+     * pod that does not tolerate node.kubernetes.io/unschedulable:NoSchedule
+     * (kube-scheduler's NodeUnschedulable). */
     n = node_obj("n1", 1, "\"unschedulable\":true");
     fx_model_node_event(m, KUBE_MODIFIED, n);
     json_decref(n);
     fx_model_stats(m, &st);
-    assert_int_equal(st.nodes, 0);
+    assert_int_equal(st.nodes, 1);
+    json_t *c = slice_pod("c", 5, NULL, NULL);
+    fx_model_pod_event(m, KUBE_ADDED, c);
+    json_decref(c);
+    assert_true(fx_model_next(m, &at));
+    assert_int_equal(at.outcome, FX_WAIT);
+    if (!strstr(at.message, "untolerated taint {node.kubernetes.io/unschedulable:NoSchedule}"))
+        fail_msg("message '%s' does not name the cordon's taint", at.message);
     json_decref(a);
     json_decref(b);
     fx_model_free(m);
