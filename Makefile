@@ -96,10 +96,12 @@ conformance: build
 test: unit asan fuzz conformance
 
 # End-to-end tests of the scheduler on a real control plane (etcd,
-# kube-apiserver, kwok) built once from upstream Go modules into
+# kube-apiserver, kwok; kube-scheduler as the reference for the scheduling
+# rules in rules_e2e.sh) built once from upstream Go modules into
 # ~/.cache/flexpu (test/cluster/build-binaries.sh; minutes the first time).
 e2e: build
 	@test/e2e/scheduler_e2e.sh $(BUILD)
+	@test/e2e/rules_e2e.sh $(BUILD)
 	@test/e2e/node_e2e.sh $(BUILD)
 	@test/e2e/admission_e2e.sh $(BUILD)
 

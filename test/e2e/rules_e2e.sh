@@ -1,0 +1,267 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# The scheduling rules users rely on, on a real API server (test/cluster),
+# with kube-scheduler as the reference: every case creates the same
+# constraints on a flexpu pod (flexpu-scheduler, a GPU slice) and on a
+# reference pod (the default scheduler, CPU only), and checks that both land
+# on the same node or both stay Pending with an event that says why.
+#
+#   rules_e2e.sh BUILD_DIR
+#
+# Rules: NoSchedule and NoExecute taints (skipped without a toleration, used
+# with one), PreferNoSchedule (avoided when another node fits), cordon
+# (spec.unschedulable), nodeSelector, required node affinity (In, NotIn,
+# Exists + Gt, terms ORed), preferred node affinity, and inter-pod affinity
+# refused with an event instead of ignored.
+set -euo pipefail
+build="$(cd "${1:?usage: $0 BUILD_DIR}" && pwd)"
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+work="$(mktemp -d /tmp/flexpu-rules.XXXXXX)"
+sched_pid=""
+
+cleanup() {
+  [ -n "$sched_pid" ] && kill "$sched_pid" 2>/dev/null || true
+  "$root/test/cluster/cluster.sh" down "$work/cluster" || true
+  if [ "${KEEP:-0}" = 1 ]; then echo "e2e: kept $work" >&2; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+
+"$root/test/cluster/cluster.sh" up "$work/cluster" >/dev/null
+"$root/test/cluster/cluster.sh" scheduler "$work/cluster"
+# shellcheck disable=SC1091
+. "$work/cluster/env"
+
+fail() {
+  echo "e2e: FAIL: $*" >&2
+  echo "--- pods:" >&2
+  kubectl get pods -A -o wide >&2 || true
+  echo "--- events:" >&2
+  kubectl get events -o custom-columns=OBJ:.involvedObject.name,REASON:.reason,MSG:.message >&2 || true
+  echo "--- scheduler log (tail):" >&2
+  tail -n 20 "$work/scheduler.log" >&2 || true
+  exit 1
+}
+
+"$build/flexpu-scheduler" --kubeconfig "$KUBECONFIG" --lease-namespace kube-system \
+  --log-level debug >>"$work/scheduler.log" 2>&1 &
+sched_pid=$!
+
+# node NAME LABELS-JSON SPEC-JSON: a kwok node of 2 A100s with an inventory.
+node() {
+  local name="$1" labels="${2:-}" spec="${3:-}" inv="" i
+  for i in 0 1; do
+    [ -n "$inv" ] && inv="$inv,"
+    inv="$inv{\\\"uuid\\\":\\\"GPU-$name-$i\\\",\\\"model\\\":\\\"A100\\\",\\\"memory\\\":85899345920,\\\"numa\\\":0,\\\"group\\\":0}"
+  done
+  kubectl create -f - >/dev/null <<EOF
+{"apiVersion":"v1","kind":"Node","metadata":{"name":"$name","labels":{"type":"kwok"${labels:+,$labels}},
+ "annotations":{"kwok.x-k8s.io/node":"fake","flexpu.io/gpus":"[$inv]"}},
+ "spec":{${spec}},
+ "status":{"allocatable":{"cpu":"64","memory":"512Gi","pods":"110","flexpu.io/gpu":"32",
+   "flexpu.io/gpu-cores":"200","flexpu.io/gpu-memory":"160Gi"},
+  "capacity":{"cpu":"64","memory":"512Gi","pods":"110","flexpu.io/gpu":"32",
+   "flexpu.io/gpu-cores":"200","flexpu.io/gpu-memory":"160Gi"}}}
+EOF
+}
+
+# pods NAME SPEC-JSON: NAME (flexpu-scheduler, a 20% slice) and NAME-ref (the
+# default scheduler, 100m CPU), both with the spec members SPEC-JSON.
+pods() {
+  local name="$1" spec="${2:-}"
+  kubectl create -f - >/dev/null <<EOF
+{"apiVersion":"v1","kind":"Pod","metadata":{"name":"$name","namespace":"default"},
+ "spec":{"schedulerName":"flexpu-scheduler"${spec:+,$spec},"containers":[{"name":"c","image":"x",
+   "resources":{"limits":{"cpu":"1","memory":"1Gi","flexpu.io/gpu":"1","flexpu.io/gpu-cores":"20"}}}]}}
+EOF
+  kubectl create -f - >/dev/null <<EOF
+{"apiVersion":"v1","kind":"Pod","metadata":{"name":"$name-ref","namespace":"default"},
+ "spec":{${spec:+$spec,}"containers":[{"name":"c","image":"x",
+   "resources":{"requests":{"cpu":"100m","memory":"64Mi"}}}]}}
+EOF
+}
+
+node_of() { kubectl get pod "$1" -o jsonpath='{.spec.nodeName}' 2>/dev/null; }
+
+events_of() {
+  kubectl get events --field-selector "involvedObject.name=$1" \
+    -o jsonpath='{range .items[*]}{.reason}: {.message}{"\n"}{end}' 2>/dev/null
+}
+
+wait_event() { # pod substring
+  for _ in $(seq 1 150); do
+    events_of "$1" | grep -qF -- "$2" && return 0
+    sleep 0.2
+  done
+  fail "pod $1 has no event containing '$2' (events: $(events_of "$1" | tr '\n' ' '))"
+}
+
+# both_on NAME NODE: NAME and NAME-ref are bound to NODE.
+both_on() {
+  local p got
+  for p in "$1" "$1-ref"; do
+    got=""
+    for _ in $(seq 1 150); do
+      got=$(node_of "$p")
+      [ -n "$got" ] && break
+      sleep 0.2
+    done
+    [ "$got" = "$2" ] || fail "pod $p is on '${got:-nothing}', expected $2"
+  done
+}
+
+# both_pending NAME FLEXPU-WORDS KUBE-WORDS: both stay unbound, each with
+# its scheduler's event saying why.
+both_pending() {
+  wait_event "$1" "$2"
+  wait_event "$1-ref" "$3"
+  local p
+  for p in "$1" "$1-ref"; do
+    [ -z "$(node_of "$p")" ] || fail "pod $p was bound to $(node_of "$p")"
+  done
+}
+
+reset() {
+  kubectl delete pods --all --grace-period=0 --force --wait=true >/dev/null 2>&1 || true
+  kubectl delete nodes --all --wait=true >/dev/null 2>&1 || true
+  kubectl delete events --all >/dev/null 2>&1 || true
+}
+
+pass() { echo "e2e: ok   $1"; }
+
+TOL_GPU='"tolerations":[{"key":"nvidia.com/gpu","operator":"Exists","effect":"NoSchedule"}]'
+
+# ---- cases ----
+
+case_no_schedule_taint() {
+  reset
+  node tainted '' '"taints":[{"key":"nvidia.com/gpu","value":"present","effect":"NoSchedule"}]'
+  pods ns-plain
+  both_pending ns-plain "untolerated taint {nvidia.com/gpu=present:NoSchedule}" "untolerated taint"
+  pods ns-tolerant "$TOL_GPU"
+  both_on ns-tolerant tainted
+  # Equal needs the value too.
+  pods ns-wrongvalue '"tolerations":[{"key":"nvidia.com/gpu","operator":"Equal","value":"absent"}]'
+  both_pending ns-wrongvalue "untolerated taint" "untolerated taint"
+  pass "NoSchedule taint: skipped without a toleration, used with one (Exists; Equal needs the value)"
+}
+
+case_no_execute_taint() {
+  reset
+  node dedicated '' '"taints":[{"key":"dedicated","value":"ml","effect":"NoExecute"}]'
+  pods ne-plain
+  both_pending ne-plain "untolerated taint {dedicated=ml:NoExecute}" "untolerated taint"
+  # A toleration for another effect does not count.
+  pods ne-noschedonly '"tolerations":[{"key":"dedicated","operator":"Exists","effect":"NoSchedule"}]'
+  both_pending ne-noschedonly "untolerated taint" "untolerated taint"
+  pods ne-tolerant '"tolerations":[{"key":"dedicated","operator":"Equal","value":"ml","effect":"NoExecute","tolerationSeconds":3600}]'
+  both_on ne-tolerant dedicated
+  # An empty key with Exists tolerates every taint.
+  pods ne-everything '"tolerations":[{"operator":"Exists"}]'
+  both_on ne-everything dedicated
+  pass "NoExecute taint: skipped without a toleration of that effect, used with one"
+}
+
+case_prefer_no_schedule() {
+  reset
+  node spot '' '"taints":[{"key":"spot","value":"true","effect":"PreferNoSchedule"}]'
+  node ondemand
+  local i
+  for i in 1 2 3; do
+    pods "pn-soft$i"
+    both_on "pn-soft$i" ondemand
+  done
+  pass "PreferNoSchedule taint: another node that fits is preferred"
+}
+
+case_cordon() {
+  reset
+  node c1
+  kubectl cordon c1 >/dev/null
+  pods co-plain
+  both_pending co-plain "untolerated taint {node.kubernetes.io/unschedulable:NoSchedule}" "unschedulable"
+  pods co-tolerant '"tolerations":[{"key":"node.kubernetes.io/unschedulable","operator":"Exists","effect":"NoSchedule"}]'
+  both_on co-tolerant c1
+  kubectl uncordon c1 >/dev/null
+  both_on co-plain c1
+  pass "a cordoned node takes only pods tolerating node.kubernetes.io/unschedulable; uncordoned, the waiting pod is placed"
+}
+
+case_node_selector() {
+  reset
+  node train '"pool":"train"'
+  node serve '"pool":"serve"'
+  pods sel-sel '"nodeSelector":{"pool":"serve"}'
+  both_on sel-sel serve
+  pods sel-nosuch '"nodeSelector":{"pool":"batch"}'
+  both_pending sel-nosuch "2 node affinity/selector mismatch" "didn't match Pod's node affinity/selector"
+  # The waiting pod goes where a matching node appears.
+  node batch '"pool":"batch"'
+  both_on sel-nosuch batch
+  pass "nodeSelector: exact label match; a pod waits until a matching node appears"
+}
+
+case_required_affinity() {
+  reset
+  node z1 '"zone":"z1","gen":"8"'
+  node z2 '"zone":"z2","gen":"9"'
+  node bare
+  local req='"affinity":{"nodeAffinity":{"requiredDuringSchedulingIgnoredDuringExecution":{"nodeSelectorTerms":'
+  pods req-in "$req[{\"matchExpressions\":[{\"key\":\"zone\",\"operator\":\"In\",\"values\":[\"z2\",\"z9\"]}]}]}}}"
+  both_on req-in z2
+  # NotIn matches a node without the label.
+  pods req-notin "$req[{\"matchExpressions\":[{\"key\":\"zone\",\"operator\":\"NotIn\",\"values\":[\"z1\",\"z2\"]}]}]}}}"
+  both_on req-notin bare
+  # Requirements of a term are ANDed: zone exists and gen > 8.
+  pods req-and "$req[{\"matchExpressions\":[{\"key\":\"zone\",\"operator\":\"Exists\"},{\"key\":\"gen\",\"operator\":\"Gt\",\"values\":[\"8\"]}]}]}}}"
+  both_on req-and z2
+  # Terms are ORed: an unmatchable term beside one that matches z1 by name.
+  pods req-or "$req[{\"matchExpressions\":[{\"key\":\"zone\",\"operator\":\"In\",\"values\":[\"z7\"]}]},{\"matchFields\":[{\"key\":\"metadata.name\",\"operator\":\"In\",\"values\":[\"z1\"]}]}]}}}"
+  both_on req-or z1
+  pods req-none "$req[{\"matchExpressions\":[{\"key\":\"gen\",\"operator\":\"Lt\",\"values\":[\"8\"]}]}]}}}"
+  both_pending req-none "3 node affinity/selector mismatch" "didn't match Pod's node affinity/selector"
+  pass "required node affinity: In, NotIn (absent label matches), Exists AND Gt, terms ORed, matchFields, none matching"
+}
+
+case_preferred_affinity() {
+  reset
+  node gold '"tier":"gold"'
+  node bronze '"tier":"bronze"'
+  local pref='"affinity":{"nodeAffinity":{"preferredDuringSchedulingIgnoredDuringExecution":'
+  local i
+  for i in 1 2 3; do
+    pods "pref-w$i" "$pref[{\"weight\":10,\"preference\":{\"matchExpressions\":[{\"key\":\"tier\",\"operator\":\"In\",\"values\":[\"bronze\"]}]}},{\"weight\":60,\"preference\":{\"matchExpressions\":[{\"key\":\"tier\",\"operator\":\"In\",\"values\":[\"gold\"]}]}}]}}"
+    both_on "pref-w$i" gold
+  done
+  # A preference nothing matches excludes nothing.
+  pods pref-nomatch "$pref[{\"weight\":100,\"preference\":{\"matchExpressions\":[{\"key\":\"tier\",\"operator\":\"In\",\"values\":[\"platinum\"]}]}}]}}"
+  for _ in $(seq 1 100); do [ -n "$(node_of pref-nomatch)" ] && break; sleep 0.2; done
+  [ -n "$(node_of pref-nomatch)" ] || fail "a pod whose preference matches nothing was not placed"
+  pass "preferred node affinity: the heavier matching term wins; an unmatched preference excludes nothing"
+}
+
+case_unsupported_refused() {
+  reset
+  node u1
+  kubectl create -f - >/dev/null <<EOF
+{"apiVersion":"v1","kind":"Pod","metadata":{"name":"anti","namespace":"default","labels":{"app":"a"}},
+ "spec":{"schedulerName":"flexpu-scheduler","affinity":{"podAntiAffinity":{
+   "requiredDuringSchedulingIgnoredDuringExecution":[{"labelSelector":{"matchLabels":{"app":"a"}},
+   "topologyKey":"kubernetes.io/hostname"}]}},
+  "containers":[{"name":"c","image":"x","resources":{"limits":{"flexpu.io/gpu":"1"}}}]}}
+EOF
+  wait_event anti "spec.affinity.podAntiAffinity"
+  wait_event anti "not supported"
+  [ -z "$(node_of anti)" ] || fail "a pod with inter-pod anti-affinity was placed as if it had none"
+  pass "inter-pod anti-affinity: an InvalidRequest event, never placed as if absent"
+}
+
+case_no_schedule_taint
+case_no_execute_taint
+case_prefer_no_schedule
+case_cordon
+case_node_selector
+case_required_affinity
+case_preferred_affinity
+case_unsupported_refused
+echo "e2e: all passed"
