@@ -867,6 +867,38 @@ int flexpu_engine_check(const struct flexpu_engine *e, struct flexpu_error *err)
     if (members != e->stats.nodes)
         return flexpu_error_set(err, FLEXPU_EINVAL, "%d nodes in classes, %d live", members,
                                 e->stats.nodes);
+    /* Label and taint sets: held by each live node and by each type. */
+    int prefer = 0;
+    int *refs = e->nattrs ? fx_calloc((size_t)e->nattrs, sizeof(*refs)) : NULL;
+    for (int i = 0; i < e->nnodes; i++) {
+        const struct fx_node *n = &e->nodes[i];
+        if (!n->alive || n->attrs < 0)
+            continue;
+        if (n->attrs >= e->nattrs || !e->attrs[n->attrs]) {
+            fx_free(refs);
+            return flexpu_error_set(err, FLEXPU_EINVAL, "node %s: label set %d freed", n->name,
+                                    n->attrs);
+        }
+        prefer += e->attrs[n->attrs]->prefer_taints > 0;
+        if (refs)
+            refs[n->attrs]++;
+    }
+    for (int t = 0; refs && t < e->ntypes; t++)
+        if (e->nodes[e->type_rep[t]].attrs >= 0)
+            refs[e->nodes[e->type_rep[t]].attrs]++;
+    for (int a = 0; refs && a < e->nattrs; a++) {
+        int held = e->attrs[a] ? e->attrs[a]->refs : 0;
+        if (refs[a] != held) {
+            int counted = refs[a];
+            fx_free(refs);
+            return flexpu_error_set(err, FLEXPU_EINVAL, "label set %d: %d references, %d counted",
+                                    a, held, counted);
+        }
+    }
+    fx_free(refs);
+    if (prefer != e->prefer_nodes)
+        return flexpu_error_set(err, FLEXPU_EINVAL, "%d nodes with PreferNoSchedule, %d counted",
+                                prefer, e->prefer_nodes);
     struct flexpu_stats alloc_sum = {0};
     int64_t nalloc = 0;
     for (int64_t i = 0; i < e->cap_allocs; i++) {
