@@ -655,8 +655,11 @@ static int requirements(json_t *list, bool fields, const char *path, struct flex
 {
     static const char *const ops[] = {"In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"};
     const char *kind = fields ? "matchFields" : "matchExpressions";
-    if (list && !json_is_array(list) && !json_is_null(list))
-        return bad(err, path, kind, "must be an array of requirements");
+    if (list && !json_is_array(list) && !json_is_null(list)) {
+        char field[300];
+        snprintf(field, sizeof(field), "%s.%s", path, kind);
+        return bad(err, field, "", "must be an array of requirements");
+    }
     size_t i;
     json_t *r;
     json_array_foreach(list, i, r)
@@ -720,6 +723,12 @@ static int term(json_t *t, int weight, const char *path, struct flexpu_filter *f
     return requirements(json_object_get(t, "matchFields"), true, path, f, err);
 }
 
+/* Absent, null or an empty array. */
+static bool empty_list(json_t *v)
+{
+    return !v || json_is_null(v) || (json_is_array(v) && json_array_size(v) == 0);
+}
+
 static int node_affinity(json_t *na, struct flexpu_filter **f, struct flexpu_error *err)
 {
     static const char *const req_path =
@@ -769,9 +778,11 @@ static int node_affinity(json_t *na, struct flexpu_filter **f, struct flexpu_err
             return bad(err, path, val, "must be an integer between 1 and 100");
         }
         /* An empty preference matches every node with no weight: a no-op,
-         * as kube-scheduler takes it. */
-        if (json_array_size(json_object_get(t, "matchExpressions")) == 0 &&
-            json_array_size(json_object_get(t, "matchFields")) == 0)
+         * as kube-scheduler takes it. Anything else goes through term(),
+         * which names what is malformed. */
+        if ((!t || json_is_null(t) || json_is_object(t)) &&
+            empty_list(json_object_get(t, "matchExpressions")) &&
+            empty_list(json_object_get(t, "matchFields")))
             continue;
         snprintf(path, sizeof(path), "%s[%zu].preference", pref_path, i);
         int rc = term(t, (int)json_integer_value(w), path, *f, err);
@@ -796,8 +807,15 @@ static int unsupported(json_t *spec, struct flexpu_error *err)
     };
     for (size_t i = 0; i < sizeof(list) / sizeof(list[0]); i++) {
         json_t *v = kube_get(spec, list[i].path);
-        if (!v || json_is_null(v) || (json_is_object(v) && json_object_size(v) == 0) ||
-            (json_is_array(v) && json_array_size(v) == 0))
+        /* An inter-pod affinity whose term lists are all empty asks nothing. */
+        if (json_is_object(v) &&
+            empty_list(json_object_get(v, "requiredDuringSchedulingIgnoredDuringExecution")) &&
+            empty_list(json_object_get(v, "preferredDuringSchedulingIgnoredDuringExecution")) &&
+            json_object_size(v) <=
+                (size_t)(json_object_get(v, "requiredDuringSchedulingIgnoredDuringExecution") != NULL) +
+                    (json_object_get(v, "preferredDuringSchedulingIgnoredDuringExecution") != NULL))
+            continue;
+        if (empty_list(v))
             continue;
         char field[64];
         snprintf(field, sizeof(field), "spec.%s", list[i].path);

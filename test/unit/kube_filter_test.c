@@ -146,7 +146,9 @@ static void test_pod_constraints_read_as_kube_scheduler(void **state)
          "\"In\",\"values\":[\"z9\"]}]}},{\"weight\":7,\"preference\":{}}]}}",
          "plain"},
         /* Empty inter-pod affinity objects ask nothing. */
-        {"\"affinity\":{\"podAffinity\":{}},\"topologySpreadConstraints\":[]", "plain"},
+        {"\"affinity\":{\"podAffinity\":{},\"podAntiAffinity\":{\"requiredDuringScheduling"
+         "IgnoredDuringExecution\":[]}},\"topologySpreadConstraints\":[]",
+         "plain"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char got[128];
@@ -233,6 +235,9 @@ static void test_malformed_pod_constraints_named(void **state)
         {PREF "[{\"weight\":101}]}}", "[0].weight", "'101'"},
         {PREF "[{\"weight\":\"5\"}]}}", "[0].weight", "between 1 and 100"},
         {PREF "{}}}", "preferredDuringSchedulingIgnoredDuringExecution", NULL},
+        {PREF "[{\"weight\":5,\"preference\":{\"matchExpressions\":{}}}]}}",
+         "[0].preference.matchExpressions", NULL},
+        {PREF "[{\"weight\":5,\"preference\":\"zone\"}]}}", "[0].preference", NULL},
         {"\"affinity\":{\"podAffinity\":{\"preferredDuringSchedulingIgnoredDuringExecution\":[]"
          ",\"requiredDuringSchedulingIgnoredDuringExecution\":[{\"topologyKey\":\"z\"}]}}",
          "spec.affinity.podAffinity", "not supported"},
