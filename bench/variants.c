@@ -12,9 +12,15 @@
  *                 most the largest node's CPU), so CPU per GPU is heavier;
  *   --gpuspec P   a share P of the GPU pods name the GPU models they accept
  *                 (gpu_spec): random unconstrained GPU pods get one model
- *                 (half of them) or two to four, drawn uniformly among the
- *                 cluster's models that hold at least 1% of its GPUs and
- *                 have a node with enough GPUs for the pod.
+ *                 (half of them) or two to four, drawn among the cluster's
+ *                 models that hold at least 1% of its GPUs and have a node
+ *                 with enough GPUs for the pod;
+ *   --gpuspec-mix MIX  how those models are drawn: "uniform" (the default:
+ *                 every eligible model alike), "capacity" (in proportion to
+ *                 the model's GPUs in the node list, without replacement),
+ *                 or a list "SPEC=W,SPEC=W,..." where each SPEC is a
+ *                 gpu_spec (models joined by '|') drawn with weight W among
+ *                 the entries that have a node with enough GPUs for the pod.
  *
  * They apply in that order. A converted pod keeps its name, QoS, phase and
  * times and takes the donor's CPU, memory, GPU count, share and gpu_spec.
@@ -327,6 +333,143 @@ static void draw_spec(struct pod *p, const struct model *m, int nm, long long to
     }
 }
 
+static int parse_share(const char *s, const char *name, double lo, double hi, double *out);
+
+/* How constrained pods name their models (--gpuspec-mix). */
+enum mix_kind { MIX_UNIFORM, MIX_CAPACITY, MIX_LIST };
+#define MIX_MAX 32
+struct mix {
+    enum mix_kind kind;
+    int n;
+    char spec[MIX_MAX][SPEC_MAX];
+    double w[MIX_MAX];
+    int max_per_node[MIX_MAX]; /* the most GPUs of the entry's models on one node */
+};
+
+/* Parses "uniform", "capacity" or "SPEC=W,...", checking every model of a
+ * SPEC against the node list. */
+static int parse_mix(const char *s, const struct model *m, int nm, struct mix *mix)
+{
+    memset(mix, 0, sizeof(*mix));
+    if (strcmp(s, "uniform") == 0)
+        return 0;
+    if (strcmp(s, "capacity") == 0) {
+        mix->kind = MIX_CAPACITY;
+        return 0;
+    }
+    mix->kind = MIX_LIST;
+    const char *p = s;
+    while (*p) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        const char *eq = memchr(p, '=', len);
+        if (mix->n == MIX_MAX || !eq || eq == p || (size_t)(eq - p) >= SPEC_MAX) {
+            fprintf(stderr, "flexpu-variants: field '--gpuspec-mix': invalid entry '%.*s': "
+                            "expected SPEC=WEIGHT (at most %d entries)\n",
+                    (int)len, p, MIX_MAX);
+            return -1;
+        }
+        char *spec = mix->spec[mix->n];
+        memcpy(spec, p, (size_t)(eq - p));
+        spec[eq - p] = '\0';
+        char num[32];
+        size_t nl = len - (size_t)(eq - p) - 1;
+        if (nl == 0 || nl >= sizeof(num)) {
+            fprintf(stderr, "flexpu-variants: field '--gpuspec-mix': invalid weight in '%.*s'\n",
+                    (int)len, p);
+            return -1;
+        }
+        memcpy(num, eq + 1, nl);
+        num[nl] = '\0';
+        if (parse_share(num, "gpuspec-mix", 1e-9, 1e9, &mix->w[mix->n]))
+            return -1;
+        /* every model of the entry must be in the node list */
+        char tmp[SPEC_MAX];
+        memcpy(tmp, spec, strlen(spec) + 1);
+        char *save = NULL;
+        for (char *tok = strtok_r(tmp, "|", &save); tok; tok = strtok_r(NULL, "|", &save)) {
+            int i = 0;
+            while (i < nm && strcmp(m[i].name, tok) != 0)
+                i++;
+            if (i == nm) {
+                fprintf(stderr, "flexpu-variants: field '--gpuspec-mix': model '%s' is not in "
+                                "the node list\n",
+                        tok);
+                return -1;
+            }
+            if (m[i].max_per_node > mix->max_per_node[mix->n])
+                mix->max_per_node[mix->n] = m[i].max_per_node;
+        }
+        mix->n++;
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+    if (mix->n == 0) {
+        fprintf(stderr, "flexpu-variants: field '--gpuspec-mix': empty list\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* A gpu_spec for p in proportion to the models' GPUs: the same number of
+ * models as draw_spec, drawn by capacity without replacement. */
+static void draw_spec_capacity(struct pod *p, const struct model *m, int nm,
+                               long long total_gpus, struct flexpu_rng *rng)
+{
+    int ok[MAX_MODELS], nok = 0;
+    for (int i = 0; i < nm; i++)
+        if (m[i].gpus * 100 >= total_gpus && m[i].max_per_node >= p->ngpu)
+            ok[nok++] = i;
+    if (nok == 0)
+        return;
+    int want = 1;
+    if (flexpu_rng_below(rng, 2) == 1)
+        want = 2 + (int)flexpu_rng_below(rng, 3);
+    if (want > nok)
+        want = nok;
+    const char *names[MAX_MODELS];
+    for (int k = 0; k < want; k++) {
+        long long left = 0;
+        for (int i = 0; i < nok; i++)
+            left += m[ok[i]].gpus;
+        long long r = (long long)flexpu_rng_below(rng, (uint64_t)left);
+        int i = 0;
+        while (r >= m[ok[i]].gpus)
+            r -= m[ok[i++]].gpus;
+        names[k] = m[ok[i]].name;
+        ok[i] = ok[--nok];
+    }
+    qsort(names, (size_t)want, sizeof(names[0]), cmp_str);
+    p->spec[0] = '\0';
+    for (int i = 0; i < want; i++) {
+        if (i)
+            strncat(p->spec, "|", SPEC_MAX - strlen(p->spec) - 1);
+        strncat(p->spec, names[i], SPEC_MAX - strlen(p->spec) - 1);
+    }
+}
+
+/* A gpu_spec for p drawn from the list by weight, among the entries with a
+ * node that holds p's GPUs. */
+static void draw_spec_list(struct pod *p, const struct mix *mix, struct flexpu_rng *rng)
+{
+    double sum = 0;
+    for (int i = 0; i < mix->n; i++)
+        if (mix->max_per_node[i] >= p->ngpu)
+            sum += mix->w[i];
+    if (sum <= 0)
+        return;
+    double r = flexpu_rng_unit(rng) * sum;
+    int pick = -1;
+    for (int i = 0; i < mix->n; i++)
+        if (mix->max_per_node[i] >= p->ngpu) {
+            pick = i;
+            if ((r -= mix->w[i]) < 0)
+                break;
+        }
+    memcpy(p->spec, mix->spec[pick], strlen(mix->spec[pick]) + 1);
+}
+
 static int unconstrained_gpu(const struct pod *p)
 {
     return p->ngpu > 0 && p->spec[0] == '\0';
@@ -351,12 +494,15 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: flexpu-variants [--pods FILE] [--nodes FILE] [--seed N] [--share P]\n"
-            "                       [--multigpu P] [--cpu X] [--gpuspec P] [--out FILE]\n\n"
+            "                       [--multigpu P] [--cpu X] [--gpuspec P] [--gpuspec-mix MIX]\n"
+            "                       [--out FILE]\n\n"
             "Writes a variant of an Alibaba GPU trace pod list (default: the default trace's).\n"
             "  --share P     a share P (0-1) of GPU pods share a GPU\n"
             "  --multigpu P  a share P (0-1) of GPU pods ask for several GPUs\n"
             "  --cpu X       every GPU pod asks X (0.1-10) times its CPU\n"
             "  --gpuspec P   a share P (0-1) of GPU pods name the GPU models they accept\n"
+            "  --gpuspec-mix MIX  how they are drawn: uniform (default), capacity (by the\n"
+            "                models' GPUs) or SPEC=W,SPEC=W,... (gpu_spec values by weight)\n"
             "  --seed N      the seed (default 1); --out FILE (default: standard output)\n");
 }
 
@@ -365,6 +511,7 @@ int main(int argc, char **argv)
     const char *pods = FLEXPU_TRACE_DIR "/openb_pod_list_default.csv";
     const char *nodes = FLEXPU_TRACE_DIR "/openb_node_list_gpu_node.csv";
     const char *out = NULL;
+    const char *mix_arg = "uniform";
     double share = -1, multi = -1, cpu = 1, spec = -1;
     unsigned long long seed = 1;
     static const struct option opts[] = {
@@ -372,6 +519,7 @@ int main(int argc, char **argv)
         {"seed", required_argument, NULL, 's'},   {"share", required_argument, NULL, 'S'},
         {"multigpu", required_argument, NULL, 'M'}, {"cpu", required_argument, NULL, 'C'},
         {"gpuspec", required_argument, NULL, 'G'}, {"out", required_argument, NULL, 'o'},
+        {"gpuspec-mix", required_argument, NULL, 'X'},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -408,6 +556,9 @@ int main(int argc, char **argv)
             if (parse_share(optarg, "gpuspec", 0, 1, &spec))
                 return 2;
             break;
+        case 'X':
+            mix_arg = optarg;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -430,6 +581,9 @@ int main(int argc, char **argv)
     long long total_gpus = 0;
     for (int i = 0; i < nmodels; i++)
         total_gpus += models[i].gpus;
+    static struct mix mix;
+    if (parse_mix(mix_arg, models, nmodels, &mix))
+        return 2;
     struct flexpu_rng rng;
     flexpu_rng_seed(&rng, seed);
     int gpu_pods = count(&t, is_gpu);
@@ -466,7 +620,12 @@ int main(int argc, char **argv)
         if (!idx)
             return fail("out of memory");
         for (int k = 0; k < n && have < want; k++, have++)
-            draw_spec(&t.pods[idx[k]], models, nmodels, total_gpus, &rng);
+            if (mix.kind == MIX_UNIFORM)
+                draw_spec(&t.pods[idx[k]], models, nmodels, total_gpus, &rng);
+            else if (mix.kind == MIX_CAPACITY)
+                draw_spec_capacity(&t.pods[idx[k]], models, nmodels, total_gpus, &rng);
+            else
+                draw_spec_list(&t.pods[idx[k]], &mix, &rng);
         free(idx);
     }
 

@@ -51,6 +51,26 @@ static double shape_demand(const struct flexpu_pod_req *r)
     return (double)r->num_gpu * r->gpu_milli / FLEXPU_GPU_MILLI + 0.5;
 }
 
+/* How much harder a shape presses on the GPUs it can use than a shape that
+ * can use every GPU: the cluster's GPUs over the GPUs of the models it
+ * accepts (1 without a model constraint, or when the cluster has none of
+ * its models). flexpu weighs each shape's demand by it, so that a shape's
+ * weight is its demand per GPU it can run on: 100 pods that only T4s can
+ * hold (842 of the trace's 6,212 GPUs) weigh like 738 pods that any GPU can
+ * hold. That weight is what prices the GPUs a shape cannot use: its
+ * fragment there is all their idle compute, so the harder a shape presses
+ * on its own models, the more an unconstrained pod gains by going
+ * elsewhere (docs/SCHEDULING.md, change 5). gpus[m] holds the live GPUs of
+ * model m, all their sum. */
+static double model_pressure(uint64_t mask, const double *gpus, double all)
+{
+    double mine = 0;
+    for (int m = 0; m < FLEXPU_MAX_MODELS; m++)
+        if ((mask >> m) & 1)
+            mine += gpus[m];
+    return mask && mine > 0 ? all / mine : 1.0;
+}
+
 int flexpu_engine_set_workload(struct flexpu_engine *e, const struct flexpu_pod_req *shapes,
                                const double *weights, int n, struct flexpu_error *err)
 {
@@ -80,11 +100,20 @@ int flexpu_engine_set_workload(struct flexpu_engine *e, const struct flexpu_pod_
             return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory for %d shapes", n);
         }
     }
+    double gpus[FLEXPU_MAX_MODELS] = {0}, all = 0;
+    for (int i = 0; i < e->nnodes; i++)
+        for (int g = 0; e->nodes[i].alive && g < e->nodes[i].ngpu; g++) {
+            gpus[e->nodes[i].model[g]] += 1;
+            all += 1;
+        }
     double dsum = 0;
     for (int i = 0; i < n; i++) {
         w.shapes[i].req = shapes[i];
         w.shapes[i].weight = weights[i] / sum;
-        w.shapes[i].demand_weight = weights[i] * shape_demand(&shapes[i]);
+        w.shapes[i].demand_weight = weights[i] * shape_demand(&shapes[i]) *
+                                    (shapes[i].num_gpu > 0
+                                         ? model_pressure(shapes[i].model_mask, gpus, all)
+                                         : 1.0);
         dsum += w.shapes[i].demand_weight;
     }
     for (int i = 0; i < n; i++)

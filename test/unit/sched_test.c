@@ -459,6 +459,35 @@ static void test_flexpu_keeps_cpu_for_idle_gpus(void **state)
     flexpu_engine_free(e);
 }
 
+/* A scarce model kept for the pods that can only use it: two T4 GPUs, eight
+ * G2 GPUs, and a workload in which T4-only pods are twice as many as
+ * unconstrained ones (with a rare 8-GPU shape). Unconstrained pods must go
+ * to the G2 node, so that both T4-only pods that follow still fit. Before
+ * the shapes' demand was weighed by the GPUs of their models, the 8-GPU
+ * shape made flexpu fill the small T4 node first (it can never hold 8 GPUs,
+ * the G2 node can) and both T4-only pods failed. */
+static void test_flexpu_protects_a_scarce_model(void **state)
+{
+    (void)state;
+    for (uint64_t seed = 1; seed <= 5; seed++) {
+        struct flexpu_engine *e = engine("flexpu");
+        int t4 = add_node(e, "t4", 64000, 262144, 2, "T4", 0, NULL);
+        int g2 = add_node(e, "g2", 64000, 262144, 8, "G2", 0, NULL);
+        struct flexpu_pod_req any = req(1000, 1, 1000), only_t4 = req(1000, 1, 1000);
+        assert_int_equal(flexpu_engine_models(e, "T4", &only_t4.model_mask, NULL), 0);
+        struct flexpu_pod_req shapes[3] = {any, only_t4, req(8000, 8, 1000)};
+        double w[3] = {10, 20, 1};
+        assert_int_equal(flexpu_engine_set_workload(e, shapes, w, 3, NULL), 0);
+        struct flexpu_rng rng;
+        flexpu_rng_seed(&rng, seed);
+        for (int i = 0; i < 2; i++)
+            assert_int_equal(place_ok(e, any, &rng, NULL).node, g2);
+        for (int i = 0; i < 2; i++)
+            assert_int_equal(place_ok(e, only_t4, &rng, NULL).node, t4);
+        flexpu_engine_free(e);
+    }
+}
+
 static void test_dotprod_and_random_stay_feasible(void **state)
 {
     (void)state;
@@ -665,6 +694,7 @@ int main(void)
         cmocka_unit_test(test_whole_rounds_up),
         cmocka_unit_test(test_fgd_and_flexpu_fill_the_fragment),
         cmocka_unit_test(test_flexpu_keeps_cpu_for_idle_gpus),
+        cmocka_unit_test(test_flexpu_protects_a_scarce_model),
         cmocka_unit_test(test_dotprod_and_random_stay_feasible),
         cmocka_unit_test(test_random_spreads_over_identical_nodes),
         cmocka_unit_test(test_reasons_name_the_constraint),
