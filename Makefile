@@ -7,7 +7,7 @@ BUILD_ASAN ?= build-asan
 BUILD_FUZZ ?= build-fuzz
 JOBS       ?= $(shell nproc)
 
-.PHONY: all deps build demo test unit asan fuzz conformance e2e bench bench-kube clean
+.PHONY: all deps build demo test unit asan fuzz conformance e2e bench bench-gpuspec bench-kube clean
 
 all: build
 
@@ -107,6 +107,12 @@ e2e: build
 
 bench: build
 	@bench/run.sh
+
+# flexpu, fgd and bestfit on generated trace variants where many pods name
+# the GPU models they accept (bench/gpuspec.sh; 6-9 minutes on 2 cores; not in CI).
+# ARTIFACT=DIR adds the FGD artifact's gpuspec variants from a local copy.
+bench-gpuspec: build
+	@BUILD=$(BUILD) ARTIFACT=$(ARTIFACT) bench/gpuspec.sh
 
 # flexpu-scheduler against the default kube-scheduler on 1,000 kwok nodes of
 # 8 GPUs and 10,000 trace pods (bench/kube/run.sh; about 12 minutes on 2

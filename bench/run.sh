@@ -11,7 +11,8 @@
 #   timed.txt          the timed replay: real run times, arrivals at 1x and 10,000x
 #   speed.txt          one fgd replay, and a synthetic 10,000-node / 100,000-pod run
 # plus the CSV files and the SVG plot of each run under bench/results/<name>/.
-# Bounded: about 10 minutes on 2 cores.
+# Bounded: about 10 minutes on 2 cores. ONLY=variants regenerates
+# variants.txt alone (from the default and gpushare tables already there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIM=${SIM:-./build/flexpu-sim}
@@ -22,6 +23,8 @@ GEN=${GEN:-./build/flexpu-variants}
 [ -x "$SIM" ] || { echo "build first: make build" >&2; exit 1; }
 [ -x "$GEN" ] || { echo "build first: make build" >&2; exit 1; }
 
+ONLY=${ONLY:-}
+if [ "$ONLY" != variants ]; then
 echo "== default trace, all policies, seeds 42-51"
 "$SIM" --quiet --policy whole,random,bestfit,dotprod,packing,fgd,flexpu,bound \
   --pods "$TRACE/openb_pod_list_default.csv" --out "$OUT/default" | tee "$OUT/default.txt"
@@ -31,6 +34,8 @@ for n in 20 40 60 80 100; do
   "$SIM" --quiet --policy fgd,flexpu,bestfit,bound --pods "$TRACE/openb_pod_list_gpushare$n.csv" \
     --out "$OUT/gpushare$n" | tee "$OUT/gpushare$n.txt"
 done
+
+fi
 
 # Trace variants: name, set, flexpu-variants options. "tune" variants may
 # be looked at while changing a policy; "held-out" ones only to report.
@@ -79,6 +84,8 @@ summary() {
     awk -v n="$name" '/^== variant/ { on = ($3 == n) } on' "$OUT/variants.txt" | summary "$name" "$set"
   done
 } | tee -a "$OUT/variants.txt"
+
+[ "$ONLY" = variants ] && exit 0
 
 echo "== timed replay (real run times; arrivals at the trace's rate, then 10,000x faster)"
 {
