@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# flexpu-variants' model constraints (--gpuspec, --gpuspec-mix) on a tiny
+# trace: the share asked for, the models each mix may draw, the same file for
+# the same seed, and the messages for a bad mix.
+# Usage: variants_cli_test.sh FLEXPU-VARIANTS
+set -uo pipefail
+gen="$1"
+fails=0
+fail() { echo "variants_cli_test: FAIL: $*" >&2; fails=$((fails + 1)); }
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+# Models A (8 GPUs on two nodes of 4), B (2 GPUs on one node), C (1 GPU).
+cat >"$work/nodes.csv" <<'CSV'
+sn,cpu_milli,memory_mib,gpu,model
+n1,32000,65536,4,A
+n2,32000,65536,4,A
+n3,32000,65536,2,B
+n4,32000,65536,1,C
+CSV
+{
+  echo "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_time,scheduled_time"
+  for i in $(seq 1 200); do echo "p$i,1000,1024,1,500,,LS,Running,$i,$((i + 10)),$i"; done
+  for i in $(seq 201 220); do echo "p$i,2000,1024,0,0,,BE,Running,$i,$((i + 10)),$i"; done
+} >"$work/pods.csv"
+run() { "$gen" --pods "$work/pods.csv" --nodes "$work/nodes.csv" "$@"; }
+specs() { awk -F, 'NR > 1 && $6 != "" { print $6 }' "$1"; }
+
+# The share of GPU pods that name models, and the same file for the same seed;
+# --gpuspec-mix uniform is the default.
+run --gpuspec 0.3 --seed 7 --out "$work/u1.csv" || fail "uniform: exit $?"
+run --gpuspec 0.3 --seed 7 --gpuspec-mix uniform --out "$work/u2.csv" || fail "uniform (named): exit $?"
+cmp -s "$work/u1.csv" "$work/u2.csv" || fail "--gpuspec-mix uniform is not the default"
+n=$(specs "$work/u1.csv" | wc -l)
+[ "$n" -eq 60 ] || fail "uniform: $n of 200 GPU pods name models, want 60"
+awk -F, 'NR > 1 && $4 == 0 && $6 != ""' "$work/u1.csv" | grep -q . && fail "a CPU-only pod names a model"
+
+# capacity: models drawn by their GPUs, so A (8 of 11 GPUs) is the most named.
+run --gpuspec 0.5 --seed 3 --gpuspec-mix capacity --out "$work/c.csv" || fail "capacity: exit $?"
+n=$(specs "$work/c.csv" | wc -l)
+[ "$n" -eq 100 ] || fail "capacity: $n pods name models, want 100"
+specs "$work/c.csv" | tr '|' '\n' | grep -qv '^[ABC]$' && fail "capacity drew a model not in the node list"
+a=$(specs "$work/c.csv" | grep -c 'A') b=$(specs "$work/c.csv" | grep -c 'B')
+[ "$a" -gt "$b" ] || fail "capacity: A named by $a pods, B by $b: not by the models' GPUs"
+
+# A list: only its gpu_spec values, in about its weights.
+run --gpuspec 0.5 --seed 3 --gpuspec-mix 'B=3,A|C=1' --out "$work/l.csv" || fail "list: exit $?"
+specs "$work/l.csv" | grep -qv '^\(B\|A|C\)$' && fail "the list drew a value not in it"
+b=$(specs "$work/l.csv" | grep -c '^B$') ac=$(specs "$work/l.csv" | grep -c '^A|C$')
+[ "$b" -gt "$ac" ] && [ "$ac" -gt 0 ] || fail "list: B $b, A|C $ac for weights 3 and 1"
+run --gpuspec 0.5 --seed 4 --gpuspec-mix 'B=3,A|C=1' --out "$work/l4.csv"
+cmp -s "$work/l.csv" "$work/l4.csv" && fail "another seed gave the same file"
+
+# Bad mixes are named and refused.
+run --gpuspec 0.1 --gpuspec-mix 'X=1' 2>"$work/err" >/dev/null && fail "an unknown model was accepted"
+grep -q "model 'X' is not in the node list" "$work/err" || fail "unknown model: $(cat "$work/err")"
+run --gpuspec 0.1 --gpuspec-mix 'B=' 2>"$work/err" >/dev/null && fail "an empty weight was accepted"
+grep -q "invalid weight" "$work/err" || fail "empty weight: $(cat "$work/err")"
+run --gpuspec 0.1 --gpuspec-mix 'B' 2>"$work/err" >/dev/null && fail "an entry without weight was accepted"
+grep -q "expected SPEC=WEIGHT" "$work/err" || fail "no weight: $(cat "$work/err")"
+run --gpuspec 0.1 --gpuspec-mix 'B=-1' 2>"$work/err" >/dev/null && fail "a negative weight was accepted"
+
+[ "$fails" -eq 0 ] && echo "variants_cli_test: all checks passed"
+exit "$((fails > 0))"
