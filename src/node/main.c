@@ -50,6 +50,7 @@ static void on_signal(int sig)
 
 struct agent {
     const char *node, *root, *dp_dir, *runtime_lib;
+    enum fx_dir_limits dir_limits;
     struct kube_config cfg;
     struct kube_client *client;
     struct fx_nvml *nvml;
@@ -116,9 +117,27 @@ static int install_host_files(struct agent *a, struct flexpu_error *err)
                                     strerror(errno));
     }
     /* Containers of any user share the per-GPU state files (docs/RUNTIME.md):
-     * world-writable and sticky, like /tmp. */
+     * world-writable and sticky, like /tmp; and bounded, so that no tenant
+     * fills the host's filesystem through it (dirlimit.h). */
     snprintf(path, sizeof(path), "%s/state", a->root);
     chmod(path, 01777);
+    if (fx_dir_limits_check(a->root, a->dir_limits, err) != 0)
+        return -1;
+    struct flexpu_error lim = {0};
+    if (fx_dir_limit(path, a->dir_limits, FX_DIR_STATE_BYTES, FX_DIR_STATE_INODES, 01777,
+                     &lim) != 0) {
+        if (lim.code != FLEXPU_EBUSY)
+            return flexpu_error_set(err, lim.code, "%s", lim.msg);
+        /* Files of an agent that did not limit it (an upgrade): running
+         * tenants map them, and a tmpfs over them would split the GPU's
+         * arbitration between old and new processes. */
+        FX_WARN(COMP, "state directory left without a size limit; to limit it, stop the "
+                "node's GPU pods, remove its files and restart the agent",
+                "path=%s reason=\"%s\"", path, lim.msg);
+    }
+    if (a->dir_limits == FX_DIR_LIMITS_OFF)
+        FX_WARN(COMP, "tenant-writable directories have no size limit (--size-limits=off): a "
+                "tenant can fill the filesystem that holds them", "root=%s", a->root);
     if (a->runtime_lib[0]) {
         snprintf(path, sizeof(path), "%s/lib/libflexpu-cuda.so", a->root);
         if (copy_file(a->runtime_lib, path, err) != 0)
@@ -290,6 +309,12 @@ static void usage(FILE *f)
             "                            (/var/lib/kubelet/pod-resources/kubelet.sock)\n"
             "  --root DIR                host directory for the runtime library, slices and\n"
             "                            shared state (/var/lib/flexpu)\n"
+            "  --size-limits MODE        what bounds the directories tenants write (state,\n"
+            "                            ledgers): a tmpfs each, mounted so that the host sees\n"
+            "                            it (shared: the root's mount must propagate, as with\n"
+            "                            mountPropagation: Bidirectional), mounted in the\n"
+            "                            agent's namespace (local: an agent on the host), or\n"
+            "                            nothing (off) (shared)\n"
             "  --runtime-library PATH    libflexpu-cuda.so to install there\n"
             "                            (/usr/lib/flexpu/libflexpu-cuda.so; \"\" to skip)\n"
             "  --metrics-address ADDR    IPv4 address for metrics (0.0.0.0)\n"
@@ -312,7 +337,8 @@ int main(int argc, char **argv)
 {
     struct agent a = {.root = "/var/lib/flexpu",
                       .dp_dir = "/var/lib/kubelet/device-plugins",
-                      .runtime_lib = "/usr/lib/flexpu/libflexpu-cuda.so"};
+                      .runtime_lib = "/usr/lib/flexpu/libflexpu-cuda.so",
+                      .dir_limits = FX_DIR_LIMITS_SHARED};
     const char *kubeconfig = NULL, *nvml_path = NULL, *metrics_addr = "0.0.0.0";
     const char *podres = "/var/lib/kubelet/pod-resources/kubelet.sock";
     int metrics_port = 9400;
@@ -325,6 +351,7 @@ int main(int argc, char **argv)
         {"pod-resources-socket", required_argument, 0, 'P'},
         {"root", required_argument, 0, 'r'},
         {"runtime-library", required_argument, 0, 'R'},
+        {"size-limits", required_argument, 0, 'L'},
         {"metrics-address", required_argument, 0, 'a'},
         {"metrics-port", required_argument, 0, 'p'},
         {"log-level", required_argument, 0, 'v'},
@@ -343,6 +370,13 @@ int main(int argc, char **argv)
         case 'P': podres = optarg; break;
         case 'r': a.root = optarg; break;
         case 'R': a.runtime_lib = optarg; break;
+        case 'L':
+            if (fx_dir_limits_parse(optarg, &a.dir_limits)) {
+                fprintf(stderr, "flexpu-node: --size-limits: invalid value '%s': want shared, "
+                                "local or off\n", optarg);
+                return 2;
+            }
+            break;
         case 'a': metrics_addr = optarg; break;
         case 'p':
             if (parse_port(optarg, &metrics_port)) {
@@ -390,7 +424,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "flexpu-node: %s\n", err.msg);
         return 1;
     }
-    struct fx_plugin_config pc = {.node_name = a.node, .root = a.root, .podresources = podres};
+    struct fx_plugin_config pc = {.node_name = a.node, .root = a.root, .podresources = podres,
+                                  .dir_limits = a.dir_limits};
     a.plugin = fx_plugin_new(&pc, a.gpus, a.ngpu, &err);
     if (!a.plugin) {
         fprintf(stderr, "flexpu-node: %s\n", err.msg);

@@ -838,7 +838,8 @@ static void allocate(void *ctx, const uint8_t *req, size_t len, struct fx_grpc_r
         }
         pthread_mutex_unlock(&p->mu);
         struct flexpu_error err = {0};
-        if (fx_slice_prepare(p->root, a[c].key, q->devices_ids, q->n_devices_ids, &err) != 0) {
+        if (fx_slice_prepare(p->root, a[c].key, q->devices_ids, q->n_devices_ids,
+                             p->cfg.dir_limits, &err) != 0) {
             fail(r, FX_GRPC_INTERNAL, "%s", err.msg);
             goto out;
         }
@@ -1001,7 +1002,8 @@ static void prestart(void *ctx, const uint8_t *req, size_t len, struct fx_grpc_r
     }
     pthread_mutex_unlock(&p->mu);
     struct flexpu_error err = {0};
-    if (fx_slice_prepare(p->root, key, in->devices_ids, in->n_devices_ids, &err) != 0 ||
+    if (fx_slice_prepare(p->root, key, in->devices_ids, in->n_devices_ids, p->cfg.dir_limits,
+                         &err) != 0 ||
         fx_slice_write(p->root, key, &f, &err) != 0) {
         fail(r, FX_GRPC_INTERNAL, "%s", err.msg);
         goto out;

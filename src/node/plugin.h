@@ -27,6 +27,7 @@
 
 #include "flexpu/error.h"
 #include "kube/kube.h"
+#include "node/dirlimit.h"
 #include "node/gpus.h"
 #include "node/grpc.h"
 
@@ -47,6 +48,7 @@ struct fx_plugin_config {
     const char *podresources; /* the kubelet's PodResources socket */
     int slots;                /* device IDs per GPU; 0: FX_DP_SLOTS */
     int wait_ms;              /* how long a call waits for the pod to show up; 0: 10000 */
+    enum fx_dir_limits dir_limits; /* size limit of each slice's ledger (dirlimit.h) */
 };
 
 struct fx_plugin;

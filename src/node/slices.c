@@ -13,7 +13,10 @@
 
 #include <openssl/sha.h>
 
+#include "flexpu/log.h"
 #include "node/plugin.h"
+
+#define COMP "slices"
 
 static int cmp_str(const void *a, const void *b)
 {
@@ -70,8 +73,22 @@ static int write_file(const char *dir, const char *name, const char *text,
     return fx_file_replace(path, text, 0644, err);
 }
 
+/* The GPUs behind a set of device IDs "<uuid>::<k>": distinct UUIDs. */
+static size_t count_gpus(char *const *ids, size_t n)
+{
+    size_t gpus = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t li = strcspn(ids[i], ":");
+        int seen = 0;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = strcspn(ids[j], ":") == li && !strncmp(ids[i], ids[j], li);
+        gpus += !seen;
+    }
+    return gpus;
+}
+
 int fx_slice_prepare(const char *root, const char *key, char *const *ids, size_t n,
-                     struct flexpu_error *err)
+                     enum fx_dir_limits limits, struct flexpu_error *err)
 {
     char dir[400], slices[400], ledgers[400], ledger[400];
     snprintf(slices, sizeof(slices), "%s/slices", root);
@@ -88,6 +105,18 @@ int fx_slice_prepare(const char *root, const char *key, char *const *ids, size_t
         (mkdir(ledger, 0777) != 0 && errno != EEXIST) || chmod(ledger, 0777) != 0)
         return flexpu_error_set(err, FLEXPU_EIO, "cannot create '%s': %s", ledger,
                                 strerror(errno));
+    /* Bounded, so that the tenant cannot fill the host's filesystem through
+     * it. A directory left with files by an agent that did not limit it (an
+     * upgrade) stays as it is: mounting over it would hide its tenant's
+     * ledgers from the tenant. */
+    struct flexpu_error lim = {0};
+    if (fx_dir_limit(ledger, limits, fx_dir_ledger_bytes(count_gpus(ids, n)),
+                     FX_DIR_LEDGER_INODES, 0777, &lim) != 0) {
+        if (lim.code != FLEXPU_EBUSY)
+            return flexpu_error_set(err, lim.code, "%s", lim.msg);
+        FX_WARN(COMP, "ledger directory left without a size limit", "key=%s reason=\"%s\"",
+                key, lim.msg);
+    }
     size_t cap = 64;
     for (size_t i = 0; i < n; i++)
         cap += strlen(ids[i]) + 1;
@@ -190,8 +219,15 @@ void fx_slice_remove(const char *root, const char *key)
     char dir[400];
     if (dir_of(root, key, dir, sizeof(dir)) == 0)
         remove_dir(dir);
-    if (ledger_dir_of(root, key, dir, sizeof(dir)) == 0)
-        remove_dir(dir);
+    if (ledger_dir_of(root, key, dir, sizeof(dir)) == 0) {
+        /* Emptied first: a container that still has the tmpfs (it is
+         * detached lazily) keeps none of the memory it used. */
+        int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd >= 0)
+            clear_dir(fd, 16);
+        fx_dir_unlimit(dir);
+        rmdir(dir);
+    }
 }
 
 void fx_slice_scan(const char *root, void (*fn)(const char *key, const char *tenant, void *ctx),

@@ -16,6 +16,7 @@
 #include <sys/types.h>
 
 #include "flexpu/error.h"
+#include "node/dirlimit.h"
 #include "util/priority.h"
 
 #define FX_SLICE_KEY_LEN 24 /* hex characters */
@@ -36,9 +37,11 @@ int fx_slice_key(char *const *ids, size_t n, char out[FX_SLICE_KEY_LEN + 1]);
 /* Creates <root>/slices/<key>/ with `devices` and a slice.conf that makes
  * the runtime fail closed until fx_slice_write names the pod, and the
  * slice's ledger directory <root>/ledger/<key>/ (runtime/ledger.h), which
- * only the slice's containers are given, read-write. */
+ * only the slice's containers are given, read-write: a tmpfs of
+ * fx_dir_ledger_bytes(GPUs) unless `limits` is FX_DIR_LIMITS_OFF
+ * (dirlimit.h). */
 int fx_slice_prepare(const char *root, const char *key, char *const *ids, size_t n,
-                     struct flexpu_error *err);
+                     enum fx_dir_limits limits, struct flexpu_error *err);
 
 /* Writes slice.conf atomically (temporary file + rename). */
 int fx_slice_write(const char *root, const char *key, const struct fx_slice_file *f,
@@ -47,7 +50,8 @@ int fx_slice_write(const char *root, const char *key, const struct fx_slice_file
 /* The text of a slice.conf (for tests and fx_slice_write). */
 int fx_slice_format(const struct fx_slice_file *f, char *buf, size_t len);
 
-/* Removes <root>/slices/<key>/ and <root>/ledger/<key>/. */
+/* Removes <root>/slices/<key>/ and <root>/ledger/<key>/ (emptied, then its
+ * tmpfs detached). */
 void fx_slice_remove(const char *root, const char *key);
 
 /* Calls fn for every slice directory: its key and the tenant its slice.conf

@@ -127,7 +127,7 @@ up)
     --service-account-signing-key-file "$dir/pki/sa.key" \
     --service-account-issuer https://kubernetes.default.svc \
     --service-cluster-ip-range 10.96.0.0/16 \
-    --authorization-mode RBAC \
+    --authorization-mode RBAC --allow-privileged=true \
     --endpoint-reconciler-type none \
     --disable-admission-plugins ServiceAccount,TaintNodesByCondition \
     --max-requests-inflight 2000 --max-mutating-requests-inflight 1000 \

@@ -12,7 +12,10 @@
 #    ListAndWatch through a health change, concurrent Allocate and
 #    PreStartContainer for the pods flexpu-scheduler bound, a bad device,
 #    and re-registration after a kubelet restart;
-#  - metrics are served; slice directories go when their pods go.
+#  - metrics are served; slice directories go when their pods go;
+#  - where this machine lets root mount (CI), the state directory and each
+#    slice's ledger are size-limited tmpfs mounts (--size-limits=local) that
+#    go with their slices; elsewhere the agent runs with --size-limits=off.
 #
 #   node_e2e.sh BUILD_DIR
 set -euo pipefail
@@ -22,9 +25,16 @@ root="$(cd "$here/../.." && pwd)"
 work="$(mktemp -d /tmp/flexpu-node-e2e.XXXXXX)"
 pids=()
 
+# The tmpfs mounts the agent made under $work (it leaves them to the
+# containers when it stops); mountinfo writes a space as \040.
+unmount_work() {
+  awk -v w="$work/" 'index($5, w) == 1 {print $5}' /proc/self/mountinfo | sed 's/\\040/ /g' |
+    sort -r | while IFS= read -r m; do umount -l "$m" 2>/dev/null || true; done
+}
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  unmount_work
   "$root/test/cluster/cluster.sh" down "$work/cluster" || true
   if [ "${KEEP:-0}" = 1 ]; then echo "node-e2e: kept $work" >&2; else rm -rf "$work"; fi
 }
@@ -96,12 +106,19 @@ for _ in $(seq 1 200); do
   p=$(( 20000 + RANDOM % 30000 ))
   if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then metrics_port=$p; break; fi
 done
+# Size limits need CAP_SYS_ADMIN: probe it.
+size_limits=off
+mkdir -p "$work/probe"
+if mount -t tmpfs -o size=64k flexpu-probe "$work/probe" 2>/dev/null; then
+  umount "$work/probe"
+  size_limits=local
+fi
 FAKECUDA_DEVICES=8 FAKECUDA_TOTAL_MEM=$((80 * 1073741824)) FAKENVML_NAME="NVIDIA A100-SXM4-80GB" \
 FAKENVML_NUMA=0,0,0,0,1,1,1,1 FAKENVML_NVLINK=0-3,4-7 FAKENVML_LOST_FILE="$lost" \
   "$build/flexpu-node" --kubeconfig "$work/node.kubeconfig" --node-name gpu-1 \
   --nvml-library "$build/test/fakecuda/libnvidia-ml.so.1" \
   --device-plugin-dir "$work/dp" --pod-resources-socket "$work/podresources.sock" \
-  --root "$work/root" --runtime-library "$build/libflexpu-cuda.so" \
+  --root "$work/root" --runtime-library "$build/libflexpu-cuda.so" --size-limits "$size_limits" \
   --metrics-address 127.0.0.1 --metrics-port "$metrics_port" --log-level debug \
   >"$work/node.log" 2>&1 &
 pids+=($!)
@@ -153,6 +170,25 @@ pass "flexpu-scheduler, running as its service account, binds 6 pods to the agen
 grep 'dppeer:' "$work/dppeer.log" | sed 's/^/node-e2e:      /'
 pass "device plugin: registration, health, concurrent Allocate/PreStart, bad device, kubelet restart"
 
+# --- what tenants write is bounded ---
+if [ "$size_limits" = local ]; then
+  [ "$(stat -f -c %T "$work/root/state")" = tmpfs ] || fail "state directory is not a tmpfs"
+  nledger=0
+  for d in "$work"/root/ledger/*/; do
+    [ "$(stat -f -c %T "$d")" = tmpfs ] || fail "ledger $d is not a tmpfs"
+    nledger=$((nledger + 1))
+  done
+  [ "$nledger" -ge 6 ] || fail "want a ledger directory per slice, found $nledger"
+  # A tenant filling its ledger stops at the limit.
+  d="$(ls -d "$work"/root/ledger/*/ | head -n 1)"
+  if dd if=/dev/zero of="$d/fill" bs=1M count=64 2>"$work/dd.log"; then fail "64 MiB fit in a ledger"; fi
+  grep -q 'No space left' "$work/dd.log" || fail "ledger fill: $(cat "$work/dd.log")"
+  rm -f "$d/fill"
+  pass "state and ledgers are size-limited tmpfs mounts ($nledger ledgers; a tenant's 64 MiB write stops at its limit)"
+else
+  echo "node-e2e: skip size limits: this machine does not let root mount a tmpfs"
+fi
+
 # --- metrics ---
 m="$(curl -sf "http://127.0.0.1:$metrics_port/metrics")" || fail "no metrics"
 [ "$(grep -c '^flexpu_gpu_info{' <<<"$m")" = 8 ] || fail "metrics: want 8 flexpu_gpu_info lines"
@@ -164,7 +200,9 @@ pass "metrics served"
 kubectl delete pods --all --grace-period=0 --force --wait=true >/dev/null 2>&1
 no_slices() { [ "$(find "$work/root/slices" -name slice.conf | wc -l)" = 0 ]; }
 wait_for 20 "slice directories remain after their pods were deleted" no_slices
-pass "slices are removed when their pods end"
+ledger_mounts() { awk -v w="$work/root/ledger/" 'index($5, w) == 1' /proc/self/mountinfo | wc -l; }
+[ "$(ledger_mounts)" = 0 ] || fail "$(ledger_mounts) ledger tmpfs mounts remain after their pods ended"
+pass "slices (and their ledger mounts) are removed when their pods end"
 
 kill -TERM "${pids[0]}"
 wait_for 10 "flexpu-node did not remove its socket on SIGTERM" test ! -e "$work/dp/flexpu-gpu.sock"

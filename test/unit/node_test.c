@@ -10,6 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -20,6 +23,7 @@
 #include "flexpu/log.h"
 #include "kube/contract.h"
 #include "node/gpus.h"
+#include "node/dirlimit.h"
 #include "node/grpc.h"
 #include "node/metrics.h"
 #include "node/plugin.h"
@@ -41,6 +45,28 @@ static int setup_dir(void **state)
 static int teardown_dir(void **state)
 {
     (void)state;
+    /* A failed test may leave its tmpfs mounts (test_ledger_size_limit):
+     * rm cannot remove a mount point. */
+    FILE *mi = fopen("/proc/self/mountinfo", "r");
+    char line[4096], pat[300];
+    snprintf(pat, sizeof(pat), " %s/", tmpdir);
+    while (mi && fgets(line, sizeof(line), mi)) {
+        char *at = strstr(line, pat), *end = at ? strchr(at + 1, ' ') : NULL;
+        if (!end)
+            continue;
+        *end = 0;
+        for (char *r = at + 1, *w = at + 1;; r++, w++) { /* mountinfo writes ' ' as \040 */
+            if (!strncmp(r, "\\040", 4)) {
+                *w = ' ';
+                r += 3;
+            } else if (!(*w = *r)) {
+                break;
+            }
+        }
+        umount2(at + 1, MNT_DETACH);
+    }
+    if (mi)
+        fclose(mi);
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
     return system(cmd) == 0 ? 0 : -1;
@@ -208,7 +234,7 @@ static void test_slice_files(void **state)
     assert_int_equal(strlen(ka), FX_SLICE_KEY_LEN);
 
     struct flexpu_error err = {0};
-    assert_int_equal(fx_slice_prepare(tmpdir, ka, a, 2, &err), 0);
+    assert_int_equal(fx_slice_prepare(tmpdir, ka, a, 2, FX_DIR_LIMITS_OFF, &err), 0);
     char path[400];
     snprintf(path, sizeof(path), "%s/slices/%s/slice.conf", tmpdir, ka);
     /* pending: the runtime must refuse it (fail closed) */
@@ -253,6 +279,146 @@ static void test_slice_files(void **state)
     snprintf(path, sizeof(path), "%s/ledger/%s", tmpdir, ka);
     assert_int_not_equal(access(path, F_OK), 0);
     assert_int_equal(access(outside, F_OK), 0);
+}
+
+/* Whether `path` is a mount point in /proc/self/mountinfo (no escapes:
+ * the paths here have no spaces). */
+static int mounted(const char *path)
+{
+    FILE *f = fopen("/proc/self/mountinfo", "r");
+    char line[4096], pat[600];
+    snprintf(pat, sizeof(pat), " %s ", path);
+    int found = 0;
+    while (f && fgets(line, sizeof(line), f))
+        found |= strstr(line, pat) != NULL;
+    if (f)
+        fclose(f);
+    return found;
+}
+
+/* A tenant that writes its ledger directory without end meets ENOSPC at
+ * the slice's limit, in its own directory only; the directory is its own
+ * tmpfs, kept when the kubelet's second call prepares the slice again and
+ * gone with the slice. Needs CAP_SYS_ADMIN (root in CI); skipped without. */
+static void test_ledger_size_limit(void **state)
+{
+    (void)state;
+    char *a[] = {"GPU-1::3", "GPU-2::0"}, *b[] = {"GPU-1::4"}, *c[] = {"GPU-2::5"};
+    char ka[FX_SLICE_KEY_LEN + 1], kb[FX_SLICE_KEY_LEN + 1], kc[FX_SLICE_KEY_LEN + 1];
+    fx_slice_key(a, 2, ka);
+    fx_slice_key(b, 1, kb);
+    fx_slice_key(c, 1, kc);
+    struct flexpu_error err = {0};
+    if (geteuid() != 0)
+        skip();
+    if (fx_slice_prepare(tmpdir, ka, a, 2, FX_DIR_LIMITS_LOCAL, &err) != 0) {
+        assert_non_null(strstr(err.msg, "Operation not permitted"));
+        assert_non_null(strstr(err.msg, "--size-limits=off"));
+        skip();
+    }
+    char la[300], lb[300], lc[300], path[400];
+    snprintf(la, sizeof(la), "%s/ledger/%s", tmpdir, ka);
+    snprintf(lb, sizeof(lb), "%s/ledger/%s", tmpdir, kb);
+    snprintf(lc, sizeof(lc), "%s/ledger/%s", tmpdir, kc);
+    assert_int_equal(fx_dir_is_tmpfs_root(la), 1);
+    assert_int_equal(fx_slice_prepare(tmpdir, kb, b, 1, FX_DIR_LIMITS_LOCAL, &err), 0);
+    assert_int_equal(fx_dir_is_tmpfs_root(lb), 1);
+    struct stat sb;
+    assert_int_equal(stat(la, &sb), 0);
+    assert_int_equal(sb.st_mode & 07777, 0777);
+
+    /* The tenant of slice a fills its directory. */
+    snprintf(path, sizeof(path), "%s/fill", la);
+    int fd = open(path, O_CREAT | O_WRONLY, 0600);
+    assert_true(fd >= 0);
+    static char chunk[65536];
+    memset(chunk, 'x', sizeof(chunk));
+    uint64_t written = 0;
+    int e = 0;
+    for (int i = 0; i < 4096 && !e; i++) {
+        ssize_t w = write(fd, chunk, sizeof(chunk));
+        if (w > 0)
+            written += (uint64_t)w;
+        if (w < (ssize_t)sizeof(chunk))
+            e = w < 0 ? errno : ENOSPC;
+    }
+    /* A short write is followed by ENOSPC. */
+    if (write(fd, chunk, sizeof(chunk)) < 0)
+        e = errno;
+    close(fd);
+    assert_int_equal(e, ENOSPC);
+    assert_true(written <= fx_dir_ledger_bytes(2));
+    assert_true(written >= (1u << 20));
+    /* ... and its inodes. */
+    int files = 0;
+    for (; files < 100000; files++) {
+        snprintf(path, sizeof(path), "%s/f%d", la, files);
+        int nf = open(path, O_CREAT | O_WRONLY, 0600);
+        if (nf < 0) {
+            assert_int_equal(errno, ENOSPC);
+            break;
+        }
+        close(nf);
+    }
+    assert_true(files <= (int)FX_DIR_LEDGER_INODES);
+    /* Slice b is untouched by it. */
+    snprintf(path, sizeof(path), "%s/ok", lb);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(fwrite(chunk, 1, sizeof(chunk), f), sizeof(chunk));
+    assert_int_equal(fclose(f), 0);
+
+    /* PreStartContainer prepares the slice again: the same tmpfs, as it was. */
+    assert_int_equal(fx_slice_prepare(tmpdir, kb, b, 1, FX_DIR_LIMITS_LOCAL, &err), 0);
+    assert_int_equal(access(path, F_OK), 0);
+
+    /* A directory an agent without limits left with files (an upgrade)
+     * stays as it is, so that its tenant keeps its ledgers. */
+    char cmd[700];
+    snprintf(cmd, sizeof(cmd), "mkdir -p %s && touch %s/GPU-2.ledger", lc, lc);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(fx_slice_prepare(tmpdir, kc, c, 1, FX_DIR_LIMITS_LOCAL, &err), 0);
+    assert_int_equal(fx_dir_is_tmpfs_root(lc), 0);
+    snprintf(path, sizeof(path), "%s/GPU-2.ledger", lc);
+    assert_int_equal(access(path, F_OK), 0);
+
+    fx_slice_remove(tmpdir, ka);
+    fx_slice_remove(tmpdir, kb);
+    fx_slice_remove(tmpdir, kc);
+    assert_false(mounted(la));
+    assert_false(mounted(lb));
+    assert_int_not_equal(access(la, F_OK), 0);
+    assert_int_not_equal(access(lb, F_OK), 0);
+    assert_int_not_equal(access(lc, F_OK), 0);
+}
+
+/* --size-limits=shared refuses a root whose mount does not propagate to the
+ * host (the DaemonSet forgot mountPropagation: Bidirectional) and takes one
+ * that does, found under a mount point with a space in its name. */
+static void test_size_limits_propagation(void **state)
+{
+    (void)state;
+    char mnt[400], root[500];
+    snprintf(mnt, sizeof(mnt), "%s/host dir", tmpdir);
+    snprintf(root, sizeof(root), "%s/flexpu", mnt);
+    assert_int_equal(mkdir(mnt, 0755), 0);
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_dir_limits_check(mnt, FX_DIR_LIMITS_LOCAL, &err), 0);
+    assert_int_equal(fx_dir_limits_check(mnt, FX_DIR_LIMITS_OFF, &err), 0);
+    if (geteuid() != 0 || mount("t", mnt, "tmpfs", 0, "size=1m") != 0)
+        skip();
+    assert_int_equal(mkdir(root, 0755), 0);
+    int rc = mount(NULL, mnt, NULL, MS_PRIVATE, NULL);
+    assert_int_equal(rc, 0);
+    assert_int_not_equal(fx_dir_limits_check(root, FX_DIR_LIMITS_SHARED, &err), 0);
+    assert_non_null(strstr(err.msg, "Bidirectional"));
+    assert_non_null(strstr(err.msg, mnt));
+    assert_non_null(strstr(err.msg, "--size-limits=local"));
+    if (mount(NULL, mnt, NULL, MS_SHARED, NULL) == 0) {
+        err.msg[0] = 0;
+        assert_int_equal(fx_dir_limits_check(root, FX_DIR_LIMITS_SHARED, &err), 0);
+    }
+    assert_int_equal(umount2(mnt, MNT_DETACH), 0);
 }
 
 /* ld.so.preload is replaced, never truncated in place: a process starting
@@ -1094,6 +1260,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_slice_files, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_preload_replaced_atomically, setup_dir,
                                         teardown_dir),
+        cmocka_unit_test_setup_teardown(test_ledger_size_limit, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_size_limits_propagation, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_plugin_calls, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_preferred_must_include, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_metrics, setup_dir, teardown_dir),
