@@ -25,7 +25,8 @@ mkdir -p "$VDIR" bench/results
 # Model mixes (--gpuspec-mix): besides "uniform" (every model that holds 1%
 # of the GPUs alike) and "capacity" (by the models' GPUs), lists that make
 # one small model the one most pods ask for, as in the real trace's
-# constrained pods (T4: 842 of 6,212 GPUs; P100: 265; G3: 312).
+# constrained pods (T4: 842 of 6,212 GPUs; P100: 265; G3: 312), and the
+# rarest models (A10: 2 GPUs; V100M16: 195) asked for by a few pods.
 T4HEAVY='T4=4,G2=1,P100=1,V100M16|V100M32=1'
 P100HEAVY='P100=2,V100M32=1,T4=1,G2=2'
 G3HEAVY='G3=2,V100M32=1,V100M16|V100M32=1,G2=1,T4=1'
@@ -37,6 +38,7 @@ VARIANTS=(
   "t4heavy30  tune      --gpuspec 0.30 --seed 111 --gpuspec-mix $T4HEAVY"
   "p100heavy20 tune     --gpuspec 0.20 --seed 114 --gpuspec-mix $P100HEAVY"
   "cap25      tune      --gpuspec 0.25 --seed 112 --gpuspec-mix capacity"
+  "a10x2      tune      --gpuspec 0.02 --seed 301 --gpuspec-mix A10=1"
   "gpuspec35  held-out  --gpuspec 0.35 --seed 201"
   "uni45      held-out  --gpuspec 0.45 --seed 221"
   "t4heavy20  held-out  --gpuspec 0.20 --seed 222 --gpuspec-mix $T4HEAVY"
@@ -44,6 +46,7 @@ VARIANTS=(
   "p100heavy35 held-out --gpuspec 0.35 --seed 226 --gpuspec-mix $P100HEAVY"
   "g3heavy33  held-out  --gpuspec 0.33 --seed 225 --gpuspec-mix $G3HEAVY"
   "cap50      held-out  --gpuspec 0.50 --seed 224 --gpuspec-mix capacity"
+  "rare05     held-out  --gpuspec 0.05 --seed 311 --gpuspec-mix A10=1,V100M16=2,P100=1"
   "mixed      held-out  --share 0.6 --multigpu 0.05 --cpu 1.5 --gpuspec 0.25 --seed 205"
 )
 

@@ -54,14 +54,7 @@ static double shape_demand(const struct flexpu_pod_req *r)
 /* How much harder a shape presses on the GPUs it can use than a shape that
  * can use every GPU: the cluster's GPUs over the GPUs of the models it
  * accepts (1 without a model constraint, or when the cluster has none of
- * its models). flexpu weighs each shape's demand by it, so that a shape's
- * weight is its demand per GPU it can run on: 100 pods that only T4s can
- * hold (842 of the trace's 6,212 GPUs) weigh like 738 pods that any GPU can
- * hold. That weight is what prices the GPUs a shape cannot use: its
- * fragment there is all their idle compute, so the harder a shape presses
- * on its own models, the more an unconstrained pod gains by going
- * elsewhere (docs/SCHEDULING.md, change 5). gpus[m] holds the live GPUs of
- * model m, all their sum. */
+ * its models). gpus[m] holds the live GPUs of model m, all their sum. */
 static double model_pressure(uint64_t mask, const double *gpus, double all)
 {
     double mine = 0;
@@ -69,6 +62,47 @@ static double model_pressure(uint64_t mask, const double *gpus, double all)
         if ((mask >> m) & 1)
             mine += gpus[m];
     return mask && mine > 0 ? all / mine : 1.0;
+}
+
+static int same_set(const struct fx_shape *a, const struct fx_shape *b)
+{
+    return a->req.model_mask == b->req.model_mask && b->req.num_gpu > 0;
+}
+
+/* flexpu's change 5 (docs/SCHEDULING.md): the demand of a shape that names
+ * GPU models counts per GPU it can run on, its demand weight times its
+ * models' pressure: 100 pods that only T4s can hold (842 of the trace's
+ * 6,212 GPUs) weigh like 738 pods that any GPU can hold. That weight is
+ * what prices the GPUs a shape cannot use (its fragment there is all their
+ * idle compute), so the harder a shape presses on its own models, the more
+ * an unconstrained pod gains by going elsewhere. The shapes that accept the
+ * same models weigh together at most the whole workload's demand (`plain`,
+ * the sum of the demand weights before pressure): at that weight their
+ * models are asked as much per GPU as the cluster is, and a set that asks
+ * more cannot be given more than all its GPUs, while an unbounded weight
+ * (two A10s and 140 pods that want only them: x3,106) would crowd every
+ * other shape out of the normalised weights. Unconstrained shapes are left
+ * exactly as they were. */
+static void apply_pressure(struct fx_shape *sh, int n, const double *gpus, double all,
+                           double plain)
+{
+    for (int i = 0; i < n; i++) {
+        if (!sh[i].req.model_mask || sh[i].req.num_gpu == 0)
+            continue;
+        int seen = 0;
+        for (int j = 0; j < i && !seen; j++)
+            seen = same_set(&sh[i], &sh[j]);
+        if (seen)
+            continue; /* its set was weighed with the first shape of the set */
+        double p = model_pressure(sh[i].req.model_mask, gpus, all), set = 0;
+        for (int j = i; j < n; j++)
+            if (same_set(&sh[i], &sh[j]))
+                set += sh[j].demand_weight * p;
+        double f = set > plain ? p * plain / set : p;
+        for (int j = i; j < n; j++)
+            if (same_set(&sh[i], &sh[j]))
+                sh[j].demand_weight *= f;
+    }
 }
 
 int flexpu_engine_set_workload(struct flexpu_engine *e, const struct flexpu_pod_req *shapes,
@@ -106,16 +140,17 @@ int flexpu_engine_set_workload(struct flexpu_engine *e, const struct flexpu_pod_
             gpus[e->nodes[i].model[g]] += 1;
             all += 1;
         }
-    double dsum = 0;
+    double plain = 0;
     for (int i = 0; i < n; i++) {
         w.shapes[i].req = shapes[i];
         w.shapes[i].weight = weights[i] / sum;
-        w.shapes[i].demand_weight = weights[i] * shape_demand(&shapes[i]) *
-                                    (shapes[i].num_gpu > 0
-                                         ? model_pressure(shapes[i].model_mask, gpus, all)
-                                         : 1.0);
-        dsum += w.shapes[i].demand_weight;
+        w.shapes[i].demand_weight = weights[i] * shape_demand(&shapes[i]);
+        plain += w.shapes[i].demand_weight;
     }
+    apply_pressure(w.shapes, n, gpus, all, plain);
+    double dsum = 0;
+    for (int i = 0; i < n; i++)
+        dsum += w.shapes[i].demand_weight;
     for (int i = 0; i < n; i++)
         w.shapes[i].demand_weight /= dsum;
     double cpu = 0, gpu = 0;

@@ -7,10 +7,12 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "flexpu/sched.h"
+#include "sched/engine.h"
 #include "util/alloc.h"
 
 /* ---- helpers ---------------------------------------------------------- */
@@ -460,12 +462,13 @@ static void test_flexpu_keeps_cpu_for_idle_gpus(void **state)
 }
 
 /* A scarce model kept for the pods that can only use it: two T4 GPUs, eight
- * G2 GPUs, and a workload in which T4-only pods are twice as many as
- * unconstrained ones (with a rare 8-GPU shape). Unconstrained pods must go
- * to the G2 node, so that both T4-only pods that follow still fit. Before
- * the shapes' demand was weighed by the GPUs of their models, the 8-GPU
- * shape made flexpu fill the small T4 node first (it can never hold 8 GPUs,
- * the G2 node can) and both T4-only pods failed. */
+ * G2 GPUs, and a workload of 100 unconstrained single-GPU pods, 20 that
+ * only a T4 can hold (a fifth as many, for a fifth of the GPUs) and one
+ * 8-GPU pod. Unconstrained pods must go to the G2 node, so that both
+ * T4-only pods that follow still fit. Before the shapes' demand was weighed
+ * by the GPUs of their models (change 5), defending the empty 8-GPU node
+ * made flexpu fill the small T4 node first (it can never hold 8 GPUs, the
+ * G2 node can) and both T4-only pods failed. */
 static void test_flexpu_protects_a_scarce_model(void **state)
 {
     (void)state;
@@ -476,7 +479,7 @@ static void test_flexpu_protects_a_scarce_model(void **state)
         struct flexpu_pod_req any = req(1000, 1, 1000), only_t4 = req(1000, 1, 1000);
         assert_int_equal(flexpu_engine_models(e, "T4", &only_t4.model_mask, NULL), 0);
         struct flexpu_pod_req shapes[3] = {any, only_t4, req(8000, 8, 1000)};
-        double w[3] = {10, 20, 1};
+        double w[3] = {100, 20, 1};
         assert_int_equal(flexpu_engine_set_workload(e, shapes, w, 3, NULL), 0);
         struct flexpu_rng rng;
         flexpu_rng_seed(&rng, seed);
@@ -486,6 +489,59 @@ static void test_flexpu_protects_a_scarce_model(void **state)
             assert_int_equal(place_ok(e, only_t4, &rng, NULL).node, t4);
         flexpu_engine_free(e);
     }
+}
+
+/* The weights behind change 5: a shape that names models weighs its demand
+ * (GPUs + 1/2) times the cluster's GPUs over its models' GPUs; the shapes of
+ * one set of models weigh together at most the whole workload's demand; and
+ * a workload without model constraints keeps its weights bit for bit. */
+static void test_flexpu_model_pressure_weights(void **state)
+{
+    (void)state;
+    struct flexpu_engine *e = engine("flexpu");
+    add_node(e, "t4", 64000, 262144, 2, "T4", 0, NULL);
+    add_node(e, "g2", 64000, 262144, 8, "G2", 0, NULL);
+    struct flexpu_pod_req any = req(1000, 1, 1000), t4 = req(1000, 1, 500),
+                          t4big = req(2000, 1, 1000), g2 = req(1000, 1, 1000);
+    assert_int_equal(flexpu_engine_models(e, "T4", &t4.model_mask, NULL), 0);
+    t4big.model_mask = t4.model_mask;
+    assert_int_equal(flexpu_engine_models(e, "G2", &g2.model_mask, NULL), 0);
+    const struct fx_workload *wl = &e->wl;
+    /* Unconstrained: demand weights exactly as without change 5. */
+    struct flexpu_pod_req plain[2] = {any, req(1000, 8, 1000)};
+    assert_int_equal(flexpu_engine_set_workload(e, plain, (double[]){3, 1}, 2, NULL), 0);
+    assert_true(wl->shapes[0].demand_weight == 3 * 1.5 / (3 * 1.5 + 8.5));
+    assert_true(wl->shapes[1].demand_weight == 8.5 / (3 * 1.5 + 8.5));
+    /* T4 (2 of 10 GPUs): x5; G2 (8 of 10): x1.25. Demand before pressure:
+     * any 10 x 1.5, t4 2 x 1.0, g2 4 x 1.5: 23 in all. */
+    struct flexpu_pod_req mixed[3] = {any, t4, g2};
+    assert_int_equal(flexpu_engine_set_workload(e, mixed, (double[]){10, 2, 4}, 3, NULL), 0);
+    double sum = 15 + 2 * 5 + 6 * 1.25;
+    for (int i = 0; i < 3; i++) {
+        const struct fx_shape *sh = &wl->shapes[i];
+        double want = sh->req.model_mask == t4.model_mask   ? 10 / sum
+                      : sh->req.model_mask == g2.model_mask ? 7.5 / sum
+                                                            : 15 / sum;
+        if (fabs(sh->demand_weight - want) > 1e-12)
+            fail_msg("shape %d: weight %g, want %g", i, sh->demand_weight, want);
+    }
+    /* T4-only pods asking more than the whole workload's demand per GPU:
+     * both T4 shapes together (2 x 1.0 + 4 x 1.5 = 8, x5 = 40) are capped at
+     * the demand before pressure (15 + 8 = 23), in proportion. */
+    struct flexpu_pod_req heavy[3] = {any, t4, t4big};
+    assert_int_equal(flexpu_engine_set_workload(e, heavy, (double[]){10, 2, 4}, 3, NULL), 0);
+    double t4sum = 0;
+    for (int i = 0; i < 3; i++)
+        if (wl->shapes[i].req.model_mask)
+            t4sum += wl->shapes[i].demand_weight;
+    if (fabs(t4sum - 23.0 / 38.0) > 1e-12)
+        fail_msg("T4 set weighs %g, want 23/38", t4sum);
+    for (int i = 0; i < 3; i++)
+        if (wl->shapes[i].req.gpu_milli == 500 &&
+            fabs(wl->shapes[i].demand_weight - 23.0 / 38.0 * 2 / 8) > 1e-12)
+            fail_msg("T4 share shape weighs %g, want a quarter of its set",
+                     wl->shapes[i].demand_weight);
+    flexpu_engine_free(e);
 }
 
 static void test_dotprod_and_random_stay_feasible(void **state)
@@ -695,6 +751,7 @@ int main(void)
         cmocka_unit_test(test_fgd_and_flexpu_fill_the_fragment),
         cmocka_unit_test(test_flexpu_keeps_cpu_for_idle_gpus),
         cmocka_unit_test(test_flexpu_protects_a_scarce_model),
+        cmocka_unit_test(test_flexpu_model_pressure_weights),
         cmocka_unit_test(test_dotprod_and_random_stay_feasible),
         cmocka_unit_test(test_random_spreads_over_identical_nodes),
         cmocka_unit_test(test_reasons_name_the_constraint),
