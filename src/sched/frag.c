@@ -15,12 +15,19 @@ double fx_frag_weighted(const struct fx_workload *w, const struct fx_view *v, in
     if (total == 0 || w->nshapes == 0)
         return 0.0;
     double f = 0.0;
+    uint64_t models = 0; /* the node's GPU models */
+    for (int g = 0; g < v->ngpu; g++)
+        models |= 1ULL << v->model[g];
     for (int gi = 0; gi < w->ngroups; gi++) {
         const struct fx_shape_group *grp = &w->groups[gi];
         int64_t unusable = 0;
         int fitting = 0;
         int gpu_ok = 1;
-        if (grp->num_gpu > 0) {
+        if (grp->num_gpu > 0 && grp->model_mask && !(grp->model_mask & models)) {
+            /* None of the node's GPUs is of an accepted model: the
+             * group fits nowhere here, every idle milli is fragment. */
+            gpu_ok = 0;
+        } else if (grp->num_gpu > 0) {
             for (int g = 0; g < v->ngpu; g++) {
                 int allowed = !grp->model_mask || (grp->model_mask & (1ULL << v->model[g]));
                 if (allowed && v->free[g] >= grp->gpu_milli && v->gmem_free[g] >= grp->gpu_mem_mib)
