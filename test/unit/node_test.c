@@ -523,7 +523,8 @@ static json_t *pod_req(const char *name, const char *uid, const int *gpus, int n
 {
     struct fx_allocation a = {.ngpu = n};
     for (int i = 0; i < n; i++) {
-        snprintf(a.gpus[i].uuid, sizeof(a.gpus[i].uuid), "%s", fake_gpus[gpus[i]].uuid);
+        snprintf(a.gpus[i].uuid, sizeof(a.gpus[i].uuid), "%.*s", (int)sizeof(a.gpus[i].uuid) - 1,
+                 fake_gpus[gpus[i]].uuid);
         a.gpus[i].index = gpus[i];
         a.gpus[i].cores = cores;
         a.gpus[i].mem = mem;
