@@ -31,11 +31,6 @@ int fx_dir_limits_parse(const char *s, enum fx_dir_limits *out)
     return -1;
 }
 
-const char *fx_dir_limits_name(enum fx_dir_limits m)
-{
-    return m == FX_DIR_LIMITS_SHARED ? "shared" : m == FX_DIR_LIMITS_LOCAL ? "local" : "off";
-}
-
 /* A ledger file per GPU, rounded to pages, twice over (a process creating
  * one writes a temporary copy before linking it), and room for the few
  * processes of a container that start at once: 1 MiB besides. tmpfs takes
@@ -62,34 +57,17 @@ static void unescape(char *s)
     *o = 0;
 }
 
-/* Whether `mnt` is `path` or one of its parent directories. */
-static int covers(const char *mnt, const char *path)
+int fx_mountinfo_each(void (*fn)(const char *mnt, const char *optional, void *ctx), void *ctx)
 {
-    size_t n = strlen(mnt);
-    if (n == 1 && mnt[0] == '/')
-        return 1;
-    return !strncmp(mnt, path, n) && (path[n] == 0 || path[n] == '/');
-}
-
-int fx_dir_limits_check(const char *root, enum fx_dir_limits m, struct flexpu_error *err)
-{
-    if (m != FX_DIR_LIMITS_SHARED)
-        return 0;
-    char real[PATH_MAX];
-    if (!realpath(root, real))
-        return flexpu_error_set(err, FLEXPU_EIO, "--root '%s': %s", root, strerror(errno));
     FILE *f = fopen("/proc/self/mountinfo", "re");
     if (!f)
-        return flexpu_error_set(err, FLEXPU_EIO, "/proc/self/mountinfo: %s", strerror(errno));
-    /* The last mount listed whose mount point is the longest prefix of the
-     * root is the one the root is on (later mounts hide earlier ones). */
-    char line[4096], best[PATH_MAX] = "", best_opt[1024] = "";
-    size_t best_len = 0;
+        return -1;
+    char line[4096];
     while (fgets(line, sizeof(line), f)) {
         /* id parent major:minor root mount-point options optional... - ... */
-        char *save = NULL, *tok = strtok_r(line, " ", &save);
+        char *save = NULL, *tok = strtok_r(line, " \n", &save);
         char *mnt = NULL, opt[1024] = "";
-        for (int field = 0; tok; field++, tok = strtok_r(NULL, " ", &save)) {
+        for (int field = 0; tok; field++, tok = strtok_r(NULL, " \n", &save)) {
             if (field == 4)
                 mnt = tok;
             else if (field >= 6 && !strcmp(tok, "-"))
@@ -102,18 +80,54 @@ int fx_dir_limits_check(const char *root, enum fx_dir_limits m, struct flexpu_er
         if (!mnt)
             continue;
         unescape(mnt);
-        size_t n = strlen(mnt);
-        if (covers(mnt, real) && n >= best_len && n < sizeof(best)) {
-            best_len = n;
-            memcpy(best, mnt, n + 1);
-            snprintf(best_opt, sizeof(best_opt), "%s", opt);
-        }
+        fn(mnt, opt, ctx);
     }
     fclose(f);
-    if (!best_len)
+    return 0;
+}
+
+/* Whether `mnt` is `path` or one of its parent directories. */
+static int covers(const char *mnt, const char *path)
+{
+    size_t n = strlen(mnt);
+    if (n == 1 && mnt[0] == '/')
+        return 1;
+    return !strncmp(mnt, path, n) && (path[n] == 0 || path[n] == '/');
+}
+
+struct holder {
+    const char *path;
+    char best[PATH_MAX], opt[1024];
+    size_t len;
+};
+
+static void find_holder(const char *mnt, const char *optional, void *ctx)
+{
+    struct holder *h = ctx;
+    size_t n = strlen(mnt);
+    if (covers(mnt, h->path) && n >= h->len && n < sizeof(h->best)) {
+        h->len = n;
+        memcpy(h->best, mnt, n + 1);
+        snprintf(h->opt, sizeof(h->opt), "%s", optional);
+    }
+}
+
+int fx_dir_limits_check(const char *root, enum fx_dir_limits m, struct flexpu_error *err)
+{
+    if (m != FX_DIR_LIMITS_SHARED)
+        return 0;
+    char real[PATH_MAX];
+    if (!realpath(root, real))
+        return flexpu_error_set(err, FLEXPU_EIO, "--root '%s': %s", root, strerror(errno));
+    /* The last mount listed whose mount point is the longest prefix of the
+     * root is the one the root is on (later mounts hide earlier ones). */
+    struct holder h = {.path = real};
+    if (fx_mountinfo_each(find_holder, &h) != 0)
+        return flexpu_error_set(err, FLEXPU_EIO, "/proc/self/mountinfo: %s", strerror(errno));
+    if (!h.len)
         return flexpu_error_set(err, FLEXPU_EIO, "--root '%s': no mount holds it in "
                                 "/proc/self/mountinfo", root);
-    if (strstr(best_opt, "shared:"))
+    if (strstr(h.opt, "shared:"))
         return 0;
     /* The fix first: a long path must not cut it off the message. */
     return flexpu_error_set(err, FLEXPU_EINVAL,
@@ -121,7 +135,7 @@ int fx_dir_limits_check(const char *root, enum fx_dir_limits m, struct flexpu_er
                             "with the host, so the kubelet would not see flexpu's tmpfs mounts; "
                             "give the volume mountPropagation: Bidirectional, or use "
                             "--size-limits=local on the host or off",
-                            best, best_opt[0] ? best_opt : "private");
+                            h.best, h.opt[0] ? h.opt : "private");
 }
 
 int fx_dir_is_tmpfs_root(const char *dir)

@@ -30,7 +30,11 @@ enum fx_dir_limits {
 
 /* "shared", "local" or "off"; -1 otherwise. */
 int fx_dir_limits_parse(const char *s, enum fx_dir_limits *out);
-const char *fx_dir_limits_name(enum fx_dir_limits m);
+
+/* Calls fn for each mount of this process, in /proc/self/mountinfo's order:
+ * its mount point (escapes undone) and its optional fields ("shared:1
+ * master:2", "" for none); -1 when the file cannot be read. */
+int fx_mountinfo_each(void (*fn)(const char *mnt, const char *optional, void *ctx), void *ctx);
 
 /* Limits of the tmpfs of a slice's ledger directory for a slice of `ngpu`
  * GPUs, and of the shared state directory. */
