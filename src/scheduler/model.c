@@ -121,6 +121,7 @@ struct fx_model {
     int nshapes;
     bool shapes_dirty;
     uint64_t shapes_total, shapes_refreshed;
+    uint64_t workload_refreshes; /* times the engine was given the shapes again */
     uint64_t pod_gen;  /* bumped at each full pod list */
     int nunsure;       /* pods with unsure set */
 };
@@ -399,6 +400,10 @@ static void node_out(struct fx_model *m, struct node *n)
         FX_ERROR(COMP, "removing a node failed", "node=%s error=\"%s\"", n->name, err.msg);
     memset(n->holds, 0, sizeof(n->holds));
     n->id = -1;
+    /* The shapes' weights count the GPUs of each model (workload.c,
+     * model_pressure): a node going takes its GPUs out of that count. */
+    if (n->inv.ngpu)
+        m->shapes_dirty = true;
 }
 
 static void node_in(struct fx_model *m, struct node *n, const struct fx_node_attrs *attrs)
@@ -427,6 +432,8 @@ static void node_in(struct fx_model *m, struct node *n, const struct fx_node_att
     }
     for (struct pod *p = n->pods; p; p = p->next)
         account(m, p, n);
+    if (n->inv.ngpu)
+        m->shapes_dirty = true; /* its GPUs count in the model pressure (node_out) */
     /* An unhealthy GPU takes no new work: a hold takes what is left of it. */
     for (int g = 0; g < n->inv.ngpu; g++) {
         if (n->inv.gpus[g].healthy)
@@ -550,6 +557,7 @@ void fx_model_refresh_workload(struct fx_model *m)
         FX_WARN(COMP, "workload not updated", "error=\"%s\"", err.msg);
     m->shapes_dirty = false;
     m->shapes_refreshed = m->shapes_total;
+    m->workload_refreshes++;
 }
 
 static void clear_unsure(struct fx_model *m, struct pod *p)
@@ -948,6 +956,7 @@ void fx_model_stats(const struct fx_model *m, struct fx_model_stats *o)
     o->gpu_milli_total = s.gpu_milli_total;
     o->gpu_milli_used = s.gpu_milli_used;
     o->conflicts = m->conflicts;
+    o->workload_refreshes = m->workload_refreshes;
     const char *k;
     void *v;
     for (size_t i = 0; fx_strmap_next(&m->pods, &i, &k, &v);) {

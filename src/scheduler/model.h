@@ -94,6 +94,7 @@ struct fx_model_stats {
     int pods_unsure; /* assumed, their bind's outcome unknown (within pods_bound) */
     int64_t gpu_milli_total, gpu_milli_used;
     int64_t conflicts; /* recorded allocations that could not be accounted */
+    uint64_t workload_refreshes; /* the shapes' weights recomputed (new shapes, GPUs come or go) */
 };
 void fx_model_stats(const struct fx_model *m, struct fx_model_stats *out);
 

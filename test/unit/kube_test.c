@@ -552,6 +552,46 @@ static void test_model_places_and_restores(void **state)
     fx_model_free(m);
 }
 
+/* The shapes' weights count the cluster's GPUs per model (the pressure of a
+ * shape that names models), so the daemon gives the engine its shapes again
+ * when GPUs come or go, and only then: a status heartbeat changes nothing. */
+static void test_model_workload_follows_nodes(void **state)
+{
+    (void)state;
+    struct flexpu_error err = {0};
+    struct fx_model *m = fx_model_new("flexpu-scheduler", "flexpu", 1, &err);
+    assert_non_null(m);
+    json_t *n1 = node_obj("n1", 1, NULL), *n2 = node_obj("n2", 2, NULL);
+    fx_model_node_event(m, KUBE_ADDED, n1);
+    json_t *a = slice_pod("a", 30, NULL, NULL);
+    fx_model_pod_event(m, KUBE_ADDED, a);
+    json_decref(a);
+    struct fx_attempt at;
+    while (fx_model_next(m, &at))
+        if (at.outcome == FX_BIND)
+            fx_model_bind_done(m, at.uid, 0, 0);
+    struct fx_model_stats st;
+    fx_model_stats(m, &st);
+    assert_int_equal(st.workload_refreshes, 1); /* the first shape */
+    fx_model_node_event(m, KUBE_MODIFIED, n1);  /* a heartbeat */
+    assert_false(fx_model_next(m, &at));
+    fx_model_stats(m, &st);
+    assert_int_equal(st.workload_refreshes, 1);
+    fx_model_node_event(m, KUBE_ADDED, n2); /* two more GPUs */
+    assert_false(fx_model_next(m, &at));
+    fx_model_stats(m, &st);
+    assert_int_equal(st.gpus, 3);
+    assert_int_equal(st.workload_refreshes, 2);
+    fx_model_node_event(m, KUBE_DELETED, n2);
+    assert_false(fx_model_next(m, &at));
+    fx_model_stats(m, &st);
+    assert_int_equal(st.gpus, 1);
+    assert_int_equal(st.workload_refreshes, 3);
+    json_decref(n1);
+    json_decref(n2);
+    fx_model_free(m);
+}
+
 /* A slice without gpu-memory is given, and accounted, its share of the
  * GPU's memory: the rest is all another pod can be promised. A priority
  * annotation above the pod's class binds with a warning. */
@@ -1124,6 +1164,7 @@ int main(void)
         cmocka_unit_test(test_stream_splitter),
         cmocka_unit_test(test_strmap),
         cmocka_unit_test(test_model_places_and_restores),
+        cmocka_unit_test(test_model_workload_follows_nodes),
         cmocka_unit_test(test_model_default_slice_memory),
         cmocka_unit_test(test_model_bind_timeout_never_shares_gpu),
         cmocka_unit_test(test_model_bind_unsure_settles),
