@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Builds etcd, kube-apiserver, kube-scheduler, kubectl and kwok from their
+# Builds etcd, kube-apiserver, kube-scheduler, kubectl, kwok and helm from their
 # upstream Go modules (through the Go module proxy), and our test peer dppeer,
 # into a cache outside the repository, once. Prints the bin directory on stdout.
 #
@@ -77,6 +77,8 @@ build kwok kwok sigs.k8s.io/kwok/cmd/kwok
 build kube kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
 build kube kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler
 build kube kubectl k8s.io/kubernetes/cmd/kubectl
+# helm, for the chart's test (test/e2e/helm_e2e.sh).
+build helm helm helm.sh/helm/v4/cmd/helm
 # Our fake kubelet for the device-plugin tests (tools/kube/dppeer).
 build kube dppeer ./dppeer
 # kwok's own stage definitions (node ready, pod ready/complete/delete), from
