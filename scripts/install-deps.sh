@@ -6,7 +6,8 @@
 set -euo pipefail
 
 # One list: what the build, the unit tests, the sanitizer build and the
-# fuzzers need (pip fetches NVIDIA's libraries for the conformance test).
+# fuzzers need (pip fetches NVIDIA's libraries for the conformance test);
+# umoci writes the OCI image (scripts/build-image.sh) without a Docker daemon.
 PACKAGES=(
   gcc make cmake ninja-build pkg-config time
   libcmocka-dev
@@ -16,6 +17,7 @@ PACKAGES=(
   openssl curl unzip ca-certificates jq
   python3 python3-pip
   clang libclang-rt-14-dev
+  umoci
 )
 
 missing=()
