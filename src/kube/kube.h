@@ -161,6 +161,11 @@ int kube_lease_step(struct kube_client *c, struct kube_lease *l, int64_t now_ns,
  * each write only a leader may make (a bind), with for_ns its timeout. */
 bool kube_lease_valid_for(const struct kube_lease *l, int64_t now_ns, int64_t for_ns);
 
+/* The last monotonic instant at which a request bounded by for_ns may still
+ * go out (kube_lease_valid_for holds strictly before it): a write decided
+ * now but sent later by another thread is checked against it when sent. */
+int64_t kube_lease_send_by(const struct kube_lease *l, int64_t for_ns);
+
 /* Gives the lease up (holder cleared) if we hold it, so a successor need not
  * wait for it to expire. */
 int kube_lease_release(struct kube_client *c, struct kube_lease *l, struct flexpu_error *err);

@@ -6,6 +6,7 @@
  * candidates can never both win. */
 #include "kube/kube.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -24,6 +25,11 @@ bool kube_lease_valid_for(const struct kube_lease *l, int64_t now_ns, int64_t fo
 {
     return l->leader && now_ns >= l->renewed_at_ns &&
            now_ns + for_ns - l->renewed_at_ns < renew_deadline_ns(l);
+}
+
+int64_t kube_lease_send_by(const struct kube_lease *l, int64_t for_ns)
+{
+    return l->leader ? l->renewed_at_ns + renew_deadline_ns(l) - for_ns : INT64_MIN;
 }
 
 /* The Lease's URL, or its collection's (to create it). */

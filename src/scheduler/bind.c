@@ -1,14 +1,86 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "scheduler/bind.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "flexpu/log.h"
 #include "kube/contract.h"
+#include "util/alloc.h"
 #include "util/clock.h"
 
 #define COMP "scheduler"
+
+/* Binds waiting for a sender, per sender: enough that a sender finishing a
+ * bind finds the next one ready, few enough that a bind decided now goes
+ * out within a few round trips (the lease is checked again when it does). */
+#define JOBS_PER_WORKER 4
+/* Events waiting for the event thread; beyond this they are dropped. */
+#define EVENTS_MAX 1024
+
+struct job {
+    struct fx_attempt a;
+    int64_t send_by_ns; /* not sent after this (the lease) */
+    int rc;
+    bool sent;
+    char errmsg[sizeof(((struct flexpu_error *)0)->msg)];
+    struct job *next;
+};
+
+struct event {
+    char ns[256], name[256], uid[64];
+    char type[16], reason[32], message[400];
+    struct event *next;
+};
+
+struct list {
+    struct job *head, *tail;
+};
+
+struct fx_bind_pool {
+    pthread_mutex_t mu;
+    pthread_cond_t work, room, idle, ev_work;
+    struct list todo, done;
+    int ntodo, cap, busy;
+    struct event *ev_head, *ev_tail;
+    int nev, ev_busy;
+    bool stopping;
+    int nworkers;
+    pthread_t *tids, ev_tid;
+    struct kube_client **clients, *ev_client;
+    const char *identity;
+};
+
+static void list_push(struct list *l, struct job *j)
+{
+    j->next = NULL;
+    if (l->tail)
+        l->tail->next = j;
+    else
+        l->head = j;
+    l->tail = j;
+}
+
+static struct job *list_take(struct list *l)
+{
+    struct job *j = l->head;
+    l->head = l->tail = NULL;
+    return j;
+}
+
+/* A condition-variable deadline `ms` from now (their default clock). */
+static void deadline_in(struct timespec *ts, long ms)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
 
 bool fx_binder_leading(const struct fx_binder *b)
 {
@@ -38,60 +110,371 @@ static int bind_pod(struct kube_client *c, const struct fx_attempt *a, struct fl
     return rc;
 }
 
-static void emit_event(struct kube_client *c, const struct fx_attempt *a, const char *type,
-                       const char *reason, const char *instance)
+static void *sender_main(void *arg)
+{
+    struct fx_bind_pool *p = ((void **)arg)[0];
+    struct kube_client *c = ((void **)arg)[1];
+    fx_free(arg);
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (!p->todo.head && !p->stopping)
+            pthread_cond_wait(&p->work, &p->mu);
+        if (p->stopping)
+            break; /* what is queued is dropped by fx_binder_stop */
+        struct job *j = p->todo.head;
+        p->todo.head = j->next;
+        if (!p->todo.head)
+            p->todo.tail = NULL;
+        p->ntodo--;
+        p->busy++;
+        pthread_cond_signal(&p->room);
+        pthread_mutex_unlock(&p->mu);
+
+        /* A bind that would outlive the lease is not sent: by the time it
+         * lands another instance may lead and have placed other pods on
+         * the same GPUs. Nothing is written; the pod is decided again. */
+        if ((int64_t)fx_mono_ns() >= j->send_by_ns) {
+            j->sent = false;
+            j->rc = FLEXPU_EINVAL;
+        } else {
+            struct flexpu_error err = {0};
+            j->sent = true;
+            j->rc = bind_pod(c, &j->a, &err);
+            snprintf(j->errmsg, sizeof(j->errmsg), "%s", err.msg);
+        }
+
+        pthread_mutex_lock(&p->mu);
+        list_push(&p->done, j);
+        p->busy--;
+        pthread_cond_broadcast(&p->idle);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+static void send_event(struct kube_client *c, const char *identity, const struct event *e)
 {
     char path[512], now[40], gen[300];
-    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/events", a->ns);
-    snprintf(gen, sizeof(gen), "%.250s.", a->name); /* the server appends a suffix */
+    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/events", e->ns);
+    snprintf(gen, sizeof(gen), "%.250s.", e->name); /* the server appends a suffix */
     kube_time_now(now, sizeof(now), false);
     json_t *ev = json_pack(
         "{s:s, s:s, s:{s:s, s:s}, s:{s:s, s:s, s:s, s:s, s:s}, s:s, s:s, s:s, s:{s:s}, s:s, "
         "s:s, s:i, s:s, s:s}",
         "apiVersion", "v1", "kind", "Event", "metadata", "generateName", gen, "namespace",
-        a->ns, "involvedObject", "apiVersion", "v1", "kind", "Pod", "namespace", a->ns, "name",
-        a->name, "uid", a->uid, "type", type, "reason", reason, "message", a->message, "source",
-        "component", "flexpu-scheduler", "firstTimestamp", now, "lastTimestamp", now, "count", 1,
-        "reportingComponent", "flexpu-scheduler", "reportingInstance", instance);
+        e->ns, "involvedObject", "apiVersion", "v1", "kind", "Pod", "namespace", e->ns, "name",
+        e->name, "uid", e->uid, "type", e->type, "reason", e->reason, "message", e->message,
+        "source", "component", "flexpu-scheduler", "firstTimestamp", now, "lastTimestamp", now,
+        "count", 1, "reportingComponent", "flexpu-scheduler", "reportingInstance", identity);
     long status;
     struct flexpu_error err;
     if (kube_request(c, "POST", path, ev, NULL, &status, NULL, &err))
-        FX_WARN(COMP, "cannot record an event", "pod=%s/%s error=\"%s\"", a->ns, a->name,
-                err.msg);
+        FX_WARN(COMP, "cannot record an event", "pod=%s/%s reason=%s error=\"%s\"", e->ns,
+                e->name, e->reason, err.msg);
     json_decref(ev);
+}
+
+static void *event_main(void *arg)
+{
+    struct fx_bind_pool *p = arg;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (!p->ev_head && !p->stopping)
+            pthread_cond_wait(&p->ev_work, &p->mu);
+        if (p->stopping)
+            break;
+        struct event *e = p->ev_head;
+        p->ev_head = e->next;
+        if (!p->ev_head)
+            p->ev_tail = NULL;
+        p->nev--;
+        p->ev_busy = 1;
+        pthread_mutex_unlock(&p->mu);
+        send_event(p->ev_client, p->identity, e);
+        fx_free(e);
+        pthread_mutex_lock(&p->mu);
+        p->ev_busy = 0;
+        pthread_cond_broadcast(&p->idle);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+/* Queues an event for the event thread; never waits. */
+static void emit_event(struct fx_binder *b, const struct fx_attempt *a, const char *type,
+                       const char *reason)
+{
+    struct fx_bind_pool *p = b->pool;
+    struct event *e = NULL;
+    pthread_mutex_lock(&p->mu);
+    bool room = p->nev < EVENTS_MAX && !p->stopping;
+    pthread_mutex_unlock(&p->mu);
+    if (room)
+        e = fx_calloc(1, sizeof(*e));
+    if (!e) {
+        /* Rare (thousands of unplaceable pods at once): said in the log,
+         * where the same reason is written for each pod anyway. */
+        if (b->events_dropped++ % 1000 == 0)
+            FX_WARN(COMP, "event queue full: events dropped", "pod=%s/%s reason=%s dropped=%ld",
+                    a->ns, a->name, reason, b->events_dropped);
+        return;
+    }
+    snprintf(e->ns, sizeof(e->ns), "%s", a->ns);
+    snprintf(e->name, sizeof(e->name), "%s", a->name);
+    snprintf(e->uid, sizeof(e->uid), "%s", a->uid);
+    snprintf(e->type, sizeof(e->type), "%s", type);
+    snprintf(e->reason, sizeof(e->reason), "%s", reason);
+    snprintf(e->message, sizeof(e->message), "%s", a->message);
+    pthread_mutex_lock(&p->mu);
+    if (p->ev_tail)
+        p->ev_tail->next = e;
+    else
+        p->ev_head = e;
+    p->ev_tail = e;
+    p->nev++;
+    pthread_cond_signal(&p->ev_work);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void pool_free(struct fx_bind_pool *p)
+{
+    for (int i = 0; p->clients && i < p->nworkers; i++)
+        kube_client_free(p->clients[i]);
+    kube_client_free(p->ev_client);
+    fx_free(p->clients);
+    fx_free(p->tids);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->work);
+    pthread_cond_destroy(&p->room);
+    pthread_cond_destroy(&p->idle);
+    pthread_cond_destroy(&p->ev_work);
+    fx_free(p);
+}
+
+int fx_binder_start(struct fx_binder *b, const struct kube_config *cfg, int workers,
+                    struct flexpu_error *err)
+{
+    if (workers < 1 || workers > FX_BIND_WORKERS_MAX) {
+        char v[16];
+        snprintf(v, sizeof(v), "%d", workers);
+        return flexpu_error_field(err, FLEXPU_EINVAL, "bind-workers", v, strlen(v),
+                                  "must be 1 to 64");
+    }
+    struct fx_bind_pool *p = fx_calloc(1, sizeof(*p));
+    if (!p)
+        return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory for the bind pool");
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->work, NULL);
+    pthread_cond_init(&p->room, NULL);
+    pthread_cond_init(&p->idle, NULL);
+    pthread_cond_init(&p->ev_work, NULL);
+    p->cap = workers * JOBS_PER_WORKER;
+    p->identity = b->identity ? b->identity : "flexpu-scheduler";
+    p->clients = fx_calloc((size_t)workers, sizeof(*p->clients));
+    p->tids = fx_calloc((size_t)workers, sizeof(*p->tids));
+    if (!p->clients || !p->tids) {
+        pool_free(p);
+        return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory for the bind pool");
+    }
+    int object_ms = kube_client_object_timeout_ms(b->c);
+    p->nworkers = workers;
+    for (int i = 0; i <= workers; i++) {
+        struct kube_client *c = kube_client_new(cfg, "flexpu-scheduler", err);
+        if (!c) {
+            pool_free(p);
+            return err->code ? err->code : FLEXPU_EIO;
+        }
+        kube_client_set_timeouts(c, object_ms, 0);
+        if (i < workers)
+            p->clients[i] = c;
+        else
+            p->ev_client = c;
+    }
+    int started = 0;
+    for (; started < workers; started++) {
+        void **arg = fx_malloc(2 * sizeof(void *));
+        if (!arg)
+            break;
+        arg[0] = p;
+        arg[1] = p->clients[started];
+        if (pthread_create(&p->tids[started], NULL, sender_main, arg)) {
+            fx_free(arg);
+            break;
+        }
+    }
+    if (started < workers || pthread_create(&p->ev_tid, NULL, event_main, p)) {
+        pthread_mutex_lock(&p->mu);
+        p->stopping = true;
+        pthread_cond_broadcast(&p->work);
+        pthread_mutex_unlock(&p->mu);
+        for (int i = 0; i < started; i++)
+            pthread_join(p->tids[i], NULL);
+        pool_free(p);
+        return flexpu_error_set(err, FLEXPU_ENOMEM, "cannot start the bind threads");
+    }
+    b->pool = p;
+    return 0;
+}
+
+/* Applies one finished bind to the model and says what happened. */
+static void apply(struct fx_model *m, struct fx_binder *b, struct job *j)
+{
+    const struct fx_attempt *a = &j->a;
+    if (!j->sent) {
+        fx_model_bind_done(m, a->uid, FLEXPU_EINVAL, fx_mono_ms()); /* nothing written */
+        b->binds_unsent++;
+        FX_INFO(COMP, "bind not sent: the lease would not outlast it; the pod is decided again",
+                "pod=%s/%s node=%s", a->ns, a->name, a->node);
+        return;
+    }
+    fx_model_bind_done(m, a->uid, j->rc, fx_mono_ms());
+    if (j->rc) {
+        b->bind_errors++;
+        FX_WARN(COMP, "bind failed", "pod=%s/%s node=%s error=\"%s\"", a->ns, a->name, a->node,
+                j->errmsg);
+        return;
+    }
+    b->binds++;
+    FX_DEBUG(COMP, "bound", "pod=%s/%s node=%s allocation=%s", a->ns, a->name, a->node,
+             a->allocation);
+    if (a->message[0]) { /* a bound pod's message: its priority annotation was capped */
+        FX_WARN(COMP, "priority annotation ignored", "pod=%s/%s reason=\"%s\"", a->ns, a->name,
+                a->message);
+        emit_event(b, a, "Warning", "PriorityCapped");
+    }
+}
+
+int fx_binder_collect(struct fx_model *m, struct fx_binder *b)
+{
+    struct fx_bind_pool *p = b->pool;
+    if (!p)
+        return 0;
+    pthread_mutex_lock(&p->mu);
+    struct job *j = list_take(&p->done);
+    pthread_mutex_unlock(&p->mu);
+    int n = 0;
+    while (j) {
+        struct job *next = j->next;
+        apply(m, b, j);
+        fx_free(j);
+        j = next;
+        n++;
+    }
+    return n;
+}
+
+void fx_binder_flush(struct fx_model *m, struct fx_binder *b)
+{
+    struct fx_bind_pool *p = b->pool;
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->mu);
+    while (p->todo.head || p->busy || p->ev_head || p->ev_busy)
+        pthread_cond_wait(&p->idle, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+    fx_binder_collect(m, b);
+}
+
+void fx_binder_stop(struct fx_binder *b, struct fx_model *m)
+{
+    struct fx_bind_pool *p = b->pool;
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->mu);
+    p->stopping = true;
+    pthread_cond_broadcast(&p->work);
+    pthread_cond_broadcast(&p->ev_work);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; i < p->nworkers; i++)
+        pthread_join(p->tids[i], NULL);
+    pthread_join(p->ev_tid, NULL);
+    /* Unsent binds: nothing was written, so the model gives their GPUs back
+     * (it is going away anyway when the scheduler stops). */
+    for (struct job *j = list_take(&p->todo); j;) {
+        struct job *next = j->next;
+        j->sent = false;
+        if (m)
+            apply(m, b, j);
+        fx_free(j);
+        j = next;
+    }
+    p->ntodo = 0;
+    if (m)
+        fx_binder_collect(m, b);
+    for (struct job *j = list_take(&p->done); j;) {
+        struct job *next = j->next;
+        fx_free(j);
+        j = next;
+    }
+    while (p->ev_head) {
+        struct event *e = p->ev_head;
+        p->ev_head = e->next;
+        fx_free(e);
+    }
+    b->pool = NULL;
+    pool_free(p);
+}
+
+/* Waits until the senders' queue has room, collecting finished binds
+ * meanwhile. False when stopping. */
+static bool wait_room(struct fx_model *m, struct fx_binder *b, volatile int *stop)
+{
+    struct fx_bind_pool *p = b->pool;
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        if (p->ntodo < p->cap) {
+            pthread_mutex_unlock(&p->mu);
+            return true;
+        }
+        if (!p->done.head) {
+            struct timespec ts;
+            deadline_in(&ts, 100);
+            pthread_cond_timedwait(&p->room, &p->mu, &ts);
+        }
+        pthread_mutex_unlock(&p->mu);
+        fx_binder_collect(m, b);
+        if (stop && *stop)
+            return false;
+    }
 }
 
 int fx_bind_round(struct fx_model *m, struct fx_binder *b, int max, volatile int *stop)
 {
+    struct fx_bind_pool *p = b->pool;
     struct fx_attempt a;
-    struct flexpu_error err = {0};
     int n = 0;
+    fx_binder_collect(m, b);
     /* The lease is checked before each decision, not once per round: a
      * round of binds can outlast what is left of it. */
-    for (; n < max && !(stop && *stop) && fx_binder_leading(b) && fx_model_next(m, &a); n++) {
+    for (; n < max && !(stop && *stop) && wait_room(m, b, stop) && fx_binder_leading(b) &&
+           fx_model_next(m, &a);
+         n++) {
         if (a.outcome != FX_BIND) {
             const char *reason = a.outcome == FX_WAIT ? "FailedScheduling" : "InvalidRequest";
             FX_INFO(COMP, a.outcome == FX_WAIT ? "cannot place yet" : "invalid request",
                     "pod=%s/%s reason=\"%s\"", a.ns, a.name, a.message);
-            emit_event(b->c, &a, "Warning", reason, b->identity);
+            emit_event(b, &a, "Warning", reason);
             continue;
         }
-        int rc = bind_pod(b->c, &a, &err);
-        fx_model_bind_done(m, a.uid, rc, fx_mono_ms());
-        if (rc) {
-            b->bind_errors++;
-            FX_WARN(COMP, "bind failed", "pod=%s/%s node=%s error=\"%s\"", a.ns, a.name, a.node,
-                    err.msg);
-        } else {
-            b->binds++;
-            FX_DEBUG(COMP, "bound", "pod=%s/%s node=%s allocation=%s", a.ns, a.name, a.node,
-                     a.allocation);
-            if (a.message[0]) { /* a bound pod's message: its priority annotation was capped */
-                FX_WARN(COMP, "priority annotation ignored", "pod=%s/%s reason=\"%s\"", a.ns,
-                        a.name, a.message);
-                emit_event(b->c, &a, "Warning", "PriorityCapped", b->identity);
-            }
+        struct job *j = fx_malloc(sizeof(*j));
+        if (!j) {
+            /* The pod is assumed: give it back as a bind refused unsent. */
+            fx_model_bind_done(m, a.uid, FLEXPU_EINVAL, fx_mono_ms());
+            FX_ERROR(COMP, "out of memory queueing a bind; the pod is decided again",
+                     "pod=%s/%s", a.ns, a.name);
+            break;
         }
+        j->a = a;
+        j->rc = 0;
+        j->sent = false;
+        j->errmsg[0] = 0;
+        int64_t bind_ns = (int64_t)kube_client_object_timeout_ms(b->c) * 1000000LL;
+        j->send_by_ns = b->lease ? kube_lease_send_by(b->lease, bind_ns) : INT64_MAX;
+        pthread_mutex_lock(&p->mu);
+        list_push(&p->todo, j);
+        p->ntodo++;
+        pthread_cond_signal(&p->work);
+        pthread_mutex_unlock(&p->mu);
     }
     return n;
 }

@@ -2,7 +2,18 @@
 /* The scheduler's writes to the API server: deciding and binding while it
  * leads, the events users read, and reading back pods whose bind's outcome
  * is unknown. Apart from main.c so tests drive it against a local HTTP
- * server. */
+ * server.
+ *
+ * A bind is one API round trip (about 5 ms on loopback), so one bind at a
+ * time caps a scheduler near 200 pods/s. The main thread decides (the model
+ * is its alone) and hands each Binding to a small pool of sender threads,
+ * each with its own connection; their outcomes come back to the main thread
+ * (fx_binder_collect), which applies them to the model. Events go through a
+ * thread of their own, so a slow or failing event write never delays a
+ * bind. Both queues are bounded: the main thread waits for room before it
+ * decides (a decision assumes the pod's GPUs, so it is made only once its
+ * bind can go out), and an event that finds its queue full is dropped and
+ * counted (events are for people; they carry no state). */
 #ifndef FX_SCHED_BIND_H
 #define FX_SCHED_BIND_H
 
@@ -12,22 +23,52 @@
 #include "kube/kube.h"
 #include "scheduler/model.h"
 
+#define FX_BIND_WORKERS_DEFAULT 8
+#define FX_BIND_WORKERS_MAX     64
+
+struct fx_bind_pool;
+
 struct fx_binder {
-    struct kube_client *c;
+    struct kube_client *c;    /* the main thread's: reads back unsure pods */
     struct kube_lease *lease; /* NULL: no leader election, always leading */
     const char *identity;     /* the events' reportingInstance */
-    long binds, bind_errors;
+    /* Outcomes applied so far (fx_binder_collect), and events lost to a
+     * full queue. Main thread only. */
+    long binds, bind_errors, binds_unsent;
+    long events_dropped;
+    struct fx_bind_pool *pool; /* fx_binder_start */
 };
+
+/* Starts `workers` sender threads (1..FX_BIND_WORKERS_MAX) and the event
+ * thread, each with its own client on `cfg`, bounded like b->c's requests
+ * (kube_client_object_timeout_ms). */
+int fx_binder_start(struct fx_binder *b, const struct kube_config *cfg, int workers,
+                    struct flexpu_error *err);
+
+/* Stops the threads: binds already on the wire finish (their outcomes are
+ * collected into m when m is not NULL); binds and events not yet sent are
+ * dropped, which writes nothing (a pod whose bind was not sent stays
+ * pending in the API, for the next leader). */
+void fx_binder_stop(struct fx_binder *b, struct fx_model *m);
 
 /* Whether this instance may bind now: it leads, and its lease stays valid
  * (kube_lease_valid_for) for the whole timeout of the bind it would send,
- * so a bind never lands after another instance could have taken over. */
+ * so a bind never lands after another instance could have taken over. A
+ * sender checks again when the bind goes out (kube_lease_send_by). */
 bool fx_binder_leading(const struct fx_binder *b);
 
-/* Decides and binds (or reports) up to `max` pods, checking the lease
- * before each decision and stopping when it no longer holds: a pod is
- * assumed only when its bind goes out at once. Returns the attempts made. */
+/* Decides and hands over up to `max` binds (or reports), checking the lease
+ * before each decision and stopping when it no longer holds. Returns the
+ * attempts made. */
 int fx_bind_round(struct fx_model *m, struct fx_binder *b, int max, volatile int *stop);
+
+/* Applies the outcomes of the binds that finished since the last call to
+ * the model (fx_model_bind_done). Returns how many. Main thread only. */
+int fx_binder_collect(struct fx_model *m, struct fx_binder *b);
+
+/* Waits until no bind and no event is queued or on the wire, then
+ * collects (tests; a scheduler shutting down uses fx_binder_stop). */
+void fx_binder_flush(struct fx_model *m, struct fx_binder *b);
 
 /* Reads back (GET) each pod whose bind's outcome has stayed unknown for
  * FX_BIND_SETTLE_MS by now_ms (monotonic) and settles it in the model

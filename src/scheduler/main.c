@@ -3,7 +3,8 @@
  *
  * Threads: one watch each for nodes and pods (each with its own connection)
  * push events into a queue; the main thread owns the model, applies the
- * events, and, while it leads, decides and binds. The decision travels in
+ * events, and, while it leads, decides; a pool of senders posts the
+ * Bindings and a thread of its own the Events (bind.c). The decision travels in
  * the Binding's annotations, which the API server copies onto the pod in the
  * same write that sets spec.nodeName: a pod is never bound without its
  * allocation recorded, nor recorded without being bound. */
@@ -159,6 +160,7 @@ static void usage(FILE *f)
             "  --lease-name NAME      name of the Lease (flexpu-scheduler)\n"
             "  --identity ID          this instance's name (hostname_pid)\n"
             "  --seed N               tie-breaking seed (42)\n"
+            "  --bind-workers N       Bindings sent at once, each on its own connection (8; 1-64)\n"
             "  --log-level LEVEL      debug, info, warn, error (info)\n");
 }
 
@@ -166,14 +168,15 @@ int main(int argc, char **argv)
 {
     const char *kubeconfig = NULL, *sched_name = "flexpu-scheduler", *policy = "flexpu";
     const char *lease_ns = NULL, *lease_name = "flexpu-scheduler", *identity = NULL;
-    int leader_elect = 1;
+    int leader_elect = 1, bind_workers = FX_BIND_WORKERS_DEFAULT;
     unsigned long long seed = 42;
     static const struct option opts[] = {
         {"kubeconfig", required_argument, 0, 'k'},  {"scheduler-name", required_argument, 0, 'n'},
         {"policy", required_argument, 0, 'p'},      {"leader-elect", required_argument, 0, 'l'},
         {"lease-namespace", required_argument, 0, 'N'}, {"lease-name", required_argument, 0, 'L'},
         {"identity", required_argument, 0, 'i'},    {"seed", required_argument, 0, 's'},
-        {"log-level", required_argument, 0, 'v'},   {"help", no_argument, 0, 'h'},
+        {"log-level", required_argument, 0, 'v'},   {"bind-workers", required_argument, 0, 'b'},
+        {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     struct flexpu_error err = {0};
     int ch;
@@ -206,6 +209,19 @@ int main(int argc, char **argv)
                 fprintf(stderr, "flexpu-scheduler: --seed: invalid value '%s'\n", optarg);
                 return 2;
             }
+            break;
+        }
+        case 'b': {
+            char *end;
+            errno = 0;
+            long v = strtol(optarg, &end, 10);
+            if (errno || *end || !*optarg || v < 1 || v > FX_BIND_WORKERS_MAX) {
+                fprintf(stderr, "flexpu-scheduler: --bind-workers: invalid value '%s': "
+                                "must be a whole number from 1 to %d\n", optarg,
+                        FX_BIND_WORKERS_MAX);
+                return 2;
+            }
+            bind_workers = (int)v;
             break;
         }
         case 'v':
@@ -249,14 +265,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "flexpu-scheduler: %s\n", err.msg);
         return 1;
     }
-    /* Pods that finished hold nothing: the API server filters them out, and
-     * a pod that finishes leaves the watch as DELETED. */
-    struct watcher wn = {&cfg, "/api/v1/nodes", NULL, node_cb, 0};
-    struct watcher wp = {&cfg, "/api/v1/pods", "status.phase!=Succeeded,status.phase!=Failed",
-                         pod_cb, 0};
-    pthread_create(&wn.tid, NULL, watch_main, &wn);
-    pthread_create(&wp.tid, NULL, watch_main, &wp);
-
     struct kube_lease lease = {.namespace = lease_ns ? lease_ns : cfg.namespace,
                                .name = lease_name,
                                .identity = identity,
@@ -267,6 +275,21 @@ int main(int argc, char **argv)
             sched_name, policy, identity, leader_elect ? "true" : "false");
     struct fx_binder binder = {.c = c, .lease = leader_elect ? &lease : NULL,
                                .identity = identity};
+    if (fx_binder_start(&binder, &cfg, bind_workers, &err)) {
+        fprintf(stderr, "flexpu-scheduler: cannot start the bind senders: %s\n", err.msg);
+        kube_client_free(c);
+        fx_model_free(m);
+        kube_config_free(&cfg);
+        return 1;
+    }
+    /* Pods that finished hold nothing: the API server filters them out, and
+     * a pod that finishes leaves the watch as DELETED. */
+    struct watcher wn = {&cfg, "/api/v1/nodes", NULL, node_cb, 0};
+    struct watcher wp = {&cfg, "/api/v1/pods", "status.phase!=Succeeded,status.phase!=Failed",
+                         pod_cb, 0};
+    pthread_create(&wn.tid, NULL, watch_main, &wn);
+    pthread_create(&wp.tid, NULL, watch_main, &wp);
+
     while (!stop_flag) {
         int64_t now = (int64_t)fx_mono_ns();
         bool leader = true;
@@ -308,6 +331,7 @@ int main(int argc, char **argv)
         }
         if (!q.synced[0] || !q.synced[1])
             continue;
+        fx_binder_collect(m, &binder);
         fx_settle_round(m, &binder, fx_mono_ms());
         if (!leader)
             continue;
@@ -320,16 +344,20 @@ int main(int argc, char **argv)
             fx_model_stats(m, &st);
             FX_INFO(COMP, "state",
                     "nodes=%d gpus=%d bound=%d queued=%d waiting=%d invalid=%d unsure=%d "
-                    "gpu_alloc=%.4f binds=%ld bind_errors=%ld conflicts=%lld",
+                    "gpu_alloc=%.4f binds=%ld bind_errors=%ld binds_unsent=%ld "
+                    "events_dropped=%ld conflicts=%lld",
                     st.nodes, st.gpus, st.pods_bound, st.pods_queued, st.pods_waiting,
                     st.pods_invalid, st.pods_unsure,
                     st.gpu_milli_total ? (double)st.gpu_milli_used / (double)st.gpu_milli_total
                                        : 0.0,
-                    binder.binds, binder.bind_errors, (long long)st.conflicts);
+                    binder.binds, binder.bind_errors, binder.binds_unsent,
+                    binder.events_dropped, (long long)st.conflicts);
             next_report = now + 10000000000LL;
         }
     }
     FX_INFO(COMP, "stopping", "identity=%s", identity);
+    /* Before the lease goes: binds on the wire finish under it. */
+    fx_binder_stop(&binder, m);
     if (leader_elect && kube_lease_release(c, &lease, &err))
         FX_WARN(COMP, "cannot release the lease", "error=\"%s\"", err.msg);
     pthread_join(wn.tid, NULL);

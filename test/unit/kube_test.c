@@ -826,6 +826,10 @@ struct http_srv {
     const char *body;       /* and body (JSON) */
     int nreq;
     char method[16], path[512], req_body[4096]; /* the last request */
+    /* threaded: each connection on a thread of its own, answered after
+     * delay_ms; inflight/max_inflight count requests held at once. */
+    bool threaded;
+    int delay_ms, inflight, max_inflight, conns;
 };
 
 /* Reads one request (headers, then Content-Length bytes of body). */
@@ -863,6 +867,44 @@ static int read_request(struct http_srv *s, int c)
     return 0;
 }
 
+static void answer(struct http_srv *s, int c)
+{
+    char head[256];
+    size_t bl = strlen(s->body ? s->body : "");
+    int hl = snprintf(head, sizeof(head),
+                      "HTTP/1.1 %d X\r\nContent-Type: application/json\r\n"
+                      "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                      s->status, bl);
+    (void)!write(c, head, (size_t)hl);
+    (void)!write(c, s->body ? s->body : "", bl);
+}
+
+struct conn {
+    struct http_srv *s;
+    int fd;
+};
+
+static void *conn_main(void *arg)
+{
+    struct conn *k = arg;
+    struct http_srv *s = k->s, scratch = {0};
+    if (read_request(&scratch, k->fd) == 0) {
+        __atomic_add_fetch(&s->nreq, 1, __ATOMIC_SEQ_CST);
+        int now = __atomic_add_fetch(&s->inflight, 1, __ATOMIC_SEQ_CST);
+        int max = __atomic_load_n(&s->max_inflight, __ATOMIC_SEQ_CST);
+        while (now > max && !__atomic_compare_exchange_n(&s->max_inflight, &max, now, false,
+                                                         __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+            ;
+        usleep((useconds_t)s->delay_ms * 1000);
+        __atomic_sub_fetch(&s->inflight, 1, __ATOMIC_SEQ_CST);
+        answer(s, k->fd);
+    }
+    close(k->fd);
+    free(k);
+    __atomic_sub_fetch(&s->conns, 1, __ATOMIC_SEQ_CST);
+    return NULL;
+}
+
 static void *http_main(void *arg)
 {
     struct http_srv *s = arg;
@@ -873,20 +915,27 @@ static void *http_main(void *arg)
         int c = accept(s->fd, NULL, NULL);
         if (c < 0)
             continue;
+        if (s->threaded) {
+            struct conn *k = malloc(sizeof(*k));
+            pthread_t t;
+            *k = (struct conn){s, c};
+            __atomic_add_fetch(&s->conns, 1, __ATOMIC_SEQ_CST);
+            if (pthread_create(&t, NULL, conn_main, k) == 0) {
+                pthread_detach(t);
+            } else {
+                __atomic_sub_fetch(&s->conns, 1, __ATOMIC_SEQ_CST);
+                free(k);
+                close(c);
+            }
+            continue;
+        }
         if (read_request(s, c) == 0) {
             s->nreq++;
             if (s->silent) {
                 while (!s->stop) /* the connection stays open, unanswered */
                     usleep(20000);
             } else {
-                char head[256];
-                size_t bl = strlen(s->body ? s->body : "");
-                int hl = snprintf(head, sizeof(head),
-                                  "HTTP/1.1 %d X\r\nContent-Type: application/json\r\n"
-                                  "Content-Length: %zu\r\nConnection: close\r\n\r\n",
-                                  s->status, bl);
-                (void)!write(c, head, (size_t)hl);
-                (void)!write(c, s->body ? s->body : "", bl);
+                answer(s, c);
             }
         }
         close(c);
@@ -912,20 +961,29 @@ static void http_stop(struct http_srv *s)
 {
     s->stop = 1;
     pthread_join(s->tid, NULL);
+    while (__atomic_load_n(&s->conns, __ATOMIC_SEQ_CST) > 0)
+        usleep(10000);
     close(s->fd);
 }
 
-/* A client of the server on loopback, through a kubeconfig like a user's. */
-static struct kube_client *loopback_client(int port)
+/* The configuration of a client of the server on loopback, through a
+ * kubeconfig like a user's. */
+static void loopback_config(int port, struct kube_config *cfg)
 {
     char yaml[512];
     snprintf(yaml, sizeof(yaml),
              "clusters:\n- name: c\n  cluster: {server: 'http://127.0.0.1:%d'}\n"
              "contexts:\n- name: x\n  context: {cluster: c}\ncurrent-context: x\n",
              port);
+    struct flexpu_error err = {0};
+    assert_int_equal(kube_config_parse(yaml, strlen(yaml), ".", NULL, cfg, &err), 0);
+}
+
+static struct kube_client *loopback_client(int port)
+{
     struct kube_config cfg;
     struct flexpu_error err = {0};
-    assert_int_equal(kube_config_parse(yaml, strlen(yaml), ".", NULL, &cfg, &err), 0);
+    loopback_config(port, &cfg);
     struct kube_client *c = kube_client_new(&cfg, "kube-test", &err);
     kube_config_free(&cfg);
     assert_non_null(c);
@@ -1015,6 +1073,9 @@ static void test_bind_round_checks_lease(void **state)
     struct kube_lease lease = {.namespace = "d", .name = "l", .identity = "me", .duration_s = 15,
                                .leader = true, .renewed_at_ns = now - 20 * 1000000000LL};
     struct fx_binder b = {.c = c, .lease = &lease, .identity = "me"};
+    struct kube_config cfg;
+    loopback_config(srv.port, &cfg);
+    assert_int_equal(fx_binder_start(&b, &cfg, 2, &err), 0);
     assert_false(fx_binder_leading(&b));
     assert_int_equal(fx_bind_round(m, &b, 256, NULL), 0);
     assert_int_equal(srv.nreq, 0);
@@ -1032,6 +1093,7 @@ static void test_bind_round_checks_lease(void **state)
     lease.renewed_at_ns = (int64_t)fx_mono_ns();
     assert_true(fx_binder_leading(&b));
     assert_int_equal(fx_bind_round(m, &b, 256, NULL), 1);
+    fx_binder_flush(m, &b);
     assert_int_equal(srv.nreq, 1);
     assert_string_equal(srv.method, "POST");
     assert_string_equal(srv.path, "/api/v1/namespaces/d/pods/a/binding");
@@ -1044,8 +1106,106 @@ static void test_bind_round_checks_lease(void **state)
     /* no election: always leading */
     struct fx_binder free_b = {.c = c, .identity = "me"};
     assert_true(fx_binder_leading(&free_b));
+    fx_binder_stop(&b, m);
+    kube_config_free(&cfg);
     fx_model_free(m);
     json_decref(a);
+    kube_client_free(c);
+    http_stop(&srv);
+}
+
+/* Binds go out in parallel, each on its own connection: with a server that
+ * holds each request 200 ms, 4 senders have several binds on the wire at
+ * once, and every pod is bound once. */
+static void test_binds_in_parallel(void **state)
+{
+    (void)state;
+    struct http_srv srv = {.status = 201, .body = "{\"kind\":\"Binding\"}", .threaded = true,
+                           .delay_ms = 200};
+    http_start(&srv);
+    struct kube_client *c = loopback_client(srv.port);
+    struct flexpu_error err = {0};
+    struct fx_model *m = fx_model_new("flexpu-scheduler", "flexpu", 1, &err);
+    json_t *n = node_obj("n1", 8, NULL);
+    fx_model_node_event(m, KUBE_ADDED, n);
+    json_decref(n);
+    json_t *pods[8];
+    for (int i = 0; i < 8; i++) {
+        char uid[8];
+        snprintf(uid, sizeof(uid), "p%d", i);
+        pods[i] = pending_pod(uid, 100, "2026-01-01T00:00:00Z");
+        fx_model_pod_event(m, KUBE_ADDED, pods[i]);
+    }
+    struct fx_binder b = {.c = c, .identity = "me"};
+    struct kube_config cfg;
+    loopback_config(srv.port, &cfg);
+    assert_int_equal(fx_binder_start(&b, &cfg, 4, &err), 0);
+    assert_int_equal(fx_bind_round(m, &b, 256, NULL), 8);
+    fx_binder_flush(m, &b);
+    assert_int_equal(srv.nreq, 8);
+    assert_int_equal(b.binds, 8);
+    assert_int_equal(b.bind_errors, 0);
+    if (srv.max_inflight < 2)
+        fail_msg("4 senders never had two binds on the wire at once (max %d)", srv.max_inflight);
+    assert_true(srv.max_inflight <= 4);
+    struct fx_model_stats st;
+    fx_model_stats(m, &st);
+    assert_int_equal(st.gpu_milli_used, 8000);
+    assert_int_equal(st.pods_unsure, 0);
+    fx_binder_stop(&b, m);
+    for (int i = 0; i < 8; i++)
+        json_decref(pods[i]);
+    kube_config_free(&cfg);
+    fx_model_free(m);
+    kube_client_free(c);
+    http_stop(&srv);
+}
+
+/* A bind decided while the lease held but still queued when the lease could
+ * no longer outlast it is not sent: the sender is busy with a bind the
+ * server never answers (1 s), and by then the next bind's send-by instant
+ * (half a second after the decision) has passed. Its pod is given back and
+ * decided again; the first, unanswered, stays held as unsure. */
+static void test_bind_not_sent_past_lease(void **state)
+{
+    (void)state;
+    struct http_srv srv = {.silent = true};
+    http_start(&srv);
+    struct kube_client *c = loopback_client(srv.port);
+    kube_client_set_timeouts(c, 1000, 0);
+    struct flexpu_error err = {0};
+    struct fx_model *m = fx_model_new("flexpu-scheduler", "flexpu", 1, &err);
+    json_t *n = node_obj("n1", 1, NULL);
+    fx_model_node_event(m, KUBE_ADDED, n);
+    json_decref(n);
+    json_t *a = pending_pod("a", 40, "2026-01-01T00:00:00Z");
+    json_t *bp = pending_pod("b", 40, "2026-01-01T00:00:01Z");
+    fx_model_pod_event(m, KUBE_ADDED, a);
+    fx_model_pod_event(m, KUBE_ADDED, bp);
+    /* renew deadline 10 s after the renewal; 8.5 s ago leaves 1.5 s, enough
+     * to decide a bind of 1 s, and its send-by is 0.5 s from now */
+    struct kube_lease lease = {.namespace = "d", .name = "l", .identity = "me", .duration_s = 15,
+                               .leader = true,
+                               .renewed_at_ns = (int64_t)fx_mono_ns() - 8500000000LL};
+    struct fx_binder b = {.c = c, .lease = &lease, .identity = "me"};
+    struct kube_config cfg;
+    loopback_config(srv.port, &cfg);
+    assert_int_equal(fx_binder_start(&b, &cfg, 1, &err), 0);
+    assert_int_equal(fx_bind_round(m, &b, 2, NULL), 2);
+    fx_binder_flush(m, &b);
+    assert_int_equal(srv.nreq, 1);
+    assert_int_equal(b.binds_unsent, 1);
+    assert_int_equal(b.bind_errors, 1); /* the unanswered one */
+    struct fx_model_stats st;
+    fx_model_stats(m, &st);
+    assert_int_equal(st.pods_unsure, 1);
+    assert_int_equal(st.pods_queued, 1);
+    assert_int_equal(st.gpu_milli_used, 400);
+    fx_binder_stop(&b, m);
+    kube_config_free(&cfg);
+    fx_model_free(m);
+    json_decref(a);
+    json_decref(bp);
     kube_client_free(c);
     http_stop(&srv);
 }
@@ -1067,7 +1227,11 @@ static void test_settle_round_reads_back(void **state)
     json_t *a = pending_pod("a", 60, "2026-01-01T00:00:00Z");
     fx_model_pod_event(m, KUBE_ADDED, a);
     struct fx_binder b = {.c = c, .identity = "me"};
+    struct kube_config cfg;
+    loopback_config(srv.port, &cfg);
+    assert_int_equal(fx_binder_start(&b, &cfg, 1, &err), 0);
     assert_int_equal(fx_bind_round(m, &b, 256, NULL), 1);
+    fx_binder_flush(m, &b);
     assert_int_equal(b.bind_errors, 1);
     struct fx_model_stats st;
     fx_model_stats(m, &st);
@@ -1088,6 +1252,8 @@ static void test_settle_round_reads_back(void **state)
     assert_int_equal(st.pods_queued, 1);
     assert_int_equal(st.gpu_milli_used, 0);
     free(text);
+    fx_binder_stop(&b, m);
+    kube_config_free(&cfg);
     fx_model_free(m);
     json_decref(a);
     kube_client_free(c);
@@ -1172,6 +1338,8 @@ int main(void)
         cmocka_unit_test(test_lease_validity),
         cmocka_unit_test(test_bind_round_checks_lease),
         cmocka_unit_test(test_settle_round_reads_back),
+        cmocka_unit_test(test_binds_in_parallel),
+        cmocka_unit_test(test_bind_not_sent_past_lease),
         cmocka_unit_test(test_insecure_settings_warned),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
