@@ -857,6 +857,44 @@ out:
     v1beta1__allocate_request__free_unpacked(in, NULL);
 }
 
+/* Whether this container holds exactly these IDs of flexpu.io/gpu. The
+ * kubelet lists each device of a container in an entry of its own (one per
+ * NUMA node of the device: pkg/kubelet/cm/container_manager.go,
+ * containerDevicesFromResourceDeviceInstances), so the IDs are the union of
+ * the container's entries, in any order and possibly repeated; an entry that
+ * holds several IDs is read the same way. */
+static bool container_holds(const V1__ContainerResources *c, char **ids, size_t n)
+{
+    size_t seen = 0;
+    for (size_t a = 0; a < n; a++) {
+        bool found = false;
+        for (size_t d = 0; !found && d < c->n_devices; d++) {
+            const V1__ContainerDevices *cd = c->devices[d];
+            if (strcmp(cd->resource_name, FX_DP_RESOURCE) != 0)
+                continue;
+            for (size_t b = 0; !found && b < cd->n_device_ids; b++)
+                found = strcmp(ids[a], cd->device_ids[b]) == 0;
+        }
+        seen += found;
+    }
+    if (seen != n)
+        return false;
+    /* and no other ID of the resource */
+    for (size_t d = 0; d < c->n_devices; d++) {
+        const V1__ContainerDevices *cd = c->devices[d];
+        if (strcmp(cd->resource_name, FX_DP_RESOURCE) != 0)
+            continue;
+        for (size_t b = 0; b < cd->n_device_ids; b++) {
+            bool mine = false;
+            for (size_t a = 0; !mine && a < n; a++)
+                mine = strcmp(ids[a], cd->device_ids[b]) == 0;
+            if (!mine)
+                return false;
+        }
+    }
+    return true;
+}
+
 /* Which pod holds exactly these IDs of flexpu.io/gpu, by the kubelet's
  * PodResources API. 0 and ns/name set when found. */
 static int pod_holding(struct fx_plugin *p, char **ids, size_t n, char *ns, size_t ns_len,
@@ -888,19 +926,10 @@ static int pod_holding(struct fx_plugin *p, char **ids, size_t n, char *ns, size
     for (size_t i = 0; found && i < res->n_pod_resources; i++) {
         V1__PodResources *pr = res->pod_resources[i];
         for (size_t c = 0; found && c < pr->n_containers; c++)
-            for (size_t d = 0; found && d < pr->containers[c]->n_devices; d++) {
-                V1__ContainerDevices *cd = pr->containers[c]->devices[d];
-                if (strcmp(cd->resource_name, FX_DP_RESOURCE) != 0 || cd->n_device_ids != n)
-                    continue;
-                size_t same = 0;
-                for (size_t a = 0; a < n; a++)
-                    for (size_t b = 0; b < n; b++)
-                        same += strcmp(ids[a], cd->device_ids[b]) == 0;
-                if (same == n) {
-                    snprintf(ns, ns_len, "%s", pr->namespace_);
-                    snprintf(name, name_len, "%s", pr->name);
-                    found = 0;
-                }
+            if (container_holds(pr->containers[c], ids, n)) {
+                snprintf(ns, ns_len, "%s", pr->namespace_);
+                snprintf(name, name_len, "%s", pr->name);
+                found = 0;
             }
     }
     v1__list_pod_resources_response__free_unpacked(res, NULL);

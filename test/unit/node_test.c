@@ -468,6 +468,11 @@ static struct {
 } held[8];
 static int nheld;
 
+/* The kubelet's List (pkg/kubelet/cm/container_manager.go,
+ * containerDevicesFromResourceDeviceInstances) gives each device of a
+ * container an entry of its own (one per NUMA node of the device, with that
+ * node as its topology, which proto/ leaves out): a 2-GPU container has 2
+ * entries of 1 ID each. */
 static void podres_list(void *ctx, const uint8_t *req, size_t len, struct fx_grpc_reply *r)
 {
     (void)ctx;
@@ -475,18 +480,20 @@ static void podres_list(void *ctx, const uint8_t *req, size_t len, struct fx_grp
     (void)len;
     V1__PodResources pr[8], *prp[8];
     V1__ContainerResources cr[8], *crp[8];
-    V1__ContainerDevices cd[8], *cdp[8];
+    V1__ContainerDevices cd[8][4], *cdp[8][4];
     for (int i = 0; i < nheld; i++) {
         v1__pod_resources__init(&pr[i]);
         v1__container_resources__init(&cr[i]);
-        v1__container_devices__init(&cd[i]);
-        cd[i].resource_name = FX_DP_RESOURCE;
-        cd[i].n_device_ids = held[i].n;
-        cd[i].device_ids = held[i].ids;
-        cdp[i] = &cd[i];
+        for (size_t d = 0; d < held[i].n; d++) {
+            v1__container_devices__init(&cd[i][d]);
+            cd[i][d].resource_name = FX_DP_RESOURCE;
+            cd[i][d].n_device_ids = 1;
+            cd[i][d].device_ids = &held[i].ids[d];
+            cdp[i][d] = &cd[i][d];
+        }
         cr[i].name = "main";
-        cr[i].n_devices = 1;
-        cr[i].devices = &cdp[i];
+        cr[i].n_devices = held[i].n;
+        cr[i].devices = cdp[i];
         crp[i] = &cr[i];
         pr[i].name = (char *)held[i].name;
         pr[i].namespace_ = (char *)held[i].ns;
@@ -753,6 +760,11 @@ static void test_plugin_calls(void **state)
     V1beta1__PreStartContainerRequest ps = V1BETA1__PRE_START_CONTAINER_REQUEST__INIT;
     ps.n_devices_ids = 1;
     ps.devices_ids = ids_x;
+    r = call(dp, "/v1beta1.DevicePlugin/PreStartContainer", &ps.base);
+    assert_int_equal(r.status, FX_GRPC_FAILED_PRECONDITION);
+    assert_non_null(strstr(r.message, "PodResources"));
+    /* nor is one device of c's two c's: a container holds exactly the IDs */
+    ps.devices_ids = &ids_c[0];
     r = call(dp, "/v1beta1.DevicePlugin/PreStartContainer", &ps.base);
     assert_int_equal(r.status, FX_GRPC_FAILED_PRECONDITION);
     assert_non_null(strstr(r.message, "PodResources"));
