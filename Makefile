@@ -7,7 +7,7 @@ BUILD_ASAN ?= build-asan
 BUILD_FUZZ ?= build-fuzz
 JOBS       ?= $(shell nproc)
 
-.PHONY: all deps build demo test unit asan fuzz conformance e2e bench bench-gpuspec bench-kube clean
+.PHONY: all deps build demo test unit asan fuzz conformance image image-test e2e bench bench-gpuspec bench-kube clean
 
 all: build
 
@@ -93,7 +93,18 @@ conformance: build
 	@scripts/fetch-nvidia-libs.sh cublas >/dev/null
 	@ctest --test-dir $(BUILD) --output-on-failure -L cublas
 
-test: unit asan fuzz conformance
+# The container image without a Docker daemon (scripts/build-image.sh): a
+# Release build in build-image/, the Debian packages its libraries come from,
+# an OCI layout and oci-archive in out/image/ written by umoci.
+image: deps
+	@scripts/build-image.sh --out out/image
+
+# The image is complete: unpacked, each binary finds every library inside it
+# and runs (test/image/image_test.sh).
+image-test: image
+	@test/image/image_test.sh out/image
+
+test: unit asan fuzz conformance image-test
 
 # End-to-end tests of the scheduler on a real control plane (etcd,
 # kube-apiserver, kwok; kube-scheduler as the reference for the scheduling
@@ -121,4 +132,4 @@ bench-kube: build
 	@BUILD=$(BUILD) bench/kube/run.sh $(KBENCH_ARGS)
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ) out
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ) build-image out

@@ -1,0 +1,213 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Builds flexpu's container image without a Docker daemon: an OCI image
+# layout written by umoci, and the same as an oci-archive tarball.
+#
+#   scripts/build-image.sh [--build-dir DIR] [--out DIR] [--tag TAG]
+#
+# 1. a Release build of what the image ships (flexpu-scheduler, flexpu-node,
+#    flexpu-smi, libflexpu-cuda.so) in a build directory of its own
+#    (default build-image);
+# 2. the shared libraries they load (ldd), each traced to the Debian
+#    package that holds it on this machine (dpkg -S) and taken from that
+#    exact package version (the apt cache, else apt-get download), unpacked
+#    with dpkg -x: every file of the image's userland comes from a named
+#    Debian package. The list is in the image (/var/lib/dpkg/status.d/, the
+#    layout scanners such as trivy and syft read) and in OUT/packages.txt;
+# 3. a root filesystem with those, the binaries, /etc/passwd with the
+#    non-root user 65532 (nonroot) the scheduler runs as, and ld.so.cache;
+# 4. umoci: init, new, unpack --rootless, repack, config (user 65532, labels).
+#
+# Output (default out/image): oci/ (the layout, tag TAG, default dev) and
+# flexpu-TAG.oci.tar (the layout as an oci-archive). Push either with skopeo
+# (apt-get install skopeo):
+#   skopeo copy oci:out/image/oci:dev docker://REGISTRY/flexpu/flexpu:dev
+#   skopeo copy oci-archive:out/image/flexpu-dev.oci.tar docker://REGISTRY/flexpu/flexpu:dev
+# and point the Helm chart at it: --set image.registry=REGISTRY --set image.tag=dev
+# (docs/INSTALL.md). test/image/image_test.sh checks what this writes.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+build="$root/build-image"
+out="$root/out/image"
+tag=dev
+while [ $# -gt 0 ]; do
+  case "$1" in
+  --build-dir) build="$2"; shift 2 ;;
+  --out) out="$2"; shift 2 ;;
+  --tag) tag="$2"; shift 2 ;;
+  *) echo "usage: $0 [--build-dir DIR] [--out DIR] [--tag TAG]" >&2; exit 2 ;;
+  esac
+done
+if ! [[ "$tag" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]]; then
+  echo "build-image: --tag '$tag': want [A-Za-z0-9_][A-Za-z0-9_.-]*, at most 128 characters" >&2
+  exit 2
+fi
+for t in umoci dpkg dpkg-deb apt-get ldd ldconfig; do
+  command -v "$t" >/dev/null || {
+    echo "build-image: $t is missing (scripts/install-deps.sh installs umoci; the rest is Debian's base)" >&2
+    exit 1
+  }
+done
+mkdir -p "$out"
+out="$(cd "$out" && pwd)"
+start=$SECONDS
+log() { echo "build-image: $* ($((SECONDS - start)) s)" >&2; }
+
+# --- 1. the binaries, Release ---
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFLEXPU_TESTS=OFF >/dev/null
+ninja -C "$build" flexpu-scheduler flexpu-node flexpu-smi flexpu-cuda >/dev/null
+bins=("$build/flexpu-scheduler" "$build/flexpu-node" "$build/flexpu-smi" "$build/libflexpu-cuda.so")
+log "built ${bins[*]##*/} in $build"
+
+# --- 2. the Debian packages that hold their libraries ---
+arch="$(dpkg --print-architecture)"
+debs="${FLEXPU_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/flexpu}/image-debs"
+mkdir -p "$debs"
+declare -A pkgs=()
+# ca-certificates: the kube client's TLS roots for a kubeconfig without its
+# own CA (in-cluster it uses the service account's).
+pkgs[ca-certificates]=1
+for b in "${bins[@]}"; do
+  if ldd "$b" | grep -q 'not found'; then
+    echo "build-image: ${b##*/} has libraries ldd cannot find:" >&2
+    ldd "$b" | grep 'not found' >&2
+    exit 1
+  fi
+  # "libfoo.so.1 => /lib/x86_64-linux-gnu/libfoo.so.1 (0x...)" and the loader's own line.
+  while read -r lib; do
+    [ -n "$lib" ] || continue
+    real="$(readlink -f "$lib")"
+    # dpkg knows the path the package installed, which on a merged-/usr
+    # system may be either spelling.
+    owner=""
+    for p in "$lib" "$real" "${lib/#\/usr\/lib\//\/lib\/}" "${real/#\/usr\/lib\//\/lib\/}" \
+             "${lib/#\/lib\//\/usr\/lib\/}" "${real/#\/lib\//\/usr\/lib\/}"; do
+      owner="$(dpkg -S "$p" 2>/dev/null | head -n 1 | cut -d: -f1)" && [ -n "$owner" ] && break
+    done
+    if [ -z "$owner" ]; then
+      echo "build-image: ${b##*/} loads $lib, which no Debian package installed (dpkg -S);" \
+           "the image takes libraries from Debian packages only" >&2
+      exit 1
+    fi
+    pkgs[$owner]=1
+  done < <(ldd "$b" | awk '/=> \// {print $3} /^[[:space:]]*\/[^ ]*ld-linux/ {print $1}')
+done
+: >"$out/packages.txt"
+declare -A files=()
+# fetch PACKAGE VERSION: the .deb into $debs (the apt cache's copy, else
+# apt-get download); prints its path, or nothing when the archive no longer
+# has that version.
+fetch() {
+  local f="$debs/${1}_${2//:/%3a}_${3}.deb" a
+  if [ ! -s "$f" ]; then
+    # Debian's file names spell the epoch's colon %3a.
+    a="/var/cache/apt/archives/$(basename "$f")"
+    if [ -s "$a" ]; then
+      cp "$a" "$f.tmp"
+    else
+      rm -f "$f" "$f.tmp"
+      (cd "$debs" && apt-get download -q "$1=$2" >/dev/null 2>"$debs/.err") || return 0
+      mv "$f" "$f.tmp"
+    fi
+    # The archive must be the package and version asked for.
+    [ "$(dpkg-deb -f "$f.tmp" Package Version | tr '\n' ' ')" = "Package: $1 Version: $2 " ] || {
+      echo "build-image: $f.tmp is not $1 $2" >&2; exit 1; }
+    mv "$f.tmp" "$f"
+  fi
+  echo "$f"
+}
+for p in $(printf '%s\n' "${!pkgs[@]}" | sort); do
+  v="$(dpkg-query -W -f='${Version}' "$p" 2>/dev/null)" || {
+    echo "build-image: package $p is not installed here" >&2; exit 1; }
+  pa="$(dpkg-query -W -f='${Architecture}' "$p")"
+  f="$(fetch "$p" "$v" "$pa")"
+  if [ -z "$f" ]; then
+    # This machine has a version the archive has since replaced (a binNMU,
+    # a point release): the archive's, same soname.
+    c="$(apt-cache policy "$p" | awk '/Candidate:/ {print $2}')"
+    [ -n "$c" ] && [ "$c" != "(none)" ] && f="$(fetch "$p" "$c" "$pa")"
+    if [ -z "$f" ]; then
+      echo "build-image: apt-get download $p=$v failed, and no other version is available" \
+           "(run apt-get update):" >&2
+      cat "$debs/.err" >&2; exit 1
+    fi
+    echo "build-image: $p $v (installed here) is no longer in the archive; the image has $c" >&2
+    v="$c"
+  fi
+  files[$p]="$f"
+  echo "$p $v $pa" >>"$out/packages.txt"
+done
+log "$(wc -l <"$out/packages.txt") Debian packages ($arch): $(cut -d' ' -f1 "$out/packages.txt" | tr '\n' ' ')"
+
+# --- 3. the root filesystem ---
+work="$(mktemp -d "${TMPDIR:-/tmp}/flexpu-image.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+rootfs="$work/rootfs"
+mkdir -p "$rootfs/var/lib/dpkg/status.d"
+for p in "${!files[@]}"; do
+  dpkg-deb -x "${files[$p]}" "$rootfs"
+  # The package's control file, "installed": what a scanner reads.
+  { dpkg-deb -f "${files[$p]}"; echo "Status: install ok installed"; } \
+    >"$rootfs/var/lib/dpkg/status.d/$p"
+done
+# Only the shared libraries, the loader and what they read are needed: no
+# documentation besides the copyright files, no package scripts.
+find "$rootfs/usr/share/doc" -type f ! -name copyright -delete 2>/dev/null || true
+rm -rf "$rootfs/usr/share/man" "$rootfs/usr/share/lintian" "$rootfs/usr/share/locale" \
+       "$rootfs/usr/share/info" "$rootfs/usr/sbin" "$rootfs/sbin" "$rootfs/usr/bin"
+# update-ca-certificates' bundle, made as it makes it.
+if [ -d "$rootfs/usr/share/ca-certificates" ]; then
+  mkdir -p "$rootfs/etc/ssl/certs"
+  find "$rootfs/usr/share/ca-certificates" -name '*.crt' | LC_ALL=C sort |
+    xargs cat >"$rootfs/etc/ssl/certs/ca-certificates.crt"
+fi
+install -D -m 0755 "$build/flexpu-scheduler" "$rootfs/usr/bin/flexpu-scheduler"
+install -D -m 0755 "$build/flexpu-node" "$rootfs/usr/bin/flexpu-node"
+install -D -m 0755 "$build/flexpu-smi" "$rootfs/usr/bin/flexpu-smi"
+install -D -m 0755 "$build/libflexpu-cuda.so" "$rootfs/usr/lib/flexpu/libflexpu-cuda.so"
+strip --strip-unneeded "$rootfs/usr/bin/"flexpu-* "$rootfs/usr/lib/flexpu/libflexpu-cuda.so"
+mkdir -p "$rootfs/etc" "$rootfs/tmp" "$rootfs/home/nonroot"
+chmod 1777 "$rootfs/tmp"
+printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' \
+  >"$rootfs/etc/passwd"
+printf 'root:x:0:\nnonroot:x:65532:\n' >"$rootfs/etc/group"
+printf 'passwd: files\ngroup: files\nhosts: files dns\n' >"$rootfs/etc/nsswitch.conf"
+printf 'include /etc/ld.so.conf.d/*.conf\n' >"$rootfs/etc/ld.so.conf"
+ldconfig -r "$rootfs"
+cp "$out/packages.txt" "$rootfs/usr/lib/flexpu/packages.txt"
+# One timestamp for every file (the last commit's), so that the layers
+# depend on the content only.
+epoch="$(git -C "$root" log -1 --format=%ct 2>/dev/null || echo 0)"
+find "$rootfs" -exec touch -h -d "@$epoch" {} +
+log "root filesystem: $(du -sh "$rootfs" | cut -f1)"
+
+# --- 4. the OCI image ---
+oci="$out/oci"
+rm -rf "$oci" "$work/bundle"
+umoci init --layout "$oci"
+umoci new --image "$oci:$tag"
+umoci unpack --rootless --image "$oci:$tag" "$work/bundle" >/dev/null
+cp -a "$rootfs/." "$work/bundle/rootfs/"
+umoci repack --image "$oci:$tag" --history.created_by "scripts/build-image.sh" \
+  --history.comment "flexpu binaries and $(wc -l <"$out/packages.txt") Debian packages" \
+  "$work/bundle"
+rev="$(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)"
+created="$(date -u -d "@$epoch" +%Y-%m-%dT%H:%M:%SZ)"
+umoci config --image "$oci:$tag" --created "$created" --author flexpu \
+  --os linux --architecture "$arch" \
+  --config.user 65532:65532 --config.workingdir / \
+  --config.env PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+  --config.env SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
+  --config.cmd /usr/bin/flexpu-scheduler \
+  --config.label org.opencontainers.image.title=flexpu \
+  --config.label org.opencontainers.image.revision="$rev" \
+  --config.label org.opencontainers.image.version="$tag" \
+  --config.label org.opencontainers.image.licenses=Apache-2.0 \
+  --manifest.annotation org.opencontainers.image.revision="$rev" \
+  --history.created_by "umoci config (user 65532)"
+umoci gc --layout "$oci"
+archive="$out/flexpu-$tag.oci.tar"
+tar -C "$oci" --sort=name --mtime="@$epoch" --owner=0 --group=0 --numeric-owner \
+  -cf "$archive.tmp" .
+mv "$archive.tmp" "$archive"
+log "wrote $oci (tag $tag) and $archive ($(du -h "$archive" | cut -f1))"
