@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Builds etcd, kube-apiserver, kube-scheduler, kubectl, kwok and helm from their
-# upstream Go modules (through the Go module proxy), and our test peer dppeer,
-# into a cache outside the repository, once. Prints the bin directory on stdout.
+# Builds etcd, kube-apiserver, kube-scheduler, kubectl, the kubelet, kwok and helm
+# from their upstream Go modules (through the Go module proxy), and our test
+# peers dppeer, fakecri and podresources, into a cache outside the repository,
+# once. Prints the bin directory on stdout.
 #
 # Versions are pinned by the go.mod/go.sum files under tools/. Each binary
 # remembers the hash of the module that built it, so changing a version
@@ -43,7 +44,7 @@ progress() { # binary
   done
 }
 
-build() { # module-dir binary package (an upstream path, or ./dir inside module-dir)
+build() { # module-dir binary package (an upstream path, or ./dir inside module-dir) [ldflags]
   local key src=()
   # A package of our own rebuilds when its sources change, too.
   case "$3" in ./*) src=("$tools/$1/$3"/*.go) ;; esac
@@ -62,7 +63,7 @@ build() { # module-dir binary package (an upstream path, or ./dir inside module-
   local ticker=$! tmp="$bin/.$2.tmp.$$" rc=0
   # -trimpath and no debug info: smaller binaries, faster links. The
   # temporary name is this run's own, so nothing else can move it away.
-  (cd "$tools/$1" && "$GO" build -trimpath -ldflags='-s -w' -o "$tmp" "$3") >&2 || rc=$?
+  (cd "$tools/$1" && "$GO" build -trimpath -ldflags="-s -w${4:+ $4}" -o "$tmp" "$3") >&2 || rc=$?
   kill "$ticker" 2>/dev/null; wait "$ticker" 2>/dev/null || true
   if [ "$rc" -ne 0 ]; then
     rm -f "$tmp"
@@ -81,6 +82,14 @@ build kube kubectl k8s.io/kubernetes/cmd/kubectl
 build helm helm helm.sh/helm/v4/cmd/helm
 # Our fake kubelet for the device-plugin tests (tools/kube/dppeer).
 build kube dppeer ./dppeer
+# The real kubelet (test/e2e/kubelet_e2e.sh), with its own version in the
+# Node's nodeInfo rather than v0.0.0-master; our CRI runtime for it that runs
+# nothing and records what the kubelet asks (tools/kube/fakecri); and a
+# PodResources client (tools/kube/podresources).
+kver="$(cd "$tools/kube" && "$GO" list -m -f '{{.Version}}' k8s.io/kubernetes)"
+build kube kubelet k8s.io/kubernetes/cmd/kubelet "-X k8s.io/component-base/version.gitVersion=$kver"
+build kube fakecri ./fakecri
+build kube podresources ./podresources
 # kwok's own stage definitions (node ready, pod ready/complete/delete), from
 # the same module version, read by kwok at start.
 if [ ! -f "$bin/kwok-stages/.done" ]; then
