@@ -1168,7 +1168,10 @@ static int load_trace(void)
     }
     int n8 = 0;
     node_src = fx_calloc((size_t)opt.nodes, sizeof(int));
-    pod_src = fx_calloc((size_t)opt.pods, sizeof(int));
+    /* The stream takes its pods from the start of the same sample, which
+     * is drawn long enough for both phases. */
+    int nsample = opt.pods > opt.stream_pods ? opt.pods : opt.stream_pods;
+    pod_src = fx_calloc((size_t)nsample, sizeof(int));
     if (!node_src || !pod_src || trace.npods == 0)
         return -1;
     for (int i = 0, k = 0; i < opt.nodes; k++) {
@@ -1187,7 +1190,7 @@ static int load_trace(void)
     }
     struct flexpu_rng rng;
     flexpu_rng_seed(&rng, opt.seed);
-    for (int i = 0; i < opt.pods; i++)
+    for (int i = 0; i < nsample; i++)
         pod_src[i] = (int)flexpu_rng_below(&rng, (uint64_t)trace.npods);
     return 0;
 }

@@ -8,10 +8,12 @@
 #
 #   bench/kube/run.sh [--nodes 1000] [--pods 10000] [--stream-pods N] [--rate 100]
 #                     [--clients 4] [--idle 10] [--timeout 1800] [--seed 42]
-#                     [--no-tuned] [--out FILE]
+#                     [--no-tuned] [--flexpu-variant NAME=ARGS]... [--out FILE]
 #
 # --no-tuned leaves out the second kube-scheduler run whose API client rate
 # limit is raised from its defaults (50 QPS, burst 100) to 5000.
+# --flexpu-variant adds a run of flexpu-scheduler named NAME with more
+# options (--flexpu-variant one-sender='--bind-workers 1').
 # Environment: BUILD (build directory, default build), TRACE (trace
 # directory), KEEP=1 keeps the work directory (logs) after the run.
 set -euo pipefail
@@ -27,6 +29,7 @@ cmdline="bench/kube/run.sh $*"
 tuned=1
 stream=1
 args=()
+variants=()
 while [ $# -gt 0 ]; do
   case "$1" in
   --nodes | --pods | --stream-pods | --rate | --clients | --idle | --timeout | --seed)
@@ -41,7 +44,12 @@ while [ $# -gt 0 ]; do
     shift 2
     ;;
   --no-tuned) tuned=0; shift ;;
-  -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  --flexpu-variant)
+    [ $# -ge 2 ] && [[ "$2" == ?*=* ]] || { echo "run.sh: --flexpu-variant needs NAME=ARGS" >&2; exit 2; }
+    variants+=("$2")
+    shift 2
+    ;;
+  -h | --help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "run.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -74,6 +82,9 @@ scheds=(
   --scheduler "flexpu-scheduler:flexpu:$build/flexpu-scheduler --kubeconfig $kc --leader-elect false"
   --scheduler "kube-scheduler:kube:$bin/kube-scheduler --kubeconfig $kc --leader-elect=false --secure-port 0"
 )
+for v in "${variants[@]}"; do
+  scheds+=(--scheduler "${v%%=*}:flexpu:$build/flexpu-scheduler --kubeconfig $kc --leader-elect false ${v#*=}")
+done
 if [ "$tuned" = 1 ]; then
   scheds+=(--scheduler "kube-scheduler-qps5000:kube:$bin/kube-scheduler --kubeconfig $kc --leader-elect=false --secure-port 0 --kube-api-qps 5000 --kube-api-burst 5000")
 fi
