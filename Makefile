@@ -115,6 +115,7 @@ e2e: build
 	@test/e2e/rules_e2e.sh $(BUILD)
 	@test/e2e/node_e2e.sh $(BUILD)
 	@test/e2e/admission_e2e.sh $(BUILD)
+	@test/e2e/helm_e2e.sh $(BUILD)
 
 bench: build
 	@bench/run.sh

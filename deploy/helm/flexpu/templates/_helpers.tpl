@@ -1,0 +1,81 @@
+{{/* SPDX-License-Identifier: Apache-2.0 */}}
+
+{{/* The chart's name, 63 characters at most. */}}
+{{- define "flexpu.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The prefix of every object's name: "flexpu" for a release named flexpu,
+so that the default install names its objects as deploy/ does. At most 53
+characters, so that "-scheduler" still fits in 63. */}}
+{{- define "flexpu.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 53 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 53 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 53 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "flexpu.scheduler.fullname" -}}{{ include "flexpu.fullname" . }}-scheduler{{- end -}}
+{{- define "flexpu.node.fullname" -}}{{ include "flexpu.fullname" . }}-node{{- end -}}
+{{- define "flexpu.config.fullname" -}}{{ include "flexpu.fullname" . }}-config{{- end -}}
+
+{{/* Labels every object carries. */}}
+{{- define "flexpu.labels" -}}
+app.kubernetes.io/part-of: flexpu
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* A component's selector: its name (as in deploy/) and the release. */}}
+{{- define "flexpu.selectorLabels" -}}
+app.kubernetes.io/name: {{ .name }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+{{- end -}}
+
+{{/* REGISTRY/REPOSITORY:TAG or REGISTRY/REPOSITORY@DIGEST; an empty
+registry leaves the repository as it is. */}}
+{{- define "flexpu.image" -}}
+{{- $i := .Values.image -}}
+{{- $repo := $i.repository -}}
+{{- if $i.registry -}}{{- $repo = printf "%s/%s" (trimSuffix "/" $i.registry) $repo -}}{{- end -}}
+{{- if $i.digest -}}
+{{- printf "%s@%s" $repo $i.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $repo (default .Chart.AppVersion $i.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* imagePullSecrets, from names or {name: ...} entries. */}}
+{{- define "flexpu.pullSecrets" -}}
+imagePullSecrets:
+{{- range .Values.image.pullSecrets }}
+  - name: {{ if kindIs "string" . }}{{ . }}{{ else }}{{ .name }}{{ end }}
+{{- end }}
+{{- end -}}
+
+{{/* The ServiceAccount flexpu-scheduler runs as, in full, as the API server
+names it in request.userInfo.username. */}}
+{{- define "flexpu.scheduler.username" -}}
+system:serviceaccount:{{ .Release.Namespace }}:{{ include "flexpu.scheduler.fullname" . }}
+{{- end -}}
+
+{{/* Checks the combinations values.schema.json cannot express. */}}
+{{- define "flexpu.validate" -}}
+{{- if and .Values.node.enabled (ne .Values.node.sizeLimits "off") (not .Values.node.privileged) -}}
+{{- fail (printf "node.sizeLimits=%s needs node.privileged=true (the agent mounts a size-limited tmpfs on each directory tenants write); set node.sizeLimits=off to run it unprivileged" .Values.node.sizeLimits) -}}
+{{- end -}}
+{{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.enabled) -}}
+{{- fail "metrics.serviceMonitor.enabled=true needs metrics.enabled=true (the agents serve no metrics otherwise)" -}}
+{{- end -}}
+{{- end -}}

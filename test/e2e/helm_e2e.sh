@@ -1,0 +1,395 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# End-to-end test of the Helm chart deploy/helm/flexpu, with helm built from
+# its upstream Go module (test/cluster/tools/helm), on a real API server
+# (test/cluster):
+#  - helm lint --strict, with the default values and with overrides;
+#  - helm template with the default values renders what `kubectl apply -k
+#    deploy/` applies, object for object and field for field (Helm's own
+#    labels, the config checksum and the image's docker.io/ aside), so the
+#    chart and the plain manifests cannot drift apart;
+#  - helm template with overrides (registry, tag, pull secrets,
+#    runtimeClassName, tolerations, nodeSelector, affinity, resources,
+#    unprivileged size limits off, metrics off, a ServiceMonitor, another
+#    release name) renders each value where it belongs; every flag the chart
+#    passes is one the binaries' --help lists;
+#  - bad values fail with the field and the value named (values.schema.json,
+#    and the combinations the templates check), and install nothing;
+#  - helm install (release gpu in namespace gpu-system, registry, tolerations,
+#    nodeSelector, runtimeClassName, scheduler name): the objects exist with
+#    those values; flexpu-scheduler, run with the Deployment's own arguments
+#    and its service account's token, takes the release's Lease and binds a
+#    pod with its allocation, which the release's admission policy refuses
+#    from a tenant;
+#  - helm upgrade changing values rolls the pods' config checksum; a bad
+#    upgrade changes nothing; helm uninstall removes every object.
+#
+#   helm_e2e.sh BUILD_DIR
+set -euo pipefail
+build="$(cd "${1:?usage: $0 BUILD_DIR}" && pwd)"
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+chart="$root/deploy/helm/flexpu"
+work="$(mktemp -d /tmp/flexpu-helm-e2e.XXXXXX)"
+pids=()
+start=$SECONDS
+
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  "$root/test/cluster/cluster.sh" down "$work/cluster" || true
+  if [ "${KEEP:-0}" = 1 ]; then echo "helm-e2e: kept $work" >&2; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+
+"$root/test/cluster/build-binaries.sh" >/dev/null
+"$root/test/cluster/cluster.sh" up "$work/cluster" >/dev/null
+# shellcheck disable=SC1091
+. "$work/cluster/env"
+# helm's caches and settings stay in the test's directory.
+export HELM_CACHE_HOME="$work/helm/cache" HELM_CONFIG_HOME="$work/helm/config" \
+       HELM_DATA_HOME="$work/helm/data"
+
+fail() {
+  echo "helm-e2e: FAIL: $*" >&2
+  helm list -A >&2 || true
+  echo "--- scheduler log (tail):" >&2
+  tail -n 25 "$work/scheduler.log" >&2 || true
+  exit 1
+}
+pass() { echo "helm-e2e: ok   $1"; }
+
+wait_for() { # seconds description command...
+  local secs="$1" what="$2"
+  shift 2
+  for _ in $(seq 1 $((secs * 5))); do
+    "$@" >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  fail "$what"
+}
+
+# --- lint ---
+helm lint --strict "$chart" >"$work/lint.log" 2>&1 || { cat "$work/lint.log" >&2; fail "helm lint"; }
+helm lint --strict "$chart" --set image.registry=registry.example.com:5000 --set node.runtimeClassName=nvidia \
+  --set node.sizeLimits=off --set node.privileged=false --set metrics.serviceMonitor.enabled=true \
+  >"$work/lint.log" 2>&1 || { cat "$work/lint.log" >&2; fail "helm lint with overrides"; }
+pass "helm lint --strict, with the default values and with overrides"
+
+# YAML to JSON, one array of objects, through kubectl's client-side dry run
+# (it knows every built-in kind from the API server's discovery).
+tojson() { kubectl create --dry-run=client -o json -f - | jq -s .; }
+render() { helm template "$@" "$chart" | tojson; }
+# obj JSON KIND NAME: one object.
+obj() { jq --arg k "$2" --arg n "$3" '.[] | select(.kind == $k and .metadata.name == $n)' <<<"$1"; }
+
+# --- the defaults render what deploy/ applies ---
+# What Helm adds and kustomize does not: the release's labels (and
+# part-of on objects deploy/ leaves unlabelled), the config checksum, the
+# image's explicit registry and pull policy; and whitespace in CEL.
+normalize() {
+  jq -S '
+    def unhelm: if type == "object" then
+      del(.["app.kubernetes.io/instance"], .["app.kubernetes.io/managed-by"],
+          .["app.kubernetes.io/version"], .["helm.sh/chart"]) else . end;
+    map(select(.kind != "Namespace")
+      | .metadata.labels |= ((. // {}) | unhelm | del(.["app.kubernetes.io/part-of"]))
+      | if .metadata.labels == {} then del(.metadata.labels) else . end
+      | if .spec.selector.matchLabels then .spec.selector.matchLabels |= unhelm else . end
+      | if .spec.template then
+          .spec.template.metadata.labels |= unhelm
+          | .spec.template.metadata.annotations |= ((. // {}) | del(.["checksum/config"]))
+          | if .spec.template.metadata.annotations == {} then del(.spec.template.metadata.annotations) else . end
+          | .spec.template.spec.containers |= map(.image |= sub("^docker\\.io/"; "")
+              | if .imagePullPolicy == "IfNotPresent" then del(.imagePullPolicy) else . end)
+        else . end
+      # CEL ignores whitespace; kustomize re-folds the YAML of deploy/ and
+      # doubles the line break before a more-indented line.
+      | if .kind == "ValidatingAdmissionPolicy" then
+          .spec |= walk(if type == "string" then gsub("\\s+"; " ") else . end) else . end)
+    | sort_by(.kind, .metadata.name)'
+}
+kubectl kustomize "$root/deploy" | tojson | normalize >"$work/kustomize.json"
+render flexpu -n flexpu-system | normalize >"$work/helm.json"
+[ "$(jq length "$work/kustomize.json")" -ge 12 ] || fail "deploy/ rendered $(jq length "$work/kustomize.json") objects"
+if ! diff -u "$work/kustomize.json" "$work/helm.json" >"$work/drift.diff"; then
+  head -n 80 "$work/drift.diff" >&2
+  fail "helm template with the default values differs from deploy/ (above: - deploy/, + chart)"
+fi
+pass "helm template (defaults) = kubectl kustomize deploy/: $(jq -r 'map(.kind) | group_by(.) | map("\(length) \(.[0])") | join(", ")' "$work/helm.json")"
+
+# --- overrides ---
+cat >"$work/over.yaml" <<'EOF'
+image:
+  registry: registry.example.com:5000/gpu
+  tag: v1.2.3
+  pullPolicy: Always
+  pullSecrets: [regcred, {name: other}]
+logLevel: debug
+scheduler:
+  name: gpu-sched
+  policy: fgd
+  replicas: 3
+  nodeSelector: {node-role.kubernetes.io/control-plane: ""}
+  tolerations: [{key: node-role.kubernetes.io/control-plane, operator: Exists, effect: NoSchedule}]
+  resources: {requests: {cpu: 200m, memory: 100Mi}, limits: {memory: 300Mi}}
+  extraArgs: [--seed=7]
+node:
+  runtimeClassName: nvidia
+  # Helm merges maps: null drops the default label.
+  nodeSelector: {flexpu.io/gpu-node: null, nvidia.com/gpu.present: "true"}
+  tolerations:
+    - {key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}
+    - {key: dedicated, operator: Equal, value: gpu, effect: NoExecute}
+  affinity:
+    nodeAffinity:
+      requiredDuringSchedulingIgnoredDuringExecution:
+        nodeSelectorTerms:
+          - matchExpressions: [{key: kubernetes.io/arch, operator: In, values: [amd64]}]
+  sizeLimits: "off"
+  privileged: false
+  hostRoot: /opt/flexpu
+  kubeletRoot: /var/lib/k0s/kubelet
+  resources: {requests: {cpu: 10m, memory: 20Mi}, limits: {memory: 64Mi}}
+metrics:
+  enabled: false
+commonLabels: {team: ml}
+EOF
+o="$(render team -n gpu-system -f "$work/over.yaml")"
+ds="$(obj "$o" DaemonSet team-flexpu-node)"
+dep="$(obj "$o" Deployment team-flexpu-scheduler)"
+[ -n "$ds" ] && [ -n "$dep" ] || fail "release team: no team-flexpu-node/team-flexpu-scheduler: $(jq -c 'map(.kind + "/" + .metadata.name)' <<<"$o")"
+check() { # description jq-filter want json
+  local got
+  got="$(jq -c "$2" <<<"$4")"
+  [ "$got" = "$3" ] || fail "$1: $2 is $got, want $3"
+}
+check image '[.spec.template.spec.containers[0] | .image, .imagePullPolicy]' \
+  '["registry.example.com:5000/gpu/flexpu/flexpu:v1.2.3","Always"]' "$ds"
+check image '.spec.template.spec.containers[0].image' '"registry.example.com:5000/gpu/flexpu/flexpu:v1.2.3"' "$dep"
+check "pull secrets" '.spec.template.spec.imagePullSecrets' '[{"name":"regcred"},{"name":"other"}]' "$ds"
+check "pull secrets" '.spec.template.spec.imagePullSecrets' '[{"name":"regcred"},{"name":"other"}]' "$dep"
+check runtimeClassName '.spec.template.spec.runtimeClassName' '"nvidia"' "$ds"
+check "scheduler has no runtimeClassName" '.spec.template.spec.runtimeClassName' 'null' "$dep"
+check "node nodeSelector" '.spec.template.spec.nodeSelector' '{"nvidia.com/gpu.present":"true"}' "$ds"
+check "node tolerations" '.spec.template.spec.tolerations' \
+  '[{"effect":"NoSchedule","key":"nvidia.com/gpu","operator":"Exists"},{"effect":"NoExecute","key":"dedicated","operator":"Equal","value":"gpu"}]' "$ds"
+check "node affinity" '.spec.template.spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].values' '["amd64"]' "$ds"
+check "scheduler nodeSelector" '.spec.template.spec.nodeSelector' '{"node-role.kubernetes.io/control-plane":""}' "$dep"
+check "scheduler tolerations" '.spec.template.spec.tolerations[0].key' '"node-role.kubernetes.io/control-plane"' "$dep"
+check "scheduler resources" '.spec.template.spec.containers[0].resources' \
+  '{"limits":{"memory":"300Mi"},"requests":{"cpu":"200m","memory":"100Mi"}}' "$dep"
+check "node resources" '.spec.template.spec.containers[0].resources.limits' '{"memory":"64Mi"}' "$ds"
+check replicas '.spec.replicas' 3 "$dep"
+check "node args" '.spec.template.spec.containers[0].args' \
+  '["--root=/opt/flexpu","--runtime-library=/usr/lib/flexpu/libflexpu-cuda.so","--device-plugin-dir=/var/lib/k0s/kubelet/device-plugins","--pod-resources-socket=/var/lib/k0s/kubelet/pod-resources/kubelet.sock","--size-limits=off","--metrics-port=0","--log-level=$(FLEXPU_LOG_LEVEL)"]' "$ds"
+check "unprivileged node" '.spec.template.spec.containers[0].securityContext' \
+  '{"allowPrivilegeEscalation":false,"capabilities":{"add":["CHOWN","DAC_OVERRIDE","FOWNER"],"drop":["ALL"]},"privileged":false,"readOnlyRootFilesystem":true,"runAsUser":0}' "$ds"
+check "no Bidirectional mount without size limits" '[.spec.template.spec.containers[0].volumeMounts[] | select(.mountPropagation)]' '[]' "$ds"
+check "hostPaths" '[.spec.template.spec.volumes[].hostPath.path]' \
+  '["/var/lib/k0s/kubelet/device-plugins","/var/lib/k0s/kubelet/pod-resources","/opt/flexpu"]' "$ds"
+check "metrics off: no port, no probe, no scrape annotation" \
+  '[.spec.template.spec.containers[0].ports, .spec.template.spec.containers[0].livenessProbe, .spec.template.metadata.annotations["prometheus.io/scrape"]]' \
+  '[null,null,null]' "$ds"
+check "scheduler args" '.spec.template.spec.containers[0].args' \
+  '["--scheduler-name=gpu-sched","--policy=$(FLEXPU_POLICY)","--leader-elect=true","--lease-namespace=gpu-system","--lease-name=team-flexpu-scheduler","--identity=$(POD_NAME)","--log-level=$(FLEXPU_LOG_LEVEL)","--seed=7"]' "$dep"
+check config '.data' '{"log-level":"debug","policy":"fgd"}' "$(obj "$o" ConfigMap team-flexpu-config)"
+check "common labels" '[.[] | .metadata.labels.team] | unique' '["ml"]' "$o"
+check "lease Role" '.rules[1].resourceNames' '["team-flexpu-scheduler"]' "$(obj "$o" Role team-flexpu-scheduler-leader)"
+check "admission policy names the release's scheduler" '.spec.variables[0].expression' \
+  "\"request.userInfo.username == 'system:serviceaccount:gpu-system:team-flexpu-scheduler'\"" \
+  "$(obj "$o" ValidatingAdmissionPolicy team-flexpu-pods)"
+check "policy binding" '.spec.policyName' '"team-flexpu-pods"' "$(obj "$o" ValidatingAdmissionPolicyBinding team-flexpu-pods)"
+pass "helm template with overrides: registry, tag, pull secrets, runtimeClassName, tolerations, nodeSelector, affinity, resources, size limits off unprivileged, metrics off, release names"
+
+# Every flag the chart passes, with the defaults and the overrides, is one
+# the binary lists in --help.
+flags_known() { # binary json-of-args
+  local f
+  for f in $(jq -r '.[] | select(startswith("--")) | sub("=.*"; "")' <<<"$2"); do
+    "$build/$1" --help 2>&1 | grep -q -- "^ *$f " || fail "$1 has no flag $f (its --help)"
+  done
+}
+d="$(render flexpu -n flexpu-system)"
+for args in "$(obj "$d" Deployment flexpu-scheduler | jq -c '.spec.template.spec.containers[0].args')" \
+            "$(jq -c '.spec.template.spec.containers[0].args' <<<"$dep")"; do
+  flags_known flexpu-scheduler "$args"
+done
+for args in "$(obj "$d" DaemonSet flexpu-node | jq -c '.spec.template.spec.containers[0].args')" \
+            "$(jq -c '.spec.template.spec.containers[0].args' <<<"$ds")"; do
+  flags_known flexpu-node "$args"
+done
+pass "every flag the chart passes is in flexpu-scheduler's and flexpu-node's --help"
+
+# Metrics: a headless Service and, on request, a ServiceMonitor.
+helm template flexpu "$chart" -n flexpu-system --set metrics.serviceMonitor.enabled=true \
+  --set metrics.port=9500 --show-only templates/metrics.yaml >"$work/sm.yaml" ||
+  fail "helm template with a ServiceMonitor"
+grep -q '^kind: ServiceMonitor$' "$work/sm.yaml" || fail "no ServiceMonitor: $(cat "$work/sm.yaml")"
+grep -q '^kind: Service$' "$work/sm.yaml" || fail "no metrics Service: $(cat "$work/sm.yaml")"
+grep -q 'port: 9500' "$work/sm.yaml" || fail "the metrics Service is not on port 9500"
+[ "$(render flexpu -n flexpu-system --set metrics.port=9500 | jq -r '.[] | select(.kind == "DaemonSet") | .spec.template.spec.containers[0].args[] | select(startswith("--metrics-port"))')" = --metrics-port=9500 ] ||
+  fail "metrics.port=9500 did not reach --metrics-port"
+[ "$(render flexpu -n flexpu-system | jq '[.[] | select(.kind == "Service")] | length')" = 0 ] ||
+  fail "the defaults render a Service"
+pass "metrics.port reaches the agent; a ServiceMonitor and its Service only on request"
+
+# --- bad values fail, naming the field and the value ---
+bad() { # want-substring helm-args...
+  local want="$1"
+  shift
+  if helm template flexpu "$chart" -n flexpu-system "$@" >"$work/bad.out" 2>&1; then
+    fail "helm template $* succeeded"
+  fi
+  grep -qF -- "$want" "$work/bad.out" || fail "helm template $*: the error does not say '$want': $(cat "$work/bad.out")"
+}
+bad "'/node/sizeLimits': 'bogus' does not match pattern '^(shared|local|off)\$'" --set node.sizeLimits=bogus
+bad "'/logLevel': 'loud'" --set logLevel=loud
+bad "'/scheduler/policy': 'fastest'" --set scheduler.policy=fastest
+bad "'/image/pullPolicy': 'Sometimes'" --set image.pullPolicy=Sometimes
+bad "'/node': additional properties 'sizeLimit' not allowed" --set node.sizeLimit=off
+bad "'/node/runtimeClassName': 'NVIDIA RT'" --set "node.runtimeClassName=NVIDIA RT"
+bad "'/metrics/port'" --set metrics.port=70000
+bad "node.sizeLimits=shared needs node.privileged=true" --set node.privileged=false
+bad "node.sizeLimits=local needs node.privileged=true" --set node.privileged=false --set node.sizeLimits=local
+bad "metrics.serviceMonitor.enabled=true needs metrics.enabled=true" --set metrics.enabled=false \
+  --set metrics.serviceMonitor.enabled=true
+if helm install bad "$chart" -n bad-ns --create-namespace --set node.sizeLimits=bogus >"$work/bad.out" 2>&1; then
+  fail "helm install with node.sizeLimits=bogus succeeded"
+fi
+grep -qF "'bogus'" "$work/bad.out" || fail "helm install's error does not name 'bogus': $(cat "$work/bad.out")"
+[ -z "$(helm list -A -q)" ] || fail "a failed install left a release: $(helm list -A)"
+kubectl get clusterrole bad-flexpu-scheduler >/dev/null 2>&1 && fail "a failed install created objects"
+pass "bad values fail with the field and the value named, and install nothing"
+
+# --- install ---
+kubectl create -f - >/dev/null <<EOF
+{"apiVersion":"v1","kind":"Node","metadata":{"name":"gpu-1","labels":{"type":"kwok","nvidia.com/gpu.present":"true"},
+ "annotations":{"kwok.x-k8s.io/node":"fake",
+  "flexpu.io/gpus":"[{\"uuid\":\"GPU-a\",\"model\":\"A100\",\"memory\":85899345920,\"numa\":0,\"group\":0}]"}},
+ "spec":{"taints":[{"key":"nvidia.com/gpu","value":"present","effect":"NoSchedule"}]},
+ "status":{"allocatable":{"cpu":"64","memory":"512Gi","pods":"110","flexpu.io/gpu":"16",
+   "flexpu.io/gpu-cores":"100","flexpu.io/gpu-memory":"80Gi"},
+  "capacity":{"cpu":"64","memory":"512Gi","pods":"110","flexpu.io/gpu":"16",
+   "flexpu.io/gpu-cores":"100","flexpu.io/gpu-memory":"80Gi"}}}
+EOF
+ns=gpu-system
+helm install gpu "$chart" -n "$ns" --create-namespace \
+  --set image.registry=registry.example.com --set image.tag=e2e \
+  --set node.runtimeClassName=nvidia --set scheduler.name=gpu-sched \
+  --set 'node.nodeSelector.flexpu\.io/gpu-node=null' --set-string 'node.nodeSelector.nvidia\.com/gpu\.present=true' \
+  --set 'node.tolerations[0].key=nvidia.com/gpu' --set 'node.tolerations[0].operator=Exists' \
+  --set 'node.tolerations[0].effect=NoSchedule' >"$work/install.log" 2>&1 ||
+  { cat "$work/install.log" >&2; fail "helm install"; }
+[ "$(helm status gpu -n "$ns" -o json | jq -r '.info.status')" = deployed ] || fail "release gpu is not deployed"
+jp() { kubectl get -n "$ns" "$1" -o jsonpath="$2"; }
+for o in configmap/gpu-flexpu-config deployment/gpu-flexpu-scheduler daemonset/gpu-flexpu-node \
+         serviceaccount/gpu-flexpu-scheduler serviceaccount/gpu-flexpu-node \
+         role/gpu-flexpu-scheduler-leader rolebinding/gpu-flexpu-scheduler-leader \
+         clusterrole/gpu-flexpu-scheduler clusterrole/gpu-flexpu-node \
+         clusterrolebinding/gpu-flexpu-scheduler clusterrolebinding/gpu-flexpu-node \
+         validatingadmissionpolicy/gpu-flexpu-pods validatingadmissionpolicybinding/gpu-flexpu-pods; do
+  kubectl get -n "$ns" "$o" >/dev/null 2>&1 || fail "helm install did not create $o"
+done
+[ "$(jp daemonset/gpu-flexpu-node '{.spec.template.spec.runtimeClassName}')" = nvidia ] ||
+  fail "DaemonSet runtimeClassName is '$(jp daemonset/gpu-flexpu-node '{.spec.template.spec.runtimeClassName}')'"
+[ "$(jp daemonset/gpu-flexpu-node '{.spec.template.spec.containers[0].image}')" = registry.example.com/flexpu/flexpu:e2e ] ||
+  fail "DaemonSet image is $(jp daemonset/gpu-flexpu-node '{.spec.template.spec.containers[0].image}')"
+[ "$(jp daemonset/gpu-flexpu-node '{.spec.template.spec.nodeSelector}')" = '{"nvidia.com/gpu.present":"true"}' ] ||
+  fail "DaemonSet nodeSelector is $(jp daemonset/gpu-flexpu-node '{.spec.template.spec.nodeSelector}')"
+[ "$(jp daemonset/gpu-flexpu-node '{.spec.template.spec.tolerations[*].key}')" = nvidia.com/gpu ] ||
+  fail "DaemonSet tolerations are $(jp daemonset/gpu-flexpu-node '{.spec.template.spec.tolerations}')"
+[ "$(jp daemonset/gpu-flexpu-node '{.spec.template.spec.containers[0].volumeMounts[?(@.name=="flexpu-root")].mountPropagation}')" = Bidirectional ] ||
+  fail "the agent's root is not mounted Bidirectional"
+[ "$(jp daemonset/gpu-flexpu-node '{.spec.template.spec.containers[0].securityContext.privileged}')" = true ] ||
+  fail "the agent is not privileged"
+[ "$(jp configmap/gpu-flexpu-config '{.data.policy}/{.data.log-level}')" = flexpu/info ] ||
+  fail "config is $(jp configmap/gpu-flexpu-config '{.data}')"
+can() { kubectl auth can-i --as="system:serviceaccount:$ns:$1" "${@:2}" 2>/dev/null; }
+[ "$(can gpu-flexpu-scheduler create pods --subresource=binding -n default)" = yes ] || fail "scheduler cannot bind"
+[ "$(can gpu-flexpu-scheduler delete pods -n default)" = no ] || fail "scheduler may delete pods"
+[ "$(can gpu-flexpu-scheduler update leases/gpu-flexpu-scheduler -n "$ns")" = yes ] || fail "scheduler cannot update its lease"
+[ "$(can gpu-flexpu-scheduler update leases/other -n "$ns")" = no ] || fail "scheduler may update any lease"
+[ "$(can gpu-flexpu-node patch nodes --subresource=status)" = yes ] || fail "node agent cannot patch node status"
+[ "$(can gpu-flexpu-node list secrets -A)" = no ] || fail "node agent may list secrets"
+pass "helm install: every object, with the registry, runtimeClassName, nodeSelector and tolerations given; RBAC as deploy/"
+
+# flexpu-scheduler with the Deployment's own arguments (the ConfigMap's and
+# the pod's values substituted as the kubelet would) and its service
+# account's token.
+policy="$(jp configmap/gpu-flexpu-config '{.data.policy}')"
+level="$(jp configmap/gpu-flexpu-config '{.data.log-level}')"
+mapfile -t args < <(kubectl get -n "$ns" deployment/gpu-flexpu-scheduler -o json |
+  jq -r '.spec.template.spec.containers[0].args[]' |
+  sed -e "s/\$(FLEXPU_POLICY)/$policy/" -e "s/\$(FLEXPU_LOG_LEVEL)/$level/" -e 's/\$(POD_NAME)/gpu-e2e-0/')
+token="$(kubectl create token gpu-flexpu-scheduler -n "$ns" --duration=1h)"
+kubectl config view --raw --minify -o json | jq --arg t "$token" '.users[0].user = {token: $t}' \
+  >"$work/scheduler.kubeconfig"
+"$build/flexpu-scheduler" --kubeconfig "$work/scheduler.kubeconfig" "${args[@]}" >"$work/scheduler.log" 2>&1 &
+pids+=($!)
+holder() { [ "$(kubectl get lease gpu-flexpu-scheduler -n "$ns" -o jsonpath='{.spec.holderIdentity}')" = gpu-e2e-0 ]; }
+wait_for 30 "flexpu-scheduler (args ${args[*]}) did not take the Lease $ns/gpu-flexpu-scheduler" holder
+kubectl create -f - >/dev/null <<EOF
+{"apiVersion":"v1","kind":"Pod","metadata":{"name":"slice","namespace":"default"},
+ "spec":{"schedulerName":"gpu-sched","tolerations":[{"key":"nvidia.com/gpu","operator":"Exists"}],
+  "containers":[{"name":"c","image":"x",
+   "resources":{"limits":{"cpu":"1","memory":"1Gi","flexpu.io/gpu":"1","flexpu.io/gpu-cores":"30"}}}]}}
+EOF
+bound() { [ "$(kubectl get pod slice -o jsonpath='{.spec.nodeName}')" = gpu-1 ]; }
+wait_for 30 "flexpu-scheduler did not bind the pod asking spec.schedulerName gpu-sched" bound
+alloc="$(kubectl get pod slice -o jsonpath='{.metadata.annotations.flexpu\.io/allocation}')"
+[ "$(jq -c '.gpus[0].cores' <<<"$alloc")" = 30 ] || fail "the pod's allocation is '$alloc', want 30 cores"
+kubectl create serviceaccount tenant -n default >/dev/null
+kubectl create role tenant -n default --verb=create,get,patch --resource=pods >/dev/null
+kubectl create rolebinding tenant -n default --role=tenant --serviceaccount=default:tenant >/dev/null
+forged() {
+  kubectl --as=system:serviceaccount:default:tenant annotate pod slice --overwrite \
+    'flexpu.io/allocation={"gpus":[{"uuid":"GPU-a","index":0,"cores":100,"memory":0}]}' >"$work/forged" 2>&1 &&
+    fail "the release's admission policy let a tenant rewrite the allocation"
+  grep -q "only gpu-flexpu-scheduler may set or change it" "$work/forged"
+}
+wait_for 30 "a tenant's rewrite of the allocation was not refused by the release's policy: $(cat "$work/forged" 2>/dev/null)" forged
+pass "flexpu-scheduler with the chart's arguments and account: holds the release's Lease, binds a gpu-sched pod with its allocation; the release's policy refuses a tenant's rewrite"
+
+# --- upgrade ---
+sum() { jp "$1" '{.spec.template.metadata.annotations.checksum/config}'; }
+sum_d="$(sum deployment/gpu-flexpu-scheduler)"
+sum_n="$(sum daemonset/gpu-flexpu-node)"
+helm upgrade gpu "$chart" -n "$ns" --reuse-values --set scheduler.policy=bestfit --set logLevel=debug \
+  --set node.sizeLimits=off --set node.privileged=false --set metrics.enabled=false \
+  >"$work/upgrade.log" 2>&1 || { cat "$work/upgrade.log" >&2; fail "helm upgrade"; }
+[ "$(helm status gpu -n "$ns" -o json | jq -r '.version')" = 2 ] || fail "release gpu is not at revision 2"
+[ "$(jp configmap/gpu-flexpu-config '{.data.policy}/{.data.log-level}')" = bestfit/debug ] ||
+  fail "after the upgrade, config is $(jp configmap/gpu-flexpu-config '{.data}')"
+[ "$(sum deployment/gpu-flexpu-scheduler)" != "$sum_d" ] && [ "$(sum daemonset/gpu-flexpu-node)" != "$sum_n" ] ||
+  fail "the config changed but the pods' checksum/config did not (they would not restart)"
+jp daemonset/gpu-flexpu-node '{.spec.template.spec.containers[0].args}' | grep -q -- '--size-limits=off' ||
+  fail "after the upgrade, the agent's args are $(jp daemonset/gpu-flexpu-node '{.spec.template.spec.containers[0].args}')"
+[ "$(jp daemonset/gpu-flexpu-node '{.spec.template.spec.containers[0].securityContext.privileged}')" = false ] ||
+  fail "after the upgrade, the agent is still privileged"
+[ -z "$(jp daemonset/gpu-flexpu-node '{.spec.template.spec.containers[0].volumeMounts[*].mountPropagation}')" ] ||
+  fail "after the upgrade, a mount still propagates"
+[ "$(jp daemonset/gpu-flexpu-node '{.spec.template.spec.runtimeClassName}')" = nvidia ] ||
+  fail "the upgrade (--reuse-values) lost runtimeClassName"
+if helm upgrade gpu "$chart" -n "$ns" --reuse-values --set node.sizeLimits=bogus >"$work/bad.out" 2>&1; then
+  fail "helm upgrade with node.sizeLimits=bogus succeeded"
+fi
+grep -qF "'/node/sizeLimits': 'bogus'" "$work/bad.out" || fail "the bad upgrade's error: $(cat "$work/bad.out")"
+[ "$(helm status gpu -n "$ns" -o json | jq -r '.version')" = 2 ] || fail "a failed upgrade made a revision"
+jp daemonset/gpu-flexpu-node '{.spec.template.spec.containers[0].args}' | grep -q -- '--size-limits=off' ||
+  fail "a failed upgrade changed the DaemonSet"
+pass "helm upgrade: policy, log level, size limits off unprivileged, metrics off applied and the pods' config checksum changed; a bad upgrade changes nothing"
+
+# --- uninstall ---
+helm uninstall gpu -n "$ns" --wait >"$work/uninstall.log" 2>&1 || { cat "$work/uninstall.log" >&2; fail "helm uninstall"; }
+gone() {
+  local left
+  left="$(kubectl get -n "$ns" configmap,deployment,daemonset,serviceaccount,role,rolebinding -o name 2>/dev/null |
+          grep -v '^serviceaccount/default$' || true)"
+  left="$left$(kubectl get clusterrole,clusterrolebinding,validatingadmissionpolicy,validatingadmissionpolicybinding \
+          -o name 2>/dev/null | grep 'gpu-flexpu' || true)"
+  [ -z "$left" ] || { echo "$left" >"$work/left"; return 1; }
+}
+wait_for 30 "helm uninstall left $(cat "$work/left" 2>/dev/null)" gone
+[ -z "$(helm list -A -q)" ] || fail "a release is left: $(helm list -A)"
+pass "helm uninstall removes every object, cluster-scoped ones too ($((SECONDS - start)) s in all)"
