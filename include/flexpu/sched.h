@@ -293,6 +293,13 @@ int64_t flexpu_engine_gpu_free_mem(const struct flexpu_engine *e, int node, int 
 int64_t flexpu_engine_node_free_cpu(const struct flexpu_engine *e, int node);
 int64_t flexpu_engine_node_free_mem(const struct flexpu_engine *e, int node);
 
+/* Whether req fits node `id` as it stands (GPU count, models, free compute
+ * and memory, CPU, memory), leaving out the pod's node filters: a pod that
+ * fitted nowhere can fit again only where this turns true, so a caller
+ * retries it only after such a node changed. False for unknown ids. */
+bool flexpu_engine_node_may_fit(const struct flexpu_engine *e, int id,
+                                const struct flexpu_pod_req *req);
+
 /* The request as the engine will account it under the current policy
  * ("whole" rounds shares up to whole GPUs). */
 void flexpu_engine_effective_req(const struct flexpu_engine *e, const struct flexpu_pod_req *in,

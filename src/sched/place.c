@@ -104,6 +104,18 @@ static int reject_reason(const struct fx_node *n, const struct fx_view *v,
     return -1;
 }
 
+bool flexpu_engine_node_may_fit(const struct flexpu_engine *e, int id,
+                                const struct flexpu_pod_req *req)
+{
+    if (id < 0 || id >= e->nnodes || !e->nodes[id].alive)
+        return false;
+    struct flexpu_pod_req r;
+    flexpu_engine_effective_req(e, req, &r);
+    struct fx_view v;
+    fx_view_of(&e->nodes[id], &v);
+    return reject_reason(&e->nodes[id], &v, &r) < 0;
+}
+
 static void describe_models(const struct flexpu_engine *e, uint64_t mask, char *buf, size_t len)
 {
     buf[0] = '\0';

@@ -52,6 +52,10 @@ struct pod {
      * deleted, or a read-back at settle_ms finds it still unbound. */
     bool unsure;
     int64_t settle_ms;
+    /* On the model's list of waiting pods (POD_WAITING): woken when a node
+     * it may fit changes, without a walk over every pod. */
+    bool wlinked;
+    struct pod *wprev, *wnext;
 };
 
 #define STR(s) ((s) ? (s) : "")
@@ -100,6 +104,10 @@ struct node {
     int64_t holds[FLEXPU_MAX_GPUS]; /* allocations that fence unhealthy GPUs */
 };
 
+/* Beyond this many nodes with freed capacity between two wake-ups, every
+ * waiting pod is retried (a busy cluster frees capacity everywhere). */
+#define CHANGED_MAX 64
+
 struct shape {
     struct flexpu_pod_req req;
     double count;
@@ -114,8 +122,15 @@ struct fx_model {
     struct pod **heap;
     size_t nheap, capheap;
     uint64_t seq;
-    uint64_t capacity_epoch; /* bumped when capacity frees; wakes waiting pods */
-    uint64_t woken_epoch;
+    /* Capacity freed since the waiting pods were last woken: on these
+     * engine nodes, or anywhere (changed_all: more than CHANGED_MAX nodes,
+     * or a release whose node is unknown). */
+    int changed[CHANGED_MAX];
+    int nchanged;
+    bool changed_all;
+    struct pod *waiting; /* the waiting pods, most recent first */
+    int nwaiting;
+    uint64_t wake_checks, wakes; /* pods tested against changed nodes; pods woken */
     int64_t conflicts;
     struct shape shapes[SHAPES_MAX];
     int nshapes;
@@ -172,9 +187,61 @@ static void sift_down(struct fx_model *m, size_t i)
     heap_set(m, i, p);
 }
 
-static void enqueue_as(struct fx_model *m, struct pod *p, enum pod_state st)
+static void wait_link(struct fx_model *m, struct pod *p)
+{
+    if (p->wlinked)
+        return;
+    p->wprev = NULL;
+    p->wnext = m->waiting;
+    if (m->waiting)
+        m->waiting->wprev = p;
+    m->waiting = p;
+    p->wlinked = true;
+    m->nwaiting++;
+}
+
+static void wait_unlink(struct fx_model *m, struct pod *p)
+{
+    if (!p->wlinked)
+        return;
+    if (p->wprev)
+        p->wprev->wnext = p->wnext;
+    else
+        m->waiting = p->wnext;
+    if (p->wnext)
+        p->wnext->wprev = p->wprev;
+    p->wprev = p->wnext = NULL;
+    p->wlinked = false;
+    m->nwaiting--;
+}
+
+/* Every change of a pod's state goes here: it keeps the waiting list. */
+static void set_state(struct fx_model *m, struct pod *p, enum pod_state st)
 {
     p->state = st;
+    if (st == POD_WAITING)
+        wait_link(m, p);
+    else
+        wait_unlink(m, p);
+}
+
+/* Capacity grew on engine node `id` (-1: somewhere unknown). */
+static void capacity_freed(struct fx_model *m, int id)
+{
+    if (m->changed_all)
+        return;
+    for (int i = 0; i < m->nchanged; i++)
+        if (m->changed[i] == id)
+            return;
+    if (id < 0 || m->nchanged == CHANGED_MAX)
+        m->changed_all = true;
+    else
+        m->changed[m->nchanged++] = id;
+}
+
+static void enqueue_as(struct fx_model *m, struct pod *p, enum pod_state st)
+{
+    set_state(m, p, st);
     if (p->heap >= 0)
         return;
     if (m->nheap == m->capheap) {
@@ -182,7 +249,7 @@ static void enqueue_as(struct fx_model *m, struct pod *p, enum pod_state st)
         struct pod **h = fx_realloc(m->heap, cap * sizeof(*h));
         if (!h) {
             FX_ERROR(COMP, "out of memory queueing a pod", "pod=%s/%s", STR(p->ns), STR(p->name));
-            p->state = POD_WAITING; /* retried at the next capacity change */
+            set_state(m, p, POD_WAITING); /* retried at the next capacity change */
             return;
         }
         m->heap = h;
@@ -281,7 +348,7 @@ static void release(struct fx_model *m, struct pod *p)
             FX_ERROR(COMP, "releasing an allocation failed", "pod=%s/%s error=\"%s\"",
                      STR(p->ns), STR(p->name), err.msg);
         p->alloc = 0;
-        m->capacity_epoch++;
+        capacity_freed(m, p->on ? p->on->id : -1);
     }
 }
 
@@ -447,7 +514,7 @@ static void node_in(struct fx_model *m, struct node *n, const struct fx_node_att
             FX_WARN(COMP, "cannot fence an unhealthy GPU", "node=%s gpu=%s error=\"%s\"", n->name,
                     n->inv.gpus[g].uuid, err.msg);
     }
-    m->capacity_epoch++;
+    capacity_freed(m, n->id); /* new to the engine: its capacity too */
 }
 
 void fx_model_node_event(struct fx_model *m, enum kube_event ev, json_t *obj)
@@ -469,8 +536,7 @@ void fx_model_node_event(struct fx_model *m, enum kube_event ev, json_t *obj)
          * back, and they are accounted again before anything new lands. */
         if (!n->pods)
             drop_node(m, n);
-        m->capacity_epoch++;
-        return;
+        return; /* no capacity freed: its pods held only its own */
     }
     struct fx_node_inv inv;
     struct flexpu_error err;
@@ -577,6 +643,7 @@ static void forget(struct fx_model *m, struct pod *p)
     unlink_pod(p);
     if (on && !on->seen && !on->pods)
         drop_node(m, on); /* the last pod of a node that is gone */
+    wait_unlink(m, p);
     fx_strmap_del(&m->pods, p->uid);
     pod_free(p);
 }
@@ -699,14 +766,14 @@ void fx_model_pod_event(struct fx_model *m, enum kube_event ev, json_t *obj)
         dequeue(m, p);
         clear_unsure(m, p);
         if (assumed && strcmp(assumed_node, STR(p->node)) == 0 && same_alloc && p->alloc) {
-            p->state = POD_BOUND; /* our own bind, confirmed */
+            set_state(m, p, POD_BOUND); /* our own bind, confirmed */
             return;
         }
         /* Assumed elsewhere or with other GPUs (another instance bound it),
          * or never accounted: what the server recorded is what counts. */
         release(m, p);
         unlink_pod(p);
-        p->state = POD_BOUND;
+        set_state(m, p, POD_BOUND);
         /* Pods can arrive before their node: a placeholder record
          * collects them until the node itself is seen. */
         struct node *n = fx_strmap_get(&m->nodes, STR(p->node));
@@ -720,7 +787,7 @@ void fx_model_pod_event(struct fx_model *m, enum kube_event ev, json_t *obj)
     if (bad) {
         dequeue(m, p);
         str_set(&p->problem, err.msg);
-        p->state = POD_INVALID;
+        set_state(m, p, POD_INVALID);
         if (strcmp(STR(p->told), STR(p->problem)) != 0)
             enqueue_as(m, p, POD_INVALID); /* fx_model_next reports it once */
         return;
@@ -736,18 +803,30 @@ void fx_model_pod_event(struct fx_model *m, enum kube_event ev, json_t *obj)
 
 /* ---- deciding ---- */
 
+/* Queues again the waiting pods that freed capacity may now hold. A pod
+ * waits because it fitted no node when it was last tried; since then only
+ * the nodes that freed capacity can have turned to fit it, so it is retried
+ * only when one of them does (flexpu_engine_node_may_fit). The cost is the
+ * waiting pods times the changed nodes, not a placement per waiting pod
+ * per change anywhere, nor a walk over every pod. */
 static void wake_waiting(struct fx_model *m)
 {
-    if (m->woken_epoch == m->capacity_epoch)
+    if (!m->changed_all && m->nchanged == 0)
         return;
-    m->woken_epoch = m->capacity_epoch;
-    const char *k;
-    void *v;
-    for (size_t i = 0; fx_strmap_next(&m->pods, &i, &k, &v);) {
-        struct pod *p = v;
-        if (p->state == POD_WAITING)
+    for (struct pod *p = m->waiting, *next; p; p = next) {
+        next = p->wnext;
+        bool may = m->changed_all;
+        for (int i = 0; !may && i < m->nchanged; i++) {
+            m->wake_checks++;
+            may = flexpu_engine_node_may_fit(m->e, m->changed[i], &p->req);
+        }
+        if (may) {
+            m->wakes++;
             enqueue(m, p);
+        }
     }
+    m->nchanged = 0;
+    m->changed_all = false;
 }
 
 /* Places a pod. A slice without flexpu.io/gpu-memory gets a memory quota
@@ -813,7 +892,7 @@ bool fx_model_next(struct fx_model *m, struct fx_attempt *a)
         int64_t slice_mem = 0;
         int rc = place_pod(m, p, &pl, &id, &slice_mem, &why);
         if (rc) {
-            p->state = POD_WAITING;
+            set_state(m, p, POD_WAITING);
             char msg[400];
             snprintf(msg, sizeof(msg), "%s", why.text);
             if (strcmp(msg, STR(p->told)) == 0)
@@ -822,7 +901,7 @@ bool fx_model_next(struct fx_model *m, struct fx_attempt *a)
             fill(a, p, rc == FLEXPU_EINVAL ? FX_INVALID : FX_WAIT);
             snprintf(a->message, sizeof(a->message), "%s", msg);
             if (rc == FLEXPU_EINVAL)
-                p->state = POD_INVALID;
+                set_state(m, p, POD_INVALID);
             return true;
         }
         const char *node = flexpu_engine_node_name(m->e, pl.node);
@@ -830,7 +909,7 @@ bool fx_model_next(struct fx_model *m, struct fx_attempt *a)
         if (!n) { /* cannot happen: every engine node has a record */
             struct flexpu_error err;
             flexpu_engine_release(m->e, id, &err);
-            p->state = POD_WAITING;
+            set_state(m, p, POD_WAITING);
             continue;
         }
         fill(a, p, FX_BIND);
@@ -860,7 +939,7 @@ bool fx_model_next(struct fx_model *m, struct fx_attempt *a)
             free(s);
         }
         p->alloc = id;
-        p->state = POD_ASSUMED;
+        set_state(m, p, POD_ASSUMED);
         str_set(&p->node, n->name);
         str_set(&p->told, NULL);
         link_pod(n, p);
@@ -957,6 +1036,8 @@ void fx_model_stats(const struct fx_model *m, struct fx_model_stats *o)
     o->gpu_milli_used = s.gpu_milli_used;
     o->conflicts = m->conflicts;
     o->workload_refreshes = m->workload_refreshes;
+    o->wakes = m->wakes;
+    o->wake_checks = m->wake_checks;
     const char *k;
     void *v;
     for (size_t i = 0; fx_strmap_next(&m->pods, &i, &k, &v);) {

@@ -95,6 +95,8 @@ struct fx_model_stats {
     int64_t gpu_milli_total, gpu_milli_used;
     int64_t conflicts; /* recorded allocations that could not be accounted */
     uint64_t workload_refreshes; /* the shapes' weights recomputed (new shapes, GPUs come or go) */
+    uint64_t wakes;       /* waiting pods queued again because a node they may fit changed */
+    uint64_t wake_checks; /* waiting pods tested against a changed node */
 };
 void fx_model_stats(const struct fx_model *m, struct fx_model_stats *out);
 

@@ -655,6 +655,77 @@ static json_t *pending_pod(const char *uid, int cores, const char *created)
     return p;
 }
 
+/* A waiting pod is retried only when a node it may fit changes: freeing
+ * 10% of a GPU does not retry a pod that needs 50% (which would cost a
+ * placement over the whole cluster per waiting pod), freeing 60% does, and
+ * so does a new node. */
+static void test_model_wakes_what_may_fit(void **state)
+{
+    (void)state;
+    struct flexpu_error err = {0};
+    struct fx_model *m = fx_model_new("flexpu-scheduler", "flexpu", 1, &err);
+    assert_non_null(m);
+    json_t *n = node_obj("n1", 1, NULL);
+    fx_model_node_event(m, KUBE_ADDED, n);
+    json_decref(n);
+    json_t *old = slice_pod("old", 60, "n1",
+                            "\"{\\\"gpus\\\":[{\\\"uuid\\\":\\\"GPU-n1-0\\\",\\\"index\\\":0,"
+                            "\\\"cores\\\":60,\\\"memory\\\":0}]}\"");
+    json_t *small = slice_pod("small", 10, "n1",
+                              "\"{\\\"gpus\\\":[{\\\"uuid\\\":\\\"GPU-n1-0\\\",\\\"index\\\":0,"
+                              "\\\"cores\\\":10,\\\"memory\\\":0}]}\"");
+    fx_model_pod_event(m, KUBE_ADDED, old);
+    fx_model_pod_event(m, KUBE_ADDED, small);
+    json_t *w = pending_pod("w", 50, "2026-01-01T00:00:00Z");
+    json_t *w2 = pending_pod("w2", 100, "2026-01-01T00:00:01Z");
+    fx_model_pod_event(m, KUBE_ADDED, w);
+    fx_model_pod_event(m, KUBE_ADDED, w2);
+    struct fx_attempt at;
+    int waits = 0;
+    while (fx_model_next(m, &at)) {
+        assert_int_equal(at.outcome, FX_WAIT);
+        waits++;
+    }
+    assert_int_equal(waits, 2);
+    struct fx_model_stats st;
+    fx_model_stats(m, &st);
+    uint64_t wakes0 = st.wakes;
+    assert_int_equal(st.pods_waiting, 2);
+
+    fx_model_pod_event(m, KUBE_DELETED, small); /* 40% free: neither fits */
+    assert_false(fx_model_next(m, &at));
+    fx_model_stats(m, &st);
+    assert_int_equal(st.wakes, wakes0);
+    assert_int_equal(st.pods_waiting, 2);
+    assert_true(st.wake_checks >= 2);
+
+    fx_model_pod_event(m, KUBE_DELETED, old); /* 100% free: both may, w first */
+    assert_true(fx_model_next(m, &at));
+    assert_int_equal(at.outcome, FX_BIND);
+    assert_string_equal(at.uid, "w");
+    fx_model_bind_done(m, at.uid, 0, 0);
+    assert_false(fx_model_next(m, &at)); /* w2 tried, said already */
+    fx_model_stats(m, &st);
+    assert_int_equal(st.wakes, wakes0 + 2);
+    assert_int_equal(st.pods_waiting, 1);
+
+    n = node_obj("n2", 1, NULL); /* a new node: w2 fits there */
+    fx_model_node_event(m, KUBE_ADDED, n);
+    json_decref(n);
+    assert_true(fx_model_next(m, &at));
+    assert_int_equal(at.outcome, FX_BIND);
+    assert_string_equal(at.uid, "w2");
+    assert_string_equal(at.node, "n2");
+    fx_model_stats(m, &st);
+    assert_int_equal(st.pods_waiting, 0);
+    assert_int_equal(fx_model_check(m, &err), 0);
+    json_decref(old);
+    json_decref(small);
+    json_decref(w);
+    json_decref(w2);
+    fx_model_free(m);
+}
+
 /* The pod as the server has it once bound to `node` with `allocation`. */
 static json_t *bound_pod(json_t *pending, const char *node, const char *allocation)
 {
@@ -1331,6 +1402,7 @@ int main(void)
         cmocka_unit_test(test_strmap),
         cmocka_unit_test(test_model_places_and_restores),
         cmocka_unit_test(test_model_workload_follows_nodes),
+        cmocka_unit_test(test_model_wakes_what_may_fit),
         cmocka_unit_test(test_model_default_slice_memory),
         cmocka_unit_test(test_model_bind_timeout_never_shares_gpu),
         cmocka_unit_test(test_model_bind_unsure_settles),
