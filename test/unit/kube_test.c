@@ -476,6 +476,18 @@ static json_t *slice_pod(const char *uid, int cores, const char *node, const cha
     return j;
 }
 
+/* A slice pod already bound to GPU `index` of `node` with `cores`, its
+ * allocation recorded as the scheduler writes it. */
+static json_t *slice_pod_on(const char *uid, int cores, const char *node, int index)
+{
+    char alloc[256];
+    snprintf(alloc, sizeof(alloc),
+             "\"{\\\"gpus\\\":[{\\\"uuid\\\":\\\"GPU-%s-%d\\\",\\\"index\\\":%d,"
+             "\\\"cores\\\":%d,\\\"memory\\\":0}]}\"",
+             node, index, index, cores);
+    return slice_pod(uid, cores, node, alloc);
+}
+
 static void test_model_places_and_restores(void **state)
 {
     (void)state;
@@ -486,9 +498,7 @@ static void test_model_places_and_restores(void **state)
     fx_model_node_event(m, KUBE_ADDED, n);
     json_decref(n);
     /* A pod already bound with a recorded allocation of 60%. */
-    json_t *p = slice_pod("old", 60, "n1",
-                          "\"{\\\"gpus\\\":[{\\\"uuid\\\":\\\"GPU-n1-0\\\",\\\"index\\\":0,"
-                          "\\\"cores\\\":60,\\\"memory\\\":0}]}\"");
+    json_t *p = slice_pod_on("old", 60, "n1", 0);
     fx_model_pod_event(m, KUBE_ADDED, p);
     json_decref(p);
     /* 50% does not fit on top of it; 40% does. */
@@ -668,12 +678,8 @@ static void test_model_wakes_what_may_fit(void **state)
     json_t *n = node_obj("n1", 1, NULL);
     fx_model_node_event(m, KUBE_ADDED, n);
     json_decref(n);
-    json_t *old = slice_pod("old", 60, "n1",
-                            "\"{\\\"gpus\\\":[{\\\"uuid\\\":\\\"GPU-n1-0\\\",\\\"index\\\":0,"
-                            "\\\"cores\\\":60,\\\"memory\\\":0}]}\"");
-    json_t *small = slice_pod("small", 10, "n1",
-                              "\"{\\\"gpus\\\":[{\\\"uuid\\\":\\\"GPU-n1-0\\\",\\\"index\\\":0,"
-                              "\\\"cores\\\":10,\\\"memory\\\":0}]}\"");
+    json_t *old = slice_pod_on("old", 60, "n1", 0);
+    json_t *small = slice_pod_on("small", 10, "n1", 0);
     fx_model_pod_event(m, KUBE_ADDED, old);
     fx_model_pod_event(m, KUBE_ADDED, small);
     json_t *w = pending_pod("w", 50, "2026-01-01T00:00:00Z");
