@@ -94,49 +94,46 @@ for b in "${bins[@]}"; do
 done
 : >"$out/packages.txt"
 declare -A files=()
-# fetch PACKAGE VERSION: the .deb into $debs (the apt cache's copy, else
-# apt-get download); prints its path, or nothing when the archive no longer
-# has that version.
-fetch() {
-  local f="$debs/${1}_${2//:/%3a}_${3}.deb" a
-  if [ ! -s "$f" ]; then
-    # Debian's file names spell the epoch's colon %3a.
-    a="/var/cache/apt/archives/$(basename "$f")"
-    if [ -s "$a" ]; then
-      cp "$a" "$f.tmp"
-    else
-      rm -f "$f" "$f.tmp"
-      (cd "$debs" && apt-get download -q "$1=$2" >/dev/null 2>"$debs/.err") || return 0
-      mv "$f" "$f.tmp"
-    fi
-    # The archive must be the package and version asked for.
-    [ "$(dpkg-deb -f "$f.tmp" Package Version | tr '\n' ' ')" = "Package: $1 Version: $2 " ] || {
-      echo "build-image: $f.tmp is not $1 $2" >&2; exit 1; }
-    mv "$f.tmp" "$f"
-  fi
-  echo "$f"
-}
+want=()
 for p in $(printf '%s\n' "${!pkgs[@]}" | sort); do
   v="$(dpkg-query -W -f='${Version}' "$p" 2>/dev/null)" || {
     echo "build-image: package $p is not installed here" >&2; exit 1; }
   pa="$(dpkg-query -W -f='${Architecture}' "$p")"
-  f="$(fetch "$p" "$v" "$pa")"
-  if [ -z "$f" ]; then
+  # Debian's file names spell the epoch's colon %3a.
+  f="$debs/${p}_${v//:/%3a}_${pa}.deb"
+  if [ ! -s "$f" ] && [ -s "/var/cache/apt/archives/${f##*/}" ]; then
+    cp "/var/cache/apt/archives/${f##*/}" "$f.tmp" && mv "$f.tmp" "$f"
+  fi
+  # madison lists the versions the archive serves (not dpkg's own record).
+  if [ ! -s "$f" ] && ! apt-cache madison "$p" |
+       awk -F'|' -v v="$v" '{gsub(/ /, "", $2)} $2 == v {f = 1} END {exit !f}'; then
     # This machine has a version the archive has since replaced (a binNMU,
     # a point release): the archive's, same soname.
     c="$(apt-cache policy "$p" | awk '/Candidate:/ {print $2}')"
-    [ -n "$c" ] && [ "$c" != "(none)" ] && f="$(fetch "$p" "$c" "$pa")"
-    if [ -z "$f" ]; then
-      echo "build-image: apt-get download $p=$v failed, and no other version is available" \
-           "(run apt-get update):" >&2
-      cat "$debs/.err" >&2; exit 1
+    if [ -z "$c" ] || [ "$c" = "(none)" ]; then
+      echo "build-image: $p $v is not in the archive and apt knows no other version (run apt-get update)" >&2
+      exit 1
     fi
     echo "build-image: $p $v (installed here) is no longer in the archive; the image has $c" >&2
     v="$c"
+    f="$debs/${p}_${v//:/%3a}_${pa}.deb"
   fi
+  [ -s "$f" ] || want+=("$p=$v")
   files[$p]="$f"
   echo "$p $v $pa" >>"$out/packages.txt"
 done
+if [ ${#want[@]} -gt 0 ]; then
+  log "apt-get download ${#want[@]} packages into $debs"
+  (cd "$debs" && apt-get download -q "${want[@]}" >/dev/null 2>"$debs/.err") || {
+    echo "build-image: apt-get download failed (run apt-get update):" >&2
+    cat "$debs/.err" >&2; exit 1; }
+fi
+# Each archive is the package and version it is named for.
+while read -r p v _; do
+  got="$(dpkg-deb -f "${files[$p]}" Package Version 2>/dev/null | tr '\n' ' ')"
+  [ "$got" = "Package: $p Version: $v " ] || {
+    echo "build-image: ${files[$p]} is not $p $v (it says: $got)" >&2; rm -f "${files[$p]}"; exit 1; }
+done <"$out/packages.txt"
 log "$(wc -l <"$out/packages.txt") Debian packages ($arch): $(cut -d' ' -f1 "$out/packages.txt" | tr '\n' ' ')"
 
 # --- 3. the root filesystem ---
