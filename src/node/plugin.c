@@ -579,34 +579,183 @@ static int must_include(struct fx_plugin *p, const V1beta1__ContainerPreferredAl
     return 0;
 }
 
-/* The GPUs to offer one container: those of the oldest pod bound here that
- * waits for exactly `size` GPUs all available (and holding the must-include
- * ones); else must-include plus any available, spread over distinct GPUs.
- * 0 when no answer of `size` GPUs exists. */
-static uint32_t prefer_gpus(struct fx_plugin *p, int size, uint32_t must, const char *first[32])
+/* The kubelet's PodResources List; NULL with `why` set when it does not
+ * answer. */
+static V1__ListPodResourcesResponse *podres_list(struct fx_plugin *p, char *why, size_t why_len)
 {
-    struct npod *w[512];
-    size_t nw = waiting_pods(p, w, 512);
-    int64_t now = fx_mono_ms();
-    struct npod *pick = NULL;
-    /* Pods offered less than OFFER_MS ago are someone else's answer:
-     * skip them first, take them if nothing else fits. */
-    for (int pass = 0; pass < 2 && !pick; pass++)
-        for (size_t i = 0; i < nw && !pick; i++) {
-            struct npod *np = w[i];
-            if (pass == 0 && np->offered_ms && now - np->offered_ms < OFFER_MS)
+    V1__ListPodResourcesRequest q = V1__LIST_POD_RESOURCES_REQUEST__INIT;
+    uint8_t buf[8];
+    size_t qlen = v1__list_pod_resources_request__pack(&q, buf);
+    struct fx_grpc_reply rep;
+    struct flexpu_error err = {0};
+    if (fx_grpc_call(p->podresources, "/v1.PodResourcesLister/List", buf, qlen, 5000, &rep,
+                     &err) != 0) {
+        snprintf(why, why_len, "PodResources: %s", err.msg);
+        return NULL;
+    }
+    if (rep.status != FX_GRPC_OK) {
+        snprintf(why, why_len, "PodResources List: status %d: %s", rep.status, rep.message);
+        free(rep.data);
+        return NULL;
+    }
+    V1__ListPodResourcesResponse *res = v1__list_pod_resources_response__unpack(NULL, rep.len,
+                                                                               rep.data);
+    free(rep.data);
+    if (!res)
+        snprintf(why, why_len, "PodResources List: malformed answer");
+    return res;
+}
+
+/* Whether the kubelet lists pod ns/name with no device of flexpu.io/gpu yet:
+ * the pod it is admitting, whose devices GetPreferredAllocation is asked
+ * for, is one (the kubelet adds a pod to its pod manager, which PodResources
+ * lists, just before it admits it, one pod at a time). */
+static bool listed_without_devices(const V1__ListPodResourcesResponse *res, const char *ns,
+                                   const char *name)
+{
+    for (size_t i = 0; i < res->n_pod_resources; i++) {
+        const V1__PodResources *pr = res->pod_resources[i];
+        if (strcmp(pr->namespace_, ns) != 0 || strcmp(pr->name, name) != 0)
+            continue;
+        for (size_t c = 0; c < pr->n_containers; c++)
+            for (size_t d = 0; d < pr->containers[c]->n_devices; d++)
+                if (strcmp(pr->containers[c]->devices[d]->resource_name, FX_DP_RESOURCE) == 0 &&
+                    pr->containers[c]->devices[d]->n_device_ids > 0)
+                    return false;
+        return true;
+    }
+    return false;
+}
+
+/* Whether this container holds exactly these IDs of flexpu.io/gpu. The
+ * kubelet lists each device of a container in an entry of its own (one per
+ * NUMA node of the device: pkg/kubelet/cm/container_manager.go,
+ * containerDevicesFromResourceDeviceInstances), so the IDs are the union of
+ * the container's entries, in any order and possibly repeated; an entry that
+ * holds several IDs is read the same way. */
+static bool container_holds(const V1__ContainerResources *c, char **ids, size_t n)
+{
+    size_t seen = 0;
+    for (size_t a = 0; a < n; a++) {
+        bool found = false;
+        for (size_t d = 0; !found && d < c->n_devices; d++) {
+            const V1__ContainerDevices *cd = c->devices[d];
+            if (strcmp(cd->resource_name, FX_DP_RESOURCE) != 0)
                 continue;
-            if (popcount(np->gpuset) != size || (must & ~np->gpuset))
-                continue;
-            bool ok = true;
-            for (int g = 0; g < p->ngpu; g++)
-                if ((np->gpuset & (1u << g)) && !first[g])
-                    ok = false;
-            if (ok)
-                pick = np;
+            for (size_t b = 0; !found && b < cd->n_device_ids; b++)
+                found = strcmp(ids[a], cd->device_ids[b]) == 0;
         }
+        seen += found;
+    }
+    if (seen != n)
+        return false;
+    /* and no other ID of the resource */
+    for (size_t d = 0; d < c->n_devices; d++) {
+        const V1__ContainerDevices *cd = c->devices[d];
+        if (strcmp(cd->resource_name, FX_DP_RESOURCE) != 0)
+            continue;
+        for (size_t b = 0; b < cd->n_device_ids; b++) {
+            bool mine = false;
+            for (size_t a = 0; !mine && a < n; a++)
+                mine = strcmp(ids[a], cd->device_ids[b]) == 0;
+            if (!mine)
+                return false;
+        }
+    }
+    return true;
+}
+
+/* Which pod holds exactly these IDs of flexpu.io/gpu, by the kubelet's
+ * PodResources API. 0 and ns/name set when found. */
+static int pod_holding(struct fx_plugin *p, char **ids, size_t n, char *ns, size_t ns_len,
+                       char *name, size_t name_len, char *why, size_t why_len)
+{
+    V1__ListPodResourcesResponse *res = podres_list(p, why, why_len);
+    if (!res)
+        return -1;
+    int found = -1;
+    for (size_t i = 0; found && i < res->n_pod_resources; i++) {
+        V1__PodResources *pr = res->pod_resources[i];
+        for (size_t c = 0; found && c < pr->n_containers; c++)
+            if (container_holds(pr->containers[c], ids, n)) {
+                snprintf(ns, ns_len, "%s", pr->namespace_);
+                snprintf(name, name_len, "%s", pr->name);
+                found = 0;
+            }
+    }
+    v1__list_pod_resources_response__free_unpacked(res, NULL);
+    if (found)
+        snprintf(why, why_len, "the kubelet's PodResources lists no container with these devices");
+    return found;
+}
+
+/* Whether the kubelet lists a pod without devices of flexpu.io/gpu that the
+ * pod watch has not delivered yet (every pod bound here is in the table). */
+static bool kubelet_ahead(struct fx_plugin *p, const V1__ListPodResourcesResponse *kubelet)
+{
+    for (size_t i = 0; i < kubelet->n_pod_resources; i++) {
+        const V1__PodResources *pr = kubelet->pod_resources[i];
+        if (!pod_by_name(p, pr->namespace_, pr->name) &&
+            listed_without_devices(kubelet, pr->namespace_, pr->name))
+            return true;
+    }
+    return false;
+}
+
+/* The GPUs to offer one container: those of a pod bound here that waits for
+ * exactly `size` GPUs all available (and holding the must-include ones).
+ * The kubelet admits pods in its own order (by creation time), so the pod
+ * it asks for is the one its PodResources answer (`kubelet`; NULL when it
+ * gave none) lists without devices: that pod goes first, then one not
+ * offered in the last OFFER_MS, then the oldest binding. The kubelet asks
+ * within a millisecond of the bind, so the pod watch may not have the pod
+ * yet: when the kubelet lists a pod the watch has not delivered (or, without
+ * its answer, when no pod waits for `size` GPUs), wait for the watch up to
+ * wait_ms rather than guess. Failing all that, must-include plus any
+ * available, spread over distinct GPUs. 0 when no answer of `size` GPUs
+ * exists. Called with p->mu held. */
+static uint32_t prefer_gpus(struct fx_plugin *p, int size, uint32_t must, const char *first[32],
+                            const V1__ListPodResourcesResponse *kubelet)
+{
+    struct timespec dl;
+    deadline_ts(&dl, p->cfg.wait_ms);
+    struct npod *pick = NULL;
+    bool last = false; /* waited long enough: guess */
+    for (;;) {
+        struct npod *w[512];
+        size_t nw = waiting_pods(p, w, 512);
+        int64_t now = fx_mono_ms();
+        bool ahead = kubelet && !last && kubelet_ahead(p, kubelet);
+        /* pass 0: listed by the kubelet, not offered lately; 1: listed;
+         * 2: not offered lately; 3: any. */
+        for (int pass = 0; pass < 4 && !pick; pass++) {
+            if (pass < 2 && !kubelet)
+                continue;
+            if (pass >= 2 && ahead)
+                break;
+            for (size_t i = 0; i < nw && !pick; i++) {
+                struct npod *np = w[i];
+                if (popcount(np->gpuset) != size || (must & ~np->gpuset))
+                    continue;
+                if (pass % 2 == 0 && np->offered_ms && now - np->offered_ms < OFFER_MS)
+                    continue;
+                if (pass < 2 && !listed_without_devices(kubelet, np->ns, np->name))
+                    continue;
+                bool ok = true;
+                for (int g = 0; g < p->ngpu; g++)
+                    if ((np->gpuset & (1u << g)) && !first[g])
+                        ok = false;
+                if (ok)
+                    pick = np;
+            }
+        }
+        if (pick || last || (kubelet && !ahead))
+            break;
+        if (pthread_cond_timedwait(&p->changed, &p->mu, &dl) == ETIMEDOUT)
+            last = true;
+    }
     if (pick) {
-        pick->offered_ms = now;
+        pick->offered_ms = fx_mono_ms();
         FX_DEBUG(COMP, "preferred allocation", "pod=%s/%s size=%d", pick->ns, pick->name, size);
         return pick->gpuset;
     }
@@ -623,7 +772,7 @@ static uint32_t prefer_gpus(struct fx_plugin *p, int size, uint32_t must, const 
  * reply set when the request is refused. */
 static int prefer_one(struct fx_plugin *p, const V1beta1__ContainerPreferredAllocationRequest *q,
                       size_t c, V1beta1__ContainerPreferredAllocationResponse *cr, char ***chosen,
-                      struct fx_grpc_reply *r)
+                      const V1__ListPodResourcesResponse *kubelet, struct fx_grpc_reply *r)
 {
     int size = q->allocation_size;
     if (size <= 0 || size > p->ngpu)
@@ -638,7 +787,7 @@ static int prefer_one(struct fx_plugin *p, const V1beta1__ContainerPreferredAllo
         if (g >= 0 && !first[g])
             first[g] = q->available_deviceids[i];
     }
-    uint32_t set = prefer_gpus(p, size, must, first);
+    uint32_t set = prefer_gpus(p, size, must, first, kubelet);
     if (!set || !(*chosen = calloc((size_t)size, sizeof(char *))))
         return 0;
     size_t k = 0;
@@ -668,14 +817,22 @@ static void preferred(void *ctx, const uint8_t *req, size_t len, struct fx_grpc_
         fail(r, FX_GRPC_INTERNAL, "out of memory");
         goto out;
     }
+    /* Which pods the kubelet lists without devices, asked before the lock
+     * (the kubelet does not hold its own while it waits for this answer). */
+    char why[300];
+    V1__ListPodResourcesResponse *kubelet = podres_list(p, why, sizeof(why));
+    if (!kubelet)
+        FX_DEBUG(COMP, "preferred allocation without PodResources", "reason=\"%s\"", why);
     int refused = 0;
     pthread_mutex_lock(&p->mu);
     for (size_t c = 0; c < nc && !refused; c++) {
         v1beta1__container_preferred_allocation_response__init(&cr[c]);
         crp[c] = &cr[c];
-        refused = prefer_one(p, in->container_requests[c], c, &cr[c], &chosen[c], r);
+        refused = prefer_one(p, in->container_requests[c], c, &cr[c], &chosen[c], kubelet, r);
     }
     pthread_mutex_unlock(&p->mu);
+    if (kubelet)
+        v1__list_pod_resources_response__free_unpacked(kubelet, NULL);
     if (!refused) {
         V1beta1__PreferredAllocationResponse out = V1BETA1__PREFERRED_ALLOCATION_RESPONSE__INIT;
         out.n_container_responses = nc;
@@ -855,87 +1012,6 @@ out:
     free(a);
     free(ap);
     v1beta1__allocate_request__free_unpacked(in, NULL);
-}
-
-/* Whether this container holds exactly these IDs of flexpu.io/gpu. The
- * kubelet lists each device of a container in an entry of its own (one per
- * NUMA node of the device: pkg/kubelet/cm/container_manager.go,
- * containerDevicesFromResourceDeviceInstances), so the IDs are the union of
- * the container's entries, in any order and possibly repeated; an entry that
- * holds several IDs is read the same way. */
-static bool container_holds(const V1__ContainerResources *c, char **ids, size_t n)
-{
-    size_t seen = 0;
-    for (size_t a = 0; a < n; a++) {
-        bool found = false;
-        for (size_t d = 0; !found && d < c->n_devices; d++) {
-            const V1__ContainerDevices *cd = c->devices[d];
-            if (strcmp(cd->resource_name, FX_DP_RESOURCE) != 0)
-                continue;
-            for (size_t b = 0; !found && b < cd->n_device_ids; b++)
-                found = strcmp(ids[a], cd->device_ids[b]) == 0;
-        }
-        seen += found;
-    }
-    if (seen != n)
-        return false;
-    /* and no other ID of the resource */
-    for (size_t d = 0; d < c->n_devices; d++) {
-        const V1__ContainerDevices *cd = c->devices[d];
-        if (strcmp(cd->resource_name, FX_DP_RESOURCE) != 0)
-            continue;
-        for (size_t b = 0; b < cd->n_device_ids; b++) {
-            bool mine = false;
-            for (size_t a = 0; !mine && a < n; a++)
-                mine = strcmp(ids[a], cd->device_ids[b]) == 0;
-            if (!mine)
-                return false;
-        }
-    }
-    return true;
-}
-
-/* Which pod holds exactly these IDs of flexpu.io/gpu, by the kubelet's
- * PodResources API. 0 and ns/name set when found. */
-static int pod_holding(struct fx_plugin *p, char **ids, size_t n, char *ns, size_t ns_len,
-                       char *name, size_t name_len, char *why, size_t why_len)
-{
-    V1__ListPodResourcesRequest q = V1__LIST_POD_RESOURCES_REQUEST__INIT;
-    uint8_t buf[8];
-    size_t qlen = v1__list_pod_resources_request__pack(&q, buf);
-    struct fx_grpc_reply rep;
-    struct flexpu_error err = {0};
-    if (fx_grpc_call(p->podresources, "/v1.PodResourcesLister/List", buf, qlen, 5000, &rep,
-                     &err) != 0) {
-        snprintf(why, why_len, "PodResources: %s", err.msg);
-        return -1;
-    }
-    if (rep.status != FX_GRPC_OK) {
-        snprintf(why, why_len, "PodResources List: status %d: %s", rep.status, rep.message);
-        free(rep.data);
-        return -1;
-    }
-    V1__ListPodResourcesResponse *res = v1__list_pod_resources_response__unpack(NULL, rep.len,
-                                                                               rep.data);
-    free(rep.data);
-    if (!res) {
-        snprintf(why, why_len, "PodResources List: malformed answer");
-        return -1;
-    }
-    int found = -1;
-    for (size_t i = 0; found && i < res->n_pod_resources; i++) {
-        V1__PodResources *pr = res->pod_resources[i];
-        for (size_t c = 0; found && c < pr->n_containers; c++)
-            if (container_holds(pr->containers[c], ids, n)) {
-                snprintf(ns, ns_len, "%s", pr->namespace_);
-                snprintf(name, name_len, "%s", pr->name);
-                found = 0;
-            }
-    }
-    v1__list_pod_resources_response__free_unpacked(res, NULL);
-    if (found)
-        snprintf(why, why_len, "the kubelet's PodResources lists no container with these devices");
-    return found;
 }
 
 static void prestart(void *ctx, const uint8_t *req, size_t len, struct fx_grpc_reply *r)

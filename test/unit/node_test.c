@@ -12,6 +12,8 @@
 #include <string.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <time.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -31,6 +33,7 @@
 #include "podresources/v1/api.pb-c.h"
 #include "runtime/config.h"
 #include "runtime/state.h"
+#include "util/clock.h"
 
 static char tmpdir[256];
 
@@ -970,6 +973,109 @@ static void test_preferred_must_include(void **state)
     fx_plugin_free(p);
 }
 
+/* The first GPU of a single-container answer ("G<n>::<slot>" -> n), -1 if
+ * none. */
+static int preferred_gpu(const struct fx_grpc_reply *r)
+{
+    assert_int_equal(r->status, FX_GRPC_OK);
+    V1beta1__PreferredAllocationResponse *pr =
+        v1beta1__preferred_allocation_response__unpack(NULL, r->len, r->data);
+    assert_non_null(pr);
+    int g = pr->container_responses[0]->n_deviceids
+                ? pr->container_responses[0]->deviceids[0][1] - '0'
+                : -1;
+    v1beta1__preferred_allocation_response__free_unpacked(pr, NULL);
+    return g;
+}
+
+struct late_pod {
+    struct fx_plugin *p;
+    json_t *pod;
+};
+
+static void *add_pod_late(void *arg)
+{
+    struct late_pod *l = arg;
+    struct timespec ts = {0, 300 * 1000000L};
+    nanosleep(&ts, NULL);
+    fx_plugin_pod_event(l->p, KUBE_ADDED, l->pod);
+    return NULL;
+}
+
+/* Found by the real kubelet (test/e2e/kubelet_e2e.sh): the kubelet admits
+ * pods in its own order (by creation time, one at a time) and asks
+ * GetPreferredAllocation within a millisecond of the bind. The plugin
+ * guessed "the oldest binding waiting for this many GPUs", so it offered one
+ * pod's GPUs while the kubelet admitted another (whose PreStartContainer
+ * then failed for ever: the kubelet never changes a container's devices),
+ * and, when its pod watch had not yet seen the pod, offered any GPUs (and
+ * Allocate then refused the pod: UnexpectedAdmissionError). The pod the
+ * kubelet admits is the one its PodResources lists without devices, and a
+ * pod the watch has not delivered yet is waited for. */
+static void test_preferred_follows_kubelet(void **state)
+{
+    (void)state;
+    for (int i = 0; i < NGPU; i++) {
+        memset(&fake_gpus[i], 0, sizeof(fake_gpus[i]));
+        snprintf(fake_gpus[i].uuid, sizeof(fake_gpus[i].uuid), "G%d", i);
+        snprintf(fake_gpus[i].model, sizeof(fake_gpus[i].model), "A100");
+        fake_gpus[i].index = fake_gpus[i].minor = i;
+        fake_gpus[i].healthy = true;
+        fake_gpus[i].mem_bytes = 80LL << 30;
+    }
+    char podres[300];
+    snprintf(podres, sizeof(podres), "%s/podres.sock", tmpdir);
+    struct flexpu_error err = {0};
+    struct fx_grpc_server *prs = fx_grpc_server_start(podres, podres_methods, NULL, &err);
+    assert_non_null(prs);
+    struct fx_plugin_config pc = {.node_name = "n1", .root = tmpdir, .podresources = podres,
+                                  .wait_ms = 3000};
+    struct fx_plugin *p = fx_plugin_new(&pc, fake_gpus, NGPU, &err);
+    assert_non_null(p);
+    fx_plugin_pod_event(p, KUBE_SYNC_BEGIN, NULL);
+    json_t *pa = pod("a", "uid-a", (int[]){0}, 1, 100, 0);
+    json_t *pb = pod("b", "uid-b", (int[]){1}, 1, 100, 0);
+    fx_plugin_pod_event(p, KUBE_ADDED, pa); /* bound first */
+    fx_plugin_pod_event(p, KUBE_ADDED, pb);
+    fx_plugin_pod_event(p, KUBE_SYNC_END, NULL);
+
+    /* The kubelet admits b first: it lists b, without devices. */
+    held[0].ns = "default", held[0].name = "b", held[0].n = 0;
+    nheld = 1;
+    struct fx_grpc_reply r = preferred_call(p, 1, NULL, 0);
+    assert_int_equal(preferred_gpu(&r), 1);
+    free(r.data);
+    /* then a, with b holding its device */
+    held[0].ids[0] = "G1::0", held[0].n = 1;
+    held[1].ns = "default", held[1].name = "a", held[1].n = 0;
+    nheld = 2;
+    r = preferred_call(p, 1, NULL, 0);
+    assert_int_equal(preferred_gpu(&r), 0);
+    free(r.data);
+
+    /* c is bound, and the kubelet asks, before the pod watch delivers it. */
+    json_t *pcl = pod("c", "uid-c", (int[]){2}, 1, 100, 0);
+    struct late_pod late = {p, pcl};
+    pthread_t t;
+    held[2].ns = "default", held[2].name = "c", held[2].n = 0;
+    held[1].ids[0] = "G0::0", held[1].n = 1;
+    nheld = 3;
+    int64_t t0 = fx_mono_ms();
+    assert_int_equal(pthread_create(&t, NULL, add_pod_late, &late), 0);
+    r = preferred_call(p, 1, NULL, 0);
+    assert_int_equal(preferred_gpu(&r), 2);
+    free(r.data);
+    assert_true(fx_mono_ms() - t0 < 2500); /* answered when c came, not at the bound */
+    pthread_join(t, NULL);
+
+    nheld = 0;
+    fx_plugin_free(p);
+    fx_grpc_server_stop(prs);
+    json_decref(pa);
+    json_decref(pb);
+    json_decref(pcl);
+}
+
 /* ---- metrics ---- */
 
 static int name_of(void *ctx, const char *uid, char *ns, size_t ns_len, char *name,
@@ -1269,6 +1375,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_size_limits_propagation, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_plugin_calls, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_preferred_must_include, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_preferred_follows_kubelet, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_metrics, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_state_open_refuses_non_files, setup_dir,
                                         teardown_dir),
