@@ -108,12 +108,15 @@ test: unit asan fuzz conformance image-test
 
 # End-to-end tests of the scheduler on a real control plane (etcd,
 # kube-apiserver, kwok; kube-scheduler as the reference for the scheduling
-# rules in rules_e2e.sh) built once from upstream Go modules into
-# ~/.cache/flexpu (test/cluster/build-binaries.sh; minutes the first time).
+# rules in rules_e2e.sh; the real kubelet, on a CRI runtime that runs
+# nothing, for the node agent in kubelet_e2e.sh) built once from upstream Go
+# modules into ~/.cache/flexpu (test/cluster/build-binaries.sh; minutes the
+# first time).
 e2e: build
 	@test/e2e/scheduler_e2e.sh $(BUILD)
 	@test/e2e/rules_e2e.sh $(BUILD)
 	@test/e2e/node_e2e.sh $(BUILD)
+	@test/e2e/kubelet_e2e.sh $(BUILD)
 	@test/e2e/admission_e2e.sh $(BUILD)
 	@test/e2e/helm_e2e.sh $(BUILD)
 

@@ -233,6 +233,9 @@ func main() {
 		{Type: runtimeapi.RuntimeReady, Status: true},
 		{Type: runtimeapi.NetworkReady, Status: true},
 	}}
+	// Every image "pulled" has a size: the kubelet refuses an image whose
+	// status says 0 bytes as not really there.
+	r.ImageService.FakeImageSize = 1 << 20
 	// An image filesystem with room, so the kubelet's image GC and eviction
 	// manager see no pressure.
 	r.ImageService.FakeFilesystemUsage = []*runtimeapi.FilesystemUsage{{
