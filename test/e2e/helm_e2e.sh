@@ -200,7 +200,11 @@ check "admission policy names the release's scheduler" '.spec.variables[0].expre
   "\"request.userInfo.username == 'system:serviceaccount:gpu-system:team-flexpu-scheduler'\"" \
   "$(obj "$o" ValidatingAdmissionPolicy team-flexpu-pods)"
 check "policy binding" '.spec.policyName' '"team-flexpu-pods"' "$(obj "$o" ValidatingAdmissionPolicyBinding team-flexpu-pods)"
-pass "helm template with overrides: registry, tag, pull secrets, runtimeClassName, tolerations, nodeSelector, affinity, resources, size limits off unprivileged, metrics off, release names"
+digest="sha256:$(printf '%064x' 48879)"
+[ "$(render flexpu -n flexpu-system --set image.digest="$digest" |
+     jq -r '[.[] | .spec.template.spec.containers[0].image // empty] | unique | join(" ")')" = \
+  "docker.io/flexpu/flexpu@$digest" ] || fail "image.digest does not pin both images by digest"
+pass "helm template with overrides: registry, tag, digest, pull secrets, runtimeClassName, tolerations, nodeSelector, affinity, resources, size limits off unprivileged, metrics off, release names"
 
 # Every flag the chart passes, with the defaults and the overrides, is one
 # the binary lists in --help.
