@@ -111,14 +111,15 @@ test: unit asan fuzz conformance image-test
 # rules in rules_e2e.sh; the real kubelet, on a CRI runtime that runs
 # nothing, for the node agent in kubelet_e2e.sh) built once from upstream Go
 # modules into ~/.cache/flexpu (test/cluster/build-binaries.sh; minutes the
-# first time).
+# first time). helm_e2e.sh installs the Helm chart, and runs flexpu-scheduler
+# from make image's image when there is one.
 e2e: build
 	@test/e2e/scheduler_e2e.sh $(BUILD)
 	@test/e2e/rules_e2e.sh $(BUILD)
 	@test/e2e/node_e2e.sh $(BUILD)
 	@test/e2e/kubelet_e2e.sh $(BUILD)
 	@test/e2e/admission_e2e.sh $(BUILD)
-	@test/e2e/helm_e2e.sh $(BUILD)
+	@test/e2e/helm_e2e.sh $(BUILD) $(if $(wildcard out/image/oci/index.json),out/image/oci:dev)
 
 bench: build
 	@bench/run.sh

@@ -23,10 +23,18 @@
 #    from a tenant;
 #  - helm upgrade changing values rolls the pods' config checksum; a bad
 #    upgrade changes nothing; helm uninstall removes every object.
+# Given an OCI image (make image's LAYOUT:TAG), flexpu-scheduler runs from
+# it instead of BUILD_DIR: unpacked, chrooted, as user 65532, as the
+# Deployment would run it (root needed for chroot).
 #
-#   helm_e2e.sh BUILD_DIR
+#   helm_e2e.sh BUILD_DIR [IMAGE]        (IMAGE: out/image/oci:dev)
 set -euo pipefail
-build="$(cd "${1:?usage: $0 BUILD_DIR}" && pwd)"
+build="$(cd "${1:?usage: $0 BUILD_DIR [IMAGE]}" && pwd)"
+image="${2:-}"
+if [ -n "$image" ] && [ "$(id -u)" != 0 ]; then
+  echo "helm-e2e: running flexpu-scheduler from $build, not from $image: chroot needs root"
+  image=""
+fi
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 chart="$root/deploy/helm/flexpu"
@@ -327,9 +335,19 @@ mapfile -t args < <(kubectl get -n "$ns" deployment/gpu-flexpu-scheduler -o json
   jq -r '.spec.template.spec.containers[0].args[]' |
   sed -e "s/\$(FLEXPU_POLICY)/$policy/" -e "s/\$(FLEXPU_LOG_LEVEL)/$level/" -e 's/\$(POD_NAME)/gpu-e2e-0/')
 token="$(kubectl create token gpu-flexpu-scheduler -n "$ns" --duration=1h)"
-kubectl config view --raw --minify -o json | jq --arg t "$token" '.users[0].user = {token: $t}' \
+# --flatten: the CA inline, so the kubeconfig works inside the image too.
+kubectl config view --raw --minify --flatten -o json | jq --arg t "$token" '.users[0].user = {token: $t}' \
   >"$work/scheduler.kubeconfig"
-"$build/flexpu-scheduler" --kubeconfig "$work/scheduler.kubeconfig" "${args[@]}" >"$work/scheduler.log" 2>&1 &
+sched=("$build/flexpu-scheduler" --kubeconfig "$work/scheduler.kubeconfig")
+from="$build"
+if [ -n "$image" ]; then
+  umoci unpack --rootless --image "$image" "$work/image" >/dev/null 2>"$work/unpack.log" ||
+    fail "umoci unpack $image: $(cat "$work/unpack.log")"
+  install -m 0644 "$work/scheduler.kubeconfig" "$work/image/rootfs/tmp/kubeconfig"
+  sched=(chroot --userspec=65532:65532 "$work/image/rootfs" /usr/bin/flexpu-scheduler --kubeconfig /tmp/kubeconfig)
+  from="the image $image, as 65532"
+fi
+env -i PATH="$PATH" "${sched[@]}" "${args[@]}" >"$work/scheduler.log" 2>&1 &
 pids+=($!)
 holder() { [ "$(kubectl get lease gpu-flexpu-scheduler -n "$ns" -o jsonpath='{.spec.holderIdentity}')" = gpu-e2e-0 ]; }
 wait_for 30 "flexpu-scheduler (args ${args[*]}) did not take the Lease $ns/gpu-flexpu-scheduler" holder
@@ -353,7 +371,7 @@ forged() {
   grep -q "only gpu-flexpu-scheduler may set or change it" "$work/forged"
 }
 wait_for 30 "a tenant's rewrite of the allocation was not refused by the release's policy: $(cat "$work/forged" 2>/dev/null)" forged
-pass "flexpu-scheduler with the chart's arguments and account: holds the release's Lease, binds a gpu-sched pod with its allocation; the release's policy refuses a tenant's rewrite"
+pass "flexpu-scheduler (from $from) with the chart's arguments and account: holds the release's Lease, binds a gpu-sched pod with its allocation; the release's policy refuses a tenant's rewrite"
 
 # --- upgrade ---
 sum() { jp "$1" '{.spec.template.metadata.annotations.checksum/config}'; }
