@@ -1120,16 +1120,20 @@ func newPodResourcesServer() *podResourcesServer {
 	return &podResourcesServer{pods: map[string]*podresapi.PodResources{}}
 }
 
+// add records a pod's devices as the kubelet lists them: an entry per device
+// (pkg/kubelet/cm/container_manager.go, containerDevicesFromResourceDeviceInstances),
+// not one entry holding all of a container's IDs.
 func (s *podResourcesServer) add(pod *corev1.Pod, ids []string) {
+	var devs []*podresapi.ContainerDevices
+	for _, id := range ids {
+		devs = append(devs, &podresapi.ContainerDevices{ResourceName: resourceName, DeviceIds: []string{id}})
+	}
 	r := &podresapi.PodResources{
 		Name:      pod.Name,
 		Namespace: pod.Namespace,
 		Containers: []*podresapi.ContainerResources{{
-			Name: pod.Spec.Containers[0].Name,
-			Devices: []*podresapi.ContainerDevices{{
-				ResourceName: resourceName,
-				DeviceIds:    append([]string(nil), ids...),
-			}},
+			Name:    pod.Spec.Containers[0].Name,
+			Devices: devs,
 		}},
 	}
 	s.mu.Lock()
