@@ -46,7 +46,7 @@ kubelet_pid=""
 start=$SECONDS
 
 cleanup() {
-  [ -n "$kubelet_pid" ] && kill "$kubelet_pid" 2>/dev/null
+  [ -z "$kubelet_pid" ] || kill "$kubelet_pid" 2>/dev/null || true
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   "$root/test/cluster/cluster.sh" down "$work/cluster" || true
@@ -288,6 +288,8 @@ pass "each container got its GPUs' device nodes, the slice, ld.so.preload, the l
 
 # --- the kubelet restarts ---
 creates_before="$(grep -c '"call":"CreateContainer"' "$work/cri.jsonl")"
+allocs() { grep -c 'msg="allocated"' "$work/node.log" || true; }
+allocs_before="$(allocs)"
 kill -TERM "$kubelet_pid"
 for _ in $(seq 1 100); do kill -0 "$kubelet_pid" 2>/dev/null || break; sleep 0.2; done
 kill -0 "$kubelet_pid" 2>/dev/null && fail "the kubelet did not stop on SIGTERM"
@@ -307,6 +309,8 @@ for n in "${first[@]}"; do
     fail "$n: its container was stopped by the kubelet restart"
 done
 running 6 || fail "not all 6 pods are running after the kubelet restart"
+[ "$(allocs)" = "$allocs_before" ] ||
+  fail "the restarted kubelet called Allocate again ($allocs_before before, $(allocs) after): the running pods' devices come from its checkpoint"
 for n in "${first[@]}"; do
   got="$("$bin/podresources" --socket "$podres" |
          jq -r --arg n "$n" '[.[] | select(.name == $n) | .containers[].devices["flexpu.io/gpu"][]?] | length')"
