@@ -6,7 +6,7 @@
 #  - the kubelet registers its Node with the API server; flexpu-node (the
 #    fake NVML with 8 GPUs) registers its device plugin with that kubelet,
 #    which then advertises 128 flexpu.io/gpu, next to the agent's
-#    gpu-cores/gpu-memory;
+#    gpu-cores/gpu-memory, and 16 fewer while a GPU is lost;
 #  - flexpu-scheduler binds 6 GPU pods (whole GPUs and slices) at once; the
 #    kubelet admits them all, calling GetPreferredAllocation, Allocate and
 #    PreStartContainer in its own order, and creates their containers;
@@ -185,6 +185,17 @@ registrations() { grep -c 'msg="registered with the kubelet"' "$work/node.log" |
 grep -q '"Device plugin connected" resourceName="flexpu.io/gpu"' "$work/kubelet-1.log" ||
   fail "the kubelet's log does not show the plugin connected"
 pass "flexpu-node registers with the kubelet: 128 flexpu.io/gpu (8 GPUs x 16) allocatable, 800 gpu-cores"
+
+# --- a GPU lost and back: the kubelet follows ListAndWatch ---
+gpus_are() { # capacity allocatable
+  [ "$(kubectl get node gpu-1 -o jsonpath='{.status.capacity.flexpu\.io/gpu}')" = "$1" ] &&
+    [ "$(alloc gpu)" = "$2" ]
+}
+echo 7 >"$lost"
+wait_for 30 "the kubelet does not count GPU 7's 16 devices out when it is lost" gpus_are 128 112
+: >"$lost"
+wait_for 30 "the kubelet does not count GPU 7 back in" gpus_are 128 128
+pass "a GPU lost and back: the kubelet's allocatable flexpu.io/gpu follows (128, 112, 128)"
 
 # --- the scheduler places pods, the kubelet admits them ---
 "$build/flexpu-scheduler" --kubeconfig "$work/scheduler.kubeconfig" --leader-elect=true \
