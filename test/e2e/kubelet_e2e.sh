@@ -19,6 +19,9 @@
 #  - the kubelet's PodResources API lists each pod's devices on its GPUs;
 #  - the kubelet restarted: the plugin registers again, running pods keep
 #    their devices and containers, and new pods are admitted;
+#  - flexpu-node killed and started again: the kubelet takes the new
+#    registration and its health updates, running slices stay as they were,
+#    a new pod is admitted;
 #  - pods deleted through the kubelet's own termination: containers
 #    stopped, slices and ledgers removed.
 #
@@ -168,15 +171,18 @@ pass "the kubelet $kver registers node gpu-1 Ready on the fake runtime ($((SECON
 # --- flexpu-node on it ---
 lost="$work/lost-gpus"
 : >"$lost"
-FAKECUDA_DEVICES=8 FAKECUDA_TOTAL_MEM=$((80 * 1073741824)) FAKENVML_NAME="NVIDIA A100-SXM4-80GB" \
-FAKENVML_NUMA=0,0,0,0,1,1,1,1 FAKENVML_NVLINK=0-3,4-7 FAKENVML_LOST_FILE="$lost" \
-  "$build/flexpu-node" --kubeconfig "$work/node.kubeconfig" --node-name gpu-1 \
-  --nvml-library "$build/test/fakecuda/libnvidia-ml.so.1" \
-  --device-plugin-dir "$dp" --pod-resources-socket "$podres" \
-  --root "$fx" --runtime-library "$build/libflexpu-cuda.so" --size-limits off \
-  --metrics-port 0 --log-level debug >"$work/node.log" 2>&1 &
-node_pid=$!
-pids+=("$node_pid")
+start_node() { # its log goes on in node.log
+  FAKECUDA_DEVICES=8 FAKECUDA_TOTAL_MEM=$((80 * 1073741824)) FAKENVML_NAME="NVIDIA A100-SXM4-80GB" \
+  FAKENVML_NUMA=0,0,0,0,1,1,1,1 FAKENVML_NVLINK=0-3,4-7 FAKENVML_LOST_FILE="$lost" \
+    "$build/flexpu-node" --kubeconfig "$work/node.kubeconfig" --node-name gpu-1 \
+    --nvml-library "$build/test/fakecuda/libnvidia-ml.so.1" \
+    --device-plugin-dir "$dp" --pod-resources-socket "$podres" \
+    --root "$fx" --runtime-library "$build/libflexpu-cuda.so" --size-limits off \
+    --metrics-port 0 --log-level debug >>"$work/node.log" 2>&1 &
+  node_pid=$!
+  pids+=("$node_pid")
+}
+start_node
 alloc() { kubectl get node gpu-1 -o jsonpath="{.status.allocatable.flexpu\.io/$1}"; }
 advertised() { [ "$(alloc gpu)" = 128 ] && [ "$(alloc gpu-cores)" = 800 ]; }
 wait_for 30 "the kubelet does not advertise 128 flexpu.io/gpu and the agent 800 gpu-cores" advertised
@@ -306,8 +312,8 @@ for _ in $(seq 1 100); do kill -0 "$kubelet_pid" 2>/dev/null || break; sleep 0.2
 kill -0 "$kubelet_pid" 2>/dev/null && fail "the kubelet did not stop on SIGTERM"
 wait "$kubelet_pid" 2>/dev/null || true
 start_kubelet "$work/kubelet-2.log"
-reregistered() { [ "$(registrations)" -ge 2 ]; }
-wait_for 60 "flexpu-node did not register again after the kubelet restarted" reregistered
+registered_times() { [ "$(registrations)" -ge "$1" ]; }
+wait_for 60 "flexpu-node did not register again after the kubelet restarted" registered_times 2
 connected_again() { grep -q '"Device plugin connected" resourceName="flexpu.io/gpu"' "$work/kubelet-2.log"; }
 wait_for 30 "the restarted kubelet does not show the plugin connected" connected_again
 wait_for 30 "node gpu-1 is not Ready after the kubelet restart" node_ready
@@ -338,9 +344,29 @@ for n in "${second[@]}"; do check_pod "$n"; done
   fail "want 2 containers created after the restart, the new pods' alone"
 pass "the restarted kubelet admits new pods with their devices and slices"
 
+# --- flexpu-node restarts (a crash, or a DaemonSet update) under the kubelet ---
+slices_before="$(cat "$fx"/slices/*/slice.conf | sha256sum)"
+kill -KILL "$node_pid"
+wait "$node_pid" 2>/dev/null || true
+start_node
+wait_for 30 "flexpu-node did not register again after its restart" registered_times 3
+! grep -q 'already connected' "$work/node.log" || fail "the kubelet refused the restarted plugin: $(grep -m1 'already connected' "$work/node.log")"
+# The kubelet reads the new process's ListAndWatch.
+echo 6 >"$lost"
+wait_for 30 "the kubelet does not see GPU 6 lost through the restarted plugin" gpus_are 128 112
+: >"$lost"
+wait_for 30 "the kubelet does not see GPU 6 back through the restarted plugin" gpus_are 128 128
+[ "$(cat "$fx"/slices/*/slice.conf | sha256sum)" = "$slices_before" ] ||
+  fail "the running pods' slice files changed when flexpu-node restarted"
+third=(slice-10)
+pod slice-10 1 10 2Gi
+wait_for 90 "no new pod runs after flexpu-node restarted" running 9
+check_pod slice-10
+pass "flexpu-node restarted: the kubelet took its registration and its health updates; running slices unchanged; a new pod admitted"
+
 # --- pods deleted: the kubelet stops them, the agent removes their slices ---
-all=("${first[@]}" "${second[@]}")
-[ "$(find "$fx/slices" -name slice.conf | wc -l)" = 8 ] || fail "want 8 slice files before deletion"
+all=("${first[@]}" "${second[@]}" "${third[@]}")
+[ "$(find "$fx/slices" -name slice.conf | wc -l)" = 9 ] || fail "want 9 slice files before deletion"
 kubectl delete pods --all --wait=true --timeout=90s >/dev/null || fail "pods were not deleted within 90 s"
 for n in "${all[@]}"; do
   grep -F "\"id\":\"${cid_of[$n]}\"" "$work/cri.jsonl" | grep -q '"call":"StopContainer"' ||
@@ -352,7 +378,7 @@ wait_for 30 "slice or ledger directories remain after their pods were deleted" n
 no_devices() { [ "$("$bin/podresources" --socket "$podres" |
                     jq '[.[].containers[].devices["flexpu.io/gpu"][]?] | length')" = 0 ]; }
 wait_for 30 "PodResources still lists flexpu devices after the pods were deleted" no_devices
-pass "8 pods deleted through the kubelet: containers stopped, slices and ledgers removed, no devices listed"
+pass "9 pods deleted through the kubelet: containers stopped, slices and ledgers removed, no devices listed"
 
 kill -TERM "$node_pid"
 wait_for 10 "flexpu-node did not remove its socket on SIGTERM" test ! -e "$dp/flexpu-gpu.sock"
