@@ -2,35 +2,15 @@
 /* Prometheus metrics from the runtime's shared state (see metrics.h). */
 #include "node/metrics.h"
 
-#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <microhttpd.h>
-
 #include "flexpu/log.h"
 #include "runtime/state.h"
+#include "util/promserve.h"
 
 #define COMP "metrics"
-
-/* Writes s as a label value: backslash, quote and newline escaped. */
-static void label(FILE *f, const char *s)
-{
-    for (; *s; s++) {
-        if (*s == '\\' || *s == '"')
-            fputc('\\', f), fputc(*s, f);
-        else if (*s == '\n')
-            fputs("\\n", f);
-        else
-            fputc(*s, f);
-    }
-}
-
-static void help(FILE *f, const char *name, const char *type, const char *text)
-{
-    fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, text, name, type);
-}
 
 struct slice_row {
     char uuid[FX_UUID_MAX];
@@ -148,13 +128,13 @@ static uint64_t read_gpu(const struct fx_metrics_source *src, const struct fx_no
 static void slice_labels(FILE *f, const struct slice_row *r)
 {
     fputs("{uuid=\"", f);
-    label(f, r->uuid);
+    fx_prom_label(f, r->uuid);
     fputs("\",tenant=\"", f);
-    label(f, r->tenant);
+    fx_prom_label(f, r->tenant);
     fputs("\",namespace=\"", f);
-    label(f, r->ns);
+    fx_prom_label(f, r->ns);
     fputs("\",pod=\"", f);
-    label(f, r->pod);
+    fx_prom_label(f, r->pod);
     fputs("\"}", f);
 }
 
@@ -214,12 +194,13 @@ char *fx_metrics_render(const struct fx_metrics_source *src)
     for (int i = 0; i < n; i++)
         used[i] = read_gpu(src, &gpus[i], &rows, &nrows, &cap);
 
-    help(f, "flexpu_gpu_info", "gauge", "A GPU of this node (always 1), with its description.");
+    fx_prom_help(f, "flexpu_gpu_info", "gauge",
+                 "A GPU of this node (always 1), with its description.");
     for (int i = 0; i < n; i++) {
         fputs("flexpu_gpu_info{uuid=\"", f);
-        label(f, gpus[i].uuid);
+        fx_prom_label(f, gpus[i].uuid);
         fputs("\",model=\"", f);
-        label(f, gpus[i].model);
+        fx_prom_label(f, gpus[i].model);
         fprintf(f, "\",index=\"%d\",minor=\"%d\",numa=\"%d\",nvlink_group=\"%d\"} 1\n",
                 gpus[i].index, gpus[i].minor, gpus[i].numa, gpus[i].group);
     }
@@ -232,10 +213,10 @@ char *fx_metrics_render(const struct fx_metrics_source *src)
          "Memory held on the GPU by the live processes of all slices."},
     };
     for (size_t m = 0; m < sizeof(per_gpu) / sizeof(per_gpu[0]); m++) {
-        help(f, per_gpu[m].name, "gauge", per_gpu[m].text);
+        fx_prom_help(f, per_gpu[m].name, "gauge", per_gpu[m].text);
         for (int i = 0; i < n; i++) {
             fprintf(f, "%s{uuid=\"", per_gpu[m].name);
-            label(f, gpus[i].uuid);
+            fx_prom_label(f, gpus[i].uuid);
             unsigned long long v = m == 0   ? (unsigned long long)gpus[i].healthy
                                    : m == 1 ? (unsigned long long)gpus[i].mem_bytes
                                             : (unsigned long long)used[i];
@@ -243,7 +224,7 @@ char *fx_metrics_render(const struct fx_metrics_source *src)
         }
     }
     for (size_t m = 0; m < sizeof(slice_metrics) / sizeof(slice_metrics[0]); m++) {
-        help(f, slice_metrics[m].name, slice_metrics[m].type, slice_metrics[m].text);
+        fx_prom_help(f, slice_metrics[m].name, slice_metrics[m].type, slice_metrics[m].text);
         for (size_t i = 0; i < nrows; i++) {
             fputs(slice_metrics[m].name, f);
             slice_labels(f, &rows[i]);
@@ -260,80 +241,26 @@ char *fx_metrics_render(const struct fx_metrics_source *src)
 }
 
 struct fx_metrics_server {
-    struct MHD_Daemon *d;
+    struct fx_promserve *http;
     struct fx_metrics_source src;
 };
 
-static enum MHD_Result serve(void *cls, struct MHD_Connection *c, const char *url,
-                             const char *method, const char *version, const char *upload,
-                             size_t *upload_len, void **con_cls)
+static char *render(void *ctx)
 {
-    (void)version;
-    (void)upload;
-    (void)upload_len;
-    (void)con_cls;
-    struct fx_metrics_server *s = cls;
-    const char *ctype = "text/plain; version=0.0.4; charset=utf-8";
-    unsigned code = MHD_HTTP_OK;
-    char *body;
-    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
-        code = MHD_HTTP_METHOD_NOT_ALLOWED;
-        body = strdup("only GET\n");
-    } else if (strcmp(url, "/metrics") == 0) {
-        body = fx_metrics_render(&s->src);
-        if (!body) {
-            code = MHD_HTTP_INTERNAL_SERVER_ERROR;
-            body = strdup("out of memory\n");
-        }
-    } else if (strcmp(url, "/healthz") == 0) {
-        body = strdup("ok\n");
-    } else {
-        code = MHD_HTTP_NOT_FOUND;
-        body = strdup("not found: try /metrics\n");
-    }
-    if (!body)
-        return MHD_NO;
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
-    if (!r) {
-        free(body);
-        return MHD_NO;
-    }
-    MHD_add_response_header(r, "Content-Type", ctype);
-    enum MHD_Result ret = MHD_queue_response(c, code, r);
-    MHD_destroy_response(r);
-    return ret;
+    return fx_metrics_render(&((struct fx_metrics_server *)ctx)->src);
 }
 
 struct fx_metrics_server *fx_metrics_start(const char *addr, int port,
                                            const struct fx_metrics_source *src,
                                            struct flexpu_error *err)
 {
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    if (port <= 0 || port > 65535 || inet_pton(AF_INET, addr, &sa.sin_addr) != 1) {
-        flexpu_error_set(err, FLEXPU_EINVAL, "metrics address '%s:%d' is not an IPv4 address and port",
-                         addr, port);
-        return NULL;
-    }
     struct fx_metrics_server *s = calloc(1, sizeof(*s));
     if (!s) {
         flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory");
         return NULL;
     }
     s->src = *src;
-    /* A thread per connection: a slow scrape (many GPUs, a pod lookup
-     * waiting on the agent's lock) must not hold up /healthz, or the
-     * liveness probe restarts a working agent. The connection limit bounds
-     * the threads; the timeout drops idle or stalled clients. */
-    s->d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                                MHD_USE_ERROR_LOG,
-                            (uint16_t)port,
-                            NULL, NULL, serve, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-                            MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_CONNECTION_TIMEOUT, 10u,
-                            MHD_OPTION_END);
-    if (!s->d) {
-        flexpu_error_set(err, FLEXPU_EIO, "cannot serve metrics on %s:%d (port in use?)", addr,
-                         port);
+    if (!(s->http = fx_promserve_start(addr, port, render, NULL, s, err))) {
         free(s);
         return NULL;
     }
@@ -344,6 +271,6 @@ void fx_metrics_stop(struct fx_metrics_server *s)
 {
     if (!s)
         return;
-    MHD_stop_daemon(s->d);
+    fx_promserve_stop(s->http);
     free(s);
 }
