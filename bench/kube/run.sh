@@ -78,13 +78,13 @@ kc="$work/cluster/admin.kubeconfig"
 # Each scheduler runs alone (the benchmark starts and stops it); leader
 # election is off for both, as cluster.sh runs kube-scheduler. --secure-port 0:
 # kube-scheduler serves no health/metrics endpoint (nothing here reads it).
-scheds=(
-  --scheduler "flexpu-scheduler:flexpu:$build/flexpu-scheduler --kubeconfig $kc --leader-elect false"
-  --scheduler "kube-scheduler:kube:$bin/kube-scheduler --kubeconfig $kc --leader-elect=false --secure-port 0"
-)
+scheds=(--scheduler "flexpu-scheduler:flexpu:$build/flexpu-scheduler --kubeconfig $kc --leader-elect false")
 for v in "${variants[@]}"; do
   scheds+=(--scheduler "${v%%=*}:flexpu:$build/flexpu-scheduler --kubeconfig $kc --leader-elect false ${v#*=}")
 done
+scheds+=(
+  --scheduler "kube-scheduler:kube:$bin/kube-scheduler --kubeconfig $kc --leader-elect=false --secure-port 0"
+)
 if [ "$tuned" = 1 ]; then
   scheds+=(--scheduler "kube-scheduler-qps5000:kube:$bin/kube-scheduler --kubeconfig $kc --leader-elect=false --secure-port 0 --kube-api-qps 5000 --kube-api-burst 5000")
 fi
