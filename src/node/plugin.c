@@ -721,6 +721,7 @@ static uint32_t prefer_gpus(struct fx_plugin *p, int size, uint32_t must, const 
     deadline_ts(&dl, p->cfg.wait_ms);
     struct npod *pick = NULL;
     bool last = false; /* waited long enough: guess */
+    bool waited = false;
     for (;;) {
         struct npod *w[512];
         size_t nw = waiting_pods(p, w, 512);
@@ -751,6 +752,10 @@ static uint32_t prefer_gpus(struct fx_plugin *p, int size, uint32_t must, const 
         }
         if (pick || last || (kubelet && !ahead))
             break;
+        if (ahead && !waited)
+            FX_DEBUG(COMP, "the kubelet lists a pod the watch has not delivered; waiting for it",
+                     "size=%d", size);
+        waited = true;
         if (pthread_cond_timedwait(&p->changed, &p->mu, &dl) == ETIMEDOUT)
             last = true;
     }
