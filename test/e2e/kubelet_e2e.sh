@@ -31,8 +31,9 @@
 #
 # The kubelet's device-plugin directory is fixed in its code at
 # /var/lib/kubelet/device-plugins; the kubelet runs in a mount namespace of
-# its own (unshare -m) where the test's directory is bind-mounted there, so
-# nothing of the host's changes but that empty mount point. Needs root.
+# its own (unshare -m) where the test's directory is bind-mounted there (and
+# over /var/log, for its fixed /var/log/containers), so nothing of the
+# host's changes but that empty mount point. Needs root.
 #
 #   kubelet_e2e.sh BUILD_DIR
 set -euo pipefail
@@ -137,6 +138,7 @@ authorization: {mode: AlwaysAllow}
 containerRuntimeEndpoint: unix://$work/cri.sock
 imageServiceEndpoint: unix://$work/cri.sock
 podLogsDir: $kdir/pod-logs
+volumePluginDir: $kdir/volume-plugins
 cgroupDriver: cgroupfs
 cgroupsPerQOS: false
 enforceNodeAllocatable: []
@@ -148,10 +150,14 @@ syncFrequency: 5s
 nodeStatusUpdateFrequency: 5s
 evictionHard: {memory.available: "1Mi", nodefs.available: "1%", imagefs.available: "1%", nodefs.inodesFree: "1%"}
 EOF
+# The kubelet also makes /var/log/containers (links to container logs),
+# which no setting moves: in its namespace /var/log is the test's directory.
+mkdir -p "$work/var-log"
 start_kubelet() { # log
   unshare -m --propagation private sh -c '
     mkdir -p /var/lib/kubelet/device-plugins &&
-    mount --bind "$0" /var/lib/kubelet/device-plugins && exec "$@"' "$dp" \
+    mount --bind "$1" /var/lib/kubelet/device-plugins && mount --bind "$2" /var/log &&
+    shift 2 && exec "$@"' sh "$dp" "$work/var-log" \
     "$bin/kubelet" --config "$work/kubelet.yaml" --kubeconfig "$KUBECONFIG" \
     --root-dir "$kdir" --cert-dir "$kdir/pki" --hostname-override gpu-1 \
     --node-labels flexpu.io/gpu-node=true --v=2 >"$1" 2>&1 &
