@@ -23,9 +23,11 @@
 #include "kube/contract.h"
 #include "kube/kube.h"
 #include "scheduler/bind.h"
+#include "scheduler/metrics.h"
 #include "scheduler/model.h"
 #include "util/alloc.h"
 #include "util/clock.h"
+#include "util/promserve.h"
 
 #define COMP "scheduler"
 
@@ -146,6 +148,29 @@ static void *watch_main(void *arg)
     return NULL;
 }
 
+/* ---- metrics ---- */
+
+static char *metrics_render(void *ctx)
+{
+    return fx_sched_metrics_render(ctx);
+}
+
+static int metrics_health(void *ctx, char *why, size_t len)
+{
+    return fx_sched_metrics_health(ctx, fx_mono_ms(), why, len);
+}
+
+static int parse_port(const char *s, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || !*s || v < 0 || v > 65535)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
 /* ---- main ---- */
 
 static void usage(FILE *f)
@@ -161,6 +186,9 @@ static void usage(FILE *f)
             "  --identity ID          this instance's name (hostname_pid)\n"
             "  --seed N               tie-breaking seed (42)\n"
             "  --bind-workers N       Bindings sent at once, each on its own connection (8; 1-64)\n"
+            "  --metrics-address ADDR IPv4 address for metrics (0.0.0.0)\n"
+            "  --metrics-port PORT    port for /metrics and /healthz (0: off, the default;\n"
+            "                         deploy/ and the Helm chart use 9401)\n"
             "  --log-level LEVEL      debug, info, warn, error (info)\n");
 }
 
@@ -168,7 +196,8 @@ int main(int argc, char **argv)
 {
     const char *kubeconfig = NULL, *sched_name = "flexpu-scheduler", *policy = "flexpu";
     const char *lease_ns = NULL, *lease_name = "flexpu-scheduler", *identity = NULL;
-    int leader_elect = 1, bind_workers = FX_BIND_WORKERS_DEFAULT;
+    int leader_elect = 1, bind_workers = FX_BIND_WORKERS_DEFAULT, metrics_port = 0;
+    const char *metrics_addr = "0.0.0.0";
     unsigned long long seed = 42;
     static const struct option opts[] = {
         {"kubeconfig", required_argument, 0, 'k'},  {"scheduler-name", required_argument, 0, 'n'},
@@ -176,6 +205,7 @@ int main(int argc, char **argv)
         {"lease-namespace", required_argument, 0, 'N'}, {"lease-name", required_argument, 0, 'L'},
         {"identity", required_argument, 0, 'i'},    {"seed", required_argument, 0, 's'},
         {"log-level", required_argument, 0, 'v'},   {"bind-workers", required_argument, 0, 'b'},
+        {"metrics-address", required_argument, 0, 'a'}, {"metrics-port", required_argument, 0, 'P'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     struct flexpu_error err = {0};
@@ -224,6 +254,14 @@ int main(int argc, char **argv)
             bind_workers = (int)v;
             break;
         }
+        case 'a': metrics_addr = optarg; break;
+        case 'P':
+            if (parse_port(optarg, &metrics_port)) {
+                fprintf(stderr, "flexpu-scheduler: --metrics-port: invalid value '%s': "
+                                "want 0-65535\n", optarg);
+                return 2;
+            }
+            break;
         case 'v':
             if (flexpu_log_level_option("flexpu-scheduler", optarg))
                 return 2;
@@ -282,6 +320,19 @@ int main(int argc, char **argv)
         kube_config_free(&cfg);
         return 1;
     }
+    struct fx_sched_metrics metrics;
+    fx_sched_metrics_init(&metrics);
+    struct fx_promserve *ms = NULL;
+    if (metrics_port > 0 && !(ms = fx_promserve_start(metrics_addr, metrics_port, metrics_render,
+                                                      metrics_health, &metrics, &err))) {
+        fprintf(stderr, "flexpu-scheduler: --metrics-port: %s\n", err.msg);
+        fx_binder_stop(&binder, NULL);
+        fx_sched_metrics_destroy(&metrics);
+        kube_client_free(c);
+        fx_model_free(m);
+        kube_config_free(&cfg);
+        return 1;
+    }
     /* Pods that finished hold nothing: the API server filters them out, and
      * a pod that finishes leaves the watch as DELETED. */
     struct watcher wn = {&cfg, "/api/v1/nodes", NULL, node_cb, 0};
@@ -329,6 +380,8 @@ int main(int argc, char **argv)
             json_decref(e->obj);
             fx_free(e);
         }
+        fx_sched_metrics_update(&metrics, m, &binder, leader, q.synced[0] && q.synced[1],
+                                fx_mono_ms());
         if (!q.synced[0] || !q.synced[1])
             continue;
         fx_binder_collect(m, &binder);
@@ -358,6 +411,8 @@ int main(int argc, char **argv)
     FX_INFO(COMP, "stopping", "identity=%s", identity);
     /* Before the lease goes: binds on the wire finish under it. */
     fx_binder_stop(&binder, m);
+    fx_promserve_stop(ms);
+    fx_sched_metrics_destroy(&metrics);
     if (leader_elect && kube_lease_release(c, &lease, &err))
         FX_WARN(COMP, "cannot release the lease", "error=\"%s\"", err.msg);
     pthread_join(wn.tid, NULL);

@@ -14,7 +14,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 cmd="${1:-}"
 dir="${2:-}"
-[ -n "$cmd" ] && [ -n "$dir" ] || { echo "usage: $0 up|scheduler|down DIR" >&2; exit 2; }
+[ -n "$cmd" ] && [ -n "$dir" ] || { echo "usage: $0 up|scheduler|down|port DIR" >&2; exit 2; }
 
 free_port() {
   local p
@@ -173,8 +173,12 @@ down)
     fi
   done
   ;;
+port)
+  # A free loopback port, for a test's own server (DIR is not used).
+  free_port
+  ;;
 *)
-  echo "usage: $0 up|scheduler|down DIR" >&2
+  echo "usage: $0 up|scheduler|down|port DIR" >&2
   exit 2
   ;;
 esac

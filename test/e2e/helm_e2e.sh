@@ -200,7 +200,10 @@ check "metrics off: no port, no probe, no scrape annotation" \
   '[.spec.template.spec.containers[0].ports, .spec.template.spec.containers[0].livenessProbe, .spec.template.metadata.annotations["prometheus.io/scrape"]]' \
   '[null,null,null]' "$ds"
 check "scheduler args" '.spec.template.spec.containers[0].args' \
-  '["--scheduler-name=gpu-sched","--policy=$(FLEXPU_POLICY)","--leader-elect=true","--lease-namespace=gpu-system","--lease-name=team-flexpu-scheduler","--identity=$(POD_NAME)","--log-level=$(FLEXPU_LOG_LEVEL)","--seed=7"]' "$dep"
+  '["--scheduler-name=gpu-sched","--policy=$(FLEXPU_POLICY)","--leader-elect=true","--lease-namespace=gpu-system","--lease-name=team-flexpu-scheduler","--identity=$(POD_NAME)","--metrics-port=0","--log-level=$(FLEXPU_LOG_LEVEL)","--seed=7"]' "$dep"
+check "metrics off: the scheduler has no port, no probe, no scrape annotation" \
+  '[.spec.template.spec.containers[0].ports, .spec.template.spec.containers[0].livenessProbe, .spec.template.metadata.annotations["prometheus.io/scrape"]]' \
+  '[null,null,null]' "$dep"
 check config '.data' '{"log-level":"debug","policy":"fgd"}' "$(obj "$o" ConfigMap team-flexpu-config)"
 check "common labels" '[.[] | .metadata.labels.team] | unique' '["ml"]' "$o"
 check "lease Role" '.rules[1].resourceNames' '["team-flexpu-scheduler"]' "$(obj "$o" Role team-flexpu-scheduler-leader)"
@@ -334,6 +337,11 @@ level="$(jp configmap/gpu-flexpu-config '{.data.log-level}')"
 mapfile -t args < <(kubectl get -n "$ns" deployment/gpu-flexpu-scheduler -o json |
   jq -r '.spec.template.spec.containers[0].args[]' |
   sed -e "s/\$(FLEXPU_POLICY)/$policy/" -e "s/\$(FLEXPU_LOG_LEVEL)/$level/" -e 's/\$(POD_NAME)/gpu-e2e-0/')
+# Its metrics port, as the chart set it, moved to a free loopback port (a
+# test serves on loopback only); the liveness probe's /healthz is checked.
+[[ " ${args[*]} " == *" --metrics-port=9401 "* ]] || fail "the scheduler's args lack --metrics-port=9401: ${args[*]}"
+mport="$("$root/test/cluster/cluster.sh" port .)"
+args=("${args[@]/#--metrics-port=*/--metrics-port=$mport}" --metrics-address=127.0.0.1)
 token="$(kubectl create token gpu-flexpu-scheduler -n "$ns" --duration=1h)"
 # --flatten: the CA inline, so the kubeconfig works inside the image too.
 kubectl config view --raw --minify --flatten -o json | jq --arg t "$token" '.users[0].user = {token: $t}' \
@@ -371,7 +379,10 @@ forged() {
   grep -q "only gpu-flexpu-scheduler may set or change it" "$work/forged"
 }
 wait_for 30 "a tenant's rewrite of the allocation was not refused by the release's policy: $(cat "$work/forged" 2>/dev/null)" forged
-pass "flexpu-scheduler (from $from) with the chart's arguments and account: holds the release's Lease, binds a gpu-sched pod with its allocation; the release's policy refuses a tenant's rewrite"
+[ "$(curl -s "http://127.0.0.1:$mport/healthz")" = ok ] || fail "the scheduler's /healthz (the chart's liveness probe) is not ok"
+curl -s "http://127.0.0.1:$mport/metrics" | grep -qx 'flexpu_scheduler_binds_total{result="bound"} 1' ||
+  fail "the scheduler's metrics do not count its bind: $(curl -s "http://127.0.0.1:$mport/metrics" | grep binds_total)"
+pass "flexpu-scheduler (from $from) with the chart's arguments and account: holds the release's Lease, binds a gpu-sched pod with its allocation; the release's policy refuses a tenant's rewrite; its /healthz and metrics answer"
 
 # --- upgrade ---
 sum() { jp "$1" '{.spec.template.metadata.annotations.checksum/config}'; }

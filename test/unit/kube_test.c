@@ -24,6 +24,7 @@
 #include "kube/contract.h"
 #include "kube/kube.h"
 #include "scheduler/bind.h"
+#include "scheduler/metrics.h"
 #include "scheduler/model.h"
 #include "util/clock.h"
 #include "util/strmap.h"
@@ -663,6 +664,73 @@ static json_t *pending_pod(const char *uid, int cores, const char *created)
                         json_string(created));
     json_object_del(json_object_get(p, "spec"), "nodeName");
     return p;
+}
+
+/* The metrics show the model and the binder as the main loop last copied
+ * them; /healthz fails once the main loop has stalled for a minute. */
+static void test_sched_metrics(void **state)
+{
+    (void)state;
+    struct flexpu_error err = {0};
+    struct fx_model *m = fx_model_new("flexpu-scheduler", "flexpu", 1, &err);
+    json_t *n = node_obj("n1", 2, NULL);
+    fx_model_node_event(m, KUBE_ADDED, n);
+    json_decref(n);
+    json_t *old = slice_pod_on("old", 60, "n1", 0);
+    json_t *w = pending_pod("w", 100, "2026-01-01T00:00:00Z");
+    json_t *w2 = pending_pod("w2", 100, "2026-01-01T00:00:01Z");
+    fx_model_pod_event(m, KUBE_ADDED, old);
+    fx_model_pod_event(m, KUBE_ADDED, w);
+    fx_model_pod_event(m, KUBE_ADDED, w2);
+    struct fx_attempt at;
+    while (fx_model_next(m, &at)) /* w takes GPU 1; w2 waits */
+        if (at.outcome == FX_BIND)
+            fx_model_bind_done(m, at.uid, 0, 0);
+    struct fx_binder b = {.binds = 1, .bind_errors = 2, .binds_unsent = 3, .events_dropped = 4};
+    struct fx_sched_metrics sm;
+    fx_sched_metrics_init(&sm);
+    char why[128] = "";
+    assert_int_equal(fx_sched_metrics_health(&sm, 1000000, why, sizeof(why)), 0); /* not started */
+    fx_sched_metrics_update(&sm, m, &b, true, true, 5000);
+    char *text = fx_sched_metrics_render(&sm);
+    assert_non_null(text);
+    const char *want[] = {"flexpu_scheduler_leader 1\n",
+                          "flexpu_scheduler_gpus 2\n",
+                          "flexpu_scheduler_gpu_capacity_milli 2000\n",
+                          "flexpu_scheduler_gpu_allocated_milli 1600\n",
+                          "flexpu_scheduler_pods{state=\"bound\"} 2\n",
+                          "flexpu_scheduler_pods{state=\"waiting\"} 1\n",
+                          "flexpu_scheduler_binds_total{result=\"bound\"} 1\n",
+                          "flexpu_scheduler_binds_total{result=\"failed\"} 2\n",
+                          "flexpu_scheduler_binds_total{result=\"unsent\"} 3\n",
+                          "flexpu_scheduler_events_dropped_total 4\n",
+                          "# TYPE flexpu_scheduler_binds_total counter\n"};
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        if (!strstr(text, want[i]))
+            fail_msg("metrics lack '%s':\n%s", want[i], text);
+    free(text);
+    /* the model's figures are copied at most once a second; counters always */
+    b.binds = 9;
+    fx_model_pod_event(m, KUBE_DELETED, old);
+    fx_sched_metrics_update(&sm, m, &b, false, true, 5500);
+    text = fx_sched_metrics_render(&sm);
+    assert_non_null(strstr(text, "flexpu_scheduler_binds_total{result=\"bound\"} 9\n"));
+    assert_non_null(strstr(text, "flexpu_scheduler_leader 0\n"));
+    assert_non_null(strstr(text, "flexpu_scheduler_gpu_allocated_milli 1600\n"));
+    free(text);
+    fx_sched_metrics_update(&sm, m, &b, false, true, 6000);
+    text = fx_sched_metrics_render(&sm);
+    assert_non_null(strstr(text, "flexpu_scheduler_gpu_allocated_milli 1000\n"));
+    free(text);
+    assert_int_equal(fx_sched_metrics_health(&sm, 6000 + FX_SCHED_STALL_MS, why, sizeof(why)), 0);
+    assert_int_not_equal(
+        fx_sched_metrics_health(&sm, 6000 + FX_SCHED_STALL_MS + 1000, why, sizeof(why)), 0);
+    assert_non_null(strstr(why, "main loop has not run for 61 s"));
+    fx_sched_metrics_destroy(&sm);
+    json_decref(old);
+    json_decref(w);
+    json_decref(w2);
+    fx_model_free(m);
 }
 
 /* A waiting pod is retried only when a node it may fit changes: freeing
@@ -1409,6 +1477,7 @@ int main(void)
         cmocka_unit_test(test_model_places_and_restores),
         cmocka_unit_test(test_model_workload_follows_nodes),
         cmocka_unit_test(test_model_wakes_what_may_fit),
+        cmocka_unit_test(test_sched_metrics),
         cmocka_unit_test(test_model_default_slice_memory),
         cmocka_unit_test(test_model_bind_timeout_never_shares_gpu),
         cmocka_unit_test(test_model_bind_unsure_settles),
