@@ -775,21 +775,30 @@ static void test_plugin_calls(void **state)
     /* Allocations that do not match their pod's request get no slice: d asks
      * 30% of GPU 3 but its annotation says {"cores":0,"memory":0} (what a
      * user who binds a pod himself would write); e asks 40% of it and no memory
-     * but its annotation gives it no memory quota. Allocate still answers
-     * (the kubelet holds the devices), PreStartContainer refuses naming the
-     * pod and the field, and slice.conf stays the invalid placeholder. */
+     * but its annotation gives it no memory quota; f has a second container
+     * asking a GPU too (two slices would hold the pod's quota twice; the
+     * scheduler refuses such a pod, and an annotation written by other means
+     * is refused here as well). Allocate still answers (the kubelet holds
+     * the devices), PreStartContainer refuses naming the pod and the field,
+     * and slice.conf stays the invalid placeholder. */
     json_t *pd = pod_req("d", "uid-d", (int[]){3}, 1, 0, 0, 0);
     json_object_set_new(json_object_get(json_object_get(json_array_get(json_object_get(
                             json_object_get(pd, "spec"), "containers"), 0), "resources"),
                             "limits"),
                         FX_RES_GPU_CORES, json_string("30"));
     json_t *pe = pod_req("e", "uid-e", (int[]){3}, 1, 40, 0, 0);
+    json_t *pf = pod_req("f", "uid-f", (int[]){3}, 1, 20, 0, 0);
+    json_t *ctrs = json_object_get(json_object_get(pf, "spec"), "containers");
+    json_t *side = json_deep_copy(json_array_get(ctrs, 0));
+    json_object_set_new(side, "name", json_string("sidecar"));
+    json_array_append_new(ctrs, side);
     fx_plugin_pod_event(p, KUBE_ADDED, pd);
     fx_plugin_pod_event(p, KUBE_ADDED, pe);
-    char *ids_d[] = {"GPU-test-3::0"}, *ids_e[] = {"GPU-test-3::1"};
-    char **bad_sets[2] = {ids_d, ids_e};
-    const char *bad_names[2] = {"d", "e"}, *bad_field[2] = {"cores", "memory"};
-    for (int k = 0; k < 2; k++) {
+    fx_plugin_pod_event(p, KUBE_ADDED, pf);
+    char *ids_d[] = {"GPU-test-3::0"}, *ids_e[] = {"GPU-test-3::1"}, *ids_f[] = {"GPU-test-3::2"};
+    char **bad_sets[3] = {ids_d, ids_e, ids_f};
+    const char *bad_names[3] = {"d", "e", "f"}, *bad_field[3] = {"cores", "memory", "containers[1]"};
+    for (int k = 0; k < 3; k++) {
         r = allocate(dp, bad_sets[k], 1);
         assert_int_equal(r.status, FX_GRPC_OK);
         V1beta1__AllocateResponse *ar = v1beta1__allocate_response__unpack(NULL, r.len, r.data);
@@ -821,8 +830,10 @@ static void test_plugin_calls(void **state)
     }
     fx_plugin_pod_event(p, KUBE_DELETED, pd);
     fx_plugin_pod_event(p, KUBE_DELETED, pe);
+    fx_plugin_pod_event(p, KUBE_DELETED, pf);
     json_decref(pd);
     json_decref(pe);
+    json_decref(pf);
 
     /* pod b ends: its slice directory goes */
     fx_plugin_pod_event(p, KUBE_DELETED, pb);
