@@ -14,44 +14,11 @@
 #    memory) and warns when flexpu.io/priority asks above the pod's class.
 #
 #   admission_e2e.sh BUILD_DIR
-set -euo pipefail
-build="$(cd "${1:?usage: $0 BUILD_DIR}" && pwd)"
-here="$(cd "$(dirname "$0")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
-work="$(mktemp -d /tmp/flexpu-adm-e2e.XXXXXX)"
-pids=()
+E2E_NAME=admission-e2e
+# shellcheck source=test/e2e/lib.sh
+. "$(dirname "$0")/lib.sh"
+e2e_up
 
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  "$root/test/cluster/cluster.sh" down "$work/cluster" || true
-  if [ "${KEEP:-0}" = 1 ]; then echo "admission-e2e: kept $work" >&2; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-
-"$root/test/cluster/build-binaries.sh" >/dev/null
-"$root/test/cluster/cluster.sh" up "$work/cluster" >/dev/null
-# shellcheck disable=SC1091
-. "$work/cluster/env"
-
-fail() {
-  echo "admission-e2e: FAIL: $*" >&2
-  kubectl get pods -A -o wide >&2 || true
-  echo "--- scheduler log (tail):" >&2
-  tail -n 25 "$work/scheduler.log" >&2 || true
-  exit 1
-}
-pass() { echo "admission-e2e: ok   $1"; }
-
-wait_for() { # seconds description command...
-  local secs="$1" what="$2"
-  shift 2
-  for _ in $(seq 1 $((secs * 5))); do
-    "$@" >/dev/null 2>&1 && return 0
-    sleep 0.2
-  done
-  fail "$what"
-}
 
 kubectl apply -k "$root/deploy" >"$work/apply.log" 2>&1 || { cat "$work/apply.log" >&2; fail "kubectl apply -k deploy"; }
 kubectl get validatingadmissionpolicy flexpu-pods >/dev/null || fail "deploy/ did not create the policy"

@@ -28,54 +28,22 @@
 # Deployment would run it (root needed for chroot).
 #
 #   helm_e2e.sh BUILD_DIR [IMAGE]        (IMAGE: out/image/oci:dev)
-set -euo pipefail
-build="$(cd "${1:?usage: $0 BUILD_DIR [IMAGE]}" && pwd)"
+E2E_NAME=helm-e2e
+# shellcheck source=test/e2e/lib.sh
+. "$(dirname "$0")/lib.sh"
 image="${2:-}"
 if [ -n "$image" ] && [ "$(id -u)" != 0 ]; then
   echo "helm-e2e: running flexpu-scheduler from $build, not from $image: chroot needs root"
   image=""
 fi
-here="$(cd "$(dirname "$0")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
 chart="$root/deploy/helm/flexpu"
-work="$(mktemp -d /tmp/flexpu-helm-e2e.XXXXXX)"
-pids=()
 start=$SECONDS
-
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  "$root/test/cluster/cluster.sh" down "$work/cluster" || true
-  if [ "${KEEP:-0}" = 1 ]; then echo "helm-e2e: kept $work" >&2; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-
-"$root/test/cluster/build-binaries.sh" >/dev/null
-"$root/test/cluster/cluster.sh" up "$work/cluster" >/dev/null
-# shellcheck disable=SC1091
-. "$work/cluster/env"
+e2e_up
 # helm's caches and settings stay in the test's directory.
 export HELM_CACHE_HOME="$work/helm/cache" HELM_CONFIG_HOME="$work/helm/config" \
        HELM_DATA_HOME="$work/helm/data"
 
-fail() {
-  echo "helm-e2e: FAIL: $*" >&2
-  helm list -A >&2 || true
-  echo "--- scheduler log (tail):" >&2
-  tail -n 25 "$work/scheduler.log" >&2 || true
-  exit 1
-}
-pass() { echo "helm-e2e: ok   $1"; }
-
-wait_for() { # seconds description command...
-  local secs="$1" what="$2"
-  shift 2
-  for _ in $(seq 1 $((secs * 5))); do
-    "$@" >/dev/null 2>&1 && return 0
-    sleep 0.2
-  done
-  fail "$what"
-}
+e2e_on_fail() { helm list -A || true; }
 
 # --- lint ---
 helm lint --strict "$chart" >"$work/lint.log" 2>&1 || { cat "$work/lint.log" >&2; fail "helm lint"; }
@@ -340,7 +308,7 @@ mapfile -t args < <(kubectl get -n "$ns" deployment/gpu-flexpu-scheduler -o json
 # Its metrics port, as the chart set it, moved to a free loopback port (a
 # test serves on loopback only); the liveness probe's /healthz is checked.
 [[ " ${args[*]} " == *" --metrics-port=9401 "* ]] || fail "the scheduler's args lack --metrics-port=9401: ${args[*]}"
-mport="$("$root/test/cluster/cluster.sh" port .)"
+mport="$(free_port)"
 args=("${args[@]/#--metrics-port=*/--metrics-port=$mport}" --metrics-address=127.0.0.1)
 token="$(kubectl create token gpu-flexpu-scheduler -n "$ns" --duration=1h)"
 # --flatten: the CA inline, so the kubeconfig works inside the image too.

@@ -18,53 +18,17 @@
 #    go with their slices; elsewhere the agent runs with --size-limits=off.
 #
 #   node_e2e.sh BUILD_DIR
-set -euo pipefail
-build="$(cd "${1:?usage: $0 BUILD_DIR}" && pwd)"
-here="$(cd "$(dirname "$0")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
-work="$(mktemp -d /tmp/flexpu-node-e2e.XXXXXX)"
-pids=()
-
+E2E_NAME=node-e2e E2E_LOGS="node.log scheduler.log dppeer.log"
+# shellcheck source=test/e2e/lib.sh
+. "$(dirname "$0")/lib.sh"
 # The tmpfs mounts the agent made under $work (it leaves them to the
 # containers when it stops); mountinfo writes a space as \040.
-unmount_work() {
+e2e_on_exit() {
   awk -v w="$work/" 'index($5, w) == 1 {print $5}' /proc/self/mountinfo | sed 's/\\040/ /g' |
     sort -r | while IFS= read -r m; do umount -l "$m" 2>/dev/null || true; done
 }
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  unmount_work
-  "$root/test/cluster/cluster.sh" down "$work/cluster" || true
-  if [ "${KEEP:-0}" = 1 ]; then echo "node-e2e: kept $work" >&2; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
+e2e_up
 
-bin="$("$root/test/cluster/build-binaries.sh")"
-"$root/test/cluster/cluster.sh" up "$work/cluster" >/dev/null
-# shellcheck disable=SC1091
-. "$work/cluster/env"
-
-fail() {
-  echo "node-e2e: FAIL: $*" >&2
-  kubectl get pods -A -o wide >&2 || true
-  for f in node scheduler dppeer; do
-    echo "--- $f log (tail):" >&2
-    tail -n 25 "$work/$f.log" >&2 || true
-  done
-  exit 1
-}
-pass() { echo "node-e2e: ok   $1"; }
-
-wait_for() { # seconds description command...
-  local secs="$1" what="$2"
-  shift 2
-  for _ in $(seq 1 $((secs * 5))); do
-    "$@" >/dev/null 2>&1 && return 0
-    sleep 0.2
-  done
-  fail "$what"
-}
 
 # --- deploy/ applies, and its RBAC is what the components need ---
 kubectl apply -k "$root/deploy" >"$work/apply.log" 2>&1 || { cat "$work/apply.log" >&2; fail "kubectl apply -k deploy"; }
@@ -101,11 +65,7 @@ EOF
 mkdir -p "$work/dp"
 lost="$work/lost-gpus"
 : >"$lost"
-metrics_port=""
-for _ in $(seq 1 200); do
-  p=$(( 20000 + RANDOM % 30000 ))
-  if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then metrics_port=$p; break; fi
-done
+metrics_port="$(free_port)"
 # Size limits need CAP_SYS_ADMIN: probe it.
 size_limits=off
 mkdir -p "$work/probe"

@@ -13,39 +13,19 @@
 # (spec.unschedulable), nodeSelector, required node affinity (In, NotIn,
 # Exists + Gt, terms ORed), preferred node affinity, and inter-pod affinity
 # refused with an event instead of ignored.
-set -euo pipefail
-build="$(cd "${1:?usage: $0 BUILD_DIR}" && pwd)"
-here="$(cd "$(dirname "$0")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
-work="$(mktemp -d /tmp/flexpu-rules.XXXXXX)"
-sched_pid=""
-
-cleanup() {
-  [ -n "$sched_pid" ] && kill "$sched_pid" 2>/dev/null || true
-  "$root/test/cluster/cluster.sh" down "$work/cluster" || true
-  if [ "${KEEP:-0}" = 1 ]; then echo "e2e: kept $work" >&2; else rm -rf "$work"; fi
+E2E_NAME=rules-e2e
+# shellcheck source=test/e2e/lib.sh
+. "$(dirname "$0")/lib.sh"
+e2e_on_fail() {
+  echo "--- events:"
+  kubectl get events -o custom-columns=OBJ:.involvedObject.name,REASON:.reason,MSG:.message || true
 }
-trap cleanup EXIT
-
-"$root/test/cluster/cluster.sh" up "$work/cluster" >/dev/null
+e2e_up
 "$root/test/cluster/cluster.sh" scheduler "$work/cluster"
-# shellcheck disable=SC1091
-. "$work/cluster/env"
-
-fail() {
-  echo "e2e: FAIL: $*" >&2
-  echo "--- pods:" >&2
-  kubectl get pods -A -o wide >&2 || true
-  echo "--- events:" >&2
-  kubectl get events -o custom-columns=OBJ:.involvedObject.name,REASON:.reason,MSG:.message >&2 || true
-  echo "--- scheduler log (tail):" >&2
-  tail -n 20 "$work/scheduler.log" >&2 || true
-  exit 1
-}
 
 "$build/flexpu-scheduler" --kubeconfig "$KUBECONFIG" --lease-namespace kube-system \
   --log-level debug >>"$work/scheduler.log" 2>&1 &
-sched_pid=$!
+pids+=($!)
 
 # node NAME LABELS-JSON SPEC-JSON: a kwok node of 2 A100s with an inventory.
 node() {
@@ -127,7 +107,6 @@ reset() {
   kubectl delete events --all >/dev/null 2>&1 || true
 }
 
-pass() { echo "e2e: ok   $1"; }
 
 TOL_GPU='"tolerations":[{"key":"nvidia.com/gpu","operator":"Exists","effect":"NoSchedule"}]'
 
@@ -264,4 +243,4 @@ case_node_selector
 case_required_affinity
 case_preferred_affinity
 case_unsupported_refused
-echo "e2e: all passed"
+echo "$E2E_NAME: all passed"

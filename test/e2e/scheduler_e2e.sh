@@ -7,32 +7,12 @@
 #
 # Each case starts from an empty namespace set; a failed assertion prints
 # what was expected and what the cluster holds, and the script exits 1.
-set -euo pipefail
-build="$(cd "${1:?usage: $0 BUILD_DIR}" && pwd)"
-here="$(cd "$(dirname "$0")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
-work="$(mktemp -d /tmp/flexpu-e2e.XXXXXX)"
+E2E_NAME=e2e
+# shellcheck source=test/e2e/lib.sh
+. "$(dirname "$0")/lib.sh"
 sched_pid=""
-
-cleanup() {
-  [ -n "$sched_pid" ] && kill "$sched_pid" 2>/dev/null || true
-  "$root/test/cluster/cluster.sh" down "$work/cluster" || true
-  if [ "${KEEP:-0}" = 1 ]; then echo "e2e: kept $work" >&2; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-
-"$root/test/cluster/cluster.sh" up "$work/cluster" >/dev/null
-# shellcheck disable=SC1091
-. "$work/cluster/env"
-
-fail() {
-  echo "e2e: FAIL: $*" >&2
-  echo "--- pods:" >&2
-  kubectl get pods -A -o wide >&2 || true
-  echo "--- scheduler log (tail):" >&2
-  tail -n 20 "$work/scheduler.log" >&2 || true
-  exit 1
-}
+e2e_on_exit() { [ -z "$sched_pid" ] || kill "$sched_pid" 2>/dev/null || true; }
+e2e_up
 
 start_scheduler() {
   "$build/flexpu-scheduler" --kubeconfig "$KUBECONFIG" --lease-namespace kube-system \
@@ -117,14 +97,12 @@ reset() {
   kubectl delete events --all >/dev/null 2>&1 || true
 }
 
-pass() { echo "e2e: ok   $1"; }
-
 # ---- cases ----
 
 case_fractional_packing() {
   reset
   node n1 A100 4
-  mport="$("$root/test/cluster/cluster.sh" port .)"
+  mport="$(free_port)"
   start_scheduler --metrics-address 127.0.0.1 --metrics-port "$mport"
   for i in 1 2 3 4 5; do pod "s$i" 1 20 8Gi; done
   for i in 1 2 3 4 5; do wait_bound "s$i"; done
@@ -286,4 +264,4 @@ case_bad_requests
 case_restart_no_double_allocation
 case_node_removal
 case_leader_election
-echo "e2e: all passed"
+echo "$E2E_NAME: all passed"

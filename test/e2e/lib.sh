@@ -1,0 +1,65 @@
+# SPDX-License-Identifier: Apache-2.0
+# What every end-to-end script shares, sourced with the script's arguments
+# ($1: the build directory) after it sets
+#   E2E_NAME  the prefix of its lines ("node-e2e: ok   ...")
+#   E2E_LOGS  files in $work whose tails a failure prints (default:
+#             scheduler.log)
+# It sets build, here, root, work (a fresh directory under /tmp) and pids
+# (processes killed at exit), and gives
+#   e2e_up    the control plane's binaries built once ($bin), test/cluster
+#             started in $work/cluster, its environment sourced
+#   fail, pass, wait_for, free_port
+# A script may define e2e_on_fail (more to print on a failure) and
+# e2e_on_exit (more to stop or undo at exit: after $pids are signalled,
+# before the wait for them and before the cluster goes).
+# shellcheck shell=bash
+set -euo pipefail
+build="$(cd "${1:?usage: $0 BUILD_DIR}" && pwd)"
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+work="$(mktemp -d "/tmp/flexpu-$E2E_NAME.XXXXXX")"
+pids=()
+
+e2e_cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  if declare -F e2e_on_exit >/dev/null; then e2e_on_exit || true; fi
+  wait 2>/dev/null || true
+  "$root/test/cluster/cluster.sh" down "$work/cluster" || true
+  if [ "${KEEP:-0}" = 1 ]; then echo "$E2E_NAME: kept $work" >&2; else rm -rf "$work"; fi
+}
+trap e2e_cleanup EXIT
+
+e2e_up() {
+  bin="$("$root/test/cluster/build-binaries.sh")"
+  "$root/test/cluster/cluster.sh" up "$work/cluster" >/dev/null
+  # shellcheck disable=SC1091
+  . "$work/cluster/env"
+}
+
+fail() {
+  local f
+  echo "$E2E_NAME: FAIL: $*" >&2
+  echo "--- pods:" >&2
+  kubectl get pods -A -o wide >&2 || true
+  if declare -F e2e_on_fail >/dev/null; then e2e_on_fail >&2 || true; fi
+  for f in ${E2E_LOGS:-scheduler.log}; do
+    echo "--- $f (tail):" >&2
+    tail -n 25 "$work/$f" >&2 || true
+  done
+  exit 1
+}
+
+pass() { echo "$E2E_NAME: ok   $1"; }
+
+wait_for() { # seconds description command...
+  local secs="$1" what="$2"
+  shift 2
+  for _ in $(seq 1 $((secs * 5))); do
+    "$@" >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  fail "$what (waited $secs s)"
+}
+
+free_port() { "$root/test/cluster/cluster.sh" port .; }
