@@ -36,56 +36,19 @@
 # host's changes but that empty mount point. Needs root.
 #
 #   kubelet_e2e.sh BUILD_DIR
-set -euo pipefail
-build="$(cd "${1:?usage: $0 BUILD_DIR}" && pwd)"
-here="$(cd "$(dirname "$0")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
-work="$(mktemp -d /tmp/flexpu-kubelet-e2e.XXXXXX)"
+E2E_NAME=kubelet-e2e
+E2E_LOGS="node.log scheduler.log kubelet.log fakecri.log"
+# shellcheck source=test/e2e/lib.sh
+. "$(dirname "$0")/lib.sh"
 kdir="$work/kubelet"           # the kubelet's --root-dir
 dp="$kdir/device-plugins"      # seen by the kubelet as /var/lib/kubelet/device-plugins
 podres="$kdir/pod-resources/kubelet.sock"
 fx="$work/root"                # flexpu-node's --root
-pids=()
 kubelet_pid=""
 start=$SECONDS
-
-cleanup() {
-  [ -z "$kubelet_pid" ] || kill "$kubelet_pid" 2>/dev/null || true
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  "$root/test/cluster/cluster.sh" down "$work/cluster" || true
-  if [ "${KEEP:-0}" = 1 ]; then echo "kubelet-e2e: kept $work" >&2; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-
+# The kubelet is not in $pids: a restart replaces it.
+e2e_on_exit() { [ -z "$kubelet_pid" ] || kill "$kubelet_pid" 2>/dev/null || true; }
 say() { echo "kubelet-e2e: $*"; }
-pass() { echo "kubelet-e2e: ok   $1"; }
-fail() {
-  echo "kubelet-e2e: FAIL: $*" >&2
-  kubectl get pods -A -o wide >&2 || true
-  for f in node scheduler kubelet fakecri; do
-    echo "--- $f log (tail):" >&2
-    tail -n 25 "$work/$f.log" >&2 || true
-  done
-  exit 1
-}
-wait_for() { # seconds description command...
-  local secs="$1" what="$2"
-  shift 2
-  for _ in $(seq 1 $((secs * 5))); do
-    "$@" >/dev/null 2>&1 && return 0
-    sleep 0.2
-  done
-  fail "$what (waited $secs s)"
-}
-free_port() {
-  local p
-  for _ in $(seq 1 200); do
-    p=$(( 20000 + RANDOM % 30000 ))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
-  done
-  fail "no free port"
-}
 
 # The kubelet needs root, and a mount namespace for its device-plugin
 # directory: without them there is nothing to test here.
@@ -96,10 +59,7 @@ if [ "$(id -u)" != 0 ] ||
   exit 0
 fi
 
-bin="$("$root/test/cluster/build-binaries.sh")"
-"$root/test/cluster/cluster.sh" up "$work/cluster" >/dev/null
-# shellcheck disable=SC1091
-. "$work/cluster/env"
+e2e_up
 
 # --- deploy/ and the components' service-account credentials ---
 kubectl apply -k "$root/deploy" >"$work/apply.log" 2>&1 || { cat "$work/apply.log" >&2; fail "kubectl apply -k deploy"; }
