@@ -11,7 +11,7 @@
 #   timed.txt          the timed replay: real run times, arrivals at 1x and 10,000x
 #   speed.txt          one fgd replay, and a synthetic 10,000-node / 100,000-pod run
 # plus the CSV files and the SVG plot of each run under bench/results/<name>/.
-# Bounded: about 10 minutes on 2 cores. ONLY=variants regenerates
+# Bounded: about 12 minutes on 2 cores. ONLY=variants regenerates
 # variants.txt alone (from the default and gpushare tables already there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,11 +44,17 @@ VARIANTS=(
   "cpu150     tune      --cpu 1.5 --seed 102"
   "multigpu05 tune      --multigpu 0.05 --seed 103"
   "share70    tune      --share 0.7 --seed 104"
+  "cpupods19  tune      --cpu-pods 1.9 --seed 401"
+  "cpupods23  tune      --cpu-pods 2.3 --seed 402"
+  "cpupods26  tune      --cpu-pods 2.6 --seed 403"
   "gpuspec35  held-out  --gpuspec 0.35 --seed 201"
   "cpu200     held-out  --cpu 2.0 --seed 202"
   "multigpu10 held-out  --multigpu 0.10 --seed 203"
   "share90    held-out  --share 0.9 --seed 204"
   "mixed      held-out  --share 0.6 --multigpu 0.05 --cpu 1.5 --gpuspec 0.25 --seed 205"
+  "cpupods15  held-out  --cpu-pods 1.5 --seed 413"
+  "cpupods21  held-out  --cpu-pods 2.1 --seed 411"
+  "cpupods28  held-out  --cpu-pods 2.8 --seed 412"
 )
 VDIR=out/variants
 mkdir -p "$VDIR"

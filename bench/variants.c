@@ -20,7 +20,13 @@
  *                 the model's GPUs in the node list, without replacement),
  *                 or a list "SPEC=W,SPEC=W,..." where each SPEC is a
  *                 gpu_spec (models joined by '|') drawn with weight W among
- *                 the entries that have a node with enough GPUs for the pod.
+ *                 the entries that have a node with enough GPUs for the pod;
+ *   --cpu-pods X  the CPU-only pods become X times as many: below 1 a random
+ *                 subset is kept, above 1 copies of random CPU-only pods are
+ *                 added (named after their donor with a "-c<k>" suffix). The
+ *                 GPU pods are untouched, so the CPU the cluster is asked for
+ *                 grows while the GPU demand stays: CPU becomes scarce
+ *                 around the GPUs without any GPU pod asking more per GPU.
  *
  * They apply in that order. A converted pod keeps its name, QoS, phase and
  * times and takes the donor's CPU, memory, GPU count, share and gpu_spec.
@@ -470,6 +476,74 @@ static void draw_spec_list(struct pod *p, const struct mix *mix, struct flexpu_r
     memcpy(p->spec, mix->spec[pick], strlen(mix->spec[pick]) + 1);
 }
 
+static int is_cpu_only(const struct pod *p)
+{
+    return p->ngpu == 0;
+}
+
+/* --cpu-pods: the CPU-only pods become `x` times as many (rounded). Fewer:
+ * a random subset of them is dropped. More: copies of CPU-only pods drawn
+ * with replacement are appended, every column copied from the donor but the
+ * name, which gets a suffix so names stay unique. */
+static int scale_cpu_pods(struct trace *t, double x, struct flexpu_rng *rng)
+{
+    int n;
+    int *idx = shuffled(t, is_cpu_only, &n, rng);
+    if (!idx)
+        return -1;
+    int want = (int)(x * n + 0.5);
+    int rc = 0;
+    if (want < n) {
+        char *drop = calloc((size_t)t->n + 1, 1);
+        if (!drop) {
+            free(idx);
+            return -1;
+        }
+        for (int k = want; k < n; k++)
+            drop[idx[k]] = 1;
+        int w = 0;
+        for (int r = 0; r < t->n; r++) {
+            if (drop[r]) {
+                for (int i = 0; i < t->ncols; i++)
+                    free(t->pods[r].field[i]);
+                continue;
+            }
+            t->pods[w++] = t->pods[r];
+        }
+        t->n = w;
+        free(drop);
+    } else if (want > n && n == 0) {
+        rc = -2;
+    } else if (want > n) {
+        int extra = want - n;
+        if (t->n + extra > t->cap) {
+            struct pod *p = realloc(t->pods, ((size_t)t->n + extra) * sizeof(*p));
+            if (!p) {
+                free(idx);
+                return -1;
+            }
+            t->pods = p;
+            t->cap = t->n + extra;
+        }
+        for (int k = 0; k < extra && rc == 0; k++) {
+            const struct pod *d = &t->pods[idx[flexpu_rng_below(rng, (uint64_t)n)]];
+            struct pod *p = &t->pods[t->n];
+            *p = *d;
+            for (int i = 0; i < t->ncols; i++) {
+                char buf[256];
+                if (i == t->col[NAME])
+                    snprintf(buf, sizeof(buf), "%s-c%d", d->field[i], k + 1);
+                p->field[i] = dup_str(i == t->col[NAME] ? buf : d->field[i]);
+                if (!p->field[i])
+                    rc = -1;
+            }
+            t->n++;
+        }
+    }
+    free(idx);
+    return rc;
+}
+
 static int unconstrained_gpu(const struct pod *p)
 {
     return p->ngpu > 0 && p->spec[0] == '\0';
@@ -495,7 +569,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: flexpu-variants [--pods FILE] [--nodes FILE] [--seed N] [--share P]\n"
             "                       [--multigpu P] [--cpu X] [--gpuspec P] [--gpuspec-mix MIX]\n"
-            "                       [--out FILE]\n\n"
+            "                       [--cpu-pods X] [--out FILE]\n\n"
             "Writes a variant of an Alibaba GPU trace pod list (default: the default trace's).\n"
             "  --share P     a share P (0-1) of GPU pods share a GPU\n"
             "  --multigpu P  a share P (0-1) of GPU pods ask for several GPUs\n"
@@ -503,6 +577,7 @@ static void usage(FILE *f)
             "  --gpuspec P   a share P (0-1) of GPU pods name the GPU models they accept\n"
             "  --gpuspec-mix MIX  how they are drawn: uniform (default), capacity (by the\n"
             "                models' GPUs) or SPEC=W,SPEC=W,... (gpu_spec values by weight)\n"
+            "  --cpu-pods X  the CPU-only pods become X (0-10) times as many\n"
             "  --seed N      the seed (default 1); --out FILE (default: standard output)\n");
 }
 
@@ -512,14 +587,14 @@ int main(int argc, char **argv)
     const char *nodes = FLEXPU_TRACE_DIR "/openb_node_list_gpu_node.csv";
     const char *out = NULL;
     const char *mix_arg = "uniform";
-    double share = -1, multi = -1, cpu = 1, spec = -1;
+    double share = -1, multi = -1, cpu = 1, spec = -1, cpu_pods = -1;
     unsigned long long seed = 1;
     static const struct option opts[] = {
         {"pods", required_argument, NULL, 'p'},   {"nodes", required_argument, NULL, 'n'},
         {"seed", required_argument, NULL, 's'},   {"share", required_argument, NULL, 'S'},
         {"multigpu", required_argument, NULL, 'M'}, {"cpu", required_argument, NULL, 'C'},
         {"gpuspec", required_argument, NULL, 'G'}, {"out", required_argument, NULL, 'o'},
-        {"gpuspec-mix", required_argument, NULL, 'X'},
+        {"gpuspec-mix", required_argument, NULL, 'X'}, {"cpu-pods", required_argument, NULL, 'P'},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -558,6 +633,10 @@ int main(int argc, char **argv)
             break;
         case 'X':
             mix_arg = optarg;
+            break;
+        case 'P':
+            if (parse_share(optarg, "cpu-pods", 0, 10, &cpu_pods))
+                return 2;
             break;
         case 'h':
             usage(stdout);
@@ -627,6 +706,13 @@ int main(int argc, char **argv)
             else
                 draw_spec_list(&t.pods[idx[k]], &mix, &rng);
         free(idx);
+    }
+    if (cpu_pods >= 0) {
+        rc = scale_cpu_pods(&t, cpu_pods, &rng);
+        if (rc == -2)
+            return fail("the trace has no CPU-only pod to copy");
+        if (rc)
+            return fail("out of memory");
     }
 
     FILE *f = out ? fopen(out, "w") : stdout;

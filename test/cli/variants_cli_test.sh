@@ -61,5 +61,20 @@ run --gpuspec 0.1 --gpuspec-mix 'B' 2>"$work/err" >/dev/null && fail "an entry w
 grep -q "expected SPEC=WEIGHT" "$work/err" || fail "no weight: $(cat "$work/err")"
 run --gpuspec 0.1 --gpuspec-mix 'B=-1' 2>"$work/err" >/dev/null && fail "a negative weight was accepted"
 
+# --cpu-pods: the 20 CPU-only pods become 50 (copies with unique names) or 5;
+# the GPU pods stay as they were; the same seed gives the same file.
+cpu_only() { awk -F, 'NR > 1 && $4 == 0' "$1" | wc -l; }
+gpu_rows() { awk -F, 'NR > 1 && $4 > 0' "$1"; }
+run --cpu-pods 2.5 --seed 9 --out "$work/cp.csv" || fail "cpu-pods: exit $?"
+[ "$(cpu_only "$work/cp.csv")" -eq 50 ] || fail "cpu-pods 2.5: $(cpu_only "$work/cp.csv") CPU-only pods, want 50"
+[ "$(cut -d, -f1 "$work/cp.csv" | sort | uniq -d | wc -l)" -eq 0 ] || fail "cpu-pods: duplicate pod names"
+cmp -s <(gpu_rows "$work/cp.csv") <(gpu_rows "$work/pods.csv") || fail "cpu-pods changed GPU pods"
+awk -F, 'NR > 1 && $4 == 0 && $2 != 2000' "$work/cp.csv" | grep -q . && fail "cpu-pods: a copy's CPU differs from its donor's"
+run --cpu-pods 2.5 --seed 9 --out "$work/cp2.csv"
+cmp -s "$work/cp.csv" "$work/cp2.csv" || fail "cpu-pods: same seed, different file"
+run --cpu-pods 0.25 --seed 9 --out "$work/cpl.csv" || fail "cpu-pods 0.25: exit $?"
+[ "$(cpu_only "$work/cpl.csv")" -eq 5 ] || fail "cpu-pods 0.25: $(cpu_only "$work/cpl.csv") CPU-only pods, want 5"
+run --cpu-pods 11 2>"$work/err" >/dev/null && fail "cpu-pods 11 was accepted"
+
 [ "$fails" -eq 0 ] && echo "variants_cli_test: all checks passed"
 exit "$((fails > 0))"
