@@ -34,7 +34,9 @@ enum fx_typical_order {
     /* smaller CPU first, then smaller share, fewer GPUs, smaller model mask */
     FX_TYPICAL_SMALLER_FIRST = 0,
     /* larger CPU first, then larger share, more GPUs, then the gpu_spec text
-     * in descending byte order: the reference simulator's order */
+     * in descending byte order: the reference simulator's order. Shapes are
+     * also told apart by their gpu_spec text (as the reference keys them),
+     * not only by the models it names. */
     FX_TYPICAL_LARGER_FIRST,
 };
 

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "sim/replay.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -13,6 +14,22 @@
 static int64_t pod_gpu_milli(const struct fx_trace_pod *p)
 {
     return (int64_t)p->num_gpu * p->gpu_milli;
+}
+
+/* The point of the allocation curve that a state after an arrival counts
+ * for: the arrived demand in percent of capacity, rounded to the nearest
+ * integer (halves to even, as Python's round() in the FGD authors' analysis,
+ * merge_alloc_discrete.py). Each point of the curve is then the mean of the
+ * states after the arrivals that round to it, as there: the published
+ * "allocation at 100%" is the mean over arrived demand in [99.5, 100.5),
+ * not the state once 100% (or 101%) has arrived, which matters wherever
+ * the curve still climbs at 100% (docs/SCHEDULING.md, "Fidelity"). */
+static int curve_point(int64_t arrived_milli, int64_t cap)
+{
+    int64_t num = arrived_milli * 100, q = num / cap, r = num % cap;
+    if (2 * r > cap || (2 * r == cap && (q & 1)))
+        q++;
+    return q > INT32_MAX ? INT32_MAX : (int)q;
 }
 
 /* An engine for the trace under a policy, with the trace's typical pods. */
@@ -114,14 +131,19 @@ static int replay_bound(const struct fx_trace *t, const struct fx_replay_opts *o
     double start = fx_mono_seconds();
     int64_t cap = t->gpus * FLEXPU_GPU_MILLI;
     out->total_milli = cap;
-    /* ends[x]: pods arrived when demand last stood at or below x %. */
+    /* ends[x]: pods arrived when demand last rounded to x % or less
+     * (curve_point), so that the bound at x bounds every state that a
+     * policy's point x averages. */
     int ends[FX_CURVE_POINTS];
     int64_t arrived[FX_CURVE_POINTS];
+    char hit[FX_CURVE_POINTS] = {0}; /* an arrival rounds to the point */
     int64_t sum = 0;
     int point = 0;
     for (int i = 0; i < n; i++) {
         int64_t next = sum + pod_gpu_milli(&t->pods[order[i]]);
-        int pct = (int)(next * 100 / cap);
+        int pct = curve_point(next, cap);
+        if (pct < FX_CURVE_POINTS)
+            hit[pct] = 1;
         for (; point < pct && point < FX_CURVE_POINTS; point++) {
             ends[point] = i;
             arrived[point] = sum;
@@ -132,6 +154,13 @@ static int replay_bound(const struct fx_trace *t, const struct fx_replay_opts *o
         ends[point] = n;
         arrived[point] = sum;
     }
+    /* A point that no arrival rounds to averages, in a policy's curve, the
+     * states of the points either side: its bound is the next point's. */
+    for (int x = FX_CURVE_POINTS - 2; x >= 0; x--)
+        if (!hit[x]) {
+            ends[x] = ends[x + 1];
+            arrived[x] = arrived[x + 1];
+        }
     out->pods_arrived = n;
     out->demand_arrived_milli = sum;
     out->pods_placed = -1; /* the bound packs fractions of pods: no count */
@@ -188,8 +217,11 @@ int fx_replay_arrivals(const struct fx_trace *t, const char *policy,
     double start = fx_mono_seconds();
     int64_t cap = t->gpus * FLEXPU_GPU_MILLI;
     out->total_milli = cap;
-    int point = 0;
-    double prev_alloc = 0, prev_frag = 0;
+    /* Per percent x of arrived demand: the sums and the count of the states
+     * after each arrival whose arrived demand rounds to x (curve_point). */
+    double sum_alloc[FX_CURVE_POINTS] = {0}, sum_frag[FX_CURVE_POINTS] = {0};
+    double last_alloc[FX_CURVE_POINTS] = {0}, last_frag[FX_CURVE_POINTS] = {0};
+    int count[FX_CURVE_POINTS] = {0};
     for (int i = 0; i < n && rc == 0; i++) {
         const struct fx_trace_pod *p = &t->pods[order[i]];
         struct flexpu_pod_req r;
@@ -213,30 +245,38 @@ int fx_replay_arrivals(const struct fx_trace *t, const char *policy,
         flexpu_engine_stats(e, &s);
         if (s.classes > out->classes_max)
             out->classes_max = s.classes;
-        /* curve[x] is the state after the last pod that kept arrived
-         * demand at or below x %: percents this pod jumped past keep the
-         * state before it; the percent it lands on holds the state after it
-         * until a later pod moves on. */
-        double cur_alloc = (double)s.gpu_milli_used / (double)cap;
-        double cur_frag = s.frag_milli / (double)cap;
-        int pct = (int)(out->demand_arrived_milli * 100 / cap);
-        for (; point < pct && point < FX_CURVE_POINTS; point++) {
-            out->alloc[point] = prev_alloc;
-            out->frag[point] = prev_frag;
+        int x = curve_point(out->demand_arrived_milli, cap);
+        if (x < FX_CURVE_POINTS) {
+            last_alloc[x] = (double)s.gpu_milli_used / (double)cap;
+            last_frag[x] = s.frag_milli / (double)cap;
+            sum_alloc[x] += last_alloc[x];
+            sum_frag[x] += last_frag[x];
+            count[x]++;
         }
-        if (pct < FX_CURVE_POINTS) {
-            out->alloc[pct] = cur_alloc;
-            out->frag[pct] = cur_frag;
-        }
-        prev_alloc = cur_alloc;
-        prev_frag = cur_frag;
     }
     struct flexpu_stats s;
     flexpu_engine_stats(e, &s);
     out->alloc_milli = s.gpu_milli_used;
-    for (point++; point < FX_CURVE_POINTS; point++) {
-        out->alloc[point] = (double)s.gpu_milli_used / (double)cap;
-        out->frag[point] = s.frag_milli / (double)cap;
+    double carry_alloc = 0, carry_frag = 0; /* the state after the latest arrival before x */
+    for (int x = 0; x < FX_CURVE_POINTS; x++) {
+        double a = sum_alloc[x], f = sum_frag[x];
+        int c = count[x];
+        /* No arrival rounds to x (a pod jumped past it): the reference's
+         * analysis takes the states within a point either side. */
+        for (int y = x - 1; c == 0 && y <= x + 1; y += 2)
+            if (y >= 0 && y < FX_CURVE_POINTS) {
+                a += sum_alloc[y];
+                f += sum_frag[y];
+                c += count[y];
+            }
+        /* Neither (a gap the reference leaves empty, or past the last
+         * arrival): the state after the latest arrival before x. */
+        out->alloc[x] = c ? a / c : carry_alloc;
+        out->frag[x] = c ? f / c : carry_frag;
+        if (count[x]) {
+            carry_alloc = last_alloc[x];
+            carry_frag = last_frag[x];
+        }
     }
     out->seconds = fx_mono_seconds() - start;
     fx_free(order);

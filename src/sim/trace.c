@@ -300,6 +300,11 @@ int fx_trace_set_workload(struct flexpu_engine *e, const struct fx_trace *t, dou
     fx_policy_rules(flexpu_engine_policy(e), &rules);
     if (!(coverage > 0))
         coverage = rules.coverage;
+    /* The reference keys its typical pods by the gpu_spec text, so
+     * "V100M16|V100M32|V100M32" (in the artifact's gpuspec traces) is a shape
+     * of its own there, with its own count towards the coverage, where the
+     * model mask alone would merge it with "V100M16|V100M32". */
+    int by_text = rules.typical == FX_TYPICAL_LARGER_FIRST;
     struct shape_count *sc = fx_calloc((size_t)t->npods + 1, sizeof(*sc));
     struct flexpu_pod_req *reqs = fx_calloc((size_t)t->npods + 1, sizeof(*reqs));
     double *w = fx_calloc((size_t)t->npods + 1, sizeof(*w));
@@ -317,7 +322,8 @@ int fx_trace_set_workload(struct flexpu_engine *e, const struct fx_trace *t, dou
         r.mem_mib = 0;
         r.qos = FLEXPU_QOS_NONE;
         int j = 0;
-        while (j < n && memcmp(&sc[j].req, &r, sizeof(r)) != 0)
+        while (j < n && (memcmp(&sc[j].req, &r, sizeof(r)) != 0 ||
+                         (by_text && strcmp(sc[j].spec, t->pods[i].gpu_spec) != 0)))
             j++;
         if (j == n) {
             sc[n].spec = t->pods[i].gpu_spec;

@@ -10,6 +10,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <math.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -300,6 +302,34 @@ static void test_fgd_typical_pods_95_larger_cpu_first(void **state)
     fx_trace_free(&t);
 }
 
+/* The reference keys typical pods by the gpu_spec text: the artifact's
+ * gpuspec traces write "V100M16|V100M32|V100M32" for some pods, a shape of
+ * its own there (with its own count towards the 95%), which the model mask
+ * alone would merge with "V100M16|V100M32". fgd keeps them apart; flexpu,
+ * whose shapes are weights not a list to cut, merges them. */
+static void test_fgd_typical_pods_keyed_by_spec_text(void **state)
+{
+    (void)state;
+    struct fx_trace t = {0};
+    load_trace(&t, small_nodes,
+               "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos\n"
+               "a0,4000,1024,1,500,T4|V100,LS\na1,4000,1024,1,500,T4|V100,LS\n"
+               "a2,4000,1024,1,500,T4|V100|V100,LS\n"
+               "c,8000,1024,1,1000,,LS\n");
+    struct flexpu_engine *e = workload_of(&t, "fgd", 1.0);
+    assert_int_equal(e->wl.nshapes, 3);
+    double sum = 0;
+    for (int i = 0; i < e->wl.nshapes; i++)
+        if (e->wl.shapes[i].req.cpu_milli == 4000)
+            sum += e->wl.shapes[i].weight;
+    assert_true(fabs(sum - 0.75) < 1e-12);
+    flexpu_engine_free(e);
+    e = workload_of(&t, "flexpu", 1.0);
+    assert_int_equal(e->wl.nshapes, 2);
+    flexpu_engine_free(e);
+    fx_trace_free(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -308,6 +338,7 @@ int main(void)
         cmocka_unit_test(test_priority_winner_gets_its_own_gpus),
         cmocka_unit_test(test_other_policies_keep_random_ties),
         cmocka_unit_test(test_fgd_typical_pods_95_larger_cpu_first),
+        cmocka_unit_test(test_fgd_typical_pods_keyed_by_spec_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
