@@ -132,6 +132,12 @@ struct fx_workload {
     struct fx_shape *shapes;
     int nshapes;
     double cpu_per_gpu_milli; /* CPU the GPU shapes bring per GPU milli (popularity-weighted) */
+    /* The same per GPU shape (policy.c, cpu_stranded_by_shape): each shape's
+     * CPU per GPU milli, ascending, and from each index on the sums of the
+     * shapes' shares of the GPU demand (ratio_w) and of share / ratio
+     * (ratio_w_inv); nratio + 1 entries, the last 0. */
+    int nratio;
+    double *ratio, *ratio_w, *ratio_w_inv;
     struct fx_shape_group *groups;
     int ngroups;
 };

@@ -180,7 +180,7 @@ static int eval_fgd(const struct fx_eval_ctx *ctx, const struct fx_view *v,
 
 /* ---- flexpu ----------------------------------------------------------- */
 
-/* flexpu's policy (docs/SCHEDULING.md). Five changes to FGD, each measured
+/* flexpu's policy (docs/SCHEDULING.md). Six changes to FGD, each measured
  * on the Alibaba traces:
  *  - shapes weigh by the GPU demand they bring, not by pod count, so a rare
  *    8-GPU shape that would strand 8 GPUs is defended in proportion;
@@ -195,6 +195,10 @@ static int eval_fgd(const struct fx_eval_ctx *ctx, const struct fx_view *v,
  *    for every shape, long before FGD notices (FGD only sees a shape that
  *    already lacks CPU). The workload's CPU per GPU milli says how much
  *    compute the free CPU can still serve;
+ *  - a CPU-only pod, which takes CPU and gives no GPU work, is priced by
+ *    that stranded compute shape by shape (cpu_stranded_by_shape), so it
+ *    goes where the CPU is spare for the CPU-heavy shapes too, not merely
+ *    for the mean one;
  *  - inside a node, the exact least-fragmenting GPU is taken (the fullest
  *    such GPU on ties), while nodes are compared on FGD's 0..100 score so
  *    that near-equal nodes tie and are drawn at random rather than herded. */
@@ -207,15 +211,57 @@ static double cpu_stranded(const struct fx_workload *w, const struct fx_view *v)
     return idle > servable ? idle - servable : 0;
 }
 
+/* What a CPU-only pod costs a node (change 6, docs/SCHEDULING.md): the idle
+ * GPU compute that the GPU shapes can no longer feed, shape by shape. A
+ * shape s brings r_s CPU per GPU milli, so the node's free CPU feeds at most
+ * cpu_free / r_s of its idle compute for s; the rest is stranded for s.
+ * Weighted by each shape's share of the workload's GPU demand (so the
+ * shapes' mean ratio is cpu_per_gpu_milli), that is
+ *   sum over shapes with r_s > cpu_free / idle of w_s (idle - cpu_free / r_s),
+ * which the workload's suffix sums give after one binary search. The mean
+ * ratio alone (cpu_stranded) calls CPU above idle x mean spare on every
+ * node, so CPU-only pods drew ties between 8-GPU nodes with 9 cores above
+ * the mean and 2-GPU nodes with 80, and where CPU is scarce the cores taken
+ * from the former strand their GPUs for the CPU-heavier half of the shapes. */
+static double cpu_stranded_by_shape(const struct fx_workload *w, const struct fx_view *v)
+{
+    double idle = (double)fx_view_idle(v);
+    if (w->nratio == 0 || idle <= 0)
+        return 0;
+    double t = (double)v->cpu_free / idle;
+    int lo = 0, hi = w->nratio; /* the first shape with a ratio above t */
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (w->ratio[mid] > t)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return idle * w->ratio_w[lo] - (double)v->cpu_free * w->ratio_w_inv[lo];
+}
+
+/* flexpu's fragmentation as a GPU pod sees it: the demand-weighted FGD
+ * fragment plus the compute the node's CPU cannot feed at the workload's
+ * mean ratio. A GPU pod brings its CPU with its GPUs and the node is then
+ * filled by a mix of shapes, for which the mean is the measure (pricing it
+ * shape by shape for GPU pods too cost 0.19 points on the default trace). */
 static double flexpu_frag(const struct flexpu_engine *e, const struct fx_view *v)
 {
     return fx_frag_weighted(&e->wl, v, 1) + cpu_stranded(&e->wl, v);
 }
 
+/* ... and as a CPU-only pod sees it: the same, with the stranded compute
+ * priced shape by shape (cpu_stranded_by_shape). */
+static double flexpu_frag_cpu_pod(const struct flexpu_engine *e, const struct fx_view *v)
+{
+    return fx_frag_weighted(&e->wl, v, 1) + cpu_stranded_by_shape(&e->wl, v);
+}
+
 static int eval_flexpu(const struct fx_eval_ctx *ctx, const struct fx_view *v,
                        const struct flexpu_pod_req *r, struct fx_choice *out)
 {
-    double before = flexpu_frag(ctx->e, v);
+    frag_fn frag = r->num_gpu == 0 ? flexpu_frag_cpu_pod : flexpu_frag;
+    double before = frag(ctx->e, v);
     double after = 0;
     if (r->num_gpu == 1 && r->gpu_milli < FLEXPU_GPU_MILLI) {
         double best = 0;
@@ -225,7 +271,7 @@ static int eval_flexpu(const struct fx_eval_ctx *ctx, const struct fx_view *v,
                 continue;
             struct flexpu_placement p;
             fx_pick_fill(r, &g, 1, &p);
-            double f = frag_after(ctx->e, v, r, &p, flexpu_frag);
+            double f = frag_after(ctx->e, v, r, &p, frag);
             /* The fullest GPU wins among equals: a millionth per milli. */
             double key = f + 1e-6 * (v->free[g] - r->gpu_milli);
             if (!found || key < best) {
@@ -240,7 +286,7 @@ static int eval_flexpu(const struct fx_eval_ctx *ctx, const struct fx_view *v,
     } else {
         if (!pick_default(v, r, &out->p))
             return 0;
-        after = frag_after(ctx->e, v, r, &out->p, flexpu_frag);
+        after = frag_after(ctx->e, v, r, &out->p, frag);
     }
     out->cost = -fgd_score(before, after);
     return 1;

@@ -14,6 +14,9 @@ void fx_workload_clear(struct fx_workload *w)
 {
     fx_free(w->shapes);
     fx_free(w->groups);
+    fx_free(w->ratio);
+    fx_free(w->ratio_w);
+    fx_free(w->ratio_w_inv);
     memset(w, 0, sizeof(*w));
 }
 
@@ -105,6 +108,55 @@ static void apply_pressure(struct fx_shape *sh, int n, const double *gpus, doubl
     }
 }
 
+/* A GPU shape's CPU per GPU milli and its share of the workload's GPU
+ * demand (set_ratios). */
+struct shape_ratio {
+    double r, w;
+};
+
+static int cmp_ratio(const void *pa, const void *pb)
+{
+    double a = ((const struct shape_ratio *)pa)->r, b = ((const struct shape_ratio *)pb)->r;
+    return a < b ? -1 : a > b;
+}
+
+/* The per-shape CPU ratios that price a CPU-only pod (policy.c,
+ * cpu_stranded_by_shape): ascending, with suffix sums so that the shapes
+ * above any ratio are summed in O(1). A shape's share is its popularity
+ * times its GPU milli over the workload's (`gpu`), so that the shares'
+ * mean ratio is w->cpu_per_gpu_milli. */
+static int set_ratios(struct fx_workload *w, const struct flexpu_pod_req *shapes,
+                      const double *weights, int n, double gpu)
+{
+    struct shape_ratio *sr = fx_calloc((size_t)n + 1, sizeof(*sr));
+    w->ratio = fx_calloc((size_t)n + 1, sizeof(double));
+    w->ratio_w = fx_calloc((size_t)n + 1, sizeof(double));
+    w->ratio_w_inv = fx_calloc((size_t)n + 1, sizeof(double));
+    if (!sr || !w->ratio || !w->ratio_w || !w->ratio_w_inv) {
+        fx_free(sr);
+        return -1;
+    }
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (shapes[i].num_gpu > 0) {
+            double g = (double)shapes[i].num_gpu * shapes[i].gpu_milli;
+            sr[k].r = (double)shapes[i].cpu_milli / g;
+            sr[k].w = weights[i] * g / gpu;
+            k++;
+        }
+    qsort(sr, (size_t)k, sizeof(*sr), cmp_ratio);
+    w->nratio = k;
+    for (int i = k - 1; i >= 0; i--) {
+        w->ratio[i] = sr[i].r;
+        w->ratio_w[i] = w->ratio_w[i + 1] + sr[i].w;
+        /* a shape that asks no CPU (r = 0) is never above a node's
+         * ratio, so its 1/r is never used */
+        w->ratio_w_inv[i] = w->ratio_w_inv[i + 1] + (sr[i].r > 0 ? sr[i].w / sr[i].r : 0);
+    }
+    fx_free(sr);
+    return 0;
+}
+
 int flexpu_engine_set_workload(struct flexpu_engine *e, const struct flexpu_pod_req *shapes,
                                const double *weights, int n, struct flexpu_error *err)
 {
@@ -160,6 +212,10 @@ int flexpu_engine_set_workload(struct flexpu_engine *e, const struct flexpu_pod_
             gpu += weights[i] * (double)shapes[i].num_gpu * shapes[i].gpu_milli;
         }
     w.cpu_per_gpu_milli = gpu > 0 ? cpu / gpu : 0;
+    if (gpu > 0 && set_ratios(&w, shapes, weights, n, gpu)) {
+        fx_workload_clear(&w);
+        return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory for %d shapes", n);
+    }
     w.nshapes = n;
     qsort(w.shapes, (size_t)n, sizeof(*w.shapes), cmp_shape);
     for (int i = 0; i < n; i++) {

@@ -491,6 +491,31 @@ static void test_flexpu_protects_a_scarce_model(void **state)
     }
 }
 
+/* Change 6: a CPU-only pod is priced by the compute it strands shape by
+ * shape. GPU shapes of 8 and 16 cores per GPU (mean 12); a G2-like node of
+ * 8 GPUs and 100 cores (12.5 per GPU) and a T4-like node of 2 GPUs and 104
+ * cores. At the mean ratio a 4-core CPU-only pod strands nothing on either
+ * (96 cores still feed 8 GPUs at 12), so the nodes tie and one is drawn;
+ * for the 16-core shape the G2 node is already short and the 4 cores cost
+ * it 250 more milli of idle compute, so the pod goes to the T4 node. */
+static void test_flexpu_cpu_pod_spares_tight_node(void **state)
+{
+    (void)state;
+    for (uint64_t seed = 1; seed <= 8; seed++) {
+        struct flexpu_engine *e = engine("flexpu");
+        add_node(e, "g2", 100000, 262144, 8, "G2", 0, NULL);
+        int t4 = add_node(e, "t4", 104000, 262144, 2, "T4", 0, NULL);
+        struct flexpu_pod_req shapes[3] = {req(8000, 1, 1000), req(16000, 1, 1000),
+                                           req(4000, 0, 0)};
+        double w[3] = {1, 1, 1};
+        assert_int_equal(flexpu_engine_set_workload(e, shapes, w, 3, NULL), 0);
+        struct flexpu_rng rng;
+        flexpu_rng_seed(&rng, seed);
+        assert_int_equal(place_ok(e, req(4000, 0, 0), &rng, NULL).node, t4);
+        flexpu_engine_free(e);
+    }
+}
+
 /* The weights behind change 5: a shape that names models weighs its demand
  * (GPUs + 1/2) times the cluster's GPUs over its models' GPUs; the shapes of
  * one set of models weigh together at most the whole workload's demand; and
@@ -752,6 +777,7 @@ int main(void)
         cmocka_unit_test(test_flexpu_keeps_cpu_for_idle_gpus),
         cmocka_unit_test(test_flexpu_protects_a_scarce_model),
         cmocka_unit_test(test_flexpu_model_pressure_weights),
+        cmocka_unit_test(test_flexpu_cpu_pod_spares_tight_node),
         cmocka_unit_test(test_dotprod_and_random_stay_feasible),
         cmocka_unit_test(test_random_spreads_over_identical_nodes),
         cmocka_unit_test(test_reasons_name_the_constraint),
