@@ -458,6 +458,19 @@ static json_t *node_obj(const char *name, int ngpu, const char *extra_spec)
     return j;
 }
 
+/* A model of flexpu-scheduler (policy flexpu) holding one node. */
+static struct fx_model *model_with_node(const char *name, int ngpu)
+{
+    struct flexpu_error err = {0};
+    struct fx_model *m = fx_model_new("flexpu-scheduler", "flexpu", 1, &err);
+    if (!m)
+        fail_msg("fx_model_new: %s", err.msg);
+    json_t *n = node_obj(name, ngpu, NULL);
+    fx_model_node_event(m, KUBE_ADDED, n);
+    json_decref(n);
+    return m;
+}
+
 static json_t *slice_pod(const char *uid, int cores, const char *node, const char *alloc)
 {
     char buf[4096];
@@ -493,11 +506,7 @@ static void test_model_places_and_restores(void **state)
 {
     (void)state;
     struct flexpu_error err = {0};
-    struct fx_model *m = fx_model_new("flexpu-scheduler", "flexpu", 1, &err);
-    assert_non_null(m);
-    json_t *n = node_obj("n1", 1, NULL);
-    fx_model_node_event(m, KUBE_ADDED, n);
-    json_decref(n);
+    struct fx_model *m = model_with_node("n1", 1);
     /* A pod already bound with a recorded allocation of 60%. */
     json_t *p = slice_pod_on("old", 60, "n1", 0);
     fx_model_pod_event(m, KUBE_ADDED, p);
@@ -546,7 +555,7 @@ static void test_model_places_and_restores(void **state)
     /* Cordoning keeps the node and its pods accounted, but it takes no new
      * pod that does not tolerate node.kubernetes.io/unschedulable:NoSchedule
      * (kube-scheduler's NodeUnschedulable). */
-    n = node_obj("n1", 1, "\"unschedulable\":true");
+    json_t *n = node_obj("n1", 1, "\"unschedulable\":true");
     fx_model_node_event(m, KUBE_MODIFIED, n);
     json_decref(n);
     fx_model_stats(m, &st);
@@ -610,11 +619,7 @@ static void test_model_default_slice_memory(void **state)
 {
     (void)state;
     struct flexpu_error err = {0};
-    struct fx_model *m = fx_model_new("flexpu-scheduler", "flexpu", 1, &err);
-    assert_non_null(m);
-    json_t *n = node_obj("n1", 1, NULL); /* one GPU of 80 GiB */
-    fx_model_node_event(m, KUBE_ADDED, n);
-    json_decref(n);
+    struct fx_model *m = model_with_node("n1", 1); /* one GPU of 80 GiB */
     json_t *a = slice_pod("a", 30, NULL, NULL);
     json_object_set_new(json_object_get(json_object_get(a, "metadata"), "annotations"),
                         FX_ANN_PRIORITY, json_string("high"));
@@ -671,11 +676,7 @@ static json_t *pending_pod(const char *uid, int cores, const char *created)
 static void test_sched_metrics(void **state)
 {
     (void)state;
-    struct flexpu_error err = {0};
-    struct fx_model *m = fx_model_new("flexpu-scheduler", "flexpu", 1, &err);
-    json_t *n = node_obj("n1", 2, NULL);
-    fx_model_node_event(m, KUBE_ADDED, n);
-    json_decref(n);
+    struct fx_model *m = model_with_node("n1", 2);
     json_t *old = slice_pod_on("old", 60, "n1", 0);
     json_t *w = pending_pod("w", 100, "2026-01-01T00:00:00Z");
     json_t *w2 = pending_pod("w2", 100, "2026-01-01T00:00:01Z");
@@ -741,11 +742,7 @@ static void test_model_wakes_what_may_fit(void **state)
 {
     (void)state;
     struct flexpu_error err = {0};
-    struct fx_model *m = fx_model_new("flexpu-scheduler", "flexpu", 1, &err);
-    assert_non_null(m);
-    json_t *n = node_obj("n1", 1, NULL);
-    fx_model_node_event(m, KUBE_ADDED, n);
-    json_decref(n);
+    struct fx_model *m = model_with_node("n1", 1);
     json_t *old = slice_pod_on("old", 60, "n1", 0);
     json_t *small = slice_pod_on("small", 10, "n1", 0);
     fx_model_pod_event(m, KUBE_ADDED, old);
@@ -783,7 +780,7 @@ static void test_model_wakes_what_may_fit(void **state)
     assert_int_equal(st.wakes, wakes0 + 2);
     assert_int_equal(st.pods_waiting, 1);
 
-    n = node_obj("n2", 1, NULL); /* a new node: w2 fits there */
+    json_t *n = node_obj("n2", 1, NULL); /* a new node: w2 fits there */
     fx_model_node_event(m, KUBE_ADDED, n);
     json_decref(n);
     assert_true(fx_model_next(m, &at));
@@ -824,11 +821,7 @@ static void test_model_bind_timeout_never_shares_gpu(void **state)
 {
     (void)state;
     struct flexpu_error err = {0};
-    struct fx_model *m = fx_model_new("flexpu-scheduler", "flexpu", 1, &err);
-    assert_non_null(m);
-    json_t *n = node_obj("n1", 1, NULL);
-    fx_model_node_event(m, KUBE_ADDED, n);
-    json_decref(n);
+    struct fx_model *m = model_with_node("n1", 1);
     json_t *a = pending_pod("a", 60, "2026-01-01T00:00:10Z");
     fx_model_pod_event(m, KUBE_ADDED, a);
     struct fx_attempt at;
@@ -886,10 +879,7 @@ static void test_model_bind_unsure_settles(void **state)
 {
     (void)state;
     struct flexpu_error err = {0};
-    struct fx_model *m = fx_model_new("flexpu-scheduler", "flexpu", 1, &err);
-    json_t *n = node_obj("n1", 2, NULL);
-    fx_model_node_event(m, KUBE_ADDED, n);
-    json_decref(n);
+    struct fx_model *m = model_with_node("n1", 2);
     json_t *a = pending_pod("a", 60, "2026-01-01T00:00:00Z");
     fx_model_pod_event(m, KUBE_ADDED, a);
     struct fx_attempt at;
@@ -1207,10 +1197,7 @@ static void test_bind_round_checks_lease(void **state)
     struct kube_client *c = loopback_client(srv.port);
     kube_client_set_timeouts(c, 2000, 0);
     struct flexpu_error err = {0};
-    struct fx_model *m = fx_model_new("flexpu-scheduler", "flexpu", 1, &err);
-    json_t *n = node_obj("n1", 1, NULL);
-    fx_model_node_event(m, KUBE_ADDED, n);
-    json_decref(n);
+    struct fx_model *m = model_with_node("n1", 1);
     json_t *a = pending_pod("a", 60, "2026-01-01T00:00:00Z");
     fx_model_pod_event(m, KUBE_ADDED, a);
 
@@ -1270,10 +1257,7 @@ static void test_binds_in_parallel(void **state)
     http_start(&srv);
     struct kube_client *c = loopback_client(srv.port);
     struct flexpu_error err = {0};
-    struct fx_model *m = fx_model_new("flexpu-scheduler", "flexpu", 1, &err);
-    json_t *n = node_obj("n1", 8, NULL);
-    fx_model_node_event(m, KUBE_ADDED, n);
-    json_decref(n);
+    struct fx_model *m = model_with_node("n1", 8);
     json_t *pods[8];
     for (int i = 0; i < 8; i++) {
         char uid[8];
@@ -1319,10 +1303,7 @@ static void test_bind_not_sent_past_lease(void **state)
     struct kube_client *c = loopback_client(srv.port);
     kube_client_set_timeouts(c, 1000, 0);
     struct flexpu_error err = {0};
-    struct fx_model *m = fx_model_new("flexpu-scheduler", "flexpu", 1, &err);
-    json_t *n = node_obj("n1", 1, NULL);
-    fx_model_node_event(m, KUBE_ADDED, n);
-    json_decref(n);
+    struct fx_model *m = model_with_node("n1", 1);
     json_t *a = pending_pod("a", 40, "2026-01-01T00:00:00Z");
     json_t *bp = pending_pod("b", 40, "2026-01-01T00:00:01Z");
     fx_model_pod_event(m, KUBE_ADDED, a);
@@ -1365,10 +1346,7 @@ static void test_settle_round_reads_back(void **state)
     struct kube_client *c = loopback_client(srv.port);
     kube_client_set_timeouts(c, 2000, 0);
     struct flexpu_error err = {0};
-    struct fx_model *m = fx_model_new("flexpu-scheduler", "flexpu", 1, &err);
-    json_t *n = node_obj("n1", 1, NULL);
-    fx_model_node_event(m, KUBE_ADDED, n);
-    json_decref(n);
+    struct fx_model *m = model_with_node("n1", 1);
     json_t *a = pending_pod("a", 60, "2026-01-01T00:00:00Z");
     fx_model_pod_event(m, KUBE_ADDED, a);
     struct fx_binder b = {.c = c, .identity = "me"};
