@@ -34,6 +34,7 @@
 #include "node/gpus.h"
 #include "node/grpc.h"
 #include "node/metrics.h"
+#include "util/promserve.h"
 #include "node/plugin.h"
 #include "node/slices.h"
 
@@ -322,17 +323,6 @@ static void usage(FILE *f)
             "  --log-level LEVEL         debug, info, warn, error (info)\n");
 }
 
-static int parse_port(const char *s, int *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || *end || !*s || v < 0 || v > 65535)
-        return -1;
-    *out = (int)v;
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
     struct agent a = {.root = "/var/lib/flexpu",
@@ -379,7 +369,7 @@ int main(int argc, char **argv)
             break;
         case 'a': metrics_addr = optarg; break;
         case 'p':
-            if (parse_port(optarg, &metrics_port)) {
+            if (fx_prom_parse_port(optarg, &metrics_port)) {
                 fprintf(stderr, "flexpu-node: --metrics-port: invalid value '%s': want 0-65535\n",
                         optarg);
                 return 2;

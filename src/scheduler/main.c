@@ -160,17 +160,6 @@ static int metrics_health(void *ctx, char *why, size_t len)
     return fx_sched_metrics_health(ctx, fx_mono_ms(), why, len);
 }
 
-static int parse_port(const char *s, int *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || *end || !*s || v < 0 || v > 65535)
-        return -1;
-    *out = (int)v;
-    return 0;
-}
-
 /* ---- main ---- */
 
 static void usage(FILE *f)
@@ -256,7 +245,7 @@ int main(int argc, char **argv)
         }
         case 'a': metrics_addr = optarg; break;
         case 'P':
-            if (parse_port(optarg, &metrics_port)) {
+            if (fx_prom_parse_port(optarg, &metrics_port)) {
                 fprintf(stderr, "flexpu-scheduler: --metrics-port: invalid value '%s': "
                                 "want 0-65535\n", optarg);
                 return 2;

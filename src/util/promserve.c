@@ -2,10 +2,22 @@
 #include "util/promserve.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <microhttpd.h>
+
+int fx_prom_parse_port(const char *s, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || !*s || v < 0 || v > 65535)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
 
 void fx_prom_label(FILE *f, const char *s)
 {

@@ -26,6 +26,9 @@ struct fx_promserve *fx_promserve_start(const char *addr, int port, fx_prom_rend
                                         struct flexpu_error *err);
 void fx_promserve_stop(struct fx_promserve *s);
 
+/* A --metrics-port value: a whole number 0-65535 (0: off). -1 otherwise. */
+int fx_prom_parse_port(const char *s, int *out);
+
 /* "# HELP name text" and "# TYPE name type". */
 void fx_prom_help(FILE *f, const char *name, const char *type, const char *text);
 /* s as a label value: backslash, quote and newline escaped. */
