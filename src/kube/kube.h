@@ -112,6 +112,11 @@ struct kube_watch_opts {
     int page_size;              /* list page (limit); 0: 500 */
     int timeout_s;              /* server-side watch timeout; 0: 300 */
     volatile int *stop;         /* polled; the loop returns 0 when it becomes non-zero */
+    /* If not NULL, the HTTP status of the last list attempt (0: no answer),
+     * so a caller can tell a collection that does not exist (404: a CRD not
+     * installed) or may not be read (403) from one still loading; the loop
+     * retries either way. */
+    volatile long *list_status;
 };
 
 /* Lists (page by page, so memory stays bounded by one page) and then watches

@@ -171,6 +171,8 @@ static int list_all(struct kube_client *c, const struct kube_watch_opts *o, stru
         long status;
         json_t *page;
         rc = kube_request_list(c, path, &status, &page, err);
+        if (o->list_status)
+            *o->list_status = status;
         if (rc)
             return rc;
         json_t *items = json_object_get(page, "items");
