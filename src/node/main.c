@@ -40,6 +40,9 @@
 
 #define COMP "node"
 #define ENDPOINT "flexpu-gpu.sock"
+/* Above the 10 s the kubelet may spend dialing a plugin's socket back
+ * while it handles Register. */
+#define REGISTER_TIMEOUT_MS 15000
 
 static volatile int stop_flag;
 
@@ -233,6 +236,16 @@ static void *watch_main(void *p)
 static int serve_and_register(struct agent *a)
 {
     struct flexpu_error err = {0};
+    struct stat st;
+    if (a->grpc && stat(a->sock, &st) != 0) {
+        /* Our socket was removed before the kubelet took it (the kubelet
+         * cleaning its directory, an operator): a server nobody can dial
+         * would be registered in vain. */
+        FX_INFO(COMP, "the device plugin's socket is gone; serving it again", "socket=%s",
+                a->sock);
+        fx_grpc_server_stop(a->grpc);
+        a->grpc = NULL;
+    }
     if (!a->grpc) {
         a->grpc = fx_grpc_server_start(a->sock, fx_plugin_methods, a->plugin, &err);
         if (!a->grpc) {
@@ -245,8 +258,10 @@ static int serve_and_register(struct agent *a)
     if (fx_plugin_register_request(ENDPOINT, &msg, &len) != 0)
         return -1;
     struct fx_grpc_reply r;
-    int rc = fx_grpc_call(a->kubelet_sock, "/v1beta1.Registration/Register", msg, len, 5000, &r,
-                          &err);
+    /* Waiting less than the kubelet may take to answer would call a
+     * registration that went through a failure, and register again. */
+    int rc = fx_grpc_call(a->kubelet_sock, "/v1beta1.Registration/Register", msg, len,
+                          REGISTER_TIMEOUT_MS, &r, &err);
     free(msg);
     if (rc) {
         /* Every second while the kubelet is away: say so now and then. */
@@ -261,7 +276,6 @@ static int serve_and_register(struct agent *a)
                  r.status, r.message);
         return -1;
     }
-    struct stat st;
     a->kubelet_ino = stat(a->kubelet_sock, &st) == 0 ? st.st_ino : 0;
     a->registered = true;
     FX_INFO(COMP, "registered with the kubelet", "resource=%s endpoint=%s gpus=%d",

@@ -124,6 +124,12 @@ wait_for 30 "the scheduler (with its service account) did not bind 6 pods" bound
 pass "flexpu-scheduler, running as its service account, binds 6 pods to the agent's node"
 
 # --- a kubelet built from the official stubs drives the device plugin ---
+# Its socket removed before any kubelet registered it (a kubelet cleaning its
+# directory at start): the agent serves it again, and the registration below
+# dials the new one.
+wait_for 10 "flexpu-node does not serve its device plugin socket" test -S "$work/dp/flexpu-gpu.sock"
+rm -f "$work/dp/flexpu-gpu.sock"
+wait_for 10 "flexpu-node did not serve its removed socket again" test -S "$work/dp/flexpu-gpu.sock"
 "$bin/dppeer" --dir "$work/dp" --podresources "$work/podresources.sock" \
   --kubeconfig "$KUBECONFIG" --node gpu-1 --gpus 8 --lost-file "$lost" --pods 6 --timeout 150 \
   >"$work/dppeer.log" 2>&1 || fail "dppeer failed"
