@@ -55,7 +55,8 @@ pass "helm lint --strict, with the default values and with overrides"
 # YAML to JSON, one array of objects, through kubectl's client-side dry run
 # (it knows every built-in kind from the API server's discovery).
 tojson() { kubectl create --dry-run=client -o json -f - | jq -s .; }
-render() { helm template "$@" "$chart" | tojson; }
+# --include-crds: the Queue CRD in crds/ is part of what deploy/ applies.
+render() { helm template --include-crds "$@" "$chart" | tojson; }
 # obj JSON KIND NAME: one object.
 obj() { jq --arg k "$2" --arg n "$3" '.[] | select(.kind == $k and .metadata.name == $n)' <<<"$1"; }
 
