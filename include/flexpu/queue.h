@@ -59,6 +59,9 @@ struct flexpu_queue_status {
     int64_t pending[FLEXPU_RES_COUNT_];
     int64_t fair_share[FLEXPU_RES_COUNT_];
     bool orphan; /* names a parent that does not exist: treated as top level */
+    bool removed; /* removed while its pods still held or waited for something: it
+                   * keeps its place in the tree with guarantee 0, weight 0 and no
+                   * limit until they are released, and no name lookup finds it */
 };
 
 struct flexpu_queues;
@@ -107,12 +110,20 @@ bool flexpu_queues_within_limit(const struct flexpu_queues *q, int id,
  * ordering between siblings). Lower is served first. */
 double flexpu_queues_usage(const struct flexpu_queues *q, int id);
 
+/* The serving order between two queues: at their nearest common ancestor,
+ * the side with the lower usage first (a queue's own pods, next to its
+ * children, count against the part of its fair share they were given);
+ * ties by name, then id. <0: a is served first, >0: b, 0: a == b. */
+int flexpu_queues_compare(const struct flexpu_queues *q, int a, int b);
+
 /* Whether a pod of queue `taker` asking `amount` may take back capacity
  * held by a pod of queue `victim` holding `victim_amount`: below the two
  * queues' nearest common ancestor, the taker's side stays at or under its
- * fair share with the amount added, and the victim's side stays at or above
- * its fair share with the victim's taken away. Never within one queue
- * (priority decides there). */
+ * fair share with the amount added (in every resource it asks for), and the
+ * victim's side stays at or above its fair share with the victim's taken
+ * away (in every resource the victim holds that the taker asks for: a
+ * victim that frees nothing the taker asks for is refused). Never within
+ * one queue (priority decides there). */
 bool flexpu_queues_may_reclaim(const struct flexpu_queues *q, int taker,
                                const int64_t amount[FLEXPU_RES_COUNT_], int victim,
                                const int64_t victim_amount[FLEXPU_RES_COUNT_]);
