@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "flexpu/log.h"
+#include "flexpu/queue.h"
 #include "flexpu/rng.h"
 #include "flexpu/sched.h"
 #include "kube/contract.h"
@@ -14,6 +15,7 @@
 
 #define SHAPES_MAX  128
 #define COMP        "model"
+#define LABEL_QUEUE "flexpu.io/queue"
 
 enum pod_state {
     POD_QUEUED,  /* ours, waiting in the heap */
@@ -42,7 +44,18 @@ struct pod {
     char *allocation;   /* the recorded annotation (NULL when none) */
     char created[40];
     uint64_t seq;
-    int heap;           /* index in the queue heap, -1 when not queued */
+    int heap;           /* index in its heap, -1 when not queued */
+    int hq;             /* which heap: a queue id, or LOOSE */
+    /* Its queue (flexpu.io/queue, or the default one): qname as labelled
+     * (NULL: none), qid resolved (-1: not a member, or the queue does not
+     * exist yet: noqueue), and what is charged to it now (qheld: 0 nothing,
+     * 1 pending, 2 allocated; qamt the amount, in queue qheld_id). */
+    char *qname;
+    int qid;
+    bool noqueue;
+    bool limited;       /* waits because its queue is at a limit */
+    int qheld, qheld_id;
+    int64_t qamt[FLEXPU_RES_COUNT_];
     char *told;         /* the last message reported for it */
     char *problem;      /* why the pod is invalid */
     bool counted;       /* its shape is in the workload */
@@ -88,6 +101,7 @@ static void pod_free(struct pod *p)
     fx_free(p->allocation);
     fx_free(p->told);
     fx_free(p->problem);
+    fx_free(p->qname);
     flexpu_filter_free(p->filter);
     fx_free(p);
 }
@@ -114,13 +128,31 @@ struct shape {
     double cpu_sum; /* the shape's CPU is the mean of its pods' (flexpu weighs CPU per GPU) */
 };
 
+/* A binary heap of pods on (class priority desc, priority desc, created
+ * asc, seq asc). */
+struct pheap {
+    struct pod **h;
+    size_t n, cap;
+};
+
+#define LOOSE (-1)
+
 struct fx_model {
     struct flexpu_engine *e;
     struct flexpu_rng rng;
     char sched_name[256];
     struct fx_strmap pods, nodes;
-    struct pod **heap;
-    size_t nheap, capheap;
+    /* Pods to decide: one heap per queue (served in the queues' fair-share
+     * order) and the loose heap of pods that only need telling (invalid,
+     * or naming a queue that does not exist), served first. */
+    struct pheap *qh;   /* by queue id */
+    int nqh;
+    struct pheap loose;
+    struct flexpu_queues *queues;
+    bool shares_dirty;  /* demand, capacity or quotas changed since the last compute */
+    bool queue_freed;   /* a queue's allocation went down: limited pods may fit */
+    bool queues_changed; /* queues defined or removed: pods without one may have one */
+    int64_t gpu_mem_total; /* MiB of the GPUs in the engine (queues' capacity) */
     uint64_t seq;
     /* Capacity freed since the waiting pods were last woken: on these
      * engine nodes, or anywhere (changed_all: more than CHANGED_MAX nodes,
@@ -141,10 +173,12 @@ struct fx_model {
     int nunsure;       /* pods with unsure set */
 };
 
-/* ---- the queue: a binary heap on (priority desc, created asc, seq asc) ---- */
+/* ---- the queues' heaps ---- */
 
 static bool before(const struct pod *a, const struct pod *b)
 {
+    if (a->spec.class_priority != b->spec.class_priority)
+        return a->spec.class_priority > b->spec.class_priority;
     if (a->spec.priority != b->spec.priority)
         return a->spec.priority > b->spec.priority;
     int c = strcmp(a->created, b->created); /* RFC 3339 UTC sorts as text */
@@ -153,40 +187,65 @@ static bool before(const struct pod *a, const struct pod *b)
     return a->seq < b->seq;
 }
 
-static void heap_set(struct fx_model *m, size_t i, struct pod *p)
+static void heap_set(struct pheap *h, size_t i, struct pod *p)
 {
-    m->heap[i] = p;
+    h->h[i] = p;
     p->heap = (int)i;
 }
 
-static void sift_up(struct fx_model *m, size_t i)
+static void sift_up(struct pheap *h, size_t i)
 {
-    struct pod *p = m->heap[i];
-    while (i > 0 && before(p, m->heap[(i - 1) / 2])) {
-        heap_set(m, i, m->heap[(i - 1) / 2]);
+    struct pod *p = h->h[i];
+    while (i > 0 && before(p, h->h[(i - 1) / 2])) {
+        heap_set(h, i, h->h[(i - 1) / 2]);
         i = (i - 1) / 2;
     }
-    heap_set(m, i, p);
+    heap_set(h, i, p);
 }
 
-static void sift_down(struct fx_model *m, size_t i)
+static void sift_down(struct pheap *h, size_t i)
 {
-    struct pod *p = m->heap[i];
+    struct pod *p = h->h[i];
     for (;;) {
         size_t l = 2 * i + 1, best = i;
         struct pod *bp = p;
-        if (l < m->nheap && before(m->heap[l], bp))
-            best = l, bp = m->heap[l];
-        if (l + 1 < m->nheap && before(m->heap[l + 1], bp))
-            best = l + 1, bp = m->heap[l + 1];
+        if (l < h->n && before(h->h[l], bp))
+            best = l, bp = h->h[l];
+        if (l + 1 < h->n && before(h->h[l + 1], bp))
+            best = l + 1, bp = h->h[l + 1];
         if (best == i)
             break;
-        heap_set(m, i, bp);
+        heap_set(h, i, bp);
         i = best;
     }
-    heap_set(m, i, p);
+    heap_set(h, i, p);
 }
 
+static struct pheap *heap_at(struct fx_model *m, int hq)
+{
+    return hq == LOOSE ? &m->loose : &m->qh[hq];
+}
+
+/* The heap a pod belongs in: its queue's, once it is valid and has one. */
+static int heap_for(const struct pod *p)
+{
+    return p->state == POD_INVALID || p->qid < 0 ? LOOSE : p->qid;
+}
+
+static bool heap_push(struct pheap *h, struct pod *p)
+{
+    if (h->n == h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 64;
+        struct pod **n = fx_realloc(h->h, cap * sizeof(*n));
+        if (!n)
+            return false;
+        h->h = n;
+        h->cap = cap;
+    }
+    heap_set(h, h->n++, p);
+    sift_up(h, h->n - 1);
+    return true;
+}
 static void wait_link(struct fx_model *m, struct pod *p)
 {
     if (p->wlinked)
@@ -215,7 +274,73 @@ static void wait_unlink(struct fx_model *m, struct pod *p)
     m->nwaiting--;
 }
 
-/* Every change of a pod's state goes here: it keeps the waiting list. */
+/* ---- queues: what each pod charges to its queue ---- */
+
+/* A pod's request in the queues' units (include/flexpu/queue.h). A slice
+ * without flexpu.io/gpu-memory charges no GPU memory: its default quota is
+ * only known once its GPU is. */
+static void pod_amount(const struct pod *p, int64_t a[FLEXPU_RES_COUNT_])
+{
+    const struct flexpu_pod_req *r = &p->req;
+    a[FLEXPU_RES_GPU] = r->num_gpu;
+    a[FLEXPU_RES_GPU_MILLI] = (int64_t)r->num_gpu * r->gpu_milli;
+    a[FLEXPU_RES_GPU_MEM] = (int64_t)r->num_gpu * r->gpu_mem_mib;
+    a[FLEXPU_RES_CPU] = r->cpu_milli;
+    a[FLEXPU_RES_MEM] = r->mem_mib;
+}
+
+/* Which queue a pod belongs to: ours join the one they name or the default
+ * one; other schedulers' pods only one they name (they hold capacity the
+ * queue's users asked for). A name with no queue leaves qid -1 and, for our
+ * pods, noqueue set: they wait, told why, until the queue exists. */
+static void queue_resolve(struct fx_model *m, struct pod *p)
+{
+    bool member = p->ours || p->qname;
+    int id = member ? flexpu_queues_find(m->queues, p->qname ? p->qname : FLEXPU_QUEUE_DEFAULT)
+                    : -1;
+    if (id >= m->nqh)
+        id = -1; /* cannot happen: the heaps grow with every queue defined */
+    p->qid = id;
+    p->noqueue = member && id < 0;
+}
+
+/* Keeps the pod's charge equal to what its state says: pending while it
+ * waits, allocated while it holds (assumed or bound), nothing otherwise. */
+static void queue_sync(struct fx_model *m, struct pod *p)
+{
+    int want = 0;
+    if (p->qid >= 0) {
+        if (p->state == POD_QUEUED || p->state == POD_WAITING)
+            want = 1;
+        else if (p->state == POD_ASSUMED || p->state == POD_BOUND)
+            want = 2;
+    }
+    int64_t amt[FLEXPU_RES_COUNT_];
+    pod_amount(p, amt);
+    bool same = p->qheld_id == p->qid && memcmp(amt, p->qamt, sizeof(amt)) == 0;
+    if (want == p->qheld && (!want || same))
+        return;
+    if (p->qheld == 1)
+        flexpu_queues_pending(m->queues, p->qheld_id, p->qamt, -1);
+    else if (p->qheld == 2) {
+        flexpu_queues_allocated(m->queues, p->qheld_id, p->qamt, -1);
+        m->queue_freed = true;
+    }
+    if (want == 1)
+        flexpu_queues_pending(m->queues, p->qid, amt, +1);
+    else if (want == 2)
+        flexpu_queues_allocated(m->queues, p->qid, amt, +1);
+    /* Fair shares follow demand (pending + allocated): a pod moving from
+     * one to the other leaves them as they are. */
+    if (!(same && p->qheld && want))
+        m->shares_dirty = true;
+    p->qheld = want;
+    p->qheld_id = p->qid;
+    memcpy(p->qamt, amt, sizeof(amt));
+}
+
+/* Every change of a pod's state goes here: it keeps the waiting list and
+ * the queues' charges. */
 static void set_state(struct fx_model *m, struct pod *p, enum pod_state st)
 {
     p->state = st;
@@ -223,6 +348,37 @@ static void set_state(struct fx_model *m, struct pod *p, enum pod_state st)
         wait_link(m, p);
     else
         wait_unlink(m, p);
+    queue_sync(m, p);
+}
+
+/* One heap per queue id. */
+static int heaps_fit(struct fx_model *m)
+{
+    int n = flexpu_queues_count(m->queues);
+    if (n <= m->nqh)
+        return 0;
+    struct pheap *h = fx_realloc(m->qh, (size_t)n * sizeof(*h));
+    if (!h)
+        return FLEXPU_ENOMEM;
+    memset(h + m->nqh, 0, (size_t)(n - m->nqh) * sizeof(*h));
+    m->qh = h;
+    m->nqh = n;
+    return 0;
+}
+
+static void compute_shares(struct fx_model *m)
+{
+    struct flexpu_stats s;
+    flexpu_engine_stats(m->e, &s);
+    int64_t cap[FLEXPU_RES_COUNT_] = {
+        [FLEXPU_RES_GPU] = s.gpus,
+        [FLEXPU_RES_GPU_MILLI] = s.gpu_milli_total,
+        [FLEXPU_RES_GPU_MEM] = m->gpu_mem_total,
+        [FLEXPU_RES_CPU] = s.cpu_milli_total,
+        [FLEXPU_RES_MEM] = s.mem_mib_total,
+    };
+    flexpu_queues_compute(m->queues, cap);
+    m->shares_dirty = false;
 }
 
 /* Capacity grew on engine node `id` (-1: somewhere unknown). */
@@ -239,24 +395,21 @@ static void capacity_freed(struct fx_model *m, int id)
         m->changed[m->nchanged++] = id;
 }
 
+static void dequeue(struct fx_model *m, struct pod *p);
+
 static void enqueue_as(struct fx_model *m, struct pod *p, enum pod_state st)
 {
     set_state(m, p, st);
-    if (p->heap >= 0)
+    int hq = heap_for(p);
+    if (p->heap >= 0 && p->hq == hq)
         return;
-    if (m->nheap == m->capheap) {
-        size_t cap = m->capheap ? m->capheap * 2 : 256;
-        struct pod **h = fx_realloc(m->heap, cap * sizeof(*h));
-        if (!h) {
-            FX_ERROR(COMP, "out of memory queueing a pod", "pod=%s/%s", STR(p->ns), STR(p->name));
-            set_state(m, p, POD_WAITING); /* retried at the next capacity change */
-            return;
-        }
-        m->heap = h;
-        m->capheap = cap;
+    dequeue(m, p);
+    if (!heap_push(heap_at(m, hq), p)) {
+        FX_ERROR(COMP, "out of memory queueing a pod", "pod=%s/%s", STR(p->ns), STR(p->name));
+        set_state(m, p, POD_WAITING); /* retried at the next capacity change */
+        return;
     }
-    heap_set(m, m->nheap++, p);
-    sift_up(m, m->nheap - 1);
+    p->hq = hq;
 }
 
 static void enqueue(struct fx_model *m, struct pod *p)
@@ -268,13 +421,14 @@ static void dequeue(struct fx_model *m, struct pod *p)
 {
     if (p->heap < 0)
         return;
+    struct pheap *h = heap_at(m, p->hq);
     size_t i = (size_t)p->heap;
     p->heap = -1;
-    if (--m->nheap == i)
+    if (--h->n == i)
         return;
-    heap_set(m, i, m->heap[m->nheap]);
-    sift_up(m, i);
-    sift_down(m, (size_t)m->heap[i]->heap);
+    heap_set(h, i, h->h[h->n]);
+    sift_up(h, i);
+    sift_down(h, (size_t)h->h[i]->heap);
 }
 
 /* ---- lifecycle ---- */
@@ -290,6 +444,11 @@ struct fx_model *fx_model_new(const char *scheduler_name, const char *policy, ui
     }
     if (flexpu_engine_set_policy(m->e, policy, err)) {
         fx_model_free(m);
+        return NULL;
+    }
+    if (!(m->queues = flexpu_queues_new()) || heaps_fit(m)) {
+        fx_model_free(m);
+        flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory creating the model's queues");
         return NULL;
     }
     snprintf(m->sched_name, sizeof(m->sched_name), "%s", scheduler_name);
@@ -311,7 +470,11 @@ void fx_model_free(struct fx_model *m)
         fx_free(v);
     fx_strmap_free(&m->pods);
     fx_strmap_free(&m->nodes);
-    fx_free(m->heap);
+    for (int i = 0; i < m->nqh; i++)
+        fx_free(m->qh[i].h);
+    fx_free(m->qh);
+    fx_free(m->loose.h);
+    flexpu_queues_free(m->queues);
     flexpu_engine_free(m->e);
     fx_free(m);
 }
@@ -467,6 +630,9 @@ static void node_out(struct fx_model *m, struct node *n)
         FX_ERROR(COMP, "removing a node failed", "node=%s error=\"%s\"", n->name, err.msg);
     memset(n->holds, 0, sizeof(n->holds));
     n->id = -1;
+    for (int i = 0; i < n->inv.ngpu; i++)
+        m->gpu_mem_total -= n->inv.gpus[i].mem_bytes / FX_MIB;
+    m->shares_dirty = true; /* the queues' capacity */
     /* The shapes' weights count the GPUs of each model (workload.c,
      * model_pressure): a node going takes its GPUs out of that count. */
     if (n->inv.ngpu)
@@ -499,6 +665,9 @@ static void node_in(struct fx_model *m, struct node *n, const struct fx_node_att
     }
     for (struct pod *p = n->pods; p; p = p->next)
         account(m, p, n);
+    for (int i = 0; i < n->inv.ngpu; i++)
+        m->gpu_mem_total += n->inv.gpus[i].mem_bytes / FX_MIB;
+    m->shares_dirty = true;
     if (n->inv.ngpu)
         m->shapes_dirty = true; /* its GPUs count in the model pressure (node_out) */
     /* An unhealthy GPU takes no new work: a hold takes what is left of it. */
@@ -644,6 +813,8 @@ static void forget(struct fx_model *m, struct pod *p)
     if (on && !on->seen && !on->pods)
         drop_node(m, on); /* the last pod of a node that is gone */
     wait_unlink(m, p);
+    p->qid = -1;
+    queue_sync(m, p); /* its charge off its queue */
     fx_strmap_del(&m->pods, p->uid);
     pod_free(p);
 }
@@ -663,6 +834,8 @@ static int read_pod(struct fx_model *m, struct pod *p, json_t *obj, struct flexp
     snprintf(p->created, sizeof(p->created), "%s", created ? created : "");
     str_set(&p->node, node);
     str_set(&p->allocation, alloc);
+    json_t *labels = json_object_get(json_object_get(obj, "metadata"), "labels");
+    str_set(&p->qname, json_string_value(json_object_get(labels, LABEL_QUEUE)));
     p->ours = sched && strcmp(sched, m->sched_name) == 0;
     /* Node constraints matter only while the pod waits for us to place it. */
     flexpu_filter_free(p->filter);
@@ -748,6 +921,8 @@ void fx_model_pod_event(struct fx_model *m, enum kube_event ev, json_t *obj)
         }
         snprintf(p->uid, sizeof(p->uid), "%s", uid);
         p->heap = -1;
+        p->hq = LOOSE;
+        p->qid = -1;
         p->seq = ++m->seq;
         p->state = POD_QUEUED;
         p->gen = m->pod_gen;
@@ -760,6 +935,11 @@ void fx_model_pod_event(struct fx_model *m, enum kube_event ev, json_t *obj)
     char *assumed_alloc = assumed && p->allocation ? fx_strdup(p->allocation) : NULL;
     bool alloc_lost = assumed && p->allocation && !assumed_alloc;
     int bad = read_pod(m, p, obj, &err);
+    int old_qid = p->qid;
+    queue_resolve(m, p);
+    if (p->qid != old_qid && p->state == POD_WAITING)
+        p->limited = false; /* another queue's limits */
+    queue_sync(m, p);
     bool same_alloc = !alloc_lost && strcmp(STR(assumed_alloc), STR(p->allocation)) == 0;
     fx_free(assumed_alloc);
     if (bound) {
@@ -811,10 +991,20 @@ void fx_model_pod_event(struct fx_model *m, enum kube_event ev, json_t *obj)
  * per change anywhere, nor a walk over every pod. */
 static void wake_waiting(struct fx_model *m)
 {
-    if (!m->changed_all && m->nchanged == 0)
+    if (!m->changed_all && m->nchanged == 0 && !m->queue_freed)
         return;
     for (struct pod *p = m->waiting, *next; p; p = next) {
         next = p->wnext;
+        /* A pod held back by its queue's limit may go once a queue's
+         * allocation went down (which queue matters little: limits nest);
+         * one without a queue, once the queue is defined (fx_model_queue_set). */
+        if (p->limited || p->noqueue) {
+            if (p->limited && m->queue_freed) {
+                m->wakes++;
+                enqueue(m, p);
+            }
+            continue;
+        }
         bool may = m->changed_all;
         for (int i = 0; !may && i < m->nchanged; i++) {
             m->wake_checks++;
@@ -827,6 +1017,7 @@ static void wake_waiting(struct fx_model *m)
     }
     m->nchanged = 0;
     m->changed_all = false;
+    m->queue_freed = false;
 }
 
 /* Places a pod. A slice without flexpu.io/gpu-memory gets a memory quota
@@ -873,17 +1064,52 @@ static void fill(struct fx_attempt *a, const struct pod *p, enum fx_outcome o)
     snprintf(a->uid, sizeof(a->uid), "%s", p->uid);
 }
 
+/* The heap to serve next: pods that only need telling first, then the
+ * queue furthest below its fair share (flexpu_queues_compare). */
+static struct pheap *next_heap(struct fx_model *m)
+{
+    if (m->loose.n)
+        return &m->loose;
+    if (m->shares_dirty)
+        compute_shares(m);
+    int best = -1;
+    for (int i = 0; i < m->nqh; i++)
+        if (m->qh[i].n && (best < 0 || flexpu_queues_compare(m->queues, i, best) < 0))
+            best = i;
+    return best < 0 ? NULL : &m->qh[best];
+}
+
 bool fx_model_next(struct fx_model *m, struct fx_attempt *a)
 {
     wake_waiting(m);
     fx_model_refresh_workload(m);
-    while (m->nheap > 0) {
-        struct pod *p = m->heap[0];
+    struct pheap *h;
+    while ((h = next_heap(m))) {
+        struct pod *p = h->h[0];
         dequeue(m, p);
         if (p->state == POD_INVALID) {
             fill(a, p, FX_INVALID);
             snprintf(a->message, sizeof(a->message), "%s", STR(p->problem));
             str_set(&p->told, p->problem);
+            return true;
+        }
+        char held[400] = "";
+        if (p->noqueue)
+            snprintf(held, sizeof(held),
+                     "queue \"%.100s\" does not exist (label " LABEL_QUEUE "): the pod waits "
+                     "until a Queue of that name is created",
+                     STR(p->qname));
+        int64_t amt[FLEXPU_RES_COUNT_];
+        pod_amount(p, amt);
+        p->limited = !p->noqueue &&
+                     !flexpu_queues_within_limit(m->queues, p->qid, amt, held, sizeof(held));
+        if (held[0] && (p->noqueue || p->limited)) {
+            set_state(m, p, POD_WAITING);
+            if (strcmp(held, STR(p->told)) == 0)
+                continue; /* said already */
+            str_set(&p->told, held);
+            fill(a, p, FX_WAIT);
+            snprintf(a->message, sizeof(a->message), "%s", held);
             return true;
         }
         struct flexpu_placement pl;
@@ -1048,6 +1274,79 @@ void fx_model_stats(const struct fx_model *m, struct fx_model_stats *o)
         o->pods_invalid += p->state == POD_INVALID;
         o->pods_unsure += p->unsure;
     }
+}
+
+/* ---- queues ---- */
+
+int fx_model_queue_set(struct fx_model *m, const struct flexpu_queue_info *info,
+                       struct flexpu_error *err)
+{
+    int rc = flexpu_queues_set(m->queues, info, NULL, err);
+    if (rc)
+        return rc;
+    if (heaps_fit(m)) {
+        /* The queue exists but its pods cannot be queued: set it aside
+         * so they keep waiting, told why, rather than never being served. */
+        flexpu_queues_remove(m->queues, info->name, NULL);
+        flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory adding queue %s", info->name);
+        return FLEXPU_ENOMEM;
+    }
+    m->shares_dirty = true;
+    /* Pods that named it before it existed join it now, and pods held back
+     * by a limit are tried again against the new one. O(pods): queues
+     * change rarely. */
+    const char *k;
+    void *v;
+    for (size_t i = 0; fx_strmap_next(&m->pods, &i, &k, &v);) {
+        struct pod *p = v;
+        if (p->qid < 0 && (p->ours || p->qname)) {
+            queue_resolve(m, p);
+            queue_sync(m, p);
+            if (p->state == POD_WAITING && !p->noqueue)
+                enqueue(m, p);
+        } else if (p->limited && p->state == POD_WAITING) {
+            enqueue(m, p);
+        }
+    }
+    return 0;
+}
+
+int fx_model_queue_remove(struct fx_model *m, const char *name, struct flexpu_error *err)
+{
+    int id = flexpu_queues_find(m->queues, name);
+    if (id < 0)
+        return 0; /* gone already */
+    int rc = flexpu_queues_remove(m->queues, name, err);
+    if (rc)
+        return rc;
+    m->shares_dirty = true;
+    if (flexpu_queues_find(m->queues, name) == id)
+        return 0; /* the default queue: reset, still there */
+    /* Its waiting pods have no queue now: they wait, told why. What its
+     * bound pods hold stays charged to it until they end. */
+    const char *k;
+    void *v;
+    for (size_t i = 0; fx_strmap_next(&m->pods, &i, &k, &v);) {
+        struct pod *p = v;
+        if (p->qid != id || !(p->state == POD_QUEUED || p->state == POD_WAITING))
+            continue;
+        queue_resolve(m, p);
+        p->limited = false;
+        enqueue(m, p); /* to the loose heap, to be told */
+    }
+    return 0;
+}
+
+int fx_model_queue_count(const struct fx_model *m)
+{
+    return flexpu_queues_count(m->queues);
+}
+
+bool fx_model_queue_get(struct fx_model *m, int id, struct flexpu_queue_status *out)
+{
+    if (m->shares_dirty)
+        compute_shares(m);
+    return flexpu_queues_get(m->queues, id, out);
 }
 
 int fx_model_check(const struct fx_model *m, struct flexpu_error *err)

@@ -21,6 +21,7 @@
 #include <jansson.h>
 
 #include "flexpu/error.h"
+#include "flexpu/queue.h"
 #include "kube/kube.h"
 
 struct fx_model;
@@ -99,6 +100,27 @@ struct fx_model_stats {
     uint64_t wake_checks; /* waiting pods tested against a changed node */
 };
 void fx_model_stats(const struct fx_model *m, struct fx_model_stats *out);
+
+/* ---- queues (docs/QUEUES.md) ----
+ *
+ * Pending pods are served queue by queue, the queue furthest below its
+ * fair share first, and by class priority, priority and age within a
+ * queue. A pod joins the queue its flexpu.io/queue label names, or the
+ * default one; a pod naming a queue that does not exist waits, told so,
+ * until it does; a pod its queue's limit (or an ancestor's) cannot take
+ * waits until the queue's allocation goes down or the limit changes.
+ *
+ * Adds or updates a queue (FLEXPU_EINVAL naming the field for a bad one:
+ * the queues are then as they were). */
+int fx_model_queue_set(struct fx_model *m, const struct flexpu_queue_info *info,
+                       struct flexpu_error *err);
+/* Removes a queue: its waiting pods wait for a queue again; what its bound
+ * pods hold stays charged to it until they end. */
+int fx_model_queue_remove(struct fx_model *m, const char *name, struct flexpu_error *err);
+/* Queue ids are 0..count-1 (some unused); get is false for those. Shares
+ * are recomputed first when demand or capacity changed. */
+int fx_model_queue_count(const struct fx_model *m);
+bool fx_model_queue_get(struct fx_model *m, int id, struct flexpu_queue_status *out);
 
 /* Engine invariants (tests). */
 int fx_model_check(const struct fx_model *m, struct flexpu_error *err);

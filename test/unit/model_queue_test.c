@@ -1,0 +1,312 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The scheduler's model with queues: which pods it binds when queues with
+ * guarantees, weights and limits compete for one node, and how pods naming
+ * a queue that does not exist, or held by a limit, come back. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "flexpu/queue.h"
+#include "scheduler/model.h"
+
+/* A Ready node with n A100s (80 GiB), 64 CPUs and 256 GiB. */
+static void add_node(struct fx_model *m, const char *name, int ngpu)
+{
+    json_t *inv = json_array();
+    for (int i = 0; i < ngpu; i++) {
+        char uuid[64];
+        snprintf(uuid, sizeof(uuid), "GPU-%s-%d", name, i);
+        json_array_append_new(inv, json_pack("{s:s, s:s, s:I}", "uuid", uuid, "model", "A100",
+                                             "memory", (json_int_t)85899345920LL));
+    }
+    char *text = json_dumps(inv, JSON_COMPACT);
+    json_t *n = json_pack("{s:{s:s, s:{s:s}}, s:{}, s:{s:{s:s, s:s}}}", "metadata", "name", name,
+                          "annotations", "flexpu.io/gpus", text, "spec", "status", "allocatable",
+                          "cpu", "64", "memory", "256Gi");
+    assert_non_null(n);
+    fx_model_node_event(m, KUBE_ADDED, n);
+    json_decref(n);
+    free(text);
+    json_decref(inv);
+}
+
+/* A pending pod of ours asking `gpus` whole GPUs, in queue q (NULL: no
+ * label), created at second `sec`. */
+static json_t *queued_pod(const char *uid, const char *q, int gpus, int sec)
+{
+    char created[40], n[16];
+    snprintf(created, sizeof(created), "2026-01-01T00:00:%02dZ", sec);
+    snprintf(n, sizeof(n), "%d", gpus);
+    json_t *labels = json_object();
+    if (q)
+        json_object_set_new(labels, "flexpu.io/queue", json_string(q));
+    json_t *p = json_pack("{s:{s:s, s:s, s:s, s:s, s:o}, s:{s:s, s:[{s:s, s:{s:{s:s, s:s}}}]}}",
+                          "metadata", "name", uid, "namespace", "t", "uid", uid,
+                          "creationTimestamp", created, "labels", labels, "spec", "schedulerName",
+                          "flexpu-scheduler", "containers", "name", "c", "resources", "limits",
+                          "cpu", "1", "flexpu.io/gpu", n);
+    assert_non_null(p);
+    return p;
+}
+
+static void add_pod(struct fx_model *m, const char *uid, const char *q, int gpus, int sec)
+{
+    json_t *p = queued_pod(uid, q, gpus, sec);
+    fx_model_pod_event(m, KUBE_ADDED, p);
+    json_decref(p);
+}
+
+static struct fx_model *model(void)
+{
+    struct flexpu_error err = {0};
+    struct fx_model *m = fx_model_new("flexpu-scheduler", "flexpu", 1, &err);
+    if (!m)
+        fail_msg("fx_model_new: %s", err.msg);
+    return m;
+}
+
+static void set_queue(struct fx_model *m, const char *name, const char *parent, int64_t gpu_guar,
+                      int64_t gpu_limit, double weight)
+{
+    struct flexpu_queue_info q = {.name = name, .parent = parent, .weight = weight};
+    for (int r = 0; r < FLEXPU_RES_COUNT_; r++)
+        q.limit[r] = FLEXPU_QUEUE_UNLIMITED;
+    q.guaranteed[FLEXPU_RES_GPU] = gpu_guar;
+    q.limit[FLEXPU_RES_GPU] = gpu_limit;
+    struct flexpu_error err = {0};
+    if (fx_model_queue_set(m, &q, &err))
+        fail_msg("fx_model_queue_set %s: %s", name, err.msg);
+}
+
+/* Runs the model until it has nothing to do; counts binds by the uid's
+ * first letter (the tests name pods after their queue) and keeps the last
+ * wait message of any pod whose uid starts with `watch`. */
+struct tally {
+    int binds[26];
+    int waits;
+    char msg[400];
+};
+
+static void drain(struct fx_model *m, struct tally *t, char watch)
+{
+    struct fx_attempt at;
+    while (fx_model_next(m, &at)) {
+        if (at.outcome == FX_BIND) {
+            t->binds[at.uid[0] - 'a']++;
+            fx_model_bind_done(m, at.uid, 0, 0);
+        } else if (at.outcome == FX_WAIT) {
+            t->waits++;
+            if (at.uid[0] == watch)
+                snprintf(t->msg, sizeof(t->msg), "%s", at.message);
+        } else {
+            fail_msg("pod %s invalid: %s", at.uid, at.message);
+        }
+    }
+    struct flexpu_error err = {0};
+    if (fx_model_check(m, &err))
+        fail_msg("model invariants: %s", err.msg);
+}
+
+/* Two queues each guaranteed half of an 8-GPU node, each asking for all
+ * of it, the first queue's pods all older: each gets its 4 (without queues
+ * the older pods would take all 8). */
+static void test_guarantees_split_the_node(void **state)
+{
+    (void)state;
+    struct fx_model *m = model();
+    add_node(m, "n1", 8);
+    set_queue(m, "a", NULL, 4, FLEXPU_QUEUE_UNLIMITED, 1);
+    set_queue(m, "b", NULL, 4, FLEXPU_QUEUE_UNLIMITED, 1);
+    char uid[16];
+    for (int i = 0; i < 8; i++) {
+        snprintf(uid, sizeof(uid), "a%d", i);
+        add_pod(m, uid, "a", 1, i);
+    }
+    for (int i = 0; i < 8; i++) {
+        snprintf(uid, sizeof(uid), "b%d", i);
+        add_pod(m, uid, "b", 1, 20 + i);
+    }
+    struct tally t = {0};
+    drain(m, &t, 0);
+    assert_int_equal(t.binds[0], 4);
+    assert_int_equal(t.binds[1], 4);
+    struct flexpu_queue_status st;
+    int a = -1;
+    for (int i = 0; i < fx_model_queue_count(m); i++)
+        if (fx_model_queue_get(m, i, &st) && strcmp(st.name, "a") == 0)
+            a = i;
+    assert_true(a >= 0);
+    assert_true(fx_model_queue_get(m, a, &st));
+    assert_int_equal(st.allocated[FLEXPU_RES_GPU], 4);
+    assert_int_equal(st.pending[FLEXPU_RES_GPU], 4);
+    assert_int_equal(st.fair_share[FLEXPU_RES_GPU], 4);
+    fx_model_free(m);
+}
+
+/* No guarantees, weights 1 and 3: the node splits 2 / 6. */
+static void test_weights_split_what_is_left(void **state)
+{
+    (void)state;
+    struct fx_model *m = model();
+    add_node(m, "n1", 8);
+    set_queue(m, "a", NULL, 0, FLEXPU_QUEUE_UNLIMITED, 1);
+    set_queue(m, "b", NULL, 0, FLEXPU_QUEUE_UNLIMITED, 3);
+    char uid[16];
+    for (int i = 0; i < 8; i++) {
+        snprintf(uid, sizeof(uid), "a%d", i);
+        add_pod(m, uid, "a", 1, i);
+        snprintf(uid, sizeof(uid), "b%d", i);
+        add_pod(m, uid, "b", 1, 20 + i);
+    }
+    struct tally t = {0};
+    drain(m, &t, 0);
+    assert_int_equal(t.binds[0], 2);
+    assert_int_equal(t.binds[1], 6);
+    fx_model_free(m);
+}
+
+/* A queue with no demand lends its guarantee: the busy one takes the node. */
+static void test_idle_queue_lends(void **state)
+{
+    (void)state;
+    struct fx_model *m = model();
+    add_node(m, "n1", 8);
+    set_queue(m, "a", NULL, 2, FLEXPU_QUEUE_UNLIMITED, 1);
+    set_queue(m, "b", NULL, 6, FLEXPU_QUEUE_UNLIMITED, 1);
+    char uid[16];
+    for (int i = 0; i < 10; i++) {
+        snprintf(uid, sizeof(uid), "a%d", i);
+        add_pod(m, uid, "a", 1, i);
+    }
+    struct tally t = {0};
+    drain(m, &t, 0);
+    assert_int_equal(t.binds[0], 8);
+    fx_model_free(m);
+}
+
+/* A limit holds pods back with a message naming it; a pod of the queue
+ * ending lets the next one go. */
+static void test_limit_holds_then_releases(void **state)
+{
+    (void)state;
+    struct fx_model *m = model();
+    add_node(m, "n1", 8);
+    set_queue(m, "a", NULL, 0, 2, 1);
+    add_pod(m, "a0", "a", 1, 0);
+    add_pod(m, "a1", "a", 1, 1);
+    add_pod(m, "a2", "a", 1, 2);
+    struct tally t = {0};
+    drain(m, &t, 'a');
+    assert_int_equal(t.binds[0], 2);
+    assert_int_equal(t.waits, 1);
+    if (!strstr(t.msg, "limit") || !strstr(t.msg, "a"))
+        fail_msg("the wait does not name the queue and its limit: %s", t.msg);
+    /* Nothing changes while the queue is full: no new message, no bind. */
+    struct tally t2 = {0};
+    drain(m, &t2, 'a');
+    assert_int_equal(t2.binds[0] + t2.waits, 0);
+    /* a0 ends: a2 goes. */
+    json_t *p = queued_pod("a0", "a", 1, 0);
+    fx_model_pod_event(m, KUBE_DELETED, p);
+    json_decref(p);
+    struct tally t3 = {0};
+    drain(m, &t3, 'a');
+    assert_int_equal(t3.binds[0], 1);
+    fx_model_free(m);
+}
+
+/* A parent's limit binds its children together. */
+static void test_parent_limit_caps_children(void **state)
+{
+    (void)state;
+    struct fx_model *m = model();
+    add_node(m, "n1", 8);
+    set_queue(m, "org", NULL, 0, 3, 1);
+    set_queue(m, "c1", "org", 0, FLEXPU_QUEUE_UNLIMITED, 1);
+    set_queue(m, "d1", "org", 0, FLEXPU_QUEUE_UNLIMITED, 1);
+    char uid[16];
+    for (int i = 0; i < 4; i++) {
+        snprintf(uid, sizeof(uid), "c%d", i);
+        add_pod(m, uid, "c1", 1, i);
+        snprintf(uid, sizeof(uid), "d%d", i);
+        add_pod(m, uid, "d1", 1, 10 + i);
+    }
+    struct tally t = {0};
+    drain(m, &t, 'c');
+    assert_int_equal(t.binds['c' - 'a'] + t.binds['d' - 'a'], 3);
+    assert_true(t.binds['c' - 'a'] >= 1 && t.binds['d' - 'a'] >= 1);
+    fx_model_free(m);
+}
+
+/* A pod naming a queue nobody created waits, told so; creating the queue
+ * lets it go. */
+static void test_missing_queue_waits_until_created(void **state)
+{
+    (void)state;
+    struct fx_model *m = model();
+    add_node(m, "n1", 8);
+    add_pod(m, "g0", "ghost", 1, 0);
+    struct tally t = {0};
+    drain(m, &t, 'g');
+    assert_int_equal(t.binds['g' - 'a'], 0);
+    assert_non_null(strstr(t.msg, "queue \"ghost\" does not exist"));
+    set_queue(m, "ghost", NULL, 1, FLEXPU_QUEUE_UNLIMITED, 1);
+    struct tally t2 = {0};
+    drain(m, &t2, 'g');
+    assert_int_equal(t2.binds['g' - 'a'], 1);
+    /* Removing the queue leaves the bound pod charged to it, and a new pod
+     * naming it waits again. */
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_model_queue_remove(m, "ghost", &err), 0);
+    add_pod(m, "g1", "ghost", 1, 5);
+    struct tally t3 = {0};
+    drain(m, &t3, 'g');
+    assert_int_equal(t3.binds['g' - 'a'], 0);
+    assert_non_null(strstr(t3.msg, "does not exist"));
+    fx_model_free(m);
+}
+
+/* Pods without a label share the default queue with its defaults. */
+static void test_unlabelled_pods_use_default(void **state)
+{
+    (void)state;
+    struct fx_model *m = model();
+    add_node(m, "n1", 2);
+    add_pod(m, "x0", NULL, 1, 0);
+    add_pod(m, "x1", NULL, 1, 1);
+    add_pod(m, "x2", NULL, 1, 2);
+    struct tally t = {0};
+    drain(m, &t, 'x');
+    assert_int_equal(t.binds['x' - 'a'], 2);
+    int d = -1;
+    struct flexpu_queue_status st;
+    for (int i = 0; i < fx_model_queue_count(m); i++)
+        if (fx_model_queue_get(m, i, &st) && strcmp(st.name, FLEXPU_QUEUE_DEFAULT) == 0)
+            d = i;
+    assert_true(d >= 0 && fx_model_queue_get(m, d, &st));
+    assert_int_equal(st.allocated[FLEXPU_RES_GPU], 2);
+    assert_int_equal(st.pending[FLEXPU_RES_GPU], 1);
+    assert_int_equal(st.allocated[FLEXPU_RES_CPU], 2000);
+    fx_model_free(m);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_guarantees_split_the_node),
+        cmocka_unit_test(test_weights_split_what_is_left),
+        cmocka_unit_test(test_idle_queue_lends),
+        cmocka_unit_test(test_limit_holds_then_releases),
+        cmocka_unit_test(test_parent_limit_caps_children),
+        cmocka_unit_test(test_missing_queue_waits_until_created),
+        cmocka_unit_test(test_unlabelled_pods_use_default),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
