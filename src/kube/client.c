@@ -234,24 +234,31 @@ int kube_status_error(long status, const char *method, const char *path, const c
 }
 
 static int request(struct kube_client *c, const char *method, const char *path, json_t *body,
-                   const char *ctype, int timeout_ms, long *status, json_t **out,
-                   struct flexpu_error *err);
+                   const char *ctype, int timeout_ms, bool error_body, long *status,
+                   json_t **out, struct flexpu_error *err);
 
 int kube_request(struct kube_client *c, const char *method, const char *path, json_t *body,
                  const char *ctype, long *status, json_t **out, struct flexpu_error *err)
 {
-    return request(c, method, path, body, ctype, c->object_ms, status, out, err);
+    return request(c, method, path, body, ctype, c->object_ms, false, status, out, err);
+}
+
+int kube_request_status(struct kube_client *c, const char *method, const char *path,
+                        json_t *body, const char *ctype, long *status, json_t **out,
+                        struct flexpu_error *err)
+{
+    return request(c, method, path, body, ctype, c->object_ms, true, status, out, err);
 }
 
 int kube_request_list(struct kube_client *c, const char *path, long *status, json_t **out,
                       struct flexpu_error *err)
 {
-    return request(c, "GET", path, NULL, NULL, c->list_ms, status, out, err);
+    return request(c, "GET", path, NULL, NULL, c->list_ms, false, status, out, err);
 }
 
 static int request(struct kube_client *c, const char *method, const char *path, json_t *body,
-                   const char *ctype, int timeout_ms, long *status, json_t **out,
-                   struct flexpu_error *err)
+                   const char *ctype, int timeout_ms, bool error_body, long *status,
+                   json_t **out, struct flexpu_error *err)
 {
     char url[4096];
     char *text = NULL;
@@ -291,6 +298,8 @@ static int request(struct kube_client *c, const char *method, const char *path, 
     curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, status);
     if (*status < 200 || *status > 299) {
         rc = kube_status_error(*status, method, path, b.p, b.len, err);
+        if (error_body && out && b.len)
+            *out = json_loadb(b.p, b.len, 0, NULL); /* NULL when not JSON */
         goto out;
     }
     if (out && b.len) {

@@ -14,6 +14,14 @@ typedef int (*kube_sink)(const char *buf, size_t len, void *ctx);
 int kube_stream_get(struct kube_client *c, const char *path, kube_sink sink, void *ctx,
                     volatile int *stop, long *status, struct flexpu_error *err);
 
+/* As kube_request, but when the server answers a non-2xx status with a JSON
+ * body (a Status object), *out receives it too (the caller decrefs): for
+ * callers that tell failures apart by the Status's details, such as the
+ * PodDisruptionBudget cause of an Eviction's 429. */
+int kube_request_status(struct kube_client *c, const char *method, const char *path,
+                        json_t *body, const char *ctype, long *status, json_t **out,
+                        struct flexpu_error *err);
+
 /* Builds the error of a failed call from the status and the body (a
  * Kubernetes Status object when the server sent one). */
 int kube_status_error(long status, const char *method, const char *path, const char *body,

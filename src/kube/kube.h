@@ -175,6 +175,41 @@ int64_t kube_lease_send_by(const struct kube_lease *l, int64_t for_ns);
  * wait for it to expire. */
 int kube_lease_release(struct kube_client *c, struct kube_lease *l, struct flexpu_error *err);
 
+/* ---- preemption and queues: the scheduler's writes (evict.c) ---- */
+
+/* The API group and version of flexpu's Queue (deploy/helm/flexpu/crds/). */
+#define KUBE_QUEUES_PATH "/apis/flexpu.io/v1alpha1/queues"
+
+/* Evicts pod NS/NAME through the Eviction API (policy/v1), so the API server
+ * checks the pod's PodDisruptionBudgets; `uid` (may be NULL) is a
+ * precondition, so a pod recreated under the same name is never evicted in
+ * its place. Returns 0 (the pod is being deleted: its grace period runs),
+ * FLEXPU_EBUSY when a PodDisruptionBudget refuses it now (HTTP 429 with the
+ * DisruptionBudget cause: choose another victim), FLEXPU_ENOENT when the pod
+ * is gone (404) or another pod holds the name (409: the UID differs),
+ * FLEXPU_EIO for transport errors, 5xx and a 429 without that cause (the
+ * server throttling: try again later), FLEXPU_EINVAL for other 4xx (403:
+ * RBAC). The message names the pod and gives the server's reason (for a
+ * budget, which one and why). */
+int kube_evict(struct kube_client *c, const char *ns, const char *name, const char *uid,
+               struct flexpu_error *err);
+
+/* Sets status.nominatedNodeName of pending pod NS/NAME to `node`, or clears
+ * it (node NULL), by a merge patch of pods/NAME/status: the node the pod
+ * will go to once its victims are gone, which kube-scheduler and flexpu
+ * both keep free for it. `uid` (may be NULL) guards the patch as in
+ * kube_evict: FLEXPU_ENOENT when the pod is gone or another pod holds the
+ * name (the API server answers 422 on metadata.uid). A bound pod cannot be
+ * nominated: FLEXPU_EINVAL with the server's message. */
+int kube_nominate(struct kube_client *c, const char *ns, const char *name, const char *uid,
+                  const char *node, struct flexpu_error *err);
+
+/* Merge-patches the status of Queue NAME (queues/NAME/status) with `patch`
+ * (borrowed; {"status": {...}}, as the queue status builder makes it).
+ * FLEXPU_ENOENT when the queue is gone; otherwise as kube_request. */
+int kube_queue_patch_status(struct kube_client *c, const char *name, json_t *patch,
+                            struct flexpu_error *err);
+
 /* ---- small JSON helpers for Kubernetes objects ---- */
 
 /* obj.a.b.c as a string (NULL when absent or not a string). */

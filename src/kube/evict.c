@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The writes preemption and queues make: evicting a victim through the
+ * Eviction API, nominating the preemptor, and a Queue's status. Each is one
+ * request; the caller decides what a failure means for its decision. */
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "kube/http.h"
+
+#define MERGE_PATCH "application/merge-patch+json"
+
+/* The message of a Status's cause with this reason, or NULL. */
+static const char *status_cause(json_t *st, const char *reason)
+{
+    size_t i;
+    json_t *cause;
+    json_array_foreach(kube_get(st, "details.causes"), i, cause)
+    {
+        const char *r = json_string_value(json_object_get(cause, "reason"));
+        if (r && strcmp(r, reason) == 0) {
+            const char *m = json_string_value(json_object_get(cause, "message"));
+            return m ? m : "";
+        }
+    }
+    return NULL;
+}
+
+/* Whether a Status blames this field. */
+static bool status_field_cause(json_t *st, const char *field)
+{
+    size_t i;
+    json_t *cause;
+    json_array_foreach(kube_get(st, "details.causes"), i, cause)
+    {
+        const char *f = json_string_value(json_object_get(cause, "field"));
+        if (f && strcmp(f, field) == 0)
+            return true;
+    }
+    return false;
+}
+
+int kube_evict(struct kube_client *c, const char *ns, const char *name, const char *uid,
+               struct flexpu_error *err)
+{
+    char path[768];
+    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s/eviction", ns, name);
+    json_t *body = json_pack("{s:s, s:s, s:{s:s, s:s}}", "apiVersion", "policy/v1", "kind",
+                             "Eviction", "metadata", "name", name, "namespace", ns);
+    if (body && uid)
+        json_object_set_new(body, "deleteOptions",
+                            json_pack("{s:{s:s}}", "preconditions", "uid", uid));
+    if (!body)
+        return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory evicting pod %s/%s", ns,
+                                name);
+    long status = 0;
+    json_t *st = NULL;
+    int rc = kube_request_status(c, "POST", path, body, NULL, &status, &st, err);
+    json_decref(body);
+    if (rc == 0 || status == 0) {
+        json_decref(st);
+        return rc;
+    }
+    const char *why = json_string_value(json_object_get(st, "message"));
+    const char *budget = status == 429 ? status_cause(st, "DisruptionBudget") : NULL;
+    if (budget)
+        rc = flexpu_error_set(err, FLEXPU_EBUSY,
+                              "evicting pod %s/%s: refused by its PodDisruptionBudget: %s%s%s",
+                              ns, name, why ? why : "(no message)", *budget ? " " : "", budget);
+    else if (status == 429)
+        rc = flexpu_error_set(err, FLEXPU_EIO, "evicting pod %s/%s: throttled (HTTP 429): %s", ns,
+                              name, why ? why : "(no message)");
+    else if (status == 404 || status == 409)
+        rc = flexpu_error_set(err, FLEXPU_ENOENT, "evicting pod %s/%s: %s (HTTP %ld): %s", ns,
+                              name, status == 404 ? "gone" : "another pod holds the name", status,
+                              why ? why : "(no message)");
+    /* else: kube_request's code and message stand */
+    json_decref(st);
+    return rc;
+}
+
+int kube_nominate(struct kube_client *c, const char *ns, const char *name, const char *uid,
+                  const char *node, struct flexpu_error *err)
+{
+    char path[768];
+    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s/status", ns, name);
+    /* null deletes the field in a merge patch */
+    json_t *body = json_pack("{s:{s:o}}", "status", "nominatedNodeName",
+                             node ? json_string(node) : json_null());
+    if (body && uid)
+        json_object_set_new(body, "metadata", json_pack("{s:s}", "uid", uid));
+    if (!body)
+        return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory nominating pod %s/%s", ns,
+                                name);
+    long status = 0;
+    json_t *st = NULL;
+    int rc = kube_request_status(c, "PATCH", path, body, MERGE_PATCH, &status, &st, err);
+    json_decref(body);
+    if (rc && (status == 404 || (status == 422 && status_field_cause(st, "metadata.uid"))))
+        rc = flexpu_error_set(err, FLEXPU_ENOENT, "nominating pod %s/%s for node %s: %s", ns,
+                              name, node ? node : "(none)",
+                              status == 404 ? "the pod is gone" : "another pod holds the name");
+    json_decref(st);
+    return rc;
+}
+
+int kube_queue_patch_status(struct kube_client *c, const char *name, json_t *patch,
+                            struct flexpu_error *err)
+{
+    char path[512];
+    snprintf(path, sizeof(path), KUBE_QUEUES_PATH "/%s/status", name);
+    long status = 0;
+    return kube_request(c, "PATCH", path, patch, MERGE_PATCH, &status, NULL, err);
+}

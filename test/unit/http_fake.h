@@ -1,0 +1,196 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* A small HTTP server on loopback for the Kubernetes client's unit tests
+ * (kube_test.c, evict_test.c): each test sets the status and body it
+ * answers, and reads back the last request it got; threaded, it answers
+ * each connection on a thread of its own after delay_ms. Include after
+ * cmocka.h. */
+#ifndef FX_TEST_HTTP_FAKE_H
+#define FX_TEST_HTTP_FAKE_H
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "kube/kube.h"
+
+struct http_srv {
+    int fd, port;
+    pthread_t tid;
+    volatile int stop;
+    bool silent;            /* read each request, never answer */
+    int status;             /* the answer's status */
+    const char *body;       /* and body (JSON) */
+    int nreq;
+    char method[16], path[512], req_body[4096]; /* the last request */
+    /* threaded: each connection on a thread of its own, answered after
+     * delay_ms; inflight/max_inflight count requests held at once. */
+    bool threaded;
+    int delay_ms, inflight, max_inflight, conns;
+};
+
+/* Reads one request (headers, then Content-Length bytes of body). */
+static inline int read_request(struct http_srv *s, int c)
+{
+    char buf[16384];
+    size_t len = 0;
+    char *end = NULL;
+    while (!(end = strstr(buf, "\r\n\r\n"))) {
+        if (len + 1 >= sizeof(buf))
+            return -1;
+        ssize_t r = read(c, buf + len, sizeof(buf) - 1 - len);
+        if (r <= 0)
+            return -1;
+        len += (size_t)r;
+        buf[len] = 0;
+    }
+    sscanf(buf, "%15s %511s", s->method, s->path);
+    const char *cl = strcasestr(buf, "content-length:");
+    size_t want = cl ? strtoul(cl + 15, NULL, 10) : 0;
+    size_t have = len - (size_t)(end + 4 - buf);
+    if (strcasestr(buf, "expect: 100-continue") && have < want)
+        (void)!write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    memmove(buf, end + 4, have);
+    while (have < want && have + 1 < sizeof(buf)) {
+        ssize_t r = read(c, buf + have, sizeof(buf) - 1 - have);
+        if (r <= 0)
+            return -1;
+        have += (size_t)r;
+    }
+    buf[have] = 0;
+    size_t keep = have < sizeof(s->req_body) - 1 ? have : sizeof(s->req_body) - 1;
+    memcpy(s->req_body, buf, keep);
+    s->req_body[keep] = 0;
+    return 0;
+}
+
+static inline void answer(struct http_srv *s, int c)
+{
+    char head[256];
+    size_t bl = strlen(s->body ? s->body : "");
+    int hl = snprintf(head, sizeof(head),
+                      "HTTP/1.1 %d X\r\nContent-Type: application/json\r\n"
+                      "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                      s->status, bl);
+    (void)!write(c, head, (size_t)hl);
+    (void)!write(c, s->body ? s->body : "", bl);
+}
+
+struct conn {
+    struct http_srv *s;
+    int fd;
+};
+
+static inline void *conn_main(void *arg)
+{
+    struct conn *k = arg;
+    struct http_srv *s = k->s, scratch = {0};
+    if (read_request(&scratch, k->fd) == 0) {
+        __atomic_add_fetch(&s->nreq, 1, __ATOMIC_SEQ_CST);
+        int now = __atomic_add_fetch(&s->inflight, 1, __ATOMIC_SEQ_CST);
+        int max = __atomic_load_n(&s->max_inflight, __ATOMIC_SEQ_CST);
+        while (now > max && !__atomic_compare_exchange_n(&s->max_inflight, &max, now, false,
+                                                         __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+            ;
+        usleep((useconds_t)s->delay_ms * 1000);
+        __atomic_sub_fetch(&s->inflight, 1, __ATOMIC_SEQ_CST);
+        answer(s, k->fd);
+    }
+    close(k->fd);
+    free(k);
+    __atomic_sub_fetch(&s->conns, 1, __ATOMIC_SEQ_CST);
+    return NULL;
+}
+
+static inline void *http_main(void *arg)
+{
+    struct http_srv *s = arg;
+    while (!s->stop) {
+        struct pollfd pfd = {.fd = s->fd, .events = POLLIN};
+        if (poll(&pfd, 1, 50) <= 0)
+            continue;
+        int c = accept(s->fd, NULL, NULL);
+        if (c < 0)
+            continue;
+        if (s->threaded) {
+            struct conn *k = malloc(sizeof(*k));
+            pthread_t t;
+            *k = (struct conn){s, c};
+            __atomic_add_fetch(&s->conns, 1, __ATOMIC_SEQ_CST);
+            if (pthread_create(&t, NULL, conn_main, k) == 0) {
+                pthread_detach(t);
+            } else {
+                __atomic_sub_fetch(&s->conns, 1, __ATOMIC_SEQ_CST);
+                free(k);
+                close(c);
+            }
+            continue;
+        }
+        if (read_request(s, c) == 0) {
+            s->nreq++;
+            if (s->silent) {
+                while (!s->stop) /* the connection stays open, unanswered */
+                    usleep(20000);
+            } else {
+                answer(s, c);
+            }
+        }
+        close(c);
+    }
+    return NULL;
+}
+
+static inline void http_start(struct http_srv *s)
+{
+    s->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(s->fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof(sa);
+    assert_int_equal(bind(s->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(s->fd, 8), 0);
+    assert_int_equal(getsockname(s->fd, (struct sockaddr *)&sa, &sl), 0);
+    s->port = ntohs(sa.sin_port);
+    s->stop = 0;
+    assert_int_equal(pthread_create(&s->tid, NULL, http_main, s), 0);
+}
+
+static inline void http_stop(struct http_srv *s)
+{
+    s->stop = 1;
+    pthread_join(s->tid, NULL);
+    while (__atomic_load_n(&s->conns, __ATOMIC_SEQ_CST) > 0)
+        usleep(10000);
+    close(s->fd);
+}
+
+/* The configuration of a client of the server on loopback, through a
+ * kubeconfig like a user's. */
+static inline void loopback_config(int port, struct kube_config *cfg)
+{
+    char yaml[512];
+    snprintf(yaml, sizeof(yaml),
+             "clusters:\n- name: c\n  cluster: {server: 'http://127.0.0.1:%d'}\n"
+             "contexts:\n- name: x\n  context: {cluster: c}\ncurrent-context: x\n",
+             port);
+    struct flexpu_error err = {0};
+    assert_int_equal(kube_config_parse(yaml, strlen(yaml), ".", NULL, cfg, &err), 0);
+}
+
+static inline struct kube_client *loopback_client(int port)
+{
+    struct kube_config cfg;
+    struct flexpu_error err = {0};
+    loopback_config(port, &cfg);
+    struct kube_client *c = kube_client_new(&cfg, "kube-test", &err);
+    kube_config_free(&cfg);
+    assert_non_null(c);
+    return c;
+}
+
+#endif
