@@ -45,6 +45,7 @@ void flexpu_engine_free(struct flexpu_engine *e)
     fx_free(e->buckets);
     fx_free(e->nodes);
     fx_free(e->allocs);
+    fx_free(e->topo_keys);
     fx_workload_clear(&e->wl);
     fx_free(e);
 }
@@ -764,6 +765,12 @@ int flexpu_engine_assign(struct flexpu_engine *e, const struct flexpu_pod_req *r
     if (alloc_id)
         *alloc_id = id;
     return 0;
+}
+
+const struct fx_alloc *fx_alloc_find(const struct flexpu_engine *e, int64_t id)
+{
+    const struct fx_alloc *a = id > 0 ? alloc_slot(e, id) : NULL;
+    return a && a->id == id ? a : NULL;
 }
 
 int flexpu_engine_release(struct flexpu_engine *e, int64_t alloc_id, struct flexpu_error *err)

@@ -180,6 +180,11 @@ struct flexpu_engine {
     struct fx_attr_eval *attr_eval; /* per set, filled by each decision (no allocation there) */
     int nattrs, cap_attrs;
     int prefer_nodes; /* live nodes with a PreferNoSchedule taint */
+
+    /* The gangs' topology keys (gang.c): "k1\0k2\0...", NULL while the
+     * defaults apply. */
+    char *topo_keys;
+    int ntopo_keys;
 };
 
 /* A node's free resources, the input of every scoring function. Scoring a
@@ -234,5 +239,27 @@ void fx_filter_eval(const struct flexpu_filter *f, const struct fx_attrs *a, con
                     struct fx_attr_eval *out);
 /* Describes a hard taint for a message: "{key=value:NoSchedule}". */
 void fx_taint_describe(const struct fx_ntaint *t, char *buf, size_t len);
+/* The value of label key on node id (kubernetes.io/hostname included), or
+ * NULL when it has none. */
+const char *fx_node_label(const struct flexpu_engine *e, int id, const char *key);
+
+/* place.c: decisions limited to part of the cluster, for gangs (gang.c). */
+struct fx_scope {
+    int node;                /* >= 0: this node only */
+    const char *key, *value; /* key non-NULL: only nodes whose label key is value */
+};
+/* flexpu_engine_decide_filtered within scope (NULL: everywhere); why->nodes
+ * counts the nodes in scope. */
+int fx_decide_scoped(struct flexpu_engine *e, const struct flexpu_pod_req *req,
+                     const struct flexpu_filter *f, const struct fx_scope *scope,
+                     struct flexpu_rng *rng, struct flexpu_placement *out,
+                     struct flexpu_noplace *why);
+/* The first check node n (seen as v) fails for the effective request r
+ * (enum flexpu_reject), or -1 when r may fit; filters left out. */
+int fx_reject_reason(const struct fx_node *n, const struct fx_view *v,
+                     const struct flexpu_pod_req *r);
+
+/* cluster.c: an allocation by id, or NULL. */
+const struct fx_alloc *fx_alloc_find(const struct flexpu_engine *e, int64_t id);
 
 #endif

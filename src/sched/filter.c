@@ -705,6 +705,12 @@ void fx_attrs_free_all(struct flexpu_engine *e)
     fx_free(e->attr_eval);
 }
 
+const char *fx_node_label(const struct flexpu_engine *e, int id, const char *key)
+{
+    const struct fx_node *n = &e->nodes[id];
+    return label_get(n->attrs >= 0 ? e->attrs[n->attrs] : NULL, n->name, key);
+}
+
 int flexpu_engine_node_filter(const struct flexpu_engine *e, int id, const struct flexpu_filter *f,
                               int *affinity, int *intolerable)
 {

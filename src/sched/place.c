@@ -269,15 +269,57 @@ static void note_taint(const struct flexpu_engine *e, const struct fx_node *n,
     fx_taint_describe(&node_attrs(e, n)->taints[v->bad_taint], buf, len);
 }
 
+int fx_reject_reason(const struct fx_node *n, const struct fx_view *v,
+                     const struct flexpu_pod_req *r)
+{
+    return reject_reason(n, v, r);
+}
+
+/* Whether class c lies in the scope; every member of a class has the same
+ * label set (it is part of the node's type). */
+static int in_scope(const struct flexpu_engine *e, const struct fx_class *c,
+                    const struct fx_scope *s)
+{
+    if (!s || !s->key)
+        return 1;
+    const char *v = fx_node_label(e, c->head, s->key);
+    return v && strcmp(v, s->value) == 0;
+}
+
+/* The classes a scoped decision visits: the node's own, or every live one. */
+static int scope_classes(const struct flexpu_engine *e, const struct fx_scope *s)
+{
+    return s && s->node >= 0 ? 1 : e->nlive;
+}
+
+static struct fx_class *scope_class(const struct flexpu_engine *e, const struct fx_scope *s,
+                                    int i)
+{
+    return s && s->node >= 0 ? e->nodes[s->node].cls : e->live[i];
+}
+
 int flexpu_engine_decide_filtered(struct flexpu_engine *e, const struct flexpu_pod_req *req,
                                   const struct flexpu_filter *f, struct flexpu_rng *rng,
                                   struct flexpu_placement *out, struct flexpu_noplace *why)
+{
+    return fx_decide_scoped(e, req, f, NULL, rng, out, why);
+}
+
+int fx_decide_scoped(struct flexpu_engine *e, const struct flexpu_pod_req *req,
+                     const struct flexpu_filter *f, const struct fx_scope *scope,
+                     struct flexpu_rng *rng, struct flexpu_placement *out,
+                     struct flexpu_noplace *why)
 {
     struct flexpu_noplace local;
     if (!why)
         why = &local;
     memset(why, 0, sizeof(*why));
-    why->nodes = e->stats.nodes;
+    /* One node: its class is visited for that member alone. */
+    int single = scope && scope->node >= 0;
+    int nclasses = scope_classes(e, scope);
+    why->nodes = single ? 1 : 0;
+    for (int i = 0; !single && i < e->nlive; i++)
+        why->nodes += in_scope(e, e->live[i], scope) ? e->live[i]->count : 0;
     struct flexpu_error err;
     if (flexpu_req_validate(req, &err)) {
         memcpy(why->text, err.msg, sizeof(why->text));
@@ -297,13 +339,16 @@ int flexpu_engine_decide_filtered(struct flexpu_engine *e, const struct flexpu_p
      * normalises over them): a pass without the policy. */
     int max_aff = 0, max_intol = 0;
     if (fx_filter_has_preferred(f) || e->prefer_nodes > 0) {
-        for (int i = 0; i < e->nlive; i++) {
-            struct fx_class *c = e->live[i];
+        for (int i = 0; i < nclasses; i++) {
+            struct fx_class *c = scope_class(e, scope, i);
+            if (!in_scope(e, c, scope))
+                continue;
             struct fx_view v;
             fx_view_of(&e->nodes[c->head], &v);
             if (reject_reason(&e->nodes[c->head], &v, &r) >= 0)
                 continue;
-            for (int id = c->head; id >= 0; id = name_dep ? e->nodes[id].next : -1) {
+            for (int id = single ? scope->node : c->head; id >= 0;
+                 id = name_dep && !single ? e->nodes[id].next : -1) {
                 const struct fx_attr_eval *ve = verdict(e, f, name_dep, &plain, &e->nodes[id],
                                                         &tmp);
                 if (ve->reason >= 0)
@@ -316,14 +361,17 @@ int flexpu_engine_decide_filtered(struct flexpu_engine *e, const struct flexpu_p
     char taint[128] = "";
     struct pick k = {.e = e, .rng = rng, .best_node = -1,
                      .by_priority = fx_engine_ties(e) == FX_TIES_NODE_PRIORITY};
-    for (int i = 0; i < e->nlive; i++) {
-        struct fx_class *c = e->live[i];
+    for (int i = 0; i < nclasses; i++) {
+        struct fx_class *c = scope_class(e, scope, i);
+        if (!in_scope(e, c, scope))
+            continue;
         const struct fx_node *n = &e->nodes[c->head];
         const struct fx_attr_eval *ve = NULL;
+        int count = single ? 1 : c->count;
         if (!name_dep) {
             ve = verdict(e, f, 0, &plain, n, &tmp);
             if (ve->reason >= 0) {
-                why->rejected[ve->reason] += c->count;
+                why->rejected[ve->reason] += count;
                 note_taint(e, n, ve, taint, sizeof(taint));
                 continue;
             }
@@ -332,13 +380,15 @@ int flexpu_engine_decide_filtered(struct flexpu_engine *e, const struct flexpu_p
         fx_view_of(n, &v);
         int reason = reject_reason(n, &v, &r);
         if (reason >= 0 && !name_dep) {
-            why->rejected[reason] += c->count;
+            why->rejected[reason] += count;
             continue;
         }
         struct fx_eval_ctx ctx = {e, c, rng};
         struct fx_choice ch;
         int ok = -1, memo = 0; /* -1: not evaluated yet */
-        for (int id = c->head; id >= 0; id = name_dep ? e->nodes[id].next : -1) {
+        int per_node = name_dep || single;
+        for (int id = single ? scope->node : c->head; id >= 0;
+             id = name_dep && !single ? e->nodes[id].next : -1) {
             if (name_dep) {
                 ve = verdict(e, f, 1, &plain, &e->nodes[id], &tmp);
                 if (ve->reason >= 0) {
@@ -365,10 +415,10 @@ int flexpu_engine_decide_filtered(struct flexpu_engine *e, const struct flexpu_p
                 ch.p.node = c->head;
             }
             if (!ok) {
-                why->rejected[FLEXPU_REJECT_GPU_FREE] += name_dep ? 1 : c->count;
+                why->rejected[FLEXPU_REJECT_GPU_FREE] += per_node ? 1 : c->count;
                 continue;
             }
-            offer(&k, c, name_dep ? id : -1, name_dep ? 1 : c->count,
+            offer(&k, c, per_node ? id : -1, per_node ? 1 : c->count,
                   preference(ve, max_aff, max_intol), &ch, memo);
         }
     }
