@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "kube/contract.h"
 
+#include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -214,6 +216,83 @@ int fx_pod_spec_parse(json_t *pod, struct fx_pod_spec *o, struct flexpu_error *e
                        "must list GPU models separated by | (letters, digits, - _ .)");
         memcpy(o->model, s, n + 1);
     }
+    return 0;
+}
+
+/* ---- queues and gangs ---- */
+
+/* A Queue's name as a label value: a DNS subdomain (what metadata.name of a
+ * Queue allows) that fits a label (63 characters). */
+static bool queue_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 63 || strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789-.") != n)
+        return false;
+    return s[0] != '-' && s[0] != '.' && s[n - 1] != '-' && s[n - 1] != '.';
+}
+
+/* A label value as the API server allows it, non-empty. */
+static bool label_value_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 63 ||
+        strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.") != n)
+        return false;
+    return strchr("-_.", s[0]) == NULL && strchr("-_.", s[n - 1]) == NULL;
+}
+
+int fx_pod_group_parse(json_t *pod, struct fx_pod_group *o, struct flexpu_error *err)
+{
+    memset(o, 0, sizeof(*o));
+    snprintf(o->queue, sizeof(o->queue), "%s", FLEXPU_QUEUE_DEFAULT);
+    json_t *labels = kube_get(pod, "metadata.labels");
+    json_t *qv = json_object_get(labels, FX_LABEL_QUEUE);
+    json_t *gv = json_object_get(labels, FX_LABEL_POD_GROUP);
+    const char *q = json_string_value(qv), *g = json_string_value(gv);
+    const char *mm = kube_annotation(pod, FX_ANN_MIN_MEMBERS);
+    if ((qv && !q) || (q && *q && !queue_name_ok(q)))
+        return bad(err, "metadata.labels[" FX_LABEL_QUEUE "]", q,
+                   "must name a Queue: lower-case letters, digits, '-' and '.', at most 63");
+    if (q && *q) /* an empty value is no choice: the default queue */
+        memcpy(o->queue, q, strlen(q) + 1);
+    if ((gv && !g) || (g && !label_value_ok(g)))
+        return bad(err, "metadata.labels[" FX_LABEL_POD_GROUP "]", g,
+                   "must name the pod group: letters, digits, '-', '_' and '.', at most 63");
+    if (!g) {
+        if (mm)
+            return bad(err, "metadata.annotations[" FX_ANN_MIN_MEMBERS "]", mm,
+                       "is only for members of a pod group (label " FX_LABEL_POD_GROUP ")");
+        return 0;
+    }
+    memcpy(o->group, g, strlen(g) + 1);
+    if (!mm)
+        return bad(err, "metadata.annotations[" FX_ANN_MIN_MEMBERS "]", "",
+                   "must be set on every member of a pod group: how many of its pods must "
+                   "start together");
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(mm, &end, 10);
+    if (errno || !isdigit((unsigned char)mm[0]) || *end || v < 1 ||
+        v > FX_MIN_MEMBERS_MAX)
+        return bad(err, "metadata.annotations[" FX_ANN_MIN_MEMBERS "]", mm,
+                   "must be a whole number between 1 and 10000");
+    o->min_members = (int)v;
+    return 0;
+}
+
+int fx_pod_group_agree(const struct fx_pod_group *a, const char *a_pod,
+                       const struct fx_pod_group *b, const char *b_pod, struct flexpu_error *err)
+{
+    if (a->min_members != b->min_members)
+        return flexpu_error_set(err, FLEXPU_EINVAL,
+                                "pod group '%s': pod %s has " FX_ANN_MIN_MEMBERS
+                                " '%d' but pod %s has '%d': every member must carry the same",
+                                b->group, b_pod, b->min_members, a_pod, a->min_members);
+    if (strcmp(a->queue, b->queue) != 0)
+        return flexpu_error_set(err, FLEXPU_EINVAL,
+                                "pod group '%s': pod %s is in queue '%s' but pod %s is in '%s': "
+                                "a pod group's members share one queue (label " FX_LABEL_QUEUE ")",
+                                b->group, b_pod, b->queue, a_pod, a->queue);
     return 0;
 }
 

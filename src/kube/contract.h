@@ -13,6 +13,7 @@
 #include <jansson.h>
 
 #include "flexpu/error.h"
+#include "flexpu/queue.h"
 #include "flexpu/sched.h"
 #include "util/priority.h"
 
@@ -24,6 +25,35 @@
 #define FX_ANN_GPU_MODEL   "flexpu.io/gpu-model"
 #define FX_ANN_ALLOCATION  "flexpu.io/allocation" /* written by the scheduler at binding */
 #define FX_ANN_NODE_GPUS   "flexpu.io/gpus"       /* written by the node agent on its Node */
+
+/* Queues and gangs (docs/KUBERNETES.md, "Queues and gangs"): a pod joins a
+ * queue with a label, and a gang (pod group) with a label naming the group
+ * and an annotation giving its minimum count, carried by every member. */
+#define FX_LABEL_QUEUE     "flexpu.io/queue"
+#define FX_LABEL_POD_GROUP "flexpu.io/pod-group"
+#define FX_ANN_MIN_MEMBERS "flexpu.io/min-members"
+#define FX_MIN_MEMBERS_MAX 10000
+
+/* A pod's queue and pod group. A pod without the queue label is in
+ * FLEXPU_QUEUE_DEFAULT; without the group label it is no gang's member
+ * (group empty, min_members 0). Group names are per namespace. */
+struct fx_pod_group {
+    char queue[64]; /* label values are at most 63 characters */
+    char group[64];
+    int min_members; /* 1..FX_MIN_MEMBERS_MAX for a member, else 0 */
+};
+
+/* Reads the labels and the annotation. FLEXPU_EINVAL naming the field and
+ * the value for a malformed label, a member without flexpu.io/min-members
+ * (or with one that is not a whole number in 1..FX_MIN_MEMBERS_MAX), or the
+ * annotation on a pod that names no group. */
+int fx_pod_group_parse(json_t *pod, struct fx_pod_group *out, struct flexpu_error *err);
+
+/* Whether pod `b` agrees with `a`, a member already seen of the same group:
+ * the same min-members and the same queue. FLEXPU_EINVAL naming both pods
+ * (namespace/name) and both values when not. */
+int fx_pod_group_agree(const struct fx_pod_group *a, const char *a_pod,
+                       const struct fx_pod_group *b, const char *b_pod, struct flexpu_error *err);
 
 /* flexpu.io/priority is bounded by the pod's spec.priority, which the API
  * server's Priority admission sets from the PriorityClass (users cannot
