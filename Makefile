@@ -112,13 +112,16 @@ test: unit asan fuzz conformance image-test
 # nothing, for the node agent in kubelet_e2e.sh) built once from upstream Go
 # modules into ~/.cache/flexpu (test/cluster/build-binaries.sh; minutes the
 # first time). helm_e2e.sh installs the Helm chart, and runs flexpu-scheduler
-# from make image's image when there is one.
+# from make image's image when there is one. queue_crd_e2e.sh checks the Queue
+# CRD's schema and the scheduler's eviction, nomination and queue status
+# calls (test/e2e/kube_call.c) with its service account.
 e2e: build
 	@test/e2e/scheduler_e2e.sh $(BUILD)
 	@test/e2e/rules_e2e.sh $(BUILD)
 	@test/e2e/node_e2e.sh $(BUILD)
 	@test/e2e/kubelet_e2e.sh $(BUILD)
 	@test/e2e/admission_e2e.sh $(BUILD)
+	@test/e2e/queue_crd_e2e.sh $(BUILD)
 	@test/e2e/helm_e2e.sh $(BUILD) $(if $(wildcard out/image/oci/index.json),out/image/oci:dev)
 
 bench: build
