@@ -98,27 +98,36 @@ const char *flexpu_gang_level_name(enum flexpu_gang_level level)
 
 /* ---- capacity sums ---------------------------------------------------- */
 
-/* What a gang asks, or what a node or domain has free, summed. */
+/* What a gang asks, or what a node or domain has free, summed. Sums alone
+ * would let a domain of scattered free GPUs pass for a gang of 8-GPU
+ * members, so the biggest whole-GPU members are also counted against the
+ * nodes that could each take some of them (`big`). */
 struct room {
     int64_t gpu_milli; /* GPU compute */
     int64_t whole;     /* GPUs asked whole / GPUs entirely free */
+    int64_t big;       /* members asking `kmax` whole GPUs / such members the nodes can take */
     int64_t cpu, mem;
 };
 
-static void room_of_node(const struct fx_node *n, int64_t times, struct room *r)
+/* Adds times the free room of node n; kmax is the gang's biggest whole-GPU
+ * member's GPU count (0: none). */
+static void room_of_node(const struct fx_node *n, int64_t times, int kmax, struct room *r)
 {
+    int whole = 0;
     r->cpu += times * (n->cpu_cap - n->cpu_used);
     r->mem += times * (n->mem_cap - n->mem_used);
     for (int g = 0; g < n->ngpu; g++) {
         r->gpu_milli += times * (FLEXPU_GPU_MILLI - n->gused[g]);
-        r->whole += times * (n->gused[g] == 0);
+        whole += n->gused[g] == 0;
     }
+    r->whole += times * whole;
+    r->big += kmax > 0 ? times * (whole / kmax) : 0;
 }
 
 static int room_holds(const struct room *have, const struct room *need)
 {
     return have->gpu_milli >= need->gpu_milli && have->whole >= need->whole &&
-           have->cpu >= need->cpu && have->mem >= need->mem;
+           have->big >= need->big && have->cpu >= need->cpu && have->mem >= need->mem;
 }
 
 /* Best fit: least GPU compute left, then CPU, then memory. */
@@ -143,6 +152,7 @@ struct gang {
     int *order;                 /* members, biggest first */
     int placed;                 /* members of order[] assigned in this attempt */
     struct room need;
+    int kmax;                   /* GPUs of the biggest whole-GPU member, 0: none */
     int name_dep;               /* some member's filter reads the node's name */
     struct flexpu_rng *rng;
     int64_t next_alloc_id;      /* saved, put back by rollback */
@@ -194,6 +204,13 @@ static void rollback(struct gang *g)
     g->e->frag_total = g->frag_total;
 }
 
+static int same_shape(const struct flexpu_pod_req *a, const struct flexpu_pod_req *b)
+{
+    return a->cpu_milli == b->cpu_milli && a->mem_mib == b->mem_mib &&
+           a->num_gpu == b->num_gpu && a->gpu_milli == b->gpu_milli &&
+           a->gpu_mem_mib == b->gpu_mem_mib && a->model_mask == b->model_mask;
+}
+
 /* Assigns every member within scope, biggest first. keep_going: after a
  * member fails, go on with the others (to count how many fit); the attempt
  * fails all the same. Returns the members placed, or a negative error. */
@@ -204,6 +221,12 @@ static int attempt(struct gang *g, const struct fx_scope *scope, int keep_going)
     for (int i = 0; i < g->n; i++) {
         int idx = g->order[i];
         struct flexpu_gang_member *m = &g->m[idx];
+        /* A member asking what one that already failed asked (same shape,
+         * same filter: sorted next to it) fails too: the cluster only got
+         * fuller since. */
+        if (g->failed >= 0 && m->filter == g->m[g->failed].filter &&
+            same_shape(&g->req[idx], &g->req[g->failed]))
+            continue;
         struct flexpu_noplace why;
         int rc = fx_decide_scoped(g->e, &g->req[idx], m->filter, scope, g->rng, &m->place, &why);
         struct flexpu_error err;
@@ -268,7 +291,7 @@ static int cmp_cand(const void *a, const void *b)
 static struct room left_of(const struct room *have, const struct room *need)
 {
     return (struct room){have->gpu_milli - need->gpu_milli, have->whole - need->whole,
-                         have->cpu - need->cpu, have->mem - need->mem};
+                         have->big - need->big, have->cpu - need->cpu, have->mem - need->mem};
 }
 
 /* One node: every class that can hold the total, best fit first; each
@@ -281,7 +304,7 @@ static int level_node(struct gang *g, struct cand *c, struct flexpu_gang_result 
     for (int i = 0; i < e->nlive; i++) {
         struct fx_class *cls = e->live[i];
         struct room have = {0};
-        room_of_node(&e->nodes[cls->head], 1, &have);
+        room_of_node(&e->nodes[cls->head], 1, g->kmax, &have);
         if (!room_holds(&have, &g->need)) {
             res->skipped++;
             continue;
@@ -327,7 +350,7 @@ static int level_key(struct gang *g, const char *key, struct labelled *lab, stru
         struct room have = {0};
         int j = i;
         for (; j < nl && strcmp(lab[j].value, lab[i].value) == 0; j++)
-            room_of_node(&e->nodes[lab[j].cls->head], lab[j].cls->count, &have);
+            room_of_node(&e->nodes[lab[j].cls->head], lab[j].cls->count, g->kmax, &have);
         if (room_holds(&have, &g->need))
             c[nc++] = (struct cand){left_of(&have, &g->need), -1, lab[i].value};
         else
@@ -408,7 +431,11 @@ static int gang_init(struct gang *g, struct flexpu_engine *e, struct flexpu_gang
         g->need.cpu += r->cpu_milli;
         g->need.mem += r->mem_mib;
         g->name_dep |= fx_filter_name_dep(m[i].filter);
+        if (r->gpu_milli == FLEXPU_GPU_MILLI && r->num_gpu > g->kmax)
+            g->kmax = r->num_gpu;
     }
+    for (int i = 0; i < n; i++)
+        g->need.big += g->req[i].gpu_milli == FLEXPU_GPU_MILLI && g->req[i].num_gpu == g->kmax;
     sort_members(g);
     g->next_alloc_id = e->next_alloc_id;
     g->frag_total = e->frag_total;

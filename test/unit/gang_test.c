@@ -312,6 +312,32 @@ static void test_best_fit_domain(void **state)
     flexpu_engine_free(e);
 }
 
+static void test_aggregate_counts_nodes(void **state)
+{
+    (void)state;
+    struct flexpu_engine *e = engine();
+    /* "scattered": 8 free GPUs, two per node; "whole": 12, four per node. */
+    char name[8];
+    for (int i = 0; i < 4; i++) {
+        snprintf(name, sizeof(name), "s%d", i);
+        hold(e, add_node(e, name, 4, "scattered", NULL), 2, (int[]){0, 1}, 1000);
+    }
+    for (int i = 0; i < 3; i++) {
+        snprintf(name, sizeof(name), "w%d", i);
+        add_node(e, name, 4, "whole", NULL);
+    }
+    struct flexpu_gang_member m[2];
+    members(m, 2, 4, 1000);
+    struct flexpu_gang_result res;
+    struct flexpu_noplace why;
+    /* By sums "scattered" fits best, but no node of it takes a member. */
+    assert_int_equal(flexpu_engine_place_gang(e, m, 2, NULL, &res, &why), 0);
+    assert_string_equal(res.domain, "whole");
+    assert_int_equal(res.tried, 1);
+    check(e);
+    flexpu_engine_free(e);
+}
+
 static void test_two_gangs(void **state)
 {
     (void)state;
@@ -543,6 +569,27 @@ static void test_victims_reprieve(void **state)
     assert_int_equal(out.place.ngpu, 2);
     assert_true((out.place.gpu[0] == 0 && out.place.gpu[1] == 1) ||
                 (out.place.gpu[0] == 1 && out.place.gpu[1] == 0));
+    /* Room for one of two 1-GPU candidates to stay: the higher priority. */
+    struct flexpu_error err;
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(flexpu_engine_release(e, c[i].alloc_id, &err), 0);
+    struct flexpu_victim_cand d[2] = {
+        cand(hold(e, 0, 1, (int[]){0}, 1000), 1, 1, 0),
+        cand(hold(e, 0, 1, (int[]){1}, 1000), 1, 9, 0),
+    };
+    r = req(3, 1000);
+    assert_int_equal(flexpu_engine_find_victims(e, &r, NULL, d, 2, &out, ev, NULL), 0);
+    assert_int_equal(out.nevicted, 1);
+    assert_int_equal(ev[0], 0);
+    d[0].priority = 10;
+    assert_int_equal(flexpu_engine_find_victims(e, &r, NULL, d, 2, &out, ev, NULL), 0);
+    assert_int_equal(ev[0], 1);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(flexpu_engine_release(e, d[i].alloc_id, &err), 0);
+    c[0] = cand(hold(e, 0, 2, (int[]){0, 1}, 1000), 1, 5, 0);
+    c[1] = cand(hold(e, 0, 1, (int[]){2}, 1000), 1, 1, 0);
+    c[2] = cand(hold(e, 0, 1, (int[]){3}, 1000), 1, 9, 0);
+    r = req(2, 1000);
     /* Equal priorities: the costlier is given back first. */
     c[0].priority = c[1].priority = c[2].priority = 3;
     c[1].cost = 50;
@@ -732,6 +779,7 @@ int main(void)
         cmocka_unit_test(test_one_node_best_fit),
         cmocka_unit_test(test_domain_key_order),
         cmocka_unit_test(test_best_fit_domain),
+        cmocka_unit_test(test_aggregate_counts_nodes),
         cmocka_unit_test(test_two_gangs),
         cmocka_unit_test(test_filters_per_member),
         cmocka_unit_test(test_bigger_first),
