@@ -57,12 +57,15 @@ int kube_evict(struct kube_client *c, const char *ns, const char *name, const ch
     json_t *st = NULL;
     int rc = kube_request_status(c, "POST", path, body, NULL, &status, &st, err);
     json_decref(body);
-    if (rc == 0 || status == 0) {
+    if (status == 0 || (status >= 200 && status <= 299)) {
         json_decref(st);
-        return rc;
+        return status ? 0 : rc; /* 2xx: done, whatever the body says */
     }
     const char *why = json_string_value(json_object_get(st, "message"));
     const char *budget = status == 429 ? status_cause(st, "DisruptionBudget") : NULL;
+    /* A 409 is the UID precondition, or a budget's update that kept
+     * conflicting with others' (the server retries those a few times). */
+    bool replaced = status == 409 && why && strstr(why, "UID in the precondition");
     if (budget)
         rc = flexpu_error_set(err, FLEXPU_EBUSY,
                               "evicting pod %s/%s: refused by its PodDisruptionBudget: %s%s%s",
@@ -70,9 +73,13 @@ int kube_evict(struct kube_client *c, const char *ns, const char *name, const ch
     else if (status == 429)
         rc = flexpu_error_set(err, FLEXPU_EIO, "evicting pod %s/%s: throttled (HTTP 429): %s", ns,
                               name, why ? why : "(no message)");
-    else if (status == 404 || status == 409)
+    else if (status == 404 || replaced)
         rc = flexpu_error_set(err, FLEXPU_ENOENT, "evicting pod %s/%s: %s (HTTP %ld): %s", ns,
-                              name, status == 404 ? "gone" : "another pod holds the name", status,
+                              name, replaced ? "another pod holds the name" : "gone", status,
+                              why ? why : "(no message)");
+    else if (status == 409)
+        rc = flexpu_error_set(err, FLEXPU_EIO,
+                              "evicting pod %s/%s: conflict, try again (HTTP 409): %s", ns, name,
                               why ? why : "(no message)");
     /* else: kube_request's code and message stand */
     json_decref(st);
@@ -96,6 +103,8 @@ int kube_nominate(struct kube_client *c, const char *ns, const char *name, const
     json_t *st = NULL;
     int rc = kube_request_status(c, "PATCH", path, body, MERGE_PATCH, &status, &st, err);
     json_decref(body);
+    if (status >= 200 && status <= 299)
+        rc = 0; /* written, whatever the body says */
     if (rc && (status == 404 || (status == 422 && status_field_cause(st, "metadata.uid"))))
         rc = flexpu_error_set(err, FLEXPU_ENOENT, "nominating pod %s/%s for node %s: %s", ns,
                               name, node ? node : "(none)",

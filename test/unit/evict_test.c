@@ -67,9 +67,8 @@ static void test_evict_request(void **state)
     (void)state;
     struct http_srv srv;
     struct flexpu_error err = {0};
-    assert_int_equal(evict_once(&srv, 201, "{\"kind\":\"Status\",\"status\":\"Success\",\"code\":201}",
-                                "u-1", &err),
-                     0);
+    const char *ok = "{\"kind\":\"Status\",\"status\":\"Success\",\"code\":201}";
+    assert_int_equal(evict_once(&srv, 201, ok, "u-1", &err), 0);
     assert_int_equal(srv.nreq, 1);
     assert_string_equal(srv.method, "POST");
     assert_string_equal(srv.path, "/api/v1/namespaces/team-a/pods/w1/eviction");
@@ -116,6 +115,16 @@ static void test_evict_outcomes(void **state)
     assert_non_null(strstr(err.msg, "gone"));
     assert_int_equal(evict_once(&srv, 409, UID_409, "u-old", &err), FLEXPU_ENOENT);
     assert_non_null(strstr(err.msg, "another pod holds the name"));
+
+    /* a budget's update that kept conflicting: not the pod's fault, try again */
+    assert_int_equal(evict_once(&srv, 409, "{\"message\":\"Operation cannot be fulfilled on "
+                                           "poddisruptionbudgets.policy \\\"web\\\": the object "
+                                           "has been modified\"}",
+                                "u-1", &err),
+                     FLEXPU_EIO);
+    assert_non_null(strstr(err.msg, "try again"));
+    /* done is done, whatever the body */
+    assert_int_equal(evict_once(&srv, 201, "not json", "u-1", &err), 0);
 
     /* RBAC: the server's own message stands */
     assert_int_equal(evict_once(&srv, 403, FORBIDDEN_403, "u-1", &err), FLEXPU_EINVAL);
