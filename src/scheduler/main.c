@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* flexpu-scheduler: schedules the pods whose spec.schedulerName is ours.
  *
- * Threads: one watch each for nodes and pods (each with its own connection)
- * push events into a queue; the main thread owns the model, applies the
+ * Threads: one watch each for nodes, pods and Queues (each with its own
+ * connection) push events into a queue; the main thread owns the model, applies the
  * events, and, while it leads, decides; a pool of senders posts the
  * Bindings and a thread of its own the Events (bind.c). The decision travels in
  * the Binding's annotations, which the API server copies onto the pod in the
@@ -25,6 +25,7 @@
 #include "scheduler/bind.h"
 #include "scheduler/metrics.h"
 #include "scheduler/model.h"
+#include "scheduler/queues.h"
 #include "util/alloc.h"
 #include "util/clock.h"
 #include "util/promserve.h"
@@ -52,8 +53,16 @@ static void in_100ms(struct timespec *ts)
     }
 }
 
+/* What a watch event is about. */
+enum {
+    EV_NODE = 0,
+    EV_POD,
+    EV_QUEUE,
+    EV_KINDS
+};
+
 struct qev {
-    int is_pod;
+    int kind;
     enum kube_event ev;
     json_t *obj;
     struct qev *next;
@@ -69,11 +78,11 @@ static struct {
     pthread_cond_t cv, room;
     size_t len;
     struct qev *head, *tail;
-    int synced[2]; /* nodes, pods: first full list delivered */
+    int synced[EV_KINDS]; /* first full list delivered */
 } q = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER, 0,
-       NULL, NULL, {0, 0}};
+       NULL, NULL, {0, 0, 0}};
 
-static int push(int is_pod, enum kube_event ev, json_t *obj)
+static int push(int kind, enum kube_event ev, json_t *obj)
 {
     struct qev *e = fx_malloc(sizeof(*e));
     if (!e) {
@@ -84,7 +93,7 @@ static int push(int is_pod, enum kube_event ev, json_t *obj)
         stop_flag = 1;
         return 1;
     }
-    e->is_pod = is_pod;
+    e->kind = kind;
     e->ev = ev;
     /* managedFields are most of an object's size and nothing here reads
      * them. */
@@ -111,13 +120,19 @@ static int push(int is_pod, enum kube_event ev, json_t *obj)
 static int node_cb(enum kube_event ev, json_t *obj, void *ctx)
 {
     (void)ctx;
-    return push(0, ev, obj);
+    return push(EV_NODE, ev, obj);
 }
 
 static int pod_cb(enum kube_event ev, json_t *obj, void *ctx)
 {
     (void)ctx;
-    return push(1, ev, obj);
+    return push(EV_POD, ev, obj);
+}
+
+static int queue_cb(enum kube_event ev, json_t *obj, void *ctx)
+{
+    (void)ctx;
+    return push(EV_QUEUE, ev, obj);
 }
 
 struct watcher {
@@ -125,6 +140,7 @@ struct watcher {
     const char *path, *fields;
     kube_watch_cb cb;
     pthread_t tid;
+    volatile long list_status; /* the last list's HTTP status */
 };
 
 static void *watch_main(void *arg)
@@ -140,12 +156,34 @@ static void *watch_main(void *arg)
     /* Pages of 100: a page is parsed whole, and its objects live until the
      * main thread has applied them. */
     struct kube_watch_opts o = {.path = w->path, .field_selector = w->fields, .page_size = 100,
-                                .stop = &stop_flag};
+                                .stop = &stop_flag, .list_status = &w->list_status};
     int rc = kube_list_watch(c, &o, w->cb, NULL, &err);
     if (rc && !stop_flag)
         FX_ERROR(COMP, "watch ended", "path=%s error=\"%s\"", w->path, err.msg);
     kube_client_free(c);
     return NULL;
+}
+
+/* ---- Queue status ---- */
+
+static int send_queue_status(const char *name, json_t *patch, void *ctx)
+{
+    struct flexpu_error err = {0};
+    int rc = kube_queue_patch_status(ctx, name, patch, &err);
+    if (rc && rc != FLEXPU_ENOENT)
+        FX_WARN(COMP, "cannot write a queue's status", "queue=%s error=\"%s\"", name, err.msg);
+    return rc;
+}
+
+/* Whether the Queue collection is as listed: its first list came, or the
+ * server says there is none to list (the CRD not installed: 404) or none we
+ * may read (403). Pods then all share the default queue; once the CRD
+ * appears, the watch (retrying) brings its queues in. */
+static bool queues_ready(const struct watcher *w, bool *absent)
+{
+    long st = w->list_status;
+    *absent = !q.synced[EV_QUEUE] && (st == 404 || st == 403);
+    return q.synced[EV_QUEUE] || *absent;
 }
 
 /* ---- metrics ---- */
@@ -324,11 +362,20 @@ int main(int argc, char **argv)
     }
     /* Pods that finished hold nothing: the API server filters them out, and
      * a pod that finishes leaves the watch as DELETED. */
-    struct watcher wn = {&cfg, "/api/v1/nodes", NULL, node_cb, 0};
+    struct watcher wn = {&cfg, "/api/v1/nodes", NULL, node_cb, 0, 0};
     struct watcher wp = {&cfg, "/api/v1/pods", "status.phase!=Succeeded,status.phase!=Failed",
-                         pod_cb, 0};
+                         pod_cb, 0, 0};
+    struct watcher wq = {&cfg, KUBE_QUEUES_PATH, NULL, queue_cb, 0, 0};
+    struct fx_queue_sync *qs = fx_queue_sync_new();
+    if (!qs) {
+        fprintf(stderr, "flexpu-scheduler: out of memory\n");
+        return 1;
+    }
     pthread_create(&wn.tid, NULL, watch_main, &wn);
     pthread_create(&wp.tid, NULL, watch_main, &wp);
+    pthread_create(&wq.tid, NULL, watch_main, &wq);
+    int64_t next_queue_status = 0;
+    int queues_said = -1; /* what was logged of the Queue CRD: -1 nothing, 0 absent, 1 present */
 
     while (!stop_flag) {
         int64_t now = (int64_t)fx_mono_ns();
@@ -361,18 +408,30 @@ int main(int argc, char **argv)
             struct qev *e = list;
             list = e->next;
             if (e->ev == KUBE_SYNC_END)
-                q.synced[e->is_pod] = 1;
-            if (e->is_pod)
+                q.synced[e->kind] = 1;
+            if (e->kind == EV_POD)
                 fx_model_pod_event(m, e->ev, e->obj);
-            else
+            else if (e->kind == EV_NODE)
                 fx_model_node_event(m, e->ev, e->obj);
+            else
+                fx_queue_sync_event(qs, m, e->ev, e->obj);
             json_decref(e->obj);
             fx_free(e);
         }
-        fx_sched_metrics_update(&metrics, m, &binder, leader, q.synced[0] && q.synced[1],
-                                fx_mono_ms());
-        if (!q.synced[0] || !q.synced[1])
+        bool queues_absent;
+        bool synced = q.synced[EV_NODE] && q.synced[EV_POD] && queues_ready(&wq, &queues_absent);
+        fx_sched_metrics_update(&metrics, m, &binder, leader, synced, fx_mono_ms());
+        if (!synced)
             continue;
+        if (queues_said != !queues_absent) {
+            if (queues_absent)
+                FX_WARN(COMP, "no Queue objects to read: every pod is in the default queue",
+                        "path=%s status=%ld (404: the CRD is not installed; 403: no RBAC)",
+                        KUBE_QUEUES_PATH, wq.list_status);
+            else if (queues_said == 0)
+                FX_INFO(COMP, "Queue objects readable now", "queues=%d", fx_queue_sync_count(qs));
+            queues_said = !queues_absent;
+        }
         fx_binder_collect(m, &binder);
         fx_settle_round(m, &binder, fx_mono_ms());
         if (!leader)
@@ -381,6 +440,14 @@ int main(int argc, char **argv)
          * events go first so the next decision sees them. The lease is
          * checked again before each bind (fx_bind_round). */
         fx_bind_round(m, &binder, 256, &stop_flag);
+        /* Queue status, at most every 10 s and only what changed: a
+         * status is for people and dashboards, not for deciding. */
+        if (now >= next_queue_status) {
+            char stamp[40];
+            kube_time_now(stamp, sizeof(stamp), false);
+            fx_queue_sync_publish(qs, m, stamp, send_queue_status, c);
+            next_queue_status = now + 10000000000LL;
+        }
         if (now >= next_report) {
             struct fx_model_stats st;
             fx_model_stats(m, &st);
@@ -406,6 +473,8 @@ int main(int argc, char **argv)
         FX_WARN(COMP, "cannot release the lease", "error=\"%s\"", err.msg);
     pthread_join(wn.tid, NULL);
     pthread_join(wp.tid, NULL);
+    pthread_join(wq.tid, NULL);
+    fx_queue_sync_free(qs);
     kube_client_free(c);
     fx_model_free(m);
     kube_config_free(&cfg);

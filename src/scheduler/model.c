@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "flexpu/gang.h"
 #include "flexpu/log.h"
 #include "flexpu/queue.h"
 #include "flexpu/rng.h"
@@ -15,7 +16,6 @@
 
 #define SHAPES_MAX  128
 #define COMP        "model"
-#define LABEL_QUEUE "flexpu.io/queue"
 
 enum pod_state {
     POD_QUEUED,  /* ours, waiting in the heap */
@@ -26,6 +26,7 @@ enum pod_state {
 };
 
 struct node;
+struct gang;
 
 /* Strings a pod may or may not have are allocated at their length (NULL:
  * empty): a cluster holds tens of thousands of pods, and fixed buffers sized
@@ -56,6 +57,10 @@ struct pod {
     bool limited;       /* waits because its queue is at a limit */
     int qheld, qheld_id;
     int64_t qamt[FLEXPU_RES_COUNT_];
+    /* Its pod group (flexpu.io/pod-group), NULL: none; listed on it. */
+    struct gang *gang;
+    struct pod *gprev, *gnext;
+    bool gang_short;    /* waits for more members of its group to exist */
     char *told;         /* the last message reported for it */
     char *problem;      /* why the pod is invalid */
     bool counted;       /* its shape is in the workload */
@@ -136,6 +141,17 @@ struct pheap {
 };
 
 #define LOOSE (-1)
+#define READY (-2)
+
+/* A pod group: pods of one namespace with one flexpu.io/pod-group label,
+ * placed min_members at a time all or none (docs/QUEUES.md, "Gangs"). */
+struct gang {
+    char key[320];             /* namespace/group */
+    struct fx_pod_group grp;   /* as its first member says; others must agree */
+    char first[300];           /* that member, namespace/name, for messages */
+    struct pod *members;
+    int nmembers;
+};
 
 struct fx_model {
     struct flexpu_engine *e;
@@ -148,6 +164,11 @@ struct fx_model {
     struct pheap *qh;   /* by queue id */
     int nqh;
     struct pheap loose;
+    /* Gang members decided with the one fx_model_next returned, waiting
+     * for their own turn to be returned for binding (state ASSUMED). */
+    struct pheap ready;
+    struct fx_strmap gangs; /* by key */
+    uint64_t gangs_placed, gang_waits;
     struct flexpu_queues *queues;
     bool shares_dirty;  /* demand, capacity or quotas changed since the last compute */
     bool queue_freed;   /* a queue's allocation went down: limited pods may fit */
@@ -223,7 +244,7 @@ static void sift_down(struct pheap *h, size_t i)
 
 static struct pheap *heap_at(struct fx_model *m, int hq)
 {
-    return hq == LOOSE ? &m->loose : &m->qh[hq];
+    return hq == LOOSE ? &m->loose : hq == READY ? &m->ready : &m->qh[hq];
 }
 
 /* The heap a pod belongs in: its queue's, once it is valid and has one. */
@@ -381,6 +402,73 @@ static void compute_shares(struct fx_model *m)
     m->shares_dirty = false;
 }
 
+/* ---- pod groups (gangs) ---- */
+
+static void enqueue(struct fx_model *m, struct pod *p);
+static void give_back(struct fx_model *m, struct pod *p);
+
+static void gang_leave(struct fx_model *m, struct pod *p)
+{
+    struct gang *g = p->gang;
+    if (!g)
+        return;
+    if (p->gprev)
+        p->gprev->gnext = p->gnext;
+    else
+        g->members = p->gnext;
+    if (p->gnext)
+        p->gnext->gprev = p->gprev;
+    p->gprev = p->gnext = NULL;
+    p->gang = NULL;
+    p->gang_short = false;
+    if (--g->nmembers == 0) {
+        fx_strmap_del(&m->gangs, g->key);
+        fx_free(g);
+    }
+}
+
+/* Lists p on the group its labels name (leaving any other). A member that
+ * disagrees with the group's first one (another min-members or queue) is
+ * refused: FLEXPU_EINVAL naming both. A new member wakes the members that
+ * waited for the group to be complete. */
+static int gang_join(struct fx_model *m, struct pod *p, const struct fx_pod_group *grp,
+                     struct flexpu_error *err)
+{
+    char key[sizeof(((struct gang *)0)->key)], me[300];
+    snprintf(key, sizeof(key), "%s/%s", STR(p->ns), grp->group);
+    snprintf(me, sizeof(me), "%s/%s", STR(p->ns), STR(p->name));
+    struct gang *g = fx_strmap_get(&m->gangs, key);
+    if (g && strcmp(g->first, me) != 0 && fx_pod_group_agree(&g->grp, g->first, grp, me, err))
+        return FLEXPU_EINVAL;
+    if (p->gang == g && g)
+        return 0;
+    gang_leave(m, p);
+    if (!(g = fx_strmap_get(&m->gangs, key))) {
+        g = fx_calloc(1, sizeof(*g));
+        if (!g || fx_strmap_put(&m->gangs, key, g)) {
+            fx_free(g);
+            return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory for pod group %s", key);
+        }
+        snprintf(g->key, sizeof(g->key), "%s", key);
+        snprintf(g->first, sizeof(g->first), "%s", me);
+        g->grp = *grp;
+    }
+    p->gprev = NULL;
+    p->gnext = g->members;
+    if (g->members)
+        g->members->gprev = p;
+    g->members = p;
+    g->nmembers++;
+    p->gang = g;
+    for (struct pod *q = g->members; q; q = q->gnext) {
+        if (q->gang_short && q->state == POD_WAITING) {
+            q->gang_short = false;
+            enqueue(m, q);
+        }
+    }
+    return 0;
+}
+
 /* Capacity grew on engine node `id` (-1: somewhere unknown). */
 static void capacity_freed(struct fx_model *m, int id)
 {
@@ -455,6 +543,7 @@ struct fx_model *fx_model_new(const char *scheduler_name, const char *policy, ui
     flexpu_rng_seed(&m->rng, seed);
     fx_strmap_init(&m->pods);
     fx_strmap_init(&m->nodes);
+    fx_strmap_init(&m->gangs);
     return m;
 }
 
@@ -474,6 +563,10 @@ void fx_model_free(struct fx_model *m)
         fx_free(m->qh[i].h);
     fx_free(m->qh);
     fx_free(m->loose.h);
+    fx_free(m->ready.h);
+    for (size_t i = 0; fx_strmap_next(&m->gangs, &i, &k, &v);)
+        fx_free(v);
+    fx_strmap_free(&m->gangs);
     flexpu_queues_free(m->queues);
     flexpu_engine_free(m->e);
     fx_free(m);
@@ -815,6 +908,7 @@ static void forget(struct fx_model *m, struct pod *p)
     wait_unlink(m, p);
     p->qid = -1;
     queue_sync(m, p); /* its charge off its queue */
+    gang_leave(m, p);
     fx_strmap_del(&m->pods, p->uid);
     pod_free(p);
 }
@@ -835,7 +929,7 @@ static int read_pod(struct fx_model *m, struct pod *p, json_t *obj, struct flexp
     str_set(&p->node, node);
     str_set(&p->allocation, alloc);
     json_t *labels = json_object_get(json_object_get(obj, "metadata"), "labels");
-    str_set(&p->qname, json_string_value(json_object_get(labels, LABEL_QUEUE)));
+    str_set(&p->qname, json_string_value(json_object_get(labels, FX_LABEL_QUEUE)));
     p->ours = sched && strcmp(sched, m->sched_name) == 0;
     /* Node constraints matter only while the pod waits for us to place it. */
     flexpu_filter_free(p->filter);
@@ -843,6 +937,20 @@ static int read_pod(struct fx_model *m, struct pod *p, json_t *obj, struct flexp
     int rc = fx_pod_spec_parse(obj, &p->spec, err);
     if (!rc && p->ours && !(node && *node))
         rc = fx_pod_filter_parse(obj, &p->filter, err);
+    /* Its pod group: bound members count toward the group's minimum (a
+     * restart in the middle of a gang places only what is missing). A bad
+     * group is an error only for a pod of ours still to place. */
+    struct fx_pod_group grp;
+    struct flexpu_error gerr = {0};
+    int grc = fx_pod_group_parse(obj, &grp, &gerr);
+    if (!grc && grp.group[0])
+        grc = gang_join(m, p, &grp, &gerr);
+    if (grc || !grp.group[0])
+        gang_leave(m, p);
+    if (!rc && grc && p->ours && !(node && *node)) {
+        *err = gerr;
+        rc = grc;
+    }
     if (rc) {
         memset(&p->req, 0, sizeof(p->req));
         /* What the pod asks for in CPU and memory still counts once bound. */
@@ -998,6 +1106,8 @@ static void wake_waiting(struct fx_model *m)
         /* A pod held back by its queue's limit may go once a queue's
          * allocation went down (which queue matters little: limits nest);
          * one without a queue, once the queue is defined (fx_model_queue_set). */
+        if (p->gang_short)
+            continue; /* woken when a member joins (gang_join) */
         if (p->limited || p->noqueue) {
             if (p->limited && m->queue_freed) {
                 m->wakes++;
@@ -1064,6 +1174,218 @@ static void fill(struct fx_attempt *a, const struct pod *p, enum fx_outcome o)
     snprintf(a->uid, sizeof(a->uid), "%s", p->uid);
 }
 
+/* Takes a decided placement as p's: the allocation it records, assumed,
+ * listed on its node. */
+static void assume(struct fx_model *m, struct pod *p, struct node *n,
+                   const struct flexpu_placement *pl, int64_t id, int64_t slice_mem)
+{
+    if (p->spec.wants_gpu) {
+        struct fx_allocation al = {.ngpu = pl->ngpu};
+        for (int i = 0; i < pl->ngpu; i++) {
+            snprintf(al.gpus[i].uuid, sizeof(al.gpus[i].uuid), "%s",
+                     n->inv.gpus[pl->gpu[i]].uuid);
+            al.gpus[i].index = pl->gpu[i];
+            al.gpus[i].cores = pl->milli[i] >= 10 ? pl->milli[i] / 10 : 0;
+            al.gpus[i].mem = p->spec.gpu_mem ? p->spec.gpu_mem : slice_mem;
+        }
+        char *s = fx_allocation_format(&al);
+        str_set(&p->allocation, s);
+        free(s);
+    }
+    p->alloc = id;
+    set_state(m, p, POD_ASSUMED);
+    str_set(&p->node, n->name);
+    str_set(&p->told, NULL);
+    link_pod(n, p);
+}
+
+/* The bind of an assumed pod. */
+static void bind_attempt(struct fx_attempt *a, const struct pod *p)
+{
+    fill(a, p, FX_BIND);
+    snprintf(a->node, sizeof(a->node), "%s", STR(p->node));
+    snprintf(a->allocation, sizeof(a->allocation), "%s", STR(p->allocation));
+    if (p->spec.wants_gpu && p->spec.priority_capped) {
+        /* Bound all the same, at the level its class allows; the event
+         * tells the user why the annotation did not count. */
+        snprintf(a->message, sizeof(a->message),
+                 "%s: %s ignored: spec.priority %lld allows at most %s "
+                 "(a PriorityClass of value %d or more allows high)",
+                 FX_ANN_PRIORITY, fx_priority_name(p->spec.priority_asked),
+                 (long long)p->spec.class_priority, fx_priority_name(p->spec.priority),
+                 FX_PRIO_CLASS_HIGH);
+    }
+}
+
+/* Tells the pod `msg` once (FX_WAIT) and parks it: true when a is filled. */
+static bool park(struct fx_model *m, struct pod *p, const char *msg, struct fx_attempt *a)
+{
+    set_state(m, p, POD_WAITING);
+    if (strcmp(msg, STR(p->told)) == 0)
+        return false; /* said already */
+    str_set(&p->told, msg);
+    fill(a, p, FX_WAIT);
+    snprintf(a->message, sizeof(a->message), "%s", msg);
+    return true;
+}
+
+static bool waiting_member(const struct pod *q)
+{
+    return (q->state == POD_QUEUED || q->state == POD_WAITING) && !q->noqueue;
+}
+
+/* A slice without flexpu.io/gpu-memory gets its share of the chosen GPU's
+ * memory (place_pod): for a gang member placed without it, the allocation
+ * is taken again with that memory. */
+static int gang_slice_mem(struct fx_model *m, struct pod *p, struct flexpu_gang_member *gm,
+                          int64_t *slice_mem)
+{
+    *slice_mem = 0;
+    struct flexpu_pod_req r;
+    flexpu_engine_effective_req(m->e, &p->req, &r);
+    if (!p->spec.wants_gpu || p->spec.gpu_mem > 0 || r.num_gpu != 1 || r.gpu_milli >= 1000)
+        return 0;
+    const char *node = flexpu_engine_node_name(m->e, gm->place.node);
+    struct node *n = node ? fx_strmap_get(&m->nodes, node) : NULL;
+    if (!n || gm->place.gpu[0] >= n->inv.ngpu)
+        return 0;
+    int64_t mem = fx_default_slice_mem(p->spec.num_gpu, p->spec.cores, p->spec.gpu_mem,
+                                       n->inv.gpus[gm->place.gpu[0]].mem_bytes);
+    struct flexpu_error err = {0};
+    flexpu_engine_release(m->e, gm->alloc_id, &err);
+    gm->alloc_id = 0;
+    gm->place.gpu_mem_mib[0] = mem / FX_MIB;
+    int rc = flexpu_engine_assign(m->e, &r, &gm->place, &gm->alloc_id, &err);
+    if (!rc)
+        *slice_mem = mem;
+    return rc;
+}
+
+/* p, a member of a pod group, is next. While the group has fewer placed
+ * (assumed or bound) members than its minimum, the missing ones are
+ * placed together, all or none (flexpu_engine_place_gang): p and the
+ * group's other waiting members, oldest seen first. Returns 2 when the
+ * group has its minimum (p is placed alone), 1 when a is filled (p's
+ * bind, or why it waits), 0 when p waits and was told so already. The
+ * members decided with p are returned by the next calls (the ready heap). */
+static int gang_turn(struct fx_model *m, struct pod *p, struct fx_attempt *a)
+{
+    struct gang *g = p->gang;
+    int placed = 0, waiting = 1;
+    for (struct pod *q = g->members; q; q = q->gnext) {
+        if (q->state == POD_ASSUMED || q->state == POD_BOUND)
+            placed++;
+        else if (q != p && waiting_member(q))
+            waiting++;
+    }
+    int need = g->grp.min_members - placed;
+    if (need <= 0)
+        return 2;
+    char msg[400];
+    if (waiting < need) {
+        snprintf(msg, sizeof(msg),
+                 "pod group %.120s waits for its members: %d of %d exist (%d placed), none is "
+                 "placed before %d can be placed together",
+                 g->key, waiting + placed, g->grp.min_members, placed, g->grp.min_members);
+        p->gang_short = true;
+        m->gang_waits++;
+        return park(m, p, msg, a) ? 1 : 0;
+    }
+    struct pod **mem = fx_calloc((size_t)need, sizeof(*mem));
+    struct flexpu_gang_member *gm = fx_calloc((size_t)need, sizeof(*gm));
+    if (!mem || !gm) {
+        fx_free(mem);
+        fx_free(gm);
+        return park(m, p, "out of memory placing its pod group; retried when capacity frees", a);
+    }
+    int n = 0;
+    mem[n++] = p;
+    for (struct pod *q = g->members; q && n < need; q = q->gnext)
+        if (q != p && waiting_member(q))
+            mem[n++] = q;
+    int64_t sum[FLEXPU_RES_COUNT_] = {0};
+    for (int i = 0; i < n; i++) {
+        int64_t amt[FLEXPU_RES_COUNT_];
+        pod_amount(mem[i], amt);
+        for (int r = 0; r < FLEXPU_RES_COUNT_; r++)
+            sum[r] += amt[r];
+        gm[i].req = mem[i]->req;
+        gm[i].filter = mem[i]->filter;
+    }
+    char held[300] = "";
+    int rc = FLEXPU_ENOFIT;
+    struct flexpu_noplace why = {0};
+    if (p->qid >= 0 && !flexpu_queues_within_limit(m->queues, p->qid, sum, held, sizeof(held))) {
+        snprintf(msg, sizeof(msg), "pod group %.120s: its %d missing members together exceed a limit: %.200s",
+                 g->key, need, held);
+        p->limited = true;
+    } else {
+        struct flexpu_gang_result res;
+        rc = flexpu_engine_place_gang(m->e, gm, n, &m->rng, &res, &why);
+        if (rc)
+            snprintf(msg, sizeof(msg), "pod group %.120s: its %d missing members do not fit together: %.200s",
+                     g->key, need, why.text);
+    }
+    int64_t *slice_mem = rc ? NULL : fx_calloc((size_t)n, sizeof(*slice_mem));
+    struct node **nodes = rc ? NULL : fx_calloc((size_t)n, sizeof(*nodes));
+    if (!rc && (!slice_mem || !nodes))
+        rc = FLEXPU_ENOMEM;
+    for (int i = 0; !rc && i < n; i++) {
+        const char *name = flexpu_engine_node_name(m->e, gm[i].place.node);
+        if (!name || !(nodes[i] = fx_strmap_get(&m->nodes, name)))
+            rc = FLEXPU_ENOMEM; /* cannot happen: every engine node has a record */
+    }
+    for (int i = 0; !rc && i < n; i++) {
+        if (gang_slice_mem(m, mem[i], &gm[i], &slice_mem[i])) {
+            snprintf(msg, sizeof(msg),
+                     "pod group %.120s: no room for a member's default slice memory (its share of "
+                     "the GPU's memory; set %s to ask less)", g->key, FX_RES_GPU_MEMORY);
+            rc = FLEXPU_ENOFIT;
+        }
+    }
+    if (rc) {
+        struct flexpu_error err;
+        for (int i = 0; i < n; i++)
+            if (gm[i].alloc_id)
+                flexpu_engine_release(m->e, gm[i].alloc_id, &err);
+        /* Every chosen member waits: any of them woken by freed capacity
+         * tries the group again. */
+        for (int i = 1; i < n; i++) {
+            dequeue(m, mem[i]);
+            set_state(m, mem[i], POD_WAITING);
+            mem[i]->limited = p->limited;
+        }
+        if (rc == FLEXPU_ENOMEM)
+            snprintf(msg, sizeof(msg), "out of memory placing pod group %.120s", g->key);
+        fx_free(mem);
+        fx_free(gm);
+        fx_free(slice_mem);
+        fx_free(nodes);
+        m->gang_waits++;
+        return park(m, p, msg, a) ? 1 : 0;
+    }
+    for (int i = 0; i < n; i++) {
+        dequeue(m, mem[i]);
+        assume(m, mem[i], nodes[i], &gm[i].place, gm[i].alloc_id, slice_mem[i]);
+        if (i == 0)
+            continue;
+        if (heap_push(&m->ready, mem[i])) {
+            mem[i]->hq = READY;
+        } else {
+            FX_ERROR(COMP, "out of memory queueing a gang member's bind", "pod=%s/%s",
+                     STR(mem[i]->ns), STR(mem[i]->name));
+            give_back(m, mem[i]); /* placed again on its own */
+        }
+    }
+    m->gangs_placed++;
+    bind_attempt(a, p);
+    fx_free(mem);
+    fx_free(gm);
+    fx_free(slice_mem);
+    fx_free(nodes);
+    return 1;
+}
+
 /* The heap to serve next: pods that only need telling first, then the
  * queue furthest below its fair share (flexpu_queues_compare). */
 static struct pheap *next_heap(struct fx_model *m)
@@ -1083,6 +1405,12 @@ bool fx_model_next(struct fx_model *m, struct fx_attempt *a)
 {
     wake_waiting(m);
     fx_model_refresh_workload(m);
+    if (m->ready.n) {
+        struct pod *r = m->ready.h[0];
+        dequeue(m, r);
+        bind_attempt(a, r);
+        return true;
+    }
     struct pheap *h;
     while ((h = next_heap(m))) {
         struct pod *p = h->h[0];
@@ -1096,7 +1424,7 @@ bool fx_model_next(struct fx_model *m, struct fx_attempt *a)
         char held[400] = "";
         if (p->noqueue)
             snprintf(held, sizeof(held),
-                     "queue \"%.100s\" does not exist (label " LABEL_QUEUE "): the pod waits "
+                     "queue \"%.100s\" does not exist (label " FX_LABEL_QUEUE "): the pod waits "
                      "until a Queue of that name is created",
                      STR(p->qname));
         int64_t amt[FLEXPU_RES_COUNT_];
@@ -1104,13 +1432,16 @@ bool fx_model_next(struct fx_model *m, struct fx_attempt *a)
         p->limited = !p->noqueue &&
                      !flexpu_queues_within_limit(m->queues, p->qid, amt, held, sizeof(held));
         if (held[0] && (p->noqueue || p->limited)) {
-            set_state(m, p, POD_WAITING);
-            if (strcmp(held, STR(p->told)) == 0)
-                continue; /* said already */
-            str_set(&p->told, held);
-            fill(a, p, FX_WAIT);
-            snprintf(a->message, sizeof(a->message), "%s", held);
-            return true;
+            if (park(m, p, held, a))
+                return true;
+            continue;
+        }
+        if (p->gang) {
+            int turn = gang_turn(m, p, a);
+            if (turn == 1)
+                return true;
+            if (turn == 0)
+                continue;
         }
         struct flexpu_placement pl;
         struct flexpu_noplace why;
@@ -1138,37 +1469,8 @@ bool fx_model_next(struct fx_model *m, struct fx_attempt *a)
             set_state(m, p, POD_WAITING);
             continue;
         }
-        fill(a, p, FX_BIND);
-        snprintf(a->node, sizeof(a->node), "%s", n->name);
-        if (p->spec.wants_gpu) {
-            struct fx_allocation al = {.ngpu = pl.ngpu};
-            for (int i = 0; i < pl.ngpu; i++) {
-                snprintf(al.gpus[i].uuid, sizeof(al.gpus[i].uuid), "%s",
-                         n->inv.gpus[pl.gpu[i]].uuid);
-                al.gpus[i].index = pl.gpu[i];
-                al.gpus[i].cores = pl.milli[i] >= 10 ? pl.milli[i] / 10 : 0;
-                al.gpus[i].mem = p->spec.gpu_mem ? p->spec.gpu_mem : slice_mem;
-            }
-            if (p->spec.priority_capped) {
-                /* Bound all the same, at the level its class allows; the
-                 * event tells the user why the annotation did not count. */
-                snprintf(a->message, sizeof(a->message),
-                         "%s: %s ignored: spec.priority %lld allows at most %s "
-                         "(a PriorityClass of value %d or more allows high)",
-                         FX_ANN_PRIORITY, fx_priority_name(p->spec.priority_asked),
-                         (long long)p->spec.class_priority, fx_priority_name(p->spec.priority),
-                         FX_PRIO_CLASS_HIGH);
-            }
-            char *s = fx_allocation_format(&al);
-            snprintf(a->allocation, sizeof(a->allocation), "%s", s ? s : "");
-            str_set(&p->allocation, s);
-            free(s);
-        }
-        p->alloc = id;
-        set_state(m, p, POD_ASSUMED);
-        str_set(&p->node, n->name);
-        str_set(&p->told, NULL);
-        link_pod(n, p);
+        assume(m, p, n, &pl, id, slice_mem);
+        bind_attempt(a, p);
         return true;
     }
     return false;
@@ -1340,6 +1642,11 @@ int fx_model_queue_remove(struct fx_model *m, const char *name, struct flexpu_er
 int fx_model_queue_count(const struct fx_model *m)
 {
     return flexpu_queues_count(m->queues);
+}
+
+int fx_model_queue_find(const struct fx_model *m, const char *name)
+{
+    return flexpu_queues_find(m->queues, name);
 }
 
 bool fx_model_queue_get(struct fx_model *m, int id, struct flexpu_queue_status *out)

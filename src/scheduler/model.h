@@ -120,6 +120,7 @@ int fx_model_queue_remove(struct fx_model *m, const char *name, struct flexpu_er
 /* Queue ids are 0..count-1 (some unused); get is false for those. Shares
  * are recomputed first when demand or capacity changed. */
 int fx_model_queue_count(const struct fx_model *m);
+int fx_model_queue_find(const struct fx_model *m, const char *name); /* -1: none */
 bool fx_model_queue_get(struct fx_model *m, int id, struct flexpu_queue_status *out);
 
 /* Engine invariants (tests). */

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The scheduler's model with queues: which pods it binds when queues with
- * guarantees, weights and limits compete for one node, and how pods naming
- * a queue that does not exist, or held by a limit, come back. */
+/* The scheduler's model with queues and pod groups: which pods it binds
+ * when queues with guarantees, weights and limits compete for one node, how
+ * pods naming a queue that does not exist, or held by a limit, come back,
+ * and gangs placed all or none. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -54,6 +55,31 @@ static json_t *queued_pod(const char *uid, const char *q, int gpus, int sec)
                           "cpu", "1", "flexpu.io/gpu", n);
     assert_non_null(p);
     return p;
+}
+
+/* A member of pod group `group` (min-members `min`); bound to `node` with
+ * whole GPU `gpu` when node is not NULL. */
+static void add_member(struct fx_model *m, const char *uid, const char *group, int min, int gpus,
+                       int sec, const char *node, int gpu)
+{
+    json_t *p = queued_pod(uid, NULL, gpus, sec);
+    json_t *md = json_object_get(p, "metadata");
+    json_object_set_new(json_object_get(md, "labels"), "flexpu.io/pod-group", json_string(group));
+    char n[16];
+    snprintf(n, sizeof(n), "%d", min);
+    json_t *ann = json_pack("{s:s}", "flexpu.io/min-members", n);
+    if (node) {
+        char alloc[256];
+        snprintf(alloc, sizeof(alloc),
+                 "{\"gpus\":[{\"uuid\":\"GPU-%s-%d\",\"index\":%d,\"cores\":100,"
+                 "\"memory\":0}]}",
+                 node, gpu, gpu);
+        json_object_set_new(ann, "flexpu.io/allocation", json_string(alloc));
+        json_object_set_new(json_object_get(p, "spec"), "nodeName", json_string(node));
+    }
+    json_object_set_new(md, "annotations", ann);
+    fx_model_pod_event(m, KUBE_ADDED, p);
+    json_decref(p);
 }
 
 static void add_pod(struct fx_model *m, const char *uid, const char *q, int gpus, int sec)
@@ -297,6 +323,119 @@ static void test_unlabelled_pods_use_default(void **state)
     fx_model_free(m);
 }
 
+/* A gang of 3 x 4 GPUs on one 8-GPU node: nothing is placed (no member
+ * holds anything while it waits); a second node lets all three go. */
+static void test_gang_all_or_nothing(void **state)
+{
+    (void)state;
+    struct fx_model *m = model();
+    add_node(m, "n1", 8);
+    add_member(m, "g0", "train", 3, 4, 0, NULL, 0);
+    add_member(m, "g1", "train", 3, 4, 1, NULL, 0);
+    add_member(m, "g2", "train", 3, 4, 2, NULL, 0);
+    struct tally t = {0};
+    drain(m, &t, 'g');
+    assert_int_equal(t.binds['g' - 'a'], 0);
+    assert_non_null(strstr(t.msg, "do not fit together"));
+    struct flexpu_queue_status st;
+    assert_true(fx_model_queue_get(m, fx_model_queue_find(m, FLEXPU_QUEUE_DEFAULT), &st));
+    assert_int_equal(st.allocated[FLEXPU_RES_GPU], 0);
+    add_node(m, "n2", 8);
+    struct tally t2 = {0};
+    drain(m, &t2, 'g');
+    assert_int_equal(t2.binds['g' - 'a'], 3);
+    fx_model_free(m);
+}
+
+/* A gang waits, told so, until min-members of it exist. */
+static void test_gang_waits_for_members(void **state)
+{
+    (void)state;
+    struct fx_model *m = model();
+    add_node(m, "n1", 8);
+    add_member(m, "g0", "job", 3, 1, 0, NULL, 0);
+    add_member(m, "g1", "job", 3, 1, 1, NULL, 0);
+    struct tally t = {0};
+    drain(m, &t, 'g');
+    assert_int_equal(t.binds['g' - 'a'], 0);
+    assert_non_null(strstr(t.msg, "2 of 3 exist"));
+    add_member(m, "g2", "job", 3, 1, 2, NULL, 0);
+    struct tally t2 = {0};
+    drain(m, &t2, 'g');
+    assert_int_equal(t2.binds['g' - 'a'], 3);
+    /* A fourth member beyond the minimum is placed on its own. */
+    add_member(m, "g3", "job", 3, 1, 3, NULL, 0);
+    struct tally t3 = {0};
+    drain(m, &t3, 'g');
+    assert_int_equal(t3.binds['g' - 'a'], 1);
+    fx_model_free(m);
+}
+
+/* Two gangs that each fit alone but not together: one is placed whole,
+ * the other holds nothing (no deadlock of two half-placed gangs). */
+static void test_two_gangs_no_deadlock(void **state)
+{
+    (void)state;
+    struct fx_model *m = model();
+    add_node(m, "n1", 8);
+    /* Interleaved arrivals: a0 b0 a1 b1. */
+    add_member(m, "a0", "a", 2, 3, 0, NULL, 0);
+    add_member(m, "b0", "b", 2, 3, 1, NULL, 0);
+    add_member(m, "a1", "a", 2, 3, 2, NULL, 0);
+    add_member(m, "b1", "b", 2, 3, 3, NULL, 0);
+    struct tally t = {0};
+    drain(m, &t, 'b');
+    assert_int_equal(t.binds[0] + t.binds[1], 2);
+    assert_true(t.binds[0] == 2 || t.binds[1] == 2);
+    fx_model_free(m);
+}
+
+/* Members that disagree on min-members: the newcomer is invalid, told
+ * both values. */
+static void test_gang_disagreement_invalid(void **state)
+{
+    (void)state;
+    struct fx_model *m = model();
+    add_node(m, "n1", 8);
+    add_member(m, "g0", "job", 2, 1, 0, NULL, 0);
+    add_member(m, "g1", "job", 3, 1, 1, NULL, 0);
+    struct fx_attempt at;
+    bool told = false;
+    while (fx_model_next(m, &at))
+        if (at.outcome == FX_INVALID && strcmp(at.uid, "g1") == 0)
+            told = strstr(at.message, "2") && strstr(at.message, "3");
+    assert_true(told);
+    fx_model_free(m);
+}
+
+/* After a restart in the middle of a gang (one of three members bound),
+ * the two missing members are placed together. */
+static void test_gang_restart_places_the_rest(void **state)
+{
+    (void)state;
+    struct fx_model *m = model();
+    add_node(m, "n1", 4);
+    add_member(m, "g0", "job", 3, 1, 0, "n1", 0);
+    add_member(m, "g1", "job", 3, 1, 1, NULL, 0);
+    add_member(m, "g2", "job", 3, 1, 2, NULL, 0);
+    struct tally t = {0};
+    drain(m, &t, 'g');
+    assert_int_equal(t.binds['g' - 'a'], 2);
+    fx_model_free(m);
+    /* The bound member counts: on a node with one GPU left the two
+     * missing members cannot go together, and neither goes alone. */
+    m = model();
+    add_node(m, "n1", 2);
+    add_member(m, "g0", "job", 3, 1, 0, "n1", 0);
+    add_member(m, "g1", "job", 3, 1, 1, NULL, 0);
+    add_member(m, "g2", "job", 3, 1, 2, NULL, 0);
+    struct tally t2 = {0};
+    drain(m, &t2, 'g');
+    assert_int_equal(t2.binds['g' - 'a'], 0);
+    assert_non_null(strstr(t2.msg, "2 missing members do not fit together"));
+    fx_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -307,6 +446,11 @@ int main(void)
         cmocka_unit_test(test_parent_limit_caps_children),
         cmocka_unit_test(test_missing_queue_waits_until_created),
         cmocka_unit_test(test_unlabelled_pods_use_default),
+        cmocka_unit_test(test_gang_all_or_nothing),
+        cmocka_unit_test(test_gang_waits_for_members),
+        cmocka_unit_test(test_two_gangs_no_deadlock),
+        cmocka_unit_test(test_gang_disagreement_invalid),
+        cmocka_unit_test(test_gang_restart_places_the_rest),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
