@@ -11,7 +11,9 @@
 #  - with the flexpu-scheduler service account's own token (deploy/rbac.yaml),
 #    the scheduler's client code (test/e2e/kube_call.c) patches a queue's
 #    status, which the printer columns then show; the account may not change
-#    a queue's spec;
+#    a queue's spec; the scheduler's queue path (parse, the engine's queues,
+#    status builder) writes each queue's status, and its conditions for a
+#    spec it refuses and for a missing parent;
 #  - it evicts through the Eviction API: a pod whose PodDisruptionBudget
 #    allows no disruption is refused with the budget's 429 (FLEXPU_EBUSY),
 #    and stays; one whose budget allows it, and one with none, go; a stale
@@ -124,6 +126,43 @@ can() { kubectl auth can-i --as=system:serviceaccount:flexpu-system:flexpu-sched
   fail "the scheduler's account cannot watch queues or patch their status"
 [ "$(can delete pods -n default)" = no ] || fail "the scheduler's account may delete pods"
 pass "with the scheduler's account, kube_queue_patch_status writes allocated, fair share, guaranteed, pending and conditions (merged; spec untouched; bad values refused; a missing queue is ENOENT), shown by kubectl get queues; it may not change a queue's spec or delete pods"
+
+# --- the scheduler's whole queue path: parse, engine, status ---
+# half passes the schema (a quantity) but not the scheduler (whole GPUs);
+# lost names a parent that does not exist.
+kubectl create -f - >/dev/null <<'EOF2'
+{"apiVersion":"v1","kind":"List","items":[
+ {"apiVersion":"flexpu.io/v1alpha1","kind":"Queue","metadata":{"name":"half"},"spec":{"guaranteed":{"flexpu.io/gpu":"1.5"}}},
+ {"apiVersion":"flexpu.io/v1alpha1","kind":"Queue","metadata":{"name":"lost"},"spec":{"parent":"ghost"}}]}
+EOF2
+sync() { "$call" "$sched" queue-sync 64 research=2 team-a=10 half=0 lost=1 >"$work/sync.out" 2>&1 ||
+  fail "queue-sync: $(cat "$work/sync.out")"; }
+sync
+grep -qx "team-a parent=research weight=2 guaranteed=8,1500,81920,0,0 limit=16,-1,81920,-1,-1" "$work/sync.out" ||
+  fail "team-a as the scheduler parsed it: $(cat "$work/sync.out")"
+grep -qx "research parent= weight=1 guaranteed=16,0,0,128000,1048576 limit=32,-1,-1,-1,-1" "$work/sync.out" ||
+  fail "research as the scheduler parsed it: $(cat "$work/sync.out")"
+q() { kubectl get queue "$1" -o json | jq -r "$2"; }
+[ "$(q team-a '[.status.allocated["flexpu.io/gpu"], .status.guaranteed["flexpu.io/gpu"], .status.guaranteed["flexpu.io/gpu-memory"]] | join(" ")')" = "10 8 81920Mi" ] ||
+  fail "team-a's status after queue-sync: $(q team-a ".status | tostring")"
+[ "$(q research '.status.allocated["flexpu.io/gpu"]')" = 12 ] ||
+  fail "research does not hold its child's GPUs: $(q research ".status | tostring")"
+[[ "$(q team-a '.status.fairShare["flexpu.io/gpu"]')" =~ ^[0-9]+$ ]] || fail "team-a has no fair share: $(q team-a ".status | tostring")"
+cond() { q "$1" ".status.conditions[] | select(.type == \"$2\") | \"\(.status) \(.reason)\""; }
+[ "$(cond team-a Accepted)" = "True Applied" ] && [ "$(cond team-a ParentFound)" = "True ParentExists" ] ||
+  fail "team-a's conditions: $(q team-a ".status.conditions | tostring")"
+[ "$(cond lost ParentFound)" = "False ParentMissing" ] || fail "lost's conditions: $(q lost ".status.conditions | tostring")"
+[ "$(cond half Accepted)" = "False InvalidSpec" ] || fail "half's conditions: $(q half ".status.conditions | tostring")"
+q half '.status.conditions[0].message' | grep -qF "spec.guaranteed[flexpu.io/gpu]': invalid value '1.5'" ||
+  fail "half's refusal does not name the field and value: $(q half .status.conditions[0].message)"
+kubectl get queues >"$work/get.txt"
+[ "$(row lost | cut -d' ' -f1-3)" = "lost ghost 1" ] || fail "lost's row: '$(row lost)'"
+since="$(q team-a '.status.conditions[0].lastTransitionTime')"
+sleep 1.2
+sync
+[ "$(q team-a '.status.conditions[0].lastTransitionTime')" = "$since" ] ||
+  fail "an unchanged condition's lastTransitionTime moved from $since"
+pass "queue-sync (fx_queue_parse, the engine's queues, fx_queue_status_patch, kube_queue_patch_status) with the scheduler's account: specs in the engine's units, allocated summed up the tree, guarantees and fair shares written; Accepted False naming the field for a spec the schema lets through, ParentFound False for a missing parent; an unchanged condition keeps its time"
 
 # --- eviction and nomination ---
 kubectl create -f - >/dev/null <<'EOF2'
