@@ -154,7 +154,7 @@ cond() { q "$1" ".status.conditions[] | select(.type == \"$2\") | \"\(.status) \
 [ "$(cond lost ParentFound)" = "False ParentMissing" ] || fail "lost's conditions: $(q lost ".status.conditions | tostring")"
 [ "$(cond half Accepted)" = "False InvalidSpec" ] || fail "half's conditions: $(q half ".status.conditions | tostring")"
 q half '.status.conditions[0].message' | grep -qF "spec.guaranteed[flexpu.io/gpu]': invalid value '1.5'" ||
-  fail "half's refusal does not name the field and value: $(q half .status.conditions[0].message)"
+  fail "half's refusal does not name the field and value: $(q half '.status.conditions[0].message')"
 kubectl get queues >"$work/get.txt"
 [ "$(row lost | cut -d' ' -f1-3)" = "lost ghost 1" ] || fail "lost's row: '$(row lost)'"
 since="$(q team-a '.status.conditions[0].lastTransitionTime')"
