@@ -2,7 +2,9 @@
 /* Everything flexpu reads from Kubernetes that a user or another program
  * wrote: kubeconfig YAML, pod specs and annotations (node constraints
  * too, evaluated on the same object read as a node), node inventories,
- * allocation annotations and watch streams. The first byte picks the parser;
+ * allocation annotations, watch streams, and Queue objects with a pod's queue
+ * and pod-group labels (read from the same JSON as the pod spec). The first
+ * byte picks the parser;
  * none may crash, leak or read out of bounds, whatever the input. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -11,6 +13,7 @@
 #include "flexpu/log.h"
 #include "kube/contract.h"
 #include "kube/kube.h"
+#include "kube/queue_spec.h"
 
 static int on_line(const char *type, json_t *obj, void *ctx)
 {
@@ -68,6 +71,28 @@ static void filters(json_t *j)
     flexpu_filter_free(f);
 }
 
+/* The object as a Queue, and its status written back from what was read;
+ * and as a pod's queue and pod group, checked against a fixed member. */
+static void queues(json_t *j)
+{
+    struct flexpu_error err;
+    struct flexpu_queue_info in;
+    json_t *patch;
+    if (fx_queue_parse(j, &in, &err) == 0) {
+        struct flexpu_queue_status st = {.name = in.name, .parent = in.parent,
+                                         .orphan = in.parent && in.parent[0] == 'x'};
+        memcpy(st.guaranteed, in.guaranteed, sizeof(st.guaranteed));
+        memcpy(st.allocated, in.limit, sizeof(st.allocated));
+        patch = fx_queue_status_patch(&st, "2026-01-01T00:00:00Z", j);
+    } else {
+        patch = fx_queue_refused_patch(err.msg, "2026-01-01T00:00:00Z", j);
+    }
+    json_decref(patch);
+    struct fx_pod_group g, first = {"default", "g", 2};
+    if (fx_pod_group_parse(j, &g, &err) == 0 && g.group[0])
+        fx_pod_group_agree(&first, "d/a", &g, "d/b", &err);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static int quiet;
@@ -101,6 +126,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (j) {
             fx_pod_spec_parse(j, &s, &err);
             filters(j);
+            queues(j);
         }
         json_decref(j);
         break;
