@@ -4,8 +4,8 @@
 # its upstream Go module (test/cluster/tools/helm), on a real API server
 # (test/cluster):
 #  - helm lint --strict, with the default values and with overrides;
-#  - helm template with the default values renders what `kubectl apply -k
-#    deploy/` applies, object for object and field for field (Helm's own
+#  - helm template with the default values (and the chart's crds/: the Queue
+#    CRD) renders what `kubectl apply -k deploy/` applies, object for object and field for field (Helm's own
 #    labels, the config checksum and the image's docker.io/ aside), so the
 #    chart and the plain manifests cannot drift apart;
 #  - helm template with overrides (registry, tag, pull secrets,
@@ -17,7 +17,8 @@
 #    and the combinations the templates check), and install nothing;
 #  - helm install (release gpu in namespace gpu-system, registry, tolerations,
 #    nodeSelector, runtimeClassName, scheduler name): the objects exist with
-#    those values; flexpu-scheduler, run with the Deployment's own arguments
+#    those values, the Queue CRD too, and the scheduler's RBAC for queues and
+#    preemption is what deploy/rbac.yaml says; flexpu-scheduler, run with the Deployment's own arguments
 #    and its service account's token, takes the release's Lease and binds a
 #    pod with its allocation, which the release's admission policy refuses
 #    from a tenant;
@@ -55,8 +56,7 @@ pass "helm lint --strict, with the default values and with overrides"
 # YAML to JSON, one array of objects, through kubectl's client-side dry run
 # (it knows every built-in kind from the API server's discovery).
 tojson() { kubectl create --dry-run=client -o json -f - | jq -s .; }
-# --include-crds: the Queue CRD in crds/ is part of what deploy/ applies.
-render() { helm template --include-crds "$@" "$chart" | tojson; }
+render() { helm template "$@" "$chart" | tojson; }
 # obj JSON KIND NAME: one object.
 obj() { jq --arg k "$2" --arg n "$3" '.[] | select(.kind == $k and .metadata.name == $n)' <<<"$1"; }
 
@@ -87,7 +87,8 @@ normalize() {
     | sort_by(.kind, .metadata.name)'
 }
 kubectl kustomize "$root/deploy" | tojson | normalize >"$work/kustomize.json"
-render flexpu -n flexpu-system | normalize >"$work/helm.json"
+# --include-crds: the Queue CRD in the chart's crds/ is part of what deploy/ applies.
+render --include-crds flexpu -n flexpu-system | normalize >"$work/helm.json"
 [ "$(jq length "$work/kustomize.json")" -ge 12 ] || fail "deploy/ rendered $(jq length "$work/kustomize.json") objects"
 if ! diff -u "$work/kustomize.json" "$work/helm.json" >"$work/drift.diff"; then
   head -n 80 "$work/drift.diff" >&2
@@ -296,7 +297,16 @@ can() { kubectl auth can-i --as="system:serviceaccount:$ns:$1" "${@:2}" 2>/dev/n
 [ "$(can gpu-flexpu-scheduler update leases/other -n "$ns")" = no ] || fail "scheduler may update any lease"
 [ "$(can gpu-flexpu-node patch nodes --subresource=status)" = yes ] || fail "node agent cannot patch node status"
 [ "$(can gpu-flexpu-node list secrets -A)" = no ] || fail "node agent may list secrets"
-pass "helm install: every object, with the registry, runtimeClassName, nodeSelector and tolerations given; RBAC as deploy/"
+# Queues: the CRD from the chart's crds/, read and status-patched by the scheduler only.
+kubectl wait --for=condition=Established crd/queues.flexpu.io --timeout=30s >/dev/null ||
+  fail "helm install did not create the Queue CRD"
+[ "$(can gpu-flexpu-scheduler watch queues.flexpu.io)" = yes ] || fail "scheduler cannot watch queues"
+[ "$(can gpu-flexpu-scheduler patch queues.flexpu.io --subresource=status)" = yes ] || fail "scheduler cannot patch queue status"
+[ "$(can gpu-flexpu-scheduler patch queues.flexpu.io)" = no ] || fail "scheduler may patch a queue's spec"
+[ "$(can gpu-flexpu-scheduler create pods --subresource=eviction -n default)" = yes ] || fail "scheduler cannot evict"
+[ "$(can gpu-flexpu-scheduler patch pods --subresource=status -n default)" = yes ] || fail "scheduler cannot nominate"
+[ "$(can gpu-flexpu-scheduler list poddisruptionbudgets.policy -A)" = yes ] || fail "scheduler cannot list PDBs"
+pass "helm install: every object, the Queue CRD, with the registry, runtimeClassName, nodeSelector and tolerations given; RBAC as deploy/"
 
 # flexpu-scheduler with the Deployment's own arguments (the ConfigMap's and
 # the pod's values substituted as the kubelet would) and its service
