@@ -5,8 +5,9 @@
 # (test/cluster):
 #  - helm lint --strict, with the default values and with overrides;
 #  - helm template with the default values (and the chart's crds/: the Queue
-#    CRD) renders what `kubectl apply -k deploy/` applies, object for object and field for field (Helm's own
-#    labels, the config checksum and the image's docker.io/ aside), so the
+#    CRD) renders what `kubectl apply -k deploy/` applies, object for object
+#    and field for field (Helm's own labels, the config checksum and the
+#    image's docker.io/ aside), so the
 #    chart and the plain manifests cannot drift apart;
 #  - helm template with overrides (registry, tag, pull secrets,
 #    runtimeClassName, tolerations, nodeSelector, affinity, resources,
