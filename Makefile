@@ -114,7 +114,8 @@ test: unit asan fuzz conformance image-test
 # first time). helm_e2e.sh installs the Helm chart, and runs flexpu-scheduler
 # from make image's image when there is one. queue_crd_e2e.sh checks the Queue
 # CRD's schema and the scheduler's eviction, nomination and queue status
-# calls (test/e2e/kube_call.c) with its service account.
+# calls (test/e2e/kube_call.c) with its service account; queue_e2e.sh, the
+# scheduler's queues (guarantees, borrowing, limits) and gangs (all or none).
 e2e: build
 	@test/e2e/scheduler_e2e.sh $(BUILD)
 	@test/e2e/rules_e2e.sh $(BUILD)
@@ -122,6 +123,7 @@ e2e: build
 	@test/e2e/kubelet_e2e.sh $(BUILD)
 	@test/e2e/admission_e2e.sh $(BUILD)
 	@test/e2e/queue_crd_e2e.sh $(BUILD)
+	@test/e2e/queue_e2e.sh $(BUILD)
 	@test/e2e/helm_e2e.sh $(BUILD) $(if $(wildcard out/image/oci/index.json),out/image/oci:dev)
 
 bench: build

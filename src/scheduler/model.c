@@ -1604,7 +1604,8 @@ int fx_model_queue_set(struct fx_model *m, const struct flexpu_queue_info *info,
         if (p->qid < 0 && (p->ours || p->qname)) {
             queue_resolve(m, p);
             queue_sync(m, p);
-            if (p->state == POD_WAITING && !p->noqueue)
+            /* Out of the loose heap (or the waiting list) into its queue's. */
+            if ((p->state == POD_WAITING || p->state == POD_QUEUED) && !p->noqueue)
                 enqueue(m, p);
         } else if (p->limited && p->state == POD_WAITING) {
             enqueue(m, p);

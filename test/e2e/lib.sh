@@ -8,7 +8,7 @@
 # (processes killed at exit), and gives
 #   e2e_up    the control plane's binaries built once ($bin), test/cluster
 #             started in $work/cluster, its environment sourced
-#   fail, pass, wait_for, free_port
+#   fail, pass, wait_for, free_port, kwok_gpu_node
 # A script may define e2e_on_fail (more to print on a failure) and
 # e2e_on_exit (more to stop or undo at exit: after $pids are signalled,
 # before the wait for them and before the cluster goes).
@@ -63,3 +63,22 @@ wait_for() { # seconds description command...
 }
 
 free_port() { "$root/test/cluster/cluster.sh" port .; }
+
+# kwok_gpu_node NAME MODEL NGPU [MEM_GIB] [CPU]: a kwok node with a GPU inventory
+# (flexpu.io/gpus) and the extended resources flexpu-node would publish.
+kwok_gpu_node() {
+  local name="$1" model="$2" n="$3" mem="${4:-80}" cpu="${5:-64}"
+  local inv="" i
+  for i in $(seq 0 $((n - 1))); do
+    [ -n "$inv" ] && inv="$inv,"
+    inv="$inv{\\\"uuid\\\":\\\"GPU-$name-$i\\\",\\\"model\\\":\\\"$model\\\",\\\"memory\\\":$((mem * 1073741824)),\\\"numa\\\":$((i / 4)),\\\"group\\\":$((i / 4))}"
+  done
+  kubectl create -f - >/dev/null <<EOF
+{"apiVersion":"v1","kind":"Node","metadata":{"name":"$name","labels":{"type":"kwok"},
+ "annotations":{"kwok.x-k8s.io/node":"fake","flexpu.io/gpus":"[$inv]"}},
+ "status":{"allocatable":{"cpu":"$cpu","memory":"512Gi","pods":"110","flexpu.io/gpu":"$((n * 16))",
+   "flexpu.io/gpu-cores":"$((n * 100))","flexpu.io/gpu-memory":"$((n * mem))Gi"},
+  "capacity":{"cpu":"$cpu","memory":"512Gi","pods":"110","flexpu.io/gpu":"$((n * 16))",
+   "flexpu.io/gpu-cores":"$((n * 100))","flexpu.io/gpu-memory":"$((n * mem))Gi"}}}
+EOF
+}

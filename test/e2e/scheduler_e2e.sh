@@ -27,23 +27,7 @@ stop_scheduler() { # signal
   sched_pid=""
 }
 
-# node NAME MODEL NGPU [MEM_GIB] [CPU] [GROUPS]: a kwok node with a GPU inventory.
-node() {
-  local name="$1" model="$2" n="$3" mem="${4:-80}" cpu="${5:-64}"
-  local inv="" i
-  for i in $(seq 0 $((n - 1))); do
-    [ -n "$inv" ] && inv="$inv,"
-    inv="$inv{\\\"uuid\\\":\\\"GPU-$name-$i\\\",\\\"model\\\":\\\"$model\\\",\\\"memory\\\":$((mem * 1073741824)),\\\"numa\\\":$((i / 4)),\\\"group\\\":$((i / 4))}"
-  done
-  kubectl create -f - >/dev/null <<EOF
-{"apiVersion":"v1","kind":"Node","metadata":{"name":"$name","labels":{"type":"kwok"},
- "annotations":{"kwok.x-k8s.io/node":"fake","flexpu.io/gpus":"[$inv]"}},
- "status":{"allocatable":{"cpu":"$cpu","memory":"512Gi","pods":"110","flexpu.io/gpu":"$((n * 16))",
-   "flexpu.io/gpu-cores":"$((n * 100))","flexpu.io/gpu-memory":"$((n * mem))Gi"},
-  "capacity":{"cpu":"$cpu","memory":"512Gi","pods":"110","flexpu.io/gpu":"$((n * 16))",
-   "flexpu.io/gpu-cores":"$((n * 100))","flexpu.io/gpu-memory":"$((n * mem))Gi"}}}
-EOF
-}
+node() { kwok_gpu_node "$@"; }
 
 # pod NAME GPUS [CORES] [MEMORY] [ANNOTATIONS-JSON]
 pod() {

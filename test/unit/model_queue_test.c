@@ -176,6 +176,31 @@ static void test_guarantees_split_the_node(void **state)
     fx_model_free(m);
 }
 
+/* The same when the pods are seen before their queues (the daemon's
+ * watches race at start): the queues take them over. */
+static void test_pods_before_queues(void **state)
+{
+    (void)state;
+    struct fx_model *m = model();
+    add_node(m, "n1", 8);
+    char uid[16];
+    for (int i = 0; i < 6; i++) {
+        snprintf(uid, sizeof(uid), "a%d", i);
+        add_pod(m, uid, "a", 1, i);
+    }
+    for (int i = 0; i < 6; i++) {
+        snprintf(uid, sizeof(uid), "b%d", i);
+        add_pod(m, uid, "b", 1, 20 + i);
+    }
+    set_queue(m, "a", NULL, 4, FLEXPU_QUEUE_UNLIMITED, 1);
+    set_queue(m, "b", NULL, 4, FLEXPU_QUEUE_UNLIMITED, 1);
+    struct tally t = {0};
+    drain(m, &t, 0);
+    assert_int_equal(t.binds[0], 4);
+    assert_int_equal(t.binds[1], 4);
+    fx_model_free(m);
+}
+
 /* No guarantees, weights 1 and 3: the node splits 2 / 6. */
 static void test_weights_split_what_is_left(void **state)
 {
@@ -440,6 +465,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_guarantees_split_the_node),
+        cmocka_unit_test(test_pods_before_queues),
         cmocka_unit_test(test_weights_split_what_is_left),
         cmocka_unit_test(test_idle_queue_lends),
         cmocka_unit_test(test_limit_holds_then_releases),
