@@ -138,4 +138,29 @@ int flexpu_engine_find_victims(struct flexpu_engine *e, const struct flexpu_pod_
                                struct flexpu_preemption *out, int *evicted,
                                struct flexpu_noplace *why);
 
+/* The same for a whole gang: where evicting some candidates lets every
+ * member fit, by gang placement's levels (one node, a domain of each
+ * topology key, anywhere; the first level with an answer wins, and within
+ * it the node or domain with the fewest victims, then the least cost).
+ * Within a node or domain the members are taken biggest first: each goes
+ * where it fits as things stand (best fit) or, if nowhere, to the node
+ * chosen by the single request's rules among the candidates not yet
+ * evicted (fewest victims, least cost, reprieve); victims stay evicted for
+ * the members after it, and a group evicted for one member frees its
+ * members' room on the domain's other nodes too. On success each member's
+ * place is where it goes once the victims are gone (alloc_id 0), *res the
+ * level, out->place.node -1, and out and evicted as for one request. If
+ * the gang fits as things are, no victims. The engine is not changed.
+ *
+ * Cost: with m candidates on N nodes, n members and K keys, at most
+ * O((K + 2) n (N + m G)) fit checks, plus O(m log m) to group them and the
+ * cost of one flexpu_engine_decide_gang. Greedy: a gang that only fits
+ * with a cleverer arrangement may get no answer, or more victims than
+ * needed. */
+int flexpu_engine_find_gang_victims(struct flexpu_engine *e, struct flexpu_gang_member *m,
+                                    int n, const struct flexpu_victim_cand *cands, int ncand,
+                                    struct flexpu_gang_result *res,
+                                    struct flexpu_preemption *out, int *evicted,
+                                    struct flexpu_noplace *why);
+
 #endif

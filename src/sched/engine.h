@@ -259,6 +259,10 @@ int fx_decide_scoped(struct flexpu_engine *e, const struct flexpu_pod_req *req,
 int fx_reject_reason(const struct fx_node *n, const struct fx_view *v,
                      const struct flexpu_pod_req *r);
 
+/* gang.c: order[0..n) receives the members' indices biggest first (GPU
+ * compute, GPU count, GPU memory, CPU, memory, then index). */
+void fx_gang_order(const struct flexpu_pod_req *req, int n, int *order);
+
 /* cluster.c: an allocation by id, or NULL. */
 const struct fx_alloc *fx_alloc_find(const struct flexpu_engine *e, int64_t id);
 

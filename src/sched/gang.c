@@ -168,9 +168,9 @@ static int64_t req_gpu(const struct flexpu_pod_req *r)
 
 /* Bigger first: GPU compute, GPU count, GPU memory, CPU, memory; then the
  * member's index, so the order is total and repeatable. */
-static int cmp_size(const struct gang *g, int a, int b)
+static int cmp_size(const struct flexpu_pod_req *req, int a, int b)
 {
-    const struct flexpu_pod_req *x = &g->req[a], *y = &g->req[b];
+    const struct flexpu_pod_req *x = &req[a], *y = &req[b];
     int64_t d[5] = {req_gpu(x) - req_gpu(y), x->num_gpu - y->num_gpu,
                     x->gpu_mem_mib * x->num_gpu - y->gpu_mem_mib * y->num_gpu,
                     x->cpu_milli - y->cpu_milli, x->mem_mib - y->mem_mib};
@@ -181,13 +181,13 @@ static int cmp_size(const struct gang *g, int a, int b)
 }
 
 /* Insertion sort: gangs are small, and qsort has no context argument. */
-static void sort_members(struct gang *g)
+void fx_gang_order(const struct flexpu_pod_req *req, int n, int *order)
 {
-    for (int i = 0; i < g->n; i++) {
-        int x = i, j = i;
-        for (; j > 0 && cmp_size(g, g->order[j - 1], x) > 0; j--)
-            g->order[j] = g->order[j - 1];
-        g->order[j] = x;
+    for (int i = 0; i < n; i++) {
+        int j = i;
+        for (; j > 0 && cmp_size(req, order[j - 1], i) > 0; j--)
+            order[j] = order[j - 1];
+        order[j] = i;
     }
 }
 
@@ -436,7 +436,7 @@ static int gang_init(struct gang *g, struct flexpu_engine *e, struct flexpu_gang
     }
     for (int i = 0; i < n; i++)
         g->need.big += g->req[i].gpu_milli == FLEXPU_GPU_MILLI && g->req[i].num_gpu == g->kmax;
-    sort_members(g);
+    fx_gang_order(g->req, n, g->order);
     g->next_alloc_id = e->next_alloc_id;
     g->frag_total = e->frag_total;
     g->failed = -1;

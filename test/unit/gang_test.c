@@ -633,6 +633,105 @@ static void test_victims_none(void **state)
     flexpu_engine_free(e);
 }
 
+static void test_gang_victims(void **state)
+{
+    (void)state;
+    struct flexpu_engine *e = engine();
+    add_node(e, "a", 4, "c1", NULL);
+    add_node(e, "b", 4, "c1", NULL);
+    add_node(e, "c", 4, "c2", NULL);
+    struct flexpu_victim_cand c[2] = {
+        cand(hold(e, 0, 4, (int[]){0, 1, 2, 3}, 1000), 10, 0, 0),
+        cand(hold(e, 1, 4, (int[]){0, 1, 2, 3}, 1000), 10, 0, 0),
+    };
+    struct flexpu_gang_member m[2];
+    members(m, 2, 4, 1000);
+    struct flexpu_gang_result res;
+    struct flexpu_preemption out;
+    int ev[2];
+    struct flexpu_noplace why;
+    struct snap before;
+    snap(e, &before);
+    /* One clique holds the gang if both its nodes are freed: the domain
+     * level comes before "anywhere" (c free plus one victim). */
+    assert_int_equal(flexpu_engine_find_gang_victims(e, m, 2, c, 2, &res, &out, ev, &why), 0);
+    assert_int_equal(res.level, FLEXPU_GANG_DOMAIN);
+    assert_string_equal(res.domain, "c1");
+    assert_int_equal(out.victims, 2);
+    assert_int_equal(out.nevicted, 2);
+    assert_true(out.cost == 20);
+    assert_int_equal(out.place.node, -1);
+    assert_true(m[0].place.node != m[1].place.node && m[0].place.node < 2 &&
+                m[1].place.node < 2);
+    assert_unchanged(e, &before);
+    /* Without topology keys: anywhere, one victim. */
+    const char *none[1] = {NULL};
+    struct flexpu_error err;
+    assert_int_equal(flexpu_engine_set_topology_keys(e, none, 0, &err), 0);
+    assert_int_equal(flexpu_engine_find_gang_victims(e, m, 2, c, 2, &res, &out, ev, &why), 0);
+    assert_int_equal(res.level, FLEXPU_GANG_ANYWHERE);
+    assert_int_equal(out.victims, 1);
+    assert_int_equal(out.nevicted, 1);
+    int on_c = (m[0].place.node == 2) + (m[1].place.node == 2);
+    assert_int_equal(on_c, 1);
+    assert_unchanged(e, &before);
+    /* Evicting them makes the members' places fit. */
+    for (int i = 0; i < out.nevicted; i++)
+        assert_int_equal(flexpu_engine_release(e, c[ev[i]].alloc_id, &err), 0);
+    for (int i = 0; i < 2; i++) {
+        int64_t id;
+        assert_int_equal(flexpu_engine_assign(e, &m[i].req, &m[i].place, &id, &err), 0);
+    }
+    check(e);
+    /* Nothing left to evict: no answer, the engine as it was. */
+    snap(e, &before);
+    assert_int_equal(flexpu_engine_find_gang_victims(e, m, 2, NULL, 0, &res, &out, ev, &why),
+                     FLEXPU_ENOFIT);
+    assert_non_null(strstr(why.text, "even with all 0 candidates evicted"));
+    assert_unchanged(e, &before);
+    flexpu_engine_free(e);
+}
+
+static void test_gang_victims_group(void **state)
+{
+    (void)state;
+    struct flexpu_engine *e = engine();
+    add_node(e, "a", 4, NULL, NULL);
+    add_node(e, "b", 4, NULL, NULL);
+    add_node(e, "c", 4, NULL, NULL);
+    /* A two-node gang on a and b (group 3), two singles on c. */
+    struct flexpu_victim_cand c[4] = {
+        cand(hold(e, 0, 4, (int[]){0, 1, 2, 3}, 1000), 30, 0, 3),
+        cand(hold(e, 2, 2, (int[]){0, 1}, 1000), 1, 0, 0),
+        cand(hold(e, 1, 4, (int[]){0, 1, 2, 3}, 1000), 30, 0, 3),
+        cand(hold(e, 2, 2, (int[]){2, 3}, 1000), 1, 0, 0),
+    };
+    struct flexpu_gang_member m[2];
+    members(m, 2, 4, 1000);
+    struct flexpu_gang_result res;
+    struct flexpu_preemption out;
+    int ev[4];
+    const char *none[1] = {NULL};
+    struct flexpu_error err;
+    assert_int_equal(flexpu_engine_set_topology_keys(e, none, 0, &err), 0);
+    /* The group is one victim and frees both a and b; c would need two
+     * more for the second member. */
+    assert_int_equal(flexpu_engine_find_gang_victims(e, m, 2, c, 4, &res, &out, ev, NULL), 0);
+    assert_int_equal(out.victims, 1);
+    assert_int_equal(out.nevicted, 2);
+    assert_int_equal(ev[0], 0);
+    assert_int_equal(ev[1], 2);
+    assert_true(m[0].place.node <= 1 && m[1].place.node <= 1 &&
+                m[0].place.node != m[1].place.node);
+    /* Fits as it is: no victims. */
+    struct flexpu_gang_member one[1];
+    members(one, 1, 0, 0);
+    assert_int_equal(flexpu_engine_find_gang_victims(e, one, 1, c, 4, &res, &out, ev, NULL), 0);
+    assert_int_equal(out.victims, 0);
+    assert_int_equal(out.nevicted, 0);
+    flexpu_engine_free(e);
+}
+
 /* ---- randomized ------------------------------------------------------- */
 
 static struct flexpu_pod_req random_req(struct flexpu_rng *rng)
@@ -772,6 +871,77 @@ static void test_random_victims(void **state)
     assert_true(none > 10);
 }
 
+/* Fills a random cluster to the brim, so that gangs need victims. */
+static void fill_more(struct flexpu_engine *e, struct flexpu_rng *rng)
+{
+    for (int i = 0; i < 200; i++) {
+        struct flexpu_pod_req r = random_req(rng);
+        struct flexpu_placement p;
+        int64_t id;
+        flexpu_engine_place(e, &r, rng, &p, &id, NULL);
+    }
+}
+
+static void test_random_gang_victims(void **state)
+{
+    (void)state;
+    struct flexpu_rng rng;
+    flexpu_rng_seed(&rng, 17);
+    int found = 0, none = 0;
+    for (int round = 0; round < 300; round++) {
+        int nnodes;
+        struct flexpu_engine *e = random_cluster(&rng, &nnodes);
+        struct flexpu_victim_cand c[256];
+        int nc = 0;
+        for (int64_t i = 0; i < e->cap_allocs && nc < 256; i++) {
+            if (!e->allocs[i].id || flexpu_rng_below(&rng, 3) != 0)
+                continue;
+            c[nc++] = cand(e->allocs[i].id, (double)flexpu_rng_below(&rng, 100),
+                           (int)flexpu_rng_below(&rng, 5), (int64_t)flexpu_rng_below(&rng, 4));
+        }
+        int n = 1 + (int)flexpu_rng_below(&rng, 6);
+        fill_more(e, &rng);
+        struct flexpu_gang_member m[6];
+        memset(m, 0, sizeof(m));
+        for (int i = 0; i < n; i++)
+            m[i].req = random_req(&rng);
+        struct snap before;
+        snap(e, &before);
+        struct flexpu_gang_result res;
+        struct flexpu_preemption out;
+        int ev[256];
+        struct flexpu_noplace why;
+        int rc = flexpu_engine_find_gang_victims(e, m, n, c, nc, &res, &out, ev, &why);
+        assert_unchanged(e, &before);
+        if (rc == FLEXPU_ENOFIT) {
+            none++;
+            flexpu_engine_free(e);
+            continue;
+        }
+        assert_int_equal(rc, 0);
+        found += out.victims > 0;
+        assert_true(out.victims <= out.nevicted);
+        /* Evicting them makes room for every member where the answer says. */
+        struct flexpu_error err;
+        for (int i = 0; i < out.nevicted; i++)
+            assert_int_equal(flexpu_engine_release(e, c[ev[i]].alloc_id, &err), 0);
+        for (int i = 0; i < n; i++) {
+            struct flexpu_pod_req eff;
+            flexpu_engine_effective_req(e, &m[i].req, &eff);
+            int64_t id;
+            if (flexpu_engine_assign(e, &eff, &m[i].place, &id, &err))
+                fail_msg("round %d member %d: the victims' room does not fit: %s", round, i,
+                         err.msg);
+            if (res.level == FLEXPU_GANG_NODE)
+                assert_int_equal(m[i].place.node, res.node);
+        }
+        check(e);
+        flexpu_engine_free(e);
+    }
+    assert_true(found > 30);
+    assert_true(none > 10);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -788,8 +958,11 @@ int main(void)
         cmocka_unit_test(test_victims_group),
         cmocka_unit_test(test_victims_reprieve),
         cmocka_unit_test(test_victims_none),
+        cmocka_unit_test(test_gang_victims),
+        cmocka_unit_test(test_gang_victims_group),
         cmocka_unit_test(test_random_gangs),
         cmocka_unit_test(test_random_victims),
+        cmocka_unit_test(test_random_gang_victims),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
