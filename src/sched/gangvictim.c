@@ -431,6 +431,10 @@ int flexpu_engine_find_gang_victims(struct flexpu_engine *e, struct flexpu_gang_
     struct flexpu_gang_result local_res;
     why = why ? why : &local_why;
     res = res ? res : &local_res;
+    if (!out) {
+        snprintf(why->text, sizeof(why->text), "out: NULL");
+        return FLEXPU_EINVAL;
+    }
     memset(out, 0, sizeof(*out));
     out->place.node = -1;
     /* Room as it is: nothing to evict (this also checks the members). */

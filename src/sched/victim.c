@@ -293,6 +293,10 @@ int flexpu_engine_find_victims(struct flexpu_engine *e, const struct flexpu_pod_
 {
     struct flexpu_noplace local;
     why = why ? why : &local;
+    if (!out) {
+        snprintf(why->text, sizeof(why->text), "out: NULL");
+        return FLEXPU_EINVAL;
+    }
     memset(out, 0, sizeof(*out));
     out->place.node = -1;
     /* Room as it is: nothing to evict (this also validates req). */

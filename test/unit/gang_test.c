@@ -748,9 +748,10 @@ static struct flexpu_pod_req random_req(struct flexpu_rng *rng)
 static struct flexpu_engine *random_cluster(struct flexpu_rng *rng, int *nnodes)
 {
     struct flexpu_engine *e = engine();
-    static const char *const policies[] = {"bestfit", "flexpu", "fgd", "packing", "random"};
+    static const char *const policies[] = {"bestfit", "flexpu", "fgd",   "packing",
+                                           "random",  "whole",  "dotprod"};
     struct flexpu_error err;
-    assert_int_equal(flexpu_engine_set_policy(e, policies[flexpu_rng_below(rng, 5)], &err), 0);
+    assert_int_equal(flexpu_engine_set_policy(e, policies[flexpu_rng_below(rng, 7)], &err), 0);
     int n = 2 + (int)flexpu_rng_below(rng, 20);
     char name[16];
     const char *cliques[] = {"c0", "c1", "c2", NULL};
@@ -778,6 +779,17 @@ static void test_random_gangs(void **state)
     struct flexpu_rng rng;
     flexpu_rng_seed(&rng, 15);
     int ok = 0, fail = 0;
+    /* Some members ask for a clique or a rack. */
+    struct flexpu_filter *filters[3];
+    const char *sel[3][2] = {{"nvidia.com/gpu.clique", "c0"},
+                             {"nvidia.com/gpu.clique", "c1"},
+                             {"topology.kubernetes.io/rack", "r0"}};
+    for (int i = 0; i < 3; i++) {
+        struct flexpu_error err;
+        filters[i] = flexpu_filter_new();
+        assert_non_null(filters[i]);
+        assert_int_equal(flexpu_filter_add_selector(filters[i], sel[i][0], sel[i][1], &err), 0);
+    }
     for (int round = 0; round < 300; round++) {
         int nnodes;
         struct flexpu_engine *e = random_cluster(&rng, &nnodes);
@@ -785,8 +797,11 @@ static void test_random_gangs(void **state)
             int n = 1 + (int)flexpu_rng_below(&rng, 8);
             struct flexpu_gang_member m[8];
             memset(m, 0, sizeof(m));
-            for (int i = 0; i < n; i++)
+            for (int i = 0; i < n; i++) {
                 m[i].req = random_req(&rng);
+                int f = (int)flexpu_rng_below(&rng, 12);
+                m[i].filter = f < 3 ? filters[f] : NULL;
+            }
             struct snap before;
             snap(e, &before);
             struct flexpu_gang_result res;
@@ -802,6 +817,17 @@ static void test_random_gangs(void **state)
                     assert_int_equal(a->p.node, m[i].place.node);
                     if (res.level == FLEXPU_GANG_NODE)
                         assert_int_equal(m[i].place.node, res.node);
+                    if (res.level == FLEXPU_GANG_DOMAIN) {
+                        const char *keys[FLEXPU_TOPOLOGY_KEYS_MAX];
+                        flexpu_engine_topology_keys(e, keys, FLEXPU_TOPOLOGY_KEYS_MAX);
+                        const char *v = fx_node_label(e, m[i].place.node, keys[res.key]);
+                        assert_non_null(v);
+                        assert_string_equal(v, res.domain);
+                    }
+                    if (m[i].filter)
+                        assert_int_equal(flexpu_engine_node_filter(e, m[i].place.node,
+                                                                   m[i].filter, NULL, NULL),
+                                         -1);
                 }
             } else {
                 fail++;
@@ -812,6 +838,8 @@ static void test_random_gangs(void **state)
         }
         flexpu_engine_free(e);
     }
+    for (int i = 0; i < 3; i++)
+        flexpu_filter_free(filters[i]);
     /* Both outcomes were exercised. */
     assert_true(ok > 100);
     assert_true(fail > 100);
