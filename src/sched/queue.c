@@ -716,6 +716,8 @@ bool flexpu_queues_may_reclaim(const struct flexpu_queues *q, int taker, const i
     const int64_t *ta, *tf, *va, *vf;
     side_amounts(q, st, anc, &ta, &tf);
     side_amounts(q, sv, anc, &va, &vf);
+    const struct fxq *vx = &q->q[sv == SELF ? anc : sv];
+    const int64_t *vp = sv == SELF ? vx->own_pend : vx->pend;
     bool contested = false;
     for (int r = 0; r < R; r++) {
         int64_t want = amount[r] > 0 ? min64(amount[r], QMAX) : 0;
@@ -723,6 +725,11 @@ bool flexpu_queues_may_reclaim(const struct flexpu_queues *q, int taker, const i
         if (want > 0 && ta[r] + want > tf[r])
             return false; /* the taker would go over its share */
         if (want > 0 && held > 0) {
+            /* A resource the victim's side is given all it asks for is
+             * not scarce (CPU beside contended GPUs): taking a pod's part
+             * of it is no unfairness, and is not what decides. */
+            if (vf[r] >= va[r] + vp[r])
+                continue;
             if (va[r] - held < vf[r])
                 return false; /* the victim would drop under its share */
             contested = true;

@@ -438,6 +438,36 @@ static bool wait_room(struct fx_model *m, struct fx_binder *b, volatile int *sto
     }
 }
 
+/* A preemption's writes, on the main thread (they are rare, and the model
+ * must know an eviction's outcome before its next decision): the
+ * preemptor's nominatedNodeName, each victim's eviction, an event on each. */
+static void preemption_step(struct fx_model *m, struct fx_binder *b, struct fx_attempt *a)
+{
+    struct flexpu_error err = {0};
+    if (a->outcome == FX_NOMINATE) {
+        FX_INFO(COMP, "preempting", "pod=%s/%s node=%s what=\"%s\"", a->ns, a->name, a->node,
+                a->message);
+        if (kube_nominate(b->c, a->ns, a->name, a->uid, a->node, &err))
+            FX_WARN(COMP, "cannot set nominatedNodeName (its place is held all the same)",
+                    "pod=%s/%s error=\"%s\"", a->ns, a->name, err.msg);
+        emit_event(b, a, "Normal", "Preempting");
+        return;
+    }
+    int rc = kube_evict(b->c, a->ns, a->name, a->uid, &err);
+    fx_model_evict_done(m, a->uid, rc);
+    if (rc == 0 || rc == FLEXPU_ENOENT) {
+        FX_INFO(COMP, "evicted", "pod=%s/%s why=\"%s\"", a->ns, a->name, a->message);
+        emit_event(b, a, "Normal", "Preempted");
+        return;
+    }
+    FX_WARN(COMP, "eviction refused; the preemption is undone", "pod=%s/%s error=\"%s\"", a->ns,
+            a->name, err.msg);
+    char why[sizeof(a->message)];
+    snprintf(why, sizeof(why), "not evicted for preemption: %s", err.msg);
+    snprintf(a->message, sizeof(a->message), "%s", why);
+    emit_event(b, a, "Warning", "EvictionRefused");
+}
+
 int fx_bind_round(struct fx_model *m, struct fx_binder *b, int max, volatile int *stop)
 {
     struct fx_bind_pool *p = b->pool;
@@ -449,6 +479,10 @@ int fx_bind_round(struct fx_model *m, struct fx_binder *b, int max, volatile int
     for (; n < max && !(stop && *stop) && wait_room(m, b, stop) && fx_binder_leading(b) &&
            fx_model_next(m, &a);
          n++) {
+        if (a.outcome == FX_NOMINATE || a.outcome == FX_EVICT) {
+            preemption_step(m, b, &a);
+            continue;
+        }
         if (a.outcome != FX_BIND) {
             const char *reason = a.outcome == FX_WAIT ? "FailedScheduling" : "InvalidRequest";
             FX_INFO(COMP, a.outcome == FX_WAIT ? "cannot place yet" : "invalid request",

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "scheduler/model.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "flexpu/gang.h"
 #include "flexpu/log.h"
@@ -23,6 +25,7 @@ enum pod_state {
     POD_INVALID, /* ours, malformed; back when the pod changes */
     POD_ASSUMED, /* ours, decided and being bound, or its bind's outcome unknown */
     POD_BOUND,   /* on a node (anyone's) */
+    POD_NOMINATED, /* ours, holding its place on a node until its victims are gone */
 };
 
 struct node;
@@ -61,6 +64,14 @@ struct pod {
     struct gang *gang;
     struct pod *gprev, *gnext;
     bool gang_short;    /* waits for more members of its group to exist */
+    /* Preemption: a victim being evicted for the pod whose uid is
+     * `preemptor` (evicted: its eviction was accepted); a nominated pod
+     * waits for nvictims victims to go. A victim whose eviction was refused
+     * is not one again while shielded == the model's end_epoch. */
+    bool evicting, evicted;
+    char *preemptor;
+    int nvictims;
+    uint64_t shielded;
     char *told;         /* the last message reported for it */
     char *problem;      /* why the pod is invalid */
     bool counted;       /* its shape is in the workload */
@@ -107,6 +118,7 @@ static void pod_free(struct pod *p)
     fx_free(p->told);
     fx_free(p->problem);
     fx_free(p->qname);
+    fx_free(p->preemptor);
     flexpu_filter_free(p->filter);
     fx_free(p);
 }
@@ -169,6 +181,13 @@ struct fx_model {
     struct pheap ready;
     struct fx_strmap gangs; /* by key */
     uint64_t gangs_placed, gang_waits;
+    /* Victims to hand out as FX_EVICT attempts (uids), oldest first. */
+    char **evictq;
+    size_t nevictq, capevictq;
+    uint64_t end_epoch;  /* bumped when a pod ends: shielded victims may go again */
+    int64_t min_prio;    /* the lowest class priority of a bound pod seen (a bound) */
+    bool min_prio_set;
+    uint64_t preemptions, evictions, evictions_refused;
     struct flexpu_queues *queues;
     bool shares_dirty;  /* demand, capacity or quotas changed since the last compute */
     bool queue_freed;   /* a queue's allocation went down: limited pods may fit */
@@ -333,8 +352,11 @@ static void queue_sync(struct fx_model *m, struct pod *p)
     if (p->qid >= 0) {
         if (p->state == POD_QUEUED || p->state == POD_WAITING)
             want = 1;
-        else if (p->state == POD_ASSUMED || p->state == POD_BOUND)
+        else if (p->state == POD_ASSUMED || p->state == POD_BOUND ||
+                 p->state == POD_NOMINATED)
             want = 2;
+        if (p->evicting)
+            want = 0; /* on its way out: its queue no longer holds it */
     }
     int64_t amt[FLEXPU_RES_COUNT_];
     pod_amount(p, amt);
@@ -365,6 +387,11 @@ static void queue_sync(struct fx_model *m, struct pod *p)
 static void set_state(struct fx_model *m, struct pod *p, enum pod_state st)
 {
     p->state = st;
+    if ((st == POD_BOUND || st == POD_ASSUMED) &&
+        (!m->min_prio_set || p->spec.class_priority < m->min_prio)) {
+        m->min_prio = p->spec.class_priority;
+        m->min_prio_set = true;
+    }
     if (st == POD_WAITING)
         wait_link(m, p);
     else
@@ -564,6 +591,9 @@ void fx_model_free(struct fx_model *m)
     fx_free(m->qh);
     fx_free(m->loose.h);
     fx_free(m->ready.h);
+    for (size_t i = 0; i < m->nevictq; i++)
+        fx_free(m->evictq[i]);
+    fx_free(m->evictq);
     for (size_t i = 0; fx_strmap_next(&m->gangs, &i, &k, &v);)
         fx_free(v);
     fx_strmap_free(&m->gangs);
@@ -896,6 +926,26 @@ static void clear_unsure(struct fx_model *m, struct pod *p)
     }
 }
 
+/* A pod ended: a victim's preemptor binds once its last victim is gone,
+ * and victims shielded by a refused eviction may be chosen again. */
+static void victim_gone(struct fx_model *m, struct pod *p)
+{
+    m->end_epoch++;
+    if (!p->preemptor)
+        return;
+    struct pod *pr = fx_strmap_get(&m->pods, p->preemptor);
+    if (!pr || pr->state != POD_NOMINATED || --pr->nvictims > 0)
+        return;
+    set_state(m, pr, POD_ASSUMED);
+    if (heap_push(&m->ready, pr)) {
+        pr->hq = READY;
+    } else {
+        FX_ERROR(COMP, "out of memory queueing a preemptor's bind", "pod=%s/%s", STR(pr->ns),
+                 STR(pr->name));
+        give_back(m, pr);
+    }
+}
+
 static void forget(struct fx_model *m, struct pod *p)
 {
     struct node *on = p->on;
@@ -909,6 +959,7 @@ static void forget(struct fx_model *m, struct pod *p)
     p->qid = -1;
     queue_sync(m, p); /* its charge off its queue */
     gang_leave(m, p);
+    victim_gone(m, p);
     fx_strmap_del(&m->pods, p->uid);
     pod_free(p);
 }
@@ -1013,7 +1064,7 @@ void fx_model_pod_event(struct fx_model *m, enum kube_event ev, json_t *obj)
     bool bound = node && *node;
     if (p && p->state == POD_BOUND)
         return; /* a bound pod's node and allocation never change */
-    if (p && p->state == POD_ASSUMED && !bound)
+    if (p && (p->state == POD_ASSUMED || p->state == POD_NOMINATED) && !bound)
         return; /* our bind is in flight; its result decides */
     if (!p) {
         if (!bound) {
@@ -1386,6 +1437,260 @@ static int gang_turn(struct fx_model *m, struct pod *p, struct fx_attempt *a)
     return 1;
 }
 
+/* ---- preemption and reclaim ---- */
+
+/* Seconds since the epoch of an RFC 3339 UTC time ("2026-01-01T00:00:00Z"),
+ * 0 when unreadable: the age of a victim, from its creation. */
+static int64_t epoch_of(const char *t)
+{
+    struct tm tm = {0};
+    if (!t || sscanf(t, "%d-%d-%dT%d:%d:%d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+                     &tm.tm_min, &tm.tm_sec) != 6)
+        return 0;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    return (int64_t)timegm(&tm);
+}
+
+static bool evictq_push(struct fx_model *m, const char *uid)
+{
+    if (m->nevictq == m->capevictq) {
+        size_t cap = m->capevictq ? m->capevictq * 2 : 16;
+        char **q = fx_realloc(m->evictq, cap * sizeof(*q));
+        if (!q)
+            return false;
+        m->evictq = q;
+        m->capevictq = cap;
+    }
+    char *u = fx_strdup(uid);
+    if (!u)
+        return false;
+    m->evictq[m->nevictq++] = u;
+    return true;
+}
+
+/* Why v may be evicted for p, or NULL: a lower PriorityClass, or p's queue
+ * taking back what v's queue holds above its fair share. */
+static const char *victim_reason(struct fx_model *m, const struct pod *p, const int64_t amt[],
+                                 const struct pod *v)
+{
+    if (v == p || v->state != POD_BOUND || !v->alloc || v->evicting || v->unsure ||
+        v->shielded == m->end_epoch + 1)
+        return NULL;
+    if (v->spec.class_priority < p->spec.class_priority)
+        return "priority";
+    if (p->qid >= 0 && v->qid >= 0 && v->qid != p->qid && v->qheld == 2 &&
+        flexpu_queues_may_reclaim(m->queues, p->qid, amt, v->qid, v->qamt))
+        return "reclaim";
+    return NULL;
+}
+
+/* p fits nowhere: finds the pods to evict so it fits (the fewest, then the
+ * least GPU work lost: GPU compute x age; a gang's members together), and
+ * if there are, releases them at once and holds p's place on their node
+ * (nothing else can take it), queues their evictions and fills a with p's
+ * nomination. Pods are candidates if their PriorityClass is lower, or if
+ * p's queue is below its fair share and theirs would stay at or above its
+ * own (flexpu_queues_may_reclaim). False when nothing can be done. */
+static bool preempt(struct fx_model *m, struct pod *p, struct fx_attempt *a)
+{
+    int64_t amt[FLEXPU_RES_COUNT_];
+    pod_amount(p, amt);
+    /* Cheap tests first: most pods that wait can preempt no one. */
+    bool by_prio = m->min_prio_set && p->spec.class_priority > m->min_prio;
+    bool by_queue = p->qid >= 0 && flexpu_queues_count(m->queues) > 1 &&
+                    flexpu_queues_usage(m->queues, p->qid) < 1.0;
+    if (!by_prio && !by_queue)
+        return false;
+    size_t cap = 0, n = 0;
+    struct pod **who = NULL;
+    const char **why_v = NULL;
+    const char *k;
+    void *v;
+    int64_t newest = 0;
+    for (size_t i = 0; fx_strmap_next(&m->pods, &i, &k, &v);) {
+        struct pod *c = v;
+        const char *r = victim_reason(m, p, amt, c);
+        if (!r)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            struct pod **w = fx_realloc(who, cap * sizeof(*w));
+            const char **y = w ? fx_realloc(why_v, cap * sizeof(*y)) : NULL;
+            if (w)
+                who = w;
+            if (!w || !y) {
+                fx_free(who);
+                return false;
+            }
+            why_v = y;
+        }
+        who[n] = c;
+        why_v[n++] = r;
+        int64_t e = epoch_of(c->created);
+        newest = e > newest ? e : newest;
+    }
+    if (n == 0) {
+        fx_free(who);
+        fx_free(why_v);
+        return false;
+    }
+    struct flexpu_victim_cand *cands = fx_calloc(n, sizeof(*cands));
+    int *evicted = fx_calloc(n, sizeof(*evicted));
+    bool done = false;
+    if (!cands || !evicted)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        struct pod *c = who[i];
+        int64_t age = newest - epoch_of(c->created);
+        double gpu = (double)c->req.num_gpu * c->req.gpu_milli;
+        cands[i].alloc_id = c->alloc;
+        /* Work lost: GPU compute times how long it ran (a CPU-only pod
+         * counts as a thousandth of a GPU), never zero so fewer wins. */
+        cands[i].cost = (gpu > 0 ? gpu : 1.0) * (double)(age > 0 ? age + 1 : 1);
+        cands[i].priority = (int)(c->spec.class_priority > INT32_MAX ? INT32_MAX
+                                  : c->spec.class_priority < INT32_MIN ? INT32_MIN
+                                                                        : c->spec.class_priority);
+        cands[i].group = c->gang ? (int64_t)(intptr_t)c->gang : 0;
+    }
+    struct flexpu_preemption pre;
+    struct flexpu_noplace why;
+    int rc = flexpu_engine_find_victims(m->e, &p->req, p->filter, cands, (int)n, &pre, evicted,
+                                        &why);
+    if (rc || pre.nevicted == 0)
+        goto out;
+    /* Release the victims and take their place in one step: no other pod
+     * can be decided in between. */
+    for (int i = 0; i < pre.nevicted; i++) {
+        struct pod *c = who[evicted[i]];
+        release(m, c);
+        c->evicting = true;
+        c->evicted = false;
+        str_set(&c->preemptor, p->uid);
+        queue_sync(m, c);
+    }
+    struct flexpu_pod_req r;
+    flexpu_engine_effective_req(m->e, &p->req, &r);
+    const char *node = flexpu_engine_node_name(m->e, pre.place.node);
+    struct node *nd = node ? fx_strmap_get(&m->nodes, node) : NULL;
+    int64_t slice_mem = 0;
+    if (nd && p->spec.wants_gpu && p->spec.gpu_mem == 0 && r.num_gpu == 1 && r.gpu_milli < 1000 &&
+        pre.place.gpu[0] < nd->inv.ngpu) {
+        slice_mem = fx_default_slice_mem(p->spec.num_gpu, p->spec.cores, p->spec.gpu_mem,
+                                         nd->inv.gpus[pre.place.gpu[0]].mem_bytes);
+        pre.place.gpu_mem_mib[0] = slice_mem / FX_MIB;
+    }
+    int64_t id = 0;
+    struct flexpu_error err = {0};
+    if (!nd || flexpu_engine_assign(m->e, &r, &pre.place, &id, &err)) {
+        /* Cannot happen (the search said it fits): put the victims back. */
+        FX_ERROR(COMP, "a preemption's place could not be taken; undone", "pod=%s/%s error=\"%s\"",
+                 STR(p->ns), STR(p->name), err.msg);
+        for (int i = 0; i < pre.nevicted; i++) {
+            struct pod *c = who[evicted[i]];
+            c->evicting = false;
+            str_set(&c->preemptor, NULL);
+            if (c->on)
+                account(m, c, c->on);
+            queue_sync(m, c);
+        }
+        goto out;
+    }
+    assume(m, p, nd, &pre.place, id, slice_mem);
+    set_state(m, p, POD_NOMINATED);
+    p->nvictims = pre.nevicted;
+    m->preemptions++;
+    fill(a, p, FX_NOMINATE);
+    snprintf(a->node, sizeof(a->node), "%s", nd->name);
+    int len = snprintf(a->message, sizeof(a->message), "preempting %d pod(s) on node %s (%s):",
+                       pre.nevicted, nd->name, why_v[evicted[0]]);
+    for (int i = 0; i < pre.nevicted; i++) {
+        struct pod *c = who[evicted[i]];
+        if (!evictq_push(m, c->uid))
+            FX_ERROR(COMP, "out of memory queueing an eviction", "pod=%s/%s", STR(c->ns),
+                     STR(c->name));
+        m->evictions++;
+        if (len > 0 && (size_t)len < sizeof(a->message))
+            len += snprintf(a->message + len, sizeof(a->message) - (size_t)len, " %s/%s",
+                            STR(c->ns), STR(c->name));
+    }
+    done = true;
+out:
+    fx_free(who);
+    fx_free(why_v);
+    fx_free(cands);
+    fx_free(evicted);
+    return done;
+}
+
+/* The next victim to evict, as an FX_EVICT attempt. */
+static bool next_eviction(struct fx_model *m, struct fx_attempt *a)
+{
+    while (m->nevictq) {
+        char *uid = m->evictq[0];
+        memmove(m->evictq, m->evictq + 1, (m->nevictq - 1) * sizeof(*m->evictq));
+        m->nevictq--;
+        struct pod *v = fx_strmap_get(&m->pods, uid);
+        fx_free(uid);
+        if (!v || !v->evicting)
+            continue; /* gone already, or undone */
+        struct pod *pr = v->preemptor ? fx_strmap_get(&m->pods, v->preemptor) : NULL;
+        fill(a, v, FX_EVICT);
+        snprintf(a->node, sizeof(a->node), "%s", STR(v->node));
+        if (v->spec.class_priority < (pr ? pr->spec.class_priority : INT64_MIN))
+            snprintf(a->message, sizeof(a->message),
+                     "preempted by %s/%s (priority %lld over this pod's %lld)",
+                     pr ? STR(pr->ns) : "?", pr ? STR(pr->name) : "?",
+                     (long long)(pr ? pr->spec.class_priority : 0),
+                     (long long)v->spec.class_priority);
+        else
+            snprintf(a->message, sizeof(a->message),
+                     "reclaimed by %s/%s: its queue is below its fair share and this pod's "
+                     "queue above its own",
+                     pr ? STR(pr->ns) : "?", pr ? STR(pr->name) : "?");
+        return true;
+    }
+    return false;
+}
+
+void fx_model_evict_done(struct fx_model *m, const char *uid, int rc)
+{
+    struct pod *v = fx_strmap_get(&m->pods, uid);
+    if (!v || !v->evicting)
+        return;
+    if (rc == 0 || rc == FLEXPU_ENOENT) {
+        v->evicted = true; /* the watch shows it gone */
+        return;
+    }
+    m->evictions_refused++;
+    /* Undo: the preemptor's place back, then every victim of it whose
+     * eviction was not accepted keeps its own (O(pods): rare). */
+    struct pod *pr = v->preemptor ? fx_strmap_get(&m->pods, v->preemptor) : NULL;
+    char pre_uid[64] = "";
+    snprintf(pre_uid, sizeof(pre_uid), "%s", STR(v->preemptor));
+    if (pr && pr->state == POD_NOMINATED) {
+        release(m, pr);
+        unlink_pod(pr);
+        str_set(&pr->node, NULL);
+        str_set(&pr->allocation, NULL);
+        pr->nvictims = 0;
+        enqueue(m, pr);
+    }
+    v->shielded = m->end_epoch + 1;
+    const char *k;
+    void *val;
+    for (size_t i = 0; fx_strmap_next(&m->pods, &i, &k, &val);) {
+        struct pod *c = val;
+        if (!c->evicting || c->evicted || strcmp(STR(c->preemptor), pre_uid) != 0)
+            continue;
+        c->evicting = false;
+        str_set(&c->preemptor, NULL);
+        if (c->on)
+            account(m, c, c->on);
+        queue_sync(m, c);
+    }
+}
+
 /* The heap to serve next: pods that only need telling first, then the
  * queue furthest below its fair share (flexpu_queues_compare). */
 static struct pheap *next_heap(struct fx_model *m)
@@ -1411,6 +1716,8 @@ bool fx_model_next(struct fx_model *m, struct fx_attempt *a)
         bind_attempt(a, r);
         return true;
     }
+    if (next_eviction(m, a))
+        return true;
     struct pheap *h;
     while ((h = next_heap(m))) {
         struct pod *p = h->h[0];
@@ -1448,6 +1755,8 @@ bool fx_model_next(struct fx_model *m, struct fx_attempt *a)
         int64_t id;
         int64_t slice_mem = 0;
         int rc = place_pod(m, p, &pl, &id, &slice_mem, &why);
+        if (rc == FLEXPU_ENOFIT && preempt(m, p, a))
+            return true;
         if (rc) {
             set_state(m, p, POD_WAITING);
             char msg[400];
@@ -1566,6 +1875,10 @@ void fx_model_stats(const struct fx_model *m, struct fx_model_stats *o)
     o->workload_refreshes = m->workload_refreshes;
     o->wakes = m->wakes;
     o->wake_checks = m->wake_checks;
+    o->preemptions = m->preemptions;
+    o->evictions = m->evictions;
+    o->evictions_refused = m->evictions_refused;
+    o->gangs_placed = m->gangs_placed;
     const char *k;
     void *v;
     for (size_t i = 0; fx_strmap_next(&m->pods, &i, &k, &v);) {
@@ -1575,6 +1888,7 @@ void fx_model_stats(const struct fx_model *m, struct fx_model_stats *o)
         o->pods_waiting += p->state == POD_WAITING;
         o->pods_invalid += p->state == POD_INVALID;
         o->pods_unsure += p->unsure;
+        o->pods_nominated += p->state == POD_NOMINATED;
     }
 }
 

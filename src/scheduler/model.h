@@ -37,6 +37,15 @@ enum fx_outcome {
     FX_BIND,    /* bind the pod to `node` with `allocation` (already assumed) */
     FX_WAIT,    /* fits nowhere now: tell the user `message`; retried when capacity frees */
     FX_INVALID, /* the pod asks for something malformed: tell the user `message` */
+    /* Preemption (docs/QUEUES.md, "Preemption and reclaim"): the pod is to
+     * go to `node` once the pods named by the FX_EVICT attempts that follow
+     * are gone; set its status.nominatedNodeName, and tell the user
+     * `message` (who is evicted, and why). Its place is held meanwhile. */
+    FX_NOMINATE,
+    /* Evict this pod (the Eviction API: PodDisruptionBudgets decide), then
+     * report with fx_model_evict_done; `message` names the preemptor and
+     * the reason, for the victim's event. */
+    FX_EVICT,
 };
 
 struct fx_attempt {
@@ -98,8 +107,21 @@ struct fx_model_stats {
     uint64_t workload_refreshes; /* the shapes' weights recomputed (new shapes, GPUs come or go) */
     uint64_t wakes;       /* waiting pods queued again because a node they may fit changed */
     uint64_t wake_checks; /* waiting pods tested against a changed node */
+    int pods_nominated;   /* holding a place until their victims are gone */
+    uint64_t preemptions; /* pods nominated by evicting others */
+    uint64_t evictions;   /* victims chosen */
+    uint64_t evictions_refused; /* evictions refused (a PodDisruptionBudget...): undone */
+    uint64_t gangs_placed;
 };
 void fx_model_stats(const struct fx_model *m, struct fx_model_stats *out);
+
+/* The eviction of FX_EVICT pod `uid` finished: 0 (or FLEXPU_ENOENT: gone)
+ * leaves it to the watch to show the pod gone, which lets its preemptor
+ * bind once all its victims are; anything else (FLEXPU_EBUSY: a
+ * PodDisruptionBudget refused it) undoes the preemption: the victims that
+ * were not evicted keep their places, the preemptor is decided again, and
+ * the pod is not a victim again until some pod ends. */
+void fx_model_evict_done(struct fx_model *m, const char *uid, int rc);
 
 /* ---- queues (docs/QUEUES.md) ----
  *

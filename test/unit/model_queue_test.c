@@ -461,6 +461,157 @@ static void test_gang_restart_places_the_rest(void **state)
     fx_model_free(m);
 }
 
+/* A pod of queue q (NULL: no label) with spec.priority `prio` asking one
+ * whole GPU: pending, or bound to GPU `gpu` of `node`. */
+static void add_prio(struct fx_model *m, const char *uid, const char *q, int prio, int sec,
+                     const char *node, int gpu)
+{
+    json_t *p = queued_pod(uid, q, 1, sec);
+    json_t *spec = json_object_get(p, "spec");
+    json_object_set_new(spec, "priority", json_integer(prio));
+    if (node) {
+        char alloc[256];
+        snprintf(alloc, sizeof(alloc),
+                 "{\"gpus\":[{\"uuid\":\"GPU-%s-%d\",\"index\":%d,\"cores\":100,"
+                 "\"memory\":0}]}",
+                 node, gpu, gpu);
+        json_object_set_new(json_object_get(p, "metadata"), "annotations",
+                            json_pack("{s:s}", "flexpu.io/allocation", alloc));
+        json_object_set_new(spec, "nodeName", json_string(node));
+    }
+    fx_model_pod_event(m, KUBE_ADDED, p);
+    json_decref(p);
+}
+
+static void gone(struct fx_model *m, const char *uid)
+{
+    json_t *p = queued_pod(uid, NULL, 1, 0);
+    fx_model_pod_event(m, KUBE_DELETED, p);
+    json_decref(p);
+}
+
+/* One step of the model; fails unless it is `want` for pod `uid` (NULL:
+ * any pod). */
+static struct fx_attempt step(struct fx_model *m, enum fx_outcome want, const char *uid)
+{
+    struct fx_attempt at;
+    if (!fx_model_next(m, &at))
+        fail_msg("nothing to do, want outcome %d for %s", want, uid ? uid : "any pod");
+    if (at.outcome != want || (uid && strcmp(at.uid, uid) != 0))
+        fail_msg("got outcome %d for %s (%s), want %d for %s", at.outcome, at.uid, at.message,
+                 want, uid ? uid : "any pod");
+    return at;
+}
+
+/* A pod of a higher PriorityClass evicts one lower pod, holds its place
+ * while the victim goes (nothing else takes it), then binds there. */
+static void test_priority_preemption(void **state)
+{
+    (void)state;
+    struct fx_model *m = model();
+    add_node(m, "n1", 2);
+    add_prio(m, "low0", NULL, 0, 0, "n1", 0);
+    add_prio(m, "low1", NULL, 0, 1, "n1", 1);
+    add_prio(m, "hi", NULL, 1000, 5, NULL, 0);
+    struct fx_attempt at = step(m, FX_NOMINATE, "hi");
+    assert_string_equal(at.node, "n1");
+    assert_non_null(strstr(at.message, "preempting 1 pod(s)"));
+    at = step(m, FX_EVICT, NULL);
+    /* The newer of the two (the least work lost) goes. */
+    assert_string_equal(at.uid, "low1");
+    assert_non_null(strstr(at.message, "preempted by t/hi"));
+    fx_model_evict_done(m, "low1", 0);
+    /* A pod arriving meanwhile does not take the held place. */
+    add_prio(m, "mid", NULL, 0, 6, NULL, 0);
+    at = step(m, FX_WAIT, "mid");
+    struct fx_attempt none;
+    assert_false(fx_model_next(m, &none));
+    gone(m, "low1");
+    step(m, FX_BIND, "hi");
+    struct fx_model_stats st;
+    fx_model_stats(m, &st);
+    assert_int_equal(st.preemptions, 1);
+    assert_int_equal(st.evictions, 1);
+    struct flexpu_error err = {0};
+    if (fx_model_check(m, &err))
+        fail_msg("invariants: %s", err.msg);
+    fx_model_free(m);
+}
+
+/* A PodDisruptionBudget refuses the eviction: the preemption is undone
+ * (the victim keeps its GPU) and the other candidate is chosen instead. */
+static void test_refused_eviction_undone(void **state)
+{
+    (void)state;
+    struct fx_model *m = model();
+    add_node(m, "n1", 2);
+    add_prio(m, "low0", NULL, 0, 0, "n1", 0);
+    add_prio(m, "low1", NULL, 0, 1, "n1", 1);
+    add_prio(m, "hi", NULL, 1000, 5, NULL, 0);
+    step(m, FX_NOMINATE, "hi");
+    step(m, FX_EVICT, "low1");
+    fx_model_evict_done(m, "low1", FLEXPU_EBUSY);
+    struct flexpu_error err = {0};
+    if (fx_model_check(m, &err))
+        fail_msg("invariants after the undo: %s", err.msg);
+    step(m, FX_NOMINATE, "hi");
+    step(m, FX_EVICT, "low0");
+    struct fx_model_stats st;
+    fx_model_stats(m, &st);
+    assert_int_equal(st.evictions_refused, 1);
+    fx_model_free(m);
+}
+
+/* No pod of a lower priority: nothing is evicted (equal priority waits). */
+static void test_no_preemption_among_equals(void **state)
+{
+    (void)state;
+    struct fx_model *m = model();
+    add_node(m, "n1", 1);
+    add_prio(m, "a0", NULL, 100, 0, "n1", 0);
+    add_prio(m, "b0", NULL, 100, 1, NULL, 0);
+    step(m, FX_WAIT, "b0");
+    struct fx_attempt none;
+    assert_false(fx_model_next(m, &none));
+    fx_model_free(m);
+}
+
+/* Queue b, under its guarantee, takes back what queue a borrowed, down to
+ * a's fair share and no further. */
+static void test_reclaim_by_queue(void **state)
+{
+    (void)state;
+    struct fx_model *m = model();
+    add_node(m, "n1", 8);
+    set_queue(m, "a", NULL, 4, FLEXPU_QUEUE_UNLIMITED, 1);
+    set_queue(m, "b", NULL, 4, FLEXPU_QUEUE_UNLIMITED, 1);
+    char uid[16];
+    for (int i = 0; i < 8; i++) {
+        snprintf(uid, sizeof(uid), "a%d", i);
+        add_prio(m, uid, "a", 0, i, "n1", i);
+    }
+    for (int i = 0; i < 3; i++) {
+        snprintf(uid, sizeof(uid), "b%d", i);
+        add_prio(m, uid, "b", 0, 20 + i, NULL, 0);
+    }
+    /* Demand a 8, b 3 on 8 GPUs: b's fair share is 3, a's 5. */
+    int nominated = 0, evicted = 0;
+    struct fx_attempt at;
+    while (fx_model_next(m, &at)) {
+        if (at.outcome == FX_NOMINATE) {
+            nominated++;
+        } else if (at.outcome == FX_EVICT) {
+            assert_int_equal(at.uid[0], 'a');
+            assert_non_null(strstr(at.message, "reclaimed by"));
+            fx_model_evict_done(m, at.uid, 0);
+            evicted++;
+        }
+    }
+    assert_int_equal(nominated, 3);
+    assert_int_equal(evicted, 3);
+    fx_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -477,6 +628,10 @@ int main(void)
         cmocka_unit_test(test_two_gangs_no_deadlock),
         cmocka_unit_test(test_gang_disagreement_invalid),
         cmocka_unit_test(test_gang_restart_places_the_rest),
+        cmocka_unit_test(test_priority_preemption),
+        cmocka_unit_test(test_refused_eviction_undone),
+        cmocka_unit_test(test_no_preemption_among_equals),
+        cmocka_unit_test(test_reclaim_by_queue),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
