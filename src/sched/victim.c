@@ -72,8 +72,12 @@ static int make_units(struct fx_vsearch *s, struct flexpu_noplace *why)
         const struct flexpu_victim_cand *c = &s->c[i];
         if (!fx_alloc_find(s->e, c->alloc_id))
             rc = bad_cand(why, i, "alloc_id", "no such allocation", (long long)c->alloc_id);
-        else if (!(c->cost >= 0) || isinf(c->cost))
-            rc = bad_cand(why, i, "cost", "must be a finite number >= 0", (long long)c->cost);
+        else if (!(c->cost >= 0) || isinf(c->cost)) {
+            /* %g: a NaN or infinity converted to long long is undefined. */
+            snprintf(why->text, sizeof(why->text),
+                     "candidate[%d].cost: must be a finite number >= 0 (%g)", i, c->cost);
+            rc = FLEXPU_EINVAL;
+        }
         g[i] = (struct gi){c->group, c->alloc_id, i};
     }
     if (!rc) {
@@ -277,9 +281,10 @@ void fx_victim_search_failed(int rc, int ncand, const char *what, const struct f
 {
     if (rc == FLEXPU_ENOFIT) {
         *why = *fit;
-        snprintf(why->text, sizeof(why->text), "no %s fits even with all %d candidates evicted: ",
-                 what, ncand);
-        strncat(why->text, fit->text, sizeof(why->text) - strlen(why->text) - 1);
+        /* One snprintf: gcc -O2's -Wstringop-truncation rejects strncat here. */
+        snprintf(why->text, sizeof(why->text),
+                 "no %s fits even with all %d candidates evicted: %.240s", what, ncand,
+                 fit->text);
     } else if (rc == FLEXPU_ENOMEM) {
         snprintf(why->text, sizeof(why->text), "out of memory searching %d candidates", ncand);
     }
