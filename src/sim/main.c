@@ -15,6 +15,7 @@
 #include "sched/ties.h"
 #include "sim/replay.h"
 #include "sim/report.h"
+#include "sim/timed.h"
 #include "util/alloc.h"
 
 #ifndef FLEXPU_TRACE_DIR
@@ -23,6 +24,9 @@
 
 struct config {
     const char *nodes, *pods, *policies, *seeds, *mode, *out;
+    const char *queues; /* timed mode: NULL, or the queues (sim/timed.h) */
+    int no_reclaim;
+    double copies;
     double scale, coverage, rate;
     int synth_nodes, synth_pods;
     int quiet;
@@ -42,6 +46,12 @@ static const struct option_doc {
     {"mode", "MODE", "'arrivals' (FGD method, default) or 'timed' (real times)"},
     {"scale", "X", "arrived GPU demand to stop at, times capacity (default: 1.3)"},
     {"rate", "X", "timed mode: arrivals X times faster than in the trace (default: 1)"},
+    {"queues", "SPEC",
+     "timed mode with queues by QoS class (docs/QUEUES.md): 'qos' (serving=50:1,batch=30:1,"
+     "default=20:1) or NAME=GUARANTEE%[:WEIGHT[:LIMIT%]],...; compared with the same run "
+     "without queues"},
+    {"no-reclaim", NULL, "with --queues: never evict a running pod"},
+    {"copies", "K", "with --queues: each trace pod arrives K times (default: 1)"},
     {"coverage", "X",
      "typical-pod popularity coverage for fgd/flexpu (default: the policy's own, fgd 0.95, "
      "flexpu 1.0)"},
@@ -280,8 +290,45 @@ out:
     return rc;
 }
 
+/* Timed mode with queues: each policy with the queues and without. */
+static int run_queued(const struct config *c, const struct fx_trace *t, const char **pol, int npol)
+{
+    struct fx_qsim_config qc, none;
+    struct flexpu_error err;
+    if (fx_qsim_parse(c->queues, &qc, &err))
+        return die(err.msg);
+    qc.reclaim = !c->no_reclaim;
+    qc.copies = (int)c->copies;
+    memset(&none, 0, sizeof(none));
+    none.copies = qc.copies;
+    struct fx_qsim_result *r = fx_calloc(2, sizeof(*r));
+    if (!r)
+        return die("out of memory");
+    int rc = 0;
+    for (int p = 0; p < npol && rc == 0; p++) {
+        if (fx_qsim_run(t, pol[p], c->coverage, c->rate, &qc, &r[0], &err) ||
+            fx_qsim_run(t, pol[p], c->coverage, c->rate, &none, &r[1], &err)) {
+            rc = die(err.msg);
+            break;
+        }
+        fx_qsim_report(stdout, &r[0], &r[1], c->pods);
+        if (c->out && *c->out && ensure_dir(c->out) == 0) {
+            char path[600];
+            snprintf(path, sizeof(path), "%s/queues-%s.csv", c->out, pol[p]);
+            if (fx_qsim_csv(path, &r[0], &err) == 0)
+                printf("wrote %s\n", path);
+            else
+                rc = die(err.msg);
+        }
+    }
+    fx_free(r);
+    return rc;
+}
+
 static int run_timed(const struct config *c, const struct fx_trace *t, const char **pol, int npol)
 {
+    if (c->queues)
+        return run_queued(c, t, pol, npol);
     struct fx_timed_result *r = fx_calloc((size_t)npol, sizeof(*r));
     struct flexpu_error err;
     int rc = 0;
@@ -311,7 +358,7 @@ int main(int argc, char **argv)
     snprintf(default_nodes, sizeof(default_nodes), "%s/openb_node_list_gpu_node.csv", trace_dir());
     snprintf(default_pods, sizeof(default_pods), "%s/openb_pod_list_default.csv", trace_dir());
     struct config c = {default_nodes, default_pods, "all", "42-51", "arrivals", "out/sim",
-                       1.3, 0, 1.0, 0, 0, 0, FX_TIES_POLICY};
+                       NULL, 0, 1, 1.3, 0, 1.0, 0, 0, 0, FX_TIES_POLICY};
     struct option longopts[NOPTS + 1];
     for (int i = 0; i < NOPTS; i++)
         longopts[i] = (struct option){docs[i].name, docs[i].arg ? required_argument : no_argument,
@@ -334,6 +381,16 @@ int main(int argc, char **argv)
             c.seeds = optarg;
         else if (!strcmp(name, "mode"))
             c.mode = optarg;
+        else if (!strcmp(name, "queues"))
+            c.queues = optarg;
+        else if (!strcmp(name, "no-reclaim"))
+            c.no_reclaim = 1;
+        else if (!strcmp(name, "copies")) {
+            if (parse_double(optarg, name, 1, 1000, &c.copies) || c.copies != floor(c.copies)) {
+                fprintf(stderr, "flexpu-sim: field '--copies': expected a whole number\n");
+                return 2;
+            }
+        }
         else if (!strcmp(name, "out"))
             c.out = optarg;
         else if (!strcmp(name, "ties")) {
@@ -379,6 +436,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "flexpu-sim: field '--mode': invalid value '%s': expected arrivals or "
                         "timed\n",
                 c.mode);
+        return 2;
+    }
+    if (c.queues && strcmp(c.mode, "timed")) {
+        fprintf(stderr, "flexpu-sim: field '--queues': invalid value '%s': needs --mode timed\n",
+                c.queues);
         return 2;
     }
     flexpu_log_set_level(c.quiet ? FLEXPU_LOG_WARN : FLEXPU_LOG_INFO);

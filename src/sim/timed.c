@@ -1,0 +1,840 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The timed replay with queues, fair shares and reclaim (sim/timed.h). */
+#include "sim/timed.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sched/ties.h"
+#include "util/alloc.h"
+#include "util/clock.h"
+
+#define R FLEXPU_RES_COUNT_
+#define NFAILED 64 /* request shapes remembered as not fitting in one pass */
+#define NFREED  64 /* freed nodes remembered between passes */
+
+/* ---- configuration ------------------------------------------------------ */
+
+static const char *const default_spec = "serving=50:1,batch=30:1,default=20:1";
+
+static int bad(struct flexpu_error *err, const char *part, size_t len, const char *why)
+{
+    return flexpu_error_field(err, FLEXPU_EINVAL, "--queues", part, len, why);
+}
+
+int fx_qsim_parse(const char *spec, struct fx_qsim_config *c, struct flexpu_error *err)
+{
+    memset(c, 0, sizeof(*c));
+    c->reclaim = true;
+    if (!spec || !*spec)
+        return bad(err, "", 0, "expected NAME=GUARANTEE%[:WEIGHT[:LIMIT%]],... or qos");
+    if (strcmp(spec, "qos") == 0)
+        spec = default_spec;
+    const char *p = spec;
+    while (*p) {
+        size_t len = strcspn(p, ",");
+        char part[160];
+        if (len >= sizeof(part) || c->nqueues == FX_QSIM_MAX_QUEUES)
+            return bad(err, p, len, "too long, or more than 8 queues");
+        memcpy(part, p, len);
+        part[len] = '\0';
+        char *eq = strchr(part, '=');
+        double g = 0, w = 1, l = -100;
+        int used = 0, n = eq ? sscanf(eq + 1, "%lf%n:%lf%n:%lf%n", &g, &used, &w, &used, &l, &used)
+                            : 0;
+        if (!eq || eq == part || (size_t)(eq - part) >= FLEXPU_NAME_MAX || n < 1 ||
+            eq[1 + used] != '\0' || !(g >= 0 && g <= 100) || !(w >= 0 && w <= 1e6) ||
+            (n == 3 && !(l >= g && l <= 100)))
+            return bad(err, p, len,
+                       "expected NAME=GUARANTEE%[:WEIGHT[:LIMIT%]] with 0 <= GUARANTEE <= LIMIT "
+                       "<= 100 and 0 <= WEIGHT <= 1000000");
+        int i = c->nqueues++;
+        memcpy(c->q[i].name, part, (size_t)(eq - part));
+        c->q[i].guarantee = g / 100;
+        c->q[i].weight = w;
+        c->q[i].limit = n == 3 ? l / 100 : -1;
+        p += len;
+        if (*p)
+            p++;
+    }
+    /* The QoS mapping of docs/QUEUES.md; a missing queue maps to the last. */
+    static const struct {
+        enum flexpu_qos qos;
+        const char *queue;
+    } map[] = {
+        {FLEXPU_QOS_LS, "serving"},      {FLEXPU_QOS_GUARANTEED, "serving"},
+        {FLEXPU_QOS_BE, "batch"},        {FLEXPU_QOS_BURSTABLE, "default"},
+        {FLEXPU_QOS_NONE, "default"},
+    };
+    for (size_t m = 0; m < sizeof(map) / sizeof(map[0]); m++) {
+        c->by_qos[map[m].qos] = c->nqueues - 1;
+        for (int i = 0; i < c->nqueues; i++)
+            if (strcmp(c->q[i].name, map[m].queue) == 0)
+                c->by_qos[map[m].qos] = i;
+    }
+    return 0;
+}
+
+/* ---- state -------------------------------------------------------------- */
+
+struct pod {
+    int queue; /* index into the run's queues */
+    int rank;  /* arrival order */
+    int64_t arrival, run, start, first_start;
+    int64_t alloc_id; /* -1: not running */
+    int gen;          /* bumped on eviction: older departures are void */
+    int64_t stamp;    /* the pass in which it last fitted nowhere */
+    int run_pos;      /* index in running[], -1 */
+    struct flexpu_pod_req req;
+    struct flexpu_placement pl;
+    int64_t amount[R];
+};
+
+struct departure {
+    int64_t end;
+    int pod, gen;
+};
+
+struct list {
+    int *a;
+    int n;
+};
+
+struct sim {
+    const struct fx_trace *t;
+    struct flexpu_engine *e;
+    struct flexpu_rng rng;
+    struct flexpu_queues *qs;
+    int nq;
+    int qid[FX_QSIM_MAX_QUEUES];
+    bool reclaim;
+    int64_t capacity[R];
+    struct pod *pods;
+    struct departure *heap;
+    int nheap, heap_cap;
+    struct list pending[FX_QSIM_MAX_QUEUES];
+    int cursor[FX_QSIM_MAX_QUEUES]; /* pending pods before it did not fit in this pass */
+    struct flexpu_pod_req failed[FX_QSIM_MAX_QUEUES][NFAILED];
+    int nfailed[FX_QSIM_MAX_QUEUES];
+    int *running, nrunning;
+    /* Passes: a pod that fitted nowhere in the last pass can fit now only
+     * on a node freed since (flexpu_engine_node_may_fit), so only those
+     * nodes are checked before its full retry. */
+    int64_t pass;
+    int freed[NFREED], nfreed; /* nodes freed since the last pass; NFREED + 1: too many */
+    double *waits[FX_QSIM_MAX_QUEUES];
+    int nwaits[FX_QSIM_MAX_QUEUES];
+    /* Scratch of a reclaim: candidates, a trial's victims, the best's. */
+    int *cand, *trial, *best;
+    double *cost;
+    /* Metrics over the arrival window [w0, w1]. */
+    double w0, w1, last_t;
+    double area_alloc, contended;
+    double area_share[FX_QSIM_MAX_QUEUES], area_fair[FX_QSIM_MAX_QUEUES],
+        area_dev[FX_QSIM_MAX_QUEUES];
+    int next_point;
+    struct fx_qsim_result *out;
+};
+
+/* Departures of evicted runs stay in the heap until they surface, so it
+ * may hold more entries than pods. */
+static int heap_push(struct sim *s, struct departure d)
+{
+    if (s->nheap == s->heap_cap) {
+        int cap = s->heap_cap * 2;
+        struct departure *h = fx_realloc(s->heap, (size_t)cap * sizeof(*h));
+        if (!h)
+            return FLEXPU_ENOMEM;
+        s->heap = h;
+        s->heap_cap = cap;
+    }
+    int i = s->nheap++;
+    while (i > 0) {
+        struct departure *p = &s->heap[(i - 1) / 2];
+        if (p->end < d.end || (p->end == d.end && p->pod < d.pod))
+            break;
+        s->heap[i] = *p;
+        i = (i - 1) / 2;
+    }
+    s->heap[i] = d;
+    return 0;
+}
+
+static struct departure heap_pop(struct sim *s)
+{
+    struct departure top = s->heap[0], last = s->heap[--s->nheap];
+    int i = 0;
+    for (;;) {
+        int c = 2 * i + 1;
+        if (c >= s->nheap)
+            break;
+        if (c + 1 < s->nheap && (s->heap[c + 1].end < s->heap[c].end ||
+                                 (s->heap[c + 1].end == s->heap[c].end &&
+                                  s->heap[c + 1].pod < s->heap[c].pod)))
+            c++;
+        if (last.end < s->heap[c].end || (last.end == s->heap[c].end && last.pod < s->heap[c].pod))
+            break;
+        s->heap[i] = s->heap[c];
+        i = c;
+    }
+    if (s->nheap > 0)
+        s->heap[i] = last;
+    return top;
+}
+
+/* Inserts pod i into its queue's pending list in arrival order. */
+static void pend_insert(struct sim *s, int i)
+{
+    struct list *l = &s->pending[s->pods[i].queue];
+    int k = l->n;
+    while (k > 0 && s->pods[l->a[k - 1]].rank > s->pods[i].rank)
+        k--;
+    memmove(&l->a[k + 1], &l->a[k], (size_t)(l->n - k) * sizeof(int));
+    l->a[k] = i;
+    l->n++;
+}
+
+static void pend_remove(struct sim *s, int q, int k)
+{
+    struct list *l = &s->pending[q];
+    memmove(&l->a[k], &l->a[k + 1], (size_t)(l->n - k - 1) * sizeof(int));
+    l->n--;
+}
+
+/* ---- metrics ------------------------------------------------------------ */
+
+/* Moves the clock to t, adding the state since the last event to the
+ * window's time-weighted sums and samples. */
+static void advance(struct sim *s, double t)
+{
+    double a = s->last_t > s->w0 ? s->last_t : s->w0, b = t < s->w1 ? t : s->w1;
+    double dt = b > a ? b - a : 0;
+    double cap = (double)s->capacity[FLEXPU_RES_GPU_MILLI];
+    struct flexpu_stats st;
+    flexpu_engine_stats(s->e, &st);
+    int64_t waiting = 0;
+    double share[FX_QSIM_MAX_QUEUES], fair[FX_QSIM_MAX_QUEUES];
+    for (int q = 0; q < s->nq; q++) {
+        struct flexpu_queue_status qs;
+        flexpu_queues_get(s->qs, s->qid[q], &qs);
+        share[q] = (double)qs.allocated[FLEXPU_RES_GPU_MILLI] / cap;
+        fair[q] = (double)qs.fair_share[FLEXPU_RES_GPU_MILLI] / cap;
+        waiting += qs.pending[FLEXPU_RES_GPU_MILLI];
+    }
+    if (dt > 0) {
+        s->area_alloc += dt * (double)st.gpu_milli_used / cap;
+        if (waiting > 0)
+            s->contended += dt;
+        for (int q = 0; q < s->nq; q++) {
+            s->area_share[q] += dt * share[q];
+            s->area_fair[q] += dt * fair[q];
+            if (waiting > 0)
+                s->area_dev[q] += dt * fabs(share[q] - fair[q]);
+        }
+    }
+    double step = (s->w1 - s->w0) / (FX_QSIM_POINTS - 1);
+    for (; s->next_point < FX_QSIM_POINTS && s->w0 + s->next_point * step < t; s->next_point++)
+        for (int q = 0; q < s->nq; q++) {
+            s->out->q[q].t[s->next_point] = s->w0 + s->next_point * step;
+            s->out->q[q].share[s->next_point] = share[q];
+            s->out->q[q].fair[s->next_point] = fair[q];
+        }
+    if (t > s->last_t)
+        s->last_t = t;
+}
+
+/* ---- starting, stopping, evicting ----------------------------------------- */
+
+static int start(struct sim *s, int i, int64_t now, int64_t alloc_id, struct flexpu_error *err)
+{
+    struct pod *p = &s->pods[i];
+    p->alloc_id = alloc_id;
+    p->start = now;
+    if (p->first_start < 0) {
+        p->first_start = now;
+        s->waits[p->queue][s->nwaits[p->queue]++] = (double)(now - p->arrival);
+    }
+    p->run_pos = s->nrunning;
+    s->running[s->nrunning++] = i;
+    flexpu_queues_pending(s->qs, s->qid[p->queue], p->amount, -1);
+    flexpu_queues_allocated(s->qs, s->qid[p->queue], p->amount, 1);
+    if (heap_push(s, (struct departure){now + p->run, i, p->gen}))
+        return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory for departures");
+    return 0;
+}
+
+/* Releases a running pod's allocation and takes it off the running list. */
+static int stop(struct sim *s, int i, struct flexpu_error *err)
+{
+    struct pod *p = &s->pods[i];
+    int rc = flexpu_engine_release(s->e, p->alloc_id, err);
+    if (rc)
+        return rc;
+    if (s->nfreed < NFREED) {
+        int k = 0;
+        while (k < s->nfreed && s->freed[k] != p->pl.node)
+            k++;
+        if (k == s->nfreed)
+            s->freed[s->nfreed++] = p->pl.node;
+    } else {
+        s->nfreed = NFREED + 1;
+    }
+    int last = s->running[--s->nrunning];
+    s->running[p->run_pos] = last;
+    s->pods[last].run_pos = p->run_pos;
+    p->run_pos = -1;
+    p->alloc_id = -1;
+    flexpu_queues_allocated(s->qs, s->qid[p->queue], p->amount, -1);
+    return 0;
+}
+
+/* ---- serving ------------------------------------------------------------ */
+
+static bool same_shape(const struct flexpu_pod_req *a, const struct flexpu_pod_req *b)
+{
+    return a->cpu_milli == b->cpu_milli && a->mem_mib == b->mem_mib && a->num_gpu == b->num_gpu &&
+           a->gpu_milli == b->gpu_milli && a->model_mask == b->model_mask;
+}
+
+/* A new pass: every queue looks at all its pods again, and the nodes freed
+ * from now on are collected for the next. */
+static void new_pass(struct sim *s)
+{
+    s->pass++;
+    for (int q = 0; q < s->nq; q++) {
+        s->cursor[q] = 0;
+        s->nfailed[q] = 0;
+    }
+}
+
+static void forget_freed(struct sim *s)
+{
+    s->nfreed = 0;
+}
+
+/* Starts the first pod of queue q, from its cursor on, that is within the
+ * queue's limits and fits. 1 started, 0 none, <0 error. */
+static int try_queue(struct sim *s, int q, int64_t now, struct flexpu_error *err)
+{
+    struct list *l = &s->pending[q];
+    for (; s->cursor[q] < l->n; s->cursor[q]++) {
+        int i = l->a[s->cursor[q]];
+        struct pod *p = &s->pods[i];
+        bool known = false;
+        for (int f = 0; f < s->nfailed[q] && !known; f++)
+            known = same_shape(&s->failed[q][f], &p->req);
+        if (!known && p->stamp == s->pass - 1 && s->nfreed <= NFREED) {
+            known = true; /* fitted nowhere last pass: only a freed node can change that */
+            for (int f = 0; f < s->nfreed && known; f++)
+                known = !flexpu_engine_node_may_fit(s->e, s->freed[f], &p->req);
+        }
+        if (known) {
+            p->stamp = s->pass;
+            continue;
+        }
+        if (!flexpu_queues_within_limit(s->qs, s->qid[q], p->amount, NULL, 0))
+            continue;
+        struct flexpu_noplace why;
+        int64_t id;
+        int rc = flexpu_engine_place(s->e, &p->req, &s->rng, &p->pl, &id, &why);
+        if (rc == FLEXPU_ENOFIT) {
+            p->stamp = s->pass;
+            if (s->nfailed[q] < NFAILED)
+                s->failed[q][s->nfailed[q]++] = p->req;
+            continue;
+        }
+        if (rc)
+            return flexpu_error_set(err, rc, "pod %s: %s", s->t->pods[i % s->t->npods].name,
+                                    why.text);
+        pend_remove(s, q, s->cursor[q]);
+        int src = start(s, i, now, id, err);
+        return src ? src : 1;
+    }
+    return 0;
+}
+
+static int cmp_cand(const void *pa, const void *pb, void *ctx)
+{
+    const struct sim *s = ctx;
+    int a = *(const int *)pa, b = *(const int *)pb;
+    const struct pod *x = &s->pods[s->cand[a]], *y = &s->pods[s->cand[b]];
+    if (x->pl.node != y->pl.node)
+        return x->pl.node < y->pl.node ? -1 : 1;
+    if (s->cost[a] != s->cost[b])
+        return s->cost[a] < s->cost[b] ? -1 : 1;
+    return s->cand[a] - s->cand[b];
+}
+
+/* Evicts, for a trial on one node, the candidates order[from..to) in turn
+ * while the queues still allow each, until taker fits the node; then puts
+ * them all back. Returns how many it took (0: it never fitted), and their
+ * pods in s->trial. */
+static int trial(struct sim *s, int taker, const int *order, int from, int to, double *cost,
+                 struct flexpu_error *err, int *rc)
+{
+    const struct pod *tp = &s->pods[taker];
+    int node = s->pods[s->cand[order[from]]].pl.node, n = 0;
+    bool fits = false;
+    *cost = 0;
+    for (int k = from; k < to && !fits && *rc == 0; k++) {
+        int v = s->cand[order[k]];
+        const struct pod *vp = &s->pods[v];
+        if (!flexpu_queues_may_reclaim(s->qs, s->qid[tp->queue], tp->amount, s->qid[vp->queue],
+                                       vp->amount))
+            continue;
+        if ((*rc = stop(s, v, err)))
+            break;
+        s->trial[n++] = v;
+        *cost += s->cost[order[k]];
+        fits = flexpu_engine_node_may_fit(s->e, node, &tp->req);
+    }
+    /* Back as they were, in reverse. */
+    for (int k = n - 1; k >= 0; k--) {
+        struct pod *vp = &s->pods[s->trial[k]];
+        int64_t id;
+        int arc = flexpu_engine_assign(s->e, &vp->req, &vp->pl, &id, err);
+        if (arc) {
+            *rc = arc;
+            return 0;
+        }
+        vp->alloc_id = id;
+        vp->run_pos = s->nrunning;
+        s->running[s->nrunning++] = s->trial[k];
+        flexpu_queues_allocated(s->qs, s->qid[vp->queue], vp->amount, 1);
+    }
+    return fits ? n : 0;
+}
+
+/* The oldest pod of queue q within its limits takes capacity back from
+ * queues over their share: on the node where the fewest running pods must
+ * go (then the least GPU work lost). 1 started, 0 not, <0 error. */
+static int try_reclaim(struct sim *s, int q, int64_t now, struct flexpu_error *err)
+{
+    struct list *l = &s->pending[q];
+    int k = 0;
+    while (k < l->n && !flexpu_queues_within_limit(s->qs, s->qid[q], s->pods[l->a[k]].amount,
+                                                     NULL, 0))
+        k++;
+    if (k == l->n)
+        return 0;
+    int taker = l->a[k];
+    const struct pod *tp = &s->pods[taker];
+    /* The taker's own condition first (the run's queues are all top
+     * level, so its side is the queue): no scan when it would go over. */
+    struct flexpu_queue_status st;
+    flexpu_queues_get(s->qs, s->qid[q], &st);
+    for (int r = 0; r < R; r++)
+        if (tp->amount[r] > 0 && st.allocated[r] + tp->amount[r] > st.fair_share[r])
+            return 0;
+    /* Only queues above their share can give anything back. */
+    bool over[FX_QSIM_MAX_QUEUES] = {false}, any = false;
+    for (int j = 0; j < s->nq; j++) {
+        flexpu_queues_get(s->qs, s->qid[j], &st);
+        for (int r = 0; r < R; r++)
+            over[j] = over[j] || st.allocated[r] > st.fair_share[r];
+        any = any || (over[j] && j != q);
+    }
+    if (!any)
+        return 0;
+    int nc = 0;
+    for (int j = 0; j < s->nrunning; j++) {
+        int v = s->running[j];
+        const struct pod *vp = &s->pods[v];
+        if (vp->queue == q || !over[vp->queue] || !flexpu_queues_may_reclaim(s->qs, s->qid[q], tp->amount,
+                                                         s->qid[vp->queue], vp->amount))
+            continue;
+        s->cand[nc] = v;
+        /* Work lost: GPU compute (or, for a CPU-only pod, a thousandth of
+         * its CPU) times the time it has run. */
+        double w = vp->amount[FLEXPU_RES_GPU_MILLI] > 0
+                       ? (double)vp->amount[FLEXPU_RES_GPU_MILLI]
+                       : (double)vp->amount[FLEXPU_RES_CPU] / 1000.0;
+        s->cost[nc] = w * (double)(now - vp->start + 1);
+        nc++;
+    }
+    if (nc == 0)
+        return 0;
+    /* Candidate order: by node, then least work lost first. cmp_cand
+     * reads s->cand through the indices, so sort an index array. */
+    int *order = fx_malloc((size_t)nc * sizeof(int));
+    if (!order)
+        return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory for reclaim candidates");
+    for (int j = 0; j < nc; j++)
+        order[j] = j;
+    qsort_r(order, (size_t)nc, sizeof(int), cmp_cand, s);
+    int best_n = 0, rc = 0;
+    double best_cost = 0;
+    /* One victim cannot be beaten: the first node that needs just one ends
+     * the search (ties in work lost between such nodes go to the lower
+     * node id). */
+    for (int from = 0; from < nc && rc == 0 && best_n != 1;) {
+        int to = from;
+        while (to < nc && s->pods[s->cand[order[to]]].pl.node == s->pods[s->cand[order[from]]].pl.node)
+            to++;
+        double cost;
+        int n = trial(s, taker, order, from, to, &cost, err, &rc);
+        if (n > 0 && (best_n == 0 || n < best_n || (n == best_n && cost < best_cost))) {
+            best_n = n;
+            best_cost = cost;
+            memcpy(s->best, s->trial, (size_t)n * sizeof(int));
+        }
+        from = to;
+    }
+    fx_free(order);
+    if (rc || best_n == 0)
+        return rc;
+    for (int j = 0; j < best_n && rc == 0; j++) {
+        int v = s->best[j];
+        if ((rc = stop(s, v, err)))
+            break;
+        struct pod *vp = &s->pods[v];
+        vp->gen++; /* its departure is void: the work is lost */
+        s->out->q[vp->queue].evicted++;
+        s->out->evictions++;
+        flexpu_queues_pending(s->qs, s->qid[vp->queue], vp->amount, 1);
+        pend_insert(s, v);
+    }
+    if (rc)
+        return rc;
+    /* Capacity grew on the victims' node: every queue may look again. */
+    new_pass(s);
+    forget_freed(s);
+    s->freed[0] = s->pods[s->best[0]].pl.node; /* the victims all share one node */
+    s->nfreed = 1;
+    struct flexpu_noplace why;
+    int64_t id;
+    rc = flexpu_engine_place(s->e, &s->pods[taker].req, &s->rng, &s->pods[taker].pl, &id, &why);
+    if (rc == FLEXPU_ENOFIT)
+        return 0; /* cannot happen: the node was checked; the pod waits */
+    if (rc)
+        return flexpu_error_set(err, rc, "pod %s: %s", s->t->pods[taker % s->t->npods].name,
+                                why.text);
+    for (k = 0; l->a[k] != taker; k++)
+        ;
+    pend_remove(s, q, k);
+    int src = start(s, taker, now, id, err);
+    return src ? src : 1;
+}
+
+/* Serves the queues after the events of one instant: fair shares first,
+ * then the queue lowest in usage, one pod at a time, until no queue can
+ * start anything. */
+static int serve(struct sim *s, int64_t now, struct flexpu_error *err)
+{
+    flexpu_queues_compute(s->qs, s->capacity);
+    bool blocked[FX_QSIM_MAX_QUEUES] = {false};
+    new_pass(s);
+    for (;;) {
+        int best = -1;
+        for (int q = 0; q < s->nq; q++)
+            if (s->pending[q].n > 0 && !blocked[q] &&
+                (best < 0 || flexpu_queues_compare(s->qs, s->qid[q], s->qid[best]) < 0))
+                best = q;
+        if (best < 0) {
+            forget_freed(s);
+            return 0;
+        }
+        int rc = try_queue(s, best, now, err);
+        if (rc == 0 && s->reclaim)
+            rc = try_reclaim(s, best, now, err);
+        if (rc < 0)
+            return rc;
+        if (rc == 0)
+            blocked[best] = true;
+    }
+}
+
+/* ---- the run ------------------------------------------------------------ */
+
+static int64_t median_run(const struct fx_trace *t)
+{
+    int64_t *v = fx_malloc(((size_t)t->npods + 1) * sizeof(*v));
+    int n = 0;
+    if (!v)
+        return 0;
+    for (int i = 0; i < t->npods; i++) {
+        const struct fx_trace_pod *p = &t->pods[i];
+        int64_t from = p->scheduled >= 0 ? p->scheduled : p->creation;
+        if (p->deletion >= 0 && from >= 0 && p->deletion >= from) {
+            int64_t x = p->deletion - from;
+            int k = n++;
+            while (k > 0 && v[k - 1] > x) /* insertion: runs once per run */
+                k--;
+            memmove(&v[k + 1], &v[k], (size_t)(n - 1 - k) * sizeof(*v));
+            v[k] = x;
+        }
+    }
+    int64_t m = n ? v[n / 2] : 0;
+    fx_free(v);
+    return m;
+}
+
+static int cmp_rank(const void *pa, const void *pb, void *ctx)
+{
+    const struct sim *s = ctx;
+    int a = *(const int *)pa, b = *(const int *)pb;
+    if (s->pods[a].arrival != s->pods[b].arrival)
+        return s->pods[a].arrival < s->pods[b].arrival ? -1 : 1;
+    return a - b;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double pct(double *v, int n, double p)
+{
+    return n ? v[(int)((n - 1) * p)] : 0;
+}
+
+/* The queues of the run and each pod's amounts and queue. */
+static int setup_queues(struct sim *s, const struct fx_qsim_config *c, struct flexpu_error *err)
+{
+    const struct fx_trace *t = s->t;
+    s->qs = flexpu_queues_new();
+    if (!s->qs)
+        return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory for the queues");
+    s->capacity[FLEXPU_RES_GPU_MILLI] = t->gpus * FLEXPU_GPU_MILLI;
+    s->nq = c->nqueues > 0 ? c->nqueues : 1;
+    s->reclaim = c->nqueues > 0 && c->reclaim;
+    for (int q = 0; q < s->nq; q++) {
+        struct flexpu_queue_info in = {.name = c->nqueues ? c->q[q].name : FLEXPU_QUEUE_DEFAULT,
+                                       .weight = c->nqueues ? c->q[q].weight : 1.0};
+        for (int r = 0; r < R; r++) {
+            double cap = (double)s->capacity[r];
+            in.guaranteed[r] = c->nqueues ? (int64_t)(c->q[q].guarantee * cap) : 0;
+            in.limit[r] = c->nqueues && c->q[q].limit >= 0 ? (int64_t)ceil(c->q[q].limit * cap)
+                                                           : FLEXPU_QUEUE_UNLIMITED;
+            if (in.limit[r] >= 0 && in.limit[r] < in.guaranteed[r])
+                in.limit[r] = in.guaranteed[r];
+        }
+        int rc = flexpu_queues_set(s->qs, &in, &s->qid[q], err);
+        if (rc)
+            return rc;
+        snprintf(s->out->q[q].name, sizeof(s->out->q[q].name), "%s", in.name);
+    }
+    return 0;
+}
+
+static int run(struct sim *s, const int *order, int n, struct flexpu_error *err)
+{
+    int k = 0, rc = 0;
+    for (;;) {
+        while (s->nheap > 0 && (s->pods[s->heap[0].pod].gen != s->heap[0].gen ||
+                                s->pods[s->heap[0].pod].alloc_id < 0))
+            heap_pop(s); /* the departure of an evicted run */
+        int64_t next_arr = k < n ? s->pods[order[k]].arrival : INT64_MAX;
+        int64_t next_dep = s->nheap > 0 ? s->heap[0].end : INT64_MAX;
+        int64_t now = next_arr < next_dep ? next_arr : next_dep;
+        if (now == INT64_MAX)
+            return 0;
+        advance(s, (double)now);
+        while (s->nheap > 0 && s->heap[0].end == now) {
+            struct departure d = heap_pop(s);
+            if (s->pods[d.pod].gen == d.gen && s->pods[d.pod].alloc_id >= 0 &&
+                (rc = stop(s, d.pod, err)))
+                return rc;
+        }
+        for (; k < n && s->pods[order[k]].arrival == now; k++) {
+            struct pod *p = &s->pods[order[k]];
+            flexpu_queues_pending(s->qs, s->qid[p->queue], p->amount, 1);
+            pend_insert(s, order[k]);
+        }
+        if ((rc = serve(s, now, err)))
+            return rc;
+    }
+}
+
+static void results(struct sim *s)
+{
+    struct fx_qsim_result *o = s->out;
+    double win = s->w1 - s->w0;
+    o->window_s = win;
+    o->contended_s = s->contended;
+    o->alloc_mean = win > 0 ? s->area_alloc / win : 0;
+    o->evictions_per_hour = win > 0 ? o->evictions / (win / 3600.0) : 0;
+    o->npoints = s->next_point;
+    int all = 0;
+    for (int q = 0; q < s->nq; q++)
+        all += s->nwaits[q];
+    double *every = fx_malloc(((size_t)all + 1) * sizeof(double));
+    int m = 0;
+    for (int q = 0; q < s->nq; q++) {
+        struct fx_qsim_queue *r = &o->q[q];
+        qsort(s->waits[q], (size_t)s->nwaits[q], sizeof(double), cmp_double);
+        r->started = s->nwaits[q];
+        r->never_started = r->pods - r->started;
+        r->wait_p50 = pct(s->waits[q], s->nwaits[q], 0.5);
+        r->wait_p99 = pct(s->waits[q], s->nwaits[q], 0.99);
+        r->share_mean = win > 0 ? s->area_share[q] / win : 0;
+        r->fair_mean = win > 0 ? s->area_fair[q] / win : 0;
+        r->dev_mean = s->contended > 0 ? s->area_dev[q] / s->contended : 0;
+        if (every)
+            for (int j = 0; j < s->nwaits[q]; j++)
+                every[m++] = s->waits[q][j];
+    }
+    if (every) {
+        qsort(every, (size_t)m, sizeof(double), cmp_double);
+        o->wait_p50 = pct(every, m, 0.5);
+        o->wait_p99 = pct(every, m, 0.99);
+    }
+    fx_free(every);
+}
+
+int fx_qsim_run(const struct fx_trace *t, const char *policy, double coverage, double rate,
+                const struct fx_qsim_config *c, struct fx_qsim_result *out,
+                struct flexpu_error *err)
+{
+    memset(out, 0, sizeof(*out));
+    out->policy = policy;
+    out->rate = rate;
+    if (t->gpus == 0 || t->npods == 0)
+        return flexpu_error_set(err, FLEXPU_EINVAL, "the trace has no GPUs or no pods");
+    if (!(rate >= 1.0))
+        return flexpu_error_set(err, FLEXPU_EINVAL, "field '--rate': invalid value '%g': below 1",
+                                rate);
+    for (int i = 0; i < t->npods; i++)
+        if (t->pods[i].creation < 0)
+            return flexpu_error_set(err, FLEXPU_EINVAL,
+                                    "pod %s (line %d): the timed replay needs creation_time",
+                                    t->pods[i].name, i + 2);
+    struct sim s = {.t = t, .out = out};
+    int copies = c->copies > 1 ? c->copies : 1;
+    if (copies > 1000 || (int64_t)t->npods * copies > 50000000)
+        return flexpu_error_set(err, FLEXPU_EINVAL,
+                                "field '--copies': invalid value '%d': at most 1000 and 50,000,000 "
+                                "pods in all",
+                                copies);
+    size_t n = (size_t)t->npods * (size_t)copies;
+    int rc = fx_trace_engine(t, &s.e, err);
+    if (rc)
+        return rc;
+    int *order = fx_malloc(n * sizeof(int));
+    s.pods = fx_calloc(n, sizeof(*s.pods));
+    s.heap_cap = (int)n + 16;
+    s.heap = fx_malloc((size_t)s.heap_cap * sizeof(*s.heap));
+    s.running = fx_malloc(n * sizeof(int));
+    s.cand = fx_malloc(n * sizeof(int));
+    s.trial = fx_malloc(n * sizeof(int));
+    s.best = fx_malloc(n * sizeof(int));
+    s.cost = fx_malloc(n * sizeof(double));
+    bool ok = order && s.pods && s.heap && s.running && s.cand && s.trial && s.best && s.cost;
+    for (int q = 0; q < FX_QSIM_MAX_QUEUES && ok; q++) {
+        s.pending[q].a = fx_malloc(n * sizeof(int));
+        s.waits[q] = fx_malloc(n * sizeof(double));
+        ok = s.pending[q].a && s.waits[q];
+    }
+    if (!ok) {
+        rc = flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory for the timed replay");
+        goto out;
+    }
+    if ((rc = flexpu_engine_set_policy(s.e, policy, err)) ||
+        (rc = fx_trace_set_workload(s.e, t, coverage, err)) || (rc = setup_queues(&s, c, err)))
+        goto out;
+    fx_engine_set_ties(s.e, FX_TIES_POLICY, 42);
+    flexpu_rng_seed(&s.rng, 42);
+    int64_t fallback = median_run(t);
+    for (size_t i = 0; i < n; i++) {
+        const struct fx_trace_pod *tp = &t->pods[i % (size_t)t->npods];
+        struct pod *p = &s.pods[i];
+        if ((rc = fx_trace_req(s.e, tp, &p->req, err)))
+            goto out;
+        p->req.priority = tp->qos == FLEXPU_QOS_BE ? 0 : tp->qos == FLEXPU_QOS_BURSTABLE ? 1 : 2;
+        int64_t from = tp->scheduled >= 0 ? tp->scheduled : tp->creation;
+        p->run = tp->deletion >= from ? tp->deletion - from : fallback;
+        p->arrival = (int64_t)((double)tp->creation / rate);
+        p->alloc_id = -1;
+        p->first_start = -1;
+        p->run_pos = -1;
+        p->stamp = -2; /* never tried */
+        p->queue = c->nqueues > 0 ? c->by_qos[tp->qos] : 0;
+        /* The queues share GPU compute, the figure the issue measures:
+         * devices, CPU and memory are left to placement. Counting them
+         * too makes a queue's usage its most used resource (a share of a
+         * GPU holds a whole device), and a pod under its GPU share could
+         * then not take back what its queue lent. */
+        p->amount[FLEXPU_RES_GPU_MILLI] = (int64_t)tp->num_gpu * tp->gpu_milli;
+        out->q[p->queue].pods++;
+        order[i] = (int)i;
+    }
+    qsort_r(order, n, sizeof(int), cmp_rank, &s);
+    for (size_t k = 0; k < n; k++)
+        s.pods[order[k]].rank = (int)k;
+    /* The window: from the 10th to the 90th percentile of arrivals. The
+     * trace's first arrivals trickle in over four months before 90% of
+     * its pods come in the last month; its last ones leave as the trace
+     * ends: neither is a steady state. */
+    s.w0 = (double)s.pods[order[n / 10]].arrival;
+    s.w1 = (double)s.pods[order[n - 1 - n / 10]].arrival;
+    if (s.w1 <= s.w0)
+        s.w1 = s.w0 + 1;
+    s.last_t = s.w0;
+    out->nqueues = s.nq;
+    out->pods = (int)n;
+    double t0 = fx_mono_seconds();
+    rc = run(&s, order, (int)n, err);
+    advance(&s, s.w1 + 1);
+    results(&s);
+    out->seconds = fx_mono_seconds() - t0;
+out:
+    fx_free(order);
+    fx_free(s.pods);
+    fx_free(s.heap);
+    fx_free(s.running);
+    fx_free(s.cand);
+    fx_free(s.trial);
+    fx_free(s.best);
+    fx_free(s.cost);
+    for (int q = 0; q < FX_QSIM_MAX_QUEUES; q++) {
+        fx_free(s.pending[q].a);
+        fx_free(s.waits[q]);
+    }
+    flexpu_queues_free(s.qs);
+    flexpu_engine_free(s.e);
+    return rc;
+}
+
+/* ---- report ------------------------------------------------------------- */
+
+void fx_qsim_report(FILE *f, const struct fx_qsim_result *with, const struct fx_qsim_result *base,
+                    const char *trace)
+{
+    fprintf(f,
+            "trace: %s (timed replay with queues: arrivals at %gx the trace's rate, real run "
+            "times; window %.0f s from the 10th to the 90th percentile arrival, contended %.0f s)\n",
+            trace, with->rate, with->window_s, with->contended_s);
+    fprintf(f, "%-10s %6s %7s %6s %7s %9s %9s %9s %9s %9s\n", "queue", "pods", "started",
+            "never", "evicted", "wait p50", "wait p99", "GPU share", "fair", "|dev| cont");
+    for (int q = 0; q < with->nqueues; q++) {
+        const struct fx_qsim_queue *r = &with->q[q];
+        fprintf(f, "%-10s %6d %7d %6d %7d %8.0fs %8.0fs %8.2f%% %8.2f%% %8.2fpt\n", r->name,
+                r->pods, r->started, r->never_started, r->evicted, r->wait_p50, r->wait_p99,
+                100 * r->share_mean, 100 * r->fair_mean, 100 * r->dev_mean);
+    }
+    fprintf(f, "policy %s: GPU allocation %.2f%% with queues, %.2f%% without (%+.2f points); "
+               "time-to-start p50 %.0f s p99 %.0f s with queues, p50 %.0f s p99 %.0f s "
+               "without; %d evictions (%.1f per hour); %.2f s + %.2f s\n",
+            with->policy, 100 * with->alloc_mean, 100 * base->alloc_mean,
+            100 * (with->alloc_mean - base->alloc_mean), with->wait_p50, with->wait_p99,
+            base->wait_p50, base->wait_p99, with->evictions, with->evictions_per_hour,
+            with->seconds, base->seconds);
+}
+
+int fx_qsim_csv(const char *path, const struct fx_qsim_result *r, struct flexpu_error *err)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return flexpu_error_set(err, FLEXPU_EIO, "%s: cannot write", path);
+    fputs("policy,queue,time_s,gpu_share,fair_share\n", f);
+    for (int q = 0; q < r->nqueues; q++)
+        for (int j = 0; j < r->npoints; j++)
+            fprintf(f, "%s,%s,%.0f,%.6f,%.6f\n", r->policy, r->q[q].name, r->q[q].t[j],
+                    r->q[q].share[j], r->q[q].fair[j]);
+    if (fclose(f) != 0)
+        return flexpu_error_set(err, FLEXPU_EIO, "%s: write failed", path);
+    return 0;
+}
