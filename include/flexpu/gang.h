@@ -73,10 +73,10 @@ const char *flexpu_gang_level_name(enum flexpu_gang_level level);
 
 /* Places the n members of m all or none. On success returns 0, fills each
  * member's place and alloc_id (release each with flexpu_engine_release)
- * and *res (may be NULL). Otherwise nothing is held and the engine's
- * capacity, allocations and next allocation id are as before (the order
- * in which it visits its node classes may differ, which only changes
- * which of several equal nodes a random tie rule picks later):
+ * and *res (may be NULL). Otherwise nothing is held and the engine
+ * decides exactly as before: capacity, allocations, the next allocation
+ * id and the order in which it visits nodes are put back (only the
+ * classes' caches of past decisions may be colder):
  * FLEXPU_ENOFIT with why->text saying how many members fit anywhere and
  * why the first that did not failed (why->rejected are that member's
  * counts); FLEXPU_EINVAL for n < 1 or a malformed member (why->text names

@@ -767,6 +767,56 @@ int flexpu_engine_assign(struct flexpu_engine *e, const struct flexpu_pod_req *r
     return 0;
 }
 
+/* ---- visit order -------------------------------------------------------- */
+
+int fx_order_save(const struct flexpu_engine *e, struct fx_order *o)
+{
+    o->nclasses = e->nlive;
+    o->nodes = fx_malloc(((size_t)e->stats.nodes + 1) * sizeof(*o->nodes));
+    o->start = fx_malloc(((size_t)e->nlive + 1) * sizeof(*o->start));
+    if (!o->nodes || !o->start) {
+        fx_order_free(o);
+        return FLEXPU_ENOMEM;
+    }
+    int k = 0;
+    for (int i = 0; i < e->nlive; i++) {
+        o->start[i] = k;
+        for (int id = e->live[i]->head; id >= 0; id = e->nodes[id].next)
+            o->nodes[k++] = id;
+    }
+    o->start[e->nlive] = k;
+    return 0;
+}
+
+void fx_order_restore(struct flexpu_engine *e, const struct fx_order *o)
+{
+    if (!o->nodes || o->nclasses != e->nlive)
+        return; /* not the same classes: nothing to put back */
+    for (int i = 0; i < o->nclasses; i++) {
+        struct fx_class *c = e->nodes[o->nodes[o->start[i]]].cls;
+        e->live[i] = c;
+        c->live_idx = i;
+        int prev = -1;
+        for (int k = o->start[i]; k < o->start[i + 1]; k++) {
+            int id = o->nodes[k];
+            e->nodes[id].prev = prev;
+            e->nodes[id].next = -1;
+            if (prev >= 0)
+                e->nodes[prev].next = id;
+            else
+                c->head = id;
+            prev = id;
+        }
+    }
+}
+
+void fx_order_free(struct fx_order *o)
+{
+    fx_free(o->nodes);
+    fx_free(o->start);
+    o->nodes = o->start = NULL;
+}
+
 const struct fx_alloc *fx_alloc_find(const struct flexpu_engine *e, int64_t id)
 {
     const struct fx_alloc *a = id > 0 ? alloc_slot(e, id) : NULL;

@@ -263,6 +263,20 @@ int fx_reject_reason(const struct fx_node *n, const struct fx_view *v,
  * compute, GPU count, GPU memory, CPU, memory, then index). */
 void fx_gang_order(const struct flexpu_pod_req *req, int n, int *order);
 
+/* cluster.c: the order in which decisions visit the classes and each
+ * class's members (which member stands for it, which wins a random tie).
+ * Saved before placements that are then undone (gang.c) and put back
+ * after, so that undoing leaves the engine deciding exactly as before. */
+struct fx_order {
+    int *nodes; /* the members of each class, class after class */
+    int *start; /* per class, its first index in nodes; nclasses + 1 entries */
+    int nclasses;
+};
+int fx_order_save(const struct flexpu_engine *e, struct fx_order *o);
+/* Requires every node back in a class of the state it had when saved. */
+void fx_order_restore(struct flexpu_engine *e, const struct fx_order *o);
+void fx_order_free(struct fx_order *o);
+
 /* cluster.c: an allocation by id, or NULL. */
 const struct fx_alloc *fx_alloc_find(const struct flexpu_engine *e, int64_t id);
 

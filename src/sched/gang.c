@@ -6,7 +6,8 @@
  * engine's own decision limited to the node or domain (fx_decide_scoped),
  * and releases them all when one does not fit. Releasing restores usage
  * exactly; what assign/release leave different (the next allocation id,
- * the float sum of fragmentation) is saved before and put back. */
+ * the float sum of fragmentation, the order in which decisions visit the
+ * classes and their members) is saved before and put back. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,6 +158,7 @@ struct gang {
     struct flexpu_rng *rng;
     int64_t next_alloc_id;      /* saved, put back by rollback */
     double frag_total;
+    struct fx_order visit;      /* the engine's visit order, saved, put back by rollback */
     struct flexpu_noplace why;  /* the last attempt's first failure */
     int failed;                 /* that member's index, -1 */
 };
@@ -191,9 +193,13 @@ void fx_gang_order(const struct flexpu_pod_req *req, int n, int *order)
     }
 }
 
+/* Releases the attempt's members and puts back what releasing alone
+ * would leave different, so the engine decides as if nothing happened. */
 static void rollback(struct gang *g)
 {
     struct flexpu_error err;
+    if (g->placed == 0)
+        return;
     for (int i = g->placed - 1; i >= 0; i--) {
         struct flexpu_gang_member *m = &g->m[g->order[i]];
         flexpu_engine_release(g->e, m->alloc_id, &err);
@@ -202,6 +208,7 @@ static void rollback(struct gang *g)
     g->placed = 0;
     g->e->next_alloc_id = g->next_alloc_id;
     g->e->frag_total = g->frag_total;
+    fx_order_restore(g->e, &g->visit);
 }
 
 static int same_shape(const struct flexpu_pod_req *a, const struct flexpu_pod_req *b)
@@ -411,15 +418,15 @@ static int gang_init(struct gang *g, struct flexpu_engine *e, struct flexpu_gang
     for (int i = 0; i < n; i++) {
         struct flexpu_error err;
         if (flexpu_req_validate(&m[i].req, &err)) {
-            snprintf(why->text, sizeof(why->text), "gang member %d: ", i);
-            strncat(why->text, err.msg, sizeof(why->text) - strlen(why->text) - 1);
+            /* One snprintf: gcc -O2's -Wstringop-truncation rejects strncat here. */
+            snprintf(why->text, sizeof(why->text), "gang member %d: %.280s", i, err.msg);
             return FLEXPU_EINVAL;
         }
         m[i].alloc_id = 0;
     }
     g->req = fx_malloc((size_t)n * sizeof(*g->req));
     g->order = fx_malloc((size_t)n * sizeof(*g->order));
-    if (!g->req || !g->order) {
+    if (!g->req || !g->order || fx_order_save(e, &g->visit)) {
         snprintf(why->text, sizeof(why->text), "out of memory placing a gang of %d", n);
         return FLEXPU_ENOMEM;
     }
@@ -447,6 +454,7 @@ static void gang_free(struct gang *g)
 {
     fx_free(g->req);
     fx_free(g->order);
+    fx_order_free(&g->visit);
 }
 
 /* The levels in order; 1 placed, 0 not anywhere, negative an error. */

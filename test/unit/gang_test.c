@@ -845,6 +845,76 @@ static void test_random_gangs(void **state)
     assert_true(fail > 100);
 }
 
+/* Node and GPUs (entries past ngpu are not part of a placement). */
+static int same_placement(const struct flexpu_placement *a, const struct flexpu_placement *b)
+{
+    if (a->node != b->node || a->ngpu != b->ngpu)
+        return 0;
+    for (int i = 0; i < a->ngpu; i++)
+        if (a->gpu[i] != b->gpu[i] || a->milli[i] != b->milli[i] ||
+            a->gpu_mem_mib[i] != b->gpu_mem_mib[i])
+            return 0;
+    return 1;
+}
+
+/* Trying a gang and undoing it leaves every later decision as it would
+ * have been: the same nodes and GPUs, tie draws included. */
+static void test_undo_changes_no_decision(void **state)
+{
+    (void)state;
+    int differ = 0;
+    for (int round = 0; round < 100; round++) {
+        struct flexpu_rng ra, rb, rg;
+        flexpu_rng_seed(&ra, 1000 + (uint64_t)round);
+        flexpu_rng_seed(&rb, 1000 + (uint64_t)round);
+        flexpu_rng_seed(&rg, 7 + (uint64_t)round);
+        int na, nb;
+        struct flexpu_engine *a = random_cluster(&ra, &na);
+        struct flexpu_engine *b = random_cluster(&rb, &nb);
+        for (int k = 0; k < 3; k++) {
+            struct flexpu_gang_member m[9];
+            memset(m, 0, sizeof(m));
+            int n = 1 + (int)flexpu_rng_below(&rg, 8);
+            for (int i = 0; i < n; i++)
+                m[i].req = random_req(&rg);
+            flexpu_engine_decide_gang(a, m, n, &rg, NULL, NULL);
+            /* The smallest member, tried last, fits nowhere: undone. */
+            m[n] = (struct flexpu_gang_member){.req = req(0, 0)};
+            m[n].req.cpu_milli = 1000000000;
+            n++;
+            flexpu_engine_place_gang(a, m, n, &rg, NULL, NULL);
+        }
+        /* The same classes in the same order, with the same members in the
+         * same order. */
+        assert_int_equal(a->nlive, b->nlive);
+        for (int i = 0; i < a->nlive; i++) {
+            assert_int_equal(memcmp(&a->live[i]->key, &b->live[i]->key, sizeof(a->live[i]->key)),
+                             0);
+            int x = a->live[i]->head, y = b->live[i]->head;
+            for (; x >= 0 && y >= 0; x = a->nodes[x].next, y = b->nodes[y].next)
+                assert_int_equal(x, y);
+            assert_int_equal(x, y);
+        }
+        for (int k = 0; k < 40; k++) {
+            struct flexpu_pod_req r = random_req(&ra);
+            struct flexpu_pod_req r2 = random_req(&rb);
+            struct flexpu_placement pa, pb;
+            int64_t ida, idb;
+            int rca = flexpu_engine_place(a, &r, &ra, &pa, &ida, NULL);
+            int rcb = flexpu_engine_place(b, &r2, &rb, &pb, &idb, NULL);
+            assert_int_equal(rca, rcb);
+            if (rca == 0) {
+                assert_int_equal(ida, idb);
+                differ += !same_placement(&pa, &pb);
+            }
+        }
+        check(a);
+        flexpu_engine_free(a);
+        flexpu_engine_free(b);
+    }
+    assert_int_equal(differ, 0);
+}
+
 static void test_random_victims(void **state)
 {
     (void)state;
@@ -989,6 +1059,7 @@ int main(void)
         cmocka_unit_test(test_gang_victims),
         cmocka_unit_test(test_gang_victims_group),
         cmocka_unit_test(test_random_gangs),
+        cmocka_unit_test(test_undo_changes_no_decision),
         cmocka_unit_test(test_random_victims),
         cmocka_unit_test(test_random_gang_victims),
     };
