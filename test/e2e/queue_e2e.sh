@@ -11,7 +11,11 @@
 #  - two gangs that each fit alone but not together: one goes whole, the
 #    other holds nothing;
 #  - a gang one of whose members is already bound (a restart in the middle
-#    of binding it): the missing members go together.
+#    of binding it): the missing members go together;
+#  - a pod of a higher PriorityClass evicts a lower one through the Eviction
+#    API: the one a PodDisruptionBudget protects stays (its eviction refused,
+#    the preemption undone), the other goes, and the preemptor binds;
+#  - a queue under its guarantee takes back what another queue borrowed.
 #
 #   queue_e2e.sh BUILD_DIR
 E2E_NAME=queue-e2e
@@ -103,6 +107,7 @@ reset() {
   stop_scheduler
   kubectl delete pods --all --grace-period=0 --force --wait=true >/dev/null 2>&1 || true
   kubectl delete queues --all --wait=true >/dev/null 2>&1 || true
+  kubectl delete pdb --all >/dev/null 2>&1 || true
   kubectl delete nodes --all --wait=true >/dev/null 2>&1 || true
   kubectl delete events --all >/dev/null 2>&1 || true
 }
@@ -187,3 +192,53 @@ want_bound z 3
 alloc="$(kubectl get pods z1 z2 -o jsonpath='{range .items[*]}{.metadata.annotations.flexpu\.io/allocation}{"\n"}{end}')"
 grep -q 'GPU-n1-0' <<<"$alloc" && fail "a missing member took the bound member's GPU: $alloc"
 pass "a gang with one member already bound (a restart mid-gang): the two missing members go together"
+
+# ---- preemption and reclaim ----
+# ppod NAME PRIORITY-CLASS(- none) APP: one whole GPU.
+ppod() {
+  local class=""
+  [ "$2" != - ] && class="\"priorityClassName\":\"$2\","
+  kubectl create -f - >/dev/null <<EOF
+{"apiVersion":"v1","kind":"Pod","metadata":{"name":"$1","namespace":"default","labels":{"app":"$3"}},
+ "spec":{$class"schedulerName":"flexpu-scheduler","containers":[{"name":"c","image":"x",
+   "resources":{"limits":{"cpu":"1","memory":"1Gi","flexpu.io/gpu":"1"}}}]}}
+EOF
+}
+reset
+kubectl create priorityclass e2e-high --value=1000 >/dev/null
+kwok_gpu_node p1 A100 2
+start_scheduler
+ppod low-spare - batch
+want_bound low-spare 1
+sleep 1.1 # a later creation second: the guarded pod is the newer, the first choice
+ppod low-guarded - web
+want_bound low 2
+kubectl create pdb web --selector=app=web --min-available=1 >/dev/null
+# No disruption controller runs in test/cluster: the budget's status as it
+# would write it (its one pod is needed).
+kubectl patch pdb web --subresource=status --type=merge -p \
+  '{"status":{"observedGeneration":1,"currentHealthy":1,"desiredHealthy":1,"disruptionsAllowed":0,"expectedPods":1}}' >/dev/null
+ppod hi e2e-high api
+want_bound hi 1 30
+[ "$(kubectl get pod hi -o jsonpath='{.spec.nodeName}')" = p1 ] || fail "hi is not on p1"
+kubectl get pod low-guarded >/dev/null 2>&1 || fail "the pod its budget protects was evicted"
+[ -z "$(kubectl get pod low-guarded -o jsonpath='{.metadata.deletionTimestamp}')" ] ||
+  fail "the pod its budget protects is being deleted"
+kubectl get pod low-spare >/dev/null 2>&1 && fail "low-spare was not evicted"
+wait_event low-guarded "not evicted for preemption"
+wait_event hi "preempting 1 pod(s) on node p1 (priority)"
+pass "a higher PriorityClass preempts through the Eviction API: the budget-protected pod's eviction is refused and undone, the other goes, the preemptor binds"
+
+reset
+kwok_gpu_node r1 A100 8
+queue ra "" 4
+queue rb "" 4
+start_scheduler
+for i in 1 2 3 4 5 6 7 8; do qpod "ra$i" ra 1; done
+want_bound ra 8
+qpod rb1 rb 1
+qpod rb2 rb 1
+want_bound rb 2 40
+want_bound ra 6
+wait_event rb1 "(reclaim)"
+pass "queue rb, under its guarantee, reclaims 2 GPUs that queue ra borrowed (ra 8 -> 6, rb 0 -> 2)"
