@@ -14,6 +14,7 @@
 
 #include "flexpu/gang.h"
 #include "sched/engine.h"
+#include "sched/ties.h"
 #include "util/alloc.h"
 
 #define KEY_MAX 317 /* a qualified label key, as filter.c */
@@ -280,6 +281,7 @@ static int try_scope(struct gang *g, const struct fx_scope *scope)
  * have left. */
 struct cand {
     struct room left;
+    uint64_t rank;     /* node level: the tie order among equal fits */
     int node;          /* node level */
     const char *value; /* domain level */
 };
@@ -290,6 +292,8 @@ static int cmp_cand(const void *a, const void *b)
     int c = room_cmp(&x->left, &y->left);
     if (c)
         return c;
+    if (x->rank != y->rank)
+        return x->rank < y->rank ? -1 : 1;
     if (x->node != y->node)
         return x->node < y->node ? -1 : 1;
     return x->value && y->value ? strcmp(x->value, y->value) : 0;
@@ -303,10 +307,13 @@ static struct room left_of(const struct room *have, const struct room *need)
 
 /* One node: every class that can hold the total, best fit first; each
  * class stands for all its members (same state, same labels) unless a
- * filter reads node names. */
+ * filter reads node names. Among equal fits, the engine's tie rule: node
+ * priority when it is in force (the class's winner stands for it), else
+ * node id. */
 static int level_node(struct gang *g, struct cand *c, struct flexpu_gang_result *res)
 {
     struct flexpu_engine *e = g->e;
+    int by_prio = fx_engine_ties(e) == FX_TIES_NODE_PRIORITY;
     int nc = 0;
     for (int i = 0; i < e->nlive; i++) {
         struct fx_class *cls = e->live[i];
@@ -316,8 +323,10 @@ static int level_node(struct gang *g, struct cand *c, struct flexpu_gang_result 
             res->skipped++;
             continue;
         }
-        for (int id = cls->head; id >= 0; id = g->name_dep ? e->nodes[id].next : -1)
-            c[nc++] = (struct cand){left_of(&have, &g->need), id, NULL};
+        int first = by_prio && !g->name_dep ? fx_class_prio_node(e, cls) : cls->head;
+        for (int id = first; id >= 0; id = g->name_dep ? e->nodes[id].next : -1)
+            c[nc++] = (struct cand){left_of(&have, &g->need),
+                                    by_prio ? e->nodes[id].prio : (uint64_t)id, id, NULL};
     }
     qsort(c, (size_t)nc, sizeof(*c), cmp_cand);
     for (int i = 0; i < nc; i++) {
@@ -359,7 +368,7 @@ static int level_key(struct gang *g, const char *key, struct labelled *lab, stru
         for (; j < nl && strcmp(lab[j].value, lab[i].value) == 0; j++)
             room_of_node(&e->nodes[lab[j].cls->head], lab[j].cls->count, g->kmax, &have);
         if (room_holds(&have, &g->need))
-            c[nc++] = (struct cand){left_of(&have, &g->need), -1, lab[i].value};
+            c[nc++] = (struct cand){left_of(&have, &g->need), 0, -1, lab[i].value};
         else
             res->skipped++;
         i = j;

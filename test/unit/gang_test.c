@@ -17,6 +17,7 @@
 #include "flexpu/gang.h"
 #include "flexpu/sched.h"
 #include "sched/engine.h"
+#include "sched/ties.h"
 
 /* ---- helpers ---------------------------------------------------------- */
 
@@ -336,6 +337,31 @@ static void test_aggregate_counts_nodes(void **state)
     assert_int_equal(res.tried, 1);
     check(e);
     flexpu_engine_free(e);
+}
+
+static void test_node_priority_ties(void **state)
+{
+    (void)state;
+    for (uint64_t seed = 1; seed <= 10; seed++) {
+        struct flexpu_engine *e = engine();
+        char name[8];
+        for (int i = 0; i < 4; i++) {
+            snprintf(name, sizeof(name), "n%d", i);
+            add_node(e, name, 4, NULL, NULL);
+        }
+        fx_engine_set_ties(e, FX_TIES_NODE_PRIORITY, seed);
+        int want = 0;
+        for (int i = 1; i < 4; i++)
+            if (fx_engine_node_priority(e, i) < fx_engine_node_priority(e, want))
+                want = i;
+        struct flexpu_gang_member m[2];
+        members(m, 2, 1, 1000);
+        struct flexpu_gang_result res;
+        assert_int_equal(flexpu_engine_place_gang(e, m, 2, NULL, &res, NULL), 0);
+        assert_int_equal(res.level, FLEXPU_GANG_NODE);
+        assert_int_equal(res.node, want);
+        flexpu_engine_free(e);
+    }
 }
 
 static void test_two_gangs(void **state)
@@ -1048,6 +1074,7 @@ int main(void)
         cmocka_unit_test(test_domain_key_order),
         cmocka_unit_test(test_best_fit_domain),
         cmocka_unit_test(test_aggregate_counts_nodes),
+        cmocka_unit_test(test_node_priority_ties),
         cmocka_unit_test(test_two_gangs),
         cmocka_unit_test(test_filters_per_member),
         cmocka_unit_test(test_bigger_first),
