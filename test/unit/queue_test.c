@@ -402,6 +402,37 @@ static void reclaim_at_common_ancestor(void **state)
     flexpu_queues_free(q);
 }
 
+/* A resource the victim's queue is given all it asks for (CPU beside
+ * contended GPUs) is not scarce: it does not block a reclaim. A scarce one
+ * still does. */
+static void reclaim_fully_served_resources(void **state)
+{
+    (void)state;
+    for (int scarce = 0; scarce < 2; scarce++) {
+        struct flexpu_queues *q = fresh();
+        int a = add(q, "a", NULL, 5, -1, 1), b = add(q, "b", NULL, 5, -1, 1);
+        int64_t held[R] = {[GPU] = 10, [FLEXPU_RES_CPU] = 20};
+        int64_t want[R] = {[GPU] = 2, [FLEXPU_RES_CPU] = 4};
+        flexpu_queues_allocated(q, b, held, 1);
+        flexpu_queues_pending(q, a, want, 1);
+        int64_t cap[R] = {[GPU] = 10, [FLEXPU_RES_CPU] = scarce ? 20 : 100};
+        flexpu_queues_compute(q, cap);
+        struct flexpu_queue_status st;
+        assert_true(flexpu_queues_get(q, b, &st));
+        /* Served: b's CPU fair share is all it holds (20); scarce: 16 of its 20. */
+        assert_int_equal(st.fair_share[FLEXPU_RES_CPU], scarce ? 16 : 20);
+        int64_t pod[R] = {[GPU] = 2, [FLEXPU_RES_CPU] = 4};
+        assert_true(flexpu_queues_may_reclaim(q, a, want, b, pod));
+        pod[FLEXPU_RES_CPU] = 5; /* b would drop to 15 CPU: under 16 only when scarce */
+        assert_int_equal(flexpu_queues_may_reclaim(q, a, want, b, pod), !scarce);
+        /* GPUs still decide: b would drop under its 8. */
+        pod[GPU] = 3;
+        pod[FLEXPU_RES_CPU] = 4;
+        assert_false(flexpu_queues_may_reclaim(q, a, want, b, pod));
+        flexpu_queues_free(q);
+    }
+}
+
 static void within_limit_messages(void **state)
 {
     (void)state;
@@ -629,6 +660,7 @@ int main(void)
         cmocka_unit_test(remove_queues),
         cmocka_unit_test(may_reclaim_cases),
         cmocka_unit_test(reclaim_at_common_ancestor),
+        cmocka_unit_test(reclaim_fully_served_resources),
         cmocka_unit_test(within_limit_messages),
         cmocka_unit_test(usage_ordering),
         cmocka_unit_test(random_trees),
