@@ -260,8 +260,9 @@ int fx_reject_reason(const struct fx_node *n, const struct fx_view *v,
                      const struct flexpu_pod_req *r);
 
 /* gang.c: order[0..n) receives the members' indices biggest first (GPU
- * compute, GPU count, GPU memory, CPU, memory, then index). */
-void fx_gang_order(const struct flexpu_pod_req *req, int n, int *order);
+ * compute, GPU count, GPU memory, CPU, memory, then index); 0 or
+ * FLEXPU_ENOMEM. */
+int fx_gang_order(const struct flexpu_pod_req *req, int n, int *order);
 
 /* cluster.c: the order in which decisions visit the classes and each
  * class's members (which member stands for it, which wins a random tie).

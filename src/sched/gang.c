@@ -169,29 +169,39 @@ static int64_t req_gpu(const struct flexpu_pod_req *r)
     return (int64_t)r->num_gpu * r->gpu_milli;
 }
 
-/* Bigger first: GPU compute, GPU count, GPU memory, CPU, memory; then the
- * member's index, so the order is total and repeatable. */
-static int cmp_size(const struct flexpu_pod_req *req, int a, int b)
+/* A member's size, to sort by: bigger first on GPU compute, GPU count, GPU
+ * memory, CPU, memory; then the member's index, so the order is total
+ * and repeatable. */
+struct size_key {
+    int64_t k[5];
+    int idx;
+};
+
+static int cmp_size(const void *a, const void *b)
 {
-    const struct flexpu_pod_req *x = &req[a], *y = &req[b];
-    int64_t d[5] = {req_gpu(x) - req_gpu(y), x->num_gpu - y->num_gpu,
-                    x->gpu_mem_mib * x->num_gpu - y->gpu_mem_mib * y->num_gpu,
-                    x->cpu_milli - y->cpu_milli, x->mem_mib - y->mem_mib};
+    const struct size_key *x = a, *y = b;
     for (int i = 0; i < 5; i++)
-        if (d[i])
-            return d[i] > 0 ? -1 : 1;
-    return a - b;
+        if (x->k[i] != y->k[i])
+            return x->k[i] > y->k[i] ? -1 : 1;
+    return x->idx - y->idx;
 }
 
-/* Insertion sort: gangs are small, and qsort has no context argument. */
-void fx_gang_order(const struct flexpu_pod_req *req, int n, int *order)
+int fx_gang_order(const struct flexpu_pod_req *req, int n, int *order)
 {
+    struct size_key *keys = fx_malloc((size_t)(n > 0 ? n : 1) * sizeof(*keys));
+    if (!keys)
+        return FLEXPU_ENOMEM;
     for (int i = 0; i < n; i++) {
-        int j = i;
-        for (; j > 0 && cmp_size(req, order[j - 1], i) > 0; j--)
-            order[j] = order[j - 1];
-        order[j] = i;
+        const struct flexpu_pod_req *r = &req[i];
+        keys[i] = (struct size_key){{req_gpu(r), r->num_gpu, r->gpu_mem_mib * r->num_gpu,
+                                     r->cpu_milli, r->mem_mib},
+                                    i};
     }
+    qsort(keys, (size_t)n, sizeof(*keys), cmp_size);
+    for (int i = 0; i < n; i++)
+        order[i] = keys[i].idx;
+    fx_free(keys);
+    return 0;
 }
 
 /* Releases the attempt's members and puts back what releasing alone
@@ -452,7 +462,10 @@ static int gang_init(struct gang *g, struct flexpu_engine *e, struct flexpu_gang
     }
     for (int i = 0; i < n; i++)
         g->need.big += g->req[i].gpu_milli == FLEXPU_GPU_MILLI && g->req[i].num_gpu == g->kmax;
-    fx_gang_order(g->req, n, g->order);
+    if (fx_gang_order(g->req, n, g->order)) {
+        snprintf(why->text, sizeof(why->text), "out of memory placing a gang of %d", n);
+        return FLEXPU_ENOMEM;
+    }
     g->next_alloc_id = e->next_alloc_id;
     g->frag_total = e->frag_total;
     g->failed = -1;

@@ -402,7 +402,9 @@ static int gang_search(struct gsearch *g, struct flexpu_gang_result *res,
         struct flexpu_engine *e = g->s.e;
         for (int i = 0; i < g->n; i++)
             flexpu_engine_effective_req(e, &g->m[i].req, &g->req[i]);
-        fx_gang_order(g->req, g->n, g->order);
+        rc = fx_gang_order(g->req, g->n, g->order);
+    }
+    if (rc == 0) {
         gsearch_index(g);
         rc = gang_levels(g, res, lab);
     }
