@@ -69,13 +69,14 @@ char *fx_sched_metrics_render(struct fx_sched_metrics *m)
     fx_prom_help(f, "flexpu_scheduler_pods", "gauge",
                  "Pods of this scheduler by state: bound (or being bound), queued, waiting for "
                  "capacity, invalid (an event names the field), unsure (a bind of unknown "
-                 "outcome, within bound).");
+                 "outcome, within bound), nominated (holding a place until its victims are "
+                 "gone).");
     const struct {
         const char *state;
         int n;
     } pods[] = {{"bound", s.st.pods_bound},     {"queued", s.st.pods_queued},
                 {"waiting", s.st.pods_waiting}, {"invalid", s.st.pods_invalid},
-                {"unsure", s.st.pods_unsure}};
+                {"unsure", s.st.pods_unsure},   {"nominated", s.st.pods_nominated}};
     for (size_t i = 0; i < sizeof(pods) / sizeof(pods[0]); i++)
         fprintf(f, "flexpu_scheduler_pods{state=\"%s\"} %d\n", pods[i].state, pods[i].n);
     fx_prom_help(f, "flexpu_scheduler_binds_total", "counter",
@@ -96,6 +97,19 @@ char *fx_sched_metrics_render(struct fx_sched_metrics *m)
     fx_prom_help(f, "flexpu_scheduler_wake_checks_total", "counter",
                  "Waiting pods checked against a node that freed capacity.");
     fprintf(f, "flexpu_scheduler_wake_checks_total %llu\n", (unsigned long long)s.st.wake_checks);
+    fx_prom_help(f, "flexpu_scheduler_preemptions_total", "counter",
+                 "Pods nominated to a node by evicting others (lower priority, or reclaim).");
+    fprintf(f, "flexpu_scheduler_preemptions_total %llu\n", (unsigned long long)s.st.preemptions);
+    fx_prom_help(f, "flexpu_scheduler_evictions_total", "counter",
+                 "Victims chosen for preemption, by outcome: chosen, refused (a "
+                 "PodDisruptionBudget or an error: the preemption was undone).");
+    fprintf(f, "flexpu_scheduler_evictions_total{result=\"chosen\"} %llu\n",
+            (unsigned long long)s.st.evictions);
+    fprintf(f, "flexpu_scheduler_evictions_total{result=\"refused\"} %llu\n",
+            (unsigned long long)s.st.evictions_refused);
+    fx_prom_help(f, "flexpu_scheduler_gangs_placed_total", "counter",
+                 "Pod groups whose missing members were placed together.");
+    fprintf(f, "flexpu_scheduler_gangs_placed_total %llu\n", (unsigned long long)s.st.gangs_placed);
     fx_prom_help(f, "flexpu_scheduler_workload_refreshes_total", "counter",
                  "Times the policy's workload (request shapes and their weights) was recomputed.");
     fprintf(f, "flexpu_scheduler_workload_refreshes_total %llu\n",
