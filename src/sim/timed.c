@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "flexpu/gang.h"
 #include "sched/ties.h"
 #include "util/alloc.h"
 #include "util/clock.h"
@@ -126,8 +127,8 @@ struct sim {
     int freed[NFREED], nfreed; /* nodes freed since the last pass; NFREED + 1: too many */
     double *waits[FX_QSIM_MAX_QUEUES];
     int nwaits[FX_QSIM_MAX_QUEUES];
-    /* Scratch of a reclaim: candidates, a trial's victims, the best's. */
-    int *cand, *trial, *best;
+    /* Scratch of a reclaim: candidates and the victims chosen. */
+    int *cand, *best;
     double *cost;
     /* Metrics over the arrival window [w0, w1]. */
     double w0, w1, last_t;
@@ -355,58 +356,6 @@ static int try_queue(struct sim *s, int q, int64_t now, struct flexpu_error *err
     return 0;
 }
 
-static int cmp_cand(const void *pa, const void *pb, void *ctx)
-{
-    const struct sim *s = ctx;
-    int a = *(const int *)pa, b = *(const int *)pb;
-    const struct pod *x = &s->pods[s->cand[a]], *y = &s->pods[s->cand[b]];
-    if (x->pl.node != y->pl.node)
-        return x->pl.node < y->pl.node ? -1 : 1;
-    if (s->cost[a] != s->cost[b])
-        return s->cost[a] < s->cost[b] ? -1 : 1;
-    return s->cand[a] - s->cand[b];
-}
-
-/* Evicts, for a trial on one node, the candidates order[from..to) in turn
- * while the queues still allow each, until taker fits the node; then puts
- * them all back. Returns how many it took (0: it never fitted), and their
- * pods in s->trial. */
-static int trial(struct sim *s, int taker, const int *order, int from, int to, double *cost,
-                 struct flexpu_error *err, int *rc)
-{
-    const struct pod *tp = &s->pods[taker];
-    int node = s->pods[s->cand[order[from]]].pl.node, n = 0;
-    bool fits = false;
-    *cost = 0;
-    for (int k = from; k < to && !fits && *rc == 0; k++) {
-        int v = s->cand[order[k]];
-        const struct pod *vp = &s->pods[v];
-        if (!flexpu_queues_may_reclaim(s->qs, s->qid[tp->queue], tp->amount, s->qid[vp->queue],
-                                       vp->amount))
-            continue;
-        if ((*rc = stop(s, v, err)))
-            break;
-        s->trial[n++] = v;
-        *cost += s->cost[order[k]];
-        fits = flexpu_engine_node_may_fit(s->e, node, &tp->req);
-    }
-    /* Back as they were, in reverse. */
-    for (int k = n - 1; k >= 0; k--) {
-        struct pod *vp = &s->pods[s->trial[k]];
-        int64_t id;
-        int arc = flexpu_engine_assign(s->e, &vp->req, &vp->pl, &id, err);
-        if (arc) {
-            *rc = arc;
-            return 0;
-        }
-        vp->alloc_id = id;
-        vp->run_pos = s->nrunning;
-        s->running[s->nrunning++] = s->trial[k];
-        flexpu_queues_allocated(s->qs, s->qid[vp->queue], vp->amount, 1);
-    }
-    return fits ? n : 0;
-}
-
 /* The oldest pod of queue q within its limits takes capacity back from
  * queues over their share: on the node where the fewest running pods must
  * go (then the least GPU work lost). 1 started, 0 not, <0 error. */
@@ -456,35 +405,47 @@ static int try_reclaim(struct sim *s, int q, int64_t now, struct flexpu_error *e
     }
     if (nc == 0)
         return 0;
-    /* Candidate order: by node, then least work lost first. cmp_cand
-     * reads s->cand through the indices, so sort an index array. */
-    int *order = fx_malloc((size_t)nc * sizeof(int));
-    if (!order)
+    /* The engine's victim search (flexpu_engine_find_victims): the node
+     * with the fewest victims, then the least work lost. */
+    struct flexpu_victim_cand *vc = fx_malloc((size_t)nc * sizeof(*vc));
+    int *evicted = fx_malloc((size_t)nc * sizeof(int));
+    if (!vc || !evicted) {
+        fx_free(vc);
+        fx_free(evicted);
         return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory for reclaim candidates");
-    for (int j = 0; j < nc; j++)
-        order[j] = j;
-    qsort_r(order, (size_t)nc, sizeof(int), cmp_cand, s);
-    int best_n = 0, rc = 0;
-    double best_cost = 0;
-    /* One victim cannot be beaten: the first node that needs just one ends
-     * the search (ties in work lost between such nodes go to the lower
-     * node id). */
-    for (int from = 0; from < nc && rc == 0 && best_n != 1;) {
-        int to = from;
-        while (to < nc && s->pods[s->cand[order[to]]].pl.node == s->pods[s->cand[order[from]]].pl.node)
-            to++;
-        double cost;
-        int n = trial(s, taker, order, from, to, &cost, err, &rc);
-        if (n > 0 && (best_n == 0 || n < best_n || (n == best_n && cost < best_cost))) {
-            best_n = n;
-            best_cost = cost;
-            memcpy(s->best, s->trial, (size_t)n * sizeof(int));
-        }
-        from = to;
     }
-    fx_free(order);
-    if (rc || best_n == 0)
-        return rc;
+    for (int j = 0; j < nc; j++)
+        vc[j] = (struct flexpu_victim_cand){s->pods[s->cand[j]].alloc_id, s->cost[j],
+                                            s->pods[s->cand[j]].req.priority, 0};
+    struct flexpu_preemption pre;
+    struct flexpu_noplace why;
+    int rc = flexpu_engine_find_victims(s->e, &tp->req, NULL, vc, nc, &pre, evicted, &why);
+    int best_n = rc == 0 ? pre.nevicted : 0;
+    for (int j = 0; j < best_n; j++)
+        s->best[j] = s->cand[evicted[j]];
+    fx_free(vc);
+    fx_free(evicted);
+    if (rc == FLEXPU_ENOFIT || best_n == 0)
+        return 0; /* no room even so (or room without evicting: the next pass takes it) */
+    if (rc)
+        return flexpu_error_set(err, rc, "reclaim: %s", why.text);
+    /* Each victim taken in turn must still be allowed with the ones before
+     * it gone: the queues' rule holds for the whole set, not each alone. */
+    for (int j = 0; j < best_n; j++) {
+        const struct pod *vp = &s->pods[s->best[j]];
+        bool ok = flexpu_queues_may_reclaim(s->qs, s->qid[q], tp->amount, s->qid[vp->queue],
+                                            vp->amount);
+        flexpu_queues_allocated(s->qs, s->qid[vp->queue], vp->amount, -1);
+        if (!ok) {
+            for (int u = j; u >= 0; u--)
+                flexpu_queues_allocated(s->qs, s->qid[s->pods[s->best[u]].queue],
+                                        s->pods[s->best[u]].amount, 1);
+            return 0;
+        }
+    }
+    for (int j = 0; j < best_n; j++)
+        flexpu_queues_allocated(s->qs, s->qid[s->pods[s->best[j]].queue],
+                                s->pods[s->best[j]].amount, 1);
     for (int j = 0; j < best_n && rc == 0; j++) {
         int v = s->best[j];
         if ((rc = stop(s, v, err)))
@@ -503,14 +464,10 @@ static int try_reclaim(struct sim *s, int q, int64_t now, struct flexpu_error *e
     forget_freed(s);
     s->freed[0] = s->pods[s->best[0]].pl.node; /* the victims all share one node */
     s->nfreed = 1;
-    struct flexpu_noplace why;
     int64_t id;
-    rc = flexpu_engine_place(s->e, &s->pods[taker].req, &s->rng, &s->pods[taker].pl, &id, &why);
-    if (rc == FLEXPU_ENOFIT)
-        return 0; /* cannot happen: the node was checked; the pod waits */
-    if (rc)
-        return flexpu_error_set(err, rc, "pod %s: %s", s->t->pods[taker % s->t->npods].name,
-                                why.text);
+    s->pods[taker].pl = pre.place;
+    if ((rc = flexpu_engine_assign(s->e, &s->pods[taker].req, &pre.place, &id, err)))
+        return rc;
     for (k = 0; l->a[k] != taker; k++)
         ;
     pend_remove(s, q, k);
@@ -719,10 +676,9 @@ int fx_qsim_run(const struct fx_trace *t, const char *policy, double coverage, d
     s.heap = fx_malloc((size_t)s.heap_cap * sizeof(*s.heap));
     s.running = fx_malloc(n * sizeof(int));
     s.cand = fx_malloc(n * sizeof(int));
-    s.trial = fx_malloc(n * sizeof(int));
     s.best = fx_malloc(n * sizeof(int));
     s.cost = fx_malloc(n * sizeof(double));
-    bool ok = order && s.pods && s.heap && s.running && s.cand && s.trial && s.best && s.cost;
+    bool ok = order && s.pods && s.heap && s.running && s.cand && s.best && s.cost;
     for (int q = 0; q < FX_QSIM_MAX_QUEUES && ok; q++) {
         s.pending[q].a = fx_malloc(n * sizeof(int));
         s.waits[q] = fx_malloc(n * sizeof(double));
@@ -786,7 +742,6 @@ out:
     fx_free(s.heap);
     fx_free(s.running);
     fx_free(s.cand);
-    fx_free(s.trial);
     fx_free(s.best);
     fx_free(s.cost);
     for (int q = 0; q < FX_QSIM_MAX_QUEUES; q++) {
