@@ -39,6 +39,11 @@ void flexpu_engine_free(struct flexpu_engine *e)
         return;
     for (int i = 0; i < e->nlive; i++)
         fx_free(e->live[i]);
+    while (e->spare) {
+        struct fx_class *next = e->spare->chain;
+        fx_free(e->spare);
+        e->spare = next;
+    }
     fx_attrs_free_all(e);
     fx_free(e->live);
     fx_free(e->type_rep);
@@ -178,9 +183,13 @@ static struct fx_class *class_get(struct flexpu_engine *e, const struct fx_key *
         e->live = l;
         e->cap_live = cap;
     }
-    struct fx_class *c = fx_calloc(1, sizeof(*c));
-    if (!c)
+    struct fx_class *c = e->spare;
+    if (c) {
+        e->spare = c->chain;
+        memset(c, 0, sizeof(*c));
+    } else if (!(c = fx_calloc(1, sizeof(*c)))) {
         return NULL;
+    }
     c->key = *k;
     c->hash = h;
     c->head = -1;
@@ -201,7 +210,8 @@ static void class_drop(struct flexpu_engine *e, struct fx_class *c)
     struct fx_class *last = e->live[--e->nlive];
     e->live[c->live_idx] = last;
     last->live_idx = c->live_idx;
-    fx_free(c);
+    c->chain = e->spare; /* never more than the most classes ever live at once */
+    e->spare = c;
 }
 
 /* A class's fragmentation is computed once, when its first member joins

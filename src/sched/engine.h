@@ -185,6 +185,12 @@ struct flexpu_engine {
      * defaults apply. */
     char *topo_keys;
     int ntopo_keys;
+
+    /* Classes dropped when their last member left, kept (linked by chain)
+     * for class_get to reuse: a node that moves back to a state whose class
+     * was dropped (releasing what was just assigned: a gang's undone
+     * attempt) then needs no allocation, so undoing cannot fail. */
+    struct fx_class *spare;
 };
 
 /* A node's free resources, the input of every scoring function. Scoring a
