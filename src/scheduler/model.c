@@ -936,13 +936,18 @@ static void victim_gone(struct fx_model *m, struct pod *p)
     struct pod *pr = fx_strmap_get(&m->pods, p->preemptor);
     if (!pr || pr->state != POD_NOMINATED || --pr->nvictims > 0)
         return;
-    set_state(m, pr, POD_ASSUMED);
-    if (heap_push(&m->ready, pr)) {
-        pr->hq = READY;
-    } else {
-        FX_ERROR(COMP, "out of memory queueing a preemptor's bind", "pod=%s/%s", STR(pr->ns),
-                 STR(pr->name));
-        give_back(m, pr);
+    /* The preemptor, and for a gang every member nominated with it. */
+    for (struct pod *q = pr->gang ? pr->gang->members : pr; q; q = pr->gang ? q->gnext : NULL) {
+        if (q->state != POD_NOMINATED || q->nvictims > 0)
+            continue;
+        set_state(m, q, POD_ASSUMED);
+        if (heap_push(&m->ready, q)) {
+            q->hq = READY;
+        } else {
+            FX_ERROR(COMP, "out of memory queueing a preemptor's bind", "pod=%s/%s",
+                     STR(q->ns), STR(q->name));
+            give_back(m, q);
+        }
     }
 }
 
@@ -1319,6 +1324,9 @@ static int gang_slice_mem(struct fx_model *m, struct pod *p, struct flexpu_gang_
  * group has its minimum (p is placed alone), 1 when a is filled (p's
  * bind, or why it waits), 0 when p waits and was told so already. The
  * members decided with p are returned by the next calls (the ready heap). */
+static bool gang_preempt(struct fx_model *m, struct pod **mem, struct flexpu_gang_member *gm,
+                         int n, struct fx_attempt *a);
+
 static int gang_turn(struct fx_model *m, struct pod *p, struct fx_attempt *a)
 {
     struct gang *g = p->gang;
@@ -1373,6 +1381,11 @@ static int gang_turn(struct fx_model *m, struct pod *p, struct fx_attempt *a)
     } else {
         struct flexpu_gang_result res;
         rc = flexpu_engine_place_gang(m->e, gm, n, &m->rng, &res, &why);
+        if (rc == FLEXPU_ENOFIT && gang_preempt(m, mem, gm, n, a)) {
+            fx_free(mem);
+            fx_free(gm);
+            return 1;
+        }
         if (rc)
             snprintf(msg, sizeof(msg), "pod group %.120s: its %d missing members do not fit together: %.200s",
                      g->key, need, why.text);
@@ -1485,26 +1498,38 @@ static const char *victim_reason(struct fx_model *m, const struct pod *p, const 
     return NULL;
 }
 
-/* p fits nowhere: finds the pods to evict so it fits (the fewest, then the
- * least GPU work lost: GPU compute x age; a gang's members together), and
- * if there are, releases them at once and holds p's place on their node
- * (nothing else can take it), queues their evictions and fills a with p's
- * nomination. Pods are candidates if their PriorityClass is lower, or if
- * p's queue is below its fair share and theirs would stay at or above its
- * own (flexpu_queues_may_reclaim). False when nothing can be done. */
-static bool preempt(struct fx_model *m, struct pod *p, struct fx_attempt *a)
+/* The candidates to evict for p (asking amt), with why each may go, and
+ * the engine's view of them: allocation, work lost (GPU compute x age; a
+ * CPU-only pod counts as a thousandth of a GPU, never zero so fewer wins),
+ * priority for the reprieve, and a gang's members as one group. */
+struct vset {
+    struct pod **who;
+    const char **why;
+    struct flexpu_victim_cand *cands;
+    int *evicted;
+    size_t n;
+};
+
+static void vset_free(struct vset *vs)
 {
-    int64_t amt[FLEXPU_RES_COUNT_];
-    pod_amount(p, amt);
+    fx_free(vs->who);
+    fx_free(vs->why);
+    fx_free(vs->cands);
+    fx_free(vs->evicted);
+    memset(vs, 0, sizeof(*vs));
+}
+
+static bool victims_collect(struct fx_model *m, const struct pod *p, const int64_t amt[],
+                            struct vset *vs)
+{
+    memset(vs, 0, sizeof(*vs));
     /* Cheap tests first: most pods that wait can preempt no one. */
     bool by_prio = m->min_prio_set && p->spec.class_priority > m->min_prio;
     bool by_queue = p->qid >= 0 && flexpu_queues_count(m->queues) > 1 &&
                     flexpu_queues_usage(m->queues, p->qid) < 1.0;
     if (!by_prio && !by_queue)
         return false;
-    size_t cap = 0, n = 0;
-    struct pod **who = NULL;
-    const char **why_v = NULL;
+    size_t cap = 0;
     const char *k;
     void *v;
     int64_t newest = 0;
@@ -1513,99 +1538,83 @@ static bool preempt(struct fx_model *m, struct pod *p, struct fx_attempt *a)
         const char *r = victim_reason(m, p, amt, c);
         if (!r)
             continue;
-        if (n == cap) {
+        if (vs->n == cap) {
             cap = cap ? cap * 2 : 64;
-            struct pod **w = fx_realloc(who, cap * sizeof(*w));
-            const char **y = w ? fx_realloc(why_v, cap * sizeof(*y)) : NULL;
+            struct pod **w = fx_realloc(vs->who, cap * sizeof(*w));
             if (w)
-                who = w;
+                vs->who = w;
+            const char **y = w ? fx_realloc(vs->why, cap * sizeof(*y)) : NULL;
+            if (y)
+                vs->why = y;
             if (!w || !y) {
-                fx_free(who);
+                vset_free(vs);
                 return false;
             }
-            why_v = y;
         }
-        who[n] = c;
-        why_v[n++] = r;
+        vs->who[vs->n] = c;
+        vs->why[vs->n++] = r;
         int64_t e = epoch_of(c->created);
         newest = e > newest ? e : newest;
     }
-    if (n == 0) {
-        fx_free(who);
-        fx_free(why_v);
+    if (vs->n == 0 || !(vs->cands = fx_calloc(vs->n, sizeof(*vs->cands))) ||
+        !(vs->evicted = fx_calloc(vs->n, sizeof(*vs->evicted)))) {
+        vset_free(vs);
         return false;
     }
-    struct flexpu_victim_cand *cands = fx_calloc(n, sizeof(*cands));
-    int *evicted = fx_calloc(n, sizeof(*evicted));
-    bool done = false;
-    if (!cands || !evicted)
-        goto out;
-    for (size_t i = 0; i < n; i++) {
-        struct pod *c = who[i];
+    for (size_t i = 0; i < vs->n; i++) {
+        struct pod *c = vs->who[i];
         int64_t age = newest - epoch_of(c->created);
         double gpu = (double)c->req.num_gpu * c->req.gpu_milli;
-        cands[i].alloc_id = c->alloc;
-        /* Work lost: GPU compute times how long it ran (a CPU-only pod
-         * counts as a thousandth of a GPU), never zero so fewer wins. */
-        cands[i].cost = (gpu > 0 ? gpu : 1.0) * (double)(age > 0 ? age + 1 : 1);
-        cands[i].priority = (int)(c->spec.class_priority > INT32_MAX ? INT32_MAX
-                                  : c->spec.class_priority < INT32_MIN ? INT32_MIN
-                                                                        : c->spec.class_priority);
-        cands[i].group = c->gang ? (int64_t)(intptr_t)c->gang : 0;
+        struct flexpu_victim_cand *d = &vs->cands[i];
+        d->alloc_id = c->alloc;
+        d->cost = (gpu > 0 ? gpu : 1.0) * (double)(age > 0 ? age + 1 : 1);
+        d->priority = (int)(c->spec.class_priority > INT32_MAX   ? INT32_MAX
+                            : c->spec.class_priority < INT32_MIN ? INT32_MIN
+                                                                 : c->spec.class_priority);
+        d->group = c->gang ? (int64_t)(intptr_t)c->gang : 0;
     }
-    struct flexpu_preemption pre;
-    struct flexpu_noplace why;
-    int rc = flexpu_engine_find_victims(m->e, &p->req, p->filter, cands, (int)n, &pre, evicted,
-                                        &why);
-    if (rc || pre.nevicted == 0)
-        goto out;
-    /* Release the victims and take their place in one step: no other pod
-     * can be decided in between. */
-    for (int i = 0; i < pre.nevicted; i++) {
-        struct pod *c = who[evicted[i]];
+    return true;
+}
+
+/* The chosen victims' capacity released at once (the preemptor's place is
+ * taken right after, so no other pod can be decided in between), each
+ * marked as leaving for p; undone by victims_restore. */
+static void victims_take(struct fx_model *m, const struct pod *p, struct vset *vs, int n)
+{
+    for (int i = 0; i < n; i++) {
+        struct pod *c = vs->who[vs->evicted[i]];
         release(m, c);
         c->evicting = true;
         c->evicted = false;
         str_set(&c->preemptor, p->uid);
         queue_sync(m, c);
     }
-    struct flexpu_pod_req r;
-    flexpu_engine_effective_req(m->e, &p->req, &r);
-    const char *node = flexpu_engine_node_name(m->e, pre.place.node);
-    struct node *nd = node ? fx_strmap_get(&m->nodes, node) : NULL;
-    int64_t slice_mem = 0;
-    if (nd && p->spec.wants_gpu && p->spec.gpu_mem == 0 && r.num_gpu == 1 && r.gpu_milli < 1000 &&
-        pre.place.gpu[0] < nd->inv.ngpu) {
-        slice_mem = fx_default_slice_mem(p->spec.num_gpu, p->spec.cores, p->spec.gpu_mem,
-                                         nd->inv.gpus[pre.place.gpu[0]].mem_bytes);
-        pre.place.gpu_mem_mib[0] = slice_mem / FX_MIB;
+}
+
+static void victims_restore(struct fx_model *m, struct vset *vs, int n)
+{
+    for (int i = 0; i < n; i++) {
+        struct pod *c = vs->who[vs->evicted[i]];
+        c->evicting = false;
+        str_set(&c->preemptor, NULL);
+        if (c->on)
+            account(m, c, c->on);
+        queue_sync(m, c);
     }
-    int64_t id = 0;
-    struct flexpu_error err = {0};
-    if (!nd || flexpu_engine_assign(m->e, &r, &pre.place, &id, &err)) {
-        /* Cannot happen (the search said it fits): put the victims back. */
-        FX_ERROR(COMP, "a preemption's place could not be taken; undone", "pod=%s/%s error=\"%s\"",
-                 STR(p->ns), STR(p->name), err.msg);
-        for (int i = 0; i < pre.nevicted; i++) {
-            struct pod *c = who[evicted[i]];
-            c->evicting = false;
-            str_set(&c->preemptor, NULL);
-            if (c->on)
-                account(m, c, c->on);
-            queue_sync(m, c);
-        }
-        goto out;
-    }
-    assume(m, p, nd, &pre.place, id, slice_mem);
-    set_state(m, p, POD_NOMINATED);
-    p->nvictims = pre.nevicted;
+}
+
+/* The victims' evictions queued, and p's nomination told in a. */
+static void victims_queue(struct fx_model *m, struct pod *p, struct vset *vs, int n,
+                          const char *where, struct fx_attempt *a)
+{
+    p->nvictims = n;
     m->preemptions++;
     fill(a, p, FX_NOMINATE);
-    snprintf(a->node, sizeof(a->node), "%s", nd->name);
-    int len = snprintf(a->message, sizeof(a->message), "preempting %d pod(s) on node %s (%s):",
-                       pre.nevicted, nd->name, why_v[evicted[0]]);
-    for (int i = 0; i < pre.nevicted; i++) {
-        struct pod *c = who[evicted[i]];
+    snprintf(a->node, sizeof(a->node), "%s", STR(p->node));
+    int len = snprintf(a->message, sizeof(a->message), "preempting %d pod(s) %s (%s):", n, where,
+                       vs->why[vs->evicted[0]]);
+    for (int i = 0; i < n; i++) {
+        struct pod *c = vs->who[vs->evicted[i]];
         if (!evictq_push(m, c->uid))
             FX_ERROR(COMP, "out of memory queueing an eviction", "pod=%s/%s", STR(c->ns),
                      STR(c->name));
@@ -1614,13 +1623,144 @@ static bool preempt(struct fx_model *m, struct pod *p, struct fx_attempt *a)
             len += snprintf(a->message + len, sizeof(a->message) - (size_t)len, " %s/%s",
                             STR(c->ns), STR(c->name));
     }
-    done = true;
-out:
-    fx_free(who);
-    fx_free(why_v);
-    fx_free(cands);
-    fx_free(evicted);
-    return done;
+}
+
+/* A slice without flexpu.io/gpu-memory gets its share of the chosen GPU's
+ * memory; its placement is given that memory before it is assigned. */
+static int64_t slice_mem_for(struct fx_model *m, const struct pod *p, struct node *nd,
+                             struct flexpu_placement *pl)
+{
+    struct flexpu_pod_req r;
+    flexpu_engine_effective_req(m->e, &p->req, &r);
+    if (!nd || !p->spec.wants_gpu || p->spec.gpu_mem > 0 || r.num_gpu != 1 ||
+        r.gpu_milli >= 1000 || pl->gpu[0] >= nd->inv.ngpu)
+        return 0;
+    int64_t mem = fx_default_slice_mem(p->spec.num_gpu, p->spec.cores, p->spec.gpu_mem,
+                                       nd->inv.gpus[pl->gpu[0]].mem_bytes);
+    pl->gpu_mem_mib[0] = mem / FX_MIB;
+    return mem;
+}
+
+static struct node *node_of(struct fx_model *m, int id)
+{
+    const char *name = flexpu_engine_node_name(m->e, id);
+    return name ? fx_strmap_get(&m->nodes, name) : NULL;
+}
+
+/* p fits nowhere: finds the pods to evict so it fits (the fewest, then the
+ * least GPU work lost; a gang's members together), and if there are,
+ * releases them and holds p's place on their node at once (nothing else
+ * can take it), queues their evictions and fills a with p's nomination.
+ * Candidates: a lower PriorityClass, or, p's queue being below its fair
+ * share, a queue that would stay at or above its own
+ * (flexpu_queues_may_reclaim). False when nothing can be done. */
+static bool preempt(struct fx_model *m, struct pod *p, struct fx_attempt *a)
+{
+    int64_t amt[FLEXPU_RES_COUNT_];
+    pod_amount(p, amt);
+    struct vset vs;
+    if (!victims_collect(m, p, amt, &vs))
+        return false;
+    struct flexpu_preemption pre;
+    struct flexpu_noplace why;
+    int rc = flexpu_engine_find_victims(m->e, &p->req, p->filter, vs.cands, (int)vs.n, &pre,
+                                        vs.evicted, &why);
+    if (rc || pre.nevicted == 0) {
+        vset_free(&vs);
+        return false;
+    }
+    victims_take(m, p, &vs, pre.nevicted);
+    struct flexpu_pod_req r;
+    flexpu_engine_effective_req(m->e, &p->req, &r);
+    struct node *nd = node_of(m, pre.place.node);
+    int64_t slice_mem = slice_mem_for(m, p, nd, &pre.place);
+    int64_t id = 0;
+    struct flexpu_error err = {0};
+    if (!nd || flexpu_engine_assign(m->e, &r, &pre.place, &id, &err)) {
+        /* Cannot happen (the search said it fits): put the victims back. */
+        FX_ERROR(COMP, "a preemption's place could not be taken; undone", "pod=%s/%s error=\"%s\"",
+                 STR(p->ns), STR(p->name), err.msg);
+        victims_restore(m, &vs, pre.nevicted);
+        vset_free(&vs);
+        return false;
+    }
+    assume(m, p, nd, &pre.place, id, slice_mem);
+    set_state(m, p, POD_NOMINATED);
+    char where[300];
+    snprintf(where, sizeof(where), "on node %.200s", nd->name);
+    victims_queue(m, p, &vs, pre.nevicted, where, a);
+    vset_free(&vs);
+    return true;
+}
+
+/* The same for the n members of p's group that gang_turn could not place
+ * (mem[0] is p): the engine's gang victim search; every member holds its
+ * place, nominated, and p counts the victims for all (victim_gone binds
+ * them together). */
+static bool gang_preempt(struct fx_model *m, struct pod **mem, struct flexpu_gang_member *gm,
+                         int n, struct fx_attempt *a)
+{
+    struct pod *p = mem[0];
+    int64_t sum[FLEXPU_RES_COUNT_] = {0};
+    for (int i = 0; i < n; i++) {
+        int64_t amt[FLEXPU_RES_COUNT_];
+        pod_amount(mem[i], amt);
+        for (int r = 0; r < FLEXPU_RES_COUNT_; r++)
+            sum[r] += amt[r];
+    }
+    struct vset vs;
+    if (!victims_collect(m, p, sum, &vs))
+        return false;
+    struct flexpu_gang_result res;
+    struct flexpu_preemption pre;
+    struct flexpu_noplace why;
+    int rc = flexpu_engine_find_gang_victims(m->e, gm, n, vs.cands, (int)vs.n, &res, &pre,
+                                             vs.evicted, &why);
+    if (rc || pre.nevicted == 0) {
+        vset_free(&vs);
+        return false;
+    }
+    victims_take(m, p, &vs, pre.nevicted);
+    struct node **nodes = fx_calloc((size_t)n, sizeof(*nodes));
+    int64_t *ids = fx_calloc((size_t)n, sizeof(*ids));
+    int64_t *slice = fx_calloc((size_t)n, sizeof(*slice));
+    int i = 0;
+    struct flexpu_error err = {0};
+    for (; nodes && ids && slice && i < n; i++) {
+        struct flexpu_pod_req r;
+        flexpu_engine_effective_req(m->e, &mem[i]->req, &r);
+        nodes[i] = node_of(m, gm[i].place.node);
+        slice[i] = slice_mem_for(m, mem[i], nodes[i], &gm[i].place);
+        if (!nodes[i] || flexpu_engine_assign(m->e, &r, &gm[i].place, &ids[i], &err))
+            break;
+    }
+    if (i < n) {
+        FX_ERROR(COMP, "a gang preemption's places could not be taken; undone",
+                 "pod=%s/%s error=\"%s\"", STR(p->ns), STR(p->name), err.msg);
+        for (int j = 0; ids && j < i; j++)
+            flexpu_engine_release(m->e, ids[j], &err);
+        victims_restore(m, &vs, pre.nevicted);
+        vset_free(&vs);
+        fx_free(nodes);
+        fx_free(ids);
+        fx_free(slice);
+        return false;
+    }
+    for (i = 0; i < n; i++) {
+        dequeue(m, mem[i]);
+        assume(m, mem[i], nodes[i], &gm[i].place, ids[i], slice[i]);
+        set_state(m, mem[i], POD_NOMINATED);
+        mem[i]->nvictims = 0;
+    }
+    char where[300];
+    snprintf(where, sizeof(where), "for pod group %.120s (%d members, placed by %s)",
+             p->gang->key, n, flexpu_gang_level_name(res.level));
+    victims_queue(m, p, &vs, pre.nevicted, where, a);
+    vset_free(&vs);
+    fx_free(nodes);
+    fx_free(ids);
+    fx_free(slice);
+    return true;
 }
 
 /* The next victim to evict, as an FX_EVICT attempt. */
@@ -1668,13 +1808,17 @@ void fx_model_evict_done(struct fx_model *m, const char *uid, int rc)
     struct pod *pr = v->preemptor ? fx_strmap_get(&m->pods, v->preemptor) : NULL;
     char pre_uid[64] = "";
     snprintf(pre_uid, sizeof(pre_uid), "%s", STR(v->preemptor));
-    if (pr && pr->state == POD_NOMINATED) {
-        release(m, pr);
-        unlink_pod(pr);
-        str_set(&pr->node, NULL);
-        str_set(&pr->allocation, NULL);
-        pr->nvictims = 0;
-        enqueue(m, pr);
+    /* The preemptor, and for a gang every member nominated with it. */
+    for (struct pod *q = pr && pr->gang ? pr->gang->members : pr; q;
+         q = pr->gang ? q->gnext : NULL) {
+        if (q->state != POD_NOMINATED || (q != pr && q->nvictims > 0))
+            continue;
+        release(m, q);
+        unlink_pod(q);
+        str_set(&q->node, NULL);
+        str_set(&q->allocation, NULL);
+        q->nvictims = 0;
+        enqueue(m, q);
     }
     v->shielded = m->end_epoch + 1;
     const char *k;

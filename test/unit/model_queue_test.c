@@ -612,6 +612,53 @@ static void test_reclaim_by_queue(void **state)
     fx_model_free(m);
 }
 
+/* A gang of a higher PriorityClass evicts lower pods to fit, all its
+ * members hold their places, and they bind together once the victims are
+ * gone. */
+static void test_gang_preemption(void **state)
+{
+    (void)state;
+    struct fx_model *m = model();
+    add_node(m, "n1", 3);
+    add_prio(m, "low0", NULL, 0, 0, "n1", 0);
+    add_prio(m, "low1", NULL, 0, 1, "n1", 1);
+    add_prio(m, "low2", NULL, 0, 2, "n1", 2);
+    for (int i = 0; i < 2; i++) {
+        char uid[8];
+        snprintf(uid, sizeof(uid), "g%d", i);
+        json_t *p = queued_pod(uid, NULL, 1, 10 + i);
+        json_t *md = json_object_get(p, "metadata");
+        json_object_set_new(json_object_get(md, "labels"), "flexpu.io/pod-group",
+                            json_string("job"));
+        json_object_set_new(md, "annotations", json_pack("{s:s}", "flexpu.io/min-members", "2"));
+        json_object_set_new(json_object_get(p, "spec"), "priority", json_integer(1000));
+        fx_model_pod_event(m, KUBE_ADDED, p);
+        json_decref(p);
+    }
+    struct fx_attempt at = step(m, FX_NOMINATE, NULL);
+    assert_non_null(strstr(at.message, "preempting 2 pod(s) for pod group t/job"));
+    char v[2][64];
+    for (int i = 0; i < 2; i++) {
+        at = step(m, FX_EVICT, NULL);
+        assert_int_equal(at.uid[0], 'l');
+        snprintf(v[i], sizeof(v[i]), "%s", at.uid);
+        fx_model_evict_done(m, at.uid, 0);
+    }
+    struct fx_attempt none;
+    assert_false(fx_model_next(m, &none)); /* the members wait for both victims */
+    gone(m, v[0]);
+    assert_false(fx_model_next(m, &none));
+    gone(m, v[1]);
+    int binds = 0;
+    while (fx_model_next(m, &at))
+        binds += at.outcome == FX_BIND && at.uid[0] == 'g';
+    assert_int_equal(binds, 2);
+    struct flexpu_error err = {0};
+    if (fx_model_check(m, &err))
+        fail_msg("invariants: %s", err.msg);
+    fx_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -632,6 +679,7 @@ int main(void)
         cmocka_unit_test(test_refused_eviction_undone),
         cmocka_unit_test(test_no_preemption_among_equals),
         cmocka_unit_test(test_reclaim_by_queue),
+        cmocka_unit_test(test_gang_preemption),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
