@@ -18,6 +18,7 @@
 #include "flexpu/sched.h"
 #include "sched/engine.h"
 #include "sched/ties.h"
+#include "util/alloc.h"
 
 /* ---- helpers ---------------------------------------------------------- */
 
@@ -1066,6 +1067,60 @@ static void test_random_gang_victims(void **state)
     assert_true(none > 10);
 }
 
+/* Every allocation failing in turn: each call either succeeds or returns
+ * FLEXPU_ENOMEM with the engine as it was (undoing never allocates). */
+static void test_out_of_memory(void **state)
+{
+    (void)state;
+    int nomem = 0, ok = 0;
+    for (long n = 0; n < 300; n++) {
+        struct flexpu_engine *e = engine();
+        struct flexpu_victim_cand c[6];
+        char name[8];
+        for (int i = 0; i < 6; i++) {
+            snprintf(name, sizeof(name), "n%d", i);
+            int id = add_node(e, name, 4, i < 3 ? "c0" : "c1", NULL);
+            c[i] = cand(hold(e, id, 2, (int[]){0, 1}, 1000), 1, 0, i % 3);
+        }
+        struct flexpu_gang_member big[7], small[3];
+        members(big, 7, 2, 1000);   /* 6 fit anywhere: undone with 6 placed */
+        members(small, 3, 2, 1000); /* one clique */
+        struct snap before;
+        snap(e, &before);
+        struct flexpu_gang_result res;
+        struct flexpu_preemption out;
+        int ev[6];
+        struct flexpu_pod_req four = req(4, 1000);
+        fx_alloc_fail_after(n);
+        int rc[4] = {flexpu_engine_decide_gang(e, big, 7, NULL, &res, NULL),
+                     flexpu_engine_place_gang(e, big, 7, NULL, &res, NULL),
+                     flexpu_engine_find_victims(e, &four, NULL, c, 6, &out, ev, NULL),
+                     flexpu_engine_find_gang_victims(e, big, 7, c, 6, &res, &out, ev, NULL)};
+        int placed = flexpu_engine_place_gang(e, small, 3, NULL, &res, NULL);
+        fx_alloc_fail_after(-1);
+        int want[4] = {FLEXPU_ENOFIT, FLEXPU_ENOFIT, 0, 0};
+        for (int i = 0; i < 4; i++) {
+            if (rc[i] != FLEXPU_ENOMEM)
+                assert_int_equal(rc[i], want[i]);
+            nomem += rc[i] == FLEXPU_ENOMEM;
+        }
+        if (placed == 0) {
+            ok++;
+            release_all(e, small, 3);
+            before.next_alloc_id = e->next_alloc_id; /* spent by the success */
+        } else {
+            assert_int_equal(placed, FLEXPU_ENOMEM);
+            for (int i = 0; i < 3; i++)
+                assert_int_equal(small[i].alloc_id, 0);
+        }
+        assert_unchanged(e, &before);
+        flexpu_engine_free(e);
+    }
+    /* Failures hit every call at some point, and from some n on all fit. */
+    assert_true(nomem > 50);
+    assert_true(ok > 200);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1087,6 +1142,7 @@ int main(void)
         cmocka_unit_test(test_gang_victims_group),
         cmocka_unit_test(test_random_gangs),
         cmocka_unit_test(test_undo_changes_no_decision),
+        cmocka_unit_test(test_out_of_memory),
         cmocka_unit_test(test_random_victims),
         cmocka_unit_test(test_random_gang_victims),
     };
