@@ -61,6 +61,7 @@ struct sched {
 static struct {
     const char *kubeconfig, *trace_dir, *log_dir, *ns, *out;
     int nodes, pods, stream_pods, clients;
+    int queues, gang; /* flexpu pods: spread over kq0..kqN-1; in pod groups of gang */
     double rate, idle_s, timeout_s;
     uint64_t seed;
     struct sched sched[MAX_SCHED];
@@ -337,9 +338,28 @@ static json_t *pod_json(const struct phase *ph, int i, const char *name)
     json_t *spec = json_pack("{s:[o], s:i}", "containers", ctr, "terminationGracePeriodSeconds", 0);
     if (ph->kind == KIND_FLEXPU)
         json_object_set_new(spec, "schedulerName", json_string("flexpu-scheduler"));
-    return json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s, s:s}}, s:o}", "apiVersion", "v1", "kind",
-                     "Pod", "metadata", "name", name, "namespace", opt.ns, "labels", "app",
-                     "kbench", "kbench-chunk", chunk, "spec", spec);
+    json_t *pod = json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s, s:s}}, s:o}", "apiVersion", "v1",
+                            "kind", "Pod", "metadata", "name", name, "namespace", opt.ns,
+                            "labels", "app", "kbench", "kbench-chunk", chunk, "spec", spec);
+    if (ph->kind == KIND_FLEXPU && (opt.queues > 0 || opt.gang > 1)) {
+        /* A gang's members are consecutive pods and share a queue. */
+        json_t *labels = kube_get(pod, "metadata.labels");
+        int g = opt.gang > 1 ? i / opt.gang : i;
+        char v[64];
+        if (opt.queues > 0) {
+            snprintf(v, sizeof(v), "kq%d", g % opt.queues);
+            json_object_set_new(labels, "flexpu.io/queue", json_string(v));
+        }
+        if (opt.gang > 1) {
+            snprintf(v, sizeof(v), "%sg%d", ph->prefix, g);
+            json_object_set_new(labels, "flexpu.io/pod-group", json_string(v));
+            int left = ph->n - g * opt.gang;
+            snprintf(v, sizeof(v), "%d", left < opt.gang ? left : opt.gang);
+            json_object_set_new(json_object_get(pod, "metadata"), "annotations",
+                                json_pack("{s:s}", "flexpu.io/min-members", v));
+        }
+    }
+    return pod;
 }
 
 static int create_pod(struct kube_client *c, int i, void *ctx)
@@ -692,6 +712,8 @@ struct result {
     double first_s, last_s, thr, steady;
     int s_created, s_bound;
     double s_rate, p50, p99, pmax;
+    int gangs, gangs_bound;    /* backlog: pod groups, and those all of whose members bound */
+    double g_p50, g_p99;       /* stream: a gang's last binding after its last creation (ms) */
     double delete_s;
     long hwm_kib, hwm_backlog_kib, hwm_delete_kib; /* VmHWM at the end of each stage */
     double cpu_backlog_s, cpu_s;
@@ -734,7 +756,7 @@ static int run_sched(int si, struct result *r)
 {
     const struct sched *s = &opt.sched[si];
     memset(r, 0, sizeof(*r));
-    r->p50 = r->p99 = r->pmax = NAN;
+    r->p50 = r->p99 = r->pmax = r->g_p50 = r->g_p99 = NAN;
     struct phase ph;
     struct watcher w;
     char prefix[16];
@@ -781,6 +803,14 @@ static int run_sched(int si, struct result *r)
     r->demand_milli = ph.demand_milli;
     r->alloc_cores = ph.alloc_cores;
     r->bad_alloc = ph.bad_alloc;
+    if (s->kind == KIND_FLEXPU && opt.gang > 1)
+        for (int g = 0; g * opt.gang < ph.n; g++) {
+            int all = 1;
+            for (int i = g * opt.gang; i < ph.n && i < (g + 1) * opt.gang; i++)
+                all = all && ph.bind[i] > 0;
+            r->gangs++;
+            r->gangs_bound += all;
+        }
     pthread_mutex_unlock(&ph.mu);
     r->hwm_backlog_kib = r->died ? -1 : vm_kib(pid, "VmHWM");
     r->cpu_backlog_s = r->died ? NAN : cpu_s(pid);
@@ -859,7 +889,30 @@ static int run_sched(int si, struct result *r)
                 lat[nl++] = d > 0 ? d : 0;
             }
         r->s_bound = ph.nbound;
+        /* Gangs: from the last member's creation to the last member's
+         * binding, for gangs bound whole. */
+        double *glat = s->kind == KIND_FLEXPU && opt.gang > 1
+                           ? fx_calloc((size_t)ph.n / (size_t)opt.gang + 2, sizeof(double))
+                           : NULL;
+        int ng = 0;
+        for (int g = 0; glat && g * opt.gang < ph.n; g++) {
+            double ack = 0, bind = 0;
+            int all = 1;
+            for (int i = g * opt.gang; i < ph.n && i < (g + 1) * opt.gang; i++) {
+                all = all && ph.bind[i] > 0 && ph.ack[i] > 0;
+                ack = ph.ack[i] > ack ? ph.ack[i] : ack;
+                bind = ph.bind[i] > bind ? ph.bind[i] : bind;
+            }
+            if (all)
+                glat[ng++] = bind > ack ? bind - ack : 0;
+        }
         pthread_mutex_unlock(&ph.mu);
+        if (glat) {
+            qsort(glat, (size_t)ng, sizeof(double), cmp_double);
+            r->g_p50 = pct(glat, ng, 0.50);
+            r->g_p99 = pct(glat, ng, 0.99);
+        }
+        fx_free(glat);
         if (lat) {
             qsort(lat, (size_t)nl, sizeof(double), cmp_double);
             r->p50 = pct(lat, nl, 0.50);
@@ -940,8 +993,18 @@ static void report(FILE *f, const struct result *res, double setup_s)
     else
         fprintf(f, "- no stream phase (--stream-pods 0); ");
     fprintf(f, "%d API clients; a phase ends when every pod is bound or none was bound for "
-               "%.0f s\n\n",
+               "%.0f s\n",
             opt.clients, opt.idle_s);
+    if (opt.queues > 0)
+        fprintf(f, "- flexpu pods in %d Queues (kq0..kq%d, each guaranteed %d GPUs; a gang's "
+                   "members share one), by label flexpu.io/queue\n",
+                opt.queues, opt.queues - 1, opt.nodes * GPUS_PER_NODE / opt.queues);
+    if (opt.gang > 1)
+        fprintf(f, "- flexpu pods in pod groups of %d consecutive pods (flexpu.io/pod-group, "
+                   "flexpu.io/min-members %d): placed all or none; kube-scheduler's pods have "
+                   "neither (it has no gangs)\n",
+                opt.gang, opt.gang);
+    fprintf(f, "\n");
     fprintf(f, "### Results\n\n| |");
     for (int s = 0; s < opt.nsched; s++)
         fprintf(f, " %s |", opt.sched[s].name);
@@ -983,6 +1046,17 @@ static void report(FILE *f, const struct result *res, double setup_s)
         ROW("**stream: creation to binding p99 (ms)**",
             fmt_num(b, sizeof(b), r->p99, "**%.0f**"));
         ROW("stream: creation to binding max (ms)", fmt_num(b, sizeof(b), r->pmax, "%.0f"));
+    }
+    if (opt.gang > 1) {
+        ROW("backlog: pod groups bound whole", r->gangs ? snprintf(b, sizeof(b), "%d of %d",
+                                                                  r->gangs_bound, r->gangs)
+                                                        : snprintf(b, sizeof(b), "n/a"));
+        if (opt.stream_pods > 0) {
+            ROW("stream: gang last creation to last binding p50 (ms)",
+                fmt_num(b, sizeof(b), r->g_p50, "%.0f"));
+            ROW("**stream: gang last creation to last binding p99 (ms)**",
+                fmt_num(b, sizeof(b), r->g_p99, "**%.0f**"));
+        }
     }
     ROW("**scheduler peak RSS (MiB, VmHWM at the end)**",
         fmt_num(b, sizeof(b), r->hwm_kib > 0 ? r->hwm_kib / 1024.0 : NAN, "**%.1f**"));
@@ -1037,6 +1111,10 @@ static void usage(FILE *f)
             "  --idle S               a phase ends after S s without a new binding (10)\n"
             "  --timeout S            bound on each wait (1800)\n"
             "  --namespace NS         namespace of the pods (kbench)\n"
+            "  --queues N             flexpu pods join Queues kq0..kqN-1, each guaranteed an\n"
+            "                         equal part of the GPUs (0: no label, the default queue)\n"
+            "  --gang-size N          flexpu pods in pod groups of N consecutive pods, all or\n"
+            "                         none (1: no groups)\n"
             "  --log-dir DIR          scheduler logs and pid files (.)\n"
             "  --out FILE             markdown results (stdout)\n",
             FLEXPU_TRACE_DIR);
@@ -1066,6 +1144,7 @@ static int parse_args(int argc, char **argv)
         {"clients", required_argument, 0, 'c'},   {"idle", required_argument, 0, 'i'},
         {"timeout", required_argument, 0, 'T'},   {"namespace", required_argument, 0, 'N'},
         {"log-dir", required_argument, 0, 'l'},   {"out", required_argument, 0, 'o'},
+        {"queues", required_argument, 0, 'Q'},    {"gang-size", required_argument, 0, 'G'},
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
     int ch;
     double v;
@@ -1135,6 +1214,16 @@ static int parse_args(int argc, char **argv)
         case 'N': opt.ns = optarg; break;
         case 'l': opt.log_dir = optarg; break;
         case 'o': opt.out = optarg; break;
+        case 'Q':
+            if (parse_num("--queues", optarg, 0, 1000, &v))
+                return -1;
+            opt.queues = (int)v;
+            break;
+        case 'G':
+            if (parse_num("--gang-size", optarg, 1, 1000, &v))
+                return -1;
+            opt.gang = (int)v;
+            break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); return -1;
         }
@@ -1195,6 +1284,34 @@ static int load_trace(void)
     return 0;
 }
 
+/* Queues kq0..kqN-1, each guaranteed an equal part of the GPUs (the CRD
+ * must be installed: run.sh applies it). Existing ones are replaced. */
+static int make_queues(void)
+{
+    for (int q = 0; q < opt.queues; q++) {
+        char name[32], path[128], gpus[32];
+        snprintf(name, sizeof(name), "kq%d", q);
+        snprintf(path, sizeof(path), "/apis/flexpu.io/v1alpha1/queues/%s", name);
+        snprintf(gpus, sizeof(gpus), "%d", opt.nodes * GPUS_PER_NODE / opt.queues);
+        long st;
+        struct flexpu_error err;
+        kube_request(clients[0], "DELETE", path, NULL, NULL, &st, NULL, &err);
+        json_t *obj = json_pack("{s:s, s:s, s:{s:s}, s:{s:{s:s}}}", "apiVersion",
+                                "flexpu.io/v1alpha1", "kind", "Queue", "metadata", "name", name,
+                                "spec", "guaranteed", "flexpu.io/gpu", gpus);
+        int rc = kube_request(clients[0], "POST", "/apis/flexpu.io/v1alpha1/queues", obj, NULL,
+                              &st, NULL, &err);
+        json_decref(obj);
+        if (rc) {
+            fprintf(stderr, "flexpu-kbench: creating queue %s: %s\n", name, err.msg);
+            return -1;
+        }
+    }
+    if (opt.queues)
+        say("%d queues, each guaranteed %d GPUs", opt.queues, opt.nodes * GPUS_PER_NODE / opt.queues);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (parse_args(argc, argv) || load_trace())
@@ -1252,6 +1369,8 @@ int main(int argc, char **argv)
         return 1;
     }
     say("%d nodes Ready in %.1f s", ready, setup_s);
+    if (make_queues())
+        return 1;
 
     struct result res[MAX_SCHED];
     for (int s = 0; s < opt.nsched; s++)

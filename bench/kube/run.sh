@@ -8,8 +8,12 @@
 #
 #   bench/kube/run.sh [--nodes 1000] [--pods 10000] [--stream-pods N] [--rate 100]
 #                     [--clients 4] [--idle 10] [--timeout 1800] [--seed 42]
-#                     [--no-tuned] [--flexpu-variant NAME=ARGS]... [--out FILE]
+#                     [--no-tuned] [--flexpu-only] [--queues N] [--gang-size N]
+#                     [--flexpu-variant NAME=ARGS]... [--out FILE]
 #
+# --flexpu-only leaves out kube-scheduler. --queues N puts flexpu's pods in N
+# Queues (the CRD is installed first), --gang-size N in pod groups of N
+# (bench/results/kube-queues.md: make bench-kube-queues).
 # --no-tuned leaves out the second kube-scheduler run whose API client rate
 # limit is raised from its defaults (50 QPS, burst 100) to 5000.
 # --flexpu-variant adds a run of flexpu-scheduler named NAME with more
@@ -27,12 +31,14 @@ trace="${TRACE:-$root/../shared/data/alibaba-gpu-v2023}"
 out="$root/bench/results/kube-scheduling.md"
 cmdline="bench/kube/run.sh $*"
 tuned=1
+kube=1
 stream=1
 args=()
 variants=()
 while [ $# -gt 0 ]; do
   case "$1" in
-  --nodes | --pods | --stream-pods | --rate | --clients | --idle | --timeout | --seed)
+  --nodes | --pods | --stream-pods | --rate | --clients | --idle | --timeout | --seed | \
+    --queues | --gang-size)
     [ $# -ge 2 ] || { echo "run.sh: $1 needs a value" >&2; exit 2; }
     [ "$1" = --stream-pods ] && [ "$2" = 0 ] && stream=0
     args+=("$1" "$2")
@@ -44,6 +50,7 @@ while [ $# -gt 0 ]; do
     shift 2
     ;;
   --no-tuned) tuned=0; shift ;;
+  --flexpu-only) kube=0; shift ;;
   --flexpu-variant)
     [ $# -ge 2 ] && [[ "$2" == ?*=* ]] || { echo "run.sh: --flexpu-variant needs NAME=ARGS" >&2; exit 2; }
     variants+=("$2")
@@ -74,6 +81,9 @@ trap 'exit 130' INT TERM
 
 "$root/test/cluster/cluster.sh" up "$work/cluster" >&2
 kc="$work/cluster/admin.kubeconfig"
+# The Queue CRD, so flexpu-scheduler reads queues as it would in a cluster.
+"$bin/kubectl" --kubeconfig "$kc" apply -f "$root/deploy/helm/flexpu/crds/flexpu.io_queues.yaml" >/dev/null
+"$bin/kubectl" --kubeconfig "$kc" wait --for=condition=Established crd/queues.flexpu.io --timeout=60s >/dev/null
 
 # Each scheduler runs alone (the benchmark starts and stops it); leader
 # election is off for both, as cluster.sh runs kube-scheduler. --secure-port 0:
@@ -82,10 +92,12 @@ scheds=(--scheduler "flexpu-scheduler:flexpu:$build/flexpu-scheduler --kubeconfi
 for v in "${variants[@]}"; do
   scheds+=(--scheduler "${v%%=*}:flexpu:$build/flexpu-scheduler --kubeconfig $kc --leader-elect false ${v#*=}")
 done
-scheds+=(
-  --scheduler "kube-scheduler:kube:$bin/kube-scheduler --kubeconfig $kc --leader-elect=false --secure-port 0"
-)
-if [ "$tuned" = 1 ]; then
+if [ "$kube" = 1 ]; then
+  scheds+=(
+    --scheduler "kube-scheduler:kube:$bin/kube-scheduler --kubeconfig $kc --leader-elect=false --secure-port 0"
+  )
+fi
+if [ "$kube" = 1 ] && [ "$tuned" = 1 ]; then
   scheds+=(--scheduler "kube-scheduler-qps5000:kube:$bin/kube-scheduler --kubeconfig $kc --leader-elect=false --secure-port 0 --kube-api-qps 5000 --kube-api-burst 5000")
 fi
 
@@ -106,7 +118,11 @@ mkdir -p "$(dirname "$out")"
   echo
   echo "- machine: $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)), $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo) memory, Linux $(uname -r); etcd, kube-apiserver, kwok, the scheduler and the benchmark client all share it; load average (1, 5, 15 min) $load_before before the run, $load_after after"
   echo "- control plane: test/cluster (etcd 3.6.16, kube-apiserver and kube-scheduler 1.37.2, kwok 0.8.0), loopback TLS"
-  echo "- schedulers: flexpu-scheduler (policy flexpu); kube-scheduler with its default configuration (API client limited to 50 QPS, burst 100)$([ "$tuned" = 1 ] && echo '; kube-scheduler-qps5000: the same with --kube-api-qps 5000 --kube-api-burst 5000')"
+  if [ "$kube" = 1 ]; then
+    echo "- schedulers: flexpu-scheduler (policy flexpu); kube-scheduler with its default configuration (API client limited to 50 QPS, burst 100)$([ "$tuned" = 1 ] && echo '; kube-scheduler-qps5000: the same with --kube-api-qps 5000 --kube-api-burst 5000')"
+  else
+    echo "- schedulers: flexpu-scheduler (policy flexpu) only (--flexpu-only)"
+  fi
   echo "- GPU requests: flexpu pods ask flexpu.io/gpu (a trace share of gpu_milli < 1000 becomes flexpu.io/gpu: 1 and flexpu.io/gpu-cores: ceil(gpu_milli / 10)); kube-scheduler pods ask the same number of whole nvidia.com/gpu (a share takes a whole GPU: the no-slicing baseline). CPU and memory requests are the trace's."
   [ "$stream" = 0 ] || echo "- latency is client side: from the pod's create request being acknowledged to the watch event that shows it bound"
   echo
