@@ -105,9 +105,10 @@ void flexpu_queues_compute(struct flexpu_queues *q, const int64_t capacity[FLEXP
 bool flexpu_queues_within_limit(const struct flexpu_queues *q, int id,
                                 const int64_t amount[FLEXPU_RES_COUNT_], char *why, int len);
 
-/* How far above its fair share a queue is: the largest, over resources it
- * has a fair share of, of allocated / fair share (hierarchically: the
- * ordering between siblings). Lower is served first. */
+/* How far above its fair share a queue is: the largest, over resources, of
+ * allocated / fair share, where holding a resource it has no fair share of
+ * at all counts as infinitely over (hierarchically: the ordering between
+ * siblings). Lower is served first. */
 double flexpu_queues_usage(const struct flexpu_queues *q, int id);
 
 /* The serving order between two queues: at their nearest common ancestor,
