@@ -713,6 +713,7 @@ struct result {
     int s_created, s_bound;
     double s_rate, p50, p99, pmax;
     int gangs, gangs_bound;    /* backlog: pod groups, and those all of whose members bound */
+    int gangs_partial;         /* backlog: pod groups some but not all of whose members bound */
     double g_p50, g_p99;       /* stream: a gang's last binding after its last creation (ms) */
     double delete_s;
     long hwm_kib, hwm_backlog_kib, hwm_delete_kib; /* VmHWM at the end of each stage */
@@ -805,11 +806,14 @@ static int run_sched(int si, struct result *r)
     r->bad_alloc = ph.bad_alloc;
     if (s->kind == KIND_FLEXPU && opt.gang > 1)
         for (int g = 0; g * opt.gang < ph.n; g++) {
-            int all = 1;
-            for (int i = g * opt.gang; i < ph.n && i < (g + 1) * opt.gang; i++)
+            int all = 1, any = 0;
+            for (int i = g * opt.gang; i < ph.n && i < (g + 1) * opt.gang; i++) {
                 all = all && ph.bind[i] > 0;
+                any = any || ph.bind[i] > 0;
+            }
             r->gangs++;
             r->gangs_bound += all;
+            r->gangs_partial += any && !all;
         }
     pthread_mutex_unlock(&ph.mu);
     r->hwm_backlog_kib = r->died ? -1 : vm_kib(pid, "VmHWM");
@@ -1051,6 +1055,9 @@ static void report(FILE *f, const struct result *res, double setup_s)
         ROW("backlog: pod groups bound whole", r->gangs ? snprintf(b, sizeof(b), "%d of %d",
                                                                   r->gangs_bound, r->gangs)
                                                         : snprintf(b, sizeof(b), "n/a"));
+        ROW("backlog: pod groups bound in part (must be 0)",
+            r->gangs ? snprintf(b, sizeof(b), "%d", r->gangs_partial)
+                     : snprintf(b, sizeof(b), "n/a"));
         if (opt.stream_pods > 0) {
             ROW("stream: gang last creation to last binding p50 (ms)",
                 fmt_num(b, sizeof(b), r->g_p50, "%.0f"));

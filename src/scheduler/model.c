@@ -1519,14 +1519,26 @@ static void vset_free(struct vset *vs)
     memset(vs, 0, sizeof(*vs));
 }
 
+/* Whether a queue other than `except` holds more than its fair share: with
+ * none, reclaim has no victim (O(queues), before any walk over the pods). */
+static bool some_queue_over(const struct fx_model *m, int except)
+{
+    int n = flexpu_queues_count(m->queues);
+    for (int i = 0; i < n; i++)
+        if (i != except && flexpu_queues_usage(m->queues, i) > 1.0)
+            return true;
+    return false;
+}
+
 static bool victims_collect(struct fx_model *m, const struct pod *p, const int64_t amt[],
                             struct vset *vs)
 {
     memset(vs, 0, sizeof(*vs));
-    /* Cheap tests first: most pods that wait can preempt no one. */
+    /* Cheap tests first: most pods that wait can preempt no one (a full
+     * cluster fails many pods, each retried whenever capacity frees). */
     bool by_prio = m->min_prio_set && p->spec.class_priority > m->min_prio;
     bool by_queue = p->qid >= 0 && flexpu_queues_count(m->queues) > 1 &&
-                    flexpu_queues_usage(m->queues, p->qid) < 1.0;
+                    flexpu_queues_usage(m->queues, p->qid) < 1.0 && some_queue_over(m, p->qid);
     if (!by_prio && !by_queue)
         return false;
     size_t cap = 0;
