@@ -532,7 +532,7 @@ static json_t *pod_req(const char *name, const char *uid, const int *gpus, int n
         a.gpus[i].mem = mem;
     }
     char *text = fx_allocation_format(&a);
-    char gpu[8], pct[8];
+    char gpu[16], pct[16];
     snprintf(gpu, sizeof(gpu), "%d", n);
     snprintf(pct, sizeof(pct), "%d", cores);
     json_t *p = json_pack("{s:{s:s, s:s, s:s, s:{s:s}}, s:{s:s, s:[{s:s, s:{s:{s:s}}}]}, s:{s:s}}",
