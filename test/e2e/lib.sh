@@ -8,7 +8,10 @@
 # (processes killed at exit), and gives
 #   e2e_up    the control plane's binaries built once ($bin), test/cluster
 #             started in $work/cluster, its environment sourced
-#   fail, pass, wait_for, free_port, kwok_gpu_node
+#   fail, pass, wait_for, free_port, kwok_gpu_node,
+#   start_scheduler ARGS... / stop_scheduler [SIGNAL]: flexpu-scheduler on the
+#             cluster (admin kubeconfig, debug log in $work/scheduler.log;
+#             $sched_pid, stopped at exit)
 # A script may define e2e_on_fail (more to print on a failure) and
 # e2e_on_exit (more to stop or undo at exit: after $pids are signalled,
 # before the wait for them and before the cluster goes).
@@ -20,9 +23,12 @@ root="$(cd "$here/../.." && pwd)"
 work="$(mktemp -d "/tmp/flexpu-$E2E_NAME.XXXXXX")"
 pids=()
 
+sched_pid=""
+
 e2e_cleanup() {
   local p
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -z "$sched_pid" ] || kill "$sched_pid" 2>/dev/null || true
   if declare -F e2e_on_exit >/dev/null; then e2e_on_exit || true; fi
   wait 2>/dev/null || true
   "$root/test/cluster/cluster.sh" down "$work/cluster" || true
@@ -81,4 +87,17 @@ kwok_gpu_node() {
   "capacity":{"cpu":"$cpu","memory":"512Gi","pods":"110","flexpu.io/gpu":"$((n * 16))",
    "flexpu.io/gpu-cores":"$((n * 100))","flexpu.io/gpu-memory":"$((n * mem))Gi"}}}
 EOF
+}
+
+start_scheduler() {
+  "$build/flexpu-scheduler" --kubeconfig "$KUBECONFIG" --lease-namespace kube-system \
+    --log-level debug "$@" >>"$work/scheduler.log" 2>&1 &
+  sched_pid=$!
+}
+
+stop_scheduler() { # [signal]
+  [ -n "$sched_pid" ] || return 0
+  kill "-${1:-TERM}" "$sched_pid" 2>/dev/null || true
+  wait "$sched_pid" 2>/dev/null || true
+  sched_pid=""
 }

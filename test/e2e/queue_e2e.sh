@@ -21,22 +21,7 @@
 E2E_NAME=queue-e2e
 # shellcheck source=test/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
-sched_pid=""
-e2e_on_exit() { [ -z "$sched_pid" ] || kill "$sched_pid" 2>/dev/null || true; }
 e2e_up
-
-start_scheduler() {
-  "$build/flexpu-scheduler" --kubeconfig "$KUBECONFIG" --lease-namespace kube-system \
-    --log-level debug "$@" >>"$work/scheduler.log" 2>&1 &
-  sched_pid=$!
-}
-
-stop_scheduler() {
-  [ -n "$sched_pid" ] || return 0
-  kill "$sched_pid" 2>/dev/null || true
-  wait "$sched_pid" 2>/dev/null || true
-  sched_pid=""
-}
 
 # queue NAME [PARENT] [GPU-GUARANTEED] [GPU-LIMIT]
 queue() {

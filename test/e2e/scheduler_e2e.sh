@@ -10,22 +10,7 @@
 E2E_NAME=e2e
 # shellcheck source=test/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
-sched_pid=""
-e2e_on_exit() { [ -z "$sched_pid" ] || kill "$sched_pid" 2>/dev/null || true; }
 e2e_up
-
-start_scheduler() {
-  "$build/flexpu-scheduler" --kubeconfig "$KUBECONFIG" --lease-namespace kube-system \
-    --log-level debug "$@" >>"$work/scheduler.log" 2>&1 &
-  sched_pid=$!
-}
-
-stop_scheduler() { # signal
-  [ -n "$sched_pid" ] || return 0
-  kill "-${1:-TERM}" "$sched_pid" 2>/dev/null || true
-  wait "$sched_pid" 2>/dev/null || true
-  sched_pid=""
-}
 
 node() { kwok_gpu_node "$@"; }
 

@@ -89,6 +89,16 @@ static void add_pod(struct fx_model *m, const char *uid, const char *q, int gpus
     json_decref(p);
 }
 
+/* n one-GPU pods PREFIX0..PREFIXn-1 in queue q, created at seconds sec0.. */
+static void add_pods(struct fx_model *m, const char *prefix, const char *q, int n, int sec0)
+{
+    for (int i = 0; i < n; i++) {
+        char uid[16];
+        snprintf(uid, sizeof(uid), "%s%d", prefix, i);
+        add_pod(m, uid, q, 1, sec0 + i);
+    }
+}
+
 static struct fx_model *model(void)
 {
     struct flexpu_error err = {0};
@@ -150,15 +160,8 @@ static void test_guarantees_split_the_node(void **state)
     add_node(m, "n1", 8);
     set_queue(m, "a", NULL, 4, FLEXPU_QUEUE_UNLIMITED, 1);
     set_queue(m, "b", NULL, 4, FLEXPU_QUEUE_UNLIMITED, 1);
-    char uid[16];
-    for (int i = 0; i < 8; i++) {
-        snprintf(uid, sizeof(uid), "a%d", i);
-        add_pod(m, uid, "a", 1, i);
-    }
-    for (int i = 0; i < 8; i++) {
-        snprintf(uid, sizeof(uid), "b%d", i);
-        add_pod(m, uid, "b", 1, 20 + i);
-    }
+    add_pods(m, "a", "a", 8, 0);
+    add_pods(m, "b", "b", 8, 20);
     struct tally t = {0};
     drain(m, &t, 0);
     assert_int_equal(t.binds[0], 4);
@@ -183,15 +186,8 @@ static void test_pods_before_queues(void **state)
     (void)state;
     struct fx_model *m = model();
     add_node(m, "n1", 8);
-    char uid[16];
-    for (int i = 0; i < 6; i++) {
-        snprintf(uid, sizeof(uid), "a%d", i);
-        add_pod(m, uid, "a", 1, i);
-    }
-    for (int i = 0; i < 6; i++) {
-        snprintf(uid, sizeof(uid), "b%d", i);
-        add_pod(m, uid, "b", 1, 20 + i);
-    }
+    add_pods(m, "a", "a", 6, 0);
+    add_pods(m, "b", "b", 6, 20);
     set_queue(m, "a", NULL, 4, FLEXPU_QUEUE_UNLIMITED, 1);
     set_queue(m, "b", NULL, 4, FLEXPU_QUEUE_UNLIMITED, 1);
     struct tally t = {0};
@@ -209,13 +205,8 @@ static void test_weights_split_what_is_left(void **state)
     add_node(m, "n1", 8);
     set_queue(m, "a", NULL, 0, FLEXPU_QUEUE_UNLIMITED, 1);
     set_queue(m, "b", NULL, 0, FLEXPU_QUEUE_UNLIMITED, 3);
-    char uid[16];
-    for (int i = 0; i < 8; i++) {
-        snprintf(uid, sizeof(uid), "a%d", i);
-        add_pod(m, uid, "a", 1, i);
-        snprintf(uid, sizeof(uid), "b%d", i);
-        add_pod(m, uid, "b", 1, 20 + i);
-    }
+    add_pods(m, "a", "a", 8, 0);
+    add_pods(m, "b", "b", 8, 20);
     struct tally t = {0};
     drain(m, &t, 0);
     assert_int_equal(t.binds[0], 2);
@@ -231,11 +222,7 @@ static void test_idle_queue_lends(void **state)
     add_node(m, "n1", 8);
     set_queue(m, "a", NULL, 2, FLEXPU_QUEUE_UNLIMITED, 1);
     set_queue(m, "b", NULL, 6, FLEXPU_QUEUE_UNLIMITED, 1);
-    char uid[16];
-    for (int i = 0; i < 10; i++) {
-        snprintf(uid, sizeof(uid), "a%d", i);
-        add_pod(m, uid, "a", 1, i);
-    }
+    add_pods(m, "a", "a", 10, 0);
     struct tally t = {0};
     drain(m, &t, 0);
     assert_int_equal(t.binds[0], 8);
@@ -282,13 +269,8 @@ static void test_parent_limit_caps_children(void **state)
     set_queue(m, "org", NULL, 0, 3, 1);
     set_queue(m, "c1", "org", 0, FLEXPU_QUEUE_UNLIMITED, 1);
     set_queue(m, "d1", "org", 0, FLEXPU_QUEUE_UNLIMITED, 1);
-    char uid[16];
-    for (int i = 0; i < 4; i++) {
-        snprintf(uid, sizeof(uid), "c%d", i);
-        add_pod(m, uid, "c1", 1, i);
-        snprintf(uid, sizeof(uid), "d%d", i);
-        add_pod(m, uid, "d1", 1, 10 + i);
-    }
+    add_pods(m, "c", "c1", 4, 0);
+    add_pods(m, "d", "d1", 4, 10);
     struct tally t = {0};
     drain(m, &t, 'c');
     assert_int_equal(t.binds['c' - 'a'] + t.binds['d' - 'a'], 3);
