@@ -69,6 +69,7 @@ struct pod {
      * waits for nvictims victims to go. A victim whose eviction was refused
      * is not one again while shielded == the model's end_epoch. */
     bool evicting, evicted;
+    bool never_preempt; /* spec.preemptionPolicy: Never */
     char *preemptor;
     int nvictims;
     uint64_t shielded;
@@ -987,6 +988,8 @@ static int read_pod(struct fx_model *m, struct pod *p, json_t *obj, struct flexp
     json_t *labels = json_object_get(json_object_get(obj, "metadata"), "labels");
     str_set(&p->qname, json_string_value(json_object_get(labels, FX_LABEL_QUEUE)));
     p->ours = sched && strcmp(sched, m->sched_name) == 0;
+    const char *pp = kube_str(obj, "spec.preemptionPolicy");
+    p->never_preempt = pp && strcmp(pp, "Never") == 0;
     /* Node constraints matter only while the pod waits for us to place it. */
     flexpu_filter_free(p->filter);
     p->filter = NULL;
@@ -1534,6 +1537,8 @@ static bool victims_collect(struct fx_model *m, const struct pod *p, const int64
                             struct vset *vs)
 {
     memset(vs, 0, sizeof(*vs));
+    if (p->never_preempt)
+        return false; /* its PriorityClass says it waits rather than evicts */
     /* Cheap tests first: most pods that wait can preempt no one (a full
      * cluster fails many pods, each retried whenever capacity frees). */
     bool by_prio = m->min_prio_set && p->spec.class_priority > m->min_prio;

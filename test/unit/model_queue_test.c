@@ -544,6 +544,25 @@ static void test_refused_eviction_undone(void **state)
     fx_model_free(m);
 }
 
+/* A pod whose PriorityClass says preemptionPolicy: Never waits instead. */
+static void test_preemption_policy_never(void **state)
+{
+    (void)state;
+    struct fx_model *m = model();
+    add_node(m, "n1", 1);
+    add_prio(m, "low0", NULL, 0, 0, "n1", 0);
+    json_t *p = queued_pod("hi", NULL, 1, 5);
+    json_t *spec = json_object_get(p, "spec");
+    json_object_set_new(spec, "priority", json_integer(1000));
+    json_object_set_new(spec, "preemptionPolicy", json_string("Never"));
+    fx_model_pod_event(m, KUBE_ADDED, p);
+    json_decref(p);
+    step(m, FX_WAIT, "hi");
+    struct fx_attempt none;
+    assert_false(fx_model_next(m, &none));
+    fx_model_free(m);
+}
+
 /* No pod of a lower priority: nothing is evicted (equal priority waits). */
 static void test_no_preemption_among_equals(void **state)
 {
@@ -660,6 +679,7 @@ int main(void)
         cmocka_unit_test(test_priority_preemption),
         cmocka_unit_test(test_refused_eviction_undone),
         cmocka_unit_test(test_no_preemption_among_equals),
+        cmocka_unit_test(test_preemption_policy_never),
         cmocka_unit_test(test_reclaim_by_queue),
         cmocka_unit_test(test_gang_preemption),
     };
