@@ -9,6 +9,7 @@
 #   e2e_up    the control plane's binaries built once ($bin), test/cluster
 #             started in $work/cluster, its environment sourced
 #   fail, pass, wait_for, free_port, kwok_gpu_node,
+#   wait_event POD TEXT: an event of POD (default namespace) contains TEXT, within 20 s
 #   start_scheduler ARGS... / stop_scheduler [SIGNAL]: flexpu-scheduler on the
 #             cluster (admin kubeconfig, debug log in $work/scheduler.log;
 #             $sched_pid, stopped at exit)
@@ -100,4 +101,15 @@ stop_scheduler() { # [signal]
   kill "-${1:-TERM}" "$sched_pid" 2>/dev/null || true
   wait "$sched_pid" 2>/dev/null || true
   sched_pid=""
+}
+
+wait_event() { # pod substring
+  for _ in $(seq 1 100); do
+    if kubectl get events --field-selector "involvedObject.name=$1" \
+      -o jsonpath='{range .items[*]}{.message}{"\n"}{end}' | grep -qF -- "$2"; then
+      return 0
+    fi
+    sleep 0.2
+  done
+  fail "pod $1 has no event containing '$2': $(kubectl get events --field-selector "involvedObject.name=$1" -o jsonpath='{range .items[*]}{.message}{"\n"}{end}')"
 }

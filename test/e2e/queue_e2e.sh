@@ -77,17 +77,6 @@ stays_bound() { # prefix count seconds: no more, no fewer, for that long
   [ "$n" = "$2" ] || fail "$n pods named $1* bound, want $2 to stay"
 }
 
-wait_event() { # pod substring
-  for _ in $(seq 1 100); do
-    if kubectl get events --field-selector "involvedObject.name=$1" \
-      -o jsonpath='{range .items[*]}{.message}{"\n"}{end}' | grep -qF -- "$2"; then
-      return 0
-    fi
-    sleep 0.2
-  done
-  fail "pod $1 has no event containing '$2': $(kubectl get events --field-selector "involvedObject.name=$1" -o jsonpath='{range .items[*]}{.message}{"\n"}{end}')"
-}
-
 reset() {
   stop_scheduler
   kubectl delete pods --all --grace-period=0 --force --wait=true >/dev/null 2>&1 || true

@@ -38,17 +38,6 @@ wait_bound() { # pod [seconds]
   fail "pod $1 was not bound"
 }
 
-wait_event() { # pod substring
-  for _ in $(seq 1 100); do
-    if kubectl get events --field-selector "involvedObject.name=$1" \
-      -o jsonpath='{range .items[*]}{.message}{"\n"}{end}' | grep -qF -- "$2"; then
-      return 0
-    fi
-    sleep 0.2
-  done
-  fail "pod $1 has no event containing '$2'"
-}
-
 # No GPU holds more than 100% cores or its memory, summing every bound pod's
 # allocation annotation: the double-allocation check.
 check_no_overcommit() {
