@@ -714,6 +714,7 @@ struct result {
     double s_rate, p50, p99, pmax;
     int gangs, gangs_bound;    /* backlog: pod groups, and those all of whose members bound */
     int gangs_partial;         /* backlog: pod groups some but not all of whose members bound */
+    double q_dev, q_min, q_max; /* backlog: queues' shares of the GPU demand bound (points) */
     double g_p50, g_p99;       /* stream: a gang's last binding after its last creation (ms) */
     double delete_s;
     long hwm_kib, hwm_backlog_kib, hwm_delete_kib; /* VmHWM at the end of each stage */
@@ -758,6 +759,7 @@ static int run_sched(int si, struct result *r)
     const struct sched *s = &opt.sched[si];
     memset(r, 0, sizeof(*r));
     r->p50 = r->p99 = r->pmax = r->g_p50 = r->g_p99 = NAN;
+    r->q_dev = r->q_min = r->q_max = NAN;
     struct phase ph;
     struct watcher w;
     char prefix[16];
@@ -804,6 +806,29 @@ static int run_sched(int si, struct result *r)
     r->demand_milli = ph.demand_milli;
     r->alloc_cores = ph.alloc_cores;
     r->bad_alloc = ph.bad_alloc;
+    if (s->kind == KIND_FLEXPU && opt.queues > 1) {
+        /* Each queue's share of the GPU demand bound, against its fair share:
+         * with equal guarantees and weights and every queue asking more than
+         * its part (the trace's demand is above the GPUs), 1/N each. */
+        double *q = fx_calloc((size_t)opt.queues, sizeof(double));
+        double all = 0;
+        for (int i = 0; q && i < ph.n; i++) {
+            if (ph.bind[i] <= 0)
+                continue;
+            const struct fx_trace_pod *tp = &trace.pods[ph.src[i]];
+            double d = (double)tp->num_gpu * tp->gpu_milli;
+            q[(opt.gang > 1 ? i / opt.gang : i) % opt.queues] += d;
+            all += d;
+        }
+        for (int k = 0; q && all > 0 && k < opt.queues; k++) {
+            double pts = 100.0 * q[k] / all;
+            double dev = fabs(pts - 100.0 / opt.queues);
+            r->q_dev = isnan(r->q_dev) || dev > r->q_dev ? dev : r->q_dev;
+            r->q_min = isnan(r->q_min) || pts < r->q_min ? pts : r->q_min;
+            r->q_max = isnan(r->q_max) || pts > r->q_max ? pts : r->q_max;
+        }
+        fx_free(q);
+    }
     if (s->kind == KIND_FLEXPU && opt.gang > 1)
         for (int g = 0; g * opt.gang < ph.n; g++) {
             int all = 1, any = 0;
@@ -1050,6 +1075,13 @@ static void report(FILE *f, const struct result *res, double setup_s)
         ROW("**stream: creation to binding p99 (ms)**",
             fmt_num(b, sizeof(b), r->p99, "**%.0f**"));
         ROW("stream: creation to binding max (ms)", fmt_num(b, sizeof(b), r->pmax, "%.0f"));
+    }
+    if (opt.queues > 1) {
+        ROW("backlog: queues' shares of the GPU demand bound (%, lowest-highest)",
+            isnan(r->q_min) ? snprintf(b, sizeof(b), "n/a")
+                            : snprintf(b, sizeof(b), "%.2f-%.2f", r->q_min, r->q_max));
+        ROW("**backlog: fairness, largest gap to the fair share (points)**",
+            fmt_num(b, sizeof(b), r->q_dev, "**%.2f**"));
     }
     if (opt.gang > 1) {
         ROW("backlog: pod groups bound whole", r->gangs ? snprintf(b, sizeof(b), "%d of %d",
