@@ -212,6 +212,9 @@ static void usage(FILE *f)
             "  --lease-name NAME      name of the Lease (flexpu-scheduler)\n"
             "  --identity ID          this instance's name (hostname_pid)\n"
             "  --seed N               tie-breaking seed (42)\n"
+            "  --reclaim MODE         which pods a queue under its fair share may evict from\n"
+            "                         queues above theirs: any (default), not-higher-priority\n"
+            "                         (none of a higher PriorityClass than the pod), never\n"
             "  --bind-workers N       Bindings sent at once, each on its own connection (8; 1-64)\n"
             "  --metrics-address ADDR IPv4 address for metrics (0.0.0.0)\n"
             "  --metrics-port PORT    port for /metrics and /healthz (0: off, the default;\n"
@@ -226,11 +229,13 @@ int main(int argc, char **argv)
     int leader_elect = 1, bind_workers = FX_BIND_WORKERS_DEFAULT, metrics_port = 0;
     const char *metrics_addr = "0.0.0.0";
     unsigned long long seed = 42;
+    enum fx_reclaim reclaim = FX_RECLAIM_ANY;
     static const struct option opts[] = {
         {"kubeconfig", required_argument, 0, 'k'},  {"scheduler-name", required_argument, 0, 'n'},
         {"policy", required_argument, 0, 'p'},      {"leader-elect", required_argument, 0, 'l'},
         {"lease-namespace", required_argument, 0, 'N'}, {"lease-name", required_argument, 0, 'L'},
         {"identity", required_argument, 0, 'i'},    {"seed", required_argument, 0, 's'},
+        {"reclaim", required_argument, 0, 'R'},
         {"log-level", required_argument, 0, 'v'},   {"bind-workers", required_argument, 0, 'b'},
         {"metrics-address", required_argument, 0, 'a'}, {"metrics-port", required_argument, 0, 'P'},
         {"help", no_argument, 0, 'h'},
@@ -256,6 +261,13 @@ int main(int argc, char **argv)
             leader_elect = strcmp(optarg, "true") == 0;
             break;
         case 'N': lease_ns = optarg; break;
+        case 'R':
+            if (fx_reclaim_parse(optarg, &reclaim)) {
+                fprintf(stderr, "flexpu-scheduler: --reclaim: invalid value '%s': must be any, "
+                                "not-higher-priority or never\n", optarg);
+                return 2;
+            }
+            break;
         case 'L': lease_name = optarg; break;
         case 'i': identity = optarg; break;
         case 's': {
@@ -313,6 +325,7 @@ int main(int argc, char **argv)
         kube_config_free(&cfg);
         return 2;
     }
+    fx_model_set_reclaim(m, reclaim);
     char ident[256];
     if (!identity) {
         char host[200] = "unknown";
@@ -336,8 +349,10 @@ int main(int argc, char **argv)
                                .duration_s = 15};
     int64_t next_lease = 0, next_report = 0;
     bool was_leader = false;
-    FX_INFO(COMP, "starting", "scheduler_name=%s policy=%s identity=%s leader_elect=%s",
-            sched_name, policy, identity, leader_elect ? "true" : "false");
+    FX_INFO(COMP, "starting", "scheduler_name=%s policy=%s identity=%s leader_elect=%s reclaim=%s",
+            sched_name, policy, identity, leader_elect ? "true" : "false",
+            reclaim == FX_RECLAIM_ANY ? "any"
+            : reclaim == FX_RECLAIM_NEVER ? "never" : "not-higher-priority");
     struct fx_binder binder = {.c = c, .lease = leader_elect ? &lease : NULL,
                                .identity = identity};
     if (fx_binder_start(&binder, &cfg, bind_workers, &err)) {

@@ -189,6 +189,7 @@ struct fx_model {
     int64_t min_prio;    /* the lowest class priority of a bound pod seen (a bound) */
     bool min_prio_set;
     uint64_t preemptions, evictions, evictions_refused;
+    enum fx_reclaim reclaim;
     struct flexpu_queues *queues;
     bool shares_dirty;  /* demand, capacity or quotas changed since the last compute */
     bool queue_freed;   /* a queue's allocation went down: limited pods may fit */
@@ -1495,6 +1496,9 @@ static const char *victim_reason(struct fx_model *m, const struct pod *p, const 
         return NULL;
     if (v->spec.class_priority < p->spec.class_priority)
         return "priority";
+    if (m->reclaim == FX_RECLAIM_NEVER ||
+        (m->reclaim == FX_RECLAIM_NOT_HIGHER && v->spec.class_priority > p->spec.class_priority))
+        return NULL;
     if (p->qid >= 0 && v->qid >= 0 && v->qid != p->qid && v->qheld == 2 &&
         flexpu_queues_may_reclaim(m->queues, p->qid, amt, v->qid, v->qamt))
         return "reclaim";
@@ -1542,7 +1546,8 @@ static bool victims_collect(struct fx_model *m, const struct pod *p, const int64
     /* Cheap tests first: most pods that wait can preempt no one (a full
      * cluster fails many pods, each retried whenever capacity frees). */
     bool by_prio = m->min_prio_set && p->spec.class_priority > m->min_prio;
-    bool by_queue = p->qid >= 0 && flexpu_queues_count(m->queues) > 1 &&
+    bool by_queue = m->reclaim != FX_RECLAIM_NEVER && p->qid >= 0 &&
+                    flexpu_queues_count(m->queues) > 1 &&
                     flexpu_queues_usage(m->queues, p->qid) < 1.0 && some_queue_over(m, p->qid);
     if (!by_prio && !by_queue)
         return false;
@@ -1808,6 +1813,22 @@ static bool next_eviction(struct fx_model *m, struct fx_attempt *a)
         return true;
     }
     return false;
+}
+
+void fx_model_set_reclaim(struct fx_model *m, enum fx_reclaim mode)
+{
+    m->reclaim = mode;
+}
+
+int fx_reclaim_parse(const char *s, enum fx_reclaim *mode)
+{
+    static const char *const names[] = {"any", "not-higher-priority", "never"};
+    for (int i = 0; i < 3; i++)
+        if (s && strcmp(s, names[i]) == 0) {
+            *mode = (enum fx_reclaim)i;
+            return 0;
+        }
+    return -1;
 }
 
 void fx_model_evict_done(struct fx_model *m, const char *uid, int rc)

@@ -115,6 +115,22 @@ struct fx_model_stats {
 };
 void fx_model_stats(const struct fx_model *m, struct fx_model_stats *out);
 
+/* Which pods reclaim (a queue under its fair share taking back what
+ * another holds above its own) may evict: any (the default, as KAI-Scheduler
+ * and Volcano do: fairness between queues comes before pod priority), only
+ * pods whose PriorityClass is not above the pod making room
+ * (FX_RECLAIM_NOT_HIGHER: a serving queue's high-priority pods stay), or
+ * none (FX_RECLAIM_NEVER: queues only order who starts next). Priority
+ * preemption is not affected. */
+enum fx_reclaim {
+    FX_RECLAIM_ANY = 0,
+    FX_RECLAIM_NOT_HIGHER,
+    FX_RECLAIM_NEVER,
+};
+void fx_model_set_reclaim(struct fx_model *m, enum fx_reclaim mode);
+/* "any", "not-higher-priority", "never" -> 0 and *mode, or -1. */
+int fx_reclaim_parse(const char *s, enum fx_reclaim *mode);
+
 /* The eviction of FX_EVICT pod `uid` finished: 0 (or FLEXPU_ENOENT: gone)
  * leaves it to the watch to show the pod gone, which lets its preemptor
  * bind once all its victims are; anything else (FLEXPU_EBUSY: a

@@ -660,6 +660,37 @@ static void test_gang_preemption(void **state)
     fx_model_free(m);
 }
 
+/* Reclaim modes: not-higher-priority spares a victim of a higher
+ * PriorityClass than the taker; never takes nothing back. */
+static void test_reclaim_modes(void **state)
+{
+    (void)state;
+    for (int mode = 0; mode < 3; mode++) {
+        struct fx_model *m = model();
+        fx_model_set_reclaim(m, (enum fx_reclaim)mode);
+        add_node(m, "n1", 4);
+        set_queue(m, "a", NULL, 2, FLEXPU_QUEUE_UNLIMITED, 1);
+        set_queue(m, "b", NULL, 2, FLEXPU_QUEUE_UNLIMITED, 1);
+        /* a borrowed all 4 GPUs with high-priority pods; b's pods are low. */
+        for (int i = 0; i < 4; i++) {
+            char uid[8];
+            snprintf(uid, sizeof(uid), "a%d", i);
+            add_prio(m, uid, "a", 1000, i, "n1", i);
+        }
+        add_prio(m, "b0", "b", 0, 10, NULL, 0);
+        struct fx_attempt at;
+        bool nominated = false;
+        while (fx_model_next(m, &at))
+            nominated = nominated || at.outcome == FX_NOMINATE;
+        assert_int_equal(nominated, mode == FX_RECLAIM_ANY);
+        fx_model_free(m);
+    }
+    enum fx_reclaim r;
+    assert_int_equal(fx_reclaim_parse("not-higher-priority", &r), 0);
+    assert_int_equal(r, FX_RECLAIM_NOT_HIGHER);
+    assert_int_equal(fx_reclaim_parse("sometimes", &r), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -682,6 +713,7 @@ int main(void)
         cmocka_unit_test(test_preemption_policy_never),
         cmocka_unit_test(test_reclaim_by_queue),
         cmocka_unit_test(test_gang_preemption),
+        cmocka_unit_test(test_reclaim_modes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
