@@ -5,10 +5,22 @@
 # peers dppeer, fakecri and podresources, into a cache outside the repository,
 # once. Prints the bin directory on stdout.
 #
+# With --peers it also builds the peer schedulers that bench/kube compares
+# flexpu with (optional, never built by CI or the e2e tests): the scheduler of
+# sigs.k8s.io/scheduler-plugins (Coscheduling, CapacityScheduling) as
+# scheduler-plugins, and its CRDs (PodGroup, ElasticQuota) from the same
+# module version into scheduler-plugins-crds/.
+#
 # Versions are pinned by the go.mod/go.sum files under tools/. Each binary
 # remembers the hash of the module that built it, so changing a version
 # rebuilds that binary only and nothing stale is ever used.
 set -euo pipefail
+peers=
+case "${1:-}" in
+  --peers) peers=1 ;;
+  "") ;;
+  *) echo "build-binaries: unknown argument '$1' (only --peers)" >&2; exit 2 ;;
+esac
 here="$(cd "$(dirname "$0")" && pwd)"
 tools="$here/tools"
 cache="${FLEXPU_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/flexpu}"
@@ -99,6 +111,19 @@ if [ ! -f "$bin/kwok-stages/.done" ]; then
      "$src"/pod/fast/pod-complete.yaml "$src"/pod/fast/pod-delete.yaml "$bin/kwok-stages/"
   chmod u+w "$bin/kwok-stages/"*
   touch "$bin/kwok-stages/.done"
+fi
+if [ -n "$peers" ]; then
+  build scheduler-plugins scheduler-plugins sigs.k8s.io/scheduler-plugins/cmd/scheduler
+  # The CRDs its plugins read, from the module version that built it.
+  crds="$bin/scheduler-plugins-crds"
+  crdkey="$(cat "$tools/scheduler-plugins/go.mod" "$tools/scheduler-plugins/go.sum" | sha256sum | cut -c1-16)"
+  if [ "$(cat "$crds/.key" 2>/dev/null)" != "$crdkey" ]; then
+    src="$(cd "$tools/scheduler-plugins" && "$GO" list -m -f '{{.Dir}}' sigs.k8s.io/scheduler-plugins)/config/crd/bases"
+    rm -rf "$crds" && mkdir -p "$crds"
+    cp "$src"/scheduling.x-k8s.io_podgroups.yaml "$src"/scheduling.x-k8s.io_elasticquotas.yaml "$crds/"
+    chmod u+w "$crds/"*
+    echo "$crdkey" > "$crds/.key"
+  fi
 fi
 [ -n "$first_build" ] || echo "build-binaries: done in $((SECONDS - start)) s" >&2
 echo "$bin"
