@@ -12,6 +12,8 @@
 #    other holds nothing;
 #  - a gang one of whose members is already bound (a restart in the middle
 #    of binding it): the missing members go together;
+#  - a scheduler killed (SIGKILL) with five of a gang's eight members bound:
+#    the next leader binds the other three;
 #  - a pod of a higher PriorityClass evicts a lower one through the Eviction
 #    API: the one a PodDisruptionBudget protects stays (its eviction refused,
 #    the preemption undone), the other goes, and the preemptor binds;
@@ -166,6 +168,46 @@ want_bound z 3
 alloc="$(kubectl get pods z1 z2 -o jsonpath='{range .items[*]}{.metadata.annotations.flexpu\.io/allocation}{"\n"}{end}')"
 grep -q 'GPU-n1-0' <<<"$alloc" && fail "a missing member took the bound member's GPU: $alloc"
 pass "a gang with one member already bound (a restart mid-gang): the two missing members go together"
+
+# A scheduler killed in the middle of a gang: an admission policy refuses the
+# bindings of three of its eight members, so five are bound and three wait
+# when the leader dies (SIGKILL: no Lease released, nothing flushed). The
+# next instance waits out the dead one's Lease, counts the five bound
+# members toward min-members and binds the other three, on GPUs of their own.
+reset
+kwok_gpu_node k1 A100 4
+kwok_gpu_node k2 A100 4
+kubectl apply -f - >/dev/null <<'EOF'
+{"apiVersion":"admissionregistration.k8s.io/v1","kind":"ValidatingAdmissionPolicy",
+ "metadata":{"name":"e2e-hold-binds"},
+ "spec":{"failurePolicy":"Fail",
+  "matchConstraints":{"resourceRules":[{"apiGroups":[""],"apiVersions":["v1"],
+    "operations":["CREATE"],"resources":["pods/binding"]}]},
+  "validations":[{"expression":"!(object.metadata.name in ['k5','k6','k7'])",
+    "message":"held by queue_e2e"}]}}
+EOF
+kubectl apply -f - >/dev/null <<'EOF'
+{"apiVersion":"admissionregistration.k8s.io/v1","kind":"ValidatingAdmissionPolicyBinding",
+ "metadata":{"name":"e2e-hold-binds"},
+ "spec":{"policyName":"e2e-hold-binds","validationActions":["Deny"]}}
+EOF
+sleep 2 # the policy takes effect once the API server's informer has it
+for i in 0 1 2 3 4 5 6 7; do qpod "k$i" - 1 gk 8; done
+start_scheduler
+want_bound k 5 30
+grep -q 'held by queue_e2e' "$work/scheduler.log" ||
+  fail "the scheduler did not log the refused bindings"
+stop_scheduler KILL
+kubectl delete validatingadmissionpolicybinding e2e-hold-binds >/dev/null
+kubectl delete validatingadmissionpolicy e2e-hold-binds >/dev/null
+stays_bound k 5 1
+start_scheduler
+want_bound k 8 40 # the dead leader's Lease runs out first (15 s)
+uuids="$(kubectl get pods -o json | jq -r '[.items[] | select(.metadata.name | startswith("k"))
+  | .metadata.annotations["flexpu.io/allocation"] | fromjson | .gpus[].uuid] | sort | .[]')"
+[ "$(wc -l <<<"$uuids")" = 8 ] && [ "$(uniq <<<"$uuids" | wc -l)" = 8 ] ||
+  fail "the gang's 8 members do not hold 8 distinct GPUs: $(tr '\n' ' ' <<<"$uuids")"
+pass "a scheduler killed mid-gang (5 of 8 bound, 3 refused by admission): the next leader binds the other 3 on free GPUs"
 
 # ---- preemption and reclaim ----
 # ppod NAME PRIORITY-CLASS(- none) APP: one whole GPU.
