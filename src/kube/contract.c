@@ -414,6 +414,194 @@ char *fx_node_inv_format(const struct fx_node_inv *inv)
     return s;
 }
 
+/* ---- usage feed ---- */
+
+#define USAGE_FIELD "metadata.annotations[" FX_ANN_NODE_USAGE "]"
+
+/* An integer member in lo..hi; absent is an error too. */
+static int usage_int(json_t *obj, const char *key, const char *field, int64_t lo, int64_t hi,
+                     const char *why, int64_t *out, struct flexpu_error *err)
+{
+    json_t *v = json_object_get(obj, key);
+    char val[64];
+    if (!v)
+        return bad(err, field, "", why);
+    if (!json_is_integer(v)) {
+        char *dump = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+        snprintf(val, sizeof(val), "%s", dump ? dump : "?");
+        free(dump);
+        return bad(err, field, val, why);
+    }
+    json_int_t n = json_integer_value(v);
+    if (n < lo || n > hi) {
+        snprintf(val, sizeof(val), "%lld", (long long)n);
+        return bad(err, field, val, why);
+    }
+    *out = n;
+    return 0;
+}
+
+static int usage_slice(json_t *s, const char *at, struct fx_usage_slice *o,
+                       struct flexpu_error *err)
+{
+    char field[160];
+    int64_t v;
+    snprintf(field, sizeof(field), "%s.pod", at);
+    const char *pod = json_string_value(json_object_get(s, "pod"));
+    if (!pod || !*pod || strlen(pod) >= sizeof(o->pod))
+        return bad(err, field, pod, "must be the pod's UID (1-63 characters)");
+    memcpy(o->pod, pod, strlen(pod) + 1);
+    snprintf(field, sizeof(field), "%s.busy", at);
+    if (usage_int(s, "busy", field, 0, FX_USAGE_BUSY_MAX, "must be 0-1000 (thousandths of the GPU)",
+                  &v, err))
+        return FLEXPU_EINVAL;
+    o->busy = (int)v;
+    snprintf(field, sizeof(field), "%s.memory", at);
+    if (usage_int(s, "memory", field, 0, INT64_MAX, "must be a non-negative integer (bytes)",
+                  &o->mem, err))
+        return FLEXPU_EINVAL;
+    return 0;
+}
+
+static int usage_gpu(json_t *g, size_t i, int ngpu, struct fx_node_usage *out,
+                     struct flexpu_error *err)
+{
+    char at[96], field[128];
+    int64_t idx, v;
+    snprintf(at, sizeof(at), USAGE_FIELD ".gpus[%zu]", i);
+    snprintf(field, sizeof(field), "%s.index", at);
+    if (!json_is_object(g))
+        return bad(err, at, "", "must be an object {index, busy, memory, slices}");
+    char why[96];
+    snprintf(why, sizeof(why), "must be the index of one of the node's %d GPUs (" FX_ANN_NODE_GPUS
+             ")", ngpu);
+    if (usage_int(g, "index", field, 0, ngpu - 1, why, &idx, err))
+        return FLEXPU_EINVAL;
+    struct fx_usage_gpu *o = &out->gpus[idx];
+    if (o->known) {
+        char val[16];
+        snprintf(val, sizeof(val), "%lld", (long long)idx);
+        return bad(err, field, val, "appears twice");
+    }
+    snprintf(field, sizeof(field), "%s.busy", at);
+    if (usage_int(g, "busy", field, 0, FX_USAGE_BUSY_MAX, "must be 0-1000 (thousandths of the GPU)",
+                  &v, err))
+        return FLEXPU_EINVAL;
+    o->busy = (int)v;
+    snprintf(field, sizeof(field), "%s.memory", at);
+    if (usage_int(g, "memory", field, 0, INT64_MAX, "must be a non-negative integer (bytes)",
+                  &o->mem, err))
+        return FLEXPU_EINVAL;
+    json_t *sl = json_object_get(g, "slices");
+    snprintf(field, sizeof(field), "%s.slices", at);
+    if (sl && (!json_is_array(sl) || json_array_size(sl) > FX_USAGE_SLICES_MAX))
+        return bad(err, field, json_is_array(sl) ? "" : "not an array",
+                   "must be an array of at most 32 slices");
+    size_t j;
+    json_t *s;
+    json_array_foreach(sl, j, s)
+    {
+        snprintf(field, sizeof(field), "%s.slices[%zu]", at, j);
+        if (usage_slice(s, field, &o->slices[j], err))
+            return FLEXPU_EINVAL;
+        o->nslices = (int)j + 1;
+    }
+    o->known = true;
+    return 0;
+}
+
+int fx_node_usage_parse(const char *text, int ngpu, struct fx_node_usage *out,
+                        struct flexpu_error *err)
+{
+    memset(out, 0, sizeof(*out));
+    if (!text)
+        return 0;
+    if (ngpu > FLEXPU_MAX_GPUS)
+        ngpu = FLEXPU_MAX_GPUS;
+    json_error_t je;
+    json_t *j = json_loads(text, 0, &je);
+    int64_t v = 0, ts = 0;
+    int rc = 0;
+    json_t *gpus = json_object_get(j, "gpus");
+    if (!json_is_object(j))
+        rc = bad(err, USAGE_FIELD, text, "must be a JSON object {v, ts, gpus}");
+    else if (usage_int(j, "v", USAGE_FIELD ".v", FX_USAGE_VERSION, FX_USAGE_VERSION,
+                       "unsupported version: this scheduler reads version 1", &v, err) ||
+             usage_int(j, "ts", USAGE_FIELD ".ts", 0, INT64_MAX,
+                       "must be a non-negative integer (unix seconds)", &ts, err))
+        rc = FLEXPU_EINVAL;
+    else if (!json_is_array(gpus) || json_array_size(gpus) > FLEXPU_MAX_GPUS)
+        rc = bad(err, USAGE_FIELD ".gpus", json_is_array(gpus) ? "" : "not an array",
+                 "must be an array of at most 16 GPUs");
+    size_t i;
+    json_t *g;
+    json_array_foreach(rc ? NULL : gpus, i, g)
+    {
+        if ((rc = usage_gpu(g, i, ngpu, out, err)))
+            break;
+    }
+    json_decref(j);
+    if (rc)
+        memset(out, 0, sizeof(*out));
+    else
+        out->ts = ts;
+    return rc;
+}
+
+static json_t *usage_entry(const char *key, const char *pod, int i, int busy, int64_t mem,
+                           json_t *slices)
+{
+    json_t *o = json_object();
+    if (!o) {
+        json_decref(slices);
+        return NULL;
+    }
+    int rc = pod ? json_object_set_new(o, key, json_string(pod))
+                 : json_object_set_new(o, key, json_integer(i));
+    rc |= json_object_set_new(o, "busy", json_integer(busy));
+    rc |= json_object_set_new(o, "memory", json_integer((json_int_t)mem));
+    if (slices)
+        rc |= json_object_set_new(o, "slices", slices);
+    if (rc) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+char *fx_node_usage_format(const struct fx_node_usage *u, int ngpu)
+{
+    json_t *top = json_object(), *a = json_array();
+    int rc = !top || !a;
+    for (int i = 0; i < ngpu && i < FLEXPU_MAX_GPUS && !rc; i++) {
+        const struct fx_usage_gpu *g = &u->gpus[i];
+        if (!g->known)
+            continue;
+        json_t *sl = json_array();
+        for (int k = 0; sl && k < g->nslices && k < FX_USAGE_SLICES_MAX && !rc; k++)
+            rc = json_array_append_new(sl, usage_entry("pod", g->slices[k].pod, 0,
+                                                       g->slices[k].busy, g->slices[k].mem, NULL));
+        if (!sl || rc) {
+            json_decref(sl);
+            rc = -1;
+            break;
+        }
+        rc = json_array_append_new(a, usage_entry("index", NULL, i, g->busy, g->mem, sl));
+    }
+    char *s = NULL;
+    if (!rc && top) {
+        rc = json_object_set_new(top, "v", json_integer(FX_USAGE_VERSION));
+        rc |= json_object_set_new(top, "ts", json_integer((json_int_t)u->ts));
+        rc |= json_object_set_new(top, "gpus", a);
+        a = NULL;
+        if (!rc)
+            s = json_dumps(top, JSON_COMPACT);
+    }
+    json_decref(a);
+    json_decref(top);
+    return s;
+}
+
 /* ---- allocation ---- */
 
 int fx_allocation_parse(const char *text, struct fx_allocation *out, struct flexpu_error *err)

@@ -123,6 +123,50 @@ int fx_node_inv_parse(const char *text, struct fx_node_inv *out, struct flexpu_e
 /* Serialises an inventory (the node agent's side); the caller frees with free(). */
 char *fx_node_inv_format(const struct fx_node_inv *inv);
 
+/* The usage feed (docs/KUBERNETES.md, "Usage feed"): what the node agent
+ * measured on each GPU and slice, smoothed, on its Node as the annotation
+ * flexpu.io/gpu-usage, version FX_USAGE_VERSION:
+ *   {"v":1,"ts":UNIX_SECONDS,"gpus":[{"index":I,"busy":B,"memory":M,
+ *     "slices":[{"pod":UID,"busy":B,"memory":M}...]}...]}
+ * index is the GPU's position in flexpu.io/gpus; busy is in thousandths of
+ * the GPU's time (0..1000); memory in bytes; ts is the agent's wall clock
+ * when it wrote the value. A GPU not listed has no measure. */
+#define FX_ANN_NODE_USAGE "flexpu.io/gpu-usage"
+#define FX_USAGE_VERSION 1
+#define FX_USAGE_BUSY_MAX 1000
+/* A GPU has at most this many slices in the feed: the runtime's tenant
+ * records per GPU (runtime/state.h FX_MAX_TENANTS). */
+#define FX_USAGE_SLICES_MAX 32
+#define FX_USAGE_POD_MAX 64 /* a pod UID is 36 characters */
+
+struct fx_usage_slice {
+    char pod[FX_USAGE_POD_MAX]; /* the pod UID (the runtime's tenant name) */
+    int busy;                   /* thousandths */
+    int64_t mem;                /* bytes */
+};
+struct fx_usage_gpu {
+    bool known;  /* listed in the annotation */
+    int busy;    /* thousandths */
+    int64_t mem; /* bytes */
+    int nslices;
+    struct fx_usage_slice slices[FX_USAGE_SLICES_MAX];
+};
+struct fx_node_usage {
+    int64_t ts; /* unix seconds, the agent's clock */
+    struct fx_usage_gpu gpus[FLEXPU_MAX_GPUS]; /* by inventory index */
+};
+
+/* Parses flexpu.io/gpu-usage for a node whose inventory has `ngpu` GPUs
+ * (an index at or beyond it is refused). NULL text: nothing known (ts 0).
+ * FLEXPU_EINVAL naming the field and the value for malformed JSON, another
+ * version, a busy outside 0..1000, a negative memory, an unknown or repeated
+ * GPU index, or a slice without a pod UID; *out is then all unknown. */
+int fx_node_usage_parse(const char *text, int ngpu, struct fx_node_usage *out,
+                        struct flexpu_error *err);
+/* Serialises (compact JSON; GPUs with known set, in index order); the caller
+ * frees with free(). NULL when out of memory. */
+char *fx_node_usage_format(const struct fx_node_usage *u, int ngpu);
+
 /* The allocation annotation: the GPUs (by UUID and index on the node) and
  * the share of each. */
 struct fx_alloc_gpu {

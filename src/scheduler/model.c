@@ -134,6 +134,11 @@ struct node {
     bool seen;          /* the Node object exists (else a record holding its pods) */
     struct pod *pods;   /* pods bound here */
     int64_t holds[FLEXPU_MAX_GPUS]; /* allocations that fence unhealthy GPUs */
+    /* Measured use (flexpu.io/gpu-usage, fx_model_gpu_use): as of use_ts,
+     * the agent's unix seconds (0: none); use_busy -1: GPU not measured. */
+    int64_t use_ts;
+    int16_t use_busy[FLEXPU_MAX_GPUS];
+    int64_t use_mem[FLEXPU_MAX_GPUS];
 };
 
 /* Beyond this many nodes with freed capacity between two wake-ups, every
@@ -811,6 +816,28 @@ static void node_in(struct fx_model *m, struct node *n, const struct fx_node_att
     capacity_freed(m, n->id); /* new to the engine: its capacity too */
 }
 
+/* The node's measured use, from flexpu.io/gpu-usage as parsed. */
+static void use_set(struct node *n, const struct fx_node_usage *u)
+{
+    n->use_ts = u->ts;
+    for (int g = 0; g < FLEXPU_MAX_GPUS; g++) {
+        n->use_busy[g] = (int16_t)(u->gpus[g].known ? u->gpus[g].busy : -1);
+        n->use_mem[g] = u->gpus[g].mem;
+    }
+}
+
+bool fx_model_gpu_use(const struct fx_model *m, const char *node, int gpu, int64_t now_s,
+                      struct fx_gpu_use *out)
+{
+    const struct node *n = fx_strmap_get(&m->nodes, node);
+    if (!n || !n->seen || gpu < 0 || gpu >= n->inv.ngpu || n->use_ts <= 0 ||
+        n->use_busy[gpu] < 0 || now_s - n->use_ts > FX_USAGE_STALE_S ||
+        n->use_ts - now_s > FX_USAGE_SKEW_S)
+        return false;
+    *out = (struct fx_gpu_use){.busy = n->use_busy[gpu], .mem = n->use_mem[gpu], .ts = n->use_ts};
+    return true;
+}
+
 void fx_model_node_event(struct fx_model *m, enum kube_event ev, json_t *obj)
 {
     if (ev == KUBE_SYNC_BEGIN || ev == KUBE_SYNC_END)
@@ -839,6 +866,9 @@ void fx_model_node_event(struct fx_model *m, enum kube_event ev, json_t *obj)
         FX_WARN(COMP, "node GPU inventory ignored", "node=%s error=\"%s\"", name, err.msg);
         memset(&inv, 0, sizeof(inv));
     }
+    struct fx_node_usage use;
+    if (fx_node_usage_parse(kube_annotation(obj, FX_ANN_NODE_USAGE), inv.ngpu, &use, &err))
+        FX_WARN(COMP, "node GPU usage ignored", "node=%s error=\"%s\"", name, err.msg);
     int64_t cpu, mem;
     if (fx_node_allocatable(obj, &cpu, &mem, &err)) {
         FX_WARN(COMP, "node allocatable ignored", "node=%s error=\"%s\"", name, err.msg);
@@ -855,7 +885,8 @@ void fx_model_node_event(struct fx_model *m, enum kube_event ev, json_t *obj)
     if (n && n->id >= 0 && !cordoned && n->cpu_milli == cpu && n->mem_bytes == mem &&
         n->attrs_hash == attrs.hash && memcmp(&n->inv, &inv, sizeof(inv)) == 0) {
         fx_node_attrs_free(&attrs);
-        return; /* a status heartbeat: nothing we model changed */
+        use_set(n, &use);
+        return; /* a status heartbeat or a usage update: the engine's nodes are unchanged */
     }
     if (!n && !(n = node_record(m, name))) {
         fx_node_attrs_free(&attrs);
@@ -868,6 +899,7 @@ void fx_model_node_event(struct fx_model *m, enum kube_event ev, json_t *obj)
     n->cordoned = cordoned;
     n->attrs_hash = attrs.hash;
     n->seen = true;
+    use_set(n, &use);
     node_in(m, n, &attrs);
     fx_node_attrs_free(&attrs);
 }

@@ -161,6 +161,27 @@ int fx_model_queue_count(const struct fx_model *m);
 int fx_model_queue_find(const struct fx_model *m, const char *name); /* -1: none */
 bool fx_model_queue_get(struct fx_model *m, int id, struct flexpu_queue_status *out);
 
+/* ---- measured use (docs/KUBERNETES.md, "Usage feed") ----
+ *
+ * What each node's agent measured on its GPUs (flexpu.io/gpu-usage), kept
+ * per GPU with the agent's timestamp, for opportunistic placement; it
+ * changes nothing in the engine. The agent writes on change and at least
+ * every 60 s (node/usage.h FX_USAGE_REFRESH_S), so a measure older than
+ * FX_USAGE_STALE_S (three refreshes) means the agent stopped: unknown. A
+ * timestamp more than FX_USAGE_SKEW_S ahead of the scheduler's clock is
+ * not believed either (a node's clock far off). */
+#define FX_USAGE_STALE_S 180
+#define FX_USAGE_SKEW_S 30
+struct fx_gpu_use {
+    int busy;    /* thousandths of the GPU's time, smoothed */
+    int64_t mem; /* bytes in use, smoothed */
+    int64_t ts;  /* unix seconds, the agent's clock */
+};
+/* GPU `gpu` (its index in the node's inventory) of node `node` at now_s
+ * (unix seconds): true and *out when measured and fresh. */
+bool fx_model_gpu_use(const struct fx_model *m, const char *node, int gpu, int64_t now_s,
+                      struct fx_gpu_use *out);
+
 /* Engine invariants (tests). */
 int fx_model_check(const struct fx_model *m, struct flexpu_error *err);
 
