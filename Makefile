@@ -115,11 +115,13 @@ test: unit asan fuzz conformance image-test
 # from make image's image when there is one. queue_crd_e2e.sh checks the Queue
 # CRD's schema and the scheduler's eviction, nomination and queue status
 # calls (test/e2e/kube_call.c) with its service account; queue_e2e.sh, the
-# scheduler's queues (guarantees, borrowing, limits) and gangs (all or none).
+# scheduler's queues (guarantees, borrowing, limits) and gangs (all or none);
+# usage_e2e.sh, the node agent's usage feed (flexpu.io/gpu-usage).
 e2e: build
 	@test/e2e/scheduler_e2e.sh $(BUILD)
 	@test/e2e/rules_e2e.sh $(BUILD)
 	@test/e2e/node_e2e.sh $(BUILD)
+	@test/e2e/usage_e2e.sh $(BUILD)
 	@test/e2e/kubelet_e2e.sh $(BUILD)
 	@test/e2e/admission_e2e.sh $(BUILD)
 	@test/e2e/queue_crd_e2e.sh $(BUILD)

@@ -12,6 +12,9 @@
  *    shared state directory on the host, which Allocate mounts into the
  *    containers.
  *  - Serves Prometheus metrics from the runtime's shared state (metrics.c).
+ *  - Publishes each GPU's and slice's measured use on its Node, at most
+ *    once per 10 s and only on change (usage.c, annotation
+ *    flexpu.io/gpu-usage).
  *
  * Threads: the pod watch (pods bound to this node) feeds the plugin; the
  * gRPC server has its own; the main thread checks health and the kubelet
@@ -37,6 +40,7 @@
 #include "util/promserve.h"
 #include "node/plugin.h"
 #include "node/slices.h"
+#include "node/usage.h"
 
 #define COMP "node"
 #define ENDPOINT "flexpu-gpu.sock"
@@ -463,6 +467,15 @@ int main(int argc, char **argv)
     FX_INFO(COMP, "starting", "node=%s gpus=%d root=%s device_plugin_dir=%s metrics_port=%d",
             a.node, a.ngpu, a.root, a.dp_dir, metrics_port);
 
+    int64_t gpu_mem[FLEXPU_MAX_GPUS];
+    for (int i = 0; i < a.ngpu; i++)
+        gpu_mem[i] = a.gpus[i].mem_bytes;
+    struct fx_usage *use = fx_usage_new(a.ngpu, gpu_mem);
+    struct fx_usage_obs_gpu *use_obs = calloc((size_t)a.ngpu + 1, sizeof(*use_obs));
+    if (!use || !use_obs) {
+        fprintf(stderr, "flexpu-node: out of memory\n");
+        return 1;
+    }
     bool published = false;
     int64_t tick = 0;
     while (!stop_flag) {
@@ -504,6 +517,11 @@ int main(int argc, char **argv)
                         err.msg);
             }
         }
+        /* After the inventory: the scheduler reads GPU indices against it. */
+        if (published &&
+            fx_usage_tick(use, a.client, a.node, state_dir, ledger_root, a.gpus, a.ngpu, use_obs,
+                          &err) < 0) /* tried at most once per 10 s */
+            FX_WARN(COMP, "cannot publish the GPU usage; will retry", "error=\"%s\"", err.msg);
         tick++;
         sleep(1);
     }
@@ -511,6 +529,8 @@ int main(int argc, char **argv)
     fx_grpc_server_stop(a.grpc);
     pthread_join(wa.tid, NULL);
     fx_metrics_stop(ms);
+    fx_usage_free(use);
+    free(use_obs);
     fx_plugin_free(a.plugin);
     kube_client_free(a.client);
     fx_nvml_close(a.nvml);

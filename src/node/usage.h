@@ -1,0 +1,115 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The usage feed (docs/KUBERNETES.md, "Usage feed"): the node agent
+ * measures, once a second, how busy each GPU and each slice is and how much
+ * memory they hold, smooths it, and publishes it on its Node as the
+ * annotation flexpu.io/gpu-usage (kube/contract.h) at a bounded rate, for
+ * the scheduler's opportunistic placement.
+ *
+ * What a sample is (per slice, over the interval since the previous one):
+ *  - the GPU time the runtime's arbiter charged the slice (gpu_time_ns in
+ *    the shared state; charged at each hand-over while tenants contend),
+ *    over the wall time;
+ *  - but a slice that was active in the interval (a process of it
+ *    launched, or had work in flight) is charged at least the GPU time no
+ *    other slice was charged: a tenant alone on its GPU launches on the
+ *    fast path, which the arbiter does not time, so alone it counts as busy
+ *    for the whole interval. The sample is thus an upper bound of the true
+ *    duty cycle at one-second resolution: a GPU is called idle only when
+ *    nothing launched on it.
+ * A GPU's sample is the sum of its slices', at most 1. Memory is what the
+ * slices' ledgers hold (runtime/ledger.h), bounded by the GPU's memory.
+ *
+ * Smoothing: an exponentially weighted mean with a short time constant when
+ * the sample is above it and a long one when below (FX_USAGE_TAU_UP_S,
+ * FX_USAGE_TAU_DOWN_S): use that rises is seen within seconds, and a GPU
+ * has to stay idle for minutes to look idle. Memory rises at once and falls
+ * with the long constant.
+ *
+ * Writing: at most once per FX_USAGE_MIN_INTERVAL_S, and only when a value
+ * moved by FX_USAGE_BUSY_DELTA or FX_USAGE_MEM_DELTA since the last write or
+ * a slice came or went; and at least every FX_USAGE_REFRESH_S, so that the
+ * scheduler can tell a stopped agent from an unchanged GPU.
+ *
+ * The tracker (fx_usage_new ... fx_usage_written) does no I/O and reads no
+ * clock: time is an argument, so the tests drive it. */
+#ifndef FX_NODE_USAGE_H
+#define FX_NODE_USAGE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "flexpu/error.h"
+#include "kube/contract.h"
+#include "kube/kube.h"
+#include "node/gpus.h"
+
+#define FX_USAGE_TAU_UP_S 5
+#define FX_USAGE_TAU_DOWN_S 60
+#define FX_USAGE_MIN_INTERVAL_S 10
+#define FX_USAGE_REFRESH_S 60
+#define FX_USAGE_BUSY_DELTA 50                      /* thousandths of the GPU */
+#define FX_USAGE_MEM_DELTA (256LL * 1024 * 1024)    /* bytes */
+
+/* One slice as read from the runtime's files at one instant. */
+struct fx_usage_obs_slice {
+    char pod[FX_USAGE_POD_MAX]; /* the tenant's name: its pod UID */
+    uint64_t gpu_time_ns;       /* the arbiter's counter */
+    uint64_t activity;          /* moves whenever a process of it launches */
+    bool inflight;              /* a live process has work on the GPU now */
+    int64_t mem;                /* bytes its ledgers hold */
+};
+
+struct fx_usage_obs_gpu {
+    /* The state file is there but could not be read (a tenant can put
+     * anything under its name): the GPU's use is then unknown, never 0. */
+    bool failed;
+    int nslices;
+    struct fx_usage_obs_slice slices[FX_USAGE_SLICES_MAX];
+};
+
+struct fx_usage;
+
+/* A tracker for `ngpu` GPUs whose memory sizes (bytes) are mem_bytes[i].
+ * NULL when out of memory. */
+struct fx_usage *fx_usage_new(int ngpu, const int64_t *mem_bytes);
+void fx_usage_free(struct fx_usage *u);
+
+/* One observation of every GPU (obs[0..ngpu)) at now_ns (monotonic). The
+ * first only sets the baselines; each later one updates the means with the
+ * samples of the interval since the previous. Counters that went backwards
+ * (a record reused, or written by a tenant) give a zero sample and a new
+ * baseline. */
+void fx_usage_observe(struct fx_usage *u, uint64_t now_ns, const struct fx_usage_obs_gpu *obs);
+
+/* Whether the feed should be written at now_ns (see above). */
+bool fx_usage_due(const struct fx_usage *u, uint64_t now_ns);
+
+/* The smoothed values now, stamped wall_s (unix seconds). */
+void fx_usage_current(const struct fx_usage *u, int64_t wall_s, struct fx_node_usage *out);
+
+/* A write was tried at now_ns: `published` is what the Node now holds, or
+ * NULL when the write failed (the next try waits FX_USAGE_MIN_INTERVAL_S
+ * all the same, so a failing API server is not called every second). */
+void fx_usage_written(struct fx_usage *u, uint64_t now_ns, const struct fx_node_usage *published);
+
+/* Writes made so far (for the log and the tests). */
+uint64_t fx_usage_writes(const struct fx_usage *u);
+
+/* Reads one GPU's slices from <state_dir>/<uuid>.state and the ledgers
+ * under ledger_root (NULL: none). Everything in those files is written by
+ * tenants: names that are not 1-63 characters of [A-Za-z0-9._-] are
+ * skipped, memory is bounded by mem_bytes, at most FX_USAGE_SLICES_MAX
+ * slices. No state file yet is no slices, not an error; another error
+ * names the path (*out then holds what the ledgers gave). */
+int fx_usage_read_gpu(const char *state_dir, const char *ledger_root, const char *uuid,
+                      int64_t mem_bytes, struct fx_usage_obs_gpu *out, struct flexpu_error *err);
+
+/* One tick of the agent (once a second): reads every GPU, observes, and
+ * when due merge-patches flexpu.io/gpu-usage on Node `node`. `obs` is
+ * scratch space for ngpu GPUs. Returns 1 when it wrote, 0 when nothing was
+ * due, or the error of a failed write. */
+int fx_usage_tick(struct fx_usage *u, struct kube_client *c, const char *node,
+                  const char *state_dir, const char *ledger_root, const struct fx_node_gpu *gpus,
+                  int ngpu, struct fx_usage_obs_gpu *obs, struct flexpu_error *err);
+
+#endif

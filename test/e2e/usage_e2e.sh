@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# End-to-end test of the usage feed (issue 16, docs/KUBERNETES.md "Usage
+# feed") on a real API server (test/cluster):
+#  - flexpu-node, on the fake NVML with 2 GPUs, publishes flexpu.io/gpu-usage
+#    on its kwok Node (version 1, every GPU listed, idle);
+#  - nothing changing, the annotation is not written again (15 s);
+#  - a tenant's process, with the runtime library on the fake driver, holds
+#    2 GiB and launches kernels on GPU 0 for 30 s: the busy GPU, its slice
+#    (the tenant's name) and the memory, fed through the runtime's state file
+#    and ledger, show on the Node within 15 s; GPU 1 stays idle;
+#  - while the use changes, at most one write per 10 s.
+#
+#   usage_e2e.sh BUILD_DIR
+E2E_NAME=usage-e2e E2E_LOGS="node.log client.log"
+# shellcheck source=test/e2e/lib.sh
+. "$(dirname "$0")/lib.sh"
+e2e_up
+
+kubectl create -f - >/dev/null <<EOF
+{"apiVersion":"v1","kind":"Node","metadata":{"name":"gpu-u","labels":{"type":"kwok"},
+ "annotations":{"kwok.x-k8s.io/node":"fake"}},
+ "status":{"allocatable":{"cpu":"64","memory":"512Gi","pods":"110"},
+  "capacity":{"cpu":"64","memory":"512Gi","pods":"110"}}}
+EOF
+mkdir -p "$work/dp" "$work/fake"
+export FAKECUDA_DEVICES=2 FAKECUDA_TOTAL_MEM=$((80 * 1073741824))
+"$build/flexpu-node" --node-name gpu-u \
+  --nvml-library "$build/test/fakecuda/libnvidia-ml.so.1" \
+  --device-plugin-dir "$work/dp" --pod-resources-socket "$work/podresources.sock" \
+  --root "$work/root" --runtime-library "" --size-limits off --metrics-port 0 \
+  --log-level debug >"$work/node.log" 2>&1 &
+pids+=($!)
+
+usage() { kubectl get node gpu-u -o jsonpath='{.metadata.annotations.flexpu\.io/gpu-usage}'; }
+has_usage() { test -n "$(usage)"; }
+writes() { grep -c 'msg="usage published"' "$work/node.log" || true; }
+
+wait_for 20 "flexpu-node published no usage" has_usage
+u="$(usage)"
+[ "$(jq -r .v <<<"$u")" = 1 ] || fail "version: $u"
+[ "$(jq '.gpus | length' <<<"$u")" = 2 ] || fail "want 2 GPUs: $u"
+[ "$(jq '[.gpus[].busy] | add' <<<"$u")" = 0 ] || fail "idle GPUs are busy: $u"
+pass "flexpu-node publishes flexpu.io/gpu-usage: version 1, 2 GPUs, idle"
+
+ts="$(jq .ts <<<"$u")"
+w="$(writes)"
+sleep 15
+[ "$(jq .ts <<<"$(usage)")" = "$ts" ] || fail "rewritten with nothing changed: was ts $ts, now $(usage)"
+[ "$(writes)" = "$w" ] || fail "the agent wrote $(($(writes) - w)) times with nothing changed"
+pass "nothing changed for 15 s: not written again"
+
+# The owner: a tenant holding 2 GiB on GPU 0 and keeping it busy for 30 s.
+mkdir -p "$work/root/ledger/owner"
+w0="$(writes)"
+printf 'init\nctx 0\nalloc 2147483648\nburn 200 30000\nexit\n' |
+  env LD_PRELOAD="$build/libflexpu-cuda.so" LD_LIBRARY_PATH="$build/test/fakecuda" \
+    FLEXPU_STATE_DIR="$work/root/state" FLEXPU_LEDGER_DIR="$work/root/ledger/owner" \
+    FAKECUDA_DIR="$work/fake" FLEXPU_CONTEXT_OVERHEAD=0 FLEXPU_TENANT=owner-uid \
+    "$build/test/runtime/cuda_client" >"$work/client.log" 2>&1 &
+client=$!
+pids+=("$client")
+start=$SECONDS
+busy0() { [ "$(jq '.gpus[] | select(.index == 0) | .busy' <<<"$(usage)")" -ge 500 ]; }
+wait_for 15 "GPU 0's use did not reach the Node" busy0
+took=$((SECONDS - start))
+u="$(usage)"
+[ "$(jq -r '.gpus[0].slices[0].pod' <<<"$u")" = owner-uid ] || fail "slice: $u"
+[ "$(jq '.gpus[0].memory' <<<"$u")" -ge 2147483648 ] || fail "GPU 0 memory: $u"
+[ "$(jq '.gpus[0].slices[0].memory' <<<"$u")" -ge 2147483648 ] || fail "slice memory: $u"
+[ "$(jq '.gpus[1].busy' <<<"$u")" = 0 ] || fail "GPU 1 is busy: $u"
+pass "a tenant's kernels on GPU 0 show on the Node in ${took} s (busy $(jq '.gpus[0].busy' <<<"$u")/1000, 2 GiB, its slice)"
+
+wait "$client" || fail "the client failed: $(cat "$work/client.log")"
+grep -q '^ok [0-9]' <(tail -n 2 "$work/client.log") || fail "burn: $(cat "$work/client.log")"
+elapsed=$((SECONDS - start))
+n=$(($(writes) - w0))
+[ "$n" -le $((elapsed / 10 + 1)) ] || fail "$n writes in ${elapsed} s: more than one per 10 s"
+pass "while the use changed: $n writes in ${elapsed} s (at most one per 10 s)"
