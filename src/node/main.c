@@ -17,8 +17,8 @@
  *    flexpu.io/gpu-usage).
  *
  * Threads: the pod watch (pods bound to this node) feeds the plugin; the
- * gRPC server has its own; the main thread checks health and the kubelet
- * once a second. */
+ * gRPC server has its own, and so has the usage feed; the main thread
+ * checks health and the kubelet once a second. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -467,15 +467,9 @@ int main(int argc, char **argv)
     FX_INFO(COMP, "starting", "node=%s gpus=%d root=%s device_plugin_dir=%s metrics_port=%d",
             a.node, a.ngpu, a.root, a.dp_dir, metrics_port);
 
-    int64_t gpu_mem[FLEXPU_MAX_GPUS];
-    for (int i = 0; i < a.ngpu; i++)
-        gpu_mem[i] = a.gpus[i].mem_bytes;
-    struct fx_usage *use = fx_usage_new(a.ngpu, gpu_mem);
-    struct fx_usage_obs_gpu *use_obs = calloc((size_t)a.ngpu + 1, sizeof(*use_obs));
-    if (!use || !use_obs) {
-        fprintf(stderr, "flexpu-node: out of memory\n");
-        return 1;
-    }
+    struct fx_usage_feed *feed = NULL;
+    struct fx_usage_feed_config fc = {.kube = &a.cfg, .node = a.node, .state_dir = state_dir,
+                                      .ledger_root = ledger_root, .gpus = a.gpus, .ngpu = a.ngpu};
     bool published = false;
     int64_t tick = 0;
     while (!stop_flag) {
@@ -518,10 +512,8 @@ int main(int argc, char **argv)
             }
         }
         /* After the inventory: the scheduler reads GPU indices against it. */
-        if (published &&
-            fx_usage_tick(use, a.client, a.node, state_dir, ledger_root, a.gpus, a.ngpu, use_obs,
-                          &err) < 0) /* tried at most once per 10 s */
-            FX_WARN(COMP, "cannot publish the GPU usage; will retry", "error=\"%s\"", err.msg);
+        if (published && !feed && !(feed = fx_usage_feed_start(&fc, &err)) && tick % 10 == 0)
+            FX_WARN(COMP, "cannot start the usage feed; will retry", "error=\"%s\"", err.msg);
         tick++;
         sleep(1);
     }
@@ -529,8 +521,7 @@ int main(int argc, char **argv)
     fx_grpc_server_stop(a.grpc);
     pthread_join(wa.tid, NULL);
     fx_metrics_stop(ms);
-    fx_usage_free(use);
-    free(use_obs);
+    fx_usage_feed_stop(feed);
     fx_plugin_free(a.plugin);
     kube_client_free(a.client);
     fx_nvml_close(a.nvml);

@@ -3,6 +3,7 @@
  * the reader of the runtime's files and the agent's tick (see usage.h). */
 #include "node/usage.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,15 +125,31 @@ static void observe_gpu(struct track_gpu *t, double dt, const struct fx_usage_ob
         x->gpu_time_ns = s->gpu_time_ns;
         x->activity = s->activity;
         x->busy = old[k] && dt > 0 ? ewma(old[k]->busy, sample, dt) : sample;
-        x->mem = old[k] && dt > 0 ? ewma_mem(old[k]->mem, mem, dt) : mem;
+        if (!o->have_mem)
+            x->mem = old[k] ? old[k]->mem : 0; /* not read this time */
+        else
+            x->mem = old[k] && dt > 0 ? ewma_mem(old[k]->mem, mem, dt) : mem;
         gpu_sample += sample;
         gpu_mem += mem;
+    }
+    /* Without the ledgers, a slice known only from them is not gone: it
+     * stays (idle here) until they are read again. */
+    for (int j = 0; !o->have_mem && j < t->n && n < FX_USAGE_SLICES_MAX; j++) {
+        bool seen = false;
+        for (int k = 0; k < n && !seen; k++)
+            seen = strcmp(next[k].pod, t->s[j].pod) == 0;
+        if (!seen) {
+            next[n] = t->s[j];
+            next[n].busy = dt > 0 ? ewma(t->s[j].busy, 0, dt) : 0;
+            n++;
+        }
     }
     gpu_sample = clamp01(gpu_sample);
     if (gpu_mem > (double)t->cap)
         gpu_mem = (double)t->cap;
     t->busy = dt > 0 ? ewma(t->busy, gpu_sample, dt) : gpu_sample;
-    t->mem = dt > 0 ? ewma_mem(t->mem, gpu_mem, dt) : gpu_mem;
+    if (o->have_mem)
+        t->mem = dt > 0 ? ewma_mem(t->mem, gpu_mem, dt) : gpu_mem;
     /* Slices that are gone leave the GPU with their use. */
     memcpy(t->s, next, (size_t)n * sizeof(next[0]));
     t->n = n;
@@ -340,6 +357,7 @@ int fx_usage_read_gpu(const char *state_dir, const char *ledger_root, const char
         }
     }
     out->failed = rc != 0;
+    out->have_mem = ledger_root != NULL;
     if (ledger_root)
         fx_ledger_scan(ledger_root, uuid, ledger_mem, ledger_skip, out);
     for (int k = 0; k < out->nslices; k++)
@@ -348,7 +366,18 @@ int fx_usage_read_gpu(const char *state_dir, const char *ledger_root, const char
     return rc;
 }
 
-/* ---- the agent's tick ---- */
+/* ---- the agent's feed ---- */
+
+struct fx_usage_feed {
+    struct fx_usage *u;
+    struct kube_client *client;
+    char node[256], state_dir[512], ledger_root[512];
+    int ngpu;
+    struct fx_node_gpu gpus[FLEXPU_MAX_GPUS];
+    struct fx_usage_obs_gpu obs[FLEXPU_MAX_GPUS];
+    int stop; /* atomic */
+    pthread_t tid;
+};
 
 static int patch_usage(struct kube_client *c, const char *node, const char *text,
                        struct flexpu_error *err)
@@ -366,33 +395,93 @@ static int patch_usage(struct kube_client *c, const char *node, const char *text
     return rc;
 }
 
-int fx_usage_tick(struct fx_usage *u, struct kube_client *c, const char *node,
-                  const char *state_dir, const char *ledger_root, const struct fx_node_gpu *gpus,
-                  int ngpu, struct fx_usage_obs_gpu *obs, struct flexpu_error *err)
+/* Writes what is due; 0 or the error of a failed write. */
+static int publish(struct fx_usage_feed *f, uint64_t now, struct flexpu_error *err)
 {
-    for (int i = 0; i < ngpu && i < u->ngpu; i++) {
-        struct flexpu_error e = {0};
-        if (fx_usage_read_gpu(state_dir, ledger_root, gpus[i].uuid, gpus[i].mem_bytes, &obs[i],
-                              &e))
-            FX_DEBUG(COMP, "state file unreadable: the GPU's use is unknown", "uuid=%s error=\"%s\"",
-                     gpus[i].uuid, e.msg);
-    }
-    uint64_t now = fx_mono_ns();
-    fx_usage_observe(u, now, obs);
-    if (!fx_usage_due(u, now))
-        return 0;
     struct fx_node_usage *cur = fx_malloc(sizeof(*cur));
     if (!cur)
         return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory");
-    fx_usage_current(u, (int64_t)time(NULL), cur);
-    char *text = fx_node_usage_format(cur, u->ngpu);
-    int rc = text ? patch_usage(c, node, text, err)
+    fx_usage_current(f->u, (int64_t)time(NULL), cur);
+    char *text = fx_node_usage_format(cur, f->ngpu);
+    int rc = text ? patch_usage(f->client, f->node, text, err)
                   : flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory");
-    fx_usage_written(u, now, rc == 0 ? cur : NULL);
+    fx_usage_written(f->u, now, rc == 0 ? cur : NULL);
     if (rc == 0)
-        FX_DEBUG(COMP, "usage published", "node=%s writes=%llu bytes=%zu", node,
-                 (unsigned long long)u->writes, strlen(text));
+        FX_DEBUG(COMP, "usage published", "node=%s writes=%llu bytes=%zu", f->node,
+                 (unsigned long long)f->u->writes, strlen(text));
     free(text);
     fx_free(cur);
-    return rc == 0 ? 1 : rc;
+    return rc;
+}
+
+static void *feed_main(void *p)
+{
+    struct fx_usage_feed *f = p;
+    for (unsigned n = 0; !__atomic_load_n(&f->stop, __ATOMIC_ACQUIRE); n++) {
+        const char *ledgers = n % FX_USAGE_MEM_EVERY == 0 ? f->ledger_root : NULL;
+        for (int i = 0; i < f->ngpu; i++) {
+            struct flexpu_error e = {0};
+            if (fx_usage_read_gpu(f->state_dir, ledgers, f->gpus[i].uuid, f->gpus[i].mem_bytes,
+                                  &f->obs[i], &e) &&
+                ledgers)
+                FX_DEBUG(COMP, "state file unreadable: the GPU's use is unknown",
+                         "uuid=%s error=\"%s\"", f->gpus[i].uuid, e.msg);
+        }
+        uint64_t now = fx_mono_ns();
+        fx_usage_observe(f->u, now, f->obs);
+        struct flexpu_error err = {0};
+        /* Tried at most once per FX_USAGE_MIN_INTERVAL_S: each failure is said. */
+        if (fx_usage_due(f->u, now) && publish(f, now, &err))
+            FX_WARN(COMP, "cannot publish the GPU usage; will retry", "node=%s error=\"%s\"",
+                    f->node, err.msg);
+        struct timespec ts = {0, FX_USAGE_SAMPLE_MS * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return NULL;
+}
+
+struct fx_usage_feed *fx_usage_feed_start(const struct fx_usage_feed_config *c,
+                                          struct flexpu_error *err)
+{
+    struct fx_usage_feed *f = fx_calloc(1, sizeof(*f));
+    if (!f) {
+        flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory");
+        return NULL;
+    }
+    f->ngpu = c->ngpu < 0 ? 0 : c->ngpu > FLEXPU_MAX_GPUS ? FLEXPU_MAX_GPUS : c->ngpu;
+    memcpy(f->gpus, c->gpus, (size_t)f->ngpu * sizeof(f->gpus[0]));
+    snprintf(f->node, sizeof(f->node), "%s", c->node);
+    snprintf(f->state_dir, sizeof(f->state_dir), "%s", c->state_dir);
+    snprintf(f->ledger_root, sizeof(f->ledger_root), "%s", c->ledger_root);
+    int64_t mem[FLEXPU_MAX_GPUS];
+    for (int i = 0; i < f->ngpu; i++)
+        mem[i] = f->gpus[i].mem_bytes;
+    f->u = fx_usage_new(f->ngpu, mem);
+    if (!f->u) {
+        flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory");
+        fx_free(f);
+        return NULL;
+    }
+    /* Its own client: the main thread's is busy with the inventory. */
+    f->client = kube_client_new(c->kube, "flexpu-node", err);
+    if (!f->client || pthread_create(&f->tid, NULL, feed_main, f) != 0) {
+        if (f->client)
+            flexpu_error_set(err, FLEXPU_EIO, "cannot start the usage feed's thread");
+        kube_client_free(f->client);
+        fx_usage_free(f->u);
+        fx_free(f);
+        return NULL;
+    }
+    return f;
+}
+
+void fx_usage_feed_stop(struct fx_usage_feed *f)
+{
+    if (!f)
+        return;
+    __atomic_store_n(&f->stop, 1, __ATOMIC_RELEASE);
+    pthread_join(f->tid, NULL);
+    kube_client_free(f->client);
+    fx_usage_free(f->u);
+    fx_free(f);
 }

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The usage feed (docs/KUBERNETES.md, "Usage feed"): the node agent
- * measures, once a second, how busy each GPU and each slice is and how much
- * memory they hold, smooths it, and publishes it on its Node as the
- * annotation flexpu.io/gpu-usage (kube/contract.h) at a bounded rate, for
- * the scheduler's opportunistic placement.
+ * measures, every FX_USAGE_SAMPLE_MS, how busy each GPU and each slice is
+ * (and every FX_USAGE_MEM_EVERY samples how much memory they hold), smooths
+ * it, and publishes it on its Node as the annotation flexpu.io/gpu-usage
+ * (kube/contract.h) at a bounded rate, for the scheduler's opportunistic
+ * placement.
  *
  * What a sample is (per slice, over the interval since the previous one):
  *  - the GPU time the runtime's arbiter charged the slice (gpu_time_ns in
@@ -14,7 +15,7 @@
  *    other slice was charged: a tenant alone on its GPU launches on the
  *    fast path, which the arbiter does not time, so alone it counts as busy
  *    for the whole interval. The sample is thus an upper bound of the true
- *    duty cycle at one-second resolution: a GPU is called idle only when
+ *    duty cycle at the sampling resolution: a GPU is called idle only when
  *    nothing launched on it.
  * A GPU's sample is the sum of its slices', at most 1. Memory is what the
  * slices' ledgers hold (runtime/ledger.h), bounded by the GPU's memory.
@@ -43,6 +44,8 @@
 #include "kube/kube.h"
 #include "node/gpus.h"
 
+#define FX_USAGE_SAMPLE_MS 100 /* a 20 ms burst every 5 s reads 2%, not 20% */
+#define FX_USAGE_MEM_EVERY 10   /* the ledgers (a directory walk) once a second */
 #define FX_USAGE_TAU_UP_S 5
 #define FX_USAGE_TAU_DOWN_S 60
 #define FX_USAGE_MIN_INTERVAL_S 10
@@ -63,6 +66,9 @@ struct fx_usage_obs_gpu {
     /* The state file is there but could not be read (a tenant can put
      * anything under its name): the GPU's use is then unknown, never 0. */
     bool failed;
+    /* The ledgers were read: slices' memory is known. Without, memory
+     * keeps its last value and slices not seen in the state are kept. */
+    bool have_mem;
     int nslices;
     struct fx_usage_obs_slice slices[FX_USAGE_SLICES_MAX];
 };
@@ -95,21 +101,31 @@ void fx_usage_written(struct fx_usage *u, uint64_t now_ns, const struct fx_node_
 /* Writes made so far (for the log and the tests). */
 uint64_t fx_usage_writes(const struct fx_usage *u);
 
-/* Reads one GPU's slices from <state_dir>/<uuid>.state and the ledgers
- * under ledger_root (NULL: none). Everything in those files is written by
- * tenants: names that are not 1-63 characters of [A-Za-z0-9._-] are
- * skipped, memory is bounded by mem_bytes, at most FX_USAGE_SLICES_MAX
- * slices. No state file yet is no slices, not an error; another error
- * names the path (*out then holds what the ledgers gave). */
+/* Reads one GPU's slices from <state_dir>/<uuid>.state and, unless
+ * ledger_root is NULL, their memory from the ledgers under it (have_mem).
+ * Everything in those files is written by tenants: names that are not 1-63
+ * characters of [A-Za-z0-9._-] are skipped, memory is bounded by mem_bytes,
+ * at most FX_USAGE_SLICES_MAX slices. No state file yet is no slices, not
+ * an error; another error names the path (failed; *out then holds what the
+ * ledgers gave). */
 int fx_usage_read_gpu(const char *state_dir, const char *ledger_root, const char *uuid,
                       int64_t mem_bytes, struct fx_usage_obs_gpu *out, struct flexpu_error *err);
 
-/* One tick of the agent (once a second): reads every GPU, observes, and
- * when due merge-patches flexpu.io/gpu-usage on Node `node`. `obs` is
- * scratch space for ngpu GPUs. Returns 1 when it wrote, 0 when nothing was
- * due, or the error of a failed write. */
-int fx_usage_tick(struct fx_usage *u, struct kube_client *c, const char *node,
-                  const char *state_dir, const char *ledger_root, const struct fx_node_gpu *gpus,
-                  int ngpu, struct fx_usage_obs_gpu *obs, struct flexpu_error *err);
+/* The agent's feed: a thread that samples every FX_USAGE_SAMPLE_MS and,
+ * when due, merge-patches flexpu.io/gpu-usage on Node `node` through a
+ * client of its own. Start it once the inventory is on the Node (the
+ * scheduler reads GPU indices against it). The strings and GPUs are
+ * copied; `kube` must outlive the feed. */
+struct fx_usage_feed_config {
+    const struct kube_config *kube;
+    const char *node, *state_dir, *ledger_root;
+    const struct fx_node_gpu *gpus;
+    int ngpu;
+};
+struct fx_usage_feed;
+struct fx_usage_feed *fx_usage_feed_start(const struct fx_usage_feed_config *c,
+                                          struct flexpu_error *err);
+/* Stops the thread (within a sample, or a write's timeout) and frees. */
+void fx_usage_feed_stop(struct fx_usage_feed *f);
 
 #endif

@@ -47,6 +47,7 @@ static void observe(struct fx_usage *u, uint64_t now, const struct slice *sl, in
         o->mem = sl[k].mem;
     }
     obs[0].nslices = n;
+    obs[0].have_mem = obs[1].have_mem = true;
     fx_usage_observe(u, now, obs);
 }
 
@@ -197,9 +198,43 @@ static void test_bounds(void **state)
     struct fx_usage_obs_gpu obs[2];
     memset(obs, 0, sizeof(obs));
     obs[0].failed = true;
+    obs[0].have_mem = obs[1].have_mem = true;
     fx_usage_observe(u, t + S, obs);
     assert_false(cur(u).gpus[0].known);
     assert_true(cur(u).gpus[1].known);
+    fx_usage_free(u);
+}
+
+/* Samples between two reads of the ledgers: memory keeps its value, and a
+ * slice the state does not show (known from its ledger) is not gone. */
+static void test_samples_without_memory(void **state)
+{
+    (void)state;
+    struct fx_usage *u = fx_usage_new(2, caps);
+    uint64_t t = S;
+    struct slice s[2] = {{"uid-a", 0, 0, false, 4 * GIB}, {"uid-l", 0, 0, false, GIB}};
+    observe(u, t, s, 2);
+    struct fx_node_usage c0 = cur(u);
+    assert_int_equal(c0.gpus[0].mem, 5 * GIB);
+    struct fx_usage_obs_gpu obs[2];
+    for (int i = 1; i <= 9; i++) {
+        memset(obs, 0, sizeof(obs));
+        obs[0].nslices = 1; /* the state shows uid-a alone, no memory */
+        snprintf(obs[0].slices[0].pod, sizeof(obs[0].slices[0].pod), "uid-a");
+        fx_usage_observe(u, t + (uint64_t)i * S / 10, obs);
+    }
+    struct fx_node_usage c = cur(u);
+    assert_int_equal(c.gpus[0].mem, 5 * GIB);
+    assert_int_equal(c.gpus[0].nslices, 2);
+    assert_string_equal(c.gpus[0].slices[1].pod, "uid-l");
+    assert_int_equal(c.gpus[0].slices[1].mem, GIB);
+    assert_int_equal(c.gpus[0].slices[0].mem, 4 * GIB);
+    /* The ledgers read again without uid-l: it is gone, its memory fades. */
+    s[1] = s[0];
+    observe(u, t + S, s, 1);
+    c = cur(u);
+    assert_int_equal(c.gpus[0].nslices, 1);
+    assert_true(c.gpus[0].mem < 5 * GIB && c.gpus[0].mem > 4 * GIB);
     fx_usage_free(u);
 }
 
@@ -310,6 +345,13 @@ static void test_read_state(void **state)
     assert_string_equal(o.slices[0].pod, "uid-u");
     assert_int_equal(o.slices[0].gpu_time_ns, 42 * S);
     assert_int_equal(o.slices[0].mem, 3 * GIB);
+    assert_true(o.have_mem);
+    /* Between two reads of the ledgers: the state alone. */
+    assert_int_equal(fx_usage_read_gpu(dir, NULL, "GPU-u-0", 80 * GIB, &o, &err), 0);
+    assert_false(o.have_mem);
+    assert_int_equal(o.nslices, 1);
+    assert_int_equal(o.slices[0].mem, 0);
+    assert_int_equal(fx_usage_read_gpu(dir, ledgers, "GPU-u-0", 80 * GIB, &o, &err), 0);
     uint64_t act = o.slices[0].activity;
     g.st->procs[g.slot].launches = 11; /* a fast-path launch */
     assert_int_equal(fx_usage_read_gpu(dir, ledgers, "GPU-u-0", 80 * GIB, &o, &err), 0);
@@ -372,6 +414,7 @@ int main(void)
         cmocka_unit_test(test_ewma_rise_and_fall),
         cmocka_unit_test(test_active_counts_untimed_time),
         cmocka_unit_test(test_bounds),
+        cmocka_unit_test(test_samples_without_memory),
         cmocka_unit_test(test_write_decision),
         cmocka_unit_test(test_read_state),
     };
