@@ -7,7 +7,7 @@ BUILD_ASAN ?= build-asan
 BUILD_FUZZ ?= build-fuzz
 JOBS       ?= $(shell nproc)
 
-.PHONY: all deps build demo test unit asan fuzz conformance image image-test e2e bench bench-gpuspec bench-kube bench-kube-queues clean
+.PHONY: all deps build demo test unit asan fuzz conformance image image-test e2e bench bench-gpuspec bench-kube bench-kube-queues bench-kube-peer clean
 
 all: build
 
@@ -148,6 +148,15 @@ bench-kube: build
 bench-kube-queues: build
 	@BUILD=$(BUILD) bench/kube/run.sh --flexpu-only --queues 4 --gang-size 4 \
 	  --out bench/results/kube-queues.md $(KBENCH_ARGS)
+
+# The same workload through flexpu-scheduler (GPU shares, then whole GPUs)
+# and the peer scheduler-plugins (Coscheduling + CapacityScheduling, built
+# once by test/cluster/build-binaries.sh --peers, about 5 minutes on 2 cores):
+# issue 15's side by side. Writes the same file as bench-kube-queues, with
+# the peer's column. Never in CI.
+bench-kube-peer: build
+	@BUILD=$(BUILD) bench/kube/run.sh --flexpu-only --flexpu-whole --peer --queues 4 \
+	  --gang-size 4 --out bench/results/kube-queues.md $(KBENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ) build-image out

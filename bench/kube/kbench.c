@@ -17,9 +17,14 @@
  * awaited. The scheduler's peak RSS is VmHWM from /proc/PID/status, read just
  * before it is stopped. Every wait is bounded (--timeout).
  *
- * flexpu pods ask flexpu.io/gpu (+ flexpu.io/gpu-cores for a share); pods for
+ * flexpu pods ask flexpu.io/gpu (+ flexpu.io/gpu-cores for a share; kind
+ * flexpu-whole leaves the cores out, so a share takes a whole GPU); pods for
  * the default kube-scheduler ask the same number of whole nvidia.com/gpu, which
- * the nodes also advertise (8 each): the no-slicing baseline. */
+ * the nodes also advertise (8 each): the no-slicing baseline. Kind peer is
+ * scheduler-plugins' Coscheduling and CapacityScheduling (docs/KUBERNETES.md,
+ * "Peers with queues and gangs"): whole nvidia.com/gpu too, a queue is a
+ * namespace NS-qK with one ElasticQuota, a gang a PodGroup made before its
+ * pods. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -49,12 +54,15 @@
 #define CHUNK         500 /* pods per label value, one DeleteCollection each */
 #define MAX_SCHED     4
 #define MAX_CLIENTS   16
+#define PEER_SCHED    "scheduler-plugins" /* the peer's profile (bench/kube/run.sh) */
+#define PEER_API      "/apis/scheduling.x-k8s.io/v1alpha1/namespaces/"
 
-enum kind { KIND_FLEXPU, KIND_KUBE };
+enum kind { KIND_FLEXPU, KIND_KUBE, KIND_PEER };
 
 struct sched {
     char name[64];
     enum kind kind;
+    bool whole; /* flexpu-whole: flexpu pods ask whole GPUs, as the others do */
     const char *cmd;
 };
 
@@ -66,6 +74,7 @@ static struct {
     uint64_t seed;
     struct sched sched[MAX_SCHED];
     int nsched;
+    bool peer; /* a --scheduler of kind peer: its namespaces and PodGroups exist */
 } opt = {.trace_dir = FLEXPU_TRACE_DIR,
          .log_dir = ".",
          .ns = "kbench",
@@ -290,6 +299,7 @@ struct phase {
     char prefix[16]; /* pod names are PREFIX%05d */
     int n;
     enum kind kind;
+    bool whole;      /* GPUs asked whole (every kind but flexpu without flexpu-whole) */
     const int *src;  /* trace pod of each pod */
     double rate;     /* 0: as fast as the clients go */
     double t0;
@@ -300,33 +310,67 @@ struct phase {
     int synced; /* the watch's first list is done */
     int nseen, nbound;
     double first_bind, last_bind;
-    uint16_t *gpu_used; /* per node: bit g set when GPU g carries an allocation */
-    int64_t kube_gpus;  /* whole GPUs of bound kube-scheduler pods */
-    int64_t alloc_cores; /* flexpu: cores (percent) allocated, summed */
-    int64_t demand_milli; /* the trace's GPU demand of bound pods (num_gpu x gpu_milli) */
+    int *node;            /* node index of each bound pod, or -1 */
+    uint16_t *mask;       /* flexpu: bit g set when the pod's allocation names GPU g */
+    unsigned char *gone;  /* bound, then deleted before the phase ended: a preemption */
+    int ngone;
     int bad_alloc;
 };
+
+/* Bound, and still there: what the cluster holds at the end of the phase. */
+static bool held(const struct phase *ph, int i)
+{
+    return ph->bind[i] > 0 && !ph->gone[i];
+}
 
 static int pod_gpus(const struct fx_trace_pod *tp)
 {
     return tp->num_gpu; /* a share (gpu_milli < 1000) has num_gpu 1: one whole GPU */
 }
 
+/* A gang's members are consecutive pods and share a queue. */
+static int group_of(int i)
+{
+    return opt.gang > 1 ? i / opt.gang : i;
+}
+
+static int queue_of(int i)
+{
+    return opt.queues > 0 ? group_of(i) % opt.queues : 0;
+}
+
+/* The namespace of pod i: the peer's queues are namespaces (one ElasticQuota
+ * each), so its pods go to NS-qK; everyone else's to NS. */
+static const char *pod_ns(const struct phase *ph, int i, char *buf, size_t n)
+{
+    if (ph->kind != KIND_PEER || opt.queues == 0)
+        return opt.ns;
+    snprintf(buf, n, "%s-q%d", opt.ns, queue_of(i));
+    return buf;
+}
+
+/* Members of the group of pod i: gang, or what is left for the last one. */
+static int group_size(const struct phase *ph, int i)
+{
+    int left = ph->n - group_of(i) * opt.gang;
+    return left < opt.gang ? left : opt.gang;
+}
+
 static json_t *pod_json(const struct phase *ph, int i, const char *name)
 {
     const struct fx_trace_pod *tp = &trace.pods[ph->src[i]];
-    char cpu[32], mem[32], chunk[16], n1[16], n2[16];
+    char cpu[32], mem[32], chunk[16], n1[16], n2[16], nsb[64];
     snprintf(cpu, sizeof(cpu), "%lldm", (long long)tp->cpu_milli);
     snprintf(mem, sizeof(mem), "%lldMi", (long long)tp->mem_mib);
     snprintf(chunk, sizeof(chunk), "c%d", i / CHUNK);
     json_t *lim = json_pack("{s:s, s:s}", "cpu", cpu, "memory", mem);
     if (tp->num_gpu > 0) {
         snprintf(n1, sizeof(n1), "%d", pod_gpus(tp));
-        if (ph->kind == KIND_KUBE) {
+        if (ph->kind != KIND_FLEXPU) {
             json_object_set_new(lim, "nvidia.com/gpu", json_string(n1));
         } else {
             json_object_set_new(lim, FX_RES_GPU, json_string(n1));
-            if (tp->gpu_milli < FLEXPU_GPU_MILLI) {
+            if (tp->gpu_milli < FLEXPU_GPU_MILLI && !ph->whole) {
                 snprintf(n2, sizeof(n2), "%d", (tp->gpu_milli + 9) / 10);
                 json_object_set_new(lim, FX_RES_GPU_CORES, json_string(n2));
             }
@@ -338,23 +382,26 @@ static json_t *pod_json(const struct phase *ph, int i, const char *name)
     json_t *spec = json_pack("{s:[o], s:i}", "containers", ctr, "terminationGracePeriodSeconds", 0);
     if (ph->kind == KIND_FLEXPU)
         json_object_set_new(spec, "schedulerName", json_string("flexpu-scheduler"));
+    else if (ph->kind == KIND_PEER)
+        json_object_set_new(spec, "schedulerName", json_string(PEER_SCHED));
     json_t *pod = json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s, s:s}}, s:o}", "apiVersion", "v1",
-                            "kind", "Pod", "metadata", "name", name, "namespace", opt.ns,
-                            "labels", "app", "kbench", "kbench-chunk", chunk, "spec", spec);
-    if (ph->kind == KIND_FLEXPU && (opt.queues > 0 || opt.gang > 1)) {
-        /* A gang's members are consecutive pods and share a queue. */
-        json_t *labels = kube_get(pod, "metadata.labels");
-        int g = opt.gang > 1 ? i / opt.gang : i;
-        char v[64];
-        if (opt.queues > 0) {
-            snprintf(v, sizeof(v), "kq%d", g % opt.queues);
-            json_object_set_new(labels, "flexpu.io/queue", json_string(v));
-        }
-        if (opt.gang > 1) {
-            snprintf(v, sizeof(v), "%sg%d", ph->prefix, g);
+                            "kind", "Pod", "metadata", "name", name, "namespace",
+                            pod_ns(ph, i, nsb, sizeof(nsb)), "labels", "app", "kbench",
+                            "kbench-chunk", chunk, "spec", spec);
+    json_t *labels = kube_get(pod, "metadata.labels");
+    char v[64];
+    if (ph->kind == KIND_FLEXPU && opt.queues > 0) {
+        snprintf(v, sizeof(v), "kq%d", queue_of(i));
+        json_object_set_new(labels, "flexpu.io/queue", json_string(v));
+    }
+    if (ph->kind != KIND_KUBE && opt.gang > 1) {
+        snprintf(v, sizeof(v), "%sg%d", ph->prefix, group_of(i));
+        if (ph->kind == KIND_PEER) {
+            /* its PodGroup (make_podgroups) holds minMember */
+            json_object_set_new(labels, "scheduling.x-k8s.io/pod-group", json_string(v));
+        } else {
             json_object_set_new(labels, "flexpu.io/pod-group", json_string(v));
-            int left = ph->n - g * opt.gang;
-            snprintf(v, sizeof(v), "%d", left < opt.gang ? left : opt.gang);
+            snprintf(v, sizeof(v), "%d", group_size(ph, i));
             json_object_set_new(json_object_get(pod, "metadata"), "annotations",
                                 json_pack("{s:s}", "flexpu.io/min-members", v));
         }
@@ -362,12 +409,48 @@ static json_t *pod_json(const struct phase *ph, int i, const char *name)
     return pod;
 }
 
+/* The peer's PodGroup of each gang of the phase, made before its pods (the
+ * peer rejects a pod whose group does not exist): minMember is the gang. */
+static int create_podgroup(struct kube_client *c, int g, void *ctx)
+{
+    const struct phase *ph = ctx;
+    char name[64], path[256], nsb[64];
+    snprintf(name, sizeof(name), "%sg%d", ph->prefix, g);
+    snprintf(path, sizeof(path), PEER_API "%s/podgroups",
+             pod_ns(ph, g * opt.gang, nsb, sizeof(nsb)));
+    json_t *pg = json_pack("{s:s, s:s, s:{s:s, s:{s:s}}, s:{s:i}}", "apiVersion",
+                           "scheduling.x-k8s.io/v1alpha1", "kind", "PodGroup", "metadata",
+                           "name", name, "labels", "app", "kbench", "spec", "minMember",
+                           group_size(ph, g * opt.gang));
+    long st;
+    struct flexpu_error err;
+    int rc = kube_request(c, "POST", path, pg, NULL, &st, NULL, &err);
+    json_decref(pg);
+    if (rc == FLEXPU_EEXIST)
+        return 0;
+    if (rc)
+        say("creating PodGroup %s in %s: %s", name, pod_ns(ph, g * opt.gang, nsb, sizeof(nsb)),
+            err.msg);
+    return rc;
+}
+
+static int make_podgroups(struct phase *ph)
+{
+    if (ph->kind != KIND_PEER || opt.gang <= 1)
+        return 0;
+    int n = (ph->n + opt.gang - 1) / opt.gang;
+    int errs = parallel_for(n, create_podgroup, ph);
+    if (errs)
+        say("%d of %d PodGroups could not be created", errs, n);
+    return errs ? -1 : 0;
+}
+
 static int create_pod(struct kube_client *c, int i, void *ctx)
 {
     struct phase *ph = ctx;
-    char name[64], path[256];
+    char name[64], path[256], nsb[64];
     snprintf(name, sizeof(name), "%s%05d", ph->prefix, i);
-    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods", opt.ns);
+    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods", pod_ns(ph, i, nsb, sizeof(nsb)));
     json_t *p = pod_json(ph, i, name);
     if (ph->rate > 0)
         sleep_until_ms(ph->t0 + 1e3 * i / ph->rate);
@@ -395,7 +478,7 @@ static int watch_cb(enum kube_event ev, json_t *obj, void *ctx)
         ph->synced = 1;
         pthread_mutex_unlock(&ph->mu);
     }
-    if (ev != KUBE_ADDED && ev != KUBE_MODIFIED)
+    if (ev != KUBE_ADDED && ev != KUBE_MODIFIED && ev != KUBE_DELETED)
         return 0;
     double t = now_ms();
     const char *name = kube_str(obj, "metadata.name");
@@ -412,20 +495,38 @@ static int watch_cb(enum kube_event ev, json_t *obj, void *ctx)
         ph->seen[i] = 1;
         ph->nseen++;
     }
-    if (node && *node && ph->bind[i] == 0) {
+    /* A bound pod that goes (or starts to) while the phase runs was evicted
+     * by the scheduler (preemption, reclaim): the benchmark deletes only
+     * after the phase's figures are taken. */
+    if (ph->bind[i] > 0 && !ph->gone[i] &&
+        (ev == KUBE_DELETED || kube_get(obj, "metadata.deletionTimestamp"))) {
+        ph->gone[i] = 1;
+        if (ph->ngone++ < 3) { /* the scheduler's reason, for the log */
+            size_t k;
+            json_t *cnd;
+            const char *why = "no DisruptionTarget condition";
+            json_array_foreach(kube_get(obj, "status.conditions"), k, cnd)
+            {
+                const char *ty = kube_str(cnd, "type"), *m = kube_str(cnd, "message");
+                if (ty && m && strcmp(ty, "DisruptionTarget") == 0)
+                    why = m;
+            }
+            say("%s evicted during the phase: %s", name, why);
+        }
+    }
+    if (ev != KUBE_DELETED && node && *node && ph->bind[i] == 0) {
         ph->bind[i] = t;
         ph->nbound++;
         if (ph->nbound == 1)
             ph->first_bind = t;
         ph->last_bind = t;
         const struct fx_trace_pod *tp = &trace.pods[ph->src[i]];
-        ph->demand_milli += (int64_t)tp->num_gpu * tp->gpu_milli;
         int nidx = -1;
         if (sscanf(node, "kb-node-%d", &nidx) != 1 || nidx < 0 || nidx >= opt.nodes)
             nidx = -1;
-        if (ph->kind == KIND_KUBE) {
+        ph->node[i] = nidx;
+        if (ph->kind != KIND_FLEXPU) {
             ph->gpus[i] = pod_gpus(tp);
-            ph->kube_gpus += ph->gpus[i];
         } else if (tp->num_gpu > 0) {
             const char *a = kube_annotation(obj, FX_ANN_ALLOCATION);
             struct fx_allocation al;
@@ -434,11 +535,9 @@ static int watch_cb(enum kube_event ev, json_t *obj, void *ctx)
                 ph->bad_alloc++;
             } else {
                 ph->gpus[i] = al.ngpu;
-                for (int g = 0; g < al.ngpu; g++) {
+                for (int g = 0; g < al.ngpu; g++)
                     if (al.gpus[g].index >= 0 && al.gpus[g].index < 16)
-                        ph->gpu_used[nidx] |= (uint16_t)(1u << al.gpus[g].index);
-                    ph->alloc_cores += al.gpus[g].cores;
-                }
+                        ph->mask[i] |= (uint16_t)(1u << al.gpus[g].index);
             }
         }
     }
@@ -456,9 +555,9 @@ struct watcher {
 static void *watch_main(void *a)
 {
     struct watcher *w = a;
-    char path[256];
-    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods", opt.ns);
-    struct kube_watch_opts o = {.path = path, .label_selector = "app=kbench", .stop = &w->stop};
+    /* every namespace: the peer's pods are in one per queue */
+    struct kube_watch_opts o = {.path = "/api/v1/pods", .label_selector = "app=kbench",
+                                .stop = &w->stop};
     struct flexpu_error err;
     if (kube_list_watch(w->c, &o, watch_cb, w->ph, &err) && !w->stop)
         say("watch ended: %s", err.msg);
@@ -486,22 +585,27 @@ static void watch_stop(struct watcher *w)
     kube_client_free(w->c);
 }
 
-static int phase_init(struct phase *ph, const char *prefix, int n, enum kind k, const int *src,
-                      double rate)
+static int phase_init(struct phase *ph, const char *prefix, int n, const struct sched *s,
+                      const int *src, double rate)
 {
     memset(ph, 0, sizeof(*ph));
     snprintf(ph->prefix, sizeof(ph->prefix), "%s", prefix);
     ph->n = n;
-    ph->kind = k;
+    ph->kind = s->kind;
+    ph->whole = s->kind != KIND_FLEXPU || s->whole;
     ph->src = src;
     ph->rate = rate;
     ph->ack = fx_calloc((size_t)n + 1, sizeof(double));
     ph->bind = fx_calloc((size_t)n + 1, sizeof(double));
     ph->seen = fx_calloc((size_t)n + 1, 1);
     ph->gpus = fx_calloc((size_t)n + 1, sizeof(int));
-    ph->gpu_used = fx_calloc((size_t)opt.nodes + 1, sizeof(uint16_t));
+    ph->node = fx_calloc((size_t)n + 1, sizeof(int));
+    ph->mask = fx_calloc((size_t)n + 1, sizeof(uint16_t));
+    ph->gone = fx_calloc((size_t)n + 1, 1);
     pthread_mutex_init(&ph->mu, NULL);
-    return ph->ack && ph->bind && ph->seen && ph->gpus && ph->gpu_used ? 0 : -1;
+    return ph->ack && ph->bind && ph->seen && ph->gpus && ph->node && ph->mask && ph->gone
+               ? 0
+               : -1;
 }
 
 static void phase_free(struct phase *ph)
@@ -510,31 +614,66 @@ static void phase_free(struct phase *ph)
     fx_free(ph->bind);
     fx_free(ph->seen);
     fx_free(ph->gpus);
-    fx_free(ph->gpu_used);
+    fx_free(ph->node);
+    fx_free(ph->mask);
+    fx_free(ph->gone);
     pthread_mutex_destroy(&ph->mu);
 }
 
-static int gpus_used(const struct phase *ph)
+/* GPUs the pods held at the end hold: for flexpu the distinct GPUs their
+ * allocations name; for whole nvidia.com/gpu the GPUs they asked. *over
+ * counts nodes given more GPUs than they have (must be 0). */
+static int gpus_used(const struct phase *ph, int *over)
 {
-    if (ph->kind == KIND_KUBE)
-        return (int)ph->kube_gpus;
+    int *per = fx_calloc((size_t)opt.nodes + 1, sizeof(int));
+    uint16_t *bits = fx_calloc((size_t)opt.nodes + 1, sizeof(uint16_t));
     int n = 0;
-    for (int i = 0; i < opt.nodes; i++)
-        n += __builtin_popcount(ph->gpu_used[i]);
+    *over = 0;
+    for (int i = 0; per && bits && i < ph->n; i++) {
+        if (!held(ph, i) || ph->node[i] < 0)
+            continue;
+        if (ph->kind == KIND_FLEXPU)
+            bits[ph->node[i]] |= ph->mask[i];
+        else
+            per[ph->node[i]] += ph->gpus[i];
+    }
+    for (int k = 0; per && bits && k < opt.nodes; k++) {
+        n += ph->kind == KIND_FLEXPU ? __builtin_popcount(bits[k]) : per[k];
+        *over += per[k] > GPUS_PER_NODE;
+    }
+    fx_free(per);
+    fx_free(bits);
     return n;
 }
 
-/* Deletes every benchmark pod (grace period 0, by label chunk) and events in
- * the namespace, then waits until no benchmark pod is listed. */
+/* The namespaces of benchmark pods: NS, and NS-q0.. when the peer has queues. */
+static int n_namespaces(void)
+{
+    return 1 + (opt.peer ? opt.queues : 0);
+}
+
+static const char *namespace_at(int k, char *buf, size_t n)
+{
+    if (k == 0)
+        return opt.ns;
+    snprintf(buf, n, "%s-q%d", opt.ns, k - 1);
+    return buf;
+}
+
+/* Deletes every benchmark pod (grace period 0, by namespace and label chunk)
+ * and events in the namespaces, and the peer's PodGroups, then waits until no
+ * benchmark pod is listed. */
 static int del_chunk(struct kube_client *c, int i, void *ctx)
 {
-    (void)ctx;
-    char path[512], sel[64], esc[128];
+    int chunks = *(const int *)ctx;
+    char path[512], sel[64], esc[128], nsb[64];
+    const char *ns = namespace_at(i / chunks, nsb, sizeof(nsb));
+    i %= chunks;
     if (i == 0)
         snprintf(sel, sizeof(sel), "app=kbench,kbench-chunk=w");
     else
         snprintf(sel, sizeof(sel), "app=kbench,kbench-chunk=c%d", i - 1);
-    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods?labelSelector=%s", opt.ns,
+    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods?labelSelector=%s", ns,
              kube_escape(sel, esc, sizeof(esc)));
     json_t *body = json_pack("{s:s, s:s, s:i}", "apiVersion", "v1", "kind", "DeleteOptions",
                              "gracePeriodSeconds", 0);
@@ -548,13 +687,12 @@ static int del_chunk(struct kube_client *c, int i, void *ctx)
 static int delete_all(int max_pods, double *took_s)
 {
     double t0 = now_ms();
-    char path[256];
-    int left = -1;
+    char path[256], nsb[64];
+    int left = -1, chunks = max_pods / CHUNK + 2;
     for (int round = 0; round < 10; round++) {
-        parallel_for(max_pods / CHUNK + 2, del_chunk, NULL);
-        snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods", opt.ns);
+        parallel_for(chunks * n_namespaces(), del_chunk, &chunks);
         for (int k = 0; k < 20; k++) {
-            left = list_each(clients[0], path, "app=kbench", NULL, NULL);
+            left = list_each(clients[0], "/api/v1/pods", "app=kbench", NULL, NULL);
             if (left == 0)
                 break;
             sleep_ms(500);
@@ -564,10 +702,17 @@ static int delete_all(int max_pods, double *took_s)
     }
     /* Events of the phase (FailedScheduling, Scheduled): not needed, and a
      * failure here does not matter. */
-    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/events", opt.ns);
     long st;
     struct flexpu_error err;
-    kube_request(clients[0], "DELETE", path, NULL, NULL, &st, NULL, &err);
+    for (int k = 0; k < n_namespaces(); k++) {
+        const char *ns = namespace_at(k, nsb, sizeof(nsb));
+        snprintf(path, sizeof(path), "/api/v1/namespaces/%s/events", ns);
+        kube_request(clients[0], "DELETE", path, NULL, NULL, &st, NULL, &err);
+        /* The phase's groups: the next phase makes its own (other names). */
+        snprintf(path, sizeof(path), PEER_API "%s/podgroups", ns);
+        if (opt.peer)
+            kube_request(clients[0], "DELETE", path, NULL, NULL, &st, NULL, &err);
+    }
     if (took_s)
         *took_s = (now_ms() - t0) / 1e3;
     if (left != 0)
@@ -708,7 +853,9 @@ struct result {
     int created, create_errors;
     double create_s;
     int bound, gpu_pods_bound, gpus_used, bad_alloc;
-    int64_t demand_milli, alloc_cores;
+    int64_t demand_milli;
+    int evicted;    /* backlog: pods bound, then evicted by the scheduler */
+    int nodes_over; /* backlog: nodes given more GPUs than they have */
     double first_s, last_s, thr, steady;
     int s_created, s_bound;
     double s_rate, p50, p99, pmax;
@@ -766,8 +913,13 @@ static int run_sched(int si, struct result *r)
 
     /* backlog */
     snprintf(prefix, sizeof(prefix), "s%d-b-", si);
-    if (phase_init(&ph, prefix, opt.pods, s->kind, pod_src, 0) || watch_start(&w, &ph))
+    if (phase_init(&ph, prefix, opt.pods, s, pod_src, 0) || watch_start(&w, &ph))
         return -1;
+    if (make_podgroups(&ph)) {
+        watch_stop(&w);
+        phase_free(&ph);
+        return -1;
+    }
     say("%s: creating %d pods (scheduler not running)", s->name, opt.pods);
     double t = now_ms();
     r->create_errors = parallel_for(opt.pods, create_pod, &ph);
@@ -794,30 +946,35 @@ static int run_sched(int si, struct result *r)
     wait_bindings(&ph, r->created, t0, pid);
     r->died = !alive(pid);
     pthread_mutex_lock(&ph.mu);
-    r->bound = ph.nbound;
+    /* Pods a preemption took away count neither as bound nor in the rate. */
+    r->evicted = ph.ngone;
+    r->bound = ph.nbound - ph.ngone;
     r->first_s = ph.nbound ? (ph.first_bind - t0) / 1e3 : NAN;
     r->last_s = ph.nbound ? (ph.last_bind - t0) / 1e3 : NAN;
-    r->thr = ph.nbound ? ph.nbound / r->last_s : 0;
-    r->steady = ph.nbound > 1 ? (ph.nbound - 1) / ((ph.last_bind - ph.first_bind) / 1e3) : NAN;
-    for (int i = 0; i < ph.n; i++)
-        if (ph.bind[i] > 0 && trace.pods[ph.src[i]].num_gpu > 0)
-            r->gpu_pods_bound++;
-    r->gpus_used = gpus_used(&ph);
-    r->demand_milli = ph.demand_milli;
-    r->alloc_cores = ph.alloc_cores;
+    r->thr = r->bound > 0 ? r->bound / r->last_s : 0;
+    r->steady = r->bound > 1 ? (r->bound - 1) / ((ph.last_bind - ph.first_bind) / 1e3) : NAN;
+    for (int i = 0; i < ph.n; i++) {
+        if (!held(&ph, i))
+            continue;
+        const struct fx_trace_pod *tp = &trace.pods[ph.src[i]];
+        r->gpu_pods_bound += tp->num_gpu > 0;
+        r->demand_milli += (int64_t)tp->num_gpu * tp->gpu_milli;
+    }
+    r->gpus_used = gpus_used(&ph, &r->nodes_over);
     r->bad_alloc = ph.bad_alloc;
-    if (s->kind == KIND_FLEXPU && opt.queues > 1) {
-        /* Each queue's share of the GPU demand bound, against its fair share:
-         * with equal guarantees and weights and every queue asking more than
-         * its part (the trace's demand is above the GPUs), 1/N each. */
+    if (s->kind != KIND_KUBE && opt.queues > 1) {
+        /* Each queue's share of the GPUs bound, against its fair share: with
+         * equal guarantees and weights and every queue asking more than its
+         * part (the trace's demand is above the GPUs), 1/N each. A pod counts
+         * the GPUs it asked: whole ones, or the trace's demand for a share. */
         double *q = fx_calloc((size_t)opt.queues, sizeof(double));
         double all = 0;
         for (int i = 0; q && i < ph.n; i++) {
-            if (ph.bind[i] <= 0)
+            if (!held(&ph, i))
                 continue;
             const struct fx_trace_pod *tp = &trace.pods[ph.src[i]];
-            double d = (double)tp->num_gpu * tp->gpu_milli;
-            q[(opt.gang > 1 ? i / opt.gang : i) % opt.queues] += d;
+            double d = ph.whole ? 1e3 * pod_gpus(tp) : (double)tp->num_gpu * tp->gpu_milli;
+            q[queue_of(i)] += d;
             all += d;
         }
         for (int k = 0; q && all > 0 && k < opt.queues; k++) {
@@ -829,12 +986,12 @@ static int run_sched(int si, struct result *r)
         }
         fx_free(q);
     }
-    if (s->kind == KIND_FLEXPU && opt.gang > 1)
+    if (s->kind != KIND_KUBE && opt.gang > 1)
         for (int g = 0; g * opt.gang < ph.n; g++) {
             int all = 1, any = 0;
             for (int i = g * opt.gang; i < ph.n && i < (g + 1) * opt.gang; i++) {
-                all = all && ph.bind[i] > 0;
-                any = any || ph.bind[i] > 0;
+                all = all && held(&ph, i);
+                any = any || held(&ph, i);
             }
             r->gangs++;
             r->gangs_bound += all;
@@ -862,16 +1019,17 @@ static int run_sched(int si, struct result *r)
     if (!r->died && opt.stream_pods > 0) {
         snprintf(prefix, sizeof(prefix), "s%d-w-", si);
         struct phase warm;
-        phase_init(&warm, prefix, 1, s->kind, pod_src, 0);
+        phase_init(&warm, prefix, 1, s, pod_src, 0);
         /* the warm-up pod: the scheduler is up and its watches are current */
         int first_gpu = 0;
         while (first_gpu < opt.pods && trace.pods[pod_src[first_gpu]].num_gpu == 0)
             first_gpu++;
         warm.src = pod_src + (first_gpu < opt.pods ? first_gpu : 0);
-        if (watch_start(&w, &warm) == 0) {
-            char name[64], path[256];
+        if (make_podgroups(&warm) == 0 && watch_start(&w, &warm) == 0) {
+            char name[64], path[256], nsb[64];
             snprintf(name, sizeof(name), "%s00000", prefix);
-            snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods", opt.ns);
+            snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods",
+                     pod_ns(&warm, 0, nsb, sizeof(nsb)));
             json_t *p = pod_json(&warm, 0, name);
             json_object_set_new(kube_get(p, "metadata.labels"), "kbench-chunk",
                                 json_string("w"));
@@ -888,9 +1046,10 @@ static int run_sched(int si, struct result *r)
         phase_free(&warm);
 
         snprintf(prefix, sizeof(prefix), "s%d-s-", si);
-        if (phase_init(&ph, prefix, opt.stream_pods, s->kind, pod_src, opt.rate) ||
-            watch_start(&w, &ph)) {
+        if (phase_init(&ph, prefix, opt.stream_pods, s, pod_src, opt.rate) ||
+            make_podgroups(&ph) || watch_start(&w, &ph)) {
             stop_child(pid);
+            phase_free(&ph);
             return -1;
         }
         streamed = true;
@@ -920,7 +1079,7 @@ static int run_sched(int si, struct result *r)
         r->s_bound = ph.nbound;
         /* Gangs: from the last member's creation to the last member's
          * binding, for gangs bound whole. */
-        double *glat = s->kind == KIND_FLEXPU && opt.gang > 1
+        double *glat = s->kind != KIND_KUBE && opt.gang > 1
                            ? fx_calloc((size_t)ph.n / (size_t)opt.gang + 2, sizeof(double))
                            : NULL;
         int ng = 0;
@@ -1028,11 +1187,21 @@ static void report(FILE *f, const struct result *res, double setup_s)
         fprintf(f, "- flexpu pods in %d Queues (kq0..kq%d, each guaranteed %d GPUs; a gang's "
                    "members share one), by label flexpu.io/queue\n",
                 opt.queues, opt.queues - 1, opt.nodes * GPUS_PER_NODE / opt.queues);
+    if (opt.queues > 0 && opt.peer)
+        fprintf(f, "- %s pods in %d namespaces (%s-q0..%s-q%d, a gang's members share one), "
+                   "each with one ElasticQuota: min %d nvidia.com/gpu and 1/%d of the nodes' "
+                   "CPU and memory, max the whole cluster\n",
+                PEER_SCHED, opt.queues, opt.ns, opt.ns, opt.queues - 1,
+                opt.nodes * GPUS_PER_NODE / opt.queues, opt.queues);
     if (opt.gang > 1)
         fprintf(f, "- flexpu pods in pod groups of %d consecutive pods (flexpu.io/pod-group, "
-                   "flexpu.io/min-members %d): placed all or none; kube-scheduler's pods have "
-                   "neither (it has no gangs)\n",
-                opt.gang, opt.gang);
+                   "flexpu.io/min-members %d): placed all or none; %skube-scheduler's pods "
+                   "have neither (it has no gangs)\n",
+                opt.gang, opt.gang,
+                opt.peer ? PEER_SCHED "'s the same pods in a PodGroup "
+                           "(scheduling.x-k8s.io/v1alpha1, minMember the group's size, made "
+                           "before its pods) named by the label scheduling.x-k8s.io/pod-group; "
+                         : "");
     fprintf(f, "\n");
     fprintf(f, "### Results\n\n| |");
     for (int s = 0; s < opt.nsched; s++)
@@ -1055,10 +1224,14 @@ static void report(FILE *f, const struct result *res, double setup_s)
     } while (0)
     ROW("backlog: pods created (s to create)",
         snprintf(b, sizeof(b), "%d (%.1f s)", r->created, r->create_s));
-    ROW("backlog: pods bound", snprintf(b, sizeof(b), "%d", r->bound));
+    ROW("backlog: pods bound (held at the end)", snprintf(b, sizeof(b), "%d", r->bound));
+    ROW("backlog: pods evicted by the scheduler (bound, then deleted)",
+        snprintf(b, sizeof(b), "%d", r->evicted));
     ROW("backlog: GPU pods bound", snprintf(b, sizeof(b), "%d", r->gpu_pods_bound));
     ROW("backlog: GPUs used", snprintf(b, sizeof(b), "%d of %d", r->gpus_used,
                                        opt.nodes * GPUS_PER_NODE));
+    ROW("backlog: nodes given more GPUs than they have (must be 0)",
+        snprintf(b, sizeof(b), "%d", r->nodes_over));
     ROW("backlog: trace GPU demand bound (GPUs)",
         snprintf(b, sizeof(b), "%.1f", r->demand_milli / 1e3));
     ROW("backlog: first binding after start (s)", fmt_num(b, sizeof(b), r->first_s, "%.2f"));
@@ -1077,7 +1250,7 @@ static void report(FILE *f, const struct result *res, double setup_s)
         ROW("stream: creation to binding max (ms)", fmt_num(b, sizeof(b), r->pmax, "%.0f"));
     }
     if (opt.queues > 1) {
-        ROW("backlog: queues' shares of the GPU demand bound (%, lowest-highest)",
+        ROW("backlog: queues' shares of the GPUs bound (%, lowest-highest)",
             isnan(r->q_min) ? snprintf(b, sizeof(b), "n/a")
                             : snprintf(b, sizeof(b), "%.2f-%.2f", r->q_min, r->q_max));
         ROW("**backlog: fairness, largest gap to the fair share (points)**",
@@ -1114,7 +1287,7 @@ static void report(FILE *f, const struct result *res, double setup_s)
         if (opt.sched[a].kind != KIND_FLEXPU)
             continue;
         for (int k = 0; k < opt.nsched; k++) {
-            if (opt.sched[k].kind != KIND_KUBE)
+            if (opt.sched[k].kind == KIND_FLEXPU)
                 continue;
             fprintf(f, "- throughput ratio %s / %s: **%.2f**", opt.sched[a].name,
                     opt.sched[k].name, res[k].thr > 0 ? res[a].thr / res[k].thr : NAN);
@@ -1137,8 +1310,12 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: flexpu-kbench --scheduler NAME:KIND:CMD [--scheduler ...] [options]\n"
-            "  --scheduler NAME:KIND:CMD  a scheduler to measure, in order; KIND is flexpu or\n"
-            "                             kube (decides the pods' form); CMD runs with /bin/sh\n"
+            "  --scheduler NAME:KIND:CMD  a scheduler to measure, in order; KIND decides the\n"
+            "                             pods' form: flexpu (shares ask gpu-cores),\n"
+            "                             flexpu-whole (flexpu.io/gpu whole), kube\n"
+            "                             (nvidia.com/gpu), peer (nvidia.com/gpu, scheduler\n"
+            "                             %s, a namespace and ElasticQuota per queue, a\n"
+            "                             PodGroup per gang); CMD runs with /bin/sh\n"
             "  --kubeconfig PATH      ($KUBECONFIG)\n"
             "  --trace DIR            the Alibaba trace (%s)\n"
             "  --nodes N              kwok nodes of 8 GPUs (1000)\n"
@@ -1151,12 +1328,13 @@ static void usage(FILE *f)
             "  --timeout S            bound on each wait (1800)\n"
             "  --namespace NS         namespace of the pods (kbench)\n"
             "  --queues N             flexpu pods join Queues kq0..kqN-1, each guaranteed an\n"
-            "                         equal part of the GPUs (0: no label, the default queue)\n"
-            "  --gang-size N          flexpu pods in pod groups of N consecutive pods, all or\n"
-            "                         none (1: no groups)\n"
+            "                         equal part of the GPUs (0: no label, the default queue);\n"
+            "                         peer pods namespaces NS-q0.. with an ElasticQuota each\n"
+            "  --gang-size N          flexpu and peer pods in pod groups of N consecutive\n"
+            "                         pods, all or none (1: no groups)\n"
             "  --log-dir DIR          scheduler logs and pid files (.)\n"
             "  --out FILE             markdown results (stdout)\n",
-            FLEXPU_TRACE_DIR);
+            PEER_SCHED, FLEXPU_TRACE_DIR);
 }
 
 static int parse_num(const char *flag, const char *s, double lo, double hi, double *out)
@@ -1199,13 +1377,19 @@ static int parse_args(int argc, char **argv)
             }
             struct sched *s = &opt.sched[opt.nsched++];
             snprintf(s->name, sizeof(s->name), "%.*s", (int)(c1 - optarg), optarg);
-            if (strncmp(c1 + 1, "flexpu:", 7) == 0)
+            if (strncmp(c1 + 1, "flexpu:", 7) == 0) {
                 s->kind = KIND_FLEXPU;
-            else if (strncmp(c1 + 1, "kube:", 5) == 0)
+            } else if (strncmp(c1 + 1, "flexpu-whole:", 13) == 0) {
+                s->kind = KIND_FLEXPU;
+                s->whole = true;
+            } else if (strncmp(c1 + 1, "kube:", 5) == 0) {
                 s->kind = KIND_KUBE;
-            else {
-                fprintf(stderr, "flexpu-kbench: --scheduler: kind must be flexpu or kube in "
-                                "'%s'\n", optarg);
+            } else if (strncmp(c1 + 1, "peer:", 5) == 0) {
+                s->kind = KIND_PEER;
+                opt.peer = true;
+            } else {
+                fprintf(stderr, "flexpu-kbench: --scheduler: kind must be flexpu, "
+                                "flexpu-whole, kube or peer in '%s'\n", optarg);
                 return -1;
             }
             s->cmd = c2 + 1;
@@ -1351,6 +1535,64 @@ static int make_queues(void)
     return 0;
 }
 
+/* The peer's queues: namespaces NS-q0..NS-qN-1, each with one ElasticQuota
+ * whose min is an equal part of the cluster and max the whole cluster (the
+ * nearest match to a Queue guaranteed a part that borrows idle GPUs). min and
+ * max name cpu and memory too: CapacityScheduling takes a resource missing
+ * from them as 0, and refuses a pod once all quotas together would use more
+ * than the sum of their min. Existing quotas are replaced. */
+static int make_peer_queues(void)
+{
+    if (!opt.peer || opt.queues == 0)
+        return 0;
+    int64_t cpu = 0, mem = 0;
+    for (int i = 0; i < opt.nodes; i++) {
+        cpu += trace.nodes[node_src[i]].cpu_milli;
+        mem += trace.nodes[node_src[i]].mem_mib;
+    }
+    int gpus = opt.nodes * GPUS_PER_NODE, n = opt.queues;
+    char min_g[32], min_c[32], min_m[32], max_g[32], max_c[32], max_m[32];
+    snprintf(min_g, sizeof(min_g), "%d", (gpus + n - 1) / n);
+    snprintf(min_c, sizeof(min_c), "%lldm", (long long)((cpu + n - 1) / n));
+    snprintf(min_m, sizeof(min_m), "%lldMi", (long long)((mem + n - 1) / n));
+    snprintf(max_g, sizeof(max_g), "%d", gpus);
+    snprintf(max_c, sizeof(max_c), "%lldm", (long long)cpu);
+    snprintf(max_m, sizeof(max_m), "%lldMi", (long long)mem);
+    for (int q = 0; q < n; q++) {
+        char ns[64], path[256];
+        snprintf(ns, sizeof(ns), "%s-q%d", opt.ns, q);
+        long st;
+        struct flexpu_error err;
+        json_t *obj = json_pack("{s:s, s:s, s:{s:s}}", "apiVersion", "v1", "kind", "Namespace",
+                                "metadata", "name", ns);
+        int rc = kube_request(clients[0], "POST", "/api/v1/namespaces", obj, NULL, &st, NULL,
+                              &err);
+        json_decref(obj);
+        if (rc && rc != FLEXPU_EEXIST) {
+            fprintf(stderr, "flexpu-kbench: creating namespace %s: %s\n", ns, err.msg);
+            return -1;
+        }
+        snprintf(path, sizeof(path), PEER_API "%s/elasticquotas/kbench", ns);
+        kube_request(clients[0], "DELETE", path, NULL, NULL, &st, NULL, &err);
+        obj = json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:{s:s, s:s, s:s}, s:{s:s, s:s, s:s}}}",
+                        "apiVersion", "scheduling.x-k8s.io/v1alpha1", "kind", "ElasticQuota",
+                        "metadata", "name", "kbench", "namespace", ns, "spec", "min",
+                        "nvidia.com/gpu", min_g, "cpu", min_c, "memory", min_m, "max",
+                        "nvidia.com/gpu", max_g, "cpu", max_c, "memory", max_m);
+        snprintf(path, sizeof(path), PEER_API "%s/elasticquotas", ns);
+        rc = kube_request(clients[0], "POST", path, obj, NULL, &st, NULL, &err);
+        json_decref(obj);
+        if (rc) {
+            fprintf(stderr, "flexpu-kbench: creating ElasticQuota %s/kbench: %s\n", ns,
+                    err.msg);
+            return -1;
+        }
+    }
+    say("%d peer queues (namespaces %s-q*), ElasticQuota min %s GPUs, %s CPU, %s memory; "
+        "max the cluster", n, opt.ns, min_g, min_c, min_m);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (parse_args(argc, argv) || load_trace())
@@ -1408,7 +1650,7 @@ int main(int argc, char **argv)
         return 1;
     }
     say("%d nodes Ready in %.1f s", ready, setup_s);
-    if (make_queues())
+    if (make_queues() || make_peer_queues())
         return 1;
 
     struct result res[MAX_SCHED];
