@@ -26,6 +26,7 @@ struct config {
     const char *nodes, *pods, *policies, *seeds, *mode, *out;
     const char *queues; /* timed mode: NULL, or the queues (sim/timed.h) */
     int no_reclaim;
+    const char *reclaim, *gangs; /* timed mode with queues (sim/timed.h) */
     double copies;
     double scale, coverage, rate;
     int synth_nodes, synth_pods;
@@ -50,7 +51,13 @@ static const struct option_doc {
      "timed mode with queues by QoS class (docs/QUEUES.md): 'qos' (serving=50:1,batch=30:1,"
      "default=20:1) or NAME=GUARANTEE%[:WEIGHT[:LIMIT%]],...; compared with the same run "
      "without queues"},
-    {"no-reclaim", NULL, "with --queues: never evict a running pod"},
+    {"reclaim", "MODE",
+     "with --queues: which pods of other queues reclaim may evict: any (default), "
+     "not-higher-priority or never"},
+    {"no-reclaim", NULL, "with --queues: --reclaim never"},
+    {"gangs", "G",
+     "with --queues: auto (GPU pods of one creation second, shape and QoS; default), none, or "
+     "a size N (runs of N pods of one shape and QoS)"},
     {"copies", "K", "with --queues: each trace pod arrives K times (default: 1)"},
     {"coverage", "X",
      "typical-pod popularity coverage for fgd/flexpu (default: the policy's own, fgd 0.95, "
@@ -297,10 +304,15 @@ static int run_queued(const struct config *c, const struct fx_trace *t, const ch
     struct flexpu_error err;
     if (fx_qsim_parse(c->queues, &qc, &err))
         return die(err.msg);
-    qc.reclaim = !c->no_reclaim;
+    if ((c->reclaim && fx_qsim_reclaim_parse(c->reclaim, &qc.reclaim, &err)) ||
+        (c->gangs && fx_qsim_gangs_parse(c->gangs, &qc.gangs, &err)))
+        return die(err.msg);
+    if (c->no_reclaim)
+        qc.reclaim = FX_QSIM_RECLAIM_NEVER;
     qc.copies = (int)c->copies;
     memset(&none, 0, sizeof(none));
     none.copies = qc.copies;
+    none.gangs = qc.gangs; /* the same workload, gangs included */
     struct fx_qsim_result *r = fx_calloc(2, sizeof(*r));
     if (!r)
         return die("out of memory");
@@ -358,7 +370,7 @@ int main(int argc, char **argv)
     snprintf(default_nodes, sizeof(default_nodes), "%s/openb_node_list_gpu_node.csv", trace_dir());
     snprintf(default_pods, sizeof(default_pods), "%s/openb_pod_list_default.csv", trace_dir());
     struct config c = {default_nodes, default_pods, "all", "42-51", "arrivals", "out/sim",
-                       NULL, 0, 1, 1.3, 0, 1.0, 0, 0, 0, FX_TIES_POLICY};
+                       NULL, 0, NULL, NULL, 1, 1.3, 0, 1.0, 0, 0, 0, FX_TIES_POLICY};
     struct option longopts[NOPTS + 1];
     for (int i = 0; i < NOPTS; i++)
         longopts[i] = (struct option){docs[i].name, docs[i].arg ? required_argument : no_argument,
@@ -385,6 +397,10 @@ int main(int argc, char **argv)
             c.queues = optarg;
         else if (!strcmp(name, "no-reclaim"))
             c.no_reclaim = 1;
+        else if (!strcmp(name, "reclaim"))
+            c.reclaim = optarg;
+        else if (!strcmp(name, "gangs"))
+            c.gangs = optarg;
         else if (!strcmp(name, "copies")) {
             if (parse_double(optarg, name, 1, 1000, &c.copies) || c.copies != floor(c.copies)) {
                 fprintf(stderr, "flexpu-sim: field '--copies': expected a whole number\n");

@@ -28,7 +28,6 @@ static int bad(struct flexpu_error *err, const char *part, size_t len, const cha
 int fx_qsim_parse(const char *spec, struct fx_qsim_config *c, struct flexpu_error *err)
 {
     memset(c, 0, sizeof(*c));
-    c->reclaim = true;
     if (!spec || !*spec)
         return bad(err, "", 0, "expected NAME=GUARANTEE%[:WEIGHT[:LIMIT%]],... or qos");
     if (strcmp(spec, "qos") == 0)
@@ -78,11 +77,50 @@ int fx_qsim_parse(const char *spec, struct fx_qsim_config *c, struct flexpu_erro
     return 0;
 }
 
+static const char *const reclaim_names[] = {"any", "not-higher-priority", "never"};
+
+int fx_qsim_reclaim_parse(const char *s, enum fx_qsim_reclaim *mode, struct flexpu_error *err)
+{
+    for (int i = 0; i < 3; i++)
+        if (s && strcmp(s, reclaim_names[i]) == 0) {
+            *mode = (enum fx_qsim_reclaim)i;
+            return 0;
+        }
+    return flexpu_error_field(err, FLEXPU_EINVAL, "--reclaim", s ? s : "", s ? strlen(s) : 0,
+                              "expected any, not-higher-priority or never");
+}
+
+const char *fx_qsim_reclaim_name(enum fx_qsim_reclaim mode)
+{
+    return mode >= FX_QSIM_RECLAIM_ANY && mode <= FX_QSIM_RECLAIM_NEVER ? reclaim_names[mode]
+                                                                        : "?";
+}
+
+int fx_qsim_gangs_parse(const char *s, int *gangs, struct flexpu_error *err)
+{
+    int n = 0, used = 0;
+    if (s && strcmp(s, "auto") == 0)
+        *gangs = FX_QSIM_GANGS_AUTO;
+    else if (s && strcmp(s, "none") == 0)
+        *gangs = FX_QSIM_GANGS_NONE;
+    else if (s && sscanf(s, "%d%n", &n, &used) == 1 && s[used] == '\0' && n >= 2 &&
+             n <= FX_QSIM_GANG_MAX)
+        *gangs = n;
+    else
+        return flexpu_error_field(err, FLEXPU_EINVAL, "--gangs", s ? s : "", s ? strlen(s) : 0,
+                                  "expected auto, none or a gang size from 2 to 64");
+    return 0;
+}
+
 /* ---- state -------------------------------------------------------------- */
+
+#define NPRIO 4 /* priorities 0..3 (BE, Burstable, LS, Guaranteed) */
 
 struct pod {
     int queue; /* index into the run's queues */
     int rank;  /* arrival order */
+    int prio;  /* 0..NPRIO-1; 0 for every pod without queues */
+    int gang;  /* index into the run's gangs, -1: alone */
     int64_t arrival, run, start, first_start;
     int64_t alloc_id; /* -1: not running */
     int gen;          /* bumped on eviction: older departures are void */
@@ -91,6 +129,17 @@ struct pod {
     struct flexpu_pod_req req;
     struct flexpu_placement pl;
     int64_t amount[R];
+};
+
+/* A gang: members start all together or wait (flexpu_engine_place_gang),
+ * run as long as the longest of them ran in the trace and end together;
+ * evicted, all go. Pending, it is one entry in its queue, its last member
+ * to arrive (rep). */
+struct gang {
+    int first, n; /* members: gmem[first .. first + n) */
+    int arrived, running, rep;
+    int64_t last_arrival;
+    bool started;
 };
 
 struct departure {
@@ -110,7 +159,8 @@ struct sim {
     struct flexpu_queues *qs;
     int nq;
     int qid[FX_QSIM_MAX_QUEUES];
-    bool reclaim;
+    bool preempt; /* queues on: priority preemption and (unless never) reclaim */
+    enum fx_qsim_reclaim reclaim;
     int64_t capacity[R];
     struct pod *pods;
     struct departure *heap;
@@ -120,6 +170,12 @@ struct sim {
     struct flexpu_pod_req failed[FX_QSIM_MAX_QUEUES][NFAILED];
     int nfailed[FX_QSIM_MAX_QUEUES];
     int *running, nrunning;
+    int run_prio[FX_QSIM_MAX_QUEUES][NPRIO]; /* running pods by queue and priority */
+    struct gang *gangs;
+    int ngangs, *gmem, npartial; /* gangs with some members running, not all */
+    double *gwaits;
+    int ngwaits;
+    struct flexpu_gang_member *gm; /* scratch: a gang's members, FX_QSIM_GANG_MAX */
     /* Passes: a pod that fitted nowhere in the last pass can fit now only
      * on a node freed since (flexpu_engine_node_may_fit), so only those
      * nodes are checked before its full retry. */
@@ -127,9 +183,12 @@ struct sim {
     int freed[NFREED], nfreed; /* nodes freed since the last pass; NFREED + 1: too many */
     double *waits[FX_QSIM_MAX_QUEUES];
     int nwaits[FX_QSIM_MAX_QUEUES];
-    /* Scratch of a reclaim: candidates and the victims chosen. */
+    /* Scratch of a preemption: candidates and the victims chosen. */
     int *cand, *best;
     double *cost;
+    char *elig;
+    int *gbad, search;
+    int win_preempt, win_reclaim; /* victims in the window, for the rates */
     /* Metrics over the arrival window [w0, w1]. */
     double w0, w1, last_t;
     double area_alloc, contended;
@@ -185,12 +244,21 @@ static struct departure heap_pop(struct sim *s)
     return top;
 }
 
-/* Inserts pod i into its queue's pending list in arrival order. */
+/* Whether pod a is served before pod b: higher priority, then earlier
+ * arrival (kube-scheduler's active queue). */
+static bool before(const struct sim *s, int a, int b)
+{
+    const struct pod *x = &s->pods[a], *y = &s->pods[b];
+    return x->prio != y->prio ? x->prio > y->prio : x->rank < y->rank;
+}
+
+/* Inserts pod i (a gang: its rep) into its queue's pending list in
+ * serving order. */
 static void pend_insert(struct sim *s, int i)
 {
     struct list *l = &s->pending[s->pods[i].queue];
     int k = l->n;
-    while (k > 0 && s->pods[l->a[k - 1]].rank > s->pods[i].rank)
+    while (k > 0 && before(s, i, l->a[k - 1]))
         k--;
     memmove(&l->a[k + 1], &l->a[k], (size_t)(l->n - k) * sizeof(int));
     l->a[k] = i;
@@ -248,9 +316,22 @@ static void advance(struct sim *s, double t)
 
 /* ---- starting, stopping, evicting ----------------------------------------- */
 
+/* Gang g's running members change by d; npartial follows. */
+static void gang_running(struct sim *s, int g, int d)
+{
+    struct gang *G = &s->gangs[g];
+    bool was = G->running > 0 && G->running < G->n;
+    G->running += d;
+    bool is = G->running > 0 && G->running < G->n;
+    s->npartial += (int)is - (int)was;
+}
+
 static int start(struct sim *s, int i, int64_t now, int64_t alloc_id, struct flexpu_error *err)
 {
     struct pod *p = &s->pods[i];
+    if (p->gang >= 0)
+        gang_running(s, p->gang, 1);
+    s->run_prio[p->queue][p->prio]++;
     p->alloc_id = alloc_id;
     p->start = now;
     if (p->first_start < 0) {
@@ -288,6 +369,9 @@ static int stop(struct sim *s, int i, struct flexpu_error *err)
     p->run_pos = -1;
     p->alloc_id = -1;
     flexpu_queues_allocated(s->qs, s->qid[p->queue], p->amount, -1);
+    s->run_prio[p->queue][p->prio]--;
+    if (p->gang >= 0)
+        gang_running(s, p->gang, -1);
     return 0;
 }
 
@@ -315,14 +399,96 @@ static void forget_freed(struct sim *s)
     s->nfreed = 0;
 }
 
-/* Starts the first pod of queue q, from its cursor on, that is within the
- * queue's limits and fits. 1 started, 0 none, <0 error. */
+static const char *pod_name(const struct sim *s, int i)
+{
+    return s->t->pods[i % s->t->npods].name;
+}
+
+/* What gang g asks in all, for the queues. */
+static void gang_amount(const struct sim *s, int g, int64_t amt[R])
+{
+    const struct gang *G = &s->gangs[g];
+    memset(amt, 0, R * sizeof(amt[0]));
+    for (int k = 0; k < G->n; k++)
+        for (int r = 0; r < R; r++)
+            amt[r] += s->pods[s->gmem[G->first + k]].amount[r];
+}
+
+/* Gang g's members' requests into s->gm. */
+static void gang_members(struct sim *s, int g)
+{
+    const struct gang *G = &s->gangs[g];
+    for (int k = 0; k < G->n; k++)
+        s->gm[k] = (struct flexpu_gang_member){.req = s->pods[s->gmem[G->first + k]].req};
+}
+
+/* Starts gang g's members, holding the allocations in s->gm. */
+static int gang_start(struct sim *s, int g, int64_t now, struct flexpu_error *err)
+{
+    struct gang *G = &s->gangs[g];
+    for (int k = 0; k < G->n; k++) {
+        int m = s->gmem[G->first + k];
+        s->pods[m].pl = s->gm[k].place;
+        int rc = start(s, m, now, s->gm[k].alloc_id, err);
+        if (rc)
+            return rc;
+    }
+    if (!G->started) {
+        G->started = true;
+        s->gwaits[s->ngwaits++] = (double)(now - G->last_arrival);
+    }
+    return 0;
+}
+
+/* Gang of rep i, at the cursor of queue q: all its members placed in one
+ * decision (flexpu_engine_place_gang) or none. 1 started, 0 not, <0 error. */
+static int try_gang(struct sim *s, int q, int i, int64_t now, struct flexpu_error *err)
+{
+    struct pod *p = &s->pods[i];
+    const struct gang *G = &s->gangs[p->gang];
+    if (p->stamp == s->pass - 1 && s->nfreed <= NFREED) {
+        bool known = true; /* as for one pod: only a freed node can change anything */
+        for (int f = 0; f < s->nfreed && known; f++)
+            for (int k = 0; k < G->n && known; k++)
+                known = !flexpu_engine_node_may_fit(s->e, s->freed[f],
+                                                    &s->pods[s->gmem[G->first + k]].req);
+        if (known) {
+            p->stamp = s->pass;
+            return 0;
+        }
+    }
+    int64_t amt[R];
+    gang_amount(s, p->gang, amt);
+    if (!flexpu_queues_within_limit(s->qs, s->qid[q], amt, NULL, 0))
+        return 0;
+    gang_members(s, p->gang);
+    struct flexpu_noplace why;
+    int rc = flexpu_engine_place_gang(s->e, s->gm, G->n, &s->rng, NULL, &why);
+    if (rc == FLEXPU_ENOFIT) {
+        p->stamp = s->pass;
+        return 0;
+    }
+    if (rc)
+        return flexpu_error_set(err, rc, "gang of pod %s: %s", pod_name(s, i), why.text);
+    pend_remove(s, q, s->cursor[q]);
+    rc = gang_start(s, p->gang, now, err);
+    return rc ? rc : 1;
+}
+
+/* Starts the first pod (or gang) of queue q, from its cursor on, that is
+ * within the queue's limits and fits. 1 started, 0 none, <0 error. */
 static int try_queue(struct sim *s, int q, int64_t now, struct flexpu_error *err)
 {
     struct list *l = &s->pending[q];
     for (; s->cursor[q] < l->n; s->cursor[q]++) {
         int i = l->a[s->cursor[q]];
         struct pod *p = &s->pods[i];
+        if (p->gang >= 0) {
+            int rc = try_gang(s, q, i, now, err);
+            if (rc)
+                return rc;
+            continue;
+        }
         bool known = false;
         for (int f = 0; f < s->nfailed[q] && !known; f++)
             known = same_shape(&s->failed[q][f], &p->req);
@@ -356,70 +522,153 @@ static int try_queue(struct sim *s, int q, int64_t now, struct flexpu_error *err
     return 0;
 }
 
-/* The oldest pod of queue q within its limits takes capacity back from
- * queues over their share: on the node where the fewest running pods must
- * go (then the least GPU work lost). 1 started, 0 not, <0 error. */
-static int try_reclaim(struct sim *s, int q, int64_t now, struct flexpu_error *err)
+/* Why running pod v may go for a taker of queue q with priority prio
+ * asking amt: 1 priority (its own queue, lower priority: kube-scheduler's
+ * PriorityClass preemption), 2 reclaim (another queue above its share,
+ * as flexpu_queues_may_reclaim and the reclaim mode allow), 0 it stays. */
+static int victim_kind(const struct sim *s, int q, int prio, const int64_t amt[R],
+                       bool by_queue, const bool *over, int v)
+{
+    const struct pod *vp = &s->pods[v];
+    if (vp->queue == q)
+        return vp->prio < prio ? 1 : 0;
+    if (!by_queue || !over[vp->queue] ||
+        (s->reclaim == FX_QSIM_RECLAIM_NOT_HIGHER && vp->prio > prio))
+        return 0;
+    return flexpu_queues_may_reclaim(s->qs, s->qid[q], amt, s->qid[vp->queue], vp->amount) ? 2
+                                                                                            : 0;
+}
+
+/* Work lost: GPU compute (or, for a CPU-only pod, a thousandth of its
+ * CPU) times the time it has run. */
+static double work_lost(const struct pod *vp, int64_t now)
+{
+    double w = vp->amount[FLEXPU_RES_GPU_MILLI] > 0
+                   ? (double)vp->amount[FLEXPU_RES_GPU_MILLI]
+                   : (double)vp->amount[FLEXPU_RES_CPU] / 1000.0;
+    return w * (double)(now - vp->start + 1);
+}
+
+/* Evicts the victims s->best[0..n) for a taker of queue q: back to
+ * pending with their work lost, a gang once its last member is stopped. */
+static int evict(struct sim *s, int q, int n, int64_t now, struct flexpu_error *err)
+{
+    bool in_window = (double)now >= s->w0 && (double)now <= s->w1;
+    for (int j = 0; j < n; j++) {
+        int v = s->best[j];
+        struct pod *vp = &s->pods[v];
+        int rc = stop(s, v, err);
+        if (rc)
+            return rc;
+        vp->gen++; /* its departure is void: the work is lost */
+        s->out->q[vp->queue].evicted++;
+        s->out->evictions++;
+        flexpu_queues_pending(s->qs, s->qid[vp->queue], vp->amount, 1);
+        int back = v;
+        if (vp->gang >= 0 && s->gangs[vp->gang].running > 0)
+            continue; /* the gang's other members are still to stop */
+        if (vp->gang >= 0)
+            back = s->gangs[vp->gang].rep;
+        pend_insert(s, back);
+        if (vp->queue == q) {
+            s->out->preemptions++;
+            s->out->q[vp->queue].preempted++;
+            s->win_preempt += in_window;
+        } else {
+            s->out->reclaims++;
+            s->out->q[vp->queue].reclaimed++;
+            s->win_reclaim += in_window;
+        }
+    }
+    return 0;
+}
+
+/* The first pod (or gang) of queue q within its limits, which fitted
+ * nowhere, makes room: by priority, evicting lower-priority pods of its
+ * own queue; by reclaim, when its queue stays within its fair share with
+ * it, pods of queues above theirs. One search over both kinds, the
+ * engine's (flexpu_engine_find_victims, find_gang_victims for a gang): the
+ * fewest victims, a gang counting once, then the least GPU work lost.
+ * 1 started, 0 not, <0 error. */
+static int try_preempt(struct sim *s, int q, int64_t now, struct flexpu_error *err)
 {
     struct list *l = &s->pending[q];
+    int64_t amt[R];
     int k = 0;
-    while (k < l->n && !flexpu_queues_within_limit(s->qs, s->qid[q], s->pods[l->a[k]].amount,
-                                                     NULL, 0))
-        k++;
+    for (; k < l->n; k++) {
+        const struct pod *p = &s->pods[l->a[k]];
+        if (p->gang >= 0)
+            gang_amount(s, p->gang, amt);
+        else
+            memcpy(amt, p->amount, sizeof(amt));
+        if (flexpu_queues_within_limit(s->qs, s->qid[q], amt, NULL, 0))
+            break;
+    }
     if (k == l->n)
         return 0;
     int taker = l->a[k];
     const struct pod *tp = &s->pods[taker];
-    /* The taker's own condition first (the run's queues are all top
-     * level, so its side is the queue): no scan when it would go over. */
+    /* Cheap tests before any walk over the running pods. */
+    bool by_prio = false;
+    for (int pr = 0; pr < tp->prio; pr++)
+        by_prio = by_prio || s->run_prio[q][pr] > 0;
+    bool by_queue = s->reclaim != FX_QSIM_RECLAIM_NEVER;
     struct flexpu_queue_status st;
     flexpu_queues_get(s->qs, s->qid[q], &st);
-    for (int r = 0; r < R; r++)
-        if (tp->amount[r] > 0 && st.allocated[r] + tp->amount[r] > st.fair_share[r])
-            return 0;
-    /* Only queues above their share can give anything back. */
+    for (int r = 0; r < R && by_queue; r++) /* the taker's own side: the queues are top level */
+        if (amt[r] > 0 && st.allocated[r] + amt[r] > st.fair_share[r])
+            by_queue = false;
     bool over[FX_QSIM_MAX_QUEUES] = {false}, any = false;
-    for (int j = 0; j < s->nq; j++) {
+    for (int j = 0; j < s->nq && by_queue; j++) {
         flexpu_queues_get(s->qs, s->qid[j], &st);
         for (int r = 0; r < R; r++)
             over[j] = over[j] || st.allocated[r] > st.fair_share[r];
         any = any || (over[j] && j != q);
     }
-    if (!any)
+    by_queue = by_queue && any;
+    if (!by_prio && !by_queue)
         return 0;
+    /* A gang goes as one victim, so only if every member may go. */
+    s->search++;
+    for (int j = 0; j < s->nrunning; j++) {
+        int v = s->running[j];
+        s->elig[v] = (char)victim_kind(s, q, tp->prio, amt, by_queue, over, v);
+        if (!s->elig[v] && s->pods[v].gang >= 0)
+            s->gbad[s->pods[v].gang] = s->search;
+    }
     int nc = 0;
     for (int j = 0; j < s->nrunning; j++) {
         int v = s->running[j];
-        const struct pod *vp = &s->pods[v];
-        if (vp->queue == q || !over[vp->queue] || !flexpu_queues_may_reclaim(s->qs, s->qid[q], tp->amount,
-                                                         s->qid[vp->queue], vp->amount))
+        if (!s->elig[v] || (s->pods[v].gang >= 0 && s->gbad[s->pods[v].gang] == s->search))
             continue;
         s->cand[nc] = v;
-        /* Work lost: GPU compute (or, for a CPU-only pod, a thousandth of
-         * its CPU) times the time it has run. */
-        double w = vp->amount[FLEXPU_RES_GPU_MILLI] > 0
-                       ? (double)vp->amount[FLEXPU_RES_GPU_MILLI]
-                       : (double)vp->amount[FLEXPU_RES_CPU] / 1000.0;
-        s->cost[nc] = w * (double)(now - vp->start + 1);
+        s->cost[nc] = work_lost(&s->pods[v], now);
         nc++;
     }
     if (nc == 0)
         return 0;
-    /* The engine's victim search (flexpu_engine_find_victims): the node
-     * with the fewest victims, then the least work lost. */
     struct flexpu_victim_cand *vc = fx_malloc((size_t)nc * sizeof(*vc));
     int *evicted = fx_malloc((size_t)nc * sizeof(int));
     if (!vc || !evicted) {
         fx_free(vc);
         fx_free(evicted);
-        return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory for reclaim candidates");
+        return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory for preemption candidates");
     }
-    for (int j = 0; j < nc; j++)
-        vc[j] = (struct flexpu_victim_cand){s->pods[s->cand[j]].alloc_id, s->cost[j],
-                                            s->pods[s->cand[j]].req.priority, 0};
+    for (int j = 0; j < nc; j++) {
+        const struct pod *vp = &s->pods[s->cand[j]];
+        vc[j] = (struct flexpu_victim_cand){vp->alloc_id, s->cost[j], vp->prio,
+                                            vp->gang >= 0 ? vp->gang + 1 : 0};
+    }
     struct flexpu_preemption pre;
     struct flexpu_noplace why;
-    int rc = flexpu_engine_find_victims(s->e, &tp->req, NULL, vc, nc, &pre, evicted, &why);
+    int rc;
+    int gn = tp->gang >= 0 ? s->gangs[tp->gang].n : 0;
+    if (tp->gang >= 0) {
+        gang_members(s, tp->gang);
+        rc = flexpu_engine_find_gang_victims(s->e, s->gm, gn, vc, nc, NULL, &pre, evicted, &why);
+    } else {
+        rc = flexpu_engine_find_victims(s->e, &tp->req, NULL, vc, nc, &pre, evicted, &why);
+    }
     int best_n = rc == 0 ? pre.nevicted : 0;
     for (int j = 0; j < best_n; j++)
         s->best[j] = s->cand[evicted[j]];
@@ -428,51 +677,50 @@ static int try_reclaim(struct sim *s, int q, int64_t now, struct flexpu_error *e
     if (rc == FLEXPU_ENOFIT || best_n == 0)
         return 0; /* no room even so (or room without evicting: the next pass takes it) */
     if (rc)
-        return flexpu_error_set(err, rc, "reclaim: %s", why.text);
-    /* Each victim taken in turn must still be allowed with the ones before
-     * it gone: the queues' rule holds for the whole set, not each alone. */
-    for (int j = 0; j < best_n; j++) {
+        return flexpu_error_set(err, rc, "preemption for pod %s: %s", pod_name(s, taker),
+                                why.text);
+    /* Each reclaim victim taken in turn must still be allowed with the ones
+     * before it gone: the queues' rule holds for the whole set. */
+    int j = 0;
+    bool allowed = true;
+    for (; j < best_n && allowed; j++) {
         const struct pod *vp = &s->pods[s->best[j]];
-        bool ok = flexpu_queues_may_reclaim(s->qs, s->qid[q], tp->amount, s->qid[vp->queue],
-                                            vp->amount);
+        allowed = vp->queue == q || flexpu_queues_may_reclaim(s->qs, s->qid[q], amt,
+                                                                s->qid[vp->queue], vp->amount);
         flexpu_queues_allocated(s->qs, s->qid[vp->queue], vp->amount, -1);
-        if (!ok) {
-            for (int u = j; u >= 0; u--)
-                flexpu_queues_allocated(s->qs, s->qid[s->pods[s->best[u]].queue],
-                                        s->pods[s->best[u]].amount, 1);
-            return 0;
-        }
     }
-    for (int j = 0; j < best_n; j++)
-        flexpu_queues_allocated(s->qs, s->qid[s->pods[s->best[j]].queue],
-                                s->pods[s->best[j]].amount, 1);
-    for (int j = 0; j < best_n && rc == 0; j++) {
-        int v = s->best[j];
-        if ((rc = stop(s, v, err)))
-            break;
-        struct pod *vp = &s->pods[v];
-        vp->gen++; /* its departure is void: the work is lost */
-        s->out->q[vp->queue].evicted++;
-        s->out->evictions++;
-        flexpu_queues_pending(s->qs, s->qid[vp->queue], vp->amount, 1);
-        pend_insert(s, v);
-    }
-    if (rc)
-        return rc;
-    /* Capacity grew on the victims' node: every queue may look again. */
+    for (int u = j - 1; u >= 0; u--)
+        flexpu_queues_allocated(s->qs, s->qid[s->pods[s->best[u]].queue],
+                                s->pods[s->best[u]].amount, 1);
+    if (!allowed)
+        return 0;
+    /* Capacity grows on the victims' nodes (stop records them): every
+     * queue may look again. */
     new_pass(s);
     forget_freed(s);
-    s->freed[0] = s->pods[s->best[0]].pl.node; /* the victims all share one node */
-    s->nfreed = 1;
-    int64_t id;
-    s->pods[taker].pl = pre.place;
-    if ((rc = flexpu_engine_assign(s->e, &s->pods[taker].req, &pre.place, &id, err)))
+    if ((rc = evict(s, q, best_n, now, err)))
         return rc;
     for (k = 0; l->a[k] != taker; k++)
         ;
     pend_remove(s, q, k);
-    int src = start(s, taker, now, id, err);
-    return src ? src : 1;
+    if (tp->gang < 0) {
+        int64_t id;
+        s->pods[taker].pl = pre.place;
+        if ((rc = flexpu_engine_assign(s->e, &s->pods[taker].req, &pre.place, &id, err)))
+            return rc;
+        rc = start(s, taker, now, id, err);
+        return rc ? rc : 1;
+    }
+    for (int m = 0; m < gn; m++)
+        if ((rc = flexpu_engine_assign(s->e, &s->gm[m].req, &s->gm[m].place, &s->gm[m].alloc_id,
+                                       err))) {
+            struct flexpu_error ignored;
+            for (int u = m - 1; u >= 0; u--) /* never a partial gang */
+                flexpu_engine_release(s->e, s->gm[u].alloc_id, &ignored);
+            return rc;
+        }
+    rc = gang_start(s, tp->gang, now, err);
+    return rc ? rc : 1;
 }
 
 /* Serves the queues after the events of one instant: fair shares first,
@@ -494,10 +742,12 @@ static int serve(struct sim *s, int64_t now, struct flexpu_error *err)
             return 0;
         }
         int rc = try_queue(s, best, now, err);
-        if (rc == 0 && s->reclaim)
-            rc = try_reclaim(s, best, now, err);
+        if (rc == 0 && s->preempt)
+            rc = try_preempt(s, best, now, err);
         if (rc < 0)
             return rc;
+        if (s->npartial > 0)
+            s->out->gangs_partial++; /* never: gangs start and stop whole */
         if (rc == 0)
             blocked[best] = true;
     }
@@ -557,7 +807,8 @@ static int setup_queues(struct sim *s, const struct fx_qsim_config *c, struct fl
         return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory for the queues");
     s->capacity[FLEXPU_RES_GPU_MILLI] = t->gpus * FLEXPU_GPU_MILLI;
     s->nq = c->nqueues > 0 ? c->nqueues : 1;
-    s->reclaim = c->nqueues > 0 && c->reclaim;
+    s->preempt = c->nqueues > 0;
+    s->reclaim = c->reclaim;
     for (int q = 0; q < s->nq; q++) {
         struct flexpu_queue_info in = {.name = c->nqueues ? c->q[q].name : FLEXPU_QUEUE_DEFAULT,
                                        .weight = c->nqueues ? c->q[q].weight : 1.0};
@@ -596,10 +847,22 @@ static int run(struct sim *s, const int *order, int n, struct flexpu_error *err)
                 (rc = stop(s, d.pod, err)))
                 return rc;
         }
+        if (s->npartial > 0)
+            s->out->gangs_partial++;
         for (; k < n && s->pods[order[k]].arrival == now; k++) {
             struct pod *p = &s->pods[order[k]];
             flexpu_queues_pending(s->qs, s->qid[p->queue], p->amount, 1);
-            pend_insert(s, order[k]);
+            if (p->gang < 0) {
+                pend_insert(s, order[k]);
+                continue;
+            }
+            /* A gang waits in its queue from its last member's arrival. */
+            struct gang *G = &s->gangs[p->gang];
+            if (++G->arrived == G->n) {
+                G->rep = order[k];
+                G->last_arrival = now;
+                pend_insert(s, order[k]);
+            }
         }
         if ((rc = serve(s, now, err)))
             return rc;
@@ -614,6 +877,15 @@ static void results(struct sim *s)
     o->contended_s = s->contended;
     o->alloc_mean = win > 0 ? s->area_alloc / win : 0;
     o->evictions_per_hour = win > 0 ? o->evictions / (win / 3600.0) : 0;
+    o->preemptions_per_hour = win > 0 ? s->win_preempt / (win / 3600.0) : 0;
+    o->reclaims_per_hour = win > 0 ? s->win_reclaim / (win / 3600.0) : 0;
+    o->preemptions_per_trace_hour = o->preemptions_per_hour / o->rate;
+    o->reclaims_per_trace_hour = o->reclaims_per_hour / o->rate;
+    o->gangs = s->ngangs;
+    o->gangs_started = s->ngwaits;
+    qsort(s->gwaits, (size_t)s->ngwaits, sizeof(double), cmp_double);
+    o->gang_wait_p50 = pct(s->gwaits, s->ngwaits, 0.5);
+    o->gang_wait_p99 = pct(s->gwaits, s->ngwaits, 0.99);
     o->npoints = s->next_point;
     int all = 0;
     for (int q = 0; q < s->nq; q++)
@@ -640,6 +912,112 @@ static void results(struct sim *s)
         o->wait_p99 = pct(every, m, 0.99);
     }
     fx_free(every);
+}
+
+/* ---- gangs of the trace --------------------------------------------------- */
+
+struct gkey_ctx {
+    const struct fx_trace *t;
+    bool by_time; /* auto: creation second first; size: shape first */
+};
+
+static int cmp_gkey(const void *pa, const void *pb, void *ctx)
+{
+    const struct gkey_ctx *g = ctx;
+    int a = *(const int *)pa, b = *(const int *)pb;
+    const struct fx_trace_pod *x = &g->t->pods[a], *y = &g->t->pods[b];
+    int64_t kx[6] = {x->creation, x->cpu_milli, x->mem_mib, x->num_gpu, x->gpu_milli, x->qos};
+    int64_t ky[6] = {y->creation, y->cpu_milli, y->mem_mib, y->num_gpu, y->gpu_milli, y->qos};
+    for (int k = g->by_time ? 0 : 1; k < 6; k++)
+        if (kx[k] != ky[k])
+            return kx[k] < ky[k] ? -1 : 1;
+    int c = strcmp(x->gpu_spec, y->gpu_spec);
+    if (c)
+        return c;
+    if (!g->by_time && x->creation != y->creation)
+        return x->creation < y->creation ? -1 : 1;
+    return a - b;
+}
+
+static bool same_gang_key(const struct fx_trace *t, int a, int b, bool by_time)
+{
+    const struct fx_trace_pod *x = &t->pods[a], *y = &t->pods[b];
+    return (!by_time || x->creation == y->creation) && x->cpu_milli == y->cpu_milli &&
+           x->mem_mib == y->mem_mib && x->num_gpu == y->num_gpu &&
+           x->gpu_milli == y->gpu_milli && x->qos == y->qos &&
+           strcmp(x->gpu_spec, y->gpu_spec) == 0;
+}
+
+/* The trace's gangs (sim/timed.h, FX_QSIM_GANGS_*), each copy's its own:
+ * s->gangs and s->gmem, and each member's gang and run time (the longest
+ * of its gang's: they end together). */
+static int build_gangs(struct sim *s, int mode, int copies, struct flexpu_error *err)
+{
+    const struct fx_trace *t = s->t;
+    int nt = t->npods, *idx = fx_malloc(((size_t)nt + 1) * sizeof(int));
+    int *tg = fx_malloc(((size_t)nt + 1) * sizeof(int)); /* trace pod -> its group's start in idx */
+    int *tn = fx_malloc(((size_t)nt + 1) * sizeof(int)); /* ... and size, at the start */
+    int rc = 0;
+    if (!idx || !tg || !tn) {
+        rc = flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory for gangs");
+        goto out;
+    }
+    int m = 0;
+    for (int i = 0; i < nt; i++) {
+        tg[i] = -1;
+        if (mode != FX_QSIM_GANGS_NONE && t->pods[i].num_gpu > 0 && t->pods[i].gpu_milli > 0)
+            idx[m++] = i; /* GPU pods only: a gang is a multi-pod GPU job */
+    }
+    struct gkey_ctx ctx = {t, mode == FX_QSIM_GANGS_AUTO};
+    qsort_r(idx, (size_t)m, sizeof(int), cmp_gkey, &ctx);
+    int size = mode == FX_QSIM_GANGS_AUTO ? FX_QSIM_GANG_MAX : mode, ngroups = 0, members = 0;
+    for (int a = 0; a < m;) {
+        int b = a + 1;
+        while (b < m && b - a < size && same_gang_key(t, idx[a], idx[b], ctx.by_time))
+            b++;
+        if (b - a >= 2 && (mode == FX_QSIM_GANGS_AUTO || b - a == size)) {
+            tn[a] = b - a;
+            for (int k = a; k < b; k++)
+                tg[idx[k]] = a;
+            ngroups++;
+            members += b - a;
+        }
+        a = b;
+    }
+    s->ngangs = ngroups * copies;
+    s->out->gang_pods = members * copies;
+    s->gangs = fx_calloc((size_t)s->ngangs + 1, sizeof(*s->gangs));
+    s->gmem = fx_malloc(((size_t)s->out->gang_pods + 1) * sizeof(int));
+    s->gwaits = fx_malloc(((size_t)s->ngangs + 1) * sizeof(double));
+    s->gbad = fx_calloc((size_t)s->ngangs + 1, sizeof(int));
+    if (!s->gangs || !s->gmem || !s->gwaits || !s->gbad) {
+        rc = flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory for %d gangs", s->ngangs);
+        goto out;
+    }
+    int g = 0, used = 0;
+    for (int c = 0; c < copies; c++)
+        for (int a = 0; a < m; a++) {
+            if (tg[idx[a]] != a)
+                continue; /* not the first member of a group */
+            struct gang *G = &s->gangs[g];
+            G->first = used;
+            G->n = tn[a];
+            int64_t longest = 0;
+            for (int k = a; k < a + tn[a]; k++) {
+                int i = c * nt + idx[k];
+                s->gmem[used++] = i;
+                s->pods[i].gang = g;
+                longest = s->pods[i].run > longest ? s->pods[i].run : longest;
+            }
+            for (int k = 0; k < G->n; k++)
+                s->pods[s->gmem[G->first + k]].run = longest;
+            g++;
+        }
+out:
+    fx_free(idx);
+    fx_free(tg);
+    fx_free(tn);
+    return rc;
 }
 
 int fx_qsim_run(const struct fx_trace *t, const char *policy, double coverage, double rate,
@@ -678,7 +1056,10 @@ int fx_qsim_run(const struct fx_trace *t, const char *policy, double coverage, d
     s.cand = fx_malloc(n * sizeof(int));
     s.best = fx_malloc(n * sizeof(int));
     s.cost = fx_malloc(n * sizeof(double));
-    bool ok = order && s.pods && s.heap && s.running && s.cand && s.best && s.cost;
+    s.elig = fx_calloc(n, 1);
+    s.gm = fx_calloc(FX_QSIM_GANG_MAX, sizeof(*s.gm));
+    bool ok = order && s.pods && s.heap && s.running && s.cand && s.best && s.cost && s.elig &&
+              s.gm;
     for (int q = 0; q < FX_QSIM_MAX_QUEUES && ok; q++) {
         s.pending[q].a = fx_malloc(n * sizeof(int));
         s.waits[q] = fx_malloc(n * sizeof(double));
@@ -699,7 +1080,12 @@ int fx_qsim_run(const struct fx_trace *t, const char *policy, double coverage, d
         struct pod *p = &s.pods[i];
         if ((rc = fx_trace_req(s.e, tp, &p->req, err)))
             goto out;
-        p->req.priority = tp->qos == FLEXPU_QOS_BE ? 0 : tp->qos == FLEXPU_QOS_BURSTABLE ? 1 : 2;
+        p->req.priority = tp->qos == FLEXPU_QOS_BE          ? 0
+                          : tp->qos == FLEXPU_QOS_BURSTABLE  ? 1
+                          : tp->qos == FLEXPU_QOS_GUARANTEED ? 3
+                                                             : 2;
+        p->prio = c->nqueues > 0 ? p->req.priority : 0; /* the baseline: arrival order only */
+        p->gang = -1;
         int64_t from = tp->scheduled >= 0 ? tp->scheduled : tp->creation;
         p->run = tp->deletion >= from ? tp->deletion - from : fallback;
         p->arrival = (int64_t)((double)tp->creation / rate);
@@ -717,6 +1103,8 @@ int fx_qsim_run(const struct fx_trace *t, const char *policy, double coverage, d
         out->q[p->queue].pods++;
         order[i] = (int)i;
     }
+    if ((rc = build_gangs(&s, c->gangs, copies, err)))
+        goto out;
     qsort_r(order, n, sizeof(int), cmp_rank, &s);
     for (size_t k = 0; k < n; k++)
         s.pods[order[k]].rank = (int)k;
@@ -744,6 +1132,12 @@ out:
     fx_free(s.cand);
     fx_free(s.best);
     fx_free(s.cost);
+    fx_free(s.elig);
+    fx_free(s.gm);
+    fx_free(s.gangs);
+    fx_free(s.gmem);
+    fx_free(s.gwaits);
+    fx_free(s.gbad);
     for (int q = 0; q < FX_QSIM_MAX_QUEUES; q++) {
         fx_free(s.pending[q].a);
         fx_free(s.waits[q]);
@@ -777,6 +1171,16 @@ void fx_qsim_report(FILE *f, const struct fx_qsim_result *with, const struct fx_
             100 * (with->alloc_mean - base->alloc_mean), with->wait_p50, with->wait_p99,
             base->wait_p50, base->wait_p99, with->evictions, with->evictions_per_hour,
             with->seconds, base->seconds);
+    fprintf(f, "victims (a gang once): %d by priority (%.1f per hour of the window, %.2f per "
+               "hour of trace time), %d by reclaim (%.1f, %.2f)\n",
+            with->preemptions, with->preemptions_per_hour, with->preemptions_per_trace_hour,
+            with->reclaims, with->reclaims_per_hour, with->reclaims_per_trace_hour);
+    fprintf(f, "gangs: %d (%d pods), %d started, time-to-start p50 %.0f s p99 %.0f s with "
+               "queues, p50 %.0f s p99 %.0f s without; steps with a gang running in part: %d "
+               "and %d\n",
+            with->gangs, with->gang_pods, with->gangs_started, with->gang_wait_p50,
+            with->gang_wait_p99, base->gang_wait_p50, base->gang_wait_p99, with->gangs_partial,
+            base->gangs_partial);
 }
 
 int fx_qsim_csv(const char *path, const struct fx_qsim_result *r, struct flexpu_error *err)

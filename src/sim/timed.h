@@ -27,6 +27,29 @@
 #define FX_QSIM_MAX_QUEUES 8
 #define FX_QSIM_POINTS     200
 
+/* Which running pods of another queue reclaim may evict, as
+ * flexpu-scheduler's --reclaim (src/scheduler/model.h, enum fx_reclaim):
+ * any, only those whose priority is not above the pod making room, or
+ * none. Priority preemption inside a queue is not affected. */
+enum fx_qsim_reclaim {
+    FX_QSIM_RECLAIM_ANY = 0,
+    FX_QSIM_RECLAIM_NOT_HIGHER,
+    FX_QSIM_RECLAIM_NEVER,
+};
+/* "any", "not-higher-priority", "never"; FLEXPU_EINVAL names the value. */
+int fx_qsim_reclaim_parse(const char *s, enum fx_qsim_reclaim *mode, struct flexpu_error *err);
+const char *fx_qsim_reclaim_name(enum fx_qsim_reclaim mode);
+
+/* Gangs of the trace (docs/QUEUES.md, "Simulator"): the trace has no gang
+ * field. auto: GPU pods created in the same second with the same shape and
+ * QoS class form one gang of them all; none: no gangs; N >= 2: each run of
+ * N pods of one shape and QoS class, in arrival order, is a gang. */
+#define FX_QSIM_GANGS_AUTO 0
+#define FX_QSIM_GANGS_NONE (-1)
+#define FX_QSIM_GANG_MAX   64
+/* "auto", "none" or a size 2..64 into *gangs; FLEXPU_EINVAL names the value. */
+int fx_qsim_gangs_parse(const char *s, int *gangs, struct flexpu_error *err);
+
 /* The queues of a run: by QoS class, each queue's index in the set. */
 struct fx_qsim_config {
     int nqueues; /* 0: no queues (one queue, no reclaim: the baseline) */
@@ -37,7 +60,8 @@ struct fx_qsim_config {
         double weight;
     } q[FX_QSIM_MAX_QUEUES];
     int by_qos[5]; /* enum flexpu_qos -> index into q */
-    bool reclaim;
+    enum fx_qsim_reclaim reclaim; /* 0: any */
+    int gangs;                    /* FX_QSIM_GANGS_AUTO (0), _NONE or a size */
     int copies; /* each trace pod arrives this many times (0 or 1: once): the whole trace
                  * asks 98% of its cluster's GPUs, so no speed-up alone contends it */
 };
@@ -52,6 +76,7 @@ int fx_qsim_parse(const char *spec, struct fx_qsim_config *c, struct flexpu_erro
 struct fx_qsim_queue {
     char name[FLEXPU_NAME_MAX];
     int pods, started, never_started, evicted;
+    int preempted, reclaimed; /* victims (a gang once) by priority, by reclaim */
     double wait_p50, wait_p99; /* seconds from arrival to first start */
     double share_mean, fair_mean; /* time-weighted GPU compute share of the cluster over the
                                    * arrival window */
@@ -68,6 +93,19 @@ struct fx_qsim_result {
     double alloc_mean;  /* time-weighted GPU compute allocation ratio over the window */
     double wait_p50, wait_p99;
     double evictions_per_hour; /* per hour of the sped-up window */
+    /* Victims (a gang counts once): of a higher-priority pod of their own
+     * queue (priority), of a pod of a queue under its fair share (reclaim);
+     * per hour of the sped-up window and per hour of trace time (the
+     * window times the rate). */
+    int preemptions, reclaims;
+    double preemptions_per_hour, reclaims_per_hour;
+    double preemptions_per_trace_hour, reclaims_per_trace_hour;
+    /* Gangs: how many, their pods, how many started (at least once), from
+     * the arrival of the last member to the start of all of them (p50,
+     * p99, seconds), and the serving steps that ended with a gang running
+     * in part (must be 0). */
+    int gangs, gang_pods, gangs_started, gangs_partial;
+    double gang_wait_p50, gang_wait_p99;
     double seconds;            /* wall time of the run */
     struct fx_qsim_queue q[FX_QSIM_MAX_QUEUES];
 };
