@@ -49,8 +49,8 @@ static const struct option_doc {
     {"rate", "X", "timed mode: arrivals X times faster than in the trace (default: 1)"},
     {"queues", "SPEC",
      "timed mode with queues by QoS class (docs/QUEUES.md): 'qos' (serving=50:1,batch=30:1,"
-     "default=20:1) or NAME=GUARANTEE%[:WEIGHT[:LIMIT%]],...; compared with the same run "
-     "without queues"},
+     "default=20:1), 'teams' (team0..3 at 25%, copy k of the trace in team k) or "
+     "NAME=GUARANTEE%[:WEIGHT[:LIMIT%]],...; compared with the same run without queues"},
     {"reclaim", "MODE",
      "with --queues: which pods of other queues reclaim may evict: any (default), "
      "not-higher-priority or never"},

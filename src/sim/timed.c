@@ -19,6 +19,8 @@
 /* ---- configuration ------------------------------------------------------ */
 
 static const char *const default_spec = "serving=50:1,batch=30:1,default=20:1";
+/* Four teams, each the whole trace's mix of classes (priorities). */
+static const char *const teams_spec = "team0=25:1,team1=25:1,team2=25:1,team3=25:1";
 
 static int bad(struct flexpu_error *err, const char *part, size_t len, const char *why)
 {
@@ -30,8 +32,11 @@ int fx_qsim_parse(const char *spec, struct fx_qsim_config *c, struct flexpu_erro
     memset(c, 0, sizeof(*c));
     if (!spec || !*spec)
         return bad(err, "", 0, "expected NAME=GUARANTEE%[:WEIGHT[:LIMIT%]],... or qos");
+    bool teams = strcmp(spec, "teams") == 0;
     if (strcmp(spec, "qos") == 0)
         spec = default_spec;
+    else if (teams)
+        spec = teams_spec;
     const char *p = spec;
     while (*p) {
         size_t len = strcspn(p, ",");
@@ -74,6 +79,7 @@ int fx_qsim_parse(const char *spec, struct fx_qsim_config *c, struct flexpu_erro
             if (strcmp(c->q[i].name, map[m].queue) == 0)
                 c->by_qos[map[m].qos] = i;
     }
+    c->by_copy = teams;
     return 0;
 }
 
@@ -1093,7 +1099,9 @@ int fx_qsim_run(const struct fx_trace *t, const char *policy, double coverage, d
         p->first_start = -1;
         p->run_pos = -1;
         p->stamp = -2; /* never tried */
-        p->queue = c->nqueues > 0 ? c->by_qos[tp->qos] : 0;
+        p->queue = c->nqueues == 0 ? 0
+                   : c->by_copy    ? (int)(i / (size_t)t->npods) % c->nqueues
+                                   : c->by_qos[tp->qos];
         /* The queues share GPU compute, the figure the issue measures:
          * devices, CPU and memory are left to placement. Counting them
          * too makes a queue's usage its most used resource (a share of a

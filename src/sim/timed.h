@@ -8,14 +8,18 @@
  * something arrives or departs, the queues' fair shares are recomputed
  * (flexpu_queues_compute over the cluster's GPUs, GPU compute, CPU and
  * memory) and the queues are served lowest usage first
- * (flexpu_queues_compare), each in its own order (arrival), within its
- * limits. A queue whose next pod fits nowhere may reclaim: running pods of
- * queues that flexpu_queues_may_reclaim allows are evicted, on the node
- * where the fewest do (then the least GPU work lost), and go back to
+ * (flexpu_queues_compare), each in its own order (priority, then arrival),
+ * within its limits. Gangs (FX_QSIM_GANGS_*) start whole through
+ * flexpu_engine_place_gang or wait. A queue whose next pod or gang fits
+ * nowhere may preempt: lower-priority pods of its own queue, and (reclaim,
+ * as the mode allows) running pods of queues that flexpu_queues_may_reclaim
+ * allows; the engine's victim search picks them (fewest victims, a gang
+ * counting once, then the least GPU work lost), and they go back to
  * pending with their work lost (they run their whole time again).
  *
- * Without queues (the baseline) every pod joins one queue and nothing is
- * reclaimed: the same FIFO-with-skips replay as fx_replay_timed. */
+ * Without queues (the baseline) every pod joins one queue in arrival
+ * order and nothing is preempted: the same FIFO-with-skips replay as
+ * fx_replay_timed, with the same gangs. */
 #ifndef FX_SIM_TIMED_H
 #define FX_SIM_TIMED_H
 
@@ -60,6 +64,7 @@ struct fx_qsim_config {
         double weight;
     } q[FX_QSIM_MAX_QUEUES];
     int by_qos[5]; /* enum flexpu_qos -> index into q */
+    bool by_copy;  /* "teams": copy k of the trace to queue k mod nqueues, whatever its class */
     enum fx_qsim_reclaim reclaim; /* 0: any */
     int gangs;                    /* FX_QSIM_GANGS_AUTO (0), _NONE or a size */
     int copies; /* each trace pod arrives this many times (0 or 1: once): the whole trace
@@ -67,7 +72,9 @@ struct fx_qsim_config {
 };
 
 /* "serving=50:1,batch=30:1,default=20:1" (NAME=GUARANTEE%[:WEIGHT[:LIMIT%]]),
- * or "qos" for that default, into c (QoS mapping as docs/QUEUES.md says:
+ * or "qos" for that default, or "teams" (four queues of 25%, copy k of the
+ * trace, every class of it, in team k mod 4: priorities then differ inside
+ * each queue), into c (QoS mapping as docs/QUEUES.md says:
  * LS and Guaranteed to serving, BE to batch, Burstable and none to
  * default; a mapping whose queue is not listed goes to the last queue).
  * FLEXPU_EINVAL names the part and the value. */

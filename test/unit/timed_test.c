@@ -160,6 +160,11 @@ static void parse_errors_name_the_value(void **state)
     assert_string_equal(c.q[c.by_qos[FLEXPU_QOS_GUARANTEED]].name, "serving");
     assert_string_equal(c.q[c.by_qos[FLEXPU_QOS_BE]].name, "batch");
     assert_string_equal(c.q[c.by_qos[FLEXPU_QOS_BURSTABLE]].name, "default");
+    assert_false(c.by_copy);
+    assert_int_equal(fx_qsim_parse("teams", &c, &err), 0);
+    assert_int_equal(c.nqueues, 4);
+    assert_true(c.by_copy);
+    assert_string_equal(c.q[3].name, "team3");
     /* A QoS class whose queue is not listed goes to the last one. */
     assert_int_equal(fx_qsim_parse("a=10,b=20:2", &c, &err), 0);
     assert_int_equal(c.by_qos[FLEXPU_QOS_LS], 1);
@@ -342,6 +347,30 @@ static void reclaim_modes(void **state)
     assert_int_equal(r.evictions, 0);
 }
 
+/* teams: copy k of the trace, every class of it, in team k. */
+static void teams_take_copies(void **state)
+{
+    (void)state;
+    struct fx_trace t = {0};
+    load_trace(&t, one_node, prio_mix);
+    struct fx_qsim_config c;
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_qsim_parse("teams", &c, &err), 0);
+    c.copies = 2;
+    c.gangs = FX_QSIM_GANGS_NONE;
+    struct fx_qsim_result r;
+    if (fx_qsim_run(&t, "flexpu", 0, 1.0, &c, &r, &err))
+        fail_msg("%s", err.msg);
+    fx_trace_free(&t);
+    assert_int_equal(r.q[0].pods, 6);
+    assert_int_equal(r.q[1].pods, 6);
+    assert_int_equal(r.q[2].pods, 0);
+    /* Twelve pods on four GPUs: each team's LS pods preempt its own BE
+     * pods, never another team's (the teams are at their fair share). */
+    assert_int_equal(r.reclaims, 0);
+    assert_true(r.preemptions > 0);
+}
+
 static void option_errors_name_the_value(void **state)
 {
     (void)state;
@@ -378,6 +407,7 @@ int main(void)
         cmocka_unit_test(gang_is_one_victim),
         cmocka_unit_test(priority_preempts_inside_its_queue),
         cmocka_unit_test(reclaim_modes),
+        cmocka_unit_test(teams_take_copies),
         cmocka_unit_test(option_errors_name_the_value),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
