@@ -56,9 +56,10 @@ measure() { # name
   w1="$(writes)"
   [ -z "$client_pid" ] || wait "$client_pid" 2>/dev/null || true
   client_pid=""
-  printf '%-8s %3d writes in %d s: %5.2f per node per minute; annotation %d bytes; GPU 0 reads %s/1000 at the end\n' \
+  printf '%-8s %3d writes in %d s: %5.2f per node per minute; annotation %d bytes; GPU 0 reads busy %s, mean %s /1000 at the end\n' \
     "$1" $((w1 - w0)) "$phase" "$(echo "($w1 - $w0) * 60 / $phase" | bc -l)" "$(usage | wc -c)" \
-    "$(usage | jq '.gpus[] | select(.index == 0) | .busy')"
+    "$(usage | jq '.gpus[] | select(.index == 0) | .busy')" \
+    "$(usage | jq '.gpus[] | select(.index == 0) | .mean')"
 }
 echo "# usage feed cost, $(date -u +%F), $(nproc) cores, fake driver, 2 GPUs"
 measure idle

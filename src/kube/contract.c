@@ -441,6 +441,20 @@ static int usage_int(json_t *obj, const char *key, const char *field, int64_t lo
     return 0;
 }
 
+/* "mean", optional: absent, it is taken as busy (the cautious figure). */
+static int usage_mean(json_t *obj, const char *at, int *out, int busy, struct flexpu_error *err)
+{
+    char field[160];
+    int64_t v = busy;
+    snprintf(field, sizeof(field), "%s.mean", at);
+    if (json_object_get(obj, "mean") &&
+        usage_int(obj, "mean", field, 0, FX_USAGE_BUSY_MAX,
+                  "must be 0-1000 (thousandths of the GPU)", &v, err))
+        return FLEXPU_EINVAL;
+    *out = (int)v;
+    return 0;
+}
+
 static int usage_slice(json_t *s, const char *at, struct fx_usage_slice *o,
                        struct flexpu_error *err)
 {
@@ -456,6 +470,8 @@ static int usage_slice(json_t *s, const char *at, struct fx_usage_slice *o,
                   &v, err))
         return FLEXPU_EINVAL;
     o->busy = (int)v;
+    if (usage_mean(s, at, &o->mean, o->busy, err))
+        return FLEXPU_EINVAL;
     snprintf(field, sizeof(field), "%s.memory", at);
     if (usage_int(s, "memory", field, 0, INT64_MAX, "must be a non-negative integer (bytes)",
                   &o->mem, err))
@@ -488,6 +504,8 @@ static int usage_gpu(json_t *g, size_t i, int ngpu, struct fx_node_usage *out,
                   &v, err))
         return FLEXPU_EINVAL;
     o->busy = (int)v;
+    if (usage_mean(g, at, &o->mean, o->busy, err))
+        return FLEXPU_EINVAL;
     snprintf(field, sizeof(field), "%s.memory", at);
     if (usage_int(g, "memory", field, 0, INT64_MAX, "must be a non-negative integer (bytes)",
                   &o->mem, err))
@@ -548,8 +566,8 @@ int fx_node_usage_parse(const char *text, int ngpu, struct fx_node_usage *out,
     return rc;
 }
 
-static json_t *usage_entry(const char *key, const char *pod, int i, int busy, int64_t mem,
-                           json_t *slices)
+static json_t *usage_entry(const char *key, const char *pod, int i, int busy, int mean,
+                           int64_t mem, json_t *slices)
 {
     json_t *o = json_object();
     if (!o) {
@@ -559,6 +577,7 @@ static json_t *usage_entry(const char *key, const char *pod, int i, int busy, in
     int rc = pod ? json_object_set_new(o, key, json_string(pod))
                  : json_object_set_new(o, key, json_integer(i));
     rc |= json_object_set_new(o, "busy", json_integer(busy));
+    rc |= json_object_set_new(o, "mean", json_integer(mean));
     rc |= json_object_set_new(o, "memory", json_integer((json_int_t)mem));
     if (slices)
         rc |= json_object_set_new(o, "slices", slices);
@@ -580,13 +599,15 @@ char *fx_node_usage_format(const struct fx_node_usage *u, int ngpu)
         json_t *sl = json_array();
         for (int k = 0; sl && k < g->nslices && k < FX_USAGE_SLICES_MAX && !rc; k++)
             rc = json_array_append_new(sl, usage_entry("pod", g->slices[k].pod, 0,
-                                                       g->slices[k].busy, g->slices[k].mem, NULL));
+                                                       g->slices[k].busy, g->slices[k].mean,
+                                                       g->slices[k].mem, NULL));
         if (!sl || rc) {
             json_decref(sl);
             rc = -1;
             break;
         }
-        rc = json_array_append_new(a, usage_entry("index", NULL, i, g->busy, g->mem, sl));
+        rc = json_array_append_new(a,
+                                   usage_entry("index", NULL, i, g->busy, g->mean, g->mem, sl));
     }
     char *s = NULL;
     if (!rc && top) {

@@ -126,11 +126,14 @@ char *fx_node_inv_format(const struct fx_node_inv *inv);
 /* The usage feed (docs/KUBERNETES.md, "Usage feed"): what the node agent
  * measured on each GPU and slice, smoothed, on its Node as the annotation
  * flexpu.io/gpu-usage, version FX_USAGE_VERSION:
- *   {"v":1,"ts":UNIX_SECONDS,"gpus":[{"index":I,"busy":B,"memory":M,
- *     "slices":[{"pod":UID,"busy":B,"memory":M}...]}...]}
+ *   {"v":1,"ts":UNIX_SECONDS,"gpus":[{"index":I,"busy":B,"mean":A,"memory":M,
+ *     "slices":[{"pod":UID,"busy":B,"mean":A,"memory":M}...]}...]}
  * index is the GPU's position in flexpu.io/gpus; busy is in thousandths of
- * the GPU's time (0..1000); memory in bytes; ts is the agent's wall clock
- * when it wrote the value. A GPU not listed has no measure. */
+ * the GPU's time (0..1000), quick to rise and slow to fall (what protects
+ * an owner); mean the same time over the last minute or so, evenly
+ * weighted (what a borrower could have; optional: absent, it is busy);
+ * memory in bytes; ts is the agent's wall clock when it wrote the value. A
+ * GPU not listed has no measure. */
 #define FX_ANN_NODE_USAGE "flexpu.io/gpu-usage"
 #define FX_USAGE_VERSION 1
 #define FX_USAGE_BUSY_MAX 1000
@@ -142,11 +145,13 @@ char *fx_node_inv_format(const struct fx_node_inv *inv);
 struct fx_usage_slice {
     char pod[FX_USAGE_POD_MAX]; /* the pod UID (the runtime's tenant name) */
     int busy;                   /* thousandths */
+    int mean;                   /* thousandths */
     int64_t mem;                /* bytes */
 };
 struct fx_usage_gpu {
     bool known;  /* listed in the annotation */
     int busy;    /* thousandths */
+    int mean;    /* thousandths */
     int64_t mem; /* bytes */
     int nslices;
     struct fx_usage_slice slices[FX_USAGE_SLICES_MAX];

@@ -21,13 +21,13 @@
 struct track_slice {
     char pod[FX_USAGE_POD_MAX];
     uint64_t gpu_time_ns, activity; /* the baselines */
-    double busy, mem;               /* the means: 0..1, bytes */
+    double busy, mean, mem;         /* the means: 0..1, 0..1, bytes */
 };
 
 struct track_gpu {
     int n;
     struct track_slice s[FX_USAGE_SLICES_MAX];
-    double busy, mem;
+    double busy, mean, mem;
     int64_t cap; /* the GPU's memory */
     bool failed;
 };
@@ -67,6 +67,12 @@ static double ewma(double mean, double x, double dt)
 {
     double tau = x > mean ? FX_USAGE_TAU_UP_S : FX_USAGE_TAU_DOWN_S;
     return mean + dt / (tau + dt) * (x - mean);
+}
+
+/* The even mean: one constant both ways. */
+static double ewma_even(double mean, double x, double dt)
+{
+    return mean + dt / (FX_USAGE_TAU_MEAN_S + dt) * (x - mean);
 }
 
 /* Memory: what is held now counts at once; what was freed fades. */
@@ -125,6 +131,7 @@ static void observe_gpu(struct track_gpu *t, double dt, const struct fx_usage_ob
         x->gpu_time_ns = s->gpu_time_ns;
         x->activity = s->activity;
         x->busy = old[k] && dt > 0 ? ewma(old[k]->busy, sample, dt) : sample;
+        x->mean = old[k] && dt > 0 ? ewma_even(old[k]->mean, sample, dt) : sample;
         if (!o->have_mem)
             x->mem = old[k] ? old[k]->mem : 0; /* not read this time */
         else
@@ -141,6 +148,7 @@ static void observe_gpu(struct track_gpu *t, double dt, const struct fx_usage_ob
         if (!seen) {
             next[n] = t->s[j];
             next[n].busy = dt > 0 ? ewma(t->s[j].busy, 0, dt) : 0;
+            next[n].mean = dt > 0 ? ewma_even(t->s[j].mean, 0, dt) : 0;
             n++;
         }
     }
@@ -148,6 +156,7 @@ static void observe_gpu(struct track_gpu *t, double dt, const struct fx_usage_ob
     if (gpu_mem > (double)t->cap)
         gpu_mem = (double)t->cap;
     t->busy = dt > 0 ? ewma(t->busy, gpu_sample, dt) : gpu_sample;
+    t->mean = dt > 0 ? ewma_even(t->mean, gpu_sample, dt) : gpu_sample;
     if (o->have_mem)
         t->mem = dt > 0 ? ewma_mem(t->mem, gpu_mem, dt) : gpu_mem;
     /* Slices that are gone leave the GPU with their use. */
@@ -183,20 +192,24 @@ void fx_usage_current(const struct fx_usage *u, int64_t wall_s, struct fx_node_u
             continue; /* unknown, not idle */
         g->known = true;
         g->busy = milli(t->busy);
+        g->mean = milli(t->mean);
         g->mem = (int64_t)(t->mem + 0.5);
         g->nslices = t->n;
         for (int k = 0; k < t->n; k++) {
             snprintf(g->slices[k].pod, sizeof(g->slices[k].pod), "%s", t->s[k].pod);
             g->slices[k].busy = milli(t->s[k].busy);
+            g->slices[k].mean = milli(t->s[k].mean);
             g->slices[k].mem = (int64_t)(t->s[k].mem + 0.5);
         }
     }
 }
 
-static bool moved(int busy, int64_t mem, int pub_busy, int64_t pub_mem)
+static bool moved(double busy, double mean, double mem, int pub_busy, int pub_mean,
+                  int64_t pub_mem)
 {
-    return abs(busy - pub_busy) >= FX_USAGE_BUSY_DELTA ||
-           llabs(mem - pub_mem) >= FX_USAGE_MEM_DELTA;
+    return abs(milli(busy) - pub_busy) >= FX_USAGE_BUSY_DELTA ||
+           abs(milli(mean) - pub_mean) >= FX_USAGE_BUSY_DELTA ||
+           llabs((int64_t)(mem + 0.5) - pub_mem) >= FX_USAGE_MEM_DELTA;
 }
 
 /* A meaningful change since the last write: a GPU known or unknown, a
@@ -210,15 +223,14 @@ static bool changed(const struct fx_usage *u)
             return true;
         if (t->failed)
             continue;
-        if (moved(milli(t->busy), (int64_t)(t->mem + 0.5), p->busy, p->mem) || p->nslices != t->n)
+        if (moved(t->busy, t->mean, t->mem, p->busy, p->mean, p->mem) || p->nslices != t->n)
             return true;
         for (int k = 0; k < t->n; k++) {
             const struct fx_usage_slice *ps = NULL;
             for (int j = 0; j < p->nslices && !ps; j++)
                 if (strcmp(p->slices[j].pod, t->s[k].pod) == 0)
                     ps = &p->slices[j];
-            if (!ps ||
-                moved(milli(t->s[k].busy), (int64_t)(t->s[k].mem + 0.5), ps->busy, ps->mem))
+            if (!ps || moved(t->s[k].busy, t->s[k].mean, t->s[k].mem, ps->busy, ps->mean, ps->mem))
                 return true;
         }
     }

@@ -20,16 +20,20 @@
  * A GPU's sample is the sum of its slices', at most 1. Memory is what the
  * slices' ledgers hold (runtime/ledger.h), bounded by the GPU's memory.
  *
- * Smoothing: an exponentially weighted mean with a short time constant when
- * the sample is above it and a long one when below (FX_USAGE_TAU_UP_S,
- * FX_USAGE_TAU_DOWN_S): use that rises is seen within seconds, and a GPU
- * has to stay idle for minutes to look idle. Memory rises at once and falls
- * with the long constant.
+ * Smoothing, two figures: `busy`, an exponentially weighted mean with a
+ * short time constant when the sample is above it and a long one when below
+ * (FX_USAGE_TAU_UP_S, FX_USAGE_TAU_DOWN_S): use that rises is seen within
+ * seconds, and a GPU has to stay idle for minutes to look idle (what
+ * protects an owner); and `mean`, the same samples weighted evenly
+ * (FX_USAGE_TAU_MEAN_S both ways: the duty cycle of about the last minute,
+ * what a borrower could have). Memory rises at once and falls with the long
+ * constant.
  *
  * Writing: at most once per FX_USAGE_MIN_INTERVAL_S, and only when a value
- * moved by FX_USAGE_BUSY_DELTA or FX_USAGE_MEM_DELTA since the last write or
- * a slice came or went; and at least every FX_USAGE_REFRESH_S, so that the
- * scheduler can tell a stopped agent from an unchanged GPU.
+ * (busy, mean, memory) moved by FX_USAGE_BUSY_DELTA or FX_USAGE_MEM_DELTA
+ * since the last write or a slice came or went; and at least every
+ * FX_USAGE_REFRESH_S, so that the scheduler can tell a stopped agent from an
+ * unchanged GPU.
  *
  * The tracker (fx_usage_new ... fx_usage_written) does no I/O and reads no
  * clock: time is an argument, so the tests drive it. */
@@ -48,6 +52,7 @@
 #define FX_USAGE_MEM_EVERY 10   /* the ledgers (a directory walk) once a second */
 #define FX_USAGE_TAU_UP_S 5
 #define FX_USAGE_TAU_DOWN_S 60
+#define FX_USAGE_TAU_MEAN_S 60
 #define FX_USAGE_MIN_INTERVAL_S 10
 #define FX_USAGE_REFRESH_S 60
 #define FX_USAGE_BUSY_DELTA 50                      /* thousandths of the GPU */

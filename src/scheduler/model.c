@@ -137,7 +137,7 @@ struct node {
     /* Measured use (flexpu.io/gpu-usage, fx_model_gpu_use): as of use_ts,
      * the agent's unix seconds (0: none); use_busy -1: GPU not measured. */
     int64_t use_ts;
-    int16_t use_busy[FLEXPU_MAX_GPUS];
+    int16_t use_busy[FLEXPU_MAX_GPUS], use_mean[FLEXPU_MAX_GPUS];
     int64_t use_mem[FLEXPU_MAX_GPUS];
 };
 
@@ -822,6 +822,7 @@ static void use_set(struct node *n, const struct fx_node_usage *u)
     n->use_ts = u->ts;
     for (int g = 0; g < FLEXPU_MAX_GPUS; g++) {
         n->use_busy[g] = (int16_t)(u->gpus[g].known ? u->gpus[g].busy : -1);
+        n->use_mean[g] = (int16_t)u->gpus[g].mean;
         n->use_mem[g] = u->gpus[g].mem;
     }
 }
@@ -834,7 +835,8 @@ bool fx_model_gpu_use(const struct fx_model *m, const char *node, int gpu, int64
         n->use_busy[gpu] < 0 || now_s - n->use_ts > FX_USAGE_STALE_S ||
         n->use_ts - now_s > FX_USAGE_SKEW_S)
         return false;
-    *out = (struct fx_gpu_use){.busy = n->use_busy[gpu], .mem = n->use_mem[gpu], .ts = n->use_ts};
+    *out = (struct fx_gpu_use){.busy = n->use_busy[gpu], .mean = n->use_mean[gpu],
+                               .mem = n->use_mem[gpu], .ts = n->use_ts};
     return true;
 }
 

@@ -173,7 +173,8 @@ bool fx_model_queue_get(struct fx_model *m, int id, struct flexpu_queue_status *
 #define FX_USAGE_STALE_S 180
 #define FX_USAGE_SKEW_S 30
 struct fx_gpu_use {
-    int busy;    /* thousandths of the GPU's time, smoothed */
+    int busy;    /* thousandths of the GPU's time: quick to rise, slow to fall */
+    int mean;    /* the same, evenly weighted over about a minute */
     int64_t mem; /* bytes in use, smoothed */
     int64_t ts;  /* unix seconds, the agent's clock */
 };

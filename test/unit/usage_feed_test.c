@@ -21,7 +21,7 @@
 
 static const char *good =
     "{\"v\":1,\"ts\":1700000000,\"gpus\":["
-    "{\"index\":0,\"busy\":120,\"memory\":1073741824,"
+    "{\"index\":0,\"busy\":120,\"mean\":30,\"memory\":1073741824,"
     "\"slices\":[{\"pod\":\"uid-a\",\"busy\":100,\"memory\":1000},"
     "{\"pod\":\"uid-b\",\"busy\":20,\"memory\":0}]},"
     "{\"index\":2,\"busy\":1000,\"memory\":0}]}";
@@ -35,6 +35,9 @@ static void test_parse_good(void **state)
     assert_int_equal(u.ts, 1700000000);
     assert_true(u.gpus[0].known);
     assert_int_equal(u.gpus[0].busy, 120);
+    assert_int_equal(u.gpus[0].mean, 30);
+    assert_int_equal(u.gpus[2].mean, 1000); /* absent: taken as busy */
+    assert_int_equal(u.gpus[0].slices[0].mean, 100);
     assert_int_equal(u.gpus[0].mem, 1073741824);
     assert_int_equal(u.gpus[0].nslices, 2);
     assert_string_equal(u.gpus[0].slices[1].pod, "uid-b");
@@ -91,6 +94,10 @@ static void test_parse_malformed(void **state)
          "'-1'"},
         {"{\"v\":1,\"ts\":1,\"gpus\":[{\"index\":0,\"busy\":0.5,\"memory\":0}]}", F ".gpus[0].busy",
          "'0.5'"},
+        {"{\"v\":1,\"ts\":1,\"gpus\":[{\"index\":0,\"busy\":5,\"mean\":1200,\"memory\":0}]}",
+         F ".gpus[0].mean", "'1200'"},
+        {"{\"v\":1,\"ts\":1,\"gpus\":[{\"index\":0,\"busy\":5,\"mean\":null,\"memory\":0}]}",
+         F ".gpus[0].mean", "'null'"},
         {"{\"v\":1,\"ts\":1,\"gpus\":[{\"index\":0,\"busy\":5,\"memory\":-1}]}",
          F ".gpus[0].memory", "'-1'"},
         {"{\"v\":1,\"ts\":1,\"gpus\":[{\"index\":0,\"busy\":5}]}", F ".gpus[0].memory", NULL},
@@ -199,6 +206,7 @@ static void test_model_keeps_use(void **state)
     const int64_t t0 = 1700000000;
     assert_true(fx_model_gpu_use(m, "n1", 0, t0 + 5, &use));
     assert_int_equal(use.busy, 120);
+    assert_int_equal(use.mean, 30);
     assert_int_equal(use.mem, 1073741824);
     assert_int_equal(use.ts, t0);
     assert_true(fx_model_gpu_use(m, "n1", 2, t0, &use));

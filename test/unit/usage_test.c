@@ -69,23 +69,29 @@ static void test_ewma_rise_and_fall(void **state)
     struct slice a = {"uid-a", 0, 0, false, 0};
     observe(u, t, &a, 1); /* the baseline */
     assert_int_equal(cur(u).gpus[0].busy, 0);
-    double want = 0;
+    double want = 0, even = 0;
     for (int i = 0; i < 10; i++) {
         t += S;
         gt += S; /* charged the whole second */
         a.gpu_time_ns = gt;
         observe(u, t, &a, 1);
         want += 1.0 / (FX_USAGE_TAU_UP_S + 1) * (1 - want);
+        even += 1.0 / (FX_USAGE_TAU_MEAN_S + 1) * (1 - even);
         struct fx_node_usage c = cur(u);
         assert_int_equal(c.gpus[0].busy, (int)(want * 1000 + 0.5));
         assert_int_equal(c.gpus[0].slices[0].busy, (int)(want * 1000 + 0.5));
+        assert_int_equal(c.gpus[0].mean, (int)(even * 1000 + 0.5));
+        assert_int_equal(c.gpus[0].slices[0].mean, (int)(even * 1000 + 0.5));
     }
     assert_true(want > 0.8);
+    assert_true(even < 0.2); /* ten busy seconds are a sixth of the even mean */
     for (int i = 0; i < 30; i++) {
         t += S;
         observe(u, t, &a, 1); /* no GPU time, no launch: idle */
         want += 1.0 / (FX_USAGE_TAU_DOWN_S + 1) * (0 - want);
+        even += 1.0 / (FX_USAGE_TAU_MEAN_S + 1) * (0 - even);
         assert_int_equal(cur(u).gpus[0].busy, (int)(want * 1000 + 0.5));
+        assert_int_equal(cur(u).gpus[0].mean, (int)(even * 1000 + 0.5));
     }
     /* Falling is slow: half a minute idle still reads busy. */
     assert_true(cur(u).gpus[0].busy > 400);
