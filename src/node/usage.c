@@ -204,11 +204,12 @@ void fx_usage_current(const struct fx_usage *u, int64_t wall_s, struct fx_node_u
     }
 }
 
-static bool moved(double busy, double mean, double mem, int pub_busy, int pub_mean,
-                  int64_t pub_mem)
+/* `mean` is not looked at: it moves for minutes after every change of load
+ * (its constant is a minute), and a figure of the last minute is served
+ * well enough by the writes busy makes and the refresh. */
+static bool moved(double busy, double mem, int pub_busy, int64_t pub_mem)
 {
     return abs(milli(busy) - pub_busy) >= FX_USAGE_BUSY_DELTA ||
-           abs(milli(mean) - pub_mean) >= FX_USAGE_BUSY_DELTA ||
            llabs((int64_t)(mem + 0.5) - pub_mem) >= FX_USAGE_MEM_DELTA;
 }
 
@@ -223,14 +224,14 @@ static bool changed(const struct fx_usage *u)
             return true;
         if (t->failed)
             continue;
-        if (moved(t->busy, t->mean, t->mem, p->busy, p->mean, p->mem) || p->nslices != t->n)
+        if (moved(t->busy, t->mem, p->busy, p->mem) || p->nslices != t->n)
             return true;
         for (int k = 0; k < t->n; k++) {
             const struct fx_usage_slice *ps = NULL;
             for (int j = 0; j < p->nslices && !ps; j++)
                 if (strcmp(p->slices[j].pod, t->s[k].pod) == 0)
                     ps = &p->slices[j];
-            if (!ps || moved(t->s[k].busy, t->s[k].mean, t->s[k].mem, ps->busy, ps->mean, ps->mem))
+            if (!ps || moved(t->s[k].busy, t->s[k].mem, ps->busy, ps->mem))
                 return true;
         }
     }

@@ -29,11 +29,12 @@
  * what a borrower could have). Memory rises at once and falls with the long
  * constant.
  *
- * Writing: at most once per FX_USAGE_MIN_INTERVAL_S, and only when a value
- * (busy, mean, memory) moved by FX_USAGE_BUSY_DELTA or FX_USAGE_MEM_DELTA
- * since the last write or a slice came or went; and at least every
- * FX_USAGE_REFRESH_S, so that the scheduler can tell a stopped agent from an
- * unchanged GPU.
+ * Writing: at most once per FX_USAGE_MIN_INTERVAL_S, and only when busy or
+ * memory moved by FX_USAGE_BUSY_DELTA or FX_USAGE_MEM_DELTA since the last
+ * write or a slice came or went (mean, which settles for minutes after a
+ * change, rides along); and at least every FX_USAGE_REFRESH_S, so that the
+ * scheduler can tell a stopped agent from an unchanged GPU and mean is at
+ * most that old.
  *
  * The tracker (fx_usage_new ... fx_usage_written) does no I/O and reads no
  * clock: time is an argument, so the tests drive it. */

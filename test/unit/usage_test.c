@@ -297,6 +297,25 @@ static void test_write_decision(void **state)
      * within the first 10. */
     assert_true(writes >= 2 + 3 && writes <= 2 + 6);
     uint64_t last = t;
+    /* Busy all the time now (busy reads 1000): mean keeps climbing for
+     * minutes, and is carried by the refresh alone. */
+    struct fx_node_usage before = cur(u);
+    int steady_writes = 0;
+    for (int i = 1; i <= FX_USAGE_REFRESH_S; i++) {
+        t = last + (uint64_t)i * S;
+        a.gpu_time_ns += S;
+        observe(u, t, &a, 1);
+        if (fx_usage_due(u, t)) {
+            c = cur(u);
+            fx_usage_written(u, t, &c);
+            steady_writes++;
+        }
+    }
+    assert_int_equal(before.gpus[0].busy, 1000);
+    assert_true(cur(u).gpus[0].mean - before.gpus[0].mean > 3 * FX_USAGE_BUSY_DELTA);
+    assert_int_equal(steady_writes, 1); /* the refresh, which carries it */
+    writes += steady_writes;
+    last = t;
     /* A slice appears: a change, written after the minimum interval. */
     struct slice two[2] = {a, {"uid-b", 0, 0, false, 0}};
     uint64_t due_at = 0;
