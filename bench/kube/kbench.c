@@ -314,6 +314,7 @@ struct phase {
     uint16_t *mask;       /* flexpu: bit g set when the pod's allocation names GPU g */
     unsigned char *gone;  /* bound, then deleted before the phase ended: a preemption */
     int ngone;
+    bool taken;           /* the figures are taken: deletions now are the benchmark's */
     int bad_alloc;
 };
 
@@ -498,7 +499,7 @@ static int watch_cb(enum kube_event ev, json_t *obj, void *ctx)
     /* A bound pod that goes (or starts to) while the phase runs was evicted
      * by the scheduler (preemption, reclaim): the benchmark deletes only
      * after the phase's figures are taken. */
-    if (ph->bind[i] > 0 && !ph->gone[i] &&
+    if (!ph->taken && ph->bind[i] > 0 && !ph->gone[i] &&
         (ev == KUBE_DELETED || kube_get(obj, "metadata.deletionTimestamp"))) {
         ph->gone[i] = 1;
         if (ph->ngone++ < 3) { /* the scheduler's reason, for the log */
@@ -947,6 +948,7 @@ static int run_sched(int si, struct result *r)
     r->died = !alive(pid);
     pthread_mutex_lock(&ph.mu);
     /* Pods a preemption took away count neither as bound nor in the rate. */
+    ph.taken = true;
     r->evicted = ph.ngone;
     r->bound = ph.nbound - ph.ngone;
     r->first_s = ph.nbound ? (ph.first_bind - t0) / 1e3 : NAN;
@@ -1076,6 +1078,7 @@ static int run_sched(int si, struct result *r)
                 double d = ph.bind[i] - ph.ack[i];
                 lat[nl++] = d > 0 ? d : 0;
             }
+        ph.taken = true;
         r->s_bound = ph.nbound;
         /* Gangs: from the last member's creation to the last member's
          * binding, for gangs bound whole. */
