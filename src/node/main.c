@@ -59,6 +59,8 @@ static void on_signal(int sig)
 struct agent {
     const char *node, *root, *dp_dir, *runtime_lib;
     enum fx_dir_limits dir_limits;
+    enum fx_sharing_mode sharing;
+    const char *mps_control;
     struct kube_config cfg;
     struct kube_client *client;
     struct fx_nvml *nvml;
@@ -176,7 +178,11 @@ static int publish_node(struct agent *a, struct flexpu_error *err)
     char path[400], esc[300];
     kube_escape(a->node, esc, sizeof(esc));
     snprintf(path, sizeof(path), "/api/v1/nodes/%s", esc);
-    json_t *patch = json_pack("{s:{s:{s:s}}}", "metadata", "annotations", FX_ANN_NODE_GPUS, text);
+    /* The sharing mode as a label: a pod that needs hard limits selects
+     * mps nodes with a nodeSelector. */
+    json_t *patch = json_pack("{s:{s:{s:s}, s:{s:s}}}", "metadata", "annotations",
+                              FX_ANN_NODE_GPUS, text, "labels", FX_LABEL_SHARING_MODE,
+                              fx_sharing_mode_name(a->sharing));
     free(text);
     long status;
     int rc = kube_request(a->client, "PATCH", path, patch, "application/merge-patch+json", &status,
@@ -334,6 +340,11 @@ static void usage(FILE *f)
             "                            mountPropagation: Bidirectional), mounted in the\n"
             "                            agent's namespace (local: an agent on the host), or\n"
             "                            nothing (off) (shared)\n"
+            "  --sharing-mode MODE       soft: the runtime library alone; mps: also an NVIDIA\n"
+            "                            MPS control daemon per slice with its thread and\n"
+            "                            pinned-memory limits (soft); published as the\n"
+            "                            Node label " FX_LABEL_SHARING_MODE "\n"
+            "  --mps-control PATH        the MPS control program (" FX_MPS_CONTROL_DEFAULT ")\n"
             "  --runtime-library PATH    libflexpu-cuda.so to install there\n"
             "                            (/usr/lib/flexpu/libflexpu-cuda.so; \"\" to skip)\n"
             "  --metrics-address ADDR    IPv4 address for metrics (0.0.0.0)\n"
@@ -360,6 +371,8 @@ int main(int argc, char **argv)
         {"root", required_argument, 0, 'r'},
         {"runtime-library", required_argument, 0, 'R'},
         {"size-limits", required_argument, 0, 'L'},
+        {"sharing-mode", required_argument, 0, 'S'},
+        {"mps-control", required_argument, 0, 'M'},
         {"metrics-address", required_argument, 0, 'a'},
         {"metrics-port", required_argument, 0, 'p'},
         {"log-level", required_argument, 0, 'v'},
@@ -385,6 +398,14 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
+        case 'S':
+            if (fx_sharing_mode_parse(optarg, &a.sharing)) {
+                fprintf(stderr, "flexpu-node: --sharing-mode: invalid value '%s': want soft or "
+                                "mps\n", optarg);
+                return 2;
+            }
+            break;
+        case 'M': a.mps_control = optarg; break;
         case 'a': metrics_addr = optarg; break;
         case 'p':
             if (fx_prom_parse_port(optarg, &metrics_port)) {
@@ -433,7 +454,8 @@ int main(int argc, char **argv)
         return 1;
     }
     struct fx_plugin_config pc = {.node_name = a.node, .root = a.root, .podresources = podres,
-                                  .dir_limits = a.dir_limits};
+                                  .dir_limits = a.dir_limits, .sharing = a.sharing,
+                                  .mps_control = a.mps_control};
     a.plugin = fx_plugin_new(&pc, a.gpus, a.ngpu, &err);
     if (!a.plugin) {
         fprintf(stderr, "flexpu-node: %s\n", err.msg);
@@ -464,8 +486,9 @@ int main(int argc, char **argv)
     }
     struct watch_arg wa = {.a = &a};
     pthread_create(&wa.tid, NULL, watch_main, &wa);
-    FX_INFO(COMP, "starting", "node=%s gpus=%d root=%s device_plugin_dir=%s metrics_port=%d",
-            a.node, a.ngpu, a.root, a.dp_dir, metrics_port);
+    FX_INFO(COMP, "starting", "node=%s gpus=%d root=%s device_plugin_dir=%s metrics_port=%d "
+            "sharing_mode=%s", a.node, a.ngpu, a.root, a.dp_dir, metrics_port,
+            fx_sharing_mode_name(a.sharing));
 
     struct fx_usage_feed *feed = NULL;
     struct fx_usage_feed_config fc = {.kube = &a.cfg, .node = a.node, .state_dir = state_dir,

@@ -59,6 +59,7 @@ struct fx_plugin {
     uint64_t seq;
     bool synced;            /* the first list is complete */
     struct arec *recs;
+    struct fx_mps *mps;     /* mps mode: a control daemon per slice */
 };
 
 static void deadline_ts(struct timespec *ts, int ms)
@@ -83,6 +84,15 @@ static void slice_seen(const char *key, const char *tenant, void *ctx)
     r->created_ms = fx_mono_ms();
     r->next = p->recs;
     p->recs = r;
+}
+
+static bool slice_known(const char *key, void *ctx)
+{
+    struct fx_plugin *p = ctx;
+    for (struct arec *r = p->recs; r; r = r->next)
+        if (strcmp(r->key, key) == 0)
+            return true;
+    return false;
 }
 
 struct fx_plugin *fx_plugin_new(const struct fx_plugin_config *cfg, const struct fx_node_gpu *gpus,
@@ -117,13 +127,31 @@ struct fx_plugin *fx_plugin_new(const struct fx_plugin_config *cfg, const struct
     /* Allocations made before a restart: their pods are matched again by
      * UID, and the ones whose pod is gone are removed after the first list. */
     fx_slice_scan(p->root, slice_seen, p);
+    if (p->cfg.sharing == FX_SHARING_MPS) {
+        struct fx_mps_config mc = {.root = p->root, .control = cfg->mps_control,
+                                   .timeout_ms = cfg->mps_timeout_ms,
+                                   .tick_ms = cfg->mps_tick_ms};
+        if (!(p->mps = fx_mps_new(&mc, err))) {
+            fx_plugin_free(p);
+            return NULL;
+        }
+        /* Daemons of slices that are gone from disk; those of pods that
+         * ended while the agent was away go after the first list. */
+        fx_mps_keep_only(p->mps, slice_known, p);
+    }
     return p;
+}
+
+struct fx_mps *fx_plugin_mps(struct fx_plugin *p)
+{
+    return p->mps;
 }
 
 void fx_plugin_free(struct fx_plugin *p)
 {
     if (!p)
         return;
+    fx_mps_free(p->mps);
     for (struct arec *r = p->recs, *n; r; r = n) {
         n = r->next;
         free(r);
@@ -191,6 +219,8 @@ static void rec_drop(struct fx_plugin *p, struct arec *victim)
         if (*pp == victim) {
             *pp = victim->next;
             fx_slice_remove(p->root, victim->key);
+            if (p->mps)
+                fx_mps_release(p->mps, victim->key); /* quit on its own thread */
             FX_INFO(COMP, "slice removed", "key=%s pod_uid=%s", victim->key,
                     victim->uid[0] ? victim->uid : "-");
             free(victim);
@@ -856,11 +886,11 @@ out:
 /* One container's answer. Strings live in `buf` (one per container). */
 struct ctr_answer {
     V1beta1__ContainerAllocateResponse resp;
-    V1beta1__ContainerAllocateResponse__EnvsEntry env[2], *envp[2];
-    V1beta1__Mount mount[5], *mountp[5];
+    V1beta1__ContainerAllocateResponse__EnvsEntry env[3], *envp[3];
+    V1beta1__Mount mount[6], *mountp[6];
     V1beta1__DeviceSpec dev[3 + FLEXPU_MAX_GPUS], *devp[3 + FLEXPU_MAX_GPUS];
     char paths[3 + FLEXPU_MAX_GPUS][32];
-    char lib[320], preload[320], conf[400], state[320], ledger[400];
+    char lib[320], preload[320], conf[400], state[320], ledger[400], mps[400];
     char key[FX_SLICE_KEY_LEN + 1];
     char visible[FLEXPU_MAX_GPUS * (FX_UUID_MAX + 1)];
 };
@@ -901,30 +931,37 @@ static void answer_fill(struct fx_plugin *p, struct ctr_answer *a, uint32_t set)
     struct {
         const char *ctr, *host;
         bool ro;
-    } m[5] = {{FX_CTR_LIB, a->lib, true},
+    } m[6] = {{FX_CTR_LIB, a->lib, true},
               {FX_CTR_PRELOAD, a->preload, true},
               {FX_CTR_CONF_DIR, a->conf, true},
               {FX_CTR_STATE, a->state, false},
-              {FX_CTR_LEDGER, a->ledger, false}};
-    for (int i = 0; i < 5; i++) {
+              {FX_CTR_LEDGER, a->ledger, false},
+              {FX_CTR_MPS, a->mps, false}};
+    /* mps: the slice's own pipe directory, and only its own: the clients
+     * of this container find their daemon (and its limits) there. */
+    int nm = 5;
+    if (p->mps && fx_mps_pipe_dir(p->root, a->key, a->mps, sizeof(a->mps)) == 0)
+        nm = 6;
+    for (int i = 0; i < nm; i++) {
         v1beta1__mount__init(&a->mount[i]);
         a->mount[i].container_path = (char *)m[i].ctr;
         a->mount[i].host_path = (char *)m[i].host;
         a->mount[i].read_only = m[i].ro;
         a->mountp[i] = &a->mount[i];
     }
-    a->resp.n_mounts = 5;
+    a->resp.n_mounts = (size_t)nm;
     a->resp.mounts = a->mountp;
 
-    const char *ek[2] = {"FLEXPU_ALLOCATION", "NVIDIA_VISIBLE_DEVICES"};
-    const char *ev[2] = {a->key, a->visible};
-    for (int i = 0; i < 2; i++) {
+    const char *ek[3] = {"FLEXPU_ALLOCATION", "NVIDIA_VISIBLE_DEVICES", "CUDA_MPS_PIPE_DIRECTORY"};
+    const char *ev[3] = {a->key, a->visible, FX_CTR_MPS};
+    int ne = nm == 6 ? 3 : 2;
+    for (int i = 0; i < ne; i++) {
         v1beta1__container_allocate_response__envs_entry__init(&a->env[i]);
         a->env[i].key = (char *)ek[i];
         a->env[i].value = (char *)ev[i];
         a->envp[i] = &a->env[i];
     }
-    a->resp.n_envs = 2;
+    a->resp.n_envs = (size_t)ne;
     a->resp.envs = a->envp;
 }
 
@@ -1001,7 +1038,8 @@ static void allocate(void *ctx, const uint8_t *req, size_t len, struct fx_grpc_r
         pthread_mutex_unlock(&p->mu);
         struct flexpu_error err = {0};
         if (fx_slice_prepare(p->root, a[c].key, q->devices_ids, q->n_devices_ids,
-                             p->cfg.dir_limits, &err) != 0) {
+                             p->cfg.dir_limits, &err) != 0 ||
+            (p->mps && fx_mps_prepare(p->mps, a[c].key, &err) != 0)) {
             fail(r, FX_GRPC_INTERNAL, "%s", err.msg);
             goto out;
         }
@@ -1017,6 +1055,32 @@ out:
     free(a);
     free(ap);
     v1beta1__allocate_request__free_unpacked(in, NULL);
+}
+
+/* The MPS limits of pod np's slice on the GPUs of `set`, in the order the
+ * daemon sees them (its CUDA_VISIBLE_DEVICES: the node's order, as in
+ * NVIDIA_VISIBLE_DEVICES): active threads = its share of cores, pinned
+ * memory = its quota on each GPU, rounded down to MiB (a hard limit never
+ * above the quota). Called with p->mu held. */
+static void mps_limits(struct fx_plugin *p, const struct npod *np, uint32_t set, int share,
+                       struct fx_mps_limits *lim)
+{
+    memset(lim, 0, sizeof(*lim));
+    lim->thread_pct = share < 1 ? 1 : share > 100 ? 100 : share;
+    size_t o = 0;
+    for (int g = 0; g < p->ngpu && lim->ndev < FLEXPU_MAX_GPUS; g++) {
+        if (!(set & (1u << g)))
+            continue;
+        int64_t mem = 0;
+        for (int k = 0; k < np->alloc.ngpu; k++)
+            if (strcmp(np->alloc.gpus[k].uuid, p->gpus[g].uuid) == 0)
+                mem = np->alloc.gpus[k].mem;
+        lim->mem_mib[lim->ndev++] = mem > 0 ? (mem >> 20 ? mem >> 20 : 1) : 0;
+        o += (size_t)snprintf(lim->visible + o, sizeof(lim->visible) - o, "%s%s", o ? "," : "",
+                              p->gpus[g].uuid);
+        if (o >= sizeof(lim->visible))
+            o = sizeof(lim->visible) - 1;
+    }
 }
 
 static void prestart(void *ctx, const uint8_t *req, size_t len, struct fx_grpc_reply *r)
@@ -1097,6 +1161,8 @@ static void prestart(void *ctx, const uint8_t *req, size_t len, struct fx_grpc_r
     if (f.compute_cap <= 0 || f.compute_cap > 100)
         f.compute_cap = 100;
     f.priority = np->priority;
+    struct fx_mps_limits lim;
+    mps_limits(p, np, set, f.compute_share, &lim);
     snprintf(np->key, sizeof(np->key), "%s", key);
     np->offered_ms = 0;
     struct arec *rec = rec_by_key(p, key);
@@ -1113,8 +1179,18 @@ static void prestart(void *ctx, const uint8_t *req, size_t len, struct fx_grpc_r
     pthread_mutex_unlock(&p->mu);
     struct flexpu_error err = {0};
     if (fx_slice_prepare(p->root, key, in->devices_ids, in->n_devices_ids, p->cfg.dir_limits,
-                         &err) != 0 ||
-        fx_slice_write(p->root, key, &f, &err) != 0) {
+                         &err) != 0) {
+        fail(r, FX_GRPC_INTERNAL, "%s", err.msg);
+        goto out;
+    }
+    /* mps: the daemon runs with the slice's limits before the container
+     * may start; without them it does not start (slice.conf stays fail
+     * closed). */
+    if (p->mps && fx_mps_start(p->mps, key, &lim, &err) != 0) {
+        fail(r, FX_GRPC_FAILED_PRECONDITION, "pod %s/%s: %s", ns, name, err.msg);
+        goto out;
+    }
+    if (fx_slice_write(p->root, key, &f, &err) != 0) {
         fail(r, FX_GRPC_INTERNAL, "%s", err.msg);
         goto out;
     }

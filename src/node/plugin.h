@@ -30,6 +30,7 @@
 #include "node/dirlimit.h"
 #include "node/gpus.h"
 #include "node/grpc.h"
+#include "node/mps.h"
 
 #define FX_DP_RESOURCE "flexpu.io/gpu"
 #define FX_DP_VERSION "v1beta1"
@@ -41,6 +42,7 @@
 #define FX_CTR_CONF_DIR "/etc/flexpu"
 #define FX_CTR_STATE    "/run/flexpu/state"
 #define FX_CTR_LEDGER   "/run/flexpu/ledger"
+#define FX_CTR_MPS      "/run/flexpu/mps" /* the slice's MPS pipe directory (mps mode) */
 
 struct fx_plugin_config {
     const char *node_name;
@@ -49,6 +51,12 @@ struct fx_plugin_config {
     int slots;                /* device IDs per GPU; 0: FX_DP_SLOTS */
     int wait_ms;              /* how long a call waits for the pod to show up; 0: 10000 */
     enum fx_dir_limits dir_limits; /* size limit of each slice's ledger (dirlimit.h) */
+    /* mps: each slice gets its own MPS control daemon with its limits
+     * (mps.h), started before PreStartContainer answers. */
+    enum fx_sharing_mode sharing;
+    const char *mps_control;  /* NULL: FX_MPS_CONTROL_DEFAULT */
+    int mps_timeout_ms;       /* 0: FX_MPS_TIMEOUT_MS_DEFAULT */
+    int mps_tick_ms;          /* how often daemons are checked; 0: 500 */
 };
 
 struct fx_plugin;
@@ -66,6 +74,9 @@ bool fx_plugin_set_health(struct fx_plugin *p, const struct fx_node_gpu *gpus, i
 
 /* The ListAndWatch message for the current devices (malloc'd). */
 int fx_plugin_device_list(struct fx_plugin *p, uint8_t **msg, size_t *len);
+
+/* The plugin's MPS daemons (mps mode; NULL otherwise), for tests. */
+struct fx_mps *fx_plugin_mps(struct fx_plugin *p);
 
 /* The plugin's gRPC methods (ctx: the plugin). */
 extern const struct fx_grpc_method fx_plugin_methods[];
