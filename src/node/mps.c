@@ -376,7 +376,8 @@ static int client(struct fx_mps *m, const char *key, const char *cmd, char *out,
         return -1;
     }
     if (st == 127 && got == 0)
-        snprintf(out, len, "cannot run '%s'", exe);
+        /* The program's path may not fit the message: a truncated path still says which. */
+        (void)!snprintf(out, len, "cannot run '%.200s'", exe);
     return st;
 }
 
@@ -401,7 +402,9 @@ static void daemon_said(struct fx_mps *m, const char *key, char *out, size_t len
     while (n > 0 && isspace((unsigned char)buf[n - 1]))
         buf[--n] = '\0';
     char *last = strrchr(buf, '\n');
-    snprintf(out, len, "%s", last ? last + 1 : buf);
+    /* Its last line, cut to what the caller's message has room for. */
+    if (snprintf(out, len, "%s", last ? last + 1 : buf) >= (int)len && len > 0)
+        out[len - 1] = '\0';
 }
 
 /* Quits the slice's daemon: `quit`, then SIGKILL to its process group
@@ -682,7 +685,10 @@ static struct mslice *add(struct fx_mps *m, const char *key)
     struct mslice *s = calloc(1, sizeof(*s));
     if (!s)
         return NULL;
-    snprintf(s->key, sizeof(s->key), "%s", key);
+    if (snprintf(s->key, sizeof(s->key), "%s", key) >= (int)sizeof(s->key)) {
+        free(s); /* not a slice key (they are fixed-length): never one of ours */
+        return NULL;
+    }
     s->next = m->list;
     m->list = s;
     return s;
