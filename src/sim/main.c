@@ -15,6 +15,7 @@
 #include "sched/ties.h"
 #include "sim/replay.h"
 #include "sim/report.h"
+#include "sim/reuse.h"
 #include "sim/timed.h"
 #include "util/alloc.h"
 
@@ -44,7 +45,9 @@ static const struct option_doc {
     {"pods", "FILE", "pod list CSV (default: openb_pod_list_default.csv in the trace directory)"},
     {"policy", "LIST", "comma-separated policies or 'all' (default: all)"},
     {"seeds", "A-B|A,B", "seeds of the arrival replay (default: 42-51)"},
-    {"mode", "MODE", "'arrivals' (FGD method, default) or 'timed' (real times)"},
+    {"mode", "MODE",
+     "'arrivals' (FGD method, default), 'timed' (real times) or 'reuse' (idle reserved GPUs "
+     "lent to batch, docs/REUSE.md; its options: --mode reuse --help)"},
     {"scale", "X", "arrived GPU demand to stop at, times capacity (default: 1.3)"},
     {"rate", "X", "timed mode: arrivals X times faster than in the trace (default: 1)"},
     {"queues", "SPEC",
@@ -366,6 +369,11 @@ static int run_timed(const struct config *c, const struct fx_trace *t, const cha
 
 int main(int argc, char **argv)
 {
+    /* --mode reuse has its own options (sim/reuse.h). */
+    for (int i = 1; i < argc; i++)
+        if ((!strcmp(argv[i], "--mode") && i + 1 < argc && !strcmp(argv[i + 1], "reuse")) ||
+            !strcmp(argv[i], "--mode=reuse"))
+            return fx_reuse_main(argc, argv, trace_dir());
     static char default_nodes[4096], default_pods[4096];
     snprintf(default_nodes, sizeof(default_nodes), "%s/openb_node_list_gpu_node.csv", trace_dir());
     snprintf(default_pods, sizeof(default_pods), "%s/openb_pod_list_default.csv", trace_dir());

@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The reuse replay (docs/REUSE.md): owners that reserve GPUs but use little
+ * of them, a standing backlog of batch jobs, and three ways to run them:
+ *
+ *   whole   whole-GPU scheduling (engine policy "whole"), no reuse;
+ *   flexpu  GPU shares (engine policy "flexpu"), no reuse;
+ *   reuse   flexpu, and single-GPU batch jobs that fit nowhere run as `low`
+ *           borrowers on compute that is allocated but measured idle.
+ *
+ * Owners are the trace's LS pods with GPUs: they arrive at their creation
+ * time divided by owner_rate, hold their allocation for their trace run
+ * time, and each follows a duty-cycle and memory series drawn (seeded) from
+ * the GenAI data (sim/genai.h), from a random offset, one sample per step.
+ * Batch jobs are the trace's BE pods with GPUs, cycled in creation order:
+ * the backlog is refilled to `backlog` jobs whenever one leaves it. A batch
+ * job must do its trace run time times its GPU share of work; run in its
+ * own allocation it does that in its run time, as a borrower it progresses
+ * at the idle compute it gets (at most its share).
+ *
+ * The engine holds owners, ordinary batch jobs, and the CPU and memory of
+ * borrowers (CPU-only allocations on their node); the borrowers' GPU compute
+ * and memory are this file's model. An owner that fits nowhere evicts batch
+ * jobs (ordinary or borrowers) through the engine's victim search. */
+#ifndef FX_SIM_REUSE_H
+#define FX_SIM_REUSE_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "sim/trace.h"
+#include "sim/genai.h"
+
+enum fx_reuse_mode { FX_REUSE_WHOLE, FX_REUSE_FLEXPU, FX_REUSE_BORROW, FX_REUSE_MODES_ };
+
+#define FX_REUSE_POINTS 200
+
+struct fx_reuse_config {
+    double owner_rate;   /* owners arrive this many times faster than in the trace */
+    int backlog;         /* batch jobs kept waiting */
+    double window_s;     /* > 0: measure [0, window_s]; 0: the owners' 10th to 90th
+                          * percentile arrival */
+    uint64_t seed;       /* series and offsets of the owners */
+    double slice_ms;     /* the runtime's slice: an owner's longest wait for the GPU */
+    double request_ms;   /* an owner's unit of work whose slowdown is modelled */
+    int predict_samples; /* predictor: the max of the owner's last N samples */
+    int reclaim_samples; /* reclaim after N samples in a row of borrowers starved */
+    int reclaim_gap;     /* at most one reclaim per GPU every N samples */
+    int reclaim_per_step; /* and at most N in the cluster per sample */
+};
+
+/* The defaults of docs/REUSE.md. */
+void fx_reuse_defaults(struct fx_reuse_config *c);
+
+struct fx_reuse_result {
+    enum fx_reuse_mode mode;
+    double window_s, seconds;
+    double busy_share;     /* useful GPU time / capacity over the window */
+    double owner_share;    /* of which owners' use */
+    double batch_share;    /* of which batch work kept (ordinary and borrowed) */
+    double borrowed_share; /* of which batch work done as borrowers */
+    double lost_share;     /* batch work thrown away by evictions, not in busy_share */
+    double reserved_share; /* owners' allocated GPU compute / capacity (time mean) */
+    double alloc_share;    /* all allocated GPU compute / capacity (time mean) */
+    int owners, owners_started, batch_done, borrows;
+    int evict_memory;  /* borrowers evicted before an owner's allocation could fail */
+    int evict_reclaim; /* borrowers reclaimed: owner's use up and staying up */
+    int evict_owner;   /* batch jobs (ordinary or borrowers) evicted for an owner's placement */
+    double evictions_per_hour;
+    double jct_p50, jct_p99; /* batch: entering the backlog to done, seconds */
+    double run_p50, run_p99; /* batch: first start to done (restarts and slow progress in) */
+    double owner_p99;        /* owners' modelled p99 slowdown per request */
+    double owner_delayed;    /* share of owners' requests that met another tenant */
+    int64_t refused;         /* owner allocations refused because of borrowers (must be 0) */
+    int backlog_min;         /* fewest batch jobs waiting over the window */
+    int npoints;
+    double t[FX_REUSE_POINTS], used[FX_REUSE_POINTS]; /* GPU time used / capacity */
+};
+
+const char *fx_reuse_mode_name(enum fx_reuse_mode m);
+
+/* Runs one mode. t must have LS and BE pods with GPUs and creation times;
+ * u at least one series. FLEXPU_EINVAL names the field; the engine's errors
+ * pass through. */
+int fx_reuse_run(const struct fx_trace *t, const struct fx_genai *u, enum fx_reuse_mode mode,
+                 const struct fx_reuse_config *c, struct fx_reuse_result *out,
+                 struct flexpu_error *err);
+
+/* The table (markdown), one row per result, and the targets of issue 16
+ * checked against the whole and flexpu rows when present. */
+void fx_reuse_report(FILE *f, const struct fx_reuse_result *r, int n,
+                     const struct fx_reuse_config *c);
+/* GPU time used over time, one line per result. */
+int fx_reuse_plot(const char *path, const struct fx_reuse_result *r, int n,
+                  struct flexpu_error *err);
+
+
+
+/* flexpu-sim --mode reuse: its own options (--help lists them), the three
+ * modes in one run, the table on stdout, reuse.svg and reuse.md in --out.
+ * trace_dir holds the Alibaba trace; the GenAI data is its sibling
+ * alibaba-genai-v2026 unless --genai says. Returns the exit status. */
+int fx_reuse_main(int argc, char **argv, const char *trace_dir);
+#endif
