@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "flexpu/log.h"
+#include "node/slices.h"
 #include "util/clock.h"
 
 #define COMP "mps"
@@ -117,28 +118,6 @@ int fx_mps_prepare(struct fx_mps *m, const char *key, struct flexpu_error *err)
     return mkdir_mode(path, 0700, err);
 }
 
-static void clear_dir(int fd, int depth)
-{
-    DIR *d = fdopendir(fd);
-    if (!d) {
-        close(fd);
-        return;
-    }
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-            continue;
-        if (unlinkat(dirfd(d), e->d_name, 0) == 0 || errno != EISDIR)
-            continue;
-        int sub = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (sub >= 0 && depth > 0)
-            clear_dir(sub, depth - 1);
-        else if (sub >= 0)
-            close(sub);
-        unlinkat(dirfd(d), e->d_name, AT_REMOVEDIR);
-    }
-    closedir(d);
-}
 
 static void remove_slice_dir(struct fx_mps *m, const char *key)
 {
@@ -147,7 +126,7 @@ static void remove_slice_dir(struct fx_mps *m, const char *key)
         return;
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd >= 0)
-        clear_dir(fd, 8);
+        fx_dir_clear(fd, 8);
     rmdir(path);
 }
 

@@ -180,7 +180,7 @@ int fx_slice_write(const char *root, const char *key, const struct fx_slice_file
 /* Empties the directory open at `fd` without following symbolic links, to
  * `depth` levels (the ledger directory is the tenant's to write: it may hold
  * anything). */
-static void clear_dir(int fd, int depth)
+void fx_dir_clear(int fd, int depth)
 {
     DIR *d = fdopendir(fd);
     if (!d) {
@@ -195,7 +195,7 @@ static void clear_dir(int fd, int depth)
             continue;
         int sub = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (sub >= 0 && depth > 0)
-            clear_dir(sub, depth - 1);
+            fx_dir_clear(sub, depth - 1);
         else if (sub >= 0)
             close(sub);
         unlinkat(dirfd(d), e->d_name, AT_REMOVEDIR);
@@ -207,7 +207,7 @@ static void remove_dir(const char *dir)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd >= 0)
-        clear_dir(fd, 16);
+        fx_dir_clear(fd, 16);
     rmdir(dir);
 }
 
@@ -224,7 +224,7 @@ void fx_slice_remove(const char *root, const char *key)
          * detached lazily) keeps none of the memory it used. */
         int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd >= 0)
-            clear_dir(fd, 16);
+            fx_dir_clear(fd, 16);
         fx_dir_unlimit(dir);
         rmdir(dir);
     }

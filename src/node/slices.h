@@ -50,6 +50,10 @@ int fx_slice_write(const char *root, const char *key, const struct fx_slice_file
 /* The text of a slice.conf (for tests and fx_slice_write). */
 int fx_slice_format(const struct fx_slice_file *f, char *buf, size_t len);
 
+/* Empties the directory open at `fd` (and closes it) without following
+ * symbolic links, to `depth` levels: for directories a tenant can write. */
+void fx_dir_clear(int fd, int depth);
+
 /* Removes <root>/slices/<key>/ and <root>/ledger/<key>/ (emptied, then its
  * tmpfs detached). */
 void fx_slice_remove(const char *root, const char *key);
