@@ -10,7 +10,7 @@
 #                     [--clients 4] [--idle 10] [--timeout 1800] [--seed 42]
 #                     [--no-tuned] [--flexpu-only] [--queues N] [--gang-size N]
 #                     [--flexpu-variant NAME=ARGS]... [--flexpu-whole] [--peer]
-#                     [--out FILE]
+#                     [--no-flexpu] [--out FILE]
 #
 # --flexpu-only leaves out kube-scheduler. --queues N puts flexpu's pods in N
 # Queues (the CRD is installed first), --gang-size N in pod groups of N
@@ -21,7 +21,8 @@
 # CapacityScheduling; built once by test/cluster/build-binaries.sh --peers,
 # minutes) with the same pods as PodGroups and a namespace + ElasticQuota per
 # queue, its API client at 5000 QPS as kube-scheduler-qps5000
-# (make bench-kube-peer).
+# (make bench-kube-peer). --no-flexpu leaves out the flexpu-scheduler run
+# with GPU shares (to rerun a peer alone, with --flexpu-only).
 # --no-tuned leaves out the second kube-scheduler run whose API client rate
 # limit is raised from its defaults (50 QPS, burst 100) to 5000.
 # --flexpu-variant adds a run of flexpu-scheduler named NAME with more
@@ -42,6 +43,7 @@ tuned=1
 kube=1
 peer=0
 whole=0
+shares=1
 stream=1
 args=()
 variants=()
@@ -62,13 +64,14 @@ while [ $# -gt 0 ]; do
   --no-tuned) tuned=0; shift ;;
   --peer) peer=1; shift ;;
   --flexpu-whole) whole=1; shift ;;
+  --no-flexpu) shares=0; shift ;;
   --flexpu-only) kube=0; shift ;;
   --flexpu-variant)
     [ $# -ge 2 ] && [[ "$2" == ?*=* ]] || { echo "run.sh: --flexpu-variant needs NAME=ARGS" >&2; exit 2; }
     variants+=("$2")
     shift 2
     ;;
-  -h | --help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h | --help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "run.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -141,7 +144,10 @@ fi
 # Each scheduler runs alone (the benchmark starts and stops it); leader
 # election is off for both, as cluster.sh runs kube-scheduler. --secure-port 0:
 # kube-scheduler serves no health/metrics endpoint (nothing here reads it).
-scheds=(--scheduler "flexpu-scheduler:flexpu:$build/flexpu-scheduler --kubeconfig $kc --leader-elect false")
+scheds=()
+if [ "$shares" = 1 ]; then
+  scheds+=(--scheduler "flexpu-scheduler:flexpu:$build/flexpu-scheduler --kubeconfig $kc --leader-elect false")
+fi
 if [ "$whole" = 1 ]; then
   scheds+=(--scheduler "flexpu-scheduler-whole:flexpu-whole:$build/flexpu-scheduler --kubeconfig $kc --leader-elect false")
 fi
