@@ -16,10 +16,16 @@ cmd="${1:-}"
 dir="${2:-}"
 [ -n "$cmd" ] && [ -n "$dir" ] || { echo "usage: $0 up|scheduler|down|port DIR" >&2; exit 2; }
 
+# A port no one listens on, below the kernel's ephemeral range: a port in
+# that range may be the local end of one of the many client connections a
+# test opens (or of one in TIME_WAIT), which no connect test sees, and a
+# listener cannot bind it (etcd failed so in CI once).
 free_port() {
-  local p
+  local p low=32768 lo=10000
+  read -r low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || low=32768
+  [ "$low" -gt $((lo + 1000)) ] || { lo=1024; [ "$low" -gt 2048 ] || low=65535; }
   for _ in $(seq 1 200); do
-    p=$(( 20000 + RANDOM % 30000 ))
+    p=$(( lo + RANDOM % (low - lo) ))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
       echo "$p"
       return
