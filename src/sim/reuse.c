@@ -242,15 +242,22 @@ static int evict(struct sim *s, int id, double now, struct flexpu_error *err)
  * borrowers go, the one with the least work done first. Owners and
  * ordinary jobs never exceed their reservations, so evicting borrowers
  * always makes room; `refused` counts it ever failing. */
+/* The borrower on g that loses the least work when evicted: the one that
+ * has done the least. g has at least one. */
+static int least_done(const struct sim *s, const struct gpu *g)
+{
+    int v = 0;
+    for (int k = 1; k < g->nb; k++)
+        if (s->jobs[g->b[k]].done < s->jobs[g->b[v]].done)
+            v = k;
+    return g->b[v];
+}
+
 static int settle_memory(struct sim *s, int gi, double now, struct flexpu_error *err)
 {
     struct gpu *g = &s->g[gi];
     while (g->nb > 0 && g->own_mem + g->batch + borrowed_mem(s, g) > GPU_MEM + 1e-6) {
-        int v = 0;
-        for (int k = 1; k < g->nb; k++)
-            if (s->jobs[g->b[k]].done < s->jobs[g->b[v]].done)
-                v = k;
-        int rc = evict(s, g->b[v], now, err);
+        int rc = evict(s, least_done(s, g), now, err);
         if (rc)
             return rc;
         s->out->evict_memory++;
@@ -694,11 +701,7 @@ static int reclaim(struct sim *s, double now, struct flexpu_error *err)
         if (g->starved < s->c->reclaim_samples || budget == 0 ||
             s->tick - g->last_reclaim < s->c->reclaim_gap)
             continue;
-        int v = 0;
-        for (int k = 1; k < g->nb; k++)
-            if (s->jobs[g->b[k]].done < s->jobs[g->b[v]].done)
-                v = k;
-        int rc = evict(s, g->b[v], now, err);
+        int rc = evict(s, least_done(s, g), now, err);
         if (rc)
             return rc;
         s->out->evict_reclaim++;
