@@ -252,6 +252,19 @@ FAKE_API CUresult cuDeviceSetGraphMemAttribute(CUdevice device, CUgraphMem_attri
                                                void *value);
 FAKE_API CUresult cuDeviceGraphMemTrim(CUdevice device);
 
+/* Modules, functions and copies (fake_module.c). */
+FAKE_API CUresult cuModuleLoadData(CUmodule *module, const void *image);
+FAKE_API CUresult cuModuleUnload(CUmodule hmod);
+FAKE_API CUresult cuModuleGetFunction(CUfunction *hfunc, CUmodule hmod, const char *name);
+FAKE_API CUresult cuFuncGetParamInfo(CUfunction func, size_t paramIndex, size_t *paramOffset,
+                                     size_t *paramSize);
+FAKE_API CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void *src, size_t n);
+FAKE_API CUresult cuMemcpyDtoH_v2(void *dst, CUdeviceptr src, size_t n);
+FAKE_API CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t n);
+FAKE_API CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void *src, size_t n, CUstream s);
+FAKE_API CUresult cuMemcpyDtoHAsync_v2(void *dst, CUdeviceptr src, size_t n, CUstream s);
+FAKE_API CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s);
+
 /* Test-only helpers (fakecuda.h). */
 FAKE_API unsigned long long fakecuda_busy_us(int device);
 FAKE_API CUresult fakecuda_graph_exec_create(CUgraphExec *out, unsigned duration_us,

@@ -39,6 +39,9 @@
 #define FAKE_STREAM_NON_BLOCKING 0x1u
 #define FAKE_EVENT_FLAGS_MASK    0x7u /* BLOCKING_SYNC | DISABLE_TIMING | INTERPROCESS */
 #define FAKE_IPC_LAZY_PEER       0x1u
+/* cuda.h error codes the ABI header does not need. */
+#define FAKE_ERROR_INVALID_IMAGE   200
+#define FAKE_ERROR_ILLEGAL_ADDRESS 700
 
 #define FAKE_REQUIRE_INIT()                                                                        \
     do {                                                                                           \
@@ -60,6 +63,8 @@ struct fake_work {
     unsigned long long ticket;    /* position in the context's issue order */
     struct fake_event *event;     /* RECORD, WAIT: holds a reference */
     unsigned long long event_seq; /* RECORD: this record; WAIT: the record waited for */
+    unsigned long long add_ptr;   /* KERNEL of an add_u32 function (fake_module.c) */
+    unsigned int add_n, add_v;    /* add_n 0: nothing to compute */
 };
 
 struct fake_stream {
@@ -248,6 +253,12 @@ CUresult fake_capture_status(const struct fake_stream *s);
 CUresult fake_capture_add_kernel(struct fake_capture *cap, unsigned int duration_us);
 CUresult fake_capture_add_alloc(struct fake_capture *cap, size_t size, CUdeviceptr *dptr);
 void fake_capture_stream_gone(struct fake_stream *s);
+
+/* fake_module.c (lock held): enqueues a launch of `f`, computing in stream
+ * order what a module function computes; applies an add_u32 kernel's work. */
+CUresult fake_enqueue_launch(struct fake_stream *s, CUfunction f, void **params,
+                             unsigned int duration_us);
+void fake_run_add(const struct fake_work *w);
 
 /* Duration of a simulated kernel: *(unsigned int *)kernelParams[0] µs. */
 unsigned int fake_kernel_duration(void **kernelParams);

@@ -116,6 +116,16 @@
     X(cuEventElapsedTime, cuEventElapsedTime, 2000, 0)                                             \
     X(cuEventElapsedTime, cuEventElapsedTime_v2, 12080, 0)                                         \
     X(cuEventDestroy, cuEventDestroy_v2, 4000, 0)                                                  \
+    X(cuModuleLoadData, cuModuleLoadData, 2000, 0)                                                 \
+    X(cuModuleUnload, cuModuleUnload, 2000, 0)                                                     \
+    X(cuModuleGetFunction, cuModuleGetFunction, 2000, 0)                                           \
+    X(cuFuncGetParamInfo, cuFuncGetParamInfo, 12040, 0)                                            \
+    X(cuMemcpyHtoD, cuMemcpyHtoD_v2, 3020, 0)                                                      \
+    X(cuMemcpyDtoH, cuMemcpyDtoH_v2, 3020, 0)                                                      \
+    X(cuMemcpyDtoD, cuMemcpyDtoD_v2, 3020, 0)                                                      \
+    X(cuMemcpyHtoDAsync, cuMemcpyHtoDAsync_v2, 3020, 0)                                            \
+    X(cuMemcpyDtoHAsync, cuMemcpyDtoHAsync_v2, 3020, 0)                                            \
+    X(cuMemcpyDtoDAsync, cuMemcpyDtoDAsync_v2, 3020, 0)                                            \
     X(cuLaunchKernel, cuLaunchKernel, 4000, 0)                                                     \
     X(cuLaunchKernel, cuLaunchKernel_ptsz, 7000, 1)                                                \
     X(cuLaunchKernelEx, cuLaunchKernelEx, 11060, 0)                                                \

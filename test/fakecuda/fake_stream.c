@@ -416,7 +416,8 @@ static CUresult launch(CUfunction f, unsigned int gx, unsigned int gy, unsigned 
     if (r == CUDA_SUCCESS)
         r = fake_capture_status(s);
     if (r == CUDA_SUCCESS)
-        r = s->capture ? fake_capture_add_kernel(s->capture, us) : fake_enqueue_kernel(s, us);
+        r = s->capture ? fake_capture_add_kernel(s->capture, us)
+                       : fake_enqueue_launch(s, f, kernelParams, us);
     fake_unlock();
     return r;
 }

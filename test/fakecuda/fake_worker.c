@@ -117,6 +117,8 @@ void *fake_worker_main(void *arg)
             fake_unlock();
             ran_ns = run_kernel(c, w.duration_us);
             fake_lock();
+            if (w.add_n)
+                fake_run_add(&w);
         }
         finish_work(c, &w, ran_ns);
     }

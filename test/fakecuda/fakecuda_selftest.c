@@ -138,6 +138,16 @@
     X(cuDeviceGetGraphMemAttribute)                                                                \
     X(cuDeviceSetGraphMemAttribute)                                                                \
     X(cuDeviceGraphMemTrim)                                                                        \
+    X(cuModuleLoadData)                                                                            \
+    X(cuModuleUnload)                                                                              \
+    X(cuModuleGetFunction)                                                                         \
+    X(cuFuncGetParamInfo)                                                                          \
+    X(cuMemcpyHtoD_v2)                                                                             \
+    X(cuMemcpyDtoH_v2)                                                                             \
+    X(cuMemcpyDtoD_v2)                                                                             \
+    X(cuMemcpyHtoDAsync_v2)                                                                        \
+    X(cuMemcpyDtoHAsync_v2)                                                                        \
+    X(cuMemcpyDtoDAsync_v2)                                                                        \
     X(fakecuda_busy_us)                                                                            \
     X(fakecuda_graph_exec_create)                                                                  \
     X(fakecuda_used_bytes)
@@ -1497,6 +1507,91 @@ static int group_teardown(void **state)
     return 0;
 }
 
+/* A fat binary as nvcc lays it out (16-byte header, then entries) holding
+ * the fake's kernel description; `desc` is put in one entry. */
+static size_t make_fatbin(unsigned char *out, size_t cap, const char *desc)
+{
+    size_t dlen = strlen(desc) + 1, body = 16 + dlen;
+    assert_true(16 + body <= cap);
+    memset(out, 0, 16 + body);
+    const uint32_t magic = 0xBA55ED50u;
+    memcpy(out, &magic, 4);
+    out[4] = 1;  /* version */
+    out[6] = 16; /* header size */
+    memcpy(out + 8, &body, 8);
+    out[16] = 2; /* entry kind: cubin; the fake reads no entry header */
+    memcpy(out + 32, desc, dlen);
+    return 16 + body;
+}
+
+static void test_modules_and_copies(void **state)
+{
+    (void)state;
+    assert_int_equal(p_cuInit(0), CUDA_SUCCESS);
+    CUcontext ctx = ctx_on(0);
+    unsigned char img[512];
+    make_fatbin(img, sizeof img, "fakecubin\nnap sleep 4\nadd add_u32 4,8,4,4\n");
+    CUmodule mod = NULL;
+    assert_int_equal(p_cuModuleLoadData(&mod, img), CUDA_SUCCESS);
+    CUfunction add = NULL, nap = NULL;
+    assert_int_equal(p_cuModuleGetFunction(&add, mod, "add"), CUDA_SUCCESS);
+    assert_int_equal(p_cuModuleGetFunction(&nap, mod, "nap"), CUDA_SUCCESS);
+    assert_int_equal(p_cuModuleGetFunction(&nap, mod, "none"), CUDA_ERROR_NOT_FOUND);
+    /* Parameters at their natural alignment: 4 at 0, 8 at 8, 4 at 16, 4 at 20. */
+    size_t off = 0, size = 0;
+    assert_int_equal(p_cuFuncGetParamInfo(add, 1, &off, &size), CUDA_SUCCESS);
+    assert_true(off == 8 && size == 8);
+    assert_int_equal(p_cuFuncGetParamInfo(add, 3, &off, &size), CUDA_SUCCESS);
+    assert_true(off == 20 && size == 4);
+    assert_int_equal(p_cuFuncGetParamInfo(add, 4, &off, &size), CUDA_ERROR_INVALID_VALUE);
+
+    /* Copies in and out, device to device, and a kernel computing in stream
+     * order between them. */
+    uint32_t host[64], back[64];
+    for (unsigned i = 0; i < 64; i++)
+        host[i] = i;
+    CUdeviceptr a = 0, b = 0;
+    assert_int_equal(p_cuMemAlloc_v2(&a, sizeof host), CUDA_SUCCESS);
+    assert_int_equal(p_cuMemAlloc_v2(&b, sizeof host), CUDA_SUCCESS);
+    CUstream s = NULL;
+    assert_int_equal(p_cuStreamCreate(&s, 0), CUDA_SUCCESS);
+    assert_int_equal(p_cuMemcpyHtoDAsync_v2(a, host, sizeof host, s), CUDA_SUCCESS);
+    unsigned int us = 2000, n = 64, v = 7;
+    CUdeviceptr p = a;
+    void *params[] = {&us, &p, &n, &v};
+    assert_int_equal(p_cuLaunchKernel(add, 1, 1, 1, 64, 1, 1, 0, s, params, NULL), CUDA_SUCCESS);
+    assert_int_equal(p_cuMemcpyDtoDAsync_v2(b, a, sizeof host, s), CUDA_SUCCESS);
+    assert_int_equal(p_cuMemcpyDtoHAsync_v2(back, b, sizeof back, s), CUDA_SUCCESS);
+    for (unsigned i = 0; i < 64; i++)
+        assert_int_equal(back[i], i + 7);
+    assert_int_equal(p_cuMemcpyHtoD_v2(b, host, sizeof host), CUDA_SUCCESS);
+    assert_int_equal(p_cuMemcpyDtoD_v2(a, b, 16), CUDA_SUCCESS);
+    assert_int_equal(p_cuMemcpyDtoH_v2(back, a, sizeof back), CUDA_SUCCESS);
+    assert_true(back[3] == 3 && back[4] == 4 + 7);
+
+    /* Out of an allocation, or not device memory: refused. */
+    assert_int_equal(p_cuMemcpyHtoD_v2(a + 8, host, sizeof host), CUDA_ERROR_INVALID_VALUE);
+    assert_int_equal(p_cuMemcpyDtoH_v2(back, (CUdeviceptr)(uintptr_t)host, 4),
+                     CUDA_ERROR_INVALID_VALUE);
+    n = 65;
+    assert_int_equal(p_cuLaunchKernel(add, 1, 1, 1, 1, 1, 1, 0, s, params, NULL), 700);
+
+    /* An image that is not a fat binary, or describes no kernel. */
+    CUmodule bad = NULL;
+    assert_int_equal(p_cuModuleLoadData(&bad, "fakecubin\nx sleep 4\n"), 200);
+    make_fatbin(img, sizeof img, "no kernels here");
+    assert_int_equal(p_cuModuleLoadData(&bad, img), 200);
+    make_fatbin(img, sizeof img, "fakecubin\nadd add_u32 4,4\n");
+    assert_int_equal(p_cuModuleLoadData(&bad, img), 200);
+
+    assert_int_equal(p_cuStreamDestroy_v2(s), CUDA_SUCCESS);
+    assert_int_equal(p_cuMemFree_v2(a), CUDA_SUCCESS);
+    assert_int_equal(p_cuMemFree_v2(b), CUDA_SUCCESS);
+    assert_int_equal(p_cuModuleUnload(mod), CUDA_SUCCESS);
+    assert_int_equal(p_cuModuleUnload(mod), CUDA_ERROR_INVALID_HANDLE);
+    assert_int_equal(p_cuCtxDestroy_v2(ctx), CUDA_SUCCESS);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--ipc-open") == 0)
@@ -1528,6 +1623,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_vmm),
         cmocka_unit_test(test_pools),
         cmocka_unit_test(test_kernels_and_events),
+        cmocka_unit_test(test_modules_and_copies),
         cmocka_unit_test(test_capture_invalidation),
         cmocka_unit_test(test_capture_modes),
         cmocka_unit_test(test_graphs),
