@@ -48,6 +48,16 @@ static const char *nv_err(struct fx_nvml *n, nvmlReturn_t r)
     return n->error_string ? n->error_string(r) : "NVML error";
 }
 
+const char *fx_nvml_strerror(struct fx_nvml *n, int code)
+{
+    return nv_err(n, code);
+}
+
+void *fx_nvml_sym(struct fx_nvml *n, const char *name)
+{
+    return dlsym(n->lib, name);
+}
+
 #define LOAD(field, sym, required)                                                         \
     do {                                                                                   \
         *(void **)&n->field = dlsym(n->lib, sym);                                          \
@@ -208,6 +218,7 @@ int fx_nvml_discover(struct fx_nvml *n, struct fx_node_gpu *gpus, int max, int *
             return flexpu_error_set(err, FLEXPU_EIO, "NVML cannot describe GPU %u: %s", i,
                                     nv_err(n, r));
         n->handles[i] = h;
+        g->handle = h;
         fx_gpu_model_name(product, g->model, sizeof(g->model));
         g->minor = (int)minor;
         nvmlPciInfo_t pci;
@@ -232,7 +243,10 @@ int fx_nvml_check_health(struct fx_nvml *n, struct fx_node_gpu *gpus, int count)
     int changed = 0;
     for (int i = 0; i < count; i++) {
         nvmlMemory_t mem;
-        nvmlReturn_t r = n->memory(n->handles[i], &mem);
+        /* A MIG device is probed through its own handle. */
+        nvmlDevice_t h = gpus[i].handle ? (nvmlDevice_t)gpus[i].handle
+                                        : n->handles[gpus[i].index];
+        nvmlReturn_t r = n->memory(h, &mem);
         bool ok = r == NVML_SUCCESS;
         if (ok && gpus[i].mem_bytes == 0)
             gpus[i].mem_bytes = (int64_t)mem.total; /* unhealthy at discovery */

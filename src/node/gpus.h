@@ -22,6 +22,13 @@ struct fx_node_gpu {
     int group;                   /* NVLink group: GPUs linked directly or through a switch */
     bool healthy;
     char health_reason[96];      /* why not healthy */
+    /* A MIG device (--sharing-mode mig; mig.h): its GPU and compute
+     * instance ids on the parent (index, minor: the parent's) and its
+     * profile ("1g.10gb"). Allocated whole only. */
+    bool mig;
+    int mig_gi, mig_ci;
+    char mig_profile[24];
+    void *handle;                /* its NVML handle (the MIG device's for one) */
 };
 
 struct fx_nvml;
@@ -39,6 +46,11 @@ int fx_nvml_discover(struct fx_nvml *n, struct fx_node_gpu *gpus, int max, int *
  * query) becomes unhealthy, and healthy again when the query works. Returns
  * how many changed. */
 int fx_nvml_check_health(struct fx_nvml *n, struct fx_node_gpu *gpus, int count);
+
+/* An NVML function of the loaded library by name, NULL when it has none
+ * (mig.c loads the MIG calls this way), and NVML's text for a code. */
+void *fx_nvml_sym(struct fx_nvml *n, const char *name);
+const char *fx_nvml_strerror(struct fx_nvml *n, int code);
 
 /* "NVIDIA A100-SXM4-80GB" -> "A100-SXM4-80GB"; exposed for tests. */
 void fx_gpu_model_name(const char *product, char *out, size_t len);

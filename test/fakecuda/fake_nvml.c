@@ -11,7 +11,8 @@
  * The SM clock (nvmlDeviceGetClockInfo) follows the fake driver's clock
  * model (fake_clock.h, FAKECUDA_CLOCK_*): the clock the device runs at now,
  * whichever process keeps it busy.
- * The minor number of a GPU is its index; its PCI bus is 0x10 + index. */
+ * The minor number of a GPU is its index; its PCI bus is 0x10 + index.
+ * MIG (FAKENVML_MIG and the rest) is in fake_nvml_mig.c. */
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,7 @@
 #include "runtime/nvml_abi.h"
 #include "fake_clock.h"
 #include "fake_common.h"
+#include "fake_nvml.h"
 
 #define NVML_API __attribute__((visibility("default")))
 
@@ -87,6 +89,7 @@ NVML_API nvmlReturn_t nvmlInit_v2(void)
             total_mem = total;
             for (unsigned int i = 0; i < device_count; i++)
                 devices[i].index = i;
+            fake_mig_init(device_count, fake_dir);
         }
     }
     if (r == NVML_SUCCESS)
@@ -124,6 +127,18 @@ static const struct nvml_device *device_get(nvmlDevice_t handle, nvmlReturn_t *r
     return *r == NVML_SUCCESS ? &devices[offset / sizeof devices[0]] : NULL;
 }
 
+int fake_nvml_index(nvmlDevice_t h, nvmlReturn_t *r)
+{
+    const struct nvml_device *d = device_get(h, r);
+    return d ? (int)d->index : -1;
+}
+
+unsigned long long fake_nvml_total_mem(void)
+{
+    return total_mem;
+}
+
+
 NVML_API nvmlReturn_t nvmlDeviceGetCount_v2(unsigned int *deviceCount)
 {
     pthread_mutex_lock(&nvml_lock);
@@ -160,6 +175,8 @@ NVML_API nvmlReturn_t nvmlDeviceGetHandleByIndex(unsigned int index, nvmlDevice_
 
 NVML_API nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t device, char *uuid, unsigned int length)
 {
+    if (fake_mig_is_handle(device))
+        return fake_mig_uuid(device, uuid, length);
     nvmlReturn_t r;
     const struct nvml_device *d = device_get(device, &r);
     if (!d)
@@ -242,6 +259,8 @@ static int lost(unsigned int index)
 
 NVML_API nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t *memory)
 {
+    if (fake_mig_is_handle(device))
+        return fake_mig_memory(device, memory);
     nvmlReturn_t r;
     const struct nvml_device *d = device_get(device, &r);
     if (!d)
