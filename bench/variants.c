@@ -8,6 +8,11 @@
  *                 copies of random sharing pods, or the reverse;
  *   --multigpu P  a share P of the GPU pods ask for several GPUs: random
  *                 single-GPU pods become copies of random multi-GPU pods;
+ *   --multigpu-demand P  copies of random multi-GPU pods are added (named
+ *                 after their donor with a "-m<k>" suffix) until the
+ *                 multi-GPU pods hold a share P of the GPU demand; the
+ *                 single-GPU pods all stay (the axis of the FGD artifact's
+ *                 multigpuNN variants, NN = P in percent);
  *   --cpu X       every GPU pod asks X times its CPU (rounded to a core, at
  *                 most the largest node's CPU), so CPU per GPU is heavier;
  *   --gpuspec P   a share P of the GPU pods name the GPU models they accept
@@ -481,6 +486,40 @@ static int is_cpu_only(const struct pod *p)
     return p->ngpu == 0;
 }
 
+/* Appends `extra` copies of pods drawn with replacement from idx[0..n),
+ * every column copied from the donor but the name, which gets a suffix
+ * "-<tag><k>", k counting from `first`, so names stay unique. 0, -1 out of
+ * memory. */
+static int append_copies(struct trace *t, const int *idx, int n, int extra, char tag, int first,
+                         struct flexpu_rng *rng)
+{
+    if (t->n + extra > t->cap) {
+        struct pod *p = realloc(t->pods, ((size_t)t->n + extra) * sizeof(*p));
+        if (!p)
+            return -1;
+        t->pods = p;
+        t->cap = t->n + extra;
+    }
+    for (int k = 0; k < extra; k++) {
+        const struct pod *d = &t->pods[idx[flexpu_rng_below(rng, (uint64_t)n)]];
+        struct pod *p = &t->pods[t->n];
+        *p = *d;
+        for (int i = 0; i < t->ncols; i++) {
+            char buf[256];
+            if (i == t->col[NAME])
+                snprintf(buf, sizeof(buf), "%s-%c%d", d->field[i], tag, first + k);
+            p->field[i] = dup_str(i == t->col[NAME] ? buf : d->field[i]);
+            if (!p->field[i]) {
+                for (int j = 0; j < i; j++)
+                    free(p->field[j]);
+                return -1;
+            }
+        }
+        t->n++;
+    }
+    return 0;
+}
+
 /* --cpu-pods: the CPU-only pods become `x` times as many (rounded). Fewer:
  * a random subset of them is dropped. More: copies of CPU-only pods drawn
  * with replacement are appended, every column copied from the donor but the
@@ -515,29 +554,45 @@ static int scale_cpu_pods(struct trace *t, double x, struct flexpu_rng *rng)
     } else if (want > n && n == 0) {
         rc = -2;
     } else if (want > n) {
-        int extra = want - n;
-        if (t->n + extra > t->cap) {
-            struct pod *p = realloc(t->pods, ((size_t)t->n + extra) * sizeof(*p));
-            if (!p) {
-                free(idx);
-                return -1;
-            }
-            t->pods = p;
-            t->cap = t->n + extra;
-        }
-        for (int k = 0; k < extra && rc == 0; k++) {
-            const struct pod *d = &t->pods[idx[flexpu_rng_below(rng, (uint64_t)n)]];
-            struct pod *p = &t->pods[t->n];
-            *p = *d;
-            for (int i = 0; i < t->ncols; i++) {
-                char buf[256];
-                if (i == t->col[NAME])
-                    snprintf(buf, sizeof(buf), "%s-c%d", d->field[i], k + 1);
-                p->field[i] = dup_str(i == t->col[NAME] ? buf : d->field[i]);
-                if (!p->field[i])
-                    rc = -1;
-            }
-            t->n++;
+        rc = append_copies(t, idx, n, want - n, 'c', 1, rng);
+    }
+    free(idx);
+    return rc;
+}
+
+/* --multigpu-demand: copies of random multi-GPU pods are appended (named
+ * after the donor with a "-m<k>" suffix) until the multi-GPU pods hold a
+ * share p of the trace's GPU demand (GPUs times share). The single-GPU pods
+ * all stay, as in the FGD artifact's multigpuNN variants, where NN is that
+ * share in percent: the replay then sees the same single-GPU mix beside
+ * more whole-node and half-node requests. -2: no multi-GPU pod to copy, -3:
+ * the trace already holds more than p. */
+static int add_multi_demand(struct trace *t, double p, struct flexpu_rng *rng)
+{
+    double multi = 0, all = 0;
+    for (int i = 0; i < t->n; i++) {
+        double d = (double)t->pods[i].ngpu * (double)t->pods[i].milli / 1000.0;
+        all += d;
+        multi += is_multi(&t->pods[i]) ? d : 0;
+    }
+    if (multi > p * all)
+        return -3;
+    int n;
+    int *idx = shuffled(t, is_multi, &n, rng);
+    if (!idx)
+        return -1;
+    int rc = 0;
+    if (n == 0 && p > 0)
+        rc = -2;
+    /* One copy at a time (a draw decides its size) until the share is met;
+     * each copy adds its demand to both sums. */
+    for (int k = 1; rc == 0 && n > 0 && multi < p * all; k++) {
+        rc = append_copies(t, idx, n, 1, 'm', k, rng);
+        if (rc == 0) {
+            const struct pod *c = &t->pods[t->n - 1];
+            double d = (double)c->ngpu * (double)c->milli / 1000.0;
+            multi += d;
+            all += d;
         }
     }
     free(idx);
@@ -568,11 +623,13 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: flexpu-variants [--pods FILE] [--nodes FILE] [--seed N] [--share P]\n"
-            "                       [--multigpu P] [--cpu X] [--gpuspec P] [--gpuspec-mix MIX]\n"
-            "                       [--cpu-pods X] [--out FILE]\n\n"
+            "                       [--multigpu P] [--multigpu-demand P] [--cpu X] [--gpuspec P]\n"
+            "                       [--gpuspec-mix MIX] [--cpu-pods X] [--out FILE]\n\n"
             "Writes a variant of an Alibaba GPU trace pod list (default: the default trace's).\n"
             "  --share P     a share P (0-1) of GPU pods share a GPU\n"
             "  --multigpu P  a share P (0-1) of GPU pods ask for several GPUs\n"
+            "  --multigpu-demand P  copies of multi-GPU pods are added until they hold a\n"
+            "                share P (0-0.95) of the GPU demand\n"
             "  --cpu X       every GPU pod asks X (0.1-10) times its CPU\n"
             "  --gpuspec P   a share P (0-1) of GPU pods name the GPU models they accept\n"
             "  --gpuspec-mix MIX  how they are drawn: uniform (default), capacity (by the\n"
@@ -587,7 +644,7 @@ int main(int argc, char **argv)
     const char *nodes = FLEXPU_TRACE_DIR "/openb_node_list_gpu_node.csv";
     const char *out = NULL;
     const char *mix_arg = "uniform";
-    double share = -1, multi = -1, cpu = 1, spec = -1, cpu_pods = -1;
+    double share = -1, multi = -1, cpu = 1, spec = -1, cpu_pods = -1, multi_demand = -1;
     unsigned long long seed = 1;
     static const struct option opts[] = {
         {"pods", required_argument, NULL, 'p'},   {"nodes", required_argument, NULL, 'n'},
@@ -595,6 +652,7 @@ int main(int argc, char **argv)
         {"multigpu", required_argument, NULL, 'M'}, {"cpu", required_argument, NULL, 'C'},
         {"gpuspec", required_argument, NULL, 'G'}, {"out", required_argument, NULL, 'o'},
         {"gpuspec-mix", required_argument, NULL, 'X'}, {"cpu-pods", required_argument, NULL, 'P'},
+        {"multigpu-demand", required_argument, NULL, 'D'},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -621,6 +679,10 @@ int main(int argc, char **argv)
             break;
         case 'M':
             if (parse_share(optarg, "multigpu", 0, 1, &multi))
+                return 2;
+            break;
+        case 'D':
+            if (parse_share(optarg, "multigpu-demand", 0, 0.95, &multi_demand))
                 return 2;
             break;
         case 'C':
@@ -677,8 +739,13 @@ int main(int argc, char **argv)
     }
     if (rc == 0 && multi >= 0)
         rc = convert(&t, is_single, is_multi, (int)(multi * gpu_pods + 0.5), &rng);
+    if (rc == 0 && multi_demand >= 0)
+        rc = add_multi_demand(&t, multi_demand, &rng);
     if (rc == -2)
         return fail("the trace has no pod of the kind to copy");
+    if (rc == -3)
+        return fail("field '--multigpu-demand': the trace's multi-GPU pods already hold more "
+                    "of its GPU demand (it only adds pods)");
     if (rc)
         return fail("out of memory");
     if (cpu != 1) {
