@@ -216,6 +216,14 @@ int fx_pod_spec_parse(json_t *pod, struct fx_pod_spec *o, struct flexpu_error *e
                        "must list GPU models separated by | (letters, digits, - _ .)");
         memcpy(o->model, s, n + 1);
     }
+    s = json_string_value(json_object_get(ann, FX_ANN_OPPORTUNISTIC));
+    if (!s && json_object_get(ann, FX_ANN_OPPORTUNISTIC))
+        return bad(err, "metadata.annotations[" FX_ANN_OPPORTUNISTIC "]", "(not a string)",
+                   "must be \"true\" or \"false\"");
+    if (s && strcmp(s, "true") && strcmp(s, "false"))
+        return bad(err, "metadata.annotations[" FX_ANN_OPPORTUNISTIC "]", s,
+                   "must be \"true\" or \"false\"");
+    o->opportunistic = s && strcmp(s, "true") == 0;
     return 0;
 }
 
@@ -660,6 +668,11 @@ int fx_allocation_parse(const char *text, struct fx_allocation *out, struct flex
         a->mem = json_integer_value(mem);
         out->ngpu = (int)i + 1;
     }
+    json_t *b = json_object_get(j, "borrowed");
+    if (!rc && b && !json_is_boolean(b))
+        rc = bad(err, "metadata.annotations[" FX_ANN_ALLOCATION "].borrowed", text,
+                 "must be true or false");
+    out->borrowed = json_is_true(b);
     json_decref(j);
     if (rc)
         memset(out, 0, sizeof(*out));
@@ -677,6 +690,28 @@ int fx_allocation_check(const struct fx_pod_spec *s, const struct fx_allocation 
         snprintf(val, sizeof(val), "%d GPU(s)", a->ngpu);
         snprintf(why, sizeof(why), "the pod requests %s: %d", FX_RES_GPU, s->num_gpu);
         return bad(err, "metadata.annotations[" FX_ANN_ALLOCATION "].gpus", val, why);
+    }
+    if (a->borrowed) {
+        /* Only a slice of one GPU may borrow, and only for a pod that said
+         * so: a forged borrowed allocation must not make a pod run where no
+         * share was given to it. */
+        const char *bf = "metadata.annotations[" FX_ANN_ALLOCATION "].borrowed";
+        if (!s->opportunistic)
+            return bad(err, bf, "true",
+                       "the pod is not opportunistic (" FX_ANN_OPPORTUNISTIC " is not \"true\")");
+        if (s->num_gpu != 1 || s->cores <= 0 || s->cores >= 100) {
+            snprintf(why, sizeof(why),
+                     "only a slice of one GPU may borrow; the pod asks %d GPU(s) with %s %d",
+                     s->num_gpu, FX_RES_GPU_CORES, s->cores);
+            return bad(err, bf, "true", why);
+        }
+        if (a->gpus[0].cores != s->cores) {
+            snprintf(val, sizeof(val), "%d", a->gpus[0].cores);
+            snprintf(why, sizeof(why), "a borrowed slice has the pod's own %s: %d",
+                     FX_RES_GPU_CORES, s->cores);
+            return bad(err, "metadata.annotations[" FX_ANN_ALLOCATION "].gpus[0].cores", val,
+                       why);
+        }
     }
     for (int i = 0; i < a->ngpu; i++) {
         const struct fx_alloc_gpu *g = &a->gpus[i];
@@ -711,9 +746,37 @@ char *fx_allocation_format(const struct fx_allocation *al)
                                            "index", al->gpus[i].index, "cores", al->gpus[i].cores,
                                            "memory", (json_int_t)al->gpus[i].mem));
     json_t *o = json_pack("{s:o}", "gpus", a);
-    char *s = json_dumps(o, JSON_COMPACT);
+    if (o && al->borrowed)
+        json_object_set_new(o, "borrowed", json_true());
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     return s;
+}
+
+int fx_borrow_fits(int64_t gpu_mem, const struct fx_gpu_hold *holds, int n, int64_t want,
+                   struct flexpu_error *err)
+{
+    int64_t reserved = 0, borrowed = 0;
+    bool whole = false;
+    for (int i = 0; i < n; i++) {
+        if (holds[i].borrowed)
+            borrowed += holds[i].mem;
+        else if (holds[i].mem <= 0)
+            whole = true;
+        else
+            reserved += holds[i].mem;
+    }
+    int64_t left = whole ? 0 : gpu_mem - reserved - borrowed;
+    if (want > 0 && left >= want)
+        return 0;
+    char val[32], why[240];
+    snprintf(val, sizeof(val), "%lld", (long long)want);
+    snprintf(why, sizeof(why),
+             "a borrowed slice takes only memory no slice reserved: the GPU has %lld bytes, "
+             "its slices reserve %s%lld, other borrowers hold %lld",
+             (long long)gpu_mem, whole ? "all (a whole GPU) of it, " : "", (long long)reserved,
+             (long long)borrowed);
+    return bad(err, "metadata.annotations[" FX_ANN_ALLOCATION "].gpus[0].memory", val, why);
 }
 
 /* ---- nodes ---- */

@@ -25,6 +25,9 @@
 #define FX_ANN_GPU_MODEL   "flexpu.io/gpu-model"
 #define FX_ANN_ALLOCATION  "flexpu.io/allocation" /* written by the scheduler at binding */
 #define FX_ANN_NODE_GPUS   "flexpu.io/gpus"       /* written by the node agent on its Node */
+/* "true": the pod may borrow a GPU that is allocated but measured idle when
+ * it fits nowhere else (docs/KUBERNETES.md, "Borrowing idle GPUs"). */
+#define FX_ANN_OPPORTUNISTIC "flexpu.io/opportunistic"
 
 /* Queues and gangs (docs/KUBERNETES.md, "Queues and gangs"): a pod joins a
  * queue with a label, and a gang (pod group) with a label naming the group
@@ -90,6 +93,7 @@ struct fx_pod_spec {
     bool priority_capped;       /* the annotation asked above what spec.priority allows */
     int64_t class_priority;     /* spec.priority (0 when absent) */
     char model[256];     /* allowed models "T4|A100"; empty: any */
+    bool opportunistic;  /* flexpu.io/opportunistic: "true" */
 };
 
 /* Reads a pod (JSON as the API server serves it). Bad values give
@@ -183,6 +187,10 @@ struct fx_alloc_gpu {
 struct fx_allocation {
     int ngpu;
     struct fx_alloc_gpu gpus[FLEXPU_MAX_GPUS];
+    /* "borrowed":true: an opportunistic pod placed on a GPU that others
+     * hold, measured idle; its cores are not the GPU's to give (it runs at
+     * priority low) and its memory is what no slice there reserved. */
+    bool borrowed;
 };
 int fx_allocation_parse(const char *text, struct fx_allocation *out, struct flexpu_error *err);
 /* Whether an allocation is what flexpu-scheduler gives the pod `s`: as many
@@ -191,11 +199,27 @@ int fx_allocation_parse(const char *text, struct fx_allocation *out, struct flex
  * gpu-memory (or, for a slice that names none, fx_default_slice_mem of that
  * GPU, whose memory in bytes is gpu_mem_bytes[i] for entry i). The node
  * agent checks this before it writes a slice: the annotation alone is not
- * trusted. FLEXPU_EINVAL with a message naming the field, the value and
- * what the request implies. */
+ * trusted. A borrowed allocation must also be for an opportunistic pod
+ * asking exactly one GPU as a slice (gpu-cores below 100, its own cores, and
+ * a memory quota). FLEXPU_EINVAL with a message naming the field, the value
+ * and what the request implies. */
 int fx_allocation_check(const struct fx_pod_spec *s, const struct fx_allocation *a,
                         const int64_t *gpu_mem_bytes, struct flexpu_error *err);
 char *fx_allocation_format(const struct fx_allocation *a);
+
+/* What one allocation holds on a GPU, for fx_borrow_fits: its memory quota
+ * (0: none, a whole GPU: all of it) and whether it is borrowed. */
+struct fx_gpu_hold {
+    int64_t mem;
+    bool borrowed;
+};
+/* Whether a borrowed slice of `want` bytes fits on a GPU of gpu_mem bytes
+ * beside the n allocations others hold there: the GPU's memory minus every
+ * owner's quota (an owner without one takes it all) minus the other
+ * borrowers' must be at least want. The node agent checks this before it
+ * writes a borrowed slice. FLEXPU_EINVAL naming the GPU's figures when not. */
+int fx_borrow_fits(int64_t gpu_mem, const struct fx_gpu_hold *holds, int n, int64_t want,
+                   struct flexpu_error *err);
 
 /* Node CPU (milli) and memory (bytes) from status.allocatable. */
 int fx_node_allocatable(json_t *node, int64_t *cpu_milli, int64_t *mem_bytes,

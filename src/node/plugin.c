@@ -239,6 +239,38 @@ static void pod_gone(struct fx_plugin *p, size_t i)
     p->pods[i] = p->pods[--p->npods];
 }
 
+/* A borrowed allocation takes only memory that no slice on its GPU
+ * reserved (fx_borrow_fits), as this agent sees the pods bound here: the
+ * scheduler's word is not taken for it. True, with why, when it does not
+ * fit. Called with the mutex held. */
+static bool borrow_refused(struct fx_plugin *p, const struct npod *np, char *why, size_t len)
+{
+    const struct fx_alloc_gpu *mine = &np->alloc.gpus[0];
+    int g = gpu_of_uuid(p, mine->uuid);
+    if (g < 0 || np->alloc.ngpu != 1) {
+        snprintf(why, len, "a borrowed allocation names one GPU of this node");
+        return true;
+    }
+    struct fx_gpu_hold holds[64];
+    int n = 0;
+    for (size_t i = 0; i < p->npods && n < 64; i++) {
+        const struct npod *o = &p->pods[i];
+        if (o == np || !o->bound || o->terminal || !(o->gpuset & (1u << g)))
+            continue;
+        for (int k = 0; k < o->alloc.ngpu; k++)
+            if (strcmp(o->alloc.gpus[k].uuid, mine->uuid) == 0) {
+                holds[n].mem = o->alloc.gpus[k].mem;
+                holds[n++].borrowed = o->alloc.borrowed;
+            }
+    }
+    struct flexpu_error err = {0};
+    if (n == 64 || fx_borrow_fits(p->gpus[g].mem_bytes, holds, n, mine->mem, &err) != 0) {
+        snprintf(why, len, "%s", n == 64 ? "too many allocations on its GPU" : err.msg);
+        return true;
+    }
+    return false;
+}
+
 /* Reads what the plugin needs of a pod; false when it is none of ours. */
 static bool pod_read(struct fx_plugin *p, json_t *obj, struct npod *out)
 {
@@ -286,8 +318,10 @@ static bool pod_read(struct fx_plugin *p, json_t *obj, struct npod *out)
         out->priority = FX_PRIO_LOW;
     } else {
         out->cores_limit = spec.cores_limit;
-        out->priority = spec.priority;
-        if (spec.priority_capped)
+        /* A borrower runs at low whatever it asked, so the arbiter gives
+         * the GPU's owners their time back within its hand-over. */
+        out->priority = out->alloc.borrowed ? FX_PRIO_LOW : spec.priority;
+        if (spec.priority_capped && !out->alloc.borrowed)
             FX_WARN(COMP, "priority annotation ignored", "pod=%s/%s asked=%s allowed=%s "
                     "spec_priority=%lld", ns, name, fx_priority_name(spec.priority_asked),
                     fx_priority_name(spec.priority), (long long)spec.class_priority);
@@ -1146,6 +1180,12 @@ static void prestart(void *ctx, const uint8_t *req, size_t len, struct fx_grpc_r
         fail(r, FX_GRPC_FAILED_PRECONDITION,
              "pod %s/%s was given devices of GPU(s) %s but flexpu-scheduler assigned %s", ns,
              name, got, want);
+        goto out;
+    }
+    if (np->alloc.borrowed && borrow_refused(p, np, why, sizeof(why))) {
+        pthread_mutex_unlock(&p->mu);
+        fail(r, FX_GRPC_FAILED_PRECONDITION, "pod %s/%s: its borrowed allocation is refused, no "
+             "slice is written: %s", ns, name, why);
         goto out;
     }
     struct fx_slice_file f = {.compute_share = 100, .state_dir = FX_CTR_STATE};

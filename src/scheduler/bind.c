@@ -337,7 +337,10 @@ static void apply(struct fx_model *m, struct fx_binder *b, struct job *j)
     b->binds++;
     FX_DEBUG(COMP, "bound", "pod=%s/%s node=%s allocation=%s", a->ns, a->name, a->node,
              a->allocation);
-    if (a->message[0]) { /* a bound pod's message: its priority annotation was capped */
+    if (a->borrowed) { /* a borrower: what it borrows, and that it may be reclaimed */
+        FX_INFO(COMP, "borrowing", "pod=%s/%s what=\"%s\"", a->ns, a->name, a->message);
+        emit_event(b, a, "Normal", "Borrowing");
+    } else if (a->message[0]) { /* a bound pod's message: its priority annotation was capped */
         FX_WARN(COMP, "priority annotation ignored", "pod=%s/%s reason=\"%s\"", a->ns, a->name,
                 a->message);
         emit_event(b, a, "Warning", "PriorityCapped");
@@ -455,6 +458,20 @@ static void preemption_step(struct fx_model *m, struct fx_binder *b, struct fx_a
     }
     int rc = kube_evict(b->c, a->ns, a->name, a->uid, &err);
     fx_model_evict_done(m, a->uid, rc);
+    if (a->outcome == FX_RECLAIM) {
+        if (rc == 0 || rc == FLEXPU_ENOENT) {
+            FX_INFO(COMP, "reclaimed", "pod=%s/%s why=\"%s\"", a->ns, a->name, a->message);
+            emit_event(b, a, "Normal", "Reclaimed");
+            return;
+        }
+        FX_WARN(COMP, "reclaim refused; the borrower stays for now", "pod=%s/%s error=\"%s\"",
+                a->ns, a->name, err.msg);
+        char why[sizeof(a->message)];
+        snprintf(why, sizeof(why), "not evicted for its GPU's owners: %s", err.msg);
+        snprintf(a->message, sizeof(a->message), "%s", why);
+        emit_event(b, a, "Warning", "EvictionRefused");
+        return;
+    }
     if (rc == 0 || rc == FLEXPU_ENOENT) {
         FX_INFO(COMP, "evicted", "pod=%s/%s why=\"%s\"", a->ns, a->name, a->message);
         emit_event(b, a, "Normal", "Preempted");
@@ -479,7 +496,7 @@ int fx_bind_round(struct fx_model *m, struct fx_binder *b, int max, volatile int
     for (; n < max && !(stop && *stop) && wait_room(m, b, stop) && fx_binder_leading(b) &&
            fx_model_next(m, &a);
          n++) {
-        if (a.outcome == FX_NOMINATE || a.outcome == FX_EVICT) {
+        if (a.outcome == FX_NOMINATE || a.outcome == FX_EVICT || a.outcome == FX_RECLAIM) {
             preemption_step(m, b, &a);
             continue;
         }

@@ -449,6 +449,9 @@ int main(int argc, char **argv)
         }
         fx_binder_collect(m, &binder);
         fx_settle_round(m, &binder, fx_mono_ms());
+        /* Borrowing compares the usage feed's timestamps (the agents' wall
+         * clocks) with this one. */
+        fx_model_set_clock(m, (int64_t)time(NULL));
         if (!leader)
             continue;
         /* Decide and bind until nothing is waiting or new events arrived:

@@ -107,6 +107,19 @@ char *fx_sched_metrics_render(struct fx_sched_metrics *m)
             (unsigned long long)s.st.evictions);
     fprintf(f, "flexpu_scheduler_evictions_total{result=\"refused\"} %llu\n",
             (unsigned long long)s.st.evictions_refused);
+    fx_prom_help(f, "flexpu_scheduler_borrowers", "gauge",
+                 "Opportunistic pods running on (or being bound to) a GPU they borrow.");
+    fprintf(f, "flexpu_scheduler_borrowers %d\n", s.st.borrowers);
+    fx_prom_help(f, "flexpu_scheduler_borrows_total", "counter",
+                 "Opportunistic pods placed as borrowers on GPUs allocated but measured idle.");
+    fprintf(f, "flexpu_scheduler_borrows_total %llu\n", (unsigned long long)s.st.borrows);
+    fx_prom_help(f, "flexpu_scheduler_reclaims_total", "counter",
+                 "Borrowers chosen to evict because their GPU's owners need it, by outcome: "
+                 "chosen, refused (a PodDisruptionBudget: the borrower stays for now).");
+    fprintf(f, "flexpu_scheduler_reclaims_total{result=\"chosen\"} %llu\n",
+            (unsigned long long)s.st.reclaims);
+    fprintf(f, "flexpu_scheduler_reclaims_total{result=\"refused\"} %llu\n",
+            (unsigned long long)s.st.reclaims_refused);
     fx_prom_help(f, "flexpu_scheduler_gangs_placed_total", "counter",
                  "Pod groups whose missing members were placed together.");
     fprintf(f, "flexpu_scheduler_gangs_placed_total %llu\n", (unsigned long long)s.st.gangs_placed);

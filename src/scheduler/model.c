@@ -13,6 +13,7 @@
 #include "flexpu/rng.h"
 #include "flexpu/sched.h"
 #include "kube/contract.h"
+#include "scheduler/borrow.h"
 #include "util/alloc.h"
 #include "util/strmap.h"
 
@@ -86,6 +87,15 @@ struct pod {
      * it may fit changes, without a walk over every pod. */
     bool wlinked;
     struct pod *wprev, *wnext;
+    /* What its allocation holds on its node: gpus (bit i: GPU i), noquota
+     * (those without a memory quota: a whole GPU, all its memory). A
+     * borrower (docs/KUBERNETES.md, "Borrowing idle GPUs") holds none of
+     * them in the engine: it borrows bgpu, bcores percent of it and
+     * bmem_mib of its memory; reclaimed: its eviction is a reclaim. */
+    uint32_t gpus, noquota;
+    bool borrowed, reclaimed;
+    int bgpu, bcores;
+    int64_t bmem_mib;
 };
 
 #define STR(s) ((s) ? (s) : "")
@@ -139,6 +149,10 @@ struct node {
     int64_t use_ts;
     int16_t use_busy[FLEXPU_MAX_GPUS], use_mean[FLEXPU_MAX_GPUS];
     int64_t use_mem[FLEXPU_MAX_GPUS];
+    /* Borrowing's view of each GPU (borrow.h), from its first usage
+     * reading on; NULL: none yet. nwatch entries (its GPUs then). */
+    struct fx_gpu_watch *watch;
+    int nwatch;
 };
 
 /* Beyond this many nodes with freed capacity between two wake-ups, every
@@ -169,6 +183,11 @@ struct gang {
     char first[300];           /* that member, namespace/name, for messages */
     struct pod *members;
     int nmembers;
+};
+
+struct reclaim_item {
+    char uid[64];
+    char msg[400];
 };
 
 struct fx_model {
@@ -211,6 +230,20 @@ struct fx_model {
     int nwaiting;
     uint64_t wake_checks, wakes; /* pods tested against changed nodes; pods woken */
     int64_t conflicts;
+    /* Borrowing: the scheduler's wall clock (unix seconds, fx_model_set_clock;
+     * 0: borrowing off), borrowers bound or assumed, reclaims decided and
+     * queued (uids and their events' messages), a reading that may make a
+     * reclaim due, and when waiting opportunistic pods were last retried. */
+    int64_t now_s;
+    int nborrowers;
+    uint64_t borrows, reclaims, reclaims_refused;
+    struct reclaim_item *reclaimq;
+    size_t nreclaimq, capreclaimq;
+    bool reclaim_check;
+    int64_t reclaim_scan_s;
+    int reclaims_this_s;
+    bool borrow_wake;
+    int64_t borrow_wake_s;
     struct shape shapes[SHAPES_MAX];
     int nshapes;
     bool shapes_dirty;
@@ -589,13 +622,16 @@ void fx_model_free(struct fx_model *m)
     void *v;
     for (size_t i = 0; fx_strmap_next(&m->pods, &i, &k, &v);)
         pod_free(v);
-    for (size_t i = 0; fx_strmap_next(&m->nodes, &i, &k, &v);)
+    for (size_t i = 0; fx_strmap_next(&m->nodes, &i, &k, &v);) {
+        fx_free(((struct node *)v)->watch);
         fx_free(v);
+    }
     fx_strmap_free(&m->pods);
     fx_strmap_free(&m->nodes);
     for (int i = 0; i < m->nqh; i++)
         fx_free(m->qh[i].h);
     fx_free(m->qh);
+    fx_free(m->reclaimq);
     fx_free(m->loose.h);
     fx_free(m->ready.h);
     for (size_t i = 0; i < m->nevictq; i++)
@@ -659,6 +695,8 @@ static int gpu_index(const struct node *n, const char *uuid)
  * and memory (clamped to what is free: the model must never refuse a pod
  * that is already running); flexpu pods count exactly what their
  * allocation annotation records. */
+static void borrow_set(struct fx_model *m, struct pod *p, bool on);
+
 static void account(struct fx_model *m, struct pod *p, struct node *n)
 {
     if (p->alloc || n->id < 0)
@@ -667,7 +705,20 @@ static void account(struct fx_model *m, struct pod *p, struct node *n)
     struct flexpu_placement pl = {.node = n->id};
     struct flexpu_error err = {0};
     struct fx_allocation al;
-    if (p->spec.wants_gpu && p->allocation) {
+    p->gpus = p->noquota = 0;
+    borrow_set(m, p, false);
+    if (p->spec.wants_gpu && p->allocation &&
+        fx_allocation_parse(p->allocation, &al, &err) == 0 && al.borrowed && al.ngpu == 1 &&
+        gpu_index(n, al.gpus[0].uuid) >= 0) {
+        /* A borrower holds no GPU share in the engine: only its node's CPU
+         * and memory. Its GPU, share and memory are the model's. */
+        p->bgpu = gpu_index(n, al.gpus[0].uuid);
+        p->bcores = al.gpus[0].cores;
+        p->bmem_mib = (al.gpus[0].mem + FX_MIB - 1) / FX_MIB;
+        borrow_set(m, p, true);
+        r.num_gpu = r.gpu_milli = 0;
+        r.gpu_mem_mib = 0;
+    } else if (p->spec.wants_gpu && p->allocation) {
         if (fx_allocation_parse(p->allocation, &al, &err)) {
             FX_ERROR(COMP, "a bound pod has a malformed allocation", "pod=%s/%s error=\"%s\"",
                      STR(p->ns), STR(p->name), err.msg);
@@ -690,6 +741,9 @@ static void account(struct fx_model *m, struct pod *p, struct node *n)
                 pl.gpu[i] = g;
                 pl.milli[i] = al.gpus[i].cores > 0 ? al.gpus[i].cores * 10 : 1;
                 pl.gpu_mem_mib[i] = (al.gpus[i].mem + FX_MIB - 1) / FX_MIB;
+                p->gpus |= 1u << g;
+                if (al.gpus[i].mem <= 0)
+                    p->noquota |= 1u << g;
             }
             if (r.num_gpu) {
                 r.gpu_milli = pl.milli[0];
@@ -723,11 +777,25 @@ static void account(struct fx_model *m, struct pod *p, struct node *n)
     }
 }
 
+/* Marks p a borrower or not, keeping the count. */
+static void borrow_set(struct fx_model *m, struct pod *p, bool on)
+{
+    if (p->borrowed == on)
+        return;
+    p->borrowed = on;
+    m->nborrowers += on ? 1 : -1;
+    if (!on) {
+        p->bgpu = p->bcores = 0;
+        p->bmem_mib = 0;
+    }
+}
+
 /* ---- nodes ---- */
 
 static void drop_node(struct fx_model *m, struct node *n)
 {
     fx_strmap_del(&m->nodes, n->name);
+    fx_free(n->watch);
     fx_free(n);
 }
 
@@ -816,15 +884,85 @@ static void node_in(struct fx_model *m, struct node *n, const struct fx_node_att
     capacity_freed(m, n->id); /* new to the engine: its capacity too */
 }
 
-/* The node's measured use, from flexpu.io/gpu-usage as parsed. */
-static void use_set(struct node *n, const struct fx_node_usage *u)
+/* What the borrowers on GPU g of n hold: their shares in thousandths
+ * (those not leaving: what the owners compete with), their memory in MiB
+ * (all of them: a leaving borrower holds it until it is gone), and how many. */
+static void borrowers_on(const struct node *n, int g, int *milli, int64_t *mem_mib, int *count)
 {
+    *milli = 0;
+    *mem_mib = 0;
+    if (count)
+        *count = 0;
+    for (const struct pod *p = n->pods; p; p = p->next) {
+        if (!p->borrowed || p->bgpu != g)
+            continue;
+        *mem_mib += p->bmem_mib;
+        if (count)
+            ++*count;
+        if (!p->evicting)
+            *milli += p->bcores * 10;
+    }
+}
+
+/* The owners' use of a GPU: the slices that are not borrowers. The GPU's
+ * figure less the borrowers' slices, or the owners' slices summed,
+ * whichever is higher (the GPU's figure is capped at 1000; a slice the
+ * agent did not publish counts as an owner's). */
+static void owners_use(struct fx_model *m, const struct fx_usage_gpu *u, int *busy, int *mean)
+{
+    int ob = 0, om = 0, bb = 0, bm = 0;
+    for (int k = 0; k < u->nslices && k < FX_USAGE_SLICES_MAX; k++) {
+        const struct pod *p = fx_strmap_get(&m->pods, u->slices[k].pod);
+        if (p && p->borrowed) {
+            bb += u->slices[k].busy;
+            bm += u->slices[k].mean;
+        } else {
+            ob += u->slices[k].busy;
+            om += u->slices[k].mean;
+        }
+    }
+    *busy = u->busy - bb > ob ? u->busy - bb : ob;
+    *mean = u->mean - bm > om ? u->mean - bm : om;
+    *busy = *busy < 0 ? 0 : *busy > 1000 ? 1000 : *busy;
+    *mean = *mean < 0 ? 0 : *mean > 1000 ? 1000 : *mean;
+}
+
+/* The node's measured use, from flexpu.io/gpu-usage as parsed, and, on a
+ * new reading, borrowing's view of each GPU (borrow.h). */
+static void use_set(struct fx_model *m, struct node *n, const struct fx_node_usage *u)
+{
+    bool fresh = u->ts > 0 && u->ts != n->use_ts;
     n->use_ts = u->ts;
     for (int g = 0; g < FLEXPU_MAX_GPUS; g++) {
         n->use_busy[g] = (int16_t)(u->gpus[g].known ? u->gpus[g].busy : -1);
         n->use_mean[g] = (int16_t)u->gpus[g].mean;
         n->use_mem[g] = u->gpus[g].mem;
     }
+    if (!fresh || n->inv.ngpu == 0)
+        return;
+    if (n->nwatch != n->inv.ngpu) {
+        struct fx_gpu_watch *w = fx_realloc(n->watch, (size_t)n->inv.ngpu * sizeof(*w));
+        if (!w) {
+            FX_ERROR(COMP, "out of memory watching a node's GPUs for borrowing", "node=%s",
+                     n->name);
+            return;
+        }
+        for (int g = n->nwatch; g < n->inv.ngpu; g++)
+            fx_watch_init(&w[g]);
+        n->watch = w;
+        n->nwatch = n->inv.ngpu;
+    }
+    for (int g = 0; g < n->nwatch; g++) {
+        int busy = -1, mean = -1, milli;
+        int64_t mem;
+        if (u->gpus[g].known)
+            owners_use(m, &u->gpus[g], &busy, &mean);
+        borrowers_on(n, g, &milli, &mem, NULL);
+        fx_watch_reading(&n->watch[g], u->ts, busy, mean, milli);
+        if (n->watch[g].over_ts)
+            m->reclaim_check = true;
+    }
+    m->borrow_wake = true;
 }
 
 bool fx_model_gpu_use(const struct fx_model *m, const char *node, int gpu, int64_t now_s,
@@ -887,7 +1025,7 @@ void fx_model_node_event(struct fx_model *m, enum kube_event ev, json_t *obj)
     if (n && n->id >= 0 && !cordoned && n->cpu_milli == cpu && n->mem_bytes == mem &&
         n->attrs_hash == attrs.hash && memcmp(&n->inv, &inv, sizeof(inv)) == 0) {
         fx_node_attrs_free(&attrs);
-        use_set(n, &use);
+        use_set(m, n, &use);
         return; /* a status heartbeat or a usage update: the engine's nodes are unchanged */
     }
     if (!n && !(n = node_record(m, name))) {
@@ -901,7 +1039,7 @@ void fx_model_node_event(struct fx_model *m, enum kube_event ev, json_t *obj)
     n->cordoned = cordoned;
     n->attrs_hash = attrs.hash;
     n->seen = true;
-    use_set(n, &use);
+    use_set(m, n, &use);
     node_in(m, n, &attrs);
     fx_node_attrs_free(&attrs);
 }
@@ -990,6 +1128,11 @@ static void victim_gone(struct fx_model *m, struct pod *p)
 static void forget(struct fx_model *m, struct pod *p)
 {
     struct node *on = p->on;
+    /* A borrower gone frees its GPU's memory, which the engine never
+     * counted: owners waiting for it are woken (borrow_conflict). */
+    if (p->borrowed && on && on->id >= 0)
+        capacity_freed(m, on->id);
+    borrow_set(m, p, false);
     clear_unsure(m, p);
     dequeue(m, p);
     release(m, p);
@@ -1191,12 +1334,27 @@ void fx_model_pod_event(struct fx_model *m, enum kube_event ev, json_t *obj)
  * only when one of them does (flexpu_engine_node_may_fit). The cost is the
  * waiting pods times the changed nodes, not a placement per waiting pod
  * per change anywhere, nor a walk over every pod. */
+static bool may_borrow(const struct fx_model *m, const struct pod *p);
+
 static void wake_waiting(struct fx_model *m)
 {
-    if (!m->changed_all && m->nchanged == 0 && !m->queue_freed)
+    /* New readings of the usage feed may show a GPU to borrow: waiting
+     * opportunistic pods are tried again, at most every FX_BORROW_RETRY_S. */
+    bool borrow = m->borrow_wake && m->now_s > 0 &&
+                  m->now_s - m->borrow_wake_s >= FX_BORROW_RETRY_S;
+    if (borrow) {
+        m->borrow_wake = false;
+        m->borrow_wake_s = m->now_s;
+    }
+    if (!m->changed_all && m->nchanged == 0 && !m->queue_freed && !borrow)
         return;
     for (struct pod *p = m->waiting, *next; p; p = next) {
         next = p->wnext;
+        if (borrow && may_borrow(m, p) && !p->limited && !p->noqueue) {
+            m->wakes++;
+            enqueue(m, p);
+            continue;
+        }
         /* A pod held back by its queue's limit may go once a queue's
          * allocation went down (which queue matters little: limits nest);
          * one without a queue, once the queue is defined (fx_model_queue_set). */
@@ -1224,6 +1382,34 @@ static void wake_waiting(struct fx_model *m)
     m->queue_freed = false;
 }
 
+static bool borrow_conflict(struct fx_model *m, const struct pod *p, struct node *n,
+                            const struct flexpu_placement *pl);
+
+/* A placement taken (allocation *id) on GPUs where borrowers hold memory
+ * it needs: given back, and FLEXPU_EBUSY with why: the pod waits for the
+ * borrowers, reclaimed at once (borrow_conflict), and is woken when they
+ * are gone. 0 otherwise. */
+static int owner_waits(struct fx_model *m, struct pod *p, struct flexpu_placement *pl,
+                       int64_t *id, int64_t *slice_mem, struct flexpu_noplace *why)
+{
+    if (!p->spec.wants_gpu || m->nborrowers == 0)
+        return 0;
+    const char *name = flexpu_engine_node_name(m->e, pl->node);
+    struct node *n = name ? fx_strmap_get(&m->nodes, name) : NULL;
+    if (!borrow_conflict(m, p, n, pl))
+        return 0;
+    struct flexpu_error err;
+    flexpu_engine_release(m->e, *id, &err);
+    *id = 0;
+    *slice_mem = 0;
+    memset(why, 0, sizeof(*why));
+    snprintf(why->text, sizeof(why->text),
+             "waits for the borrowers on its GPU(s) of node %.100s to be evicted: they hold "
+             "memory its quota needs (docs/KUBERNETES.md, \"Borrowing idle GPUs\")",
+             name ? name : "?");
+    return FLEXPU_EBUSY;
+}
+
 /* Places a pod. A slice without flexpu.io/gpu-memory gets a memory quota
  * of its share of the chosen GPU's memory (fx_default_slice_mem), which is
  * only known once the GPU is: decide first, then account that memory, so no
@@ -1234,9 +1420,12 @@ static int place_pod(struct fx_model *m, struct pod *p, struct flexpu_placement 
     *slice_mem = 0;
     struct flexpu_pod_req r;
     flexpu_engine_effective_req(m->e, &p->req, &r);
-    if (!p->spec.wants_gpu || p->spec.gpu_mem > 0 || r.num_gpu != 1 || r.gpu_milli >= 1000)
-        return flexpu_engine_place_filtered(m->e, &p->req, p->filter, &m->rng, pl, id, why);
-    int rc = flexpu_engine_decide_filtered(m->e, &p->req, p->filter, &m->rng, pl, why);
+    int rc;
+    if (!p->spec.wants_gpu || p->spec.gpu_mem > 0 || r.num_gpu != 1 || r.gpu_milli >= 1000) {
+        rc = flexpu_engine_place_filtered(m->e, &p->req, p->filter, &m->rng, pl, id, why);
+        return rc ? rc : owner_waits(m, p, pl, id, slice_mem, why);
+    }
+    rc = flexpu_engine_decide_filtered(m->e, &p->req, p->filter, &m->rng, pl, why);
     if (rc)
         return rc;
     const char *node = flexpu_engine_node_name(m->e, pl->node);
@@ -1256,7 +1445,7 @@ static int place_pod(struct fx_model *m, struct pod *p, struct flexpu_placement 
                  FX_RES_GPU_MEMORY, err.msg);
         return FLEXPU_ENOFIT;
     }
-    return 0;
+    return owner_waits(m, p, pl, id, slice_mem, why);
 }
 
 static void fill(struct fx_attempt *a, const struct pod *p, enum fx_outcome o)
@@ -1874,6 +2063,17 @@ void fx_model_evict_done(struct fx_model *m, const char *uid, int rc)
         v->evicted = true; /* the watch shows it gone */
         return;
     }
+    if (v->reclaimed) {
+        /* A borrower a budget keeps: it stays, and is reclaimed again
+         * after its GPU's gap if its owners are still busy. */
+        m->reclaims_refused++;
+        v->evicting = v->reclaimed = false;
+        m->reclaim_check = true;
+        if (v->on)
+            account(m, v, v->on);
+        queue_sync(m, v);
+        return;
+    }
     m->evictions_refused++;
     /* Undo: the preemptor's place back, then every victim of it whose
      * eviction was not accepted keeps its own (O(pods): rare). */
@@ -1907,6 +2107,295 @@ void fx_model_evict_done(struct fx_model *m, const char *uid, int rc)
     }
 }
 
+/* ---- borrowing idle GPUs (docs/KUBERNETES.md, "Borrowing idle GPUs") ---- */
+
+void fx_model_set_clock(struct fx_model *m, int64_t now_s)
+{
+    m->now_s = now_s;
+}
+
+/* Whether p may borrow: it opted in, asks one GPU as a slice (whole GPUs
+ * have no memory quota to keep it within), and is no gang's member. */
+static bool may_borrow(const struct fx_model *m, const struct pod *p)
+{
+    if (!p->spec.opportunistic || !p->spec.wants_gpu || p->gang || p->spec.num_gpu != 1 ||
+        p->spec.cores <= 0 || p->spec.cores >= 100)
+        return false;
+    struct flexpu_pod_req r;
+    flexpu_engine_effective_req(m->e, &p->req, &r);
+    return r.num_gpu == 1 && r.gpu_milli < 1000;
+}
+
+/* Whether GPU model `model` is among "A100|H100" (empty: any). */
+static bool model_ok(const char *allowed, const char *model)
+{
+    if (!allowed[0])
+        return true;
+    size_t len = strlen(model);
+    for (const char *t = allowed; *t;) {
+        t += strspn(t, " ,|");
+        size_t n = strcspn(t, " ,|");
+        if (n == len && strncmp(t, model, n) == 0)
+            return true;
+        t += n;
+    }
+    return false;
+}
+
+/* The memory quota p would have on GPU g of n (bytes): its gpu-memory, or
+ * the default share of that GPU's memory. */
+static int64_t borrow_mem(const struct pod *p, const struct node *n, int g)
+{
+    return p->spec.gpu_mem ? p->spec.gpu_mem
+                           : fx_default_slice_mem(1, p->spec.cores, 0, n->inv.gpus[g].mem_bytes);
+}
+
+/* Whether p may borrow GPU g of n now: measured fresh, predicted idle
+ * enough beside the borrowers there (fx_watch_admits), no owner without a
+ * memory quota, and p's quota within the memory no slice reserved (the
+ * engine's free memory, which counts every owner's quota) less what the
+ * borrowers there hold. *pred and *milli: the owners' prediction and the
+ * borrowers' shares, to rank GPUs. */
+static bool borrow_gpu_ok(struct fx_model *m, const struct pod *p, struct node *n, int g,
+                          int *pred, int *milli)
+{
+    const struct fx_gpu_inv *gi = &n->inv.gpus[g];
+    struct fx_gpu_use use;
+    if (g >= n->nwatch || !gi->healthy || !model_ok(p->spec.model, gi->model) ||
+        !fx_model_gpu_use(m, n->name, g, m->now_s, &use))
+        return false;
+    int64_t bmem;
+    borrowers_on(n, g, milli, &bmem, NULL);
+    if (!fx_watch_admits(&n->watch[g], m->now_s, *milli, p->spec.cores * 10))
+        return false;
+    for (const struct pod *o = n->pods; o; o = o->next)
+        if (!o->borrowed && (o->noquota & (1u << g)))
+            return false; /* a whole GPU: all its memory is its owner's */
+    int64_t want = borrow_mem(p, n, g);
+    int64_t free_mib = flexpu_engine_gpu_free_mem(m->e, n->id, g);
+    if (want <= 0 || free_mib - bmem < (want + FX_MIB - 1) / FX_MIB)
+        return false;
+    *pred = fx_watch_predict(&n->watch[g], m->now_s);
+    return true;
+}
+
+/* p fits nowhere: places it as a borrower on the GPU whose owners are
+ * predicted least busy (with the borrowers there), if any admits it. The
+ * engine books only its node's CPU and memory. */
+static bool borrow(struct fx_model *m, struct pod *p, struct fx_attempt *a)
+{
+    if (m->now_s <= 0 || !may_borrow(m, p))
+        return false;
+    struct node *best = NULL;
+    int bg = -1, bscore = 0, bpred = 0, bmilli = 0;
+    const char *k;
+    void *v;
+    for (size_t i = 0; fx_strmap_next(&m->nodes, &i, &k, &v);) {
+        struct node *n = v;
+        if (!n->seen || n->id < 0 || n->cordoned || !n->watch ||
+            flexpu_engine_node_filter(m->e, n->id, p->filter, NULL, NULL) != -1 ||
+            flexpu_engine_node_free_cpu(m->e, n->id) < p->req.cpu_milli ||
+            flexpu_engine_node_free_mem(m->e, n->id) < p->req.mem_mib)
+            continue;
+        for (int g = 0; g < n->inv.ngpu; g++) {
+            int pred, milli;
+            if (!borrow_gpu_ok(m, p, n, g, &pred, &milli))
+                continue;
+            int score = pred + milli;
+            if (!best || score < bscore ||
+                (score == bscore && strcmp(n->name, best->name) < 0)) {
+                best = n;
+                bg = g;
+                bscore = score;
+                bpred = pred;
+                bmilli = milli;
+            }
+        }
+    }
+    if (!best)
+        return false;
+    struct flexpu_pod_req r = {.cpu_milli = p->req.cpu_milli, .mem_mib = p->req.mem_mib};
+    struct flexpu_placement pl = {.node = best->id};
+    int64_t id = 0;
+    struct flexpu_error err = {0};
+    struct fx_allocation al = {.ngpu = 1, .borrowed = true};
+    snprintf(al.gpus[0].uuid, sizeof(al.gpus[0].uuid), "%s", best->inv.gpus[bg].uuid);
+    al.gpus[0].index = bg;
+    al.gpus[0].cores = p->spec.cores;
+    al.gpus[0].mem = borrow_mem(p, best, bg);
+    char *text = fx_allocation_format(&al);
+    if (!text || flexpu_engine_assign(m->e, &r, &pl, &id, &err)) {
+        free(text);
+        FX_WARN(COMP, "a borrower's place could not be taken", "pod=%s/%s node=%s error=\"%s\"",
+                STR(p->ns), STR(p->name), best->name, text ? err.msg : "out of memory");
+        return false;
+    }
+    str_set(&p->allocation, text);
+    free(text);
+    p->alloc = id;
+    p->gpus = p->noquota = 0;
+    p->bgpu = bg;
+    p->bcores = p->spec.cores;
+    p->bmem_mib = (al.gpus[0].mem + FX_MIB - 1) / FX_MIB;
+    borrow_set(m, p, true);
+    set_state(m, p, POD_ASSUMED);
+    str_set(&p->node, best->name);
+    str_set(&p->told, NULL);
+    link_pod(best, p);
+    m->borrows++;
+    bind_attempt(a, p);
+    a->borrowed = true;
+    snprintf(a->message, sizeof(a->message),
+             "borrows GPU %d (%.48s) of node %.63s, allocated to others but measured idle: "
+             "its owners are predicted to use %d/1000 and borrowers hold %d/1000; runs at "
+             "priority low, evicted (Reclaimed) when the owners need it",
+             bg, best->inv.gpus[bg].uuid, best->name, bpred, bmilli);
+    return true;
+}
+
+static bool reclaimq_push(struct fx_model *m, const char *uid, const char *msg)
+{
+    if (m->nreclaimq == m->capreclaimq) {
+        size_t cap = m->capreclaimq ? m->capreclaimq * 2 : 8;
+        struct reclaim_item *q = fx_realloc(m->reclaimq, cap * sizeof(*q));
+        if (!q)
+            return false;
+        m->reclaimq = q;
+        m->capreclaimq = cap;
+    }
+    struct reclaim_item *it = &m->reclaimq[m->nreclaimq++];
+    snprintf(it->uid, sizeof(it->uid), "%s", uid);
+    snprintf(it->msg, sizeof(it->msg), "%s", msg);
+    return true;
+}
+
+/* Borrower b is to go: off the engine (its node's CPU and memory), marked
+ * leaving (its memory still counts on its GPU until it is gone), and its
+ * eviction queued with msg for its event. */
+static void reclaim_take(struct fx_model *m, struct pod *b, const char *msg)
+{
+    if (!reclaimq_push(m, b->uid, msg)) {
+        FX_ERROR(COMP, "out of memory queueing a reclaim", "pod=%s/%s", STR(b->ns),
+                 STR(b->name));
+        return;
+    }
+    release(m, b);
+    b->evicting = true;
+    b->evicted = false;
+    b->reclaimed = true;
+    queue_sync(m, b);
+    m->reclaims++;
+}
+
+/* An owner placed on GPUs of node n (pl): a GPU where borrowers hold
+ * memory the owner's quota now needs (the engine never counted the
+ * borrowers'), or any memory when the owner has no quota (a whole GPU),
+ * makes the owner wait for them: they are reclaimed at once. True then. */
+static bool borrow_conflict(struct fx_model *m, const struct pod *p, struct node *n,
+                            const struct flexpu_placement *pl)
+{
+    if (!n || m->nborrowers == 0)
+        return false;
+    bool conflict = false;
+    for (int i = 0; i < pl->ngpu; i++) {
+        int g = pl->gpu[i], milli, count;
+        int64_t bmem;
+        borrowers_on(n, g, &milli, &bmem, &count);
+        if (count == 0 ||
+            (pl->gpu_mem_mib[i] > 0 && flexpu_engine_gpu_free_mem(m->e, n->id, g) >= bmem))
+            continue;
+        conflict = true;
+        for (struct pod *b = n->pods; b; b = b->next) {
+            if (!b->borrowed || b->bgpu != g || b->evicting)
+                continue;
+            char msg[400];
+            snprintf(msg, sizeof(msg),
+                     "reclaimed from GPU %d (%.48s) of node %.63s: pod %.63s/%.63s is placed "
+                     "there and its memory quota needs the memory this pod borrowed",
+                     g, n->inv.gpus[g].uuid, n->name, STR(p->ns), STR(p->name));
+            reclaim_take(m, b, msg);
+        }
+    }
+    return conflict;
+}
+
+/* Whether a borrower on the same GPU as b, also to be reclaimed, started
+ * after b (reclaim takes the one that started last: the least work lost). */
+static bool later_borrower(const struct pod *b)
+{
+    for (const struct pod *o = b->on->pods; o; o = o->next) {
+        if (o == b || !o->borrowed || o->bgpu != b->bgpu || o->evicting)
+            continue;
+        int c = strcmp(o->created, b->created);
+        if (c > 0 || (c == 0 && o->seq > b->seq))
+            return true;
+    }
+    return false;
+}
+
+/* Once per second of the clock while some GPU with borrowers reads above
+ * capacity: the borrowers whose GPU's rise is confirmed and whose reclaim
+ * gap has passed are reclaimed, one per GPU, FX_RECLAIM_PER_S at most. */
+static void reclaim_scan(struct fx_model *m)
+{
+    if (!m->reclaim_check || m->now_s <= 0 || m->now_s == m->reclaim_scan_s)
+        return;
+    m->reclaim_scan_s = m->now_s;
+    bool pending = false;
+    int budget = FX_RECLAIM_PER_S;
+    const char *k;
+    void *v;
+    for (size_t i = 0; fx_strmap_next(&m->pods, &i, &k, &v);) {
+        struct pod *b = v;
+        if (!b->borrowed || b->evicting || !b->on || b->bgpu >= b->on->nwatch ||
+            (b->state != POD_BOUND && b->state != POD_ASSUMED))
+            continue;
+        struct node *n = b->on;
+        struct fx_gpu_watch *w = &n->watch[b->bgpu];
+        struct fx_gpu_use use;
+        if (!w->over_ts || !fx_model_gpu_use(m, n->name, b->bgpu, m->now_s, &use))
+            continue;
+        pending = true;
+        if (!fx_watch_reclaim_due(w, m->now_s) || later_borrower(b))
+            continue;
+        if (budget == 0)
+            break;
+        budget--;
+        int milli;
+        int64_t mem;
+        borrowers_on(n, b->bgpu, &milli, &mem, NULL);
+        char msg[400];
+        snprintf(msg, sizeof(msg),
+                 "reclaimed from GPU %d (%.48s) of node %.63s: its owners use %d/1000 of it "
+                 "(busy, measured) and the borrowers' shares %d/1000 no longer fit beside "
+                 "them, for %llds of readings; this pod started last",
+                 b->bgpu, n->inv.gpus[b->bgpu].uuid, n->name, w->owner_busy, milli,
+                 (long long)(w->last_ts - w->over_ts));
+        w->reclaim_s = m->now_s;
+        reclaim_take(m, b, msg);
+    }
+    m->reclaim_check = pending;
+}
+
+/* The next reclaim to send, as an FX_RECLAIM attempt. */
+static bool next_reclaim(struct fx_model *m, struct fx_attempt *a)
+{
+    reclaim_scan(m);
+    while (m->nreclaimq) {
+        struct reclaim_item it = m->reclaimq[0];
+        memmove(m->reclaimq, m->reclaimq + 1, (m->nreclaimq - 1) * sizeof(*m->reclaimq));
+        m->nreclaimq--;
+        struct pod *b = fx_strmap_get(&m->pods, it.uid);
+        if (!b || !b->evicting || !b->reclaimed)
+            continue; /* gone already */
+        fill(a, b, FX_RECLAIM);
+        snprintf(a->node, sizeof(a->node), "%s", STR(b->node));
+        snprintf(a->message, sizeof(a->message), "%s", it.msg);
+        return true;
+    }
+    return false;
+}
+
 /* The heap to serve next: pods that only need telling first, then the
  * queue furthest below its fair share (flexpu_queues_compare). */
 static struct pheap *next_heap(struct fx_model *m)
@@ -1932,7 +2421,7 @@ bool fx_model_next(struct fx_model *m, struct fx_attempt *a)
         bind_attempt(a, r);
         return true;
     }
-    if (next_eviction(m, a))
+    if (next_eviction(m, a) || next_reclaim(m, a))
         return true;
     struct pheap *h;
     while ((h = next_heap(m))) {
@@ -1971,7 +2460,8 @@ bool fx_model_next(struct fx_model *m, struct fx_attempt *a)
         int64_t id;
         int64_t slice_mem = 0;
         int rc = place_pod(m, p, &pl, &id, &slice_mem, &why);
-        if (rc == FLEXPU_ENOFIT && preempt(m, p, a))
+        /* Borrowing disturbs no one: it comes before evicting others. */
+        if (rc == FLEXPU_ENOFIT && (borrow(m, p, a) || preempt(m, p, a)))
             return true;
         if (rc) {
             set_state(m, p, POD_WAITING);
@@ -2006,6 +2496,8 @@ bool fx_model_next(struct fx_model *m, struct fx_attempt *a)
 static void give_back(struct fx_model *m, struct pod *p)
 {
     clear_unsure(m, p);
+    borrow_set(m, p, false);
+    p->gpus = p->noquota = 0;
     release(m, p);
     unlink_pod(p);
     str_set(&p->node, NULL);
@@ -2095,6 +2587,9 @@ void fx_model_stats(const struct fx_model *m, struct fx_model_stats *o)
     o->evictions = m->evictions;
     o->evictions_refused = m->evictions_refused;
     o->gangs_placed = m->gangs_placed;
+    o->borrows = m->borrows;
+    o->reclaims = m->reclaims;
+    o->reclaims_refused = m->reclaims_refused;
     const char *k;
     void *v;
     for (size_t i = 0; fx_strmap_next(&m->pods, &i, &k, &v);) {
@@ -2105,6 +2600,8 @@ void fx_model_stats(const struct fx_model *m, struct fx_model_stats *o)
         o->pods_invalid += p->state == POD_INVALID;
         o->pods_unsure += p->unsure;
         o->pods_nominated += p->state == POD_NOMINATED;
+        o->borrowers += p->borrowed && !p->evicting &&
+                        (p->state == POD_BOUND || p->state == POD_ASSUMED);
     }
 }
 

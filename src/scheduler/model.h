@@ -46,6 +46,11 @@ enum fx_outcome {
      * report with fx_model_evict_done; `message` names the preemptor and
      * the reason, for the victim's event. */
     FX_EVICT,
+    /* Evict this borrower (docs/KUBERNETES.md, "Borrowing idle GPUs"): its
+     * GPU's owners need it back; `message` names the node, the GPU and the
+     * measured use, for its Reclaimed event. Report with
+     * fx_model_evict_done. */
+    FX_RECLAIM,
 };
 
 struct fx_attempt {
@@ -54,6 +59,7 @@ struct fx_attempt {
     char node[256];
     char allocation[2048]; /* the annotation value, empty for CPU-only pods */
     char message[400];     /* FX_BIND: a warning for the user (a capped priority), or empty */
+    bool borrowed;         /* FX_BIND of a borrower: message says what it borrows */
 };
 
 /* The next pod to act on, in order: priority, then creation time. Returns
@@ -112,6 +118,10 @@ struct fx_model_stats {
     uint64_t evictions;   /* victims chosen */
     uint64_t evictions_refused; /* evictions refused (a PodDisruptionBudget...): undone */
     uint64_t gangs_placed;
+    int borrowers;        /* borrowers bound or being bound, not leaving */
+    uint64_t borrows;     /* pods placed as borrowers */
+    uint64_t reclaims;    /* borrowers chosen to evict */
+    uint64_t reclaims_refused; /* their evictions refused (a PodDisruptionBudget) */
 };
 void fx_model_stats(const struct fx_model *m, struct fx_model_stats *out);
 
@@ -182,6 +192,17 @@ struct fx_gpu_use {
  * (unix seconds): true and *out when measured and fresh. */
 bool fx_model_gpu_use(const struct fx_model *m, const char *node, int gpu, int64_t now_s,
                       struct fx_gpu_use *out);
+
+/* ---- borrowing idle GPUs (docs/KUBERNETES.md, "Borrowing idle GPUs") ----
+ *
+ * A pod annotated flexpu.io/opportunistic: "true" that fits nowhere and
+ * asks one GPU as a slice is placed as a borrower on a GPU that is
+ * allocated but measured idle (scheduler/borrow.h says when), its
+ * allocation marked "borrowed"; borrowers whose GPU's owners rise and stay
+ * up come back from fx_model_next as FX_RECLAIM. Both need the wall clock:
+ * the daemon sets it before each round (unix seconds; 0, the default,
+ * turns borrowing off). */
+void fx_model_set_clock(struct fx_model *m, int64_t now_s);
 
 /* Engine invariants (tests). */
 int fx_model_check(const struct fx_model *m, struct flexpu_error *err);

@@ -567,6 +567,29 @@ static json_t *pod(const char *name, const char *uid, const int *gpus, int n, in
     return pod_req(name, uid, gpus, n, cores, mem, mem);
 }
 
+/* A pod with a borrowed allocation of `cores` and `mem` on GPU `gpu`,
+ * opportunistic or not (a forged allocation), asking priority normal. */
+static json_t *borrower(const char *name, const char *uid, int gpu, int cores, long long mem,
+                        bool opportunistic)
+{
+    json_t *p = pod_req(name, uid, (int[]){gpu}, 1, cores, mem, mem);
+    json_t *ann = json_object_get(json_object_get(p, "metadata"), "annotations");
+    struct fx_allocation a;
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_allocation_parse(json_string_value(json_object_get(ann,
+                                                                           FX_ANN_ALLOCATION)),
+                                         &a, &err),
+                     0);
+    a.borrowed = true;
+    char *text = fx_allocation_format(&a);
+    json_object_set_new(ann, FX_ANN_ALLOCATION, json_string(text));
+    free(text);
+    json_object_set_new(ann, FX_ANN_PRIORITY, json_string("normal"));
+    if (opportunistic)
+        json_object_set_new(ann, FX_ANN_OPPORTUNISTIC, json_string("true"));
+    return p;
+}
+
 static struct fx_grpc_reply call(const char *sock, const char *method, const ProtobufCMessage *m)
 {
     uint8_t buf[4096];
@@ -834,6 +857,62 @@ static void test_plugin_calls(void **state)
     json_decref(pd);
     json_decref(pe);
     json_decref(pf);
+
+    /* Borrowed allocations (issue 16) on GPU 2, where a (8 GiB) and b
+     * (40 GiB) leave 32 GiB unreserved: g (opportunistic, 16 GiB) gets its
+     * slice at priority low whatever it asks; h's is forged (h never opted
+     * in); i (opportunistic, 20 GiB) would take memory the slices reserved
+     * beside g. Both refused, naming why, and left without a slice. */
+    nheld = 3; /* d, e and f are gone */
+    json_t *pg = borrower("g", "uid-g", 2, 20, 16LL << 30, true);
+    json_t *ph = borrower("h", "uid-h", 2, 20, 1LL << 30, false);
+    json_t *pi = borrower("i", "uid-i", 2, 20, 20LL << 30, true);
+    json_t *bpods[3] = {pg, ph, pi};
+    char *ids_g[] = {"GPU-test-2::10"}, *ids_h[] = {"GPU-test-2::11"}, *ids_i[] = {"GPU-test-2::12"};
+    char **bsets[3] = {ids_g, ids_h, ids_i};
+    const char *bnames[3] = {"g", "h", "i"}, *bwhy[3] = {NULL, "not opportunistic", "memory"};
+    for (int k = 0; k < 3; k++) {
+        fx_plugin_pod_event(p, KUBE_ADDED, bpods[k]);
+        r = allocate(dp, bsets[k], 1);
+        assert_int_equal(r.status, FX_GRPC_OK);
+        V1beta1__AllocateResponse *ar = v1beta1__allocate_response__unpack(NULL, r.len, r.data);
+        char bdir[400] = "";
+        V1beta1__ContainerAllocateResponse *c0 = ar->container_responses[0];
+        for (size_t m = 0; m < c0->n_mounts; m++)
+            if (strcmp(c0->mounts[m]->container_path, FX_CTR_CONF_DIR) == 0)
+                snprintf(bdir, sizeof(bdir), "%s", c0->mounts[m]->host_path);
+        v1beta1__allocate_response__free_unpacked(ar, NULL);
+        free(r.data);
+        held[nheld].ns = "default", held[nheld].name = bnames[k];
+        held[nheld].ids[0] = bsets[k][0], held[nheld].n = 1;
+        nheld++;
+        V1beta1__PreStartContainerRequest bps = V1BETA1__PRE_START_CONTAINER_REQUEST__INIT;
+        bps.n_devices_ids = 1;
+        bps.devices_ids = bsets[k];
+        r = call(dp, "/v1beta1.DevicePlugin/PreStartContainer", &bps.base);
+        char path[500];
+        snprintf(path, sizeof(path), "%.400s/slice.conf", bdir);
+        struct fx_slice_config cfg;
+        fx_config_defaults(&cfg);
+        struct flexpu_error lerr = {0};
+        if (!bwhy[k]) {
+            assert_int_equal(r.status, FX_GRPC_OK);
+            free(r.data);
+            assert_int_equal(fx_config_load_file(&cfg, path, &lerr), 1);
+            assert_string_equal(cfg.tenant, "uid-g");
+            assert_int_equal(cfg.priority, FX_PRIO_LOW);
+            assert_int_equal(cfg.memory_limit, 16LL << 30);
+            continue;
+        }
+        assert_int_equal(r.status, FX_GRPC_FAILED_PRECONDITION);
+        if (!strstr(r.message, bnames[k]) || !strstr(r.message, bwhy[k]))
+            fail_msg("refusal '%s' does not name %s and %s", r.message, bnames[k], bwhy[k]);
+        assert_int_not_equal(fx_config_load_file(&cfg, path, &lerr), 1);
+    }
+    for (int k = 0; k < 3; k++) {
+        fx_plugin_pod_event(p, KUBE_DELETED, bpods[k]);
+        json_decref(bpods[k]);
+    }
 
     /* pod b ends: its slice directory goes */
     fx_plugin_pod_event(p, KUBE_DELETED, pb);

@@ -1,0 +1,703 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Borrowing idle GPUs (issue 16): the scheduler's model with hand-made
+ * nodes, owner pods and usage readings. An opportunistic pod borrows only
+ * when it fits nowhere, only a GPU measured fresh and predicted idle, and
+ * only memory no slice reserved; its allocation says "borrowed", and the
+ * node agent's checks refuse a forged one. A borrower is reclaimed when
+ * its owners' rise stays up over two readings, not after one spike, at
+ * most one per GPU per gap and FX_RECLAIM_PER_S in the cluster; an owner
+ * that needs a borrower's memory waits for it to go. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "flexpu/log.h"
+#include "kube/contract.h"
+#include "scheduler/borrow.h"
+#include "scheduler/model.h"
+
+#define T0 1800000000LL /* the scheduler's clock at the start (unix seconds) */
+#define GIB (1024LL * 1024 * 1024)
+
+static struct fx_model *model(void)
+{
+    struct flexpu_error err = {0};
+    struct fx_model *m = fx_model_new("flexpu-scheduler", "flexpu", 1, &err);
+    if (!m)
+        fail_msg("fx_model_new: %s", err.msg);
+    fx_model_set_clock(m, T0);
+    return m;
+}
+
+/* Node `name` with `ngpu` A100s of 80 GiB, 16 CPUs, 64 GiB; usage (the
+ * annotation's text) or none. */
+static void node(struct fx_model *m, const char *name, int ngpu, const char *usage)
+{
+    json_t *inv = json_array();
+    for (int i = 0; i < ngpu; i++) {
+        char uuid[64];
+        snprintf(uuid, sizeof(uuid), "GPU-%s-%d", name, i);
+        json_array_append_new(inv, json_pack("{s:s, s:s, s:I}", "uuid", uuid, "model", "A100",
+                                             "memory", (json_int_t)(80 * GIB)));
+    }
+    char *text = json_dumps(inv, JSON_COMPACT);
+    json_t *ann = json_pack("{s:s}", "flexpu.io/gpus", text);
+    if (usage)
+        json_object_set_new(ann, "flexpu.io/gpu-usage", json_string(usage));
+    json_t *n = json_pack("{s:{s:s, s:o}, s:{}, s:{s:{s:s, s:s}}}", "metadata", "name", name,
+                          "annotations", ann, "spec", "status", "allocatable", "cpu", "16",
+                          "memory", "64Gi");
+    assert_non_null(n);
+    fx_model_node_event(m, KUBE_MODIFIED, n);
+    json_decref(n);
+    free(text);
+    json_decref(inv);
+}
+
+/* A usage reading at ts: GPU 0..n-1 each with the owners' busy (as one
+ * slice per owner uid given, split evenly) and the borrowers' slices idle. */
+static char *reading(int64_t ts, int ngpu, const int *busy, const char *const *owner)
+{
+    static char buf[4096];
+    int len = snprintf(buf, sizeof(buf), "{\"v\":1,\"ts\":%lld,\"gpus\":[", (long long)ts);
+    for (int g = 0; g < ngpu; g++)
+        len += snprintf(buf + len, sizeof(buf) - (size_t)len,
+                        "%s{\"index\":%d,\"busy\":%d,\"mean\":%d,\"memory\":0,\"slices\":["
+                        "{\"pod\":\"%s\",\"busy\":%d,\"mean\":%d,\"memory\":0}]}",
+                        g ? "," : "", g, busy[g], busy[g], owner ? owner[g] : "x", busy[g],
+                        busy[g]);
+    snprintf(buf + len, sizeof(buf) - (size_t)len, "]}");
+    return buf;
+}
+
+/* One reading of every GPU at `busy` (owners'), on node `name`. */
+static void read_all(struct fx_model *m, const char *name, int ngpu, int64_t ts, int busy)
+{
+    int b[FLEXPU_MAX_GPUS];
+    for (int g = 0; g < ngpu; g++)
+        b[g] = busy;
+    node(m, name, ngpu, reading(ts, ngpu, b, NULL));
+}
+
+/* A pod: one GPU with `cores` and gpu-memory `mem` ("" for none); bound to
+ * node/gpu with its allocation when node is not NULL (borrowed: marked so). */
+static void pod(struct fx_model *m, const char *uid, int cores, const char *mem, bool opp,
+                const char *node_name, int gpu, bool borrowed, int sec)
+{
+    char created[40], c[16];
+    snprintf(created, sizeof(created), "2026-01-01T00:%02d:%02dZ", sec / 60, sec % 60);
+    snprintf(c, sizeof(c), "%d", cores);
+    json_t *limits = json_pack("{s:s, s:s, s:s}", "cpu", "1", "flexpu.io/gpu", "1",
+                               "flexpu.io/gpu-cores", c);
+    if (mem[0])
+        json_object_set_new(limits, "flexpu.io/gpu-memory", json_string(mem));
+    json_t *ann = json_object();
+    if (opp)
+        json_object_set_new(ann, FX_ANN_OPPORTUNISTIC, json_string("true"));
+    json_t *p = json_pack("{s:{s:s, s:s, s:s, s:s, s:o}, s:{s:s, s:[{s:s, s:{s:o}}]}}",
+                          "metadata", "name", uid, "namespace", "t", "uid", uid,
+                          "creationTimestamp", created, "annotations", ann, "spec",
+                          "schedulerName", "flexpu-scheduler", "containers", "name", "c",
+                          "resources", "limits", limits);
+    assert_non_null(p);
+    if (node_name) {
+        struct fx_allocation al = {.ngpu = 1, .borrowed = borrowed};
+        snprintf(al.gpus[0].uuid, sizeof(al.gpus[0].uuid), "GPU-%s-%d", node_name, gpu);
+        al.gpus[0].index = gpu;
+        al.gpus[0].cores = cores;
+        int64_t v = 0;
+        if (mem[0])
+            v = (int64_t)atoll(mem) * GIB; /* "20Gi" */
+        al.gpus[0].mem = v ? v : fx_default_slice_mem(1, cores, 0, 80 * GIB);
+        char *text = fx_allocation_format(&al);
+        json_object_set_new(ann, FX_ANN_ALLOCATION, json_string(text));
+        free(text);
+        json_object_set_new(json_object_get(p, "spec"), "nodeName", json_string(node_name));
+    }
+    fx_model_pod_event(m, KUBE_ADDED, p);
+    json_decref(p);
+}
+
+static void gone(struct fx_model *m, const char *uid)
+{
+    json_t *p = json_pack("{s:{s:s, s:s, s:s}}", "metadata", "name", uid, "namespace", "t", "uid",
+                          uid);
+    fx_model_pod_event(m, KUBE_DELETED, p);
+    json_decref(p);
+}
+
+/* Two owners of 50 cores and 20 GiB each fill GPU g of node n (40 GiB of
+ * its 80 left unreserved). */
+static void owners(struct fx_model *m, const char *n, int g, int sec)
+{
+    char a[32], b[32];
+    snprintf(a, sizeof(a), "o%s-%d-a", n, g);
+    snprintf(b, sizeof(b), "o%s-%d-b", n, g);
+    pod(m, a, 50, "20Gi", false, n, g, false, sec);
+    pod(m, b, 50, "20Gi", false, n, g, false, sec + 1);
+}
+
+/* The next attempt, which must have outcome o (for uid when not NULL). */
+static struct fx_attempt next(struct fx_model *m, enum fx_outcome o, const char *uid)
+{
+    struct fx_attempt a;
+    memset(&a, 0, sizeof(a));
+    if (!fx_model_next(m, &a))
+        fail_msg("nothing to do; expected outcome %d", o);
+    if (a.outcome != o)
+        fail_msg("outcome %d for %s (%s); expected %d", a.outcome, a.uid, a.message, o);
+    if (uid)
+        assert_string_equal(a.uid, uid);
+    return a;
+}
+
+static void nothing(struct fx_model *m)
+{
+    struct fx_attempt a;
+    if (fx_model_next(m, &a))
+        fail_msg("unexpected outcome %d for %s: %s", a.outcome, a.uid, a.message);
+}
+
+static int borrowers(struct fx_model *m)
+{
+    struct fx_model_stats st;
+    fx_model_stats(m, &st);
+    return st.borrowers;
+}
+
+/* A borrower as the model places it: bound (the watch's event, allocation
+ * as decided). */
+static void confirm(struct fx_model *m, const struct fx_attempt *a, int cores, const char *mem,
+                    int sec)
+{
+    struct fx_allocation al;
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_allocation_parse(a->allocation, &al, &err), 0);
+    fx_model_bind_done(m, a->uid, 0, 0);
+    pod(m, a->uid, cores, mem, true, a->node, al.gpus[0].index, al.borrowed, sec);
+}
+
+/* ---- placing ---- */
+
+static void test_borrows_idle_gpu(void **state)
+{
+    (void)state;
+    struct fx_model *m = model();
+    node(m, "n1", 1, NULL);
+    owners(m, "n1", 0, 0);
+    read_all(m, "n1", 1, T0, 0);
+    pod(m, "b1", 30, "", true, NULL, 0, false, 20);
+    struct fx_attempt a = next(m, FX_BIND, "b1");
+    assert_true(a.borrowed);
+    assert_string_equal(a.node, "n1");
+    assert_non_null(strstr(a.message, "borrows GPU 0"));
+    struct fx_allocation al;
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_allocation_parse(a.allocation, &al, &err), 0);
+    assert_true(al.borrowed);
+    assert_int_equal(al.ngpu, 1);
+    assert_int_equal(al.gpus[0].cores, 30);
+    assert_int_equal(al.gpus[0].mem, fx_default_slice_mem(1, 30, 0, 80 * GIB)); /* 24 GiB */
+    assert_int_equal(borrowers(m), 1);
+    /* The engine gave it no GPU share: the owners' 1000 only. */
+    struct fx_model_stats st;
+    fx_model_stats(m, &st);
+    assert_int_equal(st.gpu_milli_used, 1000);
+    assert_int_equal(st.borrows, 1);
+    confirm(m, &a, 30, "", 20);
+    assert_int_equal(borrowers(m), 1);
+    assert_int_equal(fx_model_check(m, &err), 0);
+    nothing(m);
+    fx_model_free(m);
+}
+
+static void test_placed_normally_first(void **state)
+{
+    (void)state;
+    struct fx_model *m = model();
+    node(m, "n1", 2, NULL);
+    owners(m, "n1", 0, 0);
+    read_all(m, "n1", 2, T0, 0);
+    /* GPU 1 is free: an opportunistic pod goes there as any pod. */
+    pod(m, "b1", 30, "", true, NULL, 0, false, 20);
+    struct fx_attempt a = next(m, FX_BIND, "b1");
+    assert_false(a.borrowed);
+    assert_null(strstr(a.allocation, "borrowed"));
+    assert_int_equal(borrowers(m), 0);
+    fx_model_free(m);
+}
+
+/* The pod b1 (30 cores, mem) waits: no borrowing in this state. */
+static void waits(struct fx_model *m, const char *mem)
+{
+    pod(m, "b1", 30, mem, true, NULL, 0, false, 20);
+    next(m, FX_WAIT, "b1");
+    assert_int_equal(borrowers(m), 0);
+}
+
+static void test_never_unknown_stale_or_busy(void **state)
+{
+    (void)state;
+    /* No usage feed at all. */
+    struct fx_model *m = model();
+    node(m, "n1", 1, NULL);
+    owners(m, "n1", 0, 0);
+    waits(m, "");
+    fx_model_free(m);
+
+    /* A reading older than FX_USAGE_STALE_S. */
+    m = model();
+    node(m, "n1", 1, NULL);
+    owners(m, "n1", 0, 0);
+    read_all(m, "n1", 1, T0 - FX_USAGE_STALE_S - 1, 0);
+    waits(m, "");
+    fx_model_free(m);
+
+    /* Owners busy: 600 + 300 > 1000 - FX_BORROW_HEADROOM. */
+    m = model();
+    node(m, "n1", 1, NULL);
+    owners(m, "n1", 0, 0);
+    read_all(m, "n1", 1, T0, 600);
+    waits(m, "");
+    fx_model_free(m);
+
+    /* 500 + 300 = 800 fits exactly. */
+    m = model();
+    node(m, "n1", 1, NULL);
+    owners(m, "n1", 0, 0);
+    read_all(m, "n1", 1, T0, 500);
+    pod(m, "b1", 30, "", true, NULL, 0, false, 20);
+    assert_true(next(m, FX_BIND, "b1").borrowed);
+    fx_model_free(m);
+
+    /* The clock not set: borrowing is off. */
+    struct flexpu_error err = {0};
+    m = fx_model_new("flexpu-scheduler", "flexpu", 1, &err);
+    node(m, "n1", 1, NULL);
+    owners(m, "n1", 0, 0);
+    read_all(m, "n1", 1, T0, 0);
+    waits(m, "");
+    fx_model_free(m);
+}
+
+static void test_never_without_memory_or_opt_in(void **state)
+{
+    (void)state;
+    /* 40 GiB unreserved: 41 GiB does not fit, 40 does. */
+    struct fx_model *m = model();
+    node(m, "n1", 1, NULL);
+    owners(m, "n1", 0, 0);
+    read_all(m, "n1", 1, T0, 0);
+    waits(m, "41Gi");
+    gone(m, "b1");
+    pod(m, "b2", 30, "40Gi", true, NULL, 0, false, 21);
+    assert_true(next(m, FX_BIND, "b2").borrowed);
+    /* And nothing is left for a second one. */
+    pod(m, "b3", 10, "1Gi", true, NULL, 0, false, 22);
+    next(m, FX_WAIT, "b3");
+    fx_model_free(m);
+
+    /* A whole-GPU owner has no memory quota: all of it is its. */
+    m = model();
+    node(m, "n1", 1, NULL);
+    pod(m, "w", 100, "", false, "n1", 0, false, 0);
+    read_all(m, "n1", 1, T0, 0);
+    waits(m, "1Gi");
+    fx_model_free(m);
+
+    /* Not opportunistic, or not a one-GPU slice. */
+    m = model();
+    node(m, "n1", 1, NULL);
+    owners(m, "n1", 0, 0);
+    read_all(m, "n1", 1, T0, 0);
+    pod(m, "p1", 30, "", false, NULL, 0, false, 20);
+    next(m, FX_WAIT, "p1");
+    pod(m, "p2", 100, "", true, NULL, 0, false, 21);
+    next(m, FX_WAIT, "p2");
+    assert_int_equal(borrowers(m), 0);
+    fx_model_free(m);
+}
+
+static void test_daily_pattern_keeps_off(void **state)
+{
+    (void)state;
+    /* Yesterday in this hour the owners' mean reached 700: idle now, but
+     * predicted busy. */
+    struct fx_model *m = model();
+    node(m, "n1", 1, NULL);
+    owners(m, "n1", 0, 0);
+    read_all(m, "n1", 1, T0 - 86400 + 60, 700);
+    read_all(m, "n1", 1, T0, 0);
+    waits(m, "");
+    fx_model_free(m);
+
+    struct fx_gpu_watch w;
+    fx_watch_init(&w);
+    fx_watch_reading(&w, T0 - 86400, 0, 650, 0);
+    fx_watch_reading(&w, T0 - 86400 + 3600, 0, 900, 0); /* the next hour, yesterday */
+    fx_watch_reading(&w, T0, 0, 0, 0);
+    assert_int_equal(fx_watch_predict(&w, T0), 900);
+    /* Two days on, yesterday was not read: only the current busy. */
+    fx_watch_reading(&w, T0 + 2 * 86400, 100, 0, 0);
+    assert_int_equal(fx_watch_predict(&w, T0 + 2 * 86400), 100);
+    assert_true(fx_watch_admits(&w, T0 + 2 * 86400, 0, 300));
+    assert_true(fx_watch_admits(&w, T0 + 2 * 86400, 400, 300)); /* 800: at the headroom */
+    assert_false(fx_watch_admits(&w, T0 + 2 * 86400, 401, 300));
+}
+
+static void test_waiting_pod_borrows_when_idle(void **state)
+{
+    (void)state;
+    struct fx_model *m = model();
+    node(m, "n1", 1, NULL);
+    owners(m, "n1", 0, 0);
+    read_all(m, "n1", 1, T0, 900);
+    waits(m, "");
+    nothing(m);
+    /* The owners fall idle (busy falls slowly: a later reading). */
+    read_all(m, "n1", 1, T0 + 60, 0);
+    fx_model_set_clock(m, T0 + 60);
+    assert_true(next(m, FX_BIND, "b1").borrowed);
+    fx_model_free(m);
+}
+
+/* ---- reclaim ---- */
+
+/* n1 with one GPU, its two owners, borrower b1 bound there. */
+static struct fx_model *with_borrower(void)
+{
+    struct fx_model *m = model();
+    node(m, "n1", 1, NULL);
+    owners(m, "n1", 0, 0);
+    read_all(m, "n1", 1, T0, 0);
+    pod(m, "b1", 30, "", true, NULL, 0, false, 20);
+    struct fx_attempt a = next(m, FX_BIND, "b1");
+    assert_true(a.borrowed);
+    confirm(m, &a, 30, "", 20);
+    return m;
+}
+
+/* A reading of n1's one GPU at ts with the owners at busy, the clock there. */
+static void at(struct fx_model *m, int64_t ts, int busy)
+{
+    const char *owner[1] = {"on1-0-a"};
+    int b[1] = {busy};
+    node(m, "n1", 1, reading(ts, 1, b, owner));
+    fx_model_set_clock(m, ts);
+}
+
+static void test_reclaim_after_rise_stays_up(void **state)
+{
+    (void)state;
+    struct fx_model *m = with_borrower();
+    at(m, T0 + 10, 900); /* 900 + 300 > 1000: over, once */
+    nothing(m);
+    at(m, T0 + 15, 950); /* 5 s later: not yet confirmed */
+    nothing(m);
+    at(m, T0 + 20, 950); /* 10 s after the first: confirmed */
+    struct fx_attempt a = next(m, FX_RECLAIM, "b1");
+    assert_string_equal(a.node, "n1");
+    assert_non_null(strstr(a.message, "GPU 0"));
+    assert_non_null(strstr(a.message, "node n1"));
+    assert_non_null(strstr(a.message, "950/1000"));
+    struct fx_model_stats st;
+    fx_model_stats(m, &st);
+    assert_int_equal(st.reclaims, 1);
+    assert_int_equal(st.borrowers, 0); /* leaving */
+    fx_model_evict_done(m, "b1", 0);
+    gone(m, "b1");
+    nothing(m);
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_model_check(m, &err), 0);
+    /* Reclaimed here a moment ago: no borrower on this GPU for
+     * FX_BORROW_COOLDOWN_S, idle as it may read. */
+    at(m, T0 + 100, 0);
+    pod(m, "b2", 30, "", true, NULL, 0, false, 40);
+    next(m, FX_WAIT, "b2");
+    at(m, T0 + 20 + FX_BORROW_COOLDOWN_S, 0);
+    assert_true(next(m, FX_BIND, "b2").borrowed);
+    fx_model_free(m);
+}
+
+static void test_no_reclaim_after_spike(void **state)
+{
+    (void)state;
+    struct fx_model *m = with_borrower();
+    at(m, T0 + 10, 900);
+    nothing(m);
+    at(m, T0 + 20, 500); /* fell back: 500 + 300 fits */
+    nothing(m);
+    at(m, T0 + 30, 900); /* over again: a new run */
+    nothing(m);
+    at(m, T0 + 35, 900); /* the same reading again (a heartbeat) changes nothing */
+    node(m, "n1", 1, reading(T0 + 30, 1, (int[]){900}, (const char *[]){"on1-0-a"}));
+    nothing(m);
+    /* The borrower's own use is not the owners': b1 busy alone is no rise. */
+    const char *who[1] = {"b1"};
+    node(m, "n1", 1, reading(T0 + 40, 1, (int[]){1000}, who));
+    fx_model_set_clock(m, T0 + 40);
+    nothing(m);
+    node(m, "n1", 1, reading(T0 + 60, 1, (int[]){1000}, who));
+    fx_model_set_clock(m, T0 + 60);
+    nothing(m);
+    assert_int_equal(borrowers(m), 1);
+    /* A stale reading reclaims nothing, over as it read. */
+    at(m, T0 + 70, 900);
+    at(m, T0 + 80, 900);
+    fx_model_set_clock(m, T0 + 80 + FX_USAGE_STALE_S + 1);
+    nothing(m);
+    fx_model_free(m);
+}
+
+static void test_reclaim_rate_limits(void **state)
+{
+    (void)state;
+    /* Two borrowers on one GPU: the one that started last goes first, the
+     * other not before FX_RECLAIM_GPU_GAP_S. */
+    struct fx_model *m = model();
+    node(m, "n1", 1, NULL);
+    owners(m, "n1", 0, 0);
+    read_all(m, "n1", 1, T0, 0);
+    pod(m, "b1", 30, "10Gi", true, NULL, 0, false, 20);
+    struct fx_attempt a = next(m, FX_BIND, "b1");
+    confirm(m, &a, 30, "10Gi", 20);
+    pod(m, "b2", 30, "10Gi", true, NULL, 0, false, 21);
+    a = next(m, FX_BIND, "b2");
+    assert_true(a.borrowed);
+    fx_model_bind_done(m, "b2", 0, 0);
+    pod(m, "b2", 30, "10Gi", true, "n1", 0, true, 21);
+    assert_int_equal(borrowers(m), 2);
+    at(m, T0 + 10, 500); /* 500 + 600 > 1000 */
+    at(m, T0 + 20, 500);
+    next(m, FX_RECLAIM, "b2");
+    nothing(m);
+    fx_model_set_clock(m, T0 + 25);
+    nothing(m); /* the GPU's gap */
+    at(m, T0 + 30, 800); /* 800 + 300 still over, gap passed */
+    next(m, FX_RECLAIM, "b1");
+    fx_model_free(m);
+
+    /* Cluster-wide: seven GPUs due at once, FX_RECLAIM_PER_S a second. */
+    m = model();
+    char name[16];
+    for (int i = 0; i < 7; i++) {
+        snprintf(name, sizeof(name), "n%d", i);
+        node(m, name, 1, NULL);
+        owners(m, name, 0, i * 2);
+        read_all(m, name, 1, T0, 0);
+    }
+    for (int i = 0; i < 7; i++) {
+        char uid[16];
+        snprintf(uid, sizeof(uid), "b%d", i);
+        pod(m, uid, 30, "", true, NULL, 0, false, 30 + i);
+        a = next(m, FX_BIND, uid);
+        confirm(m, &a, 30, "", 30 + i);
+    }
+    assert_int_equal(borrowers(m), 7);
+    for (int i = 0; i < 7; i++) {
+        snprintf(name, sizeof(name), "n%d", i);
+        read_all(m, name, 1, T0 + 10, 900);
+        read_all(m, name, 1, T0 + 20, 900);
+    }
+    fx_model_set_clock(m, T0 + 20);
+    int n = 0;
+    while (fx_model_next(m, &a)) {
+        assert_int_equal(a.outcome, FX_RECLAIM);
+        n++;
+    }
+    assert_int_equal(n, FX_RECLAIM_PER_S);
+    fx_model_set_clock(m, T0 + 21);
+    next(m, FX_RECLAIM, NULL);
+    next(m, FX_RECLAIM, NULL);
+    nothing(m);
+    fx_model_free(m);
+}
+
+static void test_refused_reclaim_stays(void **state)
+{
+    (void)state;
+    struct fx_model *m = with_borrower();
+    at(m, T0 + 10, 900);
+    at(m, T0 + 20, 900);
+    next(m, FX_RECLAIM, "b1");
+    fx_model_evict_done(m, "b1", FLEXPU_EBUSY); /* a PodDisruptionBudget */
+    assert_int_equal(borrowers(m), 1);
+    struct fx_model_stats st;
+    fx_model_stats(m, &st);
+    assert_int_equal(st.reclaims_refused, 1);
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_model_check(m, &err), 0);
+    fx_model_set_clock(m, T0 + 25);
+    nothing(m);
+    at(m, T0 + 30, 900); /* still over, the gap passed: tried again */
+    next(m, FX_RECLAIM, "b1");
+    fx_model_free(m);
+}
+
+static void test_owner_waits_for_borrowed_memory(void **state)
+{
+    (void)state;
+    struct fx_model *m = with_borrower(); /* b1 holds 24 GiB of the 40 unreserved */
+    gone(m, "on1-0-b");                   /* 50 cores and 20 GiB free in the engine */
+    pod(m, "o2", 50, "40Gi", false, NULL, 0, false, 50);
+    /* 60 GiB free for the engine, but 24 of them are b1's: o2 must not
+     * start beside it. o2 waits, and b1 is reclaimed at once. */
+    struct fx_attempt a = next(m, FX_WAIT, "o2");
+    assert_non_null(strstr(a.message, "borrowers"));
+    a = next(m, FX_RECLAIM, "b1");
+    assert_non_null(strstr(a.message, "t/o2"));
+    fx_model_evict_done(m, "b1", 0);
+    nothing(m); /* b1 still holds the memory while it goes */
+    gone(m, "b1");
+    a = next(m, FX_BIND, "o2");
+    assert_false(a.borrowed);
+    /* An owner that fits beside the borrower's memory does not wait. */
+    fx_model_free(m);
+    m = with_borrower();
+    gone(m, "on1-0-b");
+    pod(m, "o3", 50, "20Gi", false, NULL, 0, false, 50);
+    next(m, FX_BIND, "o3");
+    assert_int_equal(borrowers(m), 1);
+    fx_model_free(m);
+}
+
+static void test_restart_accounts_borrower(void **state)
+{
+    (void)state;
+    struct fx_model *m = model();
+    node(m, "n1", 1, NULL);
+    owners(m, "n1", 0, 0);
+    pod(m, "b1", 30, "", true, "n1", 0, true, 20);
+    assert_int_equal(borrowers(m), 1);
+    struct fx_model_stats st;
+    fx_model_stats(m, &st);
+    assert_int_equal(st.gpu_milli_used, 1000); /* no share of its own in the engine */
+    assert_int_equal(st.conflicts, 0);
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_model_check(m, &err), 0);
+    /* And it is reclaimed like any borrower. */
+    at(m, T0 + 10, 900);
+    at(m, T0 + 20, 900);
+    next(m, FX_RECLAIM, "b1");
+    fx_model_free(m);
+}
+
+/* ---- the contract: the annotation, and the node agent's checks ---- */
+
+static json_t *spec_pod(int gpus, int cores, const char *opp)
+{
+    char g[8], c[8];
+    snprintf(g, sizeof(g), "%d", gpus);
+    snprintf(c, sizeof(c), "%d", cores);
+    json_t *ann = json_object();
+    if (opp)
+        json_object_set_new(ann, FX_ANN_OPPORTUNISTIC, json_string(opp));
+    return json_pack("{s:{s:o}, s:{s:[{s:s, s:{s:{s:s, s:s}}}]}}", "metadata", "annotations",
+                     ann, "spec", "containers", "name", "c", "resources", "limits",
+                     "flexpu.io/gpu", g, "flexpu.io/gpu-cores", c);
+}
+
+static void test_allocation_borrowed(void **state)
+{
+    (void)state;
+    struct fx_allocation al = {.ngpu = 1, .borrowed = true}, back;
+    snprintf(al.gpus[0].uuid, sizeof(al.gpus[0].uuid), "GPU-x");
+    al.gpus[0].cores = 30;
+    al.gpus[0].mem = fx_default_slice_mem(1, 30, 0, 80 * GIB);
+    char *text = fx_allocation_format(&al);
+    assert_non_null(strstr(text, "\"borrowed\":true"));
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_allocation_parse(text, &back, &err), 0);
+    assert_true(back.borrowed);
+    free(text);
+    al.borrowed = false;
+    text = fx_allocation_format(&al);
+    assert_null(strstr(text, "borrowed"));
+    free(text);
+    assert_int_equal(fx_allocation_parse("{\"gpus\":[{\"uuid\":\"u\",\"index\":0,\"cores\":3,"
+                                         "\"memory\":1}],\"borrowed\":\"yes\"}",
+                                         &back, &err),
+                     FLEXPU_EINVAL);
+    assert_non_null(strstr(err.msg, "borrowed"));
+
+    /* The opt-in's value is checked. */
+    struct fx_pod_spec s;
+    json_t *p = spec_pod(1, 30, "yes");
+    assert_int_equal(fx_pod_spec_parse(p, &s, &err), FLEXPU_EINVAL);
+    assert_non_null(strstr(err.msg, FX_ANN_OPPORTUNISTIC));
+    assert_non_null(strstr(err.msg, "'yes'"));
+    json_decref(p);
+
+    /* The node agent's check: a borrowed allocation for a pod that did not
+     * opt in, for two GPUs, for a whole GPU, or with other cores, is refused. */
+    int64_t gm[2] = {80 * GIB, 80 * GIB};
+    p = spec_pod(1, 30, "true");
+    assert_int_equal(fx_pod_spec_parse(p, &s, &err), 0);
+    assert_true(s.opportunistic);
+    al.borrowed = true;
+    assert_int_equal(fx_allocation_check(&s, &al, gm, &err), 0);
+    al.gpus[0].cores = 100;
+    assert_int_equal(fx_allocation_check(&s, &al, gm, &err), FLEXPU_EINVAL);
+    assert_non_null(strstr(err.msg, "cores"));
+    al.gpus[0].cores = 30;
+    json_decref(p);
+    p = spec_pod(1, 30, NULL); /* forged: the pod never opted in */
+    assert_int_equal(fx_pod_spec_parse(p, &s, &err), 0);
+    assert_int_equal(fx_allocation_check(&s, &al, gm, &err), FLEXPU_EINVAL);
+    assert_non_null(strstr(err.msg, "borrowed"));
+    assert_non_null(strstr(err.msg, "not opportunistic"));
+    json_decref(p);
+    p = spec_pod(1, 100, "true");
+    assert_int_equal(fx_pod_spec_parse(p, &s, &err), 0);
+    al.gpus[0].cores = 100;
+    al.gpus[0].mem = 0;
+    assert_int_equal(fx_allocation_check(&s, &al, gm, &err), FLEXPU_EINVAL);
+    assert_non_null(strstr(err.msg, "only a slice of one GPU may borrow"));
+    json_decref(p);
+}
+
+static void test_borrow_fits(void **state)
+{
+    (void)state;
+    struct flexpu_error err = {0};
+    struct fx_gpu_hold h[3] = {{20 * GIB, false}, {20 * GIB, false}, {10 * GIB, true}};
+    assert_int_equal(fx_borrow_fits(80 * GIB, h, 2, 40 * GIB, &err), 0);
+    assert_int_equal(fx_borrow_fits(80 * GIB, h, 3, 30 * GIB, &err), 0);
+    assert_int_equal(fx_borrow_fits(80 * GIB, h, 3, 31 * GIB, &err), FLEXPU_EINVAL);
+    assert_non_null(strstr(err.msg, "memory"));
+    assert_non_null(strstr(err.msg, "other borrowers hold 10737418240"));
+    struct fx_gpu_hold whole = {0, false};
+    assert_int_equal(fx_borrow_fits(80 * GIB, &whole, 1, 1, &err), FLEXPU_EINVAL);
+    assert_non_null(strstr(err.msg, "whole GPU"));
+    assert_int_equal(fx_borrow_fits(80 * GIB, NULL, 0, 0, &err), FLEXPU_EINVAL); /* no quota */
+}
+
+int main(void)
+{
+    flexpu_log_set_level(FLEXPU_LOG_ERROR);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_borrows_idle_gpu),
+        cmocka_unit_test(test_placed_normally_first),
+        cmocka_unit_test(test_never_unknown_stale_or_busy),
+        cmocka_unit_test(test_never_without_memory_or_opt_in),
+        cmocka_unit_test(test_daily_pattern_keeps_off),
+        cmocka_unit_test(test_waiting_pod_borrows_when_idle),
+        cmocka_unit_test(test_reclaim_after_rise_stays_up),
+        cmocka_unit_test(test_no_reclaim_after_spike),
+        cmocka_unit_test(test_reclaim_rate_limits),
+        cmocka_unit_test(test_refused_reclaim_stays),
+        cmocka_unit_test(test_owner_waits_for_borrowed_memory),
+        cmocka_unit_test(test_restart_accounts_borrower),
+        cmocka_unit_test(test_allocation_borrowed),
+        cmocka_unit_test(test_borrow_fits),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
