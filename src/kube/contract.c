@@ -391,6 +391,10 @@ int fx_node_inv_parse(const char *text, struct fx_node_inv *out, struct flexpu_e
         v->group = json_is_integer(grp) ? (int)json_integer_value(grp) : 0;
         const char *h = json_string_value(json_object_get(g, "health"));
         v->healthy = !h || strcmp(h, "Healthy") == 0;
+        json_t *mig = json_object_get(g, "mig");
+        snprintf(field, sizeof(field), FX_ANN_NODE_GPUS "[%zu].mig", i);
+        if (mig && (rc = copy_str(v->mig, sizeof(v->mig), json_string_value(mig), field, err)))
+            break;
         for (size_t j = 0; j < i; j++)
             if (strcmp(out->gpus[j].uuid, v->uuid) == 0) {
                 snprintf(field, sizeof(field), FX_ANN_NODE_GPUS "[%zu].uuid", i);
@@ -412,10 +416,12 @@ char *fx_node_inv_format(const struct fx_node_inv *inv)
     json_t *a = json_array();
     for (int i = 0; i < inv->ngpu; i++) {
         const struct fx_gpu_inv *g = &inv->gpus[i];
-        json_array_append_new(a, json_pack("{s:s, s:s, s:I, s:i, s:i, s:s}", "uuid", g->uuid,
-                                           "model", g->model, "memory", (json_int_t)g->mem_bytes,
-                                           "numa", g->numa, "group", g->group, "health",
-                                           g->healthy ? "Healthy" : "Unhealthy"));
+        json_t *o = json_pack("{s:s, s:s, s:I, s:i, s:i, s:s}", "uuid", g->uuid, "model",
+                              g->model, "memory", (json_int_t)g->mem_bytes, "numa", g->numa,
+                              "group", g->group, "health", g->healthy ? "Healthy" : "Unhealthy");
+        if (g->mig[0])
+            json_object_set_new(o, "mig", json_string(g->mig));
+        json_array_append_new(a, o);
     }
     char *s = json_dumps(a, JSON_COMPACT);
     json_decref(a);

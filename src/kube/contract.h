@@ -114,6 +114,9 @@ struct fx_gpu_inv {
     int numa;
     int group;
     bool healthy;
+    /* A MIG device's profile ("1g.10gb"; flexpu-node --sharing-mode mig),
+     * empty for a whole GPU. A MIG device is allocated whole only. */
+    char mig[24];
 };
 
 struct fx_node_inv {
@@ -122,7 +125,8 @@ struct fx_node_inv {
 };
 
 /* Parses the inventory annotation (a JSON array of {uuid, model, memory,
- * numa, group, health}). An absent annotation is an empty inventory. */
+ * numa, group, health}, and "mig" for a MIG device). An absent annotation
+ * is an empty inventory. */
 int fx_node_inv_parse(const char *text, struct fx_node_inv *out, struct flexpu_error *err);
 /* Serialises an inventory (the node agent's side); the caller frees with free(). */
 char *fx_node_inv_format(const struct fx_node_inv *inv);

@@ -15,6 +15,8 @@
  *  - Publishes each GPU's and slice's measured use on its Node, at most
  *    once per 10 s and only on change (usage.c, annotation
  *    flexpu.io/gpu-usage).
+ *  - In --sharing-mode mig, partitions each MIG-capable GPU to
+ *    --mig-layout at start and publishes its MIG devices as GPUs (mig.c).
  *
  * Threads: the pod watch (pods bound to this node) feeds the plugin; the
  * gRPC server has its own, and so has the usage feed; the main thread
@@ -37,6 +39,7 @@
 #include "node/gpus.h"
 #include "node/grpc.h"
 #include "node/metrics.h"
+#include "node/mig.h"
 #include "util/promserve.h"
 #include "node/plugin.h"
 #include "node/slices.h"
@@ -61,6 +64,8 @@ struct agent {
     enum fx_dir_limits dir_limits;
     enum fx_sharing_mode sharing;
     const char *mps_control;
+    struct fx_mig_layout mig_layout; /* mig mode: what every MIG-capable GPU holds */
+    bool mig_layout_set;
     struct kube_config cfg;
     struct kube_client *client;
     struct fx_nvml *nvml;
@@ -170,6 +175,8 @@ static int publish_node(struct agent *a, struct flexpu_error *err)
         g->numa = a->gpus[i].numa;
         g->group = a->gpus[i].group;
         g->healthy = a->gpus[i].healthy;
+        if (a->gpus[i].mig)
+            snprintf(g->mig, sizeof(g->mig), "%s", a->gpus[i].mig_profile);
         mem += a->gpus[i].mem_bytes;
     }
     char *text = fx_node_inv_format(&inv);
@@ -179,7 +186,7 @@ static int publish_node(struct agent *a, struct flexpu_error *err)
     kube_escape(a->node, esc, sizeof(esc));
     snprintf(path, sizeof(path), "/api/v1/nodes/%s", esc);
     /* The sharing mode as a label: a pod that needs hard limits selects
-     * mps nodes with a nodeSelector. */
+     * mps or mig nodes with a nodeSelector. */
     json_t *patch = json_pack("{s:{s:{s:s}, s:{s:s}}}", "metadata", "annotations",
                               FX_ANN_NODE_GPUS, text, "labels", FX_LABEL_SHARING_MODE,
                               fx_sharing_mode_name(a->sharing));
@@ -342,8 +349,12 @@ static void usage(FILE *f)
             "                            nothing (off) (shared)\n"
             "  --sharing-mode MODE       soft: the runtime library alone; mps: also an NVIDIA\n"
             "                            MPS control daemon per slice with its thread and\n"
-            "                            pinned-memory limits (soft); published as the\n"
-            "                            Node label " FX_LABEL_SHARING_MODE "\n"
+            "                            pinned-memory limits; mig: each MIG-capable GPU cut\n"
+            "                            into --mig-layout, each MIG device a GPU allocated\n"
+            "                            whole (soft); published as the Node label\n"
+            "                            " FX_LABEL_SHARING_MODE "\n"
+            "  --mig-layout LAYOUT       mig mode: the MIG devices of every MIG-capable GPU,\n"
+            "                            as 1g.10gb*7 or 3g.40gb,4g.40gb (required there)\n"
             "  --mps-control PATH        the MPS control program (" FX_MPS_CONTROL_DEFAULT ")\n"
             "  --runtime-library PATH    libflexpu-cuda.so to install there\n"
             "                            (/usr/lib/flexpu/libflexpu-cuda.so; \"\" to skip)\n"
@@ -373,6 +384,7 @@ int main(int argc, char **argv)
         {"size-limits", required_argument, 0, 'L'},
         {"sharing-mode", required_argument, 0, 'S'},
         {"mps-control", required_argument, 0, 'M'},
+        {"mig-layout", required_argument, 0, 'G'},
         {"metrics-address", required_argument, 0, 'a'},
         {"metrics-port", required_argument, 0, 'p'},
         {"log-level", required_argument, 0, 'v'},
@@ -400,12 +412,19 @@ int main(int argc, char **argv)
             break;
         case 'S':
             if (fx_sharing_mode_parse(optarg, &a.sharing)) {
-                fprintf(stderr, "flexpu-node: --sharing-mode: invalid value '%s': want soft or "
-                                "mps\n", optarg);
+                fprintf(stderr, "flexpu-node: --sharing-mode: invalid value '%s': want soft, "
+                                "mps or mig\n", optarg);
                 return 2;
             }
             break;
         case 'M': a.mps_control = optarg; break;
+        case 'G':
+            if (fx_mig_layout_parse(optarg, &a.mig_layout, &err)) {
+                fprintf(stderr, "flexpu-node: %s\n", err.msg);
+                return 2;
+            }
+            a.mig_layout_set = true;
+            break;
         case 'a': metrics_addr = optarg; break;
         case 'p':
             if (fx_prom_parse_port(optarg, &metrics_port)) {
@@ -426,6 +445,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "flexpu-node: unexpected argument '%s'\n", argv[optind]);
         return 2;
     }
+    if ((a.sharing == FX_SHARING_MIG) != a.mig_layout_set) {
+        fprintf(stderr, "flexpu-node: %s\n", a.mig_layout_set
+                ? "--mig-layout is for --sharing-mode mig"
+                : "--sharing-mode mig needs --mig-layout (as 1g.10gb*7 or 3g.40gb,4g.40gb)");
+        return 2;
+    }
     if (!a.node || !*a.node) {
         fprintf(stderr, "flexpu-node: no node name: pass --node-name or set NODE_NAME "
                         "(the DaemonSet sets it from spec.nodeName)\n");
@@ -444,11 +469,18 @@ int main(int argc, char **argv)
         fprintf(stderr, "flexpu-node: %s\n", err.msg);
         return 1;
     }
+    /* Before anything is published or served: the GPUs are then the
+     * layout's MIG devices (and the GPUs without MIG). */
+    if (a.sharing == FX_SHARING_MIG &&
+        fx_mig_setup(a.nvml, &a.mig_layout, a.gpus, &a.ngpu, FLEXPU_MAX_GPUS, &err)) {
+        fprintf(stderr, "flexpu-node: --sharing-mode mig: %s\n", err.msg);
+        return 1;
+    }
     for (int i = 0; i < a.ngpu; i++)
         FX_INFO(COMP, "gpu", "index=%d uuid=%s model=%s memory=%lld minor=%d numa=%d group=%d "
-                "healthy=%d", a.gpus[i].index, a.gpus[i].uuid, a.gpus[i].model,
+                "healthy=%d mig=%s", a.gpus[i].index, a.gpus[i].uuid, a.gpus[i].model,
                 (long long)a.gpus[i].mem_bytes, a.gpus[i].minor, a.gpus[i].numa,
-                a.gpus[i].group, a.gpus[i].healthy);
+                a.gpus[i].group, a.gpus[i].healthy, a.gpus[i].mig ? a.gpus[i].mig_profile : "-");
     if (install_host_files(&a, &err)) {
         fprintf(stderr, "flexpu-node: %s\n", err.msg);
         return 1;

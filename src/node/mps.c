@@ -56,6 +56,8 @@ int fx_sharing_mode_parse(const char *s, enum fx_sharing_mode *out)
         *out = FX_SHARING_SOFT;
     else if (s && strcmp(s, "mps") == 0)
         *out = FX_SHARING_MPS;
+    else if (s && strcmp(s, "mig") == 0)
+        *out = FX_SHARING_MIG;
     else
         return -1;
     return 0;
@@ -63,7 +65,7 @@ int fx_sharing_mode_parse(const char *s, enum fx_sharing_mode *out)
 
 const char *fx_sharing_mode_name(enum fx_sharing_mode m)
 {
-    return m == FX_SHARING_MPS ? "mps" : "soft";
+    return m == FX_SHARING_MPS ? "mps" : m == FX_SHARING_MIG ? "mig" : "soft";
 }
 
 /* ---- paths ---- */

@@ -34,9 +34,10 @@
 enum fx_sharing_mode {
     FX_SHARING_SOFT = 0, /* the runtime library alone (cooperative) */
     FX_SHARING_MPS,      /* plus an MPS control daemon per slice */
+    FX_SHARING_MIG,      /* MIG devices, each a GPU allocated whole (mig.h) */
 };
 
-/* "soft" or "mps"; -1 otherwise. */
+/* "soft", "mps" or "mig"; -1 otherwise. */
 int fx_sharing_mode_parse(const char *s, enum fx_sharing_mode *out);
 const char *fx_sharing_mode_name(enum fx_sharing_mode m);
 

@@ -60,6 +60,7 @@ struct fx_plugin {
     bool synced;            /* the first list is complete */
     struct arec *recs;
     struct fx_mps *mps;     /* mps mode: a control daemon per slice */
+    char mig_minors[256];   /* the driver's MIG capability list */
 };
 
 static void deadline_ts(struct timespec *ts, int ms)
@@ -112,6 +113,8 @@ struct fx_plugin *fx_plugin_new(const struct fx_plugin_config *cfg, const struct
     snprintf(p->root, sizeof(p->root), "%s", cfg->root);
     snprintf(p->podresources, sizeof(p->podresources), "%s", cfg->podresources);
     snprintf(p->node, sizeof(p->node), "%s", cfg->node_name);
+    snprintf(p->mig_minors, sizeof(p->mig_minors), "%s",
+             cfg->mig_minors ? cfg->mig_minors : FX_MIG_MINORS_DEFAULT);
     if (p->cfg.slots <= 0)
         p->cfg.slots = FX_DP_SLOTS;
     if (p->cfg.wait_ms <= 0)
@@ -302,6 +305,15 @@ static bool pod_read(struct fx_plugin *p, json_t *obj, struct npod *out)
         }
         out->gpuset |= 1u << i;
         gmem[g] = p->gpus[i].mem_bytes;
+        /* A MIG device is a hardware slice, given whole (mig.h): a share
+         * of one would be held by the library alone. */
+        if (p->gpus[i].mig && out->alloc.gpus[g].cores < 100 && !out->refused[0]) {
+            snprintf(out->refused, sizeof(out->refused), "GPU %s is a MIG device (%s), "
+                     "allocated whole only: the allocation gives it %d%% of its cores",
+                     p->gpus[i].uuid, p->gpus[i].mig_profile, out->alloc.gpus[g].cores);
+            FX_WARN(COMP, "pod allocation refused", "pod=%s/%s error=\"%s\"", ns, name,
+                    out->refused);
+        }
     }
     /* The annotation is checked against the pod's own request: whoever
      * could write it (deploy/ admits only flexpu-scheduler) must not get
@@ -918,16 +930,59 @@ out:
 }
 
 /* One container's answer. Strings live in `buf` (one per container). */
+/* Device nodes of one answer: the control ones, and per GPU its own (a
+ * MIG device: its parent's, and the capabilities of its GPU and compute
+ * instances). */
+#define CTR_DEVS (3 + 3 * FLEXPU_MAX_GPUS)
+
 struct ctr_answer {
     V1beta1__ContainerAllocateResponse resp;
     V1beta1__ContainerAllocateResponse__EnvsEntry env[3], *envp[3];
     V1beta1__Mount mount[6], *mountp[6];
-    V1beta1__DeviceSpec dev[3 + FLEXPU_MAX_GPUS], *devp[3 + FLEXPU_MAX_GPUS];
-    char paths[3 + FLEXPU_MAX_GPUS][32];
+    V1beta1__DeviceSpec dev[CTR_DEVS], *devp[CTR_DEVS];
+    char paths[CTR_DEVS][40];
     char lib[320], preload[320], conf[400], state[320], ledger[400], mps[400];
     char key[FX_SLICE_KEY_LEN + 1];
     char visible[FLEXPU_MAX_GPUS * (FX_UUID_MAX + 1)];
 };
+
+/* The capability minors that open MIG device g to a process: its GPU
+ * instance's and its compute instance's, from the driver's list
+ * ("gpu<minor>/gi<id>/access <cap minor>", one per line). Returns how many
+ * were found (2 when all is well). */
+static int mig_caps(const char *list, const struct fx_node_gpu *g, int caps[2])
+{
+    char want[2][64];
+    snprintf(want[0], sizeof(want[0]), "gpu%d/gi%d/access", g->minor, g->mig_gi);
+    snprintf(want[1], sizeof(want[1]), "gpu%d/gi%d/ci%d/access", g->minor, g->mig_gi,
+             g->mig_ci);
+    caps[0] = caps[1] = -1;
+    FILE *f = fopen(list, "re");
+    if (!f)
+        return 0;
+    char name[64];
+    int minor, found = 0;
+    while (found < 2 && fscanf(f, "%63s %d", name, &minor) == 2)
+        for (int k = 0; k < 2; k++)
+            if (caps[k] < 0 && strcmp(name, want[k]) == 0 && minor >= 0) {
+                caps[k] = minor;
+                found++;
+            }
+    fclose(f);
+    return found;
+}
+
+/* Adds device path `path` to the answer unless it is there already (two
+ * MIG devices of one GPU share its node). */
+static size_t dev_add(struct ctr_answer *a, size_t nd, const char *path)
+{
+    for (size_t i = 0; i < nd; i++)
+        if (strcmp(a->paths[i], path) == 0)
+            return nd;
+    if (nd < CTR_DEVS)
+        snprintf(a->paths[nd++], sizeof(a->paths[0]), "%s", path);
+    return nd;
+}
 
 static void answer_fill(struct fx_plugin *p, struct ctr_answer *a, uint32_t set)
 {
@@ -941,7 +996,18 @@ static void answer_fill(struct fx_plugin *p, struct ctr_answer *a, uint32_t set)
     a->visible[0] = '\0';
     for (int g = 0; g < p->ngpu; g++)
         if (set & (1u << g)) {
-            snprintf(a->paths[nd++], sizeof(a->paths[0]), "/dev/nvidia%d", p->gpus[g].minor);
+            char path[40];
+            snprintf(path, sizeof(path), "/dev/nvidia%d", p->gpus[g].minor);
+            nd = dev_add(a, nd, path);
+            int caps[2] = {-1, -1};
+            if (p->gpus[g].mig && mig_caps(p->mig_minors, &p->gpus[g], caps) < 2)
+                FX_WARN(COMP, "MIG device's capabilities not in the driver's list: left to the "
+                        "container runtime", "gpu=%s list=%s", p->gpus[g].uuid, p->mig_minors);
+            for (int k = 0; p->gpus[g].mig && k < 2; k++)
+                if (caps[k] >= 0) {
+                    snprintf(path, sizeof(path), "/dev/nvidia-caps/nvidia-cap%d", caps[k]);
+                    nd = dev_add(a, nd, path);
+                }
             o += (size_t)snprintf(a->visible + o, sizeof(a->visible) - o, "%s%s", o ? "," : "",
                                   p->gpus[g].uuid);
         }

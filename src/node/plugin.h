@@ -57,7 +57,12 @@ struct fx_plugin_config {
     const char *mps_control;  /* NULL: FX_MPS_CONTROL_DEFAULT */
     int mps_timeout_ms;       /* 0: FX_MPS_TIMEOUT_MS_DEFAULT */
     int mps_tick_ms;          /* how often daemons are checked; 0: 500 */
+    /* The driver's MIG capability minors, which name the device nodes that
+     * open a MIG device (/dev/nvidia-caps/nvidia-cap<minor>); NULL:
+     * FX_MIG_MINORS_DEFAULT. Read at Allocate for MIG devices only. */
+    const char *mig_minors;
 };
+#define FX_MIG_MINORS_DEFAULT "/proc/driver/nvidia-caps/mig-minors"
 
 struct fx_plugin;
 

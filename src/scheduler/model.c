@@ -205,6 +205,7 @@ struct fx_model {
      * for their own turn to be returned for binding (state ASSUMED). */
     struct pheap ready;
     struct fx_strmap gangs; /* by key */
+    uint64_t mig_models; /* engine model bits of MIG devices: allocated whole */
     uint64_t gangs_placed, gang_waits;
     /* Victims to hand out as FX_EVICT attempts (uids), oldest first. */
     char **evictq;
@@ -837,6 +838,39 @@ static void node_out(struct fx_model *m, struct node *n)
         m->shapes_dirty = true;
 }
 
+/* A MIG device (flexpu.io/gpus "mig") is a hardware slice allocated whole
+ * (node/mig.h): a request for a share of a GPU keeps off its model. An
+ * error when the request names no other model. */
+static int mig_whole(const struct fx_model *m, struct flexpu_pod_req *r, struct flexpu_error *err)
+{
+    if (!m->mig_models || r->num_gpu == 0 || r->gpu_milli >= 1000)
+        return 0;
+    uint64_t mask = (r->model_mask ? r->model_mask : ~0ULL) & ~m->mig_models;
+    if (!mask)
+        return flexpu_error_set(err, FLEXPU_EINVAL, "metadata.annotations[" FX_ANN_GPU_MODEL
+                                "]: names only MIG devices, which are allocated whole: a pod "
+                                "asking a share of a GPU (gpu-cores below 100) fits none");
+    r->model_mask = mask;
+    return 0;
+}
+
+/* Models seen on MIG devices; pods of ours not yet placed keep off new
+ * ones too. */
+static void mig_models_add(struct fx_model *m, uint64_t bits)
+{
+    if (!(bits & ~m->mig_models))
+        return;
+    m->mig_models |= bits;
+    const char *k;
+    void *v;
+    for (size_t i = 0; fx_strmap_next(&m->pods, &i, &k, &v);) {
+        struct pod *p = v;
+        struct flexpu_error err;
+        if (p->ours && !p->alloc)
+            mig_whole(m, &p->req, &err); /* else the node agent refuses it */
+    }
+}
+
 static void node_in(struct fx_model *m, struct node *n, const struct fx_node_attrs *attrs)
 {
     if (n->cordoned || !n->seen)
@@ -854,6 +888,10 @@ static void node_in(struct fx_model *m, struct node *n, const struct fx_node_att
         info.gpus[i].mem_mib = n->inv.gpus[i].mem_bytes / FX_MIB;
         info.gpus[i].numa = n->inv.gpus[i].numa;
         info.gpus[i].topo_group = n->inv.gpus[i].group;
+        uint64_t bit = 0;
+        struct flexpu_error merr;
+        if (n->inv.gpus[i].mig[0] && !flexpu_engine_models(m->e, info.gpus[i].model, &bit, &merr))
+            mig_models_add(m, bit);
     }
     struct flexpu_error err;
     if (flexpu_engine_add_node(m->e, &info, &n->id, &err)) {
@@ -1201,6 +1239,8 @@ static int read_pod(struct fx_model *m, struct pod *p, json_t *obj, struct flexp
         if (rc)
             flexpu_error_prefix(err, "metadata.annotations[" FX_ANN_GPU_MODEL "]");
     }
+    if (!rc)
+        rc = mig_whole(m, &p->req, err);
     return rc;
 }
 

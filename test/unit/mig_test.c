@@ -4,8 +4,10 @@
  * profile names, partitioning a GPU from scratch, adopting what a previous
  * agent made (the fake keeps its state across opens, as the GPU does), a
  * busy instance refusing a new layout with nothing changed, a GPU without
- * MIG kept plain, the node's GPU limit; and the device plugin's check that
- * a MIG device is only ever allocated whole. */
+ * MIG kept plain, the node's GPU limit; the inventory's "mig" field; the
+ * scheduler keeping shares of a GPU off MIG devices; and the device
+ * plugin: a MIG device's capability nodes and UUID in the answer, and a
+ * forged share of one refused. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,9 +19,15 @@
 
 #include <cmocka.h>
 
+#include "deviceplugin/v1beta1/api.pb-c.h"
 #include "flexpu/log.h"
+#include "kube/contract.h"
 #include "node/gpus.h"
+#include "node/grpc.h"
 #include "node/mig.h"
+#include "node/plugin.h"
+#include "podresources/v1/api.pb-c.h"
+#include "scheduler/model.h"
 
 #define GIB (1024LL * 1024 * 1024)
 
@@ -291,6 +299,309 @@ static void test_no_mig_gpu_stays_plain(void **state)
     setenv("FAKENVML_MIG", "0", 1);
 }
 
+
+/* ---- the inventory and the scheduler ---- */
+
+static void test_inventory_mig_field(void **state)
+{
+    (void)state;
+    struct fx_node_inv inv = {.ngpu = 2};
+    snprintf(inv.gpus[0].uuid, sizeof(inv.gpus[0].uuid), "MIG-1");
+    snprintf(inv.gpus[0].model, sizeof(inv.gpus[0].model), "A100-SXM4-80GB-MIG-3g.40gb");
+    snprintf(inv.gpus[0].mig, sizeof(inv.gpus[0].mig), "3g.40gb");
+    snprintf(inv.gpus[1].uuid, sizeof(inv.gpus[1].uuid), "GPU-2");
+    snprintf(inv.gpus[1].model, sizeof(inv.gpus[1].model), "A100-SXM4-80GB");
+    inv.gpus[0].healthy = inv.gpus[1].healthy = true;
+    char *text = fx_node_inv_format(&inv);
+    assert_non_null(strstr(text, "\"mig\":\"3g.40gb\""));
+    assert_null(strstr(strstr(text, "\"mig\"") + 1, "\"mig\"")); /* the MIG device's only */
+    struct fx_node_inv back;
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_node_inv_parse(text, &back, &err), 0);
+    free(text);
+    assert_string_equal(back.gpus[0].mig, "3g.40gb");
+    assert_string_equal(back.gpus[1].mig, "");
+    assert_int_equal(fx_node_inv_parse("[{\"uuid\":\"a\",\"model\":\"m\",\"mig\":7}]", &back, &err),
+                     FLEXPU_EINVAL);
+    assert_non_null(strstr(err.msg, "flexpu.io/gpus[0].mig"));
+}
+
+/* Node n1: GPU 0 a MIG device, and (with plain) GPU 1 a whole A100. */
+static void mig_node(struct fx_model *m, bool plain)
+{
+    const char *inv = plain ? "[{\"uuid\":\"MIG-a\",\"model\":\"A100-MIG-3g.40gb\",\"memory\":"
+                              "42144366592,\"mig\":\"3g.40gb\"},{\"uuid\":\"GPU-b\",\"model\":"
+                              "\"A100\",\"memory\":85899345920}]"
+                            : "[{\"uuid\":\"MIG-a\",\"model\":\"A100-MIG-3g.40gb\",\"memory\":"
+                              "42144366592,\"mig\":\"3g.40gb\"}]";
+    json_t *n = json_pack("{s:{s:s, s:{s:s}}, s:{}, s:{s:{s:s, s:s}}}", "metadata", "name", "n1",
+                          "annotations", "flexpu.io/gpus", inv, "spec", "status", "allocatable",
+                          "cpu", "64", "memory", "256Gi");
+    fx_model_node_event(m, KUBE_ADDED, n);
+    json_decref(n);
+}
+
+/* A pending pod of ours asking one GPU with `cores` (and model, if any). */
+static void gpu_pod(struct fx_model *m, const char *uid, const char *cores, const char *model)
+{
+    json_t *p = json_pack("{s:{s:s, s:s, s:s, s:s, s:{}}, s:{s:s, s:[{s:s, s:{s:{s:s, s:s}}}]}}",
+                          "metadata", "name", uid, "namespace", "t", "uid", uid,
+                          "creationTimestamp", "2026-01-01T00:00:00Z", "annotations", "spec",
+                          "schedulerName", "flexpu-scheduler", "containers", "name", "c",
+                          "resources", "limits", "flexpu.io/gpu", "1", "flexpu.io/gpu-cores",
+                          cores);
+    if (model)
+        json_object_set_new(json_object_get(json_object_get(p, "metadata"), "annotations"),
+                            FX_ANN_GPU_MODEL, json_string(model));
+    fx_model_pod_event(m, KUBE_ADDED, p);
+    json_decref(p);
+}
+
+static void next(struct fx_model *m, const char *uid, enum fx_outcome want, struct fx_attempt *a)
+{
+    assert_true(fx_model_next(m, a));
+    assert_string_equal(a->uid, uid);
+    if (a->outcome != want)
+        fail_msg("pod %s: outcome %d, want %d (%s)", uid, a->outcome, want, a->message);
+}
+
+static void test_scheduler_whole_only(void **state)
+{
+    (void)state;
+    struct flexpu_error err = {0};
+    struct fx_model *m = fx_model_new("flexpu-scheduler", "flexpu", 1, &err);
+    assert_non_null(m);
+    /* a share waits before the node is known, and keeps off it after */
+    gpu_pod(m, "early", "30", NULL);
+    mig_node(m, false);
+    struct fx_attempt a;
+    next(m, "early", FX_WAIT, &a);
+    gpu_pod(m, "share", "30", NULL);
+    next(m, "share", FX_WAIT, &a);
+    /* naming only the MIG model with a share is an error that says why */
+    gpu_pod(m, "named", "50", "A100-MIG-3g.40gb");
+    next(m, "named", FX_INVALID, &a);
+    assert_non_null(strstr(a.message, "MIG"));
+    /* a whole GPU gets the MIG device */
+    gpu_pod(m, "whole", "100", "A100-MIG-3g.40gb");
+    next(m, "whole", FX_BIND, &a);
+    assert_non_null(strstr(a.allocation, "\"MIG-a\""));
+    assert_non_null(strstr(a.allocation, "\"cores\":100"));
+    fx_model_free(m);
+
+    /* with a plain GPU beside it, the share goes there */
+    m = fx_model_new("flexpu-scheduler", "flexpu", 1, &err);
+    mig_node(m, true);
+    gpu_pod(m, "share", "30", NULL);
+    next(m, "share", FX_BIND, &a);
+    assert_non_null(strstr(a.allocation, "\"GPU-b\""));
+    assert_null(strstr(a.allocation, "MIG-a"));
+    fx_model_free(m);
+}
+
+/* ---- the device plugin ---- */
+
+#define NGPU 2
+static struct fx_node_gpu pgpus[NGPU];
+static char *held_ids[1];
+static size_t nheld;
+static const char *pod_cores = "100";
+
+static void podres_list(void *ctx, const uint8_t *req, size_t len, struct fx_grpc_reply *r)
+{
+    (void)ctx;
+    (void)req;
+    (void)len;
+    V1__ContainerDevices cd = V1__CONTAINER_DEVICES__INIT, *cdp = &cd;
+    cd.resource_name = FX_DP_RESOURCE;
+    cd.n_device_ids = nheld;
+    cd.device_ids = held_ids;
+    V1__ContainerResources cr = V1__CONTAINER_RESOURCES__INIT, *crp = &cr;
+    cr.name = "main";
+    cr.n_devices = 1;
+    cr.devices = &cdp;
+    V1__PodResources pr = V1__POD_RESOURCES__INIT, *prp = &pr;
+    pr.name = "a";
+    pr.namespace_ = "default";
+    pr.n_containers = 1;
+    pr.containers = &crp;
+    V1__ListPodResourcesResponse resp = V1__LIST_POD_RESOURCES_RESPONSE__INIT;
+    resp.n_pod_resources = nheld ? 1 : 0;
+    resp.pod_resources = &prp;
+    r->len = v1__list_pod_resources_response__get_packed_size(&resp);
+    r->data = malloc(r->len + 1);
+    v1__list_pod_resources_response__pack(&resp, r->data);
+}
+
+static const struct fx_grpc_method podres_methods[] = {
+    {"/v1.PodResourcesLister/List", podres_list, NULL},
+    {NULL, NULL, NULL},
+};
+
+/* Pod default/a bound to n1 with MIG device 1 (cores: pod_cores, in its
+ * request and its allocation alike, as a forged annotation would be). */
+static json_t *pod_a(void)
+{
+    struct fx_allocation al = {.ngpu = 1};
+    snprintf(al.gpus[0].uuid, sizeof(al.gpus[0].uuid), "%s", pgpus[1].uuid);
+    al.gpus[0].index = 1;
+    al.gpus[0].cores = atoi(pod_cores);
+    /* what a share without gpu-memory gets: the check wants it exact */
+    al.gpus[0].mem = fx_default_slice_mem(1, al.gpus[0].cores, 0, pgpus[1].mem_bytes);
+    char *text = fx_allocation_format(&al);
+    json_t *p = json_pack("{s:{s:s, s:s, s:s, s:{s:s}}, s:{s:s, s:[{s:s, s:{s:{s:s, s:s}}}]},"
+                          " s:{s:s}}",
+                          "metadata", "name", "a", "namespace", "default", "uid", "uid-a",
+                          "annotations", FX_ANN_ALLOCATION, text, "spec", "nodeName", "n1",
+                          "containers", "name", "main", "resources", "limits", FX_RES_GPU, "1",
+                          FX_RES_GPU_CORES, pod_cores, "status", "phase", "Pending");
+    free(text);
+    return p;
+}
+
+static struct fx_grpc_reply call(const char *sock, const char *method, const ProtobufCMessage *m)
+{
+    uint8_t buf[4096];
+    size_t len = protobuf_c_message_pack(m, buf);
+    struct fx_grpc_reply r;
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_grpc_call(sock, method, buf, len, 15000, &r, &err), 0);
+    return r;
+}
+
+struct plugin_run {
+    char podres[300], dp[300], minors[300];
+    struct fx_grpc_server *prs, *dps;
+    struct fx_plugin *p;
+};
+
+static void plugin_up(struct plugin_run *run)
+{
+    for (int i = 0; i < NGPU; i++) {
+        memset(&pgpus[i], 0, sizeof(pgpus[i]));
+        snprintf(pgpus[i].uuid, sizeof(pgpus[i].uuid), "MIG-test-%d", i);
+        pgpus[i].index = pgpus[i].minor = 3; /* both of GPU 3 */
+        pgpus[i].healthy = true;
+        pgpus[i].mem_bytes = 40LL << 30;
+        pgpus[i].mig = true;
+        pgpus[i].mig_gi = 1 + i;
+        pgpus[i].mig_ci = 0;
+        snprintf(pgpus[i].mig_profile, sizeof(pgpus[i].mig_profile), "3g.40gb");
+    }
+    snprintf(run->podres, sizeof(run->podres), "%s/podres.sock", tmpdir);
+    snprintf(run->dp, sizeof(run->dp), "%s/dp.sock", tmpdir);
+    snprintf(run->minors, sizeof(run->minors), "%s/mig-minors", tmpdir);
+    FILE *f = fopen(run->minors, "w");
+    assert_non_null(f);
+    fputs("config 1\nmonitor 2\ngpu3/gi1/access 30\ngpu3/gi1/ci0/access 31\n"
+          "gpu3/gi2/access 39\ngpu3/gi2/ci0/access 40\ngpu30/gi2/access 99\n", f);
+    fclose(f);
+    struct flexpu_error err = {0};
+    run->prs = fx_grpc_server_start(run->podres, podres_methods, NULL, &err);
+    assert_non_null(run->prs);
+    struct fx_plugin_config pc = {.node_name = "n1", .root = tmpdir, .podresources = run->podres,
+                                  .wait_ms = 1500, .sharing = FX_SHARING_MIG,
+                                  .mig_minors = run->minors, .dir_limits = FX_DIR_LIMITS_OFF};
+    run->p = fx_plugin_new(&pc, pgpus, NGPU, &err);
+    assert_non_null(run->p);
+    run->dps = fx_grpc_server_start(run->dp, fx_plugin_methods, run->p, &err);
+    assert_non_null(run->dps);
+    fx_plugin_pod_event(run->p, KUBE_SYNC_BEGIN, NULL);
+    json_t *pa = pod_a();
+    fx_plugin_pod_event(run->p, KUBE_ADDED, pa);
+    json_decref(pa);
+    fx_plugin_pod_event(run->p, KUBE_SYNC_END, NULL);
+}
+
+static void plugin_down(struct plugin_run *run)
+{
+    fx_grpc_server_stop(run->dps);
+    fx_plugin_free(run->p);
+    fx_grpc_server_stop(run->prs);
+    nheld = 0;
+}
+
+/* Allocate and PreStartContainer for MIG device 1; returns PreStart's
+ * reply (its message in msg). */
+static int allocate_and_start(struct plugin_run *run, char *msg, size_t len)
+{
+    char id[128];
+    snprintf(id, sizeof(id), "%s::0", pgpus[1].uuid);
+    char *ids[1] = {id};
+    V1beta1__ContainerAllocateRequest car = V1BETA1__CONTAINER_ALLOCATE_REQUEST__INIT,
+                                      *carp = &car;
+    car.n_devices_ids = 1;
+    car.devices_ids = ids;
+    V1beta1__AllocateRequest aq = V1BETA1__ALLOCATE_REQUEST__INIT;
+    aq.n_container_requests = 1;
+    aq.container_requests = &carp;
+    struct fx_grpc_reply r = call(run->dp, "/v1beta1.DevicePlugin/Allocate", &aq.base);
+    assert_int_equal(r.status, FX_GRPC_OK);
+    V1beta1__AllocateResponse *ar = v1beta1__allocate_response__unpack(NULL, r.len, r.data);
+    V1beta1__ContainerAllocateResponse *c0 = ar->container_responses[0];
+    /* the parent's node and its own two capabilities, nothing of GI 1 or
+     * of the MIG configuration */
+    int parent = 0, gi = 0, ci = 0, other = 0;
+    for (size_t i = 0; i < c0->n_devices; i++) {
+        const char *p = c0->devices[i]->host_path;
+        parent += strcmp(p, "/dev/nvidia3") == 0;
+        gi += strcmp(p, "/dev/nvidia-caps/nvidia-cap39") == 0;
+        ci += strcmp(p, "/dev/nvidia-caps/nvidia-cap40") == 0;
+        other += strncmp(p, "/dev/nvidia-caps/", 17) == 0;
+    }
+    assert_int_equal(parent, 1);
+    assert_int_equal(gi, 1);
+    assert_int_equal(ci, 1);
+    assert_int_equal(other, 2);
+    bool visible = false;
+    for (size_t i = 0; i < c0->n_envs; i++)
+        if (strcmp(c0->envs[i]->key, "NVIDIA_VISIBLE_DEVICES") == 0) {
+            assert_string_equal(c0->envs[i]->value, "MIG-test-1");
+            visible = true;
+        }
+    assert_true(visible);
+    v1beta1__allocate_response__free_unpacked(ar, NULL);
+    free(r.data);
+
+    held_ids[0] = id;
+    nheld = 1;
+    V1beta1__PreStartContainerRequest ps = V1BETA1__PRE_START_CONTAINER_REQUEST__INIT;
+    ps.n_devices_ids = 1;
+    ps.devices_ids = ids;
+    r = call(run->dp, "/v1beta1.DevicePlugin/PreStartContainer", &ps.base);
+    snprintf(msg, len, "%s", r.message);
+    free(r.data);
+    return r.status;
+}
+
+static void test_plugin_mig(void **state)
+{
+    (void)state;
+    struct plugin_run run;
+    char msg[600];
+    /* whole: served */
+    pod_cores = "100";
+    plugin_up(&run);
+    int st = allocate_and_start(&run, msg, sizeof(msg));
+    if (st != FX_GRPC_OK)
+        fail_msg("PreStartContainer refused: %s", msg);
+    plugin_down(&run);
+    /* a share of a MIG device, as its own request and the allocation say
+     * alike (a forged annotation): refused, no slice */
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s/slices' '%s/ledger'", tmpdir, tmpdir);
+    assert_int_equal(system(cmd), 0);
+    pod_cores = "30";
+    plugin_up(&run);
+    st = allocate_and_start(&run, msg, sizeof(msg));
+    assert_int_equal(st, FX_GRPC_FAILED_PRECONDITION);
+    if (!strstr(msg, "MIG-test-1 is a MIG device (3g.40gb), allocated whole only") ||
+        !strstr(msg, "30%"))
+        fail_msg("unexpected message: %s", msg);
+    plugin_down(&run);
+    pod_cores = "100";
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -300,6 +611,9 @@ int main(void)
         cmocka_unit_test_setup(test_busy_instance_refuses, fresh),
         cmocka_unit_test_setup(test_layout_errors_on_gpu, fresh),
         cmocka_unit_test_setup(test_no_mig_gpu_stays_plain, fresh),
+        cmocka_unit_test(test_inventory_mig_field),
+        cmocka_unit_test(test_scheduler_whole_only),
+        cmocka_unit_test(test_plugin_mig),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
