@@ -258,8 +258,8 @@ static bool borrow_refused(struct fx_plugin *p, const struct npod *np, char *why
     int n = 0;
     for (size_t i = 0; i < p->npods && n < 64; i++) {
         const struct npod *o = &p->pods[i];
-        if (o == np || !o->bound || o->terminal || !(o->gpuset & (1u << g)))
-            continue;
+        if (o == np || !o->bound || o->terminal || o->refused[0] || !(o->gpuset & (1u << g)))
+            continue; /* a refused allocation gets no slice: it holds nothing */
         for (int k = 0; k < o->alloc.ngpu; k++)
             if (strcmp(o->alloc.gpus[k].uuid, mine->uuid) == 0) {
                 holds[n].mem = o->alloc.gpus[k].mem;

@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# End-to-end test of borrowing idle GPUs (issue 16, docs/KUBERNETES.md
+# "Borrowing idle GPUs") on a real API server (test/cluster):
+#  - flexpu-node, on the fake NVML with one 80 GiB GPU, publishes the
+#    inventory and the usage feed of its kwok Node;
+#  - two owner pods (50 cores and 20 GiB each) fill the GPU's cores and
+#    leave 40 GiB of its memory unreserved;
+#  - an opportunistic pod (30 cores, 10 GiB) that fits nowhere lands on that
+#    GPU as a borrower: its allocation says "borrowed", a Borrowing event;
+#  - a process with the runtime library on the fake driver launches as one
+#    owner's slice (its tenant name is the owner's pod UID, as the feed reads
+#    it): the owners' use rises, and the borrower is evicted through the
+#    Eviction API (the DisruptionTarget condition the API server sets; the
+#    pod is held by a finalizer to see it) with a Reclaimed event naming
+#    the node, the GPU and the measured use, within 45 s of the rise;
+#  - the owners stay bound, untouched, and the owner's process was never
+#    refused memory; the metrics count one borrow and one reclaim.
+#
+#   borrow_e2e.sh BUILD_DIR
+E2E_NAME=borrow-e2e E2E_LOGS="scheduler.log node.log client.log"
+# shellcheck source=test/e2e/lib.sh
+. "$(dirname "$0")/lib.sh"
+e2e_up
+
+kubectl create -f - >/dev/null <<EOF
+{"apiVersion":"v1","kind":"Node","metadata":{"name":"gpu-b","labels":{"type":"kwok"},
+ "annotations":{"kwok.x-k8s.io/node":"fake"}},
+ "status":{"allocatable":{"cpu":"64","memory":"512Gi","pods":"110"},
+  "capacity":{"cpu":"64","memory":"512Gi","pods":"110"}}}
+EOF
+mkdir -p "$work/dp" "$work/fake"
+export FAKECUDA_DEVICES=1 FAKECUDA_TOTAL_MEM=$((80 * 1073741824))
+"$build/flexpu-node" --node-name gpu-b \
+  --nvml-library "$build/test/fakecuda/libnvidia-ml.so.1" \
+  --device-plugin-dir "$work/dp" --pod-resources-socket "$work/podresources.sock" \
+  --root "$work/root" --runtime-library "" --size-limits off --metrics-port 0 \
+  --log-level debug >"$work/node.log" 2>&1 &
+pids+=($!)
+usage() { kubectl get node gpu-b -o jsonpath='{.metadata.annotations.flexpu\.io/gpu-usage}'; }
+has_feed() {
+  test -n "$(usage)" &&
+    test -n "$(kubectl get node gpu-b -o jsonpath='{.metadata.annotations.flexpu\.io/gpus}')"
+}
+wait_for 20 "flexpu-node published no inventory or usage" has_feed
+
+mport="$(free_port)"
+start_scheduler --metrics-address 127.0.0.1 --metrics-port "$mport"
+
+# gpod NAME CORES MEMORY [OPPORTUNISTIC] [FINALIZER]
+gpod() {
+  local ann="{}" fin="[]"
+  [ -n "${4:-}" ] && ann='{"flexpu.io/opportunistic":"true"}'
+  [ -n "${5:-}" ] && fin='["flexpu.io/e2e-hold"]'
+  kubectl create -f - >/dev/null <<EOF
+{"apiVersion":"v1","kind":"Pod","metadata":{"name":"$1","namespace":"default","annotations":$ann,
+  "finalizers":$fin},
+ "spec":{"schedulerName":"flexpu-scheduler","containers":[{"name":"c","image":"x",
+   "resources":{"limits":{"cpu":"1","memory":"1Gi","flexpu.io/gpu":"1",
+     "flexpu.io/gpu-cores":"$2","flexpu.io/gpu-memory":"$3"}}}]}}
+EOF
+}
+node_of() { kubectl get pod "$1" -o jsonpath='{.spec.nodeName}' 2>/dev/null; }
+bound() { [ "$(node_of "$1")" = gpu-b ]; }
+alloc() { kubectl get pod "$1" -o jsonpath='{.metadata.annotations.flexpu\.io/allocation}'; }
+
+gpod owner-a 50 20Gi
+gpod owner-b 50 20Gi
+wait_for 30 "the owners were not bound" bound owner-a
+wait_for 30 "the owners were not bound" bound owner-b
+alloc_a="$(alloc owner-a)" alloc_b="$(alloc owner-b)"
+jq -e '.borrowed | not' <<<"$alloc_a" >/dev/null || fail "an owner is a borrower: $alloc_a"
+pass "two owners (50 cores, 20 GiB each) fill GPU 0 of gpu-b"
+
+gpod borrower 30 10Gi opportunistic hold
+wait_for 40 "the opportunistic pod did not borrow" bound borrower
+a="$(alloc borrower)"
+jq -e '.borrowed == true and (.gpus | length) == 1 and .gpus[0].cores == 30 and
+  .gpus[0].memory == 10737418240' <<<"$a" >/dev/null || fail "the borrower's allocation: $a"
+[ "$(jq -r .gpus[0].uuid <<<"$a")" = "$(jq -r .gpus[0].uuid <<<"$alloc_a")" ] ||
+  fail "the borrower is not on the owners' GPU: $a / $alloc_a"
+wait_event borrower "borrows GPU 0"
+pass "an opportunistic pod that fits nowhere borrows the owners' idle GPU: $a"
+
+# The owner's use rises: a process as owner-a's slice keeps GPU 0 busy for
+# 50 s, holding 2 GiB (within its 20 GiB).
+uid_a="$(kubectl get pod owner-a -o jsonpath='{.metadata.uid}')"
+mkdir -p "$work/root/ledger/owner-a"
+printf 'init\nctx 0\nalloc 2147483648\nburn 200 50000\nexit\n' |
+  env LD_PRELOAD="$build/libflexpu-cuda.so" LD_LIBRARY_PATH="$build/test/fakecuda" \
+    FLEXPU_STATE_DIR="$work/root/state" FLEXPU_LEDGER_DIR="$work/root/ledger/owner-a" \
+    FAKECUDA_DIR="$work/fake" FLEXPU_CONTEXT_OVERHEAD=0 FLEXPU_TENANT="$uid_a" \
+    "$build/test/runtime/cuda_client" >"$work/client.log" 2>&1 &
+client=$!
+pids+=("$client")
+start=$SECONDS
+evicted() {
+  kubectl get pod borrower -o json |
+    jq -e '.metadata.deletionTimestamp != null and
+      any(.status.conditions[]?; .type == "DisruptionTarget" and .reason == "EvictionByEvictionAPI")'
+}
+wait_for 45 "the borrower was not evicted through the Eviction API after the owner's rise" evicted
+took=$((SECONDS - start))
+wait_event borrower "reclaimed from GPU 0"
+msg="$(kubectl get events --field-selector involvedObject.name=borrower,reason=Reclaimed \
+  -o jsonpath='{.items[0].message}')"
+grep -q "node gpu-b" <<<"$msg" && grep -qE "owners use [0-9]+/1000" <<<"$msg" ||
+  fail "the Reclaimed event does not name the node and the measured use: $msg"
+u="$(usage)"
+[ "$(jq -r --arg u "$uid_a" '.gpus[0].slices[] | select(.pod == $u) | .busy' <<<"$u")" -ge 500 ] ||
+  fail "the feed does not show owner-a's slice busy: $u"
+pass "the owner's use rose (its slice in the feed); the borrower was evicted through the Eviction API in ${took} s: $msg"
+
+# Nothing lost: the owners stay bound as they were, never evicted; the
+# borrower leaves by the eviction's graceful deletion (its finalizer, the
+# test's, let go now).
+kubectl patch pod borrower --type=json -p '[{"op":"remove","path":"/metadata/finalizers"}]' \
+  >/dev/null
+gone() { ! kubectl get pod borrower >/dev/null 2>&1; }
+wait_for 30 "the borrower is still there" gone
+for o in owner-a owner-b; do
+  bound "$o" || fail "$o is no longer bound"
+  [ -z "$(kubectl get pod "$o" -o jsonpath='{.metadata.deletionTimestamp}')" ] ||
+    fail "$o is being deleted"
+done
+[ "$(alloc owner-a)" = "$alloc_a" ] && [ "$(alloc owner-b)" = "$alloc_b" ] ||
+  fail "an owner's allocation changed"
+[ -z "$(kubectl get events --field-selector reason=Reclaimed -o jsonpath='{.items[*].involvedObject.name}' |
+  tr ' ' '\n' | grep owner || true)" ] || fail "an owner was reclaimed"
+grep -q 'msg="reclaimed"' "$work/scheduler.log" || fail "the scheduler logged no reclaim"
+m="$(curl -sf "http://127.0.0.1:$mport/metrics")" || fail "no metrics on port $mport"
+grep -qx 'flexpu_scheduler_borrows_total 1' <<<"$m" &&
+  grep -qx 'flexpu_scheduler_reclaims_total{result="chosen"} 1' <<<"$m" &&
+  grep -qx 'flexpu_scheduler_borrowers 0' <<<"$m" ||
+  fail "the metrics: $(grep -E 'borrow|reclaim' <<<"$m" | tr '\n' ' ')"
+wait "$client" || fail "the owner's process failed: $(cat "$work/client.log")"
+grep -q '^ok [0-9]' <(tail -n 2 "$work/client.log") || fail "burn: $(cat "$work/client.log")"
+pass "the owners stay bound with their allocations, never evicted; the owner's process got its memory and ran; metrics: 1 borrow, 1 reclaim, 0 borrowers"
