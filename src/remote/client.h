@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The remote client library's internals: one connection per process to the
+ * slice's flexpu-remoted (client_conn.c), the registered kernels
+ * (client_fatbin.c), and the runtime API built on them (client_api.c).
+ * docs/REMOTE.md describes the protocol and the failure rules. */
+#ifndef FX_REMOTE_CLIENT_H
+#define FX_REMOTE_CLIENT_H
+
+#include <stdint.h>
+
+#include "remote/cudart_abi.h"
+#include "remote/wire.h"
+
+#define FX_CL_API __attribute__((visibility("default")))
+
+/* The calling thread's current device and last error (cudaGetLastError). */
+int fx_cl_device(void);
+void fx_cl_set_device(int dev);
+void fx_cl_set_error(int e);
+int fx_cl_take_error(int peek);
+
+/* Takes the connection's lock, connecting first if needed. Returns
+ * cudaSuccess with the lock held, or the connection's error (lock not held):
+ * cudaErrorNoDevice without FLEXPU_REMOTE_ADDR, cudaErrorDevicesUnavailable
+ * once the server could not be reached or was lost (sticky: the process's
+ * device state is gone), cudaErrorInitializationError in a forked child. */
+int fx_cl_lock(void);
+void fx_cl_unlock(void);
+/* Lock held: the server's device count. */
+int fx_cl_device_count(void);
+
+/* Lock held. Queues request `q` (its h.op and h.flags set by the caller; seq
+ * and dev are filled in) in the send buffer, flushing it when full. Returns
+ * the request's sequence number, or 0 when the connection is lost. */
+uint32_t fx_cl_queue(struct fx_wire_req *q);
+/* Lock held. Sends what is queued and waits for the reply to `seq`, every
+ * wait bounded by FLEXPU_REMOTE_TIMEOUT_MS of silence. Returns the reply's
+ * status with *fields on its fields (valid until the next wait), or
+ * cudaErrorDevicesUnavailable when the connection is lost. A deferred error
+ * of an earlier request without reply is made the thread's last error and
+ * returned in *deferred (0 if none). */
+int fx_cl_wait(uint32_t seq, struct fx_rd *fields, int *deferred);
+/* fx_cl_queue then fx_cl_wait. */
+int fx_cl_call(struct fx_wire_req *q, struct fx_rd *fields, int *deferred);
+/* Lock held: sends what is queued (e.g. when the buffer holds launches). */
+int fx_cl_flush(void);
+
+/* Lock held. The server's function id and parameter layout for the kernel
+ * whose host stub is `host_fn`, loading its module at its first launch.
+ * Returns cudaSuccess, or cudaErrorInvalidDeviceFunction for a function
+ * never registered, or the server's error. */
+struct fx_cl_func;
+int fx_cl_func_resolve(const void *host_fn, const struct fx_cl_func **out);
+uint32_t fx_cl_func_id(const struct fx_cl_func *f);
+unsigned fx_cl_func_nparams(const struct fx_cl_func *f);
+void fx_cl_func_param(const struct fx_cl_func *f, unsigned i, uint32_t *offset, uint32_t *size);
+uint32_t fx_cl_func_args_len(const struct fx_cl_func *f);
+
+#endif

@@ -1,0 +1,279 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The client's one connection per process (client.h): connecting and saying
+ * HELLO at the first call, the send buffer that batches requests without a
+ * reply, and waits that never outlast FLEXPU_REMOTE_TIMEOUT_MS of silence.
+ * A process-wide object by nature: it stands for the process's device. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "flexpu/log.h"
+#include "remote/client.h"
+#include "remote/net.h"
+#include "util/alloc.h"
+
+#define COMP            "remote-client"
+#define FLUSH_AT        (64u << 10) /* send buffered requests beyond this */
+#define DEFAULT_TIMEOUT 10000
+
+static struct {
+    pthread_mutex_t lock;
+    int fd;
+    int dead;  /* sticky cudaError_t once lost; 0 while usable */
+    pid_t pid; /* the process that connected */
+    int ndev;
+    int timeout_ms;
+    uint32_t seq;
+    struct fx_wr out;
+    unsigned char *in;
+    size_t in_cap;
+} conn = {.lock = PTHREAD_MUTEX_INITIALIZER, .fd = -1};
+
+static _Thread_local int tls_device;
+static _Thread_local int tls_error;
+
+int fx_cl_device(void)
+{
+    return tls_device;
+}
+
+void fx_cl_set_device(int dev)
+{
+    tls_device = dev;
+}
+
+void fx_cl_set_error(int e)
+{
+    if (e != cudaSuccess)
+        tls_error = e;
+}
+
+int fx_cl_take_error(int peek)
+{
+    int e = tls_error;
+    if (!peek)
+        tls_error = cudaSuccess;
+    return e;
+}
+
+/* Lock held. Ends the connection for good with `why` logged. */
+static int lose(const char *why, const char *detail)
+{
+    if (!conn.dead)
+        FX_ERROR(COMP, "remote GPU lost: every CUDA call fails from now on", "reason=\"%s: %s\"",
+                 why, detail);
+    conn.dead = cudaErrorDevicesUnavailable;
+    if (conn.fd >= 0)
+        close(conn.fd);
+    conn.fd = -1;
+    conn.out.len = 0;
+    conn.out.bad = 0;
+    return conn.dead;
+}
+
+static int env_timeout(void)
+{
+    const char *s = getenv("FLEXPU_REMOTE_TIMEOUT_MS");
+    if (!s || !*s)
+        return DEFAULT_TIMEOUT;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || v < 100 || v > 3600000) {
+        FX_WARN(COMP, "ignored: not 100 to 3600000", "FLEXPU_REMOTE_TIMEOUT_MS=\"%s\"", s);
+        return DEFAULT_TIMEOUT;
+    }
+    return (int)v;
+}
+
+/* The token file's bytes without a final newline; 0 bytes without a file. */
+static int read_token(unsigned char *buf, size_t *len)
+{
+    const char *path = getenv("FLEXPU_REMOTE_TOKEN_FILE");
+    *len = 0;
+    if (!path || !*path)
+        return 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, FX_WIRE_TOKEN_MAX);
+    close(fd);
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        n--;
+    if (n < 0)
+        return -1;
+    *len = (size_t)n;
+    return 0;
+}
+
+static void set_log_level(void)
+{
+    enum flexpu_log_level lvl = FLEXPU_LOG_WARN;
+    const char *s = getenv("FLEXPU_LOG_LEVEL");
+    if (s && *s && flexpu_log_level_parse(s, &lvl, NULL) != 0)
+        lvl = FLEXPU_LOG_WARN;
+    flexpu_log_set_level(lvl);
+}
+
+/* Lock held: connects and says HELLO. */
+static int connect_server(void)
+{
+    set_log_level();
+    const char *addr = getenv("FLEXPU_REMOTE_ADDR");
+    if (!addr || !*addr) {
+        FX_ERROR(COMP, "FLEXPU_REMOTE_ADDR is not set: no remote GPU", "%s", "");
+        return conn.dead = cudaErrorNoDevice;
+    }
+    conn.timeout_ms = env_timeout();
+    fx_wr_init(&conn.out, FX_WIRE_HDR_SIZE + FX_WIRE_MAX_PAYLOAD);
+    unsigned char token[FX_WIRE_TOKEN_MAX];
+    size_t token_len = 0;
+    if (read_token(token, &token_len) != 0)
+        return lose("cannot read FLEXPU_REMOTE_TOKEN_FILE", strerror(errno));
+    struct flexpu_error err = {0};
+    conn.fd = fx_net_connect(addr, conn.timeout_ms, &err);
+    if (conn.fd < 0)
+        return lose("cannot connect", err.msg);
+    conn.pid = getpid();
+    struct fx_wire_req q = {.h.op = FX_OP_HELLO};
+    q.u.hello.version = FX_WIRE_VERSION;
+    q.u.hello.token = token;
+    q.u.hello.token_len = token_len;
+    struct fx_rd f;
+    int deferred;
+    int rc = fx_cl_call(&q, &f, &deferred);
+    if (rc == cudaSuccess) {
+        conn.ndev = (int)fx_rd_u32(&f, "devices");
+        if (f.bad || conn.ndev <= 0)
+            return lose("the server has no device", addr);
+    } else if (!conn.dead) {
+        char detail[32];
+        snprintf(detail, sizeof detail, "status %d", rc);
+        return lose("the server refused this client (token?)", detail);
+    }
+    return conn.dead;
+}
+
+int fx_cl_lock(void)
+{
+    pthread_mutex_lock(&conn.lock);
+    if (conn.fd >= 0 && conn.pid != getpid()) {
+        /* A forked child: the socket is its parent's. */
+        conn.fd = -1;
+        conn.dead = cudaErrorInitializationError;
+    }
+    if (conn.fd < 0 && !conn.dead)
+        connect_server();
+    if (conn.dead) {
+        int e = conn.dead;
+        pthread_mutex_unlock(&conn.lock);
+        return e;
+    }
+    return cudaSuccess;
+}
+
+void fx_cl_unlock(void)
+{
+    pthread_mutex_unlock(&conn.lock);
+}
+
+int fx_cl_device_count(void)
+{
+    return conn.ndev;
+}
+
+int fx_cl_flush(void)
+{
+    if (conn.dead)
+        return conn.dead;
+    if (conn.out.len) {
+        int rc = fx_net_write_all(conn.fd, conn.out.buf, conn.out.len, conn.timeout_ms);
+        conn.out.len = 0;
+        if (rc != 0)
+            return lose("cannot send", strerror(-rc));
+    }
+    return cudaSuccess;
+}
+
+uint32_t fx_cl_queue(struct fx_wire_req *q)
+{
+    if (conn.dead)
+        return 0;
+    q->h.seq = ++conn.seq ? conn.seq : ++conn.seq; /* 0 means "lost" */
+    q->h.dev = (uint16_t)tls_device;
+    if (fx_wire_req_encode(&conn.out, q) != 0) {
+        if (fx_cl_flush() != cudaSuccess)
+            return 0;
+        if (fx_wire_req_encode(&conn.out, q) != 0) {
+            lose("a request does not fit a frame", fx_wire_op_name(q->h.op));
+            return 0;
+        }
+    }
+    if (conn.out.len >= FLUSH_AT && fx_cl_flush() != cudaSuccess)
+        return 0;
+    return q->h.seq;
+}
+
+/* Reads one frame's header and payload into conn.in. */
+static int read_frame(struct fx_wire_hdr *h)
+{
+    unsigned char hb[FX_WIRE_HDR_SIZE];
+    struct flexpu_error err = {0};
+    int rc = fx_net_read_all(conn.fd, hb, sizeof hb, conn.timeout_ms);
+    if (rc != 0)
+        return lose(rc == -ETIMEDOUT ? "the server is silent" : "the connection broke",
+                    strerror(-rc));
+    if (fx_wire_hdr_decode(hb, h, &err) != 0 || !(h->op & FX_WIRE_REPLY))
+        return lose("protocol error", err.msg);
+    if (h->len > conn.in_cap) {
+        unsigned char *p = fx_realloc(conn.in, h->len);
+        if (!p)
+            return lose("out of memory for a reply", fx_wire_op_name(h->op));
+        conn.in = p;
+        conn.in_cap = h->len;
+    }
+    rc = fx_net_read_all(conn.fd, conn.in, h->len, conn.timeout_ms);
+    if (rc != 0)
+        return lose("the connection broke in a reply", strerror(-rc));
+    return cudaSuccess;
+}
+
+int fx_cl_wait(uint32_t seq, struct fx_rd *fields, int *deferred)
+{
+    *deferred = 0;
+    fx_rd_init(fields, NULL, 0);
+    if (seq == 0 || fx_cl_flush() != cudaSuccess)
+        return cudaErrorDevicesUnavailable;
+    for (;;) {
+        struct fx_wire_hdr h;
+        if (read_frame(&h) != cudaSuccess)
+            return cudaErrorDevicesUnavailable;
+        if (h.op == (FX_OP_PROGRESS | FX_WIRE_REPLY))
+            continue; /* the server is alive, the call still running */
+        if (h.seq != seq) {
+            lose("a reply out of order", fx_wire_op_name(h.op));
+            return cudaErrorDevicesUnavailable;
+        }
+        struct fx_wire_reply r;
+        fx_rd_init(fields, conn.in, h.len);
+        fx_wire_reply_read(fields, &r);
+        if (fields->bad) {
+            lose("a reply too short", fx_wire_op_name(h.op));
+            return cudaErrorDevicesUnavailable;
+        }
+        if (r.deferred != cudaSuccess) {
+            *deferred = r.deferred;
+            fx_cl_set_error(r.deferred);
+        }
+        return r.status;
+    }
+}
+
+int fx_cl_call(struct fx_wire_req *q, struct fx_rd *fields, int *deferred)
+{
+    return fx_cl_wait(fx_cl_queue(q), fields, deferred);
+}

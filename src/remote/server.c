@@ -1,0 +1,750 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* A flexpu-remoted worker: one client connection served with the driver API
+ * (server.h). Everything the client names is an index into this worker's
+ * tables or a pointer checked against its allocations; the driver is asked
+ * nothing on a handle or address the client was not given. */
+#include "remote/server.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <sched.h>
+#include <stdalign.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "flexpu/log.h"
+#include "remote/cudart_abi.h"
+#include "remote/net.h"
+#include "remote/wire.h"
+#include "runtime/cuda_abi.h"
+#include "util/alloc.h"
+#include "util/clock.h"
+
+#define COMP          "remoted"
+#define MAX_DEVICES   16
+#define MAX_STREAMS   4096 /* per connection: a bound on what a client can make us hold */
+#define MAX_MODULES   4096
+#define MAX_FUNCS     65536
+#define MAX_ALLOCS    (1u << 20)
+
+/* The driver functions a worker calls, resolved through dlsym so that a
+ * preloaded libflexpu-cuda.so hands out its hooks. X(name, export, type). */
+#define DRIVER_FUNCS(X)                                                                            \
+    X(Init, cuInit, CUresult (*)(unsigned))                                                        \
+    X(DeviceGetCount, cuDeviceGetCount, CUresult (*)(int *))                                       \
+    X(DeviceGet, cuDeviceGet, CUresult (*)(CUdevice *, int))                                       \
+    X(PrimaryRetain, cuDevicePrimaryCtxRetain, CUresult (*)(CUcontext *, CUdevice))                \
+    X(PrimaryRelease, cuDevicePrimaryCtxRelease_v2, CUresult (*)(CUdevice))                        \
+    X(CtxSetCurrent, cuCtxSetCurrent, CUresult (*)(CUcontext))                                     \
+    X(CtxSynchronize, cuCtxSynchronize, CUresult (*)(void))                                        \
+    X(MemAlloc, cuMemAlloc_v2, CUresult (*)(CUdeviceptr *, size_t))                                \
+    X(MemFree, cuMemFree_v2, CUresult (*)(CUdeviceptr))                                            \
+    X(MemGetInfo, cuMemGetInfo_v2, CUresult (*)(size_t *, size_t *))                               \
+    X(HtoD, cuMemcpyHtoD_v2, CUresult (*)(CUdeviceptr, const void *, size_t))                      \
+    X(DtoH, cuMemcpyDtoH_v2, CUresult (*)(void *, CUdeviceptr, size_t))                            \
+    X(DtoD, cuMemcpyDtoD_v2, CUresult (*)(CUdeviceptr, CUdeviceptr, size_t))                       \
+    X(HtoDAsync, cuMemcpyHtoDAsync_v2, CUresult (*)(CUdeviceptr, const void *, size_t, CUstream)) \
+    X(DtoHAsync, cuMemcpyDtoHAsync_v2, CUresult (*)(void *, CUdeviceptr, size_t, CUstream))       \
+    X(DtoDAsync, cuMemcpyDtoDAsync_v2, CUresult (*)(CUdeviceptr, CUdeviceptr, size_t, CUstream))  \
+    X(StreamCreate, cuStreamCreate, CUresult (*)(CUstream *, unsigned))                            \
+    X(StreamDestroy, cuStreamDestroy_v2, CUresult (*)(CUstream))                                   \
+    X(StreamQuery, cuStreamQuery, CUresult (*)(CUstream))                                          \
+    X(StreamSynchronize, cuStreamSynchronize, CUresult (*)(CUstream))                              \
+    X(ModuleLoadData, cuModuleLoadData, CUresult (*)(CUmodule *, const void *))                    \
+    X(ModuleUnload, cuModuleUnload, CUresult (*)(CUmodule))                                        \
+    X(ModuleGetFunction, cuModuleGetFunction, CUresult (*)(CUfunction *, CUmodule, const char *)) \
+    X(FuncGetParamInfo, cuFuncGetParamInfo, CUresult (*)(CUfunction, size_t, size_t *, size_t *)) \
+    X(LaunchKernel, cuLaunchKernel,                                                                \
+      CUresult (*)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,         \
+                   unsigned, CUstream, void **, void **))
+
+struct driver {
+#define DRIVER_FIELD(field, name, type) __typeof__(type) field;
+    DRIVER_FUNCS(DRIVER_FIELD)
+#undef DRIVER_FIELD
+};
+
+struct alloc {
+    CUdeviceptr ptr;
+    size_t size;
+    int dev;
+};
+
+struct stream {
+    CUstream s; /* NULL: free slot */
+    int dev;
+};
+
+struct func {
+    CUfunction f; /* NULL once its module is unloaded */
+    uint32_t mod; /* its module's id */
+    unsigned nparams;
+    size_t args_len; /* bytes of the parameter buffer */
+    uint32_t offset[FX_WIRE_PARAMS_MAX], size[FX_WIRE_PARAMS_MAX];
+};
+
+struct conn {
+    int fd;
+    const struct fx_srv_opts *o;
+    struct driver d;
+    int ndev, cur; /* cur: the device whose context is current, -1 none */
+    CUcontext ctx[MAX_DEVICES];
+    struct alloc *allocs;
+    size_t nallocs, cap_allocs;
+    struct stream *streams;
+    size_t nstreams, cap_streams;
+    CUmodule *mods;
+    size_t nmods, cap_mods;
+    struct func *funcs;
+    size_t nfuncs, cap_funcs;
+    int32_t deferred; /* first error of a NO_REPLY request since the last reply */
+    uint32_t deferred_seq;
+    int broken;       /* the client cannot be written to: stop */
+    uint64_t last_write_ns;
+    unsigned char *in;
+    size_t in_cap;
+    struct fx_wr out;
+    alignas(16) unsigned char args[FX_WIRE_ARGS_MAX];
+};
+
+static int cuda_error(CUresult r)
+{
+    switch (r) {
+    case CUDA_SUCCESS: return cudaSuccess;
+    case CUDA_ERROR_INVALID_VALUE: return cudaErrorInvalidValue;
+    case CUDA_ERROR_OUT_OF_MEMORY: return cudaErrorMemoryAllocation;
+    case CUDA_ERROR_NOT_INITIALIZED: return cudaErrorInitializationError;
+    case CUDA_ERROR_DEINITIALIZED: return cudaErrorCudartUnloading;
+    case CUDA_ERROR_NO_DEVICE: return cudaErrorNoDevice;
+    case CUDA_ERROR_INVALID_DEVICE: return cudaErrorInvalidDevice;
+    case 200: return cudaErrorInvalidKernelImage;
+    case CUDA_ERROR_INVALID_CONTEXT: return cudaErrorDeviceUninitialized;
+    case 209: return cudaErrorNoKernelImageForDevice;
+    case CUDA_ERROR_INVALID_HANDLE: return cudaErrorInvalidResourceHandle;
+    case CUDA_ERROR_NOT_FOUND: return cudaErrorSymbolNotFound;
+    case CUDA_ERROR_NOT_READY: return cudaErrorNotReady;
+    case 700: return cudaErrorIllegalAddress;
+    case 701: return cudaErrorLaunchOutOfResources;
+    case 719: return cudaErrorLaunchFailure;
+    case CUDA_ERROR_NOT_PERMITTED: return cudaErrorNotPermitted;
+    case CUDA_ERROR_NOT_SUPPORTED: return cudaErrorNotSupported;
+    default: return cudaErrorUnknown;
+    }
+}
+
+/* Makes room for `need` elements of `elem` bytes in *arr, at most `max`. */
+static int reserve(void **arr, size_t *cap, size_t need, size_t elem, size_t max)
+{
+    if (need <= *cap)
+        return 0;
+    if (need > max)
+        return -1;
+    size_t n = *cap ? *cap * 2 : 16;
+    if (n > max)
+        n = max;
+    void *p = fx_realloc(*arr, n * elem);
+    if (!p)
+        return -1;
+    *arr = p;
+    *cap = n;
+    return 0;
+}
+
+static int load_driver(struct driver *d)
+{
+    void *h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        FX_ERROR(COMP, "cannot load the driver", "error=\"%s\"", dlerror());
+        return -1;
+    }
+#define DRIVER_LOAD(field, name, type)                                                             \
+    d->field = (type)dlsym(h, #name);                                                              \
+    if (!d->field) {                                                                               \
+        FX_ERROR(COMP, "the driver lacks a function", "symbol=%s", #name);                        \
+        return -1;                                                                                 \
+    }
+    DRIVER_FUNCS(DRIVER_LOAD)
+#undef DRIVER_LOAD
+    return 0;
+}
+
+/* --- Writing ---------------------------------------------------------------- */
+
+static void flush_out(struct conn *c)
+{
+    if (!c->broken && c->out.len) {
+        int rc = fx_net_write_all(c->fd, c->out.buf, c->out.len, c->o->write_timeout_ms);
+        if (rc != 0) {
+            FX_WARN(COMP, "cannot write to the client", "error=\"%s\"", strerror(-rc));
+            c->broken = 1;
+        }
+        c->last_write_ns = fx_mono_ns();
+    }
+    c->out.len = 0;
+    c->out.bad = 0;
+}
+
+/* Tells a waiting client the worker is alive, at most every progress_ms. */
+static void progress(struct conn *c)
+{
+    if (fx_mono_ns() - c->last_write_ns < (uint64_t)c->o->progress_ms * 1000000u)
+        return;
+    size_t at = fx_wr_begin(&c->out);
+    fx_wr_end(&c->out, at, (struct fx_wire_hdr){.op = FX_OP_PROGRESS | FX_WIRE_REPLY});
+    flush_out(c);
+}
+
+/* --- Devices, streams, pointers -------------------------------------------- */
+
+static int use_dev(struct conn *c, unsigned dev)
+{
+    if ((int)dev >= c->ndev)
+        return cudaErrorInvalidDevice;
+    if (!c->ctx[dev]) {
+        CUdevice h;
+        CUresult r = c->d.DeviceGet(&h, (int)dev);
+        if (r == CUDA_SUCCESS)
+            r = c->d.PrimaryRetain(&c->ctx[dev], h);
+        if (r != CUDA_SUCCESS) {
+            c->ctx[dev] = NULL;
+            return cuda_error(r);
+        }
+    }
+    if (c->cur != (int)dev) {
+        CUresult r = c->d.CtxSetCurrent(c->ctx[dev]);
+        if (r != CUDA_SUCCESS)
+            return cuda_error(r);
+        c->cur = (int)dev;
+    }
+    return cudaSuccess;
+}
+
+/* The stream with wire id `id` on device `dev` (0: the legacy default). */
+static int stream_of(struct conn *c, uint32_t id, unsigned dev, CUstream *out)
+{
+    if (id == 0) {
+        *out = NULL;
+        return cudaSuccess;
+    }
+    if (id > c->nstreams || !c->streams[id - 1].s || c->streams[id - 1].dev != (int)dev)
+        return cudaErrorInvalidResourceHandle;
+    *out = c->streams[id - 1].s;
+    return cudaSuccess;
+}
+
+/* Whether [p, p + n) lies inside one allocation of this connection. */
+static int owned(const struct conn *c, uint64_t p, uint64_t n)
+{
+    for (size_t i = 0; i < c->nallocs; i++) {
+        const struct alloc *a = &c->allocs[i];
+        if (p >= a->ptr && p - a->ptr <= a->size && n <= a->size - (p - a->ptr))
+            return 1;
+    }
+    return 0;
+}
+
+/* Waits for `s` to finish its work, telling the client the worker is alive
+ * meanwhile (docs/REMOTE.md, "Failures"). */
+static int wait_stream(struct conn *c, CUstream s)
+{
+    unsigned sleep_ns = 0;
+    for (;;) {
+        CUresult r = c->d.StreamQuery(s);
+        if (r != CUDA_ERROR_NOT_READY)
+            return r == CUDA_SUCCESS ? cuda_error(c->d.StreamSynchronize(s)) : cuda_error(r);
+        progress(c);
+        if (c->broken)
+            return cudaErrorUnknown;
+        /* Spin briefly (a short kernel's sync costs no sleep), then back off. */
+        if (sleep_ns == 0) {
+            sched_yield();
+            sleep_ns = 1000;
+        } else {
+            struct timespec ts = {0, sleep_ns};
+            nanosleep(&ts, NULL);
+            sleep_ns = sleep_ns < 1000000 ? sleep_ns * 2 : 1000000;
+        }
+    }
+}
+
+/* Waits for everything issued on device `dev` (its default stream and this
+ * connection's streams). */
+static int wait_dev(struct conn *c, unsigned dev)
+{
+    int rc = use_dev(c, dev);
+    for (size_t i = 0; rc == cudaSuccess && i < c->nstreams; i++)
+        if (c->streams[i].s && c->streams[i].dev == (int)dev)
+            rc = wait_stream(c, c->streams[i].s);
+    if (rc == cudaSuccess)
+        rc = wait_stream(c, NULL);
+    if (rc == cudaSuccess)
+        rc = cuda_error(c->d.CtxSynchronize());
+    return rc;
+}
+
+/* --- Requests ----------------------------------------------------------------
+ * Each handler returns a cudaError_t and appends its reply fields to c->out
+ * only on success. The device's context is current when they run. */
+
+static int do_malloc(struct conn *c, const struct fx_wire_req *q)
+{
+    CUdeviceptr p = 0;
+    if (q->u.malloc.size) {
+        if (reserve((void **)&c->allocs, &c->cap_allocs, c->nallocs + 1, sizeof *c->allocs,
+                    MAX_ALLOCS) != 0)
+            return cudaErrorMemoryAllocation;
+        CUresult r = c->d.MemAlloc(&p, q->u.malloc.size);
+        if (r != CUDA_SUCCESS)
+            return cuda_error(r);
+        c->allocs[c->nallocs++] = (struct alloc){p, q->u.malloc.size, q->h.dev};
+    }
+    fx_wr_u64(&c->out, p);
+    return cudaSuccess;
+}
+
+static int do_free(struct conn *c, const struct fx_wire_req *q)
+{
+    if (q->u.free.ptr == 0)
+        return cudaSuccess;
+    for (size_t i = 0; i < c->nallocs; i++) {
+        if (c->allocs[i].ptr != q->u.free.ptr)
+            continue;
+        int rc = use_dev(c, (unsigned)c->allocs[i].dev);
+        if (rc == cudaSuccess)
+            rc = cuda_error(c->d.MemFree(q->u.free.ptr));
+        if (rc == cudaSuccess)
+            c->allocs[i] = c->allocs[--c->nallocs];
+        return rc;
+    }
+    return cudaErrorInvalidValue;
+}
+
+static int do_h2d(struct conn *c, const struct fx_wire_req *q)
+{
+    CUstream s;
+    int rc = stream_of(c, q->u.h2d.stream, q->h.dev, &s);
+    if (rc != cudaSuccess)
+        return rc;
+    if (!owned(c, q->u.h2d.dst, q->u.h2d.n))
+        return cudaErrorInvalidValue;
+    /* A pageable source: the driver has read it when the call returns, so
+     * the frame's buffer may be reused at once. */
+    if (q->h.flags & FX_WIRE_NO_REPLY)
+        return cuda_error(c->d.HtoDAsync(q->u.h2d.dst, q->u.h2d.data, q->u.h2d.n, s));
+    rc = s ? wait_stream(c, s) : wait_dev(c, q->h.dev);
+    return rc != cudaSuccess ? rc : cuda_error(c->d.HtoD(q->u.h2d.dst, q->u.h2d.data, q->u.h2d.n));
+}
+
+static int do_d2h(struct conn *c, const struct fx_wire_req *q)
+{
+    CUstream s;
+    int rc = stream_of(c, q->u.d2h.stream, q->h.dev, &s);
+    if (rc != cudaSuccess)
+        return rc;
+    if (!owned(c, q->u.d2h.src, q->u.d2h.size))
+        return cudaErrorInvalidValue;
+    rc = s ? wait_stream(c, s) : wait_dev(c, q->h.dev);
+    if (rc != cudaSuccess)
+        return rc;
+    size_t mark = c->out.len;
+    fx_wr_u32(&c->out, (uint32_t)q->u.d2h.size);
+    unsigned char *dst = fx_wr_reserve(&c->out, q->u.d2h.size);
+    if (!dst) {
+        c->out.len = mark;
+        c->out.bad = 0;
+        return cudaErrorMemoryAllocation;
+    }
+    rc = cuda_error(c->d.DtoH(dst, q->u.d2h.src, q->u.d2h.size));
+    if (rc != cudaSuccess)
+        c->out.len = mark;
+    return rc;
+}
+
+static int do_d2d(struct conn *c, const struct fx_wire_req *q)
+{
+    CUstream s;
+    int rc = stream_of(c, q->u.d2d.stream, q->h.dev, &s);
+    if (rc != cudaSuccess)
+        return rc;
+    if (!owned(c, q->u.d2d.dst, q->u.d2d.size) || !owned(c, q->u.d2d.src, q->u.d2d.size))
+        return cudaErrorInvalidValue;
+    if (q->h.flags & FX_WIRE_NO_REPLY)
+        return cuda_error(c->d.DtoDAsync(q->u.d2d.dst, q->u.d2d.src, q->u.d2d.size, s));
+    rc = s ? wait_stream(c, s) : wait_dev(c, q->h.dev);
+    return rc != cudaSuccess ? rc
+                             : cuda_error(c->d.DtoD(q->u.d2d.dst, q->u.d2d.src, q->u.d2d.size));
+}
+
+static int do_stream_create(struct conn *c, const struct fx_wire_req *q)
+{
+    size_t slot = 0;
+    while (slot < c->nstreams && c->streams[slot].s)
+        slot++;
+    if (slot == c->nstreams && reserve((void **)&c->streams, &c->cap_streams, c->nstreams + 1,
+                                       sizeof *c->streams, MAX_STREAMS) != 0)
+        return cudaErrorMemoryAllocation;
+    CUstream s = NULL;
+    CUresult r = c->d.StreamCreate(&s, q->u.stream_create.flags & FX_CUDA_STREAM_NON_BLOCKING);
+    if (r != CUDA_SUCCESS)
+        return cuda_error(r);
+    if (slot == c->nstreams)
+        c->nstreams++;
+    c->streams[slot] = (struct stream){s, q->h.dev};
+    fx_wr_u32(&c->out, (uint32_t)slot + 1);
+    return cudaSuccess;
+}
+
+static int do_stream_destroy(struct conn *c, const struct fx_wire_req *q)
+{
+    CUstream s;
+    if (q->u.id.id == 0)
+        return cudaErrorInvalidResourceHandle;
+    int rc = stream_of(c, q->u.id.id, q->h.dev, &s);
+    if (rc == cudaSuccess)
+        rc = cuda_error(c->d.StreamDestroy(s));
+    if (rc == cudaSuccess)
+        c->streams[q->u.id.id - 1].s = NULL;
+    return rc;
+}
+
+static int do_mem_get_info(struct conn *c)
+{
+    size_t free_b = 0, total = 0;
+    CUresult r = c->d.MemGetInfo(&free_b, &total);
+    if (r != CUDA_SUCCESS)
+        return cuda_error(r);
+    fx_wr_u64(&c->out, free_b);
+    fx_wr_u64(&c->out, total);
+    return cudaSuccess;
+}
+
+/* A fat binary, whole: the driver parses what its header says, so the size
+ * it claims must be what was received. */
+static int do_module_load(struct conn *c, const struct fx_wire_req *q)
+{
+    struct fx_fatbin_header hdr;
+    size_t n = q->u.module_load.n;
+    if (n < sizeof hdr)
+        return cudaErrorInvalidKernelImage;
+    memcpy(&hdr, q->u.module_load.image, sizeof hdr);
+    if (hdr.magic != FX_FATBIN_MAGIC || hdr.header_size < sizeof hdr ||
+        hdr.header_size > n || hdr.fat_size > n - hdr.header_size)
+        return cudaErrorInvalidKernelImage;
+    size_t slot = 0;
+    while (slot < c->nmods && c->mods[slot])
+        slot++;
+    if (slot == c->nmods && reserve((void **)&c->mods, &c->cap_mods, c->nmods + 1,
+                                    sizeof *c->mods, MAX_MODULES) != 0)
+        return cudaErrorMemoryAllocation;
+    /* The driver wants the image aligned; the payload's copy is not. */
+    void *img = fx_malloc(n);
+    if (!img)
+        return cudaErrorMemoryAllocation;
+    memcpy(img, q->u.module_load.image, n);
+    CUmodule m = NULL;
+    CUresult r = c->d.ModuleLoadData(&m, img);
+    fx_free(img);
+    if (r != CUDA_SUCCESS)
+        return cuda_error(r);
+    if (slot == c->nmods)
+        c->nmods++;
+    c->mods[slot] = m;
+    fx_wr_u32(&c->out, (uint32_t)slot + 1);
+    return cudaSuccess;
+}
+
+static int do_module_unload(struct conn *c, const struct fx_wire_req *q)
+{
+    uint32_t id = q->u.id.id;
+    if (id == 0 || id > c->nmods || !c->mods[id - 1])
+        return cudaErrorInvalidResourceHandle;
+    CUresult r = c->d.ModuleUnload(c->mods[id - 1]);
+    if (r != CUDA_SUCCESS)
+        return cuda_error(r);
+    c->mods[id - 1] = NULL;
+    /* Its functions are gone with it: a launch of one is refused, never
+     * handed to the driver. */
+    for (size_t i = 0; i < c->nfuncs; i++)
+        if (c->funcs[i].mod == id)
+            c->funcs[i].f = NULL;
+    return cudaSuccess;
+}
+
+/* Reads the kernel's parameter layout from the driver (CUDA 12.4+). */
+static int param_layout(struct conn *c, struct func *fn)
+{
+    fn->nparams = 0;
+    fn->args_len = 0;
+    for (size_t i = 0; i < FX_WIRE_PARAMS_MAX; i++) {
+        size_t off = 0, size = 0;
+        CUresult r = c->d.FuncGetParamInfo(fn->f, i, &off, &size);
+        if (r == CUDA_ERROR_INVALID_VALUE)
+            return cudaSuccess; /* past the last parameter */
+        if (r != CUDA_SUCCESS)
+            return cuda_error(r);
+        if (size == 0 || off > FX_WIRE_ARGS_MAX || size > FX_WIRE_ARGS_MAX - off)
+            return cudaErrorNotSupported;
+        fn->offset[i] = (uint32_t)off;
+        fn->size[i] = (uint32_t)size;
+        fn->nparams = (unsigned)i + 1;
+        if (off + size > fn->args_len)
+            fn->args_len = off + size;
+    }
+    return cudaErrorNotSupported; /* more parameters than the protocol carries */
+}
+
+static int do_func_get(struct conn *c, const struct fx_wire_req *q)
+{
+    uint32_t mid = q->u.func_get.module;
+    if (mid == 0 || mid > c->nmods || !c->mods[mid - 1])
+        return cudaErrorInvalidResourceHandle;
+    char name[FX_WIRE_NAME_MAX + 1];
+    memcpy(name, q->u.func_get.name, q->u.func_get.name_len);
+    name[q->u.func_get.name_len] = '\0';
+    CUfunction f = NULL;
+    CUresult r = c->d.ModuleGetFunction(&f, c->mods[mid - 1], name);
+    if (r != CUDA_SUCCESS)
+        return r == CUDA_ERROR_NOT_FOUND ? cudaErrorInvalidDeviceFunction : cuda_error(r);
+    size_t id = 0;
+    while (id < c->nfuncs && c->funcs[id].f != f)
+        id++;
+    if (id == c->nfuncs) {
+        if (reserve((void **)&c->funcs, &c->cap_funcs, c->nfuncs + 1, sizeof *c->funcs,
+                    MAX_FUNCS) != 0)
+            return cudaErrorMemoryAllocation;
+        c->funcs[id].f = f;
+        c->funcs[id].mod = mid;
+        int rc = param_layout(c, &c->funcs[id]);
+        if (rc != cudaSuccess)
+            return rc;
+        c->nfuncs++;
+    }
+    const struct func *fn = &c->funcs[id];
+    fx_wr_u32(&c->out, (uint32_t)id + 1);
+    fx_wr_u32(&c->out, fn->nparams);
+    for (unsigned i = 0; i < fn->nparams; i++) {
+        fx_wr_u32(&c->out, fn->offset[i]);
+        fx_wr_u32(&c->out, fn->size[i]);
+    }
+    return cudaSuccess;
+}
+
+static int do_launch(struct conn *c, const struct fx_wire_req *q)
+{
+    uint32_t id = q->u.launch.func;
+    if (id == 0 || id > c->nfuncs)
+        return cudaErrorInvalidDeviceFunction;
+    const struct func *fn = &c->funcs[id - 1];
+    if (!fn->f)
+        return cudaErrorInvalidDeviceFunction;
+    if (q->u.launch.args_len != fn->args_len)
+        return cudaErrorInvalidValue;
+    CUstream s;
+    int rc = stream_of(c, q->u.launch.stream, q->h.dev, &s);
+    if (rc != cudaSuccess)
+        return rc;
+    /* The parameters at their offsets, in an aligned buffer. */
+    if (fn->args_len)
+        memcpy(c->args, q->u.launch.args, fn->args_len);
+    void *params[FX_WIRE_PARAMS_MAX];
+    for (unsigned i = 0; i < fn->nparams; i++)
+        params[i] = c->args + fn->offset[i];
+    const uint32_t *g = q->u.launch.grid, *b = q->u.launch.block;
+    return cuda_error(c->d.LaunchKernel(fn->f, g[0], g[1], g[2], b[0], b[1], b[2],
+                                        q->u.launch.shared_bytes, s,
+                                        fn->nparams ? params : NULL, NULL));
+}
+
+static int dispatch(struct conn *c, const struct fx_wire_req *q)
+{
+    int rc = use_dev(c, q->h.dev);
+    if (rc != cudaSuccess)
+        return rc;
+    switch (q->h.op) {
+    case FX_OP_MALLOC: return do_malloc(c, q);
+    case FX_OP_FREE: return do_free(c, q);
+    case FX_OP_MEMCPY_H2D: return do_h2d(c, q);
+    case FX_OP_MEMCPY_D2H: return do_d2h(c, q);
+    case FX_OP_MEMCPY_D2D: return do_d2d(c, q);
+    case FX_OP_STREAM_CREATE: return do_stream_create(c, q);
+    case FX_OP_STREAM_SYNC: {
+        CUstream s;
+        rc = stream_of(c, q->u.id.id, q->h.dev, &s);
+        return rc != cudaSuccess ? rc : q->u.id.id ? wait_stream(c, s) : wait_dev(c, q->h.dev);
+    }
+    case FX_OP_STREAM_DESTROY: return do_stream_destroy(c, q);
+    case FX_OP_DEVICE_SYNC: return wait_dev(c, q->h.dev);
+    case FX_OP_MEM_GET_INFO: return do_mem_get_info(c);
+    case FX_OP_MODULE_LOAD: return do_module_load(c, q);
+    case FX_OP_MODULE_UNLOAD: return do_module_unload(c, q);
+    case FX_OP_FUNC_GET: return do_func_get(c, q);
+    case FX_OP_LAUNCH: return do_launch(c, q);
+    default: return cudaErrorNotSupported; /* HELLO again */
+    }
+}
+
+/* --- The connection ----------------------------------------------------------- */
+
+/* Reads one frame into c->in; 0, or -1 when the client left or broke the
+ * protocol (logged). */
+static int read_frame(struct conn *c, struct fx_wire_req *q, int timeout_ms)
+{
+    unsigned char hb[FX_WIRE_HDR_SIZE];
+    struct fx_wire_hdr h;
+    struct flexpu_error err = {0};
+    int rc = fx_net_read_all(c->fd, hb, sizeof hb, timeout_ms);
+    if (rc == -ECONNRESET)
+        return -1; /* the client left */
+    if (rc != 0) {
+        FX_WARN(COMP, "client lost", "error=\"%s\"", strerror(-rc));
+        return -1;
+    }
+    if (fx_wire_hdr_decode(hb, &h, &err) != 0 || (h.op & FX_WIRE_REPLY)) {
+        FX_WARN(COMP, "protocol error", "error=\"%s\" op=%u", err.msg, (unsigned)h.op);
+        return -1;
+    }
+    if (h.len > c->in_cap) {
+        unsigned char *p = fx_realloc(c->in, h.len);
+        if (!p) {
+            FX_ERROR(COMP, "out of memory for a frame", "len=%u", h.len);
+            return -1;
+        }
+        c->in = p;
+        c->in_cap = h.len;
+    }
+    rc = fx_net_read_all(c->fd, c->in, h.len, c->o->write_timeout_ms);
+    if (rc != 0) {
+        FX_WARN(COMP, "client lost in a frame", "error=\"%s\"", strerror(-rc));
+        return -1;
+    }
+    if (fx_wire_req_decode(&h, c->in, q, &err) != 0) {
+        FX_WARN(COMP, "protocol error", "error=\"%s\"", err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+static void reply(struct conn *c, const struct fx_wire_req *q, size_t at, size_t head, int status)
+{
+    if (status != cudaSuccess)
+        c->out.len = head + FX_WIRE_REPLY_HEAD; /* no fields with an error */
+    struct fx_wire_reply r = {status, c->deferred, c->deferred_seq};
+    fx_wire_reply_patch(&c->out, head, &r);
+    struct fx_wire_hdr h = {.op = (uint16_t)(q->h.op | FX_WIRE_REPLY), .seq = q->h.seq,
+                            .dev = q->h.dev};
+    fx_wr_end(&c->out, at, h);
+    c->deferred = 0;
+    c->deferred_seq = 0;
+    flush_out(c);
+}
+
+static int const_eq(const unsigned char *a, size_t an, const unsigned char *b, size_t bn)
+{
+    unsigned char d = an != bn;
+    for (size_t i = 0; i < an && i < bn; i++)
+        d |= a[i] ^ b[i];
+    return d == 0;
+}
+
+/* The first frame: HELLO with the protocol version and the token. */
+static int hello(struct conn *c)
+{
+    struct fx_wire_req q;
+    if (read_frame(c, &q, c->o->hello_timeout_ms) != 0)
+        return -1;
+    int status = cudaSuccess;
+    if (q.h.op != FX_OP_HELLO || q.u.hello.version != FX_WIRE_VERSION)
+        status = cudaErrorNotSupported;
+    else if (c->o->token && !const_eq(q.u.hello.token, q.u.hello.token_len, c->o->token,
+                                      c->o->token_len))
+        status = cudaErrorNotPermitted;
+    else if (load_driver(&c->d) != 0)
+        status = cudaErrorNoDevice;
+    else {
+        CUresult r = c->d.Init(0);
+        if (r == CUDA_SUCCESS)
+            r = c->d.DeviceGetCount(&c->ndev);
+        if (r != CUDA_SUCCESS)
+            status = cuda_error(r);
+        if (c->ndev > MAX_DEVICES)
+            c->ndev = MAX_DEVICES;
+    }
+    size_t at = fx_wr_begin(&c->out), head = c->out.len;
+    fx_wire_reply_begin(&c->out, &(struct fx_wire_reply){0});
+    fx_wr_u32(&c->out, (uint32_t)c->ndev);
+    reply(c, &q, at, head, status);
+    if (status != cudaSuccess)
+        FX_WARN(COMP, "client refused", "status=%d", status);
+    return status == cudaSuccess && !c->broken ? 0 : -1;
+}
+
+/* Frees everything the client held, in dependency order. */
+static void release_all(struct conn *c)
+{
+    size_t n = c->nallocs;
+    for (size_t i = 0; i < c->nallocs; i++)
+        if (use_dev(c, (unsigned)c->allocs[i].dev) == cudaSuccess)
+            c->d.MemFree(c->allocs[i].ptr);
+    for (size_t i = 0; i < c->nstreams; i++)
+        if (c->streams[i].s && use_dev(c, (unsigned)c->streams[i].dev) == cudaSuccess)
+            c->d.StreamDestroy(c->streams[i].s);
+    for (size_t i = 0; i < c->nmods; i++)
+        if (c->mods[i])
+            c->d.ModuleUnload(c->mods[i]);
+    for (int d = 0; d < c->ndev; d++) {
+        if (c->ctx[d]) {
+            CUdevice h;
+            if (c->d.DeviceGet(&h, d) == CUDA_SUCCESS)
+                c->d.PrimaryRelease(h);
+        }
+    }
+    if (n)
+        FX_INFO(COMP, "freed what the client held", "allocations=%zu", n);
+}
+
+int fx_srv_serve(int fd, const struct fx_srv_opts *opts)
+{
+    struct conn *c = fx_calloc(1, sizeof *c);
+    if (!c) {
+        close(fd);
+        return -1;
+    }
+    c->fd = fd;
+    c->o = opts;
+    c->cur = -1;
+    c->last_write_ns = fx_mono_ns();
+    fx_wr_init(&c->out, FX_WIRE_HDR_SIZE + FX_WIRE_MAX_PAYLOAD);
+    int clean = 0;
+    if (hello(c) == 0) {
+        struct fx_wire_req q;
+        while (!c->broken && read_frame(c, &q, -1) == 0) {
+            int no_reply = (q.h.flags & FX_WIRE_NO_REPLY) != 0;
+            size_t at = 0, head = 0;
+            if (!no_reply) {
+                at = fx_wr_begin(&c->out);
+                head = c->out.len;
+                fx_wire_reply_begin(&c->out, &(struct fx_wire_reply){0});
+            }
+            int status = dispatch(c, &q);
+            if (!no_reply)
+                reply(c, &q, at, head, status);
+            else if (status != cudaSuccess && c->deferred == 0) {
+                c->deferred = status;
+                c->deferred_seq = q.h.seq;
+            }
+        }
+        clean = !c->broken;
+        if (c->ndev)
+            release_all(c);
+    }
+    close(fd);
+    fx_wr_free(&c->out);
+    fx_free(c->in);
+    fx_free(c->allocs);
+    fx_free(c->streams);
+    fx_free(c->mods);
+    fx_free(c->funcs);
+    fx_free(c);
+    return clean ? 0 : -1;
+}

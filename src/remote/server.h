@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* One worker of flexpu-remoted: serves one client connection with the
+ * driver API, in this process (docs/REMOTE.md). The process is the tenant's:
+ * libflexpu-cuda.so, preloaded with the slice's configuration, charges and
+ * arbitrates every driver call it makes. */
+#ifndef FX_REMOTE_SERVER_H
+#define FX_REMOTE_SERVER_H
+
+#include <stddef.h>
+
+struct fx_srv_opts {
+    const unsigned char *token; /* NULL: no token is asked for */
+    size_t token_len;
+    int hello_timeout_ms;    /* the client's first frame */
+    int write_timeout_ms;    /* longest a reply may wait for the client to read */
+    int progress_ms;         /* PROGRESS frames while a synchronisation waits */
+};
+
+/* Serves the connection `fd` until the client leaves, breaks the protocol or
+ * stops reading, then frees everything the client held (allocations,
+ * streams, modules, contexts) and closes `fd`. Returns 0 when the client
+ * left cleanly, -1 otherwise (the reason is logged). */
+int fx_srv_serve(int fd, const struct fx_srv_opts *opts);
+
+#endif

@@ -1,0 +1,293 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* A CUDA program as a user writes it, in plain C: it calls the runtime API
+ * and launches a kernel of its own, registered the way nvcc-generated code
+ * registers it (a constructor calling __cudaRegisterFatBinary and
+ * __cudaRegisterFunction; a host stub that pops the <<<...>>> configuration
+ * and calls cudaLaunchKernel). It is linked against libcudart.so.12 and
+ * knows nothing of flexpu: remote_test.sh runs it unmodified against the
+ * remote client library. The fat binary holds the fake driver's kernel
+ * description (test/fakecuda/fake_module.c): add_u32 adds v to n words.
+ *
+ * Modes (the first argument):
+ *   basic         copies each way, the kernel in stream order, big copies,
+ *                 memory info, and the errors of bad pointers
+ *   quota         allocates 8 MiB blocks until refused; prints the MiB held
+ *   hold MIB      allocates MIB, prints "holding", sleeps (to be killed)
+ *   loop          launches and synchronises until a call fails; exits 3
+ *   nodevice      expects cudaGetDeviceCount to fail; prints its error
+ * Exit 0 when the mode's checks pass, 1 with a message otherwise. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* --- What cuda_runtime_api.h declares (CUDA 12) --------------------------- */
+typedef int cudaError_t;
+typedef struct CUstream_st *cudaStream_t;
+typedef struct {
+    unsigned x, y, z;
+} dim3;
+typedef struct {
+    unsigned x, y, z;
+} uint3;
+enum { cudaMemcpyHostToDevice = 1, cudaMemcpyDeviceToHost = 2, cudaMemcpyDeviceToDevice = 3 };
+enum { cudaErrorMemoryAllocation = 2, cudaErrorInvalidValue = 1, cudaErrorInvalidDevice = 101,
+       cudaErrorIllegalAddress = 700 };
+cudaError_t cudaGetDeviceCount(int *count);
+cudaError_t cudaSetDevice(int device);
+cudaError_t cudaMalloc(void **p, size_t size);
+cudaError_t cudaFree(void *p);
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, int kind);
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, int kind, cudaStream_t s);
+cudaError_t cudaStreamCreate(cudaStream_t *s);
+cudaError_t cudaStreamSynchronize(cudaStream_t s);
+cudaError_t cudaStreamDestroy(cudaStream_t s);
+cudaError_t cudaDeviceSynchronize(void);
+cudaError_t cudaGetLastError(void);
+const char *cudaGetErrorString(cudaError_t e);
+const char *cudaGetErrorName(cudaError_t e);
+cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total);
+cudaError_t cudaLaunchKernel(const void *func, dim3 grid, dim3 block, void **args, size_t shared,
+                             cudaStream_t s);
+void **__cudaRegisterFatBinary(void *fatCubin);
+void __cudaRegisterFatBinaryEnd(void **handle);
+void __cudaUnregisterFatBinary(void **handle);
+void __cudaRegisterFunction(void **handle, const char *hostFun, char *deviceFun,
+                            const char *deviceName, int thread_limit, uint3 *tid, uint3 *bid,
+                            dim3 *bDim, dim3 *gDim, int *wSize);
+unsigned __cudaPushCallConfiguration(dim3 grid, dim3 block, size_t shared, void *stream);
+cudaError_t __cudaPopCallConfiguration(dim3 *grid, dim3 *block, size_t *shared, void *stream);
+
+/* --- What nvcc generates for this file's kernels --------------------------- */
+#define KERNELS "fakecubin\n_Z7add_u32jPjjj add_u32 4,8,4,4\n"
+static const struct {
+    uint32_t magic;
+    uint16_t version, header_size;
+    uint64_t fat_size;
+    uint16_t kind, flags; /* one entry: its header, then its payload */
+    uint32_t entry_header_size;
+    uint64_t payload_size;
+    char payload[sizeof KERNELS];
+} __attribute__((aligned(8))) fatbin = {
+    0xBA55ED50u, 1, 16, sizeof fatbin - 16, 2, 0, 16, sizeof KERNELS, KERNELS};
+static const struct {
+    int magic, version;
+    const void *data;
+    void *filename_or_fatbins;
+} fatbin_wrapper = {0x466243b1, 1, &fatbin, NULL};
+static void **fatbin_handle;
+
+/* The host stub of __global__ void add_u32(unsigned us, unsigned *p,
+ * unsigned n, unsigned v): v added to n words, after `us` microseconds. */
+static void add_u32(unsigned us, uint32_t *p, unsigned n, unsigned v)
+{
+    void *args[] = {&us, &p, &n, &v};
+    dim3 grid, block;
+    size_t shared;
+    cudaStream_t s;
+    if (__cudaPopCallConfiguration(&grid, &block, &shared, &s) != 0)
+        return;
+    cudaLaunchKernel((const void *)add_u32, grid, block, args, shared, s);
+}
+
+static void unregister_all(void)
+{
+    __cudaUnregisterFatBinary(fatbin_handle);
+}
+
+__attribute__((constructor)) static void register_all(void)
+{
+    fatbin_handle = __cudaRegisterFatBinary((void *)&fatbin_wrapper);
+    __cudaRegisterFunction(fatbin_handle, (const char *)add_u32, (char *)"_Z7add_u32jPjjj",
+                           "_Z7add_u32jPjjj", -1, NULL, NULL, NULL, NULL, NULL);
+    __cudaRegisterFatBinaryEnd(fatbin_handle);
+    atexit(unregister_all);
+}
+
+/* add_u32<<<grid, block, 0, s>>>(us, p, n, v) */
+static void launch_add(cudaStream_t s, unsigned us, uint32_t *p, unsigned n, unsigned v)
+{
+    dim3 grid = {(n + 255) / 256 ? (n + 255) / 256 : 1, 1, 1}, block = {256, 1, 1};
+    if (__cudaPushCallConfiguration(grid, block, 0, s) == 0)
+        add_u32(us, p, n, v);
+}
+
+/* --- The program ------------------------------------------------------------ */
+
+#define CHECK(call)                                                                                \
+    do {                                                                                           \
+        cudaError_t e_ = (call);                                                                   \
+        if (e_ != 0) {                                                                             \
+            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorName(e_)); \
+            exit(1);                                                                               \
+        }                                                                                          \
+    } while (0)
+
+#define EXPECT(cond)                                                                               \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: expected %s\n", __FILE__, __LINE__, #cond);                   \
+            exit(1);                                                                               \
+        }                                                                                          \
+    } while (0)
+
+static void basic_small(void)
+{
+    uint32_t host[64], back[64];
+    for (unsigned i = 0; i < 64; i++)
+        host[i] = i * 3;
+    uint32_t *a = NULL, *b = NULL;
+    CHECK(cudaMalloc((void **)&a, sizeof host));
+    CHECK(cudaMalloc((void **)&b, sizeof host));
+    CHECK(cudaMemcpy(a, host, sizeof host, cudaMemcpyHostToDevice));
+    cudaStream_t s;
+    CHECK(cudaStreamCreate(&s));
+    launch_add(s, 1000, a, 64, 5);
+    CHECK(cudaGetLastError());
+    CHECK(cudaMemcpyAsync(b, a, sizeof host, cudaMemcpyDeviceToDevice, s));
+    CHECK(cudaStreamSynchronize(s));
+    CHECK(cudaMemcpy(back, b, sizeof back, cudaMemcpyDeviceToHost));
+    for (unsigned i = 0; i < 64; i++)
+        EXPECT(back[i] == i * 3 + 5);
+    /* An asynchronous copy in, the kernel, a copy out on the same stream. */
+    CHECK(cudaMemcpyAsync(a, back, sizeof back, cudaMemcpyHostToDevice, s));
+    launch_add(s, 0, a, 64, 1);
+    CHECK(cudaMemcpyAsync(host, a, sizeof host, cudaMemcpyDeviceToHost, s));
+    for (unsigned i = 0; i < 64; i++)
+        EXPECT(host[i] == i * 3 + 6);
+    CHECK(cudaStreamDestroy(s));
+    CHECK(cudaFree(a));
+    CHECK(cudaFree(b));
+}
+
+/* More than one frame's worth each way: 9 MiB and 12 bytes. */
+static void basic_big(void)
+{
+    size_t words = (9u << 20) / 4 + 3, bytes = words * 4;
+    uint32_t *host = malloc(bytes), *back = malloc(bytes), *d = NULL;
+    EXPECT(host && back);
+    for (size_t i = 0; i < words; i++)
+        host[i] = (uint32_t)(i * 2654435761u);
+    CHECK(cudaMalloc((void **)&d, bytes));
+    CHECK(cudaMemcpy(d, host, bytes, cudaMemcpyHostToDevice));
+    launch_add(NULL, 0, d, (unsigned)words, 1);
+    CHECK(cudaMemcpy(back, d, bytes, cudaMemcpyDeviceToHost));
+    for (size_t i = 0; i < words; i++)
+        EXPECT(back[i] == host[i] + 1);
+    CHECK(cudaFree(d));
+    free(host);
+    free(back);
+}
+
+/* What the server refuses: pointers this client was not given. */
+static void basic_errors(void)
+{
+    uint32_t *a = NULL, word = 0;
+    CHECK(cudaMalloc((void **)&a, 64));
+    EXPECT(cudaFree((void *)(uintptr_t)0x1000) == cudaErrorInvalidValue);
+    EXPECT(cudaGetLastError() == cudaErrorInvalidValue);
+    EXPECT(cudaGetLastError() == 0);
+    EXPECT(cudaMemcpy(&word, a + 16, 4, cudaMemcpyDeviceToHost) == cudaErrorInvalidValue);
+    EXPECT(cudaMemcpy(a + 15, &word, 8, cudaMemcpyHostToDevice) == cudaErrorInvalidValue);
+    EXPECT(cudaMemcpy(a, (void *)(uintptr_t)0x1000, 4, cudaMemcpyDeviceToDevice) ==
+           cudaErrorInvalidValue);
+    int n = 0;
+    CHECK(cudaGetDeviceCount(&n));
+    EXPECT(cudaSetDevice(n) == cudaErrorInvalidDevice);
+    cudaGetLastError();
+    /* A kernel given an address it was not given fails, reported at the
+     * next synchronisation. */
+    launch_add(NULL, 0, (uint32_t *)(uintptr_t)0x1000, 4, 1);
+    EXPECT(cudaDeviceSynchronize() == cudaErrorIllegalAddress);
+    CHECK(cudaFree(a));
+}
+
+static int basic(void)
+{
+    int n = 0;
+    CHECK(cudaGetDeviceCount(&n));
+    EXPECT(n >= 1);
+    CHECK(cudaSetDevice(0));
+    basic_small();
+    basic_big();
+    size_t free_b = 0, total = 0;
+    CHECK(cudaMemGetInfo(&free_b, &total));
+    EXPECT(total > 0 && free_b <= total);
+    basic_errors();
+    printf("basic: ok (total %zu MiB)\n", total >> 20);
+    return 0;
+}
+
+static int quota(void)
+{
+    void *blocks[1024];
+    int n = 0;
+    cudaError_t e = 0;
+    while (n < 1024 && (e = cudaMalloc(&blocks[n], 8u << 20)) == 0)
+        n++;
+    EXPECT(e == cudaErrorMemoryAllocation);
+    EXPECT(cudaGetLastError() == cudaErrorMemoryAllocation);
+    /* Refused, not broken: freeing makes room again. */
+    if (n > 0) {
+        CHECK(cudaFree(blocks[--n]));
+        CHECK(cudaMalloc(&blocks[n++], 8u << 20));
+    }
+    printf("quota: refused after %d MiB\n", n * 8);
+    while (n > 0)
+        CHECK(cudaFree(blocks[--n]));
+    return 0;
+}
+
+static int hold(size_t mib)
+{
+    void *p = NULL;
+    CHECK(cudaMalloc(&p, mib << 20));
+    printf("holding %zu MiB\n", mib);
+    fflush(stdout);
+    sleep(60);
+    return 1;
+}
+
+static int loop(void)
+{
+    uint32_t *d = NULL, word = 0;
+    CHECK(cudaMalloc((void **)&d, 4));
+    printf("running\n");
+    fflush(stdout);
+    for (long i = 0; i < 1000000; i++) {
+        launch_add(NULL, 2000, d, 1, 1);
+        cudaError_t e = cudaDeviceSynchronize();
+        if (e == 0)
+            e = cudaMemcpy(&word, d, 4, cudaMemcpyDeviceToHost);
+        if (e != 0) {
+            printf("loop: %s after %ld rounds\n", cudaGetErrorName(e), i);
+            /* Every later call fails too, at once. */
+            EXPECT(cudaMalloc((void **)&d, 4) == e);
+            return 3;
+        }
+    }
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    const char *mode = argc > 1 ? argv[1] : "";
+    if (strcmp(mode, "basic") == 0)
+        return basic();
+    if (strcmp(mode, "quota") == 0)
+        return quota();
+    if (strcmp(mode, "hold") == 0 && argc == 3)
+        return hold(strtoul(argv[2], NULL, 10));
+    if (strcmp(mode, "loop") == 0)
+        return loop();
+    if (strcmp(mode, "nodevice") == 0) {
+        int n = -1;
+        cudaError_t e = cudaGetDeviceCount(&n);
+        printf("nodevice: %s, %d devices\n", cudaGetErrorName(e), n);
+        return e != 0 && n == 0 ? 0 : 1;
+    }
+    fprintf(stderr, "usage: remote_app basic|quota|hold MIB|loop|nodevice\n");
+    return 2;
+}

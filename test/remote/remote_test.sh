@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# The remote path end to end on loopback (docs/REMOTE.md): flexpu-remoted
+# with its workers on the fake driver under libflexpu-cuda.so (a 64 MiB
+# quota, 16 MiB of it the context), and remote_app, a plain CUDA program,
+# run unmodified against the client libcudart.so.12.
+#
+# usage: remote_test.sh SERVER CLIENT_LIB_DIR APP RUNTIME_LIB FAKE_DIR
+set -u
+server_bin=$1 client_dir=$2 app=$3 runtime_lib=$4 fake_dir=$5
+
+work=$(mktemp -d /tmp/flexpu-remote-test.XXXXXX)
+spid=
+fails=0
+cleanup() {
+    [ -n "$spid" ] && kill -KILL -- "-$spid" 2>/dev/null
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+fail() {
+    echo "FAIL: $*"
+    echo "--- server log"; tail -n 30 "$work/server.log" 2>/dev/null
+    fails=$((fails + 1))
+}
+
+head -c 32 /dev/urandom | base64 > "$work/token"
+echo "wrong-token-wrong-token-wrong" > "$work/bad-token"
+
+# Starts the server in its own process group (so the test can kill or stop
+# it with its workers) and waits for its port.
+start_server() {
+    rm -f "$work/port"
+    setsid env LD_PRELOAD="$runtime_lib" LD_LIBRARY_PATH="$fake_dir" \
+        FLEXPU_TENANT=remote-test FLEXPU_MEMORY_LIMIT=64Mi FLEXPU_CONTEXT_OVERHEAD=16Mi \
+        FLEXPU_STATE_DIR="$work/state" FAKECUDA_DIR="$work/fake" \
+        ASAN_OPTIONS=detect_leaks=0 \
+        "$server_bin" --listen 127.0.0.1:0 --token-file "$work/token" \
+        --port-file "$work/port" >>"$work/server.log" 2>&1 &
+    spid=$!
+    for _ in $(seq 100); do
+        [ -s "$work/port" ] && break
+        sleep 0.1
+    done
+    port=$(cat "$work/port" 2>/dev/null)
+    [ -n "$port" ] || { fail "the server did not start"; exit 1; }
+}
+
+stop_server() {
+    kill -KILL -- "-$spid" 2>/dev/null
+    wait "$spid" 2>/dev/null
+    spid=
+}
+
+# Runs the app against the server; a hang is a failure (timeout).
+app() {
+    timeout 60 env LD_LIBRARY_PATH="$client_dir" FLEXPU_REMOTE_ADDR="127.0.0.1:$port" \
+        FLEXPU_REMOTE_TOKEN_FILE="${token_file:-$work/token}" FLEXPU_REMOTE_TIMEOUT_MS="${timeout_ms:-10000}" \
+        ASAN_OPTIONS=detect_leaks=0 "$app" "$@"
+}
+
+# The same, replacing the calling (background) shell, so that $! is the
+# app's own pid and the test can kill it.
+app_exec() {
+    exec env LD_LIBRARY_PATH="$client_dir" FLEXPU_REMOTE_ADDR="127.0.0.1:$port" \
+        FLEXPU_REMOTE_TOKEN_FILE="$work/token" ASAN_OPTIONS=detect_leaks=0 "$app" "$@"
+}
+
+# Waits until the server has no worker left (a client that left is freed).
+wait_workers_gone() {
+    for _ in $(seq 100); do
+        [ -z "$(pgrep -P "$spid")" ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+mkdir -p "$work/state" "$work/fake"
+start_server
+
+# 1. Data come back right; bad pointers are refused.
+out=$(app basic 2>&1) || fail "basic: $out"
+echo "$out"
+
+# 2. The quota: 64 MiB, 16 of them the context: 48 MiB in 8 MiB blocks.
+wait_workers_gone || fail "a worker outlived its client"
+out=$(app quota 2>&1) || fail "quota: $out"
+echo "$out"
+[[ $out == *"refused after 48 MiB"* ]] || fail "quota: expected a refusal after 48 MiB: $out"
+
+# 3. A client killed while holding memory: its worker frees it all.
+wait_workers_gone || fail "a worker outlived its client"
+app_exec hold 40 > "$work/hold.out" 2>&1 &
+hpid=$!
+for _ in $(seq 100); do grep -q holding "$work/hold.out" && break; sleep 0.1; done
+grep -q holding "$work/hold.out" || fail "hold: $(cat "$work/hold.out")"
+kill -KILL "$hpid"; wait "$hpid" 2>/dev/null
+wait_workers_gone || fail "the killed client's worker did not exit"
+out=$(app quota 2>&1) || fail "quota after a killed client: $out"
+[[ $out == *"refused after 48 MiB"* ]] || fail "a killed client's memory was not freed: $out"
+echo "after a killed client: $out"
+
+# 4. A wrong token, no token: refused, as CUDA errors.
+out=$(token_file="$work/bad-token" app nodevice 2>&1) || fail "bad token: $out"
+[[ $out == *"nodevice: cudaErrorDevicesUnavailable"* ]] || fail "bad token accepted: $out"
+out=$(token_file=/dev/null app nodevice 2>&1) || fail "no token: $out"
+[[ $out == *"nodevice: cudaErrorDevicesUnavailable"* ]] || fail "no token accepted: $out"
+
+# 5. The server killed mid-run: CUDA errors, not a hang.
+app loop > "$work/loop.out" 2>&1 &
+lpid=$!
+for _ in $(seq 100); do grep -q running "$work/loop.out" && break; sleep 0.1; done
+sleep 0.3
+stop_server
+wait "$lpid"; rc=$?
+[ "$rc" = 3 ] || fail "server killed: app exit $rc: $(cat "$work/loop.out")"
+grep -q "loop: cudaErrorDevicesUnavailable" "$work/loop.out" ||
+    fail "server killed: $(cat "$work/loop.out")"
+grep "loop:" "$work/loop.out"
+
+# 6. The server stopped (a silent network): the deadline ends the wait.
+start_server
+timeout_ms=1000 app loop > "$work/loop2.out" 2>&1 &
+lpid=$!
+for _ in $(seq 100); do grep -q running "$work/loop2.out" && break; sleep 0.1; done
+sleep 0.3
+kill -STOP -- "-$spid"
+wait "$lpid"; rc=$?
+[ "$rc" = 3 ] || fail "server stopped: app exit $rc: $(cat "$work/loop2.out")"
+grep -q "loop: cudaErrorDevicesUnavailable" "$work/loop2.out" ||
+    fail "server stopped: $(cat "$work/loop2.out")"
+grep "loop:" "$work/loop2.out"
+stop_server
+
+# 7. No server at all.
+out=$(app nodevice 2>&1) || fail "no server: $out"
+[[ $out == *"nodevice: cudaErrorDevicesUnavailable"* ]] || fail "no server: $out"
+
+[ "$fails" = 0 ] && echo "remote_test: all passed"
+exit "$fails"
