@@ -142,6 +142,7 @@ struct ops {
     nvmlReturn_t (*procs)(nvmlDevice_t, unsigned int *, nvmlProcessInfo_t *);
     nvmlReturn_t (*uuid)(nvmlDevice_t, char *, unsigned int);
     nvmlReturn_t (*memory)(nvmlDevice_t, nvmlMemory_t *);
+    nvmlReturn_t (*minor)(nvmlDevice_t, unsigned int *);
 };
 
 /* Loads the MIG calls; false when the library lacks one (a driver before
@@ -171,6 +172,7 @@ static bool ops_load(struct fx_nvml *n, struct ops *o)
         {&o->procs, "nvmlDeviceGetComputeRunningProcesses_v3"},
         {&o->uuid, "nvmlDeviceGetUUID"},
         {&o->memory, "nvmlDeviceGetMemoryInfo"},
+        {&o->minor, "nvmlDeviceGetMinorNumber"},
     };
     for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
         if (!(*(void **)t[i].slot = fx_nvml_sym(n, t[i].name)))
@@ -202,6 +204,7 @@ struct gi {
 struct gpu_plan {
     const struct fx_node_gpu *g;
     nvmlDevice_t h;
+    int minor; /* read again once MIG is enabled: the driver may renumber the GPU */
     struct prof profs[NVML_GPU_INSTANCE_PROFILE_COUNT];
     int nprof;
     struct gi gis[MAX_GI];
@@ -241,7 +244,10 @@ static int mig_on(const struct ops *o, struct gpu_plan *pl, struct flexpu_error 
     if ((r = o->get_mode(pl->h, &cur, &pending)) != NVML_SUCCESS || cur != NVML_DEVICE_MIG_ENABLE)
         return gpu_fail(err, pl->g, "MIG is enabled but not active (%s): the GPU needs a "
                         "reset (nvidia-smi -r) or a reboot", nv(o, act != NVML_SUCCESS ? act : r));
-    FX_INFO(COMP, "MIG enabled", "gpu=%s", pl->g->uuid);
+    unsigned minor;
+    if (o->minor(pl->h, &minor) == NVML_SUCCESS)
+        pl->minor = (int)minor;
+    FX_INFO(COMP, "MIG enabled", "gpu=%s minor=%d", pl->g->uuid, pl->minor);
     return 0;
 }
 
@@ -504,6 +510,7 @@ static int devices_list(const struct ops *o, struct gpu_plan *pl, struct fx_node
                                     "profiles", max);
         struct fx_node_gpu *m = &out[(*nout)++];
         *m = *pl->g;
+        m->minor = pl->minor;
         unsigned gid = 0, cid = 0;
         nvmlMemory_t mem;
         if ((r = o->uuid(d, m->uuid, sizeof(m->uuid))) != NVML_SUCCESS ||
@@ -546,6 +553,7 @@ int fx_mig_setup(struct fx_nvml *n, const struct fx_mig_layout *layout, struct f
         memset(pl, 0, sizeof(*pl));
         pl->g = &gpus[i];
         pl->h = (nvmlDevice_t)gpus[i].handle;
+        pl->minor = gpus[i].minor;
         int on = have_calls ? mig_on(&o, pl, err) : 1;
         if (on < 0) {
             rc = -1;
