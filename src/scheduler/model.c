@@ -1502,6 +1502,7 @@ static void fill(struct fx_attempt *a, const struct pod *p, enum fx_outcome o)
 static void assume(struct fx_model *m, struct pod *p, struct node *n,
                    const struct flexpu_placement *pl, int64_t id, int64_t slice_mem)
 {
+    p->gpus = p->noquota = 0;
     if (p->spec.wants_gpu) {
         struct fx_allocation al = {.ngpu = pl->ngpu};
         for (int i = 0; i < pl->ngpu; i++) {
@@ -1510,6 +1511,9 @@ static void assume(struct fx_model *m, struct pod *p, struct node *n,
             al.gpus[i].index = pl->gpu[i];
             al.gpus[i].cores = pl->milli[i] >= 10 ? pl->milli[i] / 10 : 0;
             al.gpus[i].mem = p->spec.gpu_mem ? p->spec.gpu_mem : slice_mem;
+            p->gpus |= 1u << pl->gpu[i];
+            if (al.gpus[i].mem <= 0)
+                p->noquota |= 1u << pl->gpu[i]; /* a whole GPU: all its memory */
         }
         char *s = fx_allocation_format(&al);
         str_set(&p->allocation, s);
@@ -1698,6 +1702,9 @@ static int gang_turn(struct fx_model *m, struct pod *p, struct fx_attempt *a)
     for (int i = 0; i < n; i++) {
         dequeue(m, mem[i]);
         assume(m, mem[i], nodes[i], &gm[i].place, gm[i].alloc_id, slice_mem[i]);
+        /* Borrowers holding memory a member needs are reclaimed at once;
+         * the gang is not held back for them (a next step). */
+        borrow_conflict(m, mem[i], nodes[i], &gm[i].place);
         if (i == 0)
             continue;
         if (heap_push(&m->ready, mem[i])) {
@@ -1971,6 +1978,7 @@ static bool preempt(struct fx_model *m, struct pod *p, struct fx_attempt *a)
     }
     assume(m, p, nd, &pre.place, id, slice_mem);
     set_state(m, p, POD_NOMINATED);
+    borrow_conflict(m, p, nd, &pre.place); /* as for gangs: reclaimed, not waited for */
     char where[300];
     snprintf(where, sizeof(where), "on node %.200s", nd->name);
     victims_queue(m, p, &vs, pre.nevicted, where, a);

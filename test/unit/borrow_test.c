@@ -313,6 +313,16 @@ static void test_never_without_memory_or_opt_in(void **state)
     waits(m, "1Gi");
     fx_model_free(m);
 
+    /* The same when the model placed that owner itself (not yet read back). */
+    m = model();
+    node(m, "n1", 1, NULL);
+    pod(m, "w", 100, "", false, NULL, 0, false, 0);
+    next(m, FX_BIND, "w");
+    fx_model_bind_done(m, "w", 0, 0);
+    read_all(m, "n1", 1, T0, 0);
+    waits(m, "1Gi");
+    fx_model_free(m);
+
     /* Not opportunistic, or not a one-GPU slice. */
     m = model();
     node(m, "n1", 1, NULL);
