@@ -183,13 +183,13 @@ static void basic_big(void)
 /* What the server refuses: pointers this client was not given. */
 static void basic_errors(void)
 {
-    uint32_t *a = NULL, word = 0;
+    uint32_t *a = NULL, word = 0, pair[2] = {0, 0};
     CHECK(cudaMalloc((void **)&a, 64));
     EXPECT(cudaFree((void *)(uintptr_t)0x1000) == cudaErrorInvalidValue);
     EXPECT(cudaGetLastError() == cudaErrorInvalidValue);
     EXPECT(cudaGetLastError() == 0);
     EXPECT(cudaMemcpy(&word, a + 16, 4, cudaMemcpyDeviceToHost) == cudaErrorInvalidValue);
-    EXPECT(cudaMemcpy(a + 15, &word, 8, cudaMemcpyHostToDevice) == cudaErrorInvalidValue);
+    EXPECT(cudaMemcpy(a + 15, pair, 8, cudaMemcpyHostToDevice) == cudaErrorInvalidValue);
     EXPECT(cudaMemcpy(a, (void *)(uintptr_t)0x1000, 4, cudaMemcpyDeviceToDevice) ==
            cudaErrorInvalidValue);
     int n = 0;

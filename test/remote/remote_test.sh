@@ -136,5 +136,10 @@ stop_server
 out=$(app nodevice 2>&1) || fail "no server: $out"
 [[ $out == *"nodevice: cudaErrorDevicesUnavailable"* ]] || fail "no server: $out"
 
+# 8. Nothing in the server's workers tripped a sanitizer (sanitized builds).
+if grep -q "Sanitizer\|runtime error" "$work/server.log"; then
+    fail "the server's log has sanitizer reports"
+fi
+
 [ "$fails" = 0 ] && echo "remote_test: all passed"
 exit "$fails"
