@@ -82,6 +82,16 @@ start_server
 out=$(app basic 2>&1) || fail "basic: $out"
 echo "$out"
 
+# 1b. Garbage on the wire: the worker drops the connection, the server goes on.
+for i in 1 2 3 4 5; do
+    head -c $((i * 700)) /dev/urandom > "/dev/tcp/127.0.0.1/$port" 2>/dev/null
+done
+# A valid HELLO header whose payload lies about its token's length.
+printf '\x10\x00\x00\x00\x01\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\xff\xff\x00\x00AAAAAAAA' \
+    > "/dev/tcp/127.0.0.1/$port" 2>/dev/null
+wait_workers_gone || fail "a worker outlived garbage"
+out=$(app basic 2>&1) || fail "basic after garbage: $out"
+
 # 2. The quota: 64 MiB, 16 of them the context: 48 MiB in 8 MiB blocks.
 wait_workers_gone || fail "a worker outlived its client"
 out=$(app quota 2>&1) || fail "quota: $out"
