@@ -580,3 +580,31 @@ done:
     free(pl);
     return rc;
 }
+
+int fx_mig_profiles(struct fx_nvml *n, const struct fx_node_gpu *gpu,
+                    char names[][FX_MIG_NAME_MAX], unsigned *slices, int max,
+                    struct flexpu_error *err)
+{
+    struct ops o;
+    if (!ops_load(n, &o))
+        return 0;
+    struct gpu_plan *pl = calloc(1, sizeof(*pl));
+    if (!pl)
+        return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory");
+    pl->g = gpu;
+    pl->h = (nvmlDevice_t)gpu->handle;
+    pl->minor = gpu->minor;
+    struct fx_mig_layout none = {0};
+    int rc = mig_on(&o, pl, err);
+    if (rc == 0 && profiles_read(&o, pl, &none, err) != 0)
+        rc = -1;
+    if (rc == 0)
+        for (int k = 0; k < pl->nprof && rc < max; k++, rc++) {
+            snprintf(names[rc], FX_MIG_NAME_MAX, "%s", pl->profs[k].name);
+            slices[rc] = pl->profs[k].slices;
+        }
+    else
+        rc = rc > 0 ? 0 : -1;
+    free(pl);
+    return rc;
+}

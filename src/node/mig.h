@@ -60,4 +60,13 @@ void fx_mig_profile_name(unsigned slices, unsigned long long mem_mib, int64_t gp
 int fx_mig_setup(struct fx_nvml *n, const struct fx_mig_layout *layout, struct fx_node_gpu *gpus,
                  int *count, int max, struct flexpu_error *err);
 
+/* The GPU instance profiles of `gpu` (from discovery) as fx_mig_setup
+ * names them, with their compute slices, MIG enabled first if it is off
+ * (as fx_mig_setup would). Returns how many (at most max), 0 when the GPU
+ * has no MIG, -1 with err set on an NVML error. For test/gpu/mig_check.sh,
+ * which picks a layout the GPU has. */
+int fx_mig_profiles(struct fx_nvml *n, const struct fx_node_gpu *gpu,
+                    char names[][FX_MIG_NAME_MAX], unsigned *slices, int max,
+                    struct flexpu_error *err);
+
 #endif
