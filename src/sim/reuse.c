@@ -15,12 +15,12 @@
 #define MAXHIST   64  /* predictor samples */
 #define SCAN      64  /* backlog jobs looked at in one pass */
 #define NFAILED   8   /* request shapes that fitted nowhere in one pass */
-#define NBINS     2000 /* slowdown histogram: 1.00 .. 21.00 by 0.01 */
+#define NBINS     20000 /* slowdown histogram: 1.000 .. 21.000 by 0.001 */
 #define GPU_MEM   1000.0 /* GPU memory in thousandths: shares reserve it in proportion */
 
 enum kind { OWNER, BATCH };
 enum state { WAIT, RUN, BORROW, DONE };
-enum ev_type { EV_OWNER_END, EV_BATCH_END, EV_OWNER_ARRIVE, EV_TICK };
+enum ev_type { EV_OWNER_END, EV_BATCH_END, EV_TICK };
 
 struct job {
     enum kind kind;
@@ -36,13 +36,14 @@ struct job {
     int gen, gid;           /* gid: a borrower's GPU */
     /* owners */
     int series, offset, age;
-    float duty, mem;
-    float hd[MAXHIST], hm[MAXHIST];
+    float duty, mres; /* mres: memory reserved, a fraction of its share's (1: all of it) */
+    float hd[MAXHIST];
 };
 
 struct gpu {
     int node;
-    double own_use, own_mem, own_res, pred_use, pred_mem; /* owners, thousandths */
+    double own_use, own_res, own_mres, pred_use; /* owners: use, compute and memory
+                                                  * reserved, predicted use; thousandths */
     double batch; /* ordinary batch compute (and memory: shares reserve in proportion) */
     int nb, b[MAXB];
     int starved, last_reclaim;
@@ -62,18 +63,22 @@ struct sim {
     struct flexpu_rng rng;
     struct fx_reuse_result *out;
     struct job *jobs;
-    int njobs, cap_jobs, nowners;
+    int njobs, cap_jobs;
+    int *own, nown, cap_own; /* running owners */
+    int *ls, nls, ls_next;   /* the trace's LS pods with GPUs, in creation order */
+    double owner_wait;       /* GPU compute the waiting owners ask, thousandths */
+    float *peak;             /* each GenAI pod's peak memory */
     struct gpu *g;
     int ngpus, *gbase;
     uint64_t *node_mask;
     struct ev *heap;
     int nheap, cap_heap;
-    int *backlog, nbacklog; /* job indices, oldest first */
-    int *owait, nowait;
+    int *backlog, nbacklog, cap_backlog; /* job indices, oldest first */
+    int *owait, nowait, cap_owait;
     int *be, nbe, be_next; /* the trace's BE pods with GPUs, in creation order */
     double be_t0, be_span;
     long tick;
-    double w0, w1, last_t, t_start;
+    double w0, w1, last_t;
     /* sums */
     double owner_use, batch_rate, owner_res;
     double a_owner, a_res, a_alloc, useful_batch, useful_borrowed, lost;
@@ -193,7 +198,8 @@ static int borrower_rates(struct sim *s, int gi, double now)
     return 0;
 }
 
-static double borrowed_mem(const struct sim *s, const struct gpu *g)
+/* The compute shares of GPU g's borrowers, thousandths. */
+static double lent_milli(const struct sim *s, const struct gpu *g)
 {
     double m = 0;
     for (int k = 0; k < g->nb; k++)
@@ -201,8 +207,30 @@ static double borrowed_mem(const struct sim *s, const struct gpu *g)
     return m;
 }
 
+/* The memory they hold: batch_mem of their shares' memory each. */
+static double borrowed_mem(const struct sim *s, const struct gpu *g)
+{
+    return lent_milli(s, g) * s->c->batch_mem;
+}
+
+/* Room for one more job in the backlog (evictions put jobs back). */
+static int backlog_room(struct sim *s)
+{
+    if (s->nbacklog < s->cap_backlog)
+        return 0;
+    int cap = s->cap_backlog ? 2 * s->cap_backlog : 1024;
+    int *a = fx_realloc(s->backlog, (size_t)cap * sizeof(int));
+    if (!a)
+        return FLEXPU_ENOMEM;
+    s->backlog = a;
+    s->cap_backlog = cap;
+    return 0;
+}
+
 static int backlog_front(struct sim *s, int id)
 {
+    if (backlog_room(s))
+        return FLEXPU_ENOMEM;
     memmove(&s->backlog[1], &s->backlog[0], (size_t)s->nbacklog * sizeof(int));
     s->backlog[0] = id;
     s->nbacklog++;
@@ -234,14 +262,11 @@ static int evict(struct sim *s, int id, double now, struct flexpu_error *err)
     j->alloc_id = -1;
     j->rate = j->done = j->win = 0;
     j->gen++;
-    backlog_front(s, id);
+    if (backlog_front(s, id))
+        return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory for the backlog");
     return gi >= 0 ? borrower_rates(s, gi, now) : 0;
 }
 
-/* The runtime's guarantee: before anyone on GPU g could be refused memory,
- * borrowers go, the one with the least work done first. Owners and
- * ordinary jobs never exceed their reservations, so evicting borrowers
- * always makes room; `refused` counts it ever failing. */
 /* The borrower on g that loses the least work when evicted: the one that
  * has done the least. g has at least one. */
 static int least_done(const struct sim *s, const struct gpu *g)
@@ -253,16 +278,22 @@ static int least_done(const struct sim *s, const struct gpu *g)
     return g->b[v];
 }
 
+/* The rule that keeps owners from ever being refused: borrowers hold only
+ * memory no allocation reserved, so when a new allocation (an owner, an
+ * ordinary batch job) reserves memory a borrower holds, borrowers go first,
+ * the one with the least work done first (evict_memory). Reservations never
+ * exceed the GPU (shares do not, and a reservation is at most its share),
+ * so that always makes room; `refused` counts it ever failing. */
 static int settle_memory(struct sim *s, int gi, double now, struct flexpu_error *err)
 {
     struct gpu *g = &s->g[gi];
-    while (g->nb > 0 && g->own_mem + g->batch + borrowed_mem(s, g) > GPU_MEM + 1e-6) {
+    while (g->nb > 0 && g->own_mres + g->batch + borrowed_mem(s, g) > GPU_MEM + 1e-6) {
         int rc = evict(s, least_done(s, g), now, err);
         if (rc)
             return rc;
         s->out->evict_memory++;
     }
-    if (g->own_mem + g->batch + borrowed_mem(s, g) > GPU_MEM + 1e-6)
+    if (g->own_mres + g->batch + borrowed_mem(s, g) > GPU_MEM + 1e-6)
         s->out->refused++;
     return 0;
 }
@@ -270,37 +301,32 @@ static int settle_memory(struct sim *s, int gi, double now, struct flexpu_error 
 /* ---- owners ------------------------------------------------------------------ */
 
 /* The predictor: the most the owner used in its last predict_samples
- * samples; all of its reservation until it has that many. */
-static void predicted(const struct sim *s, const struct job *o, double *duty, double *mem)
+ * samples; all of its reservation until it has that many. (The GenAI
+ * series cover 22.8 hours, too short to learn a daily pattern from one day
+ * and check it on another: docs/REUSE.md.) */
+static double predicted(const struct sim *s, const struct job *o)
 {
     int n = s->c->predict_samples;
-    if (o->age < n) {
-        *duty = *mem = 1;
-        return;
-    }
-    float d = 0, m = 0;
-    for (int k = 0; k < n; k++) {
+    if (o->age < n)
+        return 1;
+    float d = 0;
+    for (int k = 0; k < n; k++)
         d = fmaxf(d, o->hd[k]);
-        m = fmaxf(m, o->hm[k]);
-    }
-    *duty = d;
-    *mem = m;
+    return d;
 }
 
 /* Adds (sign 1) or removes (-1) an owner's use, memory and prediction on
  * its GPUs. */
 static void owner_apply(struct sim *s, const struct job *o, int sign)
 {
-    double pd, pm;
-    predicted(s, o, &pd, &pm);
+    double pd = predicted(s, o);
     for (int k = 0; k < o->pl.ngpu; k++) {
         struct gpu *g = &s->g[gid_of(s, &o->pl, k)];
         double res = o->pl.milli[k];
         g->own_use += sign * o->duty * o->req.gpu_milli;
-        g->own_mem += sign * o->mem * res;
         g->own_res += sign * res;
+        g->own_mres += sign * o->mres * res;
         g->pred_use += sign * pd * o->req.gpu_milli;
-        g->pred_mem += sign * pm * res;
         s->owner_use += sign * o->duty * o->req.gpu_milli;
         s->owner_res += sign * res;
     }
@@ -312,11 +338,8 @@ static void owner_sample(struct sim *s, struct job *o)
     const struct fx_genai_pod *p = &s->u->pods[o->series];
     long k = (s->tick + o->offset) % s->u->nsteps;
     o->duty = p->duty[k];
-    o->mem = p->mem[k];
-    memmove(&o->hd[1], &o->hd[0], (MAXHIST - 1) * sizeof(float));
-    memmove(&o->hm[1], &o->hm[0], (MAXHIST - 1) * sizeof(float));
+    memmove(&o->hd[1], &o->hd[0], (size_t)(s->c->predict_samples - 1) * sizeof(float));
     o->hd[0] = o->duty;
-    o->hm[0] = o->mem;
 }
 
 static int owner_start(struct sim *s, int id, double now, int64_t alloc, struct flexpu_error *err)
@@ -327,6 +350,16 @@ static int owner_start(struct sim *s, int id, double now, int64_t alloc, struct 
     o->age = 0;
     owner_sample(s, o);
     owner_apply(s, o, 1);
+    if (s->nown == s->cap_own) {
+        int cap = s->cap_own ? 2 * s->cap_own : 256;
+        int *a = fx_realloc(s->own, (size_t)cap * sizeof(int));
+        if (!a)
+            return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory for owners");
+        s->own = a;
+        s->cap_own = cap;
+    }
+    s->own[s->nown++] = id;
+    s->owner_wait -= (double)o->req.gpu_milli * o->req.num_gpu;
     s->out->owners_started++;
     for (int k = 0; k < o->pl.ngpu; k++) {
         int gi = gid_of(s, &o->pl, k), rc;
@@ -342,8 +375,8 @@ static int owner_preempt(struct sim *s, int id, double now, struct flexpu_error 
 {
     struct job *o = &s->jobs[id];
     int nc = 0;
-    for (int i = s->nowners; i < s->njobs; i++)
-        nc += s->jobs[i].state == RUN || s->jobs[i].state == BORROW;
+    for (int i = 0; i < s->njobs; i++)
+        nc += s->jobs[i].kind == BATCH && (s->jobs[i].state == RUN || s->jobs[i].state == BORROW);
     if (nc == 0)
         return 0;
     struct flexpu_victim_cand *vc = fx_malloc((size_t)nc * sizeof(*vc));
@@ -354,9 +387,9 @@ static int owner_preempt(struct sim *s, int id, double now, struct flexpu_error 
         goto out;
     }
     nc = 0;
-    for (int i = s->nowners; i < s->njobs; i++) {
+    for (int i = 0; i < s->njobs; i++) {
         struct job *j = &s->jobs[i];
-        if (j->state != RUN && j->state != BORROW)
+        if (j->kind != BATCH || (j->state != RUN && j->state != BORROW))
             continue;
         progress(s, j, now);
         idx[nc] = i;
@@ -390,21 +423,61 @@ out:
     return rc;
 }
 
-/* Starts the waiting owners that fit (preempting batch when `preempt`). */
-static int serve_owners(struct sim *s, double now, bool preempt, struct flexpu_error *err)
+/* A new job's index, its record zeroed; -1 when out of memory. */
+static int new_job(struct sim *s)
 {
-    for (int k = 0; k < s->nowait;) {
+    if (s->njobs == s->cap_jobs) {
+        int cap = s->cap_jobs * 2;
+        struct job *a = fx_realloc(s->jobs, (size_t)cap * sizeof(*a));
+        if (!a)
+            return -1;
+        s->jobs = a;
+        s->cap_jobs = cap;
+    }
+    memset(&s->jobs[s->njobs], 0, sizeof(s->jobs[0]));
+    s->jobs[s->njobs].alloc_id = -1;
+    s->jobs[s->njobs].first_start = -1;
+    return s->njobs++;
+}
+
+static bool same_shape(const struct flexpu_pod_req *a, const struct flexpu_pod_req *b)
+{
+    return a->cpu_milli == b->cpu_milli && a->mem_mib == b->mem_mib && a->num_gpu == b->num_gpu &&
+           a->gpu_milli == b->gpu_milli && a->model_mask == b->model_mask;
+}
+
+static bool may_fit_freed(const struct sim *s, const struct flexpu_pod_req *req, const int *gpus,
+                          int ngpus);
+
+/* Starts the waiting owners that fit, oldest first, on gpus[0..n) (NULL:
+ * anywhere; then, with `preempt`, evicting batch jobs for those that fit
+ * nowhere). A shape that did not fit is not tried again in the same pass. */
+static int serve_owners(struct sim *s, double now, bool preempt, const int *gpus, int ngpus,
+                        struct flexpu_error *err)
+{
+    struct flexpu_pod_req failed[NFAILED];
+    int nfailed = 0;
+    for (int k = 0; k < s->nowait && nfailed < NFAILED;) {
         int id = s->owait[k];
         struct job *o = &s->jobs[id];
+        bool known = false;
+        for (int f = 0; f < nfailed && !known; f++)
+            known = same_shape(&failed[f], &o->req);
+        if (known) {
+            k++;
+            continue;
+        }
         struct flexpu_noplace why;
         int64_t alloc;
-        int rc = flexpu_engine_place(s->e, &o->req, &s->rng, &o->pl, &alloc, &why);
+        int rc = may_fit_freed(s, &o->req, gpus, ngpus)
+                     ? flexpu_engine_place(s->e, &o->req, &s->rng, &o->pl, &alloc, &why)
+                     : FLEXPU_ENOFIT;
         bool placed = false;
         if (rc == 0) {
             rc = owner_start(s, id, now, alloc, err);
             placed = true;
         } else if (rc == FLEXPU_ENOFIT) {
-            rc = preempt ? owner_preempt(s, id, now, err) : 0;
+            rc = preempt && !gpus ? owner_preempt(s, id, now, err) : 0;
             placed = rc == 1;
             rc = rc == 1 ? 0 : rc;
         } else {
@@ -417,8 +490,56 @@ static int serve_owners(struct sim *s, double now, bool preempt, struct flexpu_e
             memmove(&s->owait[k], &s->owait[k + 1], (size_t)(s->nowait - k - 1) * sizeof(int));
             s->nowait--;
         } else {
+            failed[nfailed++] = o->req;
             k++;
         }
+    }
+    return 0;
+}
+
+/* Owners arrive while the GPU compute they reserve, with what the waiting
+ * ones ask, is below owner_share of the cluster's: each the next LS pod of
+ * the trace (cycled in creation order), with its series and offset drawn.
+ * So the share is a knob however the trace's arrivals bunch; the run
+ * reports the time mean it reached (reserved_share). They wait for the
+ * caller's serve_owners. */
+static int admit_owners(struct sim *s, double now, struct flexpu_error *err)
+{
+    double target = s->c->owner_share * s->ngpus * FLEXPU_GPU_MILLI;
+    for (int n = 0; s->owner_res + s->owner_wait < target && n < s->nls; n++) {
+        int id = new_job(s);
+        if (id < 0)
+            return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory for owners");
+        int ti = s->ls[s->ls_next++ % s->nls];
+        const struct fx_trace_pod *p = &s->t->pods[ti];
+        struct job *o = &s->jobs[id];
+        o->kind = OWNER;
+        o->state = WAIT;
+        o->trace = ti;
+        int rc = fx_trace_req(s->e, p, &o->req, err);
+        if (rc)
+            return rc;
+        int64_t from = p->scheduled >= 0 ? p->scheduled : p->creation;
+        o->run = p->deletion >= from ? (double)(p->deletion - from) : 1;
+        if (o->run < 1)
+            o->run = 1;
+        o->arrival = now;
+        o->series = (int)flexpu_rng_below(&s->rng, (uint64_t)s->u->npods);
+        o->offset = (int)flexpu_rng_below(&s->rng, (uint64_t)s->u->nsteps);
+        o->mres = s->c->owner_mem == FX_OWNER_MEM_SHARE
+                      ? 1.0f
+                      : fminf(1.0f, s->peak[o->series] * (float)FLEXPU_GPU_MILLI /
+                                        (float)o->req.gpu_milli);
+        if (s->nowait == s->cap_owait) {
+            int cap = s->cap_owait ? 2 * s->cap_owait : 256;
+            int *a = fx_realloc(s->owait, (size_t)cap * sizeof(int));
+            if (!a)
+                return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory for owners");
+            s->owait = a;
+            s->cap_owait = cap;
+        }
+        s->owait[s->nowait++] = id;
+        s->owner_wait += (double)o->req.gpu_milli * o->req.num_gpu;
     }
     return 0;
 }
@@ -428,18 +549,12 @@ static int serve_owners(struct sim *s, double now, bool preempt, struct flexpu_e
 /* Appends the next BE pod of the cycled trace to the backlog. */
 static int batch_new(struct sim *s, double now, struct flexpu_error *err)
 {
-    if (s->njobs == s->cap_jobs) {
-        int cap = s->cap_jobs * 2;
-        struct job *a = fx_realloc(s->jobs, (size_t)cap * sizeof(*a));
-        if (!a)
-            return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory for batch jobs");
-        s->jobs = a;
-        s->cap_jobs = cap;
-    }
+    int id = new_job(s);
+    if (id < 0)
+        return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory for batch jobs");
     int ti = s->be[s->be_next++ % s->nbe];
     const struct fx_trace_pod *tp = &s->t->pods[ti];
-    struct job *j = &s->jobs[s->njobs];
-    memset(j, 0, sizeof(*j));
+    struct job *j = &s->jobs[id];
     j->kind = BATCH;
     j->state = WAIT;
     j->trace = ti;
@@ -452,9 +567,9 @@ static int batch_new(struct sim *s, double now, struct flexpu_error *err)
         j->run = 1;
     j->work = j->run * j->req.gpu_milli * j->req.num_gpu;
     j->arrival = now;
-    j->alloc_id = -1;
-    j->first_start = -1;
-    s->backlog[s->nbacklog++] = s->njobs++;
+    if (backlog_room(s))
+        return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory for the backlog");
+    s->backlog[s->nbacklog++] = id;
     return 0;
 }
 
@@ -474,9 +589,9 @@ static int batch_begin(struct sim *s, int id, double now, double rate)
     return set_rate(s, id, now, rate) ? FLEXPU_ENOMEM : 0;
 }
 
-/* Whether borrower j may go on GPU gi: the owner is predicted idle enough
- * to leave it its whole share, and its memory fits in what the owners
- * reserved and are predicted not to use. */
+/* Whether borrower j may go on GPU gi: the owners are predicted idle
+ * enough to leave it its whole share, and its memory (its share of the
+ * GPU's, as an ordinary slice's) fits in what no allocation reserved. */
 static bool may_borrow(const struct sim *s, const struct job *j, int gi)
 {
     const struct gpu *g = &s->g[gi];
@@ -484,10 +599,10 @@ static bool may_borrow(const struct sim *s, const struct job *j, int gi)
         return false;
     if (j->req.model_mask && !(j->req.model_mask & s->node_mask[g->node]))
         return false;
-    double want = j->req.gpu_milli, lent = borrowed_mem(s, g);
-    if (FLEXPU_GPU_MILLI - g->pred_use - g->batch - lent < want)
+    double want = j->req.gpu_milli;
+    if (FLEXPU_GPU_MILLI - g->pred_use - g->batch - lent_milli(s, g) < want)
         return false;
-    if (lent + want > g->own_res - g->pred_mem)
+    if (g->own_mres + g->batch + borrowed_mem(s, g) + want * s->c->batch_mem > GPU_MEM + 1e-6)
         return false;
     return flexpu_engine_node_free_cpu(s->e, g->node) >= j->req.cpu_milli &&
            flexpu_engine_node_free_mem(s->e, g->node) >= j->req.mem_mib;
@@ -509,7 +624,7 @@ static int borrow(struct sim *s, int id, double now, const int *gpus, int n,
         if (!may_borrow(s, j, gi))
             continue;
         const struct gpu *g = &s->g[gi];
-        double idle = FLEXPU_GPU_MILLI - g->pred_use - g->batch - borrowed_mem(s, g);
+        double idle = FLEXPU_GPU_MILLI - g->pred_use - g->batch - lent_milli(s, g);
         if (idle > best_idle) {
             best = gi;
             best_idle = idle;
@@ -536,10 +651,55 @@ static int borrow(struct sim *s, int id, double now, const int *gpus, int n,
     return rc ? rc : 1;
 }
 
-static bool same_shape(const struct flexpu_pod_req *a, const struct flexpu_pod_req *b)
+/* The largest compute share a borrower could get on one of gpus[0..n)
+ * (NULL: all), by predicted idle compute and unreserved memory: a cheap
+ * bound that spares the full search for jobs that cannot fit. */
+static double borrow_room(const struct sim *s, const int *gpus, int n)
 {
-    return a->cpu_milli == b->cpu_milli && a->mem_mib == b->mem_mib && a->num_gpu == b->num_gpu &&
-           a->gpu_milli == b->gpu_milli && a->model_mask == b->model_mask;
+    double best = 0;
+    int count = gpus ? n : s->ngpus;
+    for (int k = 0; k < count; k++) {
+        const struct gpu *g = &s->g[gpus ? gpus[k] : k];
+        if (g->nb == MAXB || g->own_res <= 0)
+            continue;
+        double c = FLEXPU_GPU_MILLI - g->pred_use - g->batch - lent_milli(s, g);
+        double m = GPU_MEM - g->own_mres - g->batch - borrowed_mem(s, g);
+        if (s->c->batch_mem > 0)
+            c = fmin(c, m / s->c->batch_mem);
+        best = fmax(best, c);
+    }
+    return best;
+}
+
+/* Reuse: backlog jobs that are still waiting after the ordinary pass go,
+ * oldest first, as borrowers where their share is predicted idle. */
+static int serve_borrowers(struct sim *s, double now, const int *gpus, int ngpus,
+                           struct flexpu_error *err)
+{
+    double room = borrow_room(s, gpus, ngpus);
+    struct flexpu_pod_req failed[NFAILED];
+    int nfailed = 0;
+    for (int k = 0; k < s->nbacklog && room > 0 && nfailed < NFAILED;) {
+        struct job *j = &s->jobs[s->backlog[k]];
+        bool skip = j->req.num_gpu != 1 || j->req.gpu_milli > room + 1e-9;
+        for (int f = 0; f < nfailed && !skip; f++)
+            skip = same_shape(&failed[f], &j->req);
+        if (skip) {
+            k++;
+            continue;
+        }
+        int rc = borrow(s, s->backlog[k], now, gpus, ngpus, err);
+        if (rc < 0)
+            return rc;
+        if (rc == 0) {
+            failed[nfailed++] = j->req;
+            k++;
+            continue;
+        }
+        backlog_remove(s, k);
+        room = borrow_room(s, gpus, ngpus);
+    }
+    return 0;
 }
 
 /* Between two steps (full passes) capacity grows only on the nodes of the
@@ -593,18 +753,18 @@ static int serve_batch(struct sim *s, double now, const int *gpus, int ngpus,
                     return rc;
             }
         } else if (rc == FLEXPU_ENOFIT) {
-            rc = s->mode == FX_REUSE_BORROW ? borrow(s, id, now, gpus, ngpus, err) : 0;
-            if (rc < 0)
-                return rc;
-            if (rc == 0) {
-                failed[nfailed++] = j->req;
-                k++;
-                continue;
-            }
+            failed[nfailed++] = j->req;
+            k++;
+            continue;
         } else {
             return flexpu_error_set(err, rc, "batch %s: %s", s->t->pods[j->trace].name, why.text);
         }
         backlog_remove(s, k);
+    }
+    if (s->mode == FX_REUSE_BORROW) {
+        int rc = serve_borrowers(s, now, gpus, ngpus, err);
+        if (rc)
+            return rc;
     }
     while (s->nbacklog < s->c->backlog) {
         int rc = batch_new(s, now, err);
@@ -660,22 +820,51 @@ static int batch_end(struct sim *s, int id, double now, struct flexpu_error *err
 
 /* ---- the step: owners' samples, memory, reclaim, interference ---------------- */
 
-/* Owners' modelled slowdown for this step: each request of request_ms that
- * meets another tenant on its GPU waits up to one slice for the hand-over,
- * and beside ordinary tenants of equal priority runs at its share. */
+/* The hand-over the runtime measured on an H200 (docs/RUNTIME.md, "Measured
+ * on an H200", column 48cf180): a `high` service's p99 went from 0.57 ms
+ * alone to 1.01 ms beside a `low` batch, 0.44 ms added. The service keeps
+ * the GPU while it launches, so that is paid once per burst: when it comes
+ * back to a GPU a lower tenant is running on (one batch kernel must end
+ * first: a process cannot take the GPU from a running kernel). */
+#define FX_HANDOVER_MS_H200 0.44
+
+/* An owner's slowdown on one request of request_ms (its GPU burst): it is
+ * `high`, so tenants of lower priority (ordinary batch `normal`, borrowers
+ * `low`) cost it only the hand-over, once per burst; alone it is 1. Other
+ * owners on its GPU are high too and left out: their reservations add up to
+ * at most the GPU, the same with or without reuse (docs/REUSE.md). */
+static double owner_slowdown(double request_ms, double handover_ms, bool lower_running)
+{
+    return lower_running ? (request_ms + handover_ms) / request_ms : 1.0;
+}
+
+/* Whether a tenant of lower priority than the owners runs on GPU g. */
+static bool lower_running(const struct sim *s, const struct gpu *g)
+{
+    if (g->batch > 0)
+        return true;
+    for (int k = 0; k < g->nb; k++)
+        if (s->jobs[g->b[k]].rate > 0)
+            return true;
+    return false;
+}
+
+/* This step's requests of the running owners, into the slowdown histogram:
+ * duty x step / request_ms of them, each slowed if a lower tenant runs on
+ * any of its GPUs. */
 static void interference(struct sim *s)
 {
-    double b = s->c->request_ms, w = s->c->slice_ms;
-    for (int i = 0; i < s->nowners; i++) {
-        const struct job *o = &s->jobs[i];
-        if (o->state != RUN || o->duty <= 0)
+    double b = s->c->request_ms;
+    for (int i = 0; i < s->nown; i++) {
+        const struct job *o = &s->jobs[s->own[i]];
+        if (o->duty <= 0)
             continue;
-        const struct gpu *g = &s->g[gid_of(s, &o->pl, 0)];
-        bool other = g->batch > 0 || g->nb > 0;
-        double share = g->batch > 0 ? o->req.gpu_milli / (o->req.gpu_milli + g->batch) : 1;
-        double slow = (b / share + (other ? w : 0)) / b;
+        bool other = false;
+        for (int k = 0; k < o->pl.ngpu && !other; k++)
+            other = lower_running(s, &s->g[gid_of(s, &o->pl, k)]);
+        double slow = owner_slowdown(b, s->c->handover_ms, other);
         double n = o->duty * s->u->step_s * 1000.0 / b;
-        int bin = (int)lround((slow - 1) * 100);
+        int bin = (int)lround((slow - 1) * 1000);
         s->hist[bin < 0 ? 0 : bin >= NBINS ? NBINS - 1 : bin] += n;
         s->bursts += n;
         if (other)
@@ -696,7 +885,7 @@ static int reclaim(struct sim *s, double now, struct flexpu_error *err)
             g->starved = 0;
             continue;
         }
-        double idle = FLEXPU_GPU_MILLI - g->own_use - g->batch, want = borrowed_mem(s, g);
+        double idle = FLEXPU_GPU_MILLI - g->own_use - g->batch, want = lent_milli(s, g);
         g->starved = idle < 0.5 * want ? g->starved + 1 : 0;
         if (g->starved < s->c->reclaim_samples || budget == 0 ||
             s->tick - g->last_reclaim < s->c->reclaim_gap)
@@ -714,13 +903,13 @@ static int reclaim(struct sim *s, double now, struct flexpu_error *err)
 
 static int step(struct sim *s, double now, struct flexpu_error *err)
 {
-    for (int i = 0; i < s->nowners; i++)
-        if (s->jobs[i].state == RUN) {
-            owner_apply(s, &s->jobs[i], -1);
-            owner_sample(s, &s->jobs[i]);
-            s->jobs[i].age++;
-            owner_apply(s, &s->jobs[i], 1);
-        }
+    for (int i = 0; i < s->nown; i++) {
+        struct job *o = &s->jobs[s->own[i]];
+        owner_apply(s, o, -1);
+        owner_sample(s, o);
+        o->age++;
+        owner_apply(s, o, 1);
+    }
     int rc = 0;
     for (int gi = 0; gi < s->ngpus && rc == 0; gi++)
         rc = settle_memory(s, gi, now, err);
@@ -764,10 +953,7 @@ static int handle(struct sim *s, struct ev e, struct flexpu_error *err)
         full = true;
         if ((rc = step(s, e.t, err)) || push(s, e.t + s->u->step_s, EV_TICK, 0, 0))
             return rc ? rc : flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory for events");
-        break;
-    case EV_OWNER_ARRIVE:
-        s->owait[s->nowait++] = e.id;
-        if ((rc = serve_owners(s, e.t, true, err)))
+        if ((rc = admit_owners(s, e.t, err)))
             return rc;
         break;
     case EV_OWNER_END:
@@ -777,11 +963,18 @@ static int handle(struct sim *s, struct ev e, struct flexpu_error *err)
         if ((rc = flexpu_engine_release(s->e, j->alloc_id, err)))
             return rc;
         j->state = DONE;
+        for (int k = 0; k < s->nown; k++)
+            if (s->own[k] == e.id) {
+                s->own[k] = s->own[--s->nown];
+                break;
+            }
         for (int k = 0; k < j->pl.ngpu; k++) {
             freed[nfreed++] = gid_of(s, &j->pl, k);
             if ((rc = borrower_rates(s, freed[nfreed - 1], e.t)))
                 return rc;
         }
+        if ((rc = admit_owners(s, e.t, err))) /* j may move: new owners grow the jobs */
+            return rc;
         break;
     case EV_BATCH_END:
         if (j->gen != e.gen || (j->state != RUN && j->state != BORROW))
@@ -795,7 +988,7 @@ static int handle(struct sim *s, struct ev e, struct flexpu_error *err)
             return rc;
         break;
     }
-    if (s->nowait > 0 && (rc = serve_owners(s, e.t, full, err)))
+    if (s->nowait > 0 && (rc = serve_owners(s, e.t, full, full ? NULL : freed, nfreed, err)))
         return rc;
     return serve_batch(s, e.t, full ? NULL : freed, nfreed, err);
 }
@@ -814,8 +1007,9 @@ static double pct(const double *v, int n, double p)
 static void results(struct sim *s)
 {
     struct fx_reuse_result *o = s->out;
-    for (int i = s->nowners; i < s->njobs; i++) /* work in progress at the end is kept */
-        if (s->jobs[i].state == RUN || s->jobs[i].state == BORROW) {
+    for (int i = 0; i < s->njobs; i++) /* work in progress at the end is kept */
+        if (s->jobs[i].kind == BATCH &&
+            (s->jobs[i].state == RUN || s->jobs[i].state == BORROW)) {
             progress(s, &s->jobs[i], s->w1);
             s->useful_batch += s->jobs[i].win;
             if (s->jobs[i].state == BORROW)
@@ -842,7 +1036,7 @@ static void results(struct sim *s)
     for (int b = 0; b < NBINS && s->bursts > 0; b++) {
         acc += s->hist[b];
         if (acc >= 0.99 * s->bursts) {
-            o->owner_p99 = 1 + b / 100.0;
+            o->owner_p99 = 1 + b / 1000.0;
             break;
         }
     }
@@ -864,11 +1058,15 @@ static int check_config(const struct fx_reuse_config *c, struct flexpu_error *er
         const char *name;
         double v, lo, hi;
     } f[] = {
-        {"owner_rate", c->owner_rate, 1, 1e6},
+        {"owner_share", c->owner_share, 0, 1},
         {"backlog", c->backlog, 1, 1e6},
-        {"window_s", c->window_s, 0, 1e9},
-        {"slice_ms", c->slice_ms, 0, 1e4},
+        {"warmup_s", c->warmup_s, 0, 1e9},
+        {"window_s", c->window_s, 1, 1e9},
+        {"trace_part", c->trace_part, -1, 1},
+        {"owner_mem", c->owner_mem, 0, 1},
         {"request_ms", c->request_ms, 0.001, 1e6},
+        {"handover_ms", c->handover_ms, 0, 1e4},
+        {"batch_mem", c->batch_mem, 0, 1},
         {"predict_samples", c->predict_samples, 1, MAXHIST},
         {"reclaim_samples", c->reclaim_samples, 1, 1e6},
         {"reclaim_gap", c->reclaim_gap, 0, 1e6},
@@ -882,81 +1080,62 @@ static int check_config(const struct fx_reuse_config *c, struct flexpu_error *er
     return 0;
 }
 
-/* Owners and the BE list; the window; engine and GPUs. */
+/* Keeps the half of a creation-ordered list that `part` names. */
+static void keep_half(int *a, int *n, int part)
+{
+    if (part < 0 || *n < 2)
+        return;
+    int h = *n / 2;
+    if (part == 1)
+        memmove(a, a + h, (size_t)(*n - h) * sizeof(int));
+    *n = part == 1 ? *n - h : h;
+}
+
+/* The LS and BE lists; the window; the GPUs; the first step at 0. */
 static int setup(struct sim *s, struct flexpu_error *err)
 {
     const struct fx_trace *t = s->t;
-    int nls = 0;
     s->be = fx_malloc(((size_t)t->npods + 1) * sizeof(int));
-    int *ls = fx_malloc(((size_t)t->npods + 1) * sizeof(int));
+    s->ls = fx_malloc(((size_t)t->npods + 1) * sizeof(int));
     s->gbase = fx_malloc(((size_t)t->nnodes + 1) * sizeof(int));
     s->node_mask = fx_calloc((size_t)t->nnodes + 1, sizeof(uint64_t));
-    if (!s->be || !ls || !s->gbase || !s->node_mask) {
-        fx_free(ls);
+    s->peak = fx_malloc((size_t)s->u->npods * sizeof(float));
+    if (!s->be || !s->ls || !s->gbase || !s->node_mask || !s->peak)
         return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory for the reuse replay");
-    }
     for (int i = 0; i < t->npods; i++) {
         const struct fx_trace_pod *p = &t->pods[i];
         if (p->num_gpu > 0 && p->qos == FLEXPU_QOS_LS)
-            ls[nls++] = i;
+            s->ls[s->nls++] = i;
         else if (p->num_gpu > 0 && p->qos == FLEXPU_QOS_BE)
             s->be[s->nbe++] = i;
     }
-    int rc = 0;
-    if (nls == 0 || s->nbe == 0)
-        rc = flexpu_error_set(err, FLEXPU_EINVAL,
-                              "the trace has %d LS pods with GPUs (owners) and %d BE pods with "
-                              "GPUs (batch): both must be some",
-                              nls, s->nbe);
-    for (int i = 0; i < t->npods && rc == 0; i++)
+    if (s->nls == 0 || s->nbe == 0)
+        return flexpu_error_set(err, FLEXPU_EINVAL,
+                                "the trace has %d LS pods with GPUs (owners) and %d BE pods with "
+                                "GPUs (batch): both must be some",
+                                s->nls, s->nbe);
+    for (int i = 0; i < t->npods; i++)
         if (t->pods[i].creation < 0)
-            rc = flexpu_error_set(err, FLEXPU_EINVAL,
-                                  "pod %s (line %d): the reuse replay needs creation_time",
-                                  t->pods[i].name, i + 2);
-    if (rc) {
-        fx_free(ls);
-        return rc;
-    }
-    qsort_r(ls, (size_t)nls, sizeof(int), cmp_arrival, s);
+            return flexpu_error_set(err, FLEXPU_EINVAL,
+                                    "pod %s (line %d): the reuse replay needs creation_time",
+                                    t->pods[i].name, i + 2);
+    qsort_r(s->ls, (size_t)s->nls, sizeof(int), cmp_arrival, s);
     qsort_r(s->be, (size_t)s->nbe, sizeof(int), cmp_arrival, s);
-    double c10 = (double)t->pods[ls[nls / 10]].creation;
-    double c90 = (double)t->pods[ls[nls - 1 - nls / 10]].creation;
-    s->w0 = 0;
-    s->w1 = s->c->window_s > 0 ? s->c->window_s : (c90 - c10) / s->c->owner_rate;
-    if (s->w1 <= 0)
-        s->w1 = 1;
-    s->cap_jobs = nls + s->c->backlog + 1024;
+    keep_half(s->ls, &s->nls, s->c->trace_part);
+    keep_half(s->be, &s->nbe, s->c->trace_part);
+    for (int i = 0; i < s->u->npods; i++) {
+        float m = 0;
+        for (int k = 0; k < s->u->nsteps; k++)
+            m = fmaxf(m, s->u->pods[i].mem[k]);
+        s->peak[i] = m;
+    }
+    s->w0 = s->c->warmup_s;
+    s->w1 = s->c->warmup_s + s->c->window_s;
+    s->cap_jobs = s->c->backlog + 1024;
     s->jobs = fx_calloc((size_t)s->cap_jobs, sizeof(*s->jobs));
-    s->owait = fx_malloc((size_t)nls * sizeof(int));
-    s->backlog = fx_malloc(((size_t)s->c->backlog + (size_t)nls + 16) * sizeof(int));
-    if (!s->jobs || !s->owait || !s->backlog) {
-        fx_free(ls);
+    if (!s->jobs)
         return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory for the reuse replay");
-    }
-    s->nowners = s->njobs = nls;
-    s->t_start = INFINITY;
-    for (int k = 0; k < nls && rc == 0; k++) {
-        const struct fx_trace_pod *p = &t->pods[ls[k]];
-        struct job *o = &s->jobs[k];
-        o->kind = OWNER;
-        o->state = WAIT;
-        o->trace = ls[k];
-        o->alloc_id = -1;
-        if ((rc = fx_trace_req(s->e, p, &o->req, err)))
-            break;
-        int64_t from = p->scheduled >= 0 ? p->scheduled : p->creation;
-        o->run = p->deletion >= from ? (double)(p->deletion - from) : 1;
-        o->arrival = ((double)p->creation - c10) / s->c->owner_rate;
-        o->series = (int)flexpu_rng_below(&s->rng, (uint64_t)s->u->npods);
-        o->offset = (int)flexpu_rng_below(&s->rng, (uint64_t)s->u->nsteps);
-        s->t_start = fmin(s->t_start, o->arrival);
-        if (push(s, o->arrival, EV_OWNER_ARRIVE, k, 0))
-            rc = flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory for events");
-    }
-    fx_free(ls);
-    if (rc)
-        return rc;
-    s->out->owners = nls;
+    int rc;
     for (int n = 0; n < t->nnodes; n++) {
         s->gbase[n] = s->ngpus;
         s->ngpus += t->nodes[n].ngpu;
@@ -971,10 +1150,8 @@ static int setup(struct sim *s, struct flexpu_error *err)
             s->g[s->gbase[n] + k].node = n;
             s->g[s->gbase[n] + k].last_reclaim = -1000000;
         }
-    if (s->t_start > s->w0)
-        s->t_start = s->w0;
-    s->last_t = s->t_start;
-    return push(s, s->t_start, EV_TICK, 0, 0) ? FLEXPU_ENOMEM : 0;
+    s->last_t = 0;
+    return push(s, 0, EV_TICK, 0, 0) ? FLEXPU_ENOMEM : 0;
 }
 
 static void teardown(struct sim *s)
@@ -986,7 +1163,10 @@ static void teardown(struct sim *s)
     fx_free(s->heap);
     fx_free(s->backlog);
     fx_free(s->owait);
+    fx_free(s->own);
+    fx_free(s->ls);
     fx_free(s->be);
+    fx_free(s->peak);
     fx_free(s->jct);
     fx_free(s->runs);
     flexpu_engine_free(s->e);
@@ -994,8 +1174,11 @@ static void teardown(struct sim *s)
 
 void fx_reuse_defaults(struct fx_reuse_config *c)
 {
-    *c = (struct fx_reuse_config){.owner_rate = 40, .backlog = 2000, .window_s = 0, .seed = 42,
-                                  .slice_ms = 10, .request_ms = 50, .predict_samples = 10,
+    *c = (struct fx_reuse_config){.owner_share = 0.8, .backlog = 2000, .warmup_s = 3600,
+                                  .window_s = 4 * 3600, .trace_part = 1, .seed = 42,
+                                  .owner_mem = FX_OWNER_MEM_PEAK, .request_ms = 20,
+                                  .handover_ms = FX_HANDOVER_MS_H200, .batch_mem = 1,
+                                  .predict_samples = 10,
                                   .reclaim_samples = 3, .reclaim_gap = 5,
                                   .reclaim_per_step = 50};
 }
@@ -1049,9 +1232,14 @@ int fx_reuse_run(const struct fx_trace *t, const struct fx_genai *u, enum fx_reu
 void fx_reuse_report(FILE *f, const struct fx_reuse_result *r, int n,
                      const struct fx_reuse_config *c)
 {
-    fprintf(f, "window %.1f h; owners arrive %gx faster than in the trace; standing backlog of "
-               "%d batch jobs; slice %g ms, owner request %g ms\n\n",
-            r[0].window_s / 3600, c->owner_rate, c->backlog, c->slice_ms, c->request_ms);
+    static const char *const parts[] = {"all", "first half (tune)", "second half (report)"};
+    fprintf(f, "window %.1f h after %.1f h of warm-up; owners reserve %.0f%% of GPU compute "
+               "(target), memory: %s; trace pods: %s; seed %llu; standing backlog of %d batch "
+               "jobs; owner request %g ms, hand-over %g ms\n\n",
+            r[0].window_s / 3600, c->warmup_s / 3600, 100 * c->owner_share,
+            c->owner_mem == FX_OWNER_MEM_PEAK ? "owners' peak" : "owners' share",
+            parts[c->trace_part + 1], (unsigned long long)c->seed, c->backlog, c->request_ms,
+            c->handover_ms);
     fprintf(f, "| policy | GPU busy | owners | batch (borrowed) | lost | owners reserve | "
                "allocated | batch done | JCT p50 / p99 | run p50 / p99 | evictions/h (memory, "
                "reclaim, owner) | owners' p99 slowdown (met a tenant) | refused | seconds |\n");
@@ -1060,7 +1248,7 @@ void fx_reuse_report(FILE *f, const struct fx_reuse_result *r, int n,
         const struct fx_reuse_result *x = &r[i];
         fprintf(f,
                 "| %s | %.1f%% | %.1f%% | %.1f%% (%.1f%%) | %.1f%% | %.1f%% | %.1f%% | %d | "
-                "%.0f / %.0f s | %.0f / %.0f s | %.1f (%d, %d, %d) | %.2fx (%.1f%%) | %lld | "
+                "%.0f / %.0f s | %.0f / %.0f s | %.1f (%d, %d, %d) | %.3fx (%.1f%%) | %lld | "
                 "%.1f |\n",
                 fx_reuse_mode_name(x->mode), 100 * x->busy_share, 100 * x->owner_share,
                 100 * x->batch_share, 100 * x->borrowed_share, 100 * x->lost_share,
@@ -1078,7 +1266,7 @@ void fx_reuse_report(FILE *f, const struct fx_reuse_result *r, int n,
     }
     if (no && re)
         fprintf(f, "\ntargets (issue 16): busy share with reuse %.2fx flexpu without (>= 1.3: %s), "
-                   "%.1f%% (>= 76%%: %s); owners' p99 slowdown %.2fx (<= 1.5: %s); refused %lld "
+                   "%.1f%% (>= 76%%: %s); owners' p99 slowdown %.3fx (<= 1.5: %s); refused %lld "
                    "(0: %s); fewest batch jobs waiting %d (a standing backlog: %s)\n",
                 no->busy_share > 0 ? re->busy_share / no->busy_share : 0,
                 re->busy_share >= 1.3 * no->busy_share ? "met" : "NOT met", 100 * re->busy_share,

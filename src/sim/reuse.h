@@ -7,15 +7,25 @@
  *   reuse   flexpu, and single-GPU batch jobs that fit nowhere run as `low`
  *           borrowers on compute that is allocated but measured idle.
  *
- * Owners are the trace's LS pods with GPUs: they arrive at their creation
- * time divided by owner_rate, hold their allocation for their trace run
- * time, and each follows a duty-cycle and memory series drawn (seeded) from
- * the GenAI data (sim/genai.h), from a random offset, one sample per step.
- * Batch jobs are the trace's BE pods with GPUs, cycled in creation order:
- * the backlog is refilled to `backlog` jobs whenever one leaves it. A batch
- * job must do its trace run time times its GPU share of work; run in its
- * own allocation it does that in its run time, as a borrower it progresses
- * at the idle compute it gets (at most its share).
+ * Owners are the trace's LS pods with GPUs, taken in creation order
+ * (cycled): whenever the GPU compute the owners reserve (with the owners
+ * still waiting for room) is below owner_share of the cluster, the next one
+ * arrives; it holds its allocation for its trace run time and follows a
+ * duty-cycle and memory series drawn (seeded) from the GenAI data
+ * (sim/genai.h), from a random offset, one sample per step. Owners are
+ * `high` tenants, ordinary batch `normal`, borrowers `low` (the runtime's
+ * priorities, docs/RUNTIME.md). Batch jobs are the trace's BE pods with
+ * GPUs, cycled in creation order: the backlog is refilled to `backlog` jobs
+ * whenever one leaves it. A batch job must do its trace run time times its
+ * GPU share of work; in its own allocation it does that in its run time, as
+ * a borrower it progresses at the idle compute it gets (at most its share).
+ *
+ * GPU memory: an ordinary allocation reserves its share of the GPU's memory
+ * (flexpu's default for a slice that names none, docs/KUBERNETES.md); an
+ * owner that names its memory (owner_mem FX_OWNER_MEM_PEAK) reserves the
+ * peak of its series instead, never more than its share. A borrower needs
+ * its share of memory and takes it only from memory no allocation reserved,
+ * so it is evicted before any allocation could be refused.
  *
  * The engine holds owners, ordinary batch jobs, and the CPU and memory of
  * borrowers (CPU-only allocations on their node); the borrowers' GPU compute
@@ -34,14 +44,25 @@ enum fx_reuse_mode { FX_REUSE_WHOLE, FX_REUSE_FLEXPU, FX_REUSE_BORROW, FX_REUSE_
 
 #define FX_REUSE_POINTS 200
 
+/* What an owner's slice reserves of its GPU's memory. */
+enum fx_owner_mem {
+    FX_OWNER_MEM_PEAK,  /* the peak of its series (a serving pod that names its memory) */
+    FX_OWNER_MEM_SHARE, /* its compute share of the memory (flexpu's default) */
+};
+
 struct fx_reuse_config {
-    double owner_rate;   /* owners arrive this many times faster than in the trace */
+    double owner_share;  /* owners' reserved GPU compute, a share of the cluster's */
     int backlog;         /* batch jobs kept waiting */
-    double window_s;     /* > 0: measure [0, window_s]; 0: the owners' 10th to 90th
-                          * percentile arrival */
-    uint64_t seed;       /* series and offsets of the owners */
-    double slice_ms;     /* the runtime's slice: an owner's longest wait for the GPU */
-    double request_ms;   /* an owner's unit of work whose slowdown is modelled */
+    double warmup_s;     /* simulated before the window */
+    double window_s;     /* the measured window, after the warm-up */
+    int trace_part;      /* LS and BE pods used: 0 the first half by creation, 1 the
+                          * second, -1 all */
+    uint64_t seed;       /* owners' series and offsets, the engine's ties */
+    enum fx_owner_mem owner_mem;
+    double request_ms;   /* an owner's request (its GPU burst) whose slowdown is modelled */
+    double handover_ms;  /* what a `high` tenant waits, once per burst, beside lower ones */
+    double batch_mem;    /* a batch job's GPU memory, a fraction of its share's (1: its
+                          * share of the GPU's memory, flexpu's default) */
     int predict_samples; /* predictor: the max of the owner's last N samples */
     int reclaim_samples; /* reclaim after N samples in a row of borrowers starved */
     int reclaim_gap;     /* at most one reclaim per GPU every N samples */
@@ -61,7 +82,7 @@ struct fx_reuse_result {
     double lost_share;     /* batch work thrown away by evictions, not in busy_share */
     double reserved_share; /* owners' allocated GPU compute / capacity (time mean) */
     double alloc_share;    /* all allocated GPU compute / capacity (time mean) */
-    int owners, owners_started, batch_done, borrows;
+    int owners_started, batch_done, borrows;
     int evict_memory;  /* borrowers evicted before an owner's allocation could fail */
     int evict_reclaim; /* borrowers reclaimed: owner's use up and staying up */
     int evict_owner;   /* batch jobs (ordinary or borrowers) evicted for an owner's placement */

@@ -20,12 +20,20 @@ static const struct {
     {"genai", "DIR", "GenAI usage data (default: alibaba-genai-v2026 beside the trace directory)"},
     {"genai-part", "PART", "GenAI pods the owners draw from: 'report' (default), 'tune' or 'all'"},
     {"ref-mem-gib", "X", "GPU memory the GenAI memory series are a fraction of (default: 48)"},
-    {"owner-rate", "X", "owners arrive X times faster than in the trace (default: 40)"},
+    {"owner-share", "X", "owners reserve this share of the GPU compute, 0..1 (default: 0.8)"},
+    {"owner-mem", "M", "owners' memory: 'peak' of their series (default) or 'share' of the GPU"},
+    {"trace-part", "PART", "LS and BE pods by creation: 'report' (second half, default), 'tune' "
+                           "(first half) or 'all'"},
     {"backlog", "N", "batch jobs kept waiting (default: 2000)"},
-    {"hours", "X", "window length in hours (default: owners' 10th to 90th percentile arrival)"},
+    {"batch-mem", "X", "a batch job's GPU memory, a fraction of its share of the GPU's "
+                       "(default: 1)"},
+    {"warmup-hours", "X", "simulated before the window (default: 1)"},
+    {"hours", "X", "window length in hours (default: 4)"},
+    {"quick", NULL, "a small run for tests: 0.25 h warm-up, 0.5 h window, backlog 500"},
     {"seed", "N", "seed of the owners' series and offsets (default: 42)"},
-    {"slice-ms", "X", "the runtime's slice, an owner's longest hand-over wait (default: 10)"},
-    {"request-ms", "X", "an owner request whose slowdown is modelled (default: 50)"},
+    {"request-ms", "X", "an owner's request (GPU burst) whose slowdown is modelled (default: 20)"},
+    {"handover-ms", "X", "what a high owner waits per burst beside lower tenants (default: 0.44, "
+                         "measured on an H200)"},
     {"predict", "N", "predictor: the max of the owner's last N samples (default: 10)"},
     {"reclaim-after", "N", "reclaim after N samples of starved borrowers (default: 3)"},
     {"out", "DIR", "write reuse.md and reuse.svg there (default: out/sim)"},
@@ -110,16 +118,40 @@ static int parse(int argc, char **argv, struct opts *o)
             }
         } else if (!strcmp(n, "ref-mem-gib"))
             bad = number(n, optarg, 1, 4096, &o->ref_gib);
-        else if (!strcmp(n, "owner-rate"))
-            bad = number(n, optarg, 1, 1e6, &o->c.owner_rate);
-        else if (!strcmp(n, "backlog") && !(bad = number(n, optarg, 1, 1e6, &v)))
+        else if (!strcmp(n, "owner-share"))
+            bad = number(n, optarg, 0, 1, &o->c.owner_share);
+        else if (!strcmp(n, "owner-mem")) {
+            if (strcmp(optarg, "peak") && strcmp(optarg, "share")) {
+                fprintf(stderr, "flexpu-sim: field '--owner-mem': invalid value '%s': expected "
+                                "peak or share\n",
+                        optarg);
+                return 2;
+            }
+            o->c.owner_mem = strcmp(optarg, "peak") ? FX_OWNER_MEM_SHARE : FX_OWNER_MEM_PEAK;
+        } else if (!strcmp(n, "trace-part")) {
+            if (strcmp(optarg, "report") && strcmp(optarg, "tune") && strcmp(optarg, "all")) {
+                fprintf(stderr, "flexpu-sim: field '--trace-part': invalid value '%s': expected "
+                                "report, tune or all\n",
+                        optarg);
+                return 2;
+            }
+            o->c.trace_part = !strcmp(optarg, "all") ? -1 : !strcmp(optarg, "tune") ? 0 : 1;
+        } else if (!strcmp(n, "backlog") && !(bad = number(n, optarg, 1, 1e6, &v)))
             o->c.backlog = (int)v;
-        else if (!strcmp(n, "hours") && !(bad = number(n, optarg, 0.01, 1e5, &v)))
+        else if (!strcmp(n, "warmup-hours") && !(bad = number(n, optarg, 0, 1e4, &v)))
+            o->c.warmup_s = v * 3600;
+        else if (!strcmp(n, "hours") && !(bad = number(n, optarg, 0.01, 1e4, &v)))
             o->c.window_s = v * 3600;
-        else if (!strcmp(n, "seed") && !(bad = number(n, optarg, 0, 1e15, &v)))
+        else if (!strcmp(n, "quick")) {
+            o->c.warmup_s = 900;
+            o->c.window_s = 1800;
+            o->c.backlog = 500;
+        } else if (!strcmp(n, "seed") && !(bad = number(n, optarg, 0, 1e15, &v)))
             o->c.seed = (uint64_t)v;
-        else if (!strcmp(n, "slice-ms"))
-            bad = number(n, optarg, 0, 1e4, &o->c.slice_ms);
+        else if (!strcmp(n, "batch-mem"))
+            bad = number(n, optarg, 0, 1, &o->c.batch_mem);
+        else if (!strcmp(n, "handover-ms"))
+            bad = number(n, optarg, 0, 1e4, &o->c.handover_ms);
         else if (!strcmp(n, "request-ms"))
             bad = number(n, optarg, 0.001, 1e6, &o->c.request_ms);
         else if (!strcmp(n, "predict") && !(bad = number(n, optarg, 1, 64, &v)))
