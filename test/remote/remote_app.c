@@ -15,11 +15,14 @@
  *   hold MIB      allocates MIB, prints "holding", sleeps (to be killed)
  *   loop          launches and synchronises until a call fails; exits 3
  *   nodevice      expects cudaGetDeviceCount to fail; prints its error
+ *   bench MIB     prints the mean time of a call with a reply, of a
+ *                 launch + synchronisation, and H2D/D2H rates over MIB
  * Exit 0 when the mode's checks pass, 1 with a message otherwise. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* --- What cuda_runtime_api.h declares (CUDA 12) --------------------------- */
@@ -270,6 +273,49 @@ static int loop(void)
     return 1;
 }
 
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int bench(size_t mib)
+{
+    size_t bytes = mib << 20, free_b, total;
+    unsigned char *host = malloc(bytes);
+    uint32_t *d = NULL;
+    EXPECT(host);
+    memset(host, 7, bytes);
+    CHECK(cudaMalloc((void **)&d, bytes));
+    const int calls = 2000;
+    double t0 = now_s();
+    for (int i = 0; i < calls; i++)
+        CHECK(cudaMemGetInfo(&free_b, &total));
+    double call_us = (now_s() - t0) / calls * 1e6;
+    t0 = now_s();
+    for (int i = 0; i < calls; i++) {
+        launch_add(NULL, 0, d, 1, 1);
+        CHECK(cudaDeviceSynchronize());
+    }
+    double launch_us = (now_s() - t0) / calls * 1e6;
+    const int reps = 5;
+    CHECK(cudaMemcpy(d, host, bytes, cudaMemcpyHostToDevice));
+    t0 = now_s();
+    for (int i = 0; i < reps; i++)
+        CHECK(cudaMemcpy(d, host, bytes, cudaMemcpyHostToDevice));
+    double h2d = (double)bytes * reps / (now_s() - t0) / 1e9;
+    t0 = now_s();
+    for (int i = 0; i < reps; i++)
+        CHECK(cudaMemcpy(host, d, bytes, cudaMemcpyDeviceToHost));
+    double d2h = (double)bytes * reps / (now_s() - t0) / 1e9;
+    printf("bench: call %.1f us, launch+sync %.1f us, H2D %.2f GB/s, D2H %.2f GB/s (%zu MiB)\n",
+           call_us, launch_us, h2d, d2h, mib);
+    CHECK(cudaFree(d));
+    free(host);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -280,6 +326,8 @@ int main(int argc, char **argv)
         return quota();
     if (strcmp(mode, "hold") == 0 && argc == 3)
         return hold(strtoul(argv[2], NULL, 10));
+    if (strcmp(mode, "bench") == 0 && argc == 3)
+        return bench(strtoul(argv[2], NULL, 10));
     if (strcmp(mode, "loop") == 0)
         return loop();
     if (strcmp(mode, "nodevice") == 0) {
@@ -288,6 +336,6 @@ int main(int argc, char **argv)
         printf("nodevice: %s, %d devices\n", cudaGetErrorName(e), n);
         return e != 0 && n == 0 ? 0 : 1;
     }
-    fprintf(stderr, "usage: remote_app basic|quota|hold MIB|loop|nodevice\n");
+    fprintf(stderr, "usage: remote_app basic|quota|hold MIB|loop|nodevice|bench MIB\n");
     return 2;
 }
