@@ -1423,7 +1423,7 @@ static void wake_waiting(struct fx_model *m)
 }
 
 static bool borrow_conflict(struct fx_model *m, const struct pod *p, struct node *n,
-                            const struct flexpu_placement *pl);
+                            const struct flexpu_placement *pl, struct pod *waiter);
 
 /* A placement taken (allocation *id) on GPUs where borrowers hold memory
  * it needs: given back, and FLEXPU_EBUSY with why: the pod waits for the
@@ -1436,7 +1436,7 @@ static int owner_waits(struct fx_model *m, struct pod *p, struct flexpu_placemen
         return 0;
     const char *name = flexpu_engine_node_name(m->e, pl->node);
     struct node *n = name ? fx_strmap_get(&m->nodes, name) : NULL;
-    if (!borrow_conflict(m, p, n, pl))
+    if (!borrow_conflict(m, p, n, pl, NULL))
         return 0;
     struct flexpu_error err;
     flexpu_engine_release(m->e, *id, &err);
@@ -1704,7 +1704,7 @@ static int gang_turn(struct fx_model *m, struct pod *p, struct fx_attempt *a)
         assume(m, mem[i], nodes[i], &gm[i].place, gm[i].alloc_id, slice_mem[i]);
         /* Borrowers holding memory a member needs are reclaimed at once;
          * the gang is not held back for them (a next step). */
-        borrow_conflict(m, mem[i], nodes[i], &gm[i].place);
+        borrow_conflict(m, mem[i], nodes[i], &gm[i].place, NULL);
         if (i == 0)
             continue;
         if (heap_push(&m->ready, mem[i])) {
@@ -1978,10 +1978,11 @@ static bool preempt(struct fx_model *m, struct pod *p, struct fx_attempt *a)
     }
     assume(m, p, nd, &pre.place, id, slice_mem);
     set_state(m, p, POD_NOMINATED);
-    borrow_conflict(m, p, nd, &pre.place); /* as for gangs: reclaimed, not waited for */
     char where[300];
     snprintf(where, sizeof(where), "on node %.200s", nd->name);
     victims_queue(m, p, &vs, pre.nevicted, where, a);
+    /* Borrowers whose memory its quota needs go too, and it waits for them. */
+    borrow_conflict(m, p, nd, &pre.place, p);
     vset_free(&vs);
     return true;
 }
@@ -2111,7 +2112,12 @@ void fx_model_evict_done(struct fx_model *m, const char *uid, int rc)
         v->evicted = true; /* the watch shows it gone */
         return;
     }
-    if (v->reclaimed) {
+    if (v->reclaimed && v->preemptor) {
+        /* A borrower a preemptor waits for: the preemption is undone as
+         * for any victim of it (below). */
+        v->reclaimed = false;
+        m->reclaims_refused++;
+    } else if (v->reclaimed) {
         /* A borrower a budget keeps: it stays, and is reclaimed again
          * after its GPU's gap if its owners are still busy. */
         m->reclaims_refused++;
@@ -2148,6 +2154,7 @@ void fx_model_evict_done(struct fx_model *m, const char *uid, int rc)
         if (!c->evicting || c->evicted || strcmp(STR(c->preemptor), pre_uid) != 0)
             continue;
         c->evicting = false;
+        c->reclaimed = false; /* a borrower it waited for stays too */
         str_set(&c->preemptor, NULL);
         if (c->on)
             account(m, c, c->on);
@@ -2338,9 +2345,11 @@ static void reclaim_take(struct fx_model *m, struct pod *b, const char *msg)
 /* An owner placed on GPUs of node n (pl): a GPU where borrowers hold
  * memory the owner's quota now needs (the engine never counted the
  * borrowers'), or any memory when the owner has no quota (a whole GPU),
- * makes the owner wait for them: they are reclaimed at once. True then. */
+ * makes the owner wait for them: they are reclaimed at once. True then.
+ * A nominated owner (waiter) counts them among its victims: it is bound
+ * once they are gone too (victim_gone). */
 static bool borrow_conflict(struct fx_model *m, const struct pod *p, struct node *n,
-                            const struct flexpu_placement *pl)
+                            const struct flexpu_placement *pl, struct pod *waiter)
 {
     if (!n || m->nborrowers == 0)
         return false;
@@ -2354,14 +2363,20 @@ static bool borrow_conflict(struct fx_model *m, const struct pod *p, struct node
             continue;
         conflict = true;
         for (struct pod *b = n->pods; b; b = b->next) {
-            if (!b->borrowed || b->bgpu != g || b->evicting)
+            if (!b->borrowed || b->bgpu != g)
                 continue;
-            char msg[400];
-            snprintf(msg, sizeof(msg),
-                     "reclaimed from GPU %d (%.48s) of node %.63s: pod %.63s/%.63s is placed "
-                     "there and its memory quota needs the memory this pod borrowed",
-                     g, n->inv.gpus[g].uuid, n->name, STR(p->ns), STR(p->name));
-            reclaim_take(m, b, msg);
+            if (!b->evicting) {
+                char msg[400];
+                snprintf(msg, sizeof(msg),
+                         "reclaimed from GPU %d (%.48s) of node %.63s: pod %.63s/%.63s is "
+                         "placed there and its memory quota needs the memory this pod borrowed",
+                         g, n->inv.gpus[g].uuid, n->name, STR(p->ns), STR(p->name));
+                reclaim_take(m, b, msg);
+            }
+            if (waiter && b->evicting && !b->preemptor) {
+                str_set(&b->preemptor, waiter->uid);
+                waiter->nvictims++;
+            }
         }
     }
     return conflict;

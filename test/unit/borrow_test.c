@@ -579,6 +579,42 @@ static void test_owner_waits_for_borrowed_memory(void **state)
     fx_model_free(m);
 }
 
+static void test_preemptor_waits_for_borrowed_memory(void **state)
+{
+    (void)state;
+    struct fx_model *m = with_borrower(); /* b1 holds 24 GiB of the 40 unreserved */
+    /* hi (PriorityClass 1000) asks 50 cores and 40 GiB: it preempts an
+     * owner (20 GiB back: 60 free for the engine), but 24 of those are
+     * b1's. b1 goes too, and hi is bound only once both are gone. */
+    json_t *hi = json_pack("{s:{s:s, s:s, s:s, s:s}, s:{s:s, s:i, s:[{s:s, s:{s:{s:s, s:s, "
+                           "s:s, s:s}}}]}}",
+                           "metadata", "name", "hi", "namespace", "t", "uid", "hi",
+                           "creationTimestamp", "2026-01-01T00:01:00Z", "spec", "schedulerName",
+                           "flexpu-scheduler", "priority", 1000, "containers", "name", "c",
+                           "resources", "limits", "cpu", "1", "flexpu.io/gpu", "1",
+                           "flexpu.io/gpu-cores", "50", "flexpu.io/gpu-memory", "40Gi");
+    assert_non_null(hi);
+    fx_model_pod_event(m, KUBE_ADDED, hi);
+    json_decref(hi);
+    next(m, FX_NOMINATE, "hi");
+    struct fx_attempt a = next(m, FX_EVICT, NULL);
+    char victim[64];
+    snprintf(victim, sizeof(victim), "%s", a.uid);
+    assert_int_equal(strncmp(victim, "on1-0-", 6), 0);
+    fx_model_evict_done(m, victim, 0);
+    a = next(m, FX_RECLAIM, "b1");
+    assert_non_null(strstr(a.message, "t/hi"));
+    fx_model_evict_done(m, "b1", 0);
+    nothing(m);
+    gone(m, victim);
+    nothing(m); /* b1 still holds its memory */
+    gone(m, "b1");
+    next(m, FX_BIND, "hi");
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_model_check(m, &err), 0);
+    fx_model_free(m);
+}
+
 static void test_restart_accounts_borrower(void **state)
 {
     (void)state;
@@ -705,6 +741,7 @@ int main(void)
         cmocka_unit_test(test_reclaim_rate_limits),
         cmocka_unit_test(test_refused_reclaim_stays),
         cmocka_unit_test(test_owner_waits_for_borrowed_memory),
+        cmocka_unit_test(test_preemptor_waits_for_borrowed_memory),
         cmocka_unit_test(test_restart_accounts_borrower),
         cmocka_unit_test(test_allocation_borrowed),
         cmocka_unit_test(test_borrow_fits),
