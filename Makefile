@@ -117,13 +117,15 @@ test: unit asan fuzz conformance image-test
 # calls (test/e2e/kube_call.c) with its service account; queue_e2e.sh, the
 # scheduler's queues (guarantees, borrowing, limits) and gangs (all or none);
 # usage_e2e.sh, the node agent's usage feed (flexpu.io/gpu-usage);
-# borrow_e2e.sh, an opportunistic pod borrowing an idle GPU and reclaimed.
+# borrow_e2e.sh, an opportunistic pod borrowing an idle GPU and reclaimed;
+# mig_e2e.sh, the node agent's MIG mode (MIG devices allocated whole).
 e2e: build
 	@test/e2e/scheduler_e2e.sh $(BUILD)
 	@test/e2e/rules_e2e.sh $(BUILD)
 	@test/e2e/node_e2e.sh $(BUILD)
 	@test/e2e/usage_e2e.sh $(BUILD)
 	@test/e2e/borrow_e2e.sh $(BUILD)
+	@test/e2e/mig_e2e.sh $(BUILD)
 	@test/e2e/kubelet_e2e.sh $(BUILD)
 	@test/e2e/admission_e2e.sh $(BUILD)
 	@test/e2e/queue_crd_e2e.sh $(BUILD)
