@@ -17,6 +17,9 @@
 #define NFAILED   8   /* request shapes that fitted nowhere in one pass */
 #define NBINS     20000 /* slowdown histogram: 1.000 .. 21.000 by 0.001 */
 #define GPU_MEM   1000.0 /* GPU memory in thousandths: shares reserve it in proportion */
+/* The compute kept free of borrowers above the owners' predicted use, as the
+ * scheduler's FX_BORROW_HEADROOM (src/scheduler/borrow.h), thousandths. */
+#define HEADROOM  200.0
 
 enum kind { OWNER, BATCH };
 enum state { WAIT, RUN, BORROW, DONE };
@@ -600,7 +603,7 @@ static bool may_borrow(const struct sim *s, const struct job *j, int gi)
     if (j->req.model_mask && !(j->req.model_mask & s->node_mask[g->node]))
         return false;
     double want = j->req.gpu_milli;
-    if (FLEXPU_GPU_MILLI - g->pred_use - g->batch - lent_milli(s, g) < want)
+    if (FLEXPU_GPU_MILLI - HEADROOM - g->pred_use - g->batch - lent_milli(s, g) < want)
         return false;
     if (g->own_mres + g->batch + borrowed_mem(s, g) + want * s->c->batch_mem > GPU_MEM + 1e-6)
         return false;
@@ -662,7 +665,7 @@ static double borrow_room(const struct sim *s, const int *gpus, int n)
         const struct gpu *g = &s->g[gpus ? gpus[k] : k];
         if (g->nb == MAXB || g->own_res <= 0)
             continue;
-        double c = FLEXPU_GPU_MILLI - g->pred_use - g->batch - lent_milli(s, g);
+        double c = FLEXPU_GPU_MILLI - HEADROOM - g->pred_use - g->batch - lent_milli(s, g);
         double m = GPU_MEM - g->own_mres - g->batch - borrowed_mem(s, g);
         if (s->c->batch_mem > 0)
             c = fmin(c, m / s->c->batch_mem);

@@ -1,0 +1,216 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The reuse replay (sim/reuse.h) on one-node traces and synthetic GenAI
+ * series whose answer is known: a borrower is evicted before an owner's or
+ * an ordinary allocation's memory would not fit, and no owner is refused;
+ * a borrower is reclaimed when its owner's use rises and stays up, not for
+ * a one-sample spike; with idle owners and a backlog, reuse keeps the GPUs
+ * busier than flexpu without it. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sim/reuse.h"
+#include "small_trace.h"
+
+#define STEP 60 /* seconds between the synthetic series' samples */
+
+static const char *const one_gpu = "sn,cpu_milli,memory_mib,gpu,model\n"
+                                   "n0,64000,262144,1,T4\n";
+static const char *const two_gpus = "sn,cpu_milli,memory_mib,gpu,model\n"
+                                    "n0,64000,262144,2,T4\n";
+
+#define POD_HEADER                                                                             \
+    "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,creation_time,deletion_time,"    \
+    "scheduled_time\n"
+
+/* One GenAI pod, n samples every STEP s: duty[k] percent, memory 200 of
+ * the reference 1000 bytes (0.2 of the GPU) throughout. */
+static void load_series(struct fx_genai *u, const int *duty, int n)
+{
+    size_t cap = (size_t)n * 40 + 64;
+    char *d = malloc(cap), *m = malloc(cap);
+    assert_non_null(d);
+    assert_non_null(m);
+    int ld = snprintf(d, cap, "value,timestamp_anon,container_ip\n");
+    int lm = snprintf(m, cap, "timestamp_anon,value,container_ip\n");
+    for (int k = 0; k < n; k++) {
+        ld += snprintf(d + ld, cap - (size_t)ld, "%d,%d,p\n", duty[k], STEP * k);
+        lm += snprintf(m + lm, cap - (size_t)lm, "%d,200,p\n", STEP * k);
+    }
+    struct flexpu_error err = {0};
+    FILE *fd = fmemopen(d, (size_t)ld, "r"), *fm = fmemopen(m, (size_t)lm, "r");
+    if (fx_genai_read(u, "duty.csv", fd, "mem.csv", fm, 1000, &err))
+        fail_msg("%s", err.msg);
+    free(d);
+    free(m);
+}
+
+static void config(struct fx_reuse_config *c, double share, double window_s)
+{
+    fx_reuse_defaults(c);
+    c->owner_share = share;
+    c->backlog = 2;
+    c->warmup_s = 0;
+    c->window_s = window_s;
+    c->trace_part = -1;
+    c->owner_mem = FX_OWNER_MEM_PEAK;
+    c->predict_samples = 1;
+}
+
+static void run(struct fx_reuse_result *r, const char *nodes, const char *pods,
+                const struct fx_genai *u, enum fx_reuse_mode mode, const struct fx_reuse_config *c)
+{
+    struct fx_trace t = {0};
+    load_trace(&t, nodes, pods);
+    struct flexpu_error err = {0};
+    if (fx_reuse_run(&t, u, mode, c, r, &err))
+        fail_msg("%s", err.msg);
+    fx_trace_free(&t);
+}
+
+/* The owner oA holds the whole GPU but reserves only its peak memory (0.2),
+ * so a batch job of 0.5 borrows it. At 300 s oA leaves and oB (0.5 of the
+ * GPU, 0.2 of its memory) takes its place; the second batch job then fits
+ * in the half oB leaves, in its own allocation, and reserves memory the
+ * borrower holds: 0.2 + 0.5 + 0.5 of the GPU would not fit, so the
+ * borrower goes first. */
+static const char *const memory_pods = POD_HEADER "oA,4000,8192,1,1000,,LS,0,300,0\n"
+                                                  "oB,4000,8192,1,500,,LS,10,100000,10\n"
+                                                  "b0,1000,1024,1,500,,BE,0,100000,0\n";
+
+static void borrower_evicted_before_memory_runs_out(void **state)
+{
+    (void)state;
+    int duty[30] = {0};
+    struct fx_genai u;
+    load_series(&u, duty, 30);
+    struct fx_reuse_config c;
+    config(&c, 0.5, 1200);
+    struct fx_reuse_result r;
+    run(&r, one_gpu, memory_pods, &u, FX_REUSE_BORROW, &c);
+    assert_true(r.borrows >= 1);
+    assert_true(r.evict_memory >= 1);
+    assert_int_equal(r.refused, 0);
+    assert_int_equal(r.owners_started, 2);
+    /* Without reuse nothing borrows, so nothing is evicted for memory. */
+    run(&r, one_gpu, memory_pods, &u, FX_REUSE_FLEXPU, &c);
+    assert_int_equal(r.borrows, 0);
+    assert_int_equal(r.evict_memory, 0);
+    assert_int_equal(r.refused, 0);
+    fx_genai_free(&u);
+}
+
+/* One owner on the whole GPU for good, a batch job of 0.5 waiting. */
+static const char *const reclaim_pods = POD_HEADER "o0,4000,8192,1,1000,,LS,0,1000000,0\n"
+                                                   "b0,1000,1024,1,500,,BE,0,100000,0\n";
+
+static void reclaimed_when_owner_stays_busy(void **state)
+{
+    (void)state;
+    /* Idle for 20 samples, busy for 20, whatever offset the owner draws:
+     * 70 samples see a borrower placed, then the owner busy for longer
+     * than reclaim_samples. */
+    int duty[40];
+    for (int k = 0; k < 40; k++)
+        duty[k] = k < 20 ? 0 : 100;
+    struct fx_genai u;
+    load_series(&u, duty, 40);
+    struct fx_reuse_config c;
+    config(&c, 1.0, 70 * STEP);
+    struct fx_reuse_result r;
+    run(&r, one_gpu, reclaim_pods, &u, FX_REUSE_BORROW, &c);
+    assert_true(r.borrows >= 1);
+    assert_true(r.evict_reclaim >= 1);
+    assert_int_equal(r.refused, 0);
+    fx_genai_free(&u);
+}
+
+static void not_reclaimed_for_a_spike(void **state)
+{
+    (void)state;
+    int duty[40] = {0};
+    duty[10] = 100; /* one busy sample in 40: seen once or twice in the run */
+    struct fx_genai u;
+    load_series(&u, duty, 40);
+    struct fx_reuse_config c;
+    config(&c, 1.0, 70 * STEP);
+    struct fx_reuse_result r;
+    run(&r, one_gpu, reclaim_pods, &u, FX_REUSE_BORROW, &c);
+    assert_true(r.borrows >= 1);
+    assert_int_equal(r.evict_reclaim, 0);
+    /* The same spike lasting reclaim_samples is reclaimed. */
+    for (int k = 10; k < 10 + c.reclaim_samples; k++)
+        duty[k] = 100;
+    fx_genai_free(&u);
+    load_series(&u, duty, 40);
+    run(&r, one_gpu, reclaim_pods, &u, FX_REUSE_BORROW, &c);
+    assert_true(r.evict_reclaim >= 1);
+    fx_genai_free(&u);
+}
+
+/* Owners reserve both GPUs and never use them; batch jobs of 0.5 wait. */
+static const char *const idle_pods = POD_HEADER "o0,4000,8192,1,1000,,LS,0,1000000,0\n"
+                                                "o1,4000,8192,1,1000,,LS,1,1000000,1\n"
+                                                "b0,1000,1024,1,500,,BE,0,100000,0\n";
+
+static void reuse_busier_with_idle_owners(void **state)
+{
+    (void)state;
+    int duty[30] = {0};
+    struct fx_genai u;
+    load_series(&u, duty, 30);
+    struct fx_reuse_config c;
+    config(&c, 1.0, 1800);
+    struct fx_reuse_result no, re, whole;
+    run(&whole, two_gpus, idle_pods, &u, FX_REUSE_WHOLE, &c);
+    run(&no, two_gpus, idle_pods, &u, FX_REUSE_FLEXPU, &c);
+    run(&re, two_gpus, idle_pods, &u, FX_REUSE_BORROW, &c);
+    assert_true(no.reserved_share > 0.99);
+    assert_true(no.busy_share < 0.01); /* nothing fits beside the owners */
+    assert_true(whole.busy_share < 0.01);
+    /* One borrower of 0.5 per GPU (the headroom keeps a second off) from
+     * the second sample on. */
+    assert_true(re.borrowed_share > 0.4);
+    assert_true(re.busy_share > no.busy_share + 0.4);
+    assert_true(re.backlog_min > 0);
+    assert_int_equal(re.refused, 0);
+    assert_true(re.owner_p99 == 1.0); /* idle owners send no requests */
+    fx_genai_free(&u);
+}
+
+/* A config out of range is refused naming the field. */
+static void bad_config_named(void **state)
+{
+    (void)state;
+    int duty[4] = {0};
+    struct fx_genai u;
+    load_series(&u, duty, 4);
+    struct fx_reuse_config c;
+    config(&c, 1.5, 600);
+    struct fx_trace t = {0};
+    load_trace(&t, one_gpu, reclaim_pods);
+    struct fx_reuse_result r;
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_reuse_run(&t, &u, FX_REUSE_BORROW, &c, &r, &err), FLEXPU_EINVAL);
+    assert_non_null(strstr(err.msg, "owner_share"));
+    fx_trace_free(&t);
+    fx_genai_free(&u);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(borrower_evicted_before_memory_runs_out),
+        cmocka_unit_test(reclaimed_when_owner_stays_busy),
+        cmocka_unit_test(not_reclaimed_for_a_spike),
+        cmocka_unit_test(reuse_busier_with_idle_owners),
+        cmocka_unit_test(bad_config_named),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
