@@ -13,6 +13,15 @@
 
 #define FX_CL_API __attribute__((visibility("default")))
 
+/* The wire id of a stream handle: ids the server gave, shifted past
+ * cudaStreamLegacy (1) and cudaStreamPerThread (2), which are the default
+ * stream (0) like NULL. */
+static inline uint32_t fx_cl_stream_id(cudaStream_t s)
+{
+    uintptr_t v = (uintptr_t)s;
+    return v <= 2 ? 0 : (uint32_t)(v - 2);
+}
+
 /* The calling thread's current device and last error (cudaGetLastError). */
 int fx_cl_device(void);
 void fx_cl_set_device(int dev);
@@ -55,5 +64,19 @@ uint32_t fx_cl_func_id(const struct fx_cl_func *f);
 unsigned fx_cl_func_nparams(const struct fx_cl_func *f);
 void fx_cl_func_param(const struct fx_cl_func *f, unsigned i, uint32_t *offset, uint32_t *size);
 uint32_t fx_cl_func_args_len(const struct fx_cl_func *f);
+
+/* What the client libcublas.so.12 (client_blas.c) uses of this library's
+ * connection: exported once, as __flexpu_remote_v1, so both libraries of a
+ * process share one connection. */
+struct fx_cl_iface {
+    int version; /* 1 */
+    int (*lock)(void);
+    void (*unlock)(void);
+    uint32_t (*queue)(struct fx_wire_req *q);
+    int (*wait)(uint32_t seq, struct fx_rd *fields, int *deferred);
+    int (*flush)(void);
+    void (*set_error)(int e);
+};
+FX_CL_API const struct fx_cl_iface *__flexpu_remote_v1(void);
 
 #endif

@@ -24,15 +24,6 @@ static int sync_status(int status, int deferred)
     return fail(status != cudaSuccess ? status : deferred);
 }
 
-/* The wire id of a stream handle: ids the server gave, shifted past
- * cudaStreamLegacy (1) and cudaStreamPerThread (2), which are the default
- * stream (0) like NULL. */
-static uint32_t stream_id(cudaStream_t s)
-{
-    uintptr_t v = (uintptr_t)s;
-    return v <= 2 ? 0 : (uint32_t)(v - 2);
-}
-
 /* --- Devices -------------------------------------------------------------- */
 
 FX_CL_API cudaError_t cudaGetDeviceCount(int *count)
@@ -287,7 +278,7 @@ static int memcpy_any(void *dst, const void *src, size_t count, int kind, cudaSt
     int rc = fx_cl_lock();
     if (rc != cudaSuccess)
         return fail(rc);
-    uint32_t sid = stream_id(stream);
+    uint32_t sid = fx_cl_stream_id(stream);
     if (kind == cudaMemcpyHostToDevice)
         rc = copy_h2d((uintptr_t)dst, src, count, sid, sync);
     else if (kind == cudaMemcpyDeviceToHost)
@@ -345,7 +336,7 @@ static int stream_call(unsigned op, cudaStream_t stream)
     if (rc != cudaSuccess)
         return fail(rc);
     struct fx_wire_req q = {.h.op = (uint16_t)op};
-    q.u.id.id = stream_id(stream);
+    q.u.id.id = fx_cl_stream_id(stream);
     struct fx_rd r;
     int deferred;
     rc = fx_cl_call(&q, &r, &deferred);
@@ -360,9 +351,18 @@ FX_CL_API cudaError_t cudaStreamSynchronize(cudaStream_t stream)
 
 FX_CL_API cudaError_t cudaStreamDestroy(cudaStream_t stream)
 {
-    if (stream_id(stream) == 0)
+    if (fx_cl_stream_id(stream) == 0)
         return fail(cudaErrorInvalidResourceHandle);
     return stream_call(FX_OP_STREAM_DESTROY, stream);
+}
+
+/* --- For the client libcublas.so.12 ------------------------------------------ */
+
+FX_CL_API const struct fx_cl_iface *__flexpu_remote_v1(void)
+{
+    static const struct fx_cl_iface iface = {1,           fx_cl_lock,  fx_cl_unlock,   fx_cl_queue,
+                                             fx_cl_wait, fx_cl_flush, fx_cl_set_error};
+    return &iface;
 }
 
 /* --- Launches ------------------------------------------------------------- */
@@ -432,7 +432,7 @@ FX_CL_API cudaError_t cudaLaunchKernel(const void *func, dim3 gridDim, dim3 bloc
         q.u.launch.block[1] = blockDim.y;
         q.u.launch.block[2] = blockDim.z;
         q.u.launch.shared_bytes = (uint32_t)sharedMem;
-        q.u.launch.stream = stream_id(stream);
+        q.u.launch.stream = fx_cl_stream_id(stream);
         q.u.launch.args = buf;
         q.u.launch.args_len = len;
         /* Sent at once, without waiting for a reply: the GPU starts it now. */

@@ -3,7 +3,7 @@
  * (server.h). Everything the client names is an index into this worker's
  * tables or a pointer checked against its allocations; the driver is asked
  * nothing on a handle or address the client was not given. */
-#include "remote/server.h"
+#include "remote/server_conn.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -21,94 +21,8 @@
 #include "util/alloc.h"
 #include "util/clock.h"
 
-#define COMP          "remoted"
-#define MAX_DEVICES   16
-#define MAX_STREAMS   4096 /* per connection: a bound on what a client can make us hold */
-#define MAX_MODULES   4096
-#define MAX_FUNCS     65536
-#define MAX_ALLOCS    (1u << 20)
 
-/* The driver functions a worker calls, resolved through dlsym so that a
- * preloaded libflexpu-cuda.so hands out its hooks. X(name, export, type). */
-#define DRIVER_FUNCS(X)                                                                            \
-    X(Init, cuInit, CUresult (*)(unsigned))                                                        \
-    X(DeviceGetCount, cuDeviceGetCount, CUresult (*)(int *))                                       \
-    X(DeviceGet, cuDeviceGet, CUresult (*)(CUdevice *, int))                                       \
-    X(PrimaryRetain, cuDevicePrimaryCtxRetain, CUresult (*)(CUcontext *, CUdevice))                \
-    X(PrimaryRelease, cuDevicePrimaryCtxRelease_v2, CUresult (*)(CUdevice))                        \
-    X(CtxSetCurrent, cuCtxSetCurrent, CUresult (*)(CUcontext))                                     \
-    X(CtxSynchronize, cuCtxSynchronize, CUresult (*)(void))                                        \
-    X(MemAlloc, cuMemAlloc_v2, CUresult (*)(CUdeviceptr *, size_t))                                \
-    X(MemFree, cuMemFree_v2, CUresult (*)(CUdeviceptr))                                            \
-    X(MemGetInfo, cuMemGetInfo_v2, CUresult (*)(size_t *, size_t *))                               \
-    X(HtoD, cuMemcpyHtoD_v2, CUresult (*)(CUdeviceptr, const void *, size_t))                      \
-    X(DtoH, cuMemcpyDtoH_v2, CUresult (*)(void *, CUdeviceptr, size_t))                            \
-    X(DtoD, cuMemcpyDtoD_v2, CUresult (*)(CUdeviceptr, CUdeviceptr, size_t))                       \
-    X(HtoDAsync, cuMemcpyHtoDAsync_v2, CUresult (*)(CUdeviceptr, const void *, size_t, CUstream)) \
-    X(DtoHAsync, cuMemcpyDtoHAsync_v2, CUresult (*)(void *, CUdeviceptr, size_t, CUstream))       \
-    X(DtoDAsync, cuMemcpyDtoDAsync_v2, CUresult (*)(CUdeviceptr, CUdeviceptr, size_t, CUstream))  \
-    X(StreamCreate, cuStreamCreate, CUresult (*)(CUstream *, unsigned))                            \
-    X(StreamDestroy, cuStreamDestroy_v2, CUresult (*)(CUstream))                                   \
-    X(StreamQuery, cuStreamQuery, CUresult (*)(CUstream))                                          \
-    X(StreamSynchronize, cuStreamSynchronize, CUresult (*)(CUstream))                              \
-    X(ModuleLoadData, cuModuleLoadData, CUresult (*)(CUmodule *, const void *))                    \
-    X(ModuleUnload, cuModuleUnload, CUresult (*)(CUmodule))                                        \
-    X(ModuleGetFunction, cuModuleGetFunction, CUresult (*)(CUfunction *, CUmodule, const char *)) \
-    X(FuncGetParamInfo, cuFuncGetParamInfo, CUresult (*)(CUfunction, size_t, size_t *, size_t *)) \
-    X(LaunchKernel, cuLaunchKernel,                                                                \
-      CUresult (*)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,         \
-                   unsigned, CUstream, void **, void **))
-
-struct driver {
-#define DRIVER_FIELD(field, name, type) __typeof__(type) field;
-    DRIVER_FUNCS(DRIVER_FIELD)
-#undef DRIVER_FIELD
-};
-
-struct alloc {
-    CUdeviceptr ptr;
-    size_t size;
-    int dev;
-};
-
-struct stream {
-    CUstream s; /* NULL: free slot */
-    int dev;
-};
-
-struct func {
-    CUfunction f; /* NULL once its module is unloaded */
-    uint32_t mod; /* its module's id */
-    unsigned nparams;
-    size_t args_len; /* bytes of the parameter buffer */
-    uint32_t offset[FX_WIRE_PARAMS_MAX], size[FX_WIRE_PARAMS_MAX];
-};
-
-struct conn {
-    int fd;
-    const struct fx_srv_opts *o;
-    struct driver d;
-    int ndev, cur; /* cur: the device whose context is current, -1 none */
-    CUcontext ctx[MAX_DEVICES];
-    struct alloc *allocs;
-    size_t nallocs, cap_allocs;
-    struct stream *streams;
-    size_t nstreams, cap_streams;
-    CUmodule *mods;
-    size_t nmods, cap_mods;
-    struct func *funcs;
-    size_t nfuncs, cap_funcs;
-    int32_t deferred; /* first error of a NO_REPLY request since the last reply */
-    uint32_t deferred_seq;
-    int broken;       /* the client cannot be written to: stop */
-    uint64_t last_write_ns;
-    unsigned char *in;
-    size_t in_cap;
-    struct fx_wr out;
-    alignas(16) unsigned char args[FX_WIRE_ARGS_MAX];
-};
-
-static int cuda_error(CUresult r)
+int fx_srv_cuda_error(CUresult r)
 {
     switch (r) {
     case CUDA_SUCCESS: return cudaSuccess;
@@ -133,8 +47,7 @@ static int cuda_error(CUresult r)
     }
 }
 
-/* Makes room for `need` elements of `elem` bytes in *arr, at most `max`. */
-static int reserve(void **arr, size_t *cap, size_t need, size_t elem, size_t max)
+int fx_srv_reserve(void **arr, size_t *cap, size_t need, size_t elem, size_t max)
 {
     if (need <= *cap)
         return 0;
@@ -171,7 +84,7 @@ static int load_driver(struct driver *d)
 
 /* --- Writing ---------------------------------------------------------------- */
 
-static void flush_out(struct conn *c)
+static void flush_out(struct fx_srv_conn *c)
 {
     if (!c->broken && c->out.len) {
         int rc = fx_net_write_all(c->fd, c->out.buf, c->out.len, c->o->write_timeout_ms);
@@ -186,7 +99,7 @@ static void flush_out(struct conn *c)
 }
 
 /* Tells a waiting client the worker is alive, at most every progress_ms. */
-static void progress(struct conn *c)
+static void progress(struct fx_srv_conn *c)
 {
     if (fx_mono_ns() - c->last_write_ns < (uint64_t)c->o->progress_ms * 1000000u)
         return;
@@ -197,7 +110,7 @@ static void progress(struct conn *c)
 
 /* --- Devices, streams, pointers -------------------------------------------- */
 
-static int use_dev(struct conn *c, unsigned dev)
+static int use_dev(struct fx_srv_conn *c, unsigned dev)
 {
     if ((int)dev >= c->ndev)
         return cudaErrorInvalidDevice;
@@ -208,20 +121,19 @@ static int use_dev(struct conn *c, unsigned dev)
             r = c->d.PrimaryRetain(&c->ctx[dev], h);
         if (r != CUDA_SUCCESS) {
             c->ctx[dev] = NULL;
-            return cuda_error(r);
+            return fx_srv_cuda_error(r);
         }
     }
     if (c->cur != (int)dev) {
         CUresult r = c->d.CtxSetCurrent(c->ctx[dev]);
         if (r != CUDA_SUCCESS)
-            return cuda_error(r);
+            return fx_srv_cuda_error(r);
         c->cur = (int)dev;
     }
     return cudaSuccess;
 }
 
-/* The stream with wire id `id` on device `dev` (0: the legacy default). */
-static int stream_of(struct conn *c, uint32_t id, unsigned dev, CUstream *out)
+int fx_srv_stream(struct fx_srv_conn *c, uint32_t id, unsigned dev, CUstream *out)
 {
     if (id == 0) {
         *out = NULL;
@@ -233,8 +145,7 @@ static int stream_of(struct conn *c, uint32_t id, unsigned dev, CUstream *out)
     return cudaSuccess;
 }
 
-/* Whether [p, p + n) lies inside one allocation of this connection. */
-static int owned(const struct conn *c, uint64_t p, uint64_t n)
+int fx_srv_owned(const struct fx_srv_conn *c, uint64_t p, uint64_t n)
 {
     for (size_t i = 0; i < c->nallocs; i++) {
         const struct alloc *a = &c->allocs[i];
@@ -246,13 +157,13 @@ static int owned(const struct conn *c, uint64_t p, uint64_t n)
 
 /* Waits for `s` to finish its work, telling the client the worker is alive
  * meanwhile (docs/REMOTE.md, "Failures"). */
-static int wait_stream(struct conn *c, CUstream s)
+static int wait_stream(struct fx_srv_conn *c, CUstream s)
 {
     unsigned sleep_ns = 0;
     for (;;) {
         CUresult r = c->d.StreamQuery(s);
         if (r != CUDA_ERROR_NOT_READY)
-            return r == CUDA_SUCCESS ? cuda_error(c->d.StreamSynchronize(s)) : cuda_error(r);
+            return r == CUDA_SUCCESS ? fx_srv_cuda_error(c->d.StreamSynchronize(s)) : fx_srv_cuda_error(r);
         progress(c);
         if (c->broken)
             return cudaErrorUnknown;
@@ -270,7 +181,7 @@ static int wait_stream(struct conn *c, CUstream s)
 
 /* Waits for everything issued on device `dev` (its default stream and this
  * connection's streams). */
-static int wait_dev(struct conn *c, unsigned dev)
+static int wait_dev(struct fx_srv_conn *c, unsigned dev)
 {
     int rc = use_dev(c, dev);
     for (size_t i = 0; rc == cudaSuccess && i < c->nstreams; i++)
@@ -279,7 +190,7 @@ static int wait_dev(struct conn *c, unsigned dev)
     if (rc == cudaSuccess)
         rc = wait_stream(c, NULL);
     if (rc == cudaSuccess)
-        rc = cuda_error(c->d.CtxSynchronize());
+        rc = fx_srv_cuda_error(c->d.CtxSynchronize());
     return rc;
 }
 
@@ -287,23 +198,23 @@ static int wait_dev(struct conn *c, unsigned dev)
  * Each handler returns a cudaError_t and appends its reply fields to c->out
  * only on success. The device's context is current when they run. */
 
-static int do_malloc(struct conn *c, const struct fx_wire_req *q)
+static int do_malloc(struct fx_srv_conn *c, const struct fx_wire_req *q)
 {
     CUdeviceptr p = 0;
     if (q->u.malloc.size) {
-        if (reserve((void **)&c->allocs, &c->cap_allocs, c->nallocs + 1, sizeof *c->allocs,
+        if (fx_srv_reserve((void **)&c->allocs, &c->cap_allocs, c->nallocs + 1, sizeof *c->allocs,
                     MAX_ALLOCS) != 0)
             return cudaErrorMemoryAllocation;
         CUresult r = c->d.MemAlloc(&p, q->u.malloc.size);
         if (r != CUDA_SUCCESS)
-            return cuda_error(r);
+            return fx_srv_cuda_error(r);
         c->allocs[c->nallocs++] = (struct alloc){p, q->u.malloc.size, q->h.dev};
     }
     fx_wr_u64(&c->out, p);
     return cudaSuccess;
 }
 
-static int do_free(struct conn *c, const struct fx_wire_req *q)
+static int do_free(struct fx_srv_conn *c, const struct fx_wire_req *q)
 {
     if (q->u.free.ptr == 0)
         return cudaSuccess;
@@ -312,7 +223,7 @@ static int do_free(struct conn *c, const struct fx_wire_req *q)
             continue;
         int rc = use_dev(c, (unsigned)c->allocs[i].dev);
         if (rc == cudaSuccess)
-            rc = cuda_error(c->d.MemFree(q->u.free.ptr));
+            rc = fx_srv_cuda_error(c->d.MemFree(q->u.free.ptr));
         if (rc == cudaSuccess)
             c->allocs[i] = c->allocs[--c->nallocs];
         return rc;
@@ -320,29 +231,29 @@ static int do_free(struct conn *c, const struct fx_wire_req *q)
     return cudaErrorInvalidValue;
 }
 
-static int do_h2d(struct conn *c, const struct fx_wire_req *q)
+static int do_h2d(struct fx_srv_conn *c, const struct fx_wire_req *q)
 {
     CUstream s;
-    int rc = stream_of(c, q->u.h2d.stream, q->h.dev, &s);
+    int rc = fx_srv_stream(c, q->u.h2d.stream, q->h.dev, &s);
     if (rc != cudaSuccess)
         return rc;
-    if (!owned(c, q->u.h2d.dst, q->u.h2d.n))
+    if (!fx_srv_owned(c, q->u.h2d.dst, q->u.h2d.n))
         return cudaErrorInvalidValue;
     /* A pageable source: the driver has read it when the call returns, so
      * the frame's buffer may be reused at once. */
     if (q->h.flags & FX_WIRE_NO_REPLY)
-        return cuda_error(c->d.HtoDAsync(q->u.h2d.dst, q->u.h2d.data, q->u.h2d.n, s));
+        return fx_srv_cuda_error(c->d.HtoDAsync(q->u.h2d.dst, q->u.h2d.data, q->u.h2d.n, s));
     rc = s ? wait_stream(c, s) : wait_dev(c, q->h.dev);
-    return rc != cudaSuccess ? rc : cuda_error(c->d.HtoD(q->u.h2d.dst, q->u.h2d.data, q->u.h2d.n));
+    return rc != cudaSuccess ? rc : fx_srv_cuda_error(c->d.HtoD(q->u.h2d.dst, q->u.h2d.data, q->u.h2d.n));
 }
 
-static int do_d2h(struct conn *c, const struct fx_wire_req *q)
+static int do_d2h(struct fx_srv_conn *c, const struct fx_wire_req *q)
 {
     CUstream s;
-    int rc = stream_of(c, q->u.d2h.stream, q->h.dev, &s);
+    int rc = fx_srv_stream(c, q->u.d2h.stream, q->h.dev, &s);
     if (rc != cudaSuccess)
         return rc;
-    if (!owned(c, q->u.d2h.src, q->u.d2h.size))
+    if (!fx_srv_owned(c, q->u.d2h.src, q->u.d2h.size))
         return cudaErrorInvalidValue;
     rc = s ? wait_stream(c, s) : wait_dev(c, q->h.dev);
     if (rc != cudaSuccess)
@@ -355,39 +266,39 @@ static int do_d2h(struct conn *c, const struct fx_wire_req *q)
         c->out.bad = 0;
         return cudaErrorMemoryAllocation;
     }
-    rc = cuda_error(c->d.DtoH(dst, q->u.d2h.src, q->u.d2h.size));
+    rc = fx_srv_cuda_error(c->d.DtoH(dst, q->u.d2h.src, q->u.d2h.size));
     if (rc != cudaSuccess)
         c->out.len = mark;
     return rc;
 }
 
-static int do_d2d(struct conn *c, const struct fx_wire_req *q)
+static int do_d2d(struct fx_srv_conn *c, const struct fx_wire_req *q)
 {
     CUstream s;
-    int rc = stream_of(c, q->u.d2d.stream, q->h.dev, &s);
+    int rc = fx_srv_stream(c, q->u.d2d.stream, q->h.dev, &s);
     if (rc != cudaSuccess)
         return rc;
-    if (!owned(c, q->u.d2d.dst, q->u.d2d.size) || !owned(c, q->u.d2d.src, q->u.d2d.size))
+    if (!fx_srv_owned(c, q->u.d2d.dst, q->u.d2d.size) || !fx_srv_owned(c, q->u.d2d.src, q->u.d2d.size))
         return cudaErrorInvalidValue;
     if (q->h.flags & FX_WIRE_NO_REPLY)
-        return cuda_error(c->d.DtoDAsync(q->u.d2d.dst, q->u.d2d.src, q->u.d2d.size, s));
+        return fx_srv_cuda_error(c->d.DtoDAsync(q->u.d2d.dst, q->u.d2d.src, q->u.d2d.size, s));
     rc = s ? wait_stream(c, s) : wait_dev(c, q->h.dev);
     return rc != cudaSuccess ? rc
-                             : cuda_error(c->d.DtoD(q->u.d2d.dst, q->u.d2d.src, q->u.d2d.size));
+                             : fx_srv_cuda_error(c->d.DtoD(q->u.d2d.dst, q->u.d2d.src, q->u.d2d.size));
 }
 
-static int do_stream_create(struct conn *c, const struct fx_wire_req *q)
+static int do_stream_create(struct fx_srv_conn *c, const struct fx_wire_req *q)
 {
     size_t slot = 0;
     while (slot < c->nstreams && c->streams[slot].s)
         slot++;
-    if (slot == c->nstreams && reserve((void **)&c->streams, &c->cap_streams, c->nstreams + 1,
+    if (slot == c->nstreams && fx_srv_reserve((void **)&c->streams, &c->cap_streams, c->nstreams + 1,
                                        sizeof *c->streams, MAX_STREAMS) != 0)
         return cudaErrorMemoryAllocation;
     CUstream s = NULL;
     CUresult r = c->d.StreamCreate(&s, q->u.stream_create.flags & FX_CUDA_STREAM_NON_BLOCKING);
     if (r != CUDA_SUCCESS)
-        return cuda_error(r);
+        return fx_srv_cuda_error(r);
     if (slot == c->nstreams)
         c->nstreams++;
     c->streams[slot] = (struct stream){s, q->h.dev};
@@ -395,25 +306,25 @@ static int do_stream_create(struct conn *c, const struct fx_wire_req *q)
     return cudaSuccess;
 }
 
-static int do_stream_destroy(struct conn *c, const struct fx_wire_req *q)
+static int do_stream_destroy(struct fx_srv_conn *c, const struct fx_wire_req *q)
 {
     CUstream s;
     if (q->u.id.id == 0)
         return cudaErrorInvalidResourceHandle;
-    int rc = stream_of(c, q->u.id.id, q->h.dev, &s);
+    int rc = fx_srv_stream(c, q->u.id.id, q->h.dev, &s);
     if (rc == cudaSuccess)
-        rc = cuda_error(c->d.StreamDestroy(s));
+        rc = fx_srv_cuda_error(c->d.StreamDestroy(s));
     if (rc == cudaSuccess)
         c->streams[q->u.id.id - 1].s = NULL;
     return rc;
 }
 
-static int do_mem_get_info(struct conn *c)
+static int do_mem_get_info(struct fx_srv_conn *c)
 {
     size_t free_b = 0, total = 0;
     CUresult r = c->d.MemGetInfo(&free_b, &total);
     if (r != CUDA_SUCCESS)
-        return cuda_error(r);
+        return fx_srv_cuda_error(r);
     fx_wr_u64(&c->out, free_b);
     fx_wr_u64(&c->out, total);
     return cudaSuccess;
@@ -421,7 +332,7 @@ static int do_mem_get_info(struct conn *c)
 
 /* A fat binary, whole: the driver parses what its header says, so the size
  * it claims must be what was received. */
-static int do_module_load(struct conn *c, const struct fx_wire_req *q)
+static int do_module_load(struct fx_srv_conn *c, const struct fx_wire_req *q)
 {
     struct fx_fatbin_header hdr;
     size_t n = q->u.module_load.n;
@@ -434,7 +345,7 @@ static int do_module_load(struct conn *c, const struct fx_wire_req *q)
     size_t slot = 0;
     while (slot < c->nmods && c->mods[slot])
         slot++;
-    if (slot == c->nmods && reserve((void **)&c->mods, &c->cap_mods, c->nmods + 1,
+    if (slot == c->nmods && fx_srv_reserve((void **)&c->mods, &c->cap_mods, c->nmods + 1,
                                     sizeof *c->mods, MAX_MODULES) != 0)
         return cudaErrorMemoryAllocation;
     /* The driver wants the image aligned; the payload's copy is not. */
@@ -446,7 +357,7 @@ static int do_module_load(struct conn *c, const struct fx_wire_req *q)
     CUresult r = c->d.ModuleLoadData(&m, img);
     fx_free(img);
     if (r != CUDA_SUCCESS)
-        return cuda_error(r);
+        return fx_srv_cuda_error(r);
     if (slot == c->nmods)
         c->nmods++;
     c->mods[slot] = m;
@@ -454,14 +365,14 @@ static int do_module_load(struct conn *c, const struct fx_wire_req *q)
     return cudaSuccess;
 }
 
-static int do_module_unload(struct conn *c, const struct fx_wire_req *q)
+static int do_module_unload(struct fx_srv_conn *c, const struct fx_wire_req *q)
 {
     uint32_t id = q->u.id.id;
     if (id == 0 || id > c->nmods || !c->mods[id - 1])
         return cudaErrorInvalidResourceHandle;
     CUresult r = c->d.ModuleUnload(c->mods[id - 1]);
     if (r != CUDA_SUCCESS)
-        return cuda_error(r);
+        return fx_srv_cuda_error(r);
     c->mods[id - 1] = NULL;
     /* Its functions are gone with it: a launch of one is refused, never
      * handed to the driver. */
@@ -472,7 +383,7 @@ static int do_module_unload(struct conn *c, const struct fx_wire_req *q)
 }
 
 /* Reads the kernel's parameter layout from the driver (CUDA 12.4+). */
-static int param_layout(struct conn *c, struct func *fn)
+static int param_layout(struct fx_srv_conn *c, struct func *fn)
 {
     fn->nparams = 0;
     fn->args_len = 0;
@@ -482,7 +393,7 @@ static int param_layout(struct conn *c, struct func *fn)
         if (r == CUDA_ERROR_INVALID_VALUE)
             return cudaSuccess; /* past the last parameter */
         if (r != CUDA_SUCCESS)
-            return cuda_error(r);
+            return fx_srv_cuda_error(r);
         if (size == 0 || off > FX_WIRE_ARGS_MAX || size > FX_WIRE_ARGS_MAX - off)
             return cudaErrorNotSupported;
         fn->offset[i] = (uint32_t)off;
@@ -494,7 +405,7 @@ static int param_layout(struct conn *c, struct func *fn)
     return cudaErrorNotSupported; /* more parameters than the protocol carries */
 }
 
-static int do_func_get(struct conn *c, const struct fx_wire_req *q)
+static int do_func_get(struct fx_srv_conn *c, const struct fx_wire_req *q)
 {
     uint32_t mid = q->u.func_get.module;
     if (mid == 0 || mid > c->nmods || !c->mods[mid - 1])
@@ -505,12 +416,12 @@ static int do_func_get(struct conn *c, const struct fx_wire_req *q)
     CUfunction f = NULL;
     CUresult r = c->d.ModuleGetFunction(&f, c->mods[mid - 1], name);
     if (r != CUDA_SUCCESS)
-        return r == CUDA_ERROR_NOT_FOUND ? cudaErrorInvalidDeviceFunction : cuda_error(r);
+        return r == CUDA_ERROR_NOT_FOUND ? cudaErrorInvalidDeviceFunction : fx_srv_cuda_error(r);
     size_t id = 0;
     while (id < c->nfuncs && c->funcs[id].f != f)
         id++;
     if (id == c->nfuncs) {
-        if (reserve((void **)&c->funcs, &c->cap_funcs, c->nfuncs + 1, sizeof *c->funcs,
+        if (fx_srv_reserve((void **)&c->funcs, &c->cap_funcs, c->nfuncs + 1, sizeof *c->funcs,
                     MAX_FUNCS) != 0)
             return cudaErrorMemoryAllocation;
         c->funcs[id].f = f;
@@ -530,7 +441,7 @@ static int do_func_get(struct conn *c, const struct fx_wire_req *q)
     return cudaSuccess;
 }
 
-static int do_launch(struct conn *c, const struct fx_wire_req *q)
+static int do_launch(struct fx_srv_conn *c, const struct fx_wire_req *q)
 {
     uint32_t id = q->u.launch.func;
     if (id == 0 || id > c->nfuncs)
@@ -541,7 +452,7 @@ static int do_launch(struct conn *c, const struct fx_wire_req *q)
     if (q->u.launch.args_len != fn->args_len)
         return cudaErrorInvalidValue;
     CUstream s;
-    int rc = stream_of(c, q->u.launch.stream, q->h.dev, &s);
+    int rc = fx_srv_stream(c, q->u.launch.stream, q->h.dev, &s);
     if (rc != cudaSuccess)
         return rc;
     /* The parameters at their offsets, in an aligned buffer. */
@@ -551,12 +462,12 @@ static int do_launch(struct conn *c, const struct fx_wire_req *q)
     for (unsigned i = 0; i < fn->nparams; i++)
         params[i] = c->args + fn->offset[i];
     const uint32_t *g = q->u.launch.grid, *b = q->u.launch.block;
-    return cuda_error(c->d.LaunchKernel(fn->f, g[0], g[1], g[2], b[0], b[1], b[2],
+    return fx_srv_cuda_error(c->d.LaunchKernel(fn->f, g[0], g[1], g[2], b[0], b[1], b[2],
                                         q->u.launch.shared_bytes, s,
                                         fn->nparams ? params : NULL, NULL));
 }
 
-static int dispatch(struct conn *c, const struct fx_wire_req *q)
+static int dispatch(struct fx_srv_conn *c, const struct fx_wire_req *q)
 {
     int rc = use_dev(c, q->h.dev);
     if (rc != cudaSuccess)
@@ -570,7 +481,7 @@ static int dispatch(struct conn *c, const struct fx_wire_req *q)
     case FX_OP_STREAM_CREATE: return do_stream_create(c, q);
     case FX_OP_STREAM_SYNC: {
         CUstream s;
-        rc = stream_of(c, q->u.id.id, q->h.dev, &s);
+        rc = fx_srv_stream(c, q->u.id.id, q->h.dev, &s);
         return rc != cudaSuccess ? rc : q->u.id.id ? wait_stream(c, s) : wait_dev(c, q->h.dev);
     }
     case FX_OP_STREAM_DESTROY: return do_stream_destroy(c, q);
@@ -580,6 +491,10 @@ static int dispatch(struct conn *c, const struct fx_wire_req *q)
     case FX_OP_MODULE_UNLOAD: return do_module_unload(c, q);
     case FX_OP_FUNC_GET: return do_func_get(c, q);
     case FX_OP_LAUNCH: return do_launch(c, q);
+    case FX_OP_BLAS_CREATE:
+    case FX_OP_BLAS_DESTROY:
+    case FX_OP_BLAS_SET_STREAM:
+    case FX_OP_BLAS_GEMM: return fx_srv_blas(c, q);
     default: return cudaErrorNotSupported; /* HELLO again */
     }
 }
@@ -588,7 +503,7 @@ static int dispatch(struct conn *c, const struct fx_wire_req *q)
 
 /* Reads one frame into c->in; 0, or -1 when the client left or broke the
  * protocol (logged). */
-static int read_frame(struct conn *c, struct fx_wire_req *q, int timeout_ms)
+static int read_frame(struct fx_srv_conn *c, struct fx_wire_req *q, int timeout_ms)
 {
     unsigned char hb[FX_WIRE_HDR_SIZE];
     struct fx_wire_hdr h;
@@ -625,7 +540,7 @@ static int read_frame(struct conn *c, struct fx_wire_req *q, int timeout_ms)
     return 0;
 }
 
-static void reply(struct conn *c, const struct fx_wire_req *q, size_t at, size_t head, int status)
+static void reply(struct fx_srv_conn *c, const struct fx_wire_req *q, size_t at, size_t head, int status)
 {
     if (status != cudaSuccess)
         c->out.len = head + FX_WIRE_REPLY_HEAD; /* no fields with an error */
@@ -648,7 +563,7 @@ static int const_eq(const unsigned char *a, size_t an, const unsigned char *b, s
 }
 
 /* The first frame: HELLO with the protocol version and the token. */
-static int hello(struct conn *c)
+static int hello(struct fx_srv_conn *c)
 {
     struct fx_wire_req q;
     if (read_frame(c, &q, c->o->hello_timeout_ms) != 0)
@@ -666,7 +581,7 @@ static int hello(struct conn *c)
         if (r == CUDA_SUCCESS)
             r = c->d.DeviceGetCount(&c->ndev);
         if (r != CUDA_SUCCESS)
-            status = cuda_error(r);
+            status = fx_srv_cuda_error(r);
         if (c->ndev > MAX_DEVICES)
             c->ndev = MAX_DEVICES;
     }
@@ -680,9 +595,10 @@ static int hello(struct conn *c)
 }
 
 /* Frees everything the client held, in dependency order. */
-static void release_all(struct conn *c)
+static void release_all(struct fx_srv_conn *c)
 {
     size_t n = c->nallocs;
+    fx_srv_blas_release(c); /* handles use the streams and memory below */
     for (size_t i = 0; i < c->nallocs; i++)
         if (use_dev(c, (unsigned)c->allocs[i].dev) == cudaSuccess)
             c->d.MemFree(c->allocs[i].ptr);
@@ -705,7 +621,7 @@ static void release_all(struct conn *c)
 
 int fx_srv_serve(int fd, const struct fx_srv_opts *opts)
 {
-    struct conn *c = fx_calloc(1, sizeof *c);
+    struct fx_srv_conn *c = fx_calloc(1, sizeof *c);
     if (!c) {
         close(fd);
         return -1;

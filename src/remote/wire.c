@@ -239,7 +239,8 @@ void fx_wr_end(struct fx_wr *w, size_t at, struct fx_wire_hdr h)
 
 static int no_reply_allowed(unsigned op)
 {
-    return op == FX_OP_MEMCPY_H2D || op == FX_OP_MEMCPY_D2D || op == FX_OP_LAUNCH;
+    return op == FX_OP_MEMCPY_H2D || op == FX_OP_MEMCPY_D2D || op == FX_OP_LAUNCH ||
+           op == FX_OP_BLAS_GEMM;
 }
 
 /* Checks a copy's size: non-zero and at most one chunk. */
@@ -268,6 +269,47 @@ static int decode_launch(struct fx_rd *r, struct fx_wire_req *q, struct flexpu_e
         if (q->u.launch.block[i] == 0)
             return bad_field(err, block[i], 0, "a launch's dimensions are at least 1");
     }
+    return 0;
+}
+
+static int decode_gemm(struct fx_rd *r, struct fx_wire_req *q, struct flexpu_error *err)
+{
+    struct fx_wire_gemm *g = &q->u.gemm;
+    g->handle = fx_rd_u32(r, "handle");
+    g->transa = fx_rd_u32(r, "transa");
+    g->transb = fx_rd_u32(r, "transb");
+    g->m = (int32_t)fx_rd_u32(r, "m");
+    g->n = (int32_t)fx_rd_u32(r, "n");
+    g->k = (int32_t)fx_rd_u32(r, "k");
+    g->atype = (int32_t)fx_rd_u32(r, "atype");
+    g->btype = (int32_t)fx_rd_u32(r, "btype");
+    g->ctype = (int32_t)fx_rd_u32(r, "ctype");
+    g->compute = (int32_t)fx_rd_u32(r, "compute");
+    g->algo = (int32_t)fx_rd_u32(r, "algo");
+    g->a = fx_rd_u64(r, "a");
+    g->b = fx_rd_u64(r, "b");
+    g->c = fx_rd_u64(r, "c");
+    g->lda = (int32_t)fx_rd_u32(r, "lda");
+    g->ldb = (int32_t)fx_rd_u32(r, "ldb");
+    g->ldc = (int32_t)fx_rd_u32(r, "ldc");
+    size_t na = 0, nb = 0;
+    const unsigned char *alpha = fx_rd_bytes(r, FX_WIRE_SCALAR_MAX, &na, "alpha");
+    const unsigned char *beta = fx_rd_bytes(r, FX_WIRE_SCALAR_MAX, &nb, "beta");
+    if (r->bad)
+        return 0;
+    if (na == 0 || na != nb)
+        return bad_field(err, "beta", nb, "alpha and beta are 1 to 16 bytes, the same size");
+    if (g->transa > 2)
+        return bad_field(err, "transa", g->transa, "0 (N), 1 (T) or 2 (C)");
+    if (g->transb > 2)
+        return bad_field(err, "transb", g->transb, "0 (N), 1 (T) or 2 (C)");
+    if (g->m < 0 || g->n < 0 || g->k < 0)
+        return bad_field(err, g->m < 0 ? "m" : g->n < 0 ? "n" : "k",
+                         (uint32_t)(g->m < 0 ? g->m : g->n < 0 ? g->n : g->k),
+                         "a matrix dimension is not negative");
+    memcpy(g->alpha, alpha, na);
+    memcpy(g->beta, beta, nb);
+    g->scalar_len = na;
     return 0;
 }
 
@@ -329,6 +371,17 @@ static int decode_body(struct fx_rd *r, struct fx_wire_req *q, struct flexpu_err
         return 0;
     case FX_OP_LAUNCH:
         return decode_launch(r, q, err);
+    case FX_OP_BLAS_CREATE:
+        return 0;
+    case FX_OP_BLAS_DESTROY:
+        q->u.id.id = fx_rd_u32(r, "handle");
+        return 0;
+    case FX_OP_BLAS_SET_STREAM:
+        q->u.blas_stream.handle = fx_rd_u32(r, "handle");
+        q->u.blas_stream.stream = fx_rd_u32(r, "stream");
+        return 0;
+    case FX_OP_BLAS_GEMM:
+        return decode_gemm(r, q, err);
     default:
         return bad_field(err, "op", q->h.op, "not a request");
     }
@@ -349,6 +402,24 @@ int fx_wire_req_decode(const struct fx_wire_hdr *h, const unsigned char *payload
     if (rc != 0)
         flexpu_error_prefix(err, "request %s (seq %u)", fx_wire_op_name(h->op), h->seq);
     return rc;
+}
+
+static void encode_gemm(struct fx_wr *w, const struct fx_wire_gemm *g)
+{
+    const uint32_t words[] = {g->handle,           g->transa,          g->transb,
+                              (uint32_t)g->m,      (uint32_t)g->n,     (uint32_t)g->k,
+                              (uint32_t)g->atype,  (uint32_t)g->btype, (uint32_t)g->ctype,
+                              (uint32_t)g->compute, (uint32_t)g->algo};
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+        fx_wr_u32(w, words[i]);
+    fx_wr_u64(w, g->a);
+    fx_wr_u64(w, g->b);
+    fx_wr_u64(w, g->c);
+    fx_wr_u32(w, (uint32_t)g->lda);
+    fx_wr_u32(w, (uint32_t)g->ldb);
+    fx_wr_u32(w, (uint32_t)g->ldc);
+    fx_wr_bytes(w, g->alpha, g->scalar_len);
+    fx_wr_bytes(w, g->beta, g->scalar_len);
 }
 
 static void encode_body(struct fx_wr *w, const struct fx_wire_req *q)
@@ -405,7 +476,17 @@ static void encode_body(struct fx_wr *w, const struct fx_wire_req *q)
         fx_wr_u32(w, q->u.launch.stream);
         fx_wr_bytes(w, q->u.launch.args, q->u.launch.args_len);
         break;
-    default: /* DEVICE_SYNC, MEM_GET_INFO: no fields */
+    case FX_OP_BLAS_DESTROY:
+        fx_wr_u32(w, q->u.id.id);
+        break;
+    case FX_OP_BLAS_SET_STREAM:
+        fx_wr_u32(w, q->u.blas_stream.handle);
+        fx_wr_u32(w, q->u.blas_stream.stream);
+        break;
+    case FX_OP_BLAS_GEMM:
+        encode_gemm(w, &q->u.gemm);
+        break;
+    default: /* DEVICE_SYNC, MEM_GET_INFO, BLAS_CREATE: no fields */
         break;
     }
 }

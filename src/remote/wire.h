@@ -24,6 +24,7 @@
 #define FX_WIRE_PARAMS_MAX  256u  /* parameters of one kernel */
 #define FX_WIRE_ARGS_MAX    32764u /* bytes of one kernel's parameters (CUDA 12.1+) */
 #define FX_WIRE_REPLY_HEAD  12u   /* status, deferred, deferred_seq */
+#define FX_WIRE_SCALAR_MAX  16u   /* bytes of a GEMM's alpha or beta */
 
 /* X(name, value): the operations, in protocol order. */
 #define FX_WIRE_OPS(X)                                                                             \
@@ -42,7 +43,11 @@
     X(FUNC_GET, 13)                                                                                \
     X(LAUNCH, 14)                                                                                  \
     X(MODULE_UNLOAD, 15)                                                                           \
-    X(PROGRESS, 16)
+    X(PROGRESS, 16)                                                                                \
+    X(BLAS_CREATE, 17)                                                                             \
+    X(BLAS_DESTROY, 18)                                                                            \
+    X(BLAS_SET_STREAM, 19)                                                                         \
+    X(BLAS_GEMM, 20)
 
 enum fx_wire_op {
 #define FX_WIRE_OP_ENUM(name, value) FX_OP_##name = value,
@@ -110,6 +115,19 @@ size_t fx_wr_begin(struct fx_wr *w);
 /* Fills the header at `at` with `h`, its len being what was written since. */
 void fx_wr_end(struct fx_wr *w, size_t at, struct fx_wire_hdr h);
 
+/* A GEMM as cublasGemmEx takes it (Sgemm is the 32F case). */
+struct fx_wire_gemm {
+    uint32_t handle;
+    uint32_t transa, transb; /* cublasOperation_t: 0 N, 1 T, 2 C */
+    int32_t m, n, k;
+    int32_t atype, btype, ctype; /* cudaDataType */
+    int32_t compute, algo;       /* cublasComputeType_t, cublasGemmAlgo_t */
+    uint64_t a, b, c;
+    int32_t lda, ldb, ldc;
+    unsigned char alpha[FX_WIRE_SCALAR_MAX], beta[FX_WIRE_SCALAR_MAX];
+    size_t scalar_len; /* bytes of alpha and of beta, 1 to 16 */
+};
+
 /* One decoded request. Pointers point into the payload it was decoded from. */
 struct fx_wire_req {
     struct fx_wire_hdr h;
@@ -161,6 +179,11 @@ struct fx_wire_req {
             const unsigned char *args;
             size_t args_len;
         } launch;
+        struct {
+            uint32_t handle;
+            uint32_t stream;
+        } blas_stream; /* BLAS_SET_STREAM; BLAS_DESTROY uses id */
+        struct fx_wire_gemm gemm;
     } u;
 };
 
@@ -168,7 +191,9 @@ struct fx_wire_req {
  * every field: sizes of copies at most FX_WIRE_CHUNK and non-zero, names
  * without NUL, non-zero grid and block dimensions, no trailing bytes, and
  * NO_REPLY only on the operations that may be sent without a reply
- * (MEMCPY_H2D, MEMCPY_D2D, LAUNCH). Returns 0, or FLEXPU_EPARSE with err
+ * (MEMCPY_H2D, MEMCPY_D2D, LAUNCH, BLAS_GEMM). A GEMM's shapes are
+ * non-negative, its transposes 0 to 2, its scalars 1 to 16 bytes; the
+ * types and leading dimensions are the server's to check.  Returns 0, or FLEXPU_EPARSE with err
  * naming the operation, the field and the value. */
 int fx_wire_req_decode(const struct fx_wire_hdr *h, const unsigned char *payload,
                        struct fx_wire_req *out, struct flexpu_error *err);

@@ -11,6 +11,8 @@
  * Modes (the first argument):
  *   basic         copies each way, the kernel in stream order, big copies,
  *                 memory info, and the errors of bad pointers
+ *   blas          cuBLAS: SGEMM and a bf16 GemmEx on a stream, checked on the
+ *                 host, and the errors of bad arguments and pointers
  *   quota         allocates 8 MiB blocks until refused; prints the MiB held
  *   hold MIB      allocates MIB, prints "holding", sleeps (to be killed)
  *   loop          launches and synchronises until a call fails; exits 3
@@ -53,6 +55,20 @@ const char *cudaGetErrorName(cudaError_t e);
 cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total);
 cudaError_t cudaLaunchKernel(const void *func, dim3 grid, dim3 block, void **args, size_t shared,
                              cudaStream_t s);
+/* What cublas_api.h declares (cuBLAS 12). */
+typedef struct cublasContext *cublasHandle_t;
+enum { CUBLAS_OP_N = 0, CUBLAS_OP_T = 1, CUBLAS_STATUS_INVALID_VALUE = 7 };
+enum { CUDA_R_32F = 0, CUDA_R_16BF = 14, CUBLAS_COMPUTE_32F = 68, CUBLAS_GEMM_DEFAULT = -1 };
+int cublasCreate_v2(cublasHandle_t *h);
+int cublasDestroy_v2(cublasHandle_t h);
+int cublasSetStream_v2(cublasHandle_t h, cudaStream_t s);
+int cublasSgemm_v2(cublasHandle_t h, int ta, int tb, int m, int n, int k, const float *alpha,
+                   const float *A, int lda, const float *B, int ldb, const float *beta, float *C,
+                   int ldc);
+int cublasGemmEx(cublasHandle_t h, int ta, int tb, int m, int n, int k, const void *alpha,
+                 const void *A, int Atype, int lda, const void *B, int Btype, int ldb,
+                 const void *beta, void *C, int Ctype, int ldc, int compute, int algo);
+
 void **__cudaRegisterFatBinary(void *fatCubin);
 void __cudaRegisterFatBinaryEnd(void **handle);
 void __cudaUnregisterFatBinary(void **handle);
@@ -222,6 +238,93 @@ static int basic(void)
     return 0;
 }
 
+/* C = alpha * A * B^T + beta * C on the host: A is m x k (lda), B is n x k
+ * (ldb), column-major, as cuBLAS reads them. */
+static void host_gemm_nt(int m, int n, int k, float alpha, const float *A, int lda,
+                         const float *B, int ldb, float beta, float *C, int ldc)
+{
+    for (int j = 0; j < n; j++)
+        for (int i = 0; i < m; i++) {
+            float sum = 0;
+            for (int l = 0; l < k; l++)
+                sum += A[i + l * lda] * B[j + l * ldb];
+            C[i + j * ldc] = alpha * sum + beta * C[i + j * ldc];
+        }
+}
+
+static int blas(void)
+{
+    enum { M = 37, N = 29, K = 23, LDA = 40, LDB = 31, LDC = 37 };
+    static float A[LDA * K], B[LDB * K], C[LDC * N], want[LDC * N], got[LDC * N];
+    for (int i = 0; i < LDA * K; i++)
+        A[i] = (float)(i % 7) - 3;
+    for (int i = 0; i < LDB * K; i++)
+        B[i] = (float)(i % 5) - 2;
+    for (int i = 0; i < LDC * N; i++)
+        C[i] = want[i] = (float)(i % 3);
+    float *dA, *dB, *dC;
+    CHECK(cudaMalloc((void **)&dA, sizeof A));
+    CHECK(cudaMalloc((void **)&dB, sizeof B));
+    CHECK(cudaMalloc((void **)&dC, sizeof C));
+    cudaStream_t s;
+    CHECK(cudaStreamCreate(&s));
+    cublasHandle_t h;
+    EXPECT(cublasCreate_v2(&h) == 0);
+    EXPECT(cublasSetStream_v2(h, s) == 0);
+    CHECK(cudaMemcpyAsync(dA, A, sizeof A, cudaMemcpyHostToDevice, s));
+    CHECK(cudaMemcpyAsync(dB, B, sizeof B, cudaMemcpyHostToDevice, s));
+    CHECK(cudaMemcpyAsync(dC, C, sizeof C, cudaMemcpyHostToDevice, s));
+    const float alpha = 1.5f, beta = 0.5f;
+    EXPECT(cublasSgemm_v2(h, CUBLAS_OP_N, CUBLAS_OP_T, M, N, K, &alpha, dA, LDA, dB, LDB, &beta,
+                          dC, LDC) == 0);
+    CHECK(cudaMemcpyAsync(got, dC, sizeof got, cudaMemcpyDeviceToHost, s));
+    host_gemm_nt(M, N, K, alpha, A, LDA, B, LDB, beta, want, LDC);
+    for (int i = 0; i < LDC * N; i++)
+        EXPECT(got[i] == want[i]); /* small integers and halves: exact in float */
+
+    /* bf16 inputs, float output: the inputs are small integers, exact in bf16. */
+    static uint16_t A16[LDA * K], B16[LDB * K];
+    for (int i = 0; i < LDA * K; i++) {
+        uint32_t bits;
+        memcpy(&bits, &A[i], 4);
+        A16[i] = (uint16_t)(bits >> 16);
+    }
+    for (int i = 0; i < LDB * K; i++) {
+        uint32_t bits;
+        memcpy(&bits, &B[i], 4);
+        B16[i] = (uint16_t)(bits >> 16);
+    }
+    CHECK(cudaMemcpy(dA, A16, sizeof A16, cudaMemcpyHostToDevice));
+    CHECK(cudaMemcpy(dB, B16, sizeof B16, cudaMemcpyHostToDevice));
+    const float one = 1, zero = 0;
+    EXPECT(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_T, M, N, K, &one, dA, CUDA_R_16BF, LDA, dB,
+                        CUDA_R_16BF, LDB, &zero, dC, CUDA_R_32F, LDC, CUBLAS_COMPUTE_32F,
+                        CUBLAS_GEMM_DEFAULT) == 0);
+    CHECK(cudaStreamSynchronize(s));
+    CHECK(cudaMemcpy(got, dC, sizeof got, cudaMemcpyDeviceToHost));
+    for (int i = 0; i < LDC * N; i++)
+        want[i] = 0;
+    host_gemm_nt(M, N, K, 1, A, LDA, B, LDB, 0, want, LDC);
+    for (int i = 0; i < LDC * N; i++)
+        EXPECT(got[i] == want[i]);
+
+    /* Refused here: a leading dimension below the rows. */
+    EXPECT(cublasSgemm_v2(h, CUBLAS_OP_N, CUBLAS_OP_T, M, N, K, &alpha, dA, M - 1, dB, LDB,
+                          &beta, dC, LDC) == CUBLAS_STATUS_INVALID_VALUE);
+    /* Refused by the server: C one column past its allocation. Reported at
+     * the next synchronisation, as a failed kernel is. */
+    EXPECT(cublasSgemm_v2(h, CUBLAS_OP_N, CUBLAS_OP_T, M, N + 1, K, &alpha, dA, LDA, dB, LDB,
+                          &beta, dC, LDC) == 0);
+    EXPECT(cudaStreamSynchronize(s) == cudaErrorInvalidValue);
+    EXPECT(cublasDestroy_v2(h) == 0);
+    CHECK(cudaStreamDestroy(s));
+    CHECK(cudaFree(dA));
+    CHECK(cudaFree(dB));
+    CHECK(cudaFree(dC));
+    printf("blas: ok\n");
+    return 0;
+}
+
 static int quota(void)
 {
     void *blocks[1024];
@@ -322,6 +425,8 @@ int main(int argc, char **argv)
     const char *mode = argc > 1 ? argv[1] : "";
     if (strcmp(mode, "basic") == 0)
         return basic();
+    if (strcmp(mode, "blas") == 0)
+        return blas();
     if (strcmp(mode, "quota") == 0)
         return quota();
     if (strcmp(mode, "hold") == 0 && argc == 3)
@@ -336,6 +441,6 @@ int main(int argc, char **argv)
         printf("nodevice: %s, %d devices\n", cudaGetErrorName(e), n);
         return e != 0 && n == 0 ? 0 : 1;
     }
-    fprintf(stderr, "usage: remote_app basic|quota|hold MIB|loop|nodevice|bench MIB\n");
+    fprintf(stderr, "usage: remote_app basic|blas|quota|hold MIB|loop|nodevice|bench MIB\n");
     return 2;
 }

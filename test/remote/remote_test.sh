@@ -5,7 +5,8 @@
 # quota, 16 MiB of it the context), and remote_app, a plain CUDA program,
 # run unmodified against the client libcudart.so.12.
 #
-# usage: remote_test.sh SERVER CLIENT_LIB_DIR APP RUNTIME_LIB FAKE_DIR
+# usage: remote_test.sh SERVER CLIENT_LIB_DIR APP RUNTIME_LIB FAKE_LIB_PATH
+# (FAKE_LIB_PATH: the fake libcuda's and libcublas's directories, ':'-separated)
 set -u
 server_bin=$1 client_dir=$2 app=$3 runtime_lib=$4 fake_dir=$5
 
@@ -80,6 +81,10 @@ start_server
 
 # 1. Data come back right; bad pointers are refused.
 out=$(app basic 2>&1) || fail "basic: $out"
+echo "$out"
+
+# 1a. cuBLAS by handle (the workers load the fake libcublas.so.12).
+out=$(app blas 2>&1) || fail "blas: $out"
 echo "$out"
 
 # 1b. Garbage on the wire: the worker drops the connection, the server goes on.

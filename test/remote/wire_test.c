@@ -81,10 +81,44 @@ static struct fx_wire_req sample(unsigned op, struct flexpu_rng *rng)
         q.u.launch.args = args;
         q.u.launch.args_len = flexpu_rng_below(rng, sizeof args + 1);
         break;
-    default: /* DEVICE_SYNC, MEM_GET_INFO */
+    case FX_OP_BLAS_DESTROY: q.u.id.id = 4; break;
+    case FX_OP_BLAS_SET_STREAM:
+        q.u.blas_stream.handle = 1;
+        q.u.blas_stream.stream = (uint32_t)flexpu_rng_below(rng, 9);
+        break;
+    case FX_OP_BLAS_GEMM: {
+        struct fx_wire_gemm *g = &q.u.gemm;
+        q.h.flags = FX_WIRE_NO_REPLY;
+        g->handle = 1;
+        g->transa = (uint32_t)flexpu_rng_below(rng, 3);
+        g->transb = (uint32_t)flexpu_rng_below(rng, 3);
+        g->m = (int32_t)flexpu_rng_below(rng, 5000);
+        g->n = (int32_t)flexpu_rng_below(rng, 5000);
+        g->k = (int32_t)flexpu_rng_below(rng, 5000);
+        g->atype = g->btype = 14;
+        g->ctype = 0;
+        g->compute = 68;
+        g->algo = -1;
+        g->a = v;
+        g->b = v + 4096;
+        g->c = v + 8192;
+        g->lda = g->ldb = g->ldc = 5000;
+        g->scalar_len = 1 + flexpu_rng_below(rng, FX_WIRE_SCALAR_MAX);
+        memset(g->alpha, 0x3f, sizeof g->alpha);
+        memset(g->beta, 0, sizeof g->beta);
+        break;
+    }
+    default: /* DEVICE_SYNC, MEM_GET_INFO, BLAS_CREATE */
         break;
     }
     return q;
+}
+
+/* Every request operation, in turn. */
+static unsigned next_op(unsigned op)
+{
+    op++;
+    return op == FX_OP_PROGRESS ? op + 1 : op;
 }
 
 /* Decodes frame `buf` (header and payload) with the payload copied to a
@@ -147,6 +181,17 @@ static void assert_same(const struct fx_wire_req *a, const struct fx_wire_req *b
         assert_int_equal(a->u.func_get.module, b->u.func_get.module);
         assert_int_equal(a->u.func_get.name_len, b->u.func_get.name_len);
         break;
+    case FX_OP_BLAS_GEMM:
+        assert_true(a->u.gemm.m == b->u.gemm.m && a->u.gemm.n == b->u.gemm.n &&
+                    a->u.gemm.k == b->u.gemm.k);
+        assert_true(a->u.gemm.transa == b->u.gemm.transa && a->u.gemm.algo == b->u.gemm.algo);
+        assert_true(a->u.gemm.a == b->u.gemm.a && a->u.gemm.c == b->u.gemm.c);
+        assert_int_equal(a->u.gemm.scalar_len, b->u.gemm.scalar_len);
+        assert_memory_equal(a->u.gemm.alpha, b->u.gemm.alpha, a->u.gemm.scalar_len);
+        break;
+    case FX_OP_BLAS_SET_STREAM:
+        assert_int_equal(a->u.blas_stream.stream, b->u.blas_stream.stream);
+        break;
     case FX_OP_LAUNCH:
         assert_memory_equal(a->u.launch.grid, b->u.launch.grid, sizeof a->u.launch.grid);
         assert_memory_equal(a->u.launch.block, b->u.launch.block, sizeof a->u.launch.block);
@@ -163,7 +208,7 @@ static void test_round_trip_every_op(void **state)
     struct flexpu_rng rng;
     flexpu_rng_seed(&rng, 17);
     for (int round = 0; round < 200; round++) {
-        for (unsigned op = FX_OP_HELLO; op < FX_OP_PROGRESS; op++) {
+        for (unsigned op = FX_OP_HELLO; op < FX_OP_END; op = next_op(op)) {
             struct fx_wire_req q = sample(op, &rng), back;
             struct fx_wr w;
             fx_wr_init(&w, 1 << 20);
@@ -284,6 +329,16 @@ static void test_field_checks(void **state)
     q = sample(FX_OP_MODULE_LOAD, &rng);
     q.u.module_load.n = 0;
     expect_refused(&q, "'image'");
+    q = sample(FX_OP_BLAS_GEMM, &rng);
+    q.u.gemm.transb = 3;
+    expect_refused(&q, "'transb'");
+    q = sample(FX_OP_BLAS_GEMM, &rng);
+    q.u.gemm.k = -1;
+    expect_refused(&q, "'k'");
+    q = sample(FX_OP_BLAS_GEMM, &rng);
+    q.u.gemm.scalar_len = 0;
+    expect_refused(&q, "'beta'");
+
     /* NO_REPLY only where no reply may be skipped. */
     q = sample(FX_OP_MALLOC, &rng);
     q.h.flags = FX_WIRE_NO_REPLY;
@@ -345,7 +400,9 @@ static void test_fuzz_decoder(void **state)
     flexpu_rng_seed(&rng, 2026);
     unsigned accepted = 0, refused = 0;
     for (int i = 0; i < 200000; i++) {
-        unsigned op = FX_OP_HELLO + (unsigned)flexpu_rng_below(&rng, FX_OP_PROGRESS - 1);
+        unsigned op = FX_OP_HELLO + (unsigned)flexpu_rng_below(&rng, FX_OP_END - 1);
+        if (op == FX_OP_PROGRESS)
+            continue;
         struct fx_wire_req q = sample(op, &rng), back;
         struct fx_wr w;
         fx_wr_init(&w, 1 << 16);
@@ -372,7 +429,12 @@ static void test_fuzz_decoder(void **state)
         assert_true(rc == 0 || rc == FLEXPU_EPARSE);
         if (rc == 0) {
             accepted++;
-            assert_true(back.h.op >= FX_OP_HELLO && back.h.op < FX_OP_PROGRESS);
+            assert_true(back.h.op >= FX_OP_HELLO && back.h.op < FX_OP_END &&
+                        back.h.op != FX_OP_PROGRESS);
+            if (back.h.op == FX_OP_BLAS_GEMM)
+                assert_true(back.u.gemm.m >= 0 && back.u.gemm.transa <= 2 &&
+                            back.u.gemm.scalar_len >= 1 &&
+                            back.u.gemm.scalar_len <= FX_WIRE_SCALAR_MAX);
             if (back.h.op == FX_OP_MEMCPY_D2H)
                 assert_true(back.u.d2h.size >= 1 && back.u.d2h.size <= FX_WIRE_CHUNK);
             if (back.h.op == FX_OP_LAUNCH)

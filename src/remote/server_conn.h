@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* A worker's state for one connection, shared by the files that serve it:
+ * server.c (the runtime API) and server_blas.c (cuBLAS by handle). */
+#ifndef FX_REMOTE_SERVER_CONN_H
+#define FX_REMOTE_SERVER_CONN_H
+
+#include <stdalign.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "remote/server.h"
+#include "remote/wire.h"
+#include "runtime/cuda_abi.h"
+
+#define COMP          "remoted"
+#define MAX_DEVICES   16
+#define MAX_STREAMS   4096 /* per connection: a bound on what a client can make us hold */
+#define MAX_MODULES   4096
+#define MAX_FUNCS     65536
+#define MAX_ALLOCS    (1u << 20)
+
+/* The driver functions a worker calls, resolved through dlsym so that a
+ * preloaded libflexpu-cuda.so hands out its hooks. X(name, export, type). */
+#define DRIVER_FUNCS(X)                                                                            \
+    X(Init, cuInit, CUresult (*)(unsigned))                                                        \
+    X(DeviceGetCount, cuDeviceGetCount, CUresult (*)(int *))                                       \
+    X(DeviceGet, cuDeviceGet, CUresult (*)(CUdevice *, int))                                       \
+    X(PrimaryRetain, cuDevicePrimaryCtxRetain, CUresult (*)(CUcontext *, CUdevice))                \
+    X(PrimaryRelease, cuDevicePrimaryCtxRelease_v2, CUresult (*)(CUdevice))                        \
+    X(CtxSetCurrent, cuCtxSetCurrent, CUresult (*)(CUcontext))                                     \
+    X(CtxSynchronize, cuCtxSynchronize, CUresult (*)(void))                                        \
+    X(MemAlloc, cuMemAlloc_v2, CUresult (*)(CUdeviceptr *, size_t))                                \
+    X(MemFree, cuMemFree_v2, CUresult (*)(CUdeviceptr))                                            \
+    X(MemGetInfo, cuMemGetInfo_v2, CUresult (*)(size_t *, size_t *))                               \
+    X(HtoD, cuMemcpyHtoD_v2, CUresult (*)(CUdeviceptr, const void *, size_t))                      \
+    X(DtoH, cuMemcpyDtoH_v2, CUresult (*)(void *, CUdeviceptr, size_t))                            \
+    X(DtoD, cuMemcpyDtoD_v2, CUresult (*)(CUdeviceptr, CUdeviceptr, size_t))                       \
+    X(HtoDAsync, cuMemcpyHtoDAsync_v2, CUresult (*)(CUdeviceptr, const void *, size_t, CUstream)) \
+    X(DtoHAsync, cuMemcpyDtoHAsync_v2, CUresult (*)(void *, CUdeviceptr, size_t, CUstream))       \
+    X(DtoDAsync, cuMemcpyDtoDAsync_v2, CUresult (*)(CUdeviceptr, CUdeviceptr, size_t, CUstream))  \
+    X(StreamCreate, cuStreamCreate, CUresult (*)(CUstream *, unsigned))                            \
+    X(StreamDestroy, cuStreamDestroy_v2, CUresult (*)(CUstream))                                   \
+    X(StreamQuery, cuStreamQuery, CUresult (*)(CUstream))                                          \
+    X(StreamSynchronize, cuStreamSynchronize, CUresult (*)(CUstream))                              \
+    X(ModuleLoadData, cuModuleLoadData, CUresult (*)(CUmodule *, const void *))                    \
+    X(ModuleUnload, cuModuleUnload, CUresult (*)(CUmodule))                                        \
+    X(ModuleGetFunction, cuModuleGetFunction, CUresult (*)(CUfunction *, CUmodule, const char *)) \
+    X(FuncGetParamInfo, cuFuncGetParamInfo, CUresult (*)(CUfunction, size_t, size_t *, size_t *)) \
+    X(LaunchKernel, cuLaunchKernel,                                                                \
+      CUresult (*)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,         \
+                   unsigned, CUstream, void **, void **))
+
+struct driver {
+#define DRIVER_FIELD(field, name, type) __typeof__(type) field;
+    DRIVER_FUNCS(DRIVER_FIELD)
+#undef DRIVER_FIELD
+};
+
+struct alloc {
+    CUdeviceptr ptr;
+    size_t size;
+    int dev;
+};
+
+struct stream {
+    CUstream s; /* NULL: free slot */
+    int dev;
+};
+
+struct func {
+    CUfunction f; /* NULL once its module is unloaded */
+    uint32_t mod; /* its module's id */
+    unsigned nparams;
+    size_t args_len; /* bytes of the parameter buffer */
+    uint32_t offset[FX_WIRE_PARAMS_MAX], size[FX_WIRE_PARAMS_MAX];
+};
+
+struct fx_srv_conn {
+    int fd;
+    const struct fx_srv_opts *o;
+    struct driver d;
+    int ndev, cur; /* cur: the device whose context is current, -1 none */
+    CUcontext ctx[MAX_DEVICES];
+    struct alloc *allocs;
+    size_t nallocs, cap_allocs;
+    struct stream *streams;
+    size_t nstreams, cap_streams;
+    CUmodule *mods;
+    size_t nmods, cap_mods;
+    struct func *funcs;
+    size_t nfuncs, cap_funcs;
+    int32_t deferred; /* first error of a NO_REPLY request since the last reply */
+    uint32_t deferred_seq;
+    int broken;       /* the client cannot be written to: stop */
+    uint64_t last_write_ns;
+    unsigned char *in;
+    size_t in_cap;
+    struct fx_wr out;
+    struct fx_srv_blas *blas; /* server_blas.c; NULL until the first cuBLAS call */
+    alignas(16) unsigned char args[FX_WIRE_ARGS_MAX];
+};
+
+struct fx_srv_blas;
+
+/* The cudaError_t for a driver result. */
+int fx_srv_cuda_error(CUresult r);
+/* Makes room for `need` elements of `elem` bytes in *arr, at most `max`;
+ * 0 or -1. */
+int fx_srv_reserve(void **arr, size_t *cap, size_t need, size_t elem, size_t max);
+/* The stream with wire id `id` on device `dev` (0: the legacy default), or
+ * cudaErrorInvalidResourceHandle. */
+int fx_srv_stream(struct fx_srv_conn *c, uint32_t id, unsigned dev, CUstream *out);
+/* Whether [p, p + n) lies inside one allocation of this connection. */
+int fx_srv_owned(const struct fx_srv_conn *c, uint64_t p, uint64_t n);
+
+/* server_blas.c: serves BLAS_* requests (status: a cublasStatus_t for the
+ * replied ones, a cudaError_t for GEMM, which has no reply), and frees the
+ * connection's cuBLAS handles. */
+int fx_srv_blas(struct fx_srv_conn *c, const struct fx_wire_req *q);
+void fx_srv_blas_release(struct fx_srv_conn *c);
+
+#endif
