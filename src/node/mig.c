@@ -209,6 +209,7 @@ struct gpu_plan {
     int nprof;
     struct gi gis[MAX_GI];
     int ngi;
+    bool create_failed; /* apply() could not create an instance */
 };
 
 static int gpu_fail(struct flexpu_error *err, const struct fx_node_gpu *g, const char *fmt, ...)
@@ -367,9 +368,10 @@ static unsigned gi_pid(const struct ops *o, const struct gpu_plan *pl, unsigned 
     return 0;
 }
 
-/* Matches the GIs against the layout, then refuses (changing nothing)
- * when one to destroy runs a process. */
-static int plan(const struct ops *o, struct gpu_plan *pl, const char *layout_text,
+/* Matches the GIs against the layout (only_busy: only those running a
+ * process are adopted), then refuses (changing nothing) when one to destroy
+ * runs a process. */
+static int plan(const struct ops *o, struct gpu_plan *pl, const char *layout_text, bool only_busy,
                 struct flexpu_error *err)
 {
     for (int i = 0; i < pl->ngi; i++) {
@@ -378,7 +380,7 @@ static int plan(const struct ops *o, struct gpu_plan *pl, const char *layout_tex
         unsigned full, other;
         cis_count(o, pl, gi, &full, &other);
         /* Adoptable: of a wanted profile, with one CI spanning it or none. */
-        if (pr->want > 0 && other == 0 && full <= 1) {
+        if (pr->want > 0 && other == 0 && full <= 1 && (!only_busy || gi_pid(o, pl, gi->id))) {
             gi->keep = true;
             pr->want--;
         }
@@ -475,9 +477,11 @@ static int apply(const struct ops *o, struct gpu_plan *pl, struct flexpu_error *
             return 0;
         nvmlGpuInstance_t h;
         nvmlReturn_t r = o->gi_create(pl->h, big->id, &h);
-        if (r != NVML_SUCCESS)
+        if (r != NVML_SUCCESS) {
+            pl->create_failed = true;
             return gpu_fail(err, pl->g, "cannot create a %s MIG instance: %s", big->name,
                             nv(o, r));
+        }
         nvmlGpuInstanceInfo_t info = {0};
         o->gi_info(h, &info);
         if (ci_full(o, pl, h, info.id, big, err))
@@ -486,6 +490,29 @@ static int apply(const struct ops *o, struct gpu_plan *pl, struct flexpu_error *
                 big->name);
         big->want--;
     }
+}
+
+/* Makes the GPU hold the layout. An adopted instance may sit where a new
+ * one must go (a 3g at slice 0 leaves a 4g no room): when a creation
+ * fails, every idle instance goes and the layout is made again, largest
+ * first, around the busy ones it keeps. */
+static int partition(const struct ops *o, struct gpu_plan *pl, const struct fx_mig_layout *layout,
+                     const char *text, struct flexpu_error *err)
+{
+    if (profiles_read(o, pl, layout, err) || gis_read(o, pl, err) ||
+        plan(o, pl, text, false, err))
+        return -1;
+    pl->create_failed = false;
+    int rc = apply(o, pl, err);
+    if (rc == 0 || !pl->create_failed)
+        return rc;
+    FX_INFO(COMP, "a MIG instance does not fit beside the adopted ones: making the layout again",
+            "gpu=%s error=\"%s\"", pl->g->uuid, err->msg);
+    pl->nprof = 0;
+    if (profiles_read(o, pl, layout, err) || gis_read(o, pl, err) ||
+        plan(o, pl, text, true, err))
+        return -1;
+    return apply(o, pl, err);
 }
 
 /* The GPU's MIG devices as GPUs of the node, appended to out[]. */
@@ -565,8 +592,7 @@ int fx_mig_setup(struct fx_nvml *n, const struct fx_mig_layout *layout, struct f
                                       "this node, the most one node publishes", max);
             else
                 out[nout++] = gpus[i];
-        } else if (profiles_read(&o, pl, layout, err) || gis_read(&o, pl, err) ||
-                   plan(&o, pl, text, err) || apply(&o, pl, err) ||
+        } else if (partition(&o, pl, layout, text, err) ||
                    devices_list(&o, pl, out, &nout, max, err)) {
             rc = -1;
         }

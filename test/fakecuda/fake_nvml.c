@@ -315,6 +315,10 @@ NVML_API const char *nvmlErrorString(nvmlReturn_t result)
         return "GPU is lost";
     case NVML_ERROR_ARGUMENT_VERSION_MISMATCH:
         return "Argument version mismatch";
+    case NVML_ERROR_IN_USE:
+        return "In use by another client";
+    case NVML_ERROR_INSUFFICIENT_RESOURCES:
+        return "Insufficient resources";
     case NVML_ERROR_UNKNOWN:
         return "Unknown Error";
     default:

@@ -8,6 +8,7 @@
  * scheduler keeping shares of a GPU off MIG devices; and the device
  * plugin: a MIG device's capability nodes and UUID in the answer, and a
  * forged share of one refused. */
+#include <dlfcn.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -25,6 +26,7 @@
 #include "node/gpus.h"
 #include "node/grpc.h"
 #include "node/mig.h"
+#include "node/nvml_mig_abi.h"
 #include "node/plugin.h"
 #include "podresources/v1/api.pb-c.h"
 #include "scheduler/model.h"
@@ -99,6 +101,106 @@ static int run(const char *layout, struct fx_node_gpu *g, int *n, int max,
     for (int i = 0; i < *n; i++)
         g[i].handle = NULL; /* dangling once NVML is closed */
     return rc;
+}
+
+/* ---- the fake NVML's MIG itself ---- */
+
+/* Its rules, through its C ABI, as the agent relies on them. */
+static void test_fake_nvml_mig(void **state)
+{
+    (void)state;
+    void *lib = dlopen(FAKENVML_PATH, RTLD_NOW | RTLD_LOCAL);
+    assert_non_null(lib);
+#define FN(name, ...)                                                                              \
+    nvmlReturn_t (*name)(__VA_ARGS__);                                                             \
+    *(void **)&name = dlsym(lib, #name);                                                           \
+    assert_non_null(name)
+    FN(nvmlInit_v2, void);
+    FN(nvmlShutdown, void);
+    FN(nvmlDeviceGetHandleByIndex_v2, unsigned, nvmlDevice_t *);
+    FN(nvmlDeviceGetMigMode, nvmlDevice_t, unsigned *, unsigned *);
+    FN(nvmlDeviceSetMigMode, nvmlDevice_t, unsigned, nvmlReturn_t *);
+    FN(nvmlDeviceGetGpuInstanceProfileInfo, nvmlDevice_t, unsigned, nvmlGpuInstanceProfileInfo_t *);
+    FN(nvmlDeviceCreateGpuInstance, nvmlDevice_t, unsigned, nvmlGpuInstance_t *);
+    FN(nvmlGpuInstanceDestroy, nvmlGpuInstance_t);
+    FN(nvmlGpuInstanceGetComputeInstanceProfileInfo, nvmlGpuInstance_t, unsigned, unsigned,
+       nvmlComputeInstanceProfileInfo_t *);
+    FN(nvmlGpuInstanceCreateComputeInstance, nvmlGpuInstance_t, unsigned, nvmlComputeInstance_t *);
+    FN(nvmlComputeInstanceDestroy, nvmlComputeInstance_t);
+    FN(nvmlDeviceGetMigDeviceHandleByIndex, nvmlDevice_t, unsigned, nvmlDevice_t *);
+    FN(nvmlDeviceGetUUID, nvmlDevice_t, char *, unsigned);
+    FN(nvmlDeviceGetMemoryInfo, nvmlDevice_t, nvmlMemory_t *);
+    FN(nvmlDeviceGetComputeRunningProcesses_v3, nvmlDevice_t, unsigned *, nvmlProcessInfo_t *);
+#undef FN
+    assert_int_equal(nvmlInit_v2(), NVML_SUCCESS);
+    nvmlDevice_t d0, d1, mig;
+    assert_int_equal(nvmlDeviceGetHandleByIndex_v2(0, &d0), NVML_SUCCESS);
+    assert_int_equal(nvmlDeviceGetHandleByIndex_v2(1, &d1), NVML_SUCCESS);
+    unsigned cur, pend;
+    nvmlReturn_t act;
+    /* GPU 1 has no MIG; GPU 0 starts with it off */
+    assert_int_equal(nvmlDeviceGetMigMode(d1, &cur, &pend), NVML_ERROR_NOT_SUPPORTED);
+    assert_int_equal(nvmlDeviceGetMigMode(d0, &cur, &pend), NVML_SUCCESS);
+    assert_int_equal(cur, NVML_DEVICE_MIG_DISABLE);
+    nvmlGpuInstanceProfileInfo_t p3, p4;
+    assert_int_equal(nvmlDeviceGetGpuInstanceProfileInfo(d0, NVML_GPU_INSTANCE_PROFILE_3_SLICE,
+                                                         &p3), NVML_SUCCESS);
+    assert_int_equal(nvmlDeviceGetGpuInstanceProfileInfo(d0, NVML_GPU_INSTANCE_PROFILE_4_SLICE,
+                                                         &p4), NVML_SUCCESS);
+    assert_int_equal(p3.sliceCount, 3);
+    assert_int_equal(p4.sliceCount, 4);
+    assert_int_equal(nvmlDeviceGetGpuInstanceProfileInfo(d0, NVML_GPU_INSTANCE_PROFILE_8_SLICE,
+                                                         &p4), NVML_ERROR_NOT_SUPPORTED);
+    assert_int_equal(nvmlDeviceGetGpuInstanceProfileInfo(d0, NVML_GPU_INSTANCE_PROFILE_4_SLICE,
+                                                         &p4), NVML_SUCCESS);
+    nvmlGpuInstance_t gi3, gi4;
+    /* no instance while MIG is off */
+    assert_int_not_equal(nvmlDeviceCreateGpuInstance(d0, p3.id, &gi3), NVML_SUCCESS);
+    assert_int_equal(nvmlDeviceSetMigMode(d0, NVML_DEVICE_MIG_ENABLE, &act), NVML_SUCCESS);
+    /* a 3g first takes slices 0-2: the 4g (start 0 only) no longer fits */
+    assert_int_equal(nvmlDeviceCreateGpuInstance(d0, p3.id, &gi3), NVML_SUCCESS);
+    assert_int_equal(nvmlDeviceCreateGpuInstance(d0, p4.id, &gi4),
+                     NVML_ERROR_INSUFFICIENT_RESOURCES);
+    /* a CI spanning the GI makes a MIG device with its own UUID and memory */
+    nvmlComputeInstanceProfileInfo_t ci;
+    assert_int_equal(nvmlGpuInstanceGetComputeInstanceProfileInfo(
+                         gi3, NVML_COMPUTE_INSTANCE_PROFILE_4_SLICE,
+                         NVML_COMPUTE_INSTANCE_ENGINE_PROFILE_SHARED, &ci),
+                     NVML_ERROR_NOT_SUPPORTED); /* bigger than the GI */
+    assert_int_equal(nvmlGpuInstanceGetComputeInstanceProfileInfo(
+                         gi3, NVML_COMPUTE_INSTANCE_PROFILE_3_SLICE,
+                         NVML_COMPUTE_INSTANCE_ENGINE_PROFILE_SHARED, &ci),
+                     NVML_SUCCESS);
+    assert_int_equal(nvmlDeviceGetMigDeviceHandleByIndex(d0, 0, &mig), NVML_ERROR_NOT_FOUND);
+    nvmlComputeInstance_t c;
+    assert_int_equal(nvmlGpuInstanceCreateComputeInstance(gi3, ci.id, &c), NVML_SUCCESS);
+    assert_int_equal(nvmlDeviceGetMigDeviceHandleByIndex(d0, 0, &mig), NVML_SUCCESS);
+    char uuid[96];
+    assert_int_equal(nvmlDeviceGetUUID(mig, uuid, sizeof(uuid)), NVML_SUCCESS);
+    assert_int_equal(strncmp(uuid, "MIG-", 4), 0);
+    assert_int_equal(strlen(uuid), 40);
+    nvmlMemory_t mem;
+    assert_int_equal(nvmlDeviceGetMemoryInfo(mig, &mem), NVML_SUCCESS);
+    assert_int_equal(mem.total, p3.memorySizeMB << 20);
+    /* MIG cannot go while a GI exists; a GI cannot go while its CI does;
+     * a CI with a process cannot go */
+    assert_int_equal(nvmlDeviceSetMigMode(d0, NVML_DEVICE_MIG_DISABLE, &act), NVML_ERROR_IN_USE);
+    assert_int_equal(nvmlGpuInstanceDestroy(gi3), NVML_ERROR_IN_USE);
+    busy(0, 1, 99);
+    unsigned np = 4;
+    nvmlProcessInfo_t pi[4];
+    assert_int_equal(nvmlDeviceGetComputeRunningProcesses_v3(mig, &np, pi), NVML_SUCCESS);
+    assert_int_equal(np, 1);
+    assert_int_equal(pi[0].pid, 99);
+    assert_int_equal(nvmlComputeInstanceDestroy(c), NVML_ERROR_IN_USE);
+    unlink(procs);
+    assert_int_equal(nvmlComputeInstanceDestroy(c), NVML_SUCCESS);
+    assert_int_equal(nvmlGpuInstanceDestroy(gi3), NVML_SUCCESS);
+    assert_int_equal(nvmlDeviceCreateGpuInstance(d0, p4.id, &gi4), NVML_SUCCESS);
+    assert_int_equal(nvmlGpuInstanceDestroy(gi4), NVML_SUCCESS);
+    assert_int_equal(nvmlDeviceSetMigMode(d0, NVML_DEVICE_MIG_DISABLE, &act), NVML_SUCCESS);
+    assert_int_equal(nvmlShutdown(), NVML_SUCCESS);
+    dlclose(lib);
 }
 
 /* ---- the layout ---- */
@@ -256,6 +358,34 @@ static void test_busy_instance_refuses(void **state)
         kept |= strcmp(after[i].uuid, g[1].uuid) == 0;
     assert_true(kept);
     unlink(procs);
+}
+
+/* An adopted instance where a new one must go: the idle ones are made
+ * again around it; a busy one stays, and the error says what did not fit. */
+static void test_adopted_in_the_way(void **state)
+{
+    (void)state;
+    struct fx_node_gpu g[FLEXPU_MAX_GPUS], after[FLEXPU_MAX_GPUS];
+    int n = 0, m = 0;
+    struct flexpu_error err = {0};
+    assert_int_equal(run("3g.40gb", g, &n, FLEXPU_MAX_GPUS, &err), 0); /* at slices 0-2 */
+    assert_int_equal(n, 2);
+    int rc = run("4g.40gb,3g.40gb", after, &m, FLEXPU_MAX_GPUS, &err);
+    if (rc)
+        fail_msg("%s", err.msg);
+    assert_int_equal(m, 3);
+    assert_string_equal(after[0].mig_profile, "4g.40gb");
+    assert_string_equal(after[1].mig_profile, "3g.40gb");
+
+    /* busy at slices 0-2: it stays, and the 4g cannot be made */
+    fresh(NULL);
+    assert_int_equal(run("3g.40gb", g, &n, FLEXPU_MAX_GPUS, &err), 0);
+    busy(0, g[0].mig_gi, 77);
+    assert_int_not_equal(run("4g.40gb,3g.40gb", after, &m, FLEXPU_MAX_GPUS, &err), 0);
+    assert_non_null(strstr(err.msg, "cannot create a 4g.40gb MIG instance"));
+    unlink(procs);
+    assert_int_equal(run("3g.40gb", after, &m, FLEXPU_MAX_GPUS, &err), 0);
+    assert_string_equal(after[0].uuid, g[0].uuid); /* still there */
 }
 
 static void test_layout_errors_on_gpu(void **state)
@@ -605,10 +735,12 @@ static void test_plugin_mig(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_fake_nvml_mig, fresh),
         cmocka_unit_test(test_layout_parse),
         cmocka_unit_test(test_profile_names),
         cmocka_unit_test_setup(test_from_scratch_and_adopt, fresh),
         cmocka_unit_test_setup(test_busy_instance_refuses, fresh),
+        cmocka_unit_test_setup(test_adopted_in_the_way, fresh),
         cmocka_unit_test_setup(test_layout_errors_on_gpu, fresh),
         cmocka_unit_test_setup(test_no_mig_gpu_stays_plain, fresh),
         cmocka_unit_test(test_inventory_mig_field),
