@@ -7,7 +7,7 @@ BUILD_ASAN ?= build-asan
 BUILD_FUZZ ?= build-fuzz
 JOBS       ?= $(shell nproc)
 
-.PHONY: all deps build demo test unit asan fuzz conformance image image-test e2e bench bench-gpuspec bench-kube bench-kube-queues bench-kube-peer clean
+.PHONY: all deps build demo test unit asan fuzz conformance image image-test e2e bench bench-gpuspec bench-kube bench-kube-queues bench-kube-peer bench-reuse clean
 
 all: build
 
@@ -161,6 +161,13 @@ bench-kube-queues: build
 bench-kube-peer: build
 	@BUILD=$(BUILD) bench/kube/run.sh --flexpu-only --flexpu-whole --peer --queues 4 \
 	  --gang-size 4 --out bench/results/kube-queues.md $(KBENCH_ARGS)
+
+# Issue 16's simulation (docs/REUSE.md): whole-GPU, flexpu and flexpu with
+# reuse of reserved-but-idle GPUs in one run, on held-out seeds, and a sweep
+# of the owners' share of GPU compute (bench/reuse.sh; about 25 minutes on
+# 2 cores). Writes bench/results/reuse/.
+bench-reuse: build
+	@BUILD=$(BUILD) bench/reuse.sh
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ) build-image out

@@ -204,12 +204,35 @@ static int write_outputs(const struct opts *o, const struct fx_reuse_result *r)
         fprintf(stderr, "flexpu-sim: %s: write failed\n", path);
         return 1;
     }
+    /* The same figures, one line per mode, for bench/reuse.sh's tables. */
+    snprintf(path, sizeof(path), "%s/reuse.csv", o->out);
+    if (!(f = fopen(path, "w"))) {
+        fprintf(stderr, "flexpu-sim: %s: cannot write: %s\n", path, strerror(errno));
+        return 1;
+    }
+    fprintf(f, "mode,owner_share,seed,busy,owners,batch,borrowed,lost,reserved,allocated,"
+               "batch_done,jct_p50,jct_p99,evict_memory,evict_reclaim,evict_owner,"
+               "evictions_per_hour,owner_p99,owner_delayed,refused,backlog_min,seconds\n");
+    for (int i = 0; i < FX_REUSE_MODES_; i++)
+        fprintf(f, "%s,%g,%llu,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%d,%.0f,%.0f,%d,%d,%d,%.1f,%.4f,"
+                   "%.4f,%lld,%d,%.1f\n",
+                i == FX_REUSE_WHOLE ? "whole" : i == FX_REUSE_FLEXPU ? "flexpu" : "reuse",
+                o->c.owner_share, (unsigned long long)o->c.seed, r[i].busy_share,
+                r[i].owner_share, r[i].batch_share, r[i].borrowed_share, r[i].lost_share,
+                r[i].reserved_share, r[i].alloc_share, r[i].batch_done, r[i].jct_p50,
+                r[i].jct_p99, r[i].evict_memory, r[i].evict_reclaim, r[i].evict_owner,
+                r[i].evictions_per_hour, r[i].owner_p99, r[i].owner_delayed,
+                (long long)r[i].refused, r[i].backlog_min, r[i].seconds);
+    if (fclose(f) != 0) {
+        fprintf(stderr, "flexpu-sim: %s: write failed\n", path);
+        return 1;
+    }
     snprintf(path, sizeof(path), "%s/reuse.svg", o->out);
     if (fx_reuse_plot(path, r, FX_REUSE_MODES_, &err)) {
         fprintf(stderr, "flexpu-sim: %s\n", err.msg);
         return 1;
     }
-    printf("wrote %s/reuse.md and %s\n", o->out, path);
+    printf("wrote %s/reuse.md, %s/reuse.csv and %s\n", o->out, o->out, path);
     return 0;
 }
 

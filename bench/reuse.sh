@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# make bench-reuse: the reuse replay of issue 16 (docs/REUSE.md) into
+# bench/results/reuse/:
+#   default-seedN/     the default run (owners at 80% of GPU compute, the
+#                      trace's second half and the GenAI data's "report"
+#                      half) on the held-out seeds 42, 43, 44
+#   tune/              the same on the halves the knobs were chosen on
+#                      (the trace's first half, the GenAI "tune" half, seed 1)
+#   share-S-memM/      the sweep: owners' share S, a batch job's memory M of
+#                      its share's, 2-hour windows, seed 42, report halves
+#   owner-mem-share/   owners that reserve their share of memory (flexpu's
+#                      default for a slice), not their peak
+#   summary.md         the tables of docs/RESULTS.md and docs/REUSE.md
+#   reuse.svg          GPU time used over the default run (seed 42)
+# Each directory holds reuse.md (the full table), reuse.csv and reuse.svg.
+# About 25 minutes on 2 cores (each default run about 3, each sweep run 1.5).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SIM=${SIM:-./${BUILD:-build}/flexpu-sim}
+TRACE=${TRACE:-../shared/data/alibaba-gpu-v2023}
+GENAI=${GENAI:-$TRACE/../alibaba-genai-v2026}
+OUT=bench/results/reuse
+[ -x "$SIM" ] || { echo "build first: make build" >&2; exit 1; }
+mkdir -p "$OUT"
+
+run() { # name, then flexpu-sim options
+    local name=$1
+    shift
+    echo "== $name: $*"
+    "$SIM" --mode reuse --nodes "$TRACE/openb_node_list_gpu_node.csv" \
+        --pods "$TRACE/openb_pod_list_default.csv" --genai "$GENAI" --out "$OUT/$name" "$@" |
+        grep -E '^\| flexpu \+ reuse|^targets'
+}
+
+for seed in 42 43 44; do
+    run "default-seed$seed" --seed "$seed"
+done
+run tune --trace-part tune --genai-part tune --seed 1
+for share in 0.5 0.7 0.8 0.9; do
+    for mem in 1 0.25; do
+        run "share-$share-mem$mem" --owner-share "$share" --batch-mem "$mem" --hours 2
+    done
+done
+run owner-mem-share --owner-mem share --hours 2
+cp "$OUT/default-seed42/reuse.svg" "$OUT/reuse.svg"
+
+# The tables, from the runs' CSV files.
+pct() { awk -v x="$1" 'BEGIN { printf "%.1f%%", 100 * x }'; }
+row() { # csv file, mode -> the line
+    awk -F, -v m="$2" '$1 == m' "$1"
+}
+{
+    echo "# The reuse replay (issue 16): bench/reuse.sh, $(date -u +%Y-%m-%d)"
+    echo
+    echo "## Default run on held-out seeds (trace's second half, GenAI report half, 4 h after 1 h warm-up)"
+    echo
+    echo "| seed | policy | GPU busy | owners | batch (borrowed) | owners reserve | batch done | JCT p50 | evictions/h (memory, reclaim, owner) | owners' p99 slowdown | refused |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|"
+    for d in default-seed42 default-seed43 default-seed44 tune; do
+        for m in whole flexpu reuse; do
+            IFS=, read -r _ _ seed busy own batch bor _ res _ done p50 _ em er eo eh p99 _ ref _ _ \
+                <<<"$(row "$OUT/$d/reuse.csv" $m)"
+            label=$seed
+            [ "$d" = tune ] && label="$seed (tune halves)"
+            echo "| $label | $m | $(pct "$busy") | $(pct "$own") | $(pct "$batch") ($(pct "$bor")) | $(pct "$res") | $done | $p50 s | $eh ($em, $er, $eo) | ${p99}x | $ref |"
+        done
+    done
+    echo
+    echo "## Sweep: owners' share of GPU compute x a batch job's memory (2 h windows, seed 42)"
+    echo
+    echo "| owners' share (reached) | batch memory | whole-GPU | flexpu, no reuse | flexpu + reuse (borrowed) | reuse / no reuse | owners' p99 slowdown | refused |"
+    echo "|---|---|---|---|---|---|---|---|"
+    for d in share-0.5-mem1 share-0.5-mem0.25 share-0.7-mem1 share-0.7-mem0.25 share-0.8-mem1 \
+        share-0.8-mem0.25 share-0.9-mem1 share-0.9-mem0.25 owner-mem-share; do
+        IFS=, read -r _ share _ wbusy _ <<<"$(row "$OUT/$d/reuse.csv" whole)"
+        IFS=, read -r _ _ _ fbusy _ <<<"$(row "$OUT/$d/reuse.csv" flexpu)"
+        IFS=, read -r _ _ _ rbusy _ _ rbor _ rres _ _ _ _ _ _ _ _ rp99 _ rref _ _ \
+            <<<"$(row "$OUT/$d/reuse.csv" reuse)"
+        mem=${d##*-mem}
+        [ "$d" = owner-mem-share ] && mem="1, owners reserve their share"
+        ratio=$(awk -v a="$rbusy" -v b="$fbusy" 'BEGIN { printf "%.2fx", b > 0 ? a / b : 0 }')
+        echo "| $share ($(pct "$rres")) | $mem | $(pct "$wbusy") | $(pct "$fbusy") | $(pct "$rbusy") ($(pct "$rbor")) | $ratio | ${rp99}x | $rref |"
+    done
+} >"$OUT/summary.md"
+echo "wrote $OUT/summary.md"
