@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "flexpu/log.h"
+#include "remote/chan.h"
 #include "remote/client.h"
 #include "remote/net.h"
 #include "util/alloc.h"
@@ -22,7 +23,7 @@
 
 static struct {
     pthread_mutex_t lock;
-    int fd;
+    struct fx_chan ch; /* ch.fd -1: not connected */
     int dead;  /* sticky cudaError_t once lost; 0 while usable */
     pid_t pid; /* the process that connected */
     int ndev;
@@ -31,7 +32,7 @@ static struct {
     struct fx_wr out;
     unsigned char *in;
     size_t in_cap;
-} conn = {.lock = PTHREAD_MUTEX_INITIALIZER, .fd = -1};
+} conn = {.lock = PTHREAD_MUTEX_INITIALIZER, .ch = {.fd = -1}};
 
 static _Thread_local int tls_device;
 static _Thread_local int tls_error;
@@ -67,9 +68,7 @@ static int lose(const char *why, const char *detail)
         FX_ERROR(COMP, "remote GPU lost: every CUDA call fails from now on", "reason=\"%s: %s\"",
                  why, detail);
     conn.dead = cudaErrorDevicesUnavailable;
-    if (conn.fd >= 0)
-        close(conn.fd);
-    conn.fd = -1;
+    fx_chan_close(&conn.ch);
     conn.out.len = 0;
     conn.out.bad = 0;
     return conn.dead;
@@ -135,9 +134,14 @@ static int connect_server(void)
     if (read_token(token, &token_len) != 0)
         return lose("cannot read FLEXPU_REMOTE_TOKEN_FILE", strerror(errno));
     struct flexpu_error err = {0};
-    conn.fd = fx_net_connect(addr, conn.timeout_ms, &err);
-    if (conn.fd < 0)
+    int fd = fx_net_connect(addr, conn.timeout_ms, &err);
+    if (fd < 0)
         return lose("cannot connect", err.msg);
+    /* With a token, TLS keyed by it; without, plain TCP (loopback only). */
+    if (token_len == 0)
+        fx_chan_plain(&conn.ch, fd);
+    else if (fx_chan_tls(&conn.ch, fd, 0, token, token_len, conn.timeout_ms, &err) != 0)
+        return lose("TLS with the server failed (token?)", err.msg);
     conn.pid = getpid();
     struct fx_wire_req q = {.h.op = FX_OP_HELLO};
     q.u.hello.version = FX_WIRE_VERSION;
@@ -161,12 +165,13 @@ static int connect_server(void)
 int fx_cl_lock(void)
 {
     pthread_mutex_lock(&conn.lock);
-    if (conn.fd >= 0 && conn.pid != getpid()) {
-        /* A forked child: the socket is its parent's. */
-        conn.fd = -1;
+    if (conn.ch.fd >= 0 && conn.pid != getpid()) {
+        /* A forked child: the connection is its parent's. Closing the
+         * child's copy of the socket leaves the parent's open. */
+        fx_chan_close(&conn.ch);
         conn.dead = cudaErrorInitializationError;
     }
-    if (conn.fd < 0 && !conn.dead)
+    if (conn.ch.fd < 0 && !conn.dead)
         connect_server();
     if (conn.dead) {
         int e = conn.dead;
@@ -191,7 +196,7 @@ int fx_cl_flush(void)
     if (conn.dead)
         return conn.dead;
     if (conn.out.len) {
-        int rc = fx_net_write_all(conn.fd, conn.out.buf, conn.out.len, conn.timeout_ms);
+        int rc = fx_chan_write_all(&conn.ch, conn.out.buf, conn.out.len, conn.timeout_ms);
         conn.out.len = 0;
         if (rc != 0)
             return lose("cannot send", strerror(-rc));
@@ -223,7 +228,7 @@ static int read_frame(struct fx_wire_hdr *h)
 {
     unsigned char hb[FX_WIRE_HDR_SIZE];
     struct flexpu_error err = {0};
-    int rc = fx_net_read_all(conn.fd, hb, sizeof hb, conn.timeout_ms);
+    int rc = fx_chan_read_all(&conn.ch, hb, sizeof hb, conn.timeout_ms);
     if (rc != 0)
         return lose(rc == -ETIMEDOUT ? "the server is silent" : "the connection broke",
                     strerror(-rc));
@@ -236,7 +241,7 @@ static int read_frame(struct fx_wire_hdr *h)
         conn.in = p;
         conn.in_cap = h->len;
     }
-    rc = fx_net_read_all(conn.fd, conn.in, h->len, conn.timeout_ms);
+    rc = fx_chan_read_all(&conn.ch, conn.in, h->len, conn.timeout_ms);
     if (rc != 0)
         return lose("the connection broke in a reply", strerror(-rc));
     return cudaSuccess;

@@ -87,7 +87,7 @@ static int load_driver(struct driver *d)
 static void flush_out(struct fx_srv_conn *c)
 {
     if (!c->broken && c->out.len) {
-        int rc = fx_net_write_all(c->fd, c->out.buf, c->out.len, c->o->write_timeout_ms);
+        int rc = fx_chan_write_all(&c->ch, c->out.buf, c->out.len, c->o->write_timeout_ms);
         if (rc != 0) {
             FX_WARN(COMP, "cannot write to the client", "error=\"%s\"", strerror(-rc));
             c->broken = 1;
@@ -508,7 +508,7 @@ static int read_frame(struct fx_srv_conn *c, struct fx_wire_req *q, int timeout_
     unsigned char hb[FX_WIRE_HDR_SIZE];
     struct fx_wire_hdr h;
     struct flexpu_error err = {0};
-    int rc = fx_net_read_all(c->fd, hb, sizeof hb, timeout_ms);
+    int rc = fx_chan_read_all(&c->ch, hb, sizeof hb, timeout_ms);
     if (rc == -ECONNRESET)
         return -1; /* the client left */
     if (rc != 0) {
@@ -528,7 +528,7 @@ static int read_frame(struct fx_srv_conn *c, struct fx_wire_req *q, int timeout_
         c->in = p;
         c->in_cap = h.len;
     }
-    rc = fx_net_read_all(c->fd, c->in, h.len, c->o->write_timeout_ms);
+    rc = fx_chan_read_all(&c->ch, c->in, h.len, c->o->write_timeout_ms);
     if (rc != 0) {
         FX_WARN(COMP, "client lost in a frame", "error=\"%s\"", strerror(-rc));
         return -1;
@@ -626,13 +626,20 @@ int fx_srv_serve(int fd, const struct fx_srv_opts *opts)
         close(fd);
         return -1;
     }
-    c->fd = fd;
     c->o = opts;
     c->cur = -1;
     c->last_write_ns = fx_mono_ns();
     fx_wr_init(&c->out, FX_WIRE_HDR_SIZE + FX_WIRE_MAX_PAYLOAD);
-    int clean = 0;
-    if (hello(c) == 0) {
+    int clean = 0, ready = 0;
+    struct flexpu_error err = {0};
+    if (!opts->token)
+        fx_chan_plain(&c->ch, fd);
+    else if (fx_chan_tls(&c->ch, fd, 1, opts->token, opts->token_len, opts->hello_timeout_ms,
+                         &err) != 0)
+        FX_WARN(COMP, "client refused", "error=\"%s\"", err.msg);
+    else
+        ready = 1;
+    if ((ready || !opts->token) && hello(c) == 0) {
         struct fx_wire_req q;
         while (!c->broken && read_frame(c, &q, -1) == 0) {
             int no_reply = (q.h.flags & FX_WIRE_NO_REPLY) != 0;
@@ -654,7 +661,7 @@ int fx_srv_serve(int fd, const struct fx_srv_opts *opts)
         if (c->ndev)
             release_all(c);
     }
-    close(fd);
+    fx_chan_close(&c->ch);
     fx_wr_free(&c->out);
     fx_free(c->in);
     fx_free(c->allocs);

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "remote/chan.h"
 #include "remote/server.h"
 #include "remote/wire.h"
 #include "runtime/cuda_abi.h"
@@ -76,7 +77,7 @@ struct func {
 };
 
 struct fx_srv_conn {
-    int fd;
+    struct fx_chan ch; /* TLS when the slice has a token */
     const struct fx_srv_opts *o;
     struct driver d;
     int ndev, cur; /* cur: the device whose context is current, -1 none */

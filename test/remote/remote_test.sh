@@ -97,6 +97,17 @@ printf '\x10\x00\x00\x00\x01\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x01\x00
 wait_workers_gone || fail "a worker outlived garbage"
 out=$(app basic 2>&1) || fail "basic after garbage: $out"
 
+# 1c. The server speaks TLS only: a plaintext HELLO carrying the right token
+# gets no plaintext reply.
+tok=$(tr -d '\n' < "$work/token")
+hex() { printf '\\x%02x\\x%02x\\x%02x\\x%02x' $(($1 & 255)) $(($1 >> 8 & 255)) 0 0; }
+exec 3<>"/dev/tcp/127.0.0.1/$port"
+printf "$(hex $((8 + ${#tok})))\\x01\\x00\\x00\\x00\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00$(hex 1)$(hex ${#tok})%s" "$tok" >&3
+answer=$(timeout 5 head -c 6 <&3 | od -An -tx1 | tr -d ' \n')
+exec 3<&-
+[ "$answer" != "100000000180" ] || fail "the server answered a plaintext HELLO"
+wait_workers_gone || fail "a worker outlived a plaintext client"
+
 # 2. The quota: 64 MiB, 16 of them the context: 48 MiB in 8 MiB blocks.
 wait_workers_gone || fail "a worker outlived its client"
 out=$(app quota 2>&1) || fail "quota: $out"
