@@ -220,6 +220,15 @@ grep -q 'port: 9500' "$work/sm.yaml" || fail "the metrics Service is not on port
   fail "the defaults render a Service"
 pass "metrics.port reaches the agent; a ServiceMonitor and its Service only on request"
 
+# The hard mode: node.sharingMode mig passes the mode and the layout; soft (the default)
+# passes neither (the defaults render as deploy/ does, above).
+m="$(render flexpu -n flexpu-system --set node.sharingMode=mig --set 'node.migLayout=3g.40gb\,4g.40gb' |
+  jq -c '.[] | select(.kind == "DaemonSet") | .spec.template.spec.containers[0].args |
+    map(select(startswith("--sharing-mode") or startswith("--mig-layout")))')"
+[ "$m" = '["--sharing-mode=mig","--mig-layout=3g.40gb,4g.40gb"]' ] || fail "node.sharingMode=mig: args $m"
+flags_known flexpu-node "$m"
+pass "node.sharingMode=mig with node.migLayout reaches flexpu-node as --sharing-mode and --mig-layout"
+
 # --- bad values fail, naming the field and the value ---
 bad() { # want-substring helm-args...
   local want="$1"
@@ -238,6 +247,11 @@ bad "'/node/runtimeClassName': 'NVIDIA RT'" --set "node.runtimeClassName=NVIDIA 
 bad "'/metrics/port'" --set metrics.port=70000
 bad "node.sizeLimits=shared needs node.privileged=true" --set node.privileged=false
 bad "node.sizeLimits=local needs node.privileged=true" --set node.privileged=false --set node.sizeLimits=local
+bad "'/node/sharingMode': 'hard'" --set node.sharingMode=hard
+bad "node.migLayout is required with node.sharingMode: mig" --set node.sharingMode=mig
+bad "'/node/migLayout': '1g'" --set node.sharingMode=mig --set node.migLayout=1g
+bad "node.sharingMode mig partitions the GPUs: it needs node.privileged: true" --set node.sharingMode=mig \
+  --set node.migLayout=1g.10gb --set node.privileged=false --set node.sizeLimits=off
 bad "metrics.serviceMonitor.enabled=true needs metrics.enabled=true" --set metrics.enabled=false \
   --set metrics.serviceMonitor.enabled=true
 if helm install bad "$chart" -n bad-ns --create-namespace --set node.sizeLimits=bogus >"$work/bad.out" 2>&1; then
