@@ -5,10 +5,10 @@
 # quota, 16 MiB of it the context), and remote_app, a plain CUDA program,
 # run unmodified against the client libcudart.so.12.
 #
-# usage: remote_test.sh SERVER CLIENT_LIB_DIR APP RUNTIME_LIB FAKE_LIB_PATH
+# usage: remote_test.sh SERVER CLIENT_LIB_DIR APP RUNTIME_LIB FAKE_LIB_PATH SMI
 # (FAKE_LIB_PATH: the fake libcuda's and libcublas's directories, ':'-separated)
 set -u
-server_bin=$1 client_dir=$2 app=$3 runtime_lib=$4 fake_dir=$5
+server_bin=$1 client_dir=$2 app=$3 runtime_lib=$4 fake_dir=$5 smi=$6
 
 work=$(mktemp -d /tmp/flexpu-remote-test.XXXXXX)
 spid=
@@ -120,6 +120,12 @@ app_exec hold 40 > "$work/hold.out" 2>&1 &
 hpid=$!
 for _ in $(seq 100); do grep -q holding "$work/hold.out" && break; sleep 0.1; done
 grep -q holding "$work/hold.out" || fail "hold: $(cat "$work/hold.out")"
+# The remote tenant is a local tenant of the GPU: flexpu-smi shows its worker
+# holding the 40 MiB and the context against the slice's quota.
+smi_out=$(LD_LIBRARY_PATH="$fake_dir" "$smi" --state-dir "$work/state" 2>&1)
+echo "$smi_out" | grep -Eq "remote-test +64.0 MiB +56.0 MiB" ||
+    fail "flexpu-smi does not show the remote tenant's 56 MiB: $smi_out"
+echo "$smi_out" | grep -q "flexpu-remoted" || fail "flexpu-smi shows no worker: $smi_out"
 kill -KILL "$hpid"; wait "$hpid" 2>/dev/null
 wait_workers_gone || fail "the killed client's worker did not exit"
 out=$(app quota 2>&1) || fail "quota after a killed client: $out"
