@@ -96,6 +96,7 @@ struct pod {
     bool borrowed, reclaimed;
     int bgpu, bcores;
     int64_t bmem_mib;
+    int64_t borrow_try_s; /* when it last looked for a GPU to borrow (the model's clock) */
 };
 
 #define STR(s) ((s) ? (s) : "")
@@ -2216,8 +2217,11 @@ static bool borrow_gpu_ok(struct fx_model *m, const struct pod *p, struct node *
 {
     const struct fx_gpu_inv *gi = &n->inv.gpus[g];
     struct fx_gpu_use use;
-    if (g >= n->nwatch || !gi->healthy || !model_ok(p->spec.model, gi->model) ||
-        !fx_model_gpu_use(m, n->name, g, m->now_s, &use))
+    /* The cheap tests first (the watch alone), the walk over the node's
+     * pods last. */
+    if (g >= n->nwatch || !gi->healthy ||
+        !fx_watch_admits(&n->watch[g], m->now_s, 0, p->spec.cores * 10) ||
+        !model_ok(p->spec.model, gi->model) || !fx_model_gpu_use(m, n->name, g, m->now_s, &use))
         return false;
     int64_t bmem;
     borrowers_on(n, g, milli, &bmem, NULL);
@@ -2241,6 +2245,11 @@ static bool borrow(struct fx_model *m, struct pod *p, struct fx_attempt *a)
 {
     if (m->now_s <= 0 || !may_borrow(m, p))
         return false;
+    /* A look over every GPU of the cluster: at most once per
+     * FX_BORROW_RETRY_S per pod, however often capacity frees. */
+    if (p->borrow_try_s && m->now_s - p->borrow_try_s < FX_BORROW_RETRY_S)
+        return false;
+    p->borrow_try_s = m->now_s;
     struct node *best = NULL;
     int bg = -1, bscore = 0, bpred = 0, bmilli = 0;
     const char *k;
