@@ -44,8 +44,9 @@ asan: deps
 	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --test-dir $(BUILD_ASAN) --output-on-failure -j $(JOBS) -LE cublas
 
-# libFuzzer on the trace, quantity, slice configuration and Kubernetes parsers
-# and the node agent's device plugin, a bounded run each (3 minutes in all).
+# libFuzzer on the trace, quantity, slice configuration, Kubernetes and MIG
+# layout parsers and the node agent's device plugin, a bounded run each (3
+# minutes in all).
 # fuzz_node missed an overflow of GetPreferredAllocation for long: raw
 # protobuf input did not find it in 10 minutes from an empty corpus (nor in 3
 # runs of 5 minutes from the seeds), and with node.dict took 4-204 s in 4 of
@@ -54,12 +55,13 @@ asan: deps
 # raw path most of its chance too. FUZZ_SECONDS=N runs each for N seconds instead. A
 # finding fails the target, with the report and the input kept under
 # $(BUILD_FUZZ)/artifacts-NAME/.
-FUZZERS := quantity csv slice_conf kube node
+FUZZERS := quantity csv slice_conf kube node mig
 FUZZ_SECONDS_quantity   ?= 15
 FUZZ_SECONDS_csv        ?= 15
 FUZZ_SECONDS_slice_conf ?= 15
 FUZZ_SECONDS_kube       ?= 15
 FUZZ_SECONDS_node       ?= 120
+FUZZ_SECONDS_mig        ?= 10
 fuzz_seconds = $(or $(FUZZ_SECONDS),$(FUZZ_SECONDS_$(1)))
 
 # One fuzzer: scratch corpus first (libFuzzer adds to it), the checked-in
