@@ -13,6 +13,8 @@
  *                 memory info, and the errors of bad pointers
  *   blas          cuBLAS: SGEMM and a bf16 GemmEx on a stream, checked on the
  *                 host, and the errors of bad arguments and pointers
+ *   threads       4 threads, each with its own stream, buffers and kernels,
+ *                 over the process's one connection
  *   quota         allocates 8 MiB blocks until refused; prints the MiB held
  *   hold MIB      allocates MIB, prints "holding", sleeps (to be killed)
  *   loop          launches and synchronises until a call fails; exits 3
@@ -20,6 +22,7 @@
  *   bench MIB     prints the mean time of a call with a reply, of a
  *                 launch + synchronisation, and H2D/D2H rates over MIB
  * Exit 0 when the mode's checks pass, 1 with a message otherwise. */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -325,6 +328,48 @@ static int blas(void)
     return 0;
 }
 
+/* One thread's share of "threads": its own stream and buffer, 50 rounds of
+ * copy in, kernel, copy out, each checked. */
+static void *thread_work(void *arg)
+{
+    unsigned id = (unsigned)(uintptr_t)arg;
+    uint32_t host[256], back[256], *d = NULL;
+    cudaStream_t s;
+    if (cudaMalloc((void **)&d, sizeof host) != 0 || cudaStreamCreate(&s) != 0)
+        return (void *)1;
+    for (unsigned round = 0; round < 50; round++) {
+        for (unsigned i = 0; i < 256; i++)
+            host[i] = id * 100000 + round * 1000 + i;
+        if (cudaMemcpyAsync(d, host, sizeof host, cudaMemcpyHostToDevice, s) != 0)
+            return (void *)1;
+        launch_add(s, 100, d, 256, id + 1);
+        if (cudaMemcpyAsync(back, d, sizeof back, cudaMemcpyDeviceToHost, s) != 0)
+            return (void *)1;
+        for (unsigned i = 0; i < 256; i++)
+            if (back[i] != host[i] + id + 1)
+                return (void *)1;
+    }
+    if (cudaStreamDestroy(s) != 0 || cudaFree(d) != 0)
+        return (void *)1;
+    return NULL;
+}
+
+static int threads(void)
+{
+    pthread_t t[4];
+    for (uintptr_t i = 0; i < 4; i++)
+        EXPECT(pthread_create(&t[i], NULL, thread_work, (void *)i) == 0);
+    int bad = 0;
+    for (int i = 0; i < 4; i++) {
+        void *r;
+        EXPECT(pthread_join(t[i], &r) == 0);
+        bad += r != NULL;
+    }
+    EXPECT(bad == 0);
+    printf("threads: ok\n");
+    return 0;
+}
+
 static int quota(void)
 {
     void *blocks[1024];
@@ -427,6 +472,8 @@ int main(int argc, char **argv)
         return basic();
     if (strcmp(mode, "blas") == 0)
         return blas();
+    if (strcmp(mode, "threads") == 0)
+        return threads();
     if (strcmp(mode, "quota") == 0)
         return quota();
     if (strcmp(mode, "hold") == 0 && argc == 3)
@@ -441,6 +488,6 @@ int main(int argc, char **argv)
         printf("nodevice: %s, %d devices\n", cudaGetErrorName(e), n);
         return e != 0 && n == 0 ? 0 : 1;
     }
-    fprintf(stderr, "usage: remote_app basic|blas|quota|hold MIB|loop|nodevice|bench MIB\n");
+    fprintf(stderr, "usage: remote_app basic|blas|threads|quota|hold MIB|loop|nodevice|bench MIB\n");
     return 2;
 }

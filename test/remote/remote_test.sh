@@ -87,6 +87,10 @@ echo "$out"
 out=$(app blas 2>&1) || fail "blas: $out"
 echo "$out"
 
+# 1a'. Threads sharing the process's connection, each its own stream.
+out=$(app threads 2>&1) || fail "threads: $out"
+echo "$out"
+
 # 1b. Garbage on the wire: the worker drops the connection, the server goes on.
 for i in 1 2 3 4 5; do
     head -c $((i * 700)) /dev/urandom > "/dev/tcp/127.0.0.1/$port" 2>/dev/null
@@ -103,7 +107,7 @@ tok=$(tr -d '\n' < "$work/token")
 hex() { printf '\\x%02x\\x%02x\\x%02x\\x%02x' $(($1 & 255)) $(($1 >> 8 & 255)) 0 0; }
 exec 3<>"/dev/tcp/127.0.0.1/$port"
 printf "$(hex $((8 + ${#tok})))\\x01\\x00\\x00\\x00\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00$(hex 1)$(hex ${#tok})%s" "$tok" >&3
-answer=$(timeout 5 head -c 6 <&3 | od -An -tx1 | tr -d ' \n')
+answer=$(timeout 5 head -c 6 <&3 2>/dev/null | od -An -tx1 | tr -d ' \n')
 exec 3<&-
 [ "$answer" != "100000000180" ] || fail "the server answered a plaintext HELLO"
 wait_workers_gone || fail "a worker outlived a plaintext client"
