@@ -414,8 +414,10 @@ FX_CL_API cudaError_t cudaLaunchKernel(const void *func, dim3 gridDim, dim3 bloc
     if (rc == cudaSuccess && fx_cl_func_nparams(f) && !args)
         rc = cudaErrorInvalidValue;
     if (rc == cudaSuccess) {
-        /* The parameters at the offsets the server's driver reported. */
-        unsigned char buf[FX_WIRE_ARGS_MAX];
+        /* The parameters at the offsets the server's driver reported, packed
+         * in a buffer the connection's lock guards (32 KiB is too much for
+         * the stack of every thread that may launch). */
+        static unsigned char buf[FX_WIRE_ARGS_MAX];
         uint32_t len = fx_cl_func_args_len(f);
         memset(buf, 0, len);
         for (unsigned i = 0; i < fx_cl_func_nparams(f); i++) {
