@@ -1679,6 +1679,17 @@ static int gang_turn(struct fx_model *m, struct pod *p, struct fx_attempt *a)
             rc = FLEXPU_ENOFIT;
         }
     }
+    /* Borrowers holding memory a member's quota needs: reclaimed at once,
+     * and the group waits for them (as a single pod does: owner_waits). */
+    bool conflict = false;
+    for (int i = 0; !rc && i < n; i++)
+        conflict |= borrow_conflict(m, mem[i], nodes[i], &gm[i].place, NULL);
+    if (conflict) {
+        snprintf(msg, sizeof(msg),
+                 "pod group %.120s: waits for the borrowers on its GPUs to be evicted: they hold "
+                 "memory its members' quotas need", g->key);
+        rc = FLEXPU_EBUSY;
+    }
     if (rc) {
         struct flexpu_error err;
         for (int i = 0; i < n; i++)
@@ -1703,9 +1714,6 @@ static int gang_turn(struct fx_model *m, struct pod *p, struct fx_attempt *a)
     for (int i = 0; i < n; i++) {
         dequeue(m, mem[i]);
         assume(m, mem[i], nodes[i], &gm[i].place, gm[i].alloc_id, slice_mem[i]);
-        /* Borrowers holding memory a member needs are reclaimed at once;
-         * the gang is not held back for them (a next step). */
-        borrow_conflict(m, mem[i], nodes[i], &gm[i].place, NULL);
         if (i == 0)
             continue;
         if (heap_push(&m->ready, mem[i])) {

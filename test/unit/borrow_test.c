@@ -615,6 +615,49 @@ static void test_preemptor_waits_for_borrowed_memory(void **state)
     fx_model_free(m);
 }
 
+/* A member of pod group "g" (min-members 2): 50 cores, 30 GiB. */
+static void member(struct fx_model *m, const char *uid, int sec)
+{
+    char created[40];
+    snprintf(created, sizeof(created), "2026-01-01T00:01:%02dZ", sec);
+    json_t *p = json_pack("{s:{s:s, s:s, s:s, s:s, s:{s:s}, s:{s:s}}, s:{s:s, s:[{s:s, "
+                          "s:{s:{s:s, s:s, s:s, s:s}}}]}}",
+                          "metadata", "name", uid, "namespace", "t", "uid", uid,
+                          "creationTimestamp", created, "labels", "flexpu.io/pod-group", "g",
+                          "annotations", "flexpu.io/min-members", "2", "spec", "schedulerName",
+                          "flexpu-scheduler", "containers", "name", "c", "resources", "limits",
+                          "cpu", "1", "flexpu.io/gpu", "1", "flexpu.io/gpu-cores", "50",
+                          "flexpu.io/gpu-memory", "30Gi");
+    assert_non_null(p);
+    fx_model_pod_event(m, KUBE_ADDED, p);
+    json_decref(p);
+}
+
+static void test_gang_waits_for_borrowed_memory(void **state)
+{
+    (void)state;
+    struct fx_model *m = with_borrower(); /* b1 holds 24 GiB */
+    gone(m, "on1-0-a");
+    gone(m, "on1-0-b"); /* the GPU free for the engine: 80 GiB */
+    member(m, "g1", 0);
+    member(m, "g2", 1);
+    /* Two members of 30 GiB leave 20 beside b1's 24: the group waits, b1
+     * is reclaimed, and the group is placed once b1 is gone. */
+    struct fx_attempt a = next(m, FX_WAIT, "g1");
+    assert_non_null(strstr(a.message, "borrowers"));
+    next(m, FX_RECLAIM, "b1");
+    fx_model_evict_done(m, "b1", 0);
+    nothing(m);
+    gone(m, "b1");
+    a = next(m, FX_BIND, NULL);
+    struct fx_attempt b = next(m, FX_BIND, NULL);
+    assert_true((!strcmp(a.uid, "g1") && !strcmp(b.uid, "g2")) ||
+                (!strcmp(a.uid, "g2") && !strcmp(b.uid, "g1")));
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_model_check(m, &err), 0);
+    fx_model_free(m);
+}
+
 static void test_restart_accounts_borrower(void **state)
 {
     (void)state;
@@ -742,6 +785,7 @@ int main(void)
         cmocka_unit_test(test_refused_reclaim_stays),
         cmocka_unit_test(test_owner_waits_for_borrowed_memory),
         cmocka_unit_test(test_preemptor_waits_for_borrowed_memory),
+        cmocka_unit_test(test_gang_waits_for_borrowed_memory),
         cmocka_unit_test(test_restart_accounts_borrower),
         cmocka_unit_test(test_allocation_borrowed),
         cmocka_unit_test(test_borrow_fits),
