@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 # The remote path end to end on loopback (docs/REMOTE.md): flexpu-remoted
 # with its workers on the fake driver under libflexpu-cuda.so (a 64 MiB
-# quota, 16 MiB of it the context), and remote_app, a plain CUDA program,
+# quota, 16 MiB of it the context, and a 50% compute cap, so that the
+# arbiter charges the tenant's GPU time), and remote_app, a plain CUDA program,
 # run unmodified against the client libcudart.so.12.
 #
 # usage: remote_test.sh SERVER CLIENT_LIB_DIR APP RUNTIME_LIB FAKE_LIB_PATH SMI
@@ -34,6 +35,7 @@ start_server() {
     rm -f "$work/port"
     setsid env LD_PRELOAD="$runtime_lib" LD_LIBRARY_PATH="$fake_dir" \
         FLEXPU_TENANT=remote-test FLEXPU_MEMORY_LIMIT=64Mi FLEXPU_CONTEXT_OVERHEAD=16Mi \
+        FLEXPU_COMPUTE_CAP=50 \
         FLEXPU_STATE_DIR="$work/state" FAKECUDA_DIR="$work/fake" \
         ASAN_OPTIONS=detect_leaks=0 \
         "$server_bin" --listen 127.0.0.1:0 --token-file "$work/token" \
@@ -147,6 +149,13 @@ app loop > "$work/loop.out" 2>&1 &
 lpid=$!
 for _ in $(seq 100); do grep -q running "$work/loop.out" && break; sleep 0.1; done
 sleep 0.3
+# The remote kernels ran through the runtime's arbiter: the tenant has GPU
+# time (2 ms kernels, a few dozen of them by now).
+gpu_time=$(LD_LIBRARY_PATH="$fake_dir" "$smi" --state-dir "$work/state" 2>&1 |
+    awk '$1 == "remote-test" { print $9 }')
+[ -n "$gpu_time" ] && [ "$gpu_time" != "0.0s" ] ||
+    fail "the remote tenant has no GPU time in flexpu-smi: '$gpu_time'"
+echo "the remote tenant's GPU time so far: $gpu_time"
 stop_server
 wait "$lpid"; rc=$?
 [ "$rc" = 3 ] || fail "server killed: app exit $rc: $(cat "$work/loop.out")"
