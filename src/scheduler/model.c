@@ -2059,6 +2059,9 @@ static bool gang_preempt(struct fx_model *m, struct pod **mem, struct flexpu_gan
     snprintf(where, sizeof(where), "for pod group %.120s (%d members, placed by %s)",
              p->gang->key, n, flexpu_gang_level_name(res.level));
     victims_queue(m, p, &vs, pre.nevicted, where, a);
+    /* Borrowers whose memory a member needs go too; p counts them. */
+    for (i = 0; i < n; i++)
+        borrow_conflict(m, mem[i], nodes[i], &gm[i].place, p);
     vset_free(&vs);
     fx_free(nodes);
     fx_free(ids);

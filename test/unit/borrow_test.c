@@ -615,17 +615,19 @@ static void test_preemptor_waits_for_borrowed_memory(void **state)
     fx_model_free(m);
 }
 
-/* A member of pod group "g" (min-members 2): 50 cores, 30 GiB. */
-static void member(struct fx_model *m, const char *uid, int sec)
+/* A member of pod group "g" (min-members 2): 50 cores, 30 GiB, of
+ * PriorityClass value prio. */
+static void member(struct fx_model *m, const char *uid, int sec, int prio)
 {
     char created[40];
     snprintf(created, sizeof(created), "2026-01-01T00:01:%02dZ", sec);
-    json_t *p = json_pack("{s:{s:s, s:s, s:s, s:s, s:{s:s}, s:{s:s}}, s:{s:s, s:[{s:s, "
+    json_t *p = json_pack("{s:{s:s, s:s, s:s, s:s, s:{s:s}, s:{s:s}}, s:{s:s, s:i, s:[{s:s, "
                           "s:{s:{s:s, s:s, s:s, s:s}}}]}}",
                           "metadata", "name", uid, "namespace", "t", "uid", uid,
                           "creationTimestamp", created, "labels", "flexpu.io/pod-group", "g",
                           "annotations", "flexpu.io/min-members", "2", "spec", "schedulerName",
-                          "flexpu-scheduler", "containers", "name", "c", "resources", "limits",
+                          "flexpu-scheduler", "priority", prio, "containers", "name", "c",
+                          "resources", "limits",
                           "cpu", "1", "flexpu.io/gpu", "1", "flexpu.io/gpu-cores", "50",
                           "flexpu.io/gpu-memory", "30Gi");
     assert_non_null(p);
@@ -639,8 +641,8 @@ static void test_gang_waits_for_borrowed_memory(void **state)
     struct fx_model *m = with_borrower(); /* b1 holds 24 GiB */
     gone(m, "on1-0-a");
     gone(m, "on1-0-b"); /* the GPU free for the engine: 80 GiB */
-    member(m, "g1", 0);
-    member(m, "g2", 1);
+    member(m, "g1", 0, 0);
+    member(m, "g2", 1, 0);
     /* Two members of 30 GiB leave 20 beside b1's 24: the group waits, b1
      * is reclaimed, and the group is placed once b1 is gone. */
     struct fx_attempt a = next(m, FX_WAIT, "g1");
@@ -653,6 +655,34 @@ static void test_gang_waits_for_borrowed_memory(void **state)
     struct fx_attempt b = next(m, FX_BIND, NULL);
     assert_true((!strcmp(a.uid, "g1") && !strcmp(b.uid, "g2")) ||
                 (!strcmp(a.uid, "g2") && !strcmp(b.uid, "g1")));
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_model_check(m, &err), 0);
+    fx_model_free(m);
+}
+
+static void test_gang_preemption_waits_for_borrower(void **state)
+{
+    (void)state;
+    struct fx_model *m = with_borrower(); /* b1 holds 24 GiB */
+    /* A group of PriorityClass 1000 preempts both owners: 80 GiB back for
+     * the engine, 60 of them its members', and 24 are b1's: b1 goes too,
+     * and the group is bound only once all three are gone. */
+    member(m, "g1", 0, 1000);
+    member(m, "g2", 1, 1000);
+    next(m, FX_NOMINATE, NULL);
+    next(m, FX_EVICT, NULL);
+    next(m, FX_EVICT, NULL);
+    struct fx_attempt a = next(m, FX_RECLAIM, "b1");
+    assert_non_null(strstr(a.message, "t/g"));
+    fx_model_evict_done(m, "on1-0-a", 0);
+    fx_model_evict_done(m, "on1-0-b", 0);
+    fx_model_evict_done(m, "b1", 0);
+    gone(m, "on1-0-a");
+    gone(m, "on1-0-b");
+    nothing(m);
+    gone(m, "b1");
+    next(m, FX_BIND, NULL);
+    next(m, FX_BIND, NULL);
     struct flexpu_error err = {0};
     assert_int_equal(fx_model_check(m, &err), 0);
     fx_model_free(m);
@@ -786,6 +816,7 @@ int main(void)
         cmocka_unit_test(test_owner_waits_for_borrowed_memory),
         cmocka_unit_test(test_preemptor_waits_for_borrowed_memory),
         cmocka_unit_test(test_gang_waits_for_borrowed_memory),
+        cmocka_unit_test(test_gang_preemption_waits_for_borrower),
         cmocka_unit_test(test_restart_accounts_borrower),
         cmocka_unit_test(test_allocation_borrowed),
         cmocka_unit_test(test_borrow_fits),
