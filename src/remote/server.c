@@ -155,15 +155,13 @@ int fx_srv_owned(const struct fx_srv_conn *c, uint64_t p, uint64_t n)
     return 0;
 }
 
-/* Waits for `s` to finish its work, telling the client the worker is alive
- * meanwhile (docs/REMOTE.md, "Failures"). */
-static int wait_stream(struct fx_srv_conn *c, CUstream s)
+int fx_srv_wait(struct fx_srv_conn *c, CUresult (*query)(void *), void *arg)
 {
     unsigned sleep_ns = 0;
     for (;;) {
-        CUresult r = c->d.StreamQuery(s);
+        CUresult r = query(arg);
         if (r != CUDA_ERROR_NOT_READY)
-            return r == CUDA_SUCCESS ? fx_srv_cuda_error(c->d.StreamSynchronize(s)) : fx_srv_cuda_error(r);
+            return fx_srv_cuda_error(r);
         progress(c);
         if (c->broken)
             return cudaErrorUnknown;
@@ -177,6 +175,26 @@ static int wait_stream(struct fx_srv_conn *c, CUstream s)
             sleep_ns = sleep_ns < 1000000 ? sleep_ns * 2 : 1000000;
         }
     }
+}
+
+struct stream_query {
+    struct fx_srv_conn *c;
+    CUstream s;
+};
+
+static CUresult query_stream(void *arg)
+{
+    const struct stream_query *q = arg;
+    return q->c->d.StreamQuery(q->s);
+}
+
+/* Waits for `s` to finish its work, telling the client the worker is alive
+ * meanwhile (docs/REMOTE.md, "Failures"). */
+static int wait_stream(struct fx_srv_conn *c, CUstream s)
+{
+    struct stream_query q = {c, s};
+    int rc = fx_srv_wait(c, query_stream, &q);
+    return rc == cudaSuccess ? fx_srv_cuda_error(c->d.StreamSynchronize(s)) : rc;
 }
 
 /* Waits for everything issued on device `dev` (its default stream and this
@@ -495,6 +513,13 @@ static int dispatch(struct fx_srv_conn *c, const struct fx_wire_req *q)
     case FX_OP_BLAS_DESTROY:
     case FX_OP_BLAS_SET_STREAM:
     case FX_OP_BLAS_GEMM: return fx_srv_blas(c, q);
+    case FX_OP_EVENT_CREATE:
+    case FX_OP_EVENT_DESTROY:
+    case FX_OP_EVENT_RECORD:
+    case FX_OP_EVENT_QUERY:
+    case FX_OP_EVENT_SYNC:
+    case FX_OP_EVENT_ELAPSED:
+    case FX_OP_STREAM_WAIT_EVENT: return fx_srv_event(c, q);
     default: return cudaErrorNotSupported; /* HELLO again */
     }
 }
@@ -599,6 +624,7 @@ static void release_all(struct fx_srv_conn *c)
 {
     size_t n = c->nallocs;
     fx_srv_blas_release(c); /* handles use the streams and memory below */
+    fx_srv_event_release(c);
     for (size_t i = 0; i < c->nallocs; i++)
         if (use_dev(c, (unsigned)c->allocs[i].dev) == cudaSuccess)
             c->d.MemFree(c->allocs[i].ptr);
@@ -666,6 +692,7 @@ int fx_srv_serve(int fd, const struct fx_srv_opts *opts)
     fx_free(c->in);
     fx_free(c->allocs);
     fx_free(c->streams);
+    fx_free(c->events);
     fx_free(c->mods);
     fx_free(c->funcs);
     fx_free(c);

@@ -47,6 +47,13 @@
     X(ModuleUnload, cuModuleUnload, CUresult (*)(CUmodule))                                        \
     X(ModuleGetFunction, cuModuleGetFunction, CUresult (*)(CUfunction *, CUmodule, const char *)) \
     X(FuncGetParamInfo, cuFuncGetParamInfo, CUresult (*)(CUfunction, size_t, size_t *, size_t *)) \
+    X(EventCreate, cuEventCreate, CUresult (*)(CUevent *, unsigned))                              \
+    X(EventDestroy, cuEventDestroy_v2, CUresult (*)(CUevent))                                      \
+    X(EventRecord, cuEventRecord, CUresult (*)(CUevent, CUstream))                                 \
+    X(EventQuery, cuEventQuery, CUresult (*)(CUevent))                                             \
+    X(EventSynchronize, cuEventSynchronize, CUresult (*)(CUevent))                                 \
+    X(EventElapsedTime, cuEventElapsedTime, CUresult (*)(float *, CUevent, CUevent))               \
+    X(StreamWaitEvent, cuStreamWaitEvent, CUresult (*)(CUstream, CUevent, unsigned))               \
     X(LaunchKernel, cuLaunchKernel,                                                                \
       CUresult (*)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,         \
                    unsigned, CUstream, void **, void **))
@@ -96,6 +103,8 @@ struct fx_srv_conn {
     uint64_t last_write_ns;
     unsigned char *in;
     size_t in_cap;
+    struct stream *events; /* CUevent in .s: the same slot table as streams */
+    size_t nevents, cap_events;
     struct fx_wr out;
     struct fx_srv_blas *blas; /* server_blas.c; NULL until the first cuBLAS call */
     alignas(16) unsigned char args[FX_WIRE_ARGS_MAX];
@@ -113,6 +122,15 @@ int fx_srv_reserve(void **arr, size_t *cap, size_t need, size_t elem, size_t max
 int fx_srv_stream(struct fx_srv_conn *c, uint32_t id, unsigned dev, CUstream *out);
 /* Whether [p, p + n) lies inside one allocation of this connection. */
 int fx_srv_owned(const struct fx_srv_conn *c, uint64_t p, uint64_t n);
+
+/* Waits until `query` stops answering CUDA_ERROR_NOT_READY, sending PROGRESS
+ * frames meanwhile; returns its final answer as a cudaError_t. */
+int fx_srv_wait(struct fx_srv_conn *c, CUresult (*query)(void *), void *arg);
+
+/* server_event.c: serves EVENT_* and STREAM_WAIT_EVENT; frees the
+ * connection's events. */
+int fx_srv_event(struct fx_srv_conn *c, const struct fx_wire_req *q);
+void fx_srv_event_release(struct fx_srv_conn *c);
 
 /* server_blas.c: serves BLAS_* requests (status: a cublasStatus_t for the
  * replied ones, a cudaError_t for GEMM, which has no reply), and frees the

@@ -240,7 +240,7 @@ void fx_wr_end(struct fx_wr *w, size_t at, struct fx_wire_hdr h)
 static int no_reply_allowed(unsigned op)
 {
     return op == FX_OP_MEMCPY_H2D || op == FX_OP_MEMCPY_D2D || op == FX_OP_LAUNCH ||
-           op == FX_OP_BLAS_GEMM;
+           op == FX_OP_BLAS_GEMM || op == FX_OP_EVENT_RECORD || op == FX_OP_STREAM_WAIT_EVENT;
 }
 
 /* Checks a copy's size: non-zero and at most one chunk. */
@@ -313,8 +313,34 @@ static int decode_gemm(struct fx_rd *r, struct fx_wire_req *q, struct flexpu_err
     return 0;
 }
 
+/* The names of the up to three u32 fields of an event operation. */
+static const char *const *event_fields(unsigned op)
+{
+    static const char *const create[] = {"flags", NULL}, *const one[] = {"event", NULL},
+                             *const record[] = {"event", "stream", NULL},
+                             *const elapsed[] = {"start", "end", NULL},
+                             *const wait[] = {"stream", "event", "flags", NULL};
+    switch (op) {
+    case FX_OP_EVENT_CREATE: return create;
+    case FX_OP_EVENT_RECORD: return record;
+    case FX_OP_EVENT_ELAPSED: return elapsed;
+    case FX_OP_STREAM_WAIT_EVENT: return wait;
+    case FX_OP_EVENT_DESTROY:
+    case FX_OP_EVENT_QUERY:
+    case FX_OP_EVENT_SYNC: return one;
+    default: return NULL;
+    }
+}
+
 static int decode_body(struct fx_rd *r, struct fx_wire_req *q, struct flexpu_error *err)
 {
+    const char *const *ev = event_fields(q->h.op);
+    if (ev) {
+        uint32_t *dst[] = {&q->u.ids.a, &q->u.ids.b, &q->u.ids.c};
+        for (int i = 0; ev[i]; i++)
+            *dst[i] = fx_rd_u32(r, ev[i]);
+        return 0;
+    }
     switch (q->h.op) {
     case FX_OP_HELLO:
         q->u.hello.version = fx_rd_u32(r, "version");
@@ -424,6 +450,13 @@ static void encode_gemm(struct fx_wr *w, const struct fx_wire_gemm *g)
 
 static void encode_body(struct fx_wr *w, const struct fx_wire_req *q)
 {
+    const char *const *ev = event_fields(q->h.op);
+    if (ev) {
+        const uint32_t v[] = {q->u.ids.a, q->u.ids.b, q->u.ids.c};
+        for (int i = 0; ev[i]; i++)
+            fx_wr_u32(w, v[i]);
+        return;
+    }
     switch (q->h.op) {
     case FX_OP_HELLO:
         fx_wr_u32(w, q->u.hello.version);

@@ -47,7 +47,14 @@
     X(BLAS_CREATE, 17)                                                                             \
     X(BLAS_DESTROY, 18)                                                                            \
     X(BLAS_SET_STREAM, 19)                                                                         \
-    X(BLAS_GEMM, 20)
+    X(BLAS_GEMM, 20)                                                                               \
+    X(EVENT_CREATE, 21)                                                                            \
+    X(EVENT_DESTROY, 22)                                                                           \
+    X(EVENT_RECORD, 23)                                                                            \
+    X(EVENT_QUERY, 24)                                                                             \
+    X(EVENT_SYNC, 25)                                                                              \
+    X(EVENT_ELAPSED, 26)                                                                           \
+    X(STREAM_WAIT_EVENT, 27)
 
 enum fx_wire_op {
 #define FX_WIRE_OP_ENUM(name, value) FX_OP_##name = value,
@@ -184,6 +191,12 @@ struct fx_wire_req {
             uint32_t stream;
         } blas_stream; /* BLAS_SET_STREAM; BLAS_DESTROY uses id */
         struct fx_wire_gemm gemm;
+        /* EVENT_CREATE: flags. EVENT_DESTROY, _QUERY, _SYNC: event.
+         * EVENT_RECORD: event, stream. EVENT_ELAPSED: start, end.
+         * STREAM_WAIT_EVENT: stream, event, flags. */
+        struct {
+            uint32_t a, b, c;
+        } ids;
     } u;
 };
 
@@ -191,7 +204,8 @@ struct fx_wire_req {
  * every field: sizes of copies at most FX_WIRE_CHUNK and non-zero, names
  * without NUL, non-zero grid and block dimensions, no trailing bytes, and
  * NO_REPLY only on the operations that may be sent without a reply
- * (MEMCPY_H2D, MEMCPY_D2D, LAUNCH, BLAS_GEMM). A GEMM's shapes are
+ * (MEMCPY_H2D, MEMCPY_D2D, LAUNCH, BLAS_GEMM, EVENT_RECORD,
+ * STREAM_WAIT_EVENT). A GEMM's shapes are
  * non-negative, its transposes 0 to 2, its scalars 1 to 16 bytes; the
  * types and leading dimensions are the server's to check.  Returns 0, or FLEXPU_EPARSE with err
  * naming the operation, the field and the value. */

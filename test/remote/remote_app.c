@@ -9,8 +9,8 @@
  * description (test/fakecuda/fake_module.c): add_u32 adds v to n words.
  *
  * Modes (the first argument):
- *   basic         copies each way, the kernel in stream order, big copies,
- *                 memory info, and the errors of bad pointers
+ *   basic         copies each way, the kernel in stream order, events, big
+ *                 copies, memory info, and the errors of bad pointers
  *   blas          cuBLAS: SGEMM and a bf16 GemmEx on a stream, checked on the
  *                 host, and the errors of bad arguments and pointers
  *   threads       4 threads, each with its own stream, buffers and kernels,
@@ -33,6 +33,7 @@
 /* --- What cuda_runtime_api.h declares (CUDA 12) --------------------------- */
 typedef int cudaError_t;
 typedef struct CUstream_st *cudaStream_t;
+typedef struct CUevent_st *cudaEvent_t;
 typedef struct {
     unsigned x, y, z;
 } dim3;
@@ -41,7 +42,16 @@ typedef struct {
 } uint3;
 enum { cudaMemcpyHostToDevice = 1, cudaMemcpyDeviceToHost = 2, cudaMemcpyDeviceToDevice = 3 };
 enum { cudaErrorMemoryAllocation = 2, cudaErrorInvalidValue = 1, cudaErrorInvalidDevice = 101,
-       cudaErrorIllegalAddress = 700 };
+       cudaErrorInvalidResourceHandle = 400, cudaErrorIllegalAddress = 700 };
+enum { cudaEventDisableTiming = 2, cudaEventInterprocess = 4 };
+cudaError_t cudaEventCreate(cudaEvent_t *e);
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned flags);
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s);
+cudaError_t cudaEventQuery(cudaEvent_t e);
+cudaError_t cudaEventSynchronize(cudaEvent_t e);
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end);
+cudaError_t cudaEventDestroy(cudaEvent_t e);
+cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned flags);
 cudaError_t cudaGetDeviceCount(int *count);
 cudaError_t cudaSetDevice(int device);
 cudaError_t cudaMalloc(void **p, size_t size);
@@ -183,6 +193,54 @@ static void basic_small(void)
     CHECK(cudaFree(b));
 }
 
+/* Events: timing a kernel, and a second stream waiting for the first. */
+static void basic_events(void)
+{
+    uint32_t host[64], back[64], *a = NULL, *b = NULL;
+    for (unsigned i = 0; i < 64; i++)
+        host[i] = i;
+    CHECK(cudaMalloc((void **)&a, sizeof host));
+    CHECK(cudaMalloc((void **)&b, sizeof host));
+    CHECK(cudaMemcpy(a, host, sizeof host, cudaMemcpyHostToDevice));
+    cudaEvent_t start, end, done, bad;
+    cudaStream_t s1, s2;
+    CHECK(cudaEventCreate(&start));
+    CHECK(cudaEventCreate(&end));
+    CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
+    CHECK(cudaStreamCreate(&s1));
+    CHECK(cudaStreamCreate(&s2));
+    CHECK(cudaEventRecord(start, s1));
+    launch_add(s1, 2000, a, 64, 9);
+    CHECK(cudaEventRecord(end, s1));
+    CHECK(cudaEventRecord(done, s1));
+    CHECK(cudaStreamWaitEvent(s2, done, 0));
+    CHECK(cudaMemcpyAsync(b, a, sizeof host, cudaMemcpyDeviceToDevice, s2));
+    CHECK(cudaEventSynchronize(end));
+    CHECK(cudaEventQuery(end));
+    float ms = 0;
+    CHECK(cudaEventElapsedTime(&ms, start, end));
+    EXPECT(ms >= 1.9f); /* a lower bound: the kernel ran at least 2 ms */
+    EXPECT(cudaEventElapsedTime(&ms, start, done) == cudaErrorInvalidResourceHandle);
+    EXPECT(cudaGetLastError() == cudaErrorInvalidResourceHandle);
+    CHECK(cudaStreamSynchronize(s2));
+    CHECK(cudaMemcpy(back, b, sizeof back, cudaMemcpyDeviceToHost));
+    for (unsigned i = 0; i < 64; i++)
+        EXPECT(back[i] == i + 9);
+    /* An interprocess event would leave the worker: refused. */
+    EXPECT(cudaEventCreateWithFlags(&bad, cudaEventInterprocess | cudaEventDisableTiming) ==
+           cudaErrorInvalidValue);
+    cudaGetLastError();
+    CHECK(cudaEventDestroy(start));
+    CHECK(cudaEventDestroy(end));
+    CHECK(cudaEventDestroy(done));
+    EXPECT(cudaEventDestroy(done) == cudaErrorInvalidResourceHandle);
+    cudaGetLastError();
+    CHECK(cudaStreamDestroy(s1));
+    CHECK(cudaStreamDestroy(s2));
+    CHECK(cudaFree(a));
+    CHECK(cudaFree(b));
+}
+
 /* More than one frame's worth each way: 9 MiB and 12 bytes. */
 static void basic_big(void)
 {
@@ -232,6 +290,7 @@ static int basic(void)
     EXPECT(n >= 1);
     CHECK(cudaSetDevice(0));
     basic_small();
+    basic_events();
     basic_big();
     size_t free_b = 0, total = 0;
     CHECK(cudaMemGetInfo(&free_b, &total));

@@ -108,6 +108,23 @@ static struct fx_wire_req sample(unsigned op, struct flexpu_rng *rng)
         memset(g->beta, 0, sizeof g->beta);
         break;
     }
+    case FX_OP_EVENT_RECORD:
+    case FX_OP_STREAM_WAIT_EVENT:
+        q.h.flags = (uint16_t)flexpu_rng_below(rng, 2);
+        /* fall through */
+    case FX_OP_EVENT_CREATE:
+    case FX_OP_EVENT_DESTROY:
+    case FX_OP_EVENT_QUERY:
+    case FX_OP_EVENT_SYNC:
+    case FX_OP_EVENT_ELAPSED:
+        q.u.ids.a = (uint32_t)v;
+        q.u.ids.b = (uint32_t)(v >> 32);
+        /* Only STREAM_WAIT_EVENT carries a third field. */
+        q.u.ids.c = op == FX_OP_STREAM_WAIT_EVENT ? 7 : 0;
+        if (op == FX_OP_EVENT_CREATE || op == FX_OP_EVENT_DESTROY || op == FX_OP_EVENT_QUERY ||
+            op == FX_OP_EVENT_SYNC)
+            q.u.ids.b = 0;
+        break;
     default: /* DEVICE_SYNC, MEM_GET_INFO, BLAS_CREATE */
         break;
     }
@@ -191,6 +208,15 @@ static void assert_same(const struct fx_wire_req *a, const struct fx_wire_req *b
         break;
     case FX_OP_BLAS_SET_STREAM:
         assert_int_equal(a->u.blas_stream.stream, b->u.blas_stream.stream);
+        break;
+    case FX_OP_EVENT_CREATE:
+    case FX_OP_EVENT_DESTROY:
+    case FX_OP_EVENT_RECORD:
+    case FX_OP_EVENT_QUERY:
+    case FX_OP_EVENT_SYNC:
+    case FX_OP_EVENT_ELAPSED:
+    case FX_OP_STREAM_WAIT_EVENT:
+        assert_memory_equal(&a->u.ids, &b->u.ids, sizeof a->u.ids);
         break;
     case FX_OP_LAUNCH:
         assert_memory_equal(a->u.launch.grid, b->u.launch.grid, sizeof a->u.launch.grid);
@@ -344,6 +370,9 @@ static void test_field_checks(void **state)
     q.h.flags = FX_WIRE_NO_REPLY;
     expect_refused(&q, "'flags'");
     q = sample(FX_OP_MEMCPY_D2H, &rng);
+    q.h.flags = FX_WIRE_NO_REPLY;
+    expect_refused(&q, "'flags'");
+    q = sample(FX_OP_EVENT_SYNC, &rng);
     q.h.flags = FX_WIRE_NO_REPLY;
     expect_refused(&q, "'flags'");
 
