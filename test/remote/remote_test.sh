@@ -138,6 +138,19 @@ out=$(app quota 2>&1) || fail "quota after a killed client: $out"
 [[ $out == *"refused after 48 MiB"* ]] || fail "a killed client's memory was not freed: $out"
 echo "after a killed client: $out"
 
+# 3b. Two clients of the slice share its quota, as two processes of a local
+# container do: one holds 24 MiB (and its worker's 16 MiB context), so the
+# other, after its own context, gets one 8 MiB block.
+wait_workers_gone || fail "a worker outlived its client"
+app_exec hold 24 > "$work/hold2.out" 2>&1 &
+hpid=$!
+for _ in $(seq 100); do grep -q holding "$work/hold2.out" && break; sleep 0.1; done
+out=$(app quota 2>&1) || fail "quota beside a holder: $out"
+[[ $out == *"refused after 8 MiB"* ]] || fail "two clients do not share the quota: $out"
+echo "beside a client holding 24 MiB: $out"
+kill -KILL "$hpid"; wait "$hpid" 2>/dev/null
+wait_workers_gone || fail "the killed client's worker did not exit"
+
 # 4. A wrong token, no token: refused, as CUDA errors.
 out=$(token_file="$work/bad-token" app nodevice 2>&1) || fail "bad token: $out"
 [[ $out == *"nodevice: cudaErrorDevicesUnavailable"* ]] || fail "bad token accepted: $out"
