@@ -1028,8 +1028,10 @@ static void results(struct sim *s)
     o->reserved_share = s->a_res / cap;
     o->alloc_share = s->a_alloc / cap;
     o->evictions_per_hour = (o->evict_memory + o->evict_reclaim + o->evict_owner) / (win / 3600);
-    qsort(s->jct, (size_t)s->njct, sizeof(double), cmp_double);
-    qsort(s->runs, (size_t)s->njct, sizeof(double), cmp_double);
+    if (s->njct > 0) { /* qsort wants an array even when empty */
+        qsort(s->jct, (size_t)s->njct, sizeof(double), cmp_double);
+        qsort(s->runs, (size_t)s->njct, sizeof(double), cmp_double);
+    }
     o->jct_p50 = pct(s->jct, s->njct, 0.5);
     o->jct_p99 = pct(s->jct, s->njct, 0.99);
     o->run_p50 = pct(s->runs, s->njct, 0.5);
