@@ -126,6 +126,8 @@
     X(cuMemcpyHtoDAsync, cuMemcpyHtoDAsync_v2, 3020, 0)                                            \
     X(cuMemcpyDtoHAsync, cuMemcpyDtoHAsync_v2, 3020, 0)                                            \
     X(cuMemcpyDtoDAsync, cuMemcpyDtoDAsync_v2, 3020, 0)                                            \
+    X(cuMemsetD8, cuMemsetD8_v2, 3020, 0)                                                          \
+    X(cuMemsetD8Async, cuMemsetD8Async, 3020, 0)                                                   \
     X(cuLaunchKernel, cuLaunchKernel, 4000, 0)                                                     \
     X(cuLaunchKernel, cuLaunchKernel_ptsz, 7000, 1)                                                \
     X(cuLaunchKernelEx, cuLaunchKernelEx, 11060, 0)                                                \

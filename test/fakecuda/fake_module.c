@@ -273,7 +273,7 @@ void fake_run_add(const struct fake_work *w)
 }
 
 /* --- Copies ----------------------------------------------------------------
- * Every copy completes before it returns, after the work already issued to
+ * Every copy (and memset) completes before it returns, after the work already issued to
  * the context (an asynchronous copy may be synchronous; the fake's streams
  * of a context are one FIFO, so that is stream order too). */
 
@@ -331,4 +331,41 @@ FAKE_API CUresult cuMemcpyDtoHAsync_v2(void *dst, CUdeviceptr src, size_t n, CUs
 FAKE_API CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s)
 {
     return copy(dst, NULL, src, NULL, n, s, 1);
+}
+
+/* Sets `n` bytes at `dst` to `value`, in order after the work issued, like
+ * a copy. */
+static CUresult set_bytes(CUdeviceptr dst, unsigned char value, size_t n, CUstream stream,
+                          int use_stream)
+{
+    FAKE_REQUIRE_INIT();
+    if (n == 0)
+        return CUDA_SUCCESS;
+    fake_lock();
+    struct fake_stream *s = NULL;
+    CUresult r = CUDA_SUCCESS;
+    if (use_stream)
+        r = fake_stream_resolve(stream, &s);
+    else if (!fake_current_ctx())
+        r = CUDA_ERROR_INVALID_CONTEXT;
+    struct fake_ctx *c = s ? s->ctx : fake_current_ctx();
+    if (r == CUDA_SUCCESS)
+        fake_wait_ticket(c, c->submitted);
+    unsigned char *to = device_range(dst, n);
+    if (r == CUDA_SUCCESS && !to)
+        r = CUDA_ERROR_INVALID_VALUE;
+    if (r == CUDA_SUCCESS)
+        memset(to, value, n);
+    fake_unlock();
+    return r;
+}
+
+FAKE_API CUresult cuMemsetD8_v2(CUdeviceptr dst, unsigned char value, size_t n)
+{
+    return set_bytes(dst, value, n, NULL, 0);
+}
+
+FAKE_API CUresult cuMemsetD8Async(CUdeviceptr dst, unsigned char value, size_t n, CUstream s)
+{
+    return set_bytes(dst, value, n, s, 1);
 }

@@ -148,6 +148,8 @@
     X(cuMemcpyHtoDAsync_v2)                                                                        \
     X(cuMemcpyDtoHAsync_v2)                                                                        \
     X(cuMemcpyDtoDAsync_v2)                                                                        \
+    X(cuMemsetD8_v2)                                                                               \
+    X(cuMemsetD8Async)                                                                             \
     X(fakecuda_busy_us)                                                                            \
     X(fakecuda_graph_exec_create)                                                                  \
     X(fakecuda_used_bytes)
@@ -1568,6 +1570,13 @@ static void test_modules_and_copies(void **state)
     assert_int_equal(p_cuMemcpyDtoD_v2(a, b, 16), CUDA_SUCCESS);
     assert_int_equal(p_cuMemcpyDtoH_v2(back, a, sizeof back), CUDA_SUCCESS);
     assert_true(back[3] == 3 && back[4] == 4 + 7);
+    /* Memset, plain and on the stream after a kernel. */
+    assert_int_equal(p_cuMemsetD8_v2(a, 0xab, sizeof host), CUDA_SUCCESS);
+    assert_int_equal(p_cuLaunchKernel(add, 1, 1, 1, 64, 1, 1, 0, s, params, NULL), CUDA_SUCCESS);
+    assert_int_equal(p_cuMemsetD8Async(a, 0x01, 8, s), CUDA_SUCCESS);
+    assert_int_equal(p_cuMemcpyDtoH_v2(back, a, sizeof back), CUDA_SUCCESS);
+    assert_true(back[0] == 0x01010101u && back[1] == 0x01010101u && back[2] == 0xababababu + 7);
+    assert_int_equal(p_cuMemsetD8_v2(a + 8, 0, sizeof host), CUDA_ERROR_INVALID_VALUE);
 
     /* Out of an allocation, or not device memory: refused. */
     assert_int_equal(p_cuMemcpyHtoD_v2(a + 8, host, sizeof host), CUDA_ERROR_INVALID_VALUE);
