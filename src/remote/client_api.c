@@ -300,6 +300,43 @@ FX_CL_API cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t count, 
     return memcpy_any(dst, src, count, kind, stream, 0);
 }
 
+static int memset_any(void *devPtr, int value, size_t count, cudaStream_t stream, int sync)
+{
+    if (count == 0)
+        return cudaSuccess;
+    int rc = fx_cl_lock();
+    if (rc != cudaSuccess)
+        return fail(rc);
+    struct fx_wire_req q = {.h.op = FX_OP_MEMSET};
+    q.h.flags = sync ? 0 : FX_WIRE_NO_REPLY;
+    q.u.memset.dst = (uintptr_t)devPtr;
+    q.u.memset.size = count;
+    q.u.memset.value = (unsigned char)value; /* cudaMemset uses the low byte */
+    q.u.memset.stream = fx_cl_stream_id(stream);
+    if (sync) {
+        struct fx_rd r;
+        int deferred;
+        rc = fx_cl_call(&q, &r, &deferred);
+        if (rc == cudaSuccess)
+            rc = deferred;
+    } else {
+        rc = fx_cl_queue(&q) && fx_cl_flush() == cudaSuccess ? cudaSuccess
+                                                             : cudaErrorDevicesUnavailable;
+    }
+    fx_cl_unlock();
+    return fail(rc);
+}
+
+FX_CL_API cudaError_t cudaMemset(void *devPtr, int value, size_t count)
+{
+    return memset_any(devPtr, value, count, NULL, 1);
+}
+
+FX_CL_API cudaError_t cudaMemsetAsync(void *devPtr, int value, size_t count, cudaStream_t stream)
+{
+    return memset_any(devPtr, value, count, stream, 0);
+}
+
 /* --- Streams -------------------------------------------------------------- */
 
 FX_CL_API cudaError_t cudaStreamCreateWithFlags(cudaStream_t *pStream, unsigned int flags)

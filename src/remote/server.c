@@ -305,6 +305,22 @@ static int do_d2d(struct fx_srv_conn *c, const struct fx_wire_req *q)
                              : fx_srv_cuda_error(c->d.DtoD(q->u.d2d.dst, q->u.d2d.src, q->u.d2d.size));
 }
 
+static int do_memset(struct fx_srv_conn *c, const struct fx_wire_req *q)
+{
+    CUstream s;
+    int rc = fx_srv_stream(c, q->u.memset.stream, q->h.dev, &s);
+    if (rc != cudaSuccess)
+        return rc;
+    if (!fx_srv_owned(c, q->u.memset.dst, q->u.memset.size))
+        return cudaErrorInvalidValue;
+    unsigned char v = (unsigned char)q->u.memset.value;
+    if (q->h.flags & FX_WIRE_NO_REPLY)
+        return fx_srv_cuda_error(c->d.MemsetD8Async(q->u.memset.dst, v, q->u.memset.size, s));
+    rc = s ? wait_stream(c, s) : wait_dev(c, q->h.dev);
+    return rc != cudaSuccess ? rc
+                             : fx_srv_cuda_error(c->d.MemsetD8(q->u.memset.dst, v, q->u.memset.size));
+}
+
 static int do_stream_create(struct fx_srv_conn *c, const struct fx_wire_req *q)
 {
     size_t slot = 0;
@@ -496,6 +512,7 @@ static int dispatch(struct fx_srv_conn *c, const struct fx_wire_req *q)
     case FX_OP_MEMCPY_H2D: return do_h2d(c, q);
     case FX_OP_MEMCPY_D2H: return do_d2h(c, q);
     case FX_OP_MEMCPY_D2D: return do_d2d(c, q);
+    case FX_OP_MEMSET: return do_memset(c, q);
     case FX_OP_STREAM_CREATE: return do_stream_create(c, q);
     case FX_OP_STREAM_SYNC: {
         CUstream s;

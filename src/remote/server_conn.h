@@ -39,6 +39,8 @@
     X(HtoDAsync, cuMemcpyHtoDAsync_v2, CUresult (*)(CUdeviceptr, const void *, size_t, CUstream)) \
     X(DtoHAsync, cuMemcpyDtoHAsync_v2, CUresult (*)(void *, CUdeviceptr, size_t, CUstream))       \
     X(DtoDAsync, cuMemcpyDtoDAsync_v2, CUresult (*)(CUdeviceptr, CUdeviceptr, size_t, CUstream))  \
+    X(MemsetD8, cuMemsetD8_v2, CUresult (*)(CUdeviceptr, unsigned char, size_t))                  \
+    X(MemsetD8Async, cuMemsetD8Async, CUresult (*)(CUdeviceptr, unsigned char, size_t, CUstream)) \
     X(StreamCreate, cuStreamCreate, CUresult (*)(CUstream *, unsigned))                            \
     X(StreamDestroy, cuStreamDestroy_v2, CUresult (*)(CUstream))                                   \
     X(StreamQuery, cuStreamQuery, CUresult (*)(CUstream))                                          \

@@ -239,7 +239,8 @@ void fx_wr_end(struct fx_wr *w, size_t at, struct fx_wire_hdr h)
 
 static int no_reply_allowed(unsigned op)
 {
-    return op == FX_OP_MEMCPY_H2D || op == FX_OP_MEMCPY_D2D || op == FX_OP_LAUNCH ||
+    return op == FX_OP_MEMCPY_H2D || op == FX_OP_MEMCPY_D2D || op == FX_OP_MEMSET ||
+           op == FX_OP_LAUNCH ||
            op == FX_OP_BLAS_GEMM || op == FX_OP_EVENT_RECORD || op == FX_OP_STREAM_WAIT_EVENT;
 }
 
@@ -368,6 +369,18 @@ static int decode_body(struct fx_rd *r, struct fx_wire_req *q, struct flexpu_err
         q->u.d2d.size = fx_rd_u64(r, "size");
         q->u.d2d.stream = fx_rd_u32(r, "stream");
         return r->bad ? 0 : check_size(q->u.d2d.size, err);
+    case FX_OP_MEMSET:
+        q->u.memset.dst = fx_rd_u64(r, "dst");
+        q->u.memset.size = fx_rd_u64(r, "size");
+        q->u.memset.value = fx_rd_u32(r, "value");
+        q->u.memset.stream = fx_rd_u32(r, "stream");
+        if (r->bad)
+            return 0;
+        if (q->u.memset.size == 0)
+            return bad_field(err, "size", 0, "a memset sets at least 1 byte");
+        if (q->u.memset.value > 255)
+            return bad_field(err, "value", q->u.memset.value, "a memset's value is a byte");
+        return 0;
     case FX_OP_STREAM_CREATE:
         q->u.stream_create.flags = fx_rd_u32(r, "flags");
         return 0;
@@ -483,6 +496,12 @@ static void encode_body(struct fx_wr *w, const struct fx_wire_req *q)
         fx_wr_u64(w, q->u.d2d.src);
         fx_wr_u64(w, q->u.d2d.size);
         fx_wr_u32(w, q->u.d2d.stream);
+        break;
+    case FX_OP_MEMSET:
+        fx_wr_u64(w, q->u.memset.dst);
+        fx_wr_u64(w, q->u.memset.size);
+        fx_wr_u32(w, q->u.memset.value);
+        fx_wr_u32(w, q->u.memset.stream);
         break;
     case FX_OP_STREAM_CREATE:
         fx_wr_u32(w, q->u.stream_create.flags);

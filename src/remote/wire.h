@@ -54,7 +54,8 @@
     X(EVENT_QUERY, 24)                                                                             \
     X(EVENT_SYNC, 25)                                                                              \
     X(EVENT_ELAPSED, 26)                                                                           \
-    X(STREAM_WAIT_EVENT, 27)
+    X(STREAM_WAIT_EVENT, 27)                                                                       \
+    X(MEMSET, 28)
 
 enum fx_wire_op {
 #define FX_WIRE_OP_ENUM(name, value) FX_OP_##name = value,
@@ -165,6 +166,11 @@ struct fx_wire_req {
             uint32_t stream;
         } d2d;
         struct {
+            uint64_t dst, size; /* size: any non-zero count, no payload */
+            uint32_t value;     /* a byte: 0 to 255 */
+            uint32_t stream;
+        } memset;
+        struct {
             uint32_t flags;
         } stream_create;
         struct {
@@ -204,7 +210,7 @@ struct fx_wire_req {
  * every field: sizes of copies at most FX_WIRE_CHUNK and non-zero, names
  * without NUL, non-zero grid and block dimensions, no trailing bytes, and
  * NO_REPLY only on the operations that may be sent without a reply
- * (MEMCPY_H2D, MEMCPY_D2D, LAUNCH, BLAS_GEMM, EVENT_RECORD,
+ * (MEMCPY_H2D, MEMCPY_D2D, MEMSET, LAUNCH, BLAS_GEMM, EVENT_RECORD,
  * STREAM_WAIT_EVENT). A GEMM's shapes are
  * non-negative, its transposes 0 to 2, its scalars 1 to 16 bytes; the
  * types and leading dimensions are the server's to check.  Returns 0, or FLEXPU_EPARSE with err

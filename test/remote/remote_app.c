@@ -58,6 +58,8 @@ cudaError_t cudaMalloc(void **p, size_t size);
 cudaError_t cudaFree(void *p);
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, int kind);
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, int kind, cudaStream_t s);
+cudaError_t cudaMemset(void *p, int value, size_t n);
+cudaError_t cudaMemsetAsync(void *p, int value, size_t n, cudaStream_t s);
 cudaError_t cudaStreamCreate(cudaStream_t *s);
 cudaError_t cudaStreamSynchronize(cudaStream_t s);
 cudaError_t cudaStreamDestroy(cudaStream_t s);
@@ -188,6 +190,14 @@ static void basic_small(void)
     CHECK(cudaMemcpyAsync(host, a, sizeof host, cudaMemcpyDeviceToHost, s));
     for (unsigned i = 0; i < 64; i++)
         EXPECT(host[i] == i * 3 + 6);
+    /* Memsets: the low byte of the value, in stream order around a kernel. */
+    CHECK(cudaMemset(a, 0x15a, sizeof host));
+    launch_add(s, 0, a, 64, 1);
+    CHECK(cudaMemsetAsync(a, 0, 8, s));
+    CHECK(cudaMemcpyAsync(back, a, sizeof back, cudaMemcpyDeviceToHost, s));
+    EXPECT(back[0] == 0 && back[1] == 0 && back[2] == 0x5a5a5a5au + 1 && back[63] == back[2]);
+    EXPECT(cudaMemset(a + 1, 0, sizeof host) == cudaErrorInvalidValue);
+    cudaGetLastError();
     CHECK(cudaStreamDestroy(s));
     CHECK(cudaFree(a));
     CHECK(cudaFree(b));

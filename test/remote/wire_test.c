@@ -56,6 +56,13 @@ static struct fx_wire_req sample(unsigned op, struct flexpu_rng *rng)
         q.u.d2d.size = FX_WIRE_CHUNK;
         q.u.d2d.stream = 7;
         break;
+    case FX_OP_MEMSET:
+        q.h.flags = (uint16_t)flexpu_rng_below(rng, 2);
+        q.u.memset.dst = v;
+        q.u.memset.size = 1 + (v >> 20);
+        q.u.memset.value = (uint32_t)flexpu_rng_below(rng, 256);
+        q.u.memset.stream = 2;
+        break;
     case FX_OP_STREAM_CREATE: q.u.stream_create.flags = 1; break;
     case FX_OP_STREAM_SYNC:
     case FX_OP_STREAM_DESTROY:
@@ -189,6 +196,11 @@ static void assert_same(const struct fx_wire_req *a, const struct fx_wire_req *b
     case FX_OP_MEMCPY_D2D:
         assert_true(a->u.d2d.dst == b->u.d2d.dst && a->u.d2d.src == b->u.d2d.src);
         assert_true(a->u.d2d.size == b->u.d2d.size && a->u.d2d.stream == b->u.d2d.stream);
+        break;
+    case FX_OP_MEMSET:
+        assert_true(a->u.memset.dst == b->u.memset.dst && a->u.memset.size == b->u.memset.size);
+        assert_int_equal(a->u.memset.value, b->u.memset.value);
+        assert_int_equal(a->u.memset.stream, b->u.memset.stream);
         break;
     case FX_OP_STREAM_SYNC:
     case FX_OP_STREAM_DESTROY:
@@ -355,6 +367,12 @@ static void test_field_checks(void **state)
     q = sample(FX_OP_MODULE_LOAD, &rng);
     q.u.module_load.n = 0;
     expect_refused(&q, "'image'");
+    q = sample(FX_OP_MEMSET, &rng);
+    q.u.memset.value = 256;
+    expect_refused(&q, "'value'");
+    q.u.memset.value = 1;
+    q.u.memset.size = 0;
+    expect_refused(&q, "'size'");
     q = sample(FX_OP_BLAS_GEMM, &rng);
     q.u.gemm.transb = 3;
     expect_refused(&q, "'transb'");
