@@ -35,8 +35,9 @@ int fx_cl_take_error(int peek);
  * device state is gone), cudaErrorInitializationError in a forked child. */
 int fx_cl_lock(void);
 void fx_cl_unlock(void);
-/* Lock held: the server's device count. */
+/* Lock held: the server's device count and driver version. */
 int fx_cl_device_count(void);
+int fx_cl_driver_version(void);
 
 /* Lock held. Queues request `q` (its h.op and h.flags set by the caller; seq
  * and dev are filled in) in the send buffer, flushing it when full. Returns

@@ -60,6 +60,52 @@ FX_CL_API cudaError_t cudaGetDevice(int *device)
     return cudaSuccess;
 }
 
+FX_CL_API cudaError_t cudaDeviceGetAttribute(int *value, int attr, int device)
+{
+    if (!value)
+        return fail(cudaErrorInvalidValue);
+    int rc = fx_cl_lock();
+    if (rc != cudaSuccess)
+        return fail(rc);
+    if (device < 0 || device >= fx_cl_device_count()) {
+        fx_cl_unlock();
+        return fail(cudaErrorInvalidDevice);
+    }
+    struct fx_wire_req q = {.h.op = FX_OP_DEVICE_ATTRIBUTE};
+    q.u.attribute.attr = (uint32_t)attr;
+    q.u.attribute.device = (uint32_t)device;
+    struct fx_rd r;
+    int deferred;
+    rc = fx_cl_call(&q, &r, &deferred);
+    if (rc == cudaSuccess)
+        *value = (int)fx_rd_u32(&r, "value");
+    fx_cl_unlock();
+    return fail(rc);
+}
+
+FX_CL_API cudaError_t cudaDriverGetVersion(int *version)
+{
+    if (!version)
+        return fail(cudaErrorInvalidValue);
+    int rc = fx_cl_lock();
+    if (rc != cudaSuccess) {
+        *version = 0; /* as cudart answers without a driver */
+        return cudaSuccess;
+    }
+    *version = fx_cl_driver_version();
+    fx_cl_unlock();
+    return cudaSuccess;
+}
+
+/* The runtime API this library implements a subset of: CUDA 12.0's. */
+FX_CL_API cudaError_t cudaRuntimeGetVersion(int *version)
+{
+    if (!version)
+        return fail(cudaErrorInvalidValue);
+    *version = 12000;
+    return cudaSuccess;
+}
+
 FX_CL_API cudaError_t cudaDeviceSynchronize(void)
 {
     int rc = fx_cl_lock();

@@ -27,6 +27,7 @@ static struct {
     int dead;  /* sticky cudaError_t once lost; 0 while usable */
     pid_t pid; /* the process that connected */
     int ndev;
+    int driver_version;
     int timeout_ms;
     uint32_t seq;
     struct fx_wr out;
@@ -152,6 +153,7 @@ static int connect_server(void)
     int rc = fx_cl_call(&q, &f, &deferred);
     if (rc == cudaSuccess) {
         conn.ndev = (int)fx_rd_u32(&f, "devices");
+        conn.driver_version = (int)fx_rd_u32(&f, "driver_version");
         if (f.bad || conn.ndev <= 0)
             return lose("the server has no device", addr);
     } else if (!conn.dead) {
@@ -189,6 +191,11 @@ void fx_cl_unlock(void)
 int fx_cl_device_count(void)
 {
     return conn.ndev;
+}
+
+int fx_cl_driver_version(void)
+{
+    return conn.driver_version;
 }
 
 int fx_cl_flush(void)

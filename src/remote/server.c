@@ -321,6 +321,23 @@ static int do_memset(struct fx_srv_conn *c, const struct fx_wire_req *q)
                              : fx_srv_cuda_error(c->d.MemsetD8(q->u.memset.dst, v, q->u.memset.size));
 }
 
+static int do_attribute(struct fx_srv_conn *c, const struct fx_wire_req *q)
+{
+    if (q->u.attribute.device >= (unsigned)c->ndev)
+        return cudaErrorInvalidDevice;
+    if (q->u.attribute.attr > INT32_MAX)
+        return cudaErrorInvalidValue;
+    CUdevice h;
+    int v = 0;
+    CUresult r = c->d.DeviceGet(&h, (int)q->u.attribute.device);
+    if (r == CUDA_SUCCESS)
+        r = c->d.DeviceGetAttribute(&v, (int)q->u.attribute.attr, h);
+    if (r != CUDA_SUCCESS)
+        return fx_srv_cuda_error(r);
+    fx_wr_u32(&c->out, (uint32_t)v);
+    return cudaSuccess;
+}
+
 static int do_stream_create(struct fx_srv_conn *c, const struct fx_wire_req *q)
 {
     size_t slot = 0;
@@ -513,6 +530,7 @@ static int dispatch(struct fx_srv_conn *c, const struct fx_wire_req *q)
     case FX_OP_MEMCPY_D2H: return do_d2h(c, q);
     case FX_OP_MEMCPY_D2D: return do_d2d(c, q);
     case FX_OP_MEMSET: return do_memset(c, q);
+    case FX_OP_DEVICE_ATTRIBUTE: return do_attribute(c, q);
     case FX_OP_STREAM_CREATE: return do_stream_create(c, q);
     case FX_OP_STREAM_SYNC: {
         CUstream s;
@@ -622,6 +640,8 @@ static int hello(struct fx_srv_conn *c)
         CUresult r = c->d.Init(0);
         if (r == CUDA_SUCCESS)
             r = c->d.DeviceGetCount(&c->ndev);
+        if (r == CUDA_SUCCESS)
+            r = c->d.DriverGetVersion(&c->driver_version);
         if (r != CUDA_SUCCESS)
             status = fx_srv_cuda_error(r);
         if (c->ndev > MAX_DEVICES)
@@ -630,6 +650,7 @@ static int hello(struct fx_srv_conn *c)
     size_t at = fx_wr_begin(&c->out), head = c->out.len;
     fx_wire_reply_begin(&c->out, &(struct fx_wire_reply){0});
     fx_wr_u32(&c->out, (uint32_t)c->ndev);
+    fx_wr_u32(&c->out, (uint32_t)c->driver_version);
     reply(c, &q, at, head, status);
     if (status != cudaSuccess)
         FX_WARN(COMP, "client refused", "status=%d", status);

@@ -26,6 +26,8 @@
     X(Init, cuInit, CUresult (*)(unsigned))                                                        \
     X(DeviceGetCount, cuDeviceGetCount, CUresult (*)(int *))                                       \
     X(DeviceGet, cuDeviceGet, CUresult (*)(CUdevice *, int))                                       \
+    X(DeviceGetAttribute, cuDeviceGetAttribute, CUresult (*)(int *, int, CUdevice))                \
+    X(DriverGetVersion, cuDriverGetVersion, CUresult (*)(int *))                                   \
     X(PrimaryRetain, cuDevicePrimaryCtxRetain, CUresult (*)(CUcontext *, CUdevice))                \
     X(PrimaryRelease, cuDevicePrimaryCtxRelease_v2, CUresult (*)(CUdevice))                        \
     X(CtxSetCurrent, cuCtxSetCurrent, CUresult (*)(CUcontext))                                     \
@@ -89,7 +91,7 @@ struct fx_srv_conn {
     struct fx_chan ch; /* TLS when the slice has a token */
     const struct fx_srv_opts *o;
     struct driver d;
-    int ndev, cur; /* cur: the device whose context is current, -1 none */
+    int ndev, cur, driver_version; /* cur: the device whose context is current, -1 none */
     CUcontext ctx[MAX_DEVICES];
     struct alloc *allocs;
     size_t nallocs, cap_allocs;

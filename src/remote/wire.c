@@ -412,6 +412,10 @@ static int decode_body(struct fx_rd *r, struct fx_wire_req *q, struct flexpu_err
         return decode_launch(r, q, err);
     case FX_OP_BLAS_CREATE:
         return 0;
+    case FX_OP_DEVICE_ATTRIBUTE:
+        q->u.attribute.attr = fx_rd_u32(r, "attr");
+        q->u.attribute.device = fx_rd_u32(r, "device");
+        return 0;
     case FX_OP_BLAS_DESTROY:
         q->u.id.id = fx_rd_u32(r, "handle");
         return 0;
@@ -530,6 +534,10 @@ static void encode_body(struct fx_wr *w, const struct fx_wire_req *q)
         break;
     case FX_OP_BLAS_DESTROY:
         fx_wr_u32(w, q->u.id.id);
+        break;
+    case FX_OP_DEVICE_ATTRIBUTE:
+        fx_wr_u32(w, q->u.attribute.attr);
+        fx_wr_u32(w, q->u.attribute.device);
         break;
     case FX_OP_BLAS_SET_STREAM:
         fx_wr_u32(w, q->u.blas_stream.handle);

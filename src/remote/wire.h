@@ -55,7 +55,8 @@
     X(EVENT_SYNC, 25)                                                                              \
     X(EVENT_ELAPSED, 26)                                                                           \
     X(STREAM_WAIT_EVENT, 27)                                                                       \
-    X(MEMSET, 28)
+    X(MEMSET, 28)                                                                                  \
+    X(DEVICE_ATTRIBUTE, 29)
 
 enum fx_wire_op {
 #define FX_WIRE_OP_ENUM(name, value) FX_OP_##name = value,
@@ -203,6 +204,9 @@ struct fx_wire_req {
         struct {
             uint32_t a, b, c;
         } ids;
+        struct {
+            uint32_t attr, device;
+        } attribute;
     } u;
 };
 

@@ -68,6 +68,10 @@ cudaError_t cudaGetLastError(void);
 const char *cudaGetErrorString(cudaError_t e);
 const char *cudaGetErrorName(cudaError_t e);
 cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total);
+cudaError_t cudaDeviceGetAttribute(int *value, int attr, int device);
+cudaError_t cudaDriverGetVersion(int *version);
+cudaError_t cudaRuntimeGetVersion(int *version);
+enum { cudaDevAttrMultiProcessorCount = 16, cudaDevAttrComputeCapabilityMajor = 75 };
 cudaError_t cudaLaunchKernel(const void *func, dim3 grid, dim3 block, void **args, size_t shared,
                              cudaStream_t s);
 /* What cublas_api.h declares (cuBLAS 12). */
@@ -305,6 +309,17 @@ static int basic(void)
     size_t free_b = 0, total = 0;
     CHECK(cudaMemGetInfo(&free_b, &total));
     EXPECT(total > 0 && free_b <= total);
+    /* What the fake driver says of its device (an H100's SMs and major). */
+    int sms = 0, major = 0, driver = 0, runtime = 0;
+    CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+    CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0));
+    EXPECT(sms == 132 && major == 9);
+    EXPECT(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, n) ==
+           cudaErrorInvalidDevice);
+    cudaGetLastError();
+    CHECK(cudaDriverGetVersion(&driver));
+    CHECK(cudaRuntimeGetVersion(&runtime));
+    EXPECT(driver == 13000 && runtime >= 12000);
     basic_errors();
     printf("basic: ok (total %zu MiB)\n", total >> 20);
     return 0;

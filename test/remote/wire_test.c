@@ -63,6 +63,10 @@ static struct fx_wire_req sample(unsigned op, struct flexpu_rng *rng)
         q.u.memset.value = (uint32_t)flexpu_rng_below(rng, 256);
         q.u.memset.stream = 2;
         break;
+    case FX_OP_DEVICE_ATTRIBUTE:
+        q.u.attribute.attr = (uint32_t)v;
+        q.u.attribute.device = (uint32_t)(v >> 40);
+        break;
     case FX_OP_STREAM_CREATE: q.u.stream_create.flags = 1; break;
     case FX_OP_STREAM_SYNC:
     case FX_OP_STREAM_DESTROY:
@@ -196,6 +200,9 @@ static void assert_same(const struct fx_wire_req *a, const struct fx_wire_req *b
     case FX_OP_MEMCPY_D2D:
         assert_true(a->u.d2d.dst == b->u.d2d.dst && a->u.d2d.src == b->u.d2d.src);
         assert_true(a->u.d2d.size == b->u.d2d.size && a->u.d2d.stream == b->u.d2d.stream);
+        break;
+    case FX_OP_DEVICE_ATTRIBUTE:
+        assert_memory_equal(&a->u.attribute, &b->u.attribute, sizeof a->u.attribute);
         break;
     case FX_OP_MEMSET:
         assert_true(a->u.memset.dst == b->u.memset.dst && a->u.memset.size == b->u.memset.size);
