@@ -1451,20 +1451,19 @@ static int owner_waits(struct fx_model *m, struct pod *p, struct flexpu_placemen
     return FLEXPU_EBUSY;
 }
 
-/* Places a pod. A slice without flexpu.io/gpu-memory gets a memory quota
+/* Places a pod in the engine. A slice without flexpu.io/gpu-memory gets a memory quota
  * of its share of the chosen GPU's memory (fx_default_slice_mem), which is
  * only known once the GPU is: decide first, then account that memory, so no
  * other pod is promised it. *slice_mem: that quota in bytes, else 0. */
-static int place_pod(struct fx_model *m, struct pod *p, struct flexpu_placement *pl, int64_t *id,
-                     int64_t *slice_mem, struct flexpu_noplace *why)
+static int place_engine(struct fx_model *m, struct pod *p, struct flexpu_placement *pl,
+                        int64_t *id, int64_t *slice_mem, struct flexpu_noplace *why)
 {
     *slice_mem = 0;
     struct flexpu_pod_req r;
     flexpu_engine_effective_req(m->e, &p->req, &r);
     int rc;
     if (!p->spec.wants_gpu || p->spec.gpu_mem > 0 || r.num_gpu != 1 || r.gpu_milli >= 1000) {
-        rc = flexpu_engine_place_filtered(m->e, &p->req, p->filter, &m->rng, pl, id, why);
-        return rc ? rc : owner_waits(m, p, pl, id, slice_mem, why);
+        return flexpu_engine_place_filtered(m->e, &p->req, p->filter, &m->rng, pl, id, why);
     }
     rc = flexpu_engine_decide_filtered(m->e, &p->req, p->filter, &m->rng, pl, why);
     if (rc)
@@ -1486,7 +1485,137 @@ static int place_pod(struct fx_model *m, struct pod *p, struct flexpu_placement 
                  FX_RES_GPU_MEMORY, err.msg);
         return FLEXPU_ENOFIT;
     }
-    return owner_waits(m, p, pl, id, slice_mem, why);
+    return 0;
+}
+
+/* GPUs hidden from the engine for one decision: each held by an allocation
+ * of what is free of its compute (as an unhealthy GPU is fenced), so that
+ * no pod asking a GPU is placed there. Given back before the model goes on. */
+#define HIDE_MAX 64
+struct hidden {
+    int n;
+    int64_t id[HIDE_MAX];
+};
+
+/* Hides GPU g of engine node `node`; false when there is no room to
+ * remember it (the GPU stays as it was). */
+static bool hide_gpu(struct fx_model *m, int node, int g, struct hidden *h)
+{
+    int free = flexpu_engine_gpu_free_milli(m->e, node, g);
+    if (free <= 0)
+        return true; /* nothing to place there anyway */
+    if (h->n == HIDE_MAX)
+        return false;
+    struct flexpu_pod_req r = {.num_gpu = 1, .gpu_milli = free};
+    struct flexpu_placement pl = {.node = node, .ngpu = 1, .gpu = {g}, .milli = {free}};
+    struct flexpu_error err;
+    if (flexpu_engine_assign(m->e, &r, &pl, &h->id[h->n], &err))
+        return false;
+    h->n++;
+    return true;
+}
+
+static void unhide(struct fx_model *m, struct hidden *h)
+{
+    struct flexpu_error err;
+    while (h->n > 0)
+        flexpu_engine_release(m->e, h->id[--h->n], &err);
+}
+
+/* The placement's GPUs (bit i: pl->gpu[i]) where borrowers hold memory
+ * that p's quota needs, the placement being taken in the engine (whose
+ * free memory never counted the borrowers'): a whole GPU (no quota) needs
+ * all of it. */
+static uint32_t blocked_gpus(const struct fx_model *m, const struct node *n,
+                             const struct flexpu_placement *pl)
+{
+    uint32_t bits = 0;
+    for (int i = 0; n && m->nborrowers > 0 && i < pl->ngpu; i++) {
+        int milli, count;
+        int64_t bmem;
+        borrowers_on(n, pl->gpu[i], &milli, &bmem, &count);
+        if (count > 0 && (pl->gpu_mem_mib[i] <= 0 ||
+                          flexpu_engine_gpu_free_mem(m->e, n->id, pl->gpu[i]) < bmem))
+            bits |= 1u << i;
+    }
+    return bits;
+}
+
+static struct node *engine_node(struct fx_model *m, int id)
+{
+    const char *name = flexpu_engine_node_name(m->e, id);
+    return name ? fx_strmap_get(&m->nodes, name) : NULL;
+}
+
+/* How many times a placement that borrowers block is decided again with
+ * the GPUs they block hidden, before the pod waits for a reclaim: each
+ * round is one decision, and only pods that met borrowers pay for it. */
+#define AROUND_ROUNDS 4
+
+/* p was placed (pl, taken as *id). Where borrowers hold memory its quota
+ * needs on the GPUs the engine chose, rather than wait for their reclaim,
+ * the decision is made again with the blocked GPUs hidden, round after
+ * round: a GPU free now wins. 0: *pl, *id and *slice_mem are a placement
+ * no borrower blocks (the first, or a new one). Otherwise the first placement is taken again, as it
+ * was, for the pod to wait on (1), or could not be (FLEXPU_ENOFIT, *id 0). */
+static int place_around(struct fx_model *m, struct pod *p, struct flexpu_placement *pl,
+                        int64_t *id, int64_t *slice_mem, struct flexpu_noplace *why)
+{
+    const struct flexpu_placement first = *pl;
+    const int64_t first_mem = *slice_mem;
+    struct hidden h = {0};
+    struct flexpu_error err;
+    uint32_t blocked = blocked_gpus(m, engine_node(m, pl->node), pl);
+    if (!blocked)
+        return 0;
+    int rc = 1;
+    for (int round = 0; blocked && round < AROUND_ROUNDS; round++) {
+        flexpu_engine_release(m->e, *id, &err);
+        *id = 0;
+        bool hid = true;
+        for (int i = 0; i < pl->ngpu && hid; i++)
+            if (blocked & (1u << i))
+                hid = hide_gpu(m, pl->node, pl->gpu[i], &h);
+        struct flexpu_noplace scratch;
+        if (!hid || place_engine(m, p, pl, id, slice_mem, &scratch)) {
+            *id = 0;
+            break;
+        }
+        blocked = blocked_gpus(m, engine_node(m, pl->node), pl);
+        if (!blocked)
+            rc = 0;
+    }
+    unhide(m, &h);
+    if (rc == 0)
+        return 0;
+    if (*id)
+        flexpu_engine_release(m->e, *id, &err);
+    *pl = first;
+    *slice_mem = first_mem;
+    struct flexpu_pod_req r;
+    flexpu_engine_effective_req(m->e, &p->req, &r);
+    if (flexpu_engine_assign(m->e, &r, pl, id, &err)) { /* cannot happen: it was taken */
+        *id = 0;
+        *slice_mem = 0;
+        memset(why, 0, sizeof(*why));
+        snprintf(why->text, sizeof(why->text), "%.300s", err.msg);
+        return FLEXPU_ENOFIT;
+    }
+    return 1;
+}
+
+/* Places a pod (place_engine). Where the engine's choice needs memory
+ * that borrowers hold, another GPU that takes the pod now is looked for
+ * first (place_around); only when there is none does the pod wait for
+ * the borrowers (owner_waits). */
+static int place_pod(struct fx_model *m, struct pod *p, struct flexpu_placement *pl, int64_t *id,
+                     int64_t *slice_mem, struct flexpu_noplace *why)
+{
+    int rc = place_engine(m, p, pl, id, slice_mem, why);
+    if (rc || !p->spec.wants_gpu || m->nborrowers == 0)
+        return rc;
+    rc = place_around(m, p, pl, id, slice_mem, why);
+    return rc == 1 ? owner_waits(m, p, pl, id, slice_mem, why) : rc;
 }
 
 static void fill(struct fx_attempt *a, const struct pod *p, enum fx_outcome o)
@@ -1589,6 +1718,96 @@ static int gang_slice_mem(struct fx_model *m, struct pod *p, struct flexpu_gang_
     return rc;
 }
 
+/* A pod group placed (gm: members mem, on nodes, slice_mem) whose members
+ * need memory that borrowers hold on the GPUs chosen: as place_around for
+ * a pod, the group is placed again with the blocked GPUs hidden, round
+ * after round. 0: the members hold a placement no borrower blocks (the
+ * first, or a new one: gm, nodes and slice_mem say which). 1: the first
+ * placement is held again, as it was, for the group to wait on. -1: it
+ * could not be (cannot happen: it was held), nothing is held. */
+static int gang_around(struct fx_model *m, struct pod **mem, struct flexpu_gang_member *gm, int n,
+                       struct node **nodes, int64_t *slice_mem)
+{
+    bool any = false;
+    for (int i = 0; i < n; i++)
+        any |= blocked_gpus(m, nodes[i], &gm[i].place) != 0;
+    if (!any)
+        return 0;
+    struct flexpu_placement *first = fx_calloc((size_t)n, sizeof(*first));
+    int64_t *first_mem = fx_calloc((size_t)n, sizeof(*first_mem));
+    uint32_t *blocked = fx_calloc((size_t)n, sizeof(*blocked));
+    if (!first || !first_mem || !blocked) {
+        fx_free(first);
+        fx_free(first_mem);
+        fx_free(blocked);
+        return 1; /* the first placement, still held: wait for the reclaim */
+    }
+    for (int i = 0; i < n; i++) {
+        first[i] = gm[i].place;
+        first_mem[i] = slice_mem[i];
+    }
+    struct hidden h = {0};
+    struct flexpu_error err;
+    bool ok = false, held = true;
+    for (int round = 0; round < AROUND_ROUNDS && !ok; round++) {
+        for (int i = 0; i < n; i++)
+            blocked[i] = blocked_gpus(m, nodes[i], &gm[i].place);
+        for (int i = 0; i < n; i++) {
+            flexpu_engine_release(m->e, gm[i].alloc_id, &err);
+            gm[i].alloc_id = 0;
+        }
+        held = false;
+        bool hid = true;
+        for (int i = 0; i < n && hid; i++)
+            for (int j = 0; j < gm[i].place.ngpu && hid; j++)
+                if (blocked[i] & (1u << j))
+                    hid = hide_gpu(m, gm[i].place.node, gm[i].place.gpu[j], &h);
+        struct flexpu_gang_result res;
+        struct flexpu_noplace why;
+        if (!hid || flexpu_engine_place_gang(m->e, gm, n, &m->rng, &res, &why))
+            break;
+        held = true;
+        bool fine = true;
+        for (int i = 0; i < n && fine; i++)
+            fine = (nodes[i] = engine_node(m, gm[i].place.node)) &&
+                   !gang_slice_mem(m, mem[i], &gm[i], &slice_mem[i]);
+        if (!fine)
+            break;
+        any = false;
+        for (int i = 0; i < n; i++)
+            any |= blocked_gpus(m, nodes[i], &gm[i].place) != 0;
+        ok = !any;
+    }
+    unhide(m, &h);
+    int rc = 0;
+    if (!ok) {
+        for (int i = 0; held && i < n; i++) {
+            if (gm[i].alloc_id)
+                flexpu_engine_release(m->e, gm[i].alloc_id, &err);
+            gm[i].alloc_id = 0;
+        }
+        rc = 1;
+        for (int i = 0; i < n; i++) {
+            struct flexpu_pod_req r;
+            flexpu_engine_effective_req(m->e, &mem[i]->req, &r);
+            gm[i].place = first[i];
+            slice_mem[i] = first_mem[i];
+            nodes[i] = engine_node(m, first[i].node);
+            if (rc == 1 && flexpu_engine_assign(m->e, &r, &gm[i].place, &gm[i].alloc_id, &err))
+                rc = -1;
+        }
+        for (int i = 0; rc < 0 && i < n; i++) {
+            if (gm[i].alloc_id)
+                flexpu_engine_release(m->e, gm[i].alloc_id, &err);
+            gm[i].alloc_id = 0;
+        }
+    }
+    fx_free(first);
+    fx_free(first_mem);
+    fx_free(blocked);
+    return rc;
+}
+
 /* p, a member of a pod group, is next. While the group has fewer placed
  * (assumed or bound) members than its minimum, the missing ones are
  * placed together, all or none (flexpu_engine_place_gang): p and the
@@ -1679,8 +1898,14 @@ static int gang_turn(struct fx_model *m, struct pod *p, struct fx_attempt *a)
             rc = FLEXPU_ENOFIT;
         }
     }
-    /* Borrowers holding memory a member's quota needs: reclaimed at once,
-     * and the group waits for them (as a single pod does: owner_waits). */
+    /* Borrowers holding memory a member's quota needs: GPUs free now are
+     * looked for first (gang_around); else they are reclaimed at once, and
+     * the group waits for them (as a single pod does: owner_waits). */
+    if (!rc && m->nborrowers > 0 && gang_around(m, mem, gm, n, nodes, slice_mem) < 0) {
+        snprintf(msg, sizeof(msg), "pod group %.120s: its placement could not be taken again",
+                 g->key);
+        rc = FLEXPU_ENOFIT;
+    }
     bool conflict = false;
     for (int i = 0; !rc && i < n; i++)
         conflict |= borrow_conflict(m, mem[i], nodes[i], &gm[i].place, NULL);
@@ -2373,15 +2598,11 @@ static bool borrow_conflict(struct fx_model *m, const struct pod *p, struct node
 {
     if (!n || m->nborrowers == 0)
         return false;
-    bool conflict = false;
+    uint32_t blocked = blocked_gpus(m, n, pl);
     for (int i = 0; i < pl->ngpu; i++) {
-        int g = pl->gpu[i], milli, count;
-        int64_t bmem;
-        borrowers_on(n, g, &milli, &bmem, &count);
-        if (count == 0 ||
-            (pl->gpu_mem_mib[i] > 0 && flexpu_engine_gpu_free_mem(m->e, n->id, g) >= bmem))
+        int g = pl->gpu[i];
+        if (!(blocked & (1u << i)))
             continue;
-        conflict = true;
         for (struct pod *b = n->pods; b; b = b->next) {
             if (!b->borrowed || b->bgpu != g)
                 continue;
@@ -2399,7 +2620,7 @@ static bool borrow_conflict(struct fx_model *m, const struct pod *p, struct node
             }
         }
     }
-    return conflict;
+    return blocked != 0;
 }
 
 /* Whether a borrower on the same GPU as b, also to be reclaimed, started

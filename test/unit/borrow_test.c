@@ -579,6 +579,66 @@ static void test_owner_waits_for_borrowed_memory(void **state)
     fx_model_free(m);
 }
 
+/* n1, two GPUs both full of owners: b1 borrows GPU 0 (24 GiB). Then GPU
+ * 0 keeps one owner (50 cores, 60 GiB free for the engine, 24 of them
+ * b1's), GPU 1 is emptied. The engine would pack o2 (50 cores, 40 GiB:
+ * asked, or its default share when mem is "") beside the owner on GPU 0,
+ * where it would wait for b1: it takes GPU 1 at once instead, and b1
+ * stays. */
+static struct fx_model *owner_beside_borrower(const char *mem)
+{
+    struct fx_model *m = model();
+    node(m, "n1", 2, NULL);
+    owners(m, "n1", 0, 0);
+    owners(m, "n1", 1, 2);
+    read_all(m, "n1", 2, T0, 0);
+    pod(m, "b1", 30, "", true, NULL, 0, false, 20);
+    struct fx_attempt a = next(m, FX_BIND, "b1");
+    assert_true(a.borrowed);
+    assert_non_null(strstr(a.allocation, "\"index\":0"));
+    confirm(m, &a, 30, "", 20);
+    gone(m, "on1-0-b");
+    gone(m, "on1-1-a");
+    gone(m, "on1-1-b");
+    pod(m, "o2", 50, mem, false, NULL, 0, false, 50);
+    a = next(m, FX_BIND, "o2");
+    assert_false(a.borrowed);
+    assert_non_null(strstr(a.allocation, "\"index\":1"));
+    assert_int_equal(borrowers(m), 1);
+    struct fx_model_stats st;
+    fx_model_stats(m, &st);
+    assert_int_equal(st.reclaims, 0);
+    assert_int_equal(st.gpu_milli_used, 1000); /* 500 + 500: nothing hidden is left */
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_model_check(m, &err), 0);
+    return m;
+}
+
+static void test_owner_takes_free_gpu_over_reclaim(void **state)
+{
+    (void)state;
+    fx_model_free(owner_beside_borrower("")); /* the default share: 40 GiB */
+    struct fx_model *m = owner_beside_borrower("40Gi");
+    fx_model_bind_done(m, "o2", 0, 0);
+    pod(m, "o2", 50, "40Gi", false, "n1", 1, false, 50);
+    /* o3 (50 cores, 41 GiB) fits only GPU 0 (GPU 1: 40 GiB left): there
+     * it needs b1's memory, so it waits and b1 is reclaimed. */
+    pod(m, "o3", 50, "41Gi", false, NULL, 0, false, 60);
+    struct fx_attempt a = next(m, FX_WAIT, "o3");
+    assert_non_null(strstr(a.message, "borrowers"));
+    a = next(m, FX_RECLAIM, "b1");
+    assert_non_null(strstr(a.message, "t/o3"));
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_model_check(m, &err), 0);
+    fx_model_evict_done(m, "b1", 0);
+    nothing(m);
+    gone(m, "b1");
+    a = next(m, FX_BIND, "o3");
+    assert_non_null(strstr(a.allocation, "\"index\":0"));
+    assert_int_equal(fx_model_check(m, &err), 0);
+    fx_model_free(m);
+}
+
 static void test_preemptor_waits_for_borrowed_memory(void **state)
 {
     (void)state;
@@ -655,6 +715,42 @@ static void test_gang_waits_for_borrowed_memory(void **state)
     struct fx_attempt b = next(m, FX_BIND, NULL);
     assert_true((!strcmp(a.uid, "g1") && !strcmp(b.uid, "g2")) ||
                 (!strcmp(a.uid, "g2") && !strcmp(b.uid, "g1")));
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_model_check(m, &err), 0);
+    fx_model_free(m);
+}
+
+static void test_gang_takes_free_gpu_over_reclaim(void **state)
+{
+    (void)state;
+    /* b1 borrows GPU 0 of n1 (both GPUs full), then every owner goes. The
+     * engine would pack the two members (30 GiB each) on GPU 0, leaving 20
+     * GiB beside b1's 24: they take GPU 1 at once instead, and b1 stays. */
+    struct fx_model *m = model();
+    node(m, "n1", 2, NULL);
+    owners(m, "n1", 0, 0);
+    owners(m, "n1", 1, 2);
+    read_all(m, "n1", 2, T0, 0);
+    pod(m, "b1", 30, "", true, NULL, 0, false, 20);
+    struct fx_attempt a = next(m, FX_BIND, "b1");
+    assert_non_null(strstr(a.allocation, "\"index\":0"));
+    confirm(m, &a, 30, "", 20);
+    gone(m, "on1-0-a");
+    gone(m, "on1-0-b");
+    gone(m, "on1-1-a");
+    gone(m, "on1-1-b");
+    member(m, "g1", 0, 0);
+    member(m, "g2", 1, 0);
+    for (int i = 0; i < 2; i++) {
+        a = next(m, FX_BIND, NULL);
+        assert_non_null(strstr(a.allocation, "\"index\":1"));
+    }
+    nothing(m);
+    assert_int_equal(borrowers(m), 1);
+    struct fx_model_stats st;
+    fx_model_stats(m, &st);
+    assert_int_equal(st.reclaims, 0);
+    assert_int_equal(st.gpu_milli_used, 1000);
     struct flexpu_error err = {0};
     assert_int_equal(fx_model_check(m, &err), 0);
     fx_model_free(m);
@@ -814,8 +910,10 @@ int main(void)
         cmocka_unit_test(test_reclaim_rate_limits),
         cmocka_unit_test(test_refused_reclaim_stays),
         cmocka_unit_test(test_owner_waits_for_borrowed_memory),
+        cmocka_unit_test(test_owner_takes_free_gpu_over_reclaim),
         cmocka_unit_test(test_preemptor_waits_for_borrowed_memory),
         cmocka_unit_test(test_gang_waits_for_borrowed_memory),
+        cmocka_unit_test(test_gang_takes_free_gpu_over_reclaim),
         cmocka_unit_test(test_gang_preemption_waits_for_borrower),
         cmocka_unit_test(test_restart_accounts_borrower),
         cmocka_unit_test(test_allocation_borrowed),
