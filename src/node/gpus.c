@@ -26,6 +26,7 @@ struct fx_nvml {
     nvmlReturn_t (*numa)(nvmlDevice_t, unsigned int *);
     nvmlReturn_t (*link_state)(nvmlDevice_t, unsigned int, nvmlEnableState_t *);
     nvmlReturn_t (*link_remote)(nvmlDevice_t, unsigned int, nvmlPciInfo_t *);
+    nvmlReturn_t (*utilization)(nvmlDevice_t, nvmlUtilization_t *);
     nvmlDevice_t handles[FLEXPU_MAX_GPUS];
     char busids[FLEXPU_MAX_GPUS][32];
 };
@@ -95,6 +96,7 @@ struct fx_nvml *fx_nvml_open(const char *path, struct flexpu_error *err)
     LOAD(numa, "nvmlDeviceGetNumaNodeId", 0);
     LOAD(link_state, "nvmlDeviceGetNvLinkState", 0);
     LOAD(link_remote, "nvmlDeviceGetNvLinkRemotePciInfo_v2", 0);
+    LOAD(utilization, "nvmlDeviceGetUtilizationRates", 0);
     nvmlReturn_t r = n->init();
     if (r != NVML_SUCCESS) {
         flexpu_error_set(err, FLEXPU_EIO, "nvmlInit from '%s' failed: %s", path, nv_err(n, r));
@@ -258,4 +260,26 @@ int fx_nvml_check_health(struct fx_nvml *n, struct fx_node_gpu *gpus, int count)
         }
     }
     return changed;
+}
+
+int fx_nvml_utilization(struct fx_nvml *n, const struct fx_node_gpu *g, int *milli,
+                        struct flexpu_error *err)
+{
+    *milli = -1;
+    if (!n->utilization)
+        return 0; /* an NVML without the call */
+    if (!g->handle && (g->index < 0 || g->index >= FLEXPU_MAX_GPUS))
+        return flexpu_error_set(err, FLEXPU_EINVAL, "GPU %s: no NVML handle (index %d)", g->uuid,
+                                g->index);
+    nvmlDevice_t h = g->handle ? (nvmlDevice_t)g->handle : n->handles[g->index];
+    nvmlUtilization_t u = {0};
+    nvmlReturn_t r = n->utilization(h, &u);
+    if (r == NVML_ERROR_NOT_SUPPORTED)
+        return 0;
+    if (r != NVML_SUCCESS)
+        return flexpu_error_set(err, FLEXPU_EIO, "nvmlDeviceGetUtilizationRates of GPU %s: %s",
+                                g->uuid, nv_err(n, r));
+    /* A percent: anything above 100 is the driver's rounding, read as 100. */
+    *milli = u.gpu > 100 ? 1000 : (int)u.gpu * 10;
+    return 0;
 }

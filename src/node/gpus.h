@@ -47,6 +47,15 @@ int fx_nvml_discover(struct fx_nvml *n, struct fx_node_gpu *gpus, int max, int *
  * how many changed. */
 int fx_nvml_check_health(struct fx_nvml *n, struct fx_node_gpu *gpus, int count);
 
+/* The driver's own measure of how busy GPU g is (nvmlDeviceGetUtilizationRates'
+ * `gpu`: the percent of its last sample period in which a kernel ran), in
+ * thousandths. 0 with *milli -1 when the driver does not measure it (the
+ * library lacks the call, or NVML_ERROR_NOT_SUPPORTED: MIG devices, some
+ * products); another NVML error is FLEXPU_EIO naming the GPU. Safe from a
+ * thread beside the one that probes health (NVML is thread-safe). */
+int fx_nvml_utilization(struct fx_nvml *n, const struct fx_node_gpu *g, int *milli,
+                        struct flexpu_error *err);
+
 /* An NVML function of the loaded library by name, NULL when it has none
  * (mig.c loads the MIG calls this way), and NVML's text for a code. */
 void *fx_nvml_sym(struct fx_nvml *n, const char *name);

@@ -523,8 +523,9 @@ int main(int argc, char **argv)
             fx_sharing_mode_name(a.sharing));
 
     struct fx_usage_feed *feed = NULL;
-    struct fx_usage_feed_config fc = {.kube = &a.cfg, .node = a.node, .state_dir = state_dir,
-                                      .ledger_root = ledger_root, .gpus = a.gpus, .ngpu = a.ngpu};
+    struct fx_usage_feed_config fc = {.kube = &a.cfg, .nvml = a.nvml, .node = a.node,
+                                      .state_dir = state_dir, .ledger_root = ledger_root,
+                                      .gpus = a.gpus, .ngpu = a.ngpu};
     bool published = false;
     int64_t tick = 0;
     while (!stop_flag) {

@@ -153,6 +153,11 @@ static void observe_gpu(struct track_gpu *t, double dt, const struct fx_usage_ob
         }
     }
     gpu_sample = clamp01(gpu_sample);
+    /* The driver's measure is a floor: the shared state is written by
+     * tenants, and a borrower could make its owners look idle in it. */
+    double driver = clamp01(o->driver_milli / (double)FX_USAGE_BUSY_MAX);
+    if (driver > gpu_sample)
+        gpu_sample = driver;
     if (gpu_mem > (double)t->cap)
         gpu_mem = (double)t->cap;
     t->busy = dt > 0 ? ewma(t->busy, gpu_sample, dt) : gpu_sample;
@@ -379,6 +384,22 @@ int fx_usage_read_gpu(const char *state_dir, const char *ledger_root, const char
     return rc;
 }
 
+int fx_usage_read_driver(struct fx_nvml *n, const struct fx_node_gpu *g,
+                         struct fx_usage_obs_gpu *out, bool *measured, struct flexpu_error *err)
+{
+    int milli = -1;
+    out->driver_milli = 0;
+    *measured = false;
+    int rc = fx_nvml_utilization(n, g, &milli, err);
+    if (rc) {
+        out->failed = true;
+        return rc;
+    }
+    *measured = milli >= 0;
+    out->driver_milli = milli < 0 ? 0 : milli;
+    return 0;
+}
+
 /* ---- the agent's feed ---- */
 
 struct fx_usage_feed {
@@ -388,6 +409,10 @@ struct fx_usage_feed {
     int ngpu;
     struct fx_node_gpu gpus[FLEXPU_MAX_GPUS];
     struct fx_usage_obs_gpu obs[FLEXPU_MAX_GPUS];
+    struct fx_nvml *nvml;
+    /* Said once per GPU: the driver does not measure it; and, until it
+     * can be read again, that reading it failed. */
+    bool unmeasured_said[FLEXPU_MAX_GPUS], failed_said[FLEXPU_MAX_GPUS];
     int stop; /* atomic */
     pthread_t tid;
 };
@@ -427,6 +452,27 @@ static int publish(struct fx_usage_feed *f, uint64_t now, struct flexpu_error *e
     return rc;
 }
 
+/* The driver's floor under GPU i's figure, its failures said once. */
+static void read_driver(struct fx_usage_feed *f, int i)
+{
+    if (!f->nvml)
+        return;
+    struct flexpu_error e = {0};
+    bool measured;
+    if (fx_usage_read_driver(f->nvml, &f->gpus[i], &f->obs[i], &measured, &e)) {
+        if (!f->failed_said[i])
+            FX_WARN(COMP, "cannot read the driver's utilization: the GPU's use is unknown",
+                    "uuid=%s error=\"%s\"", f->gpus[i].uuid, e.msg);
+        f->failed_said[i] = true;
+        return;
+    }
+    f->failed_said[i] = false;
+    if (!measured && !f->unmeasured_said[i])
+        FX_INFO(COMP, "the driver does not measure this GPU's utilization: its use is the "
+                      "runtime's figure alone", "uuid=%s", f->gpus[i].uuid);
+    f->unmeasured_said[i] |= !measured;
+}
+
 static void *feed_main(void *p)
 {
     struct fx_usage_feed *f = p;
@@ -439,6 +485,7 @@ static void *feed_main(void *p)
                 ledgers)
                 FX_DEBUG(COMP, "state file unreadable: the GPU's use is unknown",
                          "uuid=%s error=\"%s\"", f->gpus[i].uuid, e.msg);
+            read_driver(f, i);
         }
         uint64_t now = fx_mono_ns();
         fx_usage_observe(f->u, now, f->obs);
@@ -463,6 +510,7 @@ struct fx_usage_feed *fx_usage_feed_start(const struct fx_usage_feed_config *c,
     }
     f->ngpu = c->ngpu < 0 ? 0 : c->ngpu > FLEXPU_MAX_GPUS ? FLEXPU_MAX_GPUS : c->ngpu;
     memcpy(f->gpus, c->gpus, (size_t)f->ngpu * sizeof(f->gpus[0]));
+    f->nvml = c->nvml;
     snprintf(f->node, sizeof(f->node), "%s", c->node);
     snprintf(f->state_dir, sizeof(f->state_dir), "%s", c->state_dir);
     snprintf(f->ledger_root, sizeof(f->ledger_root), "%s", c->ledger_root);

@@ -17,8 +17,11 @@
  *    for the whole interval. The sample is thus an upper bound of the true
  *    duty cycle at the sampling resolution: a GPU is called idle only when
  *    nothing launched on it.
- * A GPU's sample is the sum of its slices', at most 1. Memory is what the
- * slices' ledgers hold (runtime/ledger.h), bounded by the GPU's memory.
+ * A GPU's sample is the sum of its slices', at most 1, and at least what
+ * the driver measured (NVML's utilization: the floor no tenant can bend,
+ * since the shared state is tenant-written; fx_usage_read_driver). Memory
+ * is what the slices' ledgers hold (runtime/ledger.h), bounded by the
+ * GPU's memory.
  *
  * Smoothing, two figures: `busy`, an exponentially weighted mean with a
  * short time constant when the sample is above it and a long one when below
@@ -75,6 +78,9 @@ struct fx_usage_obs_gpu {
     /* The ledgers were read: slices' memory is known. Without, memory
      * keeps its last value and slices not seen in the state are kept. */
     bool have_mem;
+    /* The driver's utilization of the GPU over its last sample period,
+     * thousandths (fx_usage_read_driver); 0 when not read. */
+    int driver_milli;
     int nslices;
     struct fx_usage_obs_slice slices[FX_USAGE_SLICES_MAX];
 };
@@ -117,6 +123,14 @@ uint64_t fx_usage_writes(const struct fx_usage *u);
 int fx_usage_read_gpu(const char *state_dir, const char *ledger_root, const char *uuid,
                       int64_t mem_bytes, struct fx_usage_obs_gpu *out, struct flexpu_error *err);
 
+/* The driver's utilization of GPU g into out->driver_milli (NVML through
+ * n). A GPU the driver does not measure (fx_nvml_utilization: -1) keeps 0:
+ * the runtime's figure alone; returns 0 and sets *measured false then.
+ * Another NVML error makes the GPU's use unknown (out->failed: a floor
+ * that cannot be read is not taken as 0) and is returned. */
+int fx_usage_read_driver(struct fx_nvml *n, const struct fx_node_gpu *g,
+                         struct fx_usage_obs_gpu *out, bool *measured, struct flexpu_error *err);
+
 /* The agent's feed: a thread that samples every FX_USAGE_SAMPLE_MS and,
  * when due, merge-patches flexpu.io/gpu-usage on Node `node` through a
  * client of its own. Start it once the inventory is on the Node (the
@@ -124,6 +138,7 @@ int fx_usage_read_gpu(const char *state_dir, const char *ledger_root, const char
  * copied; `kube` must outlive the feed. */
 struct fx_usage_feed_config {
     const struct kube_config *kube;
+    struct fx_nvml *nvml; /* the driver's utilization as a floor; NULL: none */
     const char *node, *state_dir, *ledger_root;
     const struct fx_node_gpu *gpus;
     int ngpu;

@@ -53,6 +53,14 @@ typedef struct nvmlPciInfo_st {
 
 typedef int nvmlEnableState_t; /* 0 disabled, 1 enabled */
 
+/* nvmlDeviceGetUtilizationRates: percent of the last sample period (1/6 s
+ * to 1 s, by product) in which a kernel ran (gpu), or memory was read or
+ * written (memory). Not supported on MIG devices. */
+typedef struct nvmlUtilization_st {
+    unsigned int gpu;
+    unsigned int memory;
+} nvmlUtilization_t;
+
 typedef int nvmlClockType_t;
 enum {
     NVML_CLOCK_GRAPHICS = 0,

@@ -8,6 +8,13 @@
  *                        every other GPU of its range
  *   FAKENVML_LOST_FILE   a file listing lost GPU indices, one per line, read
  *                        at every memory query (so tests flip health live)
+ * The GPU's utilization (nvmlDeviceGetUtilizationRates) is what the file
+ * FAKECUDA_DIR/gpu<N>.util says, read at every call so tests change it live:
+ * a percent 0-100 for `gpu` ("memory" is 0), or "unsupported" for
+ * NVML_ERROR_NOT_SUPPORTED; anything else is NVML_ERROR_UNKNOWN. Without
+ * the file it is 0: the fake driver records how busy a device is only with
+ * its clock model (fake_clock.h), which is opt-in. MIG devices: not
+ * supported, as on a real GPU.
  * The SM clock (nvmlDeviceGetClockInfo) follows the fake driver's clock
  * model (fake_clock.h, FAKECUDA_CLOCK_*): the clock the device runs at now,
  * whichever process keeps it busy.
@@ -56,6 +63,8 @@ NVML_API nvmlReturn_t nvmlDeviceGetHandleByUUID(const char *uuid, nvmlDevice_t *
 NVML_API nvmlReturn_t nvmlDeviceGetClockInfo(nvmlDevice_t device, nvmlClockType_t type,
                                              unsigned int *clock);
 NVML_API nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t *memory);
+NVML_API nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t device,
+                                                    nvmlUtilization_t *utilization);
 NVML_API nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMemory_v2_t *memory);
 NVML_API const char *nvmlErrorString(nvmlReturn_t result);
 NVML_API nvmlReturn_t nvmlDeviceGetName(nvmlDevice_t device, char *name, unsigned int length);
@@ -272,6 +281,39 @@ NVML_API nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t 
     memory->total = total_mem;
     memory->free = total_mem;
     memory->used = 0;
+    return NVML_SUCCESS;
+}
+
+/* FAKECUDA_DIR/gpu<N>.util (see the top of this file). */
+NVML_API nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t device,
+                                                    nvmlUtilization_t *utilization)
+{
+    if (fake_mig_is_handle(device))
+        return NVML_ERROR_NOT_SUPPORTED;
+    nvmlReturn_t r;
+    const struct nvml_device *d = device_get(device, &r);
+    if (!d)
+        return r;
+    if (!utilization)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/gpu%u.util", fake_dir, d->index);
+    memset(utilization, 0, sizeof(*utilization));
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NVML_SUCCESS;
+    char text[32] = "";
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    text[strcspn(text, "\n")] = '\0';
+    if (strcmp(text, "unsupported") == 0)
+        return NVML_ERROR_NOT_SUPPORTED;
+    char *end;
+    unsigned long v = strtoul(text, &end, 10);
+    if (end == text || *end || v > 100)
+        return NVML_ERROR_UNKNOWN;
+    utilization->gpu = (unsigned int)v;
     return NVML_SUCCESS;
 }
 

@@ -531,6 +531,40 @@ static void test_reclaim_rate_limits(void **state)
     fx_model_free(m);
 }
 
+/* n1's one GPU read at ts busy as the driver measures it (the node
+ * agent's floor: docs/KUBERNETES.md, "Usage feed"), while every slice in
+ * the runtime's state, the owners' and the borrower's, reads idle. */
+static void driver_busy_at(struct fx_model *m, int64_t ts, int busy)
+{
+    char text[512];
+    snprintf(text, sizeof(text),
+             "{\"v\":1,\"ts\":%lld,\"gpus\":[{\"index\":0,\"busy\":%d,\"mean\":%d,\"memory\":0,"
+             "\"slices\":[{\"pod\":\"on1-0-a\",\"busy\":0,\"mean\":0,\"memory\":0},"
+             "{\"pod\":\"on1-0-b\",\"busy\":0,\"mean\":0,\"memory\":0},"
+             "{\"pod\":\"b1\",\"busy\":0,\"mean\":0,\"memory\":0}]}]}",
+             (long long)ts, busy, busy);
+    node(m, "n1", 1, text);
+    fx_model_set_clock(m, ts);
+}
+
+static void test_driver_floor_reclaims(void **state)
+{
+    (void)state;
+    /* The state says idle (a borrower may have written it so), the driver
+     * says busy: no further borrower is admitted, and b1 is reclaimed once
+     * the rise is confirmed. */
+    struct fx_model *m = with_borrower();
+    driver_busy_at(m, T0 + 10, 900);
+    pod(m, "b2", 10, "1Gi", true, NULL, 0, false, 30);
+    next(m, FX_WAIT, "b2");
+    nothing(m);
+    driver_busy_at(m, T0 + 20, 950);
+    struct fx_attempt a = next(m, FX_RECLAIM, "b1");
+    assert_non_null(strstr(a.message, "950/1000"));
+    assert_int_equal(borrowers(m), 0);
+    fx_model_free(m);
+}
+
 static void test_refused_reclaim_stays(void **state)
 {
     (void)state;
@@ -908,6 +942,7 @@ int main(void)
         cmocka_unit_test(test_reclaim_after_rise_stays_up),
         cmocka_unit_test(test_no_reclaim_after_spike),
         cmocka_unit_test(test_reclaim_rate_limits),
+        cmocka_unit_test(test_driver_floor_reclaims),
         cmocka_unit_test(test_refused_reclaim_stays),
         cmocka_unit_test(test_owner_waits_for_borrowed_memory),
         cmocka_unit_test(test_owner_takes_free_gpu_over_reclaim),

@@ -3,7 +3,8 @@
  * an injected clock, the write decision (at most one per 10 s, only on a
  * meaningful change, a refresh every 60 s, a failed write retried no
  * sooner), and the reader of the runtime's files, including what a tenant
- * can put in them. */
+ * can put in them; the driver's utilization (the fake NVML) as a floor
+ * under a GPU's figure. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +18,7 @@
 #include <cmocka.h>
 
 #include "flexpu/log.h"
+#include "node/gpus.h"
 #include "node/usage.h"
 #include "runtime/config.h"
 #include "runtime/state.h"
@@ -432,6 +434,147 @@ static void test_read_state(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* The driver's measure is a floor under the GPU's figure, smoothed as the
+ * runtime's: a GPU whose slices read idle (as a tenant can write them) is
+ * busy when the driver says so; the slices keep their own figures. */
+static void test_driver_floor(void **state)
+{
+    (void)state;
+    struct fx_usage *u = fx_usage_new(2, caps);
+    struct fx_usage_obs_gpu obs[2];
+    memset(obs, 0, sizeof(obs));
+    obs[0].nslices = 1;
+    snprintf(obs[0].slices[0].pod, sizeof(obs[0].slices[0].pod), "uid-a");
+    obs[0].have_mem = obs[1].have_mem = true;
+    fx_usage_observe(u, S, obs);
+    obs[0].driver_milli = 1000;
+    fx_usage_observe(u, 2 * S, obs);
+    struct fx_node_usage c = cur(u);
+    double one = 1.0 / (FX_USAGE_TAU_UP_S + 1);
+    assert_int_equal(c.gpus[0].busy, (int)(one * 1000 + 0.5));
+    assert_int_equal(c.gpus[0].slices[0].busy, 0);
+    assert_int_equal(c.gpus[1].busy, 0);
+    /* Below the runtime's figure it changes nothing. */
+    struct fx_usage *v = fx_usage_new(2, caps);
+    struct slice s[1] = {{"uid-a", 0, 0, false, 0}};
+    observe(v, S, s, 1);
+    s[0].gpu_time_ns = S / 2;
+    observe(v, 2 * S, s, 1);
+    struct fx_usage *w = fx_usage_new(2, caps);
+    struct slice t[1] = {{"uid-a", 0, 0, false, 0}};
+    observe(w, S, t, 1);
+    memset(obs, 0, sizeof(obs));
+    obs[0].nslices = 1;
+    snprintf(obs[0].slices[0].pod, sizeof(obs[0].slices[0].pod), "uid-a");
+    obs[0].slices[0].gpu_time_ns = S / 2;
+    obs[0].driver_milli = 300;
+    obs[0].have_mem = obs[1].have_mem = true;
+    fx_usage_observe(w, 2 * S, obs);
+    assert_int_equal(cur(w).gpus[0].busy, cur(v).gpus[0].busy);
+    fx_usage_free(u);
+    fx_usage_free(v);
+    fx_usage_free(w);
+}
+
+/* Writes FAKECUDA_DIR/gpu0.util for the fake NVML. */
+static void fake_util(const char *dir, const char *text)
+{
+    char path[400];
+    snprintf(path, sizeof(path), "%s/gpu0.util", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* The whole node half: the runtime's state file says idle (a tenant
+ * attached, nothing launched) and the fake NVML says 100%: the GPU is
+ * published busy. A GPU the driver does not measure keeps the runtime's
+ * figure; one whose measure fails is unknown. */
+static void test_driver_floor_read(void **state)
+{
+    (void)state;
+    char dir[256];
+    snprintf(dir, sizeof(dir), "/tmp/flexpu-usage-nvml-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    char sdir[300], ldir[300];
+    snprintf(sdir, sizeof(sdir), "%s/state", dir);
+    snprintf(ldir, sizeof(ldir), "%s/ledger", dir);
+    setenv("FAKECUDA_DIR", dir, 1);
+    setenv("FAKECUDA_DEVICES", "1", 1);
+    setenv("FAKECUDA_TOTAL_MEM", "85899345920", 1);
+    struct flexpu_error err = {0};
+    struct fx_nvml *n = fx_nvml_open(FAKENVML_PATH, &err);
+    assert_non_null(n);
+    struct fx_node_gpu g[FLEXPU_MAX_GPUS];
+    int count = 0;
+    assert_int_equal(fx_nvml_discover(n, g, FLEXPU_MAX_GPUS, &count, &err), 0);
+    assert_int_equal(count, 1);
+
+    struct fx_slice_config cfg;
+    fx_config_defaults(&cfg);
+    snprintf(cfg.tenant, sizeof(cfg.tenant), "uid-u");
+    snprintf(cfg.state_dir, sizeof(cfg.state_dir), "%.190s", sdir);
+    snprintf(cfg.ledger_dir, sizeof(cfg.ledger_dir), "%.180s/0123abcd", ldir);
+    struct fx_gpu rt;
+    assert_int_equal(fx_gpu_attach(&rt, &cfg, g[0].uuid, 80ULL << 30, &err), 0);
+
+    /* No file: the driver reads 0, measured. */
+    struct fx_usage_obs_gpu o;
+    bool measured = false;
+    assert_int_equal(fx_usage_read_gpu(sdir, ldir, g[0].uuid, 80 * GIB, &o, &err), 0);
+    assert_int_equal(fx_usage_read_driver(n, &g[0], &o, &measured, &err), 0);
+    assert_true(measured);
+    assert_int_equal(o.driver_milli, 0);
+
+    fake_util(dir, "100\n");
+    struct fx_usage *u = fx_usage_new(1, caps);
+    for (int i = 0; i <= 100; i++) { /* 10 s of samples every 100 ms */
+        assert_int_equal(fx_usage_read_gpu(sdir, ldir, g[0].uuid, 80 * GIB, &o, &err), 0);
+        assert_int_equal(fx_usage_read_driver(n, &g[0], &o, &measured, &err), 0);
+        assert_int_equal(o.driver_milli, 1000);
+        assert_int_equal(o.nslices, 1);
+        assert_int_equal(o.slices[0].gpu_time_ns, 0);
+        fx_usage_observe(u, S + (uint64_t)i * S / 10, &o);
+    }
+    struct fx_node_usage c;
+    fx_usage_current(u, 1700000000, &c);
+    assert_true(c.gpus[0].known);
+    assert_true(c.gpus[0].busy >= 850); /* 0.86 after 10 s of a 5 s constant */
+    assert_int_equal(c.gpus[0].nslices, 1);
+    assert_int_equal(c.gpus[0].slices[0].busy, 0); /* the slice's own figure is the state's */
+    assert_true(fx_usage_due(u, 11 * S));
+    char *text = fx_node_usage_format(&c, 1);
+    assert_non_null(text);
+    struct fx_node_usage back;
+    assert_int_equal(fx_node_usage_parse(text, 1, &back, &err), 0);
+    assert_int_equal(back.gpus[0].busy, c.gpus[0].busy);
+    free(text);
+    fx_usage_free(u);
+
+    /* Not measured: the runtime's figure alone, and not an error. */
+    fake_util(dir, "unsupported");
+    assert_int_equal(fx_usage_read_gpu(sdir, ldir, g[0].uuid, 80 * GIB, &o, &err), 0);
+    assert_int_equal(fx_usage_read_driver(n, &g[0], &o, &measured, &err), 0);
+    assert_false(measured);
+    assert_int_equal(o.driver_milli, 0);
+    assert_false(o.failed);
+    /* A failing measure: unknown, never idle, the error naming the GPU. */
+    fake_util(dir, "garbage");
+    assert_int_equal(fx_usage_read_gpu(sdir, ldir, g[0].uuid, 80 * GIB, &o, &err), 0);
+    assert_int_equal(fx_usage_read_driver(n, &g[0], &o, &measured, &err), FLEXPU_EIO);
+    assert_true(o.failed);
+    assert_non_null(strstr(err.msg, g[0].uuid));
+    assert_non_null(strstr(err.msg, "nvmlDeviceGetUtilizationRates"));
+
+    fx_gpu_detach(&rt);
+    fx_nvml_close(n);
+    unsetenv("FAKECUDA_DIR");
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     flexpu_log_set_level(FLEXPU_LOG_ERROR);
@@ -442,6 +585,8 @@ int main(void)
         cmocka_unit_test(test_samples_without_memory),
         cmocka_unit_test(test_write_decision),
         cmocka_unit_test(test_read_state),
+        cmocka_unit_test(test_driver_floor),
+        cmocka_unit_test(test_driver_floor_read),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
