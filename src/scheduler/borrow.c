@@ -56,6 +56,12 @@ void fx_watch_reading(struct fx_gpu_watch *w, int64_t ts, int owner_busy, int ow
 {
     if (ts <= 0 || ts == w->last_ts)
         return;
+    /* A timestamp that goes back (the node's clock stepped back, or the
+     * last one was from its future) ends the run: it was measured on
+     * another clock, and a run that began "later" than the readings that
+     * follow would never last FX_RECLAIM_CONFIRM_S. */
+    if (ts < w->last_ts)
+        w->over_ts = 0;
     w->last_ts = ts;
     w->owner_busy = (int16_t)(owner_busy < 0 ? -1 : owner_busy > 1000 ? 1000 : owner_busy);
     w->owner_mean = (int16_t)(owner_mean < 0 ? -1 : owner_mean > 1000 ? 1000 : owner_mean);

@@ -55,8 +55,9 @@ void fx_watch_init(struct fx_gpu_watch *w);
 /* A new reading of the feed at the agent's ts: the owners' busy and mean
  * (-1: unknown) and the shares (thousandths) of the borrowers there that
  * are not leaving already. A reading with the timestamp of the last one is
- * not new and changes nothing. Updates the run above capacity and the
- * daily pattern. */
+ * not new and changes nothing; one older than the last starts the run
+ * above capacity again. Updates the run above capacity and the daily
+ * pattern. (Readings from the future are the caller's to drop.) */
 void fx_watch_reading(struct fx_gpu_watch *w, int64_t ts, int owner_busy, int owner_mean,
                       int borrowed_milli);
 

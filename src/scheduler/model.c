@@ -943,16 +943,20 @@ static void borrowers_on(const struct node *n, int g, int *milli, int64_t *mem_m
     }
 }
 
-/* The owners' use of a GPU: the slices that are not borrowers. The GPU's
- * figure less the borrowers' slices, or the owners' slices summed,
+/* The owners' use of GPU g of n: the slices that are not borrowers. The
+ * GPU's figure less the borrowers' slices, or the owners' slices summed,
  * whichever is higher (the GPU's figure is capped at 1000; a slice the
- * agent did not publish counts as an owner's). */
-static void owners_use(struct fx_model *m, const struct fx_usage_gpu *u, int *busy, int *mean)
+ * agent did not publish counts as an owner's). A slice is a borrower's only
+ * when that borrower is bound here, on this GPU: a slice named after a
+ * borrower elsewhere (the agent's text is the node's tenants') is an
+ * owner's, and cannot hide what the owners use. */
+static void owners_use(struct fx_model *m, const struct node *n, int g,
+                       const struct fx_usage_gpu *u, int *busy, int *mean)
 {
     int ob = 0, om = 0, bb = 0, bm = 0;
     for (int k = 0; k < u->nslices && k < FX_USAGE_SLICES_MAX; k++) {
         const struct pod *p = fx_strmap_get(&m->pods, u->slices[k].pod);
-        if (p && p->borrowed) {
+        if (p && p->borrowed && p->on == n && p->bgpu == g) {
             bb += u->slices[k].busy;
             bm += u->slices[k].mean;
         } else {
@@ -979,6 +983,12 @@ static void use_set(struct fx_model *m, struct node *n, const struct fx_node_usa
     }
     if (!fresh || n->inv.ngpu == 0)
         return;
+    /* A reading dated ahead of the scheduler's clock (a node clock far
+     * off) is unknown to fx_model_gpu_use; it must not move borrowing's
+     * view either: its run above capacity and its hour of the day would
+     * belong to a time that has not come. */
+    if (m->now_s > 0 && u->ts - m->now_s > FX_USAGE_SKEW_S)
+        return;
     if (n->nwatch != n->inv.ngpu) {
         struct fx_gpu_watch *w = fx_realloc(n->watch, (size_t)n->inv.ngpu * sizeof(*w));
         if (!w) {
@@ -995,7 +1005,7 @@ static void use_set(struct fx_model *m, struct node *n, const struct fx_node_usa
         int busy = -1, mean = -1, milli;
         int64_t mem;
         if (u->gpus[g].known)
-            owners_use(m, &u->gpus[g], &busy, &mean);
+            owners_use(m, n, g, &u->gpus[g], &busy, &mean);
         borrowers_on(n, g, &milli, &mem, NULL);
         fx_watch_reading(&n->watch[g], u->ts, busy, mean, milli);
         if (n->watch[g].over_ts)

@@ -373,8 +373,8 @@ static void test_waiting_pod_borrows_when_idle(void **state)
     waits(m, "");
     nothing(m);
     /* The owners fall idle (busy falls slowly: a later reading). */
-    read_all(m, "n1", 1, T0 + 60, 0);
     fx_model_set_clock(m, T0 + 60);
+    read_all(m, "n1", 1, T0 + 60, 0);
     assert_true(next(m, FX_BIND, "b1").borrowed);
     fx_model_free(m);
 }
@@ -395,13 +395,14 @@ static struct fx_model *with_borrower(void)
     return m;
 }
 
-/* A reading of n1's one GPU at ts with the owners at busy, the clock there. */
+/* The clock at ts, and a reading of n1's one GPU then with the owners at
+ * busy (a reading ahead of the clock is not taken: FX_USAGE_SKEW_S). */
 static void at(struct fx_model *m, int64_t ts, int busy)
 {
     const char *owner[1] = {"on1-0-a"};
     int b[1] = {busy};
-    node(m, "n1", 1, reading(ts, 1, b, owner));
     fx_model_set_clock(m, ts);
+    node(m, "n1", 1, reading(ts, 1, b, owner));
 }
 
 static void test_reclaim_after_rise_stays_up(void **state)
@@ -464,6 +465,50 @@ static void test_no_reclaim_after_spike(void **state)
     at(m, T0 + 80, 900);
     fx_model_set_clock(m, T0 + 80 + FX_USAGE_STALE_S + 1);
     nothing(m);
+    fx_model_free(m);
+}
+
+/* A reading dated a day ahead (a node clock stepped forward, then back)
+ * while the owners are busy: unknown, as fx_model_gpu_use says
+ * (FX_USAGE_SKEW_S), it must not start a run that the real readings after
+ * it, above capacity, can never confirm (helper-33's finding 5). */
+static void test_future_reading_ignored(void **state)
+{
+    (void)state;
+    struct fx_model *m = with_borrower();
+    node(m, "n1", 1, reading(T0 + 5 + 86400, 1, (int[]){950}, (const char *[]){"on1-0-a"}));
+    fx_model_set_clock(m, T0 + 5);
+    nothing(m);
+    at(m, T0 + 10, 950);
+    nothing(m);
+    at(m, T0 + 20, 950); /* confirmed 10 s after the first real reading */
+    struct fx_attempt a = next(m, FX_RECLAIM, "b1");
+    assert_non_null(strstr(a.message, "for 10s of readings"));
+    fx_model_free(m);
+    /* The watch itself: a timestamp that goes back ends the run, and the
+     * readings after it confirm their own. */
+    struct fx_gpu_watch w;
+    fx_watch_init(&w);
+    fx_watch_reading(&w, T0 + 86400, 950, 950, 300);
+    fx_watch_reading(&w, T0 + 10, 950, 950, 300);
+    assert_false(fx_watch_reclaim_due(&w, T0 + 10));
+    fx_watch_reading(&w, T0 + 20, 950, 950, 300);
+    assert_true(fx_watch_reclaim_due(&w, T0 + 20));
+}
+
+/* Node n2's usage names its one slice after b1, a borrower of n1: its
+ * owners' 900/1000 is theirs, not a borrower's, and keeps b2 off n2
+ * (helper-33's finding 6). */
+static void test_foreign_slice_is_owners(void **state)
+{
+    (void)state;
+    struct fx_model *m = with_borrower();
+    node(m, "n2", 1, NULL);
+    owners(m, "n2", 0, 0);
+    node(m, "n2", 1, reading(T0 + 10, 1, (int[]){900}, (const char *[]){"b1"}));
+    at(m, T0 + 10, 0);
+    pod(m, "b2", 30, "", true, NULL, 0, false, 30); /* n1's memory left: 16 GiB of its 24 */
+    next(m, FX_WAIT, "b2");
     fx_model_free(m);
 }
 
@@ -941,6 +986,8 @@ int main(void)
         cmocka_unit_test(test_waiting_pod_borrows_when_idle),
         cmocka_unit_test(test_reclaim_after_rise_stays_up),
         cmocka_unit_test(test_no_reclaim_after_spike),
+        cmocka_unit_test(test_future_reading_ignored),
+        cmocka_unit_test(test_foreign_slice_is_owners),
         cmocka_unit_test(test_reclaim_rate_limits),
         cmocka_unit_test(test_driver_floor_reclaims),
         cmocka_unit_test(test_refused_reclaim_stays),
