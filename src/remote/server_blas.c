@@ -5,6 +5,7 @@
  * of this connection, each checked over the extent its shape and leading
  * dimension make cuBLAS read or write, before cuBLAS sees them. */
 #include <dlfcn.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "flexpu/log.h"
@@ -46,9 +47,15 @@ static int load(struct fx_srv_conn *c)
     if (!b)
         return BLAS_ALLOC_FAILED;
     c->blas = b;
-    b->lib = dlopen("libcublas.so.12", RTLD_NOW | RTLD_LOCAL);
+    /* FLEXPU_REMOTE_CUBLAS: another cuBLAS (a path, or libcublas.so.13: the
+     * four functions used here have kept their arguments). */
+    const char *name = getenv("FLEXPU_REMOTE_CUBLAS");
+    if (!name || !*name)
+        name = "libcublas.so.12";
+    b->lib = dlopen(name, RTLD_NOW | RTLD_LOCAL);
     if (!b->lib) {
-        FX_ERROR(COMP, "cannot load cuBLAS", "error=\"%s\"", dlerror());
+        FX_ERROR(COMP, "cannot load cuBLAS", "FLEXPU_REMOTE_CUBLAS=%s error=\"%s\"", name,
+                 dlerror());
         return BLAS_NOT_INITIALIZED;
     }
     *(void **)&b->create = dlsym(b->lib, "cublasCreate_v2");
