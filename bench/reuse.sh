@@ -7,14 +7,21 @@
 #                      half) on the held-out seeds 42, 43, 44
 #   tune/              the same on the halves the knobs were chosen on
 #                      (the trace's first half, the GenAI "tune" half, seed 1)
-#   share-S-memM/      the sweep: owners' share S, a batch job's memory M of
-#                      its share's, 2-hour windows, seed 42, report halves
+#   share-S/           the sweep: owners' share S with the default rules,
+#                      2-hour windows, seed 42, report halves
+#   share-S-light/     the same with batch jobs that need a quarter of their
+#                      share's memory (--batch-mem 0.25) and may borrow where
+#                      half their share is predicted idle (--borrow-fit 0.5):
+#                      where reuse can pay
+#   share-0.8-mem0/    as light, with batch jobs that need no GPU memory:
+#                      what lending compute alone could reach
 #   owner-mem-share/   owners that reserve their share of memory (flexpu's
 #                      default for a slice), not their peak
 #   summary.md         the tables of docs/RESULTS.md and docs/REUSE.md
 #   reuse.svg          GPU time used over the default run (seed 42)
 # Each directory holds reuse.md (the full table), reuse.csv and reuse.svg.
 # About 25 minutes on 2 cores (each default run about 3, each sweep run 1.5).
+# SUMMARY_ONLY=1 rewrites summary.md from the runs already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIM=${SIM:-./${BUILD:-build}/flexpu-sim}
@@ -33,17 +40,20 @@ run() { # name, then flexpu-sim options
         grep -E '^\| flexpu \+ reuse|^targets'
 }
 
-for seed in 42 43 44; do
-    run "default-seed$seed" --seed "$seed"
-done
-run tune --trace-part tune --genai-part tune --seed 1
-for share in 0.5 0.7 0.8 0.9; do
-    for mem in 1 0.25; do
-        run "share-$share-mem$mem" --owner-share "$share" --batch-mem "$mem" --hours 2
+if [ -z "${SUMMARY_ONLY:-}" ]; then
+    for seed in 42 43 44; do
+        run "default-seed$seed" --seed "$seed"
     done
-done
-run owner-mem-share --owner-mem share --hours 2
-cp "$OUT/default-seed42/reuse.svg" "$OUT/reuse.svg"
+    run tune --trace-part tune --genai-part tune --seed 1
+    for share in 0.5 0.7 0.8 0.9; do
+        run "share-$share" --owner-share "$share" --hours 2
+        run "share-$share-light" --owner-share "$share" --batch-mem 0.25 --borrow-fit 0.5 \
+            --hours 2
+    done
+    run share-0.8-mem0 --batch-mem 0 --borrow-fit 0.5 --hours 2
+    run owner-mem-share --owner-mem share --hours 2
+    cp "$OUT/default-seed42/reuse.svg" "$OUT/reuse.svg"
+fi
 
 # The tables, from the runs' CSV files.
 pct() { awk -v x="$1" 'BEGIN { printf "%.1f%%", 100 * x }'; }
@@ -67,20 +77,24 @@ row() { # csv file, mode -> the line
         done
     done
     echo
-    echo "## Sweep: owners' share of GPU compute x a batch job's memory (2 h windows, seed 42)"
+    echo "## Sweep: owners' share of GPU compute, and the batch jobs' needs (2 h windows, seed 42)"
     echo
-    echo "| owners' share (reached) | batch memory | whole-GPU | flexpu, no reuse | flexpu + reuse (borrowed) | reuse / no reuse | owners' p99 slowdown | refused |"
-    echo "|---|---|---|---|---|---|---|---|"
-    for d in share-0.5-mem1 share-0.5-mem0.25 share-0.7-mem1 share-0.7-mem0.25 share-0.8-mem1 \
-        share-0.8-mem0.25 share-0.9-mem1 share-0.9-mem0.25 owner-mem-share; do
+    echo "| owners' share (reached) | batch jobs | whole-GPU | flexpu, no reuse | flexpu + reuse (borrowed) | reuse / no reuse | lost | evictions/h | owners' p99 slowdown | refused |"
+    echo "|---|---|---|---|---|---|---|---|---|---|"
+    for d in share-0.5 share-0.5-light share-0.7 share-0.7-light share-0.8 share-0.8-light \
+        share-0.8-mem0 share-0.9 share-0.9-light owner-mem-share; do
         IFS=, read -r _ share _ wbusy _ <<<"$(row "$OUT/$d/reuse.csv" whole)"
         IFS=, read -r _ _ _ fbusy _ <<<"$(row "$OUT/$d/reuse.csv" flexpu)"
-        IFS=, read -r _ _ _ rbusy _ _ rbor _ rres _ _ _ _ _ _ _ _ rp99 _ rref _ _ \
+        IFS=, read -r _ _ _ rbusy _ _ rbor rlost rres _ _ _ _ _ _ _ reh rp99 _ rref _ _ \
             <<<"$(row "$OUT/$d/reuse.csv" reuse)"
-        mem=${d##*-mem}
-        [ "$d" = owner-mem-share ] && mem="1, owners reserve their share"
+        case $d in
+        *-light) mem="memory 0.25, fit 0.5" ;;
+        *-mem0) mem="no GPU memory, fit 0.5" ;;
+        owner-mem-share) mem="default; owners reserve their share of memory" ;;
+        *) mem=default ;;
+        esac
         ratio=$(awk -v a="$rbusy" -v b="$fbusy" 'BEGIN { printf "%.2fx", b > 0 ? a / b : 0 }')
-        echo "| $share ($(pct "$rres")) | $mem | $(pct "$wbusy") | $(pct "$fbusy") | $(pct "$rbusy") ($(pct "$rbor")) | $ratio | ${rp99}x | $rref |"
+        echo "| $share ($(pct "$rres")) | $mem | $(pct "$wbusy") | $(pct "$fbusy") | $(pct "$rbusy") ($(pct "$rbor")) | $ratio | $(pct "$rlost") | $reh | ${rp99}x | $rref |"
     done
 } >"$OUT/summary.md"
 echo "wrote $OUT/summary.md"

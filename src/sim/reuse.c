@@ -15,6 +15,7 @@
 #define MAXHIST   64  /* predictor samples */
 #define SCAN      64  /* backlog jobs looked at in one pass */
 #define NFAILED   8   /* request shapes that fitted nowhere in one pass */
+#define NBFAILED  64  /* the same for borrowers (a cheaper search) */
 #define NBINS     20000 /* slowdown histogram: 1.000 .. 21.000 by 0.001 */
 #define GPU_MEM   1000.0 /* GPU memory in thousandths: shares reserve it in proportion */
 /* The compute kept free of borrowers above the owners' predicted use, as the
@@ -71,6 +72,7 @@ struct sim {
     int *ls, nls, ls_next;   /* the trace's LS pods with GPUs, in creation order */
     double owner_wait;       /* GPU compute the waiting owners ask, thousandths */
     float *peak;             /* each GenAI pod's peak memory */
+    int *cand;               /* scratch: GPUs a borrower may go to */
     struct gpu *g;
     int ngpus, *gbase;
     uint64_t *node_mask;
@@ -603,7 +605,8 @@ static bool may_borrow(const struct sim *s, const struct job *j, int gi)
     if (j->req.model_mask && !(j->req.model_mask & s->node_mask[g->node]))
         return false;
     double want = j->req.gpu_milli;
-    if (FLEXPU_GPU_MILLI - HEADROOM - g->pred_use - g->batch - lent_milli(s, g) < want)
+    if (FLEXPU_GPU_MILLI - HEADROOM - g->pred_use - g->batch - lent_milli(s, g) <
+        s->c->borrow_fit * want)
         return false;
     if (g->own_mres + g->batch + borrowed_mem(s, g) + want * s->c->batch_mem > GPU_MEM + 1e-6)
         return false;
@@ -611,8 +614,10 @@ static bool may_borrow(const struct sim *s, const struct job *j, int gi)
            flexpu_engine_node_free_mem(s->e, g->node) >= j->req.mem_mib;
 }
 
-/* Places batch job id as a borrower on the GPU, among gpus[0..n) (NULL:
- * all), with the most predicted idle compute. 1 placed, 0 not, <0 error. */
+/* Places batch job id as a borrower on a GPU among gpus[0..n) (NULL: all):
+ * the one with the least compute no allocation reserved (where no ordinary
+ * job can come and claim the borrower's memory), then the most predicted
+ * idle compute. 1 placed, 0 not, <0 error. */
 static int borrow(struct sim *s, int id, double now, const int *gpus, int n,
                   struct flexpu_error *err)
 {
@@ -620,7 +625,7 @@ static int borrow(struct sim *s, int id, double now, const int *gpus, int n,
     if (j->req.num_gpu != 1)
         return 0;
     int best = -1;
-    double best_idle = -1;
+    double best_idle = -1, best_free = INFINITY;
     int count = gpus ? n : s->ngpus;
     for (int k = 0; k < count; k++) {
         int gi = gpus ? gpus[k] : k;
@@ -628,9 +633,11 @@ static int borrow(struct sim *s, int id, double now, const int *gpus, int n,
             continue;
         const struct gpu *g = &s->g[gi];
         double idle = FLEXPU_GPU_MILLI - g->pred_use - g->batch - lent_milli(s, g);
-        if (idle > best_idle) {
+        double free = FLEXPU_GPU_MILLI - g->own_res - g->batch;
+        if (free < best_free - 1e-9 || (free < best_free + 1e-9 && idle > best_idle)) {
             best = gi;
             best_idle = idle;
+            best_free = free;
         }
     }
     if (best < 0)
@@ -654,44 +661,51 @@ static int borrow(struct sim *s, int id, double now, const int *gpus, int n,
     return rc ? rc : 1;
 }
 
-/* The largest compute share a borrower could get on one of gpus[0..n)
- * (NULL: all), by predicted idle compute and unreserved memory: a cheap
- * bound that spares the full search for jobs that cannot fit. */
-static double borrow_room(const struct sim *s, const int *gpus, int n)
+/* The most predicted idle compute a borrower could find on GPU gi (to
+ * compare with borrow_fit x its share), 0 where none may go. */
+static double gpu_room(const struct sim *s, int gi)
 {
-    double best = 0;
-    int count = gpus ? n : s->ngpus;
-    for (int k = 0; k < count; k++) {
-        const struct gpu *g = &s->g[gpus ? gpus[k] : k];
-        if (g->nb == MAXB || g->own_res <= 0)
-            continue;
-        double c = FLEXPU_GPU_MILLI - HEADROOM - g->pred_use - g->batch - lent_milli(s, g);
-        double m = GPU_MEM - g->own_mres - g->batch - borrowed_mem(s, g);
-        if (s->c->batch_mem > 0)
-            c = fmin(c, m / s->c->batch_mem);
-        best = fmax(best, c);
-    }
-    return best;
+    const struct gpu *g = &s->g[gi];
+    if (g->nb == MAXB || g->own_res <= 0)
+        return 0;
+    double c = FLEXPU_GPU_MILLI - HEADROOM - g->pred_use - g->batch - lent_milli(s, g);
+    double m = GPU_MEM - g->own_mres - g->batch - borrowed_mem(s, g);
+    if (s->c->batch_mem > 0) /* its memory grows with its share */
+        c = fmin(c, s->c->borrow_fit * m / s->c->batch_mem);
+    return c > 0 ? c : 0;
 }
 
 /* Reuse: backlog jobs that are still waiting after the ordinary pass go,
- * oldest first, as borrowers where their share is predicted idle. */
+ * oldest first, as borrowers where their share is predicted idle. Only the
+ * GPUs with room are searched, and a job larger than the most room any of
+ * them has is passed over without a search. Each pending pod is tried on
+ * its own (as the scheduler retries each), so up to NBFAILED shapes may
+ * fail (on CPU or host memory) before the pass ends. */
 static int serve_borrowers(struct sim *s, double now, const int *gpus, int ngpus,
                            struct flexpu_error *err)
 {
-    double room = borrow_room(s, gpus, ngpus);
-    struct flexpu_pod_req failed[NFAILED];
+    int count = gpus ? ngpus : s->ngpus, nc = 0;
+    double room = 0;
+    for (int k = 0; k < count; k++) {
+        int gi = gpus ? gpus[k] : k;
+        double r = gpu_room(s, gi);
+        if (r >= 1) {
+            s->cand[nc++] = gi;
+            room = fmax(room, r);
+        }
+    }
+    struct flexpu_pod_req failed[NBFAILED];
     int nfailed = 0;
-    for (int k = 0; k < s->nbacklog && room > 0 && nfailed < NFAILED;) {
+    for (int k = 0; k < s->nbacklog && room >= 1 && nfailed < NBFAILED;) {
         struct job *j = &s->jobs[s->backlog[k]];
-        bool skip = j->req.num_gpu != 1 || j->req.gpu_milli > room + 1e-9;
+        bool skip = j->req.num_gpu != 1 || s->c->borrow_fit * j->req.gpu_milli > room + 1e-9;
         for (int f = 0; f < nfailed && !skip; f++)
             skip = same_shape(&failed[f], &j->req);
         if (skip) {
             k++;
             continue;
         }
-        int rc = borrow(s, s->backlog[k], now, gpus, ngpus, err);
+        int rc = borrow(s, s->backlog[k], now, s->cand, nc, err);
         if (rc < 0)
             return rc;
         if (rc == 0) {
@@ -700,7 +714,9 @@ static int serve_borrowers(struct sim *s, double now, const int *gpus, int ngpus
             continue;
         }
         backlog_remove(s, k);
-        room = borrow_room(s, gpus, ngpus);
+        room = 0;
+        for (int c = 0; c < nc; c++)
+            room = fmax(room, gpu_room(s, s->cand[c]));
     }
     return 0;
 }
@@ -743,6 +759,9 @@ static int serve_batch(struct sim *s, double now, const int *gpus, int ngpus,
                      ? flexpu_engine_place(s->e, &j->req, &s->rng, &j->pl, &alloc, &why)
                      : FLEXPU_ENOFIT;
         if (rc == 0) {
+            /* Out of the backlog first: the memory it reserves may evict
+             * borrowers, which go back to the backlog's front. */
+            backlog_remove(s, k);
             j->alloc_id = alloc;
             j->state = RUN;
             for (int g = 0; g < j->pl.ngpu; g++)
@@ -762,7 +781,6 @@ static int serve_batch(struct sim *s, double now, const int *gpus, int ngpus,
         } else {
             return flexpu_error_set(err, rc, "batch %s: %s", s->t->pods[j->trace].name, why.text);
         }
-        backlog_remove(s, k);
     }
     if (s->mode == FX_REUSE_BORROW) {
         int rc = serve_borrowers(s, now, gpus, ngpus, err);
@@ -1072,6 +1090,7 @@ static int check_config(const struct fx_reuse_config *c, struct flexpu_error *er
         {"request_ms", c->request_ms, 0.001, 1e6},
         {"handover_ms", c->handover_ms, 0, 1e4},
         {"batch_mem", c->batch_mem, 0, 1},
+        {"borrow_fit", c->borrow_fit, 0.01, 1},
         {"predict_samples", c->predict_samples, 1, MAXHIST},
         {"reclaim_samples", c->reclaim_samples, 1, 1e6},
         {"reclaim_gap", c->reclaim_gap, 0, 1e6},
@@ -1148,7 +1167,8 @@ static int setup(struct sim *s, struct flexpu_error *err)
             return rc;
     }
     s->g = fx_calloc((size_t)s->ngpus + 1, sizeof(*s->g));
-    if (!s->g)
+    s->cand = fx_malloc(((size_t)s->ngpus + 1) * sizeof(int));
+    if (!s->g || !s->cand)
         return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory for the GPUs");
     for (int n = 0; n < t->nnodes; n++)
         for (int k = 0; k < t->nodes[n].ngpu; k++) {
@@ -1172,6 +1192,7 @@ static void teardown(struct sim *s)
     fx_free(s->ls);
     fx_free(s->be);
     fx_free(s->peak);
+    fx_free(s->cand);
     fx_free(s->jct);
     fx_free(s->runs);
     flexpu_engine_free(s->e);
@@ -1183,6 +1204,7 @@ void fx_reuse_defaults(struct fx_reuse_config *c)
                                   .window_s = 4 * 3600, .trace_part = 1, .seed = 42,
                                   .owner_mem = FX_OWNER_MEM_PEAK, .request_ms = 20,
                                   .handover_ms = FX_HANDOVER_MS_H200, .batch_mem = 1,
+                                  .borrow_fit = 1,
                                   .predict_samples = 10,
                                   .reclaim_samples = 3, .reclaim_gap = 5,
                                   .reclaim_per_step = 50};

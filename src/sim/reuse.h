@@ -63,6 +63,9 @@ struct fx_reuse_config {
     double handover_ms;  /* what a `high` tenant waits, once per burst, beside lower ones */
     double batch_mem;    /* a batch job's GPU memory, a fraction of its share's (1: its
                           * share of the GPU's memory, flexpu's default) */
+    double borrow_fit;   /* a borrower goes where the predicted idle compute (less the
+                          * headroom) is at least this much of its share (1: all of it,
+                          * as the scheduler asks); it runs on what it gets */
     int predict_samples; /* predictor: the max of the owner's last N samples */
     int reclaim_samples; /* reclaim after N samples in a row of borrowers starved */
     int reclaim_gap;     /* at most one reclaim per GPU every N samples */

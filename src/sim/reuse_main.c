@@ -32,6 +32,8 @@ static const struct {
     {"quick", NULL, "a small run for tests: 0.25 h warm-up, 0.5 h window, backlog 500"},
     {"seed", "N", "seed of the owners' series and offsets (default: 42)"},
     {"request-ms", "X", "an owner's request (GPU burst) whose slowdown is modelled (default: 20)"},
+    {"borrow-fit", "X", "a borrower needs predicted idle compute for X of its share (default: 1, "
+                        "the scheduler's rule)"},
     {"handover-ms", "X", "what a high owner waits per burst beside lower tenants (default: 0.44, "
                          "measured on an H200)"},
     {"predict", "N", "predictor: the max of the owner's last N samples (default: 10)"},
@@ -150,6 +152,8 @@ static int parse(int argc, char **argv, struct opts *o)
             o->c.seed = (uint64_t)v;
         else if (!strcmp(n, "batch-mem"))
             bad = number(n, optarg, 0, 1, &o->c.batch_mem);
+        else if (!strcmp(n, "borrow-fit"))
+            bad = number(n, optarg, 0.01, 1, &o->c.borrow_fit);
         else if (!strcmp(n, "handover-ms"))
             bad = number(n, optarg, 0, 1e4, &o->c.handover_ms);
         else if (!strcmp(n, "request-ms"))
