@@ -9,7 +9,10 @@
 #    2 GiB and launches kernels on GPU 0 for 30 s: the busy GPU, its slice
 #    (the tenant's name) and the memory, fed through the runtime's state file
 #    and ledger, show on the Node within 15 s; GPU 1 stays idle;
-#  - while the use changes, at most one write per 10 s.
+#  - while the use changes, at most one write per 10 s;
+#  - the driver's utilization is a floor: the fake NVML says GPU 1 is 100%
+#    busy (FAKECUDA_DIR/gpu1.util) while no tenant launched there, and GPU 1
+#    reads busy on the Node within 20 s, its slices idle.
 #
 #   usage_e2e.sh BUILD_DIR
 E2E_NAME=usage-e2e E2E_LOGS="node.log client.log"
@@ -25,7 +28,7 @@ kubectl create -f - >/dev/null <<EOF
 EOF
 mkdir -p "$work/dp" "$work/fake"
 export FAKECUDA_DEVICES=2 FAKECUDA_TOTAL_MEM=$((80 * 1073741824))
-"$build/flexpu-node" --node-name gpu-u \
+FAKECUDA_DIR="$work/fake" "$build/flexpu-node" --node-name gpu-u \
   --nvml-library "$build/test/fakecuda/libnvidia-ml.so.1" \
   --device-plugin-dir "$work/dp" --pod-resources-socket "$work/podresources.sock" \
   --root "$work/root" --runtime-library "" --size-limits off --metrics-port 0 \
@@ -80,3 +83,15 @@ elapsed=$((SECONDS - start))
 n=$(($(writes) - w0))
 [ "$n" -le $((elapsed / 10 + 1)) ] || fail "$n writes in ${elapsed} s: more than one per 10 s"
 pass "while the use changed: $n writes in ${elapsed} s (at most one per 10 s)"
+
+# The driver's measure as a floor: the state file says nothing ran on GPU 1,
+# the fake NVML says it is fully busy.
+echo 100 >"$work/fake/gpu1.util"
+start=$SECONDS
+busy1() { [ "$(jq '.gpus[] | select(.index == 1) | .busy' <<<"$(usage)")" -ge 500 ]; }
+wait_for 20 "GPU 1's driver utilization did not reach the Node" busy1
+u="$(usage)"
+# (the owner's process had the runtime's state of GPU 1 open too: its
+# slice is listed there, idle)
+[ "$(jq '[.gpus[1].slices[].busy] | add // 0' <<<"$u")" = 0 ] || fail "GPU 1 slices: $u"
+pass "the driver says GPU 1 is busy, its slices idle: busy $(jq '.gpus[1].busy' <<<"$u") on the Node in $((SECONDS - start)) s"
