@@ -224,6 +224,14 @@ int fx_pod_spec_parse(json_t *pod, struct fx_pod_spec *o, struct flexpu_error *e
         return bad(err, "metadata.annotations[" FX_ANN_OPPORTUNISTIC "]", s,
                    "must be \"true\" or \"false\"");
     o->opportunistic = s && strcmp(s, "true") == 0;
+    s = json_string_value(json_object_get(ann, FX_ANN_REMOTE));
+    if (!s && json_object_get(ann, FX_ANN_REMOTE))
+        return bad(err, "metadata.annotations[" FX_ANN_REMOTE "]", "(not a string)",
+                   "must be \"" FX_REMOTE_ALLOWED "\"");
+    if (s && strcmp(s, FX_REMOTE_ALLOWED))
+        return bad(err, "metadata.annotations[" FX_ANN_REMOTE "]", s,
+                   "must be \"" FX_REMOTE_ALLOWED "\"");
+    o->remote_allowed = s != NULL;
     return 0;
 }
 
@@ -639,6 +647,33 @@ char *fx_node_usage_format(const struct fx_node_usage *u, int ngpu)
 
 /* ---- allocation ---- */
 
+/* A node name as metadata.name allows it: a DNS subdomain, lowercase
+ * letters, digits, '-' and '.', starting and ending alphanumeric. */
+static bool node_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n >= FX_NODE_NAME_MAX ||
+        strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789-.") != n)
+        return false;
+    return s[0] != '-' && s[0] != '.' && s[n - 1] != '-' && s[n - 1] != '.';
+}
+
+/* "remote":{"node":NAME} and nothing else in it. */
+static int remote_parse(json_t *r, struct fx_allocation *out, struct flexpu_error *err)
+{
+    const char *field = "metadata.annotations[" FX_ANN_ALLOCATION "].remote";
+    if (!json_is_object(r) || json_object_size(r) != 1)
+        return bad(err, field, json_is_string(r) ? json_string_value(r) : "(not {\"node\":...})",
+                   "must be {\"node\":NAME}, the GPU node's name");
+    const char *node = json_string_value(json_object_get(r, "node"));
+    if (!node || !node_name_ok(node))
+        return bad(err, "metadata.annotations[" FX_ANN_ALLOCATION "].remote.node",
+                   node ? node : "(not a string)",
+                   "must be a node name (lowercase letters, digits, - and ., at most 253)");
+    memcpy(out->remote_node, node, strlen(node) + 1);
+    return 0;
+}
+
 int fx_allocation_parse(const char *text, struct fx_allocation *out, struct flexpu_error *err)
 {
     memset(out, 0, sizeof(*out));
@@ -679,6 +714,9 @@ int fx_allocation_parse(const char *text, struct fx_allocation *out, struct flex
         rc = bad(err, "metadata.annotations[" FX_ANN_ALLOCATION "].borrowed", text,
                  "must be true or false");
     out->borrowed = json_is_true(b);
+    json_t *r = json_object_get(j, "remote");
+    if (!rc && r)
+        rc = remote_parse(r, out, err);
     json_decref(j);
     if (rc)
         memset(out, 0, sizeof(*out));
@@ -696,6 +734,22 @@ int fx_allocation_check(const struct fx_pod_spec *s, const struct fx_allocation 
         snprintf(val, sizeof(val), "%d GPU(s)", a->ngpu);
         snprintf(why, sizeof(why), "the pod requests %s: %d", FX_RES_GPU, s->num_gpu);
         return bad(err, "metadata.annotations[" FX_ANN_ALLOCATION "].gpus", val, why);
+    }
+    if (a->remote_node[0]) {
+        /* A forged remote allocation must not give a slice to a pod that
+         * did not ask for one elsewhere. */
+        const char *rf = "metadata.annotations[" FX_ANN_ALLOCATION "].remote.node";
+        if (!s->remote_allowed)
+            return bad(err, rf, a->remote_node,
+                       "the pod does not allow a remote slice (" FX_ANN_REMOTE
+                       " is not \"" FX_REMOTE_ALLOWED "\")");
+        if (a->borrowed)
+            return bad(err, rf, a->remote_node, "a borrowed slice is never remote");
+        if (s->num_gpu != 1) {
+            snprintf(why, sizeof(why), "a remote slice is one GPU; the pod requests %s: %d",
+                     FX_RES_GPU, s->num_gpu);
+            return bad(err, rf, a->remote_node, why);
+        }
     }
     if (a->borrowed) {
         /* Only a slice of one GPU may borrow, and only for a pod that said
@@ -754,6 +808,8 @@ char *fx_allocation_format(const struct fx_allocation *al)
     json_t *o = json_pack("{s:o}", "gpus", a);
     if (o && al->borrowed)
         json_object_set_new(o, "borrowed", json_true());
+    if (o && al->remote_node[0])
+        json_object_set_new(o, "remote", json_pack("{s:s}", "node", al->remote_node));
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     return s;

@@ -28,6 +28,13 @@
 /* "true": the pod may borrow a GPU that is allocated but measured idle when
  * it fits nowhere else (docs/KUBERNETES.md, "Borrowing idle GPUs"). */
 #define FX_ANN_OPPORTUNISTIC "flexpu.io/opportunistic"
+/* "allowed": the pod may run on a node without a GPU of its own, its slice
+ * on a GPU of another node reached over the network (docs/REMOTE.md,
+ * "Kubernetes"); a local slice is preferred whenever one fits. */
+#define FX_ANN_REMOTE "flexpu.io/remote"
+#define FX_REMOTE_ALLOWED "allowed"
+/* A node name (a DNS subdomain): at most 253 characters. */
+#define FX_NODE_NAME_MAX 254
 
 /* Queues and gangs (docs/KUBERNETES.md, "Queues and gangs"): a pod joins a
  * queue with a label, and a gang (pod group) with a label naming the group
@@ -94,6 +101,7 @@ struct fx_pod_spec {
     int64_t class_priority;     /* spec.priority (0 when absent) */
     char model[256];     /* allowed models "T4|A100"; empty: any */
     bool opportunistic;  /* flexpu.io/opportunistic: "true" */
+    bool remote_allowed; /* flexpu.io/remote: "allowed" */
 };
 
 /* Reads a pod (JSON as the API server serves it). Bad values give
@@ -195,6 +203,10 @@ struct fx_allocation {
      * hold, measured idle; its cores are not the GPU's to give (it runs at
      * priority low) and its memory is what no slice there reserved. */
     bool borrowed;
+    /* "remote":{"node":NAME}: a remote slice (docs/REMOTE.md, "Kubernetes"):
+     * the GPUs are on node NAME, not on the pod's node, which reaches them
+     * through NAME's flexpu-remoted. Empty: the pod's own node. */
+    char remote_node[FX_NODE_NAME_MAX];
 };
 int fx_allocation_parse(const char *text, struct fx_allocation *out, struct flexpu_error *err);
 /* Whether an allocation is what flexpu-scheduler gives the pod `s`: as many
@@ -205,8 +217,10 @@ int fx_allocation_parse(const char *text, struct fx_allocation *out, struct flex
  * agent checks this before it writes a slice: the annotation alone is not
  * trusted. A borrowed allocation must also be for an opportunistic pod
  * asking exactly one GPU as a slice (gpu-cores below 100, its own cores, and
- * a memory quota). FLEXPU_EINVAL with a message naming the field, the value
- * and what the request implies. */
+ * a memory quota). A remote allocation must be for a pod that allows it
+ * (flexpu.io/remote: "allowed"), of one GPU, not borrowed: the GPU node
+ * serves one slice per remote pod. FLEXPU_EINVAL with a message naming
+ * the field, the value and what the request implies. */
 int fx_allocation_check(const struct fx_pod_spec *s, const struct fx_allocation *a,
                         const int64_t *gpu_mem_bytes, struct flexpu_error *err);
 char *fx_allocation_format(const struct fx_allocation *a);

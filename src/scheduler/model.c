@@ -97,6 +97,12 @@ struct pod {
     int bgpu, bcores;
     int64_t bmem_mib;
     int64_t borrow_try_s; /* when it last looked for a GPU to borrow (the model's clock) */
+    /* A remote slice (docs/REMOTE.md, "Kubernetes"): the pod runs on its
+     * node (alloc: its CPU and memory there) and its GPU share is on node
+     * rnode (ralloc: that share, no CPU or memory; 0 while that node is out
+     * of the engine). NULL: not remote. */
+    char *rnode;
+    int64_t ralloc;
 };
 
 #define STR(s) ((s) ? (s) : "")
@@ -131,6 +137,7 @@ static void pod_free(struct pod *p)
     fx_free(p->problem);
     fx_free(p->qname);
     fx_free(p->preemptor);
+    fx_free(p->rnode);
     flexpu_filter_free(p->filter);
     fx_free(p);
 }
@@ -253,6 +260,8 @@ struct fx_model {
     uint64_t workload_refreshes; /* times the engine was given the shapes again */
     uint64_t pod_gen;  /* bumped at each full pod list */
     int nunsure;       /* pods with unsure set */
+    int nremote;       /* pods with a remote slice (rnode set) */
+    uint64_t remote_placed;
 };
 
 /* ---- the queues' heaps ---- */
@@ -671,8 +680,21 @@ static void unlink_pod(struct pod *p)
     p->prev = p->next = NULL;
 }
 
+static struct node *engine_node(struct fx_model *m, int id);
+static void remote_set(struct fx_model *m, struct pod *p, const char *gpu_node);
+
 static void release(struct fx_model *m, struct pod *p)
 {
+    if (p->ralloc) {
+        struct flexpu_error err;
+        struct node *g = fx_strmap_get(&m->nodes, STR(p->rnode));
+        if (flexpu_engine_release(m->e, p->ralloc, &err))
+            FX_ERROR(COMP, "releasing a remote slice failed", "pod=%s/%s node=%s error=\"%s\"",
+                     STR(p->ns), STR(p->name), STR(p->rnode), err.msg);
+        p->ralloc = 0;
+        capacity_freed(m, g ? g->id : -1);
+    }
+    remote_set(m, p, NULL);
     if (p->alloc) {
         struct flexpu_error err;
         if (flexpu_engine_release(m->e, p->alloc, &err))
@@ -699,6 +721,65 @@ static int gpu_index(const struct node *n, const char *uuid)
  * allocation annotation records. */
 static void borrow_set(struct fx_model *m, struct pod *p, bool on);
 
+/* ---- remote slices (docs/REMOTE.md, "Kubernetes") ---- */
+
+/* Marks p remote, its slice on node gpu_node (NULL: not remote), keeping
+ * the count. */
+static void remote_set(struct fx_model *m, struct pod *p, const char *gpu_node)
+{
+    if (p->rnode)
+        m->nremote--;
+    str_set(&p->rnode, gpu_node);
+    if (p->rnode)
+        m->nremote++;
+}
+
+/* Accounts remote pod p's GPU share on its GPU node, exactly as its
+ * allocation records it, when that node is in the engine (else when it
+ * comes in: remote_node_in). */
+static void remote_account(struct fx_model *m, struct pod *p)
+{
+    struct node *g = fx_strmap_get(&m->nodes, STR(p->rnode));
+    struct fx_allocation al;
+    struct flexpu_error err = {0};
+    if (p->ralloc || !g || g->id < 0 || !p->allocation ||
+        fx_allocation_parse(p->allocation, &al, &err) || al.ngpu != 1)
+        return;
+    int gi = gpu_index(g, al.gpus[0].uuid);
+    struct flexpu_pod_req r = {.num_gpu = 1,
+                               .gpu_milli = al.gpus[0].cores > 0 ? al.gpus[0].cores * 10 : 1,
+                               .gpu_mem_mib = (al.gpus[0].mem + FX_MIB - 1) / FX_MIB};
+    struct flexpu_placement pl = {.node = g->id, .ngpu = 1, .gpu = {gi}, .milli = {r.gpu_milli},
+                                  .gpu_mem_mib = {r.gpu_mem_mib}};
+    if (gi < 0 || flexpu_engine_assign(m->e, &r, &pl, &p->ralloc, &err)) {
+        FX_ERROR(COMP, "a remote slice cannot be accounted", "pod=%s/%s node=%s gpu=%s error=\"%s\"",
+                 STR(p->ns), STR(p->name), g->name, al.gpus[0].uuid,
+                 gi < 0 ? "the node has no such GPU" : err.msg);
+        m->conflicts++;
+        p->ralloc = 0;
+    }
+}
+
+/* Node n went out of the engine (its allocations released with it: the
+ * remote slices there hold nothing now) or came in (they are accounted
+ * again). A walk over the pods, only when there are remote ones. */
+static void remote_node_inout(struct fx_model *m, struct node *n, bool in)
+{
+    if (m->nremote == 0)
+        return;
+    const char *k;
+    void *v;
+    for (size_t i = 0; fx_strmap_next(&m->pods, &i, &k, &v);) {
+        struct pod *p = v;
+        if (!p->rnode || strcmp(p->rnode, n->name) != 0)
+            continue;
+        if (in)
+            remote_account(m, p);
+        else
+            p->ralloc = 0;
+    }
+}
+
 static void account(struct fx_model *m, struct pod *p, struct node *n)
 {
     if (p->alloc || n->id < 0)
@@ -718,6 +799,14 @@ static void account(struct fx_model *m, struct pod *p, struct node *n)
         p->bcores = al.gpus[0].cores;
         p->bmem_mib = (al.gpus[0].mem + FX_MIB - 1) / FX_MIB;
         borrow_set(m, p, true);
+        r.num_gpu = r.gpu_milli = 0;
+        r.gpu_mem_mib = 0;
+    } else if (p->spec.wants_gpu && p->allocation &&
+               fx_allocation_parse(p->allocation, &al, &err) == 0 && al.remote_node[0]) {
+        /* A remote slice: here only the pod's CPU and memory; its GPU share
+         * is accounted on the node the allocation names. */
+        remote_set(m, p, al.remote_node);
+        remote_account(m, p);
         r.num_gpu = r.gpu_milli = 0;
         r.gpu_mem_mib = 0;
     } else if (p->spec.wants_gpu && p->allocation) {
@@ -824,6 +913,7 @@ static void node_out(struct fx_model *m, struct node *n)
         return;
     for (struct pod *p = n->pods; p; p = p->next)
         p->alloc = 0; /* remove_node releases them all */
+    remote_node_inout(m, n, false);
     struct flexpu_error err;
     int released = 0;
     if (flexpu_engine_remove_node(m->e, n->id, &released, &err))
@@ -902,6 +992,8 @@ static void node_in(struct fx_model *m, struct node *n, const struct fx_node_att
     }
     for (struct pod *p = n->pods; p; p = p->next)
         account(m, p, n);
+    if (n->inv.ngpu)
+        remote_node_inout(m, n, true);
     for (int i = 0; i < n->inv.ngpu; i++)
         m->gpu_mem_total += n->inv.gpus[i].mem_bytes / FX_MIB;
     m->shares_dirty = true;
@@ -1387,6 +1479,22 @@ void fx_model_pod_event(struct fx_model *m, enum kube_event ev, json_t *obj)
  * per change anywhere, nor a walk over every pod. */
 static bool may_borrow(const struct fx_model *m, const struct pod *p);
 
+/* A pod that allows a remote slice may fit once either half of it does:
+ * its GPU share on a GPU node (without its CPU and memory), or its CPU and
+ * memory on a node without GPUs. */
+static bool remote_may_fit(struct fx_model *m, int node, const struct pod *p)
+{
+    if (!p->spec.remote_allowed)
+        return false;
+    struct flexpu_pod_req gpu = p->req, cpu = p->req;
+    gpu.cpu_milli = gpu.mem_mib = 0;
+    cpu.num_gpu = cpu.gpu_milli = 0;
+    cpu.gpu_mem_mib = 0;
+    cpu.model_mask = 0;
+    return flexpu_engine_node_may_fit(m->e, node, &gpu) ||
+           flexpu_engine_node_may_fit(m->e, node, &cpu);
+}
+
 static void wake_waiting(struct fx_model *m)
 {
     /* New readings of the usage feed may show a GPU to borrow: waiting
@@ -1421,7 +1529,8 @@ static void wake_waiting(struct fx_model *m)
         bool may = m->changed_all;
         for (int i = 0; !may && i < m->nchanged; i++) {
             m->wake_checks++;
-            may = flexpu_engine_node_may_fit(m->e, m->changed[i], &p->req);
+            may = flexpu_engine_node_may_fit(m->e, m->changed[i], &p->req) ||
+                  remote_may_fit(m, m->changed[i], p);
         }
         if (may) {
             m->wakes++;
@@ -1682,6 +1791,94 @@ static void bind_attempt(struct fx_attempt *a, const struct pod *p)
                  (long long)p->spec.class_priority, fx_priority_name(p->spec.priority),
                  FX_PRIO_CLASS_HIGH);
     }
+}
+
+/* The node without GPUs where remote pod p would run: one its node
+ * filters (and taints) allow, with room for its CPU and memory, the one
+ * with the most CPU free (then the first name). NULL: none. A walk over the
+ * nodes, only for pods that allow a remote slice and fit no local one. */
+static struct node *remote_cpu_node(struct fx_model *m, const struct pod *p)
+{
+    struct node *best = NULL;
+    int64_t best_cpu = -1;
+    const char *k;
+    void *v;
+    for (size_t i = 0; fx_strmap_next(&m->nodes, &i, &k, &v);) {
+        struct node *n = v;
+        if (n->id < 0 || n->inv.ngpu > 0)
+            continue;
+        int64_t fc = flexpu_engine_node_free_cpu(m->e, n->id);
+        if (fc < p->req.cpu_milli || flexpu_engine_node_free_mem(m->e, n->id) < p->req.mem_mib ||
+            flexpu_engine_node_filter(m->e, n->id, p->filter, NULL, NULL) != -1)
+            continue;
+        if (fc > best_cpu || (fc == best_cpu && strcmp(n->name, best->name) < 0)) {
+            best = n;
+            best_cpu = fc;
+        }
+    }
+    return best;
+}
+
+/* p allows a remote slice (flexpu.io/remote: "allowed") and fits no local
+ * one: its GPU share on whichever GPU the engine chooses (no CPU or memory
+ * there, and not the pod's node filters: they are for the node it runs
+ * on), the pod on a node without GPUs (remote_cpu_node). Both accounted,
+ * the allocation naming the GPU node; true when a is the bind. */
+static bool remote(struct fx_model *m, struct pod *p, struct fx_attempt *a)
+{
+    if (!p->spec.remote_allowed || !p->spec.wants_gpu || p->spec.num_gpu != 1 || p->gang)
+        return false;
+    struct node *cn = remote_cpu_node(m, p);
+    if (!cn)
+        return false;
+    const struct flexpu_pod_req req = p->req;
+    struct flexpu_filter *filter = p->filter;
+    p->req.cpu_milli = 0;
+    p->req.mem_mib = 0;
+    p->filter = NULL;
+    struct flexpu_placement gpl;
+    struct flexpu_noplace why;
+    int64_t gid = 0, slice_mem = 0, cid = 0;
+    int rc = place_pod(m, p, &gpl, &gid, &slice_mem, &why);
+    p->req = req;
+    p->filter = filter;
+    if (rc)
+        return false;
+    struct node *gn = engine_node(m, gpl.node);
+    struct flexpu_pod_req r = req;
+    r.num_gpu = r.gpu_milli = 0;
+    r.gpu_mem_mib = 0;
+    r.model_mask = 0;
+    struct flexpu_placement cpl = {.node = cn->id};
+    struct flexpu_error err = {0};
+    struct fx_allocation al;
+    if (!gn || flexpu_engine_assign(m->e, &r, &cpl, &cid, &err)) {
+        flexpu_engine_release(m->e, gid, &err);
+        return false;
+    }
+    /* Assumed as a local slice of gn, then moved: listed on its own node,
+     * the allocation naming gn. */
+    assume(m, p, gn, &gpl, cid, slice_mem);
+    unlink_pod(p);
+    link_pod(cn, p);
+    str_set(&p->node, cn->name);
+    p->gpus = p->noquota = 0;
+    if (fx_allocation_parse(p->allocation, &al, &err) == 0) {
+        snprintf(al.remote_node, sizeof(al.remote_node), "%.253s", gn->name);
+        char *text = fx_allocation_format(&al);
+        str_set(&p->allocation, text);
+        free(text);
+    }
+    p->ralloc = gid;
+    remote_set(m, p, gn->name);
+    m->remote_placed++;
+    bind_attempt(a, p);
+    if (!a->message[0])
+        snprintf(a->message, sizeof(a->message),
+                 "no local slice fits: runs on node %.100s (no GPUs) with a remote slice of GPU "
+                 "%d of node %.100s (%s: \"%s\")",
+                 cn->name, gpl.gpu[0], gn->name, FX_ANN_REMOTE, FX_REMOTE_ALLOWED);
+    return true;
 }
 
 /* Tells the pod `msg` once (FX_WAIT) and parks it: true when a is filled. */
@@ -2774,8 +2971,9 @@ bool fx_model_next(struct fx_model *m, struct fx_attempt *a)
         int64_t id;
         int64_t slice_mem = 0;
         int rc = place_pod(m, p, &pl, &id, &slice_mem, &why);
-        /* Borrowing disturbs no one: it comes before evicting others. */
-        if (rc == FLEXPU_ENOFIT && (borrow(m, p, a) || preempt(m, p, a)))
+        /* A remote slice is a slice, and borrowing disturbs no one: both
+         * come before evicting others. */
+        if (rc == FLEXPU_ENOFIT && (remote(m, p, a) || borrow(m, p, a) || preempt(m, p, a)))
             return true;
         if (rc) {
             set_state(m, p, POD_WAITING);
@@ -2904,6 +3102,8 @@ void fx_model_stats(const struct fx_model *m, struct fx_model_stats *o)
     o->borrows = m->borrows;
     o->reclaims = m->reclaims;
     o->reclaims_refused = m->reclaims_refused;
+    o->remote = m->nremote;
+    o->remote_placed = m->remote_placed;
     const char *k;
     void *v;
     for (size_t i = 0; fx_strmap_next(&m->pods, &i, &k, &v);) {

@@ -122,6 +122,8 @@ struct fx_model_stats {
     uint64_t borrows;     /* pods placed as borrowers */
     uint64_t reclaims;    /* borrowers chosen to evict */
     uint64_t reclaims_refused; /* their evictions refused (a PodDisruptionBudget) */
+    int remote;           /* pods with a remote slice (docs/REMOTE.md, "Kubernetes") */
+    uint64_t remote_placed; /* pods placed with a remote slice */
 };
 void fx_model_stats(const struct fx_model *m, struct fx_model_stats *out);
 

@@ -1,0 +1,449 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Remote slices in Kubernetes (docs/REMOTE.md, "Kubernetes"): the contract
+ * (flexpu.io/remote on a pod, "remote":{"node":...} in its allocation, the
+ * node agent's check of it) and the scheduler's placement: a local slice
+ * first; else the pod on a node without GPUs and its slice on a GPU node,
+ * both accounted, as the allocation records after a restart, and given
+ * back when the pod goes. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "kube/contract.h"
+#include "scheduler/model.h"
+
+#define GIB (1024LL * 1024 * 1024)
+
+static struct fx_model *model(void)
+{
+    struct flexpu_error err = {0};
+    struct fx_model *m = fx_model_new("flexpu-scheduler", "flexpu", 1, &err);
+    if (!m)
+        fail_msg("fx_model_new: %s", err.msg);
+    return m;
+}
+
+/* Node `name` with `ngpu` A100s of 80 GiB, `cpu` CPUs and 64 GiB; `label`
+ * ("k=v") or NULL. */
+static void node(struct fx_model *m, const char *name, int ngpu, const char *cpu,
+                 const char *label)
+{
+    json_t *inv = json_array();
+    for (int i = 0; i < ngpu; i++) {
+        char uuid[64];
+        snprintf(uuid, sizeof(uuid), "GPU-%s-%d", name, i);
+        json_array_append_new(inv, json_pack("{s:s, s:s, s:I}", "uuid", uuid, "model", "A100",
+                                             "memory", (json_int_t)(80 * GIB)));
+    }
+    char *text = json_dumps(inv, JSON_COMPACT);
+    json_t *labels = json_object();
+    if (label) {
+        char k[64];
+        const char *eq = strchr(label, '=');
+        snprintf(k, sizeof(k), "%.*s", (int)(eq - label), label);
+        json_object_set_new(labels, k, json_string(eq + 1));
+    }
+    json_t *n = json_pack("{s:{s:s, s:{s:s}, s:o}, s:{}, s:{s:{s:s, s:s}}}", "metadata", "name",
+                          name, "annotations", "flexpu.io/gpus", text, "labels", labels, "spec",
+                          "status", "allocatable", "cpu", cpu, "memory", "64Gi");
+    assert_non_null(n);
+    fx_model_node_event(m, KUBE_MODIFIED, n);
+    json_decref(n);
+    free(text);
+    json_decref(inv);
+}
+
+/* A pod asking one GPU with `cores` and `cpu` CPUs, flexpu.io/remote
+ * "allowed" when remote; bound to `on` with a slice of GPU 0 of `gpu_node`
+ * (remote when it is another node) when on is not NULL. */
+static void pod(struct fx_model *m, const char *uid, int cores, const char *cpu, bool remote,
+                const char *on, const char *gpu_node, int sec)
+{
+    char created[40], c[16];
+    snprintf(created, sizeof(created), "2026-01-01T00:%02d:%02dZ", sec / 60, sec % 60);
+    snprintf(c, sizeof(c), "%d", cores);
+    json_t *ann = json_object();
+    if (remote)
+        json_object_set_new(ann, FX_ANN_REMOTE, json_string(FX_REMOTE_ALLOWED));
+    json_t *p = json_pack("{s:{s:s, s:s, s:s, s:s, s:o}, s:{s:s, s:[{s:s, s:{s:{s:s, s:s, s:s}}}]}}",
+                          "metadata", "name", uid, "namespace", "t", "uid", uid,
+                          "creationTimestamp", created, "annotations", ann, "spec",
+                          "schedulerName", "flexpu-scheduler", "containers", "name", "c",
+                          "resources", "limits", "cpu", cpu, "flexpu.io/gpu", "1",
+                          "flexpu.io/gpu-cores", c);
+    assert_non_null(p);
+    if (on) {
+        struct fx_allocation al = {.ngpu = 1};
+        snprintf(al.gpus[0].uuid, sizeof(al.gpus[0].uuid), "GPU-%s-0", gpu_node);
+        al.gpus[0].cores = cores;
+        al.gpus[0].mem = fx_default_slice_mem(1, cores, 0, 80 * GIB);
+        if (strcmp(on, gpu_node) != 0)
+            snprintf(al.remote_node, sizeof(al.remote_node), "%s", gpu_node);
+        char *text = fx_allocation_format(&al);
+        json_object_set_new(ann, FX_ANN_ALLOCATION, json_string(text));
+        free(text);
+        json_object_set_new(json_object_get(p, "spec"), "nodeName", json_string(on));
+    }
+    fx_model_pod_event(m, KUBE_ADDED, p);
+    json_decref(p);
+}
+
+static void gone(struct fx_model *m, const char *uid)
+{
+    json_t *p = json_pack("{s:{s:s, s:s, s:s}}", "metadata", "name", uid, "namespace", "t", "uid",
+                          uid);
+    fx_model_pod_event(m, KUBE_DELETED, p);
+    json_decref(p);
+}
+
+static struct fx_attempt next(struct fx_model *m, enum fx_outcome o, const char *uid)
+{
+    struct fx_attempt a;
+    memset(&a, 0, sizeof(a));
+    if (!fx_model_next(m, &a))
+        fail_msg("nothing to do; expected outcome %d", o);
+    if (a.outcome != o)
+        fail_msg("outcome %d for %s (%s); expected %d", a.outcome, a.uid, a.message, o);
+    if (uid)
+        assert_string_equal(a.uid, uid);
+    return a;
+}
+
+static struct fx_model_stats stats(struct fx_model *m)
+{
+    struct fx_model_stats st;
+    fx_model_stats(m, &st);
+    return st;
+}
+
+/* ---- the contract ---- */
+
+static json_t *pod_json(const char *remote_value)
+{
+    json_t *ann = json_object();
+    if (remote_value)
+        json_object_set_new(ann, FX_ANN_REMOTE, json_string(remote_value));
+    return json_pack("{s:{s:s, s:s, s:o}, s:{s:[{s:s, s:{s:{s:s, s:s}}}]}}", "metadata", "name",
+                     "p", "namespace", "t", "annotations", ann, "spec", "containers", "name", "c",
+                     "resources", "limits", "flexpu.io/gpu", "1", "flexpu.io/gpu-cores", "30");
+}
+
+static void test_pod_annotation(void **state)
+{
+    (void)state;
+    struct fx_pod_spec s;
+    struct flexpu_error err = {0};
+    json_t *p = pod_json(FX_REMOTE_ALLOWED);
+    assert_int_equal(fx_pod_spec_parse(p, &s, &err), 0);
+    assert_true(s.remote_allowed);
+    json_decref(p);
+    p = pod_json(NULL);
+    assert_int_equal(fx_pod_spec_parse(p, &s, &err), 0);
+    assert_false(s.remote_allowed);
+    json_decref(p);
+    p = pod_json("yes");
+    assert_int_equal(fx_pod_spec_parse(p, &s, &err), FLEXPU_EINVAL);
+    assert_non_null(strstr(err.msg, "metadata.annotations[flexpu.io/remote]"));
+    assert_non_null(strstr(err.msg, "'yes'"));
+    json_decref(p);
+    p = pod_json(NULL);
+    json_object_set_new(json_object_get(json_object_get(p, "metadata"), "annotations"),
+                        FX_ANN_REMOTE, json_true());
+    assert_int_equal(fx_pod_spec_parse(p, &s, &err), FLEXPU_EINVAL);
+    assert_non_null(strstr(err.msg, "flexpu.io/remote"));
+    json_decref(p);
+}
+
+static void test_allocation_round_trip(void **state)
+{
+    (void)state;
+    struct fx_allocation al = {.ngpu = 1}, back;
+    struct flexpu_error err = {0};
+    snprintf(al.gpus[0].uuid, sizeof(al.gpus[0].uuid), "GPU-g1-0");
+    al.gpus[0].cores = 30;
+    al.gpus[0].mem = 24 * GIB;
+    snprintf(al.remote_node, sizeof(al.remote_node), "gpu-node-3.example");
+    char *text = fx_allocation_format(&al);
+    assert_non_null(strstr(text, "\"remote\":{\"node\":\"gpu-node-3.example\"}"));
+    assert_int_equal(fx_allocation_parse(text, &back, &err), 0);
+    assert_string_equal(back.remote_node, "gpu-node-3.example");
+    assert_int_equal(back.gpus[0].cores, 30);
+    free(text);
+    /* Local: no remote field. */
+    al.remote_node[0] = 0;
+    text = fx_allocation_format(&al);
+    assert_null(strstr(text, "remote"));
+    assert_int_equal(fx_allocation_parse(text, &back, &err), 0);
+    assert_string_equal(back.remote_node, "");
+    free(text);
+}
+
+static void test_allocation_bad_remote(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *remote, *field;
+    } bad[] = {
+        {"\"g1\"", "].remote'"},
+        {"{}", "].remote'"},
+        {"{\"node\":\"g1\",\"port\":7070}", "].remote'"},
+        {"{\"node\":7}", "].remote.node'"},
+        {"{\"node\":\"\"}", "].remote.node'"},
+        {"{\"node\":\"Bad_Node\"}", "].remote.node'"},
+        {"{\"node\":\"-g1\"}", "].remote.node'"},
+        {"{\"node\":\"g1/../x\"}", "].remote.node'"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char text[256];
+        snprintf(text, sizeof(text),
+                 "{\"gpus\":[{\"uuid\":\"GPU-g1-0\",\"index\":0,\"cores\":30,\"memory\":1}],"
+                 "\"remote\":%s}",
+                 bad[i].remote);
+        struct fx_allocation al;
+        struct flexpu_error err = {0};
+        assert_int_equal(fx_allocation_parse(text, &al, &err), FLEXPU_EINVAL);
+        if (!strstr(err.msg, bad[i].field))
+            fail_msg("%s: %s does not name %s", bad[i].remote, err.msg, bad[i].field);
+        assert_string_equal(al.remote_node, "");
+    }
+    /* 253 characters are a node name; 254 are not. */
+    char text[600], name[300];
+    memset(name, 'a', 254);
+    name[254] = 0;
+    struct fx_allocation al;
+    struct flexpu_error err = {0};
+    snprintf(text, sizeof(text),
+             "{\"gpus\":[{\"uuid\":\"u\",\"index\":0,\"cores\":30,\"memory\":1}],"
+             "\"remote\":{\"node\":\"%s\"}}",
+             name);
+    assert_int_equal(fx_allocation_parse(text, &al, &err), FLEXPU_EINVAL);
+    name[253] = 0;
+    snprintf(text, sizeof(text),
+             "{\"gpus\":[{\"uuid\":\"u\",\"index\":0,\"cores\":30,\"memory\":1}],"
+             "\"remote\":{\"node\":\"%s\"}}",
+             name);
+    assert_int_equal(fx_allocation_parse(text, &al, &err), 0);
+    assert_int_equal(strlen(al.remote_node), 253);
+}
+
+/* The node agent's check: a remote allocation only for a pod that allows
+ * it, one GPU, never borrowed. */
+static void test_allocation_check(void **state)
+{
+    (void)state;
+    struct fx_pod_spec s;
+    struct flexpu_error err = {0};
+    json_t *p = pod_json(FX_REMOTE_ALLOWED);
+    assert_int_equal(fx_pod_spec_parse(p, &s, &err), 0);
+    json_decref(p);
+    int64_t mem[1] = {80 * GIB};
+    struct fx_allocation al = {.ngpu = 1};
+    snprintf(al.gpus[0].uuid, sizeof(al.gpus[0].uuid), "GPU-g1-0");
+    al.gpus[0].cores = 30;
+    al.gpus[0].mem = fx_default_slice_mem(1, 30, 0, 80 * GIB);
+    snprintf(al.remote_node, sizeof(al.remote_node), "g1");
+    assert_int_equal(fx_allocation_check(&s, &al, mem, &err), 0);
+    al.borrowed = true;
+    assert_int_equal(fx_allocation_check(&s, &al, mem, &err), FLEXPU_EINVAL);
+    assert_non_null(strstr(err.msg, "remote.node"));
+    al.borrowed = false;
+    s.remote_allowed = false; /* a forged allocation */
+    assert_int_equal(fx_allocation_check(&s, &al, mem, &err), FLEXPU_EINVAL);
+    assert_non_null(strstr(err.msg, "remote.node"));
+    assert_non_null(strstr(err.msg, "flexpu.io/remote"));
+    /* The same allocation without the remote field is a local slice. */
+    al.remote_node[0] = 0;
+    assert_int_equal(fx_allocation_check(&s, &al, mem, &err), 0);
+}
+
+/* ---- the scheduler ---- */
+
+static void test_local_first(void **state)
+{
+    (void)state;
+    struct fx_model *m = model();
+    node(m, "g1", 1, "16", NULL);
+    node(m, "c1", 0, "16", NULL);
+    pod(m, "p1", 30, "1", true, NULL, NULL, 0);
+    struct fx_attempt a = next(m, FX_BIND, "p1");
+    assert_string_equal(a.node, "g1");
+    assert_null(strstr(a.allocation, "remote"));
+    assert_int_equal(stats(m).remote, 0);
+    fx_model_free(m);
+}
+
+/* g1's CPUs are too few for the pod: it runs on c1, its slice on g1. */
+static void test_remote_when_no_local(void **state)
+{
+    (void)state;
+    struct fx_model *m = model();
+    node(m, "g1", 1, "2", NULL);
+    node(m, "c1", 0, "16", NULL);
+    node(m, "c2", 0, "8", NULL);
+    pod(m, "p1", 30, "4", true, NULL, NULL, 0);
+    struct fx_attempt a = next(m, FX_BIND, "p1");
+    assert_string_equal(a.node, "c1"); /* the one with more CPU free */
+    struct fx_allocation al;
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_allocation_parse(a.allocation, &al, &err), 0);
+    assert_string_equal(al.remote_node, "g1");
+    assert_string_equal(al.gpus[0].uuid, "GPU-g1-0");
+    assert_int_equal(al.gpus[0].cores, 30);
+    assert_int_equal(al.gpus[0].mem, fx_default_slice_mem(1, 30, 0, 80 * GIB));
+    assert_non_null(strstr(a.message, "remote slice of GPU 0 of node g1"));
+    struct fx_model_stats st = stats(m);
+    assert_int_equal(st.remote, 1);
+    assert_int_equal(st.remote_placed, 1);
+    assert_int_equal(st.gpu_milli_used, 300);
+    assert_int_equal(fx_model_check(m, &err), 0);
+    /* A pod that does not allow it waits. */
+    pod(m, "p2", 30, "4", false, NULL, NULL, 1);
+    a = next(m, FX_WAIT, "p2");
+    /* The watch confirms p1; deleting it gives both shares back: a pod
+     * asking the whole GPU and 2 CPUs fits on g1 then, not before. */
+    fx_model_bind_done(m, "p1", 0, 0);
+    pod(m, "p1", 30, "4", true, "c1", "g1", 0);
+    assert_int_equal(stats(m).remote, 1);
+    pod(m, "w", 100, "2", false, NULL, NULL, 2);
+    next(m, FX_WAIT, "w");
+    gone(m, "p1");
+    st = stats(m);
+    assert_int_equal(st.remote, 0);
+    assert_int_equal(st.gpu_milli_used, 0);
+    a = next(m, FX_BIND, "w");
+    assert_string_equal(a.node, "g1");
+    assert_int_equal(fx_model_check(m, &err), 0);
+    fx_model_free(m);
+}
+
+/* No node without GPUs (or none the pod's filters allow): it waits. */
+static void test_no_cpu_node(void **state)
+{
+    (void)state;
+    struct fx_model *m = model();
+    node(m, "g1", 1, "2", NULL);
+    pod(m, "p1", 30, "4", true, NULL, NULL, 0);
+    next(m, FX_WAIT, "p1");
+    fx_model_free(m);
+
+    m = model();
+    node(m, "g1", 1, "2", NULL);
+    node(m, "c1", 0, "16", "zone=a");
+    node(m, "c2", 0, "16", "zone=b");
+    json_t *p = json_pack("{s:{s:s, s:s, s:s, s:s, s:{s:s}}, s:{s:s, s:{s:s}, "
+                          "s:[{s:s, s:{s:{s:s, s:s, s:s}}}]}}",
+                          "metadata", "name", "p1", "namespace", "t", "uid", "p1",
+                          "creationTimestamp", "2026-01-01T00:00:00Z", "annotations",
+                          FX_ANN_REMOTE, FX_REMOTE_ALLOWED, "spec", "schedulerName",
+                          "flexpu-scheduler", "nodeSelector", "zone", "b", "containers", "name",
+                          "c", "resources", "limits", "cpu", "4", "flexpu.io/gpu", "1",
+                          "flexpu.io/gpu-cores", "30");
+    fx_model_pod_event(m, KUBE_ADDED, p);
+    json_decref(p);
+    struct fx_attempt a = next(m, FX_BIND, "p1");
+    assert_string_equal(a.node, "c2"); /* its nodeSelector is for its own node */
+    fx_model_free(m);
+}
+
+/* After a restart, a bound remote pod is accounted as recorded: its
+ * slice on the GPU node (whichever comes first, the pod or the node), its
+ * CPU on its own; the GPU node changing (out of the engine and back) keeps
+ * it so. */
+static void test_restart_accounting(void **state)
+{
+    (void)state;
+    for (int order = 0; order < 2; order++) {
+        struct fx_model *m = model();
+        if (order == 0) {
+            node(m, "g1", 1, "16", NULL);
+            node(m, "c1", 0, "4", NULL);
+            pod(m, "p1", 70, "4", true, "c1", "g1", 0);
+        } else {
+            node(m, "c1", 0, "4", NULL);
+            pod(m, "p1", 70, "4", true, "c1", "g1", 0);
+            node(m, "g1", 1, "16", NULL);
+        }
+        struct fx_model_stats st = stats(m);
+        assert_int_equal(st.remote, 1);
+        assert_int_equal(st.gpu_milli_used, 700);
+        assert_int_equal(st.conflicts, 0);
+        /* A relabel takes g1 out of the engine and back. */
+        node(m, "g1", 1, "16", "zone=x");
+        assert_int_equal(stats(m).gpu_milli_used, 700);
+        /* 40 cores do not fit beside the 70; c1's CPUs are all taken. */
+        pod(m, "p2", 40, "1", true, NULL, NULL, 1);
+        next(m, FX_WAIT, "p2");
+        pod(m, "p3", 30, "1", false, NULL, NULL, 2);
+        struct fx_attempt a = next(m, FX_BIND, "p3");
+        assert_string_equal(a.node, "g1");
+        struct flexpu_error err = {0};
+        assert_int_equal(fx_model_check(m, &err), 0);
+        fx_model_free(m);
+    }
+}
+
+/* A pod of another scheduler bound to `on` with `cpu` CPUs. */
+static void other(struct fx_model *m, const char *uid, const char *on, const char *cpu)
+{
+    json_t *p = json_pack("{s:{s:s, s:s, s:s}, s:{s:s, s:s, s:[{s:s, s:{s:{s:s}}}]}}",
+                          "metadata", "name", uid, "namespace", "t", "uid", uid, "spec",
+                          "schedulerName", "default-scheduler", "nodeName", on, "containers",
+                          "name", "c", "resources", "requests", "cpu", cpu);
+    fx_model_pod_event(m, KUBE_ADDED, p);
+    json_decref(p);
+}
+
+/* A waiting remote-allowed pod is tried again when either half of it may
+ * fit: CPU freed on a node without GPUs, or a GPU freed on a node whose
+ * CPUs the pod could not have used anyway. */
+static void test_woken(void **state)
+{
+    (void)state;
+    struct fx_model *m = model();
+    node(m, "g1", 1, "2", NULL);
+    node(m, "c1", 0, "16", NULL);
+    other(m, "o1", "c1", "16");
+    pod(m, "p1", 30, "4", true, NULL, NULL, 0);
+    next(m, FX_WAIT, "p1");
+    gone(m, "o1"); /* c1's CPUs free: p1 fits with a remote slice */
+    struct fx_attempt a = next(m, FX_BIND, "p1");
+    assert_string_equal(a.node, "c1");
+    assert_non_null(strstr(a.allocation, "\"remote\":{\"node\":\"g1\"}"));
+    fx_model_free(m);
+
+    m = model();
+    node(m, "g1", 1, "2", NULL);
+    node(m, "c1", 0, "16", NULL);
+    pod(m, "whole", 100, "1", false, "g1", "g1", 0);
+    pod(m, "p1", 30, "4", true, NULL, NULL, 1);
+    next(m, FX_WAIT, "p1");
+    gone(m, "whole"); /* g1's GPU free; its 2 CPUs still too few for p1 */
+    a = next(m, FX_BIND, "p1");
+    assert_string_equal(a.node, "c1");
+    assert_non_null(strstr(a.allocation, "\"remote\":{\"node\":\"g1\"}"));
+    fx_model_free(m);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_pod_annotation),
+        cmocka_unit_test(test_allocation_round_trip),
+        cmocka_unit_test(test_allocation_bad_remote),
+        cmocka_unit_test(test_allocation_check),
+        cmocka_unit_test(test_local_first),
+        cmocka_unit_test(test_remote_when_no_local),
+        cmocka_unit_test(test_no_cpu_node),
+        cmocka_unit_test(test_restart_accounting),
+        cmocka_unit_test(test_woken),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
