@@ -223,7 +223,9 @@ run_all() {
             skip local "no NVIDIA libcudart/libcublas of one major version found"
         fi
     fi
-    head -c 32 /dev/urandom | base64 >"$work/token"
+    # A token file only its owner reads (the server and client refuse others).
+    (umask 077 && head -c 32 /dev/urandom | base64 >"$work/token")
+    chmod 600 "$work/token" # flexpu-remoted refuses a token others may read
     remote_leg remote 120 130 "$work/token"
     remote_leg remote_plain 120 10 ""
     step report 20 0 python3 "$d/remote_report.py" "$out" >"$out/report.txt" 2>&1
