@@ -31,7 +31,8 @@ kubectl create -f - >/dev/null <<EOF
 EOF
 mkdir -p "$work/dp" "$work/fake"
 export FAKECUDA_DEVICES=1 FAKECUDA_TOTAL_MEM=$((80 * 1073741824))
-"$build/flexpu-node" --node-name gpu-b \
+# The fake NVML's files (its utilization, gpu<N>.util) are this test's own.
+FAKECUDA_DIR="$work/fake" "$build/flexpu-node" --node-name gpu-b \
   --nvml-library "$build/test/fakecuda/libnvidia-ml.so.1" \
   --device-plugin-dir "$work/dp" --pod-resources-socket "$work/podresources.sock" \
   --root "$work/root" --runtime-library "" --size-limits off --metrics-port 0 \
