@@ -364,6 +364,8 @@ static int do_stream_destroy(struct fx_srv_conn *c, const struct fx_wire_req *q)
         return cudaErrorInvalidResourceHandle;
     int rc = fx_srv_stream(c, q->u.id.id, q->h.dev, &s);
     if (rc == cudaSuccess)
+        fx_srv_blas_stream_gone(c, s);
+    if (rc == cudaSuccess)
         rc = fx_srv_cuda_error(c->d.StreamDestroy(s));
     if (rc == cudaSuccess)
         c->streams[q->u.id.id - 1].s = NULL;

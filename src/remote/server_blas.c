@@ -37,6 +37,7 @@ struct fx_srv_blas {
                    const void *, int, int, const void *, void *, int, int, int, int);
     blas_handle handles[MAX_HANDLES]; /* id - 1; NULL: free */
     int dev[MAX_HANDLES];
+    CUstream stream[MAX_HANDLES]; /* the stream set on each handle; NULL: the default */
 };
 
 static int load(struct fx_srv_conn *c)
@@ -92,6 +93,7 @@ static int create(struct fx_srv_conn *c, const struct fx_wire_req *q)
         return st;
     }
     b->dev[slot] = q->h.dev;
+    b->stream[slot] = NULL;
     fx_wr_u32(&c->out, (uint32_t)slot + 1);
     return BLAS_SUCCESS;
 }
@@ -193,10 +195,28 @@ int fx_srv_blas(struct fx_srv_conn *c, const struct fx_wire_req *q)
             return BLAS_NOT_INITIALIZED;
         if (fx_srv_stream(c, q->u.blas_stream.stream, q->h.dev, &s) != cudaSuccess)
             return BLAS_INVALID_VALUE;
-        return c->blas->set_stream(h, s);
+        st = c->blas->set_stream(h, s);
+        if (st == BLAS_SUCCESS)
+            c->blas->stream[q->u.blas_stream.handle - 1] = s;
+        return st;
     }
     default:
         return gemm(c, q);
+    }
+}
+
+void fx_srv_blas_stream_gone(struct fx_srv_conn *c, CUstream s)
+{
+    struct fx_srv_blas *b = c->blas;
+    for (size_t i = 0; b && b->lib && s && i < MAX_HANDLES; i++) {
+        if (!b->handles[i] || b->stream[i] != s)
+            continue;
+        /* cuBLAS would otherwise hand a destroyed stream to the driver at
+         * the handle's next call: the handle goes back to the default
+         * stream, where a handle starts. */
+        if (b->set_stream(b->handles[i], NULL) != BLAS_SUCCESS)
+            FX_WARN(COMP, "cannot reset a cuBLAS handle's stream", "handle=%zu", i + 1);
+        b->stream[i] = NULL;
     }
 }
 

@@ -141,5 +141,9 @@ void fx_srv_event_release(struct fx_srv_conn *c);
  * connection's cuBLAS handles. */
 int fx_srv_blas(struct fx_srv_conn *c, const struct fx_wire_req *q);
 void fx_srv_blas_release(struct fx_srv_conn *c);
+/* Before stream `s` is destroyed: handles set to it go back to the default
+ * stream (the client's cublasGetStream_v2 still answers the old one, as
+ * NVIDIA's does for a destroyed stream). */
+void fx_srv_blas_stream_gone(struct fx_srv_conn *c, CUstream s);
 
 #endif

@@ -403,6 +403,24 @@ static int blas(void)
     EXPECT(cublasSgemm_v2(h, CUBLAS_OP_N, CUBLAS_OP_T, M, N + 1, K, &alpha, dA, LDA, dB, LDB,
                           &beta, dC, LDC) == 0);
     EXPECT(cudaStreamSynchronize(s) == cudaErrorInvalidValue);
+    /* A handle whose stream the program destroys: the worker puts it back
+     * on the default stream, and the next GEMM runs there. */
+    cudaStream_t gone;
+    CHECK(cudaStreamCreate(&gone));
+    EXPECT(cublasSetStream_v2(h, gone) == 0);
+    CHECK(cudaStreamDestroy(gone));
+    CHECK(cudaMemcpy(dA, A, sizeof A, cudaMemcpyHostToDevice));
+    CHECK(cudaMemcpy(dB, B, sizeof B, cudaMemcpyHostToDevice));
+    CHECK(cudaMemcpy(dC, C, sizeof C, cudaMemcpyHostToDevice));
+    EXPECT(cublasSgemm_v2(h, CUBLAS_OP_N, CUBLAS_OP_T, M, N, K, &alpha, dA, LDA, dB, LDB, &beta,
+                          dC, LDC) == 0);
+    CHECK(cudaDeviceSynchronize());
+    CHECK(cudaMemcpy(got, dC, sizeof got, cudaMemcpyDeviceToHost));
+    for (int i = 0; i < LDC * N; i++)
+        want[i] = C[i];
+    host_gemm_nt(M, N, K, alpha, A, LDA, B, LDB, beta, want, LDC);
+    for (int i = 0; i < LDC * N; i++)
+        EXPECT(got[i] == want[i]);
     EXPECT(cublasDestroy_v2(h) == 0);
     CHECK(cudaStreamDestroy(s));
     CHECK(cudaFree(dA));
