@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -61,35 +62,29 @@ static unsigned int server_psk(SSL *ssl, const char *identity, unsigned char *ps
     return KEY_LEN;
 }
 
-static int wait_fd(int fd, short events, int timeout_ms)
-{
-    struct pollfd p = {.fd = fd, .events = events};
-    for (;;) {
-        int r = poll(&p, 1, timeout_ms);
-        if (r > 0)
-            return 0;
-        if (r == 0)
-            return -ETIMEDOUT;
-        if (errno != EINTR)
-            return -errno;
-    }
-}
-
-/* After an SSL call returned `r`: 0 to retry once the socket is ready, or a
- * negative errno. */
-static int ssl_wait(struct fx_chan *ch, int r, int timeout_ms)
+/* After an SSL call returned `r`: 0 with *ev the socket event to wait for
+ * before retrying, or a negative errno. */
+static int ssl_want(struct fx_chan *ch, int r, short *ev)
 {
     switch (SSL_get_error(ch->ssl, r)) {
-    case SSL_ERROR_WANT_READ: return wait_fd(ch->fd, POLLIN, timeout_ms);
-    case SSL_ERROR_WANT_WRITE: return wait_fd(ch->fd, POLLOUT, timeout_ms);
+    case SSL_ERROR_WANT_READ: *ev = POLLIN; return 0;
+    case SSL_ERROR_WANT_WRITE: *ev = POLLOUT; return 0;
     case SSL_ERROR_ZERO_RETURN: return -ECONNRESET;
     case SSL_ERROR_SYSCALL: return errno && errno != EAGAIN ? -errno : -ECONNRESET;
     default: return -EPROTO;
     }
 }
 
+/* ssl_want, then the wait for the socket by `deadline_ms`. */
+static int ssl_wait(struct fx_chan *ch, int r, int64_t deadline_ms)
+{
+    short ev = 0;
+    int rc = ssl_want(ch, r, &ev);
+    return rc != 0 ? rc : fx_net_wait(ch->fd, ev, deadline_ms);
+}
+
 int fx_chan_tls(struct fx_chan *ch, int fd, int server, const unsigned char *token,
-                size_t token_len, int timeout_ms, struct flexpu_error *err)
+                size_t token_len, int64_t deadline_ms, struct flexpu_error *err)
 {
     fx_chan_plain(ch, fd);
     struct key *k = OPENSSL_zalloc(sizeof *k);
@@ -119,7 +114,7 @@ int fx_chan_tls(struct fx_chan *ch, int fd, int server, const unsigned char *tok
         int r = server ? SSL_accept(ssl) : SSL_connect(ssl);
         if (r == 1)
             return 0;
-        int rc = ssl_wait(ch, r, timeout_ms);
+        int rc = ssl_wait(ch, r, deadline_ms);
         if (rc != 0) {
             unsigned long e = ERR_get_error();
             char why[160];
@@ -134,23 +129,17 @@ int fx_chan_tls(struct fx_chan *ch, int fd, int server, const unsigned char *tok
 
 /* SSL_write may write to a closed socket: SIGPIPE is blocked on this thread
  * meanwhile and a pending one taken back, so the process never sees it. */
-static int ssl_write_all(struct fx_chan *ch, const char *p, size_t n, int timeout_ms)
+static int ssl_write_some(struct fx_chan *ch, const void *p, size_t n, size_t *done, short *ev)
 {
     sigset_t pipe_set, old;
     sigemptyset(&pipe_set);
     sigaddset(&pipe_set, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
-    int rc = 0;
-    while (n > 0 && rc == 0) {
-        size_t w = 0;
-        int r = SSL_write_ex(ch->ssl, p, n, &w);
-        if (r == 1) {
-            p += w;
-            n -= w;
-        } else {
-            rc = ssl_wait(ch, r, timeout_ms);
-        }
-    }
+    *done = 0;
+    int r = SSL_write_ex(ch->ssl, p, n, done);
+    int rc = r == 1 ? 0 : ssl_want(ch, r, ev);
+    if (r != 1 && rc == 0)
+        rc = -EAGAIN;
     struct timespec zero = {0, 0};
     while (sigtimedwait(&pipe_set, NULL, &zero) > 0)
         ;
@@ -159,31 +148,76 @@ static int ssl_write_all(struct fx_chan *ch, const char *p, size_t n, int timeou
     return rc;
 }
 
-int fx_chan_write_all(struct fx_chan *ch, const void *buf, size_t n, int timeout_ms)
+int fx_chan_write_some(struct fx_chan *ch, const void *buf, size_t n, size_t *done,
+                       short *wait_for)
 {
-    if (!ch->ssl)
-        return fx_net_write_all(ch->fd, buf, n, timeout_ms);
-    return ssl_write_all(ch, buf, n, timeout_ms);
+    *wait_for = POLLOUT;
+    if (ch->ssl)
+        return ssl_write_some(ch, buf, n, done, wait_for);
+    for (;;) {
+        ssize_t w = send(ch->fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w >= 0) {
+            *done = (size_t)w;
+            return w > 0 ? 0 : -EAGAIN;
+        }
+        if (errno != EINTR)
+            return errno == EAGAIN || errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    }
 }
 
-int fx_chan_read_all(struct fx_chan *ch, void *buf, size_t n, int timeout_ms)
+int fx_chan_read_some(struct fx_chan *ch, void *buf, size_t n, size_t *done, short *wait_for)
 {
-    if (!ch->ssl)
-        return fx_net_read_all(ch->fd, buf, n, timeout_ms);
+    *wait_for = POLLIN;
+    *done = 0;
+    if (ch->ssl) {
+        int r = SSL_read_ex(ch->ssl, buf, n, done);
+        int rc = r == 1 ? 0 : ssl_want(ch, r, wait_for);
+        ERR_clear_error();
+        return r != 1 && rc == 0 ? -EAGAIN : rc;
+    }
+    for (;;) {
+        ssize_t got = recv(ch->fd, buf, n, MSG_DONTWAIT);
+        if (got > 0) {
+            *done = (size_t)got;
+            return 0;
+        }
+        if (got == 0)
+            return -ECONNRESET;
+        if (errno != EINTR)
+            return errno == EAGAIN || errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    }
+}
+
+int fx_chan_write_all(struct fx_chan *ch, const void *buf, size_t n, int64_t deadline_ms)
+{
+    const char *p = buf;
+    while (n > 0) {
+        size_t done = 0;
+        short ev = 0;
+        int rc = fx_chan_write_some(ch, p, n, &done, &ev);
+        if (rc == -EAGAIN)
+            rc = fx_net_wait(ch->fd, ev, deadline_ms);
+        if (rc != 0)
+            return rc;
+        p += done;
+        n -= done;
+    }
+    return 0;
+}
+
+int fx_chan_read_all(struct fx_chan *ch, void *buf, size_t n, int64_t deadline_ms)
+{
     char *p = buf;
     while (n > 0) {
-        size_t got = 0;
-        int r = SSL_read_ex(ch->ssl, p, n, &got);
-        if (r == 1) {
-            p += got;
-            n -= got;
-            continue;
-        }
-        int rc = ssl_wait(ch, r, timeout_ms);
-        if (rc != 0) {
-            ERR_clear_error();
+        size_t done = 0;
+        short ev = 0;
+        int rc = fx_chan_read_some(ch, p, n, &done, &ev);
+        if (rc == -EAGAIN)
+            rc = fx_net_wait(ch->fd, ev, deadline_ms);
+        if (rc != 0)
             return rc;
-        }
+        p += done;
+        n -= done;
     }
     return 0;
 }

@@ -43,16 +43,21 @@ int fx_cl_driver_version(void);
  * and dev are filled in) in the send buffer, flushing it when full. Returns
  * the request's sequence number, or 0 when the connection is lost. */
 uint32_t fx_cl_queue(struct fx_wire_req *q);
-/* Lock held. Sends what is queued and waits for the reply to `seq`, every
- * wait bounded by FLEXPU_REMOTE_TIMEOUT_MS of silence. Returns the reply's
- * status with *fields on its fields (valid until the next wait), or
+/* Lock held. Sends what is queued and waits for the reply to `seq`: each
+ * frame of the server (a PROGRESS frame while the worker is busy, then the
+ * reply) must be whole within FLEXPU_REMOTE_TIMEOUT_MS of the one before.
+ * Returns the reply's status with *fields on its fields (valid until the
+ * next fx_cl_queue, fx_cl_flush or fx_cl_wait), or
  * cudaErrorDevicesUnavailable when the connection is lost. A deferred error
  * of an earlier request without reply is made the thread's last error and
  * returned in *deferred (0 if none). */
 int fx_cl_wait(uint32_t seq, struct fx_rd *fields, int *deferred);
 /* fx_cl_queue then fx_cl_wait. */
 int fx_cl_call(struct fx_wire_req *q, struct fx_rd *fields, int *deferred);
-/* Lock held: sends what is queued (e.g. when the buffer holds launches). */
+/* Lock held: sends what is queued (e.g. when the buffer holds launches).
+ * While the worker cannot take more (a launch or copy blocked behind
+ * queued GPU work), it reads the server's frames: the send fails only
+ * after FLEXPU_REMOTE_TIMEOUT_MS without one. */
 int fx_cl_flush(void);
 
 /* Lock held. The server's function id and parameter layout for the kernel

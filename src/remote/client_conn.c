@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The client's one connection per process (client.h): connecting and saying
  * HELLO at the first call, the send buffer that batches requests without a
- * reply, and waits that never outlast FLEXPU_REMOTE_TIMEOUT_MS of silence.
- * A process-wide object by nature: it stands for the process's device. */
+ * reply, and waits that never outlast FLEXPU_REMOTE_TIMEOUT_MS without a
+ * whole frame from the server (a PROGRESS frame counts: the worker is
+ * alive), whether the client is reading a reply or sending. A
+ * process-wide object by nature: it stands for the process's device. */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +22,9 @@
 
 #define COMP            "remote-client"
 #define FLUSH_AT        (64u << 10) /* send buffered requests beyond this */
+#define IN_STEP         (64u << 10) /* the receive buffer grows from this */
 #define DEFAULT_TIMEOUT 10000
+#define MIN_TIMEOUT     1000 /* the worker sends PROGRESS every 250 ms */
 
 static struct {
     pthread_mutex_t lock;
@@ -31,8 +36,11 @@ static struct {
     int timeout_ms;
     uint32_t seq;
     struct fx_wr out;
+    /* Frames received: whole ones not yet taken in [in_start, in_tail)
+     * (replies that came while the client was sending), then the one being
+     * read in [in_tail, in_len). */
     unsigned char *in;
-    size_t in_cap;
+    size_t in_cap, in_start, in_tail, in_len;
 } conn = {.lock = PTHREAD_MUTEX_INITIALIZER, .ch = {.fd = -1}};
 
 static _Thread_local int tls_device;
@@ -72,6 +80,7 @@ static int lose(const char *why, const char *detail)
     fx_chan_close(&conn.ch);
     conn.out.len = 0;
     conn.out.bad = 0;
+    conn.in_start = conn.in_tail = conn.in_len = 0;
     return conn.dead;
 }
 
@@ -83,8 +92,8 @@ static int env_timeout(void)
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
-    if (errno || *end || v < 100 || v > 3600000) {
-        FX_WARN(COMP, "ignored: not 100 to 3600000", "FLEXPU_REMOTE_TIMEOUT_MS=\"%s\"", s);
+    if (errno || *end || v < MIN_TIMEOUT || v > 3600000) {
+        FX_WARN(COMP, "ignored: not 1000 to 3600000", "FLEXPU_REMOTE_TIMEOUT_MS=\"%s\"", s);
         return DEFAULT_TIMEOUT;
     }
     return (int)v;
@@ -141,7 +150,8 @@ static int connect_server(void)
     /* With a token, TLS keyed by it; without, plain TCP (loopback only). */
     if (token_len == 0)
         fx_chan_plain(&conn.ch, fd);
-    else if (fx_chan_tls(&conn.ch, fd, 0, token, token_len, conn.timeout_ms, &err) != 0)
+    else if (fx_chan_tls(&conn.ch, fd, 0, token, token_len, fx_net_deadline(conn.timeout_ms),
+                         &err) != 0)
         return lose("TLS with the server failed (token?)", err.msg);
     conn.pid = getpid();
     struct fx_wire_req q = {.h.op = FX_OP_HELLO};
@@ -198,16 +208,110 @@ int fx_cl_driver_version(void)
     return conn.driver_version;
 }
 
+/* Drops the frames already taken (their fields are no longer used: see
+ * client.h), keeping any not yet taken. */
+static void rx_compact(void)
+{
+    if (conn.in_start == 0)
+        return;
+    memmove(conn.in, conn.in + conn.in_start, conn.in_len - conn.in_start);
+    conn.in_tail -= conn.in_start;
+    conn.in_len -= conn.in_start;
+    conn.in_start = 0;
+}
+
+/* Reads, without waiting, what the frame being received still needs (never
+ * past it), growing the buffer as bytes arrive. A whole PROGRESS frame is
+ * dropped; another is kept for fx_cl_wait. Returns 2 when a frame became
+ * whole, 1 when bytes came, 0 when none can until the socket is ready for
+ * *ev, or -1 when the connection is lost. */
+static int rx_some(short *ev)
+{
+    struct fx_wire_hdr h = {0};
+    struct flexpu_error err = {0};
+    size_t have = conn.in_len - conn.in_tail, need = FX_WIRE_HDR_SIZE;
+    if (have >= FX_WIRE_HDR_SIZE) {
+        fx_wire_hdr_decode(conn.in + conn.in_tail, &h, &err); /* checked when it came */
+        need += h.len;
+    }
+    if (conn.in_len == conn.in_cap) {
+        size_t n = conn.in_cap < IN_STEP ? IN_STEP : conn.in_cap * 2;
+        if (n > conn.in_len + (need - have))
+            n = conn.in_len + (need - have);
+        unsigned char *p = fx_realloc(conn.in, n);
+        if (!p)
+            return lose("out of memory for a reply", "receive buffer"), -1;
+        conn.in = p;
+        conn.in_cap = n;
+    }
+    size_t room = conn.in_cap - conn.in_len, done = 0;
+    int rc = fx_chan_read_some(&conn.ch, conn.in + conn.in_len,
+                               need - have < room ? need - have : room, &done, ev);
+    if (rc == -EAGAIN)
+        return 0;
+    if (rc != 0)
+        return lose(have ? "the connection broke in a reply" : "the connection broke",
+                    strerror(-rc)),
+               -1;
+    conn.in_len += done;
+    have += done;
+    if (have < FX_WIRE_HDR_SIZE)
+        return 1;
+    if (have == FX_WIRE_HDR_SIZE) {
+        if (fx_wire_hdr_decode(conn.in + conn.in_tail, &h, &err) != 0 ||
+            !(h.op & FX_WIRE_REPLY))
+            return lose("protocol error", err.msg), -1;
+        need = FX_WIRE_HDR_SIZE + h.len;
+    }
+    if (have < need)
+        return 1;
+    if (h.op == (FX_OP_PROGRESS | FX_WIRE_REPLY))
+        conn.in_len = conn.in_tail; /* the worker is alive, the call still running */
+    else
+        conn.in_tail = conn.in_len;
+    return 2;
+}
+
+/* Waits until the socket is ready for `ev` or the deadline passes (then
+ * the connection is lost, logged with `why`). 0 or -1. */
+static int wait_io(short ev, int64_t deadline, const char *why)
+{
+    int rc = fx_net_wait(conn.ch.fd, ev, deadline);
+    if (rc != 0)
+        return lose(rc == -ETIMEDOUT ? why : "the connection broke", strerror(-rc)), -1;
+    return 0;
+}
+
+/* Sends what is queued. While the socket is full, what the server sends is
+ * read: its frames (PROGRESS while a driver call blocks the worker) move
+ * the deadline, so queued GPU work that outlasts the timeout is not a lost
+ * server. */
 int fx_cl_flush(void)
 {
     if (conn.dead)
         return conn.dead;
-    if (conn.out.len) {
-        int rc = fx_chan_write_all(&conn.ch, conn.out.buf, conn.out.len, conn.timeout_ms);
-        conn.out.len = 0;
-        if (rc != 0)
+    rx_compact();
+    int64_t deadline = fx_net_deadline(conn.timeout_ms);
+    size_t off = 0;
+    while (off < conn.out.len) {
+        size_t done = 0;
+        short wev = 0, rev = 0;
+        int rc = fx_chan_write_some(&conn.ch, conn.out.buf + off, conn.out.len - off, &done,
+                                    &wev);
+        if (rc == 0) {
+            off += done;
+            continue;
+        }
+        if (rc != -EAGAIN)
             return lose("cannot send", strerror(-rc));
+        int r;
+        while ((r = rx_some(&rev)) > 0)
+            if (r == 2)
+                deadline = fx_net_deadline(conn.timeout_ms);
+        if (r < 0 || wait_io(wev | rev, deadline, "cannot send: the server is silent") != 0)
+            return conn.dead;
     }
+    conn.out.len = 0;
     return cudaSuccess;
 }
 
@@ -230,59 +334,44 @@ uint32_t fx_cl_queue(struct fx_wire_req *q)
     return q->h.seq;
 }
 
-/* Reads one frame's header and payload into conn.in. */
-static int read_frame(struct fx_wire_hdr *h)
-{
-    unsigned char hb[FX_WIRE_HDR_SIZE];
-    struct flexpu_error err = {0};
-    int rc = fx_chan_read_all(&conn.ch, hb, sizeof hb, conn.timeout_ms);
-    if (rc != 0)
-        return lose(rc == -ETIMEDOUT ? "the server is silent" : "the connection broke",
-                    strerror(-rc));
-    if (fx_wire_hdr_decode(hb, h, &err) != 0 || !(h->op & FX_WIRE_REPLY))
-        return lose("protocol error", err.msg);
-    if (h->len > conn.in_cap) {
-        unsigned char *p = fx_realloc(conn.in, h->len);
-        if (!p)
-            return lose("out of memory for a reply", fx_wire_op_name(h->op));
-        conn.in = p;
-        conn.in_cap = h->len;
-    }
-    rc = fx_chan_read_all(&conn.ch, conn.in, h->len, conn.timeout_ms);
-    if (rc != 0)
-        return lose("the connection broke in a reply", strerror(-rc));
-    return cudaSuccess;
-}
-
 int fx_cl_wait(uint32_t seq, struct fx_rd *fields, int *deferred)
 {
     *deferred = 0;
     fx_rd_init(fields, NULL, 0);
     if (seq == 0 || fx_cl_flush() != cudaSuccess)
         return cudaErrorDevicesUnavailable;
-    for (;;) {
-        struct fx_wire_hdr h;
-        if (read_frame(&h) != cudaSuccess)
+    /* Each frame must be whole within the timeout of the one before (or of
+     * the wait's start): silence and a trickle both end the wait. */
+    int64_t deadline = fx_net_deadline(conn.timeout_ms);
+    while (conn.in_start == conn.in_tail) {
+        short ev = POLLIN;
+        int r = rx_some(&ev);
+        if (r == 2)
+            deadline = fx_net_deadline(conn.timeout_ms);
+        else if (r < 0 || (r == 0 && wait_io(ev, deadline, "the server is silent") != 0))
             return cudaErrorDevicesUnavailable;
-        if (h.op == (FX_OP_PROGRESS | FX_WIRE_REPLY))
-            continue; /* the server is alive, the call still running */
-        if (h.seq != seq) {
-            lose("a reply out of order", fx_wire_op_name(h.op));
-            return cudaErrorDevicesUnavailable;
-        }
-        struct fx_wire_reply r;
-        fx_rd_init(fields, conn.in, h.len);
-        fx_wire_reply_read(fields, &r);
-        if (fields->bad) {
-            lose("a reply too short", fx_wire_op_name(h.op));
-            return cudaErrorDevicesUnavailable;
-        }
-        if (r.deferred != cudaSuccess) {
-            *deferred = r.deferred;
-            fx_cl_set_error(r.deferred);
-        }
-        return r.status;
     }
+    struct fx_wire_hdr h;
+    struct flexpu_error err = {0};
+    fx_wire_hdr_decode(conn.in + conn.in_start, &h, &err); /* checked when it came */
+    const unsigned char *payload = conn.in + conn.in_start + FX_WIRE_HDR_SIZE;
+    conn.in_start += FX_WIRE_HDR_SIZE + h.len;
+    if (h.seq != seq) {
+        lose("a reply out of order", fx_wire_op_name(h.op));
+        return cudaErrorDevicesUnavailable;
+    }
+    struct fx_wire_reply r;
+    fx_rd_init(fields, payload, h.len);
+    fx_wire_reply_read(fields, &r);
+    if (fields->bad) {
+        lose("a reply too short", fx_wire_op_name(h.op));
+        return cudaErrorDevicesUnavailable;
+    }
+    if (r.deferred != cudaSuccess) {
+        *deferred = r.deferred;
+        fx_cl_set_error(r.deferred);
+    }
+    return r.status;
 }
 
 int fx_cl_call(struct fx_wire_req *q, struct fx_rd *fields, int *deferred)

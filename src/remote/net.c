@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -12,6 +13,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include "util/clock.h"
 
 int fx_net_split(const char *addr, char *host, size_t host_len, char *port, size_t port_len,
                  const char *field, struct flexpu_error *err)
@@ -47,19 +50,38 @@ void fx_net_tune(int fd)
     setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
 }
 
-/* Waits until `fd` is ready for `events`. 0, or a negative errno. */
-static int wait_fd(int fd, short events, int timeout_ms)
+int64_t fx_net_deadline(int timeout_ms)
+{
+    return timeout_ms < 0 ? -1 : fx_mono_ms() + timeout_ms;
+}
+
+int fx_net_wait(int fd, short events, int64_t deadline_ms)
 {
     struct pollfd p = {.fd = fd, .events = events};
     for (;;) {
-        int r = poll(&p, 1, timeout_ms);
+        int64_t left = deadline_ms < 0 ? -1 : deadline_ms - fx_mono_ms();
+        if (deadline_ms >= 0 && left <= 0)
+            return -ETIMEDOUT;
+        int r = poll(&p, 1, left > INT32_MAX ? INT32_MAX : (int)left);
         if (r > 0)
             return 0; /* readable, writable, or an error the next call reports */
-        if (r == 0)
-            return -ETIMEDOUT;
-        if (errno != EINTR)
+        if (r < 0 && errno != EINTR)
             return -errno;
     }
+}
+
+int fx_net_is_loopback(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        return 0;
+    if (ss.ss_family == AF_INET)
+        return (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
+    if (ss.ss_family != AF_INET6)
+        return 0;
+    const struct in6_addr *a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
 }
 
 static int connect_one(const struct addrinfo *ai, int timeout_ms)
@@ -70,7 +92,7 @@ static int connect_one(const struct addrinfo *ai, int timeout_ms)
         return -errno;
     int rc = connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 ? 0 : -errno;
     if (rc == -EINPROGRESS) {
-        rc = wait_fd(fd, POLLOUT, timeout_ms);
+        rc = fx_net_wait(fd, POLLOUT, fx_net_deadline(timeout_ms));
         int soerr = 0;
         socklen_t len = sizeof soerr;
         if (rc == 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) == 0 && soerr)
@@ -139,7 +161,7 @@ int fx_net_listen(const char *addr, int *port, struct flexpu_error *err)
     return fd;
 }
 
-int fx_net_write_all(int fd, const void *buf, size_t n, int timeout_ms)
+int fx_net_write_all(int fd, const void *buf, size_t n, int64_t deadline_ms)
 {
     const char *p = buf;
     while (n > 0) {
@@ -153,14 +175,14 @@ int fx_net_write_all(int fd, const void *buf, size_t n, int timeout_ms)
             continue;
         if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
             return -errno;
-        int rc = wait_fd(fd, POLLOUT, timeout_ms);
+        int rc = fx_net_wait(fd, POLLOUT, deadline_ms);
         if (rc != 0)
             return rc;
     }
     return 0;
 }
 
-int fx_net_read_all(int fd, void *buf, size_t n, int timeout_ms)
+int fx_net_read_all(int fd, void *buf, size_t n, int64_t deadline_ms)
 {
     char *p = buf;
     while (n > 0) {
@@ -176,7 +198,7 @@ int fx_net_read_all(int fd, void *buf, size_t n, int timeout_ms)
             continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK)
             return -errno;
-        int rc = wait_fd(fd, POLLIN, timeout_ms);
+        int rc = fx_net_wait(fd, POLLIN, deadline_ms);
         if (rc != 0)
             return rc;
     }

@@ -84,28 +84,21 @@ static int load_driver(struct driver *d)
 
 /* --- Writing ---------------------------------------------------------------- */
 
+/* Sends the replies built in c->out, each frame by the frame deadline. The
+ * main thread only, outside fx_srv_busy/fx_srv_idle. */
 static void flush_out(struct fx_srv_conn *c)
 {
     if (!c->broken && c->out.len) {
-        int rc = fx_chan_write_all(&c->ch, c->out.buf, c->out.len, c->o->write_timeout_ms);
+        int rc = fx_chan_write_all(&c->ch, c->out.buf, c->out.len,
+                                   fx_net_deadline(c->o->frame_timeout_ms));
         if (rc != 0) {
             FX_WARN(COMP, "cannot write to the client", "error=\"%s\"", strerror(-rc));
             c->broken = 1;
         }
-        c->last_write_ns = fx_mono_ns();
+        c->last_write_ms = fx_mono_ms();
     }
     c->out.len = 0;
     c->out.bad = 0;
-}
-
-/* Tells a waiting client the worker is alive, at most every progress_ms. */
-static void progress(struct fx_srv_conn *c)
-{
-    if (fx_mono_ns() - c->last_write_ns < (uint64_t)c->o->progress_ms * 1000000u)
-        return;
-    size_t at = fx_wr_begin(&c->out);
-    fx_wr_end(&c->out, at, (struct fx_wire_hdr){.op = FX_OP_PROGRESS | FX_WIRE_REPLY});
-    flush_out(c);
 }
 
 /* --- Devices, streams, pointers -------------------------------------------- */
@@ -162,8 +155,7 @@ int fx_srv_wait(struct fx_srv_conn *c, CUresult (*query)(void *), void *arg)
         CUresult r = query(arg);
         if (r != CUDA_ERROR_NOT_READY)
             return fx_srv_cuda_error(r);
-        progress(c);
-        if (c->broken)
+        if (fx_srv_lost(c))
             return cudaErrorUnknown;
         /* Spin briefly (a short kernel's sync costs no sleep), then back off. */
         if (sleep_ns == 0) {
@@ -188,8 +180,8 @@ static CUresult query_stream(void *arg)
     return q->c->d.StreamQuery(q->s);
 }
 
-/* Waits for `s` to finish its work, telling the client the worker is alive
- * meanwhile (docs/REMOTE.md, "Failures"). */
+/* Waits for `s` to finish its work (the progress thread tells the client
+ * the worker is alive meanwhile: docs/REMOTE.md, "Failures"). */
 static int wait_stream(struct fx_srv_conn *c, CUstream s)
 {
     struct stream_query q = {c, s};
@@ -563,14 +555,50 @@ static int dispatch(struct fx_srv_conn *c, const struct fx_wire_req *q)
 
 /* --- The connection ----------------------------------------------------------- */
 
-/* Reads one frame into c->in; 0, or -1 when the client left or broke the
- * protocol (logged). */
-static int read_frame(struct fx_srv_conn *c, struct fx_wire_req *q, int timeout_ms)
+#define IN_STEP (64u << 10) /* the frame buffer grows from this, as bytes arrive */
+
+/* Reads a frame's payload of `len` bytes into c->in by `deadline`, growing
+ * the buffer as the bytes arrive (never to the length a header announces
+ * before the bytes are there). 0, or a negative errno. */
+static int read_payload(struct fx_srv_conn *c, size_t len, int64_t deadline)
+{
+    size_t got = 0;
+    while (got < len) {
+        if (got == c->in_cap) {
+            size_t n = c->in_cap < IN_STEP ? IN_STEP : c->in_cap * 2;
+            n = n < len ? n : len;
+            unsigned char *p = fx_realloc(c->in, n);
+            if (!p)
+                return -ENOMEM;
+            c->in = p;
+            c->in_cap = n;
+        }
+        size_t want = (c->in_cap < len ? c->in_cap : len) - got;
+        int rc = fx_chan_read_all(&c->ch, c->in + got, want, deadline);
+        if (rc != 0)
+            return rc;
+        got += want;
+    }
+    return 0;
+}
+
+/* Reads one frame into c->in. Its first byte may take until `start_by`
+ * (-1: for ever: a client may idle), the whole frame until frame_timeout_ms
+ * after that byte, and never past `start_by`'s bound when `whole_by` is set
+ * (HELLO: one deadline from the connection's start). 0, or -1 when the
+ * client left, was too slow or broke the protocol (logged). */
+static int read_frame(struct fx_srv_conn *c, struct fx_wire_req *q, int64_t start_by,
+                      int whole_by)
 {
     unsigned char hb[FX_WIRE_HDR_SIZE];
     struct fx_wire_hdr h;
     struct flexpu_error err = {0};
-    int rc = fx_chan_read_all(&c->ch, hb, sizeof hb, timeout_ms);
+    int rc = fx_chan_read_all(&c->ch, hb, 1, start_by);
+    int64_t deadline = fx_net_deadline(c->o->frame_timeout_ms);
+    if (whole_by && start_by >= 0 && start_by < deadline)
+        deadline = start_by;
+    if (rc == 0)
+        rc = fx_chan_read_all(&c->ch, hb + 1, sizeof hb - 1, deadline);
     if (rc == -ECONNRESET)
         return -1; /* the client left */
     if (rc != 0) {
@@ -581,18 +609,9 @@ static int read_frame(struct fx_srv_conn *c, struct fx_wire_req *q, int timeout_
         FX_WARN(COMP, "protocol error", "error=\"%s\" op=%u", err.msg, (unsigned)h.op);
         return -1;
     }
-    if (h.len > c->in_cap) {
-        unsigned char *p = fx_realloc(c->in, h.len);
-        if (!p) {
-            FX_ERROR(COMP, "out of memory for a frame", "len=%u", h.len);
-            return -1;
-        }
-        c->in = p;
-        c->in_cap = h.len;
-    }
-    rc = fx_chan_read_all(&c->ch, c->in, h.len, c->o->write_timeout_ms);
+    rc = read_payload(c, h.len, deadline);
     if (rc != 0) {
-        FX_WARN(COMP, "client lost in a frame", "error=\"%s\"", strerror(-rc));
+        FX_WARN(COMP, "client lost in a frame", "error=\"%s\" len=%u", strerror(-rc), h.len);
         return -1;
     }
     if (fx_wire_req_decode(&h, c->in, q, &err) != 0) {
@@ -624,19 +643,13 @@ static int const_eq(const unsigned char *a, size_t an, const unsigned char *b, s
     return d == 0;
 }
 
-/* The first frame: HELLO with the protocol version and the token. */
-static int hello(struct fx_srv_conn *c)
+/* The driver, loaded and initialised for an accepted client (this may take
+ * seconds on a real GPU: the client hears PROGRESS meanwhile). */
+static int start_driver(struct fx_srv_conn *c)
 {
-    struct fx_wire_req q;
-    if (read_frame(c, &q, c->o->hello_timeout_ms) != 0)
-        return -1;
     int status = cudaSuccess;
-    if (q.h.op != FX_OP_HELLO || q.u.hello.version != FX_WIRE_VERSION)
-        status = cudaErrorNotSupported;
-    else if (c->o->token && !const_eq(q.u.hello.token, q.u.hello.token_len, c->o->token,
-                                      c->o->token_len))
-        status = cudaErrorNotPermitted;
-    else if (load_driver(&c->d) != 0)
+    fx_srv_busy(c);
+    if (load_driver(&c->d) != 0)
         status = cudaErrorNoDevice;
     else {
         CUresult r = c->d.Init(0);
@@ -649,6 +662,25 @@ static int hello(struct fx_srv_conn *c)
         if (c->ndev > MAX_DEVICES)
             c->ndev = MAX_DEVICES;
     }
+    fx_srv_idle(c);
+    return status;
+}
+
+/* The first frame: HELLO with the protocol version and the token, by
+ * `deadline` (the connection's start plus hello_timeout_ms). */
+static int hello(struct fx_srv_conn *c, int64_t deadline)
+{
+    struct fx_wire_req q;
+    if (read_frame(c, &q, deadline, 1) != 0)
+        return -1;
+    int status = cudaSuccess;
+    if (q.h.op != FX_OP_HELLO || q.u.hello.version != FX_WIRE_VERSION)
+        status = cudaErrorNotSupported;
+    else if (c->o->token && !const_eq(q.u.hello.token, q.u.hello.token_len, c->o->token,
+                                      c->o->token_len))
+        status = cudaErrorNotPermitted;
+    else
+        status = start_driver(c);
     size_t at = fx_wr_begin(&c->out), head = c->out.len;
     fx_wire_reply_begin(&c->out, &(struct fx_wire_reply){0});
     fx_wr_u32(&c->out, (uint32_t)c->ndev);
@@ -694,20 +726,22 @@ int fx_srv_serve(int fd, const struct fx_srv_opts *opts)
     }
     c->o = opts;
     c->cur = -1;
-    c->last_write_ns = fx_mono_ns();
+    c->last_write_ms = fx_mono_ms();
     fx_wr_init(&c->out, FX_WIRE_HDR_SIZE + FX_WIRE_MAX_PAYLOAD);
     int clean = 0, ready = 0;
     struct flexpu_error err = {0};
+    /* The handshake and HELLO share one deadline: a client that sends a
+     * byte now and then does not keep an unauthenticated worker. */
+    int64_t hello_by = fx_net_deadline(opts->hello_timeout_ms);
     if (!opts->token)
         fx_chan_plain(&c->ch, fd);
-    else if (fx_chan_tls(&c->ch, fd, 1, opts->token, opts->token_len, opts->hello_timeout_ms,
-                         &err) != 0)
+    else if (fx_chan_tls(&c->ch, fd, 1, opts->token, opts->token_len, hello_by, &err) != 0)
         FX_WARN(COMP, "client refused", "error=\"%s\"", err.msg);
     else
         ready = 1;
-    if ((ready || !opts->token) && hello(c) == 0) {
+    if ((ready || !opts->token) && fx_srv_progress_start(c) == 0 && hello(c, hello_by) == 0) {
         struct fx_wire_req q;
-        while (!c->broken && read_frame(c, &q, -1) == 0) {
+        while (!c->broken && read_frame(c, &q, -1, 0) == 0) {
             int no_reply = (q.h.flags & FX_WIRE_NO_REPLY) != 0;
             size_t at = 0, head = 0;
             if (!no_reply) {
@@ -715,7 +749,9 @@ int fx_srv_serve(int fd, const struct fx_srv_opts *opts)
                 head = c->out.len;
                 fx_wire_reply_begin(&c->out, &(struct fx_wire_reply){0});
             }
+            fx_srv_busy(c);
             int status = dispatch(c, &q);
+            fx_srv_idle(c);
             if (!no_reply)
                 reply(c, &q, at, head, status);
             else if (status != cudaSuccess && c->deferred == 0) {
@@ -727,6 +763,7 @@ int fx_srv_serve(int fd, const struct fx_srv_opts *opts)
         if (c->ndev)
             release_all(c);
     }
+    fx_srv_progress_stop(c);
     fx_chan_close(&c->ch);
     fx_wr_free(&c->out);
     fx_free(c->in);

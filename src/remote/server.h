@@ -11,9 +11,9 @@
 struct fx_srv_opts {
     const unsigned char *token; /* NULL: no token is asked for */
     size_t token_len;
-    int hello_timeout_ms;    /* the client's first frame */
-    int write_timeout_ms;    /* longest a reply may wait for the client to read */
-    int progress_ms;         /* PROGRESS frames while a synchronisation waits */
+    int hello_timeout_ms;    /* the TLS handshake and HELLO, from the connection's start */
+    int frame_timeout_ms;    /* a frame either way, from its first byte to its last */
+    int progress_ms;         /* PROGRESS frames while a request is being served */
 };
 
 /* Serves the connection `fd` until the client leaves, breaks the protocol or

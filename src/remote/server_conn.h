@@ -104,7 +104,8 @@ struct fx_srv_conn {
     int32_t deferred; /* first error of a NO_REPLY request since the last reply */
     uint32_t deferred_seq;
     int broken;       /* the client cannot be written to: stop */
-    uint64_t last_write_ns;
+    int64_t last_write_ms; /* the last frame the main thread sent (fx_mono_ms) */
+    struct fx_srv_progress *progress; /* server_progress.c */
     unsigned char *in;
     size_t in_cap;
     struct stream *events; /* CUevent in .s: the same slot table as streams */
@@ -127,9 +128,24 @@ int fx_srv_stream(struct fx_srv_conn *c, uint32_t id, unsigned dev, CUstream *ou
 /* Whether [p, p + n) lies inside one allocation of this connection. */
 int fx_srv_owned(const struct fx_srv_conn *c, uint64_t p, uint64_t n);
 
-/* Waits until `query` stops answering CUDA_ERROR_NOT_READY, sending PROGRESS
- * frames meanwhile; returns its final answer as a cudaError_t. */
+/* Waits until `query` stops answering CUDA_ERROR_NOT_READY (the progress
+ * thread tells the client meanwhile); returns its final answer as a
+ * cudaError_t, or cudaErrorUnknown once the client is lost. */
 int fx_srv_wait(struct fx_srv_conn *c, CUresult (*query)(void *), void *arg);
+
+/* server_progress.c: the thread that sends a PROGRESS frame while the
+ * worker serves a request and the client has heard nothing for
+ * progress_ms (c->last_write_ms, or the last PROGRESS). Between fx_srv_busy and
+ * fx_srv_idle the channel is that thread's: the caller only calls the
+ * driver and builds its reply in c->out. fx_srv_idle sets c->broken if a
+ * frame could not be written; fx_srv_lost says so meanwhile. Start: 0 or
+ * -1 (logged). */
+struct fx_srv_progress;
+int fx_srv_progress_start(struct fx_srv_conn *c);
+void fx_srv_progress_stop(struct fx_srv_conn *c);
+void fx_srv_busy(struct fx_srv_conn *c);
+void fx_srv_idle(struct fx_srv_conn *c);
+int fx_srv_lost(struct fx_srv_conn *c);
 
 /* server_event.c: serves EVENT_* and STREAM_WAIT_EVENT; frees the
  * connection's events. */

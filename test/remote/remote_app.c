@@ -17,6 +17,13 @@
  *                 over the process's one connection
  *   quota         allocates 8 MiB blocks until refused; prints the MiB held
  *   hold MIB      allocates MIB, prints "holding", sleeps (to be killed)
+ *   longsync      synchronisations that wait seconds (a stream, a copy behind
+ *                 a kernel): the worker's PROGRESS frames keep the client's
+ *                 timeout from ending them
+ *   deepqueue     1100 launches (more than the driver queues) then a 32 MiB
+ *                 asynchronous copy behind them: the worker blocks in the
+ *                 driver while the client sends, and PROGRESS keeps it alive
+ *   hello         cudaGetDeviceCount succeeds
  *   loop          launches and synchronises until a call fails; exits 3
  *   nodevice      expects cudaGetDeviceCount to fail; prints its error
  *   bench MIB     prints the mean time of a call with a reply, of a
@@ -472,6 +479,68 @@ static int threads(void)
     return 0;
 }
 
+/* Waits of seconds (run with a timeout of 1 s): a stream sync behind a
+ * 2.5 s kernel, then a synchronous copy out behind a 1.5 s one. */
+static int longsync(void)
+{
+    uint32_t host[64], back[64], *a = NULL;
+    for (unsigned i = 0; i < 64; i++)
+        host[i] = i;
+    CHECK(cudaMalloc((void **)&a, sizeof host));
+    CHECK(cudaMemcpy(a, host, sizeof host, cudaMemcpyHostToDevice));
+    cudaStream_t s;
+    CHECK(cudaStreamCreate(&s));
+    launch_add(s, 2500000, a, 64, 7);
+    CHECK(cudaStreamSynchronize(s));
+    launch_add(NULL, 1500000, a, 64, 1);
+    CHECK(cudaMemcpy(back, a, sizeof back, cudaMemcpyDeviceToHost));
+    for (unsigned i = 0; i < 64; i++)
+        EXPECT(back[i] == i + 8);
+    CHECK(cudaStreamDestroy(s));
+    CHECK(cudaFree(a));
+    printf("longsync: ok\n");
+    return 0;
+}
+
+/* More queued work than the timeout (run with 1 s): 1100 launches of 2 ms,
+ * past the 1024 the driver queues, then 32 MiB copied in asynchronously
+ * behind them (the worker's pageable copy waits for the stream while the
+ * client is still sending it), then the results. */
+static int deepqueue(void)
+{
+    size_t n = 32u << 20;
+    uint32_t words[64], *a = NULL;
+    unsigned char *host = malloc(n), *big = NULL;
+    EXPECT(host);
+    for (size_t i = 0; i < n; i++)
+        host[i] = (unsigned char)(i * 131);
+    memset(words, 0, sizeof words);
+    CHECK(cudaMalloc((void **)&a, sizeof words));
+    CHECK(cudaMalloc((void **)&big, n));
+    CHECK(cudaMemcpy(a, words, sizeof words, cudaMemcpyHostToDevice));
+    cudaStream_t s;
+    CHECK(cudaStreamCreate(&s));
+    for (unsigned i = 0; i < 1100; i++)
+        launch_add(s, 2000, a, 64, 1);
+    CHECK(cudaGetLastError());
+    CHECK(cudaMemcpyAsync(big, host, n, cudaMemcpyHostToDevice, s));
+    CHECK(cudaStreamSynchronize(s));
+    CHECK(cudaMemcpy(words, a, sizeof words, cudaMemcpyDeviceToHost));
+    for (unsigned i = 0; i < 64; i++)
+        EXPECT(words[i] == 1100);
+    unsigned char *back = malloc(n);
+    EXPECT(back);
+    CHECK(cudaMemcpy(back, big, n, cudaMemcpyDeviceToHost));
+    EXPECT(memcmp(back, host, n) == 0);
+    CHECK(cudaStreamDestroy(s));
+    CHECK(cudaFree(a));
+    CHECK(cudaFree(big));
+    free(host);
+    free(back);
+    printf("deepqueue: ok\n");
+    return 0;
+}
+
 static int quota(void)
 {
     void *blocks[1024];
@@ -584,12 +653,24 @@ int main(int argc, char **argv)
         return bench(strtoul(argv[2], NULL, 10));
     if (strcmp(mode, "loop") == 0)
         return loop();
+    if (strcmp(mode, "longsync") == 0)
+        return longsync();
+    if (strcmp(mode, "deepqueue") == 0)
+        return deepqueue();
+    if (strcmp(mode, "hello") == 0) {
+        int n = 0;
+        CHECK(cudaGetDeviceCount(&n));
+        EXPECT(n >= 1);
+        printf("hello: %d devices\n", n);
+        return 0;
+    }
     if (strcmp(mode, "nodevice") == 0) {
         int n = -1;
         cudaError_t e = cudaGetDeviceCount(&n);
         printf("nodevice: %s, %d devices\n", cudaGetErrorName(e), n);
         return e != 0 && n == 0 ? 0 : 1;
     }
-    fprintf(stderr, "usage: remote_app basic|blas|threads|quota|hold MIB|loop|nodevice|bench MIB\n");
+    fprintf(stderr, "usage: remote_app basic|blas|threads|quota|hold MIB|longsync|deepqueue|hello|"
+                    "loop|nodevice|bench MIB\n");
     return 2;
 }

@@ -14,8 +14,11 @@ server_bin=$1 client_dir=$2 app=$3 runtime_lib=$4 fake_dir=$5 smi=$6
 work=$(mktemp -d /tmp/flexpu-remote-test.XXXXXX)
 spid=
 fails=0
+xpid= ypid=
 cleanup() {
     [ -n "$spid" ] && kill -KILL -- "-$spid" 2>/dev/null
+    [ -n "$xpid" ] && kill -KILL -- "-$xpid" 2>/dev/null
+    [ -n "$ypid" ] && kill -KILL -- "-$ypid" 2>/dev/null
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -27,6 +30,7 @@ fail() {
 }
 
 head -c 32 /dev/urandom | base64 > "$work/token"
+chmod 600 "$work/token"
 echo "wrong-token-wrong-token-wrong" > "$work/bad-token"
 
 # Starts the server in its own process group (so the test can kill or stop
@@ -91,6 +95,20 @@ echo "$out"
 
 # 1a'. Threads sharing the process's connection, each its own stream.
 out=$(app threads 2>&1) || fail "threads: $out"
+echo "$out"
+
+# 1a''. Waits of seconds with a 1 s timeout: the worker's PROGRESS frames
+# (every 250 ms while it serves a request) keep the client waiting, and
+# never land inside a reply: a stream sync behind a 2.5 s kernel, a copy
+# behind a 1.5 s one.
+out=$(timeout_ms=1000 app longsync 2>&1) || fail "longsync: $out"
+echo "$out"
+
+# 1a'''. More GPU work queued than the timeout: 1100 launches (the driver
+# queues 1024, then a launch blocks the worker) and a 32 MiB asynchronous
+# copy behind them (the worker's pageable copy waits for the stream while
+# the client is still sending): the client reads PROGRESS while it sends.
+out=$(timeout_ms=1000 app deepqueue 2>&1) || fail "deepqueue: $out"
 echo "$out"
 
 # 1b. Garbage on the wire: the worker drops the connection, the server goes on.
@@ -193,6 +211,125 @@ stop_server
 # 7. No server at all.
 out=$(app nodevice 2>&1) || fail "no server: $out"
 [[ $out == *"nodevice: cudaErrorDevicesUnavailable"* ]] || fail "no server: $out"
+
+# 8a. Defences before authentication and of the token (docs/REMOTE.md,
+# "Authentication and isolation"). Extra servers: $1 names the pid variable
+# (xpid, ypid) and port file; the rest are flags.
+start_extra() {
+    local var=$1
+    shift
+    rm -f "$work/$var.port"
+    setsid env LD_PRELOAD="$runtime_lib" LD_LIBRARY_PATH="$fake_dir" \
+        FLEXPU_TENANT=remote-test FLEXPU_MEMORY_LIMIT=64Mi FLEXPU_CONTEXT_OVERHEAD=16Mi \
+        FLEXPU_STATE_DIR="$work/state" FAKECUDA_DIR="$work/fake" ASAN_OPTIONS=detect_leaks=0 \
+        "$server_bin" --port-file "$work/$var.port" "$@" >>"$work/server.log" 2>&1 &
+    printf -v "$var" %s "$!"
+    for _ in $(seq 100); do
+        [ -s "$work/$var.port" ] && break
+        sleep 0.1
+    done
+    [ -s "$work/$var.port" ]
+}
+stop_extra() {
+    local pid=${!1}
+    [ -n "$pid" ] && kill -KILL -- "-$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    printf -v "$1" %s ""
+}
+workers_of() { pgrep -P "$1" | wc -l; }
+
+# The token file: a regular file only its owner may read, or no start (a
+# FIFO must not block it, a link is not followed).
+cp "$work/token" "$work/token644"
+chmod 644 "$work/token644"
+mkfifo "$work/token.fifo"
+ln -s "$work/token" "$work/token.link"
+for t in token644 token.fifo token.link; do
+    out=$(timeout 5 "$server_bin" --listen 127.0.0.1:0 --token-file "$work/$t" 2>&1)
+    rc=$?
+    [ "$rc" != 0 ] && [ "$rc" != 124 ] || fail "a token file $t was accepted (exit $rc): $out"
+    [[ $out == *"$work/$t"* ]] || fail "the refusal of $t does not name it: $out"
+done
+[[ $(timeout 5 "$server_bin" --listen 127.0.0.1:0 --token-file "$work/token644" 2>&1) == *"mode=0644"* ]] ||
+    fail "the refusal of a 0644 token file does not give its mode"
+
+# Plaintext only on loopback: without a token, another address is refused
+# unless --insecure says so; on loopback, a client without a token is served.
+out=$(timeout 5 "$server_bin" --listen 0.0.0.0:0 2>&1)
+rc=$?
+[ "$rc" = 2 ] && [[ $out == *"--listen must be a loopback address"* ]] ||
+    fail "a plaintext server listened on 0.0.0.0 (exit $rc): $out"
+start_extra xpid --listen 0.0.0.0:0 --insecure || fail "--insecure did not start a plaintext server"
+stop_extra xpid
+start_extra xpid --listen 127.0.0.1:0 || fail "a plaintext server on loopback did not start"
+port=$(cat "$work/xpid.port")
+out=$(token_file=/dev/null app hello 2>&1) || fail "plaintext on loopback: $out"
+stop_extra xpid
+
+# At most --max-clients workers: a third idle connection is closed at once,
+# and the slots come back when the connections go.
+start_extra xpid --listen 127.0.0.1:0 --token-file "$work/token" --max-clients 2 || fail "start"
+port=$(cat "$work/xpid.port")
+exec 5<>"/dev/tcp/127.0.0.1/$port" 6<>"/dev/tcp/127.0.0.1/$port"
+sleep 0.3
+exec 7<>"/dev/tcp/127.0.0.1/$port"
+third=$(timeout 3 head -c 1 <&7 | wc -c; echo "rc=${PIPESTATUS[0]}")
+[[ $third == *"rc=0" ]] || fail "a connection beyond --max-clients 2 was held: $third"
+[ "$(workers_of "$xpid")" -le 2 ] || fail "more workers than --max-clients 2: $(workers_of "$xpid")"
+exec 5<&- 6<&- 7<&-
+for _ in $(seq 50); do [ "$(workers_of "$xpid")" = 0 ] && break; sleep 0.1; done
+out=$(app hello 2>&1) || fail "no client served after idle connections left: $out"
+
+# One deadline for the handshake and HELLO, another for each frame: bytes
+# trickled every 300 ms do not keep a worker. Three at once: a TLS
+# handshake (a record header announcing 16 KiB), a plaintext HELLO, and a
+# plaintext frame after a HELLO.
+stop_extra xpid
+start_extra xpid --listen 127.0.0.1:0 --token-file "$work/token" --hello-timeout-ms 1000 ||
+    fail "start"
+start_extra ypid --listen 127.0.0.1:0 --hello-timeout-ms 1000 --frame-timeout-ms 2000 ||
+    fail "start"
+xport=$(cat "$work/xpid.port") yport=$(cat "$work/ypid.port")
+hello='\x08\x00\x00\x00\x01\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00'
+trickle() { # FD BYTES...: one byte every 300 ms
+    local fd=$1
+    shift
+    for b in "$@"; do printf "$b" >&"$fd" || return; sleep 0.3; done
+} 2>/dev/null
+exec 5<>"/dev/tcp/127.0.0.1/$xport" 6<>"/dev/tcp/127.0.0.1/$yport" 7<>"/dev/tcp/127.0.0.1/$yport"
+printf "$hello" >&7
+reply=$(timeout 3 head -c 36 <&7 | od -An -tx1 | tr -d ' \n')
+[[ $reply == 140000000180000001000000000000000000000000000000* ]] ||
+    fail "a plaintext HELLO on loopback: reply $reply"
+# The frame buffer grows as bytes come, not to what a header announces: a
+# 64 MiB MODULE_LOAD header and 1 KiB of it do not cost 64 MiB.
+w=$(pgrep -P "$ypid" | head -n 1)
+before=$(awk '/^VmData/ { print $2 }' "/proc/$w/status")
+printf '\x00\x00\x00\x04\x0c\x00\x00\x00\x02\x00\x00\x00\x00\x00\x00\x00' >&7
+head -c 1024 /dev/zero >&7
+sleep 0.3
+after=$(awk '/^VmData/ { print $2 }' "/proc/$w/status")
+[ -n "$before" ] && [ -n "$after" ] && [ $((after - before)) -lt 16384 ] ||
+    fail "a half-sent 64 MiB frame grew the worker by $((after - before)) KiB"
+exec 7<&-
+exec 7<>"/dev/tcp/127.0.0.1/$yport"
+printf "$hello" >&7
+timeout 3 head -c 36 <&7 >/dev/null
+trickle 5 '\x16' '\x03' '\x01' '\x40' '\x00' $(printf '\\x%02x ' $(seq 1 20)) &
+t1=$!
+trickle 6 $(echo "$hello" | sed 's/\\x/ \\x/g') &
+t2=$!
+trickle 7 '\x00' '\x00' '\x00' '\x00' '\x0b' '\x00' '\x00' '\x00' '\x02' '\x00' '\x00' '\x00' \
+    '\x00' '\x00' '\x00' '\x00' &
+t3=$!
+sleep 3.5
+[ "$(workers_of "$xpid")" = 0 ] || fail "a trickled TLS handshake kept its worker past the deadline"
+[ "$(workers_of "$ypid")" = 0 ] || fail "a trickled HELLO or frame kept its worker past the deadline"
+kill "$t1" "$t2" "$t3" 2>/dev/null
+wait "$t1" "$t2" "$t3" 2>/dev/null
+exec 5<&- 6<&- 7<&-
+stop_extra xpid
+stop_extra ypid
 
 # 8. Nothing in the server's workers tripped a sanitizer (sanitized builds).
 if grep -q "Sanitizer\|runtime error" "$work/server.log"; then
