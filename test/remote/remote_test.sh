@@ -268,7 +268,8 @@ stop_extra xpid
 
 # At most --max-clients workers: a third idle connection is closed at once,
 # and the slots come back when the connections go.
-start_extra xpid --listen 127.0.0.1:0 --token-file "$work/token" --max-clients 2 || fail "start"
+start_extra xpid --listen 127.0.0.1:0 --token-file "$work/token" --max-clients 2 ||
+    fail "--max-clients 2 did not start"
 port=$(cat "$work/xpid.port")
 exec 5<>"/dev/tcp/127.0.0.1/$port" 6<>"/dev/tcp/127.0.0.1/$port"
 sleep 0.3
@@ -286,9 +287,9 @@ out=$(app hello 2>&1) || fail "no client served after idle connections left: $ou
 # plaintext frame after a HELLO.
 stop_extra xpid
 start_extra xpid --listen 127.0.0.1:0 --token-file "$work/token" --hello-timeout-ms 1000 ||
-    fail "start"
+    fail "a server with --hello-timeout-ms did not start"
 start_extra ypid --listen 127.0.0.1:0 --hello-timeout-ms 1000 --frame-timeout-ms 2000 ||
-    fail "start"
+    fail "a server with --hello-timeout-ms did not start"
 xport=$(cat "$work/xpid.port") yport=$(cat "$work/ypid.port")
 hello='\x08\x00\x00\x00\x01\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00'
 trickle() { # FD BYTES...: one byte every 300 ms
@@ -296,14 +297,14 @@ trickle() { # FD BYTES...: one byte every 300 ms
     shift
     for b in "$@"; do printf "$b" >&"$fd" || return; sleep 0.3; done
 } 2>/dev/null
-exec 5<>"/dev/tcp/127.0.0.1/$xport" 6<>"/dev/tcp/127.0.0.1/$yport" 7<>"/dev/tcp/127.0.0.1/$yport"
+# The frame buffer grows as bytes come, not to what a header announces: a
+# 64 MiB MODULE_LOAD header and 1 KiB of it do not cost 64 MiB.
+exec 7<>"/dev/tcp/127.0.0.1/$yport"
 printf "$hello" >&7
 reply=$(timeout 3 head -c 36 <&7 | od -An -tx1 | tr -d ' \n')
 [[ $reply == 140000000180000001000000000000000000000000000000* ]] ||
     fail "a plaintext HELLO on loopback: reply $reply"
-# The frame buffer grows as bytes come, not to what a header announces: a
-# 64 MiB MODULE_LOAD header and 1 KiB of it do not cost 64 MiB.
-w=$(pgrep -P "$ypid" | head -n 1)
+w=$(pgrep -P "$ypid")
 before=$(awk '/^VmData/ { print $2 }' "/proc/$w/status")
 printf '\x00\x00\x00\x04\x0c\x00\x00\x00\x02\x00\x00\x00\x00\x00\x00\x00' >&7
 head -c 1024 /dev/zero >&7
@@ -312,9 +313,13 @@ after=$(awk '/^VmData/ { print $2 }' "/proc/$w/status")
 [ -n "$before" ] && [ -n "$after" ] && [ $((after - before)) -lt 16384 ] ||
     fail "a half-sent 64 MiB frame grew the worker by $((after - before)) KiB"
 exec 7<&-
+wait_gone() { for _ in $(seq 50); do [ "$(workers_of "$1")" = 0 ] && return; sleep 0.1; done; }
+wait_gone "$ypid"
+# The three trickles start as their connections open.
 exec 7<>"/dev/tcp/127.0.0.1/$yport"
 printf "$hello" >&7
 timeout 3 head -c 36 <&7 >/dev/null
+exec 5<>"/dev/tcp/127.0.0.1/$xport" 6<>"/dev/tcp/127.0.0.1/$yport"
 trickle 5 '\x16' '\x03' '\x01' '\x40' '\x00' $(printf '\\x%02x ' $(seq 1 20)) &
 t1=$!
 trickle 6 $(echo "$hello" | sed 's/\\x/ \\x/g') &
