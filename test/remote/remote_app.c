@@ -479,7 +479,7 @@ static int threads(void)
     return 0;
 }
 
-/* Waits of seconds (run with a timeout of 1 s): a stream sync behind a
+/* Waits of seconds (run with a timeout of 2 s): a stream sync behind a
  * 2.5 s kernel, then a synchronous copy out behind a 1.5 s one. */
 static int longsync(void)
 {
@@ -502,7 +502,7 @@ static int longsync(void)
     return 0;
 }
 
-/* More queued work than the timeout (run with 1 s): 1100 launches of 2 ms,
+/* More queued work than the timeout (run with 2 s): 1100 launches of 2 ms,
  * past the 1024 the driver queues, then 32 MiB copied in asynchronously
  * behind them (the worker's pageable copy waits for the stream while the
  * client is still sending it), then the results. */

@@ -97,18 +97,18 @@ echo "$out"
 out=$(app threads 2>&1) || fail "threads: $out"
 echo "$out"
 
-# 1a''. Waits of seconds with a 1 s timeout: the worker's PROGRESS frames
+# 1a''. Waits of seconds with a 2 s timeout: the worker's PROGRESS frames
 # (every 250 ms while it serves a request) keep the client waiting, and
 # never land inside a reply: a stream sync behind a 2.5 s kernel, a copy
 # behind a 1.5 s one.
-out=$(timeout_ms=1000 app longsync 2>&1) || fail "longsync: $out"
+out=$(timeout_ms=2000 app longsync 2>&1) || fail "longsync: $out"
 echo "$out"
 
 # 1a'''. More GPU work queued than the timeout: 1100 launches (the driver
 # queues 1024, then a launch blocks the worker) and a 32 MiB asynchronous
 # copy behind them (the worker's pageable copy waits for the stream while
 # the client is still sending): the client reads PROGRESS while it sends.
-out=$(timeout_ms=1000 app deepqueue 2>&1) || fail "deepqueue: $out"
+out=$(timeout_ms=2000 app deepqueue 2>&1) || fail "deepqueue: $out"
 echo "$out"
 
 # 1b. Garbage on the wire: the worker drops the connection, the server goes on.
