@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The writes preemption and queues make: evicting a victim through the
- * Eviction API, nominating the preemptor, and a Queue's status. Each is one
- * request; the caller decides what a failure means for its decision. */
+ * Eviction API, deleting a borrower a budget kept, nominating the
+ * preemptor, and a Queue's status. Each is one request; the caller decides
+ * what a failure means for its decision. */
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -9,6 +10,8 @@
 #include "kube/http.h"
 
 #define MERGE_PATCH "application/merge-patch+json"
+/* Lists merged by key (a pod's conditions by type), not replaced. */
+#define STRATEGIC_PATCH "application/strategic-merge-patch+json"
 
 /* The message of a Status's cause with this reason, or NULL. */
 static const char *status_cause(json_t *st, const char *reason)
@@ -82,6 +85,52 @@ int kube_evict(struct kube_client *c, const char *ns, const char *name, const ch
                               "evicting pod %s/%s: conflict, try again (HTTP 409): %s", ns, name,
                               why ? why : "(no message)");
     /* else: kube_request's code and message stand */
+    json_decref(st);
+    return rc;
+}
+
+int kube_delete_pod(struct kube_client *c, const char *ns, const char *name, const char *uid,
+                    struct flexpu_error *err)
+{
+    char path[768];
+    /* First the condition an eviction would have set, as kube-scheduler
+     * marks its victims: a Job's podFailurePolicy on DisruptionTarget then
+     * treats the delete as the eviction it replaces. Best effort: the
+     * delete matters more. */
+    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s/status", ns, name);
+    json_t *body = json_pack("{s:{s:[{s:s, s:s, s:s, s:s}]}}", "status", "conditions", "type",
+                             "DisruptionTarget", "status", "True", "reason",
+                             "PreemptionByScheduler", "message",
+                             "flexpu-scheduler: reclaimed from the GPU it borrowed");
+    if (body && uid)
+        json_object_set_new(body, "metadata", json_pack("{s:s}", "uid", uid));
+    long status = 0;
+    struct flexpu_error perr = {0};
+    if (body)
+        kube_request(c, "PATCH", path, body, STRATEGIC_PATCH, &status, NULL, &perr);
+    json_decref(body);
+    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s", ns, name);
+    body = json_pack("{s:s, s:s}", "apiVersion", "v1", "kind", "DeleteOptions");
+    if (body && uid)
+        json_object_set_new(body, "preconditions", json_pack("{s:s}", "uid", uid));
+    if (!body)
+        return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory deleting pod %s/%s", ns,
+                                name);
+    status = 0;
+    json_t *st = NULL;
+    int rc = kube_request_status(c, "DELETE", path, body, NULL, &status, &st, err);
+    json_decref(body);
+    if (status >= 200 && status <= 299) {
+        json_decref(st);
+        return 0; /* the pod (its deletionTimestamp set) or a Status: deleted either way */
+    }
+    const char *why = json_string_value(json_object_get(st, "message"));
+    /* The registry's words for a UID precondition that failed. */
+    bool replaced = status == 409 && why && strstr(why, "UID in precondition");
+    if (status == 404 || replaced)
+        rc = flexpu_error_set(err, FLEXPU_ENOENT, "deleting pod %s/%s: %s (HTTP %ld): %s", ns,
+                              name, replaced ? "another pod holds the name" : "gone", status,
+                              why ? why : "(no message)");
     json_decref(st);
     return rc;
 }

@@ -194,6 +194,20 @@ int kube_lease_release(struct kube_client *c, struct kube_lease *l, struct flexp
 int kube_evict(struct kube_client *c, const char *ns, const char *name, const char *uid,
                struct flexpu_error *err);
 
+/* Deletes pod NS/NAME with its termination grace period (no
+ * gracePeriodSeconds: the pod's own), `uid` (may be NULL) as a
+ * precondition as in kube_evict, after marking it with the condition
+ * DisruptionTarget (reason PreemptionByScheduler, a strategic merge patch of
+ * pods/NAME/status; its failure does not stop the delete), as an eviction
+ * would have. No PodDisruptionBudget is consulted: for a
+ * borrower whose reclaim's eviction a budget refused (docs/KUBERNETES.md,
+ * "Borrowing idle GPUs"). Returns 0 (being deleted), FLEXPU_ENOENT when the
+ * pod is gone (404) or another pod holds the name (409 on the UID
+ * precondition), otherwise as kube_request (403: FLEXPU_EINVAL, the
+ * server's message naming the verb RBAC lacks). */
+int kube_delete_pod(struct kube_client *c, const char *ns, const char *name, const char *uid,
+                    struct flexpu_error *err);
+
 /* Sets status.nominatedNodeName of pending pod NS/NAME to `node`, or clears
  * it (node NULL), by a merge patch of pods/NAME/status: the node the pod
  * will go to once its victims are gone, which kube-scheduler and flexpu

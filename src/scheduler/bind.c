@@ -443,7 +443,8 @@ static bool wait_room(struct fx_model *m, struct fx_binder *b, volatile int *sto
 
 /* A preemption's writes, on the main thread (they are rare, and the model
  * must know an eviction's outcome before its next decision): the
- * preemptor's nominatedNodeName, each victim's eviction, an event on each. */
+ * preemptor's nominatedNodeName, each victim's eviction (a borrower whose
+ * reclaim a budget refused: its delete), an event on each. */
 static void preemption_step(struct fx_model *m, struct fx_binder *b, struct fx_attempt *a)
 {
     struct flexpu_error err = {0};
@@ -456,12 +457,34 @@ static void preemption_step(struct fx_model *m, struct fx_binder *b, struct fx_a
         emit_event(b, a, "Normal", "Preempting");
         return;
     }
+    if (a->outcome == FX_DELETE) {
+        int rc = kube_delete_pod(b->c, a->ns, a->name, a->uid, &err);
+        fx_model_evict_done(m, a->uid, rc);
+        if (rc == 0 || rc == FLEXPU_ENOENT) {
+            FX_INFO(COMP, "reclaimed by a delete", "pod=%s/%s why=\"%s\"", a->ns, a->name,
+                    a->message);
+            emit_event(b, a, "Normal", "Reclaimed");
+            return;
+        }
+        FX_WARN(COMP, "reclaim's delete refused; the borrower stays for now",
+                "pod=%s/%s error=\"%s\"", a->ns, a->name, err.msg);
+        char why[sizeof(a->message)];
+        snprintf(why, sizeof(why), "not deleted for its GPU's owners: %s", err.msg);
+        snprintf(a->message, sizeof(a->message), "%s", why);
+        emit_event(b, a, "Warning", "EvictionRefused");
+        return;
+    }
     int rc = kube_evict(b->c, a->ns, a->name, a->uid, &err);
     fx_model_evict_done(m, a->uid, rc);
     if (a->outcome == FX_RECLAIM) {
         if (rc == 0 || rc == FLEXPU_ENOENT) {
             FX_INFO(COMP, "reclaimed", "pod=%s/%s why=\"%s\"", a->ns, a->name, a->message);
             emit_event(b, a, "Normal", "Reclaimed");
+            return;
+        }
+        if (rc == FLEXPU_EBUSY) { /* the model deletes it next: its event says why */
+            FX_INFO(COMP, "reclaim's eviction refused by a budget; the borrower is deleted",
+                    "pod=%s/%s error=\"%s\"", a->ns, a->name, err.msg);
             return;
         }
         FX_WARN(COMP, "reclaim refused; the borrower stays for now", "pod=%s/%s error=\"%s\"",
@@ -496,7 +519,8 @@ int fx_bind_round(struct fx_model *m, struct fx_binder *b, int max, volatile int
     for (; n < max && !(stop && *stop) && wait_room(m, b, stop) && fx_binder_leading(b) &&
            fx_model_next(m, &a);
          n++) {
-        if (a.outcome == FX_NOMINATE || a.outcome == FX_EVICT || a.outcome == FX_RECLAIM) {
+        if (a.outcome == FX_NOMINATE || a.outcome == FX_EVICT || a.outcome == FX_RECLAIM ||
+            a.outcome == FX_DELETE) {
             preemption_step(m, b, &a);
             continue;
         }

@@ -28,6 +28,12 @@
 #define FX_RECLAIM_GPU_GAP_S 10
 /* ...and at most this many in the whole cluster per second. */
 #define FX_RECLAIM_PER_S 5
+/* A reclaim the API server refused (a PodDisruptionBudget refused the
+ * eviction and the delete failed too, or the server is failing) is tried
+ * again no sooner than FX_RECLAIM_GPU_GAP_S later for that pod, then twice
+ * that, up to this; a pod backing off spends none of the cluster's
+ * reclaims. */
+#define FX_RECLAIM_BACKOFF_MAX_S 320
 /* No borrower is admitted on a GPU for this long after one was reclaimed
  * there: its owners were busy a moment ago. */
 #define FX_BORROW_COOLDOWN_S 300

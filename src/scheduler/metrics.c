@@ -115,9 +115,12 @@ char *fx_sched_metrics_render(struct fx_sched_metrics *m)
     fprintf(f, "flexpu_scheduler_borrows_total %llu\n", (unsigned long long)s.st.borrows);
     fx_prom_help(f, "flexpu_scheduler_reclaims_total", "counter",
                  "Borrowers chosen to evict because their GPU's owners need it, by outcome: "
-                 "chosen, refused (a PodDisruptionBudget: the borrower stays for now).");
+                 "chosen, deleted (a PodDisruptionBudget refused the eviction: deleted "
+                 "instead), refused (the API server: the borrower stays for now).");
     fprintf(f, "flexpu_scheduler_reclaims_total{result=\"chosen\"} %llu\n",
             (unsigned long long)s.st.reclaims);
+    fprintf(f, "flexpu_scheduler_reclaims_total{result=\"deleted\"} %llu\n",
+            (unsigned long long)s.st.reclaims_deleted);
     fprintf(f, "flexpu_scheduler_reclaims_total{result=\"refused\"} %llu\n",
             (unsigned long long)s.st.reclaims_refused);
     fx_prom_help(f, "flexpu_scheduler_gangs_placed_total", "counter",

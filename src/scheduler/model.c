@@ -94,6 +94,15 @@ struct pod {
      * bmem_mib of its memory; reclaimed: its eviction is a reclaim. */
     uint32_t gpus, noquota;
     bool borrowed, reclaimed;
+    /* A reclaim whose eviction a PodDisruptionBudget refused is done by a
+     * delete (reclaim_delete). One refused otherwise (the delete too, the
+     * API failing) is not tried again before reclaim_after_s (the model's
+     * clock; 0: none), the wait doubling from FX_RECLAIM_GPU_GAP_S up to
+     * FX_RECLAIM_BACKOFF_MAX_S: a borrower kept in place must not come
+     * back every gap, nor spend the cluster's reclaims. */
+    bool reclaim_delete;
+    int32_t reclaim_backoff_s;
+    int64_t reclaim_after_s;
     int bgpu, bcores;
     int64_t bmem_mib;
     int64_t borrow_try_s; /* when it last looked for a GPU to borrow (the model's clock) */
@@ -245,11 +254,12 @@ struct fx_model {
      * reclaim due, and when waiting opportunistic pods were last retried. */
     int64_t now_s;
     int nborrowers;
-    uint64_t borrows, reclaims, reclaims_refused;
+    uint64_t borrows, reclaims, reclaims_refused, reclaims_deleted;
     struct reclaim_item *reclaimq;
     size_t nreclaimq, capreclaimq;
     bool reclaim_check;
     int64_t reclaim_scan_s;
+    size_t reclaim_scan_at; /* the pods' slot where the next scan starts */
     int reclaims_this_s;
     bool borrow_wake;
     int64_t borrow_wake_s;
@@ -2547,6 +2557,9 @@ int fx_reclaim_parse(const char *s, enum fx_reclaim *mode)
     return -1;
 }
 
+static bool reclaim_delete(struct fx_model *m, struct pod *b);
+static void reclaim_backoff(struct fx_model *m, struct pod *b);
+
 void fx_model_evict_done(struct fx_model *m, const char *uid, int rc)
 {
     struct pod *v = fx_strmap_get(&m->pods, uid);
@@ -2556,14 +2569,19 @@ void fx_model_evict_done(struct fx_model *m, const char *uid, int rc)
         v->evicted = true; /* the watch shows it gone */
         return;
     }
+    if (v->reclaimed && rc == FLEXPU_EBUSY && !v->reclaim_delete && reclaim_delete(m, v))
+        return; /* still leaving: deleted instead */
+    if (v->reclaimed)
+        reclaim_backoff(m, v);
     if (v->reclaimed && v->preemptor) {
         /* A borrower a preemptor waits for: the preemption is undone as
          * for any victim of it (below). */
         v->reclaimed = false;
         m->reclaims_refused++;
     } else if (v->reclaimed) {
-        /* A borrower a budget keeps: it stays, and is reclaimed again
-         * after its GPU's gap if its owners are still busy. */
+        /* A borrower the API server keeps (the delete refused too, or the
+         * server failing): it stays, and is reclaimed again after its
+         * back-off if its owners still need it. */
         m->reclaims_refused++;
         v->evicting = v->reclaimed = false;
         m->reclaim_check = true;
@@ -2790,8 +2808,54 @@ static void reclaim_take(struct fx_model *m, struct pod *b, const char *msg)
     b->evicting = true;
     b->evicted = false;
     b->reclaimed = true;
+    b->reclaim_delete = false;
     queue_sync(m, b);
     m->reclaims++;
+}
+
+/* A PodDisruptionBudget refused borrower b's eviction: it is deleted
+ * instead (FX_DELETE), with its grace period. A pod that borrows agreed to
+ * go whenever its GPU's owners need it back when it opted in, and a budget
+ * must not keep an owner from its memory or its GPU time for as long as
+ * the budget holds (docs/KUBERNETES.md, "Borrowing idle GPUs"). b stays
+ * leaving meanwhile: an owner or a preemptor keeps waiting for it. False
+ * when the delete cannot be queued. */
+static bool reclaim_delete(struct fx_model *m, struct pod *b)
+{
+    char msg[400];
+    snprintf(msg, sizeof(msg),
+             "reclaimed from GPU %d of node %.63s by deleting it (its grace period runs): its "
+             "eviction was refused by a PodDisruptionBudget, and a pod that borrows agreed to "
+             "be reclaimed when its GPU's owners need it (%s: \"true\")",
+             b->bgpu, b->on ? b->on->name : STR(b->node), FX_ANN_OPPORTUNISTIC);
+    if (!reclaimq_push(m, b->uid, msg)) {
+        FX_ERROR(COMP, "out of memory queueing a reclaim", "pod=%s/%s", STR(b->ns),
+                 STR(b->name));
+        return false;
+    }
+    b->reclaim_delete = true;
+    m->reclaims_deleted++;
+    return true;
+}
+
+/* Borrower b's reclaim was refused for good this time: it is not tried
+ * again before its back-off has passed (reclaim_scan then wakes the pods
+ * that may wait for its memory). */
+static void reclaim_backoff(struct fx_model *m, struct pod *b)
+{
+    b->reclaim_delete = false;
+    b->reclaim_backoff_s = b->reclaim_backoff_s >= FX_RECLAIM_BACKOFF_MAX_S / 2
+                               ? FX_RECLAIM_BACKOFF_MAX_S
+                           : b->reclaim_backoff_s ? b->reclaim_backoff_s * 2
+                                                  : FX_RECLAIM_GPU_GAP_S;
+    b->reclaim_after_s = m->now_s + b->reclaim_backoff_s;
+    m->reclaim_check = true;
+}
+
+/* Whether b's last reclaim was refused less than its back-off ago. */
+static bool reclaim_backing_off(const struct fx_model *m, const struct pod *b)
+{
+    return b->reclaim_after_s > m->now_s;
 }
 
 /* An owner placed on GPUs of node n (pl): a GPU where borrowers hold
@@ -2813,7 +2877,11 @@ static bool borrow_conflict(struct fx_model *m, const struct pod *p, struct node
         for (struct pod *b = n->pods; b; b = b->next) {
             if (!b->borrowed || b->bgpu != g)
                 continue;
-            if (!b->evicting) {
+            /* One whose reclaim was just refused is not asked again for
+             * each owner decided meanwhile: the owner waits (reclaim_scan
+             * wakes it after the back-off). A preemptor counts it among
+             * its victims all the same: it must not bind beside it. */
+            if (!b->evicting && (!reclaim_backing_off(m, b) || waiter)) {
                 char msg[400];
                 snprintf(msg, sizeof(msg),
                          "reclaimed from GPU %d (%.48s) of node %.63s: pod %.63s/%.63s is "
@@ -2831,11 +2899,13 @@ static bool borrow_conflict(struct fx_model *m, const struct pod *p, struct node
 }
 
 /* Whether a borrower on the same GPU as b, also to be reclaimed, started
- * after b (reclaim takes the one that started last: the least work lost). */
-static bool later_borrower(const struct pod *b)
+ * after b (reclaim takes the one that started last: the least work lost;
+ * one backing off is not to be reclaimed now). */
+static bool later_borrower(const struct fx_model *m, const struct pod *b)
 {
     for (const struct pod *o = b->on->pods; o; o = o->next) {
-        if (o == b || !o->borrowed || o->bgpu != b->bgpu || o->evicting)
+        if (o == b || !o->borrowed || o->bgpu != b->bgpu || o->evicting ||
+            reclaim_backing_off(m, o))
             continue;
         int c = strcmp(o->created, b->created);
         if (c > 0 || (c == 0 && o->seq > b->seq))
@@ -2844,9 +2914,56 @@ static bool later_borrower(const struct pod *b)
     return false;
 }
 
+/* Borrower b in reclaim_scan: reclaimed when its GPU's rise is confirmed,
+ * the GPU's gap has passed and it started last there, while *budget lasts.
+ * *pending: b needs a later scan. False when b was due and the budget is
+ * spent (the next scan starts with it). */
+static bool reclaim_consider(struct fx_model *m, struct pod *b, int *budget, bool *pending)
+{
+    if (!b->borrowed || b->evicting || !b->on || b->bgpu >= b->on->nwatch ||
+        (b->state != POD_BOUND && b->state != POD_ASSUMED))
+        return true;
+    struct node *n = b->on;
+    if (b->reclaim_after_s) {
+        if (reclaim_backing_off(m, b)) {
+            *pending = true; /* costs no budget: others go meanwhile */
+            return true;
+        }
+        /* Its back-off is over: owners that wait for its memory are
+         * decided again, and reclaim it if they still need it. */
+        b->reclaim_after_s = 0;
+        capacity_freed(m, n->id);
+    }
+    struct fx_gpu_watch *w = &n->watch[b->bgpu];
+    struct fx_gpu_use use;
+    if (!w->over_ts || !fx_model_gpu_use(m, n->name, b->bgpu, m->now_s, &use))
+        return true;
+    *pending = true;
+    if (!fx_watch_reclaim_due(w, m->now_s) || later_borrower(m, b))
+        return true;
+    if (*budget == 0)
+        return false;
+    --*budget;
+    int milli;
+    int64_t mem;
+    borrowers_on(n, b->bgpu, &milli, &mem, NULL);
+    char msg[400];
+    snprintf(msg, sizeof(msg),
+             "reclaimed from GPU %d (%.48s) of node %.63s: its owners use %d/1000 of it "
+             "(busy, measured) and the borrowers' shares %d/1000 no longer fit beside "
+             "them, for %llds of readings; this pod started last",
+             b->bgpu, n->inv.gpus[b->bgpu].uuid, n->name, w->owner_busy, milli,
+             (long long)(w->last_ts - w->over_ts));
+    w->reclaim_s = m->now_s;
+    reclaim_take(m, b, msg);
+    return true;
+}
+
 /* Once per second of the clock while some GPU with borrowers reads above
- * capacity: the borrowers whose GPU's rise is confirmed and whose reclaim
- * gap has passed are reclaimed, one per GPU, FX_RECLAIM_PER_S at most. */
+ * capacity, or some borrower backs off: the borrowers whose GPU's rise is
+ * confirmed and whose reclaim gap has passed are reclaimed, one per GPU,
+ * FX_RECLAIM_PER_S at most. The walk starts where the last one ran out of
+ * budget, so that no pod's place in the table keeps it ahead of others. */
 static void reclaim_scan(struct fx_model *m)
 {
     if (!m->reclaim_check || m->now_s <= 0 || m->now_s == m->reclaim_scan_s)
@@ -2854,41 +2971,25 @@ static void reclaim_scan(struct fx_model *m)
     m->reclaim_scan_s = m->now_s;
     bool pending = false;
     int budget = FX_RECLAIM_PER_S;
+    size_t start = m->reclaim_scan_at < m->pods.cap ? m->reclaim_scan_at : 0;
+    m->reclaim_scan_at = 0;
     const char *k;
     void *v;
-    for (size_t i = 0; fx_strmap_next(&m->pods, &i, &k, &v);) {
-        struct pod *b = v;
-        if (!b->borrowed || b->evicting || !b->on || b->bgpu >= b->on->nwatch ||
-            (b->state != POD_BOUND && b->state != POD_ASSUMED))
-            continue;
-        struct node *n = b->on;
-        struct fx_gpu_watch *w = &n->watch[b->bgpu];
-        struct fx_gpu_use use;
-        if (!w->over_ts || !fx_model_gpu_use(m, n->name, b->bgpu, m->now_s, &use))
-            continue;
-        pending = true;
-        if (!fx_watch_reclaim_due(w, m->now_s) || later_borrower(b))
-            continue;
-        if (budget == 0)
-            break;
-        budget--;
-        int milli;
-        int64_t mem;
-        borrowers_on(n, b->bgpu, &milli, &mem, NULL);
-        char msg[400];
-        snprintf(msg, sizeof(msg),
-                 "reclaimed from GPU %d (%.48s) of node %.63s: its owners use %d/1000 of it "
-                 "(busy, measured) and the borrowers' shares %d/1000 no longer fit beside "
-                 "them, for %llds of readings; this pod started last",
-                 b->bgpu, n->inv.gpus[b->bgpu].uuid, n->name, w->owner_busy, milli,
-                 (long long)(w->last_ts - w->over_ts));
-        w->reclaim_s = m->now_s;
-        reclaim_take(m, b, msg);
+    for (int pass = 0; pass < 2; pass++) {
+        size_t i = pass ? 0 : start;
+        while (fx_strmap_next(&m->pods, &i, &k, &v) && (!pass || i - 1 < start)) {
+            if (!reclaim_consider(m, v, &budget, &pending)) {
+                m->reclaim_scan_at = i - 1;
+                m->reclaim_check = true;
+                return;
+            }
+        }
     }
     m->reclaim_check = pending;
 }
 
-/* The next reclaim to send, as an FX_RECLAIM attempt. */
+/* The next reclaim to send, as an FX_RECLAIM attempt (FX_DELETE when a
+ * budget refused its eviction). */
 static bool next_reclaim(struct fx_model *m, struct fx_attempt *a)
 {
     reclaim_scan(m);
@@ -2899,7 +3000,7 @@ static bool next_reclaim(struct fx_model *m, struct fx_attempt *a)
         struct pod *b = fx_strmap_get(&m->pods, it.uid);
         if (!b || !b->evicting || !b->reclaimed)
             continue; /* gone already */
-        fill(a, b, FX_RECLAIM);
+        fill(a, b, b->reclaim_delete ? FX_DELETE : FX_RECLAIM);
         snprintf(a->node, sizeof(a->node), "%s", STR(b->node));
         snprintf(a->message, sizeof(a->message), "%s", it.msg);
         return true;
@@ -2924,6 +3025,7 @@ static struct pheap *next_heap(struct fx_model *m)
 
 bool fx_model_next(struct fx_model *m, struct fx_attempt *a)
 {
+    reclaim_scan(m); /* first: a borrower's back-off ending wakes the pods it held back */
     wake_waiting(m);
     fx_model_refresh_workload(m);
     if (m->ready.n) {
@@ -3000,7 +3102,9 @@ bool fx_model_next(struct fx_model *m, struct fx_attempt *a)
         bind_attempt(a, p);
         return true;
     }
-    return false;
+    /* A pod that waits without a new word (told already) may have had a
+     * borrower reclaimed for it meanwhile: that goes out now. */
+    return next_reclaim(m, a);
 }
 
 /* An assumed pod's bind did not happen: its allocation back, and the pod
@@ -3102,6 +3206,7 @@ void fx_model_stats(const struct fx_model *m, struct fx_model_stats *o)
     o->borrows = m->borrows;
     o->reclaims = m->reclaims;
     o->reclaims_refused = m->reclaims_refused;
+    o->reclaims_deleted = m->reclaims_deleted;
     o->remote = m->nremote;
     o->remote_placed = m->remote_placed;
     const char *k;

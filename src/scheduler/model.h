@@ -51,6 +51,12 @@ enum fx_outcome {
      * measured use, for its Reclaimed event. Report with
      * fx_model_evict_done. */
     FX_RECLAIM,
+    /* Delete this borrower (DELETE of the pod, its grace period, its uid
+     * as precondition): a PodDisruptionBudget refused its FX_RECLAIM's
+     * eviction (fx_model_evict_done's FLEXPU_EBUSY), and a pod that
+     * borrows agreed to be reclaimed when it opted in. `message` says so,
+     * for its Reclaimed event. Report with fx_model_evict_done. */
+    FX_DELETE,
 };
 
 struct fx_attempt {
@@ -121,7 +127,8 @@ struct fx_model_stats {
     int borrowers;        /* borrowers bound or being bound, not leaving */
     uint64_t borrows;     /* pods placed as borrowers */
     uint64_t reclaims;    /* borrowers chosen to evict */
-    uint64_t reclaims_refused; /* their evictions refused (a PodDisruptionBudget) */
+    uint64_t reclaims_refused; /* refused (the API server): the borrower stays for now */
+    uint64_t reclaims_deleted; /* evictions a PodDisruptionBudget refused: deleted instead */
     int remote;           /* pods with a remote slice (docs/REMOTE.md, "Kubernetes") */
     uint64_t remote_placed; /* pods placed with a remote slice */
 };
@@ -148,7 +155,11 @@ int fx_reclaim_parse(const char *s, enum fx_reclaim *mode);
  * bind once all its victims are; anything else (FLEXPU_EBUSY: a
  * PodDisruptionBudget refused it) undoes the preemption: the victims that
  * were not evicted keep their places, the preemptor is decided again, and
- * the pod is not a victim again until some pod ends. */
+ * the pod is not a victim again until some pod ends. For an FX_RECLAIM,
+ * FLEXPU_EBUSY makes an FX_DELETE of the borrower follow; another failure
+ * of either leaves the borrower in place, not reclaimed again before its
+ * back-off (FX_RECLAIM_BACKOFF_MAX_S), and undoes a preemption that waited
+ * for it. */
 void fx_model_evict_done(struct fx_model *m, const char *uid, int rc);
 
 /* ---- queues (docs/QUEUES.md) ----

@@ -128,3 +128,22 @@ kubectl --as="$tenant" annotate pod slice note=fine >/dev/null || fail "a tenant
 [ "$(kubectl get pod slice -o jsonpath='{.metadata.annotations.flexpu\.io/allocation}')" = "$alloc" ] ||
   fail "the allocation changed"
 pass "a tenant may not change or remove the allocation of a bound pod (other annotations still may)"
+
+# --- flexpu-scheduler deletes only borrowers (its reclaim when a budget refuses) ---
+kubectl get validatingadmissionpolicy flexpu-scheduler-deletes >/dev/null ||
+  fail "deploy/ did not create the delete policy"
+sched=system:serviceaccount:flexpu-system:flexpu-scheduler
+refused "flexpu-scheduler deleting a pod that does not borrow" "deletes only borrowers" \
+  kubectl --as="$sched" delete pod other --wait=false
+kubectl get pod other >/dev/null 2>&1 || fail "the refused delete deleted the pod"
+kubectl --as="$tenant" create -f - >/dev/null \
+  <<<"$(podjson lender "" '{"flexpu.io/opportunistic":"true"}' '"ephemeral-storage":"1Gi"' other-scheduler)" ||
+  fail "an opportunistic pod was refused"
+refused "flexpu-scheduler deleting an opportunistic pod with no borrowed allocation" \
+  "deletes only borrowers" kubectl --as="$sched" delete pod lender --wait=false
+borrowed='{"flexpu.io/allocation":"{\"gpus\":[{\"uuid\":\"GPU-a\",\"index\":0,\"cores\":30,\"memory\":1073741824}],\"borrowed\":true}"}'
+kubectl --as="$sched" create --raw /api/v1/namespaces/default/pods/lender/binding -f - \
+  <<<"$(binding lender "$borrowed")" >/dev/null || fail "flexpu-scheduler could not bind a borrower"
+kubectl --as="$sched" delete pod lender --wait=false >"$work/out" 2>&1 ||
+  fail "flexpu-scheduler could not delete a borrower: $(cat "$work/out")"
+pass "flexpu-scheduler may delete a borrower (RBAC delete on pods), and no other pod (the policy)"

@@ -8,14 +8,20 @@
 #    leave 40 GiB of its memory unreserved;
 #  - an opportunistic pod (30 cores, 10 GiB) that fits nowhere lands on that
 #    GPU as a borrower: its allocation says "borrowed", a Borrowing event;
+#  - a second one, which a PodDisruptionBudget protects, borrows the same
+#    GPU beside it;
 #  - a process with the runtime library on the fake driver launches as one
 #    owner's slice (its tenant name is the owner's pod UID, as the feed reads
-#    it): the owners' use rises, and the borrower is evicted through the
-#    Eviction API (the DisruptionTarget condition the API server sets; the
-#    pod is held by a finalizer to see it) with a Reclaimed event naming
-#    the node, the GPU and the measured use, within 45 s of the rise;
+#    it): the owners' use rises; the protected borrower (started last) is
+#    reclaimed first: its eviction refused by the budget, it is deleted with
+#    the DisruptionTarget condition (PreemptionByScheduler) and a Reclaimed
+#    event saying why; then the first is evicted through the Eviction API
+#    (the DisruptionTarget condition the API server sets; each pod is held by
+#    a finalizer to see it) with a Reclaimed event naming the node, the GPU
+#    and the measured use, within 60 s of the rise;
 #  - the owners stay bound, untouched, and the owner's process was never
-#    refused memory; the metrics count one borrow and one reclaim.
+#    refused memory; the metrics count two borrows and two reclaims, one of
+#    them a delete.
 #
 #   borrow_e2e.sh BUILD_DIR
 E2E_NAME=borrow-e2e E2E_LOGS="scheduler.log node.log client.log"
@@ -55,7 +61,7 @@ gpod() {
   [ -n "${5:-}" ] && fin='["flexpu.io/e2e-hold"]'
   kubectl create -f - >/dev/null <<EOF
 {"apiVersion":"v1","kind":"Pod","metadata":{"name":"$1","namespace":"default","annotations":$ann,
-  "finalizers":$fin},
+  "labels":{"app":"$1"},"finalizers":$fin},
  "spec":{"schedulerName":"flexpu-scheduler","containers":[{"name":"c","image":"x",
    "resources":{"limits":{"cpu":"1","memory":"1Gi","flexpu.io/gpu":"1",
      "flexpu.io/gpu-cores":"$2","flexpu.io/gpu-memory":"$3"}}}]}}
@@ -83,6 +89,18 @@ jq -e '.borrowed == true and (.gpus | length) == 1 and .gpus[0].cores == 30 and
 wait_event borrower "borrows GPU 0"
 pass "an opportunistic pod that fits nowhere borrows the owners' idle GPU: $a"
 
+# A second borrower, which a PodDisruptionBudget protects: no disruption
+# controller runs in test/cluster, so its status is written as it would be
+# (its one pod needed: no disruption allowed).
+gpod guarded 30 10Gi opportunistic hold
+wait_for 40 "the protected opportunistic pod did not borrow" bound guarded
+jq -e '.borrowed == true' <<<"$(alloc guarded)" >/dev/null || fail "guarded: $(alloc guarded)"
+kubectl create pdb guarded --selector=app=guarded --min-available=1 >/dev/null
+kubectl patch pdb guarded --subresource=status --type=merge -p \
+  '{"status":{"observedGeneration":1,"currentHealthy":1,"desiredHealthy":1,"disruptionsAllowed":0,"expectedPods":1}}' \
+  >/dev/null
+pass "a second borrower, protected by a PodDisruptionBudget, borrows the same GPU"
+
 # The owner's use rises: a process as owner-a's slice keeps GPU 0 busy for
 # 50 s, holding 2 GiB (within its 20 GiB).
 uid_a="$(kubectl get pod owner-a -o jsonpath='{.metadata.uid}')"
@@ -95,12 +113,25 @@ printf 'init\nctx 0\nalloc 2147483648\nburn 200 50000\nexit\n' |
 client=$!
 pids+=("$client")
 start=$SECONDS
+deleted() {
+  kubectl get pod guarded -o json |
+    jq -e '.metadata.deletionTimestamp != null and
+      any(.status.conditions[]?; .type == "DisruptionTarget" and .reason == "PreemptionByScheduler")'
+}
+wait_for 45 "the protected borrower was not deleted after the owner's rise" deleted
+wait_event guarded "refused by a PodDisruptionBudget"
+msg="$(kubectl get events --field-selector involvedObject.name=guarded,reason=Reclaimed \
+  -o jsonpath='{.items[0].message}')"
+grep -q "by deleting it" <<<"$msg" || fail "the protected borrower's Reclaimed event: $msg"
+grep -q 'reclaim.s eviction refused by a budget' "$work/scheduler.log" ||
+  fail "the scheduler logged no refused eviction"
+pass "the borrower the budget protects, started last, reclaimed first: its eviction refused, deleted in $((SECONDS - start)) s: $msg"
 evicted() {
   kubectl get pod borrower -o json |
     jq -e '.metadata.deletionTimestamp != null and
       any(.status.conditions[]?; .type == "DisruptionTarget" and .reason == "EvictionByEvictionAPI")'
 }
-wait_for 45 "the borrower was not evicted through the Eviction API after the owner's rise" evicted
+wait_for 60 "the borrower was not evicted through the Eviction API after the owner's rise" evicted
 took=$((SECONDS - start))
 wait_event borrower "reclaimed from GPU 0"
 msg="$(kubectl get events --field-selector involvedObject.name=borrower,reason=Reclaimed \
@@ -115,10 +146,12 @@ pass "the owner's use rose (its slice in the feed); the borrower was evicted thr
 # Nothing lost: the owners stay bound as they were, never evicted; the
 # borrower leaves by the eviction's graceful deletion (its finalizer, the
 # test's, let go now).
-kubectl patch pod borrower --type=json -p '[{"op":"remove","path":"/metadata/finalizers"}]' \
-  >/dev/null
-gone() { ! kubectl get pod borrower >/dev/null 2>&1; }
-wait_for 30 "the borrower is still there" gone
+for b in borrower guarded; do
+  kubectl patch pod "$b" --type=json -p '[{"op":"remove","path":"/metadata/finalizers"}]' \
+    >/dev/null
+done
+gone() { ! kubectl get pod borrower >/dev/null 2>&1 && ! kubectl get pod guarded >/dev/null 2>&1; }
+wait_for 30 "a borrower is still there" gone
 for o in owner-a owner-b; do
   bound "$o" || fail "$o is no longer bound"
   [ -z "$(kubectl get pod "$o" -o jsonpath='{.metadata.deletionTimestamp}')" ] ||
@@ -130,10 +163,12 @@ done
   tr ' ' '\n' | grep owner || true)" ] || fail "an owner was reclaimed"
 grep -q 'msg="reclaimed"' "$work/scheduler.log" || fail "the scheduler logged no reclaim"
 m="$(curl -sf "http://127.0.0.1:$mport/metrics")" || fail "no metrics on port $mport"
-grep -qx 'flexpu_scheduler_borrows_total 1' <<<"$m" &&
-  grep -qx 'flexpu_scheduler_reclaims_total{result="chosen"} 1' <<<"$m" &&
+grep -qx 'flexpu_scheduler_borrows_total 2' <<<"$m" &&
+  grep -qx 'flexpu_scheduler_reclaims_total{result="chosen"} 2' <<<"$m" &&
+  grep -qx 'flexpu_scheduler_reclaims_total{result="deleted"} 1' <<<"$m" &&
+  grep -qx 'flexpu_scheduler_reclaims_total{result="refused"} 0' <<<"$m" &&
   grep -qx 'flexpu_scheduler_borrowers 0' <<<"$m" ||
   fail "the metrics: $(grep -E 'borrow|reclaim' <<<"$m" | tr '\n' ' ')"
 wait "$client" || fail "the owner's process failed: $(cat "$work/client.log")"
 grep -q '^ok [0-9]' <(tail -n 2 "$work/client.log") || fail "burn: $(cat "$work/client.log")"
-pass "the owners stay bound with their allocations, never evicted; the owner's process got its memory and ran; metrics: 1 borrow, 1 reclaim, 0 borrowers"
+pass "the owners stay bound with their allocations, never evicted; the owner's process got its memory and ran; metrics: 2 borrows, 2 reclaims (1 a delete), 0 borrowers"

@@ -288,7 +288,9 @@ for o in configmap/gpu-flexpu-config deployment/gpu-flexpu-scheduler daemonset/g
          role/gpu-flexpu-scheduler-leader rolebinding/gpu-flexpu-scheduler-leader \
          clusterrole/gpu-flexpu-scheduler clusterrole/gpu-flexpu-node \
          clusterrolebinding/gpu-flexpu-scheduler clusterrolebinding/gpu-flexpu-node \
-         validatingadmissionpolicy/gpu-flexpu-pods validatingadmissionpolicybinding/gpu-flexpu-pods; do
+         validatingadmissionpolicy/gpu-flexpu-pods validatingadmissionpolicybinding/gpu-flexpu-pods \
+         validatingadmissionpolicy/gpu-flexpu-scheduler-deletes \
+         validatingadmissionpolicybinding/gpu-flexpu-scheduler-deletes; do
   kubectl get -n "$ns" "$o" >/dev/null 2>&1 || fail "helm install did not create $o"
 done
 [ "$(jp daemonset/gpu-flexpu-node '{.spec.template.spec.runtimeClassName}')" = nvidia ] ||
@@ -307,7 +309,10 @@ done
   fail "config is $(jp configmap/gpu-flexpu-config '{.data}')"
 can() { kubectl auth can-i --as="system:serviceaccount:$ns:$1" "${@:2}" 2>/dev/null; }
 [ "$(can gpu-flexpu-scheduler create pods --subresource=binding -n default)" = yes ] || fail "scheduler cannot bind"
-[ "$(can gpu-flexpu-scheduler delete pods -n default)" = no ] || fail "scheduler may delete pods"
+# Deletes: RBAC allows them; the release's policy limits them to borrowers
+# (admission_e2e.sh checks that on deploy/'s copy).
+[ "$(can gpu-flexpu-scheduler delete pods -n default)" = yes ] || fail "scheduler cannot delete a borrower"
+[ "$(can gpu-flexpu-scheduler deletecollection pods -n default)" = no ] || fail "scheduler may delete collections of pods"
 [ "$(can gpu-flexpu-scheduler update leases/gpu-flexpu-scheduler -n "$ns")" = yes ] || fail "scheduler cannot update its lease"
 [ "$(can gpu-flexpu-scheduler update leases/other -n "$ns")" = no ] || fail "scheduler may update any lease"
 [ "$(can gpu-flexpu-node patch nodes --subresource=status)" = yes ] || fail "node agent cannot patch node status"

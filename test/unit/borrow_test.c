@@ -610,7 +610,11 @@ static void test_driver_floor_reclaims(void **state)
     fx_model_free(m);
 }
 
-static void test_refused_reclaim_stays(void **state)
+/* A PodDisruptionBudget refuses the reclaim's eviction: the borrower is
+ * deleted instead (it agreed to be reclaimed when it opted in), the event
+ * saying why; if the delete is refused too, it stays and is tried again
+ * after a back-off that doubles (helper-33's finding 3). */
+static void test_refused_reclaim_deletes(void **state)
 {
     (void)state;
     struct fx_model *m = with_borrower();
@@ -618,17 +622,164 @@ static void test_refused_reclaim_stays(void **state)
     at(m, T0 + 20, 900);
     next(m, FX_RECLAIM, "b1");
     fx_model_evict_done(m, "b1", FLEXPU_EBUSY); /* a PodDisruptionBudget */
-    assert_int_equal(borrowers(m), 1);
+    struct fx_attempt a = next(m, FX_DELETE, "b1");
+    assert_string_equal(a.node, "n1");
+    assert_non_null(strstr(a.message, "refused by a PodDisruptionBudget"));
+    assert_non_null(strstr(a.message, "deleting it"));
+    assert_non_null(strstr(a.message, "flexpu.io/opportunistic"));
+    assert_int_equal(borrowers(m), 0); /* leaving */
     struct fx_model_stats st;
+    fx_model_stats(m, &st);
+    assert_int_equal(st.reclaims_deleted, 1);
+    assert_int_equal(st.reclaims_refused, 0);
+    fx_model_evict_done(m, "b1", 0);
+    gone(m, "b1");
+    nothing(m);
+    fx_model_free(m);
+
+    /* The delete refused too (no RBAC for it): b1 stays, and is not asked
+     * again before FX_RECLAIM_GPU_GAP_S, then twice that. */
+    m = with_borrower();
+    at(m, T0 + 10, 900);
+    at(m, T0 + 20, 900);
+    next(m, FX_RECLAIM, "b1");
+    fx_model_evict_done(m, "b1", FLEXPU_EBUSY);
+    next(m, FX_DELETE, "b1");
+    fx_model_evict_done(m, "b1", FLEXPU_EINVAL);
+    assert_int_equal(borrowers(m), 1);
     fx_model_stats(m, &st);
     assert_int_equal(st.reclaims_refused, 1);
     struct flexpu_error err = {0};
     assert_int_equal(fx_model_check(m, &err), 0);
     fx_model_set_clock(m, T0 + 25);
     nothing(m);
-    at(m, T0 + 30, 900); /* still over, the gap passed: tried again */
+    at(m, T0 + 30, 900); /* still over, the back-off passed: tried again */
+    next(m, FX_RECLAIM, "b1");
+    fx_model_evict_done(m, "b1", FLEXPU_EIO); /* the server failing */
+    at(m, T0 + 40, 900);
+    nothing(m);
+    at(m, T0 + 49, 900);
+    nothing(m);
+    at(m, T0 + 50, 900);
     next(m, FX_RECLAIM, "b1");
     fx_model_free(m);
+}
+
+/* An owner whose quota needs the memory of a borrower a budget protects is
+ * not kept waiting by the budget: the borrower is deleted, and the owner
+ * bound once it is gone (helper-33's finding 3). */
+static void test_budget_keeps_no_owner_waiting(void **state)
+{
+    (void)state;
+    struct fx_model *m = with_borrower(); /* b1 holds 24 GiB of the 40 unreserved */
+    gone(m, "on1-0-b");
+    pod(m, "o2", 50, "40Gi", false, NULL, 0, false, 50);
+    next(m, FX_WAIT, "o2");
+    next(m, FX_RECLAIM, "b1");
+    fx_model_evict_done(m, "b1", FLEXPU_EBUSY);
+    struct fx_attempt a = next(m, FX_DELETE, "b1");
+    assert_non_null(strstr(a.message, "PodDisruptionBudget"));
+    fx_model_evict_done(m, "b1", 0);
+    gone(m, "b1");
+    next(m, FX_BIND, "o2");
+    fx_model_free(m);
+
+    /* With the delete refused as well, the owner waits, and the borrower
+     * is not asked again for each decision meanwhile, only after its
+     * back-off, when the owner is decided again. */
+    m = with_borrower();
+    gone(m, "on1-0-b");
+    pod(m, "o2", 50, "40Gi", false, NULL, 0, false, 50);
+    next(m, FX_WAIT, "o2");
+    next(m, FX_RECLAIM, "b1");
+    fx_model_evict_done(m, "b1", FLEXPU_EBUSY);
+    next(m, FX_DELETE, "b1");
+    fx_model_evict_done(m, "b1", FLEXPU_EINVAL);
+    struct fx_attempt b;
+    for (int i = 0; i < 10 && fx_model_next(m, &b); i++)
+        assert_true(b.outcome != FX_RECLAIM && b.outcome != FX_DELETE);
+    at(m, T0 + 5, 0);
+    nothing(m);
+    at(m, T0 + FX_RECLAIM_GPU_GAP_S, 0);
+    bool again = false;
+    for (int i = 0; i < 10 && fx_model_next(m, &b); i++)
+        again |= b.outcome == FX_RECLAIM && strcmp(b.uid, "b1") == 0;
+    assert_true(again);
+    fx_model_free(m);
+}
+
+/* 60 borrowers a budget protects on 60 busy GPUs, and one ordinary borrower
+ * on a 61st: the reclaims the budgets refuse do not spend the cluster's
+ * FX_RECLAIM_PER_S so that the ordinary one never goes, whether the
+ * protected ones are deleted or their deletes are refused too
+ * (helper-33's finding 4). Returns when the ordinary one was reclaimed
+ * (seconds after the first readings above capacity; 0: never in 300 s),
+ * and in *asked the reclaims and deletes of the others in those 300 s. */
+static int64_t protected_borrowers(int delete_rc, int *asked)
+{
+    struct fx_model *m = model();
+    char nn[16], uid[16];
+    enum { NPDB = 60 };
+    for (int i = 0; i <= NPDB; i++) {
+        snprintf(nn, sizeof(nn), "n%02d", i);
+        snprintf(uid, sizeof(uid), i == NPDB ? "victim" : "pdb%02d", i);
+        node(m, nn, 1, NULL);
+        owners(m, nn, 0, 0);
+        read_all(m, nn, 1, T0, 0);
+        pod(m, uid, 30, "", true, NULL, 0, false, 20);
+        struct fx_attempt a = next(m, FX_BIND, uid);
+        assert_string_equal(a.node, nn);
+        confirm(m, &a, 30, "", 20);
+    }
+    int64_t when = 0;
+    *asked = 0;
+    for (int64_t t = T0 + 1; t <= T0 + 300; t++) {
+        fx_model_set_clock(m, t);
+        if ((t - T0) % 10 == 0)
+            for (int i = 0; i <= NPDB; i++) {
+                snprintf(nn, sizeof(nn), "n%02d", i);
+                read_all(m, nn, 1, t, 950);
+            }
+        struct fx_attempt a;
+        for (int k = 0; k < 100 && fx_model_next(m, &a); k++) {
+            if (a.outcome != FX_RECLAIM && a.outcome != FX_DELETE)
+                continue;
+            if (strcmp(a.uid, "victim") == 0) {
+                when = t - (T0 + 10);
+                fx_model_evict_done(m, a.uid, 0);
+                gone(m, a.uid);
+                continue;
+            }
+            ++*asked;
+            int rc = a.outcome == FX_RECLAIM ? FLEXPU_EBUSY : delete_rc;
+            fx_model_evict_done(m, a.uid, rc);
+            if (rc == 0)
+                gone(m, a.uid);
+        }
+    }
+    fx_model_free(m);
+    return when;
+}
+
+static void test_refused_reclaims_spare_budget(void **state)
+{
+    (void)state;
+    int asked;
+    /* Deleted: 61 due, 5 a second (the deletes cost none): all gone within
+     * 13 s of the rise's confirmation, each asked once and deleted once. */
+    int64_t when = protected_borrowers(0, &asked);
+    print_message("deletes: victim reclaimed after %llds, %d reclaims/deletes of the others\n",
+                  (long long)when, asked);
+    assert_true(when > 0 && when <= 40);
+    assert_int_equal(asked, 2 * 60);
+    /* The deletes refused too: each protected borrower backs off (10, 20,
+     * 40... s; asked again every 10 s, they cost 3,000 requests in 300 s
+     * and, at HEAD before this, starved the ordinary one). */
+    when = protected_borrowers(FLEXPU_EINVAL, &asked);
+    print_message("deletes refused: victim reclaimed after %llds, %d reclaims/deletes of the "
+                  "others\n", (long long)when, asked);
+    assert_true(when > 0 && when <= 40);
+    assert_true(asked <= 12 * 60);
 }
 
 static void test_owner_waits_for_borrowed_memory(void **state)
@@ -990,7 +1141,9 @@ int main(void)
         cmocka_unit_test(test_foreign_slice_is_owners),
         cmocka_unit_test(test_reclaim_rate_limits),
         cmocka_unit_test(test_driver_floor_reclaims),
-        cmocka_unit_test(test_refused_reclaim_stays),
+        cmocka_unit_test(test_refused_reclaim_deletes),
+        cmocka_unit_test(test_budget_keeps_no_owner_waiting),
+        cmocka_unit_test(test_refused_reclaims_spare_budget),
         cmocka_unit_test(test_owner_waits_for_borrowed_memory),
         cmocka_unit_test(test_owner_takes_free_gpu_over_reclaim),
         cmocka_unit_test(test_preemptor_waits_for_borrowed_memory),

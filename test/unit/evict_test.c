@@ -135,6 +135,70 @@ static void test_evict_outcomes(void **state)
     assert_non_null(strstr(err.msg, "etcd down"));
 }
 
+/* A borrower a budget kept is deleted (src/kube/evict.c, kube_delete_pod):
+ * DELETE of the pod itself with its UID as precondition and no grace
+ * period of ours, and the answers as the registry gives them. */
+static const char *DELETE_UID_409 =
+    "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"status\":\"Failure\",\"message\":\"Operation "
+    "cannot be fulfilled on pods \\\"w1\\\": Precondition failed: UID in precondition: u-old, UID "
+    "in object meta: u-new\",\"reason\":\"Conflict\",\"code\":409}";
+static const char *DELETE_FORBIDDEN_403 =
+    "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"status\":\"Failure\",\"message\":\"pods "
+    "\\\"w1\\\" is forbidden: User cannot delete resource \\\"pods\\\"\",\"reason\":"
+    "\"Forbidden\",\"code\":403}";
+
+static int delete_once(struct http_srv *srv, int status, const char *body, const char *uid,
+                       struct flexpu_error *err)
+{
+    *srv = (struct http_srv){.status = status, .body = body};
+    http_start(srv);
+    struct kube_client *c = loopback_client(srv->port);
+    int rc = kube_delete_pod(c, "team-a", "w1", uid, err);
+    kube_client_free(c);
+    http_stop(srv);
+    return rc;
+}
+
+static void test_delete_pod(void **state)
+{
+    (void)state;
+    struct http_srv srv;
+    struct flexpu_error err = {0};
+    /* 200 with the pod, its deletionTimestamp set: its grace period runs */
+    assert_int_equal(delete_once(&srv, 200,
+                                 "{\"kind\":\"Pod\",\"metadata\":{\"name\":\"w1\","
+                                 "\"deletionTimestamp\":\"2026-01-01T00:00:30Z\"}}",
+                                 "u-1", &err),
+                     0);
+    assert_int_equal(srv.nreq, 2); /* the DisruptionTarget condition, then the delete */
+    assert_string_equal(srv.method, "DELETE");
+    assert_string_equal(srv.path, "/api/v1/namespaces/team-a/pods/w1");
+    json_t *b = json_loads(srv.req_body, 0, NULL);
+    assert_non_null(b);
+    assert_string_equal(kube_str(b, "kind"), "DeleteOptions");
+    assert_string_equal(kube_str(b, "preconditions.uid"), "u-1");
+    assert_null(json_object_get(b, "gracePeriodSeconds")); /* the pod's own */
+    json_decref(b);
+    assert_int_equal(delete_once(&srv, 202, "{}", NULL, &err), 0);
+    b = json_loads(srv.req_body, 0, NULL);
+    assert_non_null(b);
+    assert_null(json_object_get(b, "preconditions"));
+    json_decref(b);
+
+    /* gone, or another pod under the name */
+    assert_int_equal(delete_once(&srv, 404, GONE_404, "u-1", &err), FLEXPU_ENOENT);
+    assert_non_null(strstr(err.msg, "gone"));
+    assert_int_equal(delete_once(&srv, 409, DELETE_UID_409, "u-old", &err), FLEXPU_ENOENT);
+    assert_non_null(strstr(err.msg, "another pod holds the name"));
+    /* RBAC without the verb: the server's message stands */
+    err = (struct flexpu_error){0};
+    assert_int_equal(delete_once(&srv, 403, DELETE_FORBIDDEN_403, "u-1", &err), FLEXPU_EINVAL);
+    assert_non_null(strstr(err.msg, "HTTP 403"));
+    assert_non_null(strstr(err.msg, "cannot delete"));
+    assert_int_equal(delete_once(&srv, 500, "{\"message\":\"etcd down\"}", "u-1", &err),
+                     FLEXPU_EIO);
+}
+
 static int nominate_once(struct http_srv *srv, int status, const char *body, const char *node,
                          struct flexpu_error *err)
 {
@@ -234,6 +298,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_evict_request),
         cmocka_unit_test(test_evict_outcomes),
+        cmocka_unit_test(test_delete_pod),
         cmocka_unit_test(test_nominate),
         cmocka_unit_test(test_queue_patch_status),
         cmocka_unit_test(test_request_status_body),
