@@ -2,11 +2,11 @@
 /* The client library's deadlines (docs/REMOTE.md, "Failures") against a
  * scripted server on loopback, in plain TCP. Each case forks: the child
  * loads the client libcudart.so.12 (a fresh connection, the process's
- * only one) with FLEXPU_REMOTE_TIMEOUT_MS=1000 and exits with the CUDA
+ * only one) with FLEXPU_REMOTE_TIMEOUT_MS=1500 and exits with the CUDA
  * error of its call; the parent plays the server:
  *   - a reply trickled a byte every 150 ms (7 s in all) is given up on:
  *     the deadline is per frame, not per byte;
- *   - PROGRESS frames every 300 ms for 3 s, then the reply: the call
+ *   - PROGRESS frames every 250 ms for 3 s, then the reply: the call
  *     succeeds (the deadline is the longest time between frames);
  *   - a worker that reads nothing for 3 s (blocked in the driver behind
  *     queued work) but sends PROGRESS: a 32 MiB copy is sent whole.
@@ -49,7 +49,7 @@ static void client(int port, const char *call)
     char addr[64];
     snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
     setenv("FLEXPU_REMOTE_ADDR", addr, 1);
-    setenv("FLEXPU_REMOTE_TIMEOUT_MS", "1000", 1);
+    setenv("FLEXPU_REMOTE_TIMEOUT_MS", "1500", 1);
     setenv("FLEXPU_LOG_LEVEL", "off", 1);
     unsetenv("FLEXPU_REMOTE_TOKEN_FILE");
     void *lib = dlopen(CLIENT_LIB, RTLD_NOW | RTLD_LOCAL);
@@ -161,7 +161,7 @@ static void trickle_reply(int fd)
     uint64_t fields[2] = {1u << 20, 2u << 20};
     unsigned char out[64];
     size_t n = encode_reply(&h, fields, sizeof fields, out);
-    /* 44 bytes, one per 150 ms: each wait sees a byte long before 1 s. */
+    /* 44 bytes, one per 150 ms: each wait sees a byte long before 1.5 s. */
     for (size_t i = 0; i < n; i++) {
         if (send(fd, out + i, 1, MSG_NOSIGNAL) != 1)
             return; /* the client gave up */
@@ -181,9 +181,9 @@ static void progress_then_reply(int fd)
 {
     struct fx_wire_hdr h;
     assert_int_equal(read_request(fd, &h), 0);
-    for (int i = 0; i < 10; i++) {
+    for (int i = 0; i < 12; i++) {
         assert_int_equal(send_progress(fd), 0);
-        sleep_ms(300);
+        sleep_ms(250);
     }
     uint64_t fields[2] = {1u << 20, 2u << 20};
     unsigned char out[64];
@@ -200,9 +200,9 @@ static void test_progress_keeps_a_wait(void **state)
 static void busy_then_read(int fd)
 {
     /* The worker is "in the driver": it reads nothing for 3 s. */
-    for (int i = 0; i < 10; i++) {
+    for (int i = 0; i < 12; i++) {
         assert_int_equal(send_progress(fd), 0);
-        sleep_ms(300);
+        sleep_ms(250);
     }
     size_t got = 0;
     struct fx_wire_hdr h;
