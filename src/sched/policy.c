@@ -180,7 +180,7 @@ static int eval_fgd(const struct fx_eval_ctx *ctx, const struct fx_view *v,
 
 /* ---- flexpu ----------------------------------------------------------- */
 
-/* flexpu's policy (docs/SCHEDULING.md). Six changes to FGD, each measured
+/* flexpu's policy (docs/SCHEDULING.md). Seven changes to FGD, each measured
  * on the Alibaba traces:
  *  - shapes weigh by the GPU demand they bring, not by pod count, so a rare
  *    8-GPU shape that would strand 8 GPUs is defended in proportion;
@@ -195,6 +195,11 @@ static int eval_fgd(const struct fx_eval_ctx *ctx, const struct fx_view *v,
  *    for every shape, long before FGD notices (FGD only sees a shape that
  *    already lacks CPU). The workload's CPU per GPU milli says how much
  *    compute the free CPU can still serve;
+ *  - that stranded compute weighs, for a GPU pod, what opening an empty
+ *    node costs the multi-GPU shapes (workload.c, strand_weight): where
+ *    they bring much of the demand, a node opened for a small pod is
+ *    filled by small pods a few arrivals later, while compute stranded on
+ *    a partly used node stays lost;
  *  - a CPU-only pod, which takes CPU and gives no GPU work, is priced by
  *    that stranded compute shape by shape (cpu_stranded_by_shape), so it
  *    goes where the CPU is spare for the CPU-heavy shapes too, not merely
@@ -244,10 +249,13 @@ static double cpu_stranded_by_shape(const struct fx_workload *w, const struct fx
  * fragment plus the compute the node's CPU cannot feed at the workload's
  * mean ratio. A GPU pod brings its CPU with its GPUs and the node is then
  * filled by a mix of shapes, for which the mean is the measure (pricing it
- * shape by shape for GPU pods too cost 0.19 points on the default trace). */
+ * shape by shape for GPU pods too cost 0.19 points on the default trace).
+ * The stranded compute weighs what opening an empty node costs the
+ * multi-GPU shapes per GPU (change 7, workload.c: strand_weight), so that a
+ * GPU pod opens a node rather than strand a GPU on a partly used one. */
 static double flexpu_frag(const struct flexpu_engine *e, const struct fx_view *v)
 {
-    return fx_frag_weighted(&e->wl, v, 1) + cpu_stranded(&e->wl, v);
+    return fx_frag_weighted(&e->wl, v, 1) + e->wl.strand_weight * cpu_stranded(&e->wl, v);
 }
 
 /* ... and as a CPU-only pod sees it: the same, with the stranded compute

@@ -108,6 +108,32 @@ static void apply_pressure(struct fx_shape *sh, int n, const double *gpus, doubl
     }
 }
 
+/* flexpu's change 7 (docs/SCHEDULING.md, "Where multi-GPU pods are many"):
+ * how much a milli of idle compute that the node's CPU can no longer feed
+ * (policy.c, cpu_stranded) weighs against a milli of fragment. Fragments are
+ * weighted by the shapes' demand (normalised to 1), and a GPU pod that opens
+ * an empty node of G GPUs books all its idle compute, about G x 1000 milli,
+ * as fragment for every multi-GPU shape, which can no longer have that
+ * node: M x G x 1000 with M their demand weight (the pod's own GPUs aside,
+ * 2,400 milli for a 1-GPU pod with M = 0.34). Stranding counted at weight
+ * 1 is bounded by the open node's idle compute, so where multi-GPU pods
+ * bring much of the demand (M = 0.34 with 45% of it) flexpu kept filling a
+ * partly used 8-GPU node past its CPU, stranding up to 2.4 GPUs there
+ * rather than open another node. Yet the opened node is a transient cost
+ * (small pods fill it a few arrivals later), and the stranded compute is
+ * lost to every later pod. Weighing stranding 1 + M x G makes a GPU
+ * stranded cost more than opening a node; with few multi-GPU pods (the
+ * default trace, M = 0.05) it stays near change 3's weight of 1. Like the
+ * model pressure, G is taken from the live nodes when the workload is
+ * set. */
+static double strand_weight(const struct fx_shape *sh, int n, int largest)
+{
+    double multi = 0;
+    for (int i = 0; i < n; i++)
+        multi += sh[i].req.num_gpu > 1 ? sh[i].demand_weight : 0;
+    return 1.0 + multi * largest;
+}
+
 /* A GPU shape's CPU per GPU milli and its share of the workload's GPU
  * demand (set_ratios). */
 struct shape_ratio {
@@ -187,11 +213,15 @@ int flexpu_engine_set_workload(struct flexpu_engine *e, const struct flexpu_pod_
         }
     }
     double gpus[FLEXPU_MAX_MODELS] = {0}, all = 0;
-    for (int i = 0; i < e->nnodes; i++)
+    int largest = 0; /* GPUs of the largest live node */
+    for (int i = 0; i < e->nnodes; i++) {
         for (int g = 0; e->nodes[i].alive && g < e->nodes[i].ngpu; g++) {
             gpus[e->nodes[i].model[g]] += 1;
             all += 1;
         }
+        if (e->nodes[i].alive && e->nodes[i].ngpu > largest)
+            largest = e->nodes[i].ngpu;
+    }
     double plain = 0;
     for (int i = 0; i < n; i++) {
         w.shapes[i].req = shapes[i];
@@ -205,6 +235,7 @@ int flexpu_engine_set_workload(struct flexpu_engine *e, const struct flexpu_pod_
         dsum += w.shapes[i].demand_weight;
     for (int i = 0; i < n; i++)
         w.shapes[i].demand_weight /= dsum;
+    w.strand_weight = strand_weight(w.shapes, n, largest);
     double cpu = 0, gpu = 0;
     for (int i = 0; i < n; i++)
         if (shapes[i].num_gpu > 0) {

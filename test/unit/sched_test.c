@@ -516,6 +516,53 @@ static void test_flexpu_cpu_pod_spares_tight_node(void **state)
     }
 }
 
+/* Change 7: where multi-GPU pods bring much of the demand, a GPU pod opens
+ * an empty node rather than strand a GPU on a partly used one. Two 8-GPU
+ * nodes of 96 cores; the workload is ten 1-GPU pods of 10 cores and two
+ * 8-GPU pods of 80 (10 cores per GPU; the 8-GPU shape is 17/32 of the
+ * demand, so stranded compute weighs 1 + 17/32 x 8 = 5.25). One node
+ * already runs six GPUs with 72 cores: 2 GPUs and 24 cores are left. A
+ * 1-GPU pod of 24 cores there would leave a GPU with no core to feed it;
+ * at weight 1 (before change 7) that cost less than opening the empty node
+ * (3,719 milli of fragment for the 8-GPU shape), and the GPU stayed idle
+ * for good: of the nine 1-GPU pods of 10 cores that follow, only eight
+ * fit. Opening the empty node instead leaves room for all nine, and all 16
+ * GPUs are used. */
+static void test_flexpu_opens_a_node_rather_than_strand_a_gpu(void **state)
+{
+    (void)state;
+    for (uint64_t seed = 1; seed <= 8; seed++) {
+        struct flexpu_engine *e = engine("flexpu");
+        int used = add_node(e, "used", 96000, 262144, 8, "G2", 0, NULL);
+        int empty = add_node(e, "empty", 96000, 262144, 8, "G2", 0, NULL);
+        struct flexpu_pod_req shapes[2] = {req(10000, 1, 1000), req(80000, 8, 1000)};
+        assert_int_equal(flexpu_engine_set_workload(e, shapes, (double[]){10, 2}, 2, NULL), 0);
+        if (fabs(e->wl.strand_weight - (1 + 17.0 / 32 * 8)) > 1e-12)
+            fail_msg("strand weight %g, want 5.25", e->wl.strand_weight);
+        for (int g = 0; g < 6; g++) {
+            struct flexpu_placement p = {.node = used, .ngpu = 1, .gpu = {g}, .milli = {1000}};
+            struct flexpu_pod_req r = req(12000, 1, 1000);
+            assert_int_equal(flexpu_engine_assign(e, &r, &p, NULL, NULL), 0);
+        }
+        struct flexpu_rng rng;
+        flexpu_rng_seed(&rng, seed);
+        assert_int_equal(place_ok(e, req(24000, 1, 1000), &rng, NULL).node, empty);
+        for (int k = 0; k < 9; k++)
+            place_ok(e, req(10000, 1, 1000), &rng, NULL);
+        struct flexpu_stats st;
+        flexpu_engine_stats(e, &st);
+        assert_int_equal(st.gpu_milli_used, 16 * 1000);
+        flexpu_engine_free(e);
+    }
+    /* Without multi-GPU shapes the weight is change 3's, exactly 1. */
+    struct flexpu_engine *e = engine("flexpu");
+    add_node(e, "n", 96000, 262144, 8, "G2", 0, NULL);
+    struct flexpu_pod_req one[2] = {req(10000, 1, 1000), req(4000, 1, 500)};
+    assert_int_equal(flexpu_engine_set_workload(e, one, (double[]){3, 1}, 2, NULL), 0);
+    assert_true(e->wl.strand_weight == 1.0);
+    flexpu_engine_free(e);
+}
+
 /* The weights behind change 5: a shape that names models weighs its demand
  * (GPUs + 1/2) times the cluster's GPUs over its models' GPUs; the shapes of
  * one set of models weigh together at most the whole workload's demand; and
@@ -778,6 +825,7 @@ int main(void)
         cmocka_unit_test(test_flexpu_protects_a_scarce_model),
         cmocka_unit_test(test_flexpu_model_pressure_weights),
         cmocka_unit_test(test_flexpu_cpu_pod_spares_tight_node),
+        cmocka_unit_test(test_flexpu_opens_a_node_rather_than_strand_a_gpu),
         cmocka_unit_test(test_dotprod_and_random_stay_feasible),
         cmocka_unit_test(test_random_spreads_over_identical_nodes),
         cmocka_unit_test(test_reasons_name_the_constraint),
