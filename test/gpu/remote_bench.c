@@ -11,12 +11,13 @@
  * usage: remote_bench --cudart LIB --cublas LIB
  *                     (--fatbin FILE | --fake-kernel | --no-kernel)
  *                     [--label NAME] [--calls N] [--copy-max-mib M]
- *                     [--gemm N,N,...|none] [--gemm-flop F]
+ *                     [--copy-total-mib T] [--gemm N,N,...|none] [--gemm-flop F]
  * (--no-kernel: no nvcc on the machine; the launch latency is left out.)
  *
  * Prints one JSON object: the latency of a small kernel launch + device
  * synchronisation and of a call with a reply (median and p99 of N), the time
- * of pageable copies each way from 4 KiB up to M MiB (powers of 16, then M),
+ * of pageable copies each way from 4 KiB up to M MiB (powers of 16, then M;
+ * 3 to 200 copies of each size, T MiB of each or more, 512 unless given),
  * and bf16 GEMM throughput (cublasGemmEx, bf16 in and out, fp32 compute;
  * wall clock around repetitions worth F floating-point operations, then a
  * synchronisation; the median of 3 trials). Each result is checked: the
@@ -286,7 +287,7 @@ static void latency(size_t calls, int kernel)
 
 /* Pageable copies each way (the remote path has no pinned memory): the
  * median time of `reps` copies of each size; bytes checked after the last. */
-static void copies(size_t max_bytes)
+static void copies(size_t max_bytes, size_t total)
 {
     size_t sizes[16], n = 0;
     for (size_t s = 4096; s < max_bytes && n < 15; s *= 16)
@@ -302,8 +303,8 @@ static void copies(size_t max_bytes)
     emit("\"copy\":[");
     for (size_t k = 0; k < n; k++) {
         size_t s = sizes[k];
-        /* 512 MiB or more each way, 3 to 200 copies. */
-        size_t reps = ((size_t)512 << 20) / s;
+        /* `total` bytes or more each way, 3 to 200 copies. */
+        size_t reps = total / s;
         reps = reps < 3 ? 3 : reps > 200 ? 200 : reps;
         double *t = malloc(reps * sizeof *t), h2d, d2h;
         if (!t)
@@ -406,7 +407,7 @@ static void usage(void)
     fprintf(stderr, "usage: remote_bench --cudart LIB --cublas LIB\n"
                     "         (--fatbin FILE | --fake-kernel | --no-kernel)\n"
                     "         [--label NAME] [--calls N] [--copy-max-mib M]\n"
-                    "         [--gemm N,N,...|none] [--gemm-flop F]\n");
+                    "         [--copy-total-mib T] [--gemm N,N,...|none] [--gemm-flop F]\n");
     exit(2);
 }
 
@@ -415,7 +416,7 @@ int main(int argc, char **argv)
     const char *cudart = NULL, *cublas = NULL, *fatbin = NULL;
     const char *gemms = "4096,16384";
     int fake = 0, no_kernel = 0;
-    long calls = 2000, copy_mib = 256;
+    long calls = 2000, copy_mib = 256, total_mib = 512;
     double flop = 4e13;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -442,6 +443,8 @@ int main(int argc, char **argv)
             calls = strtol(v, NULL, 10);
         else if (strcmp(a, "--copy-max-mib") == 0)
             copy_mib = strtol(v, NULL, 10);
+        else if (strcmp(a, "--copy-total-mib") == 0)
+            total_mib = strtol(v, NULL, 10);
         else if (strcmp(a, "--gemm") == 0)
             gemms = v;
         else if (strcmp(a, "--gemm-flop") == 0)
@@ -450,7 +453,7 @@ int main(int argc, char **argv)
             usage();
     }
     if (!cudart || !cublas || fake + !!fatbin + no_kernel != 1 || calls < 10 || calls > 1000000 || copy_mib < 1 ||
-        copy_mib > 4096 || !(flop > 0))
+        copy_mib > 4096 || total_mib < 1 || total_mib > 65536 || !(flop > 0))
         usage();
     for (const char *c = label; *c; c++)
         if (*c == '"' || *c == '\\' || (unsigned char)*c < 0x20)
@@ -463,7 +466,7 @@ int main(int argc, char **argv)
     CHECK(rt.set_device(0));
     emit("\"devices\":%d,", count);
     latency((size_t)calls, !no_kernel);
-    copies((size_t)copy_mib << 20);
+    copies((size_t)copy_mib << 20, (size_t)total_mib << 20);
     const char *sizes = strcmp(gemms, "none") == 0 ? "" : gemms;
     void *blas = NULL;
     int st = *sizes ? rt.blas_create(&blas) : 0;
