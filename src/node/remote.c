@@ -1,0 +1,194 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "node/remote.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "util/priority.h"
+
+enum fx_remote_role fx_remote_role(const struct fx_allocation *al, const char *pod_node,
+                                   const char *self)
+{
+    if (!al->remote_node[0] || !self)
+        return FX_REMOTE_NONE;
+    if (strcmp(al->remote_node, self) == 0)
+        return FX_REMOTE_SERVE;
+    return pod_node && strcmp(pod_node, self) == 0 ? FX_REMOTE_CLIENT : FX_REMOTE_NONE;
+}
+
+int fx_remote_server_plan(const struct fx_pod_spec *s, const char *uid,
+                          const struct fx_allocation *al, const struct fx_node_inv *inv, int port,
+                          struct fx_remote_server *out, struct flexpu_error *err)
+{
+    const char *field = "metadata.annotations[" FX_ANN_ALLOCATION "]";
+    memset(out, 0, sizeof(*out));
+    if (!al->remote_node[0] || al->ngpu != 1)
+        return flexpu_error_field(err, FLEXPU_EINVAL, field, "", 0,
+                                  "not a remote slice of one GPU");
+    int g = -1;
+    for (int i = 0; i < inv->ngpu && g < 0; i++)
+        if (strcmp(inv->gpus[i].uuid, al->gpus[0].uuid) == 0)
+            g = i;
+    if (g < 0)
+        return flexpu_error_field(err, FLEXPU_EINVAL,
+                                  "metadata.annotations[" FX_ANN_ALLOCATION "].gpus[0].uuid",
+                                  al->gpus[0].uuid, strlen(al->gpus[0].uuid),
+                                  "this node has no such GPU");
+    if (inv->gpus[g].mig[0])
+        return flexpu_error_field(err, FLEXPU_EINVAL,
+                                  "metadata.annotations[" FX_ANN_ALLOCATION "].gpus[0].uuid",
+                                  al->gpus[0].uuid, strlen(al->gpus[0].uuid),
+                                  "a MIG device is never served remotely in this cut");
+    int64_t mem = inv->gpus[g].mem_bytes;
+    int rc = fx_allocation_check(s, al, &mem, err);
+    if (rc)
+        return rc;
+    if (!uid || !*uid || strlen(uid) >= sizeof(out->slice.tenant))
+        return flexpu_error_field(err, FLEXPU_EINVAL, "metadata.uid", uid ? uid : "",
+                                  uid ? strlen(uid) : 0, "must be a pod UID");
+    if (port < 1 || port > 65535) {
+        char v[16];
+        snprintf(v, sizeof(v), "%d", port);
+        return flexpu_error_field(err, FLEXPU_EINVAL, "port", v, strlen(v), "must be 1-65535");
+    }
+    snprintf(out->gpu_uuid, sizeof(out->gpu_uuid), "%s", al->gpus[0].uuid);
+    snprintf(out->slice.tenant, sizeof(out->slice.tenant), "%s", uid);
+    out->slice.compute_share = al->gpus[0].cores;
+    out->slice.compute_cap = s->cores_limit > 0 && s->cores_limit <= 100 ? s->cores_limit : 100;
+    out->slice.memory = al->gpus[0].mem;
+    out->slice.priority = s->priority;
+    out->port = port;
+    return 0;
+}
+
+/* Appends "fmt..." to buf at *at as one string; NULL when it does not fit. */
+static char *put(char *buf, size_t len, size_t *at, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static char *put(char *buf, size_t len, size_t *at, const char *fmt, ...)
+{
+    if (*at >= len)
+        return NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf + *at, len - *at, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= len - *at)
+        return NULL;
+    char *s = buf + *at;
+    *at += (size_t)n + 1;
+    return s;
+}
+
+int fx_remote_server_cmd(const struct fx_remote_server *sv, const char *bin,
+                         const char *runtime_lib, const char *state_dir, const char *token_path,
+                         char *buf, size_t len, char **argv, size_t nargv, char **envp,
+                         size_t nenv, struct flexpu_error *err)
+{
+    size_t at = 0, a = 0, e = 0;
+    if (nargv < 6 || nenv < 9)
+        return flexpu_error_set(err, FLEXPU_ERANGE, "remote server: argv or envp too small");
+    argv[a++] = put(buf, len, &at, "%s", bin);
+    argv[a++] = put(buf, len, &at, "--listen");
+    argv[a++] = put(buf, len, &at, "0.0.0.0:%d", sv->port);
+    argv[a++] = put(buf, len, &at, "--token-file");
+    argv[a++] = put(buf, len, &at, "%s", token_path);
+    argv[a] = NULL;
+    envp[e++] = put(buf, len, &at, "LD_PRELOAD=%s", runtime_lib);
+    envp[e++] = put(buf, len, &at, "CUDA_VISIBLE_DEVICES=%s", sv->gpu_uuid);
+    envp[e++] = put(buf, len, &at, "FLEXPU_TENANT=%s", sv->slice.tenant);
+    envp[e++] = put(buf, len, &at, "FLEXPU_COMPUTE_SHARE=%d", sv->slice.compute_share);
+    envp[e++] = put(buf, len, &at, "FLEXPU_COMPUTE_CAP=%d", sv->slice.compute_cap);
+    envp[e++] = put(buf, len, &at, "FLEXPU_PRIORITY=%s", fx_priority_name(sv->slice.priority));
+    envp[e++] = put(buf, len, &at, "FLEXPU_STATE_DIR=%s", state_dir);
+    if (sv->slice.memory > 0)
+        envp[e++] = put(buf, len, &at, "FLEXPU_MEMORY_LIMIT=%lld", (long long)sv->slice.memory);
+    envp[e] = NULL;
+    for (size_t i = 0; i < a; i++)
+        if (!argv[i])
+            return flexpu_error_set(err, FLEXPU_ERANGE, "remote server: command too long");
+    for (size_t i = 0; i < e; i++)
+        if (!envp[i])
+            return flexpu_error_set(err, FLEXPU_ERANGE, "remote server: environment too long");
+    return 0;
+}
+
+int fx_remote_token_new(const char *path, struct flexpu_error *err)
+{
+    unsigned char raw[32];
+    size_t got = 0;
+    while (got < sizeof(raw)) {
+        ssize_t n = getrandom(raw + got, sizeof(raw) - got, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return flexpu_error_set(err, FLEXPU_EIO, "getrandom: %s", strerror(errno));
+        got += (size_t)n;
+    }
+    char hex[2 * sizeof(raw) + 2];
+    for (size_t i = 0; i < sizeof(raw); i++)
+        snprintf(hex + 2 * i, 3, "%02x", raw[i]);
+    hex[2 * sizeof(raw)] = '\n';
+    hex[2 * sizeof(raw) + 1] = 0;
+    int rc = fx_file_replace(path, hex, 0600, err);
+    memset(raw, 0, sizeof(raw));
+    memset(hex, 0, sizeof(hex));
+    return rc;
+}
+
+int fx_remote_endpoint_check(const char *text, const char *field, struct flexpu_error *err)
+{
+    const char *why = NULL;
+    size_t n = text ? strlen(text) : 0;
+    const char *colon = text ? strrchr(text, ':') : NULL;
+    if (!text || n == 0 || n > 300 || !colon || colon == text)
+        why = "must be HOST:PORT";
+    else {
+        size_t hl = (size_t)(colon - text);
+        const char *port = colon + 1;
+        if (text[0] == '[') {
+            /* [IPv6]: hex digits, ':' and '.' between the brackets. */
+            if (hl < 3 || text[hl - 1] != ']' ||
+                strspn(text + 1, "0123456789abcdefABCDEF:.") != hl - 2)
+                why = "an IPv6 host is [hex digits and colons]";
+        } else if (strspn(text, "abcdefghijklmnopqrstuvwxyz0123456789-.") != hl ||
+                   text[0] == '-' || text[0] == '.' || text[hl - 1] == '-' ||
+                   text[hl - 1] == '.' || hl > 253) {
+            why = "the host must be a node name or an IPv4 address (lowercase letters, digits, "
+                  "- and .)";
+        }
+        long p = 0;
+        size_t pl = strspn(port, "0123456789");
+        if (!why && (pl == 0 || pl > 5 || port[pl] != 0 || port[0] == '0'))
+            why = "the port must be a number 1-65535";
+        if (!why && ((p = strtol(port, NULL, 10)) < 1 || p > 65535))
+            why = "the port must be a number 1-65535";
+    }
+    if (why)
+        return flexpu_error_field(err, FLEXPU_EINVAL, field, text ? text : "", n, why);
+    return 0;
+}
+
+int fx_remote_client_env(const char *endpoint, const char *lib_dir, const char *token,
+                         char *buf, size_t len, char **envp, size_t nenv,
+                         struct flexpu_error *err)
+{
+    int rc = fx_remote_endpoint_check(endpoint, "endpoint", err);
+    if (rc)
+        return rc;
+    if (nenv < 4)
+        return flexpu_error_set(err, FLEXPU_ERANGE, "remote client: envp too small");
+    size_t at = 0;
+    envp[0] = put(buf, len, &at, "FLEXPU_REMOTE_ADDR=%s", endpoint);
+    envp[1] = put(buf, len, &at, "FLEXPU_REMOTE_TOKEN_FILE=%s", token);
+    envp[2] = put(buf, len, &at, "LD_PRELOAD=%s/libcudart.so.12 %s/libcublas.so.12", lib_dir,
+                  lib_dir);
+    envp[3] = NULL;
+    if (!envp[0] || !envp[1] || !envp[2])
+        return flexpu_error_set(err, FLEXPU_ERANGE, "remote client: environment too long");
+    return 0;
+}

@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The node agent's side of remote slices (docs/REMOTE.md, "Kubernetes"),
+ * as functions the agent's loop calls and the tests drive: what this node
+ * does for a pod whose allocation names a remote GPU node, the GPU node's
+ * flexpu-remoted for the slice (checked settings, command line and
+ * environment), the slice's token, and what the pod's container gets. No
+ * process is started here: supervising the servers is the agent's loop. */
+#ifndef FX_NODE_REMOTE_H
+#define FX_NODE_REMOTE_H
+
+#include <stddef.h>
+
+#include "flexpu/error.h"
+#include "kube/contract.h"
+#include "node/slices.h"
+
+enum fx_remote_role {
+    FX_REMOTE_NONE,   /* a local slice, or not this node's business */
+    FX_REMOTE_SERVE,  /* this node has the GPU: it serves the slice */
+    FX_REMOTE_CLIENT, /* the pod runs here: its container gets the client */
+};
+
+/* The role of node `self` for a pod bound to pod_node with allocation al. */
+enum fx_remote_role fx_remote_role(const struct fx_allocation *al, const char *pod_node,
+                                   const char *self);
+
+/* One remote slice as its GPU node serves it. */
+struct fx_remote_server {
+    char gpu_uuid[FX_UUID_MAX]; /* the one GPU its worker sees */
+    struct fx_slice_file slice; /* tenant (the pod UID), share, cap, memory, priority */
+    int port;                   /* 1..65535 */
+};
+
+/* The server for pod `s` (UID uid) whose allocation al names this node
+ * (inv: this node's GPUs): the allocation checked as for a local slice
+ * (fx_allocation_check, with the memory of the GPU it names) and the GPU
+ * found in inv, then the slice's settings. FLEXPU_EINVAL naming the field
+ * and the value otherwise (the pod gets no server). */
+int fx_remote_server_plan(const struct fx_pod_spec *s, const char *uid,
+                          const struct fx_allocation *al, const struct fx_node_inv *inv, int port,
+                          struct fx_remote_server *out, struct flexpu_error *err);
+
+/* Its command line and environment for execve: argv is `bin --listen
+ * 0.0.0.0:PORT --token-file TOKEN`, envp LD_PRELOAD (the runtime library),
+ * CUDA_VISIBLE_DEVICES (the GPU's UUID), the slice's FLEXPU_TENANT,
+ * FLEXPU_COMPUTE_SHARE, FLEXPU_COMPUTE_CAP, FLEXPU_PRIORITY,
+ * FLEXPU_MEMORY_LIMIT (when it has a quota) and FLEXPU_STATE_DIR, each
+ * NULL-terminated. The strings live in buf. FLEXPU_ERANGE when buf, argv
+ * (6 entries) or envp (9) is too small. */
+int fx_remote_server_cmd(const struct fx_remote_server *sv, const char *bin,
+                         const char *runtime_lib, const char *state_dir, const char *token_path,
+                         char *buf, size_t len, char **argv, size_t nargv, char **envp,
+                         size_t nenv, struct flexpu_error *err);
+
+/* A fresh token in `path`: 32 bytes from getrandom as 64 hex characters,
+ * mode 0600 (the server and the client refuse a token others can read),
+ * replacing any old one atomically. */
+int fx_remote_token_new(const char *path, struct flexpu_error *err);
+
+/* The endpoint the GPU node's agent records for the pod's node, as
+ * "HOST:PORT" (HOST a name or IPv4 address, or [IPv6]), checked: FLEXPU_EINVAL
+ * naming `field` and the value when malformed. */
+int fx_remote_endpoint_check(const char *text, const char *field, struct flexpu_error *err);
+
+/* What the pod's container gets: FLEXPU_REMOTE_ADDR (the endpoint, checked),
+ * FLEXPU_REMOTE_TOKEN_FILE (the token as the container sees it) and
+ * LD_PRELOAD of the client's libcudart.so.12 and libcublas.so.12 in lib_dir
+ * (ahead of the application's own copies, whatever their RUNPATH), as
+ * "NAME=value" strings in buf, envp NULL-terminated (4 entries). */
+int fx_remote_client_env(const char *endpoint, const char *lib_dir, const char *token,
+                         char *buf, size_t len, char **envp, size_t nenv,
+                         struct flexpu_error *err);
+
+#endif
