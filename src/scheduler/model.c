@@ -792,12 +792,19 @@ static void remote_node_inout(struct fx_model *m, struct node *n, bool in)
 
 static void account(struct fx_model *m, struct pod *p, struct node *n)
 {
+    struct fx_allocation al;
+    struct flexpu_error err = {0};
+    if (n->id < 0 && !p->rnode && p->spec.wants_gpu && p->allocation &&
+        fx_allocation_parse(p->allocation, &al, &err) == 0 && al.remote_node[0]) {
+        /* The pod's node is out of the engine (cordoned, not ready...): its
+         * CPU waits for it, but its slice is on another node, held now. */
+        remote_set(m, p, al.remote_node);
+        remote_account(m, p);
+    }
     if (p->alloc || n->id < 0)
         return;
     struct flexpu_pod_req r = p->req;
     struct flexpu_placement pl = {.node = n->id};
-    struct flexpu_error err = {0};
-    struct fx_allocation al;
     p->gpus = p->noquota = 0;
     borrow_set(m, p, false);
     if (p->spec.wants_gpu && p->allocation &&

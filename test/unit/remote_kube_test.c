@@ -390,6 +390,35 @@ static void test_restart_accounting(void **state)
     }
 }
 
+/* A remote pod bound to a node that is not ready (out of the engine): its
+ * slice is held on the GPU node all the same. */
+static void test_pod_node_not_ready(void **state)
+{
+    (void)state;
+    struct fx_model *m = model();
+    node(m, "g1", 1, "16", NULL);
+    json_t *n = json_pack("{s:{s:s}, s:{}, s:{s:{s:s, s:s}, s:[{s:s, s:s}]}}", "metadata", "name",
+                          "c1", "spec", "status", "allocatable", "cpu", "16", "memory", "64Gi",
+                          "conditions", "type", "Ready", "status", "False");
+    fx_model_node_event(m, KUBE_MODIFIED, n);
+    json_decref(n);
+    pod(m, "p1", 70, "4", true, "c1", "g1", 0);
+    assert_int_equal(stats(m).gpu_milli_used, 700);
+    pod(m, "p2", 40, "1", false, NULL, NULL, 1);
+    next(m, FX_WAIT, "p2");
+    /* c1 ready again: p1's CPU accounted there, its slice still once. */
+    node(m, "c1", 0, "16", NULL);
+    assert_int_equal(stats(m).gpu_milli_used, 700);
+    assert_int_equal(stats(m).remote, 1);
+    gone(m, "p1");
+    assert_int_equal(stats(m).gpu_milli_used, 0);
+    assert_int_equal(stats(m).remote, 0);
+    next(m, FX_BIND, "p2");
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_model_check(m, &err), 0);
+    fx_model_free(m);
+}
+
 /* A pod of another scheduler bound to `on` with `cpu` CPUs. */
 static void other(struct fx_model *m, const char *uid, const char *on, const char *cpu)
 {
@@ -444,6 +473,7 @@ int main(void)
         cmocka_unit_test(test_no_cpu_node),
         cmocka_unit_test(test_restart_accounting),
         cmocka_unit_test(test_woken),
+        cmocka_unit_test(test_pod_node_not_ready),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
