@@ -145,6 +145,17 @@ static void owners(struct fx_model *m, const char *n, int g, int sec)
     pod(m, b, 50, "20Gi", false, n, g, false, sec + 1);
 }
 
+/* Node n1 with ngpu GPUs, each filled by its two owners (GPU g's created
+ * at second 2g). */
+static struct fx_model *owned(int ngpu)
+{
+    struct fx_model *m = model();
+    node(m, "n1", ngpu, NULL);
+    for (int g = 0; g < ngpu; g++)
+        owners(m, "n1", g, 2 * g);
+    return m;
+}
+
 /* The next attempt, which must have outcome o (for uid when not NULL). */
 static struct fx_attempt next(struct fx_model *m, enum fx_outcome o, const char *uid)
 {
@@ -173,6 +184,14 @@ static int borrowers(struct fx_model *m)
     return st.borrowers;
 }
 
+/* The model's state holds (fx_model_check), and m is freed. */
+static void checked_free(struct fx_model *m)
+{
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_model_check(m, &err), 0);
+    fx_model_free(m);
+}
+
 /* A borrower as the model places it: bound (the watch's event, allocation
  * as decided). */
 static void confirm(struct fx_model *m, const struct fx_attempt *a, int cores, const char *mem,
@@ -190,9 +209,7 @@ static void confirm(struct fx_model *m, const struct fx_attempt *a, int cores, c
 static void test_borrows_idle_gpu(void **state)
 {
     (void)state;
-    struct fx_model *m = model();
-    node(m, "n1", 1, NULL);
-    owners(m, "n1", 0, 0);
+    struct fx_model *m = owned(1);
     read_all(m, "n1", 1, T0, 0);
     pod(m, "b1", 30, "", true, NULL, 0, false, 20);
     struct fx_attempt a = next(m, FX_BIND, "b1");
@@ -247,32 +264,24 @@ static void test_never_unknown_stale_or_busy(void **state)
 {
     (void)state;
     /* No usage feed at all. */
-    struct fx_model *m = model();
-    node(m, "n1", 1, NULL);
-    owners(m, "n1", 0, 0);
+    struct fx_model *m = owned(1);
     waits(m, "");
     fx_model_free(m);
 
     /* A reading older than FX_USAGE_STALE_S. */
-    m = model();
-    node(m, "n1", 1, NULL);
-    owners(m, "n1", 0, 0);
+    m = owned(1);
     read_all(m, "n1", 1, T0 - FX_USAGE_STALE_S - 1, 0);
     waits(m, "");
     fx_model_free(m);
 
     /* Owners busy: 600 + 300 > 1000 - FX_BORROW_HEADROOM. */
-    m = model();
-    node(m, "n1", 1, NULL);
-    owners(m, "n1", 0, 0);
+    m = owned(1);
     read_all(m, "n1", 1, T0, 600);
     waits(m, "");
     fx_model_free(m);
 
     /* 500 + 300 = 800 fits exactly. */
-    m = model();
-    node(m, "n1", 1, NULL);
-    owners(m, "n1", 0, 0);
+    m = owned(1);
     read_all(m, "n1", 1, T0, 500);
     pod(m, "b1", 30, "", true, NULL, 0, false, 20);
     assert_true(next(m, FX_BIND, "b1").borrowed);
@@ -292,9 +301,7 @@ static void test_never_without_memory_or_opt_in(void **state)
 {
     (void)state;
     /* 40 GiB unreserved: 41 GiB does not fit, 40 does. */
-    struct fx_model *m = model();
-    node(m, "n1", 1, NULL);
-    owners(m, "n1", 0, 0);
+    struct fx_model *m = owned(1);
     read_all(m, "n1", 1, T0, 0);
     waits(m, "41Gi");
     gone(m, "b1");
@@ -324,9 +331,7 @@ static void test_never_without_memory_or_opt_in(void **state)
     fx_model_free(m);
 
     /* Not opportunistic, or not a one-GPU slice. */
-    m = model();
-    node(m, "n1", 1, NULL);
-    owners(m, "n1", 0, 0);
+    m = owned(1);
     read_all(m, "n1", 1, T0, 0);
     pod(m, "p1", 30, "", false, NULL, 0, false, 20);
     next(m, FX_WAIT, "p1");
@@ -341,9 +346,7 @@ static void test_daily_pattern_keeps_off(void **state)
     (void)state;
     /* Yesterday in this hour the owners' mean reached 700: idle now, but
      * predicted busy. */
-    struct fx_model *m = model();
-    node(m, "n1", 1, NULL);
-    owners(m, "n1", 0, 0);
+    struct fx_model *m = owned(1);
     read_all(m, "n1", 1, T0 - 86400 + 60, 700);
     read_all(m, "n1", 1, T0, 0);
     waits(m, "");
@@ -366,9 +369,7 @@ static void test_daily_pattern_keeps_off(void **state)
 static void test_waiting_pod_borrows_when_idle(void **state)
 {
     (void)state;
-    struct fx_model *m = model();
-    node(m, "n1", 1, NULL);
-    owners(m, "n1", 0, 0);
+    struct fx_model *m = owned(1);
     read_all(m, "n1", 1, T0, 900);
     waits(m, "");
     nothing(m);
@@ -381,18 +382,24 @@ static void test_waiting_pod_borrows_when_idle(void **state)
 
 /* ---- reclaim ---- */
 
-/* n1 with one GPU, its two owners, borrower b1 bound there. */
-static struct fx_model *with_borrower(void)
+/* n1 with ngpu GPUs full of owners, all read idle, and borrower b1 (30
+ * cores, 24 GiB) bound on GPU 0. */
+static struct fx_model *with_borrower_of(int ngpu)
 {
-    struct fx_model *m = model();
-    node(m, "n1", 1, NULL);
-    owners(m, "n1", 0, 0);
-    read_all(m, "n1", 1, T0, 0);
+    struct fx_model *m = owned(ngpu);
+    read_all(m, "n1", ngpu, T0, 0);
     pod(m, "b1", 30, "", true, NULL, 0, false, 20);
     struct fx_attempt a = next(m, FX_BIND, "b1");
     assert_true(a.borrowed);
+    assert_non_null(strstr(a.allocation, "\"index\":0"));
     confirm(m, &a, 30, "", 20);
     return m;
+}
+
+/* n1 with one GPU, its two owners, borrower b1 bound there. */
+static struct fx_model *with_borrower(void)
+{
+    return with_borrower_of(1);
 }
 
 /* The clock at ts, and a reading of n1's one GPU then with the owners at
@@ -403,6 +410,27 @@ static void at(struct fx_model *m, int64_t ts, int busy)
     int b[1] = {busy};
     fx_model_set_clock(m, ts);
     node(m, "n1", 1, reading(ts, 1, b, owner));
+}
+
+/* The owners at 900 (with b1's 300, over capacity) for 10 s of readings:
+ * b1 is reclaimed. */
+static void rise_reclaims(struct fx_model *m)
+{
+    at(m, T0 + 10, 900);
+    at(m, T0 + 20, 900);
+    next(m, FX_RECLAIM, "b1");
+}
+
+/* with_borrower(), then owner on1-0-b gone and o2 (50 cores, 40 GiB) come:
+ * 60 GiB free for the engine, but 24 of them are b1's, so o2 waits. */
+static struct fx_model *owner_needs_borrowed(void)
+{
+    struct fx_model *m = with_borrower();
+    gone(m, "on1-0-b");
+    pod(m, "o2", 50, "40Gi", false, NULL, 0, false, 50);
+    struct fx_attempt a = next(m, FX_WAIT, "o2");
+    assert_non_null(strstr(a.message, "borrowers"));
+    return m;
 }
 
 static void test_reclaim_after_rise_stays_up(void **state)
@@ -517,9 +545,7 @@ static void test_reclaim_rate_limits(void **state)
     (void)state;
     /* Two borrowers on one GPU: the one that started last goes first, the
      * other not before FX_RECLAIM_GPU_GAP_S. */
-    struct fx_model *m = model();
-    node(m, "n1", 1, NULL);
-    owners(m, "n1", 0, 0);
+    struct fx_model *m = owned(1);
     read_all(m, "n1", 1, T0, 0);
     pod(m, "b1", 30, "10Gi", true, NULL, 0, false, 20);
     struct fx_attempt a = next(m, FX_BIND, "b1");
@@ -618,9 +644,7 @@ static void test_refused_reclaim_deletes(void **state)
 {
     (void)state;
     struct fx_model *m = with_borrower();
-    at(m, T0 + 10, 900);
-    at(m, T0 + 20, 900);
-    next(m, FX_RECLAIM, "b1");
+    rise_reclaims(m);
     fx_model_evict_done(m, "b1", FLEXPU_EBUSY); /* a PodDisruptionBudget */
     struct fx_attempt a = next(m, FX_DELETE, "b1");
     assert_string_equal(a.node, "n1");
@@ -640,9 +664,7 @@ static void test_refused_reclaim_deletes(void **state)
     /* The delete refused too (no RBAC for it): b1 stays, and is not asked
      * again before FX_RECLAIM_GPU_GAP_S, then twice that. */
     m = with_borrower();
-    at(m, T0 + 10, 900);
-    at(m, T0 + 20, 900);
-    next(m, FX_RECLAIM, "b1");
+    rise_reclaims(m);
     fx_model_evict_done(m, "b1", FLEXPU_EBUSY);
     next(m, FX_DELETE, "b1");
     fx_model_evict_done(m, "b1", FLEXPU_EINVAL);
@@ -671,10 +693,7 @@ static void test_refused_reclaim_deletes(void **state)
 static void test_budget_keeps_no_owner_waiting(void **state)
 {
     (void)state;
-    struct fx_model *m = with_borrower(); /* b1 holds 24 GiB of the 40 unreserved */
-    gone(m, "on1-0-b");
-    pod(m, "o2", 50, "40Gi", false, NULL, 0, false, 50);
-    next(m, FX_WAIT, "o2");
+    struct fx_model *m = owner_needs_borrowed(); /* b1 holds 24 GiB of the 40 unreserved */
     next(m, FX_RECLAIM, "b1");
     fx_model_evict_done(m, "b1", FLEXPU_EBUSY);
     struct fx_attempt a = next(m, FX_DELETE, "b1");
@@ -687,10 +706,7 @@ static void test_budget_keeps_no_owner_waiting(void **state)
     /* With the delete refused as well, the owner waits, and the borrower
      * is not asked again for each decision meanwhile, only after its
      * back-off, when the owner is decided again. */
-    m = with_borrower();
-    gone(m, "on1-0-b");
-    pod(m, "o2", 50, "40Gi", false, NULL, 0, false, 50);
-    next(m, FX_WAIT, "o2");
+    m = owner_needs_borrowed();
     next(m, FX_RECLAIM, "b1");
     fx_model_evict_done(m, "b1", FLEXPU_EBUSY);
     next(m, FX_DELETE, "b1");
@@ -785,14 +801,9 @@ static void test_refused_reclaims_spare_budget(void **state)
 static void test_owner_waits_for_borrowed_memory(void **state)
 {
     (void)state;
-    struct fx_model *m = with_borrower(); /* b1 holds 24 GiB of the 40 unreserved */
-    gone(m, "on1-0-b");                   /* 50 cores and 20 GiB free in the engine */
-    pod(m, "o2", 50, "40Gi", false, NULL, 0, false, 50);
-    /* 60 GiB free for the engine, but 24 of them are b1's: o2 must not
-     * start beside it. o2 waits, and b1 is reclaimed at once. */
-    struct fx_attempt a = next(m, FX_WAIT, "o2");
-    assert_non_null(strstr(a.message, "borrowers"));
-    a = next(m, FX_RECLAIM, "b1");
+    /* o2 must not start beside b1: it waits, and b1 is reclaimed at once. */
+    struct fx_model *m = owner_needs_borrowed();
+    struct fx_attempt a = next(m, FX_RECLAIM, "b1");
     assert_non_null(strstr(a.message, "t/o2"));
     fx_model_evict_done(m, "b1", 0);
     nothing(m); /* b1 still holds the memory while it goes */
@@ -817,21 +828,12 @@ static void test_owner_waits_for_borrowed_memory(void **state)
  * stays. */
 static struct fx_model *owner_beside_borrower(const char *mem)
 {
-    struct fx_model *m = model();
-    node(m, "n1", 2, NULL);
-    owners(m, "n1", 0, 0);
-    owners(m, "n1", 1, 2);
-    read_all(m, "n1", 2, T0, 0);
-    pod(m, "b1", 30, "", true, NULL, 0, false, 20);
-    struct fx_attempt a = next(m, FX_BIND, "b1");
-    assert_true(a.borrowed);
-    assert_non_null(strstr(a.allocation, "\"index\":0"));
-    confirm(m, &a, 30, "", 20);
+    struct fx_model *m = with_borrower_of(2);
     gone(m, "on1-0-b");
     gone(m, "on1-1-a");
     gone(m, "on1-1-b");
     pod(m, "o2", 50, mem, false, NULL, 0, false, 50);
-    a = next(m, FX_BIND, "o2");
+    struct fx_attempt a = next(m, FX_BIND, "o2");
     assert_false(a.borrowed);
     assert_non_null(strstr(a.allocation, "\"index\":1"));
     assert_int_equal(borrowers(m), 1);
@@ -900,9 +902,7 @@ static void test_preemptor_waits_for_borrowed_memory(void **state)
     nothing(m); /* b1 still holds its memory */
     gone(m, "b1");
     next(m, FX_BIND, "hi");
-    struct flexpu_error err = {0};
-    assert_int_equal(fx_model_check(m, &err), 0);
-    fx_model_free(m);
+    checked_free(m);
 }
 
 /* A member of pod group "g" (min-members 2): 50 cores, 30 GiB, of
@@ -945,9 +945,7 @@ static void test_gang_waits_for_borrowed_memory(void **state)
     struct fx_attempt b = next(m, FX_BIND, NULL);
     assert_true((!strcmp(a.uid, "g1") && !strcmp(b.uid, "g2")) ||
                 (!strcmp(a.uid, "g2") && !strcmp(b.uid, "g1")));
-    struct flexpu_error err = {0};
-    assert_int_equal(fx_model_check(m, &err), 0);
-    fx_model_free(m);
+    checked_free(m);
 }
 
 static void test_gang_takes_free_gpu_over_reclaim(void **state)
@@ -956,15 +954,7 @@ static void test_gang_takes_free_gpu_over_reclaim(void **state)
     /* b1 borrows GPU 0 of n1 (both GPUs full), then every owner goes. The
      * engine would pack the two members (30 GiB each) on GPU 0, leaving 20
      * GiB beside b1's 24: they take GPU 1 at once instead, and b1 stays. */
-    struct fx_model *m = model();
-    node(m, "n1", 2, NULL);
-    owners(m, "n1", 0, 0);
-    owners(m, "n1", 1, 2);
-    read_all(m, "n1", 2, T0, 0);
-    pod(m, "b1", 30, "", true, NULL, 0, false, 20);
-    struct fx_attempt a = next(m, FX_BIND, "b1");
-    assert_non_null(strstr(a.allocation, "\"index\":0"));
-    confirm(m, &a, 30, "", 20);
+    struct fx_model *m = with_borrower_of(2);
     gone(m, "on1-0-a");
     gone(m, "on1-0-b");
     gone(m, "on1-1-a");
@@ -972,7 +962,7 @@ static void test_gang_takes_free_gpu_over_reclaim(void **state)
     member(m, "g1", 0, 0);
     member(m, "g2", 1, 0);
     for (int i = 0; i < 2; i++) {
-        a = next(m, FX_BIND, NULL);
+        struct fx_attempt a = next(m, FX_BIND, NULL);
         assert_non_null(strstr(a.allocation, "\"index\":1"));
     }
     nothing(m);
@@ -981,9 +971,7 @@ static void test_gang_takes_free_gpu_over_reclaim(void **state)
     fx_model_stats(m, &st);
     assert_int_equal(st.reclaims, 0);
     assert_int_equal(st.gpu_milli_used, 1000);
-    struct flexpu_error err = {0};
-    assert_int_equal(fx_model_check(m, &err), 0);
-    fx_model_free(m);
+    checked_free(m);
 }
 
 static void test_gang_preemption_waits_for_borrower(void **state)
@@ -1009,17 +997,13 @@ static void test_gang_preemption_waits_for_borrower(void **state)
     gone(m, "b1");
     next(m, FX_BIND, NULL);
     next(m, FX_BIND, NULL);
-    struct flexpu_error err = {0};
-    assert_int_equal(fx_model_check(m, &err), 0);
-    fx_model_free(m);
+    checked_free(m);
 }
 
 static void test_restart_accounts_borrower(void **state)
 {
     (void)state;
-    struct fx_model *m = model();
-    node(m, "n1", 1, NULL);
-    owners(m, "n1", 0, 0);
+    struct fx_model *m = owned(1);
     pod(m, "b1", 30, "", true, "n1", 0, true, 20);
     assert_int_equal(borrowers(m), 1);
     struct fx_model_stats st;
@@ -1029,9 +1013,7 @@ static void test_restart_accounts_borrower(void **state)
     struct flexpu_error err = {0};
     assert_int_equal(fx_model_check(m, &err), 0);
     /* And it is reclaimed like any borrower. */
-    at(m, T0 + 10, 900);
-    at(m, T0 + 20, 900);
-    next(m, FX_RECLAIM, "b1");
+    rise_reclaims(m);
     fx_model_free(m);
 }
 
