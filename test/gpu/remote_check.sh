@@ -103,7 +103,8 @@ start_server() {
     local token=$1 tokarg=()
     [ -n "$token" ] && tokarg=(--token-file "$token")
     rm -f "$work/port"
-    setsid env LD_PRELOAD="$d/libflexpu-cuda.so" LD_LIBRARY_PATH="$server_path" \
+    # The machine's own LD_LIBRARY_PATH stays (libcuda.so.1 may be found there).
+    setsid env LD_PRELOAD="$d/libflexpu-cuda.so" LD_LIBRARY_PATH="$server_path${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
         FLEXPU_REMOTE_CUBLAS="$server_cublas" FLEXPU_TENANT=remote-check \
         FLEXPU_MEMORY_LIMIT="$quota" "${server_env[@]}" FLEXPU_STATE_DIR="$work/state" FAKECUDA_DIR="$work/fake" \
         ASAN_OPTIONS=detect_leaks=0 \
@@ -134,7 +135,7 @@ remote_leg() {
         stop_server
         return
     fi
-    step "$leg" "$limit" "$reserve" env LD_LIBRARY_PATH="$client_path" \
+    step "$leg" "$limit" "$reserve" env LD_LIBRARY_PATH="$client_path${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
         FLEXPU_REMOTE_ADDR="127.0.0.1:$port" FLEXPU_REMOTE_TOKEN_FILE="$token" \
         FLEXPU_REMOTE_TIMEOUT_MS=30000 ASAN_OPTIONS=detect_leaks=0 \
         "$d/remote_bench" --cudart "$d/client/libcudart.so.12" \
@@ -216,7 +217,7 @@ run_all() {
             echo "nvcc     SKIPPED: no nvcc on PATH: launch latency not measured" >>"$sum"
         fi
         if [ -n "$rt" ]; then
-            step local 90 200 env LD_LIBRARY_PATH="$(dirname "$blas"):$(dirname "$rt")" \
+            step local 90 200 env LD_LIBRARY_PATH="$(dirname "$blas"):$(dirname "$rt")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
                 "$d/remote_bench" --cudart "$rt" --cublas "$blas" --label local \
                 "${kernel_args[@]}" "${size_args[@]}" >"$out/local.json" 2>"$out/local.log"
         else

@@ -130,13 +130,19 @@ def main():
         if "skipped" in v:
             md.append(f"- {leg}: SKIPPED: {v['skipped']}")
         elif v.get("error"):
-            md.append(f"- {leg}: FAILED: {v['error']}")
+            where = " (the server's side: out/server.log)" if leg != "local" else ""
+            md.append(f"- {leg}: FAILED: {v['error']}{where}")
     md.append("")
     cols = [k for k in ("local", "remote", "remote_plain") if k in ok]
-    md.append("| figure | " + " | ".join(cols) + " | remote / local |")
-    md.append("|---" * (len(cols) + 2) + "|")
+    if not cols:
+        md.append("No leg ran to the end: no figures.")
+    else:
+        md.append("| figure | " + " | ".join(cols) + " | remote / local |")
+        md.append("|---" * (len(cols) + 2) + "|")
 
     def row(name, get, nd=1):
+        if not cols:
+            return
         vals = [get(ok[c]) for c in cols]
         r = ratio(get(ok["remote"]), get(ok["local"])) if "remote" in ok and "local" in ok else None
         md.append(f"| {name} | " + " | ".join(fmt(v, nd) for v in vals) + f" | {fmt(r, 2)} |")
