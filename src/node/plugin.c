@@ -315,6 +315,17 @@ static bool pod_read(struct fx_plugin *p, json_t *obj, struct npod *out)
                     out->refused);
         }
     }
+    /* A remote slice (docs/REMOTE.md, "Kubernetes") is served by the named
+     * node's flexpu-remoted: one naming this node's GPUs for a pod bound
+     * here is forged, and never becomes a local slice. */
+    if (out->alloc.remote_node[0] && !out->refused[0]) {
+        snprintf(out->refused, sizeof(out->refused),
+                 "a remote slice (remote.node %.100s) is served by flexpu-remoted, never as a "
+                 "local slice of the pod's own node",
+                 out->alloc.remote_node);
+        FX_WARN(COMP, "pod allocation refused", "pod=%s/%s error=\"%s\"", ns, name,
+                out->refused);
+    }
     /* The annotation is checked against the pod's own request: whoever
      * could write it (deploy/ admits only flexpu-scheduler) must not get
      * more than the pod asks for. A pod that fails keeps its GPUs here (the
