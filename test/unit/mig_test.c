@@ -30,6 +30,7 @@
 #include "node/plugin.h"
 #include "podresources/v1/api.pb-c.h"
 #include "scheduler/model.h"
+#include "unit/plugin_fake.h"
 
 #define GIB (1024LL * 1024 * 1024)
 
@@ -533,40 +534,8 @@ static void test_scheduler_whole_only(void **state)
 
 #define NGPU 2
 static struct fx_node_gpu pgpus[NGPU];
-static char *held_ids[1];
-static size_t nheld;
+static char minors[300];
 static const char *pod_cores = "100";
-
-static void podres_list(void *ctx, const uint8_t *req, size_t len, struct fx_grpc_reply *r)
-{
-    (void)ctx;
-    (void)req;
-    (void)len;
-    V1__ContainerDevices cd = V1__CONTAINER_DEVICES__INIT, *cdp = &cd;
-    cd.resource_name = FX_DP_RESOURCE;
-    cd.n_device_ids = nheld;
-    cd.device_ids = held_ids;
-    V1__ContainerResources cr = V1__CONTAINER_RESOURCES__INIT, *crp = &cr;
-    cr.name = "main";
-    cr.n_devices = 1;
-    cr.devices = &cdp;
-    V1__PodResources pr = V1__POD_RESOURCES__INIT, *prp = &pr;
-    pr.name = "a";
-    pr.namespace_ = "default";
-    pr.n_containers = 1;
-    pr.containers = &crp;
-    V1__ListPodResourcesResponse resp = V1__LIST_POD_RESOURCES_RESPONSE__INIT;
-    resp.n_pod_resources = nheld ? 1 : 0;
-    resp.pod_resources = &prp;
-    r->len = v1__list_pod_resources_response__get_packed_size(&resp);
-    r->data = malloc(r->len + 1);
-    v1__list_pod_resources_response__pack(&resp, r->data);
-}
-
-static const struct fx_grpc_method podres_methods[] = {
-    {"/v1.PodResourcesLister/List", podres_list, NULL},
-    {NULL, NULL, NULL},
-};
 
 /* Pod default/a bound to n1 with MIG device 1 (cores: pod_cores, in its
  * request and its allocation alike, as a forged annotation would be). */
@@ -589,22 +558,6 @@ static json_t *pod_a(void)
     return p;
 }
 
-static struct fx_grpc_reply call(const char *sock, const char *method, const ProtobufCMessage *m)
-{
-    uint8_t buf[4096];
-    size_t len = protobuf_c_message_pack(m, buf);
-    struct fx_grpc_reply r;
-    struct flexpu_error err = {0};
-    assert_int_equal(fx_grpc_call(sock, method, buf, len, 15000, &r, &err), 0);
-    return r;
-}
-
-struct plugin_run {
-    char podres[300], dp[300], minors[300];
-    struct fx_grpc_server *prs, *dps;
-    struct fx_plugin *p;
-};
-
 static void plugin_up(struct plugin_run *run)
 {
     for (int i = 0; i < NGPU; i++) {
@@ -618,37 +571,18 @@ static void plugin_up(struct plugin_run *run)
         pgpus[i].mig_ci = 0;
         snprintf(pgpus[i].mig_profile, sizeof(pgpus[i].mig_profile), "3g.40gb");
     }
-    snprintf(run->podres, sizeof(run->podres), "%s/podres.sock", tmpdir);
-    snprintf(run->dp, sizeof(run->dp), "%s/dp.sock", tmpdir);
-    snprintf(run->minors, sizeof(run->minors), "%s/mig-minors", tmpdir);
-    FILE *f = fopen(run->minors, "w");
+    snprintf(minors, sizeof(minors), "%s/mig-minors", tmpdir);
+    FILE *f = fopen(minors, "w");
     assert_non_null(f);
     fputs("config 1\nmonitor 2\ngpu3/gi1/access 30\ngpu3/gi1/ci0/access 31\n"
           "gpu3/gi2/access 39\ngpu3/gi2/ci0/access 40\ngpu30/gi2/access 99\n", f);
     fclose(f);
-    struct flexpu_error err = {0};
-    run->prs = fx_grpc_server_start(run->podres, podres_methods, NULL, &err);
-    assert_non_null(run->prs);
-    struct fx_plugin_config pc = {.node_name = "n1", .root = tmpdir, .podresources = run->podres,
-                                  .wait_ms = 1500, .sharing = FX_SHARING_MIG,
-                                  .mig_minors = run->minors, .dir_limits = FX_DIR_LIMITS_OFF};
-    run->p = fx_plugin_new(&pc, pgpus, NGPU, &err);
-    assert_non_null(run->p);
-    run->dps = fx_grpc_server_start(run->dp, fx_plugin_methods, run->p, &err);
-    assert_non_null(run->dps);
-    fx_plugin_pod_event(run->p, KUBE_SYNC_BEGIN, NULL);
+    struct fx_plugin_config pc = {.node_name = "n1", .root = tmpdir, .wait_ms = 1500,
+                                  .sharing = FX_SHARING_MIG, .mig_minors = minors,
+                                  .dir_limits = FX_DIR_LIMITS_OFF};
     json_t *pa = pod_a();
-    fx_plugin_pod_event(run->p, KUBE_ADDED, pa);
+    plugin_up_with(run, tmpdir, &pc, pgpus, NGPU, pa);
     json_decref(pa);
-    fx_plugin_pod_event(run->p, KUBE_SYNC_END, NULL);
-}
-
-static void plugin_down(struct plugin_run *run)
-{
-    fx_grpc_server_stop(run->dps);
-    fx_plugin_free(run->p);
-    fx_grpc_server_stop(run->prs);
-    nheld = 0;
 }
 
 /* Allocate and PreStartContainer for MIG device 1; returns PreStart's
@@ -658,16 +592,7 @@ static int allocate_and_start(struct plugin_run *run, char *msg, size_t len)
     char id[128];
     snprintf(id, sizeof(id), "%s::0", pgpus[1].uuid);
     char *ids[1] = {id};
-    V1beta1__ContainerAllocateRequest car = V1BETA1__CONTAINER_ALLOCATE_REQUEST__INIT,
-                                      *carp = &car;
-    car.n_devices_ids = 1;
-    car.devices_ids = ids;
-    V1beta1__AllocateRequest aq = V1BETA1__ALLOCATE_REQUEST__INIT;
-    aq.n_container_requests = 1;
-    aq.container_requests = &carp;
-    struct fx_grpc_reply r = call(run->dp, "/v1beta1.DevicePlugin/Allocate", &aq.base);
-    assert_int_equal(r.status, FX_GRPC_OK);
-    V1beta1__AllocateResponse *ar = v1beta1__allocate_response__unpack(NULL, r.len, r.data);
+    V1beta1__AllocateResponse *ar = allocate_ok(run->dp, ids, 1);
     V1beta1__ContainerAllocateResponse *c0 = ar->container_responses[0];
     /* the parent's node and its own two capabilities, nothing of GI 1 or
      * of the MIG configuration */
@@ -691,14 +616,10 @@ static int allocate_and_start(struct plugin_run *run, char *msg, size_t len)
         }
     assert_true(visible);
     v1beta1__allocate_response__free_unpacked(ar, NULL);
-    free(r.data);
 
-    held_ids[0] = id;
-    nheld = 1;
-    V1beta1__PreStartContainerRequest ps = V1BETA1__PRE_START_CONTAINER_REQUEST__INIT;
-    ps.n_devices_ids = 1;
-    ps.devices_ids = ids;
-    r = call(run->dp, "/v1beta1.DevicePlugin/PreStartContainer", &ps.base);
+    nheld = 0;
+    hold("default", "a", ids, 1);
+    struct fx_grpc_reply r = prestart_call(run->dp, ids, 1);
     snprintf(msg, len, "%s", r.message);
     free(r.data);
     return r.status;

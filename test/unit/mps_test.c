@@ -32,6 +32,7 @@
 #include "podresources/v1/api.pb-c.h"
 #include "runtime/config.h"
 #include "util/clock.h"
+#include "unit/plugin_fake.h"
 
 static char tmpdir[256];
 
@@ -390,40 +391,6 @@ static void test_orphans_after_restart(void **state)
 
 #define NGPU 2
 static struct fx_node_gpu gpus[NGPU];
-static char *held_ids[2];
-static size_t nheld;
-
-static void podres_list(void *ctx, const uint8_t *req, size_t len, struct fx_grpc_reply *r)
-{
-    (void)ctx;
-    (void)req;
-    (void)len;
-    V1__ContainerDevices cd = V1__CONTAINER_DEVICES__INIT, *cdp = &cd;
-    cd.resource_name = FX_DP_RESOURCE;
-    cd.n_device_ids = nheld;
-    cd.device_ids = held_ids;
-    V1__ContainerResources cr = V1__CONTAINER_RESOURCES__INIT, *crp = &cr;
-    cr.name = "main";
-    cr.n_devices = 1;
-    cr.devices = &cdp;
-    V1__PodResources pr = V1__POD_RESOURCES__INIT, *prp = &pr;
-    pr.name = "a";
-    pr.namespace_ = "default";
-    pr.n_containers = 1;
-    pr.containers = &crp;
-    V1__ListPodResourcesResponse resp = V1__LIST_POD_RESOURCES_RESPONSE__INIT;
-    resp.n_pod_resources = nheld ? 1 : 0;
-    resp.pod_resources = &prp;
-    r->len = v1__list_pod_resources_response__get_packed_size(&resp);
-    r->data = malloc(r->len + 1);
-    v1__list_pod_resources_response__pack(&resp, r->data);
-}
-
-static const struct fx_grpc_method podres_methods[] = {
-    {"/v1.PodResourcesLister/List", podres_list, NULL},
-    {NULL, NULL, NULL},
-};
-
 /* Pod default/a, bound to n1 with 30% and 8 GiB of GPU 1. */
 static json_t *pod_a(void)
 {
@@ -444,22 +411,6 @@ static json_t *pod_a(void)
     return p;
 }
 
-static struct fx_grpc_reply call(const char *sock, const char *method, const ProtobufCMessage *m)
-{
-    uint8_t buf[4096];
-    size_t len = protobuf_c_message_pack(m, buf);
-    struct fx_grpc_reply r;
-    struct flexpu_error err = {0};
-    assert_int_equal(fx_grpc_call(sock, method, buf, len, 15000, &r, &err), 0);
-    return r;
-}
-
-struct plugin_run {
-    char podres[300], dp[300];
-    struct fx_grpc_server *prs, *dps;
-    struct fx_plugin *p;
-};
-
 static void plugin_up(struct plugin_run *run, enum fx_sharing_mode mode, const char *control)
 {
     for (int i = 0; i < NGPU; i++) {
@@ -469,32 +420,13 @@ static void plugin_up(struct plugin_run *run, enum fx_sharing_mode mode, const c
         gpus[i].healthy = true;
         gpus[i].mem_bytes = 80LL << 30;
     }
-    snprintf(run->podres, sizeof(run->podres), "%s/podres.sock", tmpdir);
-    snprintf(run->dp, sizeof(run->dp), "%s/dp.sock", tmpdir);
-    struct flexpu_error err = {0};
-    run->prs = fx_grpc_server_start(run->podres, podres_methods, NULL, &err);
-    assert_non_null(run->prs);
-    struct fx_plugin_config pc = {.node_name = "n1", .root = tmpdir, .podresources = run->podres,
-                                  .wait_ms = 1500, .sharing = mode,
+    struct fx_plugin_config pc = {.node_name = "n1", .root = tmpdir, .wait_ms = 1500,
+                                  .sharing = mode,
                                   .mps_control = control ? control : FAKEMPS_PATH,
                                   .mps_timeout_ms = 3000, .mps_tick_ms = 20};
-    run->p = fx_plugin_new(&pc, gpus, NGPU, &err);
-    assert_non_null(run->p);
-    run->dps = fx_grpc_server_start(run->dp, fx_plugin_methods, run->p, &err);
-    assert_non_null(run->dps);
-    fx_plugin_pod_event(run->p, KUBE_SYNC_BEGIN, NULL);
     json_t *pa = pod_a();
-    fx_plugin_pod_event(run->p, KUBE_ADDED, pa);
+    plugin_up_with(run, tmpdir, &pc, gpus, NGPU, pa);
     json_decref(pa);
-    fx_plugin_pod_event(run->p, KUBE_SYNC_END, NULL);
-}
-
-static void plugin_down(struct plugin_run *run)
-{
-    fx_grpc_server_stop(run->dps);
-    fx_plugin_free(run->p);
-    fx_grpc_server_stop(run->prs);
-    nheld = 0;
 }
 
 /* Allocate for GPU 1; the slice key, and whether the answer mounts an MPS
@@ -502,25 +434,16 @@ static void plugin_down(struct plugin_run *run)
 static void allocate_a(struct plugin_run *run, char *ids[1], char key[FX_SLICE_KEY_LEN + 1],
                        char *pipe, size_t pipe_len, bool *env)
 {
-    V1beta1__ContainerAllocateRequest car = V1BETA1__CONTAINER_ALLOCATE_REQUEST__INIT,
-                                      *carp = &car;
-    car.n_devices_ids = 1;
-    car.devices_ids = ids;
-    V1beta1__AllocateRequest aq = V1BETA1__ALLOCATE_REQUEST__INIT;
-    aq.n_container_requests = 1;
-    aq.container_requests = &carp;
-    struct fx_grpc_reply r = call(run->dp, "/v1beta1.DevicePlugin/Allocate", &aq.base);
-    assert_int_equal(r.status, FX_GRPC_OK);
-    V1beta1__AllocateResponse *ar = v1beta1__allocate_response__unpack(NULL, r.len, r.data);
+    V1beta1__AllocateResponse *ar = allocate_ok(run->dp, ids, 1);
     V1beta1__ContainerAllocateResponse *c0 = ar->container_responses[0];
     pipe[0] = '\0';
     *env = false;
     key[0] = '\0';
-    for (size_t i = 0; i < c0->n_mounts; i++)
-        if (strcmp(c0->mounts[i]->container_path, FX_CTR_MPS) == 0) {
-            assert_false(c0->mounts[i]->read_only);
-            snprintf(pipe, pipe_len, "%s", c0->mounts[i]->host_path);
-        }
+    const V1beta1__Mount *mt = mount_at(c0, FX_CTR_MPS);
+    if (mt) {
+        assert_false(mt->read_only);
+        snprintf(pipe, pipe_len, "%s", mt->host_path);
+    }
     for (size_t i = 0; i < c0->n_envs; i++) {
         if (strcmp(c0->envs[i]->key, "CUDA_MPS_PIPE_DIRECTORY") == 0) {
             assert_string_equal(c0->envs[i]->value, FX_CTR_MPS);
@@ -530,18 +453,14 @@ static void allocate_a(struct plugin_run *run, char *ids[1], char key[FX_SLICE_K
             snprintf(key, FX_SLICE_KEY_LEN + 1, "%s", c0->envs[i]->value);
     }
     v1beta1__allocate_response__free_unpacked(ar, NULL);
-    free(r.data);
     assert_int_equal(strlen(key), FX_SLICE_KEY_LEN);
 }
 
 static struct fx_grpc_reply prestart(struct plugin_run *run, char *ids[1])
 {
-    held_ids[0] = ids[0];
-    nheld = 1;
-    V1beta1__PreStartContainerRequest ps = V1BETA1__PRE_START_CONTAINER_REQUEST__INIT;
-    ps.n_devices_ids = 1;
-    ps.devices_ids = ids;
-    return call(run->dp, "/v1beta1.DevicePlugin/PreStartContainer", &ps.base);
+    nheld = 0;
+    hold("default", "a", ids, 1);
+    return prestart_call(run->dp, ids, 1);
 }
 
 /* The tenant slice.conf names, "" while it fails closed. */
