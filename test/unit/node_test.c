@@ -34,6 +34,7 @@
 #include "runtime/config.h"
 #include "runtime/state.h"
 #include "util/clock.h"
+#include "unit/plugin_fake.h"
 
 static char tmpdir[256];
 
@@ -463,60 +464,6 @@ static void test_preload_replaced_atomically(void **state)
 #define NGPU 4
 static struct fx_node_gpu fake_gpus[NGPU];
 
-/* The pods the fake kubelet has given devices to. */
-static struct {
-    const char *ns, *name;
-    char *ids[4];
-    size_t n;
-} held[8];
-static int nheld;
-
-/* The kubelet's List (pkg/kubelet/cm/container_manager.go,
- * containerDevicesFromResourceDeviceInstances) gives each device of a
- * container an entry of its own (one per NUMA node of the device, with that
- * node as its topology, which proto/ leaves out): a 2-GPU container has 2
- * entries of 1 ID each. */
-static void podres_list(void *ctx, const uint8_t *req, size_t len, struct fx_grpc_reply *r)
-{
-    (void)ctx;
-    (void)req;
-    (void)len;
-    V1__PodResources pr[8], *prp[8];
-    V1__ContainerResources cr[8], *crp[8];
-    V1__ContainerDevices cd[8][4], *cdp[8][4];
-    for (int i = 0; i < nheld; i++) {
-        v1__pod_resources__init(&pr[i]);
-        v1__container_resources__init(&cr[i]);
-        for (size_t d = 0; d < held[i].n; d++) {
-            v1__container_devices__init(&cd[i][d]);
-            cd[i][d].resource_name = FX_DP_RESOURCE;
-            cd[i][d].n_device_ids = 1;
-            cd[i][d].device_ids = &held[i].ids[d];
-            cdp[i][d] = &cd[i][d];
-        }
-        cr[i].name = "main";
-        cr[i].n_devices = held[i].n;
-        cr[i].devices = cdp[i];
-        crp[i] = &cr[i];
-        pr[i].name = (char *)held[i].name;
-        pr[i].namespace_ = (char *)held[i].ns;
-        pr[i].n_containers = 1;
-        pr[i].containers = &crp[i];
-        prp[i] = &pr[i];
-    }
-    V1__ListPodResourcesResponse resp = V1__LIST_POD_RESOURCES_RESPONSE__INIT;
-    resp.n_pod_resources = (size_t)nheld;
-    resp.pod_resources = prp;
-    r->len = v1__list_pod_resources_response__get_packed_size(&resp);
-    r->data = malloc(r->len + 1);
-    v1__list_pod_resources_response__pack(&resp, r->data);
-}
-
-static const struct fx_grpc_method podres_methods[] = {
-    {"/v1.PodResourcesLister/List", podres_list, NULL},
-    {NULL, NULL, NULL},
-};
-
 /* A pod bound to node n1 with an allocation on the given GPUs. */
 /* A pod bound to n1 with an allocation of `cores` and `mem` bytes on each of
  * its GPUs; it asks flexpu.io/gpu-memory: req_mem when req_mem > 0. */
@@ -612,27 +559,14 @@ static json_t *remote_forged(const char *name, const char *uid, int gpu, int cor
     return p;
 }
 
-static struct fx_grpc_reply call(const char *sock, const char *method, const ProtobufCMessage *m)
+/* Allocate for one container with these device IDs, answered OK: the host
+ * directory of its slice.conf ("" for none) in dir. */
+static void conf_dir_of(const char *dp, char **ids, char *dir, size_t len)
 {
-    uint8_t buf[4096];
-    size_t len = protobuf_c_message_pack(m, buf);
-    struct fx_grpc_reply r;
-    struct flexpu_error err = {0};
-    assert_int_equal(fx_grpc_call(sock, method, buf, len, 5000, &r, &err), 0);
-    return r;
-}
-
-/* One Allocate call for one container with these device IDs. */
-static struct fx_grpc_reply allocate(const char *sock, char **ids, size_t n)
-{
-    V1beta1__ContainerAllocateRequest car = V1BETA1__CONTAINER_ALLOCATE_REQUEST__INIT;
-    car.n_devices_ids = n;
-    car.devices_ids = ids;
-    V1beta1__ContainerAllocateRequest *carp = &car;
-    V1beta1__AllocateRequest aq = V1BETA1__ALLOCATE_REQUEST__INIT;
-    aq.n_container_requests = 1;
-    aq.container_requests = &carp;
-    return call(sock, "/v1beta1.DevicePlugin/Allocate", &aq.base);
+    V1beta1__AllocateResponse *ar = allocate_ok(dp, ids, 1);
+    const V1beta1__Mount *mt = mount_at(ar->container_responses[0], FX_CTR_CONF_DIR);
+    snprintf(dir, len, "%s", mt ? mt->host_path : "");
+    v1beta1__allocate_response__free_unpacked(ar, NULL);
 }
 
 static void test_plugin_calls(void **state)
@@ -775,19 +709,15 @@ static void test_plugin_calls(void **state)
 
     /* The kubelet gave a's slot to b and b's to a (both on GPU 2): PodResources
      * says so, and each slice names the right pod. */
-    held[0].ns = "default", held[0].name = "b", held[0].ids[0] = ids_a[0], held[0].n = 1;
-    held[1].ns = "default", held[1].name = "a", held[1].ids[0] = ids_b[0], held[1].n = 1;
-    held[2].ns = "default", held[2].name = "c", held[2].ids[0] = ids_c[1];
-    held[2].ids[1] = ids_c[0], held[2].n = 2;
-    nheld = 3;
+    nheld = 0;
+    hold("default", "b", ids_a, 1);
+    hold("default", "a", ids_b, 1);
+    hold("default", "c", (char *[]){ids_c[1], ids_c[0]}, 2);
     const char *expect_tenant[3] = {"uid-b", "uid-a", "uid-c"};
     int expect_share[3] = {50, 30, 100};
     long long expect_mem[3] = {40LL << 30, 8LL << 30, 0};
     for (int k = 0; k < 3; k++) {
-        V1beta1__PreStartContainerRequest ps = V1BETA1__PRE_START_CONTAINER_REQUEST__INIT;
-        ps.n_devices_ids = nsets[k];
-        ps.devices_ids = sets[k];
-        r = call(dp, "/v1beta1.DevicePlugin/PreStartContainer", &ps.base);
+        r = prestart_call(dp, sets[k], nsets[k]);
         assert_int_equal(r.status, FX_GRPC_OK);
         free(r.data);
         char path[500];
@@ -805,15 +735,11 @@ static void test_plugin_calls(void **state)
     assert_string_equal(name, "c");
 
     /* a PreStart for devices the kubelet never recorded: a clear refusal */
-    V1beta1__PreStartContainerRequest ps = V1BETA1__PRE_START_CONTAINER_REQUEST__INIT;
-    ps.n_devices_ids = 1;
-    ps.devices_ids = ids_x;
-    r = call(dp, "/v1beta1.DevicePlugin/PreStartContainer", &ps.base);
+    r = prestart_call(dp, ids_x, 1);
     assert_int_equal(r.status, FX_GRPC_FAILED_PRECONDITION);
     assert_non_null(strstr(r.message, "PodResources"));
     /* nor is one device of c's two c's: a container holds exactly the IDs */
-    ps.devices_ids = &ids_c[0];
-    r = call(dp, "/v1beta1.DevicePlugin/PreStartContainer", &ps.base);
+    r = prestart_call(dp, &ids_c[0], 1);
     assert_int_equal(r.status, FX_GRPC_FAILED_PRECONDITION);
     assert_non_null(strstr(r.message, "PodResources"));
 
@@ -844,23 +770,10 @@ static void test_plugin_calls(void **state)
     char **bad_sets[3] = {ids_d, ids_e, ids_f};
     const char *bad_names[3] = {"d", "e", "f"}, *bad_field[3] = {"cores", "memory", "containers[1]"};
     for (int k = 0; k < 3; k++) {
-        r = allocate(dp, bad_sets[k], 1);
-        assert_int_equal(r.status, FX_GRPC_OK);
-        V1beta1__AllocateResponse *ar = v1beta1__allocate_response__unpack(NULL, r.len, r.data);
-        char bad_dir[400] = "";
-        V1beta1__ContainerAllocateResponse *c0 = ar->container_responses[0];
-        for (size_t m = 0; m < c0->n_mounts; m++)
-            if (strcmp(c0->mounts[m]->container_path, FX_CTR_CONF_DIR) == 0)
-                snprintf(bad_dir, sizeof(bad_dir), "%s", c0->mounts[m]->host_path);
-        v1beta1__allocate_response__free_unpacked(ar, NULL);
-        free(r.data);
-        held[nheld].ns = "default", held[nheld].name = bad_names[k];
-        held[nheld].ids[0] = bad_sets[k][0], held[nheld].n = 1;
-        nheld++;
-        V1beta1__PreStartContainerRequest bps = V1BETA1__PRE_START_CONTAINER_REQUEST__INIT;
-        bps.n_devices_ids = 1;
-        bps.devices_ids = bad_sets[k];
-        r = call(dp, "/v1beta1.DevicePlugin/PreStartContainer", &bps.base);
+        char bad_dir[400];
+        conf_dir_of(dp, bad_sets[k], bad_dir, sizeof(bad_dir));
+        hold("default", bad_names[k], bad_sets[k], 1);
+        r = prestart_call(dp, bad_sets[k], 1);
         assert_int_equal(r.status, FX_GRPC_FAILED_PRECONDITION);
         char who[32];
         snprintf(who, sizeof(who), "pod default/%s", bad_names[k]);
@@ -899,23 +812,10 @@ static void test_plugin_calls(void **state)
                *bwhy[4] = {NULL, "not opportunistic", "memory", "remote slice"};
     for (int k = 0; k < 4; k++) {
         fx_plugin_pod_event(p, KUBE_ADDED, bpods[k]);
-        r = allocate(dp, bsets[k], 1);
-        assert_int_equal(r.status, FX_GRPC_OK);
-        V1beta1__AllocateResponse *ar = v1beta1__allocate_response__unpack(NULL, r.len, r.data);
-        char bdir[400] = "";
-        V1beta1__ContainerAllocateResponse *c0 = ar->container_responses[0];
-        for (size_t m = 0; m < c0->n_mounts; m++)
-            if (strcmp(c0->mounts[m]->container_path, FX_CTR_CONF_DIR) == 0)
-                snprintf(bdir, sizeof(bdir), "%s", c0->mounts[m]->host_path);
-        v1beta1__allocate_response__free_unpacked(ar, NULL);
-        free(r.data);
-        held[nheld].ns = "default", held[nheld].name = bnames[k];
-        held[nheld].ids[0] = bsets[k][0], held[nheld].n = 1;
-        nheld++;
-        V1beta1__PreStartContainerRequest bps = V1BETA1__PRE_START_CONTAINER_REQUEST__INIT;
-        bps.n_devices_ids = 1;
-        bps.devices_ids = bsets[k];
-        r = call(dp, "/v1beta1.DevicePlugin/PreStartContainer", &bps.base);
+        char bdir[400];
+        conf_dir_of(dp, bsets[k], bdir, sizeof(bdir));
+        hold("default", bnames[k], bsets[k], 1);
+        r = prestart_call(dp, bsets[k], 1);
         char path[500];
         snprintf(path, sizeof(path), "%.400s/slice.conf", bdir);
         struct fx_slice_config cfg;
