@@ -19,6 +19,7 @@
 #                      default for a slice), not their peak
 #   summary.md         the tables of docs/RESULTS.md and docs/REUSE.md
 #   reuse.svg          GPU time used over the default run (seed 42)
+#   reuse-light.svg    the same for share-0.8-light
 # Each directory holds reuse.md (the full table), reuse.csv and reuse.svg.
 # About 25 minutes on 2 cores (each default run about 3, each sweep run 1.5).
 # SUMMARY_ONLY=1 rewrites summary.md from the runs already there.
@@ -53,6 +54,7 @@ if [ -z "${SUMMARY_ONLY:-}" ]; then
     run share-0.8-mem0 --batch-mem 0 --borrow-fit 0.5 --hours 2
     run owner-mem-share --owner-mem share --hours 2
     cp "$OUT/default-seed42/reuse.svg" "$OUT/reuse.svg"
+    cp "$OUT/share-0.8-light/reuse.svg" "$OUT/reuse-light.svg"
 fi
 
 # The tables, from the runs' CSV files.
@@ -93,7 +95,7 @@ row() { # csv file, mode -> the line
         owner-mem-share) mem="default; owners reserve their share of memory" ;;
         *) mem=default ;;
         esac
-        ratio=$(awk -v a="$rbusy" -v b="$fbusy" 'BEGIN { printf "%.2fx", b > 0 ? a / b : 0 }')
+        ratio=$(awk -v a="$rbusy" -v b="$fbusy" 'BEGIN { printf "%.2fx", (b > 0 ? a / b : 0) }')
         echo "| $share ($(pct "$rres")) | $mem | $(pct "$wbusy") | $(pct "$fbusy") | $(pct "$rbusy") ($(pct "$rbor")) | $ratio | $(pct "$rlost") | $reh | ${rp99}x | $rref |"
     done
 } >"$OUT/summary.md"
