@@ -323,21 +323,36 @@ static int gis_read(const struct ops *o, struct gpu_plan *pl, struct flexpu_erro
     return 0;
 }
 
+/* The compute instances of a GI, one CI profile at a time: from profile
+ * *p on, the next that the GPU knows and lists, its info and its CIs (cs,
+ * *cnt of them); *p moves past it. False when no profile is left. */
+static bool ci_next(const struct ops *o, const struct gi *gi, unsigned *p,
+                    nvmlComputeInstanceProfileInfo_t *info, nvmlComputeInstance_t cs[MAX_GI],
+                    unsigned *cnt)
+{
+    for (; *p < NVML_COMPUTE_INSTANCE_PROFILE_COUNT; ++*p) {
+        if (o->ci_profile_info(gi->h, *p, NVML_COMPUTE_INSTANCE_ENGINE_PROFILE_SHARED, info) !=
+            NVML_SUCCESS)
+            continue;
+        *cnt = MAX_GI;
+        if (o->ci_list(gi->h, info->id, cs, cnt) != NVML_SUCCESS)
+            continue;
+        ++*p;
+        return true;
+    }
+    return false;
+}
+
 /* The compute instances of a GI: how many span it (full) and how many
  * do not (other). */
 static void cis_count(const struct ops *o, const struct gpu_plan *pl, const struct gi *gi,
                       unsigned *full, unsigned *other)
 {
     *full = *other = 0;
-    for (unsigned p = 0; p < NVML_COMPUTE_INSTANCE_PROFILE_COUNT; p++) {
-        nvmlComputeInstanceProfileInfo_t info;
-        if (o->ci_profile_info(gi->h, p, NVML_COMPUTE_INSTANCE_ENGINE_PROFILE_SHARED, &info) !=
-            NVML_SUCCESS)
-            continue;
-        nvmlComputeInstance_t cs[MAX_GI];
-        unsigned cnt = MAX_GI;
-        if (o->ci_list(gi->h, info.id, cs, &cnt) != NVML_SUCCESS)
-            continue;
+    nvmlComputeInstanceProfileInfo_t info;
+    nvmlComputeInstance_t cs[MAX_GI];
+    unsigned cnt, p = 0;
+    while (ci_next(o, gi, &p, &info, cs, &cnt)) {
         if (info.sliceCount == pl->profs[gi->prof].slices)
             *full += cnt;
         else
@@ -404,15 +419,10 @@ static int plan(const struct ops *o, struct gpu_plan *pl, const char *layout_tex
 static int gi_destroy(const struct ops *o, const struct gpu_plan *pl, const struct gi *gi,
                       struct flexpu_error *err)
 {
-    for (unsigned p = 0; p < NVML_COMPUTE_INSTANCE_PROFILE_COUNT; p++) {
-        nvmlComputeInstanceProfileInfo_t info;
-        if (o->ci_profile_info(gi->h, p, NVML_COMPUTE_INSTANCE_ENGINE_PROFILE_SHARED, &info) !=
-            NVML_SUCCESS)
-            continue;
-        nvmlComputeInstance_t cs[MAX_GI];
-        unsigned cnt = MAX_GI;
-        if (o->ci_list(gi->h, info.id, cs, &cnt) != NVML_SUCCESS)
-            continue;
+    nvmlComputeInstanceProfileInfo_t info;
+    nvmlComputeInstance_t cs[MAX_GI];
+    unsigned cnt, p = 0;
+    while (ci_next(o, gi, &p, &info, cs, &cnt)) {
         for (unsigned i = 0; i < cnt && i < MAX_GI; i++) {
             nvmlReturn_t r = o->ci_destroy(cs[i]);
             if (r != NVML_SUCCESS)
