@@ -342,6 +342,16 @@ static void test_write_decision(void **state)
 
 static char tmpdir[256];
 
+/* The slice of tenant uid-u, its runtime state in sdir and its ledger
+ * under ldir, as the node agent writes its slice.conf. */
+static void slice_cfg(struct fx_slice_config *cfg, const char *sdir, const char *ldir)
+{
+    fx_config_defaults(cfg);
+    snprintf(cfg->tenant, sizeof(cfg->tenant), "uid-u");
+    snprintf(cfg->state_dir, sizeof(cfg->state_dir), "%.190s", sdir);
+    snprintf(cfg->ledger_dir, sizeof(cfg->ledger_dir), "%.180s/0123abcd", ldir);
+}
+
 static void test_read_state(void **state)
 {
     (void)state;
@@ -351,10 +361,7 @@ static void test_read_state(void **state)
     snprintf(dir, sizeof(dir), "%s/state", tmpdir);
     snprintf(ledgers, sizeof(ledgers), "%s/ledger", tmpdir);
     struct fx_slice_config cfg;
-    fx_config_defaults(&cfg);
-    snprintf(cfg.tenant, sizeof(cfg.tenant), "uid-u");
-    snprintf(cfg.state_dir, sizeof(cfg.state_dir), "%.190s", dir);
-    snprintf(cfg.ledger_dir, sizeof(cfg.ledger_dir), "%.180s/0123abcd", ledgers);
+    slice_cfg(&cfg, dir, ledgers);
     struct fx_gpu g;
     struct flexpu_error err = {0};
     struct fx_usage_obs_gpu o;
@@ -512,10 +519,7 @@ static void test_driver_floor_read(void **state)
     assert_int_equal(count, 1);
 
     struct fx_slice_config cfg;
-    fx_config_defaults(&cfg);
-    snprintf(cfg.tenant, sizeof(cfg.tenant), "uid-u");
-    snprintf(cfg.state_dir, sizeof(cfg.state_dir), "%.190s", sdir);
-    snprintf(cfg.ledger_dir, sizeof(cfg.ledger_dir), "%.180s/0123abcd", ldir);
+    slice_cfg(&cfg, sdir, ldir);
     struct fx_gpu rt;
     assert_int_equal(fx_gpu_attach(&rt, &cfg, g[0].uuid, 80ULL << 30, &err), 0);
 
