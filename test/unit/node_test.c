@@ -514,6 +514,22 @@ static json_t *pod(const char *name, const char *uid, const int *gpus, int n, in
     return pod_req(name, uid, gpus, n, cores, mem, mem);
 }
 
+/* The allocation in annotations ann, parsed; and ann's allocation set to a
+ * (an annotation forged from a true one). */
+static void allocation_of(json_t *ann, struct fx_allocation *a)
+{
+    struct flexpu_error err = {0};
+    const char *text = json_string_value(json_object_get(ann, FX_ANN_ALLOCATION));
+    assert_int_equal(fx_allocation_parse(text, a, &err), 0);
+}
+
+static void set_allocation(json_t *ann, const struct fx_allocation *a)
+{
+    char *text = fx_allocation_format(a);
+    json_object_set_new(ann, FX_ANN_ALLOCATION, json_string(text));
+    free(text);
+}
+
 /* A pod with a borrowed allocation of `cores` and `mem` on GPU `gpu`,
  * opportunistic or not (a forged allocation), asking priority normal. */
 static json_t *borrower(const char *name, const char *uid, int gpu, int cores, long long mem,
@@ -522,15 +538,9 @@ static json_t *borrower(const char *name, const char *uid, int gpu, int cores, l
     json_t *p = pod_req(name, uid, (int[]){gpu}, 1, cores, mem, mem);
     json_t *ann = json_object_get(json_object_get(p, "metadata"), "annotations");
     struct fx_allocation a;
-    struct flexpu_error err = {0};
-    assert_int_equal(fx_allocation_parse(json_string_value(json_object_get(ann,
-                                                                           FX_ANN_ALLOCATION)),
-                                         &a, &err),
-                     0);
+    allocation_of(ann, &a);
     a.borrowed = true;
-    char *text = fx_allocation_format(&a);
-    json_object_set_new(ann, FX_ANN_ALLOCATION, json_string(text));
-    free(text);
+    set_allocation(ann, &a);
     json_object_set_new(ann, FX_ANN_PRIORITY, json_string("normal"));
     if (opportunistic)
         json_object_set_new(ann, FX_ANN_OPPORTUNISTIC, json_string("true"));
@@ -546,15 +556,9 @@ static json_t *remote_forged(const char *name, const char *uid, int gpu, int cor
     json_t *p = pod_req(name, uid, (int[]){gpu}, 1, cores, mem, mem);
     json_t *ann = json_object_get(json_object_get(p, "metadata"), "annotations");
     struct fx_allocation a;
-    struct flexpu_error err = {0};
-    assert_int_equal(fx_allocation_parse(json_string_value(json_object_get(ann,
-                                                                           FX_ANN_ALLOCATION)),
-                                         &a, &err),
-                     0);
+    allocation_of(ann, &a);
     snprintf(a.remote_node, sizeof(a.remote_node), "n1");
-    char *text = fx_allocation_format(&a);
-    json_object_set_new(ann, FX_ANN_ALLOCATION, json_string(text));
-    free(text);
+    set_allocation(ann, &a);
     json_object_set_new(ann, FX_ANN_REMOTE, json_string(FX_REMOTE_ALLOWED));
     return p;
 }
