@@ -1249,6 +1249,17 @@ int fx_reuse_run(const struct fx_trace *t, const struct fx_genai *u, enum fx_reu
         account(&s, s.w1);
         results(&s);
     }
+    /* The books must balance: the backlog holds only waiting batch jobs,
+     * and each running one holds an allocation. */
+    for (int k = 0; k < s.nbacklog && rc == 0; k++)
+        if (s.jobs[s.backlog[k]].state != WAIT)
+            rc = flexpu_error_set(err, FLEXPU_EINVAL,
+                                  "reuse replay: batch job %d is in the backlog but not waiting",
+                                  s.backlog[k]);
+    for (int i = 0; i < s.njobs && rc == 0; i++)
+        if ((s.jobs[i].state == RUN || s.jobs[i].state == BORROW) && s.jobs[i].alloc_id < 0)
+            rc = flexpu_error_set(err, FLEXPU_EINVAL, "reuse replay: job %d runs without an "
+                                  "allocation", i);
     out->seconds = fx_mono_seconds() - t0;
     teardown(&s);
     return rc;

@@ -79,7 +79,9 @@ static void run(struct fx_reuse_result *r, const char *nodes, const char *pods,
  * GPU, 0.2 of its memory) takes its place; the second batch job then fits
  * in the half oB leaves, in its own allocation, and reserves memory the
  * borrower holds: 0.2 + 0.5 + 0.5 of the GPU would not fit, so the
- * borrower goes first. */
+ * borrower goes first. The evicted borrower goes back to the backlog's
+ * front while the job that evicted it leaves the backlog: the run's end
+ * check (backlog holds only waiting jobs) fails if the wrong one leaves. */
 static const char *const memory_pods = POD_HEADER "oA,4000,8192,1,1000,,LS,0,300,0\n"
                                                   "oB,4000,8192,1,500,,LS,10,100000,10\n"
                                                   "b0,1000,1024,1,500,,BE,0,100000,0\n";
