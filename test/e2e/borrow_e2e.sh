@@ -29,21 +29,9 @@ E2E_NAME=borrow-e2e E2E_LOGS="scheduler.log node.log client.log"
 . "$(dirname "$0")/lib.sh"
 e2e_up
 
-kubectl create -f - >/dev/null <<EOF
-{"apiVersion":"v1","kind":"Node","metadata":{"name":"gpu-b","labels":{"type":"kwok"},
- "annotations":{"kwok.x-k8s.io/node":"fake"}},
- "status":{"allocatable":{"cpu":"64","memory":"512Gi","pods":"110"},
-  "capacity":{"cpu":"64","memory":"512Gi","pods":"110"}}}
-EOF
-mkdir -p "$work/dp" "$work/fake"
+kwok_agent_node gpu-b
 export FAKECUDA_DEVICES=1 FAKECUDA_TOTAL_MEM=$((80 * 1073741824))
-# The fake NVML's files (its utilization, gpu<N>.util) are this test's own.
-FAKECUDA_DIR="$work/fake" "$build/flexpu-node" --node-name gpu-b \
-  --nvml-library "$build/test/fakecuda/libnvidia-ml.so.1" \
-  --device-plugin-dir "$work/dp" --pod-resources-socket "$work/podresources.sock" \
-  --root "$work/root" --runtime-library "" --size-limits off --metrics-port 0 \
-  --log-level debug >"$work/node.log" 2>&1 &
-pids+=($!)
+start_node gpu-b
 usage() { kubectl get node gpu-b -o jsonpath='{.metadata.annotations.flexpu\.io/gpu-usage}'; }
 has_feed() {
   test -n "$(usage)" &&

@@ -13,6 +13,10 @@
 #   start_scheduler ARGS... / stop_scheduler [SIGNAL]: flexpu-scheduler on the
 #             cluster (admin kubeconfig, debug log in $work/scheduler.log;
 #             $sched_pid, stopped at exit)
+#   kwok_agent_node NAME: a kwok node with no inventory, for flexpu-node to
+#             publish its GPUs on
+#   start_node NAME ARGS...: flexpu-node for node NAME on the fake NVML
+#             (debug log appended to $work/node.log; $node_pid, stopped at exit)
 # A script may define e2e_on_fail (more to print on a failure) and
 # e2e_on_exit (more to stop or undo at exit: after $pids are signalled,
 # before the wait for them and before the cluster goes).
@@ -112,4 +116,30 @@ wait_event() { # pod substring
     sleep 0.2
   done
   fail "pod $1 has no event containing '$2': $(kubectl get events --field-selector "involvedObject.name=$1" -o jsonpath='{range .items[*]}{.message}{"\n"}{end}')"
+}
+
+kwok_agent_node() { # name
+  kubectl create -f - >/dev/null <<EOF
+{"apiVersion":"v1","kind":"Node","metadata":{"name":"$1","labels":{"type":"kwok"},
+ "annotations":{"kwok.x-k8s.io/node":"fake"}},
+ "status":{"allocatable":{"cpu":"64","memory":"512Gi","pods":"110"},
+  "capacity":{"cpu":"64","memory":"512Gi","pods":"110"}}}
+EOF
+}
+
+# start_node NAME ARGS...: the fake NVML's and driver's files are this test's
+# own ($work/fake, FAKECUDA_DIR: a GPU's utilization in gpu<N>.util), its
+# devices as FAKECUDA_* in the environment say; the device plugin's sockets
+# in $work/dp, no runtime library, ARGS after the rest.
+start_node() {
+  local name="$1"
+  shift
+  mkdir -p "$work/dp" "$work/fake"
+  FAKECUDA_DIR="$work/fake" "$build/flexpu-node" --node-name "$name" \
+    --nvml-library "$build/test/fakecuda/libnvidia-ml.so.1" \
+    --device-plugin-dir "$work/dp" --pod-resources-socket "$work/podresources.sock" \
+    --root "$work/root" --runtime-library "" --size-limits off --metrics-port 0 \
+    --log-level debug "$@" >>"$work/node.log" 2>&1 &
+  node_pid=$!
+  pids+=("$node_pid")
 }

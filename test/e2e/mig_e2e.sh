@@ -21,24 +21,10 @@ E2E_NAME=mig-e2e E2E_LOGS="node.log scheduler.log"
 . "$(dirname "$0")/lib.sh"
 e2e_up
 
-kubectl create -f - >/dev/null <<EOF
-{"apiVersion":"v1","kind":"Node","metadata":{"name":"gpu-m","labels":{"type":"kwok"},
- "annotations":{"kwok.x-k8s.io/node":"fake"}},
- "status":{"allocatable":{"cpu":"64","memory":"512Gi","pods":"110"},
-  "capacity":{"cpu":"64","memory":"512Gi","pods":"110"}}}
-EOF
-mkdir -p "$work/dp" "$work/fake"
-export FAKECUDA_DEVICES=2 FAKECUDA_TOTAL_MEM=$((80 * 1073741824)) FAKECUDA_DIR="$work/fake" \
+kwok_agent_node gpu-m
+export FAKECUDA_DEVICES=2 FAKECUDA_TOTAL_MEM=$((80 * 1073741824)) \
   FAKENVML_NAME="NVIDIA A100-SXM4-80GB" FAKENVML_MIG=0 FAKENVML_MIG_PROCS="$work/procs"
-agent() { # layout; the agent's pid in $agent_pid
-  "$build/flexpu-node" --node-name gpu-m --sharing-mode mig --mig-layout "$1" \
-    --nvml-library "$build/test/fakecuda/libnvidia-ml.so.1" \
-    --device-plugin-dir "$work/dp" --pod-resources-socket "$work/podresources.sock" \
-    --root "$work/root" --runtime-library "" --size-limits off --metrics-port 0 \
-    --log-level debug >>"$work/node.log" 2>&1 &
-  agent_pid=$!
-  pids+=("$agent_pid")
-}
+agent() { start_node gpu-m --sharing-mode mig --mig-layout "$1"; } # layout; pid in $node_pid
 agent 3g.40gb,4g.40gb
 
 inventory() { kubectl get node gpu-m -o jsonpath='{.metadata.annotations.flexpu\.io/gpus}'; }
@@ -92,30 +78,28 @@ wait_event share-mig "allocated whole"
 pass "a share of a MIG model is refused with the reason"
 
 # --- a restart adopts ---
-kill -TERM "$agent_pid"
-wait "$agent_pid" 2>/dev/null || true
-kubectl annotate node gpu-m flexpu.io/gpus- >/dev/null
-agent 4g.40gb,3g.40gb
-wait_for 20 "the restarted flexpu-node published no inventory" has_inventory
-[ "$(jq -c '[.[].uuid] | sort' <<<"$(inventory)")" = "$(jq -c '[.[].uuid] | sort' <<<"$inv")" ] ||
-  fail "the restart changed the devices: $(inventory), was $inv"
+stop_agent() { kill -TERM "$node_pid"; wait "$node_pid" 2>/dev/null || true; }
+same_devices_after() { # layout, when (for the failures): the agent again, its inventory anew
+  kubectl annotate node gpu-m flexpu.io/gpus- >/dev/null
+  agent "$1"
+  wait_for 20 "flexpu-node published no inventory $2" has_inventory
+  [ "$(jq -c '[.[].uuid] | sort' <<<"$(inventory)")" = "$(jq -c '[.[].uuid] | sort' <<<"$inv")" ] ||
+    fail "$2, the devices changed: $(inventory), was $inv"
+}
+stop_agent
+same_devices_after 4g.40gb,3g.40gb "after the restart"
 pass "flexpu-node restarted adopts the same MIG devices"
 
 # --- a busy instance that the new layout would destroy ---
-kill -TERM "$agent_pid"
-wait "$agent_pid" 2>/dev/null || true
+stop_agent
 gi4="$(grep -o 'msg="MIG instance adopted" gpu=[^ ]* gi=[0-9]* profile=4g.40gb' "$work/node.log" |
   tail -n 1 | sed 's/.* gi=\([0-9]*\) .*/\1/')"
 [ -n "$gi4" ] || fail "no adopted 4g instance in the agent's log"
 echo "0 $gi4 4242" >"$work/procs"
 agent "1g.10gb*7"
-if wait "$agent_pid"; then fail "flexpu-node started with a layout that destroys a busy instance"; fi
+if wait "$node_pid"; then fail "flexpu-node started with a layout that destroys a busy instance"; fi
 grep -q "MIG instance $gi4 (4g.40gb) runs process 4242 and --mig-layout '1g.10gb\*7' has no place for it" \
   "$work/node.log" || fail "the refusal does not name the instance and the process"
 : >"$work/procs"
-kubectl annotate node gpu-m flexpu.io/gpus- >/dev/null
-agent 3g.40gb,4g.40gb
-wait_for 20 "flexpu-node published no inventory after the refusal" has_inventory
-[ "$(jq -c '[.[].uuid] | sort' <<<"$(inventory)")" = "$(jq -c '[.[].uuid] | sort' <<<"$inv")" ] ||
-  fail "the refused layout changed the devices: $(inventory)"
+same_devices_after 3g.40gb,4g.40gb "after the refused layout"
 pass "a layout that would destroy a busy instance is refused (instance, process named); nothing changed"

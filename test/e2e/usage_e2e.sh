@@ -20,20 +20,9 @@ E2E_NAME=usage-e2e E2E_LOGS="node.log client.log"
 . "$(dirname "$0")/lib.sh"
 e2e_up
 
-kubectl create -f - >/dev/null <<EOF
-{"apiVersion":"v1","kind":"Node","metadata":{"name":"gpu-u","labels":{"type":"kwok"},
- "annotations":{"kwok.x-k8s.io/node":"fake"}},
- "status":{"allocatable":{"cpu":"64","memory":"512Gi","pods":"110"},
-  "capacity":{"cpu":"64","memory":"512Gi","pods":"110"}}}
-EOF
-mkdir -p "$work/dp" "$work/fake"
+kwok_agent_node gpu-u
 export FAKECUDA_DEVICES=2 FAKECUDA_TOTAL_MEM=$((80 * 1073741824))
-FAKECUDA_DIR="$work/fake" "$build/flexpu-node" --node-name gpu-u \
-  --nvml-library "$build/test/fakecuda/libnvidia-ml.so.1" \
-  --device-plugin-dir "$work/dp" --pod-resources-socket "$work/podresources.sock" \
-  --root "$work/root" --runtime-library "" --size-limits off --metrics-port 0 \
-  --log-level debug >"$work/node.log" 2>&1 &
-pids+=($!)
+start_node gpu-u
 
 usage() { kubectl get node gpu-u -o jsonpath='{.metadata.annotations.flexpu\.io/gpu-usage}'; }
 has_usage() { test -n "$(usage)"; }
