@@ -29,7 +29,7 @@ static const struct {
                        "(default: 1)"},
     {"warmup-hours", "X", "simulated before the window (default: 1)"},
     {"hours", "X", "window length in hours (default: 4)"},
-    {"quick", NULL, "a small run for tests: 0.25 h warm-up, 0.5 h window, backlog 500"},
+    {"quick", NULL, "a small run: 0.25 h warm-up, 0.5 h window, backlog 500 (options after it win)"},
     {"seed", "N", "seed of the owners' series and offsets (default: 42)"},
     {"request-ms", "X", "an owner's request (GPU burst) whose slowdown is modelled (default: 20)"},
     {"borrow-fit", "X", "a borrower needs predicted idle compute for X of its share (default: 1, "
@@ -38,7 +38,7 @@ static const struct {
                          "measured on an H200)"},
     {"predict", "N", "predictor: the max of the owner's last N samples (default: 10)"},
     {"reclaim-after", "N", "reclaim after N samples of starved borrowers (default: 3)"},
-    {"out", "DIR", "write reuse.md and reuse.svg there (default: out/sim)"},
+    {"out", "DIR", "write reuse.md, reuse.csv and reuse.svg there (default: out/sim)"},
     {"help", NULL, "this text"},
 };
 #define NOPTS ((int)(sizeof(docs) / sizeof(docs[0])))
