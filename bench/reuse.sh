@@ -67,7 +67,7 @@ row() { # csv file, mode -> the line
     echo
     echo "## Default run on held-out seeds (trace's second half, GenAI report half, 4 h after 1 h warm-up)"
     echo
-    echo "| seed | policy | GPU busy | owners | batch (borrowed) | owners reserve | batch done | JCT p50 | evictions/h (memory, reclaim, owner) | owners' p99 slowdown | refused |"
+    echo "| seed | policy | GPU busy | owners | batch (borrowed) | owners reserve | batch done | JCT p50 | evictions/h (counts in the window: memory, reclaim, owner) | owners' p99 slowdown | refused |"
     echo "|---|---|---|---|---|---|---|---|---|---|---|"
     for d in default-seed42 default-seed43 default-seed44 tune; do
         for m in whole flexpu reuse; do

@@ -1279,8 +1279,8 @@ void fx_reuse_report(FILE *f, const struct fx_reuse_result *r, int n,
             parts[c->trace_part + 1], (unsigned long long)c->seed, c->backlog, c->request_ms,
             c->handover_ms);
     fprintf(f, "| policy | GPU busy | owners | batch (borrowed) | lost | owners reserve | "
-               "allocated | batch done | JCT p50 / p99 | run p50 / p99 | evictions/h (memory, "
-               "reclaim, owner) | owners' p99 slowdown (met a tenant) | refused | seconds |\n");
+               "allocated | batch done | JCT p50 / p99 | run p50 / p99 | evictions/h (counts: "
+               "memory, reclaim, owner) | owners' p99 slowdown (met a tenant) | refused | seconds |\n");
     fprintf(f, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (int i = 0; i < n; i++) {
         const struct fx_reuse_result *x = &r[i];
