@@ -133,9 +133,9 @@ struct fx_workload {
     int nshapes;
     double cpu_per_gpu_milli; /* CPU the GPU shapes bring per GPU milli (popularity-weighted) */
     /* What flexpu's stranded compute weighs against its fragments (policy.c,
-     * change 7): 1 + the multi-GPU shapes' demand weight x the GPUs of the
-     * largest live node, so that a GPU's worth of compute stranded by CPU
-     * costs what opening an empty node costs those shapes. */
+     * change 7): the multi-GPU shapes' demand weight x the GPUs of the
+     * largest live node, at least 1, so that a GPU's worth of compute
+     * stranded by CPU costs what opening an empty node costs those shapes. */
     double strand_weight;
     /* The same per GPU shape (policy.c, cpu_stranded_by_shape): each shape's
      * CPU per GPU milli, ascending, and from each index on the sums of the

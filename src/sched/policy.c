@@ -195,11 +195,11 @@ static int eval_fgd(const struct fx_eval_ctx *ctx, const struct fx_view *v,
  *    for every shape, long before FGD notices (FGD only sees a shape that
  *    already lacks CPU). The workload's CPU per GPU milli says how much
  *    compute the free CPU can still serve;
- *  - that stranded compute weighs, for a GPU pod, what opening an empty
- *    node costs the multi-GPU shapes (workload.c, strand_weight): where
- *    they bring much of the demand, a node opened for a small pod is
- *    filled by small pods a few arrivals later, while compute stranded on
- *    a partly used node stays lost;
+ *  - that stranded compute weighs, for a GPU pod, at least what opening an
+ *    empty node costs the multi-GPU shapes per GPU (workload.c,
+ *    strand_weight): where they bring much of the demand, a node opened
+ *    for a small pod is filled by small pods a few arrivals later, while
+ *    compute stranded on a partly used node stays lost;
  *  - a CPU-only pod, which takes CPU and gives no GPU work, is priced by
  *    that stranded compute shape by shape (cpu_stranded_by_shape), so it
  *    goes where the CPU is spare for the CPU-heavy shapes too, not merely
@@ -250,7 +250,7 @@ static double cpu_stranded_by_shape(const struct fx_workload *w, const struct fx
  * mean ratio. A GPU pod brings its CPU with its GPUs and the node is then
  * filled by a mix of shapes, for which the mean is the measure (pricing it
  * shape by shape for GPU pods too cost 0.19 points on the default trace).
- * The stranded compute weighs what opening an empty node costs the
+ * The stranded compute weighs at least what opening an empty node costs the
  * multi-GPU shapes per GPU (change 7, workload.c: strand_weight), so that a
  * GPU pod opens a node rather than strand a GPU on a partly used one. */
 static double flexpu_frag(const struct flexpu_engine *e, const struct fx_view *v)

@@ -116,22 +116,23 @@ static void apply_pressure(struct fx_shape *sh, int n, const double *gpus, doubl
  * as fragment for every multi-GPU shape, which can no longer have that
  * node: M x G x 1000 with M their demand weight (the pod's own GPUs aside,
  * 2,400 milli for a 1-GPU pod with M = 0.34). Stranding counted at weight
- * 1 is bounded by the open node's idle compute, so where multi-GPU pods
- * bring much of the demand (M = 0.34 with 45% of it) flexpu kept filling a
- * partly used 8-GPU node past its CPU, stranding up to 2.4 GPUs there
- * rather than open another node. Yet the opened node is a transient cost
- * (small pods fill it a few arrivals later), and the stranded compute is
- * lost to every later pod. Weighing stranding 1 + M x G makes a GPU
- * stranded cost more than opening a node; with few multi-GPU pods (the
- * default trace, M = 0.05) it stays near change 3's weight of 1. Like the
- * model pressure, G is taken from the live nodes when the workload is
- * set. */
+ * 1 (change 3) is bounded by the open node's idle compute, so where
+ * multi-GPU pods bring much of the demand (M = 0.34 with 45% of it) flexpu
+ * kept filling a partly used 8-GPU node past its CPU, stranding up to 2.4
+ * GPUs there rather than open another node. Yet the opened node is a
+ * transient cost (small pods fill it a few arrivals later), and the
+ * stranded compute is lost to every later pod. So a GPU's worth of
+ * stranded compute costs at least what opening a node costs the
+ * multi-GPU shapes: the weight is M x G where that is above 1, change 3's
+ * 1 elsewhere (M <= 1/8 with 8-GPU nodes: the default trace's M is 0.05,
+ * and its decisions are the same bit for bit). Like the model pressure, G
+ * is taken from the live nodes when the workload is set. */
 static double strand_weight(const struct fx_shape *sh, int n, int largest)
 {
     double multi = 0;
     for (int i = 0; i < n; i++)
         multi += sh[i].req.num_gpu > 1 ? sh[i].demand_weight : 0;
-    return 1.0 + multi * largest;
+    return multi * largest > 1.0 ? multi * largest : 1.0;
 }
 
 /* A GPU shape's CPU per GPU milli and its share of the workload's GPU

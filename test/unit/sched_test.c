@@ -520,7 +520,7 @@ static void test_flexpu_cpu_pod_spares_tight_node(void **state)
  * an empty node rather than strand a GPU on a partly used one. Two 8-GPU
  * nodes of 96 cores; the workload is ten 1-GPU pods of 10 cores and two
  * 8-GPU pods of 80 (10 cores per GPU; the 8-GPU shape is 17/32 of the
- * demand, so stranded compute weighs 1 + 17/32 x 8 = 5.25). One node
+ * demand, so stranded compute weighs 17/32 x 8 = 4.25). One node
  * already runs six GPUs with 72 cores: 2 GPUs and 24 cores are left. A
  * 1-GPU pod of 24 cores there would leave a GPU with no core to feed it;
  * at weight 1 (before change 7) that cost less than opening the empty node
@@ -537,8 +537,8 @@ static void test_flexpu_opens_a_node_rather_than_strand_a_gpu(void **state)
         int empty = add_node(e, "empty", 96000, 262144, 8, "G2", 0, NULL);
         struct flexpu_pod_req shapes[2] = {req(10000, 1, 1000), req(80000, 8, 1000)};
         assert_int_equal(flexpu_engine_set_workload(e, shapes, (double[]){10, 2}, 2, NULL), 0);
-        if (fabs(e->wl.strand_weight - (1 + 17.0 / 32 * 8)) > 1e-12)
-            fail_msg("strand weight %g, want 5.25", e->wl.strand_weight);
+        if (fabs(e->wl.strand_weight - 17.0 / 32 * 8) > 1e-12)
+            fail_msg("strand weight %g, want 4.25", e->wl.strand_weight);
         for (int g = 0; g < 6; g++) {
             struct flexpu_placement p = {.node = used, .ngpu = 1, .gpu = {g}, .milli = {1000}};
             struct flexpu_pod_req r = req(12000, 1, 1000);
@@ -554,11 +554,16 @@ static void test_flexpu_opens_a_node_rather_than_strand_a_gpu(void **state)
         assert_int_equal(st.gpu_milli_used, 16 * 1000);
         flexpu_engine_free(e);
     }
-    /* Without multi-GPU shapes the weight is change 3's, exactly 1. */
+    /* Without multi-GPU shapes, or with few (M x G <= 1: here one 8-GPU pod
+     * for 60 1-GPU pods, M = 8.5 / 98.5), the weight is change 3's,
+     * exactly 1. */
     struct flexpu_engine *e = engine("flexpu");
     add_node(e, "n", 96000, 262144, 8, "G2", 0, NULL);
     struct flexpu_pod_req one[2] = {req(10000, 1, 1000), req(4000, 1, 500)};
     assert_int_equal(flexpu_engine_set_workload(e, one, (double[]){3, 1}, 2, NULL), 0);
+    assert_true(e->wl.strand_weight == 1.0);
+    struct flexpu_pod_req few[2] = {req(10000, 1, 1000), req(80000, 8, 1000)};
+    assert_int_equal(flexpu_engine_set_workload(e, few, (double[]){60, 1}, 2, NULL), 0);
     assert_true(e->wl.strand_weight == 1.0);
     flexpu_engine_free(e);
 }
