@@ -11,9 +11,10 @@
 #                      of its data/csv/), and a summary of every trace, public,
 #                      generated and artifact, with the published FGD means
 #   timed.txt          the timed replay: real run times, arrivals at 1x and 10,000x
+#   reuse.txt          the reuse replay of issue 16, default run (bench/reuse.sh: the rest)
 #   speed.txt          one fgd replay, and a synthetic 10,000-node / 100,000-pod run
 # plus the CSV files and the SVG plot of each run under bench/results/<name>/.
-# Bounded: about 12 minutes on 2 cores. ONLY=variants regenerates
+# Bounded: about 15 minutes on 2 cores. ONLY=variants regenerates
 # variants.txt alone (from the default and gpushare tables already there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -131,6 +132,12 @@ echo "== timed replay (real run times; arrivals at the trace's rate, then 10,000
   "$SIM" --quiet --mode timed --rate 1 --policy whole,bestfit,fgd,flexpu --out "$OUT/timed"
   "$SIM" --quiet --mode timed --rate 10000 --policy whole,bestfit,fgd,flexpu --out "$OUT/timed-x10000"
 } | tee "$OUT/timed.txt"
+
+echo "== reuse of idle capacity (issue 16, docs/REUSE.md): whole-GPU, flexpu, flexpu + reuse;"
+echo "   the default run on held-out seed 42 (make bench-reuse: seeds 42-44, the tune halves, the sweep)"
+"$SIM" --mode reuse --nodes "$TRACE/openb_node_list_gpu_node.csv" \
+  --pods "$TRACE/openb_pod_list_default.csv" --genai "$TRACE/../alibaba-genai-v2026" \
+  --seed 42 --out "$OUT/reuse/default-seed42" | tee "$OUT/reuse.txt"
 
 echo "== speed"
 {
