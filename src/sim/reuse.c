@@ -41,6 +41,10 @@ struct job {
     /* owners */
     int series, offset, age;
     float duty, mres; /* mres: memory reserved, a fraction of its share's (1: all of it) */
+    float mem, mguard; /* memory in use now and its guard (borrow_mem idle), fractions of
+                        * the GPU's, before the cap at its reservation */
+    long rose, stall_tick; /* ticks its memory last rose, and its allocation last waited */
+    bool stall;            /* its allocation waited; its next requests wait too */
     float hd[MAXHIST];
 };
 
@@ -48,6 +52,7 @@ struct gpu {
     int node;
     double own_use, own_res, own_mres, pred_use; /* owners: use, compute and memory
                                                   * reserved, predicted use; thousandths */
+    double own_muse, own_mguard; /* owners' memory in use and its guard (idle), thousandths */
     double batch; /* ordinary batch compute (and memory: shares reserve in proportion) */
     int nb, b[MAXB];
     int starved, last_reclaim;
@@ -89,7 +94,7 @@ struct sim {
     double a_owner, a_res, a_alloc, useful_batch, useful_borrowed, lost;
     double *jct, *runs;
     int njct, cap_jct;
-    double hist[NBINS], bursts, delayed;
+    double hist[NBINS], bursts, delayed, stalled;
     int next_point;
 };
 
@@ -283,23 +288,72 @@ static int least_done(const struct sim *s, const struct gpu *g)
     return g->b[v];
 }
 
-/* The rule that keeps owners from ever being refused: borrowers hold only
- * memory no allocation reserved, so when a new allocation (an owner, an
- * ordinary batch job) reserves memory a borrower holds, borrowers go first,
- * the one with the least work done first (evict_memory). Reservations never
- * exceed the GPU (shares do not, and a reservation is at most its share),
- * so that always makes room; `refused` counts it ever failing. */
-static int settle_memory(struct sim *s, int gi, double now, struct flexpu_error *err)
+/* The owners' memory on g that borrowers must stay out of: what they
+ * reserved (borrow_mem unreserved), or what they use now (idle: an owner
+ * whose use rises into a borrower's memory evicts it). */
+static double owners_mem_now(const struct sim *s, const struct gpu *g)
+{
+    return s->c->borrow_mem == FX_BORROW_MEM_IDLE ? g->own_muse : g->own_mres;
+}
+
+/* The same when placing a borrower: idle keeps it off the owners' guard
+ * (the most each used in its last predict_samples samples), so that a rise
+ * within recent use evicts nobody. */
+static double owners_mem_placing(const struct sim *s, const struct gpu *g)
+{
+    return s->c->borrow_mem == FX_BORROW_MEM_IDLE ? g->own_mguard : g->own_mres;
+}
+
+static void owner_delayed(struct sim *s, struct job *o, double now)
+{
+    if (o->stall_tick == s->tick)
+        return;
+    o->stall_tick = s->tick;
+    o->stall = true;
+    if (now >= s->w0 && now < s->w1)
+        s->out->owner_delays++;
+}
+
+/* The rule that keeps owners from ever being refused. Unreserved: borrowers
+ * hold only memory no allocation reserved, so when a new allocation (an
+ * owner, an ordinary batch job) reserves memory a borrower holds, borrowers
+ * go first, the one with the least work done first (evict_memory).
+ * Reservations never exceed the GPU (shares do not, and a reservation is at
+ * most its share), so that always makes room; `refused` counts it ever
+ * failing. Idle: the same against what owners use (never more than they
+ * reserved), so again evicting every borrower always makes room; the owner
+ * allocation that found borrowers in its way is delayed (evict_latency_s:
+ * the node agent kills them, the driver frees their memory, the allocation
+ * is retried), never refused. `who` is the owner that starts, -1 at a step
+ * (the owners on g whose memory rose), -2 an ordinary batch job (its wait
+ * is not an owner's). */
+static int settle_memory(struct sim *s, int gi, int who, double now, struct flexpu_error *err)
 {
     struct gpu *g = &s->g[gi];
-    while (g->nb > 0 && g->own_mres + g->batch + borrowed_mem(s, g) > GPU_MEM + 1e-6) {
+    int evicted = 0;
+    while (g->nb > 0 && owners_mem_now(s, g) + g->batch + borrowed_mem(s, g) > GPU_MEM + 1e-6) {
         int rc = evict(s, least_done(s, g), now, err);
         if (rc)
             return rc;
         s->out->evict_memory++;
+        evicted++;
     }
-    if (g->own_mres + g->batch + borrowed_mem(s, g) > GPU_MEM + 1e-6)
+    if (owners_mem_now(s, g) + g->batch + borrowed_mem(s, g) > GPU_MEM + 1e-6)
         s->out->refused++;
+    if (evicted == 0 || s->c->borrow_mem != FX_BORROW_MEM_IDLE || who == -2)
+        return 0;
+    if (who >= 0) {
+        owner_delayed(s, &s->jobs[who], now);
+        return 0;
+    }
+    for (int i = 0; i < s->nown; i++) {
+        struct job *o = &s->jobs[s->own[i]];
+        if (o->rose != s->tick)
+            continue;
+        for (int k = 0; k < o->pl.ngpu; k++)
+            if (gid_of(s, &o->pl, k) == gi)
+                owner_delayed(s, o, now);
+    }
     return 0;
 }
 
@@ -320,6 +374,30 @@ static double predicted(const struct sim *s, const struct job *o)
     return d;
 }
 
+/* The idle guard of an owner's memory: the most it used in its last
+ * predict_samples samples (as the compute predictor); all of its
+ * reservation until it has that many. */
+static float mem_guard(const struct sim *s, const struct job *o)
+{
+    int n = s->c->predict_samples;
+    if (o->age < n)
+        return 1;
+    const float *m = s->u->pods[o->series].mem;
+    long now = s->tick + o->offset, ns = s->u->nsteps;
+    float d = 0;
+    for (int k = 0; k < n; k++)
+        d = fmaxf(d, m[((now - k) % ns + ns) % ns]);
+    return d;
+}
+
+/* An owner's memory on a GPU where it reserves res thousandths of compute:
+ * the fraction f of the GPU's memory, never more than it reserved (an owner
+ * that grows past what it named fails its own allocation, docs/REUSE.md). */
+static double owner_mem_milli(const struct job *o, double res, float f)
+{
+    return fmin(f * GPU_MEM, o->mres * res);
+}
+
 /* Adds (sign 1) or removes (-1) an owner's use, memory and prediction on
  * its GPUs. */
 static void owner_apply(struct sim *s, const struct job *o, int sign)
@@ -331,6 +409,8 @@ static void owner_apply(struct sim *s, const struct job *o, int sign)
         g->own_use += sign * o->duty * o->req.gpu_milli;
         g->own_res += sign * res;
         g->own_mres += sign * o->mres * res;
+        g->own_muse += sign * owner_mem_milli(o, res, o->mem);
+        g->own_mguard += sign * owner_mem_milli(o, res, o->mguard);
         g->pred_use += sign * pd * o->req.gpu_milli;
         s->owner_use += sign * o->duty * o->req.gpu_milli;
         s->owner_res += sign * res;
@@ -343,6 +423,9 @@ static void owner_sample(struct sim *s, struct job *o)
     const struct fx_genai_pod *p = &s->u->pods[o->series];
     long k = (s->tick + o->offset) % s->u->nsteps;
     o->duty = p->duty[k];
+    if (p->mem[k] > o->mem)
+        o->rose = s->tick;
+    o->mem = p->mem[k];
     memmove(&o->hd[1], &o->hd[0], (size_t)(s->c->predict_samples - 1) * sizeof(float));
     o->hd[0] = o->duty;
 }
@@ -353,7 +436,10 @@ static int owner_start(struct sim *s, int id, double now, int64_t alloc, struct 
     o->state = RUN;
     o->alloc_id = alloc;
     o->age = 0;
+    o->mem = 0;
+    o->stall_tick = -1;
     owner_sample(s, o);
+    o->mguard = mem_guard(s, o);
     owner_apply(s, o, 1);
     if (s->nown == s->cap_own) {
         int cap = s->cap_own ? 2 * s->cap_own : 256;
@@ -368,7 +454,7 @@ static int owner_start(struct sim *s, int id, double now, int64_t alloc, struct 
     s->out->owners_started++;
     for (int k = 0; k < o->pl.ngpu; k++) {
         int gi = gid_of(s, &o->pl, k), rc;
-        if ((rc = settle_memory(s, gi, now, err)) || (rc = borrower_rates(s, gi, now)))
+        if ((rc = settle_memory(s, gi, id, now, err)) || (rc = borrower_rates(s, gi, now)))
             return rc;
     }
     return push(s, now + o->run, EV_OWNER_END, id, 0) ? FLEXPU_ENOMEM : 0;
@@ -608,7 +694,8 @@ static bool may_borrow(const struct sim *s, const struct job *j, int gi)
     if (FLEXPU_GPU_MILLI - HEADROOM - g->pred_use - g->batch - lent_milli(s, g) <
         s->c->borrow_fit * want)
         return false;
-    if (g->own_mres + g->batch + borrowed_mem(s, g) + want * s->c->batch_mem > GPU_MEM + 1e-6)
+    if (owners_mem_placing(s, g) + g->batch + borrowed_mem(s, g) + want * s->c->batch_mem >
+        GPU_MEM + 1e-6)
         return false;
     return flexpu_engine_node_free_cpu(s->e, g->node) >= j->req.cpu_milli &&
            flexpu_engine_node_free_mem(s->e, g->node) >= j->req.mem_mib;
@@ -669,7 +756,7 @@ static double gpu_room(const struct sim *s, int gi)
     if (g->nb == MAXB || g->own_res <= 0)
         return 0;
     double c = FLEXPU_GPU_MILLI - HEADROOM - g->pred_use - g->batch - lent_milli(s, g);
-    double m = GPU_MEM - g->own_mres - g->batch - borrowed_mem(s, g);
+    double m = GPU_MEM - owners_mem_placing(s, g) - g->batch - borrowed_mem(s, g);
     if (s->c->batch_mem > 0) /* its memory grows with its share */
         c = fmin(c, s->c->borrow_fit * m / s->c->batch_mem);
     return c > 0 ? c : 0;
@@ -771,7 +858,8 @@ static int serve_batch(struct sim *s, double now, const int *gpus, int ngpus,
                 return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory for events");
             for (int g = 0; g < j->pl.ngpu; g++) {
                 int gi = gid_of(s, &j->pl, g);
-                if ((rc = settle_memory(s, gi, now, err)) || (rc = borrower_rates(s, gi, now)))
+                if ((rc = settle_memory(s, gi, -2, now, err)) ||
+                    (rc = borrower_rates(s, gi, now)))
                     return rc;
             }
         } else if (rc == FLEXPU_ENOFIT) {
@@ -870,21 +958,46 @@ static bool lower_running(const struct sim *s, const struct gpu *g)
     return false;
 }
 
+/* An owner's requests while its allocation waits for borrowers to be
+ * evicted (borrow_mem idle): the process is blocked in the allocation, so
+ * all its requests of the next evict_latency_s wait, each for the rest of
+ * it (spread evenly: STALL_SLICES waits from L/20 to 19 L/20). Returns
+ * how many requests that was. */
+#define STALL_SLICES 10
+static double stalled_requests(struct sim *s, const struct job *o)
+{
+    double b = s->c->request_ms, lat_ms = s->c->evict_latency_s * 1000.0;
+    double n = fmin(o->duty * lat_ms / b, o->duty * s->u->step_s * 1000.0 / b);
+    for (int k = 0; k < STALL_SLICES && n > 0; k++) {
+        double wait = lat_ms * (k + 0.5) / STALL_SLICES;
+        int bin = (int)lround(wait / b * 1000);
+        s->hist[bin >= NBINS ? NBINS - 1 : bin] += n / STALL_SLICES;
+    }
+    s->stalled += n;
+    return n;
+}
+
 /* This step's requests of the running owners, into the slowdown histogram:
  * duty x step / request_ms of them, each slowed if a lower tenant runs on
- * any of its GPUs. */
+ * any of its GPUs (and, idle, the ones that waited for an eviction). */
 static void interference(struct sim *s)
 {
     double b = s->c->request_ms;
     for (int i = 0; i < s->nown; i++) {
-        const struct job *o = &s->jobs[s->own[i]];
+        struct job *o = &s->jobs[s->own[i]];
+        double waited = 0;
+        if (o->stall) {
+            o->stall = false;
+            waited = stalled_requests(s, o);
+        }
         if (o->duty <= 0)
             continue;
         bool other = false;
         for (int k = 0; k < o->pl.ngpu && !other; k++)
             other = lower_running(s, &s->g[gid_of(s, &o->pl, k)]);
         double slow = owner_slowdown(b, s->c->handover_ms, other);
-        double n = o->duty * s->u->step_s * 1000.0 / b;
+        double n = o->duty * s->u->step_s * 1000.0 / b - waited;
+        s->bursts += waited;
         int bin = (int)lround((slow - 1) * 1000);
         s->hist[bin < 0 ? 0 : bin >= NBINS ? NBINS - 1 : bin] += n;
         s->bursts += n;
@@ -929,11 +1042,12 @@ static int step(struct sim *s, double now, struct flexpu_error *err)
         owner_apply(s, o, -1);
         owner_sample(s, o);
         o->age++;
+        o->mguard = mem_guard(s, o);
         owner_apply(s, o, 1);
     }
     int rc = 0;
     for (int gi = 0; gi < s->ngpus && rc == 0; gi++)
-        rc = settle_memory(s, gi, now, err);
+        rc = settle_memory(s, gi, -1, now, err);
     if (rc == 0)
         rc = reclaim(s, now, err);
     for (int gi = 0; gi < s->ngpus && rc == 0; gi++)
@@ -1064,6 +1178,10 @@ static void results(struct sim *s)
         }
     }
     o->owner_delayed = s->bursts > 0 ? s->delayed / s->bursts : 0;
+    o->owner_stalled = s->bursts > 0 ? s->stalled / s->bursts : 0;
+    /* One latency for every eviction (a knob, to be measured): each delayed
+     * allocation waits all of it, so that is also their p99. */
+    o->owner_delay_p99 = o->owner_delays > 0 ? s->c->evict_latency_s : 0;
     o->npoints = s->next_point;
 }
 
@@ -1095,6 +1213,8 @@ static int check_config(const struct fx_reuse_config *c, struct flexpu_error *er
         {"reclaim_samples", c->reclaim_samples, 1, 1e6},
         {"reclaim_gap", c->reclaim_gap, 0, 1e6},
         {"reclaim_per_step", c->reclaim_per_step, 0, 1e6},
+        {"borrow_mem", c->borrow_mem, 0, 1},
+        {"evict_latency_s", c->evict_latency_s, 0, 1e4},
     };
     for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
         if (!(f[i].v >= f[i].lo && f[i].v <= f[i].hi))
@@ -1207,7 +1327,9 @@ void fx_reuse_defaults(struct fx_reuse_config *c)
                                   .borrow_fit = 1,
                                   .predict_samples = 10,
                                   .reclaim_samples = 3, .reclaim_gap = 5,
-                                  .reclaim_per_step = 50};
+                                  .reclaim_per_step = 50,
+                                  .borrow_mem = FX_BORROW_MEM_UNRESERVED,
+                                  .evict_latency_s = 1};
 }
 
 const char *fx_reuse_mode_name(enum fx_reuse_mode m)
@@ -1273,11 +1395,14 @@ void fx_reuse_report(FILE *f, const struct fx_reuse_result *r, int n,
     static const char *const parts[] = {"all", "first half (tune)", "second half (report)"};
     fprintf(f, "window %.1f h after %.1f h of warm-up; owners reserve %.0f%% of GPU compute "
                "(target), memory: %s; trace pods: %s; seed %llu; standing backlog of %d batch "
-               "jobs; owner request %g ms, hand-over %g ms\n\n",
+               "jobs; owner request %g ms, hand-over %g ms; borrowers take memory %s\n\n",
             r[0].window_s / 3600, c->warmup_s / 3600, 100 * c->owner_share,
             c->owner_mem == FX_OWNER_MEM_PEAK ? "owners' peak" : "owners' share",
             parts[c->trace_part + 1], (unsigned long long)c->seed, c->backlog, c->request_ms,
-            c->handover_ms);
+            c->handover_ms,
+            c->borrow_mem == FX_BORROW_MEM_IDLE
+                ? "owners do not use (idle, a model of a design not built)"
+                : "no allocation reserved (unreserved)");
     fprintf(f, "| policy | GPU busy | owners | batch (borrowed) | lost | owners reserve | "
                "allocated | batch done | JCT p50 / p99 | run p50 / p99 | evictions/h (counts: "
                "memory, reclaim, owner) | owners' p99 slowdown (met a tenant) | refused | seconds |\n");
@@ -1302,6 +1427,12 @@ void fx_reuse_report(FILE *f, const struct fx_reuse_result *r, int n,
         if (r[i].mode == FX_REUSE_BORROW)
             re = &r[i];
     }
+    if (re && c->borrow_mem == FX_BORROW_MEM_IDLE)
+        fprintf(f, "\nborrowing idle memory (a design not built): owner allocations delayed by "
+                   "evictions %d (%.1f/h), delay p99 %g s (the assumed eviction latency), owners' "
+                   "requests that waited for one %.3f%%\n",
+                re->owner_delays, re->owner_delays / (re->window_s / 3600), re->owner_delay_p99,
+                100 * re->owner_stalled);
     if (no && re)
         fprintf(f, "\ntargets (issue 16): busy share with reuse %.2fx flexpu without (>= 1.3: %s), "
                    "%.1f%% (>= 76%%: %s); owners' p99 slowdown %.3fx (<= 1.5: %s); refused %lld "

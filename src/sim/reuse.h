@@ -24,8 +24,12 @@
  * (flexpu's default for a slice that names none, docs/KUBERNETES.md); an
  * owner that names its memory (owner_mem FX_OWNER_MEM_PEAK) reserves the
  * peak of its series instead, never more than its share. A borrower needs
- * its share of memory and takes it only from memory no allocation reserved,
- * so it is evicted before any allocation could be refused.
+ * batch_mem of its share's memory and takes it only from memory no
+ * allocation reserved (borrow_mem unreserved, the product), so it is evicted
+ * before any allocation could be refused; or (borrow_mem idle, a design not
+ * built) also from memory owners reserved but have not used in their last
+ * predict_samples samples, evicted when an owner's use rises into it, the
+ * owner's allocation delayed by evict_latency_s and never refused.
  *
  * The engine holds owners, ordinary batch jobs, and the CPU and memory of
  * borrowers (CPU-only allocations on their node); the borrowers' GPU compute
@@ -50,6 +54,14 @@ enum fx_owner_mem {
     FX_OWNER_MEM_SHARE, /* its compute share of the memory (flexpu's default) */
 };
 
+/* What memory a borrower may take (docs/REUSE.md, "Borrowing idle memory"). */
+enum fx_borrow_mem {
+    FX_BORROW_MEM_UNRESERVED, /* only memory no allocation reserved (the product today) */
+    FX_BORROW_MEM_IDLE,       /* also memory owners reserved but do not use (a design not
+                               * built): evicted before an owner's allocation could fail,
+                               * which waits evict_latency_s for it */
+};
+
 struct fx_reuse_config {
     double owner_share;  /* owners' reserved GPU compute, a share of the cluster's */
     int backlog;         /* batch jobs kept waiting */
@@ -70,6 +82,10 @@ struct fx_reuse_config {
     int reclaim_samples; /* reclaim after N samples in a row of borrowers starved */
     int reclaim_gap;     /* at most one reclaim per GPU every N samples */
     int reclaim_per_step; /* and at most N in the cluster per sample */
+    enum fx_borrow_mem borrow_mem;
+    double evict_latency_s; /* idle: what an owner's allocation waits while the borrowers
+                             * in its way are killed and their memory freed (an
+                             * assumption, to be measured on a GPU) */
 };
 
 /* The defaults of docs/REUSE.md. */
@@ -95,6 +111,10 @@ struct fx_reuse_result {
     double owner_p99;        /* owners' modelled p99 slowdown per request */
     double owner_delayed;    /* share of owners' requests that met another tenant */
     int64_t refused;         /* owner allocations refused because of borrowers (must be 0) */
+    int owner_delays;        /* idle: owner allocations (a start, or memory rising) that
+                              * waited for borrowers to be evicted, in the window */
+    double owner_delay_p99;  /* their delay, seconds */
+    double owner_stalled;    /* share of owners' requests that waited for an eviction */
     int backlog_min;         /* fewest batch jobs waiting over the window */
     int npoints;
     double t[FX_REUSE_POINTS], used[FX_REUSE_POINTS]; /* GPU time used / capacity */

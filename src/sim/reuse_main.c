@@ -37,6 +37,11 @@ static const struct {
     {"handover-ms", "X", "what a high owner waits per burst beside lower tenants (default: 0.44, "
                          "measured on an H200)"},
     {"predict", "N", "predictor: the max of the owner's last N samples (default: 10)"},
+    {"borrow-mem", "M", "borrowers take memory no allocation reserved ('unreserved', default: "
+                        "the product) or also what owners reserved and do not use ('idle': a "
+                        "design not built, evicted before an owner's allocation fails)"},
+    {"evict-latency", "S", "idle: seconds an owner's allocation waits while borrowers are killed "
+                           "and their memory freed (default: 1, an assumption)"},
     {"reclaim-after", "N", "reclaim after N samples of starved borrowers (default: 3)"},
     {"out", "DIR", "write reuse.md, reuse.csv and reuse.svg there (default: out/sim)"},
     {"help", NULL, "this text"},
@@ -160,6 +165,17 @@ static int parse(int argc, char **argv, struct opts *o)
             bad = number(n, optarg, 0.001, 1e6, &o->c.request_ms);
         else if (!strcmp(n, "predict") && !(bad = number(n, optarg, 1, 64, &v)))
             o->c.predict_samples = (int)v;
+        else if (!strcmp(n, "borrow-mem")) {
+            if (strcmp(optarg, "unreserved") && strcmp(optarg, "idle")) {
+                fprintf(stderr, "flexpu-sim: field '--borrow-mem': invalid value '%s': expected "
+                                "unreserved or idle\n",
+                        optarg);
+                return 2;
+            }
+            o->c.borrow_mem = strcmp(optarg, "idle") ? FX_BORROW_MEM_UNRESERVED
+                                                      : FX_BORROW_MEM_IDLE;
+        } else if (!strcmp(n, "evict-latency"))
+            bad = number(n, optarg, 0, 1e4, &o->c.evict_latency_s);
         else if (!strcmp(n, "reclaim-after") && !(bad = number(n, optarg, 1, 1e6, &v)))
             o->c.reclaim_samples = (int)v;
         if (bad) {
@@ -216,17 +232,20 @@ static int write_outputs(const struct opts *o, const struct fx_reuse_result *r)
     }
     fprintf(f, "mode,owner_share,seed,busy,owners,batch,borrowed,lost,reserved,allocated,"
                "batch_done,jct_p50,jct_p99,evict_memory,evict_reclaim,evict_owner,"
-               "evictions_per_hour,owner_p99,owner_delayed,refused,backlog_min,seconds\n");
+               "evictions_per_hour,owner_p99,owner_delayed,refused,backlog_min,seconds,"
+               "borrow_mem,owner_delays,owner_delay_p99,owner_stalled\n");
     for (int i = 0; i < FX_REUSE_MODES_; i++)
         fprintf(f, "%s,%g,%llu,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%d,%.0f,%.0f,%d,%d,%d,%.1f,%.4f,"
-                   "%.4f,%lld,%d,%.1f\n",
+                   "%.4f,%lld,%d,%.1f,%s,%d,%g,%.6f\n",
                 i == FX_REUSE_WHOLE ? "whole" : i == FX_REUSE_FLEXPU ? "flexpu" : "reuse",
                 o->c.owner_share, (unsigned long long)o->c.seed, r[i].busy_share,
                 r[i].owner_share, r[i].batch_share, r[i].borrowed_share, r[i].lost_share,
                 r[i].reserved_share, r[i].alloc_share, r[i].batch_done, r[i].jct_p50,
                 r[i].jct_p99, r[i].evict_memory, r[i].evict_reclaim, r[i].evict_owner,
                 r[i].evictions_per_hour, r[i].owner_p99, r[i].owner_delayed,
-                (long long)r[i].refused, r[i].backlog_min, r[i].seconds);
+                (long long)r[i].refused, r[i].backlog_min, r[i].seconds,
+                o->c.borrow_mem == FX_BORROW_MEM_IDLE ? "idle" : "unreserved",
+                r[i].owner_delays, r[i].owner_delay_p99, r[i].owner_stalled);
     if (fclose(f) != 0) {
         fprintf(stderr, "flexpu-sim: %s: write failed\n", path);
         return 1;

@@ -4,7 +4,8 @@
  * an ordinary allocation's memory would not fit, and no owner is refused;
  * a borrower is reclaimed when its owner's use rises and stays up, not for
  * a one-sample spike; with idle owners and a backlog, reuse keeps the GPUs
- * busier than flexpu without it. */
+ * busier than flexpu without it; borrowing memory owners reserved but do
+ * not use (borrow_mem idle) delays an owner's allocation, never refuses it. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -29,9 +30,9 @@ static const char *const two_gpus = "sn,cpu_milli,memory_mib,gpu,model\n"
     "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,creation_time,deletion_time,"    \
     "scheduled_time\n"
 
-/* One GenAI pod, n samples every STEP s: duty[k] percent, memory 200 of
- * the reference 1000 bytes (0.2 of the GPU) throughout. */
-static void load_series(struct fx_genai *u, const int *duty, int n)
+/* One GenAI pod, n samples every STEP s: duty[k] percent, memory mem[k]
+ * of the reference 1000 bytes (mem NULL: 200, 0.2 of the GPU, throughout). */
+static void load_series_mem(struct fx_genai *u, const int *duty, const int *mem, int n)
 {
     size_t cap = (size_t)n * 40 + 64;
     char *d = malloc(cap), *m = malloc(cap);
@@ -41,7 +42,7 @@ static void load_series(struct fx_genai *u, const int *duty, int n)
     int lm = snprintf(m, cap, "timestamp_anon,value,container_ip\n");
     for (int k = 0; k < n; k++) {
         ld += snprintf(d + ld, cap - (size_t)ld, "%d,%d,p\n", duty[k], STEP * k);
-        lm += snprintf(m + lm, cap - (size_t)lm, "%d,200,p\n", STEP * k);
+        lm += snprintf(m + lm, cap - (size_t)lm, "%d,%d,p\n", STEP * k, mem ? mem[k] : 200);
     }
     struct flexpu_error err = {0};
     FILE *fd = fmemopen(d, (size_t)ld, "r"), *fm = fmemopen(m, (size_t)lm, "r");
@@ -49,6 +50,11 @@ static void load_series(struct fx_genai *u, const int *duty, int n)
         fail_msg("%s", err.msg);
     free(d);
     free(m);
+}
+
+static void load_series(struct fx_genai *u, const int *duty, int n)
+{
+    load_series_mem(u, duty, NULL, n);
 }
 
 static void config(struct fx_reuse_config *c, double share, double window_s)
@@ -186,6 +192,47 @@ static void reuse_busier_with_idle_owners(void **state)
     fx_genai_free(&u);
 }
 
+/* borrow_mem idle: the owner (the whole GPU, 5% busy) reserves its peak
+ * memory, 0.9 of the GPU, but uses 0.2 for 20 samples, then 0.9 for 20.
+ * A batch job of 0.5 (its share of memory, 0.5) fits beside 0.2 in use,
+ * never beside 0.9 reserved. Whatever offset the owner draws, 70 samples
+ * see it placed while the owner is low and the owner's memory then rise:
+ * the borrower is evicted, the owner's allocation waits for it (counted,
+ * its requests of that second stalled), and is never refused. */
+static void idle_memory_borrowed_and_given_back(void **state)
+{
+    (void)state;
+    int duty[40], mem[40];
+    for (int k = 0; k < 40; k++) {
+        duty[k] = 5;
+        mem[k] = k < 20 ? 200 : 900;
+    }
+    struct fx_genai u;
+    load_series_mem(&u, duty, mem, 40);
+    struct fx_reuse_config c;
+    config(&c, 1.0, 70 * STEP);
+    c.borrow_mem = FX_BORROW_MEM_IDLE;
+    c.evict_latency_s = 1;
+    struct fx_reuse_result r;
+    run(&r, one_gpu, reclaim_pods, &u, FX_REUSE_BORROW, &c);
+    assert_true(r.borrows >= 1);
+    assert_true(r.evict_memory >= 1);
+    assert_true(r.owner_delays >= 1);
+    assert_true(r.owner_delay_p99 == 1.0);
+    assert_true(r.owner_stalled > 0);
+    assert_int_equal(r.evict_reclaim, 0); /* the owner's compute stayed idle */
+    assert_int_equal(r.refused, 0);
+    /* Unreserved (the product today): 0.9 reserved leaves 0.1, the
+     * borrower is never placed, nothing waits. */
+    c.borrow_mem = FX_BORROW_MEM_UNRESERVED;
+    run(&r, one_gpu, reclaim_pods, &u, FX_REUSE_BORROW, &c);
+    assert_int_equal(r.borrows, 0);
+    assert_int_equal(r.evict_memory, 0);
+    assert_int_equal(r.owner_delays, 0);
+    assert_true(r.owner_stalled == 0);
+    fx_genai_free(&u);
+}
+
 /* A config out of range is refused naming the field. */
 static void bad_config_named(void **state)
 {
@@ -201,6 +248,10 @@ static void bad_config_named(void **state)
     struct flexpu_error err = {0};
     assert_int_equal(fx_reuse_run(&t, &u, FX_REUSE_BORROW, &c, &r, &err), FLEXPU_EINVAL);
     assert_non_null(strstr(err.msg, "owner_share"));
+    config(&c, 1.0, 600);
+    c.borrow_mem = (enum fx_borrow_mem)7;
+    assert_int_equal(fx_reuse_run(&t, &u, FX_REUSE_BORROW, &c, &r, &err), FLEXPU_EINVAL);
+    assert_non_null(strstr(err.msg, "borrow_mem"));
     fx_trace_free(&t);
     fx_genai_free(&u);
 }
@@ -212,6 +263,7 @@ int main(void)
         cmocka_unit_test(reclaimed_when_owner_stays_busy),
         cmocka_unit_test(not_reclaimed_for_a_spike),
         cmocka_unit_test(reuse_busier_with_idle_owners),
+        cmocka_unit_test(idle_memory_borrowed_and_given_back),
         cmocka_unit_test(bad_config_named),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
