@@ -134,7 +134,8 @@ struct fx_workload {
     double cpu_per_gpu_milli; /* CPU the GPU shapes bring per GPU milli (popularity-weighted) */
     /* What flexpu's stranded compute weighs against its fragments (policy.c,
      * change 7): the multi-GPU shapes' demand weight x the GPUs of the
-     * largest live node, at least 1, so that a GPU's worth of compute
+     * largest live node, at least 1 (and 1 where the workload asks more CPU
+     * per GPU than the cluster has), so that a GPU's worth of compute
      * stranded by CPU costs what opening an empty node costs those shapes. */
     double strand_weight;
     /* The same per GPU shape (policy.c, cpu_stranded_by_shape): each shape's

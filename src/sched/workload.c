@@ -123,16 +123,35 @@ static void apply_pressure(struct fx_shape *sh, int n, const double *gpus, doubl
  * transient cost (small pods fill it a few arrivals later), and the
  * stranded compute is lost to every later pod. So a GPU's worth of
  * stranded compute costs at least what opening a node costs the
- * multi-GPU shapes: the weight is M x G where that is above 1, change 3's
- * 1 elsewhere (M <= 1/8 with 8-GPU nodes: the default trace's M is 0.05,
- * and its decisions are the same bit for bit). Like the model pressure, G
- * is taken from the live nodes when the workload is set. */
-static double strand_weight(const struct fx_shape *sh, int n, int largest)
+ * multi-GPU shapes: the weight is M x G where that is above 1 and the
+ * cluster has CPU to spare (cpu_to_spare), change 3's 1 elsewhere (M <=
+ * 1/8 with 8-GPU nodes: the default trace's M is 0.05, and its decisions
+ * are the same bit for bit). Like the model pressure, G and the nodes' CPU
+ * are taken from the live nodes when the workload is set. */
+static double strand_weight(const struct fx_shape *sh, int n, int largest, int spare_cpu)
 {
     double multi = 0;
     for (int i = 0; i < n; i++)
         multi += sh[i].req.num_gpu > 1 ? sh[i].demand_weight : 0;
-    return multi * largest > 1.0 ? multi * largest : 1.0;
+    return spare_cpu && multi * largest > 1.0 ? multi * largest : 1.0;
+}
+
+/* Whether the cluster has CPU to spare for the workload: the CPU its shapes
+ * ask (CPU-only ones too, at their popularity) per GPU milli they ask is
+ * below the live nodes' CPU per GPU milli. Where it is not, the GPUs cannot
+ * all be fed whatever the placement, and a node opened to keep one GPU fed
+ * strands another later: change 7 then only moves stranding (seen with
+ * CPU-only pods asking 2.3 times their CPU, and on a held-out trace whose
+ * GPU pods ask 1.5 times theirs), and the weight stays 1. */
+static int cpu_to_spare(const struct flexpu_pod_req *shapes, const double *weights, int n,
+                        double node_cpu, double node_gpus)
+{
+    double cpu = 0, gpu = 0;
+    for (int i = 0; i < n; i++) {
+        cpu += weights[i] * (double)shapes[i].cpu_milli;
+        gpu += weights[i] * (double)shapes[i].num_gpu * shapes[i].gpu_milli;
+    }
+    return gpu > 0 && node_gpus > 0 && cpu / gpu < node_cpu / (node_gpus * FLEXPU_GPU_MILLI);
 }
 
 /* A GPU shape's CPU per GPU milli and its share of the workload's GPU
@@ -214,7 +233,8 @@ int flexpu_engine_set_workload(struct flexpu_engine *e, const struct flexpu_pod_
         }
     }
     double gpus[FLEXPU_MAX_MODELS] = {0}, all = 0;
-    int largest = 0; /* GPUs of the largest live node */
+    int largest = 0;    /* GPUs of the largest live node */
+    double node_cpu = 0; /* CPU of the live nodes */
     for (int i = 0; i < e->nnodes; i++) {
         for (int g = 0; e->nodes[i].alive && g < e->nodes[i].ngpu; g++) {
             gpus[e->nodes[i].model[g]] += 1;
@@ -222,6 +242,7 @@ int flexpu_engine_set_workload(struct flexpu_engine *e, const struct flexpu_pod_
         }
         if (e->nodes[i].alive && e->nodes[i].ngpu > largest)
             largest = e->nodes[i].ngpu;
+        node_cpu += e->nodes[i].alive ? (double)e->nodes[i].cpu_cap : 0;
     }
     double plain = 0;
     for (int i = 0; i < n; i++) {
@@ -236,7 +257,8 @@ int flexpu_engine_set_workload(struct flexpu_engine *e, const struct flexpu_pod_
         dsum += w.shapes[i].demand_weight;
     for (int i = 0; i < n; i++)
         w.shapes[i].demand_weight /= dsum;
-    w.strand_weight = strand_weight(w.shapes, n, largest);
+    w.strand_weight = strand_weight(w.shapes, n, largest,
+                                    cpu_to_spare(shapes, weights, n, node_cpu, all));
     double cpu = 0, gpu = 0;
     for (int i = 0; i < n; i++)
         if (shapes[i].num_gpu > 0) {

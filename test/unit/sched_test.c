@@ -556,7 +556,7 @@ static void test_flexpu_opens_a_node_rather_than_strand_a_gpu(void **state)
     }
     /* Without multi-GPU shapes, or with few (M x G <= 1: here one 8-GPU pod
      * for 60 1-GPU pods, M = 8.5 / 98.5), the weight is change 3's,
-     * exactly 1. */
+     * exactly 1 (nodes of 96 cores for 8 GPUs). */
     struct flexpu_engine *e = engine("flexpu");
     add_node(e, "n", 96000, 262144, 8, "G2", 0, NULL);
     struct flexpu_pod_req one[2] = {req(10000, 1, 1000), req(4000, 1, 500)};
@@ -565,6 +565,16 @@ static void test_flexpu_opens_a_node_rather_than_strand_a_gpu(void **state)
     struct flexpu_pod_req few[2] = {req(10000, 1, 1000), req(80000, 8, 1000)};
     assert_int_equal(flexpu_engine_set_workload(e, few, (double[]){60, 1}, 2, NULL), 0);
     assert_true(e->wl.strand_weight == 1.0);
+    /* Nor where the workload asks more CPU per GPU than the cluster has (13
+     * cores per GPU on nodes of 12): stranding cannot be avoided there,
+     * only moved. The same shapes at 11 cores per GPU get 17/32 x 8. */
+    struct flexpu_pod_req heavy[2] = {req(13000, 1, 1000), req(104000, 8, 1000)};
+    assert_int_equal(flexpu_engine_set_workload(e, heavy, (double[]){10, 2}, 2, NULL), 0);
+    assert_true(e->wl.strand_weight == 1.0);
+    struct flexpu_pod_req spare[2] = {req(11000, 1, 1000), req(88000, 8, 1000)};
+    assert_int_equal(flexpu_engine_set_workload(e, spare, (double[]){10, 2}, 2, NULL), 0);
+    if (fabs(e->wl.strand_weight - 17.0 / 32 * 8) > 1e-12)
+        fail_msg("strand weight %g with CPU to spare, want 4.25", e->wl.strand_weight);
     flexpu_engine_free(e);
 }
 
