@@ -196,10 +196,11 @@ static int eval_fgd(const struct fx_eval_ctx *ctx, const struct fx_view *v,
  *    already lacks CPU). The workload's CPU per GPU milli says how much
  *    compute the free CPU can still serve;
  *  - that stranded compute weighs, for a GPU pod, at least what opening an
- *    empty node costs the multi-GPU shapes per GPU (workload.c,
- *    strand_weight): where they bring much of the demand, a node opened
- *    for a small pod is filled by small pods a few arrivals later, while
- *    compute stranded on a partly used node stays lost;
+ *    empty node costs the multi-GPU shapes per GPU, where the cluster has
+ *    CPU to spare (workload.c, strand_weight): where they bring much of
+ *    the demand, a node opened for a small pod is filled by small pods a
+ *    few arrivals later, while compute stranded on a partly used node
+ *    stays lost;
  *  - a CPU-only pod, which takes CPU and gives no GPU work, is priced by
  *    that stranded compute shape by shape (cpu_stranded_by_shape), so it
  *    goes where the CPU is spare for the CPU-heavy shapes too, not merely
