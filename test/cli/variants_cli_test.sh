@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 # flexpu-variants' model constraints (--gpuspec, --gpuspec-mix) on a tiny
 # trace: the share asked for, the models each mix may draw, the same file for
-# the same seed, and the messages for a bad mix.
+# the same seed, and the messages for a bad mix; --cpu-pods and
+# --multigpu-demand: the counts, unique names, untouched other pods, seeds.
 # Usage: variants_cli_test.sh FLEXPU-VARIANTS
 set -uo pipefail
 gen="$1"
@@ -75,6 +76,28 @@ cmp -s "$work/cp.csv" "$work/cp2.csv" || fail "cpu-pods: same seed, different fi
 run --cpu-pods 0.25 --seed 9 --out "$work/cpl.csv" || fail "cpu-pods 0.25: exit $?"
 [ "$(cpu_only "$work/cpl.csv")" -eq 5 ] || fail "cpu-pods 0.25: $(cpu_only "$work/cpl.csv") CPU-only pods, want 5"
 run --cpu-pods 11 2>"$work/err" >/dev/null && fail "cpu-pods 11 was accepted"
+
+# --multigpu-demand: copies of multi-GPU pods are added until they bring the
+# share of GPU demand asked for; every other pod stays. 100 pods of 1 GPU and
+# 5 of 4 GPUs (20 of 120 GPUs): half the demand needs 25 pods of 4 GPUs.
+{
+  echo "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_time,scheduled_time"
+  for i in $(seq 1 100); do echo "s$i,4000,1024,1,1000,,LS,Running,$i,$((i + 10)),$i"; done
+  for i in $(seq 1 5); do echo "m$i,32000,4096,4,1000,,LS,Running,$i,$((i + 10)),$i"; done
+  for i in $(seq 1 10); do echo "c$i,2000,1024,0,0,,BE,Running,$i,$((i + 10)),$i"; done
+} >"$work/multi.csv"
+runm() { "$gen" --pods "$work/multi.csv" --nodes "$work/nodes.csv" "$@"; }
+multi_rows() { awk -F, 'NR > 1 && $4 > 1' "$1" | wc -l; }
+other_rows() { awk -F, 'NR > 1 && $4 <= 1' "$1"; }
+runm --multigpu-demand 0.5 --seed 5 --out "$work/md.csv" || fail "multigpu-demand: exit $?"
+[ "$(multi_rows "$work/md.csv")" -eq 25 ] || fail "multigpu-demand 0.5: $(multi_rows "$work/md.csv") multi-GPU pods, want 25"
+cmp -s <(other_rows "$work/md.csv") <(other_rows "$work/multi.csv") || fail "multigpu-demand changed other pods"
+[ "$(cut -d, -f1 "$work/md.csv" | sort | uniq -d | wc -l)" -eq 0 ] || fail "multigpu-demand: duplicate pod names"
+runm --multigpu-demand 0.5 --seed 5 --out "$work/md2.csv"
+cmp -s "$work/md.csv" "$work/md2.csv" || fail "multigpu-demand: same seed, different file"
+runm --multigpu-demand 0.1 2>"$work/err" >/dev/null && fail "a share below the trace's was accepted"
+grep -q "field '--multigpu-demand'" "$work/err" || fail "multigpu-demand below: $(cat "$work/err")"
+run --multigpu-demand 0.5 2>"$work/err" >/dev/null && fail "multigpu-demand without multi-GPU pods was accepted"
 
 [ "$fails" -eq 0 ] && echo "variants_cli_test: all checks passed"
 exit "$((fails > 0))"
