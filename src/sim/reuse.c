@@ -304,13 +304,19 @@ static double owners_mem_placing(const struct sim *s, const struct gpu *g)
     return s->c->borrow_mem == FX_BORROW_MEM_IDLE ? g->own_mguard : g->own_mres;
 }
 
+/* Counts belong to the measured window only, as its rates are per hour of it. */
+static bool in_window(const struct sim *s, double now)
+{
+    return now >= s->w0 && now < s->w1;
+}
+
 static void owner_delayed(struct sim *s, struct job *o, double now)
 {
     if (o->stall_tick == s->tick)
         return;
     o->stall_tick = s->tick;
     o->stall = true;
-    if (now >= s->w0 && now < s->w1)
+    if (in_window(s, now))
         s->out->owner_delays++;
 }
 
@@ -335,7 +341,8 @@ static int settle_memory(struct sim *s, int gi, int who, double now, struct flex
         int rc = evict(s, least_done(s, g), now, err);
         if (rc)
             return rc;
-        s->out->evict_memory++;
+        if (in_window(s, now))
+            s->out->evict_memory++;
         evicted++;
     }
     if (owners_mem_now(s, g) + g->batch + borrowed_mem(s, g) > GPU_MEM + 1e-6)
@@ -499,7 +506,8 @@ static int owner_preempt(struct sim *s, int id, double now, struct flexpu_error 
     }
     for (int k = 0; k < pre.nevicted && rc == 0; k++) {
         rc = evict(s, idx[ev[k]], now, err);
-        s->out->evict_owner++;
+        if (in_window(s, now))
+            s->out->evict_owner++;
     }
     int64_t alloc;
     o->pl = pre.place;
@@ -741,7 +749,8 @@ static int borrow(struct sim *s, int id, double now, const int *gpus, int n,
     j->state = BORROW;
     j->gid = best;
     s->g[best].b[s->g[best].nb++] = id;
-    s->out->borrows++;
+    if (in_window(s, now))
+        s->out->borrows++;
     if ((rc = batch_begin(s, id, now, 0)))
         return flexpu_error_set(err, rc, "out of memory for events");
     rc = borrower_rates(s, best, now);
@@ -1027,7 +1036,8 @@ static int reclaim(struct sim *s, double now, struct flexpu_error *err)
         int rc = evict(s, least_done(s, g), now, err);
         if (rc)
             return rc;
-        s->out->evict_reclaim++;
+        if (in_window(s, now))
+            s->out->evict_reclaim++;
         g->last_reclaim = (int)s->tick;
         g->starved = 0;
         budget--;

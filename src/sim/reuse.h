@@ -101,7 +101,7 @@ struct fx_reuse_result {
     double lost_share;     /* batch work thrown away by evictions, not in busy_share */
     double reserved_share; /* owners' allocated GPU compute / capacity (time mean) */
     double alloc_share;    /* all allocated GPU compute / capacity (time mean) */
-    int owners_started, batch_done, borrows;
+    int owners_started, batch_done, borrows; /* borrows and evictions: in the window */
     int evict_memory;  /* borrowers evicted before an owner's allocation could fail */
     int evict_reclaim; /* borrowers reclaimed: owner's use up and staying up */
     int evict_owner;   /* batch jobs (ordinary or borrowers) evicted for an owner's placement */
