@@ -117,10 +117,11 @@ summary() {
   done
   for v in "${VARIANTS[@]}"; do
     read -r name set _ <<<"$v"
-    awk -v n="$name" '/^== variant/ { on = ($3 == n) } on' "$OUT/variants.txt" | summary "$name" "$set"
+    awk -v n="$name" '/^== / { on = ($2 == "variant" && $3 == n) } on' "$OUT/variants.txt" |
+      summary "$name" "$set"
   done
   for name in $(awk '/^== artifact/ { print $3 }' "$OUT/variants.txt"); do
-    awk -v n="$name" '/^== (variant|artifact)/ { on = ($2 == "artifact" && $3 == n) } on' \
+    awk -v n="$name" '/^== / { on = ($2 == "artifact" && $3 == n) } on' \
       "$OUT/variants.txt" | summary "$name" artifact "${PUB[$name]:-}"
   done
 } | tee -a "$OUT/variants.txt"
