@@ -119,16 +119,7 @@ run)
   exit "$failed"
   ;;
 save)
-  tgz=${2:?usage: bench/vgpu.sh save vgpu-out.tgz}
-  tmp=$(mktemp -d)
-  trap 'rm -rf "$tmp"' EXIT
-  tar xzf "$tgz" -C "$tmp"
-  dev=$(cut -d, -f1 "$tmp/out/device.txt" 2>/dev/null | head -n 1 | tr 'A-Z' 'a-z' |
-    sed 's/^nvidia //; s/[^a-z0-9]\+/-/g; s/^-//; s/-$//')
-  dest="bench/results/vgpu-${dev:-unknown}-$(cat "$tmp/out/commit.txt" 2>/dev/null || echo unknown)"
-  rm -rf "$dest" && mkdir -p "$dest"
-  cp -r "$tmp/out/." "$dest/"
-  echo "$dest"
+  exec test/gpu/save_out.sh vgpu "${2:?usage: bench/vgpu.sh save vgpu-out.tgz}"
   ;;
 *)
   echo "usage: bench/vgpu.sh prepare|run|save OUT.tgz" >&2

@@ -308,16 +308,7 @@ EOF
     exit "$rc"
     ;;
 save)
-    tgz=${2:?usage: remote_check.sh save remote-out.tgz}
-    tmp=$(mktemp -d)
-    trap 'rm -rf "$tmp"' EXIT
-    tar xzf "$tgz" -C "$tmp"
-    dev=$(cut -d, -f1 "$tmp/out/device.txt" 2>/dev/null | head -n 1 | tr 'A-Z' 'a-z' |
-        sed 's/^nvidia //; s/[^a-z0-9]\+/-/g; s/^-//; s/-$//')
-    dest="bench/results/remote-${dev:-unknown}-$(cat "$tmp/out/commit.txt" 2>/dev/null || echo unknown)"
-    rm -rf "$dest" && mkdir -p "$dest"
-    cp -r "$tmp/out/." "$dest/"
-    echo "$dest"
+    exec test/gpu/save_out.sh remote "${2:?usage: remote_check.sh save remote-out.tgz}"
     ;;
 *)
     echo "usage: remote_check.sh prepare [BUILD] | run DIR | fake BUILD FAKE_LIB_PATH | save OUT.tgz" >&2
