@@ -210,28 +210,37 @@ FX_CL_API cudaError_t cudaFree(void *devPtr)
     return fail(rc);
 }
 
+/* Lock held. Sends one chunk of a copy: queued unanswered unless `reply`
+ * (the last chunk of a synchronous copy), whose answer is waited for. */
+static int send_chunk(struct fx_wire_req *q, int reply)
+{
+    q->h.flags = reply ? 0 : FX_WIRE_NO_REPLY;
+    uint32_t seq = fx_cl_queue(q);
+    if (!seq)
+        return cudaErrorDevicesUnavailable;
+    if (!reply)
+        return cudaSuccess;
+    struct fx_rd r;
+    int deferred;
+    int rc = fx_cl_wait(seq, &r, &deferred);
+    return rc != cudaSuccess ? rc : deferred;
+}
+
 /* Lock held. Host to device in chunks, none answered but the last when
  * `wait` (a synchronous copy). */
 static int copy_h2d(uint64_t dst, const unsigned char *src, size_t n, uint32_t stream, int wait)
 {
     for (size_t off = 0; off < n; off += FX_WIRE_CHUNK) {
         size_t len = n - off < FX_WIRE_CHUNK ? n - off : FX_WIRE_CHUNK;
-        int last = off + len == n;
+        int reply = wait && off + len == n;
         struct fx_wire_req q = {.h.op = FX_OP_MEMCPY_H2D};
-        q.h.flags = wait && last ? 0 : FX_WIRE_NO_REPLY;
         q.u.h2d.dst = dst + off;
         q.u.h2d.stream = stream;
         q.u.h2d.data = src + off;
         q.u.h2d.n = len;
-        uint32_t seq = fx_cl_queue(&q);
-        if (!seq)
-            return cudaErrorDevicesUnavailable;
-        if (wait && last) {
-            struct fx_rd r;
-            int deferred;
-            int rc = fx_cl_wait(seq, &r, &deferred);
-            return rc != cudaSuccess ? rc : deferred;
-        }
+        int rc = send_chunk(&q, reply);
+        if (rc != cudaSuccess || reply)
+            return rc;
     }
     return wait ? cudaSuccess : fx_cl_flush();
 }
@@ -240,22 +249,15 @@ static int copy_d2d(uint64_t dst, uint64_t src, size_t n, uint32_t stream, int w
 {
     for (size_t off = 0; off < n; off += FX_WIRE_CHUNK) {
         size_t len = n - off < FX_WIRE_CHUNK ? n - off : FX_WIRE_CHUNK;
-        int last = off + len == n;
+        int reply = wait && off + len == n;
         struct fx_wire_req q = {.h.op = FX_OP_MEMCPY_D2D};
-        q.h.flags = wait && last ? 0 : FX_WIRE_NO_REPLY;
         q.u.d2d.dst = dst + off;
         q.u.d2d.src = src + off;
         q.u.d2d.size = len;
         q.u.d2d.stream = stream;
-        uint32_t seq = fx_cl_queue(&q);
-        if (!seq)
-            return cudaErrorDevicesUnavailable;
-        if (wait && last) {
-            struct fx_rd r;
-            int deferred;
-            int rc = fx_cl_wait(seq, &r, &deferred);
-            return rc != cudaSuccess ? rc : deferred;
-        }
+        int rc = send_chunk(&q, reply);
+        if (rc != cudaSuccess || reply)
+            return rc;
     }
     return wait ? cudaSuccess : fx_cl_flush();
 }
