@@ -188,38 +188,33 @@ int fx_chan_read_some(struct fx_chan *ch, void *buf, size_t n, size_t *done, sho
     }
 }
 
-int fx_chan_write_all(struct fx_chan *ch, const void *buf, size_t n, int64_t deadline_ms)
+/* All of `n` bytes, waiting for the socket until deadline_ms: written from
+ * `out` when it is not NULL, else read into `in`. */
+static int chan_all(struct fx_chan *ch, char *in, const char *out, size_t n, int64_t deadline_ms)
 {
-    const char *p = buf;
-    while (n > 0) {
+    size_t off = 0;
+    while (off < n) {
         size_t done = 0;
         short ev = 0;
-        int rc = fx_chan_write_some(ch, p, n, &done, &ev);
+        int rc = out ? fx_chan_write_some(ch, out + off, n - off, &done, &ev)
+                     : fx_chan_read_some(ch, in + off, n - off, &done, &ev);
         if (rc == -EAGAIN)
             rc = fx_net_wait(ch->fd, ev, deadline_ms);
         if (rc != 0)
             return rc;
-        p += done;
-        n -= done;
+        off += done;
     }
     return 0;
 }
 
+int fx_chan_write_all(struct fx_chan *ch, const void *buf, size_t n, int64_t deadline_ms)
+{
+    return chan_all(ch, NULL, buf, n, deadline_ms);
+}
+
 int fx_chan_read_all(struct fx_chan *ch, void *buf, size_t n, int64_t deadline_ms)
 {
-    char *p = buf;
-    while (n > 0) {
-        size_t done = 0;
-        short ev = 0;
-        int rc = fx_chan_read_some(ch, p, n, &done, &ev);
-        if (rc == -EAGAIN)
-            rc = fx_net_wait(ch->fd, ev, deadline_ms);
-        if (rc != 0)
-            return rc;
-        p += done;
-        n -= done;
-    }
-    return 0;
+    return chan_all(ch, buf, NULL, n, deadline_ms);
 }
 
 void fx_chan_close(struct fx_chan *ch)
