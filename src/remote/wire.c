@@ -513,6 +513,7 @@ static void encode_body(struct fx_wr *w, const struct fx_wire_req *q)
     case FX_OP_STREAM_SYNC:
     case FX_OP_STREAM_DESTROY:
     case FX_OP_MODULE_UNLOAD:
+    case FX_OP_BLAS_DESTROY: /* the handle, decoded as "handle" */
         fx_wr_u32(w, q->u.id.id);
         break;
     case FX_OP_MODULE_LOAD:
@@ -531,9 +532,6 @@ static void encode_body(struct fx_wr *w, const struct fx_wire_req *q)
         fx_wr_u32(w, q->u.launch.shared_bytes);
         fx_wr_u32(w, q->u.launch.stream);
         fx_wr_bytes(w, q->u.launch.args, q->u.launch.args_len);
-        break;
-    case FX_OP_BLAS_DESTROY:
-        fx_wr_u32(w, q->u.id.id);
         break;
     case FX_OP_DEVICE_ATTRIBUTE:
         fx_wr_u32(w, q->u.attribute.attr);
