@@ -24,15 +24,13 @@
 #include "scheduler/borrow.h"
 #include "scheduler/model.h"
 
+#include "model_fixture.h"
+
 #define T0 1800000000LL /* the scheduler's clock at the start (unix seconds) */
-#define GIB (1024LL * 1024 * 1024)
 
 static struct fx_model *model(void)
 {
-    struct flexpu_error err = {0};
-    struct fx_model *m = fx_model_new("flexpu-scheduler", "flexpu", 1, &err);
-    if (!m)
-        fail_msg("fx_model_new: %s", err.msg);
+    struct fx_model *m = new_model();
     fx_model_set_clock(m, T0);
     return m;
 }
@@ -41,14 +39,7 @@ static struct fx_model *model(void)
  * annotation's text) or none. */
 static void node(struct fx_model *m, const char *name, int ngpu, const char *usage)
 {
-    json_t *inv = json_array();
-    for (int i = 0; i < ngpu; i++) {
-        char uuid[64];
-        snprintf(uuid, sizeof(uuid), "GPU-%s-%d", name, i);
-        json_array_append_new(inv, json_pack("{s:s, s:s, s:I}", "uuid", uuid, "model", "A100",
-                                             "memory", (json_int_t)(80 * GIB)));
-    }
-    char *text = json_dumps(inv, JSON_COMPACT);
+    char *text = a100_inventory(name, ngpu);
     json_t *ann = json_pack("{s:s}", "flexpu.io/gpus", text);
     if (usage)
         json_object_set_new(ann, "flexpu.io/gpu-usage", json_string(usage));
@@ -59,7 +50,6 @@ static void node(struct fx_model *m, const char *name, int ngpu, const char *usa
     fx_model_node_event(m, KUBE_MODIFIED, n);
     json_decref(n);
     free(text);
-    json_decref(inv);
 }
 
 /* A usage reading at ts: GPU 0..n-1 each with the owners' busy (as one
@@ -126,14 +116,6 @@ static void pod(struct fx_model *m, const char *uid, int cores, const char *mem,
     json_decref(p);
 }
 
-static void gone(struct fx_model *m, const char *uid)
-{
-    json_t *p = json_pack("{s:{s:s, s:s, s:s}}", "metadata", "name", uid, "namespace", "t", "uid",
-                          uid);
-    fx_model_pod_event(m, KUBE_DELETED, p);
-    json_decref(p);
-}
-
 /* Two owners of 50 cores and 20 GiB each fill GPU g of node n (40 GiB of
  * its 80 left unreserved). */
 static void owners(struct fx_model *m, const char *n, int g, int sec)
@@ -154,20 +136,6 @@ static struct fx_model *owned(int ngpu)
     for (int g = 0; g < ngpu; g++)
         owners(m, "n1", g, 2 * g);
     return m;
-}
-
-/* The next attempt, which must have outcome o (for uid when not NULL). */
-static struct fx_attempt next(struct fx_model *m, enum fx_outcome o, const char *uid)
-{
-    struct fx_attempt a;
-    memset(&a, 0, sizeof(a));
-    if (!fx_model_next(m, &a))
-        fail_msg("nothing to do; expected outcome %d", o);
-    if (a.outcome != o)
-        fail_msg("outcome %d for %s (%s); expected %d", a.outcome, a.uid, a.message, o);
-    if (uid)
-        assert_string_equal(a.uid, uid);
-    return a;
 }
 
 static void nothing(struct fx_model *m)

@@ -17,17 +17,12 @@
 #include "flexpu/queue.h"
 #include "scheduler/model.h"
 
+#include "model_fixture.h"
+
 /* A Ready node with n A100s (80 GiB), 64 CPUs and 256 GiB. */
 static void add_node(struct fx_model *m, const char *name, int ngpu)
 {
-    json_t *inv = json_array();
-    for (int i = 0; i < ngpu; i++) {
-        char uuid[64];
-        snprintf(uuid, sizeof(uuid), "GPU-%s-%d", name, i);
-        json_array_append_new(inv, json_pack("{s:s, s:s, s:I}", "uuid", uuid, "model", "A100",
-                                             "memory", (json_int_t)85899345920LL));
-    }
-    char *text = json_dumps(inv, JSON_COMPACT);
+    char *text = a100_inventory(name, ngpu);
     json_t *n = json_pack("{s:{s:s, s:{s:s}}, s:{}, s:{s:{s:s, s:s}}}", "metadata", "name", name,
                           "annotations", "flexpu.io/gpus", text, "spec", "status", "allocatable",
                           "cpu", "64", "memory", "256Gi");
@@ -35,7 +30,6 @@ static void add_node(struct fx_model *m, const char *name, int ngpu)
     fx_model_node_event(m, KUBE_ADDED, n);
     json_decref(n);
     free(text);
-    json_decref(inv);
 }
 
 /* A pending pod of ours asking `gpus` whole GPUs, in queue q (NULL: no
@@ -99,15 +93,6 @@ static void add_pods(struct fx_model *m, const char *prefix, const char *q, int 
     }
 }
 
-static struct fx_model *model(void)
-{
-    struct flexpu_error err = {0};
-    struct fx_model *m = fx_model_new("flexpu-scheduler", "flexpu", 1, &err);
-    if (!m)
-        fail_msg("fx_model_new: %s", err.msg);
-    return m;
-}
-
 static void set_queue(struct fx_model *m, const char *name, const char *parent, int64_t gpu_guar,
                       int64_t gpu_limit, double weight)
 {
@@ -156,7 +141,7 @@ static void drain(struct fx_model *m, struct tally *t, char watch)
 static void test_guarantees_split_the_node(void **state)
 {
     (void)state;
-    struct fx_model *m = model();
+    struct fx_model *m = new_model();
     add_node(m, "n1", 8);
     set_queue(m, "a", NULL, 4, FLEXPU_QUEUE_UNLIMITED, 1);
     set_queue(m, "b", NULL, 4, FLEXPU_QUEUE_UNLIMITED, 1);
@@ -184,7 +169,7 @@ static void test_guarantees_split_the_node(void **state)
 static void test_pods_before_queues(void **state)
 {
     (void)state;
-    struct fx_model *m = model();
+    struct fx_model *m = new_model();
     add_node(m, "n1", 8);
     add_pods(m, "a", "a", 6, 0);
     add_pods(m, "b", "b", 6, 20);
@@ -201,7 +186,7 @@ static void test_pods_before_queues(void **state)
 static void test_weights_split_what_is_left(void **state)
 {
     (void)state;
-    struct fx_model *m = model();
+    struct fx_model *m = new_model();
     add_node(m, "n1", 8);
     set_queue(m, "a", NULL, 0, FLEXPU_QUEUE_UNLIMITED, 1);
     set_queue(m, "b", NULL, 0, FLEXPU_QUEUE_UNLIMITED, 3);
@@ -218,7 +203,7 @@ static void test_weights_split_what_is_left(void **state)
 static void test_idle_queue_lends(void **state)
 {
     (void)state;
-    struct fx_model *m = model();
+    struct fx_model *m = new_model();
     add_node(m, "n1", 8);
     set_queue(m, "a", NULL, 2, FLEXPU_QUEUE_UNLIMITED, 1);
     set_queue(m, "b", NULL, 6, FLEXPU_QUEUE_UNLIMITED, 1);
@@ -234,7 +219,7 @@ static void test_idle_queue_lends(void **state)
 static void test_limit_holds_then_releases(void **state)
 {
     (void)state;
-    struct fx_model *m = model();
+    struct fx_model *m = new_model();
     add_node(m, "n1", 8);
     set_queue(m, "a", NULL, 0, 2, 1);
     add_pod(m, "a0", "a", 1, 0);
@@ -264,7 +249,7 @@ static void test_limit_holds_then_releases(void **state)
 static void test_parent_limit_caps_children(void **state)
 {
     (void)state;
-    struct fx_model *m = model();
+    struct fx_model *m = new_model();
     add_node(m, "n1", 8);
     set_queue(m, "org", NULL, 0, 3, 1);
     set_queue(m, "c1", "org", 0, FLEXPU_QUEUE_UNLIMITED, 1);
@@ -283,7 +268,7 @@ static void test_parent_limit_caps_children(void **state)
 static void test_missing_queue_waits_until_created(void **state)
 {
     (void)state;
-    struct fx_model *m = model();
+    struct fx_model *m = new_model();
     add_node(m, "n1", 8);
     add_pod(m, "g0", "ghost", 1, 0);
     struct tally t = {0};
@@ -310,7 +295,7 @@ static void test_missing_queue_waits_until_created(void **state)
 static void test_unlabelled_pods_use_default(void **state)
 {
     (void)state;
-    struct fx_model *m = model();
+    struct fx_model *m = new_model();
     add_node(m, "n1", 2);
     add_pod(m, "x0", NULL, 1, 0);
     add_pod(m, "x1", NULL, 1, 1);
@@ -335,7 +320,7 @@ static void test_unlabelled_pods_use_default(void **state)
 static void test_gang_all_or_nothing(void **state)
 {
     (void)state;
-    struct fx_model *m = model();
+    struct fx_model *m = new_model();
     add_node(m, "n1", 8);
     add_member(m, "g0", "train", 3, 4, 0, NULL, 0);
     add_member(m, "g1", "train", 3, 4, 1, NULL, 0);
@@ -358,7 +343,7 @@ static void test_gang_all_or_nothing(void **state)
 static void test_gang_waits_for_members(void **state)
 {
     (void)state;
-    struct fx_model *m = model();
+    struct fx_model *m = new_model();
     add_node(m, "n1", 8);
     add_member(m, "g0", "job", 3, 1, 0, NULL, 0);
     add_member(m, "g1", "job", 3, 1, 1, NULL, 0);
@@ -383,7 +368,7 @@ static void test_gang_waits_for_members(void **state)
 static void test_two_gangs_no_deadlock(void **state)
 {
     (void)state;
-    struct fx_model *m = model();
+    struct fx_model *m = new_model();
     add_node(m, "n1", 8);
     /* Interleaved arrivals: a0 b0 a1 b1. */
     add_member(m, "a0", "a", 2, 3, 0, NULL, 0);
@@ -402,7 +387,7 @@ static void test_two_gangs_no_deadlock(void **state)
 static void test_gang_disagreement_invalid(void **state)
 {
     (void)state;
-    struct fx_model *m = model();
+    struct fx_model *m = new_model();
     add_node(m, "n1", 8);
     add_member(m, "g0", "job", 2, 1, 0, NULL, 0);
     add_member(m, "g1", "job", 3, 1, 1, NULL, 0);
@@ -420,7 +405,7 @@ static void test_gang_disagreement_invalid(void **state)
 static void test_gang_restart_places_the_rest(void **state)
 {
     (void)state;
-    struct fx_model *m = model();
+    struct fx_model *m = new_model();
     add_node(m, "n1", 4);
     add_member(m, "g0", "job", 3, 1, 0, "n1", 0);
     add_member(m, "g1", "job", 3, 1, 1, NULL, 0);
@@ -431,7 +416,7 @@ static void test_gang_restart_places_the_rest(void **state)
     fx_model_free(m);
     /* The bound member counts: on a node with one GPU left the two
      * missing members cannot go together, and neither goes alone. */
-    m = model();
+    m = new_model();
     add_node(m, "n1", 2);
     add_member(m, "g0", "job", 3, 1, 0, "n1", 0);
     add_member(m, "g1", "job", 3, 1, 1, NULL, 0);
@@ -465,7 +450,7 @@ static void add_prio(struct fx_model *m, const char *uid, const char *q, int pri
     json_decref(p);
 }
 
-static void gone(struct fx_model *m, const char *uid)
+static void gone_queued(struct fx_model *m, const char *uid)
 {
     json_t *p = queued_pod(uid, NULL, 1, 0);
     fx_model_pod_event(m, KUBE_DELETED, p);
@@ -490,7 +475,7 @@ static struct fx_attempt step(struct fx_model *m, enum fx_outcome want, const ch
 static void test_priority_preemption(void **state)
 {
     (void)state;
-    struct fx_model *m = model();
+    struct fx_model *m = new_model();
     add_node(m, "n1", 2);
     add_prio(m, "low0", NULL, 0, 0, "n1", 0);
     add_prio(m, "low1", NULL, 0, 1, "n1", 1);
@@ -508,7 +493,7 @@ static void test_priority_preemption(void **state)
     at = step(m, FX_WAIT, "mid");
     struct fx_attempt none;
     assert_false(fx_model_next(m, &none));
-    gone(m, "low1");
+    gone_queued(m, "low1");
     step(m, FX_BIND, "hi");
     struct fx_model_stats st;
     fx_model_stats(m, &st);
@@ -525,7 +510,7 @@ static void test_priority_preemption(void **state)
 static void test_refused_eviction_undone(void **state)
 {
     (void)state;
-    struct fx_model *m = model();
+    struct fx_model *m = new_model();
     add_node(m, "n1", 2);
     add_prio(m, "low0", NULL, 0, 0, "n1", 0);
     add_prio(m, "low1", NULL, 0, 1, "n1", 1);
@@ -548,7 +533,7 @@ static void test_refused_eviction_undone(void **state)
 static void test_preemption_policy_never(void **state)
 {
     (void)state;
-    struct fx_model *m = model();
+    struct fx_model *m = new_model();
     add_node(m, "n1", 1);
     add_prio(m, "low0", NULL, 0, 0, "n1", 0);
     json_t *p = queued_pod("hi", NULL, 1, 5);
@@ -567,7 +552,7 @@ static void test_preemption_policy_never(void **state)
 static void test_no_preemption_among_equals(void **state)
 {
     (void)state;
-    struct fx_model *m = model();
+    struct fx_model *m = new_model();
     add_node(m, "n1", 1);
     add_prio(m, "a0", NULL, 100, 0, "n1", 0);
     add_prio(m, "b0", NULL, 100, 1, NULL, 0);
@@ -582,7 +567,7 @@ static void test_no_preemption_among_equals(void **state)
 static void test_reclaim_by_queue(void **state)
 {
     (void)state;
-    struct fx_model *m = model();
+    struct fx_model *m = new_model();
     add_node(m, "n1", 8);
     set_queue(m, "a", NULL, 4, FLEXPU_QUEUE_UNLIMITED, 1);
     set_queue(m, "b", NULL, 4, FLEXPU_QUEUE_UNLIMITED, 1);
@@ -619,7 +604,7 @@ static void test_reclaim_by_queue(void **state)
 static void test_gang_preemption(void **state)
 {
     (void)state;
-    struct fx_model *m = model();
+    struct fx_model *m = new_model();
     add_node(m, "n1", 3);
     add_prio(m, "low0", NULL, 0, 0, "n1", 0);
     add_prio(m, "low1", NULL, 0, 1, "n1", 1);
@@ -647,9 +632,9 @@ static void test_gang_preemption(void **state)
     }
     struct fx_attempt none;
     assert_false(fx_model_next(m, &none)); /* the members wait for both victims */
-    gone(m, v[0]);
+    gone_queued(m, v[0]);
     assert_false(fx_model_next(m, &none));
-    gone(m, v[1]);
+    gone_queued(m, v[1]);
     int binds = 0;
     while (fx_model_next(m, &at))
         binds += at.outcome == FX_BIND && at.uid[0] == 'g';
@@ -666,7 +651,7 @@ static void test_reclaim_modes(void **state)
 {
     (void)state;
     for (int mode = 0; mode < 3; mode++) {
-        struct fx_model *m = model();
+        struct fx_model *m = new_model();
         fx_model_set_reclaim(m, (enum fx_reclaim)mode);
         add_node(m, "n1", 4);
         set_queue(m, "a", NULL, 2, FLEXPU_QUEUE_UNLIMITED, 1);

@@ -16,6 +16,8 @@
 #include "scheduler/model.h"
 #include "scheduler/queues.h"
 
+#include "model_fixture.h"
+
 static json_t *queue_obj(const char *name, const char *parent, const char *gpu_guar,
                          const char *gpu_limit)
 {
@@ -74,19 +76,10 @@ static json_t *sent_to(struct sink *k, const char *name)
     return NULL;
 }
 
-static struct fx_model *model(void)
-{
-    struct flexpu_error err = {0};
-    struct fx_model *m = fx_model_new("flexpu-scheduler", "flexpu", 1, &err);
-    if (!m)
-        fail_msg("fx_model_new: %s", err.msg);
-    return m;
-}
-
 static void test_specs_into_the_model(void **state)
 {
     (void)state;
-    struct fx_model *m = model();
+    struct fx_model *m = new_model();
     struct fx_queue_sync *s = fx_queue_sync_new();
     assert_non_null(s);
     event(s, m, KUBE_SYNC_BEGIN, NULL);
@@ -137,7 +130,7 @@ static void test_specs_into_the_model(void **state)
 static void test_status_written_when_changed(void **state)
 {
     (void)state;
-    struct fx_model *m = model();
+    struct fx_model *m = new_model();
     struct fx_queue_sync *s = fx_queue_sync_new();
     event(s, m, KUBE_ADDED, queue_obj("a", NULL, "1", NULL));
     struct sink k = {0};

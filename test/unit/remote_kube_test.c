@@ -20,30 +20,14 @@
 #include "kube/contract.h"
 #include "scheduler/model.h"
 
-#define GIB (1024LL * 1024 * 1024)
-
-static struct fx_model *model(void)
-{
-    struct flexpu_error err = {0};
-    struct fx_model *m = fx_model_new("flexpu-scheduler", "flexpu", 1, &err);
-    if (!m)
-        fail_msg("fx_model_new: %s", err.msg);
-    return m;
-}
+#include "model_fixture.h"
 
 /* Node `name` with `ngpu` A100s of 80 GiB, `cpu` CPUs and 64 GiB; `label`
  * ("k=v") or NULL. */
 static void node(struct fx_model *m, const char *name, int ngpu, const char *cpu,
                  const char *label)
 {
-    json_t *inv = json_array();
-    for (int i = 0; i < ngpu; i++) {
-        char uuid[64];
-        snprintf(uuid, sizeof(uuid), "GPU-%s-%d", name, i);
-        json_array_append_new(inv, json_pack("{s:s, s:s, s:I}", "uuid", uuid, "model", "A100",
-                                             "memory", (json_int_t)(80 * GIB)));
-    }
-    char *text = json_dumps(inv, JSON_COMPACT);
+    char *text = a100_inventory(name, ngpu);
     json_t *labels = json_object();
     if (label) {
         char k[64];
@@ -58,7 +42,6 @@ static void node(struct fx_model *m, const char *name, int ngpu, const char *cpu
     fx_model_node_event(m, KUBE_MODIFIED, n);
     json_decref(n);
     free(text);
-    json_decref(inv);
 }
 
 /* A pod asking one GPU with `cores` and `cpu` CPUs, flexpu.io/remote
@@ -94,27 +77,6 @@ static void pod(struct fx_model *m, const char *uid, int cores, const char *cpu,
     }
     fx_model_pod_event(m, KUBE_ADDED, p);
     json_decref(p);
-}
-
-static void gone(struct fx_model *m, const char *uid)
-{
-    json_t *p = json_pack("{s:{s:s, s:s, s:s}}", "metadata", "name", uid, "namespace", "t", "uid",
-                          uid);
-    fx_model_pod_event(m, KUBE_DELETED, p);
-    json_decref(p);
-}
-
-static struct fx_attempt next(struct fx_model *m, enum fx_outcome o, const char *uid)
-{
-    struct fx_attempt a;
-    memset(&a, 0, sizeof(a));
-    if (!fx_model_next(m, &a))
-        fail_msg("nothing to do; expected outcome %d", o);
-    if (a.outcome != o)
-        fail_msg("outcome %d for %s (%s); expected %d", a.outcome, a.uid, a.message, o);
-    if (uid)
-        assert_string_equal(a.uid, uid);
-    return a;
 }
 
 static struct fx_model_stats stats(struct fx_model *m)
@@ -269,7 +231,7 @@ static void test_allocation_check(void **state)
 static void test_local_first(void **state)
 {
     (void)state;
-    struct fx_model *m = model();
+    struct fx_model *m = new_model();
     node(m, "g1", 1, "16", NULL);
     node(m, "c1", 0, "16", NULL);
     pod(m, "p1", 30, "1", true, NULL, NULL, 0);
@@ -284,7 +246,7 @@ static void test_local_first(void **state)
 static void test_remote_when_no_local(void **state)
 {
     (void)state;
-    struct fx_model *m = model();
+    struct fx_model *m = new_model();
     node(m, "g1", 1, "2", NULL);
     node(m, "c1", 0, "16", NULL);
     node(m, "c2", 0, "8", NULL);
@@ -328,13 +290,13 @@ static void test_remote_when_no_local(void **state)
 static void test_no_cpu_node(void **state)
 {
     (void)state;
-    struct fx_model *m = model();
+    struct fx_model *m = new_model();
     node(m, "g1", 1, "2", NULL);
     pod(m, "p1", 30, "4", true, NULL, NULL, 0);
     next(m, FX_WAIT, "p1");
     fx_model_free(m);
 
-    m = model();
+    m = new_model();
     node(m, "g1", 1, "2", NULL);
     node(m, "c1", 0, "16", "zone=a");
     node(m, "c2", 0, "16", "zone=b");
@@ -361,7 +323,7 @@ static void test_restart_accounting(void **state)
 {
     (void)state;
     for (int order = 0; order < 2; order++) {
-        struct fx_model *m = model();
+        struct fx_model *m = new_model();
         if (order == 0) {
             node(m, "g1", 1, "16", NULL);
             node(m, "c1", 0, "4", NULL);
@@ -395,7 +357,7 @@ static void test_restart_accounting(void **state)
 static void test_pod_node_not_ready(void **state)
 {
     (void)state;
-    struct fx_model *m = model();
+    struct fx_model *m = new_model();
     node(m, "g1", 1, "16", NULL);
     json_t *n = json_pack("{s:{s:s}, s:{}, s:{s:{s:s, s:s}, s:[{s:s, s:s}]}}", "metadata", "name",
                           "c1", "spec", "status", "allocatable", "cpu", "16", "memory", "64Gi",
@@ -436,7 +398,7 @@ static void other(struct fx_model *m, const char *uid, const char *on, const cha
 static void test_woken(void **state)
 {
     (void)state;
-    struct fx_model *m = model();
+    struct fx_model *m = new_model();
     node(m, "g1", 1, "2", NULL);
     node(m, "c1", 0, "16", NULL);
     other(m, "o1", "c1", "16");
@@ -448,7 +410,7 @@ static void test_woken(void **state)
     assert_non_null(strstr(a.allocation, "\"remote\":{\"node\":\"g1\"}"));
     fx_model_free(m);
 
-    m = model();
+    m = new_model();
     node(m, "g1", 1, "2", NULL);
     node(m, "c1", 0, "16", NULL);
     pod(m, "whole", 100, "1", false, "g1", "g1", 0);
