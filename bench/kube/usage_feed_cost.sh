@@ -19,20 +19,10 @@ phase="${2:-180}"
 . "$(dirname "$0")/../../test/e2e/lib.sh"
 e2e_up
 
-kubectl create -f - >/dev/null <<EOF
-{"apiVersion":"v1","kind":"Node","metadata":{"name":"gpu-c","labels":{"type":"kwok"},
- "annotations":{"kwok.x-k8s.io/node":"fake"}},
- "status":{"allocatable":{"cpu":"64","memory":"512Gi","pods":"110"},
-  "capacity":{"cpu":"64","memory":"512Gi","pods":"110"}}}
-EOF
-mkdir -p "$work/dp" "$work/fake" "$work/root/ledger/t"
+kwok_agent_node gpu-c
+mkdir -p "$work/root/ledger/t"
 export FAKECUDA_DEVICES=2 FAKECUDA_TOTAL_MEM=$((80 * 1073741824))
-"$build/flexpu-node" --node-name gpu-c \
-  --nvml-library "$build/test/fakecuda/libnvidia-ml.so.1" \
-  --device-plugin-dir "$work/dp" --pod-resources-socket "$work/podresources.sock" \
-  --root "$work/root" --runtime-library "" --size-limits off --metrics-port 0 \
-  --log-level debug >"$work/node.log" 2>&1 &
-pids+=($!)
+start_node gpu-c
 usage() { kubectl get node gpu-c -o jsonpath='{.metadata.annotations.flexpu\.io/gpu-usage}'; }
 has_usage() { test -n "$(usage)"; }
 writes() { grep -c 'msg="usage published"' "$work/node.log" || true; }
