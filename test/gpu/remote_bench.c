@@ -287,6 +287,23 @@ static void latency(size_t calls, int kernel)
 
 /* Pageable copies each way (the remote path has no pinned memory): the
  * median time of `reps` copies of each size; bytes checked after the last. */
+/* The median time of `reps` copies of `s` bytes in direction `kind`, each
+ * timed into t[]. */
+static double copy_median_s(void *dst, const void *src, size_t s, int kind, double *t,
+                            size_t reps)
+{
+    for (size_t i = 0; i < reps; i++) {
+        double t0 = now_s();
+        cudaError_t e = rt.memcpy_(dst, src, s, kind);
+        if (e != 0)
+            die("cudaMemcpy of %zu bytes, %s: %s (%d)", s, kind == H2D ? "H2D" : "D2H",
+                err_name(e), e);
+        t[i] = now_s() - t0;
+    }
+    qsort(t, reps, sizeof *t, cmp_double);
+    return quantile(t, reps, 0.5);
+}
+
 static void copies(size_t max_bytes, size_t total)
 {
     size_t sizes[16], n = 0;
@@ -310,21 +327,9 @@ static void copies(size_t max_bytes, size_t total)
         if (!t)
             die("out of memory");
         CHECK(rt.memcpy_(d, host, s, H2D));
-        for (size_t i = 0; i < reps; i++) {
-            double t0 = now_s();
-            CHECK(rt.memcpy_(d, host, s, H2D));
-            t[i] = now_s() - t0;
-        }
-        qsort(t, reps, sizeof *t, cmp_double);
-        h2d = quantile(t, reps, 0.5);
+        h2d = copy_median_s(d, host, s, H2D, t, reps);
         memset(back, 0, s);
-        for (size_t i = 0; i < reps; i++) {
-            double t0 = now_s();
-            CHECK(rt.memcpy_(back, d, s, D2H));
-            t[i] = now_s() - t0;
-        }
-        qsort(t, reps, sizeof *t, cmp_double);
-        d2h = quantile(t, reps, 0.5);
+        d2h = copy_median_s(back, d, s, D2H, t, reps);
         free(t);
         if (memcmp(host, back, s) != 0)
             die("a %zu-byte copy came back different", s);
