@@ -277,13 +277,11 @@ void fake_run_add(const struct fake_work *w)
  * the context (an asynchronous copy may be synchronous; the fake's streams
  * of a context are one FIFO, so that is stream order too). */
 
-static CUresult copy(CUdeviceptr ddst, void *hdst, CUdeviceptr dsrc, const void *hsrc, size_t n,
-                     CUstream stream, int use_stream)
+/* Lock held. Waits for the work already issued to `stream`'s context (the
+ * current one when !use_stream), so that a copy or memset comes after it;
+ * the stream's or the context's error otherwise. */
+static CUresult after_issued(CUstream stream, int use_stream)
 {
-    FAKE_REQUIRE_INIT();
-    if (n == 0)
-        return CUDA_SUCCESS;
-    fake_lock();
     struct fake_stream *s = NULL;
     CUresult r = CUDA_SUCCESS;
     if (use_stream)
@@ -293,6 +291,17 @@ static CUresult copy(CUdeviceptr ddst, void *hdst, CUdeviceptr dsrc, const void 
     struct fake_ctx *c = s ? s->ctx : fake_current_ctx();
     if (r == CUDA_SUCCESS)
         fake_wait_ticket(c, c->submitted);
+    return r;
+}
+
+static CUresult copy(CUdeviceptr ddst, void *hdst, CUdeviceptr dsrc, const void *hsrc, size_t n,
+                     CUstream stream, int use_stream)
+{
+    FAKE_REQUIRE_INIT();
+    if (n == 0)
+        return CUDA_SUCCESS;
+    fake_lock();
+    CUresult r = after_issued(stream, use_stream);
     unsigned char *to = ddst ? device_range(ddst, n) : hdst;
     const unsigned char *from = dsrc ? device_range(dsrc, n) : hsrc;
     if (r == CUDA_SUCCESS && (!to || !from))
@@ -342,15 +351,7 @@ static CUresult set_bytes(CUdeviceptr dst, unsigned char value, size_t n, CUstre
     if (n == 0)
         return CUDA_SUCCESS;
     fake_lock();
-    struct fake_stream *s = NULL;
-    CUresult r = CUDA_SUCCESS;
-    if (use_stream)
-        r = fake_stream_resolve(stream, &s);
-    else if (!fake_current_ctx())
-        r = CUDA_ERROR_INVALID_CONTEXT;
-    struct fake_ctx *c = s ? s->ctx : fake_current_ctx();
-    if (r == CUDA_SUCCESS)
-        fake_wait_ticket(c, c->submitted);
+    CUresult r = after_issued(stream, use_stream);
     unsigned char *to = device_range(dst, n);
     if (r == CUDA_SUCCESS && !to)
         r = CUDA_ERROR_INVALID_VALUE;
