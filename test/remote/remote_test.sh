@@ -66,6 +66,17 @@ app() {
         ASAN_OPTIONS=detect_leaks=0 "$app" "$@"
 }
 
+# loop_unavailable WHAT PID OUT: the app's loop (PID, its output in OUT)
+# ended with exit 3 and cudaErrorDevicesUnavailable, not a hang; prints its
+# loop: lines.
+loop_unavailable() {
+    local rc
+    wait "$2"; rc=$?
+    [ "$rc" = 3 ] || fail "$1: app exit $rc: $(cat "$3")"
+    grep -q "loop: cudaErrorDevicesUnavailable" "$3" || fail "$1: $(cat "$3")"
+    grep "loop:" "$3"
+}
+
 # The same, replacing the calling (background) shell, so that $! is the
 # app's own pid and the test can kill it.
 app_exec() {
@@ -188,11 +199,7 @@ gpu_time=$(LD_LIBRARY_PATH="$fake_dir" "$smi" --state-dir "$work/state" 2>&1 |
     fail "the remote tenant has no GPU time in flexpu-smi: '$gpu_time'"
 echo "the remote tenant's GPU time so far: $gpu_time"
 stop_server
-wait "$lpid"; rc=$?
-[ "$rc" = 3 ] || fail "server killed: app exit $rc: $(cat "$work/loop.out")"
-grep -q "loop: cudaErrorDevicesUnavailable" "$work/loop.out" ||
-    fail "server killed: $(cat "$work/loop.out")"
-grep "loop:" "$work/loop.out"
+loop_unavailable "server killed" "$lpid" "$work/loop.out"
 
 # 6. The server stopped (a silent network): the deadline ends the wait.
 start_server
@@ -201,11 +208,7 @@ lpid=$!
 for _ in $(seq 100); do grep -q running "$work/loop2.out" && break; sleep 0.1; done
 sleep 0.3
 kill -STOP -- "-$spid"
-wait "$lpid"; rc=$?
-[ "$rc" = 3 ] || fail "server stopped: app exit $rc: $(cat "$work/loop2.out")"
-grep -q "loop: cudaErrorDevicesUnavailable" "$work/loop2.out" ||
-    fail "server stopped: $(cat "$work/loop2.out")"
-grep "loop:" "$work/loop2.out"
+loop_unavailable "server stopped" "$lpid" "$work/loop2.out"
 stop_server
 
 # 7. No server at all.
