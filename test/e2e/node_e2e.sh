@@ -38,7 +38,10 @@ for o in namespace/flexpu-system configmap/flexpu-config deployment/flexpu-sched
 done
 can() { kubectl auth can-i --as="system:serviceaccount:flexpu-system:$1" "${@:2}" 2>/dev/null; }
 [ "$(can flexpu-scheduler create pods --subresource=binding -n default)" = yes ] || fail "scheduler cannot bind"
-[ "$(can flexpu-scheduler delete pods -n default)" = no ] || fail "scheduler may delete pods"
+# Deletes: RBAC allows them (reclaimed borrowers); deploy/admission.yaml's
+# flexpu-scheduler-deletes limits them to borrowers (admission_e2e.sh checks it).
+[ "$(can flexpu-scheduler delete pods -n default)" = yes ] || fail "scheduler cannot delete a borrower"
+[ "$(can flexpu-scheduler deletecollection pods -n default)" = no ] || fail "scheduler may delete collections of pods"
 [ "$(can flexpu-scheduler update leases/other -n flexpu-system)" = no ] || fail "scheduler may update any lease"
 [ "$(can flexpu-node patch nodes --subresource=status)" = yes ] || fail "node agent cannot patch node status"
 [ "$(can flexpu-node create pods -n default)" = no ] || fail "node agent may create pods"
