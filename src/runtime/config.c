@@ -25,6 +25,7 @@ void fx_config_defaults(struct fx_slice_config *c)
     snprintf(c->state_dir, sizeof(c->state_dir), "/tmp/flexpu");
     c->log_level = FLEXPU_LOG_WARN;
     c->context_overhead = (int64_t)512 << 20;
+    c->oom_wait_ms = FX_OOM_WAIT_MS_DEFAULT;
 }
 
 /* Each setter validates one value; `field` is the name the user wrote (an
@@ -148,6 +149,33 @@ static int set_ledger_dir(struct fx_slice_config *c, const char *field, const ch
     return 0;
 }
 
+static int set_borrowed_dir(struct fx_slice_config *c, const char *field, const char *v,
+                            struct flexpu_error *err)
+{
+    size_t n = strlen(v);
+    if (n == 0 || v[0] != '/' || n >= sizeof(c->borrowed_dir))
+        return flexpu_error_field(err, FLEXPU_EINVAL, field, v, n,
+                                  "must be an absolute path shorter than 200 bytes");
+    memcpy(c->borrowed_dir, v, n + 1);
+    return 0;
+}
+
+static int set_oom_wait(struct fx_slice_config *c, const char *field, const char *v,
+                        struct flexpu_error *err)
+{
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (end == v || *end != '\0' || errno || x < 0 || x > FX_OOM_WAIT_MS_MAX) {
+        char why[80];
+        snprintf(why, sizeof(why), "must be a whole number of milliseconds from 0 to %d",
+                 FX_OOM_WAIT_MS_MAX);
+        return flexpu_error_field(err, FLEXPU_EINVAL, field, v, strlen(v), why);
+    }
+    c->oom_wait_ms = (int)x;
+    return 0;
+}
+
 static int set_log_level(struct fx_slice_config *c, const char *field, const char *v,
                          struct flexpu_error *err)
 {
@@ -179,6 +207,8 @@ static const struct option {
     {"ledger_dir", "FLEXPU_LEDGER_DIR", set_ledger_dir},
     {"log_level", "FLEXPU_LOG_LEVEL", set_log_level},
     {"context_overhead", "FLEXPU_CONTEXT_OVERHEAD", set_overhead},
+    {"borrowed_dir", "FLEXPU_BORROWED_DIR", set_borrowed_dir},
+    {"oom_wait_ms", "FLEXPU_OOM_WAIT_MS", set_oom_wait},
 };
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
 

@@ -15,6 +15,8 @@
 
 #define FX_TENANT_NAME_MAX 64
 #define FX_STATE_DIR_MAX 200
+#define FX_OOM_WAIT_MS_DEFAULT 5000
+#define FX_OOM_WAIT_MS_MAX 600000
 
 /* Where the node agent mounts the file. A build option so the tests can
  * point a separate test copy of the library elsewhere; never an environment
@@ -42,11 +44,19 @@ struct fx_slice_config {
     /* What a context costs on the device before the first allocation; charged
      * once per process and GPU (docs/RUNTIME.md explains why a constant). */
     int64_t context_overhead;
+    /* Borrowed memory (issue 16; oom_wait.h): the directory where the node
+     * agent marks the GPUs that have borrowers (read-only to tenants; "" =
+     * none: this process never waits, as a borrower's is configured), and
+     * how long an allocation the driver refuses for memory waits there for
+     * the borrowers to be removed (0: never). */
+    char borrowed_dir[FX_STATE_DIR_MAX];
+    int oom_wait_ms;
     int from_file;            /* 1 when read from the file */
 };
 
 /* The defaults: tenant "default", no memory limit, share 0, cap 100, normal
- * priority, /tmp/flexpu, log level warn, overhead 512 MiB. */
+ * priority, /tmp/flexpu, log level warn, overhead 512 MiB, no borrowed
+ * directory, an OOM wait of FX_OOM_WAIT_MS_DEFAULT. */
 void fx_config_defaults(struct fx_slice_config *c);
 
 /* Reads FLEXPU_* variables through `get` (getenv in the library; a table in

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "flexpu/log.h"
+#include "runtime/oom_wait.h"
 #include "runtime/ptrmap.h"
 #include "runtime/rt.h"
 
@@ -91,6 +92,18 @@ struct made {
 };
 typedef CUresult (*make_fn)(const void *args, struct made *out);
 
+/* An allocation the driver refused for memory, tried again while borrowers
+ * on the GPU are removed (oom_wait.h). */
+struct remake {
+    make_fn make;
+    const void *args;
+};
+static CUresult remake(const void *a, void *out)
+{
+    const struct remake *x = a;
+    return x->make(x->args, out);
+}
+
 static CUresult charged(struct fx_gpu *g, CUdevice dev, uint64_t estimate, enum fx_alloc_kind kind,
                         make_fn make, const void *args, free_fn undo)
 {
@@ -98,6 +111,10 @@ static CUresult charged(struct fx_gpu *g, CUdevice dev, uint64_t estimate, enum 
         return CUDA_ERROR_OUT_OF_MEMORY;
     struct made m = {0, estimate};
     CUresult r = make(args, &m);
+    if (r == CUDA_ERROR_OUT_OF_MEMORY) {
+        struct remake x = {make, args};
+        r = fx_oom_retry(fx_rt_config(), &g->mem, estimate, r, remake, &x, &m);
+    }
     if (r != CUDA_SUCCESS) {
         fx_ledger_uncharge(&g->mem, estimate);
         return r;

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "flexpu/log.h"
+#include "runtime/oom_wait.h"
 #include "runtime/rt.h"
 
 struct vmm_handle {
@@ -76,6 +77,20 @@ void fx_vmm_forget_all(void)
     nhandles = caphandles = nmaps = capmaps = 0;
 }
 
+/* cuMemCreate's arguments, for a try again (oom_wait.h). */
+struct create {
+    CUmemGenericAllocationHandle *handle;
+    size_t size;
+    const CUmemAllocationProp *prop;
+    unsigned long long flags;
+};
+static CUresult create(const void *a, void *out)
+{
+    const struct create *c = a;
+    (void)out;
+    return fx_real.cuMemCreate(c->handle, c->size, c->prop, c->flags);
+}
+
 CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size,
                      const CUmemAllocationProp *prop, unsigned long long flags)
 {
@@ -96,7 +111,8 @@ CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size,
     uint64_t bytes = fx_round_up(size, gran);
     if (fx_charge(g, dev, bytes) != 0)
         return CUDA_ERROR_OUT_OF_MEMORY;
-    CUresult r = fx_real.cuMemCreate(handle, size, prop, flags);
+    struct create c = {handle, size, prop, flags};
+    CUresult r = fx_oom_retry(fx_rt_config(), &g->mem, bytes, create(&c, NULL), create, &c, NULL);
     if (r != CUDA_SUCCESS) {
         fx_ledger_uncharge(&g->mem, bytes);
         return r;

@@ -209,6 +209,10 @@ struct fake_state {
 extern struct fake_state fake;
 
 void fake_lock(void);
+/* Node-wide device memory (fake_nodemem.c, FAKECUDA_NODE_MEM=1): what the
+ * node's other processes hold on dev, and publishing this one's. */
+unsigned long long fake_node_others(int dev);
+void fake_node_publish(int dev);
 void fake_unlock(void);
 unsigned long long fake_now_ns(void);
 int fake_valid_dev(CUdevice dev);

@@ -10,24 +10,33 @@
 
 /* --- Accounting (lock held) ------------------------------------------------ */
 
+/* What the device has left beside this process's `used` and the others'. */
+static unsigned long long fake_room(unsigned long long used, unsigned long long others)
+{
+    return used + others >= fake.total_mem ? 0 : fake.total_mem - used - others;
+}
+
 /* Charges `bytes` to the device, or fails with CUDA_ERROR_OUT_OF_MEMORY.
  * Before failing it gives back what memory pools keep cached, as the real
  * driver does when an allocation would not fit. */
 CUresult fake_charge(int dev, unsigned long long bytes)
 {
     struct fake_device *d = &fake.dev[dev];
-    if (bytes > fake.total_mem - d->used) {
+    unsigned long long others = fake_node_others(dev);
+    if (bytes > fake_room(d->used, others)) {
         fake_pools_trim_device(dev, 1);
-        if (bytes > fake.total_mem - d->used)
+        if (bytes > fake_room(d->used, others))
             return CUDA_ERROR_OUT_OF_MEMORY;
     }
     d->used += bytes;
+    fake_node_publish(dev);
     return CUDA_SUCCESS;
 }
 
 void fake_uncharge(int dev, unsigned long long bytes)
 {
     fake.dev[dev].used -= bytes;
+    fake_node_publish(dev);
 }
 
 FAKE_API unsigned long long fakecuda_used_bytes(int device)

@@ -47,6 +47,8 @@ static void test_defaults(void **state)
     assert_int_equal(c.cap_clock_mhz, 0);
     assert_int_equal(c.priority, FX_PRIO_NORMAL);
     assert_string_equal(c.state_dir, "/tmp/flexpu");
+    assert_string_equal(c.borrowed_dir, ""); /* never waits for borrowers */
+    assert_int_equal(c.oom_wait_ms, FX_OOM_WAIT_MS_DEFAULT);
     assert_int_equal(c.from_file, 0);
 }
 
@@ -90,6 +92,15 @@ static void test_env_values(void **state)
     const char *const clock_off[] = {"FLEXPU_CAP_CLOCK_MHZ", "0", NULL};
     assert_int_equal(from_env(&c, clock_off, NULL), 0);
     assert_int_equal(c.cap_clock_mhz, 0);
+    /* Borrowed memory: where the marks are, how long an owner waits. */
+    const char *const oom[] = {"FLEXPU_BORROWED_DIR", "/run/flexpu/borrowed",
+                               "FLEXPU_OOM_WAIT_MS", "2500", NULL};
+    assert_int_equal(from_env(&c, oom, NULL), 0);
+    assert_string_equal(c.borrowed_dir, "/run/flexpu/borrowed");
+    assert_int_equal(c.oom_wait_ms, 2500);
+    const char *const oom0[] = {"FLEXPU_OOM_WAIT_MS", "0", NULL};
+    assert_int_equal(from_env(&c, oom0, NULL), 0);
+    assert_int_equal(c.oom_wait_ms, 0);
 }
 
 /* Each bad value is refused with the variable and the value named. */
@@ -122,6 +133,10 @@ static void test_env_errors_name_field_and_value(void **state)
         {"FLEXPU_TENANT", "", ""},
         {"FLEXPU_STATE_DIR", "relative/dir", "relative/dir"},
         {"FLEXPU_LOG_LEVEL", "loud", "loud"},
+        {"FLEXPU_BORROWED_DIR", "run/flexpu", "run/flexpu"},
+        {"FLEXPU_OOM_WAIT_MS", "-1", "-1"},
+        {"FLEXPU_OOM_WAIT_MS", "600001", "600001"},
+        {"FLEXPU_OOM_WAIT_MS", "5s", "5s"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct fx_slice_config c;

@@ -1,0 +1,255 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Borrowed memory given back before an owner is refused (oom_wait.h), on the
+ * fake driver with node-wide device memory (FAKECUDA_NODE_MEM=1): a
+ * "borrower" process holds most of the GPU; the owner's allocation, within
+ * its quota, waits while the borrower is killed and then succeeds; nobody
+ * freeing, it gets the out-of-memory error after its bound; without a mark
+ * on its GPU, or as a borrower, it never waits. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "runtime/oom_wait.h"
+#include "spawn.h"
+
+#define MIB (1024ull * 1024)
+
+static char state_dir[256], fake_dir[256], marks[300], uuid[128];
+
+static void start(struct fx_client *c, const char *const *extra)
+{
+    static const char *const defaults[] = {
+        "FAKECUDA_TOTAL_MEM=1073741824", "FAKECUDA_CTX_OVERHEAD=0", "FAKECUDA_NODE_MEM=1",
+        "FLEXPU_CONTEXT_OVERHEAD=0", "FLEXPU_LOG_LEVEL=error", NULL};
+    char *argv[] = {(char *)FX_TEST_CLIENT, NULL};
+    struct fx_spawned p;
+    fx_spawn(&p, FX_TEST_LIB, argv, state_dir, fake_dir, extra, defaults);
+    c->pid = p.pid;
+    c->to = p.to;
+    c->from = p.from;
+    assert_string_equal(fx_cmd(c, "init"), "ok");
+    assert_string_equal(fx_cmd(c, "ctx 0"), "ok");
+}
+
+static void stop(struct fx_client *c, int sig)
+{
+    if (sig)
+        kill(c->pid, sig);
+    else
+        fprintf(c->to, "exit\n");
+    fclose(c->to);
+    fclose(c->from);
+    int st;
+    waitpid(c->pid, &st, 0);
+}
+
+/* Sends a command whose answer is read later (fx_answer). */
+static void fx_send(struct fx_client *c, const char *cmd)
+{
+    fprintf(c->to, "%s\n", cmd);
+    fflush(c->to);
+}
+static const char *fx_answer(struct fx_client *c)
+{
+    if (!fgets(c->line, sizeof(c->line), c->from))
+        snprintf(c->line, sizeof(c->line), "eof");
+    c->line[strcspn(c->line, "\n")] = '\0';
+    return c->line;
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The fake's device 0 as the library names it: its ledger file's name. */
+static void learn_uuid(const char *tenant)
+{
+    char dir[400];
+    snprintf(dir, sizeof(dir), "%s/ledger/%s", state_dir, tenant);
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    struct dirent *e;
+    uuid[0] = '\0';
+    while ((e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        if (n > 7 && strcmp(e->d_name + n - 7, ".ledger") == 0)
+            snprintf(uuid, sizeof(uuid), "%.*s", (int)(n - 7), e->d_name);
+    }
+    closedir(d);
+    assert_true(uuid[0] != '\0');
+}
+
+static void mark(int on)
+{
+    char path[512];
+    assert_int_equal(fx_borrowed_marker_path(marks, uuid, path, sizeof(path)), 0);
+    if (on) {
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        fclose(f);
+    } else {
+        unlink(path);
+    }
+}
+
+static int wants(const char *tenant)
+{
+    char dir[400];
+    snprintf(dir, sizeof(dir), "%s/ledger/%s", state_dir, tenant);
+    return fx_want_pending(dir, uuid, (int64_t)time(NULL), 60);
+}
+
+/* Waits (10 s at most) for the owner's want to appear. */
+static int want_appears(const char *tenant)
+{
+    for (int i = 0; i < 1000; i++) {
+        if (wants(tenant))
+            return 1;
+        usleep(10000);
+    }
+    return 0;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(state_dir, sizeof(state_dir), "/tmp/fxoom-state-XXXXXX");
+    assert_non_null(mkdtemp(state_dir));
+    snprintf(fake_dir, sizeof(fake_dir), "/tmp/fxoom-fake-XXXXXX");
+    assert_non_null(mkdtemp(fake_dir));
+    snprintf(marks, sizeof(marks), "%s/borrowed", state_dir);
+    assert_int_equal(mkdir(marks, 0755), 0);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char c[700];
+    snprintf(c, sizeof(c), "rm -rf %s %s", state_dir, fake_dir);
+    return system(c) == 0 ? 0 : -1;
+}
+
+static const char *const borrower_env[] = {"FLEXPU_TENANT=b", "FLEXPU_MEMORY_LIMIT=768Mi",
+                                           NULL};
+
+/* A borrower holding 768 of the GPU's 1024 MiB. */
+static void borrower_holds(struct fx_client *b)
+{
+    start(b, borrower_env);
+    assert_true(strncmp(fx_cmd(b, "alloc 805306368"), "ok", 2) == 0);
+}
+
+static void owner(struct fx_client *o, const char *wait_ms)
+{
+    char w[64], d[400];
+    snprintf(w, sizeof(w), "FLEXPU_OOM_WAIT_MS=%s", wait_ms);
+    snprintf(d, sizeof(d), "FLEXPU_BORROWED_DIR=%s", marks);
+    const char *const env[] = {"FLEXPU_TENANT=o", "FLEXPU_MEMORY_LIMIT=512Mi", w, d, NULL};
+    start(o, env);
+    /* 128 MiB first: the owner is attached and its GPU known. */
+    assert_true(strncmp(fx_cmd(o, "alloc 134217728"), "ok", 2) == 0);
+    learn_uuid("o");
+}
+
+static void test_owner_gets_memory_once_the_borrower_is_killed(void **state)
+{
+    (void)state;
+    struct fx_client b, o;
+    borrower_holds(&b);
+    owner(&o, "60000");
+    mark(1);
+    /* 256 MiB more: within the owner's 512 MiB, but the borrower holds it. */
+    fx_send(&o, "alloc 268435456");
+    assert_true(want_appears("o"));
+    uint64_t t0 = now_ms();
+    stop(&b, SIGKILL);
+    const char *a = fx_answer(&o);
+    uint64_t t1 = now_ms();
+    assert_true(strncmp(a, "ok", 2) == 0);
+    print_message("kill-to-allocation on the fake driver: %llu ms\n",
+                  (unsigned long long)(t1 - t0));
+    assert_false(wants("o"));
+    stop(&o, 0);
+}
+
+static void test_owner_gets_oom_after_the_bound(void **state)
+{
+    (void)state;
+    struct fx_client b, o;
+    borrower_holds(&b);
+    owner(&o, "300");
+    mark(1);
+    fx_send(&o, "alloc 268435456");
+    assert_true(want_appears("o"));
+    assert_string_equal(fx_answer(&o), "err 2"); /* CUDA_ERROR_OUT_OF_MEMORY */
+    assert_false(wants("o"));
+    /* The borrower still holds its memory: nobody killed it. */
+    assert_string_equal(fx_cmd(&b, "free 0"), "ok");
+    stop(&o, 0);
+    stop(&b, 0);
+}
+
+/* With a wait of ten minutes (the most), an answer at all (the test's
+ * timeout is two) shows it did not wait. */
+static void test_no_wait_without_a_borrower_on_the_gpu(void **state)
+{
+    (void)state;
+    struct fx_client b, o;
+    borrower_holds(&b); /* memory taken, but the GPU is not marked */
+    owner(&o, "600000");
+    assert_string_equal(fx_cmd(&o, "alloc 268435456"), "err 2");
+    assert_false(wants("o"));
+    /* The mark gone while waiting: one more try, then the error. */
+    mark(1);
+    fx_send(&o, "alloc 268435456");
+    assert_true(want_appears("o"));
+    mark(0);
+    assert_string_equal(fx_answer(&o), "err 2");
+    assert_false(wants("o"));
+    stop(&o, 0);
+    stop(&b, 0);
+}
+
+static void test_a_borrower_never_waits(void **state)
+{
+    (void)state;
+    struct fx_client o, b2;
+    owner(&o, "600000"); /* learns the uuid; holds 128 MiB */
+    mark(1);
+    assert_true(strncmp(fx_cmd(&o, "alloc 268435456"), "ok", 2) == 0);
+    /* A second borrower: no marks directory in its configuration. */
+    const char *const env[] = {"FLEXPU_TENANT=b2", "FLEXPU_OOM_WAIT_MS=600000", NULL};
+    start(&b2, env);
+    assert_string_equal(fx_cmd(&b2, "alloc 805306368"), "err 2");
+    stop(&b2, 0);
+    stop(&o, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_owner_gets_memory_once_the_borrower_is_killed, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_owner_gets_oom_after_the_bound, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_wait_without_a_borrower_on_the_gpu, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_a_borrower_never_waits, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
