@@ -859,6 +859,21 @@ int fx_node_allocatable(json_t *node, int64_t *cpu_milli, int64_t *mem_bytes,
     return 0;
 }
 
+int fx_node_remote_slots(json_t *node, int *slots, struct flexpu_error *err)
+{
+    json_t *alloc = kube_get(node, "status.allocatable");
+    if (!alloc)
+        alloc = kube_get(node, "status.capacity");
+    const char *v = json_string_value(json_object_get(alloc, FX_RES_GPU));
+    int64_t n = 0;
+    *slots = 0;
+    if (v && flexpu_quantity_parse(v, "status.allocatable[" FX_RES_GPU "]", &n, err))
+        return FLEXPU_EINVAL;
+    /* More than a node could ever run is a typo, not capacity. */
+    *slots = n < 0 ? 0 : n > 100000 ? 100000 : (int)n;
+    return 0;
+}
+
 bool fx_node_cordoned(json_t *node)
 {
     size_t i;

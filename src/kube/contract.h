@@ -239,6 +239,11 @@ struct fx_gpu_hold {
 int fx_borrow_fits(int64_t gpu_mem, const struct fx_gpu_hold *holds, int n, int64_t want,
                    struct flexpu_error *err);
 
+/* The devices of flexpu.io/gpu a node's kubelet offers
+ * (status.allocatable): on a node without GPUs, the remote slots its agent
+ * registered (flexpu-node --remote-slots, docs/REMOTE.md). 0 when absent. */
+int fx_node_remote_slots(json_t *node, int *slots, struct flexpu_error *err);
+
 /* Node CPU (milli) and memory (bytes) from status.allocatable. */
 int fx_node_allocatable(json_t *node, int64_t *cpu_milli, int64_t *mem_bytes,
                         struct flexpu_error *err);

@@ -157,6 +157,7 @@ struct node {
     struct fx_node_inv inv;
     int64_t cpu_milli, mem_bytes;
     bool cordoned;      /* not Ready, or its labels or taints unreadable: out of the engine */
+    int remote_slots;   /* without GPUs: remote pods it may run (allocatable flexpu.io/gpu) */
     uint64_t attrs_hash; /* its labels and taints (fx_node_attrs_parse) */
     bool seen;          /* the Node object exists (else a record holding its pods) */
     struct pod *pods;   /* pods bound here */
@@ -1172,6 +1173,9 @@ void fx_model_node_event(struct fx_model *m, enum kube_event ev, json_t *obj)
         FX_WARN(COMP, "node allocatable ignored", "node=%s error=\"%s\"", name, err.msg);
         cpu = mem = 0;
     }
+    int slots = 0;
+    if (inv.ngpu == 0 && fx_node_remote_slots(obj, &slots, &err))
+        FX_WARN(COMP, "node remote slots ignored", "node=%s error=\"%s\"", name, err.msg);
     bool cordoned = fx_node_cordoned(obj);
     struct fx_node_attrs attrs;
     if (fx_node_attrs_parse(obj, &attrs, &err)) {
@@ -1181,7 +1185,8 @@ void fx_model_node_event(struct fx_model *m, enum kube_event ev, json_t *obj)
         cordoned = true;
     }
     if (n && n->id >= 0 && !cordoned && n->cpu_milli == cpu && n->mem_bytes == mem &&
-        n->attrs_hash == attrs.hash && memcmp(&n->inv, &inv, sizeof(inv)) == 0) {
+        n->attrs_hash == attrs.hash && n->remote_slots == slots &&
+        memcmp(&n->inv, &inv, sizeof(inv)) == 0) {
         fx_node_attrs_free(&attrs);
         use_set(m, n, &use);
         return; /* a status heartbeat or a usage update: the engine's nodes are unchanged */
@@ -1195,6 +1200,7 @@ void fx_model_node_event(struct fx_model *m, enum kube_event ev, json_t *obj)
     n->cpu_milli = cpu;
     n->mem_bytes = mem;
     n->cordoned = cordoned;
+    n->remote_slots = slots;
     n->attrs_hash = attrs.hash;
     n->seen = true;
     use_set(m, n, &use);
@@ -1810,10 +1816,22 @@ static void bind_attempt(struct fx_attempt *a, const struct pod *p)
     }
 }
 
+/* Whether node n (without GPUs) has a remote slot free: the kubelet
+ * admits a pod there only for one of the devices its agent registered
+ * (flexpu-node --remote-slots), each remote pod holding one. */
+static bool remote_slot_free(const struct node *n)
+{
+    int used = 0;
+    for (const struct pod *q = n->pods; q && used < n->remote_slots; q = q->next)
+        used += q->rnode != NULL;
+    return used < n->remote_slots;
+}
+
 /* The node without GPUs where remote pod p would run: one its node
- * filters (and taints) allow, with room for its CPU and memory, the one
- * with the most CPU free (then the first name). NULL: none. A walk over the
- * nodes, only for pods that allow a remote slice and fit no local one. */
+ * filters (and taints) allow, with a remote slot free and room for its CPU
+ * and memory, the one with the most CPU free (then the first name). NULL:
+ * none. A walk over the nodes, only for pods that allow a remote slice and
+ * fit no local one. */
 static struct node *remote_cpu_node(struct fx_model *m, const struct pod *p)
 {
     struct node *best = NULL;
@@ -1822,7 +1840,7 @@ static struct node *remote_cpu_node(struct fx_model *m, const struct pod *p)
     void *v;
     for (size_t i = 0; fx_strmap_next(&m->nodes, &i, &k, &v);) {
         struct node *n = v;
-        if (n->id < 0 || n->inv.ngpu > 0)
+        if (n->id < 0 || n->inv.ngpu > 0 || !remote_slot_free(n))
             continue;
         int64_t fc = flexpu_engine_node_free_cpu(m->e, n->id);
         if (fc < p->req.cpu_milli || flexpu_engine_node_free_mem(m->e, n->id) < p->req.mem_mib ||

@@ -23,9 +23,10 @@
 #include "model_fixture.h"
 
 /* Node `name` with `ngpu` A100s of 80 GiB, `cpu` CPUs and 64 GiB; `label`
- * ("k=v") or NULL. */
-static void node(struct fx_model *m, const char *name, int ngpu, const char *cpu,
-                 const char *label)
+ * ("k=v") or NULL; `slots` devices of flexpu.io/gpu allocatable (a node
+ * without GPUs: its remote slots), -1: none listed. */
+static void node_slots(struct fx_model *m, const char *name, int ngpu, const char *cpu,
+                       const char *label, int slots)
 {
     char *text = a100_inventory(name, ngpu);
     json_t *labels = json_object();
@@ -39,9 +40,22 @@ static void node(struct fx_model *m, const char *name, int ngpu, const char *cpu
                           name, "annotations", "flexpu.io/gpus", text, "labels", labels, "spec",
                           "status", "allocatable", "cpu", cpu, "memory", "64Gi");
     assert_non_null(n);
+    if (slots >= 0) {
+        char v[16];
+        snprintf(v, sizeof(v), "%d", slots);
+        json_object_set_new(json_object_get(json_object_get(n, "status"), "allocatable"),
+                            "flexpu.io/gpu", json_string(v));
+    }
     fx_model_node_event(m, KUBE_MODIFIED, n);
     json_decref(n);
     free(text);
+}
+
+/* A node of the other tests: one without GPUs has 4 remote slots. */
+static void node(struct fx_model *m, const char *name, int ngpu, const char *cpu,
+                 const char *label)
+{
+    node_slots(m, name, ngpu, cpu, label, ngpu ? 16 * ngpu : 4);
 }
 
 /* A pod asking one GPU with `cores` and `cpu` CPUs, flexpu.io/remote
@@ -315,6 +329,55 @@ static void test_no_cpu_node(void **state)
     fx_model_free(m);
 }
 
+/* A node without GPUs takes as many remote pods as it has remote slots
+ * (its agent's --remote-slots, the kubelet's allocatable flexpu.io/gpu):
+ * none without, one per slot, another when one is given back or its agent
+ * offers more; a pod that fits a local slice never lands there. */
+static void test_remote_slots(void **state)
+{
+    (void)state;
+    struct fx_model *m = new_model();
+    node(m, "g1", 1, "2", NULL);
+    node_slots(m, "c0", 0, "64", NULL, -1); /* the most CPU, no slots listed */
+    node_slots(m, "c1", 0, "16", NULL, 0);  /* its agent offers none */
+    node_slots(m, "c2", 0, "8", NULL, 1);
+    pod(m, "p1", 20, "4", true, NULL, NULL, 0);
+    struct fx_attempt a = next(m, FX_BIND, "p1");
+    assert_string_equal(a.node, "c2");
+    fx_model_bind_done(m, "p1", 0, 0);
+    pod(m, "p1", 20, "4", true, "c2", "g1", 0);
+    /* c2's one slot is held (its CPU is not all used): p2 waits. */
+    pod(m, "p2", 20, "4", true, NULL, NULL, 1);
+    next(m, FX_WAIT, "p2");
+    /* A pod that fits a local slice goes to g1, never to a CPU node. */
+    pod(m, "l1", 20, "1", true, NULL, NULL, 2);
+    a = next(m, FX_BIND, "l1");
+    assert_string_equal(a.node, "g1");
+    assert_null(strstr(a.allocation, "remote"));
+    /* c1's agent now offers two slots: p2 is woken and lands there. */
+    node_slots(m, "c1", 0, "16", NULL, 2);
+    a = next(m, FX_BIND, "p2");
+    assert_string_equal(a.node, "c1");
+    assert_non_null(strstr(a.allocation, "\"remote\":{\"node\":\"g1\"}"));
+    fx_model_bind_done(m, "p2", 0, 0);
+    pod(m, "p2", 20, "4", true, "c1", "g1", 1);
+    /* c1's second slot goes to p3; then both nodes' slots are held and p4
+     * waits, until p1 gone gives c2's back. */
+    pod(m, "p3", 20, "4", true, NULL, NULL, 3);
+    a = next(m, FX_BIND, "p3");
+    assert_string_equal(a.node, "c1");
+    fx_model_bind_done(m, "p3", 0, 0);
+    pod(m, "p3", 20, "4", true, "c1", "g1", 3);
+    pod(m, "p4", 10, "4", true, NULL, NULL, 4);
+    next(m, FX_WAIT, "p4");
+    gone(m, "p1");
+    a = next(m, FX_BIND, "p4");
+    assert_string_equal(a.node, "c2");
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_model_check(m, &err), 0);
+    fx_model_free(m);
+}
+
 /* After a restart, a bound remote pod is accounted as recorded: its
  * slice on the GPU node (whichever comes first, the pod or the node), its
  * CPU on its own; the GPU node changing (out of the engine and back) keeps
@@ -341,7 +404,7 @@ static void test_restart_accounting(void **state)
         node(m, "g1", 1, "16", "zone=x");
         assert_int_equal(stats(m).gpu_milli_used, 700);
         /* 40 cores do not fit beside the 70; c1's CPUs are all taken. */
-        pod(m, "p2", 40, "1", true, NULL, NULL, 1);
+        pod(m, "p2", 40, "4", true, NULL, NULL, 1);
         next(m, FX_WAIT, "p2");
         pod(m, "p3", 30, "1", false, NULL, NULL, 2);
         struct fx_attempt a = next(m, FX_BIND, "p3");
@@ -433,6 +496,7 @@ int main(void)
         cmocka_unit_test(test_local_first),
         cmocka_unit_test(test_remote_when_no_local),
         cmocka_unit_test(test_no_cpu_node),
+        cmocka_unit_test(test_remote_slots),
         cmocka_unit_test(test_restart_accounting),
         cmocka_unit_test(test_woken),
         cmocka_unit_test(test_pod_node_not_ready),
