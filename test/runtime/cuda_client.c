@@ -5,6 +5,7 @@
  * cuGetProcAddress_v2, and every other entry point through it. Each command
  * prints one line: "ok ..." or "err CODE". */
 #include <dlfcn.h>
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -309,16 +310,26 @@ struct sampler {
     unsigned long long busy_in_window;
     uint64_t ms;
     uint64_t warmup_ms;
+    uint64_t start_ns; /* burnat: the window's CLOCK_MONOTONIC start (0: after warmup_ms) */
 };
+
+static void sleep_until(uint64_t t_ns)
+{
+    struct timespec t = {(time_t)(t_ns / 1000000000ull), (long)(t_ns % 1000000000ull)};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &t, NULL) == EINTR)
+        ;
+}
 
 static void *sample_window(void *arg)
 {
     struct sampler *s = arg;
-    struct timespec w = {(time_t)(s->warmup_ms / 1000), (long)(s->warmup_ms % 1000) * 1000000L};
-    nanosleep(&w, NULL);
+    /* burnat gives every client the same absolute window, so tenants whose
+     * commands arrive at different times (a loaded machine) are still
+     * measured over the same interval of contention. */
+    uint64_t start = s->start_ns ? s->start_ns : now_ns() + s->warmup_ms * 1000000ull;
+    sleep_until(start);
     unsigned long long b0 = s->busy(0);
-    struct timespec ts = {(time_t)(s->ms / 1000), (long)(s->ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
+    sleep_until(start + s->ms * 1000000ull);
     s->busy_in_window = s->busy(0) - b0;
     __atomic_store_n(&s->done, 1, __ATOMIC_RELEASE);
     return NULL;
@@ -549,9 +560,10 @@ static void run(char *cmd, char *a, char *b, char *c, char *e4)
             printf("err %d\n", nr);
         else
             printf("ok %llu %llu %llu\n", m.total, m.used, m.free);
-    } else if (!strcmp(cmd, "burn") || !strcmp(cmd, "bursts")) {
+    } else if (!strcmp(cmd, "burn") || !strcmp(cmd, "burnat") || !strcmp(cmd, "bursts")) {
         /* burn US MS [WARMUP]: keep the GPU fed with US-microsecond kernels
-         * and measure MS milliseconds after WARMUP ms. bursts US MS K GAP: K kernels, wait for them, idle
+         * and measure MS milliseconds after WARMUP ms. burnat US MS START:
+         * the same, measured from CLOCK_MONOTONIC nanosecond START. bursts US MS K GAP: K kernels, wait for them, idle
          * GAP ms, again. Prints the simulated kernel time completed within
          * the window (µs) and the launches made. */
         unsigned dur = (unsigned)x, k = (unsigned)z;
@@ -569,7 +581,8 @@ static void run(char *cmd, char *a, char *b, char *c, char *e4)
         int bursts = !strcmp(cmd, "bursts");
         /* The window is measured by a sampler thread, so a launch that
          * waits for the GPU past the end does not stretch it. */
-        struct sampler sm = {busy, 0, 0, y, bursts ? 0 : z};
+        int at = !strcmp(cmd, "burnat");
+        struct sampler sm = {busy, 0, 0, y, (bursts || at) ? 0 : z, at ? z : 0};
         pthread_t th;
         pthread_create(&th, NULL, sample_window, &sm);
         unsigned long long n = 0;
