@@ -358,6 +358,8 @@ static void usage(FILE *f)
             "  --mps-control PATH        the MPS control program (" FX_MPS_CONTROL_DEFAULT ")\n"
             "  --runtime-library PATH    libflexpu-cuda.so to install there\n"
             "                            (/usr/lib/flexpu/libflexpu-cuda.so; \"\" to skip)\n"
+            "  --cgroup-root DIR         the host's cgroup v2 mount, where borrowers' pods are\n"
+            "                            killed for an owner's memory (/sys/fs/cgroup)\n"
             "  --metrics-address ADDR    IPv4 address for metrics (0.0.0.0)\n"
             "  --metrics-port PORT       port for /metrics and /healthz (9400; 0: off)\n"
             "  --log-level LEVEL         debug, info, warn, error (info)\n");
@@ -371,6 +373,7 @@ int main(int argc, char **argv)
                       .dir_limits = FX_DIR_LIMITS_SHARED};
     const char *kubeconfig = NULL, *nvml_path = NULL, *metrics_addr = "0.0.0.0";
     const char *podres = "/var/lib/kubelet/pod-resources/kubelet.sock";
+    const char *cgroup_root = "/sys/fs/cgroup";
     int metrics_port = 9400;
     a.node = getenv("NODE_NAME");
     static const struct option opts[] = {
@@ -385,6 +388,7 @@ int main(int argc, char **argv)
         {"sharing-mode", required_argument, 0, 'S'},
         {"mps-control", required_argument, 0, 'M'},
         {"mig-layout", required_argument, 0, 'G'},
+        {"cgroup-root", required_argument, 0, 'C'},
         {"metrics-address", required_argument, 0, 'a'},
         {"metrics-port", required_argument, 0, 'p'},
         {"log-level", required_argument, 0, 'v'},
@@ -425,6 +429,7 @@ int main(int argc, char **argv)
             }
             a.mig_layout_set = true;
             break;
+        case 'C': cgroup_root = optarg; break;
         case 'a': metrics_addr = optarg; break;
         case 'p':
             if (fx_prom_parse_port(optarg, &metrics_port)) {
@@ -503,9 +508,19 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    /* Borrowers killed when an owner needs memory they hold (reclaim_mem.h). */
+    struct fx_reclaim_mem_config rc = {.root = a.root, .cgroup_root = cgroup_root,
+                                       .gpus = a.gpus, .ngpu = a.ngpu,
+                                       .list = fx_plugin_allocations,
+                                       .reclaimed = fx_plugin_reclaimed, .ctx = a.plugin};
+    struct fx_reclaim_mem *reclaim = fx_reclaim_mem_new(&rc, &err);
+    if (!reclaim || fx_reclaim_mem_start(reclaim, &err)) {
+        fprintf(stderr, "flexpu-node: %s\n", err.msg);
+        return 1;
+    }
     struct fx_metrics_server *ms = NULL;
     struct fx_metrics_source msrc = {.gpus = a.gpus, .ngpu = &a.ngpu, .lock = metrics_lock,
-                                     .pod = metrics_pod, .ctx = &a};
+                                     .pod = metrics_pod, .ctx = &a, .reclaim = reclaim};
     char state_dir[600];
     snprintf(state_dir, sizeof(state_dir), "%s/state", a.root);
     msrc.state_dir = state_dir;
@@ -578,6 +593,7 @@ int main(int argc, char **argv)
     pthread_join(wa.tid, NULL);
     fx_metrics_stop(ms);
     fx_usage_feed_stop(feed);
+    fx_reclaim_mem_free(reclaim);
     fx_plugin_free(a.plugin);
     kube_client_free(a.client);
     fx_nvml_close(a.nvml);

@@ -233,6 +233,8 @@ char *fx_metrics_render(const struct fx_metrics_source *src)
         }
     }
     free(rows);
+    if (src->reclaim)
+        fx_reclaim_mem_metrics(src->reclaim, f);
     if (fclose(f) != 0) {
         free(text);
         return NULL;

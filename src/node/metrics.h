@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 #include "node/gpus.h"
+#include "node/reclaim_mem.h"
 
 /* Names a slice's pod from its tenant (the pod UID); 0 when known. */
 typedef int (*fx_metrics_pod_fn)(void *ctx, const char *uid, char *ns, size_t ns_len, char *name,
@@ -25,6 +26,7 @@ struct fx_metrics_source {
     void (*lock)(void *ctx, int on);
     fx_metrics_pod_fn pod;
     void *ctx;
+    struct fx_reclaim_mem *reclaim; /* its counters; NULL: none */
 };
 
 /* Renders the exposition text (malloc'd, NUL-terminated). */

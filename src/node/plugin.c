@@ -37,6 +37,7 @@ struct npod {
     char key[FX_SLICE_KEY_LEN + 1]; /* its allocation, once PreStartContainer named it */
     int64_t offered_ms;     /* GetPreferredAllocation offered its GPUs at */
     bool consumed;          /* scratch for matching */
+    bool reclaimed;         /* a borrower killed for an owner's memory (reclaim_mem.h) */
 };
 
 struct arec {
@@ -248,6 +249,11 @@ static void pod_gone(struct fx_plugin *p, size_t i)
  * fit. Called with the mutex held. */
 static bool borrow_refused(struct fx_plugin *p, const struct npod *np, char *why, size_t len)
 {
+    if (np->reclaimed) {
+        snprintf(why, len, "it was killed on this node so that an owner of its GPU gets back "
+                 "memory it reserved; it does not start again here (flexpu-scheduler evicts it)");
+        return true;
+    }
     const struct fx_alloc_gpu *mine = &np->alloc.gpus[0];
     int g = gpu_of_uuid(p, mine->uuid);
     if (g < 0 || np->alloc.ngpu != 1) {
@@ -421,6 +427,47 @@ void fx_plugin_pod_event(struct fx_plugin *p, enum kube_event ev, json_t *obj)
         }
     }
     pthread_cond_broadcast(&p->changed);
+    pthread_mutex_unlock(&p->mu);
+}
+
+int fx_plugin_allocations(void *ctx, struct fx_alloc_view *out, int max)
+{
+    struct fx_plugin *p = ctx;
+    int n = 0;
+    pthread_mutex_lock(&p->mu);
+    for (struct arec *r = p->recs; r && n < max; r = r->next) {
+        struct npod *np = r->uid[0] ? pod_by_uid(p, r->uid) : NULL;
+        struct fx_alloc_view *v = &out[n++];
+        snprintf(v->key, sizeof(v->key), "%s", r->key);
+        snprintf(v->uid, sizeof(v->uid), "%s", r->uid);
+        v->gpuset = r->gpuset ? r->gpuset : np ? np->gpuset : 0;
+        v->borrowed = np && np->alloc.borrowed;
+    }
+    /* A borrower bound here before its slice exists is one already. */
+    for (size_t i = 0; i < p->npods && n < max; i++) {
+        const struct npod *np = &p->pods[i];
+        if (!np->bound || !np->alloc.borrowed || np->key[0])
+            continue;
+        struct fx_alloc_view *v = &out[n++];
+        v->key[0] = '\0';
+        snprintf(v->uid, sizeof(v->uid), "%s", np->uid);
+        v->gpuset = np->gpuset;
+        v->borrowed = true;
+    }
+    pthread_mutex_unlock(&p->mu);
+    return n;
+}
+
+void fx_plugin_reclaimed(void *ctx, const char *uid, const char *why)
+{
+    struct fx_plugin *p = ctx;
+    pthread_mutex_lock(&p->mu);
+    struct npod *np = pod_by_uid(p, uid);
+    if (np) {
+        np->reclaimed = true;
+        FX_INFO(COMP, "borrower reclaimed: its containers may not start again", "pod=%s/%s "
+                "reason=\"%s\"", np->ns, np->name, why);
+    }
     pthread_mutex_unlock(&p->mu);
 }
 
@@ -949,10 +996,10 @@ out:
 struct ctr_answer {
     V1beta1__ContainerAllocateResponse resp;
     V1beta1__ContainerAllocateResponse__EnvsEntry env[3], *envp[3];
-    V1beta1__Mount mount[6], *mountp[6];
+    V1beta1__Mount mount[7], *mountp[7];
     V1beta1__DeviceSpec dev[CTR_DEVS], *devp[CTR_DEVS];
     char paths[CTR_DEVS][40];
-    char lib[320], preload[320], conf[400], state[320], ledger[400], mps[400];
+    char lib[320], preload[320], conf[400], state[320], ledger[400], mps[400], borrowed[320];
     char key[FX_SLICE_KEY_LEN + 1];
     char visible[FLEXPU_MAX_GPUS * (FX_UUID_MAX + 1)];
 };
@@ -1039,20 +1086,24 @@ static void answer_fill(struct fx_plugin *p, struct ctr_answer *a, uint32_t set)
     snprintf(a->ledger, sizeof(a->ledger), "%s/ledger/%s", p->root, a->key);
     /* The ledger directory is this slice's alone: the one mount a tenant
      * can write that no other tenant has (runtime/ledger.h). */
+    /* The marks of GPUs with borrowers (reclaim_mem.h), read-only. */
+    fx_reclaim_dir(p->root, a->borrowed, sizeof(a->borrowed));
     struct {
         const char *ctr, *host;
         bool ro;
-    } m[6] = {{FX_CTR_LIB, a->lib, true},
+    } m[7] = {{FX_CTR_LIB, a->lib, true},
               {FX_CTR_PRELOAD, a->preload, true},
               {FX_CTR_CONF_DIR, a->conf, true},
               {FX_CTR_STATE, a->state, false},
               {FX_CTR_LEDGER, a->ledger, false},
+              {FX_CTR_BORROWED, a->borrowed, true},
               {FX_CTR_MPS, a->mps, false}};
     /* mps: the slice's own pipe directory, and only its own: the clients
      * of this container find their daemon (and its limits) there. */
-    int nm = 5;
-    if (p->mps && fx_mps_pipe_dir(p->root, a->key, a->mps, sizeof(a->mps)) == 0)
-        nm = 6;
+    int nm = 6;
+    bool mps = p->mps && fx_mps_pipe_dir(p->root, a->key, a->mps, sizeof(a->mps)) == 0;
+    if (mps)
+        nm = 7;
     for (int i = 0; i < nm; i++) {
         v1beta1__mount__init(&a->mount[i]);
         a->mount[i].container_path = (char *)m[i].ctr;
@@ -1065,7 +1116,7 @@ static void answer_fill(struct fx_plugin *p, struct ctr_answer *a, uint32_t set)
 
     const char *ek[3] = {"FLEXPU_ALLOCATION", "NVIDIA_VISIBLE_DEVICES", "CUDA_MPS_PIPE_DIRECTORY"};
     const char *ev[3] = {a->key, a->visible, FX_CTR_MPS};
-    int ne = nm == 6 ? 3 : 2;
+    int ne = mps ? 3 : 2;
     for (int i = 0; i < ne; i++) {
         v1beta1__container_allocate_response__envs_entry__init(&a->env[i]);
         a->env[i].key = (char *)ek[i];
@@ -1265,7 +1316,11 @@ static void prestart(void *ctx, const uint8_t *req, size_t len, struct fx_grpc_r
              "slice is written: %s", ns, name, why);
         goto out;
     }
-    struct fx_slice_file f = {.compute_share = 100, .state_dir = FX_CTR_STATE};
+    struct fx_slice_file f = {.compute_share = 100, .state_dir = FX_CTR_STATE,
+                              .borrower = np->alloc.borrowed};
+    char borrowed_gpu[FX_UUID_MAX] = "";
+    if (np->alloc.borrowed)
+        snprintf(borrowed_gpu, sizeof(borrowed_gpu), "%s", np->alloc.gpus[0].uuid);
     snprintf(f.tenant, sizeof(f.tenant), "%s", np->uid);
     for (int g = 0; g < np->alloc.ngpu; g++) {
         /* One slice per pod: the same share on each of its GPUs. */
@@ -1305,6 +1360,12 @@ static void prestart(void *ctx, const uint8_t *req, size_t len, struct fx_grpc_r
      * closed). */
     if (p->mps && fx_mps_start(p->mps, key, &lim, &err) != 0) {
         fail(r, FX_GRPC_FAILED_PRECONDITION, "pod %s/%s: %s", ns, name, err.msg);
+        goto out;
+    }
+    /* Its GPU is marked before the borrower can take memory there, so an
+     * owner refused memory waits for it to be killed (reclaim_mem.h). */
+    if (borrowed_gpu[0] && fx_reclaim_mark(p->root, borrowed_gpu, &err) != 0) {
+        fail(r, FX_GRPC_INTERNAL, "%s", err.msg);
         goto out;
     }
     if (fx_slice_write(p->root, key, &f, &err) != 0) {

@@ -31,6 +31,7 @@
 #include "node/gpus.h"
 #include "node/grpc.h"
 #include "node/mps.h"
+#include "node/reclaim_mem.h"
 
 #define FX_DP_RESOURCE "flexpu.io/gpu"
 #define FX_DP_VERSION "v1beta1"
@@ -86,6 +87,13 @@ struct fx_mps *fx_plugin_mps(struct fx_plugin *p);
 /* The plugin's gRPC methods (ctx: the plugin). */
 extern const struct fx_grpc_method fx_plugin_methods[];
 #define FX_DP_LIST_AND_WATCH "/v1beta1.DevicePlugin/ListAndWatch"
+
+/* For reclaim_mem (ctx: the plugin): this node's allocations (every slice,
+ * and borrowers bound here whose slice is not written yet); and a borrower
+ * killed for an owner's memory, whose containers PreStartContainer refuses
+ * from then on. */
+int fx_plugin_allocations(void *ctx, struct fx_alloc_view *out, int max);
+void fx_plugin_reclaimed(void *ctx, const char *uid, const char *why);
 
 /* The namespace/name of the pod with UID uid (for metrics); 0 when known. */
 int fx_plugin_pod_name(struct fx_plugin *p, const char *uid, char *ns, size_t ns_len, char *name,

@@ -164,6 +164,12 @@ int fx_slice_format(const struct fx_slice_file *f, char *buf, size_t len)
                          (long long)f->memory);
         if (m < 0 || (size_t)(n + m) >= len)
             return -1;
+        n += m;
+    }
+    if (!f->borrower) {
+        int m = snprintf(buf + n, len - (size_t)n, "borrowed_dir = %s\n", FX_CTR_BORROWED);
+        if (m < 0 || (size_t)(n + m) >= len)
+            return -1;
     }
     return 0;
 }

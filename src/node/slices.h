@@ -11,6 +11,7 @@
 #ifndef FX_NODE_SLICES_H
 #define FX_NODE_SLICES_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -29,6 +30,9 @@ struct fx_slice_file {
     int64_t memory;      /* bytes per GPU; 0: no quota */
     enum fx_priority priority;
     const char *state_dir; /* as the container sees it */
+    /* A borrower's slice names no borrowed_dir: it never waits for memory
+     * (runtime/oom_wait.h); an owner's names FX_CTR_BORROWED. */
+    bool borrower;
 };
 
 /* Key of a set of device IDs (order does not matter); -1 when out of memory. */

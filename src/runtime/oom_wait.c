@@ -40,7 +40,8 @@ int fx_want_path(const char *ledger_dir, const char *uuid, int slot, char *buf, 
     return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
-int fx_want_pending(const char *ledger_dir, const char *uuid, int64_t now_s, int max_age_s)
+int fx_want_slots(const char *ledger_dir, const char *uuid, int64_t now_s, int max_age_s,
+                  int *slots, int max)
 {
     DIR *d = opendir(ledger_dir);
     if (!d)
@@ -48,19 +49,32 @@ int fx_want_pending(const char *ledger_dir, const char *uuid, int64_t now_s, int
     size_t ul = strlen(uuid), sl = strlen(FX_WANT_SUFFIX);
     int found = 0;
     struct dirent *e;
-    while (!found && (e = readdir(d))) {
+    while (found < max && (e = readdir(d))) {
         size_t n = strlen(e->d_name);
-        /* <uuid>.<slot>.want, the slot being digits */
-        if (n <= ul + 1 + sl || strncmp(e->d_name, uuid, ul) != 0 || e->d_name[ul] != '.' ||
-            strcmp(e->d_name + n - sl, FX_WANT_SUFFIX) != 0)
+        /* <uuid>.<slot>.want, the slot being 1-3 digits */
+        if (n <= ul + 1 + sl || n > ul + 4 + sl || strncmp(e->d_name, uuid, ul) != 0 ||
+            e->d_name[ul] != '.' || strcmp(e->d_name + n - sl, FX_WANT_SUFFIX) != 0)
+            continue;
+        int slot = 0;
+        size_t i = ul + 1;
+        for (; i < n - sl && e->d_name[i] >= '0' && e->d_name[i] <= '9'; i++)
+            slot = slot * 10 + (e->d_name[i] - '0');
+        if (i != n - sl || slot >= FX_LEDGER_PROCS)
             continue;
         struct stat st;
         if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
             continue;
-        found = st.st_mtime <= now_s + 1 && st.st_mtime >= now_s - max_age_s;
+        if (st.st_mtime <= now_s + 1 && st.st_mtime >= now_s - max_age_s)
+            slots[found++] = slot;
     }
     closedir(d);
     return found;
+}
+
+int fx_want_pending(const char *ledger_dir, const char *uuid, int64_t now_s, int max_age_s)
+{
+    int slot;
+    return fx_want_slots(ledger_dir, uuid, now_s, max_age_s, &slot, 1);
 }
 
 static int marked(const char *marker)
@@ -106,16 +120,21 @@ CUresult fx_oom_retry(const struct fx_slice_config *cfg, const struct fx_ledger_
         return r;
     }
     uint64_t t0 = fx_mono_ns(), bound = (uint64_t)cfg->oom_wait_ms * 1000000ull;
+    uint64_t gone = 0; /* when the GPU's mark was first seen gone */
     int tries = 0;
     while (r == CUDA_ERROR_OUT_OF_MEMORY && !fx_process_exiting() &&
            fx_mono_ns() - t0 < bound) {
-        int still = marked(marker);
+        /* The borrowers' processes are gone once the mark is: the driver
+         * frees their memory as it tears their contexts down, soon after. */
+        if (!gone && !marked(marker))
+            gone = fx_mono_ns();
+        if (gone && fx_mono_ns() - gone > FX_OOM_GONE_GRACE_MS * 1000000ull)
+            break;
         struct timespec ts = {0, FX_OOM_RETRY_MS * 1000000L};
         nanosleep(&ts, NULL);
         r = again(args, out);
-        tries++;
-        if (!still)
-            break; /* the borrowers are gone: that was the last try */
+        if (++tries % (FX_WANT_REFRESH_MS / FX_OOM_RETRY_MS) == 0)
+            utimensat(AT_FDCWD, want, NULL, AT_SYMLINK_NOFOLLOW); /* still waiting */
     }
     unlink(want);
     uint64_t waited_ms = (fx_mono_ns() - t0) / 1000000ull;

@@ -30,6 +30,13 @@
 #define FX_WANT_SUFFIX ".want"
 /* How often a waiting allocation is tried again. */
 #define FX_OOM_RETRY_MS 10
+/* A waiting process touches its want this often; the agent takes a want
+ * older than FX_WANT_FRESH_S for one left by a process that died waiting. */
+#define FX_WANT_REFRESH_MS 1000
+/* Once the GPU's mark is gone (no borrower left alive there), tries go on
+ * this long at most: the driver frees a dead process's memory soon after. */
+#define FX_OOM_GONE_GRACE_MS 1000
+#define FX_WANT_FRESH_S 5
 
 /* <dir>/<uuid>: present while GPU uuid has borrowers. -1 when it does not
  * fit or the uuid is not a plain file name. */
@@ -42,6 +49,10 @@ int fx_want_path(const char *ledger_dir, const char *uuid, int slot, char *buf, 
  * file modified at most max_age_s before now_s (a wait is bounded, so an
  * older one was left by a process that died waiting), else 0. */
 int fx_want_pending(const char *ledger_dir, const char *uuid, int64_t now_s, int max_age_s);
+/* The same wants' ledger slots (their processes' places in the tenant's
+ * ledger, for the agent to check they are alive): how many, at most max. */
+int fx_want_slots(const char *ledger_dir, const char *uuid, int64_t now_s, int max_age_s,
+                  int *slots, int max);
 
 /* Tries the allocation again: `again(args, out)` is the driver call. */
 typedef CUresult (*fx_retry_fn)(const void *args, void *out);
@@ -49,7 +60,8 @@ typedef CUresult (*fx_retry_fn)(const void *args, void *out);
 /* The allocation's first answer was r. When r is CUDA_ERROR_OUT_OF_MEMORY
  * and this process may wait (above), writes the want, calls `again` every
  * FX_OOM_RETRY_MS until it answers otherwise, cfg->oom_wait_ms pass, the
- * GPU's mark goes (then once more), or the process starts exiting, removes
+ * GPU's mark has been gone FX_OOM_GONE_GRACE_MS, or the process starts
+ * exiting, removes
  * the want and returns the last answer. Otherwise returns r at once.
  * `led` is this process's ledger of the GPU (its uuid and slot). */
 CUresult fx_oom_retry(const struct fx_slice_config *cfg, const struct fx_ledger_handle *led,

@@ -215,7 +215,8 @@ static void test_no_wait_without_a_borrower_on_the_gpu(void **state)
     owner(&o, "600000");
     assert_string_equal(fx_cmd(&o, "alloc 268435456"), "err 2");
     assert_false(wants("o"));
-    /* The mark gone while waiting: one more try, then the error. */
+    /* The mark gone while waiting: tries for FX_OOM_GONE_GRACE_MS more, then
+     * the error. */
     mark(1);
     fx_send(&o, "alloc 268435456");
     assert_true(want_appears("o"));

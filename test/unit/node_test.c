@@ -676,7 +676,16 @@ static void test_plugin_calls(void **state)
         assert_string_equal(c0->devices[3]->host_path, k < 2 ? "/dev/nvidia2" : "/dev/nvidia0");
         conf_dir[k][0] = '\0';
         char ledger_dir[400] = "";
+        bool marks = false;
         for (size_t m = 0; m < c0->n_mounts; m++) {
+            /* the marks of GPUs with borrowers (reclaim_mem.h): read-only */
+            if (strcmp(c0->mounts[m]->container_path, FX_CTR_BORROWED) == 0) {
+                char want_marks[400];
+                snprintf(want_marks, sizeof(want_marks), "%s/borrowed", tmpdir);
+                assert_string_equal(c0->mounts[m]->host_path, want_marks);
+                assert_true(c0->mounts[m]->read_only);
+                marks = true;
+            }
             if (strcmp(c0->mounts[m]->container_path, FX_CTR_CONF_DIR) == 0) {
                 assert_true(c0->mounts[m]->read_only);
                 snprintf(conf_dir[k], sizeof(conf_dir[k]), "%s", c0->mounts[m]->host_path);
@@ -689,6 +698,7 @@ static void test_plugin_calls(void **state)
             }
         }
         assert_true(conf_dir[k][0]);
+        assert_true(marks);
         const char *key = strrchr(conf_dir[k], '/');
         assert_non_null(key);
         char want_ledger[400];
@@ -733,6 +743,8 @@ static void test_plugin_calls(void **state)
         assert_int_equal(cfg.compute_share, expect_share[k]);
         assert_int_equal(cfg.compute_cap, expect_share[k] > 60 ? expect_share[k] : 60);
         assert_int_equal(cfg.memory_limit, expect_mem[k]);
+        /* owners wait for borrowers on their GPU (runtime/oom_wait.h) */
+        assert_string_equal(cfg.borrowed_dir, FX_CTR_BORROWED);
     }
     char ns[64], name[64];
     assert_int_equal(fx_plugin_pod_name(p, "uid-c", ns, sizeof(ns), name, sizeof(name)), 0);
@@ -832,6 +844,29 @@ static void test_plugin_calls(void **state)
             assert_string_equal(cfg.tenant, "uid-g");
             assert_int_equal(cfg.priority, FX_PRIO_LOW);
             assert_int_equal(cfg.memory_limit, 16LL << 30);
+            /* a borrower never waits for memory, and its GPU is marked */
+            assert_string_equal(cfg.borrowed_dir, "");
+            char mark[400];
+            snprintf(mark, sizeof(mark), "%s/borrowed/GPU-test-2", tmpdir);
+            assert_int_equal(access(mark, F_OK), 0);
+            struct fx_alloc_view v[16];
+            int nv = fx_plugin_allocations(p, v, 16), seen = 0;
+            for (int i = 0; i < nv; i++)
+                if (strcmp(v[i].uid, "uid-g") == 0) {
+                    assert_true(v[i].borrowed);
+                    assert_int_equal(v[i].gpuset, 1u << 2);
+                    seen++;
+                } else if (strcmp(v[i].uid, "uid-a") == 0) {
+                    assert_false(v[i].borrowed);
+                }
+            assert_int_equal(seen, 1);
+            /* killed for an owner's memory: its restarts are refused */
+            fx_plugin_reclaimed(p, "uid-g", "test");
+            hold("default", "g", bsets[k], 1);
+            r = prestart_call(dp, bsets[k], 1);
+            assert_int_equal(r.status, FX_GRPC_FAILED_PRECONDITION);
+            if (!strstr(r.message, "pod default/g") || !strstr(r.message, "killed"))
+                fail_msg("refusal '%s' does not name g and why", r.message);
             continue;
         }
         assert_int_equal(r.status, FX_GRPC_FAILED_PRECONDITION);

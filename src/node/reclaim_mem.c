@@ -1,0 +1,365 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Borrowed memory taken back for an owner (reclaim_mem.h). */
+#include "node/reclaim_mem.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "flexpu/log.h"
+#include "runtime/ledger.h"
+#include "runtime/oom_wait.h"
+#include "util/alloc.h"
+#include "util/clock.h"
+#include "util/promserve.h"
+
+#define COMP "flexpu-node"
+#define MAX_VIEWS 512
+#define MAX_KILLED 256
+#define KILL_RETRY_MS 5000 /* a kill that failed is tried again after this */
+
+struct killed {
+    char uid[64];
+    int64_t at_ms;
+    bool ok;
+};
+
+struct fx_reclaim_mem {
+    struct fx_reclaim_mem_config cfg;
+    char marks[320];
+    pthread_t tid;
+    bool running;
+    atomic_int stop;
+    atomic_uint_fast64_t n_killed, n_failed;
+    struct killed killed[MAX_KILLED];
+    int nkilled;
+    struct fx_alloc_view views[MAX_VIEWS];
+};
+
+int fx_reclaim_dir(const char *root, char *buf, size_t len)
+{
+    int n = snprintf(buf, len, "%s/borrowed", root);
+    if (n < 0 || (size_t)n >= len)
+        return -1;
+    return mkdir(buf, 0755) == 0 || errno == EEXIST ? 0 : -1;
+}
+
+int fx_reclaim_mark(const char *root, const char *uuid, struct flexpu_error *err)
+{
+    char dir[320], path[448];
+    if (fx_reclaim_dir(root, dir, sizeof(dir)) != 0 ||
+        fx_borrowed_marker_path(dir, uuid, path, sizeof(path)) != 0)
+        return flexpu_error_set(err, FLEXPU_EIO, "cannot mark GPU %s as borrowed in %s/borrowed",
+                                uuid, root);
+    int fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        return flexpu_error_set(err, FLEXPU_EIO, "cannot mark GPU %s as borrowed: %s: %s", uuid,
+                                path, strerror(e));
+    }
+    close(fd);
+    return 0;
+}
+
+/* A pod UID as the API server writes it: hex digits and dashes. It becomes
+ * part of a path. */
+static bool pod_uid_ok(const char *uid)
+{
+    size_t n = strlen(uid);
+    if (n == 0 || n > 63)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((uid[i] >= '0' && uid[i] <= '9') || (uid[i] >= 'a' && uid[i] <= 'f') ||
+              (uid[i] >= 'A' && uid[i] <= 'F') || uid[i] == '-'))
+            return false;
+    return true;
+}
+
+int fx_pod_cgroup(const char *cgroup_root, const char *uid, char *out, size_t len,
+                  struct flexpu_error *err)
+{
+    if (!pod_uid_ok(uid))
+        return flexpu_error_field(err, FLEXPU_EINVAL, "pod uid", uid, strlen(uid),
+                                  "must be hex digits and dashes");
+    char probe[512];
+    struct stat st;
+    snprintf(probe, sizeof(probe), "%s/cgroup.controllers", cgroup_root);
+    if (stat(probe, &st) != 0)
+        return flexpu_error_set(err, FLEXPU_EINVAL,
+                                "%s is not a cgroup v2 mount (no cgroup.controllers): cgroup v1 "
+                                "has no cgroup.kill, borrowers cannot be killed",
+                                cgroup_root);
+    char sd[64]; /* systemd escapes '-' in unit names */
+    snprintf(sd, sizeof(sd), "%s", uid);
+    for (char *c = sd; *c; c++)
+        if (*c == '-')
+            *c = '_';
+    static const char *const qos[] = {"", "burstable", "besteffort"};
+    for (int q = 0; q < 3; q++) {
+        char a[256], b[256];
+        if (qos[q][0]) {
+            snprintf(a, sizeof(a), "kubepods.slice/kubepods-%s.slice/kubepods-%s-pod%s.slice",
+                     qos[q], qos[q], sd);
+            snprintf(b, sizeof(b), "kubepods/%s/pod%s", qos[q], uid);
+        } else {
+            snprintf(a, sizeof(a), "kubepods.slice/kubepods-pod%s.slice", sd);
+            snprintf(b, sizeof(b), "kubepods/pod%s", uid);
+        }
+        const char *cand[2] = {a, b};
+        for (int i = 0; i < 2; i++) {
+            int n = snprintf(out, len, "%s/%s", cgroup_root, cand[i]);
+            if (n > 0 && (size_t)n < len && stat(out, &st) == 0 && S_ISDIR(st.st_mode))
+                return 0;
+        }
+    }
+    return flexpu_error_set(err, FLEXPU_ENOENT,
+                            "no cgroup of pod %s under %s (kubepods.slice or kubepods, any QoS "
+                            "class)",
+                            uid, cgroup_root);
+}
+
+int fx_pod_kill(const char *cgroup_root, const char *uid, struct flexpu_error *err)
+{
+    char dir[512], path[560];
+    int rc = fx_pod_cgroup(cgroup_root, uid, dir, sizeof(dir), err);
+    if (rc)
+        return rc;
+    snprintf(path, sizeof(path), "%s/cgroup.kill", dir);
+    int fd = open(path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 || write(fd, "1", 1) != 1) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        return flexpu_error_set(err, FLEXPU_EIO, "%s: %s (cgroup.kill needs Linux 5.14)", path,
+                                strerror(e));
+    }
+    close(fd);
+    return 0;
+}
+
+struct fx_reclaim_mem *fx_reclaim_mem_new(const struct fx_reclaim_mem_config *cfg,
+                                          struct flexpu_error *err)
+{
+    struct fx_reclaim_mem *r = fx_calloc(1, sizeof(*r));
+    if (!r) {
+        flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory");
+        return NULL;
+    }
+    r->cfg = *cfg;
+    if (fx_reclaim_dir(cfg->root, r->marks, sizeof(r->marks)) != 0) {
+        flexpu_error_set(err, FLEXPU_EIO, "cannot create %s/borrowed: %s", cfg->root,
+                         strerror(errno));
+        free(r);
+        return NULL;
+    }
+    return r;
+}
+
+void fx_reclaim_mem_free(struct fx_reclaim_mem *r)
+{
+    if (!r)
+        return;
+    fx_reclaim_mem_stop(r);
+    free(r);
+}
+
+static struct killed *killed_of(struct fx_reclaim_mem *r, const char *uid)
+{
+    for (int i = 0; i < r->nkilled; i++)
+        if (strcmp(r->killed[i].uid, uid) == 0)
+            return &r->killed[i];
+    return NULL;
+}
+
+/* A pod the plugin no longer knows is gone: forget its kill. */
+static void forget_gone(struct fx_reclaim_mem *r, int n)
+{
+    for (int i = 0; i < r->nkilled;) {
+        bool seen = false;
+        for (int v = 0; v < n && !seen; v++)
+            seen = strcmp(r->views[v].uid, r->killed[i].uid) == 0;
+        if (seen)
+            i++;
+        else
+            r->killed[i] = r->killed[--r->nkilled];
+    }
+}
+
+static bool ledger_of(const struct fx_reclaim_mem *r, const char *key, const char *uuid,
+                      struct fx_ledger_handle *l)
+{
+    char path[640];
+    struct flexpu_error err = {0};
+    if (!key[0] || snprintf(path, sizeof(path), "%s/ledger/%s/%s.ledger", r->cfg.root, key,
+                            uuid) >= (int)sizeof(path))
+        return false;
+    return fx_ledger_open_readonly(l, path, &err) == 0;
+}
+
+/* Whether any process of slice `key` is alive on GPU uuid. */
+static bool slice_live(const struct fx_reclaim_mem *r, const char *key, const char *uuid)
+{
+    struct fx_ledger_handle l;
+    if (!ledger_of(r, key, uuid, &l))
+        return false;
+    int procs = 0;
+    (void)fx_ledger_used(&l, &procs);
+    fx_ledger_detach(&l);
+    return procs > 0;
+}
+
+/* Whether slice `key` has a live process waiting for memory on GPU uuid. */
+static bool slice_wants(const struct fx_reclaim_mem *r, const char *key, const char *uuid,
+                        int64_t now_s)
+{
+    char dir[400];
+    int slots[8];
+    if (!key[0] || snprintf(dir, sizeof(dir), "%s/ledger/%s", r->cfg.root, key) >= (int)sizeof(dir))
+        return false;
+    int n = fx_want_slots(dir, uuid, now_s, FX_WANT_FRESH_S, slots, 8);
+    if (n == 0)
+        return false;
+    struct fx_ledger_handle l;
+    if (!ledger_of(r, key, uuid, &l))
+        return false;
+    bool alive = false;
+    for (int i = 0; i < n && !alive; i++)
+        alive = fx_ledger_slot_alive(&l, slots[i]);
+    fx_ledger_detach(&l);
+    return alive;
+}
+
+static void kill_borrowers(struct fx_reclaim_mem *r, int n, int g, const char *owner_key)
+{
+    const char *uuid = r->cfg.gpus[g].uuid;
+    int64_t now = fx_mono_ms();
+    for (int v = 0; v < n; v++) {
+        const struct fx_alloc_view *b = &r->views[v];
+        if (!b->borrowed || !(b->gpuset & (1u << g)) || !b->uid[0])
+            continue;
+        struct killed *k = killed_of(r, b->uid);
+        if (k && (k->ok || now - k->at_ms < KILL_RETRY_MS))
+            continue;
+        if (!k && r->nkilled < MAX_KILLED)
+            k = &r->killed[r->nkilled++];
+        struct flexpu_error err = {0};
+        int rc = fx_pod_kill(r->cfg.cgroup_root, b->uid, &err);
+        if (k) {
+            snprintf(k->uid, sizeof(k->uid), "%s", b->uid);
+            k->at_ms = now;
+            k->ok = rc == 0;
+        }
+        char why[400];
+        snprintf(why, sizeof(why), "GPU %s: an owner's allocation (slice %s) needs memory it "
+                 "reserved and this borrower holds", uuid, owner_key);
+        if (rc == 0) {
+            atomic_fetch_add(&r->n_killed, 1);
+            FX_INFO(COMP, "borrower killed", "pod_uid=%s reason=\"%s\"", b->uid, why);
+            if (r->cfg.reclaimed)
+                r->cfg.reclaimed(r->cfg.ctx, b->uid, why);
+        } else {
+            atomic_fetch_add(&r->n_failed, 1);
+            FX_ERROR(COMP, "cannot kill a borrower; the owner will be refused memory",
+                     "pod_uid=%s reason=\"%s\" error=\"%s\"", b->uid, why, err.msg);
+        }
+    }
+}
+
+void fx_reclaim_mem_tick(struct fx_reclaim_mem *r)
+{
+    /* A borrower is in the list from its binding on, before its
+     * PreStartContainer marks its GPU, and until its pod is deleted, which
+     * comes after its containers ended: a mark is never taken from a
+     * borrower that may still start or run. */
+    int64_t now_s = (int64_t)time(NULL);
+    int n = r->cfg.list(r->cfg.ctx, r->views, MAX_VIEWS);
+    forget_gone(r, n);
+    for (int g = 0; g < r->cfg.ngpu && g < 32; g++) {
+        const char *uuid = r->cfg.gpus[g].uuid;
+        char mark[448];
+        if (fx_borrowed_marker_path(r->marks, uuid, mark, sizeof(mark)) != 0)
+            continue;
+        /* Marked while a borrower there may still hold memory: not killed
+         * yet, or killed and some process of it still alive. */
+        bool active = false;
+        for (int v = 0; v < n && !active; v++) {
+            const struct fx_alloc_view *b = &r->views[v];
+            if (!b->borrowed || !(b->gpuset & (1u << g)))
+                continue;
+            const struct killed *k = killed_of(r, b->uid);
+            active = !(k && k->ok) || slice_live(r, b->key, uuid);
+        }
+        if (!active) {
+            unlink(mark);
+            continue;
+        }
+        struct stat st;
+        struct flexpu_error err = {0};
+        if (lstat(mark, &st) != 0 && fx_reclaim_mark(r->cfg.root, uuid, &err) != 0)
+            FX_WARN(COMP, "cannot mark a borrowed GPU", "error=\"%s\"", err.msg);
+        for (int v = 0; v < n; v++) {
+            const struct fx_alloc_view *o = &r->views[v];
+            if (!o->borrowed && (o->gpuset & (1u << g)) &&
+                slice_wants(r, o->key, uuid, now_s)) {
+                kill_borrowers(r, n, g, o->key);
+                break;
+            }
+        }
+    }
+}
+
+static void *loop(void *arg)
+{
+    struct fx_reclaim_mem *r = arg;
+    while (!atomic_load(&r->stop)) {
+        fx_reclaim_mem_tick(r);
+        struct timespec ts = {0, FX_RECLAIM_MEM_PERIOD_MS * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return NULL;
+}
+
+int fx_reclaim_mem_start(struct fx_reclaim_mem *r, struct flexpu_error *err)
+{
+    atomic_store(&r->stop, 0);
+    if (pthread_create(&r->tid, NULL, loop, r) != 0)
+        return flexpu_error_set(err, FLEXPU_ENOMEM, "cannot start the borrowed-memory thread");
+    r->running = true;
+    return 0;
+}
+
+void fx_reclaim_mem_stop(struct fx_reclaim_mem *r)
+{
+    if (!r || !r->running)
+        return;
+    atomic_store(&r->stop, 1);
+    pthread_join(r->tid, NULL);
+    r->running = false;
+}
+
+void fx_reclaim_mem_counts(struct fx_reclaim_mem *r, uint64_t *killed, uint64_t *failed)
+{
+    *killed = atomic_load(&r->n_killed);
+    *failed = atomic_load(&r->n_failed);
+}
+
+void fx_reclaim_mem_metrics(struct fx_reclaim_mem *r, FILE *f)
+{
+    uint64_t k, x;
+    fx_reclaim_mem_counts(r, &k, &x);
+    fx_prom_help(f, "flexpu_node_borrowers_killed_total", "counter",
+                 "Borrowers' pods killed so that an owner of their GPU gets back memory it "
+                 "reserved (result: killed, or failed: the owner is refused after its wait).");
+    fprintf(f, "flexpu_node_borrowers_killed_total{result=\"killed\"} %llu\n",
+            (unsigned long long)k);
+    fprintf(f, "flexpu_node_borrowers_killed_total{result=\"failed\"} %llu\n",
+            (unsigned long long)x);
+}

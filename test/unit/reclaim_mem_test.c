@@ -1,0 +1,348 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Borrowed memory taken back for an owner (node/reclaim_mem.h): the pod
+ * cgroups of both kubelet drivers, an owner's want killing the borrowers
+ * of its GPU and no others, once, the marks the runtime reads, and what is
+ * not a want (a dead process's, a borrower's). The cgroup tree is a
+ * directory of plain files: a kill is "1" written to cgroup.kill. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "node/reclaim_mem.h"
+#include "node/slices.h"
+#include "runtime/config.h"
+#include "runtime/ledger.h"
+#include "runtime/oom_wait.h"
+
+#define GIB (1024ull * 1024 * 1024)
+#define OWNER_KEY "000000000000000000000aaa"
+#define BORROWER_KEY "000000000000000000000bbb"
+#define B_UID "0b0b0b0b-0000-4000-8000-00000000000b"
+#define C_UID "0c0c0c0c-0000-4000-8000-00000000000c"
+
+static char root[128], cg[128];
+static struct fx_node_gpu gpus[3];
+
+static struct fx_alloc_view views[8];
+static int nviews;
+static char reclaimed_uid[64];
+static int reclaimed_calls;
+
+static int list(void *ctx, struct fx_alloc_view *out, int max)
+{
+    (void)ctx;
+    int n = nviews < max ? nviews : max;
+    memcpy(out, views, (size_t)n * sizeof(*out));
+    return n;
+}
+
+static void reclaimed(void *ctx, const char *uid, const char *why)
+{
+    (void)ctx;
+    assert_non_null(strstr(why, gpus[0].uuid));
+    snprintf(reclaimed_uid, sizeof(reclaimed_uid), "%s", uid);
+    reclaimed_calls++;
+}
+
+static void put(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void mkdirs(const char *path)
+{
+    char c[600];
+    snprintf(c, sizeof(c), "mkdir -p '%s'", path);
+    assert_int_equal(system(c), 0);
+}
+
+/* A pod cgroup (relative to cg) with an empty cgroup.kill. */
+static void pod_cgroup(const char *rel)
+{
+    char p[512];
+    snprintf(p, sizeof(p), "%s/%s", cg, rel);
+    mkdirs(p);
+    strcat(p, "/cgroup.kill");
+    put(p, "");
+}
+
+static int killed(const char *rel)
+{
+    char p[512], buf[8] = "";
+    snprintf(p, sizeof(p), "%s/%s/cgroup.kill", cg, rel);
+    FILE *f = fopen(p, "r");
+    assert_non_null(f);
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return strcmp(buf, "1") == 0;
+}
+
+static int marked(int g)
+{
+    char p[512];
+    struct stat st;
+    snprintf(p, sizeof(p), "%s/borrowed/%s", root, gpus[g].uuid);
+    return stat(p, &st) == 0;
+}
+
+#define B_CG "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod0b0b0b0b_0000_4000_8000_00000000000b.slice"
+#define C_CG "kubepods/besteffort/pod" C_UID
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(root, sizeof(root), "/tmp/fxrec-root-XXXXXX");
+    assert_non_null(mkdtemp(root));
+    snprintf(cg, sizeof(cg), "/tmp/fxrec-cg-XXXXXX");
+    assert_non_null(mkdtemp(cg));
+    char p[300];
+    snprintf(p, sizeof(p), "%s/cgroup.controllers", cg);
+    put(p, "cpu memory pids\n");
+    pod_cgroup(B_CG);
+    pod_cgroup(C_CG);
+    for (int g = 0; g < 3; g++) {
+        memset(&gpus[g], 0, sizeof(gpus[g]));
+        snprintf(gpus[g].uuid, sizeof(gpus[g].uuid), "GPU-0000000%d-test", g);
+        gpus[g].mem_bytes = (int64_t)(80 * GIB);
+    }
+    /* GPU 0: an owner and borrower B; GPU 1: borrower C alone. */
+    memset(views, 0, sizeof(views));
+    snprintf(views[0].key, sizeof(views[0].key), OWNER_KEY);
+    snprintf(views[0].uid, sizeof(views[0].uid), "owner-uid");
+    views[0].gpuset = 1u << 0;
+    snprintf(views[1].key, sizeof(views[1].key), BORROWER_KEY);
+    snprintf(views[1].uid, sizeof(views[1].uid), B_UID);
+    views[1].gpuset = 1u << 0;
+    views[1].borrowed = true;
+    snprintf(views[2].uid, sizeof(views[2].uid), C_UID); /* no slice yet */
+    views[2].gpuset = 1u << 1;
+    views[2].borrowed = true;
+    nviews = 3;
+    reclaimed_uid[0] = '\0';
+    reclaimed_calls = 0;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char c[400];
+    snprintf(c, sizeof(c), "rm -rf '%s' '%s'", root, cg);
+    return system(c) == 0 ? 0 : -1;
+}
+
+static struct fx_reclaim_mem *new_reclaim(const char *cgroup_root)
+{
+    struct fx_reclaim_mem_config c = {.root = root, .cgroup_root = cgroup_root, .gpus = gpus,
+                                      .ngpu = 3, .list = list, .reclaimed = reclaimed};
+    struct flexpu_error err = {0};
+    struct fx_reclaim_mem *r = fx_reclaim_mem_new(&c, &err);
+    assert_non_null(r);
+    return r;
+}
+
+/* A live process of slice `key` on GPU 0 (this test process holds the
+ * slot's lock); with a want when want is set. */
+static void slice_process(struct fx_ledger_handle *l, const char *key, bool want)
+{
+    char dir[300];
+    snprintf(dir, sizeof(dir), "%s/ledger/%s", root, key);
+    struct fx_slice_config cfg;
+    fx_config_defaults(&cfg);
+    snprintf(cfg.tenant, sizeof(cfg.tenant), "%s", key);
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_ledger_attach(l, dir, gpus[0].uuid, 80 * GIB, &cfg, &err), 0);
+    if (want) {
+        char path[500];
+        assert_int_equal(fx_want_path(dir, gpus[0].uuid, l->slot, path, sizeof(path)), 0);
+        put(path, "268435456\n");
+    }
+}
+
+static void test_pod_cgroups_of_both_drivers(void **state)
+{
+    (void)state;
+    char out[512];
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_pod_cgroup(cg, B_UID, out, sizeof(out), &err), 0);
+    assert_non_null(strstr(out, B_CG));
+    assert_int_equal(fx_pod_cgroup(cg, C_UID, out, sizeof(out), &err), 0);
+    assert_non_null(strstr(out, C_CG));
+    /* Guaranteed pods sit directly under kubepods, in both layouts. */
+    pod_cgroup("kubepods.slice/kubepods-pod0d0d_1.slice");
+    assert_int_equal(fx_pod_cgroup(cg, "0d0d-1", out, sizeof(out), &err), 0);
+    pod_cgroup("kubepods/pod0e0e-2");
+    assert_int_equal(fx_pod_cgroup(cg, "0e0e-2", out, sizeof(out), &err), 0);
+    assert_int_equal(fx_pod_cgroup(cg, "0f0f-3", out, sizeof(out), &err), FLEXPU_ENOENT);
+    assert_non_null(strstr(err.msg, "0f0f-3"));
+    assert_int_equal(fx_pod_cgroup(cg, "../../etc", out, sizeof(out), &err), FLEXPU_EINVAL);
+    assert_non_null(strstr(err.msg, "'../../etc'"));
+    /* cgroup v1: no cgroup.kill anywhere. */
+    char v1[300];
+    snprintf(v1, sizeof(v1), "%s/kubepods", cg);
+    assert_int_equal(fx_pod_cgroup(v1, B_UID, out, sizeof(out), &err), FLEXPU_EINVAL);
+    assert_non_null(strstr(err.msg, "cgroup v1"));
+    assert_int_equal(fx_pod_kill(cg, C_UID, &err), 0);
+    assert_true(killed(C_CG));
+}
+
+static void test_owner_want_kills_the_borrowers_of_its_gpu_once(void **state)
+{
+    (void)state;
+    struct fx_reclaim_mem *r = new_reclaim(cg);
+    fx_reclaim_mem_tick(r);
+    /* Borrowers, even one whose slice is not written yet, mark their GPUs;
+     * no want: nobody is killed. */
+    assert_true(marked(0));
+    assert_true(marked(1));
+    assert_false(marked(2));
+    assert_false(killed(B_CG));
+    struct fx_ledger_handle owner;
+    slice_process(&owner, OWNER_KEY, true);
+    fx_reclaim_mem_tick(r);
+    assert_true(killed(B_CG));
+    assert_false(killed(C_CG)); /* another GPU's borrower stays */
+    assert_string_equal(reclaimed_uid, B_UID);
+    uint64_t k, f;
+    fx_reclaim_mem_counts(r, &k, &f);
+    assert_int_equal(k, 1);
+    assert_int_equal(f, 0);
+    fx_reclaim_mem_tick(r); /* the want is still there: no second kill */
+    fx_reclaim_mem_counts(r, &k, &f);
+    assert_int_equal(k, 1);
+    assert_int_equal(reclaimed_calls, 1);
+    /* Its processes gone (its ledger has none), the mark goes. */
+    assert_false(marked(0));
+    assert_true(marked(1));
+    char *text = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&text, &len);
+    fx_reclaim_mem_metrics(r, m);
+    fclose(m);
+    assert_non_null(strstr(text, "flexpu_node_borrowers_killed_total{result=\"killed\"} 1\n"));
+    free(text);
+    fx_ledger_detach(&owner);
+    fx_reclaim_mem_free(r);
+}
+
+static void test_a_killed_borrower_keeps_its_mark_while_it_lives(void **state)
+{
+    (void)state;
+    struct fx_reclaim_mem *r = new_reclaim(cg);
+    struct fx_ledger_handle owner, borrower;
+    slice_process(&borrower, BORROWER_KEY, false);
+    slice_process(&owner, OWNER_KEY, true);
+    fx_reclaim_mem_tick(r);
+    assert_true(killed(B_CG));
+    fx_reclaim_mem_tick(r);
+    assert_true(marked(0)); /* its process is not dead yet */
+    fx_ledger_detach(&borrower);
+    fx_reclaim_mem_tick(r);
+    assert_false(marked(0));
+    /* A mark with no borrower behind it (one the agent left before a
+     * restart) goes. */
+    assert_int_equal(fx_reclaim_mark(root, gpus[2].uuid, NULL), 0);
+    fx_reclaim_mem_tick(r);
+    assert_false(marked(2));
+    fx_ledger_detach(&owner);
+    fx_reclaim_mem_free(r);
+}
+
+static void test_what_is_not_a_want(void **state)
+{
+    (void)state;
+    struct fx_reclaim_mem *r = new_reclaim(cg);
+    /* A want whose process is dead (its slot is free). */
+    struct fx_ledger_handle owner;
+    slice_process(&owner, OWNER_KEY, true);
+    fx_ledger_detach(&owner);
+    fx_reclaim_mem_tick(r);
+    assert_false(killed(B_CG));
+    /* A borrower's own "want" kills no one. */
+    struct fx_ledger_handle borrower;
+    slice_process(&borrower, BORROWER_KEY, true);
+    fx_reclaim_mem_tick(r);
+    assert_false(killed(B_CG));
+    /* A want older than FX_WANT_FRESH_S (its process stopped refreshing). */
+    slice_process(&owner, OWNER_KEY, true);
+    char path[500], dir[300];
+    snprintf(dir, sizeof(dir), "%s/ledger/%s", root, OWNER_KEY);
+    assert_int_equal(fx_want_path(dir, gpus[0].uuid, owner.slot, path, sizeof(path)), 0);
+    struct timespec old[2] = {{time(NULL) - FX_WANT_FRESH_S - 2, 0},
+                              {time(NULL) - FX_WANT_FRESH_S - 2, 0}};
+    assert_int_equal(utimensat(AT_FDCWD, path, old, 0), 0);
+    fx_reclaim_mem_tick(r);
+    assert_false(killed(B_CG));
+    assert_int_equal(reclaimed_calls, 0);
+    fx_ledger_detach(&owner);
+    fx_ledger_detach(&borrower);
+    fx_reclaim_mem_free(r);
+}
+
+static void test_a_kill_that_fails_is_counted_and_not_hammered(void **state)
+{
+    (void)state;
+    char v1[300];
+    snprintf(v1, sizeof(v1), "%s/kubepods", cg); /* no cgroup.controllers: v1 */
+    struct fx_reclaim_mem *r = new_reclaim(v1);
+    struct fx_ledger_handle owner;
+    slice_process(&owner, OWNER_KEY, true);
+    fx_reclaim_mem_tick(r);
+    fx_reclaim_mem_tick(r);
+    uint64_t k, f;
+    fx_reclaim_mem_counts(r, &k, &f);
+    assert_int_equal(k, 0);
+    assert_int_equal(f, 1); /* tried again only after a pause */
+    assert_int_equal(reclaimed_calls, 0);
+    assert_true(marked(0)); /* the borrower may still hold the memory */
+    fx_ledger_detach(&owner);
+    fx_reclaim_mem_free(r);
+}
+
+/* What the slice tells the runtime: an owner waits, a borrower never. */
+static void test_slice_conf_names_the_marks_for_owners_only(void **state)
+{
+    (void)state;
+    char text[1024];
+    struct fx_slice_file f = {.tenant = "u", .compute_share = 30, .compute_cap = 30,
+                              .memory = (int64_t)GIB, .state_dir = "/run/flexpu/state"};
+    assert_int_equal(fx_slice_format(&f, text, sizeof(text)), 0);
+    assert_non_null(strstr(text, "\nborrowed_dir = " FX_CTR_BORROWED "\n"));
+    f.borrower = true;
+    assert_int_equal(fx_slice_format(&f, text, sizeof(text)), 0);
+    assert_null(strstr(text, "borrowed_dir"));
+    struct fx_slice_config c;
+    fx_config_defaults(&c);
+    assert_int_equal(fx_config_parse(&c, text, "slice.conf", NULL), 0);
+    assert_string_equal(c.borrowed_dir, "");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_pod_cgroups_of_both_drivers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_owner_want_kills_the_borrowers_of_its_gpu_once, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_a_killed_borrower_keeps_its_mark_while_it_lives,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_what_is_not_a_want, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_kill_that_fails_is_counted_and_not_hammered,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_slice_conf_names_the_marks_for_owners_only, setup,
+                                        teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
