@@ -83,4 +83,41 @@ bool fx_watch_admits(const struct fx_gpu_watch *w, int64_t now_s, int borrowed_m
  * GPU's reclaim gap has passed at now_s: a borrower there should go. */
 bool fx_watch_reclaim_due(const struct fx_gpu_watch *w, int64_t now_s);
 
+/* ---- Borrowing memory owners reserved but do not use (--borrow-mem idle;
+ * docs/KUBERNETES.md, "Borrowing reserved memory") ----
+ *
+ * By default (unreserved) a borrower takes only memory no slice reserved.
+ * With idle, a *light* borrower may also take memory the owners reserved
+ * but do not use now (the feed's measured memory, with headroom): if an
+ * owner's allocation then needs it, the runtime waits while the node agent
+ * kills the borrower (runtime/oom_wait.h, node/reclaim_mem.h), and the
+ * scheduler evicts it once the owners' measured use leaves it no room.
+ * "Light" is the simulation's (docs/REUSE.md: the only jobs for which
+ * borrowing reserved memory paid): its memory quota is at most a quarter
+ * of its share's default memory, and it borrows where half its share is
+ * predicted idle. */
+enum fx_borrow_mem {
+    FX_BORROW_MEM_UNRESERVED = 0,
+    FX_BORROW_MEM_IDLE,
+};
+/* "unreserved", "idle" -> 0 and *out, or -1. */
+int fx_borrow_mem_parse(const char *s, enum fx_borrow_mem *out);
+const char *fx_borrow_mem_name(enum fx_borrow_mem m);
+
+/* What is kept free of borrowers above the owners' measured memory: this
+ * percent of the GPU's memory (an owner's use moves between readings). */
+#define FX_BORROW_MEM_HEADROOM_PCT 10
+
+/* Whether a borrower of `mem` bytes and `cores` percent on a GPU of
+ * gpu_mem bytes is light: mem at most a quarter of cores% of gpu_mem. */
+bool fx_borrow_light(int64_t mem, int cores, int64_t gpu_mem);
+/* The thousandths of the GPU a borrower of `cores` needs predicted idle:
+ * its share, or half of it when light. */
+int fx_borrow_fit_milli(bool light, int cores);
+/* The memory (bytes) left for borrowers on a GPU of gpu_mem bytes: what
+ * no slice reserved (gpu_mem - reserved), or, when idle is set, what the
+ * owners do not use either (gpu_mem - owners_used - the headroom) if that
+ * is more. Never negative. */
+int64_t fx_borrow_mem_room(int64_t gpu_mem, int64_t reserved, int64_t owners_used, bool idle);
+
 #endif

@@ -215,6 +215,9 @@ static void usage(FILE *f)
             "  --reclaim MODE         which pods a queue under its fair share may evict from\n"
             "                         queues above theirs: any (default), not-higher-priority\n"
             "                         (none of a higher PriorityClass than the pod), never\n"
+            "  --borrow-mem MODE      memory an opportunistic pod may borrow: unreserved (the\n"
+            "                         default: what no slice reserved) or idle (light pods\n"
+            "                         also what owners reserved and do not use)\n"
             "  --bind-workers N       Bindings sent at once, each on its own connection (8; 1-64)\n"
             "  --metrics-address ADDR IPv4 address for metrics (0.0.0.0)\n"
             "  --metrics-port PORT    port for /metrics and /healthz (0: off, the default;\n"
@@ -230,12 +233,14 @@ int main(int argc, char **argv)
     const char *metrics_addr = "0.0.0.0";
     unsigned long long seed = 42;
     enum fx_reclaim reclaim = FX_RECLAIM_ANY;
+    enum fx_borrow_mem borrow_mem = FX_BORROW_MEM_UNRESERVED;
     static const struct option opts[] = {
         {"kubeconfig", required_argument, 0, 'k'},  {"scheduler-name", required_argument, 0, 'n'},
         {"policy", required_argument, 0, 'p'},      {"leader-elect", required_argument, 0, 'l'},
         {"lease-namespace", required_argument, 0, 'N'}, {"lease-name", required_argument, 0, 'L'},
         {"identity", required_argument, 0, 'i'},    {"seed", required_argument, 0, 's'},
         {"reclaim", required_argument, 0, 'R'},
+        {"borrow-mem", required_argument, 0, 'B'},
         {"log-level", required_argument, 0, 'v'},   {"bind-workers", required_argument, 0, 'b'},
         {"metrics-address", required_argument, 0, 'a'}, {"metrics-port", required_argument, 0, 'P'},
         {"help", no_argument, 0, 'h'},
@@ -265,6 +270,13 @@ int main(int argc, char **argv)
             if (fx_reclaim_parse(optarg, &reclaim)) {
                 fprintf(stderr, "flexpu-scheduler: --reclaim: invalid value '%s': must be any, "
                                 "not-higher-priority or never\n", optarg);
+                return 2;
+            }
+            break;
+        case 'B':
+            if (fx_borrow_mem_parse(optarg, &borrow_mem)) {
+                fprintf(stderr, "flexpu-scheduler: --borrow-mem: invalid value '%s': must be "
+                                "unreserved or idle\n", optarg);
                 return 2;
             }
             break;
@@ -326,6 +338,7 @@ int main(int argc, char **argv)
         return 2;
     }
     fx_model_set_reclaim(m, reclaim);
+    fx_model_set_borrow_mem(m, borrow_mem);
     char ident[256];
     if (!identity) {
         char host[200] = "unknown";

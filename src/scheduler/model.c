@@ -167,6 +167,7 @@ struct node {
     int64_t use_ts;
     int16_t use_busy[FLEXPU_MAX_GPUS], use_mean[FLEXPU_MAX_GPUS];
     int64_t use_mem[FLEXPU_MAX_GPUS];
+    int64_t use_owner_mem[FLEXPU_MAX_GPUS]; /* of it, the owners' (borrow.h, --borrow-mem idle) */
     /* Borrowing's view of each GPU (borrow.h), from its first usage
      * reading on; NULL: none yet. nwatch entries (its GPUs then). */
     struct fx_gpu_watch *watch;
@@ -233,6 +234,7 @@ struct fx_model {
     bool min_prio_set;
     uint64_t preemptions, evictions, evictions_refused;
     enum fx_reclaim reclaim;
+    enum fx_borrow_mem borrow_mem; /* which memory borrowers may take (borrow.h) */
     struct flexpu_queues *queues;
     bool shares_dirty;  /* demand, capacity or quotas changed since the last compute */
     bool queue_freed;   /* a queue's allocation went down: limited pods may fit */
@@ -1061,24 +1063,30 @@ static void borrowers_on(const struct node *n, int g, int *milli, int64_t *mem_m
  * borrower elsewhere (the agent's text is the node's tenants') is an
  * owner's, and cannot hide what the owners use. */
 static void owners_use(struct fx_model *m, const struct node *n, int g,
-                       const struct fx_usage_gpu *u, int *busy, int *mean)
+                       const struct fx_usage_gpu *u, int *busy, int *mean, int64_t *mem)
 {
     int ob = 0, om = 0, bb = 0, bm = 0;
+    int64_t omem = 0, bmem = 0;
     for (int k = 0; k < u->nslices && k < FX_USAGE_SLICES_MAX; k++) {
         const struct pod *p = fx_strmap_get(&m->pods, u->slices[k].pod);
         if (p && p->borrowed && p->on == n && p->bgpu == g) {
             bb += u->slices[k].busy;
             bm += u->slices[k].mean;
+            bmem += u->slices[k].mem;
         } else {
             ob += u->slices[k].busy;
             om += u->slices[k].mean;
+            omem += u->slices[k].mem;
         }
     }
+    *mem = u->mem - bmem > omem ? u->mem - bmem : omem;
     *busy = u->busy - bb > ob ? u->busy - bb : ob;
     *mean = u->mean - bm > om ? u->mean - bm : om;
     *busy = *busy < 0 ? 0 : *busy > 1000 ? 1000 : *busy;
     *mean = *mean < 0 ? 0 : *mean > 1000 ? 1000 : *mean;
 }
+
+static bool borrow_mem_over(const struct fx_model *m, const struct node *n, int g);
 
 /* The node's measured use, from flexpu.io/gpu-usage as parsed, and, on a
  * new reading, borrowing's view of each GPU (borrow.h). */
@@ -1114,11 +1122,12 @@ static void use_set(struct fx_model *m, struct node *n, const struct fx_node_usa
     for (int g = 0; g < n->nwatch; g++) {
         int busy = -1, mean = -1, milli;
         int64_t mem;
+        n->use_owner_mem[g] = u->gpus[g].mem;
         if (u->gpus[g].known)
-            owners_use(m, n, g, &u->gpus[g], &busy, &mean);
+            owners_use(m, n, g, &u->gpus[g], &busy, &mean, &n->use_owner_mem[g]);
         borrowers_on(n, g, &milli, &mem, NULL);
         fx_watch_reading(&n->watch[g], u->ts, busy, mean, milli);
-        if (n->watch[g].over_ts)
+        if (n->watch[g].over_ts || borrow_mem_over(m, n, g))
             m->reclaim_check = true;
     }
     m->borrow_wake = true;
@@ -2571,6 +2580,11 @@ void fx_model_set_reclaim(struct fx_model *m, enum fx_reclaim mode)
     m->reclaim = mode;
 }
 
+void fx_model_set_borrow_mem(struct fx_model *m, enum fx_borrow_mem mode)
+{
+    m->borrow_mem = mode;
+}
+
 int fx_reclaim_parse(const char *s, enum fx_reclaim *mode)
 {
     static const char *const names[] = {"any", "not-higher-priority", "never"};
@@ -2705,20 +2719,25 @@ static bool borrow_gpu_ok(struct fx_model *m, const struct pod *p, struct node *
     struct fx_gpu_use use;
     /* The cheap tests first (the watch alone), the walk over the node's
      * pods last. */
-    if (g >= n->nwatch || !gi->healthy ||
-        !fx_watch_admits(&n->watch[g], m->now_s, 0, p->spec.cores * 10) ||
+    int64_t want = borrow_mem(p, n, g);
+    bool light = m->borrow_mem == FX_BORROW_MEM_IDLE &&
+                 fx_borrow_light(want, p->spec.cores, gi->mem_bytes);
+    int need = fx_borrow_fit_milli(light, p->spec.cores);
+    if (g >= n->nwatch || !gi->healthy || !fx_watch_admits(&n->watch[g], m->now_s, 0, need) ||
         !model_ok(p->spec.model, gi->model) || !fx_model_gpu_use(m, n->name, g, m->now_s, &use))
         return false;
     int64_t bmem;
     borrowers_on(n, g, milli, &bmem, NULL);
-    if (!fx_watch_admits(&n->watch[g], m->now_s, *milli, p->spec.cores * 10))
+    if (!fx_watch_admits(&n->watch[g], m->now_s, *milli, need))
         return false;
     for (const struct pod *o = n->pods; o; o = o->next)
         if (!o->borrowed && (o->noquota & (1u << g)))
             return false; /* a whole GPU: all its memory is its owner's */
-    int64_t want = borrow_mem(p, n, g);
-    int64_t free_mib = flexpu_engine_gpu_free_mem(m->e, n->id, g);
-    if (want <= 0 || free_mib - bmem < (want + FX_MIB - 1) / FX_MIB)
+    /* Memory no slice reserved; a light borrower with --borrow-mem idle
+     * also what the owners reserved and do not use (borrow.h). */
+    int64_t reserved = gi->mem_bytes - flexpu_engine_gpu_free_mem(m->e, n->id, g) * FX_MIB;
+    int64_t room = fx_borrow_mem_room(gi->mem_bytes, reserved, n->use_owner_mem[g], light);
+    if (want <= 0 || room - bmem * FX_MIB < want)
         return false;
     *pred = fx_watch_predict(&n->watch[g], m->now_s);
     return true;
@@ -2943,6 +2962,24 @@ static bool later_borrower(const struct fx_model *m, const struct pod *b)
  * the GPU's gap has passed and it started last there, while *budget lasts.
  * *pending: b needs a later scan. False when b was due and the budget is
  * spent (the next scan starts with it). */
+/* --borrow-mem idle: whether the borrowers on GPU g of n (those not
+ * leaving) no longer fit in the memory the owners leave them, by the last
+ * reading (borrow.h). */
+static bool borrow_mem_over(const struct fx_model *m, const struct node *n, int g)
+{
+    if (m->borrow_mem != FX_BORROW_MEM_IDLE || m->e == NULL || n->id < 0 || g >= n->inv.ngpu)
+        return false;
+    int64_t mib = 0;
+    for (const struct pod *p = n->pods; p; p = p->next)
+        if (p->borrowed && p->bgpu == g && !p->evicting)
+            mib += p->bmem_mib;
+    if (mib == 0)
+        return false;
+    int64_t gpu = n->inv.gpus[g].mem_bytes;
+    int64_t reserved = gpu - flexpu_engine_gpu_free_mem(m->e, n->id, g) * FX_MIB;
+    return mib * FX_MIB > fx_borrow_mem_room(gpu, reserved, n->use_owner_mem[g], true);
+}
+
 static bool reclaim_consider(struct fx_model *m, struct pod *b, int *budget, bool *pending)
 {
     if (!b->borrowed || b->evicting || !b->on || b->bgpu >= b->on->nwatch ||
@@ -2961,10 +2998,16 @@ static bool reclaim_consider(struct fx_model *m, struct pod *b, int *budget, boo
     }
     struct fx_gpu_watch *w = &n->watch[b->bgpu];
     struct fx_gpu_use use;
-    if (!w->over_ts || !fx_model_gpu_use(m, n->name, b->bgpu, m->now_s, &use))
+    /* Memory (--borrow-mem idle) goes at once: an owner's allocation may
+     * be waiting for it (runtime/oom_wait.h); compute once confirmed. */
+    bool mem_over = borrow_mem_over(m, n, b->bgpu);
+    if ((!w->over_ts && !mem_over) || !fx_model_gpu_use(m, n->name, b->bgpu, m->now_s, &use))
         return true;
     *pending = true;
-    if (!fx_watch_reclaim_due(w, m->now_s) || later_borrower(m, b))
+    if (mem_over ? (w->reclaim_s && m->now_s - w->reclaim_s < FX_RECLAIM_GPU_GAP_S)
+                 : !fx_watch_reclaim_due(w, m->now_s))
+        return true;
+    if (later_borrower(m, b))
         return true;
     if (*budget == 0)
         return false;
@@ -2973,12 +3016,21 @@ static bool reclaim_consider(struct fx_model *m, struct pod *b, int *budget, boo
     int64_t mem;
     borrowers_on(n, b->bgpu, &milli, &mem, NULL);
     char msg[400];
-    snprintf(msg, sizeof(msg),
-             "reclaimed from GPU %d (%.48s) of node %.63s: its owners use %d/1000 of it "
-             "(busy, measured) and the borrowers' shares %d/1000 no longer fit beside "
-             "them, for %llds of readings; this pod started last",
-             b->bgpu, n->inv.gpus[b->bgpu].uuid, n->name, w->owner_busy, milli,
-             (long long)(w->last_ts - w->over_ts));
+    if (mem_over)
+        snprintf(msg, sizeof(msg),
+                 "reclaimed from GPU %d (%.48s) of node %.63s: its owners use %lld MiB of its "
+                 "memory (measured) and the borrowers' %lld MiB no longer fit beside them "
+                 "with %d%% of headroom; this pod started last",
+                 b->bgpu, n->inv.gpus[b->bgpu].uuid, n->name,
+                 (long long)(n->use_owner_mem[b->bgpu] / FX_MIB), (long long)mem,
+                 FX_BORROW_MEM_HEADROOM_PCT);
+    else
+        snprintf(msg, sizeof(msg),
+                 "reclaimed from GPU %d (%.48s) of node %.63s: its owners use %d/1000 of it "
+                 "(busy, measured) and the borrowers' shares %d/1000 no longer fit beside "
+                 "them, for %llds of readings; this pod started last",
+                 b->bgpu, n->inv.gpus[b->bgpu].uuid, n->name, w->owner_busy, milli,
+                 (long long)(w->last_ts - w->over_ts));
     w->reclaim_s = m->now_s;
     reclaim_take(m, b, msg);
     return true;

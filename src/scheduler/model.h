@@ -23,6 +23,7 @@
 #include "flexpu/error.h"
 #include "flexpu/queue.h"
 #include "kube/kube.h"
+#include "scheduler/borrow.h"
 
 struct fx_model;
 
@@ -149,6 +150,10 @@ enum fx_reclaim {
 void fx_model_set_reclaim(struct fx_model *m, enum fx_reclaim mode);
 /* "any", "not-higher-priority", "never" -> 0 and *mode, or -1. */
 int fx_reclaim_parse(const char *s, enum fx_reclaim *mode);
+
+/* Which memory borrowers may take (scheduler/borrow.h, --borrow-mem):
+ * FX_BORROW_MEM_UNRESERVED (the default) or FX_BORROW_MEM_IDLE. */
+void fx_model_set_borrow_mem(struct fx_model *m, enum fx_borrow_mem mode);
 
 /* The eviction of FX_EVICT pod `uid` finished: 0 (or FLEXPU_ENOENT: gone)
  * leaves it to the watch to show the pod gone, which lets its preemptor

@@ -987,6 +987,109 @@ static void test_restart_accounts_borrower(void **state)
 
 /* ---- the contract: the annotation, and the node agent's checks ---- */
 
+/* ---- borrowing reserved memory (--borrow-mem idle) ---- */
+
+/* A reading of n1's one GPU at ts: the owners (one slice) busy and using
+ * owner_gib, borrower b1's slice (when bound) using b_gib. */
+static void mem_at(struct fx_model *m, int64_t ts, int busy, int owner_gib, int b_gib)
+{
+    char buf[1024];
+    snprintf(buf, sizeof(buf),
+             "{\"v\":1,\"ts\":%lld,\"gpus\":[{\"index\":0,\"busy\":%d,\"mean\":%d,"
+             "\"memory\":%lld,\"slices\":[{\"pod\":\"on1-0-a\",\"busy\":%d,\"mean\":%d,"
+             "\"memory\":%lld},{\"pod\":\"b1\",\"busy\":0,\"mean\":0,\"memory\":%lld}]}]}",
+             (long long)ts, busy, busy, (long long)(owner_gib + b_gib) * GIB, busy, busy,
+             (long long)owner_gib * GIB, (long long)b_gib * GIB);
+    fx_model_set_clock(m, ts);
+    node(m, "n1", 1, buf);
+}
+
+/* n1's one GPU held by two owners of 50 cores and 40 GiB: no memory left
+ * unreserved; the owners use owner_gib of it. */
+static struct fx_model *reserved_full(enum fx_borrow_mem mode, int busy, int owner_gib)
+{
+    struct fx_model *m = model();
+    fx_model_set_borrow_mem(m, mode);
+    node(m, "n1", 1, NULL);
+    pod(m, "on1-0-a", 50, "40Gi", false, "n1", 0, false, 0);
+    pod(m, "on1-0-b", 50, "40Gi", false, "n1", 0, false, 1);
+    mem_at(m, T0, busy, owner_gib, 0);
+    return m;
+}
+
+static void test_idle_memory_only_light_and_only_with_the_option(void **state)
+{
+    (void)state;
+    /* By default nothing is lent of what the owners reserved. */
+    struct fx_model *m = reserved_full(FX_BORROW_MEM_UNRESERVED, 0, 8);
+    waits(m, "4Gi");
+    checked_free(m);
+    /* idle: a light pod (4 GiB, at most a quarter of its 30% share's 24 GiB)
+     * borrows memory the owners reserved and do not use (80 - 8 used - 8 of
+     * headroom = 64 GiB). */
+    m = reserved_full(FX_BORROW_MEM_IDLE, 0, 8);
+    pod(m, "b1", 30, "4Gi", true, NULL, 0, false, 20);
+    struct fx_attempt a = next(m, FX_BIND, "b1");
+    assert_true(a.borrowed);
+    checked_free(m);
+    /* Not a light one: 10 GiB is more than a quarter of its share's. */
+    m = reserved_full(FX_BORROW_MEM_IDLE, 0, 8);
+    waits(m, "10Gi");
+    checked_free(m);
+    /* Not where the owners use it: 80 - 69 - 8 = 3 GiB, below 4. */
+    m = reserved_full(FX_BORROW_MEM_IDLE, 0, 69);
+    waits(m, "4Gi");
+    checked_free(m);
+    /* A light pod needs half its share predicted idle: 600 + 150 <= 800. */
+    m = reserved_full(FX_BORROW_MEM_IDLE, 600, 8);
+    pod(m, "b1", 30, "4Gi", true, NULL, 0, false, 20);
+    assert_true(next(m, FX_BIND, "b1").borrowed);
+    checked_free(m);
+    m = reserved_full(FX_BORROW_MEM_IDLE, 700, 8); /* 700 + 150 > 800 */
+    waits(m, "4Gi");
+    checked_free(m);
+    enum fx_borrow_mem mode;
+    assert_int_equal(fx_borrow_mem_parse("idle", &mode), 0);
+    assert_int_equal(mode, FX_BORROW_MEM_IDLE);
+    assert_int_equal(fx_borrow_mem_parse("reserved", &mode), -1);
+    assert_true(fx_borrow_light(6 * GIB, 30, 80 * GIB));
+    assert_false(fx_borrow_light(6 * GIB + 1, 30, 80 * GIB));
+}
+
+static void test_idle_memory_reclaimed_when_the_owners_use_it(void **state)
+{
+    (void)state;
+    struct fx_model *m = reserved_full(FX_BORROW_MEM_IDLE, 0, 8);
+    pod(m, "b1", 30, "4Gi", true, NULL, 0, false, 20);
+    struct fx_attempt a = next(m, FX_BIND, "b1");
+    confirm(m, &a, 30, "4Gi", 20);
+    mem_at(m, T0 + 10, 0, 60, 2); /* 80 - 60 - 8 = 12 GiB: still room */
+    nothing(m);
+    /* The owners' memory rises to 70 GiB: 2 GiB left, its 4 do not fit;
+     * reclaimed at once (no confirmation: an owner's allocation may be
+     * waiting), through the Eviction API. */
+    mem_at(m, T0 + 20, 0, 70, 2);
+    a = next(m, FX_RECLAIM, "b1");
+    assert_non_null(strstr(a.message, "owners use 71680 MiB of its memory"));
+    fx_model_evict_done(m, "b1", 0);
+    gone(m, "b1");
+    nothing(m);
+    checked_free(m);
+    /* Without the option the same rise reclaims nothing (the borrower sits
+     * in memory no slice reserved, which the owners cannot use). */
+    m = model();
+    node(m, "n1", 1, NULL);
+    pod(m, "on1-0-a", 50, "20Gi", false, "n1", 0, false, 0);
+    pod(m, "on1-0-b", 50, "20Gi", false, "n1", 0, false, 1);
+    mem_at(m, T0, 0, 8, 0);
+    pod(m, "b1", 30, "4Gi", true, NULL, 0, false, 20);
+    a = next(m, FX_BIND, "b1");
+    confirm(m, &a, 30, "4Gi", 20);
+    mem_at(m, T0 + 20, 0, 40, 2);
+    nothing(m);
+    checked_free(m);
+}
+
 static json_t *spec_pod(int gpus, int cores, const char *opp)
 {
     char g[8], c[8];
@@ -1103,6 +1206,8 @@ int main(void)
         cmocka_unit_test(test_restart_accounts_borrower),
         cmocka_unit_test(test_allocation_borrowed),
         cmocka_unit_test(test_borrow_fits),
+        cmocka_unit_test(test_idle_memory_only_light_and_only_with_the_option),
+        cmocka_unit_test(test_idle_memory_reclaimed_when_the_owners_use_it),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
