@@ -120,6 +120,8 @@ test: unit asan fuzz conformance image-test
 # scheduler's queues (guarantees, borrowing, limits) and gangs (all or none);
 # usage_e2e.sh, the node agent's usage feed (flexpu.io/gpu-usage);
 # borrow_e2e.sh, an opportunistic pod borrowing an idle GPU and reclaimed;
+# borrow_mem_e2e.sh, a borrower in memory an owner reserved, killed when the
+# owner's allocation needs it (the host's cgroup v2 when writable);
 # mig_e2e.sh, the node agent's MIG mode (MIG devices allocated whole).
 e2e: build
 	@test/e2e/scheduler_e2e.sh $(BUILD)
@@ -127,6 +129,7 @@ e2e: build
 	@test/e2e/node_e2e.sh $(BUILD)
 	@test/e2e/usage_e2e.sh $(BUILD)
 	@test/e2e/borrow_e2e.sh $(BUILD)
+	@test/e2e/borrow_mem_e2e.sh $(BUILD)
 	@test/e2e/mig_e2e.sh $(BUILD)
 	@test/e2e/kubelet_e2e.sh $(BUILD)
 	@test/e2e/admission_e2e.sh $(BUILD)

@@ -2,6 +2,7 @@
 /* Borrowed memory taken back for an owner (reclaim_mem.h). */
 #include "node/reclaim_mem.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -154,6 +155,13 @@ struct fx_reclaim_mem *fx_reclaim_mem_new(const struct fx_reclaim_mem_config *cf
         return NULL;
     }
     r->cfg = *cfg;
+    char probe[512];
+    struct stat st;
+    snprintf(probe, sizeof(probe), "%s/cgroup.controllers", cfg->cgroup_root);
+    if (stat(probe, &st) != 0)
+        FX_WARN(COMP, "no cgroup v2 at the cgroup root: borrowers cannot be killed for an "
+                "owner's memory (an owner waiting for it is refused after its wait)",
+                "cgroup_root=%s", cfg->cgroup_root);
     if (fx_reclaim_dir(cfg->root, r->marks, sizeof(r->marks)) != 0) {
         flexpu_error_set(err, FLEXPU_EIO, "cannot create %s/borrowed: %s", cfg->root,
                          strerror(errno));
@@ -216,6 +224,13 @@ static bool slice_live(const struct fx_reclaim_mem *r, const char *key, const ch
     return procs > 0;
 }
 
+/* Whether a slice that is not a borrower's has a live process waiting for
+ * memory on GPU uuid; *who: its key. Every slice's ledger directory is
+ * looked at, known to the plugin or not (after a restart, or a process run
+ * beside the kubelet's), except the borrowers': a want names its GPU. */
+static bool owner_wants(const struct fx_reclaim_mem *r, int n, const char *uuid, int64_t now_s,
+                        char *who, size_t len);
+
 /* Whether slice `key` has a live process waiting for memory on GPU uuid. */
 static bool slice_wants(const struct fx_reclaim_mem *r, const char *key, const char *uuid,
                         int64_t now_s)
@@ -235,6 +250,31 @@ static bool slice_wants(const struct fx_reclaim_mem *r, const char *key, const c
         alive = fx_ledger_slot_alive(&l, slots[i]);
     fx_ledger_detach(&l);
     return alive;
+}
+
+static bool owner_wants(const struct fx_reclaim_mem *r, int n, const char *uuid, int64_t now_s,
+                        char *who, size_t len)
+{
+    char root[400];
+    snprintf(root, sizeof(root), "%s/ledger", r->cfg.root);
+    DIR *d = opendir(root);
+    if (!d)
+        return false;
+    bool found = false;
+    struct dirent *e;
+    while (!found && (e = readdir(d))) {
+        if (e->d_name[0] == '.' || strlen(e->d_name) > FX_SLICE_KEY_LEN)
+            continue;
+        bool borrower = false;
+        for (int v = 0; v < n && !borrower; v++)
+            borrower = r->views[v].borrowed && strcmp(r->views[v].key, e->d_name) == 0;
+        if (!borrower && slice_wants(r, e->d_name, uuid, now_s)) {
+            snprintf(who, len, "%s", e->d_name);
+            found = true;
+        }
+    }
+    closedir(d);
+    return found;
 }
 
 static void kill_borrowers(struct fx_reclaim_mem *r, int n, int g, const char *owner_key)
@@ -305,14 +345,9 @@ void fx_reclaim_mem_tick(struct fx_reclaim_mem *r)
         struct flexpu_error err = {0};
         if (lstat(mark, &st) != 0 && fx_reclaim_mark(r->cfg.root, uuid, &err) != 0)
             FX_WARN(COMP, "cannot mark a borrowed GPU", "error=\"%s\"", err.msg);
-        for (int v = 0; v < n; v++) {
-            const struct fx_alloc_view *o = &r->views[v];
-            if (!o->borrowed && (o->gpuset & (1u << g)) &&
-                slice_wants(r, o->key, uuid, now_s)) {
-                kill_borrowers(r, n, g, o->key);
-                break;
-            }
-        }
+        char who[FX_SLICE_KEY_LEN + 1];
+        if (owner_wants(r, n, uuid, now_s, who, sizeof(who)))
+            kill_borrowers(r, n, g, who);
     }
 }
 

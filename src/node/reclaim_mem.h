@@ -3,7 +3,8 @@
  * "Borrowing reserved memory"). A borrower may hold memory an owner of its
  * GPU reserved but did not use. When the owner's allocation then fails in
  * the driver, the runtime library records a *want* in the owner's ledger
- * directory and waits (runtime/oom_wait.h); this module notices it, kills
+ * directory and waits (runtime/oom_wait.h); this module notices it (in any
+ * slice's ledger directory but a borrower's: a want names its GPU), kills
  * the borrowers' pods on that GPU through their cgroups (cgroup.kill, v2),
  * and tells the plugin, which refuses their containers' restarts, so the
  * memory comes back and stays with the owner.
