@@ -120,6 +120,8 @@ test: unit asan fuzz conformance image-test
 # scheduler's queues (guarantees, borrowing, limits) and gangs (all or none);
 # usage_e2e.sh, the node agent's usage feed (flexpu.io/gpu-usage);
 # borrow_e2e.sh, an opportunistic pod borrowing an idle GPU and reclaimed;
+# remote_e2e.sh, a pod on a node without GPUs with a remote slice served by
+# the GPU node's agent (issue 17);
 # borrow_mem_e2e.sh, a borrower in memory an owner reserved, killed when the
 # owner's allocation needs it (the host's cgroup v2 when writable);
 # mig_e2e.sh, the node agent's MIG mode (MIG devices allocated whole).
@@ -129,6 +131,7 @@ e2e: build
 	@test/e2e/node_e2e.sh $(BUILD)
 	@test/e2e/usage_e2e.sh $(BUILD)
 	@test/e2e/borrow_e2e.sh $(BUILD)
+	@test/e2e/remote_e2e.sh $(BUILD)
 	@test/e2e/borrow_mem_e2e.sh $(BUILD)
 	@test/e2e/mig_e2e.sh $(BUILD)
 	@test/e2e/kubelet_e2e.sh $(BUILD)

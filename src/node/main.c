@@ -42,6 +42,7 @@
 #include "node/mig.h"
 #include "util/promserve.h"
 #include "node/plugin.h"
+#include "node/remote_node.h"
 #include "node/slices.h"
 #include "node/usage.h"
 
@@ -73,6 +74,11 @@ struct agent {
     struct fx_node_gpu gpus[FLEXPU_MAX_GPUS];
     int ngpu;
     struct fx_plugin *plugin;
+    /* Remote slices (remote_node.h); the device plugin served is the
+     * remote one when dp_methods is set (a node without GPUs). */
+    struct fx_remote_node *remote;
+    const struct fx_grpc_method *dp_methods;
+    void *dp_ctx;
     struct fx_grpc_server *grpc;
     char sock[512], kubelet_sock[512];
     ino_t kubelet_ino;
@@ -221,6 +227,12 @@ static int pod_cb(enum kube_event ev, json_t *obj, void *ctx)
     return 0;
 }
 
+static int remote_pod_cb(enum kube_event ev, json_t *obj, void *ctx)
+{
+    fx_remote_node_pod_event(ctx, ev, obj);
+    return 0;
+}
+
 struct watch_arg {
     struct agent *a;
     pthread_t tid;
@@ -240,7 +252,9 @@ static void *watch_main(void *p)
     snprintf(fields, sizeof(fields), "spec.nodeName=%s", a->node);
     struct kube_watch_opts o = {.path = "/api/v1/pods", .field_selector = fields,
                                 .stop = &stop_flag};
-    if (kube_list_watch(c, &o, pod_cb, a->plugin, &err) && !stop_flag) {
+    if (kube_list_watch(c, &o, a->dp_methods ? remote_pod_cb : pod_cb,
+                        a->dp_methods ? (void *)a->remote : a->plugin, &err) &&
+        !stop_flag) {
         FX_ERROR(COMP, "pod watch ended", "error=\"%s\"", err.msg);
         stop_flag = 1;
     }
@@ -264,7 +278,8 @@ static int serve_and_register(struct agent *a)
         a->grpc = NULL;
     }
     if (!a->grpc) {
-        a->grpc = fx_grpc_server_start(a->sock, fx_plugin_methods, a->plugin, &err);
+        a->grpc = fx_grpc_server_start(a->sock, a->dp_methods ? a->dp_methods : fx_plugin_methods,
+                                       a->dp_methods ? a->dp_ctx : a->plugin, &err);
         if (!a->grpc) {
             FX_ERROR(COMP, "cannot serve the device plugin", "error=\"%s\"", err.msg);
             return -1;
@@ -362,7 +377,8 @@ static void usage(FILE *f)
             "                            killed for an owner's memory (/sys/fs/cgroup)\n"
             "  --metrics-address ADDR    IPv4 address for metrics (0.0.0.0)\n"
             "  --metrics-port PORT       port for /metrics and /healthz (9400; 0: off)\n"
-            "  --log-level LEVEL         debug, info, warn, error (info)\n");
+            "  --log-level LEVEL         debug, info, warn, error (info)\n"
+            FX_REMOTE_USAGE);
 }
 
 int main(int argc, char **argv)
@@ -393,7 +409,9 @@ int main(int argc, char **argv)
         {"metrics-port", required_argument, 0, 'p'},
         {"log-level", required_argument, 0, 'v'},
         {"help", no_argument, 0, 'h'},
+        FX_REMOTE_LONG_OPTS,
         {0, 0, 0, 0}};
+    struct fx_remote_opts ro = {0};
     struct flexpu_error err = {0};
     flexpu_log_set_timestamps(1);
     flexpu_log_set_level(FLEXPU_LOG_INFO);
@@ -440,6 +458,10 @@ int main(int argc, char **argv)
             break;
         case 'v':
             if (flexpu_log_level_option("flexpu-node", optarg))
+                return 2;
+            break;
+        case FX_REMOTE_OPT_FIRST ... FX_REMOTE_OPT_LAST:
+            if (fx_remote_opt(&ro, ch, optarg))
                 return 2;
             break;
         case 'h': usage(stdout); return 0;
@@ -495,6 +517,12 @@ int main(int argc, char **argv)
                                   .mps_control = a.mps_control};
     a.plugin = fx_plugin_new(&pc, a.gpus, a.ngpu, &err);
     if (!a.plugin) {
+        fprintf(stderr, "flexpu-node: %s\n", err.msg);
+        return 1;
+    }
+    a.remote = fx_remote_node_start(&ro, a.node, a.root, podres, a.gpus, a.ngpu, &a.cfg,
+                                    &a.dp_methods, &a.dp_ctx, &err);
+    if (!a.remote && err.code) {
         fprintf(stderr, "flexpu-node: %s\n", err.msg);
         return 1;
     }
@@ -585,12 +613,14 @@ int main(int argc, char **argv)
         /* After the inventory: the scheduler reads GPU indices against it. */
         if (published && !feed && !(feed = fx_usage_feed_start(&fc, &err)) && tick % 10 == 0)
             FX_WARN(COMP, "cannot start the usage feed; will retry", "error=\"%s\"", err.msg);
+        fx_remote_node_tick(a.remote);
         tick++;
         sleep(1);
     }
     FX_INFO(COMP, "stopping", "node=%s", a.node);
     fx_grpc_server_stop(a.grpc);
     pthread_join(wa.tid, NULL);
+    fx_remote_node_stop(a.remote);
     fx_metrics_stop(ms);
     fx_usage_feed_stop(feed);
     fx_reclaim_mem_free(reclaim);

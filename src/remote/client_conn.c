@@ -128,11 +128,61 @@ static void set_log_level(void)
     flexpu_log_set_level(lvl);
 }
 
+/* The endpoint from FLEXPU_REMOTE_ADDR_FILE, which the pod's node agent
+ * fills once the GPU node's server listens (docs/REMOTE.md, "Kubernetes"):
+ * waited for, up to FLEXPU_REMOTE_WAIT_MS (default 120 s, at most an
+ * hour), then a clear error rather than a hang. 0, or -1 with why. */
+static int addr_from_file(const char *path, char *addr, size_t len, char *why, size_t why_len)
+{
+    long wait_ms = 120000;
+    const char *s = getenv("FLEXPU_REMOTE_WAIT_MS");
+    if (s && *s) {
+        char *end;
+        errno = 0;
+        long v = strtol(s, &end, 10);
+        if (errno || *end || v < 0 || v > 3600000)
+            FX_WARN(COMP, "ignored: not 0 to 3600000", "FLEXPU_REMOTE_WAIT_MS=\"%s\"", s);
+        else
+            wait_ms = v;
+    }
+    int64_t until = fx_net_deadline((int)wait_ms);
+    for (int said = 0;; said = 1) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            ssize_t n = read(fd, addr, len - 1);
+            close(fd);
+            while (n > 0 && (addr[n - 1] == '\n' || addr[n - 1] == '\r'))
+                n--;
+            if (n > 0) {
+                addr[n] = 0;
+                return 0;
+            }
+        }
+        if (fx_net_deadline(0) >= until) {
+            snprintf(why, why_len, "no endpoint in %s after %ld ms (FLEXPU_REMOTE_WAIT_MS): "
+                     "the GPU node's server did not start", path, wait_ms);
+            return -1;
+        }
+        if (!said)
+            FX_INFO(COMP, "waiting for the remote GPU's endpoint", "file=%s wait_ms=%ld", path,
+                    wait_ms);
+        usleep(50000);
+    }
+}
+
 /* Lock held: connects and says HELLO. */
 static int connect_server(void)
 {
     set_log_level();
     const char *addr = getenv("FLEXPU_REMOTE_ADDR");
+    const char *addr_file = getenv("FLEXPU_REMOTE_ADDR_FILE");
+    static char addr_buf[320];
+    if ((!addr || !*addr) && addr_file && *addr_file) {
+        char why[400];
+        if (addr_from_file(addr_file, addr_buf, sizeof(addr_buf), why, sizeof(why)) != 0)
+            return lose("no remote GPU", why);
+        addr = addr_buf;
+    }
     if (!addr || !*addr) {
         FX_ERROR(COMP, "FLEXPU_REMOTE_ADDR is not set: no remote GPU", "%s", "");
         return conn.dead = cudaErrorNoDevice;

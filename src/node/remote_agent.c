@@ -1,0 +1,565 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "node/remote_agent.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "flexpu/log.h"
+#include "node/remote.h"
+#include "node/slices.h"
+
+#define COMP "node"
+#define BACKOFF_MIN_MS 1000
+#define BACKOFF_MAX_MS 30000
+#define STOP_WAIT_MS 3000
+
+extern char **environ;
+
+/* One remote slice this node serves, or a server found running. */
+struct rslice {
+    char uid[64], ns[256], name[256];
+    bool want;                  /* its pod is here, checked, not ended */
+    bool seen;                  /* seen in the current full list */
+    struct fx_remote_server sv; /* as planned (port: the running server's) */
+    char refused[256];          /* why its allocation was refused (said once) */
+    pid_t pid;                  /* its server; 0: none */
+    bool adopted;               /* started by an earlier agent: not our child */
+    int port;
+    int64_t started_ms, next_start_ms;
+    int backoff_ms;
+    char endpoint[320];         /* what the pod's annotation says */
+    struct rslice *next;
+};
+
+struct fx_remote_serve {
+    struct fx_remote_serve_config cfg;
+    char dir[512];              /* <root>/remote */
+    pthread_mutex_t mu;
+    struct rslice *slices;
+    bool synced;                /* a full list of pods came in */
+    volatile int stop;
+    pthread_t watch_tid, sup_tid;
+    struct kube_client *watch_client, *client;
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int fx_remote_port_range_parse(const char *text, int *lo, int *hi, struct flexpu_error *err)
+{
+    int a = 0, b = 0, n = 0;
+    if (!text || sscanf(text, "%d-%d%n", &a, &b, &n) != 2 || text[n] != 0 || a < 1 || b < a ||
+        b > 65535)
+        return flexpu_error_field(err, FLEXPU_EINVAL, "--remote-ports", text ? text : "",
+                                  text ? strlen(text) : 0, "must be LOW-HIGH within 1-65535");
+    *lo = a;
+    *hi = b;
+    return 0;
+}
+
+static void slice_path(const struct fx_remote_serve *s, const char *uid, const char *file,
+                       char *out, size_t len)
+{
+    snprintf(out, len, "%.400s/%.63s%s%.40s", s->dir, uid, file ? "/" : "", file ? file : "");
+}
+
+static struct rslice *slice_get(struct fx_remote_serve *s, const char *uid, bool make)
+{
+    for (struct rslice *r = s->slices; r; r = r->next)
+        if (strcmp(r->uid, uid) == 0)
+            return r;
+    if (!make)
+        return NULL;
+    struct rslice *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    snprintf(r->uid, sizeof(r->uid), "%s", uid);
+    r->next = s->slices;
+    s->slices = r;
+    return r;
+}
+
+/* Whether process pid is flexpu-remoted serving slice uid's token. */
+static bool ours(const struct fx_remote_serve *s, pid_t pid, const char *uid)
+{
+    char path[64], buf[4096], token[600];
+    snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return false;
+    buf[n] = 0;
+    const char *base = strrchr(s->cfg.server_bin, '/');
+    base = base ? base + 1 : s->cfg.server_bin;
+    const char *arg0 = strrchr(buf, '/');
+    arg0 = arg0 ? arg0 + 1 : buf;
+    if (strcmp(arg0, base) != 0)
+        return false;
+    slice_path(s, uid, "token", token, sizeof(token));
+    for (ssize_t i = 0; i < n; i += (ssize_t)strlen(buf + i) + 1)
+        if (strcmp(buf + i, token) == 0)
+            return true;
+    return false;
+}
+
+static void slice_files_remove(const struct fx_remote_serve *s, const char *uid)
+{
+    static const char *const files[] = {"token", "server.pid", "server.log", "port"};
+    char path[600];
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        slice_path(s, uid, files[i], path, sizeof(path));
+        unlink(path);
+    }
+    slice_path(s, uid, NULL, path, sizeof(path));
+    rmdir(path);
+}
+
+/* The servers an earlier agent left: adopted when alive and ours, their
+ * directory removed otherwise. */
+static void adopt(struct fx_remote_serve *s)
+{
+    DIR *d = opendir(s->dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.' || strlen(e->d_name) >= sizeof(((struct rslice *)0)->uid))
+            continue;
+        char path[600];
+        slice_path(s, e->d_name, "server.pid", path, sizeof(path));
+        FILE *f = fopen(path, "re");
+        int pid = 0, port = 0;
+        if (f) {
+            if (fscanf(f, "%d %d", &pid, &port) != 2)
+                pid = 0;
+            fclose(f);
+        }
+        struct rslice *r;
+        if (pid > 1 && ours(s, pid, e->d_name) && (r = slice_get(s, e->d_name, true))) {
+            r->pid = pid;
+            r->port = port;
+            r->adopted = true;
+            r->started_ms = now_ms();
+            FX_INFO(COMP, "remote server adopted", "pod_uid=%s pid=%d port=%d", r->uid, pid,
+                    port);
+        } else {
+            slice_files_remove(s, e->d_name);
+        }
+    }
+    closedir(d);
+}
+
+/* ---- the pods ---- */
+
+static void pod_seen(struct fx_remote_serve *s, json_t *obj)
+{
+    const char *uid = kube_str(obj, "metadata.uid");
+    if (!uid || !*uid || strlen(uid) >= sizeof(((struct rslice *)0)->uid))
+        return;
+    const char *text = kube_annotation(obj, FX_ANN_ALLOCATION);
+    struct fx_allocation al;
+    struct flexpu_error err = {0};
+    if (!text || fx_allocation_parse(text, &al, &err) != 0 ||
+        fx_remote_role(&al, kube_str(obj, "spec.nodeName"), s->cfg.node) != FX_REMOTE_SERVE)
+        return;
+    const char *phase = kube_str(obj, "status.phase");
+    bool ended = phase && (strcmp(phase, "Succeeded") == 0 || strcmp(phase, "Failed") == 0);
+    struct rslice *r = slice_get(s, uid, true);
+    if (!r)
+        return;
+    r->seen = true;
+    snprintf(r->ns, sizeof(r->ns), "%s", kube_str(obj, "metadata.namespace") ?: "");
+    snprintf(r->name, sizeof(r->name), "%s", kube_str(obj, "metadata.name") ?: "");
+    const char *ep = kube_annotation(obj, FX_ANN_REMOTE_ENDPOINT);
+    snprintf(r->endpoint, sizeof(r->endpoint), "%s", ep ? ep : "");
+    struct fx_pod_spec spec;
+    int rc = fx_pod_spec_parse(obj, &spec, &err);
+    struct fx_remote_server sv;
+    if (rc == 0)
+        rc = fx_remote_server_plan(&spec, uid, &al, s->cfg.inv, 1, &sv, &err);
+    if (rc != 0) {
+        if (strncmp(r->refused, err.msg, 250) != 0)
+            FX_WARN(COMP, "remote slice refused: no server", "pod=%s/%s error=\"%s\"", r->ns,
+                    r->name, err.msg);
+        snprintf(r->refused, sizeof(r->refused), "%.250s", err.msg);
+        r->want = false;
+        return;
+    }
+    r->refused[0] = 0;
+    r->sv = sv;
+    r->want = !ended;
+}
+
+static int pod_event(enum kube_event ev, json_t *obj, void *ctx)
+{
+    struct fx_remote_serve *s = ctx;
+    pthread_mutex_lock(&s->mu);
+    if (ev == KUBE_SYNC_BEGIN) {
+        for (struct rslice *r = s->slices; r; r = r->next)
+            r->seen = false;
+    } else if (ev == KUBE_SYNC_END) {
+        for (struct rslice *r = s->slices; r; r = r->next)
+            if (!r->seen)
+                r->want = false;
+        s->synced = true;
+    } else if (ev == KUBE_DELETED) {
+        const char *uid = kube_str(obj, "metadata.uid");
+        struct rslice *r = uid ? slice_get(s, uid, false) : NULL;
+        if (r)
+            r->want = false;
+    } else {
+        pod_seen(s, obj);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+}
+
+static void *watch_main(void *p)
+{
+    struct fx_remote_serve *s = p;
+    struct flexpu_error err = {0};
+    struct kube_watch_opts o = {.path = "/api/v1/pods", .stop = &s->stop};
+    if (kube_list_watch(s->watch_client, &o, pod_event, s, &err) && !s->stop)
+        FX_ERROR(COMP, "remote slices: the pod watch ended", "error=\"%s\"", err.msg);
+    return NULL;
+}
+
+/* ---- the servers ---- */
+
+static bool port_free(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return false;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    bool ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    close(fd);
+    return ok;
+}
+
+/* Lock held. A port of the range no slice holds and nothing listens on. */
+static int port_pick(struct fx_remote_serve *s)
+{
+    for (int p = s->cfg.port_min; p <= s->cfg.port_max; p++) {
+        bool used = false;
+        for (struct rslice *r = s->slices; r && !used; r = r->next)
+            used = r->pid > 0 && r->port == p;
+        if (!used && port_free(p))
+            return p;
+    }
+    return 0;
+}
+
+/* The environment the servers inherit from the agent: where libraries are
+ * found (the driver's, cuBLAS's) and the fake driver's settings in tests. */
+static bool passed_on(const char *kv)
+{
+    static const char *const names[] = {"PATH=", "LD_LIBRARY_PATH=", "FLEXPU_REMOTE_CUBLAS=",
+                                        "FLEXPU_CONTEXT_OVERHEAD=", "FLEXPU_LOG_LEVEL=",
+                                        "ASAN_OPTIONS=", "FAKECUDA_"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strncmp(kv, names[i], strlen(names[i])) == 0)
+            return true;
+    return false;
+}
+
+/* Lock held. Starts slice r's server; false with the reason logged. */
+static bool server_start(struct fx_remote_serve *s, struct rslice *r)
+{
+    char dir[600], token[600], pidf[600], logf[600], portf[600];
+    slice_path(s, r->uid, NULL, dir, sizeof(dir));
+    slice_path(s, r->uid, "token", token, sizeof(token));
+    slice_path(s, r->uid, "server.pid", pidf, sizeof(pidf));
+    slice_path(s, r->uid, "server.log", logf, sizeof(logf));
+    slice_path(s, r->uid, "port", portf, sizeof(portf));
+    struct flexpu_error err = {0};
+    char hex[FX_REMOTE_TOKEN_HEX + 1];
+    if ((mkdir(dir, 0700) != 0 && errno != EEXIST) ||
+        fx_remote_token(s->cfg.key, r->uid, s->cfg.node, r->sv.gpu_uuid, hex, &err) != 0 ||
+        fx_remote_token_write(token, hex, 0600, &err) != 0) {
+        FX_ERROR(COMP, "remote server: cannot prepare its directory", "pod=%s/%s dir=%s "
+                 "error=\"%s\"", r->ns, r->name, dir, err.msg[0] ? err.msg : strerror(errno));
+        return false;
+    }
+    int port = port_pick(s);
+    if (!port) {
+        FX_ERROR(COMP, "remote server: no port free in the range", "pod=%s/%s ports=%d-%d",
+                 r->ns, r->name, s->cfg.port_min, s->cfg.port_max);
+        return false;
+    }
+    r->sv.port = port;
+    unlink(portf);
+    char buf[4096], *argv[10], *envp[64];
+    if (fx_remote_server_cmd(&r->sv, s->cfg.server_bin, s->cfg.runtime_lib, s->cfg.state_dir,
+                             token, buf, sizeof(buf), argv, 8, envp, 12, &err) != 0) {
+        FX_ERROR(COMP, "remote server: bad command", "pod=%s/%s error=\"%s\"", r->ns, r->name,
+                 err.msg);
+        return false;
+    }
+    size_t a = 0, e = 0;
+    while (argv[a])
+        a++;
+    argv[a++] = "--port-file";
+    argv[a++] = portf;
+    argv[a] = NULL;
+    while (envp[e])
+        e++;
+    for (char **v = environ; *v && e < sizeof(envp) / sizeof(envp[0]) - 1; v++)
+        if (passed_on(*v))
+            envp[e++] = *v;
+    envp[e] = NULL;
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t at;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, logf, O_WRONLY | O_CREAT | O_APPEND, 0600);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    posix_spawnattr_init(&at);
+    /* Its own session: the agent's end (an update of the DaemonSet) leaves
+     * it serving, and it is stopped with its workers as one group. */
+    sigset_t none;
+    sigemptyset(&none);
+    posix_spawnattr_setsigmask(&at, &none);
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK);
+    pid_t pid;
+    int rc = posix_spawn(&pid, s->cfg.server_bin, &fa, &at, argv, envp);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&at);
+    if (rc != 0) {
+        FX_ERROR(COMP, "remote server: cannot start", "pod=%s/%s bin=%s error=\"%s\"", r->ns,
+                 r->name, s->cfg.server_bin, strerror(rc));
+        return false;
+    }
+    char pidtext[64];
+    snprintf(pidtext, sizeof(pidtext), "%d %d\n", (int)pid, port);
+    if (fx_file_replace(pidf, pidtext, 0600, &err) != 0)
+        FX_WARN(COMP, "remote server: pid file not written (a restarted agent will not adopt "
+                "it)", "pod=%s/%s error=\"%s\"", r->ns, r->name, err.msg);
+    r->pid = pid;
+    r->port = port;
+    r->adopted = false;
+    r->started_ms = now_ms();
+    FX_INFO(COMP, "remote server started", "pod=%s/%s pod_uid=%s gpu=%s port=%d pid=%d "
+            "share=%d memory=%lld", r->ns, r->name, r->uid, r->sv.gpu_uuid, port, (int)pid,
+            r->sv.slice.compute_share, (long long)r->sv.slice.memory);
+    return true;
+}
+
+/* Lock held. Whether slice r's server still runs (reaped when it ended). */
+static bool server_alive(struct fx_remote_serve *s, struct rslice *r)
+{
+    if (r->pid <= 0)
+        return false;
+    if (r->adopted)
+        return kill(r->pid, 0) == 0 && ours(s, r->pid, r->uid);
+    int st;
+    pid_t w = waitpid(r->pid, &st, WNOHANG);
+    if (w == 0)
+        return true;
+    if (w == r->pid)
+        FX_WARN(COMP, "remote server ended", "pod=%s/%s pid=%d status=%d", r->ns, r->name,
+                (int)r->pid, WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+    return false;
+}
+
+/* Stops slice r's server and its workers (their process group). */
+static void server_stop(struct fx_remote_serve *s, struct rslice *r)
+{
+    if (r->pid <= 0)
+        return;
+    kill(-r->pid, SIGTERM);
+    int64_t until = now_ms() + STOP_WAIT_MS;
+    while (server_alive(s, r) && now_ms() < until)
+        usleep(20000);
+    if (server_alive(s, r)) {
+        kill(-r->pid, SIGKILL);
+        if (!r->adopted)
+            waitpid(r->pid, NULL, 0);
+    }
+    FX_INFO(COMP, "remote server stopped", "pod=%s/%s pod_uid=%s pid=%d", r->ns, r->name,
+            r->uid, (int)r->pid);
+    r->pid = 0;
+}
+
+/* An endpoint to record on a pod, taken out of the lock. */
+struct patch {
+    char ns[256], name[256], uid[64], endpoint[320];
+};
+
+static void record_endpoint(struct fx_remote_serve *s, const struct patch *p)
+{
+    char path[700], ens[300], ename[300];
+    kube_escape(p->ns, ens, sizeof(ens));
+    kube_escape(p->name, ename, sizeof(ename));
+    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s", ens, ename);
+    /* The UID as a precondition: a pod of the same name made again is
+     * another pod, with another slice. */
+    json_t *body = json_pack("{s:{s:s, s:{s:s}}}", "metadata", "uid", p->uid, "annotations",
+                             FX_ANN_REMOTE_ENDPOINT, p->endpoint);
+    long status = 0;
+    struct flexpu_error err = {0};
+    int rc = kube_request(s->client, "PATCH", path, body, "application/merge-patch+json",
+                          &status, NULL, &err);
+    json_decref(body);
+    if (rc != 0 || status / 100 != 2)
+        FX_WARN(COMP, "remote endpoint not recorded; will retry", "pod=%s/%s status=%ld "
+                "error=\"%s\"", p->ns, p->name, status, err.msg);
+    else
+        FX_INFO(COMP, "remote endpoint recorded", "pod=%s/%s endpoint=%s", p->ns, p->name,
+                p->endpoint);
+}
+
+static void supervise(struct fx_remote_serve *s)
+{
+    struct patch patches[16];
+    int np = 0;
+    pthread_mutex_lock(&s->mu);
+    int64_t now = now_ms();
+    for (struct rslice **pp = &s->slices, *r; (r = *pp);) {
+        bool alive = server_alive(s, r);
+        if (!alive && r->pid > 0) {
+            r->pid = 0;
+            /* Ran long enough: a fresh failure, not a loop. */
+            if (now - r->started_ms > BACKOFF_MAX_MS)
+                r->backoff_ms = 0;
+            r->backoff_ms = r->backoff_ms ? r->backoff_ms * 2 : BACKOFF_MIN_MS;
+            if (r->backoff_ms > BACKOFF_MAX_MS)
+                r->backoff_ms = BACKOFF_MAX_MS;
+            r->next_start_ms = now + r->backoff_ms;
+        }
+        if (!r->want && s->synced) {
+            /* The pod is gone or ended (or its allocation is refused). */
+            server_stop(s, r);
+            slice_files_remove(s, r->uid);
+            *pp = r->next;
+            free(r);
+            continue;
+        }
+        if (r->want && r->pid == 0 && now >= r->next_start_ms && !server_start(s, r)) {
+            r->backoff_ms = r->backoff_ms ? r->backoff_ms * 2 : BACKOFF_MIN_MS;
+            if (r->backoff_ms > BACKOFF_MAX_MS)
+                r->backoff_ms = BACKOFF_MAX_MS;
+            r->next_start_ms = now + r->backoff_ms;
+        }
+        if (r->want && r->pid > 0 && np < 16) {
+            char ep[320], portf[600];
+            snprintf(ep, sizeof(ep), "%.300s:%d", s->cfg.address, r->port);
+            slice_path(s, r->uid, "port", portf, sizeof(portf));
+            struct stat st;
+            /* Recorded once it listens (adopted servers listen already). */
+            if (strcmp(ep, r->endpoint) != 0 &&
+                (r->adopted || (stat(portf, &st) == 0 && st.st_size > 0))) {
+                struct patch *p = &patches[np++];
+                snprintf(p->ns, sizeof(p->ns), "%s", r->ns);
+                snprintf(p->name, sizeof(p->name), "%s", r->name);
+                snprintf(p->uid, sizeof(p->uid), "%s", r->uid);
+                snprintf(p->endpoint, sizeof(p->endpoint), "%s", ep);
+                /* Taken as written; the watch says otherwise if it failed. */
+                snprintf(r->endpoint, sizeof(r->endpoint), "%s", ep);
+            }
+        }
+        pp = &r->next;
+    }
+    pthread_mutex_unlock(&s->mu);
+    for (int i = 0; i < np; i++) {
+        record_endpoint(s, &patches[i]);
+    }
+}
+
+static void *sup_main(void *p)
+{
+    struct fx_remote_serve *s = p;
+    int tick = s->cfg.tick_ms > 0 ? s->cfg.tick_ms : 200;
+    while (!s->stop) {
+        supervise(s);
+        usleep((useconds_t)tick * 1000);
+    }
+    return NULL;
+}
+
+struct fx_remote_serve *fx_remote_serve_start(const struct fx_remote_serve_config *cfg,
+                                              struct flexpu_error *err)
+{
+    if (!cfg->key || cfg->key->len < FX_REMOTE_KEY_MIN) {
+        flexpu_error_set(err, FLEXPU_EINVAL, "remote slices: no cluster key (--remote-key)");
+        return NULL;
+    }
+    if (cfg->port_min < 1 || cfg->port_max < cfg->port_min || cfg->port_max > 65535) {
+        flexpu_error_set(err, FLEXPU_EINVAL, "remote slices: bad port range %d-%d",
+                         cfg->port_min, cfg->port_max);
+        return NULL;
+    }
+    char probe[320];
+    snprintf(probe, sizeof(probe), "%.300s:1", cfg->address ? cfg->address : "");
+    if (fx_remote_endpoint_check(probe, "--remote-address", err) != 0)
+        return NULL;
+    struct fx_remote_serve *s = calloc(1, sizeof(*s));
+    if (!s) {
+        flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory");
+        return NULL;
+    }
+    s->cfg = *cfg;
+    snprintf(s->dir, sizeof(s->dir), "%.400s/remote", cfg->root);
+    if (mkdir(s->dir, 0700) != 0 && errno != EEXIST) {
+        flexpu_error_set(err, FLEXPU_EIO, "cannot create '%s': %s", s->dir, strerror(errno));
+        free(s);
+        return NULL;
+    }
+    pthread_mutex_init(&s->mu, NULL);
+    s->watch_client = kube_client_new(cfg->kube, "flexpu-node", err);
+    s->client = s->watch_client ? kube_client_new(cfg->kube, "flexpu-node", err) : NULL;
+    if (!s->client) {
+        kube_client_free(s->watch_client);
+        free(s);
+        return NULL;
+    }
+    adopt(s);
+    pthread_create(&s->watch_tid, NULL, watch_main, s);
+    pthread_create(&s->sup_tid, NULL, sup_main, s);
+    FX_INFO(COMP, "serving remote slices", "node=%s address=%s ports=%d-%d server=%s",
+            cfg->node, cfg->address, cfg->port_min, cfg->port_max, cfg->server_bin);
+    return s;
+}
+
+void fx_remote_serve_stop(struct fx_remote_serve *s, bool stop_servers)
+{
+    if (!s)
+        return;
+    s->stop = 1;
+    pthread_join(s->watch_tid, NULL);
+    pthread_join(s->sup_tid, NULL);
+    for (struct rslice *r = s->slices, *next; r; r = next) {
+        next = r->next;
+        if (stop_servers) {
+            server_stop(s, r);
+            slice_files_remove(s, r->uid);
+        }
+        free(r);
+    }
+    kube_client_free(s->watch_client);
+    kube_client_free(s->client);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}

@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The GPU node's side of remote slices (docs/REMOTE.md, "Kubernetes"): a
+ * thread that watches the pods whose allocation names this node in
+ * `remote.node`, checks each (fx_remote_server_plan), and keeps one
+ * flexpu-remoted per slice running under libflexpu-cuda.so with the slice's
+ * settings, on a port of a configured range, keyed by the slice's derived
+ * token (remote_key.h); it records the endpoint on the pod (annotation
+ * flexpu.io/remote-endpoint) where the pod's node reads it, restarts a
+ * server that exits (back-off 1 s doubling to 30 s), and stops it and
+ * removes its files when the pod goes or ends.
+ *
+ * Each slice has a directory <root>/remote/<pod UID>/ (0700): token (0600),
+ * server.pid ("PID PORT"), server.log, port. An agent that restarts adopts
+ * the servers its predecessor started (the pid's command line is
+ * flexpu-remoted with that directory's token) instead of starting a second
+ * one, and stops, after its first full list of pods, those whose pod is
+ * gone: no orphan and no double server. Servers run in their own session,
+ * so the agent's own end (a DaemonSet update) does not take them along. */
+#ifndef FX_NODE_REMOTE_AGENT_H
+#define FX_NODE_REMOTE_AGENT_H
+
+#include "flexpu/error.h"
+#include "kube/contract.h"
+#include "kube/kube.h"
+#include "node/remote_key.h"
+
+#define FX_ANN_REMOTE_ENDPOINT "flexpu.io/remote-endpoint"
+
+struct fx_remote_serve_config {
+    const char *node;        /* this node */
+    const char *root;        /* <root>/remote/ holds the slices' directories */
+    const char *address;     /* HOST the endpoint names (this node's address) */
+    const char *server_bin;  /* flexpu-remoted */
+    const char *runtime_lib; /* libflexpu-cuda.so for the servers' LD_PRELOAD */
+    const char *state_dir;   /* the runtime's shared state (FLEXPU_STATE_DIR) */
+    int port_min, port_max;  /* the servers' ports */
+    const struct fx_remote_key *key;
+    const struct fx_node_inv *inv; /* this node's GPUs (borrowed) */
+    struct kube_config *kube;
+    int tick_ms;             /* supervision period; 0: 200 */
+};
+
+struct fx_remote_serve;
+
+/* Adopts the servers found under <root>/remote/ and starts the watch and
+ * the supervisor. NULL with err on a bad configuration. */
+struct fx_remote_serve *fx_remote_serve_start(const struct fx_remote_serve_config *cfg,
+                                              struct flexpu_error *err);
+
+/* Stops the threads; the servers keep running (a restarted agent adopts
+ * them), unless stop_servers. */
+void fx_remote_serve_stop(struct fx_remote_serve *s, bool stop_servers);
+
+/* Parses "A-B" (1 <= A <= B <= 65535) as the servers' port range. */
+int fx_remote_port_range_parse(const char *text, int *lo, int *hi, struct flexpu_error *err);
+
+#endif

@@ -1,0 +1,162 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "node/remote_node.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "flexpu/log.h"
+#include "kube/contract.h"
+#include "node/remote_agent.h"
+#include "node/remote_key.h"
+#include "node/remote_plugin.h"
+
+#define COMP "node"
+
+struct fx_remote_node {
+    struct fx_remote_key key;
+    struct fx_node_inv inv;
+    char runtime_lib[600], state_dir[600];
+    struct fx_remote_plugin *plugin;
+    struct fx_remote_serve *serve;
+};
+
+int fx_remote_opt(struct fx_remote_opts *o, int ch, const char *arg)
+{
+    switch (ch - FX_REMOTE_OPT_FIRST) {
+    case 0: {
+        char *end;
+        long v = strtol(arg, &end, 10);
+        if (*arg == 0 || *end || v < 0 || v > FX_REMOTE_SLOTS_MAX) {
+            fprintf(stderr, "flexpu-node: --remote-slots: invalid value '%s': want 0-%d\n", arg,
+                    FX_REMOTE_SLOTS_MAX);
+            return 2;
+        }
+        o->slots = (int)v;
+        return 0;
+    }
+    case 1: o->key_path = arg; return 0;
+    case 2: o->client_dir = arg; return 0;
+    case 3: {
+        int lo, hi;
+        struct flexpu_error err = {0};
+        if (fx_remote_port_range_parse(arg, &lo, &hi, &err)) {
+            fprintf(stderr, "flexpu-node: %s\n", err.msg);
+            return 2;
+        }
+        o->ports = arg;
+        return 0;
+    }
+    case 4: o->address = arg; return 0;
+    case 5: o->server_bin = arg; return 0;
+    case 6: o->runtime_lib = arg; return 0;
+    default: return 2;
+    }
+}
+
+struct fx_remote_node *fx_remote_node_start(const struct fx_remote_opts *o, const char *node,
+                                            const char *root, const char *podresources,
+                                            const struct fx_node_gpu *gpus, int ngpu,
+                                            struct kube_config *kube,
+                                            const struct fx_grpc_method **methods, void **ctx,
+                                            struct flexpu_error *err)
+{
+    *methods = NULL;
+    *ctx = NULL;
+    err->code = 0;
+    if (o->slots > 0 && ngpu > 0) {
+        flexpu_error_set(err, FLEXPU_EINVAL, "--remote-slots is for a node without GPUs (this "
+                         "one has %d): its own GPUs serve local slices", ngpu);
+        return NULL;
+    }
+    if (o->slots == 0 && !o->key_path)
+        return NULL; /* nothing remote on this node */
+    if (o->slots == 0 && ngpu == 0)
+        return NULL; /* a key alone on a node without GPUs: nothing to serve */
+    struct fx_remote_node *r = calloc(1, sizeof(*r));
+    if (!r) {
+        flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory");
+        return NULL;
+    }
+    if (!o->key_path) {
+        flexpu_error_set(err, FLEXPU_EINVAL, "--remote-slots needs --remote-key (the cluster "
+                                             "key of the slices' tokens)");
+        goto fail;
+    }
+    if (fx_remote_key_load(o->key_path, &r->key, err))
+        goto fail;
+    if (o->slots > 0) {
+        const char *from = o->client_dir ? o->client_dir : "/usr/lib/flexpu/remote";
+        if (fx_remote_client_install(root, from, err))
+            goto fail;
+        struct fx_remote_plugin_config pc = {.node_name = node, .root = root,
+                                             .podresources = podresources, .slots = o->slots,
+                                             .key = &r->key};
+        if (!(r->plugin = fx_remote_plugin_new(&pc, err)))
+            goto fail;
+        *methods = fx_remote_plugin_methods;
+        *ctx = r->plugin;
+        FX_INFO(COMP, "remote slots offered", "node=%s slots=%d client=%s", node, o->slots, from);
+        return r;
+    }
+    r->inv.ngpu = ngpu;
+    for (int i = 0; i < ngpu; i++) {
+        struct fx_gpu_inv *g = &r->inv.gpus[i];
+        snprintf(g->uuid, sizeof(g->uuid), "%s", gpus[i].uuid);
+        snprintf(g->model, sizeof(g->model), "%s", gpus[i].model);
+        g->mem_bytes = gpus[i].mem_bytes;
+        g->healthy = gpus[i].healthy;
+        if (gpus[i].mig)
+            snprintf(g->mig, sizeof(g->mig), "%s", gpus[i].mig_profile);
+    }
+    int lo = 7100, hi = 7199;
+    if (o->ports && fx_remote_port_range_parse(o->ports, &lo, &hi, err))
+        goto fail;
+    const char *addr = o->address ? o->address : getenv("NODE_IP");
+    if (!addr || !*addr) {
+        flexpu_error_set(err, FLEXPU_EINVAL, "serving remote slices needs this node's address: "
+                         "--remote-address or $NODE_IP (the DaemonSet sets it from "
+                         "status.hostIP)");
+        goto fail;
+    }
+    snprintf(r->runtime_lib, sizeof(r->runtime_lib), "%s", o->runtime_lib ? o->runtime_lib : "");
+    if (!o->runtime_lib)
+        snprintf(r->runtime_lib, sizeof(r->runtime_lib), "%.500s/lib/libflexpu-cuda.so", root);
+    snprintf(r->state_dir, sizeof(r->state_dir), "%.500s/state", root);
+    struct fx_remote_serve_config sc = {
+        .node = node, .root = root, .address = addr,
+        .server_bin = o->server_bin ? o->server_bin : "/usr/bin/flexpu-remoted",
+        .runtime_lib = r->runtime_lib, .state_dir = r->state_dir, .port_min = lo,
+        .port_max = hi, .key = &r->key, .inv = &r->inv, .kube = kube};
+    if (!(r->serve = fx_remote_serve_start(&sc, err)))
+        goto fail;
+    return r;
+fail:
+    memset(&r->key, 0, sizeof(r->key));
+    free(r);
+    return NULL;
+}
+
+void fx_remote_node_pod_event(struct fx_remote_node *r, enum kube_event ev, json_t *pod)
+{
+    if (!r || !r->plugin)
+        return;
+    fx_remote_plugin_pod_event(r->plugin, ev, pod);
+    fx_remote_plugin_tick(r->plugin); /* an endpoint recorded now reaches the container now */
+}
+
+void fx_remote_node_tick(struct fx_remote_node *r)
+{
+    if (r && r->plugin)
+        fx_remote_plugin_tick(r->plugin);
+}
+
+void fx_remote_node_stop(struct fx_remote_node *r)
+{
+    if (!r)
+        return;
+    fx_remote_serve_stop(r->serve, false);
+    fx_remote_plugin_free(r->plugin);
+    memset(&r->key, 0, sizeof(r->key));
+    free(r);
+}

@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* flexpu-node's remote slices (docs/REMOTE.md, "Kubernetes"), as main.c
+ * starts them: its --remote-* options, and per node either
+ *  - a node without GPUs with --remote-slots N: the remote device plugin
+ *    (remote_plugin.h) instead of the GPU one, the client libraries
+ *    installed in <root>/remote-lib; or
+ *  - a node with GPUs given --remote-key: the servers of the remote slices
+ *    placed on its GPUs (remote_agent.h).
+ * Both need the cluster key (remote_key.h). */
+#ifndef FX_NODE_REMOTE_NODE_H
+#define FX_NODE_REMOTE_NODE_H
+
+#include <getopt.h>
+
+#include "flexpu/error.h"
+#include "kube/kube.h"
+#include "node/gpus.h"
+#include "node/grpc.h"
+
+struct fx_remote_opts {
+    int slots;
+    const char *key_path, *client_dir, *ports, *address, *server_bin, *runtime_lib;
+};
+
+/* getopt_long codes of the --remote-* options: FX_REMOTE_OPT_FIRST.. */
+#define FX_REMOTE_OPT_FIRST 0x400
+#define FX_REMOTE_OPT_LAST (FX_REMOTE_OPT_FIRST + 6)
+#define FX_REMOTE_LONG_OPTS                                                                        \
+    {"remote-slots", required_argument, 0, FX_REMOTE_OPT_FIRST},                                   \
+        {"remote-key", required_argument, 0, FX_REMOTE_OPT_FIRST + 1},                             \
+        {"remote-client-dir", required_argument, 0, FX_REMOTE_OPT_FIRST + 2},                      \
+        {"remote-ports", required_argument, 0, FX_REMOTE_OPT_FIRST + 3},                           \
+        {"remote-address", required_argument, 0, FX_REMOTE_OPT_FIRST + 4},                         \
+        {"remote-server", required_argument, 0, FX_REMOTE_OPT_FIRST + 5},                          \
+        {"remote-runtime-library", required_argument, 0, FX_REMOTE_OPT_FIRST + 6}
+
+#define FX_REMOTE_USAGE                                                                            \
+    "  --remote-slots N          a node without GPUs: offer N devices of flexpu.io/gpu\n"          \
+    "                            for pods with a remote slice (needs --remote-key)\n"              \
+    "  --remote-key PATH         the cluster key of remote slices' tokens (a file only\n"          \
+    "                            its owner reads, 32+ bytes); with GPUs: serve the\n"             \
+    "                            remote slices placed on them\n"                                    \
+    "  --remote-client-dir DIR   the client's libcudart.so.12 and libcublas.so.12\n"               \
+    "                            (/usr/lib/flexpu/remote)\n"                                        \
+    "  --remote-ports LO-HI      the servers' ports (7100-7199)\n"                                 \
+    "  --remote-address HOST     this node's address in endpoints ($NODE_IP)\n"                   \
+    "  --remote-server PATH      flexpu-remoted (/usr/bin/flexpu-remoted)\n"                       \
+    "  --remote-runtime-library PATH  the servers' LD_PRELOAD\n"                                   \
+    "                            (<root>/lib/libflexpu-cuda.so)\n"
+
+/* One --remote-* option (ch in FX_REMOTE_OPT_FIRST..LAST); 2 with a message
+ * on stderr when its value is bad. */
+int fx_remote_opt(struct fx_remote_opts *o, int ch, const char *arg);
+
+struct fx_remote_node;
+
+/* Starts what the options ask on this node (ngpu: its GPUs); *methods and
+ * *ctx are then the device plugin to serve instead of the GPU one (NULL:
+ * the GPU one). NULL result with err->code 0: nothing asked. */
+struct fx_remote_node *fx_remote_node_start(const struct fx_remote_opts *o, const char *node,
+                                            const char *root, const char *podresources,
+                                            const struct fx_node_gpu *gpus, int ngpu,
+                                            struct kube_config *kube,
+                                            const struct fx_grpc_method **methods, void **ctx,
+                                            struct flexpu_error *err);
+
+/* The pod watch's events (pods bound to this node), for the remote plugin. */
+void fx_remote_node_pod_event(struct fx_remote_node *r, enum kube_event ev, json_t *pod);
+
+/* Once a second from the main loop. */
+void fx_remote_node_tick(struct fx_remote_node *r);
+
+/* Stops the threads; servers keep running for the next agent. */
+void fx_remote_node_stop(struct fx_remote_node *r);
+
+#endif

@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# End-to-end test of remote slices in Kubernetes (issue 17, docs/REMOTE.md
+# "Kubernetes") on a real API server (test/cluster):
+#  - gpu-r, a kwok node with 2 CPUs and one 80 GiB GPU of the fake stack,
+#    its flexpu-node given the cluster key: it serves remote slices;
+#  - cpu-r, a kwok node without GPUs whose flexpu-node has --remote-slots 2
+#    (its kubelet's allocatable flexpu.io/gpu, which a kubelet would take
+#    from the plugin's two devices, set as it would be);
+#  - a pod with flexpu.io/remote: "allowed" asking 4 CPUs (more than gpu-r
+#    has) and 30 cores, 64 MiB of the GPU: flexpu-scheduler binds it to
+#    cpu-r, its allocation naming gpu-r;
+#  - gpu-r's agent starts flexpu-remoted for it under libflexpu-cuda.so
+#    with the slice's quota and records the endpoint on the pod;
+#  - the kubelet's calls to cpu-r's plugin (test/e2e/remote_kubelet.c:
+#    options, preferred allocation, Allocate, PreStartContainer, with the
+#    PodResources API naming the pod) give what the container gets; the
+#    test runs test/remote's unmodified CUDA program with exactly that
+#    environment and those files (container paths mapped to the host paths
+#    the mounts name), started before the endpoint is known: it waits for
+#    it; its results and its memory quota are checked;
+#  - gpu-r's agent restarted: it adopts the server (same pid), no second;
+#  - the pod deleted: the server stops and its files go; cpu-r's slot
+#    directory loses the token and the endpoint.
+#
+#   remote_e2e.sh BUILD_DIR
+E2E_NAME=remote-e2e E2E_LOGS="scheduler.log node.log cpunode.log server.log"
+# shellcheck source=test/e2e/lib.sh
+. "$(dirname "$0")/lib.sh"
+e2e_up
+
+# The cluster key, as the chart's Secret would mount it (0400).
+head -c 48 /dev/urandom | base64 -w0 >"$work/key"
+chmod 400 "$work/key"
+
+# gpu-r: 2 CPUs (kwok_agent_node has 64: patched down), one GPU.
+kwok_agent_node gpu-r
+kubectl patch node gpu-r --subresource=status --type=merge \
+  -p '{"status":{"allocatable":{"cpu":"2"},"capacity":{"cpu":"2"}}}' >/dev/null
+export FAKECUDA_DEVICES=1 FAKECUDA_TOTAL_MEM=$((80 * 1073741824))
+mkdir -p "$work/root/state" "$work/fake"
+gpu_node() {
+  LD_LIBRARY_PATH="$build/test/fakecuda" FLEXPU_CONTEXT_OVERHEAD=16Mi ASAN_OPTIONS=detect_leaks=0 \
+    start_node gpu-r --remote-key "$work/key" --remote-address 127.0.0.1 \
+    --remote-ports 17100-17110 --remote-server "$build/flexpu-remoted" \
+    --remote-runtime-library "$build/libflexpu-cuda.so"
+}
+gpu_node
+has_inv() { test -n "$(kubectl get node gpu-r -o jsonpath='{.metadata.annotations.flexpu\.io/gpus}')"; }
+wait_for 20 "gpu-r's agent published no inventory" has_inv
+
+# cpu-r: no GPUs; its agent offers 2 remote slots (its own root and
+# device-plugin directory: the two agents are two nodes).
+kwok_agent_node cpu-r
+kubectl patch node cpu-r --subresource=status --type=merge \
+  -p '{"status":{"allocatable":{"flexpu.io/gpu":"2"},"capacity":{"flexpu.io/gpu":"2"}}}' >/dev/null
+mkdir -p "$work/cdp"
+FAKECUDA_DEVICES=0 "$build/flexpu-node" --node-name cpu-r \
+  --nvml-library "$build/test/fakecuda/libnvidia-ml.so.1" \
+  --device-plugin-dir "$work/cdp" --pod-resources-socket "$work/cpodres.sock" \
+  --root "$work/croot" --runtime-library "" --size-limits off --metrics-port 0 \
+  --remote-slots 2 --remote-key "$work/key" --remote-client-dir "$build/remote" \
+  --log-level debug >>"$work/cpunode.log" 2>&1 &
+pids+=($!)
+wait_for 20 "cpu-r's agent did not install the client" test -s "$work/croot/remote-lib/libcudart.so.12"
+
+start_scheduler
+
+kubectl create -f - >/dev/null <<EOF2
+{"apiVersion":"v1","kind":"Pod","metadata":{"name":"rpod","namespace":"default",
+  "annotations":{"flexpu.io/remote":"allowed"}},
+ "spec":{"schedulerName":"flexpu-scheduler","containers":[{"name":"c","image":"x",
+   "resources":{"limits":{"cpu":"4","memory":"1Gi","flexpu.io/gpu":"1",
+     "flexpu.io/gpu-cores":"30","flexpu.io/gpu-memory":"64Mi"}}}]}}
+EOF2
+node_of() { kubectl get pod rpod -o jsonpath='{.spec.nodeName}' 2>/dev/null; }
+bound() { [ "$(node_of)" = cpu-r ]; }
+wait_for 30 "the remote pod was not bound to cpu-r" bound
+alloc="$(kubectl get pod rpod -o jsonpath='{.metadata.annotations.flexpu\.io/allocation}')"
+jq -e '.remote.node == "gpu-r" and .gpus[0].uuid != null and .gpus[0].cores == 30' \
+  <<<"$alloc" >/dev/null || fail "the allocation: $alloc"
+uid="$(kubectl get pod rpod -o jsonpath='{.metadata.uid}')"
+pass "a pod that fits no GPU node's CPU runs on cpu-r, its slice on gpu-r: $alloc"
+
+# The kubelet's calls on cpu-r, before the endpoint may be known.
+"$build/test/remote_kubelet" "$work/cdp" "$work/cpodres.sock" default rpod remote-0 \
+  >"$work/ctr.txt" 2>"$work/kubelet.err" || fail "the kubelet's calls: $(cat "$work/kubelet.err")"
+grep -q '^prestart ok$' "$work/ctr.txt" || fail "no PreStartContainer: $(cat "$work/ctr.txt")"
+# The container's view: each mount's container path is its host path here.
+map=()
+while read -r _ ctr host mode; do
+  [ "$mode" = ro ] || fail "a mount is writable: $ctr $host"
+  map+=("$ctr" "$host")
+done < <(grep '^mount ' "$work/ctr.txt")
+[ "${#map[@]}" = 4 ] || fail "want two mounts: $(cat "$work/ctr.txt")"
+host_path() {
+  local v="$1" i
+  for ((i = 0; i < ${#map[@]}; i += 2)); do v="${v//${map[i]}/${map[i + 1]}}"; done
+  printf '%s' "$v"
+}
+envs=()
+while read -r kv; do envs+=("$(host_path "$kv")"); done < <(sed -n 's/^env //p' "$work/ctr.txt")
+printf '%s\n' "${envs[@]}" | grep -q '^LD_PRELOAD=.*/libcudart.so.12 .*/libcublas.so.12$' ||
+  fail "no LD_PRELOAD of the client: ${envs[*]}"
+tokf="$(printf '%s\n' "${envs[@]}" | sed -n 's/^FLEXPU_REMOTE_TOKEN_FILE=//p')"
+[ -s "$tokf" ] || fail "no token at $tokf after PreStartContainer"
+sv_tok="$work/root/remote/$uid/token"
+wait_for 20 "gpu-r's agent wrote no token for the slice" test -s "$sv_tok"
+cmp -s "$tokf" "$sv_tok" || fail "the two nodes derived different tokens"
+pass "cpu-r's Allocate gives the client preloaded, the token and endpoint files (read-only); both nodes derive one token"
+
+# The program starts now, with the container's environment only (and the
+# fake libcuda's directory for the fake cuBLAS the server loads: none here):
+# it waits for the endpoint if gpu-r has not recorded it yet.
+env -i PATH="$PATH" "${envs[@]}" FLEXPU_REMOTE_WAIT_MS=30000 ASAN_OPTIONS=detect_leaks=0 \
+  timeout 60 "$build/test/remote/remote_app" basic >"$work/app.out" 2>&1 &
+app=$!
+ep() { kubectl get pod rpod -o jsonpath='{.metadata.annotations.flexpu\.io/remote-endpoint}'; }
+wait_for 30 "gpu-r recorded no endpoint" test -n "$(ep)"
+endpoint="$(ep)"
+[[ $endpoint == 127.0.0.1:171[01][0-9] ]] || fail "endpoint $endpoint"
+spid="$(cut -d' ' -f1 "$work/root/remote/$uid/server.pid")"
+tr '\0' ' ' <"/proc/$spid/environ" | grep -q "FLEXPU_MEMORY_LIMIT=67108864" ||
+  fail "the server has not the slice's quota: $(tr '\0' ' ' <"/proc/$spid/environ")"
+wait "$app" || fail "the program failed: $(cat "$work/app.out")"
+echo "$(cat "$work/app.out")" | sed 's/^/remote-e2e:      /'
+addrf="$(printf '%s\n' "${envs[@]}" | sed -n 's/^FLEXPU_REMOTE_ADDR_FILE=//p')"
+[ "$(cat "$addrf")" = "$endpoint" ] || fail "the endpoint file: $(cat "$addrf")"
+pass "gpu-r's agent started flexpu-remoted (pid $spid, the slice's 64 MiB quota) at $endpoint; the unmodified program ran through it"
+
+# The quota: 64 MiB, 16 of them the context: refused after 48 MiB.
+out="$(env -i PATH="$PATH" "${envs[@]}" ASAN_OPTIONS=detect_leaks=0 \
+  timeout 60 "$build/test/remote/remote_app" quota 2>&1)" || fail "quota: $out"
+[[ $out == *"refused after 48 MiB"* ]] || fail "quota: expected a refusal after 48 MiB: $out"
+pass "the slice's memory quota holds remotely: $out"
+
+# gpu-r's agent restarted: the server is adopted, not doubled.
+kill "$node_pid"
+wait "$node_pid" 2>/dev/null || true
+gpu_node
+wait_for 20 "the restarted agent did not adopt the server" grep -q "remote server adopted.*pid=$spid" "$work/node.log"
+sleep 1
+kill -0 "$spid" || fail "the server died with its agent"
+[ "$(pgrep -fc -- "--token-file $work/root/remote/$uid/token")" = 1 ] ||
+  fail "not one server: $(pgrep -fa flexpu-remoted)"
+pass "gpu-r's agent restarted: server $spid adopted, still the only one"
+
+kubectl delete pod rpod --wait=false >/dev/null
+gone() { ! kill -0 "$spid" 2>/dev/null && [ ! -e "$work/root/remote/$uid" ]; }
+wait_for 20 "the server outlived its pod" gone
+cgone() { [ ! -e "$tokf" ] && [ ! -e "$addrf" ]; }
+wait_for 20 "cpu-r kept the slice's token" cgone
+pass "the pod deleted: server $spid stopped, its files gone on both nodes"
+
+# A container whose endpoint never comes: a CUDA error after the bound,
+# never a hang.
+out="$(env -i PATH="$PATH" "${envs[@]}" FLEXPU_REMOTE_WAIT_MS=1000 ASAN_OPTIONS=detect_leaks=0 \
+  timeout 30 "$build/test/remote/remote_app" nodevice 2>&1)" || fail "no endpoint: $out"
+[[ $out == *"nodevice: cudaErrorDevicesUnavailable"* && $out == *"no endpoint in"* ]] ||
+  fail "no endpoint: want cudaErrorDevicesUnavailable after the wait: $out"
+pass "no endpoint within FLEXPU_REMOTE_WAIT_MS: cudaErrorDevicesUnavailable, not a hang"
