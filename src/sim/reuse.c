@@ -41,8 +41,8 @@ struct job {
     /* owners */
     int series, offset, age;
     float duty, mres; /* mres: memory reserved, a fraction of its share's (1: all of it) */
-    float mem, mguard; /* memory in use now and its guard (borrow_mem idle), fractions of
-                        * the GPU's, before the cap at its reservation */
+    float mem;        /* memory in use now, a fraction of the GPU's, before the cap at its
+                       * reservation */
     long rose, stall_tick; /* ticks its memory last rose, and its allocation last waited */
     bool stall;            /* its allocation waited; its next requests wait too */
     float hd[MAXHIST];
@@ -52,7 +52,7 @@ struct gpu {
     int node;
     double own_use, own_res, own_mres, pred_use; /* owners: use, compute and memory
                                                   * reserved, predicted use; thousandths */
-    double own_muse, own_mguard; /* owners' memory in use and its guard (idle), thousandths */
+    double own_muse; /* owners' memory in use (idle: what borrowers stay out of), thousandths */
     double batch; /* ordinary batch compute (and memory: shares reserve in proportion) */
     int nb, b[MAXB];
     int starved, last_reclaim;
@@ -288,20 +288,39 @@ static int least_done(const struct sim *s, const struct gpu *g)
     return g->b[v];
 }
 
-/* The owners' memory on g that borrowers must stay out of: what they
- * reserved (borrow_mem unreserved), or what they use now (idle: an owner
- * whose use rises into a borrower's memory evicts it). */
-static double owners_mem_now(const struct sim *s, const struct gpu *g)
+/* --borrow-mem idle as flexpu-scheduler has it (scheduler/borrow.h): only
+ * light jobs, whose memory is at most a quarter of their share's
+ * (batch_mem <= 0.25), take memory owners reserved but do not use, and
+ * they borrow where half their share is predicted idle. Other jobs keep
+ * the unreserved rules. */
+static bool idle_light(const struct sim *s)
 {
-    return s->c->borrow_mem == FX_BORROW_MEM_IDLE ? g->own_muse : g->own_mres;
+    return s->c->borrow_mem == FX_BORROW_MEM_IDLE && s->c->batch_mem <= 0.25 + 1e-9;
 }
 
-/* The same when placing a borrower: idle keeps it off the owners' guard
- * (the most each used in its last predict_samples samples), so that a rise
- * within recent use evicts nobody. */
+static double fit(const struct sim *s)
+{
+    return idle_light(s) ? fmin(s->c->borrow_fit, 0.5) : s->c->borrow_fit;
+}
+
+/* The scheduler's memory headroom above the owners' measured use,
+ * thousandths of the GPU. */
+#define MEM_HEADROOM (FX_BORROW_MEM_HEADROOM_PCT * 10.0)
+
+/* The owners' memory on g that borrowers must stay out of: what they
+ * reserved (unreserved), or what they use now (idle: an owner whose use
+ * rises into a borrower's memory has it killed, node/reclaim_mem.h). */
+static double owners_mem_now(const struct sim *s, const struct gpu *g)
+{
+    return idle_light(s) ? g->own_muse : g->own_mres;
+}
+
+/* The same when placing a borrower, and for the scheduler's reclaim: idle
+ * keeps it off the owners' latest use plus MEM_HEADROOM, or off what they
+ * reserved where that leaves more (the scheduler's fx_borrow_mem_room). */
 static double owners_mem_placing(const struct sim *s, const struct gpu *g)
 {
-    return s->c->borrow_mem == FX_BORROW_MEM_IDLE ? g->own_mguard : g->own_mres;
+    return idle_light(s) ? fmin(g->own_mres, g->own_muse + MEM_HEADROOM) : g->own_mres;
 }
 
 /* Counts belong to the measured window only, as its rates are per hour of it. */
@@ -347,19 +366,26 @@ static int settle_memory(struct sim *s, int gi, int who, double now, struct flex
     }
     if (owners_mem_now(s, g) + g->batch + borrowed_mem(s, g) > GPU_MEM + 1e-6)
         s->out->refused++;
-    if (evicted == 0 || s->c->borrow_mem != FX_BORROW_MEM_IDLE || who == -2)
-        return 0;
-    if (who >= 0) {
+    if (evicted > 0 && idle_light(s) && who >= 0)
         owner_delayed(s, &s->jobs[who], now);
-        return 0;
-    }
-    for (int i = 0; i < s->nown; i++) {
+    for (int i = 0; evicted > 0 && idle_light(s) && who == -1 && i < s->nown; i++) {
         struct job *o = &s->jobs[s->own[i]];
         if (o->rose != s->tick)
             continue;
         for (int k = 0; k < o->pl.ngpu; k++)
             if (gid_of(s, &o->pl, k) == gi)
                 owner_delayed(s, o, now);
+    }
+    /* At a step, the scheduler's reclaim (idle): borrowers the owners'
+     * latest use plus the headroom leaves no room for go through the
+     * Eviction API, no owner waiting for them. */
+    while (who == -1 && idle_light(s) && g->nb > 0 &&
+           owners_mem_placing(s, g) + g->batch + borrowed_mem(s, g) > GPU_MEM + 1e-6) {
+        int rc = evict(s, least_done(s, g), now, err);
+        if (rc)
+            return rc;
+        if (in_window(s, now))
+            s->out->evict_memory++;
     }
     return 0;
 }
@@ -378,22 +404,6 @@ static double predicted(const struct sim *s, const struct job *o)
     float d = 0;
     for (int k = 0; k < n; k++)
         d = fmaxf(d, o->hd[k]);
-    return d;
-}
-
-/* The idle guard of an owner's memory: the most it used in its last
- * predict_samples samples (as the compute predictor); all of its
- * reservation until it has that many. */
-static float mem_guard(const struct sim *s, const struct job *o)
-{
-    int n = s->c->predict_samples;
-    if (o->age < n)
-        return 1;
-    const float *m = s->u->pods[o->series].mem;
-    long now = s->tick + o->offset, ns = s->u->nsteps;
-    float d = 0;
-    for (int k = 0; k < n; k++)
-        d = fmaxf(d, m[((now - k) % ns + ns) % ns]);
     return d;
 }
 
@@ -417,7 +427,6 @@ static void owner_apply(struct sim *s, const struct job *o, int sign)
         g->own_res += sign * res;
         g->own_mres += sign * o->mres * res;
         g->own_muse += sign * owner_mem_milli(o, res, o->mem);
-        g->own_mguard += sign * owner_mem_milli(o, res, o->mguard);
         g->pred_use += sign * pd * o->req.gpu_milli;
         s->owner_use += sign * o->duty * o->req.gpu_milli;
         s->owner_res += sign * res;
@@ -446,7 +455,6 @@ static int owner_start(struct sim *s, int id, double now, int64_t alloc, struct 
     o->mem = 0;
     o->stall_tick = -1;
     owner_sample(s, o);
-    o->mguard = mem_guard(s, o);
     owner_apply(s, o, 1);
     if (s->nown == s->cap_own) {
         int cap = s->cap_own ? 2 * s->cap_own : 256;
@@ -700,7 +708,7 @@ static bool may_borrow(const struct sim *s, const struct job *j, int gi)
         return false;
     double want = j->req.gpu_milli;
     if (FLEXPU_GPU_MILLI - HEADROOM - g->pred_use - g->batch - lent_milli(s, g) <
-        s->c->borrow_fit * want)
+        fit(s) * want)
         return false;
     if (owners_mem_placing(s, g) + g->batch + borrowed_mem(s, g) + want * s->c->batch_mem >
         GPU_MEM + 1e-6)
@@ -767,7 +775,7 @@ static double gpu_room(const struct sim *s, int gi)
     double c = FLEXPU_GPU_MILLI - HEADROOM - g->pred_use - g->batch - lent_milli(s, g);
     double m = GPU_MEM - owners_mem_placing(s, g) - g->batch - borrowed_mem(s, g);
     if (s->c->batch_mem > 0) /* its memory grows with its share */
-        c = fmin(c, s->c->borrow_fit * m / s->c->batch_mem);
+        c = fmin(c, fit(s) * m / s->c->batch_mem);
     return c > 0 ? c : 0;
 }
 
@@ -794,7 +802,7 @@ static int serve_borrowers(struct sim *s, double now, const int *gpus, int ngpus
     int nfailed = 0;
     for (int k = 0; k < s->nbacklog && room >= 1 && nfailed < NBFAILED;) {
         struct job *j = &s->jobs[s->backlog[k]];
-        bool skip = j->req.num_gpu != 1 || s->c->borrow_fit * j->req.gpu_milli > room + 1e-9;
+        bool skip = j->req.num_gpu != 1 || fit(s) * j->req.gpu_milli > room + 1e-9;
         for (int f = 0; f < nfailed && !skip; f++)
             skip = same_shape(&failed[f], &j->req);
         if (skip) {
@@ -1052,7 +1060,6 @@ static int step(struct sim *s, double now, struct flexpu_error *err)
         owner_apply(s, o, -1);
         owner_sample(s, o);
         o->age++;
-        o->mguard = mem_guard(s, o);
         owner_apply(s, o, 1);
     }
     int rc = 0;
@@ -1411,7 +1418,7 @@ void fx_reuse_report(FILE *f, const struct fx_reuse_result *r, int n,
             parts[c->trace_part + 1], (unsigned long long)c->seed, c->backlog, c->request_ms,
             c->handover_ms,
             c->borrow_mem == FX_BORROW_MEM_IDLE
-                ? "owners do not use (idle, a model of a design not built)"
+                ? "owners do not use (idle: light jobs, as flexpu-scheduler --borrow-mem idle)"
                 : "no allocation reserved (unreserved)");
     fprintf(f, "| policy | GPU busy | owners | batch (borrowed) | lost | owners reserve | "
                "allocated | batch done | JCT p50 / p99 | run p50 / p99 | evictions/h (counts: "
@@ -1438,8 +1445,8 @@ void fx_reuse_report(FILE *f, const struct fx_reuse_result *r, int n,
             re = &r[i];
     }
     if (re && c->borrow_mem == FX_BORROW_MEM_IDLE)
-        fprintf(f, "\nborrowing idle memory (a design not built): owner allocations delayed by "
-                   "evictions %d (%.1f/h), delay p99 %g s (the assumed eviction latency), owners' "
+        fprintf(f, "\nborrowing idle memory: owner allocations delayed by "
+                   "evictions %d (%.1f/h), delay p99 %g s (the eviction latency), owners' "
                    "requests that waited for one %.3f%%\n",
                 re->owner_delays, re->owner_delays / (re->window_s / 3600), re->owner_delay_p99,
                 100 * re->owner_stalled);

@@ -42,6 +42,7 @@
 #include <stdio.h>
 
 #include "sim/trace.h"
+#include "scheduler/borrow.h"
 #include "sim/genai.h"
 
 enum fx_reuse_mode { FX_REUSE_WHOLE, FX_REUSE_FLEXPU, FX_REUSE_BORROW, FX_REUSE_MODES_ };
@@ -54,13 +55,11 @@ enum fx_owner_mem {
     FX_OWNER_MEM_SHARE, /* its compute share of the memory (flexpu's default) */
 };
 
-/* What memory a borrower may take (docs/REUSE.md, "Borrowing idle memory"). */
-enum fx_borrow_mem {
-    FX_BORROW_MEM_UNRESERVED, /* only memory no allocation reserved (the product today) */
-    FX_BORROW_MEM_IDLE,       /* also memory owners reserved but do not use (a design not
-                               * built): evicted before an owner's allocation could fail,
-                               * which waits evict_latency_s for it */
-};
+/* What memory a borrower may take: enum fx_borrow_mem of the scheduler
+ * (scheduler/borrow.h, --borrow-mem; docs/REUSE.md, "Borrowing memory
+ * owners reserved"): unreserved, or idle, where a light job also takes
+ * memory owners reserved but do not use and is evicted before an owner's
+ * allocation could fail, which waits evict_latency_s for it. */
 
 struct fx_reuse_config {
     double owner_share;  /* owners' reserved GPU compute, a share of the cluster's */

@@ -37,11 +37,13 @@ static const struct {
     {"handover-ms", "X", "what a high owner waits per burst beside lower tenants (default: 0.44, "
                          "measured on an H200)"},
     {"predict", "N", "predictor: the max of the owner's last N samples (default: 10)"},
-    {"borrow-mem", "M", "borrowers take memory no allocation reserved ('unreserved', default: "
-                        "the product) or also what owners reserved and do not use ('idle': a "
-                        "design not built, evicted before an owner's allocation fails)"},
+    {"borrow-mem", "M", "borrowers take memory no allocation reserved ('unreserved', default, "
+                        "as flexpu-scheduler's) or, light jobs (--batch-mem 0.25 or less), also "
+                        "what owners reserved and do not use ('idle': --borrow-mem idle, killed "
+                        "before an owner's allocation fails)"},
     {"evict-latency", "S", "idle: seconds an owner's allocation waits while borrowers are killed "
-                           "and their memory freed (default: 1, an assumption)"},
+                           "and their memory freed (default: 1; 0.05 on the fake driver, a GPU's "
+                           "to measure)"},
     {"reclaim-after", "N", "reclaim after N samples of starved borrowers (default: 3)"},
     {"out", "DIR", "write reuse.md, reuse.csv and reuse.svg there (default: out/sim)"},
     {"help", NULL, "this text"},

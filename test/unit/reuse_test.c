@@ -213,7 +213,16 @@ static void idle_memory_borrowed_and_given_back(void **state)
     config(&c, 1.0, 70 * STEP);
     c.borrow_mem = FX_BORROW_MEM_IDLE;
     c.evict_latency_s = 1;
+    /* Not a light job (its memory its share's, 0.5): idle lends it only
+     * what no allocation reserved, as the scheduler does: nothing here. */
     struct fx_reuse_result r;
+    run(&r, one_gpu, reclaim_pods, &u, FX_REUSE_BORROW, &c);
+    assert_int_equal(r.borrows, 0);
+    assert_int_equal(r.owner_delays, 0);
+    /* A light one (a quarter of that, 0.125): placed beside the owner's
+     * 0.2 in use (+ 0.1 of headroom), killed when the owner's use rises to
+     * 0.9 (its allocation waits for it), never refused. */
+    c.batch_mem = 0.25;
     run(&r, one_gpu, reclaim_pods, &u, FX_REUSE_BORROW, &c);
     assert_true(r.borrows >= 1);
     assert_true(r.evict_memory >= 1);
@@ -222,8 +231,8 @@ static void idle_memory_borrowed_and_given_back(void **state)
     assert_true(r.owner_stalled > 0);
     assert_int_equal(r.evict_reclaim, 0); /* the owner's compute stayed idle */
     assert_int_equal(r.refused, 0);
-    /* Unreserved (the product today): 0.9 reserved leaves 0.1, the
-     * borrower is never placed, nothing waits. */
+    /* Unreserved: 0.9 reserved leaves 0.1, below its 0.125: the borrower
+     * is never placed, nothing waits. */
     c.borrow_mem = FX_BORROW_MEM_UNRESERVED;
     run(&r, one_gpu, reclaim_pods, &u, FX_REUSE_BORROW, &c);
     assert_int_equal(r.borrows, 0);
