@@ -491,8 +491,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "flexpu-node: %s\n", err.msg);
         return 1;
     }
-    a.nvml = fx_nvml_open(nvml_path, &err);
-    if (!a.nvml || fx_nvml_discover(a.nvml, a.gpus, FLEXPU_MAX_GPUS, &a.ngpu, &err)) {
+    /* A node without GPUs for remote pods needs no driver (nor NVML). */
+    bool no_gpus = ro.slots > 0 && !nvml_path;
+    a.nvml = no_gpus ? NULL : fx_nvml_open(nvml_path, &err);
+    if (!no_gpus &&
+        (!a.nvml || fx_nvml_discover(a.nvml, a.gpus, FLEXPU_MAX_GPUS, &a.ngpu, &err))) {
         fprintf(stderr, "flexpu-node: %s\n", err.msg);
         return 1;
     }

@@ -55,8 +55,8 @@ kwok_agent_node cpu-r
 kubectl patch node cpu-r --subresource=status --type=merge \
   -p '{"status":{"allocatable":{"flexpu.io/gpu":"2"},"capacity":{"flexpu.io/gpu":"2"}}}' >/dev/null
 mkdir -p "$work/cdp"
-FAKECUDA_DEVICES=0 "$build/flexpu-node" --node-name cpu-r \
-  --nvml-library "$build/test/fakecuda/libnvidia-ml.so.1" \
+# No NVML: a node without GPUs may have no driver at all.
+"$build/flexpu-node" --node-name cpu-r \
   --device-plugin-dir "$work/cdp" --pod-resources-socket "$work/cpodres.sock" \
   --root "$work/croot" --runtime-library "" --size-limits off --metrics-port 0 \
   --remote-slots 2 --remote-key "$work/key" --remote-client-dir "$build/remote" \
