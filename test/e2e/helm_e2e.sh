@@ -97,6 +97,28 @@ if ! diff -u "$work/kustomize.json" "$work/helm.json" >"$work/drift.diff"; then
 fi
 pass "helm template (defaults) = kubectl kustomize deploy/: $(jq -r 'map(.kind) | group_by(.) | map("\(length) \(.[0])") | join(", ")' "$work/helm.json")"
 
+# --- remote slices (node.remote) ---
+r="$(render flexpu -n flexpu-system --set node.remote.enabled=true --set node.remote.slots=3 \
+  --set node.remote.ports=7200-7210)"
+key="$(obj "$r" Secret flexpu-remote-key)"
+[ "$(jq -r '.data.key | @base64d | length' <<<"$key")" = 64 ] || fail "the remote key Secret: $key"
+jq -e '.metadata.annotations["helm.sh/resource-policy"] == "keep"' <<<"$key" >/dev/null ||
+  fail "the remote key is not kept: $key"
+ds="$(obj "$r" DaemonSet flexpu-node-remote)"
+jq -e '.spec.template.spec.containers[0].args | index("--remote-slots=3") and
+    index("--remote-key=/etc/flexpu-remote/key")' <<<"$ds" >/dev/null || fail "node-remote: $ds"
+jq -e '.spec.template.spec.nodeSelector["flexpu.io/remote-node"] == "true" and
+    (.spec.template.spec.volumes[] | select(.name == "remote-key") | .secret.defaultMode == 256)' \
+  <<<"$ds" >/dev/null || fail "node-remote's selector or key volume: $ds"
+gds="$(obj "$r" DaemonSet flexpu-node)"
+jq -e '.spec.template.spec.containers[0].args | index("--remote-ports=7200-7210")' <<<"$gds" \
+  >/dev/null || fail "the GPU nodes' agent does not serve remote slices: $gds"
+jq -e 'any(.rules[]; .resources == ["pods"] and .verbs == ["patch"])' \
+  <<<"$(obj "$r" ClusterRole flexpu-node)" >/dev/null || fail "the agents may not patch pods"
+out="$(helm template flexpu "$chart" --set node.remote.slots=0 2>&1)" && fail "slots 0 accepted"
+grep -q "node/remote/slots" <<<"$out" || fail "slots 0: $out"
+pass "node.remote: a kept 64-character key Secret, <prefix>-node-remote with --remote-slots on cpuNodeSelector, the GPU agents serving, pods patchable; slots 0 refused"
+
 # --- overrides ---
 cat >"$work/over.yaml" <<'EOF'
 image:
