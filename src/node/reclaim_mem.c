@@ -228,8 +228,8 @@ static bool slice_live(const struct fx_reclaim_mem *r, const char *key, const ch
  * memory on GPU uuid; *who: its key. Every slice's ledger directory is
  * looked at, known to the plugin or not (after a restart, or a process run
  * beside the kubelet's), except the borrowers': a want names its GPU. */
-static bool owner_wants(const struct fx_reclaim_mem *r, int n, const char *uuid, int64_t now_s,
-                        char *who, size_t len);
+static bool owner_wants(const struct fx_reclaim_mem *r, int n, int g, int64_t now_s, char *who,
+                        size_t len);
 
 /* Whether slice `key` has a live process waiting for memory on GPU uuid. */
 static bool slice_wants(const struct fx_reclaim_mem *r, const char *key, const char *uuid,
@@ -252,9 +252,10 @@ static bool slice_wants(const struct fx_reclaim_mem *r, const char *key, const c
     return alive;
 }
 
-static bool owner_wants(const struct fx_reclaim_mem *r, int n, const char *uuid, int64_t now_s,
-                        char *who, size_t len)
+static bool owner_wants(const struct fx_reclaim_mem *r, int n, int g, int64_t now_s, char *who,
+                        size_t len)
 {
+    const char *uuid = r->cfg.gpus[g].uuid;
     char root[400];
     snprintf(root, sizeof(root), "%s/ledger", r->cfg.root);
     DIR *d = opendir(root);
@@ -265,10 +266,14 @@ static bool owner_wants(const struct fx_reclaim_mem *r, int n, const char *uuid,
     while (!found && (e = readdir(d))) {
         if (e->d_name[0] == '.' || strlen(e->d_name) > FX_SLICE_KEY_LEN)
             continue;
-        bool borrower = false;
-        for (int v = 0; v < n && !borrower; v++)
-            borrower = r->views[v].borrowed && strcmp(r->views[v].key, e->d_name) == 0;
-        if (!borrower && slice_wants(r, e->d_name, uuid, now_s)) {
+        /* A borrower's want, or one of a slice known to be on other GPUs
+         * only, is not an owner's of this GPU. */
+        bool skip = false;
+        for (int v = 0; v < n && !skip; v++)
+            skip = strcmp(r->views[v].key, e->d_name) == 0 &&
+                   (r->views[v].borrowed ||
+                    (r->views[v].gpuset && !(r->views[v].gpuset & (1u << g))));
+        if (!skip && slice_wants(r, e->d_name, uuid, now_s)) {
             snprintf(who, len, "%s", e->d_name);
             found = true;
         }
@@ -346,7 +351,7 @@ void fx_reclaim_mem_tick(struct fx_reclaim_mem *r)
         if (lstat(mark, &st) != 0 && fx_reclaim_mark(r->cfg.root, uuid, &err) != 0)
             FX_WARN(COMP, "cannot mark a borrowed GPU", "error=\"%s\"", err.msg);
         char who[FX_SLICE_KEY_LEN + 1];
-        if (owner_wants(r, n, uuid, now_s, who, sizeof(who)))
+        if (owner_wants(r, n, g, now_s, who, sizeof(who)))
             kill_borrowers(r, n, g, who);
     }
 }

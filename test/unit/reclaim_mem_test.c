@@ -276,6 +276,13 @@ static void test_what_is_not_a_want(void **state)
     slice_process(&borrower, BORROWER_KEY, true);
     fx_reclaim_mem_tick(r);
     assert_false(killed(B_CG));
+    /* A want of a slice the agent knows on another GPU only. */
+    views[0].gpuset = 1u << 2;
+    slice_process(&owner, OWNER_KEY, true);
+    fx_reclaim_mem_tick(r);
+    assert_false(killed(B_CG));
+    fx_ledger_detach(&owner);
+    views[0].gpuset = 1u << 0;
     /* A want older than FX_WANT_FRESH_S (its process stopped refreshing). */
     slice_process(&owner, OWNER_KEY, true);
     char path[500], dir[300];
