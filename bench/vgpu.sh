@@ -15,6 +15,7 @@
 # ran long so that the whole run stays within VGPU_BUDGET_S (450 s; each timeout
 # can add 5 s to kill), and a failed or timed-out step does not stop the others:
 #   quota_paths    ~10 s      limit 60 s   out/quota_paths.txt
+#   oom_wait       ~2 s       limit 15 s   out/oom_wait.txt (test/gpu/oom_wait_check.sh)
 #   frameworks     ~60-90 s   limit 165 s  out/frameworks.{txt,json}, out/frameworks-logs/
 #                  (11 cases, 4 at a time; torch.compile's first compile is the longest)
 #   cap_probe      ~50 s      limit 100 s  out/cap_probe.{txt,json}
@@ -32,8 +33,10 @@ cd "$(dirname "$0")/.."
 case "${1:-}" in
 prepare)
   make build >/dev/null
-  [ -x build/libflexpu-cuda.so ] && [ -x build/test/runtime/quota_paths ] ||
-    { echo "build/libflexpu-cuda.so or build/test/runtime/quota_paths missing" >&2; exit 1; }
+  [ -x build/libflexpu-cuda.so ] && [ -x build/test/runtime/quota_paths ] &&
+    [ -x build/test/runtime/cuda_client ] ||
+    { echo "build/libflexpu-cuda.so, build/test/runtime/quota_paths or cuda_client missing" >&2
+      exit 1; }
   rm -rf .gpu-bench && mkdir -p .gpu-bench/frameworks
   cp ../shared/bench/vgpu/*.py ../shared/bench/vgpu/README.md .gpu-bench/
   cp test/gpu/frameworks/*.py .gpu-bench/frameworks/
@@ -45,7 +48,7 @@ prepare)
   cat <<EOF
 prepared .gpu-bench/ (commit $commit)
 device tool, one call:
-  carry:     [".gpu-bench", "build/libflexpu-cuda.so", "build/test/runtime/quota_paths"]
+  carry:     [".gpu-bench", "build/libflexpu-cuda.so", "build/test/runtime/quota_paths", "build/test/runtime/cuda_client"]
   timeout_s: 560
   command:   bench/vgpu.sh run; rc=\$?; tar czf "\$OUT/vgpu-out.tgz" -C .gpu-bench out; exit \$rc
 then here: bench/vgpu.sh save <files_at>/vgpu-out.tgz
@@ -94,8 +97,12 @@ run)
   }
   # Every path that takes device memory, under a 4 GiB quota.
   rm -rf "$state"
-  step quota_paths 60 375 env LD_PRELOAD="$lib" FLEXPU_MEMORY_LIMIT=4Gi FLEXPU_TENANT=paths \
+  step quota_paths 60 390 env LD_PRELOAD="$lib" FLEXPU_MEMORY_LIMIT=4Gi FLEXPU_TENANT=paths \
     FLEXPU_STATE_DIR="$state" "$quota_paths" 4294967296 > "$out/quota_paths.txt" 2>&1
+  # An owner's allocation waiting while a borrower holding the memory is
+  # killed: the driver's teardown of the killed process (docs/KUBERNETES.md).
+  step oom_wait 15 375 bash test/gpu/oom_wait_check.sh "$lib" \
+    "${VGPU_CUDA_CLIENT:-build/test/runtime/cuda_client}" > "$out/oom_wait.txt" 2>&1
   # PyTorch (eager, compile, graphs, both other allocators), JAX, CuPy, exit on signals.
   step frameworks 165 285 python3 .gpu-bench/frameworks/run.py --lib "$lib" --out "$out" \
     > "$out/frameworks.log" 2>&1
@@ -111,7 +118,7 @@ run)
   rm -rf "$state" /tmp/flexpu-fw /tmp/flexpu-capprobe
   { tail -n 1 "$out/frameworks.txt" 2>/dev/null | sed 's/^/frameworks: /'
     grep '^verdict' "$out/cap_probe.txt" 2>/dev/null || true; } >> "$sum"
-  for f in summary.txt quota_paths.txt frameworks.txt cap_probe.txt score.txt; do
+  for f in summary.txt quota_paths.txt oom_wait.txt frameworks.txt cap_probe.txt score.txt; do
     echo "==== $f"
     if [ "$f" = quota_paths.txt ]; then tail -n 15 "$out/$f" 2>/dev/null || true
     else cat "$out/$f" 2>/dev/null || echo "(missing)"; fi
