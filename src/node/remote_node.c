@@ -142,7 +142,6 @@ void fx_remote_node_pod_event(struct fx_remote_node *r, enum kube_event ev, json
     if (!r || !r->plugin)
         return;
     fx_remote_plugin_pod_event(r->plugin, ev, pod);
-    fx_remote_plugin_tick(r->plugin); /* an endpoint recorded now reaches the container now */
 }
 
 void fx_remote_node_tick(struct fx_remote_node *r)

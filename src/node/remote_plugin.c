@@ -182,6 +182,7 @@ void fx_remote_plugin_pod_event(struct fx_remote_plugin *p, enum kube_event ev, 
     }
     pthread_cond_broadcast(&p->changed);
     pthread_mutex_unlock(&p->mu);
+    fx_remote_plugin_tick(p); /* an endpoint recorded now reaches the container now */
 }
 
 static void slot_dir(const struct fx_remote_plugin *p, const char *key, const char *file,
@@ -660,8 +661,9 @@ int fx_remote_client_install(const char *root, const char *from, struct flexpu_e
     for (size_t i = 0; i < 2; i++) {
         snprintf(src, sizeof(src), "%s/%s", from, libs[i]);
         snprintf(dst, sizeof(dst), "%s/%s", dir, libs[i]);
-        if (install_one(src, dst, err) != 0)
-            return -1;
+        int rc = install_one(src, dst, err);
+        if (rc != 0)
+            return rc;
     }
     return 0;
 }

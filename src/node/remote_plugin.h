@@ -47,7 +47,8 @@ struct fx_remote_plugin *fx_remote_plugin_new(const struct fx_remote_plugin_conf
                                               struct flexpu_error *err);
 void fx_remote_plugin_free(struct fx_remote_plugin *p);
 
-/* Feeds the watch of the pods bound to this node. */
+/* Feeds the watch of the pods bound to this node (an endpoint it brings
+ * is written at once). */
 void fx_remote_plugin_pod_event(struct fx_remote_plugin *p, enum kube_event ev, json_t *pod);
 
 /* Writes the endpoints the GPU nodes recorded since into the slices'

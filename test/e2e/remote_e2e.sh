@@ -28,6 +28,15 @@ E2E_NAME=remote-e2e E2E_LOGS="scheduler.log node.log cpunode.log server.log"
 # shellcheck source=test/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
 e2e_up
+# The servers run in sessions of their own (they outlive their agent): a
+# failed run stops the ones its agent left.
+e2e_on_exit() {
+  local f
+  for f in "$work"/root/remote/*/server.pid; do
+    [ -f "$f" ] && kill -KILL -- "-$(cut -d' ' -f1 "$f")" 2>/dev/null
+  done
+  return 0
+}
 
 # The cluster key, as the chart's Secret would mount it (0400).
 head -c 48 /dev/urandom | base64 -w0 >"$work/key"
@@ -112,8 +121,8 @@ pass "cpu-r's Allocate gives the client preloaded, the token and endpoint files 
 # The program starts now, with the container's environment only (and the
 # fake libcuda's directory for the fake cuBLAS the server loads: none here):
 # it waits for the endpoint if gpu-r has not recorded it yet.
-env -i PATH="$PATH" "${envs[@]}" FLEXPU_REMOTE_WAIT_MS=30000 ASAN_OPTIONS=detect_leaks=0 \
-  timeout 60 "$build/test/remote/remote_app" basic >"$work/app.out" 2>&1 &
+timeout 60 env -i PATH="$PATH" "${envs[@]}" FLEXPU_REMOTE_WAIT_MS=30000 ASAN_OPTIONS=detect_leaks=0 \
+  "$build/test/remote/remote_app" basic >"$work/app.out" 2>&1 &
 app=$!
 ep() { kubectl get pod rpod -o jsonpath='{.metadata.annotations.flexpu\.io/remote-endpoint}'; }
 wait_for 30 "gpu-r recorded no endpoint" test -n "$(ep)"
@@ -129,8 +138,8 @@ addrf="$(printf '%s\n' "${envs[@]}" | sed -n 's/^FLEXPU_REMOTE_ADDR_FILE=//p')"
 pass "gpu-r's agent started flexpu-remoted (pid $spid, the slice's 64 MiB quota) at $endpoint; the unmodified program ran through it"
 
 # The quota: 64 MiB, 16 of them the context: refused after 48 MiB.
-out="$(env -i PATH="$PATH" "${envs[@]}" ASAN_OPTIONS=detect_leaks=0 \
-  timeout 60 "$build/test/remote/remote_app" quota 2>&1)" || fail "quota: $out"
+out="$(timeout 60 env -i PATH="$PATH" "${envs[@]}" ASAN_OPTIONS=detect_leaks=0 \
+  "$build/test/remote/remote_app" quota 2>&1)" || fail "quota: $out"
 [[ $out == *"refused after 48 MiB"* ]] || fail "quota: expected a refusal after 48 MiB: $out"
 pass "the slice's memory quota holds remotely: $out"
 
@@ -154,8 +163,8 @@ pass "the pod deleted: server $spid stopped, its files gone on both nodes"
 
 # A container whose endpoint never comes: a CUDA error after the bound,
 # never a hang.
-out="$(env -i PATH="$PATH" "${envs[@]}" FLEXPU_REMOTE_WAIT_MS=1000 ASAN_OPTIONS=detect_leaks=0 \
-  timeout 30 "$build/test/remote/remote_app" nodevice 2>&1)" || fail "no endpoint: $out"
+out="$(timeout 30 env -i PATH="$PATH" "${envs[@]}" FLEXPU_REMOTE_WAIT_MS=1000 ASAN_OPTIONS=detect_leaks=0 \
+  "$build/test/remote/remote_app" nodevice 2>&1)" || fail "no endpoint: $out"
 [[ $out == *"nodevice: cudaErrorDevicesUnavailable"* && $out == *"no endpoint in"* ]] ||
   fail "no endpoint: want cudaErrorDevicesUnavailable after the wait: $out"
 pass "no endpoint within FLEXPU_REMOTE_WAIT_MS: cudaErrorDevicesUnavailable, not a hang"
