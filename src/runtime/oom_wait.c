@@ -133,8 +133,10 @@ CUresult fx_oom_retry(const struct fx_slice_config *cfg, const struct fx_ledger_
         struct timespec ts = {0, FX_OOM_RETRY_MS * 1000000L};
         nanosleep(&ts, NULL);
         r = again(args, out);
+        /* Still waiting: written again, in case another thread of this
+         * process (the same slot, the same want) ended its wait and removed it. */
         if (++tries % (FX_WANT_REFRESH_MS / FX_OOM_RETRY_MS) == 0)
-            utimensat(AT_FDCWD, want, NULL, AT_SYMLINK_NOFOLLOW); /* still waiting */
+            want_write(want, bytes);
     }
     unlink(want);
     uint64_t waited_ms = (fx_mono_ns() - t0) / 1000000ull;
