@@ -143,6 +143,20 @@ out="$(timeout 60 env -i PATH="$PATH" "${envs[@]}" ASAN_OPTIONS=detect_leaks=0 \
 [[ $out == *"refused after 48 MiB"* ]] || fail "quota: expected a refusal after 48 MiB: $out"
 pass "the slice's memory quota holds remotely: $out"
 
+# The server killed: its agent starts it again (after its 1 s back-off),
+# with the slice's settings, and the program runs through the new one.
+kill -KILL -- "-$spid"
+newpid() { local p; p="$(cut -d' ' -f1 "$work/root/remote/$uid/server.pid" 2>/dev/null)"; [ -n "$p" ] && [ "$p" != "$spid" ] && kill -0 "$p"; }
+wait_for 20 "the killed server was not started again" newpid
+spid="$(cut -d' ' -f1 "$work/root/remote/$uid/server.pid")"
+grep -q "remote server ended.*status=137" "$work/node.log" || fail "the agent logged no server end"
+wait_for 20 "no endpoint for the new server" test -n "$(ep)"
+same_ep() { [ "$(cat "$addrf")" = "$(ep)" ]; }
+wait_for 20 "the container's endpoint file does not follow the annotation" same_ep
+out="$(timeout 60 env -i PATH="$PATH" "${envs[@]}" ASAN_OPTIONS=detect_leaks=0 \
+  "$build/test/remote/remote_app" basic 2>&1)" || fail "basic after a restart: $out"
+pass "the server killed: started again (pid $spid) at $(ep); the program runs through it"
+
 # gpu-r's agent restarted: the server is adopted, not doubled.
 kill "$node_pid"
 wait "$node_pid" 2>/dev/null || true
