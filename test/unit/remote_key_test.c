@@ -3,7 +3,7 @@
  * missing, short, too long or readable by others refused, naming the path;
  * the token HMAC-SHA256(key, uid|node|uuid) (a known vector), different
  * for every slice and key, '|' and empty names refused; the token file's
- * mode and content. */
+ * mode and content; the servers' port range. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "node/remote_agent.h"
 #include "node/remote_key.h"
 
 static char dir[64];
@@ -130,12 +131,34 @@ static void test_token_write(void **state)
     assert_int_equal(st.st_mode & 0777, 0644);
 }
 
+/* The GPU node's --remote-ports: LOW-HIGH within 1-65535, refused naming
+ * the option and the value otherwise. */
+static void test_port_range(void **state)
+{
+    (void)state;
+    int lo = 0, hi = 0;
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_remote_port_range_parse("7100-7199", &lo, &hi, &err), 0);
+    assert_int_equal(lo, 7100);
+    assert_int_equal(hi, 7199);
+    assert_int_equal(fx_remote_port_range_parse("1-1", &lo, &hi, &err), 0);
+    assert_int_equal(fx_remote_port_range_parse("65535-65535", &lo, &hi, &err), 0);
+    const char *bad[] = {"", "7100", "7199-7100", "0-10", "1-65536", "7100-7199x", "a-b",
+                         "7100 - 7199"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(fx_remote_port_range_parse(bad[i], &lo, &hi, &err), FLEXPU_EINVAL);
+        assert_non_null(strstr(err.msg, "--remote-ports"));
+    }
+    assert_int_equal(fx_remote_port_range_parse(NULL, &lo, &hi, &err), FLEXPU_EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_key_load),
         cmocka_unit_test(test_token),
         cmocka_unit_test(test_token_write),
+        cmocka_unit_test(test_port_range),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
