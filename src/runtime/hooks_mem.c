@@ -527,6 +527,21 @@ static CUresult via_default_pool_ptsz(CUdeviceptr *d, size_t n, CUmemoryPool p, 
 /* A pool keeps freed memory until trimmed, so what counts is what the pool
  * reserves: an allocation is admitted against its size rounded up to the
  * pool's growth step, then the pool's reservation is booked. */
+/* A pool allocation tried again while borrowers are removed (oom_wait.h). */
+struct async_args {
+    alloc_async_fn real;
+    CUdeviceptr *dptr;
+    size_t bytesize;
+    CUmemoryPool pool;
+    CUstream stream;
+};
+static CUresult async_again(const void *a, void *out)
+{
+    const struct async_args *x = a;
+    (void)out;
+    return x->real(x->dptr, x->bytesize, x->pool, x->stream);
+}
+
 static CUresult alloc_async(CUdeviceptr *dptr, size_t bytesize, CUmemoryPool pool,
                             CUstream stream, int per_thread, alloc_async_fn real)
 {
@@ -565,6 +580,10 @@ static CUresult alloc_async(CUdeviceptr *dptr, size_t bytesize, CUmemoryPool poo
         return CUDA_ERROR_OUT_OF_MEMORY;
     }
     CUresult r = real(dptr, bytesize, pool, stream);
+    if (r == CUDA_ERROR_OUT_OF_MEMORY) {
+        struct async_args x = {real, dptr, bytesize, pool, stream};
+        r = fx_oom_retry(fx_rt_config(), &g->mem, admit, r, async_again, &x, NULL);
+    }
     pthread_mutex_lock(&pools_lock);
     struct pool_charge *e = target ? pool_entry(target, dev) : NULL;
     uint64_t beyond = 0; /* what the pool grew by beyond the admission */

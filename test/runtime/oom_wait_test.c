@@ -188,6 +188,22 @@ static void test_owner_gets_memory_once_the_borrower_is_killed(void **state)
     stop(&o, 0);
 }
 
+/* A stream-ordered allocation (the default pool) waits the same way. */
+static void test_pool_allocation_waits_too(void **state)
+{
+    (void)state;
+    struct fx_client b, o;
+    borrower_holds(&b);
+    owner(&o, "60000");
+    mark(1);
+    fx_send(&o, "async 268435456");
+    assert_true(want_appears("o"));
+    stop(&b, SIGKILL);
+    assert_true(strncmp(fx_answer(&o), "ok", 2) == 0);
+    assert_false(wants("o"));
+    stop(&o, 0);
+}
+
 static void test_owner_gets_oom_after_the_bound(void **state)
 {
     (void)state;
@@ -247,6 +263,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_owner_gets_memory_once_the_borrower_is_killed, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_pool_allocation_waits_too, setup, teardown),
         cmocka_unit_test_setup_teardown(test_owner_gets_oom_after_the_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_wait_without_a_borrower_on_the_gpu, setup,
                                         teardown),
