@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <string.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -47,10 +48,31 @@ static int prio_of(const struct fx_tenant_rec *tr)
     return tr->priority > 2 ? 2 : (int)tr->priority;
 }
 
-int fx_arb_fast_path(struct fx_gpu *g, int capped)
+static int capped(const struct fx_tenant_rec *tr);
+
+/* Under the node agent: the agent's page is read-only here, and the agent
+ * learns of this tenant's work from its request record. Until the agent has
+ * added the tenant it is treated as one alone, as a newcomer is. */
+static int fast_path_agent(struct fx_gpu *g, int capped_cfg)
 {
     struct fx_arbiter *a = &g->st->arb;
-    struct fx_proc_rec *p = &g->st->procs[g->slot];
+    struct fx_proc_rec *p = &g->procs[g->slot];
+    __atomic_store_n(&p->launches, __atomic_load_n(&p->launches, __ATOMIC_RELAXED) + 1,
+                     __ATOMIC_RELAXED);
+    int t = g->tenant >= 0 ? g->tenant : fx_gpu_agent_tenant(g);
+    uint32_t others = t >= 0 ? LOAD(&a->demand) & ~(1u << t) : LOAD(&a->demand);
+    /* The cap the agent enforces is the one it holds for the slice. */
+    if (capped_cfg || (t >= 0 && capped(&g->st->tenants[t])) || others || LOAD(&a->holder))
+        return 0;
+    return t < 0 || !fx_arb_leashed(g, fx_mono_ns());
+}
+
+int fx_arb_fast_path(struct fx_gpu *g, int capped)
+{
+    if (g->agent)
+        return fast_path_agent(g, capped);
+    struct fx_arbiter *a = &g->st->arb;
+    struct fx_proc_rec *p = &g->procs[g->slot];
     uint32_t me = 1u << g->tenant;
     if (!(LOAD(&a->demand) & me))
         __atomic_fetch_or(&a->demand, me, __ATOMIC_SEQ_CST);
@@ -77,6 +99,8 @@ int fx_arb_fast_path(struct fx_gpu *g, int capped)
 int fx_arb_outranks_others(struct fx_gpu *g)
 {
     struct fx_gpu_state *st = g->st;
+    if (g->tenant < 0)
+        return 0;
     uint32_t others = LOAD(&st->arb.demand) & ~(1u << g->tenant);
     int mine = prio_of(&st->tenants[g->tenant]);
     for (int t = 0; t < FX_MAX_TENANTS && others; t++)
@@ -88,6 +112,8 @@ int fx_arb_outranks_others(struct fx_gpu *g)
 int fx_arb_leashed(struct fx_gpu *g, uint64_t now)
 {
     struct fx_arbiter *a = &g->st->arb;
+    if (g->tenant < 0)
+        return 0;
     int prio = prio_of(&g->st->tenants[g->tenant]);
     for (int q = prio + 1; q < 3; q++) {
         uint64_t seen = __atomic_load_n(&a->prio_seen_ns[q], __ATOMIC_RELAXED);
@@ -99,12 +125,12 @@ int fx_arb_leashed(struct fx_gpu *g, uint64_t now)
 
 void fx_arb_launched(struct fx_gpu *g, uint64_t now)
 {
-    STORE(&g->st->procs[g->slot].last_launch_ns, now);
+    STORE(&g->procs[g->slot].last_launch_ns, now);
 }
 
 void fx_arb_launch_done(struct fx_gpu *g)
 {
-    SUB(&g->st->procs[g->slot].launching, 1);
+    SUB(&g->procs[g->slot].launching, 1);
 }
 
 static int waiting_now(struct fx_proc_rec *p, uint64_t now)
@@ -115,8 +141,9 @@ static int waiting_now(struct fx_proc_rec *p, uint64_t now)
 
 /* When the process last launched, as far as the arbiter can tell: its
  * arbitrated launches stamp the time; fast-path launches only move a
- * counter, and the time the arbiter sees it move stands for them. Caller
- * holds the lock (it updates the arbiter's view). */
+ * counter, and the time the arbiter sees it move stands for them. `p` holds
+ * the arbiter's view (seen_*), which this updates. Never later than `now`:
+ * a stamp from the future is not one the library wrote. */
 static uint64_t last_launch(struct fx_proc_rec *p, uint64_t now)
 {
     uint64_t n = __atomic_load_n(&p->launches, __ATOMIC_RELAXED);
@@ -125,7 +152,8 @@ static uint64_t last_launch(struct fx_proc_rec *p, uint64_t now)
         p->seen_ns = now;
     }
     uint64_t last = LOAD(&p->last_launch_ns);
-    return last > p->seen_ns ? last : p->seen_ns;
+    last = last > p->seen_ns ? last : p->seen_ns;
+    return last < now ? last : now;
 }
 
 /* Work in flight or being launched, as the process last published it; a
@@ -139,70 +167,57 @@ static uint32_t inflight_now(struct fx_proc_rec *p, uint64_t now)
         beat = last;
     if (now >= beat && now - beat >= STALE_NS)
         return 0;
-    return LOAD(&p->inflight) + LOAD(&p->launching);
+    /* Counts are bounded (hooks_launch.c keeps far fewer in flight): a
+     * record's sum must not wrap. */
+    uint32_t in = LOAD(&p->inflight), l = LOAD(&p->launching);
+    return (in > 65536 ? 65536 : in) + (l > 65536 ? 65536 : l);
+}
+
+void fx_arb_account(struct fx_arb_activity *act, struct fx_proc_rec *p, uint64_t now)
+{
+    uint32_t n = inflight_now(p, now);
+    uint64_t last = last_launch(p, now);
+    int waiting = waiting_now(p, now);
+    if (act->inflight < (1u << 30))
+        act->inflight += n;
+    if (n && act->launching < (1u << 30)) {
+        uint32_t l = LOAD(&p->launching);
+        act->launching += l > 65536 ? 65536 : l;
+    }
+    if (waiting)
+        act->waiting = 1;
+    if (last > act->last_ns)
+        act->last_ns = last;
+    /* Until when it used the GPU: now while it has work, else when its last
+     * process went quiet. Time a holder sat idle is not charged. */
+    uint64_t used = now;
+    if (!n && !waiting) {
+        uint64_t l = LOAD(&p->last_launch_ns), d = LOAD(&p->drained_ns);
+        used = l > d ? l : d;
+        used = used < now ? used : now;
+    }
+    if (used > act->used_ns)
+        act->used_ns = used;
 }
 
 int fx_arb_contended(struct fx_gpu *g)
 {
     struct fx_arbiter *a = &g->st->arb;
-    return LOAD(&a->holder) != 0 || (LOAD(&a->demand) & ~(1u << g->tenant)) != 0;
+    uint32_t mine = g->tenant >= 0 ? 1u << g->tenant : 0;
+    return LOAD(&a->holder) != 0 || (LOAD(&a->demand) & ~mine) != 0;
 }
 
 void fx_arb_heartbeat(struct fx_gpu *g, uint64_t now)
 {
-    __atomic_store_n(&g->st->procs[g->slot].beat_ns, now, __ATOMIC_RELAXED);
+    __atomic_store_n(&g->procs[g->slot].beat_ns, now, __ATOMIC_RELAXED);
 }
 
 /* A tenant has work when one of its live processes waits for the GPU, has
  * work in flight or being launched, or launched within `idle_ns`. */
-static int tenant_busy(struct fx_gpu *g, int t, uint64_t now, uint64_t idle_ns, uint32_t *inflight)
+static int tenant_busy(const struct fx_arb_activity *act, uint64_t now, uint64_t idle_ns)
 {
-    struct fx_gpu_state *st = g->st;
-    int busy = 0;
-    uint32_t in = 0;
-    for (int i = 0; i < FX_MAX_PROCS; i++) {
-        struct fx_proc_rec *p = &st->procs[i];
-        if (!p->in_use || p->tenant != t || !fx_gpu_slot_alive(g, i))
-            continue;
-        uint32_t n = inflight_now(p, now);
-        uint64_t last = last_launch(p, now);
-        in += n;
-        if (waiting_now(p, now) || n || (now >= last && now - last < idle_ns))
-            busy = 1;
-    }
-    if (inflight)
-        *inflight = in;
-    return busy;
-}
-
-static uint32_t launching_of(struct fx_gpu *g, int t, uint64_t now)
-{
-    uint32_t n = 0;
-    for (int i = 0; i < FX_MAX_PROCS; i++) {
-        struct fx_proc_rec *p = &g->st->procs[i];
-        if (p->in_use && p->tenant == t && fx_gpu_slot_alive(g, i) && inflight_now(p, now))
-            n += LOAD(&p->launching);
-    }
-    return n;
-}
-
-/* Until when the holder used the GPU: now while it has work, else when its
- * last process went quiet. Time a holder sat idle is not charged. */
-static uint64_t busy_until(struct fx_gpu *g, int t, uint64_t now)
-{
-    uint64_t end = 0;
-    for (int i = 0; i < FX_MAX_PROCS; i++) {
-        struct fx_proc_rec *p = &g->st->procs[i];
-        if (!p->in_use || p->tenant != t || !fx_gpu_slot_alive(g, i))
-            continue;
-        if (inflight_now(p, now) || waiting_now(p, now))
-            return now;
-        uint64_t last = LOAD(&p->last_launch_ns), drained = LOAD(&p->drained_ns);
-        uint64_t e = last > drained ? last : drained;
-        if (e > end)
-            end = e;
-    }
-    return end < now ? end : now;
+    return act->waiting || act->inflight ||
+           (act->last_ns && now >= act->last_ns && now - act->last_ns < idle_ns);
 }
 
 /* A tenant's cap and share as the arbiter uses them. Tenant records live in
@@ -319,9 +334,9 @@ static void level(struct fx_gpu_state *st, uint32_t demand)
     a->seen_demand = demand;
 }
 
-void fx_arb_step_locked(struct fx_gpu *g, uint64_t now)
+void fx_arb_decide(struct fx_gpu_state *st, const struct fx_arb_activity *act, uint64_t now,
+                   int agent)
 {
-    struct fx_gpu_state *st = g->st;
     struct fx_arbiter *a = &st->arb;
 
     /* Who has work now; a tenant that went idle gives up its claim. One of
@@ -335,16 +350,25 @@ void fx_arb_step_locked(struct fx_gpu *g, uint64_t now)
         hv = 0;
     }
     int h = (int)hv - 1;
+    /* Under the agent the holder cannot start its slice's clock itself (the
+     * page is read-only to it): the agent starts it when it first sees the
+     * holder launch after the grant. */
+    if (agent && h >= 0 && !LOAD(&a->slice_started) &&
+        (act[h].launching || act[h].last_ns > LOAD(&a->slice_start_ns))) {
+        STORE(&a->slice_start_ns, now);
+        STORE(&a->slice_end_ns, now + LOAD(&a->slice_len_ns));
+        STORE(&a->slice_started, 1u);
+    }
     int lowest = 3;
     for (int t = 0; t < FX_MAX_TENANTS; t++)
         if (((demand >> t) & 1) && st->tenants[t].in_use && prio_of(&st->tenants[t]) < lowest)
             lowest = prio_of(&st->tenants[t]);
     for (int t = 0; t < FX_MAX_TENANTS; t++) {
         uint32_t bit = 1u << t;
-        uint32_t in = 0;
+        uint32_t in = act[t].inflight;
         uint64_t idle_ns =
             prio_of(&st->tenants[t]) > lowest ? FX_ARB_PREEMPT_IDLE_NS : FX_ARB_IDLE_NS;
-        int busy = st->tenants[t].in_use && tenant_busy(g, t, now, idle_ns, &in);
+        int busy = st->tenants[t].in_use && tenant_busy(&act[t], now, idle_ns);
         if (busy)
             STORE(&a->prio_seen_ns[prio_of(&st->tenants[t])], now);
         infl[t] = in;
@@ -402,10 +426,10 @@ void fx_arb_step_locked(struct fx_gpu *g, uint64_t now)
          * higher priority takes over: that one does not wait for it, and
          * what is left of it (leashed short) is not charged. */
         if (LOAD(&a->slice_started) && now - LOAD(&a->slice_end_ns) < FX_ARB_DRAIN_MAX_NS &&
-            top <= prio_of(ht) && (inflight_of_holder || launching_of(g, h, now)))
+            top <= prio_of(ht) && (inflight_of_holder || act[h].launching))
             return;
         if (LOAD(&a->slice_started)) {
-            uint64_t used_until = busy_until(g, h, now);
+            uint64_t used_until = act[h].used_ns < now ? act[h].used_ns : now;
             uint64_t start = LOAD(&a->slice_start_ns);
             /* No slice lasts longer than its length and a full drain; more
              * would be a stale record, not GPU time. */
@@ -444,6 +468,20 @@ void fx_arb_step_locked(struct fx_gpu *g, uint64_t now)
         ADD(&a->seq, 1);
         futex_wake_all(&a->seq);
     }
+}
+
+void fx_arb_step_locked(struct fx_gpu *g, uint64_t now)
+{
+    struct fx_gpu_state *st = g->st;
+    struct fx_arb_activity act[FX_MAX_TENANTS];
+    memset(act, 0, sizeof(act));
+    for (int i = 0; i < FX_MAX_PROCS; i++) {
+        struct fx_proc_rec *p = &st->procs[i];
+        int t = p->tenant;
+        if (p->in_use && t >= 0 && t < FX_MAX_TENANTS && fx_gpu_slot_alive(g, i))
+            fx_arb_account(&act[t], p, now);
+    }
+    fx_arb_decide(st, act, now, 0);
 }
 
 /* How long a waiter of tenant t may sleep before something could change
@@ -490,11 +528,56 @@ static uint64_t give_up(struct fx_proc_rec *p, uint64_t t0)
     return fx_mono_ns() - t0;
 }
 
-uint64_t fx_arb_acquire(struct fx_gpu *g)
+/* Under the node agent: the same wait, but the decisions are the agent's.
+ * This process publishes that it waits (its request record), and sleeps on
+ * the page's futex word, which the agent bumps at every hand-over (a futex
+ * wait works on a read-only shared mapping); it re-reads at least every
+ * POLL_NS. */
+static uint64_t acquire_agent(struct fx_gpu *g)
 {
     struct fx_gpu_state *st = g->st;
     struct fx_arbiter *a = &st->arb;
-    struct fx_proc_rec *p = &st->procs[g->slot];
+    struct fx_proc_rec *p = &g->procs[g->slot];
+    int t = g->tenant >= 0 ? g->tenant : fx_gpu_agent_tenant(g);
+    ADD(&p->launching, 1);
+    uint64_t t0 = fx_mono_ns();
+    if (t >= 0 && LOAD(&a->holder) == (uint32_t)t + 1 && t0 < LOAD(&a->slice_end_ns))
+        return 0;
+    SUB(&p->launching, 1);
+    STORE(&p->poll_ns, t0);
+    ADD(&p->waiting, 1);
+    uint64_t deadline = wait_deadline(t0), signalled = 0;
+    for (;;) {
+        if (stop_waiting(deadline, signalled))
+            return give_up(p, t0);
+        uint32_t seen = LOAD(&a->seq);
+        uint64_t now = fx_mono_ns();
+        STORE(&p->poll_ns, now);
+        if (t < 0)
+            t = fx_gpu_agent_tenant(g);
+        uint32_t mine = t >= 0 ? (uint32_t)t + 1 : 0, holder = LOAD(&a->holder);
+        ADD(&p->launching, 1);
+        int granted = (mine && holder == mine && now < LOAD(&a->slice_end_ns)) ||
+                      (holder == 0 && (LOAD(&a->demand) & ~(mine ? 1u << t : 0u)) == 0 &&
+                       (t < 0 || !capped(&st->tenants[t])));
+        if (granted) {
+            SUB(&p->waiting, 1);
+            return now - t0;
+        }
+        SUB(&p->launching, 1);
+        uint64_t sleep_ns = t >= 0 ? wait_for(st, t) : POLL_NS;
+        if (futex_wait(&a->seq, seen, sleep_ns) && !signalled)
+            signalled = fx_mono_ns();
+    }
+}
+
+uint64_t fx_arb_acquire(struct fx_gpu *g)
+{
+    if (g->agent)
+        return acquire_agent(g);
+    struct fx_gpu_state *st = g->st;
+    struct fx_arbiter *a = &st->arb;
+    struct fx_proc_rec *p = &g->procs[g->slot];
     uint32_t mine = (uint32_t)g->tenant + 1;
     /* Announced as launching before the check: a hand-over decided between
      * the check and the launch then waits for this launch. */
@@ -546,7 +629,7 @@ uint64_t fx_arb_acquire(struct fx_gpu *g)
 int fx_arb_set_inflight(struct fx_gpu *g, uint32_t inflight)
 {
     struct fx_gpu_state *st = g->st;
-    struct fx_proc_rec *p = &st->procs[g->slot];
+    struct fx_proc_rec *p = &g->procs[g->slot];
     uint32_t before = LOAD(&p->inflight);
     if (inflight == before)
         return 0;
@@ -554,14 +637,15 @@ int fx_arb_set_inflight(struct fx_gpu *g, uint32_t inflight)
         STORE(&p->drained_ns, fx_mono_ns());
     STORE(&p->inflight, inflight);
     /* This process drained: if its tenant's slice is over, the hand-over
-     * may be due now rather than at the next waiter's poll. */
-    return inflight == 0 && LOAD(&st->arb.holder) == (uint32_t)g->tenant + 1 &&
+     * may be due now rather than at the next waiter's poll (under the node
+     * agent, at the agent's next look). */
+    return !g->agent && inflight == 0 && LOAD(&st->arb.holder) == (uint32_t)g->tenant + 1 &&
            fx_mono_ns() >= LOAD(&st->arb.slice_end_ns);
 }
 
 void fx_arb_hand_over(struct fx_gpu *g)
 {
-    if (fx_gpu_lock(g) != 0)
+    if (g->agent || fx_gpu_lock(g) != 0)
         return;
     fx_arb_step_locked(g, fx_mono_ns());
     fx_gpu_unlock(g);

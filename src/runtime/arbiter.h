@@ -95,7 +95,34 @@ void fx_arb_heartbeat(struct fx_gpu *g, uint64_t now);
 int fx_arb_contended(struct fx_gpu *g);
 
 /* Under the GPU lock: decides whether the slice should pass on now, and to
- * whom; does it. Exposed for tests and for the waiting loops. */
+ * whom; does it. Exposed for tests and for the waiting loops. It is
+ * fx_arb_account over the live processes of the shared state, then
+ * fx_arb_decide. */
 void fx_arb_step_locked(struct fx_gpu *g, uint64_t now);
+
+/* What the arbiter knows of one tenant's processes when it decides. */
+struct fx_arb_activity {
+    uint32_t inflight;           /* work in flight or being launched (stale counts dropped) */
+    uint32_t launching;          /* of which being launched */
+    uint32_t waiting;            /* 1: a live thread waits for the GPU */
+    uint32_t reserved;
+    uint64_t last_ns;            /* its last launch as the arbiter can tell (<= now) */
+    uint64_t used_ns;            /* until when it used the GPU (now while it has work) */
+};
+
+/* Adds live process record `p` to its tenant's activity. p's seen_* fields
+ * are the arbiter's own view of it, which this updates; everything else is
+ * read as published, bounded. */
+void fx_arb_account(struct fx_arb_activity *act, struct fx_proc_rec *p, uint64_t now);
+
+/* The decision itself, on state `st` (the shared file under its lock, or
+ * the node agent's page), given each tenant's activity (act[FX_MAX_TENANTS],
+ * by tenant index): who holds the GPU, the slice, the charge of the slice
+ * that ends (act[holder].used_ns - its start), the virtual times and cap
+ * buckets; wakes the waiters when the holder changes. agent: the holder's
+ * slice clock is started here, when its first launch shows in `act` (a
+ * tenant cannot write the agent's page). */
+void fx_arb_decide(struct fx_gpu_state *st, const struct fx_arb_activity *act, uint64_t now,
+                   int agent);
 
 #endif

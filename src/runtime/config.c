@@ -127,6 +127,17 @@ static int set_priority(struct fx_slice_config *c, const char *field, const char
     return fx_priority_parse(v, field, &c->priority, err);
 }
 
+static int set_arbiter_dir(struct fx_slice_config *c, const char *field, const char *v,
+                           struct flexpu_error *err)
+{
+    size_t n = strlen(v);
+    if (n == 0 || v[0] != '/' || n >= sizeof(c->arbiter_dir))
+        return flexpu_error_field(err, FLEXPU_EINVAL, field, v, n,
+                                  "must be an absolute path shorter than 200 bytes");
+    memcpy(c->arbiter_dir, v, n + 1);
+    return 0;
+}
+
 static int set_state_dir(struct fx_slice_config *c, const char *field, const char *v,
                          struct flexpu_error *err)
 {
@@ -198,6 +209,7 @@ static const struct option {
     setter_fn set;
 } options[] = {
     {"tenant", "FLEXPU_TENANT", set_tenant},
+    {"arbiter_dir", "FLEXPU_ARBITER_DIR", set_arbiter_dir},
     {"memory_limit", "FLEXPU_MEMORY_LIMIT", set_memory},
     {"compute_share", "FLEXPU_COMPUTE_SHARE", set_share},
     {"compute_cap", "FLEXPU_COMPUTE_CAP", set_cap},

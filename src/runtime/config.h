@@ -40,6 +40,10 @@ struct fx_slice_config {
     /* The directory of this tenant's memory ledgers (ledger.h), which only
      * its own containers may write; "" = <state_dir>/ledger/<tenant>. */
     char ledger_dir[FX_STATE_DIR_MAX];
+    /* The node agent's arbiter pages (arbagent.h), a directory tenants can
+     * only read: when set, the agent decides who holds the GPU and the
+     * shared state file is not used; "" = the cooperative shared state. */
+    char arbiter_dir[FX_STATE_DIR_MAX];
     enum flexpu_log_level log_level;
     /* What a context costs on the device before the first allocation; charged
      * once per process and GPU (docs/RUNTIME.md explains why a constant). */

@@ -131,7 +131,9 @@ void fx_nvml_forget_all(void)
 
 void fx_nvml_sample_clock(struct fx_gpu *g)
 {
-    if (!g || g->tenant < 0)
+    /* Under the node agent the tenant records are the agent's (read-only
+     * here): a cap is charged in GPU time only (docs/SECURITY.md). */
+    if (!g || g->tenant < 0 || g->agent)
         return;
     struct fx_gpu_state *st = g->st;
     struct fx_tenant_rec *tr = &st->tenants[g->tenant];

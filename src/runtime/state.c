@@ -152,6 +152,7 @@ static void init_state(void *buf, const void *argp)
 int fx_gpu_open_readonly(struct fx_gpu *g, const char *path, struct flexpu_error *err)
 {
     memset(g, 0, sizeof(*g));
+    g->req_fd = -1;
     g->slot = -1;
     g->tenant = -1;
     g->mem.fd = -1;
@@ -164,6 +165,7 @@ int fx_gpu_open_readonly(struct fx_gpu *g, const char *path, struct flexpu_error
         return rc;
     }
     g->st = m;
+    g->procs = g->st->procs;
     return 0;
 }
 
@@ -308,6 +310,10 @@ static void guard_mapping(void *addr, size_t len, int on)
 
 static void unmap_state(struct fx_gpu *g)
 {
+    if (g->agent) {
+        fx_gpu_leave_agent(g);
+        return;
+    }
     if (g->st && !g->private_state)
         guard_mapping(g->st, sizeof(*g->st), 0);
     if (g->st)
@@ -315,6 +321,7 @@ static void unmap_state(struct fx_gpu *g)
     if (g->fd >= 0)
         close(g->fd);
     g->st = NULL;
+    g->procs = NULL;
     g->fd = -1;
     g->slot = -1;
     g->tenant = -1;
@@ -332,6 +339,7 @@ static int join_shared(struct fx_gpu *g, const char *path, const char *uuid, uin
     if (rc)
         return rc;
     g->st = m;
+    g->procs = g->st->procs;
     guard_mapping(m, sizeof(struct fx_gpu_state), 1);
     if (strncmp(g->st->uuid, uuid, sizeof(g->st->uuid)) != 0)
         rc = flexpu_error_set(err, FLEXPU_EPARSE, "%s: holds GPU %.96s, not %s", path,
@@ -368,6 +376,7 @@ static int join_private(struct fx_gpu *g, const char *uuid, uint64_t total,
     init_state(m, &arg);
     g->fd = fd;
     g->st = m;
+    g->procs = g->st->procs;
     g->private_state = 1;
     int rc = fx_gpu_lock(g) == 0 ? 0 : flexpu_error_set(err, FLEXPU_EIO, "private state lock");
     if (rc == 0) {
@@ -384,6 +393,7 @@ int fx_gpu_attach(struct fx_gpu *g, const struct fx_slice_config *cfg, const cha
 {
     memset(g, 0, sizeof(*g));
     g->fd = -1;
+    g->req_fd = -1;
     g->slot = -1;
     g->tenant = -1;
     const char *dir = cfg->state_dir;
@@ -401,7 +411,10 @@ int fx_gpu_attach(struct fx_gpu *g, const struct fx_slice_config *cfg, const cha
     char path[FX_STATE_DIR_MAX + FX_UUID_MAX + 16];
     snprintf(path, sizeof(path), "%s/%s.state", dir, uuid);
     struct flexpu_error why = {0};
-    if (join_shared(g, path, uuid, total_bytes, cfg, &why) == 0)
+    /* Under the node agent, the agent's page or nothing: the shared state
+     * file is what a hostile tenant could write. */
+    if (cfg->arbiter_dir[0] ? fx_gpu_join_agent(g, cfg, uuid, &why) == 0
+                            : join_shared(g, path, uuid, total_bytes, cfg, &why) == 0)
         return 0;
     /* Whatever is wrong with the shared state, other processes can have
      * caused it: it must not take the GPU from this one. */

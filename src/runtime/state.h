@@ -113,14 +113,38 @@ struct fx_gpu_state {
     struct fx_proc_rec procs[FX_MAX_PROCS];
 };
 
+/* A tenant's requests to the node agent's arbiter (arbagent.h): the
+ * records of its processes on one GPU, in a file of its own slice's
+ * directory (<ledger dir>/<uuid>.req), which only its containers can write
+ * and the agent only reads (pread, never mapped: a tenant can truncate it).
+ * Only the fields a process publishes for the arbiter are read from it;
+ * `tenant` and the arbiter's view (seen_*) are not. Slots are claimed by
+ * their OFD lock byte (FX_LOCK_SLOT_BASE + slot) alone. */
+#define FX_REQ_MAGIC 0x31525846u /* "FXR1" little-endian */
+#define FX_REQ_VERSION 1u
+#define FX_REQ_PROCS 64
+
+struct fx_arb_req {
+    struct fx_shm_header h;
+    char uuid[FX_UUID_MAX];
+    struct fx_proc_rec procs[FX_REQ_PROCS];
+};
+
 /* A process's handle on one GPU: the shared arbitration state and its
- * tenant's memory ledger. */
+ * tenant's memory ledger. Under the node agent (agent = 1), st is the
+ * agent's page, mapped read-only, and the process's record is in its
+ * slice's request file (req); otherwise both are the shared state file. */
 struct fx_gpu {
     int fd;
     struct fx_gpu_state *st;
+    struct fx_proc_rec *procs;   /* where `slot` indexes: st->procs or req->procs */
     int slot;                    /* this process's slot, -1 when read-only */
     int tenant;
     int private_state;           /* 1: st is this process's own copy */
+    int agent;                   /* 1: the node agent arbitrates (st is read-only) */
+    int req_fd;
+    struct fx_arb_req *req;
+    char name[FX_TENANT_NAME_MAX]; /* the tenant, as configured */
     struct fx_ledger_handle mem;
 };
 
@@ -134,6 +158,20 @@ struct fx_gpu {
  * the reason. */
 int fx_gpu_attach(struct fx_gpu *g, const struct fx_slice_config *cfg, const char *uuid,
                   uint64_t total_bytes, struct flexpu_error *err);
+
+/* Under the node agent: maps the agent's page for GPU `uuid` in
+ * cfg->arbiter_dir read-only and takes a slot in the slice's request file
+ * (<ledger dir>/<uuid>.req, created if needed). The tenant's index in the
+ * page is looked up by name (fx_gpu_agent_tenant); -1 until the agent has
+ * added it. FLEXPU_ENOENT when the agent has no page for the GPU. Called by
+ * fx_gpu_attach; g->mem is left alone. */
+int fx_gpu_join_agent(struct fx_gpu *g, const struct fx_slice_config *cfg, const char *uuid,
+                      struct flexpu_error *err);
+void fx_gpu_leave_agent(struct fx_gpu *g);
+
+/* The tenant's index in the agent's page (found by the configured tenant
+ * name), or -1 while the agent has not added it. Sets g->tenant. */
+int fx_gpu_agent_tenant(struct fx_gpu *g);
 
 /* Opens an existing state file read-only without registering (for
  * flexpu-smi, the node agent's metrics). slot is -1, no ledger. Never

@@ -15,11 +15,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "runtime/arbagent.h"
 #include "runtime/state.h"
 #include "spawn.h"
 
@@ -28,6 +31,64 @@
 
 static char state_dir[256];
 static char fake_dir[256];
+
+/* --agent: the node agent's arbiter runs in this process, over agent_root
+ * (arbagent.h's layout), and every client is a slice of it: its policy is
+ * what its FLEXPU_* compute settings say, written as the agent's
+ * slice.conf, and it is given the agent's page and its own ledger
+ * directory. */
+static char agent_root[300];
+static struct fx_arb_agent *agent;
+static pthread_t agent_thread;
+static int agent_stop;
+
+static void *agent_main(void *arg)
+{
+    (void)arg;
+    /* As flexpu-node runs it: above the tenants' threads where allowed, so
+     * that hand-overs do not wait for a core on a loaded machine. */
+    struct sched_param sp = {.sched_priority = 1};
+    (void)pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
+    fx_arb_agent_run(agent, &agent_stop);
+    return NULL;
+}
+
+/* The value of NAME=... in `env`, or `dflt`. */
+static const char *env_value(const char *const *env, const char *name, const char *dflt)
+{
+    size_t n = strlen(name);
+    for (int i = 0; env && env[i]; i++)
+        if (strncmp(env[i], name, n) == 0 && env[i][n] == '=')
+            return env[i] + n + 1;
+    return dflt;
+}
+
+/* Makes the client a slice of the agent: its slice.conf, and its
+ * FLEXPU_ARBITER_DIR and FLEXPU_LEDGER_DIR, added to `extra` in `out`. */
+static void agent_slice(const char *const *extra, const char **out, char (*buf)[400])
+{
+    const char *tenant = env_value(extra, "FLEXPU_TENANT", "default");
+    char path[700];
+    snprintf(path, sizeof(path), "mkdir -p %s/slices/%s %s/ledger/%s", agent_root, tenant,
+             agent_root, tenant);
+    assert_int_equal(system(path), 0);
+    snprintf(path, sizeof(path), "%s/slices/%s/slice.conf", agent_root, tenant);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "tenant = %s\ncompute_share = %s\ncompute_cap = %s\npriority = %s\n", tenant,
+            env_value(extra, "FLEXPU_COMPUTE_SHARE", "0"),
+            env_value(extra, "FLEXPU_COMPUTE_CAP", "100"),
+            env_value(extra, "FLEXPU_PRIORITY", "normal"));
+    fclose(f);
+    int n = 0;
+    for (int i = 0; extra && extra[i] && n < 16; i++)
+        out[n++] = extra[i];
+    snprintf(buf[0], 400, "FLEXPU_ARBITER_DIR=%s/arb", agent_root);
+    snprintf(buf[1], 400, "FLEXPU_LEDGER_DIR=%s/ledger/%s", agent_root, tenant);
+    out[n++] = buf[0];
+    out[n++] = buf[1];
+    out[n] = NULL;
+}
 
 
 /* Starts a client as a container would run it (spawn.h), with `extra`
@@ -38,6 +99,12 @@ static void client_start_lib(struct fx_client *c, const char *lib, const char *c
         "FAKECUDA_TOTAL_MEM=17179869184", "FAKECUDA_CTX_OVERHEAD=314572800",
         "FLEXPU_CONTEXT_OVERHEAD=0", "FLEXPU_LOG_LEVEL=error", NULL};
     char *argv[] = {(char *)FX_TEST_CLIENT, NULL};
+    const char *with_agent[20];
+    char agent_env[2][400];
+    if (agent) {
+        agent_slice(extra, with_agent, agent_env);
+        extra = with_agent;
+    }
     struct fx_spawned p;
     fx_spawn(&p, lib, argv, state_dir, fake_dir, extra, defaults);
     c->pid = p.pid;
@@ -111,6 +178,30 @@ static int setup(void **state)
     snprintf(fake_dir, sizeof(fake_dir), "/tmp/fxrt-fake-XXXXXX");
     assert_non_null(mkdtemp(fake_dir));
     return 0;
+}
+
+/* As setup, with the node agent's arbiter running (--agent). */
+static int setup_agent(void **state)
+{
+    setup(state);
+    snprintf(agent_root, sizeof(agent_root), "%s/node", state_dir);
+    assert_int_equal(mkdir(agent_root, 0755), 0);
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_arb_agent_new(&agent, agent_root, &err), 0);
+    agent_stop = 0;
+    assert_int_equal(pthread_create(&agent_thread, NULL, agent_main, NULL), 0);
+    return 0;
+}
+
+static int teardown(void **state);
+
+static int teardown_agent(void **state)
+{
+    __atomic_store_n(&agent_stop, 1, __ATOMIC_RELEASE);
+    pthread_join(agent_thread, NULL);
+    fx_arb_agent_free(agent);
+    agent = NULL;
+    return teardown(state);
 }
 
 static int teardown(void **state)
@@ -931,8 +1022,38 @@ static void test_smi_lists_tenants_and_processes(void **state)
     client_stop(&c);
 }
 
-int main(void)
+/* The compute-sharing tests, with the node agent arbitrating (a cap's clock
+ * scaling is not done under the agent: docs/SECURITY.md). */
+static int run_agent_mode(void)
 {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_pair_splits_by_share, setup_agent, teardown_agent),
+        cmocka_unit_test_setup_teardown(test_three_tenants_split_by_share, setup_agent,
+                                        teardown_agent),
+        cmocka_unit_test_setup_teardown(test_cap_alone_and_burst_alone, setup_agent,
+                                        teardown_agent),
+        cmocka_unit_test_setup_teardown(test_idle_tenant_time_flows_to_others, setup_agent,
+                                        teardown_agent),
+        cmocka_unit_test_setup_teardown(test_priorities, setup_agent, teardown_agent),
+        cmocka_unit_test_setup_teardown(test_killed_holder_releases_the_gpu, setup_agent,
+                                        teardown_agent),
+        cmocka_unit_test_setup_teardown(test_every_launch_path_is_arbitrated, setup_agent,
+                                        teardown_agent),
+        cmocka_unit_test_setup_teardown(test_launches_keep_captures_valid, setup_agent,
+                                        teardown_agent),
+        cmocka_unit_test_setup_teardown(test_cap_holds_across_processes, setup_agent,
+                                        teardown_agent),
+    };
+    signal(SIGPIPE, SIG_IGN);
+    if (getenv("FX_TEST_FILTER")) /* one test, for looking into one */
+        cmocka_set_test_filter(getenv("FX_TEST_FILTER"));
+    return cmocka_run_group_tests_name("runtime_test --agent", tests, NULL, NULL);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "--agent") == 0)
+        return run_agent_mode();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_lookup_returns_hooks_of_the_right_variant, setup,
                                         teardown),

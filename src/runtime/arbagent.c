@@ -1,0 +1,418 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "runtime/arbagent.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "flexpu/log.h"
+#include "runtime/arbiter.h"
+#include "runtime/config.h"
+#include "runtime/state.h"
+#include "util/alloc.h"
+#include "util/clock.h"
+
+#define COMP "flexpu-node"
+#define ROOT_MAX 200
+#define KEY_MAX 64
+#define MAX_GPUS 16
+#define MAX_SRC 64 /* request files per GPU */
+
+#define LOAD(p) __atomic_load_n((p), __ATOMIC_SEQ_CST)
+#define STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
+
+/* One slice's request file for one GPU, and the agent's own copy of its
+ * records (the published fields are replaced at every round; seen_* are the
+ * agent's view and stay). */
+struct src {
+    char key[KEY_MAX];
+    int fd;
+    int t;                       /* tenant index in the page */
+    int seen;                    /* found by the current scan */
+    uint64_t alive;              /* bit i: slot i's process holds its lock */
+    struct fx_slice_config policy;
+    struct fx_proc_rec procs[FX_REQ_PROCS];
+};
+
+struct gpu {
+    char uuid[FX_UUID_MAX];
+    int fd;
+    struct fx_gpu_state *st;     /* the page, mapped read-write here */
+    struct src *src[MAX_SRC];
+    int nsrc;
+    uint64_t busy_seen[FX_MAX_TENANTS]; /* when the agent last saw it busy */
+};
+
+struct fx_arb_agent {
+    char root[ROOT_MAX];
+    struct gpu gpus[MAX_GPUS];
+    int ngpu;
+    uint64_t next_scan;
+    uint64_t rounds;
+    struct fx_arb_req scratch;
+};
+
+/* Names a tenant can choose (a slice key is the agent's own, a GPU UUID the
+ * driver's; both come from directory entries tenants can create). */
+static int plain_name(const char *s, size_t max)
+{
+    size_t n = 0;
+    for (; s[n]; n++)
+        if (n >= max || !((s[n] >= 'a' && s[n] <= 'z') || (s[n] >= 'A' && s[n] <= 'Z') ||
+                          (s[n] >= '0' && s[n] <= '9') || s[n] == '-' || s[n] == '_'))
+            return 0;
+    return n > 0 && s[0] != '-';
+}
+
+int fx_arb_agent_new(struct fx_arb_agent **out, const char *root, struct flexpu_error *err)
+{
+    *out = NULL;
+    if (strlen(root) >= ROOT_MAX - 80)
+        return flexpu_error_set(err, FLEXPU_EINVAL, "arbiter root %s: too long", root);
+    struct fx_arb_agent *a = fx_calloc(1, sizeof(*a));
+    if (!a)
+        return flexpu_error_set(err, FLEXPU_ENOMEM, "arbiter: out of memory");
+    snprintf(a->root, sizeof(a->root), "%s", root);
+    char dir[ROOT_MAX + 8];
+    snprintf(dir, sizeof(dir), "%s/arb", root);
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+        int e = errno;
+        fx_free(a);
+        return flexpu_error_set(err, FLEXPU_EIO, "%s: cannot create: %s", dir, strerror(e));
+    }
+    *out = a;
+    return 0;
+}
+
+static void src_free(struct src *s)
+{
+    if (s->fd >= 0)
+        close(s->fd);
+    fx_free(s);
+}
+
+void fx_arb_agent_free(struct fx_arb_agent *a)
+{
+    if (!a)
+        return;
+    for (int i = 0; i < a->ngpu; i++) {
+        struct gpu *g = &a->gpus[i];
+        for (int k = 0; k < g->nsrc; k++)
+            src_free(g->src[k]);
+        munmap(g->st, sizeof(*g->st));
+        close(g->fd);
+    }
+    fx_free(a);
+}
+
+uint64_t fx_arb_agent_rounds(const struct fx_arb_agent *a)
+{
+    return __atomic_load_n(&a->rounds, __ATOMIC_RELAXED);
+}
+
+static void init_page(void *buf, const void *arg)
+{
+    struct fx_gpu_state *st = buf;
+    st->h.magic = FX_STATE_MAGIC;
+    st->h.version = FX_STATE_VERSION;
+    st->h.size = sizeof(*st);
+    snprintf(st->uuid, sizeof(st->uuid), "%s", (const char *)arg);
+}
+
+static struct gpu *gpu_of(struct fx_arb_agent *a, const char *uuid)
+{
+    for (int i = 0; i < a->ngpu; i++)
+        if (strcmp(a->gpus[i].uuid, uuid) == 0)
+            return &a->gpus[i];
+    if (a->ngpu == MAX_GPUS)
+        return NULL;
+    char path[ROOT_MAX + FX_UUID_MAX + 16];
+    snprintf(path, sizeof(path), "%s/arb/%s.state", a->root, uuid);
+    struct gpu *g = &a->gpus[a->ngpu];
+    struct flexpu_error err = {0};
+    void *m = NULL;
+    int fd = -1;
+    /* Readable by every container (the directory is mounted read-only);
+     * written by the agent alone. A page left by an earlier agent is taken
+     * over as it is. */
+    if (fx_shm_map(path, "arbiter page", sizeof(struct fx_gpu_state), FX_STATE_MAGIC,
+                   FX_STATE_VERSION, 1, init_page, uuid, 0644, &fd, &m, &err) != 0) {
+        FX_ERROR(COMP, "cannot create the GPU's arbiter page", "path=%s reason=\"%s\"", path,
+                 err.msg);
+        return NULL;
+    }
+    memset(g, 0, sizeof(*g));
+    snprintf(g->uuid, sizeof(g->uuid), "%s", uuid);
+    g->st = m;
+    g->fd = fd;
+    a->ngpu++;
+    return g;
+}
+
+/* A tenant record is freed or reused: what the arbiter remembers of that
+ * index belonged to the previous tenant (as state.c's forget_tenant). */
+static void forget(struct gpu *g, int t)
+{
+    struct fx_arbiter *ar = &g->st->arb;
+    uint32_t bit = 1u << t;
+    __atomic_fetch_and(&ar->demand, ~bit, __ATOMIC_SEQ_CST);
+    ar->seen_demand &= ~bit;
+    if (LOAD(&ar->holder) == (uint32_t)t + 1) {
+        STORE(&ar->holder, 0u);
+        __atomic_fetch_add(&ar->seq, 1, __ATOMIC_SEQ_CST);
+    }
+    memset(&g->st->tenants[t], 0, sizeof(g->st->tenants[t]));
+    g->busy_seen[t] = 0;
+}
+
+/* The record of the tenant the policy names, added if new; -1 when the page
+ * is full. */
+static int tenant_of(struct gpu *g, const struct fx_slice_config *pol)
+{
+    struct fx_tenant_rec *tr = g->st->tenants;
+    int free_rec = -1;
+    for (int t = 0; t < FX_MAX_TENANTS; t++) {
+        if (tr[t].in_use && strncmp(tr[t].name, pol->tenant, sizeof(tr[t].name)) == 0)
+            return t;
+        if (!tr[t].in_use && free_rec < 0)
+            free_rec = t;
+    }
+    if (free_rec >= 0) {
+        forget(g, free_rec);
+        snprintf(tr[free_rec].name, sizeof(tr[free_rec].name), "%s", pol->tenant);
+        __atomic_store_n(&tr[free_rec].in_use, 1u, __ATOMIC_RELEASE);
+    }
+    return free_rec;
+}
+
+static void set_policy(struct fx_tenant_rec *tr, const struct fx_slice_config *pol)
+{
+    STORE(&tr->compute_share, (uint32_t)pol->compute_share);
+    STORE(&tr->compute_cap, (uint32_t)pol->compute_cap);
+    STORE(&tr->priority, (uint32_t)pol->priority);
+    STORE(&tr->cap_clock_mhz, 0u); /* the clock is tenant-reported: GPU time only */
+}
+
+/* The slice's policy, as the agent wrote it: 0, or -1 (not yet named, or
+ * unreadable: the slice is not arbitrated until it is). */
+static int read_policy(const struct fx_arb_agent *a, const char *key, struct fx_slice_config *pol)
+{
+    char path[ROOT_MAX + 300];
+    snprintf(path, sizeof(path), "%s/slices/%s/slice.conf", a->root, key);
+    struct flexpu_error err = {0};
+    fx_config_defaults(pol);
+    if (fx_config_load_file(pol, path, &err) != 1)
+        return -1;
+    return pol->tenant[0] ? 0 : -1;
+}
+
+static struct src *src_of(struct gpu *g, const char *key)
+{
+    for (int k = 0; k < g->nsrc; k++)
+        if (strcmp(g->src[k]->key, key) == 0)
+            return g->src[k];
+    if (g->nsrc == MAX_SRC)
+        return NULL;
+    struct src *s = fx_calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    snprintf(s->key, sizeof(s->key), "%.*s", KEY_MAX - 1, key);
+    s->fd = -1;
+    s->t = -1;
+    g->src[g->nsrc++] = s;
+    return s;
+}
+
+/* Opens the request file at dirfd/name without blocking or following a
+ * link; -1 unless it is a regular file. */
+static int open_req(int dirfd, const char *name)
+{
+    int fd = openat(dirfd, name, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+    struct stat sb;
+    if (fd >= 0 && (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode))) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+/* One slice directory: its request files, one per GPU its processes use. */
+static void scan_slice(struct fx_arb_agent *a, int ledger_fd, const char *key)
+{
+    struct fx_slice_config pol;
+    if (read_policy(a, key, &pol) != 0)
+        return;
+    int dfd = openat(ledger_fd, key, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    if (!d) {
+        if (dfd >= 0)
+            close(dfd);
+        return;
+    }
+    struct dirent *e;
+    int files = 0;
+    while ((e = readdir(d)) && files < MAX_GPUS) {
+        size_t n = strlen(e->d_name);
+        if (n < 5 || n - 4 >= FX_UUID_MAX || strcmp(e->d_name + n - 4, ".req") != 0)
+            continue;
+        char uuid[FX_UUID_MAX];
+        snprintf(uuid, sizeof(uuid), "%.*s", (int)(n - 4), e->d_name);
+        if (!plain_name(uuid, FX_UUID_MAX - 1))
+            continue;
+        files++;
+        struct gpu *g = gpu_of(a, uuid);
+        struct src *s = g ? src_of(g, key) : NULL;
+        if (!s)
+            continue;
+        /* Reopened at every scan: the tenant may have replaced the file. */
+        int fd = open_req(dfd, e->d_name);
+        if (fd < 0)
+            continue;
+        if (s->fd >= 0)
+            close(s->fd);
+        s->fd = fd;
+        s->seen = 1;
+        s->policy = pol;
+        s->alive = 0;
+        for (int i = 0; i < FX_REQ_PROCS; i++)
+            if (fx_shm_byte_locked(fd, FX_LOCK_SLOT_BASE + i))
+                s->alive |= 1ull << i;
+    }
+    closedir(d);
+}
+
+/* Drops what the scan did not find, and gives every source its tenant
+ * record (policy from its slice.conf); records no source names are freed. */
+static void settle_gpu(struct gpu *g)
+{
+    int named[FX_MAX_TENANTS] = {0};
+    for (int k = 0; k < g->nsrc;) {
+        struct src *s = g->src[k];
+        if (!s->seen) {
+            src_free(s);
+            g->src[k] = g->src[--g->nsrc];
+            continue;
+        }
+        s->seen = 0;
+        k++;
+    }
+    /* Records first freed, then added, so a full page makes room. */
+    for (int k = 0; k < g->nsrc; k++)
+        for (int t = 0; t < FX_MAX_TENANTS; t++)
+            if (g->st->tenants[t].in_use &&
+                strncmp(g->st->tenants[t].name, g->src[k]->policy.tenant,
+                        sizeof(g->st->tenants[t].name)) == 0)
+                named[t] = 1;
+    for (int t = 0; t < FX_MAX_TENANTS; t++)
+        if (g->st->tenants[t].in_use && !named[t])
+            forget(g, t);
+    for (int k = 0; k < g->nsrc; k++) {
+        struct src *s = g->src[k];
+        s->t = tenant_of(g, &s->policy);
+        if (s->t >= 0)
+            set_policy(&g->st->tenants[s->t], &s->policy);
+    }
+}
+
+static void scan(struct fx_arb_agent *a)
+{
+    char dir[ROOT_MAX + 16];
+    snprintf(dir, sizeof(dir), "%s/ledger", a->root);
+    int lfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = lfd >= 0 ? fdopendir(lfd) : NULL;
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d)))
+            if (plain_name(e->d_name, KEY_MAX - 1))
+                scan_slice(a, lfd, e->d_name);
+        closedir(d);
+    } else if (lfd >= 0) {
+        close(lfd);
+    }
+    for (int i = 0; i < a->ngpu; i++)
+        settle_gpu(&a->gpus[i]);
+}
+
+/* Reads one request file into the agent's copy and adds its live processes
+ * to the tenant's activity. What is not a request file of this GPU (the
+ * tenant broke its own) counts as no activity. */
+static void read_src(struct fx_arb_agent *a, struct gpu *g, struct src *s,
+                     struct fx_arb_activity *act, uint64_t now)
+{
+    struct fx_arb_req *r = &a->scratch;
+    ssize_t n = pread(s->fd, r, sizeof(*r), 0);
+    if (n != (ssize_t)sizeof(*r) || r->h.magic != FX_REQ_MAGIC ||
+        r->h.version != FX_REQ_VERSION || r->h.size != sizeof(*r) ||
+        strncmp(r->uuid, g->uuid, sizeof(r->uuid)) != 0)
+        return;
+    for (int i = 0; i < FX_REQ_PROCS; i++) {
+        struct fx_proc_rec *mine = &s->procs[i], *pub = &r->procs[i];
+        if (!((s->alive >> i) & 1) || !pub->in_use)
+            continue;
+        /* A new process in the slot starts with a fresh view. */
+        uint64_t seen_l = mine->seen_launches, seen_ns = mine->seen_ns;
+        if (mine->attach_ns != pub->attach_ns || mine->pid != pub->pid)
+            seen_l = pub->launches, seen_ns = 0;
+        *mine = *pub;
+        mine->seen_launches = seen_l;
+        mine->seen_ns = seen_ns;
+        fx_arb_account(&act[s->t], mine, now);
+    }
+}
+
+/* One GPU's round. Returns 1 when it is contended (someone holds it, or a
+ * tenant has work). */
+static int round_gpu(struct fx_arb_agent *a, struct gpu *g, uint64_t now)
+{
+    struct fx_arb_activity act[FX_MAX_TENANTS];
+    memset(act, 0, sizeof(act));
+    for (int k = 0; k < g->nsrc; k++)
+        if (g->src[k]->t >= 0 && g->src[k]->fd >= 0)
+            read_src(a, g, g->src[k], act, now);
+    struct fx_arbiter *ar = &g->st->arb;
+    uint32_t claims = 0;
+    for (int t = 0; t < FX_MAX_TENANTS; t++) {
+        struct fx_arb_activity *x = &act[t];
+        int moved = x->last_ns && now - x->last_ns < FX_ARB_AGENT_POLL_NS * 2;
+        if (x->inflight || x->waiting || moved)
+            g->busy_seen[t] = now;
+        /* GPU time as the agent saw it: a holder is charged until the last
+         * round it showed work, whatever it says of its own drain. */
+        x->used_ns = g->busy_seen[t];
+        if (g->st->tenants[t].in_use &&
+            (x->inflight || x->waiting || (x->last_ns && now - x->last_ns < FX_ARB_IDLE_NS)))
+            claims |= 1u << t;
+    }
+    __atomic_fetch_or(&ar->demand, claims, __ATOMIC_SEQ_CST);
+    fx_arb_decide(g->st, act, now, 1);
+    g->st->generation++;
+    return LOAD(&ar->holder) != 0 || LOAD(&ar->demand) != 0;
+}
+
+uint64_t fx_arb_agent_step(struct fx_arb_agent *a, uint64_t now)
+{
+    if (now >= a->next_scan) {
+        scan(a);
+        a->next_scan = now + FX_ARB_AGENT_SCAN_NS;
+    }
+    int busy = 0;
+    for (int i = 0; i < a->ngpu; i++)
+        busy |= round_gpu(a, &a->gpus[i], now);
+    __atomic_fetch_add(&a->rounds, 1, __ATOMIC_RELAXED);
+    return busy ? FX_ARB_AGENT_POLL_NS : FX_ARB_AGENT_IDLE_NS;
+}
+
+void fx_arb_agent_run(struct fx_arb_agent *a, const int *stop)
+{
+    while (!__atomic_load_n(stop, __ATOMIC_ACQUIRE)) {
+        uint64_t wait = fx_arb_agent_step(a, fx_mono_ns());
+        struct timespec ts = {0, (long)wait};
+        nanosleep(&ts, NULL);
+    }
+}

@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Compute arbitration run by the node agent (trusted) instead of by the
+ * tenants (docs/SECURITY.md, docs/RUNTIME.md "Who decides").
+ *
+ * Under <root>:
+ *  - arb/<uuid>.state: one page per GPU (the layout of state.h's shared
+ *    state, its procs[] unused), written by the agent alone and mounted
+ *    read-only into the containers: who holds the GPU, the slice, the futex
+ *    word waiters sleep on, and per tenant its policy (share, cap, priority,
+ *    from the slice.conf the agent wrote) and what the arbiter keeps (virtual
+ *    time, cap bucket, GPU time).
+ *  - ledger/<key>/<uuid>.req: each slice's request file (state.h's struct
+ *    fx_arb_req), which only that slice's containers can write: per process,
+ *    what it publishes for the arbiter (in flight, waiting, launches,
+ *    heartbeat). The agent reads it with pread (never mapped: a truncation
+ *    must not fault the agent), bounds every field (arbiter.c), and nothing
+ *    in it reaches another tenant's record.
+ *  - slices/<key>/slice.conf: the policy, as the agent checked it.
+ *
+ * The decision is arbiter.c's (fx_arb_decide), the same code the tenants run
+ * on the shared state outside Kubernetes. What differs: the agent measures a
+ * slice's GPU time itself (from the hand-over to when it saw the holder's
+ * last work), so a tenant cannot under-report; and a round runs every
+ * FX_ARB_AGENT_POLL_NS while any GPU is contended (FX_ARB_AGENT_IDLE_NS
+ * otherwise), so nothing a tenant writes makes a round wait for it. */
+#ifndef FX_RUNTIME_ARBAGENT_H
+#define FX_RUNTIME_ARBAGENT_H
+
+#include <stdint.h>
+
+#include "flexpu/error.h"
+
+#define FX_ARB_AGENT_POLL_NS (200 * 1000ull)
+#define FX_ARB_AGENT_IDLE_NS (2 * 1000 * 1000ull)
+/* New slices, request files and policies are looked for this often. */
+#define FX_ARB_AGENT_SCAN_NS (20 * 1000 * 1000ull)
+
+struct fx_arb_agent;
+
+/* An agent over `root` (copied); creates <root>/arb (mode 0755) if needed.
+ * Errors name the path. The caller owns *out (fx_arb_agent_free). */
+int fx_arb_agent_new(struct fx_arb_agent **out, const char *root, struct flexpu_error *err);
+void fx_arb_agent_free(struct fx_arb_agent *a);
+
+/* One round at `now` (CLOCK_MONOTONIC): rescans when due, reads every
+ * request file, decides for every GPU. Returns how long until the next
+ * round is due. */
+uint64_t fx_arb_agent_step(struct fx_arb_agent *a, uint64_t now);
+
+/* Rounds until *stop becomes non-zero (read atomically). For a thread. */
+void fx_arb_agent_run(struct fx_arb_agent *a, const int *stop);
+
+/* Rounds run so far (for tests and metrics). */
+uint64_t fx_arb_agent_rounds(const struct fx_arb_agent *a);
+
+#endif
