@@ -183,12 +183,12 @@ check "scheduler resources" '.spec.template.spec.containers[0].resources' \
 check "node resources" '.spec.template.spec.containers[0].resources.limits' '{"memory":"64Mi"}' "$ds"
 check replicas '.spec.replicas' 3 "$dep"
 check "node args" '.spec.template.spec.containers[0].args' \
-  '["--root=/opt/flexpu","--runtime-library=/usr/lib/flexpu/libflexpu-cuda.so","--device-plugin-dir=/var/lib/k0s/kubelet/device-plugins","--pod-resources-socket=/var/lib/k0s/kubelet/pod-resources/kubelet.sock","--size-limits=off","--metrics-port=0","--log-level=$(FLEXPU_LOG_LEVEL)"]' "$ds"
+  '["--root=/opt/flexpu","--runtime-library=/usr/lib/flexpu/libflexpu-cuda.so","--device-plugin-dir=/var/lib/k0s/kubelet/device-plugins","--pod-resources-socket=/var/lib/k0s/kubelet/pod-resources/kubelet.sock","--size-limits=off","--cgroup-root=/host/sys/fs/cgroup","--metrics-port=0","--log-level=$(FLEXPU_LOG_LEVEL)"]' "$ds"
 check "unprivileged node" '.spec.template.spec.containers[0].securityContext' \
   '{"allowPrivilegeEscalation":false,"capabilities":{"add":["CHOWN","DAC_OVERRIDE","FOWNER"],"drop":["ALL"]},"privileged":false,"readOnlyRootFilesystem":true,"runAsUser":0}' "$ds"
 check "no Bidirectional mount without size limits" '[.spec.template.spec.containers[0].volumeMounts[] | select(.mountPropagation)]' '[]' "$ds"
 check "hostPaths" '[.spec.template.spec.volumes[].hostPath.path]' \
-  '["/var/lib/k0s/kubelet/device-plugins","/var/lib/k0s/kubelet/pod-resources","/opt/flexpu"]' "$ds"
+  '["/var/lib/k0s/kubelet/device-plugins","/var/lib/k0s/kubelet/pod-resources","/opt/flexpu","/sys/fs/cgroup"]' "$ds"
 check "metrics off: no port, no probe, no scrape annotation" \
   '[.spec.template.spec.containers[0].ports, .spec.template.spec.containers[0].livenessProbe, .spec.template.metadata.annotations["prometheus.io/scrape"]]' \
   '[null,null,null]' "$ds"
