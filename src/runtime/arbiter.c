@@ -394,12 +394,28 @@ void fx_arb_decide(struct fx_gpu_state *st, const struct fx_arb_activity *act, u
             top = prio_of(&st->tenants[t]);
     if (h < 0 && (demand & (demand - 1))) {
         int queued = 0;
+        /* Under the agent the counts that hold the settle are a tenant's
+         * word: a tenant that claimed work in flight at every start of
+         * contention would stall the others, uncharged, each time. So there
+         * the tenants whose work is still queued share the settle's time
+         * (since the previous round, kept in slice_start_ns, unused while
+         * nobody holds the GPU) as GPU time, their queues running side by
+         * side. */
+        uint64_t prev = a->settle_since_ns ? LOAD(&a->slice_start_ns) : now;
+        uint32_t draining = 0;
         for (int t = 0; t < FX_MAX_TENANTS; t++)
-            if ((demand >> t) & 1 && infl[t] && prio_of(&st->tenants[t]) >= top)
-                queued = 1;
+            if ((demand >> t) & 1 && infl[t] && prio_of(&st->tenants[t]) >= top) {
+                queued++;
+                draining |= 1u << t;
+            }
+        for (int t = 0; t < FX_MAX_TENANTS && agent && now > prev; t++)
+            if ((draining >> t) & 1)
+                charge(&st->tenants[t], (now - prev) / (uint64_t)queued);
         if (queued) {
             if (!a->settle_since_ns)
                 a->settle_since_ns = now;
+            if (agent)
+                STORE(&a->slice_start_ns, now);
             if (now - a->settle_since_ns < FX_ARB_DRAIN_MAX_NS)
                 return;
         }
