@@ -25,6 +25,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +46,7 @@
 #include "node/remote_node.h"
 #include "node/slices.h"
 #include "node/usage.h"
+#include "runtime/arbagent.h"
 
 #define COMP "node"
 #define ENDPOINT "flexpu-gpu.sock"
@@ -237,6 +239,19 @@ struct watch_arg {
     struct agent *a;
     pthread_t tid;
 };
+
+/* Compute arbitration between the slices (runtime/arbagent.h): above the
+ * tenants' threads where allowed, so hand-overs do not wait for a core. */
+static int arb_stop;
+
+static void *arb_main(void *p)
+{
+    struct sched_param sp = {.sched_priority = 1};
+    if (pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp) != 0)
+        FX_INFO(COMP, "arbiter thread runs at normal priority (no CAP_SYS_NICE)", "policy=fifo");
+    fx_arb_agent_run(p, &arb_stop);
+    return NULL;
+}
 
 static void *watch_main(void *p)
 {
@@ -562,6 +577,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "flexpu-node: %s\n", err.msg);
         return 1;
     }
+    struct fx_arb_agent *arb = NULL;
+    pthread_t arb_tid;
+    if (fx_arb_agent_new(&arb, a.root, &err) != 0 ||
+        pthread_create(&arb_tid, NULL, arb_main, arb) != 0) {
+        fprintf(stderr, "flexpu-node: arbiter: %s\n", err.msg);
+        return 1;
+    }
     struct watch_arg wa = {.a = &a};
     pthread_create(&wa.tid, NULL, watch_main, &wa);
     FX_INFO(COMP, "starting", "node=%s gpus=%d root=%s device_plugin_dir=%s metrics_port=%d "
@@ -627,6 +649,9 @@ int main(int argc, char **argv)
     fx_metrics_stop(ms);
     fx_usage_feed_stop(feed);
     fx_reclaim_mem_free(reclaim);
+    __atomic_store_n(&arb_stop, 1, __ATOMIC_RELEASE);
+    pthread_join(arb_tid, NULL);
+    fx_arb_agent_free(arb);
     fx_plugin_free(a.plugin);
     kube_client_free(a.client);
     fx_nvml_close(a.nvml);

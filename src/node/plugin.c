@@ -996,10 +996,11 @@ out:
 struct ctr_answer {
     V1beta1__ContainerAllocateResponse resp;
     V1beta1__ContainerAllocateResponse__EnvsEntry env[3], *envp[3];
-    V1beta1__Mount mount[7], *mountp[7];
+    V1beta1__Mount mount[8], *mountp[8];
     V1beta1__DeviceSpec dev[CTR_DEVS], *devp[CTR_DEVS];
     char paths[CTR_DEVS][40];
     char lib[320], preload[320], conf[400], state[320], ledger[400], mps[400], borrowed[320];
+    char arb[320];
     char key[FX_SLICE_KEY_LEN + 1];
     char visible[FLEXPU_MAX_GPUS * (FX_UUID_MAX + 1)];
 };
@@ -1088,22 +1089,25 @@ static void answer_fill(struct fx_plugin *p, struct ctr_answer *a, uint32_t set)
      * can write that no other tenant has (runtime/ledger.h). */
     /* The marks of GPUs with borrowers (reclaim_mem.h), read-only. */
     fx_reclaim_dir(p->root, a->borrowed, sizeof(a->borrowed));
+    /* The agent's arbiter pages: who holds each GPU, read-only. */
+    snprintf(a->arb, sizeof(a->arb), "%s/arb", p->root);
     struct {
         const char *ctr, *host;
         bool ro;
-    } m[7] = {{FX_CTR_LIB, a->lib, true},
+    } m[8] = {{FX_CTR_LIB, a->lib, true},
               {FX_CTR_PRELOAD, a->preload, true},
               {FX_CTR_CONF_DIR, a->conf, true},
               {FX_CTR_STATE, a->state, false},
               {FX_CTR_LEDGER, a->ledger, false},
               {FX_CTR_BORROWED, a->borrowed, true},
+              {FX_CTR_ARB, a->arb, true},
               {FX_CTR_MPS, a->mps, false}};
     /* mps: the slice's own pipe directory, and only its own: the clients
      * of this container find their daemon (and its limits) there. */
-    int nm = 6;
+    int nm = 7;
     bool mps = p->mps && fx_mps_pipe_dir(p->root, a->key, a->mps, sizeof(a->mps)) == 0;
     if (mps)
-        nm = 7;
+        nm = 8;
     for (int i = 0; i < nm; i++) {
         v1beta1__mount__init(&a->mount[i]);
         a->mount[i].container_path = (char *)m[i].ctr;

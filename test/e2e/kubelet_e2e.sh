@@ -230,7 +230,8 @@ check_pod() { # name
   # Mounts: container path, host path, read-only.
   for m in "/etc/flexpu $fx/slices/$key true" "/etc/ld.so.preload $fx/ld.so.preload true" \
            "/usr/lib/flexpu/libflexpu-cuda.so $fx/lib/libflexpu-cuda.so true" \
-           "/run/flexpu/state $fx/state false" "/run/flexpu/ledger $fx/ledger/$key false"; do
+           "/run/flexpu/state $fx/state false" "/run/flexpu/ledger $fx/ledger/$key false" \
+           "/run/flexpu/arb $fx/arb true"; do
     read -r cp hp ro <<<"$m"
     jq -e --arg c "$cp" --arg h "$hp" --argjson r "$ro" \
       '[.create.mounts[] | select(.container_path == $c and .host_path == $h and .readonly == $r)] | length == 1' \

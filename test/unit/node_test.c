@@ -250,6 +250,7 @@ static void test_slice_files(void **state)
     assert_int_equal(cfg.priority, FX_PRIO_HIGH);
     assert_string_equal(cfg.state_dir, FX_CTR_STATE);
     assert_string_equal(cfg.ledger_dir, FX_CTR_LEDGER);
+    assert_string_equal(cfg.arbiter_dir, FX_CTR_ARB);
     /* A temporary file a crash left between create and rename goes too. */
     char left[700];
     snprintf(left, sizeof(left), "%s/slices/%s/.slice.conf.Ab12Cd", tmpdir, ka);
@@ -676,8 +677,16 @@ static void test_plugin_calls(void **state)
         assert_string_equal(c0->devices[3]->host_path, k < 2 ? "/dev/nvidia2" : "/dev/nvidia0");
         conf_dir[k][0] = '\0';
         char ledger_dir[400] = "";
-        bool marks = false;
+        bool marks = false, arb = false;
         for (size_t m = 0; m < c0->n_mounts; m++) {
+            /* the agent's arbiter pages (runtime/arbagent.h): read-only */
+            if (strcmp(c0->mounts[m]->container_path, FX_CTR_ARB) == 0) {
+                char want_arb[400];
+                snprintf(want_arb, sizeof(want_arb), "%s/arb", tmpdir);
+                assert_string_equal(c0->mounts[m]->host_path, want_arb);
+                assert_true(c0->mounts[m]->read_only);
+                arb = true;
+            }
             /* the marks of GPUs with borrowers (reclaim_mem.h): read-only */
             if (strcmp(c0->mounts[m]->container_path, FX_CTR_BORROWED) == 0) {
                 char want_marks[400];
@@ -699,6 +708,7 @@ static void test_plugin_calls(void **state)
         }
         assert_true(conf_dir[k][0]);
         assert_true(marks);
+        assert_true(arb);
         const char *key = strrchr(conf_dir[k], '/');
         assert_non_null(key);
         char want_ledger[400];
