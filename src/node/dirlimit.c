@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "runtime/ledger.h"
+#include "runtime/state.h"
 
 #ifndef TMPFS_MAGIC
 #define TMPFS_MAGIC 0x01021994
@@ -37,8 +38,11 @@ int fx_dir_limits_parse(const char *s, enum fx_dir_limits *out)
  * memory only for what is written. */
 uint64_t fx_dir_ledger_bytes(size_t ngpu)
 {
+    /* Per GPU a ledger and a request file to the agent's arbiter (state.h),
+     * each twice: a file is made whole beside its name, then linked. */
     uint64_t file = ((uint64_t)sizeof(struct fx_ledger) + 4095) & ~(uint64_t)4095;
-    return (1ull << 20) + 2 * (uint64_t)ngpu * file;
+    uint64_t req = ((uint64_t)sizeof(struct fx_arb_req) + 4095) & ~(uint64_t)4095;
+    return (1ull << 20) + 2 * (uint64_t)ngpu * (file + req);
 }
 
 /* Undoes mountinfo's octal escapes (\040 for a space) in place. */
