@@ -64,7 +64,13 @@ static int fast_path_agent(struct fx_gpu *g, int capped_cfg)
     /* The cap the agent enforces is the one it holds for the slice. */
     if (capped_cfg || (t >= 0 && capped(&g->st->tenants[t])) || others || LOAD(&a->holder))
         return 0;
-    return t < 0 || !fx_arb_leashed(g, fx_mono_ns());
+    if (t < 0)
+        return 1;
+    /* As below: no clock read unless a higher priority was ever seen. */
+    for (int q = prio_of(&g->st->tenants[t]) + 1; q < 3; q++)
+        if (__atomic_load_n(&a->prio_seen_ns[q], __ATOMIC_RELAXED))
+            return !fx_arb_leashed(g, fx_mono_ns());
+    return 1;
 }
 
 int fx_arb_fast_path(struct fx_gpu *g, int capped)
