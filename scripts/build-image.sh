@@ -6,8 +6,10 @@
 #   scripts/build-image.sh [--build-dir DIR] [--out DIR] [--tag TAG]
 #
 # 1. a Release build of what the image ships (flexpu-scheduler, flexpu-node,
-#    flexpu-smi, libflexpu-cuda.so) in a build directory of its own
-#    (default build-image);
+#    flexpu-smi, flexpu-remoted, libflexpu-cuda.so, and the remote client's
+#    libcudart.so.12 and libcublas.so.12 in /usr/lib/flexpu/remote, where
+#    the chart's node.remote agents take them from: docs/REMOTE.md) in a
+#    build directory of its own (default build-image);
 # 2. the shared libraries they load (ldd), each traced to the Debian
 #    package that holds it on this machine (dpkg -S) and taken from that
 #    exact package version (the apt cache, else apt-get download), unpacked
@@ -55,8 +57,21 @@ log() { echo "build-image: $* ($((SECONDS - start)) s)" >&2; }
 
 # --- 1. the binaries, Release ---
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFLEXPU_TESTS=OFF >/dev/null
-ninja -C "$build" flexpu-scheduler flexpu-node flexpu-smi flexpu-cuda >/dev/null
-bins=("$build/flexpu-scheduler" "$build/flexpu-node" "$build/flexpu-smi" "$build/libflexpu-cuda.so")
+ninja -C "$build" flexpu-scheduler flexpu-node flexpu-smi flexpu-cuda flexpu-remoted \
+  flexpu-cudart flexpu-cublas >/dev/null
+bins=("$build/flexpu-scheduler" "$build/flexpu-node" "$build/flexpu-smi" "$build/libflexpu-cuda.so"
+      "$build/flexpu-remoted" "$build/remote/libcudart.so.12" "$build/remote/libcublas.so.12")
+# The client's libcublas.so.12 loads the client's libcudart.so.12 (cuBLAS
+# calls go over its connection), found beside it by RUNPATH $ORIGIN. That
+# one dependency is not a Debian package's and needs none: it is a file
+# this image ships, at the same place relative to libcublas in the image
+# and in the node's copy (<root>/remote-lib), and its own libraries are
+# traced below as any binary's. Any other library no package holds still
+# fails the build.
+own_dep() { # library path ldd printed for binary $2
+  [ "$2" = "$build/remote/libcublas.so.12" ] &&
+    [ "$(readlink -f "$1")" = "$(readlink -f "$build/remote/libcudart.so.12")" ]
+}
 log "built ${bins[*]##*/} in $build"
 
 # --- 2. the Debian packages that hold their libraries ---
@@ -76,6 +91,7 @@ for b in "${bins[@]}"; do
   # "libfoo.so.1 => /lib/x86_64-linux-gnu/libfoo.so.1 (0x...)" and the loader's own line.
   while read -r lib; do
     [ -n "$lib" ] || continue
+    own_dep "$lib" "$b" && continue
     real="$(readlink -f "$lib")"
     # dpkg knows the path the package installed, which on a merged-/usr
     # system may be either spelling.
@@ -162,7 +178,14 @@ install -D -m 0755 "$build/flexpu-scheduler" "$rootfs/usr/bin/flexpu-scheduler"
 install -D -m 0755 "$build/flexpu-node" "$rootfs/usr/bin/flexpu-node"
 install -D -m 0755 "$build/flexpu-smi" "$rootfs/usr/bin/flexpu-smi"
 install -D -m 0755 "$build/libflexpu-cuda.so" "$rootfs/usr/lib/flexpu/libflexpu-cuda.so"
-strip --strip-unneeded "$rootfs/usr/bin/"flexpu-* "$rootfs/usr/lib/flexpu/libflexpu-cuda.so"
+install -D -m 0755 "$build/flexpu-remoted" "$rootfs/usr/bin/flexpu-remoted"
+# The remote client, copied by flexpu-node --remote-client-dir into the
+# host's <root>/remote-lib for remote pods' containers; not in ld.so.conf:
+# nothing in the image loads it.
+install -D -m 0755 "$build/remote/libcudart.so.12" "$rootfs/usr/lib/flexpu/remote/libcudart.so.12"
+install -D -m 0755 "$build/remote/libcublas.so.12" "$rootfs/usr/lib/flexpu/remote/libcublas.so.12"
+strip --strip-unneeded "$rootfs/usr/bin/"flexpu-* "$rootfs/usr/lib/flexpu/libflexpu-cuda.so" \
+  "$rootfs/usr/lib/flexpu/remote/"lib*.so.12
 mkdir -p "$rootfs/etc" "$rootfs/tmp" "$rootfs/home/nonroot"
 chmod 1777 "$rootfs/tmp"
 printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' \

@@ -9,9 +9,17 @@
 #    had to take from the host (a path outside the rootfs) or could not find
 #    fails the test. A copy with libjansson removed must fail the same check,
 #    so the check is known to catch a missing library;
+#  - the remote client (docs/REMOTE.md): libcudart.so.12 and libcublas.so.12
+#    in /usr/lib/flexpu/remote, where the chart's node.remote agent takes
+#    them from (--remote-client-dir) and flexpu-remoted where its GPU nodes'
+#    agent runs it (--remote-server); libcublas finds the image's own
+#    libcudart beside it (a rootfs without that fails the check), and the
+#    client asks of an application's container only what docs/REMOTE.md
+#    says: libssl.so.3 and libcrypto.so.3 (OPENSSL_3.0.0 symbols), glibc
+#    2.32 or later;
 #  - where this machine can chroot (root, or an unprivileged user namespace),
 #    each binary runs --help in the rootfs as user 65532, and the runtime
-#    library preloads into flexpu-smi there;
+#    library, and the remote client, preload into flexpu-smi there;
 #  - every Debian package in packages.txt has its control file in
 #    /var/lib/dpkg/status.d and its copyright file.
 #
@@ -54,7 +62,9 @@ pass "layout $oci:$tag: manifest and layers match their digests, user 65532:6553
 # --- unpacked ---
 umoci unpack --rootless --image "$oci:$tag" "$work/bundle" >/dev/null
 rootfs="$work/bundle/rootfs"
-shipped=(usr/bin/flexpu-scheduler usr/bin/flexpu-node usr/bin/flexpu-smi usr/lib/flexpu/libflexpu-cuda.so)
+client=usr/lib/flexpu/remote
+shipped=(usr/bin/flexpu-scheduler usr/bin/flexpu-node usr/bin/flexpu-smi usr/lib/flexpu/libflexpu-cuda.so
+         usr/bin/flexpu-remoted "$client/libcudart.so.12" "$client/libcublas.so.12")
 for f in "${shipped[@]}"; do [ -f "$rootfs/$f" ] || fail "the image has no /$f"; done
 grep -q '^nonroot:x:65532:65532:' "$rootfs/etc/passwd" || fail "/etc/passwd has no user 65532"
 [ "$(stat -c %a "$rootfs/tmp")" = 1777 ] || fail "/tmp is not mode 1777"
@@ -98,6 +108,39 @@ grep -q 'libjansson.so' <<<"$m" || fail "a rootfs without libjansson passed the 
 rm -rf "$work/broken"
 pass "a rootfs without libjansson fails that check ($m)"
 
+# --- the remote client and server, where the chart looks for them ---
+chart="$(cd "$(dirname "$0")/../.." && pwd)/deploy/helm/flexpu/templates"
+grep -q -- "--remote-client-dir=/$client\$" "$chart/remote.yaml" ||
+  fail "the chart's remote.yaml does not take the client from /$client"
+grep -q -- "--remote-server=/usr/bin/flexpu-remoted\$" "$chart/node.yaml" ||
+  fail "the chart's node.yaml does not run /usr/bin/flexpu-remoted"
+# libcublas.so.12 loads the client's libcudart.so.12 by RUNPATH \$ORIGIN (not
+# a Debian package's, not the build machine's).
+l="$(inside "$rootfs" /lib64/ld-linux-x86-64.so.2)"
+got="$("$l" --inhibit-cache --library-path "$rootfs/lib/x86_64-linux-gnu:$rootfs/usr/lib/x86_64-linux-gnu" \
+        --list "$rootfs/$client/libcublas.so.12" | awk '$1 == "libcudart.so.12" {print $3}')"
+[ "$got" = "$rootfs/$client/libcudart.so.12" ] ||
+  fail "/$client/libcublas.so.12 loads libcudart.so.12 from '$got', want the image's /$client/libcudart.so.12"
+cp -a "$rootfs" "$work/broken"
+rm "$work/broken/$client/libcudart.so.12"
+m="$(missing_libs "$work/broken" "$client/libcublas.so.12")"
+grep -q 'libcudart.so.12' <<<"$m" || fail "a rootfs without the client's libcudart passed the check: '$m'"
+rm -rf "$work/broken"
+# What the client needs in an application's container (docs/REMOTE.md,
+# "The client's container"): a newer need must change that text too.
+needed="$(readelf -d "$rootfs/$client/libcudart.so.12" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | sort | tr '\n' ' ')"
+[ "$needed" = "ld-linux-x86-64.so.2 libc.so.6 libcrypto.so.3 libssl.so.3 " ] ||
+  fail "the client's libcudart.so.12 needs '$needed', docs/REMOTE.md says libssl.so.3, libcrypto.so.3 and glibc"
+for f in libcudart.so.12 libcublas.so.12; do
+  vers="$(objdump -T "$rootfs/$client/$f" | grep -oE '(OPENSSL|GLIBC)_[0-9.]+' | sort -u)"
+  ossl="$(grep '^OPENSSL_' <<<"$vers" | grep -vx OPENSSL_3.0.0 || true)"
+  [ -z "$ossl" ] || fail "$f needs OpenSSL symbol versions after 3.0.0: $ossl"
+  glibc="$(grep '^GLIBC_' <<<"$vers" | sort -V | tail -n 1)"
+  [ "$(printf '%s\n' "$glibc" GLIBC_2.32 | sort -V | tail -n 1)" = GLIBC_2.32 ] ||
+    fail "$f needs $glibc, docs/REMOTE.md says glibc 2.32"
+done
+pass "the remote client in /$client (where the chart takes it), libcublas loading the image's libcudart (a rootfs without it fails); it needs OpenSSL 3.0 and glibc 2.32 at most; flexpu-remoted where the chart runs it"
+
 # --- run, where this machine can chroot ---
 run=()
 if [ "$(id -u)" = 0 ] && chroot "$rootfs" /usr/bin/flexpu-smi --help >/dev/null 2>&1; then
@@ -107,7 +150,7 @@ elif unshare -r chroot "$rootfs" /usr/bin/flexpu-smi --help >/dev/null 2>&1; the
   run=(unshare -r chroot "$rootfs")
 fi
 if [ ${#run[@]} -gt 0 ]; then
-  for b in flexpu-scheduler flexpu-node flexpu-smi; do
+  for b in flexpu-scheduler flexpu-node flexpu-smi flexpu-remoted; do
     o="$(env -i PATH="$PATH" "${run[@]}" "/usr/bin/$b" --help 2>&1)" || fail "$b --help in the image: $o"
     grep -q "usage: $b" <<<"$o" || fail "$b --help in the image printed: $o"
   done
@@ -119,7 +162,15 @@ if [ ${#run[@]} -gt 0 ]; then
     fail "flexpu-smi with the runtime library preloaded in the image: $o"
   ! grep -q 'cannot be preloaded' <<<"$o" && grep -q 'usage: flexpu-smi' <<<"$o" ||
     fail "flexpu-smi with the runtime library preloaded printed: $o"
-  pass "flexpu-scheduler, flexpu-node, flexpu-smi --help run in the image (${run[*]:0:2}), the runtime library preloads"
+  # The client as a remote pod's container gets it: both preloaded (the
+  # loader only warns about a preload it cannot load); it connects at its
+  # first CUDA call, not at load.
+  o="$(env -i PATH="$PATH" "${run[@]}" /lib64/ld-linux-x86-64.so.2 \
+         --preload "/$client/libcudart.so.12 /$client/libcublas.so.12" /usr/bin/flexpu-smi --help 2>&1)" ||
+    fail "flexpu-smi with the remote client preloaded in the image: $o"
+  ! grep -q 'cannot be preloaded' <<<"$o" && grep -q 'usage: flexpu-smi' <<<"$o" ||
+    fail "flexpu-smi with the remote client preloaded printed: $o"
+  pass "flexpu-scheduler, flexpu-node, flexpu-smi, flexpu-remoted --help run in the image (${run[*]:0:2}), the runtime library and the remote client preload"
 else
   echo "image-test: skip running the binaries: this machine can neither chroot nor unshare -r"
 fi
