@@ -11,7 +11,14 @@
 #  - a CPU pod with spec.nodeName and a plain flexpu pod are still admitted;
 #  - flexpu-scheduler, with its own service account's token, binds with the
 #    annotation (a slice without gpu-memory gets its share of the GPU's
-#    memory) and warns when flexpu.io/priority asks above the pod's class.
+#    memory) and warns when flexpu.io/priority asks above the pod's class;
+#  - flexpu.io/remote-endpoint (flexpu-remote-endpoint): the node agents'
+#    account (given create and patch on pods and pods/status, as the chart's
+#    node.remote gives patch) records and changes it with the merge patch
+#    remote_agent.c sends, and may change nothing else of a pod (another
+#    annotation, the allocation, a label, the spec, finalizers, owners, the
+#    status) nor create one; a tenant (on a pod, its create, a Binding),
+#    flexpu-scheduler and the cluster admin may not set, change or remove it.
 #
 #   admission_e2e.sh BUILD_DIR
 E2E_NAME=admission-e2e
@@ -147,3 +154,80 @@ kubectl --as="$sched" create --raw /api/v1/namespaces/default/pods/lender/bindin
 kubectl --as="$sched" delete pod lender --wait=false >"$work/out" 2>&1 ||
   fail "flexpu-scheduler could not delete a borrower: $(cat "$work/out")"
 pass "flexpu-scheduler may delete a borrower (RBAC delete on pods), and no other pod (the policy)"
+
+# --- flexpu.io/remote-endpoint: the node agents' only write on pods ---
+kubectl get validatingadmissionpolicy flexpu-remote-endpoint >/dev/null ||
+  fail "deploy/ did not create the remote endpoint policy"
+agent=system:serviceaccount:flexpu-system:flexpu-node
+# The chart's node.remote lets the agents patch pods (deploy/rbac.yaml does
+# not); here they may also create pods and patch their status, so that what
+# is refused below is refused by the policy, not by RBAC.
+kubectl create clusterrole flexpu-node-remote-e2e --verb=create,get,patch \
+  --resource=pods,pods/status >/dev/null
+kubectl create clusterrolebinding flexpu-node-remote-e2e --clusterrole=flexpu-node-remote-e2e \
+  --serviceaccount=flexpu-system:flexpu-node >/dev/null
+kubectl --as="$tenant" create -f - >/dev/null \
+  <<<"$(podjson remote "" '{"flexpu.io/remote":"allowed","note":"a"}' '"flexpu.io/gpu":"1"' other-scheduler)" ||
+  fail "a remote-allowed pod was refused"
+kubectl label pod remote team=ml >/dev/null || fail "the admin could not label the pod"
+uid="$(kubectl get pod remote -o jsonpath='{.metadata.uid}')"
+endpoint() { kubectl get pod remote -o jsonpath='{.metadata.annotations.flexpu\.io/remote-endpoint}'; }
+# agent_patch JSON-of-metadata-fields-and-more: a merge patch as the GPU
+# node's agent sends it (the pod's UID as precondition, remote_agent.c).
+agent_patch() { kubectl --as="$agent" patch pod remote --type=merge -p "$1"; }
+ann() { printf '{"metadata":{"uid":"%s","annotations":%s}}' "$uid" "$1"; }
+
+agent_patch "$(ann '{"flexpu.io/remote-endpoint":"10.0.0.7:7100"}')" >"$work/out" 2>&1 ||
+  fail "the node agent could not record the endpoint: $(cat "$work/out")"
+[ "$(endpoint)" = 10.0.0.7:7100 ] || fail "the endpoint is '$(endpoint)', want 10.0.0.7:7100"
+agent_patch "$(ann '{"flexpu.io/remote-endpoint":"10.0.0.7:7101"}')" >"$work/out" 2>&1 ||
+  fail "the node agent could not change the endpoint (a restarted server's port): $(cat "$work/out")"
+[ "$(endpoint)" = 10.0.0.7:7101 ] || fail "the endpoint is '$(endpoint)', want 10.0.0.7:7101"
+pass "the node agents' account records and changes flexpu.io/remote-endpoint (a merge patch with the UID, as remote_agent.c sends it)"
+
+refused "the agent setting the endpoint and another annotation" "metadata.annotations: flexpu-node" \
+  agent_patch "$(ann '{"flexpu.io/remote-endpoint":"10.0.0.7:7102","other":"x"}')"
+refused "the agent changing another annotation" "metadata.annotations: flexpu-node" \
+  agent_patch "$(ann '{"note":"b"}')"
+refused "the agent removing another annotation" "metadata.annotations: flexpu-node" \
+  agent_patch "$(ann '{"note":null}')"
+refused "the agent changing flexpu.io/allocation" "flexpu.io/allocation" \
+  agent_patch "$(ann "$unlimited")"
+refused "the agent changing a label" "metadata.labels: flexpu-node" \
+  agent_patch "{\"metadata\":{\"uid\":\"$uid\",\"labels\":{\"team\":\"other\"}}}"
+refused "the agent changing the spec" "spec: flexpu-node" \
+  agent_patch '{"spec":{"activeDeadlineSeconds":60}}'
+refused "the agent adding a finalizer" "metadata.finalizers: flexpu-node" \
+  agent_patch '{"metadata":{"finalizers":["example.com/hold"]}}'
+refused "the agent adding an owner" "metadata.ownerReferences: flexpu-node" \
+  agent_patch "{\"metadata\":{\"ownerReferences\":[{\"apiVersion\":\"v1\",\"kind\":\"Node\",\"name\":\"gpu-1\",\"uid\":\"$uid\"}]}}"
+refused "the agent writing a pod's status" "not UPDATE pods/status" \
+  kubectl --as="$agent" patch pod remote --subresource=status --type=merge \
+  -p '{"status":{"conditions":[{"type":"Ready","status":"False"}]}}'
+refused "the agent creating a pod" "not CREATE pods" \
+  kubectl --as="$agent" create -f - <<<"$(podjson agent-made "" '{}' '"ephemeral-storage":"1Gi"' other-scheduler)"
+[ "$(endpoint)" = 10.0.0.7:7101 ] && [ "$(kubectl get pod remote -o jsonpath='{.metadata.labels.team}/{.metadata.annotations.note}/{.spec.activeDeadlineSeconds}')" = ml/a/ ] ||
+  fail "a refused agent patch changed the pod: $(kubectl get pod remote -o json | jq -c '[.metadata.labels, .metadata.annotations, .spec.activeDeadlineSeconds]')"
+pass "the agents' account may change nothing else of a pod (annotations, the allocation, labels, spec, finalizers, owners, status) nor create pods"
+
+refused "a tenant changing the endpoint" "metadata.annotations[flexpu.io/remote-endpoint]" \
+  kubectl --as="$tenant" annotate pod remote --overwrite flexpu.io/remote-endpoint=192.0.2.1:443
+refused "a tenant removing the endpoint" "metadata.annotations[flexpu.io/remote-endpoint]" \
+  kubectl --as="$tenant" annotate pod remote flexpu.io/remote-endpoint-
+refused "a tenant setting an endpoint on another pod" "metadata.annotations[flexpu.io/remote-endpoint]" \
+  kubectl --as="$tenant" annotate pod other flexpu.io/remote-endpoint=192.0.2.1:443
+refused "a tenant's pod created with an endpoint" "metadata.annotations[flexpu.io/remote-endpoint]" \
+  kubectl --as="$tenant" create -f - \
+  <<<"$(podjson forged "" '{"flexpu.io/remote":"allowed","flexpu.io/remote-endpoint":"192.0.2.1:443"}' '"flexpu.io/gpu":"1"' other-scheduler)"
+refused "a tenant's Binding with an endpoint" "metadata.annotations[flexpu.io/remote-endpoint]" \
+  kubectl --as="$tenant" create --raw /api/v1/namespaces/default/pods/remote/binding -f - \
+  <<<"$(binding remote '{"flexpu.io/remote-endpoint":"192.0.2.1:443"}')"
+refused "flexpu-scheduler setting the endpoint" "metadata.annotations[flexpu.io/remote-endpoint]" \
+  kubectl --as="$sched" create --raw /api/v1/namespaces/default/pods/remote/binding -f - \
+  <<<"$(binding remote '{"flexpu.io/remote-endpoint":"192.0.2.1:443"}')"
+refused "the cluster admin changing the endpoint" "metadata.annotations[flexpu.io/remote-endpoint]" \
+  kubectl annotate pod remote --overwrite flexpu.io/remote-endpoint=192.0.2.1:443
+kubectl --as="$tenant" annotate pod remote --overwrite note=b >/dev/null ||
+  fail "a tenant's other annotation on a pod with an endpoint was refused"
+[ "$(endpoint)" = 10.0.0.7:7101 ] || fail "the endpoint is '$(endpoint)' after the refusals, want 10.0.0.7:7101"
+pass "nobody else may set, change or remove flexpu.io/remote-endpoint (a tenant, its pod or Binding, flexpu-scheduler, the cluster admin); other annotations still may"

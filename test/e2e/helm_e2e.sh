@@ -204,6 +204,11 @@ check "admission policy names the release's scheduler" '.spec.variables[0].expre
   "\"request.userInfo.username == 'system:serviceaccount:gpu-system:team-flexpu-scheduler'\"" \
   "$(obj "$o" ValidatingAdmissionPolicy team-flexpu-pods)"
 check "policy binding" '.spec.policyName' '"team-flexpu-pods"' "$(obj "$o" ValidatingAdmissionPolicyBinding team-flexpu-pods)"
+check "remote endpoint policy names the release's node agents" '.spec.variables[0].expression' \
+  "\"request.userInfo.username == 'system:serviceaccount:gpu-system:team-flexpu-node'\"" \
+  "$(obj "$o" ValidatingAdmissionPolicy team-flexpu-remote-endpoint)"
+check "remote endpoint policy binding" '.spec.policyName' '"team-flexpu-remote-endpoint"' \
+  "$(obj "$o" ValidatingAdmissionPolicyBinding team-flexpu-remote-endpoint)"
 digest="sha256:$(printf '%064x' 48879)"
 [ "$(render flexpu -n flexpu-system --set image.digest="$digest" |
      jq -r '[.[] | .spec.template.spec.containers[0].image // empty] | unique | join(" ")')" = \
@@ -312,7 +317,9 @@ for o in configmap/gpu-flexpu-config deployment/gpu-flexpu-scheduler daemonset/g
          clusterrolebinding/gpu-flexpu-scheduler clusterrolebinding/gpu-flexpu-node \
          validatingadmissionpolicy/gpu-flexpu-pods validatingadmissionpolicybinding/gpu-flexpu-pods \
          validatingadmissionpolicy/gpu-flexpu-scheduler-deletes \
-         validatingadmissionpolicybinding/gpu-flexpu-scheduler-deletes; do
+         validatingadmissionpolicybinding/gpu-flexpu-scheduler-deletes \
+         validatingadmissionpolicy/gpu-flexpu-remote-endpoint \
+         validatingadmissionpolicybinding/gpu-flexpu-remote-endpoint; do
   kubectl get -n "$ns" "$o" >/dev/null 2>&1 || fail "helm install did not create $o"
 done
 [ "$(jp daemonset/gpu-flexpu-node '{.spec.template.spec.runtimeClassName}')" = nvidia ] ||
