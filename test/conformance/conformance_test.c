@@ -25,6 +25,7 @@
 
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,22 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "runtime/arbagent.h"
+
+/* --agent: the node agent's arbiter runs in this process and the client is
+ * a slice of it (arbiter_dir set): the libraries start the same way. */
+static int agent_mode;
+static char agent_root[200];
+static struct fx_arb_agent *agent;
+static int agent_stop;
+
+static void *agent_main(void *arg)
+{
+    (void)arg;
+    fx_arb_agent_run(agent, &agent_stop);
+    return NULL;
+}
 
 #define MAX_REQS 4096
 #define EXIT_LIMIT_S 120
@@ -165,8 +182,13 @@ static void run_client(const struct run *r, const char *dir, const char *out, co
              r->extra_lib ? r->extra_lib : "");
     snprintf(rec, sizeof rec, "FAKECUDA_LOOKUP_LOG=%s/requests.txt", dir);
     snprintf(state, sizeof state, "FLEXPU_STATE_DIR=%s/state", dir);
+    char arb[300], ledger[300];
+    snprintf(arb, sizeof arb, "FLEXPU_ARBITER_DIR=%s/arb", agent_root);
+    snprintf(ledger, sizeof ledger, "FLEXPU_LEDGER_DIR=%s/ledger/conf", agent_root);
+    /* Outside agent mode the NULL in the tenant's place ends the list. */
     char *env[] = {preload, ldpath, rec, state, "FLEXPU_LOG_LEVEL=debug",
-                   "FLEXPU_MEMORY_LIMIT=4Gi", "ASAN_OPTIONS=detect_leaks=0", NULL};
+                   "FLEXPU_MEMORY_LIMIT=4Gi", "ASAN_OPTIONS=detect_leaks=0",
+                   agent_mode ? "FLEXPU_TENANT=conf" : NULL, arb, ledger, NULL};
     char *argv[] = {FX_CONF_CLIENT, cudart, r->cublas ? cublas : NULL, NULL};
     pid_t pid = fork();
     assert_true(pid >= 0);
@@ -231,7 +253,33 @@ static void check(const struct run *r)
     snprintf(rec, sizeof rec, "%s/requests.txt", dir);
     snprintf(state, sizeof state, "%s/state", dir);
     assert_int_equal(mkdir(state, 0700), 0);
+    pthread_t at;
+    if (agent_mode) {
+        snprintf(agent_root, sizeof agent_root, "%s/node", dir);
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "mkdir -p %s/slices/conf %s/ledger/conf", agent_root,
+                 agent_root);
+        assert_int_equal(system(cmd), 0);
+        snprintf(cmd, sizeof cmd, "%s/slices/conf/slice.conf", agent_root);
+        FILE *f = fopen(cmd, "w");
+        assert_non_null(f);
+        fprintf(f, "tenant = conf\ncompute_share = 50\n");
+        fclose(f);
+        struct flexpu_error e = {0};
+        assert_int_equal(fx_arb_agent_new(&agent, agent_root, &e), 0);
+        agent_stop = 0;
+        assert_int_equal(pthread_create(&at, NULL, agent_main, NULL), 0);
+    }
     run_client(r, dir, out, err);
+    if (agent_mode) {
+        __atomic_store_n(&agent_stop, 1, __ATOMIC_RELEASE);
+        pthread_join(at, NULL);
+        fx_arb_agent_free(agent);
+        agent = NULL;
+        /* it joined the agent's arbiter, not a private state */
+        if (contains(err, "cannot join"))
+            fail_msg("%s: the process did not join the agent's arbiter (see %s)", r->name, err);
+    }
 
     static struct req seen[MAX_REQS], said[MAX_REQS];
     int n_seen = read_reqs(rec, 0, seen, MAX_REQS);
@@ -307,7 +355,10 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_cublas_12),
         cmocka_unit_test(test_cublas_13),
     };
+    agent_mode = argc > 2 && !strcmp(argv[2], "--agent");
     if (argc > 1 && !strcmp(argv[1], "cublas"))
-        return cmocka_run_group_tests_name("conformance_cublas", cublas, NULL, NULL);
-    return cmocka_run_group_tests_name("conformance_cudart", cudart, NULL, NULL);
+        return cmocka_run_group_tests_name(agent_mode ? "conformance_cublas --agent"
+                                                      : "conformance_cublas", cublas, NULL, NULL);
+    return cmocka_run_group_tests_name(agent_mode ? "conformance_cudart --agent"
+                                                  : "conformance_cudart", cudart, NULL, NULL);
 }
