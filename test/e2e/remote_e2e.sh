@@ -20,6 +20,12 @@
 #    the mounts name), started before the endpoint is known: it waits for
 #    it; its results and its memory quota are checked;
 #  - gpu-r's agent restarted: it adopts the server (same pid), no second;
+#  - a rollout of gpu-r's agent (the agent and its servers SIGKILLed, as
+#    the end of its container does): a running program gets
+#    cudaErrorDevicesUnavailable, not a hang, and so does one started
+#    before the new agent (the old endpoint); the new agent, at another
+#    address (a new pod IP), starts the server again and records it, the
+#    container's endpoint file follows, and the program runs through it;
 #  - the pod deleted: the server stops and its files go; cpu-r's slot
 #    directory loses the token and the endpoint.
 #
@@ -48,9 +54,9 @@ kubectl patch node gpu-r --subresource=status --type=merge \
   -p '{"status":{"allocatable":{"cpu":"2"},"capacity":{"cpu":"2"}}}' >/dev/null
 export FAKECUDA_DEVICES=1 FAKECUDA_TOTAL_MEM=$((80 * 1073741824))
 mkdir -p "$work/root/state" "$work/fake"
-gpu_node() {
+gpu_node() { # [ADDRESS, default 127.0.0.1]
   LD_LIBRARY_PATH="$build/test/fakecuda" FLEXPU_CONTEXT_OVERHEAD=16Mi ASAN_OPTIONS=detect_leaks=0 \
-    start_node gpu-r --remote-key "$work/key" --remote-address 127.0.0.1 \
+    start_node gpu-r --remote-key "$work/key" --remote-address "${1:-127.0.0.1}" \
     --remote-ports 17100-17110 --remote-server "$build/flexpu-remoted" \
     --remote-runtime-library "$build/libflexpu-cuda.so"
 }
@@ -167,6 +173,38 @@ kill -0 "$spid" || fail "the server died with its agent"
 [ "$(pgrep -fc -- "--token-file $work/root/remote/$uid/token")" = 1 ] ||
   fail "not one server: $(pgrep -fa flexpu-remoted)"
 pass "gpu-r's agent restarted: server $spid adopted, still the only one"
+
+# A rollout of gpu-r's agent: its container ends, and the servers with it
+# (they run in it; the end of its PID namespace SIGKILLs them whatever
+# their session). A program running through the server gets an error, not
+# a hang (timeout would end it with 124).
+timeout 60 env -i PATH="$PATH" "${envs[@]}" ASAN_OPTIONS=detect_leaks=0 \
+  "$build/test/remote/remote_app" loop >"$work/loop.out" 2>&1 &
+app=$!
+wait_for 20 "the looping program did not start: $(cat "$work/loop.out")" grep -q '^running' "$work/loop.out"
+kill -KILL "$node_pid"
+kill -KILL -- "-$spid"
+wait "$node_pid" 2>/dev/null || true
+rc=0
+wait "$app" || rc=$?
+[ "$rc" = 3 ] && grep -q '^loop: cudaErrorDevicesUnavailable after' "$work/loop.out" ||
+  fail "the running program at the rollout: exit $rc, want 3 and cudaErrorDevicesUnavailable: $(cat "$work/loop.out")"
+# Restarted by the kubelet before the new agent: the old endpoint, nothing there.
+out="$(timeout 30 env -i PATH="$PATH" "${envs[@]}" ASAN_OPTIONS=detect_leaks=0 \
+  "$build/test/remote/remote_app" nodevice 2>&1)" || fail "before the new agent: $out"
+[[ $out == *"nodevice: cudaErrorDevicesUnavailable"* ]] ||
+  fail "before the new agent: want cudaErrorDevicesUnavailable: $out"
+# The new agent pod, at a new pod IP: the server started again, recorded.
+old_ep="$(ep)"
+gpu_node 127.0.0.2
+wait_for 20 "the new agent did not start the server again" newpid
+spid="$(cut -d' ' -f1 "$work/root/remote/$uid/server.pid")"
+new_ep() { [[ $(ep) == 127.0.0.2:171[01][0-9] ]]; }
+wait_for 20 "the new agent recorded no endpoint at its address (still $(ep))" new_ep
+wait_for 20 "the container's endpoint file does not follow the annotation" same_ep
+out="$(timeout 60 env -i PATH="$PATH" "${envs[@]}" ASAN_OPTIONS=detect_leaks=0 \
+  "$build/test/remote/remote_app" basic 2>&1)" || fail "basic after the rollout: $out"
+pass "a rollout of gpu-r's agent: the running program got $(sed -n 's/^loop: //p' "$work/loop.out"), one started before the new agent too; the new agent started the server again (pid $spid) at $(ep) (was $old_ep), the program runs through it"
 
 kubectl delete pod rpod --wait=false >/dev/null
 gone() { ! kill -0 "$spid" 2>/dev/null && [ ! -e "$work/root/remote/$uid" ]; }
