@@ -100,6 +100,14 @@ for f in "${shipped[@]}"; do
 done
 pass "each shipped file loads its libraries from the image alone (${shipped[*]##*/})"
 
+# No shipped file looks for libraries in a path of the build machine: a
+# RUNPATH or RPATH, if any, is $ORIGIN (the client's libcublas).
+for f in "${shipped[@]}"; do
+  rp="$(readelf -d "$rootfs/$f" | sed -n 's/.*(R\(UN\)\{0,1\}PATH).*\[\(.*\)\]/\2/p')"
+  [ -z "$rp" ] || [ "$rp" = '$ORIGIN' ] || fail "/$f has RUNPATH or RPATH '$rp', want none or \$ORIGIN"
+done
+pass "no shipped file has a RUNPATH or RPATH but \$ORIGIN"
+
 # The check catches a missing library: a copy without libjansson.
 cp -a "$rootfs" "$work/broken"
 find "$work/broken" -name 'libjansson.so*' -delete
