@@ -568,7 +568,9 @@ int main(int argc, char **argv)
     struct fx_metrics_source msrc = {.gpus = a.gpus, .ngpu = &a.ngpu, .lock = metrics_lock,
                                      .pod = metrics_pod, .ctx = &a, .reclaim = reclaim};
     char state_dir[600];
-    snprintf(state_dir, sizeof(state_dir), "%s/state", a.root);
+    /* GPU time and activity per slice: the agent's arbiter pages (the
+     * library writes no shared state under the agent). */
+    snprintf(state_dir, sizeof(state_dir), "%s/arb", a.root);
     msrc.state_dir = state_dir;
     char ledger_root[600];
     snprintf(ledger_root, sizeof(ledger_root), "%s/ledger", a.root);

@@ -151,6 +151,11 @@ static struct gpu *gpu_of(struct fx_arb_agent *a, const char *uuid)
     snprintf(g->uuid, sizeof(g->uuid), "%s", uuid);
     g->st = m;
     g->fd = fd;
+    /* The page's process slots stand for its tenants (one each, for the
+     * node's readers: usage.c, metrics.c, flexpu-smi), alive while the agent
+     * holds their locks. */
+    for (int t = 0; t < FX_MAX_TENANTS; t++)
+        (void)fx_shm_lock_byte(fd, FX_LOCK_SLOT_BASE + t, F_WRLCK, 0);
     a->ngpu++;
     return g;
 }
@@ -343,7 +348,7 @@ static void scan(struct fx_arb_agent *a)
  * to the tenant's activity. What is not a request file of this GPU (the
  * tenant broke its own) counts as no activity. */
 static void read_src(struct fx_arb_agent *a, struct gpu *g, struct src *s,
-                     struct fx_arb_activity *act, uint64_t now)
+                     struct fx_arb_activity *act, uint64_t *launches, uint64_t now)
 {
     struct fx_arb_req *r = &a->scratch;
     ssize_t n = pread(s->fd, r, sizeof(*r), 0);
@@ -363,6 +368,7 @@ static void read_src(struct fx_arb_agent *a, struct gpu *g, struct src *s,
         mine->seen_launches = seen_l;
         mine->seen_ns = seen_ns;
         fx_arb_account(&act[s->t], mine, now);
+        launches[s->t] += mine->launches;
     }
 }
 
@@ -371,10 +377,11 @@ static void read_src(struct fx_arb_agent *a, struct gpu *g, struct src *s,
 static int round_gpu(struct fx_arb_agent *a, struct gpu *g, uint64_t now)
 {
     struct fx_arb_activity act[FX_MAX_TENANTS];
+    uint64_t launches[FX_MAX_TENANTS] = {0};
     memset(act, 0, sizeof(act));
     for (int k = 0; k < g->nsrc; k++)
         if (g->src[k]->t >= 0 && g->src[k]->fd >= 0)
-            read_src(a, g, g->src[k], act, now);
+            read_src(a, g, g->src[k], act, launches, now);
     struct fx_arbiter *ar = &g->st->arb;
     uint32_t claims = 0;
     for (int t = 0; t < FX_MAX_TENANTS; t++) {
@@ -391,6 +398,16 @@ static int round_gpu(struct fx_arb_agent *a, struct gpu *g, uint64_t now)
     }
     __atomic_fetch_or(&ar->demand, claims, __ATOMIC_SEQ_CST);
     fx_arb_decide(g->st, act, now, 1);
+    /* What the node's readers look for in process slots, per tenant. */
+    for (int t = 0; t < FX_MAX_TENANTS; t++) {
+        struct fx_proc_rec *p = &g->st->procs[t];
+        uint32_t on = g->st->tenants[t].in_use;
+        STORE(&p->tenant, on ? t : -1);
+        STORE(&p->launches, launches[t]);
+        STORE(&p->last_launch_ns, act[t].last_ns);
+        STORE(&p->inflight, act[t].inflight ? 1u : 0u);
+        STORE(&p->in_use, on);
+    }
     g->st->generation++;
     return LOAD(&ar->holder) != 0 || LOAD(&ar->demand) != 0;
 }

@@ -7,8 +7,8 @@
 #  - nothing changing, the annotation is not written again (15 s);
 #  - a tenant's process, with the runtime library on the fake driver, holds
 #    2 GiB and launches kernels on GPU 0 for 30 s: the busy GPU, its slice
-#    (the tenant's name) and the memory, fed through the runtime's state file
-#    and ledger, show on the Node within 15 s; GPU 1 stays idle;
+#    (the tenant's name) and the memory, fed through the agent's arbiter page
+#    and the ledger, show on the Node within 15 s; GPU 1 stays idle;
 #  - while the use changes, at most one write per 10 s;
 #  - the driver's utilization is a floor: the fake NVML says GPU 1 is 100%
 #    busy (FAKECUDA_DIR/gpu1.util) while no tenant launched there, and GPU 1
@@ -42,12 +42,16 @@ sleep 15
 [ "$(writes)" = "$w" ] || fail "the agent wrote $(($(writes) - w)) times with nothing changed"
 pass "nothing changed for 15 s: not written again"
 
-# The owner: a tenant holding 2 GiB on GPU 0 and keeping it busy for 30 s.
-mkdir -p "$work/root/ledger/owner"
+# The owner: a tenant holding 2 GiB on GPU 0 and keeping it busy for 30 s,
+# a slice of the agent (its slice.conf, its ledger, the agent's arbiter
+# pages, from which the feed reads GPU time and activity).
+mkdir -p "$work/root/ledger/owner" "$work/root/slices/owner"
+printf 'tenant = owner-uid\ncompute_share = 100\n' >"$work/root/slices/owner/slice.conf"
 w0="$(writes)"
 printf 'init\nctx 0\nalloc 2147483648\nburn 200 30000\nexit\n' |
   env LD_PRELOAD="$build/libflexpu-cuda.so" LD_LIBRARY_PATH="$build/test/fakecuda" \
     FLEXPU_STATE_DIR="$work/root/state" FLEXPU_LEDGER_DIR="$work/root/ledger/owner" \
+    FLEXPU_ARBITER_DIR="$work/root/arb" \
     FAKECUDA_DIR="$work/fake" FLEXPU_CONTEXT_OVERHEAD=0 FLEXPU_TENANT=owner-uid \
     "$build/test/runtime/cuda_client" >"$work/client.log" 2>&1 &
 client=$!

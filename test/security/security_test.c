@@ -446,21 +446,25 @@ static void test_hostile_requests_keep_the_victim_share(void **state)
                       what[mode], with);
         assert_true(with > 0.62 * alone);
     }
-    /* The victim's policy in the agent's page is what its slice says. */
-    int fd = open(page, O_RDONLY);
-    assert_true(fd >= 0);
-    const struct fx_gpu_state *st = mmap(NULL, sizeof(*st), PROT_READ, MAP_SHARED, fd, 0);
-    assert_true(st != MAP_FAILED);
+    /* The victim's policy in the agent's page is what its slice says, and
+     * the node's readers (usage.c, metrics.c, flexpu-smi open pages as
+     * state files) find its GPU time and a live slot standing for it. */
+    struct fx_gpu pg;
+    struct flexpu_error perr = {0};
+    assert_int_equal(fx_gpu_open_readonly(&pg, page, &perr), 0);
+    const struct fx_gpu_state *st = pg.st;
     int seen = 0;
     for (int t = 0; t < FX_MAX_TENANTS; t++)
         if (st->tenants[t].in_use && strcmp(st->tenants[t].name, "victim") == 0) {
             assert_int_equal(st->tenants[t].compute_share, 70);
             assert_int_equal(st->tenants[t].compute_cap, 100);
+            assert_true(st->tenants[t].gpu_time_ns > 0);
+            assert_int_equal(st->procs[t].tenant, t);
+            assert_true(st->procs[t].in_use && fx_gpu_slot_alive(&pg, t));
             seen = 1;
         }
     assert_true(seen);
-    munmap((void *)st, sizeof(*st));
-    close(fd);
+    fx_gpu_detach(&pg);
     close(h.fd);
     victim_stop(&v);
 }
