@@ -581,8 +581,17 @@ int main(int argc, char **argv)
     }
     struct fx_arb_agent *arb = NULL;
     pthread_t arb_tid;
-    if (fx_arb_agent_new(&arb, a.root, &err) != 0 ||
-        pthread_create(&arb_tid, NULL, arb_main, arb) != 0) {
+    int arb_rc = fx_arb_agent_new(&arb, a.root, &err);
+    /* Its GPUs only (a tenant names its request files as it likes). A GPU
+     * without a page is not arbitrated: its processes run unarbitrated
+     * after a 1 s wait, as the library's log says. */
+    for (int i = 0; i < a.ngpu && arb_rc == 0; i++) {
+        struct flexpu_error gerr = {0};
+        if (fx_arb_agent_add_gpu(arb, a.gpus[i].uuid, &gerr) != 0)
+            FX_WARN(COMP, "GPU not arbitrated", "uuid=%s error=\"%s\"", a.gpus[i].uuid,
+                    gerr.msg);
+    }
+    if (arb_rc != 0 || pthread_create(&arb_tid, NULL, arb_main, arb) != 0) {
         fprintf(stderr, "flexpu-node: arbiter: %s\n", err.msg);
         return 1;
     }

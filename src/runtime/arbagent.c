@@ -53,6 +53,7 @@ struct fx_arb_agent {
     char root[ROOT_MAX];
     struct gpu gpus[MAX_GPUS];
     int ngpu;
+    int fixed;                   /* 1: only the GPUs added by fx_arb_agent_add_gpu */
     uint64_t next_scan;
     uint64_t rounds;
     struct fx_arb_req scratch;
@@ -125,12 +126,12 @@ static void init_page(void *buf, const void *arg)
     snprintf(st->uuid, sizeof(st->uuid), "%s", (const char *)arg);
 }
 
-static struct gpu *gpu_of(struct fx_arb_agent *a, const char *uuid)
+static struct gpu *gpu_of(struct fx_arb_agent *a, const char *uuid, int add)
 {
     for (int i = 0; i < a->ngpu; i++)
         if (strcmp(a->gpus[i].uuid, uuid) == 0)
             return &a->gpus[i];
-    if (a->ngpu == MAX_GPUS)
+    if (a->ngpu == MAX_GPUS || (a->fixed && !add))
         return NULL;
     char path[ROOT_MAX + FX_UUID_MAX + 16];
     snprintf(path, sizeof(path), "%s/arb/%s.state", a->root, uuid);
@@ -158,6 +159,17 @@ static struct gpu *gpu_of(struct fx_arb_agent *a, const char *uuid)
         (void)fx_shm_lock_byte(fd, FX_LOCK_SLOT_BASE + t, F_WRLCK, 0);
     a->ngpu++;
     return g;
+}
+
+int fx_arb_agent_add_gpu(struct fx_arb_agent *a, const char *uuid, struct flexpu_error *err)
+{
+    if (!plain_name(uuid, FX_UUID_MAX - 1))
+        return flexpu_error_set(err, FLEXPU_EINVAL, "arbiter: GPU '%.96s': not a UUID", uuid);
+    a->fixed = 1;
+    if (!gpu_of(a, uuid, 1))
+        return flexpu_error_set(err, FLEXPU_EBUSY, "arbiter: GPU %s: no page (%d GPUs at most)",
+                                uuid, MAX_GPUS);
+    return 0;
 }
 
 /* A tenant record is freed or reused: what the arbiter remembers of that
@@ -271,7 +283,7 @@ static void scan_slice(struct fx_arb_agent *a, int ledger_fd, const char *key)
         if (!plain_name(uuid, FX_UUID_MAX - 1))
             continue;
         files++;
-        struct gpu *g = gpu_of(a, uuid);
+        struct gpu *g = gpu_of(a, uuid, 0);
         struct src *s = g ? src_of(g, key) : NULL;
         if (!s)
             continue;

@@ -42,6 +42,13 @@ struct fx_arb_agent;
 int fx_arb_agent_new(struct fx_arb_agent **out, const char *root, struct flexpu_error *err);
 void fx_arb_agent_free(struct fx_arb_agent *a);
 
+/* Makes the page of GPU `uuid` now. Once any GPU was added so, request
+ * files of other GPUs are ignored (a tenant can name a file as it likes: it
+ * must not fill the agent's table with GPUs that do not exist); with none
+ * added, a page is made for each GPU a request file names (tests). 0, or
+ * FLEXPU_EINVAL for a name that is not a UUID, FLEXPU_EBUSY when full. */
+int fx_arb_agent_add_gpu(struct fx_arb_agent *a, const char *uuid, struct flexpu_error *err);
+
 /* One round at `now` (CLOCK_MONOTONIC): rescans when due, reads every
  * request file, decides for every GPU. Returns how long until the next
  * round is due. */
