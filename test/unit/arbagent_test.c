@@ -1,0 +1,199 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The node agent's arbiter (runtime/arbagent.h) driven round by round at
+ * chosen times, with tenants joined through the library's own code
+ * (fx_gpu_attach with arbiter_dir) and their request records written
+ * directly: the pages, the policy from slice.conf, who is given the GPU,
+ * what is charged, and what a request record cannot do. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "runtime/arbagent.h"
+#include "runtime/arbiter.h"
+#include "runtime/state.h"
+#include "util/clock.h"
+
+#define UUID "GPU-11111111-2222-3333-4444-555555555555"
+#define MS (1000 * 1000ull)
+
+static char root[64];
+static struct fx_arb_agent *agent;
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(root, sizeof(root), "/tmp/fxarbagent-XXXXXX");
+    assert_non_null(mkdtemp(root));
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_arb_agent_new(&agent, root, &err), 0);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    fx_arb_agent_free(agent);
+    agent = NULL;
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* Slice `name` with `share` as the agent wrote it, and a process of it
+ * joined on GPU UUID. */
+static void join(struct fx_gpu *g, const char *name, int share, const char *prio)
+{
+    char path[300];
+    snprintf(path, sizeof(path), "mkdir -p %s/slices/%s %s/ledger/%s", root, name, root, name);
+    assert_int_equal(system(path), 0);
+    snprintf(path, sizeof(path), "%s/slices/%s/slice.conf", root, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "tenant = %s\ncompute_share = %d\npriority = %s\n", name, share, prio);
+    fclose(f);
+    struct fx_slice_config cfg;
+    fx_config_defaults(&cfg);
+    snprintf(cfg.tenant, sizeof(cfg.tenant), "%s", name);
+    cfg.compute_share = 100; /* what the process says: not what the agent uses */
+    snprintf(cfg.state_dir, sizeof(cfg.state_dir), "%s/state", root);
+    snprintf(cfg.ledger_dir, sizeof(cfg.ledger_dir), "%s/ledger/%s", root, name);
+    snprintf(cfg.arbiter_dir, sizeof(cfg.arbiter_dir), "%s/arb", root);
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_gpu_attach(g, &cfg, UUID, 1ull << 34, &err), 0);
+    assert_true(g->agent);
+}
+
+/* A process that waits for the GPU, as fx_arb_acquire publishes it. */
+static void wants(struct fx_gpu *g, uint64_t now)
+{
+    struct fx_proc_rec *p = &g->procs[g->slot];
+    p->waiting = 1;
+    p->poll_ns = now;
+    p->beat_ns = now;
+}
+
+static void test_pages_policy_and_turns(void **state)
+{
+    (void)state;
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_arb_agent_add_gpu(agent, UUID, &err), 0);
+    assert_int_not_equal(fx_arb_agent_add_gpu(agent, "GPU-../../etc", &err), 0);
+    char page[200];
+    snprintf(page, sizeof(page), "%s/arb/%s.state", root, UUID);
+    struct stat sb;
+    assert_int_equal(stat(page, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0644);
+
+    struct fx_gpu a, b;
+    join(&a, "a", 30, "normal");
+    join(&b, "b", 70, "normal");
+    uint64_t t = fx_mono_ns();
+    fx_arb_agent_step(agent, t); /* the scan finds both slices */
+    assert_true(fx_gpu_agent_tenant(&a) >= 0 && fx_gpu_agent_tenant(&b) >= 0);
+    assert_int_not_equal(a.tenant, b.tenant);
+    const struct fx_gpu_state *st = a.st;
+    assert_int_equal(st->tenants[a.tenant].compute_share, 30);
+    assert_int_equal(st->tenants[b.tenant].compute_share, 70);
+
+    /* Both wait: one is given the GPU, its slice starts when it launches,
+     * and it is charged what the agent saw. */
+    wants(&a, t);
+    wants(&b, t);
+    fx_arb_agent_step(agent, t + 1 * MS);
+    uint32_t h = st->arb.holder;
+    assert_true(h == (uint32_t)a.tenant + 1 || h == (uint32_t)b.tenant + 1);
+    struct fx_gpu *hg = h == (uint32_t)a.tenant + 1 ? &a : &b;
+    struct fx_proc_rec *hp = &hg->procs[hg->slot];
+    hp->waiting = 0;
+    hp->inflight = 1;
+    hp->launches++;
+    hp->beat_ns = t + 2 * MS;
+    fx_arb_agent_step(agent, t + 2 * MS);
+    assert_true(st->arb.slice_started);
+    uint64_t before = st->tenants[hg->tenant].gpu_time_ns;
+    fx_arb_agent_step(agent, t + 5 * MS);
+    fx_arb_agent_step(agent, t + 10 * MS);
+    /* Then it says it drained long ago, and stops. */
+    hp->inflight = 0;
+    hp->drained_ns = t;
+    hp->last_launch_ns = t;
+    struct fx_gpu *other = hg == &a ? &b : &a;
+    wants(other, t + 14 * MS);
+    fx_arb_agent_step(agent, t + 14 * MS);
+    /* The other has the GPU: alone with work, on the fast path (no slices). */
+    assert_int_equal(st->arb.holder, 0);
+    assert_int_equal(st->arb.demand, 1u << other->tenant);
+    /* Charged from the slice's start (2 ms) to the last round that showed
+     * its work (10 ms), whatever it says of its drain. */
+    uint64_t charged = st->tenants[hg->tenant].gpu_time_ns - before;
+    assert_true(charged >= 8 * MS && charged <= 12 * MS);
+    /* A request file naming a GPU the agent was not given: no page. */
+    char fake[200];
+    snprintf(fake, sizeof(fake), "%s/ledger/a/GPU-made-up.req", root);
+    FILE *f = fopen(fake, "w");
+    assert_non_null(f);
+    fclose(f);
+    fx_arb_agent_step(agent, t + 40 * MS);
+    snprintf(fake, sizeof(fake), "%s/arb/GPU-made-up.state", root);
+    assert_int_not_equal(access(fake, F_OK), 0);
+    fx_gpu_detach(&a);
+    fx_gpu_detach(&b);
+}
+
+/* What a request record says of other tenants, and what it cannot do. */
+static void test_a_request_record_reaches_only_its_tenant(void **state)
+{
+    (void)state;
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_arb_agent_add_gpu(agent, UUID, &err), 0);
+    struct fx_gpu a, b;
+    join(&a, "a", 50, "normal");
+    join(&b, "b", 50, "normal");
+    uint64_t t = fx_mono_ns();
+    fx_arb_agent_step(agent, t);
+    assert_true(fx_gpu_agent_tenant(&a) >= 0 && fx_gpu_agent_tenant(&b) >= 0);
+    const struct fx_gpu_state *st = a.st;
+    /* b names a's index, claims endless work, high priority is not a field */
+    struct fx_proc_rec *p = &b.procs[b.slot];
+    p->tenant = a.tenant;
+    p->inflight = p->launching = p->waiting = 0xffffffffu;
+    p->poll_ns = p->beat_ns = p->last_launch_ns = UINT64_MAX;
+    fx_arb_agent_step(agent, t + 1 * MS);
+    /* it alone claims work: no slices (nobody to share with), a is not busy */
+    assert_int_equal(st->arb.demand & (1u << a.tenant), 0);
+    assert_int_not_equal(st->arb.demand & (1u << b.tenant), 0);
+    assert_int_equal(st->tenants[a.tenant].compute_share, 50);
+    /* the page is the agent's to write */
+    char page[200];
+    snprintf(page, sizeof(page), "%s/arb/%s.state", root, UUID);
+    struct stat sb;
+    assert_int_equal(stat(page, &sb), 0);
+    assert_int_equal(sb.st_mode & 0222, 0200); /* the owner's (the agent's) alone */
+    /* a broken request file: its processes count as idle, nothing fails */
+    char req[200];
+    snprintf(req, sizeof(req), "%s/ledger/b/%s.req", root, UUID);
+    assert_int_equal(truncate(req, 10), 0);
+    fx_arb_agent_step(agent, t + 30 * MS);
+    assert_int_equal(st->arb.demand & (1u << b.tenant), 0);
+    fx_gpu_detach(&a);
+    fx_gpu_detach(&b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_pages_policy_and_turns, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_request_record_reaches_only_its_tenant, setup,
+                                        teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
