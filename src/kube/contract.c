@@ -714,6 +714,15 @@ int fx_allocation_parse(const char *text, struct fx_allocation *out, struct flex
         rc = bad(err, "metadata.annotations[" FX_ANN_ALLOCATION "].borrowed", text,
                  "must be true or false");
     out->borrowed = json_is_true(b);
+    json_t *bm = json_object_get(j, "borrow_mem");
+    const char *bms = json_string_value(bm);
+    if (!rc && bm && (!bms || (strcmp(bms, "idle") != 0 && strcmp(bms, "unreserved") != 0)))
+        rc = bad(err, "metadata.annotations[" FX_ANN_ALLOCATION "].borrow_mem",
+                 bms ? bms : text, "must be \"idle\" or \"unreserved\"");
+    else if (!rc && bm && !out->borrowed)
+        rc = bad(err, "metadata.annotations[" FX_ANN_ALLOCATION "].borrow_mem", bms,
+                 "only a borrowed allocation says which memory it borrows");
+    out->borrow_idle = bms && strcmp(bms, "idle") == 0;
     json_t *r = json_object_get(j, "remote");
     if (!rc && r)
         rc = remote_parse(r, out, err);
@@ -808,6 +817,8 @@ char *fx_allocation_format(const struct fx_allocation *al)
     json_t *o = json_pack("{s:o}", "gpus", a);
     if (o && al->borrowed)
         json_object_set_new(o, "borrowed", json_true());
+    if (o && al->borrowed && al->borrow_idle)
+        json_object_set_new(o, "borrow_mem", json_string("idle"));
     if (o && al->remote_node[0])
         json_object_set_new(o, "remote", json_pack("{s:s}", "node", al->remote_node));
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
@@ -815,19 +826,29 @@ char *fx_allocation_format(const struct fx_allocation *al)
     return s;
 }
 
+/* The allocations on a borrower's GPU: the owners' quotas (whole: one has
+ * none, all the memory is its) and the other borrowers'. */
+static void holds_sum(const struct fx_gpu_hold *holds, int n, int64_t *reserved,
+                      int64_t *borrowed, bool *whole)
+{
+    *reserved = *borrowed = 0;
+    *whole = false;
+    for (int i = 0; i < n; i++) {
+        if (holds[i].borrowed)
+            *borrowed += holds[i].mem;
+        else if (holds[i].mem <= 0)
+            *whole = true;
+        else
+            *reserved += holds[i].mem;
+    }
+}
+
 int fx_borrow_fits(int64_t gpu_mem, const struct fx_gpu_hold *holds, int n, int64_t want,
                    struct flexpu_error *err)
 {
-    int64_t reserved = 0, borrowed = 0;
-    bool whole = false;
-    for (int i = 0; i < n; i++) {
-        if (holds[i].borrowed)
-            borrowed += holds[i].mem;
-        else if (holds[i].mem <= 0)
-            whole = true;
-        else
-            reserved += holds[i].mem;
-    }
+    int64_t reserved, borrowed;
+    bool whole;
+    holds_sum(holds, n, &reserved, &borrowed, &whole);
     int64_t left = whole ? 0 : gpu_mem - reserved - borrowed;
     if (want > 0 && left >= want)
         return 0;
@@ -839,6 +860,53 @@ int fx_borrow_fits(int64_t gpu_mem, const struct fx_gpu_hold *holds, int n, int6
              (long long)gpu_mem, whole ? "all (a whole GPU) of it, " : "", (long long)reserved,
              (long long)borrowed);
     return bad(err, "metadata.annotations[" FX_ANN_ALLOCATION "].gpus[0].memory", val, why);
+}
+
+int fx_borrow_fits_idle(int64_t gpu_mem, const struct fx_gpu_hold *holds, int n, int64_t want,
+                        int cores, int64_t owners_used, struct flexpu_error *err)
+{
+    int64_t reserved, borrowed;
+    bool whole;
+    holds_sum(holds, n, &reserved, &borrowed, &whole);
+    char val[32], why[300];
+    snprintf(val, sizeof(val), "%lld", (long long)want);
+    if (!fx_borrow_light(want, cores, gpu_mem)) {
+        snprintf(why, sizeof(why),
+                 "a slice borrowing reserved memory must be light: at most a quarter of its "
+                 "share (%d%% cores) of the GPU's %lld bytes", cores, (long long)gpu_mem);
+        return bad(err, "metadata.annotations[" FX_ANN_ALLOCATION "].gpus[0].memory", val, why);
+    }
+    /* Whole: an owner without a quota may take all of it at any time. */
+    int64_t room = whole ? 0 : fx_borrow_mem_room(gpu_mem, reserved, owners_used, true);
+    if (room - borrowed >= want)
+        return 0;
+    snprintf(why, sizeof(why),
+             "a borrowed slice takes only memory its GPU's owners do not use: the GPU has %lld "
+             "bytes, its slices reserve %s%lld and use %lld (measured; %d%% of the GPU kept "
+             "free above that), other borrowers hold %lld",
+             (long long)gpu_mem, whole ? "all (a whole GPU) of it, " : "", (long long)reserved,
+             (long long)owners_used, FX_BORROW_MEM_HEADROOM_PCT, (long long)borrowed);
+    return bad(err, "metadata.annotations[" FX_ANN_ALLOCATION "].gpus[0].memory", val, why);
+}
+
+bool fx_borrow_light(int64_t mem, int cores, int64_t gpu_mem)
+{
+    if (mem <= 0 || cores <= 0 || cores > 100 || gpu_mem <= 0)
+        return false;
+    /* mem <= gpu_mem * cores / 100 / 4, without overflow or rounding up */
+    return mem <= gpu_mem / 400 * cores + gpu_mem % 400 * cores / 400;
+}
+
+int64_t fx_borrow_mem_room(int64_t gpu_mem, int64_t reserved, int64_t owners_used, bool idle)
+{
+    int64_t room = gpu_mem - reserved;
+    if (idle) {
+        int64_t head = gpu_mem / 100 * FX_BORROW_MEM_HEADROOM_PCT;
+        int64_t used = owners_used > 0 ? owners_used : 0;
+        if (gpu_mem - used - head > room)
+            room = gpu_mem - used - head;
+    }
+    return room > 0 ? room : 0;
 }
 
 /* ---- nodes ---- */

@@ -15,6 +15,7 @@
 #include "flexpu/error.h"
 #include "flexpu/queue.h"
 #include "flexpu/sched.h"
+#include "kube/borrow_rule.h"
 #include "util/priority.h"
 
 #define FX_RES_GPU        "flexpu.io/gpu"        /* number of GPUs (device plugin) */
@@ -203,6 +204,14 @@ struct fx_allocation {
      * hold, measured idle; its cores are not the GPU's to give (it runs at
      * priority low) and its memory is what no slice there reserved. */
     bool borrowed;
+    /* "borrow_mem":"idle" (with borrowed): placed by flexpu-scheduler
+     * --borrow-mem idle, a light borrower whose memory may also be what the
+     * GPU's owners reserved and do not use (kube/borrow_rule.h). The node
+     * agent checks it by that rule (fx_borrow_fits_idle), not by the
+     * unreserved one: the scheduler's mode travels with each pod it placed,
+     * in an annotation only it may write (deploy/admission.yaml). Absent
+     * or "unreserved": false. */
+    bool borrow_idle;
     /* "remote":{"node":NAME}: a remote slice (docs/REMOTE.md, "Kubernetes"):
      * the GPUs are on node NAME, not on the pod's node, which reaches them
      * through NAME's flexpu-remoted. Empty: the pod's own node. */
@@ -238,6 +247,14 @@ struct fx_gpu_hold {
  * writes a borrowed slice. FLEXPU_EINVAL naming the GPU's figures when not. */
 int fx_borrow_fits(int64_t gpu_mem, const struct fx_gpu_hold *holds, int n, int64_t want,
                    struct flexpu_error *err);
+/* The same for a borrowed slice placed with --borrow-mem idle (the
+ * allocation's borrow_idle), as the scheduler places it: the slice is light
+ * (fx_borrow_light with its `cores`), no owner there is without a quota,
+ * and want fits in fx_borrow_mem_room(gpu_mem, the owners' quotas,
+ * owners_used, idle) less the other borrowers' quotas, owners_used being
+ * the owners' measured memory (bytes). FLEXPU_EINVAL naming the figures. */
+int fx_borrow_fits_idle(int64_t gpu_mem, const struct fx_gpu_hold *holds, int n, int64_t want,
+                        int cores, int64_t owners_used, struct flexpu_error *err);
 
 /* The devices of flexpu.io/gpu a node's kubelet offers
  * (status.allocatable): on a node without GPUs, the remote slots its agent

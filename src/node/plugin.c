@@ -244,9 +244,11 @@ static void pod_gone(struct fx_plugin *p, size_t i)
 }
 
 /* A borrowed allocation takes only memory that no slice on its GPU
- * reserved (fx_borrow_fits), as this agent sees the pods bound here: the
- * scheduler's word is not taken for it. True, with why, when it does not
- * fit. Called with the mutex held. */
+ * reserved (fx_borrow_fits), or, placed with --borrow-mem idle, what its
+ * owners do not use either, measured in their ledgers now
+ * (fx_borrow_fits_idle: the scheduler's rule), as this agent sees the pods
+ * bound here: the scheduler's word is not taken for it. True, with why,
+ * when it does not fit. Called with the mutex held. */
 static bool borrow_refused(struct fx_plugin *p, const struct npod *np, char *why, size_t len)
 {
     if (np->reclaimed) {
@@ -261,9 +263,12 @@ static bool borrow_refused(struct fx_plugin *p, const struct npod *np, char *why
         return true;
     }
     struct fx_gpu_hold holds[64];
-    int n = 0;
+    const char *bkeys[64]; /* the borrowers' slices: not the owners' memory */
+    int n = 0, nb = 0;
     for (size_t i = 0; i < p->npods && n < 64; i++) {
         const struct npod *o = &p->pods[i];
+        if (o->alloc.borrowed && o->key[0] && nb < 64)
+            bkeys[nb++] = o->key;
         if (o == np || !o->bound || o->terminal || o->refused[0] || !(o->gpuset & (1u << g)))
             continue; /* a refused allocation gets no slice: it holds nothing */
         for (int k = 0; k < o->alloc.ngpu; k++)
@@ -272,8 +277,21 @@ static bool borrow_refused(struct fx_plugin *p, const struct npod *np, char *why
                 holds[n++].borrowed = o->alloc.borrowed;
             }
     }
+    for (struct arec *r = p->recs; r && nb < 64; r = r->next) {
+        const struct npod *o = r->uid[0] ? pod_by_uid(p, r->uid) : NULL;
+        if (o && o->alloc.borrowed)
+            bkeys[nb++] = r->key;
+    }
+    int64_t gpu_mem = p->gpus[g].mem_bytes;
     struct flexpu_error err = {0};
-    if (n == 64 || fx_borrow_fits(p->gpus[g].mem_bytes, holds, n, mine->mem, &err) != 0) {
+    int rc = n == 64 ? -1
+           : np->alloc.borrow_idle
+               ? fx_borrow_fits_idle(gpu_mem, holds, n, mine->mem, mine->cores,
+                                     fx_reclaim_owners_mem(p->root, mine->uuid, gpu_mem, bkeys,
+                                                           nb),
+                                     &err)
+               : fx_borrow_fits(gpu_mem, holds, n, mine->mem, &err);
+    if (rc != 0) {
         snprintf(why, len, "%s", n == 64 ? "too many allocations on its GPU" : err.msg);
         return true;
     }

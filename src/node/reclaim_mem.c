@@ -282,6 +282,38 @@ static bool owner_wants(const struct fx_reclaim_mem *r, int n, int g, int64_t no
     return found;
 }
 
+int64_t fx_reclaim_owners_mem(const char *root, const char *uuid, int64_t gpu_mem,
+                              const char *const *skip, int nskip)
+{
+    char dir[400];
+    snprintf(dir, sizeof(dir), "%s/ledger", root);
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    int64_t sum = 0;
+    struct dirent *e;
+    while (sum < gpu_mem && (e = readdir(d))) {
+        if (e->d_name[0] == '.' || strlen(e->d_name) > FX_SLICE_KEY_LEN)
+            continue;
+        bool borrower = false;
+        for (int i = 0; i < nskip && !borrower; i++)
+            borrower = strcmp(skip[i], e->d_name) == 0;
+        char path[640];
+        struct fx_ledger_handle l;
+        struct flexpu_error err = {0};
+        if (borrower || snprintf(path, sizeof(path), "%s/%s/%s.ledger", dir, e->d_name, uuid) >=
+                            (int)sizeof(path) ||
+            fx_ledger_open_readonly(&l, path, &err) != 0)
+            continue;
+        uint64_t used = fx_ledger_used(&l, NULL);
+        fx_ledger_detach(&l);
+        /* Tenant-written: bounded before it is added. */
+        sum += used > (uint64_t)gpu_mem ? gpu_mem : (int64_t)used;
+    }
+    closedir(d);
+    return sum < gpu_mem ? sum : gpu_mem;
+}
+
 static void kill_borrowers(struct fx_reclaim_mem *r, int n, int g, const char *owner_key)
 {
     const char *uuid = r->cfg.gpus[g].uuid;

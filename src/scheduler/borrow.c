@@ -126,27 +126,7 @@ const char *fx_borrow_mem_name(enum fx_borrow_mem m)
     return m == FX_BORROW_MEM_IDLE ? "idle" : "unreserved";
 }
 
-bool fx_borrow_light(int64_t mem, int cores, int64_t gpu_mem)
-{
-    if (mem <= 0 || cores <= 0 || cores > 100 || gpu_mem <= 0)
-        return false;
-    /* mem <= gpu_mem * cores / 100 / 4, without overflow or rounding up */
-    return mem <= gpu_mem / 400 * cores + gpu_mem % 400 * cores / 400;
-}
-
 int fx_borrow_fit_milli(bool light, int cores)
 {
     return light ? cores * 10 / 2 : cores * 10;
-}
-
-int64_t fx_borrow_mem_room(int64_t gpu_mem, int64_t reserved, int64_t owners_used, bool idle)
-{
-    int64_t room = gpu_mem - reserved;
-    if (idle) {
-        int64_t head = gpu_mem / 100 * FX_BORROW_MEM_HEADROOM_PCT;
-        int64_t used = owners_used > 0 ? owners_used : 0;
-        if (gpu_mem - used - head > room)
-            room = gpu_mem - used - head;
-    }
-    return room > 0 ? room : 0;
 }

@@ -16,6 +16,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "kube/borrow_rule.h" /* fx_borrow_light, fx_borrow_mem_room */
+
 /* A borrower is admitted while the owners' predicted use, the borrowers
  * already there and its own share stay at or below 1000 minus this. */
 #define FX_BORROW_HEADROOM 200
@@ -104,20 +106,8 @@ enum fx_borrow_mem {
 int fx_borrow_mem_parse(const char *s, enum fx_borrow_mem *out);
 const char *fx_borrow_mem_name(enum fx_borrow_mem m);
 
-/* What is kept free of borrowers above the owners' measured memory: this
- * percent of the GPU's memory (an owner's use moves between readings). */
-#define FX_BORROW_MEM_HEADROOM_PCT 10
-
-/* Whether a borrower of `mem` bytes and `cores` percent on a GPU of
- * gpu_mem bytes is light: mem at most a quarter of cores% of gpu_mem. */
-bool fx_borrow_light(int64_t mem, int cores, int64_t gpu_mem);
 /* The thousandths of the GPU a borrower of `cores` needs predicted idle:
  * its share, or half of it when light. */
 int fx_borrow_fit_milli(bool light, int cores);
-/* The memory (bytes) left for borrowers on a GPU of gpu_mem bytes: what
- * no slice reserved (gpu_mem - reserved), or, when idle is set, what the
- * owners do not use either (gpu_mem - owners_used - the headroom) if that
- * is more. Never negative. */
-int64_t fx_borrow_mem_room(int64_t gpu_mem, int64_t reserved, int64_t owners_used, bool idle);
 
 #endif

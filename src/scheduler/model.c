@@ -2792,6 +2792,10 @@ static bool borrow(struct fx_model *m, struct pod *p, struct fx_attempt *a)
     al.gpus[0].index = bg;
     al.gpus[0].cores = p->spec.cores;
     al.gpus[0].mem = borrow_mem(p, best, bg);
+    /* The node agent checks its memory by the same rule (borrow_rule.h). */
+    al.borrow_idle = m->borrow_mem == FX_BORROW_MEM_IDLE &&
+                     fx_borrow_light(al.gpus[0].mem, p->spec.cores,
+                                     best->inv.gpus[bg].mem_bytes);
     char *text = fx_allocation_format(&al);
     if (!text || flexpu_engine_assign(m->e, &r, &pl, &id, &err)) {
         free(text);

@@ -112,6 +112,16 @@ wait_for 40 "the light opportunistic pod did not borrow reserved memory" bound b
 a="$(alloc borrower)"
 jq -e '.borrowed == true and .gpus[0].memory == 4294967296' <<<"$a" >/dev/null ||
   fail "the borrower's allocation: $a"
+jq -e '.borrow_mem == "idle"' <<<"$a" >/dev/null || fail "the allocation names no idle borrowing: $a"
+# The kubelet's calls for the borrower's container (remote_kubelet.c): the
+# agent checks it by the scheduler's rule, the owners' measured 38 GiB, not
+# by memory no slice reserved (there is none), and marks its GPU.
+"$build/test/remote_kubelet" "$work/dp" "$work/podresources.sock" default borrower \
+  "$(jq -r '.gpus[0].uuid' <<<"$a")::0" >"$work/ctr.txt" 2>"$work/kubelet.err" ||
+  fail "the borrower's PreStartContainer: $(cat "$work/kubelet.err")"
+grep -q '^prestart ok$' "$work/ctr.txt" || fail "no PreStartContainer: $(cat "$work/ctr.txt")"
+grep -q "^mount /etc/flexpu " "$work/ctr.txt" || fail "no slice mounted: $(cat "$work/ctr.txt")"
+pass "the agent admits the borrower at PreStartContainer (memory its owners reserved, unused)"
 buid="$(uid_of borrower)"
 bcg="$cgroot/kubepods/pod$buid"
 mkdir -p "$bcg"

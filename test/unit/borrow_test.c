@@ -1031,6 +1031,12 @@ static void test_idle_memory_only_light_and_only_with_the_option(void **state)
     pod(m, "b1", 30, "4Gi", true, NULL, 0, false, 20);
     struct fx_attempt a = next(m, FX_BIND, "b1");
     assert_true(a.borrowed);
+    /* Its allocation says so: the node agent checks it by the same rule. */
+    struct fx_allocation al;
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_allocation_parse(a.allocation, &al, &err), 0);
+    assert_true(al.borrow_idle);
+    assert_non_null(strstr(a.allocation, "\"borrowed\":true")); /* admission's test */
     checked_free(m);
     /* Not a light one: 10 GiB is more than a quarter of its share's. */
     m = reserved_full(FX_BORROW_MEM_IDLE, 0, 8);
@@ -1125,6 +1131,37 @@ static void test_allocation_borrowed(void **state)
                                          &back, &err),
                      FLEXPU_EINVAL);
     assert_non_null(strstr(err.msg, "borrowed"));
+    /* Which memory it borrows: "idle" round-trips, anything else (or on an
+     * allocation that does not borrow) is refused naming the field. */
+    al.borrowed = al.borrow_idle = true;
+    text = fx_allocation_format(&al);
+    assert_non_null(strstr(text, "\"borrow_mem\":\"idle\""));
+    assert_int_equal(fx_allocation_parse(text, &back, &err), 0);
+    assert_true(back.borrowed && back.borrow_idle);
+    free(text);
+    const char *bad_bm[] = {"\"borrow_mem\":\"all\",\"borrowed\":true",
+                            "\"borrow_mem\":1,\"borrowed\":true", "\"borrow_mem\":\"idle\""};
+    for (int i = 0; i < 3; i++) {
+        char t[200];
+        snprintf(t, sizeof(t), "{\"gpus\":[{\"uuid\":\"u\",\"index\":0,\"cores\":3,"
+                 "\"memory\":1}],%s}", bad_bm[i]);
+        assert_int_equal(fx_allocation_parse(t, &back, &err), FLEXPU_EINVAL);
+        assert_non_null(strstr(err.msg, "borrow_mem"));
+        assert_false(back.borrow_idle);
+    }
+    /* The agent's rule (fx_borrow_fits_idle) for an idle borrower: light,
+     * within what the owners do not use less 10%, less other borrowers. */
+    struct fx_gpu_hold h[3] = {{40 * GIB, false}, {40 * GIB, false}, {2 * GIB, true}};
+    assert_int_equal(fx_borrow_fits_idle(80 * GIB, h, 2, 4 * GIB, 30, 30 * GIB, &err), 0);
+    assert_int_equal(fx_borrow_fits_idle(80 * GIB, h, 3, 4 * GIB, 30, 66 * GIB, &err), 0);
+    assert_int_equal(fx_borrow_fits_idle(80 * GIB, h, 3, 4 * GIB, 30, 67 * GIB, &err),
+                     FLEXPU_EINVAL);
+    assert_non_null(strstr(err.msg, "do not use"));
+    assert_int_equal(fx_borrow_fits_idle(80 * GIB, h, 2, 7 * GIB, 30, 0, &err), FLEXPU_EINVAL);
+    assert_non_null(strstr(err.msg, "light"));
+    struct fx_gpu_hold whole = {0, false};
+    assert_int_equal(fx_borrow_fits_idle(80 * GIB, &whole, 1, 1 * GIB, 30, 0, &err),
+                     FLEXPU_EINVAL);
 
     /* The opt-in's value is checked. */
     struct fx_pod_spec s;

@@ -32,6 +32,7 @@
 #include "node/slices.h"
 #include "podresources/v1/api.pb-c.h"
 #include "runtime/config.h"
+#include "runtime/ledger.h"
 #include "runtime/state.h"
 #include "util/clock.h"
 #include "unit/plugin_fake.h"
@@ -923,6 +924,108 @@ static void test_plugin_calls(void **state)
     json_decref(pcw);
 }
 
+/* A borrower placed with flexpu-scheduler --borrow-mem idle (its
+ * allocation's "borrow_mem":"idle") is checked at PreStartContainer by the
+ * scheduler's rule (kube/borrow_rule.h): memory the owners reserved and do
+ * not use, measured in their ledgers, and only for a light slice. */
+static void test_plugin_borrow_idle(void **state)
+{
+    (void)state;
+    for (int i = 0; i < NGPU; i++) {
+        memset(&fake_gpus[i], 0, sizeof(fake_gpus[i]));
+        snprintf(fake_gpus[i].uuid, sizeof(fake_gpus[i].uuid), "GPU-test-%d", i);
+        snprintf(fake_gpus[i].model, sizeof(fake_gpus[i].model), "A100");
+        fake_gpus[i].index = fake_gpus[i].minor = i;
+        fake_gpus[i].healthy = true;
+        fake_gpus[i].mem_bytes = 80LL << 30;
+    }
+    nheld = 0;
+    char podres[300], dp[300];
+    snprintf(podres, sizeof(podres), "%s/podres.sock", tmpdir);
+    snprintf(dp, sizeof(dp), "%s/dp.sock", tmpdir);
+    struct flexpu_error err = {0};
+    struct fx_grpc_server *prs = fx_grpc_server_start(podres, podres_methods, NULL, &err);
+    assert_non_null(prs);
+    struct fx_plugin_config pc = {.node_name = "n1", .root = tmpdir, .podresources = podres,
+                                  .wait_ms = 1500};
+    struct fx_plugin *p = fx_plugin_new(&pc, fake_gpus, NGPU, &err);
+    assert_non_null(p);
+    struct fx_grpc_server *dps = fx_grpc_server_start(dp, fx_plugin_methods, p, &err);
+    assert_non_null(dps);
+
+    /* o and q reserve all of GPU 2 (40 GiB each). k,
+     * light (20 cores, 4 GiB: a quarter of its share), borrows memory the
+     * owners reserved and do not use; l, the same placed without the
+     * option, finds no memory unreserved; m (5 GiB) is not light. Once the
+     * owners' ledgers hold 70 GiB (a live process, in a directory the agent
+     * has no allocation for: an owner's), n is refused: 80 - 70 - 8 (10%
+     * headroom) leaves 2 GiB, and k holds 4. */
+    fx_plugin_pod_event(p, KUBE_SYNC_BEGIN, NULL);
+    json_t *po = pod("o", "uid-o", (int[]){2}, 1, 40, 40LL << 30);
+    json_t *pq = pod("q", "uid-q", (int[]){2}, 1, 40, 40LL << 30);
+    fx_plugin_pod_event(p, KUBE_ADDED, po);
+    fx_plugin_pod_event(p, KUBE_ADDED, pq);
+    fx_plugin_pod_event(p, KUBE_SYNC_END, NULL);
+    json_t *ipods[4] = {borrower("k", "uid-k", 2, 20, 4LL << 30, true),
+                        borrower("l", "uid-l", 2, 20, 4LL << 30, true),
+                        borrower("m", "uid-m", 2, 20, 5LL << 30, true),
+                        borrower("n", "uid-n", 2, 20, 4LL << 30, true)};
+    char *ids_k[] = {"GPU-test-2::10"}, *ids_l[] = {"GPU-test-2::11"},
+         *ids_m[] = {"GPU-test-2::12"}, *ids_n[] = {"GPU-test-2::13"};
+    char **isets[4] = {ids_k, ids_l, ids_m, ids_n};
+    const char *inames[4] = {"k", "l", "m", "n"},
+               *iwhy[4] = {NULL, "no slice reserved", "light", "do not use"};
+    struct fx_ledger_handle owner_led;
+    for (int k = 0; k < 4; k++) {
+        json_t *ann = json_object_get(json_object_get(ipods[k], "metadata"), "annotations");
+        struct fx_allocation a;
+        allocation_of(ann, &a);
+        a.borrow_idle = k != 1;
+        set_allocation(ann, &a);
+        if (k == 3) {
+            struct fx_slice_config lc;
+            fx_config_defaults(&lc);
+            snprintf(lc.tenant, sizeof(lc.tenant), "owner-x");
+            char ldir[400];
+            snprintf(ldir, sizeof(ldir), "%s/ledger/owner-x", tmpdir);
+            assert_int_equal(fx_ledger_attach(&owner_led, ldir, "GPU-test-2", 80LL << 30, &lc,
+                                              &err), 0);
+            assert_int_equal(fx_ledger_charge(&owner_led, 70LL << 30, 1), 0);
+        }
+        fx_plugin_pod_event(p, KUBE_ADDED, ipods[k]);
+        char bdir[400];
+        conf_dir_of(dp, isets[k], bdir, sizeof(bdir));
+        hold("default", inames[k], isets[k], 1);
+        struct fx_grpc_reply r = prestart_call(dp, isets[k], 1);
+        if (!iwhy[k]) {
+            if (r.status != FX_GRPC_OK)
+                fail_msg("idle borrower k refused: %s", r.message);
+            free(r.data);
+            char path[500];
+            snprintf(path, sizeof(path), "%.400s/slice.conf", bdir);
+            struct fx_slice_config cfg;
+            fx_config_defaults(&cfg);
+            struct flexpu_error lerr = {0};
+            assert_int_equal(fx_config_load_file(&cfg, path, &lerr), 1);
+            assert_int_equal(cfg.memory_limit, 4LL << 30);
+            continue;
+        }
+        assert_int_equal(r.status, FX_GRPC_FAILED_PRECONDITION);
+        if (!strstr(r.message, inames[k]) || !strstr(r.message, iwhy[k]))
+            fail_msg("refusal '%s' does not name %s and %s", r.message, inames[k], iwhy[k]);
+    }
+    fx_ledger_detach(&owner_led);
+    for (int k = 0; k < 4; k++) {
+        fx_plugin_pod_event(p, KUBE_DELETED, ipods[k]);
+        json_decref(ipods[k]);
+    }
+    json_decref(po);
+    json_decref(pq);
+    fx_grpc_server_stop(dps);
+    fx_plugin_free(p);
+    fx_grpc_server_stop(prs);
+}
+
 /* GetPreferredAllocation called directly (no socket), as the kubelet would,
  * with `n` must-include IDs: the reply, its status and message set. */
 static struct fx_grpc_reply preferred_call(struct fx_plugin *p, int size, char **must, size_t n)
@@ -1439,6 +1542,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ledger_size_limit, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_size_limits_propagation, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_plugin_calls, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_plugin_borrow_idle, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_preferred_must_include, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_preferred_follows_kubelet, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_metrics, setup_dir, teardown_dir),
