@@ -7,7 +7,8 @@
  *    every launch makes);
  *  - hand-over: the time from the holder publishing that its work drained
  *    after its slice to the other tenant's fx_arb_acquire returning, over
- *    the hand-overs of `secs` seconds of two tenants taking turns.
+ *    the hand-overs of `secs` seconds of two tenants taking turns;
+ *  - agent: the CPU time the agent's thread took meanwhile (agent mode).
  * Usage: arbiter_cost shared|agent [secs]. Prints one line per figure. */
 #include <pthread.h>
 #include <sched.h>
@@ -135,9 +136,15 @@ int main(int argc, char **argv)
     tu[0].other = &tu[1];
     tu[1].other = &tu[0];
     pthread_t th[2];
+    clockid_t acpu;
+    struct timespec c0 = {0, 0}, c1 = {0, 0};
+    if (use_agent && pthread_getcpuclockid(at, &acpu) == 0)
+        clock_gettime(acpu, &c0);
     for (int i = 0; i < 2; i++)
         pthread_create(&th[i], NULL, taker, &tu[i]);
     sleep((unsigned)secs);
+    if (use_agent)
+        clock_gettime(acpu, &c1);
     __atomic_store_n(&run_stop, 1, __ATOMIC_RELEASE);
     for (int i = 0; i < 2; i++)
         pthread_join(th[i], NULL);
@@ -146,6 +153,9 @@ int main(int argc, char **argv)
     printf("%s hand-over: %llu in %d s, mean %.1f us, max %.1f us\n",
            use_agent ? "agent " : "shared", (unsigned long long)k, secs,
            k ? (double)sum / k / 1000.0 : 0.0, mx / 1000.0);
+    if (use_agent)
+        printf("agent  thread CPU while contended: %.1f%% of a core\n",
+               ((c1.tv_sec - c0.tv_sec) * 1e9 + (c1.tv_nsec - c0.tv_nsec)) / (secs * 1e7));
     for (int i = 0; i < 2; i++)
         fx_gpu_detach(&g[i]);
     if (use_agent) {
