@@ -250,14 +250,20 @@ int fx_ledger_open_readonly(struct fx_ledger_handle *l, const char *path,
 {
     memset(l, 0, sizeof(*l));
     l->slot = -1;
-    void *m = NULL;
-    int rc = fx_shm_map(path, "ledger", sizeof(struct fx_ledger), FX_LEDGER_MAGIC,
-                        FX_LEDGER_VERSION, 0, NULL, NULL, 0, &l->fd, &m, err);
+    l->fd = -1;
+    /* Anonymous memory, so that fx_ledger_detach unmaps it as any. */
+    struct fx_ledger *copy = mmap(NULL, sizeof(*copy), PROT_READ | PROT_WRITE,
+                                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (copy == MAP_FAILED)
+        return flexpu_error_set(err, FLEXPU_ENOMEM, "%s: out of memory", path);
+    int rc = fx_shm_read(path, "ledger", copy, sizeof(*copy), FX_LEDGER_MAGIC,
+                         FX_LEDGER_VERSION, &l->fd, err);
     if (rc) {
+        munmap(copy, sizeof(*copy));
         l->fd = -1;
         return rc;
     }
-    l->led = m;
+    l->led = copy;
     return 0;
 }
 

@@ -73,7 +73,11 @@ int fx_ledger_attach(struct fx_ledger_handle *l, const char *dir, const char *uu
                      struct flexpu_error *err);
 
 /* Opens a ledger read-only (flexpu-smi, the node agent, nvidia-smi under
- * the library). Never blocks; refuses what is not a ledger. */
+ * the library): a private copy read with pread, never a mapping, since the
+ * tenant that writes the ledger can truncate it at any moment (a mapping's
+ * reader would then die of SIGBUS); the fd stays open for the slots'
+ * locks. The usage it gives is a snapshot as of the open. Never blocks;
+ * refuses what is not a ledger. */
 int fx_ledger_open_readonly(struct fx_ledger_handle *l, const char *path,
                             struct flexpu_error *err);
 

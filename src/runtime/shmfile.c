@@ -123,9 +123,9 @@ static const char *file_kind(mode_t m)
          : S_ISCHR(m) || S_ISBLK(m) ? "a device" : "not a plain file";
 }
 
-static int check_and_map(int fd, const char *path, const char *what, size_t size,
-                         uint32_t magic, uint32_t version, int writable, void **map_out,
-                         struct flexpu_error *err)
+/* The file behind fd: regular, of a size one of ours can have. */
+static int check_file(int fd, const char *path, const char *what, size_t size,
+                      uint32_t version, struct flexpu_error *err)
 {
     struct stat sb;
     if (fstat(fd, &sb) != 0)
@@ -139,17 +139,35 @@ static int check_and_map(int fd, const char *path, const char *what, size_t size
     if ((size_t)sb.st_size < size)
         return flexpu_error_set(err, FLEXPU_EPARSE, "%s: %lld bytes, not a flexpu %u %s (%zu "
                                 "bytes)", path, (long long)sb.st_size, version, what, size);
+    return 0;
+}
+
+static int check_header(const struct fx_shm_header *h, const char *path, const char *what,
+                        size_t size, uint32_t magic, uint32_t version, struct flexpu_error *err)
+{
+    if (h->magic == magic && h->version == version && h->size == size)
+        return 0;
+    return flexpu_error_set(err, FLEXPU_EPARSE, "%s: %s of another flexpu version (magic %#x "
+                            "version %u size %u; expected version %u size %zu)", path, what,
+                            h->magic, h->version, h->size, version, size);
+}
+
+static int check_and_map(int fd, const char *path, const char *what, size_t size,
+                         uint32_t magic, uint32_t version, int writable, void **map_out,
+                         struct flexpu_error *err)
+{
+    int rc = check_file(fd, path, what, size, version, err);
+    if (rc)
+        return rc;
     void *m = mmap(NULL, size, PROT_READ | (writable ? PROT_WRITE : 0), MAP_SHARED, fd, 0);
     if (m == MAP_FAILED)
         return flexpu_error_set(err, FLEXPU_EIO, "%s: cannot map: %s", path, strerror(errno));
-    const struct fx_shm_header *h = m;
-    if (h->magic != magic || h->version != version || h->size != size) {
-        /* Read for the message before the mapping goes. */
-        uint32_t hm = h->magic, hv = h->version, hs = h->size;
+    /* Copied for the message before the mapping goes. */
+    struct fx_shm_header h = *(const struct fx_shm_header *)m;
+    rc = check_header(&h, path, what, size, magic, version, err);
+    if (rc) {
         munmap(m, size);
-        return flexpu_error_set(err, FLEXPU_EPARSE, "%s: %s of another flexpu version (magic "
-                                "%#x version %u size %u; expected version %u size %zu)", path,
-                                what, hm, hv, hs, version, size);
+        return rc;
     }
     *map_out = m;
     return 0;
@@ -190,6 +208,35 @@ int fx_shm_map(const char *path, const char *what, size_t size, uint32_t magic,
         }
     }
     int rc = check_and_map(fd, path, what, size, magic, version, writable, map_out, err);
+    if (rc) {
+        close(fd);
+        return rc;
+    }
+    *fd_out = fd;
+    return 0;
+}
+
+int fx_shm_read(const char *path, const char *what, void *buf, size_t size, uint32_t magic,
+                uint32_t version, int *fd_out, struct flexpu_error *err)
+{
+    int fd = open_file(path, 0);
+    if (fd < 0)
+        return open_error(path, what, err);
+    int rc = check_file(fd, path, what, size, version, err);
+    size_t got = 0;
+    while (!rc && got < size) {
+        ssize_t n = pread(fd, (char *)buf + got, size - got, (off_t)got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            rc = flexpu_error_set(err, n < 0 ? FLEXPU_EIO : FLEXPU_EPARSE,
+                                  "%s: %s read short (%zu of %zu bytes): %s", path, what, got,
+                                  size, n < 0 ? strerror(errno) : "truncated while read");
+        else
+            got += (size_t)n;
+    }
+    if (!rc)
+        rc = check_header(buf, path, what, size, magic, version, err);
     if (rc) {
         close(fd);
         return rc;

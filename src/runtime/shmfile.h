@@ -37,6 +37,17 @@ int fx_shm_map(const char *path, const char *what, size_t size, uint32_t magic,
                const void *arg, unsigned mode, int *fd_out, void **map_out,
                struct flexpu_error *err);
 
+/* Reads the file `path` (a `what`, as for fx_shm_map) into buf, `size`
+ * bytes with pread, and checks the header in that private copy: for a
+ * reader of a file another user can write (the node agent reading tenants'
+ * ledgers), which that user may truncate at any moment: a mapping would
+ * then fault (SIGBUS) on the next read, a copy cannot. The file must be
+ * regular and hold at least `size` bytes when read (a short read is
+ * refused, naming the path). *fd_out: the file, still open (its OFD
+ * locks are read through it). */
+int fx_shm_read(const char *path, const char *what, void *buf, size_t size, uint32_t magic,
+                uint32_t version, int *fd_out, struct flexpu_error *err);
+
 /* An OFD lock on one byte (wait: block until free). 0, or -1 with errno. */
 int fx_shm_lock_byte(int fd, long long at, int type, int wait);
 

@@ -157,15 +157,25 @@ int fx_gpu_open_readonly(struct fx_gpu *g, const char *path, struct flexpu_error
     g->tenant = -1;
     g->mem.fd = -1;
     g->mem.slot = -1;
-    void *m = NULL;
-    int rc = fx_shm_map(path, "state file", sizeof(struct fx_gpu_state), FX_STATE_MAGIC,
-                        FX_STATE_VERSION, 0, NULL, NULL, 0, &g->fd, &m, err);
+    /* A private copy read with pread, not a mapping of the file: every
+     * tenant can truncate the shared state file, and a reader of a mapping
+     * (the node agent's usage feed and metrics) would then die of SIGBUS.
+     * private_state: unmapped as this process's own. The fd stays open for
+     * the slots' locks. */
+    void *m = mmap(NULL, sizeof(struct fx_gpu_state), PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+        return flexpu_error_set(err, FLEXPU_ENOMEM, "%s: out of memory", path);
+    int rc = fx_shm_read(path, "state file", m, sizeof(struct fx_gpu_state), FX_STATE_MAGIC,
+                         FX_STATE_VERSION, &g->fd, err);
     if (rc) {
+        munmap(m, sizeof(struct fx_gpu_state));
         g->fd = -1;
         return rc;
     }
     g->st = m;
     g->procs = g->st->procs;
+    g->private_state = 1;
     return 0;
 }
 

@@ -10,18 +10,22 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "node/reclaim_mem.h"
 #include "node/slices.h"
+#include "node/usage.h"
 #include "runtime/config.h"
 #include "runtime/ledger.h"
 #include "runtime/oom_wait.h"
+#include "runtime/state.h"
 
 #define GIB (1024ull * 1024 * 1024)
 #define OWNER_KEY "000000000000000000000aaa"
@@ -355,6 +359,77 @@ static void test_look_cost_printed(void **state)
 }
 
 /* What the slice tells the runtime: an owner waits, a borrower never. */
+/* A tenant that truncates its own ledger and the shared state file over
+ * and over while the agent looks (review H1): the agent's reads are copies
+ * (pread), never mappings a truncation turns into SIGBUS. The owner's want
+ * names a slot it does not hold, so the look reads its ledger every time
+ * and kills nobody; the usage feed reads every ledger and the state file.
+ * The looks run in a child: a signal there fails the test. */
+static void test_a_truncating_tenant_cannot_crash_the_looks(void **state)
+{
+    (void)state;
+    struct fx_ledger_handle l;
+    slice_process(&l, OWNER_KEY, false);
+    int slot = l.slot;
+    fx_ledger_detach(&l);
+    char dir[300], want[500], led[500], st[500], sdir[300];
+    snprintf(dir, sizeof(dir), "%s/ledger/%s", root, OWNER_KEY);
+    assert_int_equal(fx_want_path(dir, gpus[0].uuid, slot, want, sizeof(want)), 0);
+    put(want, "268435456\n");
+    snprintf(led, sizeof(led), "%s/%s.ledger", dir, gpus[0].uuid);
+    snprintf(sdir, sizeof(sdir), "%s/state", root);
+    mkdirs(sdir);
+    snprintf(st, sizeof(st), "%s/%s.state", sdir, gpus[0].uuid);
+    struct fx_gpu_state *img = calloc(1, sizeof(*img));
+    assert_non_null(img);
+    img->h.magic = FX_STATE_MAGIC;
+    img->h.version = FX_STATE_VERSION;
+    img->h.size = sizeof(*img);
+    int sfd = open(st, O_RDWR | O_CREAT, 0644), lfd = open(led, O_RDWR);
+    assert_true(sfd >= 0 && lfd >= 0);
+    struct stat lst;
+    assert_int_equal(fstat(lfd, &lst), 0);
+    char *limg = malloc((size_t)lst.st_size);
+    assert_non_null(limg);
+    assert_int_equal(pread(lfd, limg, (size_t)lst.st_size, 0), lst.st_size);
+    assert_int_equal(pwrite(sfd, img, sizeof(*img), 0), (ssize_t)sizeof(*img));
+    pid_t tenant = fork();
+    assert_true(tenant >= 0);
+    if (tenant == 0)
+        for (;;)
+            if (ftruncate(lfd, 0) != 0 || ftruncate(sfd, 0) != 0 ||
+                pwrite(lfd, limg, (size_t)lst.st_size, 0) != lst.st_size ||
+                pwrite(sfd, img, sizeof(*img), 0) != (ssize_t)sizeof(*img))
+                _exit(3);
+    pid_t agent = fork();
+    assert_true(agent >= 0);
+    if (agent == 0) {
+        struct fx_reclaim_mem *r = new_reclaim(cg);
+        static struct fx_usage_obs_gpu obs;
+        struct flexpu_error err = {0};
+        char lroot[300];
+        snprintf(lroot, sizeof(lroot), "%s/ledger", root);
+        for (int i = 0; i < 3000; i++) {
+            fx_reclaim_mem_tick(r);
+            (void)fx_usage_read_gpu(sdir, lroot, gpus[0].uuid, gpus[0].mem_bytes, &obs, &err);
+        }
+        _exit(reclaimed_calls == 0 ? 0 : 4);
+    }
+    int ws = 0;
+    assert_int_equal(waitpid(agent, &ws, 0), agent);
+    kill(tenant, SIGKILL);
+    waitpid(tenant, NULL, 0);
+    close(lfd);
+    close(sfd);
+    free(limg);
+    free(img);
+    if (WIFSIGNALED(ws))
+        fail_msg("the agent's looks died of signal %d (%s)", WTERMSIG(ws),
+                 strsignal(WTERMSIG(ws)));
+    assert_true(WIFEXITED(ws));
+    assert_int_equal(WEXITSTATUS(ws), 0); /* nobody killed for a dead slot's want */
+}
+
 static void test_slice_conf_names_the_marks_for_owners_only(void **state)
 {
     (void)state;
@@ -384,6 +459,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_a_kill_that_fails_is_counted_and_not_hammered,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_look_cost_printed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_truncating_tenant_cannot_crash_the_looks, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_slice_conf_names_the_marks_for_owners_only, setup,
                                         teardown),
     };
