@@ -453,6 +453,10 @@ int fx_plugin_allocations(void *ctx, struct fx_alloc_view *out, int max)
     struct fx_plugin *p = ctx;
     int n = 0;
     pthread_mutex_lock(&p->mu);
+    if (!p->synced) {
+        pthread_mutex_unlock(&p->mu);
+        return -1;
+    }
     for (struct arec *r = p->recs; r && n < max; r = r->next) {
         struct npod *np = r->uid[0] ? pod_by_uid(p, r->uid) : NULL;
         struct fx_alloc_view *v = &out[n++];

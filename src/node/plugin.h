@@ -90,9 +90,10 @@ extern const struct fx_grpc_method fx_plugin_methods[];
 #define FX_DP_LIST_AND_WATCH "/v1beta1.DevicePlugin/ListAndWatch"
 
 /* For reclaim_mem (ctx: the plugin): this node's allocations (every slice,
- * and borrowers bound here whose slice is not written yet); and a borrower
- * killed for an owner's memory, whose containers PreStartContainer refuses
- * from then on. */
+ * and borrowers bound here whose slice is not written yet), or -1 before
+ * the first full list of the pods (until then no borrower is known); and a
+ * borrower killed for an owner's memory, whose containers PreStartContainer
+ * refuses from then on. */
 int fx_plugin_allocations(void *ctx, struct fx_alloc_view *out, int max);
 void fx_plugin_reclaimed(void *ctx, const char *uid, const char *why);
 

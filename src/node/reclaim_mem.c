@@ -358,6 +358,11 @@ void fx_reclaim_mem_tick(struct fx_reclaim_mem *r)
      * borrower that may still start or run. */
     int64_t now_s = (int64_t)time(NULL);
     int n = r->cfg.list(r->cfg.ctx, r->views, MAX_VIEWS);
+    /* Not known yet (a restarted agent before its first list of the
+     * pods): the borrowers the last agent admitted may still run, so their
+     * marks stay, and no want is answered before they are known. */
+    if (n < 0)
+        return;
     forget_gone(r, n);
     for (int g = 0; g < r->cfg.ngpu && g < 32; g++) {
         const char *uuid = r->cfg.gpus[g].uuid;

@@ -55,7 +55,9 @@ struct fx_reclaim_mem_config {
     const char *cgroup_root; /* the host's cgroup v2 mount as the agent sees it */
     const struct fx_node_gpu *gpus;
     int ngpu;
-    /* This node's allocations now (at most max); the plugin's. */
+    /* This node's allocations now (at most max); the plugin's. -1 while
+     * they are not known yet (the pods not listed since a restart): the
+     * look then removes no mark and kills nobody. */
     int (*list)(void *ctx, struct fx_alloc_view *out, int max);
     /* A borrower was killed: its containers may not start again. */
     void (*reclaimed)(void *ctx, const char *uid, const char *why);

@@ -912,9 +912,15 @@ static void test_plugin_calls(void **state)
     /* a restarted plugin keeps the live slices and drops those whose pod is
      * gone after its first full list */
     p = fx_plugin_new(&pc, fake_gpus, NGPU, &err);
+    /* Until its first list it knows no borrower: it says so, and the
+     * borrowed-memory look keeps the marks (reclaim_mem.h). */
+    struct fx_alloc_view rv[16];
+    assert_int_equal(fx_plugin_allocations(p, rv, 16), -1);
     fx_plugin_pod_event(p, KUBE_SYNC_BEGIN, NULL);
     fx_plugin_pod_event(p, KUBE_ADDED, pa);
+    assert_int_equal(fx_plugin_allocations(p, rv, 16), -1);
     fx_plugin_pod_event(p, KUBE_SYNC_END, NULL);
+    assert_true(fx_plugin_allocations(p, rv, 16) >= 1); /* a's slice */
     assert_int_equal(access(conf_dir[1], F_OK), 0); /* a's */
     assert_int_not_equal(access(conf_dir[2], F_OK), 0); /* c's */
     fx_plugin_free(p);
