@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "flexpu/log.h"
+#include "runtime/arbagent.h"
 
 #define COMP "flexpu-cuda"
 #define POLL_NS (200 * 1000ull) /* a waiter re-checks at least this often */
@@ -555,6 +556,11 @@ static uint64_t give_up(struct fx_proc_rec *p, uint64_t t0)
  * the page's futex word, which the agent bumps at every hand-over (a futex
  * wait works on a read-only shared mapping); it re-reads at least every
  * POLL_NS. */
+/* A tenant the agent has not added this long after joining (its slice is
+ * not one the agent knows, or the page is full) is not arbitrated: it must
+ * not wait for good for a record that does not come. */
+#define UNKNOWN_GRACE_NS (4 * FX_ARB_AGENT_SCAN_NS)
+
 static uint64_t acquire_agent(struct fx_gpu *g)
 {
     struct fx_gpu_state *st = g->st;
@@ -581,7 +587,8 @@ static uint64_t acquire_agent(struct fx_gpu *g)
         ADD(&p->launching, 1);
         int granted = (mine && holder == mine && now < LOAD(&a->slice_end_ns)) ||
                       (holder == 0 && (LOAD(&a->demand) & ~(mine ? 1u << t : 0u)) == 0 &&
-                       (t < 0 || !capped(&st->tenants[t])));
+                       (t < 0 || !capped(&st->tenants[t]))) ||
+                      (t < 0 && now - g->joined_ns > UNKNOWN_GRACE_NS);
         if (granted) {
             SUB(&p->waiting, 1);
             return now - t0;

@@ -128,6 +128,7 @@ int fx_gpu_join_agent(struct fx_gpu *g, const struct fx_slice_config *cfg, const
         return rc;
     }
     g->tenant = -1;
+    g->joined_ns = fx_mono_ns();
     (void)fx_gpu_agent_tenant(g);
     return 0;
 }

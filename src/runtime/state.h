@@ -145,6 +145,7 @@ struct fx_gpu {
     int req_fd;
     struct fx_arb_req *req;
     char name[FX_TENANT_NAME_MAX]; /* the tenant, as configured */
+    uint64_t joined_ns;          /* CLOCK_MONOTONIC when it joined the agent's page */
     struct fx_ledger_handle mem;
 };
 
