@@ -30,6 +30,8 @@ static struct {
     pthread_mutex_t lock;
     struct fx_chan ch; /* ch.fd -1: not connected */
     int dead;  /* sticky cudaError_t once lost; 0 while usable */
+    int connecting; /* a try of connect_server: a failure is retried */
+    char why[480];  /* the last failure's reason */
     pid_t pid; /* the process that connected */
     int ndev;
     int driver_version;
@@ -73,9 +75,11 @@ int fx_cl_take_error(int peek)
 /* Lock held. Ends the connection for good with `why` logged. */
 static int lose(const char *why, const char *detail)
 {
-    if (!conn.dead)
+    if (!conn.dead && !conn.connecting)
         FX_ERROR(COMP, "remote GPU lost: every CUDA call fails from now on", "reason=\"%s: %s\"",
                  why, detail);
+    if (!conn.dead)
+        snprintf(conn.why, sizeof conn.why, "%s: %s", why, detail);
     conn.dead = cudaErrorDevicesUnavailable;
     fx_chan_close(&conn.ch);
     conn.out.len = 0;
@@ -132,7 +136,7 @@ static void set_log_level(void)
  * fills once the GPU node's server listens (docs/REMOTE.md, "Kubernetes"):
  * waited for, up to FLEXPU_REMOTE_WAIT_MS (default 120 s, at most an
  * hour), then a clear error rather than a hang. 0, or -1 with why. */
-static int addr_from_file(const char *path, char *addr, size_t len, char *why, size_t why_len)
+static long env_wait(void)
 {
     long wait_ms = 120000;
     const char *s = getenv("FLEXPU_REMOTE_WAIT_MS");
@@ -145,6 +149,12 @@ static int addr_from_file(const char *path, char *addr, size_t len, char *why, s
         else
             wait_ms = v;
     }
+    return wait_ms;
+}
+
+static int addr_from_file(const char *path, char *addr, size_t len, long wait_ms, char *why,
+                          size_t why_len)
+{
     int64_t until = fx_net_deadline((int)wait_ms);
     for (int said = 0;; said = 1) {
         int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -170,25 +180,10 @@ static int addr_from_file(const char *path, char *addr, size_t len, char *why, s
     }
 }
 
-/* Lock held: connects and says HELLO. */
-static int connect_server(void)
+/* Lock held: one try at connecting to `addr` and saying HELLO. 0, or the
+ * connection lost (conn.dead set, conn.why says why). */
+static int connect_once(const char *addr)
 {
-    set_log_level();
-    const char *addr = getenv("FLEXPU_REMOTE_ADDR");
-    const char *addr_file = getenv("FLEXPU_REMOTE_ADDR_FILE");
-    static char addr_buf[320];
-    if ((!addr || !*addr) && addr_file && *addr_file) {
-        char why[400];
-        if (addr_from_file(addr_file, addr_buf, sizeof(addr_buf), why, sizeof(why)) != 0)
-            return lose("no remote GPU", why);
-        addr = addr_buf;
-    }
-    if (!addr || !*addr) {
-        FX_ERROR(COMP, "FLEXPU_REMOTE_ADDR is not set: no remote GPU", "%s", "");
-        return conn.dead = cudaErrorNoDevice;
-    }
-    conn.timeout_ms = env_timeout();
-    fx_wr_init(&conn.out, FX_WIRE_HDR_SIZE + FX_WIRE_MAX_PAYLOAD);
     unsigned char token[FX_WIRE_TOKEN_MAX];
     size_t token_len = 0;
     if (read_token(token, &token_len) != 0)
@@ -219,9 +214,63 @@ static int connect_server(void)
     } else if (!conn.dead) {
         char detail[32];
         snprintf(detail, sizeof detail, "status %d", rc);
-        return lose("the server refused this client (token?)", detail);
+        return lose("the server refused this client (busy, or the token?)", detail);
     }
     return conn.dead;
+}
+
+/* Lock held: connects and says HELLO. A try that fails (no server yet, a
+ * server restarting, busy, or holding connections that never
+ * authenticate) is retried with back-off, 100 ms doubling to 2 s, until
+ * FLEXPU_REMOTE_WAIT_MS (from the first try) has passed: then the GPU is
+ * lost, never a hang. The endpoint file is read again at each try (a
+ * restarted server has a new endpoint). */
+static int connect_server(void)
+{
+    set_log_level();
+    const char *addr = getenv("FLEXPU_REMOTE_ADDR");
+    const char *addr_file = getenv("FLEXPU_REMOTE_ADDR_FILE");
+    static char addr_buf[320];
+    long wait_ms = env_wait();
+    int64_t until = fx_net_deadline((int)wait_ms);
+    int from_file = (!addr || !*addr) && addr_file && *addr_file;
+    if (from_file) {
+        char why[400];
+        if (addr_from_file(addr_file, addr_buf, sizeof(addr_buf), wait_ms, why, sizeof(why)) != 0)
+            return lose("no remote GPU", why);
+        addr = addr_buf;
+    }
+    if (!addr || !*addr) {
+        FX_ERROR(COMP, "FLEXPU_REMOTE_ADDR is not set: no remote GPU", "%s", "");
+        return conn.dead = cudaErrorNoDevice;
+    }
+    conn.timeout_ms = env_timeout();
+    fx_wr_init(&conn.out, FX_WIRE_HDR_SIZE + FX_WIRE_MAX_PAYLOAD);
+    int backoff_ms = 100;
+    for (int tries = 1;; tries++) {
+        conn.connecting = 1;
+        int rc = connect_once(addr);
+        conn.connecting = 0;
+        if (rc == 0)
+            return 0;
+        if (fx_net_deadline(backoff_ms) >= until) {
+            FX_ERROR(COMP, "remote GPU lost: every CUDA call fails from now on",
+                     "reason=\"%s\" tries=%d wait_ms=%ld (FLEXPU_REMOTE_WAIT_MS)", conn.why,
+                     tries, wait_ms);
+            return conn.dead;
+        }
+        if (tries == 1)
+            FX_WARN(COMP, "cannot reach the remote GPU yet: retrying", "reason=\"%s\" wait_ms=%ld",
+                    conn.why, wait_ms);
+        conn.dead = 0;
+        usleep((useconds_t)backoff_ms * 1000);
+        backoff_ms = backoff_ms < 1000 ? backoff_ms * 2 : 2000;
+        if (from_file) {
+            char why[400];
+            if (addr_from_file(addr_file, addr_buf, sizeof(addr_buf), 0, why, sizeof(why)) != 0)
+                return lose("no remote GPU", why);
+        }
+    }
 }
 
 int fx_cl_lock(void)

@@ -666,6 +666,22 @@ static int start_driver(struct fx_srv_conn *c)
     return status;
 }
 
+/* An authenticated client asks the listener for one of its --max-clients
+ * slots (server.h, ctl_fd), by `deadline`. */
+static int slot_granted(struct fx_srv_conn *c, int64_t deadline)
+{
+    int fd = c->o->ctl_fd;
+    if (fd < 0)
+        return 1;
+    char b = 0;
+    if (fx_net_write_all(fd, "A", 1, deadline) != 0 || fx_net_read_all(fd, &b, 1, deadline) != 0 ||
+        b != 'Y') {
+        FX_WARN(COMP, "client refused: the server serves --max-clients already", "%s", "");
+        return 0;
+    }
+    return 1;
+}
+
 /* The first frame: HELLO with the protocol version and the token, by
  * `deadline` (the connection's start plus hello_timeout_ms). */
 static int hello(struct fx_srv_conn *c, int64_t deadline)
@@ -679,6 +695,8 @@ static int hello(struct fx_srv_conn *c, int64_t deadline)
     else if (c->o->token && !const_eq(q.u.hello.token, q.u.hello.token_len, c->o->token,
                                       c->o->token_len))
         status = cudaErrorNotPermitted;
+    else if (!slot_granted(c, deadline))
+        status = cudaErrorDevicesUnavailable;
     else
         status = start_driver(c);
     size_t at = fx_wr_begin(&c->out), head = c->out.len;

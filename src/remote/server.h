@@ -14,6 +14,11 @@ struct fx_srv_opts {
     int hello_timeout_ms;    /* the TLS handshake and HELLO, from the connection's start */
     int frame_timeout_ms;    /* a frame either way, from its first byte to its last */
     int progress_ms;         /* PROGRESS frames while a request is being served */
+    /* The worker's socket to its listener, or -1 (every client served):
+     * with the HELLO's token checked, the worker writes 'A' and is served
+     * only if the listener answers 'Y' (one of --max-clients slots);
+     * otherwise its client is refused as busy. */
+    int ctl_fd;
 };
 
 /* Serves the connection `fd` until the client leaves, breaks the protocol or

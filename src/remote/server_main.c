@@ -8,8 +8,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,8 +36,11 @@ static const char usage[] =
     "                        may read); clients must present it. Without it,\n"
     "                        any client is served in plaintext: loopback only\n"
     "  --insecure            allow a non-loopback --listen without a token\n"
-    "  --max-clients N       workers at once, 1 to 4096 (default 16); more\n"
-    "                        connections are closed at once\n"
+    "  --max-clients N       authenticated clients at once, 1 to 4096\n"
+    "                        (default 16); more are refused (they retry)\n"
+    "  --max-preauth N       connections not yet authenticated, 1 to 4096\n"
+    "                        (default 32); beyond, the oldest of the source\n"
+    "                        holding the most is closed\n"
     "  --hello-timeout-ms N  the handshake and HELLO, from the connection's\n"
     "                        start (default 10000)\n"
     "  --frame-timeout-ms N  a frame either way, first byte to last\n"
@@ -108,20 +113,184 @@ static void on_child(int sig)
     (void)sig;
 }
 
-/* Reaps exited workers; returns how many. */
-static int reap(void)
+/* A worker, from its connection's accept to its reaping. A connection
+ * first waits in the pre-auth stage (at most --max-preauth of them): its
+ * worker runs the handshake and HELLO and, with the token checked, asks
+ * the listener over `ctl` for one of the --max-clients slots. So
+ * connections that never authenticate cannot take the slots of the slice's
+ * own clients (docs/REMOTE.md, "Authentication and isolation"). */
+enum wstate { W_FREE, W_PREAUTH, W_AUTHED, W_GONE /* evicted or refused: exiting */ };
+
+struct worker {
+    enum wstate state;
+    pid_t pid;
+    int ctl;      /* the listener's end of the worker's control socket, or -1 */
+    uint64_t seq; /* the accept's order: the oldest is evicted first */
+    struct sockaddr_storage src;
+};
+
+struct listener {
+    int lfd, max_clients, max_preauth;
+    const struct fx_srv_opts *opts;
+    struct worker *w;
+    size_t nw; /* entries in w */
+    uint64_t seq;
+    int full_logged;
+    sigset_t worker_mask; /* the signal mask a worker runs with */
+};
+
+static size_t count(const struct listener *l, enum wstate st)
 {
-    int n = 0;
-    while (waitpid(-1, NULL, WNOHANG) > 0)
-        n++;
+    size_t n = 0;
+    for (size_t i = 0; i < l->nw; i++)
+        n += l->w[i].state == st;
     return n;
 }
 
-/* Accepts connections and forks a worker for each, at most max_clients at
- * once: a connection beyond that is closed before anything is read from
- * it, so idle or unauthenticated connections cannot make the server fork
- * without bound (each worker also has hello_timeout_ms to authenticate). */
-static void serve_forever(int lfd, const struct fx_srv_opts *opts, int max_clients)
+static void drop_ctl(struct worker *w)
+{
+    if (w->ctl >= 0)
+        close(w->ctl);
+    w->ctl = -1;
+}
+
+/* Reaps exited workers, freeing their entries. */
+static void reap(struct listener *l)
+{
+    pid_t pid;
+    while ((pid = waitpid(-1, NULL, WNOHANG)) > 0) {
+        for (size_t i = 0; i < l->nw; i++) {
+            if (l->w[i].state != W_FREE && l->w[i].pid == pid) {
+                drop_ctl(&l->w[i]);
+                l->w[i].state = W_FREE;
+                break;
+            }
+        }
+    }
+}
+
+static int same_source(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family)
+        return 0;
+    if (a->ss_family == AF_INET)
+        return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+               ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+    if (a->ss_family == AF_INET6)
+        return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+                      &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr)) == 0;
+    return 1;
+}
+
+/* The pre-auth stage is full: ends the oldest unauthenticated connection
+ * of the source address holding the most of them, so that one source
+ * flooding the port evicts its own connections, not a client's handshake
+ * from elsewhere. */
+static void evict_one(struct listener *l)
+{
+    struct worker *victim = NULL;
+    size_t most = 0;
+    for (size_t i = 0; i < l->nw; i++) {
+        if (l->w[i].state != W_PREAUTH)
+            continue;
+        size_t n = 0;
+        struct worker *oldest = NULL;
+        for (size_t j = 0; j < l->nw; j++) {
+            if (l->w[j].state == W_PREAUTH && same_source(&l->w[i].src, &l->w[j].src)) {
+                n++;
+                if (!oldest || l->w[j].seq < oldest->seq)
+                    oldest = &l->w[j];
+            }
+        }
+        if (n > most) {
+            most = n;
+            victim = oldest;
+        }
+    }
+    if (!victim)
+        return;
+    kill(victim->pid, SIGKILL);
+    drop_ctl(victim);
+    victim->state = W_GONE;
+    if (!l->full_logged)
+        FX_WARN(COMP, "unauthenticated connections beyond --max-preauth: closing the oldest",
+                "max_preauth=%d from_one_source=%zu", l->max_preauth, most);
+    l->full_logged = 1;
+}
+
+/* A worker with its token checked asks for a slot: 'Y' while fewer than
+ * max_clients are served, else 'N' (its client hears the server is busy
+ * and retries). A closed socket: the worker is ending. */
+static void answer(struct listener *l, struct worker *w)
+{
+    char b = 0;
+    ssize_t n = read(w->ctl, &b, 1);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN))
+        return;
+    if (n == 1 && b == 'A' && w->state == W_PREAUTH) {
+        int ok = count(l, W_AUTHED) < (size_t)l->max_clients;
+        if (!ok)
+            FX_WARN(COMP, "refusing a client: --max-clients are served", "max_clients=%d",
+                    l->max_clients);
+        if (write(w->ctl, ok ? "Y" : "N", 1) == 1 && ok) {
+            w->state = W_AUTHED;
+            FX_INFO(COMP, "client authenticated", "worker=%d clients=%zu", (int)w->pid,
+                    count(l, W_AUTHED));
+        }
+    }
+    drop_ctl(w);
+    if (w->state == W_PREAUTH)
+        w->state = W_GONE;
+}
+
+/* Forks a worker for the accepted `fd`. */
+static void admit(struct listener *l, int fd, const struct sockaddr_storage *src)
+{
+    if (count(l, W_PREAUTH) >= (size_t)l->max_preauth)
+        evict_one(l);
+    else
+        l->full_logged = 0;
+    struct worker *w = NULL;
+    for (size_t i = 0; i < l->nw && !w; i++)
+        if (l->w[i].state == W_FREE)
+            w = &l->w[i];
+    int sv[2];
+    if (!w || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+        FX_WARN(COMP, "refusing a connection: no room for a worker", "workers=%zu", l->nw);
+        close(fd);
+        return;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(l->lfd);
+        close(sv[0]);
+        for (size_t i = 0; i < l->nw; i++)
+            if (l->w[i].ctl >= 0)
+                close(l->w[i].ctl);
+        signal(SIGCHLD, SIG_DFL);
+        sigprocmask(SIG_SETMASK, &l->worker_mask, NULL);
+        fx_net_tune(fd);
+        struct fx_srv_opts mine = *l->opts;
+        mine.ctl_fd = sv[1];
+        _exit(fx_srv_serve(fd, &mine) == 0 ? 0 : 1);
+    }
+    close(sv[1]);
+    close(fd);
+    if (pid < 0) {
+        FX_ERROR(COMP, "cannot fork a worker", "error=\"%s\"", strerror(errno));
+        close(sv[0]);
+        return;
+    }
+    *w = (struct worker){.state = W_PREAUTH, .pid = pid, .ctl = sv[0], .seq = ++l->seq,
+                         .src = *src};
+    FX_DEBUG(COMP, "connection accepted", "worker=%d unauthenticated=%zu", (int)pid,
+             count(l, W_PREAUTH));
+}
+
+/* Accepts connections, each into the pre-auth stage (above), and answers
+ * the workers' requests for a slot. */
+static void serve_forever(int lfd, const struct fx_srv_opts *opts, int max_clients,
+                          int max_preauth)
 {
     sigset_t chld, waiting;
     sigemptyset(&chld);
@@ -134,43 +303,44 @@ static void serve_forever(int lfd, const struct fx_srv_opts *opts, int max_clien
     /* Non-blocking: a connection reset between ppoll and accept4 must not
      * block the loop (accepted sockets do not inherit the flag). */
     fcntl(lfd, F_SETFL, fcntl(lfd, F_GETFL) | O_NONBLOCK);
-    int live = 0, full_logged = 0;
+    /* Evicted workers are counted until reaped: room for as many again. */
+    struct listener l = {.lfd = lfd, .max_clients = max_clients, .max_preauth = max_preauth,
+                         .opts = opts, .nw = (size_t)max_clients + 2u * (size_t)max_preauth,
+                         .worker_mask = waiting};
+    l.w = calloc(l.nw, sizeof *l.w);
+    struct pollfd *p = calloc(l.nw + 1, sizeof *p);
+    size_t *at = calloc(l.nw + 1, sizeof *at);
+    if (!l.w || !p || !at) {
+        FX_ERROR(COMP, "out of memory for the worker table", "workers=%zu", l.nw);
+        return;
+    }
     for (;;) {
-        live -= reap();
-        struct pollfd p = {.fd = lfd, .events = POLLIN};
-        if (ppoll(&p, 1, NULL, &waiting) <= 0)
+        reap(&l);
+        size_t np = 1;
+        p[0] = (struct pollfd){.fd = lfd, .events = POLLIN};
+        for (size_t i = 0; i < l.nw; i++) {
+            if (l.w[i].ctl >= 0) {
+                at[np] = i;
+                p[np++] = (struct pollfd){.fd = l.w[i].ctl, .events = POLLIN};
+            }
+        }
+        if (ppoll(p, np, NULL, &waiting) <= 0)
             continue; /* SIGCHLD: reap */
-        live -= reap();
-        int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        for (size_t k = 1; k < np; k++)
+            if (p[k].revents)
+                answer(&l, &l.w[at[k]]);
+        if (!(p[0].revents & POLLIN))
+            continue;
+        reap(&l);
+        struct sockaddr_storage src = {0};
+        socklen_t slen = sizeof src;
+        int fd = accept4(lfd, (struct sockaddr *)&src, &slen, SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno != EINTR && errno != ECONNABORTED && errno != EAGAIN)
                 FX_WARN(COMP, "accept failed", "error=\"%s\"", strerror(errno));
             continue;
         }
-        if (live >= max_clients) {
-            if (!full_logged)
-                FX_WARN(COMP, "refusing connections: too many clients", "max_clients=%d",
-                        max_clients);
-            full_logged = 1;
-            close(fd);
-            continue;
-        }
-        full_logged = 0;
-        pid_t pid = fork();
-        if (pid == 0) {
-            close(lfd);
-            signal(SIGCHLD, SIG_DFL);
-            sigprocmask(SIG_SETMASK, &waiting, NULL);
-            fx_net_tune(fd);
-            _exit(fx_srv_serve(fd, opts) == 0 ? 0 : 1);
-        }
-        if (pid < 0) {
-            FX_ERROR(COMP, "cannot fork a worker", "error=\"%s\"", strerror(errno));
-        } else {
-            live++;
-            FX_INFO(COMP, "client connected", "worker=%d clients=%d", (int)pid, live);
-        }
-        close(fd);
+        admit(&l, fd, &src);
     }
 }
 
@@ -181,15 +351,16 @@ int main(int argc, char **argv)
                                              {"port-file", required_argument, 0, 'p'},
                                              {"insecure", no_argument, 0, 'i'},
                                              {"max-clients", required_argument, 0, 'm'},
+                                             {"max-preauth", required_argument, 0, 'P'},
                                              {"hello-timeout-ms", required_argument, 0, 'H'},
                                              {"frame-timeout-ms", required_argument, 0, 'F'},
                                              {"log-level", required_argument, 0, 'v'},
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
     const char *listen_addr = NULL, *token_file = NULL, *port_file = NULL;
-    int insecure = 0, max_clients = 16;
+    int insecure = 0, max_clients = 16, max_preauth = 32;
     struct fx_srv_opts opts = {.hello_timeout_ms = 10000, .frame_timeout_ms = 60000,
-                               .progress_ms = 250};
+                               .progress_ms = 250, .ctl_fd = -1};
     flexpu_log_set_timestamps(1);
     flexpu_log_set_level(FLEXPU_LOG_INFO);
     int ch;
@@ -201,6 +372,10 @@ int main(int argc, char **argv)
         case 'i': insecure = 1; break;
         case 'm':
             if (int_option("max-clients", optarg, 1, 4096, &max_clients) != 0)
+                return 2;
+            break;
+        case 'P':
+            if (int_option("max-preauth", optarg, 1, 4096, &max_preauth) != 0)
                 return 2;
             break;
         case 'H':
@@ -249,8 +424,8 @@ int main(int argc, char **argv)
     /* A client that vanishes does not kill the listener through SIGPIPE
      * (writes use MSG_NOSIGNAL anyway). */
     signal(SIGPIPE, SIG_IGN);
-    FX_INFO(COMP, "listening", "address=%s port=%d token=%s max_clients=%d", listen_addr, port,
-            token_file ? "required" : "none", max_clients);
-    serve_forever(lfd, &opts, max_clients);
-    return 0;
+    FX_INFO(COMP, "listening", "address=%s port=%d token=%s max_clients=%d max_preauth=%d",
+            listen_addr, port, token_file ? "required" : "none", max_clients, max_preauth);
+    serve_forever(lfd, &opts, max_clients, max_preauth);
+    return 1;
 }

@@ -189,8 +189,9 @@ rc=0
 wait "$app" || rc=$?
 [ "$rc" = 3 ] && grep -q '^loop: cudaErrorDevicesUnavailable after' "$work/loop.out" ||
   fail "the running program at the rollout: exit $rc, want 3 and cudaErrorDevicesUnavailable: $(cat "$work/loop.out")"
-# Restarted by the kubelet before the new agent: the old endpoint, nothing there.
-out="$(timeout 30 env -i PATH="$PATH" "${envs[@]}" ASAN_OPTIONS=detect_leaks=0 \
+# Restarted by the kubelet before the new agent: the old endpoint, nothing
+# there (its connect tried once: FLEXPU_REMOTE_WAIT_MS=0).
+out="$(timeout 30 env -i PATH="$PATH" "${envs[@]}" FLEXPU_REMOTE_WAIT_MS=0 ASAN_OPTIONS=detect_leaks=0 \
   "$build/test/remote/remote_app" nodevice 2>&1)" || fail "before the new agent: $out"
 [[ $out == *"nodevice: cudaErrorDevicesUnavailable"* ]] ||
   fail "before the new agent: want cudaErrorDevicesUnavailable: $out"

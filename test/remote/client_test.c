@@ -9,11 +9,16 @@
  *   - PROGRESS frames every 250 ms for 3 s, then the reply: the call
  *     succeeds (the deadline is the longest time between frames);
  *   - a worker that reads nothing for 3 s (blocked in the driver behind
- *     queued work) but sends PROGRESS: a 32 MiB copy is sent whole.
+ *     queued work) but sends PROGRESS: a 32 MiB copy is sent whole;
+ *   - a server that closes the first connection unanswered and refuses the
+ *     second's HELLO (busy), then serves: the client retries and its call
+ *     succeeds; one that refuses every try: the call fails once
+ *     FLEXPU_REMOTE_WAIT_MS has passed, after several tries.
  * The client library's path is CLIENT_LIB (its build path). */
 #include <dlfcn.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -43,12 +48,16 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
+/* FLEXPU_REMOTE_WAIT_MS for the child: how long its connect is retried. */
+static const char *client_wait_ms = "0";
+
 /* The child: one call through the client library; exits with its error. */
 static void client(int port, const char *call)
 {
     char addr[64];
     snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
     setenv("FLEXPU_REMOTE_ADDR", addr, 1);
+    setenv("FLEXPU_REMOTE_WAIT_MS", client_wait_ms, 1);
     setenv("FLEXPU_REMOTE_TIMEOUT_MS", "1500", 1);
     setenv("FLEXPU_LOG_LEVEL", "off", 1);
     unsetenv("FLEXPU_REMOTE_TOKEN_FILE");
@@ -110,10 +119,18 @@ static int send_progress(int fd)
     return send_bytes(fd, hb, sizeof hb);
 }
 
+/* Accepts the child's next connection, which must come within 10 s (a
+ * client that gave up does not hang the test). */
+static int accept_child(int lfd)
+{
+    assert_int_equal(fx_net_wait(lfd, POLLIN, fx_net_deadline(10000)), 0);
+    return accept(lfd, NULL, NULL);
+}
+
 /* Accepts the child's connection and answers its HELLO (one device). */
 static int serve_hello(int lfd)
 {
-    int fd = accept(lfd, NULL, NULL);
+    int fd = accept_child(lfd);
     assert_true(fd >= 0);
     struct fx_wire_hdr h;
     assert_int_equal(read_request(fd, &h), 0);
@@ -224,6 +241,88 @@ static void test_progress_keeps_a_send(void **state)
     assert_int_equal(run_case("h2d", busy_then_read, 1), 0);
 }
 
+/* Refuses a HELLO as a busy server does: status cudaErrorDevicesUnavailable. */
+static void refuse_hello(int lfd)
+{
+    int fd = accept_child(lfd);
+    assert_true(fd >= 0);
+    struct fx_wire_hdr h;
+    if (read_request(fd, &h) == 0) {
+        uint32_t head[3] = {DEVICES_UNAVAILABLE, 0, 0};
+        unsigned char out[64];
+        struct fx_wire_hdr r = {.len = sizeof head, .op = (uint16_t)(h.op | FX_WIRE_REPLY),
+                                .seq = h.seq};
+        fx_wire_hdr_encode(&r, out);
+        memcpy(out + FX_WIRE_HDR_SIZE, head, sizeof head);
+        send_bytes(fd, out, FX_WIRE_HDR_SIZE + sizeof head);
+    }
+    close(fd);
+}
+
+/* A connection closed before the HELLO's answer (a server evicting it, or
+ * restarting) and a HELLO refused as busy are retried: the slice's client
+ * is not lost at the first refusal. */
+static void test_refused_connect_is_retried(void **state)
+{
+    (void)state;
+    int port = 0;
+    struct flexpu_error err = {0};
+    int lfd = fx_net_listen("127.0.0.1:0", &port, &err);
+    assert_true(lfd >= 0);
+    client_wait_ms = "20000";
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(lfd);
+        client(port, "memgetinfo");
+    }
+    client_wait_ms = "0";
+    int fd = accept_child(lfd); /* closed unanswered */
+    assert_true(fd >= 0);
+    close(fd);
+    refuse_hello(lfd);
+    fd = serve_hello(lfd);
+    progress_then_reply(fd);
+    close(fd);
+    close(lfd);
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+/* A server that refuses every try: the retries end with the wait, as the
+ * GPU lost (not a hang), after more than one try. */
+static void test_refusals_end_with_the_wait(void **state)
+{
+    (void)state;
+    int port = 0;
+    struct flexpu_error err = {0};
+    int lfd = fx_net_listen("127.0.0.1:0", &port, &err);
+    assert_true(lfd >= 0);
+    client_wait_ms = "1500";
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(lfd);
+        client(port, "memgetinfo");
+    }
+    client_wait_ms = "0";
+    int tries = 0, st = 0;
+    pid_t done = 0;
+    while ((done = waitpid(pid, &st, WNOHANG)) == 0) {
+        if (fx_net_wait(lfd, POLLIN, fx_net_deadline(100)) == 0) {
+            refuse_hello(lfd);
+            tries++;
+        }
+    }
+    close(lfd);
+    assert_int_equal(done, pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), DEVICES_UNAVAILABLE);
+    assert_true(tries > 1);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -231,6 +330,8 @@ int main(void)
         cmocka_unit_test(test_trickled_reply_is_lost),
         cmocka_unit_test(test_progress_keeps_a_wait),
         cmocka_unit_test(test_progress_keeps_a_send),
+        cmocka_unit_test(test_refused_connect_is_retried),
+        cmocka_unit_test(test_refusals_end_with_the_wait),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

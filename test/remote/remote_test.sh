@@ -59,9 +59,11 @@ stop_server() {
     spid=
 }
 
-# Runs the app against the server; a hang is a failure (timeout).
+# Runs the app against the server; a hang is a failure (timeout). Its
+# connect is tried once unless wait_ms says how long to retry.
 app() {
     timeout 60 env LD_LIBRARY_PATH="$client_dir" FLEXPU_REMOTE_ADDR="127.0.0.1:$port" \
+        FLEXPU_REMOTE_WAIT_MS="${wait_ms:-0}" \
         FLEXPU_REMOTE_TOKEN_FILE="${token_file:-$work/token}" FLEXPU_REMOTE_TIMEOUT_MS="${timeout_ms:-10000}" \
         ASAN_OPTIONS=detect_leaks=0 "$app" "$@"
 }
@@ -81,6 +83,7 @@ loop_unavailable() {
 # app's own pid and the test can kill it.
 app_exec() {
     exec env LD_LIBRARY_PATH="$client_dir" FLEXPU_REMOTE_ADDR="127.0.0.1:$port" \
+        FLEXPU_REMOTE_WAIT_MS="${wait_ms:-0}" \
         FLEXPU_REMOTE_TOKEN_FILE="$work/token" ASAN_OPTIONS=detect_leaks=0 "$app" "$@"
 }
 
@@ -269,20 +272,66 @@ port=$(cat "$work/xpid.port")
 out=$(token_file=/dev/null app hello 2>&1) || fail "plaintext on loopback: $out"
 stop_extra xpid
 
-# At most --max-clients workers: a third idle connection is closed at once,
-# and the slots come back when the connections go.
-start_extra xpid --listen 127.0.0.1:0 --token-file "$work/token" --max-clients 2 ||
-    fail "--max-clients 2 did not start"
+# Connections that never authenticate cannot lock the slice's clients out
+# (docs/REMOTE.md, "Authentication and isolation"). With the defaults (16
+# clients, 32 unauthenticated connections), 40 idle connections held: the
+# oldest are closed as more come, at most 32 workers wait for a handshake,
+# and the slice's program is served beside them.
+start_extra xpid --listen 127.0.0.1:0 --token-file "$work/token" ||
+    fail "a server with the defaults did not start"
+port=$(cat "$work/xpid.port")
+idle=()
+for _ in $(seq 40); do
+    exec {fd}<>"/dev/tcp/127.0.0.1/$port" && idle+=("$fd")
+done
+sleep 0.5
+[ "$(workers_of "$xpid")" -le 32 ] || fail "more than 32 unauthenticated workers: $(workers_of "$xpid")"
+closed=$(timeout 3 head -c 1 <&"${idle[0]}" | wc -c; echo "rc=${PIPESTATUS[0]}")
+[[ $closed == *"rc=0" ]] || fail "the oldest idle connection beyond --max-preauth was held: $closed"
+out=$(app basic 2>&1) || fail "40 idle connections kept the slice's program out: $out"
+grep -q "closing the oldest" "$work/server.log" || fail "no eviction logged"
+for fd in "${idle[@]}"; do exec {fd}<&-; done
+stop_extra xpid
+
+# At most --max-preauth unauthenticated connections: a third idle one
+# closes the first; the slots come back when the connections go, and a
+# client is served beside idle ones (it evicts the oldest).
+start_extra xpid --listen 127.0.0.1:0 --token-file "$work/token" --max-preauth 2 ||
+    fail "--max-preauth 2 did not start"
 port=$(cat "$work/xpid.port")
 exec 5<>"/dev/tcp/127.0.0.1/$port" 6<>"/dev/tcp/127.0.0.1/$port"
 sleep 0.3
 exec 7<>"/dev/tcp/127.0.0.1/$port"
-third=$(timeout 3 head -c 1 <&7 | wc -c; echo "rc=${PIPESTATUS[0]}")
-[[ $third == *"rc=0" ]] || fail "a connection beyond --max-clients 2 was held: $third"
-[ "$(workers_of "$xpid")" -le 2 ] || fail "more workers than --max-clients 2: $(workers_of "$xpid")"
+first=$(timeout 3 head -c 1 <&5 | wc -c; echo "rc=${PIPESTATUS[0]}")
+[[ $first == *"rc=0" ]] || fail "the oldest connection beyond --max-preauth 2 was held: $first"
+sleep 0.3
+[ "$(workers_of "$xpid")" -le 2 ] || fail "more workers than --max-preauth 2: $(workers_of "$xpid")"
+out=$(app hello 2>&1) || fail "no client served beside 2 idle connections: $out"
 exec 5<&- 6<&- 7<&-
 for _ in $(seq 50); do [ "$(workers_of "$xpid")" = 0 ] && break; sleep 0.1; done
-out=$(app hello 2>&1) || fail "no client served after idle connections left: $out"
+[ "$(workers_of "$xpid")" = 0 ] || fail "idle workers outlived their connections"
+stop_extra xpid
+
+# At most --max-clients authenticated clients: one more is refused as busy
+# (tried once: cudaErrorDevicesUnavailable), and with FLEXPU_REMOTE_WAIT_MS
+# it retries until a slot is free.
+start_extra xpid --listen 127.0.0.1:0 --token-file "$work/token" --max-clients 1 ||
+    fail "--max-clients 1 did not start"
+port=$(cat "$work/xpid.port")
+app_exec hold 8 > "$work/hold3.out" 2>&1 &
+hpid=$!
+for _ in $(seq 100); do grep -q holding "$work/hold3.out" && break; sleep 0.1; done
+grep -q holding "$work/hold3.out" || fail "hold: $(cat "$work/hold3.out")"
+out=$(app nodevice 2>&1) || fail "a client beyond --max-clients 1: $out"
+[[ $out == *"nodevice: cudaErrorDevicesUnavailable"* ]] || fail "a client beyond --max-clients 1 was served: $out"
+grep -q "refusing a client: --max-clients are served" "$work/server.log" || fail "no busy refusal logged"
+wait_ms=20000 app hello > "$work/retry.out" 2>&1 &
+rpid=$!
+sleep 1
+kill -KILL "$hpid"; wait "$hpid" 2>/dev/null
+wait "$rpid" || fail "a client retrying for a slot was not served once it was free: $(cat "$work/retry.out")"
+grep -q "retrying" "$work/retry.out" || fail "the client did not say it retries: $(cat "$work/retry.out")"
+stop_extra xpid
 
 # One deadline for the handshake and HELLO, another for each frame: bytes
 # trickled every 300 ms do not keep a worker. Three at once: a TLS
