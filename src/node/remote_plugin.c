@@ -28,14 +28,22 @@ struct rpod {
     char uid[64], ns[256], name[256];
     char gpu_node[FX_NODE_NAME_MAX], gpu_uuid[FX_UUID_MAX];
     char endpoint[320]; /* flexpu.io/remote-endpoint; "" until recorded */
+    char created[40];   /* metadata.creationTimestamp (RFC 3339: ordered as text) */
+    bool deleting;      /* metadata.deletionTimestamp set */
     bool seen;
     struct rpod *next;
 };
 
-/* A set of devices the kubelet allocated, and the pod it turned out to be. */
+/* A set of devices the kubelet allocated, and the pod it turned out to be.
+ * The kubelet names that pod by namespace/name only (PodResources): the
+ * UID is the watch's pod of that name at PreStartContainer. A watch behind
+ * the kubelet may still hold a deleted pod of the same name (a
+ * StatefulSet's, recreated): when that UID goes and a pod of the name
+ * remains, the slot is the new pod's, and its token is derived again. */
 struct rslot {
     char key[FX_SLICE_KEY_LEN + 1];
-    char uid[64];       /* "" until PreStartContainer */
+    char uid[64];       /* "" until PreStartContainer, or once its pod is gone */
+    char ns[256], name[256]; /* the pod the kubelet said holds the devices */
     char written[320];  /* the endpoint in its directory */
     struct rslot *next;
 };
@@ -115,11 +123,24 @@ static struct rpod *pod_by_uid(struct fx_remote_plugin *p, const char *uid)
     return NULL;
 }
 
+/* The live pod named ns/name: not being deleted, the newest when a lagging
+ * watch holds two; NULL when none (or only one being deleted: the kubelet
+ * starts no container of a pod being deleted, so its successor is awaited). */
 static struct rpod *pod_by_name(struct fx_remote_plugin *p, const char *ns, const char *name)
 {
+    struct rpod *best = NULL;
     for (struct rpod *q = p->pods; q; q = q->next)
-        if (strcmp(q->ns, ns) == 0 && strcmp(q->name, name) == 0)
-            return q;
+        if (!q->deleting && strcmp(q->ns, ns) == 0 && strcmp(q->name, name) == 0 &&
+            (!best || strcmp(q->created, best->created) > 0))
+            best = q;
+    return best;
+}
+
+static struct rslot *slot_of_uid(struct fx_remote_plugin *p, const char *uid)
+{
+    for (struct rslot *s = p->slots; s; s = s->next)
+        if (strcmp(s->uid, uid) == 0)
+            return s;
     return NULL;
 }
 
@@ -166,6 +187,9 @@ void fx_remote_plugin_pod_event(struct fx_remote_plugin *p, enum kube_event ev, 
             snprintf(q->uid, sizeof(q->uid), "%s", uid);
             snprintf(q->ns, sizeof(q->ns), "%s", kube_str(obj, "metadata.namespace") ?: "");
             snprintf(q->name, sizeof(q->name), "%s", kube_str(obj, "metadata.name") ?: "");
+            snprintf(q->created, sizeof(q->created), "%s",
+                     kube_str(obj, "metadata.creationTimestamp") ?: "");
+            q->deleting = kube_str(obj, "metadata.deletionTimestamp") != NULL;
             snprintf(q->gpu_node, sizeof(q->gpu_node), "%s", al.remote_node);
             snprintf(q->gpu_uuid, sizeof(q->gpu_uuid), "%s", al.gpus[0].uuid);
             const char *ep = kube_annotation(obj, FX_ANN_REMOTE_ENDPOINT);
@@ -200,20 +224,62 @@ static void slot_files_remove(const struct fx_remote_plugin *p, const char *key)
     unlink(path);
 }
 
+/* Writes the token of pod `uid`'s slice of GPU guuid on gnode into slot
+ * `key`'s directory. 0, or -1 with err set. */
+static int slot_token_write(const struct fx_remote_plugin *p, const char *key, const char *uid,
+                            const char *gnode, const char *guuid, struct flexpu_error *err)
+{
+    char hex[FX_REMOTE_TOKEN_HEX + 1], path[700], dir[600];
+    slot_dir(p, key, NULL, dir, sizeof(dir));
+    slot_dir(p, key, "token", path, sizeof(path));
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return flexpu_error_set(err, FLEXPU_EIO, "cannot create '%s': %s", dir, strerror(errno));
+    /* 0644 in a directory only this container mounts: its user, any
+     * user, must read it. */
+    if (fx_remote_token(p->cfg.key, uid, gnode, guuid, hex, err) != 0 ||
+        fx_remote_token_write(path, hex, 0644, err) != 0)
+        return -1;
+    return 0;
+}
+
+/* Lock held. Slot `s` lost its pod's UID: the live pod of the name the
+ * kubelet gave, if no slot has it yet, is the one its container belongs
+ * to (struct rslot). */
+static void slot_adopt(struct fx_remote_plugin *p, struct rslot *s)
+{
+    struct rpod *q = s->name[0] ? pod_by_name(p, s->ns, s->name) : NULL;
+    if (!q || slot_of_uid(p, q->uid))
+        return;
+    struct flexpu_error err = {0};
+    if (slot_token_write(p, s->key, q->uid, q->gpu_node, q->gpu_uuid, &err) != 0) {
+        FX_WARN(COMP, "remote token not written; will retry", "pod=%s/%s key=%s error=\"%s\"",
+                q->ns, q->name, s->key, err.msg);
+        return;
+    }
+    snprintf(s->uid, sizeof(s->uid), "%s", q->uid);
+    s->written[0] = 0;
+    FX_INFO(COMP, "remote slot given to the pod recreated under its name", "pod=%s/%s uid=%s "
+            "key=%s", q->ns, q->name, q->uid, s->key);
+}
+
 void fx_remote_plugin_tick(struct fx_remote_plugin *p)
 {
     pthread_mutex_lock(&p->mu);
     for (struct rslot **sp = &p->slots, *s; (s = *sp);) {
-        if (!s->uid[0]) {
-            sp = &s->next;
-            continue;
-        }
-        struct rpod *q = pod_by_uid(p, s->uid);
-        if (!q) {
-            /* The pod is gone: its token and endpoint with it. */
+        struct rpod *q = s->uid[0] ? pod_by_uid(p, s->uid) : NULL;
+        if (s->uid[0] && !q) {
+            /* The pod is gone: its token and endpoint with it. The slot
+             * stays for a pod recreated under the same name. */
             slot_files_remove(p, s->key);
-            *sp = s->next;
-            free(s);
+            s->uid[0] = 0;
+            s->written[0] = 0;
+        }
+        if (!s->uid[0]) {
+            slot_adopt(p, s);
+            q = s->uid[0] ? pod_by_uid(p, s->uid) : NULL;
+        }
+        if (!q) {
+            sp = &s->next;
             continue;
         }
         if (q->endpoint[0] && strcmp(q->endpoint, s->written) != 0) {
@@ -374,6 +440,8 @@ static void allocate(void *ctx, const uint8_t *req, size_t len, struct fx_grpc_r
         }
         if (s) {
             s->uid[0] = 0;
+            s->ns[0] = 0;
+            s->name[0] = 0;
             s->written[0] = 0;
         }
         slot_files_remove(p, a[c].key);
@@ -529,22 +597,27 @@ static void prestart(void *ctx, const uint8_t *req, size_t len, struct fx_grpc_r
         s->next = p->slots;
         p->slots = s;
     }
+    /* Another slot that took this UID by its name (slot_adopt) was a dead
+     * container's: the kubelet says this one holds the pod now. */
+    for (struct rslot *o = p->slots; o; o = o->next) {
+        if (o != s && strcmp(o->uid, uid) == 0) {
+            slot_files_remove(p, o->key);
+            o->uid[0] = o->ns[0] = o->name[0] = o->written[0] = 0;
+        }
+    }
+    if (s) {
+        snprintf(s->ns, sizeof(s->ns), "%s", ns);
+        snprintf(s->name, sizeof(s->name), "%s", name);
+    }
     if (s && strcmp(s->uid, uid) != 0) {
         snprintf(s->uid, sizeof(s->uid), "%s", uid);
         s->written[0] = 0;
     }
-    pthread_mutex_unlock(&p->mu);
-    char hex[FX_REMOTE_TOKEN_HEX + 1], path[700], dir[600];
     struct flexpu_error err = {0};
-    slot_dir(p, key, NULL, dir, sizeof(dir));
-    slot_dir(p, key, "token", path, sizeof(path));
-    /* 0644 in a directory only this container mounts: its user, any
-     * user, must read it. */
-    if ((mkdir(dir, 0755) != 0 && errno != EEXIST) ||
-        fx_remote_token(p->cfg.key, uid, gnode, guuid, hex, &err) != 0 ||
-        fx_remote_token_write(path, hex, 0644, &err) != 0) {
-        fail(r, FX_GRPC_INTERNAL, "pod %s/%s: the slice's token: %s", ns, name,
-             err.msg[0] ? err.msg : strerror(errno));
+    int rc = slot_token_write(p, key, uid, gnode, guuid, &err);
+    pthread_mutex_unlock(&p->mu);
+    if (rc != 0) {
+        fail(r, FX_GRPC_INTERNAL, "pod %s/%s: the slice's token: %s", ns, name, err.msg);
         goto out;
     }
     FX_INFO(COMP, "remote slice ready to start", "pod=%s/%s key=%s gpu_node=%s gpu=%s", ns,

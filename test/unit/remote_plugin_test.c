@@ -42,12 +42,11 @@ static int teardown(void **state)
     return system(cmd) == 0 ? 0 : -1;
 }
 
-/* Pod NAME (UID uid-NAME) bound to cpu-1; its allocation a slice of GPU
+/* Pod NAME with UID `uid` bound to cpu-1; its allocation a slice of GPU
  * GPU-g-0 of gpu_node (NULL: none); endpoint NULL: none recorded. */
-static json_t *pod(const char *name, const char *gpu_node, const char *endpoint)
+static json_t *pod_uid(const char *name, const char *uid, const char *gpu_node,
+                       const char *endpoint)
 {
-    char uid[64];
-    snprintf(uid, sizeof(uid), "uid-%s", name);
     json_t *ann = json_object();
     json_object_set_new(ann, FX_ANN_REMOTE, json_string(FX_REMOTE_ALLOWED));
     if (gpu_node) {
@@ -67,6 +66,14 @@ static json_t *pod(const char *name, const char *gpu_node, const char *endpoint)
                           "cpu-1");
     assert_non_null(p);
     return p;
+}
+
+/* The same with UID uid-NAME. */
+static json_t *pod(const char *name, const char *gpu_node, const char *endpoint)
+{
+    char uid[64];
+    snprintf(uid, sizeof(uid), "uid-%s", name);
+    return pod_uid(name, uid, gpu_node, endpoint);
 }
 
 static struct fx_remote_key key = {.len = 32};
@@ -248,6 +255,101 @@ static void test_prestart_token_endpoint(void **state)
     down(&r);
 }
 
+/* The token of pod `uid`'s slice (GPU-g-0 of gpu-1). */
+static const char *token_of(const char *uid)
+{
+    static char hex[FX_REMOTE_TOKEN_HEX + 1];
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_remote_token(&key, uid, "gpu-1", "GPU-g-0", hex, &err), 0);
+    return hex;
+}
+
+/* A pod deleted and recreated under its name (a StatefulSet's db-0) whose
+ * new container starts while this agent's watch still holds the old pod:
+ * the kubelet names the pod by namespace/name only, so the slot first gets
+ * the old UID; when the watch catches up (old deleted, new added), the slot
+ * is the new pod's: its token and endpoint, not none (review M2). */
+static void test_recreated_under_its_name(void **state)
+{
+    (void)state;
+    struct run r;
+    up(&r, 2);
+    json_t *old = pod_uid("db-0", "uid-A", "gpu-1", "10.0.0.1:7100");
+    fx_remote_plugin_pod_event(r.p, KUBE_ADDED, old);
+    char *ids[] = {"remote-0"};
+    V1beta1__AllocateResponse *ar = allocate_ok(r.dp, ids, 1);
+    char sdir[400], tok[450], ep[450];
+    snprintf(sdir, sizeof(sdir), "%s", mount_at(ar->container_responses[0],
+                                                FX_CTR_REMOTE_DIR)->host_path);
+    v1beta1__allocate_response__free_unpacked(ar, NULL);
+    snprintf(tok, sizeof(tok), "%s/token", sdir);
+    snprintf(ep, sizeof(ep), "%s/endpoint", sdir);
+    hold("t", "db-0", ids, 1);
+    struct fx_grpc_reply s = prestart_call(r.dp, ids, 1);
+    assert_int_equal(s.status, FX_GRPC_OK);
+    free(s.data);
+    fx_remote_plugin_pod_event(r.p, KUBE_DELETED, old);
+    /* The old pod gone, the new one not yet seen: nothing of the old. */
+    assert_string_equal(slurp(tok), "");
+    assert_string_equal(slurp(ep), "");
+    json_t *neu = pod_uid("db-0", "uid-B", "gpu-1", NULL);
+    fx_remote_plugin_pod_event(r.p, KUBE_ADDED, neu);
+    assert_string_equal(slurp(tok), token_of("uid-B"));
+    assert_string_equal(slurp(ep), "");
+    json_t *rec = pod_uid("db-0", "uid-B", "gpu-1", "10.0.0.1:7101");
+    fx_remote_plugin_pod_event(r.p, KUBE_MODIFIED, rec);
+    assert_string_equal(slurp(ep), "10.0.0.1:7101");
+    /* The new pod gone too: its files go, and no pod of the name is left. */
+    fx_remote_plugin_pod_event(r.p, KUBE_DELETED, rec);
+    assert_int_equal(access(tok, F_OK), -1);
+    assert_int_equal(access(ep, F_OK), -1);
+    json_decref(old);
+    json_decref(neu);
+    json_decref(rec);
+    down(&r);
+}
+
+/* PreStartContainer takes the live pod of the name: never one being
+ * deleted (it waits for its successor, then refuses), and the newest when
+ * the watch holds two. */
+static void test_prestart_skips_a_deleted_namesake(void **state)
+{
+    (void)state;
+    struct run r;
+    up(&r, 2);
+    char *ids[] = {"remote-0"};
+    V1beta1__AllocateResponse *ar = allocate_ok(r.dp, ids, 1);
+    char tok[450];
+    snprintf(tok, sizeof(tok), "%s/token", mount_at(ar->container_responses[0],
+                                                    FX_CTR_REMOTE_DIR)->host_path);
+    v1beta1__allocate_response__free_unpacked(ar, NULL);
+    hold("t", "db-0", ids, 1);
+    json_t *old = pod_uid("db-0", "uid-A", "gpu-1", NULL);
+    json_object_set_new(json_object_get(old, "metadata"), "creationTimestamp",
+                        json_string("2026-01-01T00:00:00Z"));
+    json_object_set_new(json_object_get(old, "metadata"), "deletionTimestamp",
+                        json_string("2026-01-02T00:00:00Z"));
+    fx_remote_plugin_pod_event(r.p, KUBE_ADDED, old);
+    struct fx_grpc_reply s = prestart_call(r.dp, ids, 1);
+    assert_int_equal(s.status, FX_GRPC_FAILED_PRECONDITION);
+    assert_string_equal(slurp(tok), "");
+    /* Two live entries of the name (a watch that missed the deletion): the
+     * newer one's. */
+    json_object_del(json_object_get(old, "metadata"), "deletionTimestamp");
+    fx_remote_plugin_pod_event(r.p, KUBE_MODIFIED, old);
+    json_t *neu = pod_uid("db-0", "uid-B", "gpu-1", NULL);
+    json_object_set_new(json_object_get(neu, "metadata"), "creationTimestamp",
+                        json_string("2026-01-02T00:00:01Z"));
+    fx_remote_plugin_pod_event(r.p, KUBE_ADDED, neu);
+    s = prestart_call(r.dp, ids, 1);
+    assert_int_equal(s.status, FX_GRPC_OK);
+    free(s.data);
+    assert_string_equal(slurp(tok), token_of("uid-B"));
+    json_decref(old);
+    json_decref(neu);
+    down(&r);
+}
+
 static void test_client_install(void **state)
 {
     (void)state;
@@ -278,6 +380,8 @@ int main(void)
         cmocka_unit_test(test_config),
         cmocka_unit_test(test_devices_and_allocate),
         cmocka_unit_test(test_prestart_token_endpoint),
+        cmocka_unit_test(test_recreated_under_its_name),
+        cmocka_unit_test(test_prestart_skips_a_deleted_namesake),
         cmocka_unit_test(test_client_install),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
