@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "flexpu/log.h"
+#include "node/orphans.h"
 #include "node/remote.h"
 #include "node/slices.h"
 
@@ -53,6 +54,7 @@ struct fx_remote_serve {
     volatile int stop;
     pthread_t watch_tid, sup_tid;
     struct kube_client *watch_client, *client;
+    struct fx_orphans orphans; /* ended servers' groups: their workers */
 };
 
 static int64_t now_ms(void)
@@ -378,9 +380,12 @@ static bool server_alive(struct fx_remote_serve *s, struct rslice *r)
     pid_t w = waitpid(r->pid, &st, WNOHANG);
     if (w == 0)
         return true;
-    if (w == r->pid)
+    if (w == r->pid) {
         FX_WARN(COMP, "remote server ended", "pod=%s/%s pid=%d status=%d", r->ns, r->name,
                 (int)r->pid, WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+        /* Its workers serve a server that is gone: end them (orphans.h). */
+        fx_orphans_add(&s->orphans, r->pid);
+    }
     return false;
 }
 
@@ -395,8 +400,8 @@ static void server_stop(struct fx_remote_serve *s, struct rslice *r)
         usleep(20000);
     if (server_alive(s, r)) {
         kill(-r->pid, SIGKILL);
-        if (!r->adopted)
-            waitpid(r->pid, NULL, 0);
+        if (!r->adopted && waitpid(r->pid, NULL, 0) == r->pid)
+            fx_orphans_add(&s->orphans, r->pid);
     }
     FX_INFO(COMP, "remote server stopped", "pod=%s/%s pod_uid=%s pid=%d", r->ns, r->name,
             r->uid, (int)r->pid);
@@ -436,6 +441,7 @@ static void supervise(struct fx_remote_serve *s)
     struct patch patches[16];
     int np = 0;
     pthread_mutex_lock(&s->mu);
+    fx_orphans_reap(&s->orphans);
     int64_t now = now_ms();
     for (struct rslice **pp = &s->slices, *r; (r = *pp);) {
         bool alive = server_alive(s, r);
