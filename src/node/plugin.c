@@ -12,6 +12,7 @@
 #include "deviceplugin/v1beta1/api.pb-c.h"
 #include "flexpu/log.h"
 #include "kube/contract.h"
+#include "node/dp_reply.h"
 #include "node/slices.h"
 #include "podresources/v1/api.pb-c.h"
 #include "util/clock.h"
@@ -548,29 +549,9 @@ static size_t waiting_pods(struct fx_plugin *p, struct npod **out, size_t max)
 
 /* ---- gRPC helpers ---- */
 
-static void fail(struct fx_grpc_reply *r, int status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void fail(struct fx_grpc_reply *r, int status, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(r->message, sizeof(r->message), fmt, ap);
-    va_end(ap);
-    r->status = status;
-    FX_WARN(COMP, "call refused", "status=%d message=\"%s\"", status, r->message);
-}
-
-static void packed(struct fx_grpc_reply *r, const ProtobufCMessage *m)
-{
-    size_t n = protobuf_c_message_get_packed_size(m);
-    r->data = malloc(n ? n : 1);
-    if (!r->data) {
-        fail(r, FX_GRPC_INTERNAL, "out of memory");
-        return;
-    }
-    r->len = protobuf_c_message_pack(m, r->data);
-    r->status = FX_GRPC_OK;
-}
+/* dp_reply.c's, logged as this file's component. */
+#define fail(r, status, ...) fx_dp_fail(COMP, r, status, __VA_ARGS__)
+#define packed(r, m)         fx_dp_packed(COMP, r, m)
 
 static int popcount(uint32_t x)
 {
@@ -615,17 +596,6 @@ static void describe_set(struct fx_plugin *p, uint32_t set, char *buf, size_t le
 }
 
 /* ---- the calls ---- */
-
-static void get_options(void *ctx, const uint8_t *req, size_t len, struct fx_grpc_reply *r)
-{
-    (void)ctx;
-    (void)req;
-    (void)len;
-    V1beta1__DevicePluginOptions o = V1BETA1__DEVICE_PLUGIN_OPTIONS__INIT;
-    o.pre_start_required = 1;
-    o.get_preferred_allocation_available = 1;
-    packed(r, &o.base);
-}
 
 int fx_plugin_device_list(struct fx_plugin *p, uint8_t **msg, size_t *len)
 {
@@ -739,27 +709,7 @@ static int must_include(struct fx_plugin *p, const V1beta1__ContainerPreferredAl
  * answer. */
 static V1__ListPodResourcesResponse *podres_list(struct fx_plugin *p, char *why, size_t why_len)
 {
-    V1__ListPodResourcesRequest q = V1__LIST_POD_RESOURCES_REQUEST__INIT;
-    uint8_t buf[8];
-    size_t qlen = v1__list_pod_resources_request__pack(&q, buf);
-    struct fx_grpc_reply rep;
-    struct flexpu_error err = {0};
-    if (fx_grpc_call(p->podresources, "/v1.PodResourcesLister/List", buf, qlen, 5000, &rep,
-                     &err) != 0) {
-        snprintf(why, why_len, "PodResources: %s", err.msg);
-        return NULL;
-    }
-    if (rep.status != FX_GRPC_OK) {
-        snprintf(why, why_len, "PodResources List: status %d: %s", rep.status, rep.message);
-        free(rep.data);
-        return NULL;
-    }
-    V1__ListPodResourcesResponse *res = v1__list_pod_resources_response__unpack(NULL, rep.len,
-                                                                               rep.data);
-    free(rep.data);
-    if (!res)
-        snprintf(why, why_len, "PodResources List: malformed answer");
-    return res;
+    return fx_dp_podres_list(p->podresources, why, why_len);
 }
 
 /* Whether the kubelet lists pod ns/name with no device of flexpu.io/gpu yet:
@@ -1407,7 +1357,7 @@ out:
 }
 
 const struct fx_grpc_method fx_plugin_methods[] = {
-    {"/v1beta1.DevicePlugin/GetDevicePluginOptions", get_options, NULL},
+    {"/v1beta1.DevicePlugin/GetDevicePluginOptions", fx_dp_get_options, NULL},
     {FX_DP_LIST_AND_WATCH, NULL, list_and_watch},
     {"/v1beta1.DevicePlugin/GetPreferredAllocation", preferred, NULL},
     {"/v1beta1.DevicePlugin/Allocate", allocate, NULL},

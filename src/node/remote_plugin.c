@@ -15,6 +15,7 @@
 #include "deviceplugin/v1beta1/api.pb-c.h"
 #include "flexpu/log.h"
 #include "kube/contract.h"
+#include "node/dp_reply.h"
 #include "node/plugin.h"
 #include "node/remote.h"
 #include "node/remote_agent.h"
@@ -303,29 +304,9 @@ void fx_remote_plugin_tick(struct fx_remote_plugin *p)
 
 /* ---- gRPC ---- */
 
-static void fail(struct fx_grpc_reply *r, int status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void fail(struct fx_grpc_reply *r, int status, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(r->message, sizeof(r->message), fmt, ap);
-    va_end(ap);
-    r->status = status;
-    FX_WARN(COMP, "call refused", "status=%d message=\"%s\"", status, r->message);
-}
-
-static void packed(struct fx_grpc_reply *r, const ProtobufCMessage *m)
-{
-    size_t n = protobuf_c_message_get_packed_size(m);
-    r->data = malloc(n ? n : 1);
-    if (!r->data) {
-        fail(r, FX_GRPC_INTERNAL, "out of memory");
-        return;
-    }
-    r->len = protobuf_c_message_pack(m, r->data);
-    r->status = FX_GRPC_OK;
-}
+/* dp_reply.c's, logged as this file's component. */
+#define fail(r, status, ...) fx_dp_fail(COMP, r, status, __VA_ARGS__)
+#define packed(r, m)         fx_dp_packed(COMP, r, m)
 
 /* Whether id is one of ours: "remote-<k>", k < slots. */
 static bool slot_id(const struct fx_remote_plugin *p, const char *id)
@@ -349,17 +330,6 @@ static int ids_check(const struct fx_remote_plugin *p, char **ids, size_t n,
         return -1;
     }
     return 0;
-}
-
-static void get_options(void *ctx, const uint8_t *req, size_t len, struct fx_grpc_reply *r)
-{
-    (void)ctx;
-    (void)req;
-    (void)len;
-    V1beta1__DevicePluginOptions o = V1BETA1__DEVICE_PLUGIN_OPTIONS__INIT;
-    o.pre_start_required = 1;
-    o.get_preferred_allocation_available = 1;
-    packed(r, &o.base);
 }
 
 int fx_remote_plugin_device_list(struct fx_remote_plugin *p, uint8_t **msg, size_t *len)
@@ -498,28 +468,9 @@ out:
 static int pod_holding(struct fx_remote_plugin *p, const char *id, char *ns, size_t ns_len,
                        char *name, size_t name_len, char *why, size_t why_len)
 {
-    V1__ListPodResourcesRequest q = V1__LIST_POD_RESOURCES_REQUEST__INIT;
-    uint8_t buf[8];
-    size_t qlen = v1__list_pod_resources_request__pack(&q, buf);
-    struct fx_grpc_reply rep;
-    struct flexpu_error err = {0};
-    if (fx_grpc_call(p->podres, "/v1.PodResourcesLister/List", buf, qlen, 5000, &rep, &err)) {
-        snprintf(why, why_len, "PodResources: %.200s", err.msg);
+    V1__ListPodResourcesResponse *res = fx_dp_podres_list(p->podres, why, why_len);
+    if (!res)
         return -1;
-    }
-    if (rep.status != FX_GRPC_OK) {
-        snprintf(why, why_len, "PodResources List: status %d: %.200s", rep.status,
-                 rep.message);
-        free(rep.data);
-        return -1;
-    }
-    V1__ListPodResourcesResponse *res =
-        v1__list_pod_resources_response__unpack(NULL, rep.len, rep.data);
-    free(rep.data);
-    if (!res) {
-        snprintf(why, why_len, "PodResources List: malformed answer");
-        return -1;
-    }
     int found = -1;
     for (size_t i = 0; found && i < res->n_pod_resources; i++) {
         V1__PodResources *pr = res->pod_resources[i];
@@ -685,7 +636,7 @@ out:
 }
 
 const struct fx_grpc_method fx_remote_plugin_methods[] = {
-    {"/v1beta1.DevicePlugin/GetDevicePluginOptions", get_options, NULL},
+    {"/v1beta1.DevicePlugin/GetDevicePluginOptions", fx_dp_get_options, NULL},
     {FX_DP_LIST_AND_WATCH, NULL, list_and_watch},
     {"/v1beta1.DevicePlugin/GetPreferredAllocation", preferred, NULL},
     {"/v1beta1.DevicePlugin/Allocate", allocate, NULL},
