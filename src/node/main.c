@@ -37,6 +37,7 @@
 #include "flexpu/log.h"
 #include "kube/contract.h"
 #include "kube/kube.h"
+#include "node/file_install.h"
 #include "node/gpus.h"
 #include "node/grpc.h"
 #include "node/metrics.h"
@@ -90,45 +91,6 @@ struct agent {
 
 /* ---- host files the containers mount ---- */
 
-static int copy_file(const char *from, const char *to, struct flexpu_error *err)
-{
-    char tmp[700];
-    snprintf(tmp, sizeof(tmp), "%.600s.tmp", to);
-    int in = open(from, O_RDONLY | O_CLOEXEC);
-    if (in < 0)
-        return flexpu_error_set(err, FLEXPU_EIO, "--runtime-library '%s': %s", from,
-                                strerror(errno));
-    int out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
-    if (out < 0) {
-        close(in);
-        return flexpu_error_set(err, FLEXPU_EIO, "cannot create '%s': %s", tmp, strerror(errno));
-    }
-    char buf[65536];
-    ssize_t n;
-    int rc = 0;
-    while ((n = read(in, buf, sizeof(buf))) > 0)
-        if (write(out, buf, (size_t)n) != n) {
-            rc = -1;
-            break;
-        }
-    if (n < 0)
-        rc = -1;
-    close(in);
-    /* Flushed before the rename, so a crash never leaves the new name on an
-     * empty file. */
-    if (rc == 0 && fsync(out) != 0)
-        rc = -1;
-    if (close(out) != 0)
-        rc = -1;
-    /* rename: a container starting now maps either the old or the new file,
-     * never a half-written one. */
-    if (rc != 0 || rename(tmp, to) != 0) {
-        unlink(tmp);
-        return flexpu_error_set(err, FLEXPU_EIO, "cannot install '%s': %s", to, strerror(errno));
-    }
-    return 0;
-}
-
 static int install_host_files(struct agent *a, struct flexpu_error *err)
 {
     char path[600];
@@ -163,7 +125,7 @@ static int install_host_files(struct agent *a, struct flexpu_error *err)
                 "tenant can fill the filesystem that holds them", "root=%s", a->root);
     if (a->runtime_lib[0]) {
         snprintf(path, sizeof(path), "%s/lib/libflexpu-cuda.so", a->root);
-        if (copy_file(a->runtime_lib, path, err) != 0)
+        if (fx_file_install(a->runtime_lib, path, "--runtime-library", err) != 0)
             return -1;
     }
     return fx_preload_install(a->root, err);

@@ -16,6 +16,7 @@
 #include "flexpu/log.h"
 #include "kube/contract.h"
 #include "node/dp_reply.h"
+#include "node/file_install.h"
 #include "node/plugin.h"
 #include "node/remote.h"
 #include "node/remote_agent.h"
@@ -646,35 +647,6 @@ const struct fx_grpc_method fx_remote_plugin_methods[] = {
 
 /* ---- the client libraries ---- */
 
-static int install_one(const char *from, const char *to, struct flexpu_error *err)
-{
-    char tmp[800];
-    snprintf(tmp, sizeof(tmp), "%.700s.tmp", to);
-    int in = open(from, O_RDONLY | O_CLOEXEC);
-    if (in < 0)
-        return flexpu_error_set(err, FLEXPU_EIO, "--remote-client-dir: '%s': %s", from,
-                                strerror(errno));
-    int out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
-    if (out < 0) {
-        close(in);
-        return flexpu_error_set(err, FLEXPU_EIO, "cannot create '%s': %s", tmp, strerror(errno));
-    }
-    char buf[65536];
-    ssize_t n;
-    int bad = 0;
-    while (!bad && (n = read(in, buf, sizeof(buf))) != 0)
-        bad = n < 0 || write(out, buf, (size_t)n) != n;
-    close(in);
-    bad |= fsync(out) != 0;
-    bad |= close(out) != 0;
-    /* rename: a container starting now maps the old file or the new. */
-    if (bad || rename(tmp, to) != 0) {
-        unlink(tmp);
-        return flexpu_error_set(err, FLEXPU_EIO, "cannot install '%s': %s", to, strerror(errno));
-    }
-    return 0;
-}
-
 int fx_remote_client_install(const char *root, const char *from, struct flexpu_error *err)
 {
     char dir[600], src[700], dst[700];
@@ -685,7 +657,7 @@ int fx_remote_client_install(const char *root, const char *from, struct flexpu_e
     for (size_t i = 0; i < 2; i++) {
         snprintf(src, sizeof(src), "%s/%s", from, libs[i]);
         snprintf(dst, sizeof(dst), "%s/%s", dir, libs[i]);
-        int rc = install_one(src, dst, err);
+        int rc = fx_file_install(src, dst, "--remote-client-dir:", err);
         if (rc != 0)
             return rc;
     }
