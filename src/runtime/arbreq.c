@@ -23,9 +23,7 @@ static void init_req(void *buf, const void *argp)
 {
     const struct req_init *arg = argp;
     struct fx_arb_req *r = buf;
-    r->h.magic = FX_REQ_MAGIC;
-    r->h.version = FX_REQ_VERSION;
-    r->h.size = sizeof(*r);
+    fx_shm_header_init(&r->h, FX_REQ_MAGIC, FX_REQ_VERSION, sizeof(*r));
     snprintf(r->uuid, sizeof(r->uuid), "%s", arg->uuid);
 }
 
@@ -50,11 +48,7 @@ static int take_slot(struct fx_gpu *g)
             continue;
         struct fx_proc_rec *p = &g->req->procs[i];
         memset(p, 0, sizeof(*p));
-        p->pid = (int32_t)getpid();
-        (void)prctl(PR_GET_NAME, p->comm, 0, 0, 0);
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        p->attach_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+        fx_shm_slot_owner(&p->pid, p->comm, &p->attach_ns);
         __atomic_store_n(&p->in_use, 1u, __ATOMIC_RELEASE);
         return i;
     }

@@ -208,9 +208,7 @@ static void init_ledger(void *buf, const void *argp)
 {
     const struct init_arg *arg = argp;
     struct fx_ledger *led = buf;
-    led->h.magic = FX_LEDGER_MAGIC;
-    led->h.version = FX_LEDGER_VERSION;
-    led->h.size = sizeof(*led);
+    fx_shm_header_init(&led->h, FX_LEDGER_MAGIC, FX_LEDGER_VERSION, sizeof(*led));
     snprintf(led->uuid, sizeof(led->uuid), "%s", arg->uuid);
     snprintf(led->tenant, sizeof(led->tenant), "%s", arg->tenant);
     led->total_bytes = arg->total;
@@ -323,11 +321,7 @@ int fx_ledger_attach(struct fx_ledger_handle *l, const char *dir, const char *uu
             if (p->in_use || fx_shm_lock_byte(l->fd, FX_LEDGER_SLOT_BASE + i, F_WRLCK, 0) != 0)
                 continue;
             memset(p, 0, sizeof(*p));
-            p->pid = (int32_t)getpid();
-            (void)prctl(PR_GET_NAME, p->comm, 0, 0, 0);
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            p->attach_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+            fx_shm_slot_owner(&p->pid, p->comm, &p->attach_ns);
             __atomic_store_n(&p->in_use, 1u, __ATOMIC_SEQ_CST);
             l->slot = i;
         }

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -16,6 +17,23 @@
 
 /* Far larger than any layout: a bigger file is not one of ours. */
 #define SHM_FILE_MAX_BYTES (64u << 20)
+
+void fx_shm_header_init(struct fx_shm_header *h, uint32_t magic, uint32_t version,
+                        uint32_t size)
+{
+    h->magic = magic;
+    h->version = version;
+    h->size = size;
+}
+
+void fx_shm_slot_owner(int32_t *pid, char comm[16], uint64_t *attach_ns)
+{
+    *pid = (int32_t)getpid();
+    (void)prctl(PR_GET_NAME, comm, 0, 0, 0);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    *attach_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
 
 int fx_shm_lock_byte(int fd, long long at, int type, int wait)
 {

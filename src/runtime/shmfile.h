@@ -48,6 +48,16 @@ int fx_shm_map(const char *path, const char *what, size_t size, uint32_t magic,
 int fx_shm_read(const char *path, const char *what, void *buf, size_t size, uint32_t magic,
                 uint32_t version, int *fd_out, struct flexpu_error *err);
 
+/* The header of a layout being created (fx_shm_map's init). */
+void fx_shm_header_init(struct fx_shm_header *h, uint32_t magic, uint32_t version,
+                        uint32_t size);
+
+/* Stamps a process slot the caller has just taken (its lock held) with
+ * what every slot layout records of its owner (state.h's process slots,
+ * the request file's, ledger.h's): this process's pid, its name and when it
+ * attached (CLOCK_REALTIME). */
+void fx_shm_slot_owner(int32_t *pid, char comm[16], uint64_t *attach_ns);
+
 /* An OFD lock on one byte (wait: block until free). 0, or -1 with errno. */
 int fx_shm_lock_byte(int fd, long long at, int type, int wait);
 

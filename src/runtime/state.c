@@ -142,9 +142,7 @@ static void init_state(void *buf, const void *argp)
 {
     const struct init_arg *arg = argp;
     struct fx_gpu_state *st = buf;
-    st->h.magic = FX_STATE_MAGIC;
-    st->h.version = FX_STATE_VERSION;
-    st->h.size = sizeof(*st);
+    fx_shm_header_init(&st->h, FX_STATE_MAGIC, FX_STATE_VERSION, sizeof(*st));
     snprintf(st->uuid, sizeof(st->uuid), "%s", arg->uuid);
     st->total_bytes = arg->total;
 }
@@ -230,11 +228,7 @@ static int register_locked(struct fx_gpu *g, const struct fx_slice_config *cfg,
         struct fx_proc_rec *p = &st->procs[i];
         memset(p, 0, sizeof(*p));
         p->tenant = t;
-        p->pid = (int32_t)getpid();
-        (void)prctl(PR_GET_NAME, p->comm, 0, 0, 0);
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        p->attach_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+        fx_shm_slot_owner(&p->pid, p->comm, &p->attach_ns);
         p->in_use = 1;
         g->slot = i;
         g->tenant = t;
