@@ -20,22 +20,8 @@
 #include "node/remote_agent.h"
 #include "node/remote_key.h"
 
-static char dir[64];
-
-static int setup(void **state)
-{
-    (void)state;
-    snprintf(dir, sizeof(dir), "/tmp/remote_key_test.XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
+#define TMPDIR_FIXTURE_PREFIX "remote_key_test"
+#include "unit/tmpdir_fixture.h"
 
 /* Writes `len` bytes of `c` (then a newline when nl) to dir/name, mode. */
 static const char *key_file(const char *name, char c, size_t len, bool nl, mode_t mode)

@@ -25,22 +25,8 @@
 
 #include "unit/plugin_fake.h"
 
-static char dir[64];
-
-static int setup(void **state)
-{
-    (void)state;
-    snprintf(dir, sizeof(dir), "/tmp/remote_plugin_test.XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
+#define TMPDIR_FIXTURE_PREFIX "remote_plugin_test"
+#include "unit/tmpdir_fixture.h"
 
 /* Pod NAME with UID `uid` bound to cpu-1; its allocation a slice of GPU
  * GPU-g-0 of gpu_node (NULL: none); endpoint NULL: none recorded. */
@@ -198,19 +184,28 @@ static void test_devices_and_allocate(void **state)
     down(&r);
 }
 
+/* Allocates the one device ids[0] (Allocate must succeed) and gives the
+ * paths of its slot's token and endpoint files (450 bytes each), from the
+ * directory the answer mounts at FX_CTR_REMOTE_DIR. */
+static void allocate_slot_files(const char *dp, char **ids, char tok[450], char ep[450])
+{
+    V1beta1__AllocateResponse *ar = allocate_ok(dp, ids, 1);
+    char sdir[400];
+    snprintf(sdir, sizeof(sdir), "%s", mount_at(ar->container_responses[0],
+                                                FX_CTR_REMOTE_DIR)->host_path);
+    v1beta1__allocate_response__free_unpacked(ar, NULL);
+    snprintf(tok, 450, "%s/token", sdir);
+    snprintf(ep, 450, "%s/endpoint", sdir);
+}
+
 static void test_prestart_token_endpoint(void **state)
 {
     (void)state;
     struct run r;
     up(&r, 2);
     char *ids[] = {"remote-0"};
-    V1beta1__AllocateResponse *ar = allocate_ok(r.dp, ids, 1);
-    char sdir[400], tok[450], ep[450];
-    snprintf(sdir, sizeof(sdir), "%s", mount_at(ar->container_responses[0],
-                                                FX_CTR_REMOTE_DIR)->host_path);
-    v1beta1__allocate_response__free_unpacked(ar, NULL);
-    snprintf(tok, sizeof(tok), "%s/token", sdir);
-    snprintf(ep, sizeof(ep), "%s/endpoint", sdir);
+    char tok[450], ep[450];
+    allocate_slot_files(r.dp, ids, tok, ep);
 
     /* The kubelet lists nobody with the device: refused. */
     struct fx_grpc_reply s = prestart_call(r.dp, ids, 1);
@@ -277,13 +272,8 @@ static void test_recreated_under_its_name(void **state)
     json_t *old = pod_uid("db-0", "uid-A", "gpu-1", "10.0.0.1:7100");
     fx_remote_plugin_pod_event(r.p, KUBE_ADDED, old);
     char *ids[] = {"remote-0"};
-    V1beta1__AllocateResponse *ar = allocate_ok(r.dp, ids, 1);
-    char sdir[400], tok[450], ep[450];
-    snprintf(sdir, sizeof(sdir), "%s", mount_at(ar->container_responses[0],
-                                                FX_CTR_REMOTE_DIR)->host_path);
-    v1beta1__allocate_response__free_unpacked(ar, NULL);
-    snprintf(tok, sizeof(tok), "%s/token", sdir);
-    snprintf(ep, sizeof(ep), "%s/endpoint", sdir);
+    char tok[450], ep[450];
+    allocate_slot_files(r.dp, ids, tok, ep);
     hold("t", "db-0", ids, 1);
     struct fx_grpc_reply s = prestart_call(r.dp, ids, 1);
     assert_int_equal(s.status, FX_GRPC_OK);
@@ -318,11 +308,8 @@ static void test_prestart_skips_a_deleted_namesake(void **state)
     struct run r;
     up(&r, 2);
     char *ids[] = {"remote-0"};
-    V1beta1__AllocateResponse *ar = allocate_ok(r.dp, ids, 1);
-    char tok[450];
-    snprintf(tok, sizeof(tok), "%s/token", mount_at(ar->container_responses[0],
-                                                    FX_CTR_REMOTE_DIR)->host_path);
-    v1beta1__allocate_response__free_unpacked(ar, NULL);
+    char tok[450], ep[450];
+    allocate_slot_files(r.dp, ids, tok, ep);
     hold("t", "db-0", ids, 1);
     json_t *old = pod_uid("db-0", "uid-A", "gpu-1", NULL);
     json_object_set_new(json_object_get(old, "metadata"), "creationTimestamp",
