@@ -466,6 +466,21 @@ static void test_preload_replaced_atomically(void **state)
 #define NGPU 4
 static struct fx_node_gpu fake_gpus[NGPU];
 
+/* NGPU healthy 80 GiB A100s, GPU i at index and minor i, UUID <prefix><i>,
+ * on NUMA node i / 2 when numa (else 0). */
+static void fake_gpus_init(const char *prefix, bool numa)
+{
+    for (int i = 0; i < NGPU; i++) {
+        memset(&fake_gpus[i], 0, sizeof(fake_gpus[i]));
+        snprintf(fake_gpus[i].uuid, sizeof(fake_gpus[i].uuid), "%s%d", prefix, i);
+        snprintf(fake_gpus[i].model, sizeof(fake_gpus[i].model), "A100");
+        fake_gpus[i].index = fake_gpus[i].minor = i;
+        fake_gpus[i].numa = numa ? i / 2 : 0;
+        fake_gpus[i].healthy = true;
+        fake_gpus[i].mem_bytes = 80LL << 30;
+    }
+}
+
 /* A pod bound to node n1 with an allocation on the given GPUs. */
 /* A pod bound to n1 with an allocation of `cores` and `mem` bytes on each of
  * its GPUs; it asks flexpu.io/gpu-memory: req_mem when req_mem > 0. */
@@ -578,15 +593,7 @@ static void conf_dir_of(const char *dp, char **ids, char *dir, size_t len)
 static void test_plugin_calls(void **state)
 {
     (void)state;
-    for (int i = 0; i < NGPU; i++) {
-        memset(&fake_gpus[i], 0, sizeof(fake_gpus[i]));
-        snprintf(fake_gpus[i].uuid, sizeof(fake_gpus[i].uuid), "GPU-test-%d", i);
-        snprintf(fake_gpus[i].model, sizeof(fake_gpus[i].model), "A100");
-        fake_gpus[i].index = fake_gpus[i].minor = i;
-        fake_gpus[i].numa = i / 2;
-        fake_gpus[i].healthy = true;
-        fake_gpus[i].mem_bytes = 80LL << 30;
-    }
+    fake_gpus_init("GPU-test-", true);
     char podres[300], dp[300];
     snprintf(podres, sizeof(podres), "%s/podres.sock", tmpdir);
     snprintf(dp, sizeof(dp), "%s/dp.sock", tmpdir);
@@ -937,14 +944,7 @@ static void test_plugin_calls(void **state)
 static void test_plugin_borrow_idle(void **state)
 {
     (void)state;
-    for (int i = 0; i < NGPU; i++) {
-        memset(&fake_gpus[i], 0, sizeof(fake_gpus[i]));
-        snprintf(fake_gpus[i].uuid, sizeof(fake_gpus[i].uuid), "GPU-test-%d", i);
-        snprintf(fake_gpus[i].model, sizeof(fake_gpus[i].model), "A100");
-        fake_gpus[i].index = fake_gpus[i].minor = i;
-        fake_gpus[i].healthy = true;
-        fake_gpus[i].mem_bytes = 80LL << 30;
-    }
+    fake_gpus_init("GPU-test-", false);
     nheld = 0;
     char podres[300], dp[300];
     snprintf(podres, sizeof(podres), "%s/podres.sock", tmpdir);
@@ -1189,14 +1189,7 @@ static void *add_pod_late(void *arg)
 static void test_preferred_follows_kubelet(void **state)
 {
     (void)state;
-    for (int i = 0; i < NGPU; i++) {
-        memset(&fake_gpus[i], 0, sizeof(fake_gpus[i]));
-        snprintf(fake_gpus[i].uuid, sizeof(fake_gpus[i].uuid), "G%d", i);
-        snprintf(fake_gpus[i].model, sizeof(fake_gpus[i].model), "A100");
-        fake_gpus[i].index = fake_gpus[i].minor = i;
-        fake_gpus[i].healthy = true;
-        fake_gpus[i].mem_bytes = 80LL << 30;
-    }
+    fake_gpus_init("G", false);
     char podres[300];
     snprintf(podres, sizeof(podres), "%s/podres.sock", tmpdir);
     struct flexpu_error err = {0};
