@@ -48,16 +48,14 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-/* FLEXPU_REMOTE_WAIT_MS for the child: how long its connect is retried. */
-static const char *client_wait_ms = "0";
-
-/* The child: one call through the client library; exits with its error. */
-static void client(int port, const char *call)
+/* The child: one call through the client library, its connect retried for
+ * wait_ms (FLEXPU_REMOTE_WAIT_MS); exits with its error. */
+static void client(int port, const char *call, const char *wait_ms)
 {
     char addr[64];
     snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
     setenv("FLEXPU_REMOTE_ADDR", addr, 1);
-    setenv("FLEXPU_REMOTE_WAIT_MS", client_wait_ms, 1);
+    setenv("FLEXPU_REMOTE_WAIT_MS", wait_ms, 1);
     setenv("FLEXPU_REMOTE_TIMEOUT_MS", "1500", 1);
     setenv("FLEXPU_LOG_LEVEL", "off", 1);
     unsetenv("FLEXPU_REMOTE_TOKEN_FILE");
@@ -141,25 +139,35 @@ static int serve_hello(int lfd)
     return fd;
 }
 
-/* Runs `script` as the server of a child making `call`; returns the
- * child's exit status. */
-static int run_case(const char *call, void (*script)(int fd), int small_rcvbuf)
+/* A listener on a free port of 127.0.0.1 (*lfd; a 64 KiB receive buffer
+ * when small_rcvbuf) and a child making `call` to it (client()); returns
+ * the child. */
+static pid_t client_start(const char *call, const char *wait_ms, int small_rcvbuf, int *lfd)
 {
     int port = 0;
     struct flexpu_error err = {0};
-    int lfd = fx_net_listen("127.0.0.1:0", &port, &err);
-    assert_true(lfd >= 0);
+    *lfd = fx_net_listen("127.0.0.1:0", &port, &err);
+    assert_true(*lfd >= 0);
     if (small_rcvbuf) {
         /* Inherited by the accepted socket: the client's send fills it. */
         int n = 64 << 10;
-        setsockopt(lfd, SOL_SOCKET, SO_RCVBUF, &n, sizeof n);
+        setsockopt(*lfd, SOL_SOCKET, SO_RCVBUF, &n, sizeof n);
     }
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
-        close(lfd);
-        client(port, call);
+        close(*lfd);
+        client(port, call, wait_ms);
     }
+    return pid;
+}
+
+/* Runs `script` as the server of a child making `call`; returns the
+ * child's exit status. */
+static int run_case(const char *call, void (*script)(int fd), int small_rcvbuf)
+{
+    int lfd;
+    pid_t pid = client_start(call, "0", small_rcvbuf, &lfd);
     int fd = serve_hello(lfd);
     script(fd);
     close(fd);
@@ -265,18 +273,8 @@ static void refuse_hello(int lfd)
 static void test_refused_connect_is_retried(void **state)
 {
     (void)state;
-    int port = 0;
-    struct flexpu_error err = {0};
-    int lfd = fx_net_listen("127.0.0.1:0", &port, &err);
-    assert_true(lfd >= 0);
-    client_wait_ms = "20000";
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        close(lfd);
-        client(port, "memgetinfo");
-    }
-    client_wait_ms = "0";
+    int lfd;
+    pid_t pid = client_start("memgetinfo", "20000", 0, &lfd);
     int fd = accept_child(lfd); /* closed unanswered */
     assert_true(fd >= 0);
     close(fd);
@@ -296,18 +294,8 @@ static void test_refused_connect_is_retried(void **state)
 static void test_refusals_end_with_the_wait(void **state)
 {
     (void)state;
-    int port = 0;
-    struct flexpu_error err = {0};
-    int lfd = fx_net_listen("127.0.0.1:0", &port, &err);
-    assert_true(lfd >= 0);
-    client_wait_ms = "1500";
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        close(lfd);
-        client(port, "memgetinfo");
-    }
-    client_wait_ms = "0";
+    int lfd;
+    pid_t pid = client_start("memgetinfo", "1500", 0, &lfd);
     int tries = 0, st = 0;
     pid_t done = 0;
     while ((done = waitpid(pid, &st, WNOHANG)) == 0) {
