@@ -33,12 +33,7 @@ static void start(struct fx_client *c, const char *const *extra)
     static const char *const defaults[] = {
         "FAKECUDA_TOTAL_MEM=1073741824", "FAKECUDA_CTX_OVERHEAD=0", "FAKECUDA_NODE_MEM=1",
         "FLEXPU_CONTEXT_OVERHEAD=0", "FLEXPU_LOG_LEVEL=error", NULL};
-    char *argv[] = {(char *)FX_TEST_CLIENT, NULL};
-    struct fx_spawned p;
-    fx_spawn(&p, FX_TEST_LIB, argv, state_dir, fake_dir, extra, defaults);
-    c->pid = p.pid;
-    c->to = p.to;
-    c->from = p.from;
+    fx_client_spawn(c, FX_TEST_LIB, FX_TEST_CLIENT, state_dir, fake_dir, extra, defaults);
     assert_string_equal(fx_cmd(c, "init"), "ok");
     assert_string_equal(fx_cmd(c, "ctx 0"), "ok");
 }

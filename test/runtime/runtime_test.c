@@ -98,18 +98,13 @@ static void client_start_lib(struct fx_client *c, const char *lib, const char *c
     static const char *const defaults[] = {
         "FAKECUDA_TOTAL_MEM=17179869184", "FAKECUDA_CTX_OVERHEAD=314572800",
         "FLEXPU_CONTEXT_OVERHEAD=0", "FLEXPU_LOG_LEVEL=error", NULL};
-    char *argv[] = {(char *)FX_TEST_CLIENT, NULL};
     const char *with_agent[20];
     char agent_env[2][400];
     if (agent) {
         agent_slice(extra, with_agent, agent_env);
         extra = with_agent;
     }
-    struct fx_spawned p;
-    fx_spawn(&p, lib, argv, state_dir, fake_dir, extra, defaults);
-    c->pid = p.pid;
-    c->to = p.to;
-    c->from = p.from;
+    fx_client_spawn(c, lib, FX_TEST_CLIENT, state_dir, fake_dir, extra, defaults);
 }
 
 static void client_start(struct fx_client *c, const char *const *extra)

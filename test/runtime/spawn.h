@@ -66,6 +66,19 @@ struct fx_client {
     char line[512];
 };
 
+/* Starts program `prog` as client c, as fx_spawn does. */
+static inline void fx_client_spawn(struct fx_client *c, const char *lib, const char *prog,
+                                   const char *state_dir, const char *fake_dir,
+                                   const char *const *extra, const char *const *defaults)
+{
+    char *argv[] = {(char *)prog, NULL};
+    struct fx_spawned p;
+    fx_spawn(&p, lib, argv, state_dir, fake_dir, extra, defaults);
+    c->pid = p.pid;
+    c->to = p.to;
+    c->from = p.from;
+}
+
 /* Sends one command; returns its reply line without the newline ("eof"
  * when the client is gone). */
 static inline const char *fx_cmd(struct fx_client *c, const char *fmt, ...)

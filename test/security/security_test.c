@@ -53,12 +53,7 @@ static void victim_start(struct fx_client *c, const char *name)
     static const char *const defaults[] = {
         "FAKECUDA_TOTAL_MEM=17179869184", "FAKECUDA_CTX_OVERHEAD=314572800",
         "FLEXPU_CONTEXT_OVERHEAD=0", "FLEXPU_LOG_LEVEL=off", "FLEXPU_COMPUTE_SHARE=50", NULL};
-    char *argv[] = {(char *)FX_TEST_CLIENT, NULL};
-    struct fx_spawned p;
-    fx_spawn(&p, FX_TEST_LIB, argv, state_dir, fake_dir, extra, defaults);
-    c->pid = p.pid;
-    c->to = p.to;
-    c->from = p.from;
+    fx_client_spawn(c, FX_TEST_LIB, FX_TEST_CLIENT, state_dir, fake_dir, extra, defaults);
     assert_string_equal(fx_cmd(c, "init"), "ok");
     assert_string_equal(fx_cmd(c, "ctx 0"), "ok");
 }
@@ -306,12 +301,7 @@ static void agent_victim_start(struct fx_client *c, const char *name, int share)
     static const char *const defaults[] = {
         "FAKECUDA_TOTAL_MEM=17179869184", "FAKECUDA_CTX_OVERHEAD=314572800",
         "FLEXPU_CONTEXT_OVERHEAD=0", "FLEXPU_LOG_LEVEL=off", NULL};
-    char *argv[] = {(char *)FX_TEST_CLIENT, NULL};
-    struct fx_spawned p;
-    fx_spawn(&p, FX_TEST_LIB, argv, state_dir, fake_dir, extra, defaults);
-    c->pid = p.pid;
-    c->to = p.to;
-    c->from = p.from;
+    fx_client_spawn(c, FX_TEST_LIB, FX_TEST_CLIENT, state_dir, fake_dir, extra, defaults);
     assert_string_equal(fx_cmd(c, "init"), "ok");
     assert_string_equal(fx_cmd(c, "ctx 0"), "ok");
 }
