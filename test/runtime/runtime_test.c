@@ -37,21 +37,7 @@ static char fake_dir[256];
  * what its FLEXPU_* compute settings say, written as the agent's
  * slice.conf, and it is given the agent's page and its own ledger
  * directory. */
-static char agent_root[300];
-static struct fx_arb_agent *agent;
-static pthread_t agent_thread;
-static int agent_stop;
-
-static void *agent_main(void *arg)
-{
-    (void)arg;
-    /* As flexpu-node runs it: above the tenants' threads where allowed, so
-     * that hand-overs do not wait for a core on a loaded machine. */
-    struct sched_param sp = {.sched_priority = 1};
-    (void)pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
-    fx_arb_agent_run(agent, &agent_stop);
-    return NULL;
-}
+#include "agent_fixture.h"
 
 /* The value of NAME=... in `env`, or `dflt`. */
 static const char *env_value(const char *const *env, const char *name, const char *dflt)
@@ -179,12 +165,7 @@ static int setup(void **state)
 static int setup_agent(void **state)
 {
     setup(state);
-    snprintf(agent_root, sizeof(agent_root), "%s/node", state_dir);
-    assert_int_equal(mkdir(agent_root, 0755), 0);
-    struct flexpu_error err = {0};
-    assert_int_equal(fx_arb_agent_new(&agent, agent_root, &err), 0);
-    agent_stop = 0;
-    assert_int_equal(pthread_create(&agent_thread, NULL, agent_main, NULL), 0);
+    agent_thread_start(state_dir);
     return 0;
 }
 
@@ -192,10 +173,7 @@ static int teardown(void **state);
 
 static int teardown_agent(void **state)
 {
-    __atomic_store_n(&agent_stop, 1, __ATOMIC_RELEASE);
-    pthread_join(agent_thread, NULL);
-    fx_arb_agent_free(agent);
-    agent = NULL;
+    agent_thread_stop();
     return teardown(state);
 }
 

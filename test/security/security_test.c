@@ -238,19 +238,7 @@ static void test_planted_fifo_blocks_nobody(void **state)
  * is a slice of it, and the test plays a tenant of another slice: it can
  * write its own slice's request file (anything, any time), read the
  * agent's pages (mounted read-only), and use the GPU or not. */
-static char agent_root[300];
-static struct fx_arb_agent *agent;
-static pthread_t agent_thread;
-static int agent_stop;
-
-static void *agent_main(void *arg)
-{
-    (void)arg;
-    struct sched_param sp = {.sched_priority = 1}; /* as flexpu-node runs it */
-    (void)pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
-    fx_arb_agent_run(agent, &agent_stop);
-    return NULL;
-}
+#include "../runtime/agent_fixture.h"
 
 /* The slice `name` as the agent configures it: its policy, its ledger. */
 static void agent_slice(const char *name, int share)
@@ -270,21 +258,13 @@ static void agent_slice(const char *name, int share)
 static int setup_agent(void **state)
 {
     setup(state);
-    snprintf(agent_root, sizeof(agent_root), "%s/node", state_dir);
-    assert_int_equal(mkdir(agent_root, 0755), 0);
-    struct flexpu_error err = {0};
-    assert_int_equal(fx_arb_agent_new(&agent, agent_root, &err), 0);
-    agent_stop = 0;
-    assert_int_equal(pthread_create(&agent_thread, NULL, agent_main, NULL), 0);
+    agent_thread_start(state_dir);
     return 0;
 }
 
 static int teardown_agent(void **state)
 {
-    __atomic_store_n(&agent_stop, 1, __ATOMIC_RELEASE);
-    pthread_join(agent_thread, NULL);
-    fx_arb_agent_free(agent);
-    agent = NULL;
+    agent_thread_stop();
     return teardown(state);
 }
 
