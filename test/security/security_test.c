@@ -40,6 +40,18 @@ static char state_dir[256], fake_dir[256], ledger_root[256];
 
 
 
+/* Starts victim c with `extra` before the victims' defaults (a 16 GiB fake
+ * GPU, 300 MiB contexts, compute share 50 unless extra says), at context 0. */
+static void victim_spawn(struct fx_client *c, const char *const *extra)
+{
+    static const char *const defaults[] = {
+        "FAKECUDA_TOTAL_MEM=17179869184", "FAKECUDA_CTX_OVERHEAD=314572800",
+        "FLEXPU_CONTEXT_OVERHEAD=0", "FLEXPU_LOG_LEVEL=off", "FLEXPU_COMPUTE_SHARE=50", NULL};
+    fx_client_spawn(c, FX_TEST_LIB, FX_TEST_CLIENT, state_dir, fake_dir, extra, defaults);
+    assert_string_equal(fx_cmd(c, "init"), "ok");
+    assert_string_equal(fx_cmd(c, "ctx 0"), "ok");
+}
+
 /* A victim: tenant `name`, 1 GiB quota, its ledger in its own directory. */
 static void victim_start(struct fx_client *c, const char *name)
 {
@@ -50,12 +62,7 @@ static void victim_start(struct fx_client *c, const char *name)
     snprintf(e[1], 300, "FLEXPU_LEDGER_DIR=%s/%s", ledger_root, name);
     snprintf(e[2], 300, "FLEXPU_MEMORY_LIMIT=1Gi");
     const char *const extra[] = {e[0], e[1], e[2], NULL};
-    static const char *const defaults[] = {
-        "FAKECUDA_TOTAL_MEM=17179869184", "FAKECUDA_CTX_OVERHEAD=314572800",
-        "FLEXPU_CONTEXT_OVERHEAD=0", "FLEXPU_LOG_LEVEL=off", "FLEXPU_COMPUTE_SHARE=50", NULL};
-    fx_client_spawn(c, FX_TEST_LIB, FX_TEST_CLIENT, state_dir, fake_dir, extra, defaults);
-    assert_string_equal(fx_cmd(c, "init"), "ok");
-    assert_string_equal(fx_cmd(c, "ctx 0"), "ok");
+    victim_spawn(c, extra);
 }
 
 /* Stops a victim; fails if it died (a signal) instead of exiting. */
@@ -278,12 +285,7 @@ static void agent_victim_start(struct fx_client *c, const char *name, int share)
     snprintf(e[2], 400, "FLEXPU_ARBITER_DIR=%s/arb", agent_root);
     snprintf(e[3], 400, "FLEXPU_COMPUTE_SHARE=%d", share);
     const char *const extra[] = {e[0], e[1], e[2], e[3], NULL};
-    static const char *const defaults[] = {
-        "FAKECUDA_TOTAL_MEM=17179869184", "FAKECUDA_CTX_OVERHEAD=314572800",
-        "FLEXPU_CONTEXT_OVERHEAD=0", "FLEXPU_LOG_LEVEL=off", NULL};
-    fx_client_spawn(c, FX_TEST_LIB, FX_TEST_CLIENT, state_dir, fake_dir, extra, defaults);
-    assert_string_equal(fx_cmd(c, "init"), "ok");
-    assert_string_equal(fx_cmd(c, "ctx 0"), "ok");
+    victim_spawn(c, extra); /* its share first: the default's 50 is not read */
 }
 
 /* The fraction of 1 s the victim's 1 ms kernels kept the fake GPU busy. */
