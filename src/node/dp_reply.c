@@ -30,6 +30,21 @@ void fx_dp_packed(const char *comp, struct fx_grpc_reply *r, const ProtobufCMess
     r->status = FX_GRPC_OK;
 }
 
+void fx_dp_envs(V1beta1__ContainerAllocateResponse *resp,
+                V1beta1__ContainerAllocateResponse__EnvsEntry *env,
+                V1beta1__ContainerAllocateResponse__EnvsEntry **envp, const char *const *keys,
+                const char *const *values, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        v1beta1__container_allocate_response__envs_entry__init(&env[i]);
+        env[i].key = (char *)keys[i];
+        env[i].value = (char *)values[i];
+        envp[i] = &env[i];
+    }
+    resp->n_envs = n;
+    resp->envs = envp;
+}
+
 void fx_dp_get_options(void *ctx, const uint8_t *req, size_t len, struct fx_grpc_reply *r)
 {
     (void)ctx;

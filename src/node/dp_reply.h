@@ -12,6 +12,7 @@
 
 #include <protobuf-c/protobuf-c.h>
 
+#include "deviceplugin/v1beta1/api.pb-c.h"
 #include "node/grpc.h"
 #include "podresources/v1/api.pb-c.h"
 
@@ -23,6 +24,13 @@ void fx_dp_fail(const char *comp, struct fx_grpc_reply *r, int status, const cha
 /* Answers m (packed, malloc'd into r->data), or refuses with INTERNAL when
  * out of memory. */
 void fx_dp_packed(const char *comp, struct fx_grpc_reply *r, const ProtobufCMessage *m);
+
+/* Sets resp's n environment variables keys[i]=values[i] (not copied: they
+ * must outlive the packing), built in env and envp (n entries each). */
+void fx_dp_envs(V1beta1__ContainerAllocateResponse *resp,
+                V1beta1__ContainerAllocateResponse__EnvsEntry *env,
+                V1beta1__ContainerAllocateResponse__EnvsEntry **envp, const char *const *keys,
+                const char *const *values, size_t n);
 
 /* GetDevicePluginOptions (a unary fx_grpc_method; ctx unused): both plugins
  * want PreStartContainer and answer GetPreferredAllocation. */

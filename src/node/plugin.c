@@ -1092,15 +1092,7 @@ static void answer_fill(struct fx_plugin *p, struct ctr_answer *a, uint32_t set)
 
     const char *ek[3] = {"FLEXPU_ALLOCATION", "NVIDIA_VISIBLE_DEVICES", "CUDA_MPS_PIPE_DIRECTORY"};
     const char *ev[3] = {a->key, a->visible, FX_CTR_MPS};
-    int ne = mps ? 3 : 2;
-    for (int i = 0; i < ne; i++) {
-        v1beta1__container_allocate_response__envs_entry__init(&a->env[i]);
-        a->env[i].key = (char *)ek[i];
-        a->env[i].value = (char *)ev[i];
-        a->envp[i] = &a->env[i];
-    }
-    a->resp.n_envs = (size_t)ne;
-    a->resp.envs = a->envp;
+    fx_dp_envs(&a->resp, a->env, a->envp, ek, ev, mps ? 3 : 2);
 }
 
 /* Waits (mutex held) until a pod bound here waits for exactly `set`.

@@ -442,14 +442,7 @@ static void allocate(void *ctx, const uint8_t *req, size_t len, struct fx_grpc_r
                                                "/libcublas.so.12",
                              FX_CTR_REMOTE_DIR "/endpoint", FX_CTR_REMOTE_DIR "/token",
                              a[c].key};
-        for (int i = 0; i < 4; i++) {
-            v1beta1__container_allocate_response__envs_entry__init(&a[c].env[i]);
-            a[c].env[i].key = (char *)ek[i];
-            a[c].env[i].value = (char *)ev[i];
-            a[c].envp[i] = &a[c].env[i];
-        }
-        a[c].resp.n_envs = 4;
-        a[c].resp.envs = a[c].envp;
+        fx_dp_envs(&a[c].resp, a[c].env, a[c].envp, ek, ev, 4);
         ap[c] = &a[c].resp;
         FX_INFO(COMP, "allocated a remote slot", "key=%s device=%s", a[c].key,
                 q->devices_ids[0]);
