@@ -626,6 +626,12 @@ uint64_t fx_arb_acquire(struct fx_gpu *g)
          * time against one another. */
         uint64_t now = fx_mono_ns();
         STORE(&p->poll_ns, now);
+        /* Claimed again at every check-in: a decision by another process
+         * drops the claim of a waiter that has not checked in for STALE_NS,
+         * which a descheduled (not stopped) process on a loaded machine also
+         * looks like; a claim made only once was then never made again, and
+         * the tenant waited for as long as the others had work. */
+        __atomic_fetch_or(&a->demand, 1u << g->tenant, __ATOMIC_SEQ_CST);
         fx_arb_step_locked(g, now);
         if (LOAD(&a->holder) == mine && !LOAD(&a->slice_started)) {
             STORE(&a->slice_start_ns, now);
