@@ -27,6 +27,7 @@ struct fx_nvml {
     nvmlReturn_t (*link_state)(nvmlDevice_t, unsigned int, nvmlEnableState_t *);
     nvmlReturn_t (*link_remote)(nvmlDevice_t, unsigned int, nvmlPciInfo_t *);
     nvmlReturn_t (*utilization)(nvmlDevice_t, nvmlUtilization_t *);
+    nvmlReturn_t (*clock)(nvmlDevice_t, nvmlClockType_t, unsigned int *);
     nvmlDevice_t handles[FLEXPU_MAX_GPUS];
     char busids[FLEXPU_MAX_GPUS][32];
 };
@@ -97,6 +98,7 @@ struct fx_nvml *fx_nvml_open(const char *path, struct flexpu_error *err)
     LOAD(link_state, "nvmlDeviceGetNvLinkState", 0);
     LOAD(link_remote, "nvmlDeviceGetNvLinkRemotePciInfo_v2", 0);
     LOAD(utilization, "nvmlDeviceGetUtilizationRates", 0);
+    LOAD(clock, "nvmlDeviceGetClockInfo", 0);
     nvmlReturn_t r = n->init();
     if (r != NVML_SUCCESS) {
         flexpu_error_set(err, FLEXPU_EIO, "nvmlInit from '%s' failed: %s", path, nv_err(n, r));
@@ -281,5 +283,18 @@ int fx_nvml_utilization(struct fx_nvml *n, const struct fx_node_gpu *g, int *mil
                                 g->uuid, nv_err(n, r));
     /* A percent: anything above 100 is the driver's rounding, read as 100. */
     *milli = u.gpu > 100 ? 1000 : (int)u.gpu * 10;
+    return 0;
+}
+
+int fx_nvml_sm_clock(struct fx_nvml *n, const struct fx_node_gpu *g, unsigned *mhz)
+{
+    *mhz = 0;
+    if (!n->clock || (!g->handle && (g->index < 0 || g->index >= FLEXPU_MAX_GPUS)))
+        return -1;
+    nvmlDevice_t h = g->handle ? (nvmlDevice_t)g->handle : n->handles[g->index];
+    unsigned int v = 0;
+    if (n->clock(h, NVML_CLOCK_SM, &v) != NVML_SUCCESS || v == 0)
+        return -1;
+    *mhz = v;
     return 0;
 }

@@ -56,6 +56,11 @@ int fx_nvml_check_health(struct fx_nvml *n, struct fx_node_gpu *gpus, int count)
 int fx_nvml_utilization(struct fx_nvml *n, const struct fx_node_gpu *g, int *milli,
                         struct flexpu_error *err);
 
+/* GPU g's SM clock now, in MHz (nvmlDeviceGetClockInfo): 0, or -1 when
+ * the library lacks the call or the driver does not tell. For the agent's
+ * arbiter (caps that refer to a clock: runtime/arbagent.h). */
+int fx_nvml_sm_clock(struct fx_nvml *n, const struct fx_node_gpu *g, unsigned *mhz);
+
 /* An NVML function of the loaded library by name, NULL when it has none
  * (mig.c loads the MIG calls this way), and NVML's text for a code. */
 void *fx_nvml_sym(struct fx_nvml *n, const char *name);

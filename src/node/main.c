@@ -215,6 +215,22 @@ static void *arb_main(void *p)
     return NULL;
 }
 
+/* The SM clock the arbiter charges clock-referred caps by: read here, by
+ * the agent, never taken from a tenant. gpus[] is read without gpu_mu: the
+ * UUIDs and handles the health probe leaves alone. */
+static int arb_clock(void *ctx, const char *uuid, uint32_t *mhz)
+{
+    struct agent *a = ctx;
+    for (int i = 0; i < a->ngpu; i++)
+        if (strcmp(a->gpus[i].uuid, uuid) == 0) {
+            unsigned v = 0;
+            int rc = fx_nvml_sm_clock(a->nvml, &a->gpus[i], &v);
+            *mhz = v;
+            return rc;
+        }
+    return -1;
+}
+
 static void *watch_main(void *p)
 {
     struct agent *a = ((struct watch_arg *)p)->a;
@@ -553,6 +569,8 @@ int main(int argc, char **argv)
             FX_WARN(COMP, "GPU not arbitrated", "uuid=%s error=\"%s\"", a.gpus[i].uuid,
                     gerr.msg);
     }
+    if (arb_rc == 0 && a.nvml)
+        fx_arb_agent_set_clock(arb, arb_clock, &a);
     if (arb_rc != 0 || pthread_create(&arb_tid, NULL, arb_main, arb) != 0) {
         fprintf(stderr, "flexpu-node: arbiter: %s\n", err.msg);
         return 1;

@@ -13,6 +13,7 @@
 #include "flexpu/log.h"
 #include "kube/contract.h"
 #include "node/dp_reply.h"
+#include "node/reclaimed.h"
 #include "node/slices.h"
 #include "podresources/v1/api.pb-c.h"
 #include "util/clock.h"
@@ -38,7 +39,6 @@ struct npod {
     char key[FX_SLICE_KEY_LEN + 1]; /* its allocation, once PreStartContainer named it */
     int64_t offered_ms;     /* GetPreferredAllocation offered its GPUs at */
     bool consumed;          /* scratch for matching */
-    bool reclaimed;         /* a borrower killed for an owner's memory (reclaim_mem.h) */
 };
 
 struct arec {
@@ -63,6 +63,9 @@ struct fx_plugin {
     struct arec *recs;
     struct fx_mps *mps;     /* mps mode: a control daemon per slice */
     char mig_minors[256];   /* the driver's MIG capability list */
+    /* Borrowers killed for an owner's memory (reclaim_mem.h), kept in
+     * <root>/reclaimed across restarts (reclaimed.h). */
+    struct fx_reclaimed reclaimed;
 };
 
 static void deadline_ts(struct timespec *ts, int ms)
@@ -132,6 +135,14 @@ struct fx_plugin *fx_plugin_new(const struct fx_plugin_config *cfg, const struct
     /* Allocations made before a restart: their pods are matched again by
      * UID, and the ones whose pod is gone are removed after the first list. */
     fx_slice_scan(p->root, slice_seen, p);
+    /* So are the borrowers killed before it: their containers stay
+     * refused, or a restart would take the owner's memory again. */
+    struct flexpu_error rerr = {0};
+    if (fx_reclaimed_load(&p->reclaimed, p->root, &rerr) != 0)
+        FX_ERROR(COMP, "killed borrowers' marks read in part", "kept=%d error=\"%s\"",
+                 p->reclaimed.n, rerr.msg);
+    else if (p->reclaimed.n)
+        FX_INFO(COMP, "killed borrowers' marks read", "count=%d", p->reclaimed.n);
     if (p->cfg.sharing == FX_SHARING_MPS) {
         struct fx_mps_config mc = {.root = p->root, .control = cfg->mps_control,
                                    .timeout_ms = cfg->mps_timeout_ms,
@@ -233,6 +244,20 @@ static void rec_drop(struct fx_plugin *p, struct arec *victim)
         }
 }
 
+static bool pod_listed(const char *uid, void *ctx)
+{
+    return pod_by_uid(ctx, uid) != NULL;
+}
+
+/* A killed borrower's mark goes with its pod, once the list is complete
+ * (before, a pod not seen yet may still be one). */
+static void reclaimed_prune(struct fx_plugin *p)
+{
+    struct flexpu_error err = {0};
+    if (p->synced && fx_reclaimed_keep(&p->reclaimed, p->root, pod_listed, p, &err) != 0)
+        FX_ERROR(COMP, "cannot write the killed borrowers' marks", "error=\"%s\"", err.msg);
+}
+
 static void pod_gone(struct fx_plugin *p, size_t i)
 {
     struct npod *np = &p->pods[i];
@@ -252,7 +277,7 @@ static void pod_gone(struct fx_plugin *p, size_t i)
  * when it does not fit. Called with the mutex held. */
 static bool borrow_refused(struct fx_plugin *p, const struct npod *np, char *why, size_t len)
 {
-    if (np->reclaimed) {
+    if (fx_reclaimed_has(&p->reclaimed, np->uid)) {
         snprintf(why, len, "it was killed on this node so that an owner of its GPU gets back "
                  "memory it reserved; it does not start again here (flexpu-scheduler evicts it)");
         return true;
@@ -397,6 +422,7 @@ void fx_plugin_pod_event(struct fx_plugin *p, enum kube_event ev, json_t *obj)
             }
             p->synced = true;
         }
+        reclaimed_prune(p);
     } else {
         struct npod np;
         if (pod_read(p, obj, &np)) {
@@ -404,6 +430,7 @@ void fx_plugin_pod_event(struct fx_plugin *p, enum kube_event ev, json_t *obj)
             if (ev == KUBE_DELETED) {
                 if (old)
                     pod_gone(p, (size_t)(old - p->pods));
+                reclaimed_prune(p);
             } else if (old) {
                 /* An allocation annotation never changes once bound; keep
                  * what the plugin learned (order, key, offer). */
@@ -465,6 +492,7 @@ int fx_plugin_allocations(void *ctx, struct fx_alloc_view *out, int max)
         snprintf(v->uid, sizeof(v->uid), "%s", r->uid);
         v->gpuset = r->gpuset ? r->gpuset : np ? np->gpuset : 0;
         v->borrowed = np && np->alloc.borrowed;
+        v->reclaimed = r->uid[0] && fx_reclaimed_has(&p->reclaimed, r->uid);
     }
     /* A borrower bound here before its slice exists is one already. */
     for (size_t i = 0; i < p->npods && n < max; i++) {
@@ -476,6 +504,7 @@ int fx_plugin_allocations(void *ctx, struct fx_alloc_view *out, int max)
         snprintf(v->uid, sizeof(v->uid), "%s", np->uid);
         v->gpuset = np->gpuset;
         v->borrowed = true;
+        v->reclaimed = fx_reclaimed_has(&p->reclaimed, np->uid);
     }
     pthread_mutex_unlock(&p->mu);
     return n;
@@ -484,14 +513,16 @@ int fx_plugin_allocations(void *ctx, struct fx_alloc_view *out, int max)
 void fx_plugin_reclaimed(void *ctx, const char *uid, const char *why)
 {
     struct fx_plugin *p = ctx;
+    struct flexpu_error err = {0};
     pthread_mutex_lock(&p->mu);
-    struct npod *np = pod_by_uid(p, uid);
-    if (np) {
-        np->reclaimed = true;
-        FX_INFO(COMP, "borrower reclaimed: its containers may not start again", "pod=%s/%s "
-                "reason=\"%s\"", np->ns, np->name, why);
-    }
+    int rc = fx_reclaimed_add(&p->reclaimed, p->root, uid, &err);
+    const struct npod *np = pod_by_uid(p, uid);
+    FX_INFO(COMP, "borrower reclaimed: its containers may not start again", "pod=%s/%s "
+            "pod_uid=%s reason=\"%s\"", np ? np->ns : "-", np ? np->name : "-", uid, why);
     pthread_mutex_unlock(&p->mu);
+    if (rc)
+        FX_ERROR(COMP, "cannot keep a killed borrower's mark across restarts", "pod_uid=%s "
+                 "error=\"%s\"", uid, err.msg);
 }
 
 int fx_plugin_pod_name(struct fx_plugin *p, const char *uid, char *ns, size_t ns_len, char *name,

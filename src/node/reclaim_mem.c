@@ -22,13 +22,15 @@
 
 #define COMP "flexpu-node"
 #define MAX_VIEWS 512
-#define MAX_KILLED 256
+#define MAX_FAILED 256
 #define KILL_RETRY_MS 5000 /* a kill that failed is tried again after this */
 
-struct killed {
+/* A kill that failed, not tried again before KILL_RETRY_MS. The kills that
+ * worked are the plugin's marks (the list's `reclaimed`), which outlive
+ * the agent. */
+struct failed {
     char uid[64];
     int64_t at_ms;
-    bool ok;
 };
 
 struct fx_reclaim_mem {
@@ -38,8 +40,8 @@ struct fx_reclaim_mem {
     bool running;
     atomic_int stop;
     atomic_uint_fast64_t n_killed, n_failed;
-    struct killed killed[MAX_KILLED];
-    int nkilled;
+    struct failed failed[MAX_FAILED];
+    int nfailed;
     struct fx_alloc_view views[MAX_VIEWS];
 };
 
@@ -179,25 +181,25 @@ void fx_reclaim_mem_free(struct fx_reclaim_mem *r)
     free(r);
 }
 
-static struct killed *killed_of(struct fx_reclaim_mem *r, const char *uid)
+static struct failed *failed_of(struct fx_reclaim_mem *r, const char *uid)
 {
-    for (int i = 0; i < r->nkilled; i++)
-        if (strcmp(r->killed[i].uid, uid) == 0)
-            return &r->killed[i];
+    for (int i = 0; i < r->nfailed; i++)
+        if (strcmp(r->failed[i].uid, uid) == 0)
+            return &r->failed[i];
     return NULL;
 }
 
-/* A pod the plugin no longer knows is gone: forget its kill. */
+/* A pod the plugin no longer knows is gone: forget its failed kill. */
 static void forget_gone(struct fx_reclaim_mem *r, int n)
 {
-    for (int i = 0; i < r->nkilled;) {
+    for (int i = 0; i < r->nfailed;) {
         bool seen = false;
         for (int v = 0; v < n && !seen; v++)
-            seen = strcmp(r->views[v].uid, r->killed[i].uid) == 0;
+            seen = strcmp(r->views[v].uid, r->failed[i].uid) == 0;
         if (seen)
             i++;
         else
-            r->killed[i] = r->killed[--r->nkilled];
+            r->failed[i] = r->failed[--r->nfailed];
     }
 }
 
@@ -319,30 +321,35 @@ static void kill_borrowers(struct fx_reclaim_mem *r, int n, int g, const char *o
     const char *uuid = r->cfg.gpus[g].uuid;
     int64_t now = fx_mono_ms();
     for (int v = 0; v < n; v++) {
-        const struct fx_alloc_view *b = &r->views[v];
-        if (!b->borrowed || !(b->gpuset & (1u << g)) || !b->uid[0])
+        struct fx_alloc_view *b = &r->views[v];
+        if (!b->borrowed || b->reclaimed || !(b->gpuset & (1u << g)) || !b->uid[0])
             continue;
-        struct killed *k = killed_of(r, b->uid);
-        if (k && (k->ok || now - k->at_ms < KILL_RETRY_MS))
+        struct failed *f = failed_of(r, b->uid);
+        if (f && now - f->at_ms < KILL_RETRY_MS)
             continue;
-        if (!k && r->nkilled < MAX_KILLED)
-            k = &r->killed[r->nkilled++];
         struct flexpu_error err = {0};
         int rc = fx_pod_kill(r->cfg.cgroup_root, b->uid, &err);
-        if (k) {
-            snprintf(k->uid, sizeof(k->uid), "%s", b->uid);
-            k->at_ms = now;
-            k->ok = rc == 0;
-        }
         char why[400];
         snprintf(why, sizeof(why), "GPU %s: an owner's allocation (slice %s) needs memory it "
                  "reserved and this borrower holds", uuid, owner_key);
         if (rc == 0) {
+            if (f)
+                *f = r->failed[--r->nfailed];
+            /* Until the next list says so (the plugin marks it now). */
+            for (int w = 0; w < n; w++)
+                if (strcmp(r->views[w].uid, b->uid) == 0)
+                    r->views[w].reclaimed = true;
             atomic_fetch_add(&r->n_killed, 1);
             FX_INFO(COMP, "borrower killed", "pod_uid=%s reason=\"%s\"", b->uid, why);
             if (r->cfg.reclaimed)
                 r->cfg.reclaimed(r->cfg.ctx, b->uid, why);
         } else {
+            if (!f && r->nfailed < MAX_FAILED)
+                f = &r->failed[r->nfailed++];
+            if (f) {
+                snprintf(f->uid, sizeof(f->uid), "%s", b->uid);
+                f->at_ms = now;
+            }
             atomic_fetch_add(&r->n_failed, 1);
             FX_ERROR(COMP, "cannot kill a borrower; the owner will be refused memory",
                      "pod_uid=%s reason=\"%s\" error=\"%s\"", b->uid, why, err.msg);
@@ -376,8 +383,7 @@ void fx_reclaim_mem_tick(struct fx_reclaim_mem *r)
             const struct fx_alloc_view *b = &r->views[v];
             if (!b->borrowed || !(b->gpuset & (1u << g)))
                 continue;
-            const struct killed *k = killed_of(r, b->uid);
-            active = !(k && k->ok) || slice_live(r, b->key, uuid);
+            active = !b->reclaimed || slice_live(r, b->key, uuid);
         }
         if (!active) {
             unlink(mark);

@@ -48,6 +48,7 @@ struct fx_alloc_view {
     char uid[64];      /* its pod; "" when not known */
     uint32_t gpuset;   /* bit i: GPU i of this node */
     bool borrowed;     /* its pod's allocation is marked borrowed */
+    bool reclaimed;    /* a borrower this node killed (plugin.c, reclaimed.h) */
 };
 
 struct fx_reclaim_mem_config {
@@ -59,7 +60,9 @@ struct fx_reclaim_mem_config {
      * they are not known yet (the pods not listed since a restart): the
      * look then removes no mark and kills nobody. */
     int (*list)(void *ctx, struct fx_alloc_view *out, int max);
-    /* A borrower was killed: its containers may not start again. */
+    /* A borrower was killed: its containers may not start again, and the
+     * list says it is reclaimed from then on, across restarts of the
+     * agent (the plugin keeps the marks; one place). */
     void (*reclaimed)(void *ctx, const char *uid, const char *why);
     void *ctx;
 };

@@ -23,6 +23,10 @@
 #define KEY_MAX 64
 #define MAX_GPUS 16
 #define MAX_SRC 64 /* request files per GPU */
+/* The most threads of one process taken as waiting for the GPU at once:
+ * bounds the throttled time one request slot can add per look (the figure
+ * is the tenant's word; it can inflate its own, never another's). */
+#define WAITERS_MAX 64
 
 #define LOAD(p) __atomic_load_n((p), __ATOMIC_SEQ_CST)
 #define STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
@@ -36,6 +40,7 @@ struct src {
     int t;                       /* tenant index in the page */
     int seen;                    /* found by the current scan */
     uint64_t alive;              /* bit i: slot i's process holds its lock */
+    uint64_t read_ns;            /* the last round that read it whole (0: none) */
     struct fx_slice_config policy;
     struct fx_proc_rec procs[FX_REQ_PROCS];
 };
@@ -47,6 +52,8 @@ struct gpu {
     struct src *src[MAX_SRC];
     int nsrc;
     uint64_t busy_seen[FX_MAX_TENANTS]; /* when the agent last saw it busy */
+    uint64_t clock_next;         /* no SM clock sample before then */
+    int clock_warned;
 };
 
 struct fx_arb_agent {
@@ -56,6 +63,8 @@ struct fx_arb_agent {
     int fixed;                   /* 1: only the GPUs added by fx_arb_agent_add_gpu */
     uint64_t next_scan;
     uint64_t rounds;
+    fx_arb_clock_fn clock;
+    void *clock_ctx;
     struct fx_arb_req scratch;
 };
 
@@ -110,6 +119,12 @@ void fx_arb_agent_free(struct fx_arb_agent *a)
         close(g->fd);
     }
     fx_free(a);
+}
+
+void fx_arb_agent_set_clock(struct fx_arb_agent *a, fx_arb_clock_fn fn, void *ctx)
+{
+    a->clock = fn;
+    a->clock_ctx = ctx;
 }
 
 uint64_t fx_arb_agent_rounds(const struct fx_arb_agent *a)
@@ -213,7 +228,9 @@ static void set_policy(struct fx_tenant_rec *tr, const struct fx_slice_config *p
     STORE(&tr->compute_share, (uint32_t)pol->compute_share);
     STORE(&tr->compute_cap, (uint32_t)pol->compute_cap);
     STORE(&tr->priority, (uint32_t)pol->priority);
-    STORE(&tr->cap_clock_mhz, 0u); /* the clock is tenant-reported: GPU time only */
+    /* The reference is the agent's (slice.conf); the clock it is compared
+     * with is read by the agent (sample_clock). */
+    STORE(&tr->cap_clock_mhz, (uint32_t)pol->cap_clock_mhz);
 }
 
 /* The slice's policy, as the agent wrote it: 0, or -1 (not yet named, or
@@ -356,11 +373,30 @@ static void scan(struct fx_arb_agent *a)
         settle_gpu(&a->gpus[i]);
 }
 
+/* What one round gathers per tenant besides the arbiter's activity. */
+struct tally {
+    uint64_t launches;           /* for the node's readers */
+    uint64_t waited_us;          /* throttled time published since the last look */
+};
+
+/* The increase of a slot's waited_us since the agent's copy `mine` (a new
+ * process in the slot starts from 0), bounded by what WAITERS_MAX threads
+ * can wait from the file's previous look (or, first, about a scan before
+ * it: a process's slot is read from the scan after it took it) to now. */
+static uint64_t waited_since(const struct src *s, const struct fx_proc_rec *mine,
+                             const struct fx_proc_rec *pub, int fresh, uint64_t now)
+{
+    uint32_t d = pub->waited_us - (fresh ? 0u : mine->waited_us); /* wraps */
+    uint64_t since = s->read_ns && now > s->read_ns ? now - s->read_ns : 0;
+    uint64_t most = (since + 2 * FX_ARB_AGENT_SCAN_NS) / 1000 * WAITERS_MAX;
+    return d < most ? d : most;
+}
+
 /* Reads one request file into the agent's copy and adds its live processes
- * to the tenant's activity. What is not a request file of this GPU (the
- * tenant broke its own) counts as no activity. */
+ * to the tenant's activity and tally. What is not a request file of this GPU
+ * (the tenant broke its own) counts as no activity. */
 static void read_src(struct fx_arb_agent *a, struct gpu *g, struct src *s,
-                     struct fx_arb_activity *act, uint64_t *launches, uint64_t now)
+                     struct fx_arb_activity *act, struct tally *tl, uint64_t now)
 {
     struct fx_arb_req *r = &a->scratch;
     ssize_t n = pread(s->fd, r, sizeof(*r), 0);
@@ -374,14 +410,48 @@ static void read_src(struct fx_arb_agent *a, struct gpu *g, struct src *s,
             continue;
         /* A new process in the slot starts with a fresh view. */
         uint64_t seen_l = mine->seen_launches, seen_ns = mine->seen_ns;
-        if (mine->attach_ns != pub->attach_ns || mine->pid != pub->pid)
+        int fresh = mine->attach_ns != pub->attach_ns || mine->pid != pub->pid;
+        if (fresh)
             seen_l = pub->launches, seen_ns = 0;
+        tl[s->t].waited_us += waited_since(s, mine, pub, fresh, now);
         *mine = *pub;
         mine->seen_launches = seen_l;
         mine->seen_ns = seen_ns;
         fx_arb_account(&act[s->t], mine, now);
-        launches[s->t] += mine->launches;
+        tl[s->t].launches += mine->launches;
     }
+    s->read_ns = now;
+}
+
+/* Above any GPU's clock; keeps a slice's sum of samples (state.h) within 32
+ * bits: a slice lasts at most ~220 ms, sampled every FX_ARB_AGENT_CLOCK_NS. */
+#define CLOCK_MAX_MHZ 65535u
+
+/* While a tenant whose cap refers to a clock holds the GPU, one sample of
+ * the SM clock for its slice, which charge() in arbiter.c takes (the
+ * library samples it itself outside Kubernetes: hooks_nvml.c). */
+static void sample_clock(struct fx_arb_agent *a, struct gpu *g, uint64_t now)
+{
+    struct fx_arbiter *ar = &g->st->arb;
+    uint32_t h = LOAD(&ar->holder);
+    if (!a->clock || h == 0 || h > FX_MAX_TENANTS || !LOAD(&ar->slice_started) ||
+        now < g->clock_next)
+        return;
+    struct fx_tenant_rec *tr = &g->st->tenants[h - 1];
+    if (!LOAD(&tr->cap_clock_mhz) || LOAD(&tr->compute_cap) >= 100)
+        return;
+    g->clock_next = now + FX_ARB_AGENT_CLOCK_NS;
+    uint32_t mhz = 0;
+    if (a->clock(a->clock_ctx, g->uuid, &mhz) != 0 || mhz == 0) {
+        if (!g->clock_warned)
+            FX_WARN(COMP, "cannot read the GPU's SM clock; caps with cap_clock_mhz are charged "
+                    "in GPU time only", "uuid=%s", g->uuid);
+        g->clock_warned = 1;
+        return;
+    }
+    mhz = mhz > CLOCK_MAX_MHZ ? CLOCK_MAX_MHZ : mhz;
+    __atomic_fetch_add(&tr->slice_clock, (1ull << 32) | mhz, __ATOMIC_SEQ_CST);
+    STORE(&tr->clock_mhz, mhz);
 }
 
 /* One GPU's round. Returns 1 when it is contended (someone holds it, or a
@@ -389,11 +459,12 @@ static void read_src(struct fx_arb_agent *a, struct gpu *g, struct src *s,
 static int round_gpu(struct fx_arb_agent *a, struct gpu *g, uint64_t now)
 {
     struct fx_arb_activity act[FX_MAX_TENANTS];
-    uint64_t launches[FX_MAX_TENANTS] = {0};
+    struct tally tl[FX_MAX_TENANTS];
     memset(act, 0, sizeof(act));
+    memset(tl, 0, sizeof(tl));
     for (int k = 0; k < g->nsrc; k++)
         if (g->src[k]->t >= 0 && g->src[k]->fd >= 0)
-            read_src(a, g, g->src[k], act, launches, now);
+            read_src(a, g, g->src[k], act, tl, now);
     struct fx_arbiter *ar = &g->st->arb;
     uint32_t claims = 0;
     for (int t = 0; t < FX_MAX_TENANTS; t++) {
@@ -409,13 +480,19 @@ static int round_gpu(struct fx_arb_agent *a, struct gpu *g, uint64_t now)
             claims |= 1u << t;
     }
     __atomic_fetch_or(&ar->demand, claims, __ATOMIC_SEQ_CST);
+    sample_clock(a, g, now);
     fx_arb_decide(g->st, act, now, 1);
     /* What the node's readers look for in process slots, per tenant. */
     for (int t = 0; t < FX_MAX_TENANTS; t++) {
         struct fx_proc_rec *p = &g->st->procs[t];
         uint32_t on = g->st->tenants[t].in_use;
         STORE(&p->tenant, on ? t : -1);
-        STORE(&p->launches, launches[t]);
+        STORE(&p->launches, tl[t].launches);
+        /* Throttled time, kept on the page as the shared state keeps it
+         * (metrics, flexpu-smi read it there). */
+        if (on && tl[t].waited_us)
+            __atomic_fetch_add(&g->st->tenants[t].throttled_ns, tl[t].waited_us * 1000,
+                               __ATOMIC_RELAXED);
         STORE(&p->last_launch_ns, act[t].last_ns);
         STORE(&p->inflight, act[t].inflight ? 1u : 0u);
         STORE(&p->in_use, on);

@@ -49,6 +49,20 @@ void fx_arb_agent_free(struct fx_arb_agent *a);
  * FLEXPU_EINVAL for a name that is not a UUID, FLEXPU_EBUSY when full. */
 int fx_arb_agent_add_gpu(struct fx_arb_agent *a, const char *uuid, struct flexpu_error *err);
 
+/* The SM clock of GPU `uuid` in MHz into *mhz: 0, or non-zero when it
+ * cannot be read. */
+typedef int (*fx_arb_clock_fn)(void *ctx, const char *uuid, uint32_t *mhz);
+
+/* A cap that refers to a clock (a slice.conf's cap_clock_mhz) is charged
+ * at the SM clock of its slices, as outside Kubernetes (arbiter.c); under
+ * the agent the clock is read by the agent, never taken from a tenant:
+ * `fn` is called on the agent's thread, at most every FX_ARB_AGENT_CLOCK_NS
+ * per GPU and only while a tenant with such a cap holds the GPU. Without
+ * one (NULL, the default), such caps are charged in GPU time only. Set
+ * before the first round. */
+#define FX_ARB_AGENT_CLOCK_NS (2 * 1000 * 1000ull)
+void fx_arb_agent_set_clock(struct fx_arb_agent *a, fx_arb_clock_fn fn, void *ctx);
+
 /* One round at `now` (CLOCK_MONOTONIC): rescans when due, reads every
  * request file, decides for every GPU. Returns how long until the next
  * round is due. */

@@ -591,6 +591,9 @@ static uint64_t acquire_agent(struct fx_gpu *g)
                       (t < 0 && now - g->joined_ns > UNKNOWN_GRACE_NS);
         if (granted) {
             SUB(&p->waiting, 1);
+            /* Throttled time, as the shared state counts it; here the agent
+             * adds it to the page. */
+            ADD(&p->waited_us, (uint32_t)((now - t0) / 1000));
             return now - t0;
         }
         SUB(&p->launching, 1);

@@ -77,7 +77,10 @@ struct fx_proc_rec {
     uint32_t inflight;           /* launches not known complete */
     uint32_t waiting;            /* threads waiting for the GPU */
     uint32_t launching;          /* threads past the arbiter, not yet marked */
-    uint32_t reserved1;
+    /* Under the node agent: what its launches waited for the GPU, in
+     * microseconds, wrapping (the agent adds each increase to the tenant's
+     * throttled_ns, which the page keeps and the tenant cannot write). */
+    uint32_t waited_us;
     uint64_t poll_ns;            /* last time a waiting thread checked in */
     uint64_t beat_ns;            /* last time its in-flight count was checked */
     uint64_t launches;           /* fast-path launches (a plain counter) */

@@ -28,6 +28,7 @@
 
 static char root[64];
 static struct fx_arb_agent *agent;
+static const char *conf_extra; /* more lines for the next join's slice.conf */
 
 static int setup(void **state)
 {
@@ -59,7 +60,8 @@ static void join(struct fx_gpu *g, const char *name, int share, const char *prio
     snprintf(path, sizeof(path), "%s/slices/%s/slice.conf", root, name);
     FILE *f = prio ? fopen(path, "w") : NULL; /* no prio: a slice the agent does not know */
     if (f) {
-        fprintf(f, "tenant = %s\ncompute_share = %d\npriority = %s\n", name, share, prio);
+        fprintf(f, "tenant = %s\ncompute_share = %d\npriority = %s\n%s", name, share, prio,
+                conf_extra ? conf_extra : "");
         fclose(f);
     }
     struct fx_slice_config cfg;
@@ -231,6 +233,125 @@ static void test_an_unknown_slice_is_not_starved(void **state)
     fx_gpu_detach(&ghost);
 }
 
+static uint64_t a_waited;
+static int a_done;
+
+static void *acquire_a(void *g)
+{
+    a_waited = fx_arb_acquire(g);
+    __atomic_store_n(&a_done, 1, __ATOMIC_SEQ_CST);
+    return NULL;
+}
+
+/* Time a launch waited for the GPU is the tenant's throttled time, on the
+ * agent's page as on the shared state (metrics and flexpu-smi read it
+ * there): a waits through the library's own wait while b has work, and
+ * once it is given the GPU its wait shows on its record. */
+static void test_throttled_time_is_counted(void **state)
+{
+    (void)state;
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_arb_agent_add_gpu(agent, UUID, &err), 0);
+    struct fx_gpu a, b;
+    join(&a, "a", 50, "normal");
+    join(&b, "b", 50, "high"); /* so that b, not a, is given the GPU first */
+    fx_arb_agent_step(agent, fx_mono_ns());
+    assert_true(fx_gpu_agent_tenant(&a) >= 0 && fx_gpu_agent_tenant(&b) >= 0);
+    const struct fx_gpu_state *st = a.st;
+    wants(&b, fx_mono_ns());
+    fx_arb_agent_step(agent, fx_mono_ns());
+    assert_int_equal(st->arb.demand, 1u << b.tenant);
+    alarm(10);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, acquire_a, &a), 0);
+    /* b keeps its claim for 20 ms of rounds, then goes quiet. */
+    uint64_t t0 = fx_mono_ns(), now = t0;
+    while (!__atomic_load_n(&a_done, __ATOMIC_SEQ_CST)) {
+        now = fx_mono_ns();
+        if (now - t0 < 20 * MS)
+            wants(&b, now);
+        else
+            b.procs[b.slot].waiting = 0;
+        fx_arb_agent_step(agent, now);
+        usleep(500);
+    }
+    pthread_join(th, NULL);
+    alarm(0);
+    fx_arb_launch_done(&a);
+    fx_arb_agent_step(agent, fx_mono_ns());
+    assert_true(a_waited >= 10 * MS);
+    /* Kept in microseconds by the process: exact to the microsecond. */
+    assert_int_equal(st->tenants[a.tenant].throttled_ns, a_waited / 1000 * 1000);
+    assert_int_equal(st->tenants[b.tenant].throttled_ns, 0);
+    fx_gpu_detach(&a);
+    fx_gpu_detach(&b);
+}
+
+static int clock_calls;
+
+/* The SM clock as the node agent reads it (NVML in flexpu-node). */
+static int clock_1980(void *ctx, const char *uuid, uint32_t *mhz)
+{
+    (void)ctx;
+    assert_string_equal(uuid, UUID);
+    clock_calls++;
+    *mhz = 1980;
+    return 0;
+}
+
+/* A cap that refers to a clock (cap_clock_mhz in the slice.conf the agent
+ * wrote) is charged at the SM clock the agent reads during the slice, as
+ * the shared state charges it: the bucket pays GPU time x 1980 / 1600. */
+static void test_cap_charged_at_the_clock_the_agent_reads(void **state)
+{
+    (void)state;
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_arb_agent_add_gpu(agent, UUID, &err), 0);
+    fx_arb_agent_set_clock(agent, clock_1980, NULL);
+    struct fx_gpu a;
+    conf_extra = "compute_cap = 30\ncap_clock_mhz = 1600\n";
+    join(&a, "a", 30, "normal");
+    conf_extra = NULL;
+    uint64_t t = fx_mono_ns();
+    fx_arb_agent_step(agent, t);
+    assert_true(fx_gpu_agent_tenant(&a) >= 0);
+    const struct fx_gpu_state *st = a.st;
+    const struct fx_tenant_rec *tr = &st->tenants[a.tenant];
+    assert_int_equal(tr->compute_cap, 30);
+    assert_int_equal(tr->cap_clock_mhz, 1600);
+    /* Capped: given slices even alone; its slice starts with its launch. */
+    wants(&a, t);
+    fx_arb_agent_step(agent, t + 1 * MS);
+    assert_int_equal(st->arb.holder, (uint32_t)a.tenant + 1);
+    struct fx_proc_rec *p = &a.procs[a.slot];
+    p->waiting = 0;
+    p->inflight = 1;
+    p->launches++;
+    p->beat_ns = p->last_launch_ns = t + 2 * MS;
+    fx_arb_agent_step(agent, t + 2 * MS);
+    assert_true(st->arb.slice_started);
+    assert_int_equal(clock_calls, 0); /* no clock before the slice runs */
+    fx_arb_agent_step(agent, t + 3 * MS);
+    fx_arb_agent_step(agent, t + 5 * MS);
+    fx_arb_agent_step(agent, t + 8 * MS);
+    assert_int_equal(clock_calls, 3);
+    assert_int_equal(tr->clock_mhz, 1980);
+    int64_t b0 = tr->budget_ns;
+    uint64_t ts0 = tr->budget_ts, g0 = tr->gpu_time_ns;
+    /* Its work is done: the slice is charged, in GPU time from 2 to 8 ms
+     * (the last round that saw work), in the bucket at the clock's pace. */
+    p->inflight = 0;
+    p->drained_ns = t + 8 * MS;
+    uint64_t end = t + 13 * MS;
+    fx_arb_agent_step(agent, end);
+    uint64_t g = tr->gpu_time_ns - g0;
+    assert_int_equal(g, 6 * MS);
+    int64_t want = b0 + (int64_t)((end - ts0) * 30 / 100) - (int64_t)(g * 1980 / 1600);
+    assert_int_equal(tr->budget_ns, want);
+    assert_int_equal(tr->slice_clock, 0); /* taken by the charge */
+    fx_gpu_detach(&a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -238,6 +359,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_a_request_record_reaches_only_its_tenant, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_an_unknown_slice_is_not_starved, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_throttled_time_is_counted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cap_charged_at_the_clock_the_agent_reads, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -29,6 +29,7 @@
 #include "node/grpc.h"
 #include "node/metrics.h"
 #include "node/plugin.h"
+#include "node/reclaimed.h"
 #include "node/slices.h"
 #include "podresources/v1/api.pb-c.h"
 #include "runtime/config.h"
@@ -1032,6 +1033,74 @@ static void test_plugin_borrow_idle(void **state)
     fx_grpc_server_stop(prs);
 }
 
+/* A borrower killed for an owner's memory stays refused when the agent
+ * restarts (issue 16): the mark is read back from <root>/reclaimed, so its
+ * container's restart cannot take the owner's memory again; the mark goes
+ * once the pod is gone from a complete list of the pods. */
+static void test_plugin_reclaimed_survives_restart(void **state)
+{
+    (void)state;
+    fake_gpus_init("GPU-test-", false);
+    nheld = 0;
+    char podres[300], dp[300], file[400];
+    snprintf(podres, sizeof(podres), "%s/podres.sock", tmpdir);
+    snprintf(dp, sizeof(dp), "%s/dp.sock", tmpdir);
+    snprintf(file, sizeof(file), "%s/reclaimed", tmpdir);
+    struct flexpu_error err = {0};
+    struct fx_grpc_server *prs = fx_grpc_server_start(podres, podres_methods, NULL, &err);
+    assert_non_null(prs);
+    struct fx_plugin_config pc = {.node_name = "n1", .root = tmpdir, .podresources = podres,
+                                  .wait_ms = 1500};
+    json_t *po = pod("o", "uid-o", (int[]){2}, 1, 50, 40LL << 30);
+    json_t *pg = borrower("g", "uid-g", 2, 20, 16LL << 30, true);
+    char *ids_g[] = {"GPU-test-2::10"};
+    for (int round = 0; round < 2; round++) {
+        struct fx_plugin *p = fx_plugin_new(&pc, fake_gpus, NGPU, &err);
+        assert_non_null(p);
+        struct fx_grpc_server *dps = fx_grpc_server_start(dp, fx_plugin_methods, p, &err);
+        assert_non_null(dps);
+        fx_plugin_pod_event(p, KUBE_SYNC_BEGIN, NULL);
+        fx_plugin_pod_event(p, KUBE_ADDED, po);
+        fx_plugin_pod_event(p, KUBE_ADDED, pg);
+        fx_plugin_pod_event(p, KUBE_SYNC_END, NULL);
+        char bdir[400];
+        conf_dir_of(dp, ids_g, bdir, sizeof(bdir));
+        hold("default", "g", ids_g, 1);
+        struct fx_grpc_reply r = prestart_call(dp, ids_g, 1);
+        struct fx_alloc_view v[16];
+        int nv = fx_plugin_allocations(p, v, 16), seen = 0;
+        for (int i = 0; i < nv; i++)
+            if (strcmp(v[i].uid, "uid-g") == 0)
+                seen += v[i].reclaimed;
+        if (round == 0) {
+            /* admitted, then killed for an owner's memory */
+            assert_int_equal(r.status, FX_GRPC_OK);
+            free(r.data);
+            assert_int_equal(seen, 0);
+            fx_plugin_reclaimed(p, "uid-g", "test");
+            assert_int_equal(access(file, F_OK), 0);
+        } else {
+            /* the restarted agent still refuses it, and says it was killed */
+            if (r.status != FX_GRPC_FAILED_PRECONDITION || !strstr(r.message, "killed"))
+                fail_msg("a killed borrower restarted after the agent did: status %d '%s'",
+                         r.status, r.message);
+            assert_int_equal(seen, 1);
+            /* g gone from the next complete list: its mark goes, on disk too */
+            fx_plugin_pod_event(p, KUBE_SYNC_BEGIN, NULL);
+            fx_plugin_pod_event(p, KUBE_ADDED, po);
+            fx_plugin_pod_event(p, KUBE_SYNC_END, NULL);
+            struct fx_reclaimed left;
+            assert_int_equal(fx_reclaimed_load(&left, tmpdir, &err), 0);
+            assert_int_equal(left.n, 0);
+        }
+        fx_grpc_server_stop(dps);
+        fx_plugin_free(p);
+    }
+    json_decref(po);
+    json_decref(pg);
+    fx_grpc_server_stop(prs);
+}
+
 /* GetPreferredAllocation called directly (no socket), as the kubelet would,
  * with `n` must-include IDs: the reply, its status and message set. */
 static struct fx_grpc_reply preferred_call(struct fx_plugin *p, int size, char **must, size_t n)
@@ -1542,6 +1611,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_size_limits_propagation, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_plugin_calls, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_plugin_borrow_idle, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_plugin_reclaimed_survives_restart, setup_dir,
+                                        teardown_dir),
         cmocka_unit_test_setup_teardown(test_preferred_must_include, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_preferred_follows_kubelet, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_metrics, setup_dir, teardown_dir),

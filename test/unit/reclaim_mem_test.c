@@ -51,12 +51,16 @@ static int list(void *ctx, struct fx_alloc_view *out, int max)
     return n;
 }
 
+/* As the plugin: the borrower is marked, and the list says so. */
 static void reclaimed(void *ctx, const char *uid, const char *why)
 {
     (void)ctx;
     assert_non_null(strstr(why, gpus[0].uuid));
     snprintf(reclaimed_uid, sizeof(reclaimed_uid), "%s", uid);
     reclaimed_calls++;
+    for (int i = 0; i < nviews; i++)
+        if (strcmp(views[i].uid, uid) == 0)
+            views[i].reclaimed = true;
 }
 
 static void put(const char *path, const char *text)
@@ -296,6 +300,28 @@ static void test_marks_stay_until_the_pods_are_known(void **state)
     fx_reclaim_mem_free(r);
 }
 
+/* A borrower the plugin remembers as killed (a restarted agent reads the
+ * marks back, reclaimed.h) is not killed again for the next want, and its
+ * GPU's mark goes once it has no live process there. */
+static void test_a_remembered_kill_is_not_repeated(void **state)
+{
+    (void)state;
+    struct fx_reclaim_mem *r = new_reclaim(cg);
+    views[1].reclaimed = true;
+    struct fx_ledger_handle owner, borrower;
+    slice_process(&borrower, BORROWER_KEY, false);
+    slice_process(&owner, OWNER_KEY, true);
+    fx_reclaim_mem_tick(r);
+    assert_false(killed(B_CG));
+    assert_int_equal(reclaimed_calls, 0);
+    assert_true(marked(0)); /* a process of it still lives */
+    fx_ledger_detach(&borrower);
+    fx_reclaim_mem_tick(r);
+    assert_false(marked(0));
+    fx_ledger_detach(&owner);
+    fx_reclaim_mem_free(r);
+}
+
 static void test_what_is_not_a_want(void **state)
 {
     (void)state;
@@ -487,6 +513,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_a_killed_borrower_keeps_its_mark_while_it_lives,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_marks_stay_until_the_pods_are_known, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_a_remembered_kill_is_not_repeated, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_what_is_not_a_want, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_kill_that_fails_is_counted_and_not_hammered,
