@@ -1002,7 +1002,7 @@ struct ctr_answer {
     V1beta1__Mount mount[8], *mountp[8];
     V1beta1__DeviceSpec dev[CTR_DEVS], *devp[CTR_DEVS];
     char paths[CTR_DEVS][40];
-    char lib[320], preload[320], conf[400], state[320], ledger[400], mps[400], borrowed[320];
+    char lib[320], preload[320], conf[400], ledger[400], mps[400], borrowed[320];
     char arb[320];
     char key[FX_SLICE_KEY_LEN + 1];
     char visible[FLEXPU_MAX_GPUS * (FX_UUID_MAX + 1)];
@@ -1086,10 +1086,12 @@ static void answer_fill(struct fx_plugin *p, struct ctr_answer *a, uint32_t set)
     snprintf(a->lib, sizeof(a->lib), "%s/lib/libflexpu-cuda.so", p->root);
     snprintf(a->preload, sizeof(a->preload), "%s/ld.so.preload", p->root);
     snprintf(a->conf, sizeof(a->conf), "%s/slices/%s", p->root, a->key);
-    snprintf(a->state, sizeof(a->state), "%s/state", p->root);
     snprintf(a->ledger, sizeof(a->ledger), "%s/ledger/%s", p->root, a->key);
     /* The ledger directory is this slice's alone: the one mount a tenant
-     * can write that no other tenant has (runtime/ledger.h). */
+     * can write that no other tenant has (runtime/ledger.h). No shared
+     * state directory: the agent arbitrates (runtime/arbagent.h), and a
+     * directory every slice could write is one a tenant could use against
+     * the others. */
     /* The marks of GPUs with borrowers (reclaim_mem.h), read-only. */
     fx_reclaim_dir(p->root, a->borrowed, sizeof(a->borrowed));
     /* The agent's arbiter pages: who holds each GPU, read-only. */
@@ -1097,20 +1099,19 @@ static void answer_fill(struct fx_plugin *p, struct ctr_answer *a, uint32_t set)
     struct {
         const char *ctr, *host;
         bool ro;
-    } m[8] = {{FX_CTR_LIB, a->lib, true},
+    } m[7] = {{FX_CTR_LIB, a->lib, true},
               {FX_CTR_PRELOAD, a->preload, true},
               {FX_CTR_CONF_DIR, a->conf, true},
-              {FX_CTR_STATE, a->state, false},
               {FX_CTR_LEDGER, a->ledger, false},
               {FX_CTR_BORROWED, a->borrowed, true},
               {FX_CTR_ARB, a->arb, true},
               {FX_CTR_MPS, a->mps, false}};
     /* mps: the slice's own pipe directory, and only its own: the clients
      * of this container find their daemon (and its limits) there. */
-    int nm = 7;
+    int nm = 6;
     bool mps = p->mps && fx_mps_pipe_dir(p->root, a->key, a->mps, sizeof(a->mps)) == 0;
     if (mps)
-        nm = 8;
+        nm = 7;
     for (int i = 0; i < nm; i++) {
         v1beta1__mount__init(&a->mount[i]);
         a->mount[i].container_path = (char *)m[i].ctr;

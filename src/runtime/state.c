@@ -401,9 +401,12 @@ int fx_gpu_attach(struct fx_gpu *g, const struct fx_slice_config *cfg, const cha
     g->slot = -1;
     g->tenant = -1;
     const char *dir = cfg->state_dir;
-    if (mkdir(dir, 01777) == 0)
+    /* Under the node agent the shared state is not used, and its directory
+     * is not mounted (docs/SECURITY.md): nothing to make. */
+    int shared = !cfg->arbiter_dir[0];
+    if (shared && mkdir(dir, 01777) == 0)
         (void)chmod(dir, 01777); /* umask must not stop other users' containers */
-    else if (errno != EEXIST)
+    else if (shared && errno != EEXIST)
         return flexpu_error_set(err, FLEXPU_EIO, "state directory %s: cannot create: %s", dir,
                                 strerror(errno));
     char ldir[FX_STATE_DIR_MAX + FX_TENANT_NAME_MAX + 16];

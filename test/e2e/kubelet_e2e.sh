@@ -230,13 +230,15 @@ check_pod() { # name
   # Mounts: container path, host path, read-only.
   for m in "/etc/flexpu $fx/slices/$key true" "/etc/ld.so.preload $fx/ld.so.preload true" \
            "/usr/lib/flexpu/libflexpu-cuda.so $fx/lib/libflexpu-cuda.so true" \
-           "/run/flexpu/state $fx/state false" "/run/flexpu/ledger $fx/ledger/$key false" \
-           "/run/flexpu/arb $fx/arb true"; do
+           "/run/flexpu/ledger $fx/ledger/$key false" "/run/flexpu/arb $fx/arb true"; do
     read -r cp hp ro <<<"$m"
     jq -e --arg c "$cp" --arg h "$hp" --argjson r "$ro" \
       '[.create.mounts[] | select(.container_path == $c and .host_path == $h and .readonly == $r)] | length == 1' \
       <<<"$rec" >/dev/null || fail "$name: no mount $cp from $hp (read-only $ro): $(jq -c .create.mounts <<<"$rec")"
   done
+  # The agent arbitrates: no shared state directory (docs/SECURITY.md).
+  jq -e '[.create.mounts[] | select(.container_path == "/run/flexpu/state")] | length == 0' \
+    <<<"$rec" >/dev/null || fail "$name: the shared state directory is mounted: $(jq -c .create.mounts <<<"$rec")"
   [ -d "$fx/ledger/$key" ] || fail "$name: ledger directory $fx/ledger/$key missing"
   # slice.conf as the container would have read it when it was created:
   # PreStartContainer had already written it for this pod.

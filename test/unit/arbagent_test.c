@@ -100,6 +100,11 @@ static void test_pages_policy_and_turns(void **state)
     struct fx_gpu a, b;
     join(&a, "a", 30, "normal");
     join(&b, "b", 70, "normal");
+    /* Under the agent the shared state's directory is neither used nor
+     * made (flexpu-node does not mount it). */
+    char shared[200];
+    snprintf(shared, sizeof(shared), "%s/state", root);
+    assert_int_not_equal(access(shared, F_OK), 0);
     uint64_t t = fx_mono_ns();
     fx_arb_agent_step(agent, t); /* the scan finds both slices */
     assert_true(fx_gpu_agent_tenant(&a) >= 0 && fx_gpu_agent_tenant(&b) >= 0);

@@ -581,6 +581,14 @@ static json_t *remote_forged(const char *name, const char *uid, int gpu, int cor
     return p;
 }
 
+/* One of the two host paths is the other or lies under it. */
+static bool paths_overlap(const char *x, const char *y)
+{
+    size_t nx = strlen(x), ny = strlen(y), n = nx < ny ? nx : ny;
+    const char *longer = nx < ny ? y : x;
+    return strncmp(x, y, n) == 0 && (longer[n] == '\0' || longer[n] == '/');
+}
+
 /* Allocate for one container with these device IDs, answered OK: the host
  * directory of its slice.conf ("" for none) in dir. */
 static void conf_dir_of(const char *dp, char **ids, char *dir, size_t len)
@@ -672,6 +680,9 @@ static void test_plugin_calls(void **state)
     char **sets[3] = {ids_a, ids_b, ids_c};
     size_t nsets[3] = {1, 1, 2};
     char conf_dir[3][400];
+    char hosts[3][8][400]; /* each answer's mounts, and which are writable */
+    bool writable[3][8];
+    size_t nhosts[3];
     for (int k = 0; k < 3; k++) {
         r = allocate(dp, sets[k], nsets[k]);
         assert_int_equal(r.status, FX_GRPC_OK);
@@ -687,7 +698,11 @@ static void test_plugin_calls(void **state)
         conf_dir[k][0] = '\0';
         char ledger_dir[400] = "";
         bool marks = false, arb = false;
+        assert_true(c0->n_mounts <= 8);
+        nhosts[k] = c0->n_mounts;
         for (size_t m = 0; m < c0->n_mounts; m++) {
+            snprintf(hosts[k][m], sizeof(hosts[k][m]), "%s", c0->mounts[m]->host_path);
+            writable[k][m] = !c0->mounts[m]->read_only;
             /* the agent's arbiter pages (runtime/arbagent.h): read-only */
             if (strcmp(c0->mounts[m]->container_path, FX_CTR_ARB) == 0) {
                 char want_arb[400];
@@ -729,6 +744,16 @@ static void test_plugin_calls(void **state)
         v1beta1__allocate_response__free_unpacked(ar, NULL);
         free(r.data);
     }
+    /* The node agent arbitrates: no slice has a writable mount that another
+     * slice can see (no shared state directory; docs/SECURITY.md), even
+     * the two slices of one GPU. */
+    for (int k = 0; k < 3; k++)
+        for (size_t m = 0; m < nhosts[k]; m++)
+            for (int o = 0; o < 3 && writable[k][m]; o++)
+                for (size_t n = 0; o != k && n < nhosts[o]; n++)
+                    if (paths_overlap(hosts[k][m], hosts[o][n]))
+                        fail_msg("slice %d writes %s, which slice %d mounts as %s", k,
+                                 hosts[k][m], o, hosts[o][n]);
     /* a third single-GPU allocation on GPU 2: nobody else waits for it */
     char *ids_x[] = {"GPU-test-2::9"};
     r = allocate(dp, ids_x, 1);
