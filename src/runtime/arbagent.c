@@ -187,6 +187,29 @@ int fx_arb_agent_add_gpu(struct fx_arb_agent *a, const char *uuid, struct flexpu
     return 0;
 }
 
+/* Empties a tenant record. Tenants read it while the agent writes (a
+ * process may still hold this index), so every field is stored atomically,
+ * in_use first; a field added to fx_tenant_rec must be added here. */
+static void clear_tenant(struct fx_tenant_rec *tr)
+{
+    __atomic_store_n(&tr->in_use, 0u, __ATOMIC_RELEASE);
+    STORE(&tr->priority, 0u);
+    fx_name_store(tr->name, "", sizeof(tr->name));
+    STORE(&tr->compute_share, 0u);
+    STORE(&tr->compute_cap, 0u);
+    STORE(&tr->gpu_time_ns, 0ull);
+    STORE(&tr->throttled_ns, 0ull);
+    STORE(&tr->vtime, 0ull);
+    STORE(&tr->budget_ns, 0ll);
+    STORE(&tr->budget_ts, 0ull);
+    STORE(&tr->cap_clock_mhz, 0u);
+    STORE(&tr->clock_mhz, 0u);
+    STORE(&tr->slice_clock, 0ull);
+}
+_Static_assert(offsetof(struct fx_tenant_rec, slice_clock) + sizeof(uint64_t) ==
+                   sizeof(struct fx_tenant_rec),
+               "clear_tenant must clear a field added after slice_clock");
+
 /* A tenant record is freed or reused: what the arbiter remembers of that
  * index belonged to the previous tenant (as state.c's forget_tenant). */
 static void forget(struct gpu *g, int t)
@@ -199,7 +222,7 @@ static void forget(struct gpu *g, int t)
         STORE(&ar->holder, 0u);
         __atomic_fetch_add(&ar->seq, 1, __ATOMIC_SEQ_CST);
     }
-    memset(&g->st->tenants[t], 0, sizeof(g->st->tenants[t]));
+    clear_tenant(&g->st->tenants[t]);
     g->busy_seen[t] = 0;
 }
 
@@ -217,7 +240,7 @@ static int tenant_of(struct gpu *g, const struct fx_slice_config *pol)
     }
     if (free_rec >= 0) {
         forget(g, free_rec);
-        snprintf(tr[free_rec].name, sizeof(tr[free_rec].name), "%s", pol->tenant);
+        fx_name_store(tr[free_rec].name, pol->tenant, sizeof(tr[free_rec].name));
         __atomic_store_n(&tr[free_rec].in_use, 1u, __ATOMIC_RELEASE);
     }
     return free_rec;

@@ -46,7 +46,8 @@ static void futex_wake_all(uint32_t *addr)
  * to hold a valid one). */
 static int prio_of(const struct fx_tenant_rec *tr)
 {
-    return tr->priority > 2 ? 2 : (int)tr->priority;
+    uint32_t p = __atomic_load_n(&tr->priority, __ATOMIC_RELAXED);
+    return p > 2 ? 2 : (int)p;
 }
 
 static int capped(const struct fx_tenant_rec *tr);
@@ -60,7 +61,9 @@ static int fast_path_agent(struct fx_gpu *g, int capped_cfg)
     struct fx_proc_rec *p = &g->procs[g->slot];
     __atomic_store_n(&p->launches, __atomic_load_n(&p->launches, __ATOMIC_RELAXED) + 1,
                      __ATOMIC_RELAXED);
-    int t = g->tenant >= 0 ? g->tenant : fx_gpu_agent_tenant(g);
+    int t = fx_gpu_tenant(g);
+    if (t < 0)
+        t = fx_gpu_agent_tenant(g);
     uint32_t others = t >= 0 ? LOAD(&a->demand) & ~(1u << t) : LOAD(&a->demand);
     /* The cap the agent enforces is the one it holds for the slice. */
     if (capped_cfg || (t >= 0 && capped(&g->st->tenants[t])) || others || LOAD(&a->holder))
@@ -80,7 +83,8 @@ int fx_arb_fast_path(struct fx_gpu *g, int capped)
         return fast_path_agent(g, capped);
     struct fx_arbiter *a = &g->st->arb;
     struct fx_proc_rec *p = &g->procs[g->slot];
-    uint32_t me = 1u << g->tenant;
+    int t = fx_gpu_tenant(g);
+    uint32_t me = 1u << t;
     if (!(LOAD(&a->demand) & me))
         __atomic_fetch_or(&a->demand, me, __ATOMIC_SEQ_CST);
     /* Activity is a counter the arbiter samples, not a clock read per
@@ -96,7 +100,7 @@ int fx_arb_fast_path(struct fx_gpu *g, int capped)
         return 0;
     /* Without priorities above this tenant's ever seen on the GPU, no clock
      * read is needed to know it is not leashed. */
-    int prio = prio_of(&g->st->tenants[g->tenant]);
+    int prio = prio_of(&g->st->tenants[t]);
     for (int q = prio + 1; q < 3; q++)
         if (__atomic_load_n(&a->prio_seen_ns[q], __ATOMIC_RELAXED))
             return !fx_arb_leashed(g, fx_mono_ns());
@@ -106,10 +110,11 @@ int fx_arb_fast_path(struct fx_gpu *g, int capped)
 int fx_arb_outranks_others(struct fx_gpu *g)
 {
     struct fx_gpu_state *st = g->st;
-    if (g->tenant < 0)
+    int me = fx_gpu_tenant(g);
+    if (me < 0)
         return 0;
-    uint32_t others = LOAD(&st->arb.demand) & ~(1u << g->tenant);
-    int mine = prio_of(&st->tenants[g->tenant]);
+    uint32_t others = LOAD(&st->arb.demand) & ~(1u << me);
+    int mine = prio_of(&st->tenants[me]);
     for (int t = 0; t < FX_MAX_TENANTS && others; t++)
         if (((others >> t) & 1) && prio_of(&st->tenants[t]) >= mine)
             return 0;
@@ -119,9 +124,10 @@ int fx_arb_outranks_others(struct fx_gpu *g)
 int fx_arb_leashed(struct fx_gpu *g, uint64_t now)
 {
     struct fx_arbiter *a = &g->st->arb;
-    if (g->tenant < 0)
+    int me = fx_gpu_tenant(g);
+    if (me < 0)
         return 0;
-    int prio = prio_of(&g->st->tenants[g->tenant]);
+    int prio = prio_of(&g->st->tenants[me]);
     for (int q = prio + 1; q < 3; q++) {
         uint64_t seen = __atomic_load_n(&a->prio_seen_ns[q], __ATOMIC_RELAXED);
         if (seen && (now < seen || now - seen < FX_ARB_LEASH_RECENT_NS))
@@ -210,7 +216,8 @@ void fx_arb_account(struct fx_arb_activity *act, struct fx_proc_rec *p, uint64_t
 int fx_arb_contended(struct fx_gpu *g)
 {
     struct fx_arbiter *a = &g->st->arb;
-    uint32_t mine = g->tenant >= 0 ? 1u << g->tenant : 0;
+    int me = fx_gpu_tenant(g);
+    uint32_t mine = me >= 0 ? 1u << me : 0;
     return LOAD(&a->holder) != 0 || (LOAD(&a->demand) & ~mine) != 0;
 }
 
@@ -245,24 +252,29 @@ static int capped(const struct fx_tenant_rec *tr)
  * one slice and a drain at most): it was written by someone else. */
 #define BUDGET_FLOOR_NS (-(int64_t)(2000 * 1000 * 1000ll))
 
+/* The bucket is written by whoever decides (the lock holder, or the node
+ * agent) and read by waiting tenants (wait_for): atomically, as a whole. */
 static void refill(struct fx_tenant_rec *tr, uint64_t now)
 {
     if (!capped(tr))
         return;
-    if (tr->budget_ns < BUDGET_FLOOR_NS || tr->budget_ns > (int64_t)FX_ARB_BURST_NS)
-        tr->budget_ns = tr->budget_ns < 0 ? BUDGET_FLOOR_NS : (int64_t)FX_ARB_BURST_NS;
-    if (tr->budget_ts == 0) {
-        tr->budget_ts = now;
-        tr->budget_ns = (int64_t)FX_ARB_CAP_QUANTUM_NS;
+    int64_t b = LOAD(&tr->budget_ns);
+    uint64_t ts = LOAD(&tr->budget_ts);
+    if (b < BUDGET_FLOOR_NS || b > (int64_t)FX_ARB_BURST_NS)
+        b = b < 0 ? BUDGET_FLOOR_NS : (int64_t)FX_ARB_BURST_NS;
+    if (ts == 0) {
+        STORE(&tr->budget_ts, now);
+        STORE(&tr->budget_ns, (int64_t)FX_ARB_CAP_QUANTUM_NS);
         return;
     }
     /* Processes read the clock at different moments: never go back. */
-    if (now <= tr->budget_ts)
+    if (now <= ts) {
+        STORE(&tr->budget_ns, b);
         return;
-    int64_t add = (int64_t)((now - tr->budget_ts) * cap_of(tr) / 100);
-    tr->budget_ns = tr->budget_ns + add > (int64_t)FX_ARB_BURST_NS ? (int64_t)FX_ARB_BURST_NS
-                                                                   : tr->budget_ns + add;
-    tr->budget_ts = now;
+    }
+    int64_t add = (int64_t)((now - ts) * cap_of(tr) / 100);
+    STORE(&tr->budget_ns, b + add > (int64_t)FX_ARB_BURST_NS ? (int64_t)FX_ARB_BURST_NS : b + add);
+    STORE(&tr->budget_ts, now);
 }
 
 static uint64_t weight(const struct fx_tenant_rec *tr)
@@ -297,12 +309,12 @@ static void charge(struct fx_tenant_rec *tr, uint64_t ns)
     /* A slice's length is read from the shared file: bound it. */
     if (ns > FX_ARB_DRAIN_MAX_NS * 10)
         ns = FX_ARB_DRAIN_MAX_NS * 10;
-    tr->gpu_time_ns += ns;
+    ADD(&tr->gpu_time_ns, ns);
     tr->vtime += ns * 100 / weight(tr);
     /* Only the cap's bucket pays for the clock: GPU time and shares stay
      * in time. */
     if (capped(tr))
-        tr->budget_ns -= (int64_t)cap_cost(tr, ns);
+        STORE(&tr->budget_ns, LOAD(&tr->budget_ns) - (int64_t)cap_cost(tr, ns));
 }
 
 /* The next holder: among tenants with work and budget, the highest
@@ -313,7 +325,7 @@ static int pick(struct fx_gpu_state *st, uint32_t demand)
     for (int t = 0; t < FX_MAX_TENANTS; t++) {
         struct fx_tenant_rec *tr = &st->tenants[t];
         if (!(demand & (1u << t)) || !tr->in_use ||
-            (capped(tr) && tr->budget_ns < (int64_t)FX_ARB_CAP_QUANTUM_NS))
+            (capped(tr) && LOAD(&tr->budget_ns) < (int64_t)FX_ARB_CAP_QUANTUM_NS))
             continue;
         if (best < 0 || tr->priority > st->tenants[best].priority ||
             (tr->priority == st->tenants[best].priority && tr->vtime < st->tenants[best].vtime))
@@ -476,8 +488,8 @@ void fx_arb_decide(struct fx_gpu_state *st, const struct fx_arb_activity *act, u
     } else {
         uint64_t len = FX_ARB_SLICE_NS;
         struct fx_tenant_rec *nt = &st->tenants[n];
-        if (capped(nt) && (uint64_t)nt->budget_ns < len)
-            len = (uint64_t)nt->budget_ns;
+        if (capped(nt) && (uint64_t)LOAD(&nt->budget_ns) < len)
+            len = (uint64_t)LOAD(&nt->budget_ns);
         /* The slice's clock starts when the holder first launches: the time
          * its threads take to wake up is not the holder's GPU time. They
          * get one slice of grace to do so. */
@@ -513,9 +525,9 @@ static uint64_t wait_for(const struct fx_gpu_state *st, int t)
 {
     const struct fx_tenant_rec *tr = &st->tenants[t];
     uint64_t w = POLL_NS;
-    if (capped(tr) && tr->budget_ns < (int64_t)FX_ARB_CAP_QUANTUM_NS) {
-        uint64_t refill_ns =
-            (uint64_t)((int64_t)FX_ARB_CAP_QUANTUM_NS - tr->budget_ns) * 100 / cap_of(tr) + 1000;
+    int64_t b = LOAD(&tr->budget_ns);
+    if (capped(tr) && b < (int64_t)FX_ARB_CAP_QUANTUM_NS) {
+        uint64_t refill_ns = (uint64_t)((int64_t)FX_ARB_CAP_QUANTUM_NS - b) * 100 / cap_of(tr) + 1000;
         /* Stay below the staleness limit: a waiter that sleeps longer
          * would look like a stopped process. */
         if (refill_ns > w)
@@ -566,7 +578,9 @@ static uint64_t acquire_agent(struct fx_gpu *g)
     struct fx_gpu_state *st = g->st;
     struct fx_arbiter *a = &st->arb;
     struct fx_proc_rec *p = &g->procs[g->slot];
-    int t = g->tenant >= 0 ? g->tenant : fx_gpu_agent_tenant(g);
+    int t = fx_gpu_tenant(g);
+    if (t < 0)
+        t = fx_gpu_agent_tenant(g);
     ADD(&p->launching, 1);
     uint64_t t0 = fx_mono_ns();
     if (t >= 0 && LOAD(&a->holder) == (uint32_t)t + 1 && t0 < LOAD(&a->slice_end_ns))
@@ -610,7 +624,8 @@ uint64_t fx_arb_acquire(struct fx_gpu *g)
     struct fx_gpu_state *st = g->st;
     struct fx_arbiter *a = &st->arb;
     struct fx_proc_rec *p = &g->procs[g->slot];
-    uint32_t mine = (uint32_t)g->tenant + 1;
+    int me = fx_gpu_tenant(g);
+    uint32_t mine = (uint32_t)me + 1;
     /* Announced as launching before the check: a hand-over decided between
      * the check and the launch then waits for this launch. */
     ADD(&p->launching, 1);
@@ -620,7 +635,7 @@ uint64_t fx_arb_acquire(struct fx_gpu *g)
     SUB(&p->launching, 1);
     STORE(&p->poll_ns, t0);
     ADD(&p->waiting, 1);
-    __atomic_fetch_or(&a->demand, 1u << g->tenant, __ATOMIC_SEQ_CST);
+    __atomic_fetch_or(&a->demand, 1u << me, __ATOMIC_SEQ_CST);
     uint64_t deadline = wait_deadline(t0), signalled = 0;
     for (;;) {
         if (stop_waiting(deadline, signalled) || fx_gpu_lock(g) != 0)
@@ -634,7 +649,7 @@ uint64_t fx_arb_acquire(struct fx_gpu *g)
          * which a descheduled (not stopped) process on a loaded machine also
          * looks like; a claim made only once was then never made again, and
          * the tenant waited for as long as the others had work. */
-        __atomic_fetch_or(&a->demand, 1u << g->tenant, __ATOMIC_SEQ_CST);
+        __atomic_fetch_or(&a->demand, 1u << me, __ATOMIC_SEQ_CST);
         fx_arb_step_locked(g, now);
         if (LOAD(&a->holder) == mine && !LOAD(&a->slice_started)) {
             STORE(&a->slice_start_ns, now);
@@ -647,17 +662,17 @@ uint64_t fx_arb_acquire(struct fx_gpu *g)
          * GPU and this tenant is alone and uncapped (the fast path). */
         ADD(&p->launching, 1);
         int granted = (holder == mine && now < LOAD(&a->slice_end_ns)) ||
-                      (holder == 0 && (LOAD(&a->demand) & ~(1u << g->tenant)) == 0 &&
-                       !capped(&st->tenants[g->tenant]));
+                      (holder == 0 && (LOAD(&a->demand) & ~(1u << me)) == 0 &&
+                       !capped(&st->tenants[me]));
         if (granted) {
             SUB(&p->waiting, 1);
             uint64_t waited = now - t0;
-            st->tenants[g->tenant].throttled_ns += waited;
+            ADD(&st->tenants[me].throttled_ns, waited);
             fx_gpu_unlock(g);
             return waited;
         }
         SUB(&p->launching, 1);
-        uint64_t sleep_ns = wait_for(st, g->tenant);
+        uint64_t sleep_ns = wait_for(st, me);
         fx_gpu_unlock(g);
         if (futex_wait(&a->seq, seen, sleep_ns) && !signalled)
             signalled = fx_mono_ns();
@@ -677,7 +692,8 @@ int fx_arb_set_inflight(struct fx_gpu *g, uint32_t inflight)
     /* This process drained: if its tenant's slice is over, the hand-over
      * may be due now rather than at the next waiter's poll (under the node
      * agent, at the agent's next look). */
-    return !g->agent && inflight == 0 && LOAD(&st->arb.holder) == (uint32_t)g->tenant + 1 &&
+    return !g->agent && inflight == 0 &&
+           LOAD(&st->arb.holder) == (uint32_t)fx_gpu_tenant(g) + 1 &&
            fx_mono_ns() >= LOAD(&st->arb.slice_end_ns);
 }
 

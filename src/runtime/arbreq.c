@@ -30,12 +30,16 @@ static void init_req(void *buf, const void *argp)
 int fx_gpu_agent_tenant(struct fx_gpu *g)
 {
     const struct fx_tenant_rec *tr = g->st->tenants;
-    for (int t = 0; t < FX_MAX_TENANTS; t++)
-        if (__atomic_load_n(&tr[t].in_use, __ATOMIC_ACQUIRE) &&
-            strncmp(tr[t].name, g->name, sizeof(tr[t].name)) == 0) {
+    char name[FX_TENANT_NAME_MAX];
+    for (int t = 0; t < FX_MAX_TENANTS; t++) {
+        if (!__atomic_load_n(&tr[t].in_use, __ATOMIC_ACQUIRE))
+            continue;
+        fx_name_load(name, tr[t].name, sizeof(name));
+        if (strncmp(name, g->name, sizeof(name)) == 0) {
             __atomic_store_n(&g->tenant, t, __ATOMIC_RELAXED);
             return t;
         }
+    }
     return -1;
 }
 
@@ -121,7 +125,7 @@ int fx_gpu_join_agent(struct fx_gpu *g, const struct fx_slice_config *cfg, const
         fx_gpu_leave_agent(g);
         return rc;
     }
-    g->tenant = -1;
+    __atomic_store_n(&g->tenant, -1, __ATOMIC_RELAXED);
     g->joined_ns = fx_mono_ns();
     (void)fx_gpu_agent_tenant(g);
     return 0;
@@ -143,6 +147,6 @@ void fx_gpu_leave_agent(struct fx_gpu *g)
     g->fd = -1;
     g->procs = NULL;
     g->slot = -1;
-    g->tenant = -1;
+    __atomic_store_n(&g->tenant, -1, __ATOMIC_RELAXED);
     g->agent = 0;
 }

@@ -133,11 +133,13 @@ void fx_nvml_sample_clock(struct fx_gpu *g)
 {
     /* Under the node agent the tenant records are the agent's (read-only
      * here): a cap is charged in GPU time only (docs/SECURITY.md). */
-    if (!g || g->tenant < 0 || g->agent)
+    int me = g ? fx_gpu_tenant(g) : -1;
+    if (me < 0 || g->agent)
         return;
     struct fx_gpu_state *st = g->st;
-    struct fx_tenant_rec *tr = &st->tenants[g->tenant];
-    if (!__atomic_load_n(&tr->cap_clock_mhz, __ATOMIC_RELAXED) || tr->compute_cap >= 100)
+    struct fx_tenant_rec *tr = &st->tenants[me];
+    if (!__atomic_load_n(&tr->cap_clock_mhz, __ATOMIC_RELAXED) ||
+        __atomic_load_n(&tr->compute_cap, __ATOMIC_RELAXED) >= 100)
         return;
     /* One thread samples; the others launch on without waiting for it. */
     if (pthread_mutex_trylock(&probe_lock) != 0)
@@ -167,7 +169,7 @@ void fx_nvml_sample_clock(struct fx_gpu *g)
             mhz = CLOCK_MAX_MHZ;
         /* Only while its tenant holds the GPU is the clock that of its
          * work: the samples of its slice, for charge() in arbiter.c. */
-        if (__atomic_load_n(&st->arb.holder, __ATOMIC_SEQ_CST) == (uint32_t)g->tenant + 1) {
+        if (__atomic_load_n(&st->arb.holder, __ATOMIC_SEQ_CST) == (uint32_t)me + 1) {
             __atomic_fetch_add(&tr->slice_clock, (1ull << 32) | mhz, __ATOMIC_SEQ_CST);
             __atomic_store_n(&tr->clock_mhz, mhz, __ATOMIC_RELAXED);
         }

@@ -28,6 +28,7 @@
 #ifndef FX_RUNTIME_STATE_H
 #define FX_RUNTIME_STATE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "flexpu/error.h"
@@ -151,6 +152,33 @@ struct fx_gpu {
     uint64_t joined_ns;          /* CLOCK_MONOTONIC when it joined the agent's page */
     struct fx_ledger_handle mem;
 };
+
+/* The tenant's index in st->tenants, -1 when none. Under the node agent the
+ * launching threads set it when they find the agent's record
+ * (fx_gpu_agent_tenant) while others read it: always read it so. */
+static inline int fx_gpu_tenant(const struct fx_gpu *g)
+{
+    return __atomic_load_n(&g->tenant, __ATOMIC_RELAXED);
+}
+
+/* A tenant record's name, which the node agent writes and clears while
+ * tenants look theirs up: copied byte by byte atomically (n bytes, the last
+ * one made NUL on load). */
+static inline void fx_name_load(char *dst, const char *src, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+    dst[n - 1] = '\0';
+}
+
+static inline void fx_name_store(char *dst, const char *src, size_t n)
+{
+    size_t i = 0;
+    for (; i + 1 < n && src[i]; i++)
+        __atomic_store_n(&dst[i], src[i], __ATOMIC_RELAXED);
+    for (; i < n; i++)
+        __atomic_store_n(&dst[i], '\0', __ATOMIC_RELAXED);
+}
 
 /* Joins GPU `uuid`: takes a slot in the tenant's memory ledger (ledger.h;
  * an error there refuses the GPU) and registers this process as a member of

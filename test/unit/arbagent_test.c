@@ -357,6 +357,85 @@ static void test_cap_charged_at_the_clock_the_agent_reads(void **state)
     fx_gpu_detach(&a);
 }
 
+static int agent_stop;
+
+static void *agent_main(void *arg)
+{
+    (void)arg;
+    fx_arb_agent_run(agent, &agent_stop);
+    return NULL;
+}
+
+struct launcher {
+    struct fx_gpu *g;
+    uint64_t until;
+    uint64_t launches;
+};
+
+/* A tenant's launching thread as hooks_launch.c drives the arbiter: the
+ * fast path, else a wait for the GPU, then work in flight for a while. */
+static void *launch_loop(void *arg)
+{
+    struct launcher *l = arg;
+    uint64_t now;
+    while ((now = fx_mono_ns()) < l->until) {
+        fx_arb_heartbeat(l->g, now);
+        (void)fx_arb_leashed(l->g, now);
+        (void)fx_arb_outranks_others(l->g);
+        (void)fx_arb_contended(l->g);
+        if (!fx_arb_fast_path(l->g, 0)) {
+            (void)fx_arb_acquire(l->g);
+            fx_arb_launched(l->g, fx_mono_ns());
+            (void)fx_arb_set_inflight(l->g, 1);
+            fx_arb_launch_done(l->g);
+            usleep(200);
+            (void)fx_arb_set_inflight(l->g, 0);
+        } else {
+            usleep(200);
+        }
+        l->launches++;
+    }
+    return NULL;
+}
+
+/* The agent on its own thread, as in flexpu-node, and two tenants of two
+ * launching threads each beside it in this process: both are served, and
+ * what the threads share with each other and with the agent is accessed
+ * atomically (run under ThreadSanitizer: docs/SECURITY.md; it sees the
+ * handle's fields, not the page, which the agent maps at another address). */
+static void test_agent_and_tenants_side_by_side(void **state)
+{
+    (void)state;
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_arb_agent_add_gpu(agent, UUID, &err), 0);
+    struct fx_gpu a, b;
+    join(&a, "a", 50, "normal");
+    join(&b, "b", 50, "normal");
+    agent_stop = 0;
+    pthread_t at, th[4];
+    assert_int_equal(pthread_create(&at, NULL, agent_main, NULL), 0);
+    uint64_t until = fx_mono_ns() + 400 * MS;
+    struct launcher l[4] = {{&a, until, 0}, {&a, until, 0}, {&b, until, 0}, {&b, until, 0}};
+    alarm(20);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, launch_loop, &l[i]), 0);
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    __atomic_store_n(&agent_stop, 1, __ATOMIC_RELEASE);
+    pthread_join(at, NULL);
+    alarm(0);
+    for (int i = 0; i < 4; i++)
+        assert_true(l[i].launches > 0);
+    int ia = fx_gpu_agent_tenant(&a), ib = fx_gpu_agent_tenant(&b);
+    assert_true(ia >= 0 && ib >= 0);
+    /* Both were given slices (the scan finds them within 20 ms). */
+    const struct fx_gpu_state *st = a.st;
+    assert_true(__atomic_load_n(&st->tenants[ia].gpu_time_ns, __ATOMIC_RELAXED) > 0);
+    assert_true(__atomic_load_n(&st->tenants[ib].gpu_time_ns, __ATOMIC_RELAXED) > 0);
+    fx_gpu_detach(&a);
+    fx_gpu_detach(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -367,6 +446,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_throttled_time_is_counted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cap_charged_at_the_clock_the_agent_reads, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_agent_and_tenants_side_by_side, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
