@@ -13,7 +13,7 @@
 #  - what the kubelet handed each container in CreateContainer, as the CRI
 #    runtime received it: the device nodes of the pod's GPUs and the control
 #    devices, the slice directory, /etc/ld.so.preload, the runtime library,
-#    the shared state and the slice's own ledger, FLEXPU_ALLOCATION and
+#    the slice's own ledger (no shared state), FLEXPU_ALLOCATION and
 #    NVIDIA_VISIBLE_DEVICES, and a slice.conf already naming the pod when
 #    the container was created (PreStartContainer ran first);
 #  - the kubelet's PodResources API lists each pod's devices on its GPUs;
@@ -270,7 +270,7 @@ check_pod() { # name
 for n in "${first[@]}"; do check_pod "$n"; done
 keys="$(for n in "${first[@]}"; do echo "${key_of[$n]}"; done | sort -u | wc -l)"
 [ "$keys" = 6 ] || fail "6 pods share slice directories: $keys distinct keys"
-pass "each container got its GPUs' device nodes, the slice, ld.so.preload, the library, state, its ledger and environment; slice.conf named the pod before the container was created; PodResources lists the devices"
+pass "each container got its GPUs' device nodes, the slice, ld.so.preload, the library, its ledger (no shared state) and environment; slice.conf named the pod before the container was created; PodResources lists the devices"
 
 # --- the kubelet restarts ---
 creates_before="$(grep -c '"call":"CreateContainer"' "$work/cri.jsonl")"
