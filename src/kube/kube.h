@@ -224,6 +224,45 @@ int kube_nominate(struct kube_client *c, const char *ns, const char *name, const
 int kube_queue_patch_status(struct kube_client *c, const char *name, json_t *patch,
                             struct flexpu_error *err);
 
+/* ---- events users read (events.c) ---- */
+
+/* A core/v1 Event about a pod. */
+struct kube_pod_event {
+    char ns[256], name[256], uid[64];
+    char type[16];     /* Normal or Warning */
+    char reason[32];   /* CamelCase, as kubectl shows it */
+    char message[1024];
+};
+
+/* Posts e, from `component` (source.component and reportingComponent) and
+ * `instance` (reportingInstance: the scheduler's identity, the agent's
+ * node). 0, or as kube_request (403: RBAC lacks create on events). */
+int kube_event_post(struct kube_client *c, const struct kube_pod_event *e, const char *component,
+                    const char *instance, struct flexpu_error *err);
+
+/* Events go out on a thread of their own with its own client, so a slow or
+ * failing write never delays the caller (a bind, a kill); a bounded queue
+ * (KUBE_EVENTS_MAX) drops what does not fit: events are for people and
+ * carry no state. One place for the scheduler and the node agent. */
+#define KUBE_EVENTS_MAX 1024
+struct kube_recorder;
+
+/* Starts the thread; its client on cfg, bounded like an object request
+ * (object_ms; 0: KUBE_TIMEOUT_OBJECT_MS). The strings are copied. */
+struct kube_recorder *kube_recorder_start(const struct kube_config *cfg, const char *component,
+                                          const char *instance, int object_ms,
+                                          struct flexpu_error *err);
+/* Queues a copy of e; never waits. False when it was dropped (the queue
+ * full, or stopping): the caller counts or logs it. */
+bool kube_recorder_emit(struct kube_recorder *r, const struct kube_pod_event *e);
+/* Waits until nothing is queued or on the wire (tests). */
+void kube_recorder_flush(struct kube_recorder *r);
+/* Stops the thread (an event on the wire finishes; queued ones are
+ * dropped) and frees r. NULL is fine. */
+void kube_recorder_stop(struct kube_recorder *r);
+/* Events posted, and those the server refused or that did not reach it. */
+void kube_recorder_counts(struct kube_recorder *r, long *sent, long *failed);
+
 /* ---- small JSON helpers for Kubernetes objects ---- */
 
 /* obj.a.b.c as a string (NULL when absent or not a string). */

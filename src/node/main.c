@@ -508,9 +508,16 @@ int main(int argc, char **argv)
         fprintf(stderr, "flexpu-node: %s\n", err.msg);
         return 1;
     }
+    /* Events on pods (a killed borrower's MemoryReclaimed), posted from a
+     * thread of their own (kube.h). */
+    struct kube_recorder *events = kube_recorder_start(&a.cfg, "flexpu-node", a.node, 0, &err);
+    if (!events) {
+        fprintf(stderr, "flexpu-node: %s\n", err.msg);
+        return 1;
+    }
     struct fx_plugin_config pc = {.node_name = a.node, .root = a.root, .podresources = podres,
                                   .dir_limits = a.dir_limits, .sharing = a.sharing,
-                                  .mps_control = a.mps_control};
+                                  .mps_control = a.mps_control, .events = events};
     a.plugin = fx_plugin_new(&pc, a.gpus, a.ngpu, &err);
     if (!a.plugin) {
         fprintf(stderr, "flexpu-node: %s\n", err.msg);
@@ -644,6 +651,7 @@ int main(int argc, char **argv)
     pthread_join(arb_tid, NULL);
     fx_arb_agent_free(arb);
     fx_plugin_free(a.plugin);
+    kube_recorder_stop(events);
     kube_client_free(a.client);
     fx_nvml_close(a.nvml);
     kube_config_free(&a.cfg);

@@ -510,19 +510,74 @@ int fx_plugin_allocations(void *ctx, struct fx_alloc_view *out, int max)
     return n;
 }
 
-void fx_plugin_reclaimed(void *ctx, const char *uid, const char *why)
+/* The owner's pod of slice `key`, or NULL. Called with the mutex held. */
+static const struct npod *pod_of_key(struct fx_plugin *p, const char *key)
+{
+    const struct arec *r = rec_by_key(p, key);
+    return r && r->uid[0] ? pod_by_uid(p, r->uid) : NULL;
+}
+
+/* Called with the mutex held. */
+static bool reclaim_event(struct fx_plugin *p, const struct fx_reclaim_note *note,
+                          struct kube_pod_event *out)
+{
+    const struct npod *b = pod_by_uid(p, note->uid), *o = pod_of_key(p, note->owner_key);
+    if (!b)
+        return false;
+    memset(out, 0, sizeof(*out));
+    snprintf(out->ns, sizeof(out->ns), "%s", b->ns);
+    snprintf(out->name, sizeof(out->name), "%s", b->name);
+    snprintf(out->uid, sizeof(out->uid), "%s", b->uid);
+    snprintf(out->type, sizeof(out->type), "Warning");
+    snprintf(out->reason, sizeof(out->reason), "MemoryReclaimed");
+    char owner[340], asked[64];
+    if (o)
+        snprintf(owner, sizeof(owner), "pod %.63s/%.253s", o->ns, o->name);
+    else
+        snprintf(owner, sizeof(owner), "slice %s (no pod of this node's allocations)",
+                 note->owner_key);
+    if (note->bytes)
+        snprintf(asked, sizeof(asked), "of %llu bytes", (unsigned long long)note->bytes);
+    else
+        snprintf(asked, sizeof(asked), "(its size not known)");
+    snprintf(out->message, sizeof(out->message),
+             "killed on node %.200s: owner %.330s needed memory it reserved on GPU %.100s, "
+             "which this borrower held (its allocation %s waited for it); this pod's "
+             "containers do not start again on this node",
+             p->node, owner, note->gpu, asked);
+    return true;
+}
+
+bool fx_plugin_reclaim_event(struct fx_plugin *p, const struct fx_reclaim_note *note,
+                             struct kube_pod_event *out)
+{
+    pthread_mutex_lock(&p->mu);
+    bool ok = reclaim_event(p, note, out);
+    pthread_mutex_unlock(&p->mu);
+    return ok;
+}
+
+void fx_plugin_reclaimed(void *ctx, const struct fx_reclaim_note *note)
 {
     struct fx_plugin *p = ctx;
     struct flexpu_error err = {0};
+    struct kube_pod_event ev;
     pthread_mutex_lock(&p->mu);
-    int rc = fx_reclaimed_add(&p->reclaimed, p->root, uid, &err);
-    const struct npod *np = pod_by_uid(p, uid);
+    int rc = fx_reclaimed_add(&p->reclaimed, p->root, note->uid, &err);
+    const struct npod *np = pod_by_uid(p, note->uid);
     FX_INFO(COMP, "borrower reclaimed: its containers may not start again", "pod=%s/%s "
-            "pod_uid=%s reason=\"%s\"", np ? np->ns : "-", np ? np->name : "-", uid, why);
+            "pod_uid=%s reason=\"%s\"", np ? np->ns : "-", np ? np->name : "-", note->uid,
+            note->why);
+    bool event = p->cfg.events && reclaim_event(p, note, &ev);
     pthread_mutex_unlock(&p->mu);
     if (rc)
         FX_ERROR(COMP, "cannot keep a killed borrower's mark across restarts", "pod_uid=%s "
-                 "error=\"%s\"", uid, err.msg);
+                 "error=\"%s\"", note->uid, err.msg);
+    /* Queued for the recorder's thread: the kill path never waits on the
+     * API server. */
+    if (event && !kube_recorder_emit(p->cfg.events, &ev))
+        FX_WARN(COMP, "event queue full: a MemoryReclaimed event dropped", "pod=%s/%s",
+                ev.ns, ev.name);
 }
 
 int fx_plugin_pod_name(struct fx_plugin *p, const char *uid, char *ns, size_t ns_len, char *name,

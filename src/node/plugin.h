@@ -63,6 +63,9 @@ struct fx_plugin_config {
      * open a MIG device (/dev/nvidia-caps/nvidia-cap<minor>); NULL:
      * FX_MIG_MINORS_DEFAULT. Read at Allocate for MIG devices only. */
     const char *mig_minors;
+    /* Where a killed borrower's MemoryReclaimed Event goes (kube.h); NULL:
+     * none (tests). */
+    struct kube_recorder *events;
 };
 #define FX_MIG_MINORS_DEFAULT "/proc/driver/nvidia-caps/mig-minors"
 
@@ -93,9 +96,17 @@ extern const struct fx_grpc_method fx_plugin_methods[];
  * and borrowers bound here whose slice is not written yet), or -1 before
  * the first full list of the pods (until then no borrower is known); and a
  * borrower killed for an owner's memory, whose containers PreStartContainer
- * refuses from then on. */
+ * refuses from then on (kept across restarts: reclaimed.h), and whose pod
+ * gets a MemoryReclaimed Event through cfg.events. */
 int fx_plugin_allocations(void *ctx, struct fx_alloc_view *out, int max);
-void fx_plugin_reclaimed(void *ctx, const char *uid, const char *why);
+void fx_plugin_reclaimed(void *ctx, const struct fx_reclaim_note *note);
+
+/* The MemoryReclaimed Event of a killed borrower (Warning, on its pod):
+ * the node, the GPU, the owner's pod (or its slice, when no pod of this
+ * node has it) and the bytes its allocation asked. False when the
+ * borrower's pod is not known here (no event). */
+bool fx_plugin_reclaim_event(struct fx_plugin *p, const struct fx_reclaim_note *note,
+                             struct kube_pod_event *out);
 
 /* The namespace/name of the pod with UID uid (for metrics); 0 when known. */
 int fx_plugin_pod_name(struct fx_plugin *p, const char *uid, char *ns, size_t ns_len, char *name,

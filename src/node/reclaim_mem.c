@@ -231,11 +231,12 @@ static bool slice_live(const struct fx_reclaim_mem *r, const char *key, const ch
  * looked at, known to the plugin or not (after a restart, or a process run
  * beside the kubelet's), except the borrowers': a want names its GPU. */
 static bool owner_wants(const struct fx_reclaim_mem *r, int n, int g, int64_t now_s, char *who,
-                        size_t len);
+                        size_t len, uint64_t *bytes);
 
-/* Whether slice `key` has a live process waiting for memory on GPU uuid. */
+/* Whether slice `key` has a live process waiting for memory on GPU uuid;
+ * *bytes: what it asks (at most gpu_mem; 0 when its want does not say). */
 static bool slice_wants(const struct fx_reclaim_mem *r, const char *key, const char *uuid,
-                        int64_t now_s)
+                        int64_t now_s, uint64_t gpu_mem, uint64_t *bytes)
 {
     char dir[400];
     int slots[8];
@@ -249,13 +250,14 @@ static bool slice_wants(const struct fx_reclaim_mem *r, const char *key, const c
         return false;
     bool alive = false;
     for (int i = 0; i < n && !alive; i++)
-        alive = fx_ledger_slot_alive(&l, slots[i]);
+        if ((alive = fx_ledger_slot_alive(&l, slots[i])))
+            *bytes = fx_want_bytes(dir, uuid, slots[i], gpu_mem);
     fx_ledger_detach(&l);
     return alive;
 }
 
 static bool owner_wants(const struct fx_reclaim_mem *r, int n, int g, int64_t now_s, char *who,
-                        size_t len)
+                        size_t len, uint64_t *bytes)
 {
     const char *uuid = r->cfg.gpus[g].uuid;
     char root[400];
@@ -275,7 +277,8 @@ static bool owner_wants(const struct fx_reclaim_mem *r, int n, int g, int64_t no
             skip = strcmp(r->views[v].key, e->d_name) == 0 &&
                    (r->views[v].borrowed ||
                     (r->views[v].gpuset && !(r->views[v].gpuset & (1u << g))));
-        if (!skip && slice_wants(r, e->d_name, uuid, now_s)) {
+        if (!skip &&
+            slice_wants(r, e->d_name, uuid, now_s, (uint64_t)r->cfg.gpus[g].mem_bytes, bytes)) {
             snprintf(who, len, "%s", e->d_name);
             found = true;
         }
@@ -316,7 +319,8 @@ int64_t fx_reclaim_owners_mem(const char *root, const char *uuid, int64_t gpu_me
     return sum < gpu_mem ? sum : gpu_mem;
 }
 
-static void kill_borrowers(struct fx_reclaim_mem *r, int n, int g, const char *owner_key)
+static void kill_borrowers(struct fx_reclaim_mem *r, int n, int g, const char *owner_key,
+                           uint64_t bytes)
 {
     const char *uuid = r->cfg.gpus[g].uuid;
     int64_t now = fx_mono_ms();
@@ -341,8 +345,10 @@ static void kill_borrowers(struct fx_reclaim_mem *r, int n, int g, const char *o
                     r->views[w].reclaimed = true;
             atomic_fetch_add(&r->n_killed, 1);
             FX_INFO(COMP, "borrower killed", "pod_uid=%s reason=\"%s\"", b->uid, why);
+            struct fx_reclaim_note note = {.uid = b->uid, .gpu = uuid, .owner_key = owner_key,
+                                           .bytes = bytes, .why = why};
             if (r->cfg.reclaimed)
-                r->cfg.reclaimed(r->cfg.ctx, b->uid, why);
+                r->cfg.reclaimed(r->cfg.ctx, &note);
         } else {
             if (!f && r->nfailed < MAX_FAILED)
                 f = &r->failed[r->nfailed++];
@@ -394,8 +400,9 @@ void fx_reclaim_mem_tick(struct fx_reclaim_mem *r)
         if (lstat(mark, &st) != 0 && fx_reclaim_mark(r->cfg.root, uuid, &err) != 0)
             FX_WARN(COMP, "cannot mark a borrowed GPU", "error=\"%s\"", err.msg);
         char who[FX_SLICE_KEY_LEN + 1];
-        if (owner_wants(r, n, g, now_s, who, sizeof(who)))
-            kill_borrowers(r, n, g, who);
+        uint64_t bytes = 0;
+        if (owner_wants(r, n, g, now_s, who, sizeof(who), &bytes))
+            kill_borrowers(r, n, g, who, bytes);
     }
 }
 

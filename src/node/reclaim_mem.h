@@ -51,6 +51,15 @@ struct fx_alloc_view {
     bool reclaimed;    /* a borrower this node killed (plugin.c, reclaimed.h) */
 };
 
+/* A borrower killed for an owner's memory. */
+struct fx_reclaim_note {
+    const char *uid;       /* the borrower's pod */
+    const char *gpu;       /* the GPU's UUID */
+    const char *owner_key; /* the slice (ledger directory) whose process waits */
+    uint64_t bytes;        /* what its allocation asks (its want); 0: not known */
+    const char *why;       /* for the log */
+};
+
 struct fx_reclaim_mem_config {
     const char *root;        /* the agent's root: ledger/<key>/, borrowed/ */
     const char *cgroup_root; /* the host's cgroup v2 mount as the agent sees it */
@@ -62,8 +71,9 @@ struct fx_reclaim_mem_config {
     int (*list)(void *ctx, struct fx_alloc_view *out, int max);
     /* A borrower was killed: its containers may not start again, and the
      * list says it is reclaimed from then on, across restarts of the
-     * agent (the plugin keeps the marks; one place). */
-    void (*reclaimed)(void *ctx, const char *uid, const char *why);
+     * agent (the plugin keeps the marks; one place), and its pod gets an
+     * Event saying why. */
+    void (*reclaimed)(void *ctx, const struct fx_reclaim_note *note);
     void *ctx;
 };
 

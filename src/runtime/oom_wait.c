@@ -77,6 +77,32 @@ int fx_want_pending(const char *ledger_dir, const char *uuid, int64_t now_s, int
     return fx_want_slots(ledger_dir, uuid, now_s, max_age_s, &slot, 1);
 }
 
+uint64_t fx_want_bytes(const char *ledger_dir, const char *uuid, int slot, uint64_t max)
+{
+    char path[1024], text[32];
+    if (fx_want_path(ledger_dir, uuid, slot, path, sizeof(path)) != 0)
+        return 0;
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    struct stat st;
+    ssize_t n = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? read(fd, text, sizeof(text) - 1)
+                                                            : -1;
+    close(fd);
+    if (n <= 0)
+        return 0;
+    text[n] = '\0';
+    uint64_t v = 0;
+    int i = 0;
+    for (; i < n && text[i] >= '0' && text[i] <= '9'; i++) {
+        uint64_t d = (uint64_t)(text[i] - '0');
+        if (v > max / 10 || v * 10 > max - d)
+            return 0; /* more than max: no figure rather than a wrong one */
+        v = v * 10 + d;
+    }
+    return i > 0 && (i == n || text[i] == '\n') ? v : 0;
+}
+
 static int marked(const char *marker)
 {
     struct stat st;

@@ -54,6 +54,11 @@ int fx_want_pending(const char *ledger_dir, const char *uuid, int64_t now_s, int
 int fx_want_slots(const char *ledger_dir, const char *uuid, int64_t now_s, int max_age_s,
                   int *slots, int max);
 
+/* For the node agent: the bytes the want of `slot` asks (its content, for
+ * people and the agent's event), at most max; 0 when unreadable. The file
+ * is the tenant's: read as untrusted, never through a link. */
+uint64_t fx_want_bytes(const char *ledger_dir, const char *uuid, int slot, uint64_t max);
+
 /* Tries the allocation again: `again(args, out)` is the driver call. */
 typedef CUresult (*fx_retry_fn)(const void *args, void *out);
 

@@ -17,9 +17,6 @@
  * bind finds the next one ready, few enough that a bind decided now goes
  * out within a few round trips (the lease is checked again when it does). */
 #define JOBS_PER_WORKER 4
-/* Events waiting for the event thread; beyond this they are dropped. */
-#define EVENTS_MAX 1024
-
 struct job {
     struct fx_attempt a;
     int64_t send_by_ns; /* not sent after this (the lease) */
@@ -29,28 +26,20 @@ struct job {
     struct job *next;
 };
 
-struct event {
-    char ns[256], name[256], uid[64];
-    char type[16], reason[32], message[400];
-    struct event *next;
-};
-
 struct list {
     struct job *head, *tail;
 };
 
 struct fx_bind_pool {
     pthread_mutex_t mu;
-    pthread_cond_t work, room, idle, ev_work;
+    pthread_cond_t work, room, idle;
     struct list todo, done;
     int ntodo, cap, busy;
-    struct event *ev_head, *ev_tail;
-    int nev, ev_busy;
     bool stopping;
     int nworkers;
-    pthread_t *tids, ev_tid;
-    struct kube_client **clients, *ev_client;
-    const char *identity;
+    pthread_t *tids;
+    struct kube_client **clients;
+    struct kube_recorder *events; /* kube.h: its own thread and client */
 };
 
 static void list_push(struct list *l, struct job *j)
@@ -152,102 +141,35 @@ static void *sender_main(void *arg)
     return NULL;
 }
 
-static void send_event(struct kube_client *c, const char *identity, const struct event *e)
-{
-    char path[512], now[40], gen[300];
-    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/events", e->ns);
-    snprintf(gen, sizeof(gen), "%.250s.", e->name); /* the server appends a suffix */
-    kube_time_now(now, sizeof(now), false);
-    json_t *ev = json_pack(
-        "{s:s, s:s, s:{s:s, s:s}, s:{s:s, s:s, s:s, s:s, s:s}, s:s, s:s, s:s, s:{s:s}, s:s, "
-        "s:s, s:i, s:s, s:s}",
-        "apiVersion", "v1", "kind", "Event", "metadata", "generateName", gen, "namespace",
-        e->ns, "involvedObject", "apiVersion", "v1", "kind", "Pod", "namespace", e->ns, "name",
-        e->name, "uid", e->uid, "type", e->type, "reason", e->reason, "message", e->message,
-        "source", "component", "flexpu-scheduler", "firstTimestamp", now, "lastTimestamp", now,
-        "count", 1, "reportingComponent", "flexpu-scheduler", "reportingInstance", identity);
-    long status;
-    struct flexpu_error err;
-    if (kube_request(c, "POST", path, ev, NULL, &status, NULL, &err))
-        FX_WARN(COMP, "cannot record an event", "pod=%s/%s reason=%s error=\"%s\"", e->ns,
-                e->name, e->reason, err.msg);
-    json_decref(ev);
-}
-
-static void *event_main(void *arg)
-{
-    struct fx_bind_pool *p = arg;
-    pthread_mutex_lock(&p->mu);
-    for (;;) {
-        while (!p->ev_head && !p->stopping)
-            pthread_cond_wait(&p->ev_work, &p->mu);
-        if (p->stopping)
-            break;
-        struct event *e = p->ev_head;
-        p->ev_head = e->next;
-        if (!p->ev_head)
-            p->ev_tail = NULL;
-        p->nev--;
-        p->ev_busy = 1;
-        pthread_mutex_unlock(&p->mu);
-        send_event(p->ev_client, p->identity, e);
-        fx_free(e);
-        pthread_mutex_lock(&p->mu);
-        p->ev_busy = 0;
-        pthread_cond_broadcast(&p->idle);
-    }
-    pthread_mutex_unlock(&p->mu);
-    return NULL;
-}
-
 /* Queues an event for the event thread; never waits. */
 static void emit_event(struct fx_binder *b, const struct fx_attempt *a, const char *type,
                        const char *reason)
 {
-    struct fx_bind_pool *p = b->pool;
-    struct event *e = NULL;
-    pthread_mutex_lock(&p->mu);
-    bool room = p->nev < EVENTS_MAX && !p->stopping;
-    pthread_mutex_unlock(&p->mu);
-    if (room)
-        e = fx_calloc(1, sizeof(*e));
-    if (!e) {
-        /* Rare (thousands of unplaceable pods at once): said in the log,
-         * where the same reason is written for each pod anyway. */
-        if (b->events_dropped++ % 1000 == 0)
-            FX_WARN(COMP, "event queue full: events dropped", "pod=%s/%s reason=%s dropped=%ld",
-                    a->ns, a->name, reason, b->events_dropped);
-        return;
-    }
-    snprintf(e->ns, sizeof(e->ns), "%s", a->ns);
-    snprintf(e->name, sizeof(e->name), "%s", a->name);
-    snprintf(e->uid, sizeof(e->uid), "%s", a->uid);
-    snprintf(e->type, sizeof(e->type), "%s", type);
-    snprintf(e->reason, sizeof(e->reason), "%s", reason);
-    snprintf(e->message, sizeof(e->message), "%s", a->message);
-    pthread_mutex_lock(&p->mu);
-    if (p->ev_tail)
-        p->ev_tail->next = e;
-    else
-        p->ev_head = e;
-    p->ev_tail = e;
-    p->nev++;
-    pthread_cond_signal(&p->ev_work);
-    pthread_mutex_unlock(&p->mu);
+    struct kube_pod_event e;
+    snprintf(e.ns, sizeof(e.ns), "%s", a->ns);
+    snprintf(e.name, sizeof(e.name), "%s", a->name);
+    snprintf(e.uid, sizeof(e.uid), "%s", a->uid);
+    snprintf(e.type, sizeof(e.type), "%s", type);
+    snprintf(e.reason, sizeof(e.reason), "%s", reason);
+    snprintf(e.message, sizeof(e.message), "%s", a->message);
+    /* Rare (thousands of unplaceable pods at once): said in the log,
+     * where the same reason is written for each pod anyway. */
+    if (!kube_recorder_emit(b->pool->events, &e) && b->events_dropped++ % 1000 == 0)
+        FX_WARN(COMP, "event queue full: events dropped", "pod=%s/%s reason=%s dropped=%ld",
+                a->ns, a->name, reason, b->events_dropped);
 }
 
 static void pool_free(struct fx_bind_pool *p)
 {
     for (int i = 0; p->clients && i < p->nworkers; i++)
         kube_client_free(p->clients[i]);
-    kube_client_free(p->ev_client);
+    kube_recorder_stop(p->events);
     fx_free(p->clients);
     fx_free(p->tids);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->work);
     pthread_cond_destroy(&p->room);
     pthread_cond_destroy(&p->idle);
-    pthread_cond_destroy(&p->ev_work);
     fx_free(p);
 }
 
@@ -267,9 +189,7 @@ int fx_binder_start(struct fx_binder *b, const struct kube_config *cfg, int work
     pthread_cond_init(&p->work, NULL);
     pthread_cond_init(&p->room, NULL);
     pthread_cond_init(&p->idle, NULL);
-    pthread_cond_init(&p->ev_work, NULL);
     p->cap = workers * JOBS_PER_WORKER;
-    p->identity = b->identity ? b->identity : "flexpu-scheduler";
     p->clients = fx_calloc((size_t)workers, sizeof(*p->clients));
     p->tids = fx_calloc((size_t)workers, sizeof(*p->tids));
     if (!p->clients || !p->tids) {
@@ -278,17 +198,21 @@ int fx_binder_start(struct fx_binder *b, const struct kube_config *cfg, int work
     }
     int object_ms = kube_client_object_timeout_ms(b->c);
     p->nworkers = workers;
-    for (int i = 0; i <= workers; i++) {
+    for (int i = 0; i < workers; i++) {
         struct kube_client *c = kube_client_new(cfg, "flexpu-scheduler", err);
         if (!c) {
             pool_free(p);
             return err->code ? err->code : FLEXPU_EIO;
         }
         kube_client_set_timeouts(c, object_ms, 0);
-        if (i < workers)
-            p->clients[i] = c;
-        else
-            p->ev_client = c;
+        p->clients[i] = c;
+    }
+    p->events = kube_recorder_start(cfg, "flexpu-scheduler",
+                                    b->identity ? b->identity : "flexpu-scheduler", object_ms,
+                                    err);
+    if (!p->events) {
+        pool_free(p);
+        return err->code ? err->code : FLEXPU_EIO;
     }
     int started = 0;
     for (; started < workers; started++) {
@@ -302,7 +226,7 @@ int fx_binder_start(struct fx_binder *b, const struct kube_config *cfg, int work
             break;
         }
     }
-    if (started < workers || pthread_create(&p->ev_tid, NULL, event_main, p)) {
+    if (started < workers) {
         pthread_mutex_lock(&p->mu);
         p->stopping = true;
         pthread_cond_broadcast(&p->work);
@@ -372,9 +296,10 @@ void fx_binder_flush(struct fx_model *m, struct fx_binder *b)
     if (!p)
         return;
     pthread_mutex_lock(&p->mu);
-    while (p->todo.head || p->busy || p->ev_head || p->ev_busy)
+    while (p->todo.head || p->busy)
         pthread_cond_wait(&p->idle, &p->mu);
     pthread_mutex_unlock(&p->mu);
+    kube_recorder_flush(p->events);
     fx_binder_collect(m, b);
 }
 
@@ -386,11 +311,9 @@ void fx_binder_stop(struct fx_binder *b, struct fx_model *m)
     pthread_mutex_lock(&p->mu);
     p->stopping = true;
     pthread_cond_broadcast(&p->work);
-    pthread_cond_broadcast(&p->ev_work);
     pthread_mutex_unlock(&p->mu);
     for (int i = 0; i < p->nworkers; i++)
         pthread_join(p->tids[i], NULL);
-    pthread_join(p->ev_tid, NULL);
     /* Unsent binds: nothing was written, so the model gives their GPUs back
      * (it is going away anyway when the scheduler stops). */
     for (struct job *j = list_take(&p->todo); j;) {
@@ -408,11 +331,6 @@ void fx_binder_stop(struct fx_binder *b, struct fx_model *m)
         struct job *next = j->next;
         fx_free(j);
         j = next;
-    }
-    while (p->ev_head) {
-        struct event *e = p->ev_head;
-        p->ev_head = e->next;
-        fx_free(e);
     }
     b->pool = NULL;
     pool_free(p);

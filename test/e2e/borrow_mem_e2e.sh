@@ -15,6 +15,10 @@
 #    (38 + 4 + 39 > 80); the library waits, the agent kills the borrower's
 #    cgroup (cgroup.kill), and the allocation succeeds: the owner never sees
 #    the out-of-memory error;
+#  - the borrower's pod gets a MemoryReclaimed event (Warning) from the
+#    agent, naming the node, the GPU, the owner's pod and the bytes; the
+#    agent runs with deploy/rbac.yaml's flexpu-node account, so its RBAC is
+#    what posts it;
 #  - the owners' measured memory then leaves the borrower no room: the
 #    scheduler evicts it through the Eviction API (Reclaimed, naming the
 #    memory); the owners stay bound.
@@ -51,7 +55,14 @@ cgroot="${cg:-$fake_cg}"
 kwok_agent_node gpu-m
 export FAKECUDA_DEVICES=1 FAKECUDA_TOTAL_MEM=$((80 * 1073741824))
 nport="$(free_port)"
-start_node gpu-m --cgroup-root "$cgroot" --metrics-address 127.0.0.1 --metrics-port "$nport"
+# The agent as deployed: the flexpu-node service account of deploy/rbac.yaml.
+kubectl apply -f "$root/deploy/namespace.yaml" -f "$root/deploy/rbac.yaml" >"$work/apply.log" 2>&1 ||
+  { cat "$work/apply.log" >&2; fail "kubectl apply deploy/rbac.yaml"; }
+token="$(kubectl create token flexpu-node -n flexpu-system --duration=1h)"
+kubectl config view --raw --minify --flatten -o json |
+  jq --arg t "$token" '.users[0].user = {token: $t}' >"$work/node.kubeconfig"
+start_node gpu-m --cgroup-root "$cgroot" --metrics-address 127.0.0.1 --metrics-port "$nport" \
+  --kubeconfig "$work/node.kubeconfig"
 usage() { kubectl get node gpu-m -o jsonpath='{.metadata.annotations.flexpu\.io/gpu-usage}'; }
 has_feed() { test -n "$(usage)"; }
 wait_for 20 "flexpu-node published no usage" has_feed
@@ -143,8 +154,15 @@ if [ "$real_cg" = 0 ]; then
   pids+=("$!")
 fi
 
+# owner-a's container through the kubelet's calls, so its process runs in
+# the slice the agent wrote for the pod (the event names the pod by it).
+"$build/test/remote_kubelet" "$work/dp" "$work/podresources.sock" default owner-a \
+  "$uuid::1" >"$work/ctr-a.txt" 2>"$work/kubelet-a.err" ||
+  fail "owner-a's PreStartContainer: $(cat "$work/kubelet-a.err")"
+aledger="$(awk '$1 == "mount" && $2 == "/run/flexpu/ledger" {print $3}' "$work/ctr-a.txt")"
+[ -d "$aledger" ] || fail "owner-a's slice has no ledger directory: $(cat "$work/ctr-a.txt")"
 client owner-a "$(uid_of owner-a)" 7 FLEXPU_MEMORY_LIMIT=40Gi \
-  FLEXPU_BORROWED_DIR="$work/root/borrowed" FLEXPU_LOG_LEVEL=info
+  FLEXPU_BORROWED_DIR="$work/root/borrowed" FLEXPU_LOG_LEVEL=info FLEXPU_LEDGER_DIR="$aledger"
 printf 'init\nctx 0\n' >&7
 wait_for 10 "owner-a's process did not answer" answers owner-a 2
 t0=$(date +%s%N)
@@ -161,6 +179,19 @@ m="$(curl -sf "http://127.0.0.1:$nport/metrics")" || fail "no agent metrics"
 grep -qx 'flexpu_node_borrowers_killed_total{result="killed"} 1' <<<"$m" ||
   fail "the agent's metrics: $(grep borrowers_killed <<<"$m" | tr '\n' ' ')"
 pass "owner-a's 39 GiB (within its 40) that needed the borrowed memory succeeded after $(( (t1 - t0) / 1000000 )) ms: the agent killed the borrower's cgroup ($( [ "$real_cg" = 1 ] && echo "cgroup.kill on $mnt" || echo "stand-in")); $(grep -o 'waited_ms=[0-9]*' "$work/owner-a.log")"
+
+reclaimed_msg() {
+  kubectl get events --field-selector involvedObject.name=borrower,reason=MemoryReclaimed \
+    -o jsonpath='{range .items[*]}{.type} {.source.component}: {.message}{"\n"}{end}'
+}
+has_reclaimed_event() { [ -n "$(reclaimed_msg)" ]; }
+wait_for 15 "the borrower's pod has no MemoryReclaimed event (the agent's log: $(grep -i event "$work/node.log" | tail -3))" \
+  has_reclaimed_event
+ev="$(reclaimed_msg)"
+for want in "Warning flexpu-node:" "node gpu-m" "GPU $uuid" "pod default/owner-a" "41875931136 bytes"; do
+  grep -qF "$want" <<<"$ev" || fail "the MemoryReclaimed event does not say '$want': $ev"
+done
+pass "the killed borrower's pod has the agent's event, posted with flexpu-node's RBAC: $ev"
 
 # The owners now use 77 GiB: the scheduler evicts the borrower.
 evicted() {

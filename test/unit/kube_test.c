@@ -995,6 +995,66 @@ static void test_request_timeouts(void **state)
     http_stop(&srv);
 }
 
+/* Events (kube.h, events.c): the Event object the API server gets, from the
+ * recorder's own thread; a refusal counted; a silent server never holds
+ * the caller, and what does not fit the queue is dropped. */
+static void test_event_recorder(void **state)
+{
+    (void)state;
+    struct http_srv srv = {.status = 201, .body = "{}"};
+    http_start(&srv);
+    struct kube_config cfg;
+    loopback_config(srv.port, &cfg);
+    struct flexpu_error err = {0};
+    struct kube_recorder *r = kube_recorder_start(&cfg, "flexpu-node", "gpu-1", 1000, &err);
+    assert_non_null(r);
+    struct kube_pod_event e = {.ns = "team", .name = "b", .uid = "u-1", .type = "Warning",
+                               .reason = "MemoryReclaimed", .message = "killed on node gpu-1"};
+    assert_true(kube_recorder_emit(r, &e));
+    kube_recorder_flush(r);
+    assert_string_equal(srv.method, "POST");
+    assert_string_equal(srv.path, "/api/v1/namespaces/team/events");
+    json_t *ev = json_loads(srv.req_body, 0, NULL);
+    assert_non_null(ev);
+    assert_string_equal(kube_str(ev, "involvedObject.kind"), "Pod");
+    assert_string_equal(kube_str(ev, "involvedObject.name"), "b");
+    assert_string_equal(kube_str(ev, "involvedObject.uid"), "u-1");
+    assert_string_equal(kube_str(ev, "type"), "Warning");
+    assert_string_equal(kube_str(ev, "reason"), "MemoryReclaimed");
+    assert_string_equal(kube_str(ev, "message"), "killed on node gpu-1");
+    assert_string_equal(kube_str(ev, "source.component"), "flexpu-node");
+    assert_string_equal(kube_str(ev, "reportingInstance"), "gpu-1");
+    json_decref(ev);
+    srv.status = 403; /* RBAC without create on events */
+    assert_true(kube_recorder_emit(r, &e));
+    kube_recorder_flush(r);
+    long sent, failed;
+    kube_recorder_counts(r, &sent, &failed);
+    assert_int_equal(sent, 1);
+    assert_int_equal(failed, 1);
+    kube_recorder_stop(r);
+    http_stop(&srv);
+
+    srv = (struct http_srv){.silent = true};
+    http_start(&srv);
+    kube_config_free(&cfg);
+    loopback_config(srv.port, &cfg);
+    r = kube_recorder_start(&cfg, "flexpu-node", "gpu-1", 1000, &err);
+    assert_non_null(r);
+    int64_t t0 = fx_mono_ms();
+    int queued = 0;
+    for (int i = 0; i < KUBE_EVENTS_MAX + 10; i++)
+        queued += kube_recorder_emit(r, &e);
+    if (fx_mono_ms() - t0 > 5000) /* not one request timeout (1 s) each */
+        fail_msg("emitting %d events to a silent server took %lld ms", KUBE_EVENTS_MAX + 10,
+                 (long long)(fx_mono_ms() - t0));
+    assert_true(queued <= KUBE_EVENTS_MAX + 1); /* the queue, and one on the wire */
+    assert_true(queued >= KUBE_EVENTS_MAX);
+    kube_recorder_stop(r);
+    kube_config_free(&cfg);
+    http_stop(&srv);
+}
+
 /* kube_lease_valid_for: leading, and renewed recently enough that the
  * lease outlives the request about to be sent. */
 static void test_lease_validity(void **state)
@@ -1286,6 +1346,7 @@ int main(void)
         cmocka_unit_test(test_model_bind_timeout_never_shares_gpu),
         cmocka_unit_test(test_model_bind_unsure_settles),
         cmocka_unit_test(test_request_timeouts),
+        cmocka_unit_test(test_event_recorder),
         cmocka_unit_test(test_lease_validity),
         cmocka_unit_test(test_bind_round_checks_lease),
         cmocka_unit_test(test_settle_round_reads_back),

@@ -905,7 +905,8 @@ static void test_plugin_calls(void **state)
                 }
             assert_int_equal(seen, 1);
             /* killed for an owner's memory: its restarts are refused */
-            fx_plugin_reclaimed(p, "uid-g", "test");
+            fx_plugin_reclaimed(p, &(struct fx_reclaim_note){.uid = "uid-g", .gpu = "GPU-test-2",
+                                                             .owner_key = "x", .why = "test"});
             hold("default", "g", bsets[k], 1);
             r = prestart_call(dp, bsets[k], 1);
             assert_int_equal(r.status, FX_GRPC_FAILED_PRECONDITION);
@@ -1078,7 +1079,7 @@ static void test_plugin_reclaimed_survives_restart(void **state)
                                   .wait_ms = 1500};
     json_t *po = pod("o", "uid-o", (int[]){2}, 1, 50, 40LL << 30);
     json_t *pg = borrower("g", "uid-g", 2, 20, 16LL << 30, true);
-    char *ids_g[] = {"GPU-test-2::10"};
+    char *ids_g[] = {"GPU-test-2::10"}, *ids_o[] = {"GPU-test-2::11"};
     for (int round = 0; round < 2; round++) {
         struct fx_plugin *p = fx_plugin_new(&pc, fake_gpus, NGPU, &err);
         assert_non_null(p);
@@ -1098,11 +1099,42 @@ static void test_plugin_reclaimed_survives_restart(void **state)
             if (strcmp(v[i].uid, "uid-g") == 0)
                 seen += v[i].reclaimed;
         if (round == 0) {
-            /* admitted, then killed for an owner's memory */
+            /* admitted, then killed for an owner's memory: o's slice
+             * wants 39 GiB */
             assert_int_equal(r.status, FX_GRPC_OK);
             free(r.data);
             assert_int_equal(seen, 0);
-            fx_plugin_reclaimed(p, "uid-g", "test");
+            char odir[400];
+            conf_dir_of(dp, ids_o, odir, sizeof(odir));
+            hold("default", "o", ids_o, 1);
+            r = prestart_call(dp, ids_o, 1);
+            assert_int_equal(r.status, FX_GRPC_OK);
+            free(r.data);
+            const char *okey = strrchr(odir, '/') + 1;
+            struct fx_reclaim_note note = {.uid = "uid-g", .gpu = "GPU-test-2",
+                                           .owner_key = okey, .bytes = 41875931136ull,
+                                           .why = "test"};
+            /* The pod's event: the node, the GPU, the owner's pod, the bytes. */
+            struct kube_pod_event ev;
+            assert_true(fx_plugin_reclaim_event(p, &note, &ev));
+            assert_string_equal(ev.name, "g");
+            assert_string_equal(ev.uid, "uid-g");
+            assert_string_equal(ev.type, "Warning");
+            assert_string_equal(ev.reason, "MemoryReclaimed");
+            if (!strstr(ev.message, "node n1") || !strstr(ev.message, "GPU GPU-test-2") ||
+                !strstr(ev.message, "pod default/o") || !strstr(ev.message, "41875931136 bytes"))
+                fail_msg("the event's message '%s' does not name the node, the GPU, the "
+                         "owner's pod and the bytes", ev.message);
+            /* an owner with no pod here is named by its slice; no event
+             * for a pod the agent does not know */
+            assert_true(fx_plugin_reclaim_event(
+                p, &(struct fx_reclaim_note){.uid = "uid-g", .gpu = "G", .owner_key = "zz",
+                                             .why = "t"}, &ev));
+            assert_non_null(strstr(ev.message, "slice zz"));
+            assert_false(fx_plugin_reclaim_event(
+                p, &(struct fx_reclaim_note){.uid = "uid-none", .gpu = "G", .owner_key = "zz",
+                                             .why = "t"}, &ev));
+            fx_plugin_reclaimed(p, &note);
             assert_int_equal(access(file, F_OK), 0);
         } else {
             /* the restarted agent still refuses it, and says it was killed */

@@ -38,7 +38,8 @@ static struct fx_node_gpu gpus[3];
 
 static struct fx_alloc_view views[8];
 static int nviews;
-static char reclaimed_uid[64];
+static char reclaimed_uid[64], reclaimed_owner[64];
+static uint64_t reclaimed_bytes;
 static int reclaimed_calls;
 
 static int list(void *ctx, struct fx_alloc_view *out, int max)
@@ -52,14 +53,17 @@ static int list(void *ctx, struct fx_alloc_view *out, int max)
 }
 
 /* As the plugin: the borrower is marked, and the list says so. */
-static void reclaimed(void *ctx, const char *uid, const char *why)
+static void reclaimed(void *ctx, const struct fx_reclaim_note *note)
 {
     (void)ctx;
-    assert_non_null(strstr(why, gpus[0].uuid));
-    snprintf(reclaimed_uid, sizeof(reclaimed_uid), "%s", uid);
+    assert_non_null(strstr(note->why, gpus[0].uuid));
+    assert_string_equal(note->gpu, gpus[0].uuid);
+    snprintf(reclaimed_uid, sizeof(reclaimed_uid), "%s", note->uid);
+    snprintf(reclaimed_owner, sizeof(reclaimed_owner), "%s", note->owner_key);
+    reclaimed_bytes = note->bytes;
     reclaimed_calls++;
     for (int i = 0; i < nviews; i++)
-        if (strcmp(views[i].uid, uid) == 0)
+        if (strcmp(views[i].uid, note->uid) == 0)
             views[i].reclaimed = true;
 }
 
@@ -226,6 +230,9 @@ static void test_owner_want_kills_the_borrowers_of_its_gpu_once(void **state)
     assert_true(killed(B_CG));
     assert_false(killed(C_CG)); /* another GPU's borrower stays */
     assert_string_equal(reclaimed_uid, B_UID);
+    /* what the pod's event names: the owner's slice, the bytes it asks */
+    assert_string_equal(reclaimed_owner, OWNER_KEY);
+    assert_int_equal(reclaimed_bytes, 268435456);
     uint64_t k, f;
     fx_reclaim_mem_counts(r, &k, &f);
     assert_int_equal(k, 1);
@@ -487,6 +494,30 @@ static void test_a_truncating_tenant_cannot_crash_the_looks(void **state)
     assert_int_equal(WEXITSTATUS(ws), 0); /* nobody killed for a dead slot's want */
 }
 
+/* The bytes a want asks, as the agent reads them for the event: the
+ * tenant writes the file, so anything but a number within the GPU's
+ * memory is no figure. */
+static void test_want_bytes_read_as_untrusted(void **state)
+{
+    (void)state;
+    char dir[300], path[500];
+    snprintf(dir, sizeof(dir), "%s/ledger/%s", root, OWNER_KEY);
+    mkdirs(dir);
+    assert_int_equal(fx_want_path(dir, gpus[0].uuid, 3, path, sizeof(path)), 0);
+    const char *texts[] = {"1073741824\n", "1073741824", "12x\n", "", "-5\n",
+                           "99999999999999999999999\n", "85899345921\n"};
+    const uint64_t want[] = {1073741824, 1073741824, 0, 0, 0, 0, 0};
+    for (int i = 0; i < 7; i++) {
+        put(path, texts[i]);
+        if (fx_want_bytes(dir, gpus[0].uuid, 3, 80 * GIB) != want[i])
+            fail_msg("want '%s' read as %llu", texts[i],
+                     (unsigned long long)fx_want_bytes(dir, gpus[0].uuid, 3, 80 * GIB));
+    }
+    unlink(path);
+    assert_int_equal(symlink("/etc/hostname", path), 0);
+    assert_int_equal(fx_want_bytes(dir, gpus[0].uuid, 3, 80 * GIB), 0);
+}
+
 static void test_slice_conf_names_the_marks_for_owners_only(void **state)
 {
     (void)state;
@@ -522,6 +553,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_look_cost_printed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_truncating_tenant_cannot_crash_the_looks, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_want_bytes_read_as_untrusted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slice_conf_names_the_marks_for_owners_only, setup,
                                         teardown),
     };
