@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "node/remote_spawn.h"
 #include "util/priority.h"
 
 enum fx_remote_role fx_remote_role(const struct fx_allocation *al, const char *pod_node,
@@ -85,18 +86,25 @@ static char *put(char *buf, size_t len, size_t *at, const char *fmt, ...)
 }
 
 int fx_remote_server_cmd(const struct fx_remote_server *sv, const char *bin,
-                         const char *runtime_lib, const char *state_dir, const char *token_path,
-                         char *buf, size_t len, char **argv, size_t nargv, char **envp,
-                         size_t nenv, struct flexpu_error *err)
+                         const char *runtime_lib, const char *state_dir, char *buf, size_t len,
+                         char **argv, size_t nargv, char **envp, size_t nenv,
+                         struct flexpu_error *err)
 {
     size_t at = 0, a = 0, e = 0;
-    if (nargv < 6 || nenv < 9)
+    if (nargv < 10 || nenv < 9)
         return flexpu_error_set(err, FLEXPU_ERANGE, "remote server: argv or envp too small");
     argv[a++] = put(buf, len, &at, "%s", bin);
     argv[a++] = put(buf, len, &at, "--listen");
     argv[a++] = put(buf, len, &at, "0.0.0.0:%d", sv->port);
-    argv[a++] = put(buf, len, &at, "--token-file");
-    argv[a++] = put(buf, len, &at, "%s", token_path);
+    /* The token and the port file are descriptors (remote_spawn.h): the
+     * server's user cannot open the files; the slice's name marks the
+     * process as this slice's server for an agent that adopts it. */
+    argv[a++] = put(buf, len, &at, "--token-fd");
+    argv[a++] = put(buf, len, &at, "%d", FX_REMOTE_TOKEN_FD);
+    argv[a++] = put(buf, len, &at, "--port-fd");
+    argv[a++] = put(buf, len, &at, "%d", FX_REMOTE_PORT_FD);
+    argv[a++] = put(buf, len, &at, "--slice");
+    argv[a++] = put(buf, len, &at, "%s", sv->slice.tenant);
     argv[a] = NULL;
     envp[e++] = put(buf, len, &at, "LD_PRELOAD=%s", runtime_lib);
     envp[e++] = put(buf, len, &at, "CUDA_VISIBLE_DEVICES=%s", sv->gpu_uuid);

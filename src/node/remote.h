@@ -41,16 +41,18 @@ int fx_remote_server_plan(const struct fx_pod_spec *s, const char *uid,
                           struct fx_remote_server *out, struct flexpu_error *err);
 
 /* Its command line and environment for execve: argv is `bin --listen
- * 0.0.0.0:PORT --token-file TOKEN`, envp LD_PRELOAD (the runtime library),
+ * 0.0.0.0:PORT --token-fd 3 --port-fd 4 --slice TENANT` (the descriptors
+ * fx_remote_spawn gives it; the tenant is the pod UID), envp LD_PRELOAD (the runtime library),
  * CUDA_VISIBLE_DEVICES (the GPU's UUID), the slice's FLEXPU_TENANT,
  * FLEXPU_COMPUTE_SHARE, FLEXPU_COMPUTE_CAP, FLEXPU_PRIORITY,
  * FLEXPU_MEMORY_LIMIT (when it has a quota) and FLEXPU_STATE_DIR, each
  * NULL-terminated. The strings live in buf. FLEXPU_ERANGE when buf, argv
- * (6 entries) or envp (9) is too small. */
+ * (10 entries) or envp (9) is too small. Nothing of the cluster
+ * key is in either. */
 int fx_remote_server_cmd(const struct fx_remote_server *sv, const char *bin,
-                         const char *runtime_lib, const char *state_dir, const char *token_path,
-                         char *buf, size_t len, char **argv, size_t nargv, char **envp,
-                         size_t nenv, struct flexpu_error *err);
+                         const char *runtime_lib, const char *state_dir, char *buf, size_t len,
+                         char **argv, size_t nargv, char **envp, size_t nenv,
+                         struct flexpu_error *err);
 
 /* A fresh token in `path`: 32 bytes from getrandom as 64 hex characters,
  * mode 0600 (the server and the client refuse a token others can read),

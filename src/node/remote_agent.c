@@ -7,7 +7,6 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +19,7 @@
 #include "flexpu/log.h"
 #include "node/orphans.h"
 #include "node/remote.h"
+#include "node/remote_spawn.h"
 #include "node/slices.h"
 
 #define COMP "node"
@@ -98,10 +98,11 @@ static struct rslice *slice_get(struct fx_remote_serve *s, const char *uid, bool
     return r;
 }
 
-/* Whether process pid is flexpu-remoted serving slice uid's token. */
+/* Whether process pid is flexpu-remoted serving slice uid (its command
+ * line: the server's program, `--slice UID`). */
 static bool ours(const struct fx_remote_serve *s, pid_t pid, const char *uid)
 {
-    char path[64], buf[4096], token[600];
+    char path[64], buf[4096];
     snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -117,10 +118,12 @@ static bool ours(const struct fx_remote_serve *s, pid_t pid, const char *uid)
     arg0 = arg0 ? arg0 + 1 : buf;
     if (strcmp(arg0, base) != 0)
         return false;
-    slice_path(s, uid, "token", token, sizeof(token));
-    for (ssize_t i = 0; i < n; i += (ssize_t)strlen(buf + i) + 1)
-        if (strcmp(buf + i, token) == 0)
+    bool after_slice = false;
+    for (ssize_t i = 0; i < n; i += (ssize_t)strlen(buf + i) + 1) {
+        if (after_slice && strcmp(buf + i, uid) == 0)
             return true;
+        after_slice = strcmp(buf + i, "--slice") == 0;
+    }
     return false;
 }
 
@@ -312,46 +315,30 @@ static bool server_start(struct fx_remote_serve *s, struct rslice *r)
         return false;
     }
     r->sv.port = port;
-    unlink(portf);
-    char buf[4096], *argv[10], *envp[64];
+    char buf[4096], *argv[12], *envp[64];
     if (fx_remote_server_cmd(&r->sv, s->cfg.server_bin, s->cfg.runtime_lib, s->cfg.state_dir,
-                             token, buf, sizeof(buf), argv, 8, envp, 12, &err) != 0) {
+                             buf, sizeof(buf), argv, 10, envp, 12, &err) != 0) {
         FX_ERROR(COMP, "remote server: bad command", "pod=%s/%s error=\"%s\"", r->ns, r->name,
                  err.msg);
         return false;
     }
-    size_t a = 0, e = 0;
-    while (argv[a])
-        a++;
-    argv[a++] = "--port-file";
-    argv[a++] = portf;
-    argv[a] = NULL;
+    size_t e = 0;
     while (envp[e])
         e++;
     for (char **v = environ; *v && e < sizeof(envp) / sizeof(envp[0]) - 1; v++)
         if (passed_on(*v))
             envp[e++] = *v;
     envp[e] = NULL;
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t at;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, logf, O_WRONLY | O_CREAT | O_APPEND, 0600);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    posix_spawnattr_init(&at);
-    /* Its own session: the agent's end (an update of the DaemonSet) leaves
-     * it serving, and it is stopped with its workers as one group. */
-    sigset_t none;
-    sigemptyset(&none);
-    posix_spawnattr_setsigmask(&at, &none);
-    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK);
+    /* Its own session: it is stopped with its workers as one group. Its
+     * own user, no key, only its token (remote_spawn.h). */
+    struct fx_remote_spawn sp = {.bin = s->cfg.server_bin, .argv = argv, .envp = envp,
+                                 .token_path = token, .port_path = portf, .log_path = logf,
+                                 .drop = s->cfg.drop, .uid = (uid_t)s->cfg.uid,
+                                 .gid = (gid_t)s->cfg.gid};
     pid_t pid;
-    int rc = posix_spawn(&pid, s->cfg.server_bin, &fa, &at, argv, envp);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&at);
-    if (rc != 0) {
+    if (fx_remote_spawn(&sp, &pid, &err) != 0) {
         FX_ERROR(COMP, "remote server: cannot start", "pod=%s/%s bin=%s error=\"%s\"", r->ns,
-                 r->name, s->cfg.server_bin, strerror(rc));
+                 r->name, s->cfg.server_bin, err.msg);
         return false;
     }
     char pidtext[64];
@@ -364,8 +351,9 @@ static bool server_start(struct fx_remote_serve *s, struct rslice *r)
     r->adopted = false;
     r->started_ms = now_ms();
     FX_INFO(COMP, "remote server started", "pod=%s/%s pod_uid=%s gpu=%s port=%d pid=%d "
-            "share=%d memory=%lld", r->ns, r->name, r->uid, r->sv.gpu_uuid, port, (int)pid,
-            r->sv.slice.compute_share, (long long)r->sv.slice.memory);
+            "share=%d memory=%lld uid=%d", r->ns, r->name, r->uid, r->sv.gpu_uuid, port,
+            (int)pid, r->sv.slice.compute_share, (long long)r->sv.slice.memory,
+            s->cfg.drop ? (int)s->cfg.uid : (int)getuid());
     return true;
 }
 

@@ -9,10 +9,12 @@
  * server that exits (back-off 1 s doubling to 30 s), and stops it and
  * removes its files when the pod goes or ends.
  *
- * Each slice has a directory <root>/remote/<pod UID>/ (0700): token (0600),
- * server.pid ("PID PORT"), server.log, port. An agent that restarts adopts
- * the servers its predecessor started (the pid's command line is
- * flexpu-remoted with that directory's token) instead of starting a second
+ * Each slice has a directory <root>/remote/<pod UID>/ (0700, root's): token
+ * (0600), server.pid ("PID PORT"), server.log, port; the server gets the
+ * token, log and port file as descriptors and runs as an unprivileged user
+ * (remote_spawn.h). An agent that restarts adopts the servers its
+ * predecessor started (the pid's command line is flexpu-remoted with
+ * `--slice <pod UID>`) instead of starting a second
  * one, and stops, after its first full list of pods, those whose pod is
  * gone: no orphan and no double server. Servers run in their own session,
  * so the agent's own end (a DaemonSet update) does not take them along. */
@@ -38,6 +40,8 @@ struct fx_remote_serve_config {
     const struct fx_node_inv *inv; /* this node's GPUs (borrowed) */
     struct kube_config *kube;
     int tick_ms;             /* supervision period; 0: 200 */
+    bool drop;               /* run the servers as uid:gid (the agent is root) */
+    unsigned uid, gid;
 };
 
 struct fx_remote_serve;

@@ -4,12 +4,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "flexpu/log.h"
 #include "kube/contract.h"
 #include "node/remote_agent.h"
 #include "node/remote_key.h"
 #include "node/remote_plugin.h"
+#include "node/remote_spawn.h"
 
 #define COMP "node"
 
@@ -50,8 +53,42 @@ int fx_remote_opt(struct fx_remote_opts *o, int ch, const char *arg)
     case 4: o->address = arg; return 0;
     case 5: o->server_bin = arg; return 0;
     case 6: o->runtime_lib = arg; return 0;
+    case 7:
+    case 8: {
+        struct flexpu_error err = {0};
+        bool is_uid = ch - FX_REMOTE_OPT_FIRST == 7;
+        if (fx_remote_id_parse(is_uid ? "--remote-uid" : "--remote-gid", arg,
+                               is_uid ? &o->uid : &o->gid, &err)) {
+            fprintf(stderr, "flexpu-node: %s\n", err.msg);
+            return 2;
+        }
+        return 0;
+    }
     default: return 2;
     }
+}
+
+/* The servers parse network input: they run as an unprivileged user that
+ * cannot read the cluster key (docs/REMOTE.md, "The servers' privileges").
+ * An agent that is not root cannot change user: its servers run as itself,
+ * which can read the key (tests, a development machine), said once. */
+static int servers_user_check(const char *key_path, unsigned uid, struct flexpu_error *err)
+{
+    struct stat st;
+    if (geteuid() != 0) {
+        FX_WARN(COMP, "not root: the remote servers run as this agent's user, not "
+                "--remote-uid, and could read the cluster key", "uid=%d remote_uid=%u",
+                (int)geteuid(), uid);
+        return 0;
+    }
+    /* The key refuses group and other bits (remote_key.c): its owner is
+     * the one user besides root that may read it. */
+    if (stat(key_path, &st) == 0 && st.st_uid == uid)
+        return flexpu_error_set(err, FLEXPU_EINVAL, "--remote-key '%s' belongs to uid %u, the "
+                                "remote servers' user (--remote-uid): they could read it; "
+                                "give the key to root or the servers another uid",
+                                key_path, uid);
+    return 0;
 }
 
 struct fx_remote_node *fx_remote_node_start(const struct fx_remote_opts *o, const char *node,
@@ -123,11 +160,16 @@ struct fx_remote_node *fx_remote_node_start(const struct fx_remote_opts *o, cons
     if (!o->runtime_lib)
         snprintf(r->runtime_lib, sizeof(r->runtime_lib), "%.500s/lib/libflexpu-cuda.so", root);
     snprintf(r->state_dir, sizeof(r->state_dir), "%.500s/state", root);
+    unsigned uid = o->uid ? o->uid : FX_REMOTE_UID_DEFAULT;
+    unsigned gid = o->gid ? o->gid : FX_REMOTE_UID_DEFAULT;
+    if (servers_user_check(o->key_path, uid, err))
+        goto fail;
     struct fx_remote_serve_config sc = {
         .node = node, .root = root, .address = addr,
         .server_bin = o->server_bin ? o->server_bin : "/usr/bin/flexpu-remoted",
         .runtime_lib = r->runtime_lib, .state_dir = r->state_dir, .port_min = lo,
-        .port_max = hi, .key = &r->key, .inv = &r->inv, .kube = kube};
+        .port_max = hi, .key = &r->key, .inv = &r->inv, .kube = kube,
+        .drop = geteuid() == 0, .uid = uid, .gid = gid};
     if (!(r->serve = fx_remote_serve_start(&sc, err)))
         goto fail;
     return r;

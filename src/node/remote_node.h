@@ -20,11 +20,16 @@
 struct fx_remote_opts {
     int slots;
     const char *key_path, *client_dir, *ports, *address, *server_bin, *runtime_lib;
+    unsigned uid, gid; /* the servers' user and group; 0: the default, 65534 */
 };
+
+/* The servers' user and group unless --remote-uid/--remote-gid say
+ * otherwise: nobody/nogroup on Debian. */
+#define FX_REMOTE_UID_DEFAULT 65534
 
 /* getopt_long codes of the --remote-* options: FX_REMOTE_OPT_FIRST.. */
 #define FX_REMOTE_OPT_FIRST 0x400
-#define FX_REMOTE_OPT_LAST (FX_REMOTE_OPT_FIRST + 6)
+#define FX_REMOTE_OPT_LAST (FX_REMOTE_OPT_FIRST + 8)
 #define FX_REMOTE_LONG_OPTS                                                                        \
     {"remote-slots", required_argument, 0, FX_REMOTE_OPT_FIRST},                                   \
         {"remote-key", required_argument, 0, FX_REMOTE_OPT_FIRST + 1},                             \
@@ -32,7 +37,9 @@ struct fx_remote_opts {
         {"remote-ports", required_argument, 0, FX_REMOTE_OPT_FIRST + 3},                           \
         {"remote-address", required_argument, 0, FX_REMOTE_OPT_FIRST + 4},                         \
         {"remote-server", required_argument, 0, FX_REMOTE_OPT_FIRST + 5},                          \
-        {"remote-runtime-library", required_argument, 0, FX_REMOTE_OPT_FIRST + 6}
+        {"remote-runtime-library", required_argument, 0, FX_REMOTE_OPT_FIRST + 6},                 \
+        {"remote-uid", required_argument, 0, FX_REMOTE_OPT_FIRST + 7},                             \
+        {"remote-gid", required_argument, 0, FX_REMOTE_OPT_FIRST + 8}
 
 #define FX_REMOTE_USAGE                                                                            \
     "  --remote-slots N          a node without GPUs: offer N devices of flexpu.io/gpu\n"          \
@@ -46,7 +53,10 @@ struct fx_remote_opts {
     "  --remote-address HOST     this node's address in endpoints ($NODE_IP)\n"                   \
     "  --remote-server PATH      flexpu-remoted (/usr/bin/flexpu-remoted)\n"                       \
     "  --remote-runtime-library PATH  the servers' LD_PRELOAD\n"                                   \
-    "                            (<root>/lib/libflexpu-cuda.so)\n"
+    "                            (<root>/lib/libflexpu-cuda.so)\n"                                 \
+    "  --remote-uid N            the servers' user, never root (65534); an agent\n"             \
+    "                            that is not root runs them as itself, warning\n"              \
+    "  --remote-gid N            the servers' group, never root (65534)\n"
 
 /* One --remote-* option (ch in FX_REMOTE_OPT_FIRST..LAST); 2 with a message
  * on stderr when its value is bad. */

@@ -11,10 +11,12 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -45,26 +47,26 @@ static const char usage[] =
     "                        start (default 10000)\n"
     "  --frame-timeout-ms N  a frame either way, first byte to last\n"
     "                        (default 60000)\n"
+    "  --token-fd N          the token from open descriptor N (as --token-file;\n"
+    "                        the node agent's way: the file stays unreadable to\n"
+    "                        the server's own user)\n"
     "  --port-file PATH      write the port listened on to PATH\n"
+    "  --port-fd N           write the port listened on to open descriptor N\n"
+    "  --slice NAME          the slice's name in the log (the node agent: the\n"
+    "                        pod's UID; it recognises its servers by it)\n"
     "  --log-level LEVEL     debug, info, warn, error, off (default info)\n"
     "  --help                this text\n";
 
-/* Reads the token: the file's bytes without a final newline, 16 to 256.
- * The file must be a regular file (not a link, nor a FIFO that would block
- * the start) that only its owner may read or write: the token is the
- * slice's only secret. */
-static int read_token(const char *path, unsigned char *buf, size_t *len)
+/* Reads the token from fd (named `what` in messages), then closes fd: the
+ * file's bytes without a final newline, 16 to 256. The file must be a
+ * regular file (not a FIFO that would block the start) that only its owner
+ * may read or write: the token is the slice's only secret. */
+static int read_token_fd(int fd, const char *what, unsigned char *buf, size_t *len)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW);
-    if (fd < 0) {
-        FX_ERROR(COMP, "cannot read the token file", "path=%s error=\"%s\"", path,
-                 strerror(errno));
-        return -1;
-    }
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (st.st_mode & 077)) {
         FX_ERROR(COMP, "the token file must be a regular file only its owner may read",
-                 "path=%s mode=%04o (expected a regular file with mode 0600 or 0400)", path,
+                 "path=%s mode=%04o (expected a regular file with mode 0600 or 0400)", what,
                  (unsigned)(st.st_mode & 07777));
         close(fd);
         return -1;
@@ -74,11 +76,23 @@ static int read_token(const char *path, unsigned char *buf, size_t *len)
     while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
         n--;
     if (n < 16 || n > (ssize_t)FX_WIRE_TOKEN_MAX) {
-        FX_ERROR(COMP, "a token is 16 to 256 bytes", "path=%s bytes=%zd", path, n);
+        FX_ERROR(COMP, "a token is 16 to 256 bytes", "path=%s bytes=%zd", what, n);
         return -1;
     }
     *len = (size_t)n;
     return 0;
+}
+
+/* The token file is opened without following a link and without blocking. */
+static int read_token(const char *path, unsigned char *buf, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW);
+    if (fd < 0) {
+        FX_ERROR(COMP, "cannot read the token file", "path=%s error=\"%s\"", path,
+                 strerror(errno));
+        return -1;
+    }
+    return read_token_fd(fd, path, buf, len);
 }
 
 /* An integer option in [lo, hi]; 0, or -1 naming the option and value. */
@@ -96,11 +110,13 @@ static int int_option(const char *name, const char *v, int lo, int hi, int *out)
     return 0;
 }
 
-static int write_port(const char *path, int port)
+/* Writes the port to path, or to port_fd (then closed) when it is >= 0. */
+static int write_port(const char *path, int port_fd, int port)
 {
-    FILE *f = fopen(path, "we");
+    FILE *f = port_fd >= 0 ? fdopen(port_fd, "w") : fopen(path, "we");
     if (!f || fprintf(f, "%d\n", port) < 0 || fclose(f) != 0) {
-        FX_ERROR(COMP, "cannot write the port file", "path=%s", path);
+        FX_ERROR(COMP, "cannot write the port file", "path=%s fd=%d", path ? path : "",
+                 port_fd);
         return -1;
     }
     return 0;
@@ -348,7 +364,10 @@ int main(int argc, char **argv)
 {
     static const struct option longopts[] = {{"listen", required_argument, 0, 'l'},
                                              {"token-file", required_argument, 0, 't'},
+                                             {"token-fd", required_argument, 0, 'T'},
                                              {"port-file", required_argument, 0, 'p'},
+                                             {"port-fd", required_argument, 0, 'q'},
+                                             {"slice", required_argument, 0, 's'},
                                              {"insecure", no_argument, 0, 'i'},
                                              {"max-clients", required_argument, 0, 'm'},
                                              {"max-preauth", required_argument, 0, 'P'},
@@ -357,18 +376,32 @@ int main(int argc, char **argv)
                                              {"log-level", required_argument, 0, 'v'},
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
-    const char *listen_addr = NULL, *token_file = NULL, *port_file = NULL;
-    int insecure = 0, max_clients = 16, max_preauth = 32;
+    const char *listen_addr = NULL, *token_file = NULL, *port_file = NULL, *slice = "";
+    int insecure = 0, max_clients = 16, max_preauth = 32, token_fd = -1, port_fd = -1;
     struct fx_srv_opts opts = {.hello_timeout_ms = 10000, .frame_timeout_ms = 60000,
                                .progress_ms = 250, .ctl_fd = -1};
     flexpu_log_set_timestamps(1);
     flexpu_log_set_level(FLEXPU_LOG_INFO);
+    /* Not dumpable: the node's servers share one unprivileged user, and
+     * another slice's server, if it were compromised, must not read this
+     * one's token or its workers' memory (ptrace, /proc/PID/mem). Workers
+     * are forked and keep it. */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     int ch;
     while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (ch) {
         case 'l': listen_addr = optarg; break;
         case 't': token_file = optarg; break;
         case 'p': port_file = optarg; break;
+        case 's': slice = optarg; break;
+        case 'T':
+            if (int_option("token-fd", optarg, 0, 1 << 20, &token_fd) != 0)
+                return 2;
+            break;
+        case 'q':
+            if (int_option("port-fd", optarg, 0, 1 << 20, &port_fd) != 0)
+                return 2;
+            break;
         case 'i': insecure = 1; break;
         case 'm':
             if (int_option("max-clients", optarg, 1, 4096, &max_clients) != 0)
@@ -398,9 +431,18 @@ int main(int argc, char **argv)
         fputs(usage, stderr);
         return 2;
     }
+    if ((token_file && token_fd >= 0) || (port_file && port_fd >= 0)) {
+        fputs("flexpu-remoted: give --token-file or --token-fd, --port-file or --port-fd, "
+              "not both\n", stderr);
+        return 2;
+    }
     static unsigned char token[FX_WIRE_TOKEN_MAX + 1];
-    if (token_file) {
-        if (read_token(token_file, token, &opts.token_len) != 0)
+    bool have_token = token_file || token_fd >= 0;
+    if (have_token) {
+        char what[32];
+        snprintf(what, sizeof(what), "fd %d", token_fd);
+        if ((token_file ? read_token(token_file, token, &opts.token_len)
+                        : read_token_fd(token_fd, what, token, &opts.token_len)) != 0)
             return 1;
         opts.token = token;
     }
@@ -412,20 +454,21 @@ int main(int argc, char **argv)
     }
     /* Plaintext without a token serves anyone who can reach the port and
      * lets the path read every frame: loopback only, unless asked for. */
-    if (!token_file && !insecure && !fx_net_is_loopback(lfd)) {
+    if (!have_token && !insecure && !fx_net_is_loopback(lfd)) {
         FX_ERROR(COMP, "without --token-file, --listen must be a loopback address",
                  "listen=%s (give --token-file, or --insecure to serve plaintext to anyone)",
                  listen_addr);
         close(lfd);
         return 2;
     }
-    if (port_file && write_port(port_file, port) != 0)
+    if ((port_file || port_fd >= 0) && write_port(port_file, port_fd, port) != 0)
         return 1;
     /* A client that vanishes does not kill the listener through SIGPIPE
      * (writes use MSG_NOSIGNAL anyway). */
     signal(SIGPIPE, SIG_IGN);
-    FX_INFO(COMP, "listening", "address=%s port=%d token=%s max_clients=%d max_preauth=%d",
-            listen_addr, port, token_file ? "required" : "none", max_clients, max_preauth);
+    FX_INFO(COMP, "listening", "slice=%s address=%s port=%d token=%s max_clients=%d "
+            "max_preauth=%d uid=%d", slice, listen_addr, port, have_token ? "required" : "none",
+            max_clients, max_preauth, (int)getuid());
     serve_forever(lfd, &opts, max_clients, max_preauth);
     return 1;
 }

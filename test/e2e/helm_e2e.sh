@@ -119,6 +119,53 @@ out="$(helm template flexpu "$chart" --set node.remote.slots=0 2>&1)" && fail "s
 grep -q "node/remote/slots" <<<"$out" || fail "slots 0: $out"
 pass "node.remote: a kept 64-character key Secret, <prefix>-node-remote with --remote-slots on cpuNodeSelector, the GPU agents serving, pods patchable; slots 0 refused"
 
+# The servers' user (never root) and the agent's capabilities to start
+# them as it and stop them; the NetworkPolicy on their ports. holds FILTER
+# JSON: JSON is an object (jq -e alone passes on no input) and FILTER holds.
+holds() { [ -n "$2" ] && jq -e "$1" <<<"$2" >/dev/null; }
+holds '.spec.template.spec.containers[0].args | index("--remote-uid=65534") and
+    index("--remote-gid=65534")' "$gds" || fail "the servers' user: $gds"
+u="$(obj "$(render flexpu -n flexpu-system --set node.remote.enabled=true --set node.privileged=false \
+  --set node.sizeLimits=off --set node.remote.uid=1234 --set node.remote.gid=44)" DaemonSet flexpu-node)"
+holds '.spec.template.spec.containers[0] | (.args | index("--remote-uid=1234") and
+    index("--remote-gid=44")) and .securityContext.capabilities.add ==
+    ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "KILL"]' "$u" ||
+  fail "node.remote.uid/gid or the capabilities to change user: $u"
+u="$(obj "$(render flexpu -n flexpu-system --set node.privileged=false --set node.sizeLimits=off)" \
+  DaemonSet flexpu-node)"
+holds '.spec.template.spec.containers[0].securityContext.capabilities.add ==
+    ["CHOWN", "DAC_OVERRIDE", "FOWNER"]' "$u" || fail "without node.remote the agent gained capabilities: $u"
+out="$(helm template flexpu "$chart" --set node.remote.enabled=true --set node.remote.uid=0 2>&1)" &&
+  fail "node.remote.uid 0 accepted"
+grep -q "node/remote/uid" <<<"$out" || fail "uid 0: $out"
+np="$(obj "$r" NetworkPolicy flexpu-node-remote-servers)"
+holds '.spec.podSelector.matchLabels["app.kubernetes.io/name"] == "flexpu-node" and
+    .spec.policyTypes == ["Ingress"] and
+    .spec.ingress[0].ports == [{"protocol": "TCP", "port": 7200, "endPort": 7210}] and
+    .spec.ingress[0].from == [{"namespaceSelector": {}}] and
+    .spec.ingress[1].ports == [{"protocol": "TCP", "port": 9400}] and (.spec.ingress | length) == 2' \
+  "$np" || fail "the servers' NetworkPolicy: $np"
+np="$(obj "$(render flexpu -n flexpu-system --set node.remote.enabled=true --set metrics.enabled=false \
+  --set node.remote.networkPolicy.podCIDR=10.244.0.0/16)" NetworkPolicy flexpu-node-remote-servers)"
+holds '.spec.ingress == [{"ports": [{"protocol": "TCP", "port": 7100, "endPort": 7199}],
+    "from": [{"ipBlock": {"cidr": "10.244.0.0/16"}}]}]' "$np" ||
+  fail "the NetworkPolicy with podCIDR, metrics off: $np"
+np="$(obj "$(render flexpu -n flexpu-system --set node.remote.enabled=true \
+  --set node.remote.networkPolicy.podCIDR=10.244.0.0/16 \
+  --set-json 'node.remote.networkPolicy.from=[{"namespaceSelector":{"matchLabels":{"team":"ml"}}}]')" \
+  NetworkPolicy flexpu-node-remote-servers)"
+holds '.spec.ingress[0].from == [{"namespaceSelector": {"matchLabels": {"team": "ml"}}}]' "$np" ||
+  fail "the NetworkPolicy with from: $np"
+[ "$(render flexpu -n flexpu-system --set node.remote.enabled=true \
+     --set node.remote.networkPolicy.enabled=false | jq '[.[] | select(.kind == "NetworkPolicy")] | length')" = 0 ] ||
+  fail "networkPolicy.enabled=false still renders one"
+[ "$(render flexpu -n flexpu-system | jq '[.[] | select(.kind == "NetworkPolicy")] | length')" = 0 ] ||
+  fail "a NetworkPolicy without node.remote"
+out="$(helm template flexpu "$chart" --set node.remote.enabled=true \
+  --set node.remote.networkPolicy.podCIDR=10.0.0.0 2>&1)" && fail "a podCIDR without a prefix accepted"
+grep -q "node/remote/networkPolicy/podCIDR" <<<"$out" || fail "bad podCIDR: $out"
+pass "node.remote: the servers run as uid/gid 65534 (values; 0 refused), the agent may change user and stop them (SETUID, SETGID, KILL, only with node.remote); a NetworkPolicy opens their ports to the cluster's pods, podCIDR or from, the metrics port as before"
+
 # --- overrides ---
 cat >"$work/over.yaml" <<'EOF'
 image:

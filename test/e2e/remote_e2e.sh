@@ -11,7 +11,10 @@
 #    has) and 30 cores, 64 MiB of the GPU: flexpu-scheduler binds it to
 #    cpu-r, its allocation naming gpu-r;
 #  - gpu-r's agent starts flexpu-remoted for it under libflexpu-cuda.so
-#    with the slice's quota and records the endpoint on the pod;
+#    with the slice's quota and records the endpoint on the pod; as root,
+#    the server runs as user 65534 with no_new_privs and holds no
+#    descriptor on the cluster key or its token file (neither of which
+#    that user can open);
 #  - the kubelet's calls to cpu-r's plugin (test/e2e/remote_kubelet.c:
 #    options, preferred allocation, Allocate, PreStartContainer, with the
 #    PodResources API naming the pod) give what the container gets; the
@@ -47,6 +50,9 @@ e2e_on_exit() {
 # The cluster key, as the chart's Secret would mount it (0400).
 head -c 48 /dev/urandom | base64 -w0 >"$work/key"
 chmod 400 "$work/key"
+# As root, the agent runs the servers as 65534 (--remote-uid's default):
+# they must reach the runtime's state directory under $work/root.
+chmod 711 "$work"
 
 # gpu-r: 2 CPUs (kwok_agent_node has 64: patched down), one GPU.
 kwok_agent_node gpu-r
@@ -54,6 +60,9 @@ kubectl patch node gpu-r --subresource=status --type=merge \
   -p '{"status":{"allocatable":{"cpu":"2"},"capacity":{"cpu":"2"}}}' >/dev/null
 export FAKECUDA_DEVICES=1 FAKECUDA_TOTAL_MEM=$((80 * 1073741824))
 mkdir -p "$work/root/state" "$work/fake"
+# The fake driver's device files (FAKECUDA_DIR): open to the servers' user
+# as NVIDIA's /dev/nvidia* are (mode 0666).
+chmod 1777 "$work/fake"
 gpu_node() { # [ADDRESS, default 127.0.0.1]
   LD_LIBRARY_PATH="$build/test/fakecuda" FLEXPU_CONTEXT_OVERHEAD=16Mi ASAN_OPTIONS=detect_leaks=0 \
     start_node gpu-r --remote-key "$work/key" --remote-address "${1:-127.0.0.1}" \
@@ -131,17 +140,48 @@ timeout 60 env -i PATH="$PATH" "${envs[@]}" FLEXPU_REMOTE_WAIT_MS=30000 ASAN_OPT
   "$build/test/remote/remote_app" basic >"$work/app.out" 2>&1 &
 app=$!
 ep() { kubectl get pod rpod -o jsonpath='{.metadata.annotations.flexpu\.io/remote-endpoint}'; }
-wait_for 30 "gpu-r recorded no endpoint" test -n "$(ep)"
+# A function: `test -n "$(ep)"` would be expanded once, before the wait.
+has_ep() { [ -n "$(ep)" ]; }
+wait_for 30 "gpu-r recorded no endpoint" has_ep
 endpoint="$(ep)"
 [[ $endpoint == 127.0.0.1:171[01][0-9] ]] || fail "endpoint $endpoint"
 spid="$(cut -d' ' -f1 "$work/root/remote/$uid/server.pid")"
-tr '\0' ' ' <"/proc/$spid/environ" | grep -q "FLEXPU_MEMORY_LIMIT=67108864" ||
-  fail "the server has not the slice's quota: $(tr '\0' ' ' <"/proc/$spid/environ")"
+# Its environment (readable only with CAP_SYS_PTRACE: the server makes
+# itself non-dumpable) has the slice's quota and nothing of the key.
+if env_text="$(tr '\0' ' ' <"/proc/$spid/environ" 2>/dev/null)"; then
+  grep -q "FLEXPU_MEMORY_LIMIT=67108864" <<<"$env_text" ||
+    fail "the server has not the slice's quota: $env_text"
+  ! grep -qF "$(cat "$work/key")" <<<"$env_text" || fail "the cluster key is in the server's environment"
+fi
+# What it runs as and holds (docs/REMOTE.md, "The servers' privileges"):
+# as root, the agent gives it user and group 65534, no supplementary
+# group, no_new_privs; no descriptor on the key nor on its token file (it
+# read the token from the descriptor it was given, then closed it).
+status="$(cat "/proc/$spid/status")"
+grep -q $'^NoNewPrivs:\t1$' <<<"$status" || fail "the server may gain privileges: $status"
+if [ "$(id -u)" = 0 ]; then
+  grep -q $'^Uid:\t65534\t65534\t65534\t65534$' <<<"$status" &&
+    grep -q $'^Gid:\t65534\t65534\t65534\t65534$' <<<"$status" &&
+    grep -q '^Groups:[[:space:]]*$' <<<"$status" || fail "the server is not user 65534: $status"
+  fds="$(ls -l "/proc/$spid/fd")"
+  ! grep -q -e "$work/key" -e "$work/root/remote/$uid/token" <<<"$fds" ||
+    fail "the server holds the key or its token file: $fds"
+  # Its user cannot open the key, nor its own token file (root's).
+  ! setpriv --reuid 65534 --regid 65534 --clear-groups cat "$work/key" >/dev/null 2>&1 ||
+    fail "user 65534 can read the cluster key"
+  ! setpriv --reuid 65534 --regid 65534 --clear-groups cat "$work/root/remote/$uid/token" \
+    >/dev/null 2>&1 || fail "user 65534 can read the slice's token file"
+  ids="user 65534, no_new_privs, no key or token descriptor"
+else
+  grep -q "not root: the remote servers run as this agent's user" "$work/node.log" ||
+    fail "the agent, not root, did not warn that it cannot change the servers' user"
+  ids="this agent's user (not root: said in its log), no_new_privs"
+fi
 wait "$app" || fail "the program failed: $(cat "$work/app.out")"
 echo "$(cat "$work/app.out")" | sed 's/^/remote-e2e:      /'
 addrf="$(printf '%s\n' "${envs[@]}" | sed -n 's/^FLEXPU_REMOTE_ADDR_FILE=//p')"
 [ "$(cat "$addrf")" = "$endpoint" ] || fail "the endpoint file: $(cat "$addrf")"
-pass "gpu-r's agent started flexpu-remoted (pid $spid, the slice's 64 MiB quota) at $endpoint; the unmodified program ran through it"
+pass "gpu-r's agent started flexpu-remoted (pid $spid, the slice's 64 MiB quota, $ids) at $endpoint; the unmodified program ran through it"
 
 # The quota: 64 MiB, 16 of them the context: refused after 48 MiB.
 out="$(timeout 60 env -i PATH="$PATH" "${envs[@]}" ASAN_OPTIONS=detect_leaks=0 \
@@ -156,7 +196,7 @@ newpid() { local p; p="$(cut -d' ' -f1 "$work/root/remote/$uid/server.pid" 2>/de
 wait_for 20 "the killed server was not started again" newpid
 spid="$(cut -d' ' -f1 "$work/root/remote/$uid/server.pid")"
 grep -q "remote server ended.*status=137" "$work/node.log" || fail "the agent logged no server end"
-wait_for 20 "no endpoint for the new server" test -n "$(ep)"
+wait_for 20 "no endpoint for the new server" has_ep
 same_ep() { [ "$(cat "$addrf")" = "$(ep)" ]; }
 wait_for 20 "the container's endpoint file does not follow the annotation" same_ep
 out="$(timeout 60 env -i PATH="$PATH" "${envs[@]}" ASAN_OPTIONS=detect_leaks=0 \
@@ -170,7 +210,7 @@ gpu_node
 wait_for 20 "the restarted agent did not adopt the server" grep -q "remote server adopted.*pid=$spid" "$work/node.log"
 sleep 1
 kill -0 "$spid" || fail "the server died with its agent"
-[ "$(pgrep -fc -- "--token-file $work/root/remote/$uid/token")" = 1 ] ||
+[ "$(pgrep -fc -- "--slice $uid")" = 1 ] ||
   fail "not one server: $(pgrep -fa flexpu-remoted)"
 pass "gpu-r's agent restarted: server $spid adopted, still the only one"
 

@@ -259,6 +259,39 @@ done
 [[ $(timeout 5 "$server_bin" --listen 127.0.0.1:0 --token-file "$work/token644" 2>&1) == *"mode=0644"* ]] ||
     fail "the refusal of a 0644 token file does not give its mode"
 
+# The node agent's way (docs/REMOTE.md, "The servers' privileges"): the
+# token and the port file as descriptors it opened (--token-fd, --port-fd),
+# the token checked as a file is; a file and a descriptor together refused.
+out=$(timeout 5 "$server_bin" --listen 127.0.0.1:0 --token-fd 3 3<"$work/token644" 2>&1)
+rc=$?
+[ "$rc" = 1 ] && [[ $out == *"mode=0644"* ]] ||
+    fail "a 0644 token given as a descriptor was accepted (exit $rc): $out"
+out=$(timeout 5 "$server_bin" --listen 127.0.0.1:0 --token-file "$work/token" --token-fd 3 \
+    3<"$work/token" 2>&1)
+rc=$?
+[ "$rc" = 2 ] && [[ $out == *"not both"* ]] || fail "--token-file with --token-fd (exit $rc): $out"
+: >"$work/fd.port"
+setsid env LD_PRELOAD="$runtime_lib" LD_LIBRARY_PATH="$fake_dir" \
+    FLEXPU_TENANT=remote-test FLEXPU_MEMORY_LIMIT=64Mi FLEXPU_CONTEXT_OVERHEAD=16Mi \
+    FLEXPU_STATE_DIR="$work/state" FAKECUDA_DIR="$work/fake" ASAN_OPTIONS=detect_leaks=0 \
+    "$server_bin" --listen 127.0.0.1:0 --token-fd 3 --port-fd 4 --slice slice-fd \
+    3<"$work/token" 4>"$work/fd.port" >>"$work/server.log" 2>&1 &
+fdpid=$!
+for _ in $(seq 100); do
+    [ -s "$work/fd.port" ] && break
+    sleep 0.1
+done
+port=$(cat "$work/fd.port")
+[ -n "$port" ] || fail "no port written to --port-fd"
+out=$(app hello 2>&1) || fail "a server given its token as a descriptor: $out"
+grep -q 'msg="listening" slice=slice-fd ' "$work/server.log" || fail "--slice is not in the log"
+# Not dumpable: its /proc files belong to root, not to its user (seen only
+# when that user is not root).
+[ "$(id -u)" = 0 ] || [ "$(stat -c %u "/proc/$fdpid/environ")" = 0 ] ||
+    fail "the server is dumpable: /proc/$fdpid/environ belongs to $(stat -c %u "/proc/$fdpid/environ")"
+kill -KILL -- "-$fdpid" 2>/dev/null
+wait "$fdpid" 2>/dev/null
+
 # Plaintext only on loopback: without a token, another address is refused
 # unless --insecure says so; on loopback, a client without a token is served.
 out=$(timeout 5 "$server_bin" --listen 0.0.0.0:0 2>&1)

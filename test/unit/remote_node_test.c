@@ -13,12 +13,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <jansson.h>
 
 #include "node/remote.h"
+#include "node/remote_spawn.h"
 
 #define GIB (1024LL * 1024 * 1024)
 
@@ -136,18 +139,28 @@ static void test_server_cmd(void **state)
     struct fx_remote_server sv;
     struct flexpu_error err = {0};
     assert_int_equal(fx_remote_server_plan(&s, "uid-1", &al, &inv, 7071, &sv, &err), 0);
-    char buf[2048], *argv[6], *envp[9];
+    char buf[2048], *argv[10], *envp[9];
     assert_int_equal(fx_remote_server_cmd(&sv, "/opt/flexpu/flexpu-remoted",
                                           "/opt/flexpu/libflexpu-cuda.so", "/run/flexpu/state",
-                                          "/run/flexpu/remote/uid-1.token", buf, sizeof(buf),
-                                          argv, 6, envp, 9, &err),
+                                          buf, sizeof(buf), argv, 10, envp, 9, &err),
                      0);
     assert_string_equal(argv[0], "/opt/flexpu/flexpu-remoted");
     assert_string_equal(argv[1], "--listen");
     assert_string_equal(argv[2], "0.0.0.0:7071");
-    assert_string_equal(argv[3], "--token-file");
-    assert_string_equal(argv[4], "/run/flexpu/remote/uid-1.token");
-    assert_null(argv[5]);
+    /* The token and the port file as the descriptors fx_remote_spawn
+     * gives: no path the server's user would have to open. */
+    assert_string_equal(argv[3], "--token-fd");
+    assert_string_equal(argv[4], "3");
+    assert_string_equal(argv[5], "--port-fd");
+    assert_string_equal(argv[6], "4");
+    assert_string_equal(argv[7], "--slice");
+    assert_string_equal(argv[8], "uid-1");
+    assert_null(argv[9]);
+    /* Nothing of the cluster key: its path nor its name. */
+    for (char **v = argv; *v; v++)
+        assert_null(strstr(*v, "key"));
+    for (char **v = envp; *v; v++)
+        assert_null(strstr(*v, "KEY"));
     assert_true(has(envp, "LD_PRELOAD=/opt/flexpu/libflexpu-cuda.so"));
     assert_true(has(envp, "CUDA_VISIBLE_DEVICES=GPU-g1-0"));
     assert_true(has(envp, "FLEXPU_TENANT=uid-1"));
@@ -160,11 +173,14 @@ static void test_server_cmd(void **state)
              (long long)fx_default_slice_mem(1, 30, 0, 80 * GIB));
     assert_true(has(envp, mem));
     /* Too small a buffer or array: refused, not cut. */
-    assert_int_equal(fx_remote_server_cmd(&sv, "/opt/flexpu/flexpu-remoted", "/x.so", "/s", "/t",
-                                          buf, 60, argv, 6, envp, 9, &err),
+    assert_int_equal(fx_remote_server_cmd(&sv, "/opt/flexpu/flexpu-remoted", "/x.so", "/s", buf,
+                                          60, argv, 10, envp, 9, &err),
                      FLEXPU_ERANGE);
-    assert_int_equal(fx_remote_server_cmd(&sv, "/b", "/x.so", "/s", "/t", buf, sizeof(buf), argv,
-                                          6, envp, 8, &err),
+    assert_int_equal(fx_remote_server_cmd(&sv, "/b", "/x.so", "/s", buf, sizeof(buf), argv, 9,
+                                          envp, 9, &err),
+                     FLEXPU_ERANGE);
+    assert_int_equal(fx_remote_server_cmd(&sv, "/b", "/x.so", "/s", buf, sizeof(buf), argv, 10,
+                                          envp, 8, &err),
                      FLEXPU_ERANGE);
 }
 
@@ -235,12 +251,175 @@ static void test_client_env(void **state)
                      FLEXPU_ERANGE);
 }
 
+/* ---- starting a server: fx_remote_spawn (remote_spawn.h) ---- */
+
+static void write_file(const char *path, const char *text, mode_t mode)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    assert_int_equal(chmod(path, mode), 0);
+}
+
+/* The file's text, in a buffer of its own (the caller frees it). */
+static char *read_all(const char *path)
+{
+    char *buf = calloc(1, 16384);
+    assert_non_null(buf);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t n = fread(buf, 1, 16383, f);
+    fclose(f);
+    buf[n] = 0;
+    return buf;
+}
+
+/* A stand-in for flexpu-remoted that says what it was given: its ids, its
+ * no_new_privs, its token on fd 3 (it writes its port to fd 4), every
+ * descriptor it holds and where it points, its environment, and whether
+ * it can open the cluster key (its first argument). */
+static const char fake_server[] =
+    "#!/bin/sh\n"
+    "echo \"ids $(id -u) $(id -g) $(id -G)\"\n"
+    "grep '^NoNewPrivs:' /proc/self/status\n"
+    "echo \"token $(cat <&3)\"\n"
+    "echo 7123 >&4\n"
+    "ls -l /proc/$$/fd\n"
+    "env | sed 's/^/env /'\n"
+    "if cat \"$1\" >/dev/null 2>&1; then echo 'key readable'; else echo 'key unreadable'; fi\n";
+
+static void test_spawn(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/flexpu-remote-spawn-test.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    /* The stand-in runs as another user when this test is root. */
+    assert_int_equal(chmod(dir, 0711), 0);
+    char key[128], token[128], port[128], logf[128], bin[128];
+    snprintf(key, sizeof(key), "%s/key", dir);
+    snprintf(token, sizeof(token), "%s/token", dir);
+    snprintf(port, sizeof(port), "%s/port", dir);
+    snprintf(logf, sizeof(logf), "%s/server.log", dir);
+    snprintf(bin, sizeof(bin), "%s/fake-remoted", dir);
+    write_file(key, "the-cluster-key-0123456789abcdef-0123456789\n", 0400);
+    write_file(token, "slice-token-0123456789abcdef\n", 0600);
+    write_file(port, "stale\n", 0600);
+    write_file(bin, fake_server, 0755);
+    /* An agent's descriptors that lack close-on-exec (a library's, say),
+     * among them one on the key: none may reach the server. */
+    int leaked_key = open(key, O_RDONLY);
+    int leaked_dir = open(dir, O_RDONLY | O_DIRECTORY);
+    assert_true(leaked_key >= 0 && leaked_dir >= 0);
+    bool root = geteuid() == 0;
+    char *argv[] = {bin, key, NULL};
+    char *envp[] = {"PATH=/usr/bin:/bin", "FLEXPU_TENANT=uid-1", NULL};
+    struct fx_remote_spawn sp = {.bin = bin, .argv = argv, .envp = envp, .token_path = token,
+                                 .port_path = port, .log_path = logf, .drop = root,
+                                 .uid = 65534, .gid = 65534};
+    struct flexpu_error err = {0};
+    pid_t pid = 0;
+    assert_int_equal(fx_remote_spawn(&sp, &pid, &err), 0);
+    assert_true(pid > 0);
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    close(leaked_key);
+    close(leaked_dir);
+    char *out = read_all(logf);
+    assert_non_null(strstr(out, "NoNewPrivs:\t1"));
+    assert_non_null(strstr(out, "token slice-token-0123456789abcdef\n"));
+    assert_non_null(strstr(out, "env FLEXPU_TENANT=uid-1\n"));
+    assert_null(strstr(out, "the-cluster-key"));
+    /* `ls -l` of its descriptors: "... N -> TARGET" each. Only 0-4 and
+     * the shell's own script; nothing on the key. */
+    bool saw[5] = {false};
+    for (char *l = strstr(out, " -> "); l; l = strstr(l + 1, " -> ")) {
+        char *num = l;
+        while (num > out && num[-1] != ' ')
+            num--;
+        int fd = atoi(num);
+        char target[256];
+        sscanf(l + 4, "%255s", target);
+        const char *want = fd == 0 ? "/dev/null" : fd <= 2 ? logf : fd == 3 ? token
+                         : fd == 4 ? port : bin;
+        if (strcmp(target, want) != 0)
+            fail_msg("descriptor %d (%s) reached the server, want %s:\n%s", fd, target, want,
+                     out);
+        if (fd <= 4)
+            saw[fd] = true;
+    }
+    for (int fd = 0; fd <= 4; fd++)
+        if (!saw[fd])
+            fail_msg("no descriptor %d:\n%s", fd, out);
+    char *port_text = read_all(port);
+    assert_string_equal(port_text, "7123\n");
+    free(port_text);
+    struct stat ps;
+    assert_int_equal(stat(port, &ps), 0);
+    assert_int_equal(ps.st_mode & 0777, 0600);
+    if (root) {
+        assert_non_null(strstr(out, "ids 65534 65534 65534\n"));
+        assert_non_null(strstr(out, "key unreadable"));
+        /* The token and the port file stay root's: only the descriptors
+         * reach the server's user. */
+        assert_int_equal(ps.st_uid, 0);
+        assert_int_equal(stat(token, &ps), 0);
+        assert_int_equal(ps.st_uid, 0);
+    } else {
+        print_message("not root: the change of user is not tested\n");
+    }
+    free(out);
+
+    /* What cannot start is an error naming the step, nothing left running. */
+    char missing[160];
+    snprintf(missing, sizeof(missing), "%s/none", dir);
+    sp.bin = missing;
+    argv[0] = missing;
+    assert_int_equal(fx_remote_spawn(&sp, &pid, &err), FLEXPU_EIO);
+    assert_int_equal(pid, 0);
+    assert_non_null(strstr(err.msg, "execve failed"));
+    sp.bin = bin;
+    argv[0] = bin;
+    sp.token_path = missing;
+    assert_int_equal(fx_remote_spawn(&sp, &pid, &err), FLEXPU_EIO);
+    assert_non_null(strstr(err.msg, "token"));
+    assert_non_null(strstr(err.msg, missing));
+    if (!root) {
+        /* A user it cannot become: refused before exec. */
+        sp.token_path = token;
+        sp.drop = true;
+        assert_int_equal(fx_remote_spawn(&sp, &pid, &err), FLEXPU_EIO);
+        assert_non_null(strstr(err.msg, "setgroups failed"));
+    }
+    const char *files[] = {key, token, port, logf, bin};
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+        unlink(files[i]);
+    rmdir(dir);
+}
+
+static void test_remote_ids(void **state)
+{
+    (void)state;
+    unsigned v = 0;
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_remote_id_parse("--remote-uid", "65534", &v, &err), 0);
+    assert_int_equal(v, 65534);
+    const char *bad[] = {"0", "-1", "", "nobody", "2147483648", "12x"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(fx_remote_id_parse("--remote-gid", bad[i], &v, &err), FLEXPU_EINVAL);
+        assert_non_null(strstr(err.msg, "--remote-gid"));
+    }
+    assert_non_null(strstr(err.msg, "12x"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_role),        cmocka_unit_test(test_server_plan),
         cmocka_unit_test(test_server_cmd),  cmocka_unit_test(test_token),
         cmocka_unit_test(test_endpoint),    cmocka_unit_test(test_client_env),
+        cmocka_unit_test(test_spawn),       cmocka_unit_test(test_remote_ids),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
