@@ -65,8 +65,11 @@ var wantMounts = []struct {
 	{"/usr/lib/flexpu/libflexpu-cuda.so", true},
 	{"/etc/ld.so.preload", true},
 	{confMountPath, true},
-	{"/run/flexpu/state", false},
 }
+
+// Mounts no container response may carry: the node agent owns what decides
+// between tenants, so no directory all slices could write is shared.
+var forbiddenMounts = []string{"/run/flexpu/state"}
 
 // The control devices every container response carries, besides one
 // /dev/nvidia<minor> per GPU.
@@ -971,6 +974,11 @@ func checkMounts(mounts []*pluginapi.Mount) (string, error) {
 			return "", fmt.Errorf("mount at %s: host_path %q is not absolute", w.path, m.HostPath)
 		case m.ReadOnly != w.readOnly:
 			return "", fmt.Errorf("mount at %s: read_only %v, want %v", w.path, m.ReadOnly, w.readOnly)
+		}
+	}
+	for _, f := range forbiddenMounts {
+		if m := byPath[f]; m != nil {
+			return "", fmt.Errorf("mount at %s (host %s): the shared state directory is mounted into the slice", f, m.HostPath)
 		}
 	}
 	return byPath[confMountPath].HostPath, nil
