@@ -90,12 +90,17 @@ kubectl patch pdb guarded --subresource=status --type=merge -p \
 pass "a second borrower, protected by a PodDisruptionBudget, borrows the same GPU"
 
 # The owner's use rises: a process as owner-a's slice keeps GPU 0 busy for
-# 50 s, holding 2 GiB (within its 20 GiB).
+# 50 s, holding 2 GiB (within its 20 GiB). It runs as the node agent's
+# slices do (its slice.conf, its ledger, the agent's arbiter pages, from
+# which the usage feed reads GPU time: the library writes no shared state
+# under the agent, so a process outside it would never show on the Node).
 uid_a="$(kubectl get pod owner-a -o jsonpath='{.metadata.uid}')"
-mkdir -p "$work/root/ledger/owner-a"
+mkdir -p "$work/root/ledger/owner-a" "$work/root/slices/owner-a"
+printf 'tenant = %s\ncompute_share = 50\n' "$uid_a" >"$work/root/slices/owner-a/slice.conf"
 printf 'init\nctx 0\nalloc 2147483648\nburn 200 50000\nexit\n' |
   env LD_PRELOAD="$build/libflexpu-cuda.so" LD_LIBRARY_PATH="$build/test/fakecuda" \
     FLEXPU_STATE_DIR="$work/root/state" FLEXPU_LEDGER_DIR="$work/root/ledger/owner-a" \
+    FLEXPU_ARBITER_DIR="$work/root/arb" \
     FAKECUDA_DIR="$work/fake" FLEXPU_CONTEXT_OVERHEAD=0 FLEXPU_TENANT="$uid_a" \
     "$build/test/runtime/cuda_client" >"$work/client.log" 2>&1 &
 client=$!
