@@ -34,6 +34,13 @@
  * "Kubernetes"); a local slice is preferred whenever one fits. */
 #define FX_ANN_REMOTE "flexpu.io/remote"
 #define FX_REMOTE_ALLOWED "allowed"
+/* The label flexpu-scheduler puts on a pod with a remote slice before it
+ * binds it: the GPU node serving the slice. The GPU node's agent watches
+ * only the pods carrying its own name there (docs/REMOTE.md, "The GPU
+ * node's watch"); it is a filter, never trusted: the allocation's
+ * remote.node decides. The admission policy keeps everyone but the
+ * scheduler from setting, changing or removing it. */
+#define FX_LABEL_REMOTE_GPU_NODE "flexpu.io/remote-gpu-node"
 /* A node name (a DNS subdomain): at most 253 characters. */
 #define FX_NODE_NAME_MAX 254
 

@@ -162,6 +162,32 @@ int kube_nominate(struct kube_client *c, const char *ns, const char *name, const
     return rc;
 }
 
+int kube_label_pod(struct kube_client *c, const char *ns, const char *name, const char *uid,
+                   const char *key, const char *value, struct flexpu_error *err)
+{
+    char path[768];
+    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s", ns, name);
+    /* null deletes the label in a merge patch; the UID is a precondition */
+    json_t *body = json_pack("{s:{s:s, s:{s:o}}}", "metadata", "uid", uid, "labels", key,
+                             value ? json_string(value) : json_null());
+    if (!body)
+        return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory labelling pod %s/%s", ns,
+                                name);
+    long status = 0;
+    json_t *st = NULL;
+    int rc = kube_request_status(c, "PATCH", path, body, MERGE_PATCH, &status, &st, err);
+    json_decref(body);
+    if (status >= 200 && status <= 299)
+        rc = 0;
+    if (rc && (status == 404 || status == 409 ||
+               (status == 422 && status_field_cause(st, "metadata.uid"))))
+        rc = flexpu_error_set(err, FLEXPU_ENOENT, "labelling pod %s/%s %s=%s: %s", ns, name, key,
+                              value ? value : "(removed)",
+                              status == 404 ? "the pod is gone" : "another pod holds the name");
+    json_decref(st);
+    return rc;
+}
+
 int kube_queue_patch_status(struct kube_client *c, const char *name, json_t *patch,
                             struct flexpu_error *err)
 {

@@ -128,6 +128,14 @@ struct kube_watch_opts {
 int kube_list_watch(struct kube_client *c, const struct kube_watch_opts *o, kube_watch_cb cb,
                     void *ctx, struct flexpu_error *err);
 
+/* One full paged list of o's collection and selectors (o->path,
+ * field_selector, label_selector, page_size, list_status), delivered as
+ * SYNC_BEGIN, ADDED..., SYNC_END, without a watch after it; no retry: a
+ * failed page is the error (the objects of the pages before it were
+ * delivered, SYNC_END was not). */
+int kube_list(struct kube_client *c, const struct kube_watch_opts *o, kube_watch_cb cb, void *ctx,
+              struct flexpu_error *err);
+
 /* Splits a watch stream into lines and parses each event; exposed for tests.
  * Feed bytes with kube_stream_feed; each complete line calls back with the
  * parsed type and object. A malformed line or one over the limit is an error
@@ -217,6 +225,15 @@ int kube_delete_pod(struct kube_client *c, const char *ns, const char *name, con
  * nominated: FLEXPU_EINVAL with the server's message. */
 int kube_nominate(struct kube_client *c, const char *ns, const char *name, const char *uid,
                   const char *node, struct flexpu_error *err);
+
+/* Sets label KEY of pod NS/NAME to VALUE (NULL: removes it) by a merge
+ * patch carrying `uid` as a precondition, so a pod recreated under the
+ * same name is never labelled in its place. 0, FLEXPU_ENOENT when the pod
+ * is gone (404) or another pod holds the name (409, or 422 on
+ * metadata.uid), otherwise as kube_request (a timeout: FLEXPU_EIO, the
+ * label may or may not be written). */
+int kube_label_pod(struct kube_client *c, const char *ns, const char *name, const char *uid,
+                   const char *key, const char *value, struct flexpu_error *err);
 
 /* Merge-patches the status of Queue NAME (queues/NAME/status) with `patch`
  * (borrowed; {"status": {...}}, as the queue status builder makes it).

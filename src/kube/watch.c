@@ -197,6 +197,14 @@ static int list_all(struct kube_client *c, const struct kube_watch_opts *o, stru
     return rc ? (w->cb_rc = rc) : 0;
 }
 
+int kube_list(struct kube_client *c, const struct kube_watch_opts *o, kube_watch_cb cb, void *ctx,
+              struct flexpu_error *err)
+{
+    struct lw w = {.cb = cb, .ctx = ctx, .err = err};
+    int rc = list_all(c, o, &w, err);
+    return w.cb_rc ? w.cb_rc : rc;
+}
+
 static void sleep_ms(int ms, volatile int *stop)
 {
     for (int t = 0; t < ms && !(stop && *stop); t += 50) {

@@ -26,6 +26,8 @@
 #define BACKOFF_MIN_MS 1000
 #define BACKOFF_MAX_MS 30000
 #define STOP_WAIT_MS 3000
+#define LEGACY_CHECK_MS 10000
+#define LEGACY_CHECKS_PER_TICK 16
 
 extern char **environ;
 
@@ -42,6 +44,12 @@ struct rslice {
     int64_t started_ms, next_start_ms;
     int backoff_ms;
     char endpoint[320];         /* what the pod's annotation says */
+    /* Its pod lacks this node's FX_LABEL_REMOTE_GPU_NODE (bound before the
+     * scheduler set it): found by the full list at start, out of the label
+     * watch's sight, so it is read back by itself every LEGACY_CHECK_MS
+     * until it goes or the scheduler labels it. */
+    bool legacy;
+    int64_t next_check_ms;
     struct rslice *next;
 };
 
@@ -51,6 +59,8 @@ struct fx_remote_serve {
     pthread_mutex_t mu;
     struct rslice *slices;
     bool synced;                /* a full list of pods came in */
+    bool scanning;              /* the full list at start (all pods) runs */
+    char selector[320];         /* FX_LABEL_REMOTE_GPU_NODE=<this node> */
     volatile int stop;
     pthread_t watch_tid, sup_tid;
     struct kube_client *watch_client, *client;
@@ -176,7 +186,17 @@ static void adopt(struct fx_remote_serve *s)
 
 /* ---- the pods ---- */
 
-static void pod_seen(struct fx_remote_serve *s, json_t *obj)
+/* Whether pod obj carries this node's label (the label watch's selector). */
+static bool labelled_here(const struct fx_remote_serve *s, json_t *obj)
+{
+    json_t *labels = kube_get(obj, "metadata.labels");
+    const char *v = json_string_value(json_object_get(labels, FX_LABEL_REMOTE_GPU_NODE));
+    return v && strcmp(v, s->cfg.node) == 0;
+}
+
+/* Lock held. A pod from the full list at start, the label watch or a
+ * legacy pod's read-back (from_list: not the label watch). */
+static void pod_seen(struct fx_remote_serve *s, json_t *obj, bool from_list)
 {
     const char *uid = kube_str(obj, "metadata.uid");
     if (!uid || !*uid || strlen(uid) >= sizeof(((struct rslice *)0)->uid))
@@ -193,6 +213,8 @@ static void pod_seen(struct fx_remote_serve *s, json_t *obj)
     if (!r)
         return;
     r->seen = true;
+    /* The label watch will not show it: keep it in sight by itself. */
+    r->legacy = from_list && !labelled_here(s, obj);
     snprintf(r->ns, sizeof(r->ns), "%s", kube_str(obj, "metadata.namespace") ?: "");
     snprintf(r->name, sizeof(r->name), "%s", kube_str(obj, "metadata.name") ?: "");
     const char *ep = kube_annotation(obj, FX_ANN_REMOTE_ENDPOINT);
@@ -223,8 +245,10 @@ static int pod_event(enum kube_event ev, json_t *obj, void *ctx)
         for (struct rslice *r = s->slices; r; r = r->next)
             r->seen = false;
     } else if (ev == KUBE_SYNC_END) {
+        /* The full list at start sees every pod; the label watch's lists
+         * do not see the legacy ones, which their read-backs follow. */
         for (struct rslice *r = s->slices; r; r = r->next)
-            if (!r->seen)
+            if (!r->seen && (s->scanning || !r->legacy))
                 r->want = false;
         s->synced = true;
     } else if (ev == KUBE_DELETED) {
@@ -233,17 +257,39 @@ static int pod_event(enum kube_event ev, json_t *obj, void *ctx)
         if (r)
             r->want = false;
     } else {
-        pod_seen(s, obj);
+        pod_seen(s, obj, s->scanning);
     }
     pthread_mutex_unlock(&s->mu);
     return 0;
 }
 
+static void set_scanning(struct fx_remote_serve *s, bool on)
+{
+    pthread_mutex_lock(&s->mu);
+    s->scanning = on;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* One full list of every pod, once, for the remote pods bound before the
+ * scheduler labelled them (docs/REMOTE.md, "The GPU node's watch"); then
+ * only the pods labelled with this node are listed and watched. */
 static void *watch_main(void *p)
 {
     struct fx_remote_serve *s = p;
     struct flexpu_error err = {0};
-    struct kube_watch_opts o = {.path = "/api/v1/pods", .stop = &s->stop};
+    struct kube_watch_opts all = {.path = "/api/v1/pods", .stop = &s->stop};
+    int backoff = 200;
+    set_scanning(s, true);
+    while (!s->stop && kube_list(s->watch_client, &all, pod_event, s, &err) != 0) {
+        FX_WARN(COMP, "remote slices: the full list of pods failed; will retry",
+                "error=\"%s\"", err.msg);
+        for (int t = 0; t < backoff && !s->stop; t += 50)
+            usleep(50000);
+        backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
+    }
+    set_scanning(s, false);
+    struct kube_watch_opts o = {.path = "/api/v1/pods", .label_selector = s->selector,
+                                .stop = &s->stop};
     if (kube_list_watch(s->watch_client, &o, pod_event, s, &err) && !s->stop)
         FX_ERROR(COMP, "remote slices: the pod watch ended", "error=\"%s\"", err.msg);
     return NULL;
@@ -396,10 +442,51 @@ static void server_stop(struct fx_remote_serve *s, struct rslice *r)
     r->pid = 0;
 }
 
-/* An endpoint to record on a pod, taken out of the lock. */
+/* An endpoint to record on a pod, or a legacy pod to read back, taken out
+ * of the lock. */
 struct patch {
     char ns[256], name[256], uid[64], endpoint[320];
 };
+
+static void patch_of(struct patch *p, const struct rslice *r)
+{
+    snprintf(p->ns, sizeof(p->ns), "%s", r->ns);
+    snprintf(p->name, sizeof(p->name), "%s", r->name);
+    snprintf(p->uid, sizeof(p->uid), "%s", r->uid);
+    p->endpoint[0] = 0;
+}
+
+/* Reads back a legacy pod (one the label watch does not show): gone (404,
+ * or another pod of its name) stops its server as a deletion would;
+ * otherwise it is seen as the full list would see it. An error leaves it
+ * as it was until the next read-back. */
+static void legacy_check(struct fx_remote_serve *s, const struct patch *p)
+{
+    char path[700], ens[300], ename[300];
+    kube_escape(p->ns, ens, sizeof(ens));
+    kube_escape(p->name, ename, sizeof(ename));
+    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s", ens, ename);
+    long status = 0;
+    json_t *pod = NULL;
+    struct flexpu_error err = {0};
+    int rc = kube_request(s->client, "GET", path, NULL, NULL, &status, &pod, &err);
+    if (rc != 0 && rc != FLEXPU_ENOENT) {
+        FX_WARN(COMP, "remote slice: cannot read back its unlabelled pod; will retry",
+                "pod=%s/%s status=%ld error=\"%s\"", p->ns, p->name, status, err.msg);
+        return;
+    }
+    const char *uid = pod ? kube_str(pod, "metadata.uid") : NULL;
+    pthread_mutex_lock(&s->mu);
+    struct rslice *r = slice_get(s, p->uid, false);
+    if (r && r->legacy) {
+        if (!uid || strcmp(uid, p->uid) != 0)
+            r->want = false;
+        else
+            pod_seen(s, pod, true);
+    }
+    pthread_mutex_unlock(&s->mu);
+    json_decref(pod);
+}
 
 static void record_endpoint(struct fx_remote_serve *s, const struct patch *p)
 {
@@ -426,8 +513,8 @@ static void record_endpoint(struct fx_remote_serve *s, const struct patch *p)
 
 static void supervise(struct fx_remote_serve *s)
 {
-    struct patch patches[16];
-    int np = 0;
+    struct patch patches[16], checks[LEGACY_CHECKS_PER_TICK];
+    int np = 0, nc = 0;
     pthread_mutex_lock(&s->mu);
     fx_orphans_reap(&s->orphans);
     int64_t now = now_ms();
@@ -457,6 +544,12 @@ static void supervise(struct fx_remote_serve *s)
                 r->backoff_ms = BACKOFF_MAX_MS;
             r->next_start_ms = now + r->backoff_ms;
         }
+        if (r->want && r->legacy && s->synced && now >= r->next_check_ms &&
+            nc < LEGACY_CHECKS_PER_TICK) {
+            patch_of(&checks[nc++], r);
+            r->next_check_ms = now + (s->cfg.legacy_check_ms > 0 ? s->cfg.legacy_check_ms
+                                                                  : LEGACY_CHECK_MS);
+        }
         if (r->want && r->pid > 0 && np < 16) {
             char ep[320], portf[600];
             snprintf(ep, sizeof(ep), "%.300s:%d", s->cfg.address, r->port);
@@ -466,9 +559,7 @@ static void supervise(struct fx_remote_serve *s)
             if (strcmp(ep, r->endpoint) != 0 &&
                 (r->adopted || (stat(portf, &st) == 0 && st.st_size > 0))) {
                 struct patch *p = &patches[np++];
-                snprintf(p->ns, sizeof(p->ns), "%s", r->ns);
-                snprintf(p->name, sizeof(p->name), "%s", r->name);
-                snprintf(p->uid, sizeof(p->uid), "%s", r->uid);
+                patch_of(p, r);
                 snprintf(p->endpoint, sizeof(p->endpoint), "%s", ep);
                 /* Taken as written; the watch says otherwise if it failed. */
                 snprintf(r->endpoint, sizeof(r->endpoint), "%s", ep);
@@ -480,6 +571,8 @@ static void supervise(struct fx_remote_serve *s)
     for (int i = 0; i < np; i++) {
         record_endpoint(s, &patches[i]);
     }
+    for (int i = 0; i < nc; i++)
+        legacy_check(s, &checks[i]);
 }
 
 static void *sup_main(void *p)
@@ -515,6 +608,7 @@ struct fx_remote_serve *fx_remote_serve_start(const struct fx_remote_serve_confi
         return NULL;
     }
     s->cfg = *cfg;
+    snprintf(s->selector, sizeof(s->selector), "%s=%.253s", FX_LABEL_REMOTE_GPU_NODE, cfg->node);
     snprintf(s->dir, sizeof(s->dir), "%.400s/remote", cfg->root);
     if (mkdir(s->dir, 0700) != 0 && errno != EEXIST) {
         flexpu_error_set(err, FLEXPU_EIO, "cannot create '%s': %s", s->dir, strerror(errno));

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The GPU node's side of remote slices (docs/REMOTE.md, "Kubernetes"): a
  * thread that watches the pods whose allocation names this node in
- * `remote.node`, checks each (fx_remote_server_plan), and keeps one
+ * `remote.node` (the pods the scheduler labelled FX_LABEL_REMOTE_GPU_NODE
+ * with this node, after one full list at start for those bound before it
+ * did: "The GPU node's watch"), checks each (fx_remote_server_plan), and keeps one
  * flexpu-remoted per slice running under libflexpu-cuda.so with the slice's
  * settings, on a port of a configured range, keyed by the slice's derived
  * token (remote_key.h); it records the endpoint on the pod (annotation
@@ -40,6 +42,7 @@ struct fx_remote_serve_config {
     const struct fx_node_inv *inv; /* this node's GPUs (borrowed) */
     struct kube_config *kube;
     int tick_ms;             /* supervision period; 0: 200 */
+    int legacy_check_ms;     /* an unlabelled pod's read-back period; 0: 10 000 */
     bool drop;               /* run the servers as uid:gid (the agent is root) */
     unsigned uid, gid;
 };

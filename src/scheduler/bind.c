@@ -79,8 +79,32 @@ bool fx_binder_leading(const struct fx_binder *b)
     return kube_lease_valid_for(b->lease, (int64_t)fx_mono_ns(), bind_ns);
 }
 
-static int bind_pod(struct kube_client *c, const struct fx_attempt *a, struct flexpu_error *err)
+/* A pod with a remote slice is labelled with its GPU node before it is
+ * bound (a Binding copies annotations only): that node's agent watches the
+ * pods with its label (docs/REMOTE.md, "The GPU node's watch"). The label
+ * is set again for every remote bind, so one left by an earlier attempt
+ * on another GPU node never stands. Its failure sends no Binding: the pod
+ * is unbound for sure, gone (FLEXPU_ENOENT) or to be decided again
+ * (FLEXPU_EINVAL, whatever the cause: a label written by a request that
+ * ran out is only a filter). */
+static int label_remote(struct kube_client *c, const struct fx_attempt *a,
+                        struct flexpu_error *err)
 {
+    struct fx_allocation al;
+    struct flexpu_error perr = {0};
+    if (!a->allocation[0] || fx_allocation_parse(a->allocation, &al, &perr) != 0 ||
+        !al.remote_node[0])
+        return 0;
+    int rc = kube_label_pod(c, a->ns, a->name, a->uid, FX_LABEL_REMOTE_GPU_NODE, al.remote_node,
+                            err);
+    return rc == 0 || rc == FLEXPU_ENOENT ? rc : FLEXPU_EINVAL;
+}
+
+int fx_bind_pod(struct kube_client *c, const struct fx_attempt *a, struct flexpu_error *err)
+{
+    int rc = label_remote(c, a, err);
+    if (rc)
+        return rc;
     char path[800];
     snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s/binding", a->ns, a->name);
     json_t *meta = json_pack("{s:s, s:s, s:s}", "name", a->name, "namespace", a->ns, "uid",
@@ -92,7 +116,7 @@ static int bind_pod(struct kube_client *c, const struct fx_attempt *a, struct fl
                           "Binding", "metadata", meta, "target", "apiVersion", "v1", "kind",
                           "Node", "name", a->node);
     long status;
-    int rc = kube_request(c, "POST", path, b, NULL, &status, NULL, err);
+    rc = kube_request(c, "POST", path, b, NULL, &status, NULL, err);
     json_decref(b);
     /* A Binding whose uid precondition fails, or for a pod already bound,
      * answers 409; a deleted pod 404; a timeout or a 5xx leaves it unknown. */
@@ -128,7 +152,7 @@ static void *sender_main(void *arg)
         } else {
             struct flexpu_error err = {0};
             j->sent = true;
-            j->rc = bind_pod(c, &j->a, &err);
+            j->rc = fx_bind_pod(c, &j->a, &err);
             snprintf(j->errmsg, sizeof(j->errmsg), "%s", err.msg);
         }
 

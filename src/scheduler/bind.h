@@ -70,6 +70,13 @@ int fx_binder_collect(struct fx_model *m, struct fx_binder *b);
  * collects (tests; a scheduler shutting down uses fx_binder_stop). */
 void fx_binder_flush(struct fx_model *m, struct fx_binder *b);
 
+/* One bind as a sender makes it: for a remote slice, the pod labelled
+ * FX_LABEL_REMOTE_GPU_NODE with its GPU node first (the pod's UID as
+ * precondition; its failure sends no Binding), then the Binding with the
+ * allocation annotation and the pod's UID. Returns as
+ * fx_model_bind_done expects it. */
+int fx_bind_pod(struct kube_client *c, const struct fx_attempt *a, struct flexpu_error *err);
+
 /* Reads back (GET) each pod whose bind's outcome has stayed unknown for
  * FX_BIND_SETTLE_MS by now_ms (monotonic) and settles it in the model
  * (fx_model_bind_settle). A read is not a write, so followers settle too;

@@ -26,6 +26,7 @@
 #include "scheduler/metrics.h"
 #include "scheduler/model.h"
 #include "scheduler/queues.h"
+#include "scheduler/relabel.h"
 #include "util/alloc.h"
 #include "util/clock.h"
 #include "util/promserve.h"
@@ -395,7 +396,8 @@ int main(int argc, char **argv)
                          pod_cb, 0, 0};
     struct watcher wq = {&cfg, KUBE_QUEUES_PATH, NULL, queue_cb, 0, 0};
     struct fx_queue_sync *qs = fx_queue_sync_new();
-    if (!qs) {
+    struct fx_relabel *relabel = fx_relabel_new();
+    if (!qs || !relabel) {
         fprintf(stderr, "flexpu-scheduler: out of memory\n");
         return 1;
     }
@@ -437,8 +439,10 @@ int main(int argc, char **argv)
             list = e->next;
             if (e->ev == KUBE_SYNC_END)
                 q.synced[e->kind] = 1;
-            if (e->kind == EV_POD)
+            if (e->kind == EV_POD) {
                 fx_model_pod_event(m, e->ev, e->obj);
+                fx_relabel_pod_event(relabel, e->ev, e->obj);
+            }
             else if (e->kind == EV_NODE)
                 fx_model_node_event(m, e->ev, e->obj);
             else
@@ -471,6 +475,9 @@ int main(int argc, char **argv)
          * events go first so the next decision sees them. The lease is
          * checked again before each bind (fx_bind_round). */
         fx_bind_round(m, &binder, 256, &stop_flag);
+        /* Remote pods bound before the scheduler labelled them, a few
+         * writes a round (relabel.h). */
+        fx_relabel_round(relabel, c, 16, fx_mono_ms());
         /* Queue status, at most every 10 s and only what changed: a
          * status is for people and dashboards, not for deciding. */
         if (now >= next_queue_status) {
@@ -506,6 +513,7 @@ int main(int argc, char **argv)
     pthread_join(wp.tid, NULL);
     pthread_join(wq.tid, NULL);
     fx_queue_sync_free(qs);
+    fx_relabel_free(relabel);
     kube_client_free(c);
     fx_model_free(m);
     kube_config_free(&cfg);

@@ -5,6 +5,7 @@
 # kube-scheduler, all built from upstream by build-binaries.sh.
 #
 #   cluster.sh up DIR        start; writes DIR/admin.kubeconfig and DIR/env
+#                            (CLUSTER_AUDIT_PODS=1: DIR/audit.log, below)
 #   cluster.sh scheduler DIR start the default kube-scheduler too
 #   cluster.sh down DIR      stop everything started in DIR
 #
@@ -124,7 +125,25 @@ up)
   # pods until one creates each namespace's default account, and the
   # not-ready taint TaintNodesByCondition puts on new nodes would never be
   # lifted. kwok marks the nodes Ready itself.
-  start apiserver "$bin/kube-apiserver" \
+  # CLUSTER_AUDIT_PODS=1: the API server logs every list and watch of pods
+  # (who, with which query) to DIR/audit.log, for a test to check what a
+  # component asked (remote_e2e: the GPU node's label selector).
+  audit=()
+  if [ -n "${CLUSTER_AUDIT_PODS:-}" ]; then
+    cat >"$dir/audit-policy.yaml" <<'EOP'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived", "ResponseStarted"]
+rules:
+  - level: Metadata
+    verbs: ["list", "watch"]
+    resources: [{group: "", resources: ["pods"]}]
+  - level: None
+EOP
+    audit=(--audit-policy-file "$dir/audit-policy.yaml" --audit-log-path "$dir/audit.log"
+      --audit-log-mode blocking)
+  fi
+  start apiserver "$bin/kube-apiserver" "${audit[@]}" \
     --etcd-servers "http://127.0.0.1:$etcd_port" \
     --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
     --tls-cert-file "$dir/pki/server.crt" --tls-private-key-file "$dir/pki/server.key" \

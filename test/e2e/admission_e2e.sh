@@ -19,6 +19,12 @@
 #    annotation, the allocation, a label, the spec, finalizers, owners, the
 #    status) nor create one; a tenant (on a pod, its create, a Binding),
 #    flexpu-scheduler and the cluster admin may not set, change or remove it.
+#  - flexpu.io/remote-gpu-node (flexpu-pods): flexpu-scheduler (given patch
+#    on pods, as the chart's node.remote gives it) sets and changes it with
+#    the merge patch bind.c sends, and may change nothing else of a pod; a
+#    tenant (its pod's create, a label), the cluster admin and the node
+#    agents may not set, change or remove it; the running flexpu-scheduler
+#    labels a remote pod bound without it.
 #
 #   admission_e2e.sh BUILD_DIR
 E2E_NAME=admission-e2e
@@ -231,3 +237,65 @@ kubectl --as="$tenant" annotate pod remote --overwrite note=b >/dev/null ||
   fail "a tenant's other annotation on a pod with an endpoint was refused"
 [ "$(endpoint)" = 10.0.0.7:7101 ] || fail "the endpoint is '$(endpoint)' after the refusals, want 10.0.0.7:7101"
 pass "nobody else may set, change or remove flexpu.io/remote-endpoint (a tenant, its pod or Binding, flexpu-scheduler, the cluster admin); other annotations still may"
+
+# --- flexpu.io/remote-gpu-node: the label only flexpu-scheduler sets ---
+# The chart's node.remote lets the scheduler patch pods (deploy/rbac.yaml
+# does not): granted here, so that what is refused below is refused by
+# the policy, not by RBAC.
+kubectl create clusterrole flexpu-scheduler-remote-e2e --verb=patch --resource=pods >/dev/null
+kubectl create clusterrolebinding flexpu-scheduler-remote-e2e \
+  --clusterrole=flexpu-scheduler-remote-e2e --serviceaccount=flexpu-system:flexpu-scheduler >/dev/null
+lbl=flexpu.io/remote-gpu-node
+rlabel() { kubectl get pod "$1" -o jsonpath='{.metadata.labels.flexpu\.io/remote-gpu-node}'; }
+rpodjson() { podjson "$1" "" '{"flexpu.io/remote":"allowed"}' '"flexpu.io/gpu":"1"' other-scheduler; }
+refused "a tenant's pod created with $lbl" "metadata.labels[$lbl]: only flexpu-scheduler" \
+  kubectl --as="$tenant" create -f - <<<"$(rpodjson rl-forged | jq -c --arg l "$lbl" '.metadata.labels = {($l): "gpu-1"}')"
+kubectl --as="$tenant" create -f - >/dev/null <<<"$(rpodjson rl)" || fail "a remote-allowed pod was refused"
+rluid="$(kubectl get pod rl -o jsonpath='{.metadata.uid}')"
+refused "a tenant labelling its pod $lbl" "metadata.labels[$lbl]: only flexpu-scheduler" \
+  kubectl --as="$tenant" label pod rl "$lbl=gpu-1"
+refused "the cluster admin labelling a pod $lbl" "metadata.labels[$lbl]: only flexpu-scheduler" \
+  kubectl label pod rl "$lbl=gpu-1"
+# sched_patch JSON: a merge patch as flexpu-scheduler sends it before a
+# Binding (kube_label_pod: the pod's UID as precondition, the label).
+sched_patch() { kubectl --as="$sched" patch pod rl --type=merge -p "$1"; }
+slabel() { printf '{"metadata":{"uid":"%s","labels":{"%s":"%s"}}}' "$rluid" "$lbl" "$1"; }
+sched_patch "$(slabel gpu-1)" >"$work/out" 2>&1 ||
+  fail "flexpu-scheduler could not label the pod: $(cat "$work/out")"
+[ "$(rlabel rl)" = gpu-1 ] || fail "the label is '$(rlabel rl)', want gpu-1"
+sched_patch "$(slabel gpu-2)" >"$work/out" 2>&1 ||
+  fail "flexpu-scheduler could not change the label (a pod placed again): $(cat "$work/out")"
+[ "$(rlabel rl)" = gpu-2 ] || fail "the label is '$(rlabel rl)', want gpu-2"
+pass "flexpu-scheduler sets and changes $lbl (a merge patch with the UID, as bind.c sends it)"
+
+refused "a tenant changing $lbl" "metadata.labels[$lbl]: only flexpu-scheduler" \
+  kubectl --as="$tenant" label pod rl --overwrite "$lbl=gpu-1"
+refused "a tenant removing $lbl" "metadata.labels[$lbl]: only flexpu-scheduler" \
+  kubectl --as="$tenant" label pod rl "$lbl-"
+refused "the cluster admin removing $lbl" "metadata.labels[$lbl]: only flexpu-scheduler" \
+  kubectl label pod rl "$lbl-"
+refused "the node agents changing $lbl" "metadata.labels" \
+  kubectl --as="$agent" label pod rl --overwrite "$lbl=gpu-1"
+refused "flexpu-scheduler changing another label" "metadata: flexpu-scheduler may change only" \
+  sched_patch '{"metadata":{"labels":{"team":"x"}}}'
+refused "flexpu-scheduler changing an annotation beside the label" "metadata: flexpu-scheduler may change only" \
+  sched_patch "$(slabel gpu-1 | jq -c '.metadata.annotations = {"note": "x"}')"
+refused "flexpu-scheduler changing the spec" "spec, status: flexpu-scheduler may change only" \
+  sched_patch '{"spec":{"activeDeadlineSeconds":60}}'
+kubectl --as="$tenant" label pod rl team=ml >/dev/null || fail "a tenant's other label was refused"
+[ "$(rlabel rl)" = gpu-2 ] && [ -z "$(kubectl get pod rl -o jsonpath='{.metadata.annotations.note}{.spec.activeDeadlineSeconds}')" ] ||
+  fail "a refused request changed the pod: $(kubectl get pod rl -o json | jq -c '[.metadata.labels, .metadata.annotations, .spec.activeDeadlineSeconds]')"
+pass "nobody else may set, change or remove $lbl (a tenant, its pod, the cluster admin, the node agents); flexpu-scheduler's pod updates change nothing else"
+
+# A remote pod bound without the label (by a scheduler before this one):
+# the running flexpu-scheduler labels it with its GPU node, through the
+# policy, with its own token.
+kubectl --as="$tenant" create -f - >/dev/null <<<"$(rpodjson rl-old)" || fail "a remote-allowed pod was refused"
+remote_alloc='{"flexpu.io/allocation":"{\"gpus\":[{\"uuid\":\"GPU-a\",\"index\":0,\"cores\":30,\"memory\":1073741824}],\"remote\":{\"node\":\"gpu-9\"}}"}'
+kubectl --as="$sched" create --raw /api/v1/namespaces/default/pods/rl-old/binding -f - \
+  <<<"$(binding rl-old "$remote_alloc")" >/dev/null || fail "flexpu-scheduler could not bind a remote pod"
+old_labelled() { [ "$(rlabel rl-old)" = gpu-9 ]; }
+wait_for 20 "flexpu-scheduler did not label the remote pod bound without the label" old_labelled
+grep -q 'remote pod labelled with its GPU node.*pod=default/rl-old' "$work/scheduler.log" ||
+  fail "the scheduler's log does not say it labelled rl-old"
+pass "a remote pod bound without $lbl: flexpu-scheduler labels it with its GPU node (gpu-9)"

@@ -115,9 +115,12 @@ jq -e '.spec.template.spec.containers[0].args | index("--remote-ports=7200-7210"
   >/dev/null || fail "the GPU nodes' agent does not serve remote slices: $gds"
 jq -e 'any(.rules[]; .resources == ["pods"] and .verbs == ["patch"])' \
   <<<"$(obj "$r" ClusterRole flexpu-node)" >/dev/null || fail "the agents may not patch pods"
+# The scheduler labels remote pods with their GPU node (flexpu.io/remote-gpu-node).
+jq -e 'any(.rules[]; .resources == ["pods"] and .verbs == ["patch"])' \
+  <<<"$(obj "$r" ClusterRole flexpu-scheduler)" >/dev/null || fail "the scheduler may not patch pods"
 out="$(helm template flexpu "$chart" --set node.remote.slots=0 2>&1)" && fail "slots 0 accepted"
 grep -q "node/remote/slots" <<<"$out" || fail "slots 0: $out"
-pass "node.remote: a kept 64-character key Secret, <prefix>-node-remote with --remote-slots on cpuNodeSelector, the GPU agents serving, pods patchable; slots 0 refused"
+pass "node.remote: a kept 64-character key Secret, <prefix>-node-remote with --remote-slots on cpuNodeSelector, the GPU agents serving, pods patchable (by the agents and the scheduler); slots 0 refused"
 
 # The servers' user (never root) and the agent's capabilities to start
 # them as it and stop them; the NetworkPolicy on their ports. holds FILTER

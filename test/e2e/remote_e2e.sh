@@ -23,6 +23,11 @@
 #    the mounts name), started before the endpoint is known: it waits for
 #    it; its results and its memory quota are checked;
 #  - gpu-r's agent restarted: it adopts the server (same pid), no second;
+#  - the pod is labelled flexpu.io/remote-gpu-node=gpu-r by the scheduler;
+#    with the label removed (a pod bound before the label), the restarted
+#    agent keeps its server and the scheduler labels the pod again; the API
+#    server's audit shows gpu-r's agent watching only with its label
+#    selector and listing every pod once per start;
 #  - a rollout of gpu-r's agent (the agent and its servers SIGKILLed, as
 #    the end of its container does): a running program gets
 #    cudaErrorDevicesUnavailable, not a hang, and so does one started
@@ -34,6 +39,9 @@
 #
 #   remote_e2e.sh BUILD_DIR
 E2E_NAME=remote-e2e E2E_LOGS="scheduler.log node.log cpunode.log server.log"
+# The API server's audit of pod lists and watches (cluster/audit.log): what
+# the agents asked, checked below.
+export CLUSTER_AUDIT_PODS=1
 # shellcheck source=test/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
 e2e_up
@@ -104,7 +112,9 @@ alloc="$(kubectl get pod rpod -o jsonpath='{.metadata.annotations.flexpu\.io/all
 jq -e '.remote.node == "gpu-r" and .gpus[0].uuid != null and .gpus[0].cores == 30' \
   <<<"$alloc" >/dev/null || fail "the allocation: $alloc"
 uid="$(kubectl get pod rpod -o jsonpath='{.metadata.uid}')"
-pass "a pod that fits no GPU node's CPU runs on cpu-r, its slice on gpu-r: $alloc"
+rlabel() { kubectl get pod rpod -o jsonpath='{.metadata.labels.flexpu\.io/remote-gpu-node}'; }
+[ "$(rlabel)" = gpu-r ] || fail "the pod's flexpu.io/remote-gpu-node is '$(rlabel)', want gpu-r"
+pass "a pod that fits no GPU node's CPU runs on cpu-r, its slice on gpu-r (and labelled flexpu.io/remote-gpu-node=gpu-r): $alloc"
 
 # The kubelet's calls on cpu-r, before the endpoint may be known.
 "$build/test/remote_kubelet" "$work/cdp" "$work/cpodres.sock" default rpod remote-0 \
@@ -213,6 +223,49 @@ kill -0 "$spid" || fail "the server died with its agent"
 [ "$(pgrep -fc -- "--slice $uid")" = 1 ] ||
   fail "not one server: $(pgrep -fa flexpu-remoted)"
 pass "gpu-r's agent restarted: server $spid adopted, still the only one"
+
+# A remote pod bound before the scheduler labelled pods (no label): gpu-r's
+# agent, restarted, keeps its server (its one full list at start finds the
+# pod; the label watch that follows does not show it), and the scheduler,
+# back, labels it; the server stays the same all along.
+stop_scheduler
+kill "$node_pid"
+wait "$node_pid" 2>/dev/null || true
+kubectl label pod rpod flexpu.io/remote-gpu-node- >/dev/null
+[ -z "$(rlabel)" ] || fail "the label was not removed"
+audit="$work/cluster/audit.log"
+sel='labelSelector=flexpu.io%2Fremote-gpu-node%3Dgpu-r'
+label_lists() { jq -r --arg s "$sel" 'select(.verb == "list" and (.requestURI | contains($s))) | .auditID' "$audit" | sort -u | wc -l; }
+n0="$(label_lists)"
+gpu_node
+adopted_twice() { [ "$(grep -c "remote server adopted.*pid=$spid" "$work/node.log")" = 2 ]; }
+wait_for 20 "the restarted agent did not adopt the server" adopted_twice
+more_lists() { [ "$(label_lists)" -gt "$n0" ]; }
+wait_for 20 "the restarted agent did not list the labelled pods" more_lists
+sleep 1
+kill -0 "$spid" || fail "the server of the pod without the label was stopped"
+grep -q "remote server stopped.*pod_uid=$uid" "$work/node.log" &&
+  fail "the agent stopped the server of the pod without the label"
+start_scheduler
+relabelled() { [ "$(rlabel)" = gpu-r ]; }
+wait_for 20 "the scheduler did not label the remote pod bound without the label" relabelled
+sleep 1
+kill -0 "$spid" && [ "$(pgrep -fc -- "--slice $uid")" = 1 ] ||
+  fail "the server changed when the pod was labelled: $(pgrep -fa flexpu-remoted)"
+pass "a remote pod without the label: the restarted agent kept its server ($spid), the scheduler labelled it"
+
+# What gpu-r's agent asked the API server (the audit): one list of every
+# pod at each start (above: pods bound before the label), then lists and
+# watches of the pods labelled with gpu-r only; never a watch of every pod.
+jq -r 'select(.userAgent == "flexpu-node" and .objectRef.namespace == null) | "\(.verb) \(.requestURI)"' \
+  "$audit" >"$work/agent-requests.txt"
+unfiltered_watch="$(grep '^watch ' "$work/agent-requests.txt" | grep -v -e 'fieldSelector=spec.nodeName' -e "$sel" || true)"
+[ -z "$unfiltered_watch" ] || fail "an agent watches every pod: $unfiltered_watch"
+grep -q "^watch .*$sel" "$work/agent-requests.txt" || fail "gpu-r's agent never watched with its label selector: $(sort -u "$work/agent-requests.txt")"
+full="$(grep '^list ' "$work/agent-requests.txt" | grep -v -e 'fieldSelector=' -e 'labelSelector=' | wc -l)"
+[ "$full" = 3 ] ||
+  fail "want one full list of pods per start of gpu-r's agent (3 so far), got $full: $(sort -u "$work/agent-requests.txt")"
+pass "gpu-r's agent watches only the pods labelled with it ($sel); one full list per start ($full)"
 
 # A rollout of gpu-r's agent: its container ends, and the servers with it
 # (they run in it; the end of its PID namespace SIGKILLs them whatever

@@ -33,7 +33,24 @@ struct http_srv {
      * delay_ms; inflight/max_inflight count requests held at once. */
     bool threaded;
     int delay_ms, inflight, max_inflight, conns;
+    /* Every request's "METHOD PATH\n", in order (as much as fits). */
+    char log[16384];
+    pthread_mutex_t log_mu;
+    /* If set, answers each request instead of status and body: returns
+     * the status, sets *body (static or owned by the test) and may set
+     * *delay_ms (threaded only: the answer waits that long). */
+    int (*route)(struct http_srv *s, const char *method, const char *path, const char *req_body,
+                 const char **body, int *delay_ms);
+    void *ctx; /* the test's, for route */
 };
+
+static inline void log_request(struct http_srv *s, const char *method, const char *path)
+{
+    pthread_mutex_lock(&s->log_mu);
+    size_t n = strlen(s->log);
+    snprintf(s->log + n, sizeof(s->log) - n, "%s %s\n", method, path);
+    pthread_mutex_unlock(&s->log_mu);
+}
 
 /* Reads one request (headers, then Content-Length bytes of body). */
 static inline int read_request(struct http_srv *s, int c)
@@ -70,16 +87,22 @@ static inline int read_request(struct http_srv *s, int c)
     return 0;
 }
 
-static inline void answer(struct http_srv *s, int c)
+static inline void answer_with(int c, int status, const char *body)
 {
     char head[256];
-    size_t bl = strlen(s->body ? s->body : "");
+    size_t bl = strlen(body ? body : "");
     int hl = snprintf(head, sizeof(head),
                       "HTTP/1.1 %d X\r\nContent-Type: application/json\r\n"
                       "Content-Length: %zu\r\nConnection: close\r\n\r\n",
-                      s->status, bl);
-    (void)!write(c, head, (size_t)hl);
-    (void)!write(c, s->body ? s->body : "", bl);
+                      status, bl);
+    /* A client gone (a watch its agent stopped) is no reason to die. */
+    (void)!send(c, head, (size_t)hl, MSG_NOSIGNAL);
+    (void)!send(c, body ? body : "", bl, MSG_NOSIGNAL);
+}
+
+static inline void answer(struct http_srv *s, int c)
+{
+    answer_with(c, s->status, s->body);
 }
 
 struct conn {
@@ -93,14 +116,20 @@ static inline void *conn_main(void *arg)
     struct http_srv *s = k->s, scratch = {0};
     if (read_request(&scratch, k->fd) == 0) {
         __atomic_add_fetch(&s->nreq, 1, __ATOMIC_SEQ_CST);
+        log_request(s, scratch.method, scratch.path);
+        int status = s->status, delay = s->delay_ms;
+        const char *body = s->body;
+        if (s->route)
+            status = s->route(s, scratch.method, scratch.path, scratch.req_body, &body, &delay);
         int now = __atomic_add_fetch(&s->inflight, 1, __ATOMIC_SEQ_CST);
         int max = __atomic_load_n(&s->max_inflight, __ATOMIC_SEQ_CST);
         while (now > max && !__atomic_compare_exchange_n(&s->max_inflight, &max, now, false,
                                                          __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
             ;
-        usleep((useconds_t)s->delay_ms * 1000);
+        for (int t = 0; t < delay && !s->stop; t += 10)
+            usleep(10000);
         __atomic_sub_fetch(&s->inflight, 1, __ATOMIC_SEQ_CST);
-        answer(s, k->fd);
+        answer_with(k->fd, status, body);
     }
     close(k->fd);
     free(k);
@@ -134,7 +163,12 @@ static inline void *http_main(void *arg)
         }
         if (read_request(s, c) == 0) {
             s->nreq++;
-            if (s->silent) {
+            log_request(s, s->method, s->path);
+            if (s->route) {
+                const char *body = s->body;
+                int delay = 0;
+                answer_with(c, s->route(s, s->method, s->path, s->req_body, &body, &delay), body);
+            } else if (s->silent) {
                 while (!s->stop) /* the connection stays open, unanswered */
                     usleep(20000);
             } else {
@@ -157,6 +191,7 @@ static inline void http_start(struct http_srv *s)
     assert_int_equal(getsockname(s->fd, (struct sockaddr *)&sa, &sl), 0);
     s->port = ntohs(sa.sin_port);
     s->stop = 0;
+    pthread_mutex_init(&s->log_mu, NULL);
     assert_int_equal(pthread_create(&s->tid, NULL, http_main, s), 0);
 }
 

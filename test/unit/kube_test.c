@@ -1269,6 +1269,108 @@ static void test_settle_round_reads_back(void **state)
     http_stop(&srv);
 }
 
+
+/* A pod with a remote slice is labelled with its GPU node before its
+ * Binding (docs/REMOTE.md, "The GPU node's watch"): a merge patch of the
+ * pod carrying its UID, then the Binding; a local pod gets the Binding
+ * alone. A refused label sends no Binding: the pod gone (404) is
+ * FLEXPU_ENOENT, any other failure FLEXPU_EINVAL (decided again). */
+static void test_bind_labels_remote_pod(void **state)
+{
+    (void)state;
+    struct http_srv srv = {.status = 200, .body = "{}"};
+    http_start(&srv);
+    struct kube_client *c = loopback_client(srv.port);
+    struct flexpu_error err = {0};
+    struct fx_attempt a = {.outcome = FX_BIND};
+    snprintf(a.ns, sizeof(a.ns), "t");
+    snprintf(a.name, sizeof(a.name), "p");
+    snprintf(a.uid, sizeof(a.uid), "uid-1");
+    snprintf(a.node, sizeof(a.node), "cpu-1");
+    snprintf(a.allocation, sizeof(a.allocation),
+             "{\"gpus\":[{\"uuid\":\"GPU-a\",\"index\":0,\"cores\":30,"
+             "\"memory\":1073741824}],\"remote\":{\"node\":\"gpu-1\"}}");
+    assert_int_equal(fx_bind_pod(c, &a, &err), 0);
+    assert_string_equal(srv.log, "PATCH /api/v1/namespaces/t/pods/p\n"
+                                 "POST /api/v1/namespaces/t/pods/p/binding\n");
+    /* The Binding is the last request: its body names the CPU node. */
+    assert_non_null(strstr(srv.req_body, "\"cpu-1\""));
+
+    /* The label patch as it went out: the UID and the GPU node. */
+    srv.log[0] = 0;
+    srv.status = 404;
+    srv.body = "{\"kind\":\"Status\",\"code\":404,\"message\":\"pods \\\"p\\\" not found\"}";
+    assert_int_equal(fx_bind_pod(c, &a, &err), FLEXPU_ENOENT);
+    assert_string_equal(srv.log, "PATCH /api/v1/namespaces/t/pods/p\n");
+    json_t *patch = json_loads(srv.req_body, 0, NULL);
+    assert_non_null(patch);
+    assert_string_equal(kube_str(patch, "metadata.uid"), "uid-1");
+    json_t *labels = kube_get(patch, "metadata.labels");
+    assert_string_equal(json_string_value(json_object_get(labels, FX_LABEL_REMOTE_GPU_NODE)),
+                        "gpu-1");
+    assert_int_equal(json_object_size(labels), 1);
+    assert_null(kube_get(patch, "metadata.annotations"));
+    json_decref(patch);
+
+    /* Refused otherwise (RBAC, the admission policy, a 5xx): no Binding. */
+    srv.log[0] = 0;
+    srv.status = 500;
+    srv.body = "{\"kind\":\"Status\",\"code\":500,\"message\":\"boom\"}";
+    assert_int_equal(fx_bind_pod(c, &a, &err), FLEXPU_EINVAL);
+    assert_string_equal(srv.log, "PATCH /api/v1/namespaces/t/pods/p\n");
+
+    /* A local slice and a CPU-only pod: the Binding alone. */
+    srv.log[0] = 0;
+    srv.status = 201;
+    srv.body = "{}";
+    snprintf(a.allocation, sizeof(a.allocation),
+             "{\"gpus\":[{\"uuid\":\"GPU-a\",\"index\":0,\"cores\":30,"
+             "\"memory\":1073741824}]}");
+    assert_int_equal(fx_bind_pod(c, &a, &err), 0);
+    a.allocation[0] = 0;
+    assert_int_equal(fx_bind_pod(c, &a, &err), 0);
+    assert_string_equal(srv.log, "POST /api/v1/namespaces/t/pods/p/binding\n"
+                                 "POST /api/v1/namespaces/t/pods/p/binding\n");
+    kube_client_free(c);
+    http_stop(&srv);
+}
+
+static int count_pod(enum kube_event ev, json_t *obj, void *ctx)
+{
+    int *n = ctx;
+    if (ev == KUBE_ADDED && obj)
+        (*n)++;
+    if (ev == KUBE_SYNC_END)
+        *n += 100;
+    return 0;
+}
+
+/* kube_list: one list carrying the label selector, no watch after it. */
+static void test_list_with_label_selector(void **state)
+{
+    (void)state;
+    struct http_srv srv = {.status = 200,
+                           .body = "{\"kind\":\"PodList\",\"metadata\":{\"resourceVersion\":"
+                                   "\"7\"},\"items\":[{\"metadata\":{\"name\":\"a\"}}]}"};
+    http_start(&srv);
+    struct kube_client *c = loopback_client(srv.port);
+    struct flexpu_error err = {0};
+    struct kube_watch_opts o = {.path = "/api/v1/pods",
+                                .label_selector = FX_LABEL_REMOTE_GPU_NODE "=gpu-1"};
+    int n = 0;
+    assert_int_equal(kube_list(c, &o, count_pod, &n, &err), 0);
+    assert_int_equal(n, 101);
+    assert_string_equal(srv.log, "GET /api/v1/pods?limit=500&labelSelector=flexpu.io%2F"
+                                 "remote-gpu-node%3Dgpu-1\n");
+    srv.status = 403;
+    srv.body = "{\"kind\":\"Status\",\"code\":403,\"message\":\"forbidden\"}";
+    n = 0;
+    assert_int_not_equal(kube_list(c, &o, count_pod, &n, &err), 0);
+    assert_int_equal(n, 0); /* no SYNC_END */
+    kube_client_free(c);
+    http_stop(&srv);
+}
+
 /* ---- settings that expose credentials are said ---- */
 
 static char logged[4096];
@@ -1352,6 +1454,8 @@ int main(void)
         cmocka_unit_test(test_settle_round_reads_back),
         cmocka_unit_test(test_binds_in_parallel),
         cmocka_unit_test(test_bind_not_sent_past_lease),
+        cmocka_unit_test(test_bind_labels_remote_pod),
+        cmocka_unit_test(test_list_with_label_selector),
         cmocka_unit_test(test_insecure_settings_warned),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -3,7 +3,9 @@
  * for a pod, the GPU node's server for the slice (refused for a forged or
  * foreign allocation; its settings, command line and environment), the
  * token file (0600, 64 hex characters, fresh each time), the endpoint's
- * check and what the pod's container gets. */
+ * check and what the pod's container gets; the GPU node's agent against a
+ * scripted API server (its full list at start, its label-selected list and
+ * watch, the unlabelled pods it keeps and reads back). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -20,7 +22,9 @@
 
 #include <jansson.h>
 
+#include "http_fake.h"
 #include "node/remote.h"
+#include "node/remote_agent.h"
 #include "node/remote_spawn.h"
 
 #define GIB (1024LL * 1024 * 1024)
@@ -413,6 +417,192 @@ static void test_remote_ids(void **state)
     assert_non_null(strstr(err.msg, "12x"));
 }
 
+
+/* ---- the GPU node's watch (remote_agent.c) ---- */
+
+/* A pod with a remote slice on gpu-1's GPU-g1-0, labelled for `label`
+ * (NULL: no label, bound before the scheduler labelled pods). */
+static json_t *remote_pod(const char *name, const char *label)
+{
+    char al[256];
+    snprintf(al, sizeof(al),
+             "{\"gpus\":[{\"uuid\":\"GPU-g1-0\",\"index\":0,\"cores\":30,\"memory\":%lld}],"
+             "\"remote\":{\"node\":\"gpu-1\"}}",
+             (long long)fx_default_slice_mem(1, 30, 0, 80 * GIB));
+    char uid[64];
+    snprintf(uid, sizeof(uid), "uid-%s", name);
+    json_t *p = json_pack("{s:{s:s, s:s, s:s, s:{s:s, s:s}, s:{}}, s:{s:s, s:[{s:s, s:{s:{s:s, "
+                          "s:s}}}]}, s:{s:s}}",
+                          "metadata", "name", name, "namespace", "t", "uid", uid, "annotations",
+                          FX_ANN_REMOTE, FX_REMOTE_ALLOWED, FX_ANN_ALLOCATION, al, "labels",
+                          "spec", "nodeName", "cpu-1", "containers", "name", "c", "resources",
+                          "limits", "flexpu.io/gpu", "1", "flexpu.io/gpu-cores", "30", "status",
+                          "phase", "Running");
+    if (label)
+        json_object_set_new(kube_get(p, "metadata.labels"), FX_LABEL_REMOTE_GPU_NODE,
+                            json_string(label));
+    return p;
+}
+
+struct agent_api {
+    char *all, *labelled, *legacy; /* the full list, the label list, the legacy pod */
+    volatile int legacy_gone;
+};
+
+static char *list_of(json_t *items)
+{
+    json_t *l = json_pack("{s:s, s:{s:s}, s:o}", "kind", "PodList", "metadata",
+                          "resourceVersion", "5", "items", items);
+    char *text = json_dumps(l, JSON_COMPACT);
+    json_decref(l);
+    return text;
+}
+
+/* The API server as the GPU node's agent sees it: every pod (a legacy pod
+ * of this node, a labelled one, a pod of another GPU node), the labelled
+ * pods alone when the label selector is given, watches that end quietly,
+ * the legacy pod's read-back (404 once it is gone), the endpoint patches. */
+static int agent_route(struct http_srv *s, const char *method, const char *path,
+                       const char *req_body, const char **body, int *delay_ms)
+{
+    (void)req_body;
+    struct agent_api *a = s->ctx;
+    *body = "{}";
+    if (strcmp(method, "PATCH") == 0)
+        return 200;
+    if (strstr(path, "watch=1")) {
+        *delay_ms = 300;
+        *body = "";
+        return 200;
+    }
+    if (strncmp(path, "/api/v1/pods?", 13) == 0) {
+        *body = strstr(path, "labelSelector=") ? a->labelled : a->all;
+        return 200;
+    }
+    if (strcmp(path, "/api/v1/namespaces/t/pods/legacy") == 0) {
+        if (a->legacy_gone) {
+            *body = "{\"kind\":\"Status\",\"code\":404,\"message\":\"not found\"}";
+            return 404;
+        }
+        *body = a->legacy;
+        return 200;
+    }
+    return 404;
+}
+
+static bool server_running(const char *root, const char *uid)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/remote/%s/server.pid", root, uid);
+    FILE *f = fopen(path, "re");
+    int pid = 0;
+    if (f) {
+        if (fscanf(f, "%d", &pid) != 1)
+            pid = 0;
+        fclose(f);
+    }
+    return pid > 0 && kill(pid, 0) == 0;
+}
+
+static bool wait_for(const char *root, const char *uid, bool running, int ms)
+{
+    for (int t = 0; t < ms; t += 50) {
+        if (server_running(root, uid) == running)
+            return true;
+        usleep(50000);
+    }
+    return false;
+}
+
+/* The GPU node's agent lists every pod once (the legacy pods, bound before
+ * the scheduler labelled them), then lists and watches only the pods with
+ * its label; the legacy pod's server is kept through the label watch's
+ * lists (which do not show it) and stopped once its read-back finds it
+ * gone. */
+static void test_agent_watch(void **state)
+{
+    (void)state;
+    char root[] = "/tmp/flexpu-remote-agent-test.XXXXXX";
+    assert_non_null(mkdtemp(root));
+    char bin[256];
+    snprintf(bin, sizeof(bin), "%s/fake-remoted", root);
+    write_file(bin, "#!/bin/sh\necho 7100 >&4\nexec sleep 60\n", 0755);
+    json_t *legacy = remote_pod("legacy", NULL), *labelled = remote_pod("new", "gpu-1");
+    json_t *foreign = remote_pod("foreign", "gpu-2");
+    json_t *al = json_string("{\"gpus\":[{\"uuid\":\"GPU-g2-0\",\"index\":0,\"cores\":30,"
+                             "\"memory\":1073741824}],\"remote\":{\"node\":\"gpu-2\"}}");
+    json_object_set_new(kube_get(foreign, "metadata.annotations"), FX_ANN_ALLOCATION, al);
+    struct agent_api api = {
+        .all = list_of(json_pack("[O, O, O]", legacy, labelled, foreign)),
+        .labelled = list_of(json_pack("[O]", labelled)),
+        .legacy = json_dumps(legacy, JSON_COMPACT)};
+    struct http_srv srv = {.threaded = true, .route = agent_route, .ctx = &api};
+    http_start(&srv);
+    struct kube_config kc;
+    loopback_config(srv.port, &kc);
+    struct fx_remote_key key = {.len = 40};
+    memset(key.bytes, 'k', key.len);
+    struct fx_node_inv inv = inv2();
+    struct fx_remote_serve_config cfg = {
+        .node = "gpu-1", .root = root, .address = "127.0.0.1", .server_bin = bin,
+        .runtime_lib = "/nonexistent/libflexpu-cuda.so", .state_dir = root, .port_min = 47100,
+        .port_max = 47199, .key = &key, .inv = &inv, .kube = &kc, .tick_ms = 50,
+        .legacy_check_ms = 200};
+    struct flexpu_error err = {0};
+    struct fx_remote_serve *s = fx_remote_serve_start(&cfg, &err);
+    assert_non_null(s);
+    assert_true(wait_for(root, "uid-new", true, 10000));
+    assert_true(wait_for(root, "uid-legacy", true, 10000));
+    /* Through label lists and watches and read-backs, the legacy pod's
+     * server stays. */
+    usleep(1500000);
+    assert_true(server_running(root, "uid-legacy"));
+    assert_false(server_running(root, "uid-foreign"));
+    pthread_mutex_lock(&srv.log_mu);
+    char log[sizeof(srv.log)];
+    snprintf(log, sizeof(log), "%s", srv.log);
+    pthread_mutex_unlock(&srv.log_mu);
+    /* One full list; every other list and every watch with the selector. */
+    const char *sel = "labelSelector=flexpu.io%2Fremote-gpu-node%3Dgpu-1";
+    int full = 0, selected = 0, watches = 0, readbacks = 0;
+    for (char *line = strtok(log, "\n"); line; line = strtok(NULL, "\n")) {
+        if (strncmp(line, "GET /api/v1/pods?", 17) == 0) {
+            if (strstr(line, "watch=1")) {
+                watches++;
+                if (!strstr(line, sel))
+                    fail_msg("a watch without the label selector: %s", line);
+            } else if (strstr(line, sel)) {
+                selected++;
+            } else {
+                full++;
+            }
+        }
+        readbacks += strcmp(line, "GET /api/v1/namespaces/t/pods/legacy") == 0;
+    }
+    assert_int_equal(full, 1);
+    assert_true(selected >= 1);
+    assert_true(watches >= 1);
+    assert_true(readbacks >= 2);
+    /* The legacy pod gone: its server stops; the labelled one's stays. */
+    api.legacy_gone = 1;
+    assert_true(wait_for(root, "uid-legacy", false, 10000));
+    assert_true(server_running(root, "uid-new"));
+    fx_remote_serve_stop(s, true);
+    assert_false(server_running(root, "uid-new"));
+    http_stop(&srv);
+    kube_config_free(&kc);
+    free(api.all);
+    free(api.labelled);
+    free(api.legacy);
+    json_decref(legacy);
+    json_decref(labelled);
+    json_decref(foreign);
+    unlink(bin);
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -420,6 +610,7 @@ int main(void)
         cmocka_unit_test(test_server_cmd),  cmocka_unit_test(test_token),
         cmocka_unit_test(test_endpoint),    cmocka_unit_test(test_client_env),
         cmocka_unit_test(test_spawn),       cmocka_unit_test(test_remote_ids),
+        cmocka_unit_test(test_agent_watch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
