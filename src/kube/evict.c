@@ -179,8 +179,7 @@ int kube_label_pod(struct kube_client *c, const char *ns, const char *name, cons
     json_decref(body);
     if (status >= 200 && status <= 299)
         rc = 0;
-    if (rc && (status == 404 || status == 409 ||
-               (status == 422 && status_field_cause(st, "metadata.uid"))))
+    if (rc && (status == 404 || (status == 422 && status_field_cause(st, "metadata.uid"))))
         rc = flexpu_error_set(err, FLEXPU_ENOENT, "labelling pod %s/%s %s=%s: %s", ns, name, key,
                               value ? value : "(removed)",
                               status == 404 ? "the pod is gone" : "another pod holds the name");

@@ -229,9 +229,9 @@ int kube_nominate(struct kube_client *c, const char *ns, const char *name, const
 /* Sets label KEY of pod NS/NAME to VALUE (NULL: removes it) by a merge
  * patch carrying `uid` as a precondition, so a pod recreated under the
  * same name is never labelled in its place. 0, FLEXPU_ENOENT when the pod
- * is gone (404) or another pod holds the name (409, or 422 on
- * metadata.uid), otherwise as kube_request (a timeout: FLEXPU_EIO, the
- * label may or may not be written). */
+ * is gone (404) or another pod holds the name (422 on metadata.uid),
+ * otherwise as kube_request (a timeout: FLEXPU_EIO, the label may or may
+ * not be written). */
 int kube_label_pod(struct kube_client *c, const char *ns, const char *name, const char *uid,
                    const char *key, const char *value, struct flexpu_error *err);
 

@@ -293,6 +293,52 @@ static void test_request_status_body(void **state)
     http_stop(&srv);
 }
 
+static int label_once(struct http_srv *srv, int status, const char *body, const char *value,
+                      struct flexpu_error *err)
+{
+    *srv = (struct http_srv){.status = status, .body = body};
+    http_start(srv);
+    struct kube_client *c = loopback_client(srv->port);
+    int rc = kube_label_pod(c, "team-a", "w1", "u-1", "flexpu.io/remote-gpu-node", value, err);
+    kube_client_free(c);
+    http_stop(srv);
+    return rc;
+}
+
+/* kube_label_pod: a merge patch of the pod with its UID and the label (null
+ * removes it); the pod gone or another under its name is FLEXPU_ENOENT,
+ * a conflict or a refusal is not. */
+static void test_label_pod(void **state)
+{
+    (void)state;
+    struct http_srv srv;
+    struct flexpu_error err = {0};
+    assert_int_equal(label_once(&srv, 200, "{\"kind\":\"Pod\"}", "gpu-7", &err), 0);
+    assert_string_equal(srv.method, "PATCH");
+    assert_string_equal(srv.path, "/api/v1/namespaces/team-a/pods/w1");
+    json_t *b = json_loads(srv.req_body, 0, NULL);
+    assert_non_null(b);
+    assert_string_equal(kube_str(b, "metadata.uid"), "u-1");
+    json_t *labels = kube_get(b, "metadata.labels");
+    assert_string_equal(json_string_value(json_object_get(labels, "flexpu.io/remote-gpu-node")),
+                        "gpu-7");
+    assert_int_equal(json_object_size(b), 1);
+    json_decref(b);
+    assert_int_equal(label_once(&srv, 200, "{\"kind\":\"Pod\"}", NULL, &err), 0);
+    b = json_loads(srv.req_body, 0, NULL);
+    assert_true(json_is_null(json_object_get(kube_get(b, "metadata.labels"),
+                                             "flexpu.io/remote-gpu-node")));
+    json_decref(b);
+    const char *gone = "{\"kind\":\"Status\",\"code\":404}";
+    const char *conflict = "{\"kind\":\"Status\",\"code\":409}";
+    assert_int_equal(label_once(&srv, 404, gone, "gpu-7", &err), FLEXPU_ENOENT);
+    assert_non_null(strstr(err.msg, "gone"));
+    assert_int_equal(label_once(&srv, 422, UID_422, "gpu-7", &err), FLEXPU_ENOENT);
+    assert_non_null(strstr(err.msg, "another pod holds the name"));
+    assert_int_equal(label_once(&srv, 409, conflict, "gpu-7", &err), FLEXPU_EEXIST);
+    assert_int_equal(label_once(&srv, 403, FORBIDDEN_403, "gpu-7", &err), FLEXPU_EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -300,6 +346,7 @@ int main(void)
         cmocka_unit_test(test_evict_outcomes),
         cmocka_unit_test(test_delete_pod),
         cmocka_unit_test(test_nominate),
+        cmocka_unit_test(test_label_pod),
         cmocka_unit_test(test_queue_patch_status),
         cmocka_unit_test(test_request_status_body),
     };

@@ -107,9 +107,12 @@ static void test_round(void **state)
     assert_int_equal(fx_relabel_round(r, c, 16, 1000), 1);
     assert_int_equal(fx_relabel_pending(r), 1);
     assert_int_equal(fx_relabel_round(r, c, 16, 1000 + FX_RELABEL_RETRY_MS - 1), 0);
-    /* The pod gone (another pod of the name: 409 on the UID): forgotten. */
-    srv.status = 409;
-    srv.body = "{\"kind\":\"Status\",\"code\":409,\"message\":\"uid mismatch\"}";
+    /* The pod gone (another pod holds the name: 422 on metadata.uid, as
+     * the API server answers a patch whose UID differs): forgotten. */
+    srv.status = 422;
+    srv.body = "{\"kind\":\"Status\",\"code\":422,\"reason\":\"Invalid\",\"message\":"
+               "\"metadata.uid: field is immutable\",\"details\":{\"causes\":[{\"field\":"
+               "\"metadata.uid\"}]}}";
     assert_int_equal(fx_relabel_round(r, c, 16, 1000 + FX_RELABEL_RETRY_MS), 1);
     assert_int_equal(fx_relabel_pending(r), 0);
     /* At most `max` writes a round. */
