@@ -12,7 +12,8 @@
 #define COMP "scheduler"
 
 struct entry {
-    char uid[64], ns[256], name[256], node[FX_NODE_NAME_MAX];
+    char uid[64], ns[256], name[256];
+    char node[FX_NODE_NAME_MAX]; /* the label's value; empty: remove it */
     int64_t next_ms;
     struct entry *next;
 };
@@ -54,9 +55,11 @@ static void forget(struct fx_relabel *r, const char *uid)
         }
 }
 
-/* The GPU node pod obj should be labelled with, or NULL: a bound pod, not
- * ended nor being deleted, with a remote allocation whose node its label
- * does not name. */
+/* What pod obj's label should become, or NULL when it is right (or the pod
+ * is not bound, ended or being deleted, or its allocation unreadable): a
+ * remote allocation's node, or "" (remove it) on a pod without a remote
+ * slice that carries it (left by a remote attempt whose Binding failed,
+ * before the pod was placed on a local slice). */
 static const char *wanted_node(json_t *obj, struct fx_allocation *al)
 {
     const char *node = kube_str(obj, "spec.nodeName");
@@ -64,11 +67,15 @@ static const char *wanted_node(json_t *obj, struct fx_allocation *al)
     const char *text = kube_annotation(obj, FX_ANN_ALLOCATION);
     struct flexpu_error err = {0};
     if (!node || !*node || kube_get(obj, "metadata.deletionTimestamp") ||
-        (phase && (strcmp(phase, "Succeeded") == 0 || strcmp(phase, "Failed") == 0)) || !text ||
-        fx_allocation_parse(text, al, &err) != 0 || !al->remote_node[0])
+        (phase && (strcmp(phase, "Succeeded") == 0 || strcmp(phase, "Failed") == 0)))
+        return NULL;
+    al->remote_node[0] = 0;
+    if (text && fx_allocation_parse(text, al, &err) != 0)
         return NULL;
     json_t *labels = kube_get(obj, "metadata.labels");
     const char *have = json_string_value(json_object_get(labels, FX_LABEL_REMOTE_GPU_NODE));
+    if (!al->remote_node[0])
+        return have ? "" : NULL;
     return have && strcmp(have, al->remote_node) == 0 ? NULL : al->remote_node;
 }
 
@@ -110,20 +117,24 @@ int fx_relabel_round(struct fx_relabel *r, struct kube_client *c, int max, int64
             continue;
         }
         struct flexpu_error err = {0};
-        int rc = kube_label_pod(c, e->ns, e->name, e->uid, FX_LABEL_REMOTE_GPU_NODE, e->node,
-                                &err);
+        int rc = kube_label_pod(c, e->ns, e->name, e->uid, FX_LABEL_REMOTE_GPU_NODE,
+                                e->node[0] ? e->node : NULL, &err);
         sent++;
         if (rc == 0 || rc == FLEXPU_ENOENT) {
-            if (rc == 0)
+            if (rc == 0 && e->node[0])
                 FX_INFO(COMP, "remote pod labelled with its GPU node", "pod=%s/%s %s=%s", e->ns,
                         e->name, FX_LABEL_REMOTE_GPU_NODE, e->node);
+            else if (rc == 0)
+                FX_INFO(COMP, "label removed from a pod without a remote slice", "pod=%s/%s "
+                        "label=%s", e->ns, e->name, FX_LABEL_REMOTE_GPU_NODE);
             *pp = e->next;
             fx_free(e);
             r->n--;
             continue;
         }
-        FX_WARN(COMP, "cannot label a remote pod with its GPU node; will retry",
-                "pod=%s/%s node=%s error=\"%s\"", e->ns, e->name, e->node, err.msg);
+        FX_WARN(COMP, "cannot set a pod's remote GPU node label; will retry",
+                "pod=%s/%s node=%s error=\"%s\"", e->ns, e->name,
+                e->node[0] ? e->node : "(removed)", err.msg);
         e->next_ms = now_ms + FX_RELABEL_RETRY_MS;
         pp = &e->next;
     }

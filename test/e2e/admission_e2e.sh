@@ -24,7 +24,8 @@
 #    the merge patch bind.c sends, and may change nothing else of a pod; a
 #    tenant (its pod's create, a label), the cluster admin and the node
 #    agents may not set, change or remove it; the running flexpu-scheduler
-#    labels a remote pod bound without it.
+#    labels a remote pod bound without it, and removes it from a pod bound
+#    to a local slice.
 #
 #   admission_e2e.sh BUILD_DIR
 E2E_NAME=admission-e2e
@@ -197,7 +198,9 @@ refused "the agent changing another annotation" "metadata.annotations: flexpu-no
   agent_patch "$(ann '{"note":"b"}')"
 refused "the agent removing another annotation" "metadata.annotations: flexpu-node" \
   agent_patch "$(ann '{"note":null}')"
-refused "the agent changing flexpu.io/allocation" "flexpu.io/allocation" \
+# Two policies refuse it, and the API server answers with whichever it
+# evaluated first: both messages name metadata.annotations.
+refused "the agent changing flexpu.io/allocation" "metadata.annotations" \
   agent_patch "$(ann "$unlimited")"
 refused "the agent changing a label" "metadata.labels: flexpu-node" \
   agent_patch "{\"metadata\":{\"uid\":\"$uid\",\"labels\":{\"team\":\"other\"}}}"
@@ -299,3 +302,11 @@ wait_for 20 "flexpu-scheduler did not label the remote pod bound without the lab
 grep -q 'remote pod labelled with its GPU node.*pod=default/rl-old' "$work/scheduler.log" ||
   fail "the scheduler's log does not say it labelled rl-old"
 pass "a remote pod bound without $lbl: flexpu-scheduler labels it with its GPU node (gpu-9)"
+
+# A label left on a pod then bound to a local slice (a remote attempt whose
+# Binding failed): the running flexpu-scheduler removes it.
+kubectl --as="$sched" create --raw /api/v1/namespaces/default/pods/rl/binding -f - \
+  <<<"$(binding rl "$unlimited")" >/dev/null || fail "flexpu-scheduler could not bind a local pod"
+unlabelled() { [ -z "$(rlabel rl)" ]; }
+wait_for 20 "flexpu-scheduler did not remove the label from a pod bound to a local slice" unlabelled
+pass "a pod bound to a local slice with a stale $lbl: flexpu-scheduler removes it"

@@ -66,6 +66,9 @@ static void test_which_pods(void **state)
     event(r, KUBE_ADDED, going);
     assert_int_equal(fx_relabel_pending(r), 0);
 
+    event(r, KUBE_ADDED, pod("pending-labelled", NULL, NULL, "gpu-1")); /* not bound yet */
+    assert_int_equal(fx_relabel_pending(r), 0);
+
     event(r, KUBE_ADDED, pod("old", "cpu-1", REMOTE_ALLOC, NULL));
     event(r, KUBE_ADDED, pod("wrong", "cpu-1", REMOTE_ALLOC, "gpu-9"));
     assert_int_equal(fx_relabel_pending(r), 2);
@@ -74,6 +77,13 @@ static void test_which_pods(void **state)
     event(r, KUBE_MODIFIED, pod("old", "cpu-1", REMOTE_ALLOC, "gpu-1")); /* labelled */
     assert_int_equal(fx_relabel_pending(r), 1);
     event(r, KUBE_DELETED, pod("wrong", "cpu-1", REMOTE_ALLOC, "gpu-9"));
+    assert_int_equal(fx_relabel_pending(r), 0);
+    /* A label left on a pod then bound to a local slice, or without GPUs. */
+    event(r, KUBE_ADDED, pod("stale", "gpu-1", LOCAL_ALLOC, "gpu-1"));
+    event(r, KUBE_ADDED, pod("stale-cpu", "cpu-1", NULL, "gpu-1"));
+    assert_int_equal(fx_relabel_pending(r), 2);
+    event(r, KUBE_MODIFIED, pod("stale", "gpu-1", LOCAL_ALLOC, NULL));
+    event(r, KUBE_MODIFIED, pod("stale-cpu", "cpu-1", NULL, NULL));
     assert_int_equal(fx_relabel_pending(r), 0);
     fx_relabel_free(r);
 }
@@ -123,6 +133,18 @@ static void test_round(void **state)
     event(r, KUBE_ADDED, pod("c", "cpu-1", REMOTE_ALLOC, NULL));
     assert_int_equal(fx_relabel_round(r, c, 2, 0), 2);
     assert_int_equal(fx_relabel_pending(r), 1);
+    assert_int_equal(fx_relabel_round(r, c, 2, 0), 1);
+    /* A stale label on a local pod: removed (null in the merge patch). */
+    event(r, KUBE_ADDED, pod("stale", "gpu-1", LOCAL_ALLOC, "gpu-1"));
+    assert_int_equal(fx_relabel_round(r, c, 16, 0), 1);
+    patch = json_loads(srv.req_body, 0, NULL);
+    assert_non_null(patch);
+    assert_string_equal(kube_str(patch, "metadata.uid"), "stale");
+    labels = kube_get(patch, "metadata.labels");
+    assert_int_equal(json_object_size(labels), 1);
+    assert_true(json_is_null(json_object_get(labels, FX_LABEL_REMOTE_GPU_NODE)));
+    json_decref(patch);
+    assert_int_equal(fx_relabel_pending(r), 0);
     fx_relabel_free(r);
     kube_client_free(c);
     http_stop(&srv);
