@@ -144,7 +144,7 @@ bench: build
 	@bench/run.sh
 
 # flexpu, fgd and bestfit on generated trace variants where many pods name
-# the GPU models they accept (bench/gpuspec.sh; 6-9 minutes on 2 cores; not in CI).
+# the GPU models they accept (bench/gpuspec.sh; 10-14 minutes on 2 cores; not in CI).
 # ARTIFACT=DIR adds the FGD artifact's gpuspec variants from a local copy.
 bench-gpuspec: build
 	@BUILD=$(BUILD) ARTIFACT=$(ARTIFACT) bench/gpuspec.sh

@@ -9,7 +9,7 @@
 # ARTIFACT=DIR (a local copy of the FGD artifact's data/csv/, which this
 # repository does not hold), its gpuspec variants are replayed too and set
 # beside the FGD results its authors published.
-# Writes bench/results/gpuspec.txt; about 6-9 minutes on 2 cores.
+# Writes bench/results/gpuspec.txt; about 10-14 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -26,10 +26,13 @@ mkdir -p "$VDIR" bench/results
 # of the GPUs alike) and "capacity" (by the models' GPUs), lists that make
 # one small model the one most pods ask for, as in the real trace's
 # constrained pods (T4: 842 of 6,212 GPUs; P100: 265; G3: 312), and the
-# rarest models (A10: 2 GPUs; V100M16: 195) asked for by a few pods.
+# rarest models (A10: 2 GPUs; V100M16: 195) asked for by a few pods, or
+# most (V100M32: 204 GPUs; V100M16).
 T4HEAVY='T4=4,G2=1,P100=1,V100M16|V100M32=1'
 P100HEAVY='P100=2,V100M32=1,T4=1,G2=2'
 G3HEAVY='G3=2,V100M32=1,V100M16|V100M32=1,G2=1,T4=1'
+V32HEAVY='V100M32=2,G3=1,G2=1,T4=1'
+V16HEAVY='V100M16=2,V100M16|V100M32=1,G2=1,T4=1'
 
 # name, set, flexpu-variants options
 VARIANTS=(
@@ -39,15 +42,23 @@ VARIANTS=(
   "p100heavy20 tune     --gpuspec 0.20 --seed 114 --gpuspec-mix $P100HEAVY"
   "cap25      tune      --gpuspec 0.25 --seed 112 --gpuspec-mix capacity"
   "a10x2      tune      --gpuspec 0.02 --seed 301 --gpuspec-mix A10=1"
+  "g3heavy33  tune      --gpuspec 0.33 --seed 225 --gpuspec-mix $G3HEAVY"
   "gpuspec35  held-out  --gpuspec 0.35 --seed 201"
   "uni45      held-out  --gpuspec 0.45 --seed 221"
   "t4heavy20  held-out  --gpuspec 0.20 --seed 222 --gpuspec-mix $T4HEAVY"
   "t4heavy40  held-out  --gpuspec 0.40 --seed 223 --gpuspec-mix $T4HEAVY"
   "p100heavy35 held-out --gpuspec 0.35 --seed 226 --gpuspec-mix $P100HEAVY"
-  "g3heavy33  held-out  --gpuspec 0.33 --seed 225 --gpuspec-mix $G3HEAVY"
   "cap50      held-out  --gpuspec 0.50 --seed 224 --gpuspec-mix capacity"
   "rare05     held-out  --gpuspec 0.05 --seed 311 --gpuspec-mix A10=1,V100M16=2,P100=1"
   "mixed      held-out  --share 0.6 --multigpu 0.05 --cpu 1.5 --gpuspec 0.25 --seed 205"
+  "g3heavy25  held-out  --gpuspec 0.25 --seed 241 --gpuspec-mix $G3HEAVY"
+  "g3heavy40  held-out  --gpuspec 0.40 --seed 242 --gpuspec-mix $G3HEAVY"
+  "p100heavy28 held-out --gpuspec 0.28 --seed 243 --gpuspec-mix $P100HEAVY"
+  "t4heavy35  held-out  --gpuspec 0.35 --seed 244 --gpuspec-mix $T4HEAVY"
+  "v32heavy30 held-out  --gpuspec 0.30 --seed 245 --gpuspec-mix $V32HEAVY"
+  "v16heavy30 held-out  --gpuspec 0.30 --seed 246 --gpuspec-mix $V16HEAVY"
+  "uni38      held-out  --gpuspec 0.38 --seed 247"
+  "cap40      held-out  --gpuspec 0.40 --seed 248 --gpuspec-mix capacity"
 )
 
 # The FGD results published with the artifact (analysis_allo_discrete.csv,

@@ -138,6 +138,14 @@ struct fx_workload {
      * per GPU than the cluster has), so that a GPU's worth of compute
      * stranded by CPU costs what opening an empty node costs those shapes. */
     double strand_weight;
+    /* Change 8 (policy.c, flexpu_frag): per model set of the live nodes,
+     * the share of the GPU demand whose shapes can use a GPU of the set
+     * (fx_workload_strand_share), computed when the workload is set. */
+    struct fx_model_share {
+        uint64_t models;
+        double share;
+    } *model_share;
+    int nmodel_share;
     /* The same per GPU shape (policy.c, cpu_stranded_by_shape): each shape's
      * CPU per GPU milli, ascending, and from each index on the sums of the
      * shapes' shares of the GPU demand (ratio_w) and of share / ratio
@@ -233,6 +241,11 @@ double fx_frag_cpu_idle(const struct fx_workload *w, const struct fx_view *v);
 
 /* workload.c */
 void fx_workload_clear(struct fx_workload *w);
+/* The share of w's GPU demand (pods x GPU milli) that GPUs of the model
+ * set `models` can serve: that of the shapes that accept no model or one
+ * of the set (exactly 1 where every shape can use them). Looked up in
+ * w->model_share, computed from the shapes for a set not there. */
+double fx_workload_strand_share(const struct fx_workload *w, uint64_t models);
 
 /* filter.c: label and taint sets, and evaluating a pod's filter on them. */
 /* Interns the labels and taints of in; *id receives the set (-1 when the

@@ -180,7 +180,7 @@ static int eval_fgd(const struct fx_eval_ctx *ctx, const struct fx_view *v,
 
 /* ---- flexpu ----------------------------------------------------------- */
 
-/* flexpu's policy (docs/SCHEDULING.md). Seven changes to FGD, each measured
+/* flexpu's policy (docs/SCHEDULING.md). Eight changes to FGD, each measured
  * on the Alibaba traces:
  *  - shapes weigh by the GPU demand they bring, not by pod count, so a rare
  *    8-GPU shape that would strand 8 GPUs is defended in proportion;
@@ -205,6 +205,9 @@ static int eval_fgd(const struct fx_eval_ctx *ctx, const struct fx_view *v,
  *    that stranded compute shape by shape (cpu_stranded_by_shape), so it
  *    goes where the CPU is spare for the CPU-heavy shapes too, not merely
  *    for the mean one;
+ *  - for a GPU pod, that stranded compute counts only for the shapes that
+ *    accept a model of the node's GPUs (a shape locked out by model books
+ *    all the node's idle compute as fragment already);
  *  - inside a node, the exact least-fragmenting GPU is taken (the fullest
  *    such GPU on ties), while nodes are compared on FGD's 0..100 score so
  *    that near-equal nodes tie and are drawn at random rather than herded. */
@@ -253,10 +256,20 @@ static double cpu_stranded_by_shape(const struct fx_workload *w, const struct fx
  * shape by shape for GPU pods too cost 0.19 points on the default trace).
  * The stranded compute weighs at least what opening an empty node costs the
  * multi-GPU shapes per GPU (change 7, workload.c: strand_weight), so that a
- * GPU pod opens a node rather than strand a GPU on a partly used one. */
+ * GPU pod opens a node rather than strand a GPU on a partly used one; and
+ * only for the shapes that could use the node's GPUs (change 8, workload.c:
+ * fx_workload_strand_share): for a shape that accepts none of its models,
+ * every idle milli is fragment already. */
 static double flexpu_frag(const struct flexpu_engine *e, const struct fx_view *v)
 {
-    return fx_frag_weighted(&e->wl, v, 1) + e->wl.strand_weight * cpu_stranded(&e->wl, v);
+    double f = fx_frag_weighted(&e->wl, v, 1);
+    double stranded = cpu_stranded(&e->wl, v);
+    if (stranded <= 0)
+        return f;
+    uint64_t models = 0;
+    for (int g = 0; g < v->ngpu; g++)
+        models |= 1ULL << v->model[g];
+    return f + e->wl.strand_weight * fx_workload_strand_share(&e->wl, models) * stranded;
 }
 
 /* ... and as a CPU-only pod sees it: the same, with the stranded compute

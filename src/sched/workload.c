@@ -17,6 +17,7 @@ void fx_workload_clear(struct fx_workload *w)
     fx_free(w->ratio);
     fx_free(w->ratio_w);
     fx_free(w->ratio_w_inv);
+    fx_free(w->model_share);
     memset(w, 0, sizeof(*w));
 }
 
@@ -154,6 +155,64 @@ static int cpu_to_spare(const struct flexpu_pod_req *shapes, const double *weigh
     return gpu > 0 && node_gpus > 0 && cpu / gpu < node_cpu / (node_gpus * FLEXPU_GPU_MILLI);
 }
 
+/* flexpu's change 8 (docs/SCHEDULING.md, "Pods that name GPU models"): to
+ * whom the compute that a node's CPU strands (policy.c, cpu_stranded) is
+ * lost. That term is the GPU shapes' (their CPU per GPU milli, averaged
+ * over pods x GPU milli, says what the CPU can feed), but a GPU shape that
+ * accepts none of the node's models could never have used the compute, and
+ * already books every idle milli of the node as fragment (frag.c), stranded
+ * or not. So the stranded compute counts only for the shapes that can use
+ * the node's GPUs: their share of the GPU demand, by the same pods x GPU
+ * milli. (The demand weights, which carry the model pressure, would not
+ * do: a set of constrained shapes may weigh as much as the rest of the
+ * workload there, and stranding was then halved on most nodes for 2% of
+ * the pods.) */
+static double usable_share(const struct fx_shape *sh, int n, uint64_t models)
+{
+    double locked = 0, all = 0;
+    for (int i = 0; i < n; i++) {
+        double g = sh[i].weight * sh[i].req.num_gpu * sh[i].req.gpu_milli;
+        all += g;
+        if (sh[i].req.model_mask && !(sh[i].req.model_mask & models))
+            locked += g;
+    }
+    /* where every shape can use the node this is exactly 1: a workload
+     * without model constraints decides as before, bit for bit */
+    return all > 0 && locked > 0 ? (all - locked) / all : 1.0;
+}
+
+double fx_workload_strand_share(const struct fx_workload *w, uint64_t models)
+{
+    for (int i = 0; i < w->nmodel_share; i++)
+        if (w->model_share[i].models == models)
+            return w->model_share[i].share;
+    return usable_share(w->shapes, w->nshapes, models);
+}
+
+/* The shares of the live nodes' model sets (a few: most nodes hold one
+ * model), so that scoring a node costs a lookup, not a pass over the
+ * shapes. */
+static int set_model_shares(struct fx_workload *w, const struct flexpu_engine *e)
+{
+    w->model_share = fx_calloc((size_t)e->nnodes + 1, sizeof(*w->model_share));
+    if (!w->model_share)
+        return -1;
+    for (int i = 0; i < e->nnodes; i++) {
+        if (!e->nodes[i].alive || e->nodes[i].ngpu == 0)
+            continue;
+        uint64_t m = e->nodes[i].model_mask;
+        int k = 0;
+        while (k < w->nmodel_share && w->model_share[k].models != m)
+            k++;
+        if (k < w->nmodel_share)
+            continue;
+        w->model_share[k].models = m;
+        w->model_share[k].share = usable_share(w->shapes, w->nshapes, m);
+        w->nmodel_share++;
+    }
+    return 0;
+}
+
 /* A GPU shape's CPU per GPU milli and its share of the workload's GPU
  * demand (set_ratios). */
 struct shape_ratio {
@@ -271,6 +330,10 @@ int flexpu_engine_set_workload(struct flexpu_engine *e, const struct flexpu_pod_
         return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory for %d shapes", n);
     }
     w.nshapes = n;
+    if (set_model_shares(&w, e)) {
+        fx_workload_clear(&w);
+        return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory for %d shapes", n);
+    }
     qsort(w.shapes, (size_t)n, sizeof(*w.shapes), cmp_shape);
     for (int i = 0; i < n; i++) {
         struct fx_shape_group *g = w.ngroups ? &w.groups[w.ngroups - 1] : NULL;

@@ -578,6 +578,54 @@ static void test_flexpu_opens_a_node_rather_than_strand_a_gpu(void **state)
     flexpu_engine_free(e);
 }
 
+/* Change 8: compute stranded by a node's CPU weighs only for the shapes
+ * that can use the node's GPUs. Two nodes of 2 GPUs: V100 with 12 cores
+ * and G3 with 80; the workload is one unconstrained 1-GPU shape and one
+ * G3-only, of 8 cores each (8 CPU milli per GPU milli). An unconstrained
+ * pod of 12 cores on the V100 node leaves its other GPU with no core,
+ * stranding 500 more milli; but the G3-only shape, which cannot use a V100
+ * anyway, already books all the node's idle compute as fragment, so that
+ * stranding costs only the unconstrained half of the GPU demand: 250 milli
+ * (cost -83 milli, score 52), against 500 (cost +167, score 45) before,
+ * which lost to the G3 node (score 50). On the V100 node it leaves both G3
+ * GPUs to the two G3-only pods that follow; on the G3 node one of them
+ * failed. */
+static void test_flexpu_strands_only_for_shapes_that_can_use_the_node(void **state)
+{
+    (void)state;
+    for (uint64_t seed = 1; seed <= 5; seed++) {
+        struct flexpu_engine *e = engine("flexpu");
+        int v100 = add_node(e, "v100", 12000, 262144, 2, "V100", 0, NULL);
+        int g3 = add_node(e, "g3", 80000, 262144, 2, "G3", 0, NULL);
+        struct flexpu_pod_req any = req(8000, 1, 1000), only_g3 = req(8000, 1, 1000);
+        assert_int_equal(flexpu_engine_models(e, "G3", &only_g3.model_mask, NULL), 0);
+        uint64_t v100_models = 0;
+        assert_int_equal(flexpu_engine_models(e, "V100", &v100_models, NULL), 0);
+        struct flexpu_pod_req shapes[2] = {any, only_g3};
+        assert_int_equal(flexpu_engine_set_workload(e, shapes, (double[]){1, 1}, 2, NULL), 0);
+        assert_true(e->wl.strand_weight == 1.0);
+        if (fabs(fx_workload_strand_share(&e->wl, v100_models) - 0.5) > 1e-12)
+            fail_msg("V100 strand share %g, want 1/2",
+                     fx_workload_strand_share(&e->wl, v100_models));
+        assert_true(fx_workload_strand_share(&e->wl, only_g3.model_mask) == 1.0);
+        struct flexpu_rng rng;
+        flexpu_rng_seed(&rng, seed);
+        assert_int_equal(place_ok(e, req(12000, 1, 1000), &rng, NULL).node, v100);
+        for (int i = 0; i < 2; i++)
+            assert_int_equal(place_ok(e, only_g3, &rng, NULL).node, g3);
+        flexpu_engine_free(e);
+    }
+    /* Without model constraints every node's share is exactly 1. */
+    struct flexpu_engine *e = engine("flexpu");
+    add_node(e, "v100", 12000, 262144, 2, "V100", 0, NULL);
+    uint64_t v100_models = 0;
+    assert_int_equal(flexpu_engine_models(e, "V100", &v100_models, NULL), 0);
+    struct flexpu_pod_req plain[2] = {req(8000, 1, 1000), req(4000, 1, 500)};
+    assert_int_equal(flexpu_engine_set_workload(e, plain, (double[]){1, 3}, 2, NULL), 0);
+    assert_true(fx_workload_strand_share(&e->wl, v100_models) == 1.0);
+    flexpu_engine_free(e);
+}
+
 /* The weights behind change 5: a shape that names models weighs its demand
  * (GPUs + 1/2) times the cluster's GPUs over its models' GPUs; the shapes of
  * one set of models weigh together at most the whole workload's demand; and
@@ -841,6 +889,7 @@ int main(void)
         cmocka_unit_test(test_flexpu_model_pressure_weights),
         cmocka_unit_test(test_flexpu_cpu_pod_spares_tight_node),
         cmocka_unit_test(test_flexpu_opens_a_node_rather_than_strand_a_gpu),
+        cmocka_unit_test(test_flexpu_strands_only_for_shapes_that_can_use_the_node),
         cmocka_unit_test(test_dotprod_and_random_stay_feasible),
         cmocka_unit_test(test_random_spreads_over_identical_nodes),
         cmocka_unit_test(test_reasons_name_the_constraint),
