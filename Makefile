@@ -140,8 +140,14 @@ e2e: build
 	@test/e2e/queue_e2e.sh $(BUILD)
 	@test/e2e/helm_e2e.sh $(BUILD) $(if $(wildcard out/image/oci/index.json),out/image/oci:dev)
 
+# Every scheduling result: bench/run.sh (the public traces, the generated and
+# artifact variants, the timed and reuse replays, speed), then the variants
+# where pods name GPU models (bench/gpuspec.sh), so one command prints
+# flexpu against fgd and bestfit on every variant (issue 13). ARTIFACT=DIR
+# adds the FGD artifact's variants to both. About 25 minutes on 2 cores.
 bench: build
-	@bench/run.sh
+	@ARTIFACT=$(ARTIFACT) bench/run.sh
+	@BUILD=$(BUILD) ARTIFACT=$(ARTIFACT) bench/gpuspec.sh
 
 # flexpu, fgd and bestfit on generated trace variants where many pods name
 # the GPU models they accept (bench/gpuspec.sh; 10-14 minutes on 2 cores; not in CI).
