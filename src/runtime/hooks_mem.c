@@ -419,6 +419,8 @@ CUresult cuMipmappedArrayDestroy(CUmipmappedArray hMipmappedArray)
 
 #define MAX_POOLS 256
 static pthread_mutex_t pools_lock = PTHREAD_MUTEX_INITIALIZER;
+/* One pool allocation's estimate, driver call and settle at a time in this
+ * process (alloc_async says why, and why a wait for borrowers releases it). */
 static pthread_mutex_t pool_alloc_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct pool_charge {
     CUmemoryPool pool;
@@ -524,24 +526,87 @@ static CUresult via_default_pool_ptsz(CUdeviceptr *d, size_t n, CUmemoryPool p, 
     return fx_real.cuMemAllocAsync_ptsz(d, n, s);
 }
 
-/* A pool keeps freed memory until trimmed, so what counts is what the pool
- * reserves: an allocation is admitted against its size rounded up to the
- * pool's growth step, then the pool's reservation is booked. */
-/* A pool allocation tried again while borrowers are removed (oom_wait.h). */
+/* A pool allocation tried again while borrowers are removed (oom_wait.h).
+ * Each try is made holding pool_alloc_lock; with `release`, a try the
+ * driver refuses for memory gives it back, and any other answer keeps it
+ * for the settle. `out` is the caller's "lock held" flag. */
 struct async_args {
     alloc_async_fn real;
     CUdeviceptr *dptr;
     size_t bytesize;
     CUmemoryPool pool;
     CUstream stream;
+    int release; /* the wait runs without pool_alloc_lock */
 };
 static CUresult async_again(const void *a, void *out)
 {
     const struct async_args *x = a;
-    (void)out;
-    return x->real(x->dptr, x->bytesize, x->pool, x->stream);
+    int *held = out;
+    if (!*held) {
+        pthread_mutex_lock(&pool_alloc_lock);
+        *held = 1;
+    }
+    CUresult r = x->real(x->dptr, x->bytesize, x->pool, x->stream);
+    if (r == CUDA_ERROR_OUT_OF_MEMORY && x->release) {
+        pthread_mutex_unlock(&pool_alloc_lock);
+        *held = 0;
+    }
+    return r;
 }
 
+/* The allocation's first answer was out-of-memory with `*admit` booked.
+ * When this process may wait for borrowers, waits (oom_wait.h) and returns
+ * the last answer, with pool_alloc_lock held again whatever happened.
+ *
+ * Why the wait may release the lock. The lock makes each pool allocation's
+ * estimate (how much of the request the pool's free memory serves:
+ * reserved - used), its driver call (which takes that free memory) and its
+ * settle (the booking set to what the pool reserves) one step: two threads
+ * never count on the same free memory. Before the wait, the admission is
+ * raised to the request's whole size (rounded to the pool's growth step), so
+ * the waiting allocation counts on none of the pool's free memory: the
+ * driver's refusal has just shown that memory did not serve it, and the
+ * driver may even have given it back. What is booked then: the whole size in
+ * the tenant's ledger, nothing in the pool's booking (e->charged), nothing of
+ * it in the pool. Another thread meanwhile sees the pool exactly as if this
+ * allocation had not begun (its used, reserved and free memory, all of which
+ * it may count on, since nobody else does) and the tenant's ledger with the
+ * whole size in it: its own admission is checked against the quota with
+ * this one's place kept, so the admissions together never pass the quota
+ * (a later allocation cannot take the place of a waiting one). The tries
+ * are made holding the lock, so none falls between another thread's
+ * estimate and its settle; one that succeeds keeps the lock through this
+ * allocation's settle, so the pool's growth it sees is this allocation's
+ * (at most its whole size, which is booked; beyond, the settle's check
+ * refuses what ends over the quota, as without a wait). A trim or a free by
+ * another thread meanwhile only changes free memory nobody waiting counts
+ * on. When the quota has no room for the whole size, the wait keeps the
+ * lock, as before: the allocation counts on the pool's free memory, which
+ * no other thread may then take. */
+static CUresult pool_wait(struct fx_gpu *g, CUdevice dev, uint64_t *admit, CUresult r,
+                          struct async_args *x)
+{
+    const struct fx_slice_config *cfg = fx_rt_config();
+    if (!fx_oom_may_wait(cfg, &g->mem))
+        return r;
+    uint64_t whole = fx_round_up(x->bytesize, POOL_GRANULE);
+    if (*admit < whole && fx_charge(g, dev, whole - *admit) == 0)
+        *admit = whole;
+    x->release = *admit == whole;
+    int held = 1;
+    if (x->release) {
+        pthread_mutex_unlock(&pool_alloc_lock);
+        held = 0;
+    }
+    r = fx_oom_retry(cfg, &g->mem, *admit, r, async_again, x, &held);
+    if (!held)
+        pthread_mutex_lock(&pool_alloc_lock);
+    return r;
+}
+
+/* A pool keeps freed memory until trimmed, so what counts is what the pool
+ * reserves: an allocation is admitted against its size rounded up to the
+ * pool's growth step, then the pool's reservation is booked. */
 static CUresult alloc_async(CUdeviceptr *dptr, size_t bytesize, CUmemoryPool pool,
                             CUstream stream, int per_thread, alloc_async_fn real)
 {
@@ -559,7 +624,8 @@ static CUresult alloc_async(CUdeviceptr *dptr, size_t bytesize, CUmemoryPool poo
     if (!target && fx_real.cuDeviceGetMemPool)
         fx_real.cuDeviceGetMemPool(&target, dev);
     /* One pool allocation at a time in this process: the estimate below
-     * must not be made by two threads on the same free memory. */
+     * must not be made by two threads on the same free memory (a wait for
+     * borrowers releases it: pool_wait). */
     pthread_mutex_lock(&pool_alloc_lock);
     /* What the pool must grow by: nothing when memory it already holds (and
      * that is already booked) can serve the request. */
@@ -581,8 +647,8 @@ static CUresult alloc_async(CUdeviceptr *dptr, size_t bytesize, CUmemoryPool poo
     }
     CUresult r = real(dptr, bytesize, pool, stream);
     if (r == CUDA_ERROR_OUT_OF_MEMORY) {
-        struct async_args x = {real, dptr, bytesize, pool, stream};
-        r = fx_oom_retry(fx_rt_config(), &g->mem, admit, r, async_again, &x, NULL);
+        struct async_args x = {real, dptr, bytesize, pool, stream, 0};
+        r = pool_wait(g, dev, &admit, r, &x);
     }
     pthread_mutex_lock(&pools_lock);
     struct pool_charge *e = target ? pool_entry(target, dev) : NULL;

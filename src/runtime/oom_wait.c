@@ -124,17 +124,30 @@ static int want_write(const char *path, uint64_t bytes)
     return w == n ? 0 : -1;
 }
 
+/* 1 when this process may wait for its GPU's borrowers (oom_wait.h), with
+ * the GPU's uuid and the path of its mark filled in. */
+static int may_wait(const struct fx_slice_config *cfg, const struct fx_ledger_handle *led,
+                    char uuid[FX_LEDGER_UUID_MAX], char *marker, size_t marker_len)
+{
+    if (!cfg->borrowed_dir[0] || cfg->oom_wait_ms <= 0 || !led->led || led->slot < 0 ||
+        fx_process_exiting())
+        return 0;
+    snprintf(uuid, FX_LEDGER_UUID_MAX, "%.*s", FX_LEDGER_UUID_MAX - 1, led->led->uuid);
+    return fx_borrowed_marker_path(cfg->borrowed_dir, uuid, marker, marker_len) == 0 &&
+           marked(marker);
+}
+
+int fx_oom_may_wait(const struct fx_slice_config *cfg, const struct fx_ledger_handle *led)
+{
+    char uuid[FX_LEDGER_UUID_MAX], marker[FX_STATE_DIR_MAX + FX_LEDGER_UUID_MAX + 2];
+    return may_wait(cfg, led, uuid, marker, sizeof(marker));
+}
+
 CUresult fx_oom_retry(const struct fx_slice_config *cfg, const struct fx_ledger_handle *led,
                       uint64_t bytes, CUresult r, fx_retry_fn again, const void *args, void *out)
 {
-    if (r != CUDA_ERROR_OUT_OF_MEMORY || !cfg->borrowed_dir[0] || cfg->oom_wait_ms <= 0 ||
-        !led->led || led->slot < 0 || fx_process_exiting())
-        return r;
-    char uuid[FX_LEDGER_UUID_MAX];
-    snprintf(uuid, sizeof(uuid), "%.*s", (int)sizeof(uuid) - 1, led->led->uuid);
-    char marker[FX_STATE_DIR_MAX + FX_LEDGER_UUID_MAX + 2];
-    if (fx_borrowed_marker_path(cfg->borrowed_dir, uuid, marker, sizeof(marker)) != 0 ||
-        !marked(marker))
+    char uuid[FX_LEDGER_UUID_MAX], marker[FX_STATE_DIR_MAX + FX_LEDGER_UUID_MAX + 2];
+    if (r != CUDA_ERROR_OUT_OF_MEMORY || !may_wait(cfg, led, uuid, marker, sizeof(marker)))
         return r;
     char ldir[FX_STATE_DIR_MAX + FX_TENANT_NAME_MAX + 16];
     char want[sizeof(ldir) + FX_LEDGER_UUID_MAX + 32];

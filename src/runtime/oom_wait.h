@@ -59,6 +59,12 @@ int fx_want_slots(const char *ledger_dir, const char *uuid, int64_t now_s, int m
  * is the tenant's: read as untrusted, never through a link. */
 uint64_t fx_want_bytes(const char *ledger_dir, const char *uuid, int slot, uint64_t max);
 
+/* 1 when an out-of-memory answer to this process's allocation on the GPU
+ * of `led` would now wait (the conditions above), else 0. For a caller that
+ * must prepare the wait (hooks_mem.c: a pool allocation's admission); the
+ * mark may go meanwhile, so fx_oom_retry may still return at once. */
+int fx_oom_may_wait(const struct fx_slice_config *cfg, const struct fx_ledger_handle *led);
+
 /* Tries the allocation again: `again(args, out)` is the driver call. */
 typedef CUresult (*fx_retry_fn)(const void *args, void *out);
 

@@ -62,6 +62,7 @@ typedef CUresult (*f_ctxcreate2)(CUcontext *, unsigned, CUdevice);
 typedef CUresult (*f_u)(unsigned);
 typedef CUresult (*f_ctxretain)(CUcontext *, CUdevice);
 typedef CUresult (*f_ctxset)(CUcontext);
+typedef CUresult (*f_ctxget)(CUcontext *);
 typedef CUresult (*f_ctxcreate4)(CUcontext *, void *, unsigned, CUdevice);
 typedef CUresult (*f_alloc)(CUdeviceptr *, size_t);
 typedef CUresult (*f_free)(CUdeviceptr);
@@ -107,19 +108,34 @@ typedef CUresult (*f_pdestroy)(CUmemoryPool);
 static uint64_t ids[MAX_IDS];
 static int n_ids;
 
+/* Background allocations (bgasync) record their handles from their own
+ * threads. */
+static pthread_mutex_t ids_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Prints "<prefix>ok ID", or the error when the table is full. */
+static void ok_id_as(const char *prefix, uint64_t v)
+{
+    pthread_mutex_lock(&ids_lock);
+    if (n_ids == MAX_IDS)
+        printf("%serr table-full\n", prefix);
+    else {
+        ids[n_ids] = v;
+        printf("%sok %d\n", prefix, n_ids++);
+    }
+    pthread_mutex_unlock(&ids_lock);
+}
+
 static void ok_id(uint64_t v)
 {
-    if (n_ids == MAX_IDS) {
-        printf("err table-full\n");
-        return;
-    }
-    ids[n_ids] = v;
-    printf("ok %d\n", n_ids++);
+    ok_id_as("", v);
 }
 
 static uint64_t id_of_num(uint64_t i)
 {
-    return i < (uint64_t)n_ids ? ids[i] : 0;
+    pthread_mutex_lock(&ids_lock);
+    uint64_t v = i < (uint64_t)n_ids ? ids[i] : 0;
+    pthread_mutex_unlock(&ids_lock);
+    return v;
 }
 
 static uint64_t id_of(const char *s)
@@ -335,6 +351,28 @@ static void *sample_window(void *arg)
     return NULL;
 }
 
+/* bgasync: one cuMemAllocAsync on a thread of its own, in the context
+ * current where it was asked. */
+struct bg_alloc {
+    CUcontext ctx;
+    size_t bytes;
+};
+
+static void *bg_async(void *arg)
+{
+    struct bg_alloc *a = arg;
+    CUdeviceptr p = 0;
+    CUresult r = CALL(f_ctxset, "cuCtxSetCurrent", 0, a->ctx);
+    if (r == CUDA_SUCCESS)
+        r = CALL(f_async, "cuMemAllocAsync", 0, &p, a->bytes, NULL);
+    if (r == CUDA_SUCCESS)
+        ok_id_as("bg ", p);
+    else
+        printf("bg err %d\n", r);
+    free(a);
+    return NULL;
+}
+
 static void run(char *cmd, char *a, char *b, char *c, char *e4)
 {
     uint64_t x = a ? strtoull(a, NULL, 0) : 0;
@@ -441,6 +479,25 @@ static void run(char *cmd, char *a, char *b, char *c, char *e4)
         cuuint64_t fl = !strcmp(cmd, "asyncpt") ? CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM : 0;
         r = CALL(f_async, "cuMemAllocAsync", fl, &p, x, NULL);
         r ? reply(r) : ok_id(p);
+    } else if (!strcmp(cmd, "bgasync")) {
+        /* bgasync SIZE: answered "ok" at once; the allocation's own answer
+         * comes when it ends, as a line "bg ok ID" or "bg err CODE". */
+        struct bg_alloc *bg = calloc(1, sizeof *bg);
+        pthread_t th;
+        r = bg ? CALL(f_ctxget, "cuCtxGetCurrent", 0, &bg->ctx) : CUDA_ERROR_OUT_OF_MEMORY;
+        if (r == CUDA_SUCCESS) {
+            bg->bytes = x;
+            printf("ok\n");
+            if (pthread_create(&th, NULL, bg_async, bg) == 0)
+                pthread_detach(th);
+            else {
+                free(bg);
+                printf("bg err thread\n");
+            }
+        } else {
+            free(bg);
+            reply(r);
+        }
     } else if (!strcmp(cmd, "asyncfree")) {
         reply(CALL(f_freeasync, "cuMemFreeAsync", 0, id_of(a), NULL));
     } else if (!strcmp(cmd, "pool")) {

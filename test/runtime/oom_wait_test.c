@@ -11,6 +11,8 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -62,6 +64,79 @@ static const char *fx_answer(struct fx_client *c)
         snprintf(c->line, sizeof(c->line), "eof");
     c->line[strcspn(c->line, "\n")] = '\0';
     return c->line;
+}
+
+/* The next answer if one comes within ms, else "timeout". Only for a
+ * moment when no earlier line can be left in the stream's buffer (poll
+ * sees the pipe, not the buffer): every line written so far was read. */
+static const char *answer_within(struct fx_client *c, int ms)
+{
+    struct pollfd p = {fileno(c->from), POLLIN, 0};
+    if (poll(&p, 1, ms) != 1) {
+        snprintf(c->line, sizeof(c->line), "timeout");
+        return c->line;
+    }
+    return fx_answer(c);
+}
+
+/* Background answers ("bg ...", cuda_client's bgasync) that came before a
+ * command's own answer, kept for bg_answer. */
+static char bg_lines[4][64];
+static int n_bg;
+
+/* Sends a command and returns its own answer, keeping background lines. */
+static const char *cmd_fg(struct fx_client *c, const char *cmd)
+{
+    fx_send(c, cmd);
+    for (;;) {
+        const char *a = fx_answer(c);
+        if (strncmp(a, "bg ", 3) != 0)
+            return a;
+        assert_true(n_bg < 4);
+        snprintf(bg_lines[n_bg++], sizeof(bg_lines[0]), "%s", a);
+    }
+}
+
+/* The next background answer: a kept one, else the next line. */
+static void bg_answer(struct fx_client *c, char *buf, size_t len)
+{
+    if (n_bg > 0) {
+        snprintf(buf, len, "%s", bg_lines[0]);
+        memmove(bg_lines[0], bg_lines[1], sizeof(bg_lines) - sizeof(bg_lines[0]));
+        n_bg--;
+        return;
+    }
+    snprintf(buf, len, "%s", fx_answer(c));
+}
+
+/* The id of an "ok ID" answer. */
+static int id_in(const char *answer)
+{
+    assert_true(strncmp(answer, "ok ", 3) == 0);
+    return atoi(answer + 3);
+}
+
+/* What the fake driver says process pid holds on device 0 (FAKECUDA_NODE_MEM
+ * publishes it in <fake_dir>/mem.<pid>): the device's truth. */
+static uint64_t fake_used(pid_t pid)
+{
+    char path[400];
+    snprintf(path, sizeof(path), "%s/mem.%d", fake_dir, (int)pid);
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    uint64_t v = 0;
+    assert_int_equal(pread(fd, &v, sizeof(v), 0), (ssize_t)sizeof(v));
+    close(fd);
+    return v;
+}
+
+/* What the library has booked for the owner (its quota less the free memory
+ * cuMemGetInfo shows; pools are settled first). */
+static uint64_t booked(struct fx_client *o)
+{
+    unsigned long long f = 0, t = 0;
+    assert_int_equal(sscanf(cmd_fg(o, "meminfo"), "ok %llu %llu", &f, &t), 2);
+    return t - f;
 }
 
 static uint64_t now_ms(void)
@@ -199,6 +274,137 @@ static void test_pool_allocation_waits_too(void **state)
     stop(&o, 0);
 }
 
+/* A pool allocation waiting for borrowers holds no other pool allocation
+ * of its process: thread A's 256 MiB waits (the borrower holds the memory);
+ * the main thread's 2 MiB, within the quota and the device's free memory,
+ * is answered while A still provably waits (its want is there, the
+ * borrower alive). Before, it waited behind A's wait. */
+static void test_pool_wait_holds_no_other_pool_allocation(void **state)
+{
+    (void)state;
+    struct fx_client b, o;
+    borrower_holds(&b);
+    owner(&o, "30000");
+    mark(1);
+    assert_string_equal(fx_cmd(&o, "bgasync 268435456"), "ok");
+    assert_true(want_appears("o"));
+    fx_send(&o, "async 2097152");
+    char b_answer[64], a_answer[64];
+    snprintf(b_answer, sizeof(b_answer), "%s", answer_within(&o, 10000));
+    int a_waiting = wants("o");
+    stop(&b, SIGKILL);
+    /* A's answer (and B's, when it came only after A's) */
+    snprintf(a_answer, sizeof(a_answer), "%s", fx_answer(&o));
+    if (strcmp(b_answer, "timeout") == 0)
+        fx_answer(&o);
+    stop(&o, 0);
+    assert_true(strncmp(b_answer, "ok", 2) == 0);
+    assert_true(a_waiting);
+    assert_true(strncmp(a_answer, "bg ok", 5) == 0);
+}
+
+/* While it waits, a pool allocation keeps its place in the quota: booked at
+ * its whole size, so it counts on none of the pool's free memory, which
+ * another thread may take. The owner (512 MiB) holds 128 MiB and a pool
+ * with 256 MiB free; the borrower fills the device. A asks 384 MiB (its
+ * estimate: the pool grows by 128) and waits; B's 128 MiB, which the free
+ * memory A's estimate counted on would serve, is refused at once by the
+ * quota (128 + 384 + 128 > 512) instead of taking A's place, and A gets its
+ * memory once the borrower is killed. The owner's memory on the device and
+ * its booking stay within the quota and agree. */
+static void test_a_waiting_pool_allocation_keeps_its_place(void **state)
+{
+    (void)state;
+    struct fx_client b, o;
+    owner(&o, "30000");
+    int f = id_in(cmd_fg(&o, "async 268435456"));
+    char cmd[64];
+    snprintf(cmd, sizeof(cmd), "asyncfree %d", f);
+    assert_string_equal(cmd_fg(&o, cmd), "ok");
+    start(&b, borrower_env);
+    assert_true(strncmp(fx_cmd(&b, "alloc 671088640"), "ok", 2) == 0); /* the device full */
+    mark(1);
+    assert_string_equal(fx_cmd(&o, "bgasync 402653184"), "ok");
+    assert_true(want_appears("o"));
+    fx_send(&o, "async 134217728");
+    char b_answer[64], a_answer[64];
+    snprintf(b_answer, sizeof(b_answer), "%s", answer_within(&o, 10000));
+    int a_waiting = wants("o");
+    stop(&b, SIGKILL);
+    snprintf(a_answer, sizeof(a_answer), "%s", fx_answer(&o));
+    if (strcmp(b_answer, "timeout") == 0)
+        snprintf(b_answer, sizeof(b_answer), "late %s", fx_answer(&o));
+    uint64_t dev = fake_used(o.pid), book = booked(&o);
+    stop(&o, 0);
+    assert_string_equal(b_answer, "err 2");
+    assert_true(a_waiting);
+    assert_true(strncmp(a_answer, "bg ok", 5) == 0);
+    assert_true(dev <= 512 * MIB);
+    assert_int_equal(book, dev);
+}
+
+/* Two pool allocations of one process admitted at once against the same
+ * free memory, one of them waiting for the borrower's memory: 384 and 256
+ * MiB, each within the quota (512 MiB, 128 held) beside the pool's 256 MiB
+ * of free memory, both together not. Each iteration, one asks first and
+ * waits (the borrower's memory freed once its want is there), or both ask
+ * at once and the borrower frees after a random moment. Never both succeed;
+ * one always does; the owner's memory on the device stays within the quota
+ * and equals its booking. */
+static void test_pool_allocations_racing_a_wait_stay_within_quota(void **state)
+{
+    (void)state;
+    struct fx_client b, o;
+    owner(&o, "30000");
+    start(&b, borrower_env);
+    mark(1);
+    unsigned seed = 16;
+    int waited = 0, both = 0;
+    char cmd[64], ans[2][64];
+    n_bg = 0;
+    for (int i = 0; i < 60; i++) {
+        /* The owner's pool: 256 MiB reserved, free. */
+        assert_string_equal(cmd_fg(&o, "trim 0"), "ok");
+        int f = id_in(cmd_fg(&o, "async 268435456"));
+        snprintf(cmd, sizeof(cmd), "asyncfree %d", f);
+        assert_string_equal(cmd_fg(&o, cmd), "ok");
+        int held = id_in(fx_cmd(&b, "alloc 671088640")); /* the device full */
+        assert_string_equal(cmd_fg(&o, "bgasync 402653184"), "ok");
+        if (i % 2 == 0) {
+            assert_true(want_appears("o")); /* A waits: B asks during its wait */
+            assert_string_equal(cmd_fg(&o, "bgasync 268435456"), "ok");
+        } else {
+            assert_string_equal(cmd_fg(&o, "bgasync 268435456"), "ok");
+            usleep((useconds_t)(rand_r(&seed) % 20000));
+            both++;
+        }
+        waited += wants("o");
+        snprintf(cmd, sizeof(cmd), "free %d", held);
+        assert_string_equal(fx_cmd(&b, cmd), "ok");
+        bg_answer(&o, ans[0], sizeof(ans[0]));
+        bg_answer(&o, ans[1], sizeof(ans[1]));
+        int ok = 0, mine = -1;
+        for (int k = 0; k < 2; k++) {
+            if (strncmp(ans[k], "bg ok ", 6) == 0) {
+                ok++;
+                mine = atoi(ans[k] + 6);
+            } else {
+                assert_string_equal(ans[k], "bg err 2");
+            }
+        }
+        assert_int_equal(ok, 1);
+        uint64_t dev = fake_used(o.pid);
+        assert_true(dev <= 512 * MIB);
+        assert_int_equal(booked(&o), dev);
+        snprintf(cmd, sizeof(cmd), "asyncfree %d", mine);
+        assert_string_equal(cmd_fg(&o, cmd), "ok");
+    }
+    print_message("pool allocations racing a wait: 60 iterations (%d at once), %d seen waiting\n",
+                  both, waited);
+    stop(&o, 0);
+    stop(&b, 0);
+}
+
 static void test_owner_gets_oom_after_the_bound(void **state)
 {
     (void)state;
@@ -259,6 +465,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_owner_gets_memory_once_the_borrower_is_killed, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_pool_allocation_waits_too, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pool_wait_holds_no_other_pool_allocation, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_a_waiting_pool_allocation_keeps_its_place, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_pool_allocations_racing_a_wait_stay_within_quota,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_owner_gets_oom_after_the_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_wait_without_a_borrower_on_the_gpu, setup,
                                         teardown),
