@@ -249,19 +249,36 @@ struct kube_pod_event {
     char type[16];     /* Normal or Warning */
     char reason[32];   /* CamelCase, as kubectl shows it */
     char message[1024];
+    /* One series per pod and reason: a repeat updates the recorder's last
+     * Event of this pod, type and reason (its count, lastTimestamp and
+     * message: kubectl's "x3 over 5m") instead of posting another. */
+    bool series;
 };
 
-/* Posts e, from `component` (source.component and reportingComponent) and
- * `instance` (reportingInstance: the scheduler's identity, the agent's
- * node). 0, or as kube_request (403: RBAC lacks create on events). */
+/* Posts e as a new Event (count 1), from `component` (source.component and
+ * reportingComponent) and `instance` (reportingInstance: the scheduler's
+ * identity, the agent's node). The name the server gave it goes into
+ * name[name_len] ("" when its answer named none; name may be NULL). 0, or
+ * as kube_request (403: RBAC lacks create on events). */
 int kube_event_post(struct kube_client *c, const struct kube_pod_event *e, const char *component,
-                    const char *instance, struct flexpu_error *err);
+                    const char *instance, char *name, size_t name_len,
+                    struct flexpu_error *err);
+/* Makes Event `name` in e->ns say that e happened again, as the count-th
+ * of its series: its count, lastTimestamp and message (a merge patch). 0,
+ * or as kube_request: FLEXPU_ENOENT when the server no longer has it
+ * (Events expire, after an hour by default), FLEXPU_EINVAL for a 403 (RBAC
+ * lacks patch on events). */
+int kube_event_patch(struct kube_client *c, const struct kube_pod_event *e, const char *name,
+                     int count, struct flexpu_error *err);
 
 /* Events go out on a thread of their own with its own client, so a slow or
  * failing write never delays the caller (a bind, a kill); a bounded queue
  * (KUBE_EVENTS_MAX) drops what does not fit: events are for people and
  * carry no state. One place for the scheduler and the node agent. */
 #define KUBE_EVENTS_MAX 1024
+/* The series (kube_pod_event.series) a recorder follows; past it, the one
+ * longest unused is forgotten and its pod's next event starts a new one. */
+#define KUBE_EVENT_SERIES_MAX 256
 struct kube_recorder;
 
 /* Starts the thread; its client on cfg, bounded like an object request

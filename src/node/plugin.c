@@ -530,6 +530,7 @@ static bool reclaim_event(struct fx_plugin *p, const struct fx_reclaim_note *not
     snprintf(out->uid, sizeof(out->uid), "%s", b->uid);
     snprintf(out->type, sizeof(out->type), "Warning");
     snprintf(out->reason, sizeof(out->reason), "MemoryReclaimed");
+    out->series = true; /* a pod killed again: one Event, its count raised */
     char owner[340], asked[64];
     if (o)
         snprintf(owner, sizeof(owner), "pod %.63s/%.253s", o->ns, o->name);

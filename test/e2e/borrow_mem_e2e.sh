@@ -19,6 +19,8 @@
 #    agent, naming the node, the GPU, the owner's pod and the bytes; the
 #    agent runs with deploy/rbac.yaml's flexpu-node account, so its RBAC is
 #    what posts it;
+#  - three such events of one pod (kube_call event-series, the same
+#    recorder) are one Event of count 3, patched with the agent's RBAC;
 #  - the owners' measured memory then leaves the borrower no room: the
 #    scheduler evicts it through the Eviction API (Reclaimed, naming the
 #    memory); the owners stay bound.
@@ -192,6 +194,17 @@ for want in "Warning flexpu-node:" "node gpu-m" "GPU $uuid" "pod default/owner-a
   grep -qF "$want" <<<"$ev" || fail "the MemoryReclaimed event does not say '$want': $ev"
 done
 pass "the killed borrower's pod has the agent's event, posted with flexpu-node's RBAC: $ev"
+
+# A pod killed again gets no second Event: the agent's recorder patches the
+# first one's count and message (test/e2e/kube_call.c event-series: the
+# recorder as flexpu-node runs it, with its account).
+out="$("$build/test/kube_call" "$work/node.kubeconfig" event-series default series-check \
+  uid-series-check 3)" || fail "three MemoryReclaimed events of one pod: $out"
+series="$(kubectl get events --field-selector involvedObject.name=series-check,reason=MemoryReclaimed \
+  -o jsonpath='{range .items[*]}{.count} {.message}{"\n"}{end}')"
+[ "$series" = "3 series check 3 of 3" ] ||
+  fail "three MemoryReclaimed events of one pod are not one Event of count 3: '$series'"
+pass "three MemoryReclaimed events of one pod are one Event, its count patched to 3 with flexpu-node's RBAC"
 
 # The owners now use 77 GiB: the scheduler evicts the borrower.
 evicted() {

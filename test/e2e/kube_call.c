@@ -7,6 +7,7 @@
  *   kube_call KUBECONFIG nominate NS NAME UID|- NODE|-
  *   kube_call KUBECONFIG queue-status NAME PATCH-JSON
  *   kube_call KUBECONFIG queue-sync CLUSTER-GPUS NAME=GPUS-HELD...
+ *   kube_call KUBECONFIG event-series NS POD UID N
  *
  * queue-sync is the scheduler's whole path for queues: it reads each named
  * Queue, parses it (fx_queue_parse; a refused spec gets the refused patch),
@@ -15,11 +16,17 @@
  * (fx_queue_status_patch) back. It prints a line per queue: its parsed
  * spec in the engine's units, or the refusal.
  *
+ * event-series records N MemoryReclaimed events of one pod through the
+ * event recorder, as flexpu-node does (kube_pod_event.series: the first
+ * posted, the others patching its count), and fails if any was not
+ * recorded (borrow_mem_e2e.sh).
+ *
  * Prints "ok", or the error's name and message ("EBUSY: evicting pod ...");
  * exits 0 on success, 3 for FLEXPU_EBUSY, 4 for FLEXPU_ENOENT, 1 for any
  * other error and 2 for a bad command line. */
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
@@ -138,10 +145,38 @@ static int call(struct kube_client *c, int argc, char **argv, struct flexpu_erro
     return 1;
 }
 
+static int event_series(const struct kube_config *cfg, char **argv, struct flexpu_error *err)
+{
+    int n = atoi(argv[6]);
+    if (n < 1 || n > 100)
+        return flexpu_error_set(err, FLEXPU_EINVAL, "N '%s': 1 to 100", argv[6]);
+    struct kube_recorder *r = kube_recorder_start(cfg, "flexpu-node", "e2e", 0, err);
+    if (!r)
+        return err->code ? err->code : FLEXPU_ENOMEM;
+    struct kube_pod_event e = {.type = "Warning", .reason = "MemoryReclaimed", .series = true};
+    snprintf(e.ns, sizeof(e.ns), "%s", argv[3]);
+    snprintf(e.name, sizeof(e.name), "%s", argv[4]);
+    snprintf(e.uid, sizeof(e.uid), "%s", argv[5]);
+    int queued = 0;
+    for (int i = 1; i <= n; i++) {
+        snprintf(e.message, sizeof(e.message), "series check %d of %d", i, n);
+        queued += kube_recorder_emit(r, &e);
+    }
+    kube_recorder_flush(r);
+    long sent, failed;
+    kube_recorder_counts(r, &sent, &failed);
+    kube_recorder_stop(r);
+    if (queued != n || sent != n)
+        return flexpu_error_set(err, FLEXPU_EIO, "%d of %d events queued, %ld recorded, %ld "
+                                "failed (the recorder's log says why)", queued, n, sent, failed);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: kube_call KUBECONFIG evict|nominate|queue-status ARGS...\n");
+        fprintf(stderr, "usage: kube_call KUBECONFIG "
+                        "evict|nominate|queue-status|queue-sync|event-series ARGS...\n");
         return 2;
     }
     struct flexpu_error err = {0};
@@ -150,14 +185,20 @@ int main(int argc, char **argv)
         fprintf(stderr, "kube_call: %s\n", err.msg);
         return 1;
     }
-    struct kube_client *c = kube_client_new(&cfg, "flexpu-e2e", &err);
-    kube_config_free(&cfg);
-    if (!c) {
-        fprintf(stderr, "kube_call: %s\n", err.msg);
-        return 1;
+    int rc;
+    if (strcmp(argv[2], "event-series") == 0) {
+        rc = argc == 7 ? event_series(&cfg, argv, &err) : 1;
+        kube_config_free(&cfg);
+    } else {
+        struct kube_client *c = kube_client_new(&cfg, "flexpu-e2e", &err);
+        kube_config_free(&cfg);
+        if (!c) {
+            fprintf(stderr, "kube_call: %s\n", err.msg);
+            return 1;
+        }
+        rc = call(c, argc, argv, &err);
+        kube_client_free(c);
     }
-    int rc = call(c, argc, argv, &err);
-    kube_client_free(c);
     if (rc == 1) {
         fprintf(stderr, "kube_call: bad arguments for '%s'\n", argv[2]);
         return 2;

@@ -29,6 +29,9 @@ struct http_srv {
     const char *body;       /* and body (JSON) */
     int nreq;
     char method[16], path[512], req_body[4096]; /* the last request */
+    /* When set, what a PATCH is answered instead of status and body. */
+    int patch_status;
+    const char *patch_body;
     /* threaded: each connection on a thread of its own, answered after
      * delay_ms; inflight/max_inflight count requests held at once. */
     bool threaded;
@@ -102,7 +105,8 @@ static inline void answer_with(int c, int status, const char *body)
 
 static inline void answer(struct http_srv *s, int c)
 {
-    answer_with(c, s->status, s->body);
+    bool patch = s->patch_status && !strcmp(s->method, "PATCH");
+    answer_with(c, patch ? s->patch_status : s->status, patch ? s->patch_body : s->body);
 }
 
 struct conn {

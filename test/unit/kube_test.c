@@ -1055,6 +1055,104 @@ static void test_event_recorder(void **state)
     http_stop(&srv);
 }
 
+/* One series per pod and reason (kube_pod_event.series): the first event
+ * is posted, each repeat of the same pod and reason patches that Event's
+ * count, lastTimestamp and message; another pod, another reason or an
+ * event without series is posted; an Event the server no longer has (404)
+ * or may not be patched (403) is posted anew and starts a new series; the
+ * longest unused series is forgotten past KUBE_EVENT_SERIES_MAX. */
+static void test_event_series(void **state)
+{
+    (void)state;
+    struct http_srv srv = {.status = 201, .body = "{\"metadata\":{\"name\":\"b.181\"}}",
+                           .patch_status = 200, .patch_body = "{}"};
+    http_start(&srv);
+    struct kube_config cfg;
+    loopback_config(srv.port, &cfg);
+    struct flexpu_error err = {0};
+    struct kube_recorder *r = kube_recorder_start(&cfg, "flexpu-node", "gpu-1", 1000, &err);
+    assert_non_null(r);
+    struct kube_pod_event e = {.ns = "team", .name = "b", .uid = "u-1", .type = "Warning",
+                               .reason = "MemoryReclaimed", .message = "killed: owner a",
+                               .series = true};
+    assert_true(kube_recorder_emit(r, &e));
+    kube_recorder_flush(r);
+    assert_string_equal(srv.method, "POST");
+    json_t *ev = json_loads(srv.req_body, 0, NULL);
+    assert_int_equal(json_integer_value(json_object_get(ev, "count")), 1);
+    json_decref(ev);
+    for (int n = 2; n <= 3; n++) {
+        snprintf(e.message, sizeof(e.message), "killed: owner a, time %d", n);
+        assert_true(kube_recorder_emit(r, &e));
+        kube_recorder_flush(r);
+        assert_string_equal(srv.method, "PATCH");
+        assert_string_equal(srv.path, "/api/v1/namespaces/team/events/b.181");
+        ev = json_loads(srv.req_body, 0, NULL);
+        assert_non_null(ev);
+        assert_int_equal(json_integer_value(json_object_get(ev, "count")), n);
+        assert_string_equal(kube_str(ev, "message"), e.message);
+        assert_non_null(kube_str(ev, "lastTimestamp"));
+        json_decref(ev);
+    }
+    /* another pod, another reason, no series: each posted */
+    struct kube_pod_event other = e;
+    snprintf(other.uid, sizeof(other.uid), "u-2");
+    struct kube_pod_event reason = e;
+    snprintf(reason.reason, sizeof(reason.reason), "Reclaimed");
+    struct kube_pod_event single = e;
+    single.series = false;
+    srv.log[0] = '\0';
+    assert_true(kube_recorder_emit(r, &other));
+    assert_true(kube_recorder_emit(r, &reason));
+    assert_true(kube_recorder_emit(r, &single));
+    kube_recorder_flush(r);
+    assert_string_equal(srv.log, "POST /api/v1/namespaces/team/events\n"
+                                   "POST /api/v1/namespaces/team/events\n"
+                                   "POST /api/v1/namespaces/team/events\n");
+    /* the Event expired: posted anew, its series goes on from 1 */
+    srv.patch_status = 404;
+    srv.log[0] = '\0';
+    assert_true(kube_recorder_emit(r, &e));
+    kube_recorder_flush(r);
+    assert_string_equal(srv.log, "PATCH /api/v1/namespaces/team/events/b.181\n"
+                                   "POST /api/v1/namespaces/team/events\n");
+    ev = json_loads(srv.req_body, 0, NULL);
+    assert_int_equal(json_integer_value(json_object_get(ev, "count")), 1);
+    json_decref(ev);
+    srv.patch_status = 200;
+    assert_true(kube_recorder_emit(r, &e));
+    kube_recorder_flush(r);
+    assert_string_equal(srv.method, "PATCH");
+    ev = json_loads(srv.req_body, 0, NULL);
+    assert_int_equal(json_integer_value(json_object_get(ev, "count")), 2);
+    json_decref(ev);
+    /* patch refused (RBAC without patch): posted, as before series */
+    srv.patch_status = 403;
+    srv.log[0] = '\0';
+    assert_true(kube_recorder_emit(r, &e));
+    kube_recorder_flush(r);
+    assert_string_equal(srv.log, "PATCH /api/v1/namespaces/team/events/b.181\n"
+                                   "POST /api/v1/namespaces/team/events\n");
+    long sent, failed;
+    kube_recorder_counts(r, &sent, &failed);
+    assert_int_equal(failed, 0);
+    /* bounded: past KUBE_EVENT_SERIES_MAX other pods, the first pod's
+     * series (the longest unused) is forgotten and its next event posted */
+    srv.patch_status = 200;
+    for (int i = 0; i < KUBE_EVENT_SERIES_MAX; i++) {
+        snprintf(other.uid, sizeof(other.uid), "u-many-%d", i);
+        assert_true(kube_recorder_emit(r, &other));
+    }
+    kube_recorder_flush(r);
+    srv.log[0] = '\0';
+    assert_true(kube_recorder_emit(r, &e));
+    kube_recorder_flush(r);
+    assert_string_equal(srv.log, "POST /api/v1/namespaces/team/events\n");
+    kube_recorder_stop(r);
+    kube_config_free(&cfg);
+    http_stop(&srv);
+}
+
 /* kube_lease_valid_for: leading, and renewed recently enough that the
  * lease outlives the request about to be sent. */
 static void test_lease_validity(void **state)
@@ -1449,6 +1547,7 @@ int main(void)
         cmocka_unit_test(test_model_bind_unsure_settles),
         cmocka_unit_test(test_request_timeouts),
         cmocka_unit_test(test_event_recorder),
+        cmocka_unit_test(test_event_series),
         cmocka_unit_test(test_lease_validity),
         cmocka_unit_test(test_bind_round_checks_lease),
         cmocka_unit_test(test_settle_round_reads_back),

@@ -1121,6 +1121,7 @@ static void test_plugin_reclaimed_survives_restart(void **state)
             assert_string_equal(ev.uid, "uid-g");
             assert_string_equal(ev.type, "Warning");
             assert_string_equal(ev.reason, "MemoryReclaimed");
+            assert_true(ev.series); /* killed again: the same Event, counted */
             if (!strstr(ev.message, "node n1") || !strstr(ev.message, "GPU GPU-test-2") ||
                 !strstr(ev.message, "pod default/o") || !strstr(ev.message, "41875931136 bytes"))
                 fail_msg("the event's message '%s' does not name the node, the GPU, the "
