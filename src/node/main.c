@@ -66,6 +66,7 @@ static void on_signal(int sig)
 struct agent {
     const char *node, *root, *dp_dir, *runtime_lib;
     enum fx_dir_limits dir_limits;
+    int cap_clock_mhz; /* --cap-clock-mhz; 0: off */
     enum fx_sharing_mode sharing;
     const char *mps_control;
     struct fx_mig_layout mig_layout; /* mig mode: what every MIG-capable GPU holds */
@@ -364,6 +365,10 @@ static void usage(FILE *f)
             "  --mig-layout LAYOUT       mig mode: the MIG devices of every MIG-capable GPU,\n"
             "                            as 1g.10gb*7 or 3g.40gb,4g.40gb (required there)\n"
             "  --mps-control PATH        the MPS control program (" FX_MPS_CONTROL_DEFAULT ")\n"
+            "  --cap-clock-mhz off|N     the SM clock (MHz) of the fully loaded GPU that a\n"
+            "                            cap's percent refers to: a capped slice alone runs\n"
+            "                            faster and is charged at clock / N (cap_clock_mhz in\n"
+            "                            its slice.conf; docs/RUNTIME.md); 100-10000 (off)\n"
             "  --runtime-library PATH    libflexpu-cuda.so to install there\n"
             "                            (/usr/lib/flexpu/libflexpu-cuda.so; \"\" to skip)\n"
             "  --cgroup-root DIR         the host's cgroup v2 mount, where borrowers' pods are\n"
@@ -397,6 +402,7 @@ int main(int argc, char **argv)
         {"sharing-mode", required_argument, 0, 'S'},
         {"mps-control", required_argument, 0, 'M'},
         {"mig-layout", required_argument, 0, 'G'},
+        {"cap-clock-mhz", required_argument, 0, 'c'},
         {"cgroup-root", required_argument, 0, 'C'},
         {"metrics-address", required_argument, 0, 'a'},
         {"metrics-port", required_argument, 0, 'p'},
@@ -439,6 +445,12 @@ int main(int argc, char **argv)
                 return 2;
             }
             a.mig_layout_set = true;
+            break;
+        case 'c':
+            if (fx_cap_clock_flag_parse(optarg, &a.cap_clock_mhz, &err)) {
+                fprintf(stderr, "flexpu-node: %s\n", err.msg);
+                return 2;
+            }
             break;
         case 'C': cgroup_root = optarg; break;
         case 'a': metrics_addr = optarg; break;
@@ -516,7 +528,8 @@ int main(int argc, char **argv)
         return 1;
     }
     struct fx_plugin_config pc = {.node_name = a.node, .root = a.root, .podresources = podres,
-                                  .dir_limits = a.dir_limits, .sharing = a.sharing,
+                                  .dir_limits = a.dir_limits, .cap_clock_mhz = a.cap_clock_mhz,
+                                  .sharing = a.sharing,
                                   .mps_control = a.mps_control, .events = events};
     a.plugin = fx_plugin_new(&pc, a.gpus, a.ngpu, &err);
     if (!a.plugin) {
@@ -585,8 +598,8 @@ int main(int argc, char **argv)
     struct watch_arg wa = {.a = &a};
     pthread_create(&wa.tid, NULL, watch_main, &wa);
     FX_INFO(COMP, "starting", "node=%s gpus=%d root=%s device_plugin_dir=%s metrics_port=%d "
-            "sharing_mode=%s", a.node, a.ngpu, a.root, a.dp_dir, metrics_port,
-            fx_sharing_mode_name(a.sharing));
+            "sharing_mode=%s cap_clock_mhz=%d", a.node, a.ngpu, a.root, a.dp_dir, metrics_port,
+            fx_sharing_mode_name(a.sharing), a.cap_clock_mhz);
 
     struct fx_usage_feed *feed = NULL;
     struct fx_usage_feed_config fc = {.kube = &a.cfg, .nvml = a.nvml, .node = a.node,

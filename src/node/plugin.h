@@ -53,6 +53,7 @@ struct fx_plugin_config {
     int slots;                /* device IDs per GPU; 0: FX_DP_SLOTS */
     int wait_ms;              /* how long a call waits for the pod to show up; 0: 10000 */
     enum fx_dir_limits dir_limits; /* size limit of each slice's ledger (dirlimit.h) */
+    int cap_clock_mhz;        /* written into capped slices' slice.conf (slices.h); 0: none */
     /* mps: each slice gets its own MPS control daemon with its limits
      * (mps.h), started before PreStartContainer answers. */
     enum fx_sharing_mode sharing;

@@ -15,6 +15,7 @@
 
 #include "flexpu/log.h"
 #include "node/plugin.h"
+#include "runtime/config.h"
 
 #define COMP "slices"
 
@@ -50,6 +51,25 @@ int fx_slice_key(char *const *ids, size_t n, char out[FX_SLICE_KEY_LEN + 1])
     for (int i = 0; rc == 0 && i < FX_SLICE_KEY_LEN / 2; i++)
         snprintf(out + 2 * i, 3, "%02x", md[i]);
     return rc;
+}
+
+int fx_cap_clock_flag_parse(const char *v, int *mhz, struct flexpu_error *err)
+{
+    if (strcmp(v, "off") == 0) {
+        *mhz = 0;
+        return 0;
+    }
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (end == v || *end != '\0' || errno || x < FX_CAP_CLOCK_MIN_MHZ ||
+        x > FX_CAP_CLOCK_MAX_MHZ)
+        return flexpu_error_set(err, FLEXPU_EINVAL,
+                                "--cap-clock-mhz: invalid value '%.64s': want off or the SM "
+                                "clock of the fully loaded GPU in MHz, %d to %d",
+                                v, FX_CAP_CLOCK_MIN_MHZ, FX_CAP_CLOCK_MAX_MHZ);
+    *mhz = (int)x;
+    return 0;
 }
 
 static int dir_of(const char *root, const char *key, char *buf, size_t len)
@@ -163,6 +183,14 @@ int fx_slice_format(const struct fx_slice_file *f, char *buf, size_t len)
     if (f->memory > 0) {
         int m = snprintf(buf + n, len - (size_t)n, "memory_limit = %lld\n",
                          (long long)f->memory);
+        if (m < 0 || (size_t)(n + m) >= len)
+            return -1;
+        n += m;
+    }
+    /* Only a cap is charged at the clock: an uncapped slice's line would
+     * say something that is not applied. */
+    if (f->cap_clock_mhz > 0 && f->compute_cap < 100) {
+        int m = snprintf(buf + n, len - (size_t)n, "cap_clock_mhz = %d\n", f->cap_clock_mhz);
         if (m < 0 || (size_t)(n + m) >= len)
             return -1;
         n += m;

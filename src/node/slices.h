@@ -30,10 +30,19 @@ struct fx_slice_file {
     int64_t memory;      /* bytes per GPU; 0: no quota */
     enum fx_priority priority;
     const char *state_dir; /* as the container sees it */
+    /* The SM clock (MHz) of the fully loaded GPU that a cap's percent refers
+     * to (--cap-clock-mhz; docs/RUNTIME.md, caps): written as cap_clock_mhz
+     * for a capped slice (compute_cap < 100) only; 0: none. */
+    int cap_clock_mhz;
     /* A borrower's slice names no borrowed_dir: it never waits for memory
      * (runtime/oom_wait.h); an owner's names FX_CTR_BORROWED. */
     bool borrower;
 };
+
+/* --cap-clock-mhz's value: "off" (0) or a whole number of MHz within the
+ * runtime's bounds for cap_clock_mhz (runtime/config.h). An error names the
+ * flag and the value. */
+int fx_cap_clock_flag_parse(const char *v, int *mhz, struct flexpu_error *err);
 
 /* Key of a set of device IDs (order does not matter); -1 when out of memory. */
 int fx_slice_key(char *const *ids, size_t n, char out[FX_SLICE_KEY_LEN + 1]);

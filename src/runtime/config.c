@@ -99,11 +99,6 @@ static int set_cap(struct fx_slice_config *c, const char *field, const char *v,
     return parse_percent(field, v, 1, &c->compute_cap, err);
 }
 
-/* 100-10000 MHz takes in every GPU clock; a value outside is a typo (a
- * GHz figure, a stray digit). */
-#define CAP_CLOCK_MIN_MHZ 100
-#define CAP_CLOCK_MAX_MHZ 10000
-
 static int set_cap_clock(struct fx_slice_config *c, const char *field, const char *v,
                          struct flexpu_error *err)
 {
@@ -111,10 +106,10 @@ static int set_cap_clock(struct fx_slice_config *c, const char *field, const cha
     errno = 0;
     long x = strtol(v, &end, 10);
     if (end == v || *end != '\0' || errno ||
-        (x != 0 && (x < CAP_CLOCK_MIN_MHZ || x > CAP_CLOCK_MAX_MHZ))) {
+        (x != 0 && (x < FX_CAP_CLOCK_MIN_MHZ || x > FX_CAP_CLOCK_MAX_MHZ))) {
         char why[96];
         snprintf(why, sizeof(why), "must be a whole number of MHz from %d to %d, or 0 for none",
-                 CAP_CLOCK_MIN_MHZ, CAP_CLOCK_MAX_MHZ);
+                 FX_CAP_CLOCK_MIN_MHZ, FX_CAP_CLOCK_MAX_MHZ);
         return flexpu_error_field(err, FLEXPU_EINVAL, field, v, strlen(v), why);
     }
     c->cap_clock_mhz = (int)x;

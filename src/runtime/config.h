@@ -17,6 +17,11 @@
 #define FX_STATE_DIR_MAX 200
 #define FX_OOM_WAIT_MS_DEFAULT 5000
 #define FX_OOM_WAIT_MS_MAX 600000
+/* A cap's reference clock (cap_clock_mhz): 100-10000 MHz takes in every GPU
+ * clock; a value outside is a typo (a GHz figure, a stray digit). The node
+ * agent's --cap-clock-mhz is held to the same bounds. */
+#define FX_CAP_CLOCK_MIN_MHZ 100
+#define FX_CAP_CLOCK_MAX_MHZ 10000
 
 /* Where the node agent mounts the file. A build option so the tests can
  * point a separate test copy of the library elsewhere; never an environment

@@ -306,6 +306,20 @@ m="$(render flexpu -n flexpu-system --set node.sharingMode=mig --set 'node.migLa
 flags_known flexpu-node "$m"
 pass "node.sharingMode=mig with node.migLayout reaches flexpu-node as --sharing-mode and --mig-layout"
 
+# A cap's reference clock: node.capClockMhz reaches flexpu-node as --cap-clock-mhz (a
+# number, as --set gives it, or a string); "off" (the default) passes nothing.
+for v in 1750 '"1750"'; do
+  m="$(render flexpu -n flexpu-system --set-json "node.capClockMhz=$v" |
+    jq -c '.[] | select(.kind == "DaemonSet") | .spec.template.spec.containers[0].args |
+      map(select(startswith("--cap-clock-mhz")))')"
+  [ "$m" = '["--cap-clock-mhz=1750"]' ] || fail "node.capClockMhz=$v: args $m"
+  flags_known flexpu-node "$m"
+done
+m="$(render flexpu -n flexpu-system | jq -c '.[] | select(.kind == "DaemonSet") |
+  .spec.template.spec.containers[0].args | map(select(startswith("--cap-clock-mhz")))')"
+[ "$m" = '[]' ] || fail "the default node.capClockMhz (off) passes $m"
+pass "node.capClockMhz reaches flexpu-node as --cap-clock-mhz; off passes nothing"
+
 # --- bad values fail, naming the field and the value ---
 bad() { # want-substring helm-args...
   local want="$1"
@@ -325,6 +339,8 @@ bad "'/metrics/port'" --set metrics.port=70000
 bad "node.sizeLimits=shared needs node.privileged=true" --set node.privileged=false
 bad "node.sizeLimits=local needs node.privileged=true" --set node.privileged=false --set node.sizeLimits=local
 bad "'/node/sharingMode': 'hard'" --set node.sharingMode=hard
+bad "/node/capClockMhz" --set node.capClockMhz=auto
+bad "/node/capClockMhz" --set node.capClockMhz=20000
 bad "node.migLayout is required with node.sharingMode: mig" --set node.sharingMode=mig
 bad "'/node/migLayout': '1g'" --set node.sharingMode=mig --set node.migLayout=1g
 bad "node.sharingMode mig partitions the GPUs: it needs node.privileged: true" --set node.sharingMode=mig \

@@ -241,7 +241,7 @@ static void test_slice_files(void **state)
 
     struct fx_slice_file sf = {.tenant = "0b9f6c1e-uid", .compute_share = 30, .compute_cap = 50,
                                .memory = 8LL << 30, .priority = FX_PRIO_HIGH,
-                               .state_dir = FX_CTR_STATE};
+                               .state_dir = FX_CTR_STATE, .cap_clock_mhz = 1750};
     assert_int_equal(fx_slice_write(tmpdir, ka, &sf, &err), 0);
     fx_config_defaults(&cfg);
     assert_int_equal(fx_config_load_file(&cfg, path, &err), 1);
@@ -253,6 +253,13 @@ static void test_slice_files(void **state)
     assert_string_equal(cfg.state_dir, FX_CTR_STATE);
     assert_string_equal(cfg.ledger_dir, FX_CTR_LEDGER);
     assert_string_equal(cfg.arbiter_dir, FX_CTR_ARB);
+    /* --cap-clock-mhz reaches a capped slice, as the runtime reads it... */
+    assert_int_equal(cfg.cap_clock_mhz, 1750);
+    /* ...and not an uncapped one, where it would not apply. */
+    char text[1024];
+    sf.compute_cap = 100;
+    assert_int_equal(fx_slice_format(&sf, text, sizeof(text)), 0);
+    assert_null(strstr(text, "cap_clock_mhz"));
     /* A temporary file a crash left between create and rename goes too. */
     char left[700];
     snprintf(left, sizeof(left), "%s/slices/%s/.slice.conf.Ab12Cd", tmpdir, ka);
@@ -276,6 +283,33 @@ static void test_slice_files(void **state)
     snprintf(path, sizeof(path), "%s/ledger/%s", tmpdir, ka);
     assert_int_not_equal(access(path, F_OK), 0);
     assert_int_equal(access(outside, F_OK), 0);
+}
+
+/* --cap-clock-mhz: off or the runtime's bounds; errors name the flag and
+ * the value. */
+static void test_cap_clock_flag(void **state)
+{
+    (void)state;
+    struct flexpu_error err = {0};
+    int mhz = -1;
+    assert_int_equal(fx_cap_clock_flag_parse("off", &mhz, &err), 0);
+    assert_int_equal(mhz, 0);
+    assert_int_equal(fx_cap_clock_flag_parse("1750", &mhz, &err), 0);
+    assert_int_equal(mhz, 1750);
+    assert_int_equal(fx_cap_clock_flag_parse("100", &mhz, &err), 0);
+    assert_int_equal(fx_cap_clock_flag_parse("10000", &mhz, &err), 0);
+    assert_int_equal(mhz, 10000);
+    const char *bad[] = {"", "0", "99", "10001", "1.75", "1750MHz", "auto", "-1600", "OFF"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        mhz = 1234;
+        memset(&err, 0, sizeof(err));
+        assert_int_not_equal(fx_cap_clock_flag_parse(bad[i], &mhz, &err), 0);
+        assert_int_equal(mhz, 1234); /* left alone on error */
+        assert_non_null(strstr(err.msg, "--cap-clock-mhz"));
+        char quoted[32];
+        snprintf(quoted, sizeof(quoted), "'%s'", bad[i]);
+        assert_non_null(strstr(err.msg, quoted));
+    }
 }
 
 static void find_mount(const char *mnt, const char *optional, void *ctx)
@@ -610,7 +644,7 @@ static void test_plugin_calls(void **state)
     struct fx_grpc_server *prs = fx_grpc_server_start(podres, podres_methods, NULL, &err);
     assert_non_null(prs);
     struct fx_plugin_config pc = {.node_name = "n1", .root = tmpdir, .podresources = podres,
-                                  .wait_ms = 1500};
+                                  .wait_ms = 1500, .cap_clock_mhz = 1750};
     struct fx_plugin *p = fx_plugin_new(&pc, fake_gpus, NGPU, &err);
     assert_non_null(p);
     struct fx_grpc_server *dps = fx_grpc_server_start(dp, fx_plugin_methods, p, &err);
@@ -786,6 +820,8 @@ static void test_plugin_calls(void **state)
         assert_string_equal(cfg.tenant, expect_tenant[k]);
         assert_int_equal(cfg.compute_share, expect_share[k]);
         assert_int_equal(cfg.compute_cap, expect_share[k] > 60 ? expect_share[k] : 60);
+        /* the agent's --cap-clock-mhz, in every capped slice (c is not) */
+        assert_int_equal(cfg.cap_clock_mhz, cfg.compute_cap < 100 ? 1750 : 0);
         assert_int_equal(cfg.memory_limit, expect_mem[k]);
         /* owners wait for borrowers on their GPU (runtime/oom_wait.h) */
         assert_string_equal(cfg.borrowed_dir, FX_CTR_BORROWED);
@@ -1663,6 +1699,7 @@ int main(void)
         cmocka_unit_test(test_grpc_msg_encoding),
         cmocka_unit_test_setup_teardown(test_nvml_discovery, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_slice_files, setup_dir, teardown_dir),
+        cmocka_unit_test(test_cap_clock_flag),
         cmocka_unit_test_setup_teardown(test_preload_replaced_atomically, setup_dir,
                                         teardown_dir),
         cmocka_unit_test_setup_teardown(test_ledger_size_limit, setup_dir, teardown_dir),
