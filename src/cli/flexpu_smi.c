@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* flexpu-smi: what each GPU's slices hold, read from the shared state the
- * runtime library keeps (docs/RUNTIME.md). Read-only: it never joins a GPU
+ * runtime library keeps, or from the node agent's arbiter pages, which have
+ * its layout (runtime/arbagent.h; docs/RUNTIME.md). Read-only: it never joins a GPU
  * and never changes the state. */
 #include <dirent.h>
 #include <errno.h>
@@ -135,9 +136,10 @@ static int usage(FILE *f, int rc)
                "Prints, per GPU and tenant: memory quota and use, compute share, cap and\n"
                "priority, GPU time used and throttled, refused allocations, processes.\n"
                "--state-dir defaults to $FLEXPU_STATE_DIR, then /tmp/flexpu; --ledger-root,\n"
-               "where each tenant's memory ledgers are, to <state-dir>/ledger (on a\n"
-               "Kubernetes node: --state-dir /var/lib/flexpu/state --ledger-root\n"
-               "/var/lib/flexpu/ledger).\n");
+               "where each tenant's memory ledgers are, to <state-dir>/ledger. On a\n"
+               "Kubernetes node the node agent's arbiter pages stand for the state:\n"
+               "--state-dir /var/lib/flexpu/arb --ledger-root /var/lib/flexpu/ledger\n"
+               "(remote slices' servers: --state-dir /var/lib/flexpu/state).\n");
     return rc;
 }
 

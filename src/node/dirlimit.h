@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Size limits on the host directories tenants can write: the shared state
- * directory <root>/state and each slice's ledger directory
- * <root>/ledger/<key> (docs/SECURITY.md). Without a limit a tenant fills
+/* Size limits on the host directories tenants can write: each slice's
+ * ledger directory <root>/ledger/<key> and, on a node that runs remote
+ * slices' servers, their shared state directory <root>/state
+ * (docs/SECURITY.md). Without a limit a tenant fills
  * the host filesystem that holds them. Each becomes its own tmpfs, mounted
  * by the agent with a size and an inode count: a tenant that fills its
  * ledger gets ENOSPC there and nowhere else, and what it writes is memory
@@ -37,7 +38,7 @@ int fx_dir_limits_parse(const char *s, enum fx_dir_limits *out);
 int fx_mountinfo_each(void (*fn)(const char *mnt, const char *optional, void *ctx), void *ctx);
 
 /* Limits of the tmpfs of a slice's ledger directory for a slice of `ngpu`
- * GPUs, and of the shared state directory. */
+ * GPUs, and of the remote servers' shared state directory. */
 uint64_t fx_dir_ledger_bytes(size_t ngpu);
 #define FX_DIR_LEDGER_INODES 256u
 #define FX_DIR_STATE_BYTES (16ull << 20)

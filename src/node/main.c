@@ -8,10 +8,12 @@
  *    admission).
  *  - Serves the kubelet device plugin for flexpu.io/gpu (plugin.c), and
  *    registers again whenever the kubelet restarts.
- *  - Installs the runtime library, /etc/ld.so.preload's content and the
- *    shared state directory on the host, which Allocate mounts into the
- *    containers.
- *  - Serves Prometheus metrics from the runtime's shared state (metrics.c).
+ *  - Installs the runtime library and /etc/ld.so.preload's content on the
+ *    host, which Allocate mounts into the containers, and the directories of
+ *    the slices' files and ledgers (slices.h).
+ *  - Arbitrates compute between the slices (runtime/arbagent.h).
+ *  - Serves Prometheus metrics from the arbiter's pages and the slices'
+ *    ledgers (metrics.c).
  *  - Publishes each GPU's and slice's measured use on its Node, at most
  *    once per 10 s and only on change (usage.c, annotation
  *    flexpu.io/gpu-usage).
@@ -92,35 +94,50 @@ struct agent {
 
 /* ---- host files the containers mount ---- */
 
-static int install_host_files(struct agent *a, struct flexpu_error *err)
+/* <root>/state, the cooperative shared state of the runtime library
+ * (runtime/state.h), for remote slices' servers only: slices run under the
+ * agent's arbiter (runtime/arbagent.h), mount no such directory, and their
+ * library writes no shared state, so a node without servers has none.
+ * Servers run as any user: world-writable and sticky, like /tmp; and
+ * bounded, so that no tenant fills the host's filesystem through it
+ * (dirlimit.h). */
+static int make_state_dir(struct agent *a, struct flexpu_error *err)
 {
     char path[600];
-    const char *dirs[] = {"", "/lib", "/slices", "/state", "/ledger"};
-    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
-        snprintf(path, sizeof(path), "%s%s", a->root, dirs[i]);
-        if (mkdir(path, 0755) != 0 && errno != EEXIST)
-            return flexpu_error_set(err, FLEXPU_EIO, "cannot create '%s': %s", path,
-                                    strerror(errno));
-    }
-    /* Containers of any user share the per-GPU state files (docs/RUNTIME.md):
-     * world-writable and sticky, like /tmp; and bounded, so that no tenant
-     * fills the host's filesystem through it (dirlimit.h). */
     snprintf(path, sizeof(path), "%s/state", a->root);
+    if (mkdir(path, 0755) != 0 && errno != EEXIST)
+        return flexpu_error_set(err, FLEXPU_EIO, "cannot create '%s': %s", path,
+                                strerror(errno));
     chmod(path, 01777);
-    if (fx_dir_limits_check(a->root, a->dir_limits, err) != 0)
-        return -1;
     struct flexpu_error lim = {0};
     if (fx_dir_limit(path, a->dir_limits, FX_DIR_STATE_BYTES, FX_DIR_STATE_INODES, 01777,
                      &lim) != 0) {
         if (lim.code != FLEXPU_EBUSY)
             return flexpu_error_set(err, lim.code, "%s", lim.msg);
         /* Files of an agent that did not limit it (an upgrade): running
-         * tenants map them, and a tmpfs over them would split the GPU's
+         * servers map them, and a tmpfs over them would split the GPU's
          * arbitration between old and new processes. */
         FX_WARN(COMP, "state directory left without a size limit; to limit it, stop the "
-                "node's GPU pods, remove its files and restart the agent",
+                "node's remote slices' servers, remove its files and restart the agent",
                 "path=%s reason=\"%s\"", path, lim.msg);
     }
+    return 0;
+}
+
+static int install_host_files(struct agent *a, bool shared_state, struct flexpu_error *err)
+{
+    char path[600];
+    const char *dirs[] = {"", "/lib", "/slices", "/ledger"};
+    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+        snprintf(path, sizeof(path), "%s%s", a->root, dirs[i]);
+        if (mkdir(path, 0755) != 0 && errno != EEXIST)
+            return flexpu_error_set(err, FLEXPU_EIO, "cannot create '%s': %s", path,
+                                    strerror(errno));
+    }
+    if (fx_dir_limits_check(a->root, a->dir_limits, err) != 0)
+        return -1;
+    if (shared_state && make_state_dir(a, err) != 0)
+        return -1;
     if (a->dir_limits == FX_DIR_LIMITS_OFF)
         FX_WARN(COMP, "tenant-writable directories have no size limit (--size-limits=off): a "
                 "tenant can fill the filesystem that holds them", "root=%s", a->root);
@@ -348,11 +365,12 @@ static void usage(FILE *f)
             "                            (/var/lib/kubelet/device-plugins)\n"
             "  --pod-resources-socket P  the kubelet's PodResources socket\n"
             "                            (/var/lib/kubelet/pod-resources/kubelet.sock)\n"
-            "  --root DIR                host directory for the runtime library, slices and\n"
-            "                            shared state (/var/lib/flexpu)\n"
-            "  --size-limits MODE        what bounds the directories tenants write (state,\n"
-            "                            ledgers): a tmpfs each, mounted so that the host sees\n"
-            "                            it (shared: the root's mount must propagate, as with\n"
+            "  --root DIR                host directory for the runtime library, slices,\n"
+            "                            ledgers and arbiter pages (/var/lib/flexpu)\n"
+            "  --size-limits MODE        what bounds the directories tenants write (ledgers;\n"
+            "                            remote servers' state): a tmpfs each, mounted so\n"
+            "                            that the host sees it (shared: the root's mount must\n"
+            "                            propagate, as with\n"
             "                            mountPropagation: Bidirectional), mounted in the\n"
             "                            agent's namespace (local: an agent on the host), or\n"
             "                            nothing (off) (shared)\n"
@@ -516,7 +534,7 @@ int main(int argc, char **argv)
                 "healthy=%d mig=%s", a.gpus[i].index, a.gpus[i].uuid, a.gpus[i].model,
                 (long long)a.gpus[i].mem_bytes, a.gpus[i].minor, a.gpus[i].numa,
                 a.gpus[i].group, a.gpus[i].healthy, a.gpus[i].mig ? a.gpus[i].mig_profile : "-");
-    if (install_host_files(&a, &err)) {
+    if (install_host_files(&a, fx_remote_node_serves(&ro, a.ngpu), &err)) {
         fprintf(stderr, "flexpu-node: %s\n", err.msg);
         return 1;
     }

@@ -91,6 +91,11 @@ static int servers_user_check(const char *key_path, unsigned uid, struct flexpu_
     return 0;
 }
 
+bool fx_remote_node_serves(const struct fx_remote_opts *o, int ngpu)
+{
+    return o->slots == 0 && o->key_path && ngpu > 0;
+}
+
 struct fx_remote_node *fx_remote_node_start(const struct fx_remote_opts *o, const char *node,
                                             const char *root, const char *podresources,
                                             const struct fx_node_gpu *gpus, int ngpu,
@@ -106,10 +111,9 @@ struct fx_remote_node *fx_remote_node_start(const struct fx_remote_opts *o, cons
                          "one has %d): its own GPUs serve local slices", ngpu);
         return NULL;
     }
-    if (o->slots == 0 && !o->key_path)
-        return NULL; /* nothing remote on this node */
-    if (o->slots == 0 && ngpu == 0)
-        return NULL; /* a key alone on a node without GPUs: nothing to serve */
+    if (o->slots == 0 && !fx_remote_node_serves(o, ngpu))
+        return NULL; /* nothing remote on this node (a key alone on a node without GPUs
+                      * has nothing to serve) */
     struct fx_remote_node *r = calloc(1, sizeof(*r));
     if (!r) {
         flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory");

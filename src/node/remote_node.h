@@ -11,6 +11,7 @@
 #define FX_NODE_REMOTE_NODE_H
 
 #include <getopt.h>
+#include <stdbool.h>
 
 #include "flexpu/error.h"
 #include "kube/kube.h"
@@ -61,6 +62,12 @@ struct fx_remote_opts {
 /* One --remote-* option (ch in FX_REMOTE_OPT_FIRST..LAST); 2 with a message
  * on stderr when its value is bad. */
 int fx_remote_opt(struct fx_remote_opts *o, int ch, const char *arg);
+
+/* Whether the options make this node's agent run remote slices' servers
+ * (a GPU node with --remote-key). They are the one user of <root>/state:
+ * the runtime library in each server arbitrates its GPU on that shared
+ * state, not through the agent. */
+bool fx_remote_node_serves(const struct fx_remote_opts *o, int ngpu);
 
 struct fx_remote_node;
 

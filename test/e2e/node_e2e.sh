@@ -13,9 +13,12 @@
 #    PreStartContainer for the pods flexpu-scheduler bound, a bad device,
 #    and re-registration after a kubelet restart;
 #  - metrics are served; slice directories go when their pods go;
-#  - where this machine lets root mount (CI), the state directory and each
-#    slice's ledger are size-limited tmpfs mounts (--size-limits=local) that
-#    go with their slices; elsewhere the agent runs with --size-limits=off.
+#  - the root holds what the agent makes (lib/, ld.so.preload, slices/,
+#    ledger/, arb/) and no shared state directory (no slice mounts one; only
+#    remote slices' servers use it, and this agent runs none);
+#  - where this machine lets root mount (CI), each slice's ledger is a
+#    size-limited tmpfs mount (--size-limits=local) that goes with its
+#    slice; elsewhere the agent runs with --size-limits=off.
 #
 #   node_e2e.sh BUILD_DIR
 E2E_NAME=node-e2e E2E_LOGS="node.log scheduler.log dppeer.log"
@@ -100,7 +103,11 @@ cores="$(kubectl get node gpu-1 -o jsonpath='{.status.allocatable.flexpu\.io/gpu
 [ "$cores" = 800 ] || fail "node allocatable flexpu.io/gpu-cores is '$cores', want 800"
 [ -x "$work/root/lib/libflexpu-cuda.so" ] || fail "runtime library not installed"
 grep -qx /usr/lib/flexpu/libflexpu-cuda.so "$work/root/ld.so.preload" || fail "ld.so.preload content"
-pass "flexpu-node publishes 8 GPUs (models, NUMA, NVLink groups) and gpu-cores/gpu-memory capacity"
+# What the root holds: no state/, which under the agent nothing mounts or writes.
+listing="$(cd "$work/root" && ls -A | tr '\n' ' ')"
+[ "$listing" = "arb borrowed ld.so.preload ledger lib slices " ] ||
+  fail "the agent's root holds '$listing', want 'arb borrowed ld.so.preload ledger lib slices '"
+pass "flexpu-node publishes 8 GPUs (models, NUMA, NVLink groups) and gpu-cores/gpu-memory capacity; its root holds no shared state directory"
 
 # --- the scheduler places pods on it ---
 "$build/flexpu-scheduler" --kubeconfig "$work/scheduler.kubeconfig" --leader-elect=true \
@@ -141,7 +148,6 @@ pass "device plugin: registration, health, concurrent Allocate/PreStart, bad dev
 
 # --- what tenants write is bounded ---
 if [ "$size_limits" = local ]; then
-  [ "$(stat -f -c %T "$work/root/state")" = tmpfs ] || fail "state directory is not a tmpfs"
   nledger=0
   for d in "$work"/root/ledger/*/; do
     [ "$(stat -f -c %T "$d")" = tmpfs ] || fail "ledger $d is not a tmpfs"
@@ -153,7 +159,7 @@ if [ "$size_limits" = local ]; then
   if dd if=/dev/zero of="$d/fill" bs=1M count=64 2>"$work/dd.log"; then fail "64 MiB fit in a ledger"; fi
   grep -q 'No space left' "$work/dd.log" || fail "ledger fill: $(cat "$work/dd.log")"
   rm -f "$d/fill"
-  pass "state and ledgers are size-limited tmpfs mounts ($nledger ledgers; a tenant's 64 MiB write stops at its limit)"
+  pass "ledgers are size-limited tmpfs mounts ($nledger ledgers; a tenant's 64 MiB write stops at its limit)"
 else
   echo "node-e2e: skip size limits: this machine does not let root mount a tmpfs"
 fi

@@ -67,7 +67,9 @@ kwok_agent_node gpu-r
 kubectl patch node gpu-r --subresource=status --type=merge \
   -p '{"status":{"allocatable":{"cpu":"2"},"capacity":{"cpu":"2"}}}' >/dev/null
 export FAKECUDA_DEVICES=1 FAKECUDA_TOTAL_MEM=$((80 * 1073741824))
-mkdir -p "$work/root/state" "$work/fake"
+# The servers' shared state directory is the agent's to make (it makes
+# <root>/state only where it runs servers; checked below).
+mkdir -p "$work/fake"
 # The fake driver's device files (FAKECUDA_DIR): open to the servers' user
 # as NVIDIA's /dev/nvidia* are (mode 0666).
 chmod 1777 "$work/fake"
@@ -189,9 +191,12 @@ else
 fi
 wait "$app" || fail "the program failed: $(cat "$work/app.out")"
 echo "$(cat "$work/app.out")" | sed 's/^/remote-e2e:      /'
+# The servers' shared state: the agent made it for them (sticky, world-writable).
+[ "$(stat -c %a "$work/root/state")" = 1777 ] ||
+  fail "the agent did not make the servers' state directory: $(ls -ld "$work/root/state" 2>&1)"
 addrf="$(printf '%s\n' "${envs[@]}" | sed -n 's/^FLEXPU_REMOTE_ADDR_FILE=//p')"
 [ "$(cat "$addrf")" = "$endpoint" ] || fail "the endpoint file: $(cat "$addrf")"
-pass "gpu-r's agent started flexpu-remoted (pid $spid, the slice's 64 MiB quota, $ids) at $endpoint; the unmodified program ran through it"
+pass "gpu-r's agent started flexpu-remoted (pid $spid, the slice's 64 MiB quota, $ids, its state directory made by the agent) at $endpoint; the unmodified program ran through it"
 
 # The quota: 64 MiB, 16 of them the context: refused after 48 MiB.
 out="$(timeout 60 env -i PATH="$PATH" "${envs[@]}" ASAN_OPTIONS=detect_leaks=0 \
