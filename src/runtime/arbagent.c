@@ -157,8 +157,22 @@ static struct gpu *gpu_of(struct fx_arb_agent *a, const char *uuid, int add)
     /* Readable by every container (the directory is mounted read-only);
      * written by the agent alone. A page left by an earlier agent is taken
      * over as it is. */
-    if (fx_shm_map(path, "arbiter page", sizeof(struct fx_gpu_state), FX_STATE_MAGIC,
-                   FX_STATE_VERSION, 1, init_page, uuid, 0644, &fd, &m, &err) != 0) {
+    int rc = fx_shm_map(path, "arbiter page", sizeof(struct fx_gpu_state), FX_STATE_MAGIC,
+                        FX_STATE_VERSION, 1, init_page, uuid, 0644, &fd, &m, &err);
+    if (rc == FLEXPU_EPARSE) {
+        /* One of another layout, left by an agent of another version: the
+         * agent's own file, made again (a process mapping the page meanwhile
+         * waits for it: arbreq.c). Processes started before keep the old
+         * page, which nobody updates now: their waits end at their bound. */
+        FX_WARN(COMP, "replacing an arbiter page flexpu cannot read", "path=%s reason=\"%s\"",
+                path, err.msg);
+        memset(&err, 0, sizeof(err));
+        rc = unlink(path) == 0
+                 ? fx_shm_map(path, "arbiter page", sizeof(struct fx_gpu_state), FX_STATE_MAGIC,
+                              FX_STATE_VERSION, 1, init_page, uuid, 0644, &fd, &m, &err)
+                 : flexpu_error_set(&err, FLEXPU_EIO, "cannot remove it: %s", strerror(errno));
+    }
+    if (rc != 0) {
         FX_ERROR(COMP, "cannot create the GPU's arbiter page", "path=%s reason=\"%s\"", path,
                  err.msg);
         return NULL;
@@ -189,10 +203,16 @@ int fx_arb_agent_add_gpu(struct fx_arb_agent *a, const char *uuid, struct flexpu
 
 /* Empties a tenant record. Tenants read it while the agent writes (a
  * process may still hold this index), so every field is stored atomically,
- * in_use first; a field added to fx_tenant_rec must be added here. */
+ * in_use and gen first (a process that cached the index sees the change:
+ * fx_gpu_agent_index); a field added to fx_tenant_rec must be added here. */
 static void clear_tenant(struct fx_tenant_rec *tr)
 {
     __atomic_store_n(&tr->in_use, 0u, __ATOMIC_RELEASE);
+    __atomic_store_n(&tr->gen, 0u, __ATOMIC_RELAXED);
+    /* gen 0 before any other field changes, for a process reading the
+     * record between two loads of gen (fx_gpu_agent_tenant). */
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    STORE(&tr->reserved, 0u);
     STORE(&tr->priority, 0u);
     fx_name_store(tr->name, "", sizeof(tr->name));
     STORE(&tr->compute_share, 0u);
@@ -206,9 +226,9 @@ static void clear_tenant(struct fx_tenant_rec *tr)
     STORE(&tr->clock_mhz, 0u);
     STORE(&tr->slice_clock, 0ull);
 }
-_Static_assert(offsetof(struct fx_tenant_rec, slice_clock) + sizeof(uint64_t) ==
+_Static_assert(offsetof(struct fx_tenant_rec, reserved) + sizeof(uint32_t) ==
                    sizeof(struct fx_tenant_rec),
-               "clear_tenant must clear a field added after slice_clock");
+               "clear_tenant must clear a field added after reserved");
 
 /* A tenant record is freed or reused: what the arbiter remembers of that
  * index belonged to the previous tenant (as state.c's forget_tenant). */
@@ -241,6 +261,14 @@ static int tenant_of(struct gpu *g, const struct fx_slice_config *pol)
     if (free_rec >= 0) {
         forget(g, free_rec);
         fx_name_store(tr[free_rec].name, pol->tenant, sizeof(tr[free_rec].name));
+        /* A gen never given before on this page (the counter lives on the
+         * page, so an agent that takes a page over goes on from it), set
+         * after the name: what makes the name valid to a process looking it
+         * up, and an index cached from an earlier assignment invalid. */
+        uint32_t gen = g->st->tenant_gens + 1;
+        gen += gen == 0;
+        g->st->tenant_gens = gen;
+        __atomic_store_n(&tr[free_rec].gen, gen, __ATOMIC_RELEASE);
         __atomic_store_n(&tr[free_rec].in_use, 1u, __ATOMIC_RELEASE);
     }
     return free_rec;

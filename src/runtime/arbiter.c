@@ -61,9 +61,9 @@ static int fast_path_agent(struct fx_gpu *g, int capped_cfg)
     struct fx_proc_rec *p = &g->procs[g->slot];
     __atomic_store_n(&p->launches, __atomic_load_n(&p->launches, __ATOMIC_RELAXED) + 1,
                      __ATOMIC_RELAXED);
-    int t = fx_gpu_tenant(g);
-    if (t < 0)
-        t = fx_gpu_agent_tenant(g);
+    /* Checked at each launch: the agent may have given the index this
+     * process found to another tenant. */
+    int t = fx_gpu_agent_index(g);
     uint32_t others = t >= 0 ? LOAD(&a->demand) & ~(1u << t) : LOAD(&a->demand);
     /* The cap the agent enforces is the one it holds for the slice. */
     if (capped_cfg || (t >= 0 && capped(&g->st->tenants[t])) || others || LOAD(&a->holder))
@@ -578,9 +578,7 @@ static uint64_t acquire_agent(struct fx_gpu *g)
     struct fx_gpu_state *st = g->st;
     struct fx_arbiter *a = &st->arb;
     struct fx_proc_rec *p = &g->procs[g->slot];
-    int t = fx_gpu_tenant(g);
-    if (t < 0)
-        t = fx_gpu_agent_tenant(g);
+    int t = fx_gpu_agent_index(g);
     ADD(&p->launching, 1);
     uint64_t t0 = fx_mono_ns();
     if (t >= 0 && LOAD(&a->holder) == (uint32_t)t + 1 && t0 < LOAD(&a->slice_end_ns))
@@ -595,8 +593,8 @@ static uint64_t acquire_agent(struct fx_gpu *g)
         uint32_t seen = LOAD(&a->seq);
         uint64_t now = fx_mono_ns();
         STORE(&p->poll_ns, now);
-        if (t < 0)
-            t = fx_gpu_agent_tenant(g);
+        /* Again at each look: the record may change while this waits. */
+        t = fx_gpu_agent_index(g);
         uint32_t mine = t >= 0 ? (uint32_t)t + 1 : 0, holder = LOAD(&a->holder);
         ADD(&p->launching, 1);
         int granted = (mine && holder == mine && now < LOAD(&a->slice_end_ns)) ||

@@ -32,14 +32,23 @@ int fx_gpu_agent_tenant(struct fx_gpu *g)
     const struct fx_tenant_rec *tr = g->st->tenants;
     char name[FX_TENANT_NAME_MAX];
     for (int t = 0; t < FX_MAX_TENANTS; t++) {
-        if (!__atomic_load_n(&tr[t].in_use, __ATOMIC_ACQUIRE))
+        /* The name is the one of assignment `gen` if gen reads the same
+         * before and after it (the agent zeroes gen before it rewrites a
+         * record and sets the new one last: arbagent.c's tenant_of). */
+        uint32_t gen = __atomic_load_n(&tr[t].gen, __ATOMIC_ACQUIRE);
+        if (!gen)
             continue;
         fx_name_load(name, tr[t].name, sizeof(name));
-        if (strncmp(name, g->name, sizeof(name)) == 0) {
-            __atomic_store_n(&g->tenant, t, __ATOMIC_RELAXED);
-            return t;
-        }
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&tr[t].gen, __ATOMIC_RELAXED) != gen ||
+            strncmp(name, g->name, sizeof(name)) != 0)
+            continue;
+        __atomic_store_n(&g->tenant, t, __ATOMIC_RELAXED);
+        __atomic_store_n(&g->agent_rec, (uint64_t)gen << 32 | (uint32_t)(t + 1),
+                         __ATOMIC_RELAXED);
+        return t;
     }
+    __atomic_store_n(&g->agent_rec, 0ull, __ATOMIC_RELAXED);
     return -1;
 }
 
@@ -92,6 +101,8 @@ int fx_gpu_join_agent(struct fx_gpu *g, const struct fx_slice_config *cfg, const
     g->agent = 1;
     g->fd = -1;
     g->req_fd = -1;
+    g->st = NULL;
+    __atomic_store_n(&g->agent_rec, 0ull, __ATOMIC_RELAXED);
     char ldir[FX_STATE_DIR_MAX + FX_TENANT_NAME_MAX + 16];
     if (fx_ledger_dir(cfg, ldir, sizeof(ldir)) != 0) {
         fx_gpu_leave_agent(g);
@@ -126,6 +137,7 @@ int fx_gpu_join_agent(struct fx_gpu *g, const struct fx_slice_config *cfg, const
         return rc;
     }
     __atomic_store_n(&g->tenant, -1, __ATOMIC_RELAXED);
+    __atomic_store_n(&g->agent_rec, 0ull, __ATOMIC_RELAXED);
     g->joined_ns = fx_mono_ns();
     (void)fx_gpu_agent_tenant(g);
     return 0;
@@ -148,5 +160,6 @@ void fx_gpu_leave_agent(struct fx_gpu *g)
     g->procs = NULL;
     g->slot = -1;
     __atomic_store_n(&g->tenant, -1, __ATOMIC_RELAXED);
+    __atomic_store_n(&g->agent_rec, 0ull, __ATOMIC_RELAXED);
     g->agent = 0;
 }

@@ -37,7 +37,7 @@
 #include "runtime/shmfile.h"
 
 #define FX_STATE_MAGIC 0x31535846u /* "FXS1" little-endian */
-#define FX_STATE_VERSION 6u
+#define FX_STATE_VERSION 7u
 #define FX_MAX_TENANTS 32
 #define FX_MAX_PROCS 256
 #define FX_UUID_MAX 96
@@ -66,6 +66,12 @@ struct fx_tenant_rec {
     uint32_t cap_clock_mhz;
     uint32_t clock_mhz;
     uint64_t slice_clock;
+    /* Under the node agent: which assignment of this record it is, unique
+     * on the page (fx_gpu_state.tenant_gens), 0 while free. A process
+     * checks the index it cached against it at each use (fx_gpu_agent_index):
+     * the agent may free the record and give the index to another tenant. */
+    uint32_t gen;
+    uint32_t reserved;
 };
 
 struct fx_proc_rec {
@@ -115,6 +121,10 @@ struct fx_gpu_state {
     struct fx_arbiter arb;
     struct fx_tenant_rec tenants[FX_MAX_TENANTS];
     struct fx_proc_rec procs[FX_MAX_PROCS];
+    /* Under the node agent: the last tenant_rec.gen it gave (kept on the
+     * page, so that an agent taking a page over never gives one again). */
+    uint32_t tenant_gens;
+    uint32_t reserved;
 };
 
 /* A tenant's requests to the node agent's arbiter (arbagent.h): the
@@ -144,6 +154,10 @@ struct fx_gpu {
     struct fx_proc_rec *procs;   /* where `slot` indexes: st->procs or req->procs */
     int slot;                    /* this process's slot, -1 when read-only */
     int tenant;
+    /* Under the node agent: the record found for the tenant, as
+     * gen << 32 | (index + 1), 0 when none; the index is valid while that
+     * record's gen is still this one (fx_gpu_agent_index). */
+    uint64_t agent_rec;
     int private_state;           /* 1: st is this process's own copy */
     int agent;                   /* 1: the node agent arbitrates (st is read-only) */
     int req_fd;
@@ -153,11 +167,28 @@ struct fx_gpu {
     struct fx_ledger_handle mem;
 };
 
+/* Under the node agent: the index of the record a launching thread last
+ * found for this tenant (fx_gpu_agent_tenant), -1 when there is none or
+ * the agent has since freed or given that record to another tenant (its
+ * gen changed). Two loads: cheap enough for every launch. */
+static inline int fx_gpu_agent_cached(const struct fx_gpu *g)
+{
+    uint64_t rec = __atomic_load_n(&g->agent_rec, __ATOMIC_RELAXED);
+    int t = (int)(uint32_t)rec - 1;
+    if (t < 0 || t >= FX_MAX_TENANTS ||
+        __atomic_load_n(&g->st->tenants[t].gen, __ATOMIC_ACQUIRE) != (uint32_t)(rec >> 32))
+        return -1;
+    return t;
+}
+
 /* The tenant's index in st->tenants, -1 when none. Under the node agent the
  * launching threads set it when they find the agent's record
- * (fx_gpu_agent_tenant) while others read it: always read it so. */
+ * (fx_gpu_agent_index) while others read it, and a stale one reads as -1
+ * until the next launch finds the record again: always read it so. */
 static inline int fx_gpu_tenant(const struct fx_gpu *g)
 {
+    if (g->agent)
+        return fx_gpu_agent_cached(g);
     return __atomic_load_n(&g->tenant, __ATOMIC_RELAXED);
 }
 
@@ -202,8 +233,16 @@ int fx_gpu_join_agent(struct fx_gpu *g, const struct fx_slice_config *cfg, const
 void fx_gpu_leave_agent(struct fx_gpu *g);
 
 /* The tenant's index in the agent's page (found by the configured tenant
- * name), or -1 while the agent has not added it. Sets g->tenant. */
+ * name), or -1 while the agent has not added it. Sets g->agent_rec. */
 int fx_gpu_agent_tenant(struct fx_gpu *g);
+
+/* The tenant's index, for a launch: the cached one while its record is
+ * still the same assignment, else looked up again by name. */
+static inline int fx_gpu_agent_index(struct fx_gpu *g)
+{
+    int t = fx_gpu_agent_cached(g);
+    return t >= 0 ? t : fx_gpu_agent_tenant(g);
+}
 
 /* Opens an existing state file read-only without registering (for
  * flexpu-smi, the node agent's metrics). slot is -1, no ledger. Never

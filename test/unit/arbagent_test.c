@@ -292,6 +292,137 @@ static void test_throttled_time_is_counted(void **state)
     fx_gpu_detach(&b);
 }
 
+/* A page an agent of another version left (another layout) is the agent's
+ * own file: made again, not a GPU left unarbitrated. The generations it
+ * gives records go on from the page's counter, never repeating one. */
+static void test_a_page_of_another_version_is_replaced(void **state)
+{
+    (void)state;
+    char dir[100], page[200];
+    snprintf(dir, sizeof(dir), "%s/arb", root);
+    snprintf(page, sizeof(page), "%s/%s.state", dir, UUID);
+    mkdir(dir, 0755);
+    struct fx_gpu_state *old = calloc(1, sizeof(*old));
+    assert_non_null(old);
+    old->h.magic = FX_STATE_MAGIC;
+    old->h.version = FX_STATE_VERSION - 1;
+    old->h.size = (uint32_t)offsetof(struct fx_gpu_state, tenant_gens);
+    FILE *f = fopen(page, "w");
+    assert_non_null(f);
+    assert_int_equal(fwrite(old, old->h.size, 1, f), 1);
+    fclose(f);
+    free(old);
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_arb_agent_add_gpu(agent, UUID, &err), 0);
+    struct fx_gpu a;
+    join(&a, "a", 50, "normal");
+    fx_arb_agent_step(agent, fx_mono_ns());
+    assert_int_equal(a.st->h.version, FX_STATE_VERSION);
+    int t = fx_gpu_agent_tenant(&a);
+    assert_true(t >= 0);
+    uint32_t gen = a.st->tenants[t].gen;
+    assert_int_not_equal(gen, 0);
+    assert_int_equal(a.st->tenant_gens, gen);
+    /* Another agent takes the page over: a record it adds gets a new gen. */
+    fx_gpu_detach(&a);
+    fx_arb_agent_free(agent);
+    assert_int_equal(fx_arb_agent_new(&agent, root, &err), 0);
+    assert_int_equal(fx_arb_agent_add_gpu(agent, UUID, &err), 0);
+    join(&a, "b", 50, "normal");
+    fx_arb_agent_step(agent, fx_mono_ns());
+    t = fx_gpu_agent_tenant(&a);
+    assert_true(t >= 0);
+    assert_true(a.st->tenants[t].gen > gen);
+    fx_gpu_detach(&a);
+}
+
+/* The index of the page's record named `name`, -1 when none. */
+static int record_of(const struct fx_gpu_state *st, const char *name)
+{
+    for (int t = 0; t < FX_MAX_TENANTS; t++)
+        if (st->tenants[t].in_use && strcmp(st->tenants[t].name, name) == 0)
+            return t;
+    return -1;
+}
+
+/* Waits until the agent's next scan is due (real time: the library's waits
+ * read the clock). */
+static void next_scan(void)
+{
+    usleep((FX_ARB_AGENT_SCAN_NS + 5 * MS) / 1000);
+}
+
+/* A tenant's record freed and added again at another index (its slice gone
+ * from a scan, another slice taking the freed index): a process of it that
+ * cached the old index must not act on the other tenant's record. Here a's
+ * process keeps running while its slice.conf is away for a scan; c then
+ * takes a's old index and holds the GPU (capped, so it is given slices
+ * alone); a's next launch must wait for c's slice, not launch in it. */
+static void test_a_stale_tenant_index_is_not_used(void **state)
+{
+    (void)state;
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_arb_agent_add_gpu(agent, UUID, &err), 0);
+    struct fx_gpu a, c;
+    join(&a, "a", 50, "normal");
+    fx_arb_agent_step(agent, fx_mono_ns());
+    const struct fx_gpu_state *st = a.st;
+    int old = record_of(st, "a");
+    assert_true(old >= 0);
+    (void)fx_arb_fast_path(&a, 0); /* a launch: its process finds its record */
+    assert_int_equal(fx_gpu_tenant(&a), old);
+    /* a's slice.conf away for a scan: its record is freed */
+    char conf[200], away[200];
+    snprintf(conf, sizeof(conf), "%s/slices/a/slice.conf", root);
+    snprintf(away, sizeof(away), "%s/slices/a/slice.conf.away", root);
+    assert_int_equal(rename(conf, away), 0);
+    next_scan();
+    fx_arb_agent_step(agent, fx_mono_ns());
+    assert_int_equal(record_of(st, "a"), -1);
+    /* c takes the freed index; a is added again, at another one */
+    conf_extra = "compute_cap = 50\n";
+    join(&c, "c", 50, "normal");
+    conf_extra = NULL;
+    assert_int_equal(rename(away, conf), 0);
+    next_scan();
+    fx_arb_agent_step(agent, fx_mono_ns());
+    assert_int_equal(record_of(st, "c"), old);
+    int now_a = record_of(st, "a");
+    assert_true(now_a >= 0 && now_a != old);
+    /* c waits and is given the GPU */
+    wants(&c, fx_mono_ns());
+    fx_arb_agent_step(agent, fx_mono_ns());
+    assert_int_equal(st->arb.holder, (uint32_t)old + 1);
+    /* Before a's process launches again, what it reads of its index is
+     * not c's record. */
+    assert_int_not_equal(fx_gpu_tenant(&a), old);
+    /* a's next launch waits for c's slice instead of taking it as its own
+     * (c keeps its claim for 20 ms of rounds, then goes quiet)... */
+    a_done = 0;
+    a_waited = 0;
+    alarm(10);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, acquire_a, &a), 0);
+    uint64_t t0 = fx_mono_ns(), now;
+    while (!__atomic_load_n(&a_done, __ATOMIC_SEQ_CST)) {
+        now = fx_mono_ns();
+        if (now - t0 < 20 * MS)
+            wants(&c, now);
+        else
+            c.procs[c.slot].waiting = 0;
+        fx_arb_agent_step(agent, now);
+        usleep(500);
+    }
+    pthread_join(th, NULL);
+    alarm(0);
+    fx_arb_launch_done(&a);
+    assert_true(a_waited > 0);
+    /* ...and finds its own record again. */
+    assert_int_equal(fx_gpu_tenant(&a), now_a);
+    fx_gpu_detach(&a);
+    fx_gpu_detach(&c);
+}
+
 static int clock_calls;
 
 /* The SM clock as the node agent reads it (NVML in flexpu-node). */
@@ -445,6 +576,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_an_unknown_slice_is_not_starved, setup, teardown),
         cmocka_unit_test_setup_teardown(test_throttled_time_is_counted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cap_charged_at_the_clock_the_agent_reads, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_a_stale_tenant_index_is_not_used, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_page_of_another_version_is_replaced, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_agent_and_tenants_side_by_side, setup, teardown),
     };
