@@ -1372,8 +1372,7 @@ static void prestart(void *ctx, const uint8_t *req, size_t len, struct fx_grpc_r
              "slice is written: %s", ns, name, why);
         goto out;
     }
-    struct fx_slice_file f = {.compute_share = 100, .state_dir = FX_CTR_STATE,
-                              .cap_clock_mhz = p->cfg.cap_clock_mhz,
+    struct fx_slice_file f = {.compute_share = 100, .cap_clock_mhz = p->cfg.cap_clock_mhz,
                               .borrower = np->alloc.borrowed};
     char borrowed_gpu[FX_UUID_MAX] = "";
     if (np->alloc.borrowed)

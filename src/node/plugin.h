@@ -41,7 +41,6 @@
 #define FX_CTR_LIB      "/usr/lib/flexpu/libflexpu-cuda.so"
 #define FX_CTR_PRELOAD  "/etc/ld.so.preload"
 #define FX_CTR_CONF_DIR "/etc/flexpu"
-#define FX_CTR_STATE    "/run/flexpu/state"
 #define FX_CTR_LEDGER   "/run/flexpu/ledger"
 #define FX_CTR_ARB      "/run/flexpu/arb" /* the agent's arbiter pages, read-only (runtime/arbagent.h) */
 #define FX_CTR_MPS      "/run/flexpu/mps" /* the slice's MPS pipe directory (mps mode) */

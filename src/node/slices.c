@@ -173,11 +173,10 @@ int fx_slice_format(const struct fx_slice_file *f, char *buf, size_t len)
                      "compute_share = %d\n"
                      "compute_cap = %d\n"
                      "priority = %s\n"
-                     "state_dir = %s\n"
                      "ledger_dir = %s\n"
                      "arbiter_dir = %s\n",
                      f->tenant, f->tenant, f->compute_share, f->compute_cap,
-                     fx_priority_name(f->priority), f->state_dir, FX_CTR_LEDGER, FX_CTR_ARB);
+                     fx_priority_name(f->priority), FX_CTR_LEDGER, FX_CTR_ARB);
     if (n < 0 || (size_t)n >= len)
         return -1;
     if (f->memory > 0) {

@@ -29,7 +29,6 @@ struct fx_slice_file {
     int compute_cap;     /* percent */
     int64_t memory;      /* bytes per GPU; 0: no quota */
     enum fx_priority priority;
-    const char *state_dir; /* as the container sees it */
     /* The SM clock (MHz) of the fully loaded GPU that a cap's percent refers
      * to (--cap-clock-mhz; docs/RUNTIME.md, caps): written as cap_clock_mhz
      * for a capped slice (compute_cap < 100) only; 0: none. */

@@ -241,7 +241,7 @@ static void test_slice_files(void **state)
 
     struct fx_slice_file sf = {.tenant = "0b9f6c1e-uid", .compute_share = 30, .compute_cap = 50,
                                .memory = 8LL << 30, .priority = FX_PRIO_HIGH,
-                               .state_dir = FX_CTR_STATE, .cap_clock_mhz = 1750};
+                               .cap_clock_mhz = 1750};
     assert_int_equal(fx_slice_write(tmpdir, ka, &sf, &err), 0);
     fx_config_defaults(&cfg);
     assert_int_equal(fx_config_load_file(&cfg, path, &err), 1);
@@ -250,7 +250,12 @@ static void test_slice_files(void **state)
     assert_int_equal(cfg.compute_cap, 50);
     assert_int_equal(cfg.memory_limit, 8LL << 30);
     assert_int_equal(cfg.priority, FX_PRIO_HIGH);
-    assert_string_equal(cfg.state_dir, FX_CTR_STATE);
+    /* No shared state directory: none is mounted, and under the agent
+     * (arbiter_dir) the library uses none; the runtime's default stays. */
+    char text0[1024];
+    assert_int_equal(fx_slice_format(&sf, text0, sizeof(text0)), 0);
+    assert_null(strstr(text0, "state_dir"));
+    assert_string_equal(cfg.state_dir, "/tmp/flexpu");
     assert_string_equal(cfg.ledger_dir, FX_CTR_LEDGER);
     assert_string_equal(cfg.arbiter_dir, FX_CTR_ARB);
     /* --cap-clock-mhz reaches a capped slice, as the runtime reads it... */

@@ -523,7 +523,7 @@ static void test_slice_conf_names_the_marks_for_owners_only(void **state)
     (void)state;
     char text[1024];
     struct fx_slice_file f = {.tenant = "u", .compute_share = 30, .compute_cap = 30,
-                              .memory = (int64_t)GIB, .state_dir = "/run/flexpu/state"};
+                              .memory = (int64_t)GIB};
     assert_int_equal(fx_slice_format(&f, text, sizeof(text)), 0);
     assert_non_null(strstr(text, "\nborrowed_dir = " FX_CTR_BORROWED "\n"));
     f.borrower = true;
