@@ -81,7 +81,7 @@ static const char *answer_within(struct fx_client *c, int ms)
 
 /* Background answers ("bg ...", cuda_client's bgasync) that came before a
  * command's own answer, kept for bg_answer. */
-static char bg_lines[4][64];
+static char bg_lines[4][600];
 static int n_bg;
 
 /* Sends a command and returns its own answer, keeping background lines. */
@@ -289,7 +289,7 @@ static void test_pool_wait_holds_no_other_pool_allocation(void **state)
     assert_string_equal(fx_cmd(&o, "bgasync 268435456"), "ok");
     assert_true(want_appears("o"));
     fx_send(&o, "async 2097152");
-    char b_answer[64], a_answer[64];
+    char b_answer[600], a_answer[600];
     snprintf(b_answer, sizeof(b_answer), "%s", answer_within(&o, 10000));
     int a_waiting = wants("o");
     stop(&b, SIGKILL);
@@ -327,7 +327,7 @@ static void test_a_waiting_pool_allocation_keeps_its_place(void **state)
     assert_string_equal(fx_cmd(&o, "bgasync 402653184"), "ok");
     assert_true(want_appears("o"));
     fx_send(&o, "async 134217728");
-    char b_answer[64], a_answer[64];
+    char b_answer[600], a_answer[600];
     snprintf(b_answer, sizeof(b_answer), "%s", answer_within(&o, 10000));
     int a_waiting = wants("o");
     stop(&b, SIGKILL);
@@ -360,7 +360,7 @@ static void test_pool_allocations_racing_a_wait_stay_within_quota(void **state)
     mark(1);
     unsigned seed = 16;
     int waited = 0, both = 0;
-    char cmd[64], ans[2][64];
+    char cmd[64], ans[2][600];
     n_bg = 0;
     for (int i = 0; i < 60; i++) {
         /* The owner's pool: 256 MiB reserved, free. */
