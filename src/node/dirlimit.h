@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Size limits on the host directories tenants can write: each slice's
- * ledger directory <root>/ledger/<key> and, on a node that runs remote
- * slices' servers, their shared state directory <root>/state
+ * ledger directory <root>/ledger/<key>, a remote slice's server's too
  * (docs/SECURITY.md). Without a limit a tenant fills
  * the host filesystem that holds them. Each becomes its own tmpfs, mounted
  * by the agent with a size and an inode count: a tenant that fills its
@@ -38,11 +37,9 @@ int fx_dir_limits_parse(const char *s, enum fx_dir_limits *out);
 int fx_mountinfo_each(void (*fn)(const char *mnt, const char *optional, void *ctx), void *ctx);
 
 /* Limits of the tmpfs of a slice's ledger directory for a slice of `ngpu`
- * GPUs, and of the remote servers' shared state directory. */
+ * GPUs. */
 uint64_t fx_dir_ledger_bytes(size_t ngpu);
 #define FX_DIR_LEDGER_INODES 256u
-#define FX_DIR_STATE_BYTES (16ull << 20)
-#define FX_DIR_STATE_INODES 1024u
 
 /* Mode SHARED: fails, naming the mount and the fix, unless the mount that
  * holds `root` propagates to its peers (the host). Other modes: 0. */

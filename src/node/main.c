@@ -94,37 +94,7 @@ struct agent {
 
 /* ---- host files the containers mount ---- */
 
-/* <root>/state, the cooperative shared state of the runtime library
- * (runtime/state.h), for remote slices' servers only: slices run under the
- * agent's arbiter (runtime/arbagent.h), mount no such directory, and their
- * library writes no shared state, so a node without servers has none.
- * Servers run as any user: world-writable and sticky, like /tmp; and
- * bounded, so that no tenant fills the host's filesystem through it
- * (dirlimit.h). */
-static int make_state_dir(struct agent *a, struct flexpu_error *err)
-{
-    char path[600];
-    snprintf(path, sizeof(path), "%s/state", a->root);
-    if (mkdir(path, 0755) != 0 && errno != EEXIST)
-        return flexpu_error_set(err, FLEXPU_EIO, "cannot create '%s': %s", path,
-                                strerror(errno));
-    chmod(path, 01777);
-    struct flexpu_error lim = {0};
-    if (fx_dir_limit(path, a->dir_limits, FX_DIR_STATE_BYTES, FX_DIR_STATE_INODES, 01777,
-                     &lim) != 0) {
-        if (lim.code != FLEXPU_EBUSY)
-            return flexpu_error_set(err, lim.code, "%s", lim.msg);
-        /* Files of an agent that did not limit it (an upgrade): running
-         * servers map them, and a tmpfs over them would split the GPU's
-         * arbitration between old and new processes. */
-        FX_WARN(COMP, "state directory left without a size limit; to limit it, stop the "
-                "node's remote slices' servers, remove its files and restart the agent",
-                "path=%s reason=\"%s\"", path, lim.msg);
-    }
-    return 0;
-}
-
-static int install_host_files(struct agent *a, bool shared_state, struct flexpu_error *err)
+static int install_host_files(struct agent *a, struct flexpu_error *err)
 {
     char path[600];
     const char *dirs[] = {"", "/lib", "/slices", "/ledger"};
@@ -135,8 +105,6 @@ static int install_host_files(struct agent *a, bool shared_state, struct flexpu_
                                     strerror(errno));
     }
     if (fx_dir_limits_check(a->root, a->dir_limits, err) != 0)
-        return -1;
-    if (shared_state && make_state_dir(a, err) != 0)
         return -1;
     if (a->dir_limits == FX_DIR_LIMITS_OFF)
         FX_WARN(COMP, "tenant-writable directories have no size limit (--size-limits=off): a "
@@ -367,8 +335,8 @@ static void usage(FILE *f)
             "                            (/var/lib/kubelet/pod-resources/kubelet.sock)\n"
             "  --root DIR                host directory for the runtime library, slices,\n"
             "                            ledgers and arbiter pages (/var/lib/flexpu)\n"
-            "  --size-limits MODE        what bounds the directories tenants write (ledgers;\n"
-            "                            remote servers' state): a tmpfs each, mounted so\n"
+            "  --size-limits MODE        what bounds the directories tenants write (the\n"
+            "                            slices' ledgers): a tmpfs each, mounted so\n"
             "                            that the host sees it (shared: the root's mount must\n"
             "                            propagate, as with\n"
             "                            mountPropagation: Bidirectional), mounted in the\n"
@@ -534,7 +502,7 @@ int main(int argc, char **argv)
                 "healthy=%d mig=%s", a.gpus[i].index, a.gpus[i].uuid, a.gpus[i].model,
                 (long long)a.gpus[i].mem_bytes, a.gpus[i].minor, a.gpus[i].numa,
                 a.gpus[i].group, a.gpus[i].healthy, a.gpus[i].mig ? a.gpus[i].mig_profile : "-");
-    if (install_host_files(&a, fx_remote_node_serves(&ro, a.ngpu), &err)) {
+    if (install_host_files(&a, &err)) {
         fprintf(stderr, "flexpu-node: %s\n", err.msg);
         return 1;
     }
@@ -554,8 +522,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "flexpu-node: %s\n", err.msg);
         return 1;
     }
-    a.remote = fx_remote_node_start(&ro, a.node, a.root, podres, a.gpus, a.ngpu, &a.cfg,
-                                    &a.dp_methods, &a.dp_ctx, &err);
+    a.remote = fx_remote_node_start(&ro, a.node, a.root, a.dir_limits, podres, a.gpus, a.ngpu,
+                                    &a.cfg, &a.dp_methods, &a.dp_ctx, &err);
     if (!a.remote && err.code) {
         fprintf(stderr, "flexpu-node: %s\n", err.msg);
         return 1;

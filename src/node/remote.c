@@ -48,9 +48,13 @@ int fx_remote_server_plan(const struct fx_pod_spec *s, const char *uid,
     int rc = fx_allocation_check(s, al, &mem, err);
     if (rc)
         return rc;
-    if (!uid || !*uid || strlen(uid) >= sizeof(out->slice.tenant))
-        return flexpu_error_field(err, FLEXPU_EINVAL, "metadata.uid", uid ? uid : "",
-                                  uid ? strlen(uid) : 0, "must be a pod UID");
+    /* The UID names the server's slice (fx_remote_slice_key) and its
+     * directories: a pod UID's letters, digits and dashes only. */
+    size_t ul = uid ? strlen(uid) : 0;
+    if (!uid || ul == 0 || ul > FX_REMOTE_UID_MAX || uid[0] == '-' ||
+        strspn(uid, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") != ul)
+        return flexpu_error_field(err, FLEXPU_EINVAL, "metadata.uid", uid ? uid : "", ul,
+                                  "must be a pod UID (letters, digits and '-', at most 56)");
     if (port < 1 || port > 65535) {
         char v[16];
         snprintf(v, sizeof(v), "%d", port);
@@ -85,13 +89,19 @@ static char *put(char *buf, size_t len, size_t *at, const char *fmt, ...)
     return s;
 }
 
+int fx_remote_slice_key(const char *uid, char *out, size_t len)
+{
+    int n = snprintf(out, len, FX_REMOTE_KEY_PREFIX "%s", uid);
+    return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
 int fx_remote_server_cmd(const struct fx_remote_server *sv, const char *bin,
-                         const char *runtime_lib, const char *state_dir, char *buf, size_t len,
-                         char **argv, size_t nargv, char **envp, size_t nenv,
-                         struct flexpu_error *err)
+                         const char *runtime_lib, const char *arb_dir, const char *ledger_dir,
+                         char *buf, size_t len, char **argv, size_t nargv, char **envp,
+                         size_t nenv, struct flexpu_error *err)
 {
     size_t at = 0, a = 0, e = 0;
-    if (nargv < 10 || nenv < 9)
+    if (nargv < 10 || nenv < 10)
         return flexpu_error_set(err, FLEXPU_ERANGE, "remote server: argv or envp too small");
     argv[a++] = put(buf, len, &at, "%s", bin);
     argv[a++] = put(buf, len, &at, "--listen");
@@ -112,7 +122,11 @@ int fx_remote_server_cmd(const struct fx_remote_server *sv, const char *bin,
     envp[e++] = put(buf, len, &at, "FLEXPU_COMPUTE_SHARE=%d", sv->slice.compute_share);
     envp[e++] = put(buf, len, &at, "FLEXPU_COMPUTE_CAP=%d", sv->slice.compute_cap);
     envp[e++] = put(buf, len, &at, "FLEXPU_PRIORITY=%s", fx_priority_name(sv->slice.priority));
-    envp[e++] = put(buf, len, &at, "FLEXPU_STATE_DIR=%s", state_dir);
+    /* The agent's arbiter decides when it runs, beside the node's local
+     * slices (runtime/arbagent.h); it writes only its own slice's ledger
+     * and requests. */
+    envp[e++] = put(buf, len, &at, "FLEXPU_ARBITER_DIR=%s", arb_dir);
+    envp[e++] = put(buf, len, &at, "FLEXPU_LEDGER_DIR=%s", ledger_dir);
     if (sv->slice.memory > 0)
         envp[e++] = put(buf, len, &at, "FLEXPU_MEMORY_LIMIT=%lld", (long long)sv->slice.memory);
     envp[e] = NULL;

@@ -40,19 +40,33 @@ int fx_remote_server_plan(const struct fx_pod_spec *s, const char *uid,
                           const struct fx_allocation *al, const struct fx_node_inv *inv, int port,
                           struct fx_remote_server *out, struct flexpu_error *err);
 
+/* The key of the slice the node agent arbitrates the server of pod `uid`
+ * as (slices.h: <root>/slices/<key>/, <root>/ledger/<key>/):
+ * FX_REMOTE_KEY_PREFIX and the UID. A local slice's key is
+ * FX_SLICE_KEY_LEN hexadecimal digits, so the two never collide, and the
+ * device plugin's scan of its own slices (fx_slice_scan) passes it by.
+ * fx_remote_server_plan accepts only UIDs that make a key. -1 when out
+ * does not hold it. */
+#define FX_REMOTE_KEY_PREFIX "remote-"
+#define FX_REMOTE_UID_MAX 56 /* the key then fits the arbiter's 63 characters */
+int fx_remote_slice_key(const char *uid, char *out, size_t len);
+
 /* Its command line and environment for execve: argv is `bin --listen
  * 0.0.0.0:PORT --token-fd 3 --port-fd 4 --slice TENANT` (the descriptors
- * fx_remote_spawn gives it; the tenant is the pod UID), envp LD_PRELOAD (the runtime library),
- * CUDA_VISIBLE_DEVICES (the GPU's UUID), the slice's FLEXPU_TENANT,
- * FLEXPU_COMPUTE_SHARE, FLEXPU_COMPUTE_CAP, FLEXPU_PRIORITY,
- * FLEXPU_MEMORY_LIMIT (when it has a quota) and FLEXPU_STATE_DIR, each
- * NULL-terminated. The strings live in buf. FLEXPU_ERANGE when buf, argv
- * (10 entries) or envp (9) is too small. Nothing of the cluster
- * key is in either. */
+ * fx_remote_spawn gives it; the tenant is the pod UID), envp LD_PRELOAD
+ * (the runtime library), CUDA_VISIBLE_DEVICES (the GPU's UUID), the
+ * slice's FLEXPU_TENANT, FLEXPU_COMPUTE_SHARE, FLEXPU_COMPUTE_CAP,
+ * FLEXPU_PRIORITY, FLEXPU_MEMORY_LIMIT (when it has a quota), and
+ * FLEXPU_ARBITER_DIR (arb_dir: the node agent's arbiter pages) and
+ * FLEXPU_LEDGER_DIR (ledger_dir: its slice's ledger directory): the
+ * server runs as a slice of the agent's arbiter, as a local slice does
+ * (runtime/arbagent.h), with no shared state. Each NULL-terminated; the
+ * strings live in buf. FLEXPU_ERANGE when buf, argv (10 entries) or envp
+ * (10) is too small. Nothing of the cluster key is in either. */
 int fx_remote_server_cmd(const struct fx_remote_server *sv, const char *bin,
-                         const char *runtime_lib, const char *state_dir, char *buf, size_t len,
-                         char **argv, size_t nargv, char **envp, size_t nenv,
-                         struct flexpu_error *err);
+                         const char *runtime_lib, const char *arb_dir, const char *ledger_dir,
+                         char *buf, size_t len, char **argv, size_t nargv, char **envp,
+                         size_t nenv, struct flexpu_error *err);
 
 /* A fresh token in `path`: 32 bytes from getrandom as 64 hex characters,
  * mode 0600 (the server and the client refuse a token others can read),

@@ -137,16 +137,32 @@ static bool ours(const struct fx_remote_serve *s, pid_t pid, const char *uid)
     return false;
 }
 
+/* The slice's files: first its arbitrated slice (the agent's arbiter then
+ * forgets it), then its directory, whose leftover an agent that restarts
+ * finds and removes again (adopt). */
 static void slice_files_remove(const struct fx_remote_serve *s, const char *uid)
 {
     static const char *const files[] = {"token", "server.pid", "server.log", "port"};
-    char path[600];
+    char path[600], key[80];
+    if (fx_remote_slice_key(uid, key, sizeof(key)) == 0)
+        fx_slice_remove(s->cfg.root, key);
     for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
         slice_path(s, uid, files[i], path, sizeof(path));
         unlink(path);
     }
     slice_path(s, uid, NULL, path, sizeof(path));
     rmdir(path);
+}
+
+/* Whether slice uid's server runs as a slice of the agent's arbiter: its
+ * slice.conf is there (fx_slice_prepare_server). */
+static bool arbitrated(const struct fx_remote_serve *s, const char *uid)
+{
+    char key[80], path[700];
+    if (fx_remote_slice_key(uid, key, sizeof(key)) != 0)
+        return false;
+    snprintf(path, sizeof(path), "%.400s/slices/%s/slice.conf", s->cfg.root, key);
+    return access(path, F_OK) == 0;
 }
 
 /* The servers an earlier agent left: adopted when alive and ours, their
@@ -170,7 +186,18 @@ static void adopt(struct fx_remote_serve *s)
             fclose(f);
         }
         struct rslice *r;
-        if (pid > 1 && ours(s, pid, e->d_name) && (r = slice_get(s, e->d_name, true))) {
+        bool alive = pid > 1 && ours(s, pid, e->d_name);
+        if (alive && !arbitrated(s, e->d_name)) {
+            /* Started by an agent before the servers were its arbiter's
+             * slices: it arbitrates its GPU on a shared state no local
+             * slice sees. Stopped; the supervisor starts it again as a
+             * slice (its clients get an error, as at a server's restart). */
+            FX_WARN(COMP, "remote server outside the node's arbiter stopped; it is started "
+                    "again as a slice", "pod_uid=%s pid=%d", e->d_name, pid);
+            kill(-pid, SIGKILL);
+            alive = false;
+        }
+        if (alive && (r = slice_get(s, e->d_name, true))) {
             r->pid = pid;
             r->port = port;
             r->adopted = true;
@@ -339,7 +366,7 @@ static bool passed_on(const char *kv)
 /* Lock held. Starts slice r's server; false with the reason logged. */
 static bool server_start(struct fx_remote_serve *s, struct rslice *r)
 {
-    char dir[600], token[600], pidf[600], logf[600], portf[600];
+    char dir[600], token[600], pidf[600], logf[600], portf[600], key[80], arb[600], ledger[600];
     slice_path(s, r->uid, NULL, dir, sizeof(dir));
     slice_path(s, r->uid, "token", token, sizeof(token));
     slice_path(s, r->uid, "server.pid", pidf, sizeof(pidf));
@@ -361,9 +388,27 @@ static bool server_start(struct fx_remote_serve *s, struct rslice *r)
         return false;
     }
     r->sv.port = port;
+    /* A slice of the agent's arbiter, as a local slice (remote_agent.h). */
+    snprintf(arb, sizeof(arb), "%.500s/arb", s->cfg.root);
+    struct fx_slice_file f = r->sv.slice;
+    f.arbiter_dir = arb;
+    f.ledger_dir = ledger;
+    if (fx_remote_slice_key(r->uid, key, sizeof(key)) != 0 ||
+        snprintf(ledger, sizeof(ledger), "%.400s/ledger/%s", s->cfg.root, key) >=
+            (int)sizeof(ledger)) {
+        FX_ERROR(COMP, "remote server: no slice key", "pod=%s/%s pod_uid=%s", r->ns, r->name,
+                 r->uid);
+        return false;
+    }
+    if (fx_slice_prepare_server(s->cfg.root, key, &f, s->cfg.limits, s->cfg.drop,
+                                (uid_t)s->cfg.uid, (gid_t)s->cfg.gid, &err) != 0) {
+        FX_ERROR(COMP, "remote server: cannot prepare its slice", "pod=%s/%s key=%s "
+                 "error=\"%s\"", r->ns, r->name, key, err.msg);
+        return false;
+    }
     char buf[4096], *argv[12], *envp[64];
-    if (fx_remote_server_cmd(&r->sv, s->cfg.server_bin, s->cfg.runtime_lib, s->cfg.state_dir,
-                             buf, sizeof(buf), argv, 10, envp, 12, &err) != 0) {
+    if (fx_remote_server_cmd(&r->sv, s->cfg.server_bin, s->cfg.runtime_lib, arb, ledger, buf,
+                             sizeof(buf), argv, 10, envp, 12, &err) != 0) {
         FX_ERROR(COMP, "remote server: bad command", "pod=%s/%s error=\"%s\"", r->ns, r->name,
                  err.msg);
         return false;

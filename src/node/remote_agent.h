@@ -14,7 +14,11 @@
  * Each slice has a directory <root>/remote/<pod UID>/ (0700, root's): token
  * (0600), server.pid ("PID PORT"), server.log, port; the server gets the
  * token, log and port file as descriptors and runs as an unprivileged user
- * (remote_spawn.h). An agent that restarts adopts the servers its
+ * (remote_spawn.h). Its server is a slice of the node agent's arbiter as a
+ * local slice is (fx_slice_prepare_server, key fx_remote_slice_key): its
+ * policy in <root>/slices/<key>/slice.conf, its ledger and requests in
+ * <root>/ledger/<key>/, writable by the server's user alone; both go with
+ * the server's other files. An agent that restarts adopts the servers its
  * predecessor started (the pid's command line is flexpu-remoted with
  * `--slice <pod UID>`) instead of starting a second
  * one, and stops, after its first full list of pods, those whose pod is
@@ -27,16 +31,18 @@
 #include "kube/contract.h"
 #include "kube/kube.h"
 #include "node/remote_key.h"
+#include "node/slices.h"
 
 #define FX_ANN_REMOTE_ENDPOINT "flexpu.io/remote-endpoint"
 
 struct fx_remote_serve_config {
     const char *node;        /* this node */
-    const char *root;        /* <root>/remote/ holds the slices' directories */
+    const char *root;        /* <root>/remote/ holds the slices' directories; <root>/arb,
+                              * slices/ and ledger/ are the agent's arbiter's */
     const char *address;     /* HOST the endpoint names (this node's address) */
     const char *server_bin;  /* flexpu-remoted */
     const char *runtime_lib; /* libflexpu-cuda.so for the servers' LD_PRELOAD */
-    const char *state_dir;   /* the runtime's shared state (FLEXPU_STATE_DIR) */
+    enum fx_dir_limits limits; /* what bounds the servers' ledger directories */
     int port_min, port_max;  /* the servers' ports */
     const struct fx_remote_key *key;
     const struct fx_node_inv *inv; /* this node's GPUs (borrowed) */

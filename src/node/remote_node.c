@@ -19,7 +19,7 @@
 struct fx_remote_node {
     struct fx_remote_key key;
     struct fx_node_inv inv;
-    char runtime_lib[600], state_dir[600];
+    char runtime_lib[600];
     struct fx_remote_plugin *plugin;
     struct fx_remote_serve *serve;
 };
@@ -97,7 +97,8 @@ bool fx_remote_node_serves(const struct fx_remote_opts *o, int ngpu)
 }
 
 struct fx_remote_node *fx_remote_node_start(const struct fx_remote_opts *o, const char *node,
-                                            const char *root, const char *podresources,
+                                            const char *root, enum fx_dir_limits limits,
+                                            const char *podresources,
                                             const struct fx_node_gpu *gpus, int ngpu,
                                             struct kube_config *kube,
                                             const struct fx_grpc_method **methods, void **ctx,
@@ -163,7 +164,6 @@ struct fx_remote_node *fx_remote_node_start(const struct fx_remote_opts *o, cons
     snprintf(r->runtime_lib, sizeof(r->runtime_lib), "%s", o->runtime_lib ? o->runtime_lib : "");
     if (!o->runtime_lib)
         snprintf(r->runtime_lib, sizeof(r->runtime_lib), "%.500s/lib/libflexpu-cuda.so", root);
-    snprintf(r->state_dir, sizeof(r->state_dir), "%.500s/state", root);
     unsigned uid = o->uid ? o->uid : FX_REMOTE_UID_DEFAULT;
     unsigned gid = o->gid ? o->gid : FX_REMOTE_UID_DEFAULT;
     if (servers_user_check(o->key_path, uid, err))
@@ -171,7 +171,7 @@ struct fx_remote_node *fx_remote_node_start(const struct fx_remote_opts *o, cons
     struct fx_remote_serve_config sc = {
         .node = node, .root = root, .address = addr,
         .server_bin = o->server_bin ? o->server_bin : "/usr/bin/flexpu-remoted",
-        .runtime_lib = r->runtime_lib, .state_dir = r->state_dir, .port_min = lo,
+        .runtime_lib = r->runtime_lib, .limits = limits, .port_min = lo,
         .port_max = hi, .key = &r->key, .inv = &r->inv, .kube = kube,
         .drop = geteuid() == 0, .uid = uid, .gid = gid};
     if (!(r->serve = fx_remote_serve_start(&sc, err)))

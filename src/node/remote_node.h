@@ -16,6 +16,7 @@
 #include "flexpu/error.h"
 #include "kube/kube.h"
 #include "node/gpus.h"
+#include "node/dirlimit.h"
 #include "node/grpc.h"
 
 struct fx_remote_opts {
@@ -64,18 +65,19 @@ struct fx_remote_opts {
 int fx_remote_opt(struct fx_remote_opts *o, int ch, const char *arg);
 
 /* Whether the options make this node's agent run remote slices' servers
- * (a GPU node with --remote-key). They are the one user of <root>/state:
- * the runtime library in each server arbitrates its GPU on that shared
- * state, not through the agent. */
+ * (a GPU node with --remote-key). Each server is a slice of the agent's
+ * arbiter, as a local slice is (remote_agent.h). */
 bool fx_remote_node_serves(const struct fx_remote_opts *o, int ngpu);
 
 struct fx_remote_node;
 
 /* Starts what the options ask on this node (ngpu: its GPUs); *methods and
  * *ctx are then the device plugin to serve instead of the GPU one (NULL:
- * the GPU one). NULL result with err->code 0: nothing asked. */
+ * the GPU one); limits: what bounds the servers' ledger directories
+ * (--size-limits). NULL result with err->code 0: nothing asked. */
 struct fx_remote_node *fx_remote_node_start(const struct fx_remote_opts *o, const char *node,
-                                            const char *root, const char *podresources,
+                                            const char *root, enum fx_dir_limits limits,
+                                            const char *podresources,
                                             const struct fx_node_gpu *gpus, int ngpu,
                                             struct kube_config *kube,
                                             const struct fx_grpc_method **methods, void **ctx,

@@ -107,36 +107,54 @@ static size_t count_gpus(char *const *ids, size_t n)
     return gpus;
 }
 
-int fx_slice_prepare(const char *root, const char *key, char *const *ids, size_t n,
-                     enum fx_dir_limits limits, struct flexpu_error *err)
+/* <root>/ledger/<key>/ (path `ledger`) with `mode`, bounded so that its
+ * tenant cannot fill the host's filesystem through it. A directory left
+ * with files by an agent that did not limit it (an upgrade) stays as it
+ * is: mounting over it would hide its tenant's ledgers from the tenant. */
+static int make_ledger(const char *root, const char *key, const char *ledger, size_t ngpu,
+                       enum fx_dir_limits limits, mode_t mode, struct flexpu_error *err)
 {
-    char dir[400], slices[400], ledgers[400], ledger[400];
-    snprintf(slices, sizeof(slices), "%s/slices", root);
+    char ledgers[400];
     snprintf(ledgers, sizeof(ledgers), "%s/ledger", root);
-    if (dir_of(root, key, dir, sizeof(dir)) != 0 ||
-        ledger_dir_of(root, key, ledger, sizeof(ledger)) != 0)
-        return flexpu_error_set(err, FLEXPU_EINVAL, "root '%s' is too long", root);
-    if ((mkdir(root, 0755) != 0 && errno != EEXIST) ||
-        (mkdir(slices, 0755) != 0 && errno != EEXIST) || (mkdir(dir, 0755) != 0 && errno != EEXIST))
-        return flexpu_error_set(err, FLEXPU_EIO, "cannot create '%s': %s", dir, strerror(errno));
-    /* The slice's processes run as any user: its own ledger directory is
-     * theirs to write (and no other slice's container has it mounted). */
     if ((mkdir(ledgers, 0755) != 0 && errno != EEXIST) ||
-        (mkdir(ledger, 0777) != 0 && errno != EEXIST) || chmod(ledger, 0777) != 0)
+        (mkdir(ledger, mode) != 0 && errno != EEXIST) || chmod(ledger, mode) != 0)
         return flexpu_error_set(err, FLEXPU_EIO, "cannot create '%s': %s", ledger,
                                 strerror(errno));
-    /* Bounded, so that the tenant cannot fill the host's filesystem through
-     * it. A directory left with files by an agent that did not limit it (an
-     * upgrade) stays as it is: mounting over it would hide its tenant's
-     * ledgers from the tenant. */
     struct flexpu_error lim = {0};
-    if (fx_dir_limit(ledger, limits, fx_dir_ledger_bytes(count_gpus(ids, n)),
-                     FX_DIR_LEDGER_INODES, 0777, &lim) != 0) {
+    if (fx_dir_limit(ledger, limits, fx_dir_ledger_bytes(ngpu), FX_DIR_LEDGER_INODES, mode,
+                     &lim) != 0) {
         if (lim.code != FLEXPU_EBUSY)
             return flexpu_error_set(err, lim.code, "%s", lim.msg);
         FX_WARN(COMP, "ledger directory left without a size limit", "key=%s reason=\"%s\"",
                 key, lim.msg);
     }
+    return 0;
+}
+
+static int make_dir(const char *root, const char *dir, struct flexpu_error *err)
+{
+    char slices[400];
+    snprintf(slices, sizeof(slices), "%s/slices", root);
+    if ((mkdir(root, 0755) != 0 && errno != EEXIST) ||
+        (mkdir(slices, 0755) != 0 && errno != EEXIST) || (mkdir(dir, 0755) != 0 && errno != EEXIST))
+        return flexpu_error_set(err, FLEXPU_EIO, "cannot create '%s': %s", dir, strerror(errno));
+    return 0;
+}
+
+int fx_slice_prepare(const char *root, const char *key, char *const *ids, size_t n,
+                     enum fx_dir_limits limits, struct flexpu_error *err)
+{
+    char dir[400], ledger[400];
+    if (dir_of(root, key, dir, sizeof(dir)) != 0 ||
+        ledger_dir_of(root, key, ledger, sizeof(ledger)) != 0)
+        return flexpu_error_set(err, FLEXPU_EINVAL, "root '%s' is too long", root);
+    /* The slice's processes run as any user: its own ledger directory is
+     * theirs to write (and no other slice's container has it mounted). */
+    int rc = make_dir(root, dir, err);
+    if (rc == 0)
+        rc = make_ledger(root, key, ledger, count_gpus(ids, n), limits, 0777, err);
+    if (rc != 0)
+        return rc;
     size_t cap = 64;
     for (size_t i = 0; i < n; i++)
         cap += strlen(ids[i]) + 1;
@@ -146,7 +164,7 @@ int fx_slice_prepare(const char *root, const char *key, char *const *ids, size_t
     size_t o = 0;
     for (size_t i = 0; i < n; i++)
         o += (size_t)snprintf(text + o, cap - o, "%s\n", ids[i]);
-    int rc = write_file(dir, "devices", text, err);
+    rc = write_file(dir, "devices", text, err);
     free(text);
     if (rc != 0)
         return rc;
@@ -176,7 +194,8 @@ int fx_slice_format(const struct fx_slice_file *f, char *buf, size_t len)
                      "ledger_dir = %s\n"
                      "arbiter_dir = %s\n",
                      f->tenant, f->tenant, f->compute_share, f->compute_cap,
-                     fx_priority_name(f->priority), FX_CTR_LEDGER, FX_CTR_ARB);
+                     fx_priority_name(f->priority), f->ledger_dir ? f->ledger_dir : FX_CTR_LEDGER,
+                     f->arbiter_dir ? f->arbiter_dir : FX_CTR_ARB);
     if (n < 0 || (size_t)n >= len)
         return -1;
     if (f->memory > 0) {
@@ -194,7 +213,7 @@ int fx_slice_format(const struct fx_slice_file *f, char *buf, size_t len)
             return -1;
         n += m;
     }
-    if (!f->borrower) {
+    if (!f->borrower && !f->ledger_dir) {
         int m = snprintf(buf + n, len - (size_t)n, "borrowed_dir = %s\n", FX_CTR_BORROWED);
         if (m < 0 || (size_t)(n + m) >= len)
             return -1;
@@ -202,10 +221,34 @@ int fx_slice_format(const struct fx_slice_file *f, char *buf, size_t len)
     return 0;
 }
 
+int fx_slice_prepare_server(const char *root, const char *key, const struct fx_slice_file *f,
+                            enum fx_dir_limits limits, bool own, uid_t uid, gid_t gid,
+                            struct flexpu_error *err)
+{
+    char dir[400], ledger[400];
+    if (!f->ledger_dir || !f->arbiter_dir)
+        return flexpu_error_set(err, FLEXPU_EINVAL, "slice %s: a server's slice names its "
+                                "host directories", key);
+    if (dir_of(root, key, dir, sizeof(dir)) != 0 ||
+        ledger_dir_of(root, key, ledger, sizeof(ledger)) != 0)
+        return flexpu_error_set(err, FLEXPU_EINVAL, "root '%s' is too long", root);
+    /* One user writes it: the server's (no other slice's processes, which
+     * run as any user, can). The policy is the agent's, read-only to it. */
+    int rc = make_dir(root, dir, err);
+    if (rc == 0)
+        rc = make_ledger(root, key, ledger, 1, limits, 0700, err);
+    if (rc != 0)
+        return rc;
+    if (own && chown(ledger, uid, gid) != 0)
+        return flexpu_error_set(err, FLEXPU_EIO, "cannot give '%s' to %u:%u: %s", ledger,
+                                (unsigned)uid, (unsigned)gid, strerror(errno));
+    return fx_slice_write(root, key, f, err);
+}
+
 int fx_slice_write(const char *root, const char *key, const struct fx_slice_file *f,
                    struct flexpu_error *err)
 {
-    char dir[400], text[1024];
+    char dir[400], text[2048];
     if (dir_of(root, key, dir, sizeof(dir)) != 0 || fx_slice_format(f, text, sizeof(text)) != 0)
         return flexpu_error_set(err, FLEXPU_EINVAL, "slice %s: path or values too long", key);
     return write_file(dir, "slice.conf", text, err);

@@ -36,6 +36,12 @@ struct fx_slice_file {
     /* A borrower's slice names no borrowed_dir: it never waits for memory
      * (runtime/oom_wait.h); an owner's names FX_CTR_BORROWED. */
     bool borrower;
+    /* A slice whose processes run on the host, not in a container (a
+     * remote slice's server, remote_agent.c): the host's paths of its
+     * ledger directory and of the arbiter pages; NULL: the container's
+     * (FX_CTR_LEDGER, FX_CTR_ARB). Such a slice names no borrowed_dir: no
+     * owner's wait for borrowers' memory is built for it. */
+    const char *ledger_dir, *arbiter_dir;
 };
 
 /* --cap-clock-mhz's value: "off" (0) or a whole number of MHz within the
@@ -54,6 +60,18 @@ int fx_slice_key(char *const *ids, size_t n, char out[FX_SLICE_KEY_LEN + 1]);
  * (dirlimit.h). */
 int fx_slice_prepare(const char *root, const char *key, char *const *ids, size_t n,
                      enum fx_dir_limits limits, struct flexpu_error *err);
+
+/* A slice whose processes are one server the agent runs on the host (a
+ * remote slice's flexpu-remoted, remote_agent.c): <root>/slices/<key>/
+ * with slice.conf (f, whose ledger_dir and arbiter_dir are the host's
+ * paths), and its ledger directory <root>/ledger/<key>/, mode 0700 and
+ * owned by uid:gid when `own` (the agent is root and runs the server as
+ * that user; otherwise the agent's user runs it), bounded as a
+ * container's (a tmpfs of fx_dir_ledger_bytes(1) unless `limits` is
+ * FX_DIR_LIMITS_OFF). Again on the same key: the same files, rewritten. */
+int fx_slice_prepare_server(const char *root, const char *key, const struct fx_slice_file *f,
+                            enum fx_dir_limits limits, bool own, uid_t uid, gid_t gid,
+                            struct flexpu_error *err);
 
 /* Writes slice.conf atomically (temporary file + rename). */
 int fx_slice_write(const char *root, const char *key, const struct fx_slice_file *f,

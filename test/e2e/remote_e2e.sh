@@ -11,7 +11,10 @@
 #    has) and 30 cores, 64 MiB of the GPU: flexpu-scheduler binds it to
 #    cpu-r, its allocation naming gpu-r;
 #  - gpu-r's agent starts flexpu-remoted for it under libflexpu-cuda.so
-#    with the slice's quota and records the endpoint on the pod; as root,
+#    with the slice's quota, as a slice of its arbiter (slices/ and ledger/
+#    under the key remote-<pod UID>, no shared state directory: its page,
+#    read by flexpu-smi, lists the slice's tenant while a program runs
+#    through the server), and records the endpoint on the pod; as root,
 #    the server runs as user 65534 with no_new_privs and holds no
 #    descriptor on the cluster key or its token file (neither of which
 #    that user can open);
@@ -34,8 +37,9 @@
 #    before the new agent (the old endpoint); the new agent, at another
 #    address (a new pod IP), starts the server again and records it, the
 #    container's endpoint file follows, and the program runs through it;
-#  - the pod deleted: the server stops and its files go; cpu-r's slot
-#    directory loses the token and the endpoint.
+#  - the pod deleted: the server stops and its files go, its slice too
+#    (the arbiter's page forgets its tenant); cpu-r's slot directory loses
+#    the token and the endpoint.
 #
 #   remote_e2e.sh BUILD_DIR
 E2E_NAME=remote-e2e E2E_LOGS="scheduler.log node.log cpunode.log server.log"
@@ -59,7 +63,7 @@ e2e_on_exit() {
 head -c 48 /dev/urandom | base64 -w0 >"$work/key"
 chmod 400 "$work/key"
 # As root, the agent runs the servers as 65534 (--remote-uid's default):
-# they must reach the runtime's state directory under $work/root.
+# they must reach the arbiter's pages and their ledgers under $work/root.
 chmod 711 "$work"
 
 # gpu-r: 2 CPUs (kwok_agent_node has 64: patched down), one GPU.
@@ -67,8 +71,6 @@ kwok_agent_node gpu-r
 kubectl patch node gpu-r --subresource=status --type=merge \
   -p '{"status":{"allocatable":{"cpu":"2"},"capacity":{"cpu":"2"}}}' >/dev/null
 export FAKECUDA_DEVICES=1 FAKECUDA_TOTAL_MEM=$((80 * 1073741824))
-# The servers' shared state directory is the agent's to make (it makes
-# <root>/state only where it runs servers; checked below).
 mkdir -p "$work/fake"
 # The fake driver's device files (FAKECUDA_DIR): open to the servers' user
 # as NVIDIA's /dev/nvidia* are (mode 0666).
@@ -191,12 +193,29 @@ else
 fi
 wait "$app" || fail "the program failed: $(cat "$work/app.out")"
 echo "$(cat "$work/app.out")" | sed 's/^/remote-e2e:      /'
-# The servers' shared state: the agent made it for them (sticky, world-writable).
-[ "$(stat -c %a "$work/root/state")" = 1777 ] ||
-  fail "the agent did not make the servers' state directory: $(ls -ld "$work/root/state" 2>&1)"
+# The server is a slice of the agent's arbiter (docs/REMOTE.md, "The
+# servers' slices"): its policy in slices/remote-<UID>/slice.conf, its
+# ledger directory its user's alone, no shared state directory at all.
+key="remote-$uid"
+conf="$work/root/slices/$key/slice.conf"
+grep -qx "tenant = $uid" "$conf" && grep -qx "compute_share = 30" "$conf" &&
+  grep -qx "memory_limit = 67108864" "$conf" &&
+  grep -qx "ledger_dir = $work/root/ledger/$key" "$conf" &&
+  grep -qx "arbiter_dir = $work/root/arb" "$conf" ||
+  fail "the server's slice.conf: $(cat "$conf" 2>&1)"
+owner="$(stat -c '%a %u:%g' "$work/root/ledger/$key")"
+if [ "$(id -u)" = 0 ]; then want_owner="700 65534:65534"; else want_owner="700 $(id -u):$(id -g)"; fi
+[ "$owner" = "$want_owner" ] || fail "the server's ledger directory is '$owner', want '$want_owner'"
+[ ! -e "$work/root/state" ] || fail "the agent made a shared state directory: $(ls -ld "$work/root/state")"
+if env_text="$(tr '\0' ' ' <"/proc/$spid/environ" 2>/dev/null)"; then
+  grep -q "FLEXPU_ARBITER_DIR=$work/root/arb " <<<"$env_text" &&
+    grep -q "FLEXPU_LEDGER_DIR=$work/root/ledger/$key " <<<"$env_text" &&
+    ! grep -q "FLEXPU_STATE_DIR=" <<<"$env_text" ||
+    fail "the server is not the arbiter's slice: $env_text"
+fi
 addrf="$(printf '%s\n' "${envs[@]}" | sed -n 's/^FLEXPU_REMOTE_ADDR_FILE=//p')"
 [ "$(cat "$addrf")" = "$endpoint" ] || fail "the endpoint file: $(cat "$addrf")"
-pass "gpu-r's agent started flexpu-remoted (pid $spid, the slice's 64 MiB quota, $ids, its state directory made by the agent) at $endpoint; the unmodified program ran through it"
+pass "gpu-r's agent started flexpu-remoted (pid $spid, the slice's 64 MiB quota, $ids, a slice of its arbiter: key $key, ledger $owner, no state directory) at $endpoint; the unmodified program ran through it"
 
 # The quota: 64 MiB, 16 of them the context: refused after 48 MiB.
 out="$(timeout 60 env -i PATH="$PATH" "${envs[@]}" ASAN_OPTIONS=detect_leaks=0 \
@@ -272,6 +291,22 @@ full="$(grep '^list ' "$work/agent-requests.txt" | grep -v -e 'fieldSelector=' -
   fail "want one full list of pods per start of gpu-r's agent (3 so far), got $full: $(sort -u "$work/agent-requests.txt")"
 pass "gpu-r's agent watches only the pods labelled with it ($sel); one full list per start ($full)"
 
+# An agent upgraded from a version whose servers ran on a shared state
+# directory (their slice had no slice.conf): the server it finds outside its
+# arbiter is stopped and started again as a slice, not adopted.
+kill "$node_pid"
+wait "$node_pid" 2>/dev/null || true
+rm "$conf"
+gpu_node
+wait_for 20 "the restarted agent did not stop the server outside its arbiter" \
+  grep -q "remote server outside the node's arbiter stopped.*pid=$spid" "$work/node.log"
+wait_for 20 "the server outside the arbiter was not started again" newpid
+old_spid="$spid"
+spid="$(cut -d' ' -f1 "$work/root/remote/$uid/server.pid")"
+wait_for 10 "the server started again has no slice.conf" grep -qx "tenant = $uid" "$conf"
+wait_for 20 "the container's endpoint file does not follow the annotation" same_ep
+pass "a server found outside the agent's arbiter (no slice.conf: an earlier version's) was stopped ($old_spid) and started again as a slice ($spid)"
+
 # A rollout of gpu-r's agent: its container ends, and the servers with it
 # (they run in it; the end of its PID namespace SIGKILLs them whatever
 # their session). A program running through the server gets an error, not
@@ -280,6 +315,13 @@ timeout 60 env -i PATH="$PATH" "${envs[@]}" ASAN_OPTIONS=detect_leaks=0 \
   "$build/test/remote/remote_app" loop >"$work/loop.out" 2>&1 &
 app=$!
 wait_for 20 "the looping program did not start: $(cat "$work/loop.out")" grep -q '^running' "$work/loop.out"
+# While it runs, the agent's arbiter page of the GPU lists the slice's
+# tenant with its share and the worker's process (flexpu-smi reads the page
+# and the ledgers): the server is arbitrated with the node's local slices.
+smi() { "$build/flexpu-smi" --state-dir "$work/root/arb" --ledger-root "$work/root/ledger" 2>&1; }
+on_page() { smi | grep -Eq "^  $uid +[0-9.]+ MiB +[0-9.]+ [KMG]?i?B +30% +100% normal .* [1-9][0-9]*\$"; }
+wait_for 20 "the arbiter's page does not list the remote slice's tenant with a process: $(smi)" on_page
+page_row="$(smi | grep "^  $uid ")"
 kill -KILL "$node_pid"
 kill -KILL -- "-$spid"
 wait "$node_pid" 2>/dev/null || true
@@ -303,14 +345,19 @@ wait_for 20 "the new agent recorded no endpoint at its address (still $(ep))" ne
 wait_for 20 "the container's endpoint file does not follow the annotation" same_ep
 out="$(timeout 60 env -i PATH="$PATH" "${envs[@]}" ASAN_OPTIONS=detect_leaks=0 \
   "$build/test/remote/remote_app" basic 2>&1)" || fail "basic after the rollout: $out"
+pass "the arbiter's page lists the remote slice while its program runs: $(tr -s ' ' <<<"$page_row")"
 pass "a rollout of gpu-r's agent: the running program got $(sed -n 's/^loop: //p' "$work/loop.out"), one started before the new agent too; the new agent started the server again (pid $spid) at $(ep) (was $old_ep), the program runs through it"
 
 kubectl delete pod rpod --wait=false >/dev/null
 gone() { ! kill -0 "$spid" 2>/dev/null && [ ! -e "$work/root/remote/$uid" ]; }
 wait_for 20 "the server outlived its pod" gone
+[ ! -e "$work/root/slices/$key" ] && [ ! -e "$work/root/ledger/$key" ] ||
+  fail "the server's slice outlived its pod: $(ls "$work/root/slices" "$work/root/ledger")"
+off_page() { ! smi | grep -q "^  $uid "; }
+wait_for 10 "the arbiter's page still lists the ended remote slice: $(smi)" off_page
 cgone() { [ ! -e "$tokf" ] && [ ! -e "$addrf" ]; }
 wait_for 20 "cpu-r kept the slice's token" cgone
-pass "the pod deleted: server $spid stopped, its files gone on both nodes"
+pass "the pod deleted: server $spid stopped, its files and its slice gone (off the arbiter's page), on both nodes"
 
 # A container whose endpoint never comes: a CUDA error after the bound,
 # never a hang.

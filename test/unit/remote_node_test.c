@@ -26,6 +26,7 @@
 #include "node/remote.h"
 #include "node/remote_agent.h"
 #include "node/remote_spawn.h"
+#include "runtime/config.h"
 
 #define GIB (1024LL * 1024 * 1024)
 
@@ -124,6 +125,19 @@ static void test_server_plan(void **state)
     assert_non_null(strstr(err.msg, "port"));
     assert_int_equal(fx_remote_server_plan(&s, "", &al, &inv, 7071, &sv, &err), FLEXPU_EINVAL);
     assert_non_null(strstr(err.msg, "metadata.uid"));
+    /* A UID that cannot name the server's slice and its directories. */
+    char long_uid[FX_REMOTE_UID_MAX + 2];
+    memset(long_uid, 'a', FX_REMOTE_UID_MAX + 1);
+    long_uid[FX_REMOTE_UID_MAX + 1] = 0;
+    const char *bad[] = {"../x", "a/b", "u.1", "-u", long_uid};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(fx_remote_server_plan(&s, bad[i], &al, &inv, 7071, &sv, &err),
+                         FLEXPU_EINVAL);
+        assert_non_null(strstr(err.msg, "metadata.uid"));
+    }
+    assert_int_equal(fx_remote_server_plan(&s, "0e0f3a51-7c1b-4c7e-9d4b-2a8f5b6c7d8e", &al, &inv,
+                                           7071, &sv, &err),
+                     0);
 }
 
 static bool has(char **v, const char *s)
@@ -143,10 +157,11 @@ static void test_server_cmd(void **state)
     struct fx_remote_server sv;
     struct flexpu_error err = {0};
     assert_int_equal(fx_remote_server_plan(&s, "uid-1", &al, &inv, 7071, &sv, &err), 0);
-    char buf[2048], *argv[10], *envp[9];
+    char buf[2048], *argv[10], *envp[10];
     assert_int_equal(fx_remote_server_cmd(&sv, "/opt/flexpu/flexpu-remoted",
-                                          "/opt/flexpu/libflexpu-cuda.so", "/run/flexpu/state",
-                                          buf, sizeof(buf), argv, 10, envp, 9, &err),
+                                          "/opt/flexpu/libflexpu-cuda.so", "/var/lib/flexpu/arb",
+                                          "/var/lib/flexpu/ledger/remote-uid-1", buf,
+                                          sizeof(buf), argv, 10, envp, 10, &err),
                      0);
     assert_string_equal(argv[0], "/opt/flexpu/flexpu-remoted");
     assert_string_equal(argv[1], "--listen");
@@ -171,21 +186,31 @@ static void test_server_cmd(void **state)
     assert_true(has(envp, "FLEXPU_COMPUTE_SHARE=30"));
     assert_true(has(envp, "FLEXPU_COMPUTE_CAP=100"));
     assert_true(has(envp, "FLEXPU_PRIORITY=normal"));
-    assert_true(has(envp, "FLEXPU_STATE_DIR=/run/flexpu/state"));
+    /* A slice of the node agent's arbiter, beside the local slices: its
+     * pages and the slice's own ledger directory, no shared state. */
+    assert_true(has(envp, "FLEXPU_ARBITER_DIR=/var/lib/flexpu/arb"));
+    assert_true(has(envp, "FLEXPU_LEDGER_DIR=/var/lib/flexpu/ledger/remote-uid-1"));
+    for (char **v = envp; *v; v++)
+        assert_null(strstr(*v, "FLEXPU_STATE_DIR"));
     char mem[64];
     snprintf(mem, sizeof(mem), "FLEXPU_MEMORY_LIMIT=%lld",
              (long long)fx_default_slice_mem(1, 30, 0, 80 * GIB));
     assert_true(has(envp, mem));
     /* Too small a buffer or array: refused, not cut. */
-    assert_int_equal(fx_remote_server_cmd(&sv, "/opt/flexpu/flexpu-remoted", "/x.so", "/s", buf,
-                                          60, argv, 10, envp, 9, &err),
+    assert_int_equal(fx_remote_server_cmd(&sv, "/opt/flexpu/flexpu-remoted", "/x.so", "/a",
+                                          "/l", buf, 60, argv, 10, envp, 10, &err),
                      FLEXPU_ERANGE);
-    assert_int_equal(fx_remote_server_cmd(&sv, "/b", "/x.so", "/s", buf, sizeof(buf), argv, 9,
-                                          envp, 9, &err),
+    assert_int_equal(fx_remote_server_cmd(&sv, "/b", "/x.so", "/a", "/l", buf, sizeof(buf), argv,
+                                          9, envp, 10, &err),
                      FLEXPU_ERANGE);
-    assert_int_equal(fx_remote_server_cmd(&sv, "/b", "/x.so", "/s", buf, sizeof(buf), argv, 10,
-                                          envp, 8, &err),
+    assert_int_equal(fx_remote_server_cmd(&sv, "/b", "/x.so", "/a", "/l", buf, sizeof(buf), argv,
+                                          10, envp, 9, &err),
                      FLEXPU_ERANGE);
+    /* Its slice's key: never a local slice's (24 hexadecimal digits). */
+    char key[80];
+    assert_int_equal(fx_remote_slice_key("uid-1", key, sizeof(key)), 0);
+    assert_string_equal(key, "remote-uid-1");
+    assert_int_equal(fx_remote_slice_key("uid-1", key, 12), -1);
 }
 
 static void test_token(void **state)
@@ -514,6 +539,51 @@ static bool wait_for(const char *root, const char *uid, bool running, int ms)
     return false;
 }
 
+/* Whether the slice of uid's server has a directory or a ledger. */
+static bool slice_exists(const char *root, const char *uid)
+{
+    char path[512];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/slices/remote-%s", root, uid);
+    bool dir = stat(path, &st) == 0;
+    snprintf(path, sizeof(path), "%s/ledger/remote-%s", root, uid);
+    return dir || stat(path, &st) == 0;
+}
+
+/* The slice the agent's arbiter reads for uid's server (30% of GPU-g1-0
+ * and its memory): the policy in slice.conf, with the host's directories;
+ * the ledger directory 0700 and the servers' user's (as root). */
+static void check_server_slice(const char *root, const char *uid, bool as_root)
+{
+    char conf[512], ledger[512], arb[512], line[600];
+    snprintf(conf, sizeof(conf), "%s/slices/remote-%s/slice.conf", root, uid);
+    snprintf(ledger, sizeof(ledger), "%s/ledger/remote-%s", root, uid);
+    snprintf(arb, sizeof(arb), "%s/arb", root);
+    struct fx_slice_config c;
+    struct flexpu_error err = {0};
+    fx_config_defaults(&c);
+    if (fx_config_load_file(&c, conf, &err) != 1)
+        fail_msg("%s: not read (%s)", conf, err.msg);
+    assert_string_equal(c.tenant, uid);
+    assert_int_equal(c.compute_share, 30);
+    assert_int_equal(c.compute_cap, 100);
+    assert_int_equal(c.priority, FX_PRIO_NORMAL);
+    assert_int_equal(c.memory_limit, fx_default_slice_mem(1, 30, 0, 80 * GIB));
+    assert_string_equal(c.ledger_dir, ledger);
+    assert_string_equal(c.arbiter_dir, arb);
+    assert_string_equal(c.borrowed_dir, "");
+    char *text = read_all(conf);
+    snprintf(line, sizeof(line), "ledger_dir = %s\n", ledger);
+    assert_non_null(strstr(text, line));
+    free(text);
+    struct stat st;
+    assert_int_equal(stat(ledger, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    assert_int_equal(st.st_mode & 07777, 0700);
+    assert_int_equal(st.st_uid, as_root ? 65534 : geteuid());
+    assert_int_equal(st.st_gid, as_root ? 65534 : getegid());
+}
+
 /* The GPU node's agent lists every pod once (the legacy pods, bound before
  * the scheduler labelled them), then lists and watches only the pods with
  * its label; the legacy pod's server is kept through the label watch's
@@ -524,6 +594,9 @@ static void test_agent_watch(void **state)
     (void)state;
     char root[] = "/tmp/flexpu-remote-agent-test.XXXXXX";
     assert_non_null(mkdtemp(root));
+    /* As root, the servers run as 65534: their program is under root. */
+    assert_int_equal(chmod(root, 0711), 0);
+    bool as_root = geteuid() == 0;
     char bin[256];
     snprintf(bin, sizeof(bin), "%s/fake-remoted", root);
     write_file(bin, "#!/bin/sh\necho 7100 >&4\nexec sleep 60\n", 0755);
@@ -545,14 +618,18 @@ static void test_agent_watch(void **state)
     struct fx_node_inv inv = inv2();
     struct fx_remote_serve_config cfg = {
         .node = "gpu-1", .root = root, .address = "127.0.0.1", .server_bin = bin,
-        .runtime_lib = "/nonexistent/libflexpu-cuda.so", .state_dir = root, .port_min = 47100,
+        .runtime_lib = "/nonexistent/libflexpu-cuda.so", .port_min = 47100,
         .port_max = 47199, .key = &key, .inv = &inv, .kube = &kc, .tick_ms = 50,
-        .legacy_check_ms = 200};
+        .legacy_check_ms = 200, .drop = as_root, .uid = 65534, .gid = 65534};
     struct flexpu_error err = {0};
     struct fx_remote_serve *s = fx_remote_serve_start(&cfg, &err);
     assert_non_null(s);
     assert_true(wait_for(root, "uid-new", true, 10000));
     assert_true(wait_for(root, "uid-legacy", true, 10000));
+    /* Each server is a slice of the agent's arbiter: its policy in
+     * slice.conf, its ledger directory the server's user's alone. */
+    check_server_slice(root, "uid-new", as_root);
+    check_server_slice(root, "uid-legacy", as_root);
     /* Through label lists and watches and read-backs, the legacy pod's
      * server stays. */
     usleep(1500000);
@@ -587,8 +664,12 @@ static void test_agent_watch(void **state)
     api.legacy_gone = 1;
     assert_true(wait_for(root, "uid-legacy", false, 10000));
     assert_true(server_running(root, "uid-new"));
+    /* Its slice went with it: the arbiter forgets it. */
+    assert_false(slice_exists(root, "uid-legacy"));
+    assert_true(slice_exists(root, "uid-new"));
     fx_remote_serve_stop(s, true);
     assert_false(server_running(root, "uid-new"));
+    assert_false(slice_exists(root, "uid-new"));
     http_stop(&srv);
     kube_config_free(&kc);
     free(api.all);
