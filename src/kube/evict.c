@@ -135,10 +135,30 @@ int kube_delete_pod(struct kube_client *c, const char *ns, const char *name, con
     return rc;
 }
 
+/* Sends `body` as a merge patch of the pod at `path` (the body carries the
+ * pod's UID as a precondition) and takes it for done on any 2xx; a pod
+ * gone (404) or replaced by another of its name (422 naming metadata.uid)
+ * is FLEXPU_ENOENT, its message starting with `what`. Takes `body`. */
+static int patch_pod(struct kube_client *c, const char *path, json_t *body, const char *what,
+                     struct flexpu_error *err)
+{
+    long status = 0;
+    json_t *st = NULL;
+    int rc = kube_request_status(c, "PATCH", path, body, MERGE_PATCH, &status, &st, err);
+    json_decref(body);
+    if (status >= 200 && status <= 299)
+        rc = 0; /* written, whatever the body says */
+    if (rc && (status == 404 || (status == 422 && status_field_cause(st, "metadata.uid"))))
+        rc = flexpu_error_set(err, FLEXPU_ENOENT, "%s: %s", what,
+                              status == 404 ? "the pod is gone" : "another pod holds the name");
+    json_decref(st);
+    return rc;
+}
+
 int kube_nominate(struct kube_client *c, const char *ns, const char *name, const char *uid,
                   const char *node, struct flexpu_error *err)
 {
-    char path[768];
+    char path[768], what[900];
     snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s/status", ns, name);
     /* null deletes the field in a merge patch */
     json_t *body = json_pack("{s:{s:o}}", "status", "nominatedNodeName",
@@ -148,24 +168,15 @@ int kube_nominate(struct kube_client *c, const char *ns, const char *name, const
     if (!body)
         return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory nominating pod %s/%s", ns,
                                 name);
-    long status = 0;
-    json_t *st = NULL;
-    int rc = kube_request_status(c, "PATCH", path, body, MERGE_PATCH, &status, &st, err);
-    json_decref(body);
-    if (status >= 200 && status <= 299)
-        rc = 0; /* written, whatever the body says */
-    if (rc && (status == 404 || (status == 422 && status_field_cause(st, "metadata.uid"))))
-        rc = flexpu_error_set(err, FLEXPU_ENOENT, "nominating pod %s/%s for node %s: %s", ns,
-                              name, node ? node : "(none)",
-                              status == 404 ? "the pod is gone" : "another pod holds the name");
-    json_decref(st);
-    return rc;
+    snprintf(what, sizeof(what), "nominating pod %s/%s for node %s", ns, name,
+             node ? node : "(none)");
+    return patch_pod(c, path, body, what, err);
 }
 
 int kube_label_pod(struct kube_client *c, const char *ns, const char *name, const char *uid,
                    const char *key, const char *value, struct flexpu_error *err)
 {
-    char path[768];
+    char path[768], what[900];
     snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s", ns, name);
     /* null deletes the label in a merge patch; the UID is a precondition */
     json_t *body = json_pack("{s:{s:s, s:{s:o}}}", "metadata", "uid", uid, "labels", key,
@@ -173,18 +184,9 @@ int kube_label_pod(struct kube_client *c, const char *ns, const char *name, cons
     if (!body)
         return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory labelling pod %s/%s", ns,
                                 name);
-    long status = 0;
-    json_t *st = NULL;
-    int rc = kube_request_status(c, "PATCH", path, body, MERGE_PATCH, &status, &st, err);
-    json_decref(body);
-    if (status >= 200 && status <= 299)
-        rc = 0;
-    if (rc && (status == 404 || (status == 422 && status_field_cause(st, "metadata.uid"))))
-        rc = flexpu_error_set(err, FLEXPU_ENOENT, "labelling pod %s/%s %s=%s: %s", ns, name, key,
-                              value ? value : "(removed)",
-                              status == 404 ? "the pod is gone" : "another pod holds the name");
-    json_decref(st);
-    return rc;
+    snprintf(what, sizeof(what), "labelling pod %s/%s %s=%s", ns, name, key,
+             value ? value : "(removed)");
+    return patch_pod(c, path, body, what, err);
 }
 
 int kube_queue_patch_status(struct kube_client *c, const char *name, json_t *patch,
