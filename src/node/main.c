@@ -522,6 +522,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "flexpu-node: %s\n", err.msg);
         return 1;
     }
+    ro.cap_clock_mhz = a.cap_clock_mhz;
     a.remote = fx_remote_node_start(&ro, a.node, a.root, a.dir_limits, podres, a.gpus, a.ngpu,
                                     &a.cfg, &a.dp_methods, &a.dp_ctx, &err);
     if (!a.remote && err.code) {

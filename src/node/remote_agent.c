@@ -393,6 +393,7 @@ static bool server_start(struct fx_remote_serve *s, struct rslice *r)
     struct fx_slice_file f = r->sv.slice;
     f.arbiter_dir = arb;
     f.ledger_dir = ledger;
+    f.cap_clock_mhz = s->cfg.cap_clock_mhz; /* fx_slice_format: a capped slice's only */
     if (fx_remote_slice_key(r->uid, key, sizeof(key)) != 0 ||
         snprintf(ledger, sizeof(ledger), "%.400s/ledger/%s", s->cfg.root, key) >=
             (int)sizeof(ledger)) {

@@ -49,6 +49,7 @@ struct fx_remote_serve_config {
     struct kube_config *kube;
     int tick_ms;             /* supervision period; 0: 200 */
     int legacy_check_ms;     /* an unlabelled pod's read-back period; 0: 10 000 */
+    int cap_clock_mhz;       /* --cap-clock-mhz for capped servers' slices (slices.h); 0: off */
     bool drop;               /* run the servers as uid:gid (the agent is root) */
     unsigned uid, gid;
 };

@@ -173,7 +173,7 @@ struct fx_remote_node *fx_remote_node_start(const struct fx_remote_opts *o, cons
         .server_bin = o->server_bin ? o->server_bin : "/usr/bin/flexpu-remoted",
         .runtime_lib = r->runtime_lib, .limits = limits, .port_min = lo,
         .port_max = hi, .key = &r->key, .inv = &r->inv, .kube = kube,
-        .drop = geteuid() == 0, .uid = uid, .gid = gid};
+        .cap_clock_mhz = o->cap_clock_mhz, .drop = geteuid() == 0, .uid = uid, .gid = gid};
     if (!(r->serve = fx_remote_serve_start(&sc, err)))
         goto fail;
     return r;

@@ -23,6 +23,8 @@ struct fx_remote_opts {
     int slots;
     const char *key_path, *client_dir, *ports, *address, *server_bin, *runtime_lib;
     unsigned uid, gid; /* the servers' user and group; 0: the default, 65534 */
+    int cap_clock_mhz; /* --cap-clock-mhz (not a --remote-* option): the capped servers'
+                        * slices carry it as local slices do; 0: off */
 };
 
 /* The servers' user and group unless --remote-uid/--remote-gid say

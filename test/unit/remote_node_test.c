@@ -551,9 +551,11 @@ static bool slice_exists(const char *root, const char *uid)
 }
 
 /* The slice the agent's arbiter reads for uid's server (30% of GPU-g1-0
- * and its memory): the policy in slice.conf, with the host's directories;
+ * and its memory, capped at `cap`): the policy in slice.conf, with the
+ * host's directories, and the cap's clock `clock` (--cap-clock-mhz, for a capped slice only);
  * the ledger directory 0700 and the servers' user's (as root). */
-static void check_server_slice(const char *root, const char *uid, bool as_root)
+static void check_server_slice(const char *root, const char *uid, int cap, int clock,
+                               bool as_root)
 {
     char conf[512], ledger[512], arb[512], line[600];
     snprintf(conf, sizeof(conf), "%s/slices/remote-%s/slice.conf", root, uid);
@@ -566,7 +568,8 @@ static void check_server_slice(const char *root, const char *uid, bool as_root)
         fail_msg("%s: not read (%s)", conf, err.msg);
     assert_string_equal(c.tenant, uid);
     assert_int_equal(c.compute_share, 30);
-    assert_int_equal(c.compute_cap, 100);
+    assert_int_equal(c.compute_cap, cap);
+    assert_int_equal(c.cap_clock_mhz, clock);
     assert_int_equal(c.priority, FX_PRIO_NORMAL);
     assert_int_equal(c.memory_limit, fx_default_slice_mem(1, 30, 0, 80 * GIB));
     assert_string_equal(c.ledger_dir, ledger);
@@ -602,6 +605,10 @@ static void test_agent_watch(void **state)
     write_file(bin, "#!/bin/sh\necho 7100 >&4\nexec sleep 60\n", 0755);
     json_t *legacy = remote_pod("legacy", NULL), *labelled = remote_pod("new", "gpu-1");
     json_t *foreign = remote_pod("foreign", "gpu-2");
+    /* Capped at 50%: its slice carries --cap-clock-mhz; the legacy pod's,
+     * uncapped, does not. */
+    json_object_set_new(kube_get(labelled, "metadata.annotations"), FX_ANN_CORES_LIMIT,
+                        json_string("50"));
     json_t *al = json_string("{\"gpus\":[{\"uuid\":\"GPU-g2-0\",\"index\":0,\"cores\":30,"
                              "\"memory\":1073741824}],\"remote\":{\"node\":\"gpu-2\"}}");
     json_object_set_new(kube_get(foreign, "metadata.annotations"), FX_ANN_ALLOCATION, al);
@@ -620,7 +627,8 @@ static void test_agent_watch(void **state)
         .node = "gpu-1", .root = root, .address = "127.0.0.1", .server_bin = bin,
         .runtime_lib = "/nonexistent/libflexpu-cuda.so", .port_min = 47100,
         .port_max = 47199, .key = &key, .inv = &inv, .kube = &kc, .tick_ms = 50,
-        .legacy_check_ms = 200, .drop = as_root, .uid = 65534, .gid = 65534};
+        .legacy_check_ms = 200, .cap_clock_mhz = 1410, .drop = as_root, .uid = 65534,
+        .gid = 65534};
     struct flexpu_error err = {0};
     struct fx_remote_serve *s = fx_remote_serve_start(&cfg, &err);
     assert_non_null(s);
@@ -628,8 +636,8 @@ static void test_agent_watch(void **state)
     assert_true(wait_for(root, "uid-legacy", true, 10000));
     /* Each server is a slice of the agent's arbiter: its policy in
      * slice.conf, its ledger directory the server's user's alone. */
-    check_server_slice(root, "uid-new", as_root);
-    check_server_slice(root, "uid-legacy", as_root);
+    check_server_slice(root, "uid-new", 50, 1410, as_root);
+    check_server_slice(root, "uid-legacy", 100, 0, as_root);
     /* Through label lists and watches and read-backs, the legacy pod's
      * server stays. */
     usleep(1500000);
