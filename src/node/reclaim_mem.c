@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "flexpu/log.h"
+#include "node/remote.h"
 #include "runtime/ledger.h"
 #include "runtime/oom_wait.h"
 #include "util/alloc.h"
@@ -24,6 +25,7 @@
 #define MAX_VIEWS 512
 #define MAX_FAILED 256
 #define KILL_RETRY_MS 5000 /* a kill that failed is tried again after this */
+#define KEY_MAX 64          /* a slice's key and its NUL: the arbiter's 63 characters */
 
 /* A kill that failed, not tried again before KILL_RETRY_MS. The kills that
  * worked are the plugin's marks (the list's `reclaimed`), which outlive
@@ -203,6 +205,22 @@ static void forget_gone(struct fx_reclaim_mem *r, int n)
     }
 }
 
+/* Whether a directory under <root>/ledger is a slice's: a local slice's
+ * key (FX_SLICE_KEY_LEN hexadecimal digits) or a remote slice's server's
+ * (remote.h: FX_REMOTE_KEY_PREFIX and its pod's UID). A remote slice is an
+ * owner, never a borrower (a borrowed slice is never remote,
+ * kube/contract.c), and no pod of this node's: the plugin's list does not
+ * name it. */
+static bool slice_dir(const char *name)
+{
+    size_t n = strlen(name);
+    if (name[0] == '.')
+        return false;
+    if (strncmp(name, FX_REMOTE_KEY_PREFIX, strlen(FX_REMOTE_KEY_PREFIX)) == 0)
+        return n > strlen(FX_REMOTE_KEY_PREFIX) && n < KEY_MAX;
+    return n <= FX_SLICE_KEY_LEN;
+}
+
 static bool ledger_of(const struct fx_reclaim_mem *r, const char *key, const char *uuid,
                       struct fx_ledger_handle *l)
 {
@@ -268,7 +286,7 @@ static bool owner_wants(const struct fx_reclaim_mem *r, int n, int g, int64_t no
     bool found = false;
     struct dirent *e;
     while (!found && (e = readdir(d))) {
-        if (e->d_name[0] == '.' || strlen(e->d_name) > FX_SLICE_KEY_LEN)
+        if (!slice_dir(e->d_name))
             continue;
         /* A borrower's want, or one of a slice known to be on other GPUs
          * only, is not an owner's of this GPU. */
@@ -298,7 +316,7 @@ int64_t fx_reclaim_owners_mem(const char *root, const char *uuid, int64_t gpu_me
     int64_t sum = 0;
     struct dirent *e;
     while (sum < gpu_mem && (e = readdir(d))) {
-        if (e->d_name[0] == '.' || strlen(e->d_name) > FX_SLICE_KEY_LEN)
+        if (!slice_dir(e->d_name))
             continue;
         bool borrower = false;
         for (int i = 0; i < nskip && !borrower; i++)
@@ -399,7 +417,7 @@ void fx_reclaim_mem_tick(struct fx_reclaim_mem *r)
         struct flexpu_error err = {0};
         if (lstat(mark, &st) != 0 && fx_reclaim_mark(r->cfg.root, uuid, &err) != 0)
             FX_WARN(COMP, "cannot mark a borrowed GPU", "error=\"%s\"", err.msg);
-        char who[FX_SLICE_KEY_LEN + 1];
+        char who[KEY_MAX];
         uint64_t bytes = 0;
         if (owner_wants(r, n, g, now_s, who, sizeof(who), &bytes))
             kill_borrowers(r, n, g, who, bytes);

@@ -105,8 +105,8 @@ int fx_reclaim_dir(const char *root, char *buf, size_t len);
 /* What the owners of GPU uuid hold there now (bytes), for a borrower's
  * check at PreStartContainer (kube/borrow_rule.h, --borrow-mem idle): the
  * live processes' memory in the ledger of that GPU of every slice
- * directory under <root>/ledger but the nskip keys in skip (the
- * borrowers'), at most gpu_mem. A directory the agent has no allocation
+ * directory under <root>/ledger (a remote slice's server's included) but
+ * the nskip keys in skip (the borrowers'), at most gpu_mem. A directory the agent has no allocation
  * for counts as an owner's, as in the usage feed; a file that is not a
  * ledger counts nothing. */
 int64_t fx_reclaim_owners_mem(const char *root, const char *uuid, int64_t gpu_mem,

@@ -18,6 +18,7 @@
 
 #include "flexpu/log.h"
 #include "node/orphans.h"
+#include "node/reclaim_mem.h"
 #include "node/remote.h"
 #include "node/remote_spawn.h"
 #include "node/slices.h"
@@ -366,7 +367,8 @@ static bool passed_on(const char *kv)
 /* Lock held. Starts slice r's server; false with the reason logged. */
 static bool server_start(struct fx_remote_serve *s, struct rslice *r)
 {
-    char dir[600], token[600], pidf[600], logf[600], portf[600], key[80], arb[600], ledger[600];
+    char dir[600], token[600], pidf[600], logf[600], portf[600], key[80], arb[600], ledger[600],
+        marks[600];
     slice_path(s, r->uid, NULL, dir, sizeof(dir));
     slice_path(s, r->uid, "token", token, sizeof(token));
     slice_path(s, r->uid, "server.pid", pidf, sizeof(pidf));
@@ -393,7 +395,16 @@ static bool server_start(struct fx_remote_serve *s, struct rslice *r)
     struct fx_slice_file f = r->sv.slice;
     f.arbiter_dir = arb;
     f.ledger_dir = ledger;
-    f.cap_clock_mhz = s->cfg.cap_clock_mhz; /* fx_slice_format: a capped slice's only */
+    /* An owner, as a remote slice always is (a borrowed slice is never
+     * remote, kube/contract.c): its allocations wait for the borrowers of
+     * its GPU to be killed (reclaim_mem.h). */
+    f.borrowed_dir = marks;
+    f.cap_clock_mhz = s->cfg.cap_clock_mhz;
+    if (fx_reclaim_dir(s->cfg.root, marks, sizeof(marks)) != 0) {
+        FX_ERROR(COMP, "remote server: cannot make the borrowed GPUs' marks directory",
+                 "pod=%s/%s root=%s error=\"%s\"", r->ns, r->name, s->cfg.root, strerror(errno));
+        return false;
+    }
     if (fx_remote_slice_key(r->uid, key, sizeof(key)) != 0 ||
         snprintf(ledger, sizeof(ledger), "%.400s/ledger/%s", s->cfg.root, key) >=
             (int)sizeof(ledger)) {

@@ -213,8 +213,9 @@ int fx_slice_format(const struct fx_slice_file *f, char *buf, size_t len)
             return -1;
         n += m;
     }
-    if (!f->borrower && !f->ledger_dir) {
-        int m = snprintf(buf + n, len - (size_t)n, "borrowed_dir = %s\n", FX_CTR_BORROWED);
+    if (!f->borrower) {
+        int m = snprintf(buf + n, len - (size_t)n, "borrowed_dir = %s\n",
+                         f->borrowed_dir ? f->borrowed_dir : FX_CTR_BORROWED);
         if (m < 0 || (size_t)(n + m) >= len)
             return -1;
     }
@@ -226,7 +227,9 @@ int fx_slice_prepare_server(const char *root, const char *key, const struct fx_s
                             struct flexpu_error *err)
 {
     char dir[400], ledger[400];
-    if (!f->ledger_dir || !f->arbiter_dir)
+    /* The container's paths mean nothing on the host: an owner that named
+     * none of the marks would never wait for its borrowers' memory. */
+    if (!f->ledger_dir || !f->arbiter_dir || (!f->borrower && !f->borrowed_dir))
         return flexpu_error_set(err, FLEXPU_EINVAL, "slice %s: a server's slice names its "
                                 "host directories", key);
     if (dir_of(root, key, dir, sizeof(dir)) != 0 ||

@@ -38,10 +38,10 @@ struct fx_slice_file {
     bool borrower;
     /* A slice whose processes run on the host, not in a container (a
      * remote slice's server, remote_agent.c): the host's paths of its
-     * ledger directory and of the arbiter pages; NULL: the container's
-     * (FX_CTR_LEDGER, FX_CTR_ARB). Such a slice names no borrowed_dir: no
-     * owner's wait for borrowers' memory is built for it. */
-    const char *ledger_dir, *arbiter_dir;
+     * ledger directory, of the arbiter pages and of the borrowed GPUs'
+     * marks (reclaim_mem.h; an owner's only); NULL: the container's
+     * (FX_CTR_LEDGER, FX_CTR_ARB, FX_CTR_BORROWED). */
+    const char *ledger_dir, *arbiter_dir, *borrowed_dir;
 };
 
 /* --cap-clock-mhz's value: "off" (0) or a whole number of MHz within the
@@ -63,8 +63,8 @@ int fx_slice_prepare(const char *root, const char *key, char *const *ids, size_t
 
 /* A slice whose processes are one server the agent runs on the host (a
  * remote slice's flexpu-remoted, remote_agent.c): <root>/slices/<key>/
- * with slice.conf (f, whose ledger_dir and arbiter_dir are the host's
- * paths), and its ledger directory <root>/ledger/<key>/, mode 0700 and
+ * with slice.conf (f, whose ledger_dir, arbiter_dir and, unless it is a
+ * borrower, borrowed_dir are the host's paths), and its ledger directory <root>/ledger/<key>/, mode 0700 and
  * owned by uid:gid when `own` (the agent is root and runs the server as
  * that user; otherwise the agent's user runs it), bounded as a
  * container's (a tmpfs of fx_dir_ledger_bytes(1) unless `limits` is

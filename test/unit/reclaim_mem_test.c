@@ -518,6 +518,37 @@ static void test_want_bytes_read_as_untrusted(void **state)
     assert_int_equal(fx_want_bytes(dir, gpus[0].uuid, 3, 80 * GIB), 0);
 }
 
+/* A remote slice's server (remote_agent.c) is a slice of the agent too,
+ * keyed remote-<pod UID>, and always an owner (a borrowed slice is never
+ * remote): its want kills the borrowers of its GPU, and what it holds is
+ * an owner's, though the plugin's list never names it. */
+static void test_a_remote_slice_is_an_owner(void **state)
+{
+    (void)state;
+    const char *rkey = "remote-5a5a5a5a-0000-4000-8000-00000000005a";
+    struct fx_reclaim_mem *r = new_reclaim(cg);
+    struct fx_ledger_handle server;
+    slice_process(&server, rkey, false);
+    assert_int_equal(fx_ledger_charge(&server, GIB, 1), 0);
+    const char *skip[] = {BORROWER_KEY};
+    assert_int_equal(fx_reclaim_owners_mem(root, gpus[0].uuid, (int64_t)(80 * GIB), skip, 1),
+                     (int64_t)GIB);
+    fx_reclaim_mem_tick(r);
+    assert_false(killed(B_CG)); /* no want yet */
+    char dir[300], path[500];
+    snprintf(dir, sizeof(dir), "%s/ledger/%s", root, rkey);
+    assert_int_equal(fx_want_path(dir, gpus[0].uuid, server.slot, path, sizeof(path)), 0);
+    put(path, "268435456\n");
+    fx_reclaim_mem_tick(r);
+    assert_true(killed(B_CG));
+    assert_false(killed(C_CG));
+    assert_string_equal(reclaimed_owner, rkey);
+    assert_int_equal(reclaimed_bytes, 268435456);
+    fx_ledger_uncharge(&server, GIB);
+    fx_ledger_detach(&server);
+    fx_reclaim_mem_free(r);
+}
+
 static void test_slice_conf_names_the_marks_for_owners_only(void **state)
 {
     (void)state;
@@ -533,6 +564,15 @@ static void test_slice_conf_names_the_marks_for_owners_only(void **state)
     fx_config_defaults(&c);
     assert_int_equal(fx_config_parse(&c, text, "slice.conf", NULL), 0);
     assert_string_equal(c.borrowed_dir, "");
+    /* A server on the host (a remote slice's) names the host's marks. */
+    f.borrower = false;
+    f.ledger_dir = "/r/ledger/remote-u";
+    f.arbiter_dir = "/r/arb";
+    f.borrowed_dir = "/r/borrowed";
+    assert_int_equal(fx_slice_format(&f, text, sizeof(text)), 0);
+    fx_config_defaults(&c);
+    assert_int_equal(fx_config_parse(&c, text, "slice.conf", NULL), 0);
+    assert_string_equal(c.borrowed_dir, "/r/borrowed");
 }
 
 int main(void)
@@ -554,6 +594,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_a_truncating_tenant_cannot_crash_the_looks, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_want_bytes_read_as_untrusted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_remote_slice_is_an_owner, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slice_conf_names_the_marks_for_owners_only, setup,
                                         teardown),
     };

@@ -111,6 +111,14 @@ static void test_server_plan(void **state)
     assert_int_equal(fx_remote_server_plan(&local, "uid-1", &al, &inv, 7071, &sv, &err),
                      FLEXPU_EINVAL);
     assert_non_null(strstr(err.msg, "remote.node"));
+    /* A borrower: never served, so every server's slice is an owner's
+     * (reclaim_mem.c reads their ledgers as owners'). */
+    al = alloc("GPU-g1-0", 30, "g1");
+    al.borrowed = true;
+    assert_int_equal(fx_remote_server_plan(&s, "uid-1", &al, &inv, 7071, &sv, &err),
+                     FLEXPU_EINVAL);
+    assert_non_null(strstr(err.msg, "a borrowed slice is never remote"));
+    al.borrowed = false;
     /* More memory than the pod's share implies. */
     al.gpus[0].mem += GIB;
     assert_int_equal(fx_remote_server_plan(&s, "uid-1", &al, &inv, 7071, &sv, &err),
@@ -552,15 +560,17 @@ static bool slice_exists(const char *root, const char *uid)
 
 /* The slice the agent's arbiter reads for uid's server (30% of GPU-g1-0
  * and its memory, capped at `cap`): the policy in slice.conf, with the
- * host's directories, and the cap's clock `clock` (--cap-clock-mhz, for a capped slice only);
+ * host's directories, the borrowed GPUs' marks among them (an owner's),
+ * and the cap's clock `clock` (--cap-clock-mhz, for a capped slice only);
  * the ledger directory 0700 and the servers' user's (as root). */
 static void check_server_slice(const char *root, const char *uid, int cap, int clock,
                                bool as_root)
 {
-    char conf[512], ledger[512], arb[512], line[600];
+    char conf[512], ledger[512], arb[512], marks[512], line[600];
     snprintf(conf, sizeof(conf), "%s/slices/remote-%s/slice.conf", root, uid);
     snprintf(ledger, sizeof(ledger), "%s/ledger/remote-%s", root, uid);
     snprintf(arb, sizeof(arb), "%s/arb", root);
+    snprintf(marks, sizeof(marks), "%s/borrowed", root);
     struct fx_slice_config c;
     struct flexpu_error err = {0};
     fx_config_defaults(&c);
@@ -574,7 +584,7 @@ static void check_server_slice(const char *root, const char *uid, int cap, int c
     assert_int_equal(c.memory_limit, fx_default_slice_mem(1, 30, 0, 80 * GIB));
     assert_string_equal(c.ledger_dir, ledger);
     assert_string_equal(c.arbiter_dir, arb);
-    assert_string_equal(c.borrowed_dir, "");
+    assert_string_equal(c.borrowed_dir, marks);
     char *text = read_all(conf);
     snprintf(line, sizeof(line), "ledger_dir = %s\n", ledger);
     assert_non_null(strstr(text, line));
