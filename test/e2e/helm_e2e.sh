@@ -132,12 +132,12 @@ u="$(obj "$(render flexpu -n flexpu-system --set node.remote.enabled=true --set 
   --set node.sizeLimits=off --set node.remote.uid=1234 --set node.remote.gid=44)" DaemonSet flexpu-node)"
 holds '.spec.template.spec.containers[0] | (.args | index("--remote-uid=1234") and
     index("--remote-gid=44")) and .securityContext.capabilities.add ==
-    ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "KILL"]' "$u" ||
+    ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SYS_NICE", "SETUID", "SETGID", "KILL"]' "$u" ||
   fail "node.remote.uid/gid or the capabilities to change user: $u"
 u="$(obj "$(render flexpu -n flexpu-system --set node.privileged=false --set node.sizeLimits=off)" \
   DaemonSet flexpu-node)"
 holds '.spec.template.spec.containers[0].securityContext.capabilities.add ==
-    ["CHOWN", "DAC_OVERRIDE", "FOWNER"]' "$u" || fail "without node.remote the agent gained capabilities: $u"
+    ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SYS_NICE"]' "$u" || fail "without node.remote the agent gained capabilities: $u"
 out="$(helm template flexpu "$chart" --set node.remote.enabled=true --set node.remote.uid=0 2>&1)" &&
   fail "node.remote.uid 0 accepted"
 grep -q "node/remote/uid" <<<"$out" || fail "uid 0: $out"
@@ -235,7 +235,7 @@ check replicas '.spec.replicas' 3 "$dep"
 check "node args" '.spec.template.spec.containers[0].args' \
   '["--root=/opt/flexpu","--runtime-library=/usr/lib/flexpu/libflexpu-cuda.so","--device-plugin-dir=/var/lib/k0s/kubelet/device-plugins","--pod-resources-socket=/var/lib/k0s/kubelet/pod-resources/kubelet.sock","--size-limits=off","--cgroup-root=/host/sys/fs/cgroup","--metrics-port=0","--log-level=$(FLEXPU_LOG_LEVEL)"]' "$ds"
 check "unprivileged node" '.spec.template.spec.containers[0].securityContext' \
-  '{"allowPrivilegeEscalation":false,"capabilities":{"add":["CHOWN","DAC_OVERRIDE","FOWNER"],"drop":["ALL"]},"privileged":false,"readOnlyRootFilesystem":true,"runAsUser":0}' "$ds"
+  '{"allowPrivilegeEscalation":false,"capabilities":{"add":["CHOWN","DAC_OVERRIDE","FOWNER","SYS_NICE"],"drop":["ALL"]},"privileged":false,"readOnlyRootFilesystem":true,"runAsUser":0}' "$ds"
 check "no Bidirectional mount without size limits" '[.spec.template.spec.containers[0].volumeMounts[] | select(.mountPropagation)]' '[]' "$ds"
 check "hostPaths" '[.spec.template.spec.volumes[].hostPath.path]' \
   '["/var/lib/k0s/kubelet/device-plugins","/var/lib/k0s/kubelet/pod-resources","/opt/flexpu","/sys/fs/cgroup"]' "$ds"
