@@ -15,6 +15,7 @@
 
 #include "flexpu/log.h"
 #include "node/remote.h"
+#include "runtime/arbagent.h"
 #include "runtime/ledger.h"
 #include "runtime/oom_wait.h"
 #include "util/alloc.h"
@@ -25,7 +26,6 @@
 #define MAX_VIEWS 512
 #define MAX_FAILED 256
 #define KILL_RETRY_MS 5000 /* a kill that failed is tried again after this */
-#define KEY_MAX 64          /* a slice's key and its NUL: the arbiter's 63 characters */
 
 /* A kill that failed, not tried again before KILL_RETRY_MS. The kills that
  * worked are the plugin's marks (the list's `reclaimed`), which outlive
@@ -217,7 +217,7 @@ static bool slice_dir(const char *name)
     if (name[0] == '.')
         return false;
     if (strncmp(name, FX_REMOTE_KEY_PREFIX, strlen(FX_REMOTE_KEY_PREFIX)) == 0)
-        return n > strlen(FX_REMOTE_KEY_PREFIX) && n < KEY_MAX;
+        return n > strlen(FX_REMOTE_KEY_PREFIX) && n < FX_ARB_AGENT_KEY_MAX;
     return n <= FX_SLICE_KEY_LEN;
 }
 
@@ -417,7 +417,7 @@ void fx_reclaim_mem_tick(struct fx_reclaim_mem *r)
         struct flexpu_error err = {0};
         if (lstat(mark, &st) != 0 && fx_reclaim_mark(r->cfg.root, uuid, &err) != 0)
             FX_WARN(COMP, "cannot mark a borrowed GPU", "error=\"%s\"", err.msg);
-        char who[KEY_MAX];
+        char who[FX_ARB_AGENT_KEY_MAX];
         uint64_t bytes = 0;
         if (owner_wants(r, n, g, now_s, who, sizeof(who), &bytes))
             kill_borrowers(r, n, g, who, bytes);

@@ -13,6 +13,7 @@
 #include "flexpu/error.h"
 #include "kube/contract.h"
 #include "node/slices.h"
+#include "runtime/arbagent.h"
 
 enum fx_remote_role {
     FX_REMOTE_NONE,   /* a local slice, or not this node's business */
@@ -48,7 +49,9 @@ int fx_remote_server_plan(const struct fx_pod_spec *s, const char *uid,
  * fx_remote_server_plan accepts only UIDs that make a key. -1 when out
  * does not hold it. */
 #define FX_REMOTE_KEY_PREFIX "remote-"
-#define FX_REMOTE_UID_MAX 56 /* the key then fits the arbiter's 63 characters */
+#define FX_REMOTE_UID_MAX 56 /* the key then fits the arbiter's (FX_ARB_AGENT_KEY_MAX) */
+_Static_assert(sizeof(FX_REMOTE_KEY_PREFIX) + FX_REMOTE_UID_MAX <= FX_ARB_AGENT_KEY_MAX,
+               "a remote slice's key must fit the arbiter's");
 int fx_remote_slice_key(const char *uid, char *out, size_t len);
 
 /* Its command line and environment for execve: argv is `bin --listen

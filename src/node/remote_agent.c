@@ -144,7 +144,7 @@ static bool ours(const struct fx_remote_serve *s, pid_t pid, const char *uid)
 static void slice_files_remove(const struct fx_remote_serve *s, const char *uid)
 {
     static const char *const files[] = {"token", "server.pid", "server.log", "port"};
-    char path[600], key[80];
+    char path[600], key[FX_ARB_AGENT_KEY_MAX];
     if (fx_remote_slice_key(uid, key, sizeof(key)) == 0)
         fx_slice_remove(s->cfg.root, key);
     for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
@@ -159,10 +159,11 @@ static void slice_files_remove(const struct fx_remote_serve *s, const char *uid)
  * slice.conf is there (fx_slice_prepare_server). */
 static bool arbitrated(const struct fx_remote_serve *s, const char *uid)
 {
-    char key[80], path[700];
-    if (fx_remote_slice_key(uid, key, sizeof(key)) != 0)
+    char key[FX_ARB_AGENT_KEY_MAX], dir[600], path[700];
+    if (fx_remote_slice_key(uid, key, sizeof(key)) != 0 ||
+        fx_slice_dir(s->cfg.root, key, dir, sizeof(dir)) != 0)
         return false;
-    snprintf(path, sizeof(path), "%.400s/slices/%s/slice.conf", s->cfg.root, key);
+    snprintf(path, sizeof(path), "%s/slice.conf", dir);
     return access(path, F_OK) == 0;
 }
 
@@ -367,8 +368,8 @@ static bool passed_on(const char *kv)
 /* Lock held. Starts slice r's server; false with the reason logged. */
 static bool server_start(struct fx_remote_serve *s, struct rslice *r)
 {
-    char dir[600], token[600], pidf[600], logf[600], portf[600], key[80], arb[600], ledger[600],
-        marks[600];
+    char dir[600], token[600], pidf[600], logf[600], portf[600], arb[600], ledger[600],
+        marks[600], key[FX_ARB_AGENT_KEY_MAX];
     slice_path(s, r->uid, NULL, dir, sizeof(dir));
     slice_path(s, r->uid, "token", token, sizeof(token));
     slice_path(s, r->uid, "server.pid", pidf, sizeof(pidf));
@@ -406,8 +407,7 @@ static bool server_start(struct fx_remote_serve *s, struct rslice *r)
         return false;
     }
     if (fx_remote_slice_key(r->uid, key, sizeof(key)) != 0 ||
-        snprintf(ledger, sizeof(ledger), "%.400s/ledger/%s", s->cfg.root, key) >=
-            (int)sizeof(ledger)) {
+        fx_slice_ledger_dir(s->cfg.root, key, ledger, sizeof(ledger)) != 0) {
         FX_ERROR(COMP, "remote server: no slice key", "pod=%s/%s pod_uid=%s", r->ns, r->name,
                  r->uid);
         return false;

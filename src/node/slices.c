@@ -72,12 +72,12 @@ int fx_cap_clock_flag_parse(const char *v, int *mhz, struct flexpu_error *err)
     return 0;
 }
 
-static int dir_of(const char *root, const char *key, char *buf, size_t len)
+int fx_slice_dir(const char *root, const char *key, char *buf, size_t len)
 {
     return snprintf(buf, len, "%s/slices/%s", root, key) >= (int)len ? -1 : 0;
 }
 
-static int ledger_dir_of(const char *root, const char *key, char *buf, size_t len)
+int fx_slice_ledger_dir(const char *root, const char *key, char *buf, size_t len)
 {
     return snprintf(buf, len, "%s/ledger/%s", root, key) >= (int)len ? -1 : 0;
 }
@@ -145,8 +145,8 @@ int fx_slice_prepare(const char *root, const char *key, char *const *ids, size_t
                      enum fx_dir_limits limits, struct flexpu_error *err)
 {
     char dir[400], ledger[400];
-    if (dir_of(root, key, dir, sizeof(dir)) != 0 ||
-        ledger_dir_of(root, key, ledger, sizeof(ledger)) != 0)
+    if (fx_slice_dir(root, key, dir, sizeof(dir)) != 0 ||
+        fx_slice_ledger_dir(root, key, ledger, sizeof(ledger)) != 0)
         return flexpu_error_set(err, FLEXPU_EINVAL, "root '%s' is too long", root);
     /* The slice's processes run as any user: its own ledger directory is
      * theirs to write (and no other slice's container has it mounted). */
@@ -232,8 +232,8 @@ int fx_slice_prepare_server(const char *root, const char *key, const struct fx_s
     if (!f->ledger_dir || !f->arbiter_dir || (!f->borrower && !f->borrowed_dir))
         return flexpu_error_set(err, FLEXPU_EINVAL, "slice %s: a server's slice names its "
                                 "host directories", key);
-    if (dir_of(root, key, dir, sizeof(dir)) != 0 ||
-        ledger_dir_of(root, key, ledger, sizeof(ledger)) != 0)
+    if (fx_slice_dir(root, key, dir, sizeof(dir)) != 0 ||
+        fx_slice_ledger_dir(root, key, ledger, sizeof(ledger)) != 0)
         return flexpu_error_set(err, FLEXPU_EINVAL, "root '%s' is too long", root);
     /* One user writes it: the server's (no other slice's processes, which
      * run as any user, can). The policy is the agent's, read-only to it. */
@@ -252,7 +252,8 @@ int fx_slice_write(const char *root, const char *key, const struct fx_slice_file
                    struct flexpu_error *err)
 {
     char dir[400], text[2048];
-    if (dir_of(root, key, dir, sizeof(dir)) != 0 || fx_slice_format(f, text, sizeof(text)) != 0)
+    if (fx_slice_dir(root, key, dir, sizeof(dir)) != 0 ||
+        fx_slice_format(f, text, sizeof(text)) != 0)
         return flexpu_error_set(err, FLEXPU_EINVAL, "slice %s: path or values too long", key);
     return write_file(dir, "slice.conf", text, err);
 }
@@ -297,9 +298,9 @@ static void remove_dir(const char *dir)
 void fx_slice_remove(const char *root, const char *key)
 {
     char dir[400];
-    if (dir_of(root, key, dir, sizeof(dir)) == 0)
+    if (fx_slice_dir(root, key, dir, sizeof(dir)) == 0)
         remove_dir(dir);
-    if (ledger_dir_of(root, key, dir, sizeof(dir)) == 0) {
+    if (fx_slice_ledger_dir(root, key, dir, sizeof(dir)) == 0) {
         /* Emptied first: a container that still has the tmpfs (it is
          * detached lazily) keeps none of the memory it used. */
         int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);

@@ -73,6 +73,11 @@ int fx_slice_prepare_server(const char *root, const char *key, const struct fx_s
                             enum fx_dir_limits limits, bool own, uid_t uid, gid_t gid,
                             struct flexpu_error *err);
 
+/* A slice's directory <root>/slices/<key> and its ledger directory
+ * <root>/ledger/<key> into buf; -1 when buf does not hold the path. */
+int fx_slice_dir(const char *root, const char *key, char *buf, size_t len);
+int fx_slice_ledger_dir(const char *root, const char *key, char *buf, size_t len);
+
 /* Writes slice.conf atomically (temporary file + rename). */
 int fx_slice_write(const char *root, const char *key, const struct fx_slice_file *f,
                    struct flexpu_error *err);

@@ -20,7 +20,6 @@
 
 #define COMP "flexpu-node"
 #define ROOT_MAX 200
-#define KEY_MAX 64
 #define MAX_GPUS 16
 #define MAX_SRC 64 /* request files per GPU */
 /* The most threads of one process taken as waiting for the GPU at once:
@@ -35,7 +34,7 @@
  * records (the published fields are replaced at every round; seen_* are the
  * agent's view and stay). */
 struct src {
-    char key[KEY_MAX];
+    char key[FX_ARB_AGENT_KEY_MAX];
     int fd;
     int t;                       /* tenant index in the page */
     int seen;                    /* found by the current scan */
@@ -307,7 +306,7 @@ static struct src *src_of(struct gpu *g, const char *key)
     struct src *s = fx_calloc(1, sizeof(*s));
     if (!s)
         return NULL;
-    snprintf(s->key, sizeof(s->key), "%.*s", KEY_MAX - 1, key);
+    snprintf(s->key, sizeof(s->key), "%.*s", FX_ARB_AGENT_KEY_MAX - 1, key);
     s->fd = -1;
     s->t = -1;
     g->src[g->nsrc++] = s;
@@ -414,7 +413,7 @@ static void scan(struct fx_arb_agent *a)
     if (d) {
         struct dirent *e;
         while ((e = readdir(d)))
-            if (plain_name(e->d_name, KEY_MAX - 1))
+            if (plain_name(e->d_name, FX_ARB_AGENT_KEY_MAX - 1))
                 scan_slice(a, lfd, e->d_name);
         closedir(d);
     } else if (lfd >= 0) {

@@ -32,6 +32,9 @@
 
 #define FX_ARB_AGENT_POLL_NS (200 * 1000ull)
 #define FX_ARB_AGENT_IDLE_NS (2 * 1000 * 1000ull)
+/* A slice's key (its directory's name under <root>/ledger and
+ * <root>/slices) and its NUL: the agent passes longer names by. */
+#define FX_ARB_AGENT_KEY_MAX 64
 /* New slices, request files and policies are looked for this often. */
 #define FX_ARB_AGENT_SCAN_NS (20 * 1000 * 1000ull)
 
