@@ -9,7 +9,6 @@
 #include "util/alloc.h"
 
 #define COMP "events"
-#define MERGE_PATCH "application/merge-patch+json"
 
 int kube_event_post(struct kube_client *c, const struct kube_pod_event *e, const char *component,
                     const char *instance, char *name, size_t name_len,
@@ -53,7 +52,7 @@ int kube_event_patch(struct kube_client *c, const struct kube_pod_event *e, cons
     if (!patch)
         return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory for an event");
     long status;
-    int rc = kube_request(c, "PATCH", path, patch, MERGE_PATCH, &status, NULL, err);
+    int rc = kube_request(c, "PATCH", path, patch, KUBE_MERGE_PATCH, &status, NULL, err);
     json_decref(patch);
     return rc;
 }

@@ -9,10 +9,6 @@
 
 #include "kube/http.h"
 
-#define MERGE_PATCH "application/merge-patch+json"
-/* Lists merged by key (a pod's conditions by type), not replaced. */
-#define STRATEGIC_PATCH "application/strategic-merge-patch+json"
-
 /* The message of a Status's cause with this reason, or NULL. */
 static const char *status_cause(json_t *st, const char *reason)
 {
@@ -106,8 +102,9 @@ int kube_delete_pod(struct kube_client *c, const char *ns, const char *name, con
         json_object_set_new(body, "metadata", json_pack("{s:s}", "uid", uid));
     long status = 0;
     struct flexpu_error perr = {0};
+    /* Strategic: the pod's conditions merged by type, not replaced. */
     if (body)
-        kube_request(c, "PATCH", path, body, STRATEGIC_PATCH, &status, NULL, &perr);
+        kube_request(c, "PATCH", path, body, KUBE_STRATEGIC_PATCH, &status, NULL, &perr);
     json_decref(body);
     snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s", ns, name);
     body = json_pack("{s:s, s:s}", "apiVersion", "v1", "kind", "DeleteOptions");
@@ -144,7 +141,7 @@ static int patch_pod(struct kube_client *c, const char *path, json_t *body, cons
 {
     long status = 0;
     json_t *st = NULL;
-    int rc = kube_request_status(c, "PATCH", path, body, MERGE_PATCH, &status, &st, err);
+    int rc = kube_request_status(c, "PATCH", path, body, KUBE_MERGE_PATCH, &status, &st, err);
     json_decref(body);
     if (status >= 200 && status <= 299)
         rc = 0; /* written, whatever the body says */
@@ -195,5 +192,5 @@ int kube_queue_patch_status(struct kube_client *c, const char *name, json_t *pat
     char path[512];
     snprintf(path, sizeof(path), KUBE_QUEUES_PATH "/%s/status", name);
     long status = 0;
-    return kube_request(c, "PATCH", path, patch, MERGE_PATCH, &status, NULL, err);
+    return kube_request(c, "PATCH", path, patch, KUBE_MERGE_PATCH, &status, NULL, err);
 }

@@ -81,6 +81,10 @@ int kube_client_object_timeout_ms(const struct kube_client *c);
  * error is FLEXPU_EIO, and a write may or may not have happened. */
 int kube_request(struct kube_client *c, const char *method, const char *path, json_t *body,
                  const char *ctype, long *status, json_t **out, struct flexpu_error *err);
+/* ctype of a PATCH: a JSON merge patch (null deletes a key), or the
+ * strategic merge patch of built-in kinds (lists merged by their keys). */
+#define KUBE_MERGE_PATCH "application/merge-patch+json"
+#define KUBE_STRATEGIC_PATCH "application/strategic-merge-patch+json"
 
 /* A GET of one page of a list (PATH with its limit/continue query), bounded
  * by the list timeout; otherwise as kube_request. */

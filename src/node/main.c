@@ -148,8 +148,7 @@ static int publish_node(struct agent *a, struct flexpu_error *err)
                               fx_sharing_mode_name(a->sharing));
     free(text);
     long status;
-    int rc = kube_request(a->client, "PATCH", path, patch, "application/merge-patch+json", &status,
-                          NULL, err);
+    int rc = kube_request(a->client, "PATCH", path, patch, KUBE_MERGE_PATCH, &status, NULL, err);
     json_decref(patch);
     if (rc)
         return rc;
@@ -163,8 +162,7 @@ static int publish_node(struct agent *a, struct flexpu_error *err)
     json_t *st = json_pack("{s:{s:O, s:O}}", "status", "capacity", res, "allocatable", res);
     json_decref(res);
     strncat(path, "/status", sizeof(path) - strlen(path) - 1);
-    rc = kube_request(a->client, "PATCH", path, st, "application/merge-patch+json", &status, NULL,
-                      err);
+    rc = kube_request(a->client, "PATCH", path, st, KUBE_MERGE_PATCH, &status, NULL, err);
     json_decref(st);
     return rc;
 }

@@ -557,8 +557,7 @@ static void record_endpoint(struct fx_remote_serve *s, const struct patch *p)
                              FX_ANN_REMOTE_ENDPOINT, p->endpoint);
     long status = 0;
     struct flexpu_error err = {0};
-    int rc = kube_request(s->client, "PATCH", path, body, "application/merge-patch+json",
-                          &status, NULL, &err);
+    int rc = kube_request(s->client, "PATCH", path, body, KUBE_MERGE_PATCH, &status, NULL, &err);
     json_decref(body);
     if (rc != 0 || status / 100 != 2)
         FX_WARN(COMP, "remote endpoint not recorded; will retry", "pod=%s/%s status=%ld "

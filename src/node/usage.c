@@ -427,8 +427,7 @@ static int patch_usage(struct kube_client *c, const char *node, const char *text
     if (!patch)
         return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory");
     long status;
-    int rc = kube_request(c, "PATCH", path, patch, "application/merge-patch+json", &status, NULL,
-                          err);
+    int rc = kube_request(c, "PATCH", path, patch, KUBE_MERGE_PATCH, &status, NULL, err);
     json_decref(patch);
     return rc;
 }
