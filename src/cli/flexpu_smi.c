@@ -139,7 +139,7 @@ static int usage(FILE *f, int rc)
                "where each tenant's memory ledgers are, to <state-dir>/ledger. On a\n"
                "Kubernetes node the node agent's arbiter pages stand for the state:\n"
                "--state-dir /var/lib/flexpu/arb --ledger-root /var/lib/flexpu/ledger\n"
-               "(remote slices' servers: --state-dir /var/lib/flexpu/state).\n");
+               "(remote slices' servers are slices there too).\n");
     return rc;
 }
 
