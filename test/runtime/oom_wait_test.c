@@ -274,6 +274,33 @@ static void test_pool_allocation_waits_too(void **state)
     stop(&o, 0);
 }
 
+/* Thread A's pool allocation of a_bytes, sent while the GPU is marked and
+ * borrower b holds the memory, waits (its want appears); the main thread's
+ * b_bytes is then sent beside it. r->b: the main thread's answer within
+ * 10 s, else "late " and the answer it got after A's; r->a_waiting: A's want
+ * still there when that answer came (or did not); r->a: A's answer once b
+ * is killed. */
+struct beside {
+    char a[600], b[600];
+    int a_waiting;
+};
+static void beside_a_wait(struct fx_client *o, struct fx_client *b, uint64_t a_bytes,
+                          uint64_t b_bytes, struct beside *r)
+{
+    char cmd[64];
+    snprintf(cmd, sizeof(cmd), "bgasync %llu", (unsigned long long)a_bytes);
+    assert_string_equal(fx_cmd(o, cmd), "ok");
+    assert_true(want_appears("o"));
+    snprintf(cmd, sizeof(cmd), "async %llu", (unsigned long long)b_bytes);
+    fx_send(o, cmd);
+    snprintf(r->b, sizeof(r->b), "%s", answer_within(o, 10000));
+    r->a_waiting = wants("o");
+    stop(b, SIGKILL);
+    snprintf(r->a, sizeof(r->a), "%s", fx_answer(o));
+    if (strcmp(r->b, "timeout") == 0)
+        snprintf(r->b, sizeof(r->b), "late %.500s", fx_answer(o));
+}
+
 /* A pool allocation waiting for borrowers holds no other pool allocation
  * of its process: thread A's 256 MiB waits (the borrower holds the memory);
  * the main thread's 2 MiB, within the quota and the device's free memory,
@@ -286,21 +313,12 @@ static void test_pool_wait_holds_no_other_pool_allocation(void **state)
     borrower_holds(&b);
     owner(&o, "30000");
     mark(1);
-    assert_string_equal(fx_cmd(&o, "bgasync 268435456"), "ok");
-    assert_true(want_appears("o"));
-    fx_send(&o, "async 2097152");
-    char b_answer[600], a_answer[600];
-    snprintf(b_answer, sizeof(b_answer), "%s", answer_within(&o, 10000));
-    int a_waiting = wants("o");
-    stop(&b, SIGKILL);
-    /* A's answer (and B's, when it came only after A's) */
-    snprintf(a_answer, sizeof(a_answer), "%s", fx_answer(&o));
-    if (strcmp(b_answer, "timeout") == 0)
-        fx_answer(&o);
+    struct beside r;
+    beside_a_wait(&o, &b, 268435456, 2097152, &r);
     stop(&o, 0);
-    assert_true(strncmp(b_answer, "ok", 2) == 0);
-    assert_true(a_waiting);
-    assert_true(strncmp(a_answer, "bg ok", 5) == 0);
+    assert_true(strncmp(r.b, "ok", 2) == 0);
+    assert_true(r.a_waiting);
+    assert_true(strncmp(r.a, "bg ok", 5) == 0);
 }
 
 /* While it waits, a pool allocation keeps its place in the quota: booked at
@@ -324,21 +342,13 @@ static void test_a_waiting_pool_allocation_keeps_its_place(void **state)
     start(&b, borrower_env);
     assert_true(strncmp(fx_cmd(&b, "alloc 671088640"), "ok", 2) == 0); /* the device full */
     mark(1);
-    assert_string_equal(fx_cmd(&o, "bgasync 402653184"), "ok");
-    assert_true(want_appears("o"));
-    fx_send(&o, "async 134217728");
-    char b_answer[600], a_answer[600];
-    snprintf(b_answer, sizeof(b_answer), "%s", answer_within(&o, 10000));
-    int a_waiting = wants("o");
-    stop(&b, SIGKILL);
-    snprintf(a_answer, sizeof(a_answer), "%s", fx_answer(&o));
-    if (strcmp(b_answer, "timeout") == 0)
-        snprintf(b_answer, sizeof(b_answer), "late %s", fx_answer(&o));
+    struct beside r;
+    beside_a_wait(&o, &b, 402653184, 134217728, &r);
     uint64_t dev = fake_used(o.pid), book = booked(&o);
     stop(&o, 0);
-    assert_string_equal(b_answer, "err 2");
-    assert_true(a_waiting);
-    assert_true(strncmp(a_answer, "bg ok", 5) == 0);
+    assert_string_equal(r.b, "err 2");
+    assert_true(r.a_waiting);
+    assert_true(strncmp(r.a, "bg ok", 5) == 0);
     assert_true(dev <= 512 * MIB);
     assert_int_equal(book, dev);
 }
