@@ -248,6 +248,30 @@ static void *acquire_a(void *g)
     return NULL;
 }
 
+/* a acquires the GPU on a thread of its own (its wait in a_waited) while
+ * the agent runs rounds here and x claims the GPU for the first 20 ms of
+ * them, then goes quiet; returns once a holds it. */
+static void acquire_beside_claim(struct fx_gpu *a, struct fx_gpu *x)
+{
+    a_done = 0;
+    a_waited = 0;
+    alarm(10);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, acquire_a, a), 0);
+    uint64_t t0 = fx_mono_ns();
+    while (!__atomic_load_n(&a_done, __ATOMIC_SEQ_CST)) {
+        uint64_t now = fx_mono_ns();
+        if (now - t0 < 20 * MS)
+            wants(x, now);
+        else
+            x->procs[x->slot].waiting = 0;
+        fx_arb_agent_step(agent, now);
+        usleep(500);
+    }
+    pthread_join(th, NULL);
+    alarm(0);
+}
+
 /* Time a launch waited for the GPU is the tenant's throttled time, on the
  * agent's page as on the shared state (metrics and flexpu-smi read it
  * there): a waits through the library's own wait while b has work, and
@@ -266,22 +290,8 @@ static void test_throttled_time_is_counted(void **state)
     wants(&b, fx_mono_ns());
     fx_arb_agent_step(agent, fx_mono_ns());
     assert_int_equal(st->arb.demand, 1u << b.tenant);
-    alarm(10);
-    pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, acquire_a, &a), 0);
     /* b keeps its claim for 20 ms of rounds, then goes quiet. */
-    uint64_t t0 = fx_mono_ns(), now = t0;
-    while (!__atomic_load_n(&a_done, __ATOMIC_SEQ_CST)) {
-        now = fx_mono_ns();
-        if (now - t0 < 20 * MS)
-            wants(&b, now);
-        else
-            b.procs[b.slot].waiting = 0;
-        fx_arb_agent_step(agent, now);
-        usleep(500);
-    }
-    pthread_join(th, NULL);
-    alarm(0);
+    acquire_beside_claim(&a, &b);
     fx_arb_launch_done(&a);
     fx_arb_agent_step(agent, fx_mono_ns());
     assert_true(a_waited >= 10 * MS);
@@ -398,23 +408,7 @@ static void test_a_stale_tenant_index_is_not_used(void **state)
     assert_int_not_equal(fx_gpu_tenant(&a), old);
     /* a's next launch waits for c's slice instead of taking it as its own
      * (c keeps its claim for 20 ms of rounds, then goes quiet)... */
-    a_done = 0;
-    a_waited = 0;
-    alarm(10);
-    pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, acquire_a, &a), 0);
-    uint64_t t0 = fx_mono_ns(), now;
-    while (!__atomic_load_n(&a_done, __ATOMIC_SEQ_CST)) {
-        now = fx_mono_ns();
-        if (now - t0 < 20 * MS)
-            wants(&c, now);
-        else
-            c.procs[c.slot].waiting = 0;
-        fx_arb_agent_step(agent, now);
-        usleep(500);
-    }
-    pthread_join(th, NULL);
-    alarm(0);
+    acquire_beside_claim(&a, &c);
     fx_arb_launch_done(&a);
     assert_true(a_waited > 0);
     /* ...and finds its own record again. */
