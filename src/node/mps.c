@@ -408,9 +408,18 @@ static void daemon_quit(struct fx_mps *m, struct mslice *s)
                 s->key, (int)s->pid);
         kill(-s->pid, SIGKILL);
         kill(s->pid, SIGKILL);
-        if (s->child)
+        if (s->child) {
             waitpid(s->pid, NULL, 0);
-        s->pid = 0;
+        } else {
+            /* An adopted daemon is not ours to wait for; a killed process
+             * may take a while to end under load, and "quit" means gone. */
+            int64_t gone_by = fx_mono_ms() + 5000;
+            while (daemon_alive(s) && fx_mono_ms() < gone_by)
+                sleep_ms(10);
+            if (s->pid > 0)
+                FX_WARN(COMP, "MPS daemon still present 5 s after SIGKILL", "key=%s pid=%d",
+                        s->key, (int)s->pid);
+        }
     }
     s->pid = 0;
 }
