@@ -231,7 +231,8 @@ static CUresult meminfo_view(struct fx_gpu **g, uint64_t *free, uint64_t *total)
     CUresult r = fx_real.cuMemGetInfo_v2(&phys_free, &phys_total);
     if (r != CUDA_SUCCESS)
         return r;
-    fx_pools_reconcile_device(dev);
+    /* A view: it never waits for a pool allocation under way. */
+    fx_pools_reconcile_device(dev, 0);
     fx_memory_view((*g)->mem.quota, fx_ledger_used(&(*g)->mem, NULL), phys_total, phys_free,
                    total, free);
     return CUDA_SUCCESS;

@@ -13,17 +13,6 @@
 #define POOL_GRANULE (2ull << 20) /* what a pool grows by, at least */
 #define ARRAY_ALIGN 512ull
 
-/* Charges, and when over quota gives memory that pools have given back to
- * the driver a chance to be credited first. */
-int fx_charge(struct fx_gpu *g, CUdevice dev, uint64_t bytes)
-{
-    if (fx_ledger_charge(&g->mem, bytes, 0) == 0)
-        return 0;
-    fx_pools_reconcile_device(dev);
-    fx_graphmem_reconcile(dev);
-    return fx_ledger_charge(&g->mem, bytes, 0);
-}
-
 static void credit(int dev, uint64_t bytes)
 {
     CUresult rc;
@@ -474,30 +463,72 @@ static uint64_t pool_settle(struct pool_charge *e, struct fx_gpu *g)
     return r == CUDA_SUCCESS ? book(g, &e->charged, reserved) : 0;
 }
 
+/* Every settle outside alloc_async holds pool_alloc_lock: between a pool
+ * allocation's driver call and its own settle the pool has grown by memory
+ * its booking does not have yet, and a settle from another thread then
+ * would book that growth as the pool's, leaving the allocation's settle no
+ * growth to see, so its check of the quota (alloc_async) would let an
+ * allocation that took the tenant over it stand. */
 void fx_pool_reconcile(CUmemoryPool pool, CUdevice dev)
 {
     CUresult rc;
     struct fx_gpu *g = fx_rt_gpu(dev, &rc);
     if (!g || !pool)
         return;
+    pthread_mutex_lock(&pool_alloc_lock);
     pthread_mutex_lock(&pools_lock);
     struct pool_charge *e = pool_entry(pool, dev);
     if (e)
         pool_settle(e, g);
     pthread_mutex_unlock(&pools_lock);
+    pthread_mutex_unlock(&pool_alloc_lock);
 }
 
-void fx_pools_reconcile_device(CUdevice dev)
+/* pool_alloc_lock held. */
+static void settle_device(struct fx_gpu *g, CUdevice dev)
 {
-    CUresult rc;
-    struct fx_gpu *g = fx_rt_gpu(dev, &rc);
-    if (!g)
-        return;
     pthread_mutex_lock(&pools_lock);
     for (int i = 0; i < MAX_POOLS; i++)
         if (pools[i].pool && pools[i].dev == dev)
             pool_settle(&pools[i], g);
     pthread_mutex_unlock(&pools_lock);
+}
+
+void fx_pools_reconcile_device(CUdevice dev, int wait)
+{
+    CUresult rc;
+    struct fx_gpu *g = fx_rt_gpu(dev, &rc);
+    if (!g)
+        return;
+    if (wait)
+        pthread_mutex_lock(&pool_alloc_lock);
+    else if (pthread_mutex_trylock(&pool_alloc_lock) != 0)
+        return; /* a pool allocation is under way: it settles its pool itself */
+    settle_device(g, dev);
+    pthread_mutex_unlock(&pool_alloc_lock);
+}
+
+/* Charges; when over quota, memory that pools and graphs gave back to the
+ * driver is credited first and the charge tried again. `pool_locked`: the
+ * caller is a pool allocation, holding pool_alloc_lock. */
+static int charge(struct fx_gpu *g, CUdevice dev, uint64_t bytes, int pool_locked)
+{
+    if (fx_ledger_charge(&g->mem, bytes, 0) == 0)
+        return 0;
+    if (pool_locked)
+        settle_device(g, dev);
+    else
+        fx_pools_reconcile_device(dev, 1);
+    fx_graphmem_reconcile(dev);
+    return fx_ledger_charge(&g->mem, bytes, 0);
+}
+
+/* Any other path's charge takes pool_alloc_lock for the pools' settle (it
+ * waits for a pool allocation under way, never across its own driver call
+ * or wait for borrowers). */
+int fx_charge(struct fx_gpu *g, CUdevice dev, uint64_t bytes)
+{
+    return charge(g, dev, bytes, 0);
 }
 
 void fx_pool_forget(CUmemoryPool pool)
@@ -590,7 +621,7 @@ static CUresult pool_wait(struct fx_gpu *g, CUdevice dev, uint64_t *admit, CUres
     if (!fx_oom_may_wait(cfg, &g->mem))
         return r;
     uint64_t whole = fx_round_up(x->bytesize, POOL_GRANULE);
-    if (*admit < whole && fx_charge(g, dev, whole - *admit) == 0)
+    if (*admit < whole && charge(g, dev, whole - *admit, 1) == 0)
         *admit = whole;
     x->release = *admit == whole;
     int held = 1;
@@ -641,7 +672,7 @@ static CUresult alloc_async(CUdeviceptr *dptr, size_t bytesize, CUmemoryPool poo
             admit = used + admit > reserved ? used + admit - reserved : 0;
         fx_rt_relaxed_end(&saved);
     }
-    if (fx_charge(g, dev, admit) != 0) {
+    if (charge(g, dev, admit, 1) != 0) {
         pthread_mutex_unlock(&pool_alloc_lock);
         return CUDA_ERROR_OUT_OF_MEMORY;
     }

@@ -37,9 +37,12 @@ void fx_rt_relaxed_begin(CUstreamCaptureMode *saved);
 void fx_rt_relaxed_end(CUstreamCaptureMode *saved);
 
 /* Pool and graph memory: charged as what the driver reserves, reconciled
- * at the points listed in docs/RUNTIME.md. */
+ * at the points listed in docs/RUNTIME.md. A pool's reconciliation takes
+ * the lock of this process's pool allocations (hooks_mem.c says why);
+ * with `wait` 0, one under way makes fx_pools_reconcile_device return
+ * without settling (a view that must not wait for it). */
 void fx_pool_reconcile(CUmemoryPool pool, CUdevice dev);
-void fx_pools_reconcile_device(CUdevice dev);
+void fx_pools_reconcile_device(CUdevice dev, int wait);
 void fx_pool_forget(CUmemoryPool pool);
 void fx_graphmem_reconcile(CUdevice dev);
 
@@ -72,7 +75,9 @@ void fx_nvml_sample_clock(struct fx_gpu *g);
 void fx_nvml_forget_all(void);
 
 /* Charges `bytes` to this process on `g` within the quota, first settling
- * pools and graph memory that may have shrunk; 0 or FLEXPU_ENOFIT. */
+ * pools and graph memory that may have shrunk (waiting for a pool
+ * allocation under way to settle its own); 0 or FLEXPU_ENOFIT. Not for a
+ * pool allocation itself (hooks_mem.c has its own). */
 int fx_charge(struct fx_gpu *g, CUdevice dev, uint64_t bytes);
 
 /* After fork: the child books nothing of its parent's pools and graphs. */

@@ -9,6 +9,9 @@
  * Simplifications: a free takes effect when it is issued, not when the
  * stream reaches it; a block is never split, the smallest free block large
  * enough is reused whole. */
+#include <fcntl.h>
+#include <time.h>
+
 #include "fake_exports.h"
 
 /* Lock held. */
@@ -93,6 +96,30 @@ static CUresult pool_alloc(struct fake_pool *p, size_t size, CUdeviceptr *dptr)
     return CUDA_SUCCESS;
 }
 
+/* A test's pause between a pool's growth and the allocation's return, where
+ * the library has not yet booked the growth (FAKECUDA_POOL_GROW_GATE=PATH):
+ * while the file PATH exists, an allocation that grew its pool creates
+ * PATH.held and waits, without the fake's lock, until PATH is removed (10 s
+ * at most), then removes PATH.held. Lets a test put another thread's call
+ * exactly there. */
+static void grow_gate(void)
+{
+    const char *gate = getenv("FAKECUDA_POOL_GROW_GATE");
+    if (!gate || !*gate || access(gate, F_OK) != 0)
+        return;
+    char held[PATH_MAX];
+    if (snprintf(held, sizeof held, "%s.held", gate) >= (int)sizeof held)
+        return;
+    int fd = open(held, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (fd >= 0)
+        close(fd);
+    for (int i = 0; i < 10000 && access(gate, F_OK) == 0; i++) {
+        struct timespec ms = {0, 1000 * 1000};
+        nanosleep(&ms, NULL);
+    }
+    unlink(held);
+}
+
 /* `pool` NULL: the current pool of the stream's device. */
 static CUresult alloc_async(CUdeviceptr *dptr, size_t bytesize, CUmemoryPool pool, CUstream hStream)
 {
@@ -110,10 +137,14 @@ static CUresult alloc_async(CUdeviceptr *dptr, size_t bytesize, CUmemoryPool poo
         if (!p)
             r = CUDA_ERROR_INVALID_VALUE;
     }
+    unsigned long long reserved = p ? p->reserved : 0;
     if (r == CUDA_SUCCESS)
         r = s->capture ? fake_capture_add_alloc(s->capture, bytesize, dptr)
                        : pool_alloc(p, bytesize, dptr);
+    int grew = r == CUDA_SUCCESS && p && p->reserved > reserved;
     fake_unlock();
+    if (grew)
+        grow_gate();
     return r;
 }
 

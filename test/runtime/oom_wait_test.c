@@ -4,7 +4,8 @@
  * "borrower" process holds most of the GPU; the owner's allocation, within
  * its quota, waits while the borrower is killed and then succeeds; nobody
  * freeing, it gets the out-of-memory error after its bound; without a mark
- * on its GPU, or as a borrower, it never waits. */
+ * on its GPU, or as a borrower, it never waits. Also how a pool allocation
+ * and the other threads of its process meet (its wait, its settle). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -415,6 +416,62 @@ static void test_pool_allocations_racing_a_wait_stay_within_quota(void **state)
     stop(&b, 0);
 }
 
+/* A pool allocation's settle is not taken over by another thread's
+ * allocation. The tenant (64 MiB) holds 58 MiB and a pool of two free
+ * 2 MiB blocks; thread A's 4 MiB pool allocation is admitted at nothing
+ * (the pool holds 4 MiB free) but the blocks do not serve it, so the pool
+ * grows by 4 MiB, past the quota; the fake pauses A right after that
+ * growth (FAKECUDA_POOL_GROW_GATE), and the main thread's classic 4 MiB,
+ * over quota, settles the pools meanwhile. A's own settle must still see
+ * the growth and refuse A (then the classic one fits); before, the classic
+ * allocation booked the growth first, A's settle saw none and A kept
+ * memory past the quota (66 MiB on the device). */
+static void test_a_pool_settle_under_way_is_not_taken_over(void **state)
+{
+    (void)state;
+    char gate[300], held[320], g_env[340];
+    snprintf(gate, sizeof(gate), "%s/grow-gate", fake_dir);
+    snprintf(held, sizeof(held), "%s.held", gate);
+    snprintf(g_env, sizeof(g_env), "FAKECUDA_POOL_GROW_GATE=%s", gate);
+    const char *const env[] = {"FLEXPU_TENANT=o", "FLEXPU_MEMORY_LIMIT=64Mi", g_env, NULL};
+    struct fx_client o;
+    start(&o, env);
+    n_bg = 0;
+    assert_true(strncmp(cmd_fg(&o, "alloc 60817408"), "ok", 2) == 0); /* 58 MiB */
+    int a = id_in(cmd_fg(&o, "async 2097152")), b = id_in(cmd_fg(&o, "async 2097152"));
+    char cmd[64];
+    snprintf(cmd, sizeof(cmd), "asyncfree %d", a);
+    assert_string_equal(cmd_fg(&o, cmd), "ok");
+    snprintf(cmd, sizeof(cmd), "asyncfree %d", b);
+    assert_string_equal(cmd_fg(&o, cmd), "ok");
+    FILE *f = fopen(gate, "w");
+    assert_non_null(f);
+    fclose(f);
+    assert_string_equal(cmd_fg(&o, "bgasync 4194304"), "ok");
+    int paused = 0;
+    for (int i = 0; i < 1000 && !(paused = access(held, F_OK) == 0); i++)
+        usleep(10000);
+    assert_true(paused);
+    /* Answered at once before (over quota, the growth booked); now it waits
+     * for A's settle. Given a second to get there either way. */
+    fx_send(&o, "alloc 4194304");
+    char ans[2][600];
+    snprintf(ans[0], sizeof(ans[0]), "%s", answer_within(&o, 1000));
+    assert_int_equal(unlink(gate), 0);
+    if (strcmp(ans[0], "timeout") == 0)
+        snprintf(ans[0], sizeof(ans[0]), "%s", fx_answer(&o));
+    snprintf(ans[1], sizeof(ans[1]), "%s", fx_answer(&o));
+    int k = strncmp(ans[0], "bg ", 3) == 0; /* which one is the classic's */
+    uint64_t dev = fake_used(o.pid), book = booked(&o);
+    print_message("pool allocation paused after its growth: %s; classic beside it: %s; "
+                  "device %llu MiB\n", ans[!k], ans[k], (unsigned long long)(dev / MIB));
+    stop(&o, 0);
+    assert_true(dev <= 64 * MIB);
+    assert_int_equal(book, dev);
+    assert_string_equal(ans[!k], "bg err 2");
+    assert_true(strncmp(ans[k], "ok", 2) == 0);
+}
+
 static void test_owner_gets_oom_after_the_bound(void **state)
 {
     (void)state;
@@ -481,6 +538,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_pool_allocations_racing_a_wait_stay_within_quota,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_pool_settle_under_way_is_not_taken_over, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_owner_gets_oom_after_the_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_wait_without_a_borrower_on_the_gpu, setup,
                                         teardown),
