@@ -51,6 +51,9 @@ struct gpu {
     struct src *src[MAX_SRC];
     int nsrc;
     uint64_t busy_seen[FX_MAX_TENANTS]; /* when the agent last saw it busy */
+    /* A holder whose claimed work outlasted its drain: since when, and the
+     * last round that charged it (0: none). */
+    uint64_t overrun_since[FX_MAX_TENANTS], overrun_charged[FX_MAX_TENANTS];
     uint64_t clock_next;         /* no SM clock sample before then */
     int clock_warned;
 };
@@ -243,6 +246,7 @@ static void forget(struct gpu *g, int t)
     }
     clear_tenant(&g->st->tenants[t]);
     g->busy_seen[t] = 0;
+    g->overrun_since[t] = 0;
 }
 
 /* The record of the tenant the policy names, added if new; -1 when the page
@@ -504,6 +508,49 @@ static void sample_clock(struct fx_arb_agent *a, struct gpu *g, uint64_t now)
     STORE(&tr->clock_mhz, mhz);
 }
 
+/* A holder loses the GPU with work still claimed once its drain has taken
+ * FX_ARB_AGENT_DRAIN_MAX_NS, and a settle at the start of contention ends
+ * after as long, whatever is still claimed (arbiter.h: a claim is the
+ * tenant's word). Work still claimed then is charged to its tenant round by
+ * round, while it is claimed and its tenant does not hold the GPU, for
+ * FX_ARB_DRAIN_MAX_NS at most: shared, like a settle, with the holder when
+ * the holder has work in flight (their queues run side by side; the holder
+ * also pays for its slice), whole when nobody else runs (a capped tenant
+ * alone, whose cap it counts against). So an honest queue that needs more
+ * than the drain (several processes, long kernels, a fast-path backlog) is
+ * paid for as before, and a tenant claiming endless work pays for its
+ * claims, never delaying the others for them. A holder cut short by a
+ * higher priority leaves its rest uncharged, as on the shared state.
+ * `h`: the holder before the decision; `ended`: when its slice ended (0:
+ * not yet); `settled`: when a settle under way began (0: none). */
+static void charge_overrun(struct gpu *g, const struct fx_arb_activity *act, uint32_t h,
+                           uint64_t ended, uint64_t settled, uint64_t now)
+{
+    struct fx_arbiter *ar = &g->st->arb;
+    uint32_t holder = LOAD(&ar->holder), demand = LOAD(&ar->demand);
+    if (h && holder != h && ended && now - ended >= FX_ARB_AGENT_DRAIN_MAX_NS &&
+        act[h - 1].inflight)
+        g->overrun_since[h - 1] = g->overrun_charged[h - 1] = now;
+    if (settled && !ar->settle_since_ns && now - settled >= FX_ARB_AGENT_DRAIN_MAX_NS)
+        for (int t = 0; t < FX_MAX_TENANTS; t++)
+            if (((demand >> t) & 1) && act[t].inflight && holder != (uint32_t)t + 1)
+                g->overrun_since[t] = g->overrun_charged[t] = now;
+    uint64_t running = holder && holder <= FX_MAX_TENANTS && act[holder - 1].inflight;
+    for (int t = 0; t < FX_MAX_TENANTS; t++) {
+        if (g->overrun_since[t] && (!act[t].inflight || holder == (uint32_t)t + 1 ||
+                                    now - g->overrun_since[t] >= FX_ARB_DRAIN_MAX_NS))
+            g->overrun_since[t] = 0;
+        running += g->overrun_since[t] != 0;
+    }
+    for (int t = 0; t < FX_MAX_TENANTS; t++) {
+        if (!g->overrun_since[t])
+            continue;
+        if (!ar->settle_since_ns && now > g->overrun_charged[t])
+            fx_arb_charge(g->st, t, (now - g->overrun_charged[t]) / running);
+        g->overrun_charged[t] = now;
+    }
+}
+
 /* One GPU's round. Returns 1 when it is contended (someone holds it, or a
  * tenant has work). */
 static int round_gpu(struct fx_arb_agent *a, struct gpu *g, uint64_t now)
@@ -531,7 +578,13 @@ static int round_gpu(struct fx_arb_agent *a, struct gpu *g, uint64_t now)
     }
     __atomic_fetch_or(&ar->demand, claims, __ATOMIC_SEQ_CST);
     sample_clock(a, g, now);
+    uint32_t h = LOAD(&ar->holder);
+    uint64_t ended = LOAD(&ar->slice_started) && LOAD(&ar->slice_end_ns) <= now
+                         ? LOAD(&ar->slice_end_ns)
+                         : 0;
+    uint64_t settled = ar->settle_since_ns;
     fx_arb_decide(g->st, act, now, 1);
+    charge_overrun(g, act, h, ended, settled, now);
     /* What the node's readers look for in process slots, per tenant. */
     for (int t = 0; t < FX_MAX_TENANTS; t++) {
         struct fx_proc_rec *p = &g->st->procs[t];

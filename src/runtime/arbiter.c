@@ -317,6 +317,12 @@ static void charge(struct fx_tenant_rec *tr, uint64_t ns)
         STORE(&tr->budget_ns, LOAD(&tr->budget_ns) - (int64_t)cap_cost(tr, ns));
 }
 
+void fx_arb_charge(struct fx_gpu_state *st, int t, uint64_t ns)
+{
+    if (t >= 0 && t < FX_MAX_TENANTS && ns)
+        charge(&st->tenants[t], ns);
+}
+
 /* The next holder: among tenants with work and budget, the highest
  * priority, then the least GPU time per unit of share. -1: nobody. */
 static int pick(struct fx_gpu_state *st, uint32_t demand)
@@ -362,6 +368,7 @@ void fx_arb_decide(struct fx_gpu_state *st, const struct fx_arb_activity *act, u
      * higher priority than another that claims the GPU gives it up sooner:
      * it gets the GPU back at once when its work returns. */
     uint32_t demand = LOAD(&a->demand), inflight_of_holder = 0;
+    uint64_t drain_max = agent ? FX_ARB_AGENT_DRAIN_MAX_NS : FX_ARB_DRAIN_MAX_NS;
     uint32_t infl[FX_MAX_TENANTS] = {0};
     uint32_t hv = LOAD(&a->holder);
     if (hv > FX_MAX_TENANTS) {
@@ -435,7 +442,7 @@ void fx_arb_decide(struct fx_gpu_state *st, const struct fx_arb_activity *act, u
                 a->settle_since_ns = now;
             if (agent)
                 STORE(&a->slice_start_ns, now);
-            if (now - a->settle_since_ns < FX_ARB_DRAIN_MAX_NS)
+            if (now - a->settle_since_ns < drain_max)
                 return;
         }
         a->settle_since_ns = 0;
@@ -460,7 +467,7 @@ void fx_arb_decide(struct fx_gpu_state *st, const struct fx_arb_activity *act, u
         /* Its work drains first (the GPU is still its), unless a tenant of
          * higher priority takes over: that one does not wait for it, and
          * what is left of it (leashed short) is not charged. */
-        if (LOAD(&a->slice_started) && now - LOAD(&a->slice_end_ns) < FX_ARB_DRAIN_MAX_NS &&
+        if (LOAD(&a->slice_started) && now - LOAD(&a->slice_end_ns) < drain_max &&
             top <= prio_of(ht) && (inflight_of_holder || act[h].launching))
             return;
         if (LOAD(&a->slice_started)) {

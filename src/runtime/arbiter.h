@@ -19,6 +19,18 @@
 #define FX_ARB_SLICE_NS (10 * 1000 * 1000ull)   /* one slice */
 #define FX_ARB_IDLE_NS (2 * 1000 * 1000ull)     /* no launch for this long = idle */
 #define FX_ARB_DRAIN_MAX_NS (200 * 1000 * 1000ull) /* a holder that cannot drain */
+/* Under the node agent a tenant's work in flight is its own word, which the
+ * agent cannot check: a holder's drain at the end of its slice, and a
+ * settle at the start of contention, wait at most this long for it (charged
+ * to the tenants whose claims hold it), so a tenant claiming endless work
+ * holds the GPU at most two slices a turn and its neighbours wait for it
+ * about what they wait for an honest holder (a slice and its drain: 4
+ * marked launches per process). What is still claimed after that is
+ * charged to its tenant while it is (shared with the holder's work beside
+ * it, FX_ARB_DRAIN_MAX_NS at most: arbagent.c), so an honest queue that
+ * needs longer (several processes, long kernels, a fast-path backlog),
+ * running on beside the next holder, is paid for by its own tenant. */
+#define FX_ARB_AGENT_DRAIN_MAX_NS FX_ARB_SLICE_NS
 #define FX_ARB_BURST_NS (20 * 1000 * 1000ull)   /* most a capped tenant can save up */
 /* A wait for the GPU during which a signal handler ran on the waiting thread
  * lasts at most this much longer: the application may need that thread back
@@ -124,5 +136,10 @@ void fx_arb_account(struct fx_arb_activity *act, struct fx_proc_rec *p, uint64_t
  * tenant cannot write the agent's page). */
 void fx_arb_decide(struct fx_gpu_state *st, const struct fx_arb_activity *act, uint64_t now,
                    int agent);
+
+/* Charges tenant t of `st` `ns` of GPU time, as a slice is charged (its GPU
+ * time, virtual time and cap bucket); for the node agent's charge of claimed
+ * work that outlasted its holder's drain (arbagent.c). */
+void fx_arb_charge(struct fx_gpu_state *st, int t, uint64_t ns);
 
 #endif

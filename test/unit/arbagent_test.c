@@ -302,6 +302,73 @@ static void test_throttled_time_is_counted(void **state)
     fx_gpu_detach(&b);
 }
 
+/* A tenant claiming endless work (in flight, being launched, waiting, in
+ * every round) holds the GPU at most a slice and FX_ARB_AGENT_DRAIN_MAX_NS
+ * of claimed drain a turn, the settle at the start of contention included:
+ * its neighbour of the same share, which always has work, never waits
+ * longer than that between two of its own slices. The claimant still gets
+ * turns, and is charged for what it claims after its drain too (shared
+ * with the neighbour's work beside it), so the neighbour gets more than
+ * half of the time. Rounds
+ * every 200 us of simulated time, for 2 s. Before, each of the claimant's
+ * turns (and the first settle) lasted 200 ms more: the neighbour waited
+ * 210 ms. */
+static void test_claimed_work_delays_a_neighbour_one_drain_at_most(void **state)
+{
+    (void)state;
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_arb_agent_add_gpu(agent, UUID, &err), 0);
+    struct fx_gpu a, b;
+    join(&a, "a", 50, "normal");
+    join(&b, "b", 50, "normal");
+    uint64_t t = fx_mono_ns();
+    fx_arb_agent_step(agent, t);
+    assert_true(fx_gpu_agent_tenant(&a) >= 0 && fx_gpu_agent_tenant(&b) >= 0);
+    const struct fx_gpu_state *st = a.st;
+    struct fx_proc_rec *pa = &a.procs[a.slot], *pb = &b.procs[b.slot];
+    uint64_t waiting_since = t, longest = 0;
+    int a_turns = 0, b_turns = 0;
+    uint32_t last = 0;
+    for (uint64_t now = t + 200 * 1000; now < t + 2000 * MS; now += 200 * 1000) {
+        pb->inflight = pb->launching = pb->waiting = 0xffffffffu;
+        pb->poll_ns = pb->beat_ns = pb->last_launch_ns = now;
+        pb->launches++;
+        /* a, honest: launches while its slice runs (one kernel in flight),
+         * drains at its end, and waits otherwise. */
+        int mine = st->arb.holder == (uint32_t)a.tenant + 1;
+        int runs = mine && (!st->arb.slice_started || now < st->arb.slice_end_ns);
+        pa->inflight = runs ? 1 : 0;
+        pa->waiting = runs ? 0 : 1;
+        pa->poll_ns = pa->beat_ns = now;
+        if (runs) {
+            pa->launches++;
+            pa->last_launch_ns = now;
+        }
+        fx_arb_agent_step(agent, now);
+        uint32_t h = st->arb.holder;
+        if (h == (uint32_t)a.tenant + 1 && waiting_since) {
+            longest = now - waiting_since > longest ? now - waiting_since : longest;
+            waiting_since = 0;
+        } else if (h != (uint32_t)a.tenant + 1 && !waiting_since) {
+            waiting_since = now;
+        }
+        if (h != last && h) {
+            a_turns += h == (uint32_t)a.tenant + 1;
+            b_turns += h == (uint32_t)b.tenant + 1;
+        }
+        last = h;
+    }
+    uint64_t ga = st->tenants[a.tenant].gpu_time_ns, gb = st->tenants[b.tenant].gpu_time_ns;
+    print_message("beside endless claims: a waited %.1f ms at most; turns a %d, b %d; GPU time "
+                  "a %.0f ms, b %.0f ms\n",
+                  longest / 1e6, a_turns, b_turns, ga / 1e6, gb / 1e6);
+    assert_true(longest <= FX_ARB_SLICE_NS + FX_ARB_AGENT_DRAIN_MAX_NS + 2 * MS);
+    assert_true(a_turns >= 3 && b_turns >= 3);
+    assert_true(ga > 1000 * MS);
+    fx_gpu_detach(&a);
+    fx_gpu_detach(&b);
+}
+
 /* A page an agent of another version left (another layout) is the agent's
  * own file: made again, not a GPU left unarbitrated. The generations it
  * gives records go on from the page's counter, never repeating one. */
@@ -569,6 +636,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_an_unknown_slice_is_not_starved, setup, teardown),
         cmocka_unit_test_setup_teardown(test_throttled_time_is_counted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_claimed_work_delays_a_neighbour_one_drain_at_most,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_cap_charged_at_the_clock_the_agent_reads, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_a_stale_tenant_index_is_not_used, setup, teardown),
