@@ -132,6 +132,10 @@ struct fx_workload {
     struct fx_shape *shapes;
     int nshapes;
     double cpu_per_gpu_milli; /* CPU the GPU shapes bring per GPU milli (popularity-weighted) */
+    /* The same for their memory (MiB), where flexpu's stranded compute
+     * counts memory too (policy.c, change 9: where strand_weight is above
+     * 1); 0 elsewhere. */
+    double mem_per_gpu_milli;
     /* What flexpu's stranded compute weighs against its fragments (policy.c,
      * change 7): the multi-GPU shapes' demand weight x the GPUs of the
      * largest live node, at least 1 (and 1 where the workload asks more CPU

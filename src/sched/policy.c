@@ -180,7 +180,7 @@ static int eval_fgd(const struct fx_eval_ctx *ctx, const struct fx_view *v,
 
 /* ---- flexpu ----------------------------------------------------------- */
 
-/* flexpu's policy (docs/SCHEDULING.md). Eight changes to FGD, each measured
+/* flexpu's policy (docs/SCHEDULING.md). Nine changes to FGD, each measured
  * on the Alibaba traces:
  *  - shapes weigh by the GPU demand they bring, not by pod count, so a rare
  *    8-GPU shape that would strand 8 GPUs is defended in proportion;
@@ -197,10 +197,11 @@ static int eval_fgd(const struct fx_eval_ctx *ctx, const struct fx_view *v,
  *    compute the free CPU can still serve;
  *  - that stranded compute weighs, for a GPU pod, at least what opening an
  *    empty node costs the multi-GPU shapes per GPU, where the cluster has
- *    CPU to spare (workload.c, strand_weight): where they bring much of
- *    the demand, a node opened for a small pod is filled by small pods a
- *    few arrivals later, while compute stranded on a partly used node
- *    stays lost;
+ *    CPU and memory to spare (workload.c, strand_weight): where they bring
+ *    much of the demand, a node opened for a small pod is filled by small
+ *    pods a few arrivals later, while compute stranded on a partly used
+ *    node stays lost; and there it counts what the node's free memory
+ *    cannot feed too, at the workload's memory per GPU milli;
  *  - a CPU-only pod, which takes CPU and gives no GPU work, is priced by
  *    that stranded compute shape by shape (cpu_stranded_by_shape), so it
  *    goes where the CPU is spare for the CPU-heavy shapes too, not merely
@@ -211,12 +212,18 @@ static int eval_fgd(const struct fx_eval_ctx *ctx, const struct fx_view *v,
  *  - inside a node, the exact least-fragmenting GPU is taken (the fullest
  *    such GPU on ties), while nodes are compared on FGD's 0..100 score so
  *    that near-equal nodes tie and are drawn at random rather than herded. */
-static double cpu_stranded(const struct fx_workload *w, const struct fx_view *v)
+static double stranded(const struct fx_workload *w, const struct fx_view *v)
 {
     if (w->cpu_per_gpu_milli <= 0)
         return 0;
     double idle = (double)fx_view_idle(v);
     double servable = (double)v->cpu_free / w->cpu_per_gpu_milli;
+    /* Change 9: where stranding weighs more than a fragment (change 7),
+     * the node's memory bounds what it can feed as its CPU does. Pods ask
+     * about 42 GiB per GPU, a G2 node holds 48: on the multi-GPU-heavy
+     * traces as many GPUs were left idle for lack of memory as of CPU. */
+    if (w->mem_per_gpu_milli > 0 && (double)v->mem_free / w->mem_per_gpu_milli < servable)
+        servable = (double)v->mem_free / w->mem_per_gpu_milli;
     return idle > servable ? idle - servable : 0;
 }
 
@@ -228,7 +235,7 @@ static double cpu_stranded(const struct fx_workload *w, const struct fx_view *v)
  * shapes' mean ratio is cpu_per_gpu_milli), that is
  *   sum over shapes with r_s > cpu_free / idle of w_s (idle - cpu_free / r_s),
  * which the workload's suffix sums give after one binary search. The mean
- * ratio alone (cpu_stranded) calls CPU above idle x mean spare on every
+ * ratio alone (stranded) calls CPU above idle x mean spare on every
  * node, so CPU-only pods drew ties between 8-GPU nodes with 9 cores above
  * the mean and 2-GPU nodes with 80, and where CPU is scarce the cores taken
  * from the former strand their GPUs for the CPU-heavier half of the shapes. */
@@ -250,10 +257,11 @@ static double cpu_stranded_by_shape(const struct fx_workload *w, const struct fx
 }
 
 /* flexpu's fragmentation as a GPU pod sees it: the demand-weighted FGD
- * fragment plus the compute the node's CPU cannot feed at the workload's
- * mean ratio. A GPU pod brings its CPU with its GPUs and the node is then
- * filled by a mix of shapes, for which the mean is the measure (pricing it
- * shape by shape for GPU pods too cost 0.19 points on the default trace).
+ * fragment plus the compute the node's CPU (and, under change 9, memory)
+ * cannot feed at the workload's mean ratio. A GPU pod brings its CPU with
+ * its GPUs and the node is then filled by a mix of shapes, for which the
+ * mean is the measure (pricing it shape by shape for GPU pods too cost 0.19
+ * points on the default trace).
  * The stranded compute weighs at least what opening an empty node costs the
  * multi-GPU shapes per GPU (change 7, workload.c: strand_weight), so that a
  * GPU pod opens a node rather than strand a GPU on a partly used one; and
@@ -263,13 +271,13 @@ static double cpu_stranded_by_shape(const struct fx_workload *w, const struct fx
 static double flexpu_frag(const struct flexpu_engine *e, const struct fx_view *v)
 {
     double f = fx_frag_weighted(&e->wl, v, 1);
-    double stranded = cpu_stranded(&e->wl, v);
-    if (stranded <= 0)
+    double lost = stranded(&e->wl, v);
+    if (lost <= 0)
         return f;
     uint64_t models = 0;
     for (int g = 0; g < v->ngpu; g++)
         models |= 1ULL << v->model[g];
-    return f + e->wl.strand_weight * fx_workload_strand_share(&e->wl, models) * stranded;
+    return f + e->wl.strand_weight * fx_workload_strand_share(&e->wl, models) * lost;
 }
 
 /* ... and as a CPU-only pod sees it: the same, with the stranded compute

@@ -111,7 +111,7 @@ static void apply_pressure(struct fx_shape *sh, int n, const double *gpus, doubl
 
 /* flexpu's change 7 (docs/SCHEDULING.md, "Where multi-GPU pods are many"):
  * how much a milli of idle compute that the node's CPU can no longer feed
- * (policy.c, cpu_stranded) weighs against a milli of fragment. Fragments are
+ * (policy.c, stranded) weighs against a milli of fragment. Fragments are
  * weighted by the shapes' demand (normalised to 1), and a GPU pod that opens
  * an empty node of G GPUs books all its idle compute, about G x 1000 milli,
  * as fragment for every multi-GPU shape, which can no longer have that
@@ -125,38 +125,45 @@ static void apply_pressure(struct fx_shape *sh, int n, const double *gpus, doubl
  * stranded compute is lost to every later pod. So a GPU's worth of
  * stranded compute costs at least what opening a node costs the
  * multi-GPU shapes: the weight is M x G where that is above 1 and the
- * cluster has CPU to spare (cpu_to_spare), change 3's 1 elsewhere (M <=
+ * cluster has CPU to spare (feeds_to_spare), change 3's 1 elsewhere (M <=
  * 1/8 with 8-GPU nodes: the default trace's M is 0.05, and its decisions
  * are the same bit for bit). Like the model pressure, G and the nodes' CPU
- * are taken from the live nodes when the workload is set. */
-static double strand_weight(const struct fx_shape *sh, int n, int largest, int spare_cpu)
+ * are taken from the live nodes when the workload is set. Where the weight
+ * is above 1, the stranded compute counts what the node's memory cannot
+ * feed too (change 9, w->mem_per_gpu_milli). */
+static double strand_weight(const struct fx_shape *sh, int n, int largest, int spare)
 {
     double multi = 0;
     for (int i = 0; i < n; i++)
         multi += sh[i].req.num_gpu > 1 ? sh[i].demand_weight : 0;
-    return spare_cpu && multi * largest > 1.0 ? multi * largest : 1.0;
+    return spare && multi * largest > 1.0 ? multi * largest : 1.0;
 }
 
-/* Whether the cluster has CPU to spare for the workload: the CPU its shapes
- * ask (CPU-only ones too, at their popularity) per GPU milli they ask is
- * below the live nodes' CPU per GPU milli. Where it is not, the GPUs cannot
- * all be fed whatever the placement, and a node opened to keep one GPU fed
- * strands another later: change 7 then only moves stranding (seen with
- * CPU-only pods asking 2.3 times their CPU, and on a held-out trace whose
- * GPU pods ask 1.5 times theirs), and the weight stays 1. */
-static int cpu_to_spare(const struct flexpu_pod_req *shapes, const double *weights, int n,
-                        double node_cpu, double node_gpus)
+/* Whether the cluster has CPU and memory to spare for the workload: the CPU
+ * and the memory its shapes ask (CPU-only ones too, at their popularity)
+ * per GPU milli they ask are below the live nodes' per GPU milli. Where
+ * they are not, the GPUs cannot all be fed whatever the placement, and a
+ * node opened to keep one GPU fed strands another later: change 7 then only
+ * moves stranding (seen with CPU-only pods asking 2.3 times their CPU, and
+ * on a held-out trace whose GPU pods ask 1.5 times theirs), and the weight
+ * stays 1. (Memory, which change 9 counts too, is never short on the
+ * traces: they ask at most 64 GiB per GPU of nodes that hold 81.) */
+static int feeds_to_spare(const struct flexpu_pod_req *shapes, const double *weights, int n,
+                          double node_cpu, double node_mem, double node_gpus)
 {
-    double cpu = 0, gpu = 0;
+    double cpu = 0, mem = 0, gpu = 0;
     for (int i = 0; i < n; i++) {
         cpu += weights[i] * (double)shapes[i].cpu_milli;
+        mem += weights[i] * (double)shapes[i].mem_mib;
         gpu += weights[i] * (double)shapes[i].num_gpu * shapes[i].gpu_milli;
     }
-    return gpu > 0 && node_gpus > 0 && cpu / gpu < node_cpu / (node_gpus * FLEXPU_GPU_MILLI);
+    double node_milli = node_gpus * FLEXPU_GPU_MILLI;
+    return gpu > 0 && node_gpus > 0 && cpu / gpu < node_cpu / node_milli &&
+           mem / gpu < node_mem / node_milli;
 }
 
 /* flexpu's change 8 (docs/SCHEDULING.md, "Pods that name GPU models"): to
- * whom the compute that a node's CPU strands (policy.c, cpu_stranded) is
+ * whom the compute that a node's CPU strands (policy.c, stranded) is
  * lost. That term is the GPU shapes' (their CPU per GPU milli, averaged
  * over pods x GPU milli, says what the CPU can feed), but a GPU shape that
  * accepts none of the node's models could never have used the compute, and
@@ -293,7 +300,7 @@ int flexpu_engine_set_workload(struct flexpu_engine *e, const struct flexpu_pod_
     }
     double gpus[FLEXPU_MAX_MODELS] = {0}, all = 0;
     int largest = 0;    /* GPUs of the largest live node */
-    double node_cpu = 0; /* CPU of the live nodes */
+    double node_cpu = 0, node_mem = 0; /* CPU and memory of the live nodes */
     for (int i = 0; i < e->nnodes; i++) {
         for (int g = 0; e->nodes[i].alive && g < e->nodes[i].ngpu; g++) {
             gpus[e->nodes[i].model[g]] += 1;
@@ -302,6 +309,7 @@ int flexpu_engine_set_workload(struct flexpu_engine *e, const struct flexpu_pod_
         if (e->nodes[i].alive && e->nodes[i].ngpu > largest)
             largest = e->nodes[i].ngpu;
         node_cpu += e->nodes[i].alive ? (double)e->nodes[i].cpu_cap : 0;
+        node_mem += e->nodes[i].alive ? (double)e->nodes[i].mem_cap : 0;
     }
     double plain = 0;
     for (int i = 0; i < n; i++) {
@@ -317,14 +325,16 @@ int flexpu_engine_set_workload(struct flexpu_engine *e, const struct flexpu_pod_
     for (int i = 0; i < n; i++)
         w.shapes[i].demand_weight /= dsum;
     w.strand_weight = strand_weight(w.shapes, n, largest,
-                                    cpu_to_spare(shapes, weights, n, node_cpu, all));
-    double cpu = 0, gpu = 0;
+                                    feeds_to_spare(shapes, weights, n, node_cpu, node_mem, all));
+    double cpu = 0, mem = 0, gpu = 0;
     for (int i = 0; i < n; i++)
         if (shapes[i].num_gpu > 0) {
             cpu += weights[i] * (double)shapes[i].cpu_milli;
+            mem += weights[i] * (double)shapes[i].mem_mib;
             gpu += weights[i] * (double)shapes[i].num_gpu * shapes[i].gpu_milli;
         }
     w.cpu_per_gpu_milli = gpu > 0 ? cpu / gpu : 0;
+    w.mem_per_gpu_milli = gpu > 0 && w.strand_weight > 1.0 ? mem / gpu : 0;
     if (gpu > 0 && set_ratios(&w, shapes, weights, n, gpu)) {
         fx_workload_clear(&w);
         return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory for %d shapes", n);

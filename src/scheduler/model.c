@@ -182,6 +182,7 @@ struct shape {
     struct flexpu_pod_req req;
     double count;
     double cpu_sum; /* the shape's CPU is the mean of its pods' (flexpu weighs CPU per GPU) */
+    double mem_sum; /* and its memory too (flexpu's change 9 weighs memory per GPU) */
 };
 
 /* A binary heap of pods on (class priority desc, priority desc, created
@@ -1229,6 +1230,7 @@ static void shape_seen(struct fx_model *m, const struct flexpu_pod_req *r)
             s->model_mask == r->model_mask) {
             m->shapes[i].count++;
             m->shapes[i].cpu_sum += (double)r->cpu_milli;
+            m->shapes[i].mem_sum += (double)r->mem_mib;
             m->shapes_total++;
             /* Popularity moves slowly: refresh when the count grew by a
              * quarter (each refresh resets the engine's cost cache). */
@@ -1240,6 +1242,7 @@ static void shape_seen(struct fx_model *m, const struct flexpu_pod_req *r)
     if (m->nshapes < SHAPES_MAX) {
         m->shapes[m->nshapes].req = *r;
         m->shapes[m->nshapes].cpu_sum = (double)r->cpu_milli;
+        m->shapes[m->nshapes].mem_sum = (double)r->mem_mib;
         m->shapes[m->nshapes++].count = 1;
         m->shapes_total++;
         m->shapes_dirty = true; /* a new shape: at once */
@@ -1255,6 +1258,7 @@ void fx_model_refresh_workload(struct fx_model *m)
     for (int i = 0; i < m->nshapes; i++) {
         reqs[i] = m->shapes[i].req;
         reqs[i].cpu_milli = (int64_t)(m->shapes[i].cpu_sum / m->shapes[i].count);
+        reqs[i].mem_mib = (int64_t)(m->shapes[i].mem_sum / m->shapes[i].count);
         w[i] = m->shapes[i].count;
     }
     struct flexpu_error err;

@@ -259,6 +259,7 @@ struct shape_count {
     struct flexpu_pod_req req;
     const char *spec; /* the gpu_spec text of its first pod */
     long count;
+    double mem_sum; /* the memory of its pods, MiB */
 };
 
 static int cmp_i64(int64_t a, int64_t b)
@@ -319,6 +320,7 @@ int fx_trace_set_workload(struct flexpu_engine *e, const struct fx_trace *t, dou
             goto out;
         /* FGD's shapes leave memory out; the quadratic scan is fine for the
          * few hundred distinct shapes a trace has, and runs once. */
+        int64_t mem = r.mem_mib;
         r.mem_mib = 0;
         r.qos = FLEXPU_QOS_NONE;
         int j = 0;
@@ -330,6 +332,7 @@ int fx_trace_set_workload(struct flexpu_engine *e, const struct fx_trace *t, dou
             sc[n++].req = r;
         }
         sc[j].count++;
+        sc[j].mem_sum += (double)mem;
     }
     qsort(sc, (size_t)n, sizeof(*sc),
           rules.typical == FX_TYPICAL_LARGER_FIRST ? cmp_count_larger : cmp_count);
@@ -337,6 +340,13 @@ int fx_trace_set_workload(struct flexpu_engine *e, const struct fx_trace *t, dou
     int k = 0;
     while (k < n && (double)kept < coverage * t->npods) {
         reqs[k] = sc[k].req;
+        /* The other policies' shapes carry their pods' mean memory, as the
+         * scheduler's do (src/scheduler/model.c): flexpu's stranded compute
+         * counts memory (change 9), and its fragments then see the shapes
+         * that the node's memory can no longer hold. The reference's
+         * (by_text, fgd) leave it out. */
+        if (!by_text)
+            reqs[k].mem_mib = (int64_t)(sc[k].mem_sum / (double)sc[k].count + 0.5);
         w[k] = (double)sc[k].count;
         kept += sc[k].count;
         k++;

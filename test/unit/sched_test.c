@@ -578,6 +578,75 @@ static void test_flexpu_opens_a_node_rather_than_strand_a_gpu(void **state)
     flexpu_engine_free(e);
 }
 
+/* A request of req()'s with its memory, MiB. */
+static struct flexpu_pod_req req_mem(int64_t cpu, int64_t mem, int ngpu, int milli)
+{
+    struct flexpu_pod_req r = req(cpu, ngpu, milli);
+    r.mem_mib = mem;
+    return r;
+}
+
+/* Change 9: where stranding weighs more than a fragment (change 7), the
+ * compute a node's memory cannot feed is stranded as that its CPU cannot.
+ * Two G2-like nodes (96 cores, 384 GiB, 8 GPUs); the workload asks 10 cores
+ * and 40 GiB per GPU (1-GPU pods and 8-GPU pods, strand weight 4.25). One
+ * node has 2 GPUs, 24 cores and 84 GiB left. A 1-GPU pod of 10 cores and
+ * 84 GiB there leaves its last GPU with cores but no memory: 1,000 milli
+ * stranded, 4,250 at the weight, against 3,719 for opening the empty node
+ * (the 8-GPU shape's fragment), so it opens the empty node. Counting CPU
+ * alone (before change 9) the partly used node cost -62 milli (its last GPU
+ * booked only for the 1-GPU shape, which no longer fits there) and won; of
+ * the nine 1-GPU pods of 10 cores and 40 GiB that follow, only eight then
+ * fit, where all nine do beside the opened node. */
+static void test_flexpu_opens_a_node_rather_than_strand_a_gpu_by_memory(void **state)
+{
+    (void)state;
+    const int64_t gib = 1024;
+    for (uint64_t seed = 1; seed <= 8; seed++) {
+        struct flexpu_engine *e = engine("flexpu");
+        int used = add_node(e, "used", 96000, 384 * gib, 8, "G2", 0, NULL);
+        int empty = add_node(e, "empty", 96000, 384 * gib, 8, "G2", 0, NULL);
+        struct flexpu_pod_req shapes[2] = {req_mem(10000, 40 * gib, 1, 1000),
+                                           req_mem(80000, 320 * gib, 8, 1000)};
+        assert_int_equal(flexpu_engine_set_workload(e, shapes, (double[]){10, 2}, 2, NULL), 0);
+        if (fabs(e->wl.strand_weight - 17.0 / 32 * 8) > 1e-12)
+            fail_msg("strand weight %g, want 4.25", e->wl.strand_weight);
+        if (fabs(e->wl.mem_per_gpu_milli - 40.0 * gib / 1000) > 1e-9)
+            fail_msg("memory per GPU milli %g, want 40.96", e->wl.mem_per_gpu_milli);
+        for (int g = 0; g < 6; g++) {
+            struct flexpu_placement p = {.node = used, .ngpu = 1, .gpu = {g}, .milli = {1000}};
+            struct flexpu_pod_req r = req_mem(12000, 50 * gib, 1, 1000);
+            assert_int_equal(flexpu_engine_assign(e, &r, &p, NULL, NULL), 0);
+        }
+        struct flexpu_rng rng;
+        flexpu_rng_seed(&rng, seed);
+        assert_int_equal(place_ok(e, req_mem(10000, 84 * gib, 1, 1000), &rng, NULL).node, empty);
+        for (int k = 0; k < 9; k++)
+            place_ok(e, req_mem(10000, 40 * gib, 1, 1000), &rng, NULL);
+        struct flexpu_stats st;
+        flexpu_engine_stats(e, &st);
+        assert_int_equal(st.gpu_milli_used, 16 * 1000);
+        flexpu_engine_free(e);
+    }
+    /* Where stranding weighs 1 (no multi-GPU shapes) memory is left out, and
+     * every decision is change 3's. */
+    struct flexpu_engine *e = engine("flexpu");
+    add_node(e, "n", 96000, 384 * gib, 8, "G2", 0, NULL);
+    struct flexpu_pod_req one[1] = {req_mem(10000, 40 * gib, 1, 1000)};
+    assert_int_equal(flexpu_engine_set_workload(e, one, (double[]){1}, 1, NULL), 0);
+    assert_true(e->wl.strand_weight == 1.0);
+    assert_true(e->wl.mem_per_gpu_milli == 0);
+    /* Nor does change 7 apply where the workload asks more memory per GPU
+     * than the nodes hold (50 GiB per GPU of nodes with 48): the GPUs cannot
+     * all be fed, whatever the placement. */
+    struct flexpu_pod_req heavy[2] = {req_mem(10000, 50 * gib, 1, 1000),
+                                      req_mem(80000, 400 * gib, 8, 1000)};
+    assert_int_equal(flexpu_engine_set_workload(e, heavy, (double[]){10, 2}, 2, NULL), 0);
+    assert_true(e->wl.strand_weight == 1.0);
+    assert_true(e->wl.mem_per_gpu_milli == 0);
+    flexpu_engine_free(e);
+}
+
 /* Change 8: compute stranded by a node's CPU weighs only for the shapes
  * that can use the node's GPUs. Two nodes of 2 GPUs: V100 with 12 cores
  * and G3 with 80; the workload is one unconstrained 1-GPU shape and one
@@ -889,6 +958,7 @@ int main(void)
         cmocka_unit_test(test_flexpu_model_pressure_weights),
         cmocka_unit_test(test_flexpu_cpu_pod_spares_tight_node),
         cmocka_unit_test(test_flexpu_opens_a_node_rather_than_strand_a_gpu),
+        cmocka_unit_test(test_flexpu_opens_a_node_rather_than_strand_a_gpu_by_memory),
         cmocka_unit_test(test_flexpu_strands_only_for_shapes_that_can_use_the_node),
         cmocka_unit_test(test_dotprod_and_random_stay_feasible),
         cmocka_unit_test(test_random_spreads_over_identical_nodes),
