@@ -527,6 +527,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "flexpu-node: %s\n", err.msg);
         return 1;
     }
+    /* A borrower on a GPU of this node leaves the remote slices' memory
+     * alone, as a local owner's (plugin.h). */
+    if (a.remote)
+        fx_plugin_set_remote(a.plugin,
+                             &(struct fx_plugin_remote){.holds = fx_remote_node_holds,
+                                                        .ctx = a.remote});
     a.client = kube_client_new(&a.cfg, "flexpu-node", &err);
     if (!a.client) {
         fprintf(stderr, "flexpu-node: %s\n", err.msg);

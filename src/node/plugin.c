@@ -66,6 +66,8 @@ struct fx_plugin {
     /* Borrowers killed for an owner's memory (reclaim_mem.h), kept in
      * <root>/reclaimed across restarts (reclaimed.h). */
     struct fx_reclaimed reclaimed;
+    /* The remote slices served from this node's GPUs (fx_plugin_set_remote). */
+    struct fx_plugin_remote remote;
 };
 
 static void deadline_ts(struct timespec *ts, int ms)
@@ -156,6 +158,13 @@ struct fx_plugin *fx_plugin_new(const struct fx_plugin_config *cfg, const struct
         fx_mps_keep_only(p->mps, slice_known, p);
     }
     return p;
+}
+
+void fx_plugin_set_remote(struct fx_plugin *p, const struct fx_plugin_remote *remote)
+{
+    pthread_mutex_lock(&p->mu);
+    p->remote = *remote;
+    pthread_mutex_unlock(&p->mu);
 }
 
 struct fx_mps *fx_plugin_mps(struct fx_plugin *p)
@@ -273,8 +282,9 @@ static void pod_gone(struct fx_plugin *p, size_t i)
  * reserved (fx_borrow_fits), or, placed with --borrow-mem idle, what its
  * owners do not use either, measured in their ledgers now
  * (fx_borrow_fits_idle: the scheduler's rule), as this agent sees the pods
- * bound here: the scheduler's word is not taken for it. True, with why,
- * when it does not fit. Called with the mutex held. */
+ * bound here and the remote slices it serves on that GPU (always owners:
+ * fx_plugin_set_remote): the scheduler's word is not taken for it. True,
+ * with why, when it does not fit. Called with the mutex held. */
 static bool borrow_refused(struct fx_plugin *p, const struct npod *np, char *why, size_t len)
 {
     if (fx_reclaimed_has(&p->reclaimed, np->uid)) {
@@ -308,6 +318,16 @@ static bool borrow_refused(struct fx_plugin *p, const struct npod *np, char *why
         if (o && o->alloc.borrowed)
             bkeys[nb++] = r->key;
     }
+    int nremote = 0;
+    if (p->remote.holds && n < 64) {
+        nremote = p->remote.holds(p->remote.ctx, mine->uuid, holds + n, 64 - n);
+        if (nremote < 0) {
+            snprintf(why, len, "the remote slices this node serves on GPU %s are not listed "
+                     "yet (the agent is starting): what they reserve is not known", mine->uuid);
+            return true;
+        }
+        n = nremote > 64 - n ? 64 : n + nremote;
+    }
     int64_t gpu_mem = p->gpus[g].mem_bytes;
     struct flexpu_error err = {0};
     int rc = n == 64 ? -1
@@ -318,7 +338,13 @@ static bool borrow_refused(struct fx_plugin *p, const struct npod *np, char *why
                                      &err)
                : fx_borrow_fits(gpu_mem, holds, n, mine->mem, &err);
     if (rc != 0) {
-        snprintf(why, len, "%s", n == 64 ? "too many allocations on its GPU" : err.msg);
+        if (n == 64)
+            snprintf(why, len, "too many allocations on its GPU");
+        else if (nremote > 0)
+            snprintf(why, len, "%d of its GPU's slices are remote ones this node serves; %s",
+                     nremote, err.msg);
+        else
+            snprintf(why, len, "%s", err.msg);
         return true;
     }
     return false;

@@ -26,6 +26,7 @@
 #include <jansson.h>
 
 #include "flexpu/error.h"
+#include "kube/contract.h"
 #include "kube/kube.h"
 #include "node/dirlimit.h"
 #include "node/gpus.h"
@@ -107,6 +108,20 @@ void fx_plugin_reclaimed(void *ctx, const struct fx_reclaim_note *note);
  * borrower's pod is not known here (no event). */
 bool fx_plugin_reclaim_event(struct fx_plugin *p, const struct fx_reclaim_note *note,
                              struct kube_pod_event *out);
+
+/* The remote slices this node's agent serves on its GPUs (remote_agent.h):
+ * pods bound to other nodes, so not among the pods the plugin sees, whose
+ * reserved memory on a GPU of this node a borrower must leave alone as a
+ * local owner's. holds(ctx, uuid, out, max) writes what each remote slice
+ * on GPU uuid holds (at most max) and returns how many there are (more than
+ * max when they do not fit), or -1 while they are not known (the remote
+ * watch's first list has not come in). */
+struct fx_plugin_remote {
+    int (*holds)(void *ctx, const char *uuid, struct fx_gpu_hold *out, int max);
+    void *ctx;
+};
+/* Sets them (before the pods are watched; NULL fields: none). */
+void fx_plugin_set_remote(struct fx_plugin *p, const struct fx_plugin_remote *remote);
 
 /* The namespace/name of the pod with UID uid (for metrics); 0 when known. */
 int fx_plugin_pod_name(struct fx_plugin *p, const char *uid, char *ns, size_t ns_len, char *name,

@@ -642,6 +642,27 @@ static void *sup_main(void *p)
     return NULL;
 }
 
+int fx_remote_serve_holds(struct fx_remote_serve *s, const char *uuid, struct fx_gpu_hold *out,
+                          int max)
+{
+    int n = 0;
+    pthread_mutex_lock(&s->mu);
+    if (!s->synced) {
+        pthread_mutex_unlock(&s->mu);
+        return -1;
+    }
+    /* A server stopping (its pod gone) may still hold its memory: counted
+     * until it is reaped. sv is the last plan that passed the checks. */
+    for (const struct rslice *r = s->slices; r; r = r->next)
+        if ((r->want || r->pid > 0) && r->sv.gpu_uuid[0] && strcmp(r->sv.gpu_uuid, uuid) == 0) {
+            if (n < max)
+                out[n] = (struct fx_gpu_hold){.mem = r->sv.slice.memory, .borrowed = false};
+            n++;
+        }
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
 struct fx_remote_serve *fx_remote_serve_start(const struct fx_remote_serve_config *cfg,
                                               struct flexpu_error *err)
 {

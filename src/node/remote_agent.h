@@ -65,6 +65,16 @@ struct fx_remote_serve *fx_remote_serve_start(const struct fx_remote_serve_confi
  * them), unless stop_servers. */
 void fx_remote_serve_stop(struct fx_remote_serve *s, bool stop_servers);
 
+/* What the remote slices served here hold on GPU uuid, for the device
+ * plugin's check of a borrower (plugin.h, fx_plugin_remote): one owner's
+ * hold (its memory quota) per slice whose pod is here and checked, or whose
+ * server still runs, from the allocation the watch parsed; at most max in
+ * out. Returns how many there are (more than max when they do not fit), or
+ * -1 before the first full list of pods (an adopted server's slice is not
+ * known until then). */
+int fx_remote_serve_holds(struct fx_remote_serve *s, const char *uuid, struct fx_gpu_hold *out,
+                          int max);
+
 /* Parses "A-B" (1 <= A <= B <= 65535) as the servers' port range. */
 int fx_remote_port_range_parse(const char *text, int *lo, int *hi, struct flexpu_error *err);
 

@@ -190,6 +190,12 @@ void fx_remote_node_pod_event(struct fx_remote_node *r, enum kube_event ev, json
     fx_remote_plugin_pod_event(r->plugin, ev, pod);
 }
 
+int fx_remote_node_holds(void *ctx, const char *uuid, struct fx_gpu_hold *out, int max)
+{
+    struct fx_remote_node *r = ctx;
+    return r && r->serve ? fx_remote_serve_holds(r->serve, uuid, out, max) : 0;
+}
+
 void fx_remote_node_tick(struct fx_remote_node *r)
 {
     if (r && r->plugin)

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 
 #include "flexpu/error.h"
+#include "kube/contract.h"
 #include "kube/kube.h"
 #include "node/gpus.h"
 #include "node/dirlimit.h"
@@ -87,6 +88,11 @@ struct fx_remote_node *fx_remote_node_start(const struct fx_remote_opts *o, cons
 
 /* The pod watch's events (pods bound to this node), for the remote plugin. */
 void fx_remote_node_pod_event(struct fx_remote_node *r, enum kube_event ev, json_t *pod);
+
+/* For the GPU device plugin's borrower check (plugin.h, fx_plugin_remote;
+ * ctx: the fx_remote_node): what the remote slices this node serves hold
+ * on GPU uuid (fx_remote_serve_holds); 0 on a node that serves none. */
+int fx_remote_node_holds(void *ctx, const char *uuid, struct fx_gpu_hold *out, int max);
 
 /* Once a second from the main loop. */
 void fx_remote_node_tick(struct fx_remote_node *r);

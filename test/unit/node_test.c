@@ -1100,6 +1100,103 @@ static void test_plugin_borrow_idle(void **state)
     fx_grpc_server_stop(prs);
 }
 
+/* The remote slices this node serves (remote_agent.h) as the plugin's
+ * check of a borrower sees them: 30 GiB on GPU-test-2, or not known yet
+ * (-1: the remote watch's first list has not come in). */
+static int remote_known = -1;
+
+static int fake_remote_holds(void *ctx, const char *uuid, struct fx_gpu_hold *out, int max)
+{
+    assert_string_equal(ctx, "remote");
+    if (remote_known < 0)
+        return -1;
+    if (strcmp(uuid, "GPU-test-2") != 0)
+        return 0;
+    if (max > 0)
+        out[0] = (struct fx_gpu_hold){.mem = 30LL << 30};
+    return 1;
+}
+
+/* A remote slice served from a GPU of this node is an owner there (issue
+ * 17): its pod is bound to another node, so the plugin's own pods do not
+ * show it, yet a borrower must leave its reserved memory alone. On GPU 2
+ * (80 GiB) o reserves 40 GiB and a remote slice 30: r (16 GiB) would fit
+ * beside o alone and is refused, naming the remote slice; s (8 GiB) fits
+ * in the 10 left. Before the remote slices are known, s is refused too. */
+static void test_plugin_borrow_remote_owner(void **state)
+{
+    (void)state;
+    fake_gpus_init("GPU-test-", false);
+    nheld = 0;
+    remote_known = -1;
+    char podres[300], dp[300];
+    snprintf(podres, sizeof(podres), "%s/podres.sock", tmpdir);
+    snprintf(dp, sizeof(dp), "%s/dp.sock", tmpdir);
+    struct flexpu_error err = {0};
+    struct fx_grpc_server *prs = fx_grpc_server_start(podres, podres_methods, NULL, &err);
+    assert_non_null(prs);
+    struct fx_plugin_config pc = {.node_name = "n1", .root = tmpdir, .podresources = podres,
+                                  .wait_ms = 1500};
+    struct fx_plugin *p = fx_plugin_new(&pc, fake_gpus, NGPU, &err);
+    assert_non_null(p);
+    fx_plugin_set_remote(p, &(struct fx_plugin_remote){.holds = fake_remote_holds,
+                                                       .ctx = "remote"});
+    struct fx_grpc_server *dps = fx_grpc_server_start(dp, fx_plugin_methods, p, &err);
+    assert_non_null(dps);
+    fx_plugin_pod_event(p, KUBE_SYNC_BEGIN, NULL);
+    json_t *po = pod("o", "uid-o", (int[]){2}, 1, 40, 40LL << 30);
+    fx_plugin_pod_event(p, KUBE_ADDED, po);
+    fx_plugin_pod_event(p, KUBE_SYNC_END, NULL);
+    json_t *pr = borrower("r", "uid-r", 2, 20, 16LL << 30, true);
+    json_t *ps = borrower("s", "uid-s", 2, 20, 8LL << 30, true);
+    fx_plugin_pod_event(p, KUBE_ADDED, pr);
+    fx_plugin_pod_event(p, KUBE_ADDED, ps);
+    char *ids_r[] = {"GPU-test-2::10"}, *ids_s[] = {"GPU-test-2::11"};
+    char dir_r[400], dir_s[400];
+    conf_dir_of(dp, ids_r, dir_r, sizeof(dir_r));
+    conf_dir_of(dp, ids_s, dir_s, sizeof(dir_s));
+    /* Not known yet: refused, saying why. */
+    hold("default", "s", ids_s, 1);
+    struct fx_grpc_reply r = prestart_call(dp, ids_s, 1);
+    assert_int_equal(r.status, FX_GRPC_FAILED_PRECONDITION);
+    if (!strstr(r.message, "pod default/s") || !strstr(r.message, "not listed yet"))
+        fail_msg("refusal '%s' does not name s and why", r.message);
+    remote_known = 1;
+    hold("default", "r", ids_r, 1);
+    r = prestart_call(dp, ids_r, 1);
+    assert_int_equal(r.status, FX_GRPC_FAILED_PRECONDITION);
+    if (!strstr(r.message, "pod default/r") || !strstr(r.message, "1 of its GPU's slices are "
+                                                               "remote") ||
+        !strstr(r.message, "reserve 75161927680"))
+        fail_msg("refusal '%s' does not name r, the remote slice and the memory", r.message);
+    char path[500];
+    snprintf(path, sizeof(path), "%.400s/slice.conf", dir_r);
+    struct fx_slice_config cfg;
+    fx_config_defaults(&cfg);
+    struct flexpu_error lerr = {0};
+    assert_int_not_equal(fx_config_load_file(&cfg, path, &lerr), 1);
+    /* r's allocation still counts while its pod is bound here. */
+    fx_plugin_pod_event(p, KUBE_DELETED, pr);
+    hold("default", "s", ids_s, 1);
+    r = prestart_call(dp, ids_s, 1);
+    if (r.status != FX_GRPC_OK)
+        fail_msg("s refused beside the remote slice: %s", r.message);
+    free(r.data);
+    snprintf(path, sizeof(path), "%.400s/slice.conf", dir_s);
+    fx_config_defaults(&cfg);
+    assert_int_equal(fx_config_load_file(&cfg, path, &lerr), 1);
+    assert_int_equal(cfg.memory_limit, 8LL << 30);
+    json_t *pods[3] = {po, pr, ps};
+    for (int k = 0; k < 3; k++) {
+        if (pods[k] != pr)
+            fx_plugin_pod_event(p, KUBE_DELETED, pods[k]);
+        json_decref(pods[k]);
+    }
+    fx_grpc_server_stop(dps);
+    fx_plugin_free(p);
+    fx_grpc_server_stop(prs);
+}
+
 /* A borrower killed for an owner's memory stays refused when the agent
  * restarts (issue 16): the mark is read back from <root>/reclaimed, so its
  * container's restart cannot take the owner's memory again; the mark goes
@@ -1711,6 +1808,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_size_limits_propagation, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_plugin_calls, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_plugin_borrow_idle, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_plugin_borrow_remote_owner, setup_dir,
+                                        teardown_dir),
         cmocka_unit_test_setup_teardown(test_plugin_reclaimed_survives_restart, setup_dir,
                                         teardown_dir),
         cmocka_unit_test_setup_teardown(test_preferred_must_include, setup_dir, teardown_dir),

@@ -660,6 +660,16 @@ static void test_agent_watch(void **state)
      * slice.conf, its ledger directory the server's user's alone. */
     check_server_slice(root, "uid-new", 50, 1410, as_root);
     check_server_slice(root, "uid-legacy", 100, 0, as_root);
+    /* What the device plugin's borrower check counts on each GPU: both
+     * slices, owners of their memory, on GPU-g1-0; nothing on GPU-g1-1. */
+    struct fx_gpu_hold holds[4];
+    assert_int_equal(fx_remote_serve_holds(s, "GPU-g1-0", holds, 4), 2);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(holds[i].mem, fx_default_slice_mem(1, 30, 0, 80 * GIB));
+        assert_false(holds[i].borrowed);
+    }
+    assert_int_equal(fx_remote_serve_holds(s, "GPU-g1-1", holds, 4), 0);
+    assert_int_equal(fx_remote_serve_holds(s, "GPU-g1-0", holds, 1), 2); /* counted, 1 written */
     /* Through label lists and watches and read-backs, the legacy pod's
      * server stays. */
     usleep(1500000);
@@ -697,6 +707,7 @@ static void test_agent_watch(void **state)
     /* Its slice went with it: the arbiter forgets it. */
     assert_true(slice_gone_within(root, "uid-legacy", 5000));
     assert_true(slice_exists(root, "uid-new"));
+    assert_int_equal(fx_remote_serve_holds(s, "GPU-g1-0", holds, 4), 1);
     fx_remote_serve_stop(s, true);
     assert_false(server_running(root, "uid-new"));
     assert_false(slice_exists(root, "uid-new"));
