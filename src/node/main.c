@@ -528,10 +528,12 @@ int main(int argc, char **argv)
         return 1;
     }
     /* A borrower on a GPU of this node leaves the remote slices' memory
-     * alone, as a local owner's (plugin.h). */
+     * alone, as a local owner's, and the metrics name their pods
+     * (plugin.h). */
     if (a.remote)
         fx_plugin_set_remote(a.plugin,
                              &(struct fx_plugin_remote){.holds = fx_remote_node_holds,
+                                                        .pod_name = fx_remote_node_pod_name,
                                                         .ctx = a.remote});
     a.client = kube_client_new(&a.cfg, "flexpu-node", &err);
     if (!a.client) {

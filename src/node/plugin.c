@@ -14,6 +14,7 @@
 #include "kube/contract.h"
 #include "node/dp_reply.h"
 #include "node/reclaimed.h"
+#include "node/remote.h"
 #include "node/slices.h"
 #include "podresources/v1/api.pb-c.h"
 #include "util/clock.h"
@@ -557,9 +558,14 @@ static bool reclaim_event(struct fx_plugin *p, const struct fx_reclaim_note *not
     snprintf(out->type, sizeof(out->type), "Warning");
     snprintf(out->reason, sizeof(out->reason), "MemoryReclaimed");
     out->series = true; /* a pod killed again: one Event, its count raised */
-    char owner[340], asked[64];
+    char owner[340], asked[64], rns[64], rname[256];
+    size_t rp = strlen(FX_REMOTE_KEY_PREFIX);
     if (o)
         snprintf(owner, sizeof(owner), "pod %.63s/%.253s", o->ns, o->name);
+    else if (strncmp(note->owner_key, FX_REMOTE_KEY_PREFIX, rp) == 0 && p->remote.pod_name &&
+             p->remote.pod_name(p->remote.ctx, note->owner_key + rp, rns, sizeof(rns), rname,
+                                sizeof(rname)) == 0)
+        snprintf(owner, sizeof(owner), "pod %.63s/%.240s (a remote slice)", rns, rname);
     else
         snprintf(owner, sizeof(owner), "slice %s (no pod of this node's allocations)",
                  note->owner_key);
@@ -616,8 +622,12 @@ int fx_plugin_pod_name(struct fx_plugin *p, const char *uid, char *ns, size_t ns
         snprintf(ns, ns_len, "%s", np->ns);
         snprintf(name, name_len, "%s", np->name);
     }
+    struct fx_plugin_remote remote = p->remote;
     pthread_mutex_unlock(&p->mu);
-    return np ? 0 : -1;
+    if (np)
+        return 0;
+    /* A remote slice's tenant is its pod's UID too (remote.h). */
+    return remote.pod_name ? remote.pod_name(remote.ctx, uid, ns, ns_len, name, name_len) : -1;
 }
 
 /* Pods bound here that wait for devices, oldest binding first, less those

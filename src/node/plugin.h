@@ -115,15 +115,22 @@ bool fx_plugin_reclaim_event(struct fx_plugin *p, const struct fx_reclaim_note *
  * local owner's. holds(ctx, uuid, out, max) writes what each remote slice
  * on GPU uuid holds (at most max) and returns how many there are (more than
  * max when they do not fit), or -1 while they are not known (the remote
- * watch's first list has not come in). */
+ * watch's first list has not come in). pod_name(ctx, uid, ...) names the
+ * pod of the remote slice whose tenant is uid (its pod UID), 0 when known:
+ * fx_plugin_pod_name (the metrics' labels) and a MemoryReclaimed Event
+ * whose owner is a remote slice name it as they name a local pod. */
 struct fx_plugin_remote {
     int (*holds)(void *ctx, const char *uuid, struct fx_gpu_hold *out, int max);
+    int (*pod_name)(void *ctx, const char *uid, char *ns, size_t ns_len, char *name,
+                    size_t name_len);
     void *ctx;
 };
 /* Sets them (before the pods are watched; NULL fields: none). */
 void fx_plugin_set_remote(struct fx_plugin *p, const struct fx_plugin_remote *remote);
 
-/* The namespace/name of the pod with UID uid (for metrics); 0 when known. */
+/* The namespace/name of the pod with UID uid (for metrics): a pod bound
+ * here, else a remote slice's served from here (fx_plugin_remote); 0 when
+ * known. */
 int fx_plugin_pod_name(struct fx_plugin *p, const char *uid, char *ns, size_t ns_len, char *name,
                        size_t name_len);
 

@@ -663,6 +663,20 @@ int fx_remote_serve_holds(struct fx_remote_serve *s, const char *uuid, struct fx
     return n;
 }
 
+int fx_remote_serve_pod_name(struct fx_remote_serve *s, const char *uid, char *ns, size_t ns_len,
+                             char *name, size_t name_len)
+{
+    pthread_mutex_lock(&s->mu);
+    const struct rslice *r = slice_get(s, uid, false);
+    bool known = r && r->name[0];
+    if (known) {
+        snprintf(ns, ns_len, "%s", r->ns);
+        snprintf(name, name_len, "%s", r->name);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return known ? 0 : -1;
+}
+
 struct fx_remote_serve *fx_remote_serve_start(const struct fx_remote_serve_config *cfg,
                                               struct flexpu_error *err)
 {

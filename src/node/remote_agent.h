@@ -75,6 +75,12 @@ void fx_remote_serve_stop(struct fx_remote_serve *s, bool stop_servers);
 int fx_remote_serve_holds(struct fx_remote_serve *s, const char *uuid, struct fx_gpu_hold *out,
                           int max);
 
+/* The namespace and name of the pod of the remote slice served here whose
+ * pod UID is uid, as the watch last saw it (the metrics' labels, plugin.h);
+ * -1 when no such slice is known. */
+int fx_remote_serve_pod_name(struct fx_remote_serve *s, const char *uid, char *ns, size_t ns_len,
+                             char *name, size_t name_len);
+
 /* Parses "A-B" (1 <= A <= B <= 65535) as the servers' port range. */
 int fx_remote_port_range_parse(const char *text, int *lo, int *hi, struct flexpu_error *err);
 

@@ -196,6 +196,14 @@ int fx_remote_node_holds(void *ctx, const char *uuid, struct fx_gpu_hold *out, i
     return r && r->serve ? fx_remote_serve_holds(r->serve, uuid, out, max) : 0;
 }
 
+int fx_remote_node_pod_name(void *ctx, const char *uid, char *ns, size_t ns_len, char *name,
+                            size_t name_len)
+{
+    struct fx_remote_node *r = ctx;
+    return r && r->serve ? fx_remote_serve_pod_name(r->serve, uid, ns, ns_len, name, name_len)
+                         : -1;
+}
+
 void fx_remote_node_tick(struct fx_remote_node *r)
 {
     if (r && r->plugin)

@@ -93,6 +93,10 @@ void fx_remote_node_pod_event(struct fx_remote_node *r, enum kube_event ev, json
  * ctx: the fx_remote_node): what the remote slices this node serves hold
  * on GPU uuid (fx_remote_serve_holds); 0 on a node that serves none. */
 int fx_remote_node_holds(void *ctx, const char *uuid, struct fx_gpu_hold *out, int max);
+/* The same's pod_name (fx_remote_serve_pod_name); -1 on a node that serves
+ * none. */
+int fx_remote_node_pod_name(void *ctx, const char *uid, char *ns, size_t ns_len, char *name,
+                            size_t name_len);
 
 /* Once a second from the main loop. */
 void fx_remote_node_tick(struct fx_remote_node *r);

@@ -1197,6 +1197,93 @@ static void test_plugin_borrow_remote_owner(void **state)
     fx_grpc_server_stop(prs);
 }
 
+static int fake_remote_name(void *ctx, const char *uid, char *ns, size_t ns_len, char *name,
+                            size_t name_len)
+{
+    assert_string_equal(ctx, "remote");
+    if (strcmp(uid, "uid-ra") != 0)
+        return -1;
+    snprintf(ns, ns_len, "t");
+    snprintf(name, name_len, "ra");
+    return 0;
+}
+
+static int plugin_name_of(void *ctx, const char *uid, char *ns, size_t ns_len, char *name,
+                          size_t name_len)
+{
+    return fx_plugin_pod_name(ctx, uid, ns, ns_len, name, name_len);
+}
+
+/* A remote slice's pod is named where a local slice's is (issue 17): its
+ * metrics rows carry its namespace and pod (main.c's labels come from
+ * fx_plugin_pod_name), and a borrower killed for it gets an Event naming
+ * that pod, not the slice's directory. */
+static void test_plugin_remote_names(void **state)
+{
+    (void)state;
+    fake_gpus_init("GPU-test-", false);
+    struct flexpu_error err = {0};
+    char podres[300];
+    snprintf(podres, sizeof(podres), "%s/podres.sock", tmpdir);
+    struct fx_plugin_config pc = {.node_name = "n1", .root = tmpdir, .podresources = podres};
+    struct fx_plugin *p = fx_plugin_new(&pc, fake_gpus, NGPU, &err);
+    assert_non_null(p);
+    fx_plugin_set_remote(p, &(struct fx_plugin_remote){.holds = fake_remote_holds,
+                                                       .pod_name = fake_remote_name,
+                                                       .ctx = "remote"});
+    fx_plugin_pod_event(p, KUBE_SYNC_BEGIN, NULL);
+    json_t *po = pod("o", "uid-o", (int[]){2}, 1, 40, 40LL << 30);
+    json_t *pb = borrower("b", "uid-b", 2, 20, 4LL << 30, true);
+    fx_plugin_pod_event(p, KUBE_ADDED, po);
+    fx_plugin_pod_event(p, KUBE_ADDED, pb);
+    fx_plugin_pod_event(p, KUBE_SYNC_END, NULL);
+    char ns[64], name[256];
+    assert_int_equal(fx_plugin_pod_name(p, "uid-o", ns, sizeof(ns), name, sizeof(name)), 0);
+    assert_string_equal(name, "o");
+    assert_int_equal(fx_plugin_pod_name(p, "uid-ra", ns, sizeof(ns), name, sizeof(name)), 0);
+    assert_string_equal(ns, "t");
+    assert_string_equal(name, "ra");
+    assert_int_equal(fx_plugin_pod_name(p, "uid-none", ns, sizeof(ns), name, sizeof(name)), -1);
+
+    /* The remote slice's ledger, as its server's processes write it
+     * (remote_agent.h: <root>/ledger/remote-<pod UID>, tenant the UID). */
+    struct fx_slice_config lc;
+    fx_config_defaults(&lc);
+    snprintf(lc.tenant, sizeof(lc.tenant), "uid-ra");
+    char ldir[400], ledgers[300];
+    snprintf(ledgers, sizeof(ledgers), "%s/ledger", tmpdir);
+    snprintf(ldir, sizeof(ldir), "%s/remote-uid-ra", ledgers);
+    struct fx_ledger_handle led;
+    assert_int_equal(fx_ledger_attach(&led, ldir, "GPU-test-2", 80LL << 30, &lc, &err), 0);
+    assert_int_equal(fx_ledger_charge(&led, 1LL << 30, 1), 0);
+    int n = NGPU;
+    struct fx_metrics_source src = {.ledger_root = ledgers, .gpus = fake_gpus, .ngpu = &n,
+                                    .pod = plugin_name_of, .ctx = p};
+    char *text = fx_metrics_render(&src);
+    assert_non_null(text);
+    const char *want = "flexpu_slice_memory_used_bytes{uuid=\"GPU-test-2\",tenant=\"uid-ra\","
+                       "namespace=\"t\",pod=\"ra\"} 1073741824\n";
+    if (!strstr(text, want))
+        fail_msg("metrics lack '%s' in:\n%s", want, text);
+    free(text);
+    fx_ledger_detach(&led);
+
+    struct kube_pod_event ev;
+    struct fx_reclaim_note note = {.uid = "uid-b", .gpu = "GPU-test-2",
+                                   .owner_key = "remote-uid-ra", .bytes = 1LL << 30};
+    assert_true(fx_plugin_reclaim_event(p, &note, &ev));
+    if (!strstr(ev.message, "owner pod t/ra (a remote slice)"))
+        fail_msg("event '%s' does not name the remote owner's pod", ev.message);
+    note.owner_key = "remote-uid-gone"; /* not known: named by its slice */
+    assert_true(fx_plugin_reclaim_event(p, &note, &ev));
+    assert_non_null(strstr(ev.message, "owner slice remote-uid-gone"));
+    fx_plugin_pod_event(p, KUBE_DELETED, po);
+    fx_plugin_pod_event(p, KUBE_DELETED, pb);
+    json_decref(po);
+    json_decref(pb);
+    fx_plugin_free(p);
+}
+
 /* A borrower killed for an owner's memory stays refused when the agent
  * restarts (issue 16): the mark is read back from <root>/reclaimed, so its
  * container's restart cannot take the owner's memory again; the mark goes
@@ -1810,6 +1897,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_plugin_borrow_idle, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_plugin_borrow_remote_owner, setup_dir,
                                         teardown_dir),
+        cmocka_unit_test_setup_teardown(test_plugin_remote_names, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_plugin_reclaimed_survives_restart, setup_dir,
                                         teardown_dir),
         cmocka_unit_test_setup_teardown(test_preferred_must_include, setup_dir, teardown_dir),

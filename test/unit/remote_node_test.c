@@ -670,6 +670,14 @@ static void test_agent_watch(void **state)
     }
     assert_int_equal(fx_remote_serve_holds(s, "GPU-g1-1", holds, 4), 0);
     assert_int_equal(fx_remote_serve_holds(s, "GPU-g1-0", holds, 1), 2); /* counted, 1 written */
+    /* Its pod's namespace and name, for the metrics' labels. */
+    char ns[64], name[256];
+    assert_int_equal(fx_remote_serve_pod_name(s, "uid-new", ns, sizeof(ns), name, sizeof(name)),
+                     0);
+    assert_string_equal(ns, "t");
+    assert_string_equal(name, "new");
+    assert_int_equal(fx_remote_serve_pod_name(s, "uid-foreign", ns, sizeof(ns), name,
+                                              sizeof(name)), -1);
     /* Through label lists and watches and read-backs, the legacy pod's
      * server stays. */
     usleep(1500000);
