@@ -40,6 +40,7 @@ struct rslice {
     struct fx_remote_server sv; /* as planned (port: the running server's) */
     char refused[256];          /* why its allocation was refused (said once) */
     pid_t pid;                  /* its server; 0: none */
+    unsigned run_uid;           /* its user from --remote-uid-range; 0: none taken */
     bool adopted;               /* started by an earlier agent: not our child */
     int port;
     int64_t started_ms, next_start_ms;
@@ -182,8 +183,9 @@ static void adopt(struct fx_remote_serve *s)
         slice_path(s, e->d_name, "server.pid", path, sizeof(path));
         FILE *f = fopen(path, "re");
         int pid = 0, port = 0;
+        unsigned run_uid = 0; /* absent: a server started before the uid range */
         if (f) {
-            if (fscanf(f, "%d %d", &pid, &port) != 2)
+            if (fscanf(f, "%d %d %u", &pid, &port, &run_uid) < 2)
                 pid = 0;
             fclose(f);
         }
@@ -202,10 +204,11 @@ static void adopt(struct fx_remote_serve *s)
         if (alive && (r = slice_get(s, e->d_name, true))) {
             r->pid = pid;
             r->port = port;
+            r->run_uid = run_uid; /* still taken: not given to another slice */
             r->adopted = true;
             r->started_ms = now_ms();
-            FX_INFO(COMP, "remote server adopted", "pod_uid=%s pid=%d port=%d", r->uid, pid,
-                    port);
+            FX_INFO(COMP, "remote server adopted", "pod_uid=%s pid=%d port=%d uid=%u", r->uid,
+                    pid, port, run_uid);
         } else {
             slice_files_remove(s, e->d_name);
         }
@@ -365,6 +368,64 @@ static bool passed_on(const char *kv)
     return false;
 }
 
+/* The real, effective and saved uids of the processes this agent sees
+ * (its PID namespace: the servers and their workers), at most max; how
+ * many were written. */
+static int uids_running(unsigned *out, int max)
+{
+    DIR *d = opendir("/proc");
+    int n = 0;
+    if (!d)
+        return 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n + 3 <= max) {
+        if (e->d_name[0] < '1' || e->d_name[0] > '9')
+            continue;
+        char path[300], line[256];
+        snprintf(path, sizeof(path), "/proc/%.200s/status", e->d_name);
+        FILE *f = fopen(path, "re");
+        if (!f)
+            continue; /* it ended */
+        unsigned ids[3];
+        while (fgets(line, sizeof(line), f))
+            if (sscanf(line, "Uid: %u %u %u", &ids[0], &ids[1], &ids[2]) == 3) {
+                for (int i = 0; i < 3; i++)
+                    out[n++] = ids[i];
+                break;
+            }
+        fclose(f);
+    }
+    closedir(d);
+    return n;
+}
+
+/* Lock held. A uid of --remote-uid-range for slice r: the one it has, or
+ * the lowest no other slice holds and no process runs as (one could signal
+ * the other); 0 when none is free. */
+static unsigned uid_take(struct fx_remote_serve *s, struct rslice *r)
+{
+    unsigned first = s->cfg.uid_first, last = s->cfg.uid_last;
+    if (r->run_uid >= first && r->run_uid <= last)
+        return r->run_uid;
+    enum { MAX_IDS = 3 * 8192 };
+    unsigned *running = malloc(MAX_IDS * sizeof(*running));
+    if (!running)
+        return 0;
+    int nrun = uids_running(running, MAX_IDS);
+    unsigned got = 0;
+    for (unsigned u = first; u <= last && !got; u++) {
+        bool used = false;
+        for (const struct rslice *o = s->slices; o && !used; o = o->next)
+            used = o != r && o->run_uid == u;
+        for (int i = 0; i < nrun && !used; i++)
+            used = running[i] == u;
+        if (!used)
+            got = r->run_uid = u;
+    }
+    free(running);
+    return got;
+}
+
 /* Lock held. Starts slice r's server; false with the reason logged. */
 static bool server_start(struct fx_remote_serve *s, struct rslice *r)
 {
@@ -391,6 +452,13 @@ static bool server_start(struct fx_remote_serve *s, struct rslice *r)
         return false;
     }
     r->sv.port = port;
+    /* Its user: its own from the range, else the servers' shared one. */
+    uid_t run = (uid_t)s->cfg.uid;
+    if (s->cfg.uid_first && !(run = (uid_t)uid_take(s, r))) {
+        FX_ERROR(COMP, "remote server: no uid free in --remote-uid-range", "pod=%s/%s "
+                 "uids=%u-%u", r->ns, r->name, s->cfg.uid_first, s->cfg.uid_last);
+        return false;
+    }
     /* A slice of the agent's arbiter, as a local slice (remote_agent.h). */
     snprintf(arb, sizeof(arb), "%.500s/arb", s->cfg.root);
     struct fx_slice_file f = r->sv.slice;
@@ -412,8 +480,8 @@ static bool server_start(struct fx_remote_serve *s, struct rslice *r)
                  r->uid);
         return false;
     }
-    if (fx_slice_prepare_server(s->cfg.root, key, &f, s->cfg.limits, s->cfg.drop,
-                                (uid_t)s->cfg.uid, (gid_t)s->cfg.gid, &err) != 0) {
+    if (fx_slice_prepare_server(s->cfg.root, key, &f, s->cfg.limits, s->cfg.drop, run,
+                                (gid_t)s->cfg.gid, &err) != 0) {
         FX_ERROR(COMP, "remote server: cannot prepare its slice", "pod=%s/%s key=%s "
                  "error=\"%s\"", r->ns, r->name, key, err.msg);
         return false;
@@ -436,8 +504,7 @@ static bool server_start(struct fx_remote_serve *s, struct rslice *r)
      * own user, no key, only its token (remote_spawn.h). */
     struct fx_remote_spawn sp = {.bin = s->cfg.server_bin, .argv = argv, .envp = envp,
                                  .token_path = token, .port_path = portf, .log_path = logf,
-                                 .drop = s->cfg.drop, .uid = (uid_t)s->cfg.uid,
-                                 .gid = (gid_t)s->cfg.gid};
+                                 .drop = s->cfg.drop, .uid = run, .gid = (gid_t)s->cfg.gid};
     pid_t pid;
     if (fx_remote_spawn(&sp, &pid, &err) != 0) {
         FX_ERROR(COMP, "remote server: cannot start", "pod=%s/%s bin=%s error=\"%s\"", r->ns,
@@ -445,7 +512,7 @@ static bool server_start(struct fx_remote_serve *s, struct rslice *r)
         return false;
     }
     char pidtext[64];
-    snprintf(pidtext, sizeof(pidtext), "%d %d\n", (int)pid, port);
+    snprintf(pidtext, sizeof(pidtext), "%d %d %u\n", (int)pid, port, r->run_uid);
     if (fx_file_replace(pidf, pidtext, 0600, &err) != 0)
         FX_WARN(COMP, "remote server: pid file not written (a restarted agent will not adopt "
                 "it)", "pod=%s/%s error=\"%s\"", r->ns, r->name, err.msg);
@@ -456,7 +523,7 @@ static bool server_start(struct fx_remote_serve *s, struct rslice *r)
     FX_INFO(COMP, "remote server started", "pod=%s/%s pod_uid=%s gpu=%s port=%d pid=%d "
             "share=%d memory=%lld uid=%d", r->ns, r->name, r->uid, r->sv.gpu_uuid, port,
             (int)pid, r->sv.slice.compute_share, (long long)r->sv.slice.memory,
-            s->cfg.drop ? (int)s->cfg.uid : (int)getuid());
+            s->cfg.drop ? (int)run : (int)getuid());
     return true;
 }
 

@@ -12,7 +12,7 @@
  * removes its files when the pod goes or ends.
  *
  * Each slice has a directory <root>/remote/<pod UID>/ (0700, root's): token
- * (0600), server.pid ("PID PORT"), server.log, port; the server gets the
+ * (0600), server.pid ("PID PORT UID"), server.log, port; the server gets the
  * token, log and port file as descriptors and runs as an unprivileged user
  * (remote_spawn.h). Its server is a slice of the node agent's arbiter as a
  * local slice is (fx_slice_prepare_server, key fx_remote_slice_key): its
@@ -52,6 +52,17 @@ struct fx_remote_serve_config {
     int cap_clock_mhz;       /* --cap-clock-mhz for capped servers' slices (slices.h); 0: off */
     bool drop;               /* run the servers as uid:gid (the agent is root) */
     unsigned uid, gid;
+    /* A user of its own for each slice's server (--remote-uid-range), from
+     * uid_first to uid_last, instead of uid (0: off). A slice's uid is
+     * taken when its server first starts, kept through its restarts and
+     * recorded in its server.pid ("PID PORT UID"), so an agent that adopts
+     * the server keeps it taken; it is free again when the slice's files
+     * are removed. A uid some process of this PID namespace runs as (a
+     * worker of a server that ended, anything else) is not taken. The
+     * ledger directory is the slice's uid's. Without drop (an agent that
+     * is not root) the uids are allocated all the same but the servers
+     * run as the agent. */
+    unsigned uid_first, uid_last;
 };
 
 struct fx_remote_serve;

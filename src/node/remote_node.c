@@ -53,6 +53,14 @@ int fx_remote_opt(struct fx_remote_opts *o, int ch, const char *arg)
     case 4: o->address = arg; return 0;
     case 5: o->server_bin = arg; return 0;
     case 6: o->runtime_lib = arg; return 0;
+    case 9: {
+        struct flexpu_error err = {0};
+        if (fx_remote_uid_range_parse(arg, &o->uid_first, &o->uid_last, &err)) {
+            fprintf(stderr, "flexpu-node: %s\n", err.msg);
+            return 2;
+        }
+        return 0;
+    }
     case 7:
     case 8: {
         struct flexpu_error err = {0};
@@ -72,22 +80,30 @@ int fx_remote_opt(struct fx_remote_opts *o, int ch, const char *arg)
  * cannot read the cluster key (docs/REMOTE.md, "The servers' privileges").
  * An agent that is not root cannot change user: its servers run as itself,
  * which can read the key (tests, a development machine), said once. */
-static int servers_user_check(const char *key_path, unsigned uid, struct flexpu_error *err)
+static int servers_user_check(const char *key_path, unsigned uid, unsigned first,
+                              unsigned last, struct flexpu_error *err)
 {
     struct stat st;
     if (geteuid() != 0) {
         FX_WARN(COMP, "not root: the remote servers run as this agent's user, not "
-                "--remote-uid, and could read the cluster key", "uid=%d remote_uid=%u",
-                (int)geteuid(), uid);
+                "--remote-uid or --remote-uid-range, and could read the cluster key",
+                "uid=%d remote_uid=%u", (int)geteuid(), uid);
         return 0;
     }
     /* The key refuses group and other bits (remote_key.c): its owner is
      * the one user besides root that may read it. */
-    if (stat(key_path, &st) == 0 && st.st_uid == uid)
+    if (stat(key_path, &st) != 0)
+        return 0;
+    if (!first && st.st_uid == uid)
         return flexpu_error_set(err, FLEXPU_EINVAL, "--remote-key '%s' belongs to uid %u, the "
                                 "remote servers' user (--remote-uid): they could read it; "
                                 "give the key to root or the servers another uid",
                                 key_path, uid);
+    if (first && st.st_uid >= first && st.st_uid <= last)
+        return flexpu_error_set(err, FLEXPU_EINVAL, "--remote-key '%s' belongs to uid %u, in "
+                                "the remote servers' --remote-uid-range %u-%u: one of them "
+                                "could read it; give the key to root or the servers another "
+                                "range", key_path, (unsigned)st.st_uid, first, last);
     return 0;
 }
 
@@ -164,16 +180,23 @@ struct fx_remote_node *fx_remote_node_start(const struct fx_remote_opts *o, cons
     snprintf(r->runtime_lib, sizeof(r->runtime_lib), "%s", o->runtime_lib ? o->runtime_lib : "");
     if (!o->runtime_lib)
         snprintf(r->runtime_lib, sizeof(r->runtime_lib), "%.500s/lib/libflexpu-cuda.so", root);
+    if (o->uid && o->uid_first) {
+        flexpu_error_set(err, FLEXPU_EINVAL, "--remote-uid %u and --remote-uid-range %u-%u: "
+                         "give one (a shared user, or one per slice)", o->uid, o->uid_first,
+                         o->uid_last);
+        goto fail;
+    }
     unsigned uid = o->uid ? o->uid : FX_REMOTE_UID_DEFAULT;
     unsigned gid = o->gid ? o->gid : FX_REMOTE_UID_DEFAULT;
-    if (servers_user_check(o->key_path, uid, err))
+    if (servers_user_check(o->key_path, uid, o->uid_first, o->uid_last, err))
         goto fail;
     struct fx_remote_serve_config sc = {
         .node = node, .root = root, .address = addr,
         .server_bin = o->server_bin ? o->server_bin : "/usr/bin/flexpu-remoted",
         .runtime_lib = r->runtime_lib, .limits = limits, .port_min = lo,
         .port_max = hi, .key = &r->key, .inv = &r->inv, .kube = kube,
-        .cap_clock_mhz = o->cap_clock_mhz, .drop = geteuid() == 0, .uid = uid, .gid = gid};
+        .cap_clock_mhz = o->cap_clock_mhz, .drop = geteuid() == 0, .uid = uid, .gid = gid,
+        .uid_first = o->uid_first, .uid_last = o->uid_last};
     if (!(r->serve = fx_remote_serve_start(&sc, err)))
         goto fail;
     return r;

@@ -24,6 +24,9 @@ struct fx_remote_opts {
     int slots;
     const char *key_path, *client_dir, *ports, *address, *server_bin, *runtime_lib;
     unsigned uid, gid; /* the servers' user and group; 0: the default, 65534 */
+    /* --remote-uid-range: a user of its own for each slice's server, from
+     * uid_first to uid_last (remote_agent.h); 0: all run as uid */
+    unsigned uid_first, uid_last;
     int cap_clock_mhz; /* --cap-clock-mhz (not a --remote-* option): the capped servers'
                         * slices carry it as local slices do; 0: off */
 };
@@ -34,7 +37,7 @@ struct fx_remote_opts {
 
 /* getopt_long codes of the --remote-* options: FX_REMOTE_OPT_FIRST.. */
 #define FX_REMOTE_OPT_FIRST 0x400
-#define FX_REMOTE_OPT_LAST (FX_REMOTE_OPT_FIRST + 8)
+#define FX_REMOTE_OPT_LAST (FX_REMOTE_OPT_FIRST + 9)
 #define FX_REMOTE_LONG_OPTS                                                                        \
     {"remote-slots", required_argument, 0, FX_REMOTE_OPT_FIRST},                                   \
         {"remote-key", required_argument, 0, FX_REMOTE_OPT_FIRST + 1},                             \
@@ -44,7 +47,8 @@ struct fx_remote_opts {
         {"remote-server", required_argument, 0, FX_REMOTE_OPT_FIRST + 5},                          \
         {"remote-runtime-library", required_argument, 0, FX_REMOTE_OPT_FIRST + 6},                 \
         {"remote-uid", required_argument, 0, FX_REMOTE_OPT_FIRST + 7},                             \
-        {"remote-gid", required_argument, 0, FX_REMOTE_OPT_FIRST + 8}
+        {"remote-gid", required_argument, 0, FX_REMOTE_OPT_FIRST + 8},                             \
+        {"remote-uid-range", required_argument, 0, FX_REMOTE_OPT_FIRST + 9}
 
 #define FX_REMOTE_USAGE                                                                            \
     "  --remote-slots N          a node without GPUs: offer N devices of flexpu.io/gpu\n"          \
@@ -61,7 +65,10 @@ struct fx_remote_opts {
     "                            (<root>/lib/libflexpu-cuda.so)\n"                                 \
     "  --remote-uid N            the servers' user, never root (65534); an agent\n"             \
     "                            that is not root runs them as itself, warning\n"              \
-    "  --remote-gid N            the servers' group, never root (65534)\n"
+    "  --remote-gid N            the servers' group, never root (65534)\n"                       \
+    "  --remote-uid-range A-B    a user of its own for each slice's server, from\n"          \
+    "                            A to B (ids nothing else on the node uses), instead\n"     \
+    "                            of one --remote-uid for all\n"
 
 /* One --remote-* option (ch in FX_REMOTE_OPT_FIRST..LAST); 2 with a message
  * on stderr when its value is bad. */

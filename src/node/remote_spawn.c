@@ -164,6 +164,32 @@ out:
     return rc;
 }
 
+int fx_remote_uid_range_parse(const char *text, unsigned *first, unsigned *last,
+                              struct flexpu_error *err)
+{
+    const char *dash = text ? strchr(text, '-') : NULL;
+    long long a = -1, b = -1;
+    if (dash && dash > text && dash[1] >= '0' && dash[1] <= '9' && *text >= '0' && *text <= '9') {
+        char *end;
+        errno = 0;
+        a = strtoll(text, &end, 10);
+        if (end != dash || errno)
+            a = -1;
+        b = strtoll(dash + 1, &end, 10);
+        if (*end || errno)
+            b = -1;
+    }
+    if (a < 1 || b < a || b > INT32_MAX)
+        return flexpu_error_field(err, FLEXPU_EINVAL, "--remote-uid-range", text ? text : "",
+                                  text ? strlen(text) : 0,
+                                  "must be FIRST-LAST, numeric ids from 1 to 2147483647 with "
+                                  "FIRST <= LAST (not 0: the servers must not run as root "
+                                  "beside the cluster key)");
+    *first = (unsigned)a;
+    *last = (unsigned)b;
+    return 0;
+}
+
 int fx_remote_id_parse(const char *flag, const char *text, unsigned *out,
                        struct flexpu_error *err)
 {

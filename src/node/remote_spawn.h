@@ -46,4 +46,9 @@ int fx_remote_spawn(const struct fx_remote_spawn *sp, pid_t *pid, struct flexpu_
 int fx_remote_id_parse(const char *flag, const char *text, unsigned *out,
                        struct flexpu_error *err);
 
+/* Parses --remote-uid-range "FIRST-LAST": decimal ids, 1 <= FIRST <= LAST
+ * <= 2^31-1 (never 0). FLEXPU_EINVAL naming the flag and the value. */
+int fx_remote_uid_range_parse(const char *text, unsigned *first, unsigned *last,
+                              struct flexpu_error *err);
+
 #endif

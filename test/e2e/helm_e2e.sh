@@ -141,6 +141,17 @@ holds '.spec.template.spec.containers[0].securityContext.capabilities.add ==
 out="$(helm template flexpu "$chart" --set node.remote.enabled=true --set node.remote.uid=0 2>&1)" &&
   fail "node.remote.uid 0 accepted"
 grep -q "node/remote/uid" <<<"$out" || fail "uid 0: $out"
+# A user per slice: the range replaces the shared uid; a malformed one is refused.
+u="$(obj "$(render flexpu -n flexpu-system --set node.remote.enabled=true \
+  --set node.remote.uidRange=70000-70099)" DaemonSet flexpu-node)"
+holds '.spec.template.spec.containers[0].args | index("--remote-uid-range=70000-70099") and
+    (map(select(startswith("--remote-uid="))) | length == 0) and index("--remote-gid=65534")' \
+  "$u" || fail "node.remote.uidRange: $u"
+for bad in 0-99 70000 a-b 70000-; do
+  out="$(helm template flexpu "$chart" --set node.remote.enabled=true \
+    --set node.remote.uidRange="$bad" 2>&1)" && fail "node.remote.uidRange $bad accepted"
+  grep -q "node/remote/uidRange" <<<"$out" || fail "uidRange $bad: $out"
+done
 np="$(obj "$r" NetworkPolicy flexpu-node-remote-servers)"
 holds '.spec.podSelector.matchLabels["app.kubernetes.io/name"] == "flexpu-node" and
     .spec.policyTypes == ["Ingress"] and
@@ -167,7 +178,7 @@ holds '.spec.ingress[0].from == [{"namespaceSelector": {"matchLabels": {"team": 
 out="$(helm template flexpu "$chart" --set node.remote.enabled=true \
   --set node.remote.networkPolicy.podCIDR=10.0.0.0 2>&1)" && fail "a podCIDR without a prefix accepted"
 grep -q "node/remote/networkPolicy/podCIDR" <<<"$out" || fail "bad podCIDR: $out"
-pass "node.remote: the servers run as uid/gid 65534 (values; 0 refused), the agent may change user and stop them (SETUID, SETGID, KILL, only with node.remote); a NetworkPolicy opens their ports to the cluster's pods, podCIDR or from, the metrics port as before"
+pass "node.remote: the servers run as uid/gid 65534 (values; 0 refused) or each slice as one of uidRange (malformed refused), the agent may change user and stop them (SETUID, SETGID, KILL, only with node.remote); a NetworkPolicy opens their ports to the cluster's pods, podCIDR or from, the metrics port as before"
 
 # --- overrides ---
 cat >"$work/over.yaml" <<'EOF'

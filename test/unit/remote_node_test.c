@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -25,6 +26,7 @@
 #include "http_fake.h"
 #include "node/remote.h"
 #include "node/remote_agent.h"
+#include "node/remote_node.h"
 #include "node/remote_spawn.h"
 #include "runtime/config.h"
 
@@ -448,6 +450,28 @@ static void test_remote_ids(void **state)
         assert_non_null(strstr(err.msg, "--remote-gid"));
     }
     assert_non_null(strstr(err.msg, "12x"));
+    /* --remote-uid-range FIRST-LAST: a user per slice */
+    unsigned a = 0, b = 0;
+    assert_int_equal(fx_remote_uid_range_parse("70000-70099", &a, &b, &err), 0);
+    assert_int_equal(a, 70000);
+    assert_int_equal(b, 70099);
+    assert_int_equal(fx_remote_uid_range_parse("5-5", &a, &b, &err), 0);
+    assert_true(a == 5 && b == 5);
+    const char *bad_ranges[] = {"0-5", "6-5", "", "70000", "a-b", "-5", "5-", "1-2147483648",
+                                "5-6x", "5--6", "+5-6", " 5-6", "99999999999999999999-1"};
+    for (size_t i = 0; i < sizeof(bad_ranges) / sizeof(bad_ranges[0]); i++) {
+        if (fx_remote_uid_range_parse(bad_ranges[i], &a, &b, &err) != FLEXPU_EINVAL)
+            fail_msg("range '%s' accepted", bad_ranges[i]);
+        if (!strstr(err.msg, "--remote-uid-range") || !strstr(err.msg, bad_ranges[i]))
+            fail_msg("error '%s' names neither the flag nor '%s'", err.msg, bad_ranges[i]);
+    }
+    assert_true(a == 5 && b == 5); /* unchanged on error */
+    /* The flag through flexpu-node's option table; a shared uid beside it
+     * is refused at start (fx_remote_node_start). */
+    struct fx_remote_opts o = {0};
+    assert_int_equal(fx_remote_opt(&o, FX_REMOTE_OPT_FIRST + 9, "70000-70009"), 0);
+    assert_true(o.uid_first == 70000 && o.uid_last == 70009);
+    assert_int_equal(fx_remote_opt(&o, FX_REMOTE_OPT_FIRST + 9, "0-9"), 2);
 }
 
 
@@ -570,13 +594,47 @@ static bool slice_gone_within(const char *root, const char *uid, int ms)
     return false;
 }
 
+/* The pid and the uid (from --remote-uid-range) server.pid records for
+ * uid's server ("PID PORT UID"); the uid 0 when it records none. */
+static unsigned recorded_uid(const char *root, const char *uid, int *pid)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/remote/%s/server.pid", root, uid);
+    FILE *f = fopen(path, "re");
+    int port = 0;
+    unsigned run_uid = 0;
+    *pid = 0;
+    if (f) {
+        if (fscanf(f, "%d %d %u", pid, &port, &run_uid) != 3)
+            run_uid = 0;
+        fclose(f);
+    }
+    return run_uid;
+}
+
+/* The real uid of process pid, from /proc; -1 when it is gone. */
+static long proc_uid(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "re");
+    long uid = -1;
+    unsigned r;
+    while (f && fgets(line, sizeof(line), f))
+        if (sscanf(line, "Uid: %u", &r) == 1)
+            uid = r;
+    if (f)
+        fclose(f);
+    return uid;
+}
+
 /* The slice the agent's arbiter reads for uid's server (30% of GPU-g1-0
  * and its memory, capped at `cap`): the policy in slice.conf, with the
  * host's directories, the borrowed GPUs' marks among them (an owner's),
  * and the cap's clock `clock` (--cap-clock-mhz, for a capped slice only);
  * the ledger directory 0700 and the servers' user's (as root). */
 static void check_server_slice(const char *root, const char *uid, int cap, int clock,
-                               bool as_root)
+                               bool as_root, unsigned run_uid)
 {
     char conf[512], ledger[512], arb[512], marks[512], line[600];
     snprintf(conf, sizeof(conf), "%s/slices/remote-%s/slice.conf", root, uid);
@@ -605,7 +663,7 @@ static void check_server_slice(const char *root, const char *uid, int cap, int c
     assert_int_equal(stat(ledger, &st), 0);
     assert_true(S_ISDIR(st.st_mode));
     assert_int_equal(st.st_mode & 07777, 0700);
-    assert_int_equal(st.st_uid, as_root ? 65534 : geteuid());
+    assert_int_equal(st.st_uid, as_root ? run_uid : geteuid());
     assert_int_equal(st.st_gid, as_root ? 65534 : getegid());
 }
 
@@ -613,7 +671,10 @@ static void check_server_slice(const char *root, const char *uid, int cap, int c
  * the scheduler labelled them), then lists and watches only the pods with
  * its label; the legacy pod's server is kept through the label watch's
  * lists (which do not show it) and stopped once its read-back finds it
- * gone. */
+ * gone. With --remote-uid-range each slice's server gets a uid of its own
+ * (its ledger directory that uid's), never one a process already runs as
+ * (as root: a process the test starts as the range's first), and a
+ * restarted agent that adopts the servers gives a new slice another. */
 static void test_agent_watch(void **state)
 {
     (void)state;
@@ -624,7 +685,29 @@ static void test_agent_watch(void **state)
     bool as_root = geteuid() == 0;
     char bin[256];
     snprintf(bin, sizeof(bin), "%s/fake-remoted", root);
-    write_file(bin, "#!/bin/sh\necho 7100 >&4\nexec sleep 60\n", 0755);
+    /* Its command line stays the server's (`fake-remoted ... --slice UID`):
+     * a restarted agent adopts it. */
+    write_file(bin, "#!/bin/bash\necho 7100 >&4\nexec -a \"$0\" /bin/sh -c 'sleep 60; :' \"$0\" "
+               "\"$@\"\n", 0755);
+    enum { UID0 = 3000000 };
+    pid_t busy = 0; /* as root: a process running as UID0, which no slice may get */
+    if (as_root) {
+        busy = fork();
+        assert_true(busy >= 0);
+        if (busy == 0) {
+            /* It ends with the test, even a failed one (the death signal
+             * is set after the change of user, which clears it). */
+            pid_t parent = getppid();
+            alarm(60);
+            if (setresgid(65534, 65534, 65534) == 0 && setresuid(UID0, UID0, UID0) == 0 &&
+                prctl(PR_SET_PDEATHSIG, SIGKILL) == 0 && getppid() == parent)
+                pause();
+            _exit(1);
+        }
+        for (int t = 0; t < 200 && proc_uid(busy) != UID0; t++)
+            usleep(10000);
+        assert_int_equal(proc_uid(busy), UID0);
+    }
     json_t *legacy = remote_pod("legacy", NULL), *labelled = remote_pod("new", "gpu-1");
     json_t *foreign = remote_pod("foreign", "gpu-2");
     /* Capped at 50%: its slice carries --cap-clock-mhz; the legacy pod's,
@@ -650,16 +733,30 @@ static void test_agent_watch(void **state)
         .runtime_lib = "/nonexistent/libflexpu-cuda.so", .port_min = 47100,
         .port_max = 47199, .key = &key, .inv = &inv, .kube = &kc, .tick_ms = 50,
         .legacy_check_ms = 200, .cap_clock_mhz = 1410, .drop = as_root, .uid = 65534,
-        .gid = 65534};
+        .gid = 65534, .uid_first = UID0, .uid_last = UID0 + 3};
     struct flexpu_error err = {0};
     struct fx_remote_serve *s = fx_remote_serve_start(&cfg, &err);
     assert_non_null(s);
     assert_true(wait_for(root, "uid-new", true, 10000));
     assert_true(wait_for(root, "uid-legacy", true, 10000));
+    /* Each server has a uid of its own from the range, recorded with its
+     * pid; as root it runs as that uid (not as the busy one's). */
+    int pid_new = 0, pid_legacy = 0;
+    unsigned u_new = recorded_uid(root, "uid-new", &pid_new),
+             u_legacy = recorded_uid(root, "uid-legacy", &pid_legacy);
+    unsigned lowest = as_root ? UID0 + 1 : UID0;
+    if (u_new < lowest || u_new > UID0 + 3 || u_legacy < lowest || u_legacy > UID0 + 3 ||
+        u_new == u_legacy)
+        fail_msg("uids %u and %u: want two different ones in %u-%u", u_new, u_legacy, lowest,
+                 UID0 + 3);
+    if (as_root) {
+        assert_int_equal(proc_uid(pid_new), u_new);
+        assert_int_equal(proc_uid(pid_legacy), u_legacy);
+    }
     /* Each server is a slice of the agent's arbiter: its policy in
      * slice.conf, its ledger directory the server's user's alone. */
-    check_server_slice(root, "uid-new", 50, 1410, as_root);
-    check_server_slice(root, "uid-legacy", 100, 0, as_root);
+    check_server_slice(root, "uid-new", 50, 1410, as_root, u_new);
+    check_server_slice(root, "uid-legacy", 100, 0, as_root, u_legacy);
     /* What the device plugin's borrower check counts on each GPU: both
      * slices, owners of their memory, on GPU-g1-0; nothing on GPU-g1-1. */
     struct fx_gpu_hold holds[4];
@@ -708,6 +805,28 @@ static void test_agent_watch(void **state)
     assert_true(selected >= 1);
     assert_true(watches >= 1);
     assert_true(readbacks >= 2);
+    /* A restarted agent adopts both servers, which keep their uids; a pod
+     * that came meanwhile gets the range's one uid left. */
+    fx_remote_serve_stop(s, false);
+    json_t *third = remote_pod("third", "gpu-1");
+    free(api.all);
+    free(api.labelled);
+    api.all = list_of(json_pack("[O, O, O, O]", legacy, labelled, foreign, third));
+    api.labelled = list_of(json_pack("[O, O]", labelled, third));
+    s = fx_remote_serve_start(&cfg, &err);
+    assert_non_null(s);
+    assert_true(wait_for(root, "uid-third", true, 10000));
+    int pid = 0, pid_third = 0;
+    assert_int_equal(recorded_uid(root, "uid-new", &pid), u_new);
+    assert_int_equal(pid, pid_new); /* adopted, not started again */
+    assert_int_equal(recorded_uid(root, "uid-legacy", &pid), u_legacy);
+    assert_int_equal(pid, pid_legacy);
+    unsigned u_third = recorded_uid(root, "uid-third", &pid_third);
+    if (u_third < lowest || u_third > UID0 + 3 || u_third == u_new || u_third == u_legacy)
+        fail_msg("the third slice got uid %u beside %u and %u", u_third, u_new, u_legacy);
+    check_server_slice(root, "uid-third", 100, 0, as_root, u_third);
+    if (as_root)
+        assert_int_equal(proc_uid(pid_third), u_third);
     /* The legacy pod gone: its server stops; the labelled one's stays. */
     api.legacy_gone = 1;
     assert_true(wait_for(root, "uid-legacy", false, 10000));
@@ -715,10 +834,16 @@ static void test_agent_watch(void **state)
     /* Its slice went with it: the arbiter forgets it. */
     assert_true(slice_gone_within(root, "uid-legacy", 5000));
     assert_true(slice_exists(root, "uid-new"));
-    assert_int_equal(fx_remote_serve_holds(s, "GPU-g1-0", holds, 4), 1);
+    assert_int_equal(fx_remote_serve_holds(s, "GPU-g1-0", holds, 4), 2); /* new, third */
     fx_remote_serve_stop(s, true);
     assert_false(server_running(root, "uid-new"));
     assert_false(slice_exists(root, "uid-new"));
+    assert_false(server_running(root, "uid-third"));
+    if (busy > 0) {
+        kill(busy, SIGKILL);
+        waitpid(busy, NULL, 0);
+    }
+    json_decref(third);
     http_stop(&srv);
     kube_config_free(&kc);
     free(api.all);
