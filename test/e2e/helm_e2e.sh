@@ -156,9 +156,14 @@ np="$(obj "$r" NetworkPolicy flexpu-node-remote-servers)"
 holds '.spec.podSelector.matchLabels["app.kubernetes.io/name"] == "flexpu-node" and
     .spec.policyTypes == ["Ingress"] and
     .spec.ingress[0].ports == [{"protocol": "TCP", "port": 7200, "endPort": 7210}] and
-    .spec.ingress[0].from == [{"namespaceSelector": {}}] and
+    .spec.ingress[0].from == [{"namespaceSelector": {}, "podSelector": {"matchExpressions":
+      [{"key": "flexpu.io/remote-gpu-node", "operator": "Exists"}]}}] and
     .spec.ingress[1].ports == [{"protocol": "TCP", "port": 9400}] and (.spec.ingress | length) == 2' \
   "$np" || fail "the servers' NetworkPolicy: $np"
+np="$(obj "$(render flexpu -n flexpu-system --set node.remote.enabled=true \
+  --set node.remote.networkPolicy.remotePodsOnly=false)" NetworkPolicy flexpu-node-remote-servers)"
+holds '.spec.ingress[0].from == [{"namespaceSelector": {}}]' "$np" ||
+  fail "the NetworkPolicy with remotePodsOnly false: $np"
 np="$(obj "$(render flexpu -n flexpu-system --set node.remote.enabled=true --set metrics.enabled=false \
   --set node.remote.networkPolicy.podCIDR=10.244.0.0/16)" NetworkPolicy flexpu-node-remote-servers)"
 holds '.spec.ingress == [{"ports": [{"protocol": "TCP", "port": 7100, "endPort": 7199}],
@@ -178,7 +183,7 @@ holds '.spec.ingress[0].from == [{"namespaceSelector": {"matchLabels": {"team": 
 out="$(helm template flexpu "$chart" --set node.remote.enabled=true \
   --set node.remote.networkPolicy.podCIDR=10.0.0.0 2>&1)" && fail "a podCIDR without a prefix accepted"
 grep -q "node/remote/networkPolicy/podCIDR" <<<"$out" || fail "bad podCIDR: $out"
-pass "node.remote: the servers run as uid/gid 65534 (values; 0 refused) or each slice as one of uidRange (malformed refused), the agent may change user and stop them (SETUID, SETGID, KILL, only with node.remote); a NetworkPolicy opens their ports to the cluster's pods, podCIDR or from, the metrics port as before"
+pass "node.remote: the servers run as uid/gid 65534 (values; 0 refused) or each slice as one of uidRange (malformed refused), the agent may change user and stop them (SETUID, SETGID, KILL, only with node.remote); a NetworkPolicy opens their ports to the pods holding a remote slice (by their label), the cluster's pods, podCIDR or from, the metrics port as before"
 
 # --- overrides ---
 cat >"$work/over.yaml" <<'EOF'
