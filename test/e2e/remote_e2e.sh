@@ -15,9 +15,11 @@
 #    under the key remote-<pod UID>, no shared state directory: its page,
 #    read by flexpu-smi, lists the slice's tenant while a program runs
 #    through the server), and records the endpoint on the pod; as root,
-#    the server runs as user 65534 with no_new_privs and holds no
-#    descriptor on the cluster key or its token file (neither of which
-#    that user can open);
+#    the server runs as a user of its own (--remote-uid-range 61000-61009,
+#    recorded in its server.pid, its ledger directory that user's; group
+#    65534) with no_new_privs and holds no descriptor on the cluster key or
+#    its token file (neither of which that user can open); the server
+#    killed and started again, and its agent restarted, it keeps that uid;
 #  - the kubelet's calls to cpu-r's plugin (test/e2e/remote_kubelet.c:
 #    options, preferred allocation, Allocate, PreStartContainer, with the
 #    PodResources API naming the pod) give what the container gets; the
@@ -62,8 +64,9 @@ e2e_on_exit() {
 # The cluster key, as the chart's Secret would mount it (0400).
 head -c 48 /dev/urandom | base64 -w0 >"$work/key"
 chmod 400 "$work/key"
-# As root, the agent runs the servers as 65534 (--remote-uid's default):
-# they must reach the arbiter's pages and their ledgers under $work/root.
+# As root, the agent runs each server as a uid of its own (61000-61009,
+# --remote-uid-range), group 65534: they must reach the arbiter's pages and
+# their ledgers under $work/root.
 chmod 711 "$work"
 
 # gpu-r: 2 CPUs (kwok_agent_node has 64: patched down), one GPU.
@@ -79,7 +82,7 @@ gpu_node() { # [ADDRESS, default 127.0.0.1]
   LD_LIBRARY_PATH="$build/test/fakecuda" FLEXPU_CONTEXT_OVERHEAD=16Mi ASAN_OPTIONS=detect_leaks=0 \
     start_node gpu-r --remote-key "$work/key" --remote-address "${1:-127.0.0.1}" \
     --remote-ports 17100-17110 --remote-server "$build/flexpu-remoted" \
-    --remote-runtime-library "$build/libflexpu-cuda.so"
+    --remote-runtime-library "$build/libflexpu-cuda.so" --remote-uid-range 61000-61009
 }
 gpu_node
 has_inv() { test -n "$(kubectl get node gpu-r -o jsonpath='{.metadata.annotations.flexpu\.io/gpus}')"; }
@@ -160,6 +163,9 @@ wait_for 30 "gpu-r recorded no endpoint" has_ep
 endpoint="$(ep)"
 [[ $endpoint == 127.0.0.1:171[01][0-9] ]] || fail "endpoint $endpoint"
 spid="$(cut -d' ' -f1 "$work/root/remote/$uid/server.pid")"
+# The slice's uid from the range, as its server.pid records it ("PID PORT UID").
+ruid="$(cut -d' ' -f3 "$work/root/remote/$uid/server.pid")"
+[[ $ruid =~ ^610(0[0-9])$ ]] || fail "the slice's uid '$ruid' is not of --remote-uid-range 61000-61009"
 # Its environment (readable only with CAP_SYS_PTRACE: the server makes
 # itself non-dumpable) has the slice's quota and nothing of the key.
 if env_text="$(tr '\0' ' ' <"/proc/$spid/environ" 2>/dev/null)"; then
@@ -168,24 +174,24 @@ if env_text="$(tr '\0' ' ' <"/proc/$spid/environ" 2>/dev/null)"; then
   ! grep -qF "$(cat "$work/key")" <<<"$env_text" || fail "the cluster key is in the server's environment"
 fi
 # What it runs as and holds (docs/REMOTE.md, "The servers' privileges"):
-# as root, the agent gives it user and group 65534, no supplementary
-# group, no_new_privs; no descriptor on the key nor on its token file (it
+# as root, the agent gives it the slice's uid and group 65534, no
+# supplementary group, no_new_privs; no descriptor on the key nor on its token file (it
 # read the token from the descriptor it was given, then closed it).
 status="$(cat "/proc/$spid/status")"
 grep -q $'^NoNewPrivs:\t1$' <<<"$status" || fail "the server may gain privileges: $status"
 if [ "$(id -u)" = 0 ]; then
-  grep -q $'^Uid:\t65534\t65534\t65534\t65534$' <<<"$status" &&
+  grep -q $'^Uid:\t'"$ruid"$'\t'"$ruid"$'\t'"$ruid"$'\t'"$ruid"'$' <<<"$status" &&
     grep -q $'^Gid:\t65534\t65534\t65534\t65534$' <<<"$status" &&
-    grep -q '^Groups:[[:space:]]*$' <<<"$status" || fail "the server is not user 65534: $status"
+    grep -q '^Groups:[[:space:]]*$' <<<"$status" || fail "the server is not user $ruid: $status"
   fds="$(ls -l "/proc/$spid/fd")"
   ! grep -q -e "$work/key" -e "$work/root/remote/$uid/token" <<<"$fds" ||
     fail "the server holds the key or its token file: $fds"
   # Its user cannot open the key, nor its own token file (root's).
-  ! setpriv --reuid 65534 --regid 65534 --clear-groups cat "$work/key" >/dev/null 2>&1 ||
-    fail "user 65534 can read the cluster key"
-  ! setpriv --reuid 65534 --regid 65534 --clear-groups cat "$work/root/remote/$uid/token" \
-    >/dev/null 2>&1 || fail "user 65534 can read the slice's token file"
-  ids="user 65534, no_new_privs, no key or token descriptor"
+  ! setpriv --reuid "$ruid" --regid 65534 --clear-groups cat "$work/key" >/dev/null 2>&1 ||
+    fail "user $ruid can read the cluster key"
+  ! setpriv --reuid "$ruid" --regid 65534 --clear-groups cat "$work/root/remote/$uid/token" \
+    >/dev/null 2>&1 || fail "user $ruid can read the slice's token file"
+  ids="the slice's own user $ruid, no_new_privs, no key or token descriptor"
 else
   grep -q "not root: the remote servers run as this agent's user" "$work/node.log" ||
     fail "the agent, not root, did not warn that it cannot change the servers' user"
@@ -204,7 +210,7 @@ grep -qx "tenant = $uid" "$conf" && grep -qx "compute_share = 30" "$conf" &&
   grep -qx "arbiter_dir = $work/root/arb" "$conf" ||
   fail "the server's slice.conf: $(cat "$conf" 2>&1)"
 owner="$(stat -c '%a %u:%g' "$work/root/ledger/$key")"
-if [ "$(id -u)" = 0 ]; then want_owner="700 65534:65534"; else want_owner="700 $(id -u):$(id -g)"; fi
+if [ "$(id -u)" = 0 ]; then want_owner="700 $ruid:65534"; else want_owner="700 $(id -u):$(id -g)"; fi
 [ "$owner" = "$want_owner" ] || fail "the server's ledger directory is '$owner', want '$want_owner'"
 [ ! -e "$work/root/state" ] || fail "the agent made a shared state directory: $(ls -ld "$work/root/state")"
 if env_text="$(tr '\0' ' ' <"/proc/$spid/environ" 2>/dev/null)"; then
@@ -229,24 +235,26 @@ kill -KILL -- "-$spid"
 newpid() { local p; p="$(cut -d' ' -f1 "$work/root/remote/$uid/server.pid" 2>/dev/null)"; [ -n "$p" ] && [ "$p" != "$spid" ] && kill -0 "$p"; }
 wait_for 20 "the killed server was not started again" newpid
 spid="$(cut -d' ' -f1 "$work/root/remote/$uid/server.pid")"
+[ "$(cut -d' ' -f3 "$work/root/remote/$uid/server.pid")" = "$ruid" ] ||
+  fail "the server started again left the slice's uid $ruid: $(cat "$work/root/remote/$uid/server.pid")"
 grep -q "remote server ended.*status=137" "$work/node.log" || fail "the agent logged no server end"
 wait_for 20 "no endpoint for the new server" has_ep
 same_ep() { [ "$(cat "$addrf")" = "$(ep)" ]; }
 wait_for 20 "the container's endpoint file does not follow the annotation" same_ep
 out="$(timeout 60 env -i PATH="$PATH" "${envs[@]}" ASAN_OPTIONS=detect_leaks=0 \
   "$build/test/remote/remote_app" basic 2>&1)" || fail "basic after a restart: $out"
-pass "the server killed: started again (pid $spid) at $(ep); the program runs through it"
+pass "the server killed: started again (pid $spid, the slice's uid $ruid kept) at $(ep); the program runs through it"
 
 # gpu-r's agent restarted: the server is adopted, not doubled.
 kill "$node_pid"
 wait "$node_pid" 2>/dev/null || true
 gpu_node
-wait_for 20 "the restarted agent did not adopt the server" grep -q "remote server adopted.*pid=$spid" "$work/node.log"
+wait_for 20 "the restarted agent did not adopt the server" grep -q "remote server adopted.*pid=$spid port=[0-9]* uid=$ruid" "$work/node.log"
 sleep 1
 kill -0 "$spid" || fail "the server died with its agent"
 [ "$(pgrep -fc -- "--slice $uid")" = 1 ] ||
   fail "not one server: $(pgrep -fa flexpu-remoted)"
-pass "gpu-r's agent restarted: server $spid adopted, still the only one"
+pass "gpu-r's agent restarted: server $spid adopted with its uid $ruid, still the only one"
 
 # A remote pod bound before the scheduler labelled pods (no label): gpu-r's
 # agent, restarted, keeps its server (its one full list at start finds the

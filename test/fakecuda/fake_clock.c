@@ -44,6 +44,10 @@ struct fake_clock_page *fake_clock_map(const char *dir, int dev)
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
     if (fd < 0)
         return NULL;
+    /* 0666 whatever the umask, as the device's other files (fake_ctx.c). */
+    if (fchmod(fd, 0666) != 0) {
+        /* another user's file: made so by its creator */
+    }
     /* Zero-filled when new: no busy time, no kernel running. Growing it
      * twice at once (two processes) is harmless. */
     struct stat sb;

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "fake_exports.h"
@@ -56,7 +57,14 @@ static int open_lock_file(int dev, const char *suffix)
 {
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/gpu%d.%s", fake.dir, dev, suffix);
-    return open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    /* 0666 whatever the creator's umask, as NVIDIA's /dev/nvidia* are:
+     * processes of other users (remote servers of a uid each) share the
+     * device. Refused for a file another user made, which is so already. */
+    if (fd >= 0 && fchmod(fd, 0666) != 0) {
+        /* not ours */
+    }
+    return fd;
 }
 
 static void ctx_free(struct fake_ctx *c)

@@ -827,6 +827,26 @@ static void test_agent_watch(void **state)
     check_server_slice(root, "uid-third", 100, 0, as_root, u_third);
     if (as_root)
         assert_int_equal(proc_uid(pid_third), u_third);
+    /* Restarted without the range (--remote-uid as before): a new slice's
+     * server runs as the shared uid, recording none; the adopted ones keep
+     * theirs. */
+    fx_remote_serve_stop(s, false);
+    json_t *shared = remote_pod("shared", "gpu-1");
+    free(api.all);
+    free(api.labelled);
+    api.all = list_of(json_pack("[O, O, O, O, O]", legacy, labelled, foreign, third, shared));
+    api.labelled = list_of(json_pack("[O, O, O]", labelled, third, shared));
+    cfg.uid_first = cfg.uid_last = 0;
+    s = fx_remote_serve_start(&cfg, &err);
+    assert_non_null(s);
+    assert_true(wait_for(root, "uid-shared", true, 10000));
+    int pid_shared = 0;
+    assert_int_equal(recorded_uid(root, "uid-shared", &pid_shared), 0);
+    check_server_slice(root, "uid-shared", 100, 0, as_root, 65534);
+    if (as_root)
+        assert_int_equal(proc_uid(pid_shared), 65534);
+    assert_int_equal(recorded_uid(root, "uid-third", &pid), u_third);
+    assert_int_equal(pid, pid_third);
     /* The legacy pod gone: its server stops; the labelled one's stays. */
     api.legacy_gone = 1;
     assert_true(wait_for(root, "uid-legacy", false, 10000));
@@ -834,16 +854,18 @@ static void test_agent_watch(void **state)
     /* Its slice went with it: the arbiter forgets it. */
     assert_true(slice_gone_within(root, "uid-legacy", 5000));
     assert_true(slice_exists(root, "uid-new"));
-    assert_int_equal(fx_remote_serve_holds(s, "GPU-g1-0", holds, 4), 2); /* new, third */
+    assert_int_equal(fx_remote_serve_holds(s, "GPU-g1-0", holds, 4), 3); /* new, third, shared */
     fx_remote_serve_stop(s, true);
     assert_false(server_running(root, "uid-new"));
     assert_false(slice_exists(root, "uid-new"));
     assert_false(server_running(root, "uid-third"));
+    assert_false(server_running(root, "uid-shared"));
     if (busy > 0) {
         kill(busy, SIGKILL);
         waitpid(busy, NULL, 0);
     }
     json_decref(third);
+    json_decref(shared);
     http_stop(&srv);
     kube_config_free(&kc);
     free(api.all);
