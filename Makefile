@@ -124,6 +124,8 @@ test: unit asan fuzz conformance image-test
 # the GPU node's agent (issue 17);
 # borrow_mem_e2e.sh, a borrower in memory an owner reserved, killed when the
 # owner's allocation needs it (the host's cgroup v2 when writable);
+# remote_borrow_e2e.sh, the same for a remote slice's owner, its server's
+# worker waiting while the GPU node's agent kills the borrower;
 # mig_e2e.sh, the node agent's MIG mode (MIG devices allocated whole).
 e2e: build
 	@test/e2e/scheduler_e2e.sh $(BUILD)
@@ -133,6 +135,7 @@ e2e: build
 	@test/e2e/borrow_e2e.sh $(BUILD)
 	@test/e2e/remote_e2e.sh $(BUILD)
 	@test/e2e/borrow_mem_e2e.sh $(BUILD)
+	@test/e2e/remote_borrow_e2e.sh $(BUILD)
 	@test/e2e/mig_e2e.sh $(BUILD)
 	@test/e2e/kubelet_e2e.sh $(BUILD)
 	@test/e2e/admission_e2e.sh $(BUILD)

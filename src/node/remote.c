@@ -97,11 +97,11 @@ int fx_remote_slice_key(const char *uid, char *out, size_t len)
 
 int fx_remote_server_cmd(const struct fx_remote_server *sv, const char *bin,
                          const char *runtime_lib, const char *arb_dir, const char *ledger_dir,
-                         char *buf, size_t len, char **argv, size_t nargv, char **envp,
+                         const char *borrowed_dir, char *buf, size_t len, char **argv, size_t nargv, char **envp,
                          size_t nenv, struct flexpu_error *err)
 {
     size_t at = 0, a = 0, e = 0;
-    if (nargv < 10 || nenv < 10)
+    if (nargv < 10 || nenv < 11)
         return flexpu_error_set(err, FLEXPU_ERANGE, "remote server: argv or envp too small");
     argv[a++] = put(buf, len, &at, "%s", bin);
     argv[a++] = put(buf, len, &at, "--listen");
@@ -127,6 +127,10 @@ int fx_remote_server_cmd(const struct fx_remote_server *sv, const char *bin,
      * and requests. */
     envp[e++] = put(buf, len, &at, "FLEXPU_ARBITER_DIR=%s", arb_dir);
     envp[e++] = put(buf, len, &at, "FLEXPU_LEDGER_DIR=%s", ledger_dir);
+    /* An owner: the runtime reads its settings from this environment (the
+     * server has no slice.conf), so without it the server's allocations
+     * would never wait for a borrower of its GPU to be killed. */
+    envp[e++] = put(buf, len, &at, "FLEXPU_BORROWED_DIR=%s", borrowed_dir);
     if (sv->slice.memory > 0)
         envp[e++] = put(buf, len, &at, "FLEXPU_MEMORY_LIMIT=%lld", (long long)sv->slice.memory);
     envp[e] = NULL;

@@ -63,12 +63,16 @@ int fx_remote_slice_key(const char *uid, char *out, size_t len);
  * FLEXPU_ARBITER_DIR (arb_dir: the node agent's arbiter pages) and
  * FLEXPU_LEDGER_DIR (ledger_dir: its slice's ledger directory): the
  * server runs as a slice of the agent's arbiter, as a local slice does
- * (runtime/arbagent.h), with no shared state. Each NULL-terminated; the
- * strings live in buf. FLEXPU_ERANGE when buf, argv (10 entries) or envp
- * (10) is too small. Nothing of the cluster key is in either. */
+ * (runtime/arbagent.h), with no shared state; and FLEXPU_BORROWED_DIR
+ * (borrowed_dir: the agent's marks of borrowed GPUs): a remote slice is an
+ * owner, whose allocation the driver refuses for a borrower's memory waits
+ * for the agent to kill the borrower (node/reclaim_mem.h), as a local
+ * owner's does. Each NULL-terminated; the strings live in buf.
+ * FLEXPU_ERANGE when buf, argv (10 entries) or envp (11) is too small.
+ * Nothing of the cluster key is in either. */
 int fx_remote_server_cmd(const struct fx_remote_server *sv, const char *bin,
                          const char *runtime_lib, const char *arb_dir, const char *ledger_dir,
-                         char *buf, size_t len, char **argv, size_t nargv, char **envp,
+                         const char *borrowed_dir, char *buf, size_t len, char **argv, size_t nargv, char **envp,
                          size_t nenv, struct flexpu_error *err);
 
 /* A fresh token in `path`: 32 bytes from getrandom as 64 hex characters,

@@ -487,8 +487,8 @@ static bool server_start(struct fx_remote_serve *s, struct rslice *r)
         return false;
     }
     char buf[4096], *argv[12], *envp[64];
-    if (fx_remote_server_cmd(&r->sv, s->cfg.server_bin, s->cfg.runtime_lib, arb, ledger, buf,
-                             sizeof(buf), argv, 10, envp, 12, &err) != 0) {
+    if (fx_remote_server_cmd(&r->sv, s->cfg.server_bin, s->cfg.runtime_lib, arb, ledger, marks,
+                             buf, sizeof(buf), argv, 10, envp, 12, &err) != 0) {
         FX_ERROR(COMP, "remote server: bad command", "pod=%s/%s error=\"%s\"", r->ns, r->name,
                  err.msg);
         return false;

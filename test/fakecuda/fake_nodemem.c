@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "fake_internal.h"
@@ -34,7 +35,14 @@ static int node_mem_on(void)
         return 0;
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/mem.%d", fake.dir, (int)getpid());
-    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    /* Readable by every process of the node whatever the umask, as a real
+     * GPU's memory is one for all its users: a remote slice's server runs
+     * as a user of its own and must see what a pod's process holds. */
+    if (fd >= 0 && fchmod(fd, 0644) != 0) {
+        close(fd);
+        fd = -1;
+    }
     if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) != 0) {
         fprintf(stderr, "fakecuda: cannot publish node memory in %s: %s\n", path,
                 strerror(errno));

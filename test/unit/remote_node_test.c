@@ -167,11 +167,12 @@ static void test_server_cmd(void **state)
     struct fx_remote_server sv;
     struct flexpu_error err = {0};
     assert_int_equal(fx_remote_server_plan(&s, "uid-1", &al, &inv, 7071, &sv, &err), 0);
-    char buf[2048], *argv[10], *envp[10];
+    char buf[2048], *argv[10], *envp[11];
     assert_int_equal(fx_remote_server_cmd(&sv, "/opt/flexpu/flexpu-remoted",
                                           "/opt/flexpu/libflexpu-cuda.so", "/var/lib/flexpu/arb",
-                                          "/var/lib/flexpu/ledger/remote-uid-1", buf,
-                                          sizeof(buf), argv, 10, envp, 10, &err),
+                                          "/var/lib/flexpu/ledger/remote-uid-1",
+                                          "/var/lib/flexpu/borrowed", buf, sizeof(buf), argv, 10,
+                                          envp, 11, &err),
                      0);
     assert_string_equal(argv[0], "/opt/flexpu/flexpu-remoted");
     assert_string_equal(argv[1], "--listen");
@@ -202,19 +203,22 @@ static void test_server_cmd(void **state)
     assert_true(has(envp, "FLEXPU_LEDGER_DIR=/var/lib/flexpu/ledger/remote-uid-1"));
     for (char **v = envp; *v; v++)
         assert_null(strstr(*v, "FLEXPU_STATE_DIR"));
+    /* An owner: its runtime, configured by this environment alone, waits
+     * for the borrowers of its GPU the agent marks (reclaim_mem.h). */
+    assert_true(has(envp, "FLEXPU_BORROWED_DIR=/var/lib/flexpu/borrowed"));
     char mem[64];
     snprintf(mem, sizeof(mem), "FLEXPU_MEMORY_LIMIT=%lld",
              (long long)fx_default_slice_mem(1, 30, 0, 80 * GIB));
     assert_true(has(envp, mem));
     /* Too small a buffer or array: refused, not cut. */
     assert_int_equal(fx_remote_server_cmd(&sv, "/opt/flexpu/flexpu-remoted", "/x.so", "/a",
-                                          "/l", buf, 60, argv, 10, envp, 10, &err),
+                                          "/l", "/m", buf, 60, argv, 10, envp, 11, &err),
                      FLEXPU_ERANGE);
-    assert_int_equal(fx_remote_server_cmd(&sv, "/b", "/x.so", "/a", "/l", buf, sizeof(buf), argv,
-                                          9, envp, 10, &err),
+    assert_int_equal(fx_remote_server_cmd(&sv, "/b", "/x.so", "/a", "/l", "/m", buf, sizeof(buf),
+                                          argv, 9, envp, 11, &err),
                      FLEXPU_ERANGE);
-    assert_int_equal(fx_remote_server_cmd(&sv, "/b", "/x.so", "/a", "/l", buf, sizeof(buf), argv,
-                                          10, envp, 9, &err),
+    assert_int_equal(fx_remote_server_cmd(&sv, "/b", "/x.so", "/a", "/l", "/m", buf, sizeof(buf),
+                                          argv, 10, envp, 10, &err),
                      FLEXPU_ERANGE);
     /* Its slice's key: never a local slice's (24 hexadecimal digits). */
     char key[80];
