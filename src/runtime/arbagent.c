@@ -54,6 +54,9 @@ struct gpu {
     /* A holder whose claimed work outlasted its drain: since when, and the
      * last round that charged it (0: none). */
     uint64_t overrun_since[FX_MAX_TENANTS], overrun_charged[FX_MAX_TENANTS];
+    /* Of the holder's running slice: the overruns' parts of the time they
+     * ran beside it (overrun_charge), kept off its charge. */
+    uint64_t shared_ns;
     uint64_t clock_next;         /* no SM clock sample before then */
     int clock_warned;
 };
@@ -511,20 +514,18 @@ static void sample_clock(struct fx_arb_agent *a, struct gpu *g, uint64_t now)
 /* A holder loses the GPU with work still claimed once its drain has taken
  * FX_ARB_AGENT_DRAIN_MAX_NS, and a settle at the start of contention ends
  * after as long, whatever is still claimed (arbiter.h: a claim is the
- * tenant's word). Work still claimed then is charged to its tenant round by
- * round, while it is claimed and its tenant does not hold the GPU, for
- * FX_ARB_DRAIN_MAX_NS at most: shared, like a settle, with the holder when
- * the holder has work in flight (their queues run side by side; the holder
- * also pays for its slice), whole when nobody else runs (a capped tenant
- * alone, whose cap it counts against). So an honest queue that needs more
- * than the drain (several processes, long kernels, a fast-path backlog) is
- * paid for as before, and a tenant claiming endless work pays for its
- * claims, never delaying the others for them. A holder cut short by a
- * higher priority leaves its rest uncharged, as on the shared state.
- * `h`: the holder before the decision; `ended`: when its slice ended (0:
- * not yet); `settled`: when a settle under way began (0: none). */
-static void charge_overrun(struct gpu *g, const struct fx_arb_activity *act, uint32_t h,
-                           uint64_t ended, uint64_t settled, uint64_t now)
+ * tenant's word). Work still claimed then is an overrun: charged to its
+ * tenant round by round, while it is claimed and its tenant does not hold
+ * the GPU, for FX_ARB_DRAIN_MAX_NS at most (overrun_charge), so an honest
+ * queue that needs more than the drain (several processes, long kernels, a
+ * fast-path backlog) is paid for as before, and a tenant claiming endless
+ * work pays for its claims, never delaying the others for them. A holder
+ * cut short by a higher priority leaves its rest uncharged, as on the
+ * shared state. This starts the overruns the round's decision made: `h`,
+ * the holder before it; `ended`, when its slice ended (0: not yet);
+ * `settled`, when a settle under way began (0: none). */
+static void overrun_start(struct gpu *g, const struct fx_arb_activity *act, uint32_t h,
+                          uint64_t ended, uint64_t settled, uint64_t now)
 {
     struct fx_arbiter *ar = &g->st->arb;
     uint32_t holder = LOAD(&ar->holder), demand = LOAD(&ar->demand);
@@ -535,18 +536,47 @@ static void charge_overrun(struct gpu *g, const struct fx_arb_activity *act, uin
         for (int t = 0; t < FX_MAX_TENANTS; t++)
             if (((demand >> t) & 1) && act[t].inflight && holder != (uint32_t)t + 1)
                 g->overrun_since[t] = g->overrun_charged[t] = now;
-    uint64_t running = holder && holder <= FX_MAX_TENANTS && act[holder - 1].inflight;
+}
+
+/* Charges the overruns for the time since the previous round, before this
+ * round's decision (which charges the holder's slice when it ends). The
+ * queues running side by side share that time: each overrun pays its part,
+ * and so does the holder when it holds a running slice and was busy this
+ * round (the time its slice's charge covers), which keeps the rest of it,
+ * the overruns' parts, off its charge (g->shared_ns, taken by
+ * fx_arb_decide). Without that the holder paid for its whole slice while
+ * it had only part of the GPU, and the two charges added up to more than
+ * the time that passed. Nobody else running, an overrun pays the whole time
+ * (a capped tenant alone, whose cap it counts against). A settle charges
+ * its tenants itself. */
+static void overrun_charge(struct gpu *g, const struct fx_arb_activity *act, uint64_t now)
+{
+    struct fx_arbiter *ar = &g->st->arb;
+    uint32_t h = LOAD(&ar->holder);
+    int started = h && h <= FX_MAX_TENANTS && LOAD(&ar->slice_started);
+    if (!started)
+        g->shared_ns = 0; /* a new slice, or none: nothing of it shared yet */
+    uint64_t running = 0, start = started ? LOAD(&ar->slice_start_ns) : now;
     for (int t = 0; t < FX_MAX_TENANTS; t++) {
-        if (g->overrun_since[t] && (!act[t].inflight || holder == (uint32_t)t + 1 ||
+        if (g->overrun_since[t] && (!act[t].inflight || h == (uint32_t)t + 1 ||
                                     now - g->overrun_since[t] >= FX_ARB_DRAIN_MAX_NS))
             g->overrun_since[t] = 0;
         running += g->overrun_since[t] != 0;
     }
+    int holder_runs = started && running && g->busy_seen[h - 1] == now;
+    running += holder_runs;
     for (int t = 0; t < FX_MAX_TENANTS; t++) {
         if (!g->overrun_since[t])
             continue;
-        if (!ar->settle_since_ns && now > g->overrun_charged[t])
-            fx_arb_charge(g->st, t, (now - g->overrun_charged[t]) / running);
+        uint64_t from = g->overrun_charged[t];
+        if (!ar->settle_since_ns && now > from) {
+            fx_arb_charge(g->st, t, (now - from) / running);
+            /* Of the part of that time the holder's slice covers, what is
+             * this overrun's is not the holder's. */
+            from = from > start ? from : start;
+            if (holder_runs && now > from)
+                g->shared_ns += (now - from) / running;
+        }
         g->overrun_charged[t] = now;
     }
 }
@@ -583,8 +613,11 @@ static int round_gpu(struct fx_arb_agent *a, struct gpu *g, uint64_t now)
                          ? LOAD(&ar->slice_end_ns)
                          : 0;
     uint64_t settled = ar->settle_since_ns;
+    overrun_charge(g, act, now);
+    if (h && h <= FX_MAX_TENANTS)
+        act[h - 1].shared_ns = g->shared_ns;
     fx_arb_decide(g->st, act, now, 1);
-    charge_overrun(g, act, h, ended, settled, now);
+    overrun_start(g, act, h, ended, settled, now);
     /* What the node's readers look for in process slots, per tenant. */
     for (int t = 0; t < FX_MAX_TENANTS; t++) {
         struct fx_proc_rec *p = &g->st->procs[t];

@@ -476,8 +476,10 @@ void fx_arb_decide(struct fx_gpu_state *st, const struct fx_arb_activity *act, u
             /* No slice lasts longer than its length and a full drain; more
              * would be a stale record, not GPU time. */
             uint64_t most = LOAD(&a->slice_len_ns) + FX_ARB_SLICE_NS + FX_ARB_DRAIN_MAX_NS;
-            if (used_until > start)
-                charge(ht, used_until - start < most ? used_until - start : most);
+            if (used_until > start) {
+                uint64_t ns = used_until - start < most ? used_until - start : most;
+                charge(ht, ns - (act[h].shared_ns < ns ? act[h].shared_ns : ns));
+            }
         } else if (holder_busy) {
             /* Granted and never used while it still claimed work (a stopped
              * process): the slice was its, and is charged, so it cannot be

@@ -27,7 +27,8 @@
  * about what they wait for an honest holder (a slice and its drain: 4
  * marked launches per process). What is still claimed after that is
  * charged to its tenant while it is (shared with the holder's work beside
- * it, FX_ARB_DRAIN_MAX_NS at most: arbagent.c), so an honest queue that
+ * it, which is charged only its part then; FX_ARB_DRAIN_MAX_NS at most:
+ * arbagent.c), so an honest queue that
  * needs longer (several processes, long kernels, a fast-path backlog),
  * running on beside the next holder, is paid for by its own tenant. */
 #define FX_ARB_AGENT_DRAIN_MAX_NS FX_ARB_SLICE_NS
@@ -120,6 +121,10 @@ struct fx_arb_activity {
     uint32_t reserved;
     uint64_t last_ns;            /* its last launch as the arbiter can tell (<= now) */
     uint64_t used_ns;            /* until when it used the GPU (now while it has work) */
+    /* Under the agent, of the holder's running slice: the part of the time
+     * other tenants' overruns ran beside it that is theirs (arbagent.c
+     * charges it to them), left out of its charge: 0 otherwise. */
+    uint64_t shared_ns;
 };
 
 /* Adds live process record `p` to its tenant's activity. p's seen_* fields

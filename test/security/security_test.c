@@ -575,7 +575,11 @@ static void test_claimed_work_stalls_a_neighbour_no_more_than_an_honest_one(void
     close(h.fd);
     victim_stop(&v);
     assert_true(hostile <= 2 * honest + 20 * 1000 * 1000ull);
-    assert_true(turns_honest >= 5 && turns_hostile >= 5);
+    /* Beside the claims the victim's turns are fewer and longer: the
+     * claims, charged for 200 ms after each of the attacker's turns, pay
+     * their part of the victim's slices beside them (4 turns a second
+     * since; 16 before). */
+    assert_true(turns_honest >= 5 && turns_hostile >= 3);
 }
 
 /* What a container sees of the agent's pages: a read-only mount (played
