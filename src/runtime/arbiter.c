@@ -378,11 +378,16 @@ void fx_arb_decide(struct fx_gpu_state *st, const struct fx_arb_activity *act, u
     int h = (int)hv - 1;
     /* Under the agent the holder cannot start its slice's clock itself (the
      * page is read-only to it): the agent starts it when it first sees the
-     * holder launch after the grant. */
+     * holder launch after the grant, and FX_ARB_AGENT_GRACE_NS after the
+     * grant at the latest, from then: the uncharged wait for the first
+     * launch is a claim like any other (a launch seen is the tenant's
+     * word), and a holder must not take a slice of it a turn. */
+    uint64_t granted = LOAD(&a->slice_start_ns), since = now > granted ? now - granted : 0;
     if (agent && h >= 0 && !LOAD(&a->slice_started) &&
-        (act[h].launching || act[h].last_ns > LOAD(&a->slice_start_ns))) {
-        STORE(&a->slice_start_ns, now);
-        STORE(&a->slice_end_ns, now + LOAD(&a->slice_len_ns));
+        (act[h].launching || act[h].last_ns > granted || since >= FX_ARB_AGENT_GRACE_NS)) {
+        uint64_t start = since < FX_ARB_AGENT_GRACE_NS ? now : granted + FX_ARB_AGENT_GRACE_NS;
+        STORE(&a->slice_start_ns, start);
+        STORE(&a->slice_end_ns, start + LOAD(&a->slice_len_ns));
         STORE(&a->slice_started, 1u);
     }
     int lowest = 3;
@@ -501,7 +506,8 @@ void fx_arb_decide(struct fx_gpu_state *st, const struct fx_arb_activity *act, u
             len = (uint64_t)LOAD(&nt->budget_ns);
         /* The slice's clock starts when the holder first launches: the time
          * its threads take to wake up is not the holder's GPU time. They
-         * get one slice of grace to do so. */
+         * get one slice of grace to do so (FX_ARB_AGENT_GRACE_NS under the
+         * agent, which then starts the clock itself). */
         STORE(&a->slice_len_ns, len);
         STORE(&a->slice_started, 0u);
         STORE(&a->slice_start_ns, now);

@@ -457,6 +457,90 @@ static void test_an_overrun_and_the_next_holder_share_the_time(void **state)
     fx_gpu_detach(&b);
 }
 
+/* The slice of grace a holder has to make its first launch (its threads
+ * wake up; the slice's clock starts at that launch) is no slice of GPU time
+ * a claimant can take uncharged: b, of the same share as a, claims only to
+ * wait through the grace of each of its turns (the GPU is its, its clock
+ * not started) until just before it ends, then endless work. Counted per turn of b, rounds every
+ * 200 us of simulated time for 2 s: the time b held the GPU less the GPU
+ * time it was charged for the turn is at most FX_ARB_AGENT_GRACE_NS (and a
+ * round), and a, honest, waits between two of its slices no more than that
+ * grace, a slice and b's capped drain. Before, the clock waited for the
+ * first launch for up to two slices: b held the GPU 19.8 ms uncharged a
+ * turn, a waited 40 ms. */
+static void test_the_grace_before_a_first_launch_is_bounded(void **state)
+{
+    (void)state;
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_arb_agent_add_gpu(agent, UUID, &err), 0);
+    struct fx_gpu a, b;
+    join(&a, "a", 50, "normal");
+    join(&b, "b", 50, "normal");
+    uint64_t t = fx_mono_ns();
+    fx_arb_agent_step(agent, t);
+    assert_true(fx_gpu_agent_tenant(&a) >= 0 && fx_gpu_agent_tenant(&b) >= 0);
+    const struct fx_gpu_state *st = a.st;
+    struct fx_proc_rec *pa = &a.procs[a.slot], *pb = &b.procs[b.slot];
+    uint32_t ha = (uint32_t)a.tenant + 1, hb = (uint32_t)b.tenant + 1;
+    uint64_t waiting_since = t, longest = 0, granted = 0, gb0 = 0, most_free = 0;
+    int b_turns = 0;
+    for (uint64_t now = t + 200 * 1000; now < t + 2000 * MS; now += 200 * 1000) {
+        uint32_t h = st->arb.holder;
+        /* b: through its grace only a wait (its last claims of work gone
+         * with it), until just before the grace ends, then endless work. */
+        int grace = h == hb && !st->arb.slice_started && now + 400 * 1000 < st->arb.slice_end_ns;
+        int started = st->arb.slice_started;
+        pb->inflight = pb->launching = grace ? 0 : 0xffffffffu;
+        pb->waiting = 1;
+        pb->poll_ns = pb->beat_ns = now;
+        if (!grace) {
+            pb->last_launch_ns = now;
+            pb->launches++;
+        }
+        /* a, honest: as in the test above. */
+        int runs = h == ha && (!st->arb.slice_started || now < st->arb.slice_end_ns);
+        pa->inflight = runs ? 1 : 0;
+        pa->waiting = runs ? 0 : 1;
+        pa->poll_ns = pa->beat_ns = now;
+        if (runs) {
+            pa->launches++;
+            pa->last_launch_ns = now;
+        }
+        fx_arb_agent_step(agent, now);
+        uint32_t nh = st->arb.holder;
+        if (nh == ha && waiting_since) {
+            longest = now - waiting_since > longest ? now - waiting_since : longest;
+            waiting_since = 0;
+        } else if (nh != ha && !waiting_since) {
+            waiting_since = now;
+        }
+        uint64_t gb = st->tenants[b.tenant].gpu_time_ns;
+        /* A turn ends when b loses the GPU, or is given another slice
+         * (charged for the one that ended). */
+        int again = h == hb && nh == hb && started && !st->arb.slice_started;
+        if (nh == hb && h != hb) {
+            granted = now;
+            gb0 = gb;
+        } else if (h == hb && (nh != hb || again) && granted) {
+            uint64_t held = now - granted, charged = gb - gb0;
+            uint64_t free_ns = held > charged ? held - charged : 0;
+            most_free = free_ns > most_free ? free_ns : most_free;
+            b_turns++;
+            granted = again ? now : 0;
+            gb0 = gb;
+        }
+    }
+    print_message("a claimant taking the grace: held the GPU %.1f ms a turn uncharged at most "
+                  "(%d turns); its neighbour waited %.1f ms at most\n",
+                  most_free / 1e6, b_turns, longest / 1e6);
+    assert_true(b_turns >= 3);
+    assert_true(most_free <= FX_ARB_AGENT_GRACE_NS + 200 * 1000);
+    assert_true(longest <= FX_ARB_AGENT_GRACE_NS + FX_ARB_SLICE_NS +
+                               FX_ARB_AGENT_DRAIN_MAX_NS + 2 * MS);
+    fx_gpu_detach(&a);
+    fx_gpu_detach(&b);
+}
+
 /* A page an agent of another version left (another layout) is the agent's
  * own file: made again, not a GPU left unarbitrated. The generations it
  * gives records go on from the page's counter, never repeating one. */
@@ -728,6 +812,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_an_overrun_and_the_next_holder_share_the_time,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_the_grace_before_a_first_launch_is_bounded, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_cap_charged_at_the_clock_the_agent_reads, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_a_stale_tenant_index_is_not_used, setup, teardown),
