@@ -152,6 +152,12 @@ for bad in 0-99 70000 a-b 70000-; do
     --set node.remote.uidRange="$bad" 2>&1)" && fail "node.remote.uidRange $bad accepted"
   grep -q "node/remote/uidRange" <<<"$out" || fail "uidRange $bad: $out"
 done
+# Well-formed but unordered or past 2^31-1: the agent would refuse it at start.
+for bad in 70099-70000 1-2147483648; do
+  out="$(helm template flexpu "$chart" --set node.remote.enabled=true \
+    --set node.remote.uidRange="$bad" 2>&1)" && fail "node.remote.uidRange $bad accepted"
+  grep -q "node.remote.uidRange=$bad" <<<"$out" || fail "uidRange $bad: $out"
+done
 np="$(obj "$r" NetworkPolicy flexpu-node-remote-servers)"
 holds '.spec.podSelector.matchLabels["app.kubernetes.io/name"] == "flexpu-node" and
     .spec.policyTypes == ["Ingress"] and

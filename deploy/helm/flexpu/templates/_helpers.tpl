@@ -78,4 +78,12 @@ system:serviceaccount:{{ .Release.Namespace }}:{{ include "flexpu.scheduler.full
 {{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.enabled) -}}
 {{- fail "metrics.serviceMonitor.enabled=true needs metrics.enabled=true (the agents serve no metrics otherwise)" -}}
 {{- end -}}
+{{- /* The schema's pattern cannot order the ids or bound them: flexpu-node
+refuses such a range at start, on every GPU node. */ -}}
+{{- with .Values.node.remote.uidRange -}}
+{{- $ids := splitList "-" . -}}
+{{- if or (gt (index $ids 0 | int64) (index $ids 1 | int64)) (gt (index $ids 1 | int64) 2147483647) -}}
+{{- fail (printf "node.remote.uidRange=%s: FIRST-LAST needs FIRST <= LAST <= 2147483647 (flexpu-node's --remote-uid-range)" .) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
