@@ -649,6 +649,9 @@ int main(int argc, char **argv)
     FX_INFO(COMP, "stopping", "node=%s", a.node);
     fx_grpc_server_stop(a.grpc);
     pthread_join(wa.tid, NULL);
+    /* The metrics and the reclaim threads still run and ask the plugin,
+     * which asks the remote watch: none of that once it is freed. */
+    fx_plugin_set_remote(a.plugin, &(struct fx_plugin_remote){0});
     fx_remote_node_stop(a.remote);
     fx_metrics_stop(ms);
     fx_usage_feed_stop(feed);

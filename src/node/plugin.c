@@ -69,6 +69,10 @@ struct fx_plugin {
     struct fx_reclaimed reclaimed;
     /* The remote slices served from this node's GPUs (fx_plugin_set_remote). */
     struct fx_plugin_remote remote;
+    /* Held for reading across a call of remote.pod_name made outside mu
+     * (fx_plugin_pod_name), for writing by fx_plugin_set_remote: the old
+     * callbacks' ctx may be freed once it returns. Taken before mu. */
+    pthread_rwlock_t remote_rw;
 };
 
 static void deadline_ts(struct timespec *ts, int ms)
@@ -128,6 +132,7 @@ struct fx_plugin *fx_plugin_new(const struct fx_plugin_config *cfg, const struct
     if (p->cfg.wait_ms <= 0)
         p->cfg.wait_ms = 10000;
     pthread_mutex_init(&p->mu, NULL);
+    pthread_rwlock_init(&p->remote_rw, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -163,9 +168,13 @@ struct fx_plugin *fx_plugin_new(const struct fx_plugin_config *cfg, const struct
 
 void fx_plugin_set_remote(struct fx_plugin *p, const struct fx_plugin_remote *remote)
 {
+    /* The calls made under mu end with it; the metrics' one with the
+     * read lock. */
+    pthread_rwlock_wrlock(&p->remote_rw);
     pthread_mutex_lock(&p->mu);
     p->remote = *remote;
     pthread_mutex_unlock(&p->mu);
+    pthread_rwlock_unlock(&p->remote_rw);
 }
 
 struct fx_mps *fx_plugin_mps(struct fx_plugin *p)
@@ -184,6 +193,7 @@ void fx_plugin_free(struct fx_plugin *p)
     }
     free(p->pods);
     pthread_cond_destroy(&p->changed);
+    pthread_rwlock_destroy(&p->remote_rw);
     pthread_mutex_destroy(&p->mu);
     free(p);
 }
@@ -616,6 +626,7 @@ void fx_plugin_reclaimed(void *ctx, const struct fx_reclaim_note *note)
 int fx_plugin_pod_name(struct fx_plugin *p, const char *uid, char *ns, size_t ns_len, char *name,
                        size_t name_len)
 {
+    pthread_rwlock_rdlock(&p->remote_rw);
     pthread_mutex_lock(&p->mu);
     struct npod *np = pod_by_uid(p, uid);
     if (np) {
@@ -624,10 +635,13 @@ int fx_plugin_pod_name(struct fx_plugin *p, const char *uid, char *ns, size_t ns
     }
     struct fx_plugin_remote remote = p->remote;
     pthread_mutex_unlock(&p->mu);
-    if (np)
-        return 0;
-    /* A remote slice's tenant is its pod's UID too (remote.h). */
-    return remote.pod_name ? remote.pod_name(remote.ctx, uid, ns, ns_len, name, name_len) : -1;
+    /* A remote slice's tenant is its pod's UID too (remote.h); its name
+     * is asked outside mu, the callbacks kept by the read lock. */
+    int rc = np ? 0
+                : remote.pod_name ? remote.pod_name(remote.ctx, uid, ns, ns_len, name, name_len)
+                                  : -1;
+    pthread_rwlock_unlock(&p->remote_rw);
+    return rc;
 }
 
 /* Pods bound here that wait for devices, oldest binding first, less those

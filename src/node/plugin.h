@@ -125,7 +125,9 @@ struct fx_plugin_remote {
                     size_t name_len);
     void *ctx;
 };
-/* Sets them (before the pods are watched; NULL fields: none). */
+/* Sets them (before the pods are watched; NULL fields: none). Returns once
+ * no call of the previous ones is under way, and none is made after: set
+ * them to none before what their ctx points to is freed (main.c). */
 void fx_plugin_set_remote(struct fx_plugin *p, const struct fx_plugin_remote *remote);
 
 /* The namespace/name of the pod with UID uid (for metrics): a pod bound

@@ -1284,6 +1284,76 @@ static void test_plugin_remote_names(void **state)
     fx_plugin_free(p);
 }
 
+/* The metrics' call of a remote slice's name under way when the agent
+ * shuts down: fx_plugin_set_remote, which main.c calls to clear the
+ * callbacks before it frees the remote watch they point to, returns only
+ * once no call of the old ones is running, and none starts after. Before,
+ * fx_plugin_pod_name called the callback outside every lock, so the watch
+ * was freed under a scrape (a use after free at every shutdown that met
+ * one). */
+static int slow_name_entered, slow_name_release, slow_name_calls, slow_set_returned;
+static int slow_remote_name(void *ctx, const char *uid, char *ns, size_t ns_len, char *name,
+                            size_t name_len)
+{
+    (void)ctx;
+    (void)uid;
+    __atomic_add_fetch(&slow_name_calls, 1, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&slow_name_entered, 1, __ATOMIC_SEQ_CST);
+    for (int i = 0; i < 20000 && !__atomic_load_n(&slow_name_release, __ATOMIC_SEQ_CST); i++)
+        usleep(1000);
+    snprintf(ns, ns_len, "t");
+    snprintf(name, name_len, "ra");
+    return 0;
+}
+static void *slow_name_caller(void *p)
+{
+    char ns[64], name[256];
+    intptr_t rc = fx_plugin_pod_name(p, "uid-ra", ns, sizeof(ns), name, sizeof(name));
+    return (void *)rc;
+}
+static void *slow_set_caller(void *p)
+{
+    fx_plugin_set_remote(p, &(struct fx_plugin_remote){0});
+    __atomic_store_n(&slow_set_returned, 1, __ATOMIC_SEQ_CST);
+    return NULL;
+}
+static void test_plugin_set_remote_waits_for_a_call_under_way(void **state)
+{
+    (void)state;
+    fake_gpus_init("GPU-test-", false);
+    struct flexpu_error err = {0};
+    char podres[300];
+    snprintf(podres, sizeof(podres), "%s/podres.sock", tmpdir);
+    struct fx_plugin_config pc = {.node_name = "n1", .root = tmpdir, .podresources = podres};
+    struct fx_plugin *p = fx_plugin_new(&pc, fake_gpus, NGPU, &err);
+    assert_non_null(p);
+    slow_name_entered = slow_name_release = slow_name_calls = slow_set_returned = 0;
+    fx_plugin_set_remote(p, &(struct fx_plugin_remote){.pod_name = slow_remote_name,
+                                                       .ctx = "remote"});
+    pthread_t caller, setter;
+    assert_int_equal(pthread_create(&caller, NULL, slow_name_caller, p), 0);
+    for (int i = 0; i < 20000 && !__atomic_load_n(&slow_name_entered, __ATOMIC_SEQ_CST); i++)
+        usleep(1000);
+    assert_int_equal(__atomic_load_n(&slow_name_entered, __ATOMIC_SEQ_CST), 1);
+    assert_int_equal(pthread_create(&setter, NULL, slow_set_caller, p), 0);
+    /* Whatever the load, it must not return while the old callback runs. */
+    for (int i = 0; i < 1000 && !__atomic_load_n(&slow_set_returned, __ATOMIC_SEQ_CST); i++)
+        usleep(1000);
+    int early = __atomic_load_n(&slow_set_returned, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&slow_name_release, 1, __ATOMIC_SEQ_CST);
+    void *rc;
+    pthread_join(caller, &rc);
+    pthread_join(setter, NULL);
+    if (early)
+        fail_msg("fx_plugin_set_remote returned while a call of the old pod_name ran");
+    assert_int_equal((int)(intptr_t)rc, 0);
+    assert_int_equal(slow_set_returned, 1);
+    char ns[64], name[256];
+    assert_int_equal(fx_plugin_pod_name(p, "uid-ra", ns, sizeof(ns), name, sizeof(name)), -1);
+    assert_int_equal(slow_name_calls, 1);
+    fx_plugin_free(p);
+}
+
 /* A borrower killed for an owner's memory stays refused when the agent
  * restarts (issue 16): the mark is read back from <root>/reclaimed, so its
  * container's restart cannot take the owner's memory again; the mark goes
@@ -1898,6 +1968,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_plugin_borrow_remote_owner, setup_dir,
                                         teardown_dir),
         cmocka_unit_test_setup_teardown(test_plugin_remote_names, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_plugin_set_remote_waits_for_a_call_under_way,
+                                        setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_plugin_reclaimed_survives_restart, setup_dir,
                                         teardown_dir),
         cmocka_unit_test_setup_teardown(test_preferred_must_include, setup_dir, teardown_dir),
