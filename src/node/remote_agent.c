@@ -452,8 +452,12 @@ static bool server_start(struct fx_remote_serve *s, struct rslice *r)
         return false;
     }
     r->sv.port = port;
-    /* Its user: its own from the range, else the servers' shared one. */
+    /* Its user: its own from the range, else the servers' shared one (and
+     * then no uid of a range is its: one an earlier agent gave it is not
+     * recorded for a server that no longer runs as it). */
     uid_t run = (uid_t)s->cfg.uid;
+    if (!s->cfg.uid_first)
+        r->run_uid = 0;
     if (s->cfg.uid_first && !(run = (uid_t)uid_take(s, r))) {
         FX_ERROR(COMP, "remote server: no uid free in --remote-uid-range", "pod=%s/%s "
                  "uids=%u-%u", r->ns, r->name, s->cfg.uid_first, s->cfg.uid_last);

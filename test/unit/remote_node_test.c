@@ -851,6 +851,20 @@ static void test_agent_watch(void **state)
         assert_int_equal(proc_uid(pid_shared), 65534);
     assert_int_equal(recorded_uid(root, "uid-third", &pid), u_third);
     assert_int_equal(pid, pid_third);
+    /* An adopted server of the range that ends is started again as the
+     * shared uid, and its server.pid records none: not the range's uid it
+     * no longer runs as, which an agent given the range again would take
+     * for its. */
+    kill(-pid_third, SIGKILL); /* its process group: its worker too */
+    int pid_again = 0;
+    for (int i = 0; i < 200 && (pid_again <= 0 || pid_again == pid_third); i++) {
+        usleep(50000);
+        recorded_uid(root, "uid-third", &pid_again);
+    }
+    assert_true(pid_again > 0 && pid_again != pid_third);
+    assert_int_equal(recorded_uid(root, "uid-third", &pid), 0);
+    if (as_root)
+        assert_int_equal(proc_uid(pid_again), 65534);
     /* The legacy pod gone: its server stops; the labelled one's stays. */
     api.legacy_gone = 1;
     assert_true(wait_for(root, "uid-legacy", false, 10000));
