@@ -536,8 +536,28 @@ static bool server_alive(struct fx_remote_serve *s, struct rslice *r)
 {
     if (r->pid <= 0)
         return false;
-    if (r->adopted)
-        return kill(r->pid, 0) == 0 && ours(s, r->pid, r->uid);
+    if (r->adopted) {
+        bool gone = kill(r->pid, 0) != 0 && errno == ESRCH;
+        if (!gone && ours(s, r->pid, r->uid))
+            return true;
+        /* Its workers serve a server that is gone, as a child's would
+         * (orphans.h), and are not this agent's to reap: ended here. The
+         * group is still its while its id names no process or a zombie
+         * (the id is not reused before then); another process of that id
+         * is not it, and its group is left alone. */
+        if (!gone) {
+            char path[64], st[256];
+            snprintf(path, sizeof(path), "/proc/%d/stat", (int)r->pid);
+            FILE *f = fopen(path, "re");
+            const char *rp = f && fgets(st, sizeof(st), f) ? strrchr(st, ')') : NULL;
+            gone = rp && rp[1] == ' ' && rp[2] == 'Z';
+            if (f)
+                fclose(f);
+        }
+        if (gone)
+            kill(-r->pid, SIGKILL);
+        return false;
+    }
     int st;
     pid_t w = waitpid(r->pid, &st, WNOHANG);
     if (w == 0)

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -632,6 +633,34 @@ static long proc_uid(pid_t pid)
     return uid;
 }
 
+/* Whether a live (not zombie) process is in process group pgid. */
+static bool group_alive(pid_t pgid)
+{
+    DIR *d = opendir("/proc");
+    bool alive = false;
+    struct dirent *e;
+    while (d && !alive && (e = readdir(d))) {
+        char path[300], buf[512];
+        if (e->d_name[0] < '1' || e->d_name[0] > '9')
+            continue;
+        snprintf(path, sizeof(path), "/proc/%.200s/stat", e->d_name);
+        FILE *f = fopen(path, "re");
+        if (!f)
+            continue;
+        size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+        fclose(f);
+        buf[n] = 0;
+        const char *rp = strrchr(buf, ')'); /* after the command's name */
+        char state = 0;
+        int ppid = 0, pg = 0;
+        if (rp && sscanf(rp + 1, " %c %d %d", &state, &ppid, &pg) == 3)
+            alive = pg == pgid && state != 'Z';
+    }
+    if (d)
+        closedir(d);
+    return alive;
+}
+
 /* The slice the agent's arbiter reads for uid's server (30% of GPU-g1-0
  * and its memory, capped at `cap`): the policy in slice.conf, with the
  * host's directories, the borrowed GPUs' marks among them (an owner's),
@@ -855,7 +884,11 @@ static void test_agent_watch(void **state)
      * shared uid, and its server.pid records none: not the range's uid it
      * no longer runs as, which an agent given the range again would take
      * for its. */
-    kill(-pid_third, SIGKILL); /* its process group: its worker too */
+    /* The server alone ends (a crash): the agent ends its worker, which
+     * serves nobody and would hold the slice's memory, as it does for a
+     * server it started itself (orphans.h). */
+    assert_true(group_alive(pid_third));
+    kill(pid_third, SIGKILL);
     int pid_again = 0;
     for (int i = 0; i < 200 && (pid_again <= 0 || pid_again == pid_third); i++) {
         usleep(50000);
@@ -865,6 +898,13 @@ static void test_agent_watch(void **state)
     assert_int_equal(recorded_uid(root, "uid-third", &pid), 0);
     if (as_root)
         assert_int_equal(proc_uid(pid_again), 65534);
+    for (int i = 0; i < 100 && group_alive(pid_third); i++)
+        usleep(50000);
+    if (group_alive(pid_third)) {
+        kill(-pid_third, SIGKILL);
+        fail_msg("the worker of adopted server %d lives on after the server ended",
+                 (int)pid_third);
+    }
     /* The legacy pod gone: its server stops; the labelled one's stays. */
     api.legacy_gone = 1;
     assert_true(wait_for(root, "uid-legacy", false, 10000));
