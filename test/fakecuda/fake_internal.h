@@ -42,6 +42,7 @@
 /* cuda.h error codes the ABI header does not need. */
 #define FAKE_ERROR_INVALID_IMAGE   200
 #define FAKE_ERROR_ILLEGAL_ADDRESS 700
+#define FAKE_ERROR_MISALIGNED_ADDRESS 716
 
 #define FAKE_REQUIRE_INIT()                                                                        \
     do {                                                                                           \

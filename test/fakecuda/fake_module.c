@@ -16,7 +16,8 @@
  * (parameters: u32 duration, u64 device pointer p, u32 n, u32 v; when the
  * kernel runs, in stream order, v is added to the n 32-bit words at p; a p
  * that is not inside a device allocation makes the launch fail with
- * CUDA_ERROR_ILLEGAL_ADDRESS). Parameters are laid out at their natural
+ * CUDA_ERROR_ILLEGAL_ADDRESS, one not a multiple of 4 with
+ * CUDA_ERROR_MISALIGNED_ADDRESS). Parameters are laid out at their natural
  * alignment, as the real ABI does, and cuFuncGetParamInfo reports them. */
 #include "fake_exports.h"
 
@@ -259,6 +260,11 @@ CUresult fake_enqueue_launch(struct fake_stream *s, CUfunction h, void **params,
         memcpy(&w.add_v, params[3], sizeof w.add_v);
         if (w.add_n && !device_range(w.add_ptr, (size_t)w.add_n * 4))
             return FAKE_ERROR_ILLEGAL_ADDRESS;
+        /* 32-bit words at an address that is not a multiple of 4: a GPU
+         * faults (CUDA_ERROR_MISALIGNED_ADDRESS), and the host words the
+         * fake adds to would be misaligned stores (found by fuzz_remote). */
+        if (w.add_n && w.add_ptr % 4)
+            return FAKE_ERROR_MISALIGNED_ADDRESS;
     }
     fake_enqueue(s, w);
     return CUDA_SUCCESS;

@@ -1584,6 +1584,11 @@ static void test_modules_and_copies(void **state)
                      CUDA_ERROR_INVALID_VALUE);
     n = 65;
     assert_int_equal(p_cuLaunchKernel(add, 1, 1, 1, 1, 1, 1, 0, s, params, NULL), 700);
+    /* Words at an address that is not a multiple of 4: misaligned (716). */
+    n = 4;
+    p = a + 2;
+    assert_int_equal(p_cuLaunchKernel(add, 1, 1, 1, 1, 1, 1, 0, s, params, NULL), 716);
+    p = a;
 
     /* An image that is not a fat binary, or describes no kernel. */
     CUmodule bad = NULL;
