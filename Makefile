@@ -45,8 +45,18 @@ asan: deps
 	  ctest --test-dir $(BUILD_ASAN) --output-on-failure -j $(JOBS) -LE cublas
 
 # libFuzzer on the trace, quantity, slice configuration, Kubernetes and MIG
-# layout parsers and the node agent's device plugin, a bounded run each (3
-# minutes in all).
+# layout parsers, the node agent's device plugin, flexpu-remoted's worker
+# (what an authenticated client sends) and the node agent's arbiter (what
+# tenants write in their request files), a bounded run each (about 4 minutes
+# in all).
+# fuzz_remote finds a seeded bug fast: the D2H copy's ownership check removed,
+# 0.8-1.0 s from an empty corpus (3 of 3 runs); fx_srv_owned off by one byte,
+# 3.5-17 s (3 of 3); a GEMM operand's last column unchecked (matrix_ok),
+# 8-41 s from its seeds (3 of 3), 56-98 s from an empty corpus. fuzz_arb: a freed tenant record keeping its GPU time
+# (clear_tenant not clearing gpu_time_ns) is found at once from its seeds
+# (corpus/arb/contend-leave-return), from an empty corpus in 148 s in 1 of 2
+# runs of 150 s: its seeds carry the paths (contention, a slice leaving and
+# coming back) that random bytes take minutes to spell.
 # fuzz_node missed an overflow of GetPreferredAllocation for long: raw
 # protobuf input did not find it in 10 minutes from an empty corpus (nor in 3
 # runs of 5 minutes from the seeds), and with node.dict took 4-204 s in 4 of
@@ -55,13 +65,15 @@ asan: deps
 # raw path most of its chance too. FUZZ_SECONDS=N runs each for N seconds instead. A
 # finding fails the target, with the report and the input kept under
 # $(BUILD_FUZZ)/artifacts-NAME/.
-FUZZERS := quantity csv slice_conf kube node mig
+FUZZERS := quantity csv slice_conf kube node mig remote arb
 FUZZ_SECONDS_quantity   ?= 15
 FUZZ_SECONDS_csv        ?= 15
 FUZZ_SECONDS_slice_conf ?= 15
 FUZZ_SECONDS_kube       ?= 15
 FUZZ_SECONDS_node       ?= 120
 FUZZ_SECONDS_mig        ?= 10
+FUZZ_SECONDS_remote     ?= 30
+FUZZ_SECONDS_arb        ?= 30
 fuzz_seconds = $(or $(FUZZ_SECONDS),$(FUZZ_SECONDS_$(1)))
 
 # One fuzzer: scratch corpus first (libFuzzer adds to it), the checked-in

@@ -632,7 +632,6 @@ static void reply(struct fx_srv_conn *c, const struct fx_wire_req *q, size_t at,
     fx_wr_end(&c->out, at, h);
     c->deferred = 0;
     c->deferred_seq = 0;
-    flush_out(c);
 }
 
 static int const_eq(const unsigned char *a, size_t an, const unsigned char *b, size_t bn)
@@ -643,9 +642,7 @@ static int const_eq(const unsigned char *a, size_t an, const unsigned char *b, s
     return d == 0;
 }
 
-/* The driver, loaded and initialised for an accepted client (this may take
- * seconds on a real GPU: the client hears PROGRESS meanwhile). */
-static int start_driver(struct fx_srv_conn *c)
+int fx_srv_start_driver(struct fx_srv_conn *c)
 {
     int status = cudaSuccess;
     fx_srv_busy(c);
@@ -698,19 +695,19 @@ static int hello(struct fx_srv_conn *c, int64_t deadline)
     else if (!slot_granted(c, deadline))
         status = cudaErrorDevicesUnavailable;
     else
-        status = start_driver(c);
+        status = fx_srv_start_driver(c);
     size_t at = fx_wr_begin(&c->out), head = c->out.len;
     fx_wire_reply_begin(&c->out, &(struct fx_wire_reply){0});
     fx_wr_u32(&c->out, (uint32_t)c->ndev);
     fx_wr_u32(&c->out, (uint32_t)c->driver_version);
     reply(c, &q, at, head, status);
+    flush_out(c);
     if (status != cudaSuccess)
         FX_WARN(COMP, "client refused", "status=%d", status);
     return status == cudaSuccess && !c->broken ? 0 : -1;
 }
 
-/* Frees everything the client held, in dependency order. */
-static void release_all(struct fx_srv_conn *c)
+void fx_srv_release_all(struct fx_srv_conn *c)
 {
     size_t n = c->nallocs;
     fx_srv_blas_release(c); /* handles use the streams and memory below */
@@ -735,17 +732,60 @@ static void release_all(struct fx_srv_conn *c)
         FX_INFO(COMP, "freed what the client held", "allocations=%zu", n);
 }
 
-int fx_srv_serve(int fd, const struct fx_srv_opts *opts)
+struct fx_srv_conn *fx_srv_conn_new(const struct fx_srv_opts *opts)
 {
     struct fx_srv_conn *c = fx_calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->o = opts;
+    c->cur = -1;
+    c->ch.fd = -1;
+    c->last_write_ms = fx_mono_ms();
+    fx_wr_init(&c->out, FX_WIRE_HDR_SIZE + FX_WIRE_MAX_PAYLOAD);
+    return c;
+}
+
+void fx_srv_conn_free(struct fx_srv_conn *c)
+{
+    if (!c)
+        return;
+    fx_wr_free(&c->out);
+    fx_free(c->in);
+    fx_free(c->allocs);
+    fx_free(c->streams);
+    fx_free(c->events);
+    fx_free(c->mods);
+    fx_free(c->funcs);
+    fx_free(c);
+}
+
+void fx_srv_handle(struct fx_srv_conn *c, const struct fx_wire_req *q)
+{
+    int no_reply = (q->h.flags & FX_WIRE_NO_REPLY) != 0;
+    size_t at = 0, head = 0;
+    if (!no_reply) {
+        at = fx_wr_begin(&c->out);
+        head = c->out.len;
+        fx_wire_reply_begin(&c->out, &(struct fx_wire_reply){0});
+    }
+    fx_srv_busy(c);
+    int status = dispatch(c, q);
+    fx_srv_idle(c);
+    if (!no_reply)
+        reply(c, q, at, head, status);
+    else if (status != cudaSuccess && c->deferred == 0) {
+        c->deferred = status;
+        c->deferred_seq = q->h.seq;
+    }
+}
+
+int fx_srv_serve(int fd, const struct fx_srv_opts *opts)
+{
+    struct fx_srv_conn *c = fx_srv_conn_new(opts);
     if (!c) {
         close(fd);
         return -1;
     }
-    c->o = opts;
-    c->cur = -1;
-    c->last_write_ms = fx_mono_ms();
-    fx_wr_init(&c->out, FX_WIRE_HDR_SIZE + FX_WIRE_MAX_PAYLOAD);
     int clean = 0, ready = 0;
     struct flexpu_error err = {0};
     /* The handshake and HELLO share one deadline: a client that sends a
@@ -760,36 +800,15 @@ int fx_srv_serve(int fd, const struct fx_srv_opts *opts)
     if ((ready || !opts->token) && fx_srv_progress_start(c) == 0 && hello(c, hello_by) == 0) {
         struct fx_wire_req q;
         while (!c->broken && read_frame(c, &q, -1, 0) == 0) {
-            int no_reply = (q.h.flags & FX_WIRE_NO_REPLY) != 0;
-            size_t at = 0, head = 0;
-            if (!no_reply) {
-                at = fx_wr_begin(&c->out);
-                head = c->out.len;
-                fx_wire_reply_begin(&c->out, &(struct fx_wire_reply){0});
-            }
-            fx_srv_busy(c);
-            int status = dispatch(c, &q);
-            fx_srv_idle(c);
-            if (!no_reply)
-                reply(c, &q, at, head, status);
-            else if (status != cudaSuccess && c->deferred == 0) {
-                c->deferred = status;
-                c->deferred_seq = q.h.seq;
-            }
+            fx_srv_handle(c, &q);
+            flush_out(c);
         }
         clean = !c->broken;
         if (c->ndev)
-            release_all(c);
+            fx_srv_release_all(c);
     }
     fx_srv_progress_stop(c);
     fx_chan_close(&c->ch);
-    fx_wr_free(&c->out);
-    fx_free(c->in);
-    fx_free(c->allocs);
-    fx_free(c->streams);
-    fx_free(c->events);
-    fx_free(c->mods);
-    fx_free(c->funcs);
-    fx_free(c);
+    fx_srv_conn_free(c);
     return clean ? 0 : -1;
 }

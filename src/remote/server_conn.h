@@ -117,6 +117,23 @@ struct fx_srv_conn {
 
 struct fx_srv_blas;
 
+/* server.c: a connection without its socket, so that one frame can be served
+ * in-process (fx_srv_serve's loop; test/fuzz/fuzz_remote.c). A new
+ * connection has no channel (ch.fd -1) and no driver; fx_srv_conn_free
+ * frees its tables and buffers, not what the client held (call
+ * fx_srv_release_all first) nor the channel. NULL when out of memory. */
+struct fx_srv_conn *fx_srv_conn_new(const struct fx_srv_opts *opts);
+void fx_srv_conn_free(struct fx_srv_conn *c);
+/* The driver, loaded and initialised for an accepted client (this may take
+ * seconds on a real GPU: the client hears PROGRESS meanwhile). A
+ * cudaError_t. */
+int fx_srv_start_driver(struct fx_srv_conn *c);
+/* Serves one decoded request: its reply, when it has one, is appended to
+ * c->out (not sent); a NO_REPLY request's error is kept for the next reply. */
+void fx_srv_handle(struct fx_srv_conn *c, const struct fx_wire_req *q);
+/* Frees everything the client held, in dependency order. */
+void fx_srv_release_all(struct fx_srv_conn *c);
+
 /* The cudaError_t for a driver result. */
 int fx_srv_cuda_error(CUresult r);
 /* Makes room for `need` elements of `elem` bytes in *arr, at most `max`;

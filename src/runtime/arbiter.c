@@ -488,8 +488,13 @@ void fx_arb_decide(struct fx_gpu_state *st, const struct fx_arb_activity *act, u
         } else if (holder_busy) {
             /* Granted and never used while it still claimed work (a stopped
              * process): the slice was its, and is charged, so it cannot be
-             * picked again and again. */
-            charge(ht, LOAD(&a->slice_len_ns));
+             * picked again and again; but only for as long as it held it. A
+             * slice cut short by a tenant of higher priority that is then
+             * not picked (its cap spent) is granted again at once, every
+             * round: a whole slice each time charged a holder 10 ms per
+             * 200 us round (fuzz_arb). */
+            uint64_t start = LOAD(&a->slice_start_ns), len = LOAD(&a->slice_len_ns);
+            charge(ht, now < start ? len : now - start < len ? now - start : len);
         }
     }
 

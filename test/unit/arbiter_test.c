@@ -149,6 +149,34 @@ static void test_unused_slice_is_charged_and_passes_on(void **state)
     fx_gpu_detach(&b);
 }
 
+/* A higher-priority tenant that has work but no cap budget cuts the
+ * holder's slice at every round and is not picked, so the holder is given
+ * the GPU again at once. A slice it was granted and not yet used is charged
+ * for the time it was held, never a whole slice per round (found by
+ * fuzz_arb: a holder charged 80 ms in 1.1 ms, 10 ms a round). */
+static void test_cut_unused_slice_charges_only_its_time(void **state)
+{
+    (void)state;
+    struct fx_gpu a, hi;
+    join(&a, "a", 50, 100);
+    join(&hi, "hi", 50, 30);
+    hi.st->tenants[hi.tenant].priority = FX_PRIO_HIGH;
+    uint64_t now = fx_mono_ns() + 1000 * MS;
+    struct fx_tenant_rec *htr = &hi.st->tenants[hi.tenant];
+    htr->budget_ns = -5 * (int64_t)MS; /* spent: not picked for a while */
+    htr->budget_ts = now;
+    uint64_t t = now;
+    for (; t <= now + 10 * MS; t += 200 * 1000) {
+        waits(&a, t); /* its process is frozen: it checks in, never launches */
+        waits(&hi, t);
+        step(&a, t);
+        assert_int_equal(holder(&a), a.tenant);
+    }
+    assert_true(a.st->tenants[a.tenant].gpu_time_ns <= t - now);
+    fx_gpu_detach(&a);
+    fx_gpu_detach(&hi);
+}
+
 static void test_launch_in_progress_delays_hand_over(void **state)
 {
     (void)state;
@@ -522,6 +550,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ledger_of_an_ended_tenant_is_taken_over, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_unused_slice_is_charged_and_passes_on, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cut_unused_slice_charges_only_its_time, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stopped_process_with_work_in_flight_is_not_work, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_launch_in_progress_delays_hand_over, setup, teardown),
