@@ -189,7 +189,20 @@ holds '.spec.ingress[0].from == [{"namespaceSelector": {"matchLabels": {"team": 
 out="$(helm template flexpu "$chart" --set node.remote.enabled=true \
   --set node.remote.networkPolicy.podCIDR=10.0.0.0 2>&1)" && fail "a podCIDR without a prefix accepted"
 grep -q "node/remote/networkPolicy/podCIDR" <<<"$out" || fail "bad podCIDR: $out"
-pass "node.remote: the servers run as uid/gid 65534 (values; 0 refused) or each slice as one of uidRange (malformed refused), the agent may change user and stop them (SETUID, SETGID, KILL, only with node.remote); a NetworkPolicy opens their ports to the pods holding a remote slice (by their label), the cluster's pods, podCIDR or from, the metrics port as before"
+# remotePodsOnly trusts a label only the admission policy keeps tenants from
+# setting: refused without it, unless from, podCIDR or remotePodsOnly=false
+# says who may connect instead.
+out="$(helm template flexpu "$chart" --set node.remote.enabled=true --set admission.enabled=false 2>&1)" &&
+  fail "node.remote.networkPolicy.remotePodsOnly=true accepted with admission.enabled=false"
+grep -q "node.remote.networkPolicy.remotePodsOnly=true needs admission.enabled=true" <<<"$out" ||
+  fail "remotePodsOnly without admission: $out"
+for ok in node.remote.networkPolicy.remotePodsOnly=false node.remote.networkPolicy.podCIDR=10.244.0.0/16 \
+  node.remote.networkPolicy.enabled=false node.remote.enabled=false; do
+  n="$(render flexpu -n flexpu-system --set node.remote.enabled=true --set admission.enabled=false \
+    --set "$ok" | jq '[.[] | select(.kind == "ValidatingAdmissionPolicy")] | length')" &&
+    [ "$n" = 0 ] || fail "admission.enabled=false with $ok: $n admission policies"
+done
+pass "node.remote: the servers run as uid/gid 65534 (values; 0 refused) or each slice as one of uidRange (malformed refused), the agent may change user and stop them (SETUID, SETGID, KILL, only with node.remote); a NetworkPolicy opens their ports to the pods holding a remote slice (by their label; refused without the admission policy), the cluster's pods, podCIDR or from, the metrics port as before"
 
 # --- overrides ---
 cat >"$work/over.yaml" <<'EOF'

@@ -86,4 +86,12 @@ refuses such a range at start, on every GPU node. */ -}}
 {{- fail (printf "node.remote.uidRange=%s: FIRST-LAST needs FIRST <= LAST <= 2147483647 (flexpu-node's --remote-uid-range)" .) -}}
 {{- end -}}
 {{- end -}}
+{{- /* The remotePodsOnly peer trusts the label flexpu.io/remote-gpu-node,
+which only the admission policy keeps tenants from setting on their own pods:
+without it any pod could label itself into the servers' ports. */ -}}
+{{- $r := .Values.node.remote -}}
+{{- $np := $r.networkPolicy -}}
+{{- if and .Values.node.enabled $r.enabled $np.enabled $np.remotePodsOnly (not $np.from) (not $np.podCIDR) (not .Values.admission.enabled) -}}
+{{- fail "node.remote.networkPolicy.remotePodsOnly=true needs admission.enabled=true (with admission.enabled=false any pod may set the label flexpu.io/remote-gpu-node it trusts and reach the remote servers' ports); set admission.enabled=true, or node.remote.networkPolicy.from or podCIDR, or node.remote.networkPolicy.remotePodsOnly=false (any pod of the cluster)" -}}
+{{- end -}}
 {{- end -}}
