@@ -55,10 +55,28 @@ struct rslice {
     struct rslice *next;
 };
 
+/* What the device plugin asks of a slice (fx_remote_serve_holds,
+ * fx_remote_serve_pod_name), copied out of the slices. */
+struct rview {
+    char uid[64], ns[256], name[256], gpu[FX_UUID_MAX];
+    int64_t mem;
+    bool holds; /* its memory is counted on gpu */
+};
+
 struct fx_remote_serve {
     struct fx_remote_serve_config cfg;
     char dir[512];              /* <root>/remote */
     pthread_mutex_t mu;
+    /* The plugin asks under its own lock, and the supervisor holds mu
+     * through stops that wait seconds for a server to exit, spawns and
+     * /proc scans: the answers come from this copy, which view_mu guards
+     * alone and publish() replaces, with mu held, whenever what it says
+     * may have changed. view_ok: the first full list came in, and the
+     * copy was made (false on no memory: the plugin refuses borrowers). */
+    pthread_mutex_t view_mu;
+    struct rview *view;
+    int nview;
+    bool view_ok;
     struct rslice *slices;
     bool synced;                /* a full list of pods came in */
     bool scanning;              /* the full list at start (all pods) runs */
@@ -216,6 +234,39 @@ static void adopt(struct fx_remote_serve *s)
     closedir(d);
 }
 
+/* Lock held. Replaces the copy the plugin's questions read (view_mu),
+ * taken briefly: a caller never waits for more than the swap. */
+static void publish(struct fx_remote_serve *s)
+{
+    int n = 0;
+    for (const struct rslice *r = s->slices; r; r = r->next)
+        n++;
+    struct rview *v = n ? calloc((size_t)n, sizeof(*v)) : NULL;
+    bool ok = s->synced && (v || !n);
+    if (n && !v)
+        FX_ERROR(COMP, "remote slices: out of memory: borrowers are refused until their "
+                 "holds are known again", "slices=%d", n);
+    int i = 0;
+    for (const struct rslice *r = s->slices; r && v; r = r->next, i++) {
+        snprintf(v[i].uid, sizeof(v[i].uid), "%s", r->uid);
+        snprintf(v[i].ns, sizeof(v[i].ns), "%s", r->ns);
+        snprintf(v[i].name, sizeof(v[i].name), "%s", r->name);
+        snprintf(v[i].gpu, sizeof(v[i].gpu), "%s", r->sv.gpu_uuid);
+        v[i].mem = r->sv.slice.memory;
+        /* A server stopping (its pod gone) may still hold its memory:
+         * counted until it is reaped. sv is the last plan that passed the
+         * checks. */
+        v[i].holds = (r->want || r->pid > 0) && r->sv.gpu_uuid[0];
+    }
+    pthread_mutex_lock(&s->view_mu);
+    struct rview *old = s->view;
+    s->view = v;
+    s->nview = v ? n : 0;
+    s->view_ok = ok;
+    pthread_mutex_unlock(&s->view_mu);
+    free(old);
+}
+
 /* ---- the pods ---- */
 
 /* Whether pod obj carries this node's label (the label watch's selector). */
@@ -227,23 +278,24 @@ static bool labelled_here(const struct fx_remote_serve *s, json_t *obj)
 }
 
 /* Lock held. A pod from the full list at start, the label watch or a
- * legacy pod's read-back (from_list: not the label watch). */
-static void pod_seen(struct fx_remote_serve *s, json_t *obj, bool from_list)
+ * legacy pod's read-back (from_list: not the label watch). Whether it is
+ * a slice served here (its state may have changed). */
+static bool pod_seen(struct fx_remote_serve *s, json_t *obj, bool from_list)
 {
     const char *uid = kube_str(obj, "metadata.uid");
     if (!uid || !*uid || strlen(uid) >= sizeof(((struct rslice *)0)->uid))
-        return;
+        return false;
     const char *text = kube_annotation(obj, FX_ANN_ALLOCATION);
     struct fx_allocation al;
     struct flexpu_error err = {0};
     if (!text || fx_allocation_parse(text, &al, &err) != 0 ||
         fx_remote_role(&al, kube_str(obj, "spec.nodeName"), s->cfg.node) != FX_REMOTE_SERVE)
-        return;
+        return false;
     const char *phase = kube_str(obj, "status.phase");
     bool ended = phase && (strcmp(phase, "Succeeded") == 0 || strcmp(phase, "Failed") == 0);
     struct rslice *r = slice_get(s, uid, true);
     if (!r)
-        return;
+        return false;
     r->seen = true;
     /* The label watch will not show it: keep it in sight by itself. */
     r->legacy = from_list && !labelled_here(s, obj);
@@ -262,20 +314,23 @@ static void pod_seen(struct fx_remote_serve *s, json_t *obj, bool from_list)
                     r->name, err.msg);
         snprintf(r->refused, sizeof(r->refused), "%.250s", err.msg);
         r->want = false;
-        return;
+        return true;
     }
     r->refused[0] = 0;
     r->sv = sv;
     r->want = !ended;
+    return true;
 }
 
 static int pod_event(enum kube_event ev, json_t *obj, void *ctx)
 {
     struct fx_remote_serve *s = ctx;
+    bool changed = true; /* a list's end, a deletion, a pod of a slice here */
     pthread_mutex_lock(&s->mu);
     if (ev == KUBE_SYNC_BEGIN) {
         for (struct rslice *r = s->slices; r; r = r->next)
             r->seen = false;
+        changed = false; /* seen is not published */
     } else if (ev == KUBE_SYNC_END) {
         /* The full list at start sees every pod; the label watch's lists
          * do not see the legacy ones, which their read-backs follow. */
@@ -289,8 +344,10 @@ static int pod_event(enum kube_event ev, json_t *obj, void *ctx)
         if (r)
             r->want = false;
     } else {
-        pod_seen(s, obj, s->scanning);
+        changed = pod_seen(s, obj, s->scanning); /* not every pod of the cluster's list */
     }
+    if (changed)
+        publish(s);
     pthread_mutex_unlock(&s->mu);
     return 0;
 }
@@ -577,7 +634,7 @@ static void server_stop(struct fx_remote_serve *s, struct rslice *r)
     if (r->pid <= 0)
         return;
     kill(-r->pid, SIGTERM);
-    int64_t until = now_ms() + STOP_WAIT_MS;
+    int64_t until = now_ms() + (s->cfg.stop_wait_ms > 0 ? s->cfg.stop_wait_ms : STOP_WAIT_MS);
     while (server_alive(s, r) && now_ms() < until)
         usleep(20000);
     if (server_alive(s, r)) {
@@ -631,6 +688,7 @@ static void legacy_check(struct fx_remote_serve *s, const struct patch *p)
             r->want = false;
         else
             pod_seen(s, pod, true);
+        publish(s);
     }
     pthread_mutex_unlock(&s->mu);
     json_decref(pod);
@@ -680,8 +738,11 @@ static void supervise(struct fx_remote_serve *s)
         if (!r->want && s->synced) {
             /* The pod is gone or ended (or its allocation is refused). */
             server_stop(s, r);
-            slice_files_remove(s, r->uid);
             *pp = r->next;
+            /* Its memory is free now: said at once, and before its files
+             * go, so that whoever sees them gone sees it gone too. */
+            publish(s);
+            slice_files_remove(s, r->uid);
             free(r);
             continue;
         }
@@ -714,6 +775,7 @@ static void supervise(struct fx_remote_serve *s)
         }
         pp = &r->next;
     }
+    publish(s); /* servers ended or started */
     pthread_mutex_unlock(&s->mu);
     for (int i = 0; i < np; i++) {
         record_endpoint(s, &patches[i]);
@@ -737,34 +799,33 @@ int fx_remote_serve_holds(struct fx_remote_serve *s, const char *uuid, struct fx
                           int max)
 {
     int n = 0;
-    pthread_mutex_lock(&s->mu);
-    if (!s->synced) {
-        pthread_mutex_unlock(&s->mu);
+    pthread_mutex_lock(&s->view_mu); /* not mu: publish() says why */
+    if (!s->view_ok) {
+        pthread_mutex_unlock(&s->view_mu);
         return -1;
     }
-    /* A server stopping (its pod gone) may still hold its memory: counted
-     * until it is reaped. sv is the last plan that passed the checks. */
-    for (const struct rslice *r = s->slices; r; r = r->next)
-        if ((r->want || r->pid > 0) && r->sv.gpu_uuid[0] && strcmp(r->sv.gpu_uuid, uuid) == 0) {
+    for (int i = 0; i < s->nview; i++)
+        if (s->view[i].holds && strcmp(s->view[i].gpu, uuid) == 0) {
             if (n < max)
-                out[n] = (struct fx_gpu_hold){.mem = r->sv.slice.memory, .borrowed = false};
+                out[n] = (struct fx_gpu_hold){.mem = s->view[i].mem, .borrowed = false};
             n++;
         }
-    pthread_mutex_unlock(&s->mu);
+    pthread_mutex_unlock(&s->view_mu);
     return n;
 }
 
 int fx_remote_serve_pod_name(struct fx_remote_serve *s, const char *uid, char *ns, size_t ns_len,
                              char *name, size_t name_len)
 {
-    pthread_mutex_lock(&s->mu);
-    const struct rslice *r = slice_get(s, uid, false);
-    bool known = r && r->name[0];
-    if (known) {
-        snprintf(ns, ns_len, "%s", r->ns);
-        snprintf(name, name_len, "%s", r->name);
-    }
-    pthread_mutex_unlock(&s->mu);
+    bool known = false;
+    pthread_mutex_lock(&s->view_mu); /* not mu: publish() says why */
+    for (int i = 0; i < s->nview && !known; i++)
+        if (strcmp(s->view[i].uid, uid) == 0 && s->view[i].name[0]) {
+            known = true;
+            snprintf(ns, ns_len, "%s", s->view[i].ns);
+            snprintf(name, name_len, "%s", s->view[i].name);
+        }
+    pthread_mutex_unlock(&s->view_mu);
     return known ? 0 : -1;
 }
 
@@ -798,10 +859,13 @@ struct fx_remote_serve *fx_remote_serve_start(const struct fx_remote_serve_confi
         return NULL;
     }
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->view_mu, NULL);
     s->watch_client = kube_client_new(cfg->kube, "flexpu-node", err);
     s->client = s->watch_client ? kube_client_new(cfg->kube, "flexpu-node", err) : NULL;
     if (!s->client) {
         kube_client_free(s->watch_client);
+        pthread_mutex_destroy(&s->view_mu);
+        pthread_mutex_destroy(&s->mu);
         free(s);
         return NULL;
     }
@@ -830,6 +894,8 @@ void fx_remote_serve_stop(struct fx_remote_serve *s, bool stop_servers)
     }
     kube_client_free(s->watch_client);
     kube_client_free(s->client);
+    free(s->view);
+    pthread_mutex_destroy(&s->view_mu);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }

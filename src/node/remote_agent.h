@@ -49,6 +49,7 @@ struct fx_remote_serve_config {
     struct kube_config *kube;
     int tick_ms;             /* supervision period; 0: 200 */
     int legacy_check_ms;     /* an unlabelled pod's read-back period; 0: 10 000 */
+    int stop_wait_ms;        /* a stopped server's time to exit before SIGKILL; 0: 3000 */
     int cap_clock_mhz;       /* --cap-clock-mhz for capped servers' slices (slices.h); 0: off */
     bool drop;               /* run the servers as uid:gid (the agent is root) */
     unsigned uid, gid;
@@ -82,13 +83,15 @@ void fx_remote_serve_stop(struct fx_remote_serve *s, bool stop_servers);
  * server still runs, from the allocation the watch parsed; at most max in
  * out. Returns how many there are (more than max when they do not fit), or
  * -1 before the first full list of pods (an adopted server's slice is not
- * known until then). */
+ * known until then). It reads a copy the watch and the supervisor publish
+ * as they change it: it never waits for a supervision pass (a server's
+ * stop waits seconds), though the plugin calls it under its lock. */
 int fx_remote_serve_holds(struct fx_remote_serve *s, const char *uuid, struct fx_gpu_hold *out,
                           int max);
 
 /* The namespace and name of the pod of the remote slice served here whose
  * pod UID is uid, as the watch last saw it (the metrics' labels, plugin.h);
- * -1 when no such slice is known. */
+ * -1 when no such slice is known. From the same copy as the holds. */
 int fx_remote_serve_pod_name(struct fx_remote_serve *s, const char *uid, char *ns, size_t ns_len,
                              char *name, size_t name_len);
 

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -938,6 +939,119 @@ static void test_agent_watch(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* A call of the holds and pod_name callbacks (the device plugin's, made
+ * under its lock), run on a thread of its own. */
+struct answer_call {
+    struct fx_remote_serve *s;
+    int holds, named;
+    char name[256];
+    volatile int done;
+};
+
+static void *answer_main(void *p)
+{
+    struct answer_call *c = p;
+    struct fx_gpu_hold h[4];
+    char ns[64];
+    c->holds = fx_remote_serve_holds(c->s, "GPU-g1-0", h, 4);
+    c->named = fx_remote_serve_pod_name(c->s, "uid-legacy", ns, sizeof(ns), c->name,
+                                        sizeof(c->name));
+    __atomic_store_n(&c->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+/* The watch answers the device plugin (holds, pod names) while a server
+ * is being stopped: a server slow to exit (it ignores SIGTERM, and the
+ * agent waits for it as long as the test lets it) keeps the supervisor in
+ * its stop, and the answer still comes, with the stopping server's memory
+ * counted, before the test lets the server go. The plugin makes these
+ * calls under its own lock (borrow_refused, reclaim_event). */
+static void test_answers_while_a_server_stops(void **state)
+{
+    (void)state;
+    char root[] = "/tmp/flexpu-remote-stop-test.XXXXXX";
+    assert_non_null(mkdtemp(root));
+    assert_int_equal(chmod(root, 0711), 0);
+    char bin[256], marks[256], term[300], text[1024];
+    snprintf(bin, sizeof(bin), "%s/slow-remoted", root);
+    snprintf(marks, sizeof(marks), "%s/marks", root);
+    assert_int_equal(mkdir(marks, 0700), 0);
+    assert_int_equal(chmod(marks, 0777), 0); /* the server's user (65534 as root) writes */
+    snprintf(term, sizeof(term), "%s/term", marks);
+    /* It says when SIGTERM came and runs on until SIGKILL. */
+    snprintf(text, sizeof(text), "#!/bin/bash\necho 7100 >&4\ntrap 'echo term >%s' TERM\n"
+             "while :; do sleep 0.05; done\n", term);
+    write_file(bin, text, 0755);
+    json_t *legacy = remote_pod("legacy", NULL);
+    struct agent_api api = {.all = list_of(json_pack("[O]", legacy)),
+                            .labelled = list_of(json_pack("[]")),
+                            .legacy = json_dumps(legacy, JSON_COMPACT)};
+    struct http_srv srv = {.threaded = true, .route = agent_route, .ctx = &api};
+    http_start(&srv);
+    struct kube_config kc;
+    loopback_config(srv.port, &kc);
+    struct fx_remote_key key = {.len = 40};
+    memset(key.bytes, 'k', key.len);
+    struct fx_node_inv inv = inv2();
+    struct fx_remote_serve_config cfg = {
+        .node = "gpu-1", .root = root, .address = "127.0.0.1", .server_bin = bin,
+        .runtime_lib = "/nonexistent/libflexpu-cuda.so", .port_min = 47200,
+        .port_max = 47299, .key = &key, .inv = &inv, .kube = &kc, .tick_ms = 50,
+        .legacy_check_ms = 100, .stop_wait_ms = 600000, .drop = geteuid() == 0,
+        .uid = 65534, .gid = 65534};
+    struct flexpu_error err = {0};
+    struct fx_remote_serve *s = fx_remote_serve_start(&cfg, &err);
+    assert_non_null(s);
+    assert_true(wait_for(root, "uid-legacy", true, 10000));
+    int pid = 0;
+    recorded_uid(root, "uid-legacy", &pid);
+    assert_true(pid > 0);
+    /* Its pod gone: the supervisor stops the server, which does not exit. */
+    api.legacy_gone = 1;
+    struct stat st;
+    for (int i = 0; i < 400 && stat(term, &st) != 0; i++)
+        usleep(50000);
+    assert_int_equal(stat(term, &st), 0);
+    struct answer_call c = {.s = s};
+    pthread_t tid;
+    assert_int_equal(pthread_create(&tid, NULL, answer_main, &c), 0);
+    /* Seconds for a call that takes microseconds: only a call that waits
+     * for the stop misses it (the stop lasts until the server is killed). */
+    for (int i = 0; i < 200 && !__atomic_load_n(&c.done, __ATOMIC_ACQUIRE); i++)
+        usleep(25000);
+    bool answered = __atomic_load_n(&c.done, __ATOMIC_ACQUIRE);
+    bool stopping = group_alive(pid);
+    kill(-pid, SIGKILL); /* the stop ends */
+    pthread_join(tid, NULL);
+    if (!answered || !stopping)
+        fail_msg("the holds and pod_name calls %s while server %d was being stopped (%s)",
+                 answered ? "returned" : "waited", pid,
+                 stopping ? "still stopping" : "the server had exited");
+    assert_int_equal(c.holds, 1); /* the stopping server still holds its memory */
+    assert_int_equal(c.named, 0);
+    assert_string_equal(c.name, "legacy");
+    /* Once it is stopped, it holds nothing and is no one's. */
+    assert_true(slice_gone_within(root, "uid-legacy", 10000));
+    struct fx_gpu_hold h[4];
+    int n = 1;
+    for (int i = 0; i < 200 && (n = fx_remote_serve_holds(s, "GPU-g1-0", h, 4)) != 0; i++)
+        usleep(50000);
+    assert_int_equal(n, 0);
+    char ns[64], name[256];
+    assert_int_equal(fx_remote_serve_pod_name(s, "uid-legacy", ns, sizeof(ns), name,
+                                              sizeof(name)), -1);
+    fx_remote_serve_stop(s, true);
+    http_stop(&srv);
+    kube_config_free(&kc);
+    free(api.all);
+    free(api.labelled);
+    free(api.legacy);
+    json_decref(legacy);
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -945,7 +1059,7 @@ int main(void)
         cmocka_unit_test(test_server_cmd),  cmocka_unit_test(test_token),
         cmocka_unit_test(test_endpoint),    cmocka_unit_test(test_client_env),
         cmocka_unit_test(test_spawn),       cmocka_unit_test(test_remote_ids),
-        cmocka_unit_test(test_agent_watch),
+        cmocka_unit_test(test_agent_watch), cmocka_unit_test(test_answers_while_a_server_stops),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
