@@ -150,8 +150,8 @@ static unsigned long long start_time(pid_t pid)
     char *p = strrchr(buf, ')'); /* the name may hold spaces and parentheses */
     if (!p)
         return 0;
-    p++;
-    for (int field = 2; field < 22 && p; field++)
+    p++; /* at the space before field 3 (the state) */
+    for (int field = 3; field < 22 && p; field++)
         p = strchr(p + 1, ' ');
     if (!p)
         return 0;

@@ -360,6 +360,14 @@ static void test_orphans_after_restart(void **state)
     fx_mps_free(m); /* the agent goes; its daemons stay */
     pid_t a = daemon_pid(KEY_A), b = daemon_pid(KEY_B);
     assert_true(alive(a) && alive(b));
+    /* a command while the agent is away: the daemon grows (the fake maps
+     * 1 MiB per command, as the real one grows with its servers), and is
+     * still the same process to the next agent */
+    char cmd[800];
+    snprintf(cmd, sizeof(cmd),
+             "echo get_server_list | CUDA_MPS_PIPE_DIRECTORY=%s/mps/%s/pipe %s >/dev/null",
+             tmpdir, KEY_A, FAKEMPS_PATH);
+    assert_int_equal(system(cmd), 0);
     char path[400];
     snprintf(path, sizeof(path), "%s/mps/%s", tmpdir, KEY_C);
     assert_int_equal(mkdir(path, 0755), 0); /* no record: not one of ours */
