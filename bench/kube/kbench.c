@@ -45,6 +45,7 @@
 #include "kube/kube.h"
 #include "sim/trace.h"
 #include "util/alloc.h"
+#include "util/procstat.h"
 
 #ifndef FLEXPU_TRACE_DIR
 #define FLEXPU_TRACE_DIR "../shared/data/alibaba-gpu-v2023"
@@ -781,23 +782,13 @@ static long vm_kib(pid_t pid, const char *key)
     return v;
 }
 
-/* User + system CPU seconds of a process (fields 14 and 15 of /proc/PID/stat). */
+/* User + system CPU seconds of a process (util/procstat.h). */
 static double cpu_s(pid_t pid)
 {
-    char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
+    struct fx_procstat st;
+    if (fx_procstat_read(pid, &st, NULL) != 0)
         return NAN;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
-    unsigned long long ut, st;
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
-                     &st) != 2)
-        return NAN;
-    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+    return (double)(st.utime + st.stime) / (double)sysconf(_SC_CLK_TCK);
 }
 
 static bool alive(pid_t pid)

@@ -23,6 +23,7 @@
 #include "flexpu/log.h"
 #include "node/slices.h"
 #include "util/clock.h"
+#include "util/procstat.h"
 
 #define COMP "mps"
 
@@ -134,31 +135,14 @@ static void remove_slice_dir(struct fx_mps *m, const char *key)
 
 /* ---- processes ---- */
 
-/* Field 22 of /proc/<pid>/stat; 0 when there is no such process. */
+/* The start time of process pid (util/procstat.h); 0 when there is no such
+ * process. A zombie is gone for our purposes: its daemon no longer serves. */
 static unsigned long long start_time(pid_t pid)
 {
-    char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    struct fx_procstat st;
+    if (fx_procstat_read(pid, &st, NULL) != 0 || fx_procstat_ended(&st))
         return 0;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')'); /* the name may hold spaces and parentheses */
-    if (!p)
-        return 0;
-    p++; /* at the space before field 3 (the state) */
-    for (int field = 3; field < 22 && p; field++)
-        p = strchr(p + 1, ' ');
-    if (!p)
-        return 0;
-    /* a zombie is gone for our purposes */
-    if (strstr(buf, ") Z ") || strstr(buf, ") X "))
-        return 0;
-    return strtoull(p + 1, NULL, 10);
+    return st.start_time;
 }
 
 /* Whether the slice's daemon runs; reaps it when it was ours and ended. */

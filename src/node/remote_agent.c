@@ -22,6 +22,7 @@
 #include "node/remote.h"
 #include "node/remote_spawn.h"
 #include "node/slices.h"
+#include "util/procstat.h"
 
 #define COMP "node"
 #define BACKOFF_MIN_MS 1000
@@ -603,13 +604,8 @@ static bool server_alive(struct fx_remote_serve *s, struct rslice *r)
          * (the id is not reused before then); another process of that id
          * is not it, and its group is left alone. */
         if (!gone) {
-            char path[64], st[256];
-            snprintf(path, sizeof(path), "/proc/%d/stat", (int)r->pid);
-            FILE *f = fopen(path, "re");
-            const char *rp = f && fgets(st, sizeof(st), f) ? strrchr(st, ')') : NULL;
-            gone = rp && rp[1] == ' ' && rp[2] == 'Z';
-            if (f)
-                fclose(f);
+            struct fx_procstat st;
+            gone = fx_procstat_read(r->pid, &st, NULL) == 0 && fx_procstat_ended(&st);
         }
         if (gone)
             kill(-r->pid, SIGKILL);

@@ -32,6 +32,7 @@
 #include "podresources/v1/api.pb-c.h"
 #include "runtime/config.h"
 #include "util/clock.h"
+#include "util/procstat.h"
 #include "unit/plugin_fake.h"
 
 static char tmpdir[256];
@@ -128,12 +129,9 @@ static pid_t daemon_pid(const char *key)
 
 static bool alive(pid_t pid)
 {
-    if (pid <= 0 || kill(pid, 0) != 0)
-        return false;
-    char path[64], text[256];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    read_text(path, text, sizeof(text));
-    return !strstr(text, ") Z ");
+    struct fx_procstat st;
+    return pid > 0 && kill(pid, 0) == 0 && fx_procstat_read(pid, &st, NULL) == 0 &&
+           !fx_procstat_ended(&st);
 }
 
 static bool exists(const char *key)

@@ -31,6 +31,7 @@
 #include "node/remote_node.h"
 #include "node/remote_spawn.h"
 #include "runtime/config.h"
+#include "util/procstat.h"
 
 #define GIB (1024LL * 1024 * 1024)
 
@@ -641,21 +642,11 @@ static bool group_alive(pid_t pgid)
     bool alive = false;
     struct dirent *e;
     while (d && !alive && (e = readdir(d))) {
-        char path[300], buf[512];
+        struct fx_procstat st;
         if (e->d_name[0] < '1' || e->d_name[0] > '9')
             continue;
-        snprintf(path, sizeof(path), "/proc/%.200s/stat", e->d_name);
-        FILE *f = fopen(path, "re");
-        if (!f)
-            continue;
-        size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-        fclose(f);
-        buf[n] = 0;
-        const char *rp = strrchr(buf, ')'); /* after the command's name */
-        char state = 0;
-        int ppid = 0, pg = 0;
-        if (rp && sscanf(rp + 1, " %c %d %d", &state, &ppid, &pg) == 3)
-            alive = pg == pgid && state != 'Z';
+        if (fx_procstat_read((pid_t)atoi(e->d_name), &st, NULL) == 0)
+            alive = st.pgrp == pgid && !fx_procstat_ended(&st);
     }
     if (d)
         closedir(d);
