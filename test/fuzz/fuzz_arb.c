@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "flexpu/log.h"
+#include "fuzz_input.h"
 #include "runtime/arbagent.h"
 #include "runtime/arbiter.h"
 #include "runtime/shmfile.h"
@@ -72,33 +73,12 @@ static void fail(const char *what, unsigned long long a, unsigned long long b)
     abort();
 }
 
-struct in {
-    const uint8_t *p;
-    size_t n;
-};
-
-static uint8_t byte(struct in *in)
-{
-    if (!in->n)
-        return 0;
-    in->n--;
-    return *in->p++;
-}
-
-static uint64_t u64(struct in *in)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v |= (uint64_t)byte(in) << (8 * i);
-    return v;
-}
-
 static void path_of(char *buf, size_t n, const char *a, const char *b, const char *c)
 {
     snprintf(buf, n, "%s/%s/%s%s", root, a, b, c);
 }
 
-static void write_conf(struct tenant *t, struct in *in)
+static void write_conf(struct tenant *t, struct fuzz_in *in)
 {
     static const char *const prio[] = {"normal", "high", "low", "normal"};
     char path[200];
@@ -106,7 +86,7 @@ static void write_conf(struct tenant *t, struct in *in)
     FILE *f = fopen(path, "w");
     if (!f)
         abort();
-    uint8_t share = byte(in), cap = byte(in), p = byte(in), clk = byte(in);
+    uint8_t share = fuzz_byte(in), cap = fuzz_byte(in), p = fuzz_byte(in), clk = fuzz_byte(in);
     fprintf(f, "tenant = %s\ncompute_share = %u\npriority = %s\n", t->name, 1u + share % 100,
             prio[p % 4]);
     if (cap % 2)
@@ -146,41 +126,41 @@ static void flush_req(struct tenant *t)
 
 /* A timestamp a process might publish: near now, in the past or future,
  * or anything. */
-static uint64_t stamp(struct in *in, uint64_t now)
+static uint64_t stamp(struct fuzz_in *in, uint64_t now)
 {
-    uint8_t k = byte(in);
-    uint64_t d = (uint64_t)byte(in) * 100 * 1000;
+    uint8_t k = fuzz_byte(in);
+    uint64_t d = (uint64_t)fuzz_byte(in) * 100 * 1000;
     switch (k % 4) {
     case 0: return now > d ? now - d : 0;
     case 1: return now + d;
     case 2: return k < 128 ? 0 : UINT64_MAX - d;
-    default: return u64(in);
+    default: return fuzz_u64(in);
     }
 }
 
-static uint32_t count(struct in *in)
+static uint32_t count(struct fuzz_in *in)
 {
-    uint8_t b = byte(in);
-    return b < 200 ? b % 8 : b < 250 ? (uint32_t)u64(in) : UINT32_MAX - b % 4;
+    uint8_t b = fuzz_byte(in);
+    return b < 200 ? b % 8 : b < 250 ? (uint32_t)fuzz_u64(in) : UINT32_MAX - b % 4;
 }
 
 /* One change a tenant's processes make. */
-static void tenant_move(struct in *in, uint64_t now)
+static void tenant_move(struct fuzz_in *in, uint64_t now)
 {
-    struct tenant *t = &tn[byte(in) % nt];
-    uint8_t what = byte(in);
-    int slot = byte(in) % 6; /* few slots, so records meet again */
+    struct tenant *t = &tn[fuzz_byte(in) % nt];
+    uint8_t what = fuzz_byte(in);
+    int slot = fuzz_byte(in) % 6; /* few slots, so records meet again */
     struct fx_proc_rec *p = &t->req.procs[slot];
     switch (what % 10) {
     case 0: /* a process takes the slot */
         (void)fx_shm_lock_byte(t->fd, FX_LOCK_SLOT_BASE + slot, F_WRLCK, 0);
         p->in_use = 1;
-        p->pid = 100 + byte(in);
+        p->pid = 100 + fuzz_byte(in);
         p->attach_ns = stamp(in, now);
         break;
     case 1: /* it leaves, or dies without clearing its record */
         (void)fx_shm_lock_byte(t->fd, FX_LOCK_SLOT_BASE + slot, F_UNLCK, 0);
-        if (byte(in) & 1)
+        if (fuzz_byte(in) & 1)
             p->in_use = 0;
         break;
     case 2:
@@ -190,7 +170,7 @@ static void tenant_move(struct in *in, uint64_t now)
     case 3:
         p->inflight = count(in);
         p->beat_ns = stamp(in, now);
-        p->launches += byte(in);
+        p->launches += fuzz_byte(in);
         p->last_launch_ns = stamp(in, now);
         break;
     case 4:
@@ -198,18 +178,18 @@ static void tenant_move(struct in *in, uint64_t now)
         p->drained_ns = stamp(in, now);
         break;
     case 5:
-        p->waited_us += (uint32_t)u64(in);
+        p->waited_us += (uint32_t)fuzz_u64(in);
         p->launching = count(in);
         break;
     case 6: /* every field at once, as raw bytes */
         for (size_t i = 0; i < sizeof *p; i++)
-            ((unsigned char *)p)[i] = byte(in);
+            ((unsigned char *)p)[i] = fuzz_byte(in);
         break;
     case 7: /* the header or the UUID broken, or the file cut short */
-        if (byte(in) & 1)
-            ((unsigned char *)&t->req)[byte(in) % (sizeof t->req.h + sizeof t->req.uuid)] ^=
-                (unsigned char)(1 + byte(in) % 255);
-        else if (ftruncate(t->fd, byte(in) * 64) != 0)
+        if (fuzz_byte(in) & 1)
+            ((unsigned char *)&t->req)[fuzz_byte(in) % (sizeof t->req.h + sizeof t->req.uuid)] ^=
+                (unsigned char)(1 + fuzz_byte(in) % 255);
+        else if (ftruncate(t->fd, fuzz_byte(in) * 64) != 0)
             abort();
         break;
     case 8: /* the file replaced by another (its locks go with the old one) */
@@ -326,13 +306,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 2)
         return 0;
     reset_root();
-    struct in in = {data, size};
+    struct fuzz_in in = {data, size};
     struct flexpu_error err = {0};
     struct fx_arb_agent *a = NULL;
     if (fx_arb_agent_new(&a, root, &err) != 0 || fx_arb_agent_add_gpu(a, UUID, &err) != 0)
         abort();
     uint64_t now = 1000 * 1000 * MS; /* CLOCK_MONOTONIC, simulated */
-    nt = 1 + byte(&in) % NT;
+    nt = 1 + fuzz_byte(&in) % NT;
     for (int i = 0; i < nt; i++) {
         struct tenant *t = &tn[i];
         snprintf(t->name, sizeof t->name, "t%d", i);
@@ -351,7 +331,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint64_t next_scan = 0;
     for (int round = 0; round < 128 && in.n; round++) {
         tenant_move(&in, now);
-        uint8_t dt = byte(&in);
+        uint8_t dt = fuzz_byte(&in);
         now += dt < 200 ? (uint64_t)dt * 100 * 1000 : (uint64_t)(dt - 199) * 20 * MS;
         int scanned = now >= next_scan;
         if (scanned)

@@ -17,6 +17,7 @@
 
 #include "deviceplugin/v1beta1/api.pb-c.h"
 #include "flexpu/log.h"
+#include "fuzz_input.h"
 #include "node/plugin.h"
 
 static struct fx_plugin *plugin;
@@ -54,24 +55,15 @@ static void setup(void)
         abort();
 }
 
-/* Reads the next input byte (0 once they run out). */
-static uint8_t next_byte(const uint8_t **data, size_t *size)
-{
-    if (*size == 0)
-        return 0;
-    (*size)--;
-    return *(*data)++;
-}
-
 #define IDS_MAX 12
 
 /* Up to IDS_MAX device IDs: GPUs 0-3 are the node's, 4 is not; slots 0-15
  * are valid, 16 is not; 0xff gives a string that is no ID at all. */
-static size_t make_ids(const uint8_t **data, size_t *size, char ids[][16], char **ptrs)
+static size_t make_ids(struct fuzz_in *in, char ids[][16], char **ptrs)
 {
-    size_t n = next_byte(data, size) % (IDS_MAX + 1);
+    size_t n = fuzz_byte(in) % (IDS_MAX + 1);
     for (size_t i = 0; i < n; i++) {
-        uint8_t b = next_byte(data, size);
+        uint8_t b = fuzz_byte(in);
         if (b == 0xff)
             snprintf(ids[i], 16, "G0:x");
         else
@@ -87,7 +79,8 @@ static void structured(const uint8_t *data, size_t size)
 {
     static char ids[2][2][IDS_MAX][16];
     char *ptrs[2][2][IDS_MAX];
-    uint8_t mode = next_byte(&data, &size);
+    struct fuzz_in in = {data, size};
+    uint8_t mode = fuzz_byte(&in);
     size_t nc = 1 + mode / 2 % 2;
     uint8_t buf[4096];
     size_t len;
@@ -96,10 +89,10 @@ static void structured(const uint8_t *data, size_t size)
         V1beta1__ContainerPreferredAllocationRequest cq[2], *cqp[2];
         for (size_t c = 0; c < nc; c++) {
             v1beta1__container_preferred_allocation_request__init(&cq[c]);
-            cq[c].allocation_size = (int8_t)next_byte(&data, &size) % 7; /* -6..6 */
-            cq[c].n_available_deviceids = make_ids(&data, &size, ids[c][0], ptrs[c][0]);
+            cq[c].allocation_size = (int8_t)fuzz_byte(&in) % 7; /* -6..6 */
+            cq[c].n_available_deviceids = make_ids(&in, ids[c][0], ptrs[c][0]);
             cq[c].available_deviceids = ptrs[c][0];
-            cq[c].n_must_include_deviceids = make_ids(&data, &size, ids[c][1], ptrs[c][1]);
+            cq[c].n_must_include_deviceids = make_ids(&in, ids[c][1], ptrs[c][1]);
             cq[c].must_include_deviceids = ptrs[c][1];
             cqp[c] = &cq[c];
         }
@@ -112,7 +105,7 @@ static void structured(const uint8_t *data, size_t size)
         V1beta1__ContainerAllocateRequest cq[2], *cqp[2];
         for (size_t c = 0; c < nc; c++) {
             v1beta1__container_allocate_request__init(&cq[c]);
-            cq[c].n_devices_ids = make_ids(&data, &size, ids[c][0], ptrs[c][0]);
+            cq[c].n_devices_ids = make_ids(&in, ids[c][0], ptrs[c][0]);
             cq[c].devices_ids = ptrs[c][0];
             cqp[c] = &cq[c];
         }

@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "flexpu/log.h"
+#include "fuzz_input.h"
 #include "remote/cudart_abi.h"
 #include "remote/server_conn.h"
 #include "remote/wire.h"
@@ -450,28 +451,7 @@ static void setup(void)
     fx_srv_conn_free(c);
 }
 
-/* --- Inputs -------------------------------------------------------------------- */
-
-struct in {
-    const uint8_t *p;
-    size_t n;
-};
-
-static uint8_t byte(struct in *in)
-{
-    if (!in->n)
-        return 0;
-    in->n--;
-    return *in->p++;
-}
-
-static uint32_t u32(struct in *in)
-{
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++)
-        v |= (uint32_t)byte(in) << (8 * i);
-    return v;
-}
+/* --- Inputs (read with fuzz_input.h) ------------------------------------------- */
 
 /* One frame as the worker reads it; 0, or -1 where the worker would drop the
  * connection (a bad header or payload, a reply's op, a frame cut short). */
@@ -516,7 +496,7 @@ static int serve_frame(struct fx_srv_conn *c, const unsigned char *hb, const uns
     return rc == 0 ? 0 : -1;
 }
 
-static void raw_frames(struct fx_srv_conn *c, struct in *in)
+static void raw_frames(struct fx_srv_conn *c, struct fuzz_in *in)
 {
     while (in->n >= FX_WIRE_HDR_SIZE) {
         const unsigned char *hb = in->p;
@@ -533,13 +513,13 @@ static void raw_frames(struct fx_srv_conn *c, struct in *in)
 
 /* A device pointer: mostly one of the client's allocations at an offset
  * near its start or its end, sometimes the neighbour's or any value. */
-static uint64_t pick_ptr(struct in *in)
+static uint64_t pick_ptr(struct fuzz_in *in)
 {
-    uint8_t k = byte(in), o = byte(in);
+    uint8_t k = fuzz_byte(in), o = fuzz_byte(in);
     if (k < 16)
         return neighbour + o;
     if (k < 24)
-        return ((uint64_t)u32(in) << 32) | u32(in);
+        return ((uint64_t)fuzz_u32(in) << 32) | fuzz_u32(in);
     if (!sh.nallocs)
         return o;
     const struct sh_alloc *a = &sh.allocs[k % sh.nallocs];
@@ -548,26 +528,26 @@ static uint64_t pick_ptr(struct in *in)
     return (k & 1) ? a->p + a->n - o : a->p + o;
 }
 
-static uint32_t small_id(struct in *in)
+static uint32_t small_id(struct fuzz_in *in)
 {
-    uint8_t b = byte(in);
-    return b < 240 ? b % 6 : u32(in);
+    uint8_t b = fuzz_byte(in);
+    return b < 240 ? b % 6 : fuzz_u32(in);
 }
 
-static uint64_t size_of(struct in *in)
+static uint64_t size_of(struct fuzz_in *in)
 {
-    uint8_t b = byte(in);
-    return b < 200 ? (uint64_t)b * 8 + byte(in) : (uint64_t)u32(in) % (FX_WIRE_CHUNK + 2);
+    uint8_t b = fuzz_byte(in);
+    return b < 200 ? (uint64_t)b * 8 + fuzz_byte(in) : (uint64_t)fuzz_u32(in) % (FX_WIRE_CHUNK + 2);
 }
 
 static const char cubin[] = "fakecubin\nk0 sleep 4\nk1 add_u32 4,8,4,4\nk2 sleep 4,8,1,2\n";
 
 /* A fat binary the fake driver takes (fake_module.c), its size fields
  * sometimes off. */
-static size_t module_image(struct in *in, unsigned char *img, size_t cap)
+static size_t module_image(struct fuzz_in *in, unsigned char *img, size_t cap)
 {
     size_t body = sizeof cubin; /* with its NUL */
-    uint8_t skew = byte(in);
+    uint8_t skew = fuzz_byte(in);
     size_t n = 16 + body;
     if (n > cap)
         abort();
@@ -590,34 +570,34 @@ static const int computes[] = {68, 64, 70, 72, 77, 0};
 
 /* A leading dimension: mostly the operand's rows plus 0 to 3 (what a
  * client sends), sometimes anything. */
-static int32_t lead(struct in *in, int64_t rows)
+static int32_t lead(struct fuzz_in *in, int64_t rows)
 {
-    uint8_t l = byte(in);
+    uint8_t l = fuzz_byte(in);
     if (l < 200)
         return (int32_t)(rows + l % 4);
-    return l < 250 ? l % 48 : (int32_t)u32(in);
+    return l < 250 ? l % 48 : (int32_t)fuzz_u32(in);
 }
 
-static void build_gemm(struct in *in, struct fx_wire_gemm *g)
+static void build_gemm(struct fuzz_in *in, struct fx_wire_gemm *g)
 {
     g->handle = small_id(in);
-    uint8_t t = byte(in);
+    uint8_t t = fuzz_byte(in);
     g->transa = t % 3;
     g->transb = t / 3 % 3;
     if (t >= 250)
         g->transa = 3; /* refused by the decoder */
-    g->m = byte(in) % 17;
-    g->n = byte(in) % 17;
-    g->k = byte(in) % 17;
-    uint8_t ty = byte(in);
+    g->m = fuzz_byte(in) % 17;
+    g->n = fuzz_byte(in) % 17;
+    g->k = fuzz_byte(in) % 17;
+    uint8_t ty = fuzz_byte(in);
     if (ty < 160) { /* the common case: 32F in and out */
         g->atype = g->btype = g->ctype = 0;
         g->compute = 68;
     } else {
         g->atype = types[ty % 8];
         g->btype = types[ty / 8 % 8];
-        g->ctype = types[byte(in) % 8];
-        g->compute = computes[byte(in) % 6];
+        g->ctype = types[fuzz_byte(in) % 8];
+        g->compute = computes[fuzz_byte(in) % 6];
     }
     g->algo = -1;
     g->a = pick_ptr(in);
@@ -626,20 +606,20 @@ static void build_gemm(struct in *in, struct fx_wire_gemm *g)
     g->lda = lead(in, g->transa ? g->k : g->m);
     g->ldb = lead(in, g->transb ? g->n : g->k);
     g->ldc = lead(in, g->m);
-    uint8_t s = byte(in);
+    uint8_t s = fuzz_byte(in);
     g->scalar_len = s < 200 ? (g->compute == 70 ? 8 : g->compute == 64 ? 2 : 4) : 1 + s % 16;
     memset(g->alpha, 0, sizeof g->alpha);
     memset(g->beta, 0, sizeof g->beta);
-    g->beta[0] = byte(in) & 1;
+    g->beta[0] = fuzz_byte(in) & 1;
 }
 
 /* Builds one request from the bytes; 0, or -1 when the bytes ran out. */
-static int build_req(struct in *in, struct fx_wire_req *q, unsigned char *buf, size_t cap)
+static int build_req(struct fuzz_in *in, struct fx_wire_req *q, unsigned char *buf, size_t cap)
 {
     if (in->n < 2)
         return -1;
     memset(q, 0, sizeof *q);
-    uint8_t op = byte(in), fl = byte(in);
+    uint8_t op = fuzz_byte(in), fl = fuzz_byte(in);
     q->h.op = (uint16_t)(1 + op % (FX_OP_END - 1));
     q->h.dev = fl % 8 < 5 ? 0 : fl % 8 < 7 ? 1 : 2; /* two devices; 2 is none */
     q->h.flags = (fl & 0x80) ? FX_WIRE_NO_REPLY : 0;
@@ -649,7 +629,7 @@ static int build_req(struct in *in, struct fx_wire_req *q, unsigned char *buf, s
         q->u.hello.version = FX_WIRE_VERSION;
         break;
     case FX_OP_MALLOC:
-        q->u.malloc.size = size_of(in) * (byte(in) % 4 == 0 ? 4096 : 1);
+        q->u.malloc.size = size_of(in) * (fuzz_byte(in) % 4 == 0 ? 4096 : 1);
         break;
     case FX_OP_FREE:
         q->u.free.ptr = pick_ptr(in);
@@ -657,10 +637,10 @@ static int build_req(struct in *in, struct fx_wire_req *q, unsigned char *buf, s
     case FX_OP_MEMCPY_H2D: {
         q->u.h2d.dst = pick_ptr(in);
         q->u.h2d.stream = small_id(in);
-        size_t n = byte(in) % 64 + 1;
+        size_t n = fuzz_byte(in) % 64 + 1;
         n = n < cap ? n : cap;
         for (size_t i = 0; i < n; i++)
-            buf[i] = byte(in);
+            buf[i] = fuzz_byte(in);
         q->u.h2d.data = buf;
         q->u.h2d.n = n;
         break;
@@ -679,11 +659,11 @@ static int build_req(struct in *in, struct fx_wire_req *q, unsigned char *buf, s
     case FX_OP_MEMSET:
         q->u.memset.dst = pick_ptr(in);
         q->u.memset.size = size_of(in);
-        q->u.memset.value = byte(in);
+        q->u.memset.value = fuzz_byte(in);
         q->u.memset.stream = small_id(in);
         break;
     case FX_OP_STREAM_CREATE:
-        q->u.stream_create.flags = byte(in) & 3;
+        q->u.stream_create.flags = fuzz_byte(in) & 3;
         break;
     case FX_OP_STREAM_SYNC:
     case FX_OP_STREAM_DESTROY:
@@ -698,7 +678,7 @@ static int build_req(struct in *in, struct fx_wire_req *q, unsigned char *buf, s
     case FX_OP_FUNC_GET: {
         static const char *const names[] = {"k0", "k1", "k2", "kx"};
         q->u.func_get.module = small_id(in);
-        const char *name = names[byte(in) % 4];
+        const char *name = names[fuzz_byte(in) % 4];
         q->u.func_get.name = (const unsigned char *)name;
         q->u.func_get.name_len = strlen(name);
         break;
@@ -706,18 +686,18 @@ static int build_req(struct in *in, struct fx_wire_req *q, unsigned char *buf, s
     case FX_OP_LAUNCH: {
         q->u.launch.func = small_id(in);
         for (int i = 0; i < 3; i++) {
-            q->u.launch.grid[i] = 1 + byte(in) % 2;
-            q->u.launch.block[i] = 1 + byte(in) % 2;
+            q->u.launch.grid[i] = 1 + fuzz_byte(in) % 2;
+            q->u.launch.block[i] = 1 + fuzz_byte(in) % 2;
         }
         q->u.launch.stream = small_id(in);
-        uint8_t shape = byte(in);
+        uint8_t shape = fuzz_byte(in);
         size_t n = shape % 4 == 0 ? 4 : shape % 4 == 1 ? 24 : shape % 4 == 2 ? 16 : shape % 64;
         n = n < cap ? n : cap;
         memset(buf, 0, n);
-        buf[0] = byte(in);
+        buf[0] = fuzz_byte(in);
         if (n >= 24) {
             uint64_t p = pick_ptr(in);
-            uint32_t cnt = byte(in);
+            uint32_t cnt = fuzz_byte(in);
             memcpy(buf + 8, &p, 8);
             memcpy(buf + 16, &cnt, 4);
         }
@@ -739,13 +719,13 @@ static int build_req(struct in *in, struct fx_wire_req *q, unsigned char *buf, s
     case FX_OP_EVENT_SYNC:
     case FX_OP_EVENT_ELAPSED:
     case FX_OP_STREAM_WAIT_EVENT:
-        q->u.ids.a = q->h.op == FX_OP_EVENT_CREATE ? byte(in) % 9 : small_id(in);
+        q->u.ids.a = q->h.op == FX_OP_EVENT_CREATE ? fuzz_byte(in) % 9 : small_id(in);
         q->u.ids.b = small_id(in);
-        q->u.ids.c = byte(in) % 2;
+        q->u.ids.c = fuzz_byte(in) % 2;
         break;
     case FX_OP_DEVICE_ATTRIBUTE:
-        q->u.attribute.attr = byte(in) < 250 ? byte(in) : u32(in);
-        q->u.attribute.device = byte(in) % 3;
+        q->u.attribute.attr = fuzz_byte(in) < 250 ? fuzz_byte(in) : fuzz_u32(in);
+        q->u.attribute.device = fuzz_byte(in) % 3;
         break;
     default: /* DEVICE_SYNC, MEM_GET_INFO, BLAS_CREATE, PROGRESS */
         break;
@@ -753,7 +733,7 @@ static int build_req(struct in *in, struct fx_wire_req *q, unsigned char *buf, s
     return 0;
 }
 
-static void built_frames(struct fx_srv_conn *c, struct in *in)
+static void built_frames(struct fx_srv_conn *c, struct fuzz_in *in)
 {
     static unsigned char buf[256];
     struct fx_wr w;
@@ -784,7 +764,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!c || fx_srv_start_driver(c) != cudaSuccess)
         abort();
     wrap(&c->d);
-    struct in in = {data + 1, size - 1};
+    struct fuzz_in in = {data + 1, size - 1};
     if (data[0] & 1)
         built_frames(c, &in);
     else
