@@ -32,27 +32,12 @@ E2E_NAME=borrow-mem-e2e E2E_LOGS="scheduler.log node.log owner-a.log borrower.lo
 # shellcheck source=test/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
 
-cg=""
 e2e_on_exit() {
   exec 7>&- 8>&- 9>&- 2>/dev/null || true
-  [ -n "$cg" ] && [ -d "$cg" ] && find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null || true
 }
 e2e_up
 
-mnt="$(findmnt -rn -t cgroup2 -o TARGET | head -n 1 || true)"
-real_cg=0
-if [ -n "$mnt" ] && mkdir "$mnt/flexpu-e2e-$$" 2>/dev/null; then
-  cg="$mnt/flexpu-e2e-$$"
-  [ -e "$cg/cgroup.kill" ] && real_cg=1
-fi
-if [ "$real_cg" = 0 ]; then
-  [ -n "$cg" ] && rmdir "$cg"
-  cg=""
-  fake_cg="$work/cgroup"
-  mkdir -p "$fake_cg"
-  echo "cpu memory" >"$fake_cg/cgroup.controllers"
-fi
-cgroot="${cg:-$fake_cg}"
+pod_cgroups
 
 kwok_agent_node gpu-m
 export FAKECUDA_DEVICES=1 FAKECUDA_TOTAL_MEM=$((80 * 1073741824))
@@ -150,11 +135,7 @@ wait_for 5 "the agent did not mark the borrowed GPU" marked
 pass "a light opportunistic pod (30 cores, 4 GiB) borrows memory the owners reserved: its process holds 4 GiB ($a)"
 
 # The kernel's part where there is no cgroup v2 to write to.
-if [ "$real_cg" = 0 ]; then
-  echo "$E2E_NAME: no writable cgroup v2: the test kills the process when cgroup.kill says 1"
-  (while ! grep -q 1 "$bcg/cgroup.kill" 2>/dev/null; do sleep 0.01; done; kill -9 "$bpid") &
-  pids+=("$!")
-fi
+fake_cgroup_kill "$bcg" "$bpid"
 
 # owner-a's container through the kubelet's calls, so its process runs in
 # the slice the agent wrote for the pod (the event names the pod by it).
@@ -180,7 +161,7 @@ grep -q 'borrowed memory given back' "$work/owner-a.log" || fail "the library di
 m="$(curl -sf "http://127.0.0.1:$nport/metrics")" || fail "no agent metrics"
 grep -qx 'flexpu_node_borrowers_killed_total{result="killed"} 1' <<<"$m" ||
   fail "the agent's metrics: $(grep borrowers_killed <<<"$m" | tr '\n' ' ')"
-pass "owner-a's 39 GiB (within its 40) that needed the borrowed memory succeeded after $(( (t1 - t0) / 1000000 )) ms: the agent killed the borrower's cgroup ($( [ "$real_cg" = 1 ] && echo "cgroup.kill on $mnt" || echo "stand-in")); $(grep -o 'waited_ms=[0-9]*' "$work/owner-a.log")"
+pass "owner-a's 39 GiB (within its 40) that needed the borrowed memory succeeded after $(( (t1 - t0) / 1000000 )) ms: the agent killed the borrower's cgroup ($( [ "$real_cg" = 1 ] && echo "cgroup.kill on $cg_mnt" || echo "stand-in")); $(grep -o 'waited_ms=[0-9]*' "$work/owner-a.log")"
 
 reclaimed_msg() {
   kubectl get events --field-selector involvedObject.name=borrower,reason=MemoryReclaimed \

@@ -17,6 +17,9 @@
 #             publish its GPUs on
 #   start_node NAME ARGS...: flexpu-node for node NAME on the fake NVML
 #             (debug log appended to $work/node.log; $node_pid, stopped at exit)
+#   pod_cgroups: $cgroot, the root of the pods' cgroups (--cgroup-root),
+#             real or a stand-in ($real_cg); fake_cgroup_kill DIR PID: the
+#             stand-in's kill
 # A script may define e2e_on_fail (more to print on a failure) and
 # e2e_on_exit (more to stop or undo at exit: after $pids are signalled,
 # before the wait for them and before the cluster goes).
@@ -29,6 +32,7 @@ work="$(mktemp -d "/tmp/flexpu-$E2E_NAME.XXXXXX")"
 pids=()
 
 sched_pid=""
+e2e_cg="" # the cgroup pod_cgroups made under the host's cgroup v2
 
 e2e_cleanup() {
   local p
@@ -36,6 +40,9 @@ e2e_cleanup() {
   [ -z "$sched_pid" ] || kill "$sched_pid" 2>/dev/null || true
   if declare -F e2e_on_exit >/dev/null; then e2e_on_exit || true; fi
   wait 2>/dev/null || true
+  # Its pods' cgroups first; after the wait, so that no process is left in one.
+  [ -z "$e2e_cg" ] || [ ! -d "$e2e_cg" ] ||
+    find "$e2e_cg" -depth -type d -exec rmdir {} + 2>/dev/null || true
   "$root/test/cluster/cluster.sh" down "$work/cluster" || true
   if [ "${KEEP:-0}" = 1 ]; then echo "$E2E_NAME: kept $work" >&2; else rm -rf "$work"; fi
 }
@@ -142,4 +149,45 @@ start_node() {
     --log-level debug "$@" >>"$work/node.log" 2>&1 &
   node_pid=$!
   pids+=("$node_pid")
+}
+
+# pod_cgroups: sets cgroot, the root under which the agent finds pods'
+# cgroups (--cgroup-root, cgroupfs layout). Where the test may make a cgroup
+# of its own under the host's cgroup v2 and it has cgroup.kill (Linux 5.14),
+# that cgroup (real_cg=1, cg_mnt the mount; removed at exit with the pods'
+# cgroups in it), so the agent's kill is the kernel's; else a directory of
+# $work with the cgroup.controllers the agent looks for (real_cg=0), whose
+# kill fake_cgroup_kill plays.
+pod_cgroups() {
+  local cg
+  cg_mnt="$(findmnt -rn -t cgroup2 -o TARGET | head -n 1 || true)"
+  real_cg=0
+  if [ -n "$cg_mnt" ] && mkdir "$cg_mnt/flexpu-e2e-$$" 2>/dev/null; then
+    cg="$cg_mnt/flexpu-e2e-$$"
+    if [ -e "$cg/cgroup.kill" ]; then
+      real_cg=1
+      e2e_cg="$cg"
+    else
+      rmdir "$cg"
+    fi
+  fi
+  if [ "$real_cg" = 1 ]; then
+    cgroot="$e2e_cg"
+  else
+    cgroot="$work/cgroup"
+    mkdir -p "$cgroot"
+    echo "cpu memory" >"$cgroot/cgroup.controllers"
+  fi
+}
+
+# fake_cgroup_kill DIR PID: the kernel's part of DIR/cgroup.kill where
+# pod_cgroups found no cgroup v2 to write to: PID is killed once the agent
+# writes 1 there (said in the output). Nothing where the cgroup is real.
+fake_cgroup_kill() {
+  if [ "$real_cg" = 1 ]; then
+    return 0
+  fi
+  echo "$E2E_NAME: no writable cgroup v2: the test kills the process when cgroup.kill says 1"
+  (while ! grep -q 1 "$1/cgroup.kill" 2>/dev/null; do sleep 0.01; done; kill -9 "$2") &
+  pids+=("$!")
 }

@@ -31,7 +31,6 @@ E2E_NAME=remote-borrow-e2e E2E_LOGS="scheduler.log node.log server.log app.out"
 # shellcheck source=test/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
 
-cg=""
 e2e_on_exit() {
   local f
   exec 9>&- 2>/dev/null || true
@@ -39,7 +38,6 @@ e2e_on_exit() {
   for f in "$work"/root/remote/*/server.pid; do
     [ -f "$f" ] && kill -KILL -- "-$(cut -d' ' -f1 "$f")" 2>/dev/null
   done
-  [ -n "$cg" ] && [ -d "$cg" ] && find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null || true
   return 0
 }
 e2e_on_fail() {
@@ -51,20 +49,7 @@ e2e_on_fail() {
 }
 e2e_up
 
-mnt="$(findmnt -rn -t cgroup2 -o TARGET | head -n 1 || true)"
-real_cg=0
-if [ -n "$mnt" ] && mkdir "$mnt/flexpu-e2e-$$" 2>/dev/null; then
-  cg="$mnt/flexpu-e2e-$$"
-  [ -e "$cg/cgroup.kill" ] && real_cg=1
-fi
-if [ "$real_cg" = 0 ]; then
-  [ -n "$cg" ] && rmdir "$cg"
-  cg=""
-  fake_cg="$work/cgroup"
-  mkdir -p "$fake_cg"
-  echo "cpu memory" >"$fake_cg/cgroup.controllers"
-fi
-cgroot="${cg:-$fake_cg}"
+pod_cgroups
 
 # The cluster key (0400); the servers' users reach the arbiter's pages and
 # their ledgers under $work/root, and the fake driver's files.
@@ -186,11 +171,7 @@ marked() { [ -e "$work/root/borrowed/$uuid" ]; }
 wait_for 5 "the agent did not mark the borrowed GPU" marked
 pass "a light opportunistic pod of gpu-r borrows the memory the remote owner reserved: its process holds 4 GiB ($ba)"
 
-if [ "$real_cg" = 0 ]; then
-  echo "$E2E_NAME: no writable cgroup v2: the test kills the process when cgroup.kill says 1"
-  (while ! grep -q 1 "$bcg/cgroup.kill" 2>/dev/null; do sleep 0.01; done; kill -9 "$bpid") &
-  pids+=("$!")
-fi
+fake_cgroup_kill "$bcg" "$bpid"
 
 # rowner's unmodified program asks 77 GiB of its 80 through the server:
 # 77 + the borrower's 4 > 80.
@@ -209,7 +190,7 @@ grep -q "msg=\"borrower killed\" pod_uid=$buid .*slice remote-$ruid" "$work/node
   fail "the agent logged no kill of the borrower for the remote slice: $(grep -i borrower "$work/node.log" | tail -3)"
 slog="$work/root/remote/$ruid/server.log"
 grep -q 'borrowed memory given back' "$slog" || fail "the server's worker did not say it waited: $(tail -5 "$slog")"
-pass "rowner's 77 GiB (within its 80) through flexpu-remoted succeeded after $(( (t1 - t0) / 1000000 )) ms: the server's worker waited ($(grep -o 'waited_ms=[0-9]*' "$slog" | head -1)), gpu-r's agent killed the borrower's cgroup for slice remote-$ruid ($( [ "$real_cg" = 1 ] && echo "cgroup.kill on $mnt" || echo "stand-in"))"
+pass "rowner's 77 GiB (within its 80) through flexpu-remoted succeeded after $(( (t1 - t0) / 1000000 )) ms: the server's worker waited ($(grep -o 'waited_ms=[0-9]*' "$slog" | head -1)), gpu-r's agent killed the borrower's cgroup for slice remote-$ruid ($( [ "$real_cg" = 1 ] && echo "cgroup.kill on $cg_mnt" || echo "stand-in"))"
 
 reclaimed_msg() {
   kubectl get events --field-selector involvedObject.name=borrower,reason=MemoryReclaimed \
