@@ -188,6 +188,8 @@ fake_cgroup_kill() {
     return 0
   fi
   echo "$E2E_NAME: no writable cgroup v2: the test kills the process when cgroup.kill says 1"
+  # The file the kernel gives every cgroup: the agent opens it, never creates it.
+  : >"$1/cgroup.kill"
   (while ! grep -q 1 "$1/cgroup.kill" 2>/dev/null; do sleep 0.01; done; kill -9 "$2") &
   pids+=("$!")
 }
