@@ -76,6 +76,28 @@ static void join(struct fx_gpu *g, const char *name, int share, const char *prio
     assert_true(g->agent);
 }
 
+/* The setup most tests share: the GPU on the agent, and slices a and b of
+ * 50% each (b at priority prio_b) with a process of each joined. The agent
+ * has not scanned yet. */
+static void two_slices(struct fx_gpu *a, struct fx_gpu *b, const char *prio_b)
+{
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_arb_agent_add_gpu(agent, UUID, &err), 0);
+    join(a, "a", 50, "normal");
+    join(b, "b", 50, prio_b);
+}
+
+/* two_slices, then the agent's first scan, which makes both its tenants;
+ * the time of that scan. */
+static uint64_t two_tenants(struct fx_gpu *a, struct fx_gpu *b, const char *prio_b)
+{
+    two_slices(a, b, prio_b);
+    uint64_t t = fx_mono_ns();
+    fx_arb_agent_step(agent, t);
+    assert_true(fx_gpu_agent_tenant(a) >= 0 && fx_gpu_agent_tenant(b) >= 0);
+    return t;
+}
+
 /* A process that waits for the GPU, as fx_arb_acquire publishes it. */
 static void wants(struct fx_gpu *g, uint64_t now)
 {
@@ -162,14 +184,8 @@ static void test_pages_policy_and_turns(void **state)
 static void test_a_request_record_reaches_only_its_tenant(void **state)
 {
     (void)state;
-    struct flexpu_error err = {0};
-    assert_int_equal(fx_arb_agent_add_gpu(agent, UUID, &err), 0);
     struct fx_gpu a, b;
-    join(&a, "a", 50, "normal");
-    join(&b, "b", 50, "normal");
-    uint64_t t = fx_mono_ns();
-    fx_arb_agent_step(agent, t);
-    assert_true(fx_gpu_agent_tenant(&a) >= 0 && fx_gpu_agent_tenant(&b) >= 0);
+    uint64_t t = two_tenants(&a, &b, "normal");
     const struct fx_gpu_state *st = a.st;
     /* b names a's index, claims endless work, high priority is not a field */
     struct fx_proc_rec *p = &b.procs[b.slot];
@@ -211,12 +227,9 @@ static void *acquire_main(void *g)
 static void test_an_unknown_slice_is_not_starved(void **state)
 {
     (void)state;
-    struct flexpu_error err = {0};
-    assert_int_equal(fx_arb_agent_add_gpu(agent, UUID, &err), 0);
     struct fx_gpu a, b, ghost;
-    join(&a, "a", 50, "normal");
-    join(&b, "b", 50, "normal");
-    join(&ghost, "ghost", 50, NULL);
+    two_slices(&a, &b, "normal");
+    join(&ghost, "ghost", 50, NULL); /* before the first scan, as a and b */
     uint64_t t = fx_mono_ns();
     fx_arb_agent_step(agent, t);
     wants(&a, t);
@@ -279,13 +292,8 @@ static void acquire_beside_claim(struct fx_gpu *a, struct fx_gpu *x)
 static void test_throttled_time_is_counted(void **state)
 {
     (void)state;
-    struct flexpu_error err = {0};
-    assert_int_equal(fx_arb_agent_add_gpu(agent, UUID, &err), 0);
     struct fx_gpu a, b;
-    join(&a, "a", 50, "normal");
-    join(&b, "b", 50, "high"); /* so that b, not a, is given the GPU first */
-    fx_arb_agent_step(agent, fx_mono_ns());
-    assert_true(fx_gpu_agent_tenant(&a) >= 0 && fx_gpu_agent_tenant(&b) >= 0);
+    two_tenants(&a, &b, "high"); /* so that b, not a, is given the GPU first */
     const struct fx_gpu_state *st = a.st;
     wants(&b, fx_mono_ns());
     fx_arb_agent_step(agent, fx_mono_ns());
@@ -317,14 +325,8 @@ static void test_throttled_time_is_counted(void **state)
 static void test_claimed_work_delays_a_neighbour_one_drain_at_most(void **state)
 {
     (void)state;
-    struct flexpu_error err = {0};
-    assert_int_equal(fx_arb_agent_add_gpu(agent, UUID, &err), 0);
     struct fx_gpu a, b;
-    join(&a, "a", 50, "normal");
-    join(&b, "b", 50, "normal");
-    uint64_t t = fx_mono_ns();
-    fx_arb_agent_step(agent, t);
-    assert_true(fx_gpu_agent_tenant(&a) >= 0 && fx_gpu_agent_tenant(&b) >= 0);
+    uint64_t t = two_tenants(&a, &b, "normal");
     const struct fx_gpu_state *st = a.st;
     struct fx_proc_rec *pa = &a.procs[a.slot], *pb = &b.procs[b.slot];
     uint64_t waiting_since = t, longest = 0, a_held = 0;
@@ -386,14 +388,8 @@ static void test_claimed_work_delays_a_neighbour_one_drain_at_most(void **state)
 static void test_an_overrun_and_the_next_holder_share_the_time(void **state)
 {
     (void)state;
-    struct flexpu_error err = {0};
-    assert_int_equal(fx_arb_agent_add_gpu(agent, UUID, &err), 0);
     struct fx_gpu a, b;
-    join(&a, "a", 50, "normal");
-    join(&b, "b", 50, "normal");
-    uint64_t t = fx_mono_ns();
-    fx_arb_agent_step(agent, t);
-    assert_true(fx_gpu_agent_tenant(&a) >= 0 && fx_gpu_agent_tenant(&b) >= 0);
+    uint64_t t = two_tenants(&a, &b, "normal");
     const struct fx_gpu_state *st = a.st;
     wants(&a, t);
     wants(&b, t);
@@ -471,14 +467,8 @@ static void test_an_overrun_and_the_next_holder_share_the_time(void **state)
 static void test_the_grace_before_a_first_launch_is_bounded(void **state)
 {
     (void)state;
-    struct flexpu_error err = {0};
-    assert_int_equal(fx_arb_agent_add_gpu(agent, UUID, &err), 0);
     struct fx_gpu a, b;
-    join(&a, "a", 50, "normal");
-    join(&b, "b", 50, "normal");
-    uint64_t t = fx_mono_ns();
-    fx_arb_agent_step(agent, t);
-    assert_true(fx_gpu_agent_tenant(&a) >= 0 && fx_gpu_agent_tenant(&b) >= 0);
+    uint64_t t = two_tenants(&a, &b, "normal");
     const struct fx_gpu_state *st = a.st;
     struct fx_proc_rec *pa = &a.procs[a.slot], *pb = &b.procs[b.slot];
     uint32_t ha = (uint32_t)a.tenant + 1, hb = (uint32_t)b.tenant + 1;
@@ -770,11 +760,8 @@ static void *launch_loop(void *arg)
 static void test_agent_and_tenants_side_by_side(void **state)
 {
     (void)state;
-    struct flexpu_error err = {0};
-    assert_int_equal(fx_arb_agent_add_gpu(agent, UUID, &err), 0);
     struct fx_gpu a, b;
-    join(&a, "a", 50, "normal");
-    join(&b, "b", 50, "normal");
+    two_slices(&a, &b, "normal"); /* the agent's thread scans */
     agent_stop = 0;
     pthread_t at, th[4];
     assert_int_equal(pthread_create(&at, NULL, agent_main, NULL), 0);
