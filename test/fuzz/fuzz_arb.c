@@ -34,6 +34,7 @@
 
 #include "flexpu/log.h"
 #include "fuzz_input.h"
+#include "fuzz_scratch.h"
 #include "runtime/arbagent.h"
 #include "runtime/arbiter.h"
 #include "runtime/shmfile.h"
@@ -290,6 +291,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         char dir[200];
         if (!mkdtemp(root))
             abort();
+        fuzz_scratch_remove_at_exit(root);
         for (int i = 0; i < NT; i++) {
             char name[8];
             snprintf(name, sizeof name, "t%d", i);

@@ -18,6 +18,7 @@
 #include "deviceplugin/v1beta1/api.pb-c.h"
 #include "flexpu/log.h"
 #include "fuzz_input.h"
+#include "fuzz_scratch.h"
 #include "node/plugin.h"
 
 static struct fx_plugin *plugin;
@@ -38,6 +39,7 @@ static void setup(void)
     static char root[64] = "/tmp/flexpu-fuzz-node-XXXXXX";
     if (!mkdtemp(root))
         abort();
+    fuzz_scratch_remove_at_exit(root);
     struct fx_node_gpu gpus[4];
     memset(gpus, 0, sizeof(gpus));
     for (int i = 0; i < 4; i++) {

@@ -32,6 +32,7 @@
 
 #include "flexpu/log.h"
 #include "fuzz_input.h"
+#include "fuzz_scratch.h"
 #include "remote/cudart_abi.h"
 #include "remote/server_conn.h"
 #include "remote/wire.h"
@@ -424,6 +425,7 @@ static void setup(void)
     static char dir[64] = "/tmp/flexpu-fuzz-remote-XXXXXX";
     if (!mkdtemp(dir))
         abort();
+    fuzz_scratch_remove_at_exit(dir);
     setenv("FAKECUDA_DIR", dir, 1);
     setenv("FAKECUDA_DEVICES", "2", 1);
     setenv("FAKECUDA_TOTAL_MEM", "67108864", 1);
