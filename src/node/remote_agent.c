@@ -43,6 +43,12 @@ struct rslice {
     pid_t pid;                  /* its server; 0: none */
     unsigned run_uid;           /* its user from --remote-uid-range; 0: none taken */
     bool adopted;               /* started by an earlier agent: not our child */
+    /* Its pod gone: SIGTERM sent to its group at the pass that saw it, and
+     * SIGKILL once stop_by_ms passed (killed); the slice stays, counted as
+     * holding its memory, until a later pass finds the server reaped. No
+     * pass waits for it (stop_step). */
+    bool stopping, killed;
+    int64_t stop_by_ms;
     int port;
     int64_t started_ms, next_start_ms;
     int backoff_ms;
@@ -67,13 +73,18 @@ struct rview {
 struct fx_remote_serve {
     struct fx_remote_serve_config cfg;
     char dir[512];              /* <root>/remote */
+    /* The slices' list and what the watch writes in them. The watch's
+     * callback takes it for every event, so nothing slow happens under it:
+     * the supervisor never waits for a server's exit (stop_step), and
+     * spawns its servers and scans /proc for their uids without it
+     * (struct start). Only the supervisor removes a slice from the list, or
+     * changes its server's fields (pid, port, run_uid, stopping...). */
     pthread_mutex_t mu;
-    /* The plugin asks under its own lock, and the supervisor holds mu
-     * through stops that wait seconds for a server to exit, spawns and
-     * /proc scans: the answers come from this copy, which view_mu guards
-     * alone and publish() replaces, with mu held, whenever what it says
-     * may have changed. view_ok: the first full list came in, and the
-     * copy was made (false on no memory: the plugin refuses borrowers). */
+    /* The plugin asks under its own lock: the answers come from this copy,
+     * which view_mu guards alone and publish() replaces, with mu held,
+     * whenever what it says may have changed, so they never wait for mu.
+     * view_ok: the first full list came in, and the copy was made (false on
+     * no memory: the plugin refuses borrowers). */
     pthread_mutex_t view_mu;
     struct rview *view;
     int nview;
@@ -400,15 +411,61 @@ static bool port_free(int port)
     return ok;
 }
 
-/* Lock held. A port of the range no slice holds and nothing listens on. */
-static int port_pick(struct fx_remote_serve *s)
+/* A server to start, copied out of its slice under the lock: its files,
+ * the /proc scan for its uid and the spawn are made without the lock
+ * (struct fx_remote_serve's mu), then the result is written back. */
+struct start {
+    struct rslice *r; /* stays in the list: only the supervisor removes one */
+    char uid[64], ns[256], name[256];
+    struct fx_remote_server sv;
+    unsigned run_uid; /* its uid of the range so far; then the one it got (0: none) */
+    pid_t pid;        /* its server; 0: not started */
+    int port;
+};
+
+/* What the slices' servers hold, copied under the lock for the starts made
+ * without it: the ports of the servers that run (or are being stopped),
+ * the range's uids of all slices; each start adds what it takes. */
+struct taken {
+    int *ports, nports;
+    unsigned *uids;
+    int nuids;
+};
+
+/* Lock held. What the slices hold, with room for `extra` more of each;
+ * false on no memory. */
+static bool taken_of(const struct fx_remote_serve *s, struct taken *t, int extra)
+{
+    int n = extra;
+    for (const struct rslice *r = s->slices; r; r = r->next)
+        n++;
+    *t = (struct taken){.ports = malloc((size_t)n * sizeof(int)),
+                        .uids = malloc((size_t)n * sizeof(unsigned))};
+    if (!t->ports || !t->uids) {
+        free(t->ports);
+        free(t->uids);
+        return false;
+    }
+    for (const struct rslice *r = s->slices; r; r = r->next) {
+        if (r->pid > 0)
+            t->ports[t->nports++] = r->port;
+        if (r->run_uid)
+            t->uids[t->nuids++] = r->run_uid;
+    }
+    return true;
+}
+
+/* A port of the range no slice holds and nothing listens on (taken). */
+static int port_pick(const struct fx_remote_serve *s, struct taken *t)
 {
     for (int p = s->cfg.port_min; p <= s->cfg.port_max; p++) {
         bool used = false;
-        for (struct rslice *r = s->slices; r && !used; r = r->next)
-            used = r->pid > 0 && r->port == p;
-        if (!used && port_free(p))
+        for (int i = 0; i < t->nports && !used; i++)
+            used = t->ports[i] == p;
+        if (!used && port_free(p)) {
+            t->ports[t->nports++] = p;
             return p;
+        }
     }
     return 0;
 }
@@ -457,73 +514,86 @@ static int uids_running(unsigned *out, int max)
     return n;
 }
 
-/* Lock held. A uid of --remote-uid-range for slice r: the one it has, or
- * the lowest no other slice holds and no process runs as (one could signal
- * the other); 0 when none is free. */
-static unsigned uid_take(struct fx_remote_serve *s, struct rslice *r)
+/* The uids this PID namespace's processes run as (uids_running), scanned
+ * at most once for a pass's starts; n is -1 on no memory. */
+struct running {
+    bool scanned;
+    unsigned *ids;
+    int n;
+};
+
+/* A uid of --remote-uid-range for start j: the one its slice has, or the
+ * lowest no slice holds (taken) and no process runs as (one could signal
+ * the other; running: scanned once per pass); 0 when none is free. */
+static unsigned uid_take(const struct fx_remote_serve *s, struct start *j, struct taken *t,
+                         struct running *running)
 {
     unsigned first = s->cfg.uid_first, last = s->cfg.uid_last;
-    if (r->run_uid >= first && r->run_uid <= last)
-        return r->run_uid;
+    if (j->run_uid >= first && j->run_uid <= last)
+        return j->run_uid;
     enum { MAX_IDS = 3 * 8192 };
-    unsigned *running = malloc(MAX_IDS * sizeof(*running));
-    if (!running)
+    if (!running->scanned) {
+        running->scanned = true;
+        running->ids = malloc(MAX_IDS * sizeof(*running->ids));
+        running->n = running->ids ? uids_running(running->ids, MAX_IDS) : -1;
+    }
+    if (running->n < 0)
         return 0;
-    int nrun = uids_running(running, MAX_IDS);
     unsigned got = 0;
     for (unsigned u = first; u <= last && !got; u++) {
         bool used = false;
-        for (const struct rslice *o = s->slices; o && !used; o = o->next)
-            used = o != r && o->run_uid == u;
-        for (int i = 0; i < nrun && !used; i++)
-            used = running[i] == u;
+        for (int i = 0; i < t->nuids && !used; i++)
+            used = t->uids[i] == u;
+        for (int i = 0; i < running->n && !used; i++)
+            used = running->ids[i] == u;
         if (!used)
-            got = r->run_uid = u;
+            got = j->run_uid = t->uids[t->nuids++] = u;
     }
-    free(running);
     return got;
 }
 
-/* Lock held. Starts slice r's server; false with the reason logged. */
-static bool server_start(struct fx_remote_serve *s, struct rslice *r)
+/* Without the lock: starts start j's server (its pid and port set in j);
+ * false with the reason logged. */
+static bool server_start(struct fx_remote_serve *s, struct start *j, struct taken *t,
+                         struct running *running)
 {
     char dir[600], token[600], pidf[600], logf[600], portf[600], arb[600], ledger[600],
         marks[600], key[FX_ARB_AGENT_KEY_MAX];
-    slice_path(s, r->uid, NULL, dir, sizeof(dir));
-    slice_path(s, r->uid, "token", token, sizeof(token));
-    slice_path(s, r->uid, "server.pid", pidf, sizeof(pidf));
-    slice_path(s, r->uid, "server.log", logf, sizeof(logf));
-    slice_path(s, r->uid, "port", portf, sizeof(portf));
+    slice_path(s, j->uid, NULL, dir, sizeof(dir));
+    slice_path(s, j->uid, "token", token, sizeof(token));
+    slice_path(s, j->uid, "server.pid", pidf, sizeof(pidf));
+    slice_path(s, j->uid, "server.log", logf, sizeof(logf));
+    slice_path(s, j->uid, "port", portf, sizeof(portf));
     struct flexpu_error err = {0};
     char hex[FX_REMOTE_TOKEN_HEX + 1];
     if ((mkdir(dir, 0700) != 0 && errno != EEXIST) ||
-        fx_remote_token(s->cfg.key, r->uid, s->cfg.node, r->sv.gpu_uuid, hex, &err) != 0 ||
+        fx_remote_token(s->cfg.key, j->uid, s->cfg.node, j->sv.gpu_uuid, hex, &err) != 0 ||
         fx_remote_token_write(token, hex, 0600, &err) != 0) {
         FX_ERROR(COMP, "remote server: cannot prepare its directory", "pod=%s/%s dir=%s "
-                 "error=\"%s\"", r->ns, r->name, dir, err.msg[0] ? err.msg : strerror(errno));
+                 "error=\"%s\"", j->ns, j->name, dir, err.msg[0] ? err.msg : strerror(errno));
         return false;
     }
-    int port = port_pick(s);
+    int port = port_pick(s, t);
     if (!port) {
         FX_ERROR(COMP, "remote server: no port free in the range", "pod=%s/%s ports=%d-%d",
-                 r->ns, r->name, s->cfg.port_min, s->cfg.port_max);
+                 j->ns, j->name, s->cfg.port_min, s->cfg.port_max);
         return false;
     }
-    r->sv.port = port;
+    j->sv.port = port;
     /* Its user: its own from the range, else the servers' shared one (and
      * then no uid of a range is its: one an earlier agent gave it is not
      * recorded for a server that no longer runs as it). */
     uid_t run = (uid_t)s->cfg.uid;
     if (!s->cfg.uid_first)
-        r->run_uid = 0;
-    if (s->cfg.uid_first && !(run = (uid_t)uid_take(s, r))) {
+        j->run_uid = 0;
+    if (s->cfg.uid_first && !(run = (uid_t)uid_take(s, j, t, running))) {
         FX_ERROR(COMP, "remote server: no uid free in --remote-uid-range", "pod=%s/%s "
-                 "uids=%u-%u", r->ns, r->name, s->cfg.uid_first, s->cfg.uid_last);
+                 "uids=%u-%u", j->ns, j->name, s->cfg.uid_first, s->cfg.uid_last);
         return false;
     }
     /* A slice of the agent's arbiter, as a local slice (remote_agent.h). */
     snprintf(arb, sizeof(arb), "%.500s/arb", s->cfg.root);
-    struct fx_slice_file f = r->sv.slice;
+    struct fx_slice_file f = j->sv.slice;
     f.arbiter_dir = arb;
     f.ledger_dir = ledger;
     /* An owner, as a remote slice always is (a borrowed slice is never
@@ -533,25 +603,25 @@ static bool server_start(struct fx_remote_serve *s, struct rslice *r)
     f.cap_clock_mhz = s->cfg.cap_clock_mhz;
     if (fx_reclaim_dir(s->cfg.root, marks, sizeof(marks)) != 0) {
         FX_ERROR(COMP, "remote server: cannot make the borrowed GPUs' marks directory",
-                 "pod=%s/%s root=%s error=\"%s\"", r->ns, r->name, s->cfg.root, strerror(errno));
+                 "pod=%s/%s root=%s error=\"%s\"", j->ns, j->name, s->cfg.root, strerror(errno));
         return false;
     }
-    if (fx_remote_slice_key(r->uid, key, sizeof(key)) != 0 ||
+    if (fx_remote_slice_key(j->uid, key, sizeof(key)) != 0 ||
         fx_slice_ledger_dir(s->cfg.root, key, ledger, sizeof(ledger)) != 0) {
-        FX_ERROR(COMP, "remote server: no slice key", "pod=%s/%s pod_uid=%s", r->ns, r->name,
-                 r->uid);
+        FX_ERROR(COMP, "remote server: no slice key", "pod=%s/%s pod_uid=%s", j->ns, j->name,
+                 j->uid);
         return false;
     }
     if (fx_slice_prepare_server(s->cfg.root, key, &f, s->cfg.limits, s->cfg.drop, run,
                                 (gid_t)s->cfg.gid, &err) != 0) {
         FX_ERROR(COMP, "remote server: cannot prepare its slice", "pod=%s/%s key=%s "
-                 "error=\"%s\"", r->ns, r->name, key, err.msg);
+                 "error=\"%s\"", j->ns, j->name, key, err.msg);
         return false;
     }
     char buf[4096], *argv[12], *envp[64];
-    if (fx_remote_server_cmd(&r->sv, s->cfg.server_bin, s->cfg.runtime_lib, arb, ledger, marks,
+    if (fx_remote_server_cmd(&j->sv, s->cfg.server_bin, s->cfg.runtime_lib, arb, ledger, marks,
                              buf, sizeof(buf), argv, 10, envp, 12, &err) != 0) {
-        FX_ERROR(COMP, "remote server: bad command", "pod=%s/%s error=\"%s\"", r->ns, r->name,
+        FX_ERROR(COMP, "remote server: bad command", "pod=%s/%s error=\"%s\"", j->ns, j->name,
                  err.msg);
         return false;
     }
@@ -569,22 +639,20 @@ static bool server_start(struct fx_remote_serve *s, struct rslice *r)
                                  .drop = s->cfg.drop, .uid = run, .gid = (gid_t)s->cfg.gid};
     pid_t pid;
     if (fx_remote_spawn(&sp, &pid, &err) != 0) {
-        FX_ERROR(COMP, "remote server: cannot start", "pod=%s/%s bin=%s error=\"%s\"", r->ns,
-                 r->name, s->cfg.server_bin, err.msg);
+        FX_ERROR(COMP, "remote server: cannot start", "pod=%s/%s bin=%s error=\"%s\"", j->ns,
+                 j->name, s->cfg.server_bin, err.msg);
         return false;
     }
     char pidtext[64];
-    snprintf(pidtext, sizeof(pidtext), "%d %d %u\n", (int)pid, port, r->run_uid);
+    snprintf(pidtext, sizeof(pidtext), "%d %d %u\n", (int)pid, port, j->run_uid);
     if (fx_file_replace(pidf, pidtext, 0600, &err) != 0)
         FX_WARN(COMP, "remote server: pid file not written (a restarted agent will not adopt "
-                "it)", "pod=%s/%s error=\"%s\"", r->ns, r->name, err.msg);
-    r->pid = pid;
-    r->port = port;
-    r->adopted = false;
-    r->started_ms = now_ms();
+                "it)", "pod=%s/%s error=\"%s\"", j->ns, j->name, err.msg);
+    j->pid = pid;
+    j->port = port;
     FX_INFO(COMP, "remote server started", "pod=%s/%s pod_uid=%s gpu=%s port=%d pid=%d "
-            "share=%d memory=%lld uid=%d", r->ns, r->name, r->uid, r->sv.gpu_uuid, port,
-            (int)pid, r->sv.slice.compute_share, (long long)r->sv.slice.memory,
+            "share=%d memory=%lld uid=%d", j->ns, j->name, j->uid, j->sv.gpu_uuid, port,
+            (int)pid, j->sv.slice.compute_share, (long long)j->sv.slice.memory,
             s->cfg.drop ? (int)run : (int)getuid());
     return true;
 }
@@ -616,22 +684,42 @@ static bool server_alive(struct fx_remote_serve *s, struct rslice *r)
     if (w == 0)
         return true;
     if (w == r->pid) {
-        FX_WARN(COMP, "remote server ended", "pod=%s/%s pid=%d status=%d", r->ns, r->name,
-                (int)r->pid, WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+        if (!r->stopping) /* stopped: said by whoever stopped it */
+            FX_WARN(COMP, "remote server ended", "pod=%s/%s pid=%d status=%d", r->ns, r->name,
+                    (int)r->pid, WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
         /* Its workers serve a server that is gone: end them (orphans.h). */
         fx_orphans_add(&s->orphans, r->pid);
     }
     return false;
 }
 
-/* Stops slice r's server and its workers (their process group). */
+/* Lock held. Moves the stop of slice r's server and its workers (their
+ * process group) on, without waiting: SIGTERM at the first call, SIGKILL
+ * at the first after its stop wait; server_alive sees it reaped. */
+static void stop_step(struct fx_remote_serve *s, struct rslice *r, int64_t now)
+{
+    if (r->pid <= 0)
+        return;
+    if (!r->stopping) {
+        FX_INFO(COMP, "remote server stopping", "pod=%s/%s pod_uid=%s pid=%d", r->ns, r->name,
+                r->uid, (int)r->pid);
+        kill(-r->pid, SIGTERM);
+        r->stopping = true;
+        r->stop_by_ms = now + (s->cfg.stop_wait_ms > 0 ? s->cfg.stop_wait_ms : STOP_WAIT_MS);
+    } else if (!r->killed && now >= r->stop_by_ms) {
+        kill(-r->pid, SIGKILL);
+        r->killed = true;
+    }
+}
+
+/* Stops slice r's server and its workers and waits for its end (its stop
+ * wait, then SIGKILL): for fx_remote_serve_stop, the threads gone. */
 static void server_stop(struct fx_remote_serve *s, struct rslice *r)
 {
     if (r->pid <= 0)
         return;
-    kill(-r->pid, SIGTERM);
-    int64_t until = now_ms() + (s->cfg.stop_wait_ms > 0 ? s->cfg.stop_wait_ms : STOP_WAIT_MS);
-    while (server_alive(s, r) && now_ms() < until)
+    stop_step(s, r, now_ms());
+    while (server_alive(s, r) && now_ms() < r->stop_by_ms)
         usleep(20000);
     if (server_alive(s, r)) {
         kill(-r->pid, SIGKILL);
@@ -641,6 +729,7 @@ static void server_stop(struct fx_remote_serve *s, struct rslice *r)
     FX_INFO(COMP, "remote server stopped", "pod=%s/%s pod_uid=%s pid=%d", r->ns, r->name,
             r->uid, (int)r->pid);
     r->pid = 0;
+    r->stopping = r->killed = false;
 }
 
 /* An endpoint to record on a pod, or a legacy pod to read back, taken out
@@ -712,17 +801,34 @@ static void record_endpoint(struct fx_remote_serve *s, const struct patch *p)
                 p->endpoint);
 }
 
-static void supervise(struct fx_remote_serve *s)
+#define MAX_STARTS 16
+#define MAX_PATCHES 16
+
+/* What a supervision pass does out of the lock; a slice that finds no
+ * room waits for the next pass. */
+struct pass {
+    struct start jobs[MAX_STARTS];
+    struct patch checks[LEGACY_CHECKS_PER_TICK], patches[MAX_PATCHES];
+    int nj, nc, np;
+};
+
+/* Lock held. One slice's part of a pass: its server seen ended, its stop
+ * moved on, its start, its legacy read-back and its endpoint's record
+ * planned in p; false when the slice is to go (its pod gone, no server
+ * left), for the caller to unlink. */
+static bool supervise_slice(struct fx_remote_serve *s, struct rslice *r, int64_t now,
+                            struct pass *p)
 {
-    struct patch patches[16], checks[LEGACY_CHECKS_PER_TICK];
-    int np = 0, nc = 0;
-    pthread_mutex_lock(&s->mu);
-    fx_orphans_reap(&s->orphans);
-    int64_t now = now_ms();
-    for (struct rslice **pp = &s->slices, *r; (r = *pp);) {
-        bool alive = server_alive(s, r);
-        if (!alive && r->pid > 0) {
-            r->pid = 0;
+    if (!server_alive(s, r) && r->pid > 0) {
+        if (r->stopping) {
+            FX_INFO(COMP, "remote server stopped", "pod=%s/%s pod_uid=%s pid=%d", r->ns, r->name,
+                    r->uid, (int)r->pid);
+            /* Stopped, not failed: a pod that came back meanwhile (the
+             * same UID) gets its server again at once. */
+            r->stopping = r->killed = false;
+            r->backoff_ms = 0;
+            r->next_start_ms = now;
+        } else {
             /* Ran long enough: a fresh failure, not a loop. */
             if (now - r->started_ms > BACKOFF_MAX_MS)
                 r->backoff_ms = 0;
@@ -731,53 +837,121 @@ static void supervise(struct fx_remote_serve *s)
                 r->backoff_ms = BACKOFF_MAX_MS;
             r->next_start_ms = now + r->backoff_ms;
         }
-        if (!r->want && s->synced) {
-            /* The pod is gone or ended (or its allocation is refused). */
-            server_stop(s, r);
-            *pp = r->next;
-            /* Its memory is free now: said at once, and before its files
-             * go, so that whoever sees them gone sees it gone too. */
-            publish(s);
-            slice_files_remove(s, r->uid);
-            free(r);
+        r->pid = 0;
+    }
+    bool gone = !r->want && s->synced; /* the pod is gone or ended, or refused */
+    if (gone && r->pid == 0)
+        return false;
+    /* A server being stopped is waited for even if its pod came back:
+     * never a second server beside it. */
+    if (r->stopping || gone) {
+        stop_step(s, r, now);
+        return true;
+    }
+    if (r->want && r->pid == 0 && now >= r->next_start_ms && p->nj < MAX_STARTS) {
+        struct start *j = &p->jobs[p->nj++];
+        *j = (struct start){.r = r, .sv = r->sv, .run_uid = r->run_uid};
+        snprintf(j->uid, sizeof(j->uid), "%s", r->uid);
+        snprintf(j->ns, sizeof(j->ns), "%s", r->ns);
+        snprintf(j->name, sizeof(j->name), "%s", r->name);
+    }
+    if (r->want && r->legacy && s->synced && now >= r->next_check_ms &&
+        p->nc < LEGACY_CHECKS_PER_TICK) {
+        patch_of(&p->checks[p->nc++], r);
+        r->next_check_ms = now + (s->cfg.legacy_check_ms > 0 ? s->cfg.legacy_check_ms
+                                                              : LEGACY_CHECK_MS);
+    }
+    if (r->want && r->pid > 0 && p->np < MAX_PATCHES) {
+        char ep[320], portf[600];
+        snprintf(ep, sizeof(ep), "%.300s:%d", s->cfg.address, r->port);
+        slice_path(s, r->uid, "port", portf, sizeof(portf));
+        struct stat st;
+        /* Recorded once it listens (adopted servers listen already). */
+        if (strcmp(ep, r->endpoint) != 0 &&
+            (r->adopted || (stat(portf, &st) == 0 && st.st_size > 0))) {
+            struct patch *pa = &p->patches[p->np++];
+            patch_of(pa, r);
+            snprintf(pa->endpoint, sizeof(pa->endpoint), "%s", ep);
+            /* Taken as written; the watch says otherwise if it failed. */
+            snprintf(r->endpoint, sizeof(r->endpoint), "%s", ep);
+        }
+    }
+    return true;
+}
+
+/* Lock held. The starts' results written into their slices. */
+static void starts_record(struct start *jobs, int n)
+{
+    int64_t now = now_ms();
+    for (int i = 0; i < n; i++) {
+        struct rslice *r = jobs[i].r;
+        r->run_uid = jobs[i].run_uid;
+        if (jobs[i].pid > 0) {
+            /* Its pod may have gone meanwhile: the next pass stops it. */
+            r->pid = jobs[i].pid;
+            r->port = jobs[i].port;
+            r->adopted = false;
+            r->started_ms = now;
             continue;
         }
-        if (r->want && r->pid == 0 && now >= r->next_start_ms && !server_start(s, r)) {
-            r->backoff_ms = r->backoff_ms ? r->backoff_ms * 2 : BACKOFF_MIN_MS;
-            if (r->backoff_ms > BACKOFF_MAX_MS)
-                r->backoff_ms = BACKOFF_MAX_MS;
-            r->next_start_ms = now + r->backoff_ms;
-        }
-        if (r->want && r->legacy && s->synced && now >= r->next_check_ms &&
-            nc < LEGACY_CHECKS_PER_TICK) {
-            patch_of(&checks[nc++], r);
-            r->next_check_ms = now + (s->cfg.legacy_check_ms > 0 ? s->cfg.legacy_check_ms
-                                                                  : LEGACY_CHECK_MS);
-        }
-        if (r->want && r->pid > 0 && np < 16) {
-            char ep[320], portf[600];
-            snprintf(ep, sizeof(ep), "%.300s:%d", s->cfg.address, r->port);
-            slice_path(s, r->uid, "port", portf, sizeof(portf));
-            struct stat st;
-            /* Recorded once it listens (adopted servers listen already). */
-            if (strcmp(ep, r->endpoint) != 0 &&
-                (r->adopted || (stat(portf, &st) == 0 && st.st_size > 0))) {
-                struct patch *p = &patches[np++];
-                patch_of(p, r);
-                snprintf(p->endpoint, sizeof(p->endpoint), "%s", ep);
-                /* Taken as written; the watch says otherwise if it failed. */
-                snprintf(r->endpoint, sizeof(r->endpoint), "%s", ep);
-            }
+        r->backoff_ms = r->backoff_ms ? r->backoff_ms * 2 : BACKOFF_MIN_MS;
+        if (r->backoff_ms > BACKOFF_MAX_MS)
+            r->backoff_ms = BACKOFF_MAX_MS;
+        r->next_start_ms = now + r->backoff_ms;
+    }
+}
+
+/* One pass: under the lock, what to stop, start, read back and record;
+ * without it, the slow part (removing the files of the slices gone, the
+ * starts, the API calls); under it again, the starts' results. No pass
+ * waits for a server's exit (stop_step). */
+static void supervise(struct fx_remote_serve *s)
+{
+    struct pass p; /* about 40 KB on the supervisor's stack */
+    struct rslice *gone = NULL;
+    struct taken taken = {0};
+    p.nj = p.nc = p.np = 0;
+    pthread_mutex_lock(&s->mu);
+    fx_orphans_reap(&s->orphans);
+    int64_t now = now_ms();
+    for (struct rslice **pp = &s->slices, *r; (r = *pp);) {
+        if (!supervise_slice(s, r, now, &p)) {
+            *pp = r->next;
+            r->next = gone;
+            gone = r;
+            continue;
         }
         pp = &r->next;
     }
-    publish(s); /* servers ended or started */
-    pthread_mutex_unlock(&s->mu);
-    for (int i = 0; i < np; i++) {
-        record_endpoint(s, &patches[i]);
+    if (p.nj && !taken_of(s, &taken, p.nj)) {
+        FX_ERROR(COMP, "remote slices: out of memory: servers not started", "starts=%d", p.nj);
+        p.nj = 0;
     }
-    for (int i = 0; i < nc; i++)
-        legacy_check(s, &checks[i]);
+    /* Servers ended, slices gone: their memory is free now, said before
+     * their files go, so that whoever sees them gone sees it gone too. */
+    publish(s);
+    pthread_mutex_unlock(&s->mu);
+    for (struct rslice *r = gone, *next; r; r = next) {
+        next = r->next;
+        slice_files_remove(s, r->uid);
+        free(r);
+    }
+    struct running running = {0};
+    for (int i = 0; i < p.nj; i++)
+        server_start(s, &p.jobs[i], &taken, &running);
+    free(running.ids);
+    free(taken.ports);
+    free(taken.uids);
+    if (p.nj) {
+        pthread_mutex_lock(&s->mu);
+        starts_record(p.jobs, p.nj);
+        publish(s); /* servers started */
+        pthread_mutex_unlock(&s->mu);
+    }
+    for (int i = 0; i < p.np; i++)
+        record_endpoint(s, &p.patches[i]);
+    for (int i = 0; i < p.nc; i++)
+        legacy_check(s, &p.checks[i]);
 }
 
 static void *sup_main(void *p)
@@ -882,7 +1056,8 @@ void fx_remote_serve_stop(struct fx_remote_serve *s, bool stop_servers)
     pthread_join(s->sup_tid, NULL);
     for (struct rslice *r = s->slices, *next; r; r = next) {
         next = r->next;
-        if (stop_servers) {
+        /* A stop under way is finished: its pod is gone. */
+        if (stop_servers || r->stopping) {
             server_stop(s, r);
             slice_files_remove(s, r->uid);
         }

@@ -74,7 +74,8 @@ struct fx_remote_serve *fx_remote_serve_start(const struct fx_remote_serve_confi
                                               struct flexpu_error *err);
 
 /* Stops the threads; the servers keep running (a restarted agent adopts
- * them), unless stop_servers. */
+ * them), unless stop_servers. A stop under way (its pod gone) is finished
+ * first, waiting up to what is left of its stop_wait_ms. */
 void fx_remote_serve_stop(struct fx_remote_serve *s, bool stop_servers);
 
 /* What the remote slices served here hold on GPU uuid, for the device
@@ -84,8 +85,8 @@ void fx_remote_serve_stop(struct fx_remote_serve *s, bool stop_servers);
  * out. Returns how many there are (more than max when they do not fit), or
  * -1 before the first full list of pods (an adopted server's slice is not
  * known until then). It reads a copy the watch and the supervisor publish
- * as they change it: it never waits for a supervision pass (a server's
- * stop waits seconds), though the plugin calls it under its lock. */
+ * as they change it: it never waits for the watch or a supervision pass
+ * (a server's spawn), though the plugin calls it under its lock. */
 int fx_remote_serve_holds(struct fx_remote_serve *s, const char *uuid, struct fx_gpu_hold *out,
                           int max);
 

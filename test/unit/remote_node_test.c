@@ -510,7 +510,11 @@ static json_t *remote_pod(const char *name, const char *label)
 
 struct agent_api {
     char *all, *labelled, *legacy; /* the full list, the label list, the legacy pod */
-    volatile int legacy_gone;
+    int legacy_gone; /* atomic */
+    /* When set, what every watch delivers before it ends (a line of
+     * events), and how many watches delivered it; both atomic. */
+    const char *event;
+    int events;
 };
 
 static char *list_of(json_t *items)
@@ -536,15 +540,19 @@ static int agent_route(struct http_srv *s, const char *method, const char *path,
         return 200;
     if (strstr(path, "watch=1")) {
         *delay_ms = 300;
-        *body = "";
+        const char *ev = __atomic_load_n(&a->event, __ATOMIC_ACQUIRE);
+        *body = ev ? ev : "";
+        if (ev)
+            __atomic_add_fetch(&a->events, 1, __ATOMIC_ACQ_REL);
         return 200;
     }
     if (strncmp(path, "/api/v1/pods?", 13) == 0) {
-        *body = strstr(path, "labelSelector=") ? a->labelled : a->all;
+        *body = strstr(path, "labelSelector=") ? __atomic_load_n(&a->labelled, __ATOMIC_ACQUIRE)
+                                               : a->all;
         return 200;
     }
     if (strcmp(path, "/api/v1/namespaces/t/pods/legacy") == 0) {
-        if (a->legacy_gone) {
+        if (__atomic_load_n(&a->legacy_gone, __ATOMIC_ACQUIRE)) {
             *body = "{\"kind\":\"Status\",\"code\":404,\"message\":\"not found\"}";
             return 404;
         }
@@ -898,7 +906,7 @@ static void test_agent_watch(void **state)
                  (int)pid_third);
     }
     /* The legacy pod gone: its server stops; the labelled one's stays. */
-    api.legacy_gone = 1;
+    __atomic_store_n(&api.legacy_gone, 1, __ATOMIC_RELEASE);
     assert_true(wait_for(root, "uid-legacy", false, 10000));
     assert_true(server_running(root, "uid-new"));
     /* Its slice went with it: the arbiter forgets it. */
@@ -998,7 +1006,7 @@ static void test_answers_while_a_server_stops(void **state)
     recorded_uid(root, "uid-legacy", &pid);
     assert_true(pid > 0);
     /* Its pod gone: the supervisor stops the server, which does not exit. */
-    api.legacy_gone = 1;
+    __atomic_store_n(&api.legacy_gone, 1, __ATOMIC_RELEASE);
     struct stat st;
     for (int i = 0; i < 400 && stat(term, &st) != 0; i++)
         usleep(50000);
@@ -1043,6 +1051,153 @@ static void test_answers_while_a_server_stops(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* A watch's event line: {"type": type, "object": pod}. */
+static char *event_of(const char *type, json_t *pod)
+{
+    json_t *e = json_pack("{s:s, s:O}", "type", type, "object", pod);
+    char *text = json_dumps(e, JSON_COMPACT);
+    json_decref(e);
+    assert_non_null(text);
+    size_t n = strlen(text);
+    char *line = realloc(text, n + 2);
+    assert_non_null(line);
+    memcpy(line + n, "\n", 2);
+    return line;
+}
+
+/* The watch goes on while a server is being stopped: the supervisor never
+ * waits for a server's exit under the watch's lock. A server that ignores
+ * SIGTERM (the agent would wait for it as long as the test lets it) is
+ * being stopped, its pod gone; a new pod the watch then delivers gets its
+ * server, and the stopping server's memory is still counted, before the
+ * test lets the first server go. Its pod coming back (the same UID, now
+ * labelled) while it stops gets no second server beside it, and gets its
+ * server again once the old one is gone. */
+static void test_watch_while_a_server_stops(void **state)
+{
+    (void)state;
+    char root[] = "/tmp/flexpu-remote-watch-stop-test.XXXXXX";
+    assert_non_null(mkdtemp(root));
+    assert_int_equal(chmod(root, 0711), 0);
+    char bin[256], marks[256], term[300], text[1024];
+    snprintf(bin, sizeof(bin), "%s/slow-remoted", root);
+    snprintf(marks, sizeof(marks), "%s/marks", root);
+    assert_int_equal(mkdir(marks, 0700), 0);
+    assert_int_equal(chmod(marks, 0777), 0); /* the server's user (65534 as root) writes */
+    snprintf(term, sizeof(term), "%s/term", marks);
+    /* It says when SIGTERM came and runs on until SIGKILL. */
+    snprintf(text, sizeof(text), "#!/bin/bash\necho 7100 >&4\ntrap 'echo term >>%s' TERM\n"
+             "while :; do sleep 0.05; done\n", term);
+    write_file(bin, text, 0755);
+    json_t *legacy = remote_pod("legacy", NULL), *fresh = remote_pod("new", "gpu-1"),
+           *back = remote_pod("legacy", "gpu-1");
+    char *lists[3] = {list_of(json_pack("[]")), list_of(json_pack("[O]", fresh)),
+                      list_of(json_pack("[O, O]", fresh, back))};
+    char *ev_new = event_of("ADDED", fresh), *ev_back = event_of("ADDED", back);
+    struct agent_api api = {.all = list_of(json_pack("[O]", legacy)), .labelled = lists[0],
+                            .legacy = json_dumps(legacy, JSON_COMPACT)};
+    struct http_srv srv = {.threaded = true, .route = agent_route, .ctx = &api};
+    http_start(&srv);
+    struct kube_config kc;
+    loopback_config(srv.port, &kc);
+    struct fx_remote_key key = {.len = 40};
+    memset(key.bytes, 'k', key.len);
+    struct fx_node_inv inv = inv2();
+    struct fx_remote_serve_config cfg = {
+        .node = "gpu-1", .root = root, .address = "127.0.0.1", .server_bin = bin,
+        .runtime_lib = "/nonexistent/libflexpu-cuda.so", .port_min = 47300,
+        .port_max = 47399, .key = &key, .inv = &inv, .kube = &kc, .tick_ms = 50,
+        .legacy_check_ms = 100, .stop_wait_ms = 600000, .drop = geteuid() == 0,
+        .uid = 65534, .gid = 65534};
+    struct flexpu_error err = {0};
+    struct fx_remote_serve *s = fx_remote_serve_start(&cfg, &err);
+    assert_non_null(s);
+    assert_true(wait_for(root, "uid-legacy", true, 10000));
+    int pid = 0;
+    recorded_uid(root, "uid-legacy", &pid);
+    assert_true(pid > 0);
+    /* Its pod gone: the supervisor stops the server, which does not exit. */
+    __atomic_store_n(&api.legacy_gone, 1, __ATOMIC_RELEASE);
+    struct stat st;
+    for (int i = 0; i < 400 && stat(term, &st) != 0; i++)
+        usleep(50000);
+    assert_int_equal(stat(term, &st), 0);
+    /* A new pod comes through the watch meanwhile. Seconds for what takes
+     * a few ticks: only a watch that waits for the stop misses it (the
+     * stop lasts until the test kills the server). */
+    __atomic_store_n(&api.labelled, lists[1], __ATOMIC_RELEASE);
+    __atomic_store_n(&api.event, ev_new, __ATOMIC_RELEASE);
+    bool started = wait_for(root, "uid-new", true, 10000);
+    bool stopping = group_alive(pid);
+    struct fx_gpu_hold h[4];
+    int holds = fx_remote_serve_holds(s, "GPU-g1-0", h, 4);
+    if (!started || !stopping) {
+        kill(-pid, SIGKILL); /* the stop ends */
+        fail_msg("the new pod's server %s while server %d was being stopped (%s)",
+                 started ? "started" : "did not start", pid,
+                 stopping ? "still stopping" : "the server had exited");
+    }
+    assert_int_equal(holds, 2); /* the new slice, and the stopping one's memory */
+    int pid_new = 0;
+    recorded_uid(root, "uid-new", &pid_new);
+    assert_true(pid_new > 0);
+    /* The stopping server's pod comes back (the same UID, labelled now):
+     * two watches deliver it, and the supervisor's ticks after them start
+     * no second server beside the one being stopped. */
+    __atomic_store_n(&api.labelled, lists[2], __ATOMIC_RELEASE);
+    __atomic_store_n(&api.event, ev_back, __ATOMIC_RELEASE);
+    /* The first watch counted after this may have read the old event;
+     * the second read this one, and the third came once it was handled. */
+    int seen = __atomic_load_n(&api.events, __ATOMIC_ACQUIRE);
+    for (int i = 0; i < 200 && __atomic_load_n(&api.events, __ATOMIC_ACQUIRE) < seen + 3; i++)
+        usleep(50000);
+    assert_true(__atomic_load_n(&api.events, __ATOMIC_ACQUIRE) >= seen + 3);
+    usleep(500000); /* ten ticks */
+    int pid_now = 0;
+    recorded_uid(root, "uid-legacy", &pid_now);
+    if (pid_now != pid || !group_alive(pid)) {
+        kill(-pid, SIGKILL);
+        if (pid_now > 0)
+            kill(-pid_now, SIGKILL);
+        fail_msg("server %d started for the pod that came back while server %d stopped",
+                 pid_now, pid);
+    }
+    assert_int_equal(fx_remote_serve_holds(s, "GPU-g1-0", h, 4), 2);
+    /* The stop ends: the pod is here again, and its server starts again. */
+    kill(-pid, SIGKILL);
+    for (int i = 0; i < 200 && (pid_now == pid || !server_running(root, "uid-legacy")); i++) {
+        usleep(50000);
+        recorded_uid(root, "uid-legacy", &pid_now);
+    }
+    assert_true(pid_now > 0 && pid_now != pid);
+    assert_true(server_running(root, "uid-legacy"));
+    assert_false(group_alive(pid));
+    assert_int_equal(fx_remote_serve_holds(s, "GPU-g1-0", h, 4), 2);
+    __atomic_store_n(&api.event, NULL, __ATOMIC_RELEASE);
+    /* Both ignore SIGTERM: the test ends them, then the agent. */
+    kill(-pid_now, SIGKILL);
+    kill(-pid_new, SIGKILL);
+    fx_remote_serve_stop(s, true);
+    assert_false(group_alive(pid_now));
+    assert_false(group_alive(pid_new));
+    assert_false(slice_exists(root, "uid-legacy"));
+    assert_false(slice_exists(root, "uid-new"));
+    http_stop(&srv);
+    kube_config_free(&kc);
+    for (int i = 0; i < 3; i++)
+        free(lists[i]);
+    free(ev_new);
+    free(ev_back);
+    free(api.all);
+    free(api.legacy);
+    json_decref(legacy);
+    json_decref(fresh);
+    json_decref(back);
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1051,6 +1206,7 @@ int main(void)
         cmocka_unit_test(test_endpoint),    cmocka_unit_test(test_client_env),
         cmocka_unit_test(test_spawn),       cmocka_unit_test(test_remote_ids),
         cmocka_unit_test(test_agent_watch), cmocka_unit_test(test_answers_while_a_server_stops),
+        cmocka_unit_test(test_watch_while_a_server_stops),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
