@@ -284,6 +284,12 @@ int flexpu_engine_place_filtered(struct flexpu_engine *e, const struct flexpu_po
 int flexpu_engine_node_filter(const struct flexpu_engine *e, int id, const struct flexpu_filter *f,
                               int *affinity, int *intolerable);
 
+/* The value of node `id`'s label `key` as the node filters see it
+ * (kubernetes.io/hostname included), or NULL: no such label, or no such
+ * node. The string belongs to the engine and lives until the node is
+ * removed or its labels change. */
+const char *flexpu_engine_node_label(const struct flexpu_engine *e, int id, const char *key);
+
 void flexpu_engine_stats(const struct flexpu_engine *e, struct flexpu_stats *out);
 
 /* Free compute of one GPU (milli) and free CPU/memory of a node, for tests

@@ -711,6 +711,13 @@ const char *fx_node_label(const struct flexpu_engine *e, int id, const char *key
     return label_get(n->attrs >= 0 ? e->attrs[n->attrs] : NULL, n->name, key);
 }
 
+const char *flexpu_engine_node_label(const struct flexpu_engine *e, int id, const char *key)
+{
+    if (id < 0 || id >= e->nnodes || !e->nodes[id].alive || !key)
+        return NULL;
+    return fx_node_label(e, id, key);
+}
+
 int flexpu_engine_node_filter(const struct flexpu_engine *e, int id, const struct flexpu_filter *f,
                               int *affinity, int *intolerable)
 {

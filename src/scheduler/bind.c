@@ -288,6 +288,9 @@ static void apply(struct fx_model *m, struct fx_binder *b, struct job *j)
     if (a->borrowed) { /* a borrower: what it borrows, and that it may be reclaimed */
         FX_INFO(COMP, "borrowing", "pod=%s/%s what=\"%s\"", a->ns, a->name, a->message);
         emit_event(b, a, "Normal", "Borrowing");
+    } else if (a->remote) { /* where a remote slice's pod runs, and how near its GPU */
+        FX_INFO(COMP, "remote slice", "pod=%s/%s where=\"%s\"", a->ns, a->name, a->message);
+        emit_event(b, a, "Normal", "RemoteSlice");
     } else if (a->message[0]) { /* a bound pod's message: its priority annotation was capped */
         FX_WARN(COMP, "priority annotation ignored", "pod=%s/%s reason=\"%s\"", a->ns, a->name,
                 a->message);

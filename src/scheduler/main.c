@@ -219,6 +219,11 @@ static void usage(FILE *f)
             "  --borrow-mem MODE      memory an opportunistic pod may borrow: unreserved (the\n"
             "                         default: what no slice reserved) or idle (light pods\n"
             "                         also what owners reserved and do not use)\n"
+            "  --remote-topology-keys KEYS\n"
+            "                         node label keys, most specific first, whose value a\n"
+            "                         remote pod's node (no GPUs) should share with its GPU's\n"
+            "                         node; \"\": no preference (default:\n"
+            "                         " FX_REMOTE_TOPOLOGY_KEYS_DEFAULT ")\n"
             "  --bind-workers N       Bindings sent at once, each on its own connection (8; 1-64)\n"
             "  --metrics-address ADDR IPv4 address for metrics (0.0.0.0)\n"
             "  --metrics-port PORT    port for /metrics and /healthz (0: off, the default;\n"
@@ -235,6 +240,8 @@ int main(int argc, char **argv)
     unsigned long long seed = 42;
     enum fx_reclaim reclaim = FX_RECLAIM_ANY;
     enum fx_borrow_mem borrow_mem = FX_BORROW_MEM_UNRESERVED;
+    struct fx_remote_topology remote_topo;
+    const char *remote_keys = FX_REMOTE_TOPOLOGY_KEYS_DEFAULT;
     static const struct option opts[] = {
         {"kubeconfig", required_argument, 0, 'k'},  {"scheduler-name", required_argument, 0, 'n'},
         {"policy", required_argument, 0, 'p'},      {"leader-elect", required_argument, 0, 'l'},
@@ -242,6 +249,7 @@ int main(int argc, char **argv)
         {"identity", required_argument, 0, 'i'},    {"seed", required_argument, 0, 's'},
         {"reclaim", required_argument, 0, 'R'},
         {"borrow-mem", required_argument, 0, 'B'},
+        {"remote-topology-keys", required_argument, 0, 'T'},
         {"log-level", required_argument, 0, 'v'},   {"bind-workers", required_argument, 0, 'b'},
         {"metrics-address", required_argument, 0, 'a'}, {"metrics-port", required_argument, 0, 'P'},
         {"help", no_argument, 0, 'h'},
@@ -281,6 +289,7 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
+        case 'T': remote_keys = optarg; break;
         case 'L': lease_name = optarg; break;
         case 'i': identity = optarg; break;
         case 's': {
@@ -326,6 +335,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "flexpu-scheduler: unexpected argument '%s'\n", argv[optind]);
         return 2;
     }
+    if (fx_remote_topology_parse("--remote-topology-keys", remote_keys, &remote_topo, &err)) {
+        fprintf(stderr, "flexpu-scheduler: %s\n", err.msg);
+        return 2;
+    }
 
     struct kube_config cfg;
     if (kube_config_load(kubeconfig, NULL, &cfg, &err)) {
@@ -340,6 +353,7 @@ int main(int argc, char **argv)
     }
     fx_model_set_reclaim(m, reclaim);
     fx_model_set_borrow_mem(m, borrow_mem);
+    fx_model_set_remote_topology(m, &remote_topo);
     char ident[256];
     if (!identity) {
         char host[200] = "unknown";
@@ -363,10 +377,12 @@ int main(int argc, char **argv)
                                .duration_s = 15};
     int64_t next_lease = 0, next_report = 0;
     bool was_leader = false;
-    FX_INFO(COMP, "starting", "scheduler_name=%s policy=%s identity=%s leader_elect=%s reclaim=%s",
+    FX_INFO(COMP, "starting",
+            "scheduler_name=%s policy=%s identity=%s leader_elect=%s reclaim=%s "
+            "remote_topology_keys=\"%s\"",
             sched_name, policy, identity, leader_elect ? "true" : "false",
             reclaim == FX_RECLAIM_ANY ? "any"
-            : reclaim == FX_RECLAIM_NEVER ? "never" : "not-higher-priority");
+            : reclaim == FX_RECLAIM_NEVER ? "never" : "not-higher-priority", remote_keys);
     struct fx_binder binder = {.c = c, .lease = leader_elect ? &lease : NULL,
                                .identity = identity};
     if (fx_binder_start(&binder, &cfg, bind_workers, &err)) {

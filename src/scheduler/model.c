@@ -14,6 +14,7 @@
 #include "flexpu/sched.h"
 #include "kube/contract.h"
 #include "scheduler/borrow.h"
+#include "scheduler/remote_topology.h"
 #include "util/alloc.h"
 #include "util/strmap.h"
 
@@ -276,6 +277,7 @@ struct fx_model {
     int nunsure;       /* pods with unsure set */
     int nremote;       /* pods with a remote slice (rnode set) */
     uint64_t remote_placed;
+    struct fx_remote_topology remote_topo; /* where a remote pod runs near its GPU */
 };
 
 /* ---- the queues' heaps ---- */
@@ -632,6 +634,9 @@ struct fx_model *fx_model_new(const char *scheduler_name, const char *policy, ui
         return NULL;
     }
     snprintf(m->sched_name, sizeof(m->sched_name), "%s", scheduler_name);
+    /* Valid by construction (remote_topology_test checks it). */
+    fx_remote_topology_parse("remote topology keys", FX_REMOTE_TOPOLOGY_KEYS_DEFAULT,
+                             &m->remote_topo, NULL);
     flexpu_rng_seed(&m->rng, seed);
     fx_strmap_init(&m->pods);
     fx_strmap_init(&m->nodes);
@@ -1840,15 +1845,34 @@ static bool remote_slot_free(const struct node *n)
     return used < n->remote_slots;
 }
 
-/* The node without GPUs where remote pod p would run: one its node
+/* How near node id is to GPU node gpu_node (engine ids): the index of the
+ * first topology key whose label both nodes have with one value, or
+ * m->remote_topo.n when none (or gpu_node is -1). */
+static int remote_nearness(const struct fx_model *m, int gpu_node, int id)
+{
+    const struct fx_remote_topology *t = &m->remote_topo;
+    for (int k = 0; gpu_node >= 0 && k < t->n; k++) {
+        const char *v = flexpu_engine_node_label(m->e, gpu_node, t->key[k]);
+        const char *w = v ? flexpu_engine_node_label(m->e, id, t->key[k]) : NULL;
+        if (w && strcmp(v, w) == 0)
+            return k;
+    }
+    return t->n;
+}
+
+/* The node without GPUs where remote pod p would run, its slice on engine
+ * node gpu_node (-1: not placed yet, any node will do): one its node
  * filters (and taints) allow, with a remote slot free and room for its CPU
- * and memory, the one with the most CPU free (then the first name). NULL:
- * none. A walk over the nodes, only for pods that allow a remote slice and
- * fit no local one. */
-static struct node *remote_cpu_node(struct fx_model *m, const struct pod *p)
+ * and memory; the nearest to gpu_node (remote_nearness: the first topology
+ * key shared, *near receiving its index), then the one with the most CPU
+ * free, then the first name. NULL: none. A walk over the nodes, only for
+ * pods that allow a remote slice and fit no local one. */
+static struct node *remote_cpu_node(struct fx_model *m, const struct pod *p, int gpu_node,
+                                    int *near)
 {
     struct node *best = NULL;
     int64_t best_cpu = -1;
+    int best_near = m->remote_topo.n + 1;
     const char *k;
     void *v;
     for (size_t i = 0; fx_strmap_next(&m->nodes, &i, &k, &v);) {
@@ -1859,24 +1883,47 @@ static struct node *remote_cpu_node(struct fx_model *m, const struct pod *p)
         if (fc < p->req.cpu_milli || flexpu_engine_node_free_mem(m->e, n->id) < p->req.mem_mib ||
             flexpu_engine_node_filter(m->e, n->id, p->filter, NULL, NULL) != -1)
             continue;
-        if (fc > best_cpu || (fc == best_cpu && strcmp(n->name, best->name) < 0)) {
+        int nr = remote_nearness(m, gpu_node, n->id);
+        if (nr < best_near || (nr == best_near && fc > best_cpu) ||
+            (nr == best_near && fc == best_cpu && strcmp(n->name, best->name) < 0)) {
             best = n;
             best_cpu = fc;
+            best_near = nr;
         }
     }
+    if (near)
+        *near = best_near;
     return best;
+}
+
+/* The end of a remote pod's binding message: which topology key its node
+ * shares with its GPU node, or that none does. Empty without keys. */
+static void remote_near_text(const struct fx_model *m, int gpu_node, int near, char *buf,
+                             size_t len)
+{
+    const struct fx_remote_topology *t = &m->remote_topo;
+    if (near < t->n)
+        snprintf(buf, len, "; both in %.80s=%.63s", t->key[near],
+                 flexpu_engine_node_label(m->e, gpu_node, t->key[near]));
+    else if (t->n > 0)
+        snprintf(buf, len, "; no node without GPUs for it shares a topology label with its "
+                           "GPU node (%.80s%s)", t->key[0], t->n > 1 ? ", ..." : "");
+    else
+        buf[0] = '\0';
 }
 
 /* p allows a remote slice (flexpu.io/remote: "allowed") and fits no local
  * one: its GPU share on whichever GPU the engine chooses (no CPU or memory
  * there, and not the pod's node filters: they are for the node it runs
- * on), the pod on a node without GPUs (remote_cpu_node). Both accounted,
- * the allocation naming the GPU node; true when a is the bind. */
+ * on), then the pod on the node without GPUs nearest to it
+ * (remote_cpu_node). Both accounted, the allocation naming the GPU node;
+ * true when a is the bind. */
 static bool remote(struct fx_model *m, struct pod *p, struct fx_attempt *a)
 {
     if (!p->spec.remote_allowed || !p->spec.wants_gpu || p->spec.num_gpu != 1 || p->gang)
         return false;
-    struct node *cn = remote_cpu_node(m, p);
+    /* No node without GPUs for it: no GPU share decided in vain. */
+    struct node *cn = remote_cpu_node(m, p, -1, NULL);
     if (!cn)
         return false;
     const struct flexpu_pod_req req = p->req;
@@ -1893,17 +1940,28 @@ static bool remote(struct fx_model *m, struct pod *p, struct fx_attempt *a)
     if (rc)
         return false;
     struct node *gn = engine_node(m, gpl.node);
+    /* The share holds no CPU or memory, and the GPU node is no candidate:
+     * a node was found above, so one is found again, the nearest. */
+    int near = m->remote_topo.n;
+    if (m->remote_topo.n > 0)
+        cn = remote_cpu_node(m, p, gpl.node, &near);
     struct flexpu_pod_req r = req;
     r.num_gpu = r.gpu_milli = 0;
     r.gpu_mem_mib = 0;
     r.model_mask = 0;
-    struct flexpu_placement cpl = {.node = cn->id};
     struct flexpu_error err = {0};
     struct fx_allocation al;
-    if (!gn || flexpu_engine_assign(m->e, &r, &cpl, &cid, &err)) {
+    if (!gn || !cn) {
         flexpu_engine_release(m->e, gid, &err);
         return false;
     }
+    struct flexpu_placement cpl = {.node = cn->id};
+    if (flexpu_engine_assign(m->e, &r, &cpl, &cid, &err)) {
+        flexpu_engine_release(m->e, gid, &err);
+        return false;
+    }
+    char near_text[200];
+    remote_near_text(m, gpl.node, near, near_text, sizeof(near_text));
     /* Assumed as a local slice of gn, then moved: listed on its own node,
      * the allocation naming gn. */
     assume(m, p, gn, &gpl, cid, slice_mem);
@@ -1921,11 +1979,15 @@ static bool remote(struct fx_model *m, struct pod *p, struct fx_attempt *a)
     remote_set(m, p, gn->name);
     m->remote_placed++;
     bind_attempt(a, p);
-    if (!a->message[0])
-        snprintf(a->message, sizeof(a->message),
-                 "no local slice fits: runs on node %.100s (no GPUs) with a remote slice of GPU "
-                 "%d of node %.100s (%s: \"%s\")",
-                 cn->name, gpl.gpu[0], gn->name, FX_ANN_REMOTE, FX_REMOTE_ALLOWED);
+    if (!a->message[0]) {
+        int w = snprintf(a->message, sizeof(a->message),
+                         "no local slice fits: runs on node %.100s (no GPUs) with a remote slice "
+                         "of GPU %d of node %.100s (%s: \"%s\")",
+                         cn->name, gpl.gpu[0], gn->name, FX_ANN_REMOTE, FX_REMOTE_ALLOWED);
+        if (w > 0 && (size_t)w < sizeof(a->message))
+            snprintf(a->message + w, sizeof(a->message) - (size_t)w, "%s", near_text);
+        a->remote = true; /* else the capped priority's warning is the message */
+    }
     return true;
 }
 
@@ -2587,6 +2649,11 @@ void fx_model_set_reclaim(struct fx_model *m, enum fx_reclaim mode)
 void fx_model_set_borrow_mem(struct fx_model *m, enum fx_borrow_mem mode)
 {
     m->borrow_mem = mode;
+}
+
+void fx_model_set_remote_topology(struct fx_model *m, const struct fx_remote_topology *keys)
+{
+    m->remote_topo = *keys;
 }
 
 int fx_reclaim_parse(const char *s, enum fx_reclaim *mode)

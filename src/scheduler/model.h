@@ -24,6 +24,7 @@
 #include "flexpu/queue.h"
 #include "kube/kube.h"
 #include "scheduler/borrow.h"
+#include "scheduler/remote_topology.h"
 
 struct fx_model;
 
@@ -65,8 +66,10 @@ struct fx_attempt {
     char ns[256], name[256], uid[64];
     char node[256];
     char allocation[2048]; /* the annotation value, empty for CPU-only pods */
-    char message[400];     /* FX_BIND: a warning for the user (a capped priority), or empty */
+    char message[400];     /* FX_BIND: for the user (a capped priority, a borrow, a remote
+                            * slice), or empty */
     bool borrowed;         /* FX_BIND of a borrower: message says what it borrows */
+    bool remote;           /* FX_BIND of a remote slice: message says where (docs/REMOTE.md) */
 };
 
 /* The next pod to act on, in order: priority, then creation time. Returns
@@ -154,6 +157,14 @@ int fx_reclaim_parse(const char *s, enum fx_reclaim *mode);
 /* Which memory borrowers may take (scheduler/borrow.h, --borrow-mem):
  * FX_BORROW_MEM_UNRESERVED (the default) or FX_BORROW_MEM_IDLE. */
 void fx_model_set_borrow_mem(struct fx_model *m, enum fx_borrow_mem mode);
+
+/* The topology keys (scheduler/remote_topology.h, --remote-topology-keys)
+ * by which a remote pod's node without GPUs is chosen near its GPU node:
+ * one sharing the GPU node's value of the first key beats one sharing only
+ * the second's, which beats one sharing none; then the most CPU free. A
+ * preference, never a rule: with no near node the pod runs on another.
+ * Copied; a new model has FX_REMOTE_TOPOLOGY_KEYS_DEFAULT, n 0 none. */
+void fx_model_set_remote_topology(struct fx_model *m, const struct fx_remote_topology *keys);
 
 /* The eviction of FX_EVICT pod `uid` finished: 0 (or FLEXPU_ENOENT: gone)
  * leaves it to the watch to show the pod gone, which lets its preemptor

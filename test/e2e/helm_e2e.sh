@@ -158,6 +158,25 @@ for bad in 70099-70000 1-2147483648; do
     --set node.remote.uidRange="$bad" 2>&1)" && fail "node.remote.uidRange $bad accepted"
   grep -q "node.remote.uidRange=$bad" <<<"$out" || fail "uidRange $bad: $out"
 done
+# Where remote pods run near their GPU (--remote-topology-keys): the keys
+# given, none ([]: no preference), a malformed key or the hostname refused.
+d="$(obj "$(render flexpu -n flexpu-system \
+  --set 'scheduler.remoteTopologyKeys={example.com/row,topology.kubernetes.io/zone}')" \
+  Deployment flexpu-scheduler)"
+holds '.spec.template.spec.containers[0].args |
+    index("--remote-topology-keys=example.com/row,topology.kubernetes.io/zone")' "$d" ||
+  fail "scheduler.remoteTopologyKeys: $d"
+d="$(obj "$(render flexpu -n flexpu-system -f <(echo 'scheduler: {remoteTopologyKeys: []}'))" \
+  Deployment flexpu-scheduler)"
+holds '.spec.template.spec.containers[0].args | index("--remote-topology-keys=")' "$d" ||
+  fail "scheduler.remoteTopologyKeys []: $d"
+for bad in Example.com/zone zone/ -zone kubernetes.io/hostname; do
+  out="$(helm template flexpu "$chart" --set "scheduler.remoteTopologyKeys={$bad}" 2>&1)" &&
+    fail "scheduler.remoteTopologyKeys $bad accepted"
+  grep -q "remoteTopologyKeys" <<<"$out" && grep -qF -- "$bad" <<<"$out" ||
+    fail "remoteTopologyKeys $bad: $out"
+done
+pass "scheduler.remoteTopologyKeys: rendered as --remote-topology-keys (given, empty); malformed keys and the hostname refused, naming the key"
 np="$(obj "$r" NetworkPolicy flexpu-node-remote-servers)"
 holds '.spec.podSelector.matchLabels["app.kubernetes.io/name"] == "flexpu-node" and
     .spec.policyTypes == ["Ingress"] and
@@ -278,7 +297,7 @@ check "metrics off: no port, no probe, no scrape annotation" \
   '[.spec.template.spec.containers[0].ports, .spec.template.spec.containers[0].livenessProbe, .spec.template.metadata.annotations["prometheus.io/scrape"]]' \
   '[null,null,null]' "$ds"
 check "scheduler args" '.spec.template.spec.containers[0].args' \
-  '["--scheduler-name=gpu-sched","--policy=$(FLEXPU_POLICY)","--leader-elect=true","--lease-namespace=gpu-system","--lease-name=team-flexpu-scheduler","--identity=$(POD_NAME)","--metrics-port=0","--log-level=$(FLEXPU_LOG_LEVEL)","--seed=7"]' "$dep"
+  '["--scheduler-name=gpu-sched","--policy=$(FLEXPU_POLICY)","--leader-elect=true","--lease-namespace=gpu-system","--lease-name=team-flexpu-scheduler","--identity=$(POD_NAME)","--metrics-port=0","--remote-topology-keys=topology.kubernetes.io/rack,topology.kubernetes.io/zone,topology.kubernetes.io/region","--log-level=$(FLEXPU_LOG_LEVEL)","--seed=7"]' "$dep"
 check "metrics off: the scheduler has no port, no probe, no scrape annotation" \
   '[.spec.template.spec.containers[0].ports, .spec.template.spec.containers[0].livenessProbe, .spec.template.metadata.annotations["prometheus.io/scrape"]]' \
   '[null,null,null]' "$dep"

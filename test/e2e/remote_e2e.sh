@@ -7,9 +7,12 @@
 #  - cpu-r, a kwok node without GPUs whose flexpu-node has --remote-slots 2
 #    (its kubelet's allocatable flexpu.io/gpu, which a kubelet would take
 #    from the plugin's two devices, set as it would be);
+#  - cpu-far, a kwok node without GPUs (and no agent) with more CPU and 2
+#    remote slots, in zone-b where gpu-r and cpu-r are in zone-a;
 #  - a pod with flexpu.io/remote: "allowed" asking 4 CPUs (more than gpu-r
 #    has) and 30 cores, 64 MiB of the GPU: flexpu-scheduler binds it to
-#    cpu-r, its allocation naming gpu-r;
+#    cpu-r (near gpu-r: its zone, not cpu-far), its allocation naming
+#    gpu-r, with a RemoteSlice event naming both nodes and the zone;
 #  - gpu-r's agent starts flexpu-remoted for it under libflexpu-cuda.so
 #    with the slice's quota, as a slice of its arbiter (slices/ and ledger/
 #    under the key remote-<pod UID>, no shared state directory: its page,
@@ -103,6 +106,15 @@ mkdir -p "$work/cdp"
 pids+=($!)
 wait_for 20 "cpu-r's agent did not install the client" test -s "$work/croot/remote-lib/libcudart.so.12"
 
+# Near its GPU (docs/REMOTE.md): gpu-r and cpu-r in zone-a; cpu-far, in
+# zone-b with more CPU (128) and 2 remote slots (no agent: the pod must not
+# go there), would take the pod without the scheduler's topology keys.
+kubectl label node gpu-r cpu-r topology.kubernetes.io/zone=zone-a >/dev/null
+kwok_agent_node cpu-far
+kubectl label node cpu-far topology.kubernetes.io/zone=zone-b >/dev/null
+kubectl patch node cpu-far --subresource=status --type=merge \
+  -p '{"status":{"allocatable":{"cpu":"128","flexpu.io/gpu":"2"},"capacity":{"cpu":"128","flexpu.io/gpu":"2"}}}' >/dev/null
+
 start_scheduler
 
 kubectl create -f - >/dev/null <<EOF2
@@ -122,6 +134,10 @@ uid="$(kubectl get pod rpod -o jsonpath='{.metadata.uid}')"
 rlabel() { kubectl get pod rpod -o jsonpath='{.metadata.labels.flexpu\.io/remote-gpu-node}'; }
 [ "$(rlabel)" = gpu-r ] || fail "the pod's flexpu.io/remote-gpu-node is '$(rlabel)', want gpu-r"
 pass "a pod that fits no GPU node's CPU runs on cpu-r, its slice on gpu-r (and labelled flexpu.io/remote-gpu-node=gpu-r): $alloc"
+wait_event rpod "runs on node cpu-r (no GPUs) with a remote slice of GPU 0 of node gpu-r (flexpu.io/remote: \"allowed\"); both in topology.kubernetes.io/zone=zone-a"
+reasons="$(kubectl get events --field-selector involvedObject.name=rpod -o jsonpath='{.items[*].reason}')"
+grep -qw RemoteSlice <<<"$reasons" || fail "no RemoteSlice event: $reasons"
+pass "near its GPU: cpu-r in gpu-r's zone-a, not cpu-far (zone-b, more CPU); a RemoteSlice event says so"
 
 # The kubelet's calls on cpu-r, before the endpoint may be known.
 "$build/test/remote_kubelet" "$work/cdp" "$work/cpodres.sock" default rpod remote-0 \

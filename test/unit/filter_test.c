@@ -430,6 +430,27 @@ static void test_match_fields_and_hostname(void **state)
     flexpu_engine_free(e);
 }
 
+/* A node's labels read back as the filters see them (the scheduler's
+ * choice of a remote pod's node compares them): its own hostname too,
+ * NULL for an absent label, an unknown or removed node. */
+static void test_node_label_read_back(void **state)
+{
+    (void)state;
+    struct flexpu_engine *e = engine("flexpu");
+    int a = node(e, "a", 2, "zone=z1,kubernetes.io/hostname=a", NULL);
+    int b = node(e, "b", 2, NULL, NULL);
+    assert_string_equal(flexpu_engine_node_label(e, a, "zone"), "z1");
+    assert_string_equal(flexpu_engine_node_label(e, a, "kubernetes.io/hostname"), "a");
+    assert_null(flexpu_engine_node_label(e, a, "rack"));
+    assert_null(flexpu_engine_node_label(e, b, "zone"));
+    assert_null(flexpu_engine_node_label(e, -1, "zone"));
+    assert_null(flexpu_engine_node_label(e, 99, "zone"));
+    struct flexpu_error err;
+    assert_int_equal(flexpu_engine_remove_node(e, a, NULL, &err), 0);
+    assert_null(flexpu_engine_node_label(e, a, "zone"));
+    flexpu_engine_free(e);
+}
+
 /* ---- preferred affinity and how it meets the policy ------------------- */
 
 static void test_preferred_affinity_weights(void **state)
@@ -749,6 +770,7 @@ int main(void)
         cmocka_unit_test(test_required_affinity_operators),
         cmocka_unit_test(test_terms_or_expressions_and),
         cmocka_unit_test(test_match_fields_and_hostname),
+        cmocka_unit_test(test_node_label_read_back),
         cmocka_unit_test(test_preferred_affinity_weights),
         cmocka_unit_test(test_preference_then_policy),
         cmocka_unit_test(test_taint_and_affinity_scores_combine),

@@ -22,19 +22,23 @@
 
 #include "model_fixture.h"
 
-/* Node `name` with `ngpu` A100s of 80 GiB, `cpu` CPUs and 64 GiB; `label`
- * ("k=v") or NULL; `slots` devices of flexpu.io/gpu allocatable (a node
+/* Node `name` with `ngpu` A100s of 80 GiB, `cpu` CPUs and 64 GiB; labels
+ * `label` ("k=v,k=v") or NULL; `slots` devices of flexpu.io/gpu allocatable (a node
  * without GPUs: its remote slots), -1: none listed. */
 static void node_slots(struct fx_model *m, const char *name, int ngpu, const char *cpu,
                        const char *label, int slots)
 {
     char *text = a100_inventory(name, ngpu);
     json_t *labels = json_object();
-    if (label) {
-        char k[64];
-        const char *eq = strchr(label, '=');
-        snprintf(k, sizeof(k), "%.*s", (int)(eq - label), label);
-        json_object_set_new(labels, k, json_string(eq + 1));
+    for (const char *l = label; l && *l;) {
+        char k[64], v[64];
+        size_t len = strcspn(l, ",");
+        const char *eq = memchr(l, '=', len);
+        assert_non_null(eq);
+        snprintf(k, sizeof(k), "%.*s", (int)(eq - l), l);
+        snprintf(v, sizeof(v), "%.*s", (int)(l + len - eq - 1), eq + 1);
+        json_object_set_new(labels, k, json_string(v));
+        l += len + (l[len] == ',');
     }
     json_t *n = json_pack("{s:{s:s, s:{s:s}, s:o}, s:{}, s:{s:{s:s, s:s}}}", "metadata", "name",
                           name, "annotations", "flexpu.io/gpus", text, "labels", labels, "spec",
@@ -252,6 +256,7 @@ static void test_local_first(void **state)
     struct fx_attempt a = next(m, FX_BIND, "p1");
     assert_string_equal(a.node, "g1");
     assert_null(strstr(a.allocation, "remote"));
+    assert_false(a.remote);
     assert_int_equal(stats(m).remote, 0);
     fx_model_free(m);
 }
@@ -326,6 +331,114 @@ static void test_no_cpu_node(void **state)
     json_decref(p);
     struct fx_attempt a = next(m, FX_BIND, "p1");
     assert_string_equal(a.node, "c2"); /* its nodeSelector is for its own node */
+    fx_model_free(m);
+}
+
+/* ---- near its GPU (--remote-topology-keys) ---- */
+
+#define RACK "topology.kubernetes.io/rack"
+#define ZONE "topology.kubernetes.io/zone"
+
+/* Where remote pod p1 (4 CPUs) runs beside GPU node g1 (labels glabels),
+ * among a node without GPUs in zone a (8 CPUs) and one in zone b (16),
+ * with the keys `keys` (NULL: the default ones); *msg its bind's message. */
+static void zones(const char *glabels, const char *keys, char *node_out, char *msg)
+{
+    struct fx_model *m = new_model();
+    if (keys) {
+        struct fx_remote_topology t;
+        struct flexpu_error err = {0};
+        assert_int_equal(fx_remote_topology_parse("keys", keys, &t, &err), 0);
+        fx_model_set_remote_topology(m, &t);
+    }
+    node(m, "g1", 1, "2", glabels);
+    node(m, "ca", 0, "8", ZONE "=a");
+    node(m, "cb", 0, "16", ZONE "=b");
+    pod(m, "p1", 30, "4", true, NULL, NULL, 0);
+    struct fx_attempt a = next(m, FX_BIND, "p1");
+    assert_non_null(strstr(a.allocation, "\"remote\":{\"node\":\"g1\"}"));
+    assert_true(a.remote); /* its event: RemoteSlice, the message */
+    strcpy(node_out, a.node);
+    strcpy(msg, a.message);
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_model_check(m, &err), 0);
+    fx_model_free(m);
+}
+
+/* The GPU in zone a: the pod runs in zone a, though zone b's node has more
+ * CPU free; with no keys ("" : no preference), in zone b as before. */
+static void test_near_zone(void **state)
+{
+    (void)state;
+    char on[256], msg[400];
+    zones(ZONE "=a", NULL, on, msg);
+    assert_string_equal(on, "ca");
+    if (!strstr(msg, "runs on node ca") || !strstr(msg, "of node g1") ||
+        !strstr(msg, "both in " ZONE "=a"))
+        fail_msg("message: %s", msg);
+    zones(ZONE "=a", ZONE, on, msg);
+    assert_string_equal(on, "ca");
+    zones(ZONE "=a", "", on, msg);
+    assert_string_equal(on, "cb");
+    assert_null(strstr(msg, "both in"));
+    assert_null(strstr(msg, "topology"));
+    /* Keys that leave the zone out do not see it. */
+    zones(ZONE "=a", RACK, on, msg);
+    assert_string_equal(on, "cb");
+}
+
+/* No node without GPUs shares a label with the GPU node (its zone c, or no
+ * labels): the most CPU free, as without keys, and the message says so. */
+static void test_near_none_falls_back(void **state)
+{
+    (void)state;
+    char on[256], msg[400];
+    zones(ZONE "=c", NULL, on, msg);
+    assert_string_equal(on, "cb");
+    if (!strstr(msg, "no node without GPUs for it shares a topology label with its GPU node (" RACK))
+        fail_msg("message: %s", msg);
+    zones(NULL, NULL, on, msg);
+    assert_string_equal(on, "cb");
+    /* A node with the zone label but the GPU node without: no match. */
+    zones(RACK "=r1", NULL, on, msg);
+    assert_string_equal(on, "cb");
+}
+
+/* A rack beats a zone: of c-zone (zone a only, 32 CPUs), c-rack (rack r1
+ * and zone a, 8) and c-far (zone b, 64), beside g1 in rack r1 of zone a,
+ * p1 runs in the rack; p2, whose 6 CPUs the rack's node no longer has,
+ * in the zone, not on the node with the most CPU. The keys' order is the
+ * preference: zone first, and c-zone wins. */
+static void test_rack_beats_zone(void **state)
+{
+    (void)state;
+    struct fx_model *m = new_model();
+    node(m, "g1", 1, "2", RACK "=r1," ZONE "=a");
+    node(m, "c-zone", 0, "32", ZONE "=a");
+    node(m, "c-rack", 0, "8", RACK "=r1," ZONE "=a");
+    node(m, "c-far", 0, "64", ZONE "=b");
+    pod(m, "p1", 30, "4", true, NULL, NULL, 0);
+    struct fx_attempt a = next(m, FX_BIND, "p1");
+    assert_string_equal(a.node, "c-rack");
+    assert_non_null(strstr(a.message, "both in " RACK "=r1"));
+    pod(m, "p2", 30, "6", true, NULL, NULL, 1);
+    a = next(m, FX_BIND, "p2");
+    assert_string_equal(a.node, "c-zone");
+    assert_non_null(strstr(a.message, "both in " ZONE "=a"));
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_model_check(m, &err), 0);
+    fx_model_free(m);
+
+    m = new_model();
+    struct fx_remote_topology t;
+    assert_int_equal(fx_remote_topology_parse("keys", ZONE "," RACK, &t, &err), 0);
+    fx_model_set_remote_topology(m, &t);
+    node(m, "g1", 1, "2", RACK "=r1," ZONE "=a");
+    node(m, "c-zone", 0, "32", ZONE "=a");
+    node(m, "c-rack", 0, "8", RACK "=r1," ZONE "=a");
+    pod(m, "p1", 30, "4", true, NULL, NULL, 0);
+    a = next(m, FX_BIND, "p1");
+    assert_string_equal(a.node, "c-zone");
     fx_model_free(m);
 }
 
@@ -496,6 +609,9 @@ int main(void)
         cmocka_unit_test(test_local_first),
         cmocka_unit_test(test_remote_when_no_local),
         cmocka_unit_test(test_no_cpu_node),
+        cmocka_unit_test(test_near_zone),
+        cmocka_unit_test(test_near_none_falls_back),
+        cmocka_unit_test(test_rack_beats_zone),
         cmocka_unit_test(test_remote_slots),
         cmocka_unit_test(test_restart_accounting),
         cmocka_unit_test(test_woken),

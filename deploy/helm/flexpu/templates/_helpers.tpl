@@ -86,6 +86,11 @@ refuses such a range at start, on every GPU node. */ -}}
 {{- fail (printf "node.remote.uidRange=%s: FIRST-LAST needs FIRST <= LAST <= 2147483647 (flexpu-node's --remote-uid-range)" .) -}}
 {{- end -}}
 {{- end -}}
+{{- /* The schema checks each key's form; flexpu-scheduler also refuses the
+hostname, which no two nodes share. */ -}}
+{{- if has "kubernetes.io/hostname" (.Values.scheduler.remoteTopologyKeys | default list) -}}
+{{- fail "scheduler.remoteTopologyKeys: kubernetes.io/hostname: no two nodes share a hostname (a rack, zone or region label is what brings a remote pod near its GPU)" -}}
+{{- end -}}
 {{- /* The remotePodsOnly peer trusts the label flexpu.io/remote-gpu-node,
 which only the admission policy keeps tenants from setting on their own pods:
 without it any pod could label itself into the servers' ports. */ -}}
