@@ -2307,13 +2307,32 @@ static bool evictq_push(struct fx_model *m, const char *uid)
     return true;
 }
 
-/* Why v may be evicted for p, or NULL: a lower PriorityClass, or p's queue
- * taking back what v's queue holds above its fair share. */
+/* The reason a borrower is a victim of any pod that is not opportunistic
+ * (docs/KUBERNETES.md, "A borrower yields its node's CPU and memory"). */
+#define BORROWED_REASON "borrowed: runs on lent capacity"
+
+/* Whether borrowers yield to p, which takes back lent capacity: any pod
+ * that is not opportunistic, whatever the PriorityClasses. An opportunistic pod is a
+ * borrower's peer (both agreed to go when others need the room): it evicts
+ * one only as it would evict any pod. */
+static bool yields_to(const struct pod *p)
+{
+    return !p->spec.opportunistic;
+}
+
+/* Why v may be evicted for p, or NULL: v borrows and p may take back lent
+ * capacity (yields_to), a lower PriorityClass, or p's queue taking back
+ * what v's queue holds above its fair share. A pod whose PriorityClass
+ * says never preempt only takes back lent capacity. */
 static const char *victim_reason(struct fx_model *m, const struct pod *p, const int64_t amt[],
                                  const struct pod *v)
 {
     if (v == p || v->state != POD_BOUND || !v->alloc || v->evicting || v->unsure ||
         v->shielded == m->end_epoch + 1)
+        return NULL;
+    if (v->borrowed && yields_to(p))
+        return BORROWED_REASON;
+    if (p->never_preempt)
         return NULL;
     if (v->spec.class_priority < p->spec.class_priority)
         return "priority";
@@ -2362,15 +2381,16 @@ static bool victims_collect(struct fx_model *m, const struct pod *p, const int64
                             struct vset *vs)
 {
     memset(vs, 0, sizeof(*vs));
-    if (p->never_preempt)
-        return false; /* its PriorityClass says it waits rather than evicts */
     /* Cheap tests first: most pods that wait can preempt no one (a full
-     * cluster fails many pods, each retried whenever capacity frees). */
-    bool by_prio = m->min_prio_set && p->spec.class_priority > m->min_prio;
-    bool by_queue = m->reclaim != FX_RECLAIM_NEVER && p->qid >= 0 &&
+     * cluster fails many pods, each retried whenever capacity frees). A
+     * pod whose PriorityClass says never preempt waits rather than evicts,
+     * but a borrower is no peer of it: lent capacity it takes back. */
+    bool by_borrow = m->nborrowers > 0 && yields_to(p);
+    bool by_prio = !p->never_preempt && m->min_prio_set && p->spec.class_priority > m->min_prio;
+    bool by_queue = !p->never_preempt && m->reclaim != FX_RECLAIM_NEVER && p->qid >= 0 &&
                     flexpu_queues_count(m->queues) > 1 &&
                     flexpu_queues_usage(m->queues, p->qid) < 1.0 && some_queue_over(m, p->qid);
-    if (!by_prio && !by_queue)
+    if (!by_borrow && !by_prio && !by_queue)
         return false;
     size_t cap = 0;
     const char *k;
@@ -2496,7 +2516,8 @@ static struct node *node_of(struct fx_model *m, int id)
  * can take it), queues their evictions and fills a with p's nomination.
  * Candidates: a lower PriorityClass, or, p's queue being below its fair
  * share, a queue that would stay at or above its own
- * (flexpu_queues_may_reclaim). False when nothing can be done. */
+ * (flexpu_queues_may_reclaim), or a borrower (victim_reason). False when
+ * nothing can be done. */
 static bool preempt(struct fx_model *m, struct pod *p, struct fx_attempt *a)
 {
     int64_t amt[FLEXPU_RES_COUNT_];
@@ -2625,7 +2646,13 @@ static bool next_eviction(struct fx_model *m, struct fx_attempt *a)
         struct pod *pr = v->preemptor ? fx_strmap_get(&m->pods, v->preemptor) : NULL;
         fill(a, v, FX_EVICT);
         snprintf(a->node, sizeof(a->node), "%s", STR(v->node));
-        if (v->spec.class_priority < (pr ? pr->spec.class_priority : INT64_MIN))
+        if (v->borrowed && pr && yields_to(pr))
+            snprintf(a->message, sizeof(a->message),
+                     "evicted for %s/%s (" BORROWED_REASON "): this pod borrows a GPU (%s) "
+                     "and the node's CPU and memory it holds are needed by a pod that does "
+                     "not borrow",
+                     STR(pr->ns), STR(pr->name), FX_ANN_OPPORTUNISTIC);
+        else if (v->spec.class_priority < (pr ? pr->spec.class_priority : INT64_MIN))
             snprintf(a->message, sizeof(a->message),
                      "preempted by %s/%s (priority %lld over this pod's %lld)",
                      pr ? STR(pr->ns) : "?", pr ? STR(pr->name) : "?",

@@ -968,6 +968,154 @@ static void test_gang_preemption_waits_for_borrower(void **state)
     checked_free(m);
 }
 
+/* ---- a borrower yields its node's CPU and memory ---- */
+
+/* A pod for the tests of a borrower's CPU: `cpu` CPUs, one GPU with
+ * `cores` and gpu-memory `mem` ("" for none), PriorityClass value prio,
+ * preemptionPolicy Never when never, a member of pod group "c" (min-members
+ * 2) when in_group; bound to `node` with allocation `alloc` when set. */
+struct cpu_spec {
+    const char *uid, *cpu;
+    int cores;
+    const char *mem;
+    bool opp, never, in_group;
+    int prio, sec;
+    const char *node, *alloc;
+};
+
+static void cpu_pod(struct fx_model *m, const struct cpu_spec *s)
+{
+    char created[40], c[16];
+    snprintf(created, sizeof(created), "2026-01-01T00:%02d:%02dZ", s->sec / 60, s->sec % 60);
+    snprintf(c, sizeof(c), "%d", s->cores);
+    json_t *limits = json_pack("{s:s, s:s, s:s}", "cpu", s->cpu, "flexpu.io/gpu", "1",
+                               "flexpu.io/gpu-cores", c);
+    if (s->mem[0])
+        json_object_set_new(limits, "flexpu.io/gpu-memory", json_string(s->mem));
+    json_t *ann = json_object(), *labels = json_object();
+    if (s->opp)
+        json_object_set_new(ann, FX_ANN_OPPORTUNISTIC, json_string("true"));
+    if (s->in_group) {
+        json_object_set_new(labels, "flexpu.io/pod-group", json_string("c"));
+        json_object_set_new(ann, "flexpu.io/min-members", json_string("2"));
+    }
+    if (s->alloc)
+        json_object_set_new(ann, FX_ANN_ALLOCATION, json_string(s->alloc));
+    json_t *p = json_pack("{s:{s:s, s:s, s:s, s:s, s:o, s:o}, s:{s:s, s:i, s:[{s:s, s:{s:o}}]}}",
+                          "metadata", "name", s->uid, "namespace", "t", "uid", s->uid,
+                          "creationTimestamp", created, "annotations", ann, "labels", labels,
+                          "spec", "schedulerName", "flexpu-scheduler", "priority", s->prio,
+                          "containers", "name", "c", "resources", "limits", limits);
+    assert_non_null(p);
+    json_t *spec = json_object_get(p, "spec");
+    if (s->never)
+        json_object_set_new(spec, "preemptionPolicy", json_string("Never"));
+    if (s->node)
+        json_object_set_new(spec, "nodeName", json_string(s->node));
+    fx_model_pod_event(m, KUBE_ADDED, p);
+    json_decref(p);
+}
+
+/* n1 (one GPU, 16 CPUs) full of its two owners (1 CPU each), then borrower
+ * b1 (12 CPUs, 30 cores, PriorityClass bprio) bound there, then owner
+ * on1-0-b gone: the GPU has 50 cores and 60 GiB free for the engine (24 of
+ * them b1's), the node 3 CPUs. */
+static struct fx_model *cpu_borrower(int bprio)
+{
+    struct fx_model *m = owned(1);
+    read_all(m, "n1", 1, T0, 0);
+    struct cpu_spec b = {.uid = "b1", .cpu = "12", .cores = 30, .mem = "", .opp = true,
+                         .prio = bprio, .sec = 20};
+    cpu_pod(m, &b);
+    struct fx_attempt a = next(m, FX_BIND, "b1");
+    assert_true(a.borrowed);
+    fx_model_bind_done(m, "b1", 0, 0);
+    b.node = a.node;
+    b.alloc = a.allocation;
+    cpu_pod(m, &b);
+    assert_int_equal(borrowers(m), 1);
+    gone(m, "on1-0-b");
+    nothing(m);
+    return m;
+}
+
+/* o2 (spec s: 4 CPUs) fits n1's GPU but not its CPUs while b1 holds them:
+ * b1 is evicted for it through the preemption path, whatever either's
+ * PriorityClass, and o2 is bound once b1 is gone. */
+static void evicts_borrower(struct fx_model *m, const struct cpu_spec *s)
+{
+    cpu_pod(m, s);
+    struct fx_attempt a = next(m, FX_NOMINATE, s->uid);
+    assert_string_equal(a.node, "n1");
+    assert_non_null(strstr(a.message, "borrowed: runs on lent capacity"));
+    assert_non_null(strstr(a.message, "t/b1"));
+    a = next(m, FX_EVICT, "b1");
+    assert_non_null(strstr(a.message, "borrows"));
+    assert_non_null(strstr(a.message, s->uid));
+    assert_int_equal(borrowers(m), 0); /* leaving */
+    fx_model_evict_done(m, "b1", 0);
+    nothing(m); /* b1 still holds its CPUs while it goes */
+    gone(m, "b1");
+    a = next(m, FX_BIND, s->uid);
+    assert_false(a.borrowed);
+    assert_string_equal(a.node, "n1");
+    checked_free(m);
+}
+
+static void test_borrower_yields_cpu(void **state)
+{
+    (void)state;
+    /* b1 at the same PriorityClass as o2 (0), and above it (1000). */
+    struct cpu_spec o2 = {.uid = "o2", .cpu = "4", .cores = 50, .mem = "20Gi", .sec = 50};
+    evicts_borrower(cpu_borrower(0), &o2);
+    evicts_borrower(cpu_borrower(1000), &o2);
+    /* A pod whose PriorityClass says never preempt takes back lent
+     * capacity all the same: a borrower is no peer of it. */
+    o2.never = true;
+    evicts_borrower(cpu_borrower(0), &o2);
+}
+
+/* An opportunistic pod is a borrower's peer: it evicts none for its CPUs
+ * (it waits, and b1 stays), even when it is placed as an owner would be. */
+static void test_opportunistic_never_evicts_borrower(void **state)
+{
+    (void)state;
+    struct fx_model *m = cpu_borrower(0);
+    struct cpu_spec o3 = {.uid = "o3", .cpu = "4", .cores = 50, .mem = "20Gi", .opp = true,
+                          .sec = 50};
+    cpu_pod(m, &o3);
+    next(m, FX_WAIT, "o3");
+    nothing(m);
+    assert_int_equal(borrowers(m), 1);
+    struct fx_model_stats st;
+    fx_model_stats(m, &st);
+    assert_int_equal(st.preemptions, 0);
+    checked_free(m);
+}
+
+/* A pod group of two (2 CPUs each) that fits n1's GPU but not its CPUs:
+ * b1 goes for the group, bound once b1 is gone. */
+static void test_gang_evicts_borrower(void **state)
+{
+    (void)state;
+    struct fx_model *m = cpu_borrower(1000);
+    struct cpu_spec g = {.uid = "c1", .cpu = "2", .cores = 25, .mem = "10Gi", .in_group = true,
+                         .sec = 50};
+    cpu_pod(m, &g);
+    g.uid = "c2";
+    g.sec = 51;
+    cpu_pod(m, &g);
+    struct fx_attempt a = next(m, FX_NOMINATE, NULL);
+    assert_non_null(strstr(a.message, "borrowed: runs on lent capacity"));
+    next(m, FX_EVICT, "b1");
+    fx_model_evict_done(m, "b1", 0);
+    nothing(m);
+    gone(m, "b1");
+    next(m, FX_BIND, NULL);
+    next(m, FX_BIND, NULL);
+    checked_free(m);
+}
+
 static void test_restart_accounts_borrower(void **state)
 {
     (void)state;
@@ -1240,6 +1388,9 @@ int main(void)
         cmocka_unit_test(test_gang_waits_for_borrowed_memory),
         cmocka_unit_test(test_gang_takes_free_gpu_over_reclaim),
         cmocka_unit_test(test_gang_preemption_waits_for_borrower),
+        cmocka_unit_test(test_borrower_yields_cpu),
+        cmocka_unit_test(test_opportunistic_never_evicts_borrower),
+        cmocka_unit_test(test_gang_evicts_borrower),
         cmocka_unit_test(test_restart_accounts_borrower),
         cmocka_unit_test(test_allocation_borrowed),
         cmocka_unit_test(test_borrow_fits),
