@@ -2310,6 +2310,9 @@ static bool evictq_push(struct fx_model *m, const char *uid)
 /* The reason a borrower is a victim of any pod that is not opportunistic
  * (docs/KUBERNETES.md, "A borrower yields its node's CPU and memory"). */
 #define BORROWED_REASON "borrowed: runs on lent capacity"
+/* The one pointer victim_reason returns for it: victims_collect tells a
+ * borrower taken for lent capacity by it. */
+static const char borrowed_reason[] = BORROWED_REASON;
 
 /* Whether borrowers yield to p, which takes back lent capacity: any pod
  * that is not opportunistic, whatever the PriorityClasses. An opportunistic pod is a
@@ -2331,7 +2334,7 @@ static const char *victim_reason(struct fx_model *m, const struct pod *p, const 
         v->shielded == m->end_epoch + 1)
         return NULL;
     if (v->borrowed && yields_to(p))
-        return BORROWED_REASON;
+        return borrowed_reason;
     if (p->never_preempt)
         return NULL;
     if (v->spec.class_priority < p->spec.class_priority)
@@ -2431,9 +2434,13 @@ static bool victims_collect(struct fx_model *m, const struct pod *p, const int64
         struct flexpu_victim_cand *d = &vs->cands[i];
         d->alloc_id = c->alloc;
         d->cost = (gpu > 0 ? gpu : 1.0) * (double)(age > 0 ? age + 1 : 1);
-        d->priority = (int)(c->spec.class_priority > INT32_MAX   ? INT32_MAX
-                            : c->spec.class_priority < INT32_MIN ? INT32_MIN
-                                                                 : c->spec.class_priority);
+        /* A borrower taken for lent capacity is reprieved last, whatever
+         * its class: it runs on what others lent, and an ordinary pod
+         * (even of a lower class) is not to go in its place. */
+        d->priority = vs->why[i] == borrowed_reason ? INT32_MIN
+                      : (int)(c->spec.class_priority > INT32_MAX   ? INT32_MAX
+                              : c->spec.class_priority < INT32_MIN ? INT32_MIN
+                                                                   : c->spec.class_priority);
         d->group = c->gang ? (int64_t)(intptr_t)c->gang : 0;
     }
     return true;

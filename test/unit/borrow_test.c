@@ -1075,6 +1075,38 @@ static void test_borrower_yields_cpu(void **state)
     evicts_borrower(cpu_borrower(0), &o2);
 }
 
+/* A borrower is reprieved last: where evicting either a lower-class
+ * ordinary pod (x, PriorityClass 0) or a borrower of a higher class (b1,
+ * 1000) makes room for o2 (500), the borrower goes and x stays. x takes the
+ * node's last 3 CPUs; o2 needs 3. */
+static void test_borrower_goes_before_a_lower_class_pod(void **state)
+{
+    (void)state;
+    struct fx_model *m = cpu_borrower(1000);
+    struct cpu_spec x = {.uid = "x", .cpu = "3", .cores = 10, .mem = "", .sec = 30};
+    cpu_pod(m, &x);
+    struct fx_attempt a = next(m, FX_BIND, "x");
+    assert_false(a.borrowed);
+    fx_model_bind_done(m, "x", 0, 0);
+    x.node = a.node;
+    x.alloc = a.allocation;
+    cpu_pod(m, &x);
+    nothing(m);
+    struct cpu_spec o2 = {.uid = "o2", .cpu = "3", .cores = 30, .mem = "", .prio = 500,
+                          .sec = 50};
+    cpu_pod(m, &o2);
+    a = next(m, FX_NOMINATE, "o2");
+    if (!strstr(a.message, "t/b1") || strstr(a.message, "t/x"))
+        fail_msg("the borrower must go, x stay: %s", a.message);
+    next(m, FX_EVICT, "b1");
+    fx_model_evict_done(m, "b1", 0);
+    nothing(m);
+    gone(m, "b1");
+    a = next(m, FX_BIND, "o2");
+    assert_string_equal(a.node, "n1");
+    checked_free(m);
+}
+
 /* An opportunistic pod is a borrower's peer: it evicts none for its CPUs
  * (it waits, and b1 stays), even when it is placed as an owner would be. */
 static void test_opportunistic_never_evicts_borrower(void **state)
@@ -1389,6 +1421,7 @@ int main(void)
         cmocka_unit_test(test_gang_takes_free_gpu_over_reclaim),
         cmocka_unit_test(test_gang_preemption_waits_for_borrower),
         cmocka_unit_test(test_borrower_yields_cpu),
+        cmocka_unit_test(test_borrower_goes_before_a_lower_class_pod),
         cmocka_unit_test(test_opportunistic_never_evicts_borrower),
         cmocka_unit_test(test_gang_evicts_borrower),
         cmocka_unit_test(test_restart_accounts_borrower),
