@@ -549,7 +549,7 @@ static int watch_cb(enum kube_event ev, json_t *obj, void *ctx)
 
 struct watcher {
     struct phase *ph;
-    volatile int stop;
+    atomic_int stop;
     pthread_t tid;
     struct kube_client *c;
 };
@@ -561,7 +561,7 @@ static void *watch_main(void *a)
     struct kube_watch_opts o = {.path = "/api/v1/pods", .label_selector = "app=kbench",
                                 .stop = &w->stop};
     struct flexpu_error err;
-    if (kube_list_watch(w->c, &o, watch_cb, w->ph, &err) && !w->stop)
+    if (kube_list_watch(w->c, &o, watch_cb, w->ph, &err) && !atomic_load(&w->stop))
         say("watch ended: %s", err.msg);
     return NULL;
 }
@@ -570,7 +570,7 @@ static int watch_start(struct watcher *w, struct phase *ph)
 {
     struct flexpu_error err;
     w->ph = ph;
-    w->stop = 0;
+    atomic_store(&w->stop, 0);
     w->c = kube_client_new(&cfg, "flexpu-kbench", &err);
     if (!w->c) {
         say("%s", err.msg);
@@ -582,7 +582,7 @@ static int watch_start(struct watcher *w, struct phase *ph)
 
 static void watch_stop(struct watcher *w)
 {
-    w->stop = 1;
+    atomic_store(&w->stop, 1);
     pthread_join(w->tid, NULL);
     kube_client_free(w->c);
 }

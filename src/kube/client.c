@@ -317,7 +317,7 @@ out:
 struct stream_ctx {
     kube_sink sink;
     void *ctx;
-    volatile int *stop;
+    atomic_int *stop;
     struct buf errbody; /* a non-2xx answer is kept for the message */
     int ok_status;      /* decided at the first byte */
     CURL *curl;
@@ -346,11 +346,11 @@ static int stream_progress(void *p, curl_off_t a, curl_off_t b, curl_off_t c, cu
 {
     (void)a, (void)b, (void)c, (void)d;
     struct stream_ctx *s = p;
-    return s->stop && *s->stop;
+    return s->stop && atomic_load(s->stop);
 }
 
 int kube_stream_get(struct kube_client *c, const char *path, kube_sink sink, void *ctx,
-                    volatile int *stop, long *status, struct flexpu_error *err)
+                    atomic_int *stop, long *status, struct flexpu_error *err)
 {
     char url[4096];
     struct curl_slist *hdr = prepare(c, "GET", path, NULL, url, sizeof(url));

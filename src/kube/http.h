@@ -12,7 +12,7 @@ typedef int (*kube_sink)(const char *buf, size_t len, void *ctx);
  * of *stop becoming non-zero. *status gets the HTTP status (0: none). A
  * non-2xx body is collected instead and returned in the error message. */
 int kube_stream_get(struct kube_client *c, const char *path, kube_sink sink, void *ctx,
-                    volatile int *stop, long *status, struct flexpu_error *err);
+                    atomic_int *stop, long *status, struct flexpu_error *err);
 
 /* As kube_request, but when the server answers a non-2xx status with a JSON
  * body (a Status object), *out receives it too (the caller decrefs): for

@@ -10,6 +10,7 @@
 #ifndef FX_KUBE_H
 #define FX_KUBE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -115,7 +116,7 @@ struct kube_watch_opts {
     const char *label_selector; /* may be NULL */
     int page_size;              /* list page (limit); 0: 500 */
     int timeout_s;              /* server-side watch timeout; 0: 300 */
-    volatile int *stop;         /* polled; the loop returns 0 when it becomes non-zero */
+    atomic_int *stop;           /* polled; the loop returns 0 when it becomes non-zero */
     /* If not NULL, the HTTP status of the last list attempt (0: no answer),
      * so a caller can tell a collection that does not exist (404: a CRD not
      * installed) or may not be read (403) from one still loading; the loop

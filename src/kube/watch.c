@@ -205,9 +205,9 @@ int kube_list(struct kube_client *c, const struct kube_watch_opts *o, kube_watch
     return w.cb_rc ? w.cb_rc : rc;
 }
 
-static void sleep_ms(int ms, volatile int *stop)
+static void sleep_ms(int ms, atomic_int *stop)
 {
-    for (int t = 0; t < ms && !(stop && *stop); t += 50) {
+    for (int t = 0; t < ms && !(stop && atomic_load(stop)); t += 50) {
         struct timespec ts = {0, 50 * 1000000L};
         nanosleep(&ts, NULL);
     }
@@ -218,7 +218,7 @@ int kube_list_watch(struct kube_client *c, const struct kube_watch_opts *o, kube
 {
     struct lw w = {.cb = cb, .ctx = ctx, .err = err};
     int need_list = 1, backoff = 200, rc = 0;
-    while (!(o->stop && *o->stop)) {
+    while (!(o->stop && atomic_load(o->stop))) {
         if (need_list) {
             rc = list_all(c, o, &w, err);
             if (w.cb_rc)
@@ -266,5 +266,5 @@ int kube_list_watch(struct kube_client *c, const struct kube_watch_opts *o, kube
     kube_stream_free(w.stream);
     if (w.cb_rc)
         return w.cb_rc;
-    return (o->stop && *o->stop) ? 0 : rc;
+    return (o->stop && atomic_load(o->stop)) ? 0 : rc;
 }

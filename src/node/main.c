@@ -29,6 +29,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,12 +58,14 @@
  * while it handles Register. */
 #define REGISTER_TIMEOUT_MS 15000
 
-static volatile int stop_flag;
+/* Set by the signal handler and the watch threads (lock-free, so allowed
+ * in a handler); read by every loop that stops. */
+static atomic_int stop_flag;
 
 static void on_signal(int sig)
 {
     (void)sig;
-    stop_flag = 1;
+    atomic_store(&stop_flag, 1);
 }
 
 struct agent {
@@ -222,7 +225,7 @@ static void *watch_main(void *p)
     struct kube_client *c = kube_client_new(&a->cfg, "flexpu-node", &err);
     if (!c) {
         FX_ERROR(COMP, "cannot create a client", "error=\"%s\"", err.msg);
-        stop_flag = 1;
+        atomic_store(&stop_flag, 1);
         return NULL;
     }
     char fields[400];
@@ -231,9 +234,9 @@ static void *watch_main(void *p)
                                 .stop = &stop_flag};
     if (kube_list_watch(c, &o, a->dp_methods ? remote_pod_cb : pod_cb,
                         a->dp_methods ? (void *)a->remote : a->plugin, &err) &&
-        !stop_flag) {
+        !atomic_load(&stop_flag)) {
         FX_ERROR(COMP, "pod watch ended", "error=\"%s\"", err.msg);
-        stop_flag = 1;
+        atomic_store(&stop_flag, 1);
     }
     kube_client_free(c);
     return NULL;
@@ -600,7 +603,7 @@ int main(int argc, char **argv)
                                       .gpus = a.gpus, .ngpu = a.ngpu};
     bool published = false;
     int64_t tick = 0;
-    while (!stop_flag) {
+    while (!atomic_load(&stop_flag)) {
         if (a.registered && kubelet_restarted(&a)) {
             FX_INFO(COMP, "the kubelet restarted; registering again", "socket=%s", a.sock);
             fx_grpc_server_stop(a.grpc);

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,7 +94,7 @@ struct fx_remote_serve {
     bool synced;                /* a full list of pods came in */
     bool scanning;              /* the full list at start (all pods) runs */
     char selector[320];         /* FX_LABEL_REMOTE_GPU_NODE=<this node> */
-    volatile int stop;
+    atomic_int stop;            /* fx_remote_serve_stop's; both threads and the watch read it */
     pthread_t watch_tid, sup_tid;
     struct kube_client *watch_client, *client;
     struct fx_orphans orphans; /* ended servers' groups: their workers */
@@ -381,17 +382,17 @@ static void *watch_main(void *p)
     struct kube_watch_opts all = {.path = "/api/v1/pods", .stop = &s->stop};
     int backoff = 200;
     set_scanning(s, true);
-    while (!s->stop && kube_list(s->watch_client, &all, pod_event, s, &err) != 0) {
+    while (!atomic_load(&s->stop) && kube_list(s->watch_client, &all, pod_event, s, &err) != 0) {
         FX_WARN(COMP, "remote slices: the full list of pods failed; will retry",
                 "error=\"%s\"", err.msg);
-        for (int t = 0; t < backoff && !s->stop; t += 50)
+        for (int t = 0; t < backoff && !atomic_load(&s->stop); t += 50)
             usleep(50000);
         backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
     }
     set_scanning(s, false);
     struct kube_watch_opts o = {.path = "/api/v1/pods", .label_selector = s->selector,
                                 .stop = &s->stop};
-    if (kube_list_watch(s->watch_client, &o, pod_event, s, &err) && !s->stop)
+    if (kube_list_watch(s->watch_client, &o, pod_event, s, &err) && !atomic_load(&s->stop))
         FX_ERROR(COMP, "remote slices: the pod watch ended", "error=\"%s\"", err.msg);
     return NULL;
 }
@@ -958,7 +959,7 @@ static void *sup_main(void *p)
 {
     struct fx_remote_serve *s = p;
     int tick = s->cfg.tick_ms > 0 ? s->cfg.tick_ms : 200;
-    while (!s->stop) {
+    while (!atomic_load(&s->stop)) {
         supervise(s);
         usleep((useconds_t)tick * 1000);
     }
@@ -1051,7 +1052,7 @@ void fx_remote_serve_stop(struct fx_remote_serve *s, bool stop_servers)
 {
     if (!s)
         return;
-    s->stop = 1;
+    atomic_store(&s->stop, 1);
     pthread_join(s->watch_tid, NULL);
     pthread_join(s->sup_tid, NULL);
     for (struct rslice *r = s->slices, *next; r; r = next) {

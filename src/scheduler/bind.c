@@ -365,7 +365,7 @@ void fx_binder_stop(struct fx_binder *b, struct fx_model *m)
 
 /* Waits until the senders' queue has room, collecting finished binds
  * meanwhile. False when stopping. */
-static bool wait_room(struct fx_model *m, struct fx_binder *b, volatile int *stop)
+static bool wait_room(struct fx_model *m, struct fx_binder *b, atomic_int *stop)
 {
     struct fx_bind_pool *p = b->pool;
     for (;;) {
@@ -381,7 +381,7 @@ static bool wait_room(struct fx_model *m, struct fx_binder *b, volatile int *sto
         }
         pthread_mutex_unlock(&p->mu);
         fx_binder_collect(m, b);
-        if (stop && *stop)
+        if (stop && atomic_load(stop))
             return false;
     }
 }
@@ -453,7 +453,7 @@ static void preemption_step(struct fx_model *m, struct fx_binder *b, struct fx_a
     emit_event(b, a, "Warning", "EvictionRefused");
 }
 
-int fx_bind_round(struct fx_model *m, struct fx_binder *b, int max, volatile int *stop)
+int fx_bind_round(struct fx_model *m, struct fx_binder *b, int max, atomic_int *stop)
 {
     struct fx_bind_pool *p = b->pool;
     struct fx_attempt a;
@@ -461,8 +461,8 @@ int fx_bind_round(struct fx_model *m, struct fx_binder *b, int max, volatile int
     fx_binder_collect(m, b);
     /* The lease is checked before each decision, not once per round: a
      * round of binds can outlast what is left of it. */
-    for (; n < max && !(stop && *stop) && wait_room(m, b, stop) && fx_binder_leading(b) &&
-           fx_model_next(m, &a);
+    for (; n < max && !(stop && atomic_load(stop)) && wait_room(m, b, stop) &&
+           fx_binder_leading(b) && fx_model_next(m, &a);
          n++) {
         if (a.outcome == FX_NOMINATE || a.outcome == FX_EVICT || a.outcome == FX_RECLAIM ||
             a.outcome == FX_DELETE) {

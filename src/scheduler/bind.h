@@ -60,7 +60,7 @@ bool fx_binder_leading(const struct fx_binder *b);
 /* Decides and hands over up to `max` binds (or reports), checking the lease
  * before each decision and stopping when it no longer holds. Returns the
  * attempts made. */
-int fx_bind_round(struct fx_model *m, struct fx_binder *b, int max, volatile int *stop);
+int fx_bind_round(struct fx_model *m, struct fx_binder *b, int max, atomic_int *stop);
 
 /* Applies the outcomes of the binds that finished since the last call to
  * the model (fx_model_bind_done). Returns how many. Main thread only. */

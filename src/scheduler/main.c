@@ -13,6 +13,7 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,12 +34,14 @@
 
 #define COMP "scheduler"
 
-static volatile int stop_flag;
+/* Set by the signal handler and the watch threads (lock-free, so allowed
+ * in a handler); read by every loop that stops. */
+static atomic_int stop_flag;
 
 static void on_signal(int sig)
 {
     (void)sig;
-    stop_flag = 1;
+    atomic_store(&stop_flag, 1);
 }
 
 /* ---- the event queue between watch threads and the main loop ---- */
@@ -91,7 +94,7 @@ static int push(int kind, enum kube_event ev, json_t *obj)
          * stop, and let the Deployment start a fresh instance that relists. */
         FX_ERROR(COMP, "out of memory queueing a watch event; stopping", "event=%s",
                  kube_event_name(ev));
-        stop_flag = 1;
+        atomic_store(&stop_flag, 1);
         return 1;
     }
     e->kind = kind;
@@ -102,7 +105,7 @@ static int push(int kind, enum kube_event ev, json_t *obj)
     e->obj = obj ? json_incref(obj) : NULL;
     e->next = NULL;
     pthread_mutex_lock(&q.mu);
-    while (q.len >= QUEUE_MAX && !stop_flag) {
+    while (q.len >= QUEUE_MAX && !atomic_load(&stop_flag)) {
         struct timespec ts;
         in_100ms(&ts);
         pthread_cond_timedwait(&q.room, &q.mu, &ts);
@@ -151,7 +154,7 @@ static void *watch_main(void *arg)
     struct kube_client *c = kube_client_new(w->cfg, "flexpu-scheduler", &err);
     if (!c) {
         FX_ERROR(COMP, "cannot create a client", "error=\"%s\"", err.msg);
-        stop_flag = 1;
+        atomic_store(&stop_flag, 1);
         return NULL;
     }
     /* Pages of 100: a page is parsed whole, and its objects live until the
@@ -159,7 +162,7 @@ static void *watch_main(void *arg)
     struct kube_watch_opts o = {.path = w->path, .field_selector = w->fields, .page_size = 100,
                                 .stop = &stop_flag, .list_status = &w->list_status};
     int rc = kube_list_watch(c, &o, w->cb, NULL, &err);
-    if (rc && !stop_flag)
+    if (rc && !atomic_load(&stop_flag))
         FX_ERROR(COMP, "watch ended", "path=%s error=\"%s\"", w->path, err.msg);
     kube_client_free(c);
     return NULL;
@@ -423,7 +426,7 @@ int main(int argc, char **argv)
     int64_t next_queue_status = 0;
     int queues_said = -1; /* what was logged of the Queue CRD: -1 nothing, 0 absent, 1 present */
 
-    while (!stop_flag) {
+    while (!atomic_load(&stop_flag)) {
         int64_t now = (int64_t)fx_mono_ns();
         bool leader = true;
         if (leader_elect) {

@@ -7,6 +7,7 @@
 #ifndef FX_TEST_HTTP_FAKE_H
 #define FX_TEST_HTTP_FAKE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +24,7 @@
 struct http_srv {
     int fd, port;
     pthread_t tid;
-    volatile int stop;
+    atomic_int stop; /* set by the test; read by the server's threads */
     bool silent;            /* read each request, never answer */
     int status;             /* the answer's status */
     const char *body;       /* and body (JSON) */
@@ -130,7 +131,7 @@ static inline void *conn_main(void *arg)
         while (now > max && !__atomic_compare_exchange_n(&s->max_inflight, &max, now, false,
                                                          __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
             ;
-        for (int t = 0; t < delay && !s->stop; t += 10)
+        for (int t = 0; t < delay && !atomic_load(&s->stop); t += 10)
             usleep(10000);
         __atomic_sub_fetch(&s->inflight, 1, __ATOMIC_SEQ_CST);
         answer_with(k->fd, status, body);
@@ -144,7 +145,7 @@ static inline void *conn_main(void *arg)
 static inline void *http_main(void *arg)
 {
     struct http_srv *s = arg;
-    while (!s->stop) {
+    while (!atomic_load(&s->stop)) {
         struct pollfd pfd = {.fd = s->fd, .events = POLLIN};
         if (poll(&pfd, 1, 50) <= 0)
             continue;
@@ -173,7 +174,7 @@ static inline void *http_main(void *arg)
                 int delay = 0;
                 answer_with(c, s->route(s, s->method, s->path, s->req_body, &body, &delay), body);
             } else if (s->silent) {
-                while (!s->stop) /* the connection stays open, unanswered */
+                while (!atomic_load(&s->stop)) /* the connection stays open, unanswered */
                     usleep(20000);
             } else {
                 answer(s, c);
@@ -194,14 +195,14 @@ static inline void http_start(struct http_srv *s)
     assert_int_equal(listen(s->fd, 8), 0);
     assert_int_equal(getsockname(s->fd, (struct sockaddr *)&sa, &sl), 0);
     s->port = ntohs(sa.sin_port);
-    s->stop = 0;
+    atomic_store(&s->stop, 0);
     pthread_mutex_init(&s->log_mu, NULL);
     assert_int_equal(pthread_create(&s->tid, NULL, http_main, s), 0);
 }
 
 static inline void http_stop(struct http_srv *s)
 {
-    s->stop = 1;
+    atomic_store(&s->stop, 1);
     pthread_join(s->tid, NULL);
     while (__atomic_load_n(&s->conns, __ATOMIC_SEQ_CST) > 0)
         usleep(10000);
