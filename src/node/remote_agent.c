@@ -44,6 +44,10 @@ struct rslice {
     pid_t pid;                  /* its server; 0: none */
     unsigned run_uid;           /* its user from --remote-uid-range; 0: none taken */
     bool adopted;               /* started by an earlier agent: not our child */
+    /* A start planned for it runs out of the lock (struct start): its
+     * server may run before its pid is recorded, so its memory is counted
+     * until then even if its pod went meanwhile. */
+    bool starting;
     /* Its pod gone: SIGTERM sent to its group at the pass that saw it, and
      * SIGKILL once stop_by_ms passed (killed); the slice stays, counted as
      * holding its memory, until a later pass finds the server reaped. No
@@ -267,9 +271,9 @@ static void publish(struct fx_remote_serve *s)
         snprintf(v[i].gpu, sizeof(v[i].gpu), "%s", r->sv.gpu_uuid);
         v[i].mem = r->sv.slice.memory;
         /* A server stopping (its pod gone) may still hold its memory:
-         * counted until it is reaped. sv is the last plan that passed the
-         * checks. */
-        v[i].holds = (r->want || r->pid > 0) && r->sv.gpu_uuid[0];
+         * counted until it is reaped; one being started, until its start
+         * is recorded. sv is the last plan that passed the checks. */
+        v[i].holds = (r->want || r->pid > 0 || r->starting) && r->sv.gpu_uuid[0];
     }
     pthread_mutex_lock(&s->view_mu);
     struct rview *old = s->view;
@@ -852,6 +856,7 @@ static bool supervise_slice(struct fx_remote_serve *s, struct rslice *r, int64_t
     if (r->want && r->pid == 0 && now >= r->next_start_ms && p->nj < MAX_STARTS) {
         struct start *j = &p->jobs[p->nj++];
         *j = (struct start){.r = r, .sv = r->sv, .run_uid = r->run_uid};
+        r->starting = true;
         snprintf(j->uid, sizeof(j->uid), "%s", r->uid);
         snprintf(j->ns, sizeof(j->ns), "%s", r->ns);
         snprintf(j->name, sizeof(j->name), "%s", r->name);
@@ -886,6 +891,7 @@ static void starts_record(struct start *jobs, int n)
     int64_t now = now_ms();
     for (int i = 0; i < n; i++) {
         struct rslice *r = jobs[i].r;
+        r->starting = false;
         r->run_uid = jobs[i].run_uid;
         if (jobs[i].pid > 0) {
             /* Its pod may have gone meanwhile: the next pass stops it. */
@@ -926,6 +932,8 @@ static void supervise(struct fx_remote_serve *s)
     }
     if (p.nj && !taken_of(s, &taken, p.nj)) {
         FX_ERROR(COMP, "remote slices: out of memory: servers not started", "starts=%d", p.nj);
+        for (int i = 0; i < p.nj; i++)
+            p.jobs[i].r->starting = false; /* tried again at the next pass */
         p.nj = 0;
     }
     /* Servers ended, slices gone: their memory is free now, said before

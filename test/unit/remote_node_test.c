@@ -1198,6 +1198,107 @@ static void test_watch_while_a_server_stops(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* A server being started is counted as holding its slice's memory even
+ * when its pod goes while the start runs (out of the watch's lock): the
+ * spawned server may run before its pid is recorded. The start is held
+ * open by the test (its log is a FIFO the spawn opens for writing, which
+ * waits for a reader); the watch then delivers the pod's deletion, and
+ * the device plugin's view must still count the slice until the server
+ * that start makes is stopped. */
+static void test_holds_while_a_server_starts(void **state)
+{
+    (void)state;
+    char root[] = "/tmp/flexpu-remote-start-test.XXXXXX";
+    assert_non_null(mkdtemp(root));
+    assert_int_equal(chmod(root, 0711), 0);
+    char bin[256], dir[300], fifo[340], token[340], pidf[340];
+    snprintf(bin, sizeof(bin), "%s/plain-remoted", root);
+    write_file(bin, "#!/bin/sh\necho 7100 >&4\nexec sleep 60\n", 0755);
+    json_t *fresh = remote_pod("new", "gpu-1");
+    char *lists[2] = {list_of(json_pack("[]")), list_of(json_pack("[O]", fresh))};
+    char *ev_new = event_of("ADDED", fresh), *ev_gone = event_of("DELETED", fresh);
+    struct agent_api api = {.all = list_of(json_pack("[]")), .labelled = lists[0]};
+    struct http_srv srv = {.threaded = true, .route = agent_route, .ctx = &api};
+    http_start(&srv);
+    struct kube_config kc;
+    loopback_config(srv.port, &kc);
+    struct fx_remote_key key = {.len = 40};
+    memset(key.bytes, 'k', key.len);
+    struct fx_node_inv inv = inv2();
+    struct fx_remote_serve_config cfg = {
+        .node = "gpu-1", .root = root, .address = "127.0.0.1", .server_bin = bin,
+        .runtime_lib = "/nonexistent/libflexpu-cuda.so", .port_min = 47400,
+        .port_max = 47499, .key = &key, .inv = &inv, .kube = &kc, .tick_ms = 50,
+        .drop = geteuid() == 0, .uid = 65534, .gid = 65534};
+    struct flexpu_error err = {0};
+    struct fx_remote_serve *s = fx_remote_serve_start(&cfg, &err);
+    assert_non_null(s);
+    struct fx_gpu_hold h[4];
+    int n = -1;
+    for (int i = 0; i < 200 && (n = fx_remote_serve_holds(s, "GPU-g1-0", h, 4)) < 0; i++)
+        usleep(50000);
+    assert_int_equal(n, 0); /* the first list came in (after the adoption pass) */
+    /* The slice's log a FIFO: the spawn waits in its open for a reader. */
+    snprintf(dir, sizeof(dir), "%s/remote/uid-new", root);
+    snprintf(fifo, sizeof(fifo), "%s/server.log", dir);
+    snprintf(token, sizeof(token), "%s/token", dir);
+    snprintf(pidf, sizeof(pidf), "%s/server.pid", dir);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    __atomic_store_n(&api.labelled, lists[1], __ATOMIC_RELEASE);
+    __atomic_store_n(&api.event, ev_new, __ATOMIC_RELEASE);
+    struct stat st;
+    for (int i = 0; i < 200 && stat(token, &st) != 0; i++)
+        usleep(50000);
+    assert_int_equal(stat(token, &st), 0); /* its start runs */
+    /* The pod goes while the start is held open. */
+    __atomic_store_n(&api.labelled, lists[0], __ATOMIC_RELEASE);
+    __atomic_store_n(&api.event, ev_gone, __ATOMIC_RELEASE);
+    int seen = __atomic_load_n(&api.events, __ATOMIC_ACQUIRE);
+    for (int i = 0; i < 200 && __atomic_load_n(&api.events, __ATOMIC_ACQUIRE) < seen + 3; i++)
+        usleep(50000);
+    assert_true(__atomic_load_n(&api.events, __ATOMIC_ACQUIRE) >= seen + 3);
+    n = fx_remote_serve_holds(s, "GPU-g1-0", h, 4);
+    bool in_flight = stat(pidf, &st) != 0;
+    /* The start goes on: the server it makes is stopped, its pod gone. */
+    int rfd = open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    assert_true(rfd >= 0);
+    if (!in_flight || n != 1)
+        fail_msg("the plugin's view counted %d slice(s) on GPU-g1-0 while a server was being "
+                 "started for a pod deleted meanwhile (start %s): want 1",
+                 n, in_flight ? "still held" : "already done");
+    int pid = 0;
+    for (int i = 0; i < 200 && pid <= 0; i++) {
+        usleep(50000);
+        recorded_uid(root, "uid-new", &pid);
+    }
+    assert_true(pid > 0);
+    assert_true(slice_gone_within(root, "uid-new", 10000));
+    for (int i = 0; i < 200 && group_alive(pid); i++)
+        usleep(50000);
+    bool alive = group_alive(pid);
+    if (alive)
+        kill(-pid, SIGKILL);
+    assert_false(alive);
+    for (int i = 0; i < 200 && (n = fx_remote_serve_holds(s, "GPU-g1-0", h, 4)) != 0; i++)
+        usleep(50000);
+    assert_int_equal(n, 0);
+    __atomic_store_n(&api.event, NULL, __ATOMIC_RELEASE);
+    fx_remote_serve_stop(s, true);
+    close(rfd);
+    http_stop(&srv);
+    kube_config_free(&kc);
+    for (int i = 0; i < 2; i++)
+        free(lists[i]);
+    free(ev_new);
+    free(ev_gone);
+    free(api.all);
+    json_decref(fresh);
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1207,6 +1308,7 @@ int main(void)
         cmocka_unit_test(test_spawn),       cmocka_unit_test(test_remote_ids),
         cmocka_unit_test(test_agent_watch), cmocka_unit_test(test_answers_while_a_server_stops),
         cmocka_unit_test(test_watch_while_a_server_stops),
+        cmocka_unit_test(test_holds_while_a_server_starts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
