@@ -219,9 +219,16 @@ static void adopt(struct fx_remote_serve *s)
         FILE *f = fopen(path, "re");
         int pid = 0, port = 0;
         unsigned run_uid = 0; /* absent: a server started before the uid range */
+        /* Its GPU and memory quota: what its slice holds while it runs,
+         * even once its pod is gone (absent: an older agent's server). */
+        char gpu[FX_UUID_MAX] = "";
+        long long mem = 0;
+        _Static_assert(FX_UUID_MAX == 96, "the width in the format below");
         if (f) {
             if (fscanf(f, "%d %d %u", &pid, &port, &run_uid) < 2)
                 pid = 0;
+            else if (fscanf(f, " %95s %lld", gpu, &mem) != 2 || mem < 0)
+                gpu[0] = 0;
             fclose(f);
         }
         struct rslice *r;
@@ -240,6 +247,9 @@ static void adopt(struct fx_remote_serve *s)
             r->pid = pid;
             r->port = port;
             r->run_uid = run_uid; /* still taken: not given to another slice */
+            /* Its pod, once listed, plans it again (pod_seen). */
+            snprintf(r->sv.gpu_uuid, sizeof(r->sv.gpu_uuid), "%s", gpu);
+            r->sv.slice.memory = gpu[0] ? mem : 0;
             r->adopted = true;
             r->started_ms = now_ms();
             FX_INFO(COMP, "remote server adopted", "pod_uid=%s pid=%d port=%d uid=%u", r->uid,
@@ -648,8 +658,9 @@ static bool server_start(struct fx_remote_serve *s, struct start *j, struct take
                  j->name, s->cfg.server_bin, err.msg);
         return false;
     }
-    char pidtext[64];
-    snprintf(pidtext, sizeof(pidtext), "%d %d %u\n", (int)pid, port, j->run_uid);
+    char pidtext[200];
+    snprintf(pidtext, sizeof(pidtext), "%d %d %u %s %lld\n", (int)pid, port, j->run_uid,
+             j->sv.gpu_uuid, (long long)j->sv.slice.memory);
     if (fx_file_replace(pidf, pidtext, 0600, &err) != 0)
         FX_WARN(COMP, "remote server: pid file not written (a restarted agent will not adopt "
                 "it)", "pod=%s/%s error=\"%s\"", j->ns, j->name, err.msg);

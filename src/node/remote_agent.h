@@ -12,9 +12,10 @@
  * removes its files when the pod goes or ends.
  *
  * Each slice has a directory <root>/remote/<pod UID>/ (0700, root's): token
- * (0600), server.pid ("PID PORT UID"), server.log, port; the server gets the
- * token, log and port file as descriptors and runs as an unprivileged user
- * (remote_spawn.h). Its server is a slice of the node agent's arbiter as a
+ * (0600), server.pid ("PID PORT UID GPU MEMORY": an adopted server's slice
+ * holds that GPU's memory even with its pod gone), server.log, port; the
+ * server gets the token, log and port file as descriptors and runs as an
+ * unprivileged user (remote_spawn.h). Its server is a slice of the node agent's arbiter as a
  * local slice is (fx_slice_prepare_server, key fx_remote_slice_key): its
  * policy in <root>/slices/<key>/slice.conf, its ledger and requests in
  * <root>/ledger/<key>/, writable by the server's user alone; both go with
@@ -56,7 +57,7 @@ struct fx_remote_serve_config {
     /* A user of its own for each slice's server (--remote-uid-range), from
      * uid_first to uid_last, instead of uid (0: off). A slice's uid is
      * taken when its server first starts, kept through its restarts and
-     * recorded in its server.pid ("PID PORT UID"), so an agent that adopts
+     * recorded in its server.pid ("PID PORT UID ..."), so an agent that adopts
      * the server keeps it taken; it is free again when the slice's files
      * are removed. A uid some process of this PID namespace runs as (a
      * worker of a server that ended, anything else) is not taken. The

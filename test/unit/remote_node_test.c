@@ -1299,6 +1299,87 @@ static void test_holds_while_a_server_starts(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* An adopted server whose pod went while no agent ran is stopped after the
+ * restarted agent's first full list; until it is reaped, the device
+ * plugin's view counts its slice's memory on its GPU, as for a server the
+ * agent started itself (the pod, gone, no longer says which GPU or how
+ * much: server.pid does). The server ignores SIGTERM and the stop wait is
+ * long, so the stop lasts until the test kills it. */
+static void test_adopted_stop_is_counted(void **state)
+{
+    (void)state;
+    char root[] = "/tmp/flexpu-remote-adopt-stop-test.XXXXXX";
+    assert_non_null(mkdtemp(root));
+    assert_int_equal(chmod(root, 0711), 0);
+    char bin[256], marks[256], term[300], text[1024];
+    snprintf(bin, sizeof(bin), "%s/slow-remoted", root);
+    snprintf(marks, sizeof(marks), "%s/marks", root);
+    assert_int_equal(mkdir(marks, 0700), 0);
+    assert_int_equal(chmod(marks, 0777), 0); /* the server's user (65534 as root) writes */
+    snprintf(term, sizeof(term), "%s/term", marks);
+    /* Its command line stays the server's (an agent adopts it); it says
+     * when SIGTERM came and runs on until SIGKILL. */
+    snprintf(text, sizeof(text), "#!/bin/bash\necho 7100 >&4\nexec -a \"$0\" /bin/sh -c 'trap "
+             "\"echo term >>%s\" TERM; while :; do sleep 0.05; done' \"$0\" \"$@\"\n", term);
+    write_file(bin, text, 0755);
+    json_t *pod = remote_pod("new", "gpu-1");
+    char *with = list_of(json_pack("[O]", pod)), *without = list_of(json_pack("[]"));
+    struct agent_api api = {.all = with, .labelled = with};
+    struct http_srv srv = {.threaded = true, .route = agent_route, .ctx = &api};
+    http_start(&srv);
+    struct kube_config kc;
+    loopback_config(srv.port, &kc);
+    struct fx_remote_key key = {.len = 40};
+    memset(key.bytes, 'k', key.len);
+    struct fx_node_inv inv = inv2();
+    struct fx_remote_serve_config cfg = {
+        .node = "gpu-1", .root = root, .address = "127.0.0.1", .server_bin = bin,
+        .runtime_lib = "/nonexistent/libflexpu-cuda.so", .port_min = 47500,
+        .port_max = 47599, .key = &key, .inv = &inv, .kube = &kc, .tick_ms = 50,
+        .stop_wait_ms = 600000, .drop = geteuid() == 0, .uid = 65534, .gid = 65534};
+    struct flexpu_error err = {0};
+    struct fx_remote_serve *s = fx_remote_serve_start(&cfg, &err);
+    assert_non_null(s);
+    assert_true(wait_for(root, "uid-new", true, 10000));
+    int pid = 0;
+    recorded_uid(root, "uid-new", &pid);
+    assert_true(pid > 0);
+    /* The agent goes, its server stays; the pod is deleted meanwhile. */
+    fx_remote_serve_stop(s, false);
+    assert_true(group_alive(pid));
+    __atomic_store_n(&api.all, without, __ATOMIC_RELEASE);
+    __atomic_store_n(&api.labelled, without, __ATOMIC_RELEASE);
+    s = fx_remote_serve_start(&cfg, &err);
+    assert_non_null(s);
+    struct stat st;
+    for (int i = 0; i < 400 && stat(term, &st) != 0; i++)
+        usleep(50000);
+    assert_int_equal(stat(term, &st), 0); /* adopted, then stopped: its pod is gone */
+    struct fx_gpu_hold h[4];
+    int n = fx_remote_serve_holds(s, "GPU-g1-0", h, 4);
+    bool stopping = group_alive(pid);
+    kill(-pid, SIGKILL); /* the stop ends */
+    if (n != 1 || !stopping)
+        fail_msg("the plugin's view counted %d slice(s) on GPU-g1-0 while adopted server %d "
+                 "was being stopped (%s): want 1", n, pid,
+                 stopping ? "still stopping" : "the server had exited");
+    assert_int_equal(h[0].mem, fx_default_slice_mem(1, 30, 0, 80 * GIB));
+    assert_true(slice_gone_within(root, "uid-new", 10000));
+    for (int i = 0; i < 200 && (n = fx_remote_serve_holds(s, "GPU-g1-0", h, 4)) != 0; i++)
+        usleep(50000);
+    assert_int_equal(n, 0);
+    fx_remote_serve_stop(s, true);
+    assert_false(group_alive(pid));
+    http_stop(&srv);
+    kube_config_free(&kc);
+    free(with);
+    free(without);
+    json_decref(pod);
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1309,6 +1390,7 @@ int main(void)
         cmocka_unit_test(test_agent_watch), cmocka_unit_test(test_answers_while_a_server_stops),
         cmocka_unit_test(test_watch_while_a_server_stops),
         cmocka_unit_test(test_holds_while_a_server_starts),
+        cmocka_unit_test(test_adopted_stop_is_counted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
