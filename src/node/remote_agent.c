@@ -1074,6 +1074,12 @@ void fx_remote_serve_stop(struct fx_remote_serve *s, bool stop_servers)
     atomic_store(&s->stop, 1);
     pthread_join(s->watch_tid, NULL);
     pthread_join(s->sup_tid, NULL);
+    /* Every stop begun (SIGTERM) before any is waited for: servers slow to
+     * exit take one stop wait together, not one each. */
+    int64_t now = now_ms();
+    for (struct rslice *r = s->slices; r; r = r->next)
+        if (stop_servers || r->stopping)
+            stop_step(s, r, now);
     for (struct rslice *r = s->slices, *next; r; r = next) {
         next = r->next;
         /* A stop under way is finished: its pod is gone. */

@@ -76,7 +76,8 @@ struct fx_remote_serve *fx_remote_serve_start(const struct fx_remote_serve_confi
 
 /* Stops the threads; the servers keep running (a restarted agent adopts
  * them), unless stop_servers. A stop under way (its pod gone) is finished
- * first, waiting up to what is left of its stop_wait_ms. */
+ * first, waiting up to what is left of its stop_wait_ms. Every server to
+ * stop gets SIGTERM before any is waited for: their waits overlap. */
 void fx_remote_serve_stop(struct fx_remote_serve *s, bool stop_servers);
 
 /* What the remote slices served here hold on GPU uuid, for the device

@@ -1380,6 +1380,95 @@ static void test_adopted_stop_is_counted(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* fx_remote_serve_stop, its servers too, for a thread of the test. */
+static void *serve_stop_main(void *p)
+{
+    fx_remote_serve_stop(p, true);
+    return NULL;
+}
+
+/* The lines of file path (0: none). */
+static int lines_of(const char *path)
+{
+    FILE *f = fopen(path, "re");
+    int n = 0, c;
+    while (f && (c = fgetc(f)) != EOF)
+        n += c == '\n';
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/* The agent's shutdown with its servers stops them all at once: each gets
+ * SIGTERM before the agent waits for any, so servers slow to exit take one
+ * stop wait, not one each. Two servers ignore SIGTERM and the stop wait is
+ * long: both must have had SIGTERM while the first is still waited for
+ * (the test then kills them). */
+static void test_shutdown_stops_servers_at_once(void **state)
+{
+    (void)state;
+    char root[] = "/tmp/flexpu-remote-shutdown-test.XXXXXX";
+    assert_non_null(mkdtemp(root));
+    assert_int_equal(chmod(root, 0711), 0);
+    char bin[256], marks[256], term[300], text[1024];
+    snprintf(bin, sizeof(bin), "%s/slow-remoted", root);
+    snprintf(marks, sizeof(marks), "%s/marks", root);
+    assert_int_equal(mkdir(marks, 0700), 0);
+    assert_int_equal(chmod(marks, 0777), 0); /* the server's user (65534 as root) writes */
+    snprintf(term, sizeof(term), "%s/term", marks);
+    snprintf(text, sizeof(text), "#!/bin/bash\necho 7100 >&4\ntrap 'echo term >>%s' TERM\n"
+             "while :; do sleep 0.05; done\n", term);
+    write_file(bin, text, 0755);
+    json_t *a = remote_pod("a", "gpu-1"), *b = remote_pod("b", "gpu-1");
+    char *both = list_of(json_pack("[O, O]", a, b));
+    struct agent_api api = {.all = both, .labelled = both};
+    struct http_srv srv = {.threaded = true, .route = agent_route, .ctx = &api};
+    http_start(&srv);
+    struct kube_config kc;
+    loopback_config(srv.port, &kc);
+    struct fx_remote_key key = {.len = 40};
+    memset(key.bytes, 'k', key.len);
+    struct fx_node_inv inv = inv2();
+    struct fx_remote_serve_config cfg = {
+        .node = "gpu-1", .root = root, .address = "127.0.0.1", .server_bin = bin,
+        .runtime_lib = "/nonexistent/libflexpu-cuda.so", .port_min = 47600,
+        .port_max = 47699, .key = &key, .inv = &inv, .kube = &kc, .tick_ms = 50,
+        .stop_wait_ms = 600000, .drop = geteuid() == 0, .uid = 65534, .gid = 65534};
+    struct flexpu_error err = {0};
+    struct fx_remote_serve *s = fx_remote_serve_start(&cfg, &err);
+    assert_non_null(s);
+    assert_true(wait_for(root, "uid-a", true, 10000));
+    assert_true(wait_for(root, "uid-b", true, 10000));
+    int pid_a = 0, pid_b = 0;
+    recorded_uid(root, "uid-a", &pid_a);
+    recorded_uid(root, "uid-b", &pid_b);
+    assert_true(pid_a > 0 && pid_b > 0);
+    pthread_t tid;
+    assert_int_equal(pthread_create(&tid, NULL, serve_stop_main, s), 0);
+    /* Seconds for what takes a moment: only a shutdown that waits for one
+     * server before it stops the next misses it. */
+    int n = 0;
+    for (int i = 0; i < 200 && (n = lines_of(term)) < 2; i++)
+        usleep(50000);
+    bool alive = group_alive(pid_a) && group_alive(pid_b);
+    kill(-pid_a, SIGKILL); /* the stops end */
+    kill(-pid_b, SIGKILL);
+    pthread_join(tid, NULL);
+    if (n != 2 || !alive)
+        fail_msg("%d of 2 servers had SIGTERM from the agent's shutdown while %s", n,
+                 alive ? "both still ran" : "one had exited already");
+    assert_false(slice_exists(root, "uid-a"));
+    assert_false(slice_exists(root, "uid-b"));
+    http_stop(&srv);
+    kube_config_free(&kc);
+    free(both);
+    json_decref(a);
+    json_decref(b);
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1391,6 +1480,7 @@ int main(void)
         cmocka_unit_test(test_watch_while_a_server_stops),
         cmocka_unit_test(test_holds_while_a_server_starts),
         cmocka_unit_test(test_adopted_stop_is_counted),
+        cmocka_unit_test(test_shutdown_stops_servers_at_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
