@@ -730,22 +730,51 @@ static void stop_step(struct fx_remote_serve *s, struct rslice *r, int64_t now)
 
 /* Stops slice r's server and its workers and waits for its end (its stop
  * wait, then SIGKILL): for fx_remote_serve_stop, the threads gone. */
-static void server_stop(struct fx_remote_serve *s, struct rslice *r)
+/* How long shutdown waits for a server to go after SIGKILL: one stuck in
+ * the kernel (the GPU driver's teardown) dies only when that returns, and
+ * the agent's exit must not wait on it (the kubelet would kill the agent
+ * at its own grace period anyway). */
+#define KILL_WAIT_MS 2000
+
+/* At shutdown: stops r's server, waiting for it. False when it did not go
+ * (stuck after SIGKILL): its files stay, so that the next agent adopts it
+ * and counts its memory until it is gone. */
+static bool server_stop(struct fx_remote_serve *s, struct rslice *r)
 {
     if (r->pid <= 0)
-        return;
+        return true;
     stop_step(s, r, now_ms());
     while (server_alive(s, r) && now_ms() < r->stop_by_ms)
         usleep(20000);
     if (server_alive(s, r)) {
         kill(-r->pid, SIGKILL);
-        if (!r->adopted && waitpid(r->pid, NULL, 0) == r->pid)
+        int64_t until = now_ms() + KILL_WAIT_MS;
+        bool gone = false, reaped = false;
+        while (!gone && now_ms() < until) {
+            if (r->adopted) {
+                gone = !server_alive(s, r);
+            } else {
+                pid_t w = waitpid(r->pid, NULL, WNOHANG);
+                reaped = w == r->pid;
+                gone = reaped || (w < 0 && errno == ECHILD); /* reaped already */
+            }
+            if (!gone)
+                usleep(20000);
+        }
+        if (!gone) {
+            FX_WARN(COMP, "remote server still there after SIGKILL; left for the next agent "
+                    "to adopt", "pod=%s/%s pod_uid=%s pid=%d waited_ms=%d", r->ns, r->name,
+                    r->uid, (int)r->pid, KILL_WAIT_MS);
+            return false;
+        }
+        if (reaped)
             fx_orphans_add(&s->orphans, r->pid);
     }
     FX_INFO(COMP, "remote server stopped", "pod=%s/%s pod_uid=%s pid=%d", r->ns, r->name,
             r->uid, (int)r->pid);
     r->pid = 0;
     r->stopping = r->killed = false;
+    return true;
 }
 
 /* An endpoint to record on a pod, or a legacy pod to read back, taken out
@@ -1083,10 +1112,8 @@ void fx_remote_serve_stop(struct fx_remote_serve *s, bool stop_servers)
     for (struct rslice *r = s->slices, *next; r; r = next) {
         next = r->next;
         /* A stop under way is finished: its pod is gone. */
-        if (stop_servers || r->stopping) {
-            server_stop(s, r);
+        if ((stop_servers || r->stopping) && server_stop(s, r))
             slice_files_remove(s, r->uid);
-        }
         free(r);
     }
     kube_client_free(s->watch_client);
