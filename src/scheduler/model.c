@@ -49,6 +49,7 @@ struct pod {
     struct flexpu_filter *filter; /* node constraints of a pending pod of ours; NULL: none */
     char *allocation;   /* the recorded annotation (NULL when none) */
     char created[40];
+    int64_t created_s; /* created in unix seconds (epoch_of), read once: victims' ages */
     uint64_t seq;
     int heap;           /* index in its heap, -1 when not queued */
     int hq;             /* which heap: a queue id, or LOOSE */
@@ -95,6 +96,9 @@ struct pod {
      * bmem_mib of its memory; reclaimed: its eviction is a reclaim. */
     uint32_t gpus, noquota;
     bool borrowed, reclaimed;
+    /* On the model's list of borrowers while borrowed (borrow_set): the
+     * victim search for lent capacity walks them, not every pod. */
+    struct pod *bprev, *bnext;
     /* A reclaim whose eviction a PodDisruptionBudget refused is done by a
      * delete (reclaim_delete). One refused otherwise (the delete too, the
      * API failing) is not tried again before reclaim_after_s (the model's
@@ -259,6 +263,7 @@ struct fx_model {
      * reclaim due, and when waiting opportunistic pods were last retried. */
     int64_t now_s;
     int nborrowers;
+    struct pod *borrowers; /* the nborrowers pods with borrowed set (borrow_set) */
     uint64_t borrows, reclaims, reclaims_refused, reclaims_deleted;
     struct reclaim_item *reclaimq;
     size_t nreclaimq, capreclaimq;
@@ -894,17 +899,31 @@ static void account(struct fx_model *m, struct pod *p, struct node *n)
     }
 }
 
-/* Marks p a borrower or not, keeping the count. */
+/* Marks p a borrower or not, keeping the count and the list: the one
+ * place either changes (fx_model_check verifies them against the pods). */
 static void borrow_set(struct fx_model *m, struct pod *p, bool on)
 {
     if (p->borrowed == on)
         return;
     p->borrowed = on;
     m->nborrowers += on ? 1 : -1;
-    if (!on) {
-        p->bgpu = p->bcores = 0;
-        p->bmem_mib = 0;
+    if (on) {
+        p->bprev = NULL;
+        p->bnext = m->borrowers;
+        if (m->borrowers)
+            m->borrowers->bprev = p;
+        m->borrowers = p;
+        return;
     }
+    if (p->bprev)
+        p->bprev->bnext = p->bnext;
+    else
+        m->borrowers = p->bnext;
+    if (p->bnext)
+        p->bnext->bprev = p->bprev;
+    p->bprev = p->bnext = NULL;
+    p->bgpu = p->bcores = 0;
+    p->bmem_mib = 0;
 }
 
 /* ---- nodes ---- */
@@ -1330,6 +1349,19 @@ static void forget(struct fx_model *m, struct pod *p)
     pod_free(p);
 }
 
+/* Seconds since the epoch of an RFC 3339 UTC time ("2026-01-01T00:00:00Z"),
+ * 0 when unreadable: the age of a victim, from its creation. */
+static int64_t epoch_of(const char *t)
+{
+    struct tm tm = {0};
+    if (!t || sscanf(t, "%d-%d-%dT%d:%d:%d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+                     &tm.tm_min, &tm.tm_sec) != 6)
+        return 0;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    return (int64_t)timegm(&tm);
+}
+
 /* Reads what the model needs from a pod object into p; returns the parse
  * error (the pod is then invalid when ours). */
 static int read_pod(struct fx_model *m, struct pod *p, json_t *obj, struct flexpu_error *err)
@@ -1343,6 +1375,7 @@ static int read_pod(struct fx_model *m, struct pod *p, json_t *obj, struct flexp
     str_set(&p->ns, ns);
     str_set(&p->name, name);
     snprintf(p->created, sizeof(p->created), "%s", created ? created : "");
+    p->created_s = epoch_of(p->created);
     str_set(&p->node, node);
     str_set(&p->allocation, alloc);
     json_t *labels = json_object_get(json_object_get(obj, "metadata"), "labels");
@@ -2277,19 +2310,6 @@ static int gang_turn(struct fx_model *m, struct pod *p, struct fx_attempt *a)
 
 /* ---- preemption and reclaim ---- */
 
-/* Seconds since the epoch of an RFC 3339 UTC time ("2026-01-01T00:00:00Z"),
- * 0 when unreadable: the age of a victim, from its creation. */
-static int64_t epoch_of(const char *t)
-{
-    struct tm tm = {0};
-    if (!t || sscanf(t, "%d-%d-%dT%d:%d:%d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
-                     &tm.tm_min, &tm.tm_sec) != 6)
-        return 0;
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    return (int64_t)timegm(&tm);
-}
-
 static bool evictq_push(struct fx_model *m, const char *uid)
 {
     if (m->nevictq == m->capevictq) {
@@ -2380,6 +2400,65 @@ static bool some_queue_over(const struct fx_model *m, int except)
     return false;
 }
 
+/* Adds candidate c (why: r) to vs, whose arrays hold *cap; false when out
+ * of memory (vs then freed). */
+static bool vset_add(struct vset *vs, size_t *cap, struct pod *c, const char *r)
+{
+    if (vs->n == *cap) {
+        *cap = *cap ? *cap * 2 : 64;
+        struct pod **w = fx_realloc(vs->who, *cap * sizeof(*w));
+        if (w)
+            vs->who = w;
+        const char **y = w ? fx_realloc(vs->why, *cap * sizeof(*y)) : NULL;
+        if (y)
+            vs->why = y;
+        if (!w || !y) {
+            vset_free(vs);
+            return false;
+        }
+    }
+    vs->who[vs->n] = c;
+    vs->why[vs->n++] = r;
+    return true;
+}
+
+/* A candidate and where the walk over every pod meets it. */
+struct borrower_at {
+    size_t at;
+    struct pod *p;
+    const char *why;
+};
+
+static int borrower_at_cmp(const void *a, const void *b)
+{
+    const struct borrower_at *x = a, *y = b;
+    return x->at < y->at ? -1 : x->at > y->at;
+}
+
+/* The candidates when only lent capacity gives p a reason: the borrowers
+ * (O(borrowers), not O(pods)), in the order the walk over every pod would
+ * list them, so the engine's search and its ties see exactly what it
+ * would. False when out of memory. */
+static bool borrowers_collect(struct fx_model *m, const struct pod *p, const int64_t amt[],
+                              struct vset *vs)
+{
+    struct borrower_at *b = fx_malloc((size_t)m->nborrowers * sizeof(*b));
+    if (!b)
+        return false;
+    size_t n = 0, cap = 0;
+    for (struct pod *c = m->borrowers; c && n < (size_t)m->nborrowers; c = c->bnext) {
+        const char *r = victim_reason(m, p, amt, c);
+        if (r)
+            b[n++] = (struct borrower_at){fx_strmap_index(&m->pods, c->uid), c, r};
+    }
+    qsort(b, n, sizeof(*b), borrower_at_cmp);
+    bool ok = true;
+    for (size_t i = 0; i < n && ok; i++)
+        ok = vset_add(vs, &cap, b[i].p, b[i].why);
+    fx_free(b);
+    return ok;
+}
+
 static bool victims_collect(struct fx_model *m, const struct pod *p, const int64_t amt[],
                             struct vset *vs)
 {
@@ -2395,31 +2474,25 @@ static bool victims_collect(struct fx_model *m, const struct pod *p, const int64
                     flexpu_queues_usage(m->queues, p->qid) < 1.0 && some_queue_over(m, p->qid);
     if (!by_borrow && !by_prio && !by_queue)
         return false;
-    size_t cap = 0;
-    const char *k;
-    void *v;
-    int64_t newest = 0;
-    for (size_t i = 0; fx_strmap_next(&m->pods, &i, &k, &v);) {
-        struct pod *c = v;
-        const char *r = victim_reason(m, p, amt, c);
-        if (!r)
-            continue;
-        if (vs->n == cap) {
-            cap = cap ? cap * 2 : 64;
-            struct pod **w = fx_realloc(vs->who, cap * sizeof(*w));
-            if (w)
-                vs->who = w;
-            const char **y = w ? fx_realloc(vs->why, cap * sizeof(*y)) : NULL;
-            if (y)
-                vs->why = y;
-            if (!w || !y) {
-                vset_free(vs);
+    if (!by_prio && !by_queue) {
+        /* Only borrowers can be victims: while any exists every waiting
+         * pod gets here, and a walk over every pod of a full cluster
+         * would cost each failed placement ~2 ms (bench/victim_cost.c). */
+        if (!borrowers_collect(m, p, amt, vs))
+            return false;
+    } else {
+        size_t cap = 0;
+        const char *k;
+        void *v;
+        for (size_t i = 0; fx_strmap_next(&m->pods, &i, &k, &v);) {
+            const char *r = victim_reason(m, p, amt, v);
+            if (r && !vset_add(vs, &cap, v, r))
                 return false;
-            }
         }
-        vs->who[vs->n] = c;
-        vs->why[vs->n++] = r;
-        int64_t e = epoch_of(c->created);
+    }
+    int64_t newest = 0;
+    for (size_t i = 0; i < vs->n; i++) {
+        int64_t e = vs->who[i]->created_s;
         newest = e > newest ? e : newest;
     }
     if (vs->n == 0 || !(vs->cands = fx_calloc(vs->n, sizeof(*vs->cands))) ||
@@ -2429,7 +2502,7 @@ static bool victims_collect(struct fx_model *m, const struct pod *p, const int64
     }
     for (size_t i = 0; i < vs->n; i++) {
         struct pod *c = vs->who[i];
-        int64_t age = newest - epoch_of(c->created);
+        int64_t age = newest - c->created_s;
         double gpu = (double)c->req.num_gpu * c->req.gpu_milli;
         struct flexpu_victim_cand *d = &vs->cands[i];
         d->alloc_id = c->alloc;
@@ -3489,7 +3562,33 @@ bool fx_model_queue_get(struct fx_model *m, int id, struct flexpu_queue_status *
     return flexpu_queues_get(m->queues, id, out);
 }
 
+/* The borrowers' list (borrow_set) against a scan of the pods: the same
+ * pods, as many as counted, each linked both ways. */
+static int borrowers_check(const struct fx_model *m, struct flexpu_error *err)
+{
+    int listed = 0, scanned = 0;
+    for (const struct pod *p = m->borrowers; p; p = p->bnext) {
+        if (++listed > m->nborrowers || !p->borrowed ||
+            fx_strmap_get(&m->pods, p->uid) != p || (p->bnext && p->bnext->bprev != p) ||
+            (p->bprev ? p->bprev->bnext != p : m->borrowers != p))
+            return flexpu_error_set(err, FLEXPU_EINVAL,
+                                    "borrowers' list: pod %s listed wrongly (%d listed, %d "
+                                    "counted)",
+                                    p->uid, listed, m->nborrowers);
+    }
+    const char *k;
+    void *v;
+    for (size_t i = 0; fx_strmap_next(&m->pods, &i, &k, &v);)
+        scanned += ((const struct pod *)v)->borrowed;
+    if (listed != m->nborrowers || scanned != m->nborrowers)
+        return flexpu_error_set(err, FLEXPU_EINVAL,
+                                "borrowers: %d listed, %d counted, %d pods borrowing", listed,
+                                m->nborrowers, scanned);
+    return 0;
+}
+
 int fx_model_check(const struct fx_model *m, struct flexpu_error *err)
 {
-    return flexpu_engine_check(m->e, err);
+    int rc = borrowers_check(m, err);
+    return rc ? rc : flexpu_engine_check(m->e, err);
 }

@@ -45,6 +45,14 @@ void *fx_strmap_get(const struct fx_strmap *m, const char *key)
     return m->slots[i].key ? m->slots[i].val : NULL;
 }
 
+size_t fx_strmap_index(const struct fx_strmap *m, const char *key)
+{
+    if (!m->len)
+        return SIZE_MAX;
+    size_t i = find(m, key, hash_str(key));
+    return m->slots[i].key ? i : SIZE_MAX;
+}
+
 static int grow(struct fx_strmap *m)
 {
     size_t cap = m->cap ? m->cap * 2 : 64;

@@ -27,5 +27,9 @@ void *fx_strmap_del(struct fx_strmap *m, const char *key);
 
 /* Iterates: for (size_t i = 0; fx_strmap_next(m, &i, &k, &v);) */
 int fx_strmap_next(const struct fx_strmap *m, size_t *i, const char **key, void **val);
+/* Where the iteration visits key: keys come in increasing order of this
+ * index, which holds until the map changes; SIZE_MAX when absent. Lets a
+ * caller that walks a subset of the values visit them in the map's order. */
+size_t fx_strmap_index(const struct fx_strmap *m, const char *key);
 
 #endif

@@ -1148,6 +1148,105 @@ static void test_gang_evicts_borrower(void **state)
     checked_free(m);
 }
 
+/* Borrower uid as the model meets it after a restart: bound on node n's
+ * GPU 0 with a borrowed allocation of `cores`, asking cpu CPUs. */
+static void bound_borrower(struct fx_model *m, const char *uid, const char *n, const char *cpu,
+                           int cores, int sec)
+{
+    struct fx_allocation al = {.ngpu = 1, .borrowed = true};
+    snprintf(al.gpus[0].uuid, sizeof(al.gpus[0].uuid), "GPU-%s-0", n);
+    al.gpus[0].cores = cores;
+    al.gpus[0].mem = fx_default_slice_mem(1, cores, 0, 80 * GIB);
+    char *text = fx_allocation_format(&al);
+    assert_non_null(text);
+    struct cpu_spec b = {.uid = uid, .cpu = cpu, .cores = cores, .mem = "", .opp = true,
+                         .sec = sec, .node = n, .alloc = text};
+    cpu_pod(m, &b);
+    free(text);
+}
+
+/* Only lent capacity gives o2 a victim (every pod at class 0, no queues):
+ * the search sees the borrowers alone and takes the cheaper, b2 on n2 (10
+ * cores against b1's 30, the same age), whichever the model met last. */
+static void test_cheaper_borrower_goes(void **state)
+{
+    (void)state;
+    struct fx_model *m = model();
+    node(m, "n1", 1, NULL);
+    node(m, "n2", 1, NULL);
+    pod(m, "on1", 50, "20Gi", false, "n1", 0, false, 0);
+    pod(m, "on2", 50, "20Gi", false, "n2", 0, false, 0);
+    /* 14 CPUs each: 1 left on each node; o2 needs 4. */
+    bound_borrower(m, "b2", "n2", "14", 10, 20);
+    bound_borrower(m, "b1", "n1", "14", 30, 20);
+    assert_int_equal(borrowers(m), 2);
+    nothing(m);
+    struct cpu_spec o2 = {.uid = "o2", .cpu = "4", .cores = 50, .mem = "20Gi", .sec = 50};
+    cpu_pod(m, &o2);
+    struct fx_attempt a = next(m, FX_NOMINATE, "o2");
+    if (strcmp(a.node, "n2") != 0 || !strstr(a.message, "t/b2") || strstr(a.message, "t/b1"))
+        fail_msg("b2 on n2 must go, b1 stay: %s on %s", a.message, a.node);
+    next(m, FX_EVICT, "b2");
+    fx_model_evict_done(m, "b2", 0);
+    nothing(m);
+    gone(m, "b2");
+    a = next(m, FX_BIND, "o2");
+    assert_string_equal(a.node, "n2");
+    assert_int_equal(borrowers(m), 1);
+    checked_free(m);
+}
+
+/* The model's borrowers (count and list) agree with its pods. */
+static void listed(struct fx_model *m, int want)
+{
+    struct flexpu_error err = {0};
+    if (fx_model_check(m, &err))
+        fail_msg("%s", err.msg);
+    assert_int_equal(borrowers(m), want);
+}
+
+/* The borrowers' list follows every way a pod becomes or stops being one:
+ * placed, its bind refused, bound, met bound (a restart), deleted,
+ * reclaimed, evicted for lent capacity. */
+static void test_borrowers_listed_on_every_path(void **state)
+{
+    (void)state;
+    struct fx_model *m = owned(1);
+    read_all(m, "n1", 1, T0, 0);
+    pod(m, "b1", 30, "", true, NULL, 0, false, 20);
+    next(m, FX_BIND, "b1");
+    listed(m, 1);
+    fx_model_bind_done(m, "b1", FLEXPU_EINVAL, 0); /* refused: given back */
+    listed(m, 0);
+    next(m, FX_WAIT, "b1"); /* borrows again FX_BORROW_RETRY_S later */
+    fx_model_set_clock(m, T0 + FX_BORROW_RETRY_S);
+    read_all(m, "n1", 1, T0 + FX_BORROW_RETRY_S, 0);
+    struct fx_attempt a = next(m, FX_BIND, "b1");
+    confirm(m, &a, 30, "", 20);
+    listed(m, 1);
+    pod(m, "b2", 10, "", true, "n1", 0, true, 21);
+    listed(m, 2);
+    gone(m, "b2");
+    listed(m, 1);
+    at(m, T0 + 20, 900);
+    at(m, T0 + 30, 900);
+    next(m, FX_RECLAIM, "b1");
+    listed(m, 0); /* leaving */
+    fx_model_evict_done(m, "b1", 0);
+    gone(m, "b1");
+    listed(m, 0);
+    fx_model_free(m);
+
+    /* A borrower deleted is no victim: o2 evicts b1 alone. */
+    m = cpu_borrower(0);
+    bound_borrower(m, "b2", "n1", "2", 10, 30);
+    listed(m, 2);
+    gone(m, "b2");
+    listed(m, 1);
+    struct cpu_spec o2 = {.uid = "o2", .cpu = "4", .cores = 50, .mem = "20Gi", .sec = 50};
+    evicts_borrower(m, &o2); /* b1 evicted and gone: checked there */
+}
+
 static void test_restart_accounts_borrower(void **state)
 {
     (void)state;
@@ -1424,6 +1523,8 @@ int main(void)
         cmocka_unit_test(test_borrower_goes_before_a_lower_class_pod),
         cmocka_unit_test(test_opportunistic_never_evicts_borrower),
         cmocka_unit_test(test_gang_evicts_borrower),
+        cmocka_unit_test(test_cheaper_borrower_goes),
+        cmocka_unit_test(test_borrowers_listed_on_every_path),
         cmocka_unit_test(test_restart_accounts_borrower),
         cmocka_unit_test(test_allocation_borrowed),
         cmocka_unit_test(test_borrow_fits),

@@ -431,9 +431,17 @@ static void test_strmap(void **state)
     size_t it = 0, count = 0;
     const char *k;
     void *v;
-    while (fx_strmap_next(&m, &it, &k, &v))
+    size_t last = 0;
+    while (fx_strmap_next(&m, &it, &k, &v)) {
+        /* fx_strmap_index: the order of the walk. */
+        size_t at = fx_strmap_index(&m, k);
+        assert_int_equal(at, it - 1);
+        assert_true(count == 0 || at > last);
+        last = at;
         count++;
+    }
     assert_int_equal(count, 2500);
+    assert_int_equal(fx_strmap_index(&m, "k0"), SIZE_MAX);
     assert_null(fx_strmap_del(&m, "absent"));
     fx_strmap_free(&m);
 }
