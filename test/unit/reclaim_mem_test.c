@@ -62,7 +62,9 @@ static void reclaimed(void *ctx, const struct fx_reclaim_note *note)
     snprintf(reclaimed_owner, sizeof(reclaimed_owner), "%s", note->owner_key);
     reclaimed_bytes = note->bytes;
     reclaimed_calls++;
-    for (int i = 0; i < nviews; i++)
+    /* Bounded by the array too: gcc -O3 cannot tell nviews <= 8 and
+     * refuses the read (-Wstringop-overread) in a Release build. */
+    for (int i = 0; i < nviews && i < (int)(sizeof(views) / sizeof(views[0])); i++)
         if (strcmp(views[i].uid, note->uid) == 0)
             views[i].reclaimed = true;
 }
