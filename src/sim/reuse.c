@@ -21,6 +21,9 @@
 /* The compute kept free of borrowers above the owners' predicted use, as the
  * scheduler's FX_BORROW_HEADROOM (src/scheduler/borrow.h), thousandths. */
 #define HEADROOM  200.0
+/* flexpu_rng_derive's stream of the owners' own draws (the engine's ties
+ * use the generator seeded with the seed itself). */
+#define OWNER_STREAM 1
 
 enum kind { OWNER, BATCH };
 enum state { WAIT, RUN, BORROW, DONE };
@@ -604,6 +607,25 @@ static int serve_owners(struct sim *s, double now, bool preempt, const int *gpus
     return 0;
 }
 
+/* The owner admitted ordinal-th (the same trace pod in every policy: they
+ * are cycled in creation order) draws its series and offset from a
+ * generator of its own, seeded from the run's seed and that ordinal, not
+ * from the engine's: a tie broken differently, or a placement only one
+ * policy makes, would otherwise shift every owner's draw after it, and the
+ * policies would be compared on different owners (docs/REUSE.md, "Common
+ * random numbers"). */
+static void owner_draw(struct sim *s, int ordinal, struct job *o)
+{
+    struct flexpu_rng r;
+    flexpu_rng_seed(&r, flexpu_rng_derive(s->c->seed, OWNER_STREAM, (uint64_t)ordinal));
+    o->series = (int)flexpu_rng_below(&r, (uint64_t)s->u->npods);
+    o->offset = (int)flexpu_rng_below(&r, (uint64_t)s->u->nsteps);
+    if (ordinal < FX_REUSE_OWNERS_KEPT) {
+        s->out->owner[ordinal] = (struct fx_reuse_owner){o->trace, o->series, o->offset};
+        s->out->owners_kept = ordinal + 1;
+    }
+}
+
 /* Owners arrive while the GPU compute they reserve, with what the waiting
  * ones ask, is below owner_share of the cluster's: each the next LS pod of
  * the trace (cycled in creation order), with its series and offset drawn.
@@ -617,7 +639,8 @@ static int admit_owners(struct sim *s, double now, struct flexpu_error *err)
         int id = new_job(s);
         if (id < 0)
             return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory for owners");
-        int ti = s->ls[s->ls_next++ % s->nls];
+        int ordinal = s->ls_next++;
+        int ti = s->ls[ordinal % s->nls];
         const struct fx_trace_pod *p = &s->t->pods[ti];
         struct job *o = &s->jobs[id];
         o->kind = OWNER;
@@ -631,8 +654,7 @@ static int admit_owners(struct sim *s, double now, struct flexpu_error *err)
         if (o->run < 1)
             o->run = 1;
         o->arrival = now;
-        o->series = (int)flexpu_rng_below(&s->rng, (uint64_t)s->u->npods);
-        o->offset = (int)flexpu_rng_below(&s->rng, (uint64_t)s->u->nsteps);
+        owner_draw(s, ordinal, o);
         o->mres = s->c->owner_mem == FX_OWNER_MEM_SHARE
                       ? 1.0f
                       : fminf(1.0f, s->peak[o->series] * (float)FLEXPU_GPU_MILLI /

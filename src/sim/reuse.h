@@ -12,7 +12,9 @@
  * still waiting for room) is below owner_share of the cluster, the next one
  * arrives; it holds its allocation for its trace run time and follows a
  * duty-cycle and memory series drawn (seeded) from the GenAI data
- * (sim/genai.h), from a random offset, one sample per step. Owners are
+ * (sim/genai.h), from a random offset, one sample per step; an owner's draws
+ * come from a generator keyed by the seed and its ordinal, so every policy
+ * sees the same owners whatever it places (common random numbers). Owners are
  * `high` tenants, ordinary batch `normal`, borrowers `low` (the runtime's
  * priorities, docs/RUNTIME.md). Batch jobs are the trace's BE pods with
  * GPUs, cycled in creation order: the backlog is refilled to `backlog` jobs
@@ -48,6 +50,15 @@
 enum fx_reuse_mode { FX_REUSE_WHOLE, FX_REUSE_FLEXPU, FX_REUSE_BORROW, FX_REUSE_MODES_ };
 
 #define FX_REUSE_POINTS 200
+/* Owners whose draws a result keeps (the first admitted), so that runs can
+ * be checked to have seen the same owners. */
+#define FX_REUSE_OWNERS_KEPT 32
+
+/* One owner as admitted: its trace pod, and the GenAI series and offset it
+ * drew. */
+struct fx_reuse_owner {
+    int trace, series, offset;
+};
 
 /* What an owner's slice reserves of its GPU's memory. */
 enum fx_owner_mem {
@@ -68,7 +79,9 @@ struct fx_reuse_config {
     double window_s;     /* the measured window, after the warm-up */
     int trace_part;      /* LS and BE pods used: 0 the first half by creation, 1 the
                           * second, -1 all */
-    uint64_t seed;       /* owners' series and offsets, the engine's ties */
+    uint64_t seed;       /* the engine's ties; and each owner's series and offset,
+                          * from a generator of its own seeded from this and the
+                          * owner's ordinal, so every policy sees the same owners */
     enum fx_owner_mem owner_mem;
     double request_ms;   /* an owner's request (its GPU burst) whose slowdown is modelled */
     double handover_ms;  /* what a `high` tenant waits, once per burst, beside lower ones */
@@ -115,6 +128,9 @@ struct fx_reuse_result {
     double owner_delay_p99;  /* their delay, seconds */
     double owner_stalled;    /* share of owners' requests that waited for an eviction */
     int backlog_min;         /* fewest batch jobs waiting over the window */
+    int owners_kept;         /* the first owners admitted (warm-up included), at most
+                              * FX_REUSE_OWNERS_KEPT, in order */
+    struct fx_reuse_owner owner[FX_REUSE_OWNERS_KEPT];
     int npoints;
     double t[FX_REUSE_POINTS], used[FX_REUSE_POINTS]; /* GPU time used / capacity */
 };

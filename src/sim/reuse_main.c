@@ -30,7 +30,8 @@ static const struct {
     {"warmup-hours", "X", "simulated before the window (default: 1)"},
     {"hours", "X", "window length in hours (default: 4)"},
     {"quick", NULL, "a small run: 0.25 h warm-up, 0.5 h window, backlog 500 (options after it win)"},
-    {"seed", "N", "seed of the owners' series and offsets (default: 42)"},
+    {"seed", "N", "seed of the engine's ties and of each owner's series and offset, drawn "
+                  "from the owner's own generator (default: 42)"},
     {"request-ms", "X", "an owner's request (GPU burst) whose slowdown is modelled (default: 20)"},
     {"borrow-fit", "X", "a borrower needs predicted idle compute for X of its share (default: 1, "
                         "the scheduler's rule)"},

@@ -48,3 +48,11 @@ double flexpu_rng_unit(struct flexpu_rng *r)
 {
     return (double)(flexpu_rng_next(r) >> 11) * 0x1.0p-53;
 }
+
+uint64_t flexpu_rng_derive(uint64_t seed, uint64_t stream, uint64_t id)
+{
+    uint64_t x = seed;
+    x = splitmix64(&x) ^ stream;
+    x = splitmix64(&x) ^ id;
+    return splitmix64(&x);
+}

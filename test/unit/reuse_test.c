@@ -5,7 +5,8 @@
  * a borrower is reclaimed when its owner's use rises and stays up, not for
  * a one-sample spike; with idle owners and a backlog, reuse keeps the GPUs
  * busier than flexpu without it; borrowing memory owners reserved but do
- * not use (borrow_mem idle) delays an owner's allocation, never refuses it. */
+ * not use (borrow_mem idle) delays an owner's allocation, never refuses it;
+ * every policy sees the same owners (common random numbers). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -242,6 +243,90 @@ static void idle_memory_borrowed_and_given_back(void **state)
     fx_genai_free(&u);
 }
 
+/* npods GenAI pods of n idle samples each (duty 0, memory 0.2 of the GPU). */
+static void load_idle_pods(struct fx_genai *u, int npods, int n)
+{
+    size_t cap = (size_t)npods * (size_t)n * 40 + 64;
+    char *d = malloc(cap), *m = malloc(cap);
+    assert_non_null(d);
+    assert_non_null(m);
+    int ld = snprintf(d, cap, "value,timestamp_anon,container_ip\n");
+    int lm = snprintf(m, cap, "timestamp_anon,value,container_ip\n");
+    for (int p = 0; p < npods; p++)
+        for (int k = 0; k < n; k++) {
+            ld += snprintf(d + ld, cap - (size_t)ld, "0,%d,p%d\n", STEP * k, p);
+            lm += snprintf(m + lm, cap - (size_t)lm, "%d,200,p%d\n", STEP * k, p);
+        }
+    struct flexpu_error err = {0};
+    FILE *fd = fmemopen(d, (size_t)ld, "r"), *fm = fmemopen(m, (size_t)lm, "r");
+    if (fx_genai_read(u, "duty.csv", fd, "mem.csv", fm, 1000, &err))
+        fail_msg("%s", err.msg);
+    assert_int_equal(u->npods, npods);
+    free(d);
+    free(m);
+}
+
+/* Owners of a quarter to half a GPU that leave after a few minutes (so
+ * dozens arrive in the run), batch jobs of a quarter to three quarters of
+ * a GPU, on four one-GPU nodes that differ only in CPU and host memory
+ * (so flexpu's fragmentation cost ties between them and the engine draws;
+ * whole-GPU's best fit does not): the policies draw differently often. */
+static const char *const four_gpus = "sn,cpu_milli,memory_mib,gpu,model\n"
+                                     "n0,64000,262144,1,T4\n"
+                                     "n1,32000,131072,1,T4\n"
+                                     "n2,48000,196608,1,T4\n"
+                                     "n3,16000,65536,1,T4\n";
+static const char *const crn_pods = POD_HEADER "o0,1000,1024,1,500,,LS,0,120,0\n"
+                                               "o1,1000,1024,1,250,,LS,1,150,1\n"
+                                               "o2,1000,1024,1,500,,LS,2,90,2\n"
+                                               "b0,1000,1024,1,500,,BE,0,400,0\n"
+                                               "b1,1000,1024,1,250,,BE,1,300,1\n"
+                                               "b2,1000,1024,1,750,,BE,2,200,2\n";
+
+static void same_owners(const struct fx_reuse_result *a, const struct fx_reuse_result *b)
+{
+    int n = a->owners_kept < b->owners_kept ? a->owners_kept : b->owners_kept;
+    for (int k = 0; k < n; k++)
+        if (a->owner[k].trace != b->owner[k].trace || a->owner[k].series != b->owner[k].series ||
+            a->owner[k].offset != b->owner[k].offset)
+            fail_msg("owner %d differs between %s (pod %d, series %d, offset %d) and %s (pod "
+                     "%d, series %d, offset %d)",
+                     k, fx_reuse_mode_name(a->mode), a->owner[k].trace, a->owner[k].series,
+                     a->owner[k].offset, fx_reuse_mode_name(b->mode), b->owner[k].trace,
+                     b->owner[k].series, b->owner[k].offset);
+}
+
+/* Common random numbers: the k-th owner draws the same series and offset
+ * under every policy, whatever each placed (and whichever ties it broke)
+ * before it arrived; another seed gives other owners. */
+static void policies_see_the_same_owners(void **state)
+{
+    (void)state;
+    struct fx_genai u;
+    load_idle_pods(&u, 16, 50);
+    struct fx_reuse_config c;
+    config(&c, 0.5, 1800);
+    c.backlog = 6;
+    struct fx_reuse_result r[FX_REUSE_MODES_];
+    for (int m = 0; m < FX_REUSE_MODES_; m++) {
+        run(&r[m], four_gpus, crn_pods, &u, (enum fx_reuse_mode)m, &c);
+        assert_int_equal(r[m].owners_kept, FX_REUSE_OWNERS_KEPT);
+    }
+    assert_true(r[FX_REUSE_BORROW].borrows >= 1);
+    same_owners(&r[FX_REUSE_FLEXPU], &r[FX_REUSE_BORROW]);
+    same_owners(&r[FX_REUSE_WHOLE], &r[FX_REUSE_FLEXPU]);
+    /* The draws are the seed's, not constants. */
+    struct fx_reuse_result other;
+    c.seed = 43;
+    run(&other, four_gpus, crn_pods, &u, FX_REUSE_FLEXPU, &c);
+    int differ = 0;
+    for (int k = 0; k < FX_REUSE_OWNERS_KEPT; k++)
+        differ += other.owner[k].series != r[FX_REUSE_FLEXPU].owner[k].series ||
+                  other.owner[k].offset != r[FX_REUSE_FLEXPU].owner[k].offset;
+    assert_true(differ > FX_REUSE_OWNERS_KEPT / 2);
+    fx_genai_free(&u);
+}
+
 /* A config out of range is refused naming the field. */
 static void bad_config_named(void **state)
 {
@@ -273,6 +358,7 @@ int main(void)
         cmocka_unit_test(not_reclaimed_for_a_spike),
         cmocka_unit_test(reuse_busier_with_idle_owners),
         cmocka_unit_test(idle_memory_borrowed_and_given_back),
+        cmocka_unit_test(policies_see_the_same_owners),
         cmocka_unit_test(bad_config_named),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
