@@ -700,6 +700,224 @@ static void check_server_slice(const char *root, const char *uid, int cap, int c
     assert_int_equal(st.st_gid, as_root ? 65534 : getegid());
 }
 
+/* A watch's event line: {"type": type, "object": pod}. */
+static char *event_of(const char *type, json_t *pod)
+{
+    json_t *e = json_pack("{s:s, s:O}", "type", type, "object", pod);
+    char *text = json_dumps(e, JSON_COMPACT);
+    json_decref(e);
+    assert_non_null(text);
+    size_t n = strlen(text);
+    char *line = realloc(text, n + 2);
+    assert_non_null(line);
+    memcpy(line + n, "\n", 2);
+    return line;
+}
+
+/* ---- the agent tests' fixture: a GPU node's agent, a stand-in server
+ * and the fake API server, in a temporary root ---- */
+
+/* How the fixture is made: what its stand-in server does, and the ports
+ * its servers take (port_min to port_min + 99; each test its own). */
+struct agent_opts {
+    const char *name;  /* the root: /tmp/flexpu-NAME-test.XXXXXX */
+    bool ignores_term; /* it records each SIGTERM in term and runs on until
+                        * SIGKILL; otherwise it sleeps a minute */
+    bool adoptable;    /* its command line stays the server's (`fake-remoted
+                        * ... --slice UID`): a restarted agent adopts it */
+    int port_min;
+};
+
+/* Each agent test gets one from cmocka (agent_alloc, agent_teardown) and
+ * makes it with agent_setup. It stays where it was allocated: the API
+ * server and the agent's configuration point into it. The test fills api
+ * (with lists and pods made by agent_list and agent_pod, freed at
+ * teardown) and may change cfg before agent_start; s is the running
+ * agent, which the test stops itself (agent_stop), with or without its
+ * servers. */
+struct agent_fixture {
+    char root[64];
+    char bin[128];  /* the stand-in server */
+    char term[128]; /* where it records SIGTERM (ignores_term) */
+    struct agent_api api;
+    struct http_srv srv;
+    struct kube_config kc;
+    struct fx_remote_key key;
+    struct fx_node_inv inv;
+    struct fx_remote_serve_config cfg;
+    struct fx_remote_serve *s;
+    bool serving; /* the API server started */
+    char *texts[16]; /* lists, events, pods' text: freed at teardown */
+    int ntexts;
+    json_t *pods[8];
+    int npods;
+};
+
+/* The stand-in server's script: it writes its port to fd 4, then does
+ * what o says. */
+static void agent_script(const struct agent_fixture *f, const struct agent_opts *o)
+{
+    char body[512], text[1024];
+    if (o->ignores_term)
+        snprintf(body, sizeof(body),
+                 "trap \"echo term >>%s\" TERM; while :; do sleep 0.05; done", f->term);
+    else
+        snprintf(body, sizeof(body), "%s", o->adoptable ? "sleep 60; :" : "exec sleep 60");
+    if (o->adoptable)
+        snprintf(text, sizeof(text), "#!/bin/bash\necho 7100 >&4\n"
+                 "exec -a \"$0\" /bin/sh -c '%s' \"$0\" \"$@\"\n", body);
+    else
+        snprintf(text, sizeof(text), "#!/bin/bash\necho 7100 >&4\n%s\n", body);
+    write_file(f->bin, text, 0755);
+}
+
+static int agent_alloc(void **state)
+{
+    *state = calloc(1, sizeof(struct agent_fixture));
+    return *state ? 0 : -1;
+}
+
+static void agent_setup(struct agent_fixture *f, const struct agent_opts *o)
+{
+    snprintf(f->root, sizeof(f->root), "/tmp/flexpu-%s-test.XXXXXX", o->name);
+    assert_non_null(mkdtemp(f->root));
+    /* As root, the servers run as 65534: their program is under root. */
+    assert_int_equal(chmod(f->root, 0711), 0);
+    snprintf(f->bin, sizeof(f->bin), "%s/fake-remoted", f->root);
+    if (o->ignores_term) {
+        char marks[80];
+        snprintf(marks, sizeof(marks), "%s/marks", f->root);
+        assert_int_equal(mkdir(marks, 0700), 0);
+        assert_int_equal(chmod(marks, 0777), 0); /* the server's user (65534 as root) writes */
+        snprintf(f->term, sizeof(f->term), "%s/marks/term", f->root);
+    }
+    agent_script(f, o);
+    f->srv = (struct http_srv){.threaded = true, .route = agent_route, .ctx = &f->api};
+    f->key.len = 40;
+    memset(f->key.bytes, 'k', f->key.len);
+    f->inv = inv2();
+    f->cfg = (struct fx_remote_serve_config){
+        .node = "gpu-1", .root = f->root, .address = "127.0.0.1", .server_bin = f->bin,
+        .runtime_lib = "/nonexistent/libflexpu-cuda.so", .port_min = o->port_min,
+        .port_max = o->port_min + 99, .key = &f->key, .inv = &f->inv, .kube = &f->kc,
+        .tick_ms = 50, .drop = geteuid() == 0, .uid = 65534, .gid = 65534};
+}
+
+static char *agent_keep(struct agent_fixture *f, char *text)
+{
+    assert_non_null(text);
+    assert_true(f->ntexts < (int)(sizeof(f->texts) / sizeof(f->texts[0])));
+    return f->texts[f->ntexts++] = text;
+}
+
+/* A pod of remote_pod's, freed at teardown. */
+static json_t *agent_pod(struct agent_fixture *f, const char *name, const char *label)
+{
+    assert_true(f->npods < (int)(sizeof(f->pods) / sizeof(f->pods[0])));
+    return f->pods[f->npods++] = remote_pod(name, label);
+}
+
+/* A pod list of items (a new array, taken), freed at teardown. */
+static char *agent_list(struct agent_fixture *f, json_t *items)
+{
+    return agent_keep(f, list_of(items));
+}
+
+/* Starts the agent (again, after a test stopped it). */
+static void agent_serve(struct agent_fixture *f)
+{
+    struct flexpu_error err = {0};
+    f->s = fx_remote_serve_start(&f->cfg, &err);
+    if (!f->s)
+        fail_msg("fx_remote_serve_start: %s", err.msg);
+}
+
+/* Starts the API server, then the agent against it. */
+static void agent_start(struct agent_fixture *f)
+{
+    http_start(&f->srv);
+    f->serving = true;
+    loopback_config(f->srv.port, &f->kc);
+    agent_serve(f);
+}
+
+/* fx_remote_serve_stop: the agent goes, its servers with it or not. */
+static void agent_stop(struct agent_fixture *f, bool servers)
+{
+    fx_remote_serve_stop(f->s, servers);
+    f->s = NULL;
+}
+
+/* After the test: the API server, and every file. An agent still running
+ * is a failed test's: it and what it points to are left as they are (its
+ * stop could wait for a server that ignores SIGTERM, or for a start the
+ * test held), so that it cannot touch the next test's. */
+static int agent_teardown(void **state)
+{
+    struct agent_fixture *f = *state;
+    if (f->s) {
+        print_message("the agent in %s is left running\n", f->root);
+        return 0;
+    }
+    if (f->serving) {
+        http_stop(&f->srv);
+        kube_config_free(&f->kc);
+    }
+    for (int i = 0; i < f->ntexts; i++)
+        free(f->texts[i]);
+    for (int i = 0; i < f->npods; i++)
+        json_decref(f->pods[i]);
+    int rc = 0;
+    if (f->root[0]) {
+        char cmd[128];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->root);
+        rc = system(cmd);
+    }
+    free(f);
+    return rc == 0 ? 0 : -1;
+}
+
+/* The pid of uid's server once it runs (within 10 s). */
+static int agent_server_pid(const struct agent_fixture *f, const char *uid)
+{
+    assert_true(wait_for(f->root, uid, true, 10000));
+    int pid = 0;
+    recorded_uid(f->root, uid, &pid);
+    assert_true(pid > 0);
+    return pid;
+}
+
+/* Whether file path exists within ms. */
+static bool file_within(const char *path, int ms)
+{
+    struct stat st;
+    for (int t = 0; t < ms && stat(path, &st) != 0; t += 50)
+        usleep(50000);
+    return stat(path, &st) == 0;
+}
+
+/* How many slices the plugin's view counts on GPU-g1-0 once it counts
+ * want, or when ms have passed. */
+static int holds_within(const struct agent_fixture *f, int want, int ms)
+{
+    struct fx_gpu_hold h[4];
+    int n = fx_remote_serve_holds(f->s, "GPU-g1-0", h, 4);
+    for (int t = 0; t < ms && n != want; t += 50) {
+        usleep(50000);
+        n = fx_remote_serve_holds(f->s, "GPU-g1-0", h, 4);
+    }
+    return n;
+}
+
+/* Waits (10 s at most) for the API server to deliver k more watches. */
+static void watches_deliver(struct agent_api *a, int k)
+{
+    int seen = __atomic_load_n(&a->events, __ATOMIC_ACQUIRE);
+    for (int i = 0; i < 200 && __atomic_load_n(&a->events, __ATOMIC_ACQUIRE) < seen + k; i++)
+        usleep(50000);
+    assert_true(__atomic_load_n(&a->events, __ATOMIC_ACQUIRE) >= seen + k);
+}
+
 /* The GPU node's agent lists every pod once (the legacy pods, bound before
  * the scheduler labelled them), then lists and watches only the pods with
  * its label; the legacy pod's server is kept through the label watch's
@@ -710,18 +928,10 @@ static void check_server_slice(const char *root, const char *uid, int cap, int c
  * restarted agent that adopts the servers gives a new slice another. */
 static void test_agent_watch(void **state)
 {
-    (void)state;
-    char root[] = "/tmp/flexpu-remote-agent-test.XXXXXX";
-    assert_non_null(mkdtemp(root));
-    /* As root, the servers run as 65534: their program is under root. */
-    assert_int_equal(chmod(root, 0711), 0);
+    struct agent_fixture *f = *state;
+    agent_setup(f, &(struct agent_opts){.name = "remote-agent", .adoptable = true,
+                                         .port_min = 47100});
     bool as_root = geteuid() == 0;
-    char bin[256];
-    snprintf(bin, sizeof(bin), "%s/fake-remoted", root);
-    /* Its command line stays the server's (`fake-remoted ... --slice UID`):
-     * a restarted agent adopts it. */
-    write_file(bin, "#!/bin/bash\necho 7100 >&4\nexec -a \"$0\" /bin/sh -c 'sleep 60; :' \"$0\" "
-               "\"$@\"\n", 0755);
     enum { UID0 = 3000000 };
     pid_t busy = 0; /* as root: a process running as UID0, which no slice may get */
     if (as_root) {
@@ -741,8 +951,8 @@ static void test_agent_watch(void **state)
             usleep(10000);
         assert_int_equal(proc_uid(busy), UID0);
     }
-    json_t *legacy = remote_pod("legacy", NULL), *labelled = remote_pod("new", "gpu-1");
-    json_t *foreign = remote_pod("foreign", "gpu-2");
+    json_t *legacy = agent_pod(f, "legacy", NULL), *labelled = agent_pod(f, "new", "gpu-1");
+    json_t *foreign = agent_pod(f, "foreign", "gpu-2");
     /* Capped at 50%: its slice carries --cap-clock-mhz; the legacy pod's,
      * uncapped, does not. */
     json_object_set_new(kube_get(labelled, "metadata.annotations"), FX_ANN_CORES_LIMIT,
@@ -750,33 +960,21 @@ static void test_agent_watch(void **state)
     json_t *al = json_string("{\"gpus\":[{\"uuid\":\"GPU-g2-0\",\"index\":0,\"cores\":30,"
                              "\"memory\":1073741824}],\"remote\":{\"node\":\"gpu-2\"}}");
     json_object_set_new(kube_get(foreign, "metadata.annotations"), FX_ANN_ALLOCATION, al);
-    struct agent_api api = {
-        .all = list_of(json_pack("[O, O, O]", legacy, labelled, foreign)),
-        .labelled = list_of(json_pack("[O]", labelled)),
-        .legacy = json_dumps(legacy, JSON_COMPACT)};
-    struct http_srv srv = {.threaded = true, .route = agent_route, .ctx = &api};
-    http_start(&srv);
-    struct kube_config kc;
-    loopback_config(srv.port, &kc);
-    struct fx_remote_key key = {.len = 40};
-    memset(key.bytes, 'k', key.len);
-    struct fx_node_inv inv = inv2();
-    struct fx_remote_serve_config cfg = {
-        .node = "gpu-1", .root = root, .address = "127.0.0.1", .server_bin = bin,
-        .runtime_lib = "/nonexistent/libflexpu-cuda.so", .port_min = 47100,
-        .port_max = 47199, .key = &key, .inv = &inv, .kube = &kc, .tick_ms = 50,
-        .legacy_check_ms = 200, .cap_clock_mhz = 1410, .drop = as_root, .uid = 65534,
-        .gid = 65534, .uid_first = UID0, .uid_last = UID0 + 3};
-    struct flexpu_error err = {0};
-    struct fx_remote_serve *s = fx_remote_serve_start(&cfg, &err);
-    assert_non_null(s);
-    assert_true(wait_for(root, "uid-new", true, 10000));
-    assert_true(wait_for(root, "uid-legacy", true, 10000));
+    f->api.all = agent_list(f, json_pack("[O, O, O]", legacy, labelled, foreign));
+    f->api.labelled = agent_list(f, json_pack("[O]", labelled));
+    f->api.legacy = agent_keep(f, json_dumps(legacy, JSON_COMPACT));
+    f->cfg.legacy_check_ms = 200;
+    f->cfg.cap_clock_mhz = 1410;
+    f->cfg.uid_first = UID0;
+    f->cfg.uid_last = UID0 + 3;
+    agent_start(f);
+    assert_true(wait_for(f->root, "uid-new", true, 10000));
+    assert_true(wait_for(f->root, "uid-legacy", true, 10000));
     /* Each server has a uid of its own from the range, recorded with its
      * pid; as root it runs as that uid (not as the busy one's). */
     int pid_new = 0, pid_legacy = 0;
-    unsigned u_new = recorded_uid(root, "uid-new", &pid_new),
-             u_legacy = recorded_uid(root, "uid-legacy", &pid_legacy);
+    unsigned u_new = recorded_uid(f->root, "uid-new", &pid_new),
+             u_legacy = recorded_uid(f->root, "uid-legacy", &pid_legacy);
     unsigned lowest = as_root ? UID0 + 1 : UID0;
     if (u_new < lowest || u_new > UID0 + 3 || u_legacy < lowest || u_legacy > UID0 + 3 ||
         u_new == u_legacy)
@@ -788,35 +986,35 @@ static void test_agent_watch(void **state)
     }
     /* Each server is a slice of the agent's arbiter: its policy in
      * slice.conf, its ledger directory the server's user's alone. */
-    check_server_slice(root, "uid-new", 50, 1410, as_root, u_new);
-    check_server_slice(root, "uid-legacy", 100, 0, as_root, u_legacy);
+    check_server_slice(f->root, "uid-new", 50, 1410, as_root, u_new);
+    check_server_slice(f->root, "uid-legacy", 100, 0, as_root, u_legacy);
     /* What the device plugin's borrower check counts on each GPU: both
      * slices, owners of their memory, on GPU-g1-0; nothing on GPU-g1-1. */
     struct fx_gpu_hold holds[4];
-    assert_int_equal(fx_remote_serve_holds(s, "GPU-g1-0", holds, 4), 2);
+    assert_int_equal(fx_remote_serve_holds(f->s, "GPU-g1-0", holds, 4), 2);
     for (int i = 0; i < 2; i++) {
         assert_int_equal(holds[i].mem, fx_default_slice_mem(1, 30, 0, 80 * GIB));
         assert_false(holds[i].borrowed);
     }
-    assert_int_equal(fx_remote_serve_holds(s, "GPU-g1-1", holds, 4), 0);
-    assert_int_equal(fx_remote_serve_holds(s, "GPU-g1-0", holds, 1), 2); /* counted, 1 written */
+    assert_int_equal(fx_remote_serve_holds(f->s, "GPU-g1-1", holds, 4), 0);
+    assert_int_equal(fx_remote_serve_holds(f->s, "GPU-g1-0", holds, 1), 2); /* counted, 1 written */
     /* Its pod's namespace and name, for the metrics' labels. */
     char ns[64], name[256];
-    assert_int_equal(fx_remote_serve_pod_name(s, "uid-new", ns, sizeof(ns), name, sizeof(name)),
+    assert_int_equal(fx_remote_serve_pod_name(f->s, "uid-new", ns, sizeof(ns), name, sizeof(name)),
                      0);
     assert_string_equal(ns, "t");
     assert_string_equal(name, "new");
-    assert_int_equal(fx_remote_serve_pod_name(s, "uid-foreign", ns, sizeof(ns), name,
+    assert_int_equal(fx_remote_serve_pod_name(f->s, "uid-foreign", ns, sizeof(ns), name,
                                               sizeof(name)), -1);
     /* Through label lists and watches and read-backs, the legacy pod's
      * server stays. */
     usleep(1500000);
-    assert_true(server_running(root, "uid-legacy"));
-    assert_false(server_running(root, "uid-foreign"));
-    pthread_mutex_lock(&srv.log_mu);
-    char log[sizeof(srv.log)];
-    snprintf(log, sizeof(log), "%s", srv.log);
-    pthread_mutex_unlock(&srv.log_mu);
+    assert_true(server_running(f->root, "uid-legacy"));
+    assert_false(server_running(f->root, "uid-foreign"));
+    pthread_mutex_lock(&f->srv.log_mu);
+    char log[sizeof(f->srv.log)];
+    snprintf(log, sizeof(log), "%s", f->srv.log);
+    pthread_mutex_unlock(&f->srv.log_mu);
     /* One full list; every other list and every watch with the selector. */
     const char *sel = "labelSelector=flexpu.io%2Fremote-gpu-node%3Dgpu-1";
     int full = 0, selected = 0, watches = 0, readbacks = 0;
@@ -840,45 +1038,40 @@ static void test_agent_watch(void **state)
     assert_true(readbacks >= 2);
     /* A restarted agent adopts both servers, which keep their uids; a pod
      * that came meanwhile gets the range's one uid left. */
-    fx_remote_serve_stop(s, false);
-    json_t *third = remote_pod("third", "gpu-1");
-    free(api.all);
-    free(api.labelled);
-    api.all = list_of(json_pack("[O, O, O, O]", legacy, labelled, foreign, third));
-    api.labelled = list_of(json_pack("[O, O]", labelled, third));
-    s = fx_remote_serve_start(&cfg, &err);
-    assert_non_null(s);
-    assert_true(wait_for(root, "uid-third", true, 10000));
+    agent_stop(f, false);
+    json_t *third = agent_pod(f, "third", "gpu-1");
+    f->api.all = agent_list(f, json_pack("[O, O, O, O]", legacy, labelled, foreign, third));
+    f->api.labelled = agent_list(f, json_pack("[O, O]", labelled, third));
+    agent_serve(f);
+    assert_true(wait_for(f->root, "uid-third", true, 10000));
     int pid = 0, pid_third = 0;
-    assert_int_equal(recorded_uid(root, "uid-new", &pid), u_new);
+    assert_int_equal(recorded_uid(f->root, "uid-new", &pid), u_new);
     assert_int_equal(pid, pid_new); /* adopted, not started again */
-    assert_int_equal(recorded_uid(root, "uid-legacy", &pid), u_legacy);
+    assert_int_equal(recorded_uid(f->root, "uid-legacy", &pid), u_legacy);
     assert_int_equal(pid, pid_legacy);
-    unsigned u_third = recorded_uid(root, "uid-third", &pid_third);
+    unsigned u_third = recorded_uid(f->root, "uid-third", &pid_third);
     if (u_third < lowest || u_third > UID0 + 3 || u_third == u_new || u_third == u_legacy)
         fail_msg("the third slice got uid %u beside %u and %u", u_third, u_new, u_legacy);
-    check_server_slice(root, "uid-third", 100, 0, as_root, u_third);
+    check_server_slice(f->root, "uid-third", 100, 0, as_root, u_third);
     if (as_root)
         assert_int_equal(proc_uid(pid_third), u_third);
     /* Restarted without the range (--remote-uid as before): a new slice's
      * server runs as the shared uid, recording none; the adopted ones keep
      * theirs. */
-    fx_remote_serve_stop(s, false);
-    json_t *shared = remote_pod("shared", "gpu-1");
-    free(api.all);
-    free(api.labelled);
-    api.all = list_of(json_pack("[O, O, O, O, O]", legacy, labelled, foreign, third, shared));
-    api.labelled = list_of(json_pack("[O, O, O]", labelled, third, shared));
-    cfg.uid_first = cfg.uid_last = 0;
-    s = fx_remote_serve_start(&cfg, &err);
-    assert_non_null(s);
-    assert_true(wait_for(root, "uid-shared", true, 10000));
+    agent_stop(f, false);
+    json_t *shared = agent_pod(f, "shared", "gpu-1");
+    f->api.all =
+        agent_list(f, json_pack("[O, O, O, O, O]", legacy, labelled, foreign, third, shared));
+    f->api.labelled = agent_list(f, json_pack("[O, O, O]", labelled, third, shared));
+    f->cfg.uid_first = f->cfg.uid_last = 0;
+    agent_serve(f);
+    assert_true(wait_for(f->root, "uid-shared", true, 10000));
     int pid_shared = 0;
-    assert_int_equal(recorded_uid(root, "uid-shared", &pid_shared), 0);
-    check_server_slice(root, "uid-shared", 100, 0, as_root, 65534);
+    assert_int_equal(recorded_uid(f->root, "uid-shared", &pid_shared), 0);
+    check_server_slice(f->root, "uid-shared", 100, 0, as_root, 65534);
     if (as_root)
         assert_int_equal(proc_uid(pid_shared), 65534);
-    assert_int_equal(recorded_uid(root, "uid-third", &pid), u_third);
+    assert_int_equal(recorded_uid(f->root, "uid-third", &pid), u_third);
     assert_int_equal(pid, pid_third);
     /* An adopted server of the range that ends is started again as the
      * shared uid, and its server.pid records none: not the range's uid it
@@ -892,10 +1085,10 @@ static void test_agent_watch(void **state)
     int pid_again = 0;
     for (int i = 0; i < 200 && (pid_again <= 0 || pid_again == pid_third); i++) {
         usleep(50000);
-        recorded_uid(root, "uid-third", &pid_again);
+        recorded_uid(f->root, "uid-third", &pid_again);
     }
     assert_true(pid_again > 0 && pid_again != pid_third);
-    assert_int_equal(recorded_uid(root, "uid-third", &pid), 0);
+    assert_int_equal(recorded_uid(f->root, "uid-third", &pid), 0);
     if (as_root)
         assert_int_equal(proc_uid(pid_again), 65534);
     for (int i = 0; i < 100 && group_alive(pid_third); i++)
@@ -906,36 +1099,42 @@ static void test_agent_watch(void **state)
                  (int)pid_third);
     }
     /* The legacy pod gone: its server stops; the labelled one's stays. */
-    __atomic_store_n(&api.legacy_gone, 1, __ATOMIC_RELEASE);
-    assert_true(wait_for(root, "uid-legacy", false, 10000));
-    assert_true(server_running(root, "uid-new"));
+    __atomic_store_n(&f->api.legacy_gone, 1, __ATOMIC_RELEASE);
+    assert_true(wait_for(f->root, "uid-legacy", false, 10000));
+    assert_true(server_running(f->root, "uid-new"));
     /* Its slice went with it: the arbiter forgets it. */
-    assert_true(slice_gone_within(root, "uid-legacy", 5000));
-    assert_true(slice_exists(root, "uid-new"));
-    assert_int_equal(fx_remote_serve_holds(s, "GPU-g1-0", holds, 4), 3); /* new, third, shared */
-    fx_remote_serve_stop(s, true);
-    assert_false(server_running(root, "uid-new"));
-    assert_false(slice_exists(root, "uid-new"));
-    assert_false(server_running(root, "uid-third"));
-    assert_false(server_running(root, "uid-shared"));
+    assert_true(slice_gone_within(f->root, "uid-legacy", 5000));
+    assert_true(slice_exists(f->root, "uid-new"));
+    assert_int_equal(fx_remote_serve_holds(f->s, "GPU-g1-0", holds, 4), 3); /* new, third, shared */
+    agent_stop(f, true);
+    assert_false(server_running(f->root, "uid-new"));
+    assert_false(slice_exists(f->root, "uid-new"));
+    assert_false(server_running(f->root, "uid-third"));
+    assert_false(server_running(f->root, "uid-shared"));
     if (busy > 0) {
         kill(busy, SIGKILL);
         waitpid(busy, NULL, 0);
     }
-    json_decref(third);
-    json_decref(shared);
-    http_stop(&srv);
-    kube_config_free(&kc);
-    free(api.all);
-    free(api.labelled);
-    free(api.legacy);
-    json_decref(legacy);
-    json_decref(labelled);
-    json_decref(foreign);
-    unlink(bin);
-    char cmd[300];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
-    assert_int_equal(system(cmd), 0);
+}
+
+/* The pid of a server held in its stop (made with ignores_term): the agent
+ * starts with the legacy pod (unlabelled) listed and `labelled` as its
+ * label list; the pod goes, and the supervisor stops the server, which
+ * has had SIGTERM and does not exit until the test kills it (the stop
+ * wait is ten minutes). */
+static int legacy_server_stopping(struct agent_fixture *f, char *labelled)
+{
+    json_t *legacy = agent_pod(f, "legacy", NULL);
+    f->api.all = agent_list(f, json_pack("[O]", legacy));
+    f->api.labelled = labelled;
+    f->api.legacy = agent_keep(f, json_dumps(legacy, JSON_COMPACT));
+    f->cfg.legacy_check_ms = 100;
+    f->cfg.stop_wait_ms = 600000;
+    agent_start(f);
+    int pid = agent_server_pid(f, "uid-legacy");
+    __atomic_store_n(&f->api.legacy_gone, 1, __ATOMIC_RELEASE);
+    assert_true(file_within(f->term, 20000));
+    return pid;
 }
 
 /* A call of the holds and pod_name callbacks (the device plugin's, made
@@ -967,51 +1166,12 @@ static void *answer_main(void *p)
  * calls under its own lock (borrow_refused, reclaim_event). */
 static void test_answers_while_a_server_stops(void **state)
 {
-    (void)state;
-    char root[] = "/tmp/flexpu-remote-stop-test.XXXXXX";
-    assert_non_null(mkdtemp(root));
-    assert_int_equal(chmod(root, 0711), 0);
-    char bin[256], marks[256], term[300], text[1024];
-    snprintf(bin, sizeof(bin), "%s/slow-remoted", root);
-    snprintf(marks, sizeof(marks), "%s/marks", root);
-    assert_int_equal(mkdir(marks, 0700), 0);
-    assert_int_equal(chmod(marks, 0777), 0); /* the server's user (65534 as root) writes */
-    snprintf(term, sizeof(term), "%s/term", marks);
-    /* It says when SIGTERM came and runs on until SIGKILL. */
-    snprintf(text, sizeof(text), "#!/bin/bash\necho 7100 >&4\ntrap 'echo term >%s' TERM\n"
-             "while :; do sleep 0.05; done\n", term);
-    write_file(bin, text, 0755);
-    json_t *legacy = remote_pod("legacy", NULL);
-    struct agent_api api = {.all = list_of(json_pack("[O]", legacy)),
-                            .labelled = list_of(json_pack("[]")),
-                            .legacy = json_dumps(legacy, JSON_COMPACT)};
-    struct http_srv srv = {.threaded = true, .route = agent_route, .ctx = &api};
-    http_start(&srv);
-    struct kube_config kc;
-    loopback_config(srv.port, &kc);
-    struct fx_remote_key key = {.len = 40};
-    memset(key.bytes, 'k', key.len);
-    struct fx_node_inv inv = inv2();
-    struct fx_remote_serve_config cfg = {
-        .node = "gpu-1", .root = root, .address = "127.0.0.1", .server_bin = bin,
-        .runtime_lib = "/nonexistent/libflexpu-cuda.so", .port_min = 47200,
-        .port_max = 47299, .key = &key, .inv = &inv, .kube = &kc, .tick_ms = 50,
-        .legacy_check_ms = 100, .stop_wait_ms = 600000, .drop = geteuid() == 0,
-        .uid = 65534, .gid = 65534};
-    struct flexpu_error err = {0};
-    struct fx_remote_serve *s = fx_remote_serve_start(&cfg, &err);
-    assert_non_null(s);
-    assert_true(wait_for(root, "uid-legacy", true, 10000));
-    int pid = 0;
-    recorded_uid(root, "uid-legacy", &pid);
-    assert_true(pid > 0);
-    /* Its pod gone: the supervisor stops the server, which does not exit. */
-    __atomic_store_n(&api.legacy_gone, 1, __ATOMIC_RELEASE);
-    struct stat st;
-    for (int i = 0; i < 400 && stat(term, &st) != 0; i++)
-        usleep(50000);
-    assert_int_equal(stat(term, &st), 0);
-    struct answer_call c = {.s = s};
+    struct agent_fixture *f = *state;
+    /* Its server says when SIGTERM came and runs on until SIGKILL. */
+    agent_setup(f, &(struct agent_opts){.name = "remote-stop", .ignores_term = true,
+                                         .port_min = 47200});
+    int pid = legacy_server_stopping(f, agent_list(f, json_pack("[]")));
+    struct answer_call c = {.s = f->s};
     pthread_t tid;
     assert_int_equal(pthread_create(&tid, NULL, answer_main, &c), 0);
     /* Seconds for a call that takes microseconds: only a call that waits
@@ -1030,39 +1190,12 @@ static void test_answers_while_a_server_stops(void **state)
     assert_int_equal(c.named, 0);
     assert_string_equal(c.name, "legacy");
     /* Once it is stopped, it holds nothing and is no one's. */
-    assert_true(slice_gone_within(root, "uid-legacy", 10000));
-    struct fx_gpu_hold h[4];
-    int n = 1;
-    for (int i = 0; i < 200 && (n = fx_remote_serve_holds(s, "GPU-g1-0", h, 4)) != 0; i++)
-        usleep(50000);
-    assert_int_equal(n, 0);
+    assert_true(slice_gone_within(f->root, "uid-legacy", 10000));
+    assert_int_equal(holds_within(f, 0, 10000), 0);
     char ns[64], name[256];
-    assert_int_equal(fx_remote_serve_pod_name(s, "uid-legacy", ns, sizeof(ns), name,
+    assert_int_equal(fx_remote_serve_pod_name(f->s, "uid-legacy", ns, sizeof(ns), name,
                                               sizeof(name)), -1);
-    fx_remote_serve_stop(s, true);
-    http_stop(&srv);
-    kube_config_free(&kc);
-    free(api.all);
-    free(api.labelled);
-    free(api.legacy);
-    json_decref(legacy);
-    char cmd[300];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
-    assert_int_equal(system(cmd), 0);
-}
-
-/* A watch's event line: {"type": type, "object": pod}. */
-static char *event_of(const char *type, json_t *pod)
-{
-    json_t *e = json_pack("{s:s, s:O}", "type", type, "object", pod);
-    char *text = json_dumps(e, JSON_COMPACT);
-    json_decref(e);
-    assert_non_null(text);
-    size_t n = strlen(text);
-    char *line = realloc(text, n + 2);
-    assert_non_null(line);
-    memcpy(line + n, "\n", 2);
-    return line;
+    agent_stop(f, true);
 }
 
 /* The watch goes on while a server is being stopped: the supervisor never
@@ -1075,62 +1208,25 @@ static char *event_of(const char *type, json_t *pod)
  * server again once the old one is gone. */
 static void test_watch_while_a_server_stops(void **state)
 {
-    (void)state;
-    char root[] = "/tmp/flexpu-remote-watch-stop-test.XXXXXX";
-    assert_non_null(mkdtemp(root));
-    assert_int_equal(chmod(root, 0711), 0);
-    char bin[256], marks[256], term[300], text[1024];
-    snprintf(bin, sizeof(bin), "%s/slow-remoted", root);
-    snprintf(marks, sizeof(marks), "%s/marks", root);
-    assert_int_equal(mkdir(marks, 0700), 0);
-    assert_int_equal(chmod(marks, 0777), 0); /* the server's user (65534 as root) writes */
-    snprintf(term, sizeof(term), "%s/term", marks);
-    /* It says when SIGTERM came and runs on until SIGKILL. */
-    snprintf(text, sizeof(text), "#!/bin/bash\necho 7100 >&4\ntrap 'echo term >>%s' TERM\n"
-             "while :; do sleep 0.05; done\n", term);
-    write_file(bin, text, 0755);
-    json_t *legacy = remote_pod("legacy", NULL), *fresh = remote_pod("new", "gpu-1"),
-           *back = remote_pod("legacy", "gpu-1");
-    char *lists[3] = {list_of(json_pack("[]")), list_of(json_pack("[O]", fresh)),
-                      list_of(json_pack("[O, O]", fresh, back))};
-    char *ev_new = event_of("ADDED", fresh), *ev_back = event_of("ADDED", back);
-    struct agent_api api = {.all = list_of(json_pack("[O]", legacy)), .labelled = lists[0],
-                            .legacy = json_dumps(legacy, JSON_COMPACT)};
-    struct http_srv srv = {.threaded = true, .route = agent_route, .ctx = &api};
-    http_start(&srv);
-    struct kube_config kc;
-    loopback_config(srv.port, &kc);
-    struct fx_remote_key key = {.len = 40};
-    memset(key.bytes, 'k', key.len);
-    struct fx_node_inv inv = inv2();
-    struct fx_remote_serve_config cfg = {
-        .node = "gpu-1", .root = root, .address = "127.0.0.1", .server_bin = bin,
-        .runtime_lib = "/nonexistent/libflexpu-cuda.so", .port_min = 47300,
-        .port_max = 47399, .key = &key, .inv = &inv, .kube = &kc, .tick_ms = 50,
-        .legacy_check_ms = 100, .stop_wait_ms = 600000, .drop = geteuid() == 0,
-        .uid = 65534, .gid = 65534};
-    struct flexpu_error err = {0};
-    struct fx_remote_serve *s = fx_remote_serve_start(&cfg, &err);
-    assert_non_null(s);
-    assert_true(wait_for(root, "uid-legacy", true, 10000));
-    int pid = 0;
-    recorded_uid(root, "uid-legacy", &pid);
-    assert_true(pid > 0);
-    /* Its pod gone: the supervisor stops the server, which does not exit. */
-    __atomic_store_n(&api.legacy_gone, 1, __ATOMIC_RELEASE);
-    struct stat st;
-    for (int i = 0; i < 400 && stat(term, &st) != 0; i++)
-        usleep(50000);
-    assert_int_equal(stat(term, &st), 0);
+    struct agent_fixture *f = *state;
+    /* Its server says when SIGTERM came and runs on until SIGKILL. */
+    agent_setup(f, &(struct agent_opts){.name = "remote-watch-stop", .ignores_term = true,
+                                         .port_min = 47300});
+    json_t *fresh = agent_pod(f, "new", "gpu-1"), *back = agent_pod(f, "legacy", "gpu-1");
+    char *lists[3] = {agent_list(f, json_pack("[]")), agent_list(f, json_pack("[O]", fresh)),
+                      agent_list(f, json_pack("[O, O]", fresh, back))};
+    char *ev_new = agent_keep(f, event_of("ADDED", fresh)),
+         *ev_back = agent_keep(f, event_of("ADDED", back));
+    int pid = legacy_server_stopping(f, lists[0]);
     /* A new pod comes through the watch meanwhile. Seconds for what takes
      * a few ticks: only a watch that waits for the stop misses it (the
      * stop lasts until the test kills the server). */
-    __atomic_store_n(&api.labelled, lists[1], __ATOMIC_RELEASE);
-    __atomic_store_n(&api.event, ev_new, __ATOMIC_RELEASE);
-    bool started = wait_for(root, "uid-new", true, 10000);
+    __atomic_store_n(&f->api.labelled, lists[1], __ATOMIC_RELEASE);
+    __atomic_store_n(&f->api.event, ev_new, __ATOMIC_RELEASE);
+    bool started = wait_for(f->root, "uid-new", true, 10000);
     bool stopping = group_alive(pid);
     struct fx_gpu_hold h[4];
-    int holds = fx_remote_serve_holds(s, "GPU-g1-0", h, 4);
+    int holds = fx_remote_serve_holds(f->s, "GPU-g1-0", h, 4);
     if (!started || !stopping) {
         kill(-pid, SIGKILL); /* the stop ends */
         fail_msg("the new pod's server %s while server %d was being stopped (%s)",
@@ -1139,22 +1235,19 @@ static void test_watch_while_a_server_stops(void **state)
     }
     assert_int_equal(holds, 2); /* the new slice, and the stopping one's memory */
     int pid_new = 0;
-    recorded_uid(root, "uid-new", &pid_new);
+    recorded_uid(f->root, "uid-new", &pid_new);
     assert_true(pid_new > 0);
     /* The stopping server's pod comes back (the same UID, labelled now):
      * two watches deliver it, and the supervisor's ticks after them start
      * no second server beside the one being stopped. */
-    __atomic_store_n(&api.labelled, lists[2], __ATOMIC_RELEASE);
-    __atomic_store_n(&api.event, ev_back, __ATOMIC_RELEASE);
+    __atomic_store_n(&f->api.labelled, lists[2], __ATOMIC_RELEASE);
+    __atomic_store_n(&f->api.event, ev_back, __ATOMIC_RELEASE);
     /* The first watch counted after this may have read the old event;
      * the second read this one, and the third came once it was handled. */
-    int seen = __atomic_load_n(&api.events, __ATOMIC_ACQUIRE);
-    for (int i = 0; i < 200 && __atomic_load_n(&api.events, __ATOMIC_ACQUIRE) < seen + 3; i++)
-        usleep(50000);
-    assert_true(__atomic_load_n(&api.events, __ATOMIC_ACQUIRE) >= seen + 3);
+    watches_deliver(&f->api, 3);
     usleep(500000); /* ten ticks */
     int pid_now = 0;
-    recorded_uid(root, "uid-legacy", &pid_now);
+    recorded_uid(f->root, "uid-legacy", &pid_now);
     if (pid_now != pid || !group_alive(pid)) {
         kill(-pid, SIGKILL);
         if (pid_now > 0)
@@ -1162,40 +1255,26 @@ static void test_watch_while_a_server_stops(void **state)
         fail_msg("server %d started for the pod that came back while server %d stopped",
                  pid_now, pid);
     }
-    assert_int_equal(fx_remote_serve_holds(s, "GPU-g1-0", h, 4), 2);
+    assert_int_equal(fx_remote_serve_holds(f->s, "GPU-g1-0", h, 4), 2);
     /* The stop ends: the pod is here again, and its server starts again. */
     kill(-pid, SIGKILL);
-    for (int i = 0; i < 200 && (pid_now == pid || !server_running(root, "uid-legacy")); i++) {
+    for (int i = 0; i < 200 && (pid_now == pid || !server_running(f->root, "uid-legacy")); i++) {
         usleep(50000);
-        recorded_uid(root, "uid-legacy", &pid_now);
+        recorded_uid(f->root, "uid-legacy", &pid_now);
     }
     assert_true(pid_now > 0 && pid_now != pid);
-    assert_true(server_running(root, "uid-legacy"));
+    assert_true(server_running(f->root, "uid-legacy"));
     assert_false(group_alive(pid));
-    assert_int_equal(fx_remote_serve_holds(s, "GPU-g1-0", h, 4), 2);
-    __atomic_store_n(&api.event, NULL, __ATOMIC_RELEASE);
+    assert_int_equal(fx_remote_serve_holds(f->s, "GPU-g1-0", h, 4), 2);
+    __atomic_store_n(&f->api.event, NULL, __ATOMIC_RELEASE);
     /* Both ignore SIGTERM: the test ends them, then the agent. */
     kill(-pid_now, SIGKILL);
     kill(-pid_new, SIGKILL);
-    fx_remote_serve_stop(s, true);
+    agent_stop(f, true);
     assert_false(group_alive(pid_now));
     assert_false(group_alive(pid_new));
-    assert_false(slice_exists(root, "uid-legacy"));
-    assert_false(slice_exists(root, "uid-new"));
-    http_stop(&srv);
-    kube_config_free(&kc);
-    for (int i = 0; i < 3; i++)
-        free(lists[i]);
-    free(ev_new);
-    free(ev_back);
-    free(api.all);
-    free(api.legacy);
-    json_decref(legacy);
-    json_decref(fresh);
-    json_decref(back);
-    char cmd[300];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
-    assert_int_equal(system(cmd), 0);
+    assert_false(slice_exists(f->root, "uid-legacy"));
+    assert_false(slice_exists(f->root, "uid-new"));
 }
 
 /* A server being started is counted as holding its slice's memory even
@@ -1207,58 +1286,37 @@ static void test_watch_while_a_server_stops(void **state)
  * that start makes is stopped. */
 static void test_holds_while_a_server_starts(void **state)
 {
-    (void)state;
-    char root[] = "/tmp/flexpu-remote-start-test.XXXXXX";
-    assert_non_null(mkdtemp(root));
-    assert_int_equal(chmod(root, 0711), 0);
-    char bin[256], dir[300], fifo[340], token[340], pidf[340];
-    snprintf(bin, sizeof(bin), "%s/plain-remoted", root);
-    write_file(bin, "#!/bin/sh\necho 7100 >&4\nexec sleep 60\n", 0755);
-    json_t *fresh = remote_pod("new", "gpu-1");
-    char *lists[2] = {list_of(json_pack("[]")), list_of(json_pack("[O]", fresh))};
-    char *ev_new = event_of("ADDED", fresh), *ev_gone = event_of("DELETED", fresh);
-    struct agent_api api = {.all = list_of(json_pack("[]")), .labelled = lists[0]};
-    struct http_srv srv = {.threaded = true, .route = agent_route, .ctx = &api};
-    http_start(&srv);
-    struct kube_config kc;
-    loopback_config(srv.port, &kc);
-    struct fx_remote_key key = {.len = 40};
-    memset(key.bytes, 'k', key.len);
-    struct fx_node_inv inv = inv2();
-    struct fx_remote_serve_config cfg = {
-        .node = "gpu-1", .root = root, .address = "127.0.0.1", .server_bin = bin,
-        .runtime_lib = "/nonexistent/libflexpu-cuda.so", .port_min = 47400,
-        .port_max = 47499, .key = &key, .inv = &inv, .kube = &kc, .tick_ms = 50,
-        .drop = geteuid() == 0, .uid = 65534, .gid = 65534};
-    struct flexpu_error err = {0};
-    struct fx_remote_serve *s = fx_remote_serve_start(&cfg, &err);
-    assert_non_null(s);
+    struct agent_fixture *f = *state;
+    agent_setup(f, &(struct agent_opts){.name = "remote-start", .port_min = 47400});
+    char dir[300], fifo[340], token[340], pidf[340];
+    json_t *fresh = agent_pod(f, "new", "gpu-1");
+    char *lists[2] = {agent_list(f, json_pack("[]")), agent_list(f, json_pack("[O]", fresh))};
+    char *ev_new = agent_keep(f, event_of("ADDED", fresh)),
+         *ev_gone = agent_keep(f, event_of("DELETED", fresh));
+    f->api.all = agent_list(f, json_pack("[]"));
+    f->api.labelled = lists[0];
+    agent_start(f);
     struct fx_gpu_hold h[4];
     int n = -1;
-    for (int i = 0; i < 200 && (n = fx_remote_serve_holds(s, "GPU-g1-0", h, 4)) < 0; i++)
+    for (int i = 0; i < 200 && (n = fx_remote_serve_holds(f->s, "GPU-g1-0", h, 4)) < 0; i++)
         usleep(50000);
     assert_int_equal(n, 0); /* the first list came in (after the adoption pass) */
     /* The slice's log a FIFO: the spawn waits in its open for a reader. */
-    snprintf(dir, sizeof(dir), "%s/remote/uid-new", root);
+    snprintf(dir, sizeof(dir), "%s/remote/uid-new", f->root);
     snprintf(fifo, sizeof(fifo), "%s/server.log", dir);
     snprintf(token, sizeof(token), "%s/token", dir);
     snprintf(pidf, sizeof(pidf), "%s/server.pid", dir);
     assert_int_equal(mkdir(dir, 0700), 0);
     assert_int_equal(mkfifo(fifo, 0600), 0);
-    __atomic_store_n(&api.labelled, lists[1], __ATOMIC_RELEASE);
-    __atomic_store_n(&api.event, ev_new, __ATOMIC_RELEASE);
-    struct stat st;
-    for (int i = 0; i < 200 && stat(token, &st) != 0; i++)
-        usleep(50000);
-    assert_int_equal(stat(token, &st), 0); /* its start runs */
+    __atomic_store_n(&f->api.labelled, lists[1], __ATOMIC_RELEASE);
+    __atomic_store_n(&f->api.event, ev_new, __ATOMIC_RELEASE);
+    assert_true(file_within(token, 10000)); /* its start runs */
     /* The pod goes while the start is held open. */
-    __atomic_store_n(&api.labelled, lists[0], __ATOMIC_RELEASE);
-    __atomic_store_n(&api.event, ev_gone, __ATOMIC_RELEASE);
-    int seen = __atomic_load_n(&api.events, __ATOMIC_ACQUIRE);
-    for (int i = 0; i < 200 && __atomic_load_n(&api.events, __ATOMIC_ACQUIRE) < seen + 3; i++)
-        usleep(50000);
-    assert_true(__atomic_load_n(&api.events, __ATOMIC_ACQUIRE) >= seen + 3);
-    n = fx_remote_serve_holds(s, "GPU-g1-0", h, 4);
+    __atomic_store_n(&f->api.labelled, lists[0], __ATOMIC_RELEASE);
+    __atomic_store_n(&f->api.event, ev_gone, __ATOMIC_RELEASE);
+    watches_deliver(&f->api, 3);
+    n = fx_remote_serve_holds(f->s, "GPU-g1-0", h, 4);
+    struct stat st;
     bool in_flight = stat(pidf, &st) != 0;
     /* The start goes on: the server it makes is stopped, its pod gone. */
     int rfd = open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
@@ -1270,33 +1328,20 @@ static void test_holds_while_a_server_starts(void **state)
     int pid = 0;
     for (int i = 0; i < 200 && pid <= 0; i++) {
         usleep(50000);
-        recorded_uid(root, "uid-new", &pid);
+        recorded_uid(f->root, "uid-new", &pid);
     }
     assert_true(pid > 0);
-    assert_true(slice_gone_within(root, "uid-new", 10000));
+    assert_true(slice_gone_within(f->root, "uid-new", 10000));
     for (int i = 0; i < 200 && group_alive(pid); i++)
         usleep(50000);
     bool alive = group_alive(pid);
     if (alive)
         kill(-pid, SIGKILL);
     assert_false(alive);
-    for (int i = 0; i < 200 && (n = fx_remote_serve_holds(s, "GPU-g1-0", h, 4)) != 0; i++)
-        usleep(50000);
-    assert_int_equal(n, 0);
-    __atomic_store_n(&api.event, NULL, __ATOMIC_RELEASE);
-    fx_remote_serve_stop(s, true);
+    assert_int_equal(holds_within(f, 0, 10000), 0);
+    __atomic_store_n(&f->api.event, NULL, __ATOMIC_RELEASE);
+    agent_stop(f, true);
     close(rfd);
-    http_stop(&srv);
-    kube_config_free(&kc);
-    for (int i = 0; i < 2; i++)
-        free(lists[i]);
-    free(ev_new);
-    free(ev_gone);
-    free(api.all);
-    json_decref(fresh);
-    char cmd[300];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
-    assert_int_equal(system(cmd), 0);
 }
 
 /* An adopted server whose pod went while no agent ran is stopped after the
@@ -1307,56 +1352,26 @@ static void test_holds_while_a_server_starts(void **state)
  * long, so the stop lasts until the test kills it. */
 static void test_adopted_stop_is_counted(void **state)
 {
-    (void)state;
-    char root[] = "/tmp/flexpu-remote-adopt-stop-test.XXXXXX";
-    assert_non_null(mkdtemp(root));
-    assert_int_equal(chmod(root, 0711), 0);
-    char bin[256], marks[256], term[300], text[1024];
-    snprintf(bin, sizeof(bin), "%s/slow-remoted", root);
-    snprintf(marks, sizeof(marks), "%s/marks", root);
-    assert_int_equal(mkdir(marks, 0700), 0);
-    assert_int_equal(chmod(marks, 0777), 0); /* the server's user (65534 as root) writes */
-    snprintf(term, sizeof(term), "%s/term", marks);
-    /* Its command line stays the server's (an agent adopts it); it says
-     * when SIGTERM came and runs on until SIGKILL. */
-    snprintf(text, sizeof(text), "#!/bin/bash\necho 7100 >&4\nexec -a \"$0\" /bin/sh -c 'trap "
-             "\"echo term >>%s\" TERM; while :; do sleep 0.05; done' \"$0\" \"$@\"\n", term);
-    write_file(bin, text, 0755);
-    json_t *pod = remote_pod("new", "gpu-1");
-    char *with = list_of(json_pack("[O]", pod)), *without = list_of(json_pack("[]"));
-    struct agent_api api = {.all = with, .labelled = with};
-    struct http_srv srv = {.threaded = true, .route = agent_route, .ctx = &api};
-    http_start(&srv);
-    struct kube_config kc;
-    loopback_config(srv.port, &kc);
-    struct fx_remote_key key = {.len = 40};
-    memset(key.bytes, 'k', key.len);
-    struct fx_node_inv inv = inv2();
-    struct fx_remote_serve_config cfg = {
-        .node = "gpu-1", .root = root, .address = "127.0.0.1", .server_bin = bin,
-        .runtime_lib = "/nonexistent/libflexpu-cuda.so", .port_min = 47500,
-        .port_max = 47599, .key = &key, .inv = &inv, .kube = &kc, .tick_ms = 50,
-        .stop_wait_ms = 600000, .drop = geteuid() == 0, .uid = 65534, .gid = 65534};
-    struct flexpu_error err = {0};
-    struct fx_remote_serve *s = fx_remote_serve_start(&cfg, &err);
-    assert_non_null(s);
-    assert_true(wait_for(root, "uid-new", true, 10000));
-    int pid = 0;
-    recorded_uid(root, "uid-new", &pid);
-    assert_true(pid > 0);
+    struct agent_fixture *f = *state;
+    /* Its server (which an agent adopts) says when SIGTERM came and runs
+     * on until SIGKILL. */
+    agent_setup(f, &(struct agent_opts){.name = "remote-adopt-stop", .ignores_term = true,
+                                         .adoptable = true, .port_min = 47500});
+    json_t *pod = agent_pod(f, "new", "gpu-1");
+    char *with = agent_list(f, json_pack("[O]", pod)), *without = agent_list(f, json_pack("[]"));
+    f->api.all = f->api.labelled = with;
+    f->cfg.stop_wait_ms = 600000;
+    agent_start(f);
+    int pid = agent_server_pid(f, "uid-new");
     /* The agent goes, its server stays; the pod is deleted meanwhile. */
-    fx_remote_serve_stop(s, false);
+    agent_stop(f, false);
     assert_true(group_alive(pid));
-    __atomic_store_n(&api.all, without, __ATOMIC_RELEASE);
-    __atomic_store_n(&api.labelled, without, __ATOMIC_RELEASE);
-    s = fx_remote_serve_start(&cfg, &err);
-    assert_non_null(s);
-    struct stat st;
-    for (int i = 0; i < 400 && stat(term, &st) != 0; i++)
-        usleep(50000);
-    assert_int_equal(stat(term, &st), 0); /* adopted, then stopped: its pod is gone */
+    __atomic_store_n(&f->api.all, without, __ATOMIC_RELEASE);
+    __atomic_store_n(&f->api.labelled, without, __ATOMIC_RELEASE);
+    agent_serve(f);
+    assert_true(file_within(f->term, 20000)); /* adopted, then stopped: its pod is gone */
     struct fx_gpu_hold h[4];
-    int n = fx_remote_serve_holds(s, "GPU-g1-0", h, 4);
+    int n = fx_remote_serve_holds(f->s, "GPU-g1-0", h, 4);
     bool stopping = group_alive(pid);
     kill(-pid, SIGKILL); /* the stop ends */
     if (n != 1 || !stopping)
@@ -1364,20 +1379,10 @@ static void test_adopted_stop_is_counted(void **state)
                  "was being stopped (%s): want 1", n, pid,
                  stopping ? "still stopping" : "the server had exited");
     assert_int_equal(h[0].mem, fx_default_slice_mem(1, 30, 0, 80 * GIB));
-    assert_true(slice_gone_within(root, "uid-new", 10000));
-    for (int i = 0; i < 200 && (n = fx_remote_serve_holds(s, "GPU-g1-0", h, 4)) != 0; i++)
-        usleep(50000);
-    assert_int_equal(n, 0);
-    fx_remote_serve_stop(s, true);
+    assert_true(slice_gone_within(f->root, "uid-new", 10000));
+    assert_int_equal(holds_within(f, 0, 10000), 0);
+    agent_stop(f, true);
     assert_false(group_alive(pid));
-    http_stop(&srv);
-    kube_config_free(&kc);
-    free(with);
-    free(without);
-    json_decref(pod);
-    char cmd[300];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
-    assert_int_equal(system(cmd), 0);
 }
 
 /* fx_remote_serve_stop, its servers too, for a thread of the test. */
@@ -1406,67 +1411,31 @@ static int lines_of(const char *path)
  * (the test then kills them). */
 static void test_shutdown_stops_servers_at_once(void **state)
 {
-    (void)state;
-    char root[] = "/tmp/flexpu-remote-shutdown-test.XXXXXX";
-    assert_non_null(mkdtemp(root));
-    assert_int_equal(chmod(root, 0711), 0);
-    char bin[256], marks[256], term[300], text[1024];
-    snprintf(bin, sizeof(bin), "%s/slow-remoted", root);
-    snprintf(marks, sizeof(marks), "%s/marks", root);
-    assert_int_equal(mkdir(marks, 0700), 0);
-    assert_int_equal(chmod(marks, 0777), 0); /* the server's user (65534 as root) writes */
-    snprintf(term, sizeof(term), "%s/term", marks);
-    snprintf(text, sizeof(text), "#!/bin/bash\necho 7100 >&4\ntrap 'echo term >>%s' TERM\n"
-             "while :; do sleep 0.05; done\n", term);
-    write_file(bin, text, 0755);
-    json_t *a = remote_pod("a", "gpu-1"), *b = remote_pod("b", "gpu-1");
-    char *both = list_of(json_pack("[O, O]", a, b));
-    struct agent_api api = {.all = both, .labelled = both};
-    struct http_srv srv = {.threaded = true, .route = agent_route, .ctx = &api};
-    http_start(&srv);
-    struct kube_config kc;
-    loopback_config(srv.port, &kc);
-    struct fx_remote_key key = {.len = 40};
-    memset(key.bytes, 'k', key.len);
-    struct fx_node_inv inv = inv2();
-    struct fx_remote_serve_config cfg = {
-        .node = "gpu-1", .root = root, .address = "127.0.0.1", .server_bin = bin,
-        .runtime_lib = "/nonexistent/libflexpu-cuda.so", .port_min = 47600,
-        .port_max = 47699, .key = &key, .inv = &inv, .kube = &kc, .tick_ms = 50,
-        .stop_wait_ms = 600000, .drop = geteuid() == 0, .uid = 65534, .gid = 65534};
-    struct flexpu_error err = {0};
-    struct fx_remote_serve *s = fx_remote_serve_start(&cfg, &err);
-    assert_non_null(s);
-    assert_true(wait_for(root, "uid-a", true, 10000));
-    assert_true(wait_for(root, "uid-b", true, 10000));
-    int pid_a = 0, pid_b = 0;
-    recorded_uid(root, "uid-a", &pid_a);
-    recorded_uid(root, "uid-b", &pid_b);
-    assert_true(pid_a > 0 && pid_b > 0);
+    struct agent_fixture *f = *state;
+    agent_setup(f, &(struct agent_opts){.name = "remote-shutdown", .ignores_term = true,
+                                         .port_min = 47600});
+    json_t *a = agent_pod(f, "a", "gpu-1"), *b = agent_pod(f, "b", "gpu-1");
+    f->api.all = f->api.labelled = agent_list(f, json_pack("[O, O]", a, b));
+    f->cfg.stop_wait_ms = 600000;
+    agent_start(f);
+    int pid_a = agent_server_pid(f, "uid-a"), pid_b = agent_server_pid(f, "uid-b");
     pthread_t tid;
-    assert_int_equal(pthread_create(&tid, NULL, serve_stop_main, s), 0);
+    assert_int_equal(pthread_create(&tid, NULL, serve_stop_main, f->s), 0);
     /* Seconds for what takes a moment: only a shutdown that waits for one
      * server before it stops the next misses it. */
     int n = 0;
-    for (int i = 0; i < 200 && (n = lines_of(term)) < 2; i++)
+    for (int i = 0; i < 200 && (n = lines_of(f->term)) < 2; i++)
         usleep(50000);
     bool alive = group_alive(pid_a) && group_alive(pid_b);
     kill(-pid_a, SIGKILL); /* the stops end */
     kill(-pid_b, SIGKILL);
     pthread_join(tid, NULL);
+    f->s = NULL;
     if (n != 2 || !alive)
         fail_msg("%d of 2 servers had SIGTERM from the agent's shutdown while %s", n,
                  alive ? "both still ran" : "one had exited already");
-    assert_false(slice_exists(root, "uid-a"));
-    assert_false(slice_exists(root, "uid-b"));
-    http_stop(&srv);
-    kube_config_free(&kc);
-    free(both);
-    json_decref(a);
-    json_decref(b);
-    char cmd[300];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
-    assert_int_equal(system(cmd), 0);
+    assert_false(slice_exists(f->root, "uid-a"));
+    assert_false(slice_exists(f->root, "uid-b"));
 }
 
 int main(void)
@@ -1476,11 +1445,17 @@ int main(void)
         cmocka_unit_test(test_server_cmd),  cmocka_unit_test(test_token),
         cmocka_unit_test(test_endpoint),    cmocka_unit_test(test_client_env),
         cmocka_unit_test(test_spawn),       cmocka_unit_test(test_remote_ids),
-        cmocka_unit_test(test_agent_watch), cmocka_unit_test(test_answers_while_a_server_stops),
-        cmocka_unit_test(test_watch_while_a_server_stops),
-        cmocka_unit_test(test_holds_while_a_server_starts),
-        cmocka_unit_test(test_adopted_stop_is_counted),
-        cmocka_unit_test(test_shutdown_stops_servers_at_once),
+        cmocka_unit_test_setup_teardown(test_agent_watch, agent_alloc, agent_teardown),
+        cmocka_unit_test_setup_teardown(test_answers_while_a_server_stops, agent_alloc,
+                                        agent_teardown),
+        cmocka_unit_test_setup_teardown(test_watch_while_a_server_stops, agent_alloc,
+                                        agent_teardown),
+        cmocka_unit_test_setup_teardown(test_holds_while_a_server_starts, agent_alloc,
+                                        agent_teardown),
+        cmocka_unit_test_setup_teardown(test_adopted_stop_is_counted, agent_alloc,
+                                        agent_teardown),
+        cmocka_unit_test_setup_teardown(test_shutdown_stops_servers_at_once, agent_alloc,
+                                        agent_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
