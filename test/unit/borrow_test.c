@@ -145,6 +145,15 @@ static void nothing(struct fx_model *m)
         fail_msg("unexpected outcome %d for %s: %s", a.outcome, a.uid, a.message);
 }
 
+/* uid's eviction (or reclaim) succeeds: nothing is placed while it still
+ * holds what it had (its GPU memory, its CPUs), then it is deleted. */
+static void evicted(struct fx_model *m, const char *uid)
+{
+    fx_model_evict_done(m, uid, 0);
+    nothing(m);
+    gone(m, uid);
+}
+
 static int borrowers(struct fx_model *m)
 {
     struct fx_model_stats st;
@@ -773,9 +782,7 @@ static void test_owner_waits_for_borrowed_memory(void **state)
     struct fx_model *m = owner_needs_borrowed();
     struct fx_attempt a = next(m, FX_RECLAIM, "b1");
     assert_non_null(strstr(a.message, "t/o2"));
-    fx_model_evict_done(m, "b1", 0);
-    nothing(m); /* b1 still holds the memory while it goes */
-    gone(m, "b1");
+    evicted(m, "b1"); /* b1 still holds the memory while it goes */
     a = next(m, FX_BIND, "o2");
     assert_false(a.borrowed);
     /* An owner that fits beside the borrower's memory does not wait. */
@@ -830,9 +837,7 @@ static void test_owner_takes_free_gpu_over_reclaim(void **state)
     assert_non_null(strstr(a.message, "t/o3"));
     struct flexpu_error err = {0};
     assert_int_equal(fx_model_check(m, &err), 0);
-    fx_model_evict_done(m, "b1", 0);
-    nothing(m);
-    gone(m, "b1");
+    evicted(m, "b1");
     a = next(m, FX_BIND, "o3");
     assert_non_null(strstr(a.allocation, "\"index\":0"));
     assert_int_equal(fx_model_check(m, &err), 0);
@@ -906,9 +911,7 @@ static void test_gang_waits_for_borrowed_memory(void **state)
     struct fx_attempt a = next(m, FX_WAIT, "g1");
     assert_non_null(strstr(a.message, "borrowers"));
     next(m, FX_RECLAIM, "b1");
-    fx_model_evict_done(m, "b1", 0);
-    nothing(m);
-    gone(m, "b1");
+    evicted(m, "b1");
     a = next(m, FX_BIND, NULL);
     struct fx_attempt b = next(m, FX_BIND, NULL);
     assert_true((!strcmp(a.uid, "g1") && !strcmp(b.uid, "g2")) ||
@@ -1053,9 +1056,7 @@ static void evicts_borrower(struct fx_model *m, const struct cpu_spec *s)
     assert_non_null(strstr(a.message, "borrows"));
     assert_non_null(strstr(a.message, s->uid));
     assert_int_equal(borrowers(m), 0); /* leaving */
-    fx_model_evict_done(m, "b1", 0);
-    nothing(m); /* b1 still holds its CPUs while it goes */
-    gone(m, "b1");
+    evicted(m, "b1"); /* b1 still holds its CPUs while it goes */
     a = next(m, FX_BIND, s->uid);
     assert_false(a.borrowed);
     assert_string_equal(a.node, "n1");
@@ -1099,9 +1100,7 @@ static void test_borrower_goes_before_a_lower_class_pod(void **state)
     if (!strstr(a.message, "t/b1") || strstr(a.message, "t/x"))
         fail_msg("the borrower must go, x stay: %s", a.message);
     next(m, FX_EVICT, "b1");
-    fx_model_evict_done(m, "b1", 0);
-    nothing(m);
-    gone(m, "b1");
+    evicted(m, "b1");
     a = next(m, FX_BIND, "o2");
     assert_string_equal(a.node, "n1");
     checked_free(m);
@@ -1140,9 +1139,7 @@ static void test_gang_evicts_borrower(void **state)
     struct fx_attempt a = next(m, FX_NOMINATE, NULL);
     assert_non_null(strstr(a.message, "borrowed: runs on lent capacity"));
     next(m, FX_EVICT, "b1");
-    fx_model_evict_done(m, "b1", 0);
-    nothing(m);
-    gone(m, "b1");
+    evicted(m, "b1");
     next(m, FX_BIND, NULL);
     next(m, FX_BIND, NULL);
     checked_free(m);
