@@ -253,6 +253,12 @@ struct fx_model {
     int changed[CHANGED_MAX];
     int nchanged;
     bool changed_all;
+    /* Nodes where a borrower turned a victim (bound) since then: a pod
+     * that takes back lent capacity may fit there once the borrowers go
+     * (borrower_bound; bbound_all: more than CHANGED_MAX nodes). */
+    int bbound[CHANGED_MAX];
+    int nbbound;
+    bool bbound_all;
     struct pod *waiting; /* the waiting pods, most recent first */
     int nwaiting;
     uint64_t wake_checks, wakes; /* pods tested against changed nodes; pods woken */
@@ -926,6 +932,24 @@ static void borrow_set(struct fx_model *m, struct pod *p, bool on)
     p->bmem_mib = 0;
 }
 
+/* Borrower p is bound, so now a victim of any pod that takes back lent
+ * capacity (victim_reason): its node is noted for wake_waiting. A waiting
+ * pod decided while p's bind was in flight found no victim in it, and is
+ * woken only by a change of a node it may fit: none may come. */
+static void borrower_bound(struct fx_model *m, const struct pod *p)
+{
+    int id = p->on ? p->on->id : -1;
+    if (!p->borrowed || !p->alloc || id < 0 || m->bbound_all)
+        return;
+    for (int i = 0; i < m->nbbound; i++)
+        if (m->bbound[i] == id)
+            return;
+    if (m->nbbound == CHANGED_MAX)
+        m->bbound_all = true;
+    else
+        m->bbound[m->nbbound++] = id;
+}
+
 /* ---- nodes ---- */
 
 static void drop_node(struct fx_model *m, struct node *n)
@@ -1509,6 +1533,7 @@ void fx_model_pod_event(struct fx_model *m, enum kube_event ev, json_t *obj)
         clear_unsure(m, p);
         if (assumed && strcmp(assumed_node, STR(p->node)) == 0 && same_alloc && p->alloc) {
             set_state(m, p, POD_BOUND); /* our own bind, confirmed */
+            borrower_bound(m, p);
             return;
         }
         /* Assumed elsewhere or with other GPUs (another instance bound it),
@@ -1523,6 +1548,7 @@ void fx_model_pod_event(struct fx_model *m, enum kube_event ev, json_t *obj)
             return; /* not schedulable until the Node object is seen */
         link_pod(n, p);
         account(m, p, n);
+        borrower_bound(m, p);
         return;
     }
     /* Ours and pending. */
@@ -1569,6 +1595,31 @@ static bool remote_may_fit(struct fx_model *m, int node, const struct pod *p)
            flexpu_engine_node_may_fit(m->e, node, &cpu);
 }
 
+static bool yields_to(const struct pod *p);
+
+/* Whether p may fit engine node id once the borrowers bound there, victims
+ * of any pod that yields_to, are gone: their node's CPU and memory is all
+ * the engine books for them (account, borrow). */
+static bool may_fit_lent(struct fx_model *m, int id, const struct pod *p)
+{
+    struct node *n = engine_node(m, id);
+    if (!n)
+        return false;
+    int64_t cpu = 0, mem = 0;
+    for (const struct pod *b = n->pods; b; b = b->next)
+        if (b->borrowed && b->state == POD_BOUND && b->alloc && !b->evicting && !b->unsure &&
+            b->shielded != m->end_epoch + 1) {
+            cpu += b->req.cpu_milli;
+            mem += b->req.mem_mib;
+        }
+    if (cpu == 0 && mem == 0)
+        return false;
+    struct flexpu_pod_req r = p->req;
+    r.cpu_milli = r.cpu_milli > cpu ? r.cpu_milli - cpu : 0;
+    r.mem_mib = r.mem_mib > mem ? r.mem_mib - mem : 0;
+    return flexpu_engine_node_may_fit(m->e, id, &r);
+}
+
 static void wake_waiting(struct fx_model *m)
 {
     /* New readings of the usage feed may show a GPU to borrow: waiting
@@ -1579,7 +1630,8 @@ static void wake_waiting(struct fx_model *m)
         m->borrow_wake = false;
         m->borrow_wake_s = m->now_s;
     }
-    if (!m->changed_all && m->nchanged == 0 && !m->queue_freed && !borrow)
+    if (!m->changed_all && m->nchanged == 0 && !m->queue_freed && !borrow && m->nbbound == 0 &&
+        !m->bbound_all)
         return;
     for (struct pod *p = m->waiting, *next; p; p = next) {
         next = p->wnext;
@@ -1606,6 +1658,15 @@ static void wake_waiting(struct fx_model *m)
             may = flexpu_engine_node_may_fit(m->e, m->changed[i], &p->req) ||
                   remote_may_fit(m, m->changed[i], p);
         }
+        /* A pod decided while a borrower's bind was in flight found no
+         * victim in it; bound, the borrower may go for it. */
+        if (!may && yields_to(p)) {
+            may = m->bbound_all;
+            for (int i = 0; !may && i < m->nbbound; i++) {
+                m->wake_checks++;
+                may = may_fit_lent(m, m->bbound[i], p);
+            }
+        }
         if (may) {
             m->wakes++;
             enqueue(m, p);
@@ -1613,6 +1674,8 @@ static void wake_waiting(struct fx_model *m)
     }
     m->nchanged = 0;
     m->changed_all = false;
+    m->nbbound = 0;
+    m->bbound_all = false;
     m->queue_freed = false;
 }
 

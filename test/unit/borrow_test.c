@@ -1145,6 +1145,44 @@ static void test_gang_evicts_borrower(void **state)
     checked_free(m);
 }
 
+/* A borrower is a victim only once bound: o2, decided while b1's bind was
+ * in flight (as when both were woken by one change and b1, of the higher
+ * class, went first), waits; b1's bind confirmed makes room o2 can take
+ * back, so o2 is decided again then (nothing else changes on n1 to wake
+ * it: a full cluster may stay so for hours). */
+static void test_waiting_pod_woken_when_borrower_binds(void **state)
+{
+    (void)state;
+    struct fx_model *m = owned(1);
+    read_all(m, "n1", 1, T0, 0);
+    struct cpu_spec b = {.uid = "b1", .cpu = "12", .cores = 30, .mem = "", .opp = true,
+                         .prio = 1000, .sec = 20};
+    cpu_pod(m, &b);
+    struct fx_attempt a = next(m, FX_BIND, "b1");
+    assert_true(a.borrowed);
+    gone(m, "on1-0-b"); /* the GPU has room for o2; the node 3 CPUs */
+    struct cpu_spec o2 = {.uid = "o2", .cpu = "4", .cores = 50, .mem = "20Gi", .sec = 50};
+    cpu_pod(m, &o2);
+    next(m, FX_WAIT, "o2"); /* b1 is not bound yet: no victim */
+    fx_model_bind_done(m, "b1", 0, 0);
+    b.node = a.node;
+    b.alloc = a.allocation;
+    cpu_pod(m, &b);
+    struct fx_attempt w;
+    if (!fx_model_next(m, &w))
+        fail_msg("o2 still waits behind borrower b1, bound on n1 with the CPUs o2 needs");
+    assert_int_equal(w.outcome, FX_NOMINATE);
+    assert_string_equal(w.uid, "o2");
+    assert_non_null(strstr(w.message, "t/b1"));
+    next(m, FX_EVICT, "b1");
+    fx_model_evict_done(m, "b1", 0);
+    nothing(m);
+    gone(m, "b1");
+    a = next(m, FX_BIND, "o2");
+    assert_string_equal(a.node, "n1");
+    checked_free(m);
+}
+
 /* Borrower uid as the model meets it after a restart: bound on node n's
  * GPU 0 with a borrowed allocation of `cores`, asking cpu CPUs. */
 static void bound_borrower(struct fx_model *m, const char *uid, const char *n, const char *cpu,
@@ -1520,6 +1558,7 @@ int main(void)
         cmocka_unit_test(test_borrower_goes_before_a_lower_class_pod),
         cmocka_unit_test(test_opportunistic_never_evicts_borrower),
         cmocka_unit_test(test_gang_evicts_borrower),
+        cmocka_unit_test(test_waiting_pod_woken_when_borrower_binds),
         cmocka_unit_test(test_cheaper_borrower_goes),
         cmocka_unit_test(test_borrowers_listed_on_every_path),
         cmocka_unit_test(test_restart_accounts_borrower),
