@@ -1373,13 +1373,42 @@ static void forget(struct fx_model *m, struct pod *p)
     pod_free(p);
 }
 
-/* Seconds since the epoch of an RFC 3339 UTC time ("2026-01-01T00:00:00Z"),
- * 0 when unreadable: the age of a victim, from its creation. */
+/* The n decimal digits at s as a number within lo..hi, or -1. */
+static int time_field(const char *s, int n, int lo, int hi)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v >= lo && v <= hi ? v : -1;
+}
+
+/* Seconds since the epoch of an RFC 3339 UTC time ("2026-01-01T00:00:00Z",
+ * what follows the seconds unread), 0 when unreadable: the age of a
+ * victim, from its creation. Fixed-width fields within their ranges, so an
+ * out-of-range one (month 13, second 99999) is unreadable like a missing
+ * time, not carried into the next field by timegm, and no number can
+ * overflow (a signed "%d" could, undefined). */
 static int64_t epoch_of(const char *t)
 {
-    struct tm tm = {0};
-    if (!t || sscanf(t, "%d-%d-%dT%d:%d:%d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
-                     &tm.tm_min, &tm.tm_sec) != 6)
+    static const char shape[] = "dddd-dd-ddTdd:dd:dd";
+    for (size_t i = 0; t && i < sizeof(shape) - 1; i++)
+        if (!t[i] || (shape[i] != 'd' && t[i] != shape[i]))
+            return 0;
+    if (!t)
+        return 0;
+    struct tm tm = {
+        .tm_year = time_field(t, 4, 0, 9999),
+        .tm_mon = time_field(t + 5, 2, 1, 12),
+        .tm_mday = time_field(t + 8, 2, 1, 31),
+        .tm_hour = time_field(t + 11, 2, 0, 23),
+        .tm_min = time_field(t + 14, 2, 0, 59),
+        .tm_sec = time_field(t + 17, 2, 0, 60), /* a leap second */
+    };
+    if (tm.tm_year < 0 || tm.tm_mon < 0 || tm.tm_mday < 0 || tm.tm_hour < 0 || tm.tm_min < 0 ||
+        tm.tm_sec < 0)
         return 0;
     tm.tm_year -= 1900;
     tm.tm_mon -= 1;

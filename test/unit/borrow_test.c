@@ -1231,6 +1231,68 @@ static void test_cheaper_borrower_goes(void **state)
     checked_free(m);
 }
 
+/* Which of b1 (n1, created at second 20) and b2 (n2, creationTimestamp
+ * `b2_created`, NULL: none) o2 evicts: the same cores, so their ages
+ * decide. */
+static const char *evicted_beside(const char *b2_created)
+{
+    struct fx_model *m = model();
+    node(m, "n1", 1, NULL);
+    node(m, "n2", 1, NULL);
+    pod(m, "on1", 50, "20Gi", false, "n1", 0, false, 0);
+    pod(m, "on2", 50, "20Gi", false, "n2", 0, false, 0);
+    bound_borrower(m, "b1", "n1", "14", 10, 20);
+    struct fx_allocation al = {.ngpu = 1, .borrowed = true};
+    snprintf(al.gpus[0].uuid, sizeof(al.gpus[0].uuid), "GPU-n2-0");
+    al.gpus[0].cores = 10;
+    al.gpus[0].mem = fx_default_slice_mem(1, 10, 0, 80 * GIB);
+    char *text = fx_allocation_format(&al);
+    json_t *b2 = json_pack("{s:{s:s, s:s, s:s, s:{s:s, s:s}}, s:{s:s, s:s, s:[{s:s, "
+                           "s:{s:{s:s, s:s, s:s}}}]}}",
+                           "metadata", "name", "b2", "namespace", "t", "uid", "b2",
+                           "annotations", FX_ANN_OPPORTUNISTIC, "true", FX_ANN_ALLOCATION, text,
+                           "spec", "schedulerName", "flexpu-scheduler", "nodeName", "n2",
+                           "containers", "name", "c", "resources", "limits", "cpu", "14",
+                           "flexpu.io/gpu", "1", "flexpu.io/gpu-cores", "10");
+    free(text);
+    assert_non_null(b2);
+    if (b2_created)
+        json_object_set_new(json_object_get(b2, "metadata"), "creationTimestamp",
+                            json_string(b2_created));
+    fx_model_pod_event(m, KUBE_ADDED, b2);
+    json_decref(b2);
+    assert_int_equal(borrowers(m), 2);
+    struct cpu_spec o2 = {.uid = "o2", .cpu = "4", .cores = 50, .mem = "20Gi", .sec = 50};
+    cpu_pod(m, &o2);
+    struct fx_attempt a = next(m, FX_NOMINATE, "o2");
+    const char *who = strstr(a.message, "t/b2") ? "b2" : strstr(a.message, "t/b1") ? "b1" : "?";
+    checked_free(m);
+    return who;
+}
+
+/* A creationTimestamp that cannot be read as a time counts as one that is
+ * missing (an age unknown, epoch_of's 0), never as another time: out of
+ * range fields are not carried into the next ones, and numbers too large
+ * for the fields are neither wrapped nor undefined (UBSan). */
+static void test_unreadable_creation_time(void **state)
+{
+    (void)state;
+    const char *none = evicted_beside(NULL);
+    /* Read: the younger goes (less work lost), b1 beside an older b2 ... */
+    assert_string_equal(evicted_beside("2026-01-01T00:00:10Z"), "b1");
+    assert_string_equal(evicted_beside("2026-01-01T00:00:30Z"), "b2"); /* ... b2 if younger */
+    static const char *const bad[] = {
+        "", "yesterday", "2026-01-01", "2026-13-01T00:00:00Z", "2026-01-01T00:00:99999Z",
+        "2026-01-01T00:00:99999999999Z", "-2147483648-01-01T00:00:00Z",
+        "2026-00-01T00:00:00Z", "2026-01-01T24:00:00Z", "99999999999-01-01T00:00:00Z",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *who = evicted_beside(bad[i]);
+        if (strcmp(who, none) != 0)
+            fail_msg("creationTimestamp \"%s\": %s evicted, %s with none", bad[i], who, none);
+    }
+}
+
 /* The model's borrowers (count and list) agree with its pods. */
 static void listed(struct fx_model *m, int want)
 {
@@ -1559,6 +1621,7 @@ int main(void)
         cmocka_unit_test(test_opportunistic_never_evicts_borrower),
         cmocka_unit_test(test_gang_evicts_borrower),
         cmocka_unit_test(test_waiting_pod_woken_when_borrower_binds),
+        cmocka_unit_test(test_unreadable_creation_time),
         cmocka_unit_test(test_cheaper_borrower_goes),
         cmocka_unit_test(test_borrowers_listed_on_every_path),
         cmocka_unit_test(test_restart_accounts_borrower),
