@@ -2646,8 +2646,17 @@ static void victims_queue(struct fx_model *m, struct pod *p, struct vset *vs, in
     m->preemptions++;
     fill(a, p, FX_NOMINATE);
     snprintf(a->node, sizeof(a->node), "%s", STR(p->node));
-    int len = snprintf(a->message, sizeof(a->message), "preempting %d pod(s) %s (%s):", n, where,
-                       vs->why[vs->evicted[0]]);
+    /* One reason for all, or each victim's own: a borrower taken for lent
+     * capacity beside a pod of a lower class (a gang's victims on several
+     * nodes) is not reported as evicted for the other's reason. */
+    const char *why = vs->why[vs->evicted[0]];
+    for (int i = 1; i < n && why; i++)
+        if (strcmp(vs->why[vs->evicted[i]], why) != 0)
+            why = NULL;
+    int len = why ? snprintf(a->message, sizeof(a->message), "preempting %d pod(s) %s (%s):", n,
+                             where, why)
+                  : snprintf(a->message, sizeof(a->message), "preempting %d pod(s) %s:", n,
+                             where);
     for (int i = 0; i < n; i++) {
         struct pod *c = vs->who[vs->evicted[i]];
         if (!evictq_push(m, c->uid))
@@ -2655,8 +2664,9 @@ static void victims_queue(struct fx_model *m, struct pod *p, struct vset *vs, in
                      STR(c->name));
         m->evictions++;
         if (len > 0 && (size_t)len < sizeof(a->message))
-            len += snprintf(a->message + len, sizeof(a->message) - (size_t)len, " %s/%s",
-                            STR(c->ns), STR(c->name));
+            len += snprintf(a->message + len, sizeof(a->message) - (size_t)len,
+                            why ? " %s/%s" : " %s/%s (%s)", STR(c->ns), STR(c->name),
+                            vs->why[vs->evicted[i]]);
     }
 }
 

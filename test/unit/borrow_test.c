@@ -1200,6 +1200,50 @@ static void bound_borrower(struct fx_model *m, const char *uid, const char *n, c
     free(text);
 }
 
+/* A pod group of two (9 CPUs each, class 500) that needs both nodes: b1
+ * (a borrower of class 1000) goes on n1 and x (an ordinary pod of class 0)
+ * on n2, for two reasons, and the Preempting message gives each victim
+ * its own. */
+static void test_gang_victims_of_two_reasons(void **state)
+{
+    (void)state;
+    struct fx_model *m = model();
+    node(m, "n1", 1, NULL);
+    node(m, "n2", 1, NULL);
+    pod(m, "on1", 50, "20Gi", false, "n1", 0, false, 0);
+    pod(m, "on2", 50, "20Gi", false, "n2", 0, false, 0);
+    bound_borrower(m, "b1", "n1", "14", 10, 20);
+    struct cpu_spec x = {.uid = "x", .cpu = "14", .cores = 10, .mem = "", .sec = 30};
+    cpu_pod(m, &x);
+    struct fx_attempt a = next(m, FX_BIND, "x");
+    assert_string_equal(a.node, "n2");
+    fx_model_bind_done(m, "x", 0, 0);
+    x.node = a.node;
+    x.alloc = a.allocation;
+    cpu_pod(m, &x);
+    nothing(m);
+    struct cpu_spec g = {.uid = "c1", .cpu = "9", .cores = 25, .mem = "10Gi", .in_group = true,
+                         .prio = 500, .sec = 50};
+    cpu_pod(m, &g);
+    g.uid = "c2";
+    g.sec = 51;
+    cpu_pod(m, &g);
+    a = next(m, FX_NOMINATE, NULL);
+    if (!strstr(a.message, "t/b1 (borrowed: runs on lent capacity)") ||
+        !strstr(a.message, "t/x (priority)"))
+        fail_msg("each victim with its own reason: %s", a.message);
+    a = next(m, FX_EVICT, NULL);
+    fx_model_evict_done(m, a.uid, 0);
+    a = next(m, FX_EVICT, NULL);
+    fx_model_evict_done(m, a.uid, 0);
+    nothing(m);
+    gone(m, "b1");
+    gone(m, "x");
+    next(m, FX_BIND, NULL);
+    next(m, FX_BIND, NULL);
+    checked_free(m);
+}
+
 /* Only lent capacity gives o2 a victim (every pod at class 0, no queues):
  * the search sees the borrowers alone and takes the cheaper, b2 on n2 (10
  * cores against b1's 30, the same age), whichever the model met last. */
@@ -1621,6 +1665,7 @@ int main(void)
         cmocka_unit_test(test_opportunistic_never_evicts_borrower),
         cmocka_unit_test(test_gang_evicts_borrower),
         cmocka_unit_test(test_waiting_pod_woken_when_borrower_binds),
+        cmocka_unit_test(test_gang_victims_of_two_reasons),
         cmocka_unit_test(test_unreadable_creation_time),
         cmocka_unit_test(test_cheaper_borrower_goes),
         cmocka_unit_test(test_borrowers_listed_on_every_path),
