@@ -1350,9 +1350,36 @@ static void victim_gone(struct fx_model *m, struct pod *p)
     }
 }
 
+/* Preemptor p, nominated, is deleted: its victims whose evictions have
+ * not gone out yet (still in evictq: one goes per fx_model_next, after
+ * the binds, and a round of decisions may end between them) stay, their
+ * places given back, since nothing needs their room now and a pod created
+ * and deleted at once must not evict for nothing. Evictions already sent
+ * go on. Called once p's own place is released. A pod group's victims are
+ * left as they are: its other members hold places beside them. */
+static void victims_unqueue(struct fx_model *m, const struct pod *p)
+{
+    for (size_t q = 0; q < m->nevictq;) {
+        struct pod *c = fx_strmap_get(&m->pods, m->evictq[q]);
+        if (!c || !c->evicting || c->evicted || strcmp(STR(c->preemptor), p->uid) != 0) {
+            q++;
+            continue;
+        }
+        fx_free(m->evictq[q]);
+        memmove(m->evictq + q, m->evictq + q + 1, (m->nevictq - q - 1) * sizeof(*m->evictq));
+        m->nevictq--;
+        c->evicting = false;
+        str_set(&c->preemptor, NULL);
+        if (c->on)
+            account(m, c, c->on);
+        queue_sync(m, c);
+    }
+}
+
 static void forget(struct fx_model *m, struct pod *p)
 {
     struct node *on = p->on;
+    bool nominated = p->state == POD_NOMINATED && !p->gang && p->nvictims > 0;
     /* A borrower gone frees its GPU's memory, which the engine never
      * counted: owners waiting for it are woken (borrow_conflict). */
     if (p->borrowed && on && on->id >= 0)
@@ -1361,6 +1388,8 @@ static void forget(struct fx_model *m, struct pod *p)
     clear_unsure(m, p);
     dequeue(m, p);
     release(m, p);
+    if (nominated)
+        victims_unqueue(m, p);
     unlink_pod(p);
     if (on && !on->seen && !on->pods)
         drop_node(m, on); /* the last pod of a node that is gone */

@@ -1200,6 +1200,26 @@ static void bound_borrower(struct fx_model *m, const char *uid, const char *n, c
     free(text);
 }
 
+/* A pod deleted while nominated, before its victim's eviction went out:
+ * nothing needs the borrower's room, so it is not evicted (a pod created
+ * and deleted at once evicts no one), and it is a victim again for the
+ * next pod that needs the room. */
+static void test_preemptor_deleted_before_eviction(void **state)
+{
+    (void)state;
+    struct fx_model *m = cpu_borrower(0);
+    struct cpu_spec o2 = {.uid = "o2", .cpu = "4", .cores = 50, .mem = "20Gi", .sec = 50};
+    cpu_pod(m, &o2);
+    next(m, FX_NOMINATE, "o2");
+    gone(m, "o2"); /* before the scheduler takes b1's eviction */
+    struct fx_attempt a;
+    if (fx_model_next(m, &a))
+        fail_msg("o2 is gone, yet outcome %d for %s: %s", a.outcome, a.uid, a.message);
+    assert_int_equal(borrowers(m), 1);
+    o2.uid = "o3";
+    evicts_borrower(m, &o2); /* b1 evicted for o3, o3 bound: checked there */
+}
+
 /* A pod group of two (9 CPUs each, class 500) that needs both nodes: b1
  * (a borrower of class 1000) goes on n1 and x (an ordinary pod of class 0)
  * on n2, for two reasons, and the Preempting message gives each victim
@@ -1666,6 +1686,7 @@ int main(void)
         cmocka_unit_test(test_gang_evicts_borrower),
         cmocka_unit_test(test_waiting_pod_woken_when_borrower_binds),
         cmocka_unit_test(test_gang_victims_of_two_reasons),
+        cmocka_unit_test(test_preemptor_deleted_before_eviction),
         cmocka_unit_test(test_unreadable_creation_time),
         cmocka_unit_test(test_cheaper_borrower_goes),
         cmocka_unit_test(test_borrowers_listed_on_every_path),
