@@ -1655,21 +1655,26 @@ static bool remote_may_fit(struct fx_model *m, int node, const struct pod *p)
 
 static bool yields_to(const struct pod *p);
 
-/* Whether p may fit engine node id once the borrowers bound there, victims
- * of any pod that yields_to, are gone: their node's CPU and memory is all
- * the engine books for them (account, borrow). */
-static bool may_fit_lent(struct fx_model *m, int id, const struct pod *p)
+/* The CPU and memory the borrowers bound on engine node id hold, victims
+ * of any pod that yields_to (victim_reason): all the engine books for a
+ * borrower (account, borrow). */
+static void lent_held(struct fx_model *m, int id, int64_t *cpu, int64_t *mem)
 {
     struct node *n = engine_node(m, id);
-    if (!n)
-        return false;
-    int64_t cpu = 0, mem = 0;
-    for (const struct pod *b = n->pods; b; b = b->next)
+    *cpu = *mem = 0;
+    for (const struct pod *b = n ? n->pods : NULL; b; b = b->next)
         if (b->borrowed && b->state == POD_BOUND && b->alloc && !b->evicting && !b->unsure &&
             b->shielded != m->end_epoch + 1) {
-            cpu += b->req.cpu_milli;
-            mem += b->req.mem_mib;
+            *cpu += b->req.cpu_milli;
+            *mem += b->req.mem_mib;
         }
+}
+
+/* Whether p may fit engine node id once borrowers holding cpu and mem
+ * there are gone. */
+static bool may_fit_lent(struct fx_model *m, int id, int64_t cpu, int64_t mem,
+                         const struct pod *p)
+{
     if (cpu == 0 && mem == 0)
         return false;
     struct flexpu_pod_req r = p->req;
@@ -1691,6 +1696,11 @@ static void wake_waiting(struct fx_model *m)
     if (!m->changed_all && m->nchanged == 0 && !m->queue_freed && !borrow && m->nbbound == 0 &&
         !m->bbound_all)
         return;
+    /* What the borrowers hold on each node where one was bound: read once
+     * per wake-up, not per waiting pod. */
+    int64_t lent_cpu[CHANGED_MAX], lent_mem[CHANGED_MAX];
+    for (int i = 0; i < m->nbbound; i++)
+        lent_held(m, m->bbound[i], &lent_cpu[i], &lent_mem[i]);
     for (struct pod *p = m->waiting, *next; p; p = next) {
         next = p->wnext;
         if (borrow && may_borrow(m, p) && !p->limited && !p->noqueue) {
@@ -1722,7 +1732,7 @@ static void wake_waiting(struct fx_model *m)
             may = m->bbound_all;
             for (int i = 0; !may && i < m->nbbound; i++) {
                 m->wake_checks++;
-                may = may_fit_lent(m, m->bbound[i], p);
+                may = may_fit_lent(m, m->bbound[i], lent_cpu[i], lent_mem[i], p);
             }
         }
         if (may) {
