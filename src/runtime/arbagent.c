@@ -57,6 +57,7 @@ struct gpu {
     /* Of the holder's running slice: the overruns' parts of the time they
      * ran beside it (overrun_charge), kept off its charge. */
     uint64_t shared_ns;
+    uint32_t fresh;              /* records made by this step's scan (bit per index) */
     uint64_t clock_next;         /* no SM clock sample before then */
     int clock_warned;
 };
@@ -276,6 +277,7 @@ static int tenant_of(struct gpu *g, const struct fx_slice_config *pol)
         g->st->tenant_gens = gen;
         __atomic_store_n(&tr[free_rec].gen, gen, __ATOMIC_RELEASE);
         __atomic_store_n(&tr[free_rec].in_use, 1u, __ATOMIC_RELEASE);
+        g->fresh |= 1u << free_rec;
     }
     return free_rec;
 }
@@ -616,6 +618,13 @@ static int round_gpu(struct fx_arb_agent *a, struct gpu *g, uint64_t now)
     overrun_charge(g, act, now);
     if (h && h <= FX_MAX_TENANTS)
         act[h - 1].shared_ns = g->shared_ns;
+    /* A record made by this step's scan exists from now: nothing of the
+     * time since the previous round is its (fuzz_arb found a slice that
+     * came back during a settle charged the whole 17.9 ms round). */
+    for (int t = 0; t < FX_MAX_TENANTS; t++)
+        if ((g->fresh >> t) & 1)
+            act[t].since_ns = now;
+    g->fresh = 0;
     fx_arb_decide(g->st, act, now, 1);
     overrun_start(g, act, h, ended, settled, now);
     /* What the node's readers look for in process slots, per tenant. */

@@ -439,9 +439,11 @@ void fx_arb_decide(struct fx_gpu_state *st, const struct fx_arb_activity *act, u
                 queued++;
                 draining |= 1u << t;
             }
-        for (int t = 0; t < FX_MAX_TENANTS && agent && now > prev; t++)
-            if ((draining >> t) & 1)
-                charge(&st->tenants[t], (now - prev) / (uint64_t)queued);
+        for (int t = 0; t < FX_MAX_TENANTS && agent && now > prev; t++) {
+            uint64_t from = prev > act[t].since_ns ? prev : act[t].since_ns;
+            if (((draining >> t) & 1) && now > from)
+                charge(&st->tenants[t], (now - from) / (uint64_t)queued);
+        }
         if (queued) {
             if (!a->settle_since_ns)
                 a->settle_since_ns = now;

@@ -133,6 +133,11 @@ struct fx_arb_activity {
      * other tenants' overruns ran beside it that is theirs (arbagent.c
      * charges it to them), left out of its charge: 0 otherwise. */
     uint64_t shared_ns;
+    /* Under the agent: the earliest time this tenant's record may be
+     * charged for, its creation (a record made in this round: now); 0 on
+     * the shared state. A settle charges the time since the previous round,
+     * and a record made meanwhile did not exist for it. */
+    uint64_t since_ns;
 };
 
 /* Adds live process record `p` to its tenant's activity. p's seen_* fields
