@@ -170,13 +170,22 @@ d="$(obj "$(render flexpu -n flexpu-system -f <(echo 'scheduler: {remoteTopology
   Deployment flexpu-scheduler)"
 holds '.spec.template.spec.containers[0].args | index("--remote-topology-keys=")' "$d" ||
   fail "scheduler.remoteTopologyKeys []: $d"
-for bad in Example.com/zone zone/ -zone kubernetes.io/hostname; do
+# A key at Kubernetes' limits (a 253-byte prefix, a 63-byte name) is
+# rendered; a 254-byte prefix, which flexpu-scheduler refuses at start, is
+# refused here too (else the chart installs a scheduler that never starts).
+p63="$(printf 'a%.0s' {1..63})"
+long="$p63.$p63.$p63.${p63:2}/$(printf 'Z%.0s' {1..63})"
+d="$(obj "$(render flexpu -n flexpu-system --set "scheduler.remoteTopologyKeys={$long}")" \
+  Deployment flexpu-scheduler)"
+holds '.spec.template.spec.containers[0].args | index("--remote-topology-keys='"$long"'")' "$d" ||
+  fail "scheduler.remoteTopologyKeys at the limits: $d"
+for bad in Example.com/zone zone/ -zone kubernetes.io/hostname "a$p63.$p63.$p63.${p63:2}/zone"; do
   out="$(helm template flexpu "$chart" --set "scheduler.remoteTopologyKeys={$bad}" 2>&1)" &&
     fail "scheduler.remoteTopologyKeys $bad accepted"
   grep -q "remoteTopologyKeys" <<<"$out" && grep -qF -- "$bad" <<<"$out" ||
     fail "remoteTopologyKeys $bad: $out"
 done
-pass "scheduler.remoteTopologyKeys: rendered as --remote-topology-keys (given, empty); malformed keys and the hostname refused, naming the key"
+pass "scheduler.remoteTopologyKeys: rendered as --remote-topology-keys (given, empty, at the 253/63 limits); malformed keys, a 254-byte prefix and the hostname refused, naming the key"
 np="$(obj "$r" NetworkPolicy flexpu-node-remote-servers)"
 holds '.spec.podSelector.matchLabels["app.kubernetes.io/name"] == "flexpu-node" and
     .spec.policyTypes == ["Ingress"] and
