@@ -2010,14 +2010,16 @@ static bool remote_slot_free(const struct node *n)
 }
 
 /* How near node id is to GPU node gpu_node (engine ids): the index of the
- * first topology key whose label both nodes have with one value, or
- * m->remote_topo.n when none (or gpu_node is -1). */
+ * first topology key whose label both nodes have with one value, not
+ * empty, or m->remote_topo.n when none (or gpu_node is -1). An empty value
+ * (rack "") names no place: nodes an admin left blank are not near each
+ * other, and a blank rack must not beat a real zone. */
 static int remote_nearness(const struct fx_model *m, int gpu_node, int id)
 {
     const struct fx_remote_topology *t = &m->remote_topo;
     for (int k = 0; gpu_node >= 0 && k < t->n; k++) {
         const char *v = flexpu_engine_node_label(m->e, gpu_node, t->key[k]);
-        const char *w = v ? flexpu_engine_node_label(m->e, id, t->key[k]) : NULL;
+        const char *w = v && v[0] ? flexpu_engine_node_label(m->e, id, t->key[k]) : NULL;
         if (w && strcmp(v, w) == 0)
             return k;
     }

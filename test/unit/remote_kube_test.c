@@ -442,6 +442,60 @@ static void test_rack_beats_zone(void **state)
     fx_model_free(m);
 }
 
+/* An empty label value names no place: beside g1 in rack "" of zone a,
+ * c-blank (rack "" too, but zone b, 16 CPUs) is not near it, c-zone (zone
+ * a, no rack, 8) is. Label values compare as Kubernetes compares them,
+ * case and all: zone "A" is not zone "a". */
+static void test_near_empty_value(void **state)
+{
+    (void)state;
+    struct fx_model *m = new_model();
+    node(m, "g1", 1, "2", RACK "=," ZONE "=a");
+    node(m, "c-blank", 0, "16", RACK "=," ZONE "=b");
+    node(m, "c-zone", 0, "8", ZONE "=a");
+    pod(m, "p1", 30, "4", true, NULL, NULL, 0);
+    struct fx_attempt a = next(m, FX_BIND, "p1");
+    assert_string_equal(a.node, "c-zone");
+    if (!strstr(a.message, "both in " ZONE "=a"))
+        fail_msg("message: %s", a.message);
+    fx_model_free(m);
+
+    /* Only blanks and a case apart: none near, the most CPU free. */
+    m = new_model();
+    node(m, "g1", 1, "2", RACK "=," ZONE "=a");
+    node(m, "c-blank", 0, "8", RACK "=");
+    node(m, "c-case", 0, "12", ZONE "=A");
+    node(m, "c-far", 0, "16", ZONE "=b");
+    pod(m, "p1", 30, "4", true, NULL, NULL, 0);
+    a = next(m, FX_BIND, "p1");
+    assert_string_equal(a.node, "c-far");
+    if (!strstr(a.message, "no node without GPUs for it shares a topology label"))
+        fail_msg("message: %s", a.message);
+    fx_model_free(m);
+}
+
+/* Labels read when a pod is placed, not when the scheduler started: cb
+ * relabelled into g1's zone a (and ca out of it) takes the next pod. */
+static void test_near_relabel(void **state)
+{
+    (void)state;
+    struct fx_model *m = new_model();
+    node(m, "g1", 1, "2", ZONE "=a");
+    node(m, "ca", 0, "16", ZONE "=a");
+    node(m, "cb", 0, "16", ZONE "=b");
+    pod(m, "p1", 30, "4", true, NULL, NULL, 0);
+    assert_string_equal(next(m, FX_BIND, "p1").node, "ca");
+    node(m, "ca", 0, "16", ZONE "=b");
+    node(m, "cb", 0, "16", ZONE "=a");
+    pod(m, "p2", 30, "4", true, NULL, NULL, 1);
+    struct fx_attempt a = next(m, FX_BIND, "p2");
+    assert_string_equal(a.node, "cb");
+    assert_non_null(strstr(a.message, "both in " ZONE "=a"));
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_model_check(m, &err), 0);
+    fx_model_free(m);
+}
+
 /* A node without GPUs takes as many remote pods as it has remote slots
  * (its agent's --remote-slots, the kubelet's allocatable flexpu.io/gpu):
  * none without, one per slot, another when one is given back or its agent
@@ -612,6 +666,8 @@ int main(void)
         cmocka_unit_test(test_near_zone),
         cmocka_unit_test(test_near_none_falls_back),
         cmocka_unit_test(test_rack_beats_zone),
+        cmocka_unit_test(test_near_empty_value),
+        cmocka_unit_test(test_near_relabel),
         cmocka_unit_test(test_remote_slots),
         cmocka_unit_test(test_restart_accounting),
         cmocka_unit_test(test_woken),
