@@ -88,11 +88,43 @@ static void test_bad_keys_refused(void **state)
     assert_int_equal(t.n, 8);
 }
 
+/* At Kubernetes' limits: a 253-byte prefix and a 63-byte name (317 bytes,
+ * the key's whole buffer but its NUL), eight of them, are kept whole; the
+ * name may have capitals (only the prefix is lowercase). The same key is
+ * what helm_e2e renders through the chart's schema. */
+static void test_keys_at_limits(void **state)
+{
+    (void)state;
+    char key[FX_LABEL_KEY_MAX + 1], all[8 * (FX_LABEL_KEY_MAX + 1)];
+    memset(key, 'a', 253);
+    for (int i = 63; i < 253; i += 64)
+        key[i] = '.';
+    key[253] = '/';
+    memset(key + 254, 'Z', 63);
+    key[317] = '\0';
+    assert_int_equal(strlen(key), FX_LABEL_KEY_MAX);
+    all[0] = '\0';
+    for (int i = 0; i < 8; i++) {
+        key[0] = (char)('a' + i); /* eight different keys */
+        snprintf(all + strlen(all), sizeof(all) - strlen(all), "%s%s", i ? "," : "", key);
+    }
+    struct fx_remote_topology t;
+    struct flexpu_error err = {0};
+    if (fx_remote_topology_parse(FLAG, all, &t, &err))
+        fail_msg("refused: %s", err.msg);
+    assert_int_equal(t.n, 8);
+    for (int i = 0; i < 8; i++) {
+        key[0] = (char)('a' + i);
+        assert_string_equal(t.key[i], key);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_default_and_empty),
         cmocka_unit_test(test_bad_keys_refused),
+        cmocka_unit_test(test_keys_at_limits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
