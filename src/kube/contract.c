@@ -293,7 +293,16 @@ int fx_pod_group_parse(json_t *pod, struct fx_pod_group *o, struct flexpu_error 
         return bad(err, "metadata.annotations[" FX_ANN_MIN_MEMBERS "]", mm,
                    "must be a whole number between 1 and 10000");
     o->min_members = (int)v;
+    /* Its value is checked with the pod's spec (fx_pod_spec_parse). */
+    const char *opp = kube_annotation(pod, FX_ANN_OPPORTUNISTIC);
+    o->opportunistic = opp && strcmp(opp, "true") == 0;
     return 0;
+}
+
+/* A member's flexpu.io/opportunistic as a message shows it. */
+static const char *opp_value(const struct fx_pod_group *g)
+{
+    return g->opportunistic ? "'true'" : "'false' (or none)";
 }
 
 int fx_pod_group_agree(const struct fx_pod_group *a, const char *a_pod,
@@ -309,6 +318,13 @@ int fx_pod_group_agree(const struct fx_pod_group *a, const char *a_pod,
                                 "pod group '%s': pod %s is in queue '%s' but pod %s is in '%s': "
                                 "a pod group's members share one queue (label " FX_LABEL_QUEUE ")",
                                 b->group, b_pod, b->queue, a_pod, a->queue);
+    /* Mixed, a group would evict borrowers or not by which member's turn
+     * it is (yields_to in model.c looks at one pod). */
+    if (a->opportunistic != b->opportunistic)
+        return flexpu_error_set(err, FLEXPU_EINVAL,
+                                "pod group '%s': pod %s has " FX_ANN_OPPORTUNISTIC
+                                " %s but pod %s has %s: every member must carry the same",
+                                b->group, b_pod, opp_value(b), a_pod, opp_value(a));
     return 0;
 }
 

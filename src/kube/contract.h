@@ -59,6 +59,10 @@ struct fx_pod_group {
     char queue[64]; /* label values are at most 63 characters */
     char group[64];
     int min_members; /* 1..FX_MIN_MEMBERS_MAX for a member, else 0 */
+    /* flexpu.io/opportunistic is "true": whether the group yields lent
+     * capacity back (docs/KUBERNETES.md, "A borrower yields its node's CPU
+     * and memory") is one answer for the whole group, so members agree. */
+    bool opportunistic;
 };
 
 /* Reads the labels and the annotation. FLEXPU_EINVAL naming the field and
@@ -68,8 +72,9 @@ struct fx_pod_group {
 int fx_pod_group_parse(json_t *pod, struct fx_pod_group *out, struct flexpu_error *err);
 
 /* Whether pod `b` agrees with `a`, a member already seen of the same group:
- * the same min-members and the same queue. FLEXPU_EINVAL naming both pods
- * (namespace/name) and both values when not. */
+ * the same min-members, the same queue and the same flexpu.io/opportunistic.
+ * FLEXPU_EINVAL naming the group, both pods (namespace/name) and both values
+ * when not. */
 int fx_pod_group_agree(const struct fx_pod_group *a, const char *a_pod,
                        const struct fx_pod_group *b, const char *b_pod, struct flexpu_error *err);
 

@@ -1145,6 +1145,38 @@ static void test_gang_evicts_borrower(void **state)
     checked_free(m);
 }
 
+/* A pod group whose members differ in flexpu.io/opportunistic would evict
+ * borrowers or not by which member's turn it is: the member that differs
+ * from the first is refused, naming the annotation, the group and both
+ * pods; the other waits for its members, and b1 stays. */
+static void test_mixed_gang_refused(void **state)
+{
+    (void)state;
+    struct fx_model *m = cpu_borrower(0);
+    struct cpu_spec g = {.uid = "c1", .cpu = "2", .cores = 25, .mem = "10Gi", .in_group = true,
+                         .sec = 50};
+    cpu_pod(m, &g);
+    g.uid = "c2";
+    g.opp = true;
+    g.sec = 51;
+    cpu_pod(m, &g);
+    bool refused = false;
+    struct fx_attempt a;
+    while (fx_model_next(m, &a)) {
+        if (a.outcome == FX_INVALID && strcmp(a.uid, "c2") == 0 &&
+            strstr(a.message, "pod group 'c'") && strstr(a.message, "flexpu.io/opportunistic") &&
+            strstr(a.message, "t/c2") && strstr(a.message, "t/c1")) {
+            refused = true;
+            continue;
+        }
+        if (a.outcome != FX_WAIT || strcmp(a.uid, "c1") != 0)
+            fail_msg("a mixed pod group: outcome %d for %s: %s", a.outcome, a.uid, a.message);
+    }
+    assert_true(refused);
+    assert_int_equal(borrowers(m), 1);
+    checked_free(m);
+}
+
 /* A borrower is a victim only once bound: o2, decided while b1's bind was
  * in flight (as when both were woken by one change and b1, of the higher
  * class, went first), waits; b1's bind confirmed makes room o2 can take
@@ -1684,6 +1716,7 @@ int main(void)
         cmocka_unit_test(test_borrower_goes_before_a_lower_class_pod),
         cmocka_unit_test(test_opportunistic_never_evicts_borrower),
         cmocka_unit_test(test_gang_evicts_borrower),
+        cmocka_unit_test(test_mixed_gang_refused),
         cmocka_unit_test(test_waiting_pod_woken_when_borrower_binds),
         cmocka_unit_test(test_gang_victims_of_two_reasons),
         cmocka_unit_test(test_preemptor_deleted_before_eviction),

@@ -400,7 +400,7 @@ static void test_pod_group(void **state)
 static void test_members_agree(void **state)
 {
     (void)state;
-    struct fx_pod_group a = {"team-a", "train", 4}, b = a;
+    struct fx_pod_group a = {"team-a", "train", 4, false}, b = a;
     struct flexpu_error err = {0};
     assert_int_equal(fx_pod_group_agree(&a, "d/w-0", &b, "d/w-1", &err), 0);
     b.min_members = 8;
@@ -413,6 +413,36 @@ static void test_members_agree(void **state)
     assert_int_equal(fx_pod_group_agree(&a, "d/w-0", &b, "d/w-1", &err), FLEXPU_EINVAL);
     assert_non_null(strstr(err.msg, "d/w-1 is in queue 'team-b'"));
     assert_non_null(strstr(err.msg, "d/w-0 is in 'team-a'"));
+    /* Some members opportunistic, some not: refused, naming the annotation,
+     * the group and both pods, whichever was seen first. */
+    b = a;
+    b.opportunistic = true;
+    assert_int_equal(fx_pod_group_agree(&a, "d/w-0", &b, "d/w-1", &err), FLEXPU_EINVAL);
+    assert_non_null(strstr(err.msg, "'train'"));
+    assert_non_null(strstr(err.msg, "d/w-1 has flexpu.io/opportunistic 'true'"));
+    assert_non_null(strstr(err.msg, "d/w-0 has 'false' (or none)"));
+    assert_int_equal(fx_pod_group_agree(&b, "d/w-1", &a, "d/w-0", &err), FLEXPU_EINVAL);
+    assert_non_null(strstr(err.msg, "d/w-0 has flexpu.io/opportunistic 'false' (or none)"));
+    a.opportunistic = true;
+    assert_int_equal(fx_pod_group_agree(&a, "d/w-0", &b, "d/w-1", &err), 0);
+}
+
+/* A member's flexpu.io/opportunistic is read with its group. */
+static void test_group_opportunistic_parsed(void **state)
+{
+    (void)state;
+    struct fx_pod_group g;
+    struct flexpu_error err = {0};
+    json_t *p = pod("{\"flexpu.io/pod-group\":\"g\"}",
+                    "{\"flexpu.io/min-members\":\"2\",\"flexpu.io/opportunistic\":\"true\"}");
+    assert_int_equal(fx_pod_group_parse(p, &g, &err), 0);
+    assert_true(g.opportunistic);
+    json_decref(p);
+    p = pod("{\"flexpu.io/pod-group\":\"g\"}",
+            "{\"flexpu.io/min-members\":\"2\",\"flexpu.io/opportunistic\":\"false\"}");
+    assert_int_equal(fx_pod_group_parse(p, &g, &err), 0);
+    assert_false(g.opportunistic);
+    json_decref(p);
 }
 
 int main(void)
@@ -425,6 +455,7 @@ int main(void)
         cmocka_unit_test(test_status_patch),
         cmocka_unit_test(test_pod_group),
         cmocka_unit_test(test_members_agree),
+        cmocka_unit_test(test_group_opportunistic_parsed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
