@@ -1350,18 +1350,17 @@ static void victim_gone(struct fx_model *m, struct pod *p)
     }
 }
 
-/* Preemptor p, nominated, is deleted: its victims whose evictions have
- * not gone out yet (still in evictq: one goes per fx_model_next, after
- * the binds, and a round of decisions may end between them) stay, their
- * places given back, since nothing needs their room now and a pod created
- * and deleted at once must not evict for nothing. Evictions already sent
- * go on. Called once p's own place is released. A pod group's victims are
- * left as they are: its other members hold places beside them. */
-static void victims_unqueue(struct fx_model *m, const struct pod *p)
+/* A preemptor (uid) no longer needs its victims: those whose evictions
+ * have not gone out yet (still in evictq: one goes per fx_model_next,
+ * after the binds, and a round of decisions may end between them) stay,
+ * their places given back, since nothing needs their room now and a pod
+ * created and deleted at once must not evict for nothing. Evictions
+ * already sent go on. Called once the preemptor's place is released. */
+static void victims_unqueue(struct fx_model *m, const char *uid)
 {
     for (size_t q = 0; q < m->nevictq;) {
         struct pod *c = fx_strmap_get(&m->pods, m->evictq[q]);
-        if (!c || !c->evicting || c->evicted || strcmp(STR(c->preemptor), p->uid) != 0) {
+        if (!c || !c->evicting || c->evicted || strcmp(STR(c->preemptor), uid) != 0) {
             q++;
             continue;
         }
@@ -1376,10 +1375,85 @@ static void victims_unqueue(struct fx_model *m, const struct pod *p)
     }
 }
 
+/* The victims still leaving for preemptor `from` now leave for `to` (O(pods):
+ * rare): victim_gone counts them against `to`, and their Preempted events
+ * name it. */
+static void victims_repoint(struct fx_model *m, const char *from, const char *to)
+{
+    const char *k;
+    void *val;
+    for (size_t i = 0; fx_strmap_next(&m->pods, &i, &k, &val);) {
+        struct pod *c = val;
+        if (c->evicting && c->preemptor && strcmp(c->preemptor, from) == 0)
+            str_set(&c->preemptor, to);
+    }
+}
+
+static bool waiting_member(const struct pod *q);
+
+/* Whether gang member q, other than one being deleted, still counts toward
+ * its group's minimum: placed, holding its place, or waiting for one. */
+static bool gang_alive(const struct pod *q)
+{
+    return q->state == POD_ASSUMED || q->state == POD_BOUND || q->state == POD_NOMINATED ||
+           waiting_member(q);
+}
+
+/* Gang member p, nominated (its place already released), is deleted;
+ * still listed on its group. While the other members can still reach
+ * min-members the group's preemption goes on: if p is the member its
+ * victims name, another nominated member takes that over (else they would
+ * go for a pod that no longer exists, and the members waiting on them
+ * never be bound), and when none is left nothing needs the victims. When
+ * the group can no longer reach its minimum (the whole group deleted, or
+ * enough of it), nothing needs the victims either: those whose evictions
+ * have not gone out stay (victims_unqueue), and every member still
+ * nominated gives its place back and waits for its members again. */
+static void gang_nominee_gone(struct fx_model *m, struct pod *p)
+{
+    struct gang *g = p->gang;
+    int alive = 0;
+    struct pod *heir = NULL;
+    for (struct pod *q = g->members; q; q = q->gnext) {
+        if (q == p || !gang_alive(q))
+            continue;
+        alive++;
+        if (!heir && q->state == POD_NOMINATED && q->nvictims == 0)
+            heir = q;
+    }
+    if (alive >= g->grp.min_members) {
+        if (p->nvictims > 0 && heir) {
+            heir->nvictims = p->nvictims;
+            victims_repoint(m, p->uid, heir->uid);
+        } else if (p->nvictims > 0) {
+            victims_unqueue(m, p->uid);
+        }
+        return;
+    }
+    if (p->nvictims > 0)
+        victims_unqueue(m, p->uid);
+    for (struct pod *q = g->members; q; q = q->gnext) {
+        if (q == p || q->state != POD_NOMINATED)
+            continue;
+        if (q->nvictims > 0) {
+            victims_unqueue(m, q->uid);
+            /* Its evictions already sent go on for no one: a victim gone
+             * must not count against q, nominated again later. */
+            victims_repoint(m, q->uid, p->uid);
+        }
+        release(m, q);
+        unlink_pod(q);
+        str_set(&q->node, NULL);
+        str_set(&q->allocation, NULL);
+        q->nvictims = 0;
+        enqueue(m, q);
+    }
+}
+
 static void forget(struct fx_model *m, struct pod *p)
 {
     struct node *on = p->on;
-    bool nominated = p->state == POD_NOMINATED && !p->gang && p->nvictims > 0;
+    bool nominated = p->state == POD_NOMINATED;
     /* A borrower gone frees its GPU's memory, which the engine never
      * counted: owners waiting for it are woken (borrow_conflict). */
     if (p->borrowed && on && on->id >= 0)
@@ -1388,8 +1462,10 @@ static void forget(struct fx_model *m, struct pod *p)
     clear_unsure(m, p);
     dequeue(m, p);
     release(m, p);
-    if (nominated)
-        victims_unqueue(m, p);
+    if (nominated && p->gang)
+        gang_nominee_gone(m, p);
+    else if (nominated && p->nvictims > 0)
+        victims_unqueue(m, p->uid);
     unlink_pod(p);
     if (on && !on->seen && !on->pods)
         drop_node(m, on); /* the last pod of a node that is gone */

@@ -1252,6 +1252,102 @@ static void test_preemptor_deleted_before_eviction(void **state)
     evicts_borrower(m, &o2); /* b1 evicted for o3, o3 bound: checked there */
 }
 
+/* Pod group c (min-members 2) of `n` members (2 CPUs each) beside b1
+ * (class 1000), which holds the CPUs they need: the group is nominated for
+ * b1's eviction, not sent yet. Returns the member the victims name (the
+ * one the nomination is for). */
+static const char *gang_nominated(struct fx_model *m, int n)
+{
+    static const char *const uids[] = {"c1", "c2", "c3"};
+    for (int i = 0; i < n; i++) {
+        struct cpu_spec g = {.uid = uids[i], .cpu = "2", .cores = 25, .mem = "10Gi",
+                             .in_group = true, .sec = 50 + i};
+        cpu_pod(m, &g);
+    }
+    struct fx_attempt a = next(m, FX_NOMINATE, NULL);
+    assert_non_null(strstr(a.message, "t/b1"));
+    for (int i = 0; i < n; i++)
+        if (strcmp(a.uid, uids[i]) == 0)
+            return uids[i];
+    fail_msg("nominated %s, no member of c", a.uid);
+    return NULL;
+}
+
+/* Attempts until none is left: none may be an eviction, and any other
+ * must be a member of c told it waits for its members. */
+static void no_eviction(struct fx_model *m, const char *why)
+{
+    struct fx_attempt a;
+    while (fx_model_next(m, &a))
+        if (a.outcome != FX_WAIT || !strstr(a.message, "waits for its members"))
+            fail_msg("%s, yet outcome %d for %s: %s", why, a.outcome, a.uid, a.message);
+    assert_int_equal(borrowers(m), 1);
+}
+
+/* A preemptor pod group deleted while nominated, before its victim's
+ * eviction went out: nothing needs b1's room, so b1 stays (as for a single
+ * pod: test_preemptor_deleted_before_eviction), and is a victim again for
+ * the next pod that needs it. The same when only one of the two members
+ * is deleted, whichever: the other cannot reach min-members alone, so it
+ * gives its place back and waits for its members. */
+static void test_gang_deleted_before_eviction(void **state)
+{
+    (void)state;
+    struct cpu_spec o3 = {.uid = "o3", .cpu = "4", .cores = 50, .mem = "20Gi", .sec = 60};
+    struct fx_model *m = cpu_borrower(1000);
+    gang_nominated(m, 2);
+    gone(m, "c1");
+    gone(m, "c2");
+    no_eviction(m, "pod group c is gone");
+    evicts_borrower(m, &o3); /* b1 evicted for o3, o3 bound: checked there */
+    for (int first = 0; first < 2; first++) {
+        m = cpu_borrower(1000);
+        const char *pr = gang_nominated(m, 2);
+        const char *other = strcmp(pr, "c1") == 0 ? "c2" : "c1";
+        gone(m, first ? pr : other);
+        no_eviction(m, "pod group c cannot reach min-members");
+        evicts_borrower(m, &o3);
+    }
+}
+
+/* One of a group's three members (min-members 2), the one b1's eviction
+ * is for, deleted while nominated: the other two can still run, so b1 is
+ * still evicted, for the member nominated beside it (not '?/?'), which is
+ * bound once b1 is gone. */
+static void test_gang_member_deleted_group_runs(void **state)
+{
+    (void)state;
+    struct fx_model *m = cpu_borrower(1000);
+    const char *pr = gang_nominated(m, 3);
+    gone(m, pr);
+    struct fx_attempt a;
+    bool evicting = false;
+    while (!evicting && fx_model_next(m, &a)) {
+        if (a.outcome == FX_EVICT && strcmp(a.uid, "b1") == 0)
+            evicting = true;
+        else if (a.outcome != FX_WAIT || !strstr(a.message, "waits for its members"))
+            fail_msg("outcome %d for %s: %s", a.outcome, a.uid, a.message);
+    }
+    if (!evicting)
+        fail_msg("pod group c can still run, yet b1 is not evicted");
+    if (strstr(a.message, "?/?") || !strstr(a.message, "t/c"))
+        fail_msg("b1 evicted for no member of c: %s", a.message);
+    fx_model_evict_done(m, "b1", 0);
+    gone(m, "b1");
+    int bound = 0;
+    while (fx_model_next(m, &a)) {
+        if (a.outcome == FX_WAIT && strstr(a.message, "waits for its members"))
+            continue; /* the third member, until the second is placed */
+        if (a.outcome != FX_BIND)
+            fail_msg("outcome %d for %s: %s", a.outcome, a.uid, a.message);
+        if (strcmp(a.uid, pr) == 0)
+            fail_msg("%s is gone, yet bound", pr);
+        bound++;
+    }
+    assert_int_equal(bound, 2);
+    checked_free(m);
+}
+
 /* A pod group of two (9 CPUs each, class 500) that needs both nodes: b1
  * (a borrower of class 1000) goes on n1 and x (an ordinary pod of class 0)
  * on n2, for two reasons, and the Preempting message gives each victim
@@ -1720,6 +1816,8 @@ int main(void)
         cmocka_unit_test(test_waiting_pod_woken_when_borrower_binds),
         cmocka_unit_test(test_gang_victims_of_two_reasons),
         cmocka_unit_test(test_preemptor_deleted_before_eviction),
+        cmocka_unit_test(test_gang_deleted_before_eviction),
+        cmocka_unit_test(test_gang_member_deleted_group_runs),
         cmocka_unit_test(test_unreadable_creation_time),
         cmocka_unit_test(test_cheaper_borrower_goes),
         cmocka_unit_test(test_borrowers_listed_on_every_path),
