@@ -88,7 +88,7 @@ static void queues(json_t *j)
         patch = fx_queue_refused_patch(err.msg, "2026-01-01T00:00:00Z", j);
     }
     json_decref(patch);
-    struct fx_pod_group g, first = {"default", "g", 2};
+    struct fx_pod_group g, first = {.queue = "default", .group = "g", .min_members = 2};
     if (fx_pod_group_parse(j, &g, &err) == 0 && g.group[0])
         fx_pod_group_agree(&first, "d/a", &g, "d/b", &err);
 }
