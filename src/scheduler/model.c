@@ -1350,14 +1350,48 @@ static void victim_gone(struct fx_model *m, struct pod *p)
     }
 }
 
+/* The borrowers reclaimed for preemptor uid (its quota needs their GPU
+ * memory: borrow_conflict) whose reclaims have not gone out yet (still in
+ * reclaimq, sent after the evictions) stay, as victims_unqueue's do: each
+ * is accounted again on its node, and the node's waiting pods are woken,
+ * since an owner that also needs that memory now asks the reclaim itself.
+ * Each was queued for uid: reclaimq is drained before any pod is decided,
+ * so a reclaim queued for another reason has gone out before a preemptor
+ * claims its borrower. A reclaim sent goes on; a delete queued after a
+ * budget refused it (reclaim_delete) counts as sent. */
+static void reclaims_unqueue(struct fx_model *m, const char *uid)
+{
+    for (size_t q = 0; q < m->nreclaimq;) {
+        struct pod *b = fx_strmap_get(&m->pods, m->reclaimq[q].uid);
+        if (!b || !b->evicting || !b->reclaimed || b->evicted || b->reclaim_delete ||
+            strcmp(STR(b->preemptor), uid) != 0) {
+            q++;
+            continue;
+        }
+        memmove(m->reclaimq + q, m->reclaimq + q + 1,
+                (m->nreclaimq - q - 1) * sizeof(*m->reclaimq));
+        m->nreclaimq--;
+        b->evicting = b->reclaimed = false;
+        str_set(&b->preemptor, NULL);
+        if (b->on) {
+            account(m, b, b->on);
+            capacity_freed(m, b->on->id);
+        }
+        queue_sync(m, b);
+    }
+}
+
 /* A preemptor (uid) no longer needs its victims: those whose evictions
  * have not gone out yet (still in evictq: one goes per fx_model_next,
  * after the binds, and a round of decisions may end between them) stay,
  * their places given back, since nothing needs their room now and a pod
- * created and deleted at once must not evict for nothing. Evictions
- * already sent go on. Called once the preemptor's place is released. */
+ * created and deleted at once must not evict for nothing; so do the
+ * borrowers reclaimed for its memory (reclaims_unqueue). Evictions and
+ * reclaims already sent go on. Called once the preemptor's place is
+ * released. */
 static void victims_unqueue(struct fx_model *m, const char *uid)
 {
+    reclaims_unqueue(m, uid);
     for (size_t q = 0; q < m->nevictq;) {
         struct pod *c = fx_strmap_get(&m->pods, m->evictq[q]);
         if (!c || !c->evicting || c->evicted || strcmp(STR(c->preemptor), uid) != 0) {

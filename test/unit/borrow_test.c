@@ -844,16 +844,12 @@ static void test_owner_takes_free_gpu_over_reclaim(void **state)
     fx_model_free(m);
 }
 
-static void test_preemptor_waits_for_borrowed_memory(void **state)
+/* Pod uid of PriorityClass 1000 asking 50 cores and 40 GiB. */
+static void hi_pod(struct fx_model *m, const char *uid)
 {
-    (void)state;
-    struct fx_model *m = with_borrower(); /* b1 holds 24 GiB of the 40 unreserved */
-    /* hi (PriorityClass 1000) asks 50 cores and 40 GiB: it preempts an
-     * owner (20 GiB back: 60 free for the engine), but 24 of those are
-     * b1's. b1 goes too, and hi is bound only once both are gone. */
     json_t *hi = json_pack("{s:{s:s, s:s, s:s, s:s}, s:{s:s, s:i, s:[{s:s, s:{s:{s:s, s:s, "
                            "s:s, s:s}}}]}}",
-                           "metadata", "name", "hi", "namespace", "t", "uid", "hi",
+                           "metadata", "name", uid, "namespace", "t", "uid", uid,
                            "creationTimestamp", "2026-01-01T00:01:00Z", "spec", "schedulerName",
                            "flexpu-scheduler", "priority", 1000, "containers", "name", "c",
                            "resources", "limits", "cpu", "1", "flexpu.io/gpu", "1",
@@ -861,6 +857,16 @@ static void test_preemptor_waits_for_borrowed_memory(void **state)
     assert_non_null(hi);
     fx_model_pod_event(m, KUBE_ADDED, hi);
     json_decref(hi);
+}
+
+static void test_preemptor_waits_for_borrowed_memory(void **state)
+{
+    (void)state;
+    struct fx_model *m = with_borrower(); /* b1 holds 24 GiB of the 40 unreserved */
+    /* hi (PriorityClass 1000) asks 50 cores and 40 GiB: it preempts an
+     * owner (20 GiB back: 60 free for the engine), but 24 of those are
+     * b1's. b1 goes too, and hi is bound only once both are gone. */
+    hi_pod(m, "hi");
     next(m, FX_NOMINATE, "hi");
     struct fx_attempt a = next(m, FX_EVICT, NULL);
     char victim[64];
@@ -875,6 +881,80 @@ static void test_preemptor_waits_for_borrowed_memory(void **state)
     nothing(m); /* b1 still holds its memory */
     gone(m, "b1");
     next(m, FX_BIND, "hi");
+    checked_free(m);
+}
+
+/* hi, nominated for an owner's eviction and b1's reclaim (its quota needs
+ * b1's memory), is deleted before b1's reclaim goes out: b1 is not
+ * reclaimed (taken back as the owner's eviction is), stays a borrower
+ * accounted on n1, and is reclaimed for the next pod that needs its memory.
+ * With evict_sent the owner's eviction went out first: it goes on. */
+static void preemptor_deleted_before_reclaim(bool evict_sent)
+{
+    struct fx_model *m = with_borrower(); /* b1 holds 24 GiB */
+    hi_pod(m, "hi");
+    next(m, FX_NOMINATE, "hi");
+    char victim[64] = "";
+    if (evict_sent) {
+        struct fx_attempt a = next(m, FX_EVICT, NULL);
+        snprintf(victim, sizeof(victim), "%s", a.uid);
+    }
+    gone(m, "hi");
+    struct fx_attempt a;
+    if (fx_model_next(m, &a))
+        fail_msg("hi is gone, yet outcome %d for %s: %s", a.outcome, a.uid, a.message);
+    assert_int_equal(borrowers(m), 1);
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_model_check(m, &err), 0);
+    if (evict_sent) {
+        /* 60 GiB free for the engine, 24 of them b1's: hi2 waits for b1,
+         * reclaimed now for it. */
+        evicted(m, victim);
+        hi_pod(m, "hi2");
+        next(m, FX_WAIT, "hi2");
+        a = next(m, FX_RECLAIM, "b1");
+        assert_non_null(strstr(a.message, "t/hi2"));
+        evicted(m, "b1");
+        next(m, FX_BIND, "hi2");
+        checked_free(m);
+        return;
+    }
+    hi_pod(m, "hi2");
+    next(m, FX_NOMINATE, "hi2");
+    a = next(m, FX_EVICT, NULL);
+    snprintf(victim, sizeof(victim), "%s", a.uid);
+    a = next(m, FX_RECLAIM, "b1");
+    assert_non_null(strstr(a.message, "t/hi2"));
+    evicted(m, victim);
+    evicted(m, "b1");
+    next(m, FX_BIND, "hi2");
+    checked_free(m);
+}
+
+static void test_preemptor_deleted_before_reclaim(void **state)
+{
+    (void)state;
+    preemptor_deleted_before_reclaim(false);
+    preemptor_deleted_before_reclaim(true);
+}
+
+/* hi deleted once b1's reclaim went out: the reclaim goes on (b1 was asked
+ * to leave), and nothing else follows. */
+static void test_preemptor_deleted_after_reclaim(void **state)
+{
+    (void)state;
+    struct fx_model *m = with_borrower();
+    hi_pod(m, "hi");
+    next(m, FX_NOMINATE, "hi");
+    struct fx_attempt a = next(m, FX_EVICT, NULL);
+    char victim[64];
+    snprintf(victim, sizeof(victim), "%s", a.uid);
+    next(m, FX_RECLAIM, "b1");
+    gone(m, "hi");
+    nothing(m);
+    evicted(m, victim);
+    evicted(m, "b1");
+    assert_int_equal(borrowers(m), 0);
     checked_free(m);
 }
 
@@ -968,6 +1048,29 @@ static void test_gang_preemption_waits_for_borrower(void **state)
     gone(m, "b1");
     next(m, FX_BIND, NULL);
     next(m, FX_BIND, NULL);
+    checked_free(m);
+}
+
+/* The group of test_gang_preemption_waits_for_borrower deleted whole once
+ * both owners' evictions went out, before b1's reclaim did: the evictions
+ * go on, b1's reclaim is taken back, and b1 stays a borrower. */
+static void test_gang_deleted_before_reclaim(void **state)
+{
+    (void)state;
+    struct fx_model *m = with_borrower();
+    member(m, "g1", 0, 1000);
+    member(m, "g2", 1, 1000);
+    next(m, FX_NOMINATE, NULL);
+    next(m, FX_EVICT, NULL);
+    next(m, FX_EVICT, NULL);
+    gone(m, "g1");
+    gone(m, "g2");
+    struct fx_attempt a;
+    if (fx_model_next(m, &a))
+        fail_msg("pod group g is gone, yet outcome %d for %s: %s", a.outcome, a.uid, a.message);
+    evicted(m, "on1-0-a");
+    evicted(m, "on1-0-b");
+    assert_int_equal(borrowers(m), 1);
     checked_free(m);
 }
 
@@ -1808,6 +1911,9 @@ int main(void)
         cmocka_unit_test(test_gang_waits_for_borrowed_memory),
         cmocka_unit_test(test_gang_takes_free_gpu_over_reclaim),
         cmocka_unit_test(test_gang_preemption_waits_for_borrower),
+        cmocka_unit_test(test_preemptor_deleted_before_reclaim),
+        cmocka_unit_test(test_preemptor_deleted_after_reclaim),
+        cmocka_unit_test(test_gang_deleted_before_reclaim),
         cmocka_unit_test(test_borrower_yields_cpu),
         cmocka_unit_test(test_borrower_goes_before_a_lower_class_pod),
         cmocka_unit_test(test_opportunistic_never_evicts_borrower),
