@@ -1348,6 +1348,11 @@ static void victim_gone(struct fx_model *m, struct pod *p)
             give_back(m, q);
         }
     }
+    /* Members that waited for these to be bound (gang_turn) are decided
+     * again: the group has its placed members now, wherever they fit. */
+    for (struct pod *q = pr->gang ? pr->gang->members : NULL; q; q = q->gnext)
+        if (q->state == POD_WAITING && !q->gang_short)
+            enqueue(m, q);
 }
 
 /* The borrowers reclaimed for preemptor uid (its quota needs their GPU
@@ -2414,10 +2419,12 @@ static bool gang_preempt(struct fx_model *m, struct pod **mem, struct flexpu_gan
 static int gang_turn(struct fx_model *m, struct pod *p, struct fx_attempt *a)
 {
     struct gang *g = p->gang;
-    int placed = 0, waiting = 1;
+    int placed = 0, nominated = 0, waiting = 1;
     for (struct pod *q = g->members; q; q = q->gnext) {
         if (q->state == POD_ASSUMED || q->state == POD_BOUND)
             placed++;
+        else if (q->state == POD_NOMINATED)
+            nominated++;
         else if (q != p && waiting_member(q))
             waiting++;
     }
@@ -2425,6 +2432,19 @@ static int gang_turn(struct fx_model *m, struct pod *p, struct fx_attempt *a)
     if (need <= 0)
         return 2;
     char msg[400];
+    if (waiting < need && nominated > 0) {
+        /* Members hold their places while their victims go: p is not
+         * short of members (no gang_short: no member need join), it is
+         * woken as a pod that fits nowhere is, when capacity frees, and
+         * the victims' going frees theirs as the members are bound. */
+        snprintf(msg, sizeof(msg),
+                 "pod group %.120s waits for its members: %d of %d exist (%d placed, %d "
+                 "nominated, waiting for their victims to be evicted), none more is placed "
+                 "before they are bound",
+                 g->key, waiting + placed + nominated, g->grp.min_members, placed, nominated);
+        m->gang_waits++;
+        return park(m, p, msg, a) ? 1 : 0;
+    }
     if (waiting < need) {
         snprintf(msg, sizeof(msg),
                  "pod group %.120s waits for its members: %d of %d exist (%d placed), none is "

@@ -1451,6 +1451,47 @@ static void test_gang_member_deleted_group_runs(void **state)
     checked_free(m);
 }
 
+/* Group c of three (min-members 2): two members nominated for b1's
+ * eviction, the third decided meanwhile is told that two are nominated
+ * (not "1 of 2 exist (0 placed)", as if they did not exist), and it is
+ * decided again once they are bound. */
+static void test_gang_member_told_of_nominated(void **state)
+{
+    (void)state;
+    struct fx_model *m = cpu_borrower(1000);
+    gang_nominated(m, 3);
+    struct fx_attempt a;
+    const char *want = "pod group t/c waits for its members: 3 of 2 exist (0 placed, 2 "
+                       "nominated, waiting for their victims to be evicted), none more is "
+                       "placed before they are bound";
+    bool told = false, evict = false;
+    while (fx_model_next(m, &a)) {
+        if (a.outcome == FX_EVICT && strcmp(a.uid, "b1") == 0)
+            evict = true;
+        else if (a.outcome == FX_WAIT && strcmp(a.message, want) == 0)
+            told = true;
+        else
+            fail_msg("outcome %d for %s: %s", a.outcome, a.uid, a.message);
+    }
+    assert_true(evict);
+    if (!told)
+        fail_msg("the third member of c was not told its members are nominated");
+    fx_model_evict_done(m, "b1", 0);
+    gone(m, "b1");
+    int bound = 0, third = 0;
+    while (fx_model_next(m, &a)) {
+        if (a.outcome == FX_BIND)
+            bound++;
+        else if (a.outcome == FX_WAIT && !strstr(a.message, "nominated"))
+            third++; /* decided alone now: the GPU has no room for it */
+        else
+            fail_msg("outcome %d for %s: %s", a.outcome, a.uid, a.message);
+    }
+    assert_int_equal(bound, 2);
+    assert_int_equal(third, 1);
+    checked_free(m);
+}
+
 /* A pod group of two (9 CPUs each, class 500) that needs both nodes: b1
  * (a borrower of class 1000) goes on n1 and x (an ordinary pod of class 0)
  * on n2, for two reasons, and the Preempting message gives each victim
@@ -1924,6 +1965,7 @@ int main(void)
         cmocka_unit_test(test_preemptor_deleted_before_eviction),
         cmocka_unit_test(test_gang_deleted_before_eviction),
         cmocka_unit_test(test_gang_member_deleted_group_runs),
+        cmocka_unit_test(test_gang_member_told_of_nominated),
         cmocka_unit_test(test_unreadable_creation_time),
         cmocka_unit_test(test_cheaper_borrower_goes),
         cmocka_unit_test(test_borrowers_listed_on_every_path),
