@@ -1428,39 +1428,40 @@ static void victims_repoint(struct fx_model *m, const char *from, const char *to
     }
 }
 
-static bool waiting_member(const struct pod *q);
-
-/* Whether gang member q, other than one being deleted, still counts toward
- * its group's minimum: placed, holding its place, or waiting for one. */
-static bool gang_alive(const struct pod *q)
+/* Whether gang member q, other than one being deleted, holds a place
+ * toward its group's minimum: placed, or nominated (holding it while its
+ * victims go). A member waiting holds none: it may fit nowhere. */
+static bool gang_holds_place(const struct pod *q)
 {
-    return q->state == POD_ASSUMED || q->state == POD_BOUND || q->state == POD_NOMINATED ||
-           waiting_member(q);
+    return q->state == POD_ASSUMED || q->state == POD_BOUND || q->state == POD_NOMINATED;
 }
 
 /* Gang member p, nominated (its place already released), is deleted;
- * still listed on its group. While the other members can still reach
- * min-members the group's preemption goes on: if p is the member its
+ * still listed on its group. While the other members holding places still
+ * reach min-members the group's preemption goes on: if p is the member its
  * victims name, another nominated member takes that over (else they would
  * go for a pod that no longer exists, and the members waiting on them
  * never be bound), and when none is left nothing needs the victims. When
- * the group can no longer reach its minimum (the whole group deleted, or
- * enough of it), nothing needs the victims either: those whose evictions
- * have not gone out stay (victims_unqueue), and every member still
- * nominated gives its place back and waits for its members again. */
+ * they no longer reach it (the whole group deleted, or any member of the
+ * batch nominated together, which was just the members missing), nothing
+ * needs the victims either: those whose evictions have not gone out stay
+ * (victims_unqueue), and every member still nominated gives its place back
+ * and is decided again with the members waiting, all or none (counting a
+ * waiting member instead would bind the others below min-members when it
+ * fits nowhere, and evict for them). */
 static void gang_nominee_gone(struct fx_model *m, struct pod *p)
 {
     struct gang *g = p->gang;
-    int alive = 0;
+    int holding = 0;
     struct pod *heir = NULL;
     for (struct pod *q = g->members; q; q = q->gnext) {
-        if (q == p || !gang_alive(q))
+        if (q == p || !gang_holds_place(q))
             continue;
-        alive++;
+        holding++;
         if (!heir && q->state == POD_NOMINATED && q->nvictims == 0)
             heir = q;
     }
-    if (alive >= g->grp.min_members) {
+    if (holding >= g->grp.min_members) {
         if (p->nvictims > 0 && heir) {
             heir->nvictims = p->nvictims;
             victims_repoint(m, p->uid, heir->uid);
