@@ -2433,11 +2433,15 @@ static int gang_turn(struct fx_model *m, struct pod *p, struct fx_attempt *a)
     if (need <= 0)
         return 2;
     char msg[400];
-    if (waiting < need && nominated > 0) {
+    if (nominated > 0) {
         /* Members hold their places while their victims go: p is not
          * short of members (no gang_short: no member need join), it is
          * woken as a pod that fits nowhere is, when capacity frees, and
-         * the victims' going frees theirs as the members are bound. */
+         * the victims' going frees theirs as the members are bound. Even
+         * with enough members waiting for a batch of their own: a second
+         * batch nominated beside the first would have its members with no
+         * victims of their own bound with the first (victim_gone binds
+         * every such member of the group) before its victims are gone. */
         snprintf(msg, sizeof(msg),
                  "pod group %.120s waits for its members: %d of %d exist (%d placed, %d "
                  "nominated, waiting for their victims to be evicted), none more is placed "

@@ -1455,6 +1455,46 @@ static void test_gang_member_deleted_group_runs(void **state)
     checked_free(m);
 }
 
+/* Group c of four (min-members 2, class 10): c1 and a second member are
+ * nominated for b1's eviction. The two left, decided meanwhile, wait for
+ * them to be bound ("none more is placed before they are bound") rather
+ * than being nominated as a second pair for owner on1-0-a's eviction:
+ * victim_gone binds every nominated member of the group with no victims
+ * of its own once one preemptor's last victim is gone, so the second
+ * pair's member without victims was bound with b1's pair while on1-0-a
+ * still held its GPU share. */
+static void test_gang_one_batch_nominated(void **state)
+{
+    (void)state;
+    struct fx_model *m = cpu_borrower(1000);
+    static const char *const uids[] = {"c1", "c2", "c3", "c4"};
+    for (int i = 0; i < 4; i++) {
+        struct cpu_spec g = {.uid = uids[i], .cpu = "2", .cores = 25, .mem = "10Gi",
+                             .in_group = true, .prio = 10, .sec = 50 + i};
+        cpu_pod(m, &g);
+    }
+    struct fx_attempt a = next(m, FX_NOMINATE, "c1");
+    assert_non_null(strstr(a.message, "t/b1"));
+    int told = 0;
+    while (fx_model_next(m, &a)) {
+        if (a.outcome == FX_EVICT && strcmp(a.uid, "b1") == 0)
+            fx_model_evict_done(m, "b1", 0);
+        else if (a.outcome == FX_WAIT && strstr(a.message, "4 of 2 exist (0 placed, 2 nominated"))
+            told++;
+        else
+            fail_msg("c1's pair is nominated, yet outcome %d for %s: %s", a.outcome, a.uid,
+                     a.message);
+    }
+    assert_int_equal(told, 2);
+    gone(m, "b1");
+    next(m, FX_BIND, "c1");
+    a = next(m, FX_BIND, NULL); /* c1's pair */
+    assert_string_not_equal(a.uid, "c1");
+    while (fx_model_next(m, &a)) /* the two left, decided again (the model stays whole) */
+        ;
+    checked_free(m);
+}
+
 /* Group c of three (min-members 2): c1 and c2 nominated for b1's
  * eviction, then c3, too large for n1's GPU even with b1 gone (60 cores,
  * 50 free), joins. The member the victims name deleted before b1's eviction went
@@ -1996,6 +2036,7 @@ int main(void)
         cmocka_unit_test(test_gang_member_deleted_group_runs),
         cmocka_unit_test(test_gang_member_told_of_nominated),
         cmocka_unit_test(test_gang_member_deleted_below_min),
+        cmocka_unit_test(test_gang_one_batch_nominated),
         cmocka_unit_test(test_unreadable_creation_time),
         cmocka_unit_test(test_cheaper_borrower_goes),
         cmocka_unit_test(test_borrowers_listed_on_every_path),
