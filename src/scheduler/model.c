@@ -2178,18 +2178,29 @@ static struct node *remote_cpu_node(struct fx_model *m, const struct pod *p, int
     return best;
 }
 
+/* A topology key as a message shows it: whole up to 80 characters, else
+ * "..." and its last 77 (the name, which says what it is, is at the end;
+ * a key may be 317 characters). */
+static const char *key_shown(const char *key, const char **dots)
+{
+    size_t n = strlen(key);
+    *dots = n > 80 ? "..." : "";
+    return n > 80 ? key + n - 77 : key;
+}
+
 /* The end of a remote pod's binding message: which topology key its node
  * shares with its GPU node, or that none does. Empty without keys. */
 static void remote_near_text(const struct fx_model *m, int gpu_node, int near, char *buf,
                              size_t len)
 {
     const struct fx_remote_topology *t = &m->remote_topo;
+    const char *dots, *key = key_shown(t->key[near < t->n ? near : 0], &dots);
     if (near < t->n)
-        snprintf(buf, len, "; both in %.80s=%.63s", t->key[near],
+        snprintf(buf, len, "; both in %s%.80s=%.63s", dots, key,
                  flexpu_engine_node_label(m->e, gpu_node, t->key[near]));
     else if (t->n > 0)
         snprintf(buf, len, "; no node without GPUs for it shares a topology label with its "
-                           "GPU node (%.80s%s)", t->key[0], t->n > 1 ? ", ..." : "");
+                           "GPU node (%s%.80s%s)", dots, key, t->n > 1 ? ", ..." : "");
     else
         buf[0] = '\0';
 }

@@ -31,7 +31,7 @@ static void node_slots(struct fx_model *m, const char *name, int ngpu, const cha
     char *text = a100_inventory(name, ngpu);
     json_t *labels = json_object();
     for (const char *l = label; l && *l;) {
-        char k[64], v[64];
+        char k[320], v[64]; /* a key may be 317 characters */
         size_t len = strcspn(l, ",");
         const char *eq = memchr(l, '=', len);
         assert_non_null(eq);
@@ -387,6 +387,40 @@ static void test_near_zone(void **state)
     assert_string_equal(on, "cb");
 }
 
+/* A key longer than 80 characters (a 194-character prefix) is shown in the
+ * binding message as "..." and its last 77 characters, the name included:
+ * before, its first 80 were shown, with no sign of the cut, naming a key
+ * that does not exist. */
+static void test_near_long_key_shown(void **state)
+{
+    (void)state;
+    char key[300], labels[320], seg[3][61];
+    for (int i = 0; i < 3; i++) {
+        memset(seg[i], 'a' + i, 60);
+        seg[i][60] = '\0';
+    }
+    snprintf(key, sizeof(key), "%s.%s.%s.example.com/rack-row", seg[0], seg[1], seg[2]);
+    assert_true(strlen(key) > 80);
+    struct fx_model *m = new_model();
+    struct fx_remote_topology t;
+    struct flexpu_error err = {0};
+    if (fx_remote_topology_parse("keys", key, &t, &err) != 0)
+        fail_msg("key %s: %s", key, err.msg);
+    fx_model_set_remote_topology(m, &t);
+    snprintf(labels, sizeof(labels), "%s=a", key);
+    node(m, "g1", 1, "2", labels);
+    node(m, "ca", 0, "8", labels);
+    node(m, "cb", 0, "16", NULL);
+    pod(m, "p1", 30, "4", true, NULL, NULL, 0);
+    struct fx_attempt a = next(m, FX_BIND, "p1");
+    assert_string_equal(a.node, "ca");
+    char want[120];
+    snprintf(want, sizeof(want), "; both in ...%s=a", key + strlen(key) - 77);
+    if (!strstr(a.message, want))
+        fail_msg("want '%s' in: %s", want, a.message);
+    fx_model_free(m);
+}
+
 /* No node without GPUs shares a label with the GPU node (its zone c, or no
  * labels): the most CPU free, as without keys, and the message says so. */
 static void test_near_none_falls_back(void **state)
@@ -665,6 +699,7 @@ int main(void)
         cmocka_unit_test(test_no_cpu_node),
         cmocka_unit_test(test_near_zone),
         cmocka_unit_test(test_near_none_falls_back),
+        cmocka_unit_test(test_near_long_key_shown),
         cmocka_unit_test(test_rack_beats_zone),
         cmocka_unit_test(test_near_empty_value),
         cmocka_unit_test(test_near_relabel),
