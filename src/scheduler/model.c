@@ -2272,15 +2272,18 @@ static bool remote(struct fx_model *m, struct pod *p, struct fx_attempt *a)
     remote_set(m, p, gn->name);
     m->remote_placed++;
     bind_attempt(a, p);
-    if (!a->message[0]) {
-        int w = snprintf(a->message, sizeof(a->message),
-                         "no local slice fits: runs on node %.100s (no GPUs) with a remote slice "
-                         "of GPU %d of node %.100s (%s: \"%s\")",
-                         cn->name, gpl.gpu[0], gn->name, FX_ANN_REMOTE, FX_REMOTE_ALLOWED);
-        if (w > 0 && (size_t)w < sizeof(a->message))
-            snprintf(a->message + w, sizeof(a->message) - (size_t)w, "%s", near_text);
-        a->remote = true; /* else the capped priority's warning is the message */
-    }
+    /* A capped priority's warning (bind_attempt) stays the message, and
+     * says where the pod runs after it: one event, the warning. */
+    bool capped = a->message[0] != '\0';
+    size_t off = strlen(a->message);
+    int w = snprintf(a->message + off, sizeof(a->message) - off,
+                     "%sno local slice fits: runs on node %.100s (no GPUs) with a remote slice "
+                     "of GPU %d of node %.100s (%s: \"%s\")",
+                     capped ? "; " : "", cn->name, gpl.gpu[0], gn->name, FX_ANN_REMOTE,
+                     FX_REMOTE_ALLOWED);
+    if (w > 0 && off + (size_t)w < sizeof(a->message))
+        snprintf(a->message + off + w, sizeof(a->message) - off - (size_t)w, "%s", near_text);
+    a->remote = !capped; /* its event: RemoteSlice, else the capped priority's warning */
     return true;
 }
 

@@ -421,6 +421,35 @@ static void test_near_long_key_shown(void **state)
     fx_model_free(m);
 }
 
+/* A remote pod whose priority annotation is capped (high asked, no
+ * PriorityClass that allows it) gets the capped warning as its event, and
+ * the warning says where it runs and how near its GPU: before, it said only
+ * that the annotation was ignored. */
+static void test_capped_remote_says_where(void **state)
+{
+    (void)state;
+    struct fx_model *m = new_model();
+    node(m, "g1", 1, "2", ZONE "=a");
+    node(m, "ca", 0, "8", ZONE "=a");
+    json_t *p = json_pack("{s:{s:s, s:s, s:s, s:s, s:{s:s, s:s}}, s:{s:s, s:[{s:s, s:{s:{s:s, "
+                          "s:s, s:s}}}]}}",
+                          "metadata", "name", "p1", "namespace", "t", "uid", "p1",
+                          "creationTimestamp", "2026-01-01T00:00:00Z", "annotations",
+                          FX_ANN_REMOTE, FX_REMOTE_ALLOWED, FX_ANN_PRIORITY, "high", "spec",
+                          "schedulerName", "flexpu-scheduler", "containers", "name", "c",
+                          "resources", "limits", "cpu", "4", "flexpu.io/gpu", "1",
+                          "flexpu.io/gpu-cores", "30");
+    fx_model_pod_event(m, KUBE_ADDED, p);
+    json_decref(p);
+    struct fx_attempt a = next(m, FX_BIND, "p1");
+    assert_string_equal(a.node, "ca");
+    assert_false(a.remote); /* its event: the capped priority's warning */
+    if (!strstr(a.message, FX_ANN_PRIORITY) || !strstr(a.message, "runs on node ca") ||
+        !strstr(a.message, "both in " ZONE "=a"))
+        fail_msg("message: %s", a.message);
+    fx_model_free(m);
+}
+
 /* No node without GPUs shares a label with the GPU node (its zone c, or no
  * labels): the most CPU free, as without keys, and the message says so. */
 static void test_near_none_falls_back(void **state)
@@ -700,6 +729,7 @@ int main(void)
         cmocka_unit_test(test_near_zone),
         cmocka_unit_test(test_near_none_falls_back),
         cmocka_unit_test(test_near_long_key_shown),
+        cmocka_unit_test(test_capped_remote_says_where),
         cmocka_unit_test(test_rack_beats_zone),
         cmocka_unit_test(test_near_empty_value),
         cmocka_unit_test(test_near_relabel),
