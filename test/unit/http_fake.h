@@ -27,7 +27,10 @@ struct http_srv {
     atomic_int stop; /* set by the test; read by the server's threads */
     bool silent;            /* read each request, never answer */
     int status;             /* the answer's status */
-    const char *body;       /* and body (JSON) */
+    /* and body (JSON); one the test allocates is freed after http_stop,
+     * not once its client has the answer: the server's send() may not have
+     * returned yet (and ASan checks the buffer after it returns) */
+    const char *body;
     int nreq;
     char method[16], path[512], req_body[4096]; /* the last request */
     /* When set, what a PATCH is answered instead of status and body. */

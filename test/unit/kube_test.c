@@ -1366,13 +1366,13 @@ static void test_settle_round_reads_back(void **state)
     assert_int_equal(st.pods_unsure, 0);
     assert_int_equal(st.pods_queued, 1);
     assert_int_equal(st.gpu_milli_used, 0);
-    free(text);
     fx_binder_stop(&b, m);
     kube_config_free(&cfg);
     fx_model_free(m);
     json_decref(a);
     kube_client_free(c);
     http_stop(&srv);
+    free(text); /* only now: the server's send of it may outlast the client's read */
 }
 
 
