@@ -1355,6 +1355,18 @@ static void victim_gone(struct fx_model *m, struct pod *p)
             enqueue(m, q);
 }
 
+/* Victim c stays after all: no longer leaving (for any preemptor), its
+ * allocation accounted on its node again, and its queue's share with it.
+ * Whether it was a borrower reclaimed is the caller's to clear. */
+static void victim_stays(struct fx_model *m, struct pod *c)
+{
+    c->evicting = false;
+    str_set(&c->preemptor, NULL);
+    if (c->on)
+        account(m, c, c->on);
+    queue_sync(m, c);
+}
+
 /* The borrowers reclaimed for preemptor uid (its quota needs their GPU
  * memory: borrow_conflict) whose reclaims have not gone out yet (still in
  * reclaimq, sent after the evictions) stay, as victims_unqueue's do: each
@@ -1376,13 +1388,10 @@ static void reclaims_unqueue(struct fx_model *m, const char *uid)
         memmove(m->reclaimq + q, m->reclaimq + q + 1,
                 (m->nreclaimq - q - 1) * sizeof(*m->reclaimq));
         m->nreclaimq--;
-        b->evicting = b->reclaimed = false;
-        str_set(&b->preemptor, NULL);
-        if (b->on) {
-            account(m, b, b->on);
-            capacity_freed(m, b->on->id);
-        }
-        queue_sync(m, b);
+        b->reclaimed = false;
+        victim_stays(m, b);
+        if (b->on)
+            capacity_freed(m, b->on->id); /* its owners, woken, ask for it again */
     }
 }
 
@@ -1406,11 +1415,7 @@ static void victims_unqueue(struct fx_model *m, const char *uid)
         fx_free(m->evictq[q]);
         memmove(m->evictq + q, m->evictq + q + 1, (m->nevictq - q - 1) * sizeof(*m->evictq));
         m->nevictq--;
-        c->evicting = false;
-        str_set(&c->preemptor, NULL);
-        if (c->on)
-            account(m, c, c->on);
-        queue_sync(m, c);
+        victim_stays(m, c);
     }
 }
 
@@ -2818,14 +2823,8 @@ static void victims_take(struct fx_model *m, const struct pod *p, struct vset *v
 
 static void victims_restore(struct fx_model *m, struct vset *vs, int n)
 {
-    for (int i = 0; i < n; i++) {
-        struct pod *c = vs->who[vs->evicted[i]];
-        c->evicting = false;
-        str_set(&c->preemptor, NULL);
-        if (c->on)
-            account(m, c, c->on);
-        queue_sync(m, c);
-    }
+    for (int i = 0; i < n; i++)
+        victim_stays(m, vs->who[vs->evicted[i]]);
 }
 
 /* The victims' evictions queued, and p's nomination told in a. */
@@ -3092,11 +3091,9 @@ void fx_model_evict_done(struct fx_model *m, const char *uid, int rc)
          * server failing): it stays, and is reclaimed again after its
          * back-off if its owners still need it. */
         m->reclaims_refused++;
-        v->evicting = v->reclaimed = false;
+        v->reclaimed = false;
         m->reclaim_check = true;
-        if (v->on)
-            account(m, v, v->on);
-        queue_sync(m, v);
+        victim_stays(m, v);
         return;
     }
     m->evictions_refused++;
@@ -3124,12 +3121,8 @@ void fx_model_evict_done(struct fx_model *m, const char *uid, int rc)
         struct pod *c = val;
         if (!c->evicting || c->evicted || strcmp(STR(c->preemptor), pre_uid) != 0)
             continue;
-        c->evicting = false;
         c->reclaimed = false; /* a borrower it waited for stays too */
-        str_set(&c->preemptor, NULL);
-        if (c->on)
-            account(m, c, c->on);
-        queue_sync(m, c);
+        victim_stays(m, c);
     }
 }
 
