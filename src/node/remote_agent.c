@@ -857,6 +857,16 @@ struct pass {
     int nj, nc, np;
 };
 
+/* A start failed or a server ended early: the next start waits twice as
+ * long as the last wait (BACKOFF_MIN_MS first, BACKOFF_MAX_MS at most). */
+static void backoff_next(struct rslice *r, int64_t now)
+{
+    r->backoff_ms = r->backoff_ms ? r->backoff_ms * 2 : BACKOFF_MIN_MS;
+    if (r->backoff_ms > BACKOFF_MAX_MS)
+        r->backoff_ms = BACKOFF_MAX_MS;
+    r->next_start_ms = now + r->backoff_ms;
+}
+
 /* Lock held. One slice's part of a pass: its server seen ended, its stop
  * moved on, its start, its legacy read-back and its endpoint's record
  * planned in p; false when the slice is to go (its pod gone, no server
@@ -877,10 +887,7 @@ static bool supervise_slice(struct fx_remote_serve *s, struct rslice *r, int64_t
             /* Ran long enough: a fresh failure, not a loop. */
             if (now - r->started_ms > BACKOFF_MAX_MS)
                 r->backoff_ms = 0;
-            r->backoff_ms = r->backoff_ms ? r->backoff_ms * 2 : BACKOFF_MIN_MS;
-            if (r->backoff_ms > BACKOFF_MAX_MS)
-                r->backoff_ms = BACKOFF_MAX_MS;
-            r->next_start_ms = now + r->backoff_ms;
+            backoff_next(r, now);
         }
         r->pid = 0;
     }
@@ -941,10 +948,7 @@ static void starts_record(struct start *jobs, int n)
             r->started_ms = now;
             continue;
         }
-        r->backoff_ms = r->backoff_ms ? r->backoff_ms * 2 : BACKOFF_MIN_MS;
-        if (r->backoff_ms > BACKOFF_MAX_MS)
-            r->backoff_ms = BACKOFF_MAX_MS;
-        r->next_start_ms = now + r->backoff_ms;
+        backoff_next(r, now);
     }
 }
 
