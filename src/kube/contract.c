@@ -9,6 +9,7 @@
 
 #include "flexpu/quantity.h"
 #include "kube/kube.h"
+#include "kube/topology_key.h"
 
 static int bad(struct flexpu_error *err, const char *field, const char *value, const char *why)
 {
@@ -232,6 +233,28 @@ int fx_pod_spec_parse(json_t *pod, struct fx_pod_spec *o, struct flexpu_error *e
         return bad(err, "metadata.annotations[" FX_ANN_REMOTE "]", s,
                    "must be \"" FX_REMOTE_ALLOWED "\"");
     o->remote_allowed = s != NULL;
+    return 0;
+}
+
+int fx_pod_remote_rule_parse(json_t *pod, const struct fx_pod_spec *spec, const char **key,
+                             struct flexpu_error *err)
+{
+    *key = NULL;
+    json_t *ann = kube_get(pod, "metadata.annotations");
+    json_t *v = json_object_get(ann, FX_ANN_REMOTE_TOPOLOGY_KEY);
+    if (!v)
+        return 0;
+    const char *s = json_string_value(v);
+    const char *why = !s ? "must be a string: a node label key"
+                         : fx_topology_key_problem(s, strlen(s));
+    /* Without flexpu.io/remote the rule would be moot, silently: the pod
+     * never runs remotely. */
+    if (!why && !spec->remote_allowed)
+        why = "is only for pods with " FX_ANN_REMOTE ": \"" FX_REMOTE_ALLOWED "\"";
+    if (why)
+        return bad(err, "metadata.annotations[" FX_ANN_REMOTE_TOPOLOGY_KEY "]",
+                   s ? s : "(not a string)", why);
+    *key = s;
     return 0;
 }
 

@@ -34,6 +34,13 @@
  * "Kubernetes"); a local slice is preferred whenever one fits. */
 #define FX_ANN_REMOTE "flexpu.io/remote"
 #define FX_REMOTE_ALLOWED "allowed"
+/* A rule for a remote pod (docs/REMOTE.md, "Never across a zone"): a node
+ * label key, such as topology.kubernetes.io/zone, whose value the pod's
+ * node and its slice's GPU node must share, neither without it. One key,
+ * as a pod affinity's topologyKey: topology labels nest (a rack is in one
+ * zone), so the narrowest place asked is the rule. Only with
+ * flexpu.io/remote: "allowed". */
+#define FX_ANN_REMOTE_TOPOLOGY_KEY "flexpu.io/remote-topology-key"
 /* The label flexpu-scheduler puts on a pod with a remote slice before it
  * binds it: the GPU node serving the slice. The GPU node's agent watches
  * only the pods carrying its own name there (docs/REMOTE.md, "The GPU
@@ -122,6 +129,16 @@ struct fx_pod_spec {
  * "field 'containers[0].resources.limits[flexpu.io/gpu-cores]': invalid value
  * '130': must be between 1 and 100". */
 int fx_pod_spec_parse(json_t *pod, struct fx_pod_spec *out, struct flexpu_error *err);
+
+/* A pod's flexpu.io/remote-topology-key, read like its node filters only
+ * where it is placed (the node agents never read it: a rule for where a
+ * pod goes must not stop a running one's slice). *key: the value, inside
+ * pod (NULL: no rule). FLEXPU_EINVAL naming the annotation and the value
+ * for a value that is no topology key (kube/topology_key.h) or a rule on a
+ * pod without flexpu.io/remote: "allowed" (spec, as fx_pod_spec_parse
+ * read it); *key is then NULL. */
+int fx_pod_remote_rule_parse(json_t *pod, const struct fx_pod_spec *spec, const char **key,
+                             struct flexpu_error *err);
 
 /* The engine request for a pod: CPU milli, memory MiB (rounded up), GPU
  * share in milli. model_mask is left 0 (the caller resolves model names). */

@@ -117,6 +117,10 @@ struct pod {
      * of the engine). NULL: not remote. */
     char *rnode;
     int64_t ralloc;
+    /* flexpu.io/remote-topology-key of a pod to place: a remote slice only
+     * where its node and the GPU node share this label's value
+     * (remote_rule_scope). NULL: no rule. */
+    char *rkey;
 };
 
 #define STR(s) ((s) ? (s) : "")
@@ -152,6 +156,7 @@ static void pod_free(struct pod *p)
     fx_free(p->qname);
     fx_free(p->preemptor);
     fx_free(p->rnode);
+    fx_free(p->rkey);
     flexpu_filter_free(p->filter);
     fx_free(p);
 }
@@ -1592,6 +1597,10 @@ static int read_pod(struct fx_model *m, struct pod *p, json_t *obj, struct flexp
     int rc = fx_pod_spec_parse(obj, &p->spec, err);
     if (!rc && p->ours && !(node && *node))
         rc = fx_pod_filter_parse(obj, &p->filter, err);
+    const char *rkey = NULL; /* the remote rule too: where the pod goes */
+    if (!rc && p->ours && !(node && *node))
+        rc = fx_pod_remote_rule_parse(obj, &p->spec, &rkey, err);
+    str_set(&p->rkey, rkey);
     /* Its pod group: bound members count toward the group's minimum (a
      * restart in the middle of a gang places only what is missing). A bad
      * group is an error only for a pod of ours still to place. */
@@ -2147,28 +2156,46 @@ static int remote_nearness(const struct fx_model *m, int gpu_node, int id)
     return t->n;
 }
 
+/* Whether node n could take remote pod p: without GPUs, in the engine,
+ * with a remote slot free and room for its CPU and memory (*cpu: its free
+ * CPU), its node filters (and taints) allowing it; with a rule
+ * (flexpu.io/remote-topology-key), labelled with the key, not empty. */
+static bool remote_cpu_ok(struct fx_model *m, const struct pod *p, const struct node *n,
+                          int64_t *cpu)
+{
+    if (n->id < 0 || n->inv.ngpu > 0 || !remote_slot_free(n))
+        return false;
+    *cpu = flexpu_engine_node_free_cpu(m->e, n->id);
+    const char *v = p->rkey ? flexpu_engine_node_label(m->e, n->id, p->rkey) : NULL;
+    return *cpu >= p->req.cpu_milli &&
+           flexpu_engine_node_free_mem(m->e, n->id) >= p->req.mem_mib &&
+           (!p->rkey || (v && v[0])) &&
+           flexpu_engine_node_filter(m->e, n->id, p->filter, NULL, NULL) == -1;
+}
+
 /* The node without GPUs where remote pod p would run, its slice on engine
- * node gpu_node (-1: not placed yet, any node will do): one its node
- * filters (and taints) allow, with a remote slot free and room for its CPU
- * and memory; the nearest to gpu_node (remote_nearness: the first topology
- * key shared, *near receiving its index), then the one with the most CPU
- * free, then the first name. NULL: none. A walk over the nodes, only for
- * pods that allow a remote slice and fit no local one. */
+ * node gpu_node (-1: not placed yet, any node will do): one that could
+ * take it (remote_cpu_ok), in gpu_node's domain of its rule when it has one
+ * (the same value of p->rkey); the nearest to gpu_node (remote_nearness:
+ * the first topology key shared, *near receiving its index), then the one
+ * with the most CPU free, then the first name. NULL: none. A walk over the
+ * nodes, only for pods that allow a remote slice and fit no local one. */
 static struct node *remote_cpu_node(struct fx_model *m, const struct pod *p, int gpu_node,
                                     int *near)
 {
     struct node *best = NULL;
-    int64_t best_cpu = -1;
+    int64_t best_cpu = -1, fc;
     int best_near = m->remote_topo.n + 1;
+    const char *rv = p->rkey && gpu_node >= 0 ? flexpu_engine_node_label(m->e, gpu_node, p->rkey)
+                                              : NULL;
     const char *k;
     void *v;
     for (size_t i = 0; fx_strmap_next(&m->nodes, &i, &k, &v);) {
         struct node *n = v;
-        if (n->id < 0 || n->inv.ngpu > 0 || !remote_slot_free(n))
+        if (!remote_cpu_ok(m, p, n, &fc))
             continue;
-        int64_t fc = flexpu_engine_node_free_cpu(m->e, n->id);
-        if (fc < p->req.cpu_milli || flexpu_engine_node_free_mem(m->e, n->id) < p->req.mem_mib ||
-            flexpu_engine_node_filter(m->e, n->id, p->filter, NULL, NULL) != -1)
+        if (p->rkey && gpu_node >= 0 &&
+            (!rv || strcmp(rv, flexpu_engine_node_label(m->e, n->id, p->rkey)) != 0))
             continue;
         int nr = remote_nearness(m, gpu_node, n->id);
         if (nr < best_near || (nr == best_near && fc > best_cpu) ||
@@ -2183,6 +2210,59 @@ static struct node *remote_cpu_node(struct fx_model *m, const struct pod *p, int
     return best;
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Remote pod p's rule (flexpu.io/remote-topology-key) as the scope of its
+ * slice: the GPU nodes whose value of p->rkey is shared by a node without
+ * GPUs that could take p (remote_cpu_ok), as a filter with one required
+ * term "p->rkey In (those values)" (terms of 65,535 values at most, ORed).
+ * The engine then decides once over every such domain, as it would over
+ * each in turn (gangs' scoped decisions, one domain each) keeping its own
+ * best: the same GPU, one decision. A GPU node without the label, or with
+ * it empty, is in no domain. *ndom: the domains (0: none, *out NULL).
+ * 0 or FLEXPU_ENOMEM. */
+static int remote_rule_scope(struct fx_model *m, const struct pod *p, struct flexpu_filter **out,
+                             int *ndom)
+{
+    *out = NULL;
+    *ndom = 0;
+    const char **val = fx_malloc((m->nodes.len + 1) * sizeof(*val));
+    if (!val)
+        return FLEXPU_ENOMEM;
+    int n = 0;
+    int64_t fc;
+    const char *k;
+    void *v;
+    for (size_t i = 0; fx_strmap_next(&m->nodes, &i, &k, &v);)
+        if (remote_cpu_ok(m, p, v, &fc))
+            val[n++] = flexpu_engine_node_label(m->e, ((struct node *)v)->id, p->rkey);
+    qsort(val, (size_t)n, sizeof(*val), cmp_str);
+    int u = 0;
+    for (int i = 0; i < n; i++)
+        if (u == 0 || strcmp(val[u - 1], val[i]) != 0)
+            val[u++] = val[i];
+    struct flexpu_filter *f = u ? flexpu_filter_new() : NULL;
+    struct flexpu_error err;
+    int rc = u && !f ? FLEXPU_ENOMEM : 0;
+    for (int i = 0; !rc && i < u; i += UINT16_MAX) {
+        int cnt = u - i < UINT16_MAX ? u - i : UINT16_MAX;
+        rc = flexpu_filter_add_term(f, 0, &err);
+        if (!rc)
+            rc = flexpu_filter_add_match(f, false, p->rkey, FLEXPU_MATCH_IN, val + i, cnt, &err);
+    }
+    fx_free(val);
+    if (rc) {
+        flexpu_filter_free(f);
+        return rc;
+    }
+    *out = f;
+    *ndom = u;
+    return 0;
+}
+
 /* A topology key as a message shows it: whole up to 80 characters, else
  * "..." and its last 77 (the name, which says what it is, is at the end;
  * a key may be 317 characters). */
@@ -2194,54 +2274,108 @@ static const char *key_shown(const char *key, const char **dots)
 }
 
 /* The end of a remote pod's binding message: which topology key its node
- * shares with its GPU node, or that none does. Empty without keys. */
-static void remote_near_text(const struct fx_model *m, int gpu_node, int near, char *buf,
-                             size_t len)
+ * shares with its GPU node, or that none does (empty without keys); with
+ * a rule (p->rkey), that both are in its domain, as the rule asked. */
+static void remote_near_text(const struct fx_model *m, const struct pod *p, int gpu_node,
+                             int near, char *buf, size_t len)
 {
     const struct fx_remote_topology *t = &m->remote_topo;
     const char *dots, *key = key_shown(t->key[near < t->n ? near : 0], &dots);
-    if (near < t->n)
+    bool rule_said = false;
+    if (near < t->n) {
         snprintf(buf, len, "; both in %s%.80s=%.63s", dots, key,
                  flexpu_engine_node_label(m->e, gpu_node, t->key[near]));
-    else if (t->n > 0)
+        rule_said = p->rkey && strcmp(p->rkey, t->key[near]) == 0;
+    } else if (t->n > 0 && !p->rkey) {
         snprintf(buf, len, "; no node without GPUs for it shares a topology label with its "
                            "GPU node (%s%.80s%s)", dots, key, t->n > 1 ? ", ..." : "");
-    else
+    } else {
         buf[0] = '\0';
+    }
+    size_t off = strlen(buf);
+    if (!p->rkey || off >= len)
+        return;
+    if (rule_said) {
+        snprintf(buf + off, len - off, " (%s)", FX_ANN_REMOTE_TOPOLOGY_KEY);
+        return;
+    }
+    key = key_shown(p->rkey, &dots);
+    snprintf(buf + off, len - off, "; both in %s%.80s=%.63s (%s)", dots, key,
+             flexpu_engine_node_label(m->e, gpu_node, p->rkey), FX_ANN_REMOTE_TOPOLOGY_KEY);
+}
+
+/* Why remote pod p with a rule gets no remote slice: no domain of its key
+ * (ndom of them have a node without GPUs that could take it) has both
+ * halves. Written over why->text, the local reason after it. */
+static void remote_rule_wait(const struct pod *p, int ndom, struct flexpu_noplace *why)
+{
+    char local[sizeof(why->text)];
+    memcpy(local, why->text, sizeof(local));
+    const char *dots, *key = key_shown(p->rkey, &dots);
+    int w = snprintf(why->text, sizeof(why->text),
+                     "%s: no %s%.80s has both a free slice for it and a node without GPUs with "
+                     "a remote slot and room for it (%d with such a node); no local slice fits: ",
+                     FX_ANN_REMOTE_TOPOLOGY_KEY, dots, key, ndom);
+    if (w > 0 && (size_t)w < sizeof(why->text) - 1) {
+        size_t n = strnlen(local, sizeof(why->text) - 1 - (size_t)w);
+        memcpy(why->text + w, local, n);
+        why->text[(size_t)w + n] = '\0';
+    }
 }
 
 /* p allows a remote slice (flexpu.io/remote: "allowed") and fits no local
  * one: its GPU share on whichever GPU the engine chooses (no CPU or memory
  * there, and not the pod's node filters: they are for the node it runs
- * on), then the pod on the node without GPUs nearest to it
- * (remote_cpu_node). Both accounted, the allocation naming the GPU node;
- * true when a is the bind. */
-static bool remote(struct fx_model *m, struct pod *p, struct fx_attempt *a)
+ * on), among the GPU nodes of its rule's domains when it has one
+ * (remote_rule_scope), then the pod on the node without GPUs nearest to
+ * it (remote_cpu_node), in that domain. Both accounted, the allocation
+ * naming the GPU node; true when a is the bind. A pod with a rule that
+ * gets none has why->text say so (remote_rule_wait). */
+static bool remote(struct fx_model *m, struct pod *p, struct fx_attempt *a,
+                   struct flexpu_noplace *why)
 {
     if (!p->spec.remote_allowed || !p->spec.wants_gpu || p->spec.num_gpu != 1 || p->gang)
         return false;
-    /* No node without GPUs for it: no GPU share decided in vain. */
-    struct node *cn = remote_cpu_node(m, p, -1, NULL);
-    if (!cn)
+    /* No node without GPUs for it (in a domain of its rule): no GPU share
+     * decided in vain. */
+    struct flexpu_filter *scope = NULL;
+    int ndom = 0;
+    struct node *cn = NULL;
+    if (p->rkey && remote_rule_scope(m, p, &scope, &ndom)) {
+        FX_ERROR(COMP, "out of memory scoping a remote slice", "pod=%s/%s", STR(p->ns),
+                 STR(p->name));
         return false;
+    }
+    if (!p->rkey)
+        cn = remote_cpu_node(m, p, -1, NULL);
+    if (!cn && !scope) {
+        if (p->rkey)
+            remote_rule_wait(p, ndom, why);
+        return false;
+    }
     const struct flexpu_pod_req req = p->req;
     struct flexpu_filter *filter = p->filter;
     p->req.cpu_milli = 0;
     p->req.mem_mib = 0;
-    p->filter = NULL;
+    p->filter = scope;
     struct flexpu_placement gpl;
-    struct flexpu_noplace why;
+    struct flexpu_noplace gwhy;
     int64_t gid = 0, slice_mem = 0, cid = 0;
-    int rc = place_pod(m, p, &gpl, &gid, &slice_mem, &why);
+    int rc = place_pod(m, p, &gpl, &gid, &slice_mem, &gwhy);
     p->req = req;
     p->filter = filter;
-    if (rc)
+    flexpu_filter_free(scope);
+    if (rc) {
+        if (p->rkey)
+            remote_rule_wait(p, ndom, why);
         return false;
+    }
     struct node *gn = engine_node(m, gpl.node);
     /* The share holds no CPU or memory, and the GPU node is no candidate:
-     * a node was found above, so one is found again, the nearest. */
+     * a node was found above (in the GPU node's domain, with a rule), so
+     * one is found again, the nearest. */
     int near = m->remote_topo.n;
-    if (m->remote_topo.n > 0)
+    if (m->remote_topo.n > 0 || p->rkey)
         cn = remote_cpu_node(m, p, gpl.node, &near);
     struct flexpu_pod_req r = req;
     r.num_gpu = r.gpu_milli = 0;
@@ -2258,8 +2392,8 @@ static bool remote(struct fx_model *m, struct pod *p, struct fx_attempt *a)
         flexpu_engine_release(m->e, gid, &err);
         return false;
     }
-    char near_text[200];
-    remote_near_text(m, gpl.node, near, near_text, sizeof(near_text));
+    char near_text[400];
+    remote_near_text(m, p, gpl.node, near, near_text, sizeof(near_text));
     /* Assumed as a local slice of gn, then moved: listed on its own node,
      * the allocation naming gn. */
     assume(m, p, gn, &gpl, cid, slice_mem);
@@ -3619,7 +3753,8 @@ bool fx_model_next(struct fx_model *m, struct fx_attempt *a)
         int rc = place_pod(m, p, &pl, &id, &slice_mem, &why);
         /* A remote slice is a slice, and borrowing disturbs no one: both
          * come before evicting others. */
-        if (rc == FLEXPU_ENOFIT && (remote(m, p, a) || borrow(m, p, a) || preempt(m, p, a)))
+        if (rc == FLEXPU_ENOFIT &&
+            (remote(m, p, a, &why) || borrow(m, p, a) || preempt(m, p, a)))
             return true;
         if (rc) {
             set_state(m, p, POD_WAITING);

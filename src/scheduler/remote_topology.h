@@ -4,11 +4,13 @@
  * without GPUs must share with the GPU node to count as near it, most
  * specific first. The model compares the labels the engine keeps for its
  * node filters (flexpu_engine_node_label); this file holds the keys, their
- * default and their check. */
+ * default and the list's parse (each key checked by kube/topology_key.h,
+ * as a pod's flexpu.io/remote-topology-key is). */
 #ifndef FX_SCHED_REMOTE_TOPOLOGY_H
 #define FX_SCHED_REMOTE_TOPOLOGY_H
 
 #include "flexpu/error.h"
+#include "kube/topology_key.h"
 
 /* A rack (the label flexpu's gangs use too, include/flexpu/gang.h), a zone,
  * a region: the last two are Kubernetes' well-known labels, set by cloud
@@ -16,7 +18,6 @@
 #define FX_REMOTE_TOPOLOGY_KEYS_DEFAULT \
     "topology.kubernetes.io/rack,topology.kubernetes.io/zone,topology.kubernetes.io/region"
 #define FX_REMOTE_TOPOLOGY_KEYS_MAX 8
-#define FX_LABEL_KEY_MAX 317 /* a 253-byte prefix, '/', a 63-byte name */
 
 struct fx_remote_topology {
     int n; /* 0: no preference among nodes without GPUs */

@@ -13,6 +13,9 @@
 #    has) and 30 cores, 64 MiB of the GPU: flexpu-scheduler binds it to
 #    cpu-r (near gpu-r: its zone, not cpu-far), its allocation naming
 #    gpu-r, with a RemoteSlice event naming both nodes and the zone;
+#  - a pod whose rule flexpu.io/remote-topology-key no zone can meet (a
+#    key no node has) waits, its event saying the rule; a malformed key is
+#    refused (InvalidRequest) naming the annotation and the value;
 #  - gpu-r's agent starts flexpu-remoted for it under libflexpu-cuda.so
 #    with the slice's quota, as a slice of its arbiter (slices/ and ledger/
 #    under the key remote-<pod UID>, no shared state directory: its page,
@@ -138,6 +141,25 @@ wait_event rpod "runs on node cpu-r (no GPUs) with a remote slice of GPU 0 of no
 reasons="$(kubectl get events --field-selector involvedObject.name=rpod -o jsonpath='{.items[*].reason}')"
 grep -qw RemoteSlice <<<"$reasons" || fail "no RemoteSlice event: $reasons"
 pass "near its GPU: cpu-r in gpu-r's zone-a, not cpu-far (zone-b, more CPU); a RemoteSlice event says so"
+
+# The rule (docs/REMOTE.md, "Never across a zone"), read through the API
+# server: a key no node has leaves the pod waiting, its event saying the
+# rule; a malformed one makes it invalid, naming the annotation and value.
+for r in "rrule topology.kubernetes.io/region" "rbad Zone/x"; do
+  read -r pname pkey <<<"$r"
+  kubectl create -f - >/dev/null <<EOF2
+{"apiVersion":"v1","kind":"Pod","metadata":{"name":"$pname","namespace":"default",
+  "annotations":{"flexpu.io/remote":"allowed","flexpu.io/remote-topology-key":"$pkey"}},
+ "spec":{"schedulerName":"flexpu-scheduler","containers":[{"name":"c","image":"x",
+   "resources":{"limits":{"cpu":"4","memory":"1Gi","flexpu.io/gpu":"1",
+     "flexpu.io/gpu-cores":"30","flexpu.io/gpu-memory":"64Mi"}}}]}}
+EOF2
+done
+wait_event rrule "flexpu.io/remote-topology-key: no topology.kubernetes.io/region has both a free slice for it and a node without GPUs with a remote slot and room for it (0 with such a node)"
+wait_event rbad "field 'metadata.annotations[flexpu.io/remote-topology-key]': invalid value 'Zone/x'"
+[ -z "$(kubectl get pod rrule rbad -o jsonpath='{.items[*].spec.nodeName}')" ] || fail "a pod of a rule that cannot hold was bound"
+kubectl delete pod rrule rbad --wait=false >/dev/null
+pass "flexpu.io/remote-topology-key: a rule no zone can meet waits saying so; a malformed key is refused naming it"
 
 # The kubelet's calls on cpu-r, before the endpoint may be known.
 "$build/test/remote_kubelet" "$work/cdp" "$work/cpodres.sock" default rpod remote-0 \

@@ -124,7 +124,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         json_t *j = json_loads(text, 0, &je);
         struct fx_pod_spec s;
         if (j) {
-            fx_pod_spec_parse(j, &s, &err);
+            const char *rkey;
+            if (fx_pod_spec_parse(j, &s, &err) == 0)
+                fx_pod_remote_rule_parse(j, &s, &rkey, &err);
             filters(j);
             queues(j);
         }

@@ -62,11 +62,10 @@ static void node(struct fx_model *m, const char *name, int ngpu, const char *cpu
     node_slots(m, name, ngpu, cpu, label, ngpu ? 16 * ngpu : 4);
 }
 
-/* A pod asking one GPU with `cores` and `cpu` CPUs, flexpu.io/remote
- * "allowed" when remote; bound to `on` with a slice of GPU 0 of `gpu_node`
- * (remote when it is another node) when on is not NULL. */
-static void pod(struct fx_model *m, const char *uid, int cores, const char *cpu, bool remote,
-                const char *on, const char *gpu_node, int sec)
+/* pod() below with the rule flexpu.io/remote-topology-key: `rule` (NULL:
+ * none). */
+static void pod_rule(struct fx_model *m, const char *uid, int cores, const char *cpu, bool remote,
+                     const char *on, const char *gpu_node, int sec, const char *rule)
 {
     char created[40], c[16];
     snprintf(created, sizeof(created), "2026-01-01T00:%02d:%02dZ", sec / 60, sec % 60);
@@ -74,6 +73,8 @@ static void pod(struct fx_model *m, const char *uid, int cores, const char *cpu,
     json_t *ann = json_object();
     if (remote)
         json_object_set_new(ann, FX_ANN_REMOTE, json_string(FX_REMOTE_ALLOWED));
+    if (rule)
+        json_object_set_new(ann, FX_ANN_REMOTE_TOPOLOGY_KEY, json_string(rule));
     json_t *p = json_pack("{s:{s:s, s:s, s:s, s:s, s:o}, s:{s:s, s:[{s:s, s:{s:{s:s, s:s, s:s}}}]}}",
                           "metadata", "name", uid, "namespace", "t", "uid", uid,
                           "creationTimestamp", created, "annotations", ann, "spec",
@@ -95,6 +96,15 @@ static void pod(struct fx_model *m, const char *uid, int cores, const char *cpu,
     }
     fx_model_pod_event(m, KUBE_ADDED, p);
     json_decref(p);
+}
+
+/* A pod asking one GPU with `cores` and `cpu` CPUs, flexpu.io/remote
+ * "allowed" when remote; bound to `on` with a slice of GPU 0 of `gpu_node`
+ * (remote when it is another node) when on is not NULL. */
+static void pod(struct fx_model *m, const char *uid, int cores, const char *cpu, bool remote,
+                const char *on, const char *gpu_node, int sec)
+{
+    pod_rule(m, uid, cores, cpu, remote, on, gpu_node, sec, NULL);
 }
 
 static struct fx_model_stats stats(struct fx_model *m)
@@ -716,6 +726,180 @@ static void test_woken(void **state)
     fx_model_free(m);
 }
 
+/* ---- never across a zone (flexpu.io/remote-topology-key) ---- */
+
+#define RULE_FIELD "metadata.annotations[" FX_ANN_REMOTE_TOPOLOGY_KEY "]"
+
+/* The annotation names one topology key; anything else is refused naming
+ * the annotation and the value, and so is the rule on a pod that does not
+ * allow a remote slice (it would be moot without a word). */
+static void test_rule_annotation(void **state)
+{
+    (void)state;
+    struct fx_pod_spec s;
+    struct flexpu_error err = {0};
+    const char *key = "x";
+    json_t *p = pod_json(FX_REMOTE_ALLOWED);
+    assert_int_equal(fx_pod_spec_parse(p, &s, &err), 0);
+    assert_int_equal(fx_pod_remote_rule_parse(p, &s, &key, &err), 0);
+    assert_null(key); /* no rule */
+    json_t *ann = json_object_get(json_object_get(p, "metadata"), "annotations");
+    json_object_set_new(ann, FX_ANN_REMOTE_TOPOLOGY_KEY, json_string(ZONE));
+    assert_int_equal(fx_pod_remote_rule_parse(p, &s, &key, &err), 0);
+    assert_non_null(key);
+    assert_string_equal(key, ZONE);
+    static const char *const bad[] = {
+        "",                        /* no key */
+        "Zone/x",                  /* the prefix is no DNS subdomain */
+        "topology.kubernetes.io/", /* no name */
+        "zone a",                  /* a space */
+        "topology.kubernetes.io/zone,topology.kubernetes.io/rack", /* one key, not a list */
+        "kubernetes.io/hostname",  /* no two nodes share it */
+        "-zone",                   /* starts with '-' */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        json_object_set_new(ann, FX_ANN_REMOTE_TOPOLOGY_KEY, json_string(bad[i]));
+        key = "x";
+        memset(&err, 0, sizeof(err));
+        assert_int_equal(fx_pod_remote_rule_parse(p, &s, &key, &err), FLEXPU_EINVAL);
+        char want[200];
+        snprintf(want, sizeof(want), "'%s'", bad[i]);
+        if (!strstr(err.msg, RULE_FIELD) || !strstr(err.msg, want))
+            fail_msg("%s: %s", bad[i], err.msg);
+        assert_null(key);
+    }
+    json_object_set_new(ann, FX_ANN_REMOTE_TOPOLOGY_KEY, json_integer(7));
+    assert_int_equal(fx_pod_remote_rule_parse(p, &s, &key, &err), FLEXPU_EINVAL);
+    assert_non_null(strstr(err.msg, RULE_FIELD));
+    json_decref(p);
+    /* A valid key on a pod without flexpu.io/remote: refused, saying why. */
+    p = pod_json(NULL);
+    ann = json_object_get(json_object_get(p, "metadata"), "annotations");
+    json_object_set_new(ann, FX_ANN_REMOTE_TOPOLOGY_KEY, json_string(ZONE));
+    assert_int_equal(fx_pod_spec_parse(p, &s, &err), 0);
+    assert_int_equal(fx_pod_remote_rule_parse(p, &s, &key, &err), FLEXPU_EINVAL);
+    if (!strstr(err.msg, RULE_FIELD) || !strstr(err.msg, "'" ZONE "'") ||
+        !strstr(err.msg, FX_ANN_REMOTE ": \"allowed\""))
+        fail_msg("%s", err.msg);
+    json_decref(p);
+    /* The scheduler: the pod is invalid (its event, InvalidRequest, says
+     * why) and nothing is placed, not even locally. */
+    struct fx_model *m = new_model();
+    node(m, "g1", 1, "16", ZONE "=a");
+    pod_rule(m, "p1", 30, "1", true, NULL, NULL, 0, "Zone/x");
+    struct fx_attempt a = next(m, FX_INVALID, "p1");
+    if (!strstr(a.message, RULE_FIELD) || !strstr(a.message, "'Zone/x'"))
+        fail_msg("message: %s", a.message);
+    pod_rule(m, "p2", 30, "1", false, NULL, NULL, 1, ZONE);
+    a = next(m, FX_INVALID, "p2");
+    assert_non_null(strstr(a.message, RULE_FIELD));
+    assert_int_equal(stats(m).gpu_milli_used, 0);
+    fx_model_free(m);
+}
+
+/* The only free GPU is in zone a and the only node without GPUs with room
+ * in zone b: with the rule the pod waits, saying so (without it, it runs
+ * across: the control); once ca (zone a) frees its CPUs, the pod is woken
+ * and runs there, its slice on g1. */
+static void test_rule_waits_then_placed(void **state)
+{
+    (void)state;
+    for (int rule = 0; rule < 2; rule++) {
+        struct fx_model *m = new_model();
+        node(m, "g1", 1, "2", ZONE "=a");
+        node(m, "ca", 0, "16", ZONE "=a");
+        node(m, "cb", 0, "16", ZONE "=b");
+        other(m, "o1", "ca", "16");
+        pod_rule(m, "p1", 30, "4", true, NULL, NULL, 0, rule ? ZONE : NULL);
+        if (!rule) {
+            struct fx_attempt a = next(m, FX_BIND, "p1");
+            assert_string_equal(a.node, "cb"); /* across zones: a preference only */
+            assert_non_null(strstr(a.allocation, "\"remote\":{\"node\":\"g1\"}"));
+            fx_model_free(m);
+            continue;
+        }
+        struct fx_attempt a = next(m, FX_WAIT, "p1");
+        if (!strstr(a.message, FX_ANN_REMOTE_TOPOLOGY_KEY ": no " ZONE " has both a free slice "
+                               "for it and a node without GPUs") ||
+            !strstr(a.message, "(1 with such a node)"))
+            fail_msg("message: %s", a.message);
+        assert_int_equal(stats(m).gpu_milli_used, 0);
+        struct fx_attempt none;
+        assert_false(fx_model_next(m, &none)); /* told once */
+        gone(m, "o1"); /* ca's CPUs free: p1 fits in zone a */
+        a = next(m, FX_BIND, "p1");
+        assert_string_equal(a.node, "ca");
+        assert_non_null(strstr(a.allocation, "\"remote\":{\"node\":\"g1\"}"));
+        if (!strstr(a.message, "both in " ZONE "=a (" FX_ANN_REMOTE_TOPOLOGY_KEY ")"))
+            fail_msg("message: %s", a.message);
+        struct flexpu_error err = {0};
+        assert_int_equal(fx_model_check(m, &err), 0);
+        fx_model_free(m);
+    }
+}
+
+/* Two zones: ga (zone a) has the GPU the engine prefers cluster-wide (half
+ * used: a 30% slice packs there), gb (zone b) an empty one; the only node
+ * without GPUs is cb, in zone b. Without the rule the slice goes to ga and
+ * the pod runs across, on cb (the control); with it the slice goes to gb,
+ * beside cb. A GPU node without the zone label (gx, its GPU as used as
+ * ga's) is never a candidate. */
+static void test_rule_picks_the_zone_with_a_node(void **state)
+{
+    (void)state;
+    for (int rule = 0; rule < 2; rule++) {
+        struct fx_model *m = new_model();
+        node(m, "ga", 1, "2", ZONE "=a");
+        node(m, "gb", 1, "2", ZONE "=b");
+        node(m, "gx", 1, "2", RACK "=r1");
+        node(m, "cb", 0, "16", ZONE "=b");
+        pod(m, "half-a", 50, "1", false, "ga", "ga", 0);
+        pod(m, "half-x", 50, "1", false, "gx", "gx", 1);
+        pod_rule(m, "p1", 30, "4", true, NULL, NULL, 2, rule ? ZONE : NULL);
+        struct fx_attempt a = next(m, FX_BIND, "p1");
+        assert_string_equal(a.node, "cb");
+        struct fx_allocation al;
+        struct flexpu_error err = {0};
+        assert_int_equal(fx_allocation_parse(a.allocation, &al, &err), 0);
+        if (!rule) {
+            /* The engine's choice, not gb's empty GPU. */
+            assert_string_not_equal(al.remote_node, "gb");
+        } else {
+            assert_string_equal(al.remote_node, "gb");
+            if (!strstr(a.message, "both in " ZONE "=b (" FX_ANN_REMOTE_TOPOLOGY_KEY ")"))
+                fail_msg("message: %s", a.message);
+        }
+        assert_int_equal(fx_model_check(m, &err), 0);
+        fx_model_free(m);
+    }
+}
+
+/* A GPU node without the rule's label, or with it empty, is in no domain;
+ * nor is a node without GPUs labelled empty: the pod waits, "0 with such a
+ * node" when no node without GPUs has a value. */
+static void test_rule_needs_the_label(void **state)
+{
+    (void)state;
+    struct fx_model *m = new_model();
+    node(m, "g1", 1, "2", NULL);
+    node(m, "g2", 1, "2", ZONE "=");
+    node(m, "ca", 0, "16", ZONE "=a");
+    pod_rule(m, "p1", 30, "4", true, NULL, NULL, 0, ZONE);
+    struct fx_attempt a = next(m, FX_WAIT, "p1");
+    assert_non_null(strstr(a.message, "(1 with such a node)"));
+    fx_model_free(m);
+
+    m = new_model();
+    node(m, "g2", 1, "2", ZONE "=");
+    node(m, "c0", 0, "16", ZONE "=");
+    node(m, "c1", 0, "16", NULL);
+    pod_rule(m, "p1", 30, "4", true, NULL, NULL, 0, ZONE);
+    a = next(m, FX_WAIT, "p1");
+    if (!strstr(a.message, "(0 with such a node)"))
+        fail_msg("message: %s", a.message);
+    fx_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -737,6 +921,10 @@ int main(void)
         cmocka_unit_test(test_restart_accounting),
         cmocka_unit_test(test_woken),
         cmocka_unit_test(test_pod_node_not_ready),
+        cmocka_unit_test(test_rule_annotation),
+        cmocka_unit_test(test_rule_waits_then_placed),
+        cmocka_unit_test(test_rule_picks_the_zone_with_a_node),
+        cmocka_unit_test(test_rule_needs_the_label),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
