@@ -1318,6 +1318,134 @@ static void test_waiting_pod_woken_when_borrower_binds(void **state)
     checked_free(m);
 }
 
+/* ---- no ping-pong between a borrower and the pod it yields to ---- */
+
+/* Pod uid bound on n1's GPU 0 as an owner (not borrowing): cpu CPUs,
+ * `cores` and gpu-memory mem (GiB), PriorityClass value prio. */
+static void owner_on_n1(struct fx_model *m, const char *uid, const char *cpu, int cores,
+                        int mem_gib, int prio, int sec)
+{
+    struct fx_allocation al = {.ngpu = 1};
+    snprintf(al.gpus[0].uuid, sizeof(al.gpus[0].uuid), "GPU-n1-0");
+    al.gpus[0].cores = cores;
+    al.gpus[0].mem = mem_gib * GIB;
+    char *text = fx_allocation_format(&al), mem[16];
+    assert_non_null(text);
+    snprintf(mem, sizeof(mem), "%dGi", mem_gib);
+    struct cpu_spec s = {.uid = uid, .cpu = cpu, .cores = cores, .mem = mem, .prio = prio,
+                         .sec = sec, .node = "n1", .alloc = text};
+    cpu_pod(m, &s);
+    free(text);
+}
+
+static uint64_t preemptions(struct fx_model *m)
+{
+    struct fx_model_stats st;
+    fx_model_stats(m, &st);
+    return st.preemptions;
+}
+
+/* The brief's loop (issue 16): o (class 0, 12 CPUs) runs on n1 (16 CPUs,
+ * one GPU idle) beside a (class 2000, 90 cores); b, opportunistic of class
+ * 1000 (4 CPUs, 30 cores), fits only on lent capacity and needs o's CPUs.
+ * Were b to evict o by priority and land as a borrower, o's replacement
+ * would evict b (borrowed: runs on lent capacity), b's replacement o's, and
+ * so on. b does not: evicting o would not make room for it as an owner (10
+ * cores of the 30), so the engine's victim search finds nothing, and a
+ * borrower displaces no one (borrow() needs the node's CPUs free). Rounds:
+ * b waits; o ends and b borrows; o's replacement evicts b; b's replacement
+ * waits, and nothing is evicted again. */
+static void test_no_ping_pong_on_lent_capacity(void **state)
+{
+    (void)state;
+    struct fx_model *m = model();
+    node(m, "n1", 1, NULL);
+    owner_on_n1(m, "a", "1", 90, 20, 2000, 0);
+    owner_on_n1(m, "o", "12", 10, 10, 0, 1);
+    read_all(m, "n1", 1, T0, 0);
+    struct cpu_spec b = {.uid = "b", .cpu = "4", .cores = 30, .mem = "", .opp = true,
+                         .prio = 1000, .sec = 20};
+    cpu_pod(m, &b);
+    next(m, FX_WAIT, "b");
+    nothing(m);
+    assert_int_equal(preemptions(m), 0);
+
+    gone(m, "o"); /* o ends: its CPUs are free, and b borrows */
+    fx_model_set_clock(m, T0 + FX_BORROW_RETRY_S);
+    read_all(m, "n1", 1, T0 + FX_BORROW_RETRY_S, 0);
+    struct fx_attempt a = next(m, FX_BIND, "b");
+    assert_true(a.borrowed);
+    fx_model_bind_done(m, "b", 0, 0);
+    b.node = a.node;
+    b.alloc = a.allocation;
+    cpu_pod(m, &b);
+    nothing(m);
+
+    /* o's controller recreates it: it takes its CPUs back from b. */
+    struct cpu_spec o2 = {.uid = "o2", .cpu = "12", .cores = 10, .mem = "10Gi", .sec = 40};
+    cpu_pod(m, &o2);
+    a = next(m, FX_NOMINATE, "o2");
+    assert_non_null(strstr(a.message, "borrowed: runs on lent capacity"));
+    next(m, FX_EVICT, "b");
+    evicted(m, "b");
+    a = next(m, FX_BIND, "o2");
+    assert_false(a.borrowed);
+    fx_model_bind_done(m, "o2", 0, 0);
+    o2.node = a.node;
+    o2.alloc = a.allocation;
+    cpu_pod(m, &o2);
+    assert_int_equal(preemptions(m), 1);
+
+    /* b's Job recreates it: it waits, o2 stays, round after round. */
+    b = (struct cpu_spec){.uid = "b2", .cpu = "4", .cores = 30, .mem = "", .opp = true,
+                          .prio = 1000, .sec = 60};
+    cpu_pod(m, &b);
+    next(m, FX_WAIT, "b2");
+    for (int r = 2; r <= 4; r++) {
+        fx_model_set_clock(m, T0 + r * FX_BORROW_RETRY_S);
+        read_all(m, "n1", 1, T0 + r * FX_BORROW_RETRY_S, 0);
+        nothing(m);
+    }
+    assert_int_equal(preemptions(m), 1);
+    assert_int_equal(borrowers(m), 0);
+    checked_free(m);
+}
+
+/* Where evicting o does make room for b as an owner (o holds 50 cores, b
+ * asks 30), b evicts o by priority, as any pod of its class, and is placed
+ * on the capacity o held, not as a borrower: o's replacement, of the lower
+ * class, cannot take it back, and waits. */
+static void test_high_class_opportunistic_preempts_as_owner(void **state)
+{
+    (void)state;
+    struct fx_model *m = model();
+    node(m, "n1", 1, NULL);
+    owner_on_n1(m, "a", "1", 50, 20, 2000, 0);
+    owner_on_n1(m, "o", "12", 50, 20, 0, 1);
+    read_all(m, "n1", 1, T0, 0);
+    struct cpu_spec b = {.uid = "b", .cpu = "4", .cores = 30, .mem = "", .opp = true,
+                         .prio = 1000, .sec = 20};
+    cpu_pod(m, &b);
+    struct fx_attempt a = next(m, FX_NOMINATE, "b");
+    assert_non_null(strstr(a.message, "(priority)"));
+    next(m, FX_EVICT, "o");
+    evicted(m, "o");
+    a = next(m, FX_BIND, "b");
+    assert_false(a.borrowed);
+    fx_model_bind_done(m, "b", 0, 0);
+    b.node = a.node;
+    b.alloc = a.allocation;
+    cpu_pod(m, &b);
+    assert_int_equal(borrowers(m), 0);
+
+    struct cpu_spec o2 = {.uid = "o2", .cpu = "12", .cores = 50, .mem = "20Gi", .sec = 40};
+    cpu_pod(m, &o2);
+    next(m, FX_WAIT, "o2");
+    nothing(m);
+    assert_int_equal(preemptions(m), 1);
+    checked_free(m);
+}
+
 /* Borrower uid as the model meets it after a restart: bound on node n's
  * GPU 0 with a borrowed allocation of `cores`, asking cpu CPUs. */
 static void bound_borrower(struct fx_model *m, const char *uid, const char *n, const char *cpu,
@@ -2030,6 +2158,8 @@ int main(void)
         cmocka_unit_test(test_gang_evicts_borrower),
         cmocka_unit_test(test_mixed_gang_refused),
         cmocka_unit_test(test_waiting_pod_woken_when_borrower_binds),
+        cmocka_unit_test(test_no_ping_pong_on_lent_capacity),
+        cmocka_unit_test(test_high_class_opportunistic_preempts_as_owner),
         cmocka_unit_test(test_gang_victims_of_two_reasons),
         cmocka_unit_test(test_preemptor_deleted_before_eviction),
         cmocka_unit_test(test_gang_deleted_before_eviction),
