@@ -389,7 +389,7 @@ static bool wait_room(struct fx_model *m, struct fx_binder *b, atomic_int *stop)
 /* A preemption's writes, on the main thread (they are rare, and the model
  * must know an eviction's outcome before its next decision): the
  * preemptor's nominatedNodeName, each victim's eviction (a borrower whose
- * reclaim a budget refused: its delete), an event on each. */
+ * eviction a budget refused: its delete), an event on each. */
 static void preemption_step(struct fx_model *m, struct fx_binder *b, struct fx_attempt *a)
 {
     struct flexpu_error err = {0};
@@ -406,30 +406,30 @@ static void preemption_step(struct fx_model *m, struct fx_binder *b, struct fx_a
         int rc = kube_delete_pod(b->c, a->ns, a->name, a->uid, &err);
         fx_model_evict_done(m, a->uid, rc);
         if (rc == 0 || rc == FLEXPU_ENOENT) {
-            FX_INFO(COMP, "reclaimed by a delete", "pod=%s/%s why=\"%s\"", a->ns, a->name,
+            FX_INFO(COMP, "a borrower deleted", "pod=%s/%s why=\"%s\"", a->ns, a->name,
                     a->message);
             emit_event(b, a, "Normal", "Reclaimed");
             return;
         }
-        FX_WARN(COMP, "reclaim's delete refused; the borrower stays for now",
+        FX_WARN(COMP, "a borrower's delete refused; it stays for now",
                 "pod=%s/%s error=\"%s\"", a->ns, a->name, err.msg);
         char why[sizeof(a->message)];
-        snprintf(why, sizeof(why), "not deleted for its GPU's owners: %s", err.msg);
+        snprintf(why, sizeof(why),
+                 "not deleted after a PodDisruptionBudget refused its eviction: %s", err.msg);
         snprintf(a->message, sizeof(a->message), "%s", why);
         emit_event(b, a, "Warning", "EvictionRefused");
         return;
     }
     int rc = kube_evict(b->c, a->ns, a->name, a->uid, &err);
-    fx_model_evict_done(m, a->uid, rc);
+    if (fx_model_evict_done(m, a->uid, rc)) { /* deleted next: its event says why */
+        FX_INFO(COMP, "a borrower's eviction refused by a budget; it is deleted",
+                "pod=%s/%s error=\"%s\"", a->ns, a->name, err.msg);
+        return;
+    }
     if (a->outcome == FX_RECLAIM) {
         if (rc == 0 || rc == FLEXPU_ENOENT) {
             FX_INFO(COMP, "reclaimed", "pod=%s/%s why=\"%s\"", a->ns, a->name, a->message);
             emit_event(b, a, "Normal", "Reclaimed");
-            return;
-        }
-        if (rc == FLEXPU_EBUSY) { /* the model deletes it next: its event says why */
-            FX_INFO(COMP, "reclaim's eviction refused by a budget; the borrower is deleted",
-                    "pod=%s/%s error=\"%s\"", a->ns, a->name, err.msg);
             return;
         }
         FX_WARN(COMP, "reclaim refused; the borrower stays for now", "pod=%s/%s error=\"%s\"",

@@ -101,10 +101,14 @@ char *fx_sched_metrics_render(struct fx_sched_metrics *m)
                  "Pods nominated to a node by evicting others (lower priority, or reclaim).");
     fprintf(f, "flexpu_scheduler_preemptions_total %llu\n", (unsigned long long)s.st.preemptions);
     fx_prom_help(f, "flexpu_scheduler_evictions_total", "counter",
-                 "Victims chosen for preemption, by outcome: chosen, refused (a "
-                 "PodDisruptionBudget or an error: the preemption was undone).");
+                 "Victims chosen for preemption, by outcome: chosen, deleted (a borrower "
+                 "taken for lent capacity whose eviction a PodDisruptionBudget refused: "
+                 "deleted instead), refused (a PodDisruptionBudget or an error: the "
+                 "preemption was undone).");
     fprintf(f, "flexpu_scheduler_evictions_total{result=\"chosen\"} %llu\n",
             (unsigned long long)s.st.evictions);
+    fprintf(f, "flexpu_scheduler_evictions_total{result=\"deleted\"} %llu\n",
+            (unsigned long long)s.st.evictions_deleted);
     fprintf(f, "flexpu_scheduler_evictions_total{result=\"refused\"} %llu\n",
             (unsigned long long)s.st.evictions_refused);
     fx_prom_help(f, "flexpu_scheduler_borrowers", "gauge",

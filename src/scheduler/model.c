@@ -99,8 +99,9 @@ struct pod {
     /* On the model's list of borrowers while borrowed (borrow_set): the
      * victim search for lent capacity walks them, not every pod. */
     struct pod *bprev, *bnext;
-    /* A reclaim whose eviction a PodDisruptionBudget refused is done by a
-     * delete (reclaim_delete). One refused otherwise (the delete too, the
+    /* A reclaim, or an eviction for lent capacity, that a
+     * PodDisruptionBudget refused is done by a delete (reclaim_delete:
+     * borrower_delete). A reclaim refused otherwise (the delete too, the
      * API failing) is not tried again before reclaim_after_s (the model's
      * clock; 0: none), the wait doubling from FX_RECLAIM_GPU_GAP_S up to
      * FX_RECLAIM_BACKOFF_MAX_S: a borrower kept in place must not come
@@ -243,7 +244,7 @@ struct fx_model {
     uint64_t end_epoch;  /* bumped when a pod ends: shielded victims may go again */
     int64_t min_prio;    /* the lowest class priority of a bound pod seen (a bound) */
     bool min_prio_set;
-    uint64_t preemptions, evictions, evictions_refused;
+    uint64_t preemptions, evictions, evictions_refused, evictions_deleted;
     enum fx_reclaim reclaim;
     enum fx_borrow_mem borrow_mem; /* which memory borrowers may take (borrow.h) */
     struct flexpu_queues *queues;
@@ -2764,6 +2765,14 @@ static bool yields_to(const struct pod *p)
     return !p->spec.opportunistic;
 }
 
+/* The preemptor borrower v leaves for when it goes because that pod takes
+ * back lent capacity (victim_reason's borrowed_reason), else NULL. */
+static struct pod *lent_preemptor(struct fx_model *m, const struct pod *v)
+{
+    struct pod *pr = v->preemptor ? fx_strmap_get(&m->pods, v->preemptor) : NULL;
+    return v->borrowed && !v->reclaimed && pr && yields_to(pr) ? pr : NULL;
+}
+
 /* Why v may be evicted for p, or NULL: v borrows and p may take back lent
  * capacity (yields_to), a lower PriorityClass, or p's queue taking back
  * what v's queue holds above its fair share. A pod whose PriorityClass
@@ -3151,7 +3160,7 @@ static bool next_eviction(struct fx_model *m, struct fx_attempt *a)
         struct pod *pr = v->preemptor ? fx_strmap_get(&m->pods, v->preemptor) : NULL;
         fill(a, v, FX_EVICT);
         snprintf(a->node, sizeof(a->node), "%s", STR(v->node));
-        if (v->borrowed && pr && yields_to(pr))
+        if (lent_preemptor(m, v))
             snprintf(a->message, sizeof(a->message),
                      "evicted for %s/%s (" BORROWED_REASON "): this pod borrows a GPU (%s) "
                      "and the node's CPU and memory it holds are needed by a pod that does "
@@ -3199,20 +3208,25 @@ int fx_reclaim_parse(const char *s, enum fx_reclaim *mode)
     return -1;
 }
 
-static bool reclaim_delete(struct fx_model *m, struct pod *b);
+static bool borrower_delete(struct fx_model *m, struct pod *b, const struct pod *pr);
 static void reclaim_backoff(struct fx_model *m, struct pod *b);
 
-void fx_model_evict_done(struct fx_model *m, const char *uid, int rc)
+bool fx_model_evict_done(struct fx_model *m, const char *uid, int rc)
 {
     struct pod *v = fx_strmap_get(&m->pods, uid);
     if (!v || !v->evicting)
-        return;
+        return false;
     if (rc == 0 || rc == FLEXPU_ENOENT) {
         v->evicted = true; /* the watch shows it gone */
-        return;
+        return false;
     }
-    if (v->reclaimed && rc == FLEXPU_EBUSY && !v->reclaim_delete && reclaim_delete(m, v))
-        return; /* still leaving: deleted instead */
+    /* A borrower goes for those it borrows from: its GPU's owners (a
+     * reclaim) or a pod that takes back its node's CPU and memory. */
+    const struct pod *lent = v->reclaimed ? NULL : lent_preemptor(m, v);
+    if ((v->reclaimed || lent) && rc == FLEXPU_EBUSY && !v->reclaim_delete &&
+        borrower_delete(m, v, lent))
+        return true; /* still leaving: deleted instead */
+    v->reclaim_delete = false;
     if (v->reclaimed)
         reclaim_backoff(m, v);
     if (v->reclaimed && v->preemptor) {
@@ -3228,7 +3242,7 @@ void fx_model_evict_done(struct fx_model *m, const char *uid, int rc)
         v->reclaimed = false;
         m->reclaim_check = true;
         victim_stays(m, v);
-        return;
+        return false;
     }
     m->evictions_refused++;
     /* Undo: the preemptor's place back, then every victim of it whose
@@ -3256,8 +3270,10 @@ void fx_model_evict_done(struct fx_model *m, const char *uid, int rc)
         if (!c->evicting || c->evicted || strcmp(STR(c->preemptor), pre_uid) != 0)
             continue;
         c->reclaimed = false; /* a borrower it waited for stays too */
+        c->reclaim_delete = false; /* its delete, if not sent yet, is not */
         victim_stays(m, c);
     }
+    return false;
 }
 
 /* ---- borrowing idle GPUs (docs/KUBERNETES.md, "Borrowing idle GPUs") ---- */
@@ -3458,28 +3474,46 @@ static void reclaim_take(struct fx_model *m, struct pod *b, const char *msg)
     m->reclaims++;
 }
 
-/* A PodDisruptionBudget refused borrower b's eviction: it is deleted
- * instead (FX_DELETE), with its grace period. A pod that borrows agreed to
- * go whenever its GPU's owners need it back when it opted in, and a budget
- * must not keep an owner from its memory or its GPU time for as long as
- * the budget holds (docs/KUBERNETES.md, "Borrowing idle GPUs"). b stays
- * leaving meanwhile: an owner or a preemptor keeps waiting for it. False
- * when the delete cannot be queued. */
-static bool reclaim_delete(struct fx_model *m, struct pod *b)
+/* A PodDisruptionBudget refused the eviction of borrower b, which goes
+ * for those it borrows from: its GPU's owners (a reclaim), or pr (not
+ * NULL), which takes back the node's CPU and memory b holds
+ * (victim_reason). It is deleted instead (FX_DELETE), with its grace
+ * period. A pod that borrows agreed to go whenever what it borrows is
+ * needed back when it opted in, and a budget must not keep an owner from
+ * its memory or its GPU time, nor a pod that does not borrow from the
+ * node's CPU and memory, for as long as the budget holds
+ * (docs/KUBERNETES.md, "A PodDisruptionBudget does not keep a borrower").
+ * b stays leaving meanwhile: an owner or a preemptor keeps waiting for it.
+ * False when the delete cannot be queued. */
+static bool borrower_delete(struct fx_model *m, struct pod *b, const struct pod *pr)
 {
-    char msg[400];
-    snprintf(msg, sizeof(msg),
-             "reclaimed from GPU %d of node %.63s by deleting it (its grace period runs): its "
-             "eviction was refused by a PodDisruptionBudget, and a pod that borrows agreed to "
-             "be reclaimed when its GPU's owners need it (%s: \"true\")",
-             b->bgpu, b->on ? b->on->name : STR(b->node), FX_ANN_OPPORTUNISTIC);
+    char msg[400], who[140];
+    if (pr && pr->gang)
+        snprintf(who, sizeof(who), "pod group %.120s", pr->gang->key);
+    else if (pr)
+        snprintf(who, sizeof(who), "%.63s/%.63s", STR(pr->ns), STR(pr->name));
+    if (pr)
+        snprintf(msg, sizeof(msg),
+                 "evicted for %s (" BORROWED_REASON ") by deleting it (its grace period "
+                 "runs): its eviction was refused by a PodDisruptionBudget, and a pod that "
+                 "borrows agreed to go when what it borrows is needed (%s: \"true\")",
+                 who, FX_ANN_OPPORTUNISTIC);
+    else
+        snprintf(msg, sizeof(msg),
+                 "reclaimed from GPU %d of node %.63s by deleting it (its grace period runs): "
+                 "its eviction was refused by a PodDisruptionBudget, and a pod that borrows "
+                 "agreed to be reclaimed when its GPU's owners need it (%s: \"true\")",
+                 b->bgpu, b->on ? b->on->name : STR(b->node), FX_ANN_OPPORTUNISTIC);
     if (!reclaimq_push(m, b->uid, msg)) {
-        FX_ERROR(COMP, "out of memory queueing a reclaim", "pod=%s/%s", STR(b->ns),
+        FX_ERROR(COMP, "out of memory queueing a borrower's delete", "pod=%s/%s", STR(b->ns),
                  STR(b->name));
         return false;
     }
     b->reclaim_delete = true;
-    m->reclaims_deleted++;
+    if (pr)
+        m->evictions_deleted++;
+    else
+        m->reclaims_deleted++;
     return true;
 }
 
@@ -3666,8 +3700,9 @@ static void reclaim_scan(struct fx_model *m)
     m->reclaim_check = pending;
 }
 
-/* The next reclaim to send, as an FX_RECLAIM attempt (FX_DELETE when a
- * budget refused its eviction). */
+/* The next reclaim to send, as an FX_RECLAIM attempt, or a borrower's
+ * delete, FX_DELETE, when a budget refused its eviction (borrower_delete:
+ * a reclaim's, or one for lent capacity). */
 static bool next_reclaim(struct fx_model *m, struct fx_attempt *a)
 {
     reclaim_scan(m);
@@ -3676,8 +3711,8 @@ static bool next_reclaim(struct fx_model *m, struct fx_attempt *a)
         memmove(m->reclaimq, m->reclaimq + 1, (m->nreclaimq - 1) * sizeof(*m->reclaimq));
         m->nreclaimq--;
         struct pod *b = fx_strmap_get(&m->pods, it.uid);
-        if (!b || !b->evicting || !b->reclaimed)
-            continue; /* gone already */
+        if (!b || !b->evicting || !(b->reclaimed || b->reclaim_delete))
+            continue; /* gone already, or undone */
         fill(a, b, b->reclaim_delete ? FX_DELETE : FX_RECLAIM);
         snprintf(a->node, sizeof(a->node), "%s", STR(b->node));
         snprintf(a->message, sizeof(a->message), "%s", it.msg);
@@ -3881,6 +3916,7 @@ void fx_model_stats(const struct fx_model *m, struct fx_model_stats *o)
     o->preemptions = m->preemptions;
     o->evictions = m->evictions;
     o->evictions_refused = m->evictions_refused;
+    o->evictions_deleted = m->evictions_deleted;
     o->gangs_placed = m->gangs_placed;
     o->borrows = m->borrows;
     o->reclaims = m->reclaims;

@@ -54,10 +54,11 @@ enum fx_outcome {
      * fx_model_evict_done. */
     FX_RECLAIM,
     /* Delete this borrower (DELETE of the pod, its grace period, its uid
-     * as precondition): a PodDisruptionBudget refused its FX_RECLAIM's
-     * eviction (fx_model_evict_done's FLEXPU_EBUSY), and a pod that
-     * borrows agreed to be reclaimed when it opted in. `message` says so,
-     * for its Reclaimed event. Report with fx_model_evict_done. */
+     * as precondition): a PodDisruptionBudget refused the eviction of its
+     * FX_RECLAIM, or its FX_EVICT for lent capacity (fx_model_evict_done's
+     * FLEXPU_EBUSY), and a pod that borrows agreed to go when what it
+     * borrows is needed when it opted in. `message` says so, for its
+     * Reclaimed event. Report with fx_model_evict_done. */
     FX_DELETE,
 };
 
@@ -127,6 +128,8 @@ struct fx_model_stats {
     uint64_t preemptions; /* pods nominated by evicting others */
     uint64_t evictions;   /* victims chosen */
     uint64_t evictions_refused; /* evictions refused (a PodDisruptionBudget...): undone */
+    uint64_t evictions_deleted; /* borrowers taken for lent capacity whose eviction a
+                                 * PodDisruptionBudget refused: deleted instead */
     uint64_t gangs_placed;
     int borrowers;        /* borrowers bound or being bound, not leaving */
     uint64_t borrows;     /* pods placed as borrowers */
@@ -171,12 +174,14 @@ void fx_model_set_remote_topology(struct fx_model *m, const struct fx_remote_top
  * bind once all its victims are; anything else (FLEXPU_EBUSY: a
  * PodDisruptionBudget refused it) undoes the preemption: the victims that
  * were not evicted keep their places, the preemptor is decided again, and
- * the pod is not a victim again until some pod ends. For an FX_RECLAIM,
- * FLEXPU_EBUSY makes an FX_DELETE of the borrower follow; another failure
- * of either leaves the borrower in place, not reclaimed again before its
- * back-off (FX_RECLAIM_BACKOFF_MAX_S), and undoes a preemption that waited
- * for it. */
-void fx_model_evict_done(struct fx_model *m, const char *uid, int rc);
+ * the pod is not a victim again until some pod ends. Except that for an
+ * FX_RECLAIM, and for an FX_EVICT of a borrower taken for lent capacity
+ * (its preemptor does not borrow), FLEXPU_EBUSY makes an FX_DELETE of the
+ * borrower follow, and the call returns true (false otherwise); another
+ * failure of the eviction or of that delete leaves the borrower in place
+ * (a reclaimed one not reclaimed again before its back-off,
+ * FX_RECLAIM_BACKOFF_MAX_S) and undoes a preemption that waited for it. */
+bool fx_model_evict_done(struct fx_model *m, const char *uid, int rc);
 
 /* ---- queues (docs/QUEUES.md) ----
  *

@@ -116,7 +116,7 @@ wait_event guarded "refused by a PodDisruptionBudget"
 msg="$(kubectl get events --field-selector involvedObject.name=guarded,reason=Reclaimed \
   -o jsonpath='{.items[0].message}')"
 grep -q "by deleting it" <<<"$msg" || fail "the protected borrower's Reclaimed event: $msg"
-grep -q 'reclaim.s eviction refused by a budget' "$work/scheduler.log" ||
+grep -q 'a borrower.s eviction refused by a budget; it is deleted' "$work/scheduler.log" ||
   fail "the scheduler logged no refused eviction"
 pass "the borrower the budget protects, started last, reclaimed first: its eviction refused, deleted in $((SECONDS - start)) s: $msg"
 evicted() {

@@ -1446,6 +1446,109 @@ static void test_high_class_opportunistic_preempts_as_owner(void **state)
     checked_free(m);
 }
 
+/* ---- a budget does not keep a borrower on lent capacity ---- */
+
+/* o2 (4 CPUs, class 0) needs the CPUs of borrower b1 (class 1000) and b1's
+ * eviction is refused by a PodDisruptionBudget: b1 is deleted instead,
+ * with its grace period, as a reclaim a budget refuses is (it agreed to go
+ * when the capacity it runs on is needed), its event saying why, and o2 is
+ * bound once it is gone. Before, the preemption was undone and o2 waited
+ * for as long as the budget held (b1 a victim again each time some pod
+ * ended, refused again). */
+static void test_budget_keeps_no_borrower_on_lent_capacity(void **state)
+{
+    (void)state;
+    struct fx_model *m = cpu_borrower(1000);
+    struct cpu_spec o2 = {.uid = "o2", .cpu = "4", .cores = 50, .mem = "20Gi", .sec = 50};
+    cpu_pod(m, &o2);
+    next(m, FX_NOMINATE, "o2");
+    next(m, FX_EVICT, "b1");
+    fx_model_evict_done(m, "b1", FLEXPU_EBUSY); /* a PodDisruptionBudget */
+    struct fx_attempt a = next(m, FX_DELETE, "b1");
+    assert_string_equal(a.node, "n1");
+    assert_non_null(strstr(a.message, "deleting it"));
+    assert_non_null(strstr(a.message, "refused by a PodDisruptionBudget"));
+    assert_non_null(strstr(a.message, "t/o2"));
+    assert_non_null(strstr(a.message, "borrowed: runs on lent capacity"));
+    assert_non_null(strstr(a.message, "flexpu.io/opportunistic"));
+    assert_int_equal(borrowers(m), 0); /* leaving */
+    struct fx_model_stats st;
+    fx_model_stats(m, &st);
+    assert_int_equal(st.evictions_deleted, 1);
+    assert_int_equal(st.evictions_refused, 0);
+    assert_int_equal(st.reclaims_deleted, 0); /* no GPU owner's reclaim */
+    fx_model_evict_done(m, "b1", 0);
+    nothing(m); /* b1 holds its CPUs while its grace period runs */
+    gone(m, "b1");
+    a = next(m, FX_BIND, "o2");
+    assert_string_equal(a.node, "n1");
+    checked_free(m);
+
+    /* The delete refused too (no RBAC for it): the preemption is undone as
+     * for any victim, b1 stays and o2 waits. */
+    m = cpu_borrower(1000);
+    cpu_pod(m, &o2);
+    next(m, FX_NOMINATE, "o2");
+    next(m, FX_EVICT, "b1");
+    fx_model_evict_done(m, "b1", FLEXPU_EBUSY);
+    next(m, FX_DELETE, "b1");
+    fx_model_evict_done(m, "b1", FLEXPU_EINVAL);
+    assert_int_equal(borrowers(m), 1);
+    fx_model_stats(m, &st);
+    assert_int_equal(st.evictions_refused, 1);
+    assert_int_equal(st.reclaims_refused, 0);
+    next(m, FX_WAIT, "o2");
+    nothing(m);
+    checked_free(m);
+
+    /* A pod group the same way. */
+    m = cpu_borrower(1000);
+    struct cpu_spec g = {.uid = "c1", .cpu = "2", .cores = 25, .mem = "10Gi", .in_group = true,
+                         .sec = 50};
+    cpu_pod(m, &g);
+    g.uid = "c2";
+    g.sec = 51;
+    cpu_pod(m, &g);
+    next(m, FX_NOMINATE, NULL);
+    next(m, FX_EVICT, "b1");
+    fx_model_evict_done(m, "b1", FLEXPU_EBUSY);
+    a = next(m, FX_DELETE, "b1");
+    assert_non_null(strstr(a.message, "pod group"));
+    evicted(m, "b1");
+    next(m, FX_BIND, NULL);
+    next(m, FX_BIND, NULL);
+    checked_free(m);
+}
+
+/* A budget still keeps a borrower from its peers: o3, opportunistic of
+ * class 1000, evicts b1 (class 0) by priority as any pod may, and when a
+ * budget refuses it the preemption is undone and b1 stays, as any victim
+ * would (nothing lent is taken back): o3 looks for another victim (owner
+ * on1-0-a, of class 0), and b1 is neither deleted nor evicted again. */
+static void test_budget_keeps_borrower_from_peer(void **state)
+{
+    (void)state;
+    struct fx_model *m = cpu_borrower(0);
+    struct cpu_spec o3 = {.uid = "o3", .cpu = "4", .cores = 50, .mem = "20Gi", .opp = true,
+                          .prio = 1000, .sec = 50};
+    cpu_pod(m, &o3);
+    struct fx_attempt a = next(m, FX_NOMINATE, "o3");
+    assert_non_null(strstr(a.message, "(priority)"));
+    next(m, FX_EVICT, "b1");
+    fx_model_evict_done(m, "b1", FLEXPU_EBUSY);
+    assert_int_equal(borrowers(m), 1);
+    for (int i = 0; i < 10 && fx_model_next(m, &a); i++)
+        if (strcmp(a.uid, "b1") == 0 || strstr(a.message, "t/b1"))
+            fail_msg("b1's budget refused its eviction by a peer: outcome %d for %s: %s",
+                     a.outcome, a.uid, a.message);
+    assert_int_equal(borrowers(m), 1);
+    struct fx_model_stats st;
+    fx_model_stats(m, &st);
+    assert_int_equal(st.evictions_refused, 1);
+    assert_int_equal(st.evictions_deleted, 0);
+    checked_free(m);
+}
+
 /* Borrower uid as the model meets it after a restart: bound on node n's
  * GPU 0 with a borrowed allocation of `cores`, asking cpu CPUs. */
 static void bound_borrower(struct fx_model *m, const char *uid, const char *n, const char *cpu,
@@ -2160,6 +2263,8 @@ int main(void)
         cmocka_unit_test(test_waiting_pod_woken_when_borrower_binds),
         cmocka_unit_test(test_no_ping_pong_on_lent_capacity),
         cmocka_unit_test(test_high_class_opportunistic_preempts_as_owner),
+        cmocka_unit_test(test_budget_keeps_no_borrower_on_lent_capacity),
+        cmocka_unit_test(test_budget_keeps_borrower_from_peer),
         cmocka_unit_test(test_gang_victims_of_two_reasons),
         cmocka_unit_test(test_preemptor_deleted_before_eviction),
         cmocka_unit_test(test_gang_deleted_before_eviction),
