@@ -2766,11 +2766,15 @@ static bool yields_to(const struct pod *p)
 }
 
 /* The preemptor borrower v leaves for when it goes because that pod takes
- * back lent capacity (victim_reason's borrowed_reason), else NULL. */
+ * back lent capacity (victim_reason's borrowed_reason), else NULL; NULL
+ * too once that pod no longer waits for it (gone, or bound elsewhere):
+ * then nothing needs v's room, and a budget keeps v (borrower_delete). */
 static struct pod *lent_preemptor(struct fx_model *m, const struct pod *v)
 {
     struct pod *pr = v->preemptor ? fx_strmap_get(&m->pods, v->preemptor) : NULL;
-    return v->borrowed && !v->reclaimed && pr && yields_to(pr) ? pr : NULL;
+    if (!v->borrowed || v->reclaimed || !pr || !yields_to(pr) || pr->state != POD_NOMINATED)
+        return NULL;
+    return pr;
 }
 
 /* Why v may be evicted for p, or NULL: v borrows and p may take back lent
@@ -3713,6 +3717,15 @@ static bool next_reclaim(struct fx_model *m, struct fx_attempt *a)
         struct pod *b = fx_strmap_get(&m->pods, it.uid);
         if (!b || !b->evicting || !(b->reclaimed || b->reclaim_delete))
             continue; /* gone already, or undone */
+        if (b->reclaim_delete && !b->reclaimed && !lent_preemptor(m, b)) {
+            /* Its preemptor went (or was bound elsewhere) after the budget
+             * refused the eviction and before this delete went out: not
+             * deleted past its budget for no one; it stays, as a victim
+             * whose eviction had not gone out (victims_unqueue). */
+            b->reclaim_delete = false;
+            victim_stays(m, b);
+            continue;
+        }
         fill(a, b, b->reclaim_delete ? FX_DELETE : FX_RECLAIM);
         snprintf(a->node, sizeof(a->node), "%s", STR(b->node));
         snprintf(a->message, sizeof(a->message), "%s", it.msg);

@@ -176,9 +176,10 @@ void fx_model_set_remote_topology(struct fx_model *m, const struct fx_remote_top
  * were not evicted keep their places, the preemptor is decided again, and
  * the pod is not a victim again until some pod ends. Except that for an
  * FX_RECLAIM, and for an FX_EVICT of a borrower taken for lent capacity
- * (its preemptor does not borrow), FLEXPU_EBUSY makes an FX_DELETE of the
- * borrower follow, and the call returns true (false otherwise); another
- * failure of the eviction or of that delete leaves the borrower in place
+ * (its preemptor does not borrow, and still waits for it: a delete queued
+ * is dropped, the borrower staying, once it no longer does), FLEXPU_EBUSY
+ * makes an FX_DELETE of the borrower follow, and the call returns true
+ * (false otherwise); another failure of the eviction or of that delete leaves the borrower in place
  * (a reclaimed one not reclaimed again before its back-off,
  * FX_RECLAIM_BACKOFF_MAX_S) and undoes a preemption that waited for it. */
 bool fx_model_evict_done(struct fx_model *m, const char *uid, int rc);

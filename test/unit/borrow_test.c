@@ -1549,6 +1549,52 @@ static void test_budget_keeps_borrower_from_peer(void **state)
     checked_free(m);
 }
 
+/* o2 deleted after a budget refused b1's eviction for it, before b1's
+ * delete went out (the round of decisions ended between them, and the
+ * watch's events came first): nothing needs b1's room, so b1 is not
+ * deleted past its budget for no one (as test_preemptor_deleted_before_eviction
+ * keeps an eviction not sent); it stays, a borrower, and is a victim again
+ * for the next pod that needs the room. */
+static void test_preemptor_deleted_before_borrower_delete(void **state)
+{
+    (void)state;
+    struct fx_model *m = cpu_borrower(1000);
+    struct cpu_spec o2 = {.uid = "o2", .cpu = "4", .cores = 50, .mem = "20Gi", .sec = 50};
+    cpu_pod(m, &o2);
+    next(m, FX_NOMINATE, "o2");
+    next(m, FX_EVICT, "b1");
+    assert_true(fx_model_evict_done(m, "b1", FLEXPU_EBUSY)); /* its delete queued */
+    gone(m, "o2");
+    struct fx_attempt a;
+    if (fx_model_next(m, &a))
+        fail_msg("o2 is gone, yet outcome %d for %s: %s", a.outcome, a.uid, a.message);
+    assert_int_equal(borrowers(m), 1);
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_model_check(m, &err), 0);
+    o2.uid = "o3";
+    evicts_borrower(m, &o2); /* b1 evicted for o3, o3 bound: checked there */
+}
+
+/* The same when o2 is bound elsewhere meanwhile (another instance of the
+ * scheduler bound it, to a node not seen yet): b1 is not deleted. */
+static void test_preemptor_bound_elsewhere_before_borrower_delete(void **state)
+{
+    (void)state;
+    struct fx_model *m = cpu_borrower(1000);
+    struct cpu_spec o2 = {.uid = "o2", .cpu = "4", .cores = 50, .mem = "20Gi", .sec = 50};
+    struct fx_attempt a;
+    cpu_pod(m, &o2);
+    next(m, FX_NOMINATE, "o2");
+    next(m, FX_EVICT, "b1");
+    assert_true(fx_model_evict_done(m, "b1", FLEXPU_EBUSY));
+    o2.node = "n9";
+    cpu_pod(m, &o2);
+    if (fx_model_next(m, &a))
+        fail_msg("o2 is bound on n9, yet outcome %d for %s: %s", a.outcome, a.uid, a.message);
+    assert_int_equal(borrowers(m), 1);
+    checked_free(m);
+}
+
 /* Borrower uid as the model meets it after a restart: bound on node n's
  * GPU 0 with a borrowed allocation of `cores`, asking cpu CPUs. */
 static void bound_borrower(struct fx_model *m, const char *uid, const char *n, const char *cpu,
@@ -2265,6 +2311,8 @@ int main(void)
         cmocka_unit_test(test_high_class_opportunistic_preempts_as_owner),
         cmocka_unit_test(test_budget_keeps_no_borrower_on_lent_capacity),
         cmocka_unit_test(test_budget_keeps_borrower_from_peer),
+        cmocka_unit_test(test_preemptor_deleted_before_borrower_delete),
+        cmocka_unit_test(test_preemptor_bound_elsewhere_before_borrower_delete),
         cmocka_unit_test(test_gang_victims_of_two_reasons),
         cmocka_unit_test(test_preemptor_deleted_before_eviction),
         cmocka_unit_test(test_gang_deleted_before_eviction),
