@@ -86,7 +86,7 @@ int kube_evict(struct kube_client *c, const char *ns, const char *name, const ch
 }
 
 int kube_delete_pod(struct kube_client *c, const char *ns, const char *name, const char *uid,
-                    struct flexpu_error *err)
+                    const char *cond_msg, struct flexpu_error *err)
 {
     char path[768];
     /* First the condition an eviction would have set, as kube-scheduler
@@ -97,7 +97,7 @@ int kube_delete_pod(struct kube_client *c, const char *ns, const char *name, con
     json_t *body = json_pack("{s:{s:[{s:s, s:s, s:s, s:s}]}}", "status", "conditions", "type",
                              "DisruptionTarget", "status", "True", "reason",
                              "PreemptionByScheduler", "message",
-                             "flexpu-scheduler: reclaimed from the GPU it borrowed");
+                             cond_msg ? cond_msg : "flexpu-scheduler");
     if (body && uid)
         json_object_set_new(body, "metadata", json_pack("{s:s}", "uid", uid));
     long status = 0;

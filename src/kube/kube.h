@@ -212,14 +212,15 @@ int kube_evict(struct kube_client *c, const char *ns, const char *name, const ch
  * precondition as in kube_evict, after marking it with the condition
  * DisruptionTarget (reason PreemptionByScheduler, a strategic merge patch of
  * pods/NAME/status; its failure does not stop the delete), as an eviction
- * would have. No PodDisruptionBudget is consulted: for a
- * borrower whose reclaim's eviction a budget refused (docs/KUBERNETES.md,
- * "Borrowing idle GPUs"). Returns 0 (being deleted), FLEXPU_ENOENT when the
- * pod is gone (404) or another pod holds the name (409 on the UID
+ * would have, its message `cond_msg` (why the pod goes). No
+ * PodDisruptionBudget is consulted: for a borrower whose eviction a budget
+ * refused (docs/KUBERNETES.md, "A PodDisruptionBudget does not keep a
+ * borrower"). Returns 0 (being deleted), FLEXPU_ENOENT when the pod is
+ * gone (404) or another pod holds the name (409 on the UID
  * precondition), otherwise as kube_request (403: FLEXPU_EINVAL, the
  * server's message naming the verb RBAC lacks). */
 int kube_delete_pod(struct kube_client *c, const char *ns, const char *name, const char *uid,
-                    struct flexpu_error *err);
+                    const char *cond_msg, struct flexpu_error *err);
 
 /* Sets status.nominatedNodeName of pending pod NS/NAME to `node`, or clears
  * it (node NULL), by a merge patch of pods/NAME/status: the node the pod

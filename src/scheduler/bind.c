@@ -403,12 +403,19 @@ static void preemption_step(struct fx_model *m, struct fx_binder *b, struct fx_a
         return;
     }
     if (a->outcome == FX_DELETE) {
-        int rc = kube_delete_pod(b->c, a->ns, a->name, a->uid, &err);
+        /* Named for why it goes, not how: a victim of a preemption is
+         * Preempted (as kube-scheduler's victims, which it deletes, and as
+         * this pod's eviction would have been), a reclaim's Reclaimed. */
+        const char *reason = a->preempts ? "Preempted" : "Reclaimed";
+        const char *cond = a->preempts ? "flexpu-scheduler: the node's CPU and memory it "
+                                         "borrowed are needed by a pod that does not borrow"
+                                       : "flexpu-scheduler: reclaimed from the GPU it borrowed";
+        int rc = kube_delete_pod(b->c, a->ns, a->name, a->uid, cond, &err);
         fx_model_evict_done(m, a->uid, rc);
         if (rc == 0 || rc == FLEXPU_ENOENT) {
-            FX_INFO(COMP, "a borrower deleted", "pod=%s/%s why=\"%s\"", a->ns, a->name,
-                    a->message);
-            emit_event(b, a, "Normal", "Reclaimed");
+            FX_INFO(COMP, "a borrower deleted", "pod=%s/%s reason=%s why=\"%s\"", a->ns,
+                    a->name, reason, a->message);
+            emit_event(b, a, "Normal", reason);
             return;
         }
         FX_WARN(COMP, "a borrower's delete refused; it stays for now",

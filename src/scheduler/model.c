@@ -3727,6 +3727,7 @@ static bool next_reclaim(struct fx_model *m, struct fx_attempt *a)
             continue;
         }
         fill(a, b, b->reclaim_delete ? FX_DELETE : FX_RECLAIM);
+        a->preempts = b->reclaim_delete && !b->reclaimed;
         snprintf(a->node, sizeof(a->node), "%s", STR(b->node));
         snprintf(a->message, sizeof(a->message), "%s", it.msg);
         return true;

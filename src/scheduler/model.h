@@ -71,6 +71,9 @@ struct fx_attempt {
                             * slice), or empty */
     bool borrowed;         /* FX_BIND of a borrower: message says what it borrows */
     bool remote;           /* FX_BIND of a remote slice: message says where (docs/REMOTE.md) */
+    bool preempts;         /* FX_DELETE of a borrower a preemptor waits for (its node's CPU
+                            * and memory), not a reclaim: its event is Preempted, as its
+                            * eviction's would have been */
 };
 
 /* The next pod to act on, in order: priority, then creation time. Returns

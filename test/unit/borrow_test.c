@@ -624,6 +624,7 @@ static void test_refused_reclaim_deletes(void **state)
     rise_reclaims(m);
     fx_model_evict_done(m, "b1", FLEXPU_EBUSY); /* a PodDisruptionBudget */
     struct fx_attempt a = next(m, FX_DELETE, "b1");
+    assert_false(a.preempts); /* a reclaim: Reclaimed */
     assert_string_equal(a.node, "n1");
     assert_non_null(strstr(a.message, "refused by a PodDisruptionBudget"));
     assert_non_null(strstr(a.message, "deleting it"));
@@ -1465,6 +1466,7 @@ static void test_budget_keeps_no_borrower_on_lent_capacity(void **state)
     next(m, FX_EVICT, "b1");
     fx_model_evict_done(m, "b1", FLEXPU_EBUSY); /* a PodDisruptionBudget */
     struct fx_attempt a = next(m, FX_DELETE, "b1");
+    assert_true(a.preempts); /* a victim of o2's preemption: Preempted, as its eviction */
     assert_string_equal(a.node, "n1");
     assert_non_null(strstr(a.message, "deleting it"));
     assert_non_null(strstr(a.message, "refused by a PodDisruptionBudget"));

@@ -153,7 +153,7 @@ static int delete_once(struct http_srv *srv, int status, const char *body, const
     *srv = (struct http_srv){.status = status, .body = body};
     http_start(srv);
     struct kube_client *c = loopback_client(srv->port);
-    int rc = kube_delete_pod(c, "team-a", "w1", uid, err);
+    int rc = kube_delete_pod(c, "team-a", "w1", uid, "flexpu-scheduler: reclaimed", err);
     kube_client_free(c);
     http_stop(srv);
     return rc;
