@@ -1709,7 +1709,14 @@ void fx_model_pod_event(struct fx_model *m, enum kube_event ev, json_t *obj)
     /* What we assumed, to compare with what the server recorded. */
     char *assumed_alloc = assumed && p->allocation ? fx_strdup(p->allocation) : NULL;
     bool alloc_lost = assumed && p->allocation && !assumed_alloc;
+    /* Where a remote slice may go, as the pod's annotations said before
+     * this event (remote_edited). */
+    bool was_remote = p->spec.remote_allowed;
+    char *was_rkey = p->rkey ? fx_strdup(p->rkey) : NULL;
     int bad = read_pod(m, p, obj, &err);
+    bool remote_edited = was_remote != p->spec.remote_allowed ||
+                         strcmp(STR(was_rkey), STR(p->rkey)) != 0;
+    fx_free(was_rkey);
     int old_qid = p->qid;
     queue_resolve(m, p);
     if (p->qid != old_qid && p->state == POD_WAITING)
@@ -1754,8 +1761,13 @@ void fx_model_pod_event(struct fx_model *m, enum kube_event ev, json_t *obj)
         shape_seen(m, &p->req);
         p->counted = true;
     }
-    if (p->state != POD_WAITING)
-        enqueue(m, p); /* waiting pods stay parked until capacity frees */
+    /* Waiting pods stay parked until capacity frees, or until the pod's
+     * own words on a remote slice change (flexpu.io/remote, its rule
+     * flexpu.io/remote-topology-key: annotations, which a user may edit on
+     * a waiting pod); one held by its queue or its gang stays as it is. */
+    if (p->state != POD_WAITING ||
+        (remote_edited && !p->limited && !p->noqueue && !p->gang_short))
+        enqueue(m, p);
 }
 
 /* ---- deciding ---- */

@@ -900,6 +900,49 @@ static void test_rule_needs_the_label(void **state)
     fx_model_free(m);
 }
 
+/* A waiting pod's remote annotations are a user's to edit: a rule made
+ * looser (another key both halves share, or none) or flexpu.io/remote
+ * added has the pod tried again at once, not when capacity next frees
+ * somewhere. g1 (zone a, region r) has the only free GPU, cb (zone b,
+ * region r) the only room: nothing else changes. */
+static void test_rule_edited_while_waiting(void **state)
+{
+    (void)state;
+    static const char *const to[] = {"topology.kubernetes.io/region", NULL, "remote"};
+    for (size_t i = 0; i < sizeof(to) / sizeof(to[0]); i++) {
+        struct fx_model *m = new_model();
+        node(m, "g1", 1, "2", ZONE "=a,topology.kubernetes.io/region=r");
+        node(m, "cb", 0, "16", ZONE "=b,topology.kubernetes.io/region=r");
+        bool add_remote = to[i] && strcmp(to[i], "remote") == 0;
+        pod_rule(m, "p1", 30, "4", !add_remote, NULL, NULL, 0, add_remote ? NULL : ZONE);
+        next(m, FX_WAIT, "p1");
+        struct fx_attempt none;
+        assert_false(fx_model_next(m, &none));
+        pod_rule(m, "p1", 30, "4", true, NULL, NULL, 0, add_remote ? NULL : to[i]);
+        struct fx_attempt a = next(m, FX_BIND, "p1");
+        assert_string_equal(a.node, "cb");
+        assert_non_null(strstr(a.allocation, "\"remote\":{\"node\":\"g1\"}"));
+        struct flexpu_error err = {0};
+        assert_int_equal(fx_model_check(m, &err), 0);
+        fx_model_free(m);
+    }
+    /* An edit that changes nothing of that (another annotation) leaves it
+     * parked: no decision per pod update. */
+    struct fx_model *m = new_model();
+    node(m, "g1", 1, "2", ZONE "=a");
+    node(m, "cb", 0, "16", ZONE "=b");
+    pod_rule(m, "p1", 30, "4", true, NULL, NULL, 0, ZONE);
+    next(m, FX_WAIT, "p1");
+    pod_rule(m, "p1", 30, "4", true, NULL, NULL, 0, ZONE);
+    assert_int_equal(stats(m).pods_waiting, 1);
+    assert_int_equal(stats(m).pods_queued, 0);
+    /* Edited (the rule gone), it is queued, not waiting. */
+    pod_rule(m, "p1", 30, "4", true, NULL, NULL, 0, NULL);
+    assert_int_equal(stats(m).pods_waiting, 0);
+    assert_int_equal(stats(m).pods_queued, 1);
+    fx_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -925,6 +968,7 @@ int main(void)
         cmocka_unit_test(test_rule_waits_then_placed),
         cmocka_unit_test(test_rule_picks_the_zone_with_a_node),
         cmocka_unit_test(test_rule_needs_the_label),
+        cmocka_unit_test(test_rule_edited_while_waiting),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
