@@ -1449,6 +1449,21 @@ static void test_high_class_opportunistic_preempts_as_owner(void **state)
 
 /* ---- a budget does not keep a borrower on lent capacity ---- */
 
+/* Borrower b1 (class 1000) on n1, o2 (4 CPUs, class 0) nominated for its
+ * CPUs, and b1's eviction refused by a PodDisruptionBudget; returns what
+ * fx_model_evict_done said (true: b1's delete is queued). */
+static struct fx_model *budget_refused(const struct cpu_spec *o2, bool *delete_queued)
+{
+    struct fx_model *m = cpu_borrower(1000);
+    cpu_pod(m, o2);
+    next(m, FX_NOMINATE, "o2");
+    next(m, FX_EVICT, "b1");
+    bool queued = fx_model_evict_done(m, "b1", FLEXPU_EBUSY); /* a PodDisruptionBudget */
+    if (delete_queued)
+        *delete_queued = queued;
+    return m;
+}
+
 /* o2 (4 CPUs, class 0) needs the CPUs of borrower b1 (class 1000) and b1's
  * eviction is refused by a PodDisruptionBudget: b1 is deleted instead,
  * with its grace period, as a reclaim a budget refuses is (it agreed to go
@@ -1459,12 +1474,8 @@ static void test_high_class_opportunistic_preempts_as_owner(void **state)
 static void test_budget_keeps_no_borrower_on_lent_capacity(void **state)
 {
     (void)state;
-    struct fx_model *m = cpu_borrower(1000);
     struct cpu_spec o2 = {.uid = "o2", .cpu = "4", .cores = 50, .mem = "20Gi", .sec = 50};
-    cpu_pod(m, &o2);
-    next(m, FX_NOMINATE, "o2");
-    next(m, FX_EVICT, "b1");
-    fx_model_evict_done(m, "b1", FLEXPU_EBUSY); /* a PodDisruptionBudget */
+    struct fx_model *m = budget_refused(&o2, NULL);
     struct fx_attempt a = next(m, FX_DELETE, "b1");
     assert_true(a.preempts); /* a victim of o2's preemption: Preempted, as its eviction */
     assert_string_equal(a.node, "n1");
@@ -1488,11 +1499,7 @@ static void test_budget_keeps_no_borrower_on_lent_capacity(void **state)
 
     /* The delete refused too (no RBAC for it): the preemption is undone as
      * for any victim, b1 stays and o2 waits. */
-    m = cpu_borrower(1000);
-    cpu_pod(m, &o2);
-    next(m, FX_NOMINATE, "o2");
-    next(m, FX_EVICT, "b1");
-    fx_model_evict_done(m, "b1", FLEXPU_EBUSY);
+    m = budget_refused(&o2, NULL);
     next(m, FX_DELETE, "b1");
     fx_model_evict_done(m, "b1", FLEXPU_EINVAL);
     assert_int_equal(borrowers(m), 1);
@@ -1560,12 +1567,10 @@ static void test_budget_keeps_borrower_from_peer(void **state)
 static void test_preemptor_deleted_before_borrower_delete(void **state)
 {
     (void)state;
-    struct fx_model *m = cpu_borrower(1000);
     struct cpu_spec o2 = {.uid = "o2", .cpu = "4", .cores = 50, .mem = "20Gi", .sec = 50};
-    cpu_pod(m, &o2);
-    next(m, FX_NOMINATE, "o2");
-    next(m, FX_EVICT, "b1");
-    assert_true(fx_model_evict_done(m, "b1", FLEXPU_EBUSY)); /* its delete queued */
+    bool queued;
+    struct fx_model *m = budget_refused(&o2, &queued);
+    assert_true(queued); /* its delete queued */
     gone(m, "o2");
     struct fx_attempt a;
     if (fx_model_next(m, &a))
@@ -1582,13 +1587,11 @@ static void test_preemptor_deleted_before_borrower_delete(void **state)
 static void test_preemptor_bound_elsewhere_before_borrower_delete(void **state)
 {
     (void)state;
-    struct fx_model *m = cpu_borrower(1000);
     struct cpu_spec o2 = {.uid = "o2", .cpu = "4", .cores = 50, .mem = "20Gi", .sec = 50};
     struct fx_attempt a;
-    cpu_pod(m, &o2);
-    next(m, FX_NOMINATE, "o2");
-    next(m, FX_EVICT, "b1");
-    assert_true(fx_model_evict_done(m, "b1", FLEXPU_EBUSY));
+    bool queued;
+    struct fx_model *m = budget_refused(&o2, &queued);
+    assert_true(queued);
     o2.node = "n9";
     cpu_pod(m, &o2);
     if (fx_model_next(m, &a))
