@@ -198,6 +198,13 @@ int flexpu_engine_assign(struct flexpu_engine *e, const struct flexpu_pod_req *r
                          const struct flexpu_placement *p, int64_t *alloc_id,
                          struct flexpu_error *err);
 
+/* What allocation alloc_id books: its request and placement as assign
+ * took them (the node an id it had then). FLEXPU_ENOENT for an id that is
+ * not live (*req and *p then unchanged). */
+int flexpu_engine_alloc_get(const struct flexpu_engine *e, int64_t alloc_id,
+                            struct flexpu_pod_req *req, struct flexpu_placement *p,
+                            struct flexpu_error *err);
+
 /* Releases an allocation, restoring exactly what assign took. */
 int flexpu_engine_release(struct flexpu_engine *e, int64_t alloc_id, struct flexpu_error *err);
 

@@ -833,6 +833,19 @@ const struct fx_alloc *fx_alloc_find(const struct flexpu_engine *e, int64_t id)
     return a && a->id == id ? a : NULL;
 }
 
+int flexpu_engine_alloc_get(const struct flexpu_engine *e, int64_t alloc_id,
+                            struct flexpu_pod_req *req, struct flexpu_placement *p,
+                            struct flexpu_error *err)
+{
+    const struct fx_alloc *a = fx_alloc_find(e, alloc_id);
+    if (!a)
+        return flexpu_error_set(err, FLEXPU_ENOENT, "no allocation with id %lld",
+                                (long long)alloc_id);
+    *req = a->req;
+    *p = a->p;
+    return 0;
+}
+
 int flexpu_engine_release(struct flexpu_engine *e, int64_t alloc_id, struct flexpu_error *err)
 {
     struct fx_alloc *a = alloc_id > 0 ? alloc_slot(e, alloc_id) : NULL;

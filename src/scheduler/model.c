@@ -32,6 +32,7 @@ enum pod_state {
 
 struct node;
 struct gang;
+struct vhold;
 
 /* Strings a pod may or may not have are allocated at their length (NULL:
  * empty): a cluster holds tens of thousands of pods, and fixed buffers sized
@@ -76,6 +77,9 @@ struct pod {
     char *preemptor;
     int nvictims;
     uint64_t shielded;
+    /* A victim's capacity booked until it is gone (struct vhold); NULL
+     * for every other pod. */
+    struct vhold *hold;
     char *told;         /* the last message reported for it */
     char *problem;      /* why the pod is invalid */
     bool counted;       /* its shape is in the workload */
@@ -158,6 +162,7 @@ static void pod_free(struct pod *p)
     fx_free(p->preemptor);
     fx_free(p->rnode);
     fx_free(p->rkey);
+    fx_free(p->hold); /* released in the engine already, or freed with it */
     flexpu_filter_free(p->filter);
     fx_free(p);
 }
@@ -242,6 +247,11 @@ struct fx_model {
     char **evictq;
     size_t nevictq, capevictq;
     uint64_t end_epoch;  /* bumped when a pod ends: shielded victims may go again */
+    /* The victims' holds (struct vhold), and whether capacity was freed
+     * since the short ones last took what they lack (holds_refresh). */
+    struct vhold *holds;
+    int nholds;
+    bool holds_dirty;
     int64_t min_prio;    /* the lowest class priority of a bound pod seen (a bound) */
     bool min_prio_set;
     uint64_t preemptions, evictions, evictions_refused, evictions_deleted;
@@ -583,6 +593,7 @@ static int gang_join(struct fx_model *m, struct pod *p, const struct fx_pod_grou
 /* Capacity grew on engine node `id` (-1: somewhere unknown). */
 static void capacity_freed(struct fx_model *m, int id)
 {
+    m->holds_dirty = m->holds != NULL; /* a short hold takes it first (holds_refresh) */
     if (m->changed_all)
         return;
     for (int i = 0; i < m->nchanged; i++)
@@ -716,11 +727,193 @@ static void unlink_pod(struct pod *p)
     p->prev = p->next = NULL;
 }
 
+/* ---- victims' holds (docs/KUBERNETES.md, "Preemption and reclaim") ----
+ *
+ * A victim runs out its grace period after its eviction: until the watch
+ * shows it gone (victim_gone), what it holds beyond what its preemptor
+ * takes must stay booked, or another pod is placed on capacity still in
+ * use (kube-scheduler, too, keeps victims until they terminate). The
+ * engine never over-commits (flexpu_engine_assign refuses it, and its node
+ * classes, policies and victim search count on nothing being over its
+ * capacity), so the victims are not booked beside their preemptor: each
+ * victim's allocation is released for the preemptor's place to be taken
+ * (hold_take), and what is left of it is booked again at once as its hold
+ * (hold_book): its CPU and memory, and its share of each of its GPUs, each
+ * as much as is free. Where the preemptor takes part of a victim's room the
+ * hold is short: the node runs over its capacity until the victim goes, so
+ * capacity freed there (another pod ending, a fellow victim gone, the
+ * preemptor deleted) goes to the short holds first (holds_refresh, at the
+ * end of each event the model is given and before each decision) until
+ * they are whole. Other pods thus see max(0, capacity
+ * - what runs - the preemptors' places), exactly as with the victims booked
+ * beside their preemptors. A hold ends with its victim (release: its
+ * capacity freed and the node's waiting pods woken) or when the victim
+ * stays after all (victim_stays: its full allocation booked again). */
+struct vhold {
+    struct pod *pod;
+    struct flexpu_pod_req req;   /* the victim's allocation: its CPU and memory, */
+    struct flexpu_placement pl;  /* its GPUs and its share of each (node: the id then) */
+    int64_t host;                /* its CPU and memory held now (0: none) */
+    int64_t gpu[FLEXPU_MAX_GPUS]; /* its share of GPU pl.gpu[i] held now (0: none) */
+    bool whole;                  /* all of it held: nothing more to take back */
+    struct vhold *prev, *next;   /* the model's list */
+};
+
+static int64_t at_most(int64_t want, int64_t free)
+{
+    return want < free ? want : (free > 0 ? free : 0);
+}
+
+/* Victim c, before its preemptor's place is taken: its allocation
+ * released, what it held remembered for its hold. Its remote slice (the
+ * engine's victim search never counts it for the preemptor) stays booked
+ * as it is. False when out of memory (nothing changed). */
+static bool hold_take(struct fx_model *m, struct pod *c)
+{
+    struct vhold *h = fx_calloc(1, sizeof(*h));
+    struct flexpu_error err = {0};
+    if (!h || flexpu_engine_alloc_get(m->e, c->alloc, &h->req, &h->pl, &err)) {
+        fx_free(h);
+        return false;
+    }
+    if (flexpu_engine_release(m->e, c->alloc, &err))
+        FX_ERROR(COMP, "releasing a victim's allocation failed", "pod=%s/%s error=\"%s\"",
+                 STR(c->ns), STR(c->name), err.msg);
+    c->alloc = 0;
+    h->pod = c;
+    h->next = m->holds;
+    if (m->holds)
+        m->holds->prev = h;
+    m->holds = h;
+    m->nholds++;
+    c->hold = h;
+    return true;
+}
+
+/* Books as much of h's victim's capacity as its node has free: its CPU
+ * and memory, its share of each GPU. A GPU whose compute is all taken
+ * keeps no memory hold: no pod lands there meanwhile, and its memory is
+ * taken back with the compute when that frees. */
+static void hold_book(struct fx_model *m, struct vhold *h)
+{
+    struct node *n = h->pod->on;
+    h->whole = false;
+    if (!n || n->id < 0)
+        return; /* out of the engine: booked when it comes back (node_in) */
+    struct flexpu_error err = {0};
+    struct flexpu_pod_req r = {
+        .cpu_milli = at_most(h->req.cpu_milli, flexpu_engine_node_free_cpu(m->e, n->id)),
+        .mem_mib = at_most(h->req.mem_mib, flexpu_engine_node_free_mem(m->e, n->id))};
+    bool whole = r.cpu_milli == h->req.cpu_milli && r.mem_mib == h->req.mem_mib;
+    struct flexpu_placement pl = {.node = n->id};
+    if ((r.cpu_milli || r.mem_mib) && flexpu_engine_assign(m->e, &r, &pl, &h->host, &err)) {
+        h->host = 0;
+        whole = false;
+    }
+    for (int i = 0; i < h->pl.ngpu; i++) {
+        int g = h->pl.gpu[i];
+        if (g < 0 || g >= n->inv.ngpu) {
+            whole = false; /* its inventory changed: the GPU is not there */
+            continue;
+        }
+        int milli = (int)at_most(h->pl.milli[i], flexpu_engine_gpu_free_milli(m->e, n->id, g));
+        int64_t mem = h->pl.gpu_mem_mib[i];
+        if (n->inv.gpus[g].mem_bytes / FX_MIB > 0) /* else its memory is not counted */
+            mem = at_most(mem, flexpu_engine_gpu_free_mem(m->e, n->id, g));
+        whole = whole && milli == h->pl.milli[i] && mem == h->pl.gpu_mem_mib[i];
+        if (milli <= 0)
+            continue;
+        struct flexpu_pod_req one = {.num_gpu = 1, .gpu_milli = milli, .gpu_mem_mib = mem};
+        struct flexpu_placement gp = {
+            .node = n->id, .ngpu = 1, .gpu = {g}, .milli = {milli}, .gpu_mem_mib = {mem}};
+        if (flexpu_engine_assign(m->e, &one, &gp, &h->gpu[i], &err)) {
+            h->gpu[i] = 0;
+            whole = false;
+        }
+    }
+    if (!whole && err.msg[0])
+        FX_ERROR(COMP, "a victim's hold could not be booked", "pod=%s/%s error=\"%s\"",
+                 STR(h->pod->ns), STR(h->pod->name), err.msg);
+    h->whole = whole;
+}
+
+/* Releases what h holds now; true when it held anything. */
+static bool hold_drop(struct fx_model *m, struct vhold *h)
+{
+    struct flexpu_error err;
+    bool any = false;
+    for (int i = -1; i < h->pl.ngpu; i++) {
+        int64_t *id = i < 0 ? &h->host : &h->gpu[i];
+        if (!*id)
+            continue;
+        if (flexpu_engine_release(m->e, *id, &err))
+            FX_ERROR(COMP, "releasing a victim's hold failed", "pod=%s/%s error=\"%s\"",
+                     STR(h->pod->ns), STR(h->pod->name), err.msg);
+        *id = 0;
+        any = true;
+    }
+    h->whole = false;
+    return any;
+}
+
+/* p's hold, if any, ends: released (capacity freed on its node when
+ * `freed`: the victim is gone) and forgotten. */
+static void hold_end(struct fx_model *m, struct pod *p, bool freed)
+{
+    struct vhold *h = p->hold;
+    if (!h)
+        return;
+    if (hold_drop(m, h) && freed)
+        capacity_freed(m, p->on ? p->on->id : -1);
+    if (h->prev)
+        h->prev->next = h->next;
+    else
+        m->holds = h->next;
+    if (h->next)
+        h->next->prev = h->prev;
+    m->nholds--;
+    p->hold = NULL;
+    fx_free(h);
+}
+
+/* Node n went out of the engine, which released every allocation on it:
+ * its victims' holds hold nothing now (booked again by holds_refresh when
+ * it comes back). */
+static void holds_out(struct fx_model *m, struct node *n)
+{
+    for (struct vhold *h = m->holds; h; h = h->next) {
+        if (h->pod->on != n)
+            continue;
+        h->host = 0;
+        memset(h->gpu, 0, sizeof(h->gpu));
+        h->whole = false;
+        m->holds_dirty = true;
+    }
+}
+
+/* Capacity was freed since the last call: each short hold takes back what
+ * it lacks of it (released and booked again as much as is free). One
+ * after another, so the short holds of a node together take
+ * min(what they lack, what is free), whatever their order. */
+static void holds_refresh(struct fx_model *m)
+{
+    if (!m->holds_dirty)
+        return;
+    m->holds_dirty = false;
+    for (struct vhold *h = m->holds; h; h = h->next) {
+        if (h->whole)
+            continue;
+        hold_drop(m, h);
+        hold_book(m, h);
+    }
+}
+
 static struct node *engine_node(struct fx_model *m, int id);
 static void remote_set(struct fx_model *m, struct pod *p, const char *gpu_node);
 
 static void release(struct fx_model *m, struct pod *p)
 {
+    hold_end(m, p, true);
     if (p->ralloc) {
         struct flexpu_error err;
         struct node *g = fx_strmap_get(&m->nodes, STR(p->rnode));
@@ -820,6 +1013,10 @@ static void account(struct fx_model *m, struct pod *p, struct node *n)
 {
     struct fx_allocation al;
     struct flexpu_error err = {0};
+    if (p->hold) {
+        m->holds_dirty = true; /* a victim: its hold is booked (node_in), not all of it */
+        return;
+    }
     if (n->id < 0 && !p->rnode && p->spec.wants_gpu && p->allocation &&
         fx_allocation_parse(p->allocation, &al, &err) == 0 && al.remote_node[0]) {
         /* The pod's node is out of the engine (cordoned, not ready...): its
@@ -988,6 +1185,7 @@ static void node_out(struct fx_model *m, struct node *n)
         return;
     for (struct pod *p = n->pods; p; p = p->next)
         p->alloc = 0; /* remove_node releases them all */
+    holds_out(m, n);
     remote_node_inout(m, n, false);
     struct flexpu_error err;
     int released = 0;
@@ -1201,7 +1399,7 @@ bool fx_model_gpu_use(const struct fx_model *m, const char *node, int gpu, int64
     return true;
 }
 
-void fx_model_node_event(struct fx_model *m, enum kube_event ev, json_t *obj)
+static void node_event(struct fx_model *m, enum kube_event ev, json_t *obj)
 {
     if (ev == KUBE_SYNC_BEGIN || ev == KUBE_SYNC_END)
         return; /* nodes are never pruned on relist: DELETED events are reliable enough
@@ -1270,6 +1468,12 @@ void fx_model_node_event(struct fx_model *m, enum kube_event ev, json_t *obj)
     use_set(m, n, &use);
     node_in(m, n, &attrs);
     fx_node_attrs_free(&attrs);
+}
+
+void fx_model_node_event(struct fx_model *m, enum kube_event ev, json_t *obj)
+{
+    node_event(m, ev, obj);
+    holds_refresh(m); /* the victims' holds exact between events too */
 }
 
 /* ---- pods ---- */
@@ -1362,12 +1566,16 @@ static void victim_gone(struct fx_model *m, struct pod *p)
 }
 
 /* Victim c stays after all: no longer leaving (for any preemptor), its
- * allocation accounted on its node again, and its queue's share with it.
- * Whether it was a borrower reclaimed is the caller's to clear. */
+ * hold given up for its whole allocation accounted on its node again, and
+ * its queue's share with it. Every caller has released its preemptor's
+ * place first, so the allocation fits: what the victim's hold lacked was
+ * taken by that place. Whether it was a borrower reclaimed is the
+ * caller's to clear. */
 static void victim_stays(struct fx_model *m, struct pod *c)
 {
     c->evicting = false;
     str_set(&c->preemptor, NULL);
+    hold_end(m, c, false);
     if (c->on)
         account(m, c, c->on);
     queue_sync(m, c);
@@ -1481,6 +1689,12 @@ static void gang_nominee_gone(struct fx_model *m, struct pod *p)
         }
         return;
     }
+    /* Every place given back before any victim stays: a victim accounted
+     * again needs the room a member's place took (on another node than
+     * p's, for a group across nodes). */
+    for (struct pod *q = g->members; q; q = q->gnext)
+        if (q != p && q->state == POD_NOMINATED)
+            release(m, q);
     if (p->nvictims > 0)
         victims_unqueue(m, p->uid);
     for (struct pod *q = g->members; q; q = q->gnext) {
@@ -1492,7 +1706,6 @@ static void gang_nominee_gone(struct fx_model *m, struct pod *p)
              * must not count against q, nominated again later. */
             victims_repoint(m, q->uid, p->uid);
         }
-        release(m, q);
         unlink_pod(q);
         str_set(&q->node, NULL);
         str_set(&q->allocation, NULL);
@@ -1655,7 +1868,7 @@ static void prune(struct fx_model *m)
     }
 }
 
-void fx_model_pod_event(struct fx_model *m, enum kube_event ev, json_t *obj)
+static void pod_event(struct fx_model *m, enum kube_event ev, json_t *obj)
 {
     if (ev == KUBE_SYNC_BEGIN) {
         m->pod_gen++;
@@ -1768,6 +1981,12 @@ void fx_model_pod_event(struct fx_model *m, enum kube_event ev, json_t *obj)
     if (p->state != POD_WAITING ||
         (remote_edited && !p->limited && !p->noqueue && !p->gang_short))
         enqueue(m, p);
+}
+
+void fx_model_pod_event(struct fx_model *m, enum kube_event ev, json_t *obj)
+{
+    pod_event(m, ev, obj);
+    holds_refresh(m); /* the victims' holds exact between events too */
 }
 
 /* ---- deciding ---- */
@@ -2965,18 +3184,34 @@ static bool victims_collect(struct fx_model *m, const struct pod *p, const int64
     return true;
 }
 
-/* The chosen victims' capacity released at once (the preemptor's place is
- * taken right after, so no other pod can be decided in between), each
- * marked as leaving for p; undone by victims_restore. */
+/* The chosen victims' allocations released for the preemptor's place,
+ * taken right after (so no other pod can be decided in between), each
+ * marked as leaving for p; what p does not take of them is booked again by
+ * victims_hold once it has its place. Undone by victims_restore. */
 static void victims_take(struct fx_model *m, const struct pod *p, struct vset *vs, int n)
 {
     for (int i = 0; i < n; i++) {
         struct pod *c = vs->who[vs->evicted[i]];
-        release(m, c);
+        if (!hold_take(m, c)) {
+            FX_ERROR(COMP, "out of memory keeping a victim booked; released at once",
+                     "pod=%s/%s", STR(c->ns), STR(c->name));
+            release(m, c);
+        }
         c->evicting = true;
         c->evicted = false;
         str_set(&c->preemptor, p->uid);
         queue_sync(m, c);
+    }
+}
+
+/* The preemptor has its place: each victim keeps the rest of what it
+ * held, booked until it is gone (struct vhold). */
+static void victims_hold(struct fx_model *m, struct vset *vs, int n)
+{
+    for (int i = 0; i < n; i++) {
+        struct pod *c = vs->who[vs->evicted[i]];
+        if (c->hold)
+            hold_book(m, c->hold);
     }
 }
 
@@ -3078,6 +3313,7 @@ static bool preempt(struct fx_model *m, struct pod *p, struct fx_attempt *a)
         vset_free(&vs);
         return false;
     }
+    victims_hold(m, &vs, pre.nevicted);
     assume(m, p, nd, &pre.place, id, slice_mem);
     set_state(m, p, POD_NOMINATED);
     char where[300];
@@ -3142,6 +3378,7 @@ static bool gang_preempt(struct fx_model *m, struct pod **mem, struct flexpu_gan
         fx_free(slice);
         return false;
     }
+    victims_hold(m, &vs, pre.nevicted);
     for (i = 0; i < n; i++) {
         dequeue(m, mem[i]);
         assume(m, mem[i], nodes[i], &gm[i].place, ids[i], slice[i]);
@@ -3227,7 +3464,7 @@ int fx_reclaim_parse(const char *s, enum fx_reclaim *mode)
 static bool borrower_delete(struct fx_model *m, struct pod *b, const struct pod *pr);
 static void reclaim_backoff(struct fx_model *m, struct pod *b);
 
-bool fx_model_evict_done(struct fx_model *m, const char *uid, int rc)
+static bool evict_done(struct fx_model *m, const char *uid, int rc)
 {
     struct pod *v = fx_strmap_get(&m->pods, uid);
     if (!v || !v->evicting)
@@ -3290,6 +3527,13 @@ bool fx_model_evict_done(struct fx_model *m, const char *uid, int rc)
         victim_stays(m, c);
     }
     return false;
+}
+
+bool fx_model_evict_done(struct fx_model *m, const char *uid, int rc)
+{
+    bool deleting = evict_done(m, uid, rc);
+    holds_refresh(m); /* the victims' holds exact between events too */
+    return deleting;
 }
 
 /* ---- borrowing idle GPUs (docs/KUBERNETES.md, "Borrowing idle GPUs") ---- */
@@ -3765,6 +4009,7 @@ static struct pheap *next_heap(struct fx_model *m)
 bool fx_model_next(struct fx_model *m, struct fx_attempt *a)
 {
     reclaim_scan(m); /* first: a borrower's back-off ending wakes the pods it held back */
+    holds_refresh(m);
     wake_waiting(m);
     fx_model_refresh_workload(m);
     if (m->ready.n) {
@@ -3777,6 +4022,7 @@ bool fx_model_next(struct fx_model *m, struct fx_attempt *a)
         return true;
     struct pheap *h;
     while ((h = next_heap(m))) {
+        holds_refresh(m); /* a reclaim for the pod before may have freed some */
         struct pod *p = h->h[0];
         dequeue(m, p);
         if (p->state == POD_INVALID) {
@@ -3861,7 +4107,7 @@ static void give_back(struct fx_model *m, struct pod *p)
     enqueue(m, p);
 }
 
-void fx_model_bind_done(struct fx_model *m, const char *uid, int rc, int64_t now_ms)
+static void bind_done(struct fx_model *m, const char *uid, int rc, int64_t now_ms)
 {
     struct pod *p = fx_strmap_get(&m->pods, uid);
     if (!p || p->state != POD_ASSUMED)
@@ -3888,6 +4134,12 @@ void fx_model_bind_done(struct fx_model *m, const char *uid, int rc, int64_t now
     p->settle_ms = now_ms + FX_BIND_SETTLE_MS;
 }
 
+void fx_model_bind_done(struct fx_model *m, const char *uid, int rc, int64_t now_ms)
+{
+    bind_done(m, uid, rc, now_ms);
+    holds_refresh(m); /* the victims' holds exact between events too */
+}
+
 bool fx_model_next_unsure(struct fx_model *m, int64_t now_ms, struct fx_attempt *a)
 {
     if (m->nunsure == 0)
@@ -3908,7 +4160,7 @@ bool fx_model_next_unsure(struct fx_model *m, int64_t now_ms, struct fx_attempt 
     return false;
 }
 
-void fx_model_bind_settle(struct fx_model *m, const char *uid, json_t *obj)
+static void bind_settle(struct fx_model *m, const char *uid, json_t *obj)
 {
     struct pod *p = fx_strmap_get(&m->pods, uid);
     if (!p || p->state != POD_ASSUMED || !p->unsure)
@@ -3924,6 +4176,12 @@ void fx_model_bind_settle(struct fx_model *m, const char *uid, json_t *obj)
         return;
     }
     give_back(m, p); /* still unbound well after the bind: it never happened */
+}
+
+void fx_model_bind_settle(struct fx_model *m, const char *uid, json_t *obj)
+{
+    bind_settle(m, uid, obj);
+    holds_refresh(m); /* the victims' holds exact between events too */
 }
 
 void fx_model_stats(const struct fx_model *m, struct fx_model_stats *o)
@@ -4069,8 +4327,37 @@ static int borrowers_check(const struct fx_model *m, struct flexpu_error *err)
     return 0;
 }
 
+/* The victims' holds (struct vhold) against the pods: each listed once,
+ * linked both ways, its pod's, a pod leaving whose own allocation is
+ * released; as many as counted, and no other pod with one. */
+static int holds_check(const struct fx_model *m, struct flexpu_error *err)
+{
+    int listed = 0, scanned = 0;
+    for (const struct vhold *h = m->holds; h; h = h->next) {
+        const struct pod *p = h->pod;
+        if (++listed > m->nholds || !p || p->hold != h || !p->evicting || p->alloc ||
+            fx_strmap_get(&m->pods, p->uid) != p || (h->next && h->next->prev != h) ||
+            (h->prev ? h->prev->next != h : m->holds != h))
+            return flexpu_error_set(err, FLEXPU_EINVAL,
+                                    "victims' holds: pod %s held wrongly (%d listed, %d "
+                                    "counted)",
+                                    p ? p->uid : "?", listed, m->nholds);
+    }
+    const char *k;
+    void *v;
+    for (size_t i = 0; fx_strmap_next(&m->pods, &i, &k, &v);)
+        scanned += ((const struct pod *)v)->hold != NULL;
+    if (listed != m->nholds || scanned != m->nholds)
+        return flexpu_error_set(err, FLEXPU_EINVAL,
+                                "victims' holds: %d listed, %d counted, %d pods holding", listed,
+                                m->nholds, scanned);
+    return 0;
+}
+
 int fx_model_check(const struct fx_model *m, struct flexpu_error *err)
 {
     int rc = borrowers_check(m, err);
+    if (!rc)
+        rc = holds_check(m, err);
     return rc ? rc : flexpu_engine_check(m->e, err);
 }

@@ -894,6 +894,38 @@ static void test_remove_node_releases(void **state)
     flexpu_engine_free(e);
 }
 
+/* An allocation reads back as assign took it; a released or unknown id
+ * is FLEXPU_ENOENT and leaves the outputs alone. */
+static void test_alloc_get(void **state)
+{
+    (void)state;
+    struct flexpu_engine *e = engine("bestfit");
+    add_node(e, "a", 64000, 262144, 4, "T4", 0, NULL);
+    struct flexpu_pod_req r = req(1500, 2, 400);
+    int64_t id = 0;
+    struct flexpu_placement p = place_ok(e, r, NULL, &id);
+    struct flexpu_pod_req got;
+    struct flexpu_placement gp;
+    assert_int_equal(flexpu_engine_alloc_get(e, id, &got, &gp, NULL), 0);
+    assert_int_equal(got.cpu_milli, 1500);
+    assert_int_equal(got.num_gpu, 2);
+    assert_int_equal(got.gpu_milli, 400);
+    assert_int_equal(gp.node, p.node);
+    assert_int_equal(gp.ngpu, 2);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(gp.gpu[i], p.gpu[i]);
+        assert_int_equal(gp.milli[i], p.milli[i]);
+    }
+    assert_int_equal(flexpu_engine_release(e, id, NULL), 0);
+    got.cpu_milli = -7;
+    struct flexpu_error err = {0};
+    assert_int_equal(flexpu_engine_alloc_get(e, id, &got, &gp, &err), FLEXPU_ENOENT);
+    assert_int_equal(got.cpu_milli, -7);
+    assert_non_null(strstr(err.msg, "no allocation"));
+    assert_int_equal(flexpu_engine_alloc_get(e, 0, &got, &gp, NULL), FLEXPU_ENOENT);
+    flexpu_engine_free(e);
+}
+
 /* Every allocation failing in turn leaves a consistent engine and no leak
  * (AddressSanitizer checks the leak part). */
 static void test_out_of_memory_is_clean(void **state)
@@ -965,6 +997,7 @@ int main(void)
         cmocka_unit_test(test_reasons_name_the_constraint),
         cmocka_unit_test(test_bad_requests_and_nodes),
         cmocka_unit_test(test_remove_node_releases),
+        cmocka_unit_test(test_alloc_get),
         cmocka_unit_test(test_out_of_memory_is_clean),
     };
     return cmocka_run_group_tests_name("sched", tests, NULL, NULL);

@@ -1,0 +1,358 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Victims stay booked until they are gone (issue 16, docs/KUBERNETES.md,
+ * "Preemption and reclaim"): a victim runs out its grace period after its
+ * eviction, so what it holds beyond what its preemptor takes (CPU, memory,
+ * a GPU's compute or memory) is no one else's until the watch shows it
+ * gone; then it is free as usual. A victim that stays after all (its
+ * preemptor deleted, its eviction refused) leaves its node's accounting as
+ * it was, and the model's invariants hold after each step. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "kube/contract.h"
+#include "scheduler/model.h"
+
+#include "model_fixture.h"
+
+/* Node `name`: `ngpu` A100s of 80 GiB, 16 CPUs, 64 GiB. */
+static void node(struct fx_model *m, const char *name, int ngpu)
+{
+    char *text = a100_inventory(name, ngpu);
+    json_t *n = json_pack("{s:{s:s, s:{s:s}}, s:{}, s:{s:{s:s, s:s}}}", "metadata", "name", name,
+                          "annotations", "flexpu.io/gpus", text, "spec", "status", "allocatable",
+                          "cpu", "16", "memory", "64Gi");
+    assert_non_null(n);
+    fx_model_node_event(m, KUBE_ADDED, n);
+    json_decref(n);
+    free(text);
+}
+
+/* What a pod asks: CPUs, one GPU's cores (0: no GPU; 100: a whole one),
+ * its gpu-memory in GiB (0: none asked), its PriorityClass value, and its
+ * pod group (NULL: none; min-members 2). */
+struct ask {
+    int cpu, cores, mem_gib, prio;
+    const char *group;
+};
+
+/* Pod `uid` created at second `sec`: pending, or bound to GPU `gpu` of
+ * `on` with the allocation recorded. */
+static void pod(struct fx_model *m, const char *uid, struct ask a, int sec, const char *on,
+                int gpu)
+{
+    char created[40], cpu[16], cores[16], mem[16];
+    snprintf(created, sizeof(created), "2026-01-01T00:%02d:%02dZ", sec / 60, sec % 60);
+    snprintf(cpu, sizeof(cpu), "%d", a.cpu);
+    snprintf(cores, sizeof(cores), "%d", a.cores);
+    snprintf(mem, sizeof(mem), "%dGi", a.mem_gib);
+    json_t *limits = json_pack("{s:s}", "cpu", cpu);
+    if (a.cores) {
+        json_object_set_new(limits, "flexpu.io/gpu", json_string("1"));
+        json_object_set_new(limits, "flexpu.io/gpu-cores", json_string(cores));
+        if (a.mem_gib)
+            json_object_set_new(limits, "flexpu.io/gpu-memory", json_string(mem));
+    }
+    json_t *meta = json_pack("{s:s, s:s, s:s, s:s}", "name", uid, "namespace", "t", "uid", uid,
+                             "creationTimestamp", created);
+    json_t *ann = json_object();
+    if (a.group) {
+        json_object_set_new(meta, "labels", json_pack("{s:s}", "flexpu.io/pod-group", a.group));
+        json_object_set_new(ann, "flexpu.io/min-members", json_string("2"));
+    }
+    json_t *p = json_pack("{s:o, s:{s:s, s:i, s:[{s:s, s:{s:o}}]}}", "metadata", meta, "spec",
+                          "schedulerName", "flexpu-scheduler", "priority", a.prio, "containers",
+                          "name", "c", "resources", "limits", limits);
+    assert_non_null(p);
+    if (on) {
+        if (a.cores) {
+            struct fx_allocation al = {.ngpu = 1};
+            snprintf(al.gpus[0].uuid, sizeof(al.gpus[0].uuid), "GPU-%s-%d", on, gpu);
+            al.gpus[0].index = gpu;
+            al.gpus[0].cores = a.cores;
+            al.gpus[0].mem = (int64_t)a.mem_gib * GIB;
+            char *text = fx_allocation_format(&al);
+            json_object_set_new(ann, FX_ANN_ALLOCATION, json_string(text));
+            free(text);
+        }
+        json_object_set_new(json_object_get(p, "spec"), "nodeName", json_string(on));
+    }
+    json_object_set_new(meta, "annotations", ann);
+    fx_model_pod_event(m, KUBE_ADDED, p);
+    json_decref(p);
+}
+
+static void checked(const struct fx_model *m)
+{
+    struct flexpu_error err = {0};
+    if (fx_model_check(m, &err))
+        fail_msg("invariants: %s", err.msg);
+}
+
+static void nothing(struct fx_model *m)
+{
+    struct fx_attempt a;
+    if (fx_model_next(m, &a))
+        fail_msg("outcome %d for %s (%s); expected nothing to do", a.outcome, a.uid, a.message);
+    checked(m);
+}
+
+static int64_t gpu_used(const struct fx_model *m)
+{
+    struct fx_model_stats st;
+    fx_model_stats(m, &st);
+    assert_int_equal(st.conflicts, 0); /* nothing failed to be accounted */
+    return st.gpu_milli_used;
+}
+
+static const struct ask WHOLE_8CPU = {.cpu = 8, .cores = 100};   /* a whole GPU and 8 CPUs */
+static const struct ask HI_HALF = {.cpu = 12, .cores = 50, .mem_gib = 40, .prio = 1000};
+
+/* (1) low holds n1's GPU and 8 of its 16 CPUs; hi takes half the GPU and
+ * 12 CPUs (4 of them low's). While low runs out its grace period, a pod
+ * asking the other half of the GPU (and 1 CPU) and one asking 3 of the 4
+ * CPUs hi leaves of low's 8 both wait; once low is gone both are placed. Before, low's
+ * capacity was free at its eviction, and both were bound beside it. */
+static void test_leftover_waits_for_victim(void **state)
+{
+    (void)state;
+    struct fx_model *m = new_model();
+    node(m, "n1", 1);
+    pod(m, "low", WHOLE_8CPU, 0, "n1", 0);
+    pod(m, "hi", HI_HALF, 10, NULL, 0);
+    next(m, FX_NOMINATE, "hi");
+    next(m, FX_EVICT, "low");
+    fx_model_evict_done(m, "low", 0);
+    checked(m);
+    pod(m, "half", (struct ask){.cpu = 1, .cores = 50, .mem_gib = 40}, 20, NULL, 0);
+    pod(m, "cpu3", (struct ask){.cpu = 3}, 21, NULL, 0);
+    next(m, FX_WAIT, "half");
+    next(m, FX_WAIT, "cpu3");
+    nothing(m);
+    gone(m, "low");
+    next(m, FX_BIND, "hi");
+    next(m, FX_BIND, "half");
+    next(m, FX_BIND, "cpu3");
+    nothing(m);
+    fx_model_free(m);
+}
+
+/* (2) The same on one GPU's share: low has 1000 milli (and 40 GiB of
+ * memory), hi takes 500 and 20 GiB, and a third pod of 500 waits until low
+ * is gone. And on its memory: low has 100 milli and 60 GiB beside a pod of
+ * a higher class with 500 and 10 GiB, hi takes 300 and 30 GiB (of low's
+ * memory: 10 were free): compute is left for a pod of 100 milli and 10 GiB
+ * but no memory, until low is gone. */
+static void test_gpu_share_waits_for_victim(void **state)
+{
+    (void)state;
+    struct fx_model *m = new_model();
+    node(m, "n1", 1);
+    pod(m, "low", (struct ask){.cpu = 1, .cores = 100, .mem_gib = 40}, 0, "n1", 0);
+    int64_t before = gpu_used(m);
+    pod(m, "hi", (struct ask){.cpu = 1, .cores = 50, .mem_gib = 20, .prio = 1000}, 10, NULL, 0);
+    next(m, FX_NOMINATE, "hi");
+    /* low's 1000 milli are booked until it is gone: 500 hi's, 500 its own. */
+    assert_int_equal(gpu_used(m), before);
+    pod(m, "third", (struct ask){.cpu = 1, .cores = 50, .mem_gib = 20}, 20, NULL, 0);
+    next(m, FX_EVICT, "low");
+    next(m, FX_WAIT, "third");
+    fx_model_evict_done(m, "low", 0);
+    nothing(m);
+    gone(m, "low");
+    next(m, FX_BIND, "hi");
+    next(m, FX_BIND, "third");
+    nothing(m);
+    fx_model_free(m);
+
+    m = new_model();
+    node(m, "n1", 1);
+    pod(m, "top", (struct ask){.cpu = 1, .cores = 50, .mem_gib = 10, .prio = 2000}, 0, "n1", 0);
+    pod(m, "low", (struct ask){.cpu = 1, .cores = 10, .mem_gib = 60}, 1, "n1", 0);
+    pod(m, "hi", (struct ask){.cpu = 1, .cores = 30, .mem_gib = 30, .prio = 1000}, 10, NULL, 0);
+    next(m, FX_NOMINATE, "hi");
+    next(m, FX_EVICT, "low");
+    pod(m, "third", (struct ask){.cpu = 1, .cores = 10, .mem_gib = 10}, 20, NULL, 0);
+    struct fx_attempt a = next(m, FX_WAIT, "third");
+    assert_non_null(strstr(a.message, "memory"));
+    fx_model_evict_done(m, "low", 0);
+    nothing(m);
+    gone(m, "low");
+    next(m, FX_BIND, "hi");
+    next(m, FX_BIND, "third");
+    nothing(m);
+    fx_model_free(m);
+}
+
+/* (3) A victim that stays after all leaves its node as before the
+ * preemption: low's eviction is refused by a budget (the preemption
+ * undone), or hi is deleted before low's eviction goes out (low stays:
+ * victims_unqueue). A pod asking low's other half, decided while hi was
+ * nominated, waits and still waits after, low accounted whole, 8 CPUs free
+ * as before. Before, that pod was bound in low's leftover, and low could
+ * not be accounted again (a conflict: its GPU lost to the model). */
+static void test_victim_stays_exactly(void **state)
+{
+    (void)state;
+    for (int refused = 0; refused < 2; refused++) {
+        struct fx_model *m = new_model();
+        node(m, "n1", 1);
+        pod(m, "low", WHOLE_8CPU, 0, "n1", 0);
+        int64_t before = gpu_used(m);
+        pod(m, "hi", HI_HALF, 10, NULL, 0);
+        next(m, FX_NOMINATE, "hi");
+        if (refused) {
+            next(m, FX_EVICT, "low");
+            pod(m, "half", (struct ask){.cpu = 1, .cores = 50, .mem_gib = 40}, 20, NULL, 0);
+            next(m, FX_WAIT, "half"); /* low's other half is low's */
+            fx_model_evict_done(m, "low", FLEXPU_EBUSY);
+        } else {
+            gone(m, "hi"); /* its eviction not sent: one goes per step, after binds */
+            pod(m, "half", (struct ask){.cpu = 1, .cores = 50, .mem_gib = 40}, 20, NULL, 0);
+        }
+        checked(m);
+        assert_int_equal(gpu_used(m), before);
+        pod(m, "cpu9", (struct ask){.cpu = 9}, 21, NULL, 0); /* 8 are free, as before */
+        pod(m, "cpu8", (struct ask){.cpu = 8}, 22, NULL, 0);
+        struct fx_attempt a;
+        bool half = false, cpu9 = false, cpu8 = false;
+        while (fx_model_next(m, &a)) {
+            if (a.outcome == FX_BIND) {
+                half = half || strcmp(a.uid, "half") == 0;
+                cpu9 = cpu9 || strcmp(a.uid, "cpu9") == 0;
+                cpu8 = cpu8 || strcmp(a.uid, "cpu8") == 0;
+            }
+            if (a.outcome == FX_NOMINATE || a.outcome == FX_EVICT)
+                fail_msg("%s: outcome %d for %s (%s)", refused ? "refused" : "deleted",
+                         a.outcome, a.uid, a.message);
+        }
+        assert_false(half);
+        assert_false(cpu9);
+        assert_true(cpu8);
+        assert_int_equal(gpu_used(m), before);
+        checked(m);
+        fx_model_free(m);
+    }
+}
+
+/* (4) A pod group across two nodes: each member needs 600 milli, so one
+ * per node, each evicting the pod that has its node's whole GPU. The 400
+ * milli each victim keeps are no one else's until it is gone; the first
+ * gone frees its node's for a pod waiting, the second binds the group. */
+static void test_gang_across_nodes_waits(void **state)
+{
+    (void)state;
+    struct fx_model *m = new_model();
+    node(m, "n1", 1);
+    node(m, "n2", 1);
+    pod(m, "low1", WHOLE_8CPU, 0, "n1", 0);
+    pod(m, "low2", WHOLE_8CPU, 1, "n2", 0);
+    const struct ask mem = {.cpu = 2, .cores = 60, .mem_gib = 30, .prio = 1000, .group = "g"};
+    pod(m, "g1", mem, 10, NULL, 0);
+    pod(m, "g2", mem, 11, NULL, 0);
+    struct fx_attempt a = next(m, FX_NOMINATE, NULL);
+    assert_non_null(strstr(a.message, "preempting 2 pod(s)"));
+    next(m, FX_EVICT, NULL);
+    next(m, FX_EVICT, NULL);
+    fx_model_evict_done(m, "low1", 0);
+    fx_model_evict_done(m, "low2", 0);
+    pod(m, "p40", (struct ask){.cpu = 1, .cores = 40, .mem_gib = 20}, 20, NULL, 0);
+    next(m, FX_WAIT, "p40");
+    nothing(m);
+    gone(m, "low1");
+    a = next(m, FX_BIND, "p40"); /* low1's 400 milli, free now; the group waits for low2 */
+    assert_string_equal(a.node, "n1");
+    nothing(m);
+    gone(m, "low2");
+    a = next(m, FX_BIND, NULL);
+    struct fx_attempt b = next(m, FX_BIND, NULL);
+    assert_true((!strcmp(a.uid, "g1") && !strcmp(b.uid, "g2")) ||
+                (!strcmp(a.uid, "g2") && !strcmp(b.uid, "g1")));
+    nothing(m);
+    fx_model_free(m);
+}
+
+/* The group deleted before its evictions go out (gang_nominee_gone): both
+ * victims stay, each accounted whole on its node. Before, the victim on
+ * the node of the member not yet given back was accounted while that
+ * member still held 600 milli of its GPU: a conflict, its GPU lost. */
+static void test_gang_deleted_victims_stay(void **state)
+{
+    (void)state;
+    for (int first = 0; first < 2; first++) {
+        struct fx_model *m = new_model();
+        node(m, "n1", 1);
+        node(m, "n2", 1);
+        pod(m, "low1", WHOLE_8CPU, 0, "n1", 0);
+        pod(m, "low2", WHOLE_8CPU, 1, "n2", 0);
+        int64_t before = gpu_used(m);
+        const struct ask mem = {.cpu = 2, .cores = 60, .mem_gib = 30, .prio = 1000, .group = "g"};
+        pod(m, "g1", mem, 10, NULL, 0);
+        pod(m, "g2", mem, 11, NULL, 0);
+        next(m, FX_NOMINATE, NULL);
+        gone(m, first ? "g2" : "g1");
+        checked(m);
+        gone(m, first ? "g1" : "g2");
+        nothing(m);
+        assert_int_equal(gpu_used(m), before);
+        pod(m, "p40", (struct ask){.cpu = 1, .cores = 40, .mem_gib = 20}, 20, NULL, 0);
+        next(m, FX_WAIT, "p40");
+        nothing(m);
+        fx_model_free(m);
+    }
+}
+
+/* A victim's node leaves the engine (not ready) and comes back while the
+ * victim runs: its hold is booked again, not its whole allocation (the
+ * preemptor's place is there too), and both are exact once it is gone. */
+static void test_node_back_keeps_hold(void **state)
+{
+    (void)state;
+    struct fx_model *m = new_model();
+    node(m, "n1", 1);
+    pod(m, "low", WHOLE_8CPU, 0, "n1", 0);
+    pod(m, "hi", HI_HALF, 10, NULL, 0);
+    next(m, FX_NOMINATE, "hi");
+    next(m, FX_EVICT, "low");
+    json_t *n = json_pack("{s:{s:s}, s:{}, s:{s:{s:s, s:s}, s:[{s:s, s:s}]}}", "metadata",
+                          "name", "n1", "spec", "status", "allocatable", "cpu", "16", "memory",
+                          "64Gi", "conditions", "type", "Ready", "status", "False");
+    char *text = a100_inventory("n1", 1);
+    json_object_set_new(json_object_get(n, "metadata"), "annotations",
+                        json_pack("{s:s}", "flexpu.io/gpus", text));
+    fx_model_node_event(m, KUBE_MODIFIED, n);
+    checked(m);
+    node(m, "n1", 1); /* ready again */
+    assert_int_equal(gpu_used(m), 1000); /* hi's half and low's: no conflict */
+    pod(m, "half", (struct ask){.cpu = 1, .cores = 50, .mem_gib = 40}, 20, NULL, 0);
+    next(m, FX_WAIT, "half");
+    nothing(m);
+    gone(m, "low");
+    next(m, FX_BIND, "hi");
+    next(m, FX_BIND, "half");
+    nothing(m);
+    json_decref(n);
+    free(text);
+    fx_model_free(m);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_leftover_waits_for_victim),
+        cmocka_unit_test(test_gpu_share_waits_for_victim),
+        cmocka_unit_test(test_victim_stays_exactly),
+        cmocka_unit_test(test_gang_across_nodes_waits),
+        cmocka_unit_test(test_gang_deleted_victims_stay),
+        cmocka_unit_test(test_node_back_keeps_hold),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
