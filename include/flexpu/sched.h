@@ -273,6 +273,13 @@ int flexpu_filter_add_match(struct flexpu_filter *f, bool field, const char *key
                             enum flexpu_match_op op, const char *const *values, int nvalues,
                             struct flexpu_error *err);
 
+/* A digest of everything f holds (its tolerations, node selector and
+ * affinity terms, by content and in order): two filters built from equal
+ * pod specs have equal digests, and a changed one (a toleration added)
+ * almost surely another. NULL has a digest of its own. For telling whether
+ * a pod's constraints changed without keeping the old filter. */
+uint64_t flexpu_filter_hash(const struct flexpu_filter *f);
+
 /* decide/place for a pod with node constraints; f NULL is no constraint
  * (flexpu_engine_decide and _place are these with NULL). Untolerated taints
  * apply to every pod. */

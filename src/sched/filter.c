@@ -280,6 +280,44 @@ int flexpu_filter_add_match(struct flexpu_filter *f, bool field, const char *key
     return add_match(f, f->nterm - 1, field, key, op, values, nvalues, err);
 }
 
+static uint64_t hash_mix(uint64_t h, uint64_t v)
+{
+    for (int i = 0; i < 8; i++, v >>= 8)
+        h = (h ^ (v & 0xff)) * FNV_PRIME;
+    return h;
+}
+
+static uint64_t hash_str(uint64_t h, const char *s);
+
+uint64_t flexpu_filter_hash(const struct flexpu_filter *f)
+{
+    uint64_t h = FNV_OFFSET;
+    if (!f)
+        return h;
+    /* By content, never by pool offsets: the strings, then every field
+     * that evaluation reads, in the order they were added. */
+    h = hash_mix(h, (uint64_t)f->ntol);
+    for (int i = 0; i < f->ntol; i++) {
+        const struct fx_tol *t = &f->tol[i];
+        h = hash_str(hash_str(h, f->pool + t->key), f->pool + t->value);
+        h = hash_mix(h, (uint64_t)t->op << 8 | t->effect);
+    }
+    h = hash_mix(h, (uint64_t)f->nterm);
+    for (int i = 0; i < f->nterm; i++)
+        h = hash_mix(h, (uint64_t)f->weight[i]);
+    h = hash_mix(h, (uint64_t)f->nmatch);
+    for (int i = 0; i < f->nmatch; i++) {
+        const struct fx_match *m = &f->match[i];
+        h = hash_mix(h, (uint64_t)(uint32_t)m->term << 32 | (uint64_t)m->op << 24 |
+                            (uint64_t)m->field << 16 | m->nval);
+        h = hash_str(h, f->pool + m->key);
+        const char *v = f->pool + m->val;
+        for (int j = 0; j < m->nval; j++, v += strlen(v) + 1)
+            h = hash_str(h, v);
+    }
+    return h;
+}
+
 int fx_filter_name_dep(const struct flexpu_filter *f)
 {
     return f && f->name_dep;

@@ -1847,6 +1847,72 @@ static int read_pod(struct fx_model *m, struct pod *p, json_t *obj, struct flexp
     return rc;
 }
 
+/* FNV-1a over n bytes, and over a string with a separator no string holds. */
+static uint64_t inputs_mix(uint64_t h, const void *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ ((const unsigned char *)b)[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+static uint64_t inputs_str(uint64_t h, const char *s)
+{
+    return inputs_mix(h, STR(s), strlen(STR(s)) + 1);
+}
+
+#define INPUTS_MIX(h, v)                                                                           \
+    do {                                                                                           \
+        int64_t v_ = (int64_t)(v);                                                                 \
+        h = inputs_mix(h, &v_, sizeof(v_));                                                        \
+    } while (0)
+
+/* A digest of everything read_pod gave pod p that decides where it may go:
+ * fx_model_pod_event compares it before and after an update, and a waiting
+ * pod whose digest changed (a user edited an annotation, added a
+ * toleration) is tried again at once; an update that changes none of them
+ * (its status, a label nobody reads, resourceVersion) costs no decision.
+ * Field by field, never the structs' bytes (their padding is not
+ * compared). A new input that read_pod reads, or a new field of struct
+ * fx_pod_spec, struct flexpu_pod_req or struct fx_pod_group, must be added
+ * here, or editing it on a waiting pod leaves the pod parked until capacity
+ * frees somewhere. */
+static uint64_t pod_inputs(const struct pod *p)
+{
+    const struct fx_pod_spec *s = &p->spec;
+    const struct flexpu_pod_req *r = &p->req;
+    uint64_t h = 0xcbf29ce484222325ULL;
+    INPUTS_MIX(h, s->wants_gpu);
+    INPUTS_MIX(h, s->cpu_milli);
+    INPUTS_MIX(h, s->mem_bytes);
+    INPUTS_MIX(h, s->num_gpu);
+    INPUTS_MIX(h, s->cores);
+    INPUTS_MIX(h, s->gpu_mem);
+    INPUTS_MIX(h, s->cores_limit);
+    INPUTS_MIX(h, s->priority);
+    INPUTS_MIX(h, s->priority_asked);
+    INPUTS_MIX(h, s->priority_capped);
+    INPUTS_MIX(h, s->class_priority);
+    h = inputs_str(h, s->model);
+    INPUTS_MIX(h, s->opportunistic);
+    INPUTS_MIX(h, s->remote_allowed);
+    INPUTS_MIX(h, r->cpu_milli);
+    INPUTS_MIX(h, r->mem_mib);
+    INPUTS_MIX(h, r->num_gpu);
+    INPUTS_MIX(h, r->gpu_milli);
+    INPUTS_MIX(h, r->gpu_mem_mib);
+    INPUTS_MIX(h, r->model_mask);
+    INPUTS_MIX(h, r->priority);
+    INPUTS_MIX(h, r->qos);
+    INPUTS_MIX(h, flexpu_filter_hash(p->filter)); /* tolerations, selector, affinity */
+    h = inputs_str(h, p->rkey);
+    h = inputs_str(h, p->qname);
+    h = inputs_str(h, p->gang ? p->gang->key : NULL);
+    INPUTS_MIX(h, p->gang ? p->gang->grp.min_members : 0);
+    INPUTS_MIX(h, p->never_preempt);
+    INPUTS_MIX(h, p->ours);
+    return h;
+}
+
 static bool terminal(json_t *obj)
 {
     const char *phase = kube_str(obj, "status.phase");
@@ -1922,14 +1988,10 @@ static void pod_event(struct fx_model *m, enum kube_event ev, json_t *obj)
     /* What we assumed, to compare with what the server recorded. */
     char *assumed_alloc = assumed && p->allocation ? fx_strdup(p->allocation) : NULL;
     bool alloc_lost = assumed && p->allocation && !assumed_alloc;
-    /* Where a remote slice may go, as the pod's annotations said before
-     * this event (remote_edited). */
-    bool was_remote = p->spec.remote_allowed;
-    char *was_rkey = p->rkey ? fx_strdup(p->rkey) : NULL;
+    /* What decides where the pod may go, before this event (edited). */
+    uint64_t was_inputs = pod_inputs(p);
     int bad = read_pod(m, p, obj, &err);
-    bool remote_edited = was_remote != p->spec.remote_allowed ||
-                         strcmp(STR(was_rkey), STR(p->rkey)) != 0;
-    fx_free(was_rkey);
+    bool edited = pod_inputs(p) != was_inputs;
     int old_qid = p->qid;
     queue_resolve(m, p);
     if (p->qid != old_qid && p->state == POD_WAITING)
@@ -1974,12 +2036,13 @@ static void pod_event(struct fx_model *m, enum kube_event ev, json_t *obj)
         shape_seen(m, &p->req);
         p->counted = true;
     }
-    /* Waiting pods stay parked until capacity frees, or until the pod's
-     * own words on a remote slice change (flexpu.io/remote, its rule
-     * flexpu.io/remote-topology-key: annotations, which a user may edit on
-     * a waiting pod); one held by its queue or its gang stays as it is. */
-    if (p->state != POD_WAITING ||
-        (remote_edited && !p->limited && !p->noqueue && !p->gang_short))
+    /* Waiting pods stay parked until capacity frees, or until what the
+     * pod asks changes (pod_inputs: its flexpu.io/ annotations, queue and
+     * group, tolerations: what a user may edit on a pending pod), as
+     * kube-scheduler moves a pod back to its active queue on an update that
+     * may make it schedulable; one held by its queue or its gang stays as
+     * it is. */
+    if (p->state != POD_WAITING || (edited && !p->limited && !p->noqueue && !p->gang_short))
         enqueue(m, p);
 }
 

@@ -146,6 +146,48 @@ static void assert_on(const char *got, const char *want)
         fail_msg("placed on %s, expected %s", got ? got : "(nowhere)", want);
 }
 
+/* ---- a filter's digest ------------------------------------------------- */
+
+/* Filters built alike have one digest; any toleration, selector or term
+ * changed gives another (the model's test for an edited waiting pod). */
+static struct flexpu_filter *built(const char *tol_value, const char *zone, int weight)
+{
+    struct flexpu_filter *f = flexpu_filter_new();
+    assert_non_null(f);
+    tol(f, "team", FLEXPU_TOL_EQUAL, tol_value, NS);
+    term(f, weight);
+    expr(f, "zone", FLEXPU_MATCH_IN, zone, NULL);
+    return f;
+}
+
+static void test_filter_hash(void **state)
+{
+    (void)state;
+    struct flexpu_filter *a = built("a", "z1", 0), *b = built("a", "z1", 0);
+    assert_true(flexpu_filter_hash(a) == flexpu_filter_hash(b));
+    struct flexpu_filter *other[] = {built("b", "z1", 0), built("a", "z2", 0),
+                                     built("a", "z1", 10), flexpu_filter_new()};
+    for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
+        assert_true(flexpu_filter_hash(a) != flexpu_filter_hash(other[i]));
+        flexpu_filter_free(other[i]);
+    }
+    /* One more toleration; two values against their concatenation. */
+    tol(b, "nvidia.com/gpu", FLEXPU_TOL_EXISTS, NULL, NS);
+    assert_true(flexpu_filter_hash(a) != flexpu_filter_hash(b));
+    struct flexpu_filter *x = flexpu_filter_new(), *y = flexpu_filter_new();
+    term(x, 0);
+    expr(x, "k", FLEXPU_MATCH_IN, "ab", "c");
+    term(y, 0);
+    expr(y, "k", FLEXPU_MATCH_IN, "a", "bc");
+    assert_true(flexpu_filter_hash(x) != flexpu_filter_hash(y));
+    assert_true(flexpu_filter_hash(NULL) == flexpu_filter_hash(NULL));
+    assert_true(flexpu_filter_hash(NULL) != flexpu_filter_hash(x));
+    flexpu_filter_free(a);
+    flexpu_filter_free(b);
+    flexpu_filter_free(x);
+    flexpu_filter_free(y);
+}
+
 /* ---- taints and tolerations ------------------------------------------- */
 
 static void test_untolerated_taints_exclude(void **state)
@@ -763,6 +805,7 @@ static void test_out_of_memory_is_clean(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_filter_hash),
         cmocka_unit_test(test_untolerated_taints_exclude),
         cmocka_unit_test(test_toleration_matching_rules),
         cmocka_unit_test(test_prefer_no_schedule_is_a_score),

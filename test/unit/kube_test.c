@@ -806,6 +806,109 @@ static void test_model_wakes_what_may_fit(void **state)
     fx_model_free(m);
 }
 
+/* The one pending pod event, then the model's next attempt (or none). */
+static bool update_then_next(struct fx_model *m, json_t *p, struct fx_attempt *at)
+{
+    fx_model_pod_event(m, KUBE_MODIFIED, p);
+    return fx_model_next(m, at);
+}
+
+/* A user may edit a waiting pod (its flexpu.io/ annotations, tolerations
+ * added, in-place resize of its requests): an edit that changes what the
+ * model reads has it tried again at once, as kube-scheduler moves a pod
+ * back to its active queue on an update that may make it schedulable,
+ * not when capacity next frees somewhere (in a quiet cluster, never). An
+ * update that changes nothing it reads costs no decision. n1's one GPU has
+ * 40% free; n2 (1 GPU free) carries a team taint. */
+static void test_model_waiting_pod_edited(void **state)
+{
+    (void)state;
+    struct flexpu_error err = {0};
+    struct fx_model *m = model_with_node("n1", 1);
+    json_t *n2 = node_obj("n2", 1,
+                          "\"taints\":[{\"key\":\"flexpu.io/team\",\"value\":\"a\","
+                          "\"effect\":\"NoSchedule\"}]");
+    fx_model_node_event(m, KUBE_ADDED, n2);
+    json_decref(n2);
+    json_t *old = slice_pod_on("old", 60, "n1", 0);
+    fx_model_pod_event(m, KUBE_ADDED, old);
+    json_t *w = pending_pod("w", 50, "2026-01-01T00:00:00Z");
+    fx_model_pod_event(m, KUBE_ADDED, w);
+    struct fx_attempt at;
+    assert_true(fx_model_next(m, &at));
+    assert_int_equal(at.outcome, FX_WAIT);
+    assert_false(fx_model_next(m, &at));
+
+    /* Nothing the model reads: its status, a label, resourceVersion, an
+     * annotation of someone else's. Parked, no decision. */
+    json_t *meta = json_object_get(w, "metadata");
+    json_object_set_new(meta, "resourceVersion", json_string("42"));
+    json_object_set_new(meta, "labels", json_pack("{s:s}", "app", "trainer"));
+    json_object_set_new(json_object_get(meta, "annotations"), "example.com/note",
+                        json_string("edited"));
+    json_object_set_new(json_object_get(w, "status"), "conditions",
+                        json_pack("[{s:s, s:s}]", "type", "PodScheduled", "status", "False"));
+    assert_false(update_then_next(m, w, &at));
+    struct fx_model_stats st;
+    fx_model_stats(m, &st);
+    assert_int_equal(st.pods_waiting, 1);
+    assert_int_equal(st.pods_queued, 0);
+
+    /* A toleration of another team's taint: still nowhere, said once. */
+    json_t *spec = json_object_get(w, "spec");
+    json_object_set_new(spec, "tolerations",
+                        json_pack("[{s:s, s:s, s:s}]", "key", "flexpu.io/team", "value", "b",
+                                  "effect", "NoSchedule"));
+    fx_model_pod_event(m, KUBE_MODIFIED, w);
+    fx_model_stats(m, &st);
+    assert_int_equal(st.pods_queued, 1);
+    assert_false(fx_model_next(m, &at)); /* tried: the same reason, not told again */
+
+    /* Its own team's toleration: placed on n2 at once. */
+    json_object_set_new(spec, "tolerations",
+                        json_pack("[{s:s, s:s, s:s}]", "key", "flexpu.io/team", "value", "a",
+                                  "effect", "NoSchedule"));
+    assert_true(update_then_next(m, w, &at));
+    assert_int_equal(at.outcome, FX_BIND);
+    assert_string_equal(at.uid, "w");
+    assert_string_equal(at.node, "n2");
+    fx_model_bind_done(m, at.uid, 0, 0);
+
+    /* Its GPU share lowered (50% -> 40%): placed at once on n1. */
+    json_t *w2 = pending_pod("w2", 50, "2026-01-01T00:00:01Z");
+    fx_model_pod_event(m, KUBE_ADDED, w2);
+    assert_true(fx_model_next(m, &at));
+    assert_int_equal(at.outcome, FX_WAIT);
+    assert_false(fx_model_next(m, &at));
+    json_t *limits = json_object_get(
+        json_object_get(json_array_get(json_object_get(json_object_get(w2, "spec"), "containers"), 0),
+                        "resources"),
+        "limits");
+    json_object_set_new(limits, "flexpu.io/gpu-cores", json_string("40"));
+    assert_true(update_then_next(m, w2, &at));
+    assert_int_equal(at.outcome, FX_BIND);
+    assert_string_equal(at.uid, "w2");
+    assert_string_equal(at.node, "n1");
+    fx_model_bind_done(m, at.uid, 0, 0);
+
+    /* An edit that makes a waiting pod invalid takes the invalid path. */
+    json_t *w3 = pending_pod("w3", 50, "2026-01-01T00:00:02Z");
+    fx_model_pod_event(m, KUBE_ADDED, w3);
+    assert_true(fx_model_next(m, &at));
+    assert_int_equal(at.outcome, FX_WAIT);
+    json_object_set_new(json_object_get(json_object_get(w3, "metadata"), "annotations"),
+                        "flexpu.io/opportunistic", json_string("maybe"));
+    assert_true(update_then_next(m, w3, &at));
+    assert_int_equal(at.outcome, FX_INVALID);
+    assert_non_null(strstr(at.message, "flexpu.io/opportunistic"));
+    assert_int_equal(fx_model_check(m, &err), 0);
+    json_decref(old);
+    json_decref(w);
+    json_decref(w2);
+    json_decref(w3);
+    fx_model_free(m);
+}
+
 /* The pod as the server has it once bound to `node` with `allocation`. */
 static json_t *bound_pod(json_t *pending, const char *node, const char *allocation)
 {
@@ -1564,6 +1667,7 @@ int main(void)
         cmocka_unit_test(test_bind_labels_remote_pod),
         cmocka_unit_test(test_list_with_label_selector),
         cmocka_unit_test(test_insecure_settings_warned),
+        cmocka_unit_test(test_model_waiting_pod_edited),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
