@@ -280,6 +280,14 @@ int flexpu_filter_add_match(struct flexpu_filter *f, bool field, const char *key
  * a pod's constraints changed without keeping the old filter. */
 uint64_t flexpu_filter_hash(const struct flexpu_filter *f);
 
+/* Adds src's tolerations (none when src is NULL) to dst, and nothing of
+ * its node selector or affinity: for the GPU node of a remote slice, which
+ * the pod's taints-and-tolerations rule reaches and its node constraints
+ * do not (docs/REMOTE.md, "A tainted GPU node"). 0, or FLEXPU_ENOMEM with
+ * dst's tolerations as they were. */
+int flexpu_filter_copy_tolerations(struct flexpu_filter *dst, const struct flexpu_filter *src,
+                                   struct flexpu_error *err);
+
 /* decide/place for a pod with node constraints; f NULL is no constraint
  * (flexpu_engine_decide and _place are these with NULL). Untolerated taints
  * apply to every pod. */

@@ -318,6 +318,24 @@ uint64_t flexpu_filter_hash(const struct flexpu_filter *f)
     return h;
 }
 
+int flexpu_filter_copy_tolerations(struct flexpu_filter *dst, const struct flexpu_filter *src,
+                                   struct flexpu_error *err)
+{
+    int n0 = dst->ntol;
+    uint32_t mark = dst->npool;
+    for (int i = 0; src && i < src->ntol; i++) {
+        const struct fx_tol *t = &src->tol[i];
+        int rc = flexpu_filter_add_toleration(dst, src->pool + t->key, t->op,
+                                              src->pool + t->value, t->effect, err);
+        if (rc) {
+            dst->ntol = n0;
+            dst->npool = mark;
+            return rc;
+        }
+    }
+    return 0;
+}
+
 int fx_filter_name_dep(const struct flexpu_filter *f)
 {
     return f && f->name_dep;

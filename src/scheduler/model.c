@@ -2558,6 +2558,29 @@ static int remote_rule_scope(struct fx_model *m, const struct pod *p, struct fle
     return 0;
 }
 
+/* The GPU node of remote pod p's slice passes its taints with p's
+ * tolerations (docs/REMOTE.md, "A tainted GPU node"): a taint keeps off
+ * the node what its owner did not let on, and a slice of its GPU is that
+ * node's to give as a pod placed there would be, so a pod uses a GPU,
+ * local or remote, only where it tolerates the node's taints. Its node
+ * selector and affinity stay with the node it runs on. *scope (the rule's
+ * domains, remote_rule_scope; NULL: none) gets the tolerations, or a
+ * filter of them alone is made. 0, or FLEXPU_ENOMEM (*scope then freed). */
+static int remote_slice_filter(const struct pod *p, struct flexpu_filter **scope)
+{
+    if (!p->filter)
+        return 0; /* no tolerations: the engine's taints apply as to any pod */
+    struct flexpu_filter *f = *scope ? *scope : flexpu_filter_new();
+    struct flexpu_error err;
+    if (f && !flexpu_filter_copy_tolerations(f, p->filter, &err)) {
+        *scope = f;
+        return 0;
+    }
+    flexpu_filter_free(f);
+    *scope = NULL;
+    return FLEXPU_ENOMEM;
+}
+
 /* A topology key as a message shows it: whole up to 80 characters, else
  * "..." and its last 77 (the name, which says what it is, is at the end;
  * a key may be 317 characters). */
@@ -2620,9 +2643,10 @@ static void remote_rule_wait(const struct pod *p, int ndom, struct flexpu_noplac
 
 /* p allows a remote slice (flexpu.io/remote: "allowed") and fits no local
  * one: its GPU share on whichever GPU the engine chooses (no CPU or memory
- * there, and not the pod's node filters: they are for the node it runs
- * on), among the GPU nodes of its rule's domains when it has one
- * (remote_rule_scope), then the pod on the node without GPUs nearest to
+ * there, and not the pod's node selector or affinity: they are for the
+ * node it runs on; the GPU node's taints with its tolerations,
+ * remote_slice_filter), among the GPU nodes of its rule's domains when it
+ * has one (remote_rule_scope), then the pod on the node without GPUs nearest to
  * it (remote_cpu_node), in that domain. Both accounted, the allocation
  * naming the GPU node; true when a is the bind. A pod with a rule that
  * gets none has why->text say so (remote_rule_wait). */
@@ -2646,6 +2670,11 @@ static bool remote(struct fx_model *m, struct pod *p, struct fx_attempt *a,
     if (!cn && !scope) {
         if (p->rkey)
             remote_rule_wait(p, ndom, why);
+        return false;
+    }
+    if (remote_slice_filter(p, &scope)) {
+        FX_ERROR(COMP, "out of memory filtering a remote slice", "pod=%s/%s", STR(p->ns),
+                 STR(p->name));
         return false;
     }
     const struct flexpu_pod_req req = p->req;

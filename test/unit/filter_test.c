@@ -215,6 +215,32 @@ static void test_untolerated_taints_exclude(void **state)
     flexpu_engine_free(e);
 }
 
+/* A remote slice's GPU node gets the pod's tolerations and nothing of
+ * its node selector: copied, they tolerate what they did; the selector
+ * that kept the pod off the node is not copied; a term added next (a
+ * rule's scope) applies with them. */
+static void test_copy_tolerations(void **state)
+{
+    (void)state;
+    struct flexpu_engine *e = engine("flexpu");
+    node(e, "gpu", 4, "zone=z1", "nvidia.com/gpu=present:NoSchedule");
+    struct flexpu_filter *src = flexpu_filter_new(), *dst = flexpu_filter_new();
+    struct flexpu_error err;
+    tol(src, "nvidia.com/gpu", FLEXPU_TOL_EXISTS, NULL, NS);
+    assert_int_equal(flexpu_filter_add_selector(src, "zone", "z9", &err), 0);
+    assert_on(where(e, src, 500, 0, NULL), NULL);
+    assert_on(where(e, dst, 500, 0, NULL), NULL);
+    assert_int_equal(flexpu_filter_copy_tolerations(dst, src, &err), 0);
+    assert_on(where(e, dst, 500, 0, NULL), "gpu");
+    assert_int_equal(flexpu_filter_copy_tolerations(dst, NULL, &err), 0);
+    term(dst, 0);
+    expr(dst, "zone", FLEXPU_MATCH_IN, "z2", NULL);
+    assert_on(where(e, dst, 500, 0, NULL), NULL);
+    flexpu_filter_free(src);
+    flexpu_filter_free(dst);
+    flexpu_engine_free(e);
+}
+
 static void test_toleration_matching_rules(void **state)
 {
     (void)state;
@@ -807,6 +833,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_filter_hash),
         cmocka_unit_test(test_untolerated_taints_exclude),
+        cmocka_unit_test(test_copy_tolerations),
         cmocka_unit_test(test_toleration_matching_rules),
         cmocka_unit_test(test_prefer_no_schedule_is_a_score),
         cmocka_unit_test(test_node_selector_exact_match),

@@ -943,6 +943,99 @@ static void test_rule_edited_while_waiting(void **state)
     fx_model_free(m);
 }
 
+/* GPU node g1 (1 GPU, 2 CPUs: no room for the pods below) tainted
+ * key=value:NoSchedule, c1 without GPUs (16 CPUs). */
+static void tainted_gpu_node(struct fx_model *m, const char *key, const char *value,
+                             const char *zone)
+{
+    char *text = a100_inventory("g1", 1);
+    json_t *n = json_pack("{s:{s:s, s:{s:s}, s:{}}, s:{s:[{s:s, s:s, s:s}]}, s:{s:{s:s, s:s, "
+                          "s:s}}}",
+                          "metadata", "name", "g1", "annotations", "flexpu.io/gpus", text,
+                          "labels", "spec", "taints", "key", key, "value", value, "effect",
+                          "NoSchedule", "status", "allocatable", "cpu", "2", "memory", "64Gi",
+                          "flexpu.io/gpu", "16");
+    assert_non_null(n);
+    if (zone)
+        json_object_set_new(json_object_get(json_object_get(n, "metadata"), "labels"), ZONE,
+                            json_string(zone));
+    fx_model_node_event(m, KUBE_MODIFIED, n);
+    json_decref(n);
+    free(text);
+    node(m, "c1", 0, "16", zone ? ZONE "=a" : NULL);
+}
+
+/* Remote pod `uid` (30%, 4 CPUs) tolerating key=value:NoSchedule (key
+ * NULL: no toleration). */
+static json_t *tolerating_pod(const char *uid, const char *key, const char *value)
+{
+    json_t *p = json_pack("{s:{s:s, s:s, s:s, s:s, s:{s:s}}, s:{s:s, s:[], s:[{s:s, s:{s:{s:s, "
+                          "s:s, s:s}}}]}}",
+                          "metadata", "name", uid, "namespace", "t", "uid", uid,
+                          "creationTimestamp", "2026-01-01T00:00:00Z", "annotations",
+                          FX_ANN_REMOTE, FX_REMOTE_ALLOWED, "spec", "schedulerName",
+                          "flexpu-scheduler", "tolerations", "containers", "name", "c",
+                          "resources", "limits", "cpu", "4", "flexpu.io/gpu", "1",
+                          "flexpu.io/gpu-cores", "30");
+    assert_non_null(p);
+    if (key)
+        json_array_append_new(json_object_get(json_object_get(p, "spec"), "tolerations"),
+                              json_pack("{s:s, s:s, s:s}", "key", key, "value", value, "effect",
+                                        "NoSchedule"));
+    return p;
+}
+
+/* A GPU node's taints apply to a remote slice of its GPU with the pod's
+ * tolerations: a GKE GPU pool (nvidia.com/gpu=present:NoSchedule) gives
+ * slices to the pods that tolerate it, as every pod running on it must;
+ * a node tainted for team a gives none to team b's pods. Before, no
+ * tainted GPU node gave a remote slice to any pod. */
+static void test_tainted_gpu_node(void **state)
+{
+    (void)state;
+    static const char *const taint[][2] = {{"nvidia.com/gpu", "present"},
+                                           {"flexpu.io/team", "a"}};
+    for (size_t i = 0; i < 2; i++) {
+        struct fx_model *m = new_model();
+        tainted_gpu_node(m, taint[i][0], taint[i][1], NULL);
+        /* Without the toleration (or another team's): no slice there. */
+        json_t *p = tolerating_pod("p1", i ? taint[i][0] : NULL, "b");
+        fx_model_pod_event(m, KUBE_ADDED, p);
+        struct fx_attempt a = next(m, FX_WAIT, "p1");
+        assert_non_null(strstr(a.message, "untolerated taint"));
+        assert_int_equal(stats(m).remote, 0);
+        json_decref(p);
+        /* Tolerating it (added on the waiting pod): bound at once, on c1
+         * with a slice of g1. */
+        p = tolerating_pod("p1", taint[i][0], taint[i][1]);
+        fx_model_pod_event(m, KUBE_MODIFIED, p);
+        a = next(m, FX_BIND, "p1");
+        assert_string_equal(a.node, "c1");
+        assert_non_null(strstr(a.allocation, "\"remote\":{\"node\":\"g1\"}"));
+        json_decref(p);
+        struct flexpu_error err = {0};
+        assert_int_equal(fx_model_check(m, &err), 0);
+        fx_model_free(m);
+    }
+    /* With a rule (flexpu.io/remote-topology-key), the tolerations join
+     * its scope: both apply. */
+    for (int tolerates = 0; tolerates < 2; tolerates++) {
+        struct fx_model *m = new_model();
+        tainted_gpu_node(m, "flexpu.io/team", "a", "a");
+        json_t *p = tolerating_pod("p1", "flexpu.io/team", tolerates ? "a" : "b");
+        json_object_set_new(json_object_get(json_object_get(p, "metadata"), "annotations"),
+                            FX_ANN_REMOTE_TOPOLOGY_KEY, json_string(ZONE));
+        fx_model_pod_event(m, KUBE_ADDED, p);
+        struct fx_attempt a = next(m, tolerates ? FX_BIND : FX_WAIT, "p1");
+        if (tolerates)
+            assert_non_null(strstr(a.message, "both in " ZONE "=a"));
+        else
+            assert_non_null(strstr(a.message, FX_ANN_REMOTE_TOPOLOGY_KEY ": no " ZONE));
+        json_decref(p);
+        fx_model_free(m);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -969,6 +1062,7 @@ int main(void)
         cmocka_unit_test(test_rule_picks_the_zone_with_a_node),
         cmocka_unit_test(test_rule_needs_the_label),
         cmocka_unit_test(test_rule_edited_while_waiting),
+        cmocka_unit_test(test_tainted_gpu_node),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
