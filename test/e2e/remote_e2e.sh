@@ -13,6 +13,9 @@
 #    has) and 30 cores, 64 MiB of the GPU: flexpu-scheduler binds it to
 #    cpu-r (near gpu-r: its zone, not cpu-far), its allocation naming
 #    gpu-r, with a RemoteSlice event naming both nodes and the zone;
+#  - gpu-r tainted flexpu.io/team=a:NoSchedule first: the pod, without the
+#    toleration, waits (untolerated taint); the toleration added on the
+#    waiting pod, it is bound at once (the taint then removed);
 #  - a pod whose rule flexpu.io/remote-topology-key no zone can meet (a
 #    key no node has) waits, its event saying the rule; a malformed key is
 #    refused (InvalidRequest) naming the annotation and the value;
@@ -118,6 +121,10 @@ kubectl label node cpu-far topology.kubernetes.io/zone=zone-b >/dev/null
 kubectl patch node cpu-far --subresource=status --type=merge \
   -p '{"status":{"allocatable":{"cpu":"128","flexpu.io/gpu":"2"},"capacity":{"cpu":"128","flexpu.io/gpu":"2"}}}' >/dev/null
 
+# A tainted GPU node (docs/REMOTE.md, "A tainted GPU node"): gpu-r kept
+# for team a gives a remote slice only to a pod that tolerates the taint.
+kubectl taint node gpu-r flexpu.io/team=a:NoSchedule >/dev/null
+
 start_scheduler
 
 kubectl create -f - >/dev/null <<EOF2
@@ -129,7 +136,16 @@ kubectl create -f - >/dev/null <<EOF2
 EOF2
 node_of() { kubectl get pod rpod -o jsonpath='{.spec.nodeName}' 2>/dev/null; }
 bound() { [ "$(node_of)" = cpu-r ]; }
-wait_for 30 "the remote pod was not bound to cpu-r" bound
+wait_event rpod "untolerated taint {flexpu.io/team=a:NoSchedule}"
+[ -z "$(node_of)" ] || fail "a pod without the toleration was bound to $(node_of)"
+# The toleration added on the waiting pod (Kubernetes lets a pending pod
+# gain tolerations): it is tried again at once, nothing else changing.
+tols="$(kubectl get pod rpod -o json | jq -c '{spec:{tolerations:((.spec.tolerations // []) +
+  [{"key":"flexpu.io/team","operator":"Equal","value":"a","effect":"NoSchedule"}])}}')"
+kubectl patch pod rpod --type=merge -p "$tols" >/dev/null
+wait_for 30 "the remote pod was not bound to cpu-r once it tolerated gpu-r's taint" bound
+kubectl taint node gpu-r flexpu.io/team- >/dev/null
+pass "gpu-r tainted flexpu.io/team=a:NoSchedule: no slice for a pod without the toleration; the toleration added, bound at once"
 alloc="$(kubectl get pod rpod -o jsonpath='{.metadata.annotations.flexpu\.io/allocation}')"
 jq -e '.remote.node == "gpu-r" and .gpus[0].uuid != null and .gpus[0].cores == 30' \
   <<<"$alloc" >/dev/null || fail "the allocation: $alloc"
