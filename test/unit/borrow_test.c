@@ -1600,6 +1600,101 @@ static void test_preemptor_bound_elsewhere_before_borrower_delete(void **state)
     checked_free(m);
 }
 
+/* A pod asking only `cpu` CPUs (no GPU), pending. */
+static void cpu_only(struct fx_model *m, const char *uid, const char *cpu, int sec)
+{
+    char created[40];
+    snprintf(created, sizeof(created), "2026-01-01T00:%02d:%02dZ", sec / 60, sec % 60);
+    json_t *p = json_pack("{s:{s:s, s:s, s:s, s:s}, s:{s:s, s:[{s:s, s:{s:{s:s}}}]}}",
+                          "metadata", "name", uid, "namespace", "t", "uid", uid,
+                          "creationTimestamp", created, "spec", "schedulerName",
+                          "flexpu-scheduler", "containers", "name", "c", "resources", "limits",
+                          "cpu", cpu);
+    assert_non_null(p);
+    fx_model_pod_event(m, KUBE_ADDED, p);
+    json_decref(p);
+}
+
+/* The model's invariants hold and nothing failed to be accounted. */
+static void exact(struct fx_model *m)
+{
+    struct flexpu_error err = {0};
+    if (fx_model_check(m, &err))
+        fail_msg("invariants: %s", err.msg);
+    struct fx_model_stats st;
+    fx_model_stats(m, &st);
+    assert_int_equal(st.conflicts, 0);
+}
+
+/* Borrower b1, deleted after a budget refused its eviction for o2, keeps
+ * its CPUs booked until it is gone, as an evicted victim does: o2 took 4
+ * of the 15 CPUs b1 freed, so b1's hold has 11 of its 12 and n1 none free;
+ * a pod asking 1 CPU waits while the delete is queued and while b1 runs
+ * out its grace period, and is bound once b1 is gone (with o2). Its hold
+ * ends once: the model is exact after each step. */
+static void test_deleted_borrower_keeps_hold(void **state)
+{
+    (void)state;
+    struct cpu_spec o2 = {.uid = "o2", .cpu = "4", .cores = 50, .mem = "20Gi", .sec = 50};
+    bool queued;
+    struct fx_model *m = budget_refused(&o2, &queued);
+    assert_true(queued);
+    exact(m);
+    cpu_only(m, "c1", "1", 60);
+    next(m, FX_DELETE, "b1");
+    next(m, FX_WAIT, "c1");
+    exact(m);
+    fx_model_evict_done(m, "b1", 0);
+    nothing(m);
+    exact(m);
+    gone(m, "b1");
+    exact(m);
+    struct fx_attempt a;
+    bool o2_bound = false, c1_bound = false;
+    while (fx_model_next(m, &a)) {
+        o2_bound |= a.outcome == FX_BIND && strcmp(a.uid, "o2") == 0;
+        c1_bound |= a.outcome == FX_BIND && strcmp(a.uid, "c1") == 0;
+        exact(m);
+    }
+    assert_true(o2_bound);
+    assert_true(c1_bound);
+    checked_free(m);
+}
+
+/* A queued delete dropped by next_reclaim (o2 deleted, or bound elsewhere,
+ * before it went out): o2's place was released first, so b1's whole
+ * allocation is accounted again, exactly: no conflict, n1's 3 free CPUs
+ * are free again (a pod of 3 binds) and no more (a pod of 4 then takes
+ * back b1's lent CPUs). */
+static void test_dropped_delete_accounts_borrower_whole(void **state)
+{
+    (void)state;
+    for (int bound = 0; bound < 2; bound++) {
+        struct cpu_spec o2 = {.uid = "o2", .cpu = "4", .cores = 50, .mem = "20Gi", .sec = 50};
+        bool queued;
+        struct fx_model *m = budget_refused(&o2, &queued);
+        assert_true(queued);
+        if (bound) {
+            o2.node = "n9";
+            cpu_pod(m, &o2);
+        } else {
+            gone(m, "o2");
+        }
+        exact(m);
+        nothing(m);
+        exact(m);
+        assert_int_equal(borrowers(m), 1);
+        cpu_only(m, "c3", "3", 60);
+        next(m, FX_BIND, "c3"); /* the 3 CPUs free before o2 came */
+        exact(m);
+        cpu_only(m, "c4", "4", 61);
+        struct fx_attempt a = next(m, FX_NOMINATE, "c4"); /* b1's 12 are b1's again */
+        assert_non_null(strstr(a.message, "t/b1"));
+        exact(m);
+        checked_free(m);
+    }
+}
+
 /* Borrower uid as the model meets it after a restart: bound on node n's
  * GPU 0 with a borrowed allocation of `cores`, asking cpu CPUs. */
 static void bound_borrower(struct fx_model *m, const char *uid, const char *n, const char *cpu,
@@ -2318,6 +2413,8 @@ int main(void)
         cmocka_unit_test(test_budget_keeps_borrower_from_peer),
         cmocka_unit_test(test_preemptor_deleted_before_borrower_delete),
         cmocka_unit_test(test_preemptor_bound_elsewhere_before_borrower_delete),
+        cmocka_unit_test(test_deleted_borrower_keeps_hold),
+        cmocka_unit_test(test_dropped_delete_accounts_borrower_whole),
         cmocka_unit_test(test_gang_victims_of_two_reasons),
         cmocka_unit_test(test_preemptor_deleted_before_eviction),
         cmocka_unit_test(test_gang_deleted_before_eviction),

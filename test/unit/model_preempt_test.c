@@ -344,6 +344,132 @@ static void test_node_back_keeps_hold(void **state)
     fx_model_free(m);
 }
 
+/* No pod failed to be accounted, and the model's invariants hold. */
+static void exact(const struct fx_model *m)
+{
+    gpu_used(m);
+    checked(m);
+}
+
+/* Every outcome until there is nothing to do, the model exact after each;
+ * returns how many binds of uid there were. */
+static int drain(struct fx_model *m, const char *uid)
+{
+    struct fx_attempt a;
+    int binds = 0;
+    for (int i = 0; i < 50 && fx_model_next(m, &a); i++) {
+        exact(m);
+        if (a.outcome == FX_BIND && uid && strcmp(a.uid, uid) == 0)
+            binds++;
+    }
+    exact(m);
+    return binds;
+}
+
+/* (5) Holds under churn, the model exact after each step: two
+ * preemptions on one node, the first undone by a budget while the
+ * second's victim still holds; a victim gone before its hold was ever
+ * whole; a victim's node deleted while it holds; a victim's bound event
+ * again (a resync) while it leaves; a relist (KUBE_SYNC_BEGIN/END) that
+ * no longer lists a victim, and one that still does. */
+static void test_holds_under_churn(void **state)
+{
+    (void)state;
+    const struct ask low = {.cpu = 8, .cores = 50, .mem_gib = 40};
+    const struct ask hi = {.cpu = 6, .cores = 50, .mem_gib = 40, .prio = 1000};
+    /* Two preemptions on n1, hiA's undone. */
+    struct fx_model *m = new_model();
+    node(m, "n1", 1);
+    pod(m, "low1", low, 0, "n1", 0);
+    pod(m, "low2", (struct ask){.cpu = 8, .cores = 50, .mem_gib = 40, .prio = 1500}, 1, "n1", 0);
+    int64_t before = gpu_used(m);
+    pod(m, "hiA", hi, 10, NULL, 0);
+    next(m, FX_NOMINATE, "hiA");
+    next(m, FX_EVICT, "low1");
+    exact(m);
+    pod(m, "hiB", (struct ask){.cpu = 6, .cores = 50, .mem_gib = 40, .prio = 2000}, 11, NULL, 0);
+    next(m, FX_NOMINATE, "hiB");
+    next(m, FX_EVICT, "low2");
+    fx_model_evict_done(m, "low2", 0);
+    exact(m);
+    fx_model_evict_done(m, "low1", FLEXPU_EBUSY); /* hiA undone: low1 whole again */
+    exact(m);
+    assert_int_equal(gpu_used(m), before);
+    pod(m, "cpu2", (struct ask){.cpu = 2}, 20, NULL, 0); /* low2 holds 2 of its 8 CPUs */
+    drain(m, NULL);
+    gone(m, "low2");
+    exact(m);
+    assert_int_equal(drain(m, "hiB"), 1);
+    fx_model_free(m);
+
+    /* A victim gone before its hold was ever whole (hi took the CPUs it
+     * held, x holds the rest), then x. */
+    m = new_model();
+    node(m, "n1", 1);
+    pod(m, "low", (struct ask){.cpu = 8, .cores = 100}, 0, "n1", 0);
+    pod(m, "x", (struct ask){.cpu = 8}, 1, "n1", 0);
+    pod(m, "hi", (struct ask){.cpu = 8, .cores = 50, .prio = 1000}, 10, NULL, 0);
+    next(m, FX_NOMINATE, "hi");
+    next(m, FX_EVICT, "low");
+    exact(m);
+    gone(m, "low");
+    exact(m);
+    next(m, FX_BIND, "hi");
+    gone(m, "x");
+    pod(m, "cpu8", (struct ask){.cpu = 8}, 20, NULL, 0);
+    assert_int_equal(drain(m, "cpu8"), 1);
+    fx_model_free(m);
+
+    /* A victim's node deleted while it holds, then the victim gone. */
+    m = new_model();
+    node(m, "n1", 1);
+    pod(m, "low", WHOLE_8CPU, 0, "n1", 0);
+    pod(m, "hi", HI_HALF, 10, NULL, 0);
+    next(m, FX_NOMINATE, "hi");
+    next(m, FX_EVICT, "low");
+    json_t *n = json_pack("{s:{s:s}}", "metadata", "name", "n1");
+    fx_model_node_event(m, KUBE_DELETED, n);
+    json_decref(n);
+    exact(m);
+    drain(m, NULL);
+    gone(m, "low");
+    exact(m);
+    drain(m, NULL);
+    node(m, "n1", 1);
+    exact(m);
+    drain(m, NULL);
+    fx_model_free(m);
+
+    /* A victim's bound event again while it leaves, and relists. */
+    for (int listed = 0; listed < 2; listed++) {
+        m = new_model();
+        node(m, "n1", 1);
+        pod(m, "low", WHOLE_8CPU, 0, "n1", 0);
+        pod(m, "hi", HI_HALF, 10, NULL, 0);
+        next(m, FX_NOMINATE, "hi");
+        next(m, FX_EVICT, "low");
+        fx_model_evict_done(m, "low", 0);
+        before = gpu_used(m);
+        pod(m, "low", WHOLE_8CPU, 0, "n1", 0);
+        exact(m);
+        assert_int_equal(gpu_used(m), before);
+        fx_model_pod_event(m, KUBE_SYNC_BEGIN, NULL);
+        pod(m, "hi", HI_HALF, 10, NULL, 0);
+        if (listed)
+            pod(m, "low", WHOLE_8CPU, 0, "n1", 0);
+        fx_model_pod_event(m, KUBE_SYNC_END, NULL);
+        exact(m);
+        pod(m, "half", (struct ask){.cpu = 1, .cores = 50, .mem_gib = 40}, 20, NULL, 0);
+        int binds = drain(m, "half");
+        assert_int_equal(binds, listed ? 0 : 1);
+        if (listed) {
+            gone(m, "low");
+            assert_int_equal(drain(m, "half"), 1);
+        }
+        fx_model_free(m);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -353,6 +479,7 @@ int main(void)
         cmocka_unit_test(test_gang_across_nodes_waits),
         cmocka_unit_test(test_gang_deleted_victims_stay),
         cmocka_unit_test(test_node_back_keeps_hold),
+        cmocka_unit_test(test_holds_under_churn),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
