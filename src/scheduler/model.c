@@ -3807,9 +3807,11 @@ static bool reclaimq_push(struct fx_model *m, const char *uid, const char *msg)
     return true;
 }
 
-/* Borrower b is to go: off the engine (its node's CPU and memory), marked
- * leaving (its memory still counts on its GPU until it is gone), and its
- * eviction queued with msg for its event. */
+/* Borrower b is to go: marked leaving (its memory still counts on its GPU
+ * until it is gone), and its eviction queued with msg for its event. Its
+ * node's CPU and memory stay booked until it is gone too, as a victim's
+ * (struct vhold): nothing takes their place, so its hold is whole, and it
+ * ends as a victim's does (release, victim_stays). */
 static void reclaim_take(struct fx_model *m, struct pod *b, const char *msg)
 {
     if (!reclaimq_push(m, b->uid, msg)) {
@@ -3817,7 +3819,10 @@ static void reclaim_take(struct fx_model *m, struct pod *b, const char *msg)
                  STR(b->name));
         return;
     }
-    release(m, b);
+    if (b->alloc && hold_take(m, b))
+        hold_book(m, b->hold);
+    else
+        release(m, b); /* not in the engine, or out of memory: nothing to keep */
     b->evicting = true;
     b->evicted = false;
     b->reclaimed = true;

@@ -1695,6 +1695,58 @@ static void test_dropped_delete_accounts_borrower_whole(void **state)
     }
 }
 
+/* A borrower reclaimed for its GPU's owners keeps its node's CPU and
+ * memory booked until it is gone, as a victim does (struct vhold): b1 (1
+ * CPU) is reclaimed with 13 of n1's 16 CPUs free, and a pod asking 14
+ * waits while b1 runs out its grace period (its delete after a budget
+ * refused its eviction, or its eviction accepted), and is bound once b1 is
+ * gone. A reclaim refused for good leaves b1 accounted whole: 13 free, no
+ * more. The model is exact after each step. Before, b1's CPU was free the
+ * moment it was chosen. */
+static void test_reclaimed_borrower_keeps_cpu(void **state)
+{
+    (void)state;
+    for (int how = 0; how < 3; how++) { /* accepted, deleted, kept */
+        struct fx_model *m = with_borrower();
+        rise_reclaims(m);
+        exact(m);
+        cpu_only(m, "c14", "14", 60);
+        next(m, FX_WAIT, "c14");
+        if (how == 1) {
+            assert_true(fx_model_evict_done(m, "b1", FLEXPU_EBUSY));
+            next(m, FX_DELETE, "b1");
+            exact(m);
+            nothing(m);
+        }
+        if (how == 2) {
+            assert_true(fx_model_evict_done(m, "b1", FLEXPU_EBUSY));
+            next(m, FX_DELETE, "b1");
+            fx_model_evict_done(m, "b1", FLEXPU_EINVAL); /* the delete refused too */
+            exact(m);
+            assert_int_equal(borrowers(m), 1);
+            cpu_only(m, "c13", "13", 61);
+            struct fx_attempt a;
+            bool c13 = false;
+            while (fx_model_next(m, &a)) {
+                c13 |= a.outcome == FX_BIND && strcmp(a.uid, "c13") == 0;
+                if (strcmp(a.uid, "c14") == 0 && a.outcome == FX_BIND)
+                    fail_msg("c14 bound beside b1: 14 CPUs were not free");
+            }
+            assert_true(c13);
+            exact(m);
+            checked_free(m);
+            continue;
+        }
+        fx_model_evict_done(m, "b1", 0);
+        nothing(m); /* b1 still holds its CPU */
+        exact(m);
+        gone(m, "b1");
+        exact(m);
+        next(m, FX_BIND, "c14");
+        checked_free(m);
+    }
+}
+
 /* Borrower uid as the model meets it after a restart: bound on node n's
  * GPU 0 with a borrowed allocation of `cores`, asking cpu CPUs. */
 static void bound_borrower(struct fx_model *m, const char *uid, const char *n, const char *cpu,
@@ -2415,6 +2467,7 @@ int main(void)
         cmocka_unit_test(test_preemptor_bound_elsewhere_before_borrower_delete),
         cmocka_unit_test(test_deleted_borrower_keeps_hold),
         cmocka_unit_test(test_dropped_delete_accounts_borrower_whole),
+        cmocka_unit_test(test_reclaimed_borrower_keeps_cpu),
         cmocka_unit_test(test_gang_victims_of_two_reasons),
         cmocka_unit_test(test_preemptor_deleted_before_eviction),
         cmocka_unit_test(test_gang_deleted_before_eviction),
