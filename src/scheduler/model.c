@@ -247,11 +247,15 @@ struct fx_model {
     char **evictq;
     size_t nevictq, capevictq;
     uint64_t end_epoch;  /* bumped when a pod ends: shielded victims may go again */
-    /* The victims' holds (struct vhold), and whether capacity was freed
-     * since the short ones last took what they lack (holds_refresh). */
+    /* The victims' holds (struct vhold), and the engine nodes where
+     * capacity was freed since the short ones last took what they lack
+     * (holds_refresh; holds_freed_all: anywhere, or more than CHANGED_MAX
+     * nodes). */
     struct vhold *holds;
     int nholds;
-    bool holds_dirty;
+    int holds_freed[CHANGED_MAX];
+    int nholds_freed;
+    bool holds_freed_all;
     int64_t min_prio;    /* the lowest class priority of a bound pod seen (a bound) */
     bool min_prio_set;
     uint64_t preemptions, evictions, evictions_refused, evictions_deleted;
@@ -300,6 +304,7 @@ struct fx_model {
     bool shapes_dirty;
     uint64_t shapes_total, shapes_refreshed;
     uint64_t workload_refreshes; /* times the engine was given the shapes again */
+    uint64_t hold_books; /* victims' holds booked in the engine (hold_book) */
     uint64_t pod_gen;  /* bumped at each full pod list */
     int nunsure;       /* pods with unsure set */
     int nremote;       /* pods with a remote slice (rnode set) */
@@ -590,10 +595,12 @@ static int gang_join(struct fx_model *m, struct pod *p, const struct fx_pod_grou
     return 0;
 }
 
+static void holds_freed(struct fx_model *m, int id);
+
 /* Capacity grew on engine node `id` (-1: somewhere unknown). */
 static void capacity_freed(struct fx_model *m, int id)
 {
-    m->holds_dirty = m->holds != NULL; /* a short hold takes it first (holds_refresh) */
+    holds_freed(m, id); /* a short hold there takes it first (holds_refresh) */
     if (m->changed_all)
         return;
     for (int i = 0; i < m->nchanged; i++)
@@ -800,6 +807,7 @@ static void hold_book(struct fx_model *m, struct vhold *h)
     h->whole = false;
     if (!n || n->id < 0)
         return; /* out of the engine: booked when it comes back (node_in) */
+    m->hold_books++;
     struct flexpu_error err = {0};
     struct flexpu_pod_req r = {
         .cpu_milli = at_most(h->req.cpu_milli, flexpu_engine_node_free_cpu(m->e, n->id)),
@@ -887,25 +895,56 @@ static void holds_out(struct fx_model *m, struct node *n)
         h->host = 0;
         memset(h->gpu, 0, sizeof(h->gpu));
         h->whole = false;
-        m->holds_dirty = true;
     }
 }
 
-/* Capacity was freed since the last call: each short hold takes back what
- * it lacks of it (released and booked again as much as is free). One
- * after another, so the short holds of a node together take
- * min(what they lack, what is free), whatever their order. */
+/* Capacity was freed on engine node id (-1: anywhere): the short holds
+ * there take it first (holds_refresh). Nothing to note without holds. */
+static void holds_freed(struct fx_model *m, int id)
+{
+    if (!m->holds || m->holds_freed_all)
+        return;
+    for (int i = 0; i < m->nholds_freed; i++)
+        if (m->holds_freed[i] == id)
+            return;
+    if (id < 0 || m->nholds_freed == CHANGED_MAX)
+        m->holds_freed_all = true;
+    else
+        m->holds_freed[m->nholds_freed++] = id;
+}
+
+/* Whether capacity was freed on engine node id since the last refresh. */
+static bool holds_freed_on(const struct fx_model *m, int id)
+{
+    if (m->holds_freed_all)
+        return true;
+    for (int i = 0; i < m->nholds_freed; i++)
+        if (m->holds_freed[i] == id)
+            return true;
+    return false;
+}
+
+/* Capacity was freed since the last call: each short hold on a node
+ * where it was freed takes back what it lacks of it (released and booked
+ * again as much as is free). One after another, so the short holds of a
+ * node together take min(what they lack, what is free), whatever their
+ * order. Only those nodes: a hold's node has no more free than when it
+ * was booked unless capacity was freed there, and booking a hold again
+ * costs the engine a node move (each pod ending anywhere would otherwise
+ * book every short hold in the cluster again). */
 static void holds_refresh(struct fx_model *m)
 {
-    if (!m->holds_dirty)
+    if (!m->holds_freed_all && m->nholds_freed == 0)
         return;
-    m->holds_dirty = false;
     for (struct vhold *h = m->holds; h; h = h->next) {
-        if (h->whole)
+        struct node *n = h->pod->on;
+        if (h->whole || !n || n->id < 0 || !holds_freed_on(m, n->id))
             continue;
         hold_drop(m, h);
         hold_book(m, h);
     }
+    m->nholds_freed = 0;
+    m->holds_freed_all = false;
 }
 
 static struct node *engine_node(struct fx_model *m, int id);
@@ -1014,7 +1053,7 @@ static void account(struct fx_model *m, struct pod *p, struct node *n)
     struct fx_allocation al;
     struct flexpu_error err = {0};
     if (p->hold) {
-        m->holds_dirty = true; /* a victim: its hold is booked (node_in), not all of it */
+        holds_freed(m, n->id); /* a victim: its hold is booked (node_in), not all of it */
         return;
     }
     if (n->id < 0 && !p->rnode && p->spec.wants_gpu && p->allocation &&
@@ -4292,6 +4331,7 @@ void fx_model_stats(const struct fx_model *m, struct fx_model_stats *o)
     o->gpu_milli_used = s.gpu_milli_used;
     o->conflicts = m->conflicts;
     o->workload_refreshes = m->workload_refreshes;
+    o->hold_books = m->hold_books;
     o->wakes = m->wakes;
     o->wake_checks = m->wake_checks;
     o->preemptions = m->preemptions;

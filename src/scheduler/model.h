@@ -127,6 +127,9 @@ struct fx_model_stats {
     uint64_t workload_refreshes; /* the shapes' weights recomputed (new shapes, GPUs come or go) */
     uint64_t wakes;       /* waiting pods queued again because a node they may fit changed */
     uint64_t wake_checks; /* waiting pods tested against a changed node */
+    uint64_t hold_books;  /* victims' holds booked in the engine (docs/KUBERNETES.md,
+                           * "Preemption and reclaim"): once each, and again when
+                           * capacity frees on the node of a short one */
     int pods_nominated;   /* holding a place until their victims are gone */
     uint64_t preemptions; /* pods nominated by evicting others */
     uint64_t evictions;   /* victims chosen */

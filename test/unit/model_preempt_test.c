@@ -470,6 +470,54 @@ static void test_holds_under_churn(void **state)
     }
 }
 
+static uint64_t hold_books(const struct fx_model *m)
+{
+    struct fx_model_stats st;
+    fx_model_stats(m, &st);
+    return st.hold_books;
+}
+
+/* (6) A short hold takes back capacity freed on its own node only: low's
+ * hold on n1 lacks the 8 CPUs hi took, and a pod ending on n2 leaves it
+ * alone (booking it again costs the engine a node move, and every short
+ * hold in the cluster was booked again for each pod ending anywhere: with
+ * 1,000 nodes and 200 short holds, 2,000 pod ends took 3.4 s instead of
+ * 0.03 s). A pod ending on n1 gives it what it lacks, and no more is free
+ * there. */
+static void test_hold_refreshed_on_its_node(void **state)
+{
+    (void)state;
+    struct fx_model *m = new_model();
+    node(m, "n1", 1);
+    node(m, "n2", 1);
+    pod(m, "low", WHOLE_8CPU, 0, "n1", 0);
+    pod(m, "x1", (struct ask){.cpu = 4, .prio = 5000}, 1, "n1", 0);
+    pod(m, "x2", (struct ask){.cpu = 14, .prio = 5000}, 2, "n2", 0);
+    pod(m, "hi", HI_HALF, 10, NULL, 0); /* 12 CPUs: n1's, with low's 8 */
+    struct fx_attempt a = next(m, FX_NOMINATE, "hi");
+    assert_string_equal(a.node, "n1");
+    next(m, FX_EVICT, "low");
+    fx_model_evict_done(m, "low", 0);
+    nothing(m);
+    uint64_t books = hold_books(m);
+    gone(m, "x2"); /* n2's capacity: nothing for low's hold */
+    nothing(m);
+    assert_int_equal(hold_books(m), books);
+    pod(m, "cpu16", (struct ask){.cpu = 16}, 20, NULL, 0);
+    a = next(m, FX_BIND, "cpu16");
+    assert_string_equal(a.node, "n2");
+    gone(m, "x1"); /* n1's 4: low's hold takes them */
+    assert_true(hold_books(m) > books);
+    pod(m, "cpu1", (struct ask){.cpu = 1}, 21, NULL, 0);
+    next(m, FX_WAIT, "cpu1");
+    nothing(m);
+    gone(m, "low");
+    next(m, FX_BIND, "hi");
+    next(m, FX_BIND, "cpu1");
+    nothing(m);
+    fx_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -480,6 +528,7 @@ int main(void)
         cmocka_unit_test(test_gang_deleted_victims_stay),
         cmocka_unit_test(test_node_back_keeps_hold),
         cmocka_unit_test(test_holds_under_churn),
+        cmocka_unit_test(test_hold_refreshed_on_its_node),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
