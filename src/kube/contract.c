@@ -258,6 +258,52 @@ int fx_pod_remote_rule_parse(json_t *pod, const struct fx_pod_spec *spec, const 
     return 0;
 }
 
+/* A value as JSON, for an error message (the caller frees it; NULL when it
+ * cannot be written, which bad() shows as empty). */
+static char *json_shown(json_t *v)
+{
+    return json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+}
+
+int fx_pod_gates_parse(json_t *pod, char *names, size_t cap, struct flexpu_error *err)
+{
+    if (cap)
+        names[0] = 0;
+    json_t *gates = kube_get(pod, "spec.schedulingGates");
+    if (!gates || json_is_null(gates))
+        return 0;
+    if (!json_is_array(gates)) {
+        char *v = json_shown(gates);
+        int rc = bad(err, "spec.schedulingGates", v, "must be a list of {\"name\": ...}");
+        free(v);
+        return rc;
+    }
+    size_t i, len = 0;
+    json_t *g;
+    json_array_foreach(gates, i, g) {
+        const char *name = json_string_value(json_object_get(g, "name"));
+        if (!name || !*name) {
+            char field[64], *v = json_shown(g);
+            snprintf(field, sizeof(field), "spec.schedulingGates[%zu]", i);
+            int rc = bad(err, field, v, "must be an object with a non-empty string \"name\"");
+            free(v);
+            return rc;
+        }
+        /* kube-scheduler's form: "[a b]"; a list too long for names ends
+         * in "..." (the gates are still counted). */
+        size_t at = len < cap ? len : cap;
+        int w = snprintf(names + at, cap - at, "%s%s", i ? " " : "[", name);
+        len += w > 0 ? (size_t)w : 0;
+    }
+    if (json_array_size(gates) == 0)
+        return 0;
+    if (len + 2 > cap && cap >= 5)
+        snprintf(names + cap - 5, 5, "...]");
+    else if (cap)
+        snprintf(names + len, cap - len, "]");
+    return (int)json_array_size(gates);
+}
+
 /* ---- queues and gangs ---- */
 
 /* A Queue's name as a label value: a DNS subdomain (what metadata.name of a

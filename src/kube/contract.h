@@ -140,6 +140,16 @@ int fx_pod_spec_parse(json_t *pod, struct fx_pod_spec *out, struct flexpu_error 
 int fx_pod_remote_rule_parse(json_t *pod, const struct fx_pod_spec *spec, const char **key,
                              struct flexpu_error *err);
 
+/* A pod's spec.schedulingGates (Kubernetes 1.26+, GA in 1.30): while the
+ * list is not empty the pod must not be scheduled (the API server refuses
+ * its binding: 409, "pod NAME has non-empty .spec.schedulingGates"), and
+ * its gates can only be removed, never added, after creation. Returns how
+ * many gates it has (0: absent, null or empty), their names written to
+ * names as kube-scheduler shows them ("[a b]", cut to cap with "...]"), or
+ * FLEXPU_EINVAL naming the field and the value when the field is not a
+ * list or an entry has no string name; names is then "". */
+int fx_pod_gates_parse(json_t *pod, char *names, size_t cap, struct flexpu_error *err);
+
 /* The engine request for a pod: CPU milli, memory MiB (rounded up), GPU
  * share in milli. model_mask is left 0 (the caller resolves model names). */
 void fx_pod_spec_req(const struct fx_pod_spec *s, struct flexpu_pod_req *out);

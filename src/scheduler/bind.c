@@ -476,6 +476,14 @@ int fx_bind_round(struct fx_model *m, struct fx_binder *b, int max, atomic_int *
             preemption_step(m, b, &a);
             continue;
         }
+        if (a.outcome == FX_GATED) {
+            /* kube-scheduler sets PodScheduled=False with this reason and
+             * message; this scheduler writes no pod conditions, so it is
+             * an event, sent once per pod and list of gates. */
+            FX_INFO(COMP, "gated", "pod=%s/%s reason=\"%s\"", a.ns, a.name, a.message);
+            emit_event(b, &a, "Normal", "SchedulingGated");
+            continue;
+        }
         if (a.outcome != FX_BIND) {
             const char *reason = a.outcome == FX_WAIT ? "FailedScheduling" : "InvalidRequest";
             FX_INFO(COMP, a.outcome == FX_WAIT ? "cannot place yet" : "invalid request",

@@ -70,13 +70,14 @@ char *fx_sched_metrics_render(struct fx_sched_metrics *m)
                  "Pods of this scheduler by state: bound (or being bound), queued, waiting for "
                  "capacity, invalid (an event names the field), unsure (a bind of unknown "
                  "outcome, within bound), nominated (holding a place until its victims are "
-                 "gone).");
+                 "gone), gated (spec.schedulingGates: left alone until ungated).");
     const struct {
         const char *state;
         int n;
     } pods[] = {{"bound", s.st.pods_bound},     {"queued", s.st.pods_queued},
                 {"waiting", s.st.pods_waiting}, {"invalid", s.st.pods_invalid},
-                {"unsure", s.st.pods_unsure},   {"nominated", s.st.pods_nominated}};
+                {"unsure", s.st.pods_unsure},   {"nominated", s.st.pods_nominated},
+                {"gated", s.st.pods_gated}};
     for (size_t i = 0; i < sizeof(pods) / sizeof(pods[0]); i++)
         fprintf(f, "flexpu_scheduler_pods{state=\"%s\"} %d\n", pods[i].state, pods[i].n);
     fx_prom_help(f, "flexpu_scheduler_binds_total", "counter",

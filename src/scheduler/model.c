@@ -28,6 +28,9 @@ enum pod_state {
     POD_ASSUMED, /* ours, decided and being bound, or its bind's outcome unknown */
     POD_BOUND,   /* on a node (anyone's) */
     POD_NOMINATED, /* ours, holding its place on a node until its victims are gone */
+    /* ours, pending with spec.schedulingGates: never decided, charged to
+     * no queue, no member of its gang yet, until its last gate goes */
+    POD_GATED,
 };
 
 struct node;
@@ -82,6 +85,7 @@ struct pod {
     struct vhold *hold;
     char *told;         /* the last message reported for it */
     char *problem;      /* why the pod is invalid */
+    char *gates;        /* its spec.schedulingGates as "[a b]"; NULL: none */
     bool counted;       /* its shape is in the workload */
     uint64_t gen;       /* the list generation it was last seen in */
     /* An assumed pod whose bind may or may not have been applied (timeout,
@@ -158,6 +162,7 @@ static void pod_free(struct pod *p)
     fx_free(p->allocation);
     fx_free(p->told);
     fx_free(p->problem);
+    fx_free(p->gates);
     fx_free(p->qname);
     fx_free(p->preemptor);
     fx_free(p->rnode);
@@ -368,7 +373,7 @@ static struct pheap *heap_at(struct fx_model *m, int hq)
 /* The heap a pod belongs in: its queue's, once it is valid and has one. */
 static int heap_for(const struct pod *p)
 {
-    return p->state == POD_INVALID || p->qid < 0 ? LOOSE : p->qid;
+    return p->state == POD_INVALID || p->state == POD_GATED || p->qid < 0 ? LOOSE : p->qid;
 }
 
 static bool heap_push(struct pheap *h, struct pod *p)
@@ -553,6 +558,18 @@ static void gang_leave(struct fx_model *m, struct pod *p)
     }
 }
 
+/* The members that waited for more members to exist are tried again: one
+ * joined, or one's last scheduling gate went. */
+static void gang_wake(struct fx_model *m, struct gang *g)
+{
+    for (struct pod *q = g->members; q; q = q->gnext) {
+        if (q->gang_short && q->state == POD_WAITING) {
+            q->gang_short = false;
+            enqueue(m, q);
+        }
+    }
+}
+
 /* Lists p on the group its labels name (leaving any other). A member that
  * disagrees with the group's first one (another min-members or queue) is
  * refused: FLEXPU_EINVAL naming both. A new member wakes the members that
@@ -586,12 +603,7 @@ static int gang_join(struct fx_model *m, struct pod *p, const struct fx_pod_grou
     g->members = p;
     g->nmembers++;
     p->gang = g;
-    for (struct pod *q = g->members; q; q = q->gnext) {
-        if (q->gang_short && q->state == POD_WAITING) {
-            q->gang_short = false;
-            enqueue(m, q);
-        }
-    }
+    gang_wake(m, g);
     return 0;
 }
 
@@ -1854,6 +1866,16 @@ static int read_pod(struct fx_model *m, struct pod *p, json_t *obj, struct flexp
     if (!rc && p->ours && !(node && *node))
         rc = fx_pod_remote_rule_parse(obj, &p->spec, &rkey, err);
     str_set(&p->rkey, rkey);
+    /* Its scheduling gates: only a pending pod has any (the API server
+     * refuses a pod created with both a node and gates). */
+    char gates[300] = "";
+    if (!rc && p->ours && !(node && *node)) {
+        int ngates = fx_pod_gates_parse(obj, gates, sizeof(gates), err);
+        rc = ngates < 0 ? ngates : 0;
+    }
+    str_set(&p->gates, gates);
+    if (gates[0] && !p->gates) /* never taken as ungated: its bind would be refused */
+        rc = flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory reading spec.schedulingGates");
     /* Its pod group: bound members count toward the group's minimum (a
      * restart in the middle of a gang places only what is missing). A bad
      * group is an error only for a pod of ours still to place. */
@@ -1914,7 +1936,9 @@ static uint64_t inputs_str(uint64_t h, const char *s)
  * compared). A new input that read_pod reads, or a new field of struct
  * fx_pod_spec, struct flexpu_pod_req or struct fx_pod_group, must be added
  * here, or editing it on a waiting pod leaves the pod parked until capacity
- * frees somewhere. */
+ * frees somewhere. spec.schedulingGates is not: a gated pod is never a
+ * waiting one, and the update that removes its last gate queues it
+ * (pod_event). */
 static uint64_t pod_inputs(const struct pod *p)
 {
     const struct fx_pod_spec *s = &p->spec;
@@ -1950,6 +1974,31 @@ static uint64_t pod_inputs(const struct pod *p)
     INPUTS_MIX(h, p->never_preempt);
     INPUTS_MIX(h, p->ours);
     return h;
+}
+
+/* What a gated pod is told: kube-scheduler's words (its SchedulingGates
+ * plugin, the PodScheduled condition's message with reason
+ * SchedulingGated). */
+static void gated_msg(const struct pod *p, char *msg, size_t n)
+{
+    snprintf(msg, n, "waiting for scheduling gates: %s", STR(p->gates));
+}
+
+/* A pending pod with scheduling gates is left alone until its last gate
+ * goes, as kube-scheduler keeps it out of its queues (PreEnqueue): never
+ * decided, so never placed, nominated or a preemptor; charged to no queue
+ * (queue_sync: no demand to reclaim for); not a member its gang counts
+ * (gang_turn). It is told once (fx_model_next), not every round. */
+static void gate(struct fx_model *m, struct pod *p)
+{
+    char msg[400];
+    gated_msg(p, msg, sizeof(msg));
+    dequeue(m, p);
+    p->limited = false;
+    p->gang_short = false;
+    set_state(m, p, POD_GATED);
+    if (strcmp(STR(p->told), msg) != 0)
+        enqueue_as(m, p, POD_GATED); /* fx_model_next reports it once */
 }
 
 static bool terminal(json_t *obj)
@@ -2075,6 +2124,14 @@ static void pod_event(struct fx_model *m, enum kube_event ev, json_t *obj)
         shape_seen(m, &p->req);
         p->counted = true;
     }
+    if (p->gates) {
+        gate(m, p);
+        return;
+    }
+    /* Its last gate removed (gates are never added after creation): queued
+     * at once, whatever pod_inputs says, and the members of its gang that
+     * waited for more members try again. */
+    bool ungated = p->state == POD_GATED;
     /* Waiting pods stay parked until capacity frees, or until what the
      * pod asks changes (pod_inputs: its flexpu.io/ annotations, queue and
      * group, tolerations: what a user may edit on a pending pod), as
@@ -2083,6 +2140,8 @@ static void pod_event(struct fx_model *m, enum kube_event ev, json_t *obj)
      * it is. */
     if (p->state != POD_WAITING || (edited && !p->limited && !p->noqueue && !p->gang_short))
         enqueue(m, p);
+    if (ungated && p->gang)
+        gang_wake(m, p->gang);
 }
 
 void fx_model_pod_event(struct fx_model *m, enum kube_event ev, json_t *obj)
@@ -2936,12 +2995,14 @@ static bool gang_preempt(struct fx_model *m, struct pod **mem, struct flexpu_gan
 static int gang_turn(struct fx_model *m, struct pod *p, struct fx_attempt *a)
 {
     struct gang *g = p->gang;
-    int placed = 0, nominated = 0, waiting = 1;
+    int placed = 0, nominated = 0, waiting = 1, gated = 0;
     for (struct pod *q = g->members; q; q = q->gnext) {
         if (q->state == POD_ASSUMED || q->state == POD_BOUND)
             placed++;
         else if (q->state == POD_NOMINATED)
             nominated++;
+        else if (q->state == POD_GATED)
+            gated++; /* not a member until its last gate goes (gang_wake) */
         else if (q != p && waiting_member(q))
             waiting++;
     }
@@ -2967,10 +3028,14 @@ static int gang_turn(struct fx_model *m, struct pod *p, struct fx_attempt *a)
         return park(m, p, msg, a) ? 1 : 0;
     }
     if (waiting < need) {
+        char more[64] = "";
+        if (gated)
+            snprintf(more, sizeof(more), "; %d more with scheduling gates", gated);
         snprintf(msg, sizeof(msg),
-                 "pod group %.120s waits for its members: %d of %d exist (%d placed), none is "
+                 "pod group %.120s waits for its members: %d of %d exist (%d placed%s), none is "
                  "placed before %d can be placed together",
-                 g->key, waiting + placed, g->grp.min_members, placed, g->grp.min_members);
+                 g->key, waiting + placed, g->grp.min_members, placed, more,
+                 g->grp.min_members);
         p->gang_short = true;
         m->gang_waits++;
         return park(m, p, msg, a) ? 1 : 0;
@@ -4167,6 +4232,12 @@ bool fx_model_next(struct fx_model *m, struct fx_attempt *a)
             str_set(&p->told, p->problem);
             return true;
         }
+        if (p->state == POD_GATED) {
+            fill(a, p, FX_GATED);
+            gated_msg(p, a->message, sizeof(a->message));
+            str_set(&p->told, a->message);
+            return true;
+        }
         char held[400] = "";
         if (p->noqueue)
             snprintf(held, sizeof(held),
@@ -4353,6 +4424,7 @@ void fx_model_stats(const struct fx_model *m, struct fx_model_stats *o)
         o->pods_queued += p->state == POD_QUEUED;
         o->pods_waiting += p->state == POD_WAITING;
         o->pods_invalid += p->state == POD_INVALID;
+        o->pods_gated += p->state == POD_GATED;
         o->pods_unsure += p->unsure;
         o->pods_nominated += p->state == POD_NOMINATED;
         o->borrowers += p->borrowed && !p->evicting &&

@@ -39,6 +39,8 @@ enum fx_outcome {
     FX_BIND,    /* bind the pod to `node` with `allocation` (already assumed) */
     FX_WAIT,    /* fits nowhere now: tell the user `message`; retried when capacity frees */
     FX_INVALID, /* the pod asks for something malformed: tell the user `message` */
+    FX_GATED,   /* the pod has spec.schedulingGates: tell the user `message` (once); it is
+                 * decided when its last gate is removed */
     /* Preemption (docs/QUEUES.md, "Preemption and reclaim"): the pod is to
      * go to `node` once the pods named by the FX_EVICT attempts that follow
      * are gone; set its status.nominatedNodeName, and tell the user
@@ -77,9 +79,10 @@ struct fx_attempt {
 };
 
 /* The next pod to act on, in order: priority, then creation time. Returns
- * false when nothing is waiting. An FX_WAIT/FX_INVALID pod is reported once
- * per change of its message; it comes back when the cluster frees capacity
- * or the pod changes. */
+ * false when nothing is waiting. An FX_WAIT/FX_INVALID/FX_GATED pod is
+ * reported once per change of its message; it comes back when the cluster
+ * frees capacity or the pod changes (a gated one only when its last gate is
+ * removed). */
 bool fx_model_next(struct fx_model *m, struct fx_attempt *a);
 
 /* How long a pod whose bind's outcome is unknown keeps its allocation
@@ -122,6 +125,7 @@ void fx_model_refresh_workload(struct fx_model *m);
 struct fx_model_stats {
     int nodes, gpus, pods_bound, pods_queued, pods_waiting, pods_invalid;
     int pods_unsure; /* assumed, their bind's outcome unknown (within pods_bound) */
+    int pods_gated;  /* pending with spec.schedulingGates: left alone until ungated */
     int64_t gpu_milli_total, gpu_milli_used;
     int64_t conflicts; /* recorded allocations that could not be accounted */
     uint64_t workload_refreshes; /* the shapes' weights recomputed (new shapes, GPUs come or go) */

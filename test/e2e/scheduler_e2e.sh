@@ -142,6 +142,33 @@ case_bad_requests() {
   pass "bad requests and annotations get events naming the field and value; pods stay Pending"
 }
 
+# A pod created with spec.schedulingGates (as Kueue creates every pod) is
+# left alone: one SchedulingGated event in kube-scheduler's words, no bind
+# (the API server would refuse it, 409), with a GPU free; the gate removed
+# with a JSON patch, it is bound at once.
+case_scheduling_gates() {
+  reset
+  node q1 A100 1
+  start_scheduler
+  kubectl create -f - >/dev/null <<EOF
+{"apiVersion":"v1","kind":"Pod","metadata":{"name":"gated","namespace":"default"},
+ "spec":{"schedulerName":"flexpu-scheduler","schedulingGates":[{"name":"example.com/admission"}],
+   "containers":[{"name":"c","image":"x","resources":{"limits":{"cpu":"1","memory":"1Gi","flexpu.io/gpu":"1"}}}]}}
+EOF
+  wait_event gated "waiting for scheduling gates: [example.com/admission]"
+  sleep 2
+  [ -z "$(node_of gated)" ] || fail "the gated pod was bound"
+  local reasons
+  reasons="$(kubectl get events --field-selector involvedObject.name=gated \
+    -o jsonpath='{range .items[*]}{.reason} {.count}{"\n"}{end}')"
+  [ "$reasons" = "SchedulingGated 1" ] || fail "gated pod's events: '$reasons', expected one SchedulingGated"
+  grep -q 'non-empty .spec.schedulingGates' "$work/scheduler.log" &&
+    fail "a bind of the gated pod was sent: $(grep 'schedulingGates' "$work/scheduler.log")"
+  kubectl patch pod gated --type=json -p '[{"op":"remove","path":"/spec/schedulingGates"}]' >/dev/null
+  wait_bound gated 10
+  pass "a pod with scheduling gates waits, told once, and is bound when its gate is removed"
+}
+
 case_restart_no_double_allocation() {
   reset
   for i in 1 2 3 4; do node "r$i" A100 4; done
@@ -219,6 +246,7 @@ case_fractional_packing
 case_multi_gpu_one_node
 case_unschedulable_then_freed
 case_bad_requests
+case_scheduling_gates
 case_restart_no_double_allocation
 case_node_removal
 case_leader_election
