@@ -2136,9 +2136,13 @@ static void pod_event(struct fx_model *m, enum kube_event ev, json_t *obj)
      * pod asks changes (pod_inputs: its flexpu.io/ annotations, queue and
      * group, tolerations: what a user may edit on a pending pod), as
      * kube-scheduler moves a pod back to its active queue on an update that
-     * may make it schedulable; one held by its queue or its gang stays as
-     * it is. */
-    if (p->state != POD_WAITING || (edited && !p->limited && !p->noqueue && !p->gang_short))
+     * may make it schedulable. One held by its queue's limit goes too: a
+     * smaller request may fit within the limit (fx_model_next checks it
+     * again, and says nothing new when it still does not), and one whose
+     * queue does not exist is told the queue it names now. One short of
+     * its group's members stays as it is: no edit of its own brings them
+     * (gang_join wakes it; leaving the group clears gang_short). */
+    if (p->state != POD_WAITING || (edited && !p->gang_short))
         enqueue(m, p);
     if (ungated && p->gang)
         gang_wake(m, p->gang);

@@ -245,6 +245,73 @@ static void test_limit_holds_then_releases(void **state)
     fx_model_free(m);
 }
 
+/* queued_pod() asking `cpu` CPUs instead of 1. */
+static json_t *cpu_pod(const char *uid, const char *q, const char *cpu, int sec)
+{
+    json_t *p = queued_pod(uid, q, 1, sec);
+    json_t *c = json_array_get(json_object_get(json_object_get(p, "spec"), "containers"), 0);
+    json_object_set_new(json_object_get(json_object_get(c, "resources"), "limits"), "cpu",
+                        json_string(cpu));
+    return p;
+}
+
+/* A pod held by its queue's limit whose CPU request its user lowers (an
+ * in-place resize: Kubernetes lets CPU and memory change on a pod) so it
+ * fits within the limit goes at once, as any waiting pod whose inputs
+ * change (fx_model_pod_event), not when the queue's allocation next goes
+ * down (in a quiet cluster, never); one waiting for a queue that does not
+ * exist, relabelled to another missing queue, is told the new name. */
+static void test_limited_pod_edited(void **state)
+{
+    (void)state;
+    struct fx_model *m = new_model();
+    add_node(m, "n1", 8);
+    struct flexpu_queue_info q = {.name = "a", .weight = 1};
+    for (int r = 0; r < FLEXPU_RES_COUNT_; r++)
+        q.limit[r] = FLEXPU_QUEUE_UNLIMITED;
+    q.limit[FLEXPU_RES_CPU] = 3000; /* milli */
+    struct flexpu_error err = {0};
+    if (fx_model_queue_set(m, &q, &err))
+        fail_msg("fx_model_queue_set: %s", err.msg);
+    json_t *p = cpu_pod("a0", "a", "1", 0);
+    fx_model_pod_event(m, KUBE_ADDED, p);
+    json_decref(p);
+    p = cpu_pod("a1", "a", "3", 1);
+    fx_model_pod_event(m, KUBE_ADDED, p);
+    json_decref(p);
+    add_pod(m, "g0", "ghost", 1, 2);
+    struct tally t = {0};
+    drain(m, &t, 'a');
+    assert_int_equal(t.binds[0], 1);
+    assert_int_equal(t.waits, 2);
+    assert_non_null(strstr(t.msg, "limit"));
+    /* An update that changes nothing it asks: still held, nothing said. */
+    p = cpu_pod("a1", "a", "3", 1);
+    fx_model_pod_event(m, KUBE_MODIFIED, p);
+    json_decref(p);
+    struct tally t2 = {0};
+    drain(m, &t2, 'a');
+    assert_int_equal(t2.binds[0] + t2.waits, 0);
+    /* 3 CPUs -> 2: within the limit with a0's 1. */
+    p = cpu_pod("a1", "a", "2", 1);
+    fx_model_pod_event(m, KUBE_MODIFIED, p);
+    json_decref(p);
+    struct tally t3 = {0};
+    drain(m, &t3, 'a');
+    assert_int_equal(t3.binds[0], 1);
+    assert_int_equal(t3.waits, 0);
+    /* ghost -> ghost2, neither defined: told the queue it names now. */
+    p = queued_pod("g0", "ghost2", 1, 2);
+    fx_model_pod_event(m, KUBE_MODIFIED, p);
+    json_decref(p);
+    struct tally t4 = {0};
+    drain(m, &t4, 'g');
+    assert_int_equal(t4.waits, 1);
+    if (!strstr(t4.msg, "queue \"ghost2\" does not exist"))
+        fail_msg("the wait names another queue: %s", t4.msg);
+    fx_model_free(m);
+}
+
 /* A parent's limit binds its children together. */
 static void test_parent_limit_caps_children(void **state)
 {
@@ -684,6 +751,7 @@ int main(void)
         cmocka_unit_test(test_weights_split_what_is_left),
         cmocka_unit_test(test_idle_queue_lends),
         cmocka_unit_test(test_limit_holds_then_releases),
+        cmocka_unit_test(test_limited_pod_edited),
         cmocka_unit_test(test_parent_limit_caps_children),
         cmocka_unit_test(test_missing_queue_waits_until_created),
         cmocka_unit_test(test_unlabelled_pods_use_default),
