@@ -1036,6 +1036,115 @@ static void test_tainted_gpu_node(void **state)
     }
 }
 
+/* Node `name` (`ngpu` A100s, `cpu` CPUs, the remote slots of node()) with
+ * the taints `taints` (a JSON array, stolen). */
+static void node_tainted(struct fx_model *m, const char *name, int ngpu, const char *cpu,
+                         json_t *taints)
+{
+    char *text = a100_inventory(name, ngpu);
+    char slots[16];
+    snprintf(slots, sizeof(slots), "%d", ngpu ? 16 * ngpu : 4);
+    json_t *n = json_pack("{s:{s:s, s:{s:s}}, s:{s:o}, s:{s:{s:s, s:s, s:s}}}", "metadata", "name",
+                          name, "annotations", "flexpu.io/gpus", text, "spec", "taints", taints,
+                          "status", "allocatable", "cpu", cpu, "memory", "64Gi", "flexpu.io/gpu",
+                          slots);
+    assert_non_null(n);
+    fx_model_node_event(m, KUBE_MODIFIED, n);
+    json_decref(n);
+    free(text);
+}
+
+static json_t *taint(const char *key, const char *value, const char *effect)
+{
+    json_t *t = json_pack("{s:s, s:s}", "key", key, "effect", effect);
+    if (value)
+        json_object_set_new(t, "value", json_string(value));
+    return t;
+}
+
+/* Remote pod p1 (30%, 4 CPUs) with the tolerations `tols` (a JSON array,
+ * stolen), added or updated. */
+static void pod_tolerating(struct fx_model *m, enum kube_event ev, json_t *tols)
+{
+    json_t *p = tolerating_pod("p1", NULL, NULL);
+    json_object_set_new(json_object_get(p, "spec"), "tolerations", tols);
+    fx_model_pod_event(m, ev, p);
+    json_decref(p);
+}
+
+/* The edges of the tainted GPU node rule (review of 83cbfe7): a
+ * PreferNoSchedule taint keeps no slice off; a NoExecute one is tolerated
+ * by a toleration of that effect with tolerationSeconds, and by the empty
+ * key with Exists (every taint); the pod's own node (without GPUs) still
+ * applies its taints to the pod; a NoExecute taint added to the GPU node
+ * while a remote pod is bound evicts nothing (the taint manager's work,
+ * and the pod is on another node): the model stays consistent. */
+static void test_tainted_gpu_node_edges(void **state)
+{
+    (void)state;
+    struct flexpu_error err = {0};
+    /* PreferNoSchedule: no toleration needed. */
+    struct fx_model *m = new_model();
+    node_tainted(m, "g1", 1, "2", json_pack("[o]", taint("gpu", "x", "PreferNoSchedule")));
+    node(m, "c1", 0, "16", NULL);
+    pod_tolerating(m, KUBE_ADDED, json_array());
+    struct fx_attempt a = next(m, FX_BIND, "p1");
+    assert_non_null(strstr(a.allocation, "\"remote\":{\"node\":\"g1\"}"));
+    fx_model_free(m);
+    /* NoExecute: without a toleration it waits; with one of that effect
+     * and tolerationSeconds, or the empty key with Exists, it is placed. */
+    for (int tol = 0; tol < 3; tol++) {
+        m = new_model();
+        node_tainted(m, "g1", 1, "2", json_pack("[o]", taint("gpu", "x", "NoExecute")));
+        node(m, "c1", 0, "16", NULL);
+        json_t *tols = json_array();
+        if (tol == 1)
+            json_array_append_new(tols, json_pack("{s:s, s:s, s:s, s:s, s:i}", "key", "gpu",
+                                                  "operator", "Equal", "value", "x", "effect",
+                                                  "NoExecute", "tolerationSeconds", 30));
+        if (tol == 2)
+            json_array_append_new(tols, json_pack("{s:s}", "operator", "Exists"));
+        pod_tolerating(m, KUBE_ADDED, tols);
+        a = next(m, tol ? FX_BIND : FX_WAIT, "p1");
+        if (!tol) {
+            assert_non_null(strstr(a.message, "untolerated taint"));
+            fx_model_free(m);
+            continue;
+        }
+        assert_string_equal(a.node, "c1");
+        fx_model_bind_done(m, "p1", 0, 0);
+        /* Then g1 gains a second NoExecute taint the pod does not
+         * tolerate (tol 1): nothing is evicted, nothing decided. */
+        node_tainted(m, "g1", 1, "2",
+                     json_pack("[o, o]", taint("gpu", "x", "NoExecute"),
+                               taint("drain", "now", "NoExecute")));
+        struct fx_attempt b;
+        memset(&b, 0, sizeof(b));
+        if (fx_model_next(m, &b))
+            fail_msg("outcome %d for %s (%s) after a taint on the GPU node", b.outcome, b.uid,
+                     b.message);
+        assert_int_equal(stats(m).remote, 1);
+        assert_int_equal(fx_model_check(m, &err), 0);
+        fx_model_free(m);
+    }
+    /* The pod's own node: c1 tainted, the pod tolerating only g1's taint
+     * waits; tolerating both it is placed. */
+    m = new_model();
+    node_tainted(m, "g1", 1, "2", json_pack("[o]", taint("gpu", "x", "NoSchedule")));
+    node_tainted(m, "c1", 0, "16", json_pack("[o]", taint("cpu-only", NULL, "NoSchedule")));
+    pod_tolerating(m, KUBE_ADDED,
+                   json_pack("[{s:s, s:s}]", "key", "gpu", "operator", "Exists"));
+    a = next(m, FX_WAIT, "p1");
+    assert_int_equal(stats(m).remote, 0);
+    pod_tolerating(m, KUBE_MODIFIED,
+                   json_pack("[{s:s, s:s}, {s:s, s:s}]", "key", "gpu", "operator", "Exists",
+                             "key", "cpu-only", "operator", "Exists"));
+    a = next(m, FX_BIND, "p1");
+    assert_string_equal(a.node, "c1");
+    assert_int_equal(fx_model_check(m, &err), 0);
+    fx_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1063,6 +1172,7 @@ int main(void)
         cmocka_unit_test(test_rule_needs_the_label),
         cmocka_unit_test(test_rule_edited_while_waiting),
         cmocka_unit_test(test_tainted_gpu_node),
+        cmocka_unit_test(test_tainted_gpu_node_edges),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
