@@ -104,6 +104,7 @@ FAKE_API CUresult cuMemGetAllocationGranularity(size_t *granularity,
 FAKE_API CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size,
                               const CUmemAllocationProp *prop, unsigned long long flags);
 FAKE_API CUresult cuMemRelease(CUmemGenericAllocationHandle handle);
+FAKE_API CUresult cuMemRetainAllocationHandle(CUmemGenericAllocationHandle *handle, void *addr);
 FAKE_API CUresult cuMemAddressReserve(CUdeviceptr *ptr, size_t size, size_t alignment,
                                       CUdeviceptr addr, unsigned long long flags);
 FAKE_API CUresult cuMemAddressFree(CUdeviceptr ptr, size_t size);

@@ -137,6 +137,8 @@ struct fake_alloc {
     size_t req;                   /* POOL_BLOCK: bytes requested while in use */
     int in_use;                   /* POOL_BLOCK */
     int released;                 /* VMM_HANDLE: cuMemRelease called */
+    int retains;                  /* VMM_HANDLE: cuMemRetainAllocationHandle references
+                                   * a cuMemRelease drops before the creation's */
     int map_refs;                 /* VMM_HANDLE: live mappings */
     struct fake_alloc *target;    /* VMM_MAPPING: the handle mapped */
 };

@@ -74,6 +74,7 @@
     X(cuMemGetAllocationGranularity, cuMemGetAllocationGranularity, 10020, 0)                      \
     X(cuMemCreate, cuMemCreate, 10020, 0)                                                          \
     X(cuMemRelease, cuMemRelease, 10020, 0)                                                        \
+    X(cuMemRetainAllocationHandle, cuMemRetainAllocationHandle, 11000, 0)                          \
     X(cuMemAddressReserve, cuMemAddressReserve, 10020, 0)                                          \
     X(cuMemAddressFree, cuMemAddressFree, 10020, 0)                                                \
     X(cuMemMap, cuMemMap, 10020, 0)                                                                \

@@ -93,12 +93,32 @@ FAKE_API CUresult cuMemRelease(CUmemGenericAllocationHandle handle)
     FAKE_REQUIRE_INIT();
     fake_lock();
     struct fake_alloc *a = handle_find(handle);
-    if (a) {
+    if (a && a->retains > 0) {
+        a->retains--;
+    } else if (a) {
         a->released = 1;
         handle_maybe_free(a);
     }
     fake_unlock();
     return a ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
+}
+
+/* The handle mapped at `addr`, one more reference to it: each needs its own
+ * cuMemRelease, as with the real driver (NCCL asks for it at 11000). */
+FAKE_API CUresult cuMemRetainAllocationHandle(CUmemGenericAllocationHandle *handle, void *addr)
+{
+    FAKE_REQUIRE_INIT();
+    if (!handle)
+        return CUDA_ERROR_INVALID_VALUE;
+    CUdeviceptr p = (CUdeviceptr)(uintptr_t)addr;
+    fake_lock();
+    struct fake_alloc *m = fake_registry_find_overlap(p, p + 1, FAKE_KIND(FAKE_ALLOC_VMM_MAPPING));
+    if (m) {
+        m->target->retains++;
+        *handle = m->target->key;
+    }
+    fake_unlock();
+    return m ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
 }
 
 FAKE_API CUresult cuMemAddressReserve(CUdeviceptr *ptr, size_t size, size_t alignment,

@@ -76,6 +76,7 @@ typedef CUresult (*f_mipfree)(CUmipmappedArray);
 typedef CUresult (*f_memcreate)(CUmemGenericAllocationHandle *, size_t, const CUmemAllocationProp *,
                                 unsigned long long);
 typedef CUresult (*f_memrelease)(CUmemGenericAllocationHandle);
+typedef CUresult (*f_memretain)(CUmemGenericAllocationHandle *, void *);
 typedef CUresult (*f_async)(CUdeviceptr *, size_t, CUstream);
 typedef CUresult (*f_freeasync)(CUdeviceptr, CUstream);
 typedef CUresult (*f_void)(void);
@@ -472,6 +473,11 @@ static void run(char *cmd, char *a, char *b, char *c, char *e4)
     } else if (!strcmp(cmd, "vmmunmap")) {
         /* vmmunmap VA_ID SIZE */
         reply(CALL(f_unmap, "cuMemUnmap", 0, id_of(a), y));
+    } else if (!strcmp(cmd, "vmmretain")) {
+        /* vmmretain VA_ID: another reference to the handle mapped there. */
+        CUmemGenericAllocationHandle h;
+        r = CALL(f_memretain, "cuMemRetainAllocationHandle", 0, &h, (void *)(uintptr_t)id_of(a));
+        r ? reply(r) : ok_id(h);
     } else if (!strcmp(cmd, "vmmrel")) {
         reply(CALL(f_memrelease, "cuMemRelease", 0, id_of(a)));
     } else if (!strcmp(cmd, "async") || !strcmp(cmd, "asyncpt")) {

@@ -394,6 +394,17 @@ static void test_every_allocation_path_is_charged(void **state)
     assert_string_equal(fx_cmd(&c, "vmm %llu", 600 * MiB), "err 2");
     assert_string_equal(fx_cmd(&c, "vmmunmap 8 %llu", 512 * MiB), "ok");
     assert_int_equal(node_usage("a"), 0);
+    /* A reference taken by address (NCCL's cuMemRetainAllocationHandle)
+     * needs its own release: unmapped and released once, still taken. */
+    assert_string_equal(fx_cmd(&c, "vmm %llu", 512 * MiB), "ok 9");
+    assert_string_equal(fx_cmd(&c, "vmmmap 9 %llu", 512 * MiB), "ok 10");
+    assert_string_equal(fx_cmd(&c, "vmmretain 10"), "ok 11");
+    assert_string_equal(fx_cmd(&c, "vmmrel 9"), "ok");
+    assert_string_equal(fx_cmd(&c, "vmmunmap 10 %llu", 512 * MiB), "ok");
+    assert_int_equal(node_usage("a"), 512 * MiB);
+    assert_string_equal(fx_cmd(&c, "vmm %llu", 600 * MiB), "err 2");
+    assert_string_equal(fx_cmd(&c, "vmmrel 11"), "ok");
+    assert_int_equal(node_usage("a"), 0);
     client_stop(&c);
 }
 
