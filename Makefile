@@ -31,10 +31,10 @@ demo: build
 	  --out out/demo-kubernetes.md
 
 # The unit tests, with NVIDIA's real libcudart (a few MiB from PyPI, cached)
-# loaded against the fake driver; the cuBLAS ones are `make conformance`.
+# loaded against the fake driver; the cuBLAS and NCCL ones are `make conformance`.
 unit: build
 	@scripts/fetch-nvidia-libs.sh cudart >/dev/null
-	@ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) -LE cublas
+	@ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) -LE 'cublas|nccl'
 
 # The unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer.
 asan: deps
@@ -42,7 +42,7 @@ asan: deps
 	  -DFLEXPU_SANITIZE=ON >/dev/null
 	@ninja -C $(BUILD_ASAN) -j $(JOBS)
 	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	  ctest --test-dir $(BUILD_ASAN) --output-on-failure -j $(JOBS) -LE cublas
+	  ctest --test-dir $(BUILD_ASAN) --output-on-failure -j $(JOBS) -LE 'cublas|nccl'
 
 # libFuzzer on the trace, quantity, slice configuration, Kubernetes and MIG
 # layout parsers, the node agent's device plugin, flexpu-remoted's worker
@@ -100,12 +100,14 @@ fuzz: deps
 	@ninja -C $(BUILD_FUZZ) -j $(JOBS)
 	@$(foreach f,$(FUZZERS),$(call run_fuzzer,$(f)) && ) true
 
-# NVIDIA's real cuBLAS 12 and 13 (about 1 GiB of wheels from PyPI, fetched
-# once into ~/.cache/flexpu/nvidia) against the fake driver with the
-# runtime library preloaded: every entry point they ask for is answered.
+# NVIDIA's real cuBLAS 12 and 13 and NCCL 2.32 for CUDA 12 and 13 (about
+# 1.5 GiB of wheels from PyPI, fetched once into ~/.cache/flexpu/nvidia)
+# against the fake driver with the runtime library preloaded: every entry
+# point they ask for is answered.
 conformance: build
 	@scripts/fetch-nvidia-libs.sh cublas >/dev/null
-	@ctest --test-dir $(BUILD) --output-on-failure -L cublas
+	@scripts/fetch-nvidia-libs.sh nccl >/dev/null
+	@ctest --test-dir $(BUILD) --output-on-failure -L 'cublas|nccl'
 
 # The container image without a Docker daemon (scripts/build-image.sh): a
 # Release build in build-image/, the Debian packages its libraries come from,

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Fetches NVIDIA's real user-space libraries (libcudart, cuBLAS) from their
+# Fetches NVIDIA's real user-space libraries (libcudart, cuBLAS, NCCL) from their
 # PyPI wheels into a cache outside the repository, for the conformance test
 # (test/conformance). Pinned by version and sha256 in
 # test/conformance/nvidia-libs.txt; each wheel is fetched once, its shared
 # objects kept under CACHE/nvidia/PACKAGE-VERSION/lib, the wheel deleted.
 #
-#   scripts/fetch-nvidia-libs.sh cudart|cublas|all
+#   scripts/fetch-nvidia-libs.sh cudart|cublas|nccl|all
 #
 # Prints the cache's nvidia directory on stdout. Needs python3 with pip and
 # unzip (scripts/install-deps.sh installs them).

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* NVIDIA's real libcudart 12 and 13 and cuBLAS 12 and 13, loaded against the
- * fake driver with libflexpu-cuda.so preloaded. The fake records every
+/* NVIDIA's real libcudart 12 and 13, cuBLAS 12 and 13 and NCCL 2.32 (cu12
+ * and cu13), loaded against the fake driver with libflexpu-cuda.so
+ * preloaded. The fake records every
  * entry point the libraries ask for (symbol, version, flags, the variant it
  * answered); the library logs what it answered for each. Asserted:
  *  - the process exits, by itself, with every library function found;
@@ -15,7 +16,12 @@
  *    recorded/, so a change shows in review. FLEXPU_CONFORMANCE_UPDATE=1
  *    rewrites the lists instead.
  *
- *   conformance_test cudart|cublas
+ *   conformance_test cudart|cublas|nccl [--agent]
+ *
+ * NCCL's own requests (cuMem* VMM, multicast, stream memory operations)
+ * go through its static runtime, which stops before them on the fake: the
+ * client makes them as NCCL declares them (conformance_client.c), and the
+ * test checks they were made.
  *
  * The libraries come from scripts/fetch-nvidia-libs.sh. */
 #include <setjmp.h>
@@ -61,21 +67,33 @@ struct req {
 
 struct run {
     const char *name;     /* the recorded list's name */
-    const char *cudart;   /* PACKAGE-VERSION/lib/FILE under the cache */
+    const char *cudart;   /* PACKAGE-VERSION/lib/FILE under the cache (NCCL's) */
     const char *cublas;   /* the same, or NULL */
     const char *extra_lib; /* cuBLAS's own directory, for libcublasLt */
+    const char *declared_in; /* NCCL runs: the library whose debug information
+                              * names NCCL's entry points (the cu12 build;
+                              * the cu13 one is stripped), else NULL */
 };
 
 static const struct run cudart_runs[] = {
-    {"cudart-12", "nvidia-cuda-runtime-cu12-12.9.79/lib/libcudart.so.12", NULL, NULL},
-    {"cudart-13", "nvidia-cuda-runtime-13.0.96/lib/libcudart.so.13", NULL, NULL},
+    {"cudart-12", "nvidia-cuda-runtime-cu12-12.9.79/lib/libcudart.so.12", NULL, NULL, NULL},
+    {"cudart-13", "nvidia-cuda-runtime-13.0.96/lib/libcudart.so.13", NULL, NULL, NULL},
 };
 static const struct run cublas_runs[] = {
     {"cublas-12", "nvidia-cuda-runtime-cu12-12.9.79/lib/libcudart.so.12",
-     "nvidia-cublas-cu12-12.9.1.4/lib/libcublas.so.12", "nvidia-cublas-cu12-12.9.1.4/lib"},
+     "nvidia-cublas-cu12-12.9.1.4/lib/libcublas.so.12", "nvidia-cublas-cu12-12.9.1.4/lib", NULL},
     {"cublas-13", "nvidia-cuda-runtime-13.0.96/lib/libcudart.so.13",
-     "nvidia-cublas-13.0.2.14/lib/libcublas.so.13", "nvidia-cublas-13.0.2.14/lib"},
+     "nvidia-cublas-13.0.2.14/lib/libcublas.so.13", "nvidia-cublas-13.0.2.14/lib", NULL},
 };
+#define NCCL12 "nvidia-nccl-cu12-2.32.3/lib/libnccl.so.2"
+static const struct run nccl_runs[] = {
+    {"nccl-12", NCCL12, NULL, NULL, NCCL12},
+    {"nccl-13", "nvidia-nccl-cu13-2.32.6/lib/libnccl.so.2", NULL, NULL, NCCL12},
+};
+/* NCCL's own requests, which the static runtime's never include: its VMM
+ * and NVSwitch multicast entry points. */
+static const char *const nccl_own[] = {"cuMemCreate 10020 0", "cuMemRetainAllocationHandle 11000 0",
+                                       "cuMulticastCreate 12010 0"};
 
 static const char *libs_dir(void)
 {
@@ -170,12 +188,17 @@ static int family_hooked(void *lib, const char *symbol)
 static void run_client(const struct run *r, const char *dir, const char *out, const char *err)
 {
     char cudart[1024], cublas[1024], preload[600], ldpath[1200], rec[600], state[600];
+    char declared[1024];
     snprintf(cudart, sizeof cudart, "%s/%s", libs_dir(), r->cudart);
     snprintf(cublas, sizeof cublas, "%s/%s", libs_dir(), r->cublas ? r->cublas : "");
+    snprintf(declared, sizeof declared, "%s/%s", libs_dir(),
+             r->declared_in ? r->declared_in : "");
     struct stat st;
-    if (stat(cudart, &st) != 0 || (r->cublas && stat(cublas, &st) != 0))
+    if (stat(cudart, &st) != 0 || (r->cublas && stat(cublas, &st) != 0) ||
+        (r->declared_in && stat(declared, &st) != 0))
         fail_msg("%s: NVIDIA's libraries are not in %s: run scripts/fetch-nvidia-libs.sh %s",
-                 r->name, libs_dir(), r->cublas ? "cublas" : "cudart");
+                 r->name, libs_dir(),
+                 r->declared_in ? "nccl" : r->cublas ? "cublas" : "cudart");
     snprintf(preload, sizeof preload, "LD_PRELOAD=%s", FX_TEST_LIB);
     snprintf(ldpath, sizeof ldpath, "LD_LIBRARY_PATH=%s%s%s/%s", FX_TEST_FAKE_DIR,
              r->extra_lib ? ":" : "", r->extra_lib ? libs_dir() : "",
@@ -189,7 +212,13 @@ static void run_client(const struct run *r, const char *dir, const char *out, co
     char *env[] = {preload, ldpath, rec, state, "FLEXPU_LOG_LEVEL=debug",
                    "FLEXPU_MEMORY_LIMIT=4Gi", "ASAN_OPTIONS=detect_leaks=0",
                    agent_mode ? "FLEXPU_TENANT=conf" : NULL, arb, ledger, NULL};
-    char *argv[] = {FX_CONF_CLIENT, cudart, r->cublas ? cublas : NULL, NULL};
+    char *argv[] = {FX_CONF_CLIENT, cudart, r->cublas ? cublas : NULL, NULL, NULL};
+    char nccl_flag[] = "--nccl";
+    if (r->declared_in) {
+        argv[1] = nccl_flag;
+        argv[2] = cudart;
+        argv[3] = declared;
+    }
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
@@ -315,6 +344,13 @@ static void check(const struct run *r)
                      r->name, seen[i].key);
     }
     dlclose(lib);
+    for (size_t i = 0; r->declared_in && i < sizeof nccl_own / sizeof nccl_own[0]; i++) {
+        struct req want;
+        snprintf(want.key, sizeof want.key, "%s", nccl_own[i]);
+        if (!bsearch(&want, seen, (size_t)n_seen, sizeof seen[0], by_key))
+            fail_msg("%s: NCCL's own \"%s\" was never asked for (see %s)", r->name, nccl_own[i],
+                     out);
+    }
     print_message("%s: %d answered with hooks, none refused\n", r->name, hooks);
     assert_true(hooks > 10);
     compare_recorded(r->name, seen, n_seen, dir);
@@ -344,6 +380,16 @@ static void test_cublas_13(void **state)
     (void)state;
     check(&cublas_runs[1]);
 }
+static void test_nccl_12(void **state)
+{
+    (void)state;
+    check(&nccl_runs[0]);
+}
+static void test_nccl_13(void **state)
+{
+    (void)state;
+    check(&nccl_runs[1]);
+}
 
 int main(int argc, char **argv)
 {
@@ -355,7 +401,14 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_cublas_12),
         cmocka_unit_test(test_cublas_13),
     };
+    const struct CMUnitTest nccl[] = {
+        cmocka_unit_test(test_nccl_12),
+        cmocka_unit_test(test_nccl_13),
+    };
     agent_mode = argc > 2 && !strcmp(argv[2], "--agent");
+    if (argc > 1 && !strcmp(argv[1], "nccl"))
+        return cmocka_run_group_tests_name(agent_mode ? "conformance_nccl --agent"
+                                                      : "conformance_nccl", nccl, NULL, NULL);
     if (argc > 1 && !strcmp(argv[1], "cublas"))
         return cmocka_run_group_tests_name(agent_mode ? "conformance_cublas --agent"
                                                       : "conformance_cublas", cublas, NULL, NULL);
