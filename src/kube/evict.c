@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The writes preemption and queues make: evicting a victim through the
  * Eviction API, deleting a borrower a budget kept, nominating the
- * preemptor, and a Queue's status. Each is one request; the caller decides
- * what a failure means for its decision. */
+ * preemptor, a Queue's status; and a pending pod's PodScheduled condition.
+ * Each is one request; the caller decides what a failure means for its
+ * decision. */
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -132,16 +133,17 @@ int kube_delete_pod(struct kube_client *c, const char *ns, const char *name, con
     return rc;
 }
 
-/* Sends `body` as a merge patch of the pod at `path` (the body carries the
- * pod's UID as a precondition) and takes it for done on any 2xx; a pod
- * gone (404) or replaced by another of its name (422 naming metadata.uid)
- * is FLEXPU_ENOENT, its message starting with `what`. Takes `body`. */
-static int patch_pod(struct kube_client *c, const char *path, json_t *body, const char *what,
-                     struct flexpu_error *err)
+/* Sends `body` as a patch of content type `ctype` of the pod at `path`
+ * (the body carries the pod's UID as a precondition) and takes it for done
+ * on any 2xx; a pod gone (404) or replaced by another of its name (422
+ * naming metadata.uid) is FLEXPU_ENOENT, its message starting with `what`.
+ * Takes `body`. */
+static int patch_pod_as(struct kube_client *c, const char *path, json_t *body, const char *ctype,
+                        const char *what, struct flexpu_error *err)
 {
     long status = 0;
     json_t *st = NULL;
-    int rc = kube_request_status(c, "PATCH", path, body, KUBE_MERGE_PATCH, &status, &st, err);
+    int rc = kube_request_status(c, "PATCH", path, body, ctype, &status, &st, err);
     json_decref(body);
     if (status >= 200 && status <= 299)
         rc = 0; /* written, whatever the body says */
@@ -150,6 +152,33 @@ static int patch_pod(struct kube_client *c, const char *path, json_t *body, cons
                               status == 404 ? "the pod is gone" : "another pod holds the name");
     json_decref(st);
     return rc;
+}
+
+static int patch_pod(struct kube_client *c, const char *path, json_t *body, const char *what,
+                     struct flexpu_error *err)
+{
+    return patch_pod_as(c, path, body, KUBE_MERGE_PATCH, what, err);
+}
+
+int kube_pod_unscheduled(struct kube_client *c, const char *ns, const char *name,
+                         const char *uid, const char *reason, const char *message,
+                         struct flexpu_error *err)
+{
+    char path[768], what[900], now[40];
+    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s/status", ns, name);
+    kube_time_now(now, sizeof(now), false);
+    /* A strategic merge patch, as kube-scheduler's: status.conditions are
+     * merged by their type, so the pod's other conditions stay. */
+    json_t *body = json_pack("{s:{s:s}, s:{s:[{s:s, s:s, s:s, s:s, s:n, s:s}]}}", "metadata",
+                             "uid", uid, "status", "conditions", "type", "PodScheduled",
+                             "status", "False", "reason", reason, "message", message,
+                             "lastProbeTime", "lastTransitionTime", now);
+    if (!body)
+        return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory for pod %s/%s's condition",
+                                ns, name);
+    snprintf(what, sizeof(what), "setting PodScheduled=False (%s) on pod %s/%s", reason, ns,
+             name);
+    return patch_pod_as(c, path, body, KUBE_STRATEGIC_PATCH, what, err);
 }
 
 int kube_nominate(struct kube_client *c, const char *ns, const char *name, const char *uid,

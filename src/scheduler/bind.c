@@ -2,6 +2,7 @@
 #include "scheduler/bind.h"
 
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -17,8 +18,11 @@
  * bind finds the next one ready, few enough that a bind decided now goes
  * out within a few round trips (the lease is checked again when it does). */
 #define JOBS_PER_WORKER 4
+/* A bind, or a pod's PodScheduled=False (cond_reason set): the senders
+ * write both, a condition only when no bind waits. */
 struct job {
     struct fx_attempt a;
+    const char *cond_reason; /* Unschedulable, SchedulerError; NULL: a bind */
     int64_t send_by_ns; /* not sent after this (the lease) */
     int rc;
     bool sent;
@@ -35,6 +39,13 @@ struct fx_bind_pool {
     pthread_cond_t work, room, idle;
     struct list todo, done;
     int ntodo, cap, busy;
+    /* Conditions to write, at most one per pod (the latest), and the UID
+     * each sender is writing one for ("": none), so that a bind of that
+     * pod waits for it: a condition landing after the Binding would undo
+     * the PodScheduled=True the API server set. */
+    struct list conds;
+    int nconds;
+    char (*writing)[64];
     bool stopping;
     int nworkers;
     pthread_t *tids;
@@ -123,24 +134,71 @@ int fx_bind_pod(struct kube_client *c, const struct fx_attempt *a, struct flexpu
     return rc;
 }
 
+static struct job *list_pop(struct list *l)
+{
+    struct job *j = l->head;
+    l->head = j->next;
+    if (!l->head)
+        l->tail = NULL;
+    return j;
+}
+
+static bool condition_on_wire(const struct fx_bind_pool *p, const char *uid)
+{
+    for (int i = 0; i < p->nworkers; i++)
+        if (!strcmp(p->writing[i], uid))
+            return true;
+    return false;
+}
+
+/* One pod's PodScheduled=False, on a sender. A pod gone or replaced (404,
+ * or its UID no longer the name's) or a conflict (409) is routine: the
+ * watch tells the model; anything else is said once, and dropped (the
+ * next change of the pod's reason writes it again). */
+static void write_condition(struct kube_client *c, const struct job *j)
+{
+    struct flexpu_error err = {0};
+    int rc = kube_pod_unscheduled(c, j->a.ns, j->a.name, j->a.uid, j->cond_reason,
+                                  j->a.message, &err);
+    if (rc == FLEXPU_ENOENT || rc == FLEXPU_EEXIST)
+        FX_DEBUG(COMP, "pod condition not written", "pod=%s/%s error=\"%s\"", j->a.ns,
+                 j->a.name, err.msg);
+    else if (rc)
+        FX_WARN(COMP, "cannot set the pod's PodScheduled condition", "pod=%s/%s error=\"%s\"",
+                j->a.ns, j->a.name, err.msg);
+}
+
 static void *sender_main(void *arg)
 {
     struct fx_bind_pool *p = ((void **)arg)[0];
     struct kube_client *c = ((void **)arg)[1];
+    int me = (int)(intptr_t)((void **)arg)[2];
     fx_free(arg);
     pthread_mutex_lock(&p->mu);
     for (;;) {
-        while (!p->todo.head && !p->stopping)
+        while (!p->todo.head && !p->conds.head && !p->stopping)
             pthread_cond_wait(&p->work, &p->mu);
         if (p->stopping)
             break; /* what is queued is dropped by fx_binder_stop */
-        struct job *j = p->todo.head;
-        p->todo.head = j->next;
-        if (!p->todo.head)
-            p->todo.tail = NULL;
-        p->ntodo--;
         p->busy++;
+        if (!p->todo.head) { /* no bind waits: a condition */
+            struct job *j = list_pop(&p->conds);
+            p->nconds--;
+            snprintf(p->writing[me], sizeof(p->writing[me]), "%s", j->a.uid);
+            pthread_mutex_unlock(&p->mu);
+            write_condition(c, j);
+            fx_free(j);
+            pthread_mutex_lock(&p->mu);
+            p->writing[me][0] = '\0';
+            p->busy--;
+            pthread_cond_broadcast(&p->idle);
+            continue;
+        }
+        struct job *j = list_pop(&p->todo);
+        p->ntodo--;
         pthread_cond_signal(&p->room);
+        while (condition_on_wire(p, j->a.uid)) /* bounded by its request's timeout */
+            pthread_cond_wait(&p->idle, &p->mu);
         pthread_mutex_unlock(&p->mu);
 
         /* A bind that would outlive the lease is not sent: by the time it
@@ -169,7 +227,7 @@ static void *sender_main(void *arg)
 static void emit_event(struct fx_binder *b, const struct fx_attempt *a, const char *type,
                        const char *reason)
 {
-    struct kube_pod_event e;
+    struct kube_pod_event e = {.series = false};
     snprintf(e.ns, sizeof(e.ns), "%s", a->ns);
     snprintf(e.name, sizeof(e.name), "%s", a->name);
     snprintf(e.uid, sizeof(e.uid), "%s", a->uid);
@@ -183,8 +241,70 @@ static void emit_event(struct fx_binder *b, const struct fx_attempt *a, const ch
                 a->ns, a->name, reason, b->events_dropped);
 }
 
+/* Queues pod a's PodScheduled=False with `reason` and a's message for the
+ * senders; never waits. A condition still queued for the pod is replaced
+ * (only the latest matters); past FX_CONDITIONS_MAX pods queued it is
+ * dropped and counted, as an event is. */
+static void queue_condition(struct fx_binder *b, const struct fx_attempt *a, const char *reason)
+{
+    struct fx_bind_pool *p = b->pool;
+    pthread_mutex_lock(&p->mu);
+    for (struct job *j = p->conds.head; j; j = j->next)
+        if (!strcmp(j->a.uid, a->uid)) {
+            j->a = *a;
+            j->cond_reason = reason;
+            pthread_mutex_unlock(&p->mu);
+            return;
+        }
+    bool room = p->nconds < FX_CONDITIONS_MAX && !p->stopping;
+    pthread_mutex_unlock(&p->mu);
+    struct job *j = room ? fx_malloc(sizeof(*j)) : NULL;
+    if (!j) {
+        if (b->conditions_dropped++ % 1000 == 0)
+            FX_WARN(COMP, "pod condition queue full: conditions dropped",
+                    "pod=%s/%s reason=%s dropped=%ld", a->ns, a->name, reason,
+                    b->conditions_dropped);
+        return;
+    }
+    j->a = *a;
+    j->cond_reason = reason;
+    pthread_mutex_lock(&p->mu);
+    list_push(&p->conds, j);
+    p->nconds++;
+    pthread_cond_signal(&p->work);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* A pod about to be bound: its queued condition is stale (the API server
+ * sets PodScheduled=True at the Binding), so it is not written. */
+static void unqueue_condition(struct fx_bind_pool *p, const char *uid)
+{
+    struct job **pp = &p->conds.head, *prev = NULL;
+    for (struct job *j = *pp; j; prev = j, pp = &j->next, j = j->next) {
+        if (strcmp(j->a.uid, uid))
+            continue;
+        *pp = j->next;
+        if (p->conds.tail == j)
+            p->conds.tail = prev;
+        p->nconds--;
+        fx_free(j);
+        return;
+    }
+}
+
+static void drop_list(struct list *l)
+{
+    for (struct job *j = list_take(l); j;) {
+        struct job *next = j->next;
+        fx_free(j);
+        j = next;
+    }
+}
+
 static void pool_free(struct fx_bind_pool *p)
 {
+    drop_list(&p->conds);
+    fx_free(p->writing);
     for (int i = 0; p->clients && i < p->nworkers; i++)
         kube_client_free(p->clients[i]);
     kube_recorder_stop(p->events);
@@ -216,7 +336,8 @@ int fx_binder_start(struct fx_binder *b, const struct kube_config *cfg, int work
     p->cap = workers * JOBS_PER_WORKER;
     p->clients = fx_calloc((size_t)workers, sizeof(*p->clients));
     p->tids = fx_calloc((size_t)workers, sizeof(*p->tids));
-    if (!p->clients || !p->tids) {
+    p->writing = fx_calloc((size_t)workers, sizeof(*p->writing));
+    if (!p->clients || !p->tids || !p->writing) {
         pool_free(p);
         return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory for the bind pool");
     }
@@ -240,11 +361,12 @@ int fx_binder_start(struct fx_binder *b, const struct kube_config *cfg, int work
     }
     int started = 0;
     for (; started < workers; started++) {
-        void **arg = fx_malloc(2 * sizeof(void *));
+        void **arg = fx_malloc(3 * sizeof(void *));
         if (!arg)
             break;
         arg[0] = p;
         arg[1] = p->clients[started];
+        arg[2] = (void *)(intptr_t)started;
         if (pthread_create(&p->tids[started], NULL, sender_main, arg)) {
             fx_free(arg);
             break;
@@ -323,7 +445,7 @@ void fx_binder_flush(struct fx_model *m, struct fx_binder *b)
     if (!p)
         return;
     pthread_mutex_lock(&p->mu);
-    while (p->todo.head || p->busy)
+    while (p->todo.head || p->conds.head || p->busy)
         pthread_cond_wait(&p->idle, &p->mu);
     pthread_mutex_unlock(&p->mu);
     kube_recorder_flush(p->events);
@@ -354,11 +476,7 @@ void fx_binder_stop(struct fx_binder *b, struct fx_model *m)
     p->ntodo = 0;
     if (m)
         fx_binder_collect(m, b);
-    for (struct job *j = list_take(&p->done); j;) {
-        struct job *next = j->next;
-        fx_free(j);
-        j = next;
-    }
+    drop_list(&p->done);
     b->pool = NULL;
     pool_free(p);
 }
@@ -477,9 +595,10 @@ int fx_bind_round(struct fx_model *m, struct fx_binder *b, int max, atomic_int *
             continue;
         }
         if (a.outcome == FX_GATED) {
-            /* kube-scheduler sets PodScheduled=False with this reason and
-             * message; this scheduler writes no pod conditions, so it is
-             * an event, sent once per pod and list of gates. */
+            /* An event, sent once per pod and list of gates. No condition:
+             * the API server itself sets PodScheduled=False, reason
+             * SchedulingGated, on a pod created with gates (and gates can
+             * only be removed), as it does under kube-scheduler. */
             FX_INFO(COMP, "gated", "pod=%s/%s reason=\"%s\"", a.ns, a.name, a.message);
             emit_event(b, &a, "Normal", "SchedulingGated");
             continue;
@@ -489,6 +608,12 @@ int fx_bind_round(struct fx_model *m, struct fx_binder *b, int max, atomic_int *
             FX_INFO(COMP, a.outcome == FX_WAIT ? "cannot place yet" : "invalid request",
                     "pod=%s/%s reason=\"%s\"", a.ns, a.name, a.message);
             emit_event(b, &a, "Warning", reason);
+            /* Told once per change of the message (fx_model_next), so
+             * written once per change too. A malformed request is
+             * SchedulerError, kube-scheduler's reason for a pod it fails
+             * on for something no node can fix: autoscalers add nodes
+             * only for Unschedulable. */
+            queue_condition(b, &a, a.outcome == FX_WAIT ? "Unschedulable" : "SchedulerError");
             continue;
         }
         struct job *j = fx_malloc(sizeof(*j));
@@ -500,12 +625,14 @@ int fx_bind_round(struct fx_model *m, struct fx_binder *b, int max, atomic_int *
             break;
         }
         j->a = a;
+        j->cond_reason = NULL;
         j->rc = 0;
         j->sent = false;
         j->errmsg[0] = 0;
         int64_t bind_ns = (int64_t)kube_client_object_timeout_ms(b->c) * 1000000LL;
         j->send_by_ns = b->lease ? kube_lease_send_by(b->lease, bind_ns) : INT64_MAX;
         pthread_mutex_lock(&p->mu);
+        unqueue_condition(p, a.uid);
         list_push(&p->todo, j);
         p->ntodo++;
         pthread_cond_signal(&p->work);

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The scheduler's writes to the API server: deciding and binding while it
- * leads, the events users read, and reading back pods whose bind's outcome
- * is unknown. Apart from main.c so tests drive it against a local HTTP
- * server.
+ * leads, the events users read, a waiting pod's PodScheduled=False
+ * condition (what autoscalers read), and reading back pods whose bind's
+ * outcome is unknown. Apart from main.c so tests drive it against a local
+ * HTTP server.
  *
  * A bind is one API round trip (about 5 ms on loopback), so one bind at a
  * time caps a scheduler near 200 pods/s. The main thread decides (the model
@@ -10,10 +11,13 @@
  * each with its own connection; their outcomes come back to the main thread
  * (fx_binder_collect), which applies them to the model. Events go through a
  * thread of their own, so a slow or failing event write never delays a
- * bind. Both queues are bounded: the main thread waits for room before it
- * decides (a decision assumes the pod's GPUs, so it is made only once its
- * bind can go out), and an event that finds its queue full is dropped and
- * counted (events are for people; they carry no state). */
+ * bind. The senders also write the conditions, when no bind waits (at most
+ * one queued per pod, never after that pod's Binding: docs/KUBERNETES.md,
+ * "The pod's PodScheduled condition"). The queues are bounded: the main
+ * thread waits for room before it decides (a decision assumes the pod's
+ * GPUs, so it is made only once its bind can go out), and an event that
+ * finds its queue full is dropped and counted (events are for people; they
+ * carry no state), as is a condition past FX_CONDITIONS_MAX pods. */
 #ifndef FX_SCHED_BIND_H
 #define FX_SCHED_BIND_H
 
@@ -25,6 +29,8 @@
 
 #define FX_BIND_WORKERS_DEFAULT 8
 #define FX_BIND_WORKERS_MAX     64
+/* Pods whose PodScheduled=False may wait for a sender at once. */
+#define FX_CONDITIONS_MAX 4096
 
 struct fx_bind_pool;
 
@@ -36,6 +42,7 @@ struct fx_binder {
      * full queue. Main thread only. */
     long binds, bind_errors, binds_unsent;
     long events_dropped;
+    long conditions_dropped; /* PodScheduled writes lost to a full queue */
     struct fx_bind_pool *pool; /* fx_binder_start */
 };
 

@@ -511,13 +511,13 @@ int main(int argc, char **argv)
             FX_INFO(COMP, "state",
                     "nodes=%d gpus=%d bound=%d queued=%d waiting=%d invalid=%d unsure=%d "
                     "gpu_alloc=%.4f binds=%ld bind_errors=%ld binds_unsent=%ld "
-                    "events_dropped=%ld conflicts=%lld",
+                    "events_dropped=%ld conditions_dropped=%ld conflicts=%lld",
                     st.nodes, st.gpus, st.pods_bound, st.pods_queued, st.pods_waiting,
                     st.pods_invalid, st.pods_unsure,
                     st.gpu_milli_total ? (double)st.gpu_milli_used / (double)st.gpu_milli_total
                                        : 0.0,
                     binder.binds, binder.bind_errors, binder.binds_unsent,
-                    binder.events_dropped, (long long)st.conflicts);
+                    binder.events_dropped, binder.conditions_dropped, (long long)st.conflicts);
             next_report = now + 10000000000LL;
         }
     }

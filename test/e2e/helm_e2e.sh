@@ -482,7 +482,7 @@ kubectl wait --for=condition=Established crd/queues.flexpu.io --timeout=30s >/de
 [ "$(can gpu-flexpu-scheduler patch queues.flexpu.io --subresource=status)" = yes ] || fail "scheduler cannot patch queue status"
 [ "$(can gpu-flexpu-scheduler patch queues.flexpu.io)" = no ] || fail "scheduler may patch a queue's spec"
 [ "$(can gpu-flexpu-scheduler create pods --subresource=eviction -n default)" = yes ] || fail "scheduler cannot evict"
-[ "$(can gpu-flexpu-scheduler patch pods --subresource=status -n default)" = yes ] || fail "scheduler cannot nominate"
+[ "$(can gpu-flexpu-scheduler patch pods --subresource=status -n default)" = yes ] || fail "scheduler cannot nominate or set PodScheduled"
 [ "$(can gpu-flexpu-scheduler list poddisruptionbudgets.policy -A)" = yes ] || fail "scheduler cannot list PDBs"
 pass "helm install: every object, the Queue CRD, with the registry, runtimeClassName, nodeSelector and tolerations given; RBAC as deploy/"
 

@@ -30,6 +30,20 @@ EOF
 node_of() { kubectl get pod "$1" -o jsonpath='{.spec.nodeName}'; }
 alloc_of() { kubectl get pod "$1" -o jsonpath='{.metadata.annotations.flexpu\.io/allocation}'; }
 
+# The pod's PodScheduled condition: "STATUS REASON MESSAGE".
+cond_of() {
+  kubectl get pod "$1" -o jsonpath='{range .status.conditions[?(@.type=="PodScheduled")]}{.status} {.reason} {.message}{end}'
+}
+wait_cond() { # pod "STATUS REASON" [message part]
+  local c=""
+  for _ in $(seq 1 50); do
+    c="$(cond_of "$1")"
+    [[ "$c" == "$2"* && "$c" == *"${3:-}"* ]] && return 0
+    sleep 0.2
+  done
+  fail "pod $1's PodScheduled is '$c', expected '$2' with '${3:-}'"
+}
+
 wait_bound() { # pod [seconds]
   for _ in $(seq 1 $((${2:-20} * 5))); do
     [ -n "$(node_of "$1")" ] && return 0
@@ -115,12 +129,18 @@ case_unschedulable_then_freed() {
   pod second 1 50
   wait_event second "no node fits"
   [ -z "$(node_of second)" ] || fail "second bound although the GPU was full"
+  # What autoscalers read: PodScheduled=False, Unschedulable, the event's words.
+  wait_cond second "False Unschedulable" "no node fits"
   pod wrongmodel 1 10 "" '{"flexpu.io/gpu-model":"A100"}'
   wait_event wrongmodel "gpu model"
+  wait_cond wrongmodel "False Unschedulable" "gpu model"
   kubectl delete pod first --grace-period=0 --force >/dev/null 2>&1
   wait_bound second
+  # The API server sets True at the Binding; no late write undoes it.
+  sleep 1
+  [[ "$(cond_of second)" == "True "* ]] || fail "second bound, PodScheduled '$(cond_of second)'"
   [ -z "$(node_of wrongmodel)" ] || fail "a pod asking for A100 landed on a T4 node"
-  pass "unschedulable pods get precise events and are placed when capacity frees"
+  pass "unschedulable pods get precise events and PodScheduled=False/Unschedulable, and are placed when capacity frees"
 }
 
 case_bad_requests() {
@@ -134,6 +154,9 @@ case_bad_requests() {
   wait_event badprio "flexpu.io/priority"
   pod badmem 1 10 4096
   wait_event badmem "at least 1Mi"
+  # No node fixes a malformed request: SchedulerError, not Unschedulable,
+  # so no autoscaler adds nodes for it.
+  wait_cond badcores "False SchedulerError" "130"
   pod good 1 10
   wait_bound good
   for p in badcores badprio badmem; do
@@ -156,6 +179,8 @@ case_scheduling_gates() {
    "containers":[{"name":"c","image":"x","resources":{"limits":{"cpu":"1","memory":"1Gi","flexpu.io/gpu":"1"}}}]}}
 EOF
   wait_event gated "waiting for scheduling gates: [example.com/admission]"
+  # Set by the API server at creation; the scheduler writes no condition.
+  wait_cond gated "False SchedulingGated"
   sleep 2
   [ -z "$(node_of gated)" ] || fail "the gated pod was bound"
   local reasons

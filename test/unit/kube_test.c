@@ -1385,6 +1385,155 @@ static void test_binds_in_parallel(void **state)
     http_stop(&srv);
 }
 
+/* What the fake API server saw of the pods' status: each PATCH of
+ * pods/NAME/status, in order, and every request's path. */
+struct status_seen {
+    pthread_mutex_t mu;
+    int npatch;
+    char path[8][256], body[8][2048];
+    char order[4096]; /* "PATCH path\n" and "POST path\n" as they came */
+};
+
+static int status_route(struct http_srv *s, const char *method, const char *path,
+                        const char *req_body, const char **body, int *delay_ms)
+{
+    struct status_seen *seen = s->ctx;
+    pthread_mutex_lock(&seen->mu);
+    size_t n = strlen(seen->order);
+    snprintf(seen->order + n, sizeof(seen->order) - n, "%s %s\n", method, path);
+    if (!strcmp(method, "PATCH") && seen->npatch < 8) {
+        snprintf(seen->path[seen->npatch], sizeof(seen->path[0]), "%s", path);
+        snprintf(seen->body[seen->npatch], sizeof(seen->body[0]), "%s", req_body);
+        seen->npatch++;
+    }
+    pthread_mutex_unlock(&seen->mu);
+    (void)delay_ms; /* the server's delay_ms stands */
+    *body = !strcmp(method, "PATCH") ? "{\"kind\":\"Pod\"}" : "{\"kind\":\"Status\"}";
+    return !strcmp(method, "PATCH") ? 200 : 201;
+}
+
+/* The one condition in a PATCH body, checked field by field. */
+static void assert_unscheduled(const char *body, const char *uid, const char *reason,
+                               const char *message_part)
+{
+    json_error_t je;
+    json_t *p = json_loads(body, 0, &je);
+    assert_non_null(p);
+    assert_string_equal(kube_str(p, "metadata.uid"), uid);
+    json_t *conds = kube_get(p, "status.conditions");
+    assert_int_equal(json_array_size(conds), 1);
+    json_t *c = json_array_get(conds, 0);
+    assert_string_equal(json_string_value(json_object_get(c, "type")), "PodScheduled");
+    assert_string_equal(json_string_value(json_object_get(c, "status")), "False");
+    assert_string_equal(json_string_value(json_object_get(c, "reason")), reason);
+    const char *msg = json_string_value(json_object_get(c, "message"));
+    assert_non_null(msg);
+    if (!strstr(msg, message_part))
+        fail_msg("message \"%s\" lacks \"%s\"", msg, message_part);
+    assert_true(json_is_null(json_object_get(c, "lastProbeTime")));
+    assert_non_null(json_string_value(json_object_get(c, "lastTransitionTime")));
+    json_decref(p);
+}
+
+/* A pod that fits nowhere gets PodScheduled=False, reason Unschedulable,
+ * with its FailedScheduling message, once: rounds that tell nothing new
+ * write nothing. A malformed request is SchedulerError (no node fixes it:
+ * autoscalers act on Unschedulable only); a gated pod gets no write (the
+ * API server set SchedulingGated at its creation). */
+static void test_pod_condition_written_once(void **state)
+{
+    (void)state;
+    struct status_seen seen = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    struct http_srv srv = {.route = status_route, .ctx = &seen};
+    http_start(&srv);
+    struct kube_client *c = loopback_client(srv.port);
+    struct flexpu_error err = {0};
+    struct fx_model *m = model_with_node("n1", 1);
+    json_t *a = pending_pod("a", 60, "2026-01-01T00:00:00Z");
+    json_t *w = pending_pod("w", 60, "2026-01-01T00:00:01Z");
+    json_t *g = pending_pod("g", 10, "2026-01-01T00:00:02Z");
+    json_object_set_new(json_object_get(g, "spec"), "schedulingGates",
+                        json_pack("[{s:s}]", "name", "example.com/wait"));
+    json_t *bad = pending_pod("bad", 10, "2026-01-01T00:00:03Z");
+    json_object_set_new(json_object_get(bad, "spec"), "schedulingGates",
+                        json_pack("[{s:s}]", "name", ""));
+    fx_model_pod_event(m, KUBE_ADDED, a);
+    fx_model_pod_event(m, KUBE_ADDED, w);
+    fx_model_pod_event(m, KUBE_ADDED, g);
+    fx_model_pod_event(m, KUBE_ADDED, bad);
+    struct fx_binder b = {.c = c, .identity = "me"};
+    struct kube_config cfg;
+    loopback_config(srv.port, &cfg);
+    assert_int_equal(fx_binder_start(&b, &cfg, 2, &err), 0);
+    fx_bind_round(m, &b, 256, NULL);
+    fx_binder_flush(m, &b);
+    assert_int_equal(b.binds, 1);
+    assert_int_equal(seen.npatch, 2);
+    int iw = strstr(seen.path[0], "/pods/w/") ? 0 : 1;
+    assert_string_equal(seen.path[iw], "/api/v1/namespaces/d/pods/w/status");
+    assert_unscheduled(seen.body[iw], "w", "Unschedulable", "0/1 nodes available");
+    assert_string_equal(seen.path[1 - iw], "/api/v1/namespaces/d/pods/bad/status");
+    assert_unscheduled(seen.body[1 - iw], "bad", "SchedulerError", "spec.schedulingGates[0]");
+
+    /* nothing new to tell: nothing written, however many rounds */
+    for (int i = 0; i < 3; i++) {
+        fx_model_pod_event(m, KUBE_MODIFIED, w);
+        fx_bind_round(m, &b, 256, NULL);
+    }
+    fx_binder_flush(m, &b);
+    assert_int_equal(seen.npatch, 2);
+    assert_null(strstr(seen.order, "/pods/g/"));
+    fx_binder_stop(&b, m);
+    kube_config_free(&cfg);
+    fx_model_free(m);
+    json_decref(a);
+    json_decref(w);
+    json_decref(g);
+    json_decref(bad);
+    kube_client_free(c);
+    http_stop(&srv);
+    pthread_mutex_destroy(&seen.mu);
+}
+
+/* A condition still queued when its pod is bound is never written: landing
+ * after the Binding it would set PodScheduled=False on a bound pod. One
+ * sender, busy 500 ms with a's bind; w, told it waits meanwhile, is bound
+ * once a is deleted, before the sender is free. */
+static void test_pod_condition_not_after_bind(void **state)
+{
+    (void)state;
+    struct status_seen seen = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    struct http_srv srv = {.route = status_route, .ctx = &seen, .threaded = true,
+                           .delay_ms = 500};
+    http_start(&srv);
+    struct kube_client *c = loopback_client(srv.port);
+    struct flexpu_error err = {0};
+    struct fx_model *m = model_with_node("n1", 1);
+    json_t *a = pending_pod("a", 60, "2026-01-01T00:00:00Z");
+    json_t *w = pending_pod("w", 60, "2026-01-01T00:00:01Z");
+    fx_model_pod_event(m, KUBE_ADDED, a);
+    fx_model_pod_event(m, KUBE_ADDED, w);
+    struct fx_binder b = {.c = c, .identity = "me"};
+    struct kube_config cfg;
+    loopback_config(srv.port, &cfg);
+    assert_int_equal(fx_binder_start(&b, &cfg, 1, &err), 0);
+    assert_int_equal(fx_bind_round(m, &b, 256, NULL), 2); /* a bound, w told */
+    fx_model_pod_event(m, KUBE_DELETED, a);
+    assert_int_equal(fx_bind_round(m, &b, 256, NULL), 1); /* w bound */
+    fx_binder_flush(m, &b);
+    if (seen.npatch)
+        fail_msg("a condition written for a pod being bound: %s", seen.order);
+    assert_non_null(strstr(seen.order, "POST /api/v1/namespaces/d/pods/w/binding"));
+    fx_binder_stop(&b, m);
+    kube_config_free(&cfg);
+    fx_model_free(m);
+    json_decref(a);
+    json_decref(w);
+    kube_client_free(c);
+    http_stop(&srv);
+    pthread_mutex_destroy(&seen.mu);
+}
+
 /* A bind decided while the lease held but still queued when the lease could
  * no longer outlast it is not sent: the sender is busy with a bind the
  * server never answers (1 s), and by then the next bind's send-by instant
@@ -1663,6 +1812,8 @@ int main(void)
         cmocka_unit_test(test_bind_round_checks_lease),
         cmocka_unit_test(test_settle_round_reads_back),
         cmocka_unit_test(test_binds_in_parallel),
+        cmocka_unit_test(test_pod_condition_written_once),
+        cmocka_unit_test(test_pod_condition_not_after_bind),
         cmocka_unit_test(test_bind_not_sent_past_lease),
         cmocka_unit_test(test_bind_labels_remote_pod),
         cmocka_unit_test(test_list_with_label_selector),
