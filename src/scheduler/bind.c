@@ -46,6 +46,11 @@ struct fx_bind_pool {
     struct list conds;
     int nconds;
     char (*writing)[64];
+    /* A condition is written only while the lease that decided it holds
+     * (kube_lease_send_by, renewed each fx_bind_round): once this instant
+     * passes, every queued condition is dropped, so a follower never writes
+     * and a condition never lands after another leader's Binding. */
+    int64_t cond_send_by_ns;
     bool stopping;
     int nworkers;
     pthread_t *tids;
@@ -134,6 +139,15 @@ int fx_bind_pod(struct kube_client *c, const struct fx_attempt *a, struct flexpu
     return rc;
 }
 
+static void drop_list(struct list *l)
+{
+    for (struct job *j = list_take(l); j;) {
+        struct job *next = j->next;
+        fx_free(j);
+        j = next;
+    }
+}
+
 static struct job *list_pop(struct list *l)
 {
     struct job *j = l->head;
@@ -141,6 +155,13 @@ static struct job *list_pop(struct list *l)
     if (!l->head)
         l->tail = NULL;
     return j;
+}
+
+/* Drops every queued condition (the lease lapsed). */
+static void drop_conditions(struct fx_bind_pool *p)
+{
+    drop_list(&p->conds);
+    p->nconds = 0;
 }
 
 static bool condition_on_wire(const struct fx_bind_pool *p, const char *uid)
@@ -181,6 +202,12 @@ static void *sender_main(void *arg)
         if (p->stopping)
             break; /* what is queued is dropped by fx_binder_stop */
         p->busy++;
+        if (!p->todo.head && (int64_t)fx_mono_ns() >= p->cond_send_by_ns) {
+            drop_conditions(p); /* the lease lapsed: another may lead */
+            p->busy--;
+            pthread_cond_broadcast(&p->idle);
+            continue;
+        }
         if (!p->todo.head) { /* no bind waits: a condition */
             struct job *j = list_pop(&p->conds);
             p->nconds--;
@@ -292,15 +319,6 @@ static void unqueue_condition(struct fx_bind_pool *p, const char *uid)
     }
 }
 
-static void drop_list(struct list *l)
-{
-    for (struct job *j = list_take(l); j;) {
-        struct job *next = j->next;
-        fx_free(j);
-        j = next;
-    }
-}
-
 static void pool_free(struct fx_bind_pool *p)
 {
     drop_list(&p->conds);
@@ -334,6 +352,7 @@ int fx_binder_start(struct fx_binder *b, const struct kube_config *cfg, int work
     pthread_cond_init(&p->room, NULL);
     pthread_cond_init(&p->idle, NULL);
     p->cap = workers * JOBS_PER_WORKER;
+    p->cond_send_by_ns = INT64_MAX;
     p->clients = fx_calloc((size_t)workers, sizeof(*p->clients));
     p->tids = fx_calloc((size_t)workers, sizeof(*p->tids));
     p->writing = fx_calloc((size_t)workers, sizeof(*p->writing));
@@ -584,6 +603,18 @@ int fx_bind_round(struct fx_model *m, struct fx_binder *b, int max, atomic_int *
     struct fx_attempt a;
     int n = 0;
     fx_binder_collect(m, b);
+    if (b->lease) {
+        /* Conditions queued under a lease that has lapsed since (however
+         * briefly: another instance may have led and bound meanwhile) are
+         * dropped; the rest may be written until the lease's send-by. */
+        int64_t bind_ns = (int64_t)kube_client_object_timeout_ms(b->c) * 1000000LL;
+        int64_t by = kube_lease_send_by(b->lease, bind_ns);
+        pthread_mutex_lock(&p->mu);
+        if ((int64_t)fx_mono_ns() >= p->cond_send_by_ns)
+            drop_conditions(p);
+        p->cond_send_by_ns = by;
+        pthread_mutex_unlock(&p->mu);
+    }
     /* The lease is checked before each decision, not once per round: a
      * round of binds can outlast what is left of it. */
     for (; n < max && !(stop && atomic_load(stop)) && wait_room(m, b, stop) &&

@@ -1534,6 +1534,65 @@ static void test_pod_condition_not_after_bind(void **state)
     pthread_mutex_destroy(&seen.mu);
 }
 
+/* A condition queued while leading is not written once the lease could no
+ * longer outlast its write (a follower never writes, and another leader
+ * may bind the pod meanwhile): the one sender is busy 700 ms with a's
+ * bind, and w's condition's send-by instant is 0.3 s after the decision.
+ * With `renew`, the lease is renewed 0.4 s in, before the sender is free,
+ * and the next round drops what was queued before the lapse. Returns the
+ * PATCHes the server saw. */
+static int condition_writes_past_lease(bool renew)
+{
+    struct status_seen seen = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    struct http_srv srv = {.route = status_route, .ctx = &seen, .threaded = true,
+                           .delay_ms = 700};
+    http_start(&srv);
+    struct kube_client *c = loopback_client(srv.port);
+    kube_client_set_timeouts(c, 1000, 0);
+    struct flexpu_error err = {0};
+    struct fx_model *m = model_with_node("n1", 1);
+    json_t *a = pending_pod("a", 60, "2026-01-01T00:00:00Z");
+    json_t *w = pending_pod("w", 60, "2026-01-01T00:00:01Z");
+    fx_model_pod_event(m, KUBE_ADDED, a);
+    fx_model_pod_event(m, KUBE_ADDED, w);
+    /* renew deadline 10 s after the renewal; 8.7 s ago leaves 1.3 s, enough
+     * to decide with a 1 s timeout, and the send-by is 0.3 s from now */
+    struct kube_lease lease = {.namespace = "d", .name = "l", .identity = "me", .duration_s = 15,
+                               .leader = true,
+                               .renewed_at_ns = (int64_t)fx_mono_ns() - 8700000000LL};
+    struct fx_binder b = {.c = c, .lease = &lease, .identity = "me"};
+    struct kube_config cfg;
+    loopback_config(srv.port, &cfg);
+    assert_int_equal(fx_binder_start(&b, &cfg, 1, &err), 0);
+    assert_int_equal(fx_bind_round(m, &b, 256, NULL), 2); /* a bound, w told */
+    if (renew) {
+        nanosleep(&(struct timespec){.tv_nsec = 400000000L}, NULL);
+        lease.renewed_at_ns = (int64_t)fx_mono_ns();
+        assert_int_equal(fx_bind_round(m, &b, 256, NULL), 0); /* nothing new to tell */
+    }
+    fx_binder_flush(m, &b);
+    assert_int_equal(b.binds, 1);
+    int n = seen.npatch;
+    if (n)
+        print_message("past the lease (renew %d): %s", renew, seen.order);
+    fx_binder_stop(&b, m);
+    kube_config_free(&cfg);
+    fx_model_free(m);
+    json_decref(a);
+    json_decref(w);
+    kube_client_free(c);
+    http_stop(&srv);
+    pthread_mutex_destroy(&seen.mu);
+    return n;
+}
+
+static void test_pod_condition_not_past_lease(void **state)
+{
+    (void)state;
+    assert_int_equal(condition_writes_past_lease(false), 0);
+    assert_int_equal(condition_writes_past_lease(true), 0);
+}
+
 /* A bind decided while the lease held but still queued when the lease could
  * no longer outlast it is not sent: the sender is busy with a bind the
  * server never answers (1 s), and by then the next bind's send-by instant
@@ -1814,6 +1873,7 @@ int main(void)
         cmocka_unit_test(test_binds_in_parallel),
         cmocka_unit_test(test_pod_condition_written_once),
         cmocka_unit_test(test_pod_condition_not_after_bind),
+        cmocka_unit_test(test_pod_condition_not_past_lease),
         cmocka_unit_test(test_bind_not_sent_past_lease),
         cmocka_unit_test(test_bind_labels_remote_pod),
         cmocka_unit_test(test_list_with_label_selector),
