@@ -172,6 +172,24 @@ static bool condition_on_wire(const struct fx_bind_pool *p, const char *uid)
     return false;
 }
 
+/* The first queued condition whose pod no sender is writing, taken off the
+ * queue, or NULL: two writes of one pod on two connections could land in
+ * either order, the older message last; so a newer one waits its turn. */
+static struct job *take_condition(struct fx_bind_pool *p)
+{
+    struct job **pp = &p->conds.head, *prev = NULL;
+    for (struct job *j = *pp; j; prev = j, pp = &j->next, j = j->next) {
+        if (condition_on_wire(p, j->a.uid))
+            continue;
+        *pp = j->next;
+        if (p->conds.tail == j)
+            p->conds.tail = prev;
+        p->nconds--;
+        return j;
+    }
+    return NULL;
+}
+
 /* One pod's PodScheduled=False, on a sender. A pod gone or replaced (404,
  * or its UID no longer the name's) or a conflict (409) is routine: the
  * watch tells the model; anything else is said once, and dropped (the
@@ -197,20 +215,22 @@ static void *sender_main(void *arg)
     fx_free(arg);
     pthread_mutex_lock(&p->mu);
     for (;;) {
-        while (!p->todo.head && !p->conds.head && !p->stopping)
+        struct job *cj = NULL;
+        while (!p->todo.head && !p->stopping && !(cj = take_condition(p)))
             pthread_cond_wait(&p->work, &p->mu);
-        if (p->stopping)
+        if (p->stopping) {
+            fx_free(cj);
             break; /* what is queued is dropped by fx_binder_stop */
-        p->busy++;
-        if (!p->todo.head && (int64_t)fx_mono_ns() >= p->cond_send_by_ns) {
+        }
+        if (cj && (int64_t)fx_mono_ns() >= p->cond_send_by_ns) {
+            fx_free(cj);
             drop_conditions(p); /* the lease lapsed: another may lead */
-            p->busy--;
             pthread_cond_broadcast(&p->idle);
             continue;
         }
-        if (!p->todo.head) { /* no bind waits: a condition */
-            struct job *j = list_pop(&p->conds);
-            p->nconds--;
+        p->busy++;
+        if (cj) { /* no bind waits: a condition */
+            struct job *j = cj;
             snprintf(p->writing[me], sizeof(p->writing[me]), "%s", j->a.uid);
             pthread_mutex_unlock(&p->mu);
             write_condition(c, j);
@@ -219,6 +239,8 @@ static void *sender_main(void *arg)
             p->writing[me][0] = '\0';
             p->busy--;
             pthread_cond_broadcast(&p->idle);
+            if (p->conds.head) /* one of this pod's may have waited for this one */
+                pthread_cond_signal(&p->work);
             continue;
         }
         struct job *j = list_pop(&p->todo);

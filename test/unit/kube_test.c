@@ -1534,6 +1534,87 @@ static void test_pod_condition_not_after_bind(void **state)
     pthread_mutex_destroy(&seen.mu);
 }
 
+/* The fake server's arrival times of PATCHes; each held 500 ms, the rest
+ * answered at once. */
+struct patch_times {
+    pthread_mutex_t mu;
+    int n;
+    int64_t at_ms[8];
+    char body[8][2048];
+};
+
+static int slow_patch_route(struct http_srv *s, const char *method, const char *path,
+                            const char *req_body, const char **body, int *delay_ms)
+{
+    (void)path;
+    struct patch_times *pt = s->ctx;
+    bool patch = !strcmp(method, "PATCH");
+    pthread_mutex_lock(&pt->mu);
+    if (patch && pt->n < 8) {
+        pt->at_ms[pt->n] = fx_mono_ms();
+        snprintf(pt->body[pt->n], sizeof(pt->body[0]), "%s", req_body);
+        pt->n++;
+    }
+    pthread_mutex_unlock(&pt->mu);
+    *delay_ms = patch ? 500 : 0;
+    *body = patch ? "{\"kind\":\"Pod\"}" : "{\"kind\":\"Status\"}";
+    return patch ? 200 : 201;
+}
+
+/* A pod told a new message while its previous condition is on the wire:
+ * the newer write goes out only once the older one is answered (two
+ * senders writing it at once could land in either order, the older
+ * message last). w waits for a's GPU; an update while w's first
+ * PATCH is held (500 ms) asks for more (w modified), which tells w
+ * again, and the other sender is free. */
+static void test_pod_condition_writes_in_order(void **state)
+{
+    (void)state;
+    struct patch_times pt = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    struct http_srv srv = {.route = slow_patch_route, .ctx = &pt, .threaded = true};
+    http_start(&srv);
+    struct kube_client *c = loopback_client(srv.port);
+    struct flexpu_error err = {0};
+    struct fx_model *m = model_with_node("n1", 1);
+    json_t *a = pending_pod("a", 60, "2026-01-01T00:00:00Z");
+    json_t *w = pending_pod("w", 60, "2026-01-01T00:00:01Z");
+    fx_model_pod_event(m, KUBE_ADDED, a);
+    fx_model_pod_event(m, KUBE_ADDED, w);
+    struct fx_binder b = {.c = c, .identity = "me"};
+    struct kube_config cfg;
+    loopback_config(srv.port, &cfg);
+    assert_int_equal(fx_binder_start(&b, &cfg, 2, &err), 0);
+    assert_int_equal(fx_bind_round(m, &b, 256, NULL), 2); /* a bound, w told */
+    for (int i = 0; i < 200; i++) { /* until w's PATCH is on the wire */
+        pthread_mutex_lock(&pt.mu);
+        int n = pt.n;
+        pthread_mutex_unlock(&pt.mu);
+        if (n)
+            break;
+        nanosleep(&(struct timespec){.tv_nsec = 5000000L}, NULL);
+    }
+    json_t *w2 = pending_pod("w", 70, "2026-01-01T00:00:01Z");
+    fx_model_pod_event(m, KUBE_MODIFIED, w2);
+    json_decref(w2);
+    assert_int_equal(fx_bind_round(m, &b, 256, NULL), 1); /* w told again */
+    fx_binder_flush(m, &b);
+    assert_int_equal(pt.n, 2);
+    assert_non_null(strstr(pt.body[0], "600 milli"));
+    assert_non_null(strstr(pt.body[1], "700 milli"));
+    /* a lower bound: the second is sent after the first's answer, held 500 ms */
+    if (pt.at_ms[1] - pt.at_ms[0] < 490)
+        fail_msg("w's second PATCH went out %lld ms after the first, before its answer",
+                 (long long)(pt.at_ms[1] - pt.at_ms[0]));
+    fx_binder_stop(&b, m);
+    kube_config_free(&cfg);
+    fx_model_free(m);
+    json_decref(a);
+    json_decref(w);
+    kube_client_free(c);
+    http_stop(&srv);
+    pthread_mutex_destroy(&pt.mu);
+}
+
 /* A condition queued while leading is not written once the lease could no
  * longer outlast its write (a follower never writes, and another leader
  * may bind the pod meanwhile): the one sender is busy 700 ms with a's
@@ -1873,6 +1954,7 @@ int main(void)
         cmocka_unit_test(test_binds_in_parallel),
         cmocka_unit_test(test_pod_condition_written_once),
         cmocka_unit_test(test_pod_condition_not_after_bind),
+        cmocka_unit_test(test_pod_condition_writes_in_order),
         cmocka_unit_test(test_pod_condition_not_past_lease),
         cmocka_unit_test(test_bind_not_sent_past_lease),
         cmocka_unit_test(test_bind_labels_remote_pod),
