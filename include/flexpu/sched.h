@@ -273,6 +273,16 @@ int flexpu_filter_add_match(struct flexpu_filter *f, bool field, const char *key
                             enum flexpu_match_op op, const char *const *values, int nvalues,
                             struct flexpu_error *err);
 
+/* A requirement every feasible node must meet, whatever its affinity
+ * terms (ANDed with them, as nodeSelector is): on a label, with the
+ * operators and values of flexpu_filter_add_match. For rules compiled from
+ * other pods (inter-pod affinity, anti-affinity, topology spread). */
+int flexpu_filter_add_required(struct flexpu_filter *f, const char *key, enum flexpu_match_op op,
+                               const char *const *values, int nvalues, struct flexpu_error *err);
+
+/* A copy of src (NULL: a new empty filter), or NULL when out of memory. */
+struct flexpu_filter *flexpu_filter_copy(const struct flexpu_filter *src);
+
 /* A digest of everything f holds (its tolerations, node selector and
  * affinity terms, by content and in order): two filters built from equal
  * pod specs have equal digests, and a changed one (a toleration added)

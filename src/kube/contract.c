@@ -1373,45 +1373,11 @@ static int node_affinity(json_t *na, struct flexpu_filter **f, struct flexpu_err
     return 0;
 }
 
-/* Constraints flexpu-scheduler does not evaluate: refused, never ignored. */
-static int unsupported(json_t *spec, struct flexpu_error *err)
-{
-    static const struct {
-        const char *path, *why;
-    } list[] = {
-        {"affinity.podAffinity",
-         "inter-pod affinity is not supported by flexpu-scheduler (node affinity is)"},
-        {"affinity.podAntiAffinity",
-         "inter-pod anti-affinity is not supported by flexpu-scheduler (node affinity is)"},
-        {"topologySpreadConstraints",
-         "topology spread constraints are not supported by flexpu-scheduler"},
-    };
-    for (size_t i = 0; i < sizeof(list) / sizeof(list[0]); i++) {
-        json_t *v = kube_get(spec, list[i].path);
-        /* An inter-pod affinity whose term lists are all empty asks nothing. */
-        if (json_is_object(v) &&
-            empty_list(json_object_get(v, "requiredDuringSchedulingIgnoredDuringExecution")) &&
-            empty_list(json_object_get(v, "preferredDuringSchedulingIgnoredDuringExecution")) &&
-            json_object_size(v) <=
-                (size_t)(json_object_get(v, "requiredDuringSchedulingIgnoredDuringExecution") != NULL) +
-                    (json_object_get(v, "preferredDuringSchedulingIgnoredDuringExecution") != NULL))
-            continue;
-        if (empty_list(v))
-            continue;
-        char field[64];
-        snprintf(field, sizeof(field), "spec.%s", list[i].path);
-        return bad(err, field, "", list[i].why);
-    }
-    return 0;
-}
-
 int fx_pod_filter_parse(json_t *pod, struct flexpu_filter **out, struct flexpu_error *err)
 {
     *out = NULL;
     json_t *spec = json_object_get(pod, "spec");
-    int rc = unsupported(spec, err);
-    if (rc)
-        return rc;
+    int rc = 0;
     json_t *tol = json_object_get(spec, "tolerations");
     json_t *sel = json_object_get(spec, "nodeSelector");
     json_t *na = kube_get(spec, "affinity.nodeAffinity");

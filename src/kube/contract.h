@@ -332,9 +332,9 @@ void fx_node_attrs_free(struct fx_node_attrs *a);
  * spec.nodeSelector and spec.affinity.nodeAffinity (required and preferred
  * terms). *out is NULL when the pod has none. Malformed input gives
  * FLEXPU_EINVAL naming the field and the value. Inter-pod affinity and
- * anti-affinity and spec.topologySpreadConstraints are refused the same
- * way: flexpu-scheduler does not evaluate them, and placing the pod as if
- * they were absent would break what the user asked. */
+ * anti-affinity and spec.topologySpreadConstraints are read apart
+ * (kube/pod_rules.h): they depend on other pods, which only the
+ * scheduler's model knows. */
 int fx_pod_filter_parse(json_t *pod, struct flexpu_filter **out, struct flexpu_error *err);
 
 #endif

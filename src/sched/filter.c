@@ -253,6 +253,44 @@ int flexpu_filter_add_selector(struct flexpu_filter *f, const char *key, const c
     return add_match(f, -1, false, key, FLEXPU_MATCH_IN, &v, 1, err);
 }
 
+int flexpu_filter_add_required(struct flexpu_filter *f, const char *key, enum flexpu_match_op op,
+                               const char *const *values, int nvalues, struct flexpu_error *err)
+{
+    return add_match(f, -1, false, key, op, values, nvalues, err);
+}
+
+struct flexpu_filter *flexpu_filter_copy(const struct flexpu_filter *src)
+{
+    struct flexpu_filter *f = flexpu_filter_new();
+    if (!f || !src)
+        return f;
+    *f = *src;
+    f->pool = NULL;
+    f->match = NULL;
+    f->weight = NULL;
+    f->tol = NULL;
+    f->cap_pool = src->npool;
+    f->cap_match = src->nmatch;
+    f->cap_term = src->nterm;
+    f->cap_tol = src->ntol;
+    if ((src->npool && !(f->pool = fx_malloc(src->npool))) ||
+        (src->nmatch && !(f->match = fx_malloc((size_t)src->nmatch * sizeof(*f->match)))) ||
+        (src->nterm && !(f->weight = fx_malloc((size_t)src->nterm * sizeof(*f->weight)))) ||
+        (src->ntol && !(f->tol = fx_malloc((size_t)src->ntol * sizeof(*f->tol))))) {
+        flexpu_filter_free(f);
+        return NULL;
+    }
+    if (src->npool)
+        memcpy(f->pool, src->pool, src->npool);
+    if (src->nmatch)
+        memcpy(f->match, src->match, (size_t)src->nmatch * sizeof(*f->match));
+    if (src->nterm)
+        memcpy(f->weight, src->weight, (size_t)src->nterm * sizeof(*f->weight));
+    if (src->ntol)
+        memcpy(f->tol, src->tol, (size_t)src->ntol * sizeof(*f->tol));
+    return f;
+}
+
 int flexpu_filter_add_term(struct flexpu_filter *f, int weight, struct flexpu_error *err)
 {
     if (weight < 0 || weight > 100) {

@@ -13,6 +13,7 @@
 #include "flexpu/rng.h"
 #include "flexpu/sched.h"
 #include "kube/contract.h"
+#include "kube/pod_rules.h"
 #include "scheduler/borrow.h"
 #include "scheduler/remote_topology.h"
 #include "util/alloc.h"
@@ -130,6 +131,16 @@ struct pod {
      * where its node and the GPU node share this label's value
      * (remote_rule_scope). NULL: no rule. */
     char *rkey;
+    /* Its inter-pod rules (required pod affinity and anti-affinity, topology
+     * spread constraints; NULL: none), read for every pod, as pods placed
+     * by others count too (rules_filter), and its labels (metadata.labels,
+     * a copy; NULL: none), which other pods' rules select on. A pod with
+     * anti-affinity terms is on the model's list of them (aprev, anext):
+     * their symmetric rule is checked for every pod decided. */
+    struct fx_pod_rules *rules;
+    json_t *labels;
+    bool alinked;
+    struct pod *aprev, *anext;
 };
 
 #define STR(s) ((s) ? (s) : "")
@@ -169,6 +180,8 @@ static void pod_free(struct pod *p)
     fx_free(p->rkey);
     fx_free(p->hold); /* released in the engine already, or freed with it */
     flexpu_filter_free(p->filter);
+    fx_pod_rules_free(p->rules);
+    json_decref(p->labels);
     fx_free(p);
 }
 
@@ -315,6 +328,11 @@ struct fx_model {
     int nremote;       /* pods with a remote slice (rnode set) */
     uint64_t remote_placed;
     struct fx_remote_topology remote_topo; /* where a remote pod runs near its GPU */
+    /* Pods with inter-pod rules (nruled) and those with anti-affinity terms
+     * (the list at anti): a model without them pays nothing for them. */
+    int nruled;
+    struct pod *anti;
+    uint64_t rules_wakes; /* waiting pods queued again by a pod landing or leaving */
 };
 
 /* ---- the queues' heaps ---- */
@@ -722,8 +740,14 @@ void fx_model_free(struct fx_model *m)
     fx_free(m);
 }
 
-static void link_pod(struct node *n, struct pod *p)
+static void rules_touch(struct fx_model *m, const struct pod *q);
+static void rules_set(struct fx_model *m, struct pod *p, struct fx_pod_rules *r);
+
+/* A pod lands on node n (or leaves its node, unlink_pod): waiting pods
+ * whose inter-pod rules it may change are tried again (rules_touch). */
+static void link_pod(struct fx_model *m, struct node *n, struct pod *p)
 {
+    rules_touch(m, p);
     p->on = n;
     p->prev = NULL;
     p->next = n->pods;
@@ -732,10 +756,11 @@ static void link_pod(struct node *n, struct pod *p)
     n->pods = p;
 }
 
-static void unlink_pod(struct pod *p)
+static void unlink_pod(struct fx_model *m, struct pod *p)
 {
     if (!p->on)
         return;
+    rules_touch(m, p);
     if (p->prev)
         p->prev->next = p->next;
     else
@@ -1757,7 +1782,7 @@ static void gang_nominee_gone(struct fx_model *m, struct pod *p)
              * must not count against q, nominated again later. */
             victims_repoint(m, q->uid, p->uid);
         }
-        unlink_pod(q);
+        unlink_pod(m, q);
         str_set(&q->node, NULL);
         str_set(&q->allocation, NULL);
         q->nvictims = 0;
@@ -1781,7 +1806,7 @@ static void forget(struct fx_model *m, struct pod *p)
         gang_nominee_gone(m, p);
     else if (nominated && p->nvictims > 0)
         victims_unqueue(m, p->uid);
-    unlink_pod(p);
+    unlink_pod(m, p);
     if (on && !on->seen && !on->pods)
         drop_node(m, on); /* the last pod of a node that is gone */
     wait_unlink(m, p);
@@ -1789,6 +1814,7 @@ static void forget(struct fx_model *m, struct pod *p)
     queue_sync(m, p); /* its charge off its queue */
     gang_leave(m, p);
     victim_gone(m, p);
+    rules_set(m, p, NULL);
     fx_strmap_del(&m->pods, p->uid);
     pod_free(p);
 }
@@ -1835,6 +1861,118 @@ static int64_t epoch_of(const char *t)
     return (int64_t)timegm(&tm);
 }
 
+/* ---- inter-pod rules: who has them, and who they wake ---- */
+
+/* Gives p the rules r (NULL: none; p's old ones freed), keeping the count
+ * of pods with rules and the list of those with anti-affinity terms. */
+static void rules_set(struct fx_model *m, struct pod *p, struct fx_pod_rules *r)
+{
+    if (p->rules)
+        m->nruled--;
+    if (p->alinked) {
+        if (p->aprev)
+            p->aprev->anext = p->anext;
+        else
+            m->anti = p->anext;
+        if (p->anext)
+            p->anext->aprev = p->aprev;
+        p->aprev = p->anext = NULL;
+        p->alinked = false;
+    }
+    fx_pod_rules_free(p->rules);
+    p->rules = r;
+    if (!r)
+        return;
+    m->nruled++;
+    if (r->nanti > 0) {
+        p->anext = m->anti;
+        if (m->anti)
+            m->anti->aprev = p;
+        m->anti = p;
+        p->alinked = true;
+    }
+}
+
+/* Whether pod q (landing on a node or leaving it) counts for waiting pod
+ * w's own rules: a term of w's selects it, or a spread constraint of w's
+ * counts it. */
+static bool rules_involve(const struct pod *w, const struct pod *q)
+{
+    const struct fx_pod_rules *r = w->rules;
+    for (int i = 0; r && i < r->naff; i++)
+        if (fx_pod_term_matches(&r->aff[i], w->ns, q->ns, q->labels))
+            return true;
+    for (int i = 0; r && i < r->nanti; i++)
+        if (fx_pod_term_matches(&r->anti[i], w->ns, q->ns, q->labels))
+            return true;
+    for (int i = 0; r && i < r->nspread; i++)
+        if (strcmp(STR(w->ns), STR(q->ns)) == 0 && fx_label_sel_matches(&r->spread[i].sel,
+                                                                       q->labels))
+            return true;
+    return false;
+}
+
+/* Pod q lands on a node or leaves one: the waiting pods whose inter-pod
+ * rules count it (rules_involve), and those that q's own anti-affinity
+ * selects (its symmetric rule), are queued again. Capacity wake-ups
+ * (wake_waiting) look at one node; a rule on a zone key reaches further,
+ * so these are woken by what they select. Nothing is walked while no pod
+ * has rules. */
+static void rules_touch(struct fx_model *m, const struct pod *q)
+{
+    if (m->nruled == 0)
+        return;
+    const struct fx_pod_rules *qr = q->rules;
+    for (struct pod *w = m->waiting, *next; w; w = next) {
+        next = w->wnext;
+        if (w == q || w->gang_short || w->limited || w->noqueue)
+            continue;
+        bool wake = w->rules && rules_involve(w, q);
+        for (int i = 0; !wake && qr && i < qr->nanti; i++)
+            wake = fx_pod_term_matches(&qr->anti[i], q->ns, w->ns, w->labels);
+        if (wake) {
+            m->wakes++;
+            m->rules_wakes++;
+            enqueue(m, w);
+        }
+    }
+}
+
+/* p's labels as other pods' rules see them (a copy); true when they
+ * changed. */
+static bool labels_set(struct pod *p, json_t *obj)
+{
+    json_t *l = kube_get(obj, "metadata.labels");
+    if (!json_is_object(l) || json_object_size(l) == 0)
+        l = NULL;
+    if ((!l && !p->labels) || (l && p->labels && json_equal(l, p->labels)))
+        return false;
+    json_t *copy = l ? json_deep_copy(l) : NULL;
+    if (l && !copy) {
+        FX_ERROR(COMP, "out of memory copying a pod's labels", "pod=%s/%s", STR(p->ns),
+                 STR(p->name));
+        return false;
+    }
+    json_decref(p->labels);
+    p->labels = copy;
+    return true;
+}
+
+/* A bound pod's labels edited: the waiting pods whose rules selected it as
+ * it was, or select it as it is, are tried again. */
+static void bound_relabel(struct fx_model *m, struct pod *p, json_t *obj)
+{
+    json_t *old = json_incref(p->labels);
+    if (labels_set(p, obj) && p->on) {
+        rules_touch(m, p);
+        json_t *now = p->labels;
+        p->labels = old;
+        rules_touch(m, p);
+        p->labels = now;
+    }
+    json_decref(old);
+}
+
 /* Reads what the model needs from a pod object into p; returns the parse
  * error (the pod is then invalid when ours). */
 static int read_pod(struct fx_model *m, struct pod *p, json_t *obj, struct flexpu_error *err)
@@ -1866,6 +2004,18 @@ static int read_pod(struct fx_model *m, struct pod *p, json_t *obj, struct flexp
     if (!rc && p->ours && !(node && *node))
         rc = fx_pod_remote_rule_parse(obj, &p->spec, &rkey, err);
     str_set(&p->rkey, rkey);
+    /* Inter-pod rules: every pod's, as pods placed by others count for
+     * the symmetric anti-affinity rule; a malformed rule matters only on a
+     * pod of ours still to place (kube-scheduler placed the others). */
+    labels_set(p, obj);
+    struct fx_pod_rules *rules = NULL;
+    struct flexpu_error rerr = {0};
+    int rrc = fx_pod_rules_parse(obj, &rules, &rerr);
+    rules_set(m, p, rules);
+    if (!rc && rrc && p->ours && !(node && *node)) {
+        *err = rerr;
+        rc = rrc;
+    }
     /* Its scheduling gates: only a pending pod has any (the API server
      * refuses a pod created with both a node and gates). */
     char gates[300] = "";
@@ -1890,6 +2040,16 @@ static int read_pod(struct fx_model *m, struct pod *p, json_t *obj, struct flexp
         *err = gerr;
         rc = grc;
     }
+    /* A pod group is placed all at once by the engine's gang search, which
+     * takes no rule that depends on its own members: refused, named. */
+    if (!rc && p->gang && p->rules && p->ours && !(node && *node))
+        rc = flexpu_error_set(err, FLEXPU_EINVAL,
+                              "field '%s': a member of a pod group (" FX_LABEL_POD_GROUP
+                              ") cannot have inter-pod rules: flexpu-scheduler places a group "
+                              "all at once and does not evaluate them there",
+                              p->rules->nanti   ? "spec.affinity.podAntiAffinity"
+                              : p->rules->naff ? "spec.affinity.podAffinity"
+                                               : "spec.topologySpreadConstraints");
     if (rc) {
         memset(&p->req, 0, sizeof(p->req));
         /* What the pod asks for in CPU and memory still counts once bound. */
@@ -1968,6 +2128,7 @@ static uint64_t pod_inputs(const struct pod *p)
     INPUTS_MIX(h, r->qos);
     INPUTS_MIX(h, flexpu_filter_hash(p->filter)); /* tolerations, selector, affinity */
     h = inputs_str(h, p->rkey);
+    INPUTS_MIX(h, p->rules ? p->rules->hash : 0); /* inter-pod rules */
     h = inputs_str(h, p->qname);
     h = inputs_str(h, p->gang ? p->gang->key : NULL);
     INPUTS_MIX(h, p->gang ? p->gang->grp.min_members : 0);
@@ -2045,8 +2206,10 @@ static void pod_event(struct fx_model *m, enum kube_event ev, json_t *obj)
         p->gen = m->pod_gen;
     const char *node = kube_str(obj, "spec.nodeName");
     bool bound = node && *node;
-    if (p && p->state == POD_BOUND)
+    if (p && p->state == POD_BOUND) {
+        bound_relabel(m, p, obj); /* other pods' rules select on its labels */
         return; /* a bound pod's node and allocation never change */
+    }
     if (p && (p->state == POD_ASSUMED || p->state == POD_NOMINATED) && !bound)
         return; /* our bind is in flight; its result decides */
     if (!p) {
@@ -2098,14 +2261,14 @@ static void pod_event(struct fx_model *m, enum kube_event ev, json_t *obj)
         /* Assumed elsewhere or with other GPUs (another instance bound it),
          * or never accounted: what the server recorded is what counts. */
         release(m, p);
-        unlink_pod(p);
+        unlink_pod(m, p);
         set_state(m, p, POD_BOUND);
         /* Pods can arrive before their node: a placeholder record
          * collects them until the node itself is seen. */
         struct node *n = fx_strmap_get(&m->nodes, STR(p->node));
         if (!n && !(n = node_record(m, STR(p->node))))
             return; /* not schedulable until the Node object is seen */
-        link_pod(n, p);
+        link_pod(m, n, p);
         account(m, p, n);
         borrower_bound(m, p);
         return;
@@ -2504,7 +2667,7 @@ static void assume(struct fx_model *m, struct pod *p, struct node *n,
     set_state(m, p, POD_ASSUMED);
     str_set(&p->node, n->name);
     str_set(&p->told, NULL);
-    link_pod(n, p);
+    link_pod(m, n, p);
 }
 
 /* The bind of an assumed pod. */
@@ -2823,8 +2986,8 @@ static bool remote(struct fx_model *m, struct pod *p, struct fx_attempt *a,
     /* Assumed as a local slice of gn, then moved: listed on its own node,
      * the allocation naming gn. */
     assume(m, p, gn, &gpl, cid, slice_mem);
-    unlink_pod(p);
-    link_pod(cn, p);
+    unlink_pod(m, p);
+    link_pod(m, cn, p);
     str_set(&p->node, cn->name);
     p->gpus = p->noquota = 0;
     if (fx_allocation_parse(p->allocation, &al, &err) == 0) {
@@ -2850,6 +3013,233 @@ static bool remote(struct fx_model *m, struct pod *p, struct fx_attempt *a,
         snprintf(a->message + off + w, sizeof(a->message) - off - (size_t)w, "%s", near_text);
     a->remote = !capped; /* its event: RemoteSlice, else the capped priority's warning */
     return true;
+}
+
+/* ---- inter-pod rules compiled to node requirements ----
+ *
+ * kube-scheduler's InterPodAffinity filter, evaluated over the pods the
+ * model knows on nodes (bound, assumed and nominated: a pod just decided
+ * counts for the next one) and turned, per decision, into requirements
+ * on topology labels added to the pod's node filter: the engine, its
+ * classes and its victim search stay as they are, and a node a rule
+ * excludes is never chosen, nor preempted on. A pod on a node out of the
+ * engine (not Ready, labels unreadable) is not counted: its domain is
+ * unknown. */
+
+/* One (topology key, value) that a rule names; strings belong to the
+ * engine and live through the decision. */
+struct dom {
+    const char *key, *val;
+};
+
+struct domset {
+    struct dom *d;
+    int n, cap;
+};
+
+static bool dom_add(struct domset *s, const char *key, const char *val)
+{
+    if (!val)
+        return true; /* the node has no such label: in no domain */
+    if (s->n == s->cap) {
+        int cap = s->cap ? s->cap * 2 : 16;
+        struct dom *d = fx_realloc(s->d, (size_t)cap * sizeof(*d));
+        if (!d)
+            return false;
+        s->d = d;
+        s->cap = cap;
+    }
+    s->d[s->n++] = (struct dom){key, val};
+    return true;
+}
+
+static int dom_cmp(const void *a, const void *b)
+{
+    const struct dom *x = a, *y = b;
+    int c = strcmp(x->key, y->key);
+    return c ? c : strcmp(x->val, y->val);
+}
+
+/* Sorted, each (key, value) once. */
+static void dom_unique(struct domset *s)
+{
+    if (s->n == 0)
+        return;
+    qsort(s->d, (size_t)s->n, sizeof(*s->d), dom_cmp);
+    int u = 1;
+    for (int i = 1; i < s->n; i++)
+        if (dom_cmp(&s->d[u - 1], &s->d[i]) != 0)
+            s->d[u++] = s->d[i];
+    s->n = u;
+}
+
+/* Whether s holds key (sorted: dom_unique). */
+static bool dom_has_key(const struct domset *s, const char *key)
+{
+    for (int i = 0; i < s->n; i++)
+        if (strcmp(s->d[i].key, key) == 0)
+            return true;
+    return false;
+}
+
+/* The label of node n as the engine's filters see it (NULL: none, or
+ * n out of the engine). */
+static const char *node_topo(const struct fx_model *m, const struct node *n, const char *key)
+{
+    return n && n->id >= 0 ? flexpu_engine_node_label(m->e, n->id, key) : NULL;
+}
+
+/* Appends "; WHAT KEY in [v1 v2 ...]" to note (cut to fit). */
+static void note_add(char *note, size_t len, const char *what, const char *key,
+                     const struct dom *d, int n)
+{
+    size_t off = strlen(note);
+    const char *dots;
+    const char *k = key_shown(key, &dots);
+    int w = snprintf(note + off, len - off, "%s%s %s%s in [", off ? "; " : "", what, dots, k);
+    for (int i = 0; w > 0 && i < n && off + (size_t)w < len; i++) {
+        off += (size_t)w;
+        w = snprintf(note + off, len - off, "%s%.63s", i ? " " : "", d[i].val);
+    }
+    if (w > 0 && off + (size_t)w < len) {
+        off += (size_t)w;
+        snprintf(note + off, len - off, "]");
+    }
+}
+
+/* For each key of s (sorted), one requirement: key NotIn (anti) or In its
+ * values; "what" names the rule in note. 0 or an error. */
+static int dom_require(struct flexpu_filter *f, const struct domset *s, bool in,
+                       const char *what, char *note, size_t len, struct flexpu_error *err)
+{
+    for (int i = 0, j; i < s->n; i = j) {
+        for (j = i; j < s->n && strcmp(s->d[j].key, s->d[i].key) == 0; j++)
+            ;
+        const char **vals = fx_malloc((size_t)(j - i) * sizeof(*vals));
+        if (!vals)
+            return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory compiling pod rules");
+        for (int k = i; k < j; k++)
+            vals[k - i] = s->d[k].val;
+        int rc = 0;
+        for (int k = 0; !rc && k < j - i; k += UINT16_MAX)
+            rc = flexpu_filter_add_required(f, s->d[i].key,
+                                            in ? FLEXPU_MATCH_IN : FLEXPU_MATCH_NOT_IN, vals + k,
+                                            j - i - k < UINT16_MAX ? j - i - k : UINT16_MAX, err);
+        fx_free(vals);
+        if (rc)
+            return rc;
+        note_add(note, len, what, s->d[i].key, s->d + i, j - i);
+    }
+    return 0;
+}
+
+/* A requirement no node meets (key Exists and DoesNotExist). */
+static int require_none(struct flexpu_filter *f, const char *key, struct flexpu_error *err)
+{
+    int rc = flexpu_filter_add_required(f, key, FLEXPU_MATCH_EXISTS, NULL, 0, err);
+    return rc ? rc : flexpu_filter_add_required(f, key, FLEXPU_MATCH_DOES_NOT_EXIST, NULL, 0, err);
+}
+
+/* The domains p's own terms (pod affinity: aff, anti-affinity: anti) and
+ * the anti-affinity of the pods on nodes (sym, its symmetric rule) name:
+ * one walk over the pods on engine nodes for p's own terms, one over the
+ * pods with anti-affinity for the symmetric rule. */
+static bool rules_domains(struct fx_model *m, const struct pod *p, struct domset *aff,
+                          struct domset *anti, struct domset *sym)
+{
+    const struct fx_pod_rules *r = p->rules;
+    bool ok = true;
+    const char *k;
+    void *v;
+    for (size_t i = 0; r && (r->naff || r->nanti) && fx_strmap_next(&m->nodes, &i, &k, &v);) {
+        const struct node *n = v;
+        if (n->id < 0 || !n->pods)
+            continue;
+        for (const struct pod *q = n->pods; q; q = q->next) {
+            if (q == p)
+                continue;
+            for (int t = 0; t < r->naff; t++)
+                if (fx_pod_term_matches(&r->aff[t], p->ns, q->ns, q->labels))
+                    ok &= dom_add(aff, r->aff[t].topo_key, node_topo(m, n, r->aff[t].topo_key));
+            for (int t = 0; t < r->nanti; t++)
+                if (fx_pod_term_matches(&r->anti[t], p->ns, q->ns, q->labels))
+                    ok &= dom_add(anti, r->anti[t].topo_key,
+                                  node_topo(m, n, r->anti[t].topo_key));
+        }
+    }
+    for (const struct pod *q = m->anti; q; q = q->anext) {
+        if (q == p || !q->on)
+            continue;
+        for (int t = 0; t < q->rules->nanti; t++)
+            if (fx_pod_term_matches(&q->rules->anti[t], q->ns, p->ns, p->labels))
+                ok &= dom_add(sym, q->rules->anti[t].topo_key,
+                              node_topo(m, q->on, q->rules->anti[t].topo_key));
+    }
+    dom_unique(aff);
+    dom_unique(anti);
+    dom_unique(sym);
+    return ok;
+}
+
+/* p's required pod affinity: every term's key on the node, and its value
+ * among the domains holding a pod some term selects (kube-scheduler counts
+ * them per key, whichever term it was). When no pod anywhere is selected
+ * and p matches all its own terms, any node with the keys will do: the
+ * first of a group with affinity to itself. */
+static int affinity_require(const struct pod *p, struct flexpu_filter *f, const struct domset *aff,
+                            char *note, size_t len, struct flexpu_error *err)
+{
+    const struct fx_pod_rules *r = p->rules;
+    bool self = aff->n == 0;
+    for (int t = 0; self && t < r->naff; t++)
+        self = fx_pod_term_matches(&r->aff[t], p->ns, p->ns, p->labels);
+    for (int t = 0; t < r->naff; t++) {
+        const char *key = r->aff[t].topo_key;
+        int rc = flexpu_filter_add_required(f, key, FLEXPU_MATCH_EXISTS, NULL, 0, err);
+        if (!rc && !self && !dom_has_key(aff, key)) {
+            rc = require_none(f, key, err);
+            note_add(note, len, "pod affinity: no pod it selects, in any", key, NULL, 0);
+        }
+        if (rc)
+            return rc;
+    }
+    return self ? 0 : dom_require(f, aff, true, "pod affinity: only", note, len, err);
+}
+
+/* Pod p's decision filter: its own node filter and, when inter-pod rules
+ * apply to it (its own, or the anti-affinity of pods on nodes that selects
+ * it), their requirements; *out NULL when none apply (p->filter is used
+ * as it is). note: which domains the rules exclude or allow, for the
+ * message of a pod that fits nowhere. 0 or FLEXPU_ENOMEM. */
+static int rules_filter(struct fx_model *m, const struct pod *p, struct flexpu_filter **out,
+                        char *note, size_t len)
+{
+    *out = NULL;
+    note[0] = '\0';
+    if (!p->rules && !m->anti)
+        return 0;
+    struct domset aff = {0}, anti = {0}, sym = {0};
+    struct flexpu_error err = {0};
+    int rc = rules_domains(m, p, &aff, &anti, &sym) ? 0 : FLEXPU_ENOMEM;
+    bool apply = p->rules || sym.n > 0;
+    struct flexpu_filter *f = !rc && apply ? flexpu_filter_copy(p->filter) : NULL;
+    if (!rc && apply && !f)
+        rc = FLEXPU_ENOMEM;
+    if (!rc && f)
+        rc = dom_require(f, &anti, false, "pod anti-affinity: not", note, len, &err);
+    if (!rc && f)
+        rc = dom_require(f, &sym, false, "existing pods' anti-affinity: not", note, len, &err);
+    if (!rc && f && p->rules && p->rules->naff)
+        rc = affinity_require(p, f, &aff, note, len, &err);
+    fx_free(aff.d);
+    fx_free(anti.d);
+    fx_free(sym.d);
+    if (rc) {
+        flexpu_filter_free(f);
+        return rc;
+    }
+    *out = f;
+    return 0;
 }
 
 /* Tells the pod `msg` once (FX_WAIT) and parks it: true when a is filled. */
@@ -3709,7 +4099,7 @@ static bool evict_done(struct fx_model *m, const char *uid, int rc)
         if (q->state != POD_NOMINATED || (q != pr && q->nvictims > 0))
             continue;
         release(m, q);
-        unlink_pod(q);
+        unlink_pod(m, q);
         str_set(&q->node, NULL);
         str_set(&q->allocation, NULL);
         q->nvictims = 0;
@@ -3887,7 +4277,7 @@ static bool borrow(struct fx_model *m, struct pod *p, struct fx_attempt *a)
     set_state(m, p, POD_ASSUMED);
     str_set(&p->node, best->name);
     str_set(&p->told, NULL);
-    link_pod(best, p);
+    link_pod(m, best, p);
     m->borrows++;
     bind_attempt(a, p);
     a->borrowed = true;
@@ -4268,16 +4658,35 @@ bool fx_model_next(struct fx_model *m, struct fx_attempt *a)
         struct flexpu_noplace why;
         int64_t id;
         int64_t slice_mem = 0;
+        /* Its inter-pod rules, as node requirements for this decision: the
+         * placement, a remote slice's node, borrowing and the victim search
+         * all read p->filter. */
+        struct flexpu_filter *own = p->filter, *ruled = NULL;
+        char note[300];
+        if (rules_filter(m, p, &ruled, note, sizeof(note))) {
+            FX_ERROR(COMP, "out of memory compiling inter-pod rules", "pod=%s/%s", STR(p->ns),
+                     STR(p->name));
+            set_state(m, p, POD_WAITING); /* retried at the next change */
+            continue;
+        }
+        if (ruled)
+            p->filter = ruled;
         int rc = place_pod(m, p, &pl, &id, &slice_mem, &why);
         /* A remote slice is a slice, and borrowing disturbs no one: both
          * come before evicting others. */
-        if (rc == FLEXPU_ENOFIT &&
-            (remote(m, p, a, &why) || borrow(m, p, a) || preempt(m, p, a)))
+        bool done = rc == FLEXPU_ENOFIT &&
+                    (remote(m, p, a, &why) || borrow(m, p, a) || preempt(m, p, a));
+        p->filter = own;
+        flexpu_filter_free(ruled);
+        if (done)
             return true;
         if (rc) {
             set_state(m, p, POD_WAITING);
             char msg[400];
-            snprintf(msg, sizeof(msg), "%s", why.text);
+            if (note[0])
+                snprintf(msg, sizeof(msg), "%.200s (inter-pod rules: %.170s)", why.text, note);
+            else
+                snprintf(msg, sizeof(msg), "%s", why.text);
             if (strcmp(msg, STR(p->told)) == 0)
                 continue; /* said already */
             str_set(&p->told, msg);
@@ -4312,7 +4721,7 @@ static void give_back(struct fx_model *m, struct pod *p)
     borrow_set(m, p, false);
     p->gpus = p->noquota = 0;
     release(m, p);
-    unlink_pod(p);
+    unlink_pod(m, p);
     str_set(&p->node, NULL);
     str_set(&p->allocation, NULL);
     enqueue(m, p);

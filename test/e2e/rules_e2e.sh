@@ -11,8 +11,8 @@
 # Rules: NoSchedule and NoExecute taints (skipped without a toleration, used
 # with one), PreferNoSchedule (avoided when another node fits), cordon
 # (spec.unschedulable), nodeSelector, required node affinity (In, NotIn,
-# Exists + Gt, terms ORed), preferred node affinity, and inter-pod affinity
-# refused with an event instead of ignored.
+# Exists + Gt, terms ORed), preferred node affinity, and required inter-pod
+# anti-affinity and affinity.
 E2E_NAME=rules-e2e
 # shellcheck source=test/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -219,20 +219,72 @@ case_preferred_affinity() {
   pass "preferred node affinity: the heavier matching term wins; an unmatched preference excludes nothing"
 }
 
-case_unsupported_refused() {
-  reset
-  node u1
+# ipod NAME SCHEDULER APP AFFINITY-JSON [NODE]: a pod labelled app=APP with
+# spec.affinity AFFINITY-JSON (may be empty), for SCHEDULER (flexpu: a 20%
+# slice; default: 100m CPU), or bound to NODE directly when given.
+ipod() {
+  local name="$1" sched="$2" app="$3" aff="${4:-}" on="${5:-}" res
+  if [ "$sched" = flexpu ]; then
+    sched='"schedulerName":"flexpu-scheduler",'
+    res='"limits":{"cpu":"1","memory":"1Gi","flexpu.io/gpu":"1","flexpu.io/gpu-cores":"20"}'
+  else
+    sched=""
+    res='"requests":{"cpu":"100m","memory":"64Mi"}'
+  fi
+  [ -n "$on" ] && sched="\"nodeName\":\"$on\","
+  [ -n "$aff" ] && aff="\"affinity\":$aff,"
   kubectl create -f - >/dev/null <<EOF
-{"apiVersion":"v1","kind":"Pod","metadata":{"name":"anti","namespace":"default","labels":{"app":"a"}},
- "spec":{"schedulerName":"flexpu-scheduler","affinity":{"podAntiAffinity":{
-   "requiredDuringSchedulingIgnoredDuringExecution":[{"labelSelector":{"matchLabels":{"app":"a"}},
-   "topologyKey":"kubernetes.io/hostname"}]}},
-  "containers":[{"name":"c","image":"x","resources":{"limits":{"flexpu.io/gpu":"1"}}}]}}
+{"apiVersion":"v1","kind":"Pod","metadata":{"name":"$name","namespace":"default","labels":{"app":"$app"}},
+ "spec":{$sched$aff"containers":[{"name":"c","image":"x","resources":{$res}}]}}
 EOF
-  wait_event anti "spec.affinity.podAntiAffinity"
-  wait_event anti "not supported"
-  [ -z "$(node_of anti)" ] || fail "a pod with inter-pod anti-affinity was placed as if it had none"
-  pass "inter-pod anti-affinity: an InvalidRequest event, never placed as if absent"
+}
+
+# wait_bound POD...: each is bound (or the wait runs out).
+wait_bound() {
+  local p
+  for p in "$@"; do
+    for _ in $(seq 1 150); do [ -n "$(node_of "$p")" ] && break; sleep 0.2; done
+  done
+}
+
+# Required pod anti-affinity one per node, the third replica pending until a
+# node appears; required pod affinity to a pod already running. The flexpu
+# pods select app=fx, the reference pods app=ref: the two sets never meet.
+case_inter_pod_affinity() {
+  reset
+  node h1 '"kubernetes.io/hostname":"h1"'
+  node h2 '"kubernetes.io/hostname":"h2"'
+  local s i sched got p
+  for s in fx ref; do
+    sched=$([ "$s" = fx ] && echo flexpu || echo default)
+    for i in 1 2 3; do
+      ipod "anti$i-$s" "$sched" "$s" "{\"podAntiAffinity\":{\"requiredDuringSchedulingIgnoredDuringExecution\":[{\"labelSelector\":{\"matchLabels\":{\"app\":\"$s\"}},\"topologyKey\":\"kubernetes.io/hostname\"}]}}"
+    done
+  done
+  wait_bound anti1-fx anti2-fx anti1-ref anti2-ref
+  for s in fx ref; do
+    [ -n "$(node_of "anti1-$s")" ] && [ -n "$(node_of "anti2-$s")" ] &&
+      [ "$(node_of "anti1-$s")" != "$(node_of "anti2-$s")" ] ||
+      fail "$s replicas with anti-affinity on '$(node_of "anti1-$s")' and '$(node_of "anti2-$s")'"
+  done
+  wait_event anti3-fx "pod anti-affinity: not kubernetes.io/hostname in [h1 h2]"
+  wait_event anti3-ref "didn't match pod anti-affinity rules"
+  for p in anti3-fx anti3-ref; do
+    [ -z "$(node_of "$p")" ] || fail "$p was bound to $(node_of "$p")"
+  done
+  node h3 '"kubernetes.io/hostname":"h3"'
+  wait_bound anti3-fx anti3-ref
+  for p in anti3-fx anti3-ref; do
+    got=$(node_of "$p")
+    [ "$got" = h3 ] || fail "pod $p is on '${got:-nothing}' once h3 appeared, expected h3"
+  done
+  # Pod affinity: next to the cache pod on h2, under both schedulers.
+  ipod cache default cache "" h2
+  local aff='{"podAffinity":{"requiredDuringSchedulingIgnoredDuringExecution":[{"labelSelector":{"matchLabels":{"app":"cache"}},"topologyKey":"kubernetes.io/hostname"}]}}'
+  ipod near flexpu near "$aff"
+  ipod near-ref default near "$aff"
+  both_on near h2
+  pass "inter-pod rules: anti-affinity one per node (the third placed when a node appears), affinity next to its pod, as kube-scheduler"
 }
 
 case_no_schedule_taint
@@ -242,5 +294,5 @@ case_cordon
 case_node_selector
 case_required_affinity
 case_preferred_affinity
-case_unsupported_refused
+case_inter_pod_affinity
 echo "$E2E_NAME: all passed"

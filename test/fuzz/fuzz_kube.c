@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Everything flexpu reads from Kubernetes that a user or another program
  * wrote: kubeconfig YAML, pod specs and annotations (node constraints
- * too, evaluated on the same object read as a node), node inventories,
+ * too, evaluated on the same object read as a node; inter-pod rules,
+ * matched against its own labels), node inventories,
  * allocation annotations, watch streams, and Queue objects with a pod's queue
  * and pod-group labels (read from the same JSON as the pod spec). The first
  * byte picks the parser;
@@ -13,6 +14,7 @@
 #include "flexpu/log.h"
 #include "kube/contract.h"
 #include "kube/kube.h"
+#include "kube/pod_rules.h"
 #include "kube/queue_spec.h"
 
 static int on_line(const char *type, json_t *obj, void *ctx)
@@ -34,10 +36,30 @@ static void drop_line(const char *line, void *ctx)
     (void)ctx;
 }
 
+/* The object's inter-pod rules, each term and spread selector matched
+ * against the object's own labels and namespace. */
+static void pod_rules(json_t *j)
+{
+    struct flexpu_error err;
+    struct fx_pod_rules *r = NULL;
+    if (fx_pod_rules_parse(j, &r, &err) || !r)
+        return;
+    json_t *labels = kube_get(j, "metadata.labels");
+    const char *ns = kube_str(j, "metadata.namespace");
+    for (int i = 0; i < r->naff; i++)
+        fx_pod_term_matches(&r->aff[i], ns, "other", labels);
+    for (int i = 0; i < r->nanti; i++)
+        fx_pod_term_matches(&r->anti[i], ns, ns, labels);
+    for (int i = 0; i < r->nspread; i++)
+        fx_label_sel_matches(&r->spread[i].sel, labels);
+    fx_pod_rules_free(r);
+}
+
 /* The object as a pod's node constraints and as a node's labels and
  * taints at once: the filter is evaluated on that node, and decided on. */
 static void filters(json_t *j)
 {
+    pod_rules(j);
     struct flexpu_error err;
     struct flexpu_filter *f = NULL;
     struct fx_node_attrs a;

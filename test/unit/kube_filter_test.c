@@ -238,11 +238,6 @@ static void test_malformed_pod_constraints_named(void **state)
         {PREF "[{\"weight\":5,\"preference\":{\"matchExpressions\":{}}}]}}",
          "[0].preference.matchExpressions", NULL},
         {PREF "[{\"weight\":5,\"preference\":\"zone\"}]}}", "[0].preference", NULL},
-        {"\"affinity\":{\"podAffinity\":{\"preferredDuringSchedulingIgnoredDuringExecution\":[]"
-         ",\"requiredDuringSchedulingIgnoredDuringExecution\":[{\"topologyKey\":\"z\"}]}}",
-         "spec.affinity.podAffinity", "not supported"},
-        {"\"topologySpreadConstraints\":[{\"maxSkew\":1,\"topologyKey\":\"zone\"}]",
-         "spec.topologySpreadConstraints", "not supported"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         json_t *p = pod("p", cases[i].spec);
@@ -385,7 +380,7 @@ static void test_model_places_by_the_rules(void **state)
     assert_int_equal(at.outcome, FX_INVALID);
     assert_non_null(strstr(at.message, "spec.tolerations[0].operator"));
     assert_non_null(strstr(at.message, "Sometimes"));
-    /* Unsupported constraints too. */
+    /* A malformed inter-pod rule too (kube/pod_rules.c). */
     at = next_for(m, pod("e", "\"topologySpreadConstraints\":[{\"maxSkew\":1}]"));
     assert_int_equal(at.outcome, FX_INVALID);
     assert_non_null(strstr(at.message, "spec.topologySpreadConstraints"));

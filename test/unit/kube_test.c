@@ -23,6 +23,7 @@
 #include "flexpu/log.h"
 #include "http_fake.h"
 #include "kube/contract.h"
+#include "kube/pod_rules.h"
 #include "kube/kube.h"
 #include "scheduler/bind.h"
 #include "scheduler/metrics.h"
@@ -239,7 +240,7 @@ static void test_two_gpu_containers_rejected(void **state)
     json_decref(p);
 }
 
-static void test_unsupported_constraints_refused(void **state)
+static void test_inter_pod_rules_read_apart(void **state)
 {
     (void)state;
     json_error_t je;
@@ -251,14 +252,28 @@ static void test_unsupported_constraints_refused(void **state)
     struct flexpu_error err = {0};
     assert_int_equal(fx_pod_spec_parse(p, &s, &err), 0);
     json_decref(p);
-    /* What flexpu-scheduler does not evaluate is refused, naming it. */
+    /* Inter-pod rules are no node filter: read apart (kube/pod_rules.h),
+     * malformed ones refused naming the field. */
     p = json_loads("{\"spec\":{\"affinity\":{\"podAntiAffinity\":{\"requiredDuringScheduling"
                    "IgnoredDuringExecution\":[{\"topologyKey\":\"zone\"}]}},\"containers\":[]}}",
                    0, &je);
     struct flexpu_filter *f = NULL;
-    assert_int_equal(fx_pod_filter_parse(p, &f, &err), FLEXPU_EINVAL);
+    assert_int_equal(fx_pod_filter_parse(p, &f, &err), 0);
     assert_null(f);
-    assert_non_null(strstr(err.msg, "spec.affinity.podAntiAffinity"));
+    struct fx_pod_rules *r = NULL;
+    assert_int_equal(fx_pod_rules_parse(p, &r, &err), 0);
+    assert_non_null(r);
+    assert_int_equal(r->nanti, 1);
+    assert_true(r->anti[0].sel.nothing); /* no labelSelector: selects no pod */
+    fx_pod_rules_free(r);
+    json_decref(p);
+    p = json_loads("{\"spec\":{\"affinity\":{\"podAntiAffinity\":{\"requiredDuringScheduling"
+                   "IgnoredDuringExecution\":[{\"topologyKey\":\"\"}]}},\"containers\":[]}}",
+                   0, &je);
+    assert_int_equal(fx_pod_rules_parse(p, &r, &err), FLEXPU_EINVAL);
+    assert_null(r);
+    assert_non_null(strstr(err.msg, "spec.affinity.podAntiAffinity.requiredDuringScheduling"
+                                    "IgnoredDuringExecution[0].topologyKey"));
     json_decref(p);
 }
 
@@ -1933,7 +1948,7 @@ int main(void)
         cmocka_unit_test(test_default_slice_mem),
         cmocka_unit_test(test_allocation_check),
         cmocka_unit_test(test_two_gpu_containers_rejected),
-        cmocka_unit_test(test_unsupported_constraints_refused),
+        cmocka_unit_test(test_inter_pod_rules_read_apart),
         cmocka_unit_test(test_allocation_and_inventory),
         cmocka_unit_test(test_kubeconfig),
         cmocka_unit_test(test_stream_splitter),

@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* A pod's inter-pod rules as kube-scheduler's InterPodAffinity and
+ * PodTopologySpread plugins read them: the required terms of
+ * spec.affinity.podAffinity and podAntiAffinity, and
+ * spec.topologySpreadConstraints. Read here; the scheduler's model turns
+ * them into node requirements per decision (docs/SCHEDULING.md, "Node
+ * filters and preferences"). */
+#ifndef FX_KUBE_POD_RULES_H
+#define FX_KUBE_POD_RULES_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "flexpu/error.h"
+
+enum fx_sel_op { FX_SEL_IN, FX_SEL_NOT_IN, FX_SEL_EXISTS, FX_SEL_DOES_NOT_EXIST };
+
+/* One requirement of a metav1.LabelSelector. */
+struct fx_sel_req {
+    char *key;
+    enum fx_sel_op op;
+    char **vals;
+    int nvals;
+};
+
+/* A label selector: all its requirements hold. `nothing`: the selector
+ * was absent, which selects no pod (labels.Nothing()); an empty one ({})
+ * selects every pod. */
+struct fx_label_sel {
+    struct fx_sel_req *req;
+    int nreq;
+    bool nothing;
+};
+
+/* A required pod (anti-)affinity term. Namespaces: all_ns (an empty
+ * namespaceSelector), else the listed ones, else (none listed) the
+ * namespace of the pod that carries the term. */
+struct fx_pod_term {
+    char *topo_key;
+    struct fx_label_sel sel;
+    char **ns;
+    int nns;
+    bool all_ns;
+};
+
+/* A topology spread constraint. hard: whenUnsatisfiable DoNotSchedule
+ * (ScheduleAnyway ones are not kept: see fx_pod_rules_parse). */
+struct fx_spread {
+    char *topo_key;
+    int max_skew;
+    int min_domains;       /* 1 when absent */
+    struct fx_label_sel sel;
+    bool honor_affinity;   /* nodeAffinityPolicy: Honor (the default) */
+    bool honor_taints;     /* nodeTaintsPolicy: Honor (default Ignore) */
+};
+
+struct fx_pod_rules {
+    struct fx_pod_term *aff, *anti;
+    int naff, nanti;
+    struct fx_spread *spread;
+    int nspread;
+    uint64_t hash; /* of the JSON they were read from: an edit changes it */
+};
+
+/* Reads pod's inter-pod rules. *out is NULL when it has none (or only
+ * preferred terms and ScheduleAnyway constraints, which flexpu-scheduler
+ * does not score: docs/KUBERNETES.md). Malformed input gives FLEXPU_EINVAL
+ * naming the field and the value; what flexpu does not evaluate (a
+ * namespaceSelector with labels) too. matchLabelKeys and mismatchLabelKeys
+ * are merged into the selector (key In / NotIn the pod's own value), as
+ * the API server and kube-scheduler do. */
+int fx_pod_rules_parse(json_t *pod, struct fx_pod_rules **out, struct flexpu_error *err);
+void fx_pod_rules_free(struct fx_pod_rules *r);
+
+/* Whether labels (a pod's metadata.labels, NULL: none) satisfy s. */
+bool fx_label_sel_matches(const struct fx_label_sel *s, json_t *labels);
+
+/* Whether a pod in namespace ns with labels matches term t carried by a pod
+ * of namespace own_ns. */
+bool fx_pod_term_matches(const struct fx_pod_term *t, const char *own_ns, const char *ns,
+                         json_t *labels);
+
+#endif

@@ -1,0 +1,354 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Inter-pod rules in the scheduler's model (docs/KUBERNETES.md, "Node
+ * filters"): required pod anti-affinity and its symmetric rule, required
+ * pod affinity, as kube-scheduler's InterPodAffinity plugin evaluates them,
+ * and their malformed forms refused naming the field. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "kube/contract.h"
+#include "scheduler/model.h"
+
+#include "model_fixture.h"
+
+/* Node `name` with one A100, 16 CPUs and labels `zone` (topology.kubernetes.io/zone,
+ * NULL: none) and kubernetes.io/hostname. */
+static void node(struct fx_model *m, const char *name, const char *zone)
+{
+    char *text = a100_inventory(name, 1);
+    json_t *labels = json_pack("{s:s}", "kubernetes.io/hostname", name);
+    if (zone)
+        json_object_set_new(labels, "topology.kubernetes.io/zone", json_string(zone));
+    json_t *n = json_pack("{s:{s:s, s:{s:s}, s:o}, s:{}, s:{s:{s:s, s:s}}}", "metadata", "name",
+                          name, "annotations", "flexpu.io/gpus", text, "labels", labels, "spec",
+                          "status", "allocatable", "cpu", "16", "memory", "64Gi");
+    assert_non_null(n);
+    fx_model_node_event(m, KUBE_MODIFIED, n);
+    json_decref(n);
+    free(text);
+}
+
+/* Pod `uid` in namespace ns asking a tenth of a GPU, with labels and
+ * spec.affinity given as JSON text (NULL: none); bound to `on` (another
+ * scheduler's pod, holding `cores` of its GPU) when not NULL. */
+static void pod_full(struct fx_model *m, const char *uid, const char *ns, const char *labels,
+                     const char *affinity, int sec, const char *on, const char *cores, int prio)
+{
+    char created[40];
+    snprintf(created, sizeof(created), "2026-01-01T00:%02d:%02dZ", sec / 60, sec % 60);
+    json_t *p = json_pack("{s:{s:s, s:s, s:s, s:s}, s:{s:s, s:[{s:s, s:{s:{s:s, s:s, s:s}}}]}}",
+                          "metadata", "name", uid, "namespace", ns, "uid", uid,
+                          "creationTimestamp", created, "spec", "schedulerName",
+                          on ? "default-scheduler" : "flexpu-scheduler", "containers", "name",
+                          "c", "resources", "limits", "cpu", "1", "flexpu.io/gpu", "1",
+                          "flexpu.io/gpu-cores", cores);
+    assert_non_null(p);
+    json_object_set_new(json_object_get(p, "spec"), "priority", json_integer(prio));
+    json_error_t je;
+    if (labels) {
+        json_t *l = json_loads(labels, 0, &je);
+        if (!l)
+            fail_msg("labels: %s", je.text);
+        json_object_set_new(json_object_get(p, "metadata"), "labels", l);
+    }
+    if (affinity) {
+        json_t *a = json_loads(affinity, 0, &je);
+        if (!a)
+            fail_msg("affinity: %s", je.text);
+        json_object_set_new(json_object_get(p, "spec"), "affinity", a);
+    }
+    if (on) {
+        struct fx_allocation al = {.ngpu = 1};
+        snprintf(al.gpus[0].uuid, sizeof(al.gpus[0].uuid), "GPU-%s-0", on);
+        al.gpus[0].cores = atoi(cores);
+        al.gpus[0].mem = fx_default_slice_mem(1, al.gpus[0].cores, 0, 80 * GIB);
+        char *text = fx_allocation_format(&al);
+        json_object_set_new(json_object_get(p, "metadata"), "annotations",
+                            json_pack("{s:s}", FX_ANN_ALLOCATION, text));
+        free(text);
+        json_object_set_new(json_object_get(p, "spec"), "nodeName", json_string(on));
+    }
+    fx_model_pod_event(m, KUBE_ADDED, p);
+    json_decref(p);
+}
+
+static void pod_in(struct fx_model *m, const char *uid, const char *ns, const char *labels,
+                   const char *affinity, int sec, const char *on)
+{
+    pod_full(m, uid, ns, labels, affinity, sec, on, "10", 0);
+}
+
+static void pod(struct fx_model *m, const char *uid, const char *labels, const char *affinity,
+                int sec)
+{
+    pod_in(m, uid, "t", labels, affinity, sec, NULL);
+}
+
+#define WEB "{\"app\": \"web\"}"
+/* Required anti-affinity to app=web on topology key KEY. */
+#define ANTI(KEY)                                                                                  \
+    "{\"podAntiAffinity\": {\"requiredDuringSchedulingIgnoredDuringExecution\": [{"               \
+    "\"labelSelector\": {\"matchLabels\": {\"app\": \"web\"}}, \"topologyKey\": \"" KEY "\"}]}}"
+#define HOST "kubernetes.io/hostname"
+#define ZONE "topology.kubernetes.io/zone"
+
+static void check(struct fx_model *m)
+{
+    struct flexpu_error err = {0};
+    if (fx_model_check(m, &err))
+        fail_msg("model check: %s", err.msg);
+}
+
+/* Replicas with anti-affinity on the hostname go one per node; the third
+ * of two nodes waits, told why, and is placed when a third node appears. */
+static void test_one_per_node(void **state)
+{
+    (void)state;
+    struct fx_model *m = new_model();
+    node(m, "n1", NULL);
+    node(m, "n2", NULL);
+    pod(m, "r1", WEB, ANTI(HOST), 0);
+    pod(m, "r2", WEB, ANTI(HOST), 1);
+    pod(m, "r3", WEB, ANTI(HOST), 2);
+    struct fx_attempt a1 = next(m, FX_BIND, "r1");
+    struct fx_attempt a2 = next(m, FX_BIND, "r2"); /* assumed r1 counts already */
+    assert_string_not_equal(a1.node, a2.node);
+    struct fx_attempt w = next(m, FX_WAIT, "r3");
+    assert_non_null(strstr(w.message, "pod anti-affinity: not " HOST " in [n1 n2]"));
+    struct fx_attempt none;
+    assert_false(fx_model_next(m, &none));
+    node(m, "n3", NULL);
+    struct fx_attempt a3 = next(m, FX_BIND, "r3");
+    assert_string_equal(a3.node, "n3");
+    check(m);
+    fx_model_free(m);
+}
+
+/* On a zone key: two zones take two replicas; the third waits, and is
+ * placed when a replica is deleted, in the zone it freed, though the nodes
+ * there never lacked capacity (woken by the pod gone, not by a node). */
+static void test_zone_key(void **state)
+{
+    (void)state;
+    struct fx_model *m = new_model();
+    node(m, "a1", "a");
+    node(m, "a2", "a");
+    node(m, "b1", "b");
+    pod(m, "r1", WEB, ANTI(ZONE), 0);
+    pod(m, "r2", WEB, ANTI(ZONE), 1);
+    pod(m, "r3", WEB, ANTI(ZONE), 2);
+    struct fx_attempt a1 = next(m, FX_BIND, "r1");
+    struct fx_attempt a2 = next(m, FX_BIND, "r2");
+    assert_true((a1.node[0] == 'a') != (a2.node[0] == 'a'));
+    struct fx_attempt w = next(m, FX_WAIT, "r3");
+    assert_non_null(strstr(w.message, "not " ZONE " in [a b]"));
+    const char *gone_uid = a1.node[0] == 'a' ? "r1" : "r2";
+    gone(m, gone_uid);
+    struct fx_attempt a3 = next(m, FX_BIND, "r3");
+    assert_int_equal(a3.node[0], 'a');
+    check(m);
+    fx_model_free(m);
+}
+
+/* kube-scheduler's symmetric rule: a pod already on n1 whose anti-affinity
+ * selects the incoming pod keeps it off n1, though the incoming pod has no
+ * rule of its own; with n1 alone it waits, and goes there once that pod is
+ * deleted. Another scheduler's pod counts as much as ours. */
+static void test_symmetric(void **state)
+{
+    (void)state;
+    struct fx_model *m = new_model();
+    node(m, "n1", NULL);
+    node(m, "n2", NULL);
+    pod_in(m, "e1", "t", "{\"app\": \"db\"}", ANTI(HOST), 0, "n1");
+    for (int i = 0; i < 3; i++) { /* never n1, whatever the engine prefers */
+        char uid[8];
+        snprintf(uid, sizeof(uid), "w%d", i);
+        pod(m, uid, WEB, NULL, 1 + i);
+        assert_string_equal(next(m, FX_BIND, uid).node, "n2");
+    }
+    fx_model_free(m);
+
+    m = new_model();
+    node(m, "n1", NULL);
+    pod_in(m, "e1", "t", NULL, ANTI(HOST), 0, "n1");
+    pod(m, "w", WEB, NULL, 1);
+    struct fx_attempt w = next(m, FX_WAIT, "w");
+    assert_non_null(strstr(w.message, "existing pods' anti-affinity: not " HOST " in [n1]"));
+    pod(m, "x", "{\"app\": \"other\"}", NULL, 2); /* not selected: goes */
+    assert_string_equal(next(m, FX_BIND, "x").node, "n1");
+    gone(m, "e1");
+    assert_string_equal(next(m, FX_BIND, "w").node, "n1");
+    check(m);
+    fx_model_free(m);
+}
+
+/* A term without namespaces selects pods of the pod's own namespace only;
+ * one listing namespaces, those; an empty namespaceSelector, every one. */
+static void test_namespaces(void **state)
+{
+    (void)state;
+    struct fx_model *m = new_model();
+    node(m, "n1", NULL);
+    pod_in(m, "o1", "other", WEB, NULL, 0, "n1");
+    pod(m, "p1", WEB, ANTI(HOST), 1);
+    assert_string_equal(next(m, FX_BIND, "p1").node, "n1"); /* o1 is in another namespace */
+    pod(m, "p2", "{\"app\": \"api\"}",
+        "{\"podAntiAffinity\": {\"requiredDuringSchedulingIgnoredDuringExecution\": [{"
+        "\"labelSelector\": {\"matchLabels\": {\"app\": \"web\"}}, \"namespaces\": [\"other\"],"
+        " \"topologyKey\": \"" HOST "\"}]}}",
+        2);
+    next(m, FX_WAIT, "p2");
+    pod(m, "p3", "{\"app\": \"api\"}",
+        "{\"podAntiAffinity\": {\"requiredDuringSchedulingIgnoredDuringExecution\": [{"
+        "\"labelSelector\": {\"matchExpressions\": [{\"key\": \"app\", \"operator\": \"In\","
+        " \"values\": [\"web\", \"x\"]}]}, \"namespaceSelector\": {},"
+        " \"topologyKey\": \"" HOST "\"}]}}",
+        3);
+    next(m, FX_WAIT, "p3");
+    pod(m, "p4", "{\"app\": \"api\"}",
+        "{\"podAntiAffinity\": {\"requiredDuringSchedulingIgnoredDuringExecution\": [{"
+        "\"labelSelector\": {\"matchExpressions\": [{\"key\": \"app\", \"operator\": \"NotIn\","
+        " \"values\": [\"web\"]}]}, \"namespaceSelector\": {},"
+        " \"topologyKey\": \"" HOST "\"}]}}",
+        4);
+    assert_string_equal(next(m, FX_BIND, "p4").node, "n1"); /* p2, p3 wait: none is on n1 */
+    check(m);
+    fx_model_free(m);
+}
+
+#define AFF(SEL, KEY)                                                                              \
+    "{\"podAffinity\": {\"requiredDuringSchedulingIgnoredDuringExecution\": [{"                   \
+    "\"labelSelector\": {\"matchLabels\": " SEL "}, \"topologyKey\": \"" KEY "\"}]}}"
+
+/* Pod affinity: a pod goes where a pod it selects runs (in that zone);
+ * with none anywhere it waits unless it selects itself (the first of a
+ * group), and is placed once a pod it selects is bound. */
+static void test_affinity(void **state)
+{
+    (void)state;
+    struct fx_model *m = new_model();
+    node(m, "a1", "a");
+    node(m, "b1", "b");
+    node(m, "b2", "b");
+    node(m, "nz", NULL); /* no zone label: never for a zone affinity */
+    pod_in(m, "cache", "t", "{\"app\": \"cache\"}", NULL, 0, "b2");
+    for (int i = 0; i < 3; i++) {
+        char uid[8];
+        snprintf(uid, sizeof(uid), "c%d", i);
+        pod(m, uid, WEB, AFF("{\"app\": \"cache\"}", ZONE), 1 + i);
+        assert_int_equal(next(m, FX_BIND, uid).node[0], 'b');
+    }
+    /* Nothing selected anywhere, and not itself: waits. */
+    pod(m, "lonely", WEB, AFF("{\"app\": \"queue\"}", ZONE), 10);
+    struct fx_attempt w = next(m, FX_WAIT, "lonely");
+    assert_non_null(strstr(w.message, "pod affinity"));
+    /* Selects itself, nothing else: the first goes anywhere with a zone,
+     * the second joins it. */
+    pod(m, "s1", "{\"app\": \"s\"}", AFF("{\"app\": \"s\"}", ZONE), 11);
+    const char *n1 = next(m, FX_BIND, "s1").node;
+    assert_string_not_equal(n1, "nz");
+    char z = n1[0];
+    pod(m, "s2", "{\"app\": \"s\"}", AFF("{\"app\": \"s\"}", ZONE), 12);
+    assert_int_equal(next(m, FX_BIND, "s2").node[0], z);
+    /* A queue pod bound in zone a: lonely is woken and goes there. */
+    pod_in(m, "q", "t", "{\"app\": \"queue\"}", NULL, 13, "a1");
+    assert_string_equal(next(m, FX_BIND, "lonely").node, "a1");
+    check(m);
+    fx_model_free(m);
+}
+
+/* Preemption never picks a node the rule excludes: two nodes full of
+ * low-priority pods, one of them selected by the preemptor's anti-affinity;
+ * the victim is on the other node, whichever of the two the victim search
+ * would prefer without the rule (both labellings tried). */
+static void test_preemption_honours_rules(void **state)
+{
+    (void)state;
+    for (int flip = 0; flip < 2; flip++) {
+        struct fx_model *m = new_model();
+        node(m, "n1", NULL);
+        node(m, "n2", NULL);
+        pod_full(m, "o1", "t", flip ? "{\"app\": \"db\"}" : WEB, NULL, 0, "n1", "100", 0);
+        pod_full(m, "o2", "t", flip ? WEB : "{\"app\": \"db\"}", NULL, 1, "n2", "100", 0);
+        pod_full(m, "p", "t", NULL, ANTI(HOST), 2, NULL, "100", 1000);
+        struct fx_attempt a = next(m, FX_NOMINATE, "p");
+        assert_string_equal(a.node, flip ? "n1" : "n2");
+        a = next(m, FX_EVICT, flip ? "o1" : "o2");
+        check(m);
+        fx_model_free(m);
+    }
+}
+
+/* Malformed rules are refused naming the field and the value; a member of
+ * a pod group with a rule, naming the field. */
+static void test_malformed(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *aff, *want;
+    } cases[] = {
+        {"{\"podAntiAffinity\": {\"requiredDuringSchedulingIgnoredDuringExecution\": [{"
+         "\"labelSelector\": {\"matchExpressions\": [{\"key\": \"app\", \"operator\": \"Is\","
+         " \"values\": [\"web\"]}]}, \"topologyKey\": \"" HOST "\"}]}}",
+         "spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution[0]."
+         "labelSelector.matchExpressions[0].operator': invalid value 'Is'"},
+        {"{\"podAffinity\": {\"requiredDuringSchedulingIgnoredDuringExecution\": [{"
+         "\"labelSelector\": {\"matchLabels\": {\"app\": \"web\"}}, \"topologyKey\": \"\"}]}}",
+         "spec.affinity.podAffinity.requiredDuringSchedulingIgnoredDuringExecution[0]."
+         "topologyKey': invalid value '': must not be empty"},
+        {"{\"podAntiAffinity\": {\"requiredDuringSchedulingIgnoredDuringExecution\": [{"
+         "\"labelSelector\": {\"matchExpressions\": [{\"key\": \"app\", \"operator\": \"In\"}]},"
+         " \"topologyKey\": \"" HOST "\"}]}}",
+         "labelSelector.matchExpressions[0].values': invalid value 'In'"},
+        {"{\"podAntiAffinity\": {\"requiredDuringSchedulingIgnoredDuringExecution\": [{"
+         "\"labelSelector\": {}, \"namespaceSelector\": {\"matchLabels\": {\"team\": \"a\"}},"
+         " \"topologyKey\": \"" HOST "\"}]}}",
+         "[0].namespaceSelector'"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct fx_model *m = new_model();
+        node(m, "n1", NULL);
+        pod(m, "p", WEB, cases[i].aff, 0);
+        struct fx_attempt a = next(m, FX_INVALID, "p");
+        if (!strstr(a.message, cases[i].want))
+            fail_msg("case %zu: %s", i, a.message);
+        fx_model_free(m);
+    }
+    struct fx_model *m = new_model();
+    node(m, "n1", NULL);
+    json_t *p = json_pack("{s:{s:s, s:s, s:s, s:{s:s}, s:{s:s}}, s:{s:s, s:[{s:s, s:{s:{s:s}}}]}}",
+                          "metadata", "name", "g", "namespace", "t", "uid", "g", "labels",
+                          "flexpu.io/pod-group", "grp", "annotations", "flexpu.io/min-members",
+                          "2", "spec", "schedulerName",
+                          "flexpu-scheduler", "containers", "name", "c", "resources", "limits",
+                          "cpu", "1");
+    json_error_t je;
+    json_object_set_new(json_object_get(p, "spec"), "affinity", json_loads(ANTI(HOST), 0, &je));
+    fx_model_pod_event(m, KUBE_ADDED, p);
+    json_decref(p);
+    struct fx_attempt a = next(m, FX_INVALID, "g");
+    if (!strstr(a.message, "spec.affinity.podAntiAffinity") || !strstr(a.message, "pod group"))
+        fail_msg("%s", a.message);
+    fx_model_free(m);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_one_per_node), cmocka_unit_test(test_zone_key),
+        cmocka_unit_test(test_symmetric),    cmocka_unit_test(test_namespaces),
+        cmocka_unit_test(test_affinity),     cmocka_unit_test(test_preemption_honours_rules),
+        cmocka_unit_test(test_malformed),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
