@@ -367,9 +367,6 @@ static int spreads_parse(json_t *list, json_t *own, struct fx_pod_rules *r,
         int rc = spread_parse(c, f, own, s, &hard, err);
         if (rc)
             return rc;
-        if (hard)
-            return bad(err, f, "DoNotSchedule",
-                       "topology spread constraints are not supported yet by flexpu-scheduler");
         if (!hard) { /* ScheduleAnyway: a score flexpu does not compute */
             fx_free(s->topo_key);
             sel_free(&s->sel);

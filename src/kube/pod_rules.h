@@ -45,7 +45,7 @@ struct fx_pod_term {
     bool all_ns;
 };
 
-/* A topology spread constraint. hard: whenUnsatisfiable DoNotSchedule
+/* A topology spread constraint with whenUnsatisfiable DoNotSchedule
  * (ScheduleAnyway ones are not kept: see fx_pod_rules_parse). */
 struct fx_spread {
     char *topo_key;

@@ -3017,9 +3017,10 @@ static bool remote(struct fx_model *m, struct pod *p, struct fx_attempt *a,
 
 /* ---- inter-pod rules compiled to node requirements ----
  *
- * kube-scheduler's InterPodAffinity filter, evaluated over the pods the
- * model knows on nodes (bound, assumed and nominated: a pod just decided
- * counts for the next one) and turned, per decision, into requirements
+ * kube-scheduler's InterPodAffinity and PodTopologySpread filters,
+ * evaluated over the pods the model knows on nodes (bound, assumed and
+ * nominated: a pod just decided counts for the next one) and turned, per
+ * decision, into requirements
  * on topology labels added to the pod's node filter: the engine, its
  * classes and its victim search stay as they are, and a node a rule
  * excludes is never chosen, nor preempted on. A pod on a node out of the
@@ -3206,6 +3207,112 @@ static int affinity_require(const struct pod *p, struct flexpu_filter *f, const 
     return self ? 0 : dom_require(f, aff, true, "pod affinity: only", note, len, err);
 }
 
+/* One domain of a spread constraint and the pods there it counts. */
+struct dcount {
+    const char *val;
+    int count;
+};
+
+static int dcount_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct dcount *)a)->val, ((const struct dcount *)b)->val);
+}
+
+/* Whether node n counts for spread constraint c of pod p (kube-scheduler's
+ * node inclusion policies): with nodeAffinityPolicy Honor, it passes p's
+ * node selector and required affinity (aff: p's filter tolerating every
+ * taint); with nodeTaintsPolicy Honor, p tolerates its taints (tol: p's
+ * tolerations alone). */
+static bool spread_includes(const struct fx_model *m, const struct node *n,
+                            const struct fx_spread *c, const struct flexpu_filter *aff,
+                            const struct flexpu_filter *tol)
+{
+    return (!c->honor_affinity || flexpu_engine_node_filter(m->e, n->id, aff, NULL, NULL) == -1) &&
+           (!c->honor_taints || flexpu_engine_node_filter(m->e, n->id, tol, NULL, NULL) == -1);
+}
+
+/* Spread constraint ci of p (whenUnsatisfiable DoNotSchedule), as
+ * kube-scheduler's PodTopologySpread filter: over the engine nodes that
+ * have every constraint's key and that its inclusion policies keep, the
+ * pods of p's namespace its selector matches, per domain; a domain is
+ * allowed when its count, plus 1 if p matches the selector itself, minus
+ * the smallest count (0 while fewer domains than minDomains exist) is at
+ * most maxSkew. Adds key In the allowed domains to f. */
+static int spread_one(struct fx_model *m, const struct pod *p, int ci, struct flexpu_filter *f,
+                      const struct flexpu_filter *aff, const struct flexpu_filter *tol,
+                      char *note, size_t len, struct flexpu_error *err)
+{
+    const struct fx_pod_rules *r = p->rules;
+    const struct fx_spread *c = &r->spread[ci];
+    struct dcount *d = fx_malloc((m->nodes.len + 1) * sizeof(*d));
+    if (!d)
+        return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory compiling spread constraints");
+    int n = 0;
+    const char *k;
+    void *v;
+    for (size_t i = 0; fx_strmap_next(&m->nodes, &i, &k, &v);) {
+        const struct node *nd = v;
+        bool keys = nd->id >= 0;
+        for (int j = 0; keys && j < r->nspread; j++)
+            keys = node_topo(m, nd, r->spread[j].topo_key) != NULL;
+        if (!keys || !spread_includes(m, nd, c, aff, tol))
+            continue;
+        int cnt = 0;
+        for (const struct pod *q = nd->pods; q; q = q->next)
+            cnt += q != p && strcmp(STR(q->ns), STR(p->ns)) == 0 &&
+                   fx_label_sel_matches(&c->sel, q->labels);
+        d[n++] = (struct dcount){node_topo(m, nd, c->topo_key), cnt};
+    }
+    qsort(d, (size_t)n, sizeof(*d), dcount_cmp);
+    int u = 0;
+    for (int i = 0; i < n; i++) {
+        if (u > 0 && strcmp(d[u - 1].val, d[i].val) == 0)
+            d[u - 1].count += d[i].count;
+        else
+            d[u++] = d[i];
+    }
+    int min = u > 0 ? d[0].count : 0;
+    for (int i = 1; i < u; i++)
+        min = d[i].count < min ? d[i].count : min;
+    if (u < c->min_domains)
+        min = 0;
+    int self = fx_label_sel_matches(&c->sel, p->labels) ? 1 : 0;
+    struct domset ok = {0};
+    bool mem = true;
+    for (int i = 0; i < u; i++)
+        if (d[i].count + self - min <= c->max_skew)
+            mem &= dom_add(&ok, c->topo_key, d[i].val);
+    fx_free(d);
+    int rc = mem ? 0 : flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory compiling spread");
+    if (!rc)
+        rc = flexpu_filter_add_required(f, c->topo_key, FLEXPU_MATCH_EXISTS, NULL, 0, err);
+    if (!rc && ok.n == 0) {
+        rc = require_none(f, c->topo_key, err);
+        note_add(note, len, "topology spread: no domain of", c->topo_key, NULL, 0);
+    } else if (!rc) {
+        rc = dom_require(f, &ok, true, "topology spread: only", note, len, err);
+    }
+    fx_free(ok.d);
+    return rc;
+}
+
+/* p's spread constraints, each ANDed into f (spread_one). */
+static int spread_require(struct fx_model *m, const struct pod *p, struct flexpu_filter *f,
+                          char *note, size_t len, struct flexpu_error *err)
+{
+    struct flexpu_filter *aff = flexpu_filter_copy(p->filter), *tol = flexpu_filter_new();
+    int rc = aff && tol ? 0 : flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory");
+    if (!rc)
+        rc = flexpu_filter_add_toleration(aff, "", FLEXPU_TOL_EXISTS, "", FLEXPU_TAINT_ANY, err);
+    if (!rc)
+        rc = flexpu_filter_copy_tolerations(tol, p->filter, err);
+    for (int i = 0; !rc && i < p->rules->nspread; i++)
+        rc = spread_one(m, p, i, f, aff, tol, note, len, err);
+    flexpu_filter_free(aff);
+    flexpu_filter_free(tol);
+    return rc;
+}
+
 /* Pod p's decision filter: its own node filter and, when inter-pod rules
  * apply to it (its own, or the anti-affinity of pods on nodes that selects
  * it), their requirements; *out NULL when none apply (p->filter is used
@@ -3231,6 +3338,8 @@ static int rules_filter(struct fx_model *m, const struct pod *p, struct flexpu_f
         rc = dom_require(f, &sym, false, "existing pods' anti-affinity: not", note, len, &err);
     if (!rc && f && p->rules && p->rules->naff)
         rc = affinity_require(p, f, &aff, note, len, &err);
+    if (!rc && f && p->rules && p->rules->nspread)
+        rc = spread_require(m, p, f, note, len, &err);
     fx_free(aff.d);
     fx_free(anti.d);
     fx_free(sym.d);

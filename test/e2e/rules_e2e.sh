@@ -11,8 +11,8 @@
 # Rules: NoSchedule and NoExecute taints (skipped without a toleration, used
 # with one), PreferNoSchedule (avoided when another node fits), cordon
 # (spec.unschedulable), nodeSelector, required node affinity (In, NotIn,
-# Exists + Gt, terms ORed), preferred node affinity, and required inter-pod
-# anti-affinity and affinity.
+# Exists + Gt, terms ORed), preferred node affinity, required inter-pod
+# anti-affinity and affinity, and topology spread constraints.
 E2E_NAME=rules-e2e
 # shellcheck source=test/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -287,6 +287,59 @@ case_inter_pod_affinity() {
   pass "inter-pod rules: anti-affinity one per node (the third placed when a node appears), affinity next to its pod, as kube-scheduler"
 }
 
+zone_count() { # ZONE POD...: how many of the pods are on nodes of ZONE (named ZONE-*)
+  local z="$1" n=0 p
+  shift
+  for p in "$@"; do
+    case "$(node_of "$p")" in "$z"-*) n=$((n + 1)) ;; esac
+  done
+  echo "$n"
+}
+
+# topologySpreadConstraints DoNotSchedule with maxSkew 1 over two zones of
+# unequal size (two nodes in a, one in b): four replicas land two per zone
+# under both schedulers, though zone a has twice the nodes.
+case_topology_spread() {
+  reset
+  node a-1 '"topology.kubernetes.io/zone":"a"'
+  node a-2 '"topology.kubernetes.io/zone":"a"'
+  node b-1 '"topology.kubernetes.io/zone":"b"'
+  local s i sched pods_of
+  for s in fx ref; do
+    sched=$([ "$s" = fx ] && echo flexpu || echo default)
+    for i in 1 2 3 4; do
+      spod "spread$i-$s" "$sched" "s$s"
+    done
+  done
+  wait_bound spread1-fx spread2-fx spread3-fx spread4-fx spread1-ref spread2-ref spread3-ref spread4-ref
+  for s in fx ref; do
+    pods_of="spread1-$s spread2-$s spread3-$s spread4-$s"
+    # shellcheck disable=SC2086
+    [ "$(zone_count a $pods_of)" = 2 ] && [ "$(zone_count b $pods_of)" = 2 ] ||
+      fail "$s replicas spread a=$(zone_count a $pods_of) b=$(zone_count b $pods_of), expected 2 and 2"
+  done
+  pass "topology spread (DoNotSchedule, maxSkew 1): two replicas per zone under both schedulers"
+}
+
+# spod NAME SCHEDULER APP: a pod labelled app=APP spread with maxSkew 1 over
+# the zone key against the pods labelled so.
+spod() {
+  local name="$1" sched="$2" app="$3" res
+  if [ "$sched" = flexpu ]; then
+    sched='"schedulerName":"flexpu-scheduler",'
+    res='"limits":{"cpu":"1","memory":"1Gi","flexpu.io/gpu":"1","flexpu.io/gpu-cores":"20"}'
+  else
+    sched=""
+    res='"requests":{"cpu":"100m","memory":"64Mi"}'
+  fi
+  kubectl create -f - >/dev/null <<EOF
+{"apiVersion":"v1","kind":"Pod","metadata":{"name":"$name","namespace":"default","labels":{"app":"$app"}},
+ "spec":{$sched"topologySpreadConstraints":[{"maxSkew":1,"topologyKey":"topology.kubernetes.io/zone",
+   "whenUnsatisfiable":"DoNotSchedule","labelSelector":{"matchLabels":{"app":"$app"}}}],
+  "containers":[{"name":"c","image":"x","resources":{$res}}]}}
+EOF
+}
+
 case_no_schedule_taint
 case_no_execute_taint
 case_prefer_no_schedule
@@ -295,4 +348,5 @@ case_node_selector
 case_required_affinity
 case_preferred_affinity
 case_inter_pod_affinity
+case_topology_spread
 echo "$E2E_NAME: all passed"

@@ -38,7 +38,8 @@ static void node(struct fx_model *m, const char *name, const char *zone)
 }
 
 /* Pod `uid` in namespace ns asking a tenth of a GPU, with labels and
- * spec.affinity given as JSON text (NULL: none); bound to `on` (another
+ * spec.affinity given as JSON text (NULL: none; {"spec": {...}}: members
+ * of the spec instead); bound to `on` (another
  * scheduler's pod, holding `cores` of its GPU) when not NULL. */
 static void pod_full(struct fx_model *m, const char *uid, const char *ns, const char *labels,
                      const char *affinity, int sec, const char *on, const char *cores, int prio)
@@ -60,11 +61,15 @@ static void pod_full(struct fx_model *m, const char *uid, const char *ns, const 
             fail_msg("labels: %s", je.text);
         json_object_set_new(json_object_get(p, "metadata"), "labels", l);
     }
-    if (affinity) {
+    if (affinity) { /* {"spec": {...}}: members of the spec; else spec.affinity */
         json_t *a = json_loads(affinity, 0, &je);
         if (!a)
             fail_msg("affinity: %s", je.text);
-        json_object_set_new(json_object_get(p, "spec"), "affinity", a);
+        if (json_object_get(a, "spec"))
+            json_object_update(json_object_get(p, "spec"), json_object_get(a, "spec"));
+        else
+            json_object_set(json_object_get(p, "spec"), "affinity", a);
+        json_decref(a);
     }
     if (on) {
         struct fx_allocation al = {.ngpu = 1};
@@ -314,6 +319,16 @@ static void test_malformed(void **state)
          "\"labelSelector\": {}, \"namespaceSelector\": {\"matchLabels\": {\"team\": \"a\"}},"
          " \"topologyKey\": \"" HOST "\"}]}}",
          "[0].namespaceSelector'"},
+        {"{\"spec\": {\"topologySpreadConstraints\": [{\"maxSkew\": 0, \"topologyKey\": \"z\","
+         " \"whenUnsatisfiable\": \"DoNotSchedule\"}]}}",
+         "spec.topologySpreadConstraints[0].maxSkew': invalid value '0'"},
+        {"{\"spec\": {\"topologySpreadConstraints\": [{\"maxSkew\": 1, \"topologyKey\": \"z\","
+         " \"whenUnsatisfiable\": \"Sometimes\"}]}}",
+         "spec.topologySpreadConstraints[0].whenUnsatisfiable': invalid value 'Sometimes'"},
+        {"{\"spec\": {\"topologySpreadConstraints\": [{\"maxSkew\": 1, \"topologyKey\": \"z\","
+         " \"whenUnsatisfiable\": \"DoNotSchedule\", \"labelSelector\": {\"matchExpressions\":"
+         " [{\"key\": \"app\", \"operator\": \"Exists\", \"values\": [\"x\"]}]}}]}}",
+         "spec.topologySpreadConstraints[0].labelSelector.matchExpressions[0].values'"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct fx_model *m = new_model();
@@ -342,12 +357,120 @@ static void test_malformed(void **state)
     fx_model_free(m);
 }
 
+/* A DoNotSchedule spread constraint on app=web over the zone key. */
+#define SPREAD(EXTRA)                                                                              \
+    "{\"spec\": {\"topologySpreadConstraints\": [{\"maxSkew\": 1, \"topologyKey\": \"" ZONE      \
+    "\", \"whenUnsatisfiable\": \"DoNotSchedule\", \"labelSelector\": {\"matchLabels\": "         \
+    "{\"app\": \"web\"}}" EXTRA "}]}}"
+
+static int in_zone(struct fx_attempt a)
+{
+    return a.node[0];
+}
+
+/* maxSkew 1 over two zones: replicas alternate (never two ahead); with a
+ * zone already one ahead, the next goes to the other; when the other zone
+ * is full the pod waits, told the allowed zones, and is placed when room
+ * frees there, or in the first zone once a replica there is deleted. */
+static void test_spread(void **state)
+{
+    (void)state;
+    struct fx_model *m = new_model();
+    node(m, "a1", "a");
+    node(m, "b1", "b");
+    int na = 0, nb = 0;
+    for (int i = 0; i < 6; i++) {
+        char uid[8];
+        snprintf(uid, sizeof(uid), "s%d", i);
+        pod(m, uid, WEB, SPREAD(""), i);
+        *(in_zone(next(m, FX_BIND, uid)) == 'a' ? &na : &nb) += 1;
+        assert_true(na - nb <= 1 && nb - na <= 1);
+    }
+    assert_int_equal(na, 3);
+    check(m);
+    fx_model_free(m);
+
+    for (int variant = 0; variant < 2; variant++) {
+        m = new_model();
+        node(m, "a1", "a");
+        node(m, "b1", "b");
+        pod_full(m, "big", "t", NULL, NULL, 0, "b1", "100", 0); /* b1's GPU full */
+        pod_in(m, "w0", "t", WEB, NULL, 1, "a1");
+        pod_in(m, "x0", "other", WEB, NULL, 2, "a1"); /* another namespace: not counted */
+        pod(m, "w1", WEB, SPREAD(""), 3);
+        struct fx_attempt w = next(m, FX_WAIT, "w1");
+        if (!strstr(w.message, "topology spread: only " ZONE " in [b]"))
+            fail_msg("%s", w.message);
+        gone(m, variant ? "w0" : "big");
+        assert_string_equal(next(m, FX_BIND, "w1").node, variant ? "a1" : "b1");
+        check(m);
+        fx_model_free(m);
+    }
+}
+
+/* minDomains above the domains there are: the smallest count is taken as
+ * 0, so a zone already holding one allows no more (maxSkew 1); the default
+ * (1) allows it. ScheduleAnyway is a preference flexpu does not score: the
+ * pod is placed whatever the skew. */
+static void test_spread_min_domains_and_schedule_anyway(void **state)
+{
+    (void)state;
+    struct fx_model *m = new_model();
+    node(m, "a1", "a");
+    node(m, "b1", "b");
+    pod_in(m, "wa", "t", WEB, NULL, 0, "a1");
+    pod_in(m, "wb", "t", WEB, NULL, 1, "b1");
+    pod(m, "md", WEB, SPREAD(", \"minDomains\": 3"), 2);
+    struct fx_attempt w = next(m, FX_WAIT, "md");
+    assert_non_null(strstr(w.message, "topology spread: no domain of " ZONE));
+    pod(m, "plain", WEB, SPREAD(""), 3);
+    next(m, FX_BIND, "plain");
+    pod(m, "any", WEB,
+        "{\"spec\": {\"topologySpreadConstraints\": [{\"maxSkew\": 1, \"topologyKey\": \"" ZONE
+        "\", \"whenUnsatisfiable\": \"ScheduleAnyway\", \"labelSelector\": {\"matchLabels\": "
+        "{\"app\": \"web\"}}}]}}",
+        4);
+    next(m, FX_BIND, "any");
+    check(m);
+    fx_model_free(m);
+}
+
+/* nodeAffinityPolicy: Honor (the default) counts only the zones of nodes
+ * the pod's node selector admits; Ignore counts every zone, so an empty
+ * zone the pod cannot go to holds it back. */
+static void test_spread_node_affinity_policy(void **state)
+{
+    (void)state;
+    for (int ignore = 0; ignore < 2; ignore++) {
+        struct fx_model *m = new_model();
+        node(m, "a1", "a");
+        node(m, "b1", "b");
+        pod_in(m, "wa", "t", WEB, NULL, 0, "a1");
+        char spec[1024];
+        snprintf(spec, sizeof(spec),
+                 "{\"spec\": {\"nodeSelector\": {\"kubernetes.io/hostname\": \"a1\"}, "
+                 "\"topologySpreadConstraints\": [{\"maxSkew\": 1, \"topologyKey\": \"" ZONE
+                 "\", \"whenUnsatisfiable\": \"DoNotSchedule\", \"nodeAffinityPolicy\": \"%s\", "
+                 "\"labelSelector\": {\"matchLabels\": {\"app\": \"web\"}}}]}}",
+                 ignore ? "Ignore" : "Honor");
+        pod(m, "p", WEB, spec, 1);
+        if (ignore)
+            next(m, FX_WAIT, "p");
+        else
+            assert_string_equal(next(m, FX_BIND, "p").node, "a1");
+        fx_model_free(m);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_one_per_node), cmocka_unit_test(test_zone_key),
         cmocka_unit_test(test_symmetric),    cmocka_unit_test(test_namespaces),
         cmocka_unit_test(test_affinity),     cmocka_unit_test(test_preemption_honours_rules),
+        cmocka_unit_test(test_spread),
+        cmocka_unit_test(test_spread_min_domains_and_schedule_anyway),
+        cmocka_unit_test(test_spread_node_affinity_policy),
         cmocka_unit_test(test_malformed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
