@@ -433,9 +433,64 @@ int fx_pod_rules_parse(json_t *pod, struct fx_pod_rules **out, struct flexpu_err
     return 0;
 }
 
-static bool req_matches(const struct fx_sel_req *r, json_t *labels)
+int fx_labels_pack(json_t *labels, char **out)
 {
-    const char *have = json_string_value(json_object_get(labels, r->key));
+    *out = NULL;
+    size_t len = 1;
+    const char *k;
+    json_t *v;
+    json_object_foreach(json_is_object(labels) ? labels : NULL, k, v)
+        if (json_is_string(v) && *k) /* an empty key would end the set */
+            len += strlen(k) + 1 + json_string_length(v) + 1;
+    if (len == 1)
+        return 0;
+    char *buf = fx_malloc(len), *w = buf;
+    if (!buf)
+        return FLEXPU_ENOMEM;
+    json_object_foreach(labels, k, v)
+    {
+        if (!json_is_string(v) || !*k)
+            continue;
+        size_t kl = strlen(k) + 1, vl = strlen(json_string_value(v)) + 1;
+        memcpy(w, k, kl);
+        memcpy(w + kl, json_string_value(v), vl);
+        w += kl + vl;
+    }
+    *w = '\0';
+    *out = buf;
+    return 0;
+}
+
+const char *fx_labels_get(const char *packed, const char *key)
+{
+    for (const char *k = packed; k && *k;) {
+        const char *v = k + strlen(k) + 1;
+        if (strcmp(k, key) == 0)
+            return v;
+        k = v + strlen(v) + 1;
+    }
+    return NULL;
+}
+
+bool fx_labels_equal(const char *a, const char *b)
+{
+    if (!a || !b)
+        return a == b;
+    while (*a && *b) { /* at a key (never empty): the key, then its value */
+        for (int part = 0; part < 2; part++) {
+            size_t n = strlen(a);
+            if (n != strlen(b) || memcmp(a, b, n) != 0)
+                return false;
+            a += n + 1;
+            b += n + 1;
+        }
+    }
+    return *a == *b;
+}
+
+static bool req_matches(const struct fx_sel_req *r, const char *labels)
+{
+    const char *have = fx_labels_get(labels, r->key);
     bool in = false;
     for (int i = 0; have && i < r->nvals && !in; i++)
         in = strcmp(have, r->vals[i]) == 0;
@@ -452,7 +507,7 @@ static bool req_matches(const struct fx_sel_req *r, json_t *labels)
     return false;
 }
 
-bool fx_label_sel_matches(const struct fx_label_sel *s, json_t *labels)
+bool fx_label_sel_matches(const struct fx_label_sel *s, const char *labels)
 {
     if (s->nothing)
         return false;
@@ -463,7 +518,7 @@ bool fx_label_sel_matches(const struct fx_label_sel *s, json_t *labels)
 }
 
 bool fx_pod_term_matches(const struct fx_pod_term *t, const char *own_ns, const char *ns,
-                         json_t *labels)
+                         const char *labels)
 {
     bool ns_ok = t->all_ns;
     for (int i = 0; !ns_ok && i < t->nns; i++)

@@ -74,12 +74,24 @@ struct fx_pod_rules {
 int fx_pod_rules_parse(json_t *pod, struct fx_pod_rules **out, struct flexpu_error *err);
 void fx_pod_rules_free(struct fx_pod_rules *r);
 
-/* Whether labels (a pod's metadata.labels, NULL: none) satisfy s. */
-bool fx_label_sel_matches(const struct fx_label_sel *s, json_t *labels);
+/* A pod's labels packed as "key\0value\0key\0value\0\0": kept for every
+ * pod the scheduler tracks, so a fraction of what a JSON object of them
+ * costs (jansson's, about 2 KiB for five labels). *out is NULL when there
+ * are none (labels NULL, not an object, or empty; members that are not
+ * strings are left out, as the API server allows none). 0 or
+ * FLEXPU_ENOMEM. */
+int fx_labels_pack(json_t *labels, char **out);
+/* The value of key in packed labels (NULL: none), and whether two packed
+ * sets are the same (in the same order). */
+const char *fx_labels_get(const char *packed, const char *key);
+bool fx_labels_equal(const char *a, const char *b);
 
-/* Whether a pod in namespace ns with labels matches term t carried by a pod
- * of namespace own_ns. */
+/* Whether packed labels (a pod's, fx_labels_pack; NULL: none) satisfy s. */
+bool fx_label_sel_matches(const struct fx_label_sel *s, const char *labels);
+
+/* Whether a pod in namespace ns with packed labels matches term t carried
+ * by a pod of namespace own_ns. */
 bool fx_pod_term_matches(const struct fx_pod_term *t, const char *own_ns, const char *ns,
-                         json_t *labels);
+                         const char *labels);
 
 #endif

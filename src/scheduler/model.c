@@ -134,11 +134,12 @@ struct pod {
     /* Its inter-pod rules (required pod affinity and anti-affinity, topology
      * spread constraints; NULL: none), read for every pod, as pods placed
      * by others count too (rules_filter), and its labels (metadata.labels,
-     * a copy; NULL: none), which other pods' rules select on. A pod with
+     * packed: fx_labels_pack; NULL: none), which other pods' rules select
+     * on. A pod with
      * anti-affinity terms is on the model's list of them (aprev, anext):
      * their symmetric rule is checked for every pod decided. */
     struct fx_pod_rules *rules;
-    json_t *labels;
+    char *labels;
     bool alinked;
     struct pod *aprev, *anext;
 };
@@ -181,7 +182,7 @@ static void pod_free(struct pod *p)
     fx_free(p->hold); /* released in the engine already, or freed with it */
     flexpu_filter_free(p->filter);
     fx_pod_rules_free(p->rules);
-    json_decref(p->labels);
+    fx_free(p->labels);
     fx_free(p);
 }
 
@@ -1938,23 +1939,26 @@ static void rules_touch(struct fx_model *m, const struct pod *q)
     }
 }
 
-/* p's labels as other pods' rules see them (a copy); true when they
- * changed. */
-static bool labels_set(struct pod *p, json_t *obj)
+/* p's labels as other pods' rules see them (packed); true when they
+ * changed. *old, when not NULL, receives the labels replaced (the
+ * caller's to free). */
+static bool labels_set(struct pod *p, json_t *obj, char **old)
 {
-    json_t *l = kube_get(obj, "metadata.labels");
-    if (!json_is_object(l) || json_object_size(l) == 0)
-        l = NULL;
-    if ((!l && !p->labels) || (l && p->labels && json_equal(l, p->labels)))
-        return false;
-    json_t *copy = l ? json_deep_copy(l) : NULL;
-    if (l && !copy) {
-        FX_ERROR(COMP, "out of memory copying a pod's labels", "pod=%s/%s", STR(p->ns),
+    char *l = NULL;
+    if (fx_labels_pack(kube_get(obj, "metadata.labels"), &l)) {
+        FX_ERROR(COMP, "out of memory keeping a pod's labels", "pod=%s/%s", STR(p->ns),
                  STR(p->name));
         return false;
     }
-    json_decref(p->labels);
-    p->labels = copy;
+    if (fx_labels_equal(l, p->labels)) {
+        fx_free(l);
+        return false;
+    }
+    if (old)
+        *old = p->labels;
+    else
+        fx_free(p->labels);
+    p->labels = l;
     return true;
 }
 
@@ -1962,15 +1966,15 @@ static bool labels_set(struct pod *p, json_t *obj)
  * it was, or select it as it is, are tried again. */
 static void bound_relabel(struct fx_model *m, struct pod *p, json_t *obj)
 {
-    json_t *old = json_incref(p->labels);
-    if (labels_set(p, obj) && p->on) {
+    char *old = NULL;
+    if (labels_set(p, obj, &old) && p->on) {
         rules_touch(m, p);
-        json_t *now = p->labels;
+        char *now = p->labels;
         p->labels = old;
         rules_touch(m, p);
         p->labels = now;
     }
-    json_decref(old);
+    fx_free(old);
 }
 
 /* Reads what the model needs from a pod object into p; returns the parse
@@ -2007,7 +2011,7 @@ static int read_pod(struct fx_model *m, struct pod *p, json_t *obj, struct flexp
     /* Inter-pod rules: every pod's, as pods placed by others count for
      * the symmetric anti-affinity rule; a malformed rule matters only on a
      * pod of ours still to place (kube-scheduler placed the others). */
-    labels_set(p, obj);
+    labels_set(p, obj, NULL);
     struct fx_pod_rules *rules = NULL;
     struct flexpu_error rerr = {0};
     int rrc = fx_pod_rules_parse(obj, &rules, &rerr);

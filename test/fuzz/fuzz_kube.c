@@ -16,6 +16,7 @@
 #include "kube/kube.h"
 #include "kube/pod_rules.h"
 #include "kube/queue_spec.h"
+#include "util/alloc.h"
 
 static int on_line(const char *type, json_t *obj, void *ctx)
 {
@@ -44,7 +45,11 @@ static void pod_rules(json_t *j)
     struct fx_pod_rules *r = NULL;
     if (fx_pod_rules_parse(j, &r, &err) || !r)
         return;
-    json_t *labels = kube_get(j, "metadata.labels");
+    char *labels = NULL;
+    if (fx_labels_pack(kube_get(j, "metadata.labels"), &labels)) {
+        fx_pod_rules_free(r);
+        return;
+    }
     const char *ns = kube_str(j, "metadata.namespace");
     for (int i = 0; i < r->naff; i++)
         fx_pod_term_matches(&r->aff[i], ns, "other", labels);
@@ -52,6 +57,8 @@ static void pod_rules(json_t *j)
         fx_pod_term_matches(&r->anti[i], ns, ns, labels);
     for (int i = 0; i < r->nspread; i++)
         fx_label_sel_matches(&r->spread[i].sel, labels);
+    fx_labels_equal(labels, labels);
+    fx_free(labels);
     fx_pod_rules_free(r);
 }
 

@@ -25,6 +25,7 @@
 #include "kube/contract.h"
 #include "kube/pod_rules.h"
 #include "kube/kube.h"
+#include "util/alloc.h"
 #include "scheduler/bind.h"
 #include "scheduler/metrics.h"
 #include "scheduler/model.h"
@@ -275,6 +276,62 @@ static void test_inter_pod_rules_read_apart(void **state)
     assert_non_null(strstr(err.msg, "spec.affinity.podAntiAffinity.requiredDuringScheduling"
                                     "IgnoredDuringExecution[0].topologyKey"));
     json_decref(p);
+}
+
+/* A pod's labels packed for the scheduler's model: every string member
+ * once, found by key; others and empty sets leave nothing. */
+static void test_labels_packed(void **state)
+{
+    (void)state;
+    json_error_t je;
+    json_t *l = json_loads("{\"app\":\"web\",\"n\":7,\"pod-template-hash\":\"\",\"x/y\":\"z\"}",
+                           0, &je);
+    char *a = NULL, *b = NULL;
+    assert_int_equal(fx_labels_pack(l, &a), 0);
+    assert_non_null(a);
+    assert_string_equal(fx_labels_get(a, "app"), "web");
+    assert_string_equal(fx_labels_get(a, "pod-template-hash"), "");
+    assert_string_equal(fx_labels_get(a, "x/y"), "z");
+    assert_null(fx_labels_get(a, "n")); /* not a string */
+    assert_null(fx_labels_get(a, "ap"));
+    assert_null(fx_labels_get(NULL, "app"));
+    assert_int_equal(fx_labels_pack(l, &b), 0);
+    assert_true(fx_labels_equal(a, b));
+    json_object_set_new(l, "x/y", json_string("zz"));
+    fx_free(b);
+    assert_int_equal(fx_labels_pack(l, &b), 0);
+    assert_false(fx_labels_equal(a, b));
+    assert_false(fx_labels_equal(a, NULL));
+    assert_true(fx_labels_equal(NULL, NULL));
+    fx_free(b);
+    json_decref(l);
+    l = json_object();
+    assert_int_equal(fx_labels_pack(l, &b), 0);
+    assert_null(b);
+    json_decref(l);
+    /* A selector against packed labels: In, NotIn (true without the key),
+     * Exists, DoesNotExist; absent selects nothing, {} everything. */
+    json_t *pod = json_loads(
+        "{\"metadata\":{\"namespace\":\"t\"},\"spec\":{\"affinity\":{\"podAffinity\":{"
+        "\"requiredDuringSchedulingIgnoredDuringExecution\":[{\"topologyKey\":\"k\","
+        "\"labelSelector\":{\"matchLabels\":{\"app\":\"web\"},\"matchExpressions\":["
+        "{\"key\":\"tier\",\"operator\":\"NotIn\",\"values\":[\"db\"]},"
+        "{\"key\":\"x/y\",\"operator\":\"Exists\"},"
+        "{\"key\":\"gone\",\"operator\":\"DoesNotExist\"}]}},"
+        "{\"topologyKey\":\"k\"},{\"topologyKey\":\"k\",\"labelSelector\":{}}]}}}}",
+        0, &je);
+    struct fx_pod_rules *r = NULL;
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_pod_rules_parse(pod, &r, &err), 0);
+    assert_int_equal(r->naff, 3);
+    assert_true(fx_pod_term_matches(&r->aff[0], "t", "t", a));
+    assert_false(fx_pod_term_matches(&r->aff[0], "t", "u", a)); /* another namespace */
+    assert_false(fx_pod_term_matches(&r->aff[1], "t", "t", a));
+    assert_true(fx_pod_term_matches(&r->aff[2], "t", "t", NULL));
+    assert_false(fx_pod_term_matches(&r->aff[0], "t", "t", NULL));
+    fx_pod_rules_free(r);
+    json_decref(pod);
+    fx_free(a);
 }
 
 static void test_allocation_and_inventory(void **state)
@@ -1949,6 +2006,7 @@ int main(void)
         cmocka_unit_test(test_allocation_check),
         cmocka_unit_test(test_two_gpu_containers_rejected),
         cmocka_unit_test(test_inter_pod_rules_read_apart),
+        cmocka_unit_test(test_labels_packed),
         cmocka_unit_test(test_allocation_and_inventory),
         cmocka_unit_test(test_kubeconfig),
         cmocka_unit_test(test_stream_splitter),
