@@ -135,9 +135,9 @@ struct pod {
      * spread constraints; NULL: none), read for every pod, as pods placed
      * by others count too (rules_filter), and its labels (metadata.labels,
      * packed: fx_labels_pack; NULL: none), which other pods' rules select
-     * on. A pod with
-     * anti-affinity terms is on the model's list of them (aprev, anext):
-     * their symmetric rule is checked for every pod decided. */
+     * on. A pod with anti-affinity terms is on the model's list of them
+     * (aprev, anext): their symmetric rule is checked for every pod
+     * decided. */
     struct fx_pod_rules *rules;
     char *labels;
     bool alinked;
@@ -333,7 +333,6 @@ struct fx_model {
      * (the list at anti): a model without them pays nothing for them. */
     int nruled;
     struct pod *anti;
-    uint64_t rules_wakes; /* waiting pods queued again by a pod landing or leaving */
 };
 
 /* ---- the queues' heaps ---- */
@@ -1933,7 +1932,6 @@ static void rules_touch(struct fx_model *m, const struct pod *q)
             wake = fx_pod_term_matches(&qr->anti[i], q->ns, w->ns, w->labels);
         if (wake) {
             m->wakes++;
-            m->rules_wakes++;
             enqueue(m, w);
         }
     }
