@@ -297,7 +297,7 @@ static int preferred_check(json_t *v, const char *path, struct flexpu_error *err
 static int spread_parse(json_t *c, const char *path, json_t *own, struct fx_spread *out,
                         bool *hard, struct flexpu_error *err)
 {
-    char f[300];
+    char f[400]; /* path (under 300) and the longest field name */
     if (!json_is_object(c))
         return bad(err, path, "", "must be a topology spread constraint");
     json_t *ms = json_object_get(c, "maxSkew");
