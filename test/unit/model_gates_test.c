@@ -23,17 +23,14 @@
 
 #include "model_fixture.h"
 
-/* Node `name`: `ngpu` A100s of 80 GiB, 16 CPUs, 64 GiB. */
-static void node(struct fx_model *m, const char *name, int ngpu)
+/* spec.schedulingGates set to `gates`, JSON text. */
+static void gates_put(json_t *spec, const char *gates)
 {
-    char *text = a100_inventory(name, ngpu);
-    json_t *n = json_pack("{s:{s:s, s:{s:s}}, s:{}, s:{s:{s:s, s:s}}}", "metadata", "name", name,
-                          "annotations", "flexpu.io/gpus", text, "spec", "status", "allocatable",
-                          "cpu", "16", "memory", "64Gi");
-    assert_non_null(n);
-    fx_model_node_event(m, KUBE_ADDED, n);
-    json_decref(n);
-    free(text);
+    json_error_t je;
+    json_t *g = json_loads(gates, JSON_DECODE_ANY, &je);
+    if (!g)
+        fail_msg("gates '%s': %s", gates, je.text);
+    json_object_set_new(spec, "schedulingGates", g);
 }
 
 /* Pod `uid` of ours asking one whole GPU and 1 CPU, created at second
@@ -58,12 +55,8 @@ static json_t *pod(const char *uid, int sec, int prio, const char *group, const 
                           "flexpu.io/gpu", "1");
     assert_non_null(p);
     json_t *spec = json_object_get(p, "spec");
-    if (gates) {
-        json_error_t je;
-        json_t *g = json_loads(gates, JSON_DECODE_ANY, &je);
-        assert_non_null(g);
-        json_object_set_new(spec, "schedulingGates", g);
-    }
+    if (gates)
+        gates_put(spec, gates);
     if (on) {
         struct fx_allocation al = {.ngpu = 1};
         snprintf(al.gpus[0].uuid, sizeof(al.gpus[0].uuid), "GPU-%s-0", on);
@@ -77,37 +70,31 @@ static json_t *pod(const char *uid, int sec, int prio, const char *group, const 
     return p;
 }
 
+/* A model with node n1 of `ngpu` GPUs. */
+static struct fx_model *with_n1(int ngpu)
+{
+    struct fx_model *m = new_model();
+    a100_node(m, "n1", ngpu);
+    return m;
+}
+
+/* p, added to m (the watch's ADDED); the caller still frees it. */
+static json_t *added(struct fx_model *m, json_t *p)
+{
+    fx_model_pod_event(m, KUBE_ADDED, p);
+    return p;
+}
+
 /* p's spec.schedulingGates set to `gates` (NULL: the field removed, as a
  * JSON patch "remove" of /spec/schedulingGates leaves it), then the update. */
 static void gates_set(struct fx_model *m, json_t *p, const char *gates)
 {
     json_t *spec = json_object_get(p, "spec");
-    if (gates) {
-        json_error_t je;
-        json_t *g = json_loads(gates, JSON_DECODE_ANY, &je);
-        assert_non_null(g);
-        json_object_set_new(spec, "schedulingGates", g);
-    } else {
+    if (gates)
+        gates_put(spec, gates);
+    else
         json_object_del(spec, "schedulingGates");
-    }
     fx_model_pod_event(m, KUBE_MODIFIED, p);
-}
-
-static void nothing(struct fx_model *m)
-{
-    struct fx_attempt a;
-    if (fx_model_next(m, &a))
-        fail_msg("outcome %d for %s (%s); expected nothing to do", a.outcome, a.uid, a.message);
-    struct flexpu_error err = {0};
-    if (fx_model_check(m, &err))
-        fail_msg("invariants: %s", err.msg);
-}
-
-static struct fx_model_stats stats(const struct fx_model *m)
-{
-    struct fx_model_stats st;
-    fx_model_stats(m, &st);
-    return st;
 }
 
 /* What the default queue has pending, in GPUs. */
@@ -150,14 +137,13 @@ static void test_gates_parse(void **state)
 static void test_gated_not_decided(void **state)
 {
     (void)state;
-    struct fx_model *m = new_model();
-    node(m, "n1", 1);
-    json_t *g = pod("g", 0, 0, NULL, "[{\"name\":\"example.com/quota\"},{\"name\":\"b\"}]", NULL);
-    fx_model_pod_event(m, KUBE_ADDED, g);
+    struct fx_model *m = with_n1(1);
+    json_t *g = added(m, pod("g", 0, 0, NULL,
+                             "[{\"name\":\"example.com/quota\"},{\"name\":\"b\"}]", NULL));
     struct fx_attempt a = next(m, FX_GATED, "g");
     assert_string_equal(a.message, "waiting for scheduling gates: [example.com/quota b]");
-    nothing(m);
-    struct fx_model_stats st = stats(m);
+    nothing_left(m);
+    struct fx_model_stats st = model_stats(m);
     assert_int_equal(st.pods_gated, 1);
     assert_int_equal(st.pods_waiting + st.pods_queued + st.pods_bound, 0);
     assert_int_equal(pending_gpus(m), 0); /* no demand a queue reclaims for */
@@ -165,20 +151,20 @@ static void test_gated_not_decided(void **state)
     /* An update that leaves its gates: not told again. */
     json_object_set_new(json_object_get(g, "metadata"), "resourceVersion", json_string("7"));
     fx_model_pod_event(m, KUBE_MODIFIED, g);
-    nothing(m);
+    nothing_left(m);
 
     gates_set(m, g, "[{\"name\":\"b\"}]");
     a = next(m, FX_GATED, "g");
     assert_string_equal(a.message, "waiting for scheduling gates: [b]");
-    nothing(m);
+    nothing_left(m);
 
     gates_set(m, g, NULL);
     a = next(m, FX_BIND, "g");
     assert_string_equal(a.node, "n1");
-    st = stats(m);
+    st = model_stats(m);
     assert_int_equal(st.pods_gated, 0);
     assert_int_equal(st.pods_bound, 1);
-    nothing(m);
+    nothing_left(m);
     json_decref(g);
     fx_model_free(m);
 }
@@ -188,12 +174,11 @@ static void test_gated_not_decided(void **state)
 static void test_gates_emptied(void **state)
 {
     (void)state;
-    struct fx_model *m = new_model();
-    node(m, "n1", 1);
-    json_t *g = pod("g", 0, 0, NULL, "[{\"name\":\"kueue.x-k8s.io/admission\"}]", NULL);
-    fx_model_pod_event(m, KUBE_ADDED, g);
+    struct fx_model *m = with_n1(1);
+    json_t *g =
+        added(m, pod("g", 0, 0, NULL, "[{\"name\":\"kueue.x-k8s.io/admission\"}]", NULL));
     next(m, FX_GATED, "g");
-    nothing(m);
+    nothing_left(m);
     gates_set(m, g, "[]");
     struct fx_attempt a = next(m, FX_BIND, "g");
     assert_string_equal(a.node, "n1");
@@ -206,15 +191,12 @@ static void test_gates_emptied(void **state)
 static void test_gated_no_preempt(void **state)
 {
     (void)state;
-    struct fx_model *m = new_model();
-    node(m, "n1", 1);
-    json_t *low = pod("low", 0, 0, NULL, NULL, "n1");
-    fx_model_pod_event(m, KUBE_ADDED, low);
-    json_t *hi = pod("hi", 1, 1000, NULL, "[{\"name\":\"g\"}]", NULL);
-    fx_model_pod_event(m, KUBE_ADDED, hi);
+    struct fx_model *m = with_n1(1);
+    json_t *low = added(m, pod("low", 0, 0, NULL, NULL, "n1"));
+    json_t *hi = added(m, pod("hi", 1, 1000, NULL, "[{\"name\":\"g\"}]", NULL));
     next(m, FX_GATED, "hi");
-    nothing(m);
-    struct fx_model_stats st = stats(m);
+    nothing_left(m);
+    struct fx_model_stats st = model_stats(m);
     assert_int_equal(st.preemptions, 0);
     assert_int_equal(st.pods_nominated + st.pods_waiting, 0);
     assert_int_equal(pending_gpus(m), 0);
@@ -233,12 +215,9 @@ static void test_gated_no_preempt(void **state)
 static void test_gated_gang_member(void **state)
 {
     (void)state;
-    struct fx_model *m = new_model();
-    node(m, "n1", 2);
-    json_t *a = pod("a", 0, 0, "grp", NULL, NULL);
-    json_t *b = pod("b", 1, 0, "grp", "[{\"name\":\"g\"}]", NULL);
-    fx_model_pod_event(m, KUBE_ADDED, a);
-    fx_model_pod_event(m, KUBE_ADDED, b);
+    struct fx_model *m = with_n1(2);
+    json_t *a = added(m, pod("a", 0, 0, "grp", NULL, NULL));
+    json_t *b = added(m, pod("b", 1, 0, "grp", "[{\"name\":\"g\"}]", NULL));
     bool told_a = false, told_b = false;
     for (int i = 0; i < 2; i++) {
         struct fx_attempt at;
@@ -255,15 +234,15 @@ static void test_gated_gang_member(void **state)
         }
     }
     assert_true(told_a && told_b);
-    nothing(m);
-    assert_int_equal(stats(m).gangs_placed, 0);
+    nothing_left(m);
+    assert_int_equal(model_stats(m).gangs_placed, 0);
 
     gates_set(m, b, NULL);
     struct fx_attempt x = next(m, FX_BIND, NULL);
     struct fx_attempt y = next(m, FX_BIND, NULL);
     assert_string_not_equal(x.uid, y.uid);
-    assert_int_equal(stats(m).gangs_placed, 1);
-    nothing(m);
+    assert_int_equal(model_stats(m).gangs_placed, 1);
+    nothing_left(m);
     json_decref(a);
     json_decref(b);
     fx_model_free(m);
@@ -285,15 +264,13 @@ static void test_gates_malformed(void **state)
         {"[\"g\"]", "spec.schedulingGates[0]", "\"g\""},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        struct fx_model *m = new_model();
-        node(m, "n1", 1);
-        json_t *p = pod("p", 0, 0, NULL, cases[i].gates, NULL);
-        fx_model_pod_event(m, KUBE_ADDED, p);
+        struct fx_model *m = with_n1(1);
+        json_t *p = added(m, pod("p", 0, 0, NULL, cases[i].gates, NULL));
         struct fx_attempt a = next(m, FX_INVALID, "p");
         if (!strstr(a.message, cases[i].field) || !strstr(a.message, cases[i].value))
             fail_msg("case %zu: '%s' does not name %s and %s", i, a.message, cases[i].field,
                      cases[i].value);
-        nothing(m);
+        nothing_left(m);
         gates_set(m, p, NULL);
         next(m, FX_BIND, "p");
         json_decref(p);

@@ -23,19 +23,6 @@
 
 #include "model_fixture.h"
 
-/* Node `name`: `ngpu` A100s of 80 GiB, 16 CPUs, 64 GiB. */
-static void node(struct fx_model *m, const char *name, int ngpu)
-{
-    char *text = a100_inventory(name, ngpu);
-    json_t *n = json_pack("{s:{s:s, s:{s:s}}, s:{}, s:{s:{s:s, s:s}}}", "metadata", "name", name,
-                          "annotations", "flexpu.io/gpus", text, "spec", "status", "allocatable",
-                          "cpu", "16", "memory", "64Gi");
-    assert_non_null(n);
-    fx_model_node_event(m, KUBE_ADDED, n);
-    json_decref(n);
-    free(text);
-}
-
 /* What a pod asks: CPUs, one GPU's cores (0: no GPU; 100: a whole one),
  * its gpu-memory in GiB (0: none asked), its PriorityClass value, and its
  * pod group (NULL: none; min-members 2). */
@@ -90,31 +77,53 @@ static void pod(struct fx_model *m, const char *uid, struct ask a, int sec, cons
     json_decref(p);
 }
 
-static void checked(const struct fx_model *m)
-{
-    struct flexpu_error err = {0};
-    if (fx_model_check(m, &err))
-        fail_msg("invariants: %s", err.msg);
-}
-
-static void nothing(struct fx_model *m)
-{
-    struct fx_attempt a;
-    if (fx_model_next(m, &a))
-        fail_msg("outcome %d for %s (%s); expected nothing to do", a.outcome, a.uid, a.message);
-    checked(m);
-}
-
 static int64_t gpu_used(const struct fx_model *m)
 {
-    struct fx_model_stats st;
-    fx_model_stats(m, &st);
+    struct fx_model_stats st = model_stats(m);
     assert_int_equal(st.conflicts, 0); /* nothing failed to be accounted */
     return st.gpu_milli_used;
 }
 
 static const struct ask WHOLE_8CPU = {.cpu = 8, .cores = 100};   /* a whole GPU and 8 CPUs */
 static const struct ask HI_HALF = {.cpu = 12, .cores = 50, .mem_gib = 40, .prio = 1000};
+static const struct ask HALF = {.cpu = 1, .cores = 50, .mem_gib = 40}; /* what HI_HALF leaves */
+/* A member of pod group g of PriorityClass 1000: 600 milli, more than a
+ * node's GPU has beside a WHOLE_8CPU pod's 400 milli it keeps. */
+static const struct ask GROUP_600 = {.cpu = 2, .cores = 60, .mem_gib = 30, .prio = 1000,
+                                     .group = "g"};
+
+/* n1 (one GPU) with low on its GPU and 8 of its CPUs, hi (HI_HALF)
+ * nominated there and low's eviction decided. */
+static struct fx_model *low_evicted_for_hi(void)
+{
+    struct fx_model *m = new_model();
+    a100_node(m, "n1", 1);
+    pod(m, "low", WHOLE_8CPU, 0, "n1", 0);
+    pod(m, "hi", HI_HALF, 10, NULL, 0);
+    next(m, FX_NOMINATE, "hi");
+    next(m, FX_EVICT, "low");
+    return m;
+}
+
+/* low is gone: hi, waiting for it, is bound, then `then`, which waited for
+ * what low kept. */
+static void low_gone_binds(struct fx_model *m, const char *then)
+{
+    gone(m, "low");
+    next(m, FX_BIND, "hi");
+    next(m, FX_BIND, then);
+}
+
+/* n1 and n2 (one GPU each), low1 and low2 on their whole GPUs and 8 CPUs. */
+static struct fx_model *two_lows(void)
+{
+    struct fx_model *m = new_model();
+    a100_node(m, "n1", 1);
+    a100_node(m, "n2", 1);
+    pod(m, "low1", WHOLE_8CPU, 0, "n1", 0);
+    pod(m, "low2", WHOLE_8CPU, 1, "n2", 0);
+    return m;
+}
 
 /* (1) low holds n1's GPU and 8 of its 16 CPUs; hi takes half the GPU and
  * 12 CPUs (4 of them low's). While low runs out its grace period, a pod
@@ -124,24 +133,17 @@ static const struct ask HI_HALF = {.cpu = 12, .cores = 50, .mem_gib = 40, .prio 
 static void test_leftover_waits_for_victim(void **state)
 {
     (void)state;
-    struct fx_model *m = new_model();
-    node(m, "n1", 1);
-    pod(m, "low", WHOLE_8CPU, 0, "n1", 0);
-    pod(m, "hi", HI_HALF, 10, NULL, 0);
-    next(m, FX_NOMINATE, "hi");
-    next(m, FX_EVICT, "low");
+    struct fx_model *m = low_evicted_for_hi();
     fx_model_evict_done(m, "low", 0);
-    checked(m);
-    pod(m, "half", (struct ask){.cpu = 1, .cores = 50, .mem_gib = 40}, 20, NULL, 0);
+    model_checked(m);
+    pod(m, "half", HALF, 20, NULL, 0);
     pod(m, "cpu3", (struct ask){.cpu = 3}, 21, NULL, 0);
     next(m, FX_WAIT, "half");
     next(m, FX_WAIT, "cpu3");
-    nothing(m);
-    gone(m, "low");
-    next(m, FX_BIND, "hi");
-    next(m, FX_BIND, "half");
+    nothing_left(m);
+    low_gone_binds(m, "half");
     next(m, FX_BIND, "cpu3");
-    nothing(m);
+    nothing_left(m);
     fx_model_free(m);
 }
 
@@ -155,7 +157,7 @@ static void test_gpu_share_waits_for_victim(void **state)
 {
     (void)state;
     struct fx_model *m = new_model();
-    node(m, "n1", 1);
+    a100_node(m, "n1", 1);
     pod(m, "low", (struct ask){.cpu = 1, .cores = 100, .mem_gib = 40}, 0, "n1", 0);
     int64_t before = gpu_used(m);
     pod(m, "hi", (struct ask){.cpu = 1, .cores = 50, .mem_gib = 20, .prio = 1000}, 10, NULL, 0);
@@ -166,15 +168,13 @@ static void test_gpu_share_waits_for_victim(void **state)
     next(m, FX_EVICT, "low");
     next(m, FX_WAIT, "third");
     fx_model_evict_done(m, "low", 0);
-    nothing(m);
-    gone(m, "low");
-    next(m, FX_BIND, "hi");
-    next(m, FX_BIND, "third");
-    nothing(m);
+    nothing_left(m);
+    low_gone_binds(m, "third");
+    nothing_left(m);
     fx_model_free(m);
 
     m = new_model();
-    node(m, "n1", 1);
+    a100_node(m, "n1", 1);
     pod(m, "top", (struct ask){.cpu = 1, .cores = 50, .mem_gib = 10, .prio = 2000}, 0, "n1", 0);
     pod(m, "low", (struct ask){.cpu = 1, .cores = 10, .mem_gib = 60}, 1, "n1", 0);
     pod(m, "hi", (struct ask){.cpu = 1, .cores = 30, .mem_gib = 30, .prio = 1000}, 10, NULL, 0);
@@ -184,11 +184,9 @@ static void test_gpu_share_waits_for_victim(void **state)
     struct fx_attempt a = next(m, FX_WAIT, "third");
     assert_non_null(strstr(a.message, "memory"));
     fx_model_evict_done(m, "low", 0);
-    nothing(m);
-    gone(m, "low");
-    next(m, FX_BIND, "hi");
-    next(m, FX_BIND, "third");
-    nothing(m);
+    nothing_left(m);
+    low_gone_binds(m, "third");
+    nothing_left(m);
     fx_model_free(m);
 }
 
@@ -204,21 +202,21 @@ static void test_victim_stays_exactly(void **state)
     (void)state;
     for (int refused = 0; refused < 2; refused++) {
         struct fx_model *m = new_model();
-        node(m, "n1", 1);
+        a100_node(m, "n1", 1);
         pod(m, "low", WHOLE_8CPU, 0, "n1", 0);
         int64_t before = gpu_used(m);
         pod(m, "hi", HI_HALF, 10, NULL, 0);
         next(m, FX_NOMINATE, "hi");
         if (refused) {
             next(m, FX_EVICT, "low");
-            pod(m, "half", (struct ask){.cpu = 1, .cores = 50, .mem_gib = 40}, 20, NULL, 0);
+            pod(m, "half", HALF, 20, NULL, 0);
             next(m, FX_WAIT, "half"); /* low's other half is low's */
             fx_model_evict_done(m, "low", FLEXPU_EBUSY);
         } else {
             gone(m, "hi"); /* its eviction not sent: one goes per step, after binds */
-            pod(m, "half", (struct ask){.cpu = 1, .cores = 50, .mem_gib = 40}, 20, NULL, 0);
+            pod(m, "half", HALF, 20, NULL, 0);
         }
-        checked(m);
+        model_checked(m);
         assert_int_equal(gpu_used(m), before);
         pod(m, "cpu9", (struct ask){.cpu = 9}, 21, NULL, 0); /* 8 are free, as before */
         pod(m, "cpu8", (struct ask){.cpu = 8}, 22, NULL, 0);
@@ -238,7 +236,7 @@ static void test_victim_stays_exactly(void **state)
         assert_false(cpu9);
         assert_true(cpu8);
         assert_int_equal(gpu_used(m), before);
-        checked(m);
+        model_checked(m);
         fx_model_free(m);
     }
 }
@@ -250,14 +248,9 @@ static void test_victim_stays_exactly(void **state)
 static void test_gang_across_nodes_waits(void **state)
 {
     (void)state;
-    struct fx_model *m = new_model();
-    node(m, "n1", 1);
-    node(m, "n2", 1);
-    pod(m, "low1", WHOLE_8CPU, 0, "n1", 0);
-    pod(m, "low2", WHOLE_8CPU, 1, "n2", 0);
-    const struct ask mem = {.cpu = 2, .cores = 60, .mem_gib = 30, .prio = 1000, .group = "g"};
-    pod(m, "g1", mem, 10, NULL, 0);
-    pod(m, "g2", mem, 11, NULL, 0);
+    struct fx_model *m = two_lows();
+    pod(m, "g1", GROUP_600, 10, NULL, 0);
+    pod(m, "g2", GROUP_600, 11, NULL, 0);
     struct fx_attempt a = next(m, FX_NOMINATE, NULL);
     assert_non_null(strstr(a.message, "preempting 2 pod(s)"));
     next(m, FX_EVICT, NULL);
@@ -266,17 +259,17 @@ static void test_gang_across_nodes_waits(void **state)
     fx_model_evict_done(m, "low2", 0);
     pod(m, "p40", (struct ask){.cpu = 1, .cores = 40, .mem_gib = 20}, 20, NULL, 0);
     next(m, FX_WAIT, "p40");
-    nothing(m);
+    nothing_left(m);
     gone(m, "low1");
     a = next(m, FX_BIND, "p40"); /* low1's 400 milli, free now; the group waits for low2 */
     assert_string_equal(a.node, "n1");
-    nothing(m);
+    nothing_left(m);
     gone(m, "low2");
     a = next(m, FX_BIND, NULL);
     struct fx_attempt b = next(m, FX_BIND, NULL);
     assert_true((!strcmp(a.uid, "g1") && !strcmp(b.uid, "g2")) ||
                 (!strcmp(a.uid, "g2") && !strcmp(b.uid, "g1")));
-    nothing(m);
+    nothing_left(m);
     fx_model_free(m);
 }
 
@@ -288,24 +281,19 @@ static void test_gang_deleted_victims_stay(void **state)
 {
     (void)state;
     for (int first = 0; first < 2; first++) {
-        struct fx_model *m = new_model();
-        node(m, "n1", 1);
-        node(m, "n2", 1);
-        pod(m, "low1", WHOLE_8CPU, 0, "n1", 0);
-        pod(m, "low2", WHOLE_8CPU, 1, "n2", 0);
+        struct fx_model *m = two_lows();
         int64_t before = gpu_used(m);
-        const struct ask mem = {.cpu = 2, .cores = 60, .mem_gib = 30, .prio = 1000, .group = "g"};
-        pod(m, "g1", mem, 10, NULL, 0);
-        pod(m, "g2", mem, 11, NULL, 0);
+        pod(m, "g1", GROUP_600, 10, NULL, 0);
+        pod(m, "g2", GROUP_600, 11, NULL, 0);
         next(m, FX_NOMINATE, NULL);
         gone(m, first ? "g2" : "g1");
-        checked(m);
+        model_checked(m);
         gone(m, first ? "g1" : "g2");
-        nothing(m);
+        nothing_left(m);
         assert_int_equal(gpu_used(m), before);
         pod(m, "p40", (struct ask){.cpu = 1, .cores = 40, .mem_gib = 20}, 20, NULL, 0);
         next(m, FX_WAIT, "p40");
-        nothing(m);
+        nothing_left(m);
         fx_model_free(m);
     }
 }
@@ -316,12 +304,7 @@ static void test_gang_deleted_victims_stay(void **state)
 static void test_node_back_keeps_hold(void **state)
 {
     (void)state;
-    struct fx_model *m = new_model();
-    node(m, "n1", 1);
-    pod(m, "low", WHOLE_8CPU, 0, "n1", 0);
-    pod(m, "hi", HI_HALF, 10, NULL, 0);
-    next(m, FX_NOMINATE, "hi");
-    next(m, FX_EVICT, "low");
+    struct fx_model *m = low_evicted_for_hi();
     json_t *n = json_pack("{s:{s:s}, s:{}, s:{s:{s:s, s:s}, s:[{s:s, s:s}]}}", "metadata",
                           "name", "n1", "spec", "status", "allocatable", "cpu", "16", "memory",
                           "64Gi", "conditions", "type", "Ready", "status", "False");
@@ -329,16 +312,14 @@ static void test_node_back_keeps_hold(void **state)
     json_object_set_new(json_object_get(n, "metadata"), "annotations",
                         json_pack("{s:s}", "flexpu.io/gpus", text));
     fx_model_node_event(m, KUBE_MODIFIED, n);
-    checked(m);
-    node(m, "n1", 1); /* ready again */
+    model_checked(m);
+    a100_node(m, "n1", 1); /* ready again */
     assert_int_equal(gpu_used(m), 1000); /* hi's half and low's: no conflict */
-    pod(m, "half", (struct ask){.cpu = 1, .cores = 50, .mem_gib = 40}, 20, NULL, 0);
+    pod(m, "half", HALF, 20, NULL, 0);
     next(m, FX_WAIT, "half");
-    nothing(m);
-    gone(m, "low");
-    next(m, FX_BIND, "hi");
-    next(m, FX_BIND, "half");
-    nothing(m);
+    nothing_left(m);
+    low_gone_binds(m, "half");
+    nothing_left(m);
     json_decref(n);
     free(text);
     fx_model_free(m);
@@ -348,7 +329,7 @@ static void test_node_back_keeps_hold(void **state)
 static void exact(const struct fx_model *m)
 {
     gpu_used(m);
-    checked(m);
+    model_checked(m);
 }
 
 /* Every outcome until there is nothing to do, the model exact after each;
@@ -379,7 +360,7 @@ static void test_holds_under_churn(void **state)
     const struct ask hi = {.cpu = 6, .cores = 50, .mem_gib = 40, .prio = 1000};
     /* Two preemptions on n1, hiA's undone. */
     struct fx_model *m = new_model();
-    node(m, "n1", 1);
+    a100_node(m, "n1", 1);
     pod(m, "low1", low, 0, "n1", 0);
     pod(m, "low2", (struct ask){.cpu = 8, .cores = 50, .mem_gib = 40, .prio = 1500}, 1, "n1", 0);
     int64_t before = gpu_used(m);
@@ -405,7 +386,7 @@ static void test_holds_under_churn(void **state)
     /* A victim gone before its hold was ever whole (hi took the CPUs it
      * held, x holds the rest), then x. */
     m = new_model();
-    node(m, "n1", 1);
+    a100_node(m, "n1", 1);
     pod(m, "low", (struct ask){.cpu = 8, .cores = 100}, 0, "n1", 0);
     pod(m, "x", (struct ask){.cpu = 8}, 1, "n1", 0);
     pod(m, "hi", (struct ask){.cpu = 8, .cores = 50, .prio = 1000}, 10, NULL, 0);
@@ -421,12 +402,7 @@ static void test_holds_under_churn(void **state)
     fx_model_free(m);
 
     /* A victim's node deleted while it holds, then the victim gone. */
-    m = new_model();
-    node(m, "n1", 1);
-    pod(m, "low", WHOLE_8CPU, 0, "n1", 0);
-    pod(m, "hi", HI_HALF, 10, NULL, 0);
-    next(m, FX_NOMINATE, "hi");
-    next(m, FX_EVICT, "low");
+    m = low_evicted_for_hi();
     json_t *n = json_pack("{s:{s:s}}", "metadata", "name", "n1");
     fx_model_node_event(m, KUBE_DELETED, n);
     json_decref(n);
@@ -435,19 +411,14 @@ static void test_holds_under_churn(void **state)
     gone(m, "low");
     exact(m);
     drain(m, NULL);
-    node(m, "n1", 1);
+    a100_node(m, "n1", 1);
     exact(m);
     drain(m, NULL);
     fx_model_free(m);
 
     /* A victim's bound event again while it leaves, and relists. */
     for (int listed = 0; listed < 2; listed++) {
-        m = new_model();
-        node(m, "n1", 1);
-        pod(m, "low", WHOLE_8CPU, 0, "n1", 0);
-        pod(m, "hi", HI_HALF, 10, NULL, 0);
-        next(m, FX_NOMINATE, "hi");
-        next(m, FX_EVICT, "low");
+        m = low_evicted_for_hi();
         fx_model_evict_done(m, "low", 0);
         before = gpu_used(m);
         pod(m, "low", WHOLE_8CPU, 0, "n1", 0);
@@ -459,7 +430,7 @@ static void test_holds_under_churn(void **state)
             pod(m, "low", WHOLE_8CPU, 0, "n1", 0);
         fx_model_pod_event(m, KUBE_SYNC_END, NULL);
         exact(m);
-        pod(m, "half", (struct ask){.cpu = 1, .cores = 50, .mem_gib = 40}, 20, NULL, 0);
+        pod(m, "half", HALF, 20, NULL, 0);
         int binds = drain(m, "half");
         assert_int_equal(binds, listed ? 0 : 1);
         if (listed) {
@@ -468,13 +439,6 @@ static void test_holds_under_churn(void **state)
         }
         fx_model_free(m);
     }
-}
-
-static uint64_t hold_books(const struct fx_model *m)
-{
-    struct fx_model_stats st;
-    fx_model_stats(m, &st);
-    return st.hold_books;
 }
 
 /* (6) A short hold takes back capacity freed on its own node only: low's
@@ -488,8 +452,8 @@ static void test_hold_refreshed_on_its_node(void **state)
 {
     (void)state;
     struct fx_model *m = new_model();
-    node(m, "n1", 1);
-    node(m, "n2", 1);
+    a100_node(m, "n1", 1);
+    a100_node(m, "n2", 1);
     pod(m, "low", WHOLE_8CPU, 0, "n1", 0);
     pod(m, "x1", (struct ask){.cpu = 4, .prio = 5000}, 1, "n1", 0);
     pod(m, "x2", (struct ask){.cpu = 14, .prio = 5000}, 2, "n2", 0);
@@ -498,23 +462,23 @@ static void test_hold_refreshed_on_its_node(void **state)
     assert_string_equal(a.node, "n1");
     next(m, FX_EVICT, "low");
     fx_model_evict_done(m, "low", 0);
-    nothing(m);
-    uint64_t books = hold_books(m);
+    nothing_left(m);
+    uint64_t books = model_stats(m).hold_books;
     gone(m, "x2"); /* n2's capacity: nothing for low's hold */
-    nothing(m);
-    assert_int_equal(hold_books(m), books);
+    nothing_left(m);
+    assert_int_equal(model_stats(m).hold_books, books);
     pod(m, "cpu16", (struct ask){.cpu = 16}, 20, NULL, 0);
     a = next(m, FX_BIND, "cpu16");
     assert_string_equal(a.node, "n2");
     gone(m, "x1"); /* n1's 4: low's hold takes them */
-    assert_true(hold_books(m) > books);
+    assert_true(model_stats(m).hold_books > books);
     pod(m, "cpu1", (struct ask){.cpu = 1}, 21, NULL, 0);
     next(m, FX_WAIT, "cpu1");
-    nothing(m);
+    nothing_left(m);
     gone(m, "low");
     next(m, FX_BIND, "hi");
     next(m, FX_BIND, "cpu1");
-    nothing(m);
+    nothing_left(m);
     fx_model_free(m);
 }
 

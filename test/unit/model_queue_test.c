@@ -22,14 +22,7 @@
 /* A Ready node with n A100s (80 GiB), 64 CPUs and 256 GiB. */
 static void add_node(struct fx_model *m, const char *name, int ngpu)
 {
-    char *text = a100_inventory(name, ngpu);
-    json_t *n = json_pack("{s:{s:s, s:{s:s}}, s:{}, s:{s:{s:s, s:s}}}", "metadata", "name", name,
-                          "annotations", "flexpu.io/gpus", text, "spec", "status", "allocatable",
-                          "cpu", "64", "memory", "256Gi");
-    assert_non_null(n);
-    fx_model_node_event(m, KUBE_ADDED, n);
-    json_decref(n);
-    free(text);
+    a100_node_with(m, name, ngpu, "64", "256Gi");
 }
 
 /* A pending pod of ours asking `gpus` whole GPUs, in queue q (NULL: no
