@@ -156,16 +156,14 @@ static void evicted(struct fx_model *m, const char *uid)
 
 static int borrowers(struct fx_model *m)
 {
-    struct fx_model_stats st;
-    fx_model_stats(m, &st);
+    struct fx_model_stats st = model_stats(m);
     return st.borrowers;
 }
 
 /* The model's state holds (fx_model_check), and m is freed. */
 static void checked_free(struct fx_model *m)
 {
-    struct flexpu_error err = {0};
-    assert_int_equal(fx_model_check(m, &err), 0);
+    model_checked(m);
     fx_model_free(m);
 }
 
@@ -202,8 +200,7 @@ static void test_borrows_idle_gpu(void **state)
     assert_int_equal(al.gpus[0].mem, fx_default_slice_mem(1, 30, 0, 80 * GIB)); /* 24 GiB */
     assert_int_equal(borrowers(m), 1);
     /* The engine gave it no GPU share: the owners' 1000 only. */
-    struct fx_model_stats st;
-    fx_model_stats(m, &st);
+    struct fx_model_stats st = model_stats(m);
     assert_int_equal(st.gpu_milli_used, 1000);
     assert_int_equal(st.borrows, 1);
     confirm(m, &a, 30, "", 20);
@@ -424,15 +421,13 @@ static void test_reclaim_after_rise_stays_up(void **state)
     assert_non_null(strstr(a.message, "GPU 0"));
     assert_non_null(strstr(a.message, "node n1"));
     assert_non_null(strstr(a.message, "950/1000"));
-    struct fx_model_stats st;
-    fx_model_stats(m, &st);
+    struct fx_model_stats st = model_stats(m);
     assert_int_equal(st.reclaims, 1);
     assert_int_equal(st.borrowers, 0); /* leaving */
     fx_model_evict_done(m, "b1", 0);
     gone(m, "b1");
     nothing(m);
-    struct flexpu_error err = {0};
-    assert_int_equal(fx_model_check(m, &err), 0);
+    model_checked(m);
     /* Reclaimed here a moment ago: no borrower on this GPU for
      * FX_BORROW_COOLDOWN_S, idle as it may read. */
     at(m, T0 + 100, 0);
@@ -630,8 +625,7 @@ static void test_refused_reclaim_deletes(void **state)
     assert_non_null(strstr(a.message, "deleting it"));
     assert_non_null(strstr(a.message, "flexpu.io/opportunistic"));
     assert_int_equal(borrowers(m), 0); /* leaving */
-    struct fx_model_stats st;
-    fx_model_stats(m, &st);
+    struct fx_model_stats st = model_stats(m);
     assert_int_equal(st.reclaims_deleted, 1);
     assert_int_equal(st.reclaims_refused, 0);
     fx_model_evict_done(m, "b1", 0);
@@ -647,10 +641,9 @@ static void test_refused_reclaim_deletes(void **state)
     next(m, FX_DELETE, "b1");
     fx_model_evict_done(m, "b1", FLEXPU_EINVAL);
     assert_int_equal(borrowers(m), 1);
-    fx_model_stats(m, &st);
+    st = model_stats(m);
     assert_int_equal(st.reclaims_refused, 1);
-    struct flexpu_error err = {0};
-    assert_int_equal(fx_model_check(m, &err), 0);
+    model_checked(m);
     fx_model_set_clock(m, T0 + 25);
     nothing(m);
     at(m, T0 + 30, 900); /* still over, the back-off passed: tried again */
@@ -813,12 +806,10 @@ static struct fx_model *owner_beside_borrower(const char *mem)
     assert_false(a.borrowed);
     assert_non_null(strstr(a.allocation, "\"index\":1"));
     assert_int_equal(borrowers(m), 1);
-    struct fx_model_stats st;
-    fx_model_stats(m, &st);
+    struct fx_model_stats st = model_stats(m);
     assert_int_equal(st.reclaims, 0);
     assert_int_equal(st.gpu_milli_used, 1000); /* 500 + 500: nothing hidden is left */
-    struct flexpu_error err = {0};
-    assert_int_equal(fx_model_check(m, &err), 0);
+    model_checked(m);
     return m;
 }
 
@@ -836,12 +827,11 @@ static void test_owner_takes_free_gpu_over_reclaim(void **state)
     assert_non_null(strstr(a.message, "borrowers"));
     a = next(m, FX_RECLAIM, "b1");
     assert_non_null(strstr(a.message, "t/o3"));
-    struct flexpu_error err = {0};
-    assert_int_equal(fx_model_check(m, &err), 0);
+    model_checked(m);
     evicted(m, "b1");
     a = next(m, FX_BIND, "o3");
     assert_non_null(strstr(a.allocation, "\"index\":0"));
-    assert_int_equal(fx_model_check(m, &err), 0);
+    model_checked(m);
     fx_model_free(m);
 }
 
@@ -905,8 +895,7 @@ static void preemptor_deleted_before_reclaim(bool evict_sent)
     if (fx_model_next(m, &a))
         fail_msg("hi is gone, yet outcome %d for %s: %s", a.outcome, a.uid, a.message);
     assert_int_equal(borrowers(m), 1);
-    struct flexpu_error err = {0};
-    assert_int_equal(fx_model_check(m, &err), 0);
+    model_checked(m);
     if (evict_sent) {
         /* 60 GiB free for the engine, 24 of them b1's: hi2 waits for b1,
          * reclaimed now for it. */
@@ -1019,8 +1008,7 @@ static void test_gang_takes_free_gpu_over_reclaim(void **state)
     }
     nothing(m);
     assert_int_equal(borrowers(m), 1);
-    struct fx_model_stats st;
-    fx_model_stats(m, &st);
+    struct fx_model_stats st = model_stats(m);
     assert_int_equal(st.reclaims, 0);
     assert_int_equal(st.gpu_milli_used, 1000);
     checked_free(m);
@@ -1089,6 +1077,10 @@ struct cpu_spec {
     int prio, sec;
     const char *node, *alloc;
 };
+
+/* o2: 4 CPUs and half a GPU with 20 GiB, class 0, created at second 50,
+ * the pod that needs borrower b1's CPUs on n1 (cpu_borrower). */
+static const struct cpu_spec O2 = {.uid = "o2", .cpu = "4", .cores = 50, .mem = "20Gi", .sec = 50};
 
 static void cpu_pod(struct fx_model *m, const struct cpu_spec *s)
 {
@@ -1171,7 +1163,7 @@ static void test_borrower_yields_cpu(void **state)
 {
     (void)state;
     /* b1 at the same PriorityClass as o2 (0), and above it (1000). */
-    struct cpu_spec o2 = {.uid = "o2", .cpu = "4", .cores = 50, .mem = "20Gi", .sec = 50};
+    struct cpu_spec o2 = O2;
     evicts_borrower(cpu_borrower(0), &o2);
     evicts_borrower(cpu_borrower(1000), &o2);
     /* A pod whose PriorityClass says never preempt takes back lent
@@ -1222,9 +1214,29 @@ static void test_opportunistic_never_evicts_borrower(void **state)
     next(m, FX_WAIT, "o3");
     nothing(m);
     assert_int_equal(borrowers(m), 1);
-    struct fx_model_stats st;
-    fx_model_stats(m, &st);
+    struct fx_model_stats st = model_stats(m);
     assert_int_equal(st.preemptions, 0);
+    checked_free(m);
+}
+
+/* Pod group members c1 and c2 (2 CPUs and a quarter GPU with 10 GiB each,
+ * created at seconds 50 and 51), pending: together they need b1's CPUs. */
+static void group_of_two(struct fx_model *m)
+{
+    struct cpu_spec g = {.uid = "c1", .cpu = "2", .cores = 25, .mem = "10Gi", .in_group = true,
+                         .sec = 50};
+    cpu_pod(m, &g);
+    g.uid = "c2";
+    g.sec = 51;
+    cpu_pod(m, &g);
+}
+
+/* b1, evicted or deleted, goes: both members are bound, and m is freed. */
+static void group_bound_once_b1_gone(struct fx_model *m)
+{
+    evicted(m, "b1");
+    next(m, FX_BIND, NULL);
+    next(m, FX_BIND, NULL);
     checked_free(m);
 }
 
@@ -1234,19 +1246,11 @@ static void test_gang_evicts_borrower(void **state)
 {
     (void)state;
     struct fx_model *m = cpu_borrower(1000);
-    struct cpu_spec g = {.uid = "c1", .cpu = "2", .cores = 25, .mem = "10Gi", .in_group = true,
-                         .sec = 50};
-    cpu_pod(m, &g);
-    g.uid = "c2";
-    g.sec = 51;
-    cpu_pod(m, &g);
+    group_of_two(m);
     struct fx_attempt a = next(m, FX_NOMINATE, NULL);
     assert_non_null(strstr(a.message, "borrowed: runs on lent capacity"));
     next(m, FX_EVICT, "b1");
-    evicted(m, "b1");
-    next(m, FX_BIND, NULL);
-    next(m, FX_BIND, NULL);
-    checked_free(m);
+    group_bound_once_b1_gone(m);
 }
 
 /* A pod group whose members differ in flexpu.io/opportunistic would evict
@@ -1297,7 +1301,7 @@ static void test_waiting_pod_woken_when_borrower_binds(void **state)
     struct fx_attempt a = next(m, FX_BIND, "b1");
     assert_true(a.borrowed);
     gone(m, "on1-0-b"); /* the GPU has room for o2; the node 3 CPUs */
-    struct cpu_spec o2 = {.uid = "o2", .cpu = "4", .cores = 50, .mem = "20Gi", .sec = 50};
+    struct cpu_spec o2 = O2;
     cpu_pod(m, &o2);
     next(m, FX_WAIT, "o2"); /* b1 is not bound yet: no victim */
     fx_model_bind_done(m, "b1", 0, 0);
@@ -1341,8 +1345,7 @@ static void owner_on_n1(struct fx_model *m, const char *uid, const char *cpu, in
 
 static uint64_t preemptions(struct fx_model *m)
 {
-    struct fx_model_stats st;
-    fx_model_stats(m, &st);
+    struct fx_model_stats st = model_stats(m);
     return st.preemptions;
 }
 
@@ -1474,7 +1477,7 @@ static struct fx_model *budget_refused(const struct cpu_spec *o2, bool *delete_q
 static void test_budget_keeps_no_borrower_on_lent_capacity(void **state)
 {
     (void)state;
-    struct cpu_spec o2 = {.uid = "o2", .cpu = "4", .cores = 50, .mem = "20Gi", .sec = 50};
+    struct cpu_spec o2 = O2;
     struct fx_model *m = budget_refused(&o2, NULL);
     struct fx_attempt a = next(m, FX_DELETE, "b1");
     assert_true(a.preempts); /* a victim of o2's preemption: Preempted, as its eviction */
@@ -1485,8 +1488,7 @@ static void test_budget_keeps_no_borrower_on_lent_capacity(void **state)
     assert_non_null(strstr(a.message, "borrowed: runs on lent capacity"));
     assert_non_null(strstr(a.message, "flexpu.io/opportunistic"));
     assert_int_equal(borrowers(m), 0); /* leaving */
-    struct fx_model_stats st;
-    fx_model_stats(m, &st);
+    struct fx_model_stats st = model_stats(m);
     assert_int_equal(st.evictions_deleted, 1);
     assert_int_equal(st.evictions_refused, 0);
     assert_int_equal(st.reclaims_deleted, 0); /* no GPU owner's reclaim */
@@ -1503,7 +1505,7 @@ static void test_budget_keeps_no_borrower_on_lent_capacity(void **state)
     next(m, FX_DELETE, "b1");
     fx_model_evict_done(m, "b1", FLEXPU_EINVAL);
     assert_int_equal(borrowers(m), 1);
-    fx_model_stats(m, &st);
+    st = model_stats(m);
     assert_int_equal(st.evictions_refused, 1);
     assert_int_equal(st.reclaims_refused, 0);
     next(m, FX_WAIT, "o2");
@@ -1512,21 +1514,13 @@ static void test_budget_keeps_no_borrower_on_lent_capacity(void **state)
 
     /* A pod group the same way. */
     m = cpu_borrower(1000);
-    struct cpu_spec g = {.uid = "c1", .cpu = "2", .cores = 25, .mem = "10Gi", .in_group = true,
-                         .sec = 50};
-    cpu_pod(m, &g);
-    g.uid = "c2";
-    g.sec = 51;
-    cpu_pod(m, &g);
+    group_of_two(m);
     next(m, FX_NOMINATE, NULL);
     next(m, FX_EVICT, "b1");
     fx_model_evict_done(m, "b1", FLEXPU_EBUSY);
     a = next(m, FX_DELETE, "b1");
     assert_non_null(strstr(a.message, "pod group"));
-    evicted(m, "b1");
-    next(m, FX_BIND, NULL);
-    next(m, FX_BIND, NULL);
-    checked_free(m);
+    group_bound_once_b1_gone(m);
 }
 
 /* A budget still keeps a borrower from its peers: o3, opportunistic of
@@ -1551,8 +1545,7 @@ static void test_budget_keeps_borrower_from_peer(void **state)
             fail_msg("b1's budget refused its eviction by a peer: outcome %d for %s: %s",
                      a.outcome, a.uid, a.message);
     assert_int_equal(borrowers(m), 1);
-    struct fx_model_stats st;
-    fx_model_stats(m, &st);
+    struct fx_model_stats st = model_stats(m);
     assert_int_equal(st.evictions_refused, 1);
     assert_int_equal(st.evictions_deleted, 0);
     checked_free(m);
@@ -1567,7 +1560,7 @@ static void test_budget_keeps_borrower_from_peer(void **state)
 static void test_preemptor_deleted_before_borrower_delete(void **state)
 {
     (void)state;
-    struct cpu_spec o2 = {.uid = "o2", .cpu = "4", .cores = 50, .mem = "20Gi", .sec = 50};
+    struct cpu_spec o2 = O2;
     bool queued;
     struct fx_model *m = budget_refused(&o2, &queued);
     assert_true(queued); /* its delete queued */
@@ -1576,8 +1569,7 @@ static void test_preemptor_deleted_before_borrower_delete(void **state)
     if (fx_model_next(m, &a))
         fail_msg("o2 is gone, yet outcome %d for %s: %s", a.outcome, a.uid, a.message);
     assert_int_equal(borrowers(m), 1);
-    struct flexpu_error err = {0};
-    assert_int_equal(fx_model_check(m, &err), 0);
+    model_checked(m);
     o2.uid = "o3";
     evicts_borrower(m, &o2); /* b1 evicted for o3, o3 bound: checked there */
 }
@@ -1587,7 +1579,7 @@ static void test_preemptor_deleted_before_borrower_delete(void **state)
 static void test_preemptor_bound_elsewhere_before_borrower_delete(void **state)
 {
     (void)state;
-    struct cpu_spec o2 = {.uid = "o2", .cpu = "4", .cores = 50, .mem = "20Gi", .sec = 50};
+    struct cpu_spec o2 = O2;
     struct fx_attempt a;
     bool queued;
     struct fx_model *m = budget_refused(&o2, &queued);
@@ -1618,12 +1610,8 @@ static void cpu_only(struct fx_model *m, const char *uid, const char *cpu, int s
 /* The model's invariants hold and nothing failed to be accounted. */
 static void exact(struct fx_model *m)
 {
-    struct flexpu_error err = {0};
-    if (fx_model_check(m, &err))
-        fail_msg("invariants: %s", err.msg);
-    struct fx_model_stats st;
-    fx_model_stats(m, &st);
-    assert_int_equal(st.conflicts, 0);
+    model_checked(m);
+    assert_int_equal(model_stats(m).conflicts, 0);
 }
 
 /* Borrower b1, deleted after a budget refused its eviction for o2, keeps
@@ -1635,7 +1623,7 @@ static void exact(struct fx_model *m)
 static void test_deleted_borrower_keeps_hold(void **state)
 {
     (void)state;
-    struct cpu_spec o2 = {.uid = "o2", .cpu = "4", .cores = 50, .mem = "20Gi", .sec = 50};
+    struct cpu_spec o2 = O2;
     bool queued;
     struct fx_model *m = budget_refused(&o2, &queued);
     assert_true(queued);
@@ -1670,7 +1658,7 @@ static void test_dropped_delete_accounts_borrower_whole(void **state)
 {
     (void)state;
     for (int bound = 0; bound < 2; bound++) {
-        struct cpu_spec o2 = {.uid = "o2", .cpu = "4", .cores = 50, .mem = "20Gi", .sec = 50};
+        struct cpu_spec o2 = O2;
         bool queued;
         struct fx_model *m = budget_refused(&o2, &queued);
         assert_true(queued);
@@ -1772,7 +1760,7 @@ static void test_preemptor_deleted_before_eviction(void **state)
 {
     (void)state;
     struct fx_model *m = cpu_borrower(0);
-    struct cpu_spec o2 = {.uid = "o2", .cpu = "4", .cores = 50, .mem = "20Gi", .sec = 50};
+    struct cpu_spec o2 = O2;
     cpu_pod(m, &o2);
     next(m, FX_NOMINATE, "o2");
     gone(m, "o2"); /* before the scheduler takes b1's eviction */
@@ -2050,7 +2038,7 @@ static void test_cheaper_borrower_goes(void **state)
     bound_borrower(m, "b1", "n1", "14", 30, 20);
     assert_int_equal(borrowers(m), 2);
     nothing(m);
-    struct cpu_spec o2 = {.uid = "o2", .cpu = "4", .cores = 50, .mem = "20Gi", .sec = 50};
+    struct cpu_spec o2 = O2;
     cpu_pod(m, &o2);
     struct fx_attempt a = next(m, FX_NOMINATE, "o2");
     if (strcmp(a.node, "n2") != 0 || !strstr(a.message, "t/b2") || strstr(a.message, "t/b1"))
@@ -2096,7 +2084,7 @@ static const char *evicted_beside(const char *b2_created)
     fx_model_pod_event(m, KUBE_ADDED, b2);
     json_decref(b2);
     assert_int_equal(borrowers(m), 2);
-    struct cpu_spec o2 = {.uid = "o2", .cpu = "4", .cores = 50, .mem = "20Gi", .sec = 50};
+    struct cpu_spec o2 = O2;
     cpu_pod(m, &o2);
     struct fx_attempt a = next(m, FX_NOMINATE, "o2");
     const char *who = strstr(a.message, "t/b2") ? "b2" : strstr(a.message, "t/b1") ? "b1" : "?";
@@ -2174,7 +2162,7 @@ static void test_borrowers_listed_on_every_path(void **state)
     listed(m, 2);
     gone(m, "b2");
     listed(m, 1);
-    struct cpu_spec o2 = {.uid = "o2", .cpu = "4", .cores = 50, .mem = "20Gi", .sec = 50};
+    struct cpu_spec o2 = O2;
     evicts_borrower(m, &o2); /* b1 evicted and gone: checked there */
 }
 
@@ -2184,12 +2172,10 @@ static void test_restart_accounts_borrower(void **state)
     struct fx_model *m = owned(1);
     pod(m, "b1", 30, "", true, "n1", 0, true, 20);
     assert_int_equal(borrowers(m), 1);
-    struct fx_model_stats st;
-    fx_model_stats(m, &st);
+    struct fx_model_stats st = model_stats(m);
     assert_int_equal(st.gpu_milli_used, 1000); /* no share of its own in the engine */
     assert_int_equal(st.conflicts, 0);
-    struct flexpu_error err = {0};
-    assert_int_equal(fx_model_check(m, &err), 0);
+    model_checked(m);
     /* And it is reclaimed like any borrower. */
     rise_reclaims(m);
     fx_model_free(m);

@@ -885,6 +885,30 @@ static bool update_then_next(struct fx_model *m, json_t *p, struct fx_attempt *a
     return fx_model_next(m, at);
 }
 
+/* Pending pod `uid` (`cores` of a GPU, created at `created`) added; the
+ * model's next attempt tells it to wait. */
+static json_t *added_waiting(struct fx_model *m, const char *uid, int cores, const char *created)
+{
+    json_t *p = pending_pod(uid, cores, created);
+    fx_model_pod_event(m, KUBE_ADDED, p);
+    struct fx_attempt at;
+    assert_true(fx_model_next(m, &at));
+    assert_int_equal(at.outcome, FX_WAIT);
+    return p;
+}
+
+/* p's update (an edit) has it decided at once: bound to `node`, the bind
+ * done. */
+static void update_binds(struct fx_model *m, json_t *p, const char *uid, const char *node)
+{
+    struct fx_attempt at;
+    assert_true(update_then_next(m, p, &at));
+    assert_int_equal(at.outcome, FX_BIND);
+    assert_string_equal(at.uid, uid);
+    assert_string_equal(at.node, node);
+    fx_model_bind_done(m, at.uid, 0, 0);
+}
+
 /* A user may edit a waiting pod (its flexpu.io/ annotations, tolerations
  * added, in-place resize of its requests): an edit that changes what the
  * model reads has it tried again at once, as kube-scheduler moves a pod
@@ -904,11 +928,8 @@ static void test_model_waiting_pod_edited(void **state)
     json_decref(n2);
     json_t *old = slice_pod_on("old", 60, "n1", 0);
     fx_model_pod_event(m, KUBE_ADDED, old);
-    json_t *w = pending_pod("w", 50, "2026-01-01T00:00:00Z");
-    fx_model_pod_event(m, KUBE_ADDED, w);
+    json_t *w = added_waiting(m, "w", 50, "2026-01-01T00:00:00Z");
     struct fx_attempt at;
-    assert_true(fx_model_next(m, &at));
-    assert_int_equal(at.outcome, FX_WAIT);
     assert_false(fx_model_next(m, &at));
 
     /* Nothing the model reads: its status, a label, resourceVersion, an
@@ -940,34 +961,20 @@ static void test_model_waiting_pod_edited(void **state)
     json_object_set_new(spec, "tolerations",
                         json_pack("[{s:s, s:s, s:s}]", "key", "flexpu.io/team", "value", "a",
                                   "effect", "NoSchedule"));
-    assert_true(update_then_next(m, w, &at));
-    assert_int_equal(at.outcome, FX_BIND);
-    assert_string_equal(at.uid, "w");
-    assert_string_equal(at.node, "n2");
-    fx_model_bind_done(m, at.uid, 0, 0);
+    update_binds(m, w, "w", "n2");
 
     /* Its GPU share lowered (50% -> 40%): placed at once on n1. */
-    json_t *w2 = pending_pod("w2", 50, "2026-01-01T00:00:01Z");
-    fx_model_pod_event(m, KUBE_ADDED, w2);
-    assert_true(fx_model_next(m, &at));
-    assert_int_equal(at.outcome, FX_WAIT);
+    json_t *w2 = added_waiting(m, "w2", 50, "2026-01-01T00:00:01Z");
     assert_false(fx_model_next(m, &at));
     json_t *limits = json_object_get(
         json_object_get(json_array_get(json_object_get(json_object_get(w2, "spec"), "containers"), 0),
                         "resources"),
         "limits");
     json_object_set_new(limits, "flexpu.io/gpu-cores", json_string("40"));
-    assert_true(update_then_next(m, w2, &at));
-    assert_int_equal(at.outcome, FX_BIND);
-    assert_string_equal(at.uid, "w2");
-    assert_string_equal(at.node, "n1");
-    fx_model_bind_done(m, at.uid, 0, 0);
+    update_binds(m, w2, "w2", "n1");
 
     /* An edit that makes a waiting pod invalid takes the invalid path. */
-    json_t *w3 = pending_pod("w3", 50, "2026-01-01T00:00:02Z");
-    fx_model_pod_event(m, KUBE_ADDED, w3);
-    assert_true(fx_model_next(m, &at));
-    assert_int_equal(at.outcome, FX_WAIT);
+    json_t *w3 = added_waiting(m, "w3", 50, "2026-01-01T00:00:02Z");
     json_object_set_new(json_object_get(json_object_get(w3, "metadata"), "annotations"),
                         "flexpu.io/opportunistic", json_string("maybe"));
     assert_true(update_then_next(m, w3, &at));
@@ -1354,6 +1361,69 @@ static void test_lease_validity(void **state)
     assert_false(kube_lease_valid_for(&l, 100 * s, 0));
 }
 
+/* The binder tests' setup, one copy: a client of the fake server (started
+ * by the caller), a model with node n1, the pods added to it, and bind
+ * senders started against the server. rig_stop frees all of it but the
+ * server. */
+struct bind_rig {
+    struct kube_client *c;
+    struct kube_config cfg;
+    struct fx_binder b;
+    struct fx_model *m;
+    json_t *pods[8];
+    int npods;
+};
+
+/* A model with n1 of `ngpu` GPUs and a client of srv whose object timeout
+ * is `timeout_ms` (0: the default); the binder not yet started. */
+static void rig_init(struct bind_rig *r, struct http_srv *srv, int ngpu, int timeout_ms)
+{
+    memset(r, 0, sizeof(*r));
+    r->c = loopback_client(srv->port);
+    if (timeout_ms)
+        kube_client_set_timeouts(r->c, timeout_ms, 0);
+    r->m = model_with_node("n1", ngpu);
+    loopback_config(srv->port, &r->cfg);
+}
+
+/* Pod p added to the rig's model (the watch's ADDED); the rig frees it. */
+static json_t *rig_add(struct bind_rig *r, json_t *p)
+{
+    assert_true(r->npods < 8);
+    r->pods[r->npods++] = p;
+    fx_model_pod_event(r->m, KUBE_ADDED, p);
+    return p;
+}
+
+/* `senders` bind senders started (the client's timeouts copied by then),
+ * under `lease` (NULL: no election). */
+static void rig_start(struct bind_rig *r, struct kube_lease *lease, int senders)
+{
+    struct flexpu_error err = {0};
+    r->b = (struct fx_binder){.c = r->c, .lease = lease, .identity = "me"};
+    if (fx_binder_start(&r->b, &r->cfg, senders, &err))
+        fail_msg("fx_binder_start: %s", err.msg);
+}
+
+static void rig_stop(struct bind_rig *r)
+{
+    fx_binder_stop(&r->b, r->m);
+    kube_config_free(&r->cfg);
+    fx_model_free(r->m);
+    for (int i = 0; i < r->npods; i++)
+        json_decref(r->pods[i]);
+    kube_client_free(r->c);
+}
+
+/* Our lease in namespace d, of 15 s (renew deadline 10 s), held and last
+ * renewed `ago_ns` before now. */
+static struct kube_lease lease_renewed_ago(int64_t ago_ns)
+{
+    return (struct kube_lease){.namespace = "d", .name = "l", .identity = "me",
+                               .duration_s = 15, .leader = true,
+                               .renewed_at_ns = (int64_t)fx_mono_ns() - ago_ns};
+}
+
 /* A leader whose lease has expired binds nothing: another replica may hold
  * it by now. With the lease renewed, the same round binds. */
 static void test_bind_round_checks_lease(void **state)
@@ -1361,22 +1431,16 @@ static void test_bind_round_checks_lease(void **state)
     (void)state;
     struct http_srv srv = {.status = 201, .body = "{\"kind\":\"Binding\"}"};
     http_start(&srv);
-    struct kube_client *c = loopback_client(srv.port);
-    kube_client_set_timeouts(c, 2000, 0);
-    struct flexpu_error err = {0};
-    struct fx_model *m = model_with_node("n1", 1);
-    json_t *a = pending_pod("a", 60, "2026-01-01T00:00:00Z");
-    fx_model_pod_event(m, KUBE_ADDED, a);
+    struct bind_rig r;
+    rig_init(&r, &srv, 1, 2000);
+    struct fx_model *m = r.m;
+    rig_add(&r, pending_pod("a", 60, "2026-01-01T00:00:00Z"));
 
-    int64_t now = (int64_t)fx_mono_ns();
-    struct kube_lease lease = {.namespace = "d", .name = "l", .identity = "me", .duration_s = 15,
-                               .leader = true, .renewed_at_ns = now - 20 * 1000000000LL};
-    struct fx_binder b = {.c = c, .lease = &lease, .identity = "me"};
-    struct kube_config cfg;
-    loopback_config(srv.port, &cfg);
-    assert_int_equal(fx_binder_start(&b, &cfg, 2, &err), 0);
-    assert_false(fx_binder_leading(&b));
-    assert_int_equal(fx_bind_round(m, &b, 256, NULL), 0);
+    struct kube_lease lease = lease_renewed_ago(20 * 1000000000LL);
+    rig_start(&r, &lease, 2);
+    struct fx_binder *b = &r.b;
+    assert_false(fx_binder_leading(b));
+    assert_int_equal(fx_bind_round(m, b, 256, NULL), 0);
     assert_int_equal(srv.nreq, 0);
     struct fx_model_stats st;
     fx_model_stats(m, &st);
@@ -1385,31 +1449,27 @@ static void test_bind_round_checks_lease(void **state)
 
     /* renewed 9 s ago: 1 s left before the renew deadline, less than a bind */
     lease.renewed_at_ns = (int64_t)fx_mono_ns() - 9 * 1000000000LL;
-    assert_false(fx_binder_leading(&b));
-    assert_int_equal(fx_bind_round(m, &b, 256, NULL), 0);
+    assert_false(fx_binder_leading(b));
+    assert_int_equal(fx_bind_round(m, b, 256, NULL), 0);
     assert_int_equal(srv.nreq, 0);
 
     lease.renewed_at_ns = (int64_t)fx_mono_ns();
-    assert_true(fx_binder_leading(&b));
-    assert_int_equal(fx_bind_round(m, &b, 256, NULL), 1);
-    fx_binder_flush(m, &b);
+    assert_true(fx_binder_leading(b));
+    assert_int_equal(fx_bind_round(m, b, 256, NULL), 1);
+    fx_binder_flush(m, b);
     assert_int_equal(srv.nreq, 1);
     assert_string_equal(srv.method, "POST");
     assert_string_equal(srv.path, "/api/v1/namespaces/d/pods/a/binding");
     assert_non_null(strstr(srv.req_body, "\"uid\":\"a\""));
     assert_non_null(strstr(srv.req_body, FX_ANN_ALLOCATION));
-    assert_int_equal(b.binds, 1);
+    assert_int_equal(b->binds, 1);
     fx_model_stats(m, &st);
     assert_int_equal(st.gpu_milli_used, 600);
 
     /* no election: always leading */
-    struct fx_binder free_b = {.c = c, .identity = "me"};
+    struct fx_binder free_b = {.c = r.c, .identity = "me"};
     assert_true(fx_binder_leading(&free_b));
-    fx_binder_stop(&b, m);
-    kube_config_free(&cfg);
-    fx_model_free(m);
-    json_decref(a);
-    kube_client_free(c);
+    rig_stop(&r);
     http_stop(&srv);
 }
 
@@ -1422,25 +1482,21 @@ static void test_binds_in_parallel(void **state)
     struct http_srv srv = {.status = 201, .body = "{\"kind\":\"Binding\"}", .threaded = true,
                            .delay_ms = 200};
     http_start(&srv);
-    struct kube_client *c = loopback_client(srv.port);
-    struct flexpu_error err = {0};
-    struct fx_model *m = model_with_node("n1", 8);
-    json_t *pods[8];
+    struct bind_rig r;
+    rig_init(&r, &srv, 8, 0);
+    struct fx_model *m = r.m;
     for (int i = 0; i < 8; i++) {
         char uid[8];
         snprintf(uid, sizeof(uid), "p%d", i);
-        pods[i] = pending_pod(uid, 100, "2026-01-01T00:00:00Z");
-        fx_model_pod_event(m, KUBE_ADDED, pods[i]);
+        rig_add(&r, pending_pod(uid, 100, "2026-01-01T00:00:00Z"));
     }
-    struct fx_binder b = {.c = c, .identity = "me"};
-    struct kube_config cfg;
-    loopback_config(srv.port, &cfg);
-    assert_int_equal(fx_binder_start(&b, &cfg, 4, &err), 0);
-    assert_int_equal(fx_bind_round(m, &b, 256, NULL), 8);
-    fx_binder_flush(m, &b);
+    rig_start(&r, NULL, 4);
+    struct fx_binder *b = &r.b;
+    assert_int_equal(fx_bind_round(m, b, 256, NULL), 8);
+    fx_binder_flush(m, b);
     assert_int_equal(srv.nreq, 8);
-    assert_int_equal(b.binds, 8);
-    assert_int_equal(b.bind_errors, 0);
+    assert_int_equal(b->binds, 8);
+    assert_int_equal(b->bind_errors, 0);
     if (srv.max_inflight < 2)
         fail_msg("4 senders never had two binds on the wire at once (max %d)", srv.max_inflight);
     assert_true(srv.max_inflight <= 4);
@@ -1448,12 +1504,7 @@ static void test_binds_in_parallel(void **state)
     fx_model_stats(m, &st);
     assert_int_equal(st.gpu_milli_used, 8000);
     assert_int_equal(st.pods_unsure, 0);
-    fx_binder_stop(&b, m);
-    for (int i = 0; i < 8; i++)
-        json_decref(pods[i]);
-    kube_config_free(&cfg);
-    fx_model_free(m);
-    kube_client_free(c);
+    rig_stop(&r);
     http_stop(&srv);
 }
 
@@ -1518,28 +1569,24 @@ static void test_pod_condition_written_once(void **state)
     struct status_seen seen = {.mu = PTHREAD_MUTEX_INITIALIZER};
     struct http_srv srv = {.route = status_route, .ctx = &seen};
     http_start(&srv);
-    struct kube_client *c = loopback_client(srv.port);
-    struct flexpu_error err = {0};
-    struct fx_model *m = model_with_node("n1", 1);
-    json_t *a = pending_pod("a", 60, "2026-01-01T00:00:00Z");
-    json_t *w = pending_pod("w", 60, "2026-01-01T00:00:01Z");
+    struct bind_rig r;
+    rig_init(&r, &srv, 1, 0);
+    struct fx_model *m = r.m;
+    rig_add(&r, pending_pod("a", 60, "2026-01-01T00:00:00Z"));
+    json_t *w = rig_add(&r, pending_pod("w", 60, "2026-01-01T00:00:01Z"));
     json_t *g = pending_pod("g", 10, "2026-01-01T00:00:02Z");
     json_object_set_new(json_object_get(g, "spec"), "schedulingGates",
                         json_pack("[{s:s}]", "name", "example.com/wait"));
     json_t *bad = pending_pod("bad", 10, "2026-01-01T00:00:03Z");
     json_object_set_new(json_object_get(bad, "spec"), "schedulingGates",
                         json_pack("[{s:s}]", "name", ""));
-    fx_model_pod_event(m, KUBE_ADDED, a);
-    fx_model_pod_event(m, KUBE_ADDED, w);
-    fx_model_pod_event(m, KUBE_ADDED, g);
-    fx_model_pod_event(m, KUBE_ADDED, bad);
-    struct fx_binder b = {.c = c, .identity = "me"};
-    struct kube_config cfg;
-    loopback_config(srv.port, &cfg);
-    assert_int_equal(fx_binder_start(&b, &cfg, 2, &err), 0);
-    fx_bind_round(m, &b, 256, NULL);
-    fx_binder_flush(m, &b);
-    assert_int_equal(b.binds, 1);
+    rig_add(&r, g);
+    rig_add(&r, bad);
+    rig_start(&r, NULL, 2);
+    struct fx_binder *b = &r.b;
+    fx_bind_round(m, b, 256, NULL);
+    fx_binder_flush(m, b);
+    assert_int_equal(b->binds, 1);
     assert_int_equal(seen.npatch, 2);
     int iw = strstr(seen.path[0], "/pods/w/") ? 0 : 1;
     assert_string_equal(seen.path[iw], "/api/v1/namespaces/d/pods/w/status");
@@ -1550,19 +1597,12 @@ static void test_pod_condition_written_once(void **state)
     /* nothing new to tell: nothing written, however many rounds */
     for (int i = 0; i < 3; i++) {
         fx_model_pod_event(m, KUBE_MODIFIED, w);
-        fx_bind_round(m, &b, 256, NULL);
+        fx_bind_round(m, b, 256, NULL);
     }
-    fx_binder_flush(m, &b);
+    fx_binder_flush(m, b);
     assert_int_equal(seen.npatch, 2);
     assert_null(strstr(seen.order, "/pods/g/"));
-    fx_binder_stop(&b, m);
-    kube_config_free(&cfg);
-    fx_model_free(m);
-    json_decref(a);
-    json_decref(w);
-    json_decref(g);
-    json_decref(bad);
-    kube_client_free(c);
+    rig_stop(&r);
     http_stop(&srv);
     pthread_mutex_destroy(&seen.mu);
 }
@@ -1578,30 +1618,21 @@ static void test_pod_condition_not_after_bind(void **state)
     struct http_srv srv = {.route = status_route, .ctx = &seen, .threaded = true,
                            .delay_ms = 500};
     http_start(&srv);
-    struct kube_client *c = loopback_client(srv.port);
-    struct flexpu_error err = {0};
-    struct fx_model *m = model_with_node("n1", 1);
-    json_t *a = pending_pod("a", 60, "2026-01-01T00:00:00Z");
-    json_t *w = pending_pod("w", 60, "2026-01-01T00:00:01Z");
-    fx_model_pod_event(m, KUBE_ADDED, a);
-    fx_model_pod_event(m, KUBE_ADDED, w);
-    struct fx_binder b = {.c = c, .identity = "me"};
-    struct kube_config cfg;
-    loopback_config(srv.port, &cfg);
-    assert_int_equal(fx_binder_start(&b, &cfg, 1, &err), 0);
-    assert_int_equal(fx_bind_round(m, &b, 256, NULL), 2); /* a bound, w told */
+    struct bind_rig r;
+    rig_init(&r, &srv, 1, 0);
+    struct fx_model *m = r.m;
+    json_t *a = rig_add(&r, pending_pod("a", 60, "2026-01-01T00:00:00Z"));
+    rig_add(&r, pending_pod("w", 60, "2026-01-01T00:00:01Z"));
+    rig_start(&r, NULL, 1);
+    struct fx_binder *b = &r.b;
+    assert_int_equal(fx_bind_round(m, b, 256, NULL), 2); /* a bound, w told */
     fx_model_pod_event(m, KUBE_DELETED, a);
-    assert_int_equal(fx_bind_round(m, &b, 256, NULL), 1); /* w bound */
-    fx_binder_flush(m, &b);
+    assert_int_equal(fx_bind_round(m, b, 256, NULL), 1); /* w bound */
+    fx_binder_flush(m, b);
     if (seen.npatch)
         fail_msg("a condition written for a pod being bound: %s", seen.order);
     assert_non_null(strstr(seen.order, "POST /api/v1/namespaces/d/pods/w/binding"));
-    fx_binder_stop(&b, m);
-    kube_config_free(&cfg);
-    fx_model_free(m);
-    json_decref(a);
-    json_decref(w);
-    kube_client_free(c);
+    rig_stop(&r);
     http_stop(&srv);
     pthread_mutex_destroy(&seen.mu);
 }
@@ -1645,18 +1676,14 @@ static void test_pod_condition_writes_in_order(void **state)
     struct patch_times pt = {.mu = PTHREAD_MUTEX_INITIALIZER};
     struct http_srv srv = {.route = slow_patch_route, .ctx = &pt, .threaded = true};
     http_start(&srv);
-    struct kube_client *c = loopback_client(srv.port);
-    struct flexpu_error err = {0};
-    struct fx_model *m = model_with_node("n1", 1);
-    json_t *a = pending_pod("a", 60, "2026-01-01T00:00:00Z");
-    json_t *w = pending_pod("w", 60, "2026-01-01T00:00:01Z");
-    fx_model_pod_event(m, KUBE_ADDED, a);
-    fx_model_pod_event(m, KUBE_ADDED, w);
-    struct fx_binder b = {.c = c, .identity = "me"};
-    struct kube_config cfg;
-    loopback_config(srv.port, &cfg);
-    assert_int_equal(fx_binder_start(&b, &cfg, 2, &err), 0);
-    assert_int_equal(fx_bind_round(m, &b, 256, NULL), 2); /* a bound, w told */
+    struct bind_rig r;
+    rig_init(&r, &srv, 1, 0);
+    struct fx_model *m = r.m;
+    rig_add(&r, pending_pod("a", 60, "2026-01-01T00:00:00Z"));
+    rig_add(&r, pending_pod("w", 60, "2026-01-01T00:00:01Z"));
+    rig_start(&r, NULL, 2);
+    struct fx_binder *b = &r.b;
+    assert_int_equal(fx_bind_round(m, b, 256, NULL), 2); /* a bound, w told */
     for (int i = 0; i < 200; i++) { /* until w's PATCH is on the wire */
         pthread_mutex_lock(&pt.mu);
         int n = pt.n;
@@ -1668,8 +1695,8 @@ static void test_pod_condition_writes_in_order(void **state)
     json_t *w2 = pending_pod("w", 70, "2026-01-01T00:00:01Z");
     fx_model_pod_event(m, KUBE_MODIFIED, w2);
     json_decref(w2);
-    assert_int_equal(fx_bind_round(m, &b, 256, NULL), 1); /* w told again */
-    fx_binder_flush(m, &b);
+    assert_int_equal(fx_bind_round(m, b, 256, NULL), 1); /* w told again */
+    fx_binder_flush(m, b);
     assert_int_equal(pt.n, 2);
     assert_non_null(strstr(pt.body[0], "600 milli"));
     assert_non_null(strstr(pt.body[1], "700 milli"));
@@ -1677,12 +1704,7 @@ static void test_pod_condition_writes_in_order(void **state)
     if (pt.at_ms[1] - pt.at_ms[0] < 490)
         fail_msg("w's second PATCH went out %lld ms after the first, before its answer",
                  (long long)(pt.at_ms[1] - pt.at_ms[0]));
-    fx_binder_stop(&b, m);
-    kube_config_free(&cfg);
-    fx_model_free(m);
-    json_decref(a);
-    json_decref(w);
-    kube_client_free(c);
+    rig_stop(&r);
     http_stop(&srv);
     pthread_mutex_destroy(&pt.mu);
 }
@@ -1700,40 +1722,28 @@ static int condition_writes_past_lease(bool renew)
     struct http_srv srv = {.route = status_route, .ctx = &seen, .threaded = true,
                            .delay_ms = 700};
     http_start(&srv);
-    struct kube_client *c = loopback_client(srv.port);
-    kube_client_set_timeouts(c, 1000, 0);
-    struct flexpu_error err = {0};
-    struct fx_model *m = model_with_node("n1", 1);
-    json_t *a = pending_pod("a", 60, "2026-01-01T00:00:00Z");
-    json_t *w = pending_pod("w", 60, "2026-01-01T00:00:01Z");
-    fx_model_pod_event(m, KUBE_ADDED, a);
-    fx_model_pod_event(m, KUBE_ADDED, w);
+    struct bind_rig r;
+    rig_init(&r, &srv, 1, 1000);
+    struct fx_model *m = r.m;
+    rig_add(&r, pending_pod("a", 60, "2026-01-01T00:00:00Z"));
+    rig_add(&r, pending_pod("w", 60, "2026-01-01T00:00:01Z"));
     /* renew deadline 10 s after the renewal; 8.7 s ago leaves 1.3 s, enough
      * to decide with a 1 s timeout, and the send-by is 0.3 s from now */
-    struct kube_lease lease = {.namespace = "d", .name = "l", .identity = "me", .duration_s = 15,
-                               .leader = true,
-                               .renewed_at_ns = (int64_t)fx_mono_ns() - 8700000000LL};
-    struct fx_binder b = {.c = c, .lease = &lease, .identity = "me"};
-    struct kube_config cfg;
-    loopback_config(srv.port, &cfg);
-    assert_int_equal(fx_binder_start(&b, &cfg, 1, &err), 0);
-    assert_int_equal(fx_bind_round(m, &b, 256, NULL), 2); /* a bound, w told */
+    struct kube_lease lease = lease_renewed_ago(8700000000LL);
+    rig_start(&r, &lease, 1);
+    struct fx_binder *b = &r.b;
+    assert_int_equal(fx_bind_round(m, b, 256, NULL), 2); /* a bound, w told */
     if (renew) {
         nanosleep(&(struct timespec){.tv_nsec = 400000000L}, NULL);
         lease.renewed_at_ns = (int64_t)fx_mono_ns();
-        assert_int_equal(fx_bind_round(m, &b, 256, NULL), 0); /* nothing new to tell */
+        assert_int_equal(fx_bind_round(m, b, 256, NULL), 0); /* nothing new to tell */
     }
-    fx_binder_flush(m, &b);
-    assert_int_equal(b.binds, 1);
+    fx_binder_flush(m, b);
+    assert_int_equal(b->binds, 1);
     int n = seen.npatch;
     if (n)
         print_message("past the lease (renew %d): %s", renew, seen.order);
-    fx_binder_stop(&b, m);
-    kube_config_free(&cfg);
-    fx_model_free(m);
-    json_decref(a);
-    json_decref(w);
-    kube_client_free(c);
+    rig_stop(&r);
     http_stop(&srv);
     pthread_mutex_destroy(&seen.mu);
     return n;
@@ -1756,39 +1766,27 @@ static void test_bind_not_sent_past_lease(void **state)
     (void)state;
     struct http_srv srv = {.silent = true};
     http_start(&srv);
-    struct kube_client *c = loopback_client(srv.port);
-    kube_client_set_timeouts(c, 1000, 0);
-    struct flexpu_error err = {0};
-    struct fx_model *m = model_with_node("n1", 1);
-    json_t *a = pending_pod("a", 40, "2026-01-01T00:00:00Z");
-    json_t *bp = pending_pod("b", 40, "2026-01-01T00:00:01Z");
-    fx_model_pod_event(m, KUBE_ADDED, a);
-    fx_model_pod_event(m, KUBE_ADDED, bp);
+    struct bind_rig r;
+    rig_init(&r, &srv, 1, 1000);
+    struct fx_model *m = r.m;
+    rig_add(&r, pending_pod("a", 40, "2026-01-01T00:00:00Z"));
+    rig_add(&r, pending_pod("b", 40, "2026-01-01T00:00:01Z"));
     /* renew deadline 10 s after the renewal; 8.5 s ago leaves 1.5 s, enough
      * to decide a bind of 1 s, and its send-by is 0.5 s from now */
-    struct kube_lease lease = {.namespace = "d", .name = "l", .identity = "me", .duration_s = 15,
-                               .leader = true,
-                               .renewed_at_ns = (int64_t)fx_mono_ns() - 8500000000LL};
-    struct fx_binder b = {.c = c, .lease = &lease, .identity = "me"};
-    struct kube_config cfg;
-    loopback_config(srv.port, &cfg);
-    assert_int_equal(fx_binder_start(&b, &cfg, 1, &err), 0);
-    assert_int_equal(fx_bind_round(m, &b, 2, NULL), 2);
-    fx_binder_flush(m, &b);
+    struct kube_lease lease = lease_renewed_ago(8500000000LL);
+    rig_start(&r, &lease, 1);
+    struct fx_binder *b = &r.b;
+    assert_int_equal(fx_bind_round(m, b, 2, NULL), 2);
+    fx_binder_flush(m, b);
     assert_int_equal(srv.nreq, 1);
-    assert_int_equal(b.binds_unsent, 1);
-    assert_int_equal(b.bind_errors, 1); /* the unanswered one */
+    assert_int_equal(b->binds_unsent, 1);
+    assert_int_equal(b->bind_errors, 1); /* the unanswered one */
     struct fx_model_stats st;
     fx_model_stats(m, &st);
     assert_int_equal(st.pods_unsure, 1);
     assert_int_equal(st.pods_queued, 1);
     assert_int_equal(st.gpu_milli_used, 400);
-    fx_binder_stop(&b, m);
-    kube_config_free(&cfg);
-    fx_model_free(m);
-    json_decref(a);
-    json_decref(bp);
-    kube_client_free(c);
+    rig_stop(&r);
     http_stop(&srv);
 }
 
@@ -1799,30 +1797,26 @@ static void test_settle_round_reads_back(void **state)
     (void)state;
     struct http_srv srv = {.status = 504, .body = "{\"kind\":\"Status\",\"message\":\"timeout\"}"};
     http_start(&srv);
-    struct kube_client *c = loopback_client(srv.port);
-    kube_client_set_timeouts(c, 2000, 0);
-    struct flexpu_error err = {0};
-    struct fx_model *m = model_with_node("n1", 1);
-    json_t *a = pending_pod("a", 60, "2026-01-01T00:00:00Z");
-    fx_model_pod_event(m, KUBE_ADDED, a);
-    struct fx_binder b = {.c = c, .identity = "me"};
-    struct kube_config cfg;
-    loopback_config(srv.port, &cfg);
-    assert_int_equal(fx_binder_start(&b, &cfg, 1, &err), 0);
-    assert_int_equal(fx_bind_round(m, &b, 256, NULL), 1);
-    fx_binder_flush(m, &b);
-    assert_int_equal(b.bind_errors, 1);
+    struct bind_rig r;
+    rig_init(&r, &srv, 1, 2000);
+    struct fx_model *m = r.m;
+    json_t *a = rig_add(&r, pending_pod("a", 60, "2026-01-01T00:00:00Z"));
+    rig_start(&r, NULL, 1);
+    struct fx_binder *b = &r.b;
+    assert_int_equal(fx_bind_round(m, b, 256, NULL), 1);
+    fx_binder_flush(m, b);
+    assert_int_equal(b->bind_errors, 1);
     struct fx_model_stats st;
     fx_model_stats(m, &st);
     assert_int_equal(st.pods_unsure, 1);
     assert_int_equal(st.gpu_milli_used, 600);
 
-    fx_settle_round(m, &b, fx_mono_ms()); /* not due yet: no request */
+    fx_settle_round(m, b, fx_mono_ms()); /* not due yet: no request */
     assert_int_equal(srv.nreq, 1);
     char *text = json_dumps(a, JSON_COMPACT);
     srv.status = 200;
     srv.body = text;
-    fx_settle_round(m, &b, fx_mono_ms() + FX_BIND_SETTLE_MS);
+    fx_settle_round(m, b, fx_mono_ms() + FX_BIND_SETTLE_MS);
     assert_int_equal(srv.nreq, 2);
     assert_string_equal(srv.method, "GET");
     assert_string_equal(srv.path, "/api/v1/namespaces/d/pods/a");
@@ -1830,11 +1824,7 @@ static void test_settle_round_reads_back(void **state)
     assert_int_equal(st.pods_unsure, 0);
     assert_int_equal(st.pods_queued, 1);
     assert_int_equal(st.gpu_milli_used, 0);
-    fx_binder_stop(&b, m);
-    kube_config_free(&cfg);
-    fx_model_free(m);
-    json_decref(a);
-    kube_client_free(c);
+    rig_stop(&r);
     http_stop(&srv);
     free(text); /* only now: the server's send of it may outlast the client's read */
 }
