@@ -740,14 +740,14 @@ void fx_model_free(struct fx_model *m)
     fx_free(m);
 }
 
-static void rules_touch(struct fx_model *m, const struct pod *q);
+static void rules_touch(struct fx_model *m, const struct pod *q, bool landing);
 static void rules_set(struct fx_model *m, struct pod *p, struct fx_pod_rules *r);
 
 /* A pod lands on node n (or leaves its node, unlink_pod): waiting pods
  * whose inter-pod rules it may change are tried again (rules_touch). */
 static void link_pod(struct fx_model *m, struct node *n, struct pod *p)
 {
-    rules_touch(m, p);
+    rules_touch(m, p, true);
     p->on = n;
     p->prev = NULL;
     p->next = n->pods;
@@ -760,7 +760,7 @@ static void unlink_pod(struct fx_model *m, struct pod *p)
 {
     if (!p->on)
         return;
-    rules_touch(m, p);
+    rules_touch(m, p, false);
     if (p->prev)
         p->prev->next = p->next;
     else
@@ -1893,16 +1893,20 @@ static void rules_set(struct fx_model *m, struct pod *p, struct fx_pod_rules *r)
     }
 }
 
-/* Whether pod q (landing on a node or leaving it) counts for waiting pod
- * w's own rules: a term of w's selects it, or a spread constraint of w's
- * counts it. */
-static bool rules_involve(const struct pod *w, const struct pod *q)
+/* Whether pod q landing on a node (landing) or leaving it may let waiting
+ * pod w be placed through w's own rules: a pod-affinity term of w's
+ * selects it, or a spread constraint of w's counts it, either way (a
+ * landing raises the smallest count, a leaving lowers a domain's; the
+ * last selected pod leaving frees a pod with affinity to itself); an
+ * anti-affinity term of w's selects it, only when it leaves (a landing
+ * only excludes more, so kube-scheduler's queueing hint skips it too). */
+static bool rules_involve(const struct pod *w, const struct pod *q, bool landing)
 {
     const struct fx_pod_rules *r = w->rules;
     for (int i = 0; r && i < r->naff; i++)
         if (fx_pod_term_matches(&r->aff[i], w->ns, q->ns, q->labels))
             return true;
-    for (int i = 0; r && i < r->nanti; i++)
+    for (int i = 0; r && !landing && i < r->nanti; i++)
         if (fx_pod_term_matches(&r->anti[i], w->ns, q->ns, q->labels))
             return true;
     for (int i = 0; r && i < r->nspread; i++)
@@ -1912,22 +1916,23 @@ static bool rules_involve(const struct pod *w, const struct pod *q)
     return false;
 }
 
-/* Pod q lands on a node or leaves one: the waiting pods whose inter-pod
- * rules count it (rules_involve), and those that q's own anti-affinity
- * selects (its symmetric rule), are queued again. Capacity wake-ups
+/* Pod q lands on a node (landing) or leaves one: the waiting pods whose
+ * inter-pod rules it may unblock (rules_involve) are queued again, and,
+ * when it leaves, those that q's own anti-affinity selects (its symmetric
+ * rule: it only excludes, so its landing frees no one). Capacity wake-ups
  * (wake_waiting) look at one node; a rule on a zone key reaches further,
  * so these are woken by what they select. Nothing is walked while no pod
  * has rules. */
-static void rules_touch(struct fx_model *m, const struct pod *q)
+static void rules_touch(struct fx_model *m, const struct pod *q, bool landing)
 {
     if (m->nruled == 0)
         return;
-    const struct fx_pod_rules *qr = q->rules;
+    const struct fx_pod_rules *qr = landing ? NULL : q->rules;
     for (struct pod *w = m->waiting, *next; w; w = next) {
         next = w->wnext;
         if (w == q || w->gang_short || w->limited || w->noqueue)
             continue;
-        bool wake = w->rules && rules_involve(w, q);
+        bool wake = w->rules && rules_involve(w, q, landing);
         for (int i = 0; !wake && qr && i < qr->nanti; i++)
             wake = fx_pod_term_matches(&qr->anti[i], q->ns, w->ns, w->labels);
         if (wake) {
@@ -1966,10 +1971,10 @@ static void bound_relabel(struct fx_model *m, struct pod *p, json_t *obj)
 {
     char *old = NULL;
     if (labels_set(p, obj, &old) && p->on) {
-        rules_touch(m, p);
+        rules_touch(m, p, true); /* as it is: as if landing */
         char *now = p->labels;
         p->labels = old;
-        rules_touch(m, p);
+        rules_touch(m, p, false); /* as it was: as if leaving */
         p->labels = now;
     }
     fx_free(old);
