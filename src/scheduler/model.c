@@ -1893,9 +1893,21 @@ static void rules_set(struct fx_model *m, struct pod *p, struct fx_pod_rules *r)
     }
 }
 
+/* Whether pod q counts for the required pod affinity r of a pod in
+ * namespace ns: only a pod that every term selects does, as kube-scheduler
+ * counts it (updateWithAffinityTerms); one selected by some terms alone
+ * satisfies none. */
+static bool affinity_selects(const struct fx_pod_rules *r, const char *ns, const struct pod *q)
+{
+    for (int t = 0; t < r->naff; t++)
+        if (!fx_pod_term_matches(&r->aff[t], ns, q->ns, q->labels))
+            return false;
+    return r->naff > 0;
+}
+
 /* Whether pod q landing on a node (landing) or leaving it may let waiting
- * pod w be placed through w's own rules: a pod-affinity term of w's
- * selects it, or a spread constraint of w's counts it, either way (a
+ * pod w be placed through w's own rules: w's pod affinity counts it
+ * (affinity_selects), or a spread constraint of w's does, either way (a
  * landing raises the smallest count, a leaving lowers a domain's; the
  * last selected pod leaving frees a pod with affinity to itself); an
  * anti-affinity term of w's selects it, only when it leaves (a landing
@@ -1903,9 +1915,8 @@ static void rules_set(struct fx_model *m, struct pod *p, struct fx_pod_rules *r)
 static bool rules_involve(const struct pod *w, const struct pod *q, bool landing)
 {
     const struct fx_pod_rules *r = w->rules;
-    for (int i = 0; r && i < r->naff; i++)
-        if (fx_pod_term_matches(&r->aff[i], w->ns, q->ns, q->labels))
-            return true;
+    if (r && affinity_selects(r, w->ns, q))
+        return true;
     for (int i = 0; r && !landing && i < r->nanti; i++)
         if (fx_pod_term_matches(&r->anti[i], w->ns, q->ns, q->labels))
             return true;
@@ -3166,8 +3177,8 @@ static bool rules_domains(struct fx_model *m, const struct pod *p, struct domset
         for (const struct pod *q = n->pods; q; q = q->next) {
             if (q == p)
                 continue;
-            for (int t = 0; t < r->naff; t++)
-                if (fx_pod_term_matches(&r->aff[t], p->ns, q->ns, q->labels))
+            if (r->naff && affinity_selects(r, p->ns, q))
+                for (int t = 0; t < r->naff; t++)
                     ok &= dom_add(aff, r->aff[t].topo_key, node_topo(m, n, r->aff[t].topo_key));
             for (int t = 0; t < r->nanti; t++)
                 if (fx_pod_term_matches(&r->anti[t], p->ns, q->ns, q->labels))
@@ -3190,10 +3201,11 @@ static bool rules_domains(struct fx_model *m, const struct pod *p, struct domset
 }
 
 /* p's required pod affinity: every term's key on the node, and its value
- * among the domains holding a pod some term selects (kube-scheduler counts
- * them per key, whichever term it was). When no pod anywhere is selected
- * and p matches all its own terms, any node with the keys will do: the
- * first of a group with affinity to itself. */
+ * among the domains holding a pod that every term selects (aff; as
+ * kube-scheduler, a pod selected by one term of two counts for neither).
+ * When no pod anywhere is selected and p matches all its own terms, any
+ * node with the keys will do: the first of a group with affinity to
+ * itself. */
 static int affinity_require(const struct pod *p, struct flexpu_filter *f, const struct domset *aff,
                             char *note, size_t len, struct flexpu_error *err)
 {

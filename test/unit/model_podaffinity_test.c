@@ -272,6 +272,31 @@ static void test_affinity(void **state)
     fx_model_free(m);
 }
 
+/* Two affinity terms: as kube-scheduler, only a pod that both select
+ * counts; a zone holding one pod of each (a1: tier=cache and team=x apart)
+ * satisfies neither, so the pod waits, and goes to zone b once a pod with
+ * both labels is bound there. */
+static void test_affinity_all_terms(void **state)
+{
+    (void)state;
+    struct fx_model *m = new_model();
+    node(m, "a1", "a");
+    node(m, "b1", "b");
+    pod_in(m, "cache", "t", "{\"tier\": \"cache\"}", NULL, 0, "a1");
+    pod_in(m, "xteam", "t", "{\"team\": \"x\"}", NULL, 1, "a1");
+    pod(m, "p", WEB,
+        "{\"podAffinity\": {\"requiredDuringSchedulingIgnoredDuringExecution\": ["
+        "{\"labelSelector\": {\"matchLabels\": {\"tier\": \"cache\"}}, \"topologyKey\": \"" ZONE "\"},"
+        "{\"labelSelector\": {\"matchLabels\": {\"team\": \"x\"}}, \"topologyKey\": \"" ZONE "\"}]}}",
+        2);
+    struct fx_attempt w = next(m, FX_WAIT, "p");
+    assert_non_null(strstr(w.message, "pod affinity: no pod it selects"));
+    pod_in(m, "both", "t", "{\"tier\": \"cache\", \"team\": \"x\"}", NULL, 3, "b1");
+    assert_string_equal(next(m, FX_BIND, "p").node, "b1");
+    check(m);
+    fx_model_free(m);
+}
+
 /* Preemption never picks a node the rule excludes: two nodes full of
  * low-priority pods, one of them selected by the preemptor's anti-affinity;
  * the victim is on the other node, whichever of the two the victim search
@@ -503,6 +528,7 @@ int main(void)
         cmocka_unit_test(test_one_per_node), cmocka_unit_test(test_zone_key),
         cmocka_unit_test(test_symmetric),    cmocka_unit_test(test_namespaces),
         cmocka_unit_test(test_affinity),     cmocka_unit_test(test_preemption_honours_rules),
+        cmocka_unit_test(test_affinity_all_terms),
         cmocka_unit_test(test_spread),
         cmocka_unit_test(test_spread_min_domains_and_schedule_anyway),
         cmocka_unit_test(test_spread_node_affinity_policy),
