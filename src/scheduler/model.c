@@ -1731,10 +1731,12 @@ static bool gang_holds_place(const struct pod *q)
     return q->state == POD_ASSUMED || q->state == POD_BOUND || q->state == POD_NOMINATED;
 }
 
-/* Gang member p, nominated (its place already released), is deleted;
- * still listed on its group. While the other members holding places still
- * reach min-members the group's preemption goes on: if p is the member its
- * victims name, another nominated member takes that over (else they would
+/* Gang member p, nominated (its place already released), is deleted, or
+ * bound elsewhere (`placed`: it holds a place toward the minimum, where
+ * the server says); still listed on its group. While the members holding
+ * places (p among them when placed) still reach min-members the group's
+ * preemption goes on: if p is the member its victims name, another
+ * nominated member takes that over (else they would
  * go for a pod that no longer exists, and the members waiting on them
  * never be bound), and when none is left nothing needs the victims. When
  * they no longer reach it (the whole group deleted, or any member of the
@@ -1744,10 +1746,10 @@ static bool gang_holds_place(const struct pod *q)
  * and is decided again with the members waiting, all or none (counting a
  * waiting member instead would bind the others below min-members when it
  * fits nowhere, and evict for them). */
-static void gang_nominee_gone(struct fx_model *m, struct pod *p)
+static void gang_nominee_gone(struct fx_model *m, struct pod *p, bool placed)
 {
     struct gang *g = p->gang;
-    int holding = 0;
+    int holding = placed;
     struct pod *heir = NULL;
     for (struct pod *q = g->members; q; q = q->gnext) {
         if (q == p || !gang_holds_place(q))
@@ -1790,6 +1792,20 @@ static void gang_nominee_gone(struct fx_model *m, struct pod *p)
     }
 }
 
+/* Nominated pod p stops waiting for its victims without their being gone:
+ * deleted, or bound elsewhere (`placed`: another instance of the scheduler
+ * or a user's Binding). Its place is released already. The victims whose
+ * evictions have not gone out stay (victims_unqueue); for a group member,
+ * as gang_nominee_gone decides. The one place for every such path. */
+static void nomination_ends(struct fx_model *m, struct pod *p, bool placed)
+{
+    if (p->gang)
+        gang_nominee_gone(m, p, placed);
+    else if (p->nvictims > 0)
+        victims_unqueue(m, p->uid);
+    p->nvictims = 0;
+}
+
 static void forget(struct fx_model *m, struct pod *p)
 {
     struct node *on = p->on;
@@ -1802,10 +1818,8 @@ static void forget(struct fx_model *m, struct pod *p)
     clear_unsure(m, p);
     dequeue(m, p);
     release(m, p);
-    if (nominated && p->gang)
-        gang_nominee_gone(m, p);
-    else if (nominated && p->nvictims > 0)
-        victims_unqueue(m, p->uid);
+    if (nominated)
+        nomination_ends(m, p, false);
     unlink_pod(m, p);
     if (on && !on->seen && !on->pods)
         drop_node(m, on); /* the last pod of a node that is gone */
@@ -2277,8 +2291,13 @@ static void pod_event(struct fx_model *m, enum kube_event ev, json_t *obj)
             return;
         }
         /* Assumed elsewhere or with other GPUs (another instance bound it),
-         * or never accounted: what the server recorded is what counts. */
+         * or never accounted: what the server recorded is what counts.
+         * Nominated, it waits for its victims no more: those not evicted
+         * yet stay (before, they were evicted for nothing). */
+        bool nominated = p->state == POD_NOMINATED;
         release(m, p);
+        if (nominated)
+            nomination_ends(m, p, true);
         unlink_pod(m, p);
         set_state(m, p, POD_BOUND);
         /* Pods can arrive before their node: a placeholder record

@@ -1772,6 +1772,30 @@ static void test_preemptor_deleted_before_eviction(void **state)
     evicts_borrower(m, &o2); /* b1 evicted for o3, o3 bound: checked there */
 }
 
+/* The same when o2 is bound elsewhere while nominated, before b1's
+ * eviction went out (another instance of the scheduler, or a user's
+ * Binding, put it on n9, a node not seen yet): o2 waits for b1 no more, so
+ * b1 is not evicted (before, it was, for nothing), is accounted whole
+ * again, and is a victim again for the next pod that needs the room. */
+static void test_preemptor_bound_elsewhere_before_eviction(void **state)
+{
+    (void)state;
+    struct fx_model *m = cpu_borrower(0);
+    struct cpu_spec o2 = O2;
+    cpu_pod(m, &o2);
+    next(m, FX_NOMINATE, "o2");
+    o2.node = "n9";
+    cpu_pod(m, &o2); /* the watch shows it bound there */
+    struct fx_attempt a;
+    if (fx_model_next(m, &a))
+        fail_msg("o2 is bound on n9, yet outcome %d for %s: %s", a.outcome, a.uid, a.message);
+    assert_int_equal(borrowers(m), 1);
+    model_checked(m);
+    struct cpu_spec o3 = O2;
+    o3.uid = "o3";
+    evicts_borrower(m, &o3); /* b1 evicted for o3, o3 bound: checked there */
+}
+
 /* Pod group c (min-members 2) of `n` members (2 CPUs each) beside b1
  * (class 1000), which holds the CPUs they need: the group is nominated for
  * b1's eviction, not sent yet. Returns the member the victims name (the
@@ -1870,6 +1894,37 @@ static void test_gang_member_deleted_group_runs(void **state)
     }
     assert_int_equal(bound, 2);
     checked_free(m);
+}
+
+/* A member of group c (min-members 2) bound elsewhere (on n9) while the
+ * group is nominated for b1's eviction, not sent yet: it holds a place
+ * toward the minimum there, and the member still nominated still needs
+ * b1's room on n1, so the group's preemption goes on. When the bound one
+ * is the member b1's eviction is for, the other takes it over (before,
+ * b1 went for a pod no longer nominated, and the other was never bound);
+ * either way b1 is evicted for a member still waiting, and that one is
+ * bound on n1 once b1 is gone. */
+static void test_gang_member_bound_elsewhere_before_eviction(void **state)
+{
+    (void)state;
+    for (int named = 0; named < 2; named++) {
+        struct fx_model *m = cpu_borrower(1000);
+        const char *pr = gang_nominated(m, 2);
+        const char *other = strcmp(pr, "c1") == 0 ? "c2" : "c1";
+        const char *bound = named ? pr : other, *waits = named ? other : pr;
+        struct cpu_spec g = {.uid = bound, .cpu = "2", .cores = 25, .mem = "10Gi",
+                             .in_group = true, .sec = strcmp(bound, "c1") == 0 ? 50 : 51,
+                             .node = "n9"};
+        cpu_pod(m, &g);
+        struct fx_attempt a = next(m, FX_EVICT, "b1");
+        if (!strstr(a.message, waits))
+            fail_msg("b1 evicted not for %s, still nominated: %s", waits, a.message);
+        evicted(m, "b1");
+        a = next(m, FX_BIND, waits);
+        assert_string_equal(a.node, "n1");
+        nothing(m);
+        checked_free(m);
+    }
 }
 
 /* Group c of four (min-members 2, class 10): c1 and a second member are
@@ -2456,6 +2511,8 @@ int main(void)
         cmocka_unit_test(test_reclaimed_borrower_keeps_cpu),
         cmocka_unit_test(test_gang_victims_of_two_reasons),
         cmocka_unit_test(test_preemptor_deleted_before_eviction),
+        cmocka_unit_test(test_preemptor_bound_elsewhere_before_eviction),
+        cmocka_unit_test(test_gang_member_bound_elsewhere_before_eviction),
         cmocka_unit_test(test_gang_deleted_before_eviction),
         cmocka_unit_test(test_gang_member_deleted_group_runs),
         cmocka_unit_test(test_gang_member_told_of_nominated),
