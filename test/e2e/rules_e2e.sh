@@ -219,11 +219,11 @@ case_preferred_affinity() {
   pass "preferred node affinity: the heavier matching term wins; an unmatched preference excludes nothing"
 }
 
-# ipod NAME SCHEDULER APP AFFINITY-JSON [NODE]: a pod labelled app=APP with
-# spec.affinity AFFINITY-JSON (may be empty), for SCHEDULER (flexpu: a 20%
+# app_pod NAME SCHEDULER APP SPEC [NODE]: a pod labelled app=APP with the spec
+# fields SPEC (empty, or ending in a comma), for SCHEDULER (flexpu: a 20%
 # slice; default: 100m CPU), or bound to NODE directly when given.
-ipod() {
-  local name="$1" sched="$2" app="$3" aff="${4:-}" on="${5:-}" res
+app_pod() {
+  local name="$1" sched="$2" app="$3" spec="$4" on="${5:-}" res
   if [ "$sched" = flexpu ]; then
     sched='"schedulerName":"flexpu-scheduler",'
     res='"limits":{"cpu":"1","memory":"1Gi","flexpu.io/gpu":"1","flexpu.io/gpu-cores":"20"}'
@@ -232,11 +232,18 @@ ipod() {
     res='"requests":{"cpu":"100m","memory":"64Mi"}'
   fi
   [ -n "$on" ] && sched="\"nodeName\":\"$on\","
-  [ -n "$aff" ] && aff="\"affinity\":$aff,"
   kubectl create -f - >/dev/null <<EOF
 {"apiVersion":"v1","kind":"Pod","metadata":{"name":"$name","namespace":"default","labels":{"app":"$app"}},
- "spec":{$sched$aff"containers":[{"name":"c","image":"x","resources":{$res}}]}}
+ "spec":{$sched$spec"containers":[{"name":"c","image":"x","resources":{$res}}]}}
 EOF
+}
+
+# ipod NAME SCHEDULER APP AFFINITY-JSON [NODE]: app_pod with spec.affinity
+# AFFINITY-JSON (may be empty).
+ipod() {
+  local aff="${4:-}"
+  [ -n "$aff" ] && aff="\"affinity\":$aff,"
+  app_pod "$1" "$2" "$3" "$aff" "${5:-}"
 }
 
 # wait_bound POD...: each is bound (or the wait runs out).
@@ -324,20 +331,8 @@ case_topology_spread() {
 # spod NAME SCHEDULER APP: a pod labelled app=APP spread with maxSkew 1 over
 # the zone key against the pods labelled so.
 spod() {
-  local name="$1" sched="$2" app="$3" res
-  if [ "$sched" = flexpu ]; then
-    sched='"schedulerName":"flexpu-scheduler",'
-    res='"limits":{"cpu":"1","memory":"1Gi","flexpu.io/gpu":"1","flexpu.io/gpu-cores":"20"}'
-  else
-    sched=""
-    res='"requests":{"cpu":"100m","memory":"64Mi"}'
-  fi
-  kubectl create -f - >/dev/null <<EOF
-{"apiVersion":"v1","kind":"Pod","metadata":{"name":"$name","namespace":"default","labels":{"app":"$app"}},
- "spec":{$sched"topologySpreadConstraints":[{"maxSkew":1,"topologyKey":"topology.kubernetes.io/zone",
-   "whenUnsatisfiable":"DoNotSchedule","labelSelector":{"matchLabels":{"app":"$app"}}}],
-  "containers":[{"name":"c","image":"x","resources":{$res}}]}}
-EOF
+  app_pod "$1" "$2" "$3" "\"topologySpreadConstraints\":[{\"maxSkew\":1,\"topologyKey\":\"topology.kubernetes.io/zone\",
+   \"whenUnsatisfiable\":\"DoNotSchedule\",\"labelSelector\":{\"matchLabels\":{\"app\":\"$3\"}}}],"
 }
 
 case_no_schedule_taint
