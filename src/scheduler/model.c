@@ -3127,22 +3127,39 @@ static const char *node_topo(const struct fx_model *m, const struct node *n, con
     return n && n->id >= 0 ? flexpu_engine_node_label(m->e, n->id, key) : NULL;
 }
 
-/* Appends "; WHAT KEY in [v1 v2 ...]" to note (cut to fit). */
+/* Appends "; WHAT KEY in [v1 v2 ...]" to note. Values that do not fit are
+ * counted, never cut ("[v1 v2 ... +37 more]"): room for that ending is kept
+ * before each value. A clause whose head does not fit is said as "; ..."
+ * (every clause leaves room for it), and the clauses after it are not. */
 static void note_add(char *note, size_t len, const char *what, const char *key,
                      const struct dom *d, int n)
 {
+    static const char cut[] = "; ...";
     size_t off = strlen(note);
+    if (off >= 3 && strcmp(note + off - 3, "...") == 0)
+        return; /* a clause before was left out */
+    size_t lim = len - (sizeof(cut) - 1); /* what this clause may fill */
+    size_t reserve = (size_t)snprintf(NULL, 0, " ... +%d more]", n);
     const char *dots;
     const char *k = key_shown(key, &dots);
     int w = snprintf(note + off, len - off, "%s%s %s%s in [", off ? "; " : "", what, dots, k);
-    for (int i = 0; w > 0 && i < n && off + (size_t)w < len; i++) {
-        off += (size_t)w;
-        w = snprintf(note + off, len - off, "%s%.63s", i ? " " : "", d[i].val);
+    if (w < 0 || off + (size_t)w + reserve >= lim) {
+        snprintf(note + off, len - off, "%s", off ? cut : cut + 2);
+        return;
     }
-    if (w > 0 && off + (size_t)w < len) {
-        off += (size_t)w;
+    off += (size_t)w;
+    int i = 0;
+    for (; i < n; i++) {
+        const char *sep = i ? " " : "";
+        size_t need = strlen(sep) + strnlen(d[i].val, 63) + (i + 1 < n ? reserve : 1);
+        if (off + need >= lim)
+            break;
+        off += (size_t)snprintf(note + off, len - off, "%s%.63s", sep, d[i].val);
+    }
+    if (i < n)
+        snprintf(note + off, len - off, "%s... +%d more]", i ? " " : "", n - i);
+    else
         snprintf(note + off, len - off, "]");
-    }
 }
 
 /* For each key of s (sorted), one requirement: key NotIn (anti) or In its
@@ -4809,7 +4826,7 @@ bool fx_model_next(struct fx_model *m, struct fx_attempt *a)
          * placement, a remote slice's node, borrowing and the victim search
          * all read p->filter. */
         struct flexpu_filter *own = p->filter, *ruled = NULL;
-        char note[300];
+        char note[171]; /* all of it fits msg below */
         if (rules_filter(m, p, &ruled, note, sizeof(note))) {
             FX_ERROR(COMP, "out of memory compiling inter-pod rules", "pod=%s/%s", STR(p->ns),
                      STR(p->name));
@@ -4831,7 +4848,7 @@ bool fx_model_next(struct fx_model *m, struct fx_attempt *a)
             set_state(m, p, POD_WAITING);
             char msg[400];
             if (note[0])
-                snprintf(msg, sizeof(msg), "%.200s (inter-pod rules: %.170s)", why.text, note);
+                snprintf(msg, sizeof(msg), "%.200s (inter-pod rules: %s)", why.text, note);
             else
                 snprintf(msg, sizeof(msg), "%s", why.text);
             if (strcmp(msg, STR(p->told)) == 0)

@@ -113,6 +113,55 @@ static void check(struct fx_model *m)
         fail_msg("model check: %s", err.msg);
 }
 
+/* A list of excluded domains too long for the message ends with how many
+ * were left out, every name shown whole, and a clause with no room left is
+ * said as "; ...": 40 nodes each holding a web pod with anti-affinity to
+ * web, a replica with the same anti-affinity waits (its own rule, then
+ * theirs). */
+static void test_long_domain_list_counted(void **state)
+{
+    (void)state;
+    struct fx_model *m = new_model();
+    enum { N = 40 };
+    for (int i = 0; i < N; i++) {
+        char name[32], uid[32];
+        snprintf(name, sizeof(name), "gpu-node-%02d", i);
+        snprintf(uid, sizeof(uid), "w%02d", i);
+        node(m, name, NULL);
+        pod_in(m, uid, "t", WEB, ANTI(HOST), i, name);
+    }
+    pod(m, "r", WEB, ANTI(HOST), N);
+    struct fx_attempt w = next(m, FX_WAIT, "r");
+    const char *head = "pod anti-affinity: not " HOST " in [";
+    const char *list = strstr(w.message, head);
+    assert_non_null(list);
+    list += strlen(head);
+    const char *end = strchr(list, ']');
+    assert_non_null(end);
+    assert_string_equal(end, "]; ...)");
+    /* "gpu-node-00 gpu-node-01 ... +K more": whole names, in order, then
+     * the count of those left out. */
+    int shown = 0, more = -1;
+    for (const char *t = list; t < end;) {
+        size_t n = strcspn(t, " ]");
+        if (n == 3 && strncmp(t, "...", 3) == 0) {
+            char tail[32];
+            assert_int_equal(sscanf(t, "... +%d more%31s", &more, tail), 2);
+            assert_string_equal(tail, "];");
+            break;
+        }
+        char want[32];
+        snprintf(want, sizeof(want), "gpu-node-%02d", shown++);
+        assert_int_equal(n, strlen(want));
+        assert_memory_equal(t, want, n);
+        t += n + (t[n] == ' ');
+    }
+    assert_true(shown > 0);
+    assert_int_equal(shown + more, N);
+    check(m);
+    fx_model_free(m);
+}
+
 /* Replicas with anti-affinity on the hostname go one per node; the third
  * of two nodes waits, told why, and is placed when a third node appears. */
 static void test_one_per_node(void **state)
@@ -526,6 +575,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_one_per_node), cmocka_unit_test(test_zone_key),
+        cmocka_unit_test(test_long_domain_list_counted),
         cmocka_unit_test(test_symmetric),    cmocka_unit_test(test_namespaces),
         cmocka_unit_test(test_affinity),     cmocka_unit_test(test_preemption_honours_rules),
         cmocka_unit_test(test_affinity_all_terms),
