@@ -10,6 +10,7 @@
 #include "flexpu/quantity.h"
 #include "kube/kube.h"
 #include "kube/topology_key.h"
+#include "util/fnv.h"
 
 static int bad(struct flexpu_error *err, const char *field, const char *value, const char *why)
 {
@@ -1044,16 +1045,6 @@ bool fx_node_cordoned(json_t *node)
 
 /* ---- node filters: labels, taints, tolerations, affinity ---- */
 
-#define FNV_OFFSET 0xcbf29ce484222325ULL
-#define FNV_PRIME  0x100000001b3ULL
-
-static uint64_t hash_str(uint64_t h, const char *s)
-{
-    for (; s && *s; s++)
-        h = (h ^ (unsigned char)*s) * FNV_PRIME;
-    return (h ^ 0xff) * FNV_PRIME;
-}
-
 static const char *const effect_names[] = {"", "NoSchedule", "PreferNoSchedule", "NoExecute"};
 
 /* An effect name, "" allowed only for tolerations; -1 when unknown. */
@@ -1105,7 +1096,7 @@ int fx_node_attrs_parse(json_t *node, struct fx_node_attrs *out, struct flexpu_e
         fx_node_attrs_free(out);
         return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory reading a node's labels");
     }
-    uint64_t h = FNV_OFFSET;
+    uint64_t h = FX_FNV1A_OFFSET;
     char field[128];
     const char *key;
     json_t *v;
@@ -1118,9 +1109,9 @@ int fx_node_attrs_parse(json_t *node, struct fx_node_attrs *out, struct flexpu_e
         }
         out->labels[out->nlabels].key = key;
         out->labels[out->nlabels++].value = json_string_value(v);
-        h = hash_str(hash_str(h, key), json_string_value(v));
+        h = fx_fnv1a_field(fx_fnv1a_field(h, key), json_string_value(v));
     }
-    h = (h ^ 0xfe) * FNV_PRIME;
+    h = fx_fnv1a_byte(h, 0xfe);
     size_t i;
     json_t *t;
     bool have_unsched = false;
@@ -1151,7 +1142,7 @@ int fx_node_attrs_parse(json_t *node, struct fx_node_attrs *out, struct flexpu_e
         x->value = val ? val : "";
         x->effect = (enum flexpu_taint_effect)e;
         have_unsched |= strcmp(k, FX_TAINT_UNSCHEDULABLE) == 0 && e == FLEXPU_TAINT_NO_SCHEDULE;
-        h = hash_str(hash_str(h, k), x->value) * (uint64_t)(3 + e);
+        h = fx_fnv1a_field(fx_fnv1a_field(h, k), x->value) * (uint64_t)(3 + e);
     }
     if (unsched && !have_unsched) {
         struct flexpu_taint *x = &out->taints[out->ntaints++];
@@ -1159,7 +1150,7 @@ int fx_node_attrs_parse(json_t *node, struct fx_node_attrs *out, struct flexpu_e
         x->value = "";
         x->effect = FLEXPU_TAINT_NO_SCHEDULE;
     }
-    out->hash = (h ^ (uint64_t)unsched) * FNV_PRIME;
+    out->hash = fx_fnv1a_byte(h, unsched);
     return 0;
 }
 

@@ -9,6 +9,7 @@
 #include "kube/kube.h"
 #include "kube/pod_rules.h"
 #include "util/alloc.h"
+#include "util/fnv.h"
 
 #define AFF_PATH  "spec.affinity.podAffinity.requiredDuringSchedulingIgnoredDuringExecution"
 #define ANTI_PATH "spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution"
@@ -382,10 +383,9 @@ static uint64_t json_hash(uint64_t h, json_t *v)
     if (!v)
         return h;
     char *s = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
-    for (const char *c = s ? s : ""; *c; c++)
-        h = (h ^ (unsigned char)*c) * 0x100000001b3ULL;
+    h = fx_fnv1a_field(h, s);
     free(s);
-    return (h ^ 0xff) * 0x100000001b3ULL;
+    return h;
 }
 
 int fx_pod_rules_parse(json_t *pod, struct fx_pod_rules **out, struct flexpu_error *err)
@@ -424,7 +424,7 @@ int fx_pod_rules_parse(json_t *pod, struct fx_pod_rules **out, struct flexpu_err
         fx_pod_rules_free(r);
         return rc;
     }
-    uint64_t h = 0xcbf29ce484222325ULL;
+    uint64_t h = FX_FNV1A_OFFSET;
     h = json_hash(h, pa);
     h = json_hash(h, paa);
     h = json_hash(h, tsc);

@@ -11,9 +11,7 @@
 #include <string.h>
 
 #include "util/alloc.h"
-
-#define FNV_OFFSET 0xcbf29ce484222325ULL
-#define FNV_PRIME  0x100000001b3ULL
+#include "util/fnv.h"
 
 struct flexpu_engine *flexpu_engine_new(void)
 {
@@ -137,11 +135,7 @@ static void make_key(const struct fx_node *n, struct fx_key *k)
 
 static uint64_t hash_key(const struct fx_key *k)
 {
-    const unsigned char *p = (const unsigned char *)k;
-    uint64_t h = FNV_OFFSET;
-    for (size_t i = 0; i < sizeof(*k); i++)
-        h = (h ^ p[i]) * FNV_PRIME;
-    return h;
+    return fx_fnv1a(FX_FNV1A_OFFSET, k, sizeof(*k));
 }
 
 static int grow_buckets(struct flexpu_engine *e)

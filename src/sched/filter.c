@@ -10,9 +10,8 @@
 
 #include "sched/engine.h"
 #include "util/alloc.h"
+#include "util/fnv.h"
 
-#define FNV_OFFSET 0xcbf29ce484222325ULL
-#define FNV_PRIME  0x100000001b3ULL
 #define KEY_MAX    317 /* a qualified label key: 253-byte prefix, '/', 63-byte name */
 #define VALUE_MAX  4096
 
@@ -318,40 +317,31 @@ int flexpu_filter_add_match(struct flexpu_filter *f, bool field, const char *key
     return add_match(f, f->nterm - 1, field, key, op, values, nvalues, err);
 }
 
-static uint64_t hash_mix(uint64_t h, uint64_t v)
-{
-    for (int i = 0; i < 8; i++, v >>= 8)
-        h = (h ^ (v & 0xff)) * FNV_PRIME;
-    return h;
-}
-
-static uint64_t hash_str(uint64_t h, const char *s);
-
 uint64_t flexpu_filter_hash(const struct flexpu_filter *f)
 {
-    uint64_t h = FNV_OFFSET;
+    uint64_t h = FX_FNV1A_OFFSET;
     if (!f)
         return h;
     /* By content, never by pool offsets: the strings, then every field
      * that evaluation reads, in the order they were added. */
-    h = hash_mix(h, (uint64_t)f->ntol);
+    h = fx_fnv1a_u64(h, (uint64_t)f->ntol);
     for (int i = 0; i < f->ntol; i++) {
         const struct fx_tol *t = &f->tol[i];
-        h = hash_str(hash_str(h, f->pool + t->key), f->pool + t->value);
-        h = hash_mix(h, (uint64_t)t->op << 8 | t->effect);
+        h = fx_fnv1a_field(fx_fnv1a_field(h, f->pool + t->key), f->pool + t->value);
+        h = fx_fnv1a_u64(h, (uint64_t)t->op << 8 | t->effect);
     }
-    h = hash_mix(h, (uint64_t)f->nterm);
+    h = fx_fnv1a_u64(h, (uint64_t)f->nterm);
     for (int i = 0; i < f->nterm; i++)
-        h = hash_mix(h, (uint64_t)f->weight[i]);
-    h = hash_mix(h, (uint64_t)f->nmatch);
+        h = fx_fnv1a_u64(h, (uint64_t)f->weight[i]);
+    h = fx_fnv1a_u64(h, (uint64_t)f->nmatch);
     for (int i = 0; i < f->nmatch; i++) {
         const struct fx_match *m = &f->match[i];
-        h = hash_mix(h, (uint64_t)(uint32_t)m->term << 32 | (uint64_t)m->op << 24 |
-                            (uint64_t)m->field << 16 | m->nval);
-        h = hash_str(h, f->pool + m->key);
+        h = fx_fnv1a_u64(h, (uint64_t)(uint32_t)m->term << 32 | (uint64_t)m->op << 24 |
+                                (uint64_t)m->field << 16 | m->nval);
+        h = fx_fnv1a_field(h, f->pool + m->key);
         const char *v = f->pool + m->val;
         for (int j = 0; j < m->nval; j++, v += strlen(v) + 1)
-            h = hash_str(h, v);
+            h = fx_fnv1a_field(h, v);
     }
     return h;
 }
@@ -557,21 +547,15 @@ static int cmp_taint(const void *a, const void *b)
     return strcmp(x->value, y->value);
 }
 
-static uint64_t hash_str(uint64_t h, const char *s)
-{
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * FNV_PRIME;
-    return (h ^ 0xff) * FNV_PRIME; /* a separator no string holds */
-}
-
 static uint64_t attrs_hash(const struct fx_attrs *a)
 {
-    uint64_t h = FNV_OFFSET ^ (uint64_t)a->hostname;
+    uint64_t h = FX_FNV1A_OFFSET ^ (uint64_t)a->hostname;
     for (int i = 0; i < a->nlabels; i++)
-        h = hash_str(hash_str(h, a->labels[i].key), a->labels[i].value);
-    h = (h ^ 0xfe) * FNV_PRIME;
+        h = fx_fnv1a_field(fx_fnv1a_field(h, a->labels[i].key), a->labels[i].value);
+    h = fx_fnv1a_byte(h, 0xfe);
     for (int i = 0; i < a->ntaints; i++)
-        h = hash_str(hash_str(h, a->taints[i].key), a->taints[i].value) * (uint64_t)(3 + a->taints[i].effect);
+        h = fx_fnv1a_field(fx_fnv1a_field(h, a->taints[i].key), a->taints[i].value) *
+            (uint64_t)(3 + a->taints[i].effect);
     return h;
 }
 

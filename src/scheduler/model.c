@@ -17,6 +17,7 @@
 #include "scheduler/borrow.h"
 #include "scheduler/remote_topology.h"
 #include "util/alloc.h"
+#include "util/fnv.h"
 #include "util/strmap.h"
 
 #define SHAPES_MAX  128
@@ -2100,24 +2101,13 @@ static int read_pod(struct fx_model *m, struct pod *p, json_t *obj, struct flexp
     return rc;
 }
 
-/* FNV-1a over n bytes, and over a string with a separator no string holds. */
-static uint64_t inputs_mix(uint64_t h, const void *b, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ ((const unsigned char *)b)[i]) * 0x100000001b3ULL;
-    return h;
-}
-
+/* A string with its NUL, a separator no string holds. */
 static uint64_t inputs_str(uint64_t h, const char *s)
 {
-    return inputs_mix(h, STR(s), strlen(STR(s)) + 1);
+    return fx_fnv1a_byte(fx_fnv1a_str(h, s), 0);
 }
 
-#define INPUTS_MIX(h, v)                                                                           \
-    do {                                                                                           \
-        int64_t v_ = (int64_t)(v);                                                                 \
-        h = inputs_mix(h, &v_, sizeof(v_));                                                        \
-    } while (0)
+#define INPUTS_MIX(h, v) ((h) = fx_fnv1a_u64(h, (uint64_t)(v)))
 
 /* A digest of everything read_pod gave pod p that decides where it may go:
  * fx_model_pod_event compares it before and after an update, and a waiting
@@ -2135,7 +2125,7 @@ static uint64_t pod_inputs(const struct pod *p)
 {
     const struct fx_pod_spec *s = &p->spec;
     const struct flexpu_pod_req *r = &p->req;
-    uint64_t h = 0xcbf29ce484222325ULL;
+    uint64_t h = FX_FNV1A_OFFSET;
     INPUTS_MIX(h, s->wants_gpu);
     INPUTS_MIX(h, s->cpu_milli);
     INPUTS_MIX(h, s->mem_bytes);

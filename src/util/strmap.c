@@ -5,12 +5,13 @@
 #include <string.h>
 
 #include "util/alloc.h"
+#include "util/fnv.h"
 
 static size_t hash_str(const char *s)
 {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    /* Not FNV's offset basis (a digit short), kept: the iteration order
+     * (fx_strmap_next, fx_strmap_index) follows the hash. */
+    uint64_t h = fx_fnv1a_str(1469598103934665603ULL, s);
     return (size_t)(h ^ (h >> 29));
 }
 
