@@ -22,7 +22,7 @@
  * write both, a condition only when no bind waits. */
 struct job {
     struct fx_attempt a;
-    const char *cond_reason; /* Unschedulable, SchedulerError; NULL: a bind */
+    const char *cond_reason; /* condition_reason(a); NULL: a bind */
     int64_t send_by_ns; /* not sent after this (the lease) */
     int rc;
     bool sent;
@@ -288,6 +288,32 @@ static void emit_event(struct fx_binder *b, const struct fx_attempt *a, const ch
     if (!kube_recorder_emit(b->pool->events, &e) && b->events_dropped++ % 1000 == 0)
         FX_WARN(COMP, "event queue full: events dropped", "pod=%s/%s reason=%s dropped=%ld",
                 a->ns, a->name, reason, b->events_dropped);
+}
+
+/* The PodScheduled=False reason of an FX_WAIT or FX_INVALID attempt
+ * (docs/KUBERNETES.md, "The pod's PodScheduled condition"). Cluster
+ * Autoscaler and Karpenter add nodes for pods whose reason is
+ * Unschedulable, so only a wait more nodes could end has it; the others
+ * name what holds the pod back. A malformed request is SchedulerError,
+ * kube-scheduler's reason for a pod it fails on for something no node
+ * fixes. */
+static const char *condition_reason(const struct fx_attempt *a)
+{
+    if (a->outcome != FX_WAIT)
+        return "SchedulerError";
+    switch (a->wait) {
+    case FX_WAIT_QUEUE_LIMIT:
+        return "QueueLimitExceeded";
+    case FX_WAIT_NO_QUEUE:
+        return "QueueNotFound";
+    case FX_WAIT_POD_GROUP:
+        return "PodGroupIncomplete";
+    case FX_WAIT_ERROR:
+        return "SchedulerError";
+    case FX_WAIT_ROOM:
+        break;
+    }
+    return "Unschedulable";
 }
 
 /* Queues pod a's PodScheduled=False with `reason` and a's message for the
@@ -662,11 +688,10 @@ int fx_bind_round(struct fx_model *m, struct fx_binder *b, int max, atomic_int *
                     "pod=%s/%s reason=\"%s\"", a.ns, a.name, a.message);
             emit_event(b, &a, "Warning", reason);
             /* Told once per change of the message (fx_model_next), so
-             * written once per change too. A malformed request is
-             * SchedulerError, kube-scheduler's reason for a pod it fails
-             * on for something no node can fix: autoscalers add nodes
-             * only for Unschedulable. */
-            queue_condition(b, &a, a.outcome == FX_WAIT ? "Unschedulable" : "SchedulerError");
+             * written once per change too. The event's reason stays
+             * FailedScheduling for every wait, as kube-scheduler's does
+             * (tools select events on it); the condition's tells why. */
+            queue_condition(b, &a, condition_reason(&a));
             continue;
         }
         struct job *j = fx_malloc(sizeof(*j));

@@ -3396,14 +3396,17 @@ static int rules_filter(struct fx_model *m, const struct pod *p, struct flexpu_f
     return 0;
 }
 
-/* Tells the pod `msg` once (FX_WAIT) and parks it: true when a is filled. */
-static bool park(struct fx_model *m, struct pod *p, const char *msg, struct fx_attempt *a)
+/* Tells the pod `msg` once (FX_WAIT, waiting for `why`) and parks it: true
+ * when a is filled. */
+static bool park(struct fx_model *m, struct pod *p, const char *msg, enum fx_wait why,
+                 struct fx_attempt *a)
 {
     set_state(m, p, POD_WAITING);
     if (strcmp(msg, STR(p->told)) == 0)
         return false; /* said already */
     str_set(&p->told, msg);
     fill(a, p, FX_WAIT);
+    a->wait = why;
     snprintf(a->message, sizeof(a->message), "%s", msg);
     return true;
 }
@@ -3573,7 +3576,7 @@ static int gang_turn(struct fx_model *m, struct pod *p, struct fx_attempt *a)
                  "before they are bound",
                  g->key, waiting + placed + nominated, g->grp.min_members, placed, nominated);
         m->gang_waits++;
-        return park(m, p, msg, a) ? 1 : 0;
+        return park(m, p, msg, FX_WAIT_ROOM, a) ? 1 : 0; /* as for victims of its own */
     }
     if (waiting < need) {
         char more[64] = "";
@@ -3586,14 +3589,15 @@ static int gang_turn(struct fx_model *m, struct pod *p, struct fx_attempt *a)
                  g->grp.min_members);
         p->gang_short = true;
         m->gang_waits++;
-        return park(m, p, msg, a) ? 1 : 0;
+        return park(m, p, msg, FX_WAIT_POD_GROUP, a) ? 1 : 0; /* no node brings members */
     }
     struct pod **mem = fx_calloc((size_t)need, sizeof(*mem));
     struct flexpu_gang_member *gm = fx_calloc((size_t)need, sizeof(*gm));
     if (!mem || !gm) {
         fx_free(mem);
         fx_free(gm);
-        return park(m, p, "out of memory placing its pod group; retried when capacity frees", a);
+        return park(m, p, "out of memory placing its pod group; retried when capacity frees",
+                    FX_WAIT_ERROR, a);
     }
     int n = 0;
     mem[n++] = p;
@@ -3612,10 +3616,12 @@ static int gang_turn(struct fx_model *m, struct pod *p, struct fx_attempt *a)
     char held[300] = "";
     int rc = FLEXPU_ENOFIT;
     struct flexpu_noplace why = {0};
+    enum fx_wait wait = FX_WAIT_ROOM;
     if (p->qid >= 0 && !flexpu_queues_within_limit(m->queues, p->qid, sum, held, sizeof(held))) {
         snprintf(msg, sizeof(msg), "pod group %.120s: its %d missing members together exceed a limit: %.200s",
                  g->key, need, held);
         p->limited = true;
+        wait = FX_WAIT_QUEUE_LIMIT;
     } else {
         struct flexpu_gang_result res;
         rc = flexpu_engine_place_gang(m->e, gm, n, &m->rng, &res, &why);
@@ -3674,14 +3680,16 @@ static int gang_turn(struct fx_model *m, struct pod *p, struct fx_attempt *a)
             set_state(m, mem[i], POD_WAITING);
             mem[i]->limited = p->limited;
         }
-        if (rc == FLEXPU_ENOMEM)
+        if (rc == FLEXPU_ENOMEM) {
             snprintf(msg, sizeof(msg), "out of memory placing pod group %.120s", g->key);
+            wait = FX_WAIT_ERROR;
+        }
         fx_free(mem);
         fx_free(gm);
         fx_free(slice_mem);
         fx_free(nodes);
         m->gang_waits++;
-        return park(m, p, msg, a) ? 1 : 0;
+        return park(m, p, msg, wait, a) ? 1 : 0;
     }
     for (int i = 0; i < n; i++) {
         dequeue(m, mem[i]);
@@ -4797,7 +4805,8 @@ bool fx_model_next(struct fx_model *m, struct fx_attempt *a)
         p->limited = !p->noqueue &&
                      !flexpu_queues_within_limit(m->queues, p->qid, amt, held, sizeof(held));
         if (held[0] && (p->noqueue || p->limited)) {
-            if (park(m, p, held, a))
+            /* Neither is room: no node a cluster autoscaler adds ends it. */
+            if (park(m, p, held, p->noqueue ? FX_WAIT_NO_QUEUE : FX_WAIT_QUEUE_LIMIT, a))
                 return true;
             continue;
         }
@@ -4845,6 +4854,9 @@ bool fx_model_next(struct fx_model *m, struct fx_attempt *a)
                 continue; /* said already */
             str_set(&p->told, msg);
             fill(a, p, rc == FLEXPU_EINVAL ? FX_INVALID : FX_WAIT);
+            /* Fits nowhere (its inter-pod rules included, as kube-scheduler
+             * counts them), or waits for borrowers reclaimed for it. */
+            a->wait = rc == FLEXPU_ENOMEM ? FX_WAIT_ERROR : FX_WAIT_ROOM;
             snprintf(a->message, sizeof(a->message), "%s", msg);
             if (rc == FLEXPU_EINVAL)
                 set_state(m, p, POD_INVALID);

@@ -37,7 +37,8 @@ void fx_model_pod_event(struct fx_model *m, enum kube_event ev, json_t *pod);
 
 enum fx_outcome {
     FX_BIND,    /* bind the pod to `node` with `allocation` (already assumed) */
-    FX_WAIT,    /* fits nowhere now: tell the user `message`; retried when capacity frees */
+    FX_WAIT,    /* cannot be placed now (`wait` says why): tell the user `message`; retried
+                 * when capacity frees or what holds it back changes */
     FX_INVALID, /* the pod asks for something malformed: tell the user `message` */
     FX_GATED,   /* the pod has spec.schedulingGates: tell the user `message` (once); it is
                  * decided when its last gate is removed */
@@ -64,8 +65,23 @@ enum fx_outcome {
     FX_DELETE,
 };
 
+/* Why an FX_WAIT pod waits, as its PodScheduled condition's reason tells
+ * autoscalers (docs/KUBERNETES.md, "The pod's PodScheduled condition"):
+ * FX_WAIT_ROOM is the one wait more nodes could end, the only one they
+ * scale up for. Decided where the wait's cause is known. */
+enum fx_wait {
+    FX_WAIT_ROOM = 0,    /* no node fits it, or its group's members, now; or it waits for
+                          * the victims of its preemption: Unschedulable */
+    FX_WAIT_QUEUE_LIMIT, /* its queue, or an ancestor, would pass a limit: QueueLimitExceeded */
+    FX_WAIT_NO_QUEUE,    /* the Queue its label names does not exist: QueueNotFound */
+    FX_WAIT_POD_GROUP,   /* fewer members of its pod group exist than its minimum:
+                          * PodGroupIncomplete */
+    FX_WAIT_ERROR,       /* the scheduler failed (out of memory): SchedulerError */
+};
+
 struct fx_attempt {
     enum fx_outcome outcome;
+    enum fx_wait wait; /* FX_WAIT: why */
     char ns[256], name[256], uid[64];
     char node[256];
     char allocation[2048]; /* the annotation value, empty for CPU-only pods */

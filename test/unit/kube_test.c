@@ -1607,6 +1607,73 @@ static void test_pod_condition_written_once(void **state)
     pthread_mutex_destroy(&seen.mu);
 }
 
+/* pending_pod() labelled key=value, and annotated `ann`=`ann_value` when
+ * ann is not NULL. */
+static json_t *labelled_pod(const char *uid, const char *created, const char *key,
+                            const char *value, const char *ann, const char *ann_value)
+{
+    json_t *p = pending_pod(uid, 10, created);
+    json_t *md = json_object_get(p, "metadata");
+    json_object_set_new(md, "labels", json_pack("{s:s}", key, value));
+    if (ann)
+        json_object_set_new(json_object_get(md, "annotations"), ann, json_string(ann_value));
+    return p;
+}
+
+/* The PATCH body the fake server saw for pod `uid`'s status. */
+static const char *status_patch_of(struct status_seen *seen, const char *uid)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "/api/v1/namespaces/d/pods/%s/status", uid);
+    for (int i = 0; i < seen->npatch; i++)
+        if (!strcmp(seen->path[i], path))
+            return seen->body[i];
+    fail_msg("no PATCH of %s: %s", path, seen->order);
+    return NULL;
+}
+
+/* What autoscalers read: Cluster Autoscaler and Karpenter add nodes for a
+ * pod whose PodScheduled is False with reason Unschedulable, so only a
+ * wait that more nodes could end has it (w: no room on n1's one GPU); a
+ * pod held back by its queue's limit, one naming a queue that does not
+ * exist and one whose pod group has fewer members than its minimum say so
+ * instead. */
+static void test_pod_condition_reasons(void **state)
+{
+    (void)state;
+    struct status_seen seen = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    struct http_srv srv = {.route = status_route, .ctx = &seen};
+    http_start(&srv);
+    struct bind_rig r;
+    rig_init(&r, &srv, 1, 0);
+    struct flexpu_queue_info capped = {.name = "capped", .weight = 1};
+    for (int i = 0; i < FLEXPU_RES_COUNT_; i++)
+        capped.limit[i] = FLEXPU_QUEUE_UNLIMITED;
+    capped.limit[FLEXPU_RES_GPU] = 0;
+    struct flexpu_error err = {0};
+    if (fx_model_queue_set(r.m, &capped, &err))
+        fail_msg("fx_model_queue_set: %s", err.msg);
+    rig_add(&r, pending_pod("a", 60, "2026-01-01T00:00:00Z"));
+    rig_add(&r, pending_pod("w", 60, "2026-01-01T00:00:01Z"));
+    rig_add(&r, labelled_pod("q", "2026-01-01T00:00:02Z", "flexpu.io/queue", "capped", NULL, NULL));
+    rig_add(&r, labelled_pod("x", "2026-01-01T00:00:03Z", "flexpu.io/queue", "ghost", NULL, NULL));
+    rig_add(&r, labelled_pod("g", "2026-01-01T00:00:04Z", "flexpu.io/pod-group", "job",
+                             "flexpu.io/min-members", "2"));
+    rig_start(&r, NULL, 2);
+    fx_bind_round(r.m, &r.b, 256, NULL);
+    fx_binder_flush(r.m, &r.b);
+    assert_int_equal(r.b.binds, 1);
+    assert_int_equal(seen.npatch, 4);
+    assert_unscheduled(status_patch_of(&seen, "w"), "w", "Unschedulable", "0/1 nodes available");
+    assert_unscheduled(status_patch_of(&seen, "q"), "q", "QueueLimitExceeded", "queue 'capped'");
+    assert_unscheduled(status_patch_of(&seen, "x"), "x", "QueueNotFound",
+                       "queue \"ghost\" does not exist");
+    assert_unscheduled(status_patch_of(&seen, "g"), "g", "PodGroupIncomplete", "1 of 2 exist");
+    rig_stop(&r);
+    http_stop(&srv);
+    pthread_mutex_destroy(&seen.mu);
+}
+
 /* A condition still queued when its pod is bound is never written: landing
  * after the Binding it would set PodScheduled=False on a bound pod. One
  * sender, busy 500 ms with a's bind; w, told it waits meanwhile, is bound
@@ -2016,6 +2083,7 @@ int main(void)
         cmocka_unit_test(test_settle_round_reads_back),
         cmocka_unit_test(test_binds_in_parallel),
         cmocka_unit_test(test_pod_condition_written_once),
+        cmocka_unit_test(test_pod_condition_reasons),
         cmocka_unit_test(test_pod_condition_not_after_bind),
         cmocka_unit_test(test_pod_condition_writes_in_order),
         cmocka_unit_test(test_pod_condition_not_past_lease),

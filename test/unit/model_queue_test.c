@@ -101,11 +101,13 @@ static void set_queue(struct fx_model *m, const char *name, const char *parent, 
 
 /* Runs the model until it has nothing to do; counts binds by the uid's
  * first letter (the tests name pods after their queue) and keeps the last
- * wait message of any pod whose uid starts with `watch`. */
+ * wait message of any pod whose uid starts with `watch`, with why it
+ * waits (its PodScheduled reason). */
 struct tally {
     int binds[26];
     int waits;
     char msg[400];
+    enum fx_wait why;
 };
 
 static void drain(struct fx_model *m, struct tally *t, char watch)
@@ -117,8 +119,10 @@ static void drain(struct fx_model *m, struct tally *t, char watch)
             fx_model_bind_done(m, at.uid, 0, 0);
         } else if (at.outcome == FX_WAIT) {
             t->waits++;
-            if (at.uid[0] == watch)
+            if (at.uid[0] == watch) {
                 snprintf(t->msg, sizeof(t->msg), "%s", at.message);
+                t->why = at.wait;
+            }
         } else {
             fail_msg("pod %s invalid: %s", at.uid, at.message);
         }
@@ -224,6 +228,7 @@ static void test_limit_holds_then_releases(void **state)
     assert_int_equal(t.waits, 1);
     if (!strstr(t.msg, "limit") || !strstr(t.msg, "a"))
         fail_msg("the wait does not name the queue and its limit: %s", t.msg);
+    assert_int_equal(t.why, FX_WAIT_QUEUE_LIMIT); /* no node ends it: not Unschedulable */
     /* Nothing changes while the queue is full: no new message, no bind. */
     struct tally t2 = {0};
     drain(m, &t2, 'a');
@@ -302,6 +307,7 @@ static void test_limited_pod_edited(void **state)
     assert_int_equal(t4.waits, 1);
     if (!strstr(t4.msg, "queue \"ghost2\" does not exist"))
         fail_msg("the wait names another queue: %s", t4.msg);
+    assert_int_equal(t4.why, FX_WAIT_NO_QUEUE);
     fx_model_free(m);
 }
 
@@ -335,6 +341,7 @@ static void test_missing_queue_waits_until_created(void **state)
     drain(m, &t, 'g');
     assert_int_equal(t.binds['g' - 'a'], 0);
     assert_non_null(strstr(t.msg, "queue \"ghost\" does not exist"));
+    assert_int_equal(t.why, FX_WAIT_NO_QUEUE);
     set_queue(m, "ghost", NULL, 1, FLEXPU_QUEUE_UNLIMITED, 1);
     struct tally t2 = {0};
     drain(m, &t2, 'g');
@@ -389,6 +396,7 @@ static void test_gang_all_or_nothing(void **state)
     drain(m, &t, 'g');
     assert_int_equal(t.binds['g' - 'a'], 0);
     assert_non_null(strstr(t.msg, "do not fit together"));
+    assert_int_equal(t.why, FX_WAIT_ROOM); /* a node more would place them */
     struct flexpu_queue_status st;
     assert_true(fx_model_queue_get(m, fx_model_queue_find(m, FLEXPU_QUEUE_DEFAULT), &st));
     assert_int_equal(st.allocated[FLEXPU_RES_GPU], 0);
@@ -411,6 +419,7 @@ static void test_gang_waits_for_members(void **state)
     drain(m, &t, 'g');
     assert_int_equal(t.binds['g' - 'a'], 0);
     assert_non_null(strstr(t.msg, "2 of 3 exist"));
+    assert_int_equal(t.why, FX_WAIT_POD_GROUP); /* no node brings the third */
     add_member(m, "g2", "job", 3, 1, 2, NULL, 0);
     struct tally t2 = {0};
     drain(m, &t2, 'g');
@@ -485,6 +494,34 @@ static void test_gang_restart_places_the_rest(void **state)
     drain(m, &t2, 'g');
     assert_int_equal(t2.binds['g' - 'a'], 0);
     assert_non_null(strstr(t2.msg, "2 missing members do not fit together"));
+    fx_model_free(m);
+}
+
+/* A pod group whose members each fit within their queue's limit but not
+ * together waits for the queue, not for room: on an idle node, no new
+ * node would place it. */
+static void test_gang_over_queue_limit(void **state)
+{
+    (void)state;
+    struct fx_model *m = new_model();
+    add_node(m, "n1", 8);
+    set_queue(m, "capped", NULL, 0, 2, 1);
+    for (int i = 0; i < 3; i++) {
+        char uid[8];
+        snprintf(uid, sizeof(uid), "g%d", i);
+        json_t *p = queued_pod(uid, "capped", 1, i);
+        json_t *md = json_object_get(p, "metadata");
+        json_object_set_new(json_object_get(md, "labels"), "flexpu.io/pod-group",
+                            json_string("job"));
+        json_object_set_new(md, "annotations", json_pack("{s:s}", "flexpu.io/min-members", "3"));
+        fx_model_pod_event(m, KUBE_ADDED, p);
+        json_decref(p);
+    }
+    struct tally t = {0};
+    drain(m, &t, 'g');
+    assert_int_equal(t.binds['g' - 'a'], 0);
+    assert_non_null(strstr(t.msg, "together exceed a limit"));
+    assert_int_equal(t.why, FX_WAIT_QUEUE_LIMIT);
     fx_model_free(m);
 }
 
@@ -753,6 +790,7 @@ int main(void)
         cmocka_unit_test(test_two_gangs_no_deadlock),
         cmocka_unit_test(test_gang_disagreement_invalid),
         cmocka_unit_test(test_gang_restart_places_the_rest),
+        cmocka_unit_test(test_gang_over_queue_limit),
         cmocka_unit_test(test_priority_preemption),
         cmocka_unit_test(test_refused_eviction_undone),
         cmocka_unit_test(test_no_preemption_among_equals),
