@@ -429,16 +429,29 @@ const char *kube_annotation(json_t *obj, const char *key)
     return json_string_value(json_object_get(kube_get(obj, "metadata.annotations"), key));
 }
 
+/* "YYYY-MM-DDTHH:MM:SS" of unix second s, in UTC. */
+static void time_base(time_t s, char *base, size_t len)
+{
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    strftime(base, len, "%Y-%m-%dT%H:%M:%S", &tm);
+}
+
 void kube_time_now(char *buf, size_t len, bool micro)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    struct tm tm;
-    gmtime_r(&ts.tv_sec, &tm);
     char base[32];
-    strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
+    time_base(ts.tv_sec, base, sizeof(base));
     if (micro)
         snprintf(buf, len, "%s.%06ldZ", base, ts.tv_nsec / 1000);
     else
         snprintf(buf, len, "%sZ", base);
+}
+
+void kube_time_of(int64_t s, char *buf, size_t len)
+{
+    char base[32];
+    time_base((time_t)s, base, sizeof(base));
+    snprintf(buf, len, "%sZ", base);
 }

@@ -162,11 +162,14 @@ static int patch_pod(struct kube_client *c, const char *path, json_t *body, cons
 
 int kube_pod_unscheduled(struct kube_client *c, const char *ns, const char *name,
                          const char *uid, const char *reason, const char *message,
-                         struct flexpu_error *err)
+                         int64_t since_s, struct flexpu_error *err)
 {
     char path[768], what[900], now[40];
     snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s/status", ns, name);
-    kube_time_now(now, sizeof(now), false);
+    if (since_s > 0)
+        kube_time_of(since_s, now, sizeof(now));
+    else
+        kube_time_now(now, sizeof(now), false);
     /* A strategic merge patch, as kube-scheduler's: status.conditions are
      * merged by their type, so the pod's other conditions stay. */
     json_t *body = json_pack("{s:{s:s}, s:{s:[{s:s, s:s, s:s, s:s, s:n, s:s}]}}", "metadata",

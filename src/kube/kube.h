@@ -230,16 +230,18 @@ int kube_delete_pod(struct kube_client *c, const char *ns, const char *name, con
  * name (the API server answers 422 on metadata.uid). A bound pod cannot be
  * nominated: FLEXPU_EINVAL with the server's message. */
 /* Sets the PodScheduled condition of pending pod NS/NAME to False with
- * `reason` (Unschedulable, SchedulerError) and `message`, as kube-scheduler
- * does when it cannot place a pod: a strategic merge patch of
- * pods/NAME/status (conditions merge by type) with lastProbeTime null and
- * lastTransitionTime now. The API server sets PodScheduled=True itself when
- * the pod is bound. `uid` guards it as in kube_nominate: FLEXPU_ENOENT when
- * the pod is gone or another pod holds the name; otherwise as kube_request
- * (403: RBAC lacks patch on pods/status). */
+ * `reason` (Unschedulable, SchedulerError...) and `message`, as
+ * kube-scheduler does when it cannot place a pod: a strategic merge patch
+ * of pods/NAME/status (conditions merge by type) with lastProbeTime null
+ * and lastTransitionTime `since_s` (unix seconds: when the pod's condition
+ * turned False, kept as the status stays), or now when since_s is 0. The
+ * API server sets PodScheduled=True itself when the pod is bound. `uid`
+ * guards it as in kube_nominate: FLEXPU_ENOENT when the pod is gone or
+ * another pod holds the name; otherwise as kube_request (403: RBAC lacks
+ * patch on pods/status). */
 int kube_pod_unscheduled(struct kube_client *c, const char *ns, const char *name,
                          const char *uid, const char *reason, const char *message,
-                         struct flexpu_error *err);
+                         int64_t since_s, struct flexpu_error *err);
 
 int kube_nominate(struct kube_client *c, const char *ns, const char *name, const char *uid,
                   const char *node, struct flexpu_error *err);
@@ -324,5 +326,7 @@ json_t *kube_get(json_t *obj, const char *dotted);
 const char *kube_annotation(json_t *obj, const char *key);
 /* RFC 3339 time in UTC, seconds or micro-seconds precision. */
 void kube_time_now(char *buf, size_t len, bool micro);
+/* Unix second `s` as RFC 3339 in UTC, seconds precision. */
+void kube_time_of(int64_t s, char *buf, size_t len);
 
 #endif

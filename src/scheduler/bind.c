@@ -198,7 +198,7 @@ static void write_condition(struct kube_client *c, const struct job *j)
 {
     struct flexpu_error err = {0};
     int rc = kube_pod_unscheduled(c, j->a.ns, j->a.name, j->a.uid, j->cond_reason,
-                                  j->a.message, &err);
+                                  j->a.message, j->a.unscheduled_since_s, &err);
     if (rc == FLEXPU_ENOENT || rc == FLEXPU_EEXIST)
         FX_DEBUG(COMP, "pod condition not written", "pod=%s/%s error=\"%s\"", j->a.ns,
                  j->a.name, err.msg);

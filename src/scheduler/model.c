@@ -86,6 +86,10 @@ struct pod {
      * for every other pod. */
     struct vhold *hold;
     char *told;         /* the last message reported for it */
+    /* When its PodScheduled condition turned False (unix seconds), as the
+     * watch last showed it; 0: not False. A new reason keeps it
+     * (fx_attempt's unscheduled_since_s). Only a pending pod of ours. */
+    int64_t unsched_s;
     char *problem;      /* why the pod is invalid */
     char *gates;        /* its spec.schedulingGates as "[a b]"; NULL: none */
     bool counted;       /* its shape is in the workload */
@@ -2006,6 +2010,26 @@ static void bound_relabel(struct fx_model *m, struct pod *p, json_t *obj)
     fx_free(old);
 }
 
+/* The lastTransitionTime (unix seconds) of pod obj's PodScheduled
+ * condition when its status is False, else 0 (none, another status, a
+ * time unreadable): a new reason or message with the same status keeps
+ * it, as kube-scheduler's podutil.UpdatePodCondition does. */
+static int64_t unscheduled_since(json_t *obj)
+{
+    json_t *conds = kube_get(obj, "status.conditions"), *c;
+    size_t i;
+    json_array_foreach(conds, i, c) {
+        const char *type = json_string_value(json_object_get(c, "type"));
+        if (!type || strcmp(type, "PodScheduled") != 0)
+            continue;
+        const char *status = json_string_value(json_object_get(c, "status"));
+        if (!status || strcmp(status, "False") != 0)
+            return 0;
+        return epoch_of(json_string_value(json_object_get(c, "lastTransitionTime")));
+    }
+    return 0;
+}
+
 /* Reads what the model needs from a pod object into p; returns the parse
  * error (the pod is then invalid when ours). */
 static int read_pod(struct fx_model *m, struct pod *p, json_t *obj, struct flexpu_error *err)
@@ -2025,6 +2049,7 @@ static int read_pod(struct fx_model *m, struct pod *p, json_t *obj, struct flexp
     json_t *labels = json_object_get(json_object_get(obj, "metadata"), "labels");
     str_set(&p->qname, json_string_value(json_object_get(labels, FX_LABEL_QUEUE)));
     p->ours = sched && strcmp(sched, m->sched_name) == 0;
+    p->unsched_s = p->ours && !(node && *node) ? unscheduled_since(obj) : 0;
     const char *pp = kube_str(obj, "spec.preemptionPolicy");
     p->never_preempt = pp && strcmp(pp, "Never") == 0;
     /* Node constraints matter only while the pod waits for us to place it. */
@@ -2663,6 +2688,7 @@ static void fill(struct fx_attempt *a, const struct pod *p, enum fx_outcome o)
 {
     memset(a, 0, sizeof(*a));
     a->outcome = o;
+    a->unscheduled_since_s = p->unsched_s;
     snprintf(a->ns, sizeof(a->ns), "%s", STR(p->ns));
     snprintf(a->name, sizeof(a->name), "%s", STR(p->name));
     snprintf(a->uid, sizeof(a->uid), "%s", p->uid);

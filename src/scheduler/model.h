@@ -82,6 +82,11 @@ enum fx_wait {
 struct fx_attempt {
     enum fx_outcome outcome;
     enum fx_wait wait; /* FX_WAIT: why */
+    /* FX_WAIT, FX_INVALID: the lastTransitionTime of the pod's PodScheduled
+     * condition as the watch last showed it False (unix seconds), kept as
+     * kube-scheduler keeps it while the status stays False; 0: it was not
+     * False (or unreadable), the write's own time is its transition. */
+    int64_t unscheduled_since_s;
     char ns[256], name[256], uid[64];
     char node[256];
     char allocation[2048]; /* the annotation value, empty for CPU-only pods */

@@ -18,6 +18,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "flexpu/log.h"
@@ -1632,12 +1633,26 @@ static const char *status_patch_of(struct status_seen *seen, const char *uid)
     return NULL;
 }
 
+static const char *transition_of(const char *body, char *out, size_t len)
+{
+    json_error_t je;
+    json_t *p = json_loads(body, 0, &je);
+    assert_non_null(p);
+    json_t *c = json_array_get(kube_get(p, "status.conditions"), 0);
+    snprintf(out, len, "%s", json_string_value(json_object_get(c, "lastTransitionTime")));
+    json_decref(p);
+    return out;
+}
+
 /* What autoscalers read: Cluster Autoscaler and Karpenter add nodes for a
  * pod whose PodScheduled is False with reason Unschedulable, so only a
  * wait that more nodes could end has it (w: no room on n1's one GPU); a
  * pod held back by its queue's limit, one naming a queue that does not
  * exist and one whose pod group has fewer members than its minimum say so
- * instead. */
+ * instead. A pod whose condition is False already (q: SchedulingGated
+ * since 00:00:07, its gate removed) keeps that lastTransitionTime as its
+ * reason changes, as kube-scheduler's UpdatePodCondition does; the others
+ * turn False now. */
 static void test_pod_condition_reasons(void **state)
 {
     (void)state;
@@ -1655,20 +1670,39 @@ static void test_pod_condition_reasons(void **state)
         fail_msg("fx_model_queue_set: %s", err.msg);
     rig_add(&r, pending_pod("a", 60, "2026-01-01T00:00:00Z"));
     rig_add(&r, pending_pod("w", 60, "2026-01-01T00:00:01Z"));
-    rig_add(&r, labelled_pod("q", "2026-01-01T00:00:02Z", "flexpu.io/queue", "capped", NULL, NULL));
+    json_t *q = labelled_pod("q", "2026-01-01T00:00:02Z", "flexpu.io/queue", "capped", NULL, NULL);
+    json_object_set_new(json_object_get(q, "status"), "conditions",
+                        json_pack("[{s:s, s:s, s:s, s:s}]", "type", "PodScheduled", "status",
+                                  "False", "reason", "SchedulingGated", "lastTransitionTime",
+                                  "2026-01-01T00:00:07Z"));
+    rig_add(&r, q);
     rig_add(&r, labelled_pod("x", "2026-01-01T00:00:03Z", "flexpu.io/queue", "ghost", NULL, NULL));
     rig_add(&r, labelled_pod("g", "2026-01-01T00:00:04Z", "flexpu.io/pod-group", "job",
                              "flexpu.io/min-members", "2"));
     rig_start(&r, NULL, 2);
+    char before[40], after[40], ltt[40];
+    kube_time_of((int64_t)time(NULL), before, sizeof(before));
     fx_bind_round(r.m, &r.b, 256, NULL);
     fx_binder_flush(r.m, &r.b);
+    kube_time_of((int64_t)time(NULL), after, sizeof(after));
     assert_int_equal(r.b.binds, 1);
     assert_int_equal(seen.npatch, 4);
-    assert_unscheduled(status_patch_of(&seen, "w"), "w", "Unschedulable", "0/1 nodes available");
-    assert_unscheduled(status_patch_of(&seen, "q"), "q", "QueueLimitExceeded", "queue 'capped'");
+    const char *w = status_patch_of(&seen, "w");
+    assert_unscheduled(w, "w", "Unschedulable", "0/1 nodes available");
+    const char *qb = status_patch_of(&seen, "q");
+    assert_unscheduled(qb, "q", "QueueLimitExceeded", "queue 'capped'");
+    assert_string_equal(transition_of(qb, ltt, sizeof(ltt)), "2026-01-01T00:00:07Z");
     assert_unscheduled(status_patch_of(&seen, "x"), "x", "QueueNotFound",
                        "queue \"ghost\" does not exist");
-    assert_unscheduled(status_patch_of(&seen, "g"), "g", "PodGroupIncomplete", "1 of 2 exist");
+    const char *g = status_patch_of(&seen, "g");
+    assert_unscheduled(g, "g", "PodGroupIncomplete", "1 of 2 exist");
+    /* RFC 3339 in UTC, one width: ordered as strings */
+    const char *bodies[] = {w, g};
+    for (int i = 0; i < 2; i++) {
+        transition_of(bodies[i], ltt, sizeof(ltt));
+        if (strcmp(ltt, before) < 0 || strcmp(ltt, after) > 0)
+            fail_msg("lastTransitionTime %s, not the write's time (%s to %s)", ltt, before, after);
+    }
     rig_stop(&r);
     http_stop(&srv);
     pthread_mutex_destroy(&seen.mu);

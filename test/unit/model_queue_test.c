@@ -102,12 +102,13 @@ static void set_queue(struct fx_model *m, const char *name, const char *parent, 
 /* Runs the model until it has nothing to do; counts binds by the uid's
  * first letter (the tests name pods after their queue) and keeps the last
  * wait message of any pod whose uid starts with `watch`, with why it
- * waits (its PodScheduled reason). */
+ * waits (its PodScheduled reason) and when its condition turned False. */
 struct tally {
     int binds[26];
     int waits;
     char msg[400];
     enum fx_wait why;
+    int64_t since_s;
 };
 
 static void drain(struct fx_model *m, struct tally *t, char watch)
@@ -122,6 +123,7 @@ static void drain(struct fx_model *m, struct tally *t, char watch)
             if (at.uid[0] == watch) {
                 snprintf(t->msg, sizeof(t->msg), "%s", at.message);
                 t->why = at.wait;
+                t->since_s = at.unscheduled_since_s;
             }
         } else {
             fail_msg("pod %s invalid: %s", at.uid, at.message);
@@ -525,6 +527,66 @@ static void test_gang_over_queue_limit(void **state)
     fx_model_free(m);
 }
 
+/* queued_pod() whose status shows PodScheduled with `status` since `ltt`
+ * (reason SchedulingGated: the API server's, for a pod created gated). */
+static json_t *pod_with_condition(const char *uid, const char *q, int gpus, const char *status,
+                                  const char *ltt)
+{
+    json_t *p = queued_pod(uid, q, gpus, 0);
+    json_object_set_new(p, "status",
+                        json_pack("{s:s, s:[{s:s, s:s, s:s, s:s}]}", "phase", "Pending",
+                                  "conditions", "type", "PodScheduled", "status", status,
+                                  "reason", "SchedulingGated", "lastTransitionTime", ltt));
+    return p;
+}
+
+/* A pod whose PodScheduled is False already keeps the time it turned
+ * False when its reason or message changes (kube-scheduler's
+ * podutil.UpdatePodCondition: only a new status moves lastTransitionTime);
+ * one without the condition gets 0 (the write's own time). The time
+ * follows what the watch shows last. */
+static void test_wait_keeps_transition_time(void **state)
+{
+    (void)state;
+    struct fx_model *m = new_model();
+    add_node(m, "n1", 1);
+    set_queue(m, "capped", NULL, 0, 0, 1);
+    json_t *p = pod_with_condition("q0", "capped", 1, "False", "2026-01-01T00:01:05Z");
+    fx_model_pod_event(m, KUBE_ADDED, p);
+    json_decref(p);
+    struct tally t = {0};
+    drain(m, &t, 'q');
+    assert_int_equal(t.why, FX_WAIT_QUEUE_LIMIT);
+    assert_int_equal(t.since_s, 1767225665); /* 2026-01-01T00:01:05Z */
+    /* Our write landed (the watch shows it, since 00:02:00); the pod moves
+     * to a queue that does not exist: a new reason, the same status. */
+    p = pod_with_condition("q0", "ghost", 1, "False", "2026-01-01T00:02:00Z");
+    fx_model_pod_event(m, KUBE_MODIFIED, p);
+    json_decref(p);
+    struct tally t2 = {0};
+    drain(m, &t2, 'q');
+    assert_int_equal(t2.why, FX_WAIT_NO_QUEUE);
+    assert_int_equal(t2.since_s, 1767225720);
+    /* No condition, or another status: the transition is the write. */
+    p = queued_pod("r0", "capped", 1, 1);
+    fx_model_pod_event(m, KUBE_ADDED, p);
+    json_decref(p);
+    p = pod_with_condition("s0", "capped", 1, "True", "2026-01-01T00:01:05Z");
+    fx_model_pod_event(m, KUBE_ADDED, p);
+    json_decref(p);
+    struct tally t3 = {.since_s = -1}, t4 = {.since_s = -1};
+    drain(m, &t3, 'r');
+    assert_int_equal(t3.why, FX_WAIT_QUEUE_LIMIT);
+    assert_int_equal(t3.since_s, 0);
+    json_t *s0 = pod_with_condition("s0", NULL, 2, "True", "2026-01-01T00:01:05Z");
+    fx_model_pod_event(m, KUBE_MODIFIED, s0);
+    json_decref(s0);
+    drain(m, &t4, 's');
+    assert_int_equal(t4.why, FX_WAIT_ROOM); /* 2 GPUs on a node of 1 */
+    assert_int_equal(t4.since_s, 0);
+    fx_model_free(m);
+}
+
 /* A pod of queue q (NULL: no label) with spec.priority `prio` asking one
  * whole GPU: pending, or bound to GPU `gpu` of `node`. */
 static void add_prio(struct fx_model *m, const char *uid, const char *q, int prio, int sec,
@@ -791,6 +853,7 @@ int main(void)
         cmocka_unit_test(test_gang_disagreement_invalid),
         cmocka_unit_test(test_gang_restart_places_the_rest),
         cmocka_unit_test(test_gang_over_queue_limit),
+        cmocka_unit_test(test_wait_keeps_transition_time),
         cmocka_unit_test(test_priority_preemption),
         cmocka_unit_test(test_refused_eviction_undone),
         cmocka_unit_test(test_no_preemption_among_equals),
