@@ -15,6 +15,13 @@
 #                      where reuse can pay
 #   share-0.8-mem0/    as light, with batch jobs that need no GPU memory:
 #                      what lending compute alone could reach
+#   share-0.8-cap/, share-0.8-light-cap/
+#                      share-0.8 and share-0.8-light with every batch job
+#                      held to its share (--batch-gpu share: a
+#                      gpu-cores-limit equal to its gpu-cores), the model
+#                      before 2026-12-07; the others give batch jobs all
+#                      the GPU time the runtime's arbiter gives an uncapped
+#                      tenant (--batch-gpu idle, the default)
 #   owner-mem-share/   owners that reserve their share of memory (flexpu's
 #                      default for a slice), not their peak
 #   summary.md         the tables of docs/RESULTS.md and docs/REUSE.md
@@ -52,6 +59,9 @@ if [ -z "${SUMMARY_ONLY:-}" ]; then
             --hours 2
     done
     run share-0.8-mem0 --batch-mem 0 --borrow-fit 0.5 --hours 2
+    run share-0.8-cap --owner-share 0.8 --hours 2 --batch-gpu share
+    run share-0.8-light-cap --owner-share 0.8 --batch-mem 0.25 --borrow-fit 0.5 --hours 2 \
+        --batch-gpu share
     run owner-mem-share --owner-mem share --hours 2
     cp "$OUT/default-seed42/reuse.svg" "$OUT/reuse.svg"
     cp "$OUT/share-0.8-light/reuse.svg" "$OUT/reuse-light.svg"
@@ -84,12 +94,15 @@ row() { # csv file, mode -> the line
     echo "| owners' share (reached) | batch jobs | whole-GPU | flexpu, no reuse | flexpu + reuse (borrowed) | reuse / no reuse | lost | evictions/h | owners' p99 slowdown | refused |"
     echo "|---|---|---|---|---|---|---|---|---|---|"
     for d in share-0.5 share-0.5-light share-0.7 share-0.7-light share-0.8 share-0.8-light \
-        share-0.8-mem0 share-0.9 share-0.9-light owner-mem-share; do
+        share-0.8-mem0 share-0.9 share-0.9-light owner-mem-share share-0.8-cap \
+        share-0.8-light-cap; do
         IFS=, read -r _ share _ wbusy _ <<<"$(row "$OUT/$d/reuse.csv" whole)"
         IFS=, read -r _ _ _ fbusy _ <<<"$(row "$OUT/$d/reuse.csv" flexpu)"
         IFS=, read -r _ _ _ rbusy _ _ rbor rlost rres _ _ _ _ _ _ _ reh rp99 _ rref _ _ \
             <<<"$(row "$OUT/$d/reuse.csv" reuse)"
         case $d in
+        *-light-cap) mem="memory 0.25, fit 0.5; held to their share (--batch-gpu share)" ;;
+        *-cap) mem="default; held to their share (--batch-gpu share)" ;;
         *-light) mem="memory 0.25, fit 0.5" ;;
         *-mem0) mem="no GPU memory, fit 0.5" ;;
         owner-mem-share) mem="default; owners reserve their share of memory" ;;

@@ -57,6 +57,7 @@ struct gpu {
                                                   * reserved, predicted use; thousandths */
     double own_muse; /* owners' memory in use (idle: what borrowers stay out of), thousandths */
     double batch; /* ordinary batch compute (and memory: shares reserve in proportion) */
+    int nn, cap_n, *n; /* the ordinary batch jobs on it */
     int nb, b[MAXB];
     int starved, last_reclaim;
 };
@@ -81,6 +82,9 @@ struct sim {
     double owner_wait;       /* GPU compute the waiting owners ask, thousandths */
     float *peak;             /* each GenAI pod's peak memory */
     int *cand;               /* scratch: GPUs a borrower may go to */
+    double *fw, *fc, *fa, *fb; /* scratch of the arbiter's division: weights, caps, two GPUs'
+                                * allotments */
+    int cap_fill;
     struct gpu *g;
     int ngpus, *gbase;
     uint64_t *node_mask;
@@ -189,24 +193,191 @@ static int set_rate(struct sim *s, int id, double now, double rate)
     return push(s, now + (left > 0 ? left / rate : 0), EV_BATCH_END, id, j->gen);
 }
 
-/* The idle compute of GPU g left to its borrowers, shared in proportion
- * to their shares, each getting at most its share (`low` tenants: the
- * runtime gives them only what nobody else uses). */
+/* The runtime's arbiter (fx_arb_decide, runtime/arbiter.c) gives the GPU
+ * to the highest priority with work, and among tenants of one priority to
+ * the one with the least GPU time per unit of share weight (its slice's
+ * cores): GPU-bound tenants of one priority divide what the higher ones
+ * leave in proportion to their shares. A capped tenant (gpu-cores-limit
+ * below 100) gets at most its cap of the wall clock (its bucket), and what
+ * it cannot take goes to the others. out[i]: tenant i's thousandths of the
+ * GPU's time, at most cap[i]; they add up to at most avail. */
+static void arbiter_divide(double avail, int n, const double *w, const double *cap, double *out)
+{
+    double left = avail > 0 ? avail : 0;
+    for (int i = 0; i < n; i++)
+        out[i] = -1;
+    for (;;) {
+        double wsum = 0;
+        for (int i = 0; i < n; i++)
+            if (out[i] < 0)
+                wsum += w[i];
+        if (wsum <= 0)
+            return;
+        double level = left / wsum;
+        bool capped = false;
+        for (int i = 0; i < n; i++)
+            if (out[i] < 0 && cap[i] <= level * w[i]) {
+                out[i] = cap[i];
+                left -= cap[i];
+                capped = true;
+            }
+        if (!capped) {
+            for (int i = 0; i < n; i++)
+                if (out[i] < 0)
+                    out[i] = level * w[i];
+            return;
+        }
+    }
+}
+
+/* The most of one GPU's time (thousandths) batch job j may take there:
+ * uncapped (idle: the trace's pods name no gpu-cores-limit, and flexpu's
+ * default is none), or capped at its share (share). */
+static double batch_cap(const struct sim *s, const struct job *j)
+{
+    return s->c->batch_gpu == FX_BATCH_GPU_SHARE ? j->req.gpu_milli : FLEXPU_GPU_MILLI;
+}
+
+/* Room for the arbiter's scratch of n tenants. */
+static int fill_room(struct sim *s, int n)
+{
+    if (n <= s->cap_fill)
+        return 0;
+    int cap = n > 2 * s->cap_fill ? n : 2 * s->cap_fill;
+    double *a[4] = {s->fw, s->fc, s->fa, s->fb};
+    for (int k = 0; k < 4; k++) {
+        double *x = fx_realloc(a[k], (size_t)cap * sizeof(double));
+        if (!x)
+            return FLEXPU_ENOMEM;
+        a[k] = x;
+    }
+    s->fw = a[0];
+    s->fc = a[1];
+    s->fa = a[2];
+    s->fb = a[3];
+    s->cap_fill = cap;
+    return 0;
+}
+
+/* The ordinary (normal) batch jobs of GPU gi divide the time its owners
+ * (high) leave: into out[k] for gi's k-th job. Each is taken as asking for
+ * all it can get there (a job on several GPUs uses only the least of what
+ * its GPUs give it, and the rest of its allotment is not given to the
+ * other ordinary jobs: a lower bound, and the trace's BE pods ask one GPU). */
+static void normal_divide(struct sim *s, int gi, double *out)
+{
+    const struct gpu *g = &s->g[gi];
+    for (int k = 0; k < g->nn; k++) {
+        const struct job *j = &s->jobs[g->n[k]];
+        double w = 1;
+        for (int m = 0; m < j->pl.ngpu; m++)
+            if (gid_of(s, &j->pl, m) == gi)
+                w = j->pl.milli[m];
+        s->fw[k] = w > 1 ? w : 1;
+        s->fc[k] = batch_cap(s, j);
+    }
+    arbiter_divide(FLEXPU_GPU_MILLI - g->own_use, g->nn, s->fw, s->fc, out);
+}
+
+/* The GPU time (thousandths) GPU g's ordinary batch jobs use: each job's
+ * rate is spread over its GPUs. */
+static double normal_use(const struct sim *s, const struct gpu *g)
+{
+    double u = 0;
+    for (int k = 0; k < g->nn; k++) {
+        const struct job *j = &s->jobs[g->n[k]];
+        u += j->rate / (j->pl.ngpu > 0 ? j->pl.ngpu : 1);
+    }
+    return u;
+}
+
+/* The borrowers (low) of GPU gi divide what its owners and ordinary jobs
+ * leave, by their shares, each at most its cap. */
 static int borrower_rates(struct sim *s, int gi, double now)
 {
     struct gpu *g = &s->g[gi];
-    double idle = FLEXPU_GPU_MILLI - g->own_use - g->batch, want = 0;
-    for (int k = 0; k < g->nb; k++)
-        want += s->jobs[g->b[k]].req.gpu_milli;
-    double f = idle <= 0 ? 0 : want <= idle ? 1 : idle / want;
+    if (g->nb == 0)
+        return 0;
+    if (fill_room(s, g->nb))
+        return FLEXPU_ENOMEM;
+    for (int k = 0; k < g->nb; k++) {
+        const struct job *j = &s->jobs[g->b[k]];
+        s->fw[k] = j->req.gpu_milli > 1 ? j->req.gpu_milli : 1;
+        s->fc[k] = batch_cap(s, j);
+    }
+    arbiter_divide(FLEXPU_GPU_MILLI - g->own_use - normal_use(s, g), g->nb, s->fw, s->fc, s->fa);
     for (int k = 0; k < g->nb; k++) {
         int id = g->b[k];
-        double r = s->jobs[id].req.gpu_milli * f;
-        if (fabs(r - s->jobs[id].rate) > 1e-9) {
-            int rc = set_rate(s, id, now, r);
+        if (fabs(s->fa[k] - s->jobs[id].rate) > 1e-9) {
+            int rc = set_rate(s, id, now, s->fa[k]);
             if (rc)
                 return rc;
         }
+    }
+    return 0;
+}
+
+/* Brings the rates of everything on GPU gi up to date after its owners or
+ * its batch jobs changed: the ordinary jobs first (a job on several GPUs
+ * at the least its GPUs give it, its other GPUs' borrowers then getting
+ * the rest), then the borrowers. */
+static int gpu_rates(struct sim *s, int gi, double now)
+{
+    struct gpu *g = &s->g[gi];
+    if (fill_room(s, g->nn))
+        return FLEXPU_ENOMEM;
+    normal_divide(s, gi, s->fa);
+    for (int k = 0; k < g->nn; k++) {
+        int id = g->n[k];
+        struct job *j = &s->jobs[id];
+        double per = s->fa[k];
+        for (int m = 0; m < j->pl.ngpu; m++) {
+            int o = gid_of(s, &j->pl, m);
+            if (o == gi)
+                continue;
+            if (fill_room(s, s->g[o].nn))
+                return FLEXPU_ENOMEM;
+            normal_divide(s, o, s->fb);
+            for (int q = 0; q < s->g[o].nn; q++)
+                if (s->g[o].n[q] == id)
+                    per = fmin(per, s->fb[q]);
+        }
+        double r = per * (j->pl.ngpu > 0 ? j->pl.ngpu : 1);
+        if (fabs(r - j->rate) <= 1e-9)
+            continue;
+        int rc = set_rate(s, id, now, r);
+        for (int m = 0; m < j->pl.ngpu && rc == 0; m++)
+            if (gid_of(s, &j->pl, m) != gi)
+                rc = borrower_rates(s, gid_of(s, &j->pl, m), now);
+        if (rc)
+            return rc;
+    }
+    return borrower_rates(s, gi, now);
+}
+
+/* Adds ordinary job id to (add) or removes it from the lists of its GPUs. */
+static int normal_list(struct sim *s, int id, bool add)
+{
+    const struct job *j = &s->jobs[id];
+    for (int m = 0; m < j->pl.ngpu; m++) {
+        struct gpu *g = &s->g[gid_of(s, &j->pl, m)];
+        if (!add) {
+            for (int k = 0; k < g->nn; k++)
+                if (g->n[k] == id) {
+                    g->n[k] = g->n[--g->nn];
+                    break;
+                }
+            continue;
+        }
+        if (g->nn == g->cap_n) {
+            int cap = g->cap_n ? 2 * g->cap_n : 4;
+            int *a = fx_realloc(g->n, (size_t)cap * sizeof(int));
+            if (!a)
+                return FLEXPU_ENOMEM;
+            g->n = a;
+            g->cap_n = cap;
+        }
+        g->n[g->nn++] = id;
     }
     return 0;
 }
@@ -250,6 +421,20 @@ static int backlog_front(struct sim *s, int id)
     return 0;
 }
 
+/* The GPUs batch job j left (a borrower's one, or its allocation's) give
+ * its time to the others there. */
+static int batch_gone_rates(struct sim *s, const struct job *j, bool borrower, double now)
+{
+    if (borrower)
+        return gpu_rates(s, j->gid, now);
+    for (int k = 0; k < j->pl.ngpu; k++) {
+        int rc = gpu_rates(s, gid_of(s, &j->pl, k), now);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
 /* Stops a running batch job, its work of this run lost, back to the front
  * of the backlog. */
 static int evict(struct sim *s, int id, double now, struct flexpu_error *err)
@@ -269,15 +454,16 @@ static int evict(struct sim *s, int id, double now, struct flexpu_error *err)
     } else {
         for (int k = 0; k < j->pl.ngpu; k++)
             s->g[gid_of(s, &j->pl, k)].batch -= j->pl.milli[k];
+        normal_list(s, id, false);
     }
-    int gi = j->state == BORROW ? j->gid : -1;
+    bool borrower = j->state == BORROW;
     j->state = WAIT;
     j->alloc_id = -1;
     j->rate = j->done = j->win = 0;
     j->gen++;
     if (backlog_front(s, id))
         return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory for the backlog");
-    return gi >= 0 ? borrower_rates(s, gi, now) : 0;
+    return batch_gone_rates(s, j, borrower, now);
 }
 
 /* The borrower on g that loses the least work when evicted: the one that
@@ -472,7 +658,7 @@ static int owner_start(struct sim *s, int id, double now, int64_t alloc, struct 
     s->out->owners_started++;
     for (int k = 0; k < o->pl.ngpu; k++) {
         int gi = gid_of(s, &o->pl, k), rc;
-        if ((rc = settle_memory(s, gi, id, now, err)) || (rc = borrower_rates(s, gi, now)))
+        if ((rc = settle_memory(s, gi, id, now, err)) || (rc = gpu_rates(s, gi, now)))
             return rc;
     }
     return push(s, now + o->run, EV_OWNER_END, id, 0) ? FLEXPU_ENOMEM : 0;
@@ -720,7 +906,11 @@ static int batch_begin(struct sim *s, int id, double now, double rate)
 
 /* Whether borrower j may go on GPU gi: the owners are predicted idle
  * enough to leave it its whole share, and its memory (its share of the
- * GPU's, as an ordinary slice's) fits in what no allocation reserved. */
+ * GPU's, as an ordinary slice's) fits in what no allocation reserved.
+ * Ordinary jobs count with what they use, as the scheduler's usage feed
+ * counts every slice that is not a borrower's with the owners
+ * (scheduler/borrow.h): their share's, or with batch_gpu idle all the
+ * owners leave, so no borrower goes beside one. */
 static bool may_borrow(const struct sim *s, const struct job *j, int gi)
 {
     const struct gpu *g = &s->g[gi];
@@ -729,7 +919,7 @@ static bool may_borrow(const struct sim *s, const struct job *j, int gi)
     if (j->req.model_mask && !(j->req.model_mask & s->node_mask[g->node]))
         return false;
     double want = j->req.gpu_milli;
-    if (FLEXPU_GPU_MILLI - HEADROOM - g->pred_use - g->batch - lent_milli(s, g) <
+    if (FLEXPU_GPU_MILLI - HEADROOM - g->pred_use - normal_use(s, g) - lent_milli(s, g) <
         fit(s) * want)
         return false;
     if (owners_mem_placing(s, g) + g->batch + borrowed_mem(s, g) + want * s->c->batch_mem >
@@ -757,7 +947,7 @@ static int borrow(struct sim *s, int id, double now, const int *gpus, int n,
         if (!may_borrow(s, j, gi))
             continue;
         const struct gpu *g = &s->g[gi];
-        double idle = FLEXPU_GPU_MILLI - g->pred_use - g->batch - lent_milli(s, g);
+        double idle = FLEXPU_GPU_MILLI - g->pred_use - normal_use(s, g) - lent_milli(s, g);
         double free = FLEXPU_GPU_MILLI - g->own_res - g->batch;
         if (free < best_free - 1e-9 || (free < best_free + 1e-9 && idle > best_idle)) {
             best = gi;
@@ -794,7 +984,7 @@ static double gpu_room(const struct sim *s, int gi)
     const struct gpu *g = &s->g[gi];
     if (g->nb == MAXB || g->own_res <= 0)
         return 0;
-    double c = FLEXPU_GPU_MILLI - HEADROOM - g->pred_use - g->batch - lent_milli(s, g);
+    double c = FLEXPU_GPU_MILLI - HEADROOM - g->pred_use - normal_use(s, g) - lent_milli(s, g);
     double m = GPU_MEM - owners_mem_placing(s, g) - g->batch - borrowed_mem(s, g);
     if (s->c->batch_mem > 0) /* its memory grows with its share */
         c = fmin(c, fit(s) * m / s->c->batch_mem);
@@ -892,13 +1082,12 @@ static int serve_batch(struct sim *s, double now, const int *gpus, int ngpus,
             j->state = RUN;
             for (int g = 0; g < j->pl.ngpu; g++)
                 s->g[gid_of(s, &j->pl, g)].batch += j->pl.milli[g];
-            /* Its job does its share's work; under "whole" it holds more. */
-            if (batch_begin(s, id, now, (double)j->req.gpu_milli * j->req.num_gpu))
+            /* Its rate is the arbiter's, set by gpu_rates below. */
+            if (normal_list(s, id, true) || batch_begin(s, id, now, 0))
                 return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory for events");
             for (int g = 0; g < j->pl.ngpu; g++) {
                 int gi = gid_of(s, &j->pl, g);
-                if ((rc = settle_memory(s, gi, -2, now, err)) ||
-                    (rc = borrower_rates(s, gi, now)))
+                if ((rc = settle_memory(s, gi, -2, now, err)) || (rc = gpu_rates(s, gi, now)))
                     return rc;
             }
         } else if (rc == FLEXPU_ENOFIT) {
@@ -933,16 +1122,16 @@ static int batch_end(struct sim *s, int id, double now, struct flexpu_error *err
     if (rc)
         return rc;
     s->batch_rate -= j->rate;
-    int gi = -1;
-    if (j->state == BORROW) {
+    bool borrower = j->state == BORROW;
+    if (borrower) {
         struct gpu *g = &s->g[j->gid];
         for (int k = 0; k < g->nb; k++)
             if (g->b[k] == id)
                 g->b[k] = g->b[--g->nb];
-        gi = j->gid;
     } else {
         for (int k = 0; k < j->pl.ngpu; k++)
             s->g[gid_of(s, &j->pl, k)].batch -= j->pl.milli[k];
+        normal_list(s, id, false);
     }
     j->state = DONE;
     j->rate = 0;
@@ -963,7 +1152,7 @@ static int batch_end(struct sim *s, int id, double now, struct flexpu_error *err
         s->jct[s->njct] = now - j->arrival;
         s->runs[s->njct++] = now - j->first_start;
     }
-    return gi >= 0 ? borrower_rates(s, gi, now) : 0;
+    return batch_gone_rates(s, j, borrower, now);
 }
 
 /* ---- the step: owners' samples, memory, reclaim, interference ---------------- */
@@ -986,11 +1175,16 @@ static double owner_slowdown(double request_ms, double handover_ms, bool lower_r
     return lower_running ? (request_ms + handover_ms) / request_ms : 1.0;
 }
 
-/* Whether a tenant of lower priority than the owners runs on GPU g. */
+/* Whether a tenant of lower priority than the owners runs on GPU g: one
+ * that gets GPU time there. A GPU-bound one (batch_gpu idle) runs whenever
+ * the owners leave the GPU, so every burst finds it; one held to its share
+ * runs only part of that time, and counting every burst overstates what
+ * it costs the owners. */
 static bool lower_running(const struct sim *s, const struct gpu *g)
 {
-    if (g->batch > 0)
-        return true;
+    for (int k = 0; k < g->nn; k++)
+        if (s->jobs[g->n[k]].rate > 0)
+            return true;
     for (int k = 0; k < g->nb; k++)
         if (s->jobs[g->b[k]].rate > 0)
             return true;
@@ -1046,7 +1240,9 @@ static void interference(struct sim *s)
 }
 
 /* Reclaim: a GPU whose borrowers have got less than half their shares for
- * reclaim_samples samples in a row (the owner's use rose and stayed up)
+ * reclaim_samples samples in a row (the owner's use, or an ordinary job's,
+ * rose and stayed up: the scheduler counts every slice that is not a
+ * borrower's with the owners)
  * gives back one borrower, the one with the least work done; at most one
  * per GPU every reclaim_gap samples and reclaim_per_step in the cluster. */
 static int reclaim(struct sim *s, double now, struct flexpu_error *err)
@@ -1058,8 +1254,10 @@ static int reclaim(struct sim *s, double now, struct flexpu_error *err)
             g->starved = 0;
             continue;
         }
-        double idle = FLEXPU_GPU_MILLI - g->own_use - g->batch, want = lent_milli(s, g);
-        g->starved = idle < 0.5 * want ? g->starved + 1 : 0;
+        double got = 0, want = lent_milli(s, g);
+        for (int k = 0; k < g->nb; k++)
+            got += s->jobs[g->b[k]].rate;
+        g->starved = got < 0.5 * want ? g->starved + 1 : 0;
         if (g->starved < s->c->reclaim_samples || budget == 0 ||
             s->tick - g->last_reclaim < s->c->reclaim_gap)
             continue;
@@ -1087,11 +1285,12 @@ static int step(struct sim *s, double now, struct flexpu_error *err)
     int rc = 0;
     for (int gi = 0; gi < s->ngpus && rc == 0; gi++)
         rc = settle_memory(s, gi, -1, now, err);
+    /* The rates first: reclaim reads what the borrowers get. */
+    for (int gi = 0; gi < s->ngpus && rc == 0; gi++)
+        if (s->g[gi].nb > 0 || s->g[gi].nn > 0)
+            rc = gpu_rates(s, gi, now);
     if (rc == 0)
         rc = reclaim(s, now, err);
-    for (int gi = 0; gi < s->ngpus && rc == 0; gi++)
-        if (s->g[gi].nb > 0)
-            rc = borrower_rates(s, gi, now);
     if (rc == 0 && now >= s->w0 && now < s->w1)
         interference(s);
     return rc;
@@ -1144,7 +1343,7 @@ static int handle(struct sim *s, struct ev e, struct flexpu_error *err)
             }
         for (int k = 0; k < j->pl.ngpu; k++) {
             freed[nfreed++] = gid_of(s, &j->pl, k);
-            if ((rc = borrower_rates(s, freed[nfreed - 1], e.t)))
+            if ((rc = gpu_rates(s, freed[nfreed - 1], e.t)))
                 return rc;
         }
         if ((rc = admit_owners(s, e.t, err))) /* j may move: new owners grow the jobs */
@@ -1253,6 +1452,7 @@ static int check_config(const struct fx_reuse_config *c, struct flexpu_error *er
         {"reclaim_gap", c->reclaim_gap, 0, 1e6},
         {"reclaim_per_step", c->reclaim_per_step, 0, 1e6},
         {"borrow_mem", c->borrow_mem, 0, 1},
+        {"batch_gpu", c->batch_gpu, 0, 1},
         {"evict_latency_s", c->evict_latency_s, 0, 1e4},
     };
     for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
@@ -1340,6 +1540,12 @@ static int setup(struct sim *s, struct flexpu_error *err)
 
 static void teardown(struct sim *s)
 {
+    for (int gi = 0; s->g && gi < s->ngpus; gi++)
+        fx_free(s->g[gi].n);
+    fx_free(s->fw);
+    fx_free(s->fc);
+    fx_free(s->fa);
+    fx_free(s->fb);
     fx_free(s->jobs);
     fx_free(s->g);
     fx_free(s->gbase);
@@ -1368,6 +1574,7 @@ void fx_reuse_defaults(struct fx_reuse_config *c)
                                   .reclaim_samples = 3, .reclaim_gap = 5,
                                   .reclaim_per_step = 50,
                                   .borrow_mem = FX_BORROW_MEM_UNRESERVED,
+                                  .batch_gpu = FX_BATCH_GPU_IDLE,
                                   .evict_latency_s = 1};
 }
 
@@ -1434,14 +1641,18 @@ void fx_reuse_report(FILE *f, const struct fx_reuse_result *r, int n,
     static const char *const parts[] = {"all", "first half (tune)", "second half (report)"};
     fprintf(f, "window %.1f h after %.1f h of warm-up; owners reserve %.0f%% of GPU compute "
                "(target), memory: %s; trace pods: %s; seed %llu; standing backlog of %d batch "
-               "jobs; owner request %g ms, hand-over %g ms; borrowers take memory %s\n\n",
+               "jobs; owner request %g ms, hand-over %g ms; borrowers take memory %s; batch GPU "
+               "time: %s\n\n",
             r[0].window_s / 3600, c->warmup_s / 3600, 100 * c->owner_share,
             c->owner_mem == FX_OWNER_MEM_PEAK ? "owners' peak" : "owners' share",
             parts[c->trace_part + 1], (unsigned long long)c->seed, c->backlog, c->request_ms,
             c->handover_ms,
             c->borrow_mem == FX_BORROW_MEM_IDLE
                 ? "owners do not use (idle: light jobs, as flexpu-scheduler --borrow-mem idle)"
-                : "no allocation reserved (unreserved)");
+                : "no allocation reserved (unreserved)",
+            c->batch_gpu == FX_BATCH_GPU_SHARE
+                ? "at most its share (share: gpu-cores-limit = gpu-cores)"
+                : "all its owners leave, shared by share weight (idle: uncapped, the arbiter's)");
     fprintf(f, "| policy | GPU busy | owners | batch (borrowed) | lost | owners reserve | "
                "allocated | batch done | JCT p50 / p99 | run p50 / p99 | evictions/h (counts: "
                "memory, reclaim, owner) | owners' p99 slowdown (met a tenant) | refused | seconds |\n");

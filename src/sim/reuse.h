@@ -19,8 +19,12 @@
  * priorities, docs/RUNTIME.md). Batch jobs are the trace's BE pods with
  * GPUs, cycled in creation order: the backlog is refilled to `backlog` jobs
  * whenever one leaves it. A batch job must do its trace run time times its
- * GPU share of work; in its own allocation it does that in its run time, as
- * a borrower it progresses at the idle compute it gets (at most its share).
+ * GPU share of work, at the GPU time the runtime's arbiter gives it
+ * (batch_gpu): by default, as flexpu runs a pod that names no
+ * flexpu.io/gpu-cores-limit, all the time its GPU's owners leave, divided
+ * among the ordinary jobs there in proportion to their shares, then among
+ * the borrowers (batch jobs are taken to be GPU-bound); or at most its
+ * share (FX_BATCH_GPU_SHARE: a cap equal to its share).
  *
  * GPU memory: an ordinary allocation reserves its share of the GPU's memory
  * (flexpu's default for a slice that names none, docs/KUBERNETES.md); an
@@ -72,6 +76,14 @@ enum fx_owner_mem {
  * memory owners reserved but do not use and is evicted before an owner's
  * allocation could fail, which waits evict_latency_s for it. */
 
+/* The GPU time a batch job gets (docs/REUSE.md, "The model"). */
+enum fx_batch_gpu {
+    FX_BATCH_GPU_IDLE,  /* uncapped (flexpu's default, gpu-cores-limit 100): the time the
+                         * higher priorities leave, shared among equals by share weight,
+                         * as the runtime's arbiter does (runtime/arbiter.c) */
+    FX_BATCH_GPU_SHARE, /* at most its share: a pod whose gpu-cores-limit is its gpu-cores */
+};
+
 struct fx_reuse_config {
     double owner_share;  /* owners' reserved GPU compute, a share of the cluster's */
     int backlog;         /* batch jobs kept waiting */
@@ -95,6 +107,7 @@ struct fx_reuse_config {
     int reclaim_gap;     /* at most one reclaim per GPU every N samples */
     int reclaim_per_step; /* and at most N in the cluster per sample */
     enum fx_borrow_mem borrow_mem;
+    enum fx_batch_gpu batch_gpu;
     double evict_latency_s; /* idle: what an owner's allocation waits while the borrowers
                              * in its way are killed and their memory freed (an
                              * assumption, to be measured on a GPU) */

@@ -27,6 +27,9 @@ static const struct {
     {"backlog", "N", "batch jobs kept waiting (default: 2000)"},
     {"batch-mem", "X", "a batch job's GPU memory, a fraction of its share of the GPU's "
                        "(default: 1)"},
+    {"batch-gpu", "M", "a batch job's GPU time: 'idle' (default), all its owners leave, shared by "
+                       "share weight (uncapped, as flexpu runs a pod without gpu-cores-limit), or "
+                       "'share', at most its share (a cap equal to its share)"},
     {"warmup-hours", "X", "simulated before the window (default: 1)"},
     {"hours", "X", "window length in hours (default: 4)"},
     {"quick", NULL, "a small run: 0.25 h warm-up, 0.5 h window, backlog 500 (options after it win)"},
@@ -160,7 +163,15 @@ static int parse(int argc, char **argv, struct opts *o)
             o->c.seed = (uint64_t)v;
         else if (!strcmp(n, "batch-mem"))
             bad = number(n, optarg, 0, 1, &o->c.batch_mem);
-        else if (!strcmp(n, "borrow-fit"))
+        else if (!strcmp(n, "batch-gpu")) {
+            if (strcmp(optarg, "idle") && strcmp(optarg, "share")) {
+                fprintf(stderr, "flexpu-sim: field '--batch-gpu': invalid value '%s': expected "
+                                "idle or share\n",
+                        optarg);
+                return 2;
+            }
+            o->c.batch_gpu = strcmp(optarg, "idle") ? FX_BATCH_GPU_SHARE : FX_BATCH_GPU_IDLE;
+        } else if (!strcmp(n, "borrow-fit"))
             bad = number(n, optarg, 0.01, 1, &o->c.borrow_fit);
         else if (!strcmp(n, "handover-ms"))
             bad = number(n, optarg, 0, 1e4, &o->c.handover_ms);

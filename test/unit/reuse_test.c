@@ -6,7 +6,8 @@
  * a one-sample spike; with idle owners and a backlog, reuse keeps the GPUs
  * busier than flexpu without it; borrowing memory owners reserved but do
  * not use (borrow_mem idle) delays an owner's allocation, never refuses it;
- * every policy sees the same owners (common random numbers). */
+ * every policy sees the same owners (common random numbers); batch jobs get
+ * the GPU time the runtime's arbiter gives them (batch_gpu). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -193,6 +194,75 @@ static void reuse_busier_with_idle_owners(void **state)
     fx_genai_free(&u);
 }
 
+/* The owner holds the whole GPU and never uses it; two batch jobs of 0.35,
+ * each 1000 s of its share's work, may both borrow it (0.2 + 0.35 + 0.35
+ * of memory; 0.35 + 0.35 of compute under the headroom). The runtime's
+ * arbiter gives uncapped `low` tenants all the time the owner leaves,
+ * divided by their share weights: 0.5 each, so each job runs 700 s, not
+ * the 1000 s its share alone would take, and the GPU is nearly all busy.
+ * Held to their shares (batch_gpu share) they use 0.7 of it. */
+static const char *const two_borrowers_pods = POD_HEADER "o0,4000,8192,1,1000,,LS,0,1000000,0\n"
+                                                         "b0,1000,1024,1,350,,BE,0,1000,0\n";
+
+static void borrowers_share_what_the_owner_leaves(void **state)
+{
+    (void)state;
+    int duty[80] = {0};
+    struct fx_genai u;
+    load_series(&u, duty, 80);
+    struct fx_reuse_config c;
+    config(&c, 1.0, 3600);
+    struct fx_reuse_result r;
+    assert_int_equal(c.batch_gpu, FX_BATCH_GPU_IDLE); /* the runtime's default */
+    run(&r, one_gpu, two_borrowers_pods, &u, FX_REUSE_BORROW, &c);
+    assert_true(r.borrowed_share > 0.9); /* above the shares' 0.7 */
+    /* Two equals split it: every job ran 700 s (the first pair starts a
+     * sample late, which does not change its run time). */
+    assert_true(r.batch_done >= 8);
+    assert_true(r.run_p50 > 690 && r.run_p50 < 710);
+    assert_true(r.run_p99 > 690 && r.run_p99 < 710);
+    assert_int_equal(r.refused, 0);
+    c.batch_gpu = FX_BATCH_GPU_SHARE;
+    run(&r, one_gpu, two_borrowers_pods, &u, FX_REUSE_BORROW, &c);
+    assert_true(r.borrowed_share < 0.71);
+    assert_true(r.run_p50 > 990 && r.run_p50 < 1010);
+    fx_genai_free(&u);
+}
+
+/* An ordinary (normal) job of 0.5 beside an owner of 0.5 that uses a
+ * fifth of its share: uncapped, the job gets the 0.9 the owner leaves
+ * (its 1000 s of work at 0.5 done in about 556 s); capped at its share,
+ * 0.5 (1000 s). A borrower would get nothing beside it, and is not placed
+ * there. */
+static const char *const normal_pods = POD_HEADER "o0,4000,8192,1,500,,LS,0,1000000,0\n"
+                                                  "b0,1000,1024,1,500,,BE,0,1000,0\n";
+
+static void ordinary_job_takes_the_owners_idle_time(void **state)
+{
+    (void)state;
+    int duty[80];
+    for (int k = 0; k < 80; k++)
+        duty[k] = 20;
+    struct fx_genai u;
+    load_series(&u, duty, 80);
+    struct fx_reuse_config c;
+    config(&c, 0.5, 3600);
+    struct fx_reuse_result r;
+    run(&r, one_gpu, normal_pods, &u, FX_REUSE_FLEXPU, &c);
+    assert_true(r.owner_share > 0.09 && r.owner_share < 0.11);
+    assert_true(r.batch_share > 0.85);
+    assert_true(r.run_p50 > 545 && r.run_p50 < 566);
+    assert_true(r.owner_p99 > 1.0); /* every burst meets the job */
+    run(&r, one_gpu, normal_pods, &u, FX_REUSE_BORROW, &c);
+    assert_int_equal(r.borrows, 0);
+    assert_true(r.batch_share > 0.85);
+    c.batch_gpu = FX_BATCH_GPU_SHARE;
+    run(&r, one_gpu, normal_pods, &u, FX_REUSE_FLEXPU, &c);
+    assert_true(r.batch_share > 0.49 && r.batch_share < 0.51);
+    assert_true(r.run_p50 > 990 && r.run_p50 < 1010);
+    fx_genai_free(&u);
+}
+
 /* borrow_mem idle: the owner (the whole GPU, 5% busy) reserves its peak
  * memory, 0.9 of the GPU, but uses 0.2 for 20 samples, then 0.9 for 20.
  * A batch job of 0.5 (its share of memory, 0.5) fits beside 0.2 in use,
@@ -346,6 +416,10 @@ static void bad_config_named(void **state)
     c.borrow_mem = (enum fx_borrow_mem)7;
     assert_int_equal(fx_reuse_run(&t, &u, FX_REUSE_BORROW, &c, &r, &err), FLEXPU_EINVAL);
     assert_non_null(strstr(err.msg, "borrow_mem"));
+    config(&c, 1.0, 600);
+    c.batch_gpu = (enum fx_batch_gpu)2;
+    assert_int_equal(fx_reuse_run(&t, &u, FX_REUSE_BORROW, &c, &r, &err), FLEXPU_EINVAL);
+    assert_non_null(strstr(err.msg, "batch_gpu"));
     fx_trace_free(&t);
     fx_genai_free(&u);
 }
@@ -359,6 +433,8 @@ int main(void)
         cmocka_unit_test(reuse_busier_with_idle_owners),
         cmocka_unit_test(idle_memory_borrowed_and_given_back),
         cmocka_unit_test(policies_see_the_same_owners),
+        cmocka_unit_test(borrowers_share_what_the_owner_leaves),
+        cmocka_unit_test(ordinary_job_takes_the_owners_idle_time),
         cmocka_unit_test(bad_config_named),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
