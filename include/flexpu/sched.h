@@ -280,6 +280,20 @@ int flexpu_filter_add_match(struct flexpu_filter *f, bool field, const char *key
 int flexpu_filter_add_required(struct flexpu_filter *f, const char *key, enum flexpu_match_op op,
                                const char *const *values, int nvalues, struct flexpu_error *err);
 
+/* kube-scheduler's score plugins whose scores a filter's scored terms
+ * carry, besides NodeAffinity's preferred terms. */
+enum flexpu_score {
+    FLEXPU_SCORE_POD_AFFINITY = 1, /* InterPodAffinity: min-max normalised, weight 2 */
+    FLEXPU_SCORE_SPREAD,           /* PodTopologySpread: weights in thousandths, fewer is better */
+};
+
+/* Starts a term whose weight (any sign) adds to the node's raw score for
+ * plugin `score` when its requirements (added next, as for
+ * flexpu_filter_add_match) hold. For scores compiled from other pods per
+ * decision: a topology domain's weight is a term key In [values]. */
+int flexpu_filter_add_scored(struct flexpu_filter *f, enum flexpu_score score, int weight,
+                             struct flexpu_error *err);
+
 /* A copy of src (NULL: a new empty filter), or NULL when out of memory. */
 struct flexpu_filter *flexpu_filter_copy(const struct flexpu_filter *src);
 

@@ -81,6 +81,11 @@ struct fx_attr_eval {
     int reason;     /* -1 passes, else FLEXPU_REJECT_TAINT / _AFFINITY */
     int affinity;   /* weights of the preferred terms matched */
     int intolerable; /* PreferNoSchedule taints not tolerated */
+    /* Weights of the scored terms matched (flexpu_filter_add_scored), per
+     * plugin; spread_in: a spread term matched (the node has every
+     * constraint's key: kube-scheduler scores the others 0). */
+    int64_t podaff, spread;
+    int spread_in;
     int bad_taint;  /* index of the first untolerated hard taint, -1 */
 };
 
@@ -263,6 +268,8 @@ void fx_attrs_free_all(struct flexpu_engine *e);
  * kubernetes.io/hostname label), so that it is evaluated node by node. */
 int fx_filter_name_dep(const struct flexpu_filter *f);
 int fx_filter_has_preferred(const struct flexpu_filter *f);
+/* Whether f has scored terms of plugin score (flexpu_filter_add_scored). */
+int fx_filter_has_scored(const struct flexpu_filter *f, enum flexpu_score score);
 /* f (NULL: none) on a set (NULL: none) of the node `name`. */
 void fx_filter_eval(const struct flexpu_filter *f, const struct fx_attrs *a, const char *name,
                     struct fx_attr_eval *out);

@@ -25,8 +25,14 @@ struct fx_match {
     uint8_t field;  /* on metadata.name */
     uint16_t nval;
     uint32_t key, val;
+    uint32_t sorted; /* 0, or 1 + where its values' offsets start in vidx, sorted */
     int64_t num;    /* Gt/Lt */
 };
+
+/* In/NotIn lists this long are searched by halves: a decision's compiled
+ * inter-pod rules list one value per topology domain (kubernetes.io/hostname:
+ * per node), evaluated node by node. */
+#define SORTED_MIN 16
 
 struct fx_tol {
     uint32_t key, value;
@@ -39,8 +45,12 @@ struct flexpu_filter {
     uint32_t npool, cap_pool;
     struct fx_match *match;
     int nmatch, cap_match;
-    int *weight; /* per term: 0 required, 1-100 preferred */
+    uint32_t *vidx; /* pool offsets of long value lists, each sorted (SORTED_MIN) */
+    int nvidx, cap_vidx;
+    int *weight; /* per term: 0 required, 1-100 preferred; any for a scored term */
+    uint8_t *kind; /* per term: 0 node affinity, else enum flexpu_score */
     int nterm, cap_term;
+    int scored[3]; /* scored terms per enum flexpu_score */
     struct fx_tol *tol;
     int ntol, cap_tol;
     int required;  /* required terms declared */
@@ -59,7 +69,9 @@ void flexpu_filter_free(struct flexpu_filter *f)
         return;
     fx_free(f->pool);
     fx_free(f->match);
+    fx_free(f->vidx);
     fx_free(f->weight);
+    fx_free(f->kind);
     fx_free(f->tol);
     fx_free(f);
 }
@@ -182,6 +194,42 @@ int flexpu_filter_add_toleration(struct flexpu_filter *f, const char *key,
     return 0;
 }
 
+static int str_ptr_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* m's values (pooled) indexed in vidx, sorted: m->sorted set. 0 or
+ * FLEXPU_ENOMEM (vidx as it was). */
+static int vidx_add(struct flexpu_filter *f, struct fx_match *m)
+{
+    const char **v = fx_malloc((size_t)m->nval * sizeof(*v));
+    if (!v)
+        return FLEXPU_ENOMEM;
+    int cap = f->cap_vidx;
+    while (cap < f->nvidx + m->nval)
+        cap = cap ? cap * 2 : 64;
+    if (cap != f->cap_vidx) {
+        uint32_t *n = fx_realloc(f->vidx, (size_t)cap * sizeof(*n));
+        if (!n) {
+            fx_free(v);
+            return FLEXPU_ENOMEM;
+        }
+        f->vidx = n;
+        f->cap_vidx = cap;
+    }
+    const char *s = f->pool + m->val;
+    for (int i = 0; i < m->nval; i++, s += strlen(s) + 1)
+        v[i] = s;
+    qsort(v, m->nval, sizeof(*v), str_ptr_cmp);
+    for (int i = 0; i < m->nval; i++)
+        f->vidx[f->nvidx + i] = (uint32_t)(v[i] - f->pool);
+    fx_free(v);
+    m->sorted = (uint32_t)f->nvidx + 1;
+    f->nvidx += m->nval;
+    return 0;
+}
+
 static int add_match(struct flexpu_filter *f, int term, bool field, const char *key,
                      enum flexpu_match_op op, const char *const *values, int nvalues,
                      struct flexpu_error *err)
@@ -236,6 +284,9 @@ static int add_match(struct flexpu_filter *f, int term, bool field, const char *
         if (i == 0)
             m.val = off;
     }
+    if (nvalues >= SORTED_MIN && (op == FLEXPU_MATCH_IN || op == FLEXPU_MATCH_NOT_IN) &&
+        vidx_add(f, &m))
+        goto oom;
     f->match[f->nmatch++] = m;
     if (field || strcmp(key, FX_LABEL_HOSTNAME) == 0)
         f->name_dep = 1;
@@ -266,15 +317,20 @@ struct flexpu_filter *flexpu_filter_copy(const struct flexpu_filter *src)
     *f = *src;
     f->pool = NULL;
     f->match = NULL;
+    f->vidx = NULL;
     f->weight = NULL;
+    f->kind = NULL;
     f->tol = NULL;
     f->cap_pool = src->npool;
     f->cap_match = src->nmatch;
+    f->cap_vidx = src->nvidx;
     f->cap_term = src->nterm;
     f->cap_tol = src->ntol;
     if ((src->npool && !(f->pool = fx_malloc(src->npool))) ||
         (src->nmatch && !(f->match = fx_malloc((size_t)src->nmatch * sizeof(*f->match)))) ||
+        (src->nvidx && !(f->vidx = fx_malloc((size_t)src->nvidx * sizeof(*f->vidx)))) ||
         (src->nterm && !(f->weight = fx_malloc((size_t)src->nterm * sizeof(*f->weight)))) ||
+        (src->nterm && !(f->kind = fx_malloc((size_t)src->nterm))) ||
         (src->ntol && !(f->tol = fx_malloc((size_t)src->ntol * sizeof(*f->tol))))) {
         flexpu_filter_free(f);
         return NULL;
@@ -283,11 +339,39 @@ struct flexpu_filter *flexpu_filter_copy(const struct flexpu_filter *src)
         memcpy(f->pool, src->pool, src->npool);
     if (src->nmatch)
         memcpy(f->match, src->match, (size_t)src->nmatch * sizeof(*f->match));
-    if (src->nterm)
+    if (src->nvidx)
+        memcpy(f->vidx, src->vidx, (size_t)src->nvidx * sizeof(*f->vidx));
+    if (src->nterm) {
         memcpy(f->weight, src->weight, (size_t)src->nterm * sizeof(*f->weight));
+        memcpy(f->kind, src->kind, (size_t)src->nterm);
+    }
     if (src->ntol)
         memcpy(f->tol, src->tol, (size_t)src->ntol * sizeof(*f->tol));
     return f;
+}
+
+static int term_add(struct flexpu_filter *f, uint8_t kind, int weight, struct flexpu_error *err)
+{
+    /* weight and kind grow together: cap_term counts both */
+    int cap = f->cap_term;
+    if (grow((void **)&f->weight, f->nterm, &cap, sizeof(*f->weight)))
+        return nomem(err);
+    if (cap != f->cap_term) {
+        uint8_t *k = fx_realloc(f->kind, (size_t)cap);
+        if (!k)
+            return nomem(err); /* weight's larger block is kept: harmless */
+        f->kind = k;
+        f->cap_term = cap;
+    }
+    f->kind[f->nterm] = kind;
+    f->weight[f->nterm++] = weight;
+    if (kind)
+        f->scored[kind]++;
+    if (kind || weight)
+        f->preferred++;
+    else
+        f->required++;
+    return 0;
 }
 
 int flexpu_filter_add_term(struct flexpu_filter *f, int weight, struct flexpu_error *err)
@@ -297,14 +381,15 @@ int flexpu_filter_add_term(struct flexpu_filter *f, int weight, struct flexpu_er
         snprintf(buf, sizeof(buf), "%d", weight);
         return invalid(err, "weight", buf, "must be between 1 and 100");
     }
-    if (grow((void **)&f->weight, f->nterm, &f->cap_term, sizeof(*f->weight)))
-        return nomem(err);
-    f->weight[f->nterm++] = weight;
-    if (weight)
-        f->preferred++;
-    else
-        f->required++;
-    return 0;
+    return term_add(f, 0, weight, err);
+}
+
+int flexpu_filter_add_scored(struct flexpu_filter *f, enum flexpu_score score, int weight,
+                             struct flexpu_error *err)
+{
+    if (score != FLEXPU_SCORE_POD_AFFINITY && score != FLEXPU_SCORE_SPREAD)
+        return invalid(err, "score", "", "must be a score plugin (enum flexpu_score)");
+    return term_add(f, (uint8_t)score, weight, err);
 }
 
 int flexpu_filter_add_match(struct flexpu_filter *f, bool field, const char *key,
@@ -332,7 +417,7 @@ uint64_t flexpu_filter_hash(const struct flexpu_filter *f)
     }
     h = fx_fnv1a_u64(h, (uint64_t)f->nterm);
     for (int i = 0; i < f->nterm; i++)
-        h = fx_fnv1a_u64(h, (uint64_t)f->weight[i]);
+        h = fx_fnv1a_u64(h, (uint64_t)(uint32_t)f->weight[i] << 8 | f->kind[i]);
     h = fx_fnv1a_u64(h, (uint64_t)f->nmatch);
     for (int i = 0; i < f->nmatch; i++) {
         const struct fx_match *m = &f->match[i];
@@ -374,6 +459,12 @@ int fx_filter_has_preferred(const struct flexpu_filter *f)
     return f && f->preferred > 0;
 }
 
+int fx_filter_has_scored(const struct flexpu_filter *f, enum flexpu_score score)
+{
+    return f && (score == FLEXPU_SCORE_POD_AFFINITY || score == FLEXPU_SCORE_SPREAD) &&
+           f->scored[score] > 0;
+}
+
 /* ---- the node's side -------------------------------------------------- */
 
 static const char *label_get(const struct fx_attrs *a, const char *name, const char *key)
@@ -404,7 +495,17 @@ static int match_one(const struct flexpu_filter *f, const struct fx_match *m,
     const char *key = f->pool + m->key;
     const char *have = m->field ? name : label_get(a, name, key);
     int in = 0;
-    if (have && (m->op == FLEXPU_MATCH_IN || m->op == FLEXPU_MATCH_NOT_IN)) {
+    if (have && (m->op == FLEXPU_MATCH_IN || m->op == FLEXPU_MATCH_NOT_IN) && m->sorted) {
+        const uint32_t *idx = f->vidx + m->sorted - 1;
+        for (int lo = 0, hi = m->nval - 1; lo <= hi && !in;) {
+            int mid = lo + (hi - lo) / 2, c = strcmp(have, f->pool + idx[mid]);
+            in = c == 0;
+            if (c < 0)
+                hi = mid - 1;
+            else
+                lo = mid + 1;
+        }
+    } else if (have && (m->op == FLEXPU_MATCH_IN || m->op == FLEXPU_MATCH_NOT_IN)) {
         const char *v = f->pool + m->val;
         for (int i = 0; i < m->nval && !in; i++, v += strlen(v) + 1)
             in = strcmp(v, have) == 0;
@@ -475,11 +576,29 @@ static int tolerated(const struct flexpu_filter *f, const struct fx_ntaint *x)
     return 0;
 }
 
+/* A weighted term t matched: its weight to its plugin's raw score. */
+static void credit(const struct flexpu_filter *f, int t, struct fx_attr_eval *o)
+{
+    switch (f->kind[t]) {
+    case FLEXPU_SCORE_POD_AFFINITY:
+        o->podaff += f->weight[t];
+        break;
+    case FLEXPU_SCORE_SPREAD:
+        o->spread += f->weight[t];
+        o->spread_in = 1;
+        break;
+    default:
+        o->affinity += f->weight[t];
+    }
+}
+
 void fx_filter_eval(const struct flexpu_filter *f, const struct fx_attrs *a, const char *name,
                     struct fx_attr_eval *o)
 {
     o->reason = -1;
     o->affinity = 0;
+    o->podaff = o->spread = 0;
+    o->spread_in = 0;
     o->intolerable = 0;
     o->bad_taint = -1;
     for (int i = 0; a && i < a->ntaints; i++) {
@@ -500,13 +619,27 @@ void fx_filter_eval(const struct flexpu_filter *f, const struct fx_attrs *a, con
     if (o->reason < 0 && f->required) {
         int any = 0;
         for (int t = 0; t < f->nterm && !any; t++)
-            any = f->weight[t] == 0 && term_matches(f, t, a, name);
+            any = !f->kind[t] && f->weight[t] == 0 && term_matches(f, t, a, name);
         if (!any)
             o->reason = FLEXPU_REJECT_AFFINITY;
     }
-    for (int t = 0; t < f->nterm; t++)
-        if (f->weight[t] > 0 && term_matches(f, t, a, name))
-            o->affinity += f->weight[t];
+    /* A term's requirements follow it (flexpu_filter_add_match adds to
+     * the last term), so one pass evaluates every weighted term: a
+     * decision's scored terms may be one per topology domain. */
+    int t = -1, ok = 0;
+    for (int i = 0; i <= f->nmatch; i++) {
+        int mt = i < f->nmatch ? f->match[i].term : f->nterm;
+        if (mt < 0)
+            continue;
+        if (mt != t) {
+            if (t >= 0 && ok)
+                credit(f, t, o);
+            t = mt;
+            ok = t < f->nterm && (f->kind[t] || f->weight[t] > 0);
+        }
+        if (ok && !match_one(f, &f->match[i], a, name))
+            ok = 0;
+    }
 }
 
 static const char *effect_name(int effect)

@@ -230,15 +230,53 @@ static void offer(struct pick *k, struct fx_class *c, int node, int64_t count, i
     k->best_pref = pref;
 }
 
-/* kube-scheduler's scores for the two plugins, normalised over the
- * feasible nodes as it does (DefaultNormalizeScore, integer division) and
- * weighed as in its default configuration: NodeAffinity 2, TaintToleration
- * 3 (reversed: fewer untolerated PreferNoSchedule taints score higher). */
-static int preference(const struct fx_attr_eval *v, int max_aff, int max_intol)
+/* The feasible nodes' extremes that kube-scheduler's normalisations read:
+ * NodeAffinity's and TaintToleration's maxima, InterPodAffinity's raw
+ * minimum and maximum (pa), PodTopologySpread's over the nodes it scores
+ * (sp: rounded to whole counts, as its Score returns them). */
+struct extremes {
+    int max_aff, max_intol;
+    int64_t pa_min, pa_max, sp_min, sp_max;
+    int pa, sp; /* the filter has scored terms of that plugin */
+};
+
+/* PodTopologySpread's Score: its raw sum in thousandths, rounded. */
+static int64_t spread_raw(const struct fx_attr_eval *v)
 {
-    int aff = max_aff > 0 ? 100 * v->affinity / max_aff : 0;
-    int taint = max_intol > 0 ? 100 - 100 * v->intolerable / max_intol : 100;
-    return 2 * aff + 3 * taint;
+    return (v->spread + 500) / 1000;
+}
+
+static void extremes_add(struct extremes *x, const struct fx_attr_eval *v)
+{
+    x->max_aff = v->affinity > x->max_aff ? v->affinity : x->max_aff;
+    x->max_intol = v->intolerable > x->max_intol ? v->intolerable : x->max_intol;
+    x->pa_min = v->podaff < x->pa_min ? v->podaff : x->pa_min;
+    x->pa_max = v->podaff > x->pa_max ? v->podaff : x->pa_max;
+    if (v->spread_in) {
+        int64_t s = spread_raw(v);
+        x->sp_min = s < x->sp_min ? s : x->sp_min;
+        x->sp_max = s > x->sp_max ? s : x->sp_max;
+    }
+}
+
+/* kube-scheduler's scores for its four plugins, normalised over the
+ * feasible nodes as it does and weighed as in its default configuration:
+ * NodeAffinity 2 and TaintToleration 3 (DefaultNormalizeScore, integer
+ * division; reversed for taints: fewer untolerated PreferNoSchedule taints
+ * score higher), InterPodAffinity 2 (100 * (raw - min) / (max - min),
+ * truncated), PodTopologySpread 2 (100 * (max + min - raw) / max, fewer
+ * matching pods score higher; a node without every constraint's key 0). */
+static int preference(const struct fx_attr_eval *v, const struct extremes *x)
+{
+    int aff = x->max_aff > 0 ? 100 * v->affinity / x->max_aff : 0;
+    int taint = x->max_intol > 0 ? 100 - 100 * v->intolerable / x->max_intol : 100;
+    int pa = 0, sp = 0;
+    if (x->pa && x->pa_max > x->pa_min)
+        pa = (int)(100.0 * (double)(v->podaff - x->pa_min) / (double)(x->pa_max - x->pa_min));
+    if (x->sp && v->spread_in)
+        sp = x->sp_max == 0 ? 100
+                            : (int)(100 * (x->sp_max + x->sp_min - spread_raw(v)) / x->sp_max);
+    return 2 * aff + 3 * taint + 2 * pa + 2 * sp;
 }
 
 static const struct fx_attrs *node_attrs(const struct flexpu_engine *e, const struct fx_node *n)
@@ -337,7 +375,9 @@ int fx_decide_scoped(struct flexpu_engine *e, const struct flexpu_pod_req *req,
             fx_filter_eval(f, e->attrs[i], NULL, &e->attr_eval[i]);
     /* Preferences need the feasible nodes' maxima first (kube-scheduler
      * normalises over them): a pass without the policy. */
-    int max_aff = 0, max_intol = 0;
+    struct extremes x = {.pa_min = INT64_MAX, .pa_max = INT64_MIN, .sp_min = INT64_MAX,
+                         .pa = fx_filter_has_scored(f, FLEXPU_SCORE_POD_AFFINITY),
+                         .sp = fx_filter_has_scored(f, FLEXPU_SCORE_SPREAD)};
     if (fx_filter_has_preferred(f) || e->prefer_nodes > 0) {
         for (int i = 0; i < nclasses; i++) {
             struct fx_class *c = scope_class(e, scope, i);
@@ -353,8 +393,7 @@ int fx_decide_scoped(struct flexpu_engine *e, const struct flexpu_pod_req *req,
                                                         &tmp);
                 if (ve->reason >= 0)
                     continue;
-                max_aff = ve->affinity > max_aff ? ve->affinity : max_aff;
-                max_intol = ve->intolerable > max_intol ? ve->intolerable : max_intol;
+                extremes_add(&x, ve);
             }
         }
     }
@@ -419,7 +458,7 @@ int fx_decide_scoped(struct flexpu_engine *e, const struct flexpu_pod_req *req,
                 continue;
             }
             offer(&k, c, per_node ? id : -1, per_node ? 1 : c->count,
-                  preference(ve, max_aff, max_intol), &ch, memo);
+                  preference(ve, &x), &ch, memo);
         }
     }
     if (k.tied == 0) {

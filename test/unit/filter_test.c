@@ -626,6 +626,110 @@ static void test_taint_and_affinity_scores_combine(void **state)
     flexpu_engine_free(e);
 }
 
+static void scored(struct flexpu_filter *f, enum flexpu_score score, int weight)
+{
+    struct flexpu_error err;
+    if (flexpu_filter_add_scored(f, score, weight, &err))
+        fail_msg("scored term: %s", err.msg);
+}
+
+/* InterPodAffinity's scored terms, of any sign, normalised min-max over the
+ * feasible nodes and weighed 2: zone b (raw 50) beats c (0) and a (-100);
+ * with b's only PreferNoSchedule taint (TaintToleration, weight 3) c wins
+ * (2 * 66 + 300 against 2 * 100 + 0). */
+static void test_pod_affinity_scores(void **state)
+{
+    (void)state;
+    for (int tainted = 0; tainted < 2; tainted++) {
+        struct flexpu_engine *e = engine("bestfit");
+        node(e, "a", 2, "zone=a", NULL);
+        node(e, "b", 2, "zone=b", tainted ? "spot=1:PreferNoSchedule" : NULL);
+        node(e, "c", 2, "zone=c", NULL);
+        struct flexpu_filter *f = flexpu_filter_new();
+        scored(f, FLEXPU_SCORE_POD_AFFINITY, -100);
+        expr(f, "zone", FLEXPU_MATCH_IN, "a", NULL);
+        scored(f, FLEXPU_SCORE_POD_AFFINITY, 50);
+        expr(f, "zone", FLEXPU_MATCH_IN, "b", NULL);
+        assert_on(where(e, f, 100, 0, NULL), tainted ? "c" : "b");
+        flexpu_filter_free(f);
+        flexpu_engine_free(e);
+    }
+    struct flexpu_error err;
+    struct flexpu_filter *f = flexpu_filter_new();
+    assert_int_equal(flexpu_filter_add_scored(f, (enum flexpu_score)7, 1, &err), FLEXPU_EINVAL);
+    flexpu_filter_free(f);
+}
+
+/* PodTopologySpread's scored terms (thousandths): fewer is better among
+ * the nodes a spread term matches (a scores 3, b 0: b gets 100, a 0), and
+ * a node no spread term matches (no key) scores 0 however low its raw. */
+static void test_spread_scores(void **state)
+{
+    (void)state;
+    struct flexpu_engine *e = engine("bestfit");
+    node(e, "a", 2, "zone=a", NULL);
+    node(e, "b", 2, "zone=b", NULL);
+    node(e, "nokey", 2, NULL, NULL);
+    struct flexpu_filter *f = flexpu_filter_new();
+    scored(f, FLEXPU_SCORE_SPREAD, 0);
+    expr(f, "zone", FLEXPU_MATCH_EXISTS, NULL, NULL);
+    scored(f, FLEXPU_SCORE_SPREAD, 2600); /* rounds to 3 */
+    expr(f, "zone", FLEXPU_MATCH_IN, "a", NULL);
+    assert_on(where(e, f, 100, 0, NULL), "b");
+    /* b full: a (0) and nokey (0) tie on preference; both stay feasible */
+    assert_on(where(e, f, 1000, 1, NULL), "b");
+    assert_on(where(e, f, 1000, 1, NULL), "b");
+    const char *w = where(e, f, 100, 0, NULL);
+    assert_true(w && (strcmp(w, "a") == 0 || strcmp(w, "nokey") == 0));
+    flexpu_filter_free(f);
+    flexpu_engine_free(e);
+}
+
+/* Long In and NotIn lists (searched by halves once sorted) match exactly
+ * their values, given in any order: a scored term over 20 of 24 nodes and
+ * a required NotIn over 19 of them leave the one listed only in the
+ * first. */
+static void test_long_value_lists(void **state)
+{
+    (void)state;
+    struct flexpu_engine *e = engine("bestfit");
+    char names[24][8];
+    const char *in[20], *notin[19];
+    int ids[24];
+    for (int i = 0; i < 24; i++) {
+        char labels[40];
+        snprintf(names[i], sizeof(names[i]), "n%02d", (i * 7) % 24);
+        snprintf(labels, sizeof(labels), "kubernetes.io/hostname=%s", names[i]);
+        ids[i] = node(e, names[i], 2, labels, NULL);
+    }
+    for (int i = 0; i < 20; i++)
+        in[i] = names[23 - i];
+    for (int i = 0; i < 19; i++)
+        notin[i] = names[i == 0 ? 23 : 23 - i - 1]; /* all of in[] but in[1] */
+    struct flexpu_error err;
+    struct flexpu_filter *f = flexpu_filter_new();
+    scored(f, FLEXPU_SCORE_POD_AFFINITY, 10);
+    assert_int_equal(flexpu_filter_add_match(f, false, "kubernetes.io/hostname", FLEXPU_MATCH_IN,
+                                             in, 20, &err),
+                     0);
+    assert_int_equal(flexpu_filter_add_required(f, "kubernetes.io/hostname",
+                                                FLEXPU_MATCH_NOT_IN, notin, 19, &err),
+                     0);
+    struct flexpu_filter *c = flexpu_filter_copy(f);
+    assert_non_null(c);
+    assert_on(where(e, c, 100, 0, NULL), names[22]);
+    for (int i = 0; i < 24; i++) {
+        int excluded = 0;
+        for (int j = 0; j < 19; j++)
+            excluded |= strcmp(notin[j], names[i]) == 0;
+        assert_int_equal(flexpu_engine_node_filter(e, ids[i], f, NULL, NULL),
+                         excluded ? FLEXPU_REJECT_AFFINITY : -1);
+    }
+    flexpu_filter_free(c);
+    flexpu_filter_free(f);
+    flexpu_engine_free(e);
+}
+
 /* ---- malformed input -------------------------------------------------- */
 
 static void test_malformed_filters_name_the_value(void **state)
@@ -844,6 +948,9 @@ int main(void)
         cmocka_unit_test(test_preferred_affinity_weights),
         cmocka_unit_test(test_preference_then_policy),
         cmocka_unit_test(test_taint_and_affinity_scores_combine),
+        cmocka_unit_test(test_pod_affinity_scores),
+        cmocka_unit_test(test_spread_scores),
+        cmocka_unit_test(test_long_value_lists),
         cmocka_unit_test(test_malformed_filters_name_the_value),
         cmocka_unit_test(test_malformed_nodes_name_the_field),
         cmocka_unit_test(test_sets_are_shared_and_released),
