@@ -14,6 +14,9 @@
 #define AFF_PATH  "spec.affinity.podAffinity.requiredDuringSchedulingIgnoredDuringExecution"
 #define ANTI_PATH "spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution"
 #define TSC_PATH  "spec.topologySpreadConstraints"
+#define PAFF_PATH "spec.affinity.podAffinity.preferredDuringSchedulingIgnoredDuringExecution"
+#define PANTI_PATH \
+    "spec.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution"
 
 static int bad(struct flexpu_error *err, const char *field, const char *value, const char *why)
 {
@@ -37,22 +40,31 @@ static void sel_free(struct fx_label_sel *s)
     fx_free(s->req);
 }
 
+static void term_free(struct fx_pod_term *t)
+{
+    fx_free(t->topo_key);
+    sel_free(&t->sel);
+    for (int j = 0; j < t->nns; j++)
+        fx_free(t->ns[j]);
+    fx_free(t->ns);
+}
+
 void fx_pod_rules_free(struct fx_pod_rules *r)
 {
     if (!r)
         return;
-    for (int k = 0; k < 2; k++) {
-        struct fx_pod_term *t = k ? r->anti : r->aff;
-        int n = k ? r->nanti : r->naff;
-        for (int i = 0; i < n; i++) {
-            fx_free(t[i].topo_key);
-            sel_free(&t[i].sel);
-            for (int j = 0; j < t[i].nns; j++)
-                fx_free(t[i].ns[j]);
-            fx_free(t[i].ns);
-        }
-        fx_free(t);
-    }
+    for (int i = 0; i < r->naff; i++)
+        term_free(&r->aff[i]);
+    for (int i = 0; i < r->nanti; i++)
+        term_free(&r->anti[i]);
+    for (int i = 0; i < r->npaff; i++)
+        term_free(&r->paff[i].t);
+    for (int i = 0; i < r->npanti; i++)
+        term_free(&r->panti[i].t);
+    fx_free(r->aff);
+    fx_free(r->anti);
+    fx_free(r->paff);
+    fx_free(r->panti);
     for (int i = 0; i < r->nspread; i++) {
         fx_free(r->spread[i].topo_key);
         sel_free(&r->spread[i].sel);
@@ -286,12 +298,42 @@ static int terms_parse(json_t *list, const char *path, json_t *own, struct fx_po
     return 0;
 }
 
-/* The preferred terms are scores flexpu-scheduler does not compute: their
- * shape is checked (a typo is told), their content not kept. */
-static int preferred_check(json_t *v, const char *path, struct flexpu_error *err)
+/* Weighted terms ({weight, podAffinityTerm}) at path. */
+static int wterms_parse(json_t *list, const char *path, json_t *own, struct fx_pod_wterm **out,
+                        int *n, struct flexpu_error *err)
 {
-    if (v && !json_is_null(v) && !json_is_array(v))
+    if (!list || json_is_null(list))
+        return 0;
+    if (!json_is_array(list))
         return bad(err, path, "", "must be an array of weighted pod affinity terms");
+    size_t cnt = json_array_size(list);
+    if (cnt == 0)
+        return 0;
+    if (!(*out = fx_calloc(cnt, sizeof(**out))))
+        return nomem(err);
+    size_t i;
+    json_t *t;
+    json_array_foreach(list, i, t)
+    {
+        char f[300], g[330];
+        snprintf(f, sizeof(f), "%s[%zu]", path, i);
+        if (!json_is_object(t))
+            return bad(err, f, "", "must be a weighted pod affinity term");
+        json_t *w = json_object_get(t, "weight");
+        snprintf(g, sizeof(g), "%s.weight", f);
+        if (!json_is_integer(w) || json_integer_value(w) < 1 || json_integer_value(w) > 100) {
+            char val[32] = "";
+            if (json_is_integer(w))
+                snprintf(val, sizeof(val), "%lld", (long long)json_integer_value(w));
+            return bad(err, g, val, "must be an integer from 1 to 100");
+        }
+        (*out)[i].weight = (int)json_integer_value(w);
+        snprintf(g, sizeof(g), "%s.podAffinityTerm", f);
+        (*n)++; /* freed with the rules from here on */
+        int rc = term_parse(json_object_get(t, "podAffinityTerm"), g, own, &(*out)[i].t, err);
+        if (rc)
+            return rc;
+    }
     return 0;
 }
 
@@ -368,12 +410,8 @@ static int spreads_parse(json_t *list, json_t *own, struct fx_pod_rules *r,
         int rc = spread_parse(c, f, own, s, &hard, err);
         if (rc)
             return rc;
-        if (!hard) { /* ScheduleAnyway: a score flexpu does not compute */
-            fx_free(s->topo_key);
-            sel_free(&s->sel);
-            memset(s, 0, sizeof(*s));
-            r->nspread--;
-        }
+        s->soft = !hard;
+        r->nhard += hard;
     }
     return 0;
 }
@@ -411,16 +449,14 @@ int fx_pod_rules_parse(json_t *pod, struct fx_pod_rules **out, struct flexpu_err
     if (!rc)
         rc = terms_parse(json_object_get(paa, req), ANTI_PATH, own, &r->anti, &r->nanti, err);
     if (!rc)
-        rc = preferred_check(json_object_get(pa, pref),
-                             "spec.affinity.podAffinity.preferredDuringSchedulingIgnoredDuring"
-                             "Execution", err);
+        rc = wterms_parse(json_object_get(pa, pref), PAFF_PATH, own, &r->paff, &r->npaff, err);
     if (!rc)
-        rc = preferred_check(json_object_get(paa, pref),
-                             "spec.affinity.podAntiAffinity.preferredDuringSchedulingIgnored"
-                             "DuringExecution", err);
+        rc = wterms_parse(json_object_get(paa, pref), PANTI_PATH, own, &r->panti, &r->npanti,
+                          err);
     if (!rc)
         rc = spreads_parse(tsc, own, r, err);
-    if (rc || (r->naff == 0 && r->nanti == 0 && r->nspread == 0)) {
+    r->nblocking = r->naff + r->nanti + r->nhard;
+    if (rc || (r->nblocking == 0 && r->npaff == 0 && r->npanti == 0 && r->nspread == 0)) {
         fx_pod_rules_free(r);
         return rc;
     }

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* A pod's inter-pod rules as kube-scheduler's InterPodAffinity and
- * PodTopologySpread plugins read them: the required terms of
+ * PodTopologySpread plugins read them: the required and preferred terms of
  * spec.affinity.podAffinity and podAntiAffinity, and
  * spec.topologySpreadConstraints. Read here; the scheduler's model turns
- * them into node requirements per decision (docs/SCHEDULING.md, "Node
- * filters and preferences"). */
+ * them into node requirements and scored terms per decision
+ * (docs/SCHEDULING.md, "Node filters and preferences"). */
 #ifndef FX_KUBE_POD_RULES_H
 #define FX_KUBE_POD_RULES_H
 
@@ -45,8 +45,14 @@ struct fx_pod_term {
     bool all_ns;
 };
 
-/* A topology spread constraint with whenUnsatisfiable DoNotSchedule
- * (ScheduleAnyway ones are not kept: see fx_pod_rules_parse). */
+/* A preferred (weighted) pod (anti-)affinity term: weight 1-100. */
+struct fx_pod_wterm {
+    struct fx_pod_term t;
+    int weight;
+};
+
+/* A topology spread constraint: soft for whenUnsatisfiable ScheduleAnyway
+ * (a score), else DoNotSchedule (a filter). */
 struct fx_spread {
     char *topo_key;
     int max_skew;
@@ -54,19 +60,24 @@ struct fx_spread {
     struct fx_label_sel sel;
     bool honor_affinity;   /* nodeAffinityPolicy: Honor (the default) */
     bool honor_taints;     /* nodeTaintsPolicy: Honor (default Ignore) */
+    bool soft;
 };
 
+/* nhard: the spread constraints that are not soft; nblocking: the rules
+ * that can keep a pod from a node (required terms, nhard). */
 struct fx_pod_rules {
     struct fx_pod_term *aff, *anti;
     int naff, nanti;
+    struct fx_pod_wterm *paff, *panti;
+    int npaff, npanti;
     struct fx_spread *spread;
-    int nspread;
+    int nspread, nhard, nblocking;
     uint64_t hash; /* of the JSON they were read from: an edit changes it */
 };
 
-/* Reads pod's inter-pod rules. *out is NULL when it has none (or only
- * preferred terms and ScheduleAnyway constraints, which flexpu-scheduler
- * does not score: docs/KUBERNETES.md). Malformed input gives FLEXPU_EINVAL
+/* Reads pod's inter-pod rules. *out is NULL when it has none (kube-
+ * scheduler's cluster-level default constraints are not read: they are
+ * no part of the pod). Malformed input gives FLEXPU_EINVAL
  * naming the field and the value; what flexpu does not evaluate (a
  * namespaceSelector with labels) too. matchLabelKeys and mismatchLabelKeys
  * are merged into the selector (key In / NotIn the pod's own value), as

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "scheduler/model.h"
 
+#include <limits.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -136,16 +138,18 @@ struct pod {
      * where its node and the GPU node share this label's value
      * (remote_rule_scope). NULL: no rule. */
     char *rkey;
-    /* Its inter-pod rules (required pod affinity and anti-affinity, topology
-     * spread constraints; NULL: none), read for every pod, as pods placed
-     * by others count too (rules_filter), and its labels (metadata.labels,
-     * packed: fx_labels_pack; NULL: none), which other pods' rules select
-     * on. A pod with anti-affinity terms is on the model's list of them
-     * (aprev, anext): their symmetric rule is checked for every pod
-     * decided. */
+    /* Its inter-pod rules (pod affinity and anti-affinity, required and
+     * preferred, topology spread constraints; NULL: none), read for every
+     * pod, as pods placed by others count too (rules_filter), and its
+     * labels (metadata.labels, packed: fx_labels_pack; NULL: none), which
+     * other pods' rules select on. A pod with rules that act on the pods
+     * decided after it (required anti-affinity: the symmetric rule; required
+     * affinity and preferred terms: InterPodAffinity's score) is on the
+     * model's list of them (aprev, anext). terminating: its
+     * metadata.deletionTimestamp is set (spread does not count it). */
     struct fx_pod_rules *rules;
     char *labels;
-    bool alinked;
+    bool alinked, terminating;
     struct pod *aprev, *anext;
 };
 
@@ -334,10 +338,11 @@ struct fx_model {
     int nremote;       /* pods with a remote slice (rnode set) */
     uint64_t remote_placed;
     struct fx_remote_topology remote_topo; /* where a remote pod runs near its GPU */
-    /* Pods with inter-pod rules (nruled) and those with anti-affinity terms
-     * (the list at anti): a model without them pays nothing for them. */
+    /* Pods with inter-pod rules (nruled) and those whose rules act on
+     * others (the list at acting: struct pod's rules): a model without them
+     * pays nothing for them. */
     int nruled;
-    struct pod *anti;
+    struct pod *acting;
 };
 
 /* ---- the queues' heaps ---- */
@@ -1883,7 +1888,7 @@ static int64_t epoch_of(const char *t)
 /* ---- inter-pod rules: who has them, and who they wake ---- */
 
 /* Gives p the rules r (NULL: none; p's old ones freed), keeping the count
- * of pods with rules and the list of those with anti-affinity terms. */
+ * of pods with rules and the list of those whose rules act on others. */
 static void rules_set(struct fx_model *m, struct pod *p, struct fx_pod_rules *r)
 {
     if (p->rules)
@@ -1892,7 +1897,7 @@ static void rules_set(struct fx_model *m, struct pod *p, struct fx_pod_rules *r)
         if (p->aprev)
             p->aprev->anext = p->anext;
         else
-            m->anti = p->anext;
+            m->acting = p->anext;
         if (p->anext)
             p->anext->aprev = p->aprev;
         p->aprev = p->anext = NULL;
@@ -1903,11 +1908,11 @@ static void rules_set(struct fx_model *m, struct pod *p, struct fx_pod_rules *r)
     if (!r)
         return;
     m->nruled++;
-    if (r->nanti > 0) {
-        p->anext = m->anti;
-        if (m->anti)
-            m->anti->aprev = p;
-        m->anti = p;
+    if (r->nanti > 0 || r->naff > 0 || r->npaff > 0 || r->npanti > 0) {
+        p->anext = m->acting;
+        if (m->acting)
+            m->acting->aprev = p;
+        m->acting = p;
         p->alinked = true;
     }
 }
@@ -1940,8 +1945,8 @@ static bool rules_involve(const struct pod *w, const struct pod *q, bool landing
         if (fx_pod_term_matches(&r->anti[i], w->ns, q->ns, q->labels))
             return true;
     for (int i = 0; r && i < r->nspread; i++)
-        if (strcmp(STR(w->ns), STR(q->ns)) == 0 && fx_label_sel_matches(&r->spread[i].sel,
-                                                                       q->labels))
+        if (!r->spread[i].soft && strcmp(STR(w->ns), STR(q->ns)) == 0 &&
+            fx_label_sel_matches(&r->spread[i].sel, q->labels))
             return true;
     return false;
 }
@@ -1995,10 +2000,22 @@ static bool labels_set(struct pod *p, json_t *obj, char **old)
     return true;
 }
 
+static bool deleting(json_t *obj)
+{
+    json_t *dt = kube_get(obj, "metadata.deletionTimestamp");
+    return dt && !json_is_null(dt);
+}
+
 /* A bound pod's labels edited: the waiting pods whose rules selected it as
- * it was, or select it as it is, are tried again. */
+ * it was, or select it as it is, are tried again. Its deletion begun: it
+ * no longer counts for spread, so they are tried again as if it left. */
 static void bound_relabel(struct fx_model *m, struct pod *p, json_t *obj)
 {
+    if (!p->terminating && deleting(obj)) {
+        p->terminating = true;
+        if (p->on)
+            rules_touch(m, p, false);
+    }
     char *old = NULL;
     if (labels_set(p, obj, &old) && p->on) {
         rules_touch(m, p, true); /* as it is: as if landing */
@@ -2066,6 +2083,7 @@ static int read_pod(struct fx_model *m, struct pod *p, json_t *obj, struct flexp
      * the symmetric anti-affinity rule; a malformed rule matters only on a
      * pod of ours still to place (kube-scheduler placed the others). */
     labels_set(p, obj, NULL);
+    p->terminating = deleting(obj);
     struct fx_pod_rules *rules = NULL;
     struct flexpu_error rerr = {0};
     int rrc = fx_pod_rules_parse(obj, &rules, &rerr);
@@ -2099,8 +2117,9 @@ static int read_pod(struct fx_model *m, struct pod *p, json_t *obj, struct flexp
         rc = grc;
     }
     /* A pod group is placed all at once by the engine's gang search, which
-     * takes no rule that depends on its own members: refused, named. */
-    if (!rc && p->gang && p->rules && p->ours && !(node && *node))
+     * takes no rule that depends on its own members: refused, named (its
+     * preferences are not scored there). */
+    if (!rc && p->gang && p->rules && p->rules->nblocking && p->ours && !(node && *node))
         rc = flexpu_error_set(err, FLEXPU_EINVAL,
                               "field '%s': a member of a pod group (" FX_LABEL_POD_GROUP
                               ") cannot have inter-pod rules: flexpu-scheduler places a group "
@@ -3080,10 +3099,11 @@ static bool remote(struct fx_model *m, struct pod *p, struct fx_attempt *a,
  * engine (not Ready, labels unreadable) is not counted: its domain is
  * unknown. */
 
-/* One (topology key, value) that a rule names; strings belong to the
- * engine and live through the decision. */
+/* One (topology key, value) that a rule names, and its weight for a
+ * score; strings belong to the engine and live through the decision. */
 struct dom {
     const char *key, *val;
+    int64_t w;
 };
 
 struct domset {
@@ -3091,7 +3111,7 @@ struct domset {
     int n, cap;
 };
 
-static bool dom_add(struct domset *s, const char *key, const char *val)
+static bool dom_addw(struct domset *s, const char *key, const char *val, int64_t w)
 {
     if (!val)
         return true; /* the node has no such label: in no domain */
@@ -3103,8 +3123,13 @@ static bool dom_add(struct domset *s, const char *key, const char *val)
         s->d = d;
         s->cap = cap;
     }
-    s->d[s->n++] = (struct dom){key, val};
+    s->d[s->n++] = (struct dom){key, val, w};
     return true;
+}
+
+static bool dom_add(struct domset *s, const char *key, const char *val)
+{
+    return dom_addw(s, key, val, 0);
 }
 
 static int dom_cmp(const void *a, const void *b)
@@ -3238,8 +3263,8 @@ static bool rules_domains(struct fx_model *m, const struct pod *p, struct domset
                                   node_topo(m, n, r->anti[t].topo_key));
         }
     }
-    for (const struct pod *q = m->anti; q; q = q->anext) {
-        if (q == p || !q->on)
+    for (const struct pod *q = m->acting; q; q = q->anext) {
+        if (q == p || !q->on || !q->rules->nanti)
             continue;
         for (int t = 0; t < q->rules->nanti; t++)
             if (fx_pod_term_matches(&q->rules->anti[t], q->ns, p->ns, p->labels))
@@ -3278,10 +3303,12 @@ static int affinity_require(const struct pod *p, struct flexpu_filter *f, const 
     return self ? 0 : dom_require(f, aff, true, "pod affinity: only", note, len, err);
 }
 
-/* One domain of a spread constraint and the pods there it counts. */
+/* One domain of a spread constraint and the pods there it counts; dom:
+ * a node that makes it a domain lies in it. */
 struct dcount {
     const char *val;
     int count;
+    bool dom;
 };
 
 static int dcount_cmp(const void *a, const void *b)
@@ -3302,46 +3329,87 @@ static bool spread_includes(const struct fx_model *m, const struct node *n,
            (!c->honor_taints || flexpu_engine_node_filter(m->e, n->id, tol, NULL, NULL) == -1);
 }
 
-/* Spread constraint ci of p (whenUnsatisfiable DoNotSchedule), as
- * kube-scheduler's PodTopologySpread filter: over the engine nodes that
- * have every constraint's key and that its inclusion policies keep, the
- * pods of p's namespace its selector matches, per domain; a domain is
- * allowed when its count, plus 1 if p matches the selector itself, minus
- * the smallest count (0 while fewer domains than minDomains exist) is at
- * most maxSkew. Adds key In the allowed domains to f. */
-static int spread_one(struct fx_model *m, const struct pod *p, int ci, struct flexpu_filter *f,
-                      const struct flexpu_filter *aff, const struct flexpu_filter *tol,
-                      char *note, size_t len, struct flexpu_error *err)
+/* Whether engine node n has the key of every spread constraint of p of
+ * the kind soft (kube-scheduler reads the DoNotSchedule ones for its
+ * filter, the ScheduleAnyway ones for its score). */
+static bool spread_keys(const struct fx_model *m, const struct node *n,
+                        const struct fx_pod_rules *r, bool soft)
 {
-    const struct fx_pod_rules *r = p->rules;
-    const struct fx_spread *c = &r->spread[ci];
+    if (n->id < 0)
+        return false;
+    for (int j = 0; j < r->nspread; j++)
+        if (r->spread[j].soft == soft && !node_topo(m, n, r->spread[j].topo_key))
+            return false;
+    return true;
+}
+
+/* The domains of p's spread constraint c, sorted, each once (*nd), with
+ * the pods there it counts as kube-scheduler's countPodsMatchSelector
+ * does: of p's namespace, matching c's selector, not terminating. Over
+ * the engine nodes with the keys of p's constraints of c's kind; a node's
+ * pods count when c's inclusion policies keep it, and it makes its value
+ * a domain when it passes scope (NULL: when the policies keep it). NULL
+ * when out of memory. */
+static struct dcount *spread_counts(struct fx_model *m, const struct pod *p,
+                                    const struct fx_spread *c, const struct flexpu_filter *aff,
+                                    const struct flexpu_filter *tol,
+                                    const struct flexpu_filter *scope, int *nd)
+{
     struct dcount *d = fx_malloc((m->nodes.len + 1) * sizeof(*d));
     if (!d)
-        return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory compiling spread constraints");
+        return NULL;
     int n = 0;
     const char *k;
     void *v;
     for (size_t i = 0; fx_strmap_next(&m->nodes, &i, &k, &v);) {
-        const struct node *nd = v;
-        bool keys = nd->id >= 0;
-        for (int j = 0; keys && j < r->nspread; j++)
-            keys = node_topo(m, nd, r->spread[j].topo_key) != NULL;
-        if (!keys || !spread_includes(m, nd, c, aff, tol))
+        const struct node *nd_ = v;
+        if (!spread_keys(m, nd_, p->rules, c->soft))
+            continue;
+        bool counts = spread_includes(m, nd_, c, aff, tol);
+        bool dom = scope ? flexpu_engine_node_filter(m->e, nd_->id, scope, NULL, NULL) == -1
+                         : counts;
+        if (!counts && !dom)
             continue;
         int cnt = 0;
-        for (const struct pod *q = nd->pods; q; q = q->next)
-            cnt += q != p && strcmp(STR(q->ns), STR(p->ns)) == 0 &&
+        for (const struct pod *q = counts ? nd_->pods : NULL; q; q = q->next)
+            cnt += q != p && !q->terminating && strcmp(STR(q->ns), STR(p->ns)) == 0 &&
                    fx_label_sel_matches(&c->sel, q->labels);
-        d[n++] = (struct dcount){node_topo(m, nd, c->topo_key), cnt};
+        d[n++] = (struct dcount){node_topo(m, nd_, c->topo_key), cnt, dom};
     }
     qsort(d, (size_t)n, sizeof(*d), dcount_cmp);
     int u = 0;
     for (int i = 0; i < n; i++) {
-        if (u > 0 && strcmp(d[u - 1].val, d[i].val) == 0)
+        if (u > 0 && strcmp(d[u - 1].val, d[i].val) == 0) {
             d[u - 1].count += d[i].count;
-        else
+            d[u - 1].dom |= d[i].dom;
+        } else {
             d[u++] = d[i];
+        }
     }
+    int w = 0; /* values where no node makes a domain are none */
+    for (int i = 0; i < u; i++)
+        if (d[i].dom)
+            d[w++] = d[i];
+    *nd = w;
+    return d;
+}
+
+/* Spread constraint ci of p (whenUnsatisfiable DoNotSchedule), as
+ * kube-scheduler's PodTopologySpread filter: over the engine nodes that
+ * have every such constraint's key and that its inclusion policies keep,
+ * the pods it counts per domain (spread_counts); a domain is allowed when
+ * its count, plus 1 if p matches the selector itself, minus the smallest
+ * count (0 while fewer domains than minDomains exist) is at most maxSkew.
+ * Adds key In the allowed domains to f. */
+static int spread_one(struct fx_model *m, const struct pod *p, int ci, struct flexpu_filter *f,
+                      const struct flexpu_filter *aff, const struct flexpu_filter *tol,
+                      char *note, size_t len, struct flexpu_error *err)
+{
+    const struct fx_spread *c = &p->rules->spread[ci];
+    int u = 0;
+    struct dcount *d = spread_counts(m, p, c, aff, tol, NULL, &u);
+    if (!d)
+        return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory compiling spread constraints");
     int min = u > 0 ? d[0].count : 0;
     for (int i = 1; i < u; i++)
         min = d[i].count < min ? d[i].count : min;
@@ -3367,7 +3435,187 @@ static int spread_one(struct fx_model *m, const struct pod *p, int ci, struct fl
     return rc;
 }
 
-/* p's spread constraints, each ANDed into f (spread_one). */
+/* ---- inter-pod preferences compiled to scored terms ----
+ *
+ * kube-scheduler's InterPodAffinity and PodTopologySpread scores are sums
+ * over the topology domains a node lies in, so each domain's share is a
+ * scored term key In [domain] of that weight on the pod's filter
+ * (flexpu_filter_add_scored); the engine normalises them over the feasible
+ * nodes as kube-scheduler does (place.c). Domains of equal weight share
+ * one term. */
+
+static int dom_wcmp(const void *a, const void *b)
+{
+    const struct dom *x = a, *y = b;
+    int c = strcmp(x->key, y->key);
+    if (c)
+        return c;
+    if (x->w != y->w)
+        return x->w < y->w ? -1 : 1;
+    return strcmp(x->val, y->val);
+}
+
+/* Each (key, value) once, its weights summed; those summing to 0 dropped
+ * (they score nothing). */
+static void dom_sum(struct domset *s)
+{
+    if (s->n == 0)
+        return;
+    qsort(s->d, (size_t)s->n, sizeof(*s->d), dom_cmp);
+    int u = 0;
+    for (int i = 0; i < s->n; i++) {
+        if (u > 0 && dom_cmp(&s->d[u - 1], &s->d[i]) == 0)
+            s->d[u - 1].w += s->d[i].w;
+        else
+            s->d[u++] = s->d[i];
+    }
+    s->n = 0;
+    for (int i = 0; i < u; i++)
+        if (s->d[i].w != 0)
+            s->d[s->n++] = s->d[i];
+}
+
+static int clamp_int(int64_t w)
+{
+    return w > INT_MAX ? INT_MAX : w < -INT_MAX ? -INT_MAX : (int)w;
+}
+
+/* The requirement key Exists for the key of every ScheduleAnyway
+ * constraint of r (NULL: none), on f's last term. */
+static int soft_keys(struct flexpu_filter *f, const struct fx_pod_rules *r,
+                     struct flexpu_error *err)
+{
+    int rc = 0;
+    for (int i = 0; !rc && r && i < r->nspread; i++)
+        if (r->spread[i].soft)
+            rc = flexpu_filter_add_match(f, false, r->spread[i].topo_key, FLEXPU_MATCH_EXISTS,
+                                         NULL, 0, err);
+    return rc;
+}
+
+/* s's domains as scored terms of plugin `score` on f: one per key and
+ * weight, key In [its values], each also requiring the keys of keys'
+ * ScheduleAnyway constraints (soft_keys; NULL: none). 0 or an error. */
+static int dom_score(struct flexpu_filter *f, struct domset *s, enum flexpu_score score,
+                     const struct fx_pod_rules *keys, struct flexpu_error *err)
+{
+    if (s->n == 0)
+        return 0;
+    qsort(s->d, (size_t)s->n, sizeof(*s->d), dom_wcmp);
+    const char **vals = fx_malloc((size_t)s->n * sizeof(*vals));
+    if (!vals)
+        return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory scoring pod rules");
+    int rc = 0;
+    for (int i = 0, j; !rc && i < s->n; i = j) {
+        for (j = i; j < s->n && j - i < UINT16_MAX && strcmp(s->d[j].key, s->d[i].key) == 0 &&
+                    s->d[j].w == s->d[i].w;
+             j++)
+            vals[j - i] = s->d[j].val;
+        rc = flexpu_filter_add_scored(f, score, clamp_int(s->d[i].w), err);
+        if (!rc)
+            rc = soft_keys(f, keys, err);
+        if (!rc)
+            rc = flexpu_filter_add_match(f, false, s->d[i].key, FLEXPU_MATCH_IN, vals, j - i, err);
+    }
+    fx_free(vals);
+    return rc;
+}
+
+/* InterPodAffinity's raw score for p per domain (s, summed), as
+ * kube-scheduler's PreScore adds it up over the pods on nodes: the weight
+ * of each preferred affinity term of p's selecting a pod there (minus,
+ * for its anti-affinity), and for each pod there on the list at acting, the
+ * weight of each of its preferred terms selecting p (anti-affinity: minus)
+ * and 1 (hardPodAffinityWeight) for each of its required affinity terms
+ * selecting p. Terminating pods count, as they do there. */
+static bool podaff_domains(struct fx_model *m, const struct pod *p, struct domset *s)
+{
+    const struct fx_pod_rules *r = p->rules;
+    bool ok = true;
+    const char *k;
+    void *v;
+    for (size_t i = 0; r && (r->npaff || r->npanti) && fx_strmap_next(&m->nodes, &i, &k, &v);) {
+        const struct node *n = v;
+        for (const struct pod *q = n->id >= 0 ? n->pods : NULL; q; q = q->next) {
+            for (int t = 0; q != p && t < r->npaff + r->npanti; t++) {
+                const struct fx_pod_wterm *wt = t < r->npaff ? &r->paff[t] : &r->panti[t - r->npaff];
+                if (fx_pod_term_matches(&wt->t, p->ns, q->ns, q->labels))
+                    ok &= dom_addw(s, wt->t.topo_key, node_topo(m, n, wt->t.topo_key),
+                                   t < r->npaff ? wt->weight : -wt->weight);
+            }
+        }
+    }
+    for (const struct pod *q = m->acting; q; q = q->anext) {
+        if (q == p || !q->on)
+            continue;
+        const struct fx_pod_rules *qr = q->rules;
+        for (int t = 0; t < qr->naff; t++)
+            if (fx_pod_term_matches(&qr->aff[t], q->ns, p->ns, p->labels))
+                ok &= dom_addw(s, qr->aff[t].topo_key, node_topo(m, q->on, qr->aff[t].topo_key),
+                               1);
+        for (int t = 0; t < qr->npaff + qr->npanti; t++) {
+            const struct fx_pod_wterm *wt = t < qr->npaff ? &qr->paff[t] : &qr->panti[t - qr->npaff];
+            if (fx_pod_term_matches(&wt->t, q->ns, p->ns, p->labels))
+                ok &= dom_addw(s, wt->t.topo_key, node_topo(m, q->on, wt->t.topo_key),
+                               t < qr->npaff ? wt->weight : -wt->weight);
+        }
+    }
+    dom_sum(s);
+    return ok;
+}
+
+/* p's ScheduleAnyway constraints as kube-scheduler's PodTopologySpread
+ * score, in thousandths (place.c rounds the sum): a node with every such
+ * constraint's key scores the sum of each constraint's maxSkew - 1 (one
+ * term requiring the keys: a node without one is scored 0, as there) and,
+ * per domain, count * ln(domains + 2) (a term per weight over the domains
+ * holding pods it counts, also requiring the keys, so the terms grow with
+ * the pods selected, not with the nodes). The domains are those of the nodes p may use (passing
+ * f, its required rules included, with the keys); kube-scheduler takes the
+ * nodes that passed all its filters, room included. */
+static int spread_score(struct fx_model *m, const struct pod *p, struct flexpu_filter *f,
+                        const struct flexpu_filter *aff, const struct flexpu_filter *tol,
+                        struct flexpu_error *err)
+{
+    const struct fx_pod_rules *r = p->rules;
+    struct flexpu_filter *scope = flexpu_filter_copy(f); /* f gains terms as it goes */
+    int rc = scope ? 0 : flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory scoring spread");
+    int64_t base = 0;
+    for (int i = 0; i < r->nspread; i++)
+        base += r->spread[i].soft ? 1000 * ((int64_t)r->spread[i].max_skew - 1) : 0;
+    if (!rc)
+        rc = flexpu_filter_add_scored(f, FLEXPU_SCORE_SPREAD, clamp_int(base), err);
+    if (!rc)
+        rc = soft_keys(f, r, err);
+    for (int i = 0; !rc && i < r->nspread; i++) {
+        const struct fx_spread *c = &r->spread[i];
+        if (!c->soft)
+            continue;
+        int u = 0;
+        struct dcount *d = spread_counts(m, p, c, aff, tol, scope, &u);
+        if (!d) {
+            rc = flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory scoring spread");
+            break;
+        }
+        double tw = log((double)u + 2.0);
+        struct domset s = {0};
+        bool mem = true;
+        for (int j = 0; j < u; j++) {
+            double w = 1000.0 * (double)d[j].count * tw;
+            if (d[j].count > 0)
+                mem &= dom_addw(&s, c->topo_key, d[j].val, w > INT_MAX ? INT_MAX : llround(w));
+        }
+        fx_free(d);
+        rc = mem ? dom_score(f, &s, FLEXPU_SCORE_SPREAD, r, err)
+                 : flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory scoring spread");
+        fx_free(s.d);
+    }
+    flexpu_filter_free(scope);
+    return rc;
+}
+
+/* p's spread constraints: the DoNotSchedule ones each ANDed into f
+ * (spread_one), then the ScheduleAnyway ones scored (spread_score). */
 static int spread_require(struct fx_model *m, const struct pod *p, struct flexpu_filter *f,
                           char *note, size_t len, struct flexpu_error *err)
 {
@@ -3378,28 +3626,32 @@ static int spread_require(struct fx_model *m, const struct pod *p, struct flexpu
     if (!rc)
         rc = flexpu_filter_copy_tolerations(tol, p->filter, err);
     for (int i = 0; !rc && i < p->rules->nspread; i++)
-        rc = spread_one(m, p, i, f, aff, tol, note, len, err);
+        if (!p->rules->spread[i].soft)
+            rc = spread_one(m, p, i, f, aff, tol, note, len, err);
+    if (!rc && p->rules->nhard < p->rules->nspread)
+        rc = spread_score(m, p, f, aff, tol, err);
     flexpu_filter_free(aff);
     flexpu_filter_free(tol);
     return rc;
 }
 
 /* Pod p's decision filter: its own node filter and, when inter-pod rules
- * apply to it (its own, or the anti-affinity of pods on nodes that selects
- * it), their requirements; *out NULL when none apply (p->filter is used
- * as it is). note: which domains the rules exclude or allow, for the
+ * apply to it (its own, or those of pods on nodes that select it), their
+ * requirements and scored terms; *out NULL when none apply (p->filter is
+ * used as it is). note: which domains the rules exclude or allow, for the
  * message of a pod that fits nowhere. 0 or FLEXPU_ENOMEM. */
 static int rules_filter(struct fx_model *m, const struct pod *p, struct flexpu_filter **out,
                         char *note, size_t len)
 {
     *out = NULL;
     note[0] = '\0';
-    if (!p->rules && !m->anti)
+    if (!p->rules && !m->acting)
         return 0;
-    struct domset aff = {0}, anti = {0}, sym = {0};
+    struct domset aff = {0}, anti = {0}, sym = {0}, pa = {0};
     struct flexpu_error err = {0};
-    int rc = rules_domains(m, p, &aff, &anti, &sym) ? 0 : FLEXPU_ENOMEM;
-    bool apply = p->rules || sym.n > 0;
+    int rc = rules_domains(m, p, &aff, &anti, &sym) && podaff_domains(m, p, &pa) ? 0
+                                                                                 : FLEXPU_ENOMEM;
+    bool apply = p->rules || sym.n > 0 || pa.n > 0;
     struct flexpu_filter *f = !rc && apply ? flexpu_filter_copy(p->filter) : NULL;
     if (!rc && apply && !f)
         rc = FLEXPU_ENOMEM;
@@ -3411,6 +3663,9 @@ static int rules_filter(struct fx_model *m, const struct pod *p, struct flexpu_f
         rc = affinity_require(p, f, &aff, note, len, &err);
     if (!rc && f && p->rules && p->rules->nspread)
         rc = spread_require(m, p, f, note, len, &err);
+    if (!rc && f)
+        rc = dom_score(f, &pa, FLEXPU_SCORE_POD_AFFINITY, NULL, &err);
+    fx_free(pa.d);
     fx_free(aff.d);
     fx_free(anti.d);
     fx_free(sym.d);

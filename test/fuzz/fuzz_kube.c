@@ -55,6 +55,10 @@ static void pod_rules(json_t *j)
         fx_pod_term_matches(&r->aff[i], ns, "other", labels);
     for (int i = 0; i < r->nanti; i++)
         fx_pod_term_matches(&r->anti[i], ns, ns, labels);
+    for (int i = 0; i < r->npaff; i++)
+        fx_pod_term_matches(&r->paff[i].t, ns, ns, labels);
+    for (int i = 0; i < r->npanti; i++)
+        fx_pod_term_matches(&r->panti[i].t, ns, "other", labels);
     for (int i = 0; i < r->nspread; i++)
         fx_label_sel_matches(&r->spread[i].sel, labels);
     fx_labels_equal(labels, labels);

@@ -2,7 +2,9 @@
 /* Inter-pod rules in the scheduler's model (docs/KUBERNETES.md, "Node
  * filters"): required pod anti-affinity and its symmetric rule, required
  * pod affinity, as kube-scheduler's InterPodAffinity plugin evaluates them,
- * and their malformed forms refused naming the field. */
+ * topology spread as its PodTopologySpread does, their preferred and
+ * ScheduleAnyway forms as those plugins score them, and their malformed
+ * forms refused naming the field. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -38,8 +40,9 @@ static void node(struct fx_model *m, const char *name, const char *zone)
 }
 
 /* Pod `uid` in namespace ns asking a tenth of a GPU, with labels and
- * spec.affinity given as JSON text (NULL: none; {"spec": {...}}: members
- * of the spec instead); bound to `on` (another
+ * spec.affinity given as JSON text (NULL: none; {"spec": {...}} and
+ * {"metadata": {...}}: members of the spec and metadata instead); bound to
+ * `on` (another
  * scheduler's pod, holding `cores` of its GPU) when not NULL. */
 static void pod_full(struct fx_model *m, const char *uid, const char *ns, const char *labels,
                      const char *affinity, int sec, const char *on, const char *cores, int prio)
@@ -65,9 +68,11 @@ static void pod_full(struct fx_model *m, const char *uid, const char *ns, const 
         json_t *a = json_loads(affinity, 0, &je);
         if (!a)
             fail_msg("affinity: %s", je.text);
+        if (json_object_get(a, "metadata"))
+            json_object_update(json_object_get(p, "metadata"), json_object_get(a, "metadata"));
         if (json_object_get(a, "spec"))
             json_object_update(json_object_get(p, "spec"), json_object_get(a, "spec"));
-        else
+        else if (!json_object_get(a, "metadata"))
             json_object_set(json_object_get(p, "spec"), "affinity", a);
         json_decref(a);
     }
@@ -428,6 +433,14 @@ static void test_malformed(void **state)
          "\"labelSelector\": {}, \"namespaceSelector\": {\"matchLabels\": {\"team\": \"a\"}},"
          " \"topologyKey\": \"" HOST "\"}]}}",
          "[0].namespaceSelector'"},
+        {"{\"podAntiAffinity\": {\"preferredDuringSchedulingIgnoredDuringExecution\": [{"
+         "\"weight\": 0, \"podAffinityTerm\": {\"topologyKey\": \"" HOST "\"}}]}}",
+         "spec.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[0]."
+         "weight': invalid value '0': must be an integer from 1 to 100"},
+        {"{\"podAffinity\": {\"preferredDuringSchedulingIgnoredDuringExecution\": [{"
+         "\"weight\": 5}]}}",
+         "spec.affinity.podAffinity.preferredDuringSchedulingIgnoredDuringExecution[0]."
+         "podAffinityTerm': invalid value '': must be a pod affinity term"},
         {"{\"spec\": {\"topologySpreadConstraints\": [{\"maxSkew\": 0, \"topologyKey\": \"z\","
          " \"whenUnsatisfiable\": \"DoNotSchedule\"}]}}",
          "spec.topologySpreadConstraints[0].maxSkew': invalid value '0'"},
@@ -519,8 +532,8 @@ static void test_spread(void **state)
 
 /* minDomains above the domains there are: the smallest count is taken as
  * 0, so a zone already holding one allows no more (maxSkew 1); the default
- * (1) allows it. ScheduleAnyway is a preference flexpu does not score: the
- * pod is placed whatever the skew. */
+ * (1) allows it. ScheduleAnyway is a preference: the pod is placed
+ * whatever the skew. */
 static void test_spread_min_domains_and_schedule_anyway(void **state)
 {
     (void)state;
@@ -571,6 +584,152 @@ static void test_spread_node_affinity_policy(void **state)
     }
 }
 
+/* A preferred pod (anti-)affinity term on KEY selecting app=web, of
+ * weight W. */
+#define PREFER(KIND, W, KEY)                                                                       \
+    "{\"" KIND "\": {\"preferredDuringSchedulingIgnoredDuringExecution\": [{\"weight\": " #W      \
+    ", \"podAffinityTerm\": {\"labelSelector\": {\"matchLabels\": {\"app\": \"web\"}}, "           \
+    "\"topologyKey\": \"" KEY "\"}}]}}"
+
+/* Preferred anti-affinity steers a pod off the node of the pod it
+ * selects, though packing there would fragment less (the engine's policy
+ * alone puts it on n1, whose GPU it would fill); preferred affinity
+ * draws it to the zone of the pod it selects, off a node packing prefers
+ * (a1, whose GPU it would fill). */
+static void test_preferred_terms(void **state)
+{
+    (void)state;
+    struct fx_model *m = new_model();
+    node(m, "n1", "a");
+    node(m, "n2", "b");
+    pod_full(m, "w", "t", WEB, NULL, 0, "n1", "90", 0);
+    pod(m, "p", NULL, PREFER("podAntiAffinity", 50, HOST), 1);
+    assert_string_equal(next(m, FX_BIND, "p").node, "n2");
+    check(m);
+    fx_model_free(m);
+
+    m = new_model();
+    node(m, "a1", "a");
+    node(m, "b1", "b");
+    pod_full(m, "other", "t", NULL, NULL, 0, "a1", "90", 0);
+    pod_in(m, "w", "t", WEB, NULL, 1, "b1");
+    pod(m, "p", NULL, PREFER("podAffinity", 1, ZONE), 2);
+    assert_string_equal(next(m, FX_BIND, "p").node, "b1");
+    check(m);
+    fx_model_free(m);
+}
+
+/* The symmetric part kube-scheduler scores: a pod placed earlier whose
+ * preferred anti-affinity selects the incoming pod keeps it off its node,
+ * and one whose required (or preferred) affinity selects it draws it to
+ * its zone, though the incoming pod has no rules of its own. */
+static void test_preferred_symmetric(void **state)
+{
+    (void)state;
+    struct fx_model *m = new_model();
+    node(m, "n1", "a");
+    node(m, "n2", "b");
+    pod_full(m, "q", "t", NULL, PREFER("podAntiAffinity", 100, HOST), 0, "n1", "90", 0);
+    pod(m, "p", WEB, NULL, 1);
+    assert_string_equal(next(m, FX_BIND, "p").node, "n2");
+    check(m);
+    fx_model_free(m);
+
+    m = new_model();
+    node(m, "a1", "a");
+    node(m, "b1", "b");
+    pod_full(m, "other", "t", NULL, NULL, 0, "a1", "90", 0);
+    pod_in(m, "q", "t", NULL,
+           "{\"podAffinity\": {\"requiredDuringSchedulingIgnoredDuringExecution\": [{"
+           "\"labelSelector\": {\"matchLabels\": {\"app\": \"web\"}}, \"topologyKey\": \"" ZONE
+           "\"}]}}",
+           1, "b1");
+    pod(m, "p", WEB, NULL, 2);
+    assert_string_equal(next(m, FX_BIND, "p").node, "b1");
+    check(m);
+    fx_model_free(m);
+}
+
+/* A ScheduleAnyway constraint on app=web over the zone key. */
+#define SPREAD_ANYWAY(KEY)                                                                         \
+    "{\"spec\": {\"topologySpreadConstraints\": [{\"maxSkew\": 1, \"topologyKey\": \"" KEY       \
+    "\", \"whenUnsatisfiable\": \"ScheduleAnyway\", \"labelSelector\": {\"matchLabels\": "        \
+    "{\"app\": \"web\"}}}]}}"
+
+/* ScheduleAnyway is scored as kube-scheduler's PodTopologySpread: fewer
+ * matching pods in a node's zone score higher, and a node without the key
+ * scores lowest (c1), so the pod goes to the empty zone b though packing
+ * prefers a1; with every zone's count equal (the pods in zone a are in
+ * another namespace or not selected) packing decides again. Over the
+ * hostname key, the node holding fewer selected pods wins. */
+static void test_spread_schedule_anyway_scored(void **state)
+{
+    (void)state;
+    struct fx_model *m = new_model();
+    node(m, "a1", "a");
+    node(m, "b1", "b");
+    node(m, "c1", NULL);
+    pod_in(m, "w0", "t", WEB, NULL, 0, "a1");
+    pod_in(m, "w1", "t", WEB, NULL, 1, "a1");
+    pod(m, "p", WEB, SPREAD_ANYWAY(ZONE), 2);
+    assert_string_equal(next(m, FX_BIND, "p").node, "b1");
+    check(m);
+    fx_model_free(m);
+
+    m = new_model();
+    node(m, "a1", "a");
+    node(m, "b1", "b");
+    pod_in(m, "w0", "other", WEB, NULL, 0, "a1");
+    pod_in(m, "w1", "t", "{\"app\": \"db\"}", NULL, 1, "a1");
+    pod(m, "p", WEB, SPREAD_ANYWAY(ZONE), 2);
+    assert_string_equal(next(m, FX_BIND, "p").node, "a1");
+    fx_model_free(m);
+
+    m = new_model();
+    node(m, "n1", "a");
+    node(m, "n2", "b");
+    pod_full(m, "w0", "t", WEB, NULL, 0, "n1", "80", 0);
+    pod_in(m, "w1", "t", WEB, NULL, 1, "n1");
+    pod_in(m, "w2", "t", WEB, NULL, 2, "n2");
+    pod(m, "p", WEB, SPREAD_ANYWAY(HOST), 3);
+    assert_string_equal(next(m, FX_BIND, "p").node, "n2"); /* packing alone: n1 */
+    check(m);
+    fx_model_free(m);
+}
+
+#define TERMINATING "{\"metadata\": {\"deletionTimestamp\": \"2026-01-01T01:00:00Z\"}}"
+
+/* A terminating pod (deletionTimestamp set) does not count for topology
+ * spread, as kube-scheduler leaves it out: w1 waits while w0 counts in
+ * zone a and b1 is full, and is placed on a1 once w0's deletion begins
+ * (its update wakes w1). It still counts for pod anti-affinity, as in
+ * kube-scheduler's InterPodAffinity. */
+static void test_terminating_not_counted_for_spread(void **state)
+{
+    (void)state;
+    struct fx_model *m = new_model();
+    node(m, "a1", "a");
+    node(m, "b1", "b");
+    pod_full(m, "big", "t", NULL, NULL, 0, "b1", "100", 0);
+    pod_in(m, "w0", "t", WEB, NULL, 1, "a1");
+    pod(m, "w1", WEB, SPREAD(""), 2);
+    struct fx_attempt w = next(m, FX_WAIT, "w1");
+    assert_non_null(strstr(w.message, "topology spread: only " ZONE " in [b]"));
+    pod_in(m, "w0", "t", WEB, TERMINATING, 1, "a1");
+    assert_string_equal(next(m, FX_BIND, "w1").node, "a1");
+    check(m);
+    fx_model_free(m);
+
+    m = new_model();
+    node(m, "a1", "a");
+    pod_in(m, "w0", "t", WEB, TERMINATING, 0, "a1");
+    pod(m, "p", WEB, SPREAD(""), 1);
+    assert_string_equal(next(m, FX_BIND, "p").node, "a1");
+    pod(m, "r", WEB, ANTI(ZONE), 2);
+    next(m, FX_WAIT, "r");
+    fx_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -583,6 +742,10 @@ int main(void)
         cmocka_unit_test(test_spread_min_domains_and_schedule_anyway),
         cmocka_unit_test(test_spread_node_affinity_policy),
         cmocka_unit_test(test_landing_wakes_no_anti_waiter),
+        cmocka_unit_test(test_preferred_terms),
+        cmocka_unit_test(test_preferred_symmetric),
+        cmocka_unit_test(test_spread_schedule_anyway_scored),
+        cmocka_unit_test(test_terminating_not_counted_for_spread),
         cmocka_unit_test(test_malformed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
