@@ -573,7 +573,8 @@ static bool wait_room(struct fx_model *m, struct fx_binder *b, atomic_int *stop)
 
 /* A preemption's writes, on the main thread (they are rare, and the model
  * must know an eviction's outcome before its next decision): the
- * preemptor's nominatedNodeName, each victim's eviction (a borrower whose
+ * preemptor's nominatedNodeName (set, or cleared when the place is given
+ * back), each victim's eviction (a borrower whose
  * eviction a budget refused: its delete), an event on each. */
 static void preemption_step(struct fx_model *m, struct fx_binder *b, struct fx_attempt *a)
 {
@@ -585,6 +586,14 @@ static void preemption_step(struct fx_model *m, struct fx_binder *b, struct fx_a
             FX_WARN(COMP, "cannot set nominatedNodeName (its place is held all the same)",
                     "pod=%s/%s error=\"%s\"", a->ns, a->name, err.msg);
         emit_event(b, a, "Normal", "Preempting");
+        return;
+    }
+    if (a->outcome == FX_UNNOMINATE) {
+        FX_INFO(COMP, "nomination ended", "pod=%s/%s why=\"%s\"", a->ns, a->name, a->message);
+        int rc = kube_nominate(b->c, a->ns, a->name, a->uid, NULL, &err);
+        if (rc && rc != FLEXPU_ENOENT)
+            FX_WARN(COMP, "cannot clear nominatedNodeName", "pod=%s/%s error=\"%s\"", a->ns,
+                    a->name, err.msg);
         return;
     }
     if (a->outcome == FX_DELETE) {
@@ -669,7 +678,7 @@ int fx_bind_round(struct fx_model *m, struct fx_binder *b, int max, atomic_int *
            fx_binder_leading(b) && fx_model_next(m, &a);
          n++) {
         if (a.outcome == FX_NOMINATE || a.outcome == FX_EVICT || a.outcome == FX_RECLAIM ||
-            a.outcome == FX_DELETE) {
+            a.outcome == FX_DELETE || a.outcome == FX_UNNOMINATE) {
             preemption_step(m, b, &a);
             continue;
         }

@@ -249,6 +249,45 @@ struct gang {
     int nmembers;
 };
 
+/* Pods by uid, oldest first. */
+struct uidq {
+    char **v;
+    size_t n, cap;
+};
+
+static bool uidq_push(struct uidq *q, const char *uid)
+{
+    if (q->n == q->cap) {
+        size_t cap = q->cap ? q->cap * 2 : 16;
+        char **v = fx_realloc(q->v, cap * sizeof(*v));
+        if (!v)
+            return false;
+        q->v = v;
+        q->cap = cap;
+    }
+    char *u = fx_strdup(uid);
+    if (!u)
+        return false;
+    q->v[q->n++] = u;
+    return true;
+}
+
+/* Removes entry i and hands it to the caller, to free. */
+static char *uidq_take(struct uidq *q, size_t i)
+{
+    char *u = q->v[i];
+    memmove(q->v + i, q->v + i + 1, (q->n - i - 1) * sizeof(*q->v));
+    q->n--;
+    return u;
+}
+
+static void uidq_free(struct uidq *q)
+{
+    for (size_t i = 0; i < q->n; i++)
+        fx_free(q->v[i]);
+    fx_free(q->v);
+}
+
 struct reclaim_item {
     char uid[64];
     char msg[400];
@@ -271,9 +310,10 @@ struct fx_model {
     struct fx_strmap gangs; /* by key */
     uint64_t mig_models; /* engine model bits of MIG devices: allocated whole */
     uint64_t gangs_placed, gang_waits;
-    /* Victims to hand out as FX_EVICT attempts (uids), oldest first. */
-    char **evictq;
-    size_t nevictq, capevictq;
+    /* Victims to hand out as FX_EVICT attempts, oldest first; pods whose
+     * status.nominatedNodeName names a place they gave back, for
+     * FX_UNNOMINATE attempts (nomination_drop). */
+    struct uidq evictq, unnomq;
     uint64_t end_epoch;  /* bumped when a pod ends: shielded victims may go again */
     /* The victims' holds (struct vhold), and the engine nodes where
      * capacity was freed since the short ones last took what they lack
@@ -739,9 +779,8 @@ void fx_model_free(struct fx_model *m)
     fx_free(m->reclaimq);
     fx_free(m->loose.h);
     fx_free(m->ready.h);
-    for (size_t i = 0; i < m->nevictq; i++)
-        fx_free(m->evictq[i]);
-    fx_free(m->evictq);
+    uidq_free(&m->evictq);
+    uidq_free(&m->unnomq);
     for (size_t i = 0; fx_strmap_next(&m->gangs, &i, &k, &v);)
         fx_free(v);
     fx_strmap_free(&m->gangs);
@@ -1706,15 +1745,13 @@ static void reclaims_unqueue(struct fx_model *m, const char *uid)
 static void victims_unqueue(struct fx_model *m, const char *uid)
 {
     reclaims_unqueue(m, uid);
-    for (size_t q = 0; q < m->nevictq;) {
-        struct pod *c = fx_strmap_get(&m->pods, m->evictq[q]);
+    for (size_t q = 0; q < m->evictq.n;) {
+        struct pod *c = fx_strmap_get(&m->pods, m->evictq.v[q]);
         if (!c || !c->evicting || c->evicted || strcmp(STR(c->preemptor), uid) != 0) {
             q++;
             continue;
         }
-        fx_free(m->evictq[q]);
-        memmove(m->evictq + q, m->evictq + q + 1, (m->nevictq - q - 1) * sizeof(*m->evictq));
-        m->nevictq--;
+        fx_free(uidq_take(&m->evictq, q));
         victim_stays(m, c);
     }
 }
@@ -1731,6 +1768,25 @@ static void victims_repoint(struct fx_model *m, const char *from, const char *to
         if (c->evicting && c->preemptor && strcmp(c->preemptor, from) == 0)
             str_set(&c->preemptor, to);
     }
+}
+
+/* Nominated pod q gives its place back and is decided again (its eviction
+ * refused, its group no longer reaching min-members, an edit): its
+ * status.nominatedNodeName, which names that place, is cleared by an
+ * FX_UNNOMINATE attempt before any decision (as kube-scheduler clears a
+ * nomination that no longer holds), unless the pod is bound or nominated
+ * again first. Its victims are the caller's. */
+static void nomination_drop(struct fx_model *m, struct pod *q)
+{
+    release(m, q);
+    unlink_pod(m, q);
+    str_set(&q->node, NULL);
+    str_set(&q->allocation, NULL);
+    q->nvictims = 0;
+    if (!uidq_push(&m->unnomq, q->uid))
+        FX_ERROR(COMP, "out of memory queueing a nomination's end", "pod=%s/%s", STR(q->ns),
+                 STR(q->name));
+    enqueue(m, q);
 }
 
 /* Whether gang member q, other than one being deleted, holds a place
@@ -1794,11 +1850,7 @@ static void gang_nominee_gone(struct fx_model *m, struct pod *p, bool placed)
              * must not count against q, nominated again later. */
             victims_repoint(m, q->uid, p->uid);
         }
-        unlink_pod(m, q);
-        str_set(&q->node, NULL);
-        str_set(&q->allocation, NULL);
-        q->nvictims = 0;
-        enqueue(m, q);
+        nomination_drop(m, q);
     }
 }
 
@@ -1814,6 +1866,20 @@ static void nomination_ends(struct fx_model *m, struct pod *p, bool placed)
     else if (p->nvictims > 0)
         victims_unqueue(m, p->uid);
     p->nvictims = 0;
+}
+
+/* Nominated pod p was edited while its victims go (what it asks, its
+ * group, or made malformed): it is decided again with what it asks now, as
+ * a waiting pod edited is, not bound as decided before. Its victims not
+ * yet evicted stay (nomination_ends: for a group member, as when it is
+ * deleted); those evicted go on, for no one: a victim gone must not count
+ * against p nominated again. */
+static void nominee_edited(struct fx_model *m, struct pod *p)
+{
+    release(m, p);
+    nomination_ends(m, p, false);
+    victims_repoint(m, p->uid, NULL);
+    nomination_drop(m, p);
 }
 
 static void forget(struct fx_model *m, struct pod *p)
@@ -2006,10 +2072,11 @@ static bool deleting(json_t *obj)
     return dt && !json_is_null(dt);
 }
 
-/* A bound pod's labels edited: the waiting pods whose rules selected it as
- * it was, or select it as it is, are tried again. Its deletion begun: it
- * no longer counts for spread, so they are tried again as if it left. */
-static void bound_relabel(struct fx_model *m, struct pod *p, json_t *obj)
+/* A placed pod's labels edited (bound, or nominated: its place held): the
+ * waiting pods whose rules selected it as it was, or select it as it is,
+ * are tried again. Its deletion begun: it no longer counts for spread, so
+ * they are tried again as if it left. */
+static void placed_relabel(struct fx_model *m, struct pod *p, json_t *obj)
 {
     if (!p->terminating && deleting(obj)) {
         p->terminating = true;
@@ -2203,6 +2270,22 @@ static uint64_t pod_inputs(const struct pod *p)
     return h;
 }
 
+/* Whether an update of nominated pod p moves it out of its pod group (into
+ * another, or none), or changes what its members must agree on: read_pod
+ * would move it, so its nomination ends first, with the group it was
+ * nominated with (gang_nominee_gone). A malformed group counts. */
+static bool nominee_regrouped(const struct pod *p, json_t *obj)
+{
+    struct fx_pod_group grp;
+    struct flexpu_error err = {0};
+    if (fx_pod_group_parse(obj, &grp, &err))
+        return true;
+    if (!p->gang)
+        return grp.group[0] != 0;
+    return strcmp(grp.group, p->gang->grp.group) != 0 ||
+           fx_pod_group_agree(&p->gang->grp, "", &grp, "", &err) != 0;
+}
+
 /* What a gated pod is told: kube-scheduler's words (its SchedulingGates
  * plugin, the PodScheduled condition's message with reason
  * SchedulingGated). */
@@ -2273,10 +2356,10 @@ static void pod_event(struct fx_model *m, enum kube_event ev, json_t *obj)
     const char *node = kube_str(obj, "spec.nodeName");
     bool bound = node && *node;
     if (p && p->state == POD_BOUND) {
-        bound_relabel(m, p, obj); /* other pods' rules select on its labels */
+        placed_relabel(m, p, obj); /* other pods' rules select on its labels */
         return; /* a bound pod's node and allocation never change */
     }
-    if (p && (p->state == POD_ASSUMED || p->state == POD_NOMINATED) && !bound)
+    if (p && p->state == POD_ASSUMED && !bound)
         return; /* our bind is in flight; its result decides */
     if (!p) {
         if (!bound) {
@@ -2307,8 +2390,33 @@ static void pod_event(struct fx_model *m, enum kube_event ev, json_t *obj)
     bool alloc_lost = assumed && p->allocation && !assumed_alloc;
     /* What decides where the pod may go, before this event (edited). */
     uint64_t was_inputs = pod_inputs(p);
+    /* A nominated pod keeps its place and the node it was told unless it
+     * was edited (nominee_edited, below); one whose group changes ends its
+     * nomination first, with the group it was nominated with, since
+     * read_pod moves it. */
+    bool nominee = p->state == POD_NOMINATED && !bound;
+    if (nominee && nominee_regrouped(p, obj)) {
+        nominee_edited(m, p);
+        nominee = false;
+    }
+    char *kept_node = NULL, *kept_alloc = NULL;
+    if (nominee) {
+        placed_relabel(m, p, obj); /* other pods' rules select on its labels */
+        kept_node = p->node;
+        kept_alloc = p->allocation;
+        p->node = p->allocation = NULL;
+    }
     int bad = read_pod(m, p, obj, &err);
     bool edited = pod_inputs(p) != was_inputs;
+    if (nominee) {
+        str_set(&p->node, kept_node);
+        str_set(&p->allocation, kept_alloc);
+        fx_free(kept_node);
+        fx_free(kept_alloc);
+        if (!bad && !edited)
+            return; /* its status, or a label or annotation nobody reads */
+        nominee_edited(m, p);
+    }
     int old_qid = p->qid;
     queue_resolve(m, p);
     if (p->qid != old_qid && p->state == POD_WAITING)
@@ -3996,23 +4104,6 @@ static int gang_turn(struct fx_model *m, struct pod *p, struct fx_attempt *a)
 
 /* ---- preemption and reclaim ---- */
 
-static bool evictq_push(struct fx_model *m, const char *uid)
-{
-    if (m->nevictq == m->capevictq) {
-        size_t cap = m->capevictq ? m->capevictq * 2 : 16;
-        char **q = fx_realloc(m->evictq, cap * sizeof(*q));
-        if (!q)
-            return false;
-        m->evictq = q;
-        m->capevictq = cap;
-    }
-    char *u = fx_strdup(uid);
-    if (!u)
-        return false;
-    m->evictq[m->nevictq++] = u;
-    return true;
-}
-
 /* The reason a borrower is a victim of any pod that is not opportunistic
  * (docs/KUBERNETES.md, "A borrower yields its node's CPU and memory"). */
 #define BORROWED_REASON "borrowed: runs on lent capacity"
@@ -4275,7 +4366,7 @@ static void victims_queue(struct fx_model *m, struct pod *p, struct vset *vs, in
                              where);
     for (int i = 0; i < n; i++) {
         struct pod *c = vs->who[vs->evicted[i]];
-        if (!evictq_push(m, c->uid))
+        if (!uidq_push(&m->evictq, c->uid))
             FX_ERROR(COMP, "out of memory queueing an eviction", "pod=%s/%s", STR(c->ns),
                      STR(c->name));
         m->evictions++;
@@ -4432,13 +4523,31 @@ static bool gang_preempt(struct fx_model *m, struct pod **mem, struct flexpu_gan
     return true;
 }
 
+/* The next pod whose nomination ended (nomination_drop), as an
+ * FX_UNNOMINATE attempt: one gone, bound, or nominated again since has
+ * nothing to clear. */
+static bool next_unnomination(struct fx_model *m, struct fx_attempt *a)
+{
+    while (m->unnomq.n) {
+        char *uid = uidq_take(&m->unnomq, 0);
+        struct pod *p = fx_strmap_get(&m->pods, uid);
+        fx_free(uid);
+        if (!p || p->state == POD_BOUND || p->state == POD_ASSUMED || p->state == POD_NOMINATED)
+            continue;
+        fill(a, p, FX_UNNOMINATE);
+        snprintf(a->message, sizeof(a->message),
+                 "the place held for it while its victims go was given back: it is decided "
+                 "again");
+        return true;
+    }
+    return false;
+}
+
 /* The next victim to evict, as an FX_EVICT attempt. */
 static bool next_eviction(struct fx_model *m, struct fx_attempt *a)
 {
-    while (m->nevictq) {
-        char *uid = m->evictq[0];
-        memmove(m->evictq, m->evictq + 1, (m->nevictq - 1) * sizeof(*m->evictq));
-        m->nevictq--;
+    while (m->evictq.n) {
+        char *uid = uidq_take(&m->evictq, 0);
         struct pod *v = fx_strmap_get(&m->pods, uid);
         fx_free(uid);
         if (!v || !v->evicting)
@@ -4541,12 +4650,7 @@ static bool evict_done(struct fx_model *m, const char *uid, int rc)
          q = pr->gang ? q->gnext : NULL) {
         if (q->state != POD_NOMINATED || (q != pr && q->nvictims > 0))
             continue;
-        release(m, q);
-        unlink_pod(m, q);
-        str_set(&q->node, NULL);
-        str_set(&q->allocation, NULL);
-        q->nvictims = 0;
-        enqueue(m, q);
+        nomination_drop(m, q);
     }
     v->shielded = m->end_epoch + 1;
     const char *k;
@@ -5056,7 +5160,7 @@ bool fx_model_next(struct fx_model *m, struct fx_attempt *a)
         bind_attempt(a, r);
         return true;
     }
-    if (next_eviction(m, a) || next_reclaim(m, a))
+    if (next_unnomination(m, a) || next_eviction(m, a) || next_reclaim(m, a))
         return true;
     struct pheap *h;
     while ((h = next_heap(m))) {

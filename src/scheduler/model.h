@@ -63,6 +63,12 @@ enum fx_outcome {
      * borrows is needed when it opted in. `message` says so, for its
      * Reclaimed event. Report with fx_model_evict_done. */
     FX_DELETE,
+    /* Clear this pod's status.nominatedNodeName: the place it was
+     * nominated for was given back before its victims were gone (it was
+     * edited, an eviction was refused, its pod group fell short of
+     * min-members) and it is decided again; `message` says so, for the
+     * log. Comes before any decision, so before a new nomination. */
+    FX_UNNOMINATE,
 };
 
 /* Why an FX_WAIT pod waits, as its PodScheduled condition's reason tells

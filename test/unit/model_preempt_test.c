@@ -482,6 +482,100 @@ static void test_hold_refreshed_on_its_node(void **state)
     fx_model_free(m);
 }
 
+/* (7) A nominated pod edited while its victims go is decided again with
+ * what it asks now, not bound as decided before: its nominatedNodeName
+ * cleared (FX_UNNOMINATE) before anything else is decided. Edited before
+ * low's eviction went out to ask 4 CPUs and no GPU: low stays, accounted
+ * whole, and hi is bound beside it at once. An update that changes
+ * nothing it asks keeps the nomination. Before, hi kept its place and low
+ * was evicted for a pod that no longer needed its room. */
+static void test_nominee_edited_before_eviction(void **state)
+{
+    (void)state;
+    struct fx_model *m = new_model();
+    a100_node(m, "n1", 1);
+    pod(m, "low", WHOLE_8CPU, 0, "n1", 0);
+    int64_t before = gpu_used(m);
+    pod(m, "hi", HI_HALF, 10, NULL, 0);
+    next(m, FX_NOMINATE, "hi");
+    pod(m, "hi", HI_HALF, 10, NULL, 0); /* the same: its status, say */
+    next(m, FX_EVICT, "low");
+    fx_model_free(m);
+
+    m = new_model();
+    a100_node(m, "n1", 1);
+    pod(m, "low", WHOLE_8CPU, 0, "n1", 0);
+    pod(m, "hi", HI_HALF, 10, NULL, 0);
+    next(m, FX_NOMINATE, "hi");
+    pod(m, "hi", (struct ask){.cpu = 4, .prio = 1000}, 10, NULL, 0);
+    next(m, FX_UNNOMINATE, "hi");
+    struct fx_attempt a = next(m, FX_BIND, "hi");
+    assert_string_equal(a.node, "n1");
+    assert_string_equal(a.allocation, ""); /* no GPU */
+    nothing_left(m);
+    assert_int_equal(gpu_used(m), before); /* low whole, never evicted */
+    assert_int_equal(model_stats(m).evictions, 1); /* decided, not sent */
+    fx_model_free(m);
+}
+
+/* (8) The same once low's eviction went out: low goes on leaving, and hi,
+ * edited to a whole GPU and 12 CPUs, is nominated again on n2 (n1's GPU is
+ * low's until it is gone). low gone does not bind hi: it counts no more
+ * for hi, which waits for low2, then is bound on n2 with the whole GPU it
+ * asks now. Before, hi was bound on n1 with half a GPU as first decided. */
+static void test_nominee_edited_after_eviction(void **state)
+{
+    (void)state;
+    struct fx_model *m = two_lows();
+    pod(m, "hi", HI_HALF, 10, NULL, 0);
+    struct fx_attempt a = next(m, FX_NOMINATE, "hi");
+    const char *first = strcmp(a.node, "n1") == 0 ? "low1" : "low2";
+    const char *second = strcmp(first, "low1") == 0 ? "low2" : "low1";
+    const char *then = strcmp(first, "low1") == 0 ? "n2" : "n1";
+    next(m, FX_EVICT, first);
+    fx_model_evict_done(m, first, 0);
+    pod(m, "hi", (struct ask){.cpu = 12, .cores = 100, .prio = 1000}, 10, NULL, 0);
+    next(m, FX_UNNOMINATE, "hi");
+    a = next(m, FX_NOMINATE, "hi");
+    assert_string_equal(a.node, then);
+    next(m, FX_EVICT, second);
+    fx_model_evict_done(m, second, 0);
+    gone(m, first);
+    nothing_left(m); /* hi waits for its victim now, not for low */
+    gone(m, second);
+    a = next(m, FX_BIND, "hi");
+    assert_string_equal(a.node, then);
+    assert_non_null(strstr(a.allocation, "\"cores\":100"));
+    nothing_left(m);
+    assert_int_equal(gpu_used(m), 1000);
+    fx_model_free(m);
+}
+
+/* (9) A member of a nominated pod group edited out of the group (its
+ * label removed, 2 CPUs and no GPU asked) before the evictions go out: the
+ * other alone cannot reach min-members, so both give their places back
+ * (each nominatedNodeName cleared), neither victim is evicted, the edited
+ * pod is bound on its own and the other waits for its members. Before, both
+ * were bound as nominated once the victims were gone. */
+static void test_gang_nominee_edited(void **state)
+{
+    (void)state;
+    struct fx_model *m = two_lows();
+    int64_t before = gpu_used(m);
+    pod(m, "g1", GROUP_600, 10, NULL, 0);
+    pod(m, "g2", GROUP_600, 11, NULL, 0);
+    next(m, FX_NOMINATE, NULL);
+    pod(m, "g2", (struct ask){.cpu = 2, .prio = 1000}, 11, NULL, 0);
+    next(m, FX_UNNOMINATE, "g1");
+    next(m, FX_UNNOMINATE, "g2");
+    struct fx_attempt a = next(m, FX_WAIT, "g1");
+    assert_non_null(strstr(a.message, "waits for its members: 1 of 2 exist"));
+    next(m, FX_BIND, "g2");
+    nothing_left(m);
+    assert_int_equal(gpu_used(m), before); /* both lows whole */
+    fx_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -493,6 +587,9 @@ int main(void)
         cmocka_unit_test(test_node_back_keeps_hold),
         cmocka_unit_test(test_holds_under_churn),
         cmocka_unit_test(test_hold_refreshed_on_its_node),
+        cmocka_unit_test(test_nominee_edited_before_eviction),
+        cmocka_unit_test(test_nominee_edited_after_eviction),
+        cmocka_unit_test(test_gang_nominee_edited),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

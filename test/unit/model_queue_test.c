@@ -680,6 +680,7 @@ static void test_refused_eviction_undone(void **state)
     struct flexpu_error err = {0};
     if (fx_model_check(m, &err))
         fail_msg("invariants after the undo: %s", err.msg);
+    step(m, FX_UNNOMINATE, "hi"); /* its nominatedNodeName cleared before it is nominated again */
     step(m, FX_NOMINATE, "hi");
     step(m, FX_EVICT, "low0");
     struct fx_model_stats st;
