@@ -71,10 +71,14 @@ struct pod {
     bool limited;       /* waits because its queue is at a limit */
     int qheld, qheld_id;
     int64_t qamt[FLEXPU_RES_COUNT_];
-    /* Its pod group (flexpu.io/pod-group), NULL: none; listed on it. */
+    /* Its pod group (flexpu.io/pod-group), NULL: none; listed on it, with
+     * the values it carries (grp: min-members, queue, opportunistic; its
+     * group's may differ: gang_carries). */
     struct gang *gang;
     struct pod *gprev, *gnext;
+    struct fx_pod_group grp;
     bool gang_short;    /* waits for more members of its group to exist */
+    bool gang_refused;  /* invalid for carrying other values than its group */
     /* Preemption: a victim being evicted for the pod whose uid is
      * `preemptor` (evicted: its eviction was accepted); a nominated pod
      * waits for nvictims victims to go. A victim whose eviction was refused
@@ -243,8 +247,9 @@ struct pheap {
  * placed min_members at a time all or none (docs/QUEUES.md, "Gangs"). */
 struct gang {
     char key[320];             /* namespace/group */
-    struct fx_pod_group grp;   /* as its first member says; others must agree */
-    char first[300];           /* that member, namespace/name, for messages */
+    /* Its values, as some member carries them (gang_settle); a member
+     * carrying others is refused (gang_refuse). */
+    struct fx_pod_group grp;
     struct pod *members;
     int nmembers;
 };
@@ -606,6 +611,41 @@ static void compute_shares(struct fx_model *m)
 static void enqueue(struct fx_model *m, struct pod *p);
 static void give_back(struct fx_model *m, struct pod *p);
 
+/* Whether two members' values agree (fx_pod_group_agree: min-members,
+ * queue, opportunistic). */
+static bool group_values_same(const struct fx_pod_group *a, const struct fx_pod_group *b)
+{
+    struct flexpu_error err = {0};
+    return fx_pod_group_agree(a, "", b, "", &err) == 0;
+}
+
+/* Whether member q carries its group's values. */
+static bool gang_carries(const struct gang *g, const struct pod *q)
+{
+    return group_values_same(&g->grp, &q->grp);
+}
+
+/* A group keeps its values while a member carries them, so members edited
+ * one by one never make it run on a mix. Once none does (each edited, or
+ * the last carrier gone), it takes those of `from` (the member just
+ * edited; NULL: its first member), and every member waiting for a
+ * decision, or refused for carrying what the group now carries, is
+ * decided again. */
+static void gang_settle(struct fx_model *m, struct gang *g, const struct pod *from)
+{
+    for (const struct pod *q = g->members; q; q = q->gnext)
+        if (gang_carries(g, q))
+            return;
+    g->grp = (from ? from : g->members)->grp;
+    for (struct pod *q = g->members; q; q = q->gnext) {
+        if (q->state == POD_WAITING || (q->state == POD_INVALID && q->gang_refused)) {
+            q->gang_short = false;
+            q->gang_refused = false;
+            enqueue(m, q);
+        }
+    }
+}
+
 static void gang_leave(struct fx_model *m, struct pod *p)
 {
     struct gang *g = p->gang;
@@ -620,10 +660,14 @@ static void gang_leave(struct fx_model *m, struct pod *p)
     p->gprev = p->gnext = NULL;
     p->gang = NULL;
     p->gang_short = false;
+    p->gang_refused = false;
+    memset(&p->grp, 0, sizeof(p->grp));
     if (--g->nmembers == 0) {
         fx_strmap_del(&m->gangs, g->key);
         fx_free(g);
+        return;
     }
+    gang_settle(m, g, NULL);
 }
 
 /* The members that waited for more members to exist are tried again: one
@@ -638,21 +682,26 @@ static void gang_wake(struct fx_model *m, struct gang *g)
     }
 }
 
-/* Lists p on the group its labels name (leaving any other). A member that
- * disagrees with the group's first one (another min-members or queue) is
- * refused: FLEXPU_EINVAL naming both. A new member wakes the members that
- * waited for the group to be complete. */
+/* Lists p, carrying grp, on the group its labels name (leaving any other).
+ * A member that carries other values than its group is listed all the
+ * same, and refused when decided (gang_refuse), so that it is decided
+ * again when the group takes its values (gang_settle). A new member wakes
+ * the members that waited for the group to be complete. */
 static int gang_join(struct fx_model *m, struct pod *p, const struct fx_pod_group *grp,
                      struct flexpu_error *err)
 {
-    char key[sizeof(((struct gang *)0)->key)], me[300];
+    char key[sizeof(((struct gang *)0)->key)];
     snprintf(key, sizeof(key), "%s/%s", STR(p->ns), grp->group);
-    snprintf(me, sizeof(me), "%s/%s", STR(p->ns), STR(p->name));
     struct gang *g = fx_strmap_get(&m->gangs, key);
-    if (g && strcmp(g->first, me) != 0 && fx_pod_group_agree(&g->grp, g->first, grp, me, err))
-        return FLEXPU_EINVAL;
-    if (p->gang == g && g)
+    if (p->gang == g && g) {
+        /* Its own values edited: it may need fewer members, or differ from
+         * its group now; either way it is decided again (pod_event). */
+        if (!group_values_same(&p->grp, grp))
+            p->gang_short = false;
+        p->grp = *grp;
+        gang_settle(m, g, p);
         return 0;
+    }
     gang_leave(m, p);
     if (!(g = fx_strmap_get(&m->gangs, key))) {
         g = fx_calloc(1, sizeof(*g));
@@ -661,9 +710,8 @@ static int gang_join(struct fx_model *m, struct pod *p, const struct fx_pod_grou
             return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory for pod group %s", key);
         }
         snprintf(g->key, sizeof(g->key), "%s", key);
-        snprintf(g->first, sizeof(g->first), "%s", me);
-        g->grp = *grp;
     }
+    p->grp = *grp;
     p->gprev = NULL;
     p->gnext = g->members;
     if (g->members)
@@ -671,6 +719,7 @@ static int gang_join(struct fx_model *m, struct pod *p, const struct fx_pod_grou
     g->members = p;
     g->nmembers++;
     p->gang = g;
+    gang_settle(m, g, p);
     gang_wake(m, g);
     return 0;
 }
@@ -2264,7 +2313,7 @@ static uint64_t pod_inputs(const struct pod *p)
     INPUTS_MIX(h, p->rules ? p->rules->hash : 0); /* inter-pod rules */
     h = inputs_str(h, p->qname);
     h = inputs_str(h, p->gang ? p->gang->key : NULL);
-    INPUTS_MIX(h, p->gang ? p->gang->grp.min_members : 0);
+    INPUTS_MIX(h, p->grp.min_members);
     INPUTS_MIX(h, p->never_preempt);
     INPUTS_MIX(h, p->ours);
     return h;
@@ -2282,8 +2331,7 @@ static bool nominee_regrouped(const struct pod *p, json_t *obj)
         return true;
     if (!p->gang)
         return grp.group[0] != 0;
-    return strcmp(grp.group, p->gang->grp.group) != 0 ||
-           fx_pod_group_agree(&p->gang->grp, "", &grp, "", &err) != 0;
+    return strcmp(grp.group, p->grp.group) != 0 || !group_values_same(&p->grp, &grp);
 }
 
 /* What a gated pod is told: kube-scheduler's words (its SchedulingGates
@@ -2462,6 +2510,7 @@ static void pod_event(struct fx_model *m, enum kube_event ev, json_t *obj)
         return;
     }
     str_set(&p->problem, NULL);
+    p->gang_refused = false; /* decided again: refused again if it still differs */
     if (!p->counted) {
         shape_seen(m, &p->req);
         p->counted = true;
@@ -2483,7 +2532,8 @@ static void pod_event(struct fx_model *m, enum kube_event ev, json_t *obj)
      * again, and says nothing new when it still does not), and one whose
      * queue does not exist is told the queue it names now. One short of
      * its group's members stays as it is: no edit of its own brings them
-     * (gang_join wakes it; leaving the group clears gang_short). */
+     * (gang_join wakes it; leaving the group, or an edit of the values it
+     * carries for the group, clears gang_short). */
     if (p->state != POD_WAITING || (edited && !p->gang_short))
         enqueue(m, p);
     if (ungated && p->gang)
@@ -3802,7 +3852,8 @@ static bool park(struct fx_model *m, struct pod *p, const char *msg, enum fx_wai
 
 static bool waiting_member(const struct pod *q)
 {
-    return (q->state == POD_QUEUED || q->state == POD_WAITING) && !q->noqueue;
+    return (q->state == POD_QUEUED || q->state == POD_WAITING) && !q->noqueue &&
+           gang_carries(q->gang, q);
 }
 
 /* A slice without flexpu.io/gpu-memory gets its share of the chosen GPU's
@@ -3920,6 +3971,34 @@ static int gang_around(struct fx_model *m, struct pod **mem, struct flexpu_gang_
     fx_free(first_mem);
     fx_free(blocked);
     return rc;
+}
+
+/* Member p, to decide, carries other values than its group (a user edited
+ * them on some members only): refused (FX_INVALID, told once per message)
+ * naming the value it carries and a member carrying the group's. True
+ * when a is filled. */
+static bool gang_refuse(struct fx_model *m, struct pod *p, struct fx_attempt *a)
+{
+    struct gang *g = p->gang;
+    const struct pod *c = g->members;
+    while (c && (c == p || !gang_carries(g, c)))
+        c = c->gnext;
+    char me[300], other[300], why[400];
+    snprintf(me, sizeof(me), "%s/%s", STR(p->ns), STR(p->name));
+    snprintf(other, sizeof(other), "%s/%s", c ? STR(c->ns) : "?", c ? STR(c->name) : "?");
+    struct flexpu_error err = {0};
+    fx_pod_group_agree(&g->grp, other, &p->grp, me, &err);
+    snprintf(why, sizeof(why), "%.300s (the group keeps its value while a member carries it)",
+             err.msg);
+    set_state(m, p, POD_INVALID);
+    p->gang_refused = true;
+    str_set(&p->problem, why);
+    if (strcmp(STR(p->told), why) == 0)
+        return false;
+    fill(a, p, FX_INVALID);
+    snprintf(a->message, sizeof(a->message), "%s", why);
+    str_set(&p->told, why);
+    return true;
 }
 
 /* p, a member of a pod group, is next. While the group has fewer placed
@@ -5178,6 +5257,11 @@ bool fx_model_next(struct fx_model *m, struct fx_attempt *a)
             gated_msg(p, a->message, sizeof(a->message));
             str_set(&p->told, a->message);
             return true;
+        }
+        if (p->gang && !gang_carries(p->gang, p)) {
+            if (gang_refuse(m, p, a))
+                return true;
+            continue;
         }
         char held[400] = "";
         if (p->noqueue)

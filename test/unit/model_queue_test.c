@@ -471,6 +471,76 @@ static void test_gang_disagreement_invalid(void **state)
     fx_model_free(m);
 }
 
+/* flexpu.io/min-members edited on a group's only member takes effect: g0,
+ * waiting for a second member, is placed once edited to 1. Before, the
+ * group kept what its first member said when it was listed. */
+static void test_gang_first_member_edited(void **state)
+{
+    (void)state;
+    struct fx_model *m = new_model();
+    add_node(m, "n1", 8);
+    add_member(m, "g0", "job", 2, 1, 0, NULL, 0);
+    struct fx_attempt at = next(m, FX_WAIT, "g0");
+    assert_non_null(strstr(at.message, "1 of 2 exist"));
+    add_member(m, "g0", "job", 1, 1, 0, NULL, 0);
+    next(m, FX_BIND, "g0");
+    fx_model_free(m);
+}
+
+/* min-members edited on every member, one by one, the group's first
+ * member first: the group keeps 3 while g1 carries it, so g0 edited to 2
+ * is refused, naming the annotation, both pods and both values; g1 edited
+ * too, the group takes 2 and both are placed. Before, g0's edit was
+ * ignored and g1's refused as disagreeing with the 3 g0 was listed with. */
+static void test_gang_members_edited_one_by_one(void **state)
+{
+    (void)state;
+    struct fx_model *m = new_model();
+    add_node(m, "n1", 8);
+    add_member(m, "g0", "job", 3, 1, 0, NULL, 0);
+    add_member(m, "g1", "job", 3, 1, 1, NULL, 0);
+    struct tally t = {0};
+    drain(m, &t, 'g');
+    assert_non_null(strstr(t.msg, "2 of 3 exist"));
+    add_member(m, "g0", "job", 2, 1, 0, NULL, 0);
+    struct fx_attempt at = next(m, FX_INVALID, "g0");
+    assert_non_null(strstr(at.message, "pod t/g0 has flexpu.io/min-members '2' but pod t/g1 "
+                                       "has '3'"));
+    assert_false(fx_model_next(m, &at));
+    add_member(m, "g1", "job", 2, 1, 1, NULL, 0);
+    struct tally t2 = {0};
+    drain(m, &t2, 'g');
+    assert_int_equal(t2.binds['g' - 'a'], 2);
+    fx_model_free(m);
+}
+
+/* The group's last member carrying its value deleted: the group takes the
+ * value the others carry, and the member refused for it is decided again
+ * (waits for a second member, placed with it). */
+static void test_gang_last_carrier_deleted(void **state)
+{
+    (void)state;
+    struct fx_model *m = new_model();
+    add_node(m, "n1", 8);
+    add_member(m, "g0", "job", 3, 1, 0, NULL, 0);
+    add_member(m, "g1", "job", 2, 1, 1, NULL, 0);
+    struct fx_attempt at;
+    bool refused = false;
+    while (fx_model_next(m, &at))
+        refused |= at.outcome == FX_INVALID && strcmp(at.uid, "g1") == 0 &&
+                   strstr(at.message, "pod t/g1 has flexpu.io/min-members '2' but pod t/g0 "
+                                      "has '3'");
+    assert_true(refused);
+    gone(m, "g0");
+    at = next(m, FX_WAIT, "g1");
+    assert_non_null(strstr(at.message, "1 of 2 exist"));
+    add_member(m, "g2", "job", 2, 1, 2, NULL, 0);
+    struct tally t = {0};
+    drain(m, &t, 'g');
+    assert_int_equal(t.binds['g' - 'a'], 2);
+    fx_model_free(m);
+}
+
 /* After a restart in the middle of a gang (one of three members bound),
  * the two missing members are placed together. */
 static void test_gang_restart_places_the_rest(void **state)
@@ -852,6 +922,9 @@ int main(void)
         cmocka_unit_test(test_gang_waits_for_members),
         cmocka_unit_test(test_two_gangs_no_deadlock),
         cmocka_unit_test(test_gang_disagreement_invalid),
+        cmocka_unit_test(test_gang_first_member_edited),
+        cmocka_unit_test(test_gang_members_edited_one_by_one),
+        cmocka_unit_test(test_gang_last_carrier_deleted),
         cmocka_unit_test(test_gang_restart_places_the_rest),
         cmocka_unit_test(test_gang_over_queue_limit),
         cmocka_unit_test(test_wait_keeps_transition_time),
