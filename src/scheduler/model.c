@@ -79,6 +79,7 @@ struct pod {
     struct fx_pod_group grp;
     bool gang_short;    /* waits for more members of its group to exist */
     bool gang_refused;  /* invalid for carrying other values than its group */
+    bool gang_tell;     /* to be told why its group's last try failed (gang_told) */
     /* Preemption: a victim being evicted for the pod whose uid is
      * `preemptor` (evicted: its eviction was accepted); a nominated pod
      * waits for nvictims victims to go. A victim whose eviction was refused
@@ -252,6 +253,11 @@ struct gang {
     struct fx_pod_group grp;
     struct pod *members;
     int nmembers;
+    /* Why its last try to place the missing members failed, as told to
+     * the member whose turn it was; the others tried with it are told the
+     * same (gang_tell). */
+    char *said;
+    enum fx_wait said_why;
 };
 
 /* Pods by uid, oldest first. */
@@ -313,6 +319,7 @@ struct fx_model {
      * for their own turn to be returned for binding (state ASSUMED). */
     struct pheap ready;
     struct fx_strmap gangs; /* by key */
+    int ngang_tell;         /* members with gang_tell */
     uint64_t mig_models; /* engine model bits of MIG devices: allocated whole */
     uint64_t gangs_placed, gang_waits;
     /* Victims to hand out as FX_EVICT attempts, oldest first; pods whose
@@ -662,8 +669,13 @@ static void gang_leave(struct fx_model *m, struct pod *p)
     p->gang_short = false;
     p->gang_refused = false;
     memset(&p->grp, 0, sizeof(p->grp));
+    if (p->gang_tell) {
+        p->gang_tell = false;
+        m->ngang_tell--;
+    }
     if (--g->nmembers == 0) {
         fx_strmap_del(&m->gangs, g->key);
+        fx_free(g->said);
         fx_free(g);
         return;
     }
@@ -830,8 +842,10 @@ void fx_model_free(struct fx_model *m)
     fx_free(m->ready.h);
     uidq_free(&m->evictq);
     uidq_free(&m->unnomq);
-    for (size_t i = 0; fx_strmap_next(&m->gangs, &i, &k, &v);)
+    for (size_t i = 0; fx_strmap_next(&m->gangs, &i, &k, &v);) {
+        fx_free(((struct gang *)v)->said);
         fx_free(v);
+    }
     fx_strmap_free(&m->gangs);
     flexpu_queues_free(m->queues);
     flexpu_engine_free(m->e);
@@ -3837,10 +3851,20 @@ static int rules_filter(struct fx_model *m, const struct pod *p, struct flexpu_f
 
 /* Tells the pod `msg` once (FX_WAIT, waiting for `why`) and parks it: true
  * when a is filled. */
+/* p had a turn of its own: what its group's last try said is older. */
+static void gang_untell(struct fx_model *m, struct pod *p)
+{
+    if (p->gang_tell) {
+        p->gang_tell = false;
+        m->ngang_tell--;
+    }
+}
+
 static bool park(struct fx_model *m, struct pod *p, const char *msg, enum fx_wait why,
                  struct fx_attempt *a)
 {
     set_state(m, p, POD_WAITING);
+    gang_untell(m, p);
     if (strcmp(msg, STR(p->told)) == 0)
         return false; /* said already */
     str_set(&p->told, msg);
@@ -4152,6 +4176,15 @@ static int gang_turn(struct fx_model *m, struct pod *p, struct fx_attempt *a)
             snprintf(msg, sizeof(msg), "out of memory placing pod group %.120s", g->key);
             wait = FX_WAIT_ERROR;
         }
+        /* The others tried with p wait for the same reason: each is told
+         * (gang_told), as kube-scheduler tells every member it fails. */
+        str_set(&g->said, msg);
+        g->said_why = wait;
+        for (int i = 1; i < n; i++)
+            if (!mem[i]->gang_tell) {
+                mem[i]->gang_tell = true;
+                m->ngang_tell++;
+            }
         fx_free(mem);
         fx_free(gm);
         fx_free(slice_mem);
@@ -5227,6 +5260,32 @@ static struct pheap *next_heap(struct fx_model *m)
     return best < 0 ? NULL : &m->qh[best];
 }
 
+/* Tells one member marked gang_tell what its group's last try said:
+ * true when a is filled. A member queued again meanwhile has a turn of its
+ * own coming; one no longer waiting has nothing to be told. */
+static bool gang_told(struct fx_model *m, struct fx_attempt *a)
+{
+    const char *k;
+    void *v;
+    for (size_t i = 0; m->ngang_tell > 0 && fx_strmap_next(&m->gangs, &i, &k, &v);) {
+        struct gang *g = v;
+        for (struct pod *q = g->members; q; q = q->gnext) {
+            if (!q->gang_tell)
+                continue;
+            gang_untell(m, q);
+            if (q->state != POD_WAITING || q->heap >= 0 || !g->said ||
+                strcmp(g->said, STR(q->told)) == 0)
+                continue;
+            str_set(&q->told, g->said);
+            fill(a, q, FX_WAIT);
+            a->wait = g->said_why;
+            snprintf(a->message, sizeof(a->message), "%s", g->said);
+            return true;
+        }
+    }
+    return false;
+}
+
 bool fx_model_next(struct fx_model *m, struct fx_attempt *a)
 {
     reclaim_scan(m); /* first: a borrower's back-off ending wakes the pods it held back */
@@ -5239,7 +5298,7 @@ bool fx_model_next(struct fx_model *m, struct fx_attempt *a)
         bind_attempt(a, r);
         return true;
     }
-    if (next_unnomination(m, a) || next_eviction(m, a) || next_reclaim(m, a))
+    if (next_unnomination(m, a) || gang_told(m, a) || next_eviction(m, a) || next_reclaim(m, a))
         return true;
     struct pheap *h;
     while ((h = next_heap(m))) {
@@ -5319,6 +5378,7 @@ bool fx_model_next(struct fx_model *m, struct fx_attempt *a)
                 snprintf(msg, sizeof(msg), "%.200s (inter-pod rules: %s)", why.text, note);
             else
                 snprintf(msg, sizeof(msg), "%s", why.text);
+            gang_untell(m, p);
             if (strcmp(msg, STR(p->told)) == 0)
                 continue; /* said already */
             str_set(&p->told, msg);

@@ -980,6 +980,9 @@ static void test_gang_waits_for_borrowed_memory(void **state)
      * is reclaimed, and the group is placed once b1 is gone. */
     struct fx_attempt a = next(m, FX_WAIT, "g1");
     assert_non_null(strstr(a.message, "borrowers"));
+    a = next(m, FX_WAIT, "g2"); /* tried with g1: told as g1 is */
+    assert_non_null(strstr(a.message, "borrowers"));
+    assert_int_equal(a.wait, FX_WAIT_ROOM);
     next(m, FX_RECLAIM, "b1");
     evicted(m, "b1");
     a = next(m, FX_BIND, NULL);

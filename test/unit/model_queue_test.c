@@ -434,6 +434,55 @@ static void test_gang_waits_for_members(void **state)
     fx_model_free(m);
 }
 
+/* Every member tried with the group is told why it waits, not only the
+ * one whose turn it was: the others were told PodGroupIncomplete while
+ * the group was short, and a reason left so would hide from autoscalers
+ * the members that more nodes would place. */
+static void test_gang_members_all_told(void **state)
+{
+    (void)state;
+    struct fx_model *m = new_model();
+    add_node(m, "n1", 8);
+    add_member(m, "g0", "train", 3, 4, 0, NULL, 0);
+    add_member(m, "g1", "train", 3, 4, 1, NULL, 0);
+    struct fx_attempt at;
+    enum fx_wait last[3] = {FX_WAIT_ERROR, FX_WAIT_ERROR, FX_WAIT_ERROR};
+    char said[3][400] = {{0}};
+    for (int round = 0; round < 2; round++) {
+        if (round == 1)
+            add_member(m, "g2", "train", 3, 4, 2, NULL, 0);
+        while (fx_model_next(m, &at)) {
+            assert_int_equal(at.outcome, FX_WAIT);
+            last[at.uid[1] - '0'] = at.wait;
+            snprintf(said[at.uid[1] - '0'], sizeof(said[0]), "%s", at.message);
+        }
+        for (int i = 0; i < 2 + round; i++)
+            assert_int_equal(last[i], round ? FX_WAIT_ROOM : FX_WAIT_POD_GROUP);
+    }
+    for (int i = 0; i < 3; i++)
+        assert_non_null(strstr(said[i], "do not fit together"));
+    /* Told once: nothing new to say. */
+    assert_false(fx_model_next(m, &at));
+    /* A member to be told that is deleted first is not told. */
+    add_member(m, "h0", "eval", 3, 4, 3, NULL, 0);
+    add_member(m, "h1", "eval", 3, 4, 4, NULL, 0);
+    add_member(m, "h2", "eval", 3, 4, 5, NULL, 0);
+    assert_true(fx_model_next(m, &at));
+    assert_int_equal(at.outcome, FX_WAIT);
+    gone(m, strcmp(at.uid, "h2") != 0 ? "h2" : "h1");
+    int told = 0;
+    while (fx_model_next(m, &at)) {
+        assert_int_equal(at.outcome, FX_WAIT);
+        assert_int_equal(at.uid[0], 'h');
+        told++;
+    }
+    assert_int_equal(told, 1);
+    struct flexpu_error err = {0};
+    if (fx_model_check(m, &err))
+        fail_msg("model invariants: %s", err.msg);
+    fx_model_free(m);
+}
+
 /* Two gangs that each fit alone but not together: one is placed whole,
  * the other holds nothing (no deadlock of two half-placed gangs). */
 static void test_two_gangs_no_deadlock(void **state)
@@ -920,6 +969,7 @@ int main(void)
         cmocka_unit_test(test_unlabelled_pods_use_default),
         cmocka_unit_test(test_gang_all_or_nothing),
         cmocka_unit_test(test_gang_waits_for_members),
+        cmocka_unit_test(test_gang_members_all_told),
         cmocka_unit_test(test_two_gangs_no_deadlock),
         cmocka_unit_test(test_gang_disagreement_invalid),
         cmocka_unit_test(test_gang_first_member_edited),
