@@ -50,13 +50,13 @@ struct gpu {
     struct fx_gpu_state *st;     /* the page, mapped read-write here */
     struct src *src[MAX_SRC];
     int nsrc;
-    uint64_t busy_seen[FX_MAX_TENANTS]; /* when the agent last saw it busy */
     /* A holder whose claimed work outlasted its drain: since when, and the
      * last round that charged it (0: none). */
     uint64_t overrun_since[FX_MAX_TENANTS], overrun_charged[FX_MAX_TENANTS];
-    /* Of the holder's running slice: the overruns' parts of the time they
-     * ran beside it (overrun_charge), kept off its charge. */
-    uint64_t shared_ns;
+    /* Of the holder's slice that started at shared_start: the overruns'
+     * parts of the time they ran beside it (overrun_charge), kept off its
+     * charge. */
+    uint64_t shared_ns, shared_start;
     uint32_t fresh;              /* records made by this step's scan (bit per index) */
     uint64_t clock_next;         /* no SM clock sample before then */
     int clock_warned;
@@ -249,7 +249,6 @@ static void forget(struct gpu *g, int t)
         __atomic_fetch_add(&ar->seq, 1, __ATOMIC_SEQ_CST);
     }
     clear_tenant(&g->st->tenants[t]);
-    g->busy_seen[t] = 0;
     g->overrun_since[t] = 0;
 }
 
@@ -543,8 +542,8 @@ static void overrun_start(struct gpu *g, const struct fx_arb_activity *act, uint
 /* Charges the overruns for the time since the previous round, before this
  * round's decision (which charges the holder's slice when it ends). The
  * queues running side by side share that time: each overrun pays its part,
- * and so does the holder when it holds a running slice and was busy this
- * round (the time its slice's charge covers), which keeps the rest of it,
+ * and so does the holder while it holds the GPU (its slice's charge covers
+ * every round from the grant to the hand-over), which keeps the rest of it,
  * the overruns' parts, off its charge (g->shared_ns, taken by
  * fx_arb_decide). Without that the holder paid for its whole slice while
  * it had only part of the GPU, and the two charges added up to more than
@@ -556,16 +555,19 @@ static void overrun_charge(struct gpu *g, const struct fx_arb_activity *act, uin
     struct fx_arbiter *ar = &g->st->arb;
     uint32_t h = LOAD(&ar->holder);
     int started = h && h <= FX_MAX_TENANTS && LOAD(&ar->slice_started);
-    if (!started)
-        g->shared_ns = 0; /* a new slice, or none: nothing of it shared yet */
     uint64_t running = 0, start = started ? LOAD(&ar->slice_start_ns) : now;
+    if (!started || start != g->shared_start) {
+        /* A new slice, or none: nothing of it shared yet. */
+        g->shared_ns = 0;
+        g->shared_start = start;
+    }
     for (int t = 0; t < FX_MAX_TENANTS; t++) {
         if (g->overrun_since[t] && (!act[t].inflight || h == (uint32_t)t + 1 ||
                                     now - g->overrun_since[t] >= FX_ARB_DRAIN_MAX_NS))
             g->overrun_since[t] = 0;
         running += g->overrun_since[t] != 0;
     }
-    int holder_runs = started && running && g->busy_seen[h - 1] == now;
+    int holder_runs = started && running;
     running += holder_runs;
     for (int t = 0; t < FX_MAX_TENANTS; t++) {
         if (!g->overrun_since[t])
@@ -598,12 +600,12 @@ static int round_gpu(struct fx_arb_agent *a, struct gpu *g, uint64_t now)
     uint32_t claims = 0;
     for (int t = 0; t < FX_MAX_TENANTS; t++) {
         struct fx_arb_activity *x = &act[t];
-        int moved = x->last_ns && now - x->last_ns < FX_ARB_AGENT_POLL_NS * 2;
-        if (x->inflight || x->waiting || moved)
-            g->busy_seen[t] = now;
-        /* GPU time as the agent saw it: a holder is charged until the last
-         * round it showed work, whatever it says of its own drain. */
-        x->used_ns = g->busy_seen[t];
+        /* The holder is charged from the grant (fx_arb_decide) until the
+         * round that takes the GPU back, whatever it says of its work: the
+         * GPU was held for it. Charged only until the last round it showed
+         * work, a holder that said it launched once and then launched
+         * unseen held the GPU FX_ARB_IDLE_NS more, uncharged, each turn. */
+        x->used_ns = now;
         if (g->st->tenants[t].in_use &&
             (x->inflight || x->waiting || (x->last_ns && now - x->last_ns < FX_ARB_IDLE_NS)))
             claims |= 1u << t;

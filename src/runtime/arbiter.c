@@ -376,20 +376,6 @@ void fx_arb_decide(struct fx_gpu_state *st, const struct fx_arb_activity *act, u
         hv = 0;
     }
     int h = (int)hv - 1;
-    /* Under the agent the holder cannot start its slice's clock itself (the
-     * page is read-only to it): the agent starts it when it first sees the
-     * holder launch after the grant, and FX_ARB_AGENT_GRACE_NS after the
-     * grant at the latest, from then: the uncharged wait for the first
-     * launch is a claim like any other (a launch seen is the tenant's
-     * word), and a holder must not take a slice of it a turn. */
-    uint64_t granted = LOAD(&a->slice_start_ns), since = now > granted ? now - granted : 0;
-    if (agent && h >= 0 && !LOAD(&a->slice_started) &&
-        (act[h].launching || act[h].last_ns > granted || since >= FX_ARB_AGENT_GRACE_NS)) {
-        uint64_t start = since < FX_ARB_AGENT_GRACE_NS ? now : granted + FX_ARB_AGENT_GRACE_NS;
-        STORE(&a->slice_start_ns, start);
-        STORE(&a->slice_end_ns, start + LOAD(&a->slice_len_ns));
-        STORE(&a->slice_started, 1u);
-    }
     int lowest = 3;
     for (int t = 0; t < FX_MAX_TENANTS; t++)
         if (((demand >> t) & 1) && st->tenants[t].in_use && prio_of(&st->tenants[t]) < lowest)
@@ -488,13 +474,14 @@ void fx_arb_decide(struct fx_gpu_state *st, const struct fx_arb_activity *act, u
                 charge(ht, ns - (act[h].shared_ns < ns ? act[h].shared_ns : ns));
             }
         } else if (holder_busy) {
-            /* Granted and never used while it still claimed work (a stopped
-             * process): the slice was its, and is charged, so it cannot be
-             * picked again and again; but only for as long as it held it. A
-             * slice cut short by a tenant of higher priority that is then
-             * not picked (its cap spent) is granted again at once, every
-             * round: a whole slice each time charged a holder 10 ms per
-             * 200 us round (fuzz_arb). */
+            /* On the shared state (under the agent the clock starts at the
+             * grant), granted and never used while it still claimed work (a
+             * stopped process): the slice was its, and is charged, so it
+             * cannot be picked again and again; but only for as long as it
+             * held it. A slice cut short by a tenant of higher priority
+             * that is then not picked (its cap spent) is granted again at
+             * once, every round: a whole slice each time charged a holder
+             * 10 ms per 200 us round (fuzz_arb). */
             uint64_t start = LOAD(&a->slice_start_ns), len = LOAD(&a->slice_len_ns);
             charge(ht, now < start ? len : now - start < len ? now - start : len);
         }
@@ -511,14 +498,18 @@ void fx_arb_decide(struct fx_gpu_state *st, const struct fx_arb_activity *act, u
         struct fx_tenant_rec *nt = &st->tenants[n];
         if (capped(nt) && (uint64_t)LOAD(&nt->budget_ns) < len)
             len = (uint64_t)LOAD(&nt->budget_ns);
-        /* The slice's clock starts when the holder first launches: the time
-         * its threads take to wake up is not the holder's GPU time. They
-         * get one slice of grace to do so (FX_ARB_AGENT_GRACE_NS under the
-         * agent, which then starts the clock itself). */
+        /* On the shared state the slice's clock starts when the holder
+         * first launches (fx_arb_acquire): the time its threads take to
+         * wake up is not its GPU time, and it gets one slice of grace to do
+         * so. Under the agent a launch is the tenant's word, and a clock
+         * started by it let a holder that launched without saying so use
+         * the GPU uncharged until the clock started on its own: the clock
+         * starts at the grant, the GPU being held for the holder from then
+         * on, and every holder pays its own wake-up. */
         STORE(&a->slice_len_ns, len);
-        STORE(&a->slice_started, 0u);
+        STORE(&a->slice_started, agent ? 1u : 0u);
         STORE(&a->slice_start_ns, now);
-        STORE(&a->slice_end_ns, now + len + FX_ARB_SLICE_NS);
+        STORE(&a->slice_end_ns, now + len + (agent ? 0 : FX_ARB_SLICE_NS));
         STORE(&a->holder, (uint32_t)n + 1);
     }
     if ((int)LOAD(&a->holder) - 1 != h || n >= 0) {

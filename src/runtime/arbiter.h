@@ -32,14 +32,6 @@
  * needs longer (several processes, long kernels, a fast-path backlog),
  * running on beside the next holder, is paid for by its own tenant. */
 #define FX_ARB_AGENT_DRAIN_MAX_NS FX_ARB_SLICE_NS
-/* Under the node agent a holder's slice starts with its first launch the
- * agent sees (the time its threads take to wake up is not its GPU time),
- * or this long after the grant at the latest: the GPU is the holder's from
- * the grant, and a tenant that waited to launch until the end of a longer
- * grace held it that long uncharged every turn. An honest holder is seen
- * launching well within it (0.24 ms after the grant, 1.9 ms at most, on 2
- * loaded cores: docs/SECURITY.md). */
-#define FX_ARB_AGENT_GRACE_NS (2 * 1000 * 1000ull)
 #define FX_ARB_BURST_NS (20 * 1000 * 1000ull)   /* most a capped tenant can save up */
 /* A wait for the GPU during which a signal handler ran on the waiting thread
  * lasts at most this much longer: the application may need that thread back
@@ -150,8 +142,10 @@ void fx_arb_account(struct fx_arb_activity *act, struct fx_proc_rec *p, uint64_t
  * by tenant index): who holds the GPU, the slice, the charge of the slice
  * that ends (act[holder].used_ns - its start), the virtual times and cap
  * buckets; wakes the waiters when the holder changes. agent: the holder's
- * slice clock is started here, when its first launch shows in `act` (a
- * tenant cannot write the agent's page). */
+ * slice clock starts at the grant, and act[holder].used_ns is when the
+ * agent takes the GPU back (the GPU is held for it from the grant to then,
+ * whatever it launches: a tenant cannot write the agent's page, and what
+ * it says of its launches is its word). */
 void fx_arb_decide(struct fx_gpu_state *st, const struct fx_arb_activity *act, uint64_t now,
                    int agent);
 

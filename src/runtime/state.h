@@ -105,8 +105,10 @@ struct fx_arbiter {
     uint32_t seen_demand;        /* demand at the previous decision */
     uint64_t slice_start_ns;     /* CLOCK_MONOTONIC */
     uint64_t slice_end_ns;
-    uint64_t slice_len_ns;       /* granted length; its clock starts at first use */
-    uint32_t slice_started;      /* the holder has launched in this slice */
+    /* The granted length; its clock starts at the holder's first launch,
+     * under the node agent at the grant. */
+    uint64_t slice_len_ns;
+    uint32_t slice_started;      /* the slice's clock runs */
     uint32_t reserved1;
     uint64_t vclock;             /* virtual time of the tenants with work */
     uint64_t settle_since_ns;    /* contention began with fast-path work queued */

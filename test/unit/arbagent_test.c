@@ -135,8 +135,8 @@ static void test_pages_policy_and_turns(void **state)
     assert_int_equal(st->tenants[a.tenant].compute_share, 30);
     assert_int_equal(st->tenants[b.tenant].compute_share, 70);
 
-    /* Both wait: one is given the GPU, its slice starts when it launches,
-     * and it is charged what the agent saw. */
+    /* Both wait: one is given the GPU, its slice starts at the grant, and
+     * it is charged until the agent takes the GPU back. */
     wants(&a, t);
     wants(&b, t);
     fx_arb_agent_step(agent, t + 1 * MS);
@@ -163,10 +163,10 @@ static void test_pages_policy_and_turns(void **state)
     /* The other has the GPU: alone with work, on the fast path (no slices). */
     assert_int_equal(st->arb.holder, 0);
     assert_int_equal(st->arb.demand, 1u << other->tenant);
-    /* Charged from the slice's start (2 ms) to the last round that showed
-     * its work (10 ms), whatever it says of its drain. */
+    /* Charged from the grant (1 ms) to the round that took the GPU back
+     * (14 ms), whatever it says of its launches and its drain. */
     uint64_t charged = st->tenants[hg->tenant].gpu_time_ns - before;
-    assert_true(charged >= 8 * MS && charged <= 12 * MS);
+    assert_int_equal(charged, 13 * MS);
     /* A request file naming a GPU the agent was not given: no page. */
     char fake[200];
     snprintf(fake, sizeof(fake), "%s/ledger/a/GPU-made-up.req", root);
@@ -339,7 +339,7 @@ static void test_claimed_work_delays_a_neighbour_one_drain_at_most(void **state)
         /* a, honest: launches while its slice runs (one kernel in flight),
          * drains at its end, and waits otherwise. */
         int mine = st->arb.holder == (uint32_t)a.tenant + 1;
-        int runs = mine && (!st->arb.slice_started || now < st->arb.slice_end_ns);
+        int runs = mine && now < st->arb.slice_end_ns;
         pa->inflight = runs ? 1 : 0;
         pa->waiting = runs ? 0 : 1;
         pa->poll_ns = pa->beat_ns = now;
@@ -402,9 +402,9 @@ static void test_an_overrun_and_the_next_holder_share_the_time(void **state)
     uint64_t x_end = 0, handed = 0, g0 = 0, gy0 = 0, ended = 0, g1 = 0, gy1 = 0;
     for (uint64_t now = t + 400 * 1000; now < t + 200 * MS && !ended; now += 200 * 1000) {
         uint32_t h = st->arb.holder;
-        int running = st->arb.slice_started && now < st->arb.slice_end_ns;
+        int running = now < st->arb.slice_end_ns;
         /* x launches through its slice, then its queue runs 25 ms more. */
-        if (h == hx && (!st->arb.slice_started || running)) {
+        if (h == hx && running) {
             px->waiting = 0;
             px->inflight = 4;
             px->launches++;
@@ -418,7 +418,7 @@ static void test_an_overrun_and_the_next_holder_share_the_time(void **state)
         }
         px->poll_ns = px->beat_ns = now;
         /* y waits, launches through its slice, drains at its end, waits. */
-        int y_runs = h == hy && (!st->arb.slice_started || running);
+        int y_runs = h == hy && running;
         py->inflight = y_runs ? 1 : 0;
         py->waiting = y_runs ? 0 : 1;
         py->poll_ns = py->beat_ns = now;
@@ -497,42 +497,64 @@ static void test_a_record_made_during_a_settle_is_not_charged_before(void **stat
     fx_gpu_detach(&c);
 }
 
-/* The slice of grace a holder has to make its first launch (its threads
- * wake up; the slice's clock starts at that launch) is no slice of GPU time
- * a claimant can take uncharged: b, of the same share as a, claims only to
- * wait through the grace of each of its turns (the GPU is its, its clock
- * not started) until just before it ends, then endless work. Counted per turn of b, rounds every
- * 200 us of simulated time for 2 s: the time b held the GPU less the GPU
- * time it was charged for the turn is at most FX_ARB_AGENT_GRACE_NS (and a
- * round), and a, honest, waits between two of its slices no more than that
- * grace, a slice and b's capped drain. Before, the clock waited for the
- * first launch for up to two slices: b held the GPU 19.8 ms uncharged a
- * turn, a waited 40 ms. */
-static void test_the_grace_before_a_first_launch_is_bounded(void **state)
+/* How b, beside an honest a of the same share, behaves in
+ * hostile_beside_honest. */
+enum hostile {
+    /* Claims only to wait for LATE_NS of each of its turns (the GPU is its;
+     * before, its clock waited for its first launch), then endless work. */
+    CLAIMS_LATE,
+    /* Waits for the GPU; holding it, says it still waits for LATE_NS (its
+     * thread waking up), then that it launched once, and nothing after:
+     * its work runs unseen. */
+    LAUNCHES_UNSEEN,
+    /* Waits for the GPU; holding it, says nothing at all. */
+    NEVER_LAUNCHES,
+};
+#define LATE_NS (1600 * 1000ull) /* just below the 2 ms grace there was */
+
+struct turns {
+    int b_turns;
+    uint64_t most_free;          /* the most b held the GPU a turn uncharged */
+    uint64_t most_held;          /* the longest turn of b */
+    uint64_t longest;            /* the longest a waited between two slices */
+};
+
+/* Rounds every 200 us of simulated time for 2 s, b behaving as `how`; per
+ * turn of b (from the round that gave it the GPU to the round that took it
+ * back or gave it another slice), what it held and was charged. */
+static void hostile_beside_honest(enum hostile how, struct turns *out)
 {
-    (void)state;
     struct fx_gpu a, b;
     uint64_t t = two_tenants(&a, &b, "normal");
     const struct fx_gpu_state *st = a.st;
     struct fx_proc_rec *pa = &a.procs[a.slot], *pb = &b.procs[b.slot];
     uint32_t ha = (uint32_t)a.tenant + 1, hb = (uint32_t)b.tenant + 1;
-    uint64_t waiting_since = t, longest = 0, granted = 0, gb0 = 0, most_free = 0;
-    int b_turns = 0;
+    uint64_t waiting_since = t, granted = 0, gb0 = 0;
+    int said_launch = 0;
+    memset(out, 0, sizeof(*out));
     for (uint64_t now = t + 200 * 1000; now < t + 2000 * MS; now += 200 * 1000) {
         uint32_t h = st->arb.holder;
-        /* b: through its grace only a wait (its last claims of work gone
-         * with it), until just before the grace ends, then endless work. */
-        int grace = h == hb && !st->arb.slice_started && now + 400 * 1000 < st->arb.slice_end_ns;
-        int started = st->arb.slice_started;
-        pb->inflight = pb->launching = grace ? 0 : 0xffffffffu;
-        pb->waiting = 1;
+        uint32_t seq = st->arb.seq;
+        int holds = h == hb && granted, early = holds && now - granted < LATE_NS;
         pb->poll_ns = pb->beat_ns = now;
-        if (!grace) {
-            pb->last_launch_ns = now;
-            pb->launches++;
+        if (how == CLAIMS_LATE) {
+            pb->inflight = pb->launching = early ? 0 : 0xffffffffu;
+            pb->waiting = 1;
+            if (!early) {
+                pb->last_launch_ns = now;
+                pb->launches++;
+            }
+        } else {
+            pb->waiting = !holds || (how == LAUNCHES_UNSEEN && early);
+            if (how == LAUNCHES_UNSEEN && holds && !early && !said_launch) {
+                pb->last_launch_ns = now;
+                pb->launches++;
+                said_launch = 1;
+            }
         }
-        /* a, honest: as in the test above. */
-        int runs = h == ha && (!st->arb.slice_started || now < st->arb.slice_end_ns);
+        /* a, honest: launches while its slice runs (one kernel in flight),
+         * drains at its end, and waits otherwise. */
+        int runs = h == ha && now < st->arb.slice_end_ns;
         pa->inflight = runs ? 1 : 0;
         pa->waiting = runs ? 0 : 1;
         pa->poll_ns = pa->beat_ns = now;
@@ -543,36 +565,82 @@ static void test_the_grace_before_a_first_launch_is_bounded(void **state)
         fx_arb_agent_step(agent, now);
         uint32_t nh = st->arb.holder;
         if (nh == ha && waiting_since) {
-            longest = now - waiting_since > longest ? now - waiting_since : longest;
+            out->longest = now - waiting_since > out->longest ? now - waiting_since : out->longest;
             waiting_since = 0;
         } else if (nh != ha && !waiting_since) {
             waiting_since = now;
         }
         uint64_t gb = st->tenants[b.tenant].gpu_time_ns;
-        /* A turn ends when b loses the GPU, or is given another slice
-         * (charged for the one that ended). */
-        int again = h == hb && nh == hb && started && !st->arb.slice_started;
-        if (nh == hb && h != hb) {
-            granted = now;
-            gb0 = gb;
-        } else if (h == hb && (nh != hb || again) && granted) {
+        /* Another slice for b: a decision made (seq), the holder kept. */
+        int again = h == hb && nh == hb && st->arb.seq != seq;
+        if (granted && (nh != hb || again)) {
             uint64_t held = now - granted, charged = gb - gb0;
             uint64_t free_ns = held > charged ? held - charged : 0;
-            most_free = free_ns > most_free ? free_ns : most_free;
-            b_turns++;
-            granted = again ? now : 0;
+            out->most_free = free_ns > out->most_free ? free_ns : out->most_free;
+            out->most_held = held > out->most_held ? held : out->most_held;
+            out->b_turns++;
+            granted = 0;
+        }
+        if (nh == hb && !granted) {
+            granted = now;
             gb0 = gb;
+            said_launch = 0;
         }
     }
-    print_message("a claimant taking the grace: held the GPU %.1f ms a turn uncharged at most "
-                  "(%d turns); its neighbour waited %.1f ms at most\n",
-                  most_free / 1e6, b_turns, longest / 1e6);
-    assert_true(b_turns >= 3);
-    assert_true(most_free <= FX_ARB_AGENT_GRACE_NS + 200 * 1000);
-    assert_true(longest <= FX_ARB_AGENT_GRACE_NS + FX_ARB_SLICE_NS +
-                               FX_ARB_AGENT_DRAIN_MAX_NS + 2 * MS);
+    print_message("b %s: %d turns, held the GPU %.1f ms a turn at most, %.1f ms of it "
+                  "uncharged at most; a waited %.1f ms at most\n",
+                  how == CLAIMS_LATE       ? "claiming work late"
+                  : how == LAUNCHES_UNSEEN ? "launching unseen"
+                                           : "never launching",
+                  out->b_turns, out->most_held / 1e6, out->most_free / 1e6, out->longest / 1e6);
     fx_gpu_detach(&a);
     fx_gpu_detach(&b);
+}
+
+/* A holder's slice is charged from the grant, not from a first launch it
+ * reports: b waits through the start of each of its turns, then claims
+ * endless work. It is charged all it held, and a waits between two of its
+ * slices no more than a slice and b's capped drain. Before, the clock
+ * started at b's first launch (2 ms after the grant at the latest): b held
+ * the GPU 1.6 ms a turn uncharged, and a waited 21.6 ms. */
+static void test_a_claimant_is_charged_from_the_grant(void **state)
+{
+    (void)state;
+    struct turns r;
+    hostile_beside_honest(CLAIMS_LATE, &r);
+    assert_true(r.b_turns >= 3);
+    assert_int_equal(r.most_free, 0);
+    assert_true(r.longest <= FX_ARB_SLICE_NS + FX_ARB_AGENT_DRAIN_MAX_NS + 2 * MS);
+}
+
+/* A holder that launches without saying so is charged all the time it
+ * held the GPU: b says it waits for 1.6 ms of each turn, then that it
+ * launched once, and goes on unseen, keeping the GPU for the 2 ms a holder
+ * that stopped launching keeps it. Before, its clock started at the launch
+ * it reported and its charge ended at the last round that showed it busy:
+ * 3.4 ms a turn uncharged of 3.6 ms held. */
+static void test_a_holder_launching_unseen_is_charged_its_turn(void **state)
+{
+    (void)state;
+    struct turns r;
+    hostile_beside_honest(LAUNCHES_UNSEEN, &r);
+    assert_true(r.b_turns >= 3);
+    assert_true(r.most_held >= LATE_NS + FX_ARB_IDLE_NS);
+    assert_int_equal(r.most_free, 0);
+}
+
+/* A holder that never launches gives the GPU back at the first round that
+ * sees it quiet, charged for that round. Before, that round was not
+ * charged, b's virtual time never moved, and it was given the GPU every
+ * other round (4,999 turns in 2 s). */
+static void test_a_holder_that_never_launches_gives_the_gpu_back(void **state)
+{
+    (void)state;
+    struct turns r;
+    hostile_beside_honest(NEVER_LAUNCHES, &r);
+    assert_true(r.b_turns >= 3);
+    assert_true(r.most_held <= 200 * 1000);
+    assert_int_equal(r.most_free, 0);
 }
 
 /* A page an agent of another version left (another layout) is the agent's
@@ -722,18 +790,18 @@ static void test_cap_charged_at_the_clock_the_agent_reads(void **state)
     const struct fx_tenant_rec *tr = &st->tenants[a.tenant];
     assert_int_equal(tr->compute_cap, 30);
     assert_int_equal(tr->cap_clock_mhz, 1600);
-    /* Capped: given slices even alone; its slice starts with its launch. */
+    /* Capped: given slices even alone; its slice starts at the grant. */
     wants(&a, t);
     fx_arb_agent_step(agent, t + 1 * MS);
     assert_int_equal(st->arb.holder, (uint32_t)a.tenant + 1);
+    assert_true(st->arb.slice_started);
+    assert_int_equal(clock_calls, 0); /* no clock before the slice runs */
     struct fx_proc_rec *p = &a.procs[a.slot];
     p->waiting = 0;
     p->inflight = 1;
     p->launches++;
     p->beat_ns = p->last_launch_ns = t + 2 * MS;
     fx_arb_agent_step(agent, t + 2 * MS);
-    assert_true(st->arb.slice_started);
-    assert_int_equal(clock_calls, 0); /* no clock before the slice runs */
     fx_arb_agent_step(agent, t + 3 * MS);
     fx_arb_agent_step(agent, t + 5 * MS);
     fx_arb_agent_step(agent, t + 8 * MS);
@@ -741,14 +809,15 @@ static void test_cap_charged_at_the_clock_the_agent_reads(void **state)
     assert_int_equal(tr->clock_mhz, 1980);
     int64_t b0 = tr->budget_ns;
     uint64_t ts0 = tr->budget_ts, g0 = tr->gpu_time_ns;
-    /* Its work is done: the slice is charged, in GPU time from 2 to 8 ms
-     * (the last round that saw work), in the bucket at the clock's pace. */
+    /* Its work is done: the slice is charged, in GPU time from the grant
+     * (1 ms) to the round that takes the GPU back (13 ms), in the bucket at
+     * the clock's pace. */
     p->inflight = 0;
     p->drained_ns = t + 8 * MS;
     uint64_t end = t + 13 * MS;
     fx_arb_agent_step(agent, end);
     uint64_t g = tr->gpu_time_ns - g0;
-    assert_int_equal(g, 6 * MS);
+    assert_int_equal(g, 12 * MS);
     int64_t want = b0 + (int64_t)((end - ts0) * 30 / 100) - (int64_t)(g * 1980 / 1600);
     assert_int_equal(tr->budget_ns, want);
     assert_int_equal(tr->slice_clock, 0); /* taken by the charge */
@@ -845,8 +914,12 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_record_made_during_a_settle_is_not_charged_before,
                                         setup, teardown),
-        cmocka_unit_test_setup_teardown(test_the_grace_before_a_first_launch_is_bounded, setup,
+        cmocka_unit_test_setup_teardown(test_a_claimant_is_charged_from_the_grant, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_a_holder_launching_unseen_is_charged_its_turn, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_a_holder_that_never_launches_gives_the_gpu_back,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_cap_charged_at_the_clock_the_agent_reads, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_a_stale_tenant_index_is_not_used, setup, teardown),
