@@ -106,17 +106,73 @@ static int main_reason(const struct flexpu_noplace *why)
     return best;
 }
 
-/* The packing LP (sim/bound.h) of the pods that arrived by each percent:
- * the most any policy could have allocated at that point of this replay. */
-static int bound_of_prefix(const int64_t *per_milli, int64_t gpus, double *milli,
-                           struct flexpu_error *err)
+/* The packing LP's items (sim/bound.h): one per share size and set of
+ * accepted GPU models, their models interned as an engine interns them, so
+ * a pod's gpu_spec means to the bound what it means to the policies. */
+struct bound_input {
+    struct fx_bound_item *items;
+    int nitems;
+    int *item_of; /* per trace pod: its item; -1 for a pod asking for no GPU */
+    int64_t gpus[FLEXPU_MAX_MODELS]; /* the cluster's GPUs of each model */
+};
+
+static void bound_input_free(struct bound_input *in)
 {
-    struct fx_bound_item items[FLEXPU_GPU_MILLI];
-    int n = 0;
-    for (int m = 1; m <= FLEXPU_GPU_MILLI; m++)
-        if (per_milli[m])
-            items[n++] = (struct fx_bound_item){m, per_milli[m]};
-    return fx_bound_packable(items, n, gpus, 0, milli, NULL, err);
+    fx_free(in->items);
+    fx_free(in->item_of);
+}
+
+static int bound_input(const struct fx_trace *t, struct bound_input *in, struct flexpu_error *err)
+{
+    memset(in, 0, sizeof(*in));
+    struct flexpu_engine *e = flexpu_engine_new();
+    in->items = fx_calloc((size_t)t->npods + 1, sizeof(*in->items));
+    in->item_of = fx_calloc((size_t)t->npods + 1, sizeof(*in->item_of));
+    /* first[m]: the first item of share m, next[i]: the next one after i */
+    int first[FLEXPU_GPU_MILLI + 1], *next = fx_calloc((size_t)t->npods + 1, sizeof(*next));
+    int rc = 0;
+    if (!e || !in->items || !in->item_of || !next) {
+        rc = flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory for the packing LP's items");
+        goto out;
+    }
+    for (int m = 0; m <= FLEXPU_GPU_MILLI; m++)
+        first[m] = -1;
+    for (int i = 0; i < t->nnodes && rc == 0; i++) {
+        uint64_t mask = 0;
+        if (t->nodes[i].ngpu > 0 &&
+            (rc = flexpu_engine_models(e, t->nodes[i].model, &mask, err)) == 0)
+            in->gpus[__builtin_ctzll(mask)] += t->nodes[i].ngpu;
+    }
+    for (int i = 0; i < t->npods && rc == 0; i++) {
+        const struct fx_trace_pod *p = &t->pods[i];
+        uint64_t mask = 0;
+        in->item_of[i] = -1;
+        if (p->num_gpu == 0 || (rc = flexpu_engine_models(e, p->gpu_spec, &mask, err)))
+            continue;
+        int k = first[p->gpu_milli];
+        while (k >= 0 && in->items[k].models != mask)
+            k = next[k];
+        if (k < 0) {
+            k = in->nitems++;
+            in->items[k] = (struct fx_bound_item){p->gpu_milli, 0, mask};
+            next[k] = first[p->gpu_milli];
+            first[p->gpu_milli] = k;
+        }
+        in->item_of[i] = k;
+    }
+out:
+    if (rc)
+        bound_input_free(in);
+    fx_free(next);
+    flexpu_engine_free(e);
+    return rc;
+}
+
+/* What pod i adds to (sign 1) or takes from (-1) the arrived items. */
+static void bound_count(struct bound_input *in, const struct fx_trace *t, int i, int sign)
+{
+    if (in->item_of[i] >= 0)
+        in->items[in->item_of[i]].count += sign * t->pods[i].num_gpu;
 }
 
 static int replay_bound(const struct fx_trace *t, const struct fx_replay_opts *o,
@@ -167,16 +223,29 @@ static int replay_bound(const struct fx_trace *t, const struct fx_replay_opts *o
     /* From the end down, taking the pods of each percent back out; once
      * everything that arrived fits, every earlier point fits too (a
      * sub-multiset of a packing is a packing). */
-    int64_t per_milli[FLEXPU_GPU_MILLI + 1] = {0}; /* GPUs asked per share size, each GPU one share */
+    struct bound_input in;
+    if ((rc = bound_input(t, &in, err))) {
+        fx_free(order);
+        return rc;
+    }
     for (int i = 0; i < n; i++)
-        per_milli[t->pods[order[i]].gpu_milli] += t->pods[order[i]].num_gpu;
+        bound_count(&in, t, order[i], 1);
+    /* One LP for every point, built for all that arrived; each point's
+     * solve starts from the basis of the point above it. */
+    struct fx_bound_lp *lp;
+    if ((rc = fx_bound_lp_new(in.items, in.nitems, in.gpus, FLEXPU_MAX_MODELS, 0, &lp, NULL,
+                              err))) {
+        bound_input_free(&in);
+        fx_free(order);
+        return rc;
+    }
     int upto = n, all_fit = 0;
     for (int x = FX_CURVE_POINTS - 1; x >= 0 && rc == 0; x--) {
         double best = (double)arrived[x];
         if (!all_fit) {
             for (; upto > ends[x]; upto--)
-                per_milli[t->pods[order[upto - 1]].gpu_milli] -= t->pods[order[upto - 1]].num_gpu;
-            if ((rc = bound_of_prefix(per_milli, t->gpus, &best, err)))
+                bound_count(&in, t, order[upto - 1], -1);
+            if ((rc = fx_bound_lp_solve(lp, in.items, in.nitems, &best, err)))
                 break;
             all_fit = best >= (double)arrived[x] - 0.5;
         }
@@ -187,6 +256,8 @@ static int replay_bound(const struct fx_trace *t, const struct fx_replay_opts *o
         }
     }
     out->seconds = fx_mono_seconds() - start;
+    fx_bound_lp_free(lp);
+    bound_input_free(&in);
     fx_free(order);
     return rc;
 }
