@@ -9,7 +9,8 @@
 # ARTIFACT=DIR (a local copy of the FGD artifact's data/csv/, which this
 # repository does not hold), its gpuspec variants are replayed too and set
 # beside the FGD results its authors published.
-# Writes bench/results/gpuspec.txt; about 10-14 minutes on 2 cores.
+# Writes bench/results/gpuspec.txt; about 10-14 minutes on 2 cores (the
+# bound adds about 1 s per seed and variant).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -67,32 +68,34 @@ declare -A PUB100=([gpuspec10]=94.66 [gpuspec20]=94.66 [gpuspec25]=93.91 [gpuspe
 declare -A PUB130=([gpuspec10]=94.95 [gpuspec20]=94.84 [gpuspec25]=94.74 [gpuspec33]=94.55)
 
 # One line per trace from flexpu-sim's table: alloc @100% and GPUs
-# unallocated @130% for flexpu, fgd and bestfit, and flexpu's margin.
+# unallocated @130% for flexpu, fgd, bestfit and the packing bound (which
+# counts the GPU models a pod accepts: docs/SCHEDULING.md, "the packing
+# bound"), flexpu's margin over fgd and the bound's room over fgd.
 line() {
   awk -v name="$1" -v set="$2" -v p100="${3:-}" -v p130="${4:-}" '
-    $1 == "flexpu" || $1 == "fgd" || $1 == "bestfit" { a[$1] = $2; u[$1] = $8 }
+    $1 == "flexpu" || $1 == "fgd" || $1 == "bestfit" || $1 == "bound" { a[$1] = $2; u[$1] = $8 }
     END {
       pub = p100 == "" ? "      -       -" : sprintf("%7.2f %7.0f", p100, (100 - p130) * 62.12)
-      printf "%-12s %-9s %7.2f %7.2f %7.2f %+7.2f | %7.1f %7.1f %7.1f | %s\n", name, set,
-             a["flexpu"], a["fgd"], a["bestfit"], a["flexpu"] - a["fgd"],
-             u["flexpu"], u["fgd"], u["bestfit"], pub }'
+      printf "%-12s %-9s %7.2f %7.2f %7.2f %7.2f %+7.2f %+7.2f | %7.1f %7.1f %7.1f %7.1f | %s\n",
+             name, set, a["flexpu"], a["fgd"], a["bestfit"], a["bound"], a["flexpu"] - a["fgd"],
+             a["bound"] - a["fgd"], u["flexpu"], u["fgd"], u["bestfit"], u["bound"], pub }'
 }
 
 {
-  echo "== gpu_spec variants: alloc @100% (flexpu, fgd, bestfit, flexpu - fgd) | GPUs unallocated @130% | published FGD @100%, unallocated @130%"
-  printf "%-12s %-9s %7s %7s %7s %7s | %7s %7s %7s | %7s %7s\n" trace set flexpu fgd bestfit margin \
-    flexpu fgd bestfit pub100 pub130
+  echo "== gpu_spec variants: alloc @100% (flexpu, fgd, bestfit, bound; margin: flexpu - fgd; room: bound - fgd) | GPUs unallocated @130% | published FGD @100%, unallocated @130%"
+  printf "%-12s %-9s %7s %7s %7s %7s %7s %7s | %7s %7s %7s %7s | %7s %7s\n" trace set flexpu fgd \
+    bestfit bound margin room flexpu fgd bestfit bound pub100 pub130
   for v in "${VARIANTS[@]}"; do
     read -r name set opts <<<"$v"
     # shellcheck disable=SC2086
     "$GEN" --pods "$TRACE/openb_pod_list_default.csv" --nodes "$TRACE/openb_node_list_gpu_node.csv" \
       $opts --out "$VDIR/$name.csv"
-    "$SIM" --quiet --policy flexpu,fgd,bestfit --pods "$VDIR/$name.csv" --out "" | line "$name" "$set"
+    "$SIM" --quiet --policy flexpu,fgd,bestfit,bound --pods "$VDIR/$name.csv" --out "" | line "$name" "$set"
   done
   if [ -n "$ARTIFACT" ]; then
     for f in "$ARTIFACT"/openb_pod_list_gpuspec*.csv; do
       n=$(basename "$f" .csv); n=${n#openb_pod_list_}
-      "$SIM" --quiet --policy flexpu,fgd,bestfit --pods "$f" --out "" |
+      "$SIM" --quiet --policy flexpu,fgd,bestfit,bound --pods "$f" --out "" |
         line "$n" artifact "${PUB100[$n]:-}" "${PUB130[$n]:-}"
     done
   fi
