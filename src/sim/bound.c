@@ -132,8 +132,6 @@ static int grid_size(int s, int grid)
 }
 
 /* Merges the items some pool may hold onto a grid of `grid` milli into
- * groups (largest first) and classes; returns the number of groups. */
-/* Merges the items some pool may hold onto a grid of `grid` milli into
  * groups (largest first) and classes, class_of[i] item i's class (-1 when
  * no pool may hold it); returns the number of groups. */
 static int group_items(const struct fx_bound_item *items, int n, int grid,
@@ -176,33 +174,32 @@ static int group_items(const struct fx_bound_item *items, int n, int grid,
     return ng;
 }
 
+/* Grows two int arrays of capacity *cap together to hold `need`; 0 or -1. */
+static int grow_pair(int **a, int **b, int *cap, int need)
+{
+    if (need <= *cap)
+        return 0;
+    int c = *cap ? *cap : 1024;
+    while (c < need)
+        c *= 2;
+    int *x = fx_realloc(*a, (size_t)c * sizeof(*x));
+    if (!x)
+        return -1;
+    *a = x;
+    int *y = fx_realloc(*b, (size_t)c * sizeof(*y));
+    if (!y)
+        return -1;
+    *b = y;
+    *cap = c;
+    return 0;
+}
+
 /* Room for one more column of up to `entries` groups; 0 or -1. */
 static int columns_room(struct columns *c, int entries)
 {
-    if (c->n + 2 > c->cap) {
-        int cap = c->cap ? 2 * c->cap : 1024;
-        int *pool = fx_realloc(c->pool, (size_t)cap * sizeof(*pool));
-        if (pool)
-            c->pool = pool;
-        int *start = pool ? fx_realloc(c->start, (size_t)cap * sizeof(*start)) : NULL;
-        if (!start)
-            return -1;
-        c->start = start;
-        c->cap = cap;
-    }
-    if (c->nk + entries > c->kcap) {
-        int cap = c->kcap ? 2 * c->kcap : 4096;
-        while (cap < c->nk + entries)
-            cap *= 2;
-        int *group = fx_realloc(c->group, (size_t)cap * sizeof(*group));
-        if (group)
-            c->group = group;
-        int *k = group ? fx_realloc(c->k, (size_t)cap * sizeof(*k)) : NULL;
-        if (!k)
-            return -1;
-        c->k = k;
-        c->kcap = cap;
-    }
+    if (grow_pair(&c->pool, &c->start, &c->cap, c->n + 2) ||
+        grow_pair(&c->group, &c->k, &c->kcap, c->nk + entries))
+        return -1;
     return 0;
 }
 

@@ -12,7 +12,6 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "sim/bound.h"
 #include "sim/replay.h"
@@ -218,30 +217,37 @@ static void test_bad_input(void **state)
     assert_non_null(strstr(err.msg, "nmodels"));
 }
 
-/* On the same arrivals, no policy ever allocates more than the bound, at
- * any point of the curve. */
+/* On the same arrivals as the bound row b, no policy allocates more than
+ * it, at any point of the curve. */
+static void assert_policies_under(const struct fx_trace *t, const struct fx_replay_opts *o,
+                                  const struct fx_replay_result *b)
+{
+    static const char *const pols[] = {"random", "bestfit", "fgd", "flexpu"};
+    for (size_t k = 0; k < sizeof(pols) / sizeof(pols[0]); k++) {
+        struct fx_replay_result r;
+        struct flexpu_error err;
+        assert_int_equal(fx_replay_arrivals(t, pols[k], o, &r, &err), 0);
+        assert_int_equal(r.pods_arrived, b->pods_arrived);
+        for (int x = 0; x < FX_CURVE_POINTS; x++)
+            if (r.alloc[x] > b->alloc[x] + 1e-9)
+                fail_msg("%s seed %llu: %.4f above the bound %.4f at %d%%", pols[k],
+                         (unsigned long long)o->seed, r.alloc[x], b->alloc[x], x);
+        assert_true(r.alloc_milli <= b->alloc_milli + 1);
+    }
+}
+
 static void test_bound_row_dominates_policies(void **state)
 {
     (void)state;
     struct fx_trace t = {0};
     load_trace(&t, small_nodes, small_pods);
-    static const char *const pols[] = {"random", "bestfit", "fgd", "flexpu"};
     for (uint64_t seed = 1; seed <= 5; seed++) {
         struct fx_replay_opts o = {.scale = 1.3, .coverage = 1.0, .seed = seed};
         struct fx_replay_result b;
         struct flexpu_error err;
         assert_int_equal(fx_replay_arrivals(&t, FX_BOUND_POLICY, &o, &b, &err), 0);
         assert_int_equal(b.pods_placed, -1);
-        for (size_t k = 0; k < sizeof(pols) / sizeof(pols[0]); k++) {
-            struct fx_replay_result r;
-            assert_int_equal(fx_replay_arrivals(&t, pols[k], &o, &r, &err), 0);
-            assert_int_equal(r.pods_arrived, b.pods_arrived);
-            for (int x = 0; x < FX_CURVE_POINTS; x++)
-                if (r.alloc[x] > b.alloc[x] + 1e-9)
-                    fail_msg("%s seed %llu: %.4f above the bound %.4f at %d%%", pols[k],
-                             (unsigned long long)seed, r.alloc[x], b.alloc[x], x);
-            assert_true(r.alloc_milli <= b.alloc_milli + 1);
-        }
+        assert_policies_under(&t, &o, &b);
     }
     fx_trace_free(&t);
 }
@@ -259,7 +265,6 @@ static void test_bound_row_counts_models(void **state)
         "a2,1000,1024,1,500,T4,BE\n";
     struct fx_trace t = {0};
     load_trace(&t, small_nodes, t4_pods);
-    static const char *const pols[] = {"random", "bestfit", "fgd", "flexpu"};
     for (uint64_t seed = 1; seed <= 3; seed++) {
         struct fx_replay_opts o = {.scale = 1.3, .coverage = 1.0, .seed = seed};
         struct fx_replay_result b;
@@ -268,14 +273,7 @@ static void test_bound_row_counts_models(void **state)
         if (!near(b.alloc[130] * 14, 6))
             fail_msg("seed %llu: bound %.4f GPUs at 130%%, want the 6 T4s",
                      (unsigned long long)seed, b.alloc[130] * 14);
-        for (size_t k = 0; k < sizeof(pols) / sizeof(pols[0]); k++) {
-            struct fx_replay_result r;
-            assert_int_equal(fx_replay_arrivals(&t, pols[k], &o, &r, &err), 0);
-            for (int x = 0; x < FX_CURVE_POINTS; x++)
-                if (r.alloc[x] > b.alloc[x] + 1e-9)
-                    fail_msg("%s seed %llu: %.4f above the bound %.4f at %d%%", pols[k],
-                             (unsigned long long)seed, r.alloc[x], b.alloc[x], x);
-        }
+        assert_policies_under(&t, &o, &b);
     }
     fx_trace_free(&t);
 }
@@ -286,14 +284,10 @@ static void test_bound_row_counts_models(void **state)
 static void test_default_trace_bound_unchanged(void **state)
 {
     (void)state;
-    const char *nodes = FLEXPU_TRACE_DIR "/openb_node_list_gpu_node.csv";
-    const char *pods = FLEXPU_TRACE_DIR "/openb_pod_list_default.csv";
-    if (access(nodes, R_OK) != 0 || access(pods, R_OK) != 0)
-        skip();
     struct fx_trace t = {0};
+    if (!load_default_trace(&t))
+        skip();
     struct flexpu_error err;
-    assert_int_equal(fx_trace_read_nodes(&t, nodes, NULL, &err), 0);
-    assert_int_equal(fx_trace_read_pods(&t, pods, NULL, &err), 0);
     struct fx_replay_opts o = {.scale = 1.3, .seed = 42};
     struct fx_replay_result b;
     assert_int_equal(fx_replay_arrivals(&t, FX_BOUND_POLICY, &o, &b, &err), 0);

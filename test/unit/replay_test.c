@@ -10,7 +10,6 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "sim/replay.h"
 #include "small_trace.h"
@@ -131,14 +130,10 @@ static void test_curve_point_is_the_published_mean(void **state)
 static void test_fidelity_on_real_trace(void **state)
 {
     (void)state;
-    const char *nodes = FLEXPU_TRACE_DIR "/openb_node_list_gpu_node.csv";
-    const char *pods = FLEXPU_TRACE_DIR "/openb_pod_list_default.csv";
-    if (access(nodes, R_OK) != 0 || access(pods, R_OK) != 0)
-        skip();
     struct fx_trace t = {0};
+    if (!load_default_trace(&t))
+        skip();
     struct flexpu_error err;
-    assert_int_equal(fx_trace_read_nodes(&t, nodes, NULL, &err), 0);
-    assert_int_equal(fx_trace_read_pods(&t, pods, NULL, &err), 0);
     /* coverage 0: each policy's own typical pods (fgd: the reference's). */
     struct fx_replay_opts o = {.scale = 1.3, .coverage = 0, .seed = 42};
     struct fx_replay_result bf, fgd, fx;

@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* A three-node, eight-pod trace for the replay tests, read from memory the
- * way flexpu-sim reads files. Include after cmocka.h. */
+ * way flexpu-sim reads files, and the real default trace where it is.
+ * Include after cmocka.h. */
 #ifndef FX_TEST_SMALL_TRACE_H
 #define FX_TEST_SMALL_TRACE_H
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "sim/trace.h"
 
@@ -35,6 +37,20 @@ static inline void load_trace(struct fx_trace *t, const char *nodes, const char 
     f = fmemopen((void *)pods, strlen(pods), "r");
     if (fx_trace_read_pods(t, "pods.csv", f, &err))
         fail_msg("%s", err.msg);
+}
+
+/* Reads the trace's default node and pod lists into t; 0 when they are not
+ * there (the caller skips). */
+static inline int load_default_trace(struct fx_trace *t)
+{
+    const char *nodes = FLEXPU_TRACE_DIR "/openb_node_list_gpu_node.csv";
+    const char *pods = FLEXPU_TRACE_DIR "/openb_pod_list_default.csv";
+    if (access(nodes, R_OK) != 0 || access(pods, R_OK) != 0)
+        return 0;
+    struct flexpu_error err;
+    if (fx_trace_read_nodes(t, nodes, NULL, &err) || fx_trace_read_pods(t, pods, NULL, &err))
+        fail_msg("%s", err.msg);
+    return 1;
 }
 
 #endif
