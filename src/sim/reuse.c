@@ -305,11 +305,13 @@ static int borrower_rates(struct sim *s, int gi, double now)
         s->fw[k] = j->req.gpu_milli > 1 ? j->req.gpu_milli : 1;
         s->fc[k] = batch_cap(s, j);
     }
-    arbiter_divide(FLEXPU_GPU_MILLI - g->own_use - normal_use(s, g), g->nb, s->fw, s->fc, s->fa);
+    /* Into fb, never fa: gpu_rates calls this for a multi-GPU job's other
+     * GPUs while it still reads its own GPU's division from fa. */
+    arbiter_divide(FLEXPU_GPU_MILLI - g->own_use - normal_use(s, g), g->nb, s->fw, s->fc, s->fb);
     for (int k = 0; k < g->nb; k++) {
         int id = g->b[k];
-        if (fabs(s->fa[k] - s->jobs[id].rate) > 1e-9) {
-            int rc = set_rate(s, id, now, s->fa[k]);
+        if (fabs(s->fb[k] - s->jobs[id].rate) > 1e-9) {
+            int rc = set_rate(s, id, now, s->fb[k]);
             if (rc)
                 return rc;
         }
