@@ -114,6 +114,20 @@ stop_scheduler() { # [signal]
   sched_pid=""
 }
 
+# The pod's PodScheduled condition: "STATUS REASON MESSAGE".
+cond_of() {
+  kubectl get pod "$1" -o jsonpath='{range .status.conditions[?(@.type=="PodScheduled")]}{.status} {.reason} {.message}{end}'
+}
+wait_cond() { # pod "STATUS REASON" [message part]
+  local c=""
+  for _ in $(seq 1 50); do
+    c="$(cond_of "$1")"
+    [[ "$c" == "$2"* && "$c" == *"${3:-}"* ]] && return 0
+    sleep 0.2
+  done
+  fail "pod $1's PodScheduled is '$c', expected '$2' with '${3:-}'"
+}
+
 wait_event() { # pod substring
   for _ in $(seq 1 100); do
     if kubectl get events --field-selector "involvedObject.name=$1" \

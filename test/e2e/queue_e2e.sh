@@ -124,10 +124,13 @@ qpod c2 team-c 1
 want_bound c 1
 stays_bound c 1 2
 wait_event c2 "limit"
-pass "a parent's limit (org: 1 GPU) holds its child's second pod back, with an event naming the limit"
+# No node ends this wait: not Unschedulable, which autoscalers add nodes for.
+wait_cond c2 "False QueueLimitExceeded" "limit"
+pass "a parent's limit (org: 1 GPU) holds its child's second pod back, with an event naming the limit and PodScheduled False, QueueLimitExceeded"
 
 qpod g1 ghost 1
 wait_event g1 'queue "ghost" does not exist'
+wait_cond g1 "False QueueNotFound"
 queue ghost
 want_bound g 1
 pass "a pod naming a queue that does not exist waits, told so, and goes once the Queue is created"

@@ -30,20 +30,6 @@ EOF
 node_of() { kubectl get pod "$1" -o jsonpath='{.spec.nodeName}'; }
 alloc_of() { kubectl get pod "$1" -o jsonpath='{.metadata.annotations.flexpu\.io/allocation}'; }
 
-# The pod's PodScheduled condition: "STATUS REASON MESSAGE".
-cond_of() {
-  kubectl get pod "$1" -o jsonpath='{range .status.conditions[?(@.type=="PodScheduled")]}{.status} {.reason} {.message}{end}'
-}
-wait_cond() { # pod "STATUS REASON" [message part]
-  local c=""
-  for _ in $(seq 1 50); do
-    c="$(cond_of "$1")"
-    [[ "$c" == "$2"* && "$c" == *"${3:-}"* ]] && return 0
-    sleep 0.2
-  done
-  fail "pod $1's PodScheduled is '$c', expected '$2' with '${3:-}'"
-}
-
 wait_bound() { # pod [seconds]
   for _ in $(seq 1 $((${2:-20} * 5))); do
     [ -n "$(node_of "$1")" ] && return 0
