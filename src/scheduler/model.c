@@ -1838,10 +1838,14 @@ static void victims_repoint(struct fx_model *m, const char *from, const char *to
  * status.nominatedNodeName, which names that place, is cleared by an
  * FX_UNNOMINATE attempt before any decision (as kube-scheduler clears a
  * nomination that no longer holds), unless the pod is bound or nominated
- * again first. Its victims are the caller's. */
+ * again first. The victims it keeps from leaving are the caller's to make
+ * stay first; those still leaving for it go on for no one, since a victim
+ * gone must not count against q nominated again (bound before its new
+ * victims are gone). */
 static void nomination_drop(struct fx_model *m, struct pod *q)
 {
     release(m, q);
+    victims_repoint(m, q->uid, NULL);
     unlink_pod(m, q);
     str_set(&q->node, NULL);
     str_set(&q->allocation, NULL);
@@ -1935,13 +1939,11 @@ static void nomination_ends(struct fx_model *m, struct pod *p, bool placed)
  * group, or made malformed): it is decided again with what it asks now, as
  * a waiting pod edited is, not bound as decided before. Its victims not
  * yet evicted stay (nomination_ends: for a group member, as when it is
- * deleted); those evicted go on, for no one: a victim gone must not count
- * against p nominated again. */
+ * deleted); those evicted go on, for no one (nomination_drop). */
 static void nominee_edited(struct fx_model *m, struct pod *p)
 {
     release(m, p);
     nomination_ends(m, p, false);
-    victims_repoint(m, p->uid, NULL);
     nomination_drop(m, p);
 }
 
@@ -4718,6 +4720,13 @@ int fx_reclaim_parse(const char *s, enum fx_reclaim *mode)
 static bool borrower_delete(struct fx_model *m, struct pod *b, const struct pod *pr);
 static void reclaim_backoff(struct fx_model *m, struct pod *b);
 
+/* Whether q is preemptor pr, or a member of its group nominated with it
+ * (one with victims of its own waits for those), still nominated. */
+static bool nominated_with(const struct pod *q, const struct pod *pr)
+{
+    return q->state == POD_NOMINATED && (q == pr || q->nvictims == 0);
+}
+
 static bool evict_done(struct fx_model *m, const char *uid, int rc)
 {
     struct pod *v = fx_strmap_get(&m->pods, uid);
@@ -4757,13 +4766,14 @@ static bool evict_done(struct fx_model *m, const char *uid, int rc)
     struct pod *pr = v->preemptor ? fx_strmap_get(&m->pods, v->preemptor) : NULL;
     char pre_uid[64] = "";
     snprintf(pre_uid, sizeof(pre_uid), "%s", STR(v->preemptor));
-    /* The preemptor, and for a gang every member nominated with it. */
+    /* The preemptor, and for a gang every member nominated with it, release
+     * their places before any victim stays, and give them back after: the
+     * victims still leaving for them then (accepted) go on for no one
+     * (nomination_drop). */
     for (struct pod *q = pr && pr->gang ? pr->gang->members : pr; q;
-         q = pr->gang ? q->gnext : NULL) {
-        if (q->state != POD_NOMINATED || (q != pr && q->nvictims > 0))
-            continue;
-        nomination_drop(m, q);
-    }
+         q = pr->gang ? q->gnext : NULL)
+        if (nominated_with(q, pr))
+            release(m, q);
     v->shielded = m->end_epoch + 1;
     const char *k;
     void *val;
@@ -4775,6 +4785,10 @@ static bool evict_done(struct fx_model *m, const char *uid, int rc)
         c->reclaim_delete = false; /* its delete, if not sent yet, is not */
         victim_stays(m, c);
     }
+    for (struct pod *q = pr && pr->gang ? pr->gang->members : pr; q;
+         q = pr->gang ? q->gnext : NULL)
+        if (nominated_with(q, pr))
+            nomination_drop(m, q);
     return false;
 }
 

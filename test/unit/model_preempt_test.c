@@ -576,6 +576,55 @@ static void test_gang_nominee_edited(void **state)
     fx_model_free(m);
 }
 
+/* (10) hi needs a whole GPU: n1's is held by v1 and v2, n2's by w1 and w2,
+ * older (more work lost), so n1 is chosen first. v1's eviction (or v2's,
+ * whichever goes first) is accepted, the other's refused: the preemption
+ * is undone and hi, nominated again, takes n2 for w1 and w2 (the refused
+ * victim is shielded, and the accepted one keeps what it held until it is
+ * gone). The victim accepted on n1 gone counts no more for hi: it waits
+ * for both of its new victims, then is bound on n2. Before, that victim
+ * still named hi as its preemptor, so it and w1 gone bound hi on n2 beside
+ * w2, which still ran there. */
+static void test_refused_eviction_renominated(void **state)
+{
+    (void)state;
+    struct fx_model *m = new_model();
+    a100_node(m, "n1", 1);
+    a100_node(m, "n2", 1);
+    const struct ask half = {.cpu = 4, .cores = 50, .mem_gib = 40};
+    pod(m, "w1", half, 0, "n2", 0);
+    pod(m, "w2", half, 1, "n2", 0);
+    pod(m, "v1", half, 5, "n1", 0);
+    pod(m, "v2", half, 6, "n1", 0);
+    pod(m, "hi", (struct ask){.cpu = 12, .cores = 100, .prio = 1000}, 10, NULL, 0);
+    struct fx_attempt a = next(m, FX_NOMINATE, "hi");
+    assert_string_equal(a.node, "n1");
+    a = next(m, FX_EVICT, NULL);
+    char accepted[64];
+    snprintf(accepted, sizeof(accepted), "%s", a.uid);
+    const char *refused = strcmp(accepted, "v1") == 0 ? "v2" : "v1";
+    fx_model_evict_done(m, accepted, 0);
+    next(m, FX_EVICT, refused);
+    fx_model_evict_done(m, refused, FLEXPU_EBUSY); /* a PodDisruptionBudget */
+    model_checked(m);
+    next(m, FX_UNNOMINATE, "hi");
+    a = next(m, FX_NOMINATE, "hi");
+    assert_string_equal(a.node, "n2");
+    for (int i = 0; i < 2; i++) {
+        a = next(m, FX_EVICT, NULL);
+        assert_int_equal(a.uid[0], 'w');
+        fx_model_evict_done(m, a.uid, 0);
+    }
+    gone(m, accepted);
+    gone(m, "w1");
+    nothing_left(m); /* hi waits for w2, not for the victim it lost on n1 */
+    gone(m, "w2");
+    a = next(m, FX_BIND, "hi");
+    assert_string_equal(a.node, "n2");
+    nothing_left(m);
+    fx_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -590,6 +639,7 @@ int main(void)
         cmocka_unit_test(test_nominee_edited_before_eviction),
         cmocka_unit_test(test_nominee_edited_after_eviction),
         cmocka_unit_test(test_gang_nominee_edited),
+        cmocka_unit_test(test_refused_eviction_renominated),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
