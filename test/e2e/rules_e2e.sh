@@ -4,15 +4,17 @@
 # with kube-scheduler as the reference: every case creates the same
 # constraints on a flexpu pod (flexpu-scheduler, a GPU slice) and on a
 # reference pod (the default scheduler, CPU only), and checks that both land
-# on the same node or both stay Pending with an event that says why.
+# on the same node (or zone) or both stay Pending with an event that says
+# why.
 #
 #   rules_e2e.sh BUILD_DIR
 #
 # Rules: NoSchedule and NoExecute taints (skipped without a toleration, used
 # with one), PreferNoSchedule (avoided when another node fits), cordon
 # (spec.unschedulable), nodeSelector, required node affinity (In, NotIn,
-# Exists + Gt, terms ORed), preferred node affinity, required inter-pod
-# anti-affinity and affinity, and topology spread constraints.
+# Exists + Gt, terms ORed), preferred node affinity, required and preferred
+# inter-pod anti-affinity and affinity, and topology spread constraints
+# (DoNotSchedule and ScheduleAnyway).
 E2E_NAME=rules-e2e
 # shellcheck source=test/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -335,6 +337,118 @@ spod() {
    \"whenUnsatisfiable\":\"DoNotSchedule\",\"labelSelector\":{\"matchLabels\":{\"app\":\"$3\"}}}],"
 }
 
+# zone_nodes: two identical free nodes in each of zones a and b, so that only
+# a rule on the zone can tell a-2 from b-1 or b-2.
+zone_nodes() {
+  local n
+  for n in a-1 a-2 b-1 b-2; do
+    node "$n" "\"topology.kubernetes.io/zone\":\"${n%%-*}\""
+  done
+}
+
+# both_in_zone NAME ZONE: NAME and NAME-ref are bound to nodes of ZONE.
+both_in_zone() {
+  local p got
+  for p in "$1" "$1-ref"; do
+    wait_bound "$p"
+    got=$(node_of "$p")
+    case "$got" in "$2"-*) ;; *) fail "pod $p is on '${got:-nothing}', expected a node of zone $2" ;; esac
+  done
+}
+
+# zone_term APP: a pod affinity term selecting app=APP over zones.
+zone_term() {
+  echo "{\"labelSelector\":{\"matchLabels\":{\"app\":\"$1\"}},\"topologyKey\":\"topology.kubernetes.io/zone\"}"
+}
+
+# Preferred pod affinity and anti-affinity (kube-scheduler's InterPodAffinity
+# score) over two zones of identical free nodes: the only thing telling the
+# zones apart is where the selected pods are, so both schedulers must choose
+# the same zone. The seeds are CPU pods bound directly, seen by both; every
+# pod is expected in zone a, as flexpu with no scores would pick b-2 (so each
+# step fails if its score were lost).
+case_preferred_inter_pod() {
+  reset
+  zone_nodes
+  ipod x1 default x "" b-1
+  local soft='"affinity":{"podAntiAffinity":{"preferredDuringSchedulingIgnoredDuringExecution":[{"weight":100,"podAffinityTerm":'
+  pods pa-avoid "$soft$(zone_term x)}]}}"
+  both_in_zone pa-avoid a
+  ipod cache default cache "" a-1
+  pods pa-near "\"affinity\":{\"podAffinity\":{\"preferredDuringSchedulingIgnoredDuringExecution\":[{\"weight\":100,\"podAffinityTerm\":$(zone_term cache)}]}}"
+  both_in_zone pa-near a
+  # Symmetric: a pod already in zone b that prefers to stay away from app=shy
+  # keeps pods without rules of their own out of zone b.
+  ipod guard default guard "{\"podAntiAffinity\":{\"preferredDuringSchedulingIgnoredDuringExecution\":[{\"weight\":100,\"podAffinityTerm\":$(zone_term shy)}]}}" b-2
+  ipod pa-shy flexpu shy ""
+  ipod pa-shy-ref default shy ""
+  both_in_zone pa-shy a
+  # With app=x in both zones the preference cannot be honoured: the pod is
+  # placed all the same, where the required form leaves it pending.
+  ipod x2 default x "" a-2
+  pods pa-anyway "$soft$(zone_term x)}]}}"
+  wait_bound pa-anyway pa-anyway-ref
+  local p
+  for p in pa-anyway pa-anyway-ref; do
+    [ -n "$(node_of "$p")" ] || fail "pod $p with a preference nothing can honour was not placed"
+  done
+  pods pa-must "\"affinity\":{\"podAntiAffinity\":{\"requiredDuringSchedulingIgnoredDuringExecution\":[$(zone_term x)]}}"
+  both_pending pa-must "pod anti-affinity: not topology.kubernetes.io/zone in [a b]" "didn't match pod anti-affinity rules"
+  pass "preferred inter-pod rules: anti-affinity and affinity choose the zone, an existing pod's preference repels, an unhonourable preference still places (required: pending), as kube-scheduler"
+}
+
+# wspread S WHEN: the spec fields of a maxSkew 1 zone spread over app=wS.
+wspread() {
+  echo "\"topologySpreadConstraints\":[{\"maxSkew\":1,\"topologyKey\":\"topology.kubernetes.io/zone\",\"whenUnsatisfiable\":\"$2\",\"labelSelector\":{\"matchLabels\":{\"app\":\"w$1\"}}}],"
+}
+
+# topologySpreadConstraints ScheduleAnyway (kube-scheduler's PodTopologySpread
+# score) over two zones of identical free nodes, zone a holding two matching
+# pods: the next two go to zone b under both schedulers.
+case_soft_spread() {
+  reset
+  zone_nodes
+  local s i sched
+  for s in fx ref; do
+    app_pod "wseed1-$s" default "w$s" "" a-1
+    app_pod "wseed2-$s" default "w$s" "" a-2
+  done
+  for i in 1 2; do
+    for s in fx ref; do
+      sched=$([ "$s" = fx ] && echo flexpu || echo default)
+      app_pod "wsoft$i-$s" "$sched" "w$s" "$(wspread "$s" ScheduleAnyway)"
+    done
+    for s in fx ref; do
+      wait_bound "wsoft$i-$s"
+      case "$(node_of "wsoft$i-$s")" in b-*) ;;
+      *) fail "wsoft$i-$s (ScheduleAnyway, zone a holding more) is on '$(node_of "wsoft$i-$s")', expected zone b" ;;
+      esac
+    done
+  done
+  # Zone b cordoned (a=2, b=2 matching): ScheduleAnyway still places the
+  # pod in zone a; then DoNotSchedule (a would hold 4 against 2; cordoned
+  # nodes still count, nodeTaintsPolicy Ignore) leaves the next pending.
+  kubectl cordon b-1 b-2 >/dev/null
+  for s in fx ref; do
+    sched=$([ "$s" = fx ] && echo flexpu || echo default)
+    app_pod "wsoft3-$s" "$sched" "w$s" "$(wspread "$s" ScheduleAnyway)"
+  done
+  for s in fx ref; do
+    wait_bound "wsoft3-$s"
+    case "$(node_of "wsoft3-$s")" in a-*) ;;
+    *) fail "wsoft3-$s (ScheduleAnyway, zone b cordoned) is on '$(node_of "wsoft3-$s")', expected zone a" ;;
+    esac
+    sched=$([ "$s" = fx ] && echo flexpu || echo default)
+    app_pod "wmust-$s" "$sched" "w$s" "$(wspread "$s" DoNotSchedule)"
+  done
+  wait_event wmust-fx "topology spread: only topology.kubernetes.io/zone in [b]"
+  wait_event wmust-ref "didn't match pod topology spread constraints"
+  for s in fx ref; do
+    [ -z "$(node_of "wmust-$s")" ] || fail "wmust-$s (DoNotSchedule, skew 2) was bound to $(node_of "wmust-$s")"
+  done
+  pass "topology spread (ScheduleAnyway): with two matching pods in zone a, the next two go to zone b; with zone b cordoned the next is placed in zone a (DoNotSchedule: pending), under both schedulers"
+}
+
 case_no_schedule_taint
 case_no_execute_taint
 case_prefer_no_schedule
@@ -344,4 +458,6 @@ case_required_affinity
 case_preferred_affinity
 case_inter_pod_affinity
 case_topology_spread
+case_preferred_inter_pod
+case_soft_spread
 echo "$E2E_NAME: all passed"
