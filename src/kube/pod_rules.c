@@ -272,17 +272,25 @@ static int term_parse(json_t *t, const char *path, json_t *own, struct fx_pod_te
     return 0;
 }
 
-static int terms_parse(json_t *list, const char *path, json_t *own, struct fx_pod_term **out,
-                       int *n, struct flexpu_error *err)
+/* Parses one element t of a term list at path into slot. */
+typedef int (*elem_parse_fn)(json_t *t, const char *path, json_t *own, void *slot,
+                             struct flexpu_error *err);
+
+/* The list at path, each element parse()d into *out (size bytes apiece); a list that is not
+   an array gets the error why. *n counts the elements the rules must free, so it grows
+   before an element is parsed: a half-parsed one is freed with the rest. */
+static int list_parse(json_t *list, const char *path, const char *why, size_t size,
+                      elem_parse_fn parse, json_t *own, void **out, int *n,
+                      struct flexpu_error *err)
 {
     if (!list || json_is_null(list))
         return 0;
     if (!json_is_array(list))
-        return bad(err, path, "", "must be an array of pod affinity terms");
+        return bad(err, path, "", why);
     size_t cnt = json_array_size(list);
     if (cnt == 0)
         return 0;
-    if (!(*out = fx_calloc(cnt, sizeof(**out))))
+    if (!(*out = fx_calloc(cnt, size)))
         return nomem(err);
     size_t i;
     json_t *t;
@@ -290,51 +298,59 @@ static int terms_parse(json_t *list, const char *path, json_t *own, struct fx_po
     {
         char f[300];
         snprintf(f, sizeof(f), "%s[%zu]", path, i);
-        (*n)++; /* freed with the rules from here on */
-        int rc = term_parse(t, f, own, &(*out)[i], err);
+        (*n)++;
+        int rc = parse(t, f, own, (char *)*out + i * size, err);
         if (rc)
             return rc;
     }
     return 0;
 }
 
-/* Weighted terms ({weight, podAffinityTerm}) at path. */
+static int term_elem_parse(json_t *t, const char *path, json_t *own, void *slot,
+                           struct flexpu_error *err)
+{
+    return term_parse(t, path, own, slot, err);
+}
+
+/* A weighted term ({weight, podAffinityTerm}) at path. */
+static int wterm_elem_parse(json_t *t, const char *path, json_t *own, void *slot,
+                            struct flexpu_error *err)
+{
+    struct fx_pod_wterm *out = slot;
+    char g[330];
+    if (!json_is_object(t))
+        return bad(err, path, "", "must be a weighted pod affinity term");
+    json_t *w = json_object_get(t, "weight");
+    snprintf(g, sizeof(g), "%s.weight", path);
+    if (!json_is_integer(w) || json_integer_value(w) < 1 || json_integer_value(w) > 100) {
+        char val[32] = "";
+        if (json_is_integer(w))
+            snprintf(val, sizeof(val), "%lld", (long long)json_integer_value(w));
+        return bad(err, g, val, "must be an integer from 1 to 100");
+    }
+    out->weight = (int)json_integer_value(w);
+    snprintf(g, sizeof(g), "%s.podAffinityTerm", path);
+    return term_parse(json_object_get(t, "podAffinityTerm"), g, own, &out->t, err);
+}
+
+static int terms_parse(json_t *list, const char *path, json_t *own, struct fx_pod_term **out,
+                       int *n, struct flexpu_error *err)
+{
+    void *arr = NULL;
+    int rc = list_parse(list, path, "must be an array of pod affinity terms", sizeof(**out),
+                        term_elem_parse, own, &arr, n, err);
+    *out = arr;
+    return rc;
+}
+
 static int wterms_parse(json_t *list, const char *path, json_t *own, struct fx_pod_wterm **out,
                         int *n, struct flexpu_error *err)
 {
-    if (!list || json_is_null(list))
-        return 0;
-    if (!json_is_array(list))
-        return bad(err, path, "", "must be an array of weighted pod affinity terms");
-    size_t cnt = json_array_size(list);
-    if (cnt == 0)
-        return 0;
-    if (!(*out = fx_calloc(cnt, sizeof(**out))))
-        return nomem(err);
-    size_t i;
-    json_t *t;
-    json_array_foreach(list, i, t)
-    {
-        char f[300], g[330];
-        snprintf(f, sizeof(f), "%s[%zu]", path, i);
-        if (!json_is_object(t))
-            return bad(err, f, "", "must be a weighted pod affinity term");
-        json_t *w = json_object_get(t, "weight");
-        snprintf(g, sizeof(g), "%s.weight", f);
-        if (!json_is_integer(w) || json_integer_value(w) < 1 || json_integer_value(w) > 100) {
-            char val[32] = "";
-            if (json_is_integer(w))
-                snprintf(val, sizeof(val), "%lld", (long long)json_integer_value(w));
-            return bad(err, g, val, "must be an integer from 1 to 100");
-        }
-        (*out)[i].weight = (int)json_integer_value(w);
-        snprintf(g, sizeof(g), "%s.podAffinityTerm", f);
-        (*n)++; /* freed with the rules from here on */
-        int rc = term_parse(json_object_get(t, "podAffinityTerm"), g, own, &(*out)[i].t, err);
-        if (rc)
-            return rc;
-    }
-    return 0;
+    void *arr = NULL;
+    int rc = list_parse(list, path, "must be an array of weighted pod affinity terms",
+                        sizeof(**out), wterm_elem_parse, own, &arr, n, err);
+    *out = arr;
+    return rc;
 }
 
 static int spread_parse(json_t *c, const char *path, json_t *own, struct fx_spread *out,
