@@ -1536,6 +1536,31 @@ static int status_route(struct http_srv *s, const char *method, const char *path
     return !strcmp(method, "PATCH") ? 200 : 201;
 }
 
+/* A fake API server recording status writes, and a one-GPU binder rig on it;
+ * a threaded server answers each request delay_ms late. */
+struct status_rig {
+    struct status_seen seen;
+    struct http_srv srv;
+    struct bind_rig r;
+};
+
+static void status_rig_start(struct status_rig *s, bool threaded, int delay_ms, int timeout_ms)
+{
+    memset(s, 0, sizeof(*s));
+    pthread_mutex_init(&s->seen.mu, NULL);
+    s->srv = (struct http_srv){.route = status_route, .ctx = &s->seen, .threaded = threaded,
+                               .delay_ms = delay_ms};
+    http_start(&s->srv);
+    rig_init(&s->r, &s->srv, 1, timeout_ms);
+}
+
+static void status_rig_stop(struct status_rig *s)
+{
+    rig_stop(&s->r);
+    http_stop(&s->srv);
+    pthread_mutex_destroy(&s->seen.mu);
+}
+
 /* The one condition in a PATCH body, checked field by field. */
 static void assert_unscheduled(const char *body, const char *uid, const char *reason,
                                const char *message_part)
@@ -1567,33 +1592,30 @@ static void assert_unscheduled(const char *body, const char *uid, const char *re
 static void test_pod_condition_written_once(void **state)
 {
     (void)state;
-    struct status_seen seen = {.mu = PTHREAD_MUTEX_INITIALIZER};
-    struct http_srv srv = {.route = status_route, .ctx = &seen};
-    http_start(&srv);
-    struct bind_rig r;
-    rig_init(&r, &srv, 1, 0);
-    struct fx_model *m = r.m;
-    rig_add(&r, pending_pod("a", 60, "2026-01-01T00:00:00Z"));
-    json_t *w = rig_add(&r, pending_pod("w", 60, "2026-01-01T00:00:01Z"));
+    struct status_rig s;
+    status_rig_start(&s, false, 0, 0);
+    struct fx_model *m = s.r.m;
+    rig_add(&s.r, pending_pod("a", 60, "2026-01-01T00:00:00Z"));
+    json_t *w = rig_add(&s.r, pending_pod("w", 60, "2026-01-01T00:00:01Z"));
     json_t *g = pending_pod("g", 10, "2026-01-01T00:00:02Z");
     json_object_set_new(json_object_get(g, "spec"), "schedulingGates",
                         json_pack("[{s:s}]", "name", "example.com/wait"));
     json_t *bad = pending_pod("bad", 10, "2026-01-01T00:00:03Z");
     json_object_set_new(json_object_get(bad, "spec"), "schedulingGates",
                         json_pack("[{s:s}]", "name", ""));
-    rig_add(&r, g);
-    rig_add(&r, bad);
-    rig_start(&r, NULL, 2);
-    struct fx_binder *b = &r.b;
+    rig_add(&s.r, g);
+    rig_add(&s.r, bad);
+    rig_start(&s.r, NULL, 2);
+    struct fx_binder *b = &s.r.b;
     fx_bind_round(m, b, 256, NULL);
     fx_binder_flush(m, b);
     assert_int_equal(b->binds, 1);
-    assert_int_equal(seen.npatch, 2);
-    int iw = strstr(seen.path[0], "/pods/w/") ? 0 : 1;
-    assert_string_equal(seen.path[iw], "/api/v1/namespaces/d/pods/w/status");
-    assert_unscheduled(seen.body[iw], "w", "Unschedulable", "0/1 nodes available");
-    assert_string_equal(seen.path[1 - iw], "/api/v1/namespaces/d/pods/bad/status");
-    assert_unscheduled(seen.body[1 - iw], "bad", "SchedulerError", "spec.schedulingGates[0]");
+    assert_int_equal(s.seen.npatch, 2);
+    int iw = strstr(s.seen.path[0], "/pods/w/") ? 0 : 1;
+    assert_string_equal(s.seen.path[iw], "/api/v1/namespaces/d/pods/w/status");
+    assert_unscheduled(s.seen.body[iw], "w", "Unschedulable", "0/1 nodes available");
+    assert_string_equal(s.seen.path[1 - iw], "/api/v1/namespaces/d/pods/bad/status");
+    assert_unscheduled(s.seen.body[1 - iw], "bad", "SchedulerError", "spec.schedulingGates[0]");
 
     /* nothing new to tell: nothing written, however many rounds */
     for (int i = 0; i < 3; i++) {
@@ -1601,11 +1623,9 @@ static void test_pod_condition_written_once(void **state)
         fx_bind_round(m, b, 256, NULL);
     }
     fx_binder_flush(m, b);
-    assert_int_equal(seen.npatch, 2);
-    assert_null(strstr(seen.order, "/pods/g/"));
-    rig_stop(&r);
-    http_stop(&srv);
-    pthread_mutex_destroy(&seen.mu);
+    assert_int_equal(s.seen.npatch, 2);
+    assert_null(strstr(s.seen.order, "/pods/g/"));
+    status_rig_stop(&s);
 }
 
 /* pending_pod() labelled key=value, and annotated `ann`=`ann_value` when
@@ -1656,45 +1676,43 @@ static const char *transition_of(const char *body, char *out, size_t len)
 static void test_pod_condition_reasons(void **state)
 {
     (void)state;
-    struct status_seen seen = {.mu = PTHREAD_MUTEX_INITIALIZER};
-    struct http_srv srv = {.route = status_route, .ctx = &seen};
-    http_start(&srv);
-    struct bind_rig r;
-    rig_init(&r, &srv, 1, 0);
+    struct status_rig s;
+    status_rig_start(&s, false, 0, 0);
     struct flexpu_queue_info capped = {.name = "capped", .weight = 1};
     for (int i = 0; i < FLEXPU_RES_COUNT_; i++)
         capped.limit[i] = FLEXPU_QUEUE_UNLIMITED;
     capped.limit[FLEXPU_RES_GPU] = 0;
     struct flexpu_error err = {0};
-    if (fx_model_queue_set(r.m, &capped, &err))
+    if (fx_model_queue_set(s.r.m, &capped, &err))
         fail_msg("fx_model_queue_set: %s", err.msg);
-    rig_add(&r, pending_pod("a", 60, "2026-01-01T00:00:00Z"));
-    rig_add(&r, pending_pod("w", 60, "2026-01-01T00:00:01Z"));
+    rig_add(&s.r, pending_pod("a", 60, "2026-01-01T00:00:00Z"));
+    rig_add(&s.r, pending_pod("w", 60, "2026-01-01T00:00:01Z"));
     json_t *q = labelled_pod("q", "2026-01-01T00:00:02Z", "flexpu.io/queue", "capped", NULL, NULL);
     json_object_set_new(json_object_get(q, "status"), "conditions",
                         json_pack("[{s:s, s:s, s:s, s:s}]", "type", "PodScheduled", "status",
                                   "False", "reason", "SchedulingGated", "lastTransitionTime",
                                   "2026-01-01T00:00:07Z"));
-    rig_add(&r, q);
-    rig_add(&r, labelled_pod("x", "2026-01-01T00:00:03Z", "flexpu.io/queue", "ghost", NULL, NULL));
-    rig_add(&r, labelled_pod("g", "2026-01-01T00:00:04Z", "flexpu.io/pod-group", "job",
+    rig_add(&s.r, q);
+    rig_add(&s.r,
+            labelled_pod("x", "2026-01-01T00:00:03Z", "flexpu.io/queue", "ghost", NULL, NULL));
+    rig_add(&s.r, labelled_pod("g", "2026-01-01T00:00:04Z", "flexpu.io/pod-group", "job",
                              "flexpu.io/min-members", "2"));
-    rig_start(&r, NULL, 2);
+    rig_start(&s.r, NULL, 2);
     char before[40], after[40], ltt[40];
     kube_time_of((int64_t)time(NULL), before, sizeof(before));
-    fx_bind_round(r.m, &r.b, 256, NULL);
-    fx_binder_flush(r.m, &r.b);
+    fx_bind_round(s.r.m, &s.r.b, 256, NULL);
+    fx_binder_flush(s.r.m, &s.r.b);
     kube_time_of((int64_t)time(NULL), after, sizeof(after));
-    assert_int_equal(r.b.binds, 1);
-    assert_int_equal(seen.npatch, 4);
-    const char *w = status_patch_of(&seen, "w");
+    assert_int_equal(s.r.b.binds, 1);
+    assert_int_equal(s.seen.npatch, 4);
+    const char *w = status_patch_of(&s.seen, "w");
     assert_unscheduled(w, "w", "Unschedulable", "0/1 nodes available");
-    const char *qb = status_patch_of(&seen, "q");
+    const char *qb = status_patch_of(&s.seen, "q");
     assert_unscheduled(qb, "q", "QueueLimitExceeded", "queue 'capped'");
     assert_string_equal(transition_of(qb, ltt, sizeof(ltt)), "2026-01-01T00:00:07Z");
-    assert_unscheduled(status_patch_of(&seen, "x"), "x", "QueueNotFound",
+    assert_unscheduled(status_patch_of(&s.seen, "x"), "x", "QueueNotFound",
                        "queue \"ghost\" does not exist");
-    const char *g = status_patch_of(&seen, "g");
+    const char *g = status_patch_of(&s.seen, "g");
     assert_unscheduled(g, "g", "PodGroupIncomplete", "1 of 2 exist");
     /* RFC 3339 in UTC, one width: ordered as strings */
     const char *bodies[] = {w, g};
@@ -1703,9 +1721,7 @@ static void test_pod_condition_reasons(void **state)
         if (strcmp(ltt, before) < 0 || strcmp(ltt, after) > 0)
             fail_msg("lastTransitionTime %s, not the write's time (%s to %s)", ltt, before, after);
     }
-    rig_stop(&r);
-    http_stop(&srv);
-    pthread_mutex_destroy(&seen.mu);
+    status_rig_stop(&s);
 }
 
 /* A condition still queued when its pod is bound is never written: landing
@@ -1715,27 +1731,21 @@ static void test_pod_condition_reasons(void **state)
 static void test_pod_condition_not_after_bind(void **state)
 {
     (void)state;
-    struct status_seen seen = {.mu = PTHREAD_MUTEX_INITIALIZER};
-    struct http_srv srv = {.route = status_route, .ctx = &seen, .threaded = true,
-                           .delay_ms = 500};
-    http_start(&srv);
-    struct bind_rig r;
-    rig_init(&r, &srv, 1, 0);
-    struct fx_model *m = r.m;
-    json_t *a = rig_add(&r, pending_pod("a", 60, "2026-01-01T00:00:00Z"));
-    rig_add(&r, pending_pod("w", 60, "2026-01-01T00:00:01Z"));
-    rig_start(&r, NULL, 1);
-    struct fx_binder *b = &r.b;
+    struct status_rig s;
+    status_rig_start(&s, true, 500, 0);
+    struct fx_model *m = s.r.m;
+    json_t *a = rig_add(&s.r, pending_pod("a", 60, "2026-01-01T00:00:00Z"));
+    rig_add(&s.r, pending_pod("w", 60, "2026-01-01T00:00:01Z"));
+    rig_start(&s.r, NULL, 1);
+    struct fx_binder *b = &s.r.b;
     assert_int_equal(fx_bind_round(m, b, 256, NULL), 2); /* a bound, w told */
     fx_model_pod_event(m, KUBE_DELETED, a);
     assert_int_equal(fx_bind_round(m, b, 256, NULL), 1); /* w bound */
     fx_binder_flush(m, b);
-    if (seen.npatch)
-        fail_msg("a condition written for a pod being bound: %s", seen.order);
-    assert_non_null(strstr(seen.order, "POST /api/v1/namespaces/d/pods/w/binding"));
-    rig_stop(&r);
-    http_stop(&srv);
-    pthread_mutex_destroy(&seen.mu);
+    if (s.seen.npatch)
+        fail_msg("a condition written for a pod being bound: %s", s.seen.order);
+    assert_non_null(strstr(s.seen.order, "POST /api/v1/namespaces/d/pods/w/binding"));
+    status_rig_stop(&s);
 }
 
 /* The fake server's arrival times of PATCHes; each held 500 ms, the rest
@@ -1819,20 +1829,16 @@ static void test_pod_condition_writes_in_order(void **state)
  * PATCHes the server saw. */
 static int condition_writes_past_lease(bool renew)
 {
-    struct status_seen seen = {.mu = PTHREAD_MUTEX_INITIALIZER};
-    struct http_srv srv = {.route = status_route, .ctx = &seen, .threaded = true,
-                           .delay_ms = 700};
-    http_start(&srv);
-    struct bind_rig r;
-    rig_init(&r, &srv, 1, 1000);
-    struct fx_model *m = r.m;
-    rig_add(&r, pending_pod("a", 60, "2026-01-01T00:00:00Z"));
-    rig_add(&r, pending_pod("w", 60, "2026-01-01T00:00:01Z"));
+    struct status_rig s;
+    status_rig_start(&s, true, 700, 1000);
+    struct fx_model *m = s.r.m;
+    rig_add(&s.r, pending_pod("a", 60, "2026-01-01T00:00:00Z"));
+    rig_add(&s.r, pending_pod("w", 60, "2026-01-01T00:00:01Z"));
     /* renew deadline 10 s after the renewal; 8.7 s ago leaves 1.3 s, enough
      * to decide with a 1 s timeout, and the send-by is 0.3 s from now */
     struct kube_lease lease = lease_renewed_ago(8700000000LL);
-    rig_start(&r, &lease, 1);
-    struct fx_binder *b = &r.b;
+    rig_start(&s.r, &lease, 1);
+    struct fx_binder *b = &s.r.b;
     assert_int_equal(fx_bind_round(m, b, 256, NULL), 2); /* a bound, w told */
     if (renew) {
         nanosleep(&(struct timespec){.tv_nsec = 400000000L}, NULL);
@@ -1841,12 +1847,10 @@ static int condition_writes_past_lease(bool renew)
     }
     fx_binder_flush(m, b);
     assert_int_equal(b->binds, 1);
-    int n = seen.npatch;
+    int n = s.seen.npatch;
     if (n)
-        print_message("past the lease (renew %d): %s", renew, seen.order);
-    rig_stop(&r);
-    http_stop(&srv);
-    pthread_mutex_destroy(&seen.mu);
+        print_message("past the lease (renew %d): %s", renew, s.seen.order);
+    status_rig_stop(&s);
     return n;
 }
 
