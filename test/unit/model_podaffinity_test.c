@@ -39,6 +39,15 @@ static void node(struct fx_model *m, const char *name, const char *zone)
     free(text);
 }
 
+/* A model with node `a` in zone a and node `b` in zone b. */
+static struct fx_model *two_zones(const char *a, const char *b)
+{
+    struct fx_model *m = new_model();
+    node(m, a, "a");
+    node(m, b, "b");
+    return m;
+}
+
 /* Pod `uid` in namespace ns asking a tenth of a GPU, with labels and
  * spec.affinity given as JSON text (NULL: none; {"spec": {...}} and
  * {"metadata": {...}}: members of the spec and metadata instead); bound to
@@ -118,6 +127,13 @@ static void check(struct fx_model *m)
         fail_msg("model check: %s", err.msg);
 }
 
+/* check(), then the model freed: how a test ends. */
+static void check_free(struct fx_model *m)
+{
+    check(m);
+    fx_model_free(m);
+}
+
 /* A list of excluded domains too long for the message ends with how many
  * were left out, every name shown whole, and a clause with no room left is
  * said as "; ...": 40 nodes each holding a web pod with anti-affinity to
@@ -163,8 +179,7 @@ static void test_long_domain_list_counted(void **state)
     }
     assert_true(shown > 0);
     assert_int_equal(shown + more, N);
-    check(m);
-    fx_model_free(m);
+    check_free(m);
 }
 
 /* Replicas with anti-affinity on the hostname go one per node; the third
@@ -188,8 +203,7 @@ static void test_one_per_node(void **state)
     node(m, "n3", NULL);
     struct fx_attempt a3 = next(m, FX_BIND, "r3");
     assert_string_equal(a3.node, "n3");
-    check(m);
-    fx_model_free(m);
+    check_free(m);
 }
 
 /* On a zone key: two zones take two replicas; the third waits, and is
@@ -214,8 +228,7 @@ static void test_zone_key(void **state)
     gone(m, gone_uid);
     struct fx_attempt a3 = next(m, FX_BIND, "r3");
     assert_int_equal(a3.node[0], 'a');
-    check(m);
-    fx_model_free(m);
+    check_free(m);
 }
 
 /* kube-scheduler's symmetric rule: a pod already on n1 whose anti-affinity
@@ -247,8 +260,7 @@ static void test_symmetric(void **state)
     assert_string_equal(next(m, FX_BIND, "x").node, "n1");
     gone(m, "e1");
     assert_string_equal(next(m, FX_BIND, "w").node, "n1");
-    check(m);
-    fx_model_free(m);
+    check_free(m);
 }
 
 /* A term without namespaces selects pods of the pod's own namespace only;
@@ -281,8 +293,7 @@ static void test_namespaces(void **state)
         " \"topologyKey\": \"" HOST "\"}]}}",
         4);
     assert_string_equal(next(m, FX_BIND, "p4").node, "n1"); /* p2, p3 wait: none is on n1 */
-    check(m);
-    fx_model_free(m);
+    check_free(m);
 }
 
 #define AFF(SEL, KEY)                                                                              \
@@ -295,9 +306,7 @@ static void test_namespaces(void **state)
 static void test_affinity(void **state)
 {
     (void)state;
-    struct fx_model *m = new_model();
-    node(m, "a1", "a");
-    node(m, "b1", "b");
+    struct fx_model *m = two_zones("a1", "b1");
     node(m, "b2", "b");
     node(m, "nz", NULL); /* no zone label: never for a zone affinity */
     pod_in(m, "cache", "t", "{\"app\": \"cache\"}", NULL, 0, "b2");
@@ -322,8 +331,7 @@ static void test_affinity(void **state)
     /* A queue pod bound in zone a: lonely is woken and goes there. */
     pod_in(m, "q", "t", "{\"app\": \"queue\"}", NULL, 13, "a1");
     assert_string_equal(next(m, FX_BIND, "lonely").node, "a1");
-    check(m);
-    fx_model_free(m);
+    check_free(m);
 }
 
 /* Two affinity terms: as kube-scheduler, only a pod that both select
@@ -333,9 +341,7 @@ static void test_affinity(void **state)
 static void test_affinity_all_terms(void **state)
 {
     (void)state;
-    struct fx_model *m = new_model();
-    node(m, "a1", "a");
-    node(m, "b1", "b");
+    struct fx_model *m = two_zones("a1", "b1");
     pod_in(m, "cache", "t", "{\"tier\": \"cache\"}", NULL, 0, "a1");
     pod_in(m, "xteam", "t", "{\"team\": \"x\"}", NULL, 1, "a1");
     pod(m, "p", WEB,
@@ -347,8 +353,7 @@ static void test_affinity_all_terms(void **state)
     assert_non_null(strstr(w.message, "pod affinity: no pod it selects"));
     pod_in(m, "both", "t", "{\"tier\": \"cache\", \"team\": \"x\"}", NULL, 3, "b1");
     assert_string_equal(next(m, FX_BIND, "p").node, "b1");
-    check(m);
-    fx_model_free(m);
+    check_free(m);
 }
 
 /* Preemption never picks a node the rule excludes: two nodes full of
@@ -404,8 +409,7 @@ static void test_landing_wakes_no_anti_waiter(void **state)
     gone(m, "o2");
     gone(m, "o1");
     assert_string_equal(next(m, FX_BIND, "r2").node, "n1");
-    check(m);
-    fx_model_free(m);
+    check_free(m);
 }
 
 /* Malformed rules are refused naming the field and the value; a member of
@@ -497,9 +501,7 @@ static int in_zone(struct fx_attempt a)
 static void test_spread(void **state)
 {
     (void)state;
-    struct fx_model *m = new_model();
-    node(m, "a1", "a");
-    node(m, "b1", "b");
+    struct fx_model *m = two_zones("a1", "b1");
     int na = 0, nb = 0;
     for (int i = 0; i < 6; i++) {
         char uid[8];
@@ -509,8 +511,7 @@ static void test_spread(void **state)
         assert_true(na - nb <= 1 && nb - na <= 1);
     }
     assert_int_equal(na, 3);
-    check(m);
-    fx_model_free(m);
+    check_free(m);
 
     for (int variant = 0; variant < 2; variant++) {
         m = new_model();
@@ -537,9 +538,7 @@ static void test_spread(void **state)
 static void test_spread_min_domains_and_schedule_anyway(void **state)
 {
     (void)state;
-    struct fx_model *m = new_model();
-    node(m, "a1", "a");
-    node(m, "b1", "b");
+    struct fx_model *m = two_zones("a1", "b1");
     pod_in(m, "wa", "t", WEB, NULL, 0, "a1");
     pod_in(m, "wb", "t", WEB, NULL, 1, "b1");
     pod(m, "md", WEB, SPREAD(", \"minDomains\": 3"), 2);
@@ -553,8 +552,7 @@ static void test_spread_min_domains_and_schedule_anyway(void **state)
         "{\"app\": \"web\"}}}]}}",
         4);
     next(m, FX_BIND, "any");
-    check(m);
-    fx_model_free(m);
+    check_free(m);
 }
 
 /* nodeAffinityPolicy: Honor (the default) counts only the zones of nodes
@@ -599,24 +597,18 @@ static void test_spread_node_affinity_policy(void **state)
 static void test_preferred_terms(void **state)
 {
     (void)state;
-    struct fx_model *m = new_model();
-    node(m, "n1", "a");
-    node(m, "n2", "b");
+    struct fx_model *m = two_zones("n1", "n2");
     pod_full(m, "w", "t", WEB, NULL, 0, "n1", "90", 0);
     pod(m, "p", NULL, PREFER("podAntiAffinity", 50, HOST), 1);
     assert_string_equal(next(m, FX_BIND, "p").node, "n2");
-    check(m);
-    fx_model_free(m);
+    check_free(m);
 
-    m = new_model();
-    node(m, "a1", "a");
-    node(m, "b1", "b");
+    m = two_zones("a1", "b1");
     pod_full(m, "other", "t", NULL, NULL, 0, "a1", "90", 0);
     pod_in(m, "w", "t", WEB, NULL, 1, "b1");
     pod(m, "p", NULL, PREFER("podAffinity", 1, ZONE), 2);
     assert_string_equal(next(m, FX_BIND, "p").node, "b1");
-    check(m);
-    fx_model_free(m);
+    check_free(m);
 }
 
 /* The symmetric part kube-scheduler scores: a pod placed earlier whose
@@ -626,18 +618,13 @@ static void test_preferred_terms(void **state)
 static void test_preferred_symmetric(void **state)
 {
     (void)state;
-    struct fx_model *m = new_model();
-    node(m, "n1", "a");
-    node(m, "n2", "b");
+    struct fx_model *m = two_zones("n1", "n2");
     pod_full(m, "q", "t", NULL, PREFER("podAntiAffinity", 100, HOST), 0, "n1", "90", 0);
     pod(m, "p", WEB, NULL, 1);
     assert_string_equal(next(m, FX_BIND, "p").node, "n2");
-    check(m);
-    fx_model_free(m);
+    check_free(m);
 
-    m = new_model();
-    node(m, "a1", "a");
-    node(m, "b1", "b");
+    m = two_zones("a1", "b1");
     pod_full(m, "other", "t", NULL, NULL, 0, "a1", "90", 0);
     pod_in(m, "q", "t", NULL,
            "{\"podAffinity\": {\"requiredDuringSchedulingIgnoredDuringExecution\": [{"
@@ -646,8 +633,7 @@ static void test_preferred_symmetric(void **state)
            1, "b1");
     pod(m, "p", WEB, NULL, 2);
     assert_string_equal(next(m, FX_BIND, "p").node, "b1");
-    check(m);
-    fx_model_free(m);
+    check_free(m);
 }
 
 /* A ScheduleAnyway constraint on app=web over the zone key. */
@@ -665,36 +651,28 @@ static void test_preferred_symmetric(void **state)
 static void test_spread_schedule_anyway_scored(void **state)
 {
     (void)state;
-    struct fx_model *m = new_model();
-    node(m, "a1", "a");
-    node(m, "b1", "b");
+    struct fx_model *m = two_zones("a1", "b1");
     node(m, "c1", NULL);
     pod_in(m, "w0", "t", WEB, NULL, 0, "a1");
     pod_in(m, "w1", "t", WEB, NULL, 1, "a1");
     pod(m, "p", WEB, SPREAD_ANYWAY(ZONE), 2);
     assert_string_equal(next(m, FX_BIND, "p").node, "b1");
-    check(m);
-    fx_model_free(m);
+    check_free(m);
 
-    m = new_model();
-    node(m, "a1", "a");
-    node(m, "b1", "b");
+    m = two_zones("a1", "b1");
     pod_in(m, "w0", "other", WEB, NULL, 0, "a1");
     pod_in(m, "w1", "t", "{\"app\": \"db\"}", NULL, 1, "a1");
     pod(m, "p", WEB, SPREAD_ANYWAY(ZONE), 2);
     assert_string_equal(next(m, FX_BIND, "p").node, "a1");
     fx_model_free(m);
 
-    m = new_model();
-    node(m, "n1", "a");
-    node(m, "n2", "b");
+    m = two_zones("n1", "n2");
     pod_full(m, "w0", "t", WEB, NULL, 0, "n1", "80", 0);
     pod_in(m, "w1", "t", WEB, NULL, 1, "n1");
     pod_in(m, "w2", "t", WEB, NULL, 2, "n2");
     pod(m, "p", WEB, SPREAD_ANYWAY(HOST), 3);
     assert_string_equal(next(m, FX_BIND, "p").node, "n2"); /* packing alone: n1 */
-    check(m);
-    fx_model_free(m);
+    check_free(m);
 }
 
 #define TERMINATING "{\"metadata\": {\"deletionTimestamp\": \"2026-01-01T01:00:00Z\"}}"
@@ -707,9 +685,7 @@ static void test_spread_schedule_anyway_scored(void **state)
 static void test_terminating_not_counted_for_spread(void **state)
 {
     (void)state;
-    struct fx_model *m = new_model();
-    node(m, "a1", "a");
-    node(m, "b1", "b");
+    struct fx_model *m = two_zones("a1", "b1");
     pod_full(m, "big", "t", NULL, NULL, 0, "b1", "100", 0);
     pod_in(m, "w0", "t", WEB, NULL, 1, "a1");
     pod(m, "w1", WEB, SPREAD(""), 2);
@@ -717,8 +693,7 @@ static void test_terminating_not_counted_for_spread(void **state)
     assert_non_null(strstr(w.message, "topology spread: only " ZONE " in [b]"));
     pod_in(m, "w0", "t", WEB, TERMINATING, 1, "a1");
     assert_string_equal(next(m, FX_BIND, "w1").node, "a1");
-    check(m);
-    fx_model_free(m);
+    check_free(m);
 
     m = new_model();
     node(m, "a1", "a");
