@@ -25,6 +25,14 @@ static void add_node(struct fx_model *m, const char *name, int ngpu)
     a100_node_with(m, name, ngpu, "64", "256Gi");
 }
 
+/* A model with one node, n1, of ngpu A100s. */
+static struct fx_model *model_n1(int ngpu)
+{
+    struct fx_model *m = new_model();
+    add_node(m, "n1", ngpu);
+    return m;
+}
+
 /* A pending pod of ours asking `gpus` whole GPUs, in queue q (NULL: no
  * label), created at second `sec`. */
 static json_t *queued_pod(const char *uid, const char *q, int gpus, int sec)
@@ -44,17 +52,33 @@ static json_t *queued_pod(const char *uid, const char *q, int gpus, int sec)
     return p;
 }
 
+/* Pod p told to the model as event ev, and released. */
+static void pod_event(struct fx_model *m, enum kube_event ev, json_t *p)
+{
+    fx_model_pod_event(m, ev, p);
+    json_decref(p);
+}
+
+/* queued_pod() as a member of pod group `group` (min-members `min`). */
+static json_t *member_pod(const char *uid, const char *q, const char *group, int min, int gpus,
+                          int sec)
+{
+    json_t *p = queued_pod(uid, q, gpus, sec);
+    json_t *md = json_object_get(p, "metadata");
+    json_object_set_new(json_object_get(md, "labels"), "flexpu.io/pod-group", json_string(group));
+    char n[16];
+    snprintf(n, sizeof(n), "%d", min);
+    json_object_set_new(md, "annotations", json_pack("{s:s}", "flexpu.io/min-members", n));
+    return p;
+}
+
 /* A member of pod group `group` (min-members `min`); bound to `node` with
  * whole GPU `gpu` when node is not NULL. */
 static void add_member(struct fx_model *m, const char *uid, const char *group, int min, int gpus,
                        int sec, const char *node, int gpu)
 {
-    json_t *p = queued_pod(uid, NULL, gpus, sec);
-    json_t *md = json_object_get(p, "metadata");
-    json_object_set_new(json_object_get(md, "labels"), "flexpu.io/pod-group", json_string(group));
-    char n[16];
-    snprintf(n, sizeof(n), "%d", min);
-    json_t *ann = json_pack("{s:s}", "flexpu.io/min-members", n);
+    json_t *p = member_pod(uid, NULL, group, min, gpus, sec);
+    json_t *ann = json_object_get(json_object_get(p, "metadata"), "annotations");
     if (node) {
         char alloc[256];
         snprintf(alloc, sizeof(alloc),
@@ -64,16 +88,24 @@ static void add_member(struct fx_model *m, const char *uid, const char *group, i
         json_object_set_new(ann, "flexpu.io/allocation", json_string(alloc));
         json_object_set_new(json_object_get(p, "spec"), "nodeName", json_string(node));
     }
-    json_object_set_new(md, "annotations", ann);
-    fx_model_pod_event(m, KUBE_ADDED, p);
-    json_decref(p);
+    pod_event(m, KUBE_ADDED, p);
+}
+
+/* n pending members PREFIX0..PREFIXn-1 of pod group `group`, each asking
+ * `gpus`, created at seconds sec0.. */
+static void add_members(struct fx_model *m, const char *prefix, const char *group, int n, int min,
+                        int gpus, int sec0)
+{
+    for (int i = 0; i < n; i++) {
+        char uid[16];
+        snprintf(uid, sizeof(uid), "%s%d", prefix, i);
+        add_member(m, uid, group, min, gpus, sec0 + i, NULL, 0);
+    }
 }
 
 static void add_pod(struct fx_model *m, const char *uid, const char *q, int gpus, int sec)
 {
-    json_t *p = queued_pod(uid, q, gpus, sec);
-    fx_model_pod_event(m, KUBE_ADDED, p);
-    json_decref(p);
+    pod_event(m, KUBE_ADDED, queued_pod(uid, q, gpus, sec));
 }
 
 /* n one-GPU pods PREFIX0..PREFIXn-1 in queue q, created at seconds sec0.. */
@@ -134,14 +166,21 @@ static void drain(struct fx_model *m, struct tally *t, char watch)
         fail_msg("model invariants: %s", err.msg);
 }
 
+/* drain() into a fresh tally. */
+static struct tally drained(struct fx_model *m, char watch)
+{
+    struct tally t = {0};
+    drain(m, &t, watch);
+    return t;
+}
+
 /* Two queues each guaranteed half of an 8-GPU node, each asking for all
  * of it, the first queue's pods all older: each gets its 4 (without queues
  * the older pods would take all 8). */
 static void test_guarantees_split_the_node(void **state)
 {
     (void)state;
-    struct fx_model *m = new_model();
-    add_node(m, "n1", 8);
+    struct fx_model *m = model_n1(8);
     set_queue(m, "a", NULL, 4, FLEXPU_QUEUE_UNLIMITED, 1);
     set_queue(m, "b", NULL, 4, FLEXPU_QUEUE_UNLIMITED, 1);
     add_pods(m, "a", "a", 8, 0);
@@ -168,8 +207,7 @@ static void test_guarantees_split_the_node(void **state)
 static void test_pods_before_queues(void **state)
 {
     (void)state;
-    struct fx_model *m = new_model();
-    add_node(m, "n1", 8);
+    struct fx_model *m = model_n1(8);
     add_pods(m, "a", "a", 6, 0);
     add_pods(m, "b", "b", 6, 20);
     set_queue(m, "a", NULL, 4, FLEXPU_QUEUE_UNLIMITED, 1);
@@ -185,8 +223,7 @@ static void test_pods_before_queues(void **state)
 static void test_weights_split_what_is_left(void **state)
 {
     (void)state;
-    struct fx_model *m = new_model();
-    add_node(m, "n1", 8);
+    struct fx_model *m = model_n1(8);
     set_queue(m, "a", NULL, 0, FLEXPU_QUEUE_UNLIMITED, 1);
     set_queue(m, "b", NULL, 0, FLEXPU_QUEUE_UNLIMITED, 3);
     add_pods(m, "a", "a", 8, 0);
@@ -202,8 +239,7 @@ static void test_weights_split_what_is_left(void **state)
 static void test_idle_queue_lends(void **state)
 {
     (void)state;
-    struct fx_model *m = new_model();
-    add_node(m, "n1", 8);
+    struct fx_model *m = model_n1(8);
     set_queue(m, "a", NULL, 2, FLEXPU_QUEUE_UNLIMITED, 1);
     set_queue(m, "b", NULL, 6, FLEXPU_QUEUE_UNLIMITED, 1);
     add_pods(m, "a", "a", 10, 0);
@@ -218,29 +254,23 @@ static void test_idle_queue_lends(void **state)
 static void test_limit_holds_then_releases(void **state)
 {
     (void)state;
-    struct fx_model *m = new_model();
-    add_node(m, "n1", 8);
+    struct fx_model *m = model_n1(8);
     set_queue(m, "a", NULL, 0, 2, 1);
     add_pod(m, "a0", "a", 1, 0);
     add_pod(m, "a1", "a", 1, 1);
     add_pod(m, "a2", "a", 1, 2);
-    struct tally t = {0};
-    drain(m, &t, 'a');
+    struct tally t = drained(m, 'a');
     assert_int_equal(t.binds[0], 2);
     assert_int_equal(t.waits, 1);
     if (!strstr(t.msg, "limit") || !strstr(t.msg, "a"))
         fail_msg("the wait does not name the queue and its limit: %s", t.msg);
     assert_int_equal(t.why, FX_WAIT_QUEUE_LIMIT); /* no node ends it: not Unschedulable */
     /* Nothing changes while the queue is full: no new message, no bind. */
-    struct tally t2 = {0};
-    drain(m, &t2, 'a');
+    struct tally t2 = drained(m, 'a');
     assert_int_equal(t2.binds[0] + t2.waits, 0);
     /* a0 ends: a2 goes. */
-    json_t *p = queued_pod("a0", "a", 1, 0);
-    fx_model_pod_event(m, KUBE_DELETED, p);
-    json_decref(p);
-    struct tally t3 = {0};
-    drain(m, &t3, 'a');
+    pod_event(m, KUBE_DELETED, queued_pod("a0", "a", 1, 0));
+    struct tally t3 = drained(m, 'a');
     assert_int_equal(t3.binds[0], 1);
     fx_model_free(m);
 }
@@ -264,8 +294,7 @@ static json_t *cpu_pod(const char *uid, const char *q, const char *cpu, int sec)
 static void test_limited_pod_edited(void **state)
 {
     (void)state;
-    struct fx_model *m = new_model();
-    add_node(m, "n1", 8);
+    struct fx_model *m = model_n1(8);
     struct flexpu_queue_info q = {.name = "a", .weight = 1};
     for (int r = 0; r < FLEXPU_RES_COUNT_; r++)
         q.limit[r] = FLEXPU_QUEUE_UNLIMITED;
@@ -273,39 +302,25 @@ static void test_limited_pod_edited(void **state)
     struct flexpu_error err = {0};
     if (fx_model_queue_set(m, &q, &err))
         fail_msg("fx_model_queue_set: %s", err.msg);
-    json_t *p = cpu_pod("a0", "a", "1", 0);
-    fx_model_pod_event(m, KUBE_ADDED, p);
-    json_decref(p);
-    p = cpu_pod("a1", "a", "3", 1);
-    fx_model_pod_event(m, KUBE_ADDED, p);
-    json_decref(p);
+    pod_event(m, KUBE_ADDED, cpu_pod("a0", "a", "1", 0));
+    pod_event(m, KUBE_ADDED, cpu_pod("a1", "a", "3", 1));
     add_pod(m, "g0", "ghost", 1, 2);
-    struct tally t = {0};
-    drain(m, &t, 'a');
+    struct tally t = drained(m, 'a');
     assert_int_equal(t.binds[0], 1);
     assert_int_equal(t.waits, 2);
     assert_non_null(strstr(t.msg, "limit"));
     /* An update that changes nothing it asks: still held, nothing said. */
-    p = cpu_pod("a1", "a", "3", 1);
-    fx_model_pod_event(m, KUBE_MODIFIED, p);
-    json_decref(p);
-    struct tally t2 = {0};
-    drain(m, &t2, 'a');
+    pod_event(m, KUBE_MODIFIED, cpu_pod("a1", "a", "3", 1));
+    struct tally t2 = drained(m, 'a');
     assert_int_equal(t2.binds[0] + t2.waits, 0);
     /* 3 CPUs -> 2: within the limit with a0's 1. */
-    p = cpu_pod("a1", "a", "2", 1);
-    fx_model_pod_event(m, KUBE_MODIFIED, p);
-    json_decref(p);
-    struct tally t3 = {0};
-    drain(m, &t3, 'a');
+    pod_event(m, KUBE_MODIFIED, cpu_pod("a1", "a", "2", 1));
+    struct tally t3 = drained(m, 'a');
     assert_int_equal(t3.binds[0], 1);
     assert_int_equal(t3.waits, 0);
     /* ghost -> ghost2, neither defined: told the queue it names now. */
-    p = queued_pod("g0", "ghost2", 1, 2);
-    fx_model_pod_event(m, KUBE_MODIFIED, p);
-    json_decref(p);
-    struct tally t4 = {0};
-    drain(m, &t4, 'g');
+    pod_event(m, KUBE_MODIFIED, queued_pod("g0", "ghost2", 1, 2));
+    struct tally t4 = drained(m, 'g');
     assert_int_equal(t4.waits, 1);
     if (!strstr(t4.msg, "queue \"ghost2\" does not exist"))
         fail_msg("the wait names another queue: %s", t4.msg);
@@ -317,15 +332,13 @@ static void test_limited_pod_edited(void **state)
 static void test_parent_limit_caps_children(void **state)
 {
     (void)state;
-    struct fx_model *m = new_model();
-    add_node(m, "n1", 8);
+    struct fx_model *m = model_n1(8);
     set_queue(m, "org", NULL, 0, 3, 1);
     set_queue(m, "c1", "org", 0, FLEXPU_QUEUE_UNLIMITED, 1);
     set_queue(m, "d1", "org", 0, FLEXPU_QUEUE_UNLIMITED, 1);
     add_pods(m, "c", "c1", 4, 0);
     add_pods(m, "d", "d1", 4, 10);
-    struct tally t = {0};
-    drain(m, &t, 'c');
+    struct tally t = drained(m, 'c');
     assert_int_equal(t.binds['c' - 'a'] + t.binds['d' - 'a'], 3);
     assert_true(t.binds['c' - 'a'] >= 1 && t.binds['d' - 'a'] >= 1);
     fx_model_free(m);
@@ -336,25 +349,21 @@ static void test_parent_limit_caps_children(void **state)
 static void test_missing_queue_waits_until_created(void **state)
 {
     (void)state;
-    struct fx_model *m = new_model();
-    add_node(m, "n1", 8);
+    struct fx_model *m = model_n1(8);
     add_pod(m, "g0", "ghost", 1, 0);
-    struct tally t = {0};
-    drain(m, &t, 'g');
+    struct tally t = drained(m, 'g');
     assert_int_equal(t.binds['g' - 'a'], 0);
     assert_non_null(strstr(t.msg, "queue \"ghost\" does not exist"));
     assert_int_equal(t.why, FX_WAIT_NO_QUEUE);
     set_queue(m, "ghost", NULL, 1, FLEXPU_QUEUE_UNLIMITED, 1);
-    struct tally t2 = {0};
-    drain(m, &t2, 'g');
+    struct tally t2 = drained(m, 'g');
     assert_int_equal(t2.binds['g' - 'a'], 1);
     /* Removing the queue leaves the bound pod charged to it, and a new pod
      * naming it waits again. */
     struct flexpu_error err = {0};
     assert_int_equal(fx_model_queue_remove(m, "ghost", &err), 0);
     add_pod(m, "g1", "ghost", 1, 5);
-    struct tally t3 = {0};
-    drain(m, &t3, 'g');
+    struct tally t3 = drained(m, 'g');
     assert_int_equal(t3.binds['g' - 'a'], 0);
     assert_non_null(strstr(t3.msg, "does not exist"));
     fx_model_free(m);
@@ -364,13 +373,11 @@ static void test_missing_queue_waits_until_created(void **state)
 static void test_unlabelled_pods_use_default(void **state)
 {
     (void)state;
-    struct fx_model *m = new_model();
-    add_node(m, "n1", 2);
+    struct fx_model *m = model_n1(2);
     add_pod(m, "x0", NULL, 1, 0);
     add_pod(m, "x1", NULL, 1, 1);
     add_pod(m, "x2", NULL, 1, 2);
-    struct tally t = {0};
-    drain(m, &t, 'x');
+    struct tally t = drained(m, 'x');
     assert_int_equal(t.binds['x' - 'a'], 2);
     int d = -1;
     struct flexpu_queue_status st;
@@ -389,13 +396,9 @@ static void test_unlabelled_pods_use_default(void **state)
 static void test_gang_all_or_nothing(void **state)
 {
     (void)state;
-    struct fx_model *m = new_model();
-    add_node(m, "n1", 8);
-    add_member(m, "g0", "train", 3, 4, 0, NULL, 0);
-    add_member(m, "g1", "train", 3, 4, 1, NULL, 0);
-    add_member(m, "g2", "train", 3, 4, 2, NULL, 0);
-    struct tally t = {0};
-    drain(m, &t, 'g');
+    struct fx_model *m = model_n1(8);
+    add_members(m, "g", "train", 3, 3, 4, 0);
+    struct tally t = drained(m, 'g');
     assert_int_equal(t.binds['g' - 'a'], 0);
     assert_non_null(strstr(t.msg, "do not fit together"));
     assert_int_equal(t.why, FX_WAIT_ROOM); /* a node more would place them */
@@ -403,8 +406,7 @@ static void test_gang_all_or_nothing(void **state)
     assert_true(fx_model_queue_get(m, fx_model_queue_find(m, FLEXPU_QUEUE_DEFAULT), &st));
     assert_int_equal(st.allocated[FLEXPU_RES_GPU], 0);
     add_node(m, "n2", 8);
-    struct tally t2 = {0};
-    drain(m, &t2, 'g');
+    struct tally t2 = drained(m, 'g');
     assert_int_equal(t2.binds['g' - 'a'], 3);
     fx_model_free(m);
 }
@@ -413,23 +415,18 @@ static void test_gang_all_or_nothing(void **state)
 static void test_gang_waits_for_members(void **state)
 {
     (void)state;
-    struct fx_model *m = new_model();
-    add_node(m, "n1", 8);
-    add_member(m, "g0", "job", 3, 1, 0, NULL, 0);
-    add_member(m, "g1", "job", 3, 1, 1, NULL, 0);
-    struct tally t = {0};
-    drain(m, &t, 'g');
+    struct fx_model *m = model_n1(8);
+    add_members(m, "g", "job", 2, 3, 1, 0);
+    struct tally t = drained(m, 'g');
     assert_int_equal(t.binds['g' - 'a'], 0);
     assert_non_null(strstr(t.msg, "2 of 3 exist"));
     assert_int_equal(t.why, FX_WAIT_POD_GROUP); /* no node brings the third */
     add_member(m, "g2", "job", 3, 1, 2, NULL, 0);
-    struct tally t2 = {0};
-    drain(m, &t2, 'g');
+    struct tally t2 = drained(m, 'g');
     assert_int_equal(t2.binds['g' - 'a'], 3);
     /* A fourth member beyond the minimum is placed on its own. */
     add_member(m, "g3", "job", 3, 1, 3, NULL, 0);
-    struct tally t3 = {0};
-    drain(m, &t3, 'g');
+    struct tally t3 = drained(m, 'g');
     assert_int_equal(t3.binds['g' - 'a'], 1);
     fx_model_free(m);
 }
@@ -441,10 +438,8 @@ static void test_gang_waits_for_members(void **state)
 static void test_gang_members_all_told(void **state)
 {
     (void)state;
-    struct fx_model *m = new_model();
-    add_node(m, "n1", 8);
-    add_member(m, "g0", "train", 3, 4, 0, NULL, 0);
-    add_member(m, "g1", "train", 3, 4, 1, NULL, 0);
+    struct fx_model *m = model_n1(8);
+    add_members(m, "g", "train", 2, 3, 4, 0);
     struct fx_attempt at;
     enum fx_wait last[3] = {FX_WAIT_ERROR, FX_WAIT_ERROR, FX_WAIT_ERROR};
     char said[3][400] = {{0}};
@@ -464,9 +459,7 @@ static void test_gang_members_all_told(void **state)
     /* Told once: nothing new to say. */
     assert_false(fx_model_next(m, &at));
     /* A member to be told that is deleted first is not told. */
-    add_member(m, "h0", "eval", 3, 4, 3, NULL, 0);
-    add_member(m, "h1", "eval", 3, 4, 4, NULL, 0);
-    add_member(m, "h2", "eval", 3, 4, 5, NULL, 0);
+    add_members(m, "h", "eval", 3, 3, 4, 3);
     assert_true(fx_model_next(m, &at));
     assert_int_equal(at.outcome, FX_WAIT);
     gone(m, strcmp(at.uid, "h2") != 0 ? "h2" : "h1");
@@ -477,9 +470,7 @@ static void test_gang_members_all_told(void **state)
         told++;
     }
     assert_int_equal(told, 1);
-    struct flexpu_error err = {0};
-    if (fx_model_check(m, &err))
-        fail_msg("model invariants: %s", err.msg);
+    model_checked(m);
     fx_model_free(m);
 }
 
@@ -488,15 +479,13 @@ static void test_gang_members_all_told(void **state)
 static void test_two_gangs_no_deadlock(void **state)
 {
     (void)state;
-    struct fx_model *m = new_model();
-    add_node(m, "n1", 8);
+    struct fx_model *m = model_n1(8);
     /* Interleaved arrivals: a0 b0 a1 b1. */
     add_member(m, "a0", "a", 2, 3, 0, NULL, 0);
     add_member(m, "b0", "b", 2, 3, 1, NULL, 0);
     add_member(m, "a1", "a", 2, 3, 2, NULL, 0);
     add_member(m, "b1", "b", 2, 3, 3, NULL, 0);
-    struct tally t = {0};
-    drain(m, &t, 'b');
+    struct tally t = drained(m, 'b');
     assert_int_equal(t.binds[0] + t.binds[1], 2);
     assert_true(t.binds[0] == 2 || t.binds[1] == 2);
     fx_model_free(m);
@@ -507,8 +496,7 @@ static void test_two_gangs_no_deadlock(void **state)
 static void test_gang_disagreement_invalid(void **state)
 {
     (void)state;
-    struct fx_model *m = new_model();
-    add_node(m, "n1", 8);
+    struct fx_model *m = model_n1(8);
     add_member(m, "g0", "job", 2, 1, 0, NULL, 0);
     add_member(m, "g1", "job", 3, 1, 1, NULL, 0);
     struct fx_attempt at;
@@ -526,8 +514,7 @@ static void test_gang_disagreement_invalid(void **state)
 static void test_gang_first_member_edited(void **state)
 {
     (void)state;
-    struct fx_model *m = new_model();
-    add_node(m, "n1", 8);
+    struct fx_model *m = model_n1(8);
     add_member(m, "g0", "job", 2, 1, 0, NULL, 0);
     struct fx_attempt at = next(m, FX_WAIT, "g0");
     assert_non_null(strstr(at.message, "1 of 2 exist"));
@@ -544,12 +531,9 @@ static void test_gang_first_member_edited(void **state)
 static void test_gang_members_edited_one_by_one(void **state)
 {
     (void)state;
-    struct fx_model *m = new_model();
-    add_node(m, "n1", 8);
-    add_member(m, "g0", "job", 3, 1, 0, NULL, 0);
-    add_member(m, "g1", "job", 3, 1, 1, NULL, 0);
-    struct tally t = {0};
-    drain(m, &t, 'g');
+    struct fx_model *m = model_n1(8);
+    add_members(m, "g", "job", 2, 3, 1, 0);
+    struct tally t = drained(m, 'g');
     assert_non_null(strstr(t.msg, "2 of 3 exist"));
     add_member(m, "g0", "job", 2, 1, 0, NULL, 0);
     struct fx_attempt at = next(m, FX_INVALID, "g0");
@@ -557,8 +541,7 @@ static void test_gang_members_edited_one_by_one(void **state)
                                        "has '3'"));
     assert_false(fx_model_next(m, &at));
     add_member(m, "g1", "job", 2, 1, 1, NULL, 0);
-    struct tally t2 = {0};
-    drain(m, &t2, 'g');
+    struct tally t2 = drained(m, 'g');
     assert_int_equal(t2.binds['g' - 'a'], 2);
     fx_model_free(m);
 }
@@ -569,8 +552,7 @@ static void test_gang_members_edited_one_by_one(void **state)
 static void test_gang_last_carrier_deleted(void **state)
 {
     (void)state;
-    struct fx_model *m = new_model();
-    add_node(m, "n1", 8);
+    struct fx_model *m = model_n1(8);
     add_member(m, "g0", "job", 3, 1, 0, NULL, 0);
     add_member(m, "g1", "job", 2, 1, 1, NULL, 0);
     struct fx_attempt at;
@@ -584,8 +566,7 @@ static void test_gang_last_carrier_deleted(void **state)
     at = next(m, FX_WAIT, "g1");
     assert_non_null(strstr(at.message, "1 of 2 exist"));
     add_member(m, "g2", "job", 2, 1, 2, NULL, 0);
-    struct tally t = {0};
-    drain(m, &t, 'g');
+    struct tally t = drained(m, 'g');
     assert_int_equal(t.binds['g' - 'a'], 2);
     fx_model_free(m);
 }
@@ -595,24 +576,20 @@ static void test_gang_last_carrier_deleted(void **state)
 static void test_gang_restart_places_the_rest(void **state)
 {
     (void)state;
-    struct fx_model *m = new_model();
-    add_node(m, "n1", 4);
+    struct fx_model *m = model_n1(4);
     add_member(m, "g0", "job", 3, 1, 0, "n1", 0);
     add_member(m, "g1", "job", 3, 1, 1, NULL, 0);
     add_member(m, "g2", "job", 3, 1, 2, NULL, 0);
-    struct tally t = {0};
-    drain(m, &t, 'g');
+    struct tally t = drained(m, 'g');
     assert_int_equal(t.binds['g' - 'a'], 2);
     fx_model_free(m);
     /* The bound member counts: on a node with one GPU left the two
      * missing members cannot go together, and neither goes alone. */
-    m = new_model();
-    add_node(m, "n1", 2);
+    m = model_n1(2);
     add_member(m, "g0", "job", 3, 1, 0, "n1", 0);
     add_member(m, "g1", "job", 3, 1, 1, NULL, 0);
     add_member(m, "g2", "job", 3, 1, 2, NULL, 0);
-    struct tally t2 = {0};
-    drain(m, &t2, 'g');
+    struct tally t2 = drained(m, 'g');
     assert_int_equal(t2.binds['g' - 'a'], 0);
     assert_non_null(strstr(t2.msg, "2 missing members do not fit together"));
     fx_model_free(m);
@@ -624,22 +601,14 @@ static void test_gang_restart_places_the_rest(void **state)
 static void test_gang_over_queue_limit(void **state)
 {
     (void)state;
-    struct fx_model *m = new_model();
-    add_node(m, "n1", 8);
+    struct fx_model *m = model_n1(8);
     set_queue(m, "capped", NULL, 0, 2, 1);
     for (int i = 0; i < 3; i++) {
         char uid[8];
         snprintf(uid, sizeof(uid), "g%d", i);
-        json_t *p = queued_pod(uid, "capped", 1, i);
-        json_t *md = json_object_get(p, "metadata");
-        json_object_set_new(json_object_get(md, "labels"), "flexpu.io/pod-group",
-                            json_string("job"));
-        json_object_set_new(md, "annotations", json_pack("{s:s}", "flexpu.io/min-members", "3"));
-        fx_model_pod_event(m, KUBE_ADDED, p);
-        json_decref(p);
+        pod_event(m, KUBE_ADDED, member_pod(uid, "capped", "job", 3, 1, i));
     }
-    struct tally t = {0};
-    drain(m, &t, 'g');
+    struct tally t = drained(m, 'g');
     assert_int_equal(t.binds['g' - 'a'], 0);
     assert_non_null(strstr(t.msg, "together exceed a limit"));
     assert_int_equal(t.why, FX_WAIT_QUEUE_LIMIT);
@@ -667,39 +636,28 @@ static json_t *pod_with_condition(const char *uid, const char *q, int gpus, cons
 static void test_wait_keeps_transition_time(void **state)
 {
     (void)state;
-    struct fx_model *m = new_model();
-    add_node(m, "n1", 1);
+    struct fx_model *m = model_n1(1);
     set_queue(m, "capped", NULL, 0, 0, 1);
-    json_t *p = pod_with_condition("q0", "capped", 1, "False", "2026-01-01T00:01:05Z");
-    fx_model_pod_event(m, KUBE_ADDED, p);
-    json_decref(p);
-    struct tally t = {0};
-    drain(m, &t, 'q');
+    pod_event(m, KUBE_ADDED,
+              pod_with_condition("q0", "capped", 1, "False", "2026-01-01T00:01:05Z"));
+    struct tally t = drained(m, 'q');
     assert_int_equal(t.why, FX_WAIT_QUEUE_LIMIT);
     assert_int_equal(t.since_s, 1767225665); /* 2026-01-01T00:01:05Z */
     /* Our write landed (the watch shows it, since 00:02:00); the pod moves
      * to a queue that does not exist: a new reason, the same status. */
-    p = pod_with_condition("q0", "ghost", 1, "False", "2026-01-01T00:02:00Z");
-    fx_model_pod_event(m, KUBE_MODIFIED, p);
-    json_decref(p);
-    struct tally t2 = {0};
-    drain(m, &t2, 'q');
+    pod_event(m, KUBE_MODIFIED,
+              pod_with_condition("q0", "ghost", 1, "False", "2026-01-01T00:02:00Z"));
+    struct tally t2 = drained(m, 'q');
     assert_int_equal(t2.why, FX_WAIT_NO_QUEUE);
     assert_int_equal(t2.since_s, 1767225720);
     /* No condition, or another status: the transition is the write. */
-    p = queued_pod("r0", "capped", 1, 1);
-    fx_model_pod_event(m, KUBE_ADDED, p);
-    json_decref(p);
-    p = pod_with_condition("s0", "capped", 1, "True", "2026-01-01T00:01:05Z");
-    fx_model_pod_event(m, KUBE_ADDED, p);
-    json_decref(p);
+    pod_event(m, KUBE_ADDED, queued_pod("r0", "capped", 1, 1));
+    pod_event(m, KUBE_ADDED, pod_with_condition("s0", "capped", 1, "True", "2026-01-01T00:01:05Z"));
     struct tally t3 = {.since_s = -1}, t4 = {.since_s = -1};
     drain(m, &t3, 'r');
     assert_int_equal(t3.why, FX_WAIT_QUEUE_LIMIT);
     assert_int_equal(t3.since_s, 0);
-    json_t *s0 = pod_with_condition("s0", NULL, 2, "True", "2026-01-01T00:01:05Z");
-    fx_model_pod_event(m, KUBE_MODIFIED, s0);
-    json_decref(s0);
+    pod_event(m, KUBE_MODIFIED, pod_with_condition("s0", NULL, 2, "True", "2026-01-01T00:01:05Z"));
     drain(m, &t4, 's');
     assert_int_equal(t4.why, FX_WAIT_ROOM); /* 2 GPUs on a node of 1 */
     assert_int_equal(t4.since_s, 0);
@@ -724,15 +682,12 @@ static void add_prio(struct fx_model *m, const char *uid, const char *q, int pri
                             json_pack("{s:s}", "flexpu.io/allocation", alloc));
         json_object_set_new(spec, "nodeName", json_string(node));
     }
-    fx_model_pod_event(m, KUBE_ADDED, p);
-    json_decref(p);
+    pod_event(m, KUBE_ADDED, p);
 }
 
 static void gone_queued(struct fx_model *m, const char *uid)
 {
-    json_t *p = queued_pod(uid, NULL, 1, 0);
-    fx_model_pod_event(m, KUBE_DELETED, p);
-    json_decref(p);
+    pod_event(m, KUBE_DELETED, queued_pod(uid, NULL, 1, 0));
 }
 
 /* One step of the model; fails unless it is `want` for pod `uid` (NULL:
@@ -753,8 +708,7 @@ static struct fx_attempt step(struct fx_model *m, enum fx_outcome want, const ch
 static void test_priority_preemption(void **state)
 {
     (void)state;
-    struct fx_model *m = new_model();
-    add_node(m, "n1", 2);
+    struct fx_model *m = model_n1(2);
     add_prio(m, "low0", NULL, 0, 0, "n1", 0);
     add_prio(m, "low1", NULL, 0, 1, "n1", 1);
     add_prio(m, "hi", NULL, 1000, 5, NULL, 0);
@@ -788,8 +742,7 @@ static void test_priority_preemption(void **state)
 static void test_refused_eviction_undone(void **state)
 {
     (void)state;
-    struct fx_model *m = new_model();
-    add_node(m, "n1", 2);
+    struct fx_model *m = model_n1(2);
     add_prio(m, "low0", NULL, 0, 0, "n1", 0);
     add_prio(m, "low1", NULL, 0, 1, "n1", 1);
     add_prio(m, "hi", NULL, 1000, 5, NULL, 0);
@@ -812,15 +765,13 @@ static void test_refused_eviction_undone(void **state)
 static void test_preemption_policy_never(void **state)
 {
     (void)state;
-    struct fx_model *m = new_model();
-    add_node(m, "n1", 1);
+    struct fx_model *m = model_n1(1);
     add_prio(m, "low0", NULL, 0, 0, "n1", 0);
     json_t *p = queued_pod("hi", NULL, 1, 5);
     json_t *spec = json_object_get(p, "spec");
     json_object_set_new(spec, "priority", json_integer(1000));
     json_object_set_new(spec, "preemptionPolicy", json_string("Never"));
-    fx_model_pod_event(m, KUBE_ADDED, p);
-    json_decref(p);
+    pod_event(m, KUBE_ADDED, p);
     step(m, FX_WAIT, "hi");
     struct fx_attempt none;
     assert_false(fx_model_next(m, &none));
@@ -831,8 +782,7 @@ static void test_preemption_policy_never(void **state)
 static void test_no_preemption_among_equals(void **state)
 {
     (void)state;
-    struct fx_model *m = new_model();
-    add_node(m, "n1", 1);
+    struct fx_model *m = model_n1(1);
     add_prio(m, "a0", NULL, 100, 0, "n1", 0);
     add_prio(m, "b0", NULL, 100, 1, NULL, 0);
     step(m, FX_WAIT, "b0");
@@ -846,8 +796,7 @@ static void test_no_preemption_among_equals(void **state)
 static void test_reclaim_by_queue(void **state)
 {
     (void)state;
-    struct fx_model *m = new_model();
-    add_node(m, "n1", 8);
+    struct fx_model *m = model_n1(8);
     set_queue(m, "a", NULL, 4, FLEXPU_QUEUE_UNLIMITED, 1);
     set_queue(m, "b", NULL, 4, FLEXPU_QUEUE_UNLIMITED, 1);
     char uid[16];
@@ -883,8 +832,7 @@ static void test_reclaim_by_queue(void **state)
 static void test_gang_preemption(void **state)
 {
     (void)state;
-    struct fx_model *m = new_model();
-    add_node(m, "n1", 3);
+    struct fx_model *m = model_n1(3);
     add_prio(m, "low0", NULL, 0, 0, "n1", 0);
     add_prio(m, "low1", NULL, 0, 1, "n1", 1);
     add_prio(m, "low2", NULL, 0, 2, "n1", 2);
@@ -897,8 +845,7 @@ static void test_gang_preemption(void **state)
                             json_string("job"));
         json_object_set_new(md, "annotations", json_pack("{s:s}", "flexpu.io/min-members", "2"));
         json_object_set_new(json_object_get(p, "spec"), "priority", json_integer(1000));
-        fx_model_pod_event(m, KUBE_ADDED, p);
-        json_decref(p);
+        pod_event(m, KUBE_ADDED, p);
     }
     struct fx_attempt at = step(m, FX_NOMINATE, NULL);
     assert_non_null(strstr(at.message, "preempting 2 pod(s) for pod group t/job"));
