@@ -611,6 +611,34 @@ static void test_preferred_terms(void **state)
     check_free(m);
 }
 
+/* Preferred affinity of weight WA to app=a and WB to app=b, both over
+ * the zone key. */
+#define PREFER_AB(WA, WB)                                                                          \
+    "{\"podAffinity\": {\"preferredDuringSchedulingIgnoredDuringExecution\": [{\"weight\": " #WA   \
+    ", \"podAffinityTerm\": {\"labelSelector\": {\"matchLabels\": {\"app\": \"a\"}}, "             \
+    "\"topologyKey\": \"" ZONE "\"}}, {\"weight\": " #WB ", \"podAffinityTerm\": {"                \
+    "\"labelSelector\": {\"matchLabels\": {\"app\": \"b\"}}, \"topologyKey\": \"" ZONE "\"}}]}}"
+
+/* The weights decide between two satisfied preferred terms: app=a runs in
+ * zone a, app=b in zone b, alike in load, so the heavier term wins, and
+ * swapping the weights swaps the zone (weights read as equal would tie
+ * and put the pod in the same zone both times). */
+static void test_preferred_weights_count(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *affinity, *want;
+    } cases[] = {{PREFER_AB(10, 90), "b1"}, {PREFER_AB(90, 10), "a1"}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct fx_model *m = two_zones("a1", "b1");
+        pod_in(m, "pa", "t", "{\"app\": \"a\"}", NULL, 0, "a1");
+        pod_in(m, "pb", "t", "{\"app\": \"b\"}", NULL, 1, "b1");
+        pod(m, "p", NULL, cases[i].affinity, 2);
+        assert_string_equal(next(m, FX_BIND, "p").node, cases[i].want);
+        check_free(m);
+    }
+}
+
 /* The symmetric part kube-scheduler scores: a pod placed earlier whose
  * preferred anti-affinity selects the incoming pod keeps it off its node,
  * and one whose required (or preferred) affinity selects it draws it to
@@ -719,6 +747,7 @@ int main(void)
         cmocka_unit_test(test_landing_wakes_no_anti_waiter),
         cmocka_unit_test(test_preferred_terms),
         cmocka_unit_test(test_preferred_symmetric),
+        cmocka_unit_test(test_preferred_weights_count),
         cmocka_unit_test(test_spread_schedule_anyway_scored),
         cmocka_unit_test(test_terminating_not_counted_for_spread),
         cmocka_unit_test(test_malformed),
