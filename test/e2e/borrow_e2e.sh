@@ -131,10 +131,9 @@ for b in borrower guarded; do
     >/dev/null
 done
 wait_for 30 "cpuhog was not bound once the borrowers were gone" bound cpuhog
-m="$(curl -sf "http://127.0.0.1:$mport/metrics")" || fail "no metrics on port $mport"
-grep -qx 'flexpu_scheduler_evictions_total{result="deleted"} 1' <<<"$m" &&
-  grep -qx 'flexpu_scheduler_evictions_total{result="refused"} 0' <<<"$m" ||
-  fail "the metrics: $(grep -E 'evictions' <<<"$m" | tr '\n' ' ')"
+wait_metrics "$mport" 'flexpu_scheduler_evictions_total{result="deleted"} 1' \
+  'flexpu_scheduler_evictions_total{result="refused"} 0' ||
+  fail "the metrics: $(curl -sf "http://127.0.0.1:$mport/metrics" | grep -E 'evictions' | tr '\n' ' ')"
 pass "a pod that does not borrow takes back the node's CPU: borrower evicted, guarded (its budget refused) deleted, both Preempted: $msg"
 
 # The same two borrow again for what follows (cpuhog gone).
@@ -213,13 +212,11 @@ done
 [ -z "$(kubectl get events --field-selector reason=Reclaimed -o jsonpath='{.items[*].involvedObject.name}' |
   tr ' ' '\n' | grep owner || true)" ] || fail "an owner was reclaimed"
 grep -q 'msg="reclaimed"' "$work/scheduler.log" || fail "the scheduler logged no reclaim"
-m="$(curl -sf "http://127.0.0.1:$mport/metrics")" || fail "no metrics on port $mport"
-grep -qx 'flexpu_scheduler_borrows_total 4' <<<"$m" &&
-  grep -qx 'flexpu_scheduler_reclaims_total{result="chosen"} 2' <<<"$m" &&
-  grep -qx 'flexpu_scheduler_reclaims_total{result="deleted"} 1' <<<"$m" &&
-  grep -qx 'flexpu_scheduler_reclaims_total{result="refused"} 0' <<<"$m" &&
-  grep -qx 'flexpu_scheduler_borrowers 0' <<<"$m" ||
-  fail "the metrics: $(grep -E 'borrow|reclaim' <<<"$m" | tr '\n' ' ')"
+wait_metrics "$mport" 'flexpu_scheduler_borrows_total 4' \
+  'flexpu_scheduler_reclaims_total{result="chosen"} 2' \
+  'flexpu_scheduler_reclaims_total{result="deleted"} 1' \
+  'flexpu_scheduler_reclaims_total{result="refused"} 0' 'flexpu_scheduler_borrowers 0' ||
+  fail "the metrics: $(curl -sf "http://127.0.0.1:$mport/metrics" | grep -E 'borrow|reclaim' | tr '\n' ' ')"
 wait "$client" || fail "the owner's process failed: $(cat "$work/client.log")"
 grep -q '^ok [0-9]' <(tail -n 2 "$work/client.log") || fail "burn: $(cat "$work/client.log")"
 pass "the owners stay bound with their allocations, never evicted; the owner's process got its memory and ran; metrics: 4 borrows, 2 reclaims (1 a delete), 0 borrowers"

@@ -128,6 +128,25 @@ wait_cond() { # pod "STATUS REASON" [message part]
   fail "pod $1's PodScheduled is '$c', expected '$2' with '${3:-}'"
 }
 
+# Waits up to 10 s until every line given is, exactly, a line of the
+# metrics served on 127.0.0.1:PORT. flexpu-scheduler's model counters are a
+# snapshot it takes at most once a second, so a scrape right after an event
+# may still read the counts before it.
+wait_metrics() { # port line...
+  local port="$1" m l ok
+  shift
+  for _ in $(seq 1 50); do
+    ok=1
+    m="$(curl -sf "http://127.0.0.1:$port/metrics")" || ok=0
+    for l in "$@"; do
+      [ "$ok" = 1 ] && ! grep -qxF -- "$l" <<<"$m" && ok=0
+    done
+    [ "$ok" = 1 ] && return 0
+    sleep 0.2
+  done
+  return 1
+}
+
 wait_event() { # pod substring
   for _ in $(seq 1 100); do
     if kubectl get events --field-selector "involvedObject.name=$1" \

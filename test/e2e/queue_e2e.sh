@@ -247,16 +247,9 @@ kubectl get pod low-guarded >/dev/null 2>&1 || fail "the pod its budget protects
 kubectl get pod low-spare >/dev/null 2>&1 && fail "low-spare was not evicted"
 wait_event low-guarded "not evicted for preemption"
 wait_event hi "preempting 1 pod(s) on node p1 (priority)"
-m=""
-for _ in $(seq 1 25); do
-  m="$(curl -sf "http://127.0.0.1:$mport/metrics")" || fail "no metrics on port $mport"
-  grep -qx 'flexpu_scheduler_preemptions_total 2' <<<"$m" &&
-    grep -qx 'flexpu_scheduler_evictions_total{result="refused"} 1' <<<"$m" && break
-  sleep 0.2
-done
-grep -qx 'flexpu_scheduler_preemptions_total 2' <<<"$m" &&
-  grep -qx 'flexpu_scheduler_evictions_total{result="refused"} 1' <<<"$m" ||
-  fail "the metrics do not count 2 preemptions and 1 refused eviction: $(grep -E 'preempt|evictions' <<<"$m" | tr '\n' ' ')"
+wait_metrics "$mport" 'flexpu_scheduler_preemptions_total 2' \
+  'flexpu_scheduler_evictions_total{result="refused"} 1' ||
+  fail "the metrics do not count 2 preemptions and 1 refused eviction: $(curl -sf "http://127.0.0.1:$mport/metrics" | grep -E 'preempt|evictions' | tr '\n' ' ')"
 pass "a higher PriorityClass preempts through the Eviction API: the budget-protected pod's eviction is refused and undone, the other goes, the preemptor binds"
 
 reset
