@@ -229,6 +229,9 @@ int kube_delete_pod(struct kube_client *c, const char *ns, const char *name, con
  * kube_evict: FLEXPU_ENOENT when the pod is gone or another pod holds the
  * name (the API server answers 422 on metadata.uid). A bound pod cannot be
  * nominated: FLEXPU_EINVAL with the server's message. */
+int kube_nominate(struct kube_client *c, const char *ns, const char *name, const char *uid,
+                  const char *node, struct flexpu_error *err);
+
 /* Sets the PodScheduled condition of pending pod NS/NAME to False with
  * `reason` (Unschedulable, SchedulerError...) and `message`, as
  * kube-scheduler does when it cannot place a pod: a strategic merge patch
@@ -242,9 +245,6 @@ int kube_delete_pod(struct kube_client *c, const char *ns, const char *name, con
 int kube_pod_unscheduled(struct kube_client *c, const char *ns, const char *name,
                          const char *uid, const char *reason, const char *message,
                          int64_t since_s, struct flexpu_error *err);
-
-int kube_nominate(struct kube_client *c, const char *ns, const char *name, const char *uid,
-                  const char *node, struct flexpu_error *err);
 
 /* Sets label KEY of pod NS/NAME to VALUE (NULL: removes it) by a merge
  * patch carrying `uid` as a precondition, so a pod recreated under the

@@ -653,6 +653,16 @@ static void gang_settle(struct fx_model *m, struct gang *g, const struct pod *fr
     }
 }
 
+/* p no longer waits to be told what its group's last try said (its own
+ * turn came, or it left the group). */
+static void gang_untell(struct fx_model *m, struct pod *p)
+{
+    if (p->gang_tell) {
+        p->gang_tell = false;
+        m->ngang_tell--;
+    }
+}
+
 static void gang_leave(struct fx_model *m, struct pod *p)
 {
     struct gang *g = p->gang;
@@ -669,10 +679,7 @@ static void gang_leave(struct fx_model *m, struct pod *p)
     p->gang_short = false;
     p->gang_refused = false;
     memset(&p->grp, 0, sizeof(p->grp));
-    if (p->gang_tell) {
-        p->gang_tell = false;
-        m->ngang_tell--;
-    }
+    gang_untell(m, p);
     if (--g->nmembers == 0) {
         fx_strmap_del(&m->gangs, g->key);
         fx_free(g->said);
@@ -3853,15 +3860,6 @@ static int rules_filter(struct fx_model *m, const struct pod *p, struct flexpu_f
 
 /* Tells the pod `msg` once (FX_WAIT, waiting for `why`) and parks it: true
  * when a is filled. */
-/* p had a turn of its own: what its group's last try said is older. */
-static void gang_untell(struct fx_model *m, struct pod *p)
-{
-    if (p->gang_tell) {
-        p->gang_tell = false;
-        m->ngang_tell--;
-    }
-}
-
 static bool park(struct fx_model *m, struct pod *p, const char *msg, enum fx_wait why,
                  struct fx_attempt *a)
 {
