@@ -73,12 +73,15 @@ declare -A PUB130=([gpuspec10]=94.95 [gpuspec20]=94.84 [gpuspec25]=94.74 [gpuspe
 # bound"), flexpu's margin over fgd and the bound's room over fgd.
 line() {
   awk -v name="$1" -v set="$2" -v p100="${3:-}" -v p130="${4:-}" '
+    function pct(k) { return k in a ? sprintf("%7.2f", a[k]) : sprintf("%7s", "-") }
+    function gpus(k) { return k in u ? sprintf("%7.1f", u[k]) : sprintf("%7s", "-") }
+    function diff(x, y) { return (x in a) && (y in a) ? sprintf("%+7.2f", a[x] - a[y]) : sprintf("%7s", "-") }
     $1 == "flexpu" || $1 == "fgd" || $1 == "bestfit" || $1 == "bound" { a[$1] = $2; u[$1] = $8 }
     END {
       pub = p100 == "" ? "      -       -" : sprintf("%7.2f %7.0f", p100, (100 - p130) * 62.12)
-      printf "%-12s %-9s %7.2f %7.2f %7.2f %7.2f %+7.2f %+7.2f | %7.1f %7.1f %7.1f %7.1f | %s\n",
-             name, set, a["flexpu"], a["fgd"], a["bestfit"], a["bound"], a["flexpu"] - a["fgd"],
-             a["bound"] - a["fgd"], u["flexpu"], u["fgd"], u["bestfit"], u["bound"], pub }'
+      printf "%-12s %-9s %s %s %s %s %s %s | %s %s %s %s | %s\n", name, set,
+             pct("flexpu"), pct("fgd"), pct("bestfit"), pct("bound"), diff("flexpu", "fgd"),
+             diff("bound", "fgd"), gpus("flexpu"), gpus("fgd"), gpus("bestfit"), gpus("bound"), pub }'
 }
 
 {
