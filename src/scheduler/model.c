@@ -632,18 +632,11 @@ static bool gang_carries(const struct gang *g, const struct pod *q)
     return group_values_same(&g->grp, &q->grp);
 }
 
-/* A group keeps its values while a member carries them, so members edited
- * one by one never make it run on a mix. Once none does (each edited, or
- * the last carrier gone), it takes those of `from` (the member just
- * edited; NULL: its first member), and every member waiting for a
- * decision, or refused for carrying what the group now carries, is
- * decided again. */
-static void gang_settle(struct fx_model *m, struct gang *g, const struct pod *from)
+/* Every member of g waiting for a decision, or refused for what it
+ * carries, is decided again: what it was told depends on the group as it
+ * was (its values, how many members exist, the member a refusal names). */
+static void gang_retry(struct fx_model *m, struct gang *g)
 {
-    for (const struct pod *q = g->members; q; q = q->gnext)
-        if (gang_carries(g, q))
-            return;
-    g->grp = (from ? from : g->members)->grp;
     for (struct pod *q = g->members; q; q = q->gnext) {
         if (q->state == POD_WAITING || (q->state == POD_INVALID && q->gang_refused)) {
             q->gang_short = false;
@@ -651,6 +644,20 @@ static void gang_settle(struct fx_model *m, struct gang *g, const struct pod *fr
             enqueue(m, q);
         }
     }
+}
+
+/* A group keeps its values while a member carries them, so members edited
+ * one by one never make it run on a mix. Once none does (each edited, or
+ * the last carrier gone), it takes those of `from` (the member just
+ * edited; NULL: its first member), and its members are decided again
+ * (gang_retry). */
+static void gang_settle(struct fx_model *m, struct gang *g, const struct pod *from)
+{
+    for (const struct pod *q = g->members; q; q = q->gnext)
+        if (gang_carries(g, q))
+            return;
+    g->grp = (from ? from : g->members)->grp;
+    gang_retry(m, g);
 }
 
 /* p no longer waits to be told what its group's last try said (its own
@@ -687,6 +694,12 @@ static void gang_leave(struct fx_model *m, struct pod *p)
         return;
     }
     gang_settle(m, g, NULL);
+    /* What the members left were told counted p (the members that exist,
+     * the missing ones that do not fit together) or named it (a refusal):
+     * each is told anew at once, as kube-scheduler rewrites a pod's
+     * condition at its next attempt; a deleted waiting member frees no
+     * capacity that would wake them. */
+    gang_retry(m, g);
 }
 
 /* The members that waited for more members to exist are tried again: one

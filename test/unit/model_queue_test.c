@@ -431,6 +431,30 @@ static void test_gang_waits_for_members(void **state)
     fx_model_free(m);
 }
 
+/* The members still waiting after each attempt until nothing is left to
+ * do: every one must be a wait of pod `prefix`N, saying `says` for reason
+ * `why`; returns how many were told, at most once each. */
+static int retold(struct fx_model *m, char prefix, const char *says, enum fx_wait why)
+{
+    struct fx_attempt at;
+    bool seen[10] = {false};
+    int n = 0;
+    while (fx_model_next(m, &at)) {
+        if (at.outcome != FX_WAIT || at.uid[0] != prefix)
+            fail_msg("outcome %d for %s (%s); expected a wait of a %c member", at.outcome,
+                     at.uid, at.message, prefix);
+        if (!strstr(at.message, says) || at.wait != why)
+            fail_msg("%s told \"%s\" (reason %d); expected \"%s\" (reason %d)", at.uid,
+                     at.message, at.wait, says, why);
+        int i = at.uid[1] - '0';
+        assert_false(seen[i]);
+        seen[i] = true;
+        n++;
+    }
+    model_checked(m);
+    return n;
+}
+
 /* Every member tried with the group is told why it waits, not only the
  * one whose turn it was: the others were told PodGroupIncomplete while
  * the group was short, and a reason left so would hide from autoscalers
@@ -458,18 +482,79 @@ static void test_gang_members_all_told(void **state)
         assert_non_null(strstr(said[i], "do not fit together"));
     /* Told once: nothing new to say. */
     assert_false(fx_model_next(m, &at));
-    /* A member to be told that is deleted first is not told. */
+    /* A member to be told that is deleted first is not told; the two
+     * left are told what holds them now (a member is missing), not why
+     * the three did not fit together. */
     add_members(m, "h", "eval", 3, 3, 4, 3);
     assert_true(fx_model_next(m, &at));
     assert_int_equal(at.outcome, FX_WAIT);
     gone(m, strcmp(at.uid, "h2") != 0 ? "h2" : "h1");
-    int told = 0;
+    assert_int_equal(retold(m, 'h', "2 of 3 exist", FX_WAIT_POD_GROUP), 2);
+    fx_model_free(m);
+}
+
+/* Three members tried together and told they do not fit together
+ * (Unschedulable, which autoscalers add nodes for); one deleted: the two
+ * left are tried again at once and told the group now waits for a member
+ * (PodGroupIncomplete), not left saying its 3 missing members do not fit
+ * (a node more would not place them now). Before, nothing was decided:
+ * a deleted waiting member frees no capacity to wake them. */
+static void test_gang_member_deleted_retold(void **state)
+{
+    (void)state;
+    struct fx_model *m = model_n1(8);
+    add_members(m, "g", "train", 3, 3, 4, 0);
+    assert_int_equal(retold(m, 'g', "its 3 missing members do not fit together", FX_WAIT_ROOM),
+                     3);
+    gone(m, "g2");
+    assert_int_equal(retold(m, 'g', "2 of 3 exist", FX_WAIT_POD_GROUP), 2);
+    /* Back to three: tried together, told again why they do not fit. */
+    add_member(m, "g2", "train", 3, 4, 2, NULL, 0);
+    assert_int_equal(retold(m, 'g', "do not fit together", FX_WAIT_ROOM), 3);
+    fx_model_free(m);
+}
+
+/* A member refused for its min-members is told a member carrying the
+ * group's value by name; that member deleted while another still carries
+ * it, the refused one is told anew, naming the one left, and the member
+ * left is told how many members exist now. Before, the refusal kept
+ * naming the deleted pod. */
+static void test_gang_refusal_names_no_deleted_member(void **state)
+{
+    (void)state;
+    struct fx_model *m = model_n1(8);
+    add_member(m, "g0", "job", 3, 1, 0, NULL, 0);
+    add_member(m, "g1", "job", 3, 1, 1, NULL, 0);
+    add_member(m, "r0", "job", 2, 1, 2, NULL, 0);
+    struct fx_attempt at;
+    char named[16] = "";
     while (fx_model_next(m, &at)) {
-        assert_int_equal(at.outcome, FX_WAIT);
-        assert_int_equal(at.uid[0], 'h');
-        told++;
+        const char *carrier = strstr(at.message, " but pod t/");
+        if (at.outcome == FX_INVALID && strcmp(at.uid, "r0") == 0 && carrier)
+            sscanf(carrier, " but pod t/%15[^ ] has", named);
     }
-    assert_int_equal(told, 1);
+    if (strcmp(named, "g0") != 0 && strcmp(named, "g1") != 0)
+        fail_msg("r0's refusal names no carrier: \"%s\"", named);
+    const char *left = strcmp(named, "g0") == 0 ? "g1" : "g0";
+    gone(m, named);
+    bool refused = false, counted = false;
+    while (fx_model_next(m, &at)) {
+        if (at.outcome == FX_INVALID && strcmp(at.uid, "r0") == 0) {
+            char want[80];
+            snprintf(want, sizeof(want), "but pod t/%s has '3'", left);
+            if (!strstr(at.message, want))
+                fail_msg("r0 told \"%s\"; expected it to name %s", at.message, left);
+            refused = true;
+        } else if (at.outcome == FX_WAIT && strcmp(at.uid, left) == 0) {
+            if (!strstr(at.message, "1 of 3 exist"))
+                fail_msg("%s told \"%s\"; expected 1 of 3 exist", left, at.message);
+            counted = true;
+        } else {
+            fail_msg("outcome %d for %s (%s)", at.outcome, at.uid, at.message);
+        }
+    }
+    assert_true(refused);
+    assert_true(counted);
     model_checked(m);
     fx_model_free(m);
 }
@@ -917,6 +1002,8 @@ int main(void)
         cmocka_unit_test(test_gang_all_or_nothing),
         cmocka_unit_test(test_gang_waits_for_members),
         cmocka_unit_test(test_gang_members_all_told),
+        cmocka_unit_test(test_gang_member_deleted_retold),
+        cmocka_unit_test(test_gang_refusal_names_no_deleted_member),
         cmocka_unit_test(test_two_gangs_no_deadlock),
         cmocka_unit_test(test_gang_disagreement_invalid),
         cmocka_unit_test(test_gang_first_member_edited),
