@@ -1628,6 +1628,101 @@ static void test_pod_condition_written_once(void **state)
     status_rig_stop(&s);
 }
 
+/* The bodies of the PATCHes of pod `uid`'s status that set or clear its
+ * nominatedNodeName, in order, parsed (at most 4); returns how many. */
+static int nominations_of(struct status_seen *seen, const char *uid, json_t *out[4])
+{
+    char path[256];
+    snprintf(path, sizeof(path), "/api/v1/namespaces/d/pods/%s/status", uid);
+    int n = 0;
+    for (int i = 0; i < seen->npatch && n < 4; i++) {
+        if (strcmp(seen->path[i], path) != 0)
+            continue;
+        json_error_t je;
+        json_t *b = json_loads(seen->body[i], 0, &je);
+        assert_non_null(b);
+        if (kube_get(b, "status.nominatedNodeName"))
+            out[n++] = b;
+        else
+            json_decref(b);
+    }
+    return n;
+}
+
+/* A nomination given back (FX_UNNOMINATE: hi, nominated on n1 for low,
+ * edited to ask no GPU) clears the pod's nominatedNodeName: a merge patch
+ * of pods/hi/status with nominatedNodeName null and hi's UID as
+ * precondition, before hi's Binding. A pod never nominated (w, waiting,
+ * edited) and one whose nomination ends in its bind (h2, its victim gone)
+ * get no such patch. */
+static void test_unnomination_patched(void **state)
+{
+    (void)state;
+    struct status_rig s;
+    status_rig_start(&s, false, 0, 0);
+    struct fx_model *m = s.r.m;
+    rig_add(&s.r, slice_pod_on("low", 100, "n1", 0));
+    json_t *hi = rig_add(&s.r, pending_pod("hi", 60, "2026-01-01T00:00:01Z"));
+    json_object_set_new(json_object_get(hi, "spec"), "priority", json_integer(1000));
+    fx_model_pod_event(m, KUBE_MODIFIED, hi);
+    json_t *w = rig_add(&s.r, pending_pod("w", 60, "2026-01-01T00:00:02Z"));
+    rig_start(&s.r, NULL, 1);
+    struct fx_binder *b = &s.r.b;
+    fx_bind_round(m, b, 256, NULL); /* hi nominated, low evicted, w told it waits */
+    fx_binder_flush(m, b);
+    assert_non_null(strstr(s.seen.order, "POST /api/v1/namespaces/d/pods/low/eviction"));
+
+    /* hi edited to ask no GPU: its place is given back, it binds beside low */
+    json_t *limits = kube_get(json_array_get(kube_get(hi, "spec.containers"), 0),
+                              "resources.limits");
+    json_object_del(limits, "flexpu.io/gpu");
+    json_object_del(limits, "flexpu.io/gpu-cores");
+    fx_model_pod_event(m, KUBE_MODIFIED, hi);
+    json_object_set_new(json_object_get(w, "metadata"), "labels",
+                        json_pack("{s:s}", "app", "edited"));
+    json_object_set_new(json_array_get(kube_get(w, "spec.containers"), 0), "image",
+                        json_string("edited"));
+    fx_model_pod_event(m, KUBE_MODIFIED, w);
+    fx_bind_round(m, b, 256, NULL);
+    fx_binder_flush(m, b);
+    json_t *nom[4];
+    int n = nominations_of(&s.seen, "hi", nom);
+    if (n != 2)
+        fail_msg("%d nominatedNodeName patches of hi, expected 2 (set, cleared): %s", n,
+                 s.seen.order);
+    assert_string_equal(kube_str(nom[0], "status.nominatedNodeName"), "n1");
+    assert_true(json_is_null(kube_get(nom[1], "status.nominatedNodeName")));
+    assert_string_equal(kube_str(nom[1], "metadata.uid"), "hi");
+    for (int i = 0; i < n; i++)
+        json_decref(nom[i]);
+    const char *cleared = strstr(s.seen.order, "PATCH /api/v1/namespaces/d/pods/hi/status");
+    cleared = cleared ? strstr(cleared + 1, "PATCH /api/v1/namespaces/d/pods/hi/status") : NULL;
+    const char *bound = strstr(s.seen.order, "POST /api/v1/namespaces/d/pods/hi/binding");
+    if (!cleared || !bound || bound < cleared)
+        fail_msg("hi's nomination not cleared before its bind: %s", s.seen.order);
+    assert_int_equal(nominations_of(&s.seen, "w", nom), 0);
+
+    /* low and w gone; h2 nominated for low2, which goes: h2 is bound, and
+     * its nomination, ended by the bind, is not cleared */
+    fx_model_pod_event(m, KUBE_DELETED, s.r.pods[0]);
+    fx_model_pod_event(m, KUBE_DELETED, w);
+    rig_add(&s.r, slice_pod_on("low2", 100, "n1", 0));
+    json_t *h2 = rig_add(&s.r, pending_pod("h2", 60, "2026-01-01T00:00:03Z"));
+    json_object_set_new(json_object_get(h2, "spec"), "priority", json_integer(1000));
+    fx_model_pod_event(m, KUBE_MODIFIED, h2);
+    fx_bind_round(m, b, 256, NULL);
+    fx_binder_flush(m, b);
+    assert_non_null(strstr(s.seen.order, "POST /api/v1/namespaces/d/pods/low2/eviction"));
+    fx_model_pod_event(m, KUBE_DELETED, s.r.pods[3]);
+    fx_bind_round(m, b, 256, NULL);
+    fx_binder_flush(m, b);
+    assert_non_null(strstr(s.seen.order, "POST /api/v1/namespaces/d/pods/h2/binding"));
+    assert_int_equal(nominations_of(&s.seen, "h2", nom), 1); /* set, never cleared */
+    assert_string_equal(kube_str(nom[0], "status.nominatedNodeName"), "n1");
+    json_decref(nom[0]);
+    status_rig_stop(&s);
+}
+
 /* pending_pod() labelled key=value, and annotated `ann`=`ann_value` when
  * ann is not NULL. */
 static json_t *labelled_pod(const char *uid, const char *created, const char *key,
@@ -2125,6 +2220,7 @@ int main(void)
         cmocka_unit_test(test_pod_condition_not_after_bind),
         cmocka_unit_test(test_pod_condition_writes_in_order),
         cmocka_unit_test(test_pod_condition_not_past_lease),
+        cmocka_unit_test(test_unnomination_patched),
         cmocka_unit_test(test_bind_not_sent_past_lease),
         cmocka_unit_test(test_bind_labels_remote_pod),
         cmocka_unit_test(test_list_with_label_selector),
