@@ -228,7 +228,9 @@ int kube_delete_pod(struct kube_client *c, const char *ns, const char *name, con
  * both keep free for it. `uid` (may be NULL) guards the patch as in
  * kube_evict: FLEXPU_ENOENT when the pod is gone or another pod holds the
  * name (the API server answers 422 on metadata.uid). A bound pod cannot be
- * nominated: FLEXPU_EINVAL with the server's message. */
+ * nominated: FLEXPU_EINVAL with the server's message; clearing is allowed on
+ * one (the server refuses only a new node name there), so a clear that
+ * races a bind succeeds. */
 int kube_nominate(struct kube_client *c, const char *ns, const char *name, const char *uid,
                   const char *node, struct flexpu_error *err);
 

@@ -591,6 +591,10 @@ static void preemption_step(struct fx_model *m, struct fx_binder *b, struct fx_a
     if (a->outcome == FX_UNNOMINATE) {
         FX_INFO(COMP, "nomination ended", "pod=%s/%s why=\"%s\"", a->ns, a->name, a->message);
         int rc = kube_nominate(b->c, a->ns, a->name, a->uid, NULL, &err);
+        /* A pod gone or replaced has nothing to clear. One bound meanwhile
+         * (another instance's bind, a user's Binding) answers 200: the API
+         * server refuses only a new node name on a bound pod, not a clear
+         * (kube_nominate), so any other failure is worth saying. */
         if (rc && rc != FLEXPU_ENOENT)
             FX_WARN(COMP, "cannot clear nominatedNodeName", "pod=%s/%s error=\"%s\"", a->ns,
                     a->name, err.msg);

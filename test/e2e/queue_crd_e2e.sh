@@ -19,7 +19,8 @@
 #    and stays; one whose budget allows it, and one with none, go; a stale
 #    UID or a missing pod is FLEXPU_ENOENT; it nominates a pending pod for a
 #    node (status.nominatedNodeName) and clears it, and a bound pod cannot be
-#    nominated.
+#    nominated but can have its nomination cleared (what an FX_UNNOMINATE
+#    racing a bind sends).
 #
 #   queue_crd_e2e.sh BUILD_DIR
 E2E_NAME=queue-crd-e2e
@@ -224,4 +225,5 @@ rc=0; out="$("$call" "$sched" nominate default waiting 00000000-0000-0000-0000-0
 [ -z "$(kubectl get pod waiting -o jsonpath='{.status.nominatedNodeName}')" ] || fail "a stale UID's nomination was written"
 rc=0; out="$("$call" "$sched" nominate default guarded "$(uid guarded)" gpu-1)" || rc=$?
 [ "$rc" = 1 ] && grep -qF "already bound" <<<"$out" || fail "nominating a bound pod exited $rc: $out"
-pass "nomination: status.nominatedNodeName set on a pending pod and cleared; a stale UID is ENOENT and writes nothing; a bound pod is refused"
+out="$("$call" "$sched" nominate default guarded "$(uid guarded)" -)" || fail "clearing a bound pod's nomination (a clear racing a bind): $out"
+pass "nomination: status.nominatedNodeName set on a pending pod and cleared; a stale UID is ENOENT and writes nothing; a bound pod is refused, and its nomination cleared"
