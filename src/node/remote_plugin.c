@@ -337,7 +337,7 @@ int fx_remote_plugin_device_list(struct fx_remote_plugin *p, uint8_t **msg, size
 {
     size_t n = (size_t)p->cfg.slots;
     V1beta1__Device devs[FX_REMOTE_SLOTS_MAX], *ptrs[FX_REMOTE_SLOTS_MAX];
-    char ids[FX_REMOTE_SLOTS_MAX][16];
+    char ids[FX_REMOTE_SLOTS_MAX][32];
     for (size_t i = 0; i < n; i++) {
         snprintf(ids[i], sizeof(ids[i]), "remote-%zu", i);
         v1beta1__device__init(&devs[i]);
