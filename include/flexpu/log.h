@@ -33,15 +33,32 @@ int flexpu_log_level_parse(const char *s, enum flexpu_log_level *out, struct fle
 int flexpu_log_level_option(const char *prog, const char *value);
 const char *flexpu_log_level_name(enum flexpu_log_level level);
 
-/* Logs `time=... level=L comp=COMP msg="MSG" KV` where KV is a printf-format
- * of further key=value pairs (may be NULL). Quotes and control bytes in msg
- * are escaped and newlines anywhere are replaced, so one event is one line. */
+/* The longest line, newline not counted; longer ones are cut (an escape is
+ * never split). */
+#define FLEXPU_LOG_LINE_MAX 2048
+
+/* Logs `time=... level=L comp=COMP msg="MSG" KV`. KV comes from kvfmt, a
+ * printf format of space-separated key=value fields; NULL or blank adds
+ * none. The format's text gives the keys and the quotes; what its
+ * conversions make is data, so a log pipeline reads back exactly the fields
+ * the format names, whatever the arguments hold:
+ * - a value the format quotes (key="%s", key="%s: %s") is written quoted,
+ *   with '"', '\\', \n, \r, \t escaped so and other control bytes as \u00XX,
+ *   as go-logfmt (Loki, Vector) and JSON read them;
+ * - a bare value (key=%s) stays bare unless it holds a space, '"', '=', '\\'
+ *   or a control byte: then it is quoted and escaped the same way;
+ * - a key a conversion makes has those bytes replaced by '_'.
+ * msg is always quoted and escaped so. %n is not honoured (it and any
+ * conversion after it are dropped). */
 void flexpu_log(enum flexpu_log_level level, const char *comp, const char *msg, const char *kvfmt,
                 ...) __attribute__((format(printf, 4, 5)));
 
-#define FX_DEBUG(comp, msg, ...) flexpu_log(FLEXPU_LOG_DEBUG, comp, msg, __VA_ARGS__)
-#define FX_INFO(comp, msg, ...)  flexpu_log(FLEXPU_LOG_INFO, comp, msg, __VA_ARGS__)
-#define FX_WARN(comp, msg, ...)  flexpu_log(FLEXPU_LOG_WARN, comp, msg, __VA_ARGS__)
-#define FX_ERROR(comp, msg, ...) flexpu_log(FLEXPU_LOG_ERROR, comp, msg, __VA_ARGS__)
+/* The kv format must be a string literal: the macros join " " to it, so
+ * anything else (a variable, NULL) does not compile, and -Wformat checks it
+ * against the arguments. A line with no fields passes "". */
+#define FX_DEBUG(comp, msg, ...) flexpu_log(FLEXPU_LOG_DEBUG, comp, msg, " " __VA_ARGS__)
+#define FX_INFO(comp, msg, ...)  flexpu_log(FLEXPU_LOG_INFO, comp, msg, " " __VA_ARGS__)
+#define FX_WARN(comp, msg, ...)  flexpu_log(FLEXPU_LOG_WARN, comp, msg, " " __VA_ARGS__)
+#define FX_ERROR(comp, msg, ...) flexpu_log(FLEXPU_LOG_ERROR, comp, msg, " " __VA_ARGS__)
 
 #endif

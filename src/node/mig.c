@@ -596,8 +596,9 @@ int fx_mig_setup(struct fx_nvml *n, const struct fx_mig_layout *layout, struct f
         if (on < 0) {
             rc = -1;
         } else if (on > 0) {
-            FX_INFO(COMP, "GPU without MIG: it stays a plain GPU", "gpu=%s model=%s%s",
-                    gpus[i].uuid, gpus[i].model, have_calls ? "" : " reason=\"NVML has no MIG calls\"");
+            FX_INFO(COMP, "GPU without MIG: it stays a plain GPU", "gpu=%s model=%s reason=\"%s\"",
+                    gpus[i].uuid, gpus[i].model,
+                    have_calls ? "the GPU does not support MIG" : "NVML has no MIG calls");
             if (nout >= max)
                 rc = flexpu_error_set(err, FLEXPU_ERANGE, FIELD " makes more than %d GPUs on "
                                       "this node, the most one node publishes", max);

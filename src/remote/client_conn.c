@@ -241,7 +241,7 @@ static int connect_server(void)
         addr = addr_buf;
     }
     if (!addr || !*addr) {
-        FX_ERROR(COMP, "FLEXPU_REMOTE_ADDR is not set: no remote GPU", "%s", "");
+        FX_ERROR(COMP, "FLEXPU_REMOTE_ADDR is not set: no remote GPU", "");
         return conn.dead = cudaErrorNoDevice;
     }
     conn.timeout_ms = env_timeout();

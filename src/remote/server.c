@@ -673,7 +673,7 @@ static int slot_granted(struct fx_srv_conn *c, int64_t deadline)
     char b = 0;
     if (fx_net_write_all(fd, "A", 1, deadline) != 0 || fx_net_read_all(fd, &b, 1, deadline) != 0 ||
         b != 'Y') {
-        FX_WARN(COMP, "client refused: the server serves --max-clients already", "%s", "");
+        FX_WARN(COMP, "client refused: the server serves --max-clients already", "");
         return 0;
     }
     return 1;

@@ -64,7 +64,7 @@ static int load(struct fx_srv_conn *c)
     *(void **)&b->set_stream = dlsym(b->lib, "cublasSetStream_v2");
     *(void **)&b->gemm_ex = dlsym(b->lib, "cublasGemmEx");
     if (!b->create || !b->destroy || !b->set_stream || !b->gemm_ex) {
-        FX_ERROR(COMP, "cuBLAS lacks a function", "%s", "");
+        FX_ERROR(COMP, "cuBLAS lacks a function", "");
         dlclose(b->lib);
         b->lib = NULL;
         return BLAS_NOT_INITIALIZED;

@@ -215,7 +215,7 @@ static void start_monitor_locked(void)
         __atomic_store_n(&monitor_state, 1, __ATOMIC_RELAXED);
         atexit(stop_monitor);
     } else {
-        FX_WARN(COMP, "cannot start the in-flight monitor; hand-overs wait for polls", NULL);
+        FX_WARN(COMP, "cannot start the in-flight monitor; hand-overs wait for polls", "");
         __atomic_store_n(&monitor_state, 3, __ATOMIC_RELAXED);
     }
 }

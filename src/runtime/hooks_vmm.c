@@ -173,7 +173,7 @@ CUresult cuMemMap(CUdeviceptr ptr, size_t size, size_t offset, CUmemGenericAlloc
             /* Cannot remember the mapping: the handle then goes free at its
              * release, as if unmapped (an under-count of one mapping's
              * lifetime, logged). */
-            FX_WARN(COMP, "out of host memory for a mapping record", NULL);
+            FX_WARN(COMP, "out of host memory for a mapping record", "");
         }
     }
     pthread_mutex_unlock(&vmm_lock);
