@@ -255,7 +255,7 @@ static int connect_server(void)
             return 0;
         if (fx_net_deadline(backoff_ms) >= until) {
             FX_ERROR(COMP, "remote GPU lost: every CUDA call fails from now on",
-                     "reason=\"%s\" tries=%d wait_ms=%ld (FLEXPU_REMOTE_WAIT_MS)", conn.why,
+                     "reason=\"%s\" tries=%d wait_ms=%ld setting=FLEXPU_REMOTE_WAIT_MS", conn.why,
                      tries, wait_ms);
             return conn.dead;
         }

@@ -66,7 +66,7 @@ static int read_token_fd(int fd, const char *what, unsigned char *buf, size_t *l
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (st.st_mode & 077)) {
         FX_ERROR(COMP, "the token file must be a regular file only its owner may read",
-                 "path=%s mode=%04o (expected a regular file with mode 0600 or 0400)", what,
+                 "path=%s mode=%04o expected=\"a regular file with mode 0600 or 0400\"", what,
                  (unsigned)(st.st_mode & 07777));
         close(fd);
         return -1;
@@ -456,7 +456,7 @@ int main(int argc, char **argv)
      * lets the path read every frame: loopback only, unless asked for. */
     if (!have_token && !insecure && !fx_net_is_loopback(lfd)) {
         FX_ERROR(COMP, "without --token-file, --listen must be a loopback address",
-                 "listen=%s (give --token-file, or --insecure to serve plaintext to anyone)",
+                 "listen=%s hint=\"give --token-file, or --insecure to serve plaintext to anyone\"",
                  listen_addr);
         close(lfd);
         return 2;

@@ -477,7 +477,7 @@ int main(int argc, char **argv)
         if (queues_said != !queues_absent) {
             if (queues_absent)
                 FX_WARN(COMP, "no Queue objects to read: every pod is in the default queue",
-                        "path=%s status=%ld (404: the CRD is not installed; 403: no RBAC)",
+                        "path=%s status=%ld hint=\"404: the CRD is not installed; 403: no RBAC\"",
                         KUBE_QUEUES_PATH, wq.list_status);
             else if (queues_said == 0)
                 FX_INFO(COMP, "Queue objects readable now", "queues=%d", fx_queue_sync_count(qs));

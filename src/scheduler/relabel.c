@@ -122,8 +122,8 @@ int fx_relabel_round(struct fx_relabel *r, struct kube_client *c, int max, int64
         sent++;
         if (rc == 0 || rc == FLEXPU_ENOENT) {
             if (rc == 0 && e->node[0])
-                FX_INFO(COMP, "remote pod labelled with its GPU node", "pod=%s/%s %s=%s", e->ns,
-                        e->name, FX_LABEL_REMOTE_GPU_NODE, e->node);
+                FX_INFO(COMP, "remote pod labelled with its GPU node",
+                        "pod=%s/%s " FX_LABEL_REMOTE_GPU_NODE "=%s", e->ns, e->name, e->node);
             else if (rc == 0)
                 FX_INFO(COMP, "label removed from a pod without a remote slice", "pod=%s/%s "
                         "label=%s", e->ns, e->name, FX_LABEL_REMOTE_GPU_NODE);
