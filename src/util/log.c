@@ -221,6 +221,14 @@ static void skip_arg(va_list *ap, enum arg_size size, char conv)
  * the arguments after it cannot be found then. */
 static int put_conv(const char **f, char *dst, size_t room, va_list *ap)
 {
+    if ((*f)[1] == 's') { /* most of them: copied, not parsed again by vsnprintf */
+        const char *arg = va_arg(*ap, const char *);
+        size_t n = strlen(arg ? arg : "(null)");
+        n = n < room ? n : room - 1;
+        memcpy(dst, arg ? arg : "(null)", n);
+        *f += 2;
+        return (int)n;
+    }
     const char *s = *f + 1;
     int stars = 0;
     s += strspn(s, "-+ #0'I");
