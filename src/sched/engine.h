@@ -163,6 +163,25 @@ struct fx_workload {
     double *ratio, *ratio_w, *ratio_w_inv;
     struct fx_shape_group *groups;
     int ngroups;
+    /* Change 10 (policy.c, flexpu_room_cost): the sets of GPU models that
+     * GPU shapes name, one entry per set, with what prices the room their
+     * models' nodes keep for them (fx_workload_refresh_prices). */
+    struct fx_model_set *sets;
+    int nsets;
+};
+
+struct fx_model_set {
+    uint64_t models;
+    double demand; /* its shapes' share of the workload's GPU demand (pods x GPU milli) */
+    /* CPU (milli) and memory (MiB) per GPU milli of its CPU- and
+     * memory-heaviest tenth: the ratio at or above which a tenth of its GPU
+     * demand lies. A node's room for the set is the compute its free CPU
+     * and memory can feed at these ratios, so a node that the set's heavy
+     * pods would leave stranded is not counted as room. */
+    double cpu, mem;
+    /* Per milli of room taken, set before each decision: the set's demand
+     * still to come over its room, at most 1, in steps of 1/16. */
+    double price;
 };
 
 struct fx_policy;
@@ -255,6 +274,12 @@ void fx_workload_clear(struct fx_workload *w);
  * of the set (exactly 1 where every shape can use them). Looked up in
  * w->model_share, computed from the shapes for a set not there. */
 double fx_workload_strand_share(const struct fx_workload *w, uint64_t models);
+/* Change 10: sets each model set's price from the cluster's free compute
+ * and the room its models' nodes keep for it; a price that moves starts a
+ * new memo epoch. Nothing to do for a workload whose shapes name no model. */
+void fx_workload_refresh_prices(struct flexpu_engine *e);
+/* The priced room of node v: the sum over model sets of price x room. */
+double fx_workload_priced_room(const struct fx_workload *w, const struct fx_view *v);
 
 /* filter.c: label and taint sets, and evaluating a pod's filter on them. */
 /* Interns the labels and taints of in; *id receives the set (-1 when the

@@ -397,6 +397,8 @@ int fx_decide_scoped(struct flexpu_engine *e, const struct flexpu_pod_req *req,
             }
         }
     }
+    if (e->policy->prices)
+        fx_workload_refresh_prices(e);
     char taint[128] = "";
     struct pick k = {.e = e, .rng = rng, .best_node = -1,
                      .by_priority = fx_engine_ties(e) == FX_TIES_NODE_PRIORITY};

@@ -180,7 +180,7 @@ static int eval_fgd(const struct fx_eval_ctx *ctx, const struct fx_view *v,
 
 /* ---- flexpu ----------------------------------------------------------- */
 
-/* flexpu's policy (docs/SCHEDULING.md). Nine changes to FGD, each measured
+/* flexpu's policy (docs/SCHEDULING.md). Ten changes to FGD, each measured
  * on the Alibaba traces:
  *  - shapes weigh by the GPU demand they bring, not by pod count, so a rare
  *    8-GPU shape that would strand 8 GPUs is defended in proportion;
@@ -209,6 +209,9 @@ static int eval_fgd(const struct fx_eval_ctx *ctx, const struct fx_view *v,
  *  - for a GPU pod, that stranded compute counts only for the shapes that
  *    accept a model of the node's GPUs (a shape locked out by model books
  *    all the node's idle compute as fragment already);
+ *  - a placement pays for the room it takes from a set of GPU models that
+ *    the pods naming them will want (room_cost): FGD prices fragments, not
+ *    what a pod consumes;
  *  - inside a node, the exact least-fragmenting GPU is taken (the fullest
  *    such GPU on ties), while nodes are compared on FGD's 0..100 score so
  *    that near-equal nodes tie and are drawn at random rather than herded. */
@@ -287,6 +290,25 @@ static double flexpu_frag_cpu_pod(const struct flexpu_engine *e, const struct fx
     return fx_frag_weighted(&e->wl, v, 1) + cpu_stranded_by_shape(&e->wl, v);
 }
 
+/* Change 10 (docs/SCHEDULING.md, "Pods that name GPU models: the room
+ * they need"): FGD prices fragments, not what a placement consumes, so a
+ * pod that could run anywhere took whole GPUs of a model that the pods
+ * naming it already oversubscribe, and as many of those failed later. A
+ * placement pays, per model set, the set's price times the room it takes
+ * from the set on the node (workload.c: set_room, what the node's free
+ * GPUs of the set's models, CPU and memory can still give the set's pods),
+ * on the fragments' milli scale; CPU-only pods pay for the CPU they take
+ * too. Nothing without model constraints: every decision is what it was. */
+static double room_cost(const struct fx_workload *w, const struct fx_view *v,
+                        const struct flexpu_pod_req *r, const struct flexpu_placement *p)
+{
+    if (w->nsets == 0)
+        return 0;
+    struct fx_view after = *v;
+    fx_view_apply(&after, r, p);
+    return fx_workload_priced_room(w, v) - fx_workload_priced_room(w, &after);
+}
+
 static int eval_flexpu(const struct fx_eval_ctx *ctx, const struct fx_view *v,
                        const struct flexpu_pod_req *r, struct fx_choice *out)
 {
@@ -318,6 +340,7 @@ static int eval_flexpu(const struct fx_eval_ctx *ctx, const struct fx_view *v,
             return 0;
         after = frag_after(ctx->e, v, r, &out->p, frag);
     }
+    after += room_cost(&ctx->e->wl, v, r, &out->p);
     out->cost = -fgd_score(before, after);
     return 1;
 }
@@ -348,7 +371,7 @@ static const struct fx_policy policies[] = {
      .memo = 1, .eval = eval_fgd, .ties = FX_TIES_NODE_PRIORITY, .coverage = 0.95,
      .typical = FX_TYPICAL_LARGER_FIRST},
     {.name = "flexpu", .help = "flexpu's policy (see docs/SCHEDULING.md)", .memo = 1,
-     .eval = eval_flexpu, RANDOM_TIES},
+     .prices = 1, .eval = eval_flexpu, RANDOM_TIES},
 };
 
 #define NPOLICIES ((int)(sizeof(policies) / sizeof(policies[0])))

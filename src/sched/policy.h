@@ -25,6 +25,9 @@ struct fx_policy {
     /* eval is costly and depends only on the node's state and the request
      * (no random draw): its cost may be cached per class. */
     int memo;
+    /* eval reads the model sets' prices (change 10): refresh them before
+     * each decision. */
+    int prices;
     /* Rules beyond the cost (sched/ties.h): how ties between nodes are
      * broken (enum fx_ties, never FX_TIES_POLICY), and the typical pods'
      * coverage and order among shapes of equal count. */

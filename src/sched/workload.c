@@ -18,6 +18,7 @@ void fx_workload_clear(struct fx_workload *w)
     fx_free(w->ratio_w);
     fx_free(w->ratio_w_inv);
     fx_free(w->model_share);
+    fx_free(w->sets);
     memset(w, 0, sizeof(*w));
 }
 
@@ -269,6 +270,143 @@ static int set_ratios(struct fx_workload *w, const struct flexpu_pod_req *shapes
     return 0;
 }
 
+/* ---- change 10: the room model sets keep (docs/SCHEDULING.md) ---------- */
+
+/* The share of a model set's GPU demand its CPU- and memory-heaviest shapes
+ * must carry to set its ratios (struct fx_model_set): a tenth, chosen on
+ * the tune traces (the mean ratio let a set's heavy tail strand P100 nodes'
+ * GPUs; a quarter kept GPUs from lighter pods that could feed them). */
+#define HEAVY_SHARE 0.1
+
+struct ratio_share {
+    double r, g;
+};
+
+static int cmp_ratio_desc(const void *pa, const void *pb)
+{
+    double a = ((const struct ratio_share *)pa)->r, b = ((const struct ratio_share *)pb)->r;
+    return a > b ? -1 : a < b;
+}
+
+/* The largest ratio at or above which HEAVY_SHARE of the k pairs' weight
+ * lies (pairs sorted here, descending). */
+static double heavy_ratio(struct ratio_share *rs, int k)
+{
+    double total = 0, seen = 0;
+    for (int i = 0; i < k; i++)
+        total += rs[i].g;
+    qsort(rs, (size_t)k, sizeof(*rs), cmp_ratio_desc);
+    for (int i = 0; i < k; i++) {
+        seen += rs[i].g;
+        if (seen >= HEAVY_SHARE * total)
+            return rs[i].r;
+    }
+    return k ? rs[k - 1].r : 0;
+}
+
+/* One entry per set of models that GPU shapes name: its share of the GPU
+ * demand (`gpu`: the workload's, popularity x GPU milli) and its heavy
+ * ratios. */
+static int set_model_sets(struct fx_workload *w, const struct flexpu_pod_req *shapes,
+                          const double *weights, int n, double gpu)
+{
+    struct ratio_share *cpu = fx_calloc((size_t)n + 1, sizeof(*cpu));
+    struct ratio_share *mem = fx_calloc((size_t)n + 1, sizeof(*mem));
+    w->sets = fx_calloc((size_t)n + 1, sizeof(*w->sets));
+    if (!cpu || !mem || !w->sets) {
+        fx_free(cpu);
+        fx_free(mem);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        uint64_t models = shapes[i].model_mask;
+        if (!models || shapes[i].num_gpu == 0)
+            continue;
+        int seen = 0;
+        for (int j = 0; j < w->nsets && !seen; j++)
+            seen = w->sets[j].models == models;
+        if (seen)
+            continue;
+        struct fx_model_set *set = &w->sets[w->nsets++];
+        set->models = models;
+        int k = 0;
+        for (int j = i; j < n; j++) {
+            if (shapes[j].model_mask != models || shapes[j].num_gpu == 0)
+                continue;
+            double g = (double)shapes[j].num_gpu * shapes[j].gpu_milli;
+            set->demand += weights[j] * g / gpu;
+            cpu[k] = (struct ratio_share){(double)shapes[j].cpu_milli / g, weights[j] * g};
+            mem[k] = (struct ratio_share){(double)shapes[j].mem_mib / g, weights[j] * g};
+            k++;
+        }
+        set->cpu = heavy_ratio(cpu, k);
+        set->mem = heavy_ratio(mem, k);
+    }
+    fx_free(cpu);
+    fx_free(mem);
+    return 0;
+}
+
+/* The room node v keeps for the set: the free compute of its GPUs of the
+ * set's models, at most what the node's free CPU and memory feed at the
+ * set's heavy ratios. */
+static double set_room(const struct fx_model_set *set, const struct fx_view *v)
+{
+    double room = 0;
+    for (int g = 0; g < v->ngpu; g++)
+        if ((set->models >> v->model[g]) & 1)
+            room += v->free[g];
+    if (room > 0 && set->cpu > 0 && (double)v->cpu_free / set->cpu < room)
+        room = (double)v->cpu_free / set->cpu;
+    if (room > 0 && set->mem > 0 && (double)v->mem_free / set->mem < room)
+        room = (double)v->mem_free / set->mem;
+    return room;
+}
+
+double fx_workload_priced_room(const struct fx_workload *w, const struct fx_view *v)
+{
+    double r = 0;
+    for (int k = 0; k < w->nsets; k++)
+        if (w->sets[k].price > 0)
+            r += w->sets[k].price * set_room(&w->sets[k], v);
+    return r;
+}
+
+/* A set's demand still to come, if pods keep arriving until the cluster is
+ * full, is its share of the cluster's free compute; over the room its
+ * models' nodes keep for it, that is how much of the room its own pods will
+ * want: 1 or more, every milli of room another pod takes is a milli of the
+ * set's demand that fails later. The price is that ratio, at most 1, in
+ * steps of 1/16 so that the cost cache (memo) lives between the steps. */
+void fx_workload_refresh_prices(struct flexpu_engine *e)
+{
+    struct fx_workload *w = &e->wl;
+    if (w->nsets == 0)
+        return;
+    double all = 0;
+    for (int i = 0; i < e->nlive; i++) {
+        struct fx_view v;
+        fx_view_of(&e->nodes[e->live[i]->head], &v);
+        all += (double)fx_view_idle(&v) * e->live[i]->count;
+    }
+    int moved = 0;
+    for (int k = 0; k < w->nsets; k++) {
+        struct fx_model_set *set = &w->sets[k];
+        double room = 0;
+        for (int i = 0; i < e->nlive; i++) {
+            struct fx_view v;
+            fx_view_of(&e->nodes[e->live[i]->head], &v);
+            room += set_room(set, &v) * e->live[i]->count;
+        }
+        double want = room > 0 ? set->demand * all / room : 0;
+        double price = floor((want < 1 ? want : 1) * 16) / 16;
+        moved |= price != set->price;
+        set->price = price;
+    }
+    if (moved)
+        e->memo_epoch++;
+}
+
 int flexpu_engine_set_workload(struct flexpu_engine *e, const struct flexpu_pod_req *shapes,
                                const double *weights, int n, struct flexpu_error *err)
 {
@@ -335,7 +473,8 @@ int flexpu_engine_set_workload(struct flexpu_engine *e, const struct flexpu_pod_
         }
     w.cpu_per_gpu_milli = gpu > 0 ? cpu / gpu : 0;
     w.mem_per_gpu_milli = gpu > 0 && w.strand_weight > 1.0 ? mem / gpu : 0;
-    if (gpu > 0 && set_ratios(&w, shapes, weights, n, gpu)) {
+    if (gpu > 0 && (set_ratios(&w, shapes, weights, n, gpu) ||
+                    set_model_sets(&w, shapes, weights, n, gpu))) {
         fx_workload_clear(&w);
         return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory for %d shapes", n);
     }
