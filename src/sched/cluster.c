@@ -216,6 +216,8 @@ static void class_set_frag(struct flexpu_engine *e, struct fx_class *c, const st
     struct fx_view v;
     fx_view_of(n, &v);
     c->frag = fx_frag(&e->wl, &v);
+    for (int k = 0; k < FX_ROOM_SETS; k++)
+        c->room[k] = fx_workload_set_room(&e->wl, k, &v);
     c->frag_epoch = e->wl_epoch;
 }
 
@@ -240,6 +242,8 @@ static void node_unlink(struct flexpu_engine *e, struct fx_node *n)
 {
     struct fx_class *c = n->cls;
     e->frag_total -= c->frag;
+    for (int k = 0; k < e->wl.nsets; k++)
+        e->room_total[k] -= c->room[k];
     if (n->prev >= 0)
         e->nodes[n->prev].next = n->next;
     else
@@ -270,6 +274,8 @@ static void node_join(struct flexpu_engine *e, int id, struct fx_class *c)
     c->head = id;
     c->count++;
     e->frag_total += c->frag;
+    for (int k = 0; k < e->wl.nsets; k++)
+        e->room_total[k] += c->room[k];
 }
 
 static struct fx_class *class_of_state(struct flexpu_engine *e, const struct fx_node *n)
@@ -342,10 +348,13 @@ void fx_refrag(struct flexpu_engine *e)
     e->wl_epoch++;
     e->memo_epoch++;
     e->frag_total = 0;
+    memset(e->room_total, 0, sizeof(e->room_total));
     for (int i = 0; i < e->nlive; i++) {
         struct fx_class *c = e->live[i];
         class_set_frag(e, c, &e->nodes[c->head]);
         e->frag_total += c->frag * c->count;
+        for (int k = 0; k < e->wl.nsets; k++)
+            e->room_total[k] += c->room[k] * c->count;
     }
 }
 

@@ -33,9 +33,14 @@ struct fx_memo {
     uint64_t model_mask;
     int num_gpu, gpu_milli;
     uint64_t epoch; /* 0: empty */
-    double cost;
+    double cost; /* the choice's raw part under a policy with a rescore hook */
+    int model;   /* the GPU model the choice takes, for rescore */
     int ok;
 };
+
+/* Change 10 prices at most this many sets of GPU models (those that bring
+ * the most GPU demand), so that a node class keeps its rooms inline. */
+#define FX_ROOM_SETS 16
 
 struct fx_class {
     struct fx_key key;
@@ -46,6 +51,7 @@ struct fx_class {
     int live_idx;           /* index in engine->live */
     int prio_min;           /* member with the smallest node priority; -1: rescan */
     double frag;            /* FGD fragmentation of one member */
+    double room[FX_ROOM_SETS]; /* change 10: the room one member keeps for each model set */
     uint64_t frag_epoch;    /* workload epoch frag was computed for */
     struct fx_memo memo[FX_MEMO_SLOTS];
     int memo_next;          /* round-robin replacement */
@@ -163,7 +169,7 @@ struct fx_workload {
     double *ratio, *ratio_w, *ratio_w_inv;
     struct fx_shape_group *groups;
     int ngroups;
-    /* Change 10 (policy.c, flexpu_room_cost): the sets of GPU models that
+    /* Change 10 (policy.c, rescore_flexpu): the sets of GPU models that
      * GPU shapes name, one entry per set, with what prices the room their
      * models' nodes keep for them (fx_workload_refresh_prices). */
     struct fx_model_set *sets;
@@ -180,7 +186,8 @@ struct fx_model_set {
      * pods would leave stranded is not counted as room. */
     double cpu, mem;
     /* Per milli of room taken, set before each decision: the set's demand
-     * still to come over its room, at most 1, in steps of 1/16. */
+     * still to come over its room, at most 1, in steps of 1/16 (the form
+     * measured on the tune traces). */
     double price;
 };
 
@@ -217,6 +224,7 @@ struct flexpu_engine {
 
     struct flexpu_stats stats; /* frag_milli/classes derived on read */
     double frag_total;
+    double room_total[FX_ROOM_SETS]; /* change 10: the live nodes' room per model set */
 
     struct fx_attrs **attrs;        /* interned label/taint sets; NULL: a free slot */
     struct fx_attr_eval *attr_eval; /* per set, filled by each decision (no allocation there) */
@@ -275,11 +283,16 @@ void fx_workload_clear(struct fx_workload *w);
  * w->model_share, computed from the shapes for a set not there. */
 double fx_workload_strand_share(const struct fx_workload *w, uint64_t models);
 /* Change 10: sets each model set's price from the cluster's free compute
- * and the room its models' nodes keep for it; a price that moves starts a
- * new memo epoch. Nothing to do for a workload whose shapes name no model. */
+ * and the room its models' nodes keep for it (room_total). Nothing to do
+ * for a workload whose shapes name no model. */
 void fx_workload_refresh_prices(struct flexpu_engine *e);
-/* The priced room of node v: the sum over model sets of price x room. */
-double fx_workload_priced_room(const struct fx_workload *w, const struct fx_view *v);
+/* What taking r's CPU, memory and GPU compute of model `model` (-1: none)
+ * from node v costs at the model sets' prices: the sum over sets of price x
+ * the room taken. */
+double fx_workload_room_cost(const struct fx_workload *w, const struct fx_view *v,
+                             const struct flexpu_pod_req *r, int model);
+/* The room node v keeps for set k of the workload (0 past its sets). */
+double fx_workload_set_room(const struct fx_workload *w, int k, const struct fx_view *v);
 
 /* filter.c: label and taint sets, and evaluating a pod's filter on them. */
 /* Interns the labels and taints of in; *id receives the set (-1 when the

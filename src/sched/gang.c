@@ -159,6 +159,7 @@ struct gang {
     struct flexpu_rng *rng;
     int64_t next_alloc_id;      /* saved, put back by rollback */
     double frag_total;
+    double room_total[FX_ROOM_SETS];
     struct fx_order visit;      /* the engine's visit order, saved, put back by rollback */
     struct flexpu_noplace why;  /* the last attempt's first failure */
     int failed;                 /* that member's index, -1 */
@@ -219,6 +220,7 @@ static void rollback(struct gang *g)
     g->placed = 0;
     g->e->next_alloc_id = g->next_alloc_id;
     g->e->frag_total = g->frag_total;
+    memcpy(g->e->room_total, g->room_total, sizeof(g->room_total));
     fx_order_restore(g->e, &g->visit);
 }
 
@@ -468,6 +470,7 @@ static int gang_init(struct gang *g, struct flexpu_engine *e, struct flexpu_gang
     }
     g->next_alloc_id = e->next_alloc_id;
     g->frag_total = e->frag_total;
+    memcpy(g->room_total, e->room_total, sizeof(g->room_total));
     g->failed = -1;
     return 0;
 }

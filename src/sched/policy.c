@@ -210,7 +210,7 @@ static int eval_fgd(const struct fx_eval_ctx *ctx, const struct fx_view *v,
  *    accept a model of the node's GPUs (a shape locked out by model books
  *    all the node's idle compute as fragment already);
  *  - a placement pays for the room it takes from a set of GPU models that
- *    the pods naming them will want (room_cost): FGD prices fragments, not
+ *    the pods naming them will want (rescore_flexpu): FGD prices fragments, not
  *    what a pod consumes;
  *  - inside a node, the exact least-fragmenting GPU is taken (the fullest
  *    such GPU on ties), while nodes are compared on FGD's 0..100 score so
@@ -290,23 +290,21 @@ static double flexpu_frag_cpu_pod(const struct flexpu_engine *e, const struct fx
     return fx_frag_weighted(&e->wl, v, 1) + cpu_stranded_by_shape(&e->wl, v);
 }
 
-/* Change 10 (docs/SCHEDULING.md, "Pods that name GPU models: the room
- * they need"): FGD prices fragments, not what a placement consumes, so a
- * pod that could run anywhere took whole GPUs of a model that the pods
- * naming it already oversubscribe, and as many of those failed later. A
- * placement pays, per model set, the set's price times the room it takes
- * from the set on the node (workload.c: set_room, what the node's free
- * GPUs of the set's models, CPU and memory can still give the set's pods),
- * on the fragments' milli scale; CPU-only pods pay for the CPU they take
- * too. Nothing without model constraints: every decision is what it was. */
-static double room_cost(const struct fx_workload *w, const struct fx_view *v,
-                        const struct flexpu_pod_req *r, const struct flexpu_placement *p)
+/* Change 10 (docs/SCHEDULING.md, "Change 10: the room a wanted model
+ * keeps"): FGD prices fragments, not what a placement consumes, so a pod
+ * that could run anywhere took whole GPUs of a model that the pods naming
+ * it already oversubscribe, and as many of those failed later. A placement
+ * pays, per model set, the set's price times the room it takes on the node
+ * (workload.c: what the node's free GPUs of the set's models, CPU and
+ * memory can still give the set's pods), on the fragments' milli scale;
+ * CPU-only pods pay for the CPU they take too. Without model constraints
+ * there is no set and every decision is what it was. The fragments' part
+ * (raw) depends only on the node's state and the request, so the per-class
+ * cache keeps it and the prices of the moment are added here. */
+static double rescore_flexpu(const struct fx_eval_ctx *ctx, const struct fx_view *v,
+                             const struct flexpu_pod_req *r, double raw, int model)
 {
-    if (w->nsets == 0)
-        return 0;
-    struct fx_view after = *v;
-    fx_view_apply(&after, r, p);
-    return fx_workload_priced_room(w, v) - fx_workload_priced_room(w, &after);
+    return -fgd_score(0, raw + fx_workload_room_cost(&ctx->e->wl, v, r, model));
 }
 
 static int eval_flexpu(const struct fx_eval_ctx *ctx, const struct fx_view *v,
@@ -340,8 +338,9 @@ static int eval_flexpu(const struct fx_eval_ctx *ctx, const struct fx_view *v,
             return 0;
         after = frag_after(ctx->e, v, r, &out->p, frag);
     }
-    after += room_cost(&ctx->e->wl, v, r, &out->p);
-    out->cost = -fgd_score(before, after);
+    out->raw = after - before;
+    out->model = r->num_gpu > 0 ? v->model[out->p.gpu[0]] : -1;
+    out->cost = rescore_flexpu(ctx, v, r, out->raw, out->model);
     return 1;
 }
 
@@ -371,7 +370,7 @@ static const struct fx_policy policies[] = {
      .memo = 1, .eval = eval_fgd, .ties = FX_TIES_NODE_PRIORITY, .coverage = 0.95,
      .typical = FX_TYPICAL_LARGER_FIRST},
     {.name = "flexpu", .help = "flexpu's policy (see docs/SCHEDULING.md)", .memo = 1,
-     .prices = 1, .eval = eval_flexpu, RANDOM_TIES},
+     .prices = 1, .rescore = rescore_flexpu, .eval = eval_flexpu, RANDOM_TIES},
 };
 
 #define NPOLICIES ((int)(sizeof(policies) / sizeof(policies[0])))

@@ -10,6 +10,11 @@
 struct fx_choice {
     struct flexpu_placement p; /* node is filled in by the caller */
     double cost;               /* lower is better */
+    /* For a policy with a rescore hook: the part of the cost that depends
+     * only on the node's state and the request (what the per-class cache
+     * keeps), and the GPU model the choice takes (-1: none). */
+    double raw;
+    int model;
 };
 
 struct fx_eval_ctx {
@@ -26,8 +31,11 @@ struct fx_policy {
      * (no random draw): its cost may be cached per class. */
     int memo;
     /* eval reads the model sets' prices (change 10): refresh them before
-     * each decision. */
+     * each decision. The cache then keeps eval's raw part, and rescore
+     * makes the cost from it at the prices of the moment. */
     int prices;
+    double (*rescore)(const struct fx_eval_ctx *ctx, const struct fx_view *v,
+                      const struct flexpu_pod_req *r, double raw, int model);
     /* Rules beyond the cost (sched/ties.h): how ties between nodes are
      * broken (enum fx_ties, never FX_TIES_POLICY), and the typical pods'
      * coverage and order among shapes of equal count. */

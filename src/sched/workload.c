@@ -304,7 +304,15 @@ static double heavy_ratio(struct ratio_share *rs, int k)
     return k ? rs[k - 1].r : 0;
 }
 
-/* One entry per set of models that GPU shapes name: its share of the GPU
+static int cmp_set_demand(const void *pa, const void *pb)
+{
+    double a = ((const struct fx_model_set *)pa)->demand;
+    double b = ((const struct fx_model_set *)pb)->demand;
+    return a > b ? -1 : a < b;
+}
+
+/* One entry per set of models that GPU shapes name (the FX_ROOM_SETS that
+ * bring the most GPU demand; the rest, rarer, go unpriced): its share of the GPU
  * demand (`gpu`: the workload's, popularity x GPU milli) and its heavy
  * ratios. */
 static int set_model_sets(struct fx_workload *w, const struct flexpu_pod_req *shapes,
@@ -344,32 +352,44 @@ static int set_model_sets(struct fx_workload *w, const struct flexpu_pod_req *sh
     }
     fx_free(cpu);
     fx_free(mem);
+    qsort(w->sets, (size_t)w->nsets, sizeof(*w->sets), cmp_set_demand);
+    if (w->nsets > FX_ROOM_SETS)
+        w->nsets = FX_ROOM_SETS;
     return 0;
 }
 
 /* The room node v keeps for the set: the free compute of its GPUs of the
  * set's models, at most what the node's free CPU and memory feed at the
- * set's heavy ratios. */
-static double set_room(const struct fx_model_set *set, const struct fx_view *v)
+ * set's heavy ratios; `take` of that compute, `cpu` and `mem` taken first. */
+static double set_room(const struct fx_model_set *set, const struct fx_view *v, double take,
+                       double cpu, double mem)
 {
-    double room = 0;
+    double room = -take;
     for (int g = 0; g < v->ngpu; g++)
         if ((set->models >> v->model[g]) & 1)
             room += v->free[g];
-    if (room > 0 && set->cpu > 0 && (double)v->cpu_free / set->cpu < room)
-        room = (double)v->cpu_free / set->cpu;
-    if (room > 0 && set->mem > 0 && (double)v->mem_free / set->mem < room)
-        room = (double)v->mem_free / set->mem;
-    return room;
+    double cpu_free = (double)v->cpu_free - cpu, mem_free = (double)v->mem_free - mem;
+    if (room > 0 && set->cpu > 0 && cpu_free / set->cpu < room)
+        room = cpu_free / set->cpu;
+    if (room > 0 && set->mem > 0 && mem_free / set->mem < room)
+        room = mem_free / set->mem;
+    return room > 0 ? room : 0;
 }
 
-double fx_workload_priced_room(const struct fx_workload *w, const struct fx_view *v)
+double fx_workload_room_cost(const struct fx_workload *w, const struct fx_view *v,
+                             const struct flexpu_pod_req *r, int model)
 {
-    double r = 0;
-    for (int k = 0; k < w->nsets; k++)
-        if (w->sets[k].price > 0)
-            r += w->sets[k].price * set_room(&w->sets[k], v);
-    return r;
+    double cost = 0;
+    for (int k = 0; k < w->nsets; k++) {
+        const struct fx_model_set *set = &w->sets[k];
+        if (set->price <= 0)
+            continue;
+        double take = model >= 0 && ((set->models >> model) & 1)
+                          ? (double)r->num_gpu * r->gpu_milli : 0;
+        cost += set->price * (set_room(set, v, 0, 0, 0) -
+                              set_room(set, v, take, (double)r->cpu_milli, (double)r->mem_mib));
+    }
+    return cost;
 }
 
 /* A set's demand still to come, if pods keep arriving until the cluster is
@@ -377,34 +397,27 @@ double fx_workload_priced_room(const struct fx_workload *w, const struct fx_view
  * models' nodes keep for it, that is how much of the room its own pods will
  * want: 1 or more, every milli of room another pod takes is a milli of the
  * set's demand that fails later. The price is that ratio, at most 1, in
- * steps of 1/16 so that the cost cache (memo) lives between the steps. */
+ * steps of 1/16. The rooms are kept up to date as nodes change class
+ * (cluster.c, node_join and node_unlink), so this costs a pass over the
+ * sets. */
 void fx_workload_refresh_prices(struct flexpu_engine *e)
 {
     struct fx_workload *w = &e->wl;
     if (w->nsets == 0)
         return;
-    double all = 0;
-    for (int i = 0; i < e->nlive; i++) {
-        struct fx_view v;
-        fx_view_of(&e->nodes[e->live[i]->head], &v);
-        all += (double)fx_view_idle(&v) * e->live[i]->count;
-    }
-    int moved = 0;
+    double all = (double)(e->stats.gpu_milli_total - e->stats.gpu_milli_used);
     for (int k = 0; k < w->nsets; k++) {
         struct fx_model_set *set = &w->sets[k];
-        double room = 0;
-        for (int i = 0; i < e->nlive; i++) {
-            struct fx_view v;
-            fx_view_of(&e->nodes[e->live[i]->head], &v);
-            room += set_room(set, &v) * e->live[i]->count;
-        }
-        double want = room > 0 ? set->demand * all / room : 0;
+        double room = e->room_total[k];
+        double want = room > 0.5 ? set->demand * all / room : 0;
         double price = floor((want < 1 ? want : 1) * 16) / 16;
-        moved |= price != set->price;
         set->price = price;
     }
-    if (moved)
-        e->memo_epoch++;
+}
+
+double fx_workload_set_room(const struct fx_workload *w, int k, const struct fx_view *v)
+{
+    return k < w->nsets ? set_room(&w->sets[k], v, 0, 0, 0) : 0;
 }
 
 int flexpu_engine_set_workload(struct flexpu_engine *e, const struct flexpu_pod_req *shapes,
