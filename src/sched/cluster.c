@@ -8,6 +8,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 
 #include "util/alloc.h"
@@ -950,6 +951,20 @@ int flexpu_engine_check(const struct flexpu_engine *e, struct flexpu_error *err)
     if (members != e->stats.nodes)
         return flexpu_error_set(err, FLEXPU_EINVAL, "%d nodes in classes, %d live", members,
                                 e->stats.nodes);
+    /* Change 10's rooms, kept as nodes change class, against a fresh sum. */
+    for (int k = 0; k < e->wl.nsets; k++) {
+        double room = 0;
+        for (int i = 0; i < e->nnodes; i++) {
+            struct fx_view v;
+            if (!e->nodes[i].alive)
+                continue;
+            fx_view_of(&e->nodes[i], &v);
+            room += fx_workload_set_room(&e->wl, k, &v);
+        }
+        if (fabs(room - e->room_total[k]) > 1e-6 * (1.0 + room))
+            return flexpu_error_set(err, FLEXPU_EINVAL, "model set %d: room %.3f kept, %.3f summed",
+                                    k, e->room_total[k], room);
+    }
     /* Label and taint sets: held by each live node and by each type. */
     int prefer = 0;
     int *refs = e->nattrs ? fx_calloc((size_t)e->nattrs, sizeof(*refs)) : NULL;
