@@ -34,7 +34,9 @@ struct fx_memo {
     int num_gpu, gpu_milli;
     uint64_t epoch; /* 0: empty */
     double cost; /* the choice's raw part under a policy with a rescore hook */
-    int model;   /* the GPU model the choice takes, for rescore */
+    /* The GPUs the choice takes (bit g: GPU g), for rescore: the class's
+     * members number their GPUs alike, or all their GPUs are one model. */
+    uint32_t gpus;
     int ok;
 };
 
@@ -286,11 +288,11 @@ double fx_workload_strand_share(const struct fx_workload *w, uint64_t models);
  * and the room its models' nodes keep for it (room_total). Nothing to do
  * for a workload whose shapes name no model. */
 void fx_workload_refresh_prices(struct flexpu_engine *e);
-/* What taking r's CPU, memory and GPU compute of model `model` (-1: none)
- * from node v costs at the model sets' prices: the sum over sets of price x
- * the room taken. */
+/* What taking r's CPU and memory, and r's share of each GPU g in `gpus`
+ * (bit g), from node v costs at the model sets' prices: the sum over sets
+ * of price x the room taken (a GPU counts for the sets of its model). */
 double fx_workload_room_cost(const struct fx_workload *w, const struct fx_view *v,
-                             const struct flexpu_pod_req *r, int model);
+                             const struct flexpu_pod_req *r, uint32_t gpus);
 /* The room node v keeps for set k of the workload (0 past its sets). */
 double fx_workload_set_room(const struct fx_workload *w, int k, const struct fx_view *v);
 

@@ -167,12 +167,12 @@ static struct fx_memo *memo_find(struct fx_class *c, const struct flexpu_pod_req
 }
 
 static void memo_put(struct fx_class *c, const struct flexpu_pod_req *r, uint64_t epoch, int ok,
-                     double cost, int model)
+                     double cost, uint32_t gpus)
 {
     struct fx_memo *m = &c->memo[c->memo_next];
     c->memo_next = (c->memo_next + 1) % FX_MEMO_SLOTS;
     *m = (struct fx_memo){r->cpu_milli, r->mem_mib,   r->gpu_mem_mib, r->model_mask, r->num_gpu,
-                          r->gpu_milli, epoch,        cost,           model,         ok};
+                          r->gpu_milli, epoch,        cost,           gpus,          ok};
 }
 
 /* A decision in progress: the best candidate so far. A candidate is a
@@ -447,7 +447,7 @@ int fx_decide_scoped(struct flexpu_engine *e, const struct flexpu_pod_req *req,
                 if (m) {
                     ok = m->ok;
                     ch.cost = ok && e->policy->rescore
-                                  ? e->policy->rescore(&ctx, &v, &r, m->cost, m->model)
+                                  ? e->policy->rescore(&ctx, &v, &r, m->cost, m->gpus)
                                   : m->cost;
                     memo = 1;
                 } else {
@@ -455,7 +455,7 @@ int fx_decide_scoped(struct flexpu_engine *e, const struct flexpu_pod_req *req,
                     if (e->policy->memo)
                         memo_put(c, &r, e->memo_epoch, ok,
                                  e->policy->rescore ? ch.raw : ch.cost,
-                                 e->policy->rescore ? ch.model : -1);
+                                 e->policy->rescore ? ch.gpus : 0);
                 }
                 ch.p.node = c->head;
             }

@@ -302,9 +302,9 @@ static double flexpu_frag_cpu_pod(const struct flexpu_engine *e, const struct fx
  * (raw) depends only on the node's state and the request, so the per-class
  * cache keeps it and the prices of the moment are added here. */
 static double rescore_flexpu(const struct fx_eval_ctx *ctx, const struct fx_view *v,
-                             const struct flexpu_pod_req *r, double raw, int model)
+                             const struct flexpu_pod_req *r, double raw, uint32_t gpus)
 {
-    return -fgd_score(0, raw + fx_workload_room_cost(&ctx->e->wl, v, r, model));
+    return -fgd_score(0, raw + fx_workload_room_cost(&ctx->e->wl, v, r, gpus));
 }
 
 static int eval_flexpu(const struct fx_eval_ctx *ctx, const struct fx_view *v,
@@ -339,8 +339,10 @@ static int eval_flexpu(const struct fx_eval_ctx *ctx, const struct fx_view *v,
         after = frag_after(ctx->e, v, r, &out->p, frag);
     }
     out->raw = after - before;
-    out->model = r->num_gpu > 0 ? v->model[out->p.gpu[0]] : -1;
-    out->cost = rescore_flexpu(ctx, v, r, out->raw, out->model);
+    out->gpus = 0;
+    for (int i = 0; i < out->p.ngpu; i++)
+        out->gpus |= 1u << out->p.gpu[i];
+    out->cost = rescore_flexpu(ctx, v, r, out->raw, out->gpus);
     return 1;
 }
 

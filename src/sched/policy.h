@@ -12,9 +12,9 @@ struct fx_choice {
     double cost;               /* lower is better */
     /* For a policy with a rescore hook: the part of the cost that depends
      * only on the node's state and the request (what the per-class cache
-     * keeps), and the GPU model the choice takes (-1: none). */
+     * keeps), and the GPUs the choice takes (bit g: GPU g of the node). */
     double raw;
-    int model;
+    uint32_t gpus;
 };
 
 struct fx_eval_ctx {
@@ -35,7 +35,7 @@ struct fx_policy {
      * makes the cost from it at the prices of the moment. */
     int prices;
     double (*rescore)(const struct fx_eval_ctx *ctx, const struct fx_view *v,
-                      const struct flexpu_pod_req *r, double raw, int model);
+                      const struct flexpu_pod_req *r, double raw, uint32_t gpus);
     /* Rules beyond the cost (sched/ties.h): how ties between nodes are
      * broken (enum fx_ties, never FX_TIES_POLICY), and the typical pods'
      * coverage and order among shapes of equal count. */
