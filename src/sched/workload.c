@@ -379,17 +379,27 @@ static double set_room(const struct fx_model_set *set, const struct fx_view *v, 
 double fx_workload_room_cost(const struct fx_workload *w, const struct fx_view *v,
                              const struct flexpu_pod_req *r, uint32_t gpus)
 {
+    /* A node may hold several models, and a placement there takes GPUs of
+     * more than one: each counts for the sets of its own model. */
+    uint64_t models = 0;
+    int n = 0;
+    for (int g = 0; g < v->ngpu; g++)
+        if ((gpus >> g) & 1) {
+            models |= 1ULL << v->model[g];
+            n++;
+        }
     double cost = 0;
     for (int k = 0; k < w->nsets; k++) {
         const struct fx_model_set *set = &w->sets[k];
         if (set->price <= 0)
             continue;
-        /* GPU by GPU: a node may hold several models, and a placement
-         * there takes GPUs of more than one. */
         double take = 0;
-        for (int g = 0; g < v->ngpu; g++)
-            if (((gpus >> g) & 1) && ((set->models >> v->model[g]) & 1))
-                take += r->gpu_milli;
+        if ((set->models & models) == models) /* every GPU taken (or none) */
+            take = (double)n * r->gpu_milli;
+        else if (set->models & models)
+            for (int g = 0; g < v->ngpu; g++)
+                if (((gpus >> g) & 1) && ((set->models >> v->model[g]) & 1))
+                    take += r->gpu_milli;
         cost += set->price * (set_room(set, v, 0, 0, 0) -
                               set_room(set, v, take, (double)r->cpu_milli, (double)r->mem_mib));
     }
