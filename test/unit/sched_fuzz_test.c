@@ -430,9 +430,10 @@ static void op_policy(struct fuzz *f)
 }
 
 /* A gang of random members (fits or not), or one of 600-milli shares, one
- * more than the free GPUs that could take them: the aggregate check passes
- * (the compute is there), the last member fails, and the attempt is rolled
- * back. decide_gang commits nothing either way. */
+ * more than the idle GPUs: the aggregate check often passes (the compute
+ * is there, in part-used GPUs too), a member fails after others were
+ * placed, and the attempt is rolled back (the test asserts some were).
+ * decide_gang commits nothing either way. */
 static void op_gang(struct fuzz *f, int commit)
 {
     if (f->nlive >= MAX_LIVE - MAX_GANG)
