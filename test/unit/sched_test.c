@@ -461,6 +461,31 @@ static void test_flexpu_keeps_cpu_for_idle_gpus(void **state)
     flexpu_engine_free(e);
 }
 
+/* Runs, for seeds 1..8, a 2-GPU T4 node and an 8-GPU G2 node under a
+ * workload of w[0] any-GPU pods, w[1] T4-only pods and w[2] 8-GPU pods, all
+ * of a GPU a piece: `nany` any-GPU pods must go to the G2 node, and the two
+ * T4-only pods that follow to the T4 node. */
+static void scarce_t4_case(const double w[3], int nany)
+{
+    for (uint64_t seed = 1; seed <= 8; seed++) {
+        struct flexpu_engine *e = engine("flexpu");
+        int t4 = add_node(e, "t4", 64000, 262144, 2, "T4", 0, NULL);
+        int g2 = add_node(e, "g2", 64000, 262144, 8, "G2", 0, NULL);
+        struct flexpu_pod_req any = req(1000, 1, 1000), only_t4 = req(1000, 1, 1000);
+        assert_int_equal(flexpu_engine_models(e, "T4", &only_t4.model_mask, NULL), 0);
+        struct flexpu_pod_req shapes[3] = {any, only_t4, req(8000, 8, 1000)};
+        assert_int_equal(flexpu_engine_set_workload(e, shapes, w, 3, NULL), 0);
+        struct flexpu_rng rng;
+        flexpu_rng_seed(&rng, seed);
+        for (int i = 0; i < nany; i++)
+            assert_int_equal(place_ok(e, any, &rng, NULL).node, g2);
+        for (int i = 0; i < 2; i++)
+            assert_int_equal(place_ok(e, only_t4, &rng, NULL).node, t4);
+        check(e);
+        flexpu_engine_free(e);
+    }
+}
+
 /* A scarce model kept for the pods that can only use it: two T4 GPUs, eight
  * G2 GPUs, and a workload of 100 unconstrained single-GPU pods, 20 that
  * only a T4 can hold (a fifth as many, for a fifth of the GPUs) and one
@@ -472,53 +497,21 @@ static void test_flexpu_keeps_cpu_for_idle_gpus(void **state)
 static void test_flexpu_protects_a_scarce_model(void **state)
 {
     (void)state;
-    for (uint64_t seed = 1; seed <= 5; seed++) {
-        struct flexpu_engine *e = engine("flexpu");
-        int t4 = add_node(e, "t4", 64000, 262144, 2, "T4", 0, NULL);
-        int g2 = add_node(e, "g2", 64000, 262144, 8, "G2", 0, NULL);
-        struct flexpu_pod_req any = req(1000, 1, 1000), only_t4 = req(1000, 1, 1000);
-        assert_int_equal(flexpu_engine_models(e, "T4", &only_t4.model_mask, NULL), 0);
-        struct flexpu_pod_req shapes[3] = {any, only_t4, req(8000, 8, 1000)};
-        double w[3] = {100, 20, 1};
-        assert_int_equal(flexpu_engine_set_workload(e, shapes, w, 3, NULL), 0);
-        struct flexpu_rng rng;
-        flexpu_rng_seed(&rng, seed);
-        for (int i = 0; i < 2; i++)
-            assert_int_equal(place_ok(e, any, &rng, NULL).node, g2);
-        for (int i = 0; i < 2; i++)
-            assert_int_equal(place_ok(e, only_t4, &rng, NULL).node, t4);
-        flexpu_engine_free(e);
-    }
+    scarce_t4_case((const double[3]){100, 20, 1}, 2);
 }
 
 /* Change 10: a pod that could run anywhere does not take the room of a
- * model its own pods will want. A 2-GPU T4 node and an 8-GPU G2 node; the
- * workload: 100 any-GPU pods, 40 T4-only pods and 10 8-GPU pods of a GPU
- * each. Opening the G2 node costs the 8-GPU shape its only node, and with
- * change 5's pressure alone that outweighed the T4-only shape, so the
- * any-GPU pod took a T4 and one of the two T4-only pods that follow failed.
- * The T4-only pods bring 40/220 of the GPU demand, so of the 10 free GPUs
- * they will want 1.8 of T4's 2: its room is priced at 14/16 per milli. */
+ * model its own pods will want. The same nodes; the workload: 100 any-GPU
+ * pods, 40 T4-only pods and 10 8-GPU pods. Opening the G2 node costs the
+ * 8-GPU shape its only node, and with change 5's pressure alone that
+ * outweighed the T4-only shape, so the any-GPU pod took a T4 and one of the
+ * two T4-only pods that follow failed. The T4-only pods bring 40/220 of the
+ * GPU demand, so of the 10 free GPUs they will want 1.8 of T4's 2: its room
+ * is priced at 14/16 per milli. */
 static void test_flexpu_prices_the_room_of_a_wanted_model(void **state)
 {
     (void)state;
-    for (uint64_t seed = 1; seed <= 8; seed++) {
-        struct flexpu_engine *e = engine("flexpu");
-        int t4 = add_node(e, "t4", 64000, 262144, 2, "T4", 0, NULL);
-        int g2 = add_node(e, "g2", 64000, 262144, 8, "G2", 0, NULL);
-        struct flexpu_pod_req any = req(1000, 1, 1000), only_t4 = req(1000, 1, 1000);
-        assert_int_equal(flexpu_engine_models(e, "T4", &only_t4.model_mask, NULL), 0);
-        struct flexpu_pod_req shapes[3] = {any, only_t4, req(8000, 8, 1000)};
-        double w[3] = {100, 40, 10};
-        assert_int_equal(flexpu_engine_set_workload(e, shapes, w, 3, NULL), 0);
-        struct flexpu_rng rng;
-        flexpu_rng_seed(&rng, seed);
-        assert_int_equal(place_ok(e, any, &rng, NULL).node, g2);
-        for (int i = 0; i < 2; i++)
-            assert_int_equal(place_ok(e, only_t4, &rng, NULL).node, t4);
-        check(e);
-        flexpu_engine_free(e);
-    }
+    scarce_t4_case((const double[3]){100, 40, 10}, 1);
 }
 
 /* Change 6: a CPU-only pod is priced by the compute it strands shape by
