@@ -951,7 +951,14 @@ int flexpu_engine_check(const struct flexpu_engine *e, struct flexpu_error *err)
     if (members != e->stats.nodes)
         return flexpu_error_set(err, FLEXPU_EINVAL, "%d nodes in classes, %d live", members,
                                 e->stats.nodes);
-    /* Change 10's rooms, kept as nodes change class, against a fresh sum. */
+    /* The fragmentation and change 10's rooms, kept as nodes change class,
+     * against fresh sums (a class's cached values are those of its head). */
+    double frag = 0;
+    for (int i = 0; i < e->nlive; i++)
+        frag += e->live[i]->frag * e->live[i]->count;
+    if (fabs(frag - e->frag_total) > 1e-6 * (1.0 + fabs(frag)))
+        return flexpu_error_set(err, FLEXPU_EINVAL, "fragmentation %.3f kept, %.3f summed",
+                                e->frag_total, frag);
     for (int k = 0; k < e->wl.nsets; k++) {
         double room = 0;
         for (int i = 0; i < e->nnodes; i++) {
