@@ -217,7 +217,7 @@ static void class_set_frag(struct flexpu_engine *e, struct fx_class *c, const st
     struct fx_view v;
     fx_view_of(n, &v);
     c->frag = fx_frag(&e->wl, &v);
-    for (int k = 0; k < FX_ROOM_SETS; k++)
+    for (int k = 0; k < FX_ROOM_SETS; k++) /* 0 past the workload's sets */
         c->room[k] = fx_workload_set_room(&e->wl, k, &v);
     c->frag_epoch = e->wl_epoch;
 }
@@ -959,18 +959,19 @@ int flexpu_engine_check(const struct flexpu_engine *e, struct flexpu_error *err)
     if (fabs(frag - e->frag_total) > 1e-6 * (1.0 + fabs(frag)))
         return flexpu_error_set(err, FLEXPU_EINVAL, "fragmentation %.3f kept, %.3f summed",
                                 e->frag_total, frag);
+    double room[FX_ROOM_SETS] = {0};
+    for (int i = 0; i < e->nnodes; i++) {
+        struct fx_view v;
+        if (!e->nodes[i].alive)
+            continue;
+        fx_view_of(&e->nodes[i], &v);
+        for (int k = 0; k < e->wl.nsets; k++)
+            room[k] += fx_workload_set_room(&e->wl, k, &v);
+    }
     for (int k = 0; k < e->wl.nsets; k++) {
-        double room = 0;
-        for (int i = 0; i < e->nnodes; i++) {
-            struct fx_view v;
-            if (!e->nodes[i].alive)
-                continue;
-            fx_view_of(&e->nodes[i], &v);
-            room += fx_workload_set_room(&e->wl, k, &v);
-        }
-        if (fabs(room - e->room_total[k]) > 1e-6 * (1.0 + room))
+        if (fabs(room[k] - e->room_total[k]) > 1e-6 * (1.0 + room[k]))
             return flexpu_error_set(err, FLEXPU_EINVAL, "model set %d: room %.3f kept, %.3f summed",
-                                    k, e->room_total[k], room);
+                                    k, e->room_total[k], room[k]);
     }
     /* Label and taint sets: held by each live node and by each type. */
     int prefer = 0;

@@ -397,7 +397,7 @@ int fx_decide_scoped(struct flexpu_engine *e, const struct flexpu_pod_req *req,
             }
         }
     }
-    if (e->policy->prices)
+    if (e->policy->rescore)
         fx_workload_refresh_prices(e);
     char taint[128] = "";
     struct pick k = {.e = e, .rng = rng, .best_node = -1,

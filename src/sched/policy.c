@@ -372,7 +372,7 @@ static const struct fx_policy policies[] = {
      .memo = 1, .eval = eval_fgd, .ties = FX_TIES_NODE_PRIORITY, .coverage = 0.95,
      .typical = FX_TYPICAL_LARGER_FIRST},
     {.name = "flexpu", .help = "flexpu's policy (see docs/SCHEDULING.md)", .memo = 1,
-     .prices = 1, .rescore = rescore_flexpu, .eval = eval_flexpu, RANDOM_TIES},
+     .rescore = rescore_flexpu, .eval = eval_flexpu, RANDOM_TIES},
 };
 
 #define NPOLICIES ((int)(sizeof(policies) / sizeof(policies[0])))

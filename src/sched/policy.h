@@ -30,10 +30,10 @@ struct fx_policy {
     /* eval is costly and depends only on the node's state and the request
      * (no random draw): its cost may be cached per class. */
     int memo;
-    /* eval reads the model sets' prices (change 10): refresh them before
-     * each decision. The cache then keeps eval's raw part, and rescore
-     * makes the cost from it at the prices of the moment. */
-    int prices;
+    /* A policy whose cost reads the model sets' prices (change 10): they are
+     * refreshed before each decision, the cache keeps eval's raw part, and
+     * rescore makes the cost from it at the prices of the moment. NULL:
+     * the cache keeps eval's cost. */
     double (*rescore)(const struct fx_eval_ctx *ctx, const struct fx_view *v,
                       const struct flexpu_pod_req *r, double raw, uint32_t gpus);
     /* Rules beyond the cost (sched/ties.h): how ties between nodes are
