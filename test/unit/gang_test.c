@@ -16,6 +16,7 @@
 
 #include "flexpu/gang.h"
 #include "flexpu/sched.h"
+#include "placement_eq.h"
 #include "sched/engine.h"
 #include "sched/ties.h"
 #include "util/alloc.h"
@@ -872,18 +873,6 @@ static void test_random_gangs(void **state)
     assert_true(fail > 100);
 }
 
-/* Node and GPUs (entries past ngpu are not part of a placement). */
-static int same_placement(const struct flexpu_placement *a, const struct flexpu_placement *b)
-{
-    if (a->node != b->node || a->ngpu != b->ngpu)
-        return 0;
-    for (int i = 0; i < a->ngpu; i++)
-        if (a->gpu[i] != b->gpu[i] || a->milli[i] != b->milli[i] ||
-            a->gpu_mem_mib[i] != b->gpu_mem_mib[i])
-            return 0;
-    return 1;
-}
-
 /* Trying a gang and undoing it leaves every later decision as it would
  * have been: the same nodes and GPUs, tie draws included. */
 static void test_undo_changes_no_decision(void **state)
@@ -932,7 +921,7 @@ static void test_undo_changes_no_decision(void **state)
             assert_int_equal(rca, rcb);
             if (rca == 0) {
                 assert_int_equal(ida, idb);
-                differ += !same_placement(&pa, &pb);
+                differ += !placement_eq(&pa, &pb);
             }
         }
         check(a);

@@ -357,22 +357,21 @@ static void test_conversions(void **state)
     memset(big, 'b', sizeof(big) - 1);
     big[sizeof(big) - 1] = '\0';
     int i = -42;
-    FX_INFO("x", "m",
-            "d=%d ld=%ld lld=%lld hd=%hd hhu=%hhu zu=%zu zd=%zd td=%td ju=%ju u=%u x=%#x o=%o "
-            "X=%08X f=%.3f e=%e g=%g Lf=%.2Lf c=%c pct=%%pct s=%-6s| w=%*d p=%.*s q=%5.2s "
-            "u64=%" PRIu64 " last=%s",
-            i, -5L, 1LL << 40, (short)-7, (unsigned char)200, (size_t)123456789, (ssize_t)-9,
-            (ptrdiff_t)-11, (uintmax_t)77, 4000000000u, 255u, 8u, 0xbeefu, 3.14159, 1e-9, 0.5,
-            (long double)2.25, 'Z', "ab", 5, 17, 3, big, "xyz", (uint64_t)1 << 63, "end");
+    /* One format and one argument list, given to the logger and to
+     * snprintf alike, so -Wformat checks both against the same types. */
+#define CONV_FMT                                                                               \
+    "d=%d ld=%ld lld=%lld hd=%hd hhu=%hhu zu=%zu zd=%zd td=%td ju=%ju u=%u x=%#x o=%o "        \
+    "X=%08X f=%.3f e=%e g=%g Lf=%.2Lf c=%c pct=%%pct s=%-6s| w=%*d p=%.*s q=%5.2s "             \
+    "u64=%" PRIu64 " last=%s"
+#define CONV_ARGS                                                                              \
+    i, -5L, 1LL << 40, (short)-7, (unsigned char)200, (size_t)123456789, (ssize_t)-9,          \
+        (ptrdiff_t)-11, (uintmax_t)77, 4000000000u, 255u, 8u, 0xbeefu, 3.14159, 1e-9, 0.5,     \
+        (long double)2.25, 'Z', "ab", 5, 17, 3, big, "xyz", (uint64_t)1 << 63, "end"
+    FX_INFO("x", "m", CONV_FMT, CONV_ARGS);
     char want[512];
-    snprintf(want, sizeof(want),
-             "level=info comp=x msg=\"m\" "
-             "d=%d ld=%ld lld=%lld hd=%hd hhu=%hhu zu=%zu zd=%zd td=%td ju=%ju u=%u x=%#x o=%o "
-             "X=%08X f=%.3f e=%e g=%g Lf=%.2Lf c=%c pct=%%pct s=%-6s| w=%*d p=%.*s q=%5.2s "
-             "u64=%" PRIu64 " last=%s",
-             i, -5L, 1LL << 40, (short)-7, (unsigned char)200, (size_t)123456789, (ssize_t)-9,
-             (ptrdiff_t)-11, (uintmax_t)77, 4000000000u, 255u, 8u, 0xbeefu, 3.14159, 1e-9, 0.5,
-             (long double)2.25, 'Z', "ab", 5, 17, 3, big, "xyz", (uint64_t)1 << 63, "end");
+    snprintf(want, sizeof(want), "level=info comp=x msg=\"m\" " CONV_FMT, CONV_ARGS);
+#undef CONV_FMT
+#undef CONV_ARGS
     assert_int_equal(cap.n, 1);
     /* Only the values with spaces in them ("ab    |", "   17", "   xy") are
      * quoted; the rest is byte for byte the same. */

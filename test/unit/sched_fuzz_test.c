@@ -21,6 +21,7 @@
 
 #include "flexpu/gang.h"
 #include "flexpu/sched.h"
+#include "placement_eq.h"
 #include "sched/engine.h"
 #include "sched/policy.h"
 
@@ -64,18 +65,6 @@ static void mix_place(struct fuzz *f, const struct flexpu_placement *p)
         mix(f, p->gpu[i]);
         mix(f, p->milli[i]);
     }
-}
-
-/* Placements are equal in what they say (entries past ngpu mean nothing). */
-static int same_place(const struct flexpu_placement *a, const struct flexpu_placement *b)
-{
-    if (a->node != b->node || a->ngpu != b->ngpu)
-        return 0;
-    for (int i = 0; i < a->ngpu; i++)
-        if (a->gpu[i] != b->gpu[i] || a->milli[i] != b->milli[i] ||
-            a->gpu_mem_mib[i] != b->gpu_mem_mib[i])
-            return 0;
-    return 1;
 }
 
 /* ---- checks ----------------------------------------------------------- */
@@ -555,7 +544,7 @@ static void op_memo_vs_cold(struct fuzz *f)
     }
     for (int i = 1; i < 3; i++) {
         assert_int_equal(rc[i], rc[0]);
-        if (rc[0] == 0 && !same_place(&p[i], &p[0]))
+        if (rc[0] == 0 && !placement_eq(&p[i], &p[0]))
             fail_msg("decision %d: node %d, the first node %d (or their GPUs differ)", i,
                      p[i].node, p[0].node);
         if (memcmp(&rng[i], &rng[0], sizeof(rng[0])) != 0)
