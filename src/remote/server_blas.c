@@ -64,7 +64,12 @@ static int load(struct fx_srv_conn *c)
     *(void **)&b->set_stream = dlsym(b->lib, "cublasSetStream_v2");
     *(void **)&b->gemm_ex = dlsym(b->lib, "cublasGemmEx");
     if (!b->create || !b->destroy || !b->set_stream || !b->gemm_ex) {
-        FX_ERROR(COMP, "cuBLAS lacks a function", "");
+        const char *missing = !b->create       ? "cublasCreate_v2"
+                              : !b->destroy    ? "cublasDestroy_v2"
+                              : !b->set_stream ? "cublasSetStream_v2"
+                                               : "cublasGemmEx";
+        FX_ERROR(COMP, "cuBLAS lacks a function", "FLEXPU_REMOTE_CUBLAS=%s function=%s", name,
+                 missing);
         dlclose(b->lib);
         b->lib = NULL;
         return BLAS_NOT_INITIALIZED;

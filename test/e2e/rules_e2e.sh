@@ -346,14 +346,19 @@ zone_nodes() {
   done
 }
 
+# in_zone POD ZONE [WHY]: POD is bound, to a node of ZONE (WHY: the rule
+# that puts it there, for the failure message).
+in_zone() {
+  local got
+  wait_bound "$1"
+  got=$(node_of "$1")
+  case "$got" in "$2"-*) ;; *) fail "pod $1${3:+ ($3)} is on '${got:-nothing}', expected a node of zone $2" ;; esac
+}
+
 # both_in_zone NAME ZONE: NAME and NAME-ref are bound to nodes of ZONE.
 both_in_zone() {
-  local p got
-  for p in "$1" "$1-ref"; do
-    wait_bound "$p"
-    got=$(node_of "$p")
-    case "$got" in "$2"-*) ;; *) fail "pod $p is on '${got:-nothing}', expected a node of zone $2" ;; esac
-  done
+  in_zone "$1" "$2"
+  in_zone "$1-ref" "$2"
 }
 
 # zone_term APP: a pod affinity term selecting app=APP over zones.
@@ -419,10 +424,7 @@ case_soft_spread() {
       app_pod "wsoft$i-$s" "$sched" "w$s" "$(wspread "$s" ScheduleAnyway)"
     done
     for s in fx ref; do
-      wait_bound "wsoft$i-$s"
-      case "$(node_of "wsoft$i-$s")" in b-*) ;;
-      *) fail "wsoft$i-$s (ScheduleAnyway, zone a holding more) is on '$(node_of "wsoft$i-$s")', expected zone b" ;;
-      esac
+      in_zone "wsoft$i-$s" b "ScheduleAnyway, zone a holding more"
     done
   done
   # Zone b cordoned (a=2, b=2 matching): ScheduleAnyway still places the
@@ -434,10 +436,7 @@ case_soft_spread() {
     app_pod "wsoft3-$s" "$sched" "w$s" "$(wspread "$s" ScheduleAnyway)"
   done
   for s in fx ref; do
-    wait_bound "wsoft3-$s"
-    case "$(node_of "wsoft3-$s")" in a-*) ;;
-    *) fail "wsoft3-$s (ScheduleAnyway, zone b cordoned) is on '$(node_of "wsoft3-$s")', expected zone a" ;;
-    esac
+    in_zone "wsoft3-$s" a "ScheduleAnyway, zone b cordoned"
     sched=$([ "$s" = fx ] && echo flexpu || echo default)
     app_pod "wmust-$s" "$sched" "w$s" "$(wspread "$s" DoNotSchedule)"
   done
