@@ -81,14 +81,28 @@ static void failing_control(const char *how, char *out, size_t len)
     chmod(out, 0755);
 }
 
-static struct fx_mps *new_mps(const char *control)
+/* A daemon's start is bounded by one timeout for its pipes and then six
+ * control programs run in turn (the limits set, then read back): 3 s was
+ * too short for six ASan processes on a loaded 2-core machine (under
+ * `nice -n 19` beside a busy core the start failed "no answer in time",
+ * in 7 of 10 tests). A start that works ends at once, so the bound is
+ * generous; the daemon that never answers has a short one of its own. */
+#define START_MS 30000
+#define HANG_MS 3000
+
+static struct fx_mps *new_mps_within(const char *control, int timeout_ms)
 {
     struct fx_mps_config c = {.root = tmpdir, .control = control ? control : FAKEMPS_PATH,
-                              .timeout_ms = 3000, .tick_ms = 20};
+                              .timeout_ms = timeout_ms, .tick_ms = 20};
     struct flexpu_error err = {0};
     struct fx_mps *m = fx_mps_new(&c, &err);
     assert_non_null(m);
     return m;
+}
+
+static struct fx_mps *new_mps(const char *control)
+{
+    return new_mps_within(control, START_MS);
 }
 
 static void read_text(const char *path, char *out, size_t len)
@@ -291,7 +305,7 @@ static void test_failing_daemon(void **state)
     fx_mps_free(m);
 
     failing_control("hang", ctl, sizeof(ctl));
-    m = new_mps(ctl);
+    m = new_mps_within(ctl, HANG_MS);
     assert_int_equal(fx_mps_start(m, KEY_C, &l, &err), FLEXPU_EIO);
     assert_non_null(strstr(err.msg, "did not answer within 3000 ms"));
     assert_non_null(strstr(err.msg, "Cannot find MPS control daemon process"));
@@ -432,7 +446,7 @@ static void plugin_up(struct plugin_run *run, enum fx_sharing_mode mode, const c
     struct fx_plugin_config pc = {.node_name = "n1", .root = tmpdir, .wait_ms = 1500,
                                   .sharing = mode,
                                   .mps_control = control ? control : FAKEMPS_PATH,
-                                  .mps_timeout_ms = 3000, .mps_tick_ms = 20};
+                                  .mps_timeout_ms = START_MS, .mps_tick_ms = 20};
     json_t *pa = pod_a();
     plugin_up_with(run, tmpdir, &pc, gpus, NGPU, pa);
     json_decref(pa);
@@ -574,7 +588,7 @@ static void test_plugin_mps_orphan(void **state)
     struct flexpu_error err = {0};
     struct fx_plugin_config pc = {.node_name = "n1", .root = tmpdir, .podresources = run.podres,
                                   .wait_ms = 1500, .sharing = FX_SHARING_MPS,
-                                  .mps_control = FAKEMPS_PATH, .mps_timeout_ms = 3000,
+                                  .mps_control = FAKEMPS_PATH, .mps_timeout_ms = START_MS,
                                   .mps_tick_ms = 20};
     struct fx_plugin *p = fx_plugin_new(&pc, gpus, NGPU, &err);
     assert_non_null(p);
