@@ -48,31 +48,30 @@ static const char *BOUND_422 =
     "are already bound to a node\",\"reason\":\"Invalid\",\"details\":{\"causes\":[{\"reason\":"
     "\"FieldValueForbidden\",\"field\":\"status.nominatedNodeName\"}]},\"code\":422}";
 
-/* One request against a server answering status/body; the server's record
- * of it is left in *srv. */
-static int evict_once(struct http_srv *srv, int status, const char *body, const char *uid,
+/* One request against a server answering status/body; the server, stopped,
+ * is left in *srv, its record of the request readable until the test ends. */
+static int evict_once(struct http_srv **srv, int status, const char *body, const char *uid,
                       struct flexpu_error *err)
 {
-    *srv = (struct http_srv){.status = status, .body = body};
-    http_start(srv);
-    struct kube_client *c = loopback_client(srv->port);
+    *srv = http_new((struct http_srv){.status = status, .body = body});
+    struct kube_client *c = loopback_client((*srv)->port);
     int rc = kube_evict(c, "team-a", "w1", uid, err);
     kube_client_free(c);
-    http_stop(srv);
+    http_stop(*srv);
     return rc;
 }
 
 static void test_evict_request(void **state)
 {
     (void)state;
-    struct http_srv srv;
+    struct http_srv *srv;
     struct flexpu_error err = {0};
     const char *ok = "{\"kind\":\"Status\",\"status\":\"Success\",\"code\":201}";
     assert_int_equal(evict_once(&srv, 201, ok, "u-1", &err), 0);
-    assert_int_equal(srv.nreq, 1);
-    assert_string_equal(srv.method, "POST");
-    assert_string_equal(srv.path, "/api/v1/namespaces/team-a/pods/w1/eviction");
-    json_t *b = json_loads(srv.req_body, 0, NULL);
+    assert_int_equal(srv->nreq, 1);
+    assert_string_equal(srv->method, "POST");
+    assert_string_equal(srv->path, "/api/v1/namespaces/team-a/pods/w1/eviction");
+    json_t *b = json_loads(srv->req_body, 0, NULL);
     assert_non_null(b);
     assert_string_equal(kube_str(b, "apiVersion"), "policy/v1");
     assert_string_equal(kube_str(b, "kind"), "Eviction");
@@ -83,7 +82,7 @@ static void test_evict_request(void **state)
 
     /* without a uid: no precondition at all */
     assert_int_equal(evict_once(&srv, 201, "{}", NULL, &err), 0);
-    b = json_loads(srv.req_body, 0, NULL);
+    b = json_loads(srv->req_body, 0, NULL);
     assert_non_null(b);
     assert_null(json_object_get(b, "deleteOptions"));
     json_decref(b);
@@ -93,7 +92,7 @@ static void test_evict_request(void **state)
 static void test_evict_outcomes(void **state)
 {
     (void)state;
-    struct http_srv srv;
+    struct http_srv *srv;
     struct flexpu_error err = {0};
 
     /* a budget refuses: another victim may do */
@@ -147,22 +146,21 @@ static const char *DELETE_FORBIDDEN_403 =
     "\\\"w1\\\" is forbidden: User cannot delete resource \\\"pods\\\"\",\"reason\":"
     "\"Forbidden\",\"code\":403}";
 
-static int delete_once(struct http_srv *srv, int status, const char *body, const char *uid,
+static int delete_once(struct http_srv **srv, int status, const char *body, const char *uid,
                        struct flexpu_error *err)
 {
-    *srv = (struct http_srv){.status = status, .body = body};
-    http_start(srv);
-    struct kube_client *c = loopback_client(srv->port);
+    *srv = http_new((struct http_srv){.status = status, .body = body});
+    struct kube_client *c = loopback_client((*srv)->port);
     int rc = kube_delete_pod(c, "team-a", "w1", uid, "flexpu-scheduler: reclaimed", err);
     kube_client_free(c);
-    http_stop(srv);
+    http_stop(*srv);
     return rc;
 }
 
 static void test_delete_pod(void **state)
 {
     (void)state;
-    struct http_srv srv;
+    struct http_srv *srv;
     struct flexpu_error err = {0};
     /* 200 with the pod, its deletionTimestamp set: its grace period runs */
     assert_int_equal(delete_once(&srv, 200,
@@ -170,17 +168,17 @@ static void test_delete_pod(void **state)
                                  "\"deletionTimestamp\":\"2026-01-01T00:00:30Z\"}}",
                                  "u-1", &err),
                      0);
-    assert_int_equal(srv.nreq, 2); /* the DisruptionTarget condition, then the delete */
-    assert_string_equal(srv.method, "DELETE");
-    assert_string_equal(srv.path, "/api/v1/namespaces/team-a/pods/w1");
-    json_t *b = json_loads(srv.req_body, 0, NULL);
+    assert_int_equal(srv->nreq, 2); /* the DisruptionTarget condition, then the delete */
+    assert_string_equal(srv->method, "DELETE");
+    assert_string_equal(srv->path, "/api/v1/namespaces/team-a/pods/w1");
+    json_t *b = json_loads(srv->req_body, 0, NULL);
     assert_non_null(b);
     assert_string_equal(kube_str(b, "kind"), "DeleteOptions");
     assert_string_equal(kube_str(b, "preconditions.uid"), "u-1");
     assert_null(json_object_get(b, "gracePeriodSeconds")); /* the pod's own */
     json_decref(b);
     assert_int_equal(delete_once(&srv, 202, "{}", NULL, &err), 0);
-    b = json_loads(srv.req_body, 0, NULL);
+    b = json_loads(srv->req_body, 0, NULL);
     assert_non_null(b);
     assert_null(json_object_get(b, "preconditions"));
     json_decref(b);
@@ -199,27 +197,26 @@ static void test_delete_pod(void **state)
                      FLEXPU_EIO);
 }
 
-static int nominate_once(struct http_srv *srv, int status, const char *body, const char *node,
+static int nominate_once(struct http_srv **srv, int status, const char *body, const char *node,
                          struct flexpu_error *err)
 {
-    *srv = (struct http_srv){.status = status, .body = body};
-    http_start(srv);
-    struct kube_client *c = loopback_client(srv->port);
+    *srv = http_new((struct http_srv){.status = status, .body = body});
+    struct kube_client *c = loopback_client((*srv)->port);
     int rc = kube_nominate(c, "team-a", "w1", "u-1", node, err);
     kube_client_free(c);
-    http_stop(srv);
+    http_stop(*srv);
     return rc;
 }
 
 static void test_nominate(void **state)
 {
     (void)state;
-    struct http_srv srv;
+    struct http_srv *srv;
     struct flexpu_error err = {0};
     assert_int_equal(nominate_once(&srv, 200, "{\"kind\":\"Pod\"}", "gpu-7", &err), 0);
-    assert_string_equal(srv.method, "PATCH");
-    assert_string_equal(srv.path, "/api/v1/namespaces/team-a/pods/w1/status");
-    json_t *b = json_loads(srv.req_body, 0, NULL);
+    assert_string_equal(srv->method, "PATCH");
+    assert_string_equal(srv->path, "/api/v1/namespaces/team-a/pods/w1/status");
+    json_t *b = json_loads(srv->req_body, 0, NULL);
     assert_non_null(b);
     assert_string_equal(kube_str(b, "status.nominatedNodeName"), "gpu-7");
     assert_string_equal(kube_str(b, "metadata.uid"), "u-1");
@@ -227,7 +224,7 @@ static void test_nominate(void **state)
 
     /* clearing: null removes the field in a merge patch */
     assert_int_equal(nominate_once(&srv, 200, "{}", NULL, &err), 0);
-    b = json_loads(srv.req_body, 0, NULL);
+    b = json_loads(srv->req_body, 0, NULL);
     assert_non_null(b);
     assert_true(json_is_null(kube_get(b, "status.nominatedNodeName")));
     json_decref(b);
@@ -244,27 +241,26 @@ static void test_nominate(void **state)
 static void test_queue_patch_status(void **state)
 {
     (void)state;
-    struct http_srv srv = {.status = 200, .body = "{\"kind\":\"Queue\"}"};
-    http_start(&srv);
-    struct kube_client *c = loopback_client(srv.port);
+    struct http_srv *srv =
+        http_new((struct http_srv){.status = 200, .body = "{\"kind\":\"Queue\"}"});
+    struct kube_client *c = loopback_client(srv->port);
     struct flexpu_error err = {0};
     json_t *patch = json_pack("{s:{s:{s:s}}}", "status", "allocated", "flexpu.io/gpu", "3");
     assert_int_equal(kube_queue_patch_status(c, "team-a", patch, &err), 0);
-    assert_string_equal(srv.method, "PATCH");
-    assert_string_equal(srv.path, "/apis/flexpu.io/v1alpha1/queues/team-a/status");
-    json_t *b = json_loads(srv.req_body, 0, NULL);
+    assert_string_equal(srv->method, "PATCH");
+    assert_string_equal(srv->path, "/apis/flexpu.io/v1alpha1/queues/team-a/status");
+    json_t *b = json_loads(srv->req_body, 0, NULL);
     assert_true(json_equal(b, patch));
     json_decref(b);
     kube_client_free(c);
-    http_stop(&srv);
+    http_stop(srv);
 
-    srv = (struct http_srv){.status = 404, .body = GONE_404};
-    http_start(&srv);
-    c = loopback_client(srv.port);
+    srv = http_new((struct http_srv){.status = 404, .body = GONE_404});
+    c = loopback_client(srv->port);
     assert_int_equal(kube_queue_patch_status(c, "gone", patch, &err), FLEXPU_ENOENT);
     assert_non_null(strstr(err.msg, "queues/gone/status"));
     kube_client_free(c);
-    http_stop(&srv);
+    http_stop(srv);
     json_decref(patch);
 }
 
@@ -273,9 +269,8 @@ static void test_queue_patch_status(void **state)
 static void test_request_status_body(void **state)
 {
     (void)state;
-    struct http_srv srv = {.status = 429, .body = PDB_429};
-    http_start(&srv);
-    struct kube_client *c = loopback_client(srv.port);
+    struct http_srv *srv = http_new((struct http_srv){.status = 429, .body = PDB_429});
+    struct kube_client *c = loopback_client(srv->port);
     struct flexpu_error err = {0};
     long status = 0;
     json_t *out = NULL;
@@ -290,18 +285,17 @@ static void test_request_status_body(void **state)
                      FLEXPU_EIO);
     assert_null(out);
     kube_client_free(c);
-    http_stop(&srv);
+    http_stop(srv);
 }
 
-static int label_once(struct http_srv *srv, int status, const char *body, const char *value,
+static int label_once(struct http_srv **srv, int status, const char *body, const char *value,
                       struct flexpu_error *err)
 {
-    *srv = (struct http_srv){.status = status, .body = body};
-    http_start(srv);
-    struct kube_client *c = loopback_client(srv->port);
+    *srv = http_new((struct http_srv){.status = status, .body = body});
+    struct kube_client *c = loopback_client((*srv)->port);
     int rc = kube_label_pod(c, "team-a", "w1", "u-1", "flexpu.io/remote-gpu-node", value, err);
     kube_client_free(c);
-    http_stop(srv);
+    http_stop(*srv);
     return rc;
 }
 
@@ -311,12 +305,12 @@ static int label_once(struct http_srv *srv, int status, const char *body, const 
 static void test_label_pod(void **state)
 {
     (void)state;
-    struct http_srv srv;
+    struct http_srv *srv;
     struct flexpu_error err = {0};
     assert_int_equal(label_once(&srv, 200, "{\"kind\":\"Pod\"}", "gpu-7", &err), 0);
-    assert_string_equal(srv.method, "PATCH");
-    assert_string_equal(srv.path, "/api/v1/namespaces/team-a/pods/w1");
-    json_t *b = json_loads(srv.req_body, 0, NULL);
+    assert_string_equal(srv->method, "PATCH");
+    assert_string_equal(srv->path, "/api/v1/namespaces/team-a/pods/w1");
+    json_t *b = json_loads(srv->req_body, 0, NULL);
     assert_non_null(b);
     assert_string_equal(kube_str(b, "metadata.uid"), "u-1");
     json_t *labels = kube_get(b, "metadata.labels");
@@ -325,7 +319,7 @@ static void test_label_pod(void **state)
     assert_int_equal(json_object_size(b), 1);
     json_decref(b);
     assert_int_equal(label_once(&srv, 200, "{\"kind\":\"Pod\"}", NULL, &err), 0);
-    b = json_loads(srv.req_body, 0, NULL);
+    b = json_loads(srv->req_body, 0, NULL);
     assert_true(json_is_null(json_object_get(kube_get(b, "metadata.labels"),
                                              "flexpu.io/remote-gpu-node")));
     json_decref(b);
@@ -342,13 +336,13 @@ static void test_label_pod(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_evict_request),
-        cmocka_unit_test(test_evict_outcomes),
-        cmocka_unit_test(test_delete_pod),
-        cmocka_unit_test(test_nominate),
-        cmocka_unit_test(test_label_pod),
-        cmocka_unit_test(test_queue_patch_status),
-        cmocka_unit_test(test_request_status_body),
+        http_test(test_evict_request),
+        http_test(test_evict_outcomes),
+        http_test(test_delete_pod),
+        http_test(test_nominate),
+        http_test(test_label_pod),
+        http_test(test_queue_patch_status),
+        http_test(test_request_status_body),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

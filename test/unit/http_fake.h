@@ -3,7 +3,13 @@
  * (kube_test.c, evict_test.c): each test sets the status and body it
  * answers, and reads back the last request it got; threaded, it answers
  * each connection on a thread of its own after delay_ms. Include after
- * cmocka.h. */
+ * cmocka.h.
+ *
+ * A test's server comes from http_new, on the heap, and the test runs
+ * under http_teardown (http_test() in its list): a failed assertion
+ * longjmps out of the test past its http_stop, and a server on the test's
+ * stack then had its thread reading a dead frame, which the next test
+ * reused (ASan failed that test, not the one at fault). */
 #ifndef FX_TEST_HTTP_FAKE_H
 #define FX_TEST_HTTP_FAKE_H
 
@@ -49,7 +55,12 @@ struct http_srv {
     int (*route)(struct http_srv *s, const char *method, const char *path, const char *req_body,
                  const char **body, int *delay_ms);
     void *ctx; /* the test's, for route */
+    struct http_srv *next_owned; /* http_new's list, for http_teardown */
 };
+
+/* The servers http_new made (main thread only), each stopped and freed by
+ * http_teardown. */
+static struct http_srv *http_owned;
 
 static inline void log_request(struct http_srv *s, const char *method, const char *path)
 {
@@ -188,6 +199,8 @@ static inline void *http_main(void *arg)
     return NULL;
 }
 
+/* Starts s in place, for a caller whose s outlives the server however its
+ * test ends (remote_node_test's fixture, on the heap); tests use http_new. */
 static inline void http_start(struct http_srv *s)
 {
     s->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -198,19 +211,58 @@ static inline void http_start(struct http_srv *s)
     assert_int_equal(listen(s->fd, 8), 0);
     assert_int_equal(getsockname(s->fd, (struct sockaddr *)&sa, &sl), 0);
     s->port = ntohs(sa.sin_port);
-    atomic_store(&s->stop, 0);
     pthread_mutex_init(&s->log_mu, NULL);
-    assert_int_equal(pthread_create(&s->tid, NULL, http_main, s), 0);
+    atomic_store(&s->stop, 0);
+    if (pthread_create(&s->tid, NULL, http_main, s) != 0) {
+        atomic_store(&s->stop, 1); /* no thread for http_stop to join */
+        fail_msg("pthread_create for the fake API server failed");
+    }
 }
 
+/* Stops s: no-op if stopped already (http_teardown stops what the test
+ * did not). What it recorded stays readable. */
 static inline void http_stop(struct http_srv *s)
 {
-    atomic_store(&s->stop, 1);
+    if (atomic_exchange(&s->stop, 1))
+        return;
     pthread_join(s->tid, NULL);
     while (__atomic_load_n(&s->conns, __ATOMIC_SEQ_CST) > 0)
         usleep(10000);
     close(s->fd);
 }
+
+/* A server configured as `init` (fd, port and thread its own), started on
+ * the heap; it stays readable after http_stop until http_teardown frees it
+ * after the test, passed or failed. */
+static inline struct http_srv *http_new(struct http_srv init)
+{
+    struct http_srv *s = malloc(sizeof(*s));
+    assert_non_null(s);
+    *s = init;
+    s->stop = 1; /* not running until http_start: http_teardown skips its join */
+    s->next_owned = http_owned;
+    http_owned = s;
+    http_start(s);
+    return s;
+}
+
+/* A cmocka teardown: the servers http_new made, stopped if the test did not
+ * get to it, and freed. A failed test's client threads that still reach
+ * for the server meet a closed port. */
+static inline int http_teardown(void **state)
+{
+    (void)state;
+    while (http_owned) {
+        struct http_srv *s = http_owned;
+        http_owned = s->next_owned;
+        http_stop(s);
+        free(s);
+    }
+    return 0;
+}
+
+/* A test that makes servers with http_new, in a cmocka test list. */
+#define http_test(f) cmocka_unit_test_teardown(f, http_teardown)
 
 /* The configuration of a client of the server on loopback, through a
  * kubeconfig like a user's. */

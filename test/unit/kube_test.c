@@ -1147,9 +1147,8 @@ static void test_model_bind_unsure_settles(void **state)
 static void test_request_timeouts(void **state)
 {
     (void)state;
-    struct http_srv srv = {.silent = true};
-    http_start(&srv);
-    struct kube_client *c = loopback_client(srv.port);
+    struct http_srv *srv = http_new((struct http_srv){.silent = true});
+    struct kube_client *c = loopback_client(srv->port);
     /* the defaults: a few seconds for one object, longer for a list page */
     assert_true(kube_client_object_timeout_ms(c) <= 10000);
     kube_client_set_timeouts(c, 1000, 1500);
@@ -1168,11 +1167,10 @@ static void test_request_timeouts(void **state)
     assert_non_null(strstr(err.msg, "no answer within 1000 ms"));
     assert_int_equal(status, 0);
     kube_client_free(c);
-    http_stop(&srv);
+    http_stop(srv);
 
-    srv = (struct http_srv){.silent = true};
-    http_start(&srv);
-    c = loopback_client(srv.port);
+    srv = http_new((struct http_srv){.silent = true});
+    c = loopback_client(srv->port);
     kube_client_set_timeouts(c, 1000, 1500);
     t0 = fx_mono_ms();
     json_t *page = NULL;
@@ -1183,7 +1181,7 @@ static void test_request_timeouts(void **state)
         fail_msg("a list page bounded to 1500 ms took %lld ms", (long long)took);
     assert_null(page);
     kube_client_free(c);
-    http_stop(&srv);
+    http_stop(srv);
 }
 
 /* Events (kube.h, events.c): the Event object the API server gets, from the
@@ -1192,10 +1190,9 @@ static void test_request_timeouts(void **state)
 static void test_event_recorder(void **state)
 {
     (void)state;
-    struct http_srv srv = {.status = 201, .body = "{}"};
-    http_start(&srv);
+    struct http_srv *srv = http_new((struct http_srv){.status = 201, .body = "{}"});
     struct kube_config cfg;
-    loopback_config(srv.port, &cfg);
+    loopback_config(srv->port, &cfg);
     struct flexpu_error err = {0};
     struct kube_recorder *r = kube_recorder_start(&cfg, "flexpu-node", "gpu-1", 1000, &err);
     assert_non_null(r);
@@ -1203,9 +1200,9 @@ static void test_event_recorder(void **state)
                                .reason = "MemoryReclaimed", .message = "killed on node gpu-1"};
     assert_true(kube_recorder_emit(r, &e));
     kube_recorder_flush(r);
-    assert_string_equal(srv.method, "POST");
-    assert_string_equal(srv.path, "/api/v1/namespaces/team/events");
-    json_t *ev = json_loads(srv.req_body, 0, NULL);
+    assert_string_equal(srv->method, "POST");
+    assert_string_equal(srv->path, "/api/v1/namespaces/team/events");
+    json_t *ev = json_loads(srv->req_body, 0, NULL);
     assert_non_null(ev);
     assert_string_equal(kube_str(ev, "involvedObject.kind"), "Pod");
     assert_string_equal(kube_str(ev, "involvedObject.name"), "b");
@@ -1216,7 +1213,7 @@ static void test_event_recorder(void **state)
     assert_string_equal(kube_str(ev, "source.component"), "flexpu-node");
     assert_string_equal(kube_str(ev, "reportingInstance"), "gpu-1");
     json_decref(ev);
-    srv.status = 403; /* RBAC without create on events */
+    srv->status = 403; /* RBAC without create on events */
     assert_true(kube_recorder_emit(r, &e));
     kube_recorder_flush(r);
     long sent, failed;
@@ -1224,12 +1221,11 @@ static void test_event_recorder(void **state)
     assert_int_equal(sent, 1);
     assert_int_equal(failed, 1);
     kube_recorder_stop(r);
-    http_stop(&srv);
+    http_stop(srv);
 
-    srv = (struct http_srv){.silent = true};
-    http_start(&srv);
+    srv = http_new((struct http_srv){.silent = true});
     kube_config_free(&cfg);
-    loopback_config(srv.port, &cfg);
+    loopback_config(srv->port, &cfg);
     r = kube_recorder_start(&cfg, "flexpu-node", "gpu-1", 1000, &err);
     assert_non_null(r);
     int64_t t0 = fx_mono_ms();
@@ -1243,7 +1239,7 @@ static void test_event_recorder(void **state)
     assert_true(queued >= KUBE_EVENTS_MAX);
     kube_recorder_stop(r);
     kube_config_free(&cfg);
-    http_stop(&srv);
+    http_stop(srv);
 }
 
 /* One series per pod and reason (kube_pod_event.series): the first event
@@ -1255,11 +1251,11 @@ static void test_event_recorder(void **state)
 static void test_event_series(void **state)
 {
     (void)state;
-    struct http_srv srv = {.status = 201, .body = "{\"metadata\":{\"name\":\"b.181\"}}",
-                           .patch_status = 200, .patch_body = "{}"};
-    http_start(&srv);
+    struct http_srv *srv =
+        http_new((struct http_srv){.status = 201, .body = "{\"metadata\":{\"name\":\"b.181\"}}",
+                                   .patch_status = 200, .patch_body = "{}"});
     struct kube_config cfg;
-    loopback_config(srv.port, &cfg);
+    loopback_config(srv->port, &cfg);
     struct flexpu_error err = {0};
     struct kube_recorder *r = kube_recorder_start(&cfg, "flexpu-node", "gpu-1", 1000, &err);
     assert_non_null(r);
@@ -1268,17 +1264,17 @@ static void test_event_series(void **state)
                                .series = true};
     assert_true(kube_recorder_emit(r, &e));
     kube_recorder_flush(r);
-    assert_string_equal(srv.method, "POST");
-    json_t *ev = json_loads(srv.req_body, 0, NULL);
+    assert_string_equal(srv->method, "POST");
+    json_t *ev = json_loads(srv->req_body, 0, NULL);
     assert_int_equal(json_integer_value(json_object_get(ev, "count")), 1);
     json_decref(ev);
     for (int n = 2; n <= 3; n++) {
         snprintf(e.message, sizeof(e.message), "killed: owner a, time %d", n);
         assert_true(kube_recorder_emit(r, &e));
         kube_recorder_flush(r);
-        assert_string_equal(srv.method, "PATCH");
-        assert_string_equal(srv.path, "/api/v1/namespaces/team/events/b.181");
-        ev = json_loads(srv.req_body, 0, NULL);
+        assert_string_equal(srv->method, "PATCH");
+        assert_string_equal(srv->path, "/api/v1/namespaces/team/events/b.181");
+        ev = json_loads(srv->req_body, 0, NULL);
         assert_non_null(ev);
         assert_int_equal(json_integer_value(json_object_get(ev, "count")), n);
         assert_string_equal(kube_str(ev, "message"), e.message);
@@ -1292,56 +1288,56 @@ static void test_event_series(void **state)
     snprintf(reason.reason, sizeof(reason.reason), "Reclaimed");
     struct kube_pod_event single = e;
     single.series = false;
-    srv.log[0] = '\0';
+    srv->log[0] = '\0';
     assert_true(kube_recorder_emit(r, &other));
     assert_true(kube_recorder_emit(r, &reason));
     assert_true(kube_recorder_emit(r, &single));
     kube_recorder_flush(r);
-    assert_string_equal(srv.log, "POST /api/v1/namespaces/team/events\n"
+    assert_string_equal(srv->log, "POST /api/v1/namespaces/team/events\n"
                                    "POST /api/v1/namespaces/team/events\n"
                                    "POST /api/v1/namespaces/team/events\n");
     /* the Event expired: posted anew, its series goes on from 1 */
-    srv.patch_status = 404;
-    srv.log[0] = '\0';
+    srv->patch_status = 404;
+    srv->log[0] = '\0';
     assert_true(kube_recorder_emit(r, &e));
     kube_recorder_flush(r);
-    assert_string_equal(srv.log, "PATCH /api/v1/namespaces/team/events/b.181\n"
+    assert_string_equal(srv->log, "PATCH /api/v1/namespaces/team/events/b.181\n"
                                    "POST /api/v1/namespaces/team/events\n");
-    ev = json_loads(srv.req_body, 0, NULL);
+    ev = json_loads(srv->req_body, 0, NULL);
     assert_int_equal(json_integer_value(json_object_get(ev, "count")), 1);
     json_decref(ev);
-    srv.patch_status = 200;
+    srv->patch_status = 200;
     assert_true(kube_recorder_emit(r, &e));
     kube_recorder_flush(r);
-    assert_string_equal(srv.method, "PATCH");
-    ev = json_loads(srv.req_body, 0, NULL);
+    assert_string_equal(srv->method, "PATCH");
+    ev = json_loads(srv->req_body, 0, NULL);
     assert_int_equal(json_integer_value(json_object_get(ev, "count")), 2);
     json_decref(ev);
     /* patch refused (RBAC without patch): posted, as before series */
-    srv.patch_status = 403;
-    srv.log[0] = '\0';
+    srv->patch_status = 403;
+    srv->log[0] = '\0';
     assert_true(kube_recorder_emit(r, &e));
     kube_recorder_flush(r);
-    assert_string_equal(srv.log, "PATCH /api/v1/namespaces/team/events/b.181\n"
+    assert_string_equal(srv->log, "PATCH /api/v1/namespaces/team/events/b.181\n"
                                    "POST /api/v1/namespaces/team/events\n");
     long sent, failed;
     kube_recorder_counts(r, &sent, &failed);
     assert_int_equal(failed, 0);
     /* bounded: past KUBE_EVENT_SERIES_MAX other pods, the first pod's
      * series (the longest unused) is forgotten and its next event posted */
-    srv.patch_status = 200;
+    srv->patch_status = 200;
     for (int i = 0; i < KUBE_EVENT_SERIES_MAX; i++) {
         snprintf(other.uid, sizeof(other.uid), "u-many-%d", i);
         assert_true(kube_recorder_emit(r, &other));
     }
     kube_recorder_flush(r);
-    srv.log[0] = '\0';
+    srv->log[0] = '\0';
     assert_true(kube_recorder_emit(r, &e));
     kube_recorder_flush(r);
-    assert_string_equal(srv.log, "POST /api/v1/namespaces/team/events\n");
+    assert_string_equal(srv->log, "POST /api/v1/namespaces/team/events\n");
     kube_recorder_stop(r);
     kube_config_free(&cfg);
-    http_stop(&srv);
+    http_stop(srv);
 }
 
 /* kube_lease_valid_for: leading, and renewed recently enough that the
@@ -1430,10 +1426,10 @@ static struct kube_lease lease_renewed_ago(int64_t ago_ns)
 static void test_bind_round_checks_lease(void **state)
 {
     (void)state;
-    struct http_srv srv = {.status = 201, .body = "{\"kind\":\"Binding\"}"};
-    http_start(&srv);
+    struct http_srv *srv =
+        http_new((struct http_srv){.status = 201, .body = "{\"kind\":\"Binding\"}"});
     struct bind_rig r;
-    rig_init(&r, &srv, 1, 2000);
+    rig_init(&r, srv, 1, 2000);
     struct fx_model *m = r.m;
     rig_add(&r, pending_pod("a", 60, "2026-01-01T00:00:00Z"));
 
@@ -1442,7 +1438,7 @@ static void test_bind_round_checks_lease(void **state)
     struct fx_binder *b = &r.b;
     assert_false(fx_binder_leading(b));
     assert_int_equal(fx_bind_round(m, b, 256, NULL), 0);
-    assert_int_equal(srv.nreq, 0);
+    assert_int_equal(srv->nreq, 0);
     struct fx_model_stats st;
     fx_model_stats(m, &st);
     assert_int_equal(st.pods_queued, 1); /* nothing assumed */
@@ -1452,17 +1448,17 @@ static void test_bind_round_checks_lease(void **state)
     lease.renewed_at_ns = (int64_t)fx_mono_ns() - 9 * 1000000000LL;
     assert_false(fx_binder_leading(b));
     assert_int_equal(fx_bind_round(m, b, 256, NULL), 0);
-    assert_int_equal(srv.nreq, 0);
+    assert_int_equal(srv->nreq, 0);
 
     lease.renewed_at_ns = (int64_t)fx_mono_ns();
     assert_true(fx_binder_leading(b));
     assert_int_equal(fx_bind_round(m, b, 256, NULL), 1);
     fx_binder_flush(m, b);
-    assert_int_equal(srv.nreq, 1);
-    assert_string_equal(srv.method, "POST");
-    assert_string_equal(srv.path, "/api/v1/namespaces/d/pods/a/binding");
-    assert_non_null(strstr(srv.req_body, "\"uid\":\"a\""));
-    assert_non_null(strstr(srv.req_body, FX_ANN_ALLOCATION));
+    assert_int_equal(srv->nreq, 1);
+    assert_string_equal(srv->method, "POST");
+    assert_string_equal(srv->path, "/api/v1/namespaces/d/pods/a/binding");
+    assert_non_null(strstr(srv->req_body, "\"uid\":\"a\""));
+    assert_non_null(strstr(srv->req_body, FX_ANN_ALLOCATION));
     assert_int_equal(b->binds, 1);
     fx_model_stats(m, &st);
     assert_int_equal(st.gpu_milli_used, 600);
@@ -1471,7 +1467,7 @@ static void test_bind_round_checks_lease(void **state)
     struct fx_binder free_b = {.c = r.c, .identity = "me"};
     assert_true(fx_binder_leading(&free_b));
     rig_stop(&r);
-    http_stop(&srv);
+    http_stop(srv);
 }
 
 /* Binds go out in parallel, each on its own connection: with a server that
@@ -1480,11 +1476,10 @@ static void test_bind_round_checks_lease(void **state)
 static void test_binds_in_parallel(void **state)
 {
     (void)state;
-    struct http_srv srv = {.status = 201, .body = "{\"kind\":\"Binding\"}", .threaded = true,
-                           .delay_ms = 200};
-    http_start(&srv);
+    struct http_srv *srv = http_new((struct http_srv){
+        .status = 201, .body = "{\"kind\":\"Binding\"}", .threaded = true, .delay_ms = 200});
     struct bind_rig r;
-    rig_init(&r, &srv, 8, 0);
+    rig_init(&r, srv, 8, 0);
     struct fx_model *m = r.m;
     for (int i = 0; i < 8; i++) {
         char uid[8];
@@ -1495,18 +1490,18 @@ static void test_binds_in_parallel(void **state)
     struct fx_binder *b = &r.b;
     assert_int_equal(fx_bind_round(m, b, 256, NULL), 8);
     fx_binder_flush(m, b);
-    assert_int_equal(srv.nreq, 8);
+    assert_int_equal(srv->nreq, 8);
     assert_int_equal(b->binds, 8);
     assert_int_equal(b->bind_errors, 0);
-    if (srv.max_inflight < 2)
-        fail_msg("4 senders never had two binds on the wire at once (max %d)", srv.max_inflight);
-    assert_true(srv.max_inflight <= 4);
+    if (srv->max_inflight < 2)
+        fail_msg("4 senders never had two binds on the wire at once (max %d)", srv->max_inflight);
+    assert_true(srv->max_inflight <= 4);
     struct fx_model_stats st;
     fx_model_stats(m, &st);
     assert_int_equal(st.gpu_milli_used, 8000);
     assert_int_equal(st.pods_unsure, 0);
     rig_stop(&r);
-    http_stop(&srv);
+    http_stop(srv);
 }
 
 /* What the fake API server saw of the pods' status: each PATCH of
@@ -1540,7 +1535,7 @@ static int status_route(struct http_srv *s, const char *method, const char *path
  * a threaded server answers each request delay_ms late. */
 struct status_rig {
     struct status_seen seen;
-    struct http_srv srv;
+    struct http_srv *srv;
     struct bind_rig r;
 };
 
@@ -1548,16 +1543,15 @@ static void status_rig_start(struct status_rig *s, bool threaded, int delay_ms, 
 {
     memset(s, 0, sizeof(*s));
     pthread_mutex_init(&s->seen.mu, NULL);
-    s->srv = (struct http_srv){.route = status_route, .ctx = &s->seen, .threaded = threaded,
-                               .delay_ms = delay_ms};
-    http_start(&s->srv);
-    rig_init(&s->r, &s->srv, 1, timeout_ms);
+    s->srv = http_new((struct http_srv){.route = status_route, .ctx = &s->seen,
+                                        .threaded = threaded, .delay_ms = delay_ms});
+    rig_init(&s->r, s->srv, 1, timeout_ms);
 }
 
 static void status_rig_stop(struct status_rig *s)
 {
     rig_stop(&s->r);
-    http_stop(&s->srv);
+    http_stop(s->srv);
     pthread_mutex_destroy(&s->seen.mu);
 }
 
@@ -1883,10 +1877,10 @@ static void test_pod_condition_writes_in_order(void **state)
 {
     (void)state;
     struct patch_times pt = {.mu = PTHREAD_MUTEX_INITIALIZER};
-    struct http_srv srv = {.route = slow_patch_route, .ctx = &pt, .threaded = true};
-    http_start(&srv);
+    struct http_srv *srv =
+        http_new((struct http_srv){.route = slow_patch_route, .ctx = &pt, .threaded = true});
     struct bind_rig r;
-    rig_init(&r, &srv, 1, 0);
+    rig_init(&r, srv, 1, 0);
     struct fx_model *m = r.m;
     rig_add(&r, pending_pod("a", 60, "2026-01-01T00:00:00Z"));
     rig_add(&r, pending_pod("w", 60, "2026-01-01T00:00:01Z"));
@@ -1914,7 +1908,7 @@ static void test_pod_condition_writes_in_order(void **state)
         fail_msg("w's second PATCH went out %lld ms after the first, before its answer",
                  (long long)(pt.at_ms[1] - pt.at_ms[0]));
     rig_stop(&r);
-    http_stop(&srv);
+    http_stop(srv);
     pthread_mutex_destroy(&pt.mu);
 }
 
@@ -1967,10 +1961,9 @@ static void test_pod_condition_not_past_lease(void **state)
 static void test_bind_not_sent_past_lease(void **state)
 {
     (void)state;
-    struct http_srv srv = {.silent = true};
-    http_start(&srv);
+    struct http_srv *srv = http_new((struct http_srv){.silent = true});
     struct bind_rig r;
-    rig_init(&r, &srv, 1, 1000);
+    rig_init(&r, srv, 1, 1000);
     struct fx_model *m = r.m;
     rig_add(&r, pending_pod("a", 40, "2026-01-01T00:00:00Z"));
     rig_add(&r, pending_pod("b", 40, "2026-01-01T00:00:01Z"));
@@ -1981,7 +1974,7 @@ static void test_bind_not_sent_past_lease(void **state)
     struct fx_binder *b = &r.b;
     assert_int_equal(fx_bind_round(m, b, 2, NULL), 2);
     fx_binder_flush(m, b);
-    assert_int_equal(srv.nreq, 1);
+    assert_int_equal(srv->nreq, 1);
     assert_int_equal(b->binds_unsent, 1);
     assert_int_equal(b->bind_errors, 1); /* the unanswered one */
     struct fx_model_stats st;
@@ -1990,7 +1983,7 @@ static void test_bind_not_sent_past_lease(void **state)
     assert_int_equal(st.pods_queued, 1);
     assert_int_equal(st.gpu_milli_used, 400);
     rig_stop(&r);
-    http_stop(&srv);
+    http_stop(srv);
 }
 
 /* A bind answered 504 stays held; once due, the pod is read back with a
@@ -1998,10 +1991,10 @@ static void test_bind_not_sent_past_lease(void **state)
 static void test_settle_round_reads_back(void **state)
 {
     (void)state;
-    struct http_srv srv = {.status = 504, .body = "{\"kind\":\"Status\",\"message\":\"timeout\"}"};
-    http_start(&srv);
+    struct http_srv *srv = http_new(
+        (struct http_srv){.status = 504, .body = "{\"kind\":\"Status\",\"message\":\"timeout\"}"});
     struct bind_rig r;
-    rig_init(&r, &srv, 1, 2000);
+    rig_init(&r, srv, 1, 2000);
     struct fx_model *m = r.m;
     json_t *a = rig_add(&r, pending_pod("a", 60, "2026-01-01T00:00:00Z"));
     rig_start(&r, NULL, 1);
@@ -2015,20 +2008,20 @@ static void test_settle_round_reads_back(void **state)
     assert_int_equal(st.gpu_milli_used, 600);
 
     fx_settle_round(m, b, fx_mono_ms()); /* not due yet: no request */
-    assert_int_equal(srv.nreq, 1);
+    assert_int_equal(srv->nreq, 1);
     char *text = json_dumps(a, JSON_COMPACT);
-    srv.status = 200;
-    srv.body = text;
+    srv->status = 200;
+    srv->body = text;
     fx_settle_round(m, b, fx_mono_ms() + FX_BIND_SETTLE_MS);
-    assert_int_equal(srv.nreq, 2);
-    assert_string_equal(srv.method, "GET");
-    assert_string_equal(srv.path, "/api/v1/namespaces/d/pods/a");
+    assert_int_equal(srv->nreq, 2);
+    assert_string_equal(srv->method, "GET");
+    assert_string_equal(srv->path, "/api/v1/namespaces/d/pods/a");
     fx_model_stats(m, &st);
     assert_int_equal(st.pods_unsure, 0);
     assert_int_equal(st.pods_queued, 1);
     assert_int_equal(st.gpu_milli_used, 0);
     rig_stop(&r);
-    http_stop(&srv);
+    http_stop(srv);
     free(text); /* only now: the server's send of it may outlast the client's read */
 }
 
@@ -2041,9 +2034,8 @@ static void test_settle_round_reads_back(void **state)
 static void test_bind_labels_remote_pod(void **state)
 {
     (void)state;
-    struct http_srv srv = {.status = 200, .body = "{}"};
-    http_start(&srv);
-    struct kube_client *c = loopback_client(srv.port);
+    struct http_srv *srv = http_new((struct http_srv){.status = 200, .body = "{}"});
+    struct kube_client *c = loopback_client(srv->port);
     struct flexpu_error err = {0};
     struct fx_attempt a = {.outcome = FX_BIND};
     snprintf(a.ns, sizeof(a.ns), "t");
@@ -2054,18 +2046,18 @@ static void test_bind_labels_remote_pod(void **state)
              "{\"gpus\":[{\"uuid\":\"GPU-a\",\"index\":0,\"cores\":30,"
              "\"memory\":1073741824}],\"remote\":{\"node\":\"gpu-1\"}}");
     assert_int_equal(fx_bind_pod(c, &a, &err), 0);
-    assert_string_equal(srv.log, "PATCH /api/v1/namespaces/t/pods/p\n"
+    assert_string_equal(srv->log, "PATCH /api/v1/namespaces/t/pods/p\n"
                                  "POST /api/v1/namespaces/t/pods/p/binding\n");
     /* The Binding is the last request: its body names the CPU node. */
-    assert_non_null(strstr(srv.req_body, "\"cpu-1\""));
+    assert_non_null(strstr(srv->req_body, "\"cpu-1\""));
 
     /* The label patch as it went out: the UID and the GPU node. */
-    srv.log[0] = 0;
-    srv.status = 404;
-    srv.body = "{\"kind\":\"Status\",\"code\":404,\"message\":\"pods \\\"p\\\" not found\"}";
+    srv->log[0] = 0;
+    srv->status = 404;
+    srv->body = "{\"kind\":\"Status\",\"code\":404,\"message\":\"pods \\\"p\\\" not found\"}";
     assert_int_equal(fx_bind_pod(c, &a, &err), FLEXPU_ENOENT);
-    assert_string_equal(srv.log, "PATCH /api/v1/namespaces/t/pods/p\n");
-    json_t *patch = json_loads(srv.req_body, 0, NULL);
+    assert_string_equal(srv->log, "PATCH /api/v1/namespaces/t/pods/p\n");
+    json_t *patch = json_loads(srv->req_body, 0, NULL);
     assert_non_null(patch);
     assert_string_equal(kube_str(patch, "metadata.uid"), "uid-1");
     json_t *labels = kube_get(patch, "metadata.labels");
@@ -2076,26 +2068,26 @@ static void test_bind_labels_remote_pod(void **state)
     json_decref(patch);
 
     /* Refused otherwise (RBAC, the admission policy, a 5xx): no Binding. */
-    srv.log[0] = 0;
-    srv.status = 500;
-    srv.body = "{\"kind\":\"Status\",\"code\":500,\"message\":\"boom\"}";
+    srv->log[0] = 0;
+    srv->status = 500;
+    srv->body = "{\"kind\":\"Status\",\"code\":500,\"message\":\"boom\"}";
     assert_int_equal(fx_bind_pod(c, &a, &err), FLEXPU_EINVAL);
-    assert_string_equal(srv.log, "PATCH /api/v1/namespaces/t/pods/p\n");
+    assert_string_equal(srv->log, "PATCH /api/v1/namespaces/t/pods/p\n");
 
     /* A local slice and a CPU-only pod: the Binding alone. */
-    srv.log[0] = 0;
-    srv.status = 201;
-    srv.body = "{}";
+    srv->log[0] = 0;
+    srv->status = 201;
+    srv->body = "{}";
     snprintf(a.allocation, sizeof(a.allocation),
              "{\"gpus\":[{\"uuid\":\"GPU-a\",\"index\":0,\"cores\":30,"
              "\"memory\":1073741824}]}");
     assert_int_equal(fx_bind_pod(c, &a, &err), 0);
     a.allocation[0] = 0;
     assert_int_equal(fx_bind_pod(c, &a, &err), 0);
-    assert_string_equal(srv.log, "POST /api/v1/namespaces/t/pods/p/binding\n"
+    assert_string_equal(srv->log, "POST /api/v1/namespaces/t/pods/p/binding\n"
                                  "POST /api/v1/namespaces/t/pods/p/binding\n");
     kube_client_free(c);
-    http_stop(&srv);
+    http_stop(srv);
 }
 
 static int count_pod(enum kube_event ev, json_t *obj, void *ctx)
@@ -2112,26 +2104,26 @@ static int count_pod(enum kube_event ev, json_t *obj, void *ctx)
 static void test_list_with_label_selector(void **state)
 {
     (void)state;
-    struct http_srv srv = {.status = 200,
-                           .body = "{\"kind\":\"PodList\",\"metadata\":{\"resourceVersion\":"
-                                   "\"7\"},\"items\":[{\"metadata\":{\"name\":\"a\"}}]}"};
-    http_start(&srv);
-    struct kube_client *c = loopback_client(srv.port);
+    struct http_srv *srv = http_new(
+        (struct http_srv){.status = 200,
+                          .body = "{\"kind\":\"PodList\",\"metadata\":{\"resourceVersion\":"
+                                  "\"7\"},\"items\":[{\"metadata\":{\"name\":\"a\"}}]}"});
+    struct kube_client *c = loopback_client(srv->port);
     struct flexpu_error err = {0};
     struct kube_watch_opts o = {.path = "/api/v1/pods",
                                 .label_selector = FX_LABEL_REMOTE_GPU_NODE "=gpu-1"};
     int n = 0;
     assert_int_equal(kube_list(c, &o, count_pod, &n, &err), 0);
     assert_int_equal(n, 101);
-    assert_string_equal(srv.log, "GET /api/v1/pods?limit=500&labelSelector=flexpu.io%2F"
+    assert_string_equal(srv->log, "GET /api/v1/pods?limit=500&labelSelector=flexpu.io%2F"
                                  "remote-gpu-node%3Dgpu-1\n");
-    srv.status = 403;
-    srv.body = "{\"kind\":\"Status\",\"code\":403,\"message\":\"forbidden\"}";
+    srv->status = 403;
+    srv->body = "{\"kind\":\"Status\",\"code\":403,\"message\":\"forbidden\"}";
     n = 0;
     assert_int_not_equal(kube_list(c, &o, count_pod, &n, &err), 0);
     assert_int_equal(n, 0); /* no SYNC_END */
     kube_client_free(c);
-    http_stop(&srv);
+    http_stop(srv);
 }
 
 /* ---- settings that expose credentials are said ---- */
@@ -2193,42 +2185,42 @@ static void test_insecure_settings_warned(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_pod_spec),
-        cmocka_unit_test(test_priority_from_class),
-        cmocka_unit_test(test_default_slice_mem),
-        cmocka_unit_test(test_allocation_check),
-        cmocka_unit_test(test_two_gpu_containers_rejected),
-        cmocka_unit_test(test_inter_pod_rules_read_apart),
-        cmocka_unit_test(test_labels_packed),
-        cmocka_unit_test(test_allocation_and_inventory),
-        cmocka_unit_test(test_kubeconfig),
-        cmocka_unit_test(test_stream_splitter),
-        cmocka_unit_test(test_strmap),
-        cmocka_unit_test(test_model_places_and_restores),
-        cmocka_unit_test(test_model_workload_follows_nodes),
-        cmocka_unit_test(test_model_wakes_what_may_fit),
-        cmocka_unit_test(test_sched_metrics),
-        cmocka_unit_test(test_model_default_slice_memory),
-        cmocka_unit_test(test_model_bind_timeout_never_shares_gpu),
-        cmocka_unit_test(test_model_bind_unsure_settles),
-        cmocka_unit_test(test_request_timeouts),
-        cmocka_unit_test(test_event_recorder),
-        cmocka_unit_test(test_event_series),
-        cmocka_unit_test(test_lease_validity),
-        cmocka_unit_test(test_bind_round_checks_lease),
-        cmocka_unit_test(test_settle_round_reads_back),
-        cmocka_unit_test(test_binds_in_parallel),
-        cmocka_unit_test(test_pod_condition_written_once),
-        cmocka_unit_test(test_pod_condition_reasons),
-        cmocka_unit_test(test_pod_condition_not_after_bind),
-        cmocka_unit_test(test_pod_condition_writes_in_order),
-        cmocka_unit_test(test_pod_condition_not_past_lease),
-        cmocka_unit_test(test_unnomination_patched),
-        cmocka_unit_test(test_bind_not_sent_past_lease),
-        cmocka_unit_test(test_bind_labels_remote_pod),
-        cmocka_unit_test(test_list_with_label_selector),
-        cmocka_unit_test(test_insecure_settings_warned),
-        cmocka_unit_test(test_model_waiting_pod_edited),
+        http_test(test_pod_spec),
+        http_test(test_priority_from_class),
+        http_test(test_default_slice_mem),
+        http_test(test_allocation_check),
+        http_test(test_two_gpu_containers_rejected),
+        http_test(test_inter_pod_rules_read_apart),
+        http_test(test_labels_packed),
+        http_test(test_allocation_and_inventory),
+        http_test(test_kubeconfig),
+        http_test(test_stream_splitter),
+        http_test(test_strmap),
+        http_test(test_model_places_and_restores),
+        http_test(test_model_workload_follows_nodes),
+        http_test(test_model_wakes_what_may_fit),
+        http_test(test_sched_metrics),
+        http_test(test_model_default_slice_memory),
+        http_test(test_model_bind_timeout_never_shares_gpu),
+        http_test(test_model_bind_unsure_settles),
+        http_test(test_request_timeouts),
+        http_test(test_event_recorder),
+        http_test(test_event_series),
+        http_test(test_lease_validity),
+        http_test(test_bind_round_checks_lease),
+        http_test(test_settle_round_reads_back),
+        http_test(test_binds_in_parallel),
+        http_test(test_pod_condition_written_once),
+        http_test(test_pod_condition_reasons),
+        http_test(test_pod_condition_not_after_bind),
+        http_test(test_pod_condition_writes_in_order),
+        http_test(test_pod_condition_not_past_lease),
+        http_test(test_unnomination_patched),
+        http_test(test_bind_not_sent_past_lease),
+        http_test(test_bind_labels_remote_pod),
+        http_test(test_list_with_label_selector),
+        http_test(test_insecure_settings_warned),
+        http_test(test_model_waiting_pod_edited),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

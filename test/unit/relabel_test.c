@@ -91,14 +91,13 @@ static void test_which_pods(void **state)
 static void test_round(void **state)
 {
     (void)state;
-    struct http_srv srv = {.status = 200, .body = "{}"};
-    http_start(&srv);
-    struct kube_client *c = loopback_client(srv.port);
+    struct http_srv *srv = http_new((struct http_srv){.status = 200, .body = "{}"});
+    struct kube_client *c = loopback_client(srv->port);
     struct fx_relabel *r = fx_relabel_new();
     event(r, KUBE_ADDED, pod("old", "cpu-1", REMOTE_ALLOC, NULL));
     assert_int_equal(fx_relabel_round(r, c, 16, 1000), 1);
-    assert_string_equal(srv.log, "PATCH /api/v1/namespaces/t/pods/old\n");
-    json_t *patch = json_loads(srv.req_body, 0, NULL);
+    assert_string_equal(srv->log, "PATCH /api/v1/namespaces/t/pods/old\n");
+    json_t *patch = json_loads(srv->req_body, 0, NULL);
     assert_non_null(patch);
     assert_string_equal(kube_str(patch, "metadata.uid"), "old");
     json_t *labels = kube_get(patch, "metadata.labels");
@@ -111,23 +110,23 @@ static void test_round(void **state)
     assert_int_equal(fx_relabel_round(r, c, 16, 2000), 0);
 
     /* A failure is tried again FX_RELABEL_RETRY_MS later, not before. */
-    srv.status = 500;
-    srv.body = "{\"kind\":\"Status\",\"code\":500,\"message\":\"boom\"}";
+    srv->status = 500;
+    srv->body = "{\"kind\":\"Status\",\"code\":500,\"message\":\"boom\"}";
     event(r, KUBE_ADDED, pod("old", "cpu-1", REMOTE_ALLOC, NULL));
     assert_int_equal(fx_relabel_round(r, c, 16, 1000), 1);
     assert_int_equal(fx_relabel_pending(r), 1);
     assert_int_equal(fx_relabel_round(r, c, 16, 1000 + FX_RELABEL_RETRY_MS - 1), 0);
     /* The pod gone (another pod holds the name: 422 on metadata.uid, as
      * the API server answers a patch whose UID differs): forgotten. */
-    srv.status = 422;
-    srv.body = "{\"kind\":\"Status\",\"code\":422,\"reason\":\"Invalid\",\"message\":"
+    srv->status = 422;
+    srv->body = "{\"kind\":\"Status\",\"code\":422,\"reason\":\"Invalid\",\"message\":"
                "\"metadata.uid: field is immutable\",\"details\":{\"causes\":[{\"field\":"
                "\"metadata.uid\"}]}}";
     assert_int_equal(fx_relabel_round(r, c, 16, 1000 + FX_RELABEL_RETRY_MS), 1);
     assert_int_equal(fx_relabel_pending(r), 0);
     /* At most `max` writes a round. */
-    srv.status = 200;
-    srv.body = "{}";
+    srv->status = 200;
+    srv->body = "{}";
     event(r, KUBE_ADDED, pod("a", "cpu-1", REMOTE_ALLOC, NULL));
     event(r, KUBE_ADDED, pod("b", "cpu-1", REMOTE_ALLOC, NULL));
     event(r, KUBE_ADDED, pod("c", "cpu-1", REMOTE_ALLOC, NULL));
@@ -137,7 +136,7 @@ static void test_round(void **state)
     /* A stale label on a local pod: removed (null in the merge patch). */
     event(r, KUBE_ADDED, pod("stale", "gpu-1", LOCAL_ALLOC, "gpu-1"));
     assert_int_equal(fx_relabel_round(r, c, 16, 0), 1);
-    patch = json_loads(srv.req_body, 0, NULL);
+    patch = json_loads(srv->req_body, 0, NULL);
     assert_non_null(patch);
     assert_string_equal(kube_str(patch, "metadata.uid"), "stale");
     labels = kube_get(patch, "metadata.labels");
@@ -147,14 +146,14 @@ static void test_round(void **state)
     assert_int_equal(fx_relabel_pending(r), 0);
     fx_relabel_free(r);
     kube_client_free(c);
-    http_stop(&srv);
+    http_stop(srv);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_which_pods),
-        cmocka_unit_test(test_round),
+        http_test(test_which_pods),
+        http_test(test_round),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
