@@ -1914,21 +1914,23 @@ static void test_pod_condition_writes_in_order(void **state)
 
 /* A condition queued while leading is not written once the lease could no
  * longer outlast its write (a follower never writes, and another leader
- * may bind the pod meanwhile): the one sender is busy 700 ms with a's
+ * may bind the pod meanwhile): the one sender is busy 1.2 s with a's
  * bind, and w's condition's send-by instant is 0.3 s after the decision.
  * With `renew`, the lease is renewed 0.4 s in, before the sender is free,
  * and the next round drops what was queued before the lapse. Returns the
- * PATCHes the server saw. */
+ * PATCHes the server saw. The bind's timeout (3 s) is well past its
+ * answer: with 1 s against an answer held 0.7 s, a loaded 2-core machine
+ * under ASan timed the bind out (binds 0). */
 static int condition_writes_past_lease(bool renew)
 {
     struct status_rig s;
-    status_rig_start(&s, true, 700, 1000);
+    status_rig_start(&s, true, 1200, 3000);
     struct fx_model *m = s.r.m;
     rig_add(&s.r, pending_pod("a", 60, "2026-01-01T00:00:00Z"));
     rig_add(&s.r, pending_pod("w", 60, "2026-01-01T00:00:01Z"));
-    /* renew deadline 10 s after the renewal; 8.7 s ago leaves 1.3 s, enough
-     * to decide with a 1 s timeout, and the send-by is 0.3 s from now */
-    struct kube_lease lease = lease_renewed_ago(8700000000LL);
+    /* renew deadline 10 s after the renewal; 6.7 s ago leaves 3.3 s, enough
+     * to decide with a 3 s timeout, and the send-by is 0.3 s from now */
+    struct kube_lease lease = lease_renewed_ago(6700000000LL);
     rig_start(&s.r, &lease, 1);
     struct fx_binder *b = &s.r.b;
     assert_int_equal(fx_bind_round(m, b, 256, NULL), 2); /* a bound, w told */
