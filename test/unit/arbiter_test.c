@@ -500,14 +500,18 @@ static void test_dropped_claim_is_made_again(void **state)
     struct fx_gpu a, b;
     join(&a, "a", 50, 100);
     join(&b, "b", 50, 100);
-    /* b holds the GPU in a running slice, so a must wait. */
-    uint64_t t0 = fx_mono_ns();
-    waits(&b, t0);
+    /* b holds the GPU in a running slice, so a must wait, until this thread
+     * ends the slice: b's claim and its slice's end are stamped a minute
+     * ahead. Stamped now, a thread descheduled for 50 ms (a loaded 2-core
+     * machine under ASan) found b's claim stale and its 20 ms slice over,
+     * and a already given the GPU. */
+    uint64_t t0 = fx_mono_ns(), later = t0 + 60000 * MS;
+    waits(&b, later);
     struct fx_arbiter *ar = &b.st->arb;
     ar->holder = (uint32_t)b.tenant + 1;
     ar->slice_len_ns = 20 * MS;
     ar->slice_start_ns = t0;
-    ar->slice_end_ns = t0 + 20 * MS;
+    ar->slice_end_ns = later;
     ar->slice_started = 1;
     struct acq q = {&a, 0};
     pthread_t th;
@@ -518,6 +522,7 @@ static void test_dropped_claim_is_made_again(void **state)
     assert_false(__atomic_load_n(&q.done, __ATOMIC_SEQ_CST));
     /* The drop: what a decision does to a waiter that looked stopped. */
     __atomic_fetch_and(&a.st->arb.demand, ~(1u << a.tenant), __ATOMIC_SEQ_CST);
+    __atomic_store_n(&ar->slice_end_ns, fx_mono_ns() + 20 * MS, __ATOMIC_SEQ_CST);
     int granted = 0;
     uint64_t end = fx_mono_ns() + 2000 * MS;
     while (!granted && fx_mono_ns() < end) {
