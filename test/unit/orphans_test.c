@@ -112,7 +112,11 @@ static void test_reused_id_leads_a_new_group(void **state)
 {
     (void)state;
     pid_t l = leader(5);
-    sleep_ms(100); /* ended, not reaped */
+    /* Ended, not reaped: waited for with WNOWAIT. A fixed 100 ms assumed
+     * the child had run by then; on a loaded machine one still running is
+     * a live group (kept, and SIGKILLed by fx_orphans_add). */
+    siginfo_t si;
+    assert_int_equal(waitid(P_PID, (id_t)l, &si, WEXITED | WNOWAIT), 0);
     struct fx_orphans o = {0};
     fx_orphans_add(&o, l);
     assert_int_equal(fx_orphans_reap(&o), 0);
