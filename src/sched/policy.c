@@ -180,14 +180,17 @@ static int eval_fgd(const struct fx_eval_ctx *ctx, const struct fx_view *v,
 
 /* ---- flexpu ----------------------------------------------------------- */
 
-/* flexpu's policy (docs/SCHEDULING.md). Ten changes to FGD, each measured
- * on the Alibaba traces:
+/* flexpu's policy (docs/SCHEDULING.md). Eleven changes to FGD, each
+ * measured on the Alibaba traces:
  *  - shapes weigh by the GPU demand they bring, not by pod count, so a rare
  *    8-GPU shape that would strand 8 GPUs is defended in proportion;
  *  - and that demand counts per GPU of the models the shape accepts
  *    (workload.c, model_pressure), so pods that only a scarce model can
  *    hold price its GPUs by how hard they press on them, and pods that can
- *    use any GPU leave them alone;
+ *    use any GPU leave them alone; for a shape that names no model, per GPU
+ *    of the nodes whose CPU and memory can hold it (workload.c,
+ *    apply_capacity), so the few nodes that alone fit a CPU-heavy 8-GPU pod
+ *    are kept for it;
  *  - a CPU-only shape counts as fragment only where it cannot get its CPU
  *    (the paper's definition), so CPU-only pods go where they strand no GPU;
  *  - idle GPU compute that the node's free CPU cannot feed counts as

@@ -670,6 +670,64 @@ static void test_flexpu_opens_a_node_rather_than_strand_a_gpu_by_memory(void **s
     flexpu_engine_free(e);
 }
 
+/* Change 11: a shape that only some nodes' CPU and memory can hold weighs
+ * its demand per GPU of those nodes. One G3-like node (128 cores, 8 GPUs)
+ * and three G2-like (96 cores); the workload: 1-GPU pods of 12 and 24
+ * cores, 8-GPU pods of 64 cores and of 120 cores, which only the G3 node
+ * holds (8 of the 32 GPUs on nodes of eight: its demand weight x4, 68 of
+ * 177). A 1-GPU pod of 20 cores strands compute on a G2 node (76 cores left
+ * for 7 GPUs at the workload's 12 cores per GPU) and none on the G3 node;
+ * with the 120-core shape weighed by its demand alone (17 of 126) the G3
+ * node was the cheaper to open, and the 120-core pod that followed found no
+ * node. */
+static void test_flexpu_keeps_the_nodes_only_some_pods_fit(void **state)
+{
+    (void)state;
+    const int64_t gib = 1024;
+    struct flexpu_pod_req shapes[4] = {req_mem(12000, 40 * gib, 1, 1000),
+                                       req_mem(24000, 40 * gib, 1, 1000),
+                                       req_mem(64000, 256 * gib, 8, 1000),
+                                       req_mem(120000, 640 * gib, 8, 1000)};
+    for (uint64_t seed = 1; seed <= 8; seed++) {
+        struct flexpu_engine *e = engine("flexpu");
+        int g3 = add_node(e, "g3", 128000, 768 * gib, 8, "G3", 0, NULL);
+        for (int i = 0; i < 3; i++) {
+            char name[8];
+            snprintf(name, sizeof(name), "g2-%d", i);
+            add_node(e, name, 96000, 384 * gib, 8, "G2", 0, NULL);
+        }
+        assert_int_equal(flexpu_engine_set_workload(e, shapes, (double[]){40, 10, 4, 2}, 4, NULL),
+                         0);
+        for (int i = 0; i < e->wl.nshapes; i++) {
+            const struct fx_shape *sh = &e->wl.shapes[i];
+            double want = sh->req.cpu_milli == 120000 ? 68.0 / 177
+                          : sh->req.num_gpu == 8      ? 34.0 / 177
+                                                      : 1.5 * (sh->req.cpu_milli == 12000 ? 40 : 10) / 177;
+            if (fabs(sh->demand_weight - want) > 1e-12)
+                fail_msg("shape of %lld cores: demand weight %g, want %g",
+                         (long long)sh->req.cpu_milli, sh->demand_weight, want);
+        }
+        struct flexpu_rng rng;
+        flexpu_rng_seed(&rng, seed);
+        assert_int_not_equal(place_ok(e, req_mem(20000, 40 * gib, 1, 1000), &rng, NULL).node, g3);
+        assert_int_equal(place_ok(e, req_mem(120000, 640 * gib, 8, 1000), &rng, NULL).node, g3);
+        flexpu_engine_free(e);
+    }
+    /* The shapes that the same nodes hold weigh together at most the whole
+     * workload's demand, as change 5's sets do: ten times as many 120-core
+     * pods weigh 4 x 170 = 680 of a workload of 279, cut to 279 of 388. */
+    struct flexpu_engine *e = engine("flexpu");
+    add_node(e, "g3", 128000, 768 * gib, 8, "G3", 0, NULL);
+    for (int i = 0; i < 3; i++)
+        add_node(e, i == 0 ? "g2-0" : i == 1 ? "g2-1" : "g2-2", 96000, 384 * gib, 8, "G2", 0, NULL);
+    assert_int_equal(flexpu_engine_set_workload(e, shapes, (double[]){40, 10, 4, 20}, 4, NULL), 0);
+    for (int i = 0; i < e->wl.nshapes; i++)
+        if (e->wl.shapes[i].req.cpu_milli == 120000 &&
+            fabs(e->wl.shapes[i].demand_weight - 279.0 / 388) > 1e-12)
+            fail_msg("capped demand weight %g, want 279/388", e->wl.shapes[i].demand_weight);
+    flexpu_engine_free(e);
+}
+
 /* Change 8: compute stranded by a node's CPU weighs only for the shapes
  * that can use the node's GPUs. Two nodes of 2 GPUs: V100 with 12 cores
  * and G3 with 80; the workload is one unconstrained 1-GPU shape and one
@@ -1015,6 +1073,7 @@ int main(void)
         cmocka_unit_test(test_flexpu_opens_a_node_rather_than_strand_a_gpu),
         cmocka_unit_test(test_flexpu_opens_a_node_rather_than_strand_a_gpu_by_memory),
         cmocka_unit_test(test_flexpu_strands_only_for_shapes_that_can_use_the_node),
+        cmocka_unit_test(test_flexpu_keeps_the_nodes_only_some_pods_fit),
         cmocka_unit_test(test_flexpu_prices_the_room_of_a_wanted_model),
         cmocka_unit_test(test_dotprod_and_random_stay_feasible),
         cmocka_unit_test(test_random_spreads_over_identical_nodes),
