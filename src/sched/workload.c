@@ -157,10 +157,10 @@ static int same_holders(const struct flexpu_engine *e, const int *alive,
  * of the models it accepts; a node's CPU and memory narrow the GPUs a shape
  * can use as a model does. Of the trace's 4,936 GPUs on nodes of eight, an
  * 8-GPU pod of 120 cores fits only on the 39 G3 nodes (128 cores; 312
- * GPUs): weighed by its demand alone (0.05 with 45% of the demand in
- * multi-GPU pods) a G3 node was cheap to open for a 1-GPU pod of 24 cores
- * or a 4-GPU pod of 60, which strand less compute there (16 cores per GPU)
- * than on a G2 node (12) under change 7's weight, and of the 120-core
+ * GPUs): weighed by its demand alone (0.03 of the workload on mgd45) a
+ * G3 node was cheap to open for a 1-GPU pod of 24 cores or a 4-GPU pod of
+ * 60, which strand less compute there (16 cores per GPU) than on a G2 node
+ * (12) under change 7's weight, and of the 120-core
  * pods that arrived by 100%, 12 of 36 failed (fgd: 3). So an
  * unconstrained GPU shape's demand weight is multiplied by the GPUs of the
  * nodes with enough GPUs for it over those of them that also hold its CPU
