@@ -926,6 +926,39 @@ static void watches_deliver(struct agent_api *a, int k)
  * (its ledger directory that uid's), never one a process already runs as
  * (as root: a process the test starts as the range's first), and a
  * restarted agent that adopts the servers gives a new slice another. */
+
+/* What the agent asked the fake API server so far: full pod lists, lists
+ * and watches with the node's label selector, read-backs of pod t/legacy.
+ * Fails the test on a watch without the selector. */
+struct api_counts {
+    int full, selected, watches, readbacks;
+};
+
+static void api_counts_of(struct agent_fixture *f, struct api_counts *n)
+{
+    pthread_mutex_lock(&f->srv.log_mu);
+    char log[sizeof(f->srv.log)];
+    snprintf(log, sizeof(log), "%s", f->srv.log);
+    pthread_mutex_unlock(&f->srv.log_mu);
+    const char *sel = "labelSelector=flexpu.io%2Fremote-gpu-node%3Dgpu-1";
+    *n = (struct api_counts){0};
+    char *save = NULL;
+    for (char *line = strtok_r(log, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        if (strncmp(line, "GET /api/v1/pods?", 17) == 0) {
+            if (strstr(line, "watch=1")) {
+                n->watches++;
+                if (!strstr(line, sel))
+                    fail_msg("a watch without the label selector: %s", line);
+            } else if (strstr(line, sel)) {
+                n->selected++;
+            } else {
+                n->full++;
+            }
+        }
+        n->readbacks += strcmp(line, "GET /api/v1/namespaces/t/pods/legacy") == 0;
+    }
+}
+
 static void test_agent_watch(void **state)
 {
     struct agent_fixture *f = *state;
@@ -1007,35 +1040,23 @@ static void test_agent_watch(void **state)
     assert_int_equal(fx_remote_serve_pod_name(f->s, "uid-foreign", ns, sizeof(ns), name,
                                               sizeof(name)), -1);
     /* Through label lists and watches and read-backs, the legacy pod's
-     * server stays. */
-    usleep(1500000);
+     * server stays: the agent's requests counted until it has listed with
+     * the selector, watched and read the pod back twice (at most 30 s; a
+     * fixed sleep raced a loaded machine). */
+    struct api_counts n = {0};
+    for (int t = 0; t < 300; t++) {
+        api_counts_of(f, &n);
+        if (n.selected >= 1 && n.watches >= 1 && n.readbacks >= 2)
+            break;
+        usleep(100000);
+    }
     assert_true(server_running(f->root, "uid-legacy"));
     assert_false(server_running(f->root, "uid-foreign"));
-    pthread_mutex_lock(&f->srv.log_mu);
-    char log[sizeof(f->srv.log)];
-    snprintf(log, sizeof(log), "%s", f->srv.log);
-    pthread_mutex_unlock(&f->srv.log_mu);
     /* One full list; every other list and every watch with the selector. */
-    const char *sel = "labelSelector=flexpu.io%2Fremote-gpu-node%3Dgpu-1";
-    int full = 0, selected = 0, watches = 0, readbacks = 0;
-    for (char *line = strtok(log, "\n"); line; line = strtok(NULL, "\n")) {
-        if (strncmp(line, "GET /api/v1/pods?", 17) == 0) {
-            if (strstr(line, "watch=1")) {
-                watches++;
-                if (!strstr(line, sel))
-                    fail_msg("a watch without the label selector: %s", line);
-            } else if (strstr(line, sel)) {
-                selected++;
-            } else {
-                full++;
-            }
-        }
-        readbacks += strcmp(line, "GET /api/v1/namespaces/t/pods/legacy") == 0;
-    }
-    assert_int_equal(full, 1);
-    assert_true(selected >= 1);
-    assert_true(watches >= 1);
-    assert_true(readbacks >= 2);
+    assert_int_equal(n.full, 1);
+    assert_true(n.selected >= 1);
+    assert_true(n.watches >= 1);
+    assert_true(n.readbacks >= 2);
     /* A restarted agent adopts both servers, which keep their uids; a pod
      * that came meanwhile gets the range's one uid left. */
     agent_stop(f, false);
