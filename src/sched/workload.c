@@ -110,43 +110,38 @@ static void apply_pressure(struct fx_shape *sh, int n, const double *gpus, doubl
     }
 }
 
-/* The GPUs of the live nodes that could hold request r alone, their GPU
- * count and GPU memory considered and, with cpu_mem, their CPU and memory
- * too (by node type: alive[t] live nodes of type t). */
+/* The GPUs of node n whose memory fits r's share when n could hold r
+ * alone (its GPU count and, with cpu_mem, its CPU and memory), else 0. */
+static int gpus_holding(const struct fx_node *n, const struct flexpu_pod_req *r, int cpu_mem)
+{
+    if (cpu_mem && (n->cpu_cap < r->cpu_milli || n->mem_cap < r->mem_mib))
+        return 0;
+    int k = 0;
+    for (int g = 0; g < n->ngpu; g++)
+        k += n->gmem_cap[g] >= r->gpu_mem_mib;
+    return k >= r->num_gpu ? k : 0;
+}
+
+/* The GPUs of the live nodes that could hold request r alone (by node
+ * type: alive[t] live nodes of type t). */
 static double holding_gpus(const struct flexpu_engine *e, const int *alive,
                            const struct flexpu_pod_req *r, int cpu_mem)
 {
     double gpus = 0;
-    for (int t = 0; t < e->ntypes; t++) {
-        const struct fx_node *n = &e->nodes[e->type_rep[t]];
-        if (!alive[t] || (cpu_mem && (n->cpu_cap < r->cpu_milli || n->mem_cap < r->mem_mib)))
-            continue;
-        int k = 0;
-        for (int g = 0; g < n->ngpu; g++)
-            k += n->gmem_cap[g] >= r->gpu_mem_mib;
-        if (k >= r->num_gpu)
-            gpus += (double)k * alive[t];
-    }
+    for (int t = 0; t < e->ntypes; t++)
+        if (alive[t])
+            gpus += (double)gpus_holding(&e->nodes[e->type_rep[t]], r, cpu_mem) * alive[t];
     return gpus;
 }
 
-/* Whether shapes a and b can be held by the same node types (CPU and
+/* Whether GPU shapes a and b can be held by the same node types (CPU and
  * memory considered). */
 static int same_holders(const struct flexpu_engine *e, const int *alive,
                         const struct flexpu_pod_req *a, const struct flexpu_pod_req *b)
 {
     for (int t = 0; t < e->ntypes; t++) {
         const struct fx_node *n = &e->nodes[e->type_rep[t]];
-        if (!alive[t])
-            continue;
-        int ka = 0, kb = 0;
-        for (int g = 0; g < n->ngpu; g++) {
-            ka += n->gmem_cap[g] >= a->gpu_mem_mib;
-            kb += n->gmem_cap[g] >= b->gpu_mem_mib;
-        }
-        int holds_a = ka >= a->num_gpu && n->cpu_cap >= a->cpu_milli && n->mem_cap >= a->mem_mib;
-        int holds_b = kb >= b->num_gpu && n->cpu_cap >= b->cpu_milli && n->mem_cap >= b->mem_mib;
-        if (holds_a != holds_b)
+        if (alive[t] && (gpus_holding(n, a, 1) > 0) != (gpus_holding(n, b, 1) > 0))
             return 0;
     }
     return 1;
