@@ -19,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <netinet/in.h>
 #include <poll.h>
@@ -28,6 +27,7 @@
 #include <unistd.h>
 
 #include "kube/kube.h"
+#include "util/clock.h"
 
 struct http_srv {
     int fd, port;
@@ -63,13 +63,6 @@ struct http_srv {
 /* The servers http_new made (main thread only), each stopped and freed by
  * http_teardown. */
 static struct http_srv *http_owned;
-
-static inline int64_t http_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static inline void log_request(struct http_srv *s, const char *method, const char *path)
 {
@@ -157,8 +150,8 @@ static inline void *conn_main(void *arg)
         /* Held against the clock, not for a count of sleeps: each sleep
          * overshoots on a loaded machine, and 70 of them held a 700 ms
          * answer past its client's 1 s timeout. */
-        int64_t until = http_now_ms() + delay;
-        while (http_now_ms() < until && !atomic_load(&s->stop))
+        int64_t until = fx_mono_ms() + delay;
+        while (fx_mono_ms() < until && !atomic_load(&s->stop))
             usleep(10000);
         __atomic_sub_fetch(&s->inflight, 1, __ATOMIC_SEQ_CST);
         answer_with(k->fd, status, body);
