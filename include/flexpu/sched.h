@@ -89,7 +89,10 @@ struct flexpu_pod_req {
 };
 
 /* Where a request goes: a node and, for each of its GPUs, the index on the
- * node and the share granted. */
+ * node and the share granted. Decide and place define every field on every
+ * return: entries past ngpu are "none" (gpu -1, milli 0, gpu_mem_mib 0),
+ * and a request not placed (any error) gets node -1, ngpu 0 and every
+ * entry "none", so a copy of the whole struct holds no stale values. */
 struct flexpu_placement {
     int node;
     int ngpu;
@@ -183,7 +186,8 @@ int flexpu_req_validate(const struct flexpu_pod_req *req, struct flexpu_error *e
 
 /* Decides where req would go under the current policy, without changing the
  * engine. Returns 0 and fills *out, FLEXPU_ENOFIT and fills *why, or
- * FLEXPU_EINVAL for a malformed request (message in why->text). rng is used
+ * FLEXPU_EINVAL for a malformed request or a NULL out (message in
+ * why->text); on error *out is the placement "none" (above). rng is used
  * by the random policy and to break ties between equal nodes. */
 int flexpu_engine_decide(struct flexpu_engine *e, const struct flexpu_pod_req *req,
                          struct flexpu_rng *rng, struct flexpu_placement *out,

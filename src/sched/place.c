@@ -336,6 +336,27 @@ static struct fx_class *scope_class(const struct flexpu_engine *e, const struct 
     return s && s->node >= 0 ? e->nodes[s->node].cls : e->live[i];
 }
 
+/* Every field of a placement defined: the entries from `from` on are
+ * "none" (GPU -1, share 0, memory 0), whatever the policy left there, so
+ * a caller that copies or reads the whole array (a gang member's, the
+ * scheduler's first choice kept aside) never meets stale values. */
+static void placement_tail_none(struct flexpu_placement *p, int from)
+{
+    for (int i = from; i < FLEXPU_MAX_GPUS; i++) {
+        p->gpu[i] = -1;
+        p->milli[i] = 0;
+        p->gpu_mem_mib[i] = 0;
+    }
+}
+
+/* The placement of a request not placed: node -1, no GPU. */
+static void placement_none(struct flexpu_placement *p)
+{
+    p->node = -1;
+    p->ngpu = 0;
+    placement_tail_none(p, 0);
+}
+
 int flexpu_engine_decide_filtered(struct flexpu_engine *e, const struct flexpu_pod_req *req,
                                   const struct flexpu_filter *f, struct flexpu_rng *rng,
                                   struct flexpu_placement *out, struct flexpu_noplace *why)
@@ -352,6 +373,11 @@ int fx_decide_scoped(struct flexpu_engine *e, const struct flexpu_pod_req *req,
     if (!why)
         why = &local;
     memset(why, 0, sizeof(*why));
+    if (!out) {
+        snprintf(why->text, sizeof(why->text), "out: NULL");
+        return FLEXPU_EINVAL;
+    }
+    placement_none(out); /* what every path but success leaves */
     /* One node: its class is visited for that member alone. */
     int single = scope && scope->node >= 0;
     int nclasses = scope_classes(e, scope);
@@ -484,6 +510,7 @@ int fx_decide_scoped(struct flexpu_engine *e, const struct flexpu_pod_req *req,
     }
     k.best.p.node = k.best_node;
     *out = k.best.p;
+    placement_tail_none(out, out->ngpu);
     return 0;
 }
 
@@ -513,7 +540,10 @@ int flexpu_engine_place_filtered(struct flexpu_engine *e, const struct flexpu_po
     flexpu_engine_effective_req(e, req, &r);
     struct flexpu_error err;
     rc = flexpu_engine_assign(e, &r, out, alloc_id, &err);
-    if (rc && why)
-        memcpy(why->text, err.msg, sizeof(why->text));
+    if (rc) {
+        placement_none(out); /* decided but not taken: not a placement */
+        if (why)
+            memcpy(why->text, err.msg, sizeof(why->text));
+    }
     return rc;
 }

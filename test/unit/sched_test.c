@@ -948,6 +948,91 @@ static void test_bad_requests_and_nodes(void **state)
     flexpu_engine_free(e);
 }
 
+/* Every field of decide's output is defined on every return: the entries
+ * past ngpu are "none" (GPU -1, share 0, memory 0), and a
+ * request that fits nowhere or is malformed gets the whole placement
+ * "none" (node -1, ngpu 0). The output is poisoned first, so a field
+ * decide leaves alone reads back as the poison. */
+static void assert_tail_none(const struct flexpu_placement *p, int from)
+{
+    for (int i = from; i < FLEXPU_MAX_GPUS; i++)
+        if (p->gpu[i] != -1 || p->milli[i] != 0 || p->gpu_mem_mib[i] != 0)
+            fail_msg("entry %d of %d: gpu %d milli %d gpu_mem_mib %lld, want -1, 0, 0", i,
+                     p->ngpu, p->gpu[i], p->milli[i], (long long)p->gpu_mem_mib[i]);
+}
+
+static void assert_none(const struct flexpu_placement *p)
+{
+    assert_int_equal(p->node, -1);
+    assert_int_equal(p->ngpu, 0);
+    assert_tail_none(p, 0);
+}
+
+static void poison(struct flexpu_placement *p)
+{
+    memset(p, 0xa5, sizeof(*p));
+}
+
+static void test_decide_output_defined(void **state)
+{
+    (void)state;
+    struct flexpu_rng rng;
+    flexpu_rng_seed(&rng, 7);
+    struct flexpu_pod_req shapes[] = {req(1000, 1, 300), req(1000, 2, 1000), req(1000, 0, 0),
+                                      req(1000, 1, 1000)};
+    shapes[0].gpu_mem_mib = 1024;
+    for (int k = 0; k < flexpu_policy_count(); k++) {
+        struct flexpu_engine *e = engine(flexpu_policy_name(k));
+        add_node(e, "a", 8000, 16384, 4, "T4", 16384, NULL);
+        add_node(e, "b", 8000, 16384, 4, "T4", 16384, NULL);
+        struct flexpu_placement p;
+        struct flexpu_noplace why;
+        /* fits: twice each, the second decision from the cost cache */
+        for (int round = 0; round < 2; round++)
+            for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
+                poison(&p);
+                assert_int_equal(flexpu_engine_decide(e, &shapes[i], &rng, &p, &why), 0);
+                assert_true(p.node >= 0 && p.node < 2);
+                assert_int_equal(p.ngpu, shapes[i].num_gpu);
+                for (int g = 0; g < p.ngpu; g++)
+                    assert_true(p.gpu[g] >= 0 && p.gpu[g] < 4);
+                assert_tail_none(&p, p.ngpu);
+                if (round == 0) { /* placed: the next decision meets another state */
+                    int64_t id;
+                    poison(&p);
+                    assert_int_equal(flexpu_engine_place(e, &shapes[i], &rng, &p, &id, &why), 0);
+                    assert_tail_none(&p, p.ngpu);
+                }
+            }
+        /* fits nowhere */
+        struct flexpu_pod_req big = req(1000, 5, 1000);
+        poison(&p);
+        assert_int_equal(flexpu_engine_decide(e, &big, &rng, &p, &why), FLEXPU_ENOFIT);
+        assert_none(&p);
+        poison(&p);
+        assert_int_equal(flexpu_engine_place(e, &big, &rng, &p, NULL, &why), FLEXPU_ENOFIT);
+        assert_none(&p);
+        /* malformed */
+        struct flexpu_pod_req bad = req(1000, 1, 1200);
+        poison(&p);
+        assert_int_equal(flexpu_engine_decide(e, &bad, &rng, &p, &why), FLEXPU_EINVAL);
+        assert_none(&p);
+        poison(&p);
+        assert_int_equal(flexpu_engine_place(e, &bad, &rng, &p, NULL, &why), FLEXPU_EINVAL);
+        assert_none(&p);
+        check(e);
+        flexpu_engine_free(e);
+    }
+    /* an empty engine: nothing to decide on */
+    struct flexpu_engine *e = engine("flexpu");
+    struct flexpu_placement p;
+    poison(&p);
+    struct flexpu_pod_req one = req(100, 1, 100);
+    assert_int_equal(flexpu_engine_decide(e, &one, NULL, &p, NULL), FLEXPU_ENOFIT);
+    assert_none(&p);
+    flexpu_engine_free(e);
+}
+
 static void test_remove_node_releases(void **state)
 {
     (void)state;
@@ -1079,6 +1164,7 @@ int main(void)
         cmocka_unit_test(test_random_spreads_over_identical_nodes),
         cmocka_unit_test(test_reasons_name_the_constraint),
         cmocka_unit_test(test_bad_requests_and_nodes),
+        cmocka_unit_test(test_decide_output_defined),
         cmocka_unit_test(test_remove_node_releases),
         cmocka_unit_test(test_alloc_get),
         cmocka_unit_test(test_out_of_memory_is_clean),
