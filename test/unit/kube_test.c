@@ -1361,7 +1361,10 @@ static void test_lease_validity(void **state)
 /* The binder tests' setup, one copy: a client of the fake server (started
  * by the caller), a model with node n1, the pods added to it, and bind
  * senders started against the server. rig_stop frees all of it but the
- * server. */
+ * server. A rig is on the heap and listed, like http_new's servers: a
+ * failed assertion longjmps out of its test past rig_stop, and
+ * rig_teardown (rig_test() in the list) stops its senders then, so they
+ * never run on into the next case. */
 struct bind_rig {
     struct kube_client *c;
     struct kube_config cfg;
@@ -1369,18 +1372,28 @@ struct bind_rig {
     struct fx_model *m;
     json_t *pods[8];
     int npods;
+    bool stopped;
+    struct bind_rig *next_owned; /* rig_new's list, for rig_teardown */
 };
+
+static struct bind_rig *rigs_owned;
 
 /* A model with n1 of `ngpu` GPUs and a client of srv whose object timeout
  * is `timeout_ms` (0: the default); the binder not yet started. */
-static void rig_init(struct bind_rig *r, struct http_srv *srv, int ngpu, int timeout_ms)
+static struct bind_rig *rig_new(struct http_srv *srv, int ngpu, int timeout_ms)
 {
-    memset(r, 0, sizeof(*r));
+    struct bind_rig *r = calloc(1, sizeof(*r));
+    assert_non_null(r);
+    r->stopped = true; /* nothing to stop until it is built */
+    r->next_owned = rigs_owned;
+    rigs_owned = r;
     r->c = loopback_client(srv->port);
     if (timeout_ms)
         kube_client_set_timeouts(r->c, timeout_ms, 0);
     r->m = model_with_node("n1", ngpu);
     loopback_config(srv->port, &r->cfg);
+    r->stopped = false;
+    return r;
 }
 
 /* Pod p added to the rig's model (the watch's ADDED); the rig frees it. */
@@ -1402,8 +1415,13 @@ static void rig_start(struct bind_rig *r, struct kube_lease *lease, int senders)
         fail_msg("fx_binder_start: %s", err.msg);
 }
 
+/* Stops the senders (joined) and frees what the rig holds; no-op if
+ * stopped already. The rig itself stays readable until rig_teardown. */
 static void rig_stop(struct bind_rig *r)
 {
+    if (r->stopped)
+        return;
+    r->stopped = true;
     fx_binder_stop(&r->b, r->m);
     kube_config_free(&r->cfg);
     fx_model_free(r->m);
@@ -1428,14 +1446,13 @@ static void test_bind_round_checks_lease(void **state)
     (void)state;
     struct http_srv *srv =
         http_new((struct http_srv){.status = 201, .body = "{\"kind\":\"Binding\"}"});
-    struct bind_rig r;
-    rig_init(&r, srv, 1, 2000);
-    struct fx_model *m = r.m;
-    rig_add(&r, pending_pod("a", 60, "2026-01-01T00:00:00Z"));
+    struct bind_rig *r = rig_new(srv, 1, 2000);
+    struct fx_model *m = r->m;
+    rig_add(r, pending_pod("a", 60, "2026-01-01T00:00:00Z"));
 
     struct kube_lease lease = lease_renewed_ago(20 * 1000000000LL);
-    rig_start(&r, &lease, 2);
-    struct fx_binder *b = &r.b;
+    rig_start(r, &lease, 2);
+    struct fx_binder *b = &r->b;
     assert_false(fx_binder_leading(b));
     assert_int_equal(fx_bind_round(m, b, 256, NULL), 0);
     assert_int_equal(srv->nreq, 0);
@@ -1464,9 +1481,9 @@ static void test_bind_round_checks_lease(void **state)
     assert_int_equal(st.gpu_milli_used, 600);
 
     /* no election: always leading */
-    struct fx_binder free_b = {.c = r.c, .identity = "me"};
+    struct fx_binder free_b = {.c = r->c, .identity = "me"};
     assert_true(fx_binder_leading(&free_b));
-    rig_stop(&r);
+    rig_stop(r);
     http_stop(srv);
 }
 
@@ -1478,16 +1495,15 @@ static void test_binds_in_parallel(void **state)
     (void)state;
     struct http_srv *srv = http_new((struct http_srv){
         .status = 201, .body = "{\"kind\":\"Binding\"}", .threaded = true, .delay_ms = 200});
-    struct bind_rig r;
-    rig_init(&r, srv, 8, 0);
-    struct fx_model *m = r.m;
+    struct bind_rig *r = rig_new(srv, 8, 0);
+    struct fx_model *m = r->m;
     for (int i = 0; i < 8; i++) {
         char uid[8];
         snprintf(uid, sizeof(uid), "p%d", i);
-        rig_add(&r, pending_pod(uid, 100, "2026-01-01T00:00:00Z"));
+        rig_add(r, pending_pod(uid, 100, "2026-01-01T00:00:00Z"));
     }
-    rig_start(&r, NULL, 4);
-    struct fx_binder *b = &r.b;
+    rig_start(r, NULL, 4);
+    struct fx_binder *b = &r->b;
     assert_int_equal(fx_bind_round(m, b, 256, NULL), 8);
     fx_binder_flush(m, b);
     assert_int_equal(srv->nreq, 8);
@@ -1500,7 +1516,7 @@ static void test_binds_in_parallel(void **state)
     fx_model_stats(m, &st);
     assert_int_equal(st.gpu_milli_used, 8000);
     assert_int_equal(st.pods_unsure, 0);
-    rig_stop(&r);
+    rig_stop(r);
     http_stop(srv);
 }
 
@@ -1532,28 +1548,64 @@ static int status_route(struct http_srv *s, const char *method, const char *path
 }
 
 /* A fake API server recording status writes, and a one-GPU binder rig on it;
- * a threaded server answers each request delay_ms late. */
+ * a threaded server answers each request delay_ms late. On the heap and
+ * listed (the server's route reads `seen`): rig_teardown frees it once its
+ * server is stopped. */
 struct status_rig {
     struct status_seen seen;
     struct http_srv *srv;
-    struct bind_rig r;
+    struct bind_rig *r;
+    struct status_rig *next_owned;
 };
 
-static void status_rig_start(struct status_rig *s, bool threaded, int delay_ms, int timeout_ms)
+static struct status_rig *status_owned;
+
+static struct status_rig *status_rig_new(bool threaded, int delay_ms, int timeout_ms)
 {
-    memset(s, 0, sizeof(*s));
+    struct status_rig *s = calloc(1, sizeof(*s));
+    assert_non_null(s);
     pthread_mutex_init(&s->seen.mu, NULL);
+    s->next_owned = status_owned;
+    status_owned = s;
     s->srv = http_new((struct http_srv){.route = status_route, .ctx = &s->seen,
                                         .threaded = threaded, .delay_ms = delay_ms});
-    rig_init(&s->r, s->srv, 1, timeout_ms);
+    s->r = rig_new(s->srv, 1, timeout_ms);
+    return s;
 }
 
 static void status_rig_stop(struct status_rig *s)
 {
-    rig_stop(&s->r);
+    rig_stop(s->r);
     http_stop(s->srv);
-    pthread_mutex_destroy(&s->seen.mu);
 }
+
+/* A cmocka teardown: what the test left running, stopped, whether it
+ * passed or failed. The servers first, so that answers they hold end at
+ * once and the senders waiting on them come back; then the senders,
+ * joined (fx_binder_stop); then what the servers' routes read, and the
+ * servers themselves (http_teardown). */
+static int rig_teardown(void **state)
+{
+    for (struct http_srv *h = http_owned; h; h = h->next_owned)
+        http_stop(h);
+    while (rigs_owned) {
+        struct bind_rig *r = rigs_owned;
+        rigs_owned = r->next_owned;
+        r->b.lease = NULL; /* a lease on the failed test's stack is gone */
+        rig_stop(r);
+        free(r);
+    }
+    while (status_owned) {
+        struct status_rig *s = status_owned;
+        status_owned = s->next_owned;
+        pthread_mutex_destroy(&s->seen.mu);
+        free(s);
+    }
+    return http_teardown(state);
+}
+
+/* A test that makes servers (http_new) or binder rigs (rig_new). */
+#define rig_test(f) cmocka_unit_test_teardown(f, rig_teardown)
 
 /* The one condition in a PATCH body, checked field by field. */
 static void assert_unscheduled(const char *body, const char *uid, const char *reason,
@@ -1586,30 +1638,29 @@ static void assert_unscheduled(const char *body, const char *uid, const char *re
 static void test_pod_condition_written_once(void **state)
 {
     (void)state;
-    struct status_rig s;
-    status_rig_start(&s, false, 0, 0);
-    struct fx_model *m = s.r.m;
-    rig_add(&s.r, pending_pod("a", 60, "2026-01-01T00:00:00Z"));
-    json_t *w = rig_add(&s.r, pending_pod("w", 60, "2026-01-01T00:00:01Z"));
+    struct status_rig *s = status_rig_new(false, 0, 0);
+    struct fx_model *m = s->r->m;
+    rig_add(s->r, pending_pod("a", 60, "2026-01-01T00:00:00Z"));
+    json_t *w = rig_add(s->r, pending_pod("w", 60, "2026-01-01T00:00:01Z"));
     json_t *g = pending_pod("g", 10, "2026-01-01T00:00:02Z");
     json_object_set_new(json_object_get(g, "spec"), "schedulingGates",
                         json_pack("[{s:s}]", "name", "example.com/wait"));
     json_t *bad = pending_pod("bad", 10, "2026-01-01T00:00:03Z");
     json_object_set_new(json_object_get(bad, "spec"), "schedulingGates",
                         json_pack("[{s:s}]", "name", ""));
-    rig_add(&s.r, g);
-    rig_add(&s.r, bad);
-    rig_start(&s.r, NULL, 2);
-    struct fx_binder *b = &s.r.b;
+    rig_add(s->r, g);
+    rig_add(s->r, bad);
+    rig_start(s->r, NULL, 2);
+    struct fx_binder *b = &s->r->b;
     fx_bind_round(m, b, 256, NULL);
     fx_binder_flush(m, b);
     assert_int_equal(b->binds, 1);
-    assert_int_equal(s.seen.npatch, 2);
-    int iw = strstr(s.seen.path[0], "/pods/w/") ? 0 : 1;
-    assert_string_equal(s.seen.path[iw], "/api/v1/namespaces/d/pods/w/status");
-    assert_unscheduled(s.seen.body[iw], "w", "Unschedulable", "0/1 nodes available");
-    assert_string_equal(s.seen.path[1 - iw], "/api/v1/namespaces/d/pods/bad/status");
-    assert_unscheduled(s.seen.body[1 - iw], "bad", "SchedulerError", "spec.schedulingGates[0]");
+    assert_int_equal(s->seen.npatch, 2);
+    int iw = strstr(s->seen.path[0], "/pods/w/") ? 0 : 1;
+    assert_string_equal(s->seen.path[iw], "/api/v1/namespaces/d/pods/w/status");
+    assert_unscheduled(s->seen.body[iw], "w", "Unschedulable", "0/1 nodes available");
+    assert_string_equal(s->seen.path[1 - iw], "/api/v1/namespaces/d/pods/bad/status");
+    assert_unscheduled(s->seen.body[1 - iw], "bad", "SchedulerError", "spec.schedulingGates[0]");
 
     /* nothing new to tell: nothing written, however many rounds */
     for (int i = 0; i < 3; i++) {
@@ -1617,9 +1668,9 @@ static void test_pod_condition_written_once(void **state)
         fx_bind_round(m, b, 256, NULL);
     }
     fx_binder_flush(m, b);
-    assert_int_equal(s.seen.npatch, 2);
-    assert_null(strstr(s.seen.order, "/pods/g/"));
-    status_rig_stop(&s);
+    assert_int_equal(s->seen.npatch, 2);
+    assert_null(strstr(s->seen.order, "/pods/g/"));
+    status_rig_stop(s);
 }
 
 /* The bodies of the PATCHes of pod `uid`'s status that set or clear its
@@ -1652,19 +1703,18 @@ static int nominations_of(struct status_seen *seen, const char *uid, json_t *out
 static void test_unnomination_patched(void **state)
 {
     (void)state;
-    struct status_rig s;
-    status_rig_start(&s, false, 0, 0);
-    struct fx_model *m = s.r.m;
-    rig_add(&s.r, slice_pod_on("low", 100, "n1", 0));
-    json_t *hi = rig_add(&s.r, pending_pod("hi", 60, "2026-01-01T00:00:01Z"));
+    struct status_rig *s = status_rig_new(false, 0, 0);
+    struct fx_model *m = s->r->m;
+    rig_add(s->r, slice_pod_on("low", 100, "n1", 0));
+    json_t *hi = rig_add(s->r, pending_pod("hi", 60, "2026-01-01T00:00:01Z"));
     json_object_set_new(json_object_get(hi, "spec"), "priority", json_integer(1000));
     fx_model_pod_event(m, KUBE_MODIFIED, hi);
-    json_t *w = rig_add(&s.r, pending_pod("w", 60, "2026-01-01T00:00:02Z"));
-    rig_start(&s.r, NULL, 1);
-    struct fx_binder *b = &s.r.b;
+    json_t *w = rig_add(s->r, pending_pod("w", 60, "2026-01-01T00:00:02Z"));
+    rig_start(s->r, NULL, 1);
+    struct fx_binder *b = &s->r->b;
     fx_bind_round(m, b, 256, NULL); /* hi nominated, low evicted, w told it waits */
     fx_binder_flush(m, b);
-    assert_non_null(strstr(s.seen.order, "POST /api/v1/namespaces/d/pods/low/eviction"));
+    assert_non_null(strstr(s->seen.order, "POST /api/v1/namespaces/d/pods/low/eviction"));
 
     /* hi edited to ask no GPU: its place is given back, it binds beside low */
     json_t *limits = kube_get(json_array_get(kube_get(hi, "spec.containers"), 0),
@@ -1680,41 +1730,41 @@ static void test_unnomination_patched(void **state)
     fx_bind_round(m, b, 256, NULL);
     fx_binder_flush(m, b);
     json_t *nom[4];
-    int n = nominations_of(&s.seen, "hi", nom);
+    int n = nominations_of(&s->seen, "hi", nom);
     if (n != 2)
         fail_msg("%d nominatedNodeName patches of hi, expected 2 (set, cleared): %s", n,
-                 s.seen.order);
+                 s->seen.order);
     assert_string_equal(kube_str(nom[0], "status.nominatedNodeName"), "n1");
     assert_true(json_is_null(kube_get(nom[1], "status.nominatedNodeName")));
     assert_string_equal(kube_str(nom[1], "metadata.uid"), "hi");
     for (int i = 0; i < n; i++)
         json_decref(nom[i]);
-    const char *cleared = strstr(s.seen.order, "PATCH /api/v1/namespaces/d/pods/hi/status");
+    const char *cleared = strstr(s->seen.order, "PATCH /api/v1/namespaces/d/pods/hi/status");
     cleared = cleared ? strstr(cleared + 1, "PATCH /api/v1/namespaces/d/pods/hi/status") : NULL;
-    const char *bound = strstr(s.seen.order, "POST /api/v1/namespaces/d/pods/hi/binding");
+    const char *bound = strstr(s->seen.order, "POST /api/v1/namespaces/d/pods/hi/binding");
     if (!cleared || !bound || bound < cleared)
-        fail_msg("hi's nomination not cleared before its bind: %s", s.seen.order);
-    assert_int_equal(nominations_of(&s.seen, "w", nom), 0);
+        fail_msg("hi's nomination not cleared before its bind: %s", s->seen.order);
+    assert_int_equal(nominations_of(&s->seen, "w", nom), 0);
 
     /* low and w gone; h2 nominated for low2, which goes: h2 is bound, and
      * its nomination, ended by the bind, is not cleared */
-    fx_model_pod_event(m, KUBE_DELETED, s.r.pods[0]);
+    fx_model_pod_event(m, KUBE_DELETED, s->r->pods[0]);
     fx_model_pod_event(m, KUBE_DELETED, w);
-    rig_add(&s.r, slice_pod_on("low2", 100, "n1", 0));
-    json_t *h2 = rig_add(&s.r, pending_pod("h2", 60, "2026-01-01T00:00:03Z"));
+    rig_add(s->r, slice_pod_on("low2", 100, "n1", 0));
+    json_t *h2 = rig_add(s->r, pending_pod("h2", 60, "2026-01-01T00:00:03Z"));
     json_object_set_new(json_object_get(h2, "spec"), "priority", json_integer(1000));
     fx_model_pod_event(m, KUBE_MODIFIED, h2);
     fx_bind_round(m, b, 256, NULL);
     fx_binder_flush(m, b);
-    assert_non_null(strstr(s.seen.order, "POST /api/v1/namespaces/d/pods/low2/eviction"));
-    fx_model_pod_event(m, KUBE_DELETED, s.r.pods[3]);
+    assert_non_null(strstr(s->seen.order, "POST /api/v1/namespaces/d/pods/low2/eviction"));
+    fx_model_pod_event(m, KUBE_DELETED, s->r->pods[3]);
     fx_bind_round(m, b, 256, NULL);
     fx_binder_flush(m, b);
-    assert_non_null(strstr(s.seen.order, "POST /api/v1/namespaces/d/pods/h2/binding"));
-    assert_int_equal(nominations_of(&s.seen, "h2", nom), 1); /* set, never cleared */
+    assert_non_null(strstr(s->seen.order, "POST /api/v1/namespaces/d/pods/h2/binding"));
+    assert_int_equal(nominations_of(&s->seen, "h2", nom), 1); /* set, never cleared */
     assert_string_equal(kube_str(nom[0], "status.nominatedNodeName"), "n1");
     json_decref(nom[0]);
-    status_rig_stop(&s);
+    status_rig_stop(s);
 }
 
 /* pending_pod() labelled key=value, and annotated `ann`=`ann_value` when
@@ -1765,46 +1815,45 @@ static const char *transition_of(const char *body, char *out, size_t len)
 static void test_pod_condition_reasons(void **state)
 {
     (void)state;
-    struct status_rig s;
-    status_rig_start(&s, false, 0, 0);
+    struct status_rig *s = status_rig_new(false, 0, 0);
     struct flexpu_queue_info capped = {.name = "capped", .weight = 1};
     for (int i = 0; i < FLEXPU_RES_COUNT_; i++)
         capped.limit[i] = FLEXPU_QUEUE_UNLIMITED;
     capped.limit[FLEXPU_RES_GPU] = 0;
     struct flexpu_error err = {0};
-    if (fx_model_queue_set(s.r.m, &capped, &err))
+    if (fx_model_queue_set(s->r->m, &capped, &err))
         fail_msg("fx_model_queue_set: %s", err.msg);
-    rig_add(&s.r, pending_pod("a", 60, "2026-01-01T00:00:00Z"));
-    rig_add(&s.r, pending_pod("w", 60, "2026-01-01T00:00:01Z"));
+    rig_add(s->r, pending_pod("a", 60, "2026-01-01T00:00:00Z"));
+    rig_add(s->r, pending_pod("w", 60, "2026-01-01T00:00:01Z"));
     json_t *q = labelled_pod("q", "2026-01-01T00:00:02Z", "flexpu.io/queue", "capped", NULL, NULL);
     json_object_set_new(json_object_get(q, "status"), "conditions",
                         json_pack("[{s:s, s:s, s:s, s:s}]", "type", "PodScheduled", "status",
                                   "False", "reason", "SchedulingGated", "lastTransitionTime",
                                   "2026-01-01T00:00:07Z"));
-    rig_add(&s.r, q);
-    rig_add(&s.r,
+    rig_add(s->r, q);
+    rig_add(s->r,
             labelled_pod("x", "2026-01-01T00:00:03Z", "flexpu.io/queue", "ghost", NULL, NULL));
-    rig_add(&s.r, labelled_pod("g", "2026-01-01T00:00:04Z", "flexpu.io/pod-group", "job",
+    rig_add(s->r, labelled_pod("g", "2026-01-01T00:00:04Z", "flexpu.io/pod-group", "job",
                              "flexpu.io/min-members", "2"));
-    rig_start(&s.r, NULL, 2);
+    rig_start(s->r, NULL, 2);
     char before[40], after[40], ltt[40];
     /* the clock the write reads: time(2) is the kernel's coarse clock, up to
      * a tick behind CLOCK_REALTIME, so it can still say :23 when the write
      * says :24 */
     kube_time_now(before, sizeof(before), false);
-    fx_bind_round(s.r.m, &s.r.b, 256, NULL);
-    fx_binder_flush(s.r.m, &s.r.b);
+    fx_bind_round(s->r->m, &s->r->b, 256, NULL);
+    fx_binder_flush(s->r->m, &s->r->b);
     kube_time_now(after, sizeof(after), false);
-    assert_int_equal(s.r.b.binds, 1);
-    assert_int_equal(s.seen.npatch, 4);
-    const char *w = status_patch_of(&s.seen, "w");
+    assert_int_equal(s->r->b.binds, 1);
+    assert_int_equal(s->seen.npatch, 4);
+    const char *w = status_patch_of(&s->seen, "w");
     assert_unscheduled(w, "w", "Unschedulable", "0/1 nodes available");
-    const char *qb = status_patch_of(&s.seen, "q");
+    const char *qb = status_patch_of(&s->seen, "q");
     assert_unscheduled(qb, "q", "QueueLimitExceeded", "queue 'capped'");
     assert_string_equal(transition_of(qb, ltt, sizeof(ltt)), "2026-01-01T00:00:07Z");
-    assert_unscheduled(status_patch_of(&s.seen, "x"), "x", "QueueNotFound",
+    assert_unscheduled(status_patch_of(&s->seen, "x"), "x", "QueueNotFound",
                        "queue \"ghost\" does not exist");
-    const char *g = status_patch_of(&s.seen, "g");
+    const char *g = status_patch_of(&s->seen, "g");
     assert_unscheduled(g, "g", "PodGroupIncomplete", "1 of 2 exist");
     /* RFC 3339 in UTC, one width: ordered as strings */
     const char *bodies[] = {w, g};
@@ -1813,7 +1862,7 @@ static void test_pod_condition_reasons(void **state)
         if (strcmp(ltt, before) < 0 || strcmp(ltt, after) > 0)
             fail_msg("lastTransitionTime %s, not the write's time (%s to %s)", ltt, before, after);
     }
-    status_rig_stop(&s);
+    status_rig_stop(s);
 }
 
 /* A condition still queued when its pod is bound is never written: landing
@@ -1823,21 +1872,20 @@ static void test_pod_condition_reasons(void **state)
 static void test_pod_condition_not_after_bind(void **state)
 {
     (void)state;
-    struct status_rig s;
-    status_rig_start(&s, true, 500, 0);
-    struct fx_model *m = s.r.m;
-    json_t *a = rig_add(&s.r, pending_pod("a", 60, "2026-01-01T00:00:00Z"));
-    rig_add(&s.r, pending_pod("w", 60, "2026-01-01T00:00:01Z"));
-    rig_start(&s.r, NULL, 1);
-    struct fx_binder *b = &s.r.b;
+    struct status_rig *s = status_rig_new(true, 500, 0);
+    struct fx_model *m = s->r->m;
+    json_t *a = rig_add(s->r, pending_pod("a", 60, "2026-01-01T00:00:00Z"));
+    rig_add(s->r, pending_pod("w", 60, "2026-01-01T00:00:01Z"));
+    rig_start(s->r, NULL, 1);
+    struct fx_binder *b = &s->r->b;
     assert_int_equal(fx_bind_round(m, b, 256, NULL), 2); /* a bound, w told */
     fx_model_pod_event(m, KUBE_DELETED, a);
     assert_int_equal(fx_bind_round(m, b, 256, NULL), 1); /* w bound */
     fx_binder_flush(m, b);
-    if (s.seen.npatch)
-        fail_msg("a condition written for a pod being bound: %s", s.seen.order);
-    assert_non_null(strstr(s.seen.order, "POST /api/v1/namespaces/d/pods/w/binding"));
-    status_rig_stop(&s);
+    if (s->seen.npatch)
+        fail_msg("a condition written for a pod being bound: %s", s->seen.order);
+    assert_non_null(strstr(s->seen.order, "POST /api/v1/namespaces/d/pods/w/binding"));
+    status_rig_stop(s);
 }
 
 /* The fake server's arrival times of PATCHes; each held 500 ms, the rest
@@ -1876,16 +1924,18 @@ static int slow_patch_route(struct http_srv *s, const char *method, const char *
 static void test_pod_condition_writes_in_order(void **state)
 {
     (void)state;
-    struct patch_times pt = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    /* static: the server's route reads it, and a failed assertion leaves
+     * this frame before rig_teardown stops the server */
+    static struct patch_times pt;
+    pt = (struct patch_times){.mu = PTHREAD_MUTEX_INITIALIZER};
     struct http_srv *srv =
         http_new((struct http_srv){.route = slow_patch_route, .ctx = &pt, .threaded = true});
-    struct bind_rig r;
-    rig_init(&r, srv, 1, 0);
-    struct fx_model *m = r.m;
-    rig_add(&r, pending_pod("a", 60, "2026-01-01T00:00:00Z"));
-    rig_add(&r, pending_pod("w", 60, "2026-01-01T00:00:01Z"));
-    rig_start(&r, NULL, 2);
-    struct fx_binder *b = &r.b;
+    struct bind_rig *r = rig_new(srv, 1, 0);
+    struct fx_model *m = r->m;
+    rig_add(r, pending_pod("a", 60, "2026-01-01T00:00:00Z"));
+    rig_add(r, pending_pod("w", 60, "2026-01-01T00:00:01Z"));
+    rig_start(r, NULL, 2);
+    struct fx_binder *b = &r->b;
     assert_int_equal(fx_bind_round(m, b, 256, NULL), 2); /* a bound, w told */
     for (int i = 0; i < 200; i++) { /* until w's PATCH is on the wire */
         pthread_mutex_lock(&pt.mu);
@@ -1907,9 +1957,8 @@ static void test_pod_condition_writes_in_order(void **state)
     if (pt.at_ms[1] - pt.at_ms[0] < 490)
         fail_msg("w's second PATCH went out %lld ms after the first, before its answer",
                  (long long)(pt.at_ms[1] - pt.at_ms[0]));
-    rig_stop(&r);
+    rig_stop(r);
     http_stop(srv);
-    pthread_mutex_destroy(&pt.mu);
 }
 
 /* A condition queued while leading is not written once the lease could no
@@ -1923,16 +1972,15 @@ static void test_pod_condition_writes_in_order(void **state)
  * under ASan timed the bind out (binds 0). */
 static int condition_writes_past_lease(bool renew)
 {
-    struct status_rig s;
-    status_rig_start(&s, true, 1200, 3000);
-    struct fx_model *m = s.r.m;
-    rig_add(&s.r, pending_pod("a", 60, "2026-01-01T00:00:00Z"));
-    rig_add(&s.r, pending_pod("w", 60, "2026-01-01T00:00:01Z"));
+    struct status_rig *s = status_rig_new(true, 1200, 3000);
+    struct fx_model *m = s->r->m;
+    rig_add(s->r, pending_pod("a", 60, "2026-01-01T00:00:00Z"));
+    rig_add(s->r, pending_pod("w", 60, "2026-01-01T00:00:01Z"));
     /* renew deadline 10 s after the renewal; 6.7 s ago leaves 3.3 s, enough
      * to decide with a 3 s timeout, and the send-by is 0.3 s from now */
     struct kube_lease lease = lease_renewed_ago(6700000000LL);
-    rig_start(&s.r, &lease, 1);
-    struct fx_binder *b = &s.r.b;
+    rig_start(s->r, &lease, 1);
+    struct fx_binder *b = &s->r->b;
     assert_int_equal(fx_bind_round(m, b, 256, NULL), 2); /* a bound, w told */
     if (renew) {
         nanosleep(&(struct timespec){.tv_nsec = 400000000L}, NULL);
@@ -1941,10 +1989,10 @@ static int condition_writes_past_lease(bool renew)
     }
     fx_binder_flush(m, b);
     assert_int_equal(b->binds, 1);
-    int n = s.seen.npatch;
+    int n = s->seen.npatch;
     if (n)
-        print_message("past the lease (renew %d): %s", renew, s.seen.order);
-    status_rig_stop(&s);
+        print_message("past the lease (renew %d): %s", renew, s->seen.order);
+    status_rig_stop(s);
     return n;
 }
 
@@ -1964,16 +2012,15 @@ static void test_bind_not_sent_past_lease(void **state)
 {
     (void)state;
     struct http_srv *srv = http_new((struct http_srv){.silent = true});
-    struct bind_rig r;
-    rig_init(&r, srv, 1, 1000);
-    struct fx_model *m = r.m;
-    rig_add(&r, pending_pod("a", 40, "2026-01-01T00:00:00Z"));
-    rig_add(&r, pending_pod("b", 40, "2026-01-01T00:00:01Z"));
+    struct bind_rig *r = rig_new(srv, 1, 1000);
+    struct fx_model *m = r->m;
+    rig_add(r, pending_pod("a", 40, "2026-01-01T00:00:00Z"));
+    rig_add(r, pending_pod("b", 40, "2026-01-01T00:00:01Z"));
     /* renew deadline 10 s after the renewal; 8.5 s ago leaves 1.5 s, enough
      * to decide a bind of 1 s, and its send-by is 0.5 s from now */
     struct kube_lease lease = lease_renewed_ago(8500000000LL);
-    rig_start(&r, &lease, 1);
-    struct fx_binder *b = &r.b;
+    rig_start(r, &lease, 1);
+    struct fx_binder *b = &r->b;
     assert_int_equal(fx_bind_round(m, b, 2, NULL), 2);
     fx_binder_flush(m, b);
     assert_int_equal(srv->nreq, 1);
@@ -1984,7 +2031,7 @@ static void test_bind_not_sent_past_lease(void **state)
     assert_int_equal(st.pods_unsure, 1);
     assert_int_equal(st.pods_queued, 1);
     assert_int_equal(st.gpu_milli_used, 400);
-    rig_stop(&r);
+    rig_stop(r);
     http_stop(srv);
 }
 
@@ -1995,12 +2042,11 @@ static void test_settle_round_reads_back(void **state)
     (void)state;
     struct http_srv *srv = http_new(
         (struct http_srv){.status = 504, .body = "{\"kind\":\"Status\",\"message\":\"timeout\"}"});
-    struct bind_rig r;
-    rig_init(&r, srv, 1, 2000);
-    struct fx_model *m = r.m;
-    json_t *a = rig_add(&r, pending_pod("a", 60, "2026-01-01T00:00:00Z"));
-    rig_start(&r, NULL, 1);
-    struct fx_binder *b = &r.b;
+    struct bind_rig *r = rig_new(srv, 1, 2000);
+    struct fx_model *m = r->m;
+    json_t *a = rig_add(r, pending_pod("a", 60, "2026-01-01T00:00:00Z"));
+    rig_start(r, NULL, 1);
+    struct fx_binder *b = &r->b;
     assert_int_equal(fx_bind_round(m, b, 256, NULL), 1);
     fx_binder_flush(m, b);
     assert_int_equal(b->bind_errors, 1);
@@ -2022,7 +2068,7 @@ static void test_settle_round_reads_back(void **state)
     assert_int_equal(st.pods_unsure, 0);
     assert_int_equal(st.pods_queued, 1);
     assert_int_equal(st.gpu_milli_used, 0);
-    rig_stop(&r);
+    rig_stop(r);
     http_stop(srv);
     free(text); /* only now: the server's send of it may outlast the client's read */
 }
@@ -2187,42 +2233,42 @@ static void test_insecure_settings_warned(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        http_test(test_pod_spec),
-        http_test(test_priority_from_class),
-        http_test(test_default_slice_mem),
-        http_test(test_allocation_check),
-        http_test(test_two_gpu_containers_rejected),
-        http_test(test_inter_pod_rules_read_apart),
-        http_test(test_labels_packed),
-        http_test(test_allocation_and_inventory),
-        http_test(test_kubeconfig),
-        http_test(test_stream_splitter),
-        http_test(test_strmap),
-        http_test(test_model_places_and_restores),
-        http_test(test_model_workload_follows_nodes),
-        http_test(test_model_wakes_what_may_fit),
-        http_test(test_sched_metrics),
-        http_test(test_model_default_slice_memory),
-        http_test(test_model_bind_timeout_never_shares_gpu),
-        http_test(test_model_bind_unsure_settles),
-        http_test(test_request_timeouts),
-        http_test(test_event_recorder),
-        http_test(test_event_series),
-        http_test(test_lease_validity),
-        http_test(test_bind_round_checks_lease),
-        http_test(test_settle_round_reads_back),
-        http_test(test_binds_in_parallel),
-        http_test(test_pod_condition_written_once),
-        http_test(test_pod_condition_reasons),
-        http_test(test_pod_condition_not_after_bind),
-        http_test(test_pod_condition_writes_in_order),
-        http_test(test_pod_condition_not_past_lease),
-        http_test(test_unnomination_patched),
-        http_test(test_bind_not_sent_past_lease),
-        http_test(test_bind_labels_remote_pod),
-        http_test(test_list_with_label_selector),
-        http_test(test_insecure_settings_warned),
-        http_test(test_model_waiting_pod_edited),
+        rig_test(test_pod_spec),
+        rig_test(test_priority_from_class),
+        rig_test(test_default_slice_mem),
+        rig_test(test_allocation_check),
+        rig_test(test_two_gpu_containers_rejected),
+        rig_test(test_inter_pod_rules_read_apart),
+        rig_test(test_labels_packed),
+        rig_test(test_allocation_and_inventory),
+        rig_test(test_kubeconfig),
+        rig_test(test_stream_splitter),
+        rig_test(test_strmap),
+        rig_test(test_model_places_and_restores),
+        rig_test(test_model_workload_follows_nodes),
+        rig_test(test_model_wakes_what_may_fit),
+        rig_test(test_sched_metrics),
+        rig_test(test_model_default_slice_memory),
+        rig_test(test_model_bind_timeout_never_shares_gpu),
+        rig_test(test_model_bind_unsure_settles),
+        rig_test(test_request_timeouts),
+        rig_test(test_event_recorder),
+        rig_test(test_event_series),
+        rig_test(test_lease_validity),
+        rig_test(test_bind_round_checks_lease),
+        rig_test(test_settle_round_reads_back),
+        rig_test(test_binds_in_parallel),
+        rig_test(test_pod_condition_written_once),
+        rig_test(test_pod_condition_reasons),
+        rig_test(test_pod_condition_not_after_bind),
+        rig_test(test_pod_condition_writes_in_order),
+        rig_test(test_pod_condition_not_past_lease),
+        rig_test(test_unnomination_patched),
+        rig_test(test_bind_not_sent_past_lease),
+        rig_test(test_bind_labels_remote_pod),
+        rig_test(test_list_with_label_selector),
+        rig_test(test_insecure_settings_warned),
+        rig_test(test_model_waiting_pod_edited),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
