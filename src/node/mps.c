@@ -269,10 +269,14 @@ static int wait_child(pid_t pid, int ms)
     }
 }
 
+/* client()'s results that are no exit status. */
+#define CLIENT_NOT_RUN (-1) /* could not be run (out says why) */
+#define CLIENT_TIMEOUT (-2) /* did not end by its `until` (killed) */
+
 /* Runs the control program as a client of slice `key`'s daemon with `cmd`
  * on its stdin; its output (stdout and stderr, trimmed) into out. Returns
- * its exit status, or -1 when it did not end by `until` (fx_mono_ms; it is
- * killed) or could not be run (out says why). */
+ * its exit status, CLIENT_TIMEOUT when it did not end by `until`
+ * (fx_mono_ms; it is killed) or CLIENT_NOT_RUN. */
 static int client(struct fx_mps *m, const char *key, const char *cmd, char *out, size_t len,
                   int64_t until)
 {
@@ -285,13 +289,13 @@ static int client(struct fx_mps *m, const char *key, const char *cmd, char *out,
     /* stdin is a socket: a client that exits early cannot SIGPIPE us. */
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, in) != 0) {
         snprintf(out, len, "socketpair: %s", strerror(errno));
-        return -1;
+        return CLIENT_NOT_RUN;
     }
     if (pipe2(o, O_CLOEXEC) != 0) {
         snprintf(out, len, "pipe: %s", strerror(errno));
         close(in[0]);
         close(in[1]);
-        return -1;
+        return CLIENT_NOT_RUN;
     }
     char *argv[] = {exe, NULL};
     pid_t pid = spawn(exe, argv, e.envp, in[0], o[1]);
@@ -301,7 +305,7 @@ static int client(struct fx_mps *m, const char *key, const char *cmd, char *out,
         snprintf(out, len, "fork: %s", strerror(errno));
         close(in[1]);
         close(o[0]);
-        return -1;
+        return CLIENT_NOT_RUN;
     }
     char line[300];
     int n = snprintf(line, sizeof(line), "%s\n", cmd);
@@ -338,7 +342,7 @@ static int client(struct fx_mps *m, const char *key, const char *cmd, char *out,
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
         snprintf(out, len, "no answer in time");
-        return -1;
+        return CLIENT_TIMEOUT;
     }
     if (st == 127 && got == 0)
         /* The program's path may not fit the message: a truncated path still says which. */
@@ -522,14 +526,40 @@ static int64_t parse_mib(const char *s)
     return (int64_t)(v * mul + 1e-6);
 }
 
-/* One command that must succeed by `until`. */
-static int command(struct fx_mps *m, struct mslice *s, const char *cmd, char *out, size_t len,
-                   int64_t until, struct flexpu_error *err)
+/* A start's runs of the control program, counted for its errors: the
+ * first is the daemon's answer (get_server_list), then the limits set and
+ * read back, one command each. */
+struct steps {
+    int done, total;
+};
+
+static int steps_total(const struct fx_mps_limits *l)
 {
-    int st = client(m, s->key, cmd, out, len, until);
-    if (st != 0)
-        return flexpu_error_set(err, FLEXPU_EIO, "MPS daemon of slice %s: '%s' failed (%s %d): %s",
-                                s->key, cmd, st < 0 ? "timeout" : "status", st,
+    int n = 1 + 2; /* the answer, the thread percentage set and read back */
+    for (int i = 0; i < l->ndev; i++)
+        n += l->mem_mib[i] ? 2 : 0;
+    return n;
+}
+
+/* One command that must succeed, run with a whole timeout of its own: a
+ * slow node whose every step ends in time is not failed for their sum. */
+static int command(struct fx_mps *m, struct mslice *s, struct steps *st, const char *cmd,
+                   char *out, size_t len, struct flexpu_error *err)
+{
+    int step = ++st->done;
+    int64_t t0 = fx_mono_ms();
+    int rc = client(m, s->key, cmd, out, len, t0 + m->timeout_ms);
+    if (rc == CLIENT_TIMEOUT)
+        return flexpu_error_set(err, FLEXPU_EIO,
+                                "MPS daemon of slice %s: step %d of %d, '%s', got no answer "
+                                "within %d ms (the control program was killed after %lld ms)",
+                                s->key, step, st->total, cmd, m->timeout_ms,
+                                (long long)(fx_mono_ms() - t0));
+    if (rc != 0)
+        return flexpu_error_set(err, FLEXPU_EIO,
+                                "MPS daemon of slice %s: step %d of %d, '%s', failed (%s %d): %s",
+                                s->key, step, st->total, cmd,
+                                rc == CLIENT_NOT_RUN ? "not run" : "status", rc,
                                 out[0] ? out : "no output");
     return 0;
 }
@@ -568,9 +598,13 @@ static int daemon_start(struct fx_mps *m, struct mslice *s, struct flexpu_error 
     pthread_mutex_lock(&m->mu);
     m->starts++;
     pthread_mutex_unlock(&m->mu);
-    /* Until a client gets an answer: the daemon made its pipes. */
+    /* Until a client gets an answer: the daemon made its pipes. Clients
+     * are started until one timeout has passed since the daemon's start,
+     * each with a whole timeout of its own (the last one started is not
+     * cut short by the time the earlier ones took). */
+    struct steps steps = {.done = 1, .total = steps_total(&s->lim)};
     char said[300] = "";
-    int64_t until = fx_mono_ms() + m->timeout_ms;
+    int64_t t0 = fx_mono_ms(), ready_by = t0 + m->timeout_ms;
     for (;;) {
         int st = wait_child(pid, 0);
         if (st >= 0) {
@@ -583,15 +617,18 @@ static int daemon_start(struct fx_mps *m, struct mslice *s, struct flexpu_error 
                                     s->key, exe, st, last[0] ? last : "no output");
         }
         char got[300];
-        int cst = client(m, s->key, "get_server_list", got, sizeof(got), until);
+        int cst = client(m, s->key, "get_server_list", got, sizeof(got),
+                         fx_mono_ms() + m->timeout_ms);
         if (cst == 0)
             break;
         if (cst > 0 || !said[0]) /* what a client that ran said, over a cut-off one */
             snprintf(said, sizeof(said), "%s", got);
-        if (fx_mono_ms() >= until) {
+        if (fx_mono_ms() >= ready_by) {
             flexpu_error_set(err, FLEXPU_EIO,
-                             "MPS daemon of slice %s ('%s -f') did not answer within %d ms: %s",
-                             s->key, exe, m->timeout_ms, said[0] ? said : "no output");
+                             "MPS daemon of slice %s ('%s -f') did not answer within %d ms "
+                             "(step 1 of %d, 'get_server_list', tried for %lld ms): %s",
+                             s->key, exe, m->timeout_ms, steps.total,
+                             (long long)(fx_mono_ms() - t0), said[0] ? said : "no output");
             goto fail;
         }
         sleep_ms(20);
@@ -601,17 +638,17 @@ static int daemon_start(struct fx_mps *m, struct mslice *s, struct flexpu_error 
      * container of the slice has run), then read back. */
     char cmd[128], got[300];
     snprintf(cmd, sizeof(cmd), "set_default_active_thread_percentage %d", s->lim.thread_pct);
-    if (command(m, s, cmd, got, sizeof(got), until, err))
+    if (command(m, s, &steps, cmd, got, sizeof(got), err))
         goto fail;
     for (int i = 0; i < s->lim.ndev; i++) {
         if (!s->lim.mem_mib[i])
             continue;
         snprintf(cmd, sizeof(cmd), "set_default_device_pinned_mem_limit %d %" PRId64 "M", i,
                  s->lim.mem_mib[i]);
-        if (command(m, s, cmd, got, sizeof(got), until, err))
+        if (command(m, s, &steps, cmd, got, sizeof(got), err))
             goto fail;
     }
-    if (command(m, s, "get_default_active_thread_percentage", got, sizeof(got), until, err))
+    if (command(m, s, &steps, "get_default_active_thread_percentage", got, sizeof(got), err))
         goto fail;
     if (parse_pct(got) != s->lim.thread_pct) {
         flexpu_error_set(err, FLEXPU_EIO,
@@ -624,7 +661,7 @@ static int daemon_start(struct fx_mps *m, struct mslice *s, struct flexpu_error 
         if (!s->lim.mem_mib[i])
             continue;
         snprintf(cmd, sizeof(cmd), "get_default_device_pinned_mem_limit %d", i);
-        if (command(m, s, cmd, got, sizeof(got), until, err))
+        if (command(m, s, &steps, cmd, got, sizeof(got), err))
             goto fail;
         if (parse_mib(got) != s->lim.mem_mib[i]) {
             flexpu_error_set(err, FLEXPU_EIO,

@@ -14,9 +14,10 @@
  * set_default_device_pinned_mem_limit apply to servers not yet started),
  * and they are read back before fx_mps_start returns: a slice never runs
  * without them. A supervising thread restarts a daemon that dies while its
- * slice is wanted and quits released ones. Every exchange with the daemon
- * is bounded by the configured timeout; programs are run by execve with an
- * argv (no shell) and a minimal environment. */
+ * slice is wanted and quits released ones. Every run of the control
+ * program is bounded by the configured timeout, each run by a whole one;
+ * programs are run by execve with an argv (no shell) and a minimal
+ * environment. */
 #ifndef FX_NODE_MPS_H
 #define FX_NODE_MPS_H
 
@@ -47,7 +48,7 @@ const char *fx_sharing_mode_name(enum fx_sharing_mode m);
 struct fx_mps_config {
     const char *root;    /* the agent's root: dirs under <root>/mps/ */
     const char *control; /* control program; NULL: FX_MPS_CONTROL_DEFAULT (found in PATH) */
-    int timeout_ms;      /* the daemon's start with its limits, and its quit; 0: the default */
+    int timeout_ms;      /* each run of the control program, and a quit; 0: the default */
     int tick_ms;         /* how often the daemons are checked; 0: 500 */
 };
 
@@ -80,11 +81,21 @@ int fx_mps_prepare(struct fx_mps *m, const char *key, struct flexpu_error *err);
 
 /* Makes sure slice `key` has a running daemon with `lim` set and read back,
  * starting one if needed (a daemon already running with other limits is
- * quit and started again). Returns within 3 timeouts (start, the quit of
- * a failed start, the quit of a daemon with other limits: 15 s with the
- * default, under the kubelet's 30 s for PreStartContainer). On error, err
- * names the slice, the step and what the daemon said, and no daemon is
- * left running for the slice. */
+ * quit and started again). A start runs the control program in steps,
+ * each with a whole timeout, so a slow node whose every step ends in time
+ * is not failed for their sum: the daemon's first answer (clients started
+ * for one timeout after the daemon, the last one with a timeout of its
+ * own: at most 2 timeouts), then one step per limit set and one per limit
+ * read back (2 + 2 per device with a memory limit). The call returns
+ * within (6 + 2 x devices with a memory limit) timeouts: those steps, the
+ * quit of a failed start and the quit of a daemon with other limits. A
+ * start that works takes a fraction of that; one whose every step is slow
+ * may outlast the kubelet's 30 s for PreStartContainer (default 5 s, one
+ * limited device: 40 s), which then fails the container and asks again,
+ * finding the daemon started or waiting for its start under way. On
+ * error, err names the slice, the step (its number and command) and what
+ * the daemon said or how long it was waited for, and no daemon is left
+ * running for the slice. */
 int fx_mps_start(struct fx_mps *m, const char *key, const struct fx_mps_limits *lim,
                  struct flexpu_error *err);
 

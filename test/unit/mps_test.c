@@ -81,14 +81,35 @@ static void failing_control(const char *how, char *out, size_t len)
     chmod(out, 0755);
 }
 
-/* A daemon's start is bounded by one timeout for its pipes and then six
- * control programs run in turn (the limits set, then read back): 3 s was
- * too short for six ASan processes on a loaded 2-core machine (under
- * `nice -n 19` beside a busy core the start failed "no answer in time",
- * in 7 of 10 tests). A start that works ends at once, so the bound is
- * generous; the daemon that never answers has a short one of its own. */
+/* Each run of the control program in a daemon's start (its first answer,
+ * the limits set, then read back) has the timeout. When one timeout
+ * bounded the whole start, 3 s was too short for six ASan processes on a
+ * loaded 2-core machine (under `nice -n 19` beside a busy core the start
+ * failed "no answer in time", in 7 of 10 tests). A start that works ends
+ * at once, so the bound is generous; the daemon that never answers has a
+ * short one of its own. */
 #define START_MS 30000
 #define HANG_MS 3000
+
+/* A control program slow on every node of a loaded cluster: each client
+ * run sleeps `ms` first (the daemon, -f, starts at once); a run whose
+ * command is `hung` (NULL: none) never answers. */
+static void slow_control(int ms, const char *hung, char *out, size_t len)
+{
+    snprintf(out, len, "%s/control-slow", tmpdir);
+    FILE *f = fopen(out, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "#!/bin/sh\n"
+            "[ \"$1\" = -f ] && exec '%s' \"$@\"\n"
+            "sleep %d.%03d\n"
+            "IFS= read -r line\n"
+            "[ \"$line\" = '%s' ] && exec sleep 60\n"
+            "exec '%s' <<EOF\n$line\nEOF\n",
+            FAKEMPS_PATH, ms / 1000, ms % 1000, hung ? hung : "", FAKEMPS_PATH);
+    fclose(f);
+    chmod(out, 0755);
+}
 
 static struct fx_mps *new_mps_within(const char *control, int timeout_ms)
 {
@@ -320,6 +341,44 @@ static void test_failing_daemon(void **state)
     m = new_mps(ctl);
     assert_int_equal(fx_mps_start(m, KEY_A, &l, &err), FLEXPU_EIO);
     assert_non_null(strstr(err.msg, "exited with status 127"));
+    fx_mps_free(m);
+}
+
+/* Each run of the control program has the whole timeout, not a share of
+ * one: a control program that takes 300 ms a run against a 1.5 s timeout
+ * starts a daemon with four GPUs limited (11 runs: its answer, 5 limits
+ * set and 5 read back, over 3 s in all). A run that never answers fails
+ * the start naming its step, its command and the timeout, and the daemon
+ * is quit. */
+static void test_slow_control_each_step_timed(void **state)
+{
+    (void)state;
+    char ctl[300], text[4096];
+    struct fx_mps_limits l = {.thread_pct = 30, .ndev = 4, .mem_mib = {1024, 2048, 3072, 4096}};
+    snprintf(l.visible, sizeof(l.visible), "GPU-a,GPU-b,GPU-c,GPU-d");
+    struct flexpu_error err = {0};
+    slow_control(300, NULL, ctl, sizeof(ctl));
+    struct fx_mps *m = new_mps_within(ctl, 1500);
+    if (fx_mps_start(m, KEY_A, &l, &err) != 0)
+        fail_msg("a start whose every step ends in time failed: %s", err.msg);
+    commands(KEY_A, text, sizeof(text));
+    assert_non_null(strstr(text, "set_default_device_pinned_mem_limit 3 4096M\n"));
+    assert_non_null(strstr(text, "get_default_device_pinned_mem_limit 3\n"));
+    assert_true(alive(daemon_pid(KEY_A)));
+    fx_mps_free(m);
+
+    /* one device limited: 5 steps; the 4th never answers */
+    l = (struct fx_mps_limits){.thread_pct = 30, .ndev = 1, .mem_mib = {1024}};
+    slow_control(300, "get_default_active_thread_percentage", ctl, sizeof(ctl));
+    m = new_mps_within(ctl, 1500);
+    assert_int_equal(fx_mps_start(m, KEY_B, &l, &err), FLEXPU_EIO);
+    if (!strstr(err.msg, KEY_B) || !strstr(err.msg, "step 4 of 5") ||
+        !strstr(err.msg, "'get_default_active_thread_percentage'") ||
+        !strstr(err.msg, "got no answer within 1500 ms"))
+        fail_msg("the error does not name the slice, the step and the timeout: %s", err.msg);
+    commands(KEY_B, text, sizeof(text));
+    assert_non_null(strstr(text, "quit\n"));
+    assert_int_equal(daemon_pid(KEY_B), 0);
     fx_mps_free(m);
 }
 
@@ -634,6 +693,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_daemon_started_with_limits, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_daemon_restarted, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_failing_daemon, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_slow_control_each_step_timed, setup_dir,
+                                        teardown_dir),
         cmocka_unit_test_setup_teardown(test_release, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_orphans_after_restart, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_plugin_mps, setup_dir, teardown_dir),
