@@ -60,11 +60,13 @@ int fx_cl_call(struct fx_wire_req *q, struct fx_rd *fields, int *deferred);
  * after FLEXPU_REMOTE_TIMEOUT_MS without one. */
 int fx_cl_flush(void);
 
-/* Lock held. The server's function id and parameter layout for the kernel
- * whose host stub is `host_fn`, loading its module at its first launch.
+/* Lock held. The server's function id (on the thread's current device,
+ * fx_cl_func_id) and parameter layout for the kernel whose host stub is
+ * `host_fn`, loading its module at its first launch on that device.
  * Returns cudaSuccess, or cudaErrorInvalidDeviceFunction for a function
  * never registered, or the server's error. */
 struct fx_cl_func;
+#define FX_CL_MAX_DEVICES 16 /* devices a client uses; the server reports at most 16 */
 int fx_cl_func_resolve(const void *host_fn, const struct fx_cl_func **out);
 uint32_t fx_cl_func_id(const struct fx_cl_func *f);
 unsigned fx_cl_func_nparams(const struct fx_cl_func *f);

@@ -211,6 +211,8 @@ static int connect_once(const char *addr)
         conn.driver_version = (int)fx_rd_u32(&f, "driver_version");
         if (f.bad || conn.ndev <= 0)
             return lose("the server has no device", addr);
+        if (conn.ndev > FX_CL_MAX_DEVICES)
+            conn.ndev = FX_CL_MAX_DEVICES; /* the server's own bound; never more ids than that */
     } else if (!conn.dead) {
         char detail[32];
         snprintf(detail, sizeof detail, "status %d", rc);

@@ -2,8 +2,10 @@
 /* Kernels registered by nvcc-generated code (__cudaRegisterFatBinary,
  * __cudaRegisterFunction) and their lazy loading on the server: a fat
  * binary is shipped with MODULE_LOAD at the first launch of one of its
- * kernels, and a kernel's id and parameter layout are asked for once
- * (FUNC_GET; the server reads the layout from the driver). Registration
+ * kernels on a device (a module lives in one device's context, as
+ * cudart loads a module per device), and a kernel's id and parameter
+ * layout are asked for once per device (FUNC_GET; the server reads the
+ * layout from the driver). Registration
  * never talks to the server, so a program whose server is down still
  * starts and gets its errors from CUDA calls. */
 #include <pthread.h>
@@ -17,7 +19,7 @@
 struct fx_cl_fatbin {
     const unsigned char *image;
     size_t size;     /* 0: not a fat binary this library understands */
-    uint32_t module; /* the server's id; 0 until loaded */
+    uint32_t module[FX_CL_MAX_DEVICES]; /* the server's id on each device; 0 until loaded */
 };
 
 struct fx_cl_func {
@@ -25,7 +27,7 @@ struct fx_cl_func {
     const void *host;        /* the host stub's address: the key */
     char *name;
     struct fx_cl_fatbin *fb;
-    uint32_t id; /* the server's id; 0 until resolved */
+    uint32_t id[FX_CL_MAX_DEVICES]; /* the server's id on each device; 0 until resolved */
     unsigned nparams;
     uint32_t args_len;
     uint32_t offset[FX_WIRE_PARAMS_MAX], size[FX_WIRE_PARAMS_MAX];
@@ -111,10 +113,11 @@ FX_CL_API void __cudaUnregisterFatBinary(void **handle)
     fx_free(fb);
 }
 
-/* Connection lock held. */
-static int load_module(struct fx_cl_fatbin *fb)
+/* Connection lock held: the module on device dev (the thread's current
+ * one, which the frame names). */
+static int load_module(struct fx_cl_fatbin *fb, int dev)
 {
-    if (fb->module)
+    if (fb->module[dev])
         return cudaSuccess;
     if (!fb->size)
         return cudaErrorInvalidKernelImage;
@@ -129,15 +132,16 @@ static int load_module(struct fx_cl_fatbin *fb)
     uint32_t id = fx_rd_u32(&r, "module");
     if (r.bad || id == 0)
         return cudaErrorUnknown;
-    fb->module = id;
+    fb->module[dev] = id;
     return cudaSuccess;
 }
 
-/* Connection lock held: FUNC_GET and the reply's layout. */
-static int get_func(struct fx_cl_func *f)
+/* Connection lock held: FUNC_GET on device dev and the reply's layout
+ * (the same kernel's on every device). */
+static int get_func(struct fx_cl_func *f, int dev)
 {
     struct fx_wire_req q = {.h.op = FX_OP_FUNC_GET};
-    q.u.func_get.module = f->fb->module;
+    q.u.func_get.module = f->fb->module[dev];
     q.u.func_get.name = (const unsigned char *)f->name;
     q.u.func_get.name_len = strlen(f->name);
     struct fx_rd r;
@@ -161,7 +165,7 @@ static int get_func(struct fx_cl_func *f)
         return cudaErrorUnknown;
     f->nparams = n;
     f->args_len = len;
-    f->id = id;
+    f->id[dev] = id;
     return cudaSuccess;
 }
 
@@ -172,10 +176,13 @@ int fx_cl_func_resolve(const void *host_fn, const struct fx_cl_func **out)
     while (f && f->host != host_fn)
         f = f->next;
     int rc = !f ? cudaErrorInvalidDeviceFunction : cudaSuccess;
-    if (rc == cudaSuccess && !f->id) {
-        rc = load_module(f->fb);
+    int dev = fx_cl_device();
+    if (rc == cudaSuccess && (dev < 0 || dev >= FX_CL_MAX_DEVICES))
+        rc = cudaErrorInvalidDevice;
+    if (rc == cudaSuccess && !f->id[dev]) {
+        rc = load_module(f->fb, dev);
         if (rc == cudaSuccess)
-            rc = get_func(f);
+            rc = get_func(f, dev);
     }
     pthread_mutex_unlock(&reg_lock);
     *out = f;
@@ -184,7 +191,8 @@ int fx_cl_func_resolve(const void *host_fn, const struct fx_cl_func **out)
 
 uint32_t fx_cl_func_id(const struct fx_cl_func *f)
 {
-    return f->id;
+    int dev = fx_cl_device(); /* resolved for it (fx_cl_func_resolve) */
+    return dev >= 0 && dev < FX_CL_MAX_DEVICES ? f->id[dev] : 0;
 }
 
 unsigned fx_cl_func_nparams(const struct fx_cl_func *f)

@@ -388,7 +388,7 @@ static int do_module_load(struct fx_srv_conn *c, const struct fx_wire_req *q)
         hdr.header_size > n || hdr.fat_size > n - hdr.header_size)
         return cudaErrorInvalidKernelImage;
     size_t slot = 0;
-    while (slot < c->nmods && c->mods[slot])
+    while (slot < c->nmods && c->mods[slot].m)
         slot++;
     if (slot == c->nmods && fx_srv_reserve((void **)&c->mods, &c->cap_mods, c->nmods + 1,
                                     sizeof *c->mods, MAX_MODULES) != 0)
@@ -405,7 +405,7 @@ static int do_module_load(struct fx_srv_conn *c, const struct fx_wire_req *q)
         return fx_srv_cuda_error(r);
     if (slot == c->nmods)
         c->nmods++;
-    c->mods[slot] = m;
+    c->mods[slot] = (struct module){m, q->h.dev};
     fx_wr_u32(&c->out, (uint32_t)slot + 1);
     return cudaSuccess;
 }
@@ -413,12 +413,12 @@ static int do_module_load(struct fx_srv_conn *c, const struct fx_wire_req *q)
 static int do_module_unload(struct fx_srv_conn *c, const struct fx_wire_req *q)
 {
     uint32_t id = q->u.id.id;
-    if (id == 0 || id > c->nmods || !c->mods[id - 1])
+    if (id == 0 || id > c->nmods || !c->mods[id - 1].m)
         return cudaErrorInvalidResourceHandle;
-    CUresult r = c->d.ModuleUnload(c->mods[id - 1]);
+    CUresult r = c->d.ModuleUnload(c->mods[id - 1].m);
     if (r != CUDA_SUCCESS)
         return fx_srv_cuda_error(r);
-    c->mods[id - 1] = NULL;
+    c->mods[id - 1].m = NULL;
     /* Its functions are gone with it: a launch of one is refused, never
      * handed to the driver. */
     for (size_t i = 0; i < c->nfuncs; i++)
@@ -453,13 +453,13 @@ static int param_layout(struct fx_srv_conn *c, struct func *fn)
 static int do_func_get(struct fx_srv_conn *c, const struct fx_wire_req *q)
 {
     uint32_t mid = q->u.func_get.module;
-    if (mid == 0 || mid > c->nmods || !c->mods[mid - 1])
-        return cudaErrorInvalidResourceHandle;
+    if (mid == 0 || mid > c->nmods || !c->mods[mid - 1].m || c->mods[mid - 1].dev != q->h.dev)
+        return cudaErrorInvalidResourceHandle; /* none, or another device's */
     char name[FX_WIRE_NAME_MAX + 1];
     memcpy(name, q->u.func_get.name, q->u.func_get.name_len);
     name[q->u.func_get.name_len] = '\0';
     CUfunction f = NULL;
-    CUresult r = c->d.ModuleGetFunction(&f, c->mods[mid - 1], name);
+    CUresult r = c->d.ModuleGetFunction(&f, c->mods[mid - 1].m, name);
     if (r != CUDA_SUCCESS)
         return r == CUDA_ERROR_NOT_FOUND ? cudaErrorInvalidDeviceFunction : fx_srv_cuda_error(r);
     size_t id = 0;
@@ -471,6 +471,7 @@ static int do_func_get(struct fx_srv_conn *c, const struct fx_wire_req *q)
             return cudaErrorMemoryAllocation;
         c->funcs[id].f = f;
         c->funcs[id].mod = mid;
+        c->funcs[id].dev = q->h.dev;
         int rc = param_layout(c, &c->funcs[id]);
         if (rc != cudaSuccess)
             return rc;
@@ -492,8 +493,8 @@ static int do_launch(struct fx_srv_conn *c, const struct fx_wire_req *q)
     if (id == 0 || id > c->nfuncs)
         return cudaErrorInvalidDeviceFunction;
     const struct func *fn = &c->funcs[id - 1];
-    if (!fn->f)
-        return cudaErrorInvalidDeviceFunction;
+    if (!fn->f || fn->dev != q->h.dev)
+        return cudaErrorInvalidDeviceFunction; /* unloaded, or of another device's context */
     if (q->u.launch.args_len != fn->args_len)
         return cudaErrorInvalidValue;
     CUstream s;
@@ -719,8 +720,8 @@ void fx_srv_release_all(struct fx_srv_conn *c)
         if (c->streams[i].s && use_dev(c, (unsigned)c->streams[i].dev) == cudaSuccess)
             c->d.StreamDestroy(c->streams[i].s);
     for (size_t i = 0; i < c->nmods; i++)
-        if (c->mods[i])
-            c->d.ModuleUnload(c->mods[i]);
+        if (c->mods[i].m)
+            c->d.ModuleUnload(c->mods[i].m);
     for (int d = 0; d < c->ndev; d++) {
         if (c->ctx[d]) {
             CUdevice h;

@@ -79,9 +79,18 @@ struct stream {
     int dev;
 };
 
+/* A module lives in one device's context, and so do its functions: a
+ * launch on another device is refused (the client loads a module per
+ * device it launches on). */
+struct module {
+    CUmodule m; /* NULL: free slot */
+    int dev;
+};
+
 struct func {
     CUfunction f; /* NULL once its module is unloaded */
     uint32_t mod; /* its module's id */
+    int dev;      /* its module's device */
     unsigned nparams;
     size_t args_len; /* bytes of the parameter buffer */
     uint32_t offset[FX_WIRE_PARAMS_MAX], size[FX_WIRE_PARAMS_MAX];
@@ -97,7 +106,7 @@ struct fx_srv_conn {
     size_t nallocs, cap_allocs;
     struct stream *streams;
     size_t nstreams, cap_streams;
-    CUmodule *mods;
+    struct module *mods;
     size_t nmods, cap_mods;
     struct func *funcs;
     size_t nfuncs, cap_funcs;

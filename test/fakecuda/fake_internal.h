@@ -269,5 +269,9 @@ void fake_run_add(const struct fake_work *w);
 
 /* Duration of a simulated kernel: *(unsigned int *)kernelParams[0] µs. */
 unsigned int fake_kernel_duration(void **kernelParams);
+/* Lock held. The context module function h was loaded in (as the real
+ * driver, a function launches in its module's context only); NULL for a
+ * handle that is no module's (the generic kernel). */
+struct fake_ctx *fake_func_ctx(CUfunction h);
 
 #endif

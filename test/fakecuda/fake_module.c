@@ -40,6 +40,7 @@ struct fake_func {
 struct fake_module {
     struct fake_module *next; /* modules */
     struct fake_func *funcs;
+    struct fake_ctx *ctx; /* the context it was loaded in: its functions run there only */
 };
 
 static struct fake_module *modules; /* lock held */
@@ -156,6 +157,7 @@ FAKE_API CUresult cuModuleLoadData(CUmodule *module, const void *image)
         module_free(m);
         return CUDA_ERROR_INVALID_CONTEXT;
     }
+    m->ctx = fake_current_ctx();
     m->next = modules;
     modules = m;
     fake_unlock();
@@ -211,6 +213,15 @@ static struct fake_func *func_find(CUfunction h)
         for (struct fake_func *f = m->funcs; f; f = f->next)
             if ((CUfunction)f == h)
                 return f;
+    return NULL;
+}
+
+struct fake_ctx *fake_func_ctx(CUfunction h)
+{
+    for (struct fake_module *m = modules; m; m = m->next)
+        for (struct fake_func *f = m->funcs; f; f = f->next)
+            if ((CUfunction)f == h)
+                return m->ctx;
     return NULL;
 }
 

@@ -413,6 +413,9 @@ static CUresult launch(CUfunction f, unsigned int gx, unsigned int gy, unsigned 
     fake_lock();
     struct fake_stream *s;
     CUresult r = fake_stream_resolve(hStream, &s);
+    struct fake_ctx *fc = r == CUDA_SUCCESS ? fake_func_ctx(f) : NULL;
+    if (fc && fc != s->ctx)
+        r = CUDA_ERROR_INVALID_HANDLE; /* another context's function (another device's) */
     if (r == CUDA_SUCCESS)
         r = fake_capture_status(s);
     if (r == CUDA_SUCCESS)

@@ -16,6 +16,12 @@
  *   threads       4 threads, each with its own stream, buffers and kernels,
  *                 over the process's one connection
  *   quota         allocates 8 MiB blocks until refused; prints the MiB held
+ *   multi         a slice of 2 GPUs: 2 devices; memory, copies and kernels on
+ *                 device 1 then device 0 (each device loads the module in its
+ *                 own context); a device 0 pointer read with device 1
+ *                 current (unified addressing, as CUDA does); then each
+ *                 device's quota, filled on device 1 first: device 0 still
+ *                 has all of its own; prints the MiB each held
  *   hold MIB      allocates MIB, prints "holding", sleeps (to be killed)
  *   longsync      synchronisations that wait seconds (a stream, a copy behind
  *                 a kernel): the worker's PROGRESS frames keep the client's
@@ -61,6 +67,7 @@ cudaError_t cudaEventDestroy(cudaEvent_t e);
 cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned flags);
 cudaError_t cudaGetDeviceCount(int *count);
 cudaError_t cudaSetDevice(int device);
+cudaError_t cudaGetDevice(int *device);
 cudaError_t cudaMalloc(void **p, size_t size);
 cudaError_t cudaFree(void *p);
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, int kind);
@@ -561,6 +568,75 @@ static int quota(void)
     return 0;
 }
 
+/* 8 MiB blocks on the current device until refused, into blocks (1024 at
+ * most); how many. */
+static int fill(void **blocks)
+{
+    int n = 0;
+    cudaError_t e = 0;
+    while (n < 1024 && (e = cudaMalloc(&blocks[n], 8u << 20)) == 0)
+        n++;
+    EXPECT(e == cudaErrorMemoryAllocation);
+    EXPECT(cudaGetLastError() == cudaErrorMemoryAllocation);
+    return n;
+}
+
+/* Words p[0..3] on the current device: set to base + i, the kernel adds
+ * v, read back. */
+static void add_on_device(uint32_t *p, uint32_t base, unsigned v)
+{
+    uint32_t w[4] = {base, base + 1, base + 2, base + 3}, r[4];
+    CHECK(cudaMemcpy(p, w, sizeof w, cudaMemcpyHostToDevice));
+    launch_add(NULL, 0, p, 4, v);
+    CHECK(cudaDeviceSynchronize());
+    CHECK(cudaMemcpy(r, p, sizeof r, cudaMemcpyDeviceToHost));
+    for (int i = 0; i < 4; i++)
+        EXPECT(r[i] == base + (uint32_t)i + v);
+}
+
+static int multi(void)
+{
+    int n = 0, dev = -1;
+    CHECK(cudaGetDeviceCount(&n));
+    EXPECT(n == 2);
+    EXPECT(cudaSetDevice(2) == cudaErrorInvalidDevice);
+    cudaGetLastError();
+    uint32_t *d1 = NULL, *d0 = NULL;
+    CHECK(cudaSetDevice(1));
+    CHECK(cudaGetDevice(&dev));
+    EXPECT(dev == 1);
+    CHECK(cudaMalloc((void **)&d1, 16));
+    add_on_device(d1, 100, 5);
+    CHECK(cudaSetDevice(0));
+    CHECK(cudaMalloc((void **)&d0, 16));
+    add_on_device(d0, 200, 7);
+    CHECK(cudaSetDevice(1));
+    add_on_device(d1, 300, 9); /* its module already loaded there */
+    /* Device 0's words, read with device 1 current: copies name unified
+     * addresses, so CUDA reads them from device 0. */
+    uint32_t r[4];
+    CHECK(cudaMemcpy(r, d0, sizeof r, cudaMemcpyDeviceToHost));
+    EXPECT(r[0] == 207 && r[3] == 210);
+    CHECK(cudaFree(d0)); /* freed on its own device */
+    CHECK(cudaFree(d1));
+    /* Each device its own quota: device 1 full, device 0 still has all
+     * of its own; then device 1 still refuses. */
+    static void *b1[1024], *b0[1024];
+    int n1 = fill(b1);
+    CHECK(cudaSetDevice(0));
+    int n0 = fill(b0);
+    CHECK(cudaSetDevice(1));
+    EXPECT(cudaMalloc((void **)&d1, 8u << 20) == cudaErrorMemoryAllocation);
+    cudaGetLastError();
+    printf("multi: 2 devices; device 1 refused after %d MiB, device 0 after %d MiB\n", n1 * 8,
+           n0 * 8);
+    while (n1 > 0)
+        CHECK(cudaFree(b1[--n1]));
+    while (n0 > 0)
+        CHECK(cudaFree(b0[--n0]));
+    return 0;
+}
+
 static int hold(size_t mib)
 {
     void *p = NULL;
@@ -647,6 +723,8 @@ int main(int argc, char **argv)
         return threads();
     if (strcmp(mode, "quota") == 0)
         return quota();
+    if (strcmp(mode, "multi") == 0)
+        return multi();
     if (strcmp(mode, "hold") == 0 && argc == 3)
         return hold(strtoul(argv[2], NULL, 10));
     if (strcmp(mode, "bench") == 0 && argc == 3)
@@ -670,7 +748,7 @@ int main(int argc, char **argv)
         printf("nodevice: %s, %d devices\n", cudaGetErrorName(e), n);
         return e != 0 && n == 0 ? 0 : 1;
     }
-    fprintf(stderr, "usage: remote_app basic|blas|threads|quota|hold MIB|longsync|deepqueue|hello|"
+    fprintf(stderr, "usage: remote_app basic|blas|threads|quota|multi|hold MIB|longsync|deepqueue|hello|"
                     "loop|nodevice|bench MIB\n");
     return 2;
 }

@@ -423,6 +423,34 @@ exec 5<&- 6<&- 7<&-
 stop_extra xpid
 stop_extra ypid
 
+# 7b. A slice of 2 GPUs (a remote pod of 2, docs/REMOTE.md): a server whose
+# workers see 2 fake devices under the runtime, the slice's 64 MiB quota on
+# each (16 MiB of it each device's context). The client sees 2 devices,
+# copies and kernels land on the device chosen (each loads the module in
+# its own context: the fake driver refuses another context's function),
+# and each device's quota is its own: device 1 full, device 0 still gives
+# its 48 MiB.
+stop_server
+mkdir -p "$work/state2" "$work/fake2"
+rm -f "$work/port"
+setsid env LD_PRELOAD="$runtime_lib" LD_LIBRARY_PATH="$fake_dir" FAKECUDA_DEVICES=2 \
+    FLEXPU_TENANT=remote-two FLEXPU_MEMORY_LIMIT=64Mi FLEXPU_CONTEXT_OVERHEAD=16Mi \
+    FLEXPU_STATE_DIR="$work/state2" FAKECUDA_DIR="$work/fake2" ASAN_OPTIONS=detect_leaks=0 \
+    "$server_bin" --listen 127.0.0.1:0 --token-file "$work/token" \
+    --port-file "$work/port" >>"$work/server.log" 2>&1 &
+spid=$!
+for _ in $(seq 100); do [ -s "$work/port" ] && break; sleep 0.1; done
+port=$(cat "$work/port" 2>/dev/null)
+if [ -z "$port" ]; then
+    fail "the server of 2 GPUs did not start"
+else
+    out=$(app multi 2>&1) || fail "multi: $out"
+    echo "$out"
+    [[ $out == *"device 1 refused after 48 MiB, device 0 after 48 MiB"* ]] ||
+        fail "multi: each device's quota is not its own: $out"
+fi
+stop_server
+
 # 8. Nothing in the server's workers tripped a sanitizer (sanitized builds).
 if grep -q "Sanitizer\|runtime error" "$work/server.log"; then
     fail "the server's log has sanitizer reports"
