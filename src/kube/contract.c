@@ -840,11 +840,17 @@ int fx_allocation_check(const struct fx_pod_spec *s, const struct fx_allocation 
                        " is not \"" FX_REMOTE_ALLOWED "\")");
         if (a->borrowed)
             return bad(err, rf, a->remote_node, "a borrowed slice is never remote");
-        if (s->num_gpu != 1) {
-            snprintf(why, sizeof(why), "a remote slice is one GPU; the pod requests %s: %d",
-                     FX_RES_GPU, s->num_gpu);
-            return bad(err, rf, a->remote_node, why);
-        }
+        /* N GPUs, all of one GPU node (the count is checked above): each
+         * a slice of its own GPU, so no GPU twice. */
+        for (int i = 0; i < a->ngpu; i++)
+            for (int k = 0; k < i; k++)
+                if (strcmp(a->gpus[i].uuid, a->gpus[k].uuid) == 0) {
+                    snprintf(field, sizeof(field),
+                             "metadata.annotations[" FX_ANN_ALLOCATION "].gpus[%d].uuid", i);
+                    snprintf(why, sizeof(why), "a remote pod's GPUs are distinct; gpus[%d] "
+                             "names it too", k);
+                    return bad(err, field, a->gpus[i].uuid, why);
+                }
     }
     if (a->borrowed) {
         /* Only a slice of one GPU may borrow, and only for a pod that said

@@ -27,25 +27,26 @@ int fx_remote_server_plan(const struct fx_pod_spec *s, const char *uid,
 {
     const char *field = "metadata.annotations[" FX_ANN_ALLOCATION "]";
     memset(out, 0, sizeof(*out));
-    if (!al->remote_node[0] || al->ngpu != 1)
-        return flexpu_error_field(err, FLEXPU_EINVAL, field, "", 0,
-                                  "not a remote slice of one GPU");
-    int g = -1;
-    for (int i = 0; i < inv->ngpu && g < 0; i++)
-        if (strcmp(inv->gpus[i].uuid, al->gpus[0].uuid) == 0)
-            g = i;
-    if (g < 0)
-        return flexpu_error_field(err, FLEXPU_EINVAL,
-                                  "metadata.annotations[" FX_ANN_ALLOCATION "].gpus[0].uuid",
-                                  al->gpus[0].uuid, strlen(al->gpus[0].uuid),
-                                  "this node has no such GPU");
-    if (inv->gpus[g].mig[0])
-        return flexpu_error_field(err, FLEXPU_EINVAL,
-                                  "metadata.annotations[" FX_ANN_ALLOCATION "].gpus[0].uuid",
-                                  al->gpus[0].uuid, strlen(al->gpus[0].uuid),
-                                  "a MIG device is never served remotely in this cut");
-    int64_t mem = inv->gpus[g].mem_bytes;
-    int rc = fx_allocation_check(s, al, &mem, err);
+    if (!al->remote_node[0] || al->ngpu < 1 || al->ngpu > FLEXPU_MAX_GPUS)
+        return flexpu_error_field(err, FLEXPU_EINVAL, field, "", 0, "not a remote slice");
+    int64_t mem[FLEXPU_MAX_GPUS];
+    char gf[96];
+    for (int i = 0; i < al->ngpu; i++) {
+        int g = -1;
+        for (int k = 0; k < inv->ngpu && g < 0; k++)
+            if (strcmp(inv->gpus[k].uuid, al->gpus[i].uuid) == 0)
+                g = k;
+        snprintf(gf, sizeof(gf), "metadata.annotations[" FX_ANN_ALLOCATION "].gpus[%d].uuid", i);
+        if (g < 0)
+            return flexpu_error_field(err, FLEXPU_EINVAL, gf, al->gpus[i].uuid,
+                                      strlen(al->gpus[i].uuid), "this node has no such GPU");
+        if (inv->gpus[g].mig[0])
+            return flexpu_error_field(err, FLEXPU_EINVAL, gf, al->gpus[i].uuid,
+                                      strlen(al->gpus[i].uuid),
+                                      "a MIG device is never served remotely in this cut");
+        mem[i] = inv->gpus[g].mem_bytes;
+    }
+    int rc = fx_allocation_check(s, al, mem, err);
     if (rc)
         return rc;
     /* The UID names the server's slice (fx_remote_slice_key) and its
@@ -60,11 +61,19 @@ int fx_remote_server_plan(const struct fx_pod_spec *s, const char *uid,
         snprintf(v, sizeof(v), "%d", port);
         return flexpu_error_field(err, FLEXPU_EINVAL, "port", v, strlen(v), "must be 1-65535");
     }
-    snprintf(out->gpu_uuid, sizeof(out->gpu_uuid), "%s", al->gpus[0].uuid);
+    /* One slice for all its GPUs, as the device plugin writes a local
+     * pod's (node/plugin.c): the smallest share, the largest quota. */
+    out->ngpu = al->ngpu;
+    out->slice.compute_share = 100;
+    for (int i = 0; i < al->ngpu; i++) {
+        snprintf(out->gpu_uuid[i], sizeof(out->gpu_uuid[i]), "%s", al->gpus[i].uuid);
+        if (al->gpus[i].cores < out->slice.compute_share)
+            out->slice.compute_share = al->gpus[i].cores;
+        if (al->gpus[i].mem > out->slice.memory)
+            out->slice.memory = al->gpus[i].mem;
+    }
     snprintf(out->slice.tenant, sizeof(out->slice.tenant), "%s", uid);
-    out->slice.compute_share = al->gpus[0].cores;
     out->slice.compute_cap = s->cores_limit > 0 && s->cores_limit <= 100 ? s->cores_limit : 100;
-    out->slice.memory = al->gpus[0].mem;
     out->slice.priority = s->priority;
     out->port = port;
     return 0;
@@ -117,7 +126,13 @@ int fx_remote_server_cmd(const struct fx_remote_server *sv, const char *bin,
     argv[a++] = put(buf, len, &at, "%s", sv->slice.tenant);
     argv[a] = NULL;
     envp[e++] = put(buf, len, &at, "LD_PRELOAD=%s", runtime_lib);
-    envp[e++] = put(buf, len, &at, "CUDA_VISIBLE_DEVICES=%s", sv->gpu_uuid);
+    /* Its GPUs, in the allocation's order: the client's devices 0..N-1. */
+    char vis[FLEXPU_MAX_GPUS * FX_UUID_MAX];
+    size_t vo = 0;
+    for (int i = 0; i < sv->ngpu && i < FLEXPU_MAX_GPUS && vo < sizeof(vis); i++)
+        vo += (size_t)snprintf(vis + vo, sizeof(vis) - vo, "%s%s", i ? "," : "",
+                               sv->gpu_uuid[i]);
+    envp[e++] = vo < sizeof(vis) ? put(buf, len, &at, "CUDA_VISIBLE_DEVICES=%s", vis) : NULL;
     envp[e++] = put(buf, len, &at, "FLEXPU_TENANT=%s", sv->slice.tenant);
     envp[e++] = put(buf, len, &at, "FLEXPU_COMPUTE_SHARE=%d", sv->slice.compute_share);
     envp[e++] = put(buf, len, &at, "FLEXPU_COMPUTE_CAP=%d", sv->slice.compute_cap);

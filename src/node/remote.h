@@ -27,15 +27,22 @@ enum fx_remote_role fx_remote_role(const struct fx_allocation *al, const char *p
 
 /* One remote slice as its GPU node serves it. */
 struct fx_remote_server {
-    char gpu_uuid[FX_UUID_MAX]; /* the one GPU its worker sees */
+    /* The GPUs its workers see, in the allocation's order (their device
+     * numbers in the client: 0..ngpu-1); the first one names the token. */
+    char gpu_uuid[FLEXPU_MAX_GPUS][FX_UUID_MAX];
+    int ngpu;                   /* 1..FLEXPU_MAX_GPUS, all of this node */
     struct fx_slice_file slice; /* tenant (the pod UID), share, cap, memory, priority */
     int port;                   /* 1..65535 */
 };
 
 /* The server for pod `s` (UID uid) whose allocation al names this node
  * (inv: this node's GPUs): the allocation checked as for a local slice
- * (fx_allocation_check, with the memory of the GPU it names) and the GPU
- * found in inv, then the slice's settings. FLEXPU_EINVAL naming the field
+ * (fx_allocation_check, with the memory of each GPU it names) and each of
+ * its GPUs (one or more, as many as the pod asks, each once) found in
+ * inv, then the slice's settings: one slice for all of them, as a local
+ * pod of several GPUs gets (the smallest share and the largest quota of
+ * its GPUs, which the scheduler makes equal; the runtime applies them on
+ * each GPU). FLEXPU_EINVAL naming the field
  * and the value otherwise (the pod gets no server). */
 int fx_remote_server_plan(const struct fx_pod_spec *s, const char *uid,
                           const struct fx_allocation *al, const struct fx_node_inv *inv, int port,
@@ -57,7 +64,7 @@ int fx_remote_slice_key(const char *uid, char *out, size_t len);
 /* Its command line and environment for execve: argv is `bin --listen
  * 0.0.0.0:PORT --token-fd 3 --port-fd 4 --slice TENANT` (the descriptors
  * fx_remote_spawn gives it; the tenant is the pod UID), envp LD_PRELOAD
- * (the runtime library), CUDA_VISIBLE_DEVICES (the GPU's UUID), the
+ * (the runtime library), CUDA_VISIBLE_DEVICES (the GPUs' UUIDs, comma-separated), the
  * slice's FLEXPU_TENANT, FLEXPU_COMPUTE_SHARE, FLEXPU_COMPUTE_CAP,
  * FLEXPU_PRIORITY, FLEXPU_MEMORY_LIMIT (when it has a quota), and
  * FLEXPU_ARBITER_DIR (arb_dir: the node agent's arbiter pages) and

@@ -68,7 +68,9 @@ struct rslice {
 };
 
 /* What the device plugin asks of a slice (fx_remote_serve_holds,
- * fx_remote_serve_pod_name), copied out of the slices. */
+ * fx_remote_serve_pod_name), copied out of the slices: one per GPU of a
+ * slice, so that each GPU counts its own quota (a slice of N GPUs holds
+ * its quota on each). */
 struct rview {
     char uid[64], ns[256], name[256], gpu[FX_UUID_MAX];
     int64_t mem;
@@ -219,16 +221,20 @@ static void adopt(struct fx_remote_serve *s)
         FILE *f = fopen(path, "re");
         int pid = 0, port = 0;
         unsigned run_uid = 0; /* absent: a server started before the uid range */
-        /* Its GPU and memory quota: what its slice holds while it runs,
-         * even once its pod is gone (absent: an older agent's server). */
-        char gpu[FX_UUID_MAX] = "";
+        /* Its GPUs and memory quota (on each): what its slice holds while
+         * it runs, even once its pod is gone (absent: an older agent's
+         * server). The first GPU, then the quota, then the others: an
+         * agent that knew one GPU per server reads the first. */
+        char gpu[FLEXPU_MAX_GPUS][FX_UUID_MAX];
+        int ngpu = 0;
         long long mem = 0;
         _Static_assert(FX_UUID_MAX == 96, "the width in the format below");
         if (f) {
             if (fscanf(f, "%d %d %u", &pid, &port, &run_uid) < 2)
                 pid = 0;
-            else if (fscanf(f, " %95s %lld", gpu, &mem) != 2 || mem < 0)
-                gpu[0] = 0;
+            else if (fscanf(f, " %95s %lld", gpu[0], &mem) == 2 && mem >= 0)
+                for (ngpu = 1; ngpu < FLEXPU_MAX_GPUS && fscanf(f, " %95s", gpu[ngpu]) == 1;)
+                    ngpu++;
             fclose(f);
         }
         struct rslice *r;
@@ -248,8 +254,9 @@ static void adopt(struct fx_remote_serve *s)
             r->port = port;
             r->run_uid = run_uid; /* still taken: not given to another slice */
             /* Its pod, once listed, plans it again (pod_seen). */
-            snprintf(r->sv.gpu_uuid, sizeof(r->sv.gpu_uuid), "%s", gpu);
-            r->sv.slice.memory = gpu[0] ? mem : 0;
+            memcpy(r->sv.gpu_uuid, gpu, (size_t)ngpu * sizeof(gpu[0]));
+            r->sv.ngpu = ngpu;
+            r->sv.slice.memory = ngpu ? mem : 0;
             r->adopted = true;
             r->started_ms = now_ms();
             FX_INFO(COMP, "remote server adopted", "pod_uid=%s pid=%d port=%d uid=%u", r->uid,
@@ -267,24 +274,26 @@ static void publish(struct fx_remote_serve *s)
 {
     int n = 0;
     for (const struct rslice *r = s->slices; r; r = r->next)
-        n++;
+        n += r->sv.ngpu > 0 ? r->sv.ngpu : 1;
     struct rview *v = n ? calloc((size_t)n, sizeof(*v)) : NULL;
     bool ok = s->synced && (v || !n);
     if (n && !v)
         FX_ERROR(COMP, "remote slices: out of memory: borrowers are refused until their "
                  "holds are known again", "slices=%d", n);
     int i = 0;
-    for (const struct rslice *r = s->slices; r && v; r = r->next, i++) {
-        snprintf(v[i].uid, sizeof(v[i].uid), "%s", r->uid);
-        snprintf(v[i].ns, sizeof(v[i].ns), "%s", r->ns);
-        snprintf(v[i].name, sizeof(v[i].name), "%s", r->name);
-        snprintf(v[i].gpu, sizeof(v[i].gpu), "%s", r->sv.gpu_uuid);
-        v[i].mem = r->sv.slice.memory;
-        /* A server stopping (its pod gone) may still hold its memory:
-         * counted until it is reaped; one being started, until its start
-         * is recorded. sv is the last plan that passed the checks. */
-        v[i].holds = (r->want || r->pid > 0 || r->starting) && r->sv.gpu_uuid[0];
-    }
+    for (const struct rslice *r = s->slices; r && v; r = r->next)
+        for (int g = 0; g < (r->sv.ngpu > 0 ? r->sv.ngpu : 1); g++, i++) {
+            snprintf(v[i].uid, sizeof(v[i].uid), "%s", r->uid);
+            snprintf(v[i].ns, sizeof(v[i].ns), "%s", r->ns);
+            snprintf(v[i].name, sizeof(v[i].name), "%s", r->name);
+            snprintf(v[i].gpu, sizeof(v[i].gpu), "%s", r->sv.ngpu ? r->sv.gpu_uuid[g] : "");
+            v[i].mem = r->sv.slice.memory;
+            /* A server stopping (its pod gone) may still hold its memory:
+             * counted until it is reaped; one being started, until its
+             * start is recorded. sv is the last plan that passed the
+             * checks. */
+            v[i].holds = (r->want || r->pid > 0 || r->starting) && r->sv.ngpu > 0;
+        }
     pthread_mutex_lock(&s->view_mu);
     struct rview *old = s->view;
     s->view = v;
@@ -582,7 +591,7 @@ static bool server_start(struct fx_remote_serve *s, struct start *j, struct take
     struct flexpu_error err = {0};
     char hex[FX_REMOTE_TOKEN_HEX + 1];
     if ((mkdir(dir, 0700) != 0 && errno != EEXIST) ||
-        fx_remote_token(s->cfg.key, j->uid, s->cfg.node, j->sv.gpu_uuid, hex, &err) != 0 ||
+        fx_remote_token(s->cfg.key, j->uid, s->cfg.node, j->sv.gpu_uuid[0], hex, &err) != 0 ||
         fx_remote_token_write(token, hex, 0600, &err) != 0) {
         FX_ERROR(COMP, "remote server: cannot prepare its directory", "pod=%s/%s dir=%s "
                  "error=\"%s\"", j->ns, j->name, dir, err.msg[0] ? err.msg : strerror(errno));
@@ -658,16 +667,22 @@ static bool server_start(struct fx_remote_serve *s, struct start *j, struct take
                  j->name, s->cfg.server_bin, err.msg);
         return false;
     }
-    char pidtext[200];
-    snprintf(pidtext, sizeof(pidtext), "%d %d %u %s %lld\n", (int)pid, port, j->run_uid,
-             j->sv.gpu_uuid, (long long)j->sv.slice.memory);
+    char pidtext[100 + FLEXPU_MAX_GPUS * FX_UUID_MAX], gpus[FLEXPU_MAX_GPUS * FX_UUID_MAX];
+    size_t po = (size_t)snprintf(pidtext, sizeof(pidtext), "%d %d %u %s %lld", (int)pid, port,
+                                 j->run_uid, j->sv.gpu_uuid[0], (long long)j->sv.slice.memory);
+    size_t go = (size_t)snprintf(gpus, sizeof(gpus), "%s", j->sv.gpu_uuid[0]);
+    for (int g = 1; g < j->sv.ngpu; g++) {
+        po += (size_t)snprintf(pidtext + po, sizeof(pidtext) - po, " %s", j->sv.gpu_uuid[g]);
+        go += (size_t)snprintf(gpus + go, sizeof(gpus) - go, ",%s", j->sv.gpu_uuid[g]);
+    }
+    snprintf(pidtext + po, sizeof(pidtext) - po, "\n");
     if (fx_file_replace(pidf, pidtext, 0600, &err) != 0)
         FX_WARN(COMP, "remote server: pid file not written (a restarted agent will not adopt "
                 "it)", "pod=%s/%s error=\"%s\"", j->ns, j->name, err.msg);
     j->pid = pid;
     j->port = port;
     FX_INFO(COMP, "remote server started", "pod=%s/%s pod_uid=%s gpu=%s port=%d pid=%d "
-            "share=%d memory=%lld uid=%d", j->ns, j->name, j->uid, j->sv.gpu_uuid, port,
+            "share=%d memory=%lld uid=%d", j->ns, j->name, j->uid, gpus, port,
             (int)pid, j->sv.slice.compute_share, (long long)j->sv.slice.memory,
             s->cfg.drop ? (int)run : (int)getuid());
     return true;

@@ -28,7 +28,8 @@
 /* A pod bound here with a remote slice. */
 struct rpod {
     char uid[64], ns[256], name[256];
-    char gpu_node[FX_NODE_NAME_MAX], gpu_uuid[FX_UUID_MAX];
+    char gpu_node[FX_NODE_NAME_MAX], gpu_uuid[FX_UUID_MAX]; /* its first GPU: the token's */
+    int ngpu;           /* its allocation's GPUs: the devices its container holds */
     char endpoint[320]; /* flexpu.io/remote-endpoint; "" until recorded */
     char created[40];   /* metadata.creationTimestamp (RFC 3339: ordered as text) */
     bool deleting;      /* metadata.deletionTimestamp set */
@@ -194,6 +195,7 @@ void fx_remote_plugin_pod_event(struct fx_remote_plugin *p, enum kube_event ev, 
             q->deleting = kube_str(obj, "metadata.deletionTimestamp") != NULL;
             snprintf(q->gpu_node, sizeof(q->gpu_node), "%s", al.remote_node);
             snprintf(q->gpu_uuid, sizeof(q->gpu_uuid), "%s", al.gpus[0].uuid);
+            q->ngpu = al.ngpu;
             const char *ep = kube_annotation(obj, FX_ANN_REMOTE_ENDPOINT);
             /* A malformed endpoint is never handed to the client. */
             if (ep && fx_remote_endpoint_check(ep, "metadata.annotations[" FX_ANN_REMOTE_ENDPOINT
@@ -320,15 +322,24 @@ static bool slot_id(const struct fx_remote_plugin *p, const char *id)
 static int ids_check(const struct fx_remote_plugin *p, char **ids, size_t n,
                      struct fx_grpc_reply *r)
 {
-    if (n != 1) {
+    /* A remote pod of N GPUs holds N slots (the scheduler counts them so);
+     * its container one slice directory, keyed by all of them. */
+    if (n < 1 || n > FLEXPU_MAX_GPUS) {
         fail(r, FX_GRPC_INVALID_ARGUMENT, "%zu devices of flexpu.io/gpu in one container: a "
-             "remote slice is one GPU (node %s has no GPUs)", n, p->node);
+             "remote pod has 1-%d (node %s has no GPUs)", n, FLEXPU_MAX_GPUS, p->node);
         return -1;
     }
-    if (!slot_id(p, ids[0])) {
-        fail(r, FX_GRPC_INVALID_ARGUMENT, "unknown device '%.80s' (node %s advertises "
-             "\"remote-<0..%d>\")", ids[0], p->node, p->cfg.slots - 1);
-        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (!slot_id(p, ids[i])) {
+            fail(r, FX_GRPC_INVALID_ARGUMENT, "unknown device '%.80s' (node %s advertises "
+                 "\"remote-<0..%d>\")", ids[i], p->node, p->cfg.slots - 1);
+            return -1;
+        }
+        for (size_t k = 0; k < i; k++)
+            if (strcmp(ids[i], ids[k]) == 0) {
+                fail(r, FX_GRPC_INVALID_ARGUMENT, "device '%.80s' given twice", ids[i]);
+                return -1;
+            }
     }
     return 0;
 }
@@ -528,6 +539,13 @@ static void prestart(void *ctx, const uint8_t *req, size_t len, struct fx_grpc_r
              "slice (no allocation marked remote for node %s): it must be placed by "
              "flexpu-scheduler with %s: \"%s\"", ns, name, in->devices_ids[0], p->node,
              FX_ANN_REMOTE, FX_REMOTE_ALLOWED);
+        goto out;
+    }
+    if ((size_t)q->ngpu != in->n_devices_ids) {
+        int ng = q->ngpu;
+        pthread_mutex_unlock(&p->mu);
+        fail(r, FX_GRPC_FAILED_PRECONDITION, "pod %s/%s holds %zu device(s) of %s here but its "
+             "remote allocation has %d GPU(s)", ns, name, in->n_devices_ids, FX_RES_GPU, ng);
         goto out;
     }
     char uid[64], gnode[FX_NODE_NAME_MAX], guuid[FX_UUID_MAX];

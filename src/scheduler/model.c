@@ -1171,27 +1171,37 @@ static void remote_set(struct fx_model *m, struct pod *p, const char *gpu_node)
         m->nremote++;
 }
 
-/* Accounts remote pod p's GPU share on its GPU node, exactly as its
- * allocation records it, when that node is in the engine (else when it
- * comes in: remote_node_in). */
+/* Accounts remote pod p's GPU shares on its GPU node, exactly as its
+ * allocation records them (one engine allocation for all its GPUs, as a
+ * local pod of that shape holds: released at once), when that node is in
+ * the engine (else when it comes in: remote_node_in). */
 static void remote_account(struct fx_model *m, struct pod *p)
 {
     struct node *g = fx_strmap_get(&m->nodes, STR(p->rnode));
     struct fx_allocation al;
     struct flexpu_error err = {0};
     if (p->ralloc || !g || g->id < 0 || !p->allocation ||
-        fx_allocation_parse(p->allocation, &al, &err) || al.ngpu != 1)
+        fx_allocation_parse(p->allocation, &al, &err) || al.ngpu < 1)
         return;
-    int gi = gpu_index(g, al.gpus[0].uuid);
-    struct flexpu_pod_req r = {.num_gpu = 1,
-                               .gpu_milli = al.gpus[0].cores > 0 ? al.gpus[0].cores * 10 : 1,
-                               .gpu_mem_mib = (al.gpus[0].mem + FX_MIB - 1) / FX_MIB};
-    struct flexpu_placement pl = {.node = g->id, .ngpu = 1, .gpu = {gi}, .milli = {r.gpu_milli},
-                                  .gpu_mem_mib = {r.gpu_mem_mib}};
-    if (gi < 0 || flexpu_engine_assign(m->e, &r, &pl, &p->ralloc, &err)) {
+    struct flexpu_placement pl = {.node = g->id, .ngpu = al.ngpu};
+    int bad = -1;
+    for (int i = 0; i < al.ngpu && bad < 0; i++) {
+        int gi = gpu_index(g, al.gpus[i].uuid);
+        for (int k = 0; k < i && gi >= 0; k++)
+            if (pl.gpu[k] == gi)
+                gi = -1; /* one GPU twice: never a placement of ours */
+        if (gi < 0)
+            bad = i;
+        pl.gpu[i] = gi;
+        pl.milli[i] = al.gpus[i].cores > 0 ? al.gpus[i].cores * 10 : 1;
+        pl.gpu_mem_mib[i] = (al.gpus[i].mem + FX_MIB - 1) / FX_MIB;
+    }
+    struct flexpu_pod_req r = {.num_gpu = al.ngpu, .gpu_milli = pl.milli[0],
+                               .gpu_mem_mib = pl.gpu_mem_mib[0]};
+    if (bad >= 0 || flexpu_engine_assign(m->e, &r, &pl, &p->ralloc, &err)) {
         FX_ERROR(COMP, "a remote slice cannot be accounted", "pod=%s/%s node=%s gpu=%s error=\"%s\"",
-                 STR(p->ns), STR(p->name), g->name, al.gpus[0].uuid,
-                 gi < 0 ? "the node has no such GPU" : err.msg);
+                 STR(p->ns), STR(p->name), g->name, al.gpus[bad >= 0 ? bad : 0].uuid,
+                 bad >= 0 ? "the node has no such GPU, or it is named twice" : err.msg);
         m->conflicts++;
         p->ralloc = 0;
     }
@@ -2954,15 +2964,17 @@ static void bind_attempt(struct fx_attempt *a, const struct pod *p)
     }
 }
 
-/* Whether node n (without GPUs) has a remote slot free: the kubelet
- * admits a pod there only for one of the devices its agent registered
- * (flexpu-node --remote-slots), each remote pod holding one. */
-static bool remote_slot_free(const struct node *n)
+/* Whether node n (without GPUs) has `need` remote slots free: the kubelet
+ * admits a pod there only for devices its agent registered (flexpu-node
+ * --remote-slots), a remote pod holding one per GPU it asks (its
+ * container is given that many devices of flexpu.io/gpu). */
+static bool remote_slot_free(const struct node *n, int need)
 {
     int used = 0;
-    for (const struct pod *q = n->pods; q && used < n->remote_slots; q = q->next)
-        used += q->rnode != NULL;
-    return used < n->remote_slots;
+    for (const struct pod *q = n->pods; q && used + need <= n->remote_slots; q = q->next)
+        if (q->rnode)
+            used += q->spec.num_gpu > 0 ? q->spec.num_gpu : 1;
+    return used + need <= n->remote_slots;
 }
 
 /* How near node id is to GPU node gpu_node (engine ids): the index of the
@@ -2989,7 +3001,8 @@ static int remote_nearness(const struct fx_model *m, int gpu_node, int id)
 static bool remote_cpu_ok(struct fx_model *m, const struct pod *p, const struct node *n,
                           int64_t *cpu)
 {
-    if (n->id < 0 || n->inv.ngpu > 0 || !remote_slot_free(n))
+    if (n->id < 0 || n->inv.ngpu > 0 ||
+        !remote_slot_free(n, p->spec.num_gpu > 0 ? p->spec.num_gpu : 1))
         return false;
     *cpu = flexpu_engine_node_free_cpu(m->e, n->id);
     const char *v = p->rkey ? flexpu_engine_node_label(m->e, n->id, p->rkey) : NULL;
@@ -3172,6 +3185,24 @@ static void remote_rule_wait(const struct pod *p, int ndom, struct flexpu_noplac
     }
 }
 
+/* Why remote pod p of several GPUs gets no remote slices: no GPU node has
+ * them all (its slices are on one node, never spread). Written over
+ * why->text, the local reason after it. */
+static void remote_multi_wait(const struct pod *p, struct flexpu_noplace *why)
+{
+    char local[sizeof(why->text)];
+    memcpy(local, why->text, sizeof(local));
+    int w = snprintf(why->text, sizeof(why->text),
+                     "%s: no GPU node can give it %d GPUs at once (a remote pod's slices are "
+                     "all on one GPU node); no local slice fits: ",
+                     FX_ANN_REMOTE, p->spec.num_gpu);
+    if (w > 0 && (size_t)w < sizeof(why->text) - 1) {
+        size_t n = strnlen(local, sizeof(why->text) - 1 - (size_t)w);
+        memcpy(why->text + w, local, n);
+        why->text[(size_t)w + n] = '\0';
+    }
+}
+
 /* p allows a remote slice (flexpu.io/remote: "allowed") and fits no local
  * one: its GPU share on whichever GPU the engine chooses (no CPU or memory
  * there, and not the pod's node selector or affinity: they are for the
@@ -3184,7 +3215,7 @@ static void remote_rule_wait(const struct pod *p, int ndom, struct flexpu_noplac
 static bool remote(struct fx_model *m, struct pod *p, struct fx_attempt *a,
                    struct flexpu_noplace *why)
 {
-    if (!p->spec.remote_allowed || !p->spec.wants_gpu || p->spec.num_gpu != 1 || p->gang)
+    if (!p->spec.remote_allowed || !p->spec.wants_gpu || p->gang)
         return false;
     /* No node without GPUs for it (in a domain of its rule): no GPU share
      * decided in vain. */
@@ -3223,6 +3254,8 @@ static bool remote(struct fx_model *m, struct pod *p, struct fx_attempt *a,
     if (rc) {
         if (p->rkey)
             remote_rule_wait(p, ndom, why);
+        else if (p->spec.num_gpu > 1)
+            remote_multi_wait(p, why);
         return false;
     }
     struct node *gn = engine_node(m, gpl.node);
@@ -3270,11 +3303,15 @@ static bool remote(struct fx_model *m, struct pod *p, struct fx_attempt *a,
      * says where the pod runs after it: one event, the warning. */
     bool capped = a->message[0] != '\0';
     size_t off = strlen(a->message);
+    char gpus[FLEXPU_MAX_GPUS * 4 + 8] = "";
+    for (int i = 0, o = 0; i < gpl.ngpu && o >= 0 && (size_t)o < sizeof(gpus); i++)
+        o += snprintf(gpus + o, sizeof(gpus) - (size_t)o, "%s%d", i ? "," : "", gpl.gpu[i]);
     int w = snprintf(a->message + off, sizeof(a->message) - off,
-                     "%sno local slice fits: runs on node %.100s (no GPUs) with a remote slice "
-                     "of GPU %d of node %.100s (%s: \"%s\")",
-                     capped ? "; " : "", cn->name, gpl.gpu[0], gn->name, FX_ANN_REMOTE,
-                     FX_REMOTE_ALLOWED);
+                     "%sno local slice fits: runs on node %.100s (no GPUs) with %s "
+                     "of GPU%s %s of node %.100s (%s: \"%s\")",
+                     capped ? "; " : "", cn->name,
+                     gpl.ngpu > 1 ? "remote slices" : "a remote slice", gpl.ngpu > 1 ? "s" : "",
+                     gpus, gn->name, FX_ANN_REMOTE, FX_REMOTE_ALLOWED);
     if (w > 0 && off + (size_t)w < sizeof(a->message))
         snprintf(a->message + off + w, sizeof(a->message) - off - (size_t)w, "%s", near_text);
     a->remote = !capped; /* its event: RemoteSlice, else the capped priority's warning */

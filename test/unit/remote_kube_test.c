@@ -107,6 +107,51 @@ static void pod(struct fx_model *m, const char *uid, int cores, const char *cpu,
     pod_rule(m, uid, cores, cpu, remote, on, gpu_node, sec, NULL);
 }
 
+/* A pod asking `ngpu` GPUs of `cores` each (gpu-memory `mem` on each when
+ * not NULL) and `cpu` CPUs, flexpu.io/remote "allowed" when remote; bound
+ * to `on` with GPUs 0..ngpu-1 of `gpu_node` (remote when it is another
+ * node, each with the pod's memory) when on is not NULL. */
+static void pod_gpus(struct fx_model *m, const char *uid, int ngpu, int cores, const char *mem,
+                     const char *cpu, bool remote, const char *on, const char *gpu_node, int sec)
+{
+    char created[40], c[16], n[16];
+    snprintf(created, sizeof(created), "2026-01-01T00:%02d:%02dZ", sec / 60, sec % 60);
+    snprintf(c, sizeof(c), "%d", cores);
+    snprintf(n, sizeof(n), "%d", ngpu);
+    json_t *ann = json_object();
+    if (remote)
+        json_object_set_new(ann, FX_ANN_REMOTE, json_string(FX_REMOTE_ALLOWED));
+    json_t *p = json_pack("{s:{s:s, s:s, s:s, s:s, s:o}, s:{s:s, s:[{s:s, s:{s:{s:s, s:s, s:s}}}]}}",
+                          "metadata", "name", uid, "namespace", "t", "uid", uid,
+                          "creationTimestamp", created, "annotations", ann, "spec",
+                          "schedulerName", "flexpu-scheduler", "containers", "name", "c",
+                          "resources", "limits", "cpu", cpu, "flexpu.io/gpu", n,
+                          "flexpu.io/gpu-cores", c);
+    assert_non_null(p);
+    json_t *ctr = json_array_get(json_object_get(json_object_get(p, "spec"), "containers"), 0);
+    json_t *lim = json_object_get(json_object_get(ctr, "resources"), "limits");
+    assert_non_null(lim);
+    if (mem)
+        json_object_set_new(lim, FX_RES_GPU_MEMORY, json_string(mem));
+    if (on) {
+        struct fx_allocation al = {.ngpu = ngpu};
+        for (int i = 0; i < ngpu; i++) {
+            snprintf(al.gpus[i].uuid, sizeof(al.gpus[i].uuid), "GPU-%s-%d", gpu_node, i);
+            al.gpus[i].index = i;
+            al.gpus[i].cores = cores;
+            al.gpus[i].mem = mem ? 8 * GIB : 0;
+        }
+        if (strcmp(on, gpu_node) != 0)
+            snprintf(al.remote_node, sizeof(al.remote_node), "%s", gpu_node);
+        char *text = fx_allocation_format(&al);
+        json_object_set_new(ann, FX_ANN_ALLOCATION, json_string(text));
+        free(text);
+        json_object_set_new(json_object_get(p, "spec"), "nodeName", json_string(on));
+    }
+    fx_model_pod_event(m, KUBE_ADDED, p);
+    json_decref(p);
+}
+
 static struct fx_model_stats stats(struct fx_model *m)
 {
     struct fx_model_stats st;
@@ -252,6 +297,39 @@ static void test_allocation_check(void **state)
     /* The same allocation without the remote field is a local slice. */
     al.remote_node[0] = 0;
     assert_int_equal(fx_allocation_check(&s, &al, mem, &err), 0);
+}
+
+/* A remote allocation of N GPUs for a pod asking N: accepted; one GPU
+ * named twice, or a count not the pod's, refused naming the field. */
+static void test_allocation_check_gpus(void **state)
+{
+    (void)state;
+    struct fx_pod_spec s;
+    struct flexpu_error err = {0};
+    json_t *p = pod_json(FX_REMOTE_ALLOWED);
+    json_t *lim = json_object_get(json_object_get(json_array_get(json_object_get(
+                                      json_object_get(p, "spec"), "containers"), 0),
+                                                  "resources"), "limits");
+    json_object_set_new(lim, "flexpu.io/gpu", json_string("2"));
+    json_object_set_new(lim, FX_RES_GPU_MEMORY, json_string("8Gi"));
+    assert_int_equal(fx_pod_spec_parse(p, &s, &err), 0);
+    json_decref(p);
+    int64_t mem[2] = {80 * GIB, 80 * GIB};
+    struct fx_allocation al = {.ngpu = 2};
+    for (int i = 0; i < 2; i++) {
+        snprintf(al.gpus[i].uuid, sizeof(al.gpus[i].uuid), "GPU-g1-%d", i);
+        al.gpus[i].cores = 30;
+        al.gpus[i].mem = 8 * GIB;
+    }
+    snprintf(al.remote_node, sizeof(al.remote_node), "g1");
+    assert_int_equal(fx_allocation_check(&s, &al, mem, &err), 0);
+    snprintf(al.gpus[1].uuid, sizeof(al.gpus[1].uuid), "GPU-g1-0");
+    assert_int_equal(fx_allocation_check(&s, &al, mem, &err), FLEXPU_EINVAL);
+    assert_non_null(strstr(err.msg, "gpus[1].uuid"));
+    assert_non_null(strstr(err.msg, "GPU-g1-0"));
+    al.ngpu = 1;
+    assert_int_equal(fx_allocation_check(&s, &al, mem, &err), FLEXPU_EINVAL);
+    assert_non_null(strstr(err.msg, ".gpus"));
 }
 
 /* ---- the scheduler ---- */
@@ -1145,6 +1223,139 @@ static void test_tainted_gpu_node_edges(void **state)
     fx_model_free(m);
 }
 
+/* ---- remote pods of several GPUs (all on one GPU node) ---- */
+
+/* The GPUs a bind's allocation names, as "uuid/cores/memory ..."; its
+ * remote node in *remote ("" when local). */
+static void alloc_gpus(const struct fx_attempt *a, char *out, size_t len, char *remote)
+{
+    struct fx_allocation al;
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_allocation_parse(a->allocation, &al, &err), 0);
+    size_t o = 0;
+    out[0] = 0;
+    for (int i = 0; i < al.ngpu && o < len; i++)
+        o += (size_t)snprintf(out + o, len - o, "%s%s/%d/%lld", i ? " " : "", al.gpus[i].uuid,
+                              al.gpus[i].cores, (long long)al.gpus[i].mem);
+    strcpy(remote, al.remote_node);
+}
+
+/* A pod of 2 GPUs that fits no local slice (g1's CPUs are too few) runs
+ * on c1 with both its slices on g1, the GPUs a local pod of that shape
+ * gets there (g1 with CPUs, the control), 2 of c1's remote slots held;
+ * both accounted, on a restart too, and both given back when it goes. */
+static void test_two_gpus(void **state)
+{
+    (void)state;
+    char local[400], gpus[400], rn[300];
+    /* The control: g1 with CPUs enough, one of its 4 GPUs part used. */
+    struct fx_model *m = new_model();
+    node(m, "g1", 4, "16", NULL);
+    pod(m, "u", 40, "1", false, NULL, NULL, 0);
+    assert_string_equal(next(m, FX_BIND, "u").node, "g1");
+    pod_gpus(m, "p2", 2, 50, "8Gi", "4", true, NULL, NULL, 1);
+    struct fx_attempt a = next(m, FX_BIND, "p2");
+    assert_string_equal(a.node, "g1");
+    alloc_gpus(&a, local, sizeof(local), rn);
+    assert_string_equal(rn, "");
+    fx_model_free(m);
+
+    m = new_model();
+    node(m, "g1", 4, "2", NULL);
+    node_slots(m, "c1", 0, "16", NULL, 3);
+    node(m, "c2", 0, "8", NULL);
+    pod(m, "u", 40, "1", false, NULL, NULL, 0);
+    assert_string_equal(next(m, FX_BIND, "u").node, "g1");
+    pod_gpus(m, "p2", 2, 50, "8Gi", "4", true, NULL, NULL, 1);
+    a = next(m, FX_BIND, "p2");
+    assert_string_equal(a.node, "c1");
+    alloc_gpus(&a, gpus, sizeof(gpus), rn);
+    assert_string_equal(rn, "g1");
+    assert_string_equal(gpus, local); /* the engine's own 2-GPU decision there */
+    assert_non_null(strstr(gpus, "/50/8589934592 "));
+    assert_true(a.remote);
+    assert_non_null(strstr(a.message, "remote slices of GPUs "));
+    assert_non_null(strstr(a.message, " of node g1"));
+    struct fx_model_stats st = stats(m);
+    assert_int_equal(st.remote, 1);
+    assert_int_equal(st.gpu_milli_used, 400 + 2 * 500);
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_model_check(m, &err), 0);
+    /* c1 has 1 slot left: a second pod of 2 GPUs goes to c2 (fewer CPUs
+     * free), one of 1 GPU fits c1's last. */
+    pod_gpus(m, "p3", 2, 50, "8Gi", "4", true, NULL, NULL, 2);
+    a = next(m, FX_BIND, "p3");
+    assert_string_equal(a.node, "c2");
+    pod(m, "p4", 10, "4", true, NULL, NULL, 3);
+    a = next(m, FX_BIND, "p4");
+    assert_string_equal(a.node, "c1");
+    assert_int_equal(stats(m).gpu_milli_used, 400 + 4 * 500 + 100);
+    gone(m, "p3");
+    gone(m, "p4");
+    /* Confirmed by the watch, then gone: both its shares given back. */
+    fx_model_bind_done(m, "p2", 0, 0);
+    pod_gpus(m, "p2", 2, 50, "8Gi", "4", true, "c1", "g1", 1);
+    assert_int_equal(stats(m).remote, 1);
+    assert_int_equal(stats(m).gpu_milli_used, 400 + 2 * 500);
+    gone(m, "p2");
+    st = stats(m);
+    assert_int_equal(st.remote, 0);
+    assert_int_equal(st.gpu_milli_used, 400);
+    assert_int_equal(fx_model_check(m, &err), 0);
+    fx_model_free(m);
+
+    /* After a restart: accounted as recorded, both GPUs, whichever of the
+     * pod and its GPU node comes first. */
+    for (int order = 0; order < 2; order++) {
+        m = new_model();
+        if (order == 0)
+            node(m, "g1", 2, "16", NULL);
+        node(m, "c1", 0, "4", NULL);
+        pod_gpus(m, "p2", 2, 70, "8Gi", "4", true, "c1", "g1", 0);
+        if (order == 1)
+            node(m, "g1", 2, "16", NULL);
+        st = stats(m);
+        assert_int_equal(st.remote, 1);
+        assert_int_equal(st.gpu_milli_used, 1400);
+        assert_int_equal(st.conflicts, 0);
+        /* 40 cores fit on neither GPU beside the 70. */
+        pod(m, "w", 40, "1", false, NULL, NULL, 1);
+        next(m, FX_WAIT, "w");
+        gone(m, "p2");
+        assert_int_equal(stats(m).gpu_milli_used, 0);
+        assert_string_equal(next(m, FX_BIND, "w").node, "g1");
+        assert_int_equal(fx_model_check(m, &err), 0);
+        fx_model_free(m);
+    }
+}
+
+/* A pod of 3 GPUs when no GPU node has 3 free (two nodes of 2: 4 in all)
+ * waits, never spread over nodes, its message saying why; a node of 4
+ * coming makes it fit there. */
+static void test_three_gpus_wait(void **state)
+{
+    (void)state;
+    struct fx_model *m = new_model();
+    node(m, "g1", 2, "2", NULL);
+    node(m, "g2", 2, "2", NULL);
+    node(m, "c1", 0, "16", NULL);
+    pod_gpus(m, "p3", 3, 100, NULL, "4", true, NULL, NULL, 0);
+    struct fx_attempt a = next(m, FX_WAIT, "p3");
+    assert_non_null(strstr(a.message, "flexpu.io/remote: no GPU node can give it 3 GPUs at once"));
+    assert_non_null(strstr(a.message, "no local slice fits: "));
+    struct fx_model_stats st = stats(m);
+    assert_int_equal(st.remote, 0);
+    assert_int_equal(st.gpu_milli_used, 0);
+    node(m, "g3", 4, "2", NULL);
+    a = next(m, FX_BIND, "p3");
+    assert_string_equal(a.node, "c1");
+    assert_non_null(strstr(a.allocation, "\"remote\":{\"node\":\"g3\"}"));
+    assert_int_equal(stats(m).gpu_milli_used, 3000);
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_model_check(m, &err), 0);
+    fx_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1152,6 +1363,7 @@ int main(void)
         cmocka_unit_test(test_allocation_round_trip),
         cmocka_unit_test(test_allocation_bad_remote),
         cmocka_unit_test(test_allocation_check),
+        cmocka_unit_test(test_allocation_check_gpus),
         cmocka_unit_test(test_local_first),
         cmocka_unit_test(test_remote_when_no_local),
         cmocka_unit_test(test_no_cpu_node),
@@ -1173,6 +1385,8 @@ int main(void)
         cmocka_unit_test(test_rule_edited_while_waiting),
         cmocka_unit_test(test_tainted_gpu_node),
         cmocka_unit_test(test_tainted_gpu_node_edges),
+        cmocka_unit_test(test_two_gpus),
+        cmocka_unit_test(test_three_gpus_wait),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -97,7 +97,8 @@ static void test_server_plan(void **state)
     struct fx_remote_server sv;
     struct flexpu_error err = {0};
     assert_int_equal(fx_remote_server_plan(&s, "uid-1", &al, &inv, 7071, &sv, &err), 0);
-    assert_string_equal(sv.gpu_uuid, "GPU-g1-1");
+    assert_string_equal(sv.gpu_uuid[0], "GPU-g1-1");
+    assert_int_equal(sv.ngpu, 1);
     assert_string_equal(sv.slice.tenant, "uid-1");
     assert_int_equal(sv.slice.compute_share, 30);
     assert_int_equal(sv.slice.compute_cap, 50);
@@ -228,6 +229,79 @@ static void test_server_cmd(void **state)
     assert_int_equal(fx_remote_slice_key("uid-1", key, sizeof(key)), 0);
     assert_string_equal(key, "remote-uid-1");
     assert_int_equal(fx_remote_slice_key("uid-1", key, 12), -1);
+}
+
+/* A pod of 2 GPUs asking 8 GiB on each, with its allocation (`first` and
+ * `second` GPUs of gpu-1, 30 cores and 8 GiB each). */
+static struct fx_pod_spec spec2(void)
+{
+    json_t *p = json_pack("{s:{s:s, s:s, s:{s:s}}, s:{s:[{s:s, s:{s:{s:s, s:s, s:s}}}]}}",
+                          "metadata", "name", "p", "namespace", "t", "annotations",
+                          FX_ANN_REMOTE, FX_REMOTE_ALLOWED, "spec", "containers", "name", "c",
+                          "resources", "limits", "flexpu.io/gpu", "2", "flexpu.io/gpu-cores",
+                          "30", "flexpu.io/gpu-memory", "8Gi");
+    struct fx_pod_spec s;
+    struct flexpu_error err = {0};
+    if (fx_pod_spec_parse(p, &s, &err))
+        fail_msg("fx_pod_spec_parse: %s", err.msg);
+    json_decref(p);
+    return s;
+}
+
+static struct fx_allocation alloc2(const char *first, const char *second)
+{
+    struct fx_allocation al = {.ngpu = 2};
+    snprintf(al.gpus[0].uuid, sizeof(al.gpus[0].uuid), "%s", first);
+    snprintf(al.gpus[1].uuid, sizeof(al.gpus[1].uuid), "%s", second);
+    for (int i = 0; i < 2; i++) {
+        al.gpus[i].index = i;
+        al.gpus[i].cores = 30;
+        al.gpus[i].mem = 8 * GIB;
+    }
+    snprintf(al.remote_node, sizeof(al.remote_node), "gpu-1");
+    return al;
+}
+
+/* A remote pod of 2 GPUs: one server for both, its workers seeing them
+ * in the allocation's order, one slice (the share and the quota on each
+ * GPU, as a local pod of 2 GPUs gets); a GPU twice, or one this node
+ * lacks, refused naming which. */
+static void test_server_plan_gpus(void **state)
+{
+    (void)state;
+    struct fx_pod_spec s = spec2();
+    struct fx_node_inv inv = inv2();
+    struct fx_allocation al = alloc2("GPU-g1-1", "GPU-g1-0");
+    struct fx_remote_server sv;
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_remote_server_plan(&s, "uid-2", &al, &inv, 7072, &sv, &err), 0);
+    assert_int_equal(sv.ngpu, 2);
+    assert_string_equal(sv.gpu_uuid[0], "GPU-g1-1");
+    assert_string_equal(sv.gpu_uuid[1], "GPU-g1-0");
+    assert_int_equal(sv.slice.compute_share, 30);
+    assert_int_equal(sv.slice.memory, 8 * GIB);
+    char buf[2048], *argv[10], *envp[11];
+    assert_int_equal(fx_remote_server_cmd(&sv, "/b", "/x.so", "/a", "/l", "/m", buf, sizeof(buf),
+                                          argv, 10, envp, 11, &err),
+                     0);
+    assert_true(has(envp, "CUDA_VISIBLE_DEVICES=GPU-g1-1,GPU-g1-0"));
+    assert_true(has(envp, "FLEXPU_MEMORY_LIMIT=8589934592"));
+    assert_true(has(envp, "FLEXPU_COMPUTE_SHARE=30"));
+    al = alloc2("GPU-g1-0", "GPU-g1-0");
+    assert_int_equal(fx_remote_server_plan(&s, "uid-2", &al, &inv, 7072, &sv, &err),
+                     FLEXPU_EINVAL);
+    assert_non_null(strstr(err.msg, "gpus[1].uuid"));
+    al = alloc2("GPU-g1-0", "GPU-g9-1");
+    assert_int_equal(fx_remote_server_plan(&s, "uid-2", &al, &inv, 7072, &sv, &err),
+                     FLEXPU_EINVAL);
+    assert_non_null(strstr(err.msg, "gpus[1].uuid"));
+    assert_non_null(strstr(err.msg, "GPU-g9-1"));
+    /* The pod asks 2: an allocation of 1 is not its. */
+    al = alloc("GPU-g1-0", 30, "gpu-1");
+    al.gpus[0].mem = 8 * GIB;
+    assert_int_equal(fx_remote_server_plan(&s, "uid-2", &al, &inv, 7072, &sv, &err),
+                     FLEXPU_EINVAL);
+    assert_non_null(strstr(err.msg, ".gpus"));
 }
 
 static void test_token(void **state)
@@ -1459,6 +1533,113 @@ static void test_shutdown_stops_servers_at_once(void **state)
     assert_false(slice_exists(f->root, "uid-b"));
 }
 
+/* A remote pod of 2 GPUs (GPU-g1-0 and GPU-g1-1 of gpu-1, 30 cores and 8
+ * GiB each), labelled for gpu-1. */
+static json_t *agent_pod2(struct agent_fixture *f, const char *name)
+{
+    json_t *p = agent_pod(f, name, "gpu-1");
+    json_object_set_new(kube_get(p, "metadata.annotations"), FX_ANN_ALLOCATION,
+                        json_string("{\"gpus\":[{\"uuid\":\"GPU-g1-0\",\"index\":0,"
+                                    "\"cores\":30,\"memory\":8589934592},{\"uuid\":"
+                                    "\"GPU-g1-1\",\"index\":1,\"cores\":30,\"memory\":"
+                                    "8589934592}],\"remote\":{\"node\":\"gpu-1\"}}"));
+    json_t *lim = json_object_get(json_object_get(json_array_get(kube_get(p, "spec.containers"),
+                                                                 0),
+                                                  "resources"),
+                                  "limits");
+    assert_non_null(lim);
+    json_object_set_new(lim, "flexpu.io/gpu", json_string("2"));
+    json_object_set_new(lim, "flexpu.io/gpu-memory", json_string("8Gi"));
+    return p;
+}
+
+/* How many GPUs' holds of 8 GiB the plugin's view has for GPU-g1-0 and
+ * GPU-g1-1 (one each for a slice of both). */
+static void holds_of_two(const struct agent_fixture *f, int want)
+{
+    static const char *const gpus[] = {"GPU-g1-0", "GPU-g1-1"};
+    for (int g = 0; g < 2; g++) {
+        struct fx_gpu_hold h[4];
+        int n = fx_remote_serve_holds(f->s, gpus[g], h, 4);
+        for (int t = 0; t < 200 && n != want; t++) {
+            usleep(50000);
+            n = fx_remote_serve_holds(f->s, gpus[g], h, 4);
+        }
+        if (n != want)
+            fail_msg("%d hold(s) on %s: want %d", n, gpus[g], want);
+        for (int i = 0; i < n; i++)
+            assert_int_equal(h[i].mem, 8 * GIB);
+    }
+}
+
+/* A remote pod of 2 GPUs: one server for both (its server.pid names both
+ * GPUs), one slice whose policy (30 cores and 8 GiB on each GPU) the
+ * runtime applies on each, its quota held on each GPU in the plugin's
+ * view, through an agent's restart (adopted, its pod gone meanwhile: held
+ * on both while it stops), and all of it removed with the server. */
+static void test_agent_two_gpus(void **state)
+{
+    struct agent_fixture *f = *state;
+    agent_setup(f, &(struct agent_opts){.name = "remote-two", .ignores_term = true,
+                                         .adoptable = true, .port_min = 47700});
+    json_t *pod = agent_pod2(f, "two");
+    char *with = agent_list(f, json_pack("[O]", pod)), *without = agent_list(f, json_pack("[]"));
+    f->api.all = f->api.labelled = with;
+    f->cfg.stop_wait_ms = 600000;
+    agent_start(f);
+    int pid = agent_server_pid(f, "uid-two");
+    char path[512];
+    snprintf(path, sizeof(path), "%s/remote/uid-two/server.pid", f->root);
+    char *text = read_all(path);
+    assert_non_null(strstr(text, " GPU-g1-0 8589934592 GPU-g1-1\n"));
+    free(text);
+    /* One server: one directory under <root>/remote. */
+    snprintf(path, sizeof(path), "%s/remote", f->root);
+    DIR *d = opendir(path);
+    assert_non_null(d);
+    int dirs = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        dirs += e->d_name[0] != '.';
+    closedir(d);
+    assert_int_equal(dirs, 1);
+    snprintf(path, sizeof(path), "%s/slices/remote-uid-two/slice.conf", f->root);
+    struct fx_slice_config c;
+    struct flexpu_error err = {0};
+    fx_config_defaults(&c);
+    if (fx_config_load_file(&c, path, &err) != 1)
+        fail_msg("%s: not read (%s)", path, err.msg);
+    assert_string_equal(c.tenant, "uid-two");
+    assert_int_equal(c.compute_share, 30);
+    assert_int_equal(c.memory_limit, 8 * GIB);
+    holds_of_two(f, 1);
+    /* The agent restarts, the pod gone meanwhile: it adopts the server and
+     * stops it; both GPUs' quotas held until it is reaped. */
+    agent_stop(f, false);
+    assert_true(group_alive(pid));
+    __atomic_store_n(&f->api.all, without, __ATOMIC_RELEASE);
+    __atomic_store_n(&f->api.labelled, without, __ATOMIC_RELEASE);
+    agent_serve(f);
+    assert_true(file_within(f->term, 20000));
+    bool stopping = group_alive(pid);
+    struct fx_gpu_hold h[4];
+    int n0 = fx_remote_serve_holds(f->s, "GPU-g1-0", h, 4);
+    int n1 = fx_remote_serve_holds(f->s, "GPU-g1-1", h, 4);
+    kill(-pid, SIGKILL);
+    if (!stopping || n0 != 1 || n1 != 1)
+        fail_msg("while adopted server %d stopped (%s): %d and %d hold(s) on GPU-g1-0 and "
+                 "GPU-g1-1, want 1 and 1", pid, stopping ? "still stopping" : "exited", n0, n1);
+    assert_int_equal(h[0].mem, 8 * GIB);
+    assert_true(slice_gone_within(f->root, "uid-two", 10000));
+    holds_of_two(f, 0);
+    /* Its directory goes after its slice (slice_files_remove): waited for. */
+    snprintf(path, sizeof(path), "%s/remote/uid-two", f->root);
+    for (int t = 0; t < 200 && access(path, F_OK) == 0; t++)
+        usleep(50000);
+    assert_true(access(path, F_OK) != 0);
+    agent_stop(f, true);
+    assert_false(group_alive(pid));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1477,6 +1658,8 @@ int main(void)
                                         agent_teardown),
         cmocka_unit_test_setup_teardown(test_shutdown_stops_servers_at_once, agent_alloc,
                                         agent_teardown),
+        cmocka_unit_test(test_server_plan_gpus),
+        cmocka_unit_test_setup_teardown(test_agent_two_gpus, agent_alloc, agent_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -158,9 +158,15 @@ static void test_devices_and_allocate(void **state)
     assert_non_null(strstr(a.message, "unknown device 'remote-3'"));
     a = allocate(r.dp, lead, 1);
     assert_int_equal(a.status, FX_GRPC_INVALID_ARGUMENT);
-    a = allocate(r.dp, two, 2);
+    /* A remote pod of 2 GPUs holds 2 slots: one slice directory for both;
+     * a slot twice is refused. */
+    char *dup[] = {"remote-0", "remote-0"};
+    a = allocate(r.dp, dup, 2);
     assert_int_equal(a.status, FX_GRPC_INVALID_ARGUMENT);
-    assert_non_null(strstr(a.message, "2 devices"));
+    assert_non_null(strstr(a.message, "given twice"));
+    V1beta1__AllocateResponse *ar2 = allocate_ok(r.dp, two, 2);
+    assert_non_null(mount_at(ar2->container_responses[0], FX_CTR_REMOTE_DIR));
+    v1beta1__allocate_response__free_unpacked(ar2, NULL);
 
     char *ids[] = {"remote-1"};
     V1beta1__AllocateResponse *ar = allocate_ok(r.dp, ids, 1);
@@ -257,6 +263,48 @@ static const char *token_of(const char *uid)
     struct flexpu_error err = {0};
     assert_int_equal(fx_remote_token(&key, uid, "gpu-1", "GPU-g-0", hex, &err), 0);
     return hex;
+}
+
+/* A remote pod of 2 GPUs holds 2 slots: its container's PreStartContainer
+ * with both passes, its token the first GPU's; with 1 (a pod asking 1 but
+ * given an allocation of 2, which the scheduler never makes) refused,
+ * naming both counts. */
+static void test_prestart_two_gpus(void **state)
+{
+    (void)state;
+    struct run r;
+    up(&r, 3);
+    json_t *p = pod("p2", "gpu-1", NULL);
+    struct fx_allocation al = {.ngpu = 2};
+    for (int i = 0; i < 2; i++) {
+        snprintf(al.gpus[i].uuid, sizeof(al.gpus[i].uuid), "GPU-g-%d", i);
+        al.gpus[i].cores = 30;
+        al.gpus[i].mem = 1LL << 30;
+    }
+    snprintf(al.remote_node, sizeof(al.remote_node), "gpu-1");
+    char *text = fx_allocation_format(&al);
+    json_object_set_new(json_object_get(json_object_get(p, "metadata"), "annotations"),
+                        FX_ANN_ALLOCATION, json_string(text));
+    free(text);
+    fx_remote_plugin_pod_event(r.p, KUBE_ADDED, p);
+    char *two[] = {"remote-0", "remote-2"}, *one[] = {"remote-1"};
+    V1beta1__AllocateResponse *ar = allocate_ok(r.dp, two, 2);
+    char tok[450];
+    snprintf(tok, sizeof(tok), "%s/token",
+             mount_at(ar->container_responses[0], FX_CTR_REMOTE_DIR)->host_path);
+    v1beta1__allocate_response__free_unpacked(ar, NULL);
+    hold("t", "p2", two, 2);
+    struct fx_grpc_reply s = prestart_call(r.dp, two, 2);
+    assert_int_equal(s.status, FX_GRPC_OK);
+    free(s.data);
+    assert_string_equal(slurp(tok), token_of("uid-p2"));
+    hold("t", "p2", one, 1);
+    s = prestart_call(r.dp, one, 1);
+    assert_int_equal(s.status, FX_GRPC_FAILED_PRECONDITION);
+    assert_non_null(strstr(s.message, "holds 1 device(s)"));
+    assert_non_null(strstr(s.message, "has 2 GPU(s)"));
+    json_decref(p);
+    down(&r);
 }
 
 /* A pod deleted and recreated under its name (a StatefulSet's db-0) whose
@@ -367,6 +415,7 @@ int main(void)
         cmocka_unit_test(test_config),
         cmocka_unit_test(test_devices_and_allocate),
         cmocka_unit_test(test_prestart_token_endpoint),
+        cmocka_unit_test(test_prestart_two_gpus),
         cmocka_unit_test(test_recreated_under_its_name),
         cmocka_unit_test(test_prestart_skips_a_deleted_namesake),
         cmocka_unit_test(test_client_install),
