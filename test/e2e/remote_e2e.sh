@@ -50,7 +50,11 @@
 #    container's endpoint file follows, and the program runs through it;
 #  - the pod deleted: the server stops and its files go, its slice too
 #    (the arbiter's page forgets its tenant); cpu-r's slot directory loses
-#    the token and the endpoint.
+#    the token and the endpoint;
+#  - a remote pod of 2 GPUs (gpu-r's agent restarted with 2): bound to
+#    cpu-r with both slices on gpu-r, the kubelet's calls naming 2 devices;
+#    one server for both, the program sees 2 devices and each device's
+#    quota; the pod deleted, all of it gone.
 #
 #   remote_e2e.sh BUILD_DIR
 E2E_NAME=remote-e2e E2E_LOGS="scheduler.log node.log cpunode.log server.log"
@@ -428,3 +432,60 @@ out="$(timeout 30 env -i PATH="$PATH" "${envs[@]}" FLEXPU_REMOTE_WAIT_MS=1000 AS
 [[ $out == *"nodevice: cudaErrorDevicesUnavailable"* && $out == *"no endpoint in"* ]] ||
   fail "no endpoint: want cudaErrorDevicesUnavailable after the wait: $out"
 pass "no endpoint within FLEXPU_REMOTE_WAIT_MS: cudaErrorDevicesUnavailable, not a hang"
+
+# A remote pod of 2 GPUs (docs/REMOTE.md, "Remote pods of several GPUs"):
+# gpu-r's agent, restarted with 2 GPUs, publishes them; a pod asking 2 (30
+# cores and 64 MiB each) and 4 CPUs runs on cpu-r with both its slices on
+# gpu-r, holding cpu-r's 2 remote slots (the kubelet's calls name both);
+# one flexpu-remoted serves both GPUs, the unmodified program sees 2
+# devices, its kernels run on the device it chose, and each device's quota
+# is its own; the pod deleted, the server and its files go.
+kill "$node_pid"
+wait "$node_pid" 2>/dev/null || true
+export FAKECUDA_DEVICES=2
+gpu_node 127.0.0.2
+two_gpus() { [ "$(kubectl get node gpu-r -o jsonpath='{.metadata.annotations.flexpu\.io/gpus}' | jq length)" = 2 ]; }
+wait_for 20 "gpu-r's agent did not publish 2 GPUs" two_gpus
+kubectl create -f - >/dev/null <<EOF2
+{"apiVersion":"v1","kind":"Pod","metadata":{"name":"r2pod","namespace":"default",
+  "annotations":{"flexpu.io/remote":"allowed"}},
+ "spec":{"schedulerName":"flexpu-scheduler","containers":[{"name":"c","image":"x",
+   "resources":{"limits":{"cpu":"4","memory":"1Gi","flexpu.io/gpu":"2",
+     "flexpu.io/gpu-cores":"30","flexpu.io/gpu-memory":"64Mi"}}}]}}
+EOF2
+bound2() { [ "$(kubectl get pod r2pod -o jsonpath='{.spec.nodeName}')" = cpu-r ]; }
+wait_for 30 "the remote pod of 2 GPUs was not bound to cpu-r" bound2
+alloc2="$(kubectl get pod r2pod -o jsonpath='{.metadata.annotations.flexpu\.io/allocation}')"
+jq -e '.remote.node == "gpu-r" and (.gpus | length) == 2 and .gpus[0].uuid != .gpus[1].uuid and
+  all(.gpus[]; .cores == 30 and .memory == 67108864)' <<<"$alloc2" >/dev/null ||
+  fail "the allocation of the pod of 2 GPUs: $alloc2"
+wait_event r2pod "runs on node cpu-r (no GPUs) with remote slices of GPUs 0,1 of node gpu-r"
+uid2="$(kubectl get pod r2pod -o jsonpath='{.metadata.uid}')"
+pass "a remote pod of 2 GPUs runs on cpu-r, both slices on gpu-r: $alloc2"
+"$build/test/remote_kubelet" "$work/cdp" "$work/cpodres.sock" default r2pod remote-0,remote-1 \
+  >"$work/ctr2.txt" 2>"$work/kubelet2.err" || fail "the kubelet's calls for 2 devices: $(cat "$work/kubelet2.err")"
+grep -q '^prestart ok$' "$work/ctr2.txt" || fail "no PreStartContainer: $(cat "$work/ctr2.txt")"
+map=()
+while read -r _ ctr host mode; do map+=("$ctr" "$host"); done < <(grep '^mount ' "$work/ctr2.txt")
+envs2=()
+while read -r kv; do envs2+=("$(host_path "$kv")"); done < <(sed -n 's/^env //p' "$work/ctr2.txt")
+ep2() { kubectl get pod r2pod -o jsonpath='{.metadata.annotations.flexpu\.io/remote-endpoint}'; }
+has_ep2() { [ -n "$(ep2)" ]; }
+wait_for 30 "gpu-r recorded no endpoint for the pod of 2 GPUs" has_ep2
+out="$(timeout 60 env -i PATH="$PATH" "${envs2[@]}" FLEXPU_REMOTE_WAIT_MS=30000 ASAN_OPTIONS=detect_leaks=0 \
+  "$build/test/remote/remote_app" multi 2>&1)" || fail "multi: $out"
+[[ $out == *"device 1 refused after 48 MiB, device 0 after 48 MiB"* ]] ||
+  fail "the pod of 2 GPUs: each device's quota is not its own: $out"
+pid2="$(cut -d' ' -f1 "$work/root/remote/$uid2/server.pid")"
+gpus2="$(jq -r '.gpus[0].uuid + " " + (.gpus[0].memory | tostring) + " " + .gpus[1].uuid' <<<"$alloc2")"
+grep -q " $gpus2\$" "$work/root/remote/$uid2/server.pid" ||
+  fail "server.pid does not name both GPUs ($gpus2): $(cat "$work/root/remote/$uid2/server.pid")"
+[ "$(pgrep -fc -- "--slice $uid2")" = 1 ] || fail "not one server for the pod of 2 GPUs: $(pgrep -fa flexpu-remoted)"
+grep -qx "memory_limit = 67108864" "$work/root/slices/remote-$uid2/slice.conf" ||
+  fail "the slice of 2 GPUs: $(cat "$work/root/slices/remote-$uid2/slice.conf" 2>&1)"
+pass "one server (pid $pid2) for both GPUs at $(ep2): $out"
+kubectl delete pod r2pod --wait=false >/dev/null
+gone2() { ! kill -0 "$pid2" 2>/dev/null && [ ! -e "$work/root/remote/$uid2" ] &&
+  [ ! -e "$work/root/slices/remote-$uid2" ] && [ ! -e "$work/root/ledger/remote-$uid2" ]; }
+wait_for 20 "the server of 2 GPUs or its files outlived its pod" gone2
+pass "the pod of 2 GPUs deleted: its server stopped, its files and its slice gone"

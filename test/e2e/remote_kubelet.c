@@ -8,7 +8,9 @@
  * line ("env KEY=VALUE", "mount CONTAINER_PATH HOST_PATH ro|rw", "device
  * PATH"), and "prestart ok" or the refusal on stderr (exit 1).
  *
- *   remote_kubelet DP_DIR PODRES_SOCKET NS NAME DEVICE_ID */
+ *   remote_kubelet DP_DIR PODRES_SOCKET NS NAME DEVICE_ID[,DEVICE_ID...]
+ *
+ * (a remote pod of N GPUs holds N devices, docs/REMOTE.md). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +20,10 @@
 #include "node/grpc.h"
 #include "podresources/v1/api.pb-c.h"
 
-static const char *pod_ns, *pod_name, *device_id;
+#define MAX_IDS 16
+static const char *pod_ns, *pod_name;
+static char *dev_ids[MAX_IDS];
+static size_t n_ids;
 
 static void packed(struct fx_grpc_reply *r, const ProtobufCMessage *m)
 {
@@ -42,11 +47,10 @@ static void podres_list(void *ctx, const uint8_t *req, size_t len, struct fx_grp
     (void)ctx;
     (void)req;
     (void)len;
-    char *ids[1] = {(char *)device_id};
     V1__ContainerDevices cd = V1__CONTAINER_DEVICES__INIT;
     cd.resource_name = "flexpu.io/gpu";
-    cd.n_device_ids = 1;
-    cd.device_ids = ids;
+    cd.n_device_ids = n_ids;
+    cd.device_ids = dev_ids;
     V1__ContainerDevices *cdp = &cd;
     V1__ContainerResources c = V1__CONTAINER_RESOURCES__INIT;
     c.name = "c";
@@ -90,12 +94,18 @@ static int call(const char *sock, const char *method, const ProtobufCMessage *m,
 int main(int argc, char **argv)
 {
     if (argc != 6) {
-        fprintf(stderr, "usage: remote_kubelet DP_DIR PODRES_SOCKET NS NAME DEVICE_ID\n");
+        fprintf(stderr, "usage: remote_kubelet DP_DIR PODRES_SOCKET NS NAME DEVICE_ID[,...]\n");
         return 2;
     }
     pod_ns = argv[3];
     pod_name = argv[4];
-    device_id = argv[5];
+    for (char *save = NULL, *t = strtok_r(argv[5], ",", &save); t && n_ids < MAX_IDS;
+         t = strtok_r(NULL, ",", &save))
+        dev_ids[n_ids++] = t;
+    if (n_ids == 0) {
+        fprintf(stderr, "remote_kubelet: no device id\n");
+        return 2;
+    }
     char kubelet[600], plugin[600];
     snprintf(kubelet, sizeof(kubelet), "%s/kubelet.sock", argv[1]);
     snprintf(plugin, sizeof(plugin), "%s/flexpu-gpu.sock", argv[1]);
@@ -132,12 +142,18 @@ int main(int argc, char **argv)
     }
     v1beta1__device_plugin_options__free_unpacked(o, NULL);
 
-    char *avail[2] = {(char *)device_id, "remote-1"};
+    /* Its devices and, for one, another the kubelet could have given. */
+    char *avail[MAX_IDS + 1];
+    size_t na = 0;
+    for (; na < n_ids; na++)
+        avail[na] = dev_ids[na];
+    if (n_ids == 1 && strcmp(dev_ids[0], "remote-1") != 0)
+        avail[na++] = "remote-1";
     V1beta1__ContainerPreferredAllocationRequest pq =
         V1BETA1__CONTAINER_PREFERRED_ALLOCATION_REQUEST__INIT;
-    pq.n_available_deviceids = 2;
+    pq.n_available_deviceids = na;
     pq.available_deviceids = avail;
-    pq.allocation_size = 1;
+    pq.allocation_size = (int32_t)n_ids;
     V1beta1__ContainerPreferredAllocationRequest *pqp = &pq;
     V1beta1__PreferredAllocationRequest preq = V1BETA1__PREFERRED_ALLOCATION_REQUEST__INIT;
     preq.n_container_requests = 1;
@@ -146,10 +162,9 @@ int main(int argc, char **argv)
         return 1;
     free(r.data);
 
-    char *ids[1] = {(char *)device_id};
     V1beta1__ContainerAllocateRequest cq = V1BETA1__CONTAINER_ALLOCATE_REQUEST__INIT;
-    cq.n_devices_ids = 1;
-    cq.devices_ids = ids;
+    cq.n_devices_ids = n_ids;
+    cq.devices_ids = dev_ids;
     V1beta1__ContainerAllocateRequest *cqp = &cq;
     V1beta1__AllocateRequest aq = V1BETA1__ALLOCATE_REQUEST__INIT;
     aq.n_container_requests = 1;
@@ -173,8 +188,8 @@ int main(int argc, char **argv)
     v1beta1__allocate_response__free_unpacked(ar, NULL);
 
     V1beta1__PreStartContainerRequest sq = V1BETA1__PRE_START_CONTAINER_REQUEST__INIT;
-    sq.n_devices_ids = 1;
-    sq.devices_ids = ids;
+    sq.n_devices_ids = n_ids;
+    sq.devices_ids = dev_ids;
     if (call(plugin, "/v1beta1.DevicePlugin/PreStartContainer", &sq.base, &r))
         return 1;
     free(r.data);
