@@ -138,6 +138,19 @@ int fx_srv_stream(struct fx_srv_conn *c, uint32_t id, unsigned dev, CUstream *ou
     return cudaSuccess;
 }
 
+int fx_srv_stream_any(struct fx_srv_conn *c, uint32_t id, unsigned dev, CUstream *out,
+                      unsigned *sdev)
+{
+    if (id != 0 && id <= c->nstreams && c->streams[id - 1].s)
+        dev = (unsigned)c->streams[id - 1].dev;
+    int rc = fx_srv_stream(c, id, dev, out);
+    if (rc == cudaSuccess)
+        rc = use_dev(c, dev);
+    if (rc == cudaSuccess && sdev)
+        *sdev = dev;
+    return rc;
+}
+
 int fx_srv_owned(const struct fx_srv_conn *c, uint64_t p, uint64_t n)
 {
     for (size_t i = 0; i < c->nallocs; i++) {
@@ -206,7 +219,8 @@ static int wait_dev(struct fx_srv_conn *c, unsigned dev)
 
 /* --- Requests ----------------------------------------------------------------
  * Each handler returns a cudaError_t and appends its reply fields to c->out
- * only on success. The device's context is current when they run. */
+ * only on success. The device's context is current when they run (a stream
+ * of another device, its own: fx_srv_stream_any). */
 
 static int do_malloc(struct fx_srv_conn *c, const struct fx_wire_req *q)
 {
@@ -244,7 +258,7 @@ static int do_free(struct fx_srv_conn *c, const struct fx_wire_req *q)
 static int do_h2d(struct fx_srv_conn *c, const struct fx_wire_req *q)
 {
     CUstream s;
-    int rc = fx_srv_stream(c, q->u.h2d.stream, q->h.dev, &s);
+    int rc = fx_srv_stream_any(c, q->u.h2d.stream, q->h.dev, &s, NULL);
     if (rc != cudaSuccess)
         return rc;
     if (!fx_srv_owned(c, q->u.h2d.dst, q->u.h2d.n))
@@ -260,7 +274,7 @@ static int do_h2d(struct fx_srv_conn *c, const struct fx_wire_req *q)
 static int do_d2h(struct fx_srv_conn *c, const struct fx_wire_req *q)
 {
     CUstream s;
-    int rc = fx_srv_stream(c, q->u.d2h.stream, q->h.dev, &s);
+    int rc = fx_srv_stream_any(c, q->u.d2h.stream, q->h.dev, &s, NULL);
     if (rc != cudaSuccess)
         return rc;
     if (!fx_srv_owned(c, q->u.d2h.src, q->u.d2h.size))
@@ -285,7 +299,7 @@ static int do_d2h(struct fx_srv_conn *c, const struct fx_wire_req *q)
 static int do_d2d(struct fx_srv_conn *c, const struct fx_wire_req *q)
 {
     CUstream s;
-    int rc = fx_srv_stream(c, q->u.d2d.stream, q->h.dev, &s);
+    int rc = fx_srv_stream_any(c, q->u.d2d.stream, q->h.dev, &s, NULL);
     if (rc != cudaSuccess)
         return rc;
     if (!fx_srv_owned(c, q->u.d2d.dst, q->u.d2d.size) || !fx_srv_owned(c, q->u.d2d.src, q->u.d2d.size))
@@ -300,7 +314,7 @@ static int do_d2d(struct fx_srv_conn *c, const struct fx_wire_req *q)
 static int do_memset(struct fx_srv_conn *c, const struct fx_wire_req *q)
 {
     CUstream s;
-    int rc = fx_srv_stream(c, q->u.memset.stream, q->h.dev, &s);
+    int rc = fx_srv_stream_any(c, q->u.memset.stream, q->h.dev, &s, NULL);
     if (rc != cudaSuccess)
         return rc;
     if (!fx_srv_owned(c, q->u.memset.dst, q->u.memset.size))
@@ -354,7 +368,7 @@ static int do_stream_destroy(struct fx_srv_conn *c, const struct fx_wire_req *q)
     CUstream s;
     if (q->u.id.id == 0)
         return cudaErrorInvalidResourceHandle;
-    int rc = fx_srv_stream(c, q->u.id.id, q->h.dev, &s);
+    int rc = fx_srv_stream_any(c, q->u.id.id, q->h.dev, &s, NULL);
     if (rc == cudaSuccess)
         fx_srv_blas_stream_gone(c, s);
     if (rc == cudaSuccess)
@@ -529,7 +543,7 @@ static int dispatch(struct fx_srv_conn *c, const struct fx_wire_req *q)
     case FX_OP_STREAM_CREATE: return do_stream_create(c, q);
     case FX_OP_STREAM_SYNC: {
         CUstream s;
-        rc = fx_srv_stream(c, q->u.id.id, q->h.dev, &s);
+        rc = fx_srv_stream_any(c, q->u.id.id, q->h.dev, &s, NULL);
         return rc != cudaSuccess ? rc : q->u.id.id ? wait_stream(c, s) : wait_dev(c, q->h.dev);
     }
     case FX_OP_STREAM_DESTROY: return do_stream_destroy(c, q);

@@ -151,6 +151,14 @@ int fx_srv_reserve(void **arr, size_t *cap, size_t need, size_t elem, size_t max
 /* The stream with wire id `id` on device `dev` (0: the legacy default), or
  * cudaErrorInvalidResourceHandle. */
 int fx_srv_stream(struct fx_srv_conn *c, uint32_t id, unsigned dev, CUstream *out);
+/* The stream with wire id `id` on any of the connection's devices, its
+ * device's context made current (0: the legacy default of device `dev`,
+ * current already); *sdev, when not NULL, its device. CUDA runs a copy, a
+ * memset, a synchronization, a wait on an event, a record and a
+ * destruction on a stream of a device other than the current one, in that
+ * stream's context; only a launch there is refused (fx_srv_stream). */
+int fx_srv_stream_any(struct fx_srv_conn *c, uint32_t id, unsigned dev, CUstream *out,
+                      unsigned *sdev);
 /* Whether [p, p + n) lies inside one allocation of this connection. */
 int fx_srv_owned(const struct fx_srv_conn *c, uint64_t p, uint64_t n);
 

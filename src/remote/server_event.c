@@ -86,11 +86,17 @@ int fx_srv_event(struct fx_srv_conn *c, const struct fx_wire_req *q)
         if (rc == cudaSuccess)
             c->events[q->u.ids.a - 1].s = NULL;
         return rc;
-    case FX_OP_EVENT_RECORD:
+    case FX_OP_EVENT_RECORD: {
+        /* The event and the stream of one device (CUDA refuses others),
+         * whichever is current. */
+        unsigned sdev = 0;
         rc = event_of(c, q->u.ids.a, &e);
         if (rc == cudaSuccess)
-            rc = fx_srv_stream(c, q->u.ids.b, q->h.dev, &s);
+            rc = fx_srv_stream_any(c, q->u.ids.b, q->h.dev, &s, &sdev);
+        if (rc == cudaSuccess && c->events[q->u.ids.a - 1].dev != (int)sdev)
+            rc = cudaErrorInvalidResourceHandle;
         return rc != cudaSuccess ? rc : fx_srv_cuda_error(c->d.EventRecord(e, s));
+    }
     case FX_OP_EVENT_QUERY:
         rc = event_of(c, q->u.ids.a, &e);
         return rc != cudaSuccess ? rc : fx_srv_cuda_error(c->d.EventQuery(e));
@@ -102,7 +108,7 @@ int fx_srv_event(struct fx_srv_conn *c, const struct fx_wire_req *q)
     case FX_OP_EVENT_ELAPSED:
         return elapsed(c, q);
     default: /* STREAM_WAIT_EVENT */
-        rc = fx_srv_stream(c, q->u.ids.a, q->h.dev, &s);
+        rc = fx_srv_stream_any(c, q->u.ids.a, q->h.dev, &s, NULL);
         if (rc == cudaSuccess)
             rc = event_of(c, q->u.ids.b, &e);
         return rc != cudaSuccess ? rc

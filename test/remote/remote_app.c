@@ -19,7 +19,9 @@
  *   multi         a slice of 2 GPUs: 2 devices; memory, copies and kernels on
  *                 device 1 then device 0 (each device loads the module in its
  *                 own context); a device 0 pointer read with device 1
- *                 current (unified addressing, as CUDA does); then each
+ *                 current (unified addressing, as CUDA does); a stream
+ *                 and an event of device 0 used with device 1 current
+ *                 (copies, memset, record, wait, syncs, destruction); then each
  *                 device's quota, filled on device 1 first: device 0 still
  *                 has all of its own; prints the MiB each held
  *   hold MIB      allocates MIB, prints "holding", sleeps (to be killed)
@@ -617,6 +619,32 @@ static int multi(void)
     uint32_t r[4];
     CHECK(cudaMemcpy(r, d0, sizeof r, cudaMemcpyDeviceToHost));
     EXPECT(r[0] == 207 && r[3] == 210);
+    /* A stream and an event of device 0 used with device 1 current, as
+     * CUDA allows (Programming Guide, "Stream and Event Behavior": a copy
+     * to another device's stream succeeds, so do a stream's and an
+     * event's synchronization and a stream's wait on an event; a record
+     * needs the event and the stream of one device, not the current one):
+     * the work runs on device 0's stream. */
+    cudaStream_t s0 = NULL;
+    cudaEvent_t e0 = NULL;
+    CHECK(cudaSetDevice(0));
+    CHECK(cudaStreamCreate(&s0));
+    CHECK(cudaEventCreate(&e0));
+    CHECK(cudaSetDevice(1));
+    uint32_t w[4] = {40, 41, 42, 43};
+    CHECK(cudaMemsetAsync(d0, 0, sizeof w, s0));
+    CHECK(cudaMemcpyAsync(d0, w, sizeof w, cudaMemcpyHostToDevice, s0));
+    CHECK(cudaEventRecord(e0, s0));
+    CHECK(cudaStreamWaitEvent(s0, e0, 0));
+    CHECK(cudaMemcpyAsync(r, d0, sizeof r, cudaMemcpyDeviceToHost, s0));
+    CHECK(cudaStreamSynchronize(s0));
+    CHECK(cudaEventSynchronize(e0));
+    EXPECT(r[0] == 40 && r[3] == 43);
+    CHECK(cudaEventDestroy(e0));
+    CHECK(cudaStreamDestroy(s0));
+    CHECK(cudaGetDevice(&dev));
+    EXPECT(dev == 1);
+    add_on_device(d1, 500, 3); /* device 1 still the one its calls name */
     CHECK(cudaFree(d0)); /* freed on its own device */
     CHECK(cudaFree(d1));
     /* Each device its own quota: device 1 full, device 0 still has all

@@ -427,7 +427,9 @@ stop_extra ypid
 # workers see 2 fake devices under the runtime, the slice's 64 MiB quota on
 # each (16 MiB of it each device's context). The client sees 2 devices,
 # copies and kernels land on the device chosen (each loads the module in
-# its own context: the fake driver refuses another context's function),
+# its own context: the fake driver refuses another context's function), a
+# stream and an event of device 0 serve copies and syncs with device 1
+# current (as CUDA's do),
 # and each device's quota is its own: device 1 full, device 0 still gives
 # its 48 MiB.
 stop_server
