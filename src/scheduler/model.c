@@ -136,9 +136,12 @@ struct pod {
     /* A remote slice (docs/REMOTE.md, "Kubernetes"): the pod runs on its
      * node (alloc: its CPU and memory there) and its GPU share is on node
      * rnode (ralloc: that share, no CPU or memory; 0 while that node is out
-     * of the engine). NULL: not remote. */
+     * of the engine). NULL: not remote. rnoquota: the GPUs of rnode its
+     * share holds without a memory quota (all their memory, as noquota),
+     * counted in rnode's rwhole while ralloc holds them (remote_whole). */
     char *rnode;
     int64_t ralloc;
+    uint32_t rnoquota;
     /* flexpu.io/remote-topology-key of a pod to place: a remote slice only
      * where its node and the GPU node share this label's value
      * (remote_rule_scope). NULL: no rule. */
@@ -211,6 +214,10 @@ struct node {
     bool seen;          /* the Node object exists (else a record holding its pods) */
     struct pod *pods;   /* pods bound here */
     int64_t holds[FLEXPU_MAX_GPUS]; /* allocations that fence unhealthy GPUs */
+    /* Remote slices here without a memory quota, per GPU (pod rnoquota):
+     * their pods are on other nodes, not in pods, and a borrower must not
+     * take the memory they hold (borrow_gpu_ok). */
+    int rwhole[FLEXPU_MAX_GPUS];
     /* Measured use (flexpu.io/gpu-usage, fx_model_gpu_use): as of use_ts,
      * the agent's unix seconds (0: none); use_busy -1: GPU not measured. */
     int64_t use_ts;
@@ -1118,6 +1125,7 @@ static void holds_refresh(struct fx_model *m)
 
 static struct node *engine_node(struct fx_model *m, int id);
 static void remote_set(struct fx_model *m, struct pod *p, const char *gpu_node);
+static void remote_whole(struct fx_model *m, struct pod *p, uint32_t gpus);
 
 static void release(struct fx_model *m, struct pod *p)
 {
@@ -1125,6 +1133,7 @@ static void release(struct fx_model *m, struct pod *p)
     if (p->ralloc) {
         struct flexpu_error err;
         struct node *g = fx_strmap_get(&m->nodes, STR(p->rnode));
+        remote_whole(m, p, 0);
         if (flexpu_engine_release(m->e, p->ralloc, &err))
             FX_ERROR(COMP, "releasing a remote slice failed", "pod=%s/%s node=%s error=\"%s\"",
                      STR(p->ns), STR(p->name), STR(p->rnode), err.msg);
@@ -1171,6 +1180,18 @@ static void remote_set(struct fx_model *m, struct pod *p, const char *gpu_node)
         m->nremote++;
 }
 
+/* Remote pod p's share holds GPUs `gpus` (bit i: GPU i) of its GPU node
+ * without a memory quota, as its ralloc is set (0: as it is released or
+ * zeroed): the node's rwhole counts them. Called with ralloc, never
+ * between, so that the counts stay those of the node rnode names. */
+static void remote_whole(struct fx_model *m, struct pod *p, uint32_t gpus)
+{
+    struct node *g = p->rnode ? fx_strmap_get(&m->nodes, p->rnode) : NULL;
+    for (int i = 0; g && i < FLEXPU_MAX_GPUS; i++)
+        g->rwhole[i] += (int)((gpus >> i) & 1u) - (int)((p->rnoquota >> i) & 1u);
+    p->rnoquota = g ? gpus : 0;
+}
+
 /* Accounts remote pod p's GPU shares on its GPU node, exactly as its
  * allocation records them (one engine allocation for all its GPUs, as a
  * local pod of that shape holds: released at once), when that node is in
@@ -1185,6 +1206,7 @@ static void remote_account(struct fx_model *m, struct pod *p)
         return;
     struct flexpu_placement pl = {.node = g->id, .ngpu = al.ngpu};
     int bad = -1;
+    uint32_t whole = 0;
     for (int i = 0; i < al.ngpu && bad < 0; i++) {
         int gi = gpu_index(g, al.gpus[i].uuid);
         for (int k = 0; k < i && gi >= 0; k++)
@@ -1192,6 +1214,8 @@ static void remote_account(struct fx_model *m, struct pod *p)
                 gi = -1; /* one GPU twice: never a placement of ours */
         if (gi < 0)
             bad = i;
+        else if (al.gpus[i].mem <= 0)
+            whole |= 1u << gi;
         pl.gpu[i] = gi;
         pl.milli[i] = al.gpus[i].cores > 0 ? al.gpus[i].cores * 10 : 1;
         pl.gpu_mem_mib[i] = (al.gpus[i].mem + FX_MIB - 1) / FX_MIB;
@@ -1204,7 +1228,9 @@ static void remote_account(struct fx_model *m, struct pod *p)
                  bad >= 0 ? "the node has no such GPU, or it is named twice" : err.msg);
         m->conflicts++;
         p->ralloc = 0;
+        return;
     }
+    remote_whole(m, p, whole);
 }
 
 /* Node n went out of the engine (its allocations released with it: the
@@ -1220,10 +1246,12 @@ static void remote_node_inout(struct fx_model *m, struct node *n, bool in)
         struct pod *p = v;
         if (!p->rnode || strcmp(p->rnode, n->name) != 0)
             continue;
-        if (in)
+        if (in) {
             remote_account(m, p);
-        else
+        } else {
+            remote_whole(m, p, 0);
             p->ralloc = 0;
+        }
     }
 }
 
@@ -3288,6 +3316,7 @@ static bool remote(struct fx_model *m, struct pod *p, struct fx_attempt *a,
     unlink_pod(m, p);
     link_pod(m, cn, p);
     str_set(&p->node, cn->name);
+    uint32_t whole = p->noquota; /* gn's GPUs, as assume booked them */
     p->gpus = p->noquota = 0;
     if (fx_allocation_parse(p->allocation, &al, &err) == 0) {
         snprintf(al.remote_node, sizeof(al.remote_node), "%.253s", gn->name);
@@ -3297,6 +3326,7 @@ static bool remote(struct fx_model *m, struct pod *p, struct fx_attempt *a,
     }
     p->ralloc = gid;
     remote_set(m, p, gn->name);
+    remote_whole(m, p, whole);
     m->remote_placed++;
     bind_attempt(a, p);
     /* A capped priority's warning (bind_attempt) stays the message, and
@@ -4917,6 +4947,8 @@ static bool borrow_gpu_ok(struct fx_model *m, const struct pod *p, struct node *
     for (const struct pod *o = n->pods; o; o = o->next)
         if (!o->borrowed && (o->noquota & (1u << g)))
             return false; /* a whole GPU: all its memory is its owner's */
+    if (n->rwhole[g] > 0)
+        return false; /* the same, a remote slice's (its pod on another node) */
     /* Memory no slice reserved; a light borrower with --borrow-mem idle
      * also what the owners reserved and do not use (borrow.h). */
     int64_t reserved = gi->mem_bytes - flexpu_engine_gpu_free_mem(m->e, n->id, g) * FX_MIB;
@@ -5733,10 +5765,43 @@ static int holds_check(const struct fx_model *m, struct flexpu_error *err)
     return 0;
 }
 
+/* Each node's rwhole is what the remote pods accounted there hold without
+ * a quota (remote_whole), and a pod holds such GPUs only while accounted. */
+static int rwhole_check(const struct fx_model *m, struct flexpu_error *err)
+{
+    const char *k, *pk;
+    void *v, *pv;
+    for (size_t j = 0; fx_strmap_next(&m->pods, &j, &pk, &pv);) {
+        const struct pod *p = pv;
+        if (p->rnoquota && (!p->ralloc || !p->rnode))
+            return flexpu_error_set(err, FLEXPU_EINVAL, "pod %s: GPUs without a quota held "
+                                    "remotely while not accounted", p->uid);
+    }
+    for (size_t i = 0; fx_strmap_next(&m->nodes, &i, &k, &v);) {
+        const struct node *n = v;
+        for (int g = 0; g < FLEXPU_MAX_GPUS; g++) {
+            int want = 0;
+            for (size_t j = 0; fx_strmap_next(&m->pods, &j, &pk, &pv);) {
+                const struct pod *p = pv;
+                want += p->rnode && strcmp(p->rnode, n->name) == 0 &&
+                        (p->rnoquota & (1u << g)) != 0;
+            }
+            if (n->rwhole[g] != want)
+                return flexpu_error_set(err, FLEXPU_EINVAL,
+                                        "node %s GPU %d: %d remote slices without a quota "
+                                        "counted, %d held",
+                                        n->name, g, n->rwhole[g], want);
+        }
+    }
+    return 0;
+}
+
 int fx_model_check(const struct fx_model *m, struct flexpu_error *err)
 {
     int rc = borrowers_check(m, err);
     if (!rc)
         rc = holds_check(m, err);
+    if (!rc)
+        rc = rwhole_check(m, err);
     return rc ? rc : flexpu_engine_check(m->e, err);
 }

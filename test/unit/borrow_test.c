@@ -2474,6 +2474,113 @@ static void test_borrow_fits(void **state)
     assert_int_equal(fx_borrow_fits(80 * GIB, NULL, 0, 0, &err), FLEXPU_EINVAL); /* no quota */
 }
 
+/* A node without GPUs, cpu-r, with 64 CPUs and 4 remote slots
+ * (flexpu.io/gpu allocatable), and remote-allowed pod `uid` asking `ngpu`
+ * GPUs of `cores` without gpu-memory (no memory quota: a whole GPU's, or
+ * a pod of several GPUs), and 20 CPUs (more than n1 has); when bound, on
+ * cpu-r with a remote slice of GPUs 0..ngpu-1 of node n1 (memory 0). */
+static void remote_owner(struct fx_model *m, const char *uid, int ngpu, int cores, bool bound)
+{
+    json_t *n = json_pack("{s:{s:s}, s:{}, s:{s:{s:s, s:s, s:s}}}", "metadata", "name", "cpu-r",
+                          "spec", "status", "allocatable", "cpu", "64", "memory", "64Gi",
+                          "flexpu.io/gpu", "4");
+    assert_non_null(n);
+    fx_model_node_event(m, KUBE_MODIFIED, n);
+    json_decref(n);
+    char c[16], g[16];
+    snprintf(c, sizeof(c), "%d", cores);
+    snprintf(g, sizeof(g), "%d", ngpu);
+    struct fx_allocation al = {.ngpu = ngpu};
+    for (int i = 0; i < ngpu; i++) {
+        snprintf(al.gpus[i].uuid, sizeof(al.gpus[i].uuid), "GPU-n1-%d", i);
+        al.gpus[i].index = i;
+        al.gpus[i].cores = cores;
+    }
+    snprintf(al.remote_node, sizeof(al.remote_node), "n1");
+    char *text = fx_allocation_format(&al);
+    json_t *p = json_pack("{s:{s:s, s:s, s:s, s:s, s:{s:s}}, s:{s:s, s:[{s:s, "
+                          "s:{s:{s:s, s:s, s:s}}}]}}",
+                          "metadata", "name", uid, "namespace", "t", "uid", uid,
+                          "creationTimestamp", "2026-01-01T00:00:00Z", "annotations",
+                          FX_ANN_REMOTE, FX_REMOTE_ALLOWED, "spec", "schedulerName",
+                          "flexpu-scheduler", "containers", "name", "c", "resources", "limits",
+                          "cpu", "20", "flexpu.io/gpu", g, "flexpu.io/gpu-cores", c);
+    assert_non_null(p);
+    if (bound) {
+        json_object_set_new(json_object_get(json_object_get(p, "metadata"), "annotations"),
+                            FX_ANN_ALLOCATION, json_string(text));
+        json_object_set_new(json_object_get(p, "spec"), "nodeName", json_string("cpu-r"));
+    }
+    free(text);
+    fx_model_pod_event(m, KUBE_ADDED, p);
+    json_decref(p);
+}
+
+/* A remote slice without a memory quota holds all its GPUs' memory, as a
+ * local one does: no borrower goes there (the GPU node's agent would
+ * refuse it: fx_borrow_fits counts the remote server's hold as a whole
+ * GPU). Its pod is on a node without GPUs, not among the GPU node's pods;
+ * once it is gone, the GPU lends again. */
+static void test_remote_owner_without_quota(void **state)
+{
+    (void)state;
+    /* A whole GPU. */
+    struct fx_model *m = model();
+    node(m, "n1", 1, NULL);
+    remote_owner(m, "r", 1, 100, true);
+    assert_int_equal(model_stats(m).remote, 1);
+    read_all(m, "n1", 1, T0, 0);
+    waits(m, "1Gi");
+    gone(m, "b1");
+    fx_model_free(m);
+    /* A pod of 2 GPUs of 30 cores each, no gpu-memory; owners with a
+     * quota fill the rest of both GPUs' cores. */
+    m = model();
+    node(m, "n1", 2, NULL);
+    remote_owner(m, "r", 2, 30, true);
+    for (int g = 0; g < 2; g++) {
+        char uid[16];
+        snprintf(uid, sizeof(uid), "o%d", g);
+        pod(m, uid, 70, "20Gi", false, "n1", g, false, 1 + g);
+    }
+    struct fx_model_stats st = model_stats(m);
+    assert_int_equal(st.gpu_milli_used, 2000);
+    assert_int_equal(st.conflicts, 0);
+    read_all(m, "n1", 2, T0, 0);
+    waits(m, "1Gi");
+    gone(m, "b1");
+    /* The remote pod gone, owners with a quota in its place: the GPUs
+     * lend again. */
+    gone(m, "r");
+    pod(m, "q0", 30, "20Gi", false, "n1", 0, false, 3);
+    pod(m, "q1", 30, "20Gi", false, "n1", 1, false, 4);
+    pod(m, "b2", 30, "1Gi", true, NULL, 0, false, 21);
+    assert_true(next(m, FX_BIND, "b2").borrowed);
+    checked_free(m);
+    /* The same when the model placed the remote pod itself (its node has
+     * too few CPUs for it), not yet read back. */
+    m = model();
+    node(m, "n1", 2, NULL);
+    for (int g = 0; g < 2; g++) {
+        char uid[16];
+        snprintf(uid, sizeof(uid), "o%d", g);
+        pod(m, uid, 70, "20Gi", false, "n1", g, false, 1 + g);
+    }
+    remote_owner(m, "r", 2, 30, false);
+    struct fx_attempt a = next(m, FX_BIND, "r");
+    assert_string_equal(a.node, "cpu-r");
+    assert_non_null(strstr(a.allocation, "\"remote\":{\"node\":\"n1\"}"));
+    fx_model_bind_done(m, "r", 0, 0);
+    read_all(m, "n1", 2, T0, 0);
+    waits(m, "1Gi");
+    model_checked(m);
+    /* Read back bound, then gone: counted once, then not at all. */
+    remote_owner(m, "r", 2, 30, true);
+    model_checked(m);
+    gone(m, "r");
+    checked_free(m);
+}
+
 int main(void)
 {
     flexpu_log_set_level(FLEXPU_LOG_ERROR);
@@ -2534,6 +2641,7 @@ int main(void)
         cmocka_unit_test(test_borrow_fits),
         cmocka_unit_test(test_idle_memory_only_light_and_only_with_the_option),
         cmocka_unit_test(test_idle_memory_reclaimed_when_the_owners_use_it),
+        cmocka_unit_test(test_remote_owner_without_quota),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
