@@ -103,7 +103,7 @@ static void flush_out(struct fx_srv_conn *c)
 
 /* --- Devices, streams, pointers -------------------------------------------- */
 
-static int use_dev(struct fx_srv_conn *c, unsigned dev)
+int fx_srv_use_dev(struct fx_srv_conn *c, unsigned dev)
 {
     if ((int)dev >= c->ndev)
         return cudaErrorInvalidDevice;
@@ -145,7 +145,7 @@ int fx_srv_stream_any(struct fx_srv_conn *c, uint32_t id, unsigned dev, CUstream
         dev = (unsigned)c->streams[id - 1].dev;
     int rc = fx_srv_stream(c, id, dev, out);
     if (rc == cudaSuccess)
-        rc = use_dev(c, dev);
+        rc = fx_srv_use_dev(c, dev);
     if (rc == cudaSuccess && sdev)
         *sdev = dev;
     return rc;
@@ -206,7 +206,7 @@ static int wait_stream(struct fx_srv_conn *c, CUstream s)
  * connection's streams). */
 static int wait_dev(struct fx_srv_conn *c, unsigned dev)
 {
-    int rc = use_dev(c, dev);
+    int rc = fx_srv_use_dev(c, dev);
     for (size_t i = 0; rc == cudaSuccess && i < c->nstreams; i++)
         if (c->streams[i].s && c->streams[i].dev == (int)dev)
             rc = wait_stream(c, c->streams[i].s);
@@ -245,7 +245,7 @@ static int do_free(struct fx_srv_conn *c, const struct fx_wire_req *q)
     for (size_t i = 0; i < c->nallocs; i++) {
         if (c->allocs[i].ptr != q->u.free.ptr)
             continue;
-        int rc = use_dev(c, (unsigned)c->allocs[i].dev);
+        int rc = fx_srv_use_dev(c, (unsigned)c->allocs[i].dev);
         if (rc == cudaSuccess)
             rc = fx_srv_cuda_error(c->d.MemFree(q->u.free.ptr));
         if (rc == cudaSuccess)
@@ -429,6 +429,10 @@ static int do_module_unload(struct fx_srv_conn *c, const struct fx_wire_req *q)
     uint32_t id = q->u.id.id;
     if (id == 0 || id > c->nmods || !c->mods[id - 1].m)
         return cudaErrorInvalidResourceHandle;
+    /* The driver unloads a module from its own context only. */
+    int rc = fx_srv_use_dev(c, (unsigned)c->mods[id - 1].dev);
+    if (rc != cudaSuccess)
+        return rc;
     CUresult r = c->d.ModuleUnload(c->mods[id - 1].m);
     if (r != CUDA_SUCCESS)
         return fx_srv_cuda_error(r);
@@ -529,7 +533,7 @@ static int do_launch(struct fx_srv_conn *c, const struct fx_wire_req *q)
 
 static int dispatch(struct fx_srv_conn *c, const struct fx_wire_req *q)
 {
-    int rc = use_dev(c, q->h.dev);
+    int rc = fx_srv_use_dev(c, q->h.dev);
     if (rc != cudaSuccess)
         return rc;
     switch (q->h.op) {
@@ -728,14 +732,22 @@ void fx_srv_release_all(struct fx_srv_conn *c)
     fx_srv_blas_release(c); /* handles use the streams and memory below */
     fx_srv_event_release(c);
     for (size_t i = 0; i < c->nallocs; i++)
-        if (use_dev(c, (unsigned)c->allocs[i].dev) == cudaSuccess)
+        if (fx_srv_use_dev(c, (unsigned)c->allocs[i].dev) == cudaSuccess)
             c->d.MemFree(c->allocs[i].ptr);
     for (size_t i = 0; i < c->nstreams; i++)
-        if (c->streams[i].s && use_dev(c, (unsigned)c->streams[i].dev) == cudaSuccess)
+        if (c->streams[i].s && fx_srv_use_dev(c, (unsigned)c->streams[i].dev) == cudaSuccess)
             c->d.StreamDestroy(c->streams[i].s);
-    for (size_t i = 0; i < c->nmods; i++)
-        if (c->mods[i].m)
-            c->d.ModuleUnload(c->mods[i].m);
+    /* Each module in its own device's context: the driver refuses another
+     * (CUDA_ERROR_INVALID_CONTEXT), which would leave it loaded. */
+    for (size_t i = 0; i < c->nmods; i++) {
+        if (!c->mods[i].m)
+            continue;
+        int rc = fx_srv_use_dev(c, (unsigned)c->mods[i].dev);
+        CUresult r = rc == cudaSuccess ? c->d.ModuleUnload(c->mods[i].m) : CUDA_SUCCESS;
+        if (rc != cudaSuccess || r != CUDA_SUCCESS)
+            FX_WARN(COMP, "cannot unload a module the client left", "module=%zu device=%d error=%d",
+                    i + 1, c->mods[i].dev, rc != cudaSuccess ? rc : (int)r);
+    }
     for (int d = 0; d < c->ndev; d++) {
         if (c->ctx[d]) {
             CUdevice h;

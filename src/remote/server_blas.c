@@ -230,9 +230,18 @@ void fx_srv_blas_release(struct fx_srv_conn *c)
     struct fx_srv_blas *b = c->blas;
     if (!b)
         return;
-    for (size_t i = 0; b->lib && i < MAX_HANDLES; i++)
-        if (b->handles[i])
-            b->destroy(b->handles[i]);
+    /* Each handle with its own device current, as cuBLAS wants for every
+     * call with a handle: on a server of several GPUs the context current
+     * last may be another device's. */
+    for (size_t i = 0; b->lib && i < MAX_HANDLES; i++) {
+        if (!b->handles[i])
+            continue;
+        int rc = fx_srv_use_dev(c, (unsigned)b->dev[i]);
+        int st = rc == cudaSuccess ? b->destroy(b->handles[i]) : BLAS_SUCCESS;
+        if (rc != cudaSuccess || st != BLAS_SUCCESS)
+            FX_WARN(COMP, "cannot destroy a cuBLAS handle the client left",
+                    "handle=%zu device=%d error=%d status=%d", i + 1, b->dev[i], rc, st);
+    }
     /* The library stays loaded: the process is about to exit, and cuBLAS's
      * own destructors run then. */
     fx_free(b);

@@ -143,6 +143,10 @@ void fx_srv_handle(struct fx_srv_conn *c, const struct fx_wire_req *q);
 /* Frees everything the client held, in dependency order. */
 void fx_srv_release_all(struct fx_srv_conn *c);
 
+/* Makes device `dev`'s context current (retaining its primary context at
+ * the first use): a cudaError_t. Whatever belongs to one device's context
+ * (a module, a cuBLAS handle) is freed with that context current. */
+int fx_srv_use_dev(struct fx_srv_conn *c, unsigned dev);
 /* The cudaError_t for a driver result. */
 int fx_srv_cuda_error(CUresult r);
 /* Makes room for `need` elements of `elem` bytes in *arr, at most `max`;

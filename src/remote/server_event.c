@@ -118,8 +118,9 @@ int fx_srv_event(struct fx_srv_conn *c, const struct fx_wire_req *q)
 
 void fx_srv_event_release(struct fx_srv_conn *c)
 {
+    /* Each in its own device's context, as modules and handles are. */
     for (size_t i = 0; i < c->nevents; i++)
-        if (c->events[i].s)
+        if (c->events[i].s && fx_srv_use_dev(c, (unsigned)c->events[i].dev) == cudaSuccess)
             c->d.EventDestroy((CUevent)c->events[i].s);
     c->nevents = 0;
 }

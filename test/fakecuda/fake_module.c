@@ -19,6 +19,7 @@
  * CUDA_ERROR_ILLEGAL_ADDRESS, one not a multiple of 4 with
  * CUDA_ERROR_MISALIGNED_ADDRESS). Parameters are laid out at their natural
  * alignment, as the real ABI does, and cuFuncGetParamInfo reports them. */
+#include <stdio.h>
 #include "fake_exports.h"
 
 #define FATBIN_MAGIC    0xBA55ED50u
@@ -165,6 +166,11 @@ FAKE_API CUresult cuModuleLoadData(CUmodule *module, const void *image)
     return CUDA_SUCCESS;
 }
 
+/* The driver unloads a module from the current context (CUDA_ERROR_INVALID_CONTEXT
+ * otherwise, cuModuleUnload's documentation): a caller that holds modules of
+ * several devices makes each one's context current first. The refusal is
+ * also said on stderr, since a caller tidying up may ignore the result and a
+ * test sees the module left behind there. */
 FAKE_API CUresult cuModuleUnload(CUmodule hmod)
 {
     FAKE_REQUIRE_INIT();
@@ -172,6 +178,12 @@ FAKE_API CUresult cuModuleUnload(CUmodule hmod)
     for (struct fake_module **p = &modules; *p; p = &(*p)->next) {
         if ((CUmodule)*p == hmod) {
             struct fake_module *m = *p;
+            if (m->ctx != fake_current_ctx()) {
+                fake_unlock();
+                fprintf(stderr, "fakecuda: cuModuleUnload of a module of another context "
+                                "than the current one: CUDA_ERROR_INVALID_CONTEXT\n");
+                return CUDA_ERROR_INVALID_CONTEXT;
+            }
             *p = m->next;
             fake_unlock();
             module_free(m);

@@ -1601,6 +1601,10 @@ static void test_modules_and_copies(void **state)
     assert_int_equal(p_cuStreamDestroy_v2(s), CUDA_SUCCESS);
     assert_int_equal(p_cuMemFree_v2(a), CUDA_SUCCESS);
     assert_int_equal(p_cuMemFree_v2(b), CUDA_SUCCESS);
+    /* Unloaded from its own context only, as the driver does. */
+    assert_int_equal(p_cuCtxSetCurrent(NULL), CUDA_SUCCESS);
+    assert_int_equal(p_cuModuleUnload(mod), CUDA_ERROR_INVALID_CONTEXT);
+    assert_int_equal(p_cuCtxSetCurrent(ctx), CUDA_SUCCESS);
     assert_int_equal(p_cuModuleUnload(mod), CUDA_SUCCESS);
     assert_int_equal(p_cuModuleUnload(mod), CUDA_ERROR_INVALID_HANDLE);
     assert_int_equal(p_cuCtxDestroy_v2(ctx), CUDA_SUCCESS);

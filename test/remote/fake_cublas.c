@@ -9,6 +9,7 @@
  * Supported: A and B in CUDA_R_32F or CUDA_R_16BF, C in either, compute
  * CUBLAS_COMPUTE_32F. */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,9 +18,11 @@
 #define API __attribute__((visibility("default")))
 
 CUresult cuStreamSynchronize(CUstream s);
+CUresult cuCtxGetCurrent(CUcontext *ctx);
 
 struct handle {
     CUstream stream;
+    CUcontext ctx; /* current at its creation: the handle's device */
 };
 
 API int cublasCreate_v2(struct handle **h)
@@ -27,13 +30,28 @@ API int cublasCreate_v2(struct handle **h)
     if (!h)
         return 7;
     *h = calloc(1, sizeof **h);
+    if (*h && cuCtxGetCurrent(&(*h)->ctx) != CUDA_SUCCESS) {
+        free(*h);
+        *h = NULL;
+        return 1;
+    }
     return *h ? 0 : 3;
 }
 
+/* cuBLAS's handle is tied to the device current at its creation, which must
+ * be current again at each call with it (cuBLAS guide, "cuBLAS context"):
+ * a destruction with another device current is refused here, and said on
+ * stderr, since a caller tidying up may ignore the status. */
 API int cublasDestroy_v2(struct handle *h)
 {
     if (!h)
         return 1;
+    CUcontext cur = NULL;
+    if (cuCtxGetCurrent(&cur) != CUDA_SUCCESS || cur != h->ctx) {
+        fprintf(stderr, "fake cublas: cublasDestroy_v2 with another device current than "
+                        "the handle's: CUBLAS_STATUS_INTERNAL_ERROR\n");
+        return 14;
+    }
     free(h);
     return 0;
 }

@@ -662,6 +662,20 @@ static int multi(void)
         CHECK(cudaFree(b1[--n1]));
     while (n0 > 0)
         CHECK(cudaFree(b0[--n0]));
+    /* Left for the server to free at the disconnect, each in its own
+     * device's context (the fake driver and cuBLAS refuse another's, and
+     * say so in the server's log): a cuBLAS handle of device 0 and the
+     * modules of both devices, with device 1's context current last (an
+     * allocation there, kept). A server without cuBLAS (remote_e2e's:
+     * CUBLAS_STATUS_NOT_INITIALIZED) leaves the handle out. */
+    cublasHandle_t h;
+    CHECK(cudaSetDevice(0));
+    int st = cublasCreate_v2(&h);
+    EXPECT(st == 0 || st == 1);
+    CHECK(cudaSetDevice(1));
+    CHECK(cudaMalloc((void **)&d1, 16));
+    printf("multi: left to the server: modules on both devices, %s\n",
+           st == 0 ? "a cuBLAS handle of device 0" : "no cuBLAS handle (the server has no cuBLAS)");
     return 0;
 }
 

@@ -446,10 +446,24 @@ port=$(cat "$work/port" 2>/dev/null)
 if [ -z "$port" ]; then
     fail "the server of 2 GPUs did not start"
 else
+    freed=$(grep -c "freed what the client held" "$work/server.log")
     out=$(app multi 2>&1) || fail "multi: $out"
     echo "$out"
     [[ $out == *"device 1 refused after 48 MiB, device 0 after 48 MiB"* ]] ||
         fail "multi: each device's quota is not its own: $out"
+    [[ $out == *"a cuBLAS handle of device 0"* ]] || fail "multi: no cuBLAS handle left: $out"
+    # What the client left (a module on each device, a cuBLAS handle of
+    # device 0, an allocation on device 1) is freed each in its own
+    # device's context: the fake driver and cuBLAS say when not.
+    for _ in $(seq 100); do
+        [ "$(grep -c "freed what the client held" "$work/server.log")" -gt "$freed" ] && break
+        sleep 0.1
+    done
+    grep -q "freed what the client held" "$work/server.log" || fail "multi: nothing freed"
+    refused="fakecuda: cuModuleUnload\|fake cublas:\|cannot unload\|cannot destroy"
+    if grep -q "$refused" "$work/server.log"; then
+        fail "multi: the server freed a device's objects in another device's context"
+    fi
 fi
 stop_server
 
