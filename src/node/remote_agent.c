@@ -205,8 +205,28 @@ static bool arbitrated(const struct fx_remote_serve *s, const char *uid)
     return access(path, F_OK) == 0;
 }
 
+/* server.pid's GPUs and quota (on each), checked: NULL when they make
+ * sense, else the malformed field ("memory": negative; "gpu": one named
+ * twice), its value written to value. */
+static const char *server_pid_check(char gpu[][FX_UUID_MAX], int ngpu, long long mem,
+                                    char *value, size_t cap)
+{
+    if (mem < 0) {
+        snprintf(value, cap, "%lld", mem);
+        return "memory";
+    }
+    for (int i = 1; i < ngpu; i++)
+        for (int k = 0; k < i; k++)
+            if (strcmp(gpu[i], gpu[k]) == 0) {
+                snprintf(value, cap, "%s", gpu[i]);
+                return "gpu";
+            }
+    return NULL;
+}
+
 /* The servers an earlier agent left: adopted when alive and ours, their
- * directory removed otherwise. */
+ * directory removed otherwise (and a live one of ours stopped when its
+ * server.pid is malformed). */
 static void adopt(struct fx_remote_serve *s)
 {
     DIR *d = opendir(s->dir);
@@ -228,17 +248,32 @@ static void adopt(struct fx_remote_serve *s)
         char gpu[FLEXPU_MAX_GPUS][FX_UUID_MAX];
         int ngpu = 0;
         long long mem = 0;
+        const char *bad = NULL; /* the malformed field; its value in bad_value */
+        char bad_value[FX_UUID_MAX];
         _Static_assert(FX_UUID_MAX == 96, "the width in the format below");
         if (f) {
-            if (fscanf(f, "%d %d %u", &pid, &port, &run_uid) < 2)
+            if (fscanf(f, "%d %d %u", &pid, &port, &run_uid) < 2) {
                 pid = 0;
-            else if (fscanf(f, " %95s %lld", gpu[0], &mem) == 2 && mem >= 0)
+            } else if (fscanf(f, " %95s %lld", gpu[0], &mem) == 2) {
                 for (ngpu = 1; ngpu < FLEXPU_MAX_GPUS && fscanf(f, " %95s", gpu[ngpu]) == 1;)
                     ngpu++;
+                bad = server_pid_check(gpu, ngpu, mem, bad_value, sizeof(bad_value));
+            }
             fclose(f);
         }
         struct rslice *r;
         bool alive = pid > 1 && ours(s, pid, e->d_name);
+        if (bad) {
+            /* Its holds cannot be known (a GPU named twice would count its
+             * quota twice, a negative quota none): not adopted. A server
+             * of ours is stopped; its pod, still there, starts it again. */
+            FX_WARN(COMP, "remote server's server.pid is malformed: the server is stopped",
+                    "pod_uid=%s pid=%d field=%s value=%s", e->d_name, pid, bad, bad_value);
+            if (alive)
+                kill(-pid, SIGKILL);
+            slice_files_remove(s, e->d_name);
+            continue;
+        }
         if (alive && !arbitrated(s, e->d_name)) {
             /* Started by an agent before the servers were its arbiter's
              * slices: it arbitrates its GPU on a shared state no local

@@ -1640,6 +1640,63 @@ static void test_agent_two_gpus(void **state)
     assert_false(group_alive(pid));
 }
 
+/* A server.pid naming a GPU twice (its quota would count twice there) or a
+ * negative quota (counted nowhere) is malformed: a restarted agent does not
+ * adopt the server it names but stops it at once (SIGKILL: this one ignores
+ * SIGTERM and the stop wait is long, so an adopted one would still be
+ * stopping) and removes its files; the plugin's view holds nothing for it.
+ * Each round: a server started for pod "new", the agent stopped (the
+ * server stays), its server.pid rewritten, the pod deleted, the agent
+ * started again. */
+static void test_adopt_malformed_server_pid(void **state)
+{
+    struct agent_fixture *f = *state;
+    agent_setup(f, &(struct agent_opts){.name = "remote-pidfile", .ignores_term = true,
+                                         .adoptable = true, .port_min = 47800});
+    json_t *pod = agent_pod(f, "new", "gpu-1");
+    char *with = agent_list(f, json_pack("[O]", pod)), *without = agent_list(f, json_pack("[]"));
+    f->api.all = f->api.labelled = with;
+    f->cfg.stop_wait_ms = 600000;
+    static const char *const tails[] = {"GPU-g1-0 1024 GPU-g1-0", "GPU-g1-0 -1"};
+    for (int round = 0; round < 2; round++) {
+        if (round == 0)
+            agent_start(f);
+        else
+            agent_serve(f);
+        int pid = agent_server_pid(f, "uid-new");
+        agent_stop(f, false);
+        assert_true(group_alive(pid));
+        char path[512], text[256];
+        snprintf(path, sizeof(path), "%s/remote/uid-new/server.pid", f->root);
+        int rpid = 0;
+        unsigned run_uid = recorded_uid(f->root, "uid-new", &rpid);
+        assert_int_equal(rpid, pid);
+        snprintf(text, sizeof(text), "%d 7100 %u %s\n", pid, run_uid, tails[round]);
+        write_file(path, text, 0600);
+        __atomic_store_n(&f->api.all, without, __ATOMIC_RELEASE);
+        __atomic_store_n(&f->api.labelled, without, __ATOMIC_RELEASE);
+        agent_serve(f);
+        bool alive = true;
+        for (int t = 0; t < 200 && (alive = group_alive(pid)); t++)
+            usleep(50000);
+        struct fx_gpu_hold h[4];
+        int n = fx_remote_serve_holds(f->s, "GPU-g1-0", h, 4);
+        if (alive) {
+            kill(-pid, SIGKILL);
+            fail_msg("server.pid \"... %s\": server %d adopted (still running), %d hold(s) "
+                     "on GPU-g1-0", tails[round], pid, n);
+        }
+        assert_int_equal(holds_within(f, 0, 10000), 0);
+        assert_true(slice_gone_within(f->root, "uid-new", 10000));
+        snprintf(path, sizeof(path), "%s/remote/uid-new", f->root);
+        assert_true(access(path, F_OK) != 0);
+        /* The pod again: a new server for the next round. */
+        __atomic_store_n(&f->api.all, with, __ATOMIC_RELEASE);
+        __atomic_store_n(&f->api.labelled, with, __ATOMIC_RELEASE);
+        agent_stop(f, true);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1660,6 +1717,8 @@ int main(void)
                                         agent_teardown),
         cmocka_unit_test(test_server_plan_gpus),
         cmocka_unit_test_setup_teardown(test_agent_two_gpus, agent_alloc, agent_teardown),
+        cmocka_unit_test_setup_teardown(test_adopt_malformed_server_pid, agent_alloc,
+                                        agent_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
