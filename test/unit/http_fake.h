@@ -39,6 +39,9 @@ struct http_srv {
      * not once its client has the answer: the server's send() may not have
      * returned yet (and ASan checks the buffer after it returns) */
     const char *body;
+    /* A body the test allocated (it may also be `body`): http_teardown
+     * frees it after the server stopped, whether the test passed or not. */
+    char *body_owned;
     int nreq;
     char method[16], path[512], req_body[4096]; /* the last request */
     /* When set, what a PATCH is answered instead of status and body. */
@@ -262,6 +265,7 @@ static inline int http_teardown(void **state)
         struct http_srv *s = http_owned;
         http_owned = s->next_owned;
         http_stop(s);
+        free(s->body_owned);
         free(s);
     }
     return 0;

@@ -1184,6 +1184,49 @@ static void test_request_timeouts(void **state)
     http_stop(srv);
 }
 
+/* An event recorder and its configuration, on the heap and listed like
+ * http_new's servers: a failed assertion longjmps out of its test past
+ * rec_stop, and rig_teardown stops its thread then (after the servers,
+ * so that a request it holds ends at once) and frees it. */
+struct rec_rig {
+    struct kube_recorder *r;
+    struct kube_config cfg;
+    struct rec_rig *next_owned;
+};
+
+static struct rec_rig *recs_owned;
+
+/* A recorder posting to srv, started. */
+static struct kube_recorder *rec_new(struct http_srv *srv)
+{
+    struct rec_rig *x = calloc(1, sizeof(*x));
+    assert_non_null(x);
+    x->next_owned = recs_owned;
+    recs_owned = x;
+    loopback_config(srv->port, &x->cfg);
+    struct flexpu_error err = {0};
+    x->r = kube_recorder_start(&x->cfg, "flexpu-node", "gpu-1", 1000, &err);
+    if (!x->r)
+        fail_msg("kube_recorder_start: %s", err.msg);
+    return x->r;
+}
+
+/* Stops recorder r (joined) and frees it with its configuration. */
+static void rec_stop(struct kube_recorder *r)
+{
+    for (struct rec_rig **p = &recs_owned; *p; p = &(*p)->next_owned) {
+        if ((*p)->r == r) {
+            struct rec_rig *x = *p;
+            *p = x->next_owned;
+            kube_recorder_stop(x->r);
+            kube_config_free(&x->cfg);
+            free(x);
+            return;
+        }
+    }
+    fail_msg("rec_stop: a recorder not made by rec_new");
+}
+
 /* Events (kube.h, events.c): the Event object the API server gets, from the
  * recorder's own thread; a refusal counted; a silent server never holds
  * the caller, and what does not fit the queue is dropped. */
@@ -1191,11 +1234,7 @@ static void test_event_recorder(void **state)
 {
     (void)state;
     struct http_srv *srv = http_new((struct http_srv){.status = 201, .body = "{}"});
-    struct kube_config cfg;
-    loopback_config(srv->port, &cfg);
-    struct flexpu_error err = {0};
-    struct kube_recorder *r = kube_recorder_start(&cfg, "flexpu-node", "gpu-1", 1000, &err);
-    assert_non_null(r);
+    struct kube_recorder *r = rec_new(srv);
     struct kube_pod_event e = {.ns = "team", .name = "b", .uid = "u-1", .type = "Warning",
                                .reason = "MemoryReclaimed", .message = "killed on node gpu-1"};
     assert_true(kube_recorder_emit(r, &e));
@@ -1220,14 +1259,11 @@ static void test_event_recorder(void **state)
     kube_recorder_counts(r, &sent, &failed);
     assert_int_equal(sent, 1);
     assert_int_equal(failed, 1);
-    kube_recorder_stop(r);
+    rec_stop(r);
     http_stop(srv);
 
     srv = http_new((struct http_srv){.silent = true});
-    kube_config_free(&cfg);
-    loopback_config(srv->port, &cfg);
-    r = kube_recorder_start(&cfg, "flexpu-node", "gpu-1", 1000, &err);
-    assert_non_null(r);
+    r = rec_new(srv);
     int64_t t0 = fx_mono_ms();
     int queued = 0;
     for (int i = 0; i < KUBE_EVENTS_MAX + 10; i++)
@@ -1237,8 +1273,7 @@ static void test_event_recorder(void **state)
                  (long long)(fx_mono_ms() - t0));
     assert_true(queued <= KUBE_EVENTS_MAX + 1); /* the queue, and one on the wire */
     assert_true(queued >= KUBE_EVENTS_MAX);
-    kube_recorder_stop(r);
-    kube_config_free(&cfg);
+    rec_stop(r);
     http_stop(srv);
 }
 
@@ -1254,11 +1289,7 @@ static void test_event_series(void **state)
     struct http_srv *srv =
         http_new((struct http_srv){.status = 201, .body = "{\"metadata\":{\"name\":\"b.181\"}}",
                                    .patch_status = 200, .patch_body = "{}"});
-    struct kube_config cfg;
-    loopback_config(srv->port, &cfg);
-    struct flexpu_error err = {0};
-    struct kube_recorder *r = kube_recorder_start(&cfg, "flexpu-node", "gpu-1", 1000, &err);
-    assert_non_null(r);
+    struct kube_recorder *r = rec_new(srv);
     struct kube_pod_event e = {.ns = "team", .name = "b", .uid = "u-1", .type = "Warning",
                                .reason = "MemoryReclaimed", .message = "killed: owner a",
                                .series = true};
@@ -1335,8 +1366,7 @@ static void test_event_series(void **state)
     assert_true(kube_recorder_emit(r, &e));
     kube_recorder_flush(r);
     assert_string_equal(srv->log, "POST /api/v1/namespaces/team/events\n");
-    kube_recorder_stop(r);
-    kube_config_free(&cfg);
+    rec_stop(r);
     http_stop(srv);
 }
 
@@ -1588,6 +1618,8 @@ static int rig_teardown(void **state)
 {
     for (struct http_srv *h = http_owned; h; h = h->next_owned)
         http_stop(h);
+    while (recs_owned)
+        rec_stop(recs_owned->r);
     while (rigs_owned) {
         struct bind_rig *r = rigs_owned;
         rigs_owned = r->next_owned;
@@ -1604,7 +1636,8 @@ static int rig_teardown(void **state)
     return http_teardown(state);
 }
 
-/* A test that makes servers (http_new) or binder rigs (rig_new). */
+/* A test that makes servers (http_new), binder rigs (rig_new) or event
+ * recorders (rec_new). */
 #define rig_test(f) cmocka_unit_test_teardown(f, rig_teardown)
 
 /* The one condition in a PATCH body, checked field by field. */
@@ -2057,9 +2090,11 @@ static void test_settle_round_reads_back(void **state)
 
     fx_settle_round(m, b, fx_mono_ms()); /* not due yet: no request */
     assert_int_equal(srv->nreq, 1);
-    char *text = json_dumps(a, JSON_COMPACT);
+    /* Freed by the teardown, after the server stopped: its send of it may
+     * outlast the client's read. */
+    srv->body = srv->body_owned = json_dumps(a, JSON_COMPACT);
+    assert_non_null(srv->body);
     srv->status = 200;
-    srv->body = text;
     fx_settle_round(m, b, fx_mono_ms() + FX_BIND_SETTLE_MS);
     assert_int_equal(srv->nreq, 2);
     assert_string_equal(srv->method, "GET");
@@ -2070,7 +2105,6 @@ static void test_settle_round_reads_back(void **state)
     assert_int_equal(st.gpu_milli_used, 0);
     rig_stop(r);
     http_stop(srv);
-    free(text); /* only now: the server's send of it may outlast the client's read */
 }
 
 
