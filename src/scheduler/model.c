@@ -136,9 +136,10 @@ struct pod {
     /* A remote slice (docs/REMOTE.md, "Kubernetes"): the pod runs on its
      * node (alloc: its CPU and memory there) and its GPU share is on node
      * rnode (ralloc: that share, no CPU or memory; 0 while that node is out
-     * of the engine). NULL: not remote. rnoquota: the GPUs of rnode its
-     * share holds without a memory quota (all their memory, as noquota),
-     * counted in rnode's rwhole while ralloc holds them (remote_whole). */
+     * of the engine, or while the pod leaves as a victim: its hold books
+     * it then). NULL: not remote. rnoquota: the GPUs of rnode its share
+     * holds without a memory quota (all their memory, as noquota), counted
+     * in rnode's rwhole while ralloc or its hold holds them (remote_whole). */
     char *rnode;
     int64_t ralloc;
     uint32_t rnoquota;
@@ -931,11 +932,16 @@ static void unlink_pod(struct fx_model *m, struct pod *p)
  * - what runs - the preemptors' places), exactly as with the victims booked
  * beside their preemptors. A hold ends with its victim (release: its
  * capacity freed and the node's waiting pods woken) or when the victim
- * stays after all (victim_stays: its full allocation booked again). */
+ * stays after all (victim_stays: its full allocation booked again).
+ *
+ * A remote pod (docs/REMOTE.md, "Preemption") is a victim on either of its
+ * nodes: its hold has its CPU and memory on its own node (pod->on) and its
+ * GPU shares on its GPU node (pod->rnode, hold_gnode), each booked, short
+ * and taken back on that node. */
 struct vhold {
     struct pod *pod;
     struct flexpu_pod_req req;   /* the victim's allocation: its CPU and memory, */
-    struct flexpu_placement pl;  /* its GPUs and its share of each (node: the id then) */
+    struct flexpu_placement pl;  /* its GPUs and its share of each, on hold_gnode */
     int64_t host;                /* its CPU and memory held now (0: none) */
     int64_t gpu[FLEXPU_MAX_GPUS]; /* its share of GPU pl.gpu[i] held now (0: none) */
     bool whole;                  /* all of it held: nothing more to take back */
@@ -947,10 +953,43 @@ static int64_t at_most(int64_t want, int64_t free)
     return want < free ? want : (free > 0 ? free : 0);
 }
 
+/* The node of h's GPU shares: its victim's own, or a remote pod's GPU
+ * node (NULL when unknown). */
+static struct node *hold_gnode(struct fx_model *m, const struct vhold *h)
+{
+    return h->pod->rnode ? fx_strmap_get(&m->nodes, h->pod->rnode) : h->pod->on;
+}
+
+static int remote_place(const struct node *g, const struct fx_allocation *al,
+                        struct flexpu_pod_req *r, struct flexpu_placement *pl, uint32_t *whole);
+
+/* Remote victim c's GPU shares for its hold: what its ralloc holds, or
+ * while its GPU node is out of the engine what it will hold there, as its
+ * allocation records them (remote_account); none when they could not be
+ * accounted (a conflict). Its ralloc released; its rnoquota stays, as a
+ * local victim's noquota does: it still runs there. */
+static void hold_take_remote(struct fx_model *m, struct pod *c, struct vhold *h)
+{
+    struct node *g = fx_strmap_get(&m->nodes, c->rnode);
+    struct fx_allocation al;
+    struct flexpu_pod_req r;
+    uint32_t whole;
+    struct flexpu_error err = {0};
+    memset(&h->pl, 0, sizeof(h->pl));
+    if (g && (c->ralloc || g->id < 0) && c->allocation &&
+        fx_allocation_parse(c->allocation, &al, &err) == 0 && al.ngpu >= 1 &&
+        remote_place(g, &al, &r, &h->pl, &whole) >= 0)
+        memset(&h->pl, 0, sizeof(h->pl));
+    if (c->ralloc && flexpu_engine_release(m->e, c->ralloc, &err))
+        FX_ERROR(COMP, "releasing a victim's remote slice failed", "pod=%s/%s node=%s error=\"%s\"",
+                 STR(c->ns), STR(c->name), STR(c->rnode), err.msg);
+    c->ralloc = 0;
+}
+
 /* Victim c, before its preemptor's place is taken: its allocation
- * released, what it held remembered for its hold. Its remote slice (the
- * engine's victim search never counts it for the preemptor) stays booked
- * as it is. False when out of memory (nothing changed). */
+ * released (a remote pod's slice too: the engine's victim search counts
+ * it on its GPU node), what it held remembered for its hold. False when
+ * out of memory (nothing changed). */
 static bool hold_take(struct fx_model *m, struct pod *c)
 {
     struct vhold *h = fx_calloc(1, sizeof(*h));
@@ -963,6 +1002,8 @@ static bool hold_take(struct fx_model *m, struct pod *c)
         FX_ERROR(COMP, "releasing a victim's allocation failed", "pod=%s/%s error=\"%s\"",
                  STR(c->ns), STR(c->name), err.msg);
     c->alloc = 0;
+    if (c->rnode)
+        hold_take_remote(m, c, h);
     h->pod = c;
     h->next = m->holds;
     if (m->holds)
@@ -979,22 +1020,29 @@ static bool hold_take(struct fx_model *m, struct pod *c)
  * taken back with the compute when that frees. */
 static void hold_book(struct fx_model *m, struct vhold *h)
 {
-    struct node *n = h->pod->on;
+    /* A node out of the engine: its part is booked when it comes back
+     * (node_in). */
+    struct node *on = h->pod->on, *n = hold_gnode(m, h);
+    bool on_in = on && on->id >= 0, n_in = n && n->id >= 0;
     h->whole = false;
-    if (!n || n->id < 0)
-        return; /* out of the engine: booked when it comes back (node_in) */
+    if (!on_in && !(n_in && h->pl.ngpu > 0))
+        return;
     m->hold_books++;
     struct flexpu_error err = {0};
-    struct flexpu_pod_req r = {
-        .cpu_milli = at_most(h->req.cpu_milli, flexpu_engine_node_free_cpu(m->e, n->id)),
-        .mem_mib = at_most(h->req.mem_mib, flexpu_engine_node_free_mem(m->e, n->id))};
+    struct flexpu_pod_req r = {0};
+    if (on_in) {
+        r.cpu_milli = at_most(h->req.cpu_milli, flexpu_engine_node_free_cpu(m->e, on->id));
+        r.mem_mib = at_most(h->req.mem_mib, flexpu_engine_node_free_mem(m->e, on->id));
+    }
     bool whole = r.cpu_milli == h->req.cpu_milli && r.mem_mib == h->req.mem_mib;
-    struct flexpu_placement pl = {.node = n->id};
+    struct flexpu_placement pl = {.node = on_in ? on->id : -1};
     if ((r.cpu_milli || r.mem_mib) && flexpu_engine_assign(m->e, &r, &pl, &h->host, &err)) {
         h->host = 0;
         whole = false;
     }
-    for (int i = 0; i < h->pl.ngpu; i++) {
+    if (!n_in && h->pl.ngpu > 0)
+        whole = false;
+    for (int i = 0; n_in && i < h->pl.ngpu; i++) {
         int g = h->pl.gpu[i];
         if (g < 0 || g >= n->inv.ngpu) {
             whole = false; /* its inventory changed: the GPU is not there */
@@ -1040,15 +1088,19 @@ static bool hold_drop(struct fx_model *m, struct vhold *h)
     return any;
 }
 
-/* p's hold, if any, ends: released (capacity freed on its node when
+/* p's hold, if any, ends: released (capacity freed on its nodes when
  * `freed`: the victim is gone) and forgotten. */
 static void hold_end(struct fx_model *m, struct pod *p, bool freed)
 {
     struct vhold *h = p->hold;
     if (!h)
         return;
-    if (hold_drop(m, h) && freed)
+    struct node *g = hold_gnode(m, h);
+    if (hold_drop(m, h) && freed) {
         capacity_freed(m, p->on ? p->on->id : -1);
+        if (g && g != p->on && g->id >= 0)
+            capacity_freed(m, g->id); /* a remote pod's slice */
+    }
     if (h->prev)
         h->prev->next = h->next;
     else
@@ -1066,11 +1118,13 @@ static void hold_end(struct fx_model *m, struct pod *p, bool freed)
 static void holds_out(struct fx_model *m, struct node *n)
 {
     for (struct vhold *h = m->holds; h; h = h->next) {
-        if (h->pod->on != n)
-            continue;
-        h->host = 0;
-        memset(h->gpu, 0, sizeof(h->gpu));
-        h->whole = false;
+        bool host = h->pod->on == n, gpus = hold_gnode(m, h) == n;
+        if (host)
+            h->host = 0;
+        if (gpus)
+            memset(h->gpu, 0, sizeof(h->gpu)); /* a remote pod's on its GPU node */
+        if (host || gpus)
+            h->whole = false;
     }
 }
 
@@ -1113,8 +1167,11 @@ static void holds_refresh(struct fx_model *m)
     if (!m->holds_freed_all && m->nholds_freed == 0)
         return;
     for (struct vhold *h = m->holds; h; h = h->next) {
-        struct node *n = h->pod->on;
-        if (h->whole || !n || n->id < 0 || !holds_freed_on(m, n->id))
+        if (h->whole)
+            continue;
+        struct node *n = h->pod->on, *g = hold_gnode(m, h); /* g: a remote pod's GPU node */
+        if (!(n && n->id >= 0 && holds_freed_on(m, n->id)) &&
+            !(g && g != n && g->id >= 0 && holds_freed_on(m, g->id)))
             continue;
         hold_drop(m, h);
         hold_book(m, h);
@@ -1130,10 +1187,10 @@ static void remote_whole(struct fx_model *m, struct pod *p, uint32_t gpus);
 static void release(struct fx_model *m, struct pod *p)
 {
     hold_end(m, p, true);
+    remote_whole(m, p, 0); /* a victim's too, whose hold held its slice */
     if (p->ralloc) {
         struct flexpu_error err;
         struct node *g = fx_strmap_get(&m->nodes, STR(p->rnode));
-        remote_whole(m, p, 0);
         if (flexpu_engine_release(m->e, p->ralloc, &err))
             FX_ERROR(COMP, "releasing a remote slice failed", "pod=%s/%s node=%s error=\"%s\"",
                      STR(p->ns), STR(p->name), STR(p->rnode), err.msg);
@@ -1182,8 +1239,9 @@ static void remote_set(struct fx_model *m, struct pod *p, const char *gpu_node)
 
 /* Remote pod p's share holds GPUs `gpus` (bit i: GPU i) of its GPU node
  * without a memory quota, as its ralloc is set (0: as it is released or
- * zeroed): the node's rwhole counts them. Called with ralloc, never
- * between, so that the counts stay those of the node rnode names. */
+ * zeroed; a victim's hold keeps them until it is gone): the node's rwhole
+ * counts them. Called with ralloc, never between, so that the counts stay
+ * those of the node rnode names. */
 static void remote_whole(struct fx_model *m, struct pod *p, uint32_t gpus)
 {
     struct node *g = p->rnode ? fx_strmap_get(&m->nodes, p->rnode) : NULL;
@@ -1196,6 +1254,33 @@ static void remote_whole(struct fx_model *m, struct pod *p, uint32_t gpus)
  * allocation records them (one engine allocation for all its GPUs, as a
  * local pod of that shape holds: released at once), when that node is in
  * the engine (else when it comes in: remote_node_in). */
+/* The engine request and placement of GPU node g for the shares allocation
+ * al records, and its GPUs without a memory quota (*whole); -1, or the
+ * index of a GPU of al that g lacks or that al names twice. */
+static int remote_place(const struct node *g, const struct fx_allocation *al,
+                        struct flexpu_pod_req *r, struct flexpu_placement *pl, uint32_t *whole)
+{
+    *pl = (struct flexpu_placement){.node = g->id, .ngpu = al->ngpu};
+    int bad = -1;
+    *whole = 0;
+    for (int i = 0; i < al->ngpu && bad < 0; i++) {
+        int gi = gpu_index(g, al->gpus[i].uuid);
+        for (int k = 0; k < i && gi >= 0; k++)
+            if (pl->gpu[k] == gi)
+                gi = -1; /* one GPU twice: never a placement of ours */
+        if (gi < 0)
+            bad = i;
+        else if (al->gpus[i].mem <= 0)
+            *whole |= 1u << gi;
+        pl->gpu[i] = gi;
+        pl->milli[i] = al->gpus[i].cores > 0 ? al->gpus[i].cores * 10 : 1;
+        pl->gpu_mem_mib[i] = (al->gpus[i].mem + FX_MIB - 1) / FX_MIB;
+    }
+    *r = (struct flexpu_pod_req){.num_gpu = al->ngpu, .gpu_milli = pl->milli[0],
+                                 .gpu_mem_mib = pl->gpu_mem_mib[0]};
+    return bad;
+}
+
 static void remote_account(struct fx_model *m, struct pod *p)
 {
     struct node *g = fx_strmap_get(&m->nodes, STR(p->rnode));
@@ -1204,24 +1289,17 @@ static void remote_account(struct fx_model *m, struct pod *p)
     if (p->ralloc || !g || g->id < 0 || !p->allocation ||
         fx_allocation_parse(p->allocation, &al, &err) || al.ngpu < 1)
         return;
-    struct flexpu_placement pl = {.node = g->id, .ngpu = al.ngpu};
-    int bad = -1;
-    uint32_t whole = 0;
-    for (int i = 0; i < al.ngpu && bad < 0; i++) {
-        int gi = gpu_index(g, al.gpus[i].uuid);
-        for (int k = 0; k < i && gi >= 0; k++)
-            if (pl.gpu[k] == gi)
-                gi = -1; /* one GPU twice: never a placement of ours */
-        if (gi < 0)
-            bad = i;
-        else if (al.gpus[i].mem <= 0)
-            whole |= 1u << gi;
-        pl.gpu[i] = gi;
-        pl.milli[i] = al.gpus[i].cores > 0 ? al.gpus[i].cores * 10 : 1;
-        pl.gpu_mem_mib[i] = (al.gpus[i].mem + FX_MIB - 1) / FX_MIB;
+    struct flexpu_placement pl;
+    struct flexpu_pod_req r;
+    uint32_t whole;
+    int bad = remote_place(g, &al, &r, &pl, &whole);
+    if (p->hold) {
+        /* A victim leaving: its hold books its shares (hold_book, its GPU
+         * node come back), and they still hold their GPUs' memory. */
+        if (bad < 0)
+            remote_whole(m, p, whole);
+        return;
     }
-    struct flexpu_pod_req r = {.num_gpu = al.ngpu, .gpu_milli = pl.milli[0],
-                               .gpu_mem_mib = pl.gpu_mem_mib[0]};
     if (bad >= 0 || flexpu_engine_assign(m->e, &r, &pl, &p->ralloc, &err)) {
         FX_ERROR(COMP, "a remote slice cannot be accounted", "pod=%s/%s node=%s gpu=%s error=\"%s\"",
                  STR(p->ns), STR(p->name), g->name, al.gpus[bad >= 0 ? bad : 0].uuid,
@@ -1824,6 +1902,8 @@ static void victim_stays(struct fx_model *m, struct pod *c)
     hold_end(m, c, false);
     if (c->on)
         account(m, c, c->on);
+    if (c->rnode)
+        remote_account(m, c); /* its slice, even while its own node is out */
     queue_sync(m, c);
 }
 
@@ -4352,13 +4432,20 @@ static const char *victim_reason(struct fx_model *m, const struct pod *p, const 
 /* The candidates to evict for p (asking amt), with why each may go, and
  * the engine's view of them: allocation, work lost (GPU compute x age; a
  * CPU-only pod counts as a thousandth of a GPU, never zero so fewer wins),
- * priority for the reprieve, and a gang's members as one group. */
+ * priority for the reprieve, and a gang's members as one group. A remote
+ * pod is two candidates of one group, one victim (docs/REMOTE.md,
+ * "Preemption"): its allocation on its own node (CPU and memory) and its
+ * slice on its GPU node (GPU shares, no CPU or memory), so it is a victim
+ * where either is, as a local pod is where it runs; `of` maps the
+ * candidates to the pods, and the search's evicted candidates become each
+ * victim's pod once (victims_of). */
 struct vset {
     struct pod **who;
     const char **why;
     struct flexpu_victim_cand *cands;
+    size_t *of;
     int *evicted;
-    size_t n;
+    size_t n, nc;
 };
 
 static void vset_free(struct vset *vs)
@@ -4366,8 +4453,22 @@ static void vset_free(struct vset *vs)
     fx_free(vs->who);
     fx_free(vs->why);
     fx_free(vs->cands);
+    fx_free(vs->of);
     fx_free(vs->evicted);
     memset(vs, 0, sizeof(*vs));
+}
+
+/* The search's *n evicted candidates (ascending, a pod's adjacent) become
+ * the indices in who of their pods, each once. */
+static void victims_of(struct vset *vs, int *n)
+{
+    int k = 0;
+    for (int i = 0; i < *n; i++) {
+        int w = (int)vs->of[vs->evicted[i]];
+        if (k == 0 || vs->evicted[k - 1] != w)
+            vs->evicted[k++] = w;
+    }
+    *n = k;
 }
 
 /* Whether a queue other than `except` holds more than its fair share: with
@@ -4472,20 +4573,24 @@ static bool victims_collect(struct fx_model *m, const struct pod *p, const int64
         }
     }
     int64_t newest = 0;
+    vs->nc = vs->n;
     for (size_t i = 0; i < vs->n; i++) {
         int64_t e = vs->who[i]->created_s;
         newest = e > newest ? e : newest;
+        vs->nc += vs->who[i]->ralloc != 0;
     }
-    if (vs->n == 0 || !(vs->cands = fx_calloc(vs->n, sizeof(*vs->cands))) ||
-        !(vs->evicted = fx_calloc(vs->n, sizeof(*vs->evicted)))) {
+    if (vs->n == 0 || !(vs->cands = fx_calloc(vs->nc, sizeof(*vs->cands))) ||
+        !(vs->of = fx_calloc(vs->nc, sizeof(*vs->of))) ||
+        !(vs->evicted = fx_calloc(vs->nc, sizeof(*vs->evicted)))) {
         vset_free(vs);
         return false;
     }
-    for (size_t i = 0; i < vs->n; i++) {
+    for (size_t i = 0, j = 0; i < vs->n; i++, j++) {
         struct pod *c = vs->who[i];
         int64_t age = newest - c->created_s;
         double gpu = (double)c->req.num_gpu * c->req.gpu_milli;
-        struct flexpu_victim_cand *d = &vs->cands[i];
+        struct flexpu_victim_cand *d = &vs->cands[j];
+        vs->of[j] = i;
         d->alloc_id = c->alloc;
         d->cost = (gpu > 0 ? gpu : 1.0) * (double)(age > 0 ? age + 1 : 1);
         /* A borrower taken for lent capacity is reprieved last, whatever
@@ -4496,6 +4601,17 @@ static bool victims_collect(struct fx_model *m, const struct pod *p, const int64
                               : c->spec.class_priority < INT32_MIN ? INT32_MIN
                                                                    : c->spec.class_priority);
         d->group = c->gang ? (int64_t)(intptr_t)c->gang : 0;
+        if (c->ralloc) {
+            /* Its slice: one group with its allocation (the pod's own
+             * address when not in a gang: no gang has it), the work lost
+             * counted once. */
+            if (!d->group)
+                d->group = (int64_t)(intptr_t)c;
+            vs->cands[j + 1] = *d;
+            vs->cands[j + 1].alloc_id = c->ralloc;
+            vs->cands[j + 1].cost = 0;
+            vs->of[++j] = i;
+        }
     }
     return true;
 }
@@ -4608,12 +4724,13 @@ static bool preempt(struct fx_model *m, struct pod *p, struct fx_attempt *a)
         return false;
     struct flexpu_preemption pre;
     struct flexpu_noplace why;
-    int rc = flexpu_engine_find_victims(m->e, &p->req, p->filter, vs.cands, (int)vs.n, &pre,
+    int rc = flexpu_engine_find_victims(m->e, &p->req, p->filter, vs.cands, (int)vs.nc, &pre,
                                         vs.evicted, &why);
     if (rc || pre.nevicted == 0) {
         vset_free(&vs);
         return false;
     }
+    victims_of(&vs, &pre.nevicted);
     victims_take(m, p, &vs, pre.nevicted);
     struct flexpu_pod_req r;
     flexpu_engine_effective_req(m->e, &p->req, &r);
@@ -4662,12 +4779,13 @@ static bool gang_preempt(struct fx_model *m, struct pod **mem, struct flexpu_gan
     struct flexpu_gang_result res;
     struct flexpu_preemption pre;
     struct flexpu_noplace why;
-    int rc = flexpu_engine_find_gang_victims(m->e, gm, n, vs.cands, (int)vs.n, &res, &pre,
+    int rc = flexpu_engine_find_gang_victims(m->e, gm, n, vs.cands, (int)vs.nc, &res, &pre,
                                              vs.evicted, &why);
     if (rc || pre.nevicted == 0) {
         vset_free(&vs);
         return false;
     }
+    victims_of(&vs, &pre.nevicted);
     victims_take(m, p, &vs, pre.nevicted);
     struct node **nodes = fx_calloc((size_t)n, sizeof(*nodes));
     int64_t *ids = fx_calloc((size_t)n, sizeof(*ids));
@@ -5739,14 +5857,14 @@ static int borrowers_check(const struct fx_model *m, struct flexpu_error *err)
 }
 
 /* The victims' holds (struct vhold) against the pods: each listed once,
- * linked both ways, its pod's, a pod leaving whose own allocation is
- * released; as many as counted, and no other pod with one. */
+ * linked both ways, its pod's, a pod leaving whose own allocation (and
+ * remote slice) is released; as many as counted, and no other pod with one. */
 static int holds_check(const struct fx_model *m, struct flexpu_error *err)
 {
     int listed = 0, scanned = 0;
     for (const struct vhold *h = m->holds; h; h = h->next) {
         const struct pod *p = h->pod;
-        if (++listed > m->nholds || !p || p->hold != h || !p->evicting || p->alloc ||
+        if (++listed > m->nholds || !p || p->hold != h || !p->evicting || p->alloc || p->ralloc ||
             fx_strmap_get(&m->pods, p->uid) != p || (h->next && h->next->prev != h) ||
             (h->prev ? h->prev->next != h : m->holds != h))
             return flexpu_error_set(err, FLEXPU_EINVAL,
@@ -5766,14 +5884,15 @@ static int holds_check(const struct fx_model *m, struct flexpu_error *err)
 }
 
 /* Each node's rwhole is what the remote pods accounted there hold without
- * a quota (remote_whole), and a pod holds such GPUs only while accounted. */
+ * a quota (remote_whole), and a pod holds such GPUs only while accounted
+ * (or leaving as a victim, its hold holding them). */
 static int rwhole_check(const struct fx_model *m, struct flexpu_error *err)
 {
     const char *k, *pk;
     void *v, *pv;
     for (size_t j = 0; fx_strmap_next(&m->pods, &j, &pk, &pv);) {
         const struct pod *p = pv;
-        if (p->rnoquota && (!p->ralloc || !p->rnode))
+        if (p->rnoquota && (!(p->ralloc || p->hold) || !p->rnode))
             return flexpu_error_set(err, FLEXPU_EINVAL, "pod %s: GPUs without a quota held "
                                     "remotely while not accounted", p->uid);
     }

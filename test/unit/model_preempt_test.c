@@ -625,6 +625,230 @@ static void test_refused_eviction_renominated(void **state)
     fx_model_free(m);
 }
 
+/* Remote pod `uid` (flexpu.io/remote "allowed", PriorityClass `prio`,
+ * created at second `sec`) on node `on` without GPUs, with `cpu` CPUs
+ * there and a slice of GPU 0 of n1 of `cores` and `mem_gib` GiB (0: no
+ * gpu-memory asked, no quota: the GPU's memory is all its own)
+ * (docs/REMOTE.md, "Kubernetes"). */
+static void remote_pod(struct fx_model *m, const char *uid, int cpu, int cores, int mem_gib,
+                       int prio, int sec, const char *on)
+{
+    char created[40], c[16], cores_s[16], mem[16];
+    snprintf(created, sizeof(created), "2026-01-01T00:%02d:%02dZ", sec / 60, sec % 60);
+    snprintf(c, sizeof(c), "%d", cpu);
+    snprintf(cores_s, sizeof(cores_s), "%d", cores);
+    snprintf(mem, sizeof(mem), "%dGi", mem_gib);
+    struct fx_allocation al = {.ngpu = 1};
+    snprintf(al.gpus[0].uuid, sizeof(al.gpus[0].uuid), "GPU-n1-0");
+    al.gpus[0].cores = cores;
+    al.gpus[0].mem = (int64_t)mem_gib * GIB;
+    snprintf(al.remote_node, sizeof(al.remote_node), "n1");
+    char *text = fx_allocation_format(&al);
+    json_t *p = json_pack("{s:{s:s, s:s, s:s, s:s, s:{s:s, s:s}}, s:{s:s, s:s, s:i, "
+                          "s:[{s:s, s:{s:{s:s, s:s, s:s, s:s}}}]}}",
+                          "metadata", "name", uid, "namespace", "t", "uid", uid,
+                          "creationTimestamp", created, "annotations", FX_ANN_REMOTE,
+                          FX_REMOTE_ALLOWED, FX_ANN_ALLOCATION, text, "spec", "schedulerName",
+                          "flexpu-scheduler", "nodeName", on, "priority", prio, "containers",
+                          "name", "c", "resources", "limits", "cpu", c, "flexpu.io/gpu", "1",
+                          "flexpu.io/gpu-cores", cores_s, "flexpu.io/gpu-memory", mem);
+    assert_non_null(p);
+    if (mem_gib == 0) {
+        json_t *ctr = json_array_get(json_object_get(json_object_get(p, "spec"), "containers"), 0);
+        json_object_del(json_object_get(json_object_get(ctr, "resources"), "limits"),
+                        "flexpu.io/gpu-memory");
+    }
+    fx_model_pod_event(m, KUBE_ADDED, p);
+    json_decref(p);
+    free(text);
+}
+
+/* n1 (one GPU, 16 CPUs) and c1 (no GPUs, 16 CPUs), rlow (PriorityClass
+ * `prio`) on c1 with 8 CPUs and a slice of `cores` and `mem_gib` GiB of
+ * n1's GPU. */
+static struct fx_model *remote_low_of(int prio, int cores, int mem_gib)
+{
+    struct fx_model *m = new_model();
+    a100_node(m, "n1", 1);
+    a100_node(m, "c1", 0);
+    remote_pod(m, "rlow", 8, cores, mem_gib, prio, 0, "c1");
+    assert_int_equal(model_stats(m).remote, 1);
+    assert_int_equal(gpu_used(m), cores * 10);
+    model_checked(m);
+    return m;
+}
+
+/* The same with 80% and 40 GiB. */
+static struct fx_model *remote_low(int prio)
+{
+    return remote_low_of(prio, 80, 40);
+}
+
+/* (11) A remote pod is a victim where its slice is (docs/REMOTE.md,
+ * "Preemption"): rlow runs on c1 with 80% of n1's GPU; hi, of a higher
+ * class, needs half of that GPU. hi preempts rlow on n1 (its Eviction),
+ * and is bound there once rlow is gone. Meanwhile what rlow keeps is
+ * booked on both its nodes: the rest of its slice on n1 (a pod asking 30%
+ * waits; 50% of rlow's 80% went to hi), and its 8 CPUs on c1 (a pod asking
+ * 9 of c1's CPUs waits). A pod of rlow's class does not preempt it, as it
+ * would not preempt a local pod of that class. Before, the victim search
+ * took victims only from the pods on the node considered, and rlow is on
+ * c1: hi waited. */
+static void test_remote_pod_is_a_victim(void **state)
+{
+    (void)state;
+    struct fx_model *m = remote_low(0);
+    pod(m, "hi", (struct ask){.cpu = 2, .cores = 50, .mem_gib = 20, .prio = 1000}, 10, NULL, 0);
+    struct fx_attempt a = next(m, FX_NOMINATE, "hi");
+    assert_string_equal(a.node, "n1");
+    assert_non_null(strstr(a.message, "t/rlow"));
+    a = next(m, FX_EVICT, "rlow");
+    assert_non_null(strstr(a.message, "hi"));
+    fx_model_evict_done(m, "rlow", 0);
+    model_checked(m);
+    assert_int_equal(gpu_used(m), 1000); /* hi's 500 and what rlow keeps */
+    pod(m, "p30", (struct ask){.cpu = 1, .cores = 30, .mem_gib = 10}, 20, NULL, 0);
+    next(m, FX_WAIT, "p30");
+    pod(m, "cpu9", (struct ask){.cpu = 9}, 21, NULL, 0);
+    struct fx_attempt w = next(m, FX_BIND, "cpu9");
+    assert_string_equal(w.node, "n1"); /* c1 has 8 free: rlow's 8 are rlow's */
+    pod(m, "cpu9b", (struct ask){.cpu = 9}, 22, NULL, 0);
+    next(m, FX_WAIT, "cpu9b"); /* n1: 16 - 2 - 9; c1: 8 free */
+    nothing_left(m);
+    gone(m, "rlow");
+    next(m, FX_BIND, "hi");
+    a = next(m, FX_BIND, NULL);
+    struct fx_attempt b = next(m, FX_BIND, NULL);
+    assert_true((!strcmp(a.uid, "p30") && !strcmp(b.uid, "cpu9b")) ||
+                (!strcmp(a.uid, "cpu9b") && !strcmp(b.uid, "p30")));
+    nothing_left(m);
+    assert_int_equal(model_stats(m).remote, 0);
+    assert_int_equal(gpu_used(m), 800);
+    fx_model_free(m);
+
+    /* Of the same class: no victim, as for a local pod of that class. */
+    m = remote_low(1000);
+    pod(m, "hi", (struct ask){.cpu = 2, .cores = 50, .mem_gib = 20, .prio = 1000}, 10, NULL, 0);
+    next(m, FX_WAIT, "hi");
+    nothing_left(m);
+    assert_int_equal(model_stats(m).evictions, 0);
+    fx_model_free(m);
+}
+
+/* (12) Evicting a remote pod frees no CPU on its GPU node: its CPUs are
+ * on c1. hi needs rlow's GPU share and 10 CPUs on n1, where a pod of a
+ * higher class holds 8 of the 16: it waits, and nothing is evicted. */
+static void test_remote_victim_frees_no_cpu_there(void **state)
+{
+    (void)state;
+    struct fx_model *m = remote_low(0);
+    pod(m, "top", (struct ask){.cpu = 8, .prio = 5000}, 1, "n1", 0);
+    pod(m, "hi", (struct ask){.cpu = 10, .cores = 50, .mem_gib = 20, .prio = 1000}, 10, NULL, 0);
+    next(m, FX_WAIT, "hi");
+    nothing_left(m);
+    assert_int_equal(model_stats(m).evictions, 0);
+    assert_int_equal(gpu_used(m), 800);
+    fx_model_free(m);
+}
+
+/* (13) A remote victim that stays after all is accounted on both its
+ * nodes as before: its eviction refused by a budget, or its preemptor
+ * deleted before the eviction goes out. And one whose GPU node leaves the
+ * engine and comes back while it leaves: its hold there is booked again,
+ * not its whole slice (hi's place is there too); with a quota, and with
+ * a whole GPU without one, whose GPU lends no memory to borrowers until
+ * it is gone (the node's count of such slices exact: fx_model_check). */
+static void test_remote_victim_stays(void **state)
+{
+    (void)state;
+    for (int refused = 0; refused < 2; refused++) {
+        struct fx_model *m = remote_low(0);
+        pod(m, "hi", (struct ask){.cpu = 2, .cores = 50, .mem_gib = 20, .prio = 1000}, 10, NULL,
+            0);
+        next(m, FX_NOMINATE, "hi");
+        if (refused) {
+            next(m, FX_EVICT, "rlow");
+            fx_model_evict_done(m, "rlow", FLEXPU_EBUSY);
+            model_checked(m);
+            next(m, FX_UNNOMINATE, "hi");
+            next(m, FX_WAIT, "hi"); /* rlow is shielded now */
+        } else {
+            gone(m, "hi");
+        }
+        nothing_left(m);
+        assert_int_equal(gpu_used(m), 800);
+        assert_int_equal(model_stats(m).remote, 1);
+        pod(m, "cpu9", (struct ask){.cpu = 9}, 21, NULL, 0);
+        struct fx_attempt a = next(m, FX_BIND, "cpu9");
+        assert_string_equal(a.node, "n1"); /* c1's 8 free, as before */
+        nothing_left(m);
+        fx_model_free(m);
+    }
+
+    for (int whole = 0; whole < 2; whole++) {
+        struct fx_model *m = whole ? remote_low_of(0, 100, 0) : remote_low(0);
+        pod(m, "hi", (struct ask){.cpu = 2, .cores = 50, .mem_gib = 20, .prio = 1000}, 10, NULL, 0);
+        next(m, FX_NOMINATE, "hi");
+        next(m, FX_EVICT, "rlow");
+        fx_model_evict_done(m, "rlow", 0);
+        model_checked(m);
+        json_t *n = json_pack("{s:{s:s}, s:{}, s:{s:{s:s, s:s}, s:[{s:s, s:s}]}}", "metadata",
+                              "name", "n1", "spec", "status", "allocatable", "cpu", "16", "memory",
+                              "64Gi", "conditions", "type", "Ready", "status", "False");
+        char *text = a100_inventory("n1", 1);
+        json_object_set_new(json_object_get(n, "metadata"), "annotations",
+                            json_pack("{s:s}", "flexpu.io/gpus", text));
+        fx_model_node_event(m, KUBE_MODIFIED, n);
+        model_checked(m);
+        a100_node(m, "n1", 1); /* ready again */
+        model_checked(m);
+        assert_int_equal(gpu_used(m), 1000); /* hi's half and rlow's hold: no conflict */
+        pod(m, "p30", (struct ask){.cpu = 1, .cores = 30, .mem_gib = 10}, 20, NULL, 0);
+        next(m, FX_WAIT, "p30");
+        nothing_left(m);
+        gone(m, "rlow");
+        next(m, FX_BIND, "hi");
+        next(m, FX_BIND, "p30");
+        nothing_left(m);
+        json_decref(n);
+        free(text);
+        fx_model_free(m);
+    }
+}
+
+/* (14) A remote pod is a victim on its own node too, as before, for a pod
+ * that needs its CPUs there: hic (12 CPUs, no GPU) evicts rlow on c1 (n1's
+ * CPUs are a pod of a higher class's). rlow's slice on n1 is its own until
+ * it is gone, whole (hic takes nothing of it): a pod asking the 20% left
+ * is bound, one asking 30% waits until rlow is gone. */
+static void test_remote_victim_on_its_own_node(void **state)
+{
+    (void)state;
+    struct fx_model *m = remote_low(0);
+    pod(m, "top", (struct ask){.cpu = 15, .prio = 5000}, 1, "n1", 0);
+    pod(m, "hic", (struct ask){.cpu = 12, .prio = 1000}, 10, NULL, 0);
+    struct fx_attempt a = next(m, FX_NOMINATE, "hic");
+    assert_string_equal(a.node, "c1");
+    next(m, FX_EVICT, "rlow");
+    fx_model_evict_done(m, "rlow", 0);
+    model_checked(m);
+    assert_int_equal(gpu_used(m), 800);
+    pod(m, "p30", (struct ask){.cpu = 1, .cores = 30, .mem_gib = 10}, 20, NULL, 0);
+    next(m, FX_WAIT, "p30");
+    pod(m, "p20", (struct ask){.cpu = 1, .cores = 20, .mem_gib = 10}, 21, NULL, 0);
+    a = next(m, FX_BIND, "p20");
+    assert_string_equal(a.node, "n1");
+    nothing_left(m);
+    gone(m, "p20");
+    gone(m, "rlow");
+    a = next(m, FX_BIND, "hic");
+    assert_string_equal(a.node, "c1");
+    next(m, FX_BIND, "p30");
+    nothing_left(m);
+    assert_int_equal(gpu_used(m), 300);
+    fx_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -640,6 +864,10 @@ int main(void)
         cmocka_unit_test(test_nominee_edited_after_eviction),
         cmocka_unit_test(test_gang_nominee_edited),
         cmocka_unit_test(test_refused_eviction_renominated),
+        cmocka_unit_test(test_remote_pod_is_a_victim),
+        cmocka_unit_test(test_remote_victim_frees_no_cpu_there),
+        cmocka_unit_test(test_remote_victim_stays),
+        cmocka_unit_test(test_remote_victim_on_its_own_node),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
