@@ -3102,15 +3102,20 @@ static int remote_nearness(const struct fx_model *m, int gpu_node, int id)
     return t->n;
 }
 
-/* Whether node n could take remote pod p: without GPUs, in the engine,
- * with a remote slot free and room for its CPU and memory (*cpu: its free
+/* The remote slots remote pod p holds: one per GPU it asks. */
+static int remote_slots_of(const struct pod *p)
+{
+    return p->spec.num_gpu > 0 ? p->spec.num_gpu : 1;
+}
+
+/* Whether node n could take remote pod p, its remote slots aside: without
+ * GPUs, in the engine, with room for its CPU and memory (*cpu: its free
  * CPU), its node filters (and taints) allowing it; with a rule
  * (flexpu.io/remote-topology-key), labelled with the key, not empty. */
-static bool remote_cpu_ok(struct fx_model *m, const struct pod *p, const struct node *n,
-                          int64_t *cpu)
+static bool remote_cpu_room(struct fx_model *m, const struct pod *p, const struct node *n,
+                            int64_t *cpu)
 {
-    if (n->id < 0 || n->inv.ngpu > 0 ||
-        !remote_slot_free(n, p->spec.num_gpu > 0 ? p->spec.num_gpu : 1))
+    if (n->id < 0 || n->inv.ngpu > 0)
         return false;
     *cpu = flexpu_engine_node_free_cpu(m->e, n->id);
     const char *v = p->rkey ? flexpu_engine_node_label(m->e, n->id, p->rkey) : NULL;
@@ -3118,6 +3123,14 @@ static bool remote_cpu_ok(struct fx_model *m, const struct pod *p, const struct 
            flexpu_engine_node_free_mem(m->e, n->id) >= p->req.mem_mib &&
            (!p->rkey || (v && v[0])) &&
            flexpu_engine_node_filter(m->e, n->id, p->filter, NULL, NULL) == -1;
+}
+
+/* Whether node n could take remote pod p: remote_cpu_room, and a remote
+ * slot free for each GPU it asks. */
+static bool remote_cpu_ok(struct fx_model *m, const struct pod *p, const struct node *n,
+                          int64_t *cpu)
+{
+    return remote_slot_free(n, remote_slots_of(p)) && remote_cpu_room(m, p, n, cpu);
 }
 
 /* The node without GPUs where remote pod p would run, its slice on engine
@@ -3274,6 +3287,17 @@ static void remote_near_text(const struct fx_model *m, const struct pod *p, int 
              flexpu_engine_node_label(m->e, gpu_node, p->rkey), FX_ANN_REMOTE_TOPOLOGY_KEY);
 }
 
+/* why->text becomes `head` (w characters, as snprintf wrote it), then
+ * the local reason it held, cut to fit. */
+static void remote_wait_text(struct flexpu_noplace *why, const char *local, int w)
+{
+    if (w > 0 && (size_t)w < sizeof(why->text) - 1) {
+        size_t n = strnlen(local, sizeof(why->text) - 1 - (size_t)w);
+        memcpy(why->text + w, local, n);
+        why->text[(size_t)w + n] = '\0';
+    }
+}
+
 /* Why remote pod p with a rule gets no remote slice: no domain of its key
  * (ndom of them have a node without GPUs that could take it) has both
  * halves. Written over why->text, the local reason after it. */
@@ -3286,11 +3310,7 @@ static void remote_rule_wait(const struct pod *p, int ndom, struct flexpu_noplac
                      "%s: no %s%.80s has both a free slice for it and a node without GPUs with "
                      "a remote slot and room for it (%d with such a node); no local slice fits: ",
                      FX_ANN_REMOTE_TOPOLOGY_KEY, dots, key, ndom);
-    if (w > 0 && (size_t)w < sizeof(why->text) - 1) {
-        size_t n = strnlen(local, sizeof(why->text) - 1 - (size_t)w);
-        memcpy(why->text + w, local, n);
-        why->text[(size_t)w + n] = '\0';
-    }
+    remote_wait_text(why, local, w);
 }
 
 /* Why remote pod p of several GPUs gets no remote slices: no GPU node has
@@ -3304,11 +3324,46 @@ static void remote_multi_wait(const struct pod *p, struct flexpu_noplace *why)
                      "%s: no GPU node can give it %d GPUs at once (a remote pod's slices are "
                      "all on one GPU node); no local slice fits: ",
                      FX_ANN_REMOTE, p->spec.num_gpu);
-    if (w > 0 && (size_t)w < sizeof(why->text) - 1) {
-        size_t n = strnlen(local, sizeof(why->text) - 1 - (size_t)w);
-        memcpy(why->text + w, local, n);
-        why->text[(size_t)w + n] = '\0';
-    }
+    remote_wait_text(why, local, w);
+}
+
+/* Remote pod p (without a rule) has no node without GPUs to run on: when
+ * that is only for want of remote slots (a node without GPUs has room for
+ * it otherwise, and a slice for it is free on a GPU node, decided as
+ * remote() would without changing the engine or the model's random
+ * state), why->text says so before the local reason: the kubelet admits a
+ * remote pod only with a slot per GPU it asks (flexpu-node
+ * --remote-slots), and without this the wait named only why no local
+ * slice fits. */
+static void remote_slots_wait(struct fx_model *m, const struct pod *p, struct flexpu_noplace *why)
+{
+    int rooms = 0;
+    int64_t fc;
+    const char *k;
+    void *v;
+    for (size_t i = 0; fx_strmap_next(&m->nodes, &i, &k, &v);)
+        rooms += remote_cpu_room(m, p, v, &fc);
+    struct flexpu_filter *f = NULL;
+    if (rooms == 0 || remote_slice_filter(p, &f))
+        return;
+    struct flexpu_pod_req r = p->req;
+    r.cpu_milli = 0;
+    r.mem_mib = 0;
+    struct flexpu_rng rng = m->rng;
+    struct flexpu_placement pl;
+    struct flexpu_noplace gwhy;
+    int rc = flexpu_engine_decide_filtered(m->e, &r, f, &rng, &pl, &gwhy);
+    flexpu_filter_free(f);
+    if (rc)
+        return;
+    char local[sizeof(why->text)];
+    memcpy(local, why->text, sizeof(local));
+    int need = remote_slots_of(p);
+    int w = snprintf(why->text, sizeof(why->text),
+                     "%s: no node without GPUs has %d remote slot%s free (%d with room for it "
+                     "otherwise; a remote pod holds one per GPU); no local slice fits: ",
+                     FX_ANN_REMOTE, need, need == 1 ? "" : "s", rooms);
+    remote_wait_text(why, local, w);
 }
 
 /* p allows a remote slice (flexpu.io/remote: "allowed") and fits no local
@@ -3340,6 +3395,8 @@ static bool remote(struct fx_model *m, struct pod *p, struct fx_attempt *a,
     if (!cn && !scope) {
         if (p->rkey)
             remote_rule_wait(p, ndom, why);
+        else
+            remote_slots_wait(m, p, why);
         return false;
     }
     if (remote_slice_filter(p, &scope)) {

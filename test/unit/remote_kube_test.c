@@ -1356,6 +1356,57 @@ static void test_three_gpus_wait(void **state)
     fx_model_free(m);
 }
 
+/* A remote-allowed pod that fits no local slice, with a slice free on a
+ * GPU node, waits when no node without GPUs has a remote slot for each of
+ * its GPUs, and its event says so before the local reason: c1 has room
+ * but 1 slot, the pod asks 2 GPUs; and a pod of 1 GPU while c1's one slot
+ * is held. Given a slot (more offered; the holder gone), each is bound
+ * there. Not said when the slots are not all it lacks: c1 with too few
+ * CPUs for it too, or no slice free on any GPU. Before, the event gave
+ * only the local reason. */
+static void test_slots_short_said(void **state)
+{
+    (void)state;
+    struct fx_model *m = new_model();
+    node(m, "g1", 2, "2", NULL);
+    node_slots(m, "c1", 0, "16", NULL, 1);
+    pod_gpus(m, "p2", 2, 30, NULL, "4", true, NULL, NULL, 0);
+    struct fx_attempt a = next(m, FX_WAIT, "p2");
+    assert_non_null(strstr(a.message, "flexpu.io/remote: no node without GPUs has 2 remote "
+                                      "slots free (1 with room for it otherwise"));
+    assert_non_null(strstr(a.message, "; no local slice fits: "));
+    node_slots(m, "c1", 0, "16", NULL, 2);
+    a = next(m, FX_BIND, "p2");
+    assert_string_equal(a.node, "c1");
+    fx_model_free(m);
+
+    m = new_model();
+    node(m, "g1", 1, "2", NULL);
+    node_slots(m, "c1", 0, "16", NULL, 1);
+    pod(m, "p1", 20, "4", true, "c1", "g1", 0);
+    pod(m, "q", 20, "4", true, NULL, NULL, 1);
+    a = next(m, FX_WAIT, "q");
+    assert_non_null(strstr(a.message, "flexpu.io/remote: no node without GPUs has 1 remote "
+                                      "slot free (1 with room"));
+    /* Too few CPUs on c1 as well: the slots are not all it lacks. */
+    pod(m, "big", 20, "32", true, NULL, NULL, 2);
+    a = next(m, FX_WAIT, "big");
+    assert_null(strstr(a.message, "remote slot"));
+    /* No slice free on g1 either (p1 and w hold 90%). */
+    pod(m, "w", 70, "1", false, NULL, NULL, 3);
+    assert_string_equal(next(m, FX_BIND, "w").node, "g1");
+    pod(m, "q2", 20, "4", true, NULL, NULL, 4);
+    a = next(m, FX_WAIT, "q2");
+    assert_null(strstr(a.message, "remote slot"));
+    gone(m, "w");
+    gone(m, "p1");
+    a = next(m, FX_BIND, "q");
+    assert_string_equal(a.node, "c1");
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_model_check(m, &err), 0);
+    fx_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1387,6 +1438,7 @@ int main(void)
         cmocka_unit_test(test_tainted_gpu_node_edges),
         cmocka_unit_test(test_two_gpus),
         cmocka_unit_test(test_three_gpus_wait),
+        cmocka_unit_test(test_slots_short_said),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
