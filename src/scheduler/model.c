@@ -979,7 +979,7 @@ static void hold_take_remote(struct fx_model *m, struct pod *c, struct vhold *h)
     if (g && (c->ralloc || g->id < 0) && c->allocation &&
         fx_allocation_parse(c->allocation, &al, &err) == 0 && al.ngpu >= 1 &&
         remote_place(g, &al, &r, &h->pl, &whole) >= 0)
-        memset(&h->pl, 0, sizeof(h->pl));
+        memset(&h->pl, 0, sizeof(h->pl)); /* a GPU it names is not there: none */
     if (c->ralloc && flexpu_engine_release(m->e, c->ralloc, &err))
         FX_ERROR(COMP, "releasing a victim's remote slice failed", "pod=%s/%s node=%s error=\"%s\"",
                  STR(c->ns), STR(c->name), STR(c->rnode), err.msg);
@@ -1250,10 +1250,6 @@ static void remote_whole(struct fx_model *m, struct pod *p, uint32_t gpus)
     p->rnoquota = g ? gpus : 0;
 }
 
-/* Accounts remote pod p's GPU shares on its GPU node, exactly as its
- * allocation records them (one engine allocation for all its GPUs, as a
- * local pod of that shape holds: released at once), when that node is in
- * the engine (else when it comes in: remote_node_in). */
 /* The engine request and placement of GPU node g for the shares allocation
  * al records, and its GPUs without a memory quota (*whole); -1, or the
  * index of a GPU of al that g lacks or that al names twice. */
@@ -1281,6 +1277,10 @@ static int remote_place(const struct node *g, const struct fx_allocation *al,
     return bad;
 }
 
+/* Accounts remote pod p's GPU shares on its GPU node, exactly as its
+ * allocation records them (one engine allocation for all its GPUs, as a
+ * local pod of that shape holds: released at once), when that node is in
+ * the engine (else when it comes in: remote_node_in). */
 static void remote_account(struct fx_model *m, struct pod *p)
 {
     struct node *g = fx_strmap_get(&m->nodes, STR(p->rnode));
