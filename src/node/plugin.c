@@ -1422,19 +1422,13 @@ static void prestart(void *ctx, const uint8_t *req, size_t len, struct fx_grpc_r
              "slice is written: %s", ns, name, why);
         goto out;
     }
-    struct fx_slice_file f = {.compute_share = 100, .cap_clock_mhz = p->cfg.cap_clock_mhz,
+    struct fx_slice_file f = {.cap_clock_mhz = p->cfg.cap_clock_mhz,
                               .borrower = np->alloc.borrowed};
     char borrowed_gpu[FX_UUID_MAX] = "";
     if (np->alloc.borrowed)
         snprintf(borrowed_gpu, sizeof(borrowed_gpu), "%s", np->alloc.gpus[0].uuid);
     snprintf(f.tenant, sizeof(f.tenant), "%s", np->uid);
-    for (int g = 0; g < np->alloc.ngpu; g++) {
-        /* One slice per pod: the same share on each of its GPUs. */
-        if (np->alloc.gpus[g].cores < f.compute_share)
-            f.compute_share = np->alloc.gpus[g].cores;
-        if (np->alloc.gpus[g].mem > f.memory)
-            f.memory = np->alloc.gpus[g].mem;
-    }
+    fx_slice_set_shares(&f, &np->alloc); /* one slice per pod, on each of its GPUs */
     f.compute_cap = np->cores_limit > f.compute_share ? np->cores_limit : f.compute_share;
     if (f.compute_cap <= 0 || f.compute_cap > 100)
         f.compute_cap = 100;

@@ -62,16 +62,11 @@ int fx_remote_server_plan(const struct fx_pod_spec *s, const char *uid,
         return flexpu_error_field(err, FLEXPU_EINVAL, "port", v, strlen(v), "must be 1-65535");
     }
     /* One slice for all its GPUs, as the device plugin writes a local
-     * pod's (node/plugin.c): the smallest share, the largest quota. */
+     * pod's. */
     out->ngpu = al->ngpu;
-    out->slice.compute_share = 100;
-    for (int i = 0; i < al->ngpu; i++) {
+    for (int i = 0; i < al->ngpu; i++)
         snprintf(out->gpu_uuid[i], sizeof(out->gpu_uuid[i]), "%s", al->gpus[i].uuid);
-        if (al->gpus[i].cores < out->slice.compute_share)
-            out->slice.compute_share = al->gpus[i].cores;
-        if (al->gpus[i].mem > out->slice.memory)
-            out->slice.memory = al->gpus[i].mem;
-    }
+    fx_slice_set_shares(&out->slice, al);
     snprintf(out->slice.tenant, sizeof(out->slice.tenant), "%s", uid);
     out->slice.compute_cap = s->cores_limit > 0 && s->cores_limit <= 100 ? s->cores_limit : 100;
     out->slice.priority = s->priority;
@@ -104,6 +99,17 @@ int fx_remote_slice_key(const char *uid, char *out, size_t len)
     return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
+size_t fx_remote_server_gpus(const struct fx_remote_server *sv, char *buf, size_t cap)
+{
+    size_t n = 0;
+    if (cap)
+        buf[0] = 0;
+    for (int i = 0; i < sv->ngpu && i < FLEXPU_MAX_GPUS; i++)
+        n += (size_t)snprintf(n < cap ? buf + n : NULL, n < cap ? cap - n : 0, "%s%s",
+                              i ? "," : "", sv->gpu_uuid[i]);
+    return n;
+}
+
 int fx_remote_server_cmd(const struct fx_remote_server *sv, const char *bin,
                          const char *runtime_lib, const char *arb_dir, const char *ledger_dir,
                          const char *borrowed_dir, char *buf, size_t len, char **argv, size_t nargv, char **envp,
@@ -128,11 +134,9 @@ int fx_remote_server_cmd(const struct fx_remote_server *sv, const char *bin,
     envp[e++] = put(buf, len, &at, "LD_PRELOAD=%s", runtime_lib);
     /* Its GPUs, in the allocation's order: the client's devices 0..N-1. */
     char vis[FLEXPU_MAX_GPUS * FX_UUID_MAX];
-    size_t vo = 0;
-    for (int i = 0; i < sv->ngpu && i < FLEXPU_MAX_GPUS && vo < sizeof(vis); i++)
-        vo += (size_t)snprintf(vis + vo, sizeof(vis) - vo, "%s%s", i ? "," : "",
-                               sv->gpu_uuid[i]);
-    envp[e++] = vo < sizeof(vis) ? put(buf, len, &at, "CUDA_VISIBLE_DEVICES=%s", vis) : NULL;
+    envp[e++] = fx_remote_server_gpus(sv, vis, sizeof(vis)) < sizeof(vis)
+                    ? put(buf, len, &at, "CUDA_VISIBLE_DEVICES=%s", vis)
+                    : NULL;
     envp[e++] = put(buf, len, &at, "FLEXPU_TENANT=%s", sv->slice.tenant);
     envp[e++] = put(buf, len, &at, "FLEXPU_COMPUTE_SHARE=%d", sv->slice.compute_share);
     envp[e++] = put(buf, len, &at, "FLEXPU_COMPUTE_CAP=%d", sv->slice.compute_cap);

@@ -61,6 +61,11 @@ _Static_assert(sizeof(FX_REMOTE_KEY_PREFIX) + FX_REMOTE_UID_MAX <= FX_ARB_AGENT_
                "a remote slice's key must fit the arbiter's");
 int fx_remote_slice_key(const char *uid, char *out, size_t len);
 
+/* sv's GPUs in buf, in the allocation's order, joined by ',' (the form
+ * of CUDA_VISIBLE_DEVICES); the length it needs, cap or more when it did
+ * not fit. */
+size_t fx_remote_server_gpus(const struct fx_remote_server *sv, char *buf, size_t cap);
+
 /* Its command line and environment for execve: argv is `bin --listen
  * 0.0.0.0:PORT --token-fd 3 --port-fd 4 --slice TENANT` (the descriptors
  * fx_remote_spawn gives it; the tenant is the pod UID), envp LD_PRELOAD

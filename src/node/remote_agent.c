@@ -705,12 +705,10 @@ static bool server_start(struct fx_remote_serve *s, struct start *j, struct take
     char pidtext[100 + FLEXPU_MAX_GPUS * FX_UUID_MAX], gpus[FLEXPU_MAX_GPUS * FX_UUID_MAX];
     size_t po = (size_t)snprintf(pidtext, sizeof(pidtext), "%d %d %u %s %lld", (int)pid, port,
                                  j->run_uid, j->sv.gpu_uuid[0], (long long)j->sv.slice.memory);
-    size_t go = (size_t)snprintf(gpus, sizeof(gpus), "%s", j->sv.gpu_uuid[0]);
-    for (int g = 1; g < j->sv.ngpu; g++) {
+    for (int g = 1; g < j->sv.ngpu; g++)
         po += (size_t)snprintf(pidtext + po, sizeof(pidtext) - po, " %s", j->sv.gpu_uuid[g]);
-        go += (size_t)snprintf(gpus + go, sizeof(gpus) - go, ",%s", j->sv.gpu_uuid[g]);
-    }
     snprintf(pidtext + po, sizeof(pidtext) - po, "\n");
+    fx_remote_server_gpus(&j->sv, gpus, sizeof(gpus));
     if (fx_file_replace(pidf, pidtext, 0600, &err) != 0)
         FX_WARN(COMP, "remote server: pid file not written (a restarted agent will not adopt "
                 "it)", "pod=%s/%s error=\"%s\"", j->ns, j->name, err.msg);

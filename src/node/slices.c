@@ -14,6 +14,7 @@
 #include <openssl/sha.h>
 
 #include "flexpu/log.h"
+#include "kube/contract.h"
 #include "node/plugin.h"
 #include "runtime/config.h"
 
@@ -22,6 +23,18 @@
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void fx_slice_set_shares(struct fx_slice_file *f, const struct fx_allocation *al)
+{
+    f->compute_share = 100;
+    f->memory = 0;
+    for (int g = 0; g < al->ngpu; g++) {
+        if (al->gpus[g].cores < f->compute_share)
+            f->compute_share = al->gpus[g].cores;
+        if (al->gpus[g].mem > f->memory)
+            f->memory = al->gpus[g].mem;
+    }
 }
 
 int fx_slice_key(char *const *ids, size_t n, char out[FX_SLICE_KEY_LEN + 1])

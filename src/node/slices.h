@@ -44,6 +44,14 @@ struct fx_slice_file {
     const char *ledger_dir, *arbiter_dir, *borrowed_dir;
 };
 
+struct fx_allocation;
+
+/* A pod's one slice over the GPUs of its allocation, set in f: the
+ * smallest share of its GPUs and the largest quota (the scheduler makes
+ * them equal); the runtime applies both on each GPU. Used by the device
+ * plugin (a local pod) and the remote agent (a remote pod's server). */
+void fx_slice_set_shares(struct fx_slice_file *f, const struct fx_allocation *al);
+
 /* --cap-clock-mhz's value: "off" (0) or a whole number of MHz within the
  * runtime's bounds for cap_clock_mhz (runtime/config.h). An error names the
  * flag and the value. */
