@@ -988,17 +988,22 @@ static void hold_take_remote(struct fx_model *m, struct pod *c, struct vhold *h)
 
 /* Victim c, before its preemptor's place is taken: its allocation
  * released (a remote pod's slice too: the engine's victim search counts
- * it on its GPU node), what it held remembered for its hold. False when
- * out of memory (nothing changed). */
+ * it on its GPU node), what it held remembered for its hold. A remote pod
+ * whose own node is out of the engine has no allocation there (account):
+ * its hold remembers the CPU and memory account books there, for when
+ * that node comes back (hold_book). False when out of memory (nothing
+ * changed). */
 static bool hold_take(struct fx_model *m, struct pod *c)
 {
     struct vhold *h = fx_calloc(1, sizeof(*h));
     struct flexpu_error err = {0};
-    if (!h || flexpu_engine_alloc_get(m->e, c->alloc, &h->req, &h->pl, &err)) {
+    if (!h || (c->alloc && flexpu_engine_alloc_get(m->e, c->alloc, &h->req, &h->pl, &err))) {
         fx_free(h);
         return false;
     }
-    if (flexpu_engine_release(m->e, c->alloc, &err))
+    if (!c->alloc)
+        h->req = (struct flexpu_pod_req){.cpu_milli = c->req.cpu_milli, .mem_mib = c->req.mem_mib};
+    else if (flexpu_engine_release(m->e, c->alloc, &err))
         FX_ERROR(COMP, "releasing a victim's allocation failed", "pod=%s/%s error=\"%s\"",
                  STR(c->ns), STR(c->name), err.msg);
     c->alloc = 0;
@@ -4468,8 +4473,11 @@ static struct pod *lent_preemptor(struct fx_model *m, const struct pod *v)
 static const char *victim_reason(struct fx_model *m, const struct pod *p, const int64_t amt[],
                                  const struct pod *v)
 {
-    if (v == p || v->state != POD_BOUND || !v->alloc || v->evicting || v->unsure ||
-        v->shielded == m->end_epoch + 1)
+    /* A remote pod whose own node is out of the engine has no allocation
+     * (account) but still its slice on its GPU node (ralloc): a victim
+     * there, its own-node part freeing nothing while that node is out. */
+    if (v == p || v->state != POD_BOUND || (!v->alloc && !v->ralloc) || v->evicting ||
+        v->unsure || v->shielded == m->end_epoch + 1)
         return NULL;
     if (v->borrowed && yields_to(p))
         return borrowed_reason;
@@ -4630,11 +4638,11 @@ static bool victims_collect(struct fx_model *m, const struct pod *p, const int64
         }
     }
     int64_t newest = 0;
-    vs->nc = vs->n;
+    vs->nc = 0;
     for (size_t i = 0; i < vs->n; i++) {
         int64_t e = vs->who[i]->created_s;
         newest = e > newest ? e : newest;
-        vs->nc += vs->who[i]->ralloc != 0;
+        vs->nc += (vs->who[i]->alloc != 0) + (vs->who[i]->ralloc != 0);
     }
     if (vs->n == 0 || !(vs->cands = fx_calloc(vs->nc, sizeof(*vs->cands))) ||
         !(vs->of = fx_calloc(vs->nc, sizeof(*vs->of))) ||
@@ -4642,32 +4650,37 @@ static bool victims_collect(struct fx_model *m, const struct pod *p, const int64
         vset_free(vs);
         return false;
     }
-    for (size_t i = 0, j = 0; i < vs->n; i++, j++) {
+    for (size_t i = 0, j = 0; i < vs->n; i++) {
         struct pod *c = vs->who[i];
         int64_t age = newest - c->created_s;
         double gpu = (double)c->req.num_gpu * c->req.gpu_milli;
-        struct flexpu_victim_cand *d = &vs->cands[j];
-        vs->of[j] = i;
-        d->alloc_id = c->alloc;
-        d->cost = (gpu > 0 ? gpu : 1.0) * (double)(age > 0 ? age + 1 : 1);
+        struct flexpu_victim_cand d;
+        d.alloc_id = c->alloc;
+        d.cost = (gpu > 0 ? gpu : 1.0) * (double)(age > 0 ? age + 1 : 1);
         /* A borrower taken for lent capacity is reprieved last, whatever
          * its class: it runs on what others lent, and an ordinary pod
          * (even of a lower class) is not to go in its place. */
-        d->priority = vs->why[i] == borrowed_reason ? INT32_MIN
-                      : (int)(c->spec.class_priority > INT32_MAX   ? INT32_MAX
-                              : c->spec.class_priority < INT32_MIN ? INT32_MIN
-                                                                   : c->spec.class_priority);
-        d->group = c->gang ? (int64_t)(intptr_t)c->gang : 0;
+        d.priority = vs->why[i] == borrowed_reason ? INT32_MIN
+                     : (int)(c->spec.class_priority > INT32_MAX   ? INT32_MAX
+                             : c->spec.class_priority < INT32_MIN ? INT32_MIN
+                                                                  : c->spec.class_priority);
+        d.group = c->gang ? (int64_t)(intptr_t)c->gang : 0;
+        if (c->alloc) {
+            vs->of[j] = i;
+            vs->cands[j++] = d;
+        }
         if (c->ralloc) {
             /* Its slice: one group with its allocation (the pod's own
              * address when not in a gang: no gang has it), the work lost
-             * counted once. */
-            if (!d->group)
-                d->group = (int64_t)(intptr_t)c;
-            vs->cands[j + 1] = *d;
-            vs->cands[j + 1].alloc_id = c->ralloc;
-            vs->cands[j + 1].cost = 0;
-            vs->of[++j] = i;
+             * counted once; alone while its own node is out (no
+             * allocation: victim_reason). */
+            if (!d.group)
+                d.group = (int64_t)(intptr_t)c;
+            if (c->alloc)
+                d.cost = 0;
+            d.alloc_id = c->ralloc;
+            vs->of[j] = i;
+            vs->cands[j++] = d;
         }
     }
     return true;

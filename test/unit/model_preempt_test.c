@@ -849,6 +849,88 @@ static void test_remote_victim_on_its_own_node(void **state)
     fx_model_free(m);
 }
 
+/* c1, the node without GPUs, not ready (out of the engine). */
+static void c1_not_ready(struct fx_model *m)
+{
+    json_t *n = json_pack("{s:{s:s}, s:{}, s:{s:{s:s, s:s}, s:[{s:s, s:s}]}}", "metadata", "name",
+                          "c1", "spec", "status", "allocatable", "cpu", "16", "memory", "64Gi",
+                          "conditions", "type", "Ready", "status", "False");
+    fx_model_node_event(m, KUBE_MODIFIED, n);
+    json_decref(n);
+    model_checked(m);
+}
+
+/* (15) A remote pod whose own node is out of the engine (not ready) still
+ * holds its slice on its GPU node (remote_account), so it is a victim
+ * there as any remote pod is: hi (a higher class) needs half of n1's GPU,
+ * 80% of which is rlow's, while c1 is not ready; it preempts rlow on n1.
+ * What rlow keeps stays booked: the rest of its slice on n1 (a pod asking
+ * 30% waits), and its 8 CPUs on c1 once c1 is ready again (a pod asking 9
+ * CPUs goes to n1, a second one waits: c1 has 8 free). Once rlow is gone
+ * both are bound. Its eviction refused, it stays, accounted on both nodes
+ * as before. Before, the victim search took only pods with an allocation
+ * on their own node: hi waited while rlow kept 80% of the GPU. */
+static void test_remote_victim_own_node_out(void **state)
+{
+    (void)state;
+    struct fx_model *m = remote_low(0);
+    c1_not_ready(m);
+    assert_int_equal(gpu_used(m), 800); /* its slice held while c1 is out */
+    pod(m, "hi", (struct ask){.cpu = 2, .cores = 50, .mem_gib = 20, .prio = 1000}, 10, NULL, 0);
+    struct fx_attempt a = next(m, FX_NOMINATE, "hi");
+    assert_string_equal(a.node, "n1");
+    assert_non_null(strstr(a.message, "t/rlow"));
+    a = next(m, FX_EVICT, "rlow");
+    assert_non_null(strstr(a.message, "hi"));
+    fx_model_evict_done(m, "rlow", 0);
+    model_checked(m);
+    assert_int_equal(gpu_used(m), 1000); /* hi's 500 and what rlow keeps */
+    pod(m, "p30", (struct ask){.cpu = 1, .cores = 30, .mem_gib = 10}, 20, NULL, 0);
+    next(m, FX_WAIT, "p30");
+    nothing_left(m);
+    a100_node(m, "c1", 0); /* ready again: rlow's 8 CPUs booked there until it is gone */
+    model_checked(m);
+    pod(m, "cpu9", (struct ask){.cpu = 9}, 21, NULL, 0);
+    a = next(m, FX_BIND, "cpu9");
+    assert_string_equal(a.node, "n1"); /* c1 has 8 free: rlow's 8 are rlow's */
+    pod(m, "cpu9b", (struct ask){.cpu = 9}, 22, NULL, 0);
+    next(m, FX_WAIT, "cpu9b"); /* n1: 16 - 2 - 9; c1: 8 free */
+    nothing_left(m);
+    gone(m, "rlow");
+    next(m, FX_BIND, "hi");
+    a = next(m, FX_BIND, NULL);
+    struct fx_attempt b = next(m, FX_BIND, NULL);
+    assert_true((!strcmp(a.uid, "p30") && !strcmp(b.uid, "cpu9b")) ||
+                (!strcmp(a.uid, "cpu9b") && !strcmp(b.uid, "p30")));
+    nothing_left(m);
+    assert_int_equal(model_stats(m).remote, 0);
+    assert_int_equal(gpu_used(m), 800);
+    fx_model_free(m);
+
+    /* Its eviction refused: it stays, its slice held as before, and once
+     * c1 is ready again its CPUs are accounted there. */
+    m = remote_low(0);
+    c1_not_ready(m);
+    pod(m, "hi", (struct ask){.cpu = 2, .cores = 50, .mem_gib = 20, .prio = 1000}, 10, NULL, 0);
+    next(m, FX_NOMINATE, "hi");
+    next(m, FX_EVICT, "rlow");
+    fx_model_evict_done(m, "rlow", FLEXPU_EBUSY);
+    model_checked(m);
+    next(m, FX_UNNOMINATE, "hi");
+    next(m, FX_WAIT, "hi"); /* rlow is shielded now */
+    nothing_left(m);
+    assert_int_equal(gpu_used(m), 800);
+    assert_int_equal(model_stats(m).remote, 1);
+    a100_node(m, "c1", 0);
+    model_checked(m);
+    pod(m, "cpu9", (struct ask){.cpu = 9}, 21, NULL, 0);
+    a = next(m, FX_BIND, "cpu9");
+    assert_string_equal(a.node, "n1"); /* c1's 8 free, as before */
+    nothing_left(m);
+    assert_int_equal(gpu_used(m), 800);
+    fx_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -868,6 +950,7 @@ int main(void)
         cmocka_unit_test(test_remote_victim_frees_no_cpu_there),
         cmocka_unit_test(test_remote_victim_stays),
         cmocka_unit_test(test_remote_victim_on_its_own_node),
+        cmocka_unit_test(test_remote_victim_own_node_out),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
