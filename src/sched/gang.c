@@ -243,7 +243,13 @@ static int attempt(struct gang *g, const struct fx_scope *scope, int keep_going)
         struct flexpu_gang_member *m = &g->m[idx];
         /* A member asking what one that already failed asked (same shape,
          * same filter: sorted next to it) fails too: the cluster only got
-         * fuller since. */
+         * fuller since. Its place is left as an earlier attempt set it, as
+         * are those of the members after a failure when not keep_going:
+         * never read, since this attempt fails whatever follows (it is
+         * rolled back; on success every member was decided in the one
+         * attempt that succeeded), and a place is out only on success
+         * (gang.h): every caller reads places only then, or restores its
+         * own copy (the scheduler's gang_around). */
         if (g->failed >= 0 && m->filter == g->m[g->failed].filter &&
             same_shape(&g->req[idx], &g->req[g->failed]))
             continue;
