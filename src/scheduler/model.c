@@ -3009,15 +3009,35 @@ static int place_around(struct fx_model *m, struct pod *p, struct flexpu_placeme
 /* Places a pod (place_engine). Where the engine's choice needs memory
  * that borrowers hold, another GPU that takes the pod now is looked for
  * first (place_around); only when there is none does the pod wait for
- * the borrowers (owner_waits). */
-static int place_pod(struct fx_model *m, struct pod *p, struct flexpu_placement *pl, int64_t *id,
-                     int64_t *slice_mem, struct flexpu_noplace *why)
+ * the borrowers (owner_waits), or with `reclaim` false, the placement is
+ * given back (FLEXPU_EBUSY, *id 0) and no borrower is reclaimed: nothing
+ * takes the pod now. */
+static int place_pod_as(struct fx_model *m, struct pod *p, struct flexpu_placement *pl,
+                        int64_t *id, int64_t *slice_mem, struct flexpu_noplace *why, bool reclaim)
 {
     int rc = place_engine(m, p, pl, id, slice_mem, why);
     if (rc || !p->spec.wants_gpu || m->nborrowers == 0)
         return rc;
     rc = place_around(m, p, pl, id, slice_mem, why);
-    return rc == 1 ? owner_waits(m, p, pl, id, slice_mem, why) : rc;
+    if (rc != 1)
+        return rc;
+    if (reclaim)
+        return owner_waits(m, p, pl, id, slice_mem, why);
+    struct flexpu_error err;
+    flexpu_engine_release(m->e, *id, &err);
+    *id = 0;
+    *slice_mem = 0;
+    memset(why, 0, sizeof(*why));
+    snprintf(why->text, sizeof(why->text),
+             "borrowers on its GPU(s) hold memory its quota needs (docs/KUBERNETES.md, "
+             "\"Borrowing idle GPUs\")");
+    return FLEXPU_EBUSY;
+}
+
+static int place_pod(struct fx_model *m, struct pod *p, struct flexpu_placement *pl, int64_t *id,
+                     int64_t *slice_mem, struct flexpu_noplace *why)
+{
+    return place_pod_as(m, p, pl, id, slice_mem, why, true);
 }
 
 static void fill(struct fx_attempt *a, const struct pod *p, enum fx_outcome o)
@@ -3332,15 +3352,37 @@ static void remote_multi_wait(const struct pod *p, struct flexpu_noplace *why)
     remote_wait_text(why, local, w);
 }
 
+/* Remote pod p's slice on a GPU node, within `scope` (the GPU nodes it
+ * may use: remote_slice_filter, remote_rule_scope): placed and taken as a
+ * local pod of its GPU shares is (place_pod_as: around borrowers, and
+ * waiting for them only when `reclaim`), with no CPU or memory, which are
+ * its node's without GPUs. The one decision of whether a slice for it is
+ * free: remote() takes it, remote_slots_wait asks it. */
+static int remote_slice(struct fx_model *m, struct pod *p, struct flexpu_filter *scope,
+                        struct flexpu_placement *pl, int64_t *id, int64_t *slice_mem,
+                        struct flexpu_noplace *why, bool reclaim)
+{
+    const struct flexpu_pod_req req = p->req;
+    struct flexpu_filter *filter = p->filter;
+    p->req.cpu_milli = 0;
+    p->req.mem_mib = 0;
+    p->filter = scope;
+    int rc = place_pod_as(m, p, pl, id, slice_mem, why, reclaim);
+    p->req = req;
+    p->filter = filter;
+    return rc;
+}
+
 /* Remote pod p (without a rule) has no node without GPUs to run on: when
  * that is only for want of remote slots (a node without GPUs has room for
- * it otherwise, and a slice for it is free on a GPU node, decided as
- * remote() would without changing the engine or the model's random
- * state), why->text says so before the local reason: the kubelet admits a
- * remote pod only with a slot per GPU it asks (flexpu-node
- * --remote-slots), and without this the wait named only why no local
- * slice fits. */
-static void remote_slots_wait(struct fx_model *m, const struct pod *p, struct flexpu_noplace *why)
+ * it otherwise, and a slice for it is free on a GPU node: remote_slice,
+ * the very placement remote() takes, its memory quota and the borrowers
+ * in its way counted, here reclaiming none and given back at once, the
+ * model's random state kept), why->text says so before the local reason:
+ * the kubelet admits a remote pod only with a slot per GPU it asks
+ * (flexpu-node --remote-slots), and without this the wait named only why
+ * no local slice fits. */
+static void remote_slots_wait(struct fx_model *m, struct pod *p, struct flexpu_noplace *why)
 {
     int rooms = 0;
     int64_t fc;
@@ -3351,16 +3393,17 @@ static void remote_slots_wait(struct fx_model *m, const struct pod *p, struct fl
     struct flexpu_filter *f = NULL;
     if (rooms == 0 || remote_slice_filter(p, &f))
         return;
-    struct flexpu_pod_req r = p->req;
-    r.cpu_milli = 0;
-    r.mem_mib = 0;
     struct flexpu_rng rng = m->rng;
     struct flexpu_placement pl;
     struct flexpu_noplace gwhy;
-    int rc = flexpu_engine_decide_filtered(m->e, &r, f, &rng, &pl, &gwhy);
+    int64_t gid = 0, slice_mem = 0;
+    int rc = remote_slice(m, p, f, &pl, &gid, &slice_mem, &gwhy, false);
+    m->rng = rng;
     flexpu_filter_free(f);
     if (rc)
         return;
+    struct flexpu_error err;
+    flexpu_engine_release(m->e, gid, &err);
     char local[sizeof(why->text)];
     memcpy(local, why->text, sizeof(local));
     int need = remote_slots_of(p);
@@ -3410,16 +3453,10 @@ static bool remote(struct fx_model *m, struct pod *p, struct fx_attempt *a,
         return false;
     }
     const struct flexpu_pod_req req = p->req;
-    struct flexpu_filter *filter = p->filter;
-    p->req.cpu_milli = 0;
-    p->req.mem_mib = 0;
-    p->filter = scope;
     struct flexpu_placement gpl;
     struct flexpu_noplace gwhy;
     int64_t gid = 0, slice_mem = 0, cid = 0;
-    int rc = place_pod(m, p, &gpl, &gid, &slice_mem, &gwhy);
-    p->req = req;
-    p->filter = filter;
+    int rc = remote_slice(m, p, scope, &gpl, &gid, &slice_mem, &gwhy, true);
     flexpu_filter_free(scope);
     if (rc) {
         if (p->rkey)

@@ -1407,6 +1407,100 @@ static void test_slots_short_said(void **state)
     fx_model_free(m);
 }
 
+/* The slots message says a slice for the pod is free only where remote()
+ * would place one now: the same placement, decided as a remote pod's
+ * slice is. q (20 cores, no gpu-memory: its quota is 20% of the GPU's
+ * memory, 16 GiB) waits for c1's slot, which p1 holds; hog holds all of
+ * g1's GPU memory p1 leaves (64 GiB), so no slice for q is free even with
+ * a slot: not said (nothing fits), and with a second slot q still waits.
+ * Once hog is gone it is said again, and with the slot q is bound. Before,
+ * the message decided the slice without its memory quota: "no node
+ * without GPUs has 1 remote slot free" while a slot would not help. */
+static void test_slots_short_not_said_when_no_slice(void **state)
+{
+    (void)state;
+    struct fx_model *m = new_model();
+    node(m, "g1", 1, "2", NULL);
+    node_slots(m, "c1", 0, "16", NULL, 1);
+    pod(m, "p1", 20, "4", true, "c1", "g1", 0);
+    pod_gpus(m, "hog", 1, 10, "64Gi", "1", false, NULL, NULL, 1);
+    assert_string_equal(next(m, FX_BIND, "hog").node, "g1");
+    pod(m, "q", 20, "4", true, NULL, NULL, 2);
+    struct fx_attempt a = next(m, FX_WAIT, "q");
+    assert_null(strstr(a.message, "remote slot"));
+    node_slots(m, "c1", 0, "16", NULL, 2);
+    if (fx_model_next(m, &a)) /* a slot: still no slice (told already, or again) */
+        assert_int_equal(a.outcome, FX_WAIT);
+    node_slots(m, "c1", 0, "16", NULL, 1);
+    gone(m, "hog");
+    a = next(m, FX_WAIT, "q");
+    assert_non_null(strstr(a.message, "flexpu.io/remote: no node without GPUs has 1 remote "
+                                      "slot free (1 with room"));
+    node_slots(m, "c1", 0, "16", NULL, 2);
+    a = next(m, FX_BIND, "q");
+    assert_string_equal(a.node, "c1");
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_model_check(m, &err), 0);
+    fx_model_free(m);
+}
+
+/* Borrower `uid` (flexpu.io/opportunistic) bound to GPU 0 of `on` with
+ * `cores` and `mem_gib` GiB of its memory, borrowed (the engine counts
+ * none of its GPU share: docs/KUBERNETES.md, "Borrowing idle GPUs"). */
+static void borrower(struct fx_model *m, const char *uid, const char *on, int cores, int mem_gib)
+{
+    char c[16], mem[16];
+    snprintf(c, sizeof(c), "%d", cores);
+    snprintf(mem, sizeof(mem), "%dGi", mem_gib);
+    struct fx_allocation al = {.ngpu = 1, .borrowed = true};
+    snprintf(al.gpus[0].uuid, sizeof(al.gpus[0].uuid), "GPU-%s-0", on);
+    al.gpus[0].cores = cores;
+    al.gpus[0].mem = (int64_t)mem_gib * GIB;
+    char *text = fx_allocation_format(&al);
+    json_t *p = json_pack("{s:{s:s, s:s, s:s, s:s, s:{s:s, s:s}}, s:{s:s, s:s, "
+                          "s:[{s:s, s:{s:{s:s, s:s, s:s, s:s}}}]}}",
+                          "metadata", "name", uid, "namespace", "t", "uid", uid,
+                          "creationTimestamp", "2026-01-01T00:00:00Z", "annotations",
+                          FX_ANN_OPPORTUNISTIC, "true", FX_ANN_ALLOCATION, text, "spec",
+                          "schedulerName", "flexpu-scheduler", "nodeName", on, "containers",
+                          "name", "c", "resources", "limits", "cpu", "1", "flexpu.io/gpu", "1",
+                          "flexpu.io/gpu-cores", c, "flexpu.io/gpu-memory", mem);
+    assert_non_null(p);
+    fx_model_pod_event(m, KUBE_ADDED, p);
+    json_decref(p);
+    free(text);
+}
+
+/* The same where the only slice free is where a borrower holds memory
+ * q's quota needs (b: 70 GiB of g1's GPU, which the engine does not count;
+ * q's 16 GiB beside p1's 16 leave 48): remote() would not take it now (it
+ * would reclaim b and wait), so the slots are not all q lacks: not said.
+ * Once b is gone it is said. Before, the message decided the slice
+ * without the borrowers remote() places around. */
+static void test_slots_short_not_said_for_borrowed_slice(void **state)
+{
+    (void)state;
+    struct fx_model *m = new_model();
+    node(m, "g1", 1, "2", NULL);
+    node_slots(m, "c1", 0, "16", NULL, 1);
+    pod(m, "p1", 20, "4", true, "c1", "g1", 0);
+    borrower(m, "b", "g1", 10, 70);
+    assert_int_equal(stats(m).borrowers, 1);
+    pod(m, "q", 20, "4", true, NULL, NULL, 2);
+    struct fx_attempt a = next(m, FX_WAIT, "q");
+    assert_null(strstr(a.message, "remote slot"));
+    gone(m, "b");
+    a = next(m, FX_WAIT, "q");
+    assert_non_null(strstr(a.message, "flexpu.io/remote: no node without GPUs has 1 remote "
+                                      "slot free (1 with room"));
+    node_slots(m, "c1", 0, "16", NULL, 2);
+    a = next(m, FX_BIND, "q");
+    assert_string_equal(a.node, "c1");
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_model_check(m, &err), 0);
+    fx_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1439,6 +1533,8 @@ int main(void)
         cmocka_unit_test(test_two_gpus),
         cmocka_unit_test(test_three_gpus_wait),
         cmocka_unit_test(test_slots_short_said),
+        cmocka_unit_test(test_slots_short_not_said_when_no_slice),
+        cmocka_unit_test(test_slots_short_not_said_for_borrowed_slice),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
