@@ -1429,9 +1429,7 @@ static void prestart(void *ctx, const uint8_t *req, size_t len, struct fx_grpc_r
         snprintf(borrowed_gpu, sizeof(borrowed_gpu), "%s", np->alloc.gpus[0].uuid);
     snprintf(f.tenant, sizeof(f.tenant), "%s", np->uid);
     fx_slice_set_shares(&f, &np->alloc); /* one slice per pod, on each of its GPUs */
-    f.compute_cap = np->cores_limit > f.compute_share ? np->cores_limit : f.compute_share;
-    if (f.compute_cap <= 0 || f.compute_cap > 100)
-        f.compute_cap = 100;
+    fx_slice_set_cap(&f, np->cores_limit);
     f.priority = np->priority;
     struct fx_mps_limits lim;
     mps_limits(p, np, set, f.compute_share, &lim);

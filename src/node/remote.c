@@ -68,7 +68,7 @@ int fx_remote_server_plan(const struct fx_pod_spec *s, const char *uid,
         snprintf(out->gpu_uuid[i], sizeof(out->gpu_uuid[i]), "%s", al->gpus[i].uuid);
     fx_slice_set_shares(&out->slice, al);
     snprintf(out->slice.tenant, sizeof(out->slice.tenant), "%s", uid);
-    out->slice.compute_cap = s->cores_limit > 0 && s->cores_limit <= 100 ? s->cores_limit : 100;
+    fx_slice_set_cap(&out->slice, s->cores_limit);
     out->slice.priority = s->priority;
     out->port = port;
     return 0;

@@ -37,6 +37,13 @@ void fx_slice_set_shares(struct fx_slice_file *f, const struct fx_allocation *al
     }
 }
 
+void fx_slice_set_cap(struct fx_slice_file *f, int cores_limit)
+{
+    if (cores_limit < 1 || cores_limit > 100)
+        cores_limit = 100;
+    f->compute_cap = cores_limit > f->compute_share ? cores_limit : f->compute_share;
+}
+
 int fx_slice_key(char *const *ids, size_t n, char out[FX_SLICE_KEY_LEN + 1])
 {
     /* SHA-256 of the sorted IDs, one per line. */

@@ -52,6 +52,14 @@ struct fx_allocation;
  * plugin (a local pod) and the remote agent (a remote pod's server). */
 void fx_slice_set_shares(struct fx_slice_file *f, const struct fx_allocation *al);
 
+/* A pod's compute cap in f, after fx_slice_set_shares: its
+ * flexpu.io/gpu-cores-limit, never below f's share (the runtime refuses a
+ * cap below the share, and a pod whose allocation was rounded up to whole
+ * GPUs has a share above its limit); 100 (none) for a limit outside
+ * 1-100. The device plugin and the remote agent's server plan both use it,
+ * so a pod gets the same cap served locally or remotely. */
+void fx_slice_set_cap(struct fx_slice_file *f, int cores_limit);
+
 /* --cap-clock-mhz's value: "off" (0) or a whole number of MHz within the
  * runtime's bounds for cap_clock_mhz (runtime/config.h). An error names the
  * flag and the value. */

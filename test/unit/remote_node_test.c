@@ -304,6 +304,58 @@ static void test_server_plan_gpus(void **state)
     assert_non_null(strstr(err.msg, ".gpus"));
 }
 
+static const char *env_of(const char *name, void *ctx)
+{
+    size_t n = strlen(name);
+    for (char **v = ctx; *v; v++)
+        if (strncmp(*v, name, n) == 0 && (*v)[n] == '=')
+            return *v + n + 1;
+    return NULL;
+}
+
+/* A remote pod's cap is the one a local pod gets (fx_slice_set_cap): its
+ * gpu-cores-limit, never below its share. A pod asking 30 cores capped at
+ * 50 whose allocation was rounded up to the whole GPU has a share of 100:
+ * a cap of 50 there is one the server's runtime refuses (the cap is below
+ * the share), so the slice would never run. */
+static void test_server_plan_cap(void **state)
+{
+    (void)state;
+    struct fx_pod_spec s = spec(true, 30, "50");
+    struct fx_node_inv inv = inv2();
+    struct fx_allocation al = alloc("GPU-g1-0", 100, "g1");
+    al.gpus[0].mem = 0; /* a whole GPU: no quota */
+    struct fx_remote_server sv;
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_remote_server_plan(&s, "uid-1", &al, &inv, 7071, &sv, &err), 0);
+    assert_int_equal(sv.slice.compute_share, 100);
+    assert_int_equal(sv.slice.compute_cap, 100);
+    char buf[2048], *argv[10], *envp[11];
+    assert_int_equal(fx_remote_server_cmd(&sv, "/b", "/x.so", "/a", "/l", "/m", buf, sizeof(buf),
+                                          argv, 10, envp, 11, &err),
+                     0);
+    struct fx_slice_config c;
+    fx_config_defaults(&c);
+    if (fx_config_from_env(&c, env_of, envp, &err))
+        fail_msg("the server's runtime refuses its environment: %s", err.msg);
+    assert_int_equal(c.compute_cap, 100);
+    /* Its share below its limit: the limit, as before. */
+    al = alloc("GPU-g1-0", 30, "g1");
+    assert_int_equal(fx_remote_server_plan(&s, "uid-1", &al, &inv, 7071, &sv, &err), 0);
+    assert_int_equal(sv.slice.compute_cap, 50);
+    /* The same function as the device plugin's: a limit outside 1-100 is
+     * none, and never a cap below the share. */
+    struct fx_slice_file f = {.compute_share = 30};
+    fx_slice_set_cap(&f, 0);
+    assert_int_equal(f.compute_cap, 100);
+    fx_slice_set_cap(&f, 101);
+    assert_int_equal(f.compute_cap, 100);
+    fx_slice_set_cap(&f, 20);
+    assert_int_equal(f.compute_cap, 30);
+    fx_slice_set_cap(&f, 40);
+    assert_int_equal(f.compute_cap, 40);
+}
+
 static void test_token(void **state)
 {
     (void)state;
@@ -1716,6 +1768,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_shutdown_stops_servers_at_once, agent_alloc,
                                         agent_teardown),
         cmocka_unit_test(test_server_plan_gpus),
+        cmocka_unit_test(test_server_plan_cap),
         cmocka_unit_test_setup_teardown(test_agent_two_gpus, agent_alloc, agent_teardown),
         cmocka_unit_test_setup_teardown(test_adopt_malformed_server_pid, agent_alloc,
                                         agent_teardown),
