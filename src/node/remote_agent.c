@@ -205,28 +205,178 @@ static bool arbitrated(const struct fx_remote_serve *s, const char *uid)
     return access(path, F_OK) == 0;
 }
 
-/* server.pid's GPUs and quota (on each), checked: NULL when they make
- * sense, else the malformed field ("memory": negative; "gpu": one named
- * twice), its value written to value. */
-static const char *server_pid_check(char gpu[][FX_UUID_MAX], int ngpu, long long mem,
-                                    char *value, size_t cap)
+/* What a server.pid says ("PID PORT [UID [GPU MEMORY [GPU...]]]", as
+ * server_start writes it; the shorter forms are older agents'). */
+struct server_pid {
+    int pid, port;
+    unsigned run_uid; /* absent: a server started before the uid range */
+    /* Its GPUs and memory quota (on each): what its slice holds while it
+     * runs, even once its pod is gone (absent: an older agent's server).
+     * The first GPU, then the quota, then the others: an agent that knew
+     * one GPU per server reads the first. */
+    char gpu[FLEXPU_MAX_GPUS][FX_UUID_MAX];
+    int ngpu;
+    long long mem;
+};
+
+/* Whether text is a whole decimal number from lo to hi, set in *out. */
+static bool number_of(const char *text, long long lo, long long hi, long long *out)
 {
-    if (mem < 0) {
-        snprintf(value, cap, "%lld", mem);
+    char *end;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    if (!*text || *end || errno || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* Parses server.pid's text into p: NULL when it makes sense, else the
+ * malformed field (its value in value, why in *why). A GPU this node's
+ * inventory lacks (inv; NULL: not checked) or named twice, a negative
+ * quota, a pid that is not a process's (0, 1, negative), a port outside
+ * 1-65535: all malformed, as the holds or the server they would name
+ * cannot be known. */
+static const char *server_pid_parse(char *text, const struct fx_node_inv *inv,
+                                    struct server_pid *p, char *value, size_t cap,
+                                    const char **why)
+{
+    static const char *const fields[] = {"pid", "port", "uid", "gpu", "memory"};
+    char *tok[5 + FLEXPU_MAX_GPUS], *save = NULL;
+    int n = 0;
+    memset(p, 0, sizeof(*p));
+    for (char *t = strtok_r(text, " \t\n", &save); t; t = strtok_r(NULL, " \t\n", &save)) {
+        if (n == (int)(sizeof(tok) / sizeof(tok[0]))) {
+            snprintf(value, cap, "%s", t);
+            *why = "more GPUs than a server has";
+            return "gpu";
+        }
+        tok[n++] = t;
+    }
+    long long v[3] = {0, 0, 0};
+    static const long long hi[3] = {INT32_MAX, 65535, UINT32_MAX};
+    for (int i = 0; i < 3 && (i < 2 || i < n); i++) {
+        if (i >= n || !number_of(tok[i], i == 0 ? 2 : i == 1 ? 1 : 0, hi[i], &v[i])) {
+            snprintf(value, cap, "%s", i < n ? tok[i] : "");
+            *why = i >= n     ? "missing"
+                   : i == 0 ? "not a process id (2 or more)"
+                   : i == 1 ? "not a port (1-65535)"
+                            : "not a user id";
+            return fields[i];
+        }
+    }
+    p->pid = (int)v[0];
+    p->port = (int)v[1];
+    p->run_uid = (unsigned)v[2];
+    if (n <= 3)
+        return NULL;
+    if (n == 4 || !number_of(tok[4], 0, INT64_MAX, &p->mem)) {
+        snprintf(value, cap, "%s", n > 4 ? tok[4] : "");
+        *why = n == 4 ? "missing after its GPU" : "not a quota in bytes (0 or more)";
         return "memory";
     }
-    for (int i = 1; i < ngpu; i++)
-        for (int k = 0; k < i; k++)
-            if (strcmp(gpu[i], gpu[k]) == 0) {
-                snprintf(value, cap, "%s", gpu[i]);
+    for (int i = 3; i < n; i++) {
+        if (i == 4)
+            continue;
+        const char *g = tok[i];
+        snprintf(value, cap, "%s", g);
+        if (strlen(g) >= FX_UUID_MAX) {
+            *why = "too long for a GPU's UUID";
+            return "gpu";
+        }
+        for (int k = 0; k < p->ngpu; k++)
+            if (strcmp(p->gpu[k], g) == 0) {
+                *why = "named twice";
                 return "gpu";
             }
+        bool known = !inv;
+        for (int k = 0; inv && k < inv->ngpu && !known; k++)
+            known = strcmp(inv->gpus[k].uuid, g) == 0;
+        if (!known) {
+            *why = "not a GPU of this node";
+            return "gpu";
+        }
+        snprintf(p->gpu[p->ngpu++], FX_UUID_MAX, "%s", g);
+    }
     return NULL;
 }
 
+/* The real uid process pid runs as; false when it cannot be read. */
+static bool proc_uid(pid_t pid, unsigned *uid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "re");
+    bool got = false;
+    while (f && !got && fgets(line, sizeof(line), f))
+        got = sscanf(line, "Uid: %u", uid) == 1;
+    if (f)
+        fclose(f);
+    return got;
+}
+
+/* The servers of slice uid running now, found without their pid (its
+ * server.pid unreadable or absent), at most max in out; how many. Only
+ * what is provably one: flexpu-remoted with `--slice UID` (ours), leading
+ * its own process group (as fx_remote_spawn starts it: its workers share
+ * its command line but not its pid) and running as a user the servers
+ * run as (--remote-uid or --remote-uid-range; the agent's own when it
+ * does not drop). */
+static int servers_find(const struct fx_remote_serve *s, const char *uid, pid_t *out, int max)
+{
+    DIR *d = opendir("/proc");
+    int n = 0;
+    if (!d)
+        return 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < max) {
+        long long v;
+        if (!number_of(e->d_name, 2, INT32_MAX, &v) || !ours(s, (pid_t)v, uid))
+            continue;
+        struct fx_procstat st;
+        unsigned run;
+        if (fx_procstat_read((pid_t)v, &st, NULL) != 0 || st.pgrp != (int)v ||
+            fx_procstat_ended(&st) || !proc_uid((pid_t)v, &run))
+            continue;
+        bool user = s->cfg.drop ? run == s->cfg.uid || (s->cfg.uid_first &&
+                                                         run >= s->cfg.uid_first &&
+                                                         run <= s->cfg.uid_last)
+                                : run == (unsigned)geteuid();
+        if (user)
+            out[n++] = (pid_t)v;
+    }
+    closedir(d);
+    return n;
+}
+
+/* Reads server.pid at path into buf (at most len - 1 bytes, terminated):
+ * its length, or -1 with errno. */
+static ssize_t server_pid_read(const char *path, char *buf, size_t len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, len - 1);
+    int e = errno;
+    close(fd);
+    if (n < 0) {
+        errno = e;
+        return -1;
+    }
+    if ((size_t)n == len - 1) {
+        errno = EFBIG;
+        return -1;
+    }
+    buf[n] = 0;
+    return n;
+}
+
 /* The servers an earlier agent left: adopted when alive and ours, their
- * directory removed otherwise (and a live one of ours stopped when its
- * server.pid is malformed). */
+ * directory removed otherwise. A live server of ours is stopped when its
+ * server.pid is malformed or unreadable (its holds, or the server itself,
+ * cannot be known), or absent (an agent that ended between the server's
+ * start and the file's write): found then by its command line, group and
+ * user (servers_find). */
 static void adopt(struct fx_remote_serve *s)
 {
     DIR *d = opendir(s->dir);
@@ -236,41 +386,49 @@ static void adopt(struct fx_remote_serve *s)
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.' || strlen(e->d_name) >= sizeof(((struct rslice *)0)->uid))
             continue;
-        char path[600];
+        char path[600], text[128 + FLEXPU_MAX_GPUS * FX_UUID_MAX];
         slice_path(s, e->d_name, "server.pid", path, sizeof(path));
-        FILE *f = fopen(path, "re");
-        int pid = 0, port = 0;
-        unsigned run_uid = 0; /* absent: a server started before the uid range */
-        /* Its GPUs and memory quota (on each): what its slice holds while
-         * it runs, even once its pod is gone (absent: an older agent's
-         * server). The first GPU, then the quota, then the others: an
-         * agent that knew one GPU per server reads the first. */
-        char gpu[FLEXPU_MAX_GPUS][FX_UUID_MAX];
-        int ngpu = 0;
-        long long mem = 0;
-        const char *bad = NULL; /* the malformed field; its value in bad_value */
-        char bad_value[FX_UUID_MAX];
-        _Static_assert(FX_UUID_MAX == 96, "the width in the format below");
-        if (f) {
-            if (fscanf(f, "%d %d %u", &pid, &port, &run_uid) < 2) {
-                pid = 0;
-            } else if (fscanf(f, " %95s %lld", gpu[0], &mem) == 2) {
-                for (ngpu = 1; ngpu < FLEXPU_MAX_GPUS && fscanf(f, " %95s", gpu[ngpu]) == 1;)
-                    ngpu++;
-                bad = server_pid_check(gpu, ngpu, mem, bad_value, sizeof(bad_value));
-            }
-            fclose(f);
+        struct server_pid p = {0};
+        const char *bad = NULL, *why = ""; /* the malformed field; its value in bad_value */
+        char bad_value[FX_UUID_MAX + 16] = "";
+        bool absent = false;
+        if (server_pid_read(path, text, sizeof(text)) < 0) {
+            absent = errno == ENOENT;
+            bad = "server.pid";
+            snprintf(bad_value, sizeof(bad_value), "%s", strerror(errno));
+            why = "cannot be read";
+        } else {
+            bad = server_pid_parse(text, s->cfg.inv, &p, bad_value, sizeof(bad_value), &why);
         }
         struct rslice *r;
-        bool alive = pid > 1 && ours(s, pid, e->d_name);
+        bool alive = !bad && ours(s, p.pid, e->d_name);
         if (bad) {
             /* Its holds cannot be known (a GPU named twice would count its
-             * quota twice, a negative quota none): not adopted. A server
-             * of ours is stopped; its pod, still there, starts it again. */
-            FX_WARN(COMP, "remote server's server.pid is malformed: the server is stopped",
-                    "pod_uid=%s pid=%d field=%s value=%s", e->d_name, pid, bad, bad_value);
-            if (alive)
-                kill(-pid, SIGKILL);
+             * quota twice, a negative quota none, an unknown GPU one
+             * nothing has), or its server: not adopted. A server of ours
+             * is stopped; its pod, still there, starts it again. */
+            pid_t found[5];
+            int nfound = servers_find(s, e->d_name, found, 4);
+            /* The pid it names, when that is ours though found otherwise
+             * not (its user no longer the servers'): as before the scan. */
+            bool listed = p.pid < 2 || !ours(s, p.pid, e->d_name);
+            for (int i = 0; i < nfound && !listed; i++)
+                listed = found[i] == p.pid;
+            if (!listed)
+                found[nfound++] = p.pid;
+            for (int i = 0; i < nfound; i++)
+                kill(-found[i], SIGKILL);
+            char pids[64] = "";
+            for (int i = 0, at = 0; i < nfound && at < (int)sizeof(pids); i++)
+                at += snprintf(pids + at, sizeof(pids) - (size_t)at, "%s%d", i ? "," : "",
+                               (int)found[i]);
+            if (!absent)
+                FX_WARN(COMP, "remote server's server.pid is malformed: its server is stopped",
+                        "pod_uid=%s file=%s field=%s value=\"%s\" why=\"%s\" stopped=%s",
+                        e->d_name, path, bad, bad_value, why, nfound ? pids : "none");
+            else if (nfound)
+                FX_WARN(COMP, "remote server without a server.pid stopped",
+                        "pod_uid=%s file=%s stopped=%s", e->d_name, path, pids);
             slice_files_remove(s, e->d_name);
             continue;
         }
@@ -280,22 +438,22 @@ static void adopt(struct fx_remote_serve *s)
              * slice sees. Stopped; the supervisor starts it again as a
              * slice (its clients get an error, as at a server's restart). */
             FX_WARN(COMP, "remote server outside the node's arbiter stopped; it is started "
-                    "again as a slice", "pod_uid=%s pid=%d", e->d_name, pid);
-            kill(-pid, SIGKILL);
+                    "again as a slice", "pod_uid=%s pid=%d", e->d_name, p.pid);
+            kill(-p.pid, SIGKILL);
             alive = false;
         }
         if (alive && (r = slice_get(s, e->d_name, true))) {
-            r->pid = pid;
-            r->port = port;
-            r->run_uid = run_uid; /* still taken: not given to another slice */
+            r->pid = p.pid;
+            r->port = p.port;
+            r->run_uid = p.run_uid; /* still taken: not given to another slice */
             /* Its pod, once listed, plans it again (pod_seen). */
-            memcpy(r->sv.gpu_uuid, gpu, (size_t)ngpu * sizeof(gpu[0]));
-            r->sv.ngpu = ngpu;
-            r->sv.slice.memory = ngpu ? mem : 0;
+            memcpy(r->sv.gpu_uuid, p.gpu, (size_t)p.ngpu * sizeof(p.gpu[0]));
+            r->sv.ngpu = p.ngpu;
+            r->sv.slice.memory = p.ngpu ? p.mem : 0;
             r->adopted = true;
             r->started_ms = now_ms();
             FX_INFO(COMP, "remote server adopted", "pod_uid=%s pid=%d port=%d uid=%u", r->uid,
-                    pid, port, run_uid);
+                    p.pid, p.port, p.run_uid);
         } else {
             slice_files_remove(s, e->d_name);
         }

@@ -1692,14 +1692,37 @@ static void test_agent_two_gpus(void **state)
     assert_false(group_alive(pid));
 }
 
-/* A server.pid naming a GPU twice (its quota would count twice there) or a
- * negative quota (counted nowhere) is malformed: a restarted agent does not
- * adopt the server it names but stops it at once (SIGKILL: this one ignores
- * SIGTERM and the stop wait is long, so an adopted one would still be
- * stopping) and removes its files; the plugin's view holds nothing for it.
- * Each round: a server started for pod "new", the agent stopped (the
- * server stays), its server.pid rewritten, the pod deleted, the agent
- * started again. */
+/* The agent's warnings about server.pid (adopt), kept for the test that
+ * reads them; every line still goes to stderr. The agent's threads log
+ * too: under a lock. */
+static pthread_mutex_t pid_logged_mu = PTHREAD_MUTEX_INITIALIZER;
+static char pid_logged[4096];
+
+static void keep_pid_line(const char *line, void *ctx)
+{
+    (void)ctx;
+    fprintf(stderr, "%s\n", line);
+    if (!strstr(line, "server.pid"))
+        return;
+    pthread_mutex_lock(&pid_logged_mu);
+    size_t n = strlen(pid_logged);
+    snprintf(pid_logged + n, sizeof(pid_logged) - n, "%s\n", line);
+    pthread_mutex_unlock(&pid_logged_mu);
+}
+
+/* A server.pid whose holds or server cannot be known is malformed: a GPU
+ * named twice (its quota would count twice there), a negative quota
+ * (counted nowhere), a GPU this node does not have (a hold on nothing), a
+ * pid that cannot be read or none at all. A restarted agent does not adopt
+ * the server but stops it at once (SIGKILL: this one ignores SIGTERM and
+ * the stop wait is long, so an adopted one would still be stopping),
+ * found by its command line, group and user where its pid is unknown, and
+ * removes its files, saying which field of which file with what value;
+ * the plugin's view holds nothing for it. So is a live server whose
+ * server.pid is absent (an agent that ended before writing it). Each
+ * round: a server started for pod "new", the agent stopped (the server
+ * stays), its server.pid rewritten, the pod deleted, the agent started
+ * again. */
 static void test_adopt_malformed_server_pid(void **state)
 {
     struct agent_fixture *f = *state;
@@ -1709,8 +1732,19 @@ static void test_adopt_malformed_server_pid(void **state)
     char *with = agent_list(f, json_pack("[O]", pod)), *without = agent_list(f, json_pack("[]"));
     f->api.all = f->api.labelled = with;
     f->cfg.stop_wait_ms = 600000;
-    static const char *const tails[] = {"GPU-g1-0 1024 GPU-g1-0", "GPU-g1-0 -1"};
-    for (int round = 0; round < 2; round++) {
+    /* tail: after "PID PORT UID"; else text: the whole file (NULL: none). */
+    static const struct {
+        const char *tail, *text, *logged;
+    } rounds[] = {
+        {"GPU-g1-0 1024 GPU-g1-0", NULL, "field=gpu value=\"GPU-g1-0\""},
+        {"GPU-g1-0 -1", NULL, "field=memory value=\"-1\""},
+        {"GPU-g9-0 1024", NULL, "field=gpu value=\"GPU-g9-0\""},
+        {NULL, "pid 7100\n", "field=pid value=\"pid\""},
+        {NULL, "", "field=pid value=\"\""},
+        {NULL, NULL, "without a server.pid"},
+    };
+    enum flexpu_log_level was = flexpu_log_get_level();
+    for (size_t round = 0; round < sizeof(rounds) / sizeof(rounds[0]); round++) {
         if (round == 0)
             agent_start(f);
         else
@@ -1723,10 +1757,19 @@ static void test_adopt_malformed_server_pid(void **state)
         int rpid = 0;
         unsigned run_uid = recorded_uid(f->root, "uid-new", &rpid);
         assert_int_equal(rpid, pid);
-        snprintf(text, sizeof(text), "%d 7100 %u %s\n", pid, run_uid, tails[round]);
-        write_file(path, text, 0600);
+        if (rounds[round].tail) {
+            snprintf(text, sizeof(text), "%d 7100 %u %s\n", pid, run_uid, rounds[round].tail);
+            write_file(path, text, 0600);
+        } else if (rounds[round].text) {
+            write_file(path, rounds[round].text, 0600);
+        } else {
+            assert_int_equal(unlink(path), 0);
+        }
         __atomic_store_n(&f->api.all, without, __ATOMIC_RELEASE);
         __atomic_store_n(&f->api.labelled, without, __ATOMIC_RELEASE);
+        pid_logged[0] = 0;
+        flexpu_log_set_level(FLEXPU_LOG_INFO);
+        flexpu_log_set_sink(keep_pid_line, NULL);
         agent_serve(f);
         bool alive = true;
         for (int t = 0; t < 200 && (alive = group_alive(pid)); t++)
@@ -1735,17 +1778,32 @@ static void test_adopt_malformed_server_pid(void **state)
         int n = fx_remote_serve_holds(f->s, "GPU-g1-0", h, 4);
         if (alive) {
             kill(-pid, SIGKILL);
-            fail_msg("server.pid \"... %s\": server %d adopted (still running), %d hold(s) "
-                     "on GPU-g1-0", tails[round], pid, n);
+            fail_msg("server.pid \"%s\": server %d adopted or left (still running), %d "
+                     "hold(s) on GPU-g1-0", rounds[round].tail ? rounds[round].tail
+                     : rounds[round].text ? rounds[round].text : "(none)", pid, n);
         }
         assert_int_equal(holds_within(f, 0, 10000), 0);
         assert_true(slice_gone_within(f->root, "uid-new", 10000));
         snprintf(path, sizeof(path), "%s/remote/uid-new", f->root);
         assert_true(access(path, F_OK) != 0);
+        /* Said once, with the file, the field and its value, and the
+         * server stopped. */
+        char stopped[32];
+        snprintf(stopped, sizeof(stopped), "stopped=%d", pid);
+        pthread_mutex_lock(&pid_logged_mu);
+        char said[sizeof(pid_logged)];
+        snprintf(said, sizeof(said), "%s", pid_logged);
+        pthread_mutex_unlock(&pid_logged_mu);
+        if (!strstr(said, rounds[round].logged) || !strstr(said, stopped) ||
+            !strstr(said, "/remote/uid-new/server.pid") || strchr(said, '\n') != strrchr(said, '\n'))
+            fail_msg("round %zu: want one warning with %s and %s, logged:\n%s", round,
+                     rounds[round].logged, stopped, said);
         /* The pod again: a new server for the next round. */
         __atomic_store_n(&f->api.all, with, __ATOMIC_RELEASE);
         __atomic_store_n(&f->api.labelled, with, __ATOMIC_RELEASE);
         agent_stop(f, true);
+        flexpu_log_set_sink(NULL, NULL);
+        flexpu_log_set_level(was);
     }
 }
 
