@@ -377,11 +377,13 @@ static ssize_t server_pid_read(const char *path, char *buf, size_t len)
  * cannot be known), or absent (an agent that ended between the server's
  * start and the file's write): found then by its command line, group and
  * user (servers_find). */
-static void adopt(struct fx_remote_serve *s)
+static int adopt(struct fx_remote_serve *s, struct flexpu_error *err)
 {
     DIR *d = opendir(s->dir);
     if (!d)
-        return;
+        return flexpu_error_set(err, FLEXPU_EIO, "remote slices: cannot read '%s' (the "
+                                "servers an earlier agent left, to adopt): %s",
+                                s->dir, strerror(errno));
     struct dirent *e;
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.' || strlen(e->d_name) >= sizeof(((struct rslice *)0)->uid))
@@ -459,6 +461,7 @@ static void adopt(struct fx_remote_serve *s)
         }
     }
     closedir(d);
+    return 0;
 }
 
 /* Lock held. Replaces the copy the plugin's questions read (view_mu),
@@ -1291,14 +1294,16 @@ struct fx_remote_serve *fx_remote_serve_start(const struct fx_remote_serve_confi
     pthread_mutex_init(&s->view_mu, NULL);
     s->watch_client = kube_client_new(cfg->kube, "flexpu-node", err);
     s->client = s->watch_client ? kube_client_new(cfg->kube, "flexpu-node", err) : NULL;
-    if (!s->client) {
+    /* Without its predecessor's servers known, a second server would be
+     * started beside each: no start at all. */
+    if (!s->client || adopt(s, err) != 0) {
+        kube_client_free(s->client);
         kube_client_free(s->watch_client);
         pthread_mutex_destroy(&s->view_mu);
         pthread_mutex_destroy(&s->mu);
         free(s);
         return NULL;
     }
-    adopt(s);
     pthread_create(&s->watch_tid, NULL, watch_main, s);
     pthread_create(&s->sup_tid, NULL, sup_main, s);
     FX_INFO(COMP, "serving remote slices", "node=%s address=%s ports=%d-%d server=%s",

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/prctl.h>
@@ -1807,6 +1808,30 @@ static void test_adopt_malformed_server_pid(void **state)
     }
 }
 
+/* <root>/remote, where the servers an earlier agent left are found,
+ * that cannot be read (here a file, not a directory): the agent does not
+ * start, naming it, rather than start a second server beside each one it
+ * could not adopt. */
+static void test_adopt_unreadable_dir(void **state)
+{
+    struct agent_fixture *f = *state;
+    agent_setup(f, &(struct agent_opts){.name = "remote-nodir", .port_min = 47900});
+    char path[128];
+    snprintf(path, sizeof(path), "%s/remote", f->root);
+    write_file(path, "", 0600);
+    http_start(&f->srv);
+    f->serving = true;
+    loopback_config(f->srv.port, &f->kc);
+    struct flexpu_error err = {0};
+    f->s = fx_remote_serve_start(&f->cfg, &err);
+    if (f->s) {
+        agent_stop(f, true);
+        fail_msg("the agent started with %s not a directory", path);
+    }
+    assert_non_null(strstr(err.msg, path));
+    assert_non_null(strstr(err.msg, strerror(ENOTDIR)));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1829,6 +1854,8 @@ int main(void)
         cmocka_unit_test(test_server_plan_cap),
         cmocka_unit_test_setup_teardown(test_agent_two_gpus, agent_alloc, agent_teardown),
         cmocka_unit_test_setup_teardown(test_adopt_malformed_server_pid, agent_alloc,
+                                        agent_teardown),
+        cmocka_unit_test_setup_teardown(test_adopt_unreadable_dir, agent_alloc,
                                         agent_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
