@@ -22,8 +22,17 @@ struct spawn_fail {
     int step, err;
 };
 
-static const char *const steps[] = {"setsid", "dup2", "close the descriptors", "no_new_privs",
-                                    "setgroups", "setresgid", "setresuid", "execve"};
+static const char *const steps[] = {"setsid",       "dup2",      "close the descriptors",
+                                    "oom_score_adj", "no_new_privs", "setgroups",
+                                    "setresgid",     "setresuid",    "execve"};
+
+/* What the child writes to /proc/self/oom_score_adj: the most a process can
+ * be chosen by the OOM killer. A server and its workers (forked: they
+ * inherit it, and exec keeps it) share the agent's container and its
+ * memory limit; on memory pressure they go first, never the agent that
+ * serves every slice of the node (docs/REMOTE.md, "The servers' host
+ * memory"). Raising one's own needs no privilege. */
+#define SERVER_OOM_SCORE_ADJ "1000"
 
 /* In the child of fork: only system calls from here to exec (the agent is
  * threaded). Raw setgroups/setresgid/setresuid: glibc's wrappers would
@@ -56,20 +65,36 @@ static void child(const struct fx_remote_spawn *sp, const int fds[5], int report
             close(fd);
     }
     f.step = 3;
+    /* Before the change of user: the process's /proc files are root's
+     * then, and stop being writable to it once it is another user. A
+     * server that cannot be marked is not started: it would compete with
+     * the agent for the container's memory. */
+    int adj = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    if (adj < 0)
+        goto fail;
+    ssize_t w = write(adj, SERVER_OOM_SCORE_ADJ, sizeof(SERVER_OOM_SCORE_ADJ) - 1);
+    if (w != (ssize_t)sizeof(SERVER_OOM_SCORE_ADJ) - 1) {
+        int e = w < 0 ? errno : EIO;
+        close(adj);
+        errno = e;
+        goto fail;
+    }
+    close(adj);
+    f.step = 4;
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
         goto fail;
     if (sp->drop) {
-        f.step = 4;
+        f.step = 5;
         if (syscall(SYS_setgroups, 0, NULL) != 0)
             goto fail;
-        f.step = 5;
+        f.step = 6;
         if (syscall(SYS_setresgid, sp->gid, sp->gid, sp->gid) != 0)
             goto fail;
-        f.step = 6;
+        f.step = 7;
         if (syscall(SYS_setresuid, sp->uid, sp->uid, sp->uid) != 0)
             goto fail;
     }
-    f.step = 7;
+    f.step = 8;
     execve(sp->bin, sp->argv, sp->envp);
 fail:
     f.err = errno;

@@ -11,6 +11,9 @@
  *    whatever its close-on-exec flag);
  *  - a session of its own (the agent stops it with its workers as one
  *    group), an empty signal mask, no_new_privs;
+ *  - oom_score_adj 1000, kept by its workers: on memory pressure in the
+ *    agent's container the OOM killer takes a server first, never the
+ *    agent (docs/REMOTE.md, "The servers' host memory");
  *  - when `drop`: no supplementary groups and the given gid and uid (real,
  *    effective and saved), set before exec, so the server never runs as
  *    root. */

@@ -26,7 +26,7 @@
 #    through the server), and records the endpoint on the pod; as root,
 #    the server runs as a user of its own (--remote-uid-range 61000-61009,
 #    recorded in its server.pid, its ledger directory that user's; group
-#    65534) with no_new_privs and holds no descriptor on the cluster key or
+#    65534) with no_new_privs and oom_score_adj 1000 and holds no descriptor on the cluster key or
 #    its token file (neither of which that user can open); the server
 #    killed and started again, and its agent restarted, it keeps that uid;
 #  - the kubelet's calls to cpu-r's plugin (test/e2e/remote_kubelet.c:
@@ -237,6 +237,13 @@ fi
 # read the token from the descriptor it was given, then closed it).
 status="$(cat "/proc/$spid/status")"
 grep -q $'^NoNewPrivs:\t1$' <<<"$status" || fail "the server may gain privileges: $status"
+# The OOM killer's first choice in the agent's container (docs/REMOTE.md,
+# "The servers' host memory"), and so is any worker it forked.
+for p in "$spid" $(pgrep -P "$spid"); do
+  adj="$(cat "/proc/$p/oom_score_adj" 2>/dev/null || echo gone)"
+  [ "$adj" = 1000 ] || [ "$adj" = gone ] || fail "process $p of the server has oom_score_adj $adj, not 1000"
+done
+[ "$(cat "/proc/$spid/oom_score_adj")" = 1000 ] || fail "the server's oom_score_adj is not 1000"
 if [ "$(id -u)" = 0 ]; then
   grep -q $'^Uid:\t'"$ruid"$'\t'"$ruid"$'\t'"$ruid"$'\t'"$ruid"'$' <<<"$status" &&
     grep -q $'^Gid:\t65534\t65534\t65534\t65534$' <<<"$status" &&
@@ -249,11 +256,11 @@ if [ "$(id -u)" = 0 ]; then
     fail "user $ruid can read the cluster key"
   ! setpriv --reuid "$ruid" --regid 65534 --clear-groups cat "$work/root/remote/$uid/token" \
     >/dev/null 2>&1 || fail "user $ruid can read the slice's token file"
-  ids="the slice's own user $ruid, no_new_privs, no key or token descriptor"
+  ids="the slice's own user $ruid, no_new_privs, oom_score_adj 1000, no key or token descriptor"
 else
   grep -q "not root: the remote servers run as this agent's user" "$work/node.log" ||
     fail "the agent, not root, did not warn that it cannot change the servers' user"
-  ids="this agent's user (not root: said in its log), no_new_privs"
+  ids="this agent's user (not root: said in its log), no_new_privs, oom_score_adj 1000"
 fi
 wait "$app" || fail "the program failed: $(cat "$work/app.out")"
 echo "$(cat "$work/app.out")" | sed 's/^/remote-e2e:      /'

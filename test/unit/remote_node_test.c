@@ -456,6 +456,7 @@ static const char fake_server[] =
     "#!/bin/sh\n"
     "echo \"ids $(id -u) $(id -g) $(id -G)\"\n"
     "grep '^NoNewPrivs:' /proc/self/status\n"
+    "echo \"oom_score_adj $(cat /proc/$$/oom_score_adj) child $(cat /proc/self/oom_score_adj)\"\n"
     "echo \"token $(cat <&3)\"\n"
     "echo 7123 >&4\n"
     "ls -l /proc/$$/fd\n"
@@ -492,6 +493,7 @@ static void test_spawn(void **state)
                                  .uid = 65534, .gid = 65534};
     struct flexpu_error err = {0};
     pid_t pid = 0;
+    char *adj_before = read_all("/proc/self/oom_score_adj");
     assert_int_equal(fx_remote_spawn(&sp, &pid, &err), 0);
     assert_true(pid > 0);
     int st = 0;
@@ -501,6 +503,13 @@ static void test_spawn(void **state)
     close(leaked_dir);
     char *out = read_all(logf);
     assert_non_null(strstr(out, "NoNewPrivs:\t1"));
+    /* The OOM killer's first choice, and so are the processes it forks
+     * (the workers): the agent's own score is untouched. */
+    assert_non_null(strstr(out, "oom_score_adj 1000 child 1000\n"));
+    char *adj_after = read_all("/proc/self/oom_score_adj");
+    assert_string_equal(adj_after, adj_before);
+    free(adj_after);
+    free(adj_before);
     assert_non_null(strstr(out, "token slice-token-0123456789abcdef\n"));
     assert_non_null(strstr(out, "env FLEXPU_TENANT=uid-1\n"));
     assert_null(strstr(out, "the-cluster-key"));
