@@ -401,6 +401,18 @@ static int do_module_load(struct fx_srv_conn *c, const struct fx_wire_req *q)
     if (hdr.magic != FX_FATBIN_MAGIC || hdr.header_size < sizeof hdr ||
         hdr.header_size > n || hdr.fat_size > n - hdr.header_size)
         return cudaErrorInvalidKernelImage;
+    /* What the driver keeps of the connection's modules is host memory of
+     * this worker, in the agent's container: bounded, as a tenant could
+     * otherwise load MAX_MODULES images of 64 MiB (docs/REMOTE.md, "The
+     * servers' host memory"). */
+    if (n > c->max_module_bytes - c->module_bytes) {
+        if (!c->module_refused)
+            FX_WARN(COMP, "module refused: the connection's modules would exceed --max-module-mib",
+                    "image_bytes=%zu loaded_bytes=%zu max_module_mib=%zu", n, c->module_bytes,
+                    c->max_module_bytes >> 20);
+        c->module_refused = 1;
+        return cudaErrorMemoryAllocation;
+    }
     size_t slot = 0;
     while (slot < c->nmods && c->mods[slot].m)
         slot++;
@@ -419,7 +431,8 @@ static int do_module_load(struct fx_srv_conn *c, const struct fx_wire_req *q)
         return fx_srv_cuda_error(r);
     if (slot == c->nmods)
         c->nmods++;
-    c->mods[slot] = (struct module){m, q->h.dev};
+    c->mods[slot] = (struct module){m, q->h.dev, n};
+    c->module_bytes += n;
     fx_wr_u32(&c->out, (uint32_t)slot + 1);
     return cudaSuccess;
 }
@@ -437,6 +450,7 @@ static int do_module_unload(struct fx_srv_conn *c, const struct fx_wire_req *q)
     if (r != CUDA_SUCCESS)
         return fx_srv_cuda_error(r);
     c->mods[id - 1].m = NULL;
+    c->module_bytes -= c->mods[id - 1].bytes;
     /* Its functions are gone with it: a launch of one is refused, never
      * handed to the driver. */
     for (size_t i = 0; i < c->nfuncs; i++)
@@ -459,8 +473,8 @@ static int param_layout(struct fx_srv_conn *c, struct func *fn)
             return fx_srv_cuda_error(r);
         if (size == 0 || off > FX_WIRE_ARGS_MAX || size > FX_WIRE_ARGS_MAX - off)
             return cudaErrorNotSupported;
-        fn->offset[i] = (uint32_t)off;
-        fn->size[i] = (uint32_t)size;
+        fn->offset[i] = (uint16_t)off;
+        fn->size[i] = (uint16_t)size;
         fn->nparams = (unsigned)i + 1;
         if (off + size > fn->args_len)
             fn->args_len = off + size;
@@ -575,6 +589,8 @@ static int dispatch(struct fx_srv_conn *c, const struct fx_wire_req *q)
 /* --- The connection ----------------------------------------------------------- */
 
 #define IN_STEP (64u << 10) /* the frame buffer grows from this, as bytes arrive */
+/* The frame buffer kept between frames: a copy's chunk and its fields. */
+#define IN_KEEP (FX_WIRE_CHUNK + 4096u)
 
 /* Reads a frame's payload of `len` bytes into c->in by `deadline`, growing
  * the buffer as the bytes arrive (never to the length a header announces
@@ -601,11 +617,16 @@ static int read_payload(struct fx_srv_conn *c, size_t len, int64_t deadline)
     return 0;
 }
 
+/* The longest HELLO: its version and its token's length and bytes. */
+#define HELLO_MAX (8u + FX_WIRE_TOKEN_MAX)
+
 /* Reads one frame into c->in. Its first byte may take until `start_by`
  * (-1: for ever: a client may idle), the whole frame until frame_timeout_ms
  * after that byte, and never past `start_by`'s bound when `whole_by` is set
- * (HELLO: one deadline from the connection's start). 0, or -1 when the
- * client left, was too slow or broke the protocol (logged). */
+ * (HELLO: one deadline from the connection's start, and no more than
+ * HELLO_MAX bytes: a worker not yet given a slot holds no frame buffer of
+ * 64 MiB). 0, or -1 when the client left, was too slow or broke the
+ * protocol (logged). */
 static int read_frame(struct fx_srv_conn *c, struct fx_wire_req *q, int64_t start_by,
                       int whole_by)
 {
@@ -626,6 +647,11 @@ static int read_frame(struct fx_srv_conn *c, struct fx_wire_req *q, int64_t star
     }
     if (fx_wire_hdr_decode(hb, &h, &err) != 0 || (h.op & FX_WIRE_REPLY)) {
         FX_WARN(COMP, "protocol error", "error=\"%s\" op=%u", err.msg, (unsigned)h.op);
+        return -1;
+    }
+    if (whole_by && h.len > HELLO_MAX) {
+        FX_WARN(COMP, "protocol error: the first frame is longer than a HELLO", "op=%u len=%u max=%u",
+                (unsigned)h.op, h.len, HELLO_MAX);
         return -1;
     }
     rc = read_payload(c, h.len, deadline);
@@ -768,6 +794,7 @@ struct fx_srv_conn *fx_srv_conn_new(const struct fx_srv_opts *opts)
     c->cur = -1;
     c->ch.fd = -1;
     c->last_write_ms = fx_mono_ms();
+    c->max_module_bytes = opts->max_module_bytes ? opts->max_module_bytes : FX_SRV_MODULE_BYTES;
     fx_wr_init(&c->out, FX_WIRE_HDR_SIZE + FX_WIRE_MAX_PAYLOAD);
     return c;
 }
@@ -829,6 +856,13 @@ int fx_srv_serve(int fd, const struct fx_srv_opts *opts)
         while (!c->broken && read_frame(c, &q, -1, 0) == 0) {
             fx_srv_handle(c, &q);
             flush_out(c);
+            /* A frame larger than a copy's (a fat binary, up to 64 MiB)
+             * does not keep its buffer for the connection's life. */
+            if (c->in_cap > IN_KEEP) {
+                fx_free(c->in);
+                c->in = NULL;
+                c->in_cap = 0;
+            }
         }
         clean = !c->broken;
         if (c->ndev)

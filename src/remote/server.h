@@ -8,12 +8,21 @@
 
 #include <stddef.h>
 
+/* --max-module-mib's default: what a framework's kernels loaded by one
+ * process take (its fat binaries of every architecture, sent whole at a
+ * kernel's first launch), with room. */
+#define FX_SRV_MODULE_BYTES ((size_t)1024 << 20)
+
 struct fx_srv_opts {
     const unsigned char *token; /* NULL: no token is asked for */
     size_t token_len;
     int hello_timeout_ms;    /* the TLS handshake and HELLO, from the connection's start */
     int frame_timeout_ms;    /* a frame either way, from its first byte to its last */
     int progress_ms;         /* PROGRESS frames while a request is being served */
+    /* Bytes of fat binaries one connection may hold loaded at once (the
+     * driver keeps a loaded module's code in the worker's host memory);
+     * 0: FX_SRV_MODULE_BYTES. A load beyond is cudaErrorMemoryAllocation. */
+    size_t max_module_bytes;
     /* The worker's socket to its listener, or -1 (every client served):
      * with the HELLO's token checked, the worker writes 'A' and is served
      * only if the listener answers 'Y' (one of --max-clients slots);

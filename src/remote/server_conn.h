@@ -85,15 +85,20 @@ struct stream {
 struct module {
     CUmodule m; /* NULL: free slot */
     int dev;
+    size_t bytes; /* its image's, counted in module_bytes while loaded */
 };
 
+/* offset and size are at most FX_WIRE_ARGS_MAX: 16 bits each keep the
+ * table of MAX_FUNCS at half the host memory (docs/REMOTE.md, "The
+ * servers' host memory"). */
+_Static_assert(FX_WIRE_ARGS_MAX <= UINT16_MAX, "a parameter's offset fits 16 bits");
 struct func {
     CUfunction f; /* NULL once its module is unloaded */
     uint32_t mod; /* its module's id */
     int dev;      /* its module's device */
     unsigned nparams;
     size_t args_len; /* bytes of the parameter buffer */
-    uint32_t offset[FX_WIRE_PARAMS_MAX], size[FX_WIRE_PARAMS_MAX];
+    uint16_t offset[FX_WIRE_PARAMS_MAX], size[FX_WIRE_PARAMS_MAX];
 };
 
 struct fx_srv_conn {
@@ -108,6 +113,9 @@ struct fx_srv_conn {
     size_t nstreams, cap_streams;
     struct module *mods;
     size_t nmods, cap_mods;
+    size_t module_bytes, max_module_bytes; /* images loaded; their bound (server.h) */
+    int module_refused;                    /* a refusal was logged (once: a client at the
+                                            * bound may retry without end) */
     struct func *funcs;
     size_t nfuncs, cap_funcs;
     int32_t deferred; /* first error of a NO_REPLY request since the last reply */

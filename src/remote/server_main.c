@@ -47,6 +47,9 @@ static const char usage[] =
     "                        start (default 10000)\n"
     "  --frame-timeout-ms N  a frame either way, first byte to last\n"
     "                        (default 60000)\n"
+    "  --max-module-mib N    fat binaries one client may hold loaded, in MiB,\n"
+    "                        1 to 65536 (default 1024); a kernel's module\n"
+    "                        beyond is cudaErrorMemoryAllocation\n"
     "  --token-fd N          the token from open descriptor N (as --token-file;\n"
     "                        the node agent's way: the file stays unreadable to\n"
     "                        the server's own user)\n"
@@ -373,13 +376,15 @@ int main(int argc, char **argv)
                                              {"max-preauth", required_argument, 0, 'P'},
                                              {"hello-timeout-ms", required_argument, 0, 'H'},
                                              {"frame-timeout-ms", required_argument, 0, 'F'},
+                                             {"max-module-mib", required_argument, 0, 'M'},
                                              {"log-level", required_argument, 0, 'v'},
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
     const char *listen_addr = NULL, *token_file = NULL, *port_file = NULL, *slice = "";
     int insecure = 0, max_clients = 16, max_preauth = 32, token_fd = -1, port_fd = -1;
     struct fx_srv_opts opts = {.hello_timeout_ms = 10000, .frame_timeout_ms = 60000,
-                               .progress_ms = 250, .ctl_fd = -1};
+                               .progress_ms = 250, .ctl_fd = -1,
+                               .max_module_bytes = FX_SRV_MODULE_BYTES};
     flexpu_log_set_timestamps(1);
     flexpu_log_set_level(FLEXPU_LOG_INFO);
     /* Not dumpable: the node's servers share one unprivileged user, and
@@ -419,6 +424,13 @@ int main(int argc, char **argv)
             if (int_option("frame-timeout-ms", optarg, 100, 3600000, &opts.frame_timeout_ms) != 0)
                 return 2;
             break;
+        case 'M': {
+            int mib = 0;
+            if (int_option("max-module-mib", optarg, 1, 65536, &mib) != 0)
+                return 2;
+            opts.max_module_bytes = (size_t)mib << 20;
+            break;
+        }
         case 'v':
             if (flexpu_log_level_option("flexpu-remoted", optarg) != 0)
                 return 2;
@@ -467,8 +479,9 @@ int main(int argc, char **argv)
      * (writes use MSG_NOSIGNAL anyway). */
     signal(SIGPIPE, SIG_IGN);
     FX_INFO(COMP, "listening", "slice=%s address=%s port=%d token=%s max_clients=%d "
-            "max_preauth=%d uid=%d", slice, listen_addr, port, have_token ? "required" : "none",
-            max_clients, max_preauth, (int)getuid());
+            "max_preauth=%d max_module_mib=%zu uid=%d", slice, listen_addr, port,
+            have_token ? "required" : "none", max_clients, max_preauth,
+            opts.max_module_bytes >> 20, (int)getuid());
     serve_forever(lfd, &opts, max_clients, max_preauth);
     return 1;
 }

@@ -710,6 +710,75 @@ static int loop(void)
     return 1;
 }
 
+/* A tenant that makes its worker load fat binaries until refused
+ * (docs/REMOTE.md, "The servers' host memory"): `count` of them, `mib`
+ * MiB each (a kernel, then padding), one launch of each kernel adding 1 to
+ * one word. Prints how many loaded and the first refusal; the kernels
+ * loaded still run and the connection still serves. */
+static int modules(int count, size_t mib)
+{
+    static char keys[64]; /* the kernels' host stubs: only their addresses count */
+    static const char text[] = "fakecubin\nk add_u32 4,8,4,4\n";
+    EXPECT(count > 0 && count <= (int)sizeof keys && mib >= 1 && mib < 64);
+    size_t size = mib << 20;
+    uint32_t *d = NULL, word = 0;
+    CHECK(cudaMalloc((void **)&d, 4));
+    CHECK(cudaMemset(d, 0, 4));
+    int loaded = 0;
+    cudaError_t refused = 0;
+    for (int i = 0; i < count; i++) {
+        /* The fat binary's header (16 bytes), one entry's header (16), its
+         * payload; calloc'd, so the kernels' text ends at a NUL. */
+        unsigned char *img = calloc(1, size);
+        EXPECT(img != NULL);
+        uint32_t magic = 0xBA55ED50u, entry_hdr = 16;
+        uint16_t version = 1, hdr = 16, kind = 2;
+        uint64_t fat = size - 16, payload = size - 32;
+        memcpy(img, &magic, 4);
+        memcpy(img + 4, &version, 2);
+        memcpy(img + 6, &hdr, 2);
+        memcpy(img + 8, &fat, 8);
+        memcpy(img + 16, &kind, 2);
+        memcpy(img + 20, &entry_hdr, 4);
+        memcpy(img + 24, &payload, 8);
+        memcpy(img + 32, text, sizeof text - 1);
+        struct {
+            int magic, version;
+            const void *data;
+            void *filename_or_fatbins;
+        } *wrap = calloc(1, sizeof *wrap); /* kept: registered for the process's life */
+        EXPECT(wrap != NULL);
+        wrap->magic = 0x466243b1;
+        wrap->version = 1;
+        wrap->data = img;
+        void **h = __cudaRegisterFatBinary(wrap);
+        __cudaRegisterFunction(h, &keys[i], (char *)"k", "k", -1, NULL, NULL, NULL, NULL, NULL);
+        __cudaRegisterFatBinaryEnd(h);
+        unsigned us = 0, n = 1, v = 1;
+        void *args[] = {&us, &d, &n, &v};
+        dim3 one = {1, 1, 1};
+        cudaError_t e = cudaLaunchKernel(&keys[i], one, one, args, 0, NULL);
+        if (e == 0 && !refused)
+            loaded++;
+        else if (e != 0 && !refused)
+            refused = e;
+        else
+            EXPECT(e == refused); /* once refused, each further module too */
+    }
+    /* A kernel already loaded runs again; the connection still serves. */
+    unsigned us = 0, n = 1, v = 1;
+    void *args[] = {&us, &d, &n, &v};
+    dim3 one = {1, 1, 1};
+    CHECK(cudaLaunchKernel(&keys[0], one, one, args, 0, NULL));
+    CHECK(cudaDeviceSynchronize());
+    CHECK(cudaMemcpy(&word, d, 4, cudaMemcpyDeviceToHost));
+    EXPECT(word == (uint32_t)loaded + 1);
+    printf("modules: %d of %d MiB loaded, then %s; loaded kernels still run\n", loaded, (int)mib,
+           refused ? cudaGetErrorName(refused) : "none refused");
+    CHECK(cudaFree(d));
+    return 0;
+}
+
 static double now_s(void)
 {
     struct timespec ts;
@@ -773,6 +842,8 @@ int main(int argc, char **argv)
         return bench(strtoul(argv[2], NULL, 10));
     if (strcmp(mode, "loop") == 0)
         return loop();
+    if (strcmp(mode, "modules") == 0 && argc == 4)
+        return modules(atoi(argv[2]), (size_t)atoi(argv[3]));
     if (strcmp(mode, "longsync") == 0)
         return longsync();
     if (strcmp(mode, "deepqueue") == 0)
@@ -791,6 +862,6 @@ int main(int argc, char **argv)
         return e != 0 && n == 0 ? 0 : 1;
     }
     fprintf(stderr, "usage: remote_app basic|blas|threads|quota|multi|hold MIB|longsync|deepqueue|hello|"
-                    "loop|nodevice|bench MIB\n");
+                    "loop|nodevice|bench MIB|modules COUNT MIB\n");
     return 2;
 }

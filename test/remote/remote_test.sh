@@ -34,7 +34,7 @@ chmod 600 "$work/token"
 echo "wrong-token-wrong-token-wrong" > "$work/bad-token"
 
 # Starts the server in its own process group (so the test can kill or stop
-# it with its workers) and waits for its port.
+# it with its workers) and waits for its port; arguments: more options.
 start_server() {
     rm -f "$work/port"
     setsid env LD_PRELOAD="$runtime_lib" LD_LIBRARY_PATH="$fake_dir" \
@@ -43,7 +43,7 @@ start_server() {
         FLEXPU_STATE_DIR="$work/state" FAKECUDA_DIR="$work/fake" \
         ASAN_OPTIONS=detect_leaks=0 \
         "$server_bin" --listen 127.0.0.1:0 --token-file "$work/token" \
-        --port-file "$work/port" >>"$work/server.log" 2>&1 &
+        --port-file "$work/port" "$@" >>"$work/server.log" 2>&1 &
     spid=$!
     for _ in $(seq 100); do
         [ -s "$work/port" ] && break
@@ -145,6 +145,21 @@ answer=$(timeout 5 head -c 6 <&3 2>/dev/null | od -An -tx1 | tr -d ' \n')
 exec 3<&-
 [ "$answer" != "100000000180" ] || fail "the server answered a plaintext HELLO"
 wait_workers_gone || fail "a worker outlived a plaintext client"
+
+# 1d. A tenant loading fat binaries without end (the driver keeps their code
+# in the worker's host memory): with --max-module-mib 8, two of 3 MiB load,
+# the third and fourth are cudaErrorMemoryAllocation at their launch, the
+# loaded kernels still run and the server says why in its log.
+stop_server
+start_server --max-module-mib 8
+out=$(app modules 4 3 2>&1) || fail "modules: $out"
+echo "$out"
+grep -q "modules: 2 of 3 MiB loaded, then cudaErrorMemoryAllocation" <<<"$out" ||
+    fail "the worker loaded past --max-module-mib 8: $out"
+grep -q 'module refused: .*max_module_mib=8' "$work/server.log" ||
+    fail "the server did not say why a module was refused"
+stop_server
+start_server
 
 # 2. The quota: 64 MiB, 16 of them the context: 48 MiB in 8 MiB blocks.
 wait_workers_gone || fail "a worker outlived its client"
@@ -400,6 +415,16 @@ after=$(awk '/^VmData/ { print $2 }' "/proc/$w/status")
 [ -n "$before" ] && [ -n "$after" ] && [ $((after - before)) -lt 16384 ] ||
     fail "a half-sent 64 MiB frame grew the worker by $((after - before)) KiB"
 exec 7<&-
+# Before HELLO, not even that: a first frame announcing more than a HELLO
+# holds (8 bytes and a 256-byte token) is refused at its header and the
+# connection closed, said in the log (not read into a 64 MiB buffer until
+# --hello-timeout-ms).
+exec 7<>"/dev/tcp/127.0.0.1/$yport"
+printf '\x00\x00\x00\x04\x01\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00' >&7
+timeout 3 cat <&7 >/dev/null 2>&1 || fail "a HELLO announcing 64 MiB kept its connection"
+exec 7<&-
+grep -q 'the first frame is longer than a HELLO.*len=67108864' "$work/server.log" ||
+    fail "the server did not say why it closed a 64 MiB HELLO"
 wait_gone() { for _ in $(seq 50); do [ "$(workers_of "$1")" = 0 ] && return; sleep 0.1; done; }
 wait_gone "$ypid"
 # The three trickles start as their connections open.
