@@ -113,6 +113,35 @@ jq -e '.spec.template.spec.nodeSelector["flexpu.io/remote-node"] == "true" and
 gds="$(obj "$r" DaemonSet flexpu-node)"
 jq -e '.spec.template.spec.containers[0].args | index("--remote-ports=7200-7210")' <<<"$gds" \
   >/dev/null || fail "the GPU nodes' agent does not serve remote slices: $gds"
+# The servers run in the GPU agent's container: its memory limit is
+# node.resources' plus node.remote.serverMemory (1Gi) per port, 11 here
+# (docs/REMOTE.md, "The servers' host memory"); the CPU nodes' agent,
+# which runs none, keeps node.resources'. Without node.remote the default
+# render above equals deploy/ (128Mi).
+jq -e '.spec.template.spec.containers[0].resources.limits.memory == "11392Mi" and
+    .spec.template.spec.containers[0].resources.requests.memory == "32Mi"' <<<"$gds" >/dev/null ||
+  fail "the GPU agent's memory limit is not 128Mi + 11 x 1Gi: $(jq -c '.spec.template.spec.containers[0].resources' <<<"$gds")"
+jq -e '.spec.template.spec.containers[0].resources.limits.memory == "128Mi"' <<<"$ds" >/dev/null ||
+  fail "the CPU nodes' agent's memory limit changed: $(jq -c '.spec.template.spec.containers[0].resources' <<<"$ds")"
+m="$(obj "$(render flexpu -n flexpu-system --set node.remote.enabled=true --set node.remote.ports=7100-7103 \
+  --set node.resources.limits.memory=0.5Gi --set node.remote.serverMemory=768Mi)" DaemonSet flexpu-node)"
+jq -e '.spec.template.spec.containers[0].resources.limits.memory == "3584Mi"' <<<"$m" >/dev/null ||
+  fail "0.5Gi + 4 x 768Mi is not 3584Mi: $(jq -c '.spec.template.spec.containers[0].resources' <<<"$m")"
+m="$(obj "$(render flexpu -n flexpu-system --set node.remote.enabled=true --set node.resources.limits=null)" \
+  DaemonSet flexpu-node)"
+jq -e '.spec.template.spec.containers[0].resources | has("limits") | not' <<<"$m" >/dev/null ||
+  fail "no node limit became one: $(jq -c '.spec.template.spec.containers[0].resources' <<<"$m")"
+for bad in 1G 0Gi lots 1.5Gi; do
+  out="$(helm template flexpu "$chart" --set node.remote.enabled=true \
+    --set-string node.remote.serverMemory="$bad" 2>&1)" && fail "node.remote.serverMemory $bad accepted"
+  grep -q "node/remote/serverMemory" <<<"$out" || fail "serverMemory $bad: $out"
+done
+out="$(helm template flexpu "$chart" --set node.remote.enabled=true --set node.remote.ports=7199-7100 2>&1)" &&
+  fail "node.remote.ports 7199-7100 accepted"
+grep -q "node.remote.ports=7199-7100" <<<"$out" || fail "ports 7199-7100: $out"
+out="$(helm template flexpu "$chart" --set node.remote.enabled=true \
+  --set node.resources.limits.memory=100m 2>&1)" && fail "a limit of 100m (milli) accepted"
+grep -q "node.resources.limits.memory=100m" <<<"$out" || fail "limit 100m: $out"
 jq -e 'any(.rules[]; .resources == ["pods"] and .verbs == ["patch"])' \
   <<<"$(obj "$r" ClusterRole flexpu-node)" >/dev/null || fail "the agents may not patch pods"
 # The scheduler labels remote pods with their GPU node (flexpu.io/remote-gpu-node).
@@ -120,7 +149,7 @@ jq -e 'any(.rules[]; .resources == ["pods"] and .verbs == ["patch"])' \
   <<<"$(obj "$r" ClusterRole flexpu-scheduler)" >/dev/null || fail "the scheduler may not patch pods"
 out="$(helm template flexpu "$chart" --set node.remote.slots=0 2>&1)" && fail "slots 0 accepted"
 grep -q "node/remote/slots" <<<"$out" || fail "slots 0: $out"
-pass "node.remote: a kept 64-character key Secret, <prefix>-node-remote with --remote-slots on cpuNodeSelector, the GPU agents serving, pods patchable (by the agents and the scheduler); slots 0 refused"
+pass "node.remote: a kept 64-character key Secret, <prefix>-node-remote with --remote-slots on cpuNodeSelector, the GPU agents serving with a memory limit of node.resources' plus serverMemory per port (11392Mi for 11 ports; 3584Mi; none without a limit; the CPU agents' unchanged), pods patchable (by the agents and the scheduler); slots 0, a bad serverMemory, unordered ports and a milli limit refused"
 
 # The servers' user (never root) and the agent's capabilities to start
 # them as it and stop them; the NetworkPolicy on their ports. holds FILTER

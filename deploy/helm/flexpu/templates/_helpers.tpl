@@ -100,3 +100,48 @@ without it any pod could label itself into the servers' ports. */ -}}
 {{- fail "node.remote.networkPolicy.remotePodsOnly=true needs admission.enabled=true (with admission.enabled=false any pod may set the label flexpu.io/remote-gpu-node it trusts and reach the remote servers' ports); set admission.enabled=true, or node.remote.networkPolicy.from or podCIDR, or node.remote.networkPolicy.remotePodsOnly=false (any pod of the cluster)" -}}
 {{- end -}}
 {{- end -}}
+
+{{/* A memory quantity (dict "value" Q "field" NAME) in MiB, rounded up:
+"128Mi", "1Gi", "0.5Gi", "134217728", "128M", "1e9" or a number. A form
+Kubernetes takes but that is no amount of memory (milli) fails, naming the
+field. */}}
+{{- define "flexpu.mib" -}}
+{{- $q := .value -}}
+{{- $bytes := 0.0 -}}
+{{- if not (kindIs "string" $q) -}}
+{{- $bytes = float64 $q -}}
+{{- else if regexMatch "^[0-9.]+([eE][-+]?[0-9]+)?$" $q -}}
+{{- $bytes = float64 $q -}}
+{{- else if regexMatch "^[0-9.]+([kMGTPE]|[KMGTPE]i)$" $q -}}
+{{- $num := regexFind "^[0-9.]+" $q -}}
+{{- $unit := trimPrefix $num $q -}}
+{{- $per := dict "k" 1e3 "M" 1e6 "G" 1e9 "T" 1e12 "P" 1e15 "E" 1e18 "Ki" 1024.0 "Mi" 1048576.0 "Gi" 1073741824.0 "Ti" 1099511627776.0 "Pi" 1125899906842624.0 "Ei" 1152921504606846976.0 -}}
+{{- $bytes = mulf (float64 $num) (get $per $unit) -}}
+{{- else -}}
+{{- fail (printf "%s=%v: not an amount of memory (a number of bytes, or with k, M, G, T, Ki, Mi, Gi, Ti...)" .field $q) -}}
+{{- end -}}
+{{- ceil (divf $bytes 1048576.0) | int64 -}}
+{{- end -}}
+
+{{/* The GPU nodes' agent's resources: node.resources, and with remote
+slices its memory limit raised by node.remote.serverMemory for each port of
+node.remote.ports, the most servers a node runs (each a slice's server and
+its workers in the agent's container: docs/REMOTE.md, "The servers' host
+memory"). No memory limit given: none set. */}}
+{{- define "flexpu.node.resources" -}}
+{{- $v := .Values.node -}}
+{{- $res := deepCopy ($v.resources | default dict) -}}
+{{- $lim := get $res "limits" | default dict -}}
+{{- if and $v.remote.enabled (hasKey $lim "memory") -}}
+{{- $ports := splitList "-" $v.remote.ports -}}
+{{- $n := add1 (sub (index $ports 1 | int64) (index $ports 0 | int64)) -}}
+{{- if or (lt $n 1) (gt (index $ports 1 | int64) 65535) -}}
+{{- fail (printf "node.remote.ports=%s: LOW-HIGH needs LOW <= HIGH <= 65535 (flexpu-node's --remote-ports)" $v.remote.ports) -}}
+{{- end -}}
+{{- $base := include "flexpu.mib" (dict "value" $lim.memory "field" "node.resources.limits.memory") | int64 -}}
+{{- $per := include "flexpu.mib" (dict "value" $v.remote.serverMemory "field" "node.remote.serverMemory") | int64 -}}
+{{- $_ := set $lim "memory" (printf "%dMi" (add $base (mul $per $n))) -}}
+{{- $_ := set $res "limits" $lim -}}
+{{- end -}}
+{{- if $res -}}{{- toYaml $res -}}{{- end -}}
+{{- end -}}
