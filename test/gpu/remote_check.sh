@@ -31,6 +31,8 @@
 #                                                                limit 120 s
 #   plain    the same without a token (plaintext TCP)           limit 120 s
 #   report   out/result.{json,md}                                limit  20 s
+# While each remote leg runs, the server's listener and workers have their
+# VmRSS and VmHWM sampled (out/LEG.mem; result.json's server_memory).
 # Exit 0 when every step that ran passed.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -125,6 +127,23 @@ stop_server() {
     spid=
 }
 
+# The server's host memory while a leg runs (docs/REMOTE.md, "The servers'
+# host memory": a real worker's is not measured yet): every 0.2 s, the
+# listener's and each worker's VmRSS and VmHWM (KiB) from /proc, appended
+# to out/LEG.mem as "PID ROLE RSS HWM" (remote_report.py keeps the peaks).
+sample_mem() {
+    local f="$out/$1.mem" p role
+    while kill -0 "$spid" 2>/dev/null; do
+        for p in "$spid" $(pgrep -P "$spid"); do
+            role=worker
+            [ "$p" = "$spid" ] && role=listener
+            awk -v p="$p" -v role="$role" '/^VmRSS:/ { r = $2 } /^VmHWM:/ { h = $2 }
+                END { if (h != "") print p, role, r, h }' "/proc/$p/status" 2>/dev/null
+        done >>"$f"
+        sleep 0.2
+    done
+}
+
 # One remote leg: LEG LIMIT RESERVE TOKEN_FILE.
 remote_leg() {
     local leg=$1 limit=$2 reserve=$3 token=$4
@@ -135,12 +154,16 @@ remote_leg() {
         stop_server
         return
     fi
+    sample_mem "$leg" &
+    local mpid=$!
     step "$leg" "$limit" "$reserve" env LD_LIBRARY_PATH="$client_path${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
         FLEXPU_REMOTE_ADDR="127.0.0.1:$port" FLEXPU_REMOTE_TOKEN_FILE="$token" \
         FLEXPU_REMOTE_TIMEOUT_MS=30000 ASAN_OPTIONS=detect_leaks=0 \
         "$d/remote_bench" --cudart "$d/client/libcudart.so.12" \
         --cublas "$d/client/libcublas.so.12" --label "$leg" "${kernel_args[@]}" "${size_args[@]}" \
         >"$out/$leg.json" 2>"$out/$leg.log"
+    kill "$mpid" 2>/dev/null
+    wait "$mpid" 2>/dev/null
     stop_server
 }
 
@@ -298,6 +321,9 @@ for leg in ("remote", "remote_plain"):
     assert x["launch_sync"]["n"] == 200 and x["call"]["n"] == 200, leg
     assert [c["bytes"] for c in x["copy"]] == [4096, 65536, 1048576, 16777216], leg
     assert [g["n"] for g in x["gemm"]] == [32, 64], leg
+    # The server's host memory was sampled: the listener and a worker.
+    m = r["server_memory"][leg]
+    assert m["listener_hwm_kib"] > 0 and m["workers"] >= 1 and m["worker_hwm_kib_max"] > 0, (leg, m)
 assert "skipped" in r["legs"]["local"]
 p = r["projection"]
 assert p["25gbps"]["h2d_asymptote_gbps"] <= 25 / 8 + 1e-9

@@ -91,6 +91,29 @@ def ratio(a, b):
     return None if a is None or b is None or b == 0 else a / b
 
 
+def server_memory(path):
+    """The peaks of remote_check.sh's samples ("PID ROLE RSS HWM", KiB) of
+    one leg's server, or None when there are none."""
+    try:
+        with open(path) as f:
+            rows = [line.split() for line in f]
+    except OSError:
+        return None
+    rows = [r for r in rows if len(r) == 4 and r[2].isdigit() and r[3].isdigit()]
+    if not rows:
+        return None
+    lis = [r for r in rows if r[1] == "listener"]
+    wk = [r for r in rows if r[1] == "worker"]
+    return {
+        "listener_rss_kib_max": max((int(r[2]) for r in lis), default=0),
+        "listener_hwm_kib": max((int(r[3]) for r in lis), default=0),
+        "workers": len({r[0] for r in wk}),
+        "worker_rss_kib_max": max((int(r[2]) for r in wk), default=0),
+        "worker_hwm_kib_max": max((int(r[3]) for r in wk), default=0),
+        "samples": len(rows),
+    }
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit("usage: remote_report.py OUT_DIR [--rtt-us R]")
@@ -120,6 +143,10 @@ def main():
     except OSError:
         pass
     result = {"device": device, "legs": legs, "rtt_us_assumed": rtt_us}
+    memory = {leg: m for leg in ("remote", "remote_plain")
+              if (m := server_memory(os.path.join(outdir, leg + ".mem")))}
+    if memory:
+        result["server_memory"] = memory
     ok = {k: v for k, v in legs.items() if not v.get("error") and "skipped" not in v}
     if "remote" in ok:
         result["projection"] = project(ok["remote"], rtt_us / 1e6)
@@ -132,6 +159,11 @@ def main():
         elif v.get("error"):
             where = " (the server's side: out/server.log)" if leg != "local" else ""
             md.append(f"- {leg}: FAILED: {v['error']}{where}")
+    for leg, m in memory.items():
+        md.append(f"- {leg}: the server's host memory: listener VmHWM "
+                  f"{m['listener_hwm_kib'] / 1024:.1f} MiB; {m['workers']} worker(s), VmHWM "
+                  f"{m['worker_hwm_kib_max'] / 1024:.1f} MiB, VmRSS at most "
+                  f"{m['worker_rss_kib_max'] / 1024:.1f} MiB ({m['samples']} samples)")
     md.append("")
     cols = [k for k in ("local", "remote", "remote_plain") if k in ok]
     if not cols:
