@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "flexpu/gang.h"
+#include "sim/reuse_bound.h"
 #include "sim/svg.h"
 #include "util/alloc.h"
 #include "util/clock.h"
@@ -17,6 +18,7 @@
 #define NFAILED   8   /* request shapes that fitted nowhere in one pass */
 #define NBFAILED  64  /* the same for borrowers (a cheaper search) */
 #define NBINS     20000 /* slowdown histogram: 1.000 .. 21.000 by 0.001 */
+#define NLEV      4   /* the bound's CPU levels (bound_setup) */
 #define GPU_MEM   1000.0 /* GPU memory in thousandths: shares reserve it in proportion */
 /* The compute kept free of borrowers above the owners' predicted use, as the
  * scheduler's FX_BORROW_HEADROOM (src/scheduler/borrow.h), thousandths. */
@@ -103,6 +105,22 @@ struct sim {
     int njct, cap_jct;
     double hist[NBINS], bursts, delayed, stalled;
     int next_point;
+    /* The upper bounds (sim/reuse_bound.h), kept per node and refreshed
+     * only where the owners changed. Level k < nlev takes the BE pods'
+     * shapes whose CPU per GPU is at least theta[k] (level 0: all of them,
+     * theta 0), the jobs present below it counted in nrare[k]. The owners'
+     * CPU and host memory on each node; the nodes to refresh; each node's
+     * most batch GPU time per level and fx_reuse_bound (nnodes x NLEV x
+     * FX_REUSE_BOUNDS), their sums, and the bounds' time integrals over the
+     * window. */
+    struct fx_rbound_table shapes[NLEV];
+    double theta[NLEV];
+    int nlev, nrare[NLEV];
+    double *own_cpu, *own_mem, *nbest;
+    int *dirty, ndirty;
+    bool *is_dirty;
+    struct fx_rbound_gpu *bgpu;
+    double bsum[NLEV][FX_REUSE_BOUNDS], a_bound[FX_REUSE_BOUNDS], a_hand[FX_REUSE_BOUNDS];
 };
 
 /* ---- small helpers -------------------------------------------------------- */
@@ -608,9 +626,15 @@ static double owner_mem_milli(const struct job *o, double res, float f)
 
 /* Adds (sign 1) or removes (-1) an owner's use, memory and prediction on
  * its GPUs. */
+static void bound_dirty(struct sim *s, int node);
+static void bound_present(struct sim *s, const struct job *j, int sign);
+
 static void owner_apply(struct sim *s, const struct job *o, int sign)
 {
     double pd = predicted(s, o);
+    s->own_cpu[o->pl.node] += sign * (double)o->req.cpu_milli;
+    s->own_mem[o->pl.node] += sign * (double)o->req.mem_mib;
+    bound_dirty(s, o->pl.node);
     for (int k = 0; k < o->pl.ngpu; k++) {
         struct gpu *g = &s->g[gid_of(s, &o->pl, k)];
         double res = o->pl.milli[k];
@@ -884,6 +908,7 @@ static int batch_new(struct sim *s, double now, struct flexpu_error *err)
         j->run = 1;
     j->work = j->run * j->req.gpu_milli * j->req.num_gpu;
     j->arrival = now;
+    bound_present(s, j, 1);
     if (backlog_room(s))
         return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory for the backlog");
     s->backlog[s->nbacklog++] = id;
@@ -1138,6 +1163,7 @@ static int batch_end(struct sim *s, int id, double now, struct flexpu_error *err
     j->state = DONE;
     j->rate = 0;
     j->alloc_id = -1;
+    bound_present(s, j, -1);
     if (now >= s->w0 && now <= s->w1) {
         s->out->batch_done++;
         if (s->njct == s->cap_jct) {
@@ -1298,6 +1324,136 @@ static int step(struct sim *s, double now, struct flexpu_error *err)
     return rc;
 }
 
+/* ---- the upper bound (sim/reuse_bound.h; docs/REUSE.md, "An upper bound") ---- */
+
+/* Node n's owners changed: its bound is refreshed before the next time it
+ * is counted. */
+static void bound_dirty(struct sim *s, int node)
+{
+    if (s->is_dirty[node])
+        return;
+    s->is_dirty[node] = true;
+    s->dirty[s->ndirty++] = node;
+}
+
+/* The most batch GPU time node n could carry beside its owners as they are
+ * now, under bound b, whatever the placement (the proof: sim/reuse_bound.h).
+ * A GPU carries at most the time its owners leave (with batch_gpu share, at
+ * most the shares that fit the memory they leave, over batch_mem), if a
+ * shape fits the GPU memory the owners leave (their reservation, or with
+ * borrow_mem idle for light jobs what they use: owners_mem_now, what the
+ * replay evicts borrowers against), at the cost of the cheapest fitting
+ * shape's CPU and host memory; the node has what its owners leave. */
+static double bound_node(struct sim *s, int n, int lev, enum fx_reuse_bound b)
+{
+    const struct fx_trace_node *tn = &s->t->nodes[n];
+    for (int k = 0; k < tn->ngpu; k++) {
+        const struct gpu *g = &s->g[s->gbase[n] + k];
+        struct fx_rbound_gpu *x = &s->bgpu[k];
+        double room = b == FX_BOUND_NO_GPUMEM ? INFINITY : GPU_MEM - owners_mem_now(s, g);
+        x->value = fmax(0, FLEXPU_GPU_MILLI - g->own_use);
+        if (s->c->batch_gpu == FX_BATCH_GPU_SHARE && s->c->batch_mem > 0 &&
+            b != FX_BOUND_NO_GPUMEM)
+            x->value = fmin(x->value, fmax(0, room) / s->c->batch_mem);
+        if (!fx_rbound_cheapest(&s->shapes[lev], room, &x->cpu, &x->mem))
+            x->value = x->cpu = x->mem = 0;
+    }
+    double cpu = b == FX_BOUND_NO_CPU ? INFINITY : (double)tn->cpu_milli - s->own_cpu[n];
+    double mem = b == FX_BOUND_NO_HOSTMEM ? INFINITY : (double)tn->mem_mib - s->own_mem[n];
+    return fx_rbound_node(s->bgpu, tn->ngpu, cpu, mem);
+}
+
+static void bound_refresh(struct sim *s)
+{
+    for (int i = 0; i < s->ndirty; i++) {
+        int n = s->dirty[i];
+        s->is_dirty[n] = false;
+        for (int l = 0; l < s->nlev; l++)
+            for (int b = 0; b < FX_REUSE_BOUNDS; b++) {
+                double v = bound_node(s, n, l, (enum fx_reuse_bound)b);
+                double *old = &s->nbest[((size_t)n * NLEV + (size_t)l) * FX_REUSE_BOUNDS + (size_t)b];
+                s->bsum[l][b] += v - *old;
+                *old = v;
+            }
+    }
+    s->ndirty = 0;
+}
+
+/* A batch job's CPU per GPU it asks, as the bound charges it. */
+static double per_gpu_cpu(const struct flexpu_pod_req *r)
+{
+    return (double)r->cpu_milli / (r->num_gpu > 0 ? r->num_gpu : 1);
+}
+
+/* A batch job enters (+1) or leaves (-1, done) the jobs present: counted
+ * below each level's CPU. */
+static void bound_present(struct sim *s, const struct job *j, int sign)
+{
+    for (int l = 1; l < s->nlev; l++)
+        if (per_gpu_cpu(&j->req) < s->theta[l])
+            s->nrare[l] += sign;
+}
+
+static int cmp_dbl(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The BE pods' shapes (every batch job is one), per GPU they ask, with the
+ * least GPU memory each needs on a GPU: batch_mem of its share's (a
+ * borrower's; an ordinary job reserves all of its share's); and the
+ * levels: theta[k] is the k-th least CPU per GPU among them (theta[0] 0,
+ * every shape), level k's table the shapes at or above it. Every node is
+ * refreshed before it is first counted. */
+static int bound_setup(struct sim *s)
+{
+    const struct fx_trace *t = s->t;
+    int maxg = 1;
+    for (int n = 0; n < t->nnodes; n++)
+        maxg = t->nodes[n].ngpu > maxg ? t->nodes[n].ngpu : maxg;
+    struct fx_rbound_shape *sh = fx_malloc(((size_t)s->nbe + 1) * sizeof(*sh));
+    struct fx_rbound_shape *keep = fx_malloc(((size_t)s->nbe + 1) * sizeof(*keep));
+    double *cpus = fx_malloc(((size_t)s->nbe + 1) * sizeof(double));
+    s->own_cpu = fx_calloc((size_t)t->nnodes + 1, sizeof(double));
+    s->own_mem = fx_calloc((size_t)t->nnodes + 1, sizeof(double));
+    s->nbest = fx_calloc(((size_t)t->nnodes + 1) * NLEV * FX_REUSE_BOUNDS, sizeof(double));
+    s->dirty = fx_malloc(((size_t)t->nnodes + 1) * sizeof(int));
+    s->is_dirty = fx_calloc((size_t)t->nnodes + 1, sizeof(bool));
+    s->bgpu = fx_malloc((size_t)maxg * sizeof(*s->bgpu));
+    int rc = !sh || !keep || !cpus || !s->own_cpu || !s->own_mem || !s->nbest || !s->dirty ||
+             !s->is_dirty || !s->bgpu;
+    for (int i = 0; i < s->nbe && !rc; i++) {
+        const struct fx_trace_pod *p = &t->pods[s->be[i]];
+        double n = p->num_gpu > 0 ? p->num_gpu : 1;
+        sh[i] = (struct fx_rbound_shape){(double)p->cpu_milli / n, (double)p->mem_mib / n,
+                                         s->c->batch_mem * p->gpu_milli * (GPU_MEM /
+                                                                          FLEXPU_GPU_MILLI)};
+        cpus[i] = sh[i].cpu;
+    }
+    if (!rc) {
+        qsort(cpus, (size_t)s->nbe, sizeof(double), cmp_dbl);
+        s->theta[0] = 0;
+        s->nlev = 1;
+        for (int i = 1; i < s->nbe && s->nlev < NLEV; i++)
+            if (cpus[i] > cpus[i - 1])
+                s->theta[s->nlev++] = cpus[i];
+    }
+    for (int l = 0; l < s->nlev && !rc; l++) {
+        int nk = 0;
+        for (int i = 0; i < s->nbe; i++)
+            if (sh[i].cpu >= s->theta[l])
+                keep[nk++] = sh[i];
+        rc = fx_rbound_table_init(&s->shapes[l], keep, nk);
+    }
+    fx_free(sh);
+    fx_free(keep);
+    fx_free(cpus);
+    for (int n = 0; n < t->nnodes && !rc; n++)
+        bound_dirty(s, n);
+    return rc ? FLEXPU_ENOMEM : 0;
+}
+
 /* ---- the run --------------------------------------------------------------------- */
 
 /* Time-weighted sums from the last event to now, and the plot's samples. */
@@ -1313,6 +1469,20 @@ static void account(struct sim *s, double now)
     for (; s->next_point < FX_REUSE_POINTS && s->w0 + s->next_point * stepw <= now; s->next_point++) {
         s->out->t[s->next_point] = (s->next_point * stepw) / 3600.0;
         s->out->used[s->next_point] = (s->owner_use + s->batch_rate) / cap;
+    }
+    if (dt > 0) {
+        bound_refresh(s);
+        for (int b = 0; b < FX_REUSE_BOUNDS; b++) {
+            /* Level k: its shapes' bound, and each job present below its
+             * CPU adds at most one GPU's time (reuse_bound.h). */
+            double hand = s->bsum[0][b];
+            for (int l = 1; l < s->nlev; l++)
+                hand = fmin(hand, s->bsum[l][b] + FLEXPU_GPU_MILLI * (double)s->nrare[l]);
+            s->a_bound[b] += dt * (s->owner_use + s->bsum[0][b]);
+            s->a_hand[b] += dt * (s->owner_use + hand);
+            if (b == FX_BOUND_ALL && s->batch_rate > hand + 1e-6 * cap)
+                s->out->bound_breaches++;
+        }
     }
     s->last_t = now;
 }
@@ -1399,6 +1569,10 @@ static void results(struct sim *s)
     o->lost_share = s->lost / cap;
     o->reserved_share = s->a_res / cap;
     o->alloc_share = s->a_alloc / cap;
+    for (int b = 0; b < FX_REUSE_BOUNDS; b++) {
+        o->bound_share[b] = s->a_bound[b] / cap;
+        o->hand_share[b] = s->a_hand[b] / cap;
+    }
     o->evictions_per_hour = (o->evict_memory + o->evict_reclaim + o->evict_owner) / (win / 3600);
     if (s->njct > 0) { /* qsort wants an array even when empty */
         qsort(s->jct, (size_t)s->njct, sizeof(double), cmp_double);
@@ -1537,6 +1711,8 @@ static int setup(struct sim *s, struct flexpu_error *err)
             s->g[s->gbase[n] + k].last_reclaim = -1000000;
         }
     s->last_t = 0;
+    if (bound_setup(s))
+        return flexpu_error_set(err, FLEXPU_ENOMEM, "out of memory for the upper bound");
     return push(s, 0, EV_TICK, 0, 0) ? FLEXPU_ENOMEM : 0;
 }
 
@@ -1562,6 +1738,14 @@ static void teardown(struct sim *s)
     fx_free(s->cand);
     fx_free(s->jct);
     fx_free(s->runs);
+    fx_free(s->own_cpu);
+    fx_free(s->own_mem);
+    fx_free(s->nbest);
+    fx_free(s->dirty);
+    fx_free(s->is_dirty);
+    fx_free(s->bgpu);
+    for (int l = 0; l < NLEV; l++)
+        fx_rbound_table_free(&s->shapes[l]);
     flexpu_engine_free(s->e);
 }
 
@@ -1655,23 +1839,38 @@ void fx_reuse_report(FILE *f, const struct fx_reuse_result *r, int n,
             c->batch_gpu == FX_BATCH_GPU_SHARE
                 ? "at most its share (share: gpu-cores-limit = gpu-cores)"
                 : "all its owners leave, shared by share weight (idle: uncapped, the arbiter's)");
-    fprintf(f, "| policy | GPU busy | owners | batch (borrowed) | lost | owners reserve | "
+    fprintf(f, "| policy | GPU busy | bound: any jobs / jobs present | owners | batch (borrowed) | lost | owners reserve | "
                "allocated | batch done | JCT p50 / p99 | run p50 / p99 | evictions/h (counts: "
                "memory, reclaim, owner) | owners' p99 slowdown (met a tenant) | refused | seconds |\n");
-    fprintf(f, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    fprintf(f, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (int i = 0; i < n; i++) {
         const struct fx_reuse_result *x = &r[i];
         fprintf(f,
-                "| %s | %.1f%% | %.1f%% | %.1f%% (%.1f%%) | %.1f%% | %.1f%% | %.1f%% | %d | "
+                "| %s | %.1f%% | %.1f%% / %.1f%% | %.1f%% | %.1f%% (%.1f%%) | %.1f%% | %.1f%% | %.1f%% | %d | "
                 "%.0f / %.0f s | %.0f / %.0f s | %.1f (%d, %d, %d) | %.3fx (%.1f%%) | %lld | "
                 "%.1f |\n",
-                fx_reuse_mode_name(x->mode), 100 * x->busy_share, 100 * x->owner_share,
+                fx_reuse_mode_name(x->mode), 100 * x->busy_share,
+                100 * x->bound_share[FX_BOUND_ALL], 100 * x->hand_share[FX_BOUND_ALL],
+                100 * x->owner_share,
                 100 * x->batch_share, 100 * x->borrowed_share, 100 * x->lost_share,
                 100 * x->reserved_share, 100 * x->alloc_share, x->batch_done, x->jct_p50,
                 x->jct_p99, x->run_p50, x->run_p99, x->evictions_per_hour, x->evict_memory,
                 x->evict_reclaim, x->evict_owner, x->owner_p99, 100 * x->owner_delayed,
                 (long long)x->refused, x->seconds);
     }
+    fprintf(f, "\nbound: the most busy share any placement of batch jobs could reach beside "
+               "the run's owners (docs/REUSE.md, \"An upper bound\"): of any jobs of the BE "
+               "pods' shapes / of the jobs present in the run; each with one constraint "
+               "dropped (the nodes' CPU, their host memory, GPU memory):\n");
+    for (int i = 0; i < n; i++)
+        fprintf(f, "  %s: %.1f%% (%.1f%%, %.1f%%, %.1f%%) / %.1f%% (%.1f%%, %.1f%%, %.1f%%)%s\n",
+                fx_reuse_mode_name(r[i].mode), 100 * r[i].bound_share[FX_BOUND_ALL],
+                100 * r[i].bound_share[FX_BOUND_NO_CPU],
+                100 * r[i].bound_share[FX_BOUND_NO_HOSTMEM],
+                100 * r[i].bound_share[FX_BOUND_NO_GPUMEM], 100 * r[i].hand_share[FX_BOUND_ALL],
+                100 * r[i].hand_share[FX_BOUND_NO_CPU], 100 * r[i].hand_share[FX_BOUND_NO_HOSTMEM],
+                100 * r[i].hand_share[FX_BOUND_NO_GPUMEM],
+                r[i].bound_breaches ? " (BREACHED: the run used more than the bound)" : "");
     const struct fx_reuse_result *no = NULL, *re = NULL;
     for (int i = 0; i < n; i++) {
         if (r[i].mode == FX_REUSE_FLEXPU)

@@ -116,6 +116,17 @@ struct fx_reuse_config {
 /* The defaults of docs/REUSE.md. */
 void fx_reuse_defaults(struct fx_reuse_config *c);
 
+/* The upper bound on busy share (sim/reuse_bound.h; docs/REUSE.md, "An
+ * upper bound"), with all the constraints and with one of them dropped, to
+ * show which binds. */
+enum fx_reuse_bound {
+    FX_BOUND_ALL,       /* every constraint */
+    FX_BOUND_NO_CPU,    /* the nodes' CPU unlimited */
+    FX_BOUND_NO_HOSTMEM, /* the nodes' host memory unlimited */
+    FX_BOUND_NO_GPUMEM, /* GPU memory unlimited (every job fits every GPU) */
+    FX_REUSE_BOUNDS,
+};
+
 struct fx_reuse_result {
     enum fx_reuse_mode mode;
     double window_s, seconds;
@@ -144,6 +155,15 @@ struct fx_reuse_result {
     int owners_kept;         /* the first owners admitted (warm-up included), at most
                               * FX_REUSE_OWNERS_KEPT, in order */
     struct fx_reuse_owner owner[FX_REUSE_OWNERS_KEPT];
+    /* The most busy share any placement of batch jobs could reach beside
+     * this run's owners (time mean over the window, as busy_share), under
+     * each fx_reuse_bound: bound_share of any jobs of the BE pods' shapes,
+     * as many as wanted; hand_share of the jobs present at each moment
+     * (waiting or running) in this run. bound_breaches: the events after
+     * which this run's own GPU use exceeded hand_share's (a bug if ever
+     * more than 0). */
+    double bound_share[FX_REUSE_BOUNDS], hand_share[FX_REUSE_BOUNDS];
+    int bound_breaches;
     int npoints;
     double t[FX_REUSE_POINTS], used[FX_REUSE_POINTS]; /* GPU time used / capacity */
 };
