@@ -18,7 +18,9 @@
 #define NFAILED   8   /* request shapes that fitted nowhere in one pass */
 #define NBFAILED  64  /* the same for borrowers (a cheaper search) */
 #define NBINS     20000 /* slowdown histogram: 1.000 .. 21.000 by 0.001 */
-#define NLEV      4   /* the bound's CPU levels (bound_setup) */
+#define NCPULEV   3   /* the bound's levels (bound_setup): of CPU per GPU, */
+#define NMEMLEV   4   /* of GPU memory, */
+#define NLEV      (NCPULEV * NMEMLEV) /* and both */
 #define GPU_MEM   1000.0 /* GPU memory in thousandths: shares reserve it in proportion */
 /* The compute kept free of borrowers above the owners' predicted use, as the
  * scheduler's FX_BORROW_HEADROOM (src/scheduler/borrow.h), thousandths. */
@@ -28,6 +30,11 @@
 #define OWNER_STREAM 1
 
 enum kind { OWNER, BATCH };
+
+/* A batch job shape for the bound's witness (witness_sample). */
+struct wshape {
+    double cpu, mem, gmem, share; /* cpu INFINITY: asks several GPUs, left out */
+};
 enum state { WAIT, RUN, BORROW, DONE };
 enum ev_type { EV_OWNER_END, EV_BATCH_END, EV_TICK };
 
@@ -107,19 +114,26 @@ struct sim {
     int next_point;
     /* The upper bounds (sim/reuse_bound.h), kept per node and refreshed
      * only where the owners changed. Level k < nlev takes the BE pods'
-     * shapes whose CPU per GPU is at least theta[k] (level 0: all of them,
-     * theta 0), the jobs present below it counted in nrare[k]. The owners'
-     * CPU and host memory on each node; the nodes to refresh; each node's
-     * most batch GPU time per level and fx_reuse_bound (nnodes x NLEV x
-     * FX_REUSE_BOUNDS), their sums, and the bounds' time integrals over the
-     * window. */
+     * shapes whose CPU per GPU is at least theta[k] and GPU memory at least
+     * phi[k] (level 0: all of them), the jobs present below either counted
+     * in nrare[k]. The owners' CPU and host memory on each node; the nodes
+     * to refresh; each node's most batch GPU time per level and
+     * fx_reuse_bound (nnodes x NLEV x FX_REUSE_BOUNDS), their sums, and the
+     * bounds' time integrals over the window. */
     struct fx_rbound_table shapes[NLEV];
-    double theta[NLEV];
+    double theta[NLEV], phi[NLEV];
     int nlev, nrare[NLEV];
     double *own_cpu, *own_mem, *nbest;
     int *dirty, ndirty;
     bool *is_dirty;
     struct fx_rbound_gpu *bgpu;
+    /* The witness (witness_sample): the BE pods' distinct shapes, each
+     * pod's shape (by trace pod), how many jobs of each are present, and
+     * the sum of its samples over the window. */
+    struct wshape *wshape;
+    int nwshape, *pod_shape, *wcount, *wleft, *gorder;
+    double a_witness;
+    int nwitness;
     double bsum[NLEV][FX_REUSE_BOUNDS], a_bound[FX_REUSE_BOUNDS], a_hand[FX_REUSE_BOUNDS];
 };
 
@@ -1363,6 +1377,17 @@ static double bound_node(struct sim *s, int n, int lev, enum fx_reuse_bound b)
     return fx_rbound_node(s->bgpu, tn->ngpu, cpu, mem);
 }
 
+/* The bound of the jobs present (batch GPU time, thousandths): at level k,
+ * its shapes' bound, and each job present of the shapes it leaves out adds
+ * at most one GPU's time (reuse_bound.h); the least over the levels. */
+static double hand_now(const struct sim *s, enum fx_reuse_bound b)
+{
+    double hand = s->bsum[0][b];
+    for (int l = 1; l < s->nlev; l++)
+        hand = fmin(hand, s->bsum[l][b] + FLEXPU_GPU_MILLI * (double)s->nrare[l]);
+    return hand;
+}
+
 static void bound_refresh(struct sim *s)
 {
     for (int i = 0; i < s->ndirty; i++) {
@@ -1385,13 +1410,98 @@ static double per_gpu_cpu(const struct flexpu_pod_req *r)
     return (double)r->cpu_milli / (r->num_gpu > 0 ? r->num_gpu : 1);
 }
 
+/* The least GPU memory it needs on a GPU: batch_mem of its share's (a
+ * borrower's; an ordinary job reserves all of its share's). */
+static double least_gmem(const struct sim *s, const struct flexpu_pod_req *r)
+{
+    return s->c->batch_mem * r->gpu_milli * (GPU_MEM / FLEXPU_GPU_MILLI);
+}
+
 /* A batch job enters (+1) or leaves (-1, done) the jobs present: counted
- * below each level's CPU. */
+ * at each level it is below. */
 static void bound_present(struct sim *s, const struct job *j, int sign)
 {
+    double cpu = per_gpu_cpu(&j->req), gmem = least_gmem(s, &j->req);
     for (int l = 1; l < s->nlev; l++)
-        if (per_gpu_cpu(&j->req) < s->theta[l])
+        if (cpu < s->theta[l] || gmem < s->phi[l])
             s->nrare[l] += sign;
+    s->wcount[s->pod_shape[j->trace]] += sign;
+}
+
+
+/* A witness from below: one assignment of the batch jobs present now, one
+ * job a GPU, that fits every constraint the bound counts (each node's CPU
+ * and host memory after its owners, each GPU's memory after its owners),
+ * found greedily: node by node, its GPUs by the most time they can carry,
+ * each given a present job that fits: with best_fit, the one whose GPU
+ * memory leaves the least of the GPU's (keeping the small ones for the
+ * GPUs with little left), else the one of least CPU; then the least CPU
+ * and memory. Its busy share (the better of the two) is what the
+ * constraints allow at this moment at least; a rule that held it would
+ * also have to move jobs as they end and owners come (docs/REUSE.md, "An
+ * upper bound"). */
+static double witness_greedy(struct sim *s, bool best_fit)
+{
+    memcpy(s->wleft, s->wcount, (size_t)s->nwshape * sizeof(int));
+    double sum = s->owner_use;
+    for (int n = 0; n < s->t->nnodes; n++) {
+        const struct fx_trace_node *tn = &s->t->nodes[n];
+        double cpu = (double)tn->cpu_milli - s->own_cpu[n], mem = (double)tn->mem_mib - s->own_mem[n];
+        int ng = tn->ngpu, *o = s->gorder;
+        for (int k = 0; k < ng; k++) { /* the GPUs by idle time, most first */
+            int q = k;
+            double v = s->g[s->gbase[n] + k].own_use;
+            while (q > 0 && s->g[s->gbase[n] + o[q - 1]].own_use > v) {
+                o[q] = o[q - 1];
+                q--;
+            }
+            o[q] = k;
+        }
+        for (int k = 0; k < ng; k++) {
+            const struct gpu *g = &s->g[s->gbase[n] + o[k]];
+            double room = GPU_MEM - owners_mem_now(s, g);
+            int best = -1;
+            for (int q = 0; q < s->nwshape; q++) {
+                const struct wshape *x = &s->wshape[q], *y = best >= 0 ? &s->wshape[best] : NULL;
+                if (s->wleft[q] <= 0 || x->gmem > room + 1e-6 || x->cpu > cpu + 1e-6 ||
+                    x->mem > mem + 1e-6)
+                    continue;
+                if (!y || (best_fit && x->gmem > y->gmem) ||
+                    ((!best_fit || x->gmem == y->gmem) &&
+                     (x->cpu < y->cpu || (x->cpu == y->cpu && x->mem < y->mem))))
+                    best = q;
+            }
+            if (best < 0)
+                continue;
+            /* What the owners leave; held to its share, at most that. */
+            double v = fmax(0, FLEXPU_GPU_MILLI - g->own_use);
+            if (s->c->batch_gpu == FX_BATCH_GPU_SHARE)
+                v = fmin(v, s->wshape[best].share);
+            if (v <= 0)
+                continue;
+            s->wleft[best]--;
+            cpu -= s->wshape[best].cpu;
+            mem -= s->wshape[best].mem;
+            sum += v;
+        }
+    }
+    return sum;
+}
+
+static void bound_refresh(struct sim *s);
+static double hand_now(const struct sim *s, enum fx_reuse_bound b);
+
+/* Sampled at each step of the window. It is an assignment of the jobs
+ * present under the bound's constraints, so never above the bound of the
+ * jobs present: a breach if it were. */
+static void witness_sample(struct sim *s)
+{
+    double w = fmax(witness_greedy(s, true), witness_greedy(s, false));
+    bound_refresh(s);
+    if (w > s->owner_use + hand_now(s, FX_BOUND_ALL) + 1e-6 * s->ngpus * FLEXPU_GPU_MILLI)
+        s->out->bound_breaches++;
+    s->a_witness += w;
+    s->nwitness++;
 }
 
 static int cmp_dbl(const void *a, const void *b)
@@ -1401,11 +1511,11 @@ static int cmp_dbl(const void *a, const void *b)
 }
 
 /* The BE pods' shapes (every batch job is one), per GPU they ask, with the
- * least GPU memory each needs on a GPU: batch_mem of its share's (a
- * borrower's; an ordinary job reserves all of its share's); and the
- * levels: theta[k] is the k-th least CPU per GPU among them (theta[0] 0,
- * every shape), level k's table the shapes at or above it. Every node is
- * refreshed before it is first counted. */
+ * least GPU memory each needs on a GPU; and the levels: every pair of one
+ * of the NCPULEV least CPU values per GPU among them and one of the NMEMLEV
+ * least GPU memory values (the least of each is 0: level 0, every shape),
+ * level k's table the shapes at or above both. Every node is refreshed
+ * before it is first counted. */
 static int bound_setup(struct sim *s)
 {
     const struct fx_trace *t = s->t;
@@ -1415,40 +1525,76 @@ static int bound_setup(struct sim *s)
     struct fx_rbound_shape *sh = fx_malloc(((size_t)s->nbe + 1) * sizeof(*sh));
     struct fx_rbound_shape *keep = fx_malloc(((size_t)s->nbe + 1) * sizeof(*keep));
     double *cpus = fx_malloc(((size_t)s->nbe + 1) * sizeof(double));
+    double *gmems = fx_malloc(((size_t)s->nbe + 1) * sizeof(double));
     s->own_cpu = fx_calloc((size_t)t->nnodes + 1, sizeof(double));
     s->own_mem = fx_calloc((size_t)t->nnodes + 1, sizeof(double));
     s->nbest = fx_calloc(((size_t)t->nnodes + 1) * NLEV * FX_REUSE_BOUNDS, sizeof(double));
     s->dirty = fx_malloc(((size_t)t->nnodes + 1) * sizeof(int));
     s->is_dirty = fx_calloc((size_t)t->nnodes + 1, sizeof(bool));
     s->bgpu = fx_malloc((size_t)maxg * sizeof(*s->bgpu));
-    int rc = !sh || !keep || !cpus || !s->own_cpu || !s->own_mem || !s->nbest || !s->dirty ||
+    int rc = !sh || !keep || !cpus || !gmems || !s->own_cpu || !s->own_mem || !s->nbest || !s->dirty ||
              !s->is_dirty || !s->bgpu;
     for (int i = 0; i < s->nbe && !rc; i++) {
         const struct fx_trace_pod *p = &t->pods[s->be[i]];
+        struct flexpu_pod_req r = {.cpu_milli = p->cpu_milli, .num_gpu = p->num_gpu,
+                                   .gpu_milli = p->gpu_milli};
         double n = p->num_gpu > 0 ? p->num_gpu : 1;
-        sh[i] = (struct fx_rbound_shape){(double)p->cpu_milli / n, (double)p->mem_mib / n,
-                                         s->c->batch_mem * p->gpu_milli * (GPU_MEM /
-                                                                          FLEXPU_GPU_MILLI)};
+        sh[i] = (struct fx_rbound_shape){per_gpu_cpu(&r), (double)p->mem_mib / n,
+                                         least_gmem(s, &r)};
         cpus[i] = sh[i].cpu;
+        gmems[i] = sh[i].gmem;
     }
     if (!rc) {
+        /* The least values first: the rarest cheap jobs are what a bound
+         * of any jobs leans on. */
+        double th[NCPULEV] = {0}, ph[NMEMLEV] = {0};
+        int nth = 1, nph = 1;
         qsort(cpus, (size_t)s->nbe, sizeof(double), cmp_dbl);
-        s->theta[0] = 0;
-        s->nlev = 1;
-        for (int i = 1; i < s->nbe && s->nlev < NLEV; i++)
+        qsort(gmems, (size_t)s->nbe, sizeof(double), cmp_dbl);
+        for (int i = 1; i < s->nbe && nth < NCPULEV; i++)
             if (cpus[i] > cpus[i - 1])
-                s->theta[s->nlev++] = cpus[i];
+                th[nth++] = cpus[i];
+        for (int i = 1; i < s->nbe && nph < NMEMLEV; i++)
+            if (gmems[i] > gmems[i - 1])
+                ph[nph++] = gmems[i];
+        s->nlev = 0;
+        for (int a = 0; a < nth; a++)
+            for (int b = 0; b < nph; b++) {
+                s->theta[s->nlev] = th[a];
+                s->phi[s->nlev++] = ph[b];
+            }
     }
     for (int l = 0; l < s->nlev && !rc; l++) {
         int nk = 0;
         for (int i = 0; i < s->nbe; i++)
-            if (sh[i].cpu >= s->theta[l])
+            if (sh[i].cpu >= s->theta[l] && sh[i].gmem >= s->phi[l])
                 keep[nk++] = sh[i];
         rc = fx_rbound_table_init(&s->shapes[l], keep, nk);
     }
     fx_free(sh);
     fx_free(keep);
     fx_free(cpus);
+    fx_free(gmems);
+    /* The witness's shapes: the BE pods' distinct ones. */
+    s->wshape = fx_malloc(((size_t)s->nbe + 1) * sizeof(*s->wshape));
+    s->pod_shape = fx_calloc((size_t)t->npods + 1, sizeof(int));
+    s->wcount = fx_calloc((size_t)s->nbe + 1, sizeof(int));
+    s->wleft = fx_calloc((size_t)s->nbe + 1, sizeof(int));
+    s->gorder = fx_malloc((size_t)maxg * sizeof(int));
+    rc = rc || !s->wshape || !s->pod_shape || !s->wcount || !s->wleft || !s->gorder;
+    for (int i = 0; i < s->nbe && !rc; i++) {
+        const struct fx_trace_pod *p = &t->pods[s->be[i]];
+        struct flexpu_pod_req r = {.cpu_milli = p->cpu_milli, .num_gpu = p->num_gpu,
+                                   .gpu_milli = p->gpu_milli};
+        struct wshape w = {p->num_gpu == 1 ? (double)p->cpu_milli : INFINITY,
+                           (double)p->mem_mib, least_gmem(s, &r), p->gpu_milli};
+        int q = 0;
+        while (q < s->nwshape && memcmp(&s->wshape[q], &w, sizeof(w)))
+            q++;
+        if (q == s->nwshape)
+            s->wshape[s->nwshape++] = w;
+        s->pod_shape[s->be[i]] = q;
+    }
     for (int n = 0; n < t->nnodes && !rc; n++)
         bound_dirty(s, n);
     return rc ? FLEXPU_ENOMEM : 0;
@@ -1473,11 +1619,7 @@ static void account(struct sim *s, double now)
     if (dt > 0) {
         bound_refresh(s);
         for (int b = 0; b < FX_REUSE_BOUNDS; b++) {
-            /* Level k: its shapes' bound, and each job present below its
-             * CPU adds at most one GPU's time (reuse_bound.h). */
-            double hand = s->bsum[0][b];
-            for (int l = 1; l < s->nlev; l++)
-                hand = fmin(hand, s->bsum[l][b] + FLEXPU_GPU_MILLI * (double)s->nrare[l]);
+            double hand = hand_now(s, (enum fx_reuse_bound)b);
             s->a_bound[b] += dt * (s->owner_use + s->bsum[0][b]);
             s->a_hand[b] += dt * (s->owner_use + hand);
             if (b == FX_BOUND_ALL && s->batch_rate > hand + 1e-6 * cap)
@@ -1573,6 +1715,9 @@ static void results(struct sim *s)
         o->bound_share[b] = s->a_bound[b] / cap;
         o->hand_share[b] = s->a_hand[b] / cap;
     }
+    o->witness_share = s->nwitness > 0 ? s->a_witness / s->nwitness /
+                                             ((double)s->ngpus * FLEXPU_GPU_MILLI)
+                                       : 0;
     o->evictions_per_hour = (o->evict_memory + o->evict_reclaim + o->evict_owner) / (win / 3600);
     if (s->njct > 0) { /* qsort wants an array even when empty */
         qsort(s->jct, (size_t)s->njct, sizeof(double), cmp_double);
@@ -1744,6 +1889,11 @@ static void teardown(struct sim *s)
     fx_free(s->dirty);
     fx_free(s->is_dirty);
     fx_free(s->bgpu);
+    fx_free(s->wshape);
+    fx_free(s->pod_shape);
+    fx_free(s->wcount);
+    fx_free(s->wleft);
+    fx_free(s->gorder);
     for (int l = 0; l < NLEV; l++)
         fx_rbound_table_free(&s->shapes[l]);
     flexpu_engine_free(s->e);
@@ -1796,6 +1946,8 @@ int fx_reuse_run(const struct fx_trace *t, const struct fx_genai *u, enum fx_reu
         struct ev e = pop(&s);
         account(&s, e.t);
         rc = handle(&s, e, err);
+        if (rc == 0 && e.type == EV_TICK && in_window(&s, e.t))
+            witness_sample(&s);
         if (e.t >= s.w0 && s.nbacklog < out->backlog_min)
             out->backlog_min = s.nbacklog;
     }
@@ -1871,6 +2023,12 @@ void fx_reuse_report(FILE *f, const struct fx_reuse_result *r, int n,
                 100 * r[i].hand_share[FX_BOUND_NO_CPU], 100 * r[i].hand_share[FX_BOUND_NO_HOSTMEM],
                 100 * r[i].hand_share[FX_BOUND_NO_GPUMEM],
                 r[i].bound_breaches ? " (BREACHED: the run used more than the bound)" : "");
+    fprintf(f, "an assignment of the jobs present that fits the same constraints, found "
+               "greedily at each step (what they allow at least):");
+    for (int i = 0; i < n; i++)
+        fprintf(f, "%s %s %.1f%%", i ? ";" : "", fx_reuse_mode_name(r[i].mode),
+                100 * r[i].witness_share);
+    fprintf(f, "\n");
     const struct fx_reuse_result *no = NULL, *re = NULL;
     for (int i = 0; i < n; i++) {
         if (r[i].mode == FX_REUSE_FLEXPU)

@@ -160,10 +160,15 @@ struct fx_reuse_result {
      * each fx_reuse_bound: bound_share of any jobs of the BE pods' shapes,
      * as many as wanted; hand_share of the jobs present at each moment
      * (waiting or running) in this run. bound_breaches: the events after
-     * which this run's own GPU use exceeded hand_share's (a bug if ever
-     * more than 0). */
+     * which this run's own GPU use exceeded the bound of the jobs present,
+     * and the steps where the witness below did (a bug if ever more than
+     * 0). */
     double bound_share[FX_REUSE_BOUNDS], hand_share[FX_REUSE_BOUNDS];
     int bound_breaches;
+    /* From below: the busy share of one assignment of the jobs present
+     * that fits the bound's constraints, found greedily at each step (mean
+     * over the window's steps). */
+    double witness_share;
     int npoints;
     double t[FX_REUSE_POINTS], used[FX_REUSE_POINTS]; /* GPU time used / capacity */
 };

@@ -33,16 +33,16 @@
  * the cheapest job at will (the trace's rarest, cheapest pods then stand in
  * for every job).
  *
- * The bound "of the jobs present" counts those cheap jobs. For a CPU level
- * theta, take only the shapes of at least theta CPU per GPU for the
- * knapsacks, and add one GPU's time (1000) per batch job present with less
- * (waiting or running, in the run): in any placement, the GPUs whose
- * charged job is below theta carry at most 1000 each, and the other GPUs
- * with their jobs are a feasible set of the restricted knapsacks. The
- * least over the levels (level 0: every shape, nothing added) is the
- * bound. It holds for any placement of the jobs the run had at that
- * moment: a rule that starts other jobs has other jobs waiting, and the
- * count is the run's. */
+ * The bound "of the jobs present" counts those cheap jobs. Take a set R of
+ * shapes (a level: those below a CPU per GPU theta or below a GPU memory
+ * phi), only the others for the knapsacks, and add one GPU's time (1000)
+ * per batch job of R present (waiting or running, in the run): in any
+ * placement, the GPUs whose charged job is of R carry at most 1000 each,
+ * and the other GPUs with their jobs are a feasible set of the knapsacks
+ * without R. The least over the levels (level 0: R empty) is the bound. It
+ * holds for any placement of the jobs the run had at that moment; the
+ * count is the run's (a rule that had run other jobs would have other
+ * jobs waiting, though no more of R than were drawn). */
 #ifndef FX_SIM_REUSE_BOUND_H
 #define FX_SIM_REUSE_BOUND_H
 

@@ -249,10 +249,10 @@ static int write_outputs(const struct opts *o, const struct fx_reuse_result *r)
                "evictions_per_hour,owner_p99,owner_delayed,refused,backlog_min,seconds,"
                "borrow_mem,owner_delays,owner_delay_p99,owner_stalled,bound,bound_no_cpu,"
                "bound_no_hostmem,bound_no_gpumem,present_bound,present_no_cpu,present_no_hostmem,"
-               "present_no_gpumem,bound_breaches\n");
+               "present_no_gpumem,bound_breaches,witness\n");
     for (int i = 0; i < FX_REUSE_MODES_; i++)
         fprintf(f, "%s,%g,%llu,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%d,%.0f,%.0f,%d,%d,%d,%.1f,%.4f,"
-                   "%.4f,%lld,%d,%.1f,%s,%d,%g,%.6f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%d\n",
+                   "%.4f,%lld,%d,%.1f,%s,%d,%g,%.6f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%d,%.4f\n",
                 i == FX_REUSE_WHOLE ? "whole" : i == FX_REUSE_FLEXPU ? "flexpu" : "reuse",
                 o->c.owner_share, (unsigned long long)o->c.seed, r[i].busy_share,
                 r[i].owner_share, r[i].batch_share, r[i].borrowed_share, r[i].lost_share,
@@ -266,7 +266,7 @@ static int write_outputs(const struct opts *o, const struct fx_reuse_result *r)
                 r[i].bound_share[FX_BOUND_NO_HOSTMEM], r[i].bound_share[FX_BOUND_NO_GPUMEM],
                 r[i].hand_share[FX_BOUND_ALL], r[i].hand_share[FX_BOUND_NO_CPU],
                 r[i].hand_share[FX_BOUND_NO_HOSTMEM], r[i].hand_share[FX_BOUND_NO_GPUMEM],
-                r[i].bound_breaches);
+                r[i].bound_breaches, r[i].witness_share);
     if (fclose(f) != 0) {
         fprintf(stderr, "flexpu-sim: %s: write failed\n", path);
         return 1;

@@ -96,8 +96,9 @@ static void series(struct fx_genai *u, int duty, int mem, int n)
         fail_msg("%s", err.msg);
 }
 
-static void one_run(const char *nodes, const char *pods, int duty, int mem, enum fx_reuse_mode mode,
-                    struct fx_reuse_result *r)
+static void one_run_after(const char *nodes, const char *pods, int duty, int mem,
+                          enum fx_reuse_mode mode, double warmup_s, int backlog,
+                          struct fx_reuse_result *r)
 {
     struct fx_genai u;
     series(&u, duty, mem, 30);
@@ -106,8 +107,8 @@ static void one_run(const char *nodes, const char *pods, int duty, int mem, enum
     struct fx_reuse_config c;
     fx_reuse_defaults(&c);
     c.owner_share = 0.5;
-    c.backlog = 4;
-    c.warmup_s = 0;
+    c.backlog = backlog;
+    c.warmup_s = warmup_s;
     c.window_s = 1200;
     c.trace_part = -1;
     struct flexpu_error err = {0};
@@ -115,6 +116,12 @@ static void one_run(const char *nodes, const char *pods, int duty, int mem, enum
         fail_msg("%s", err.msg);
     fx_trace_free(&t);
     fx_genai_free(&u);
+}
+
+static void one_run(const char *nodes, const char *pods, int duty, int mem, enum fx_reuse_mode mode,
+                    struct fx_reuse_result *r)
+{
+    one_run_after(nodes, pods, duty, mem, mode, 0, 4, r);
 }
 
 static void near(double got, double want)
@@ -151,6 +158,8 @@ static void check(const struct fx_reuse_result *r, double all, double no_cpu, do
      * same bound. */
     for (int b = 0; b < FX_REUSE_BOUNDS; b++)
         near(r->hand_share[b], r->bound_share[b]);
+    /* The jobs present (a backlog of four) reach it: the bound is tight. */
+    near(r->witness_share, all);
     assert_int_equal(r->bound_breaches, 0);
     assert_true(r->busy_share <= r->bound_share[FX_BOUND_ALL] + 1e-9);
 }
@@ -175,6 +184,36 @@ static void bound_by_hand(void **state)
         one_run("sn,cpu_milli,memory_mib,gpu,model\nn0,12000,65536,2,T4\n", bound_pods, 50, 900,
                 (enum fx_reuse_mode)m, &r);
         check(&r, 0.75, 0.75, 0.75, 1.0);
+    }
+}
+
+/* The jobs present, counted. The same node (12 cores), the owner's memory
+ * 0.9 of its GPU: 100 left there. Batch jobs alternate between bb (5
+ * cores, half a GPU: 500 of memory) and bt (2 cores, 0.1 of a GPU, 1 s of
+ * work). With a backlog of one, bb0 starts on the free GPU, bt0 beside it
+ * and is done in under a second, bb1 is drawn and waits for good (3 cores
+ * left): from 121 s on, no bt is present. Of any jobs, a bt on the owner's
+ * GPU (its idle 500) and one on the free GPU fit the 8 cores the owner
+ * leaves: 100%. Of the jobs present: at the level that leaves out bt's
+ * shape (below bb's CPU or its GPU memory), only the free GPU can carry a
+ * job, 500 + 1000 of 2000, and no bt adds a GPU: 75%, what the run
+ * reaches (bb0 alone on the free GPU, the owner's use). */
+static const char *const rare_pods = POD_HEADER "o0,4000,8192,1,1000,,LS,0,1000000,0\n"
+                                                "bb,5000,8192,1,500,,BE,0,100000,0\n"
+                                                "bt,2000,4096,1,100,,BE,1,2,1\n";
+
+static void rare_jobs_counted(void **state)
+{
+    (void)state;
+    for (int m = FX_REUSE_FLEXPU; m <= FX_REUSE_BORROW; m++) {
+        struct fx_reuse_result r;
+        one_run_after("sn,cpu_milli,memory_mib,gpu,model\nn0,12000,65536,2,T4\n", rare_pods, 50,
+                      900, (enum fx_reuse_mode)m, 180, 1, &r);
+        near(r.bound_share[FX_BOUND_ALL], 1.0);
+        near(r.hand_share[FX_BOUND_ALL], 0.75);
+        near(r.busy_share, 0.75);
+        near(r.witness_share, 0.75);
+        assert_int_equal(r.bound_breaches, 0);
     }
 }
 
@@ -209,6 +248,7 @@ static void bound_holds_for_every_policy(void **state)
                 assert_true(r.hand_share[b] >= r.hand_share[FX_BOUND_ALL] - 1e-9);
             }
             assert_true(r.bound_share[FX_BOUND_ALL] <= 1 + 1e-9);
+            assert_true(r.witness_share > 0 && r.witness_share <= 1 + 1e-9);
         }
 }
 
@@ -218,6 +258,7 @@ int main(void)
         cmocka_unit_test(cheapest_fitting_shape),
         cmocka_unit_test(node_knapsack),
         cmocka_unit_test(bound_by_hand),
+        cmocka_unit_test(rare_jobs_counted),
         cmocka_unit_test(bound_holds_for_every_policy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
