@@ -30,13 +30,13 @@
 #define OWNER_STREAM 1
 
 enum kind { OWNER, BATCH };
+enum state { WAIT, RUN, BORROW, DONE };
+enum ev_type { EV_OWNER_END, EV_BATCH_END, EV_TICK };
 
 /* A batch job shape for the bound's witness (witness_sample). */
 struct wshape {
     double cpu, mem, gmem, share; /* cpu INFINITY: asks several GPUs, left out */
 };
-enum state { WAIT, RUN, BORROW, DONE };
-enum ev_type { EV_OWNER_END, EV_BATCH_END, EV_TICK };
 
 struct job {
     enum kind kind;

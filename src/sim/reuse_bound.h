@@ -41,8 +41,9 @@
  * and the other GPUs with their jobs are a feasible set of the knapsacks
  * without R. The least over the levels (level 0: R empty) is the bound. It
  * holds for any placement of the jobs the run had at that moment; the
- * count is the run's (a rule that had run other jobs would have other
- * jobs waiting, though no more of R than were drawn). */
+ * count is the run's (a rule that started other jobs would hold other
+ * ones, and one that started more would have drawn more): not a bound for
+ * every rule, as the first is. */
 #ifndef FX_SIM_REUSE_BOUND_H
 #define FX_SIM_REUSE_BOUND_H
 
