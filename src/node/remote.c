@@ -71,6 +71,25 @@ int fx_remote_server_plan(const struct fx_pod_spec *s, const char *uid,
     fx_slice_set_cap(&out->slice, s->cores_limit);
     out->slice.priority = s->priority;
     out->port = port;
+    out->max_clients = FX_REMOTE_MAX_CLIENTS_DEFAULT;
+    out->max_module_mib = FX_REMOTE_MAX_MODULE_MIB_DEFAULT;
+    return 0;
+}
+
+int fx_remote_limit_parse(const char *flag, const char *text, int max, int *out,
+                          struct flexpu_error *err)
+{
+    char *end;
+    errno = 0;
+    /* Digits only: strtol would take a sign and leading blanks. */
+    long v = text && *text >= '0' && *text <= '9' ? strtol(text, &end, 10) : 0;
+    if (!text || v < 1 || v > max || errno || *end) {
+        char why[48];
+        snprintf(why, sizeof(why), "must be a number from 1 to %d", max);
+        return flexpu_error_field(err, FLEXPU_EINVAL, flag, text ? text : "",
+                                  text ? strlen(text) : 0, why);
+    }
+    *out = (int)v;
     return 0;
 }
 
@@ -116,8 +135,19 @@ int fx_remote_server_cmd(const struct fx_remote_server *sv, const char *bin,
                          size_t nenv, struct flexpu_error *err)
 {
     size_t at = 0, a = 0, e = 0;
-    if (nargv < 10 || nenv < 11)
+    if (nargv < 14 || nenv < 11)
         return flexpu_error_set(err, FLEXPU_ERANGE, "remote server: argv or envp too small");
+    char v[16];
+    if (sv->max_clients < 1 || sv->max_clients > FX_REMOTE_MAX_CLIENTS_MAX) {
+        snprintf(v, sizeof(v), "%d", sv->max_clients);
+        return flexpu_error_field(err, FLEXPU_EINVAL, "--max-clients", v, strlen(v),
+                                  "must be 1-4096");
+    }
+    if (sv->max_module_mib < 1 || sv->max_module_mib > FX_REMOTE_MAX_MODULE_MIB_MAX) {
+        snprintf(v, sizeof(v), "%d", sv->max_module_mib);
+        return flexpu_error_field(err, FLEXPU_EINVAL, "--max-module-mib", v, strlen(v),
+                                  "must be 1-65536");
+    }
     argv[a++] = put(buf, len, &at, "%s", bin);
     argv[a++] = put(buf, len, &at, "--listen");
     argv[a++] = put(buf, len, &at, "0.0.0.0:%d", sv->port);
@@ -130,6 +160,12 @@ int fx_remote_server_cmd(const struct fx_remote_server *sv, const char *bin,
     argv[a++] = put(buf, len, &at, "%d", FX_REMOTE_PORT_FD);
     argv[a++] = put(buf, len, &at, "--slice");
     argv[a++] = put(buf, len, &at, "%s", sv->slice.tenant);
+    /* What one slice's server may hold in host memory, as the agent was
+     * told (docs/REMOTE.md, "The servers' host memory"). */
+    argv[a++] = put(buf, len, &at, "--max-clients");
+    argv[a++] = put(buf, len, &at, "%d", sv->max_clients);
+    argv[a++] = put(buf, len, &at, "--max-module-mib");
+    argv[a++] = put(buf, len, &at, "%d", sv->max_module_mib);
     argv[a] = NULL;
     envp[e++] = put(buf, len, &at, "LD_PRELOAD=%s", runtime_lib);
     /* Its GPUs, in the allocation's order: the client's devices 0..N-1. */

@@ -33,7 +33,31 @@ struct fx_remote_server {
     int ngpu;                   /* 1..FLEXPU_MAX_GPUS, all of this node */
     struct fx_slice_file slice; /* tenant (the pod UID), share, cap, memory, priority */
     int port;                   /* 1..65535 */
+    /* Its --max-clients and --max-module-mib: what one slice's server may
+     * hold (docs/REMOTE.md, "The servers' host memory"); the plan sets the
+     * defaults, the agent its --remote-max-clients and
+     * --remote-max-module-mib. */
+    int max_clients, max_module_mib;
 };
+
+/* flexpu-remoted's own defaults and bounds for --max-clients (client
+ * processes served at once: a pod of FLEXPU_MAX_GPUS GPUs may run a
+ * process per GPU, a pod of one GPU a program and helper processes that
+ * touch the device; one past the bound is refused and retries, so a lower
+ * default could make a pod wait forever) and --max-module-mib (a
+ * framework's fat binaries of every architecture, with room):
+ * src/remote/server_main.c, server.h. Kept as the agent's defaults;
+ * docs/REMOTE.md, "The servers' host memory". */
+#define FX_REMOTE_MAX_CLIENTS_DEFAULT 16
+#define FX_REMOTE_MAX_CLIENTS_MAX 4096
+#define FX_REMOTE_MAX_MODULE_MIB_DEFAULT 1024
+#define FX_REMOTE_MAX_MODULE_MIB_MAX 65536
+
+/* Parses a server limit given to the agent (flag: "--remote-max-clients"
+ * or "--remote-max-module-mib"): a decimal integer, 1 to max, in *out.
+ * FLEXPU_EINVAL naming the flag and the value, *out unchanged. */
+int fx_remote_limit_parse(const char *flag, const char *text, int max, int *out,
+                          struct flexpu_error *err);
 
 /* The server for pod `s` (UID uid) whose allocation al names this node
  * (inv: this node's GPUs): the allocation checked as for a local slice
@@ -67,8 +91,10 @@ int fx_remote_slice_key(const char *uid, char *out, size_t len);
 size_t fx_remote_server_gpus(const struct fx_remote_server *sv, char *buf, size_t cap);
 
 /* Its command line and environment for execve: argv is `bin --listen
- * 0.0.0.0:PORT --token-fd 3 --port-fd 4 --slice TENANT` (the descriptors
- * fx_remote_spawn gives it; the tenant is the pod UID), envp LD_PRELOAD
+ * 0.0.0.0:PORT --token-fd 3 --port-fd 4 --slice TENANT --max-clients N
+ * --max-module-mib M` (the descriptors fx_remote_spawn gives it; the
+ * tenant is the pod UID; N and M sv's, FLEXPU_EINVAL naming them when
+ * out of the server's ranges), envp LD_PRELOAD
  * (the runtime library), CUDA_VISIBLE_DEVICES (the GPUs' UUIDs, comma-separated), the
  * slice's FLEXPU_TENANT, FLEXPU_COMPUTE_SHARE, FLEXPU_COMPUTE_CAP,
  * FLEXPU_PRIORITY, FLEXPU_MEMORY_LIMIT (when it has a quota), and
@@ -80,7 +106,7 @@ size_t fx_remote_server_gpus(const struct fx_remote_server *sv, char *buf, size_
  * owner, whose allocation the driver refuses for a borrower's memory waits
  * for the agent to kill the borrower (node/reclaim_mem.h), as a local
  * owner's does. Each NULL-terminated; the strings live in buf.
- * FLEXPU_ERANGE when buf, argv (10 entries) or envp (11) is too small.
+ * FLEXPU_ERANGE when buf, argv (14 entries) or envp (11) is too small.
  * Nothing of the cluster key is in either. */
 int fx_remote_server_cmd(const struct fx_remote_server *sv, const char *bin,
                          const char *runtime_lib, const char *arb_dir, const char *ledger_dir,

@@ -800,6 +800,10 @@ static bool server_start(struct fx_remote_serve *s, struct start *j, struct take
         return false;
     }
     j->sv.port = port;
+    if (s->cfg.max_clients)
+        j->sv.max_clients = s->cfg.max_clients;
+    if (s->cfg.max_module_mib)
+        j->sv.max_module_mib = s->cfg.max_module_mib;
     /* Its user: its own from the range, else the servers' shared one (and
      * then no uid of a range is its: one an earlier agent gave it is not
      * recorded for a server that no longer runs as it). */
@@ -838,9 +842,9 @@ static bool server_start(struct fx_remote_serve *s, struct start *j, struct take
                  "error=\"%s\"", j->ns, j->name, key, err.msg);
         return false;
     }
-    char buf[4096], *argv[12], *envp[64];
+    char buf[4096], *argv[14], *envp[64];
     if (fx_remote_server_cmd(&j->sv, s->cfg.server_bin, s->cfg.runtime_lib, arb, ledger, marks,
-                             buf, sizeof(buf), argv, 10, envp, 12, &err) != 0) {
+                             buf, sizeof(buf), argv, 14, envp, 12, &err) != 0) {
         FX_ERROR(COMP, "remote server: bad command", "pod=%s/%s error=\"%s\"", j->ns, j->name,
                  err.msg);
         return false;

@@ -45,6 +45,10 @@ struct fx_remote_serve_config {
     const char *runtime_lib; /* libflexpu-cuda.so for the servers' LD_PRELOAD */
     enum fx_dir_limits limits; /* what bounds the servers' ledger directories */
     int port_min, port_max;  /* the servers' ports */
+    /* Each server's --max-clients and --max-module-mib
+     * (--remote-max-clients, --remote-max-module-mib); 0: the defaults
+     * (remote.h). */
+    int max_clients, max_module_mib;
     const struct fx_remote_key *key;
     const struct fx_node_inv *inv; /* this node's GPUs (borrowed) */
     struct kube_config *kube;

@@ -9,6 +9,7 @@
 
 #include "flexpu/log.h"
 #include "kube/contract.h"
+#include "node/remote.h"
 #include "node/remote_agent.h"
 #include "node/remote_key.h"
 #include "node/remote_plugin.h"
@@ -56,6 +57,19 @@ int fx_remote_opt(struct fx_remote_opts *o, int ch, const char *arg)
     case 9: {
         struct flexpu_error err = {0};
         if (fx_remote_uid_range_parse(arg, &o->uid_first, &o->uid_last, &err)) {
+            fprintf(stderr, "flexpu-node: %s\n", err.msg);
+            return 2;
+        }
+        return 0;
+    }
+    case 10:
+    case 11: {
+        struct flexpu_error err = {0};
+        bool clients = ch - FX_REMOTE_OPT_FIRST == 10;
+        if (fx_remote_limit_parse(clients ? "--remote-max-clients" : "--remote-max-module-mib",
+                                  arg, clients ? FX_REMOTE_MAX_CLIENTS_MAX
+                                               : FX_REMOTE_MAX_MODULE_MIB_MAX,
+                                  clients ? &o->max_clients : &o->max_module_mib, &err)) {
             fprintf(stderr, "flexpu-node: %s\n", err.msg);
             return 2;
         }
@@ -194,7 +208,8 @@ struct fx_remote_node *fx_remote_node_start(const struct fx_remote_opts *o, cons
         .node = node, .root = root, .address = addr,
         .server_bin = o->server_bin ? o->server_bin : "/usr/bin/flexpu-remoted",
         .runtime_lib = r->runtime_lib, .limits = limits, .port_min = lo,
-        .port_max = hi, .key = &r->key, .inv = &r->inv, .kube = kube,
+        .port_max = hi, .max_clients = o->max_clients, .max_module_mib = o->max_module_mib,
+        .key = &r->key, .inv = &r->inv, .kube = kube,
         .cap_clock_mhz = o->cap_clock_mhz, .drop = geteuid() == 0, .uid = uid, .gid = gid,
         .uid_first = o->uid_first, .uid_last = o->uid_last};
     if (!(r->serve = fx_remote_serve_start(&sc, err)))

@@ -27,6 +27,9 @@ struct fx_remote_opts {
     /* --remote-uid-range: a user of its own for each slice's server, from
      * uid_first to uid_last (remote_agent.h); 0: all run as uid */
     unsigned uid_first, uid_last;
+    /* --remote-max-clients, --remote-max-module-mib: each server's
+     * --max-clients and --max-module-mib; 0: the defaults (remote.h) */
+    int max_clients, max_module_mib;
     int cap_clock_mhz; /* --cap-clock-mhz (not a --remote-* option): the capped servers'
                         * slices carry it as local slices do; 0: off */
 };
@@ -37,7 +40,7 @@ struct fx_remote_opts {
 
 /* getopt_long codes of the --remote-* options: FX_REMOTE_OPT_FIRST.. */
 #define FX_REMOTE_OPT_FIRST 0x400
-#define FX_REMOTE_OPT_LAST (FX_REMOTE_OPT_FIRST + 9)
+#define FX_REMOTE_OPT_LAST (FX_REMOTE_OPT_FIRST + 11)
 #define FX_REMOTE_LONG_OPTS                                                                        \
     {"remote-slots", required_argument, 0, FX_REMOTE_OPT_FIRST},                                   \
         {"remote-key", required_argument, 0, FX_REMOTE_OPT_FIRST + 1},                             \
@@ -48,7 +51,9 @@ struct fx_remote_opts {
         {"remote-runtime-library", required_argument, 0, FX_REMOTE_OPT_FIRST + 6},                 \
         {"remote-uid", required_argument, 0, FX_REMOTE_OPT_FIRST + 7},                             \
         {"remote-gid", required_argument, 0, FX_REMOTE_OPT_FIRST + 8},                             \
-        {"remote-uid-range", required_argument, 0, FX_REMOTE_OPT_FIRST + 9}
+        {"remote-uid-range", required_argument, 0, FX_REMOTE_OPT_FIRST + 9},                       \
+        {"remote-max-clients", required_argument, 0, FX_REMOTE_OPT_FIRST + 10},                    \
+        {"remote-max-module-mib", required_argument, 0, FX_REMOTE_OPT_FIRST + 11}
 
 #define FX_REMOTE_USAGE                                                                            \
     "  --remote-slots N          a node without GPUs: offer N devices of flexpu.io/gpu\n"          \
@@ -68,7 +73,11 @@ struct fx_remote_opts {
     "  --remote-gid N            the servers' group, never root (65534)\n"                       \
     "  --remote-uid-range A-B    a user of its own for each slice's server, from\n"          \
     "                            A to B (ids nothing else on the node uses), instead\n"     \
-    "                            of one --remote-uid for all\n"
+    "                            of one --remote-uid for all\n"                               \
+    "  --remote-max-clients N    client processes each server serves at once,\n"            \
+    "                            1 to 4096 (16); its --max-clients\n"                           \
+    "  --remote-max-module-mib N fat binaries each client may hold loaded, in MiB,\n"       \
+    "                            1 to 65536 (1024); its --max-module-mib\n"
 
 /* One --remote-* option (ch in FX_REMOTE_OPT_FIRST..LAST); 2 with a message
  * on stderr when its value is bad. */

@@ -187,6 +187,22 @@ for bad in 70099-70000 1-2147483648; do
     --set node.remote.uidRange="$bad" 2>&1)" && fail "node.remote.uidRange $bad accepted"
   grep -q "node.remote.uidRange=$bad" <<<"$out" || fail "uidRange $bad: $out"
 done
+# What each server may hold (docs/REMOTE.md, "The servers' host memory"):
+# the servers' defaults unless set, on the GPU agents only; out of the
+# servers' ranges refused naming the value.
+holds '.spec.template.spec.containers[0].args | index("--remote-max-clients=16") and
+    index("--remote-max-module-mib=1024")' "$gds" || fail "the servers' default limits: $gds"
+holds '.spec.template.spec.containers[0].args | map(select(startswith("--remote-max-"))) |
+    length == 0' "$ds" || fail "the CPU nodes' agent got the servers' limits: $ds"
+u="$(obj "$(render flexpu -n flexpu-system --set node.remote.enabled=true \
+  --set node.remote.maxClients=4 --set node.remote.maxModuleMib=256)" DaemonSet flexpu-node)"
+holds '.spec.template.spec.containers[0].args | index("--remote-max-clients=4") and
+    index("--remote-max-module-mib=256")' "$u" || fail "node.remote.maxClients/maxModuleMib: $u"
+for bad in maxClients=0 maxClients=4097 maxModuleMib=0 maxModuleMib=65537; do
+  out="$(helm template flexpu "$chart" --set node.remote.enabled=true \
+    --set node.remote."$bad" 2>&1)" && fail "node.remote.$bad accepted"
+  grep -q "node/remote/${bad%=*}" <<<"$out" || fail "$bad: $out"
+done
 # Where remote pods run near their GPU (--remote-topology-keys): the keys
 # given, none ([]: no preference), a malformed key or the hostname refused.
 d="$(obj "$(render flexpu -n flexpu-system \
@@ -259,7 +275,7 @@ for ok in node.remote.networkPolicy.remotePodsOnly=false node.remote.networkPoli
     --set "$ok" | jq '[.[] | select(.kind == "ValidatingAdmissionPolicy")] | length')" &&
     [ "$n" = 0 ] || fail "admission.enabled=false with $ok: $n admission policies"
 done
-pass "node.remote: the servers run as uid/gid 65534 (values; 0 refused) or each slice as one of uidRange (malformed refused), the agent may change user and stop them (SETUID, SETGID, KILL, only with node.remote); a NetworkPolicy opens their ports to the pods holding a remote slice (by their label; refused without the admission policy), the cluster's pods, podCIDR or from, the metrics port as before"
+pass "node.remote: the servers run as uid/gid 65534 (values; 0 refused) or each slice as one of uidRange (malformed refused), with maxClients and maxModuleMib (16 and 1024; set; out of range refused), the agent may change user and stop them (SETUID, SETGID, KILL, only with node.remote); a NetworkPolicy opens their ports to the pods holding a remote slice (by their label; refused without the admission policy), the cluster's pods, podCIDR or from, the metrics port as before"
 
 # --- overrides ---
 cat >"$work/over.yaml" <<'EOF'
@@ -359,10 +375,14 @@ pass "helm template with overrides: registry, tag, digest, pull secrets, runtime
 
 # Every flag the chart passes, with the defaults and the overrides, is one
 # the binary lists in --help.
+# The help is read whole first: grep -q leaving a pipe early would kill a
+# help longer than the pipe's first write (SIGPIPE, a failure under
+# pipefail).
 flags_known() { # binary json-of-args
-  local f
+  local f help
+  help="$("$build/$1" --help 2>&1)"
   for f in $(jq -r '.[] | select(startswith("--")) | sub("=.*"; "")' <<<"$2"); do
-    "$build/$1" --help 2>&1 | grep -q -- "^ *$f " || fail "$1 has no flag $f (its --help)"
+    grep -q -- "^ *$f " <<<"$help" || fail "$1 has no flag $f (its --help)"
   done
 }
 d="$(render flexpu -n flexpu-system)"

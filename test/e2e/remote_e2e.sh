@@ -95,7 +95,8 @@ gpu_node() { # [ADDRESS, default 127.0.0.1]
   LD_LIBRARY_PATH="$build/test/fakecuda" FLEXPU_CONTEXT_OVERHEAD=16Mi ASAN_OPTIONS=detect_leaks=0 \
     start_node gpu-r --remote-key "$work/key" --remote-address "${1:-127.0.0.1}" \
     --remote-ports 17100-17110 --remote-server "$build/flexpu-remoted" \
-    --remote-runtime-library "$build/libflexpu-cuda.so" --remote-uid-range 61000-61009
+    --remote-runtime-library "$build/libflexpu-cuda.so" --remote-uid-range 61000-61009 \
+    --remote-max-clients 8 --remote-max-module-mib 512
 }
 gpu_node
 has_inv() { test -n "$(kubectl get node gpu-r -o jsonpath='{.metadata.annotations.flexpu\.io/gpus}')"; }
@@ -224,6 +225,9 @@ spid="$(cut -d' ' -f1 "$work/root/remote/$uid/server.pid")"
 # The slice's uid from the range, as its server.pid records it ("PID PORT UID").
 ruid="$(cut -d' ' -f3 "$work/root/remote/$uid/server.pid")"
 [[ $ruid =~ ^610(0[0-9])$ ]] || fail "the slice's uid '$ruid' is not of --remote-uid-range 61000-61009"
+# The server got the agent's limits (--remote-max-clients, --remote-max-module-mib).
+grep -q "listening.*max_clients=8 .*max_module_mib=512 " "$work/root/remote/$uid/server.log" ||
+  fail "the server did not get --remote-max-clients 8 and --remote-max-module-mib 512: $(cat "$work/root/remote/$uid/server.log")"
 # Its environment (readable only with CAP_SYS_PTRACE: the server makes
 # itself non-dumpable) has the slice's quota and nothing of the key.
 if env_text="$(tr '\0' ' ' <"/proc/$spid/environ" 2>/dev/null)"; then

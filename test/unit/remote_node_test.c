@@ -172,11 +172,11 @@ static void test_server_cmd(void **state)
     struct fx_remote_server sv;
     struct flexpu_error err = {0};
     assert_int_equal(fx_remote_server_plan(&s, "uid-1", &al, &inv, 7071, &sv, &err), 0);
-    char buf[2048], *argv[10], *envp[11];
+    char buf[2048], *argv[14], *envp[11];
     assert_int_equal(fx_remote_server_cmd(&sv, "/opt/flexpu/flexpu-remoted",
                                           "/opt/flexpu/libflexpu-cuda.so", "/var/lib/flexpu/arb",
                                           "/var/lib/flexpu/ledger/remote-uid-1",
-                                          "/var/lib/flexpu/borrowed", buf, sizeof(buf), argv, 10,
+                                          "/var/lib/flexpu/borrowed", buf, sizeof(buf), argv, 14,
                                           envp, 11, &err),
                      0);
     assert_string_equal(argv[0], "/opt/flexpu/flexpu-remoted");
@@ -190,7 +190,12 @@ static void test_server_cmd(void **state)
     assert_string_equal(argv[6], "4");
     assert_string_equal(argv[7], "--slice");
     assert_string_equal(argv[8], "uid-1");
-    assert_null(argv[9]);
+    /* What the server may hold, the plan's defaults (the server's own). */
+    assert_string_equal(argv[9], "--max-clients");
+    assert_string_equal(argv[10], "16");
+    assert_string_equal(argv[11], "--max-module-mib");
+    assert_string_equal(argv[12], "1024");
+    assert_null(argv[13]);
     /* Nothing of the cluster key: its path nor its name. */
     for (char **v = argv; *v; v++)
         assert_null(strstr(*v, "key"));
@@ -217,14 +222,35 @@ static void test_server_cmd(void **state)
     assert_true(has(envp, mem));
     /* Too small a buffer or array: refused, not cut. */
     assert_int_equal(fx_remote_server_cmd(&sv, "/opt/flexpu/flexpu-remoted", "/x.so", "/a",
-                                          "/l", "/m", buf, 60, argv, 10, envp, 11, &err),
+                                          "/l", "/m", buf, 60, argv, 14, envp, 11, &err),
                      FLEXPU_ERANGE);
     assert_int_equal(fx_remote_server_cmd(&sv, "/b", "/x.so", "/a", "/l", "/m", buf, sizeof(buf),
-                                          argv, 9, envp, 11, &err),
+                                          argv, 13, envp, 11, &err),
                      FLEXPU_ERANGE);
     assert_int_equal(fx_remote_server_cmd(&sv, "/b", "/x.so", "/a", "/l", "/m", buf, sizeof(buf),
-                                          argv, 10, envp, 10, &err),
+                                          argv, 14, envp, 10, &err),
                      FLEXPU_ERANGE);
+    /* The agent's limits, as given; out of the server's ranges refused
+     * naming the option and the value, never passed on. */
+    sv.max_clients = 3;
+    sv.max_module_mib = 64;
+    assert_int_equal(fx_remote_server_cmd(&sv, "/b", "/x.so", "/a", "/l", "/m", buf, sizeof(buf),
+                                          argv, 14, envp, 11, &err),
+                     0);
+    assert_string_equal(argv[10], "3");
+    assert_string_equal(argv[12], "64");
+    sv.max_clients = 4097;
+    assert_int_equal(fx_remote_server_cmd(&sv, "/b", "/x.so", "/a", "/l", "/m", buf, sizeof(buf),
+                                          argv, 14, envp, 11, &err),
+                     FLEXPU_EINVAL);
+    assert_non_null(strstr(err.msg, "--max-clients"));
+    assert_non_null(strstr(err.msg, "4097"));
+    sv.max_clients = 3;
+    sv.max_module_mib = 0;
+    assert_int_equal(fx_remote_server_cmd(&sv, "/b", "/x.so", "/a", "/l", "/m", buf, sizeof(buf),
+                                          argv, 14, envp, 11, &err),
+                     FLEXPU_EINVAL);
+    assert_non_null(strstr(err.msg, "--max-module-mib"));
     /* Its slice's key: never a local slice's (24 hexadecimal digits). */
     char key[80];
     assert_int_equal(fx_remote_slice_key("uid-1", key, sizeof(key)), 0);
@@ -281,9 +307,9 @@ static void test_server_plan_gpus(void **state)
     assert_string_equal(sv.gpu_uuid[1], "GPU-g1-0");
     assert_int_equal(sv.slice.compute_share, 30);
     assert_int_equal(sv.slice.memory, 8 * GIB);
-    char buf[2048], *argv[10], *envp[11];
+    char buf[2048], *argv[14], *envp[11];
     assert_int_equal(fx_remote_server_cmd(&sv, "/b", "/x.so", "/a", "/l", "/m", buf, sizeof(buf),
-                                          argv, 10, envp, 11, &err),
+                                          argv, 14, envp, 11, &err),
                      0);
     assert_true(has(envp, "CUDA_VISIBLE_DEVICES=GPU-g1-1,GPU-g1-0"));
     assert_true(has(envp, "FLEXPU_MEMORY_LIMIT=8589934592"));
@@ -331,9 +357,9 @@ static void test_server_plan_cap(void **state)
     assert_int_equal(fx_remote_server_plan(&s, "uid-1", &al, &inv, 7071, &sv, &err), 0);
     assert_int_equal(sv.slice.compute_share, 100);
     assert_int_equal(sv.slice.compute_cap, 100);
-    char buf[2048], *argv[10], *envp[11];
+    char buf[2048], *argv[14], *envp[11];
     assert_int_equal(fx_remote_server_cmd(&sv, "/b", "/x.so", "/a", "/l", "/m", buf, sizeof(buf),
-                                          argv, 10, envp, 11, &err),
+                                          argv, 14, envp, 11, &err),
                      0);
     struct fx_slice_config c;
     fx_config_defaults(&c);
@@ -617,6 +643,48 @@ static void test_remote_ids(void **state)
     assert_int_equal(fx_remote_opt(&o, FX_REMOTE_OPT_FIRST + 9, "0-9"), 2);
 }
 
+/* --remote-max-clients and --remote-max-module-mib: each server's limits,
+ * in the server's own ranges; a bad value refused naming the flag and the
+ * value, the option unchanged. */
+static void test_server_limits(void **state)
+{
+    (void)state;
+    struct flexpu_error err = {0};
+    int v = 7;
+    assert_int_equal(fx_remote_limit_parse("--remote-max-clients", "4096", 4096, &v, &err), 0);
+    assert_int_equal(v, 4096);
+    assert_int_equal(fx_remote_limit_parse("--remote-max-clients", "1", 4096, &v, &err), 0);
+    assert_int_equal(v, 1);
+    const char *bad[] = {"0", "4097", "", "-1", "+2", " 2", "2x", "x", "99999999999999999999"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (fx_remote_limit_parse("--remote-max-clients", bad[i], 4096, &v, &err) !=
+            FLEXPU_EINVAL)
+            fail_msg("'%s' accepted", bad[i]);
+        if (!strstr(err.msg, "--remote-max-clients") || !strstr(err.msg, bad[i]) ||
+            !strstr(err.msg, "4096"))
+            fail_msg("error '%s' names not the flag, '%s' and the bound", err.msg, bad[i]);
+    }
+    assert_int_equal(v, 1);
+    /* Through flexpu-node's option table. */
+    struct fx_remote_opts o = {0};
+    assert_int_equal(fx_remote_opt(&o, FX_REMOTE_OPT_FIRST + 10, "4"), 0);
+    assert_int_equal(fx_remote_opt(&o, FX_REMOTE_OPT_FIRST + 11, "65536"), 0);
+    assert_true(o.max_clients == 4 && o.max_module_mib == 65536);
+    assert_int_equal(fx_remote_opt(&o, FX_REMOTE_OPT_FIRST + 10, "0"), 2);
+    assert_int_equal(fx_remote_opt(&o, FX_REMOTE_OPT_FIRST + 11, "65537"), 2);
+    assert_true(o.max_clients == 4 && o.max_module_mib == 65536);
+    struct option longs[] = {FX_REMOTE_LONG_OPTS};
+    int seen = 0;
+    for (size_t i = 0; i < sizeof(longs) / sizeof(longs[0]); i++)
+        if ((strcmp(longs[i].name, "remote-max-clients") == 0 &&
+             longs[i].val == FX_REMOTE_OPT_FIRST + 10) ||
+            (strcmp(longs[i].name, "remote-max-module-mib") == 0 &&
+             longs[i].val == FX_REMOTE_OPT_FIRST + 11))
+            seen++;
+    assert_int_equal(seen, 2);
+    assert_true(FX_REMOTE_OPT_LAST >= FX_REMOTE_OPT_FIRST + 11);
+}
+
 
 /* ---- the GPU node's watch (remote_agent.c) ---- */
 
@@ -742,6 +810,23 @@ static bool slice_gone_within(const char *root, const char *uid, int ms)
             return true;
         usleep(50000);
     }
+    return false;
+}
+
+/* Whether process pid's command line holds `flag value`, in a row. */
+static bool cmdline_pair(int pid, const char *flag, const char *value)
+{
+    char path[64], buf[4096];
+    snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
+    FILE *fp = fopen(path, "r");
+    if (!fp)
+        return false;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, fp);
+    fclose(fp);
+    buf[n] = 0;
+    for (size_t i = 0; i < n; i += strlen(buf + i) + 1)
+        if (strcmp(buf + i, flag) == 0 && i + strlen(flag) + 1 < n)
+            return strcmp(buf + i + strlen(flag) + 1, value) == 0;
     return false;
 }
 
@@ -1136,6 +1221,8 @@ static void test_agent_watch(void **state)
     f->cfg.cap_clock_mhz = 1410;
     f->cfg.uid_first = UID0;
     f->cfg.uid_last = UID0 + 3;
+    f->cfg.max_clients = 3;
+    f->cfg.max_module_mib = 64;
     agent_start(f);
     assert_true(wait_for(f->root, "uid-new", true, 10000));
     assert_true(wait_for(f->root, "uid-legacy", true, 10000));
@@ -1157,6 +1244,10 @@ static void test_agent_watch(void **state)
      * slice.conf, its ledger directory the server's user's alone. */
     check_server_slice(f->root, "uid-new", 50, 1410, as_root, u_new);
     check_server_slice(f->root, "uid-legacy", 100, 0, as_root, u_legacy);
+    /* Each server was started with the agent's limits. */
+    assert_true(cmdline_pair(pid_new, "--max-clients", "3"));
+    assert_true(cmdline_pair(pid_new, "--max-module-mib", "64"));
+    assert_true(cmdline_pair(pid_legacy, "--max-clients", "3"));
     /* What the device plugin's borrower check counts on each GPU: both
      * slices, owners of their memory, on GPU-g1-0; nothing on GPU-g1-1. */
     struct fx_gpu_hold holds[4];
@@ -1848,6 +1939,7 @@ int main(void)
         cmocka_unit_test(test_server_cmd),  cmocka_unit_test(test_token),
         cmocka_unit_test(test_endpoint),    cmocka_unit_test(test_client_env),
         cmocka_unit_test(test_spawn),       cmocka_unit_test(test_remote_ids),
+        cmocka_unit_test(test_server_limits),
         cmocka_unit_test_setup_teardown(test_agent_watch, agent_alloc, agent_teardown),
         cmocka_unit_test_setup_teardown(test_answers_while_a_server_stops, agent_alloc,
                                         agent_teardown),
