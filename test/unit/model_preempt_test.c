@@ -24,11 +24,12 @@
 #include "model_fixture.h"
 
 /* What a pod asks: CPUs, one GPU's cores (0: no GPU; 100: a whole one),
- * its gpu-memory in GiB (0: none asked), its PriorityClass value, and its
- * pod group (NULL: none; min-members 2). */
+ * its gpu-memory in GiB (0: none asked), its PriorityClass value, its
+ * pod group (NULL: none; min-members 2) and its queue (NULL: the
+ * default one). */
 struct ask {
     int cpu, cores, mem_gib, prio;
-    const char *group;
+    const char *group, *queue;
 };
 
 /* Pod `uid` created at second `sec`: pending, or bound to GPU `gpu` of
@@ -51,10 +52,14 @@ static void pod(struct fx_model *m, const char *uid, struct ask a, int sec, cons
     json_t *meta = json_pack("{s:s, s:s, s:s, s:s}", "name", uid, "namespace", "t", "uid", uid,
                              "creationTimestamp", created);
     json_t *ann = json_object();
+    json_t *labels = json_object();
     if (a.group) {
-        json_object_set_new(meta, "labels", json_pack("{s:s}", "flexpu.io/pod-group", a.group));
+        json_object_set_new(labels, "flexpu.io/pod-group", json_string(a.group));
         json_object_set_new(ann, "flexpu.io/min-members", json_string("2"));
     }
+    if (a.queue)
+        json_object_set_new(labels, FX_LABEL_QUEUE, json_string(a.queue));
+    json_object_set_new(meta, "labels", labels);
     json_t *p = json_pack("{s:o, s:{s:s, s:i, s:[{s:s, s:{s:o}}]}}", "metadata", meta, "spec",
                           "schedulerName", "flexpu-scheduler", "priority", a.prio, "containers",
                           "name", "c", "resources", "limits", limits);
@@ -630,8 +635,8 @@ static void test_refused_eviction_renominated(void **state)
  * there and a slice of GPU 0 of n1 of `cores` and `mem_gib` GiB (0: no
  * gpu-memory asked, no quota: the GPU's memory is all its own)
  * (docs/REMOTE.md, "Kubernetes"). */
-static void remote_pod(struct fx_model *m, const char *uid, int cpu, int cores, int mem_gib,
-                       int prio, int sec, const char *on)
+static void remote_pod_q(struct fx_model *m, const char *uid, int cpu, int cores, int mem_gib,
+                         int prio, int sec, const char *on, const char *queue)
 {
     char created[40], c[16], cores_s[16], mem[16];
     snprintf(created, sizeof(created), "2026-01-01T00:%02d:%02dZ", sec / 60, sec % 60);
@@ -653,6 +658,9 @@ static void remote_pod(struct fx_model *m, const char *uid, int cpu, int cores, 
                           "name", "c", "resources", "limits", "cpu", c, "flexpu.io/gpu", "1",
                           "flexpu.io/gpu-cores", cores_s, "flexpu.io/gpu-memory", mem);
     assert_non_null(p);
+    if (queue)
+        json_object_set_new(json_object_get(p, "metadata"), "labels",
+                            json_pack("{s:s}", FX_LABEL_QUEUE, queue));
     if (mem_gib == 0) {
         json_t *ctr = json_array_get(json_object_get(json_object_get(p, "spec"), "containers"), 0);
         json_object_del(json_object_get(json_object_get(ctr, "resources"), "limits"),
@@ -661,6 +669,12 @@ static void remote_pod(struct fx_model *m, const char *uid, int cpu, int cores, 
     fx_model_pod_event(m, KUBE_ADDED, p);
     json_decref(p);
     free(text);
+}
+
+static void remote_pod(struct fx_model *m, const char *uid, int cpu, int cores, int mem_gib,
+                       int prio, int sec, const char *on)
+{
+    remote_pod_q(m, uid, cpu, cores, mem_gib, prio, sec, on, NULL);
 }
 
 /* n1 (one GPU, 16 CPUs) and c1 (no GPUs, 16 CPUs), rlow (PriorityClass
@@ -931,6 +945,58 @@ static void test_remote_victim_own_node_out(void **state)
     fx_model_free(m);
 }
 
+/* Queue q (no parent, weight 1, nothing guaranteed, no limit). */
+static void queue_of(struct fx_model *m, const char *q)
+{
+    struct flexpu_queue_info qi = {.name = q, .weight = 1};
+    for (int r = 0; r < FLEXPU_RES_COUNT_; r++)
+        qi.limit[r] = FLEXPU_QUEUE_UNLIMITED;
+    struct flexpu_error err = {0};
+    if (fx_model_queue_set(m, &qi, &err))
+        fail_msg("fx_model_queue_set %s: %s", q, err.msg);
+}
+
+/* (16) Queue reclaim of a remote pod whose own node is out of the engine:
+ * its queue's charge follows its state (bound: allocated), not its node,
+ * so queue a still holds rlow's GPU while c1 is not Ready and queue b
+ * takes it back as from any pod. n1 has 2 GPUs: rlow (queue a, 80% of
+ * GPU 0, on c1) and a1 (queue a, GPU 1 whole); b asks hi (50%) and b2
+ * (a whole GPU, 30 s later): a's fair share is one GPU and 1000 of its
+ * 2000 milli, so only rlow may go (a1 would leave a under its share), and
+ * only by reclaim (all of PriorityClass 0). Checked with c1 Ready too. */
+static void test_remote_reclaimed_own_node_out(void **state)
+{
+    (void)state;
+    for (int out = 0; out < 2; out++) {
+        struct fx_model *m = new_model();
+        queue_of(m, "a");
+        queue_of(m, "b");
+        a100_node(m, "n1", 2);
+        a100_node(m, "c1", 0);
+        remote_pod_q(m, "rlow", 8, 80, 40, 0, 5, "c1", "a");
+        pod(m, "a1", (struct ask){.cpu = 1, .cores = 100, .queue = "a"}, 0, "n1", 1);
+        model_checked(m);
+        if (out)
+            c1_not_ready(m);
+        assert_int_equal(gpu_used(m), 1800);
+        pod(m, "hi", (struct ask){.cpu = 2, .cores = 50, .mem_gib = 20, .queue = "b"}, 10, NULL,
+            0);
+        pod(m, "b2", (struct ask){.cpu = 1, .cores = 100, .queue = "b"}, 40, NULL, 0);
+        struct fx_attempt a;
+        bool evicted = false;
+        for (int i = 0; i < 10 && !evicted && fx_model_next(m, &a); i++) {
+            if (a.outcome == FX_EVICT) {
+                if (strcmp(a.uid, "rlow") != 0 || !strstr(a.message, "reclaimed by"))
+                    fail_msg("c1 %s: evicted %s: %s", out ? "out" : "in", a.uid, a.message);
+                evicted = true;
+            }
+        }
+        if (!evicted)
+            fail_msg("c1 %s: rlow was not reclaimed", out ? "out" : "in");
+        fx_model_free(m);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -951,6 +1017,7 @@ int main(void)
         cmocka_unit_test(test_remote_victim_stays),
         cmocka_unit_test(test_remote_victim_on_its_own_node),
         cmocka_unit_test(test_remote_victim_own_node_out),
+        cmocka_unit_test(test_remote_reclaimed_own_node_out),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
