@@ -3352,6 +3352,24 @@ static void remote_multi_wait(const struct pod *p, struct flexpu_noplace *why)
     remote_wait_text(why, local, w);
 }
 
+/* Why remote pod p waits where its slice was taken on GPU node `gpu_node`
+ * but borrowers there hold memory its quota needs (remote_slice with
+ * reclaim: owner_waits, which reclaims them): the pod is woken when they
+ * are gone, as a local owner is. Written over why->text, the local reason
+ * after it (both in its 320 bytes: the borrowers' own Reclaimed Events
+ * point to docs/KUBERNETES.md); without it the Event named only the local
+ * reason, which no reclaim changes. */
+static void remote_borrowers_wait(const char *gpu_node, struct flexpu_noplace *why)
+{
+    char local[sizeof(why->text)];
+    memcpy(local, why->text, sizeof(local));
+    int w = snprintf(why->text, sizeof(why->text),
+                     "%s: waits for the borrowers on its GPU(s) of GPU node %.100s to be "
+                     "reclaimed (they hold memory its quota needs); no local slice fits: ",
+                     FX_ANN_REMOTE, gpu_node ? gpu_node : "?");
+    remote_wait_text(why, local, w);
+}
+
 /* Remote pod p's slice on a GPU node, within `scope` (the GPU nodes it
  * may use: remote_slice_filter, remote_rule_scope): placed and taken as a
  * local pod of its GPU shares is (place_pod_as: around borrowers, and
@@ -3458,6 +3476,12 @@ static bool remote(struct fx_model *m, struct pod *p, struct fx_attempt *a,
     int64_t gid = 0, slice_mem = 0, cid = 0;
     int rc = remote_slice(m, p, scope, &gpl, &gid, &slice_mem, &gwhy, true);
     flexpu_filter_free(scope);
+    if (rc == FLEXPU_EBUSY) {
+        /* Taken where borrowers block it, and given back: they are being
+         * reclaimed (owner_waits), whatever its rule or GPU count. */
+        remote_borrowers_wait(flexpu_engine_node_name(m->e, gpl.node), why);
+        return false;
+    }
     if (rc) {
         if (p->rkey)
             remote_rule_wait(p, ndom, why);

@@ -1501,6 +1501,47 @@ static void test_slots_short_not_said_for_borrowed_slice(void **state)
     fx_model_free(m);
 }
 
+/* A remote pod whose slice is blocked by a borrower: with a free remote
+ * slot on c1, remote() takes the slice on g1 where b holds memory q's
+ * quota needs, reclaims b (FX_RECLAIM) and waits for it (place_pod_as's
+ * owner_waits), as a local pod does. Its Event says so, naming the GPU
+ * node, before the local reason (whole); once b is gone q is bound. Before, it gave only the
+ * local reason (g1 has 2 CPUs, q asks 4), which no reclaim changes. */
+static void test_remote_waits_for_borrowers(void **state)
+{
+    (void)state;
+    struct fx_model *m = new_model();
+    node(m, "g1", 1, "2", NULL);
+    node_slots(m, "c1", 0, "16", NULL, 2);
+    pod(m, "p1", 20, "4", true, "c1", "g1", 0);
+    borrower(m, "b", "g1", 10, 70);
+    pod(m, "q", 20, "4", true, NULL, NULL, 2);
+    struct fx_attempt a;
+    bool waited = false, evicted = false;
+    for (int i = 0; i < 6 && fx_model_next(m, &a); i++) {
+        if (a.outcome == FX_RECLAIM && strcmp(a.uid, "b") == 0) {
+            evicted = true;
+            fx_model_evict_done(m, "b", 0);
+        } else if (a.outcome == FX_WAIT && strcmp(a.uid, "q") == 0) {
+            waited = true;
+            if (!strstr(a.message, "flexpu.io/remote: waits for the borrowers on its GPU(s) of "
+                                   "GPU node g1 to be reclaimed") ||
+                !strstr(a.message, "no local slice fits: no node fits 1 GPU(s)") ||
+                !strstr(a.message, "insufficient cpu"))
+                fail_msg("q's wait: %s", a.message);
+        } else {
+            fail_msg("unexpected attempt %d for %s: %s", a.outcome, a.uid, a.message);
+        }
+    }
+    assert_true(waited && evicted);
+    gone(m, "b");
+    a = next(m, FX_BIND, "q");
+    assert_string_equal(a.node, "c1");
+    struct flexpu_error err = {0};
+    assert_int_equal(fx_model_check(m, &err), 0);
+    fx_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1535,6 +1576,7 @@ int main(void)
         cmocka_unit_test(test_slots_short_said),
         cmocka_unit_test(test_slots_short_not_said_when_no_slice),
         cmocka_unit_test(test_slots_short_not_said_for_borrowed_slice),
+        cmocka_unit_test(test_remote_waits_for_borrowers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
