@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -173,13 +174,25 @@ static void drop_ctl(struct worker *w)
     w->ctl = -1;
 }
 
-/* Reaps exited workers, freeing their entries. */
+/* Reaps exited workers, freeing their entries. A client's worker (one
+ * that was authenticated) is logged with its peak resident memory: what
+ * one client cost this server in host memory (its CUDA context, cuBLAS,
+ * buffers; docs/REMOTE.md, "The servers' host memory"), which the node's
+ * memory limit must hold, read from the kernel at its end, so a worker
+ * too short-lived for any sampler is still counted. */
 static void reap(struct listener *l)
 {
     pid_t pid;
-    while ((pid = waitpid(-1, NULL, WNOHANG)) > 0) {
+    int status;
+    struct rusage ru;
+    while ((pid = wait4(-1, &status, WNOHANG, &ru)) > 0) {
         for (size_t i = 0; i < l->nw; i++) {
             if (l->w[i].state != W_FREE && l->w[i].pid == pid) {
+                if (l->w[i].state == W_AUTHED)
+                    FX_INFO(COMP, "client's worker ended", "worker=%d status=%d peak_rss_kib=%ld",
+                            (int)pid,
+                            WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status),
+                            ru.ru_maxrss);
                 drop_ctl(&l->w[i]);
                 l->w[i].state = W_FREE;
                 break;

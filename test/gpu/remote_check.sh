@@ -154,6 +154,8 @@ remote_leg() {
         stop_server
         return
     fi
+    local log_at
+    log_at=$(wc -l <"$out/server.log")
     sample_mem "$leg" &
     local mpid=$!
     step "$leg" "$limit" "$reserve" env LD_LIBRARY_PATH="$client_path${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
@@ -164,6 +166,19 @@ remote_leg() {
         >"$out/$leg.json" 2>"$out/$leg.log"
     kill "$mpid" 2>/dev/null
     wait "$mpid" 2>/dev/null
+    # The workers' peaks as the listener logs them when it reaps each
+    # (flexpu-remoted's "client's worker ended ... peak_rss_kib=N"): a
+    # worker shorter than a sample is counted too. Waited for (at most
+    # 5 s) before the server is stopped, which would take the log with it.
+    local i
+    for i in $(seq 50); do
+        sed -n "$((log_at + 1)),\$p" "$out/server.log" >"$out/server.log.$leg"
+        grep -q "client's worker ended" "$out/server.log.$leg" && break
+        sleep 0.1
+    done
+    sed -n "s/.*client's worker ended.* worker=\([0-9]*\) .*peak_rss_kib=\([0-9]*\).*/\1 end \2/p" \
+        "$out/server.log.$leg" >>"$out/$leg.mem"
+    rm -f "$out/server.log.$leg"
     stop_server
 }
 

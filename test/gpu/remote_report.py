@@ -99,17 +99,21 @@ def server_memory(path):
             rows = [line.split() for line in f]
     except OSError:
         return None
+    ends = [r for r in rows if len(r) == 3 and r[1] == "end" and r[2].isdigit()]
     rows = [r for r in rows if len(r) == 4 and r[2].isdigit() and r[3].isdigit()]
-    if not rows:
+    if not rows and not ends:
         return None
     lis = [r for r in rows if r[1] == "listener"]
     wk = [r for r in rows if r[1] == "worker"]
     return {
         "listener_rss_kib_max": max((int(r[2]) for r in lis), default=0),
         "listener_hwm_kib": max((int(r[3]) for r in lis), default=0),
-        "workers": len({r[0] for r in wk}),
+        # Sampled workers and those the listener logged at their end
+        # ("PID end PEAK": the kernel's peak, ru_maxrss).
+        "workers": len({r[0] for r in wk} | {r[0] for r in ends}),
         "worker_rss_kib_max": max((int(r[2]) for r in wk), default=0),
-        "worker_hwm_kib_max": max((int(r[3]) for r in wk), default=0),
+        "worker_hwm_kib_max": max([int(r[3]) for r in wk] + [int(r[2]) for r in ends], default=0),
+        "worker_peak_kib_at_end": max((int(r[2]) for r in ends), default=0),
         "samples": len(rows),
     }
 
