@@ -1444,6 +1444,60 @@ static void test_slots_short_not_said_when_no_slice(void **state)
     fx_model_free(m);
 }
 
+/* GPU nodes g1-g4 of one GPU each, told apart by a label (each its own
+ * class of the engine: their placements tie), c1 without GPUs and without
+ * a free remote slot; with `probe`, remote pod q waits there for a slot
+ * (remote_slots_wait takes a slice for it and gives it back) and goes.
+ * Then local pods x0-x5: the nodes they land on, in order, in `out`. */
+static void landing(uint64_t seed, bool probe, char out[6][16])
+{
+    struct flexpu_error err = {0};
+    struct fx_model *m = fx_model_new("flexpu-scheduler", "flexpu", seed, &err);
+    assert_non_null(m);
+    const char *names[] = {"g1", "g2", "g3", "g4"}, *labels[] = {"z=a", "z=b", "z=c", "z=d"};
+    for (int i = 0; i < 4; i++)
+        node(m, names[i], 1, "2", labels[i]);
+    node_slots(m, "c1", 0, "16", NULL, 0);
+    if (probe) {
+        pod(m, "q", 20, "4", true, NULL, NULL, 0);
+        struct fx_attempt a = next(m, FX_WAIT, "q");
+        assert_non_null(strstr(a.message, "remote slot"));
+        assert_int_equal(stats(m).remote_placed, 0);
+        gone(m, "q");
+    }
+    for (int i = 0; i < 6; i++) {
+        char uid[8];
+        snprintf(uid, sizeof(uid), "x%d", i);
+        pod(m, uid, 10, "1", false, NULL, NULL, 1 + i);
+        snprintf(out[i], 16, "%.8s", next(m, FX_BIND, uid).node);
+    }
+    assert_int_equal(fx_model_check(m, &err), 0);
+    fx_model_free(m);
+}
+
+/* The remote slots message's slice is a question, not a placement: taken
+ * and given back, it leaves the engine deciding as it would have without
+ * it (its visit order, which a random tie reads, as well as its random
+ * state), so the pods after it land where they would have, and counts no
+ * remote placement. It passes on main: the slice's node leaves its class
+ * and comes back in the same place of the engine's order (change_usage
+ * finds the new class before the old one is dropped into its slot, and
+ * the head member, which a tie takes, rejoins at the head); a probe that
+ * does not put the model's random state back fails it. */
+static void test_slots_message_leaves_no_trace(void **state)
+{
+    (void)state;
+    for (uint64_t seed = 1; seed <= 16; seed++) {
+        char with[6][16], without[6][16];
+        landing(seed, true, with);
+        landing(seed, false, without);
+        for (int i = 0; i < 6; i++)
+            if (strcmp(with[i], without[i]) != 0)
+                fail_msg("seed %llu: x%d on %s after the slots message, on %s without it",
+                         (unsigned long long)seed, i, with[i], without[i]);
+    }
+}
+
 /* Borrower `uid` (flexpu.io/opportunistic) bound to GPU 0 of `on` with
  * `cores` and `mem_gib` GiB of its memory, borrowed (the engine counts
  * none of its GPU share: docs/KUBERNETES.md, "Borrowing idle GPUs"). */
@@ -1576,6 +1630,7 @@ int main(void)
         cmocka_unit_test(test_slots_short_said),
         cmocka_unit_test(test_slots_short_not_said_when_no_slice),
         cmocka_unit_test(test_slots_short_not_said_for_borrowed_slice),
+        cmocka_unit_test(test_slots_message_leaves_no_trace),
         cmocka_unit_test(test_remote_waits_for_borrowers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
