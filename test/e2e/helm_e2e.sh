@@ -142,6 +142,13 @@ grep -q "node.remote.ports=7199-7100" <<<"$out" || fail "ports 7199-7100: $out"
 out="$(helm template flexpu "$chart" --set node.remote.enabled=true \
   --set node.resources.limits.memory=100m 2>&1)" && fail "a limit of 100m (milli) accepted"
 grep -q "node.resources.limits.memory=100m" <<<"$out" || fail "limit 100m: $out"
+# A number no quantity has (two points, a point alone) is refused too: read
+# as 0, it would drop node.resources' limit from the sum.
+for bad in 128.0.0Mi 1.5.Gi . .Mi 1..5; do
+  out="$(helm template flexpu "$chart" --set node.remote.enabled=true \
+    --set-string node.resources.limits.memory="$bad" 2>&1)" && fail "a limit of $bad accepted"
+  grep -qF "node.resources.limits.memory=$bad: not an amount" <<<"$out" || fail "limit $bad: $out"
+done
 jq -e 'any(.rules[]; .resources == ["pods"] and .verbs == ["patch"])' \
   <<<"$(obj "$r" ClusterRole flexpu-node)" >/dev/null || fail "the agents may not patch pods"
 # The scheduler labels remote pods with their GPU node (flexpu.io/remote-gpu-node).
@@ -149,7 +156,7 @@ jq -e 'any(.rules[]; .resources == ["pods"] and .verbs == ["patch"])' \
   <<<"$(obj "$r" ClusterRole flexpu-scheduler)" >/dev/null || fail "the scheduler may not patch pods"
 out="$(helm template flexpu "$chart" --set node.remote.slots=0 2>&1)" && fail "slots 0 accepted"
 grep -q "node/remote/slots" <<<"$out" || fail "slots 0: $out"
-pass "node.remote: a kept 64-character key Secret, <prefix>-node-remote with --remote-slots on cpuNodeSelector, the GPU agents serving with a memory limit of node.resources' plus serverMemory per port (11392Mi for 11 ports; 3584Mi; none without a limit; the CPU agents' unchanged), pods patchable (by the agents and the scheduler); slots 0, a bad serverMemory, unordered ports and a milli limit refused"
+pass "node.remote: a kept 64-character key Secret, <prefix>-node-remote with --remote-slots on cpuNodeSelector, the GPU agents serving with a memory limit of node.resources' plus serverMemory per port (11392Mi for 11 ports; 3584Mi; none without a limit; the CPU agents' unchanged), pods patchable (by the agents and the scheduler); slots 0, a bad serverMemory, unordered ports, a milli limit and a malformed one (128.0.0Mi) refused"
 
 # The servers' user (never root) and the agent's capabilities to start
 # them as it and stop them; the NetworkPolicy on their ports. holds FILTER

@@ -104,15 +104,16 @@ without it any pod could label itself into the servers' ports. */ -}}
 {{/* A memory quantity (dict "value" Q "field" NAME) in MiB, rounded up:
 "128Mi", "1Gi", "0.5Gi", "134217728", "128M", "1e9" or a number. A form
 Kubernetes takes but that is no amount of memory (milli) fails, naming the
-field. */}}
+field, and so does a number of no quantity ("128.0.0Mi", "."), which
+float64 would read as 0, dropping it from a sum. */}}
 {{- define "flexpu.mib" -}}
 {{- $q := .value -}}
 {{- $bytes := 0.0 -}}
 {{- if not (kindIs "string" $q) -}}
 {{- $bytes = float64 $q -}}
-{{- else if regexMatch "^[0-9.]+([eE][-+]?[0-9]+)?$" $q -}}
+{{- else if regexMatch "^([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][-+]?[0-9]+)?$" $q -}}
 {{- $bytes = float64 $q -}}
-{{- else if regexMatch "^[0-9.]+([kMGTPE]|[KMGTPE]i)$" $q -}}
+{{- else if regexMatch "^([0-9]+[.]?[0-9]*|[.][0-9]+)([kMGTPE]|[KMGTPE]i)$" $q -}}
 {{- $num := regexFind "^[0-9.]+" $q -}}
 {{- $unit := trimPrefix $num $q -}}
 {{- $per := dict "k" 1e3 "M" 1e6 "G" 1e9 "T" 1e12 "P" 1e15 "E" 1e18 "Ki" 1024.0 "Mi" 1048576.0 "Gi" 1073741824.0 "Ti" 1099511627776.0 "Pi" 1125899906842624.0 "Ei" 1152921504606846976.0 -}}
