@@ -409,8 +409,12 @@ static void wrap(struct driver *d)
 /* --- Setup ------------------------------------------------------------------- */
 
 static long (*blas_live)(void);
+/* --max-module-mib at a few of module_image's images (about 80 bytes), so
+ * that loads past it, and loads after unloads under it, are reached. */
+#define MODULE_BYTES_MAX 400u
 static const struct fx_srv_opts opts = {.hello_timeout_ms = 1000, .frame_timeout_ms = 1000,
-                                        .progress_ms = 1000, .ctl_fd = -1};
+                                        .progress_ms = 1000, .ctl_fd = -1,
+                                        .max_module_bytes = MODULE_BYTES_MAX};
 
 static void drop_line(const char *line, void *ctx)
 {
@@ -493,6 +497,15 @@ static int serve_frame(struct fx_srv_conn *c, const unsigned char *hb, const uns
             c->cap_streams > MAX_STREAMS || c->cap_mods > MAX_MODULES ||
             c->cap_funcs > MAX_FUNCS || c->nfuncs > c->cap_funcs)
             violation("a connection's table past its bound", c->nallocs, c->cap_streams);
+        /* The modules' bytes are those of the live ones, within the bound:
+         * no path leaks a count (a client refused for nothing) or takes
+         * one twice (size_t wrapping under the bound's check). */
+        size_t live = 0;
+        for (size_t i = 0; i < c->nmods; i++)
+            live += c->mods[i].m ? c->mods[i].bytes : 0;
+        if (live != c->module_bytes || c->module_bytes > c->max_module_bytes ||
+            c->max_module_bytes != MODULE_BYTES_MAX)
+            violation("the modules' bytes miscounted", c->module_bytes, live);
     }
     fx_free(copy);
     return rc == 0 ? 0 : -1;
