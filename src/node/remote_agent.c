@@ -219,13 +219,17 @@ struct server_pid {
     long long mem;
 };
 
-/* Whether text is a whole decimal number from lo to hi, set in *out. */
+/* Whether text is a whole decimal number from lo to hi, set in *out:
+ * digits only (strtoll would take a sign and leading blanks, as in
+ * "+1024" or "\v7100", which no agent writes). */
 static bool number_of(const char *text, long long lo, long long hi, long long *out)
 {
     char *end;
     errno = 0;
+    if (*text < '0' || *text > '9')
+        return false;
     long long v = strtoll(text, &end, 10);
-    if (!*text || *end || errno || v < lo || v > hi)
+    if (*end || errno || v < lo || v > hi)
         return false;
     *out = v;
     return true;

@@ -1839,6 +1839,7 @@ static void test_adopt_malformed_server_pid(void **state)
     } rounds[] = {
         {"GPU-g1-0 1024 GPU-g1-0", NULL, "field=gpu value=\"GPU-g1-0\""},
         {"GPU-g1-0 -1", NULL, "field=memory value=\"-1\""},
+        {"GPU-g1-0 +1024", NULL, "field=memory value=\"+1024\""},
         {"GPU-g9-0 1024", NULL, "field=gpu value=\"GPU-g9-0\""},
         {NULL, "pid 7100\n", "field=pid value=\"pid\""},
         {NULL, "", "field=pid value=\"\""},
