@@ -479,7 +479,13 @@ static int param_layout(struct fx_srv_conn *c, struct func *fn)
         if (off + size > fn->args_len)
             fn->args_len = off + size;
     }
-    return cudaErrorNotSupported; /* more parameters than the protocol carries */
+    /* All FX_WIRE_PARAMS_MAX read: exactly that many when there is no
+     * next one, which the protocol carries; more otherwise. */
+    size_t off = 0, size = 0;
+    CUresult r = c->d.FuncGetParamInfo(fn->f, FX_WIRE_PARAMS_MAX, &off, &size);
+    if (r == CUDA_ERROR_INVALID_VALUE)
+        return cudaSuccess;
+    return r == CUDA_SUCCESS ? cudaErrorNotSupported : fx_srv_cuda_error(r);
 }
 
 static int do_func_get(struct fx_srv_conn *c, const struct fx_wire_req *q)

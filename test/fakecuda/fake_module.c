@@ -26,7 +26,9 @@
 #define FATBIN_HDR_SIZE 16u
 #define CUBIN_MARKER    "fakecubin\n"
 #define FUNC_NAME_MAX   128
-#define FUNC_PARAMS_MAX 32
+/* Past the remote protocol's 256 (FX_WIRE_PARAMS_MAX), so that a kernel of
+ * 256 parameters and one of 257 can be described. */
+#define FUNC_PARAMS_MAX 320
 
 enum fake_op { FAKE_OP_SLEEP, FAKE_OP_ADD_U32 };
 
@@ -65,7 +67,7 @@ static void module_free(struct fake_module *m)
  * of `m`. Returns 0, or -1 for a malformed line or no memory. */
 static int parse_func(struct fake_module *m, const char *line, size_t len)
 {
-    char buf[512];
+    char buf[2048]; /* a name and FUNC_PARAMS_MAX sizes of one digit */
     if (len == 0 || len >= sizeof buf)
         return -1;
     memcpy(buf, line, len);

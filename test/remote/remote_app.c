@@ -822,6 +822,62 @@ static int bench(size_t mib)
     return 0;
 }
 
+/* A kernel of `n` parameters (a u32 duration, then n - 1 bytes), loaded
+ * from a fat binary made here and launched once. Prints the launch's and
+ * the synchronize's result: the protocol carries up to 256 parameters
+ * (FX_WIRE_PARAMS_MAX), so 256 runs and 257 is refused. */
+static int params(int n)
+{
+    static char key; /* the kernel's host stub: only its address counts */
+    EXPECT(n >= 1 && n <= 300);
+    char text[16 + 2 * 300 + 2] = "fakecubin\nk sleep 4";
+    size_t len = strlen(text);
+    for (int i = 1; i < n; i++) {
+        memcpy(text + len, ",1", 2);
+        len += 2;
+    }
+    text[len++] = '\n';
+    size_t size = 32 + len + 1; /* the NUL ends the kernels' text */
+    unsigned char *img = calloc(1, size);
+    EXPECT(img != NULL);
+    uint32_t magic = 0xBA55ED50u, entry_hdr = 16;
+    uint16_t version = 1, hdr = 16, kind = 2;
+    uint64_t fat = size - 16, payload = size - 32;
+    memcpy(img, &magic, 4);
+    memcpy(img + 4, &version, 2);
+    memcpy(img + 6, &hdr, 2);
+    memcpy(img + 8, &fat, 8);
+    memcpy(img + 16, &kind, 2);
+    memcpy(img + 20, &entry_hdr, 4);
+    memcpy(img + 24, &payload, 8);
+    memcpy(img + 32, text, len);
+    struct {
+        int magic, version;
+        const void *data;
+        void *filename_or_fatbins;
+    } *wrap = calloc(1, sizeof *wrap); /* kept: registered for the process's life */
+    EXPECT(wrap != NULL);
+    wrap->magic = 0x466243b1;
+    wrap->version = 1;
+    wrap->data = img;
+    void **h = __cudaRegisterFatBinary(wrap);
+    __cudaRegisterFunction(h, &key, (char *)"k", "k", -1, NULL, NULL, NULL, NULL, NULL);
+    __cudaRegisterFatBinaryEnd(h);
+    unsigned us = 0;
+    unsigned char bytes[300];
+    void *args[300];
+    args[0] = &us;
+    for (int i = 1; i < n; i++) {
+        bytes[i] = (unsigned char)i;
+        args[i] = &bytes[i];
+    }
+    dim3 one = {1, 1, 1};
+    cudaError_t e = cudaLaunchKernel(&key, one, one, args, 0, NULL);
+    cudaError_t s = cudaDeviceSynchronize();
+    printf("params %d: launch %s, synchronize %s\n", n, cudaGetErrorName(e), cudaGetErrorName(s));
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -844,6 +900,8 @@ int main(int argc, char **argv)
         return loop();
     if (strcmp(mode, "modules") == 0 && argc == 4)
         return modules(atoi(argv[2]), (size_t)atoi(argv[3]));
+    if (strcmp(mode, "params") == 0 && argc == 3)
+        return params(atoi(argv[2]));
     if (strcmp(mode, "longsync") == 0)
         return longsync();
     if (strcmp(mode, "deepqueue") == 0)

@@ -161,6 +161,17 @@ grep -q 'module refused: .*max_module_mib=8' "$work/server.log" ||
 stop_server
 start_server
 
+# 1e. A kernel's parameters: the protocol carries 256 (FX_WIRE_PARAMS_MAX),
+# so a kernel of exactly 256 runs and one of 257 is refused.
+out=$(app params 256 2>&1) || fail "params 256: $out"
+echo "$out"
+grep -q "params 256: launch cudaSuccess, synchronize cudaSuccess" <<<"$out" ||
+    fail "a kernel of 256 parameters did not run: $out"
+out=$(app params 257 2>&1) || fail "params 257: $out"
+echo "$out"
+grep -q "params 257: launch cudaErrorNotSupported" <<<"$out" ||
+    fail "a kernel of 257 parameters was not refused: $out"
+
 # 2. The quota: 64 MiB, 16 of them the context: 48 MiB in 8 MiB blocks.
 wait_workers_gone || fail "a worker outlived its client"
 out=$(app quota 2>&1) || fail "quota: $out"
