@@ -319,21 +319,26 @@ static bool proc_uid(pid_t pid, unsigned *uid)
     return got;
 }
 
-/* The servers of slice uid running now, found without their pid (its
- * server.pid unreadable or absent), at most max in out; how many. Only
+/* Stops the servers of slice uid running now, found without their pid (its
+ * server.pid unreadable or absent): each is killed (SIGKILL to its group)
+ * as the scan meets it, so that no number of look-alikes a compromised
+ * server starts hides one behind them. How many; the first max other than
+ * `named` in first, and whether `named` was one in *named_seen. Only
  * what is provably one: flexpu-remoted with `--slice UID` (ours), leading
  * its own process group (as fx_remote_spawn starts it: its workers share
  * its command line but not its pid) and running as a user the servers
  * run as (--remote-uid or --remote-uid-range; the agent's own when it
  * does not drop). */
-static int servers_find(const struct fx_remote_serve *s, const char *uid, pid_t *out, int max)
+static int servers_stop(const struct fx_remote_serve *s, const char *uid, pid_t named,
+                        bool *named_seen, pid_t *first, int max)
 {
     DIR *d = opendir("/proc");
-    int n = 0;
+    int n = 0, nfirst = 0;
+    *named_seen = false;
     if (!d)
         return 0;
     struct dirent *e;
-    while ((e = readdir(d)) && n < max) {
+    while ((e = readdir(d))) {
         long long v;
         if (!number_of(e->d_name, 2, INT32_MAX, &v) || !ours(s, (pid_t)v, uid))
             continue;
@@ -346,8 +351,14 @@ static int servers_find(const struct fx_remote_serve *s, const char *uid, pid_t 
                                                          run >= s->cfg.uid_first &&
                                                          run <= s->cfg.uid_last)
                                 : run == (unsigned)geteuid();
-        if (user)
-            out[n++] = (pid_t)v;
+        if (!user)
+            continue;
+        kill(-(pid_t)v, SIGKILL);
+        n++;
+        if ((pid_t)v == named)
+            *named_seen = true;
+        else if (nfirst < max)
+            first[nfirst++] = (pid_t)v;
     }
     closedir(d);
     return n;
@@ -380,7 +391,7 @@ static ssize_t server_pid_read(const char *path, char *buf, size_t len)
  * server.pid is malformed or unreadable (its holds, or the server itself,
  * cannot be known), or absent (an agent that ended between the server's
  * start and the file's write): found then by its command line, group and
- * user (servers_find). */
+ * user (servers_stop). */
 static int adopt(struct fx_remote_serve *s, struct flexpu_error *err)
 {
     DIR *d = opendir(s->dir);
@@ -413,28 +424,35 @@ static int adopt(struct fx_remote_serve *s, struct flexpu_error *err)
              * quota twice, a negative quota none, an unknown GPU one
              * nothing has), or its server: not adopted. A server of ours
              * is stopped; its pod, still there, starts it again. */
+            /* Listed: the pid it names first when stopped, then the first
+             * 4 others the scan stopped; the line stays bounded, with the
+             * count. */
             pid_t found[5];
-            int nfound = servers_find(s, e->d_name, found, 4);
+            bool seen;
+            int nfound = servers_stop(s, e->d_name, p.pid, &seen, found + 1, 4);
+            int others = nfound - (seen ? 1 : 0);
             /* The pid it names, when that is ours though found otherwise
              * not (its user no longer the servers'): as before the scan. */
-            bool listed = p.pid < 2 || !ours(s, p.pid, e->d_name);
-            for (int i = 0; i < nfound && !listed; i++)
-                listed = found[i] == p.pid;
-            if (!listed)
-                found[nfound++] = p.pid;
-            for (int i = 0; i < nfound; i++)
-                kill(-found[i], SIGKILL);
-            char pids[64] = "";
-            for (int i = 0, at = 0; i < nfound && at < (int)sizeof(pids); i++)
+            if (!seen && p.pid >= 2 && ours(s, p.pid, e->d_name)) {
+                kill(-p.pid, SIGKILL);
+                seen = true;
+                nfound++;
+            }
+            found[0] = p.pid;
+            const pid_t *list = seen ? found : found + 1;
+            int nlisted = (others < 4 ? others : 4) + (seen ? 1 : 0);
+            char pids[80] = "";
+            for (int i = 0, at = 0; i < nlisted; i++)
                 at += snprintf(pids + at, sizeof(pids) - (size_t)at, "%s%d", i ? "," : "",
-                               (int)found[i]);
+                               (int)list[i]);
             if (!absent)
                 FX_WARN(COMP, "remote server's server.pid is malformed: its server is stopped",
-                        "pod_uid=%s file=%s field=%s value=\"%s\" why=\"%s\" stopped=%s",
-                        e->d_name, path, bad, bad_value, why, nfound ? pids : "none");
+                        "pod_uid=%s file=%s field=%s value=\"%s\" why=\"%s\" stopped=%s "
+                        "count=%d", e->d_name, path, bad, bad_value, why,
+                        nfound ? pids : "none", nfound);
             else if (nfound)
                 FX_WARN(COMP, "remote server without a server.pid stopped",
-                        "pod_uid=%s file=%s stopped=%s", e->d_name, path, pids);
+                        "pod_uid=%s file=%s stopped=%s count=%d", e->d_name, path, pids, nfound);
             slice_files_remove(s, e->d_name);
             continue;
         }

@@ -1909,6 +1909,100 @@ static void test_adopt_malformed_server_pid(void **state)
     }
 }
 
+/* A look-alike of slice uid's server, as a compromised server could start
+ * one: `fake-remoted ... --slice UID` leading its own group, as the user
+ * the servers run as (--remote-uid, when the agent drops). Returns once its
+ * command line is that. */
+static pid_t look_alike(const struct agent_fixture *f, const char *uid)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (setsid() < 0 ||
+            (f->cfg.drop && (setgid(f->cfg.gid) != 0 || setuid(f->cfg.uid) != 0)))
+            _exit(127);
+        execl("/bin/sh", f->bin, "-c", "sleep 60; :", f->bin, "--slice", uid, (char *)NULL);
+        _exit(127);
+    }
+    char path[64], buf[512];
+    snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+    for (int t = 0; t < 500; t++) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+        if (fd >= 0)
+            close(fd);
+        if (n > 0 && memmem(buf, (size_t)n, "--slice", 8))
+            return pid;
+        usleep(10000);
+    }
+    kill(-pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    fail_msg("look-alike %d never ran", (int)pid);
+    return -1;
+}
+
+/* A slice whose server.pid is malformed has each of its servers stopped,
+ * however many there are: a compromised server that starts look-alikes
+ * (`flexpu-remoted --slice UID`) cannot hide one behind them (the scan
+ * stopped after 4). The warning stays one bounded line, with a count. */
+static void test_adopt_stops_every_match(void **state)
+{
+    struct agent_fixture *f = *state;
+    agent_setup(f, &(struct agent_opts){.name = "remote-alikes", .ignores_term = true,
+                                         .adoptable = true, .port_min = 48000});
+    json_t *pod = agent_pod(f, "new", "gpu-1");
+    char *with = agent_list(f, json_pack("[O]", pod)), *without = agent_list(f, json_pack("[]"));
+    f->api.all = f->api.labelled = with;
+    f->cfg.stop_wait_ms = 600000;
+    agent_start(f);
+    enum { ALIKES = 6 };
+    pid_t pids[1 + ALIKES];
+    pids[0] = agent_server_pid(f, "uid-new");
+    agent_stop(f, false);
+    assert_true(group_alive(pids[0]));
+    for (int i = 1; i <= ALIKES; i++)
+        pids[i] = look_alike(f, "uid-new");
+    char path[512];
+    snprintf(path, sizeof(path), "%s/remote/uid-new/server.pid", f->root);
+    write_file(path, "pid 7100\n", 0600);
+    __atomic_store_n(&f->api.all, without, __ATOMIC_RELEASE);
+    __atomic_store_n(&f->api.labelled, without, __ATOMIC_RELEASE);
+    pid_logged[0] = 0;
+    enum flexpu_log_level was = flexpu_log_get_level();
+    flexpu_log_set_level(FLEXPU_LOG_INFO);
+    flexpu_log_set_sink(keep_pid_line, NULL);
+    agent_serve(f);
+    int alive = 0;
+    for (int t = 0; t < 200; t++) {
+        alive = 0;
+        for (int i = 0; i <= ALIKES; i++)
+            alive += group_alive(pids[i]);
+        if (!alive)
+            break;
+        usleep(50000);
+    }
+    for (int i = 1; i <= ALIKES; i++) {
+        kill(-pids[i], SIGKILL);
+        waitpid(pids[i], NULL, 0);
+    }
+    if (group_alive(pids[0]))
+        kill(-pids[0], SIGKILL);
+    agent_stop(f, true);
+    flexpu_log_set_sink(NULL, NULL);
+    flexpu_log_set_level(was);
+    if (alive)
+        fail_msg("%d of the %d servers of uid-new left running", alive, 1 + ALIKES);
+    pthread_mutex_lock(&pid_logged_mu);
+    char said[sizeof(pid_logged)];
+    snprintf(said, sizeof(said), "%s", pid_logged);
+    pthread_mutex_unlock(&pid_logged_mu);
+    char count[32];
+    snprintf(count, sizeof(count), "count=%d", 1 + ALIKES);
+    if (!strstr(said, "field=pid value=\"pid\"") || !strstr(said, count) ||
+        strchr(said, '\n') != strrchr(said, '\n') || strlen(said) > 600)
+        fail_msg("want one bounded warning with %s, logged:\n%s", count, said);
+}
+
 /* <root>/remote, where the servers an earlier agent left are found,
  * that cannot be read (here a file, not a directory): the agent does not
  * start, naming it, rather than start a second server beside each one it
@@ -1956,6 +2050,8 @@ int main(void)
         cmocka_unit_test(test_server_plan_cap),
         cmocka_unit_test_setup_teardown(test_agent_two_gpus, agent_alloc, agent_teardown),
         cmocka_unit_test_setup_teardown(test_adopt_malformed_server_pid, agent_alloc,
+                                        agent_teardown),
+        cmocka_unit_test_setup_teardown(test_adopt_stops_every_match, agent_alloc,
                                         agent_teardown),
         cmocka_unit_test_setup_teardown(test_adopt_unreadable_dir, agent_alloc,
                                         agent_teardown),
