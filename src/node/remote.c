@@ -76,14 +76,24 @@ int fx_remote_server_plan(const struct fx_pod_spec *s, const char *uid,
     return 0;
 }
 
+bool fx_remote_digits(const char *text, long long lo, long long hi, long long *out)
+{
+    if (!text || *text < '0' || *text > '9')
+        return false;
+    char *end;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    if (*end || errno || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
 int fx_remote_limit_parse(const char *flag, const char *text, int max, int *out,
                           struct flexpu_error *err)
 {
-    char *end;
-    errno = 0;
-    /* Digits only: strtol would take a sign and leading blanks. */
-    long v = text && *text >= '0' && *text <= '9' ? strtol(text, &end, 10) : 0;
-    if (!text || v < 1 || v > max || errno || *end) {
+    long long v;
+    if (!fx_remote_digits(text, 1, max, &v)) {
         char why[48];
         snprintf(why, sizeof(why), "must be a number from 1 to %d", max);
         return flexpu_error_field(err, FLEXPU_EINVAL, flag, text ? text : "",

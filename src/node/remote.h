@@ -8,6 +8,7 @@
 #ifndef FX_NODE_REMOTE_H
 #define FX_NODE_REMOTE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "flexpu/error.h"
@@ -52,6 +53,12 @@ struct fx_remote_server {
 #define FX_REMOTE_MAX_CLIENTS_MAX 4096
 #define FX_REMOTE_MAX_MODULE_MIB_DEFAULT 1024
 #define FX_REMOTE_MAX_MODULE_MIB_MAX 65536
+
+/* Whether text is a whole decimal number from lo to hi, set in *out:
+ * digits only (strtoll would take a sign and leading blanks, as in
+ * "+1024" or "\v7100"); NULL is none. What the agent reads from its
+ * flags and its own files (server.pid) about the servers. */
+bool fx_remote_digits(const char *text, long long lo, long long hi, long long *out);
 
 /* Parses a server limit given to the agent (flag: "--remote-max-clients"
  * or "--remote-max-module-mib"): a decimal integer, 1 to max, in *out.

@@ -219,22 +219,6 @@ struct server_pid {
     long long mem;
 };
 
-/* Whether text is a whole decimal number from lo to hi, set in *out:
- * digits only (strtoll would take a sign and leading blanks, as in
- * "+1024" or "\v7100", which no agent writes). */
-static bool number_of(const char *text, long long lo, long long hi, long long *out)
-{
-    char *end;
-    errno = 0;
-    if (*text < '0' || *text > '9')
-        return false;
-    long long v = strtoll(text, &end, 10);
-    if (*end || errno || v < lo || v > hi)
-        return false;
-    *out = v;
-    return true;
-}
-
 /* Parses server.pid's text into p: NULL when it makes sense, else the
  * malformed field (its value in value, why in *why). A GPU this node's
  * inventory lacks (inv; NULL: not checked) or named twice, a negative
@@ -260,7 +244,7 @@ static const char *server_pid_parse(char *text, const struct fx_node_inv *inv,
     long long v[3] = {0, 0, 0};
     static const long long hi[3] = {INT32_MAX, 65535, UINT32_MAX};
     for (int i = 0; i < 3 && (i < 2 || i < n); i++) {
-        if (i >= n || !number_of(tok[i], i == 0 ? 2 : i == 1 ? 1 : 0, hi[i], &v[i])) {
+        if (i >= n || !fx_remote_digits(tok[i], i == 0 ? 2 : i == 1 ? 1 : 0, hi[i], &v[i])) {
             snprintf(value, cap, "%s", i < n ? tok[i] : "");
             *why = i >= n     ? "missing"
                    : i == 0 ? "not a process id (2 or more)"
@@ -274,7 +258,7 @@ static const char *server_pid_parse(char *text, const struct fx_node_inv *inv,
     p->run_uid = (unsigned)v[2];
     if (n <= 3)
         return NULL;
-    if (n == 4 || !number_of(tok[4], 0, INT64_MAX, &p->mem)) {
+    if (n == 4 || !fx_remote_digits(tok[4], 0, INT64_MAX, &p->mem)) {
         snprintf(value, cap, "%s", n > 4 ? tok[4] : "");
         *why = n == 4 ? "missing after its GPU" : "not a quota in bytes (0 or more)";
         return "memory";
@@ -340,7 +324,7 @@ static int servers_stop(const struct fx_remote_serve *s, const char *uid, pid_t 
     struct dirent *e;
     while ((e = readdir(d))) {
         long long v;
-        if (!number_of(e->d_name, 2, INT32_MAX, &v) || !ours(s, (pid_t)v, uid))
+        if (!fx_remote_digits(e->d_name, 2, INT32_MAX, &v) || !ours(s, (pid_t)v, uid))
             continue;
         struct fx_procstat st;
         unsigned run;
